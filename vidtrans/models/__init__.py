@@ -1,0 +1,1 @@
+"""Networks, checkpoints and the inference wrapper."""

@@ -1,0 +1,206 @@
+"""pix2pix generators and the PatchGAN discriminator.
+
+Module nesting, parameter names and shapes follow pytorch-CycleGAN-and-pix2pix's
+`models/networks.py` exactly (including its quirks, e.g. convolutions without bias when the norm
+layer is batch norm or none), so its `latest_net_G.pth` files load with `strict=True`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+GENERATORS = ("unet_128", "unet_256", "resnet_6blocks", "resnet_9blocks")
+NORMS = ("batch", "instance", "none")
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """Batch norm that can normalize each sample with its own statistics.
+
+    pix2pix's test script leaves the generator in train mode, so batch norm uses the statistics
+    of a batch of one frame. Normalizing each sample on its own with the learned scale/shift gives
+    exactly that result for any batch size, which makes batched video inference identical to
+    frame-by-frame inference. Off (plain batch norm) during training.
+    """
+
+    per_sample = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.per_sample:
+            return super().forward(x)
+        # Batch norm in train mode normalizes with the biased variance, as instance norm does.
+        return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+
+
+def use_per_sample_stats(net: nn.Module, enabled: bool = True) -> None:
+    """Switch every batch norm of `net` between per-sample statistics and its usual behaviour."""
+    for module in net.modules():
+        if isinstance(module, BatchNorm2d):
+            module.per_sample = enabled
+
+
+def _norm_factory(norm: str):
+    if norm == "batch":
+        return lambda channels: BatchNorm2d(channels, affine=True, track_running_stats=True)
+    if norm == "instance":
+        return lambda channels: nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    if norm == "none":
+        return lambda channels: nn.Identity()
+    raise ValueError(f"unknown norm {norm!r}; expected one of {', '.join(NORMS)}")
+
+
+def _conv_bias(norm: str) -> bool:
+    # Upstream gives convolutions a bias only when followed by instance norm (batch norm has its
+    # own shift; with no norm it is an upstream quirk we must keep for the weights to fit).
+    return norm == "instance"
+
+
+class UnetSkipConnectionBlock(nn.Module):
+    def __init__(
+        self,
+        outer_nc: int,
+        inner_nc: int,
+        input_nc: int | None = None,
+        submodule: nn.Module | None = None,
+        outermost: bool = False,
+        innermost: bool = False,
+        norm: str = "batch",
+        use_dropout: bool = False,
+    ):
+        super().__init__()
+        self.outermost = outermost
+        make_norm = _norm_factory(norm)
+        bias = _conv_bias(norm)
+        input_nc = outer_nc if input_nc is None else input_nc
+        downconv = nn.Conv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=bias)
+        downrelu = nn.LeakyReLU(0.2, True)
+        uprelu = nn.ReLU(True)
+        if outermost:
+            upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1)
+            layers = [downconv, submodule, uprelu, upconv, nn.Tanh()]
+        elif innermost:
+            upconv = nn.ConvTranspose2d(inner_nc, outer_nc, kernel_size=4, stride=2, padding=1, bias=bias)
+            layers = [downrelu, downconv, uprelu, upconv, make_norm(outer_nc)]
+        else:
+            upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1, bias=bias)
+            layers = [downrelu, downconv, make_norm(inner_nc), submodule, uprelu, upconv, make_norm(outer_nc)]
+            if use_dropout:
+                layers.append(nn.Dropout(0.5))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.outermost:
+            return self.model(x)
+        return torch.cat([x, self.model(x)], 1)
+
+
+class UnetGenerator(nn.Module):
+    """U-Net with `num_downs` halvings: input sides must be multiples of 2**num_downs."""
+
+    def __init__(self, input_nc: int, output_nc: int, num_downs: int, ngf: int = 64, norm: str = "batch",
+                 use_dropout: bool = False):
+        super().__init__()
+        if num_downs < 5:
+            raise ValueError("a U-Net needs at least 5 downsamplings")
+        self.num_downs = num_downs
+        block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True, norm=norm)
+        for _ in range(num_downs - 5):
+            block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, norm=norm, use_dropout=use_dropout)
+        block = UnetSkipConnectionBlock(ngf * 4, ngf * 8, submodule=block, norm=norm)
+        block = UnetSkipConnectionBlock(ngf * 2, ngf * 4, submodule=block, norm=norm)
+        block = UnetSkipConnectionBlock(ngf, ngf * 2, submodule=block, norm=norm)
+        self.model = UnetSkipConnectionBlock(output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True,
+                                             norm=norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class ResnetBlock(nn.Module):
+    def __init__(self, dim: int, norm: str, use_dropout: bool):
+        super().__init__()
+        make_norm = _norm_factory(norm)
+        bias = _conv_bias(norm)
+        layers = [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, kernel_size=3, bias=bias), make_norm(dim), nn.ReLU(True)]
+        if use_dropout:
+            layers.append(nn.Dropout(0.5))
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, kernel_size=3, bias=bias), make_norm(dim)]
+        self.conv_block = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv_block(x)
+
+
+class ResnetGenerator(nn.Module):
+    """Two stride-2 downsamplings, `n_blocks` residual blocks, two upsamplings: sides must be multiples of 4."""
+
+    num_downs = 2
+
+    def __init__(self, input_nc: int, output_nc: int, ngf: int = 64, norm: str = "batch", use_dropout: bool = False,
+                 n_blocks: int = 9):
+        super().__init__()
+        make_norm = _norm_factory(norm)
+        bias = _conv_bias(norm)
+        layers = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, kernel_size=7, bias=bias), make_norm(ngf),
+                  nn.ReLU(True)]
+        for i in range(2):
+            mult = 2**i
+            layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, kernel_size=3, stride=2, padding=1, bias=bias),
+                       make_norm(ngf * mult * 2), nn.ReLU(True)]
+        layers += [ResnetBlock(ngf * 4, norm, use_dropout) for _ in range(n_blocks)]
+        for i in range(2):
+            mult = 2 ** (2 - i)
+            layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, kernel_size=3, stride=2, padding=1,
+                                          output_padding=1, bias=bias),
+                       make_norm(ngf * mult // 2), nn.ReLU(True)]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, kernel_size=7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class NLayerDiscriminator(nn.Module):
+    """PatchGAN: classifies overlapping patches (70x70 with n_layers=3) as real or fake."""
+
+    def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 3, norm: str = "batch"):
+        super().__init__()
+        make_norm = _norm_factory(norm)
+        bias = _conv_bias(norm)
+        layers = [nn.Conv2d(input_nc, ndf, kernel_size=4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
+        mult = 1
+        for n in range(1, n_layers + 1):
+            prev, mult = mult, min(2**n, 8)
+            stride = 2 if n < n_layers else 1
+            layers += [nn.Conv2d(ndf * prev, ndf * mult, kernel_size=4, stride=stride, padding=1, bias=bias),
+                       make_norm(ndf * mult), nn.LeakyReLU(0.2, True)]
+        layers.append(nn.Conv2d(ndf * mult, 1, kernel_size=4, stride=1, padding=1))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+def unet_depth(architecture: str) -> int:
+    """unet_256 -> 8 halvings (256 = 2**8); unet_128 -> 7."""
+    return int(architecture.removeprefix("unet_")).bit_length() - 1
+
+
+def build_generator(architecture: str, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, norm: str = "batch",
+                    dropout: bool = False) -> nn.Module:
+    if architecture.startswith("unet_") and architecture.removeprefix("unet_").isdigit():
+        size = int(architecture.removeprefix("unet_"))
+        if size & (size - 1) or size < 32:
+            raise ValueError(f"{architecture}: the U-Net size must be a power of two >= 32")
+        return UnetGenerator(input_nc, output_nc, unet_depth(architecture), ngf, norm, dropout)
+    if architecture.startswith("resnet_") and architecture.endswith("blocks"):
+        blocks = architecture.removeprefix("resnet_").removesuffix("blocks")
+        if blocks.isdigit():
+            return ResnetGenerator(input_nc, output_nc, ngf, norm, dropout, n_blocks=int(blocks))
+    raise ValueError(f"unknown generator {architecture!r}; expected one of {', '.join(GENERATORS)}")
+
+
+def size_multiple(net: nn.Module) -> int:
+    """Input height and width must be multiples of this for the generator to be shape-consistent."""
+    return 2**net.num_downs

@@ -1,0 +1,141 @@
+"""Inference: uint8 RGB frames in, uint8 RGB frames out, all pre/post-processing on the device."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vidtrans.errors import VidtransError
+from vidtrans.models.checkpoint import Checkpoint, ModelCard
+from vidtrans.models.networks import size_multiple, use_per_sample_stats
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, ValueError) as e:
+        raise VidtransError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from e
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise VidtransError(f"device {device!r} asked for, but this torch has no CUDA (torch {torch.__version__}); use --device cpu")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise VidtransError(f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible")
+    elif resolved.type != "cpu":
+        raise VidtransError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N")
+    return resolved
+
+
+def resolve_precision(precision: str, device: torch.device, card: ModelCard) -> str:
+    if precision not in PRECISIONS:
+        raise VidtransError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        # Half precision only pays on GPUs; on CPUs fp32 convolutions are the fast path.
+        return "fp16" if device.type == "cuda" and card.half_precision else "fp32"
+    if precision == "fp16" and device.type == "cpu":
+        raise VidtransError("fp16 is not supported on the CPU; use --precision fp32 or bf16")
+    return precision
+
+
+class Translator:
+    """A generator ready for frames. Build it with `vidtrans.load_model`.
+
+    `translate(frames)` takes uint8 RGB (N, H, W, 3) and returns the same shape. Frames are scaled
+    (aspect ratio kept) so their longer side matches the model's native size, padded up to the
+    size the network accepts, translated, cropped and scaled back. Frames at the native size are
+    not resampled. With `normalization="sample"` every frame is normalized with its own
+    statistics, so a batch gives the same frames as one-at-a-time translation.
+    """
+
+    def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "auto", precision: str = "auto",
+                 normalization: str | None = None):
+        self.card = checkpoint.card
+        self.name = checkpoint.path.name
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device, self.card)
+        self.normalization = normalization or self.card.normalization
+        if self.normalization not in ("sample", "running"):
+            raise VidtransError(f"unknown normalization {self.normalization!r}; use sample or running")
+        net = checkpoint.build().eval()
+        use_per_sample_stats(net, self.normalization == "sample")
+        self.multiple = size_multiple(net)
+        memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        self.net = net.to(self.device, memory_format=memory_format)
+        self.memory_format = memory_format
+        self._compiled = None
+
+    @property
+    def native_size(self) -> tuple[int, int]:
+        return tuple(self.card.native_size)
+
+    @property
+    def input_kind(self) -> str:
+        return self.card.input_kind
+
+    def working_size(self, height: int, width: int) -> tuple[int, int]:
+        """Size the network runs at for frames of this size (before padding)."""
+        native_h, native_w = self.native_size
+        scale = min(native_h / height, native_w / width)
+        if math.isclose(scale, 1.0):
+            return height, width
+        return max(1, round(height * scale)), max(1, round(width * scale))
+
+    def compile(self) -> None:
+        """Use torch.compile for the whole device-side step (pays off on long clips only)."""
+        self._compiled = torch.compile(self._run, dynamic=False)
+
+    @torch.inference_mode()
+    def translate(self, frames: np.ndarray) -> np.ndarray:
+        frames = np.asarray(frames)
+        if frames.ndim == 3:
+            return self.translate(frames[None])[0]
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+            raise VidtransError(f"translate expects uint8 RGB frames of shape (N, H, W, 3), got {frames.dtype} {frames.shape}")
+        if len(frames) == 0:
+            return frames.copy()
+        x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device, non_blocking=True)
+        return self.translate_tensor(x).cpu().numpy()
+
+    @torch.inference_mode()
+    def translate_tensor(self, frames: torch.Tensor) -> torch.Tensor:
+        """Device-side version of `translate`: uint8 (N, H, W, 3) tensor in, same out, on self.device."""
+        run = self._compiled or self._run
+        return run(frames)
+
+    def _run(self, frames: torch.Tensor) -> torch.Tensor:
+        n, height, width, _ = frames.shape
+        x = frames.permute(0, 3, 1, 2).float()
+        work_h, work_w = self.working_size(height, width)
+        if (work_h, work_w) != (height, width):
+            x = F.interpolate(x, size=(work_h, work_w), mode="bilinear", align_corners=False,
+                              antialias=work_h < height)
+        pad_h = -work_h % self.multiple
+        pad_w = -work_w % self.multiple
+        x = x / 127.5 - 1.0
+        if pad_h or pad_w:
+            # Replicate keeps borders natural for photos and black for pose maps, at any pad size.
+            x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), mode="replicate")
+        if self.card.input_nc == 1:
+            x = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+        x = x.contiguous(memory_format=self.memory_format)
+        if self.precision == "fp32":
+            y = self.net(x)
+        else:
+            with torch.autocast(self.device.type, dtype=_DTYPES[self.precision]):
+                y = self.net(x)
+        y = y.float()
+        y = y[:, :, pad_h // 2: pad_h // 2 + work_h, pad_w // 2: pad_w // 2 + work_w]
+        if y.shape[1] == 1:
+            y = y.expand(-1, 3, -1, -1)
+        y = (y + 1.0) * 127.5
+        if (work_h, work_w) != (height, width):
+            y = F.interpolate(y, size=(height, width), mode="bilinear", align_corners=False,
+                              antialias=height < work_h)
+        return y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()

@@ -1,0 +1,29 @@
+"""Poses for pose2person: COCO-18 keypoints, detection, smoothing, normalisation, files, rendering.
+
+Only `PoseDetector` needs mediapipe, and imports it when created.
+"""
+
+from vidtrans.pose.detector import PoseDetector
+from vidtrans.pose.files import KeypointTrack, read_keypoints, write_keypoints_npz, write_openpose_json
+from vidtrans.pose.keypoints import (
+    COLORS,
+    FLIP_INDEX,
+    KEYPOINT_INDEX,
+    KEYPOINT_NAMES,
+    LIMBS,
+    NUM_KEYPOINTS,
+    empty_pose,
+    flip_keypoints,
+)
+from vidtrans.pose.normalize import PoseNormalizer, PoseStats, estimate_pose_stats
+from vidtrans.pose.posemap import looks_like_pose_map
+from vidtrans.pose.render import DEFAULT_MIN_CONFIDENCE, PoseStyle, render_pose, render_poses
+from vidtrans.pose.smoothing import OneEuroFilter, bridge_gaps, smooth_track
+
+__all__ = [
+    "COLORS", "DEFAULT_MIN_CONFIDENCE", "FLIP_INDEX", "KEYPOINT_INDEX", "KEYPOINT_NAMES", "LIMBS",
+    "NUM_KEYPOINTS", "KeypointTrack", "OneEuroFilter", "PoseDetector", "PoseNormalizer", "PoseStats",
+    "PoseStyle", "bridge_gaps", "empty_pose", "estimate_pose_stats", "flip_keypoints",
+    "looks_like_pose_map", "read_keypoints", "render_pose", "render_poses", "smooth_track",
+    "write_keypoints_npz", "write_openpose_json",
+]

@@ -1,0 +1,115 @@
+"""Single-person pose detection with MediaPipe's BlazePose, returned as COCO-18 keypoints.
+
+mediapipe is imported only when a detector is created, so everything else in vidtrans works
+without it. Only `model_complexity=1` is allowed: that model (pose_landmark_full.tflite) ships
+inside the mediapipe 0.10.21 wheel, while complexities 0 and 2 make mediapipe download a model
+from the internet at run time, which vidtrans must never do.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vidtrans.errors import VidtransError
+from vidtrans.pose.keypoints import NUM_KEYPOINTS
+
+INSTALL_HINT = "pip install mediapipe==0.10.21 (needs Python 3.10-3.12)"
+
+# BlazePose landmark index for each COCO-18 keypoint; the neck (None) is built from the shoulders.
+_BLAZEPOSE_FOR_COCO: tuple[int | None, ...] = (
+    0,            # nose
+    None,         # neck
+    12, 14, 16,   # right shoulder, elbow, wrist
+    11, 13, 15,   # left shoulder, elbow, wrist
+    24, 26, 28,   # right hip, knee, ankle
+    23, 25, 27,   # left hip, knee, ankle
+    5, 2,         # right eye, left eye
+    8, 7,         # right ear, left ear
+)
+_RIGHT_SHOULDER, _LEFT_SHOULDER = 12, 11
+
+
+def blazepose_to_coco18(landmarks: np.ndarray, width: int, height: int,
+                        min_visibility: float) -> np.ndarray:
+    """COCO-18 keypoints (18, 3) in pixels from BlazePose landmarks (33, 3) of normalised x, y, visibility.
+
+    Keypoints below `min_visibility` or outside the frame are zeroed (missing) rather than
+    guessed: BlazePose always returns all 33 landmarks, hallucinating occluded ones.
+    """
+    out = np.zeros((NUM_KEYPOINTS, 3), dtype=np.float32)
+    for coco, blaze in enumerate(_BLAZEPOSE_FOR_COCO):
+        if blaze is None:
+            r, l = landmarks[_RIGHT_SHOULDER], landmarks[_LEFT_SHOULDER]
+            out[coco] = ((r[0] + l[0]) / 2, (r[1] + l[1]) / 2, min(r[2], l[2]))
+        else:
+            out[coco] = landmarks[blaze]
+    # MediaPipe's normalised coordinates put pixel centres at (c + 0.5) / width; ours at c.
+    out[:, 0] = out[:, 0] * width - 0.5
+    out[:, 1] = out[:, 1] * height - 0.5
+    inside = (out[:, 0] >= -0.5) & (out[:, 0] <= width - 0.5) & (out[:, 1] >= -0.5) & (out[:, 1] <= height - 0.5)
+    keep = inside & (out[:, 2] >= min_visibility)
+    out[~keep] = 0.0
+    return out
+
+
+class PoseDetector:
+    """Detects one person per frame: `detect(rgb_frame) -> (18, 3)` float32 keypoints in input pixels.
+
+    video_mode=True tracks the person from frame to frame (faster and steadier on clips); use
+    False for unrelated still images. MediaPipe's own landmark smoothing is off because vidtrans
+    smooths tracks itself (offline or One Euro), and double smoothing adds lag.
+    Small frames need no upscaling: on a 176x144 clip the head, neck and shoulders are found in
+    every frame at native size.
+    """
+
+    def __init__(self, video_mode: bool = True, min_visibility: float = 0.5,
+                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
+                 model_complexity: int = 1):
+        if model_complexity != 1:
+            raise VidtransError(
+                f"pose model_complexity={model_complexity} is not allowed: only 1 is bundled with mediapipe; "
+                "0 and 2 would be downloaded from the internet (use model_complexity=1)")
+        try:
+            import mediapipe as mp
+        except ImportError as e:
+            raise VidtransError(f"pose detection needs mediapipe, which is not installed ({INSTALL_HINT})") from e
+        self.min_visibility = min_visibility
+        self._pose = mp.solutions.pose.Pose(
+            static_image_mode=not video_mode,
+            model_complexity=1,
+            smooth_landmarks=False,
+            enable_segmentation=False,
+            min_detection_confidence=min_detection_confidence,
+            min_tracking_confidence=min_tracking_confidence,
+        )
+
+    def detect(self, rgb_frame: np.ndarray) -> np.ndarray:
+        """Keypoints (18, 3) of the most prominent person; all zeros when nobody is found."""
+        if self._pose is None:
+            raise VidtransError("pose detector is closed (create a new PoseDetector)")
+        frame = np.asarray(rgb_frame)
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise VidtransError(f"pose detection needs an RGB uint8 frame (H, W, 3), got {frame.dtype} {frame.shape}")
+        height, width = frame.shape[:2]
+        result = self._pose.process(np.ascontiguousarray(frame))
+        if result.pose_landmarks is None:
+            return np.zeros((NUM_KEYPOINTS, 3), dtype=np.float32)
+        landmarks = np.array([(lm.x, lm.y, lm.visibility) for lm in result.pose_landmarks.landmark], dtype=np.float32)
+        return blazepose_to_coco18(landmarks, width, height, self.min_visibility)
+
+    def close(self) -> None:
+        """Frees MediaPipe's graph; the detector cannot be used afterwards."""
+        if self._pose is not None:
+            self._pose.close()
+            self._pose = None
+
+    def __enter__(self) -> "PoseDetector":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # Tolerates a failed __init__, where _pose was never set.
+        if getattr(self, "_pose", None) is not None:
+            self.close()

@@ -1,0 +1,172 @@
+"""Everybody Dance Now's global pose normalisation: fit a source dancer's poses to the target body.
+
+A pose2person model only knows the target person's body size and where they stood in the frame.
+Following EDN (Chan et al. 2019, section 4), each source pose is scaled and moved so that source
+bodies appear as tall as the target body at the same depth, with their feet on the target's
+floor. Depth is read from the ankle height in the image: the highest ankle line seen (`far`,
+smallest y) and the lowest (`near`, largest y). For a pose whose ankles sit a fraction t of the
+way from the source's far line to its near line:
+
+    scale    = lerp(target.height_far / source.height_far, target.height_near / source.height_near, t)
+    ankle_y' = lerp(target.far, target.near, t)
+
+and the pose is scaled about its ankle point, which is moved to ankle_y'. Horizontally the ankle
+point keeps its offset from the frame centre (in units of frame height).
+
+Heights are measured as EDN does, near each extreme: the body height (nose, or neck when the
+nose is missing, down to the lower ankle) of frames whose ankle line lies within a band around
+`far` (or `near`); we take the 90th percentile rather than the max of those heights, and the 2nd
+and 98th percentiles of the ankle lines rather than the min and max, so that a few detector
+glitches cannot set the scale. All stored values are divided by the frame height, so source and
+target videos may have different sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from vidtrans.errors import VidtransError
+from vidtrans.pose.keypoints import KEYPOINT_INDEX, NUM_KEYPOINTS
+
+_NOSE, _NECK = KEYPOINT_INDEX["nose"], KEYPOINT_INDEX["neck"]
+_ANKLES = [KEYPOINT_INDEX["r_ankle"], KEYPOINT_INDEX["l_ankle"]]
+_MIN_FRAMES = 5
+# Below this ankle-line range (fraction of frame height) the person effectively stays at one
+# depth; dividing by the range would then turn jitter into large jumps.
+_MIN_DEPTH_RANGE = 0.05
+
+
+@dataclass(frozen=True)
+class PoseStats:
+    """Where and how tall a person appears in a video; stored in the model card of the target.
+
+    far/near: ankle lines (y / frame height) farthest from and nearest to the camera.
+    height_far/height_near: body height (/ frame height) at those ankle lines.
+    """
+
+    frame_width: int
+    frame_height: int
+    far: float
+    near: float
+    height_far: float
+    height_near: float
+    version: int = 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PoseStats":
+        if data.get("version") != 1:
+            raise VidtransError(f"pose stats version {data.get('version')!r} is not supported (upgrade vidtrans)")
+        names = {f.name for f in fields(cls)}
+        if set(data) != names:
+            raise VidtransError(f"pose stats must have exactly the fields {sorted(names)}, got {sorted(data)}")
+        return cls(**data)
+
+
+def _ankle_points(track: np.ndarray, min_confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame: lower ankle's y and mean ankle x (NaN where no ankle is present)."""
+    ankles = track[:, _ANKLES]
+    present = ankles[..., 2] > min_confidence
+    y = np.where(present, ankles[..., 1], -np.inf).max(axis=1)
+    count = present.sum(axis=1)
+    x = np.where(present, ankles[..., 0], 0.0).sum(axis=1) / np.maximum(count, 1)
+    none = count == 0
+    y[none] = np.nan
+    x[none] = np.nan
+    return y, x
+
+
+def estimate_pose_stats(track: np.ndarray, frame_height: int, frame_width: int,
+                        min_confidence: float = 0.0) -> PoseStats:
+    """PoseStats of a keypoint track (T, 18, 3) in pixels of a frame_width x frame_height video."""
+    track = np.asarray(track, dtype=np.float64)
+    if track.ndim != 3 or track.shape[1:] != (NUM_KEYPOINTS, 3):
+        raise VidtransError(f"keypoint track has shape {track.shape}, expected (frames, {NUM_KEYPOINTS}, 3)")
+    ankle_y, _ = _ankle_points(track, min_confidence)
+    top_y = np.where(track[:, _NOSE, 2] > min_confidence, track[:, _NOSE, 1],
+                     np.where(track[:, _NECK, 2] > min_confidence, track[:, _NECK, 1], np.nan))
+    heights = (ankle_y - top_y) / frame_height
+    ankle_y = ankle_y / frame_height
+    usable = np.isfinite(heights) & (heights > 0)
+    if usable.sum() < _MIN_FRAMES:
+        raise VidtransError(
+            f"only {int(usable.sum())} frames show a whole body (head and ankles); pose normalisation "
+            f"needs at least {_MIN_FRAMES} (use a full-body video or turn normalisation off)")
+    heights, ankle_y = heights[usable], ankle_y[usable]
+    far, near = np.percentile(ankle_y, [2, 98])
+    band = max(0.02, 0.15 * (near - far))
+    height_far = np.percentile(heights[ankle_y <= far + band], 90)
+    height_near = np.percentile(heights[ankle_y >= near - band], 90)
+    return PoseStats(frame_width=int(frame_width), frame_height=int(frame_height), far=float(far),
+                     near=float(near), height_far=float(height_far), height_near=float(height_near))
+
+
+class PoseNormalizer:
+    """Maps poses of the source video into the target video's frame (EDN global normalisation)."""
+
+    def __init__(self, source: PoseStats, target: PoseStats, min_confidence: float = 0.0):
+        self.source = source
+        self.target = target
+        self.min_confidence = min_confidence
+
+    def __call__(self, keypoints: np.ndarray) -> np.ndarray:
+        """Normalised copy of a pose (18, 3) or track (T, 18, 3): source pixels in, target pixels out.
+
+        Frames without a visible ankle use the ankle line interpolated from neighbouring frames
+        (for a single pose without ankles: the middle of the source's ankle range).
+        """
+        kp = np.asarray(keypoints, dtype=np.float64)
+        single = kp.ndim == 2
+        track = kp[None] if single else kp
+        if track.ndim != 3 or track.shape[1:] != (NUM_KEYPOINTS, 3):
+            raise VidtransError(f"keypoints have shape {kp.shape}, expected ({NUM_KEYPOINTS}, 3) or (frames, {NUM_KEYPOINTS}, 3)")
+        s, t = self.source, self.target
+        present = track[..., 2] > self.min_confidence
+        xy = track[..., :2] / s.frame_height
+
+        ankle_y, ankle_x = _ankle_points(track, self.min_confidence)
+        ankle_y, ankle_x = ankle_y / s.frame_height, ankle_x / s.frame_height
+        ankle_y = _fill_missing(ankle_y, (s.far + s.near) / 2)
+        # Without ankles, scale about the pose's own centre so it stays where it was.
+        centre_x = np.array([xy[i, present[i], 0].mean() if present[i].any() else 0.0 for i in range(len(track))])
+        ankle_x = np.where(np.isfinite(ankle_x), ankle_x, centre_x)
+
+        source_range = s.near - s.far
+        if source_range >= _MIN_DEPTH_RANGE:
+            frac = (ankle_y - s.far) / source_range
+        else:
+            frac = np.full_like(ankle_y, 0.5)
+        frac_clipped = np.clip(frac, 0.0, 1.0)
+        scale = _lerp(t.height_far / s.height_far, t.height_near / s.height_near, frac_clipped)
+        if source_range >= _MIN_DEPTH_RANGE:
+            new_ankle_y = _lerp(t.far, t.near, frac)
+        else:
+            new_ankle_y = (t.far + t.near) / 2 + (ankle_y - (s.far + s.near) / 2) * scale
+        source_centre = s.frame_width / s.frame_height / 2
+        target_centre = t.frame_width / t.frame_height / 2
+        new_ankle_x = target_centre + (ankle_x - source_centre)
+
+        out = np.zeros_like(track)
+        out[..., 0] = new_ankle_x[:, None] + (xy[..., 0] - ankle_x[:, None]) * scale[:, None]
+        out[..., 1] = new_ankle_y[:, None] + (xy[..., 1] - ankle_y[:, None]) * scale[:, None]
+        out[..., :2] *= t.frame_height
+        out[..., 2] = track[..., 2]
+        out[~present] = 0.0
+        out = out.astype(np.float32)
+        return out[0] if single else out
+
+
+def _lerp(a: float, b: float, frac: np.ndarray) -> np.ndarray:
+    return a + (b - a) * frac
+
+
+def _fill_missing(values: np.ndarray, default: float) -> np.ndarray:
+    known = np.isfinite(values)
+    if not known.any():
+        return np.full_like(values, default)
+    idx = np.arange(len(values))
+    return np.interp(idx, idx[known], values[known])

@@ -1,0 +1,48 @@
+"""Recognise videos that already are pose maps, so they can be fed to a model without detection."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from vidtrans.pose.keypoints import COLORS
+
+# A pixel darker than this (max channel) counts as background; video compression lifts black a bit.
+_DARK = 40
+# Pixels between dark and this are anti-aliased or compressed edges, whose colour says little.
+_BRIGHT = 80
+_PALETTE = np.asarray(COLORS, dtype=np.float32) / 255.0
+_SAMPLE_FRAMES = 8
+_SAMPLE_PIXELS = 20000
+
+
+def looks_like_pose_map(frames: Sequence[np.ndarray]) -> bool:
+    """True if the frames look like OpenPose-style pose maps: mostly black, the rest palette colours.
+
+    Pose maps draw limbs in 18 fully saturated hues blended at 0.6 alpha, so a coloured pixel's
+    colour divided by its brightest channel lands near one of the palette colours; natural images
+    and textures are mostly neither black nor that saturated. A few frames and pixels are sampled,
+    so this is cheap on long videos.
+    """
+    if len(frames) == 0:
+        return False
+    picks = np.linspace(0, len(frames) - 1, min(len(frames), _SAMPLE_FRAMES)).round().astype(int)
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in picks:
+        pixels = np.asarray(frames[i]).reshape(-1, 3)
+        if len(pixels) > _SAMPLE_PIXELS:
+            pixels = pixels[rng.choice(len(pixels), _SAMPLE_PIXELS, replace=False)]
+        samples.append(pixels)
+    pixels = np.concatenate(samples).astype(np.float32)
+
+    brightness = pixels.max(axis=1)
+    dark_fraction = (brightness < _DARK).mean()
+    coloured = pixels[brightness >= _BRIGHT]
+    # Nearly all black (or all black) says nothing about the palette: not enough evidence.
+    if dark_fraction < 0.6 or len(coloured) < 0.002 * len(pixels):
+        return False
+    chroma = coloured / coloured.max(axis=1, keepdims=True)
+    distance = np.linalg.norm(chroma[:, None, :] - _PALETTE[None], axis=2).min(axis=1)
+    return bool((distance < 0.3).mean() >= 0.8)

@@ -1,0 +1,127 @@
+"""Pose stages of the video pipeline: detect keypoints, smooth them over time, draw pose maps.
+
+    decoded frames -> KeypointStage (detector, in order) -> SmoothKeypointsStage (centred window)
+                   -> PoseMapStage (map into the model's frame, render)
+
+Each stage fills a field of the pipeline's `Batch`. The keypoint filter looks a few frames ahead,
+so `SmoothKeypointsStage` holds back just enough batches for that, never the whole clip.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from vidtrans.pose.detector import PoseDetector
+from vidtrans.pose.render import PoseStyle, render_pose
+from vidtrans.pose.smoothing import smooth_track
+
+# How far the offline filter sees: median (window 5) + Gaussian (sigma 1.5, cut at 3 sigma)
+# + bridged gaps of 3 frames; 12 frames on each side leave the centre frame exactly as a
+# whole-track filter would have made it.
+SMOOTHING_CONTEXT = 12
+
+
+class KeypointStage:
+    """Detects the keypoints of every frame, in order (the detector tracks from frame to frame)."""
+
+    def __init__(self, detector: PoseDetector):
+        self.detector = detector
+
+    def process(self, batch):
+        batch.keypoints = np.stack([self.detector.detect(frame) for frame in batch.frames])
+        yield batch
+
+    def flush(self):
+        self.detector.close()
+        return ()
+
+
+class KeypointLookupStage:
+    """Keypoints known in advance (a file, or an earlier detection pass), in frame order."""
+
+    def __init__(self, track: np.ndarray):
+        self.track = track
+        self.position = 0
+
+    def process(self, batch):
+        end = self.position + len(batch.frames)
+        if end > len(self.track):
+            from vidtrans.errors import VidtransError
+
+            raise VidtransError(f"the keypoints cover {len(self.track)} frames but the video has more; "
+                                "use keypoints extracted from this clip (vidtrans pose INPUT --keypoints KP.npz)")
+        batch.keypoints = self.track[self.position:end]
+        self.position = end
+        yield batch
+
+    def flush(self):
+        return ()
+
+
+class SmoothKeypointsStage:
+    """Streaming version of `smooth_track`: each frame is smoothed with SMOOTHING_CONTEXT frames of
+    context on both sides, so batches leave this stage that many frames late."""
+
+    def __init__(self, window: int = 5, sigma: float = 1.5, max_gap: int = 3):
+        self.options = dict(window=window, sigma=sigma, max_gap=max_gap)
+        self.pending: list = []  # batches waiting for future context
+        self.history = np.zeros((0, 18, 3), np.float32)  # raw keypoints: past context + pending frames
+        self.past = 0  # frames of past context at the start of history
+
+    def process(self, batch):
+        self.pending.append(batch)
+        self.history = np.concatenate([self.history, batch.keypoints])
+        return self._release(final=False)
+
+    def flush(self):
+        return self._release(final=True)
+
+    def _release(self, final: bool):
+        ready = []
+        while self.pending:
+            head = self.pending[0]
+            n = len(head.keypoints)
+            future = len(self.history) - self.past - n
+            if not final and future < SMOOTHING_CONTEXT:
+                break
+            smoothed = smooth_track(self.history, **self.options)
+            head.keypoints = smoothed[self.past:self.past + n]
+            ready.append(self.pending.pop(0))
+            keep_from = max(0, self.past + n - SMOOTHING_CONTEXT)
+            self.history = self.history[keep_from:]
+            self.past = self.past + n - keep_from
+        return ready
+
+
+class PoseMapStage:
+    """Maps keypoints into the model's frame and draws them in the model's pose style."""
+
+    def __init__(self, transform: Callable[[np.ndarray], np.ndarray], height: int, width: int, style: PoseStyle):
+        self.transform = transform
+        self.height, self.width = height, width
+        self.style = style
+
+    def process(self, batch):
+        poses = self.transform(batch.keypoints)
+        batch.model_input = np.stack([render_pose(p, self.height, self.width, self.style) for p in poses])
+        yield batch
+
+    def flush(self):
+        return ()
+
+
+def fit_to_frame(source_size: tuple[int, int], target_size: tuple[int, int]) -> Callable[[np.ndarray], np.ndarray]:
+    """Without pose normalization: scale source pixels so the frame heights match, centred horizontally."""
+    (src_h, src_w), (dst_h, dst_w) = source_size, target_size
+    scale = dst_h / src_h
+
+    def transform(track: np.ndarray) -> np.ndarray:
+        out = np.array(track, dtype=np.float32, copy=True)
+        out[..., 0] = (out[..., 0] - (src_w - 1) / 2) * scale + (dst_w - 1) / 2
+        out[..., 1] = (out[..., 1] + 0.5) * scale - 0.5
+        out[..., :2] *= (out[..., 2:3] > 0)
+        return out
+
+    return transform

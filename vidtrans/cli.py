@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import time
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 import vidtrans
@@ -79,6 +83,104 @@ def import_pix2pix(
     card.normalization = normalization
     save_checkpoint(output, checkpoint.build(), card)
     console.print(f"wrote {output} ({describe(card)})")
+
+
+@app.command()
+def run(
+    input: Path = typer.Argument(..., help="Video to translate (any format FFmpeg reads).", show_default=False),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output video [default: INPUT_STEM.MODEL.mp4 beside the input]."),
+    model: str = typer.Option("pose2person", "-m", "--model", help="Model name, checkpoint folder or pix2pix .pth file."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", help="Frames per forward pass."),
+    precision: str = typer.Option("auto", help="auto (fp16 on CUDA where the model allows, else fp32), fp32, fp16, bf16."),
+    start: Optional[float] = typer.Option(None, help="Start time in seconds."),
+    end: Optional[float] = typer.Option(None, help="End time in seconds."),
+    side_by_side: bool = typer.Option(False, "--side-by-side", help="Write input | pose map | output panels for comparison."),
+    smooth: str = typer.Option("none", help="Output smoothing: none, ema (blend with previous frame) or flow (motion-compensated)."),
+    smooth_strength: float = typer.Option(0.5, help="Smoothing strength in [0, 1)."),
+    pose: str = typer.Option("auto", help="Pose models: auto (detect unless the input is already a pose-map video), detect, or none (input is pose maps)."),
+    keypoints: Optional[Path] = typer.Option(None, help="Use these keypoints (NPZ, or OpenPose/DWPose JSON) instead of detecting."),
+    normalize: bool = typer.Option(True, "--normalize/--no-normalize", help="Fit the dancer's height and floor line to the target's (pose models)."),
+    codec: str = typer.Option("libx264", help="Video encoder."),
+    crf: int = typer.Option(18, help="Constant rate factor (lower is better quality)."),
+    preset: str = typer.Option("medium", help="Encoder preset (ultrafast ... veryslow)."),
+    pix_fmt: str = typer.Option("yuv420p", "--pix-fmt", help="Output pixel format."),
+    compile: str = typer.Option("auto", help="torch.compile the model: auto (long clips on CPU), on, off."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output file."),
+    json_summary: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
+) -> None:
+    """Translate a video with a model: same frames, same timestamps, audio kept."""
+    import json
+
+    from vidtrans.pipeline import translate_video
+
+    translator = vidtrans.load_model(model, device=device, precision=precision)
+    with _progress(f"{input.name} -> {translator.name}") as update:
+        summary = translate_video(
+            input, output, translator, batch_size=batch_size, start=start, end=end, smoothing=smooth,
+            smoothing_strength=smooth_strength, side_by_side_view=side_by_side, pose=pose, keypoints=keypoints,
+            normalize=normalize, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, overwrite=overwrite,
+            compile=compile, progress=update)
+    if json_summary:
+        print(json.dumps(summary.to_dict()))
+    notes = [f"pose: {summary.pose}"] if summary.pose else []
+    if summary.corrupt_frames:
+        notes.append(f"{summary.corrupt_frames} corrupt frame(s) replaced by the previous good frame")
+    if summary.smoothing != "none":
+        notes.append(f"flicker {summary.flicker_ratio:.2f}x the input's")
+    console.print(f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps) -> {summary.output}"
+                  + "".join(f"; {n}" for n in notes))
+
+
+@app.command()
+def pose(
+    input: Path = typer.Argument(..., help="Video of a person.", show_default=False),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Pose-map video [default: INPUT_STEM.pose.mp4 beside the input]."),
+    keypoints: Optional[Path] = typer.Option(None, "--keypoints", help="Also save the keypoints as NPZ (array 'keypoints', frames x 18 x 3, input pixels)."),
+    start: Optional[float] = typer.Option(None, help="Start time in seconds."),
+    end: Optional[float] = typer.Option(None, help="End time in seconds."),
+    codec: str = typer.Option("libx264", help="Video encoder."),
+    crf: int = typer.Option(18, help="Constant rate factor (lower is better quality)."),
+    preset: str = typer.Option("medium", help="Encoder preset (ultrafast ... veryslow)."),
+    overwrite: bool = typer.Option(False, help="Replace existing output files."),
+    json_summary: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
+) -> None:
+    """Detect the body pose in every frame and write OpenPose-style pose maps (same frames and timestamps)."""
+    import json
+
+    from vidtrans.pipeline import default_output_path, render_pose_video
+
+    output = output or default_output_path(input, "pose")
+    with _progress(f"{input.name} -> pose") as update:
+        summary = render_pose_video(input, output, keypoints_out=keypoints, start=start, end=end, codec=codec,
+                                    crf=crf, preset=preset, overwrite=overwrite, progress=update)
+    if json_summary:
+        print(json.dumps(summary.to_dict()))
+    console.print(f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps), person found in "
+                  f"{summary.extra['frames_with_person']} -> {summary.output}"
+                  + (f" and {keypoints}" if keypoints else ""))
+
+
+@contextlib.contextmanager
+def _progress(label: str):
+    """A rich progress bar (frames, fps, ETA) fed by `update(done, total)`; silent when not a terminal."""
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[fps]} fps"),
+               TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as bar:
+        task = bar.add_task(label, total=None, fps="-")
+        started = time.perf_counter()
+
+        phase = [""]
+
+        def update(done: int, total: int, what: str = "") -> None:
+            nonlocal started
+            if what != phase[0]:  # a new pass (e.g. pose detection, then translation) restarts the bar
+                phase[0], started = what, time.perf_counter()
+            fps = done / max(time.perf_counter() - started, 1e-9)
+            bar.update(task, description=f"{label} {what}".rstrip(), completed=done,
+                       total=max(total, done) or None, fps=f"{fps:.1f}")
+
+        yield update
 
 
 def main() -> None:

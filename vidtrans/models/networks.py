@@ -182,6 +182,18 @@ class NLayerDiscriminator(nn.Module):
         return self.model(x)
 
 
+def init_weights(net: nn.Module, gain: float = 0.02) -> None:
+    """pix2pix's 'normal' init: N(0, 0.02) for convolutions, N(1, 0.02) for norm scales."""
+    for module in net.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(module.weight, 0.0, gain)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.normal_(module.weight, 1.0, gain)
+            nn.init.zeros_(module.bias)
+
+
 def unet_depth(architecture: str) -> int:
     """unet_256 -> 8 halvings (256 = 2**8); unet_128 -> 7."""
     return int(architecture.removeprefix("unet_")).bit_length() - 1

@@ -1,0 +1,205 @@
+"""Synthetic media for tests: tiny clips written with PyAV, with known pixels and timestamps.
+
+    from tests.media import make_clip
+    clip = make_clip(tmp_path / "in.mp4", frames=12, size=(64, 48), audio=True)
+    clip.pts, clip.time_base, clip.images   # what was encoded, to compare against
+
+Keep clips tiny (the test machine has 2 shared cores): 64x48 .. 160x120, 10-30 frames.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+FrameFn = Callable[[int, int, int], np.ndarray]  # (index, width, height) -> uint8 RGB (H, W, 3)
+
+
+@dataclass
+class Clip:
+    path: Path
+    size: tuple[int, int]          # (width, height) as stored, before any rotation metadata
+    fps: float
+    pts: list[int] = field(default_factory=list)   # video pts in the codec time base passed in
+    time_base: Fraction = Fraction(1, 25)            # of `pts` (the container may store another)
+    images: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def times(self) -> list[float]:
+        return [float(p * self.time_base) for p in self.pts]
+
+    @property
+    def duration(self) -> float:
+        """Seconds of video: the last frame's time plus one frame."""
+        return self.times[-1] + 1.0 / self.fps if self.pts else 0.0
+
+
+def moving_square(index: int, width: int, height: int) -> np.ndarray:
+    """A horizontal gradient with a white square that moves each frame (so frames differ)."""
+    img = np.empty((height, width, 3), np.uint8)
+    img[:] = np.linspace(0, 200, width, dtype=np.uint8)[None, :, None]
+    img[..., 2] = 80
+    side = max(2, min(width, height) // 4)
+    x = (index * 3) % max(1, width - side)
+    y = (index * 2) % max(1, height - side)
+    img[y:y + side, x:x + side] = 255
+    return img
+
+
+def solid(color: Sequence[int]) -> FrameFn:
+    """Every frame one flat RGB colour (for colour-accuracy checks)."""
+    def fn(index: int, width: int, height: int) -> np.ndarray:
+        return np.broadcast_to(np.array(color, np.uint8), (height, width, 3)).copy()
+    return fn
+
+
+def quadrants(index: int, width: int, height: int) -> np.ndarray:
+    """Red top-left, green top-right, blue bottom-left, white bottom-right: shows rotation and colour."""
+    img = np.empty((height, width, 3), np.uint8)
+    h2, w2 = height // 2, width // 2
+    img[:h2, :w2] = (220, 30, 30)
+    img[:h2, w2:] = (30, 200, 30)
+    img[h2:, :w2] = (30, 30, 220)
+    img[h2:, w2:] = (235, 235, 235)
+    return img
+
+
+def vfr_pts(frames: int) -> tuple[list[int], Fraction]:
+    """Irregular millisecond timestamps (20..70 ms steps), like a phone's variable frame rate."""
+    steps = [40, 20, 70, 33, 50, 25, 60]
+    pts, t = [], 0
+    for i in range(frames):
+        pts.append(t)
+        t += steps[i % len(steps)]
+    return pts, Fraction(1, 1000)
+
+
+def make_clip(path: str | Path, frames: int = 20, size: tuple[int, int] = (64, 48), fps: float = 25,
+              audio: bool = True, vfr: bool = False, codec: str = "libx264", pix_fmt: str = "yuv420p",
+              rotation: int | None = None, audio_streams: int = 1, audio_codec: str = "aac",
+              sample_rate: int = 16000, frame_fn: FrameFn = moving_square,
+              pts: Sequence[int] | None = None, time_base: Fraction | None = None,
+              video: bool = True, audio_seconds: float | None = None,
+              options: dict[str, str] | None = None) -> Clip:
+    """Write a small synthetic clip and return what was put in it.
+
+    rotation: clockwise degrees a player must turn the stored picture (a phone's `rotate` tag),
+        written as display-matrix side data. The stored picture is `size` as given.
+    vfr: irregular timestamps (see `vfr_pts`); or pass explicit `pts` with their `time_base`.
+    audio_streams: number of sine-wave audio tracks (different pitch each), `audio_seconds` long
+        (default: as long as the video). video=False writes an audio-only file.
+    """
+    path = Path(path)
+    width, height = size
+    if pts is not None:
+        pts, tb = list(pts), time_base or Fraction(1, 1000)
+    elif vfr:
+        pts, tb = vfr_pts(frames)
+    else:
+        tb = Fraction(1, round(fps)) if float(fps).is_integer() else Fraction(1000, round(fps * 1000))
+        pts = list(range(frames))
+    clip = Clip(path=path, size=size, fps=fps, pts=pts, time_base=tb)
+
+    out = av.open(str(path), "w")
+    vstream = None
+    if video:
+        opts = {"preset": "ultrafast", "crf": "10"} if codec == "libx264" else {}
+        vstream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001), options={**opts, **(options or {})})
+        vstream.width, vstream.height, vstream.pix_fmt = width, height, pix_fmt
+        vstream.codec_context.time_base = tb
+        if rotation:
+            # PyAV takes counter-clockwise degrees; phones' tag means clockwise.
+            vstream.set_display_rotation(-rotation)
+
+    astreams = []
+    if audio:
+        for _ in range(audio_streams):
+            a = out.add_stream(audio_codec, rate=sample_rate)
+            a.layout = "mono"
+            astreams.append(a)
+
+    if vstream is not None:
+        for i, p in enumerate(pts):
+            img = np.ascontiguousarray(frame_fn(i, width, height))
+            clip.images.append(img)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts, frame.time_base = p, tb
+            out.mux(vstream.encode(frame))
+        out.mux(vstream.encode(None))
+
+    seconds = audio_seconds if audio_seconds is not None else (clip.duration if video else 1.0)
+    for k, a in enumerate(astreams):
+        _write_sine(out, a, seconds, sample_rate, freq=440.0 * (k + 1))
+    out.close()
+    return clip
+
+
+def _write_sine(out: av.container.OutputContainer, stream, seconds: float, rate: int, freq: float) -> None:
+    total = int(round(seconds * rate))
+    chunk = 1024
+    for start in range(0, total, chunk):
+        n = min(chunk, total - start)
+        t = (np.arange(start, start + n) / rate).astype(np.float32)
+        samples = (0.3 * np.sin(2 * math.pi * freq * t)).astype(np.float32)[None, :]
+        frame = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+        out.mux(stream.encode(frame))
+    out.mux(stream.encode(None))
+
+
+def corrupt_middle(path: str | Path, fraction: tuple[float, float] = (0.4, 0.6), seed: int = 0) -> None:
+    """Overwrite a byte range in the middle of the media data with garbage (headers stay intact)."""
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    start, end = _mdat_payload(data)
+    a = start + int((end - start) * fraction[0])
+    b = start + int((end - start) * fraction[1])
+    data[a:b] = np.random.default_rng(seed).integers(0, 256, b - a, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+
+
+def _mdat_payload(data: bytes | bytearray) -> tuple[int, int]:
+    """Byte range of the first mp4 `mdat` box's payload."""
+    pos = 0
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos:pos + 4], "big")
+        kind = bytes(data[pos + 4:pos + 8])
+        header = 8
+        if size == 1:
+            size, header = int.from_bytes(data[pos + 8:pos + 16], "big"), 16
+        elif size == 0:
+            size = len(data) - pos
+        if kind == b"mdat":
+            return pos + header, pos + size
+        pos += size
+    raise ValueError("no mdat box")
+
+
+def decode_all(path: str | Path) -> tuple[list[np.ndarray], list[float]]:
+    """Independent check: every video frame as RGB and its time in seconds, straight from PyAV."""
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        images, times = [], []
+        for f in c.decode(s):
+            images.append(f.to_ndarray(format="rgb24"))
+            times.append(float(f.pts * f.time_base))
+    return images, times
+
+
+def audio_durations(path: str | Path) -> list[float]:
+    """Seconds of each audio stream, summed from packet durations."""
+    with av.open(str(path)) as c:
+        streams = list(c.streams.audio)
+        if not streams:
+            return []
+        totals = {s.index: 0 for s in streams}
+        for p in c.demux(*streams):
+            if p.duration:
+                totals[p.stream.index] += p.duration
+        return [float(totals[s.index] * s.time_base) for s in streams]

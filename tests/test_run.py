@@ -1,0 +1,265 @@
+"""`vidtrans run` and `translate_video`: frames, timestamps, audio, odd inputs, bad inputs, smoothing."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import vidtrans
+from tests.media import audio_durations, corrupt_middle, decode_all, make_clip
+from vidtrans.errors import VidtransError
+from vidtrans.models.checkpoint import ModelCard, save_checkpoint
+from vidtrans.models.networks import build_generator, init_weights
+from vidtrans.pipeline import translate_video
+
+
+@pytest.fixture(scope="module")
+def rgb_model_dir(tmp_path_factory):
+    """A small RGB model (a ResNet with pix2pix's initial weights) with a native size near the test clips'."""
+    torch.manual_seed(0)
+    net = build_generator("resnet_6blocks", 3, 3, 8, "instance")
+    init_weights(net)
+    folder = tmp_path_factory.mktemp("models") / "tiny"
+    save_checkpoint(folder, net, ModelCard(architecture="resnet_6blocks", ngf=8, norm="instance", native_size=(64, 64)))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model(rgb_model_dir):
+    return vidtrans.load_model(rgb_model_dir, device="cpu")
+
+
+def psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * np.log10(255**2 / max(mse, 1e-10))
+
+
+def cli(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "vidtrans", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+class FakeModel:
+    """Stands in for a Translator where the test needs to know exactly what the model does."""
+
+    name, device, precision, input_kind = "fake", torch.device("cpu"), "fp32", "rgb"
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def translate(self, frames):
+        return np.ascontiguousarray(self.fn(frames))
+
+
+def test_frames_timestamps_audio_and_pixels(tmp_path):
+    """Each output frame is the model's translation of the input frame with the same timestamp."""
+    clip = make_clip(tmp_path / "in.mp4", frames=24, size=(96, 64), audio=True)
+    out = tmp_path / "out.mp4"
+    model = FakeModel(lambda frames: 255 - frames[:, :, ::-1])  # inverted and mirrored: smooth, but unlike the input
+    summary = translate_video(clip.path, out, model, batch_size=5)
+    assert summary.frames == 24
+    in_images, in_times = decode_all(clip.path)
+    out_images, out_times = decode_all(out)
+    assert len(out_images) == len(in_images) == 24
+    assert out_times == pytest.approx(in_times, abs=1e-6)
+    assert audio_durations(out) == pytest.approx(audio_durations(clip.path), abs=0.1)
+    expected = model.translate(np.stack(in_images))
+    assert min(psnr(o, e) for o, e in zip(out_images, expected)) >= 30
+    assert max(psnr(o, e) for o, e in zip(out_images[1:], expected)) < 30  # one frame off would show
+
+
+def test_real_model_output_matches_translate(tmp_path, model):
+    clip = make_clip(tmp_path / "in.mp4", frames=6, size=(64, 48), audio=False)
+    out = tmp_path / "out.mp4"
+    translate_video(clip.path, out, model, batch_size=4, pix_fmt="yuv444p", crf=0)
+    in_images, _ = decode_all(clip.path)
+    out_images, _ = decode_all(out)
+    expected = model.translate(np.stack(in_images))
+    assert min(psnr(o, e) for o, e in zip(out_images, expected)) >= 30
+
+
+def test_variable_frame_rate_survives(tmp_path, model):
+    clip = make_clip(tmp_path / "vfr.mp4", frames=15, size=(64, 48), vfr=True, audio=False)
+    out = tmp_path / "out.mp4"
+    translate_video(clip.path, out, model)
+    _, in_times = decode_all(clip.path)
+    _, out_times = decode_all(out)
+    assert len(set(np.round(np.diff(in_times), 3))) > 2  # really irregular
+    assert out_times == pytest.approx(in_times, abs=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["odd", "rotated", "10bit", "fullrange", "two_audio", "mkv_no_audio"])
+def test_awkward_inputs_work(tmp_path, model, kind):
+    options = {
+        "odd": dict(size=(81, 61), pix_fmt="yuv444p"),
+        "rotated": dict(size=(64, 48), rotation=90),
+        "10bit": dict(pix_fmt="yuv420p10le"),
+        "fullrange": dict(pix_fmt="yuvj420p"),
+        "two_audio": dict(audio_streams=2),
+        "mkv_no_audio": dict(audio=False),
+    }[kind]
+    suffix = ".mkv" if kind == "mkv_no_audio" else ".mp4"
+    clip = make_clip(tmp_path / f"in{suffix}", frames=10, **options)
+    out = tmp_path / f"out{suffix}"
+    summary = translate_video(clip.path, out, model)
+    images, times = decode_all(out)
+    assert summary.frames == len(images) == 10
+    if kind == "rotated":
+        assert images[0].shape[:2] == (64, 48)  # upright portrait: height > width
+    if kind == "odd":
+        assert images[0].shape[:2] in ((61, 81), (62, 82))  # 4:2:0 needs even sizes: padded by one pixel
+    durations = audio_durations(out)
+    assert len(durations) == {"two_audio": 2, "mkv_no_audio": 0}.get(kind, 1)
+
+
+def test_trim_start_end(tmp_path, model):
+    clip = make_clip(tmp_path / "in.mp4", frames=50, fps=25, audio=True)
+    out = tmp_path / "cut.mp4"
+    summary = translate_video(clip.path, out, model, start=0.4, end=1.2)
+    _, times = decode_all(out)
+    assert summary.frames == len(times) == 20
+    assert times[0] == pytest.approx(0.0, abs=1e-6)
+    assert audio_durations(out)[0] == pytest.approx(0.8, abs=0.1)
+
+
+def test_side_by_side_and_json_summary(tmp_path, rgb_model_dir):
+    clip = make_clip(tmp_path / "in.mp4", frames=8, size=(64, 48))
+    out = tmp_path / "sbs.mp4"
+    result = cli("run", clip.path, "-o", out, "--model", rgb_model_dir, "--device", "cpu", "--side-by-side", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["frames"] == 8 and summary["output"] == str(out) and summary["fps"] > 0
+    images, _ = decode_all(out)
+    assert images[0].shape[:2] == (48, 128)  # input | output
+    assert "8 frames" in result.stderr
+
+
+def test_default_output_name_and_no_silent_overwrite(tmp_path, rgb_model_dir):
+    clip = make_clip(tmp_path / "dance.mp4", frames=5)
+    first = cli("run", clip.path, "--model", rgb_model_dir, "--device", "cpu")
+    assert first.returncode == 0, first.stderr
+    expected = tmp_path / "dance.tiny.mp4"
+    assert expected.is_file()
+    mtime = expected.stat().st_mtime_ns
+    second = cli("run", clip.path, "--model", rgb_model_dir, "--device", "cpu")
+    assert second.returncode != 0 and "--overwrite" in second.stderr
+    assert expected.stat().st_mtime_ns == mtime
+    third = cli("run", clip.path, "--model", rgb_model_dir, "--device", "cpu", "--overwrite")
+    assert third.returncode == 0, third.stderr
+
+
+def _bad_inputs(tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n")
+    real = make_clip(tmp_path / "real.mp4", frames=10)
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(real.path.read_bytes()[:2048])
+    audio_only = make_clip(tmp_path / "audio.m4a", video=False, audio=True).path
+    return {"missing": tmp_path / "missing.mp4", "text": text, "truncated": truncated, "audio only": audio_only}
+
+
+def test_bad_inputs_fail_cleanly(tmp_path, rgb_model_dir):
+    for what, path in _bad_inputs(tmp_path).items():
+        out = tmp_path / f"out-{path.stem}.mp4"
+        result = cli("run", path, "-o", out, "--model", rgb_model_dir, "--device", "cpu")
+        assert result.returncode == 1, what
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("vidtrans: error:") and str(path.name) in lines[0], (what, lines)
+        assert "Traceback" not in result.stderr
+        assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".out", "out"))) == []
+
+
+def test_output_equal_to_input_and_unwritable_folder(tmp_path, model):
+    clip = make_clip(tmp_path / "in.mp4", frames=5)
+    before = clip.path.read_bytes()
+    with pytest.raises(VidtransError, match="overwrite the input"):
+        translate_video(clip.path, clip.path, model, overwrite=True)
+    assert clip.path.read_bytes() == before
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere (root)")
+        with pytest.raises(VidtransError, match="writable"):
+            translate_video(clip.path, locked / "out.mp4", model)
+    finally:
+        locked.chmod(0o700)
+
+
+def test_unwritable_output_folder_as_root(tmp_path, model):
+    """Root ignores permissions; a path under a regular file is unwritable for everyone."""
+    clip = make_clip(tmp_path / "in.mp4", frames=5)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(VidtransError) as info:
+        translate_video(clip.path, blocker / "out.mp4", model)
+    assert "\n" not in str(info.value)
+
+
+def test_corrupt_middle_keeps_frame_count(tmp_path, model):
+    clip = make_clip(tmp_path / "in.mp4", frames=60, size=(64, 48), audio=False)
+    corrupt_middle(clip.path)
+    out = tmp_path / "out.mp4"
+    summary = translate_video(clip.path, out, model)
+    images, times = decode_all(out)
+    assert summary.frames == len(images) == 60
+    assert summary.corrupt_frames > 0
+
+
+def test_failure_mid_run_leaves_nothing(tmp_path, model, monkeypatch):
+    clip = make_clip(tmp_path / "in.mp4", frames=30)
+    calls = {"n": 0}
+    original = model.translate
+
+    def failing(frames):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise VidtransError("simulated failure")
+        return original(frames)
+
+    monkeypatch.setattr(model, "translate", failing)
+    with pytest.raises(VidtransError, match="simulated"):
+        translate_video(clip.path, tmp_path / "out.mp4", model, batch_size=4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_ctrl_c_leaves_no_partial_output(tmp_path, rgb_model_dir):
+    clip = make_clip(tmp_path / "long.mp4", frames=400, size=(64, 48), audio=True)
+    out = tmp_path / "out.mp4"
+    process = subprocess.Popen([sys.executable, "-m", "vidtrans", "run", str(clip.path), "-o", str(out), "--model",
+                                str(rgb_model_dir), "--device", "cpu", "--batch-size", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(p.name.startswith(".out") for p in tmp_path.iterdir()):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert "Traceback" not in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4"]
+
+
+@pytest.mark.parametrize("method", ["ema", "flow"])
+def test_smoothing_reduces_flicker(tmp_path, method):
+    """A model that flickers (noise on every frame) is steadied, and the figure says by how much."""
+
+    rng = np.random.default_rng(0)
+
+    def flickery(frames):
+        return np.clip(frames.astype(int) + rng.integers(-30, 31, frames.shape), 0, 255).astype(np.uint8)
+
+    clip = make_clip(tmp_path / "in.mp4", frames=20, size=(96, 64), audio=False)
+    plain = translate_video(clip.path, tmp_path / "plain.mp4", FakeModel(flickery), smoothing="none")
+    smooth = translate_video(clip.path, tmp_path / "smooth.mp4", FakeModel(flickery), smoothing=method,
+                             smoothing_strength=0.6)
+    assert smooth.flicker_ratio < 0.7 * plain.flicker_ratio
+    assert plain.flicker_ratio > 1.5  # the noise really flickers, relative to the input

@@ -1,0 +1,3 @@
+from vidtrans.cli import main
+
+main()

@@ -1,0 +1,354 @@
+"""The streaming pipeline behind `run`, `batch` and `translate_video`.
+
+    decode (thread) -> [pose maps (thread)] -> translate (thread) -> [smooth (thread)] -> encode (caller)
+
+Frames travel in batches through bounded queues, so memory does not grow with the clip's length.
+Timestamps are carried from the decoder to the encoder untouched; audio is copied by the writer.
+
+Pose models need the whole clip's keypoints before the first frame is drawn (the global pose
+normalization fits the source dancer's height and ankle range to the target's, and the keypoint
+filter looks ahead), so for them a first pass decodes and detects keypoints only (a few bytes per
+frame), and the second pass renders, translates and encodes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from vidtrans.errors import VidtransError
+from vidtrans.stages import run_stages
+from vidtrans.temporal import FlickerMeter, Smoother
+from vidtrans.video import VideoReader, VideoWriter, check_destination
+
+Progress = Callable[[int, int, str], None]  # (frames done, frames expected or 0, what is being done)
+
+
+@dataclass
+class Batch:
+    frames: np.ndarray  # (N, H, W, 3) uint8 decoded input
+    pts: list[int]
+    indices: list[int]
+    keypoints: np.ndarray | None = None  # (N, 18, 3) in input pixels, for pose models
+    model_input: np.ndarray | None = None  # what the generator sees (pose maps); None: the frames
+    output: np.ndarray | None = None
+
+
+def _batches(reader: VideoReader, batch_size: int) -> Iterator[Batch]:
+    pending: list[Any] = []
+    for frame in reader:
+        pending.append(frame)
+        if len(pending) == batch_size:
+            yield _make_batch(pending)
+            pending = []
+    if pending:
+        yield _make_batch(pending)
+
+
+def _make_batch(frames: list[Any]) -> Batch:
+    return Batch(np.stack([f.image for f in frames]), [f.pts for f in frames], [f.index for f in frames])
+
+
+class TranslateStage:
+    def __init__(self, model):
+        self.model = model
+
+    def process(self, batch: Batch):
+        source = batch.frames if batch.model_input is None else batch.model_input
+        batch.output = self.model.translate(source)
+        yield batch
+
+    def flush(self):
+        return ()
+
+
+class SmoothStage:
+    """Output smoothing in frame order; flow is computed on what the model saw."""
+
+    def __init__(self, smoother: Smoother):
+        self.smoother = smoother
+
+    def process(self, batch: Batch):
+        guide = batch.frames if batch.model_input is None else batch.model_input
+        for i in range(len(batch.output)):
+            batch.output[i] = self.smoother(batch.output[i], _fit(guide[i], batch.output[i].shape))
+        yield batch
+
+    def flush(self):
+        return ()
+
+
+def _fit(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    import cv2
+
+    if image.shape == shape:
+        return image
+    return cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+
+
+def side_by_side(parts: list[np.ndarray]) -> np.ndarray:
+    """Panels scaled to the height of the last one (the output) and joined left to right."""
+    import cv2
+
+    height = parts[-1].shape[0]
+    scaled = [p if p.shape[0] == height else
+              cv2.resize(p, (max(2, round(p.shape[1] * height / p.shape[0])), height), interpolation=cv2.INTER_AREA)
+              for p in parts]
+    return np.concatenate(scaled, axis=1)
+
+
+def default_output_path(src: str | os.PathLike, model_name: str, suffix: str = ".mp4") -> Path:
+    src = Path(src)
+    return src.with_name(f"{src.stem}.{model_name}{suffix}")
+
+
+@dataclass
+class Summary:
+    input: str
+    output: str
+    model: str
+    device: str
+    precision: str
+    frames: int = 0
+    seconds: float = 0.0
+    batch_size: int = 0
+    smoothing: str = "none"
+    pose: str | None = None  # "detected", "keypoints file", "input is pose maps", or None for RGB models
+    corrupt_frames: int = 0
+    flicker_input: float = 0.0
+    flicker_output: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def flicker_ratio(self) -> float:
+        return self.flicker_output / self.flicker_input if self.flicker_input > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if k != "extra"}
+        data.update(fps=round(self.fps, 3), flicker_ratio=round(self.flicker_ratio, 4), **self.extra)
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+
+def translate_video(
+    src: str | os.PathLike,
+    dst: str | os.PathLike | None,
+    model,
+    *,
+    batch_size: int = 8,
+    start: float | None = None,
+    end: float | None = None,
+    smoothing: str = "none",
+    smoothing_strength: float = 0.5,
+    side_by_side_view: bool = False,
+    pose: str = "auto",
+    keypoints: str | os.PathLike | None = None,
+    normalize: bool = True,
+    codec: str = "libx264",
+    crf: int = 18,
+    preset: str = "medium",
+    pix_fmt: str = "yuv420p",
+    overwrite: bool = False,
+    compile: str = "auto",
+    progress: Progress | None = None,
+) -> Summary:
+    """Translate every frame of `src` with `model` (a `vidtrans.load_model` result) into `dst`.
+
+    Output frames carry the input's timestamps; audio and subtitle streams are copied. `dst` is
+    written under a temporary name and appears only when complete. Returns a `Summary`.
+    pose (pose models only): "auto" detects keypoints unless the input already is a pose-map
+    video, "detect" always detects, "none" treats the input as pose maps. `keypoints` (NPZ or
+    OpenPose/DWPose JSON) replaces detection. `normalize` fits the dancer to the target's body
+    size and floor line (Everybody Dance Now's global normalization) when the model card has the
+    target's pose statistics.
+    """
+    if batch_size < 1:
+        raise VidtransError(f"--batch-size must be at least 1, got {batch_size}")
+    smoother = Smoother(smoothing, smoothing_strength)
+    src = Path(src)
+    dst = Path(dst) if dst is not None else default_output_path(src, model.name)
+    check_destination(dst, src, overwrite)
+    started = time.perf_counter()
+    summary = Summary(input=str(src), output=str(dst), model=model.name, device=str(model.device),
+                      precision=model.precision, batch_size=batch_size, smoothing=smoothing)
+    with VideoReader(src, start=start, end=end) as reader:
+        stages: list[Any] = []
+        if model.input_kind == "pose":
+            pose_stages, summary.pose = _pose_stages(src, reader, model, pose, keypoints, normalize, progress)
+            stages += pose_stages
+        _maybe_compile(model, compile, reader.frame_count)
+        stages.append(TranslateStage(model))
+        if smoothing != "none":
+            stages.append(SmoothStage(smoother))
+        input_flicker, output_flicker = FlickerMeter(), FlickerMeter()
+
+        def frame_to_write(batch: Batch, i: int) -> np.ndarray:
+            input_flicker.add(batch.frames[i])
+            output_flicker.add(batch.output[i])
+            if not side_by_side_view:
+                return batch.output[i]
+            panels = [batch.frames[i]] + ([batch.model_input[i]] if batch.model_input is not None else [])
+            return side_by_side(panels + [batch.output[i]])
+
+        summary.frames = _encode(reader, stages, dst, batch_size, frame_to_write,
+                                 dict(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, overwrite=overwrite,
+                                      start=start, end=end, audio_from=src), progress)
+        summary.corrupt_frames = reader.corrupt_frames
+    summary.flicker_input, summary.flicker_output = input_flicker.value, output_flicker.value
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def render_pose_video(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    keypoints_out: str | os.PathLike | None = None,
+    style=None,
+    start: float | None = None,
+    end: float | None = None,
+    codec: str = "libx264",
+    crf: int = 18,
+    preset: str = "medium",
+    pix_fmt: str = "yuv420p",
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> Summary:
+    """Detect, smooth and draw the pose of every frame of `src` into the pose-map video `dst`
+    (same size, frame count and timestamps); optionally save the keypoints as NPZ."""
+    from vidtrans.pose import PoseDetector, PoseStyle, write_keypoints_npz
+    from vidtrans.pose.stages import KeypointStage, PoseMapStage, SmoothKeypointsStage
+
+    src, dst = Path(src), Path(dst)
+    check_destination(dst, src, overwrite)
+    if keypoints_out is not None:
+        check_destination(keypoints_out, src, overwrite)
+    started = time.perf_counter()
+    summary = Summary(input=str(src), output=str(dst), model="pose", device="cpu", precision="fp32", pose="detected")
+    collected: list[np.ndarray] = []
+    with VideoReader(src, start=start, end=end) as reader:
+        info = reader.info
+        stages = [KeypointStage(PoseDetector(video_mode=True)), SmoothKeypointsStage(),
+                  PoseMapStage(lambda kp: kp, info.height, info.width, style or PoseStyle())]
+
+        def frame_to_write(batch: Batch, i: int) -> np.ndarray:
+            if i == 0:
+                collected.append(batch.keypoints)
+            return batch.model_input[i]
+
+        summary.frames = _encode(reader, stages, dst, 8, frame_to_write,
+                                 dict(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, overwrite=overwrite,
+                                      start=start, end=end, audio_from=src), progress)
+        summary.corrupt_frames = reader.corrupt_frames
+    track = np.concatenate(collected)
+    if keypoints_out is not None:
+        write_keypoints_npz(keypoints_out, track, info.width, info.height)
+    found = track[..., 2] > 0
+    summary.extra = {"frames_with_person": int(found.any(axis=1).sum()), "keypoints": str(keypoints_out or "")}
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def detect_keypoints(src: str | os.PathLike, start: float | None = None, end: float | None = None,
+                     progress: Progress | None = None) -> np.ndarray:
+    """Raw keypoints (frames, 18, 3) of every frame of `src`, detected in tracking mode."""
+    from vidtrans.pose import PoseDetector
+    from vidtrans.pose.stages import KeypointStage
+
+    tracks = []
+    with VideoReader(src, start=start, end=end) as reader:
+        total = reader.frame_count
+        for batch in run_stages(_batches(reader, 8), [KeypointStage(PoseDetector(video_mode=True))]):
+            tracks.append(batch.keypoints)
+            if progress:
+                progress(sum(len(t) for t in tracks), total, "detecting poses")
+    return np.concatenate(tracks) if tracks else np.zeros((0, 18, 3), np.float32)
+
+
+def _pose_stages(src: Path, reader: VideoReader, model, pose: str, keypoints, normalize: bool,
+                 progress: Progress | None) -> tuple[list[Any], str]:
+    """The stages that turn decoded frames into the pose maps `model` expects, and what they do."""
+    from vidtrans.pose import (PoseNormalizer, PoseStats, PoseStyle, estimate_pose_stats, looks_like_pose_map,
+                               read_keypoints, smooth_track)
+    from vidtrans.pose.stages import KeypointLookupStage, PoseMapStage, fit_to_frame
+
+    if pose not in ("auto", "detect", "none"):
+        raise VidtransError(f"--pose must be auto, detect or none, not {pose!r}")
+    if pose == "none" or (pose == "auto" and keypoints is None and _is_pose_video(src, reader)):
+        return [], "input is pose maps"
+    card, info = model.card, reader.info
+    style = PoseStyle.from_dict(card.pose_style) if card.pose_style else PoseStyle()
+    height, width = model.native_size
+    if keypoints is not None:
+        track, how = read_keypoints(keypoints).keypoints, f"keypoints from {Path(keypoints).name}"
+        if len(track) < reader.frame_count:
+            raise VidtransError(f"{keypoints}: {len(track)} frames of keypoints for a clip of about "
+                                f"{reader.frame_count} frames; extract them from this clip with vidtrans pose")
+    else:
+        track, how = detect_keypoints(src, reader.start, reader.end, progress), "detected"
+    track = smooth_track(track)
+    transform = fit_to_frame((info.height, info.width), (height, width))
+    if normalize and card.target_pose_stats:
+        try:
+            source_stats = estimate_pose_stats(track, info.height, info.width)
+        except VidtransError as e:
+            how += f", not normalized ({e})"
+        else:
+            transform = PoseNormalizer(source_stats, PoseStats.from_dict(card.target_pose_stats))
+            how += ", normalized to the target's body"
+    elif normalize:
+        how += ", not normalized (the model card has no target pose statistics)"
+    return [KeypointLookupStage(track), PoseMapStage(transform, height, width, style)], how
+
+
+def _is_pose_video(src: Path, reader: VideoReader) -> bool:
+    with VideoReader(src, start=reader.start, end=reader.end) as peek:
+        first = [frame.image for _, frame in zip(range(8), peek)]
+    return looks_like_pose_map(first) if first else False
+
+
+def _maybe_compile(model, compile: str, frame_count: int) -> None:
+    if compile not in ("auto", "on", "off"):
+        raise VidtransError(f"--compile must be auto, on or off, not {compile!r}")
+    # Compiling costs 10-20 s up front and saves ~15 % per frame on a CPU, so it only pays on
+    # clips of a few minutes; GPUs are fast enough without it for this network.
+    worth_it = model.device.type == "cpu" and frame_count >= 3000
+    if compile == "on" or (compile == "auto" and worth_it):
+        model.compile()
+
+
+def _encode(reader: VideoReader, stages: list[Any], dst: Path, batch_size: int,
+            frame_to_write: Callable[[Batch, int], np.ndarray], writer_options: dict,
+            progress: Progress | None) -> int:
+    """Run the stages over the decoded batches and write one frame per input frame; returns the count."""
+    info, total, written = reader.info, reader.frame_count, 0
+    writer = None
+    try:
+        for batch in run_stages(_batches(reader, batch_size), stages):
+            for i in range(len(batch.pts)):
+                frame = frame_to_write(batch, i)
+                if writer is None:
+                    writer = VideoWriter(dst, frame.shape[1], frame.shape[0], time_base=info.time_base, fps=info.fps,
+                                         **writer_options)
+                writer.write(frame, batch.pts[i])
+                written += 1
+            if progress:
+                progress(written, total, "translating")
+        if writer is None:
+            raise VidtransError(f"{reader.path}: no frames could be decoded in the selected range")
+        writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    return written

@@ -1,0 +1,118 @@
+"""A small threaded stage runner: each stage in its own thread, bounded queues between them.
+
+A stage is an object with `process(item) -> iterable of items` and `flush() -> iterable of items`
+(what it still holds at the end). Data flows one way. A failing stage sends its exception down the
+line; the consumer re-raises it, and every thread stops. Bounded queues keep memory flat however
+long the input is.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Any, Iterable, Iterator, Protocol
+
+
+class Stage(Protocol):
+    def process(self, item: Any) -> Iterable[Any]: ...
+
+    def flush(self) -> Iterable[Any]: ...
+
+
+class _End:
+    pass
+
+
+class _Failed:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+_END = _End()
+_POLL_S = 0.1
+
+
+class _Stopped(Exception):
+    """The consumer went away; unwind this thread quietly."""
+
+
+def _put(q: queue.Queue, item: Any, stop: threading.Event) -> None:
+    while True:
+        if stop.is_set():
+            raise _Stopped
+        try:
+            q.put(item, timeout=_POLL_S)
+            return
+        except queue.Full:
+            pass
+
+
+def _get(q: queue.Queue, stop: threading.Event) -> Any:
+    while True:
+        if stop.is_set():
+            raise _Stopped
+        try:
+            return q.get(timeout=_POLL_S)
+        except queue.Empty:
+            pass
+
+
+def _feed(source: Iterable[Any], out: queue.Queue, stop: threading.Event) -> None:
+    try:
+        for item in source:
+            _put(out, item, stop)
+        _put(out, _END, stop)
+    except _Stopped:
+        pass
+    except BaseException as e:  # noqa: BLE001 - any failure must reach the consumer, not vanish in a thread
+        try:
+            _put(out, _Failed(e), stop)
+        except _Stopped:
+            pass
+
+
+def _work(stage: Stage, inbox: queue.Queue, out: queue.Queue, stop: threading.Event) -> None:
+    try:
+        while True:
+            item = _get(inbox, stop)
+            if isinstance(item, _Failed):
+                _put(out, item, stop)
+                return
+            if item is _END:
+                for result in stage.flush():
+                    _put(out, result, stop)
+                _put(out, _END, stop)
+                return
+            for result in stage.process(item):
+                _put(out, result, stop)
+    except _Stopped:
+        pass
+    except BaseException as e:  # noqa: BLE001
+        try:
+            _put(out, _Failed(e), stop)
+        except _Stopped:
+            pass
+
+
+def run_stages(source: Iterable[Any], stages: list[Stage], depth: int = 2) -> Iterator[Any]:
+    """Yield what comes out of the last stage. Closing the iterator early stops every thread."""
+    stop = threading.Event()
+    queues = [queue.Queue(maxsize=depth) for _ in range(len(stages) + 1)]
+    threads = [threading.Thread(target=_feed, args=(source, queues[0], stop), name="vidtrans-source", daemon=True)]
+    for i, stage in enumerate(stages):
+        threads.append(threading.Thread(target=_work, args=(stage, queues[i], queues[i + 1], stop),
+                                        name=f"vidtrans-{type(stage).__name__}", daemon=True))
+    for thread in threads:
+        thread.start()
+    try:
+        while True:
+            item = _get(queues[-1], stop)
+            if item is _END:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)

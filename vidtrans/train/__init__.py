@@ -1,0 +1,1 @@
+"""Training support: the synthetic pose2person character and image-quality metrics."""

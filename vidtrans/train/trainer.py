@@ -1,0 +1,231 @@
+"""pix2pix training: conditional GAN (PatchGAN) + lambda * L1, in one plain loop.
+
+Runs on one CPU or GPU, or on several GPUs under `torchrun` (DDP; each rank draws its own samples,
+rank 0 validates and writes checkpoints). The output folder is a normal vidtrans checkpoint
+(usable by `load_model` at every save) plus `train_state.pt` for `--resume`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import cv2
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from vidtrans.errors import VidtransError
+from vidtrans.models.checkpoint import ModelCard, save_checkpoint
+from vidtrans.models.networks import NLayerDiscriminator, build_generator, init_weights, use_per_sample_stats
+from vidtrans.train.metrics import psnr, ssim
+
+STATE_NAME = "train_state.pt"
+
+
+class PairSource(Protocol):
+    """Where training pairs come from: `sample` draws one (input, target) pair of uint8 RGB images."""
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def validation(self) -> list[tuple[np.ndarray, np.ndarray]]: ...
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 10000
+    batch_size: int = 1
+    architecture: str = "unet_256"
+    ngf: int = 64
+    ndf: int = 64
+    n_layers_d: int = 3
+    # Instance norm behaves like pix2pix's batch norm at batch size 1 (its default) for any batch
+    # size, and keeps inference batch-invariant.
+    norm: str = "instance"
+    lr: float = 2e-4
+    beta1: float = 0.5
+    lambda_l1: float = 100.0
+    decay_from: float = 0.5  # fraction of iterations after which the learning rate decays linearly to 0
+    save_every: int = 500
+    validate_every: int = 500
+    seed: int = 0
+    amp: bool = True  # CUDA only
+
+
+def _to_tensor(images: list[np.ndarray], device: torch.device, memory_format) -> torch.Tensor:
+    x = torch.from_numpy(np.stack(images)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return x.contiguous(memory_format=memory_format)
+
+
+def _to_images(x: torch.Tensor) -> np.ndarray:
+    return ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _distributed() -> tuple[int, int]:
+    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class Trainer:
+    def __init__(self, source: PairSource, out_dir: str | os.PathLike, config: TrainConfig, card: ModelCard,
+                 device: str = "auto", resume: bool = False,
+                 on_step: Callable[[int, dict[str, float]], None] | None = None):
+        self.source = source
+        self.out_dir = Path(out_dir)
+        self.config = config
+        self.card = card
+        self.on_step = on_step
+        self.rank, self.world = _distributed()
+        if device == "auto":
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.amp = config.amp and self.device.type == "cuda"
+        self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+        torch.manual_seed(config.seed + self.rank)
+        self.rng = np.random.default_rng(config.seed + 1000 * self.rank)
+        self.netG = build_generator(config.architecture, 3, 3, config.ngf, config.norm).to(self.device, memory_format=self.memory_format)
+        self.netD = NLayerDiscriminator(6, config.ndf, config.n_layers_d, config.norm).to(self.device, memory_format=self.memory_format)
+        for net in (self.netG, self.netD):
+            init_weights(net)
+        self.optG = torch.optim.Adam(self.netG.parameters(), lr=config.lr, betas=(config.beta1, 0.999))
+        self.optD = torch.optim.Adam(self.netD.parameters(), lr=config.lr, betas=(config.beta1, 0.999))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.iteration = 0
+        self.history: list[dict[str, float]] = []
+        if resume:
+            self._load_state()
+        self.G = self.netG
+        self.D = self.netD
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.G = nn.parallel.DistributedDataParallel(self.netG, device_ids=ids)
+            self.D = nn.parallel.DistributedDataParallel(self.netD, device_ids=ids)
+
+    # --- one step ------------------------------------------------------------------------------------
+
+    def _lr(self, iteration: int) -> float:
+        decay_start = self.config.decay_from * self.config.iterations
+        if iteration < decay_start:
+            return self.config.lr
+        remaining = max(self.config.iterations - decay_start, 1)
+        return self.config.lr * max(0.0, 1.0 - (iteration - decay_start) / remaining)
+
+    def step(self) -> dict[str, float]:
+        pairs = [self.source.sample(self.rng) for _ in range(self.config.batch_size)]
+        real_a = _to_tensor([a for a, _ in pairs], self.device, self.memory_format)
+        real_b = _to_tensor([b for _, b in pairs], self.device, self.memory_format)
+        for opt in (self.optG, self.optD):
+            for group in opt.param_groups:
+                group["lr"] = self._lr(self.iteration)
+        autocast = torch.autocast(self.device.type, enabled=self.amp)
+        with autocast:
+            fake_b = self.G(real_a)
+            pred_fake = self.D(torch.cat([real_a, fake_b.detach()], 1))
+            pred_real = self.D(torch.cat([real_a, real_b], 1))
+            loss_d = 0.5 * (_gan_loss(pred_fake, False) + _gan_loss(pred_real, True))
+        self.optD.zero_grad(set_to_none=True)
+        self.scaler.scale(loss_d).backward()
+        self.scaler.step(self.optD)
+        with autocast:
+            pred_fake = self.D(torch.cat([real_a, fake_b], 1))
+            loss_gan = _gan_loss(pred_fake, True)
+            loss_l1 = F.l1_loss(fake_b.float(), real_b)
+            loss_g = loss_gan + self.config.lambda_l1 * loss_l1
+        self.optG.zero_grad(set_to_none=True)
+        self.scaler.scale(loss_g).backward()
+        self.scaler.step(self.optG)
+        self.scaler.update()
+        self.iteration += 1
+        return {"g_gan": loss_gan.item(), "g_l1": loss_l1.item(), "d": loss_d.item()}
+
+    # --- loop ----------------------------------------------------------------------------------------
+
+    def fit(self) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        started, start_iteration = time.perf_counter(), self.iteration
+        while self.iteration < self.config.iterations:
+            losses = self.step()
+            done = self.iteration
+            losses["it_s"] = (done - start_iteration) / max(time.perf_counter() - started, 1e-9)
+            last = done == self.config.iterations
+            if self.rank == 0 and (done % self.config.validate_every == 0 or last):
+                metrics = self.validate()
+                self.history.append({"iteration": done, **metrics})
+                losses.update(metrics)
+            if self.rank == 0 and (done % self.config.save_every == 0 or last):
+                self.save(metrics)
+            if self.on_step and self.rank == 0:
+                self.on_step(done, losses)
+        if self.world > 1:
+            dist.barrier()
+        return metrics
+
+    @torch.no_grad()
+    def validate(self, write_grid: bool = True) -> dict[str, float]:
+        """SSIM/PSNR on the held-out pairs, with the generator as inference will run it."""
+        pairs = self.source.validation()
+        if not pairs:
+            return {}
+        self.netG.eval()
+        use_per_sample_stats(self.netG, True)
+        outputs = []
+        for i in range(0, len(pairs), 8):
+            chunk = pairs[i:i + 8]
+            outputs.append(_to_images(self.netG(_to_tensor([a for a, _ in chunk], self.device, self.memory_format))))
+        use_per_sample_stats(self.netG, False)
+        self.netG.train()
+        fake = np.concatenate(outputs)
+        real = np.stack([b for _, b in pairs])
+        if write_grid:
+            self._write_grid(pairs, fake)
+        return {"ssim": round(ssim(fake, real), 4), "psnr": round(psnr(fake, real), 2)}
+
+    def _write_grid(self, pairs, fake: np.ndarray, rows: int = 4) -> None:
+        """pose | generated | real, one row per held-out sample."""
+        picks = np.linspace(0, len(pairs) - 1, min(rows, len(pairs))).astype(int)
+        grid = np.concatenate([np.concatenate([pairs[i][0], fake[i], pairs[i][1]], axis=1) for i in picks], axis=0)
+        samples = self.out_dir / "samples"
+        samples.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(samples / f"iter_{self.iteration:07d}.png"), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+
+    def save(self, metrics: dict[str, float]) -> None:
+        card = dataclasses.replace(self.card, architecture=self.config.architecture, ngf=self.config.ngf,
+                                   norm=self.config.norm, input_nc=3, output_nc=3)
+        card.training = {**self.card.training, "iterations": self.iteration, "batch_size": self.config.batch_size,
+                         "world_size": self.world, "lr": self.config.lr, "lambda_l1": self.config.lambda_l1,
+                         "ndf": self.config.ndf, "device": self.device.type}
+        card.metrics = {**self.card.metrics, **({"validation": metrics} if metrics else {})}
+        save_checkpoint(self.out_dir, self.netG, card)
+        state = {"iteration": self.iteration, "netD": self.netD.state_dict(), "optG": self.optG.state_dict(),
+                 "optD": self.optD.state_dict(), "config": dataclasses.asdict(self.config)}
+        tmp = self.out_dir / f".{STATE_NAME}.partial"
+        torch.save(state, tmp)
+        os.replace(tmp, self.out_dir / STATE_NAME)
+
+    def _load_state(self) -> None:
+        from safetensors.torch import load_file
+
+        state_path = self.out_dir / STATE_NAME
+        if not state_path.is_file():
+            raise VidtransError(f"{self.out_dir}: nothing to resume ({STATE_NAME} missing); drop --resume to start fresh")
+        state = torch.load(state_path, map_location=self.device, weights_only=True)
+        self.netG.load_state_dict(load_file(str(self.out_dir / "model.safetensors"), device=str(self.device)))
+        self.netD.load_state_dict(state["netD"])
+        self.optG.load_state_dict(state["optG"])
+        self.optD.load_state_dict(state["optD"])
+        self.iteration = int(state["iteration"])
+
+
+def _gan_loss(prediction: torch.Tensor, real: bool) -> torch.Tensor:
+    target = torch.ones_like(prediction) if real else torch.zeros_like(prediction)
+    return F.binary_cross_entropy_with_logits(prediction.float(), target)

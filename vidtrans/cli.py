@@ -161,6 +161,87 @@ def pose(
                   + (f" and {keypoints}" if keypoints else ""))
 
 
+@app.command()
+def train(
+    target: Optional[Path] = typer.Argument(None, help="Video of the target person (their whole body, a few minutes).", show_default=False),
+    output: Path = typer.Option(..., "-o", "--output", help="Checkpoint folder to write (and resume from)."),
+    synthetic: bool = typer.Option(False, "--synthetic", help="Train on our procedural character instead of a video."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Paired folder: side-by-side AB images, or A/ and B/ subfolders."),
+    input_kind: str = typer.Option("rgb", help="With --data: rgb, or pose when A images are pose maps."),
+    direction: str = typer.Option("AtoB", help="With --data: AtoB or BtoA."),
+    iterations: int = typer.Option(2000, help="Training iterations (each one batch)."),
+    batch_size: int = typer.Option(1, help="Samples per iteration (per process under torchrun)."),
+    architecture: str = typer.Option("unet_256", "--arch", help="unet_256, unet_128, resnet_9blocks or resnet_6blocks."),
+    ngf: int = typer.Option(64, help="Generator width."),
+    ndf: int = typer.Option(64, help="Discriminator width."),
+    size: int = typer.Option(256, help="Training resolution (square)."),
+    lr: float = typer.Option(2e-4, help="Adam learning rate (decays linearly to 0 over the second half)."),
+    lambda_l1: float = typer.Option(100.0, "--lambda-l1", help="Weight of the L1 loss against the GAN loss."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N (torchrun picks cuda:LOCAL_RANK)."),
+    resume: bool = typer.Option(False, help="Continue from the checkpoint in --output."),
+    save_every: int = typer.Option(500, help="Write the checkpoint every N iterations."),
+    validate_every: int = typer.Option(500, help="Score the held-out split (SSIM/PSNR) and save a sample grid every N iterations."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """Train a pix2pix model (conditional GAN + L1) on a target video, a paired folder, or synthetic data.
+
+    Several GPUs: torchrun --nproc_per_node N -m vidtrans train ...
+    """
+    from vidtrans.models.checkpoint import ModelCard
+    from vidtrans.pose.render import PoseStyle
+    from vidtrans.train.data import PairedFolder, SyntheticPairs, VideoPairs
+    from vidtrans.train.trainer import TrainConfig, Trainer
+
+    if sum(x is not None and x is not False for x in (target, data, synthetic or None)) != 1:
+        raise VidtransError("give exactly one data source: a target video, --data DIR or --synthetic")
+    if iterations < 1 or batch_size < 1:
+        raise VidtransError("--iterations and --batch-size must be at least 1")
+    style = PoseStyle()
+    card = ModelCard(architecture=architecture, native_size=(size, size), input_kind="pose",
+                     pose_style=style.to_dict(), normalization="sample")
+    if synthetic:
+        source = SyntheticPairs(size=size, style=style)
+        card.target_pose_stats = source.target_pose_stats()
+        card.description = "pose map -> our procedural target character (vidtrans.train.synth.TARGET_LOOK)"
+        card.training = {"data": "synthetic (procedural character and dances rendered by vidtrans)",
+                         "train_seeds": [source.train_seeds.start, source.train_seeds.stop],
+                         "validation_seed": source.validation_seed}
+    elif data is not None:
+        if input_kind not in ("rgb", "pose"):
+            raise VidtransError(f"--input-kind must be rgb or pose, not {input_kind!r}")
+        source = PairedFolder(data, size=size, direction=direction, flip=input_kind == "rgb")
+        card.input_kind = input_kind
+        card.pose_style = style.to_dict() if input_kind == "pose" else None
+        card.training = {"data": f"paired folder {data.name}", "pairs": len(source.pairs)}
+    else:
+        with _progress(f"{target.name} poses") as update:
+            source = VideoPairs(target, size=size, style=style, progress=update)
+        card.target_pose_stats = source.target_pose_stats()
+        card.description = f"pose map -> the person in {target.name}"
+        card.training = {"data": f"target video {target.name}", "frames": len(source.frames)}
+    config = TrainConfig(iterations=iterations, batch_size=batch_size, architecture=architecture, ngf=ngf, ndf=ndf,
+                         lr=lr, lambda_l1=lambda_l1, save_every=save_every, validate_every=validate_every, seed=seed)
+    columns = [TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+               TimeRemainingColumn()]
+    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
+        task = bar.add_task("train", total=iterations, stats="")
+        last_metrics: dict[str, float] = {}
+
+        def on_step(iteration: int, losses: dict[str, float]) -> None:
+            last_metrics.update({k: v for k, v in losses.items() if k in ("ssim", "psnr")})
+            stats = (f"{losses['it_s']:.2f} it/s  G {losses['g_gan']:.3f}+{losses['g_l1']:.3f}·λ  D {losses['d']:.3f}"
+                     + "".join(f"  {k} {v}" for k, v in last_metrics.items()))
+            bar.update(task, completed=iteration, stats=stats)
+            if not console.is_terminal and (iteration % validate_every == 0 or iteration == iterations):
+                console.print(f"iteration {iteration}/{iterations}: {stats}")
+
+        trainer = Trainer(source, output, config, card, device=device, resume=resume, on_step=on_step)
+        bar.update(task, completed=trainer.iteration)
+        metrics = trainer.fit()
+    console.print(f"wrote {output} after {trainer.iteration} iterations" +
+                  (f": held-out ssim {metrics['ssim']}, psnr {metrics['psnr']} dB" if metrics else ""))
+
+
 @contextlib.contextmanager
 def _progress(label: str):
     """A rich progress bar (frames, fps, ETA) fed by `update(done, total)`; silent when not a terminal."""

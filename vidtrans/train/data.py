@@ -93,3 +93,130 @@ class PairedFolder:
         if self._validation is None:
             self._validation = [self._load(p) for p in self.held_out[:64]]
         return self._validation
+
+
+class SyntheticPairs:
+    """Pose maps of procedural dances -> our rendered target character, generated on the fly.
+
+    Training draws from dances with seeds in `train_seeds`; validation uses frames spread over
+    the dance `validation_seed`, which must lie outside that range (so must `vidtrans eval`'s).
+    """
+
+    def __init__(self, size: int = 256, style=None, look=None, train_seeds: range = range(0, 10_000),
+                 validation_seed: int = 10_000_000, frames_per_dance: int = 240, validation_frames: int = 32):
+        from vidtrans.pose.render import PoseStyle
+        from vidtrans.train.synth import TARGET_LOOK
+
+        if validation_seed in train_seeds:
+            raise VidtransError(f"validation seed {validation_seed} is one of the training seeds")
+        self.size = size
+        self.style = style or PoseStyle()
+        self.look = look or TARGET_LOOK
+        self.train_seeds = train_seeds
+        self.validation_seed = validation_seed
+        self.frames_per_dance = frames_per_dance
+        self.validation_frames = validation_frames
+        self._tracks: dict[int, np.ndarray] = {}
+        self._validation: list[tuple[np.ndarray, np.ndarray]] | None = None
+
+    def _track(self, seed: int) -> np.ndarray:
+        from vidtrans.train.synth import dance_keypoints
+
+        if seed not in self._tracks:
+            if len(self._tracks) > 512:  # keypoints are small, but bound the cache anyway
+                self._tracks.clear()
+            self._tracks[seed] = dance_keypoints(seed, self.frames_per_dance, self.size, self.size, self.look)
+        return self._tracks[seed]
+
+    def pair(self, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from vidtrans.pose.render import render_pose
+        from vidtrans.train.synth import render_person
+
+        return (render_pose(keypoints, self.size, self.size, self.style),
+                render_person(keypoints, self.size, self.size, self.look))
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        seed = int(rng.integers(self.train_seeds.start, self.train_seeds.stop))
+        return self.pair(self._track(seed)[rng.integers(self.frames_per_dance)])
+
+    def validation(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        if self._validation is None:
+            track = self._track(self.validation_seed)
+            picks = np.linspace(0, len(track) - 1, self.validation_frames).astype(int)
+            self._validation = [self.pair(track[i]) for i in picks]
+        return self._validation
+
+    def target_pose_stats(self) -> dict:
+        """The target's body size and floor line in the training frame, for pose normalization."""
+        from vidtrans.pose.normalize import estimate_pose_stats
+
+        tracks = np.concatenate([self._track(seed) for seed in self.train_seeds[:20]])
+        return estimate_pose_stats(tracks, self.size, self.size).to_dict()
+
+
+class VideoPairs:
+    """Pairs from a video of the target person: each frame's detected pose map -> the frame.
+
+    Frames are cropped to a square around where the person dances (full height) and scaled to
+    `size`; the pose statistics of the target in that frame go into the model card so that
+    `run --normalize` can fit other dancers to this body. The last tenth of the clip is held out.
+    """
+
+    def __init__(self, video: str | os.PathLike, size: int = 256, style=None, max_frames: int = 3000,
+                 progress=None):
+        from vidtrans.pipeline import detect_keypoints
+        from vidtrans.pose.normalize import estimate_pose_stats
+        from vidtrans.pose.render import PoseStyle
+        from vidtrans.pose.smoothing import smooth_track
+        from vidtrans.video import VideoReader
+
+        self.size = size
+        self.style = style or PoseStyle()
+        track = smooth_track(detect_keypoints(video, progress=progress))
+        found = track[..., 2].max(axis=1) > 0
+        if found.sum() < 10:
+            raise VidtransError(f"{video}: a person was found in only {int(found.sum())} of {len(track)} frames; "
+                                "train from a video that shows the target person's whole body")
+        with VideoReader(video) as reader:
+            height, width = reader.info.height, reader.info.width
+            keep = set(np.flatnonzero(found)[np.linspace(0, found.sum() - 1, min(max_frames, found.sum())).astype(int)])
+            side = min(height, width)
+            centre_x = float(np.median(track[found][..., 0][track[found][..., 2] > 0]))
+            left = int(np.clip(round(centre_x - side / 2), 0, width - side))
+            top = (height - side) // 2
+            scale = size / side
+            frames, poses = [], []
+            for i, frame in enumerate(reader):
+                if i in keep:
+                    crop = frame.image[top:top + side, left:left + side]
+                    frames.append(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA))
+                    pose = track[i].copy()
+                    pose[:, 0] = (pose[:, 0] - left + 0.5) * scale - 0.5
+                    pose[:, 1] = (pose[:, 1] - top + 0.5) * scale - 0.5
+                    pose[pose[:, 2] <= 0] = 0
+                    poses.append(pose)
+        self.poses = np.stack(poses)
+        self.frames = frames
+        self.split = max(1, int(len(frames) * 0.9))
+        try:
+            self.stats = estimate_pose_stats(self.poses, size, size).to_dict()
+        except VidtransError:
+            self.stats = None  # upper-body footage: the model still trains, but cannot normalize
+        self._validation: list[tuple[np.ndarray, np.ndarray]] | None = None
+
+    def pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        from vidtrans.pose.render import render_pose
+
+        return render_pose(self.poses[i], self.size, self.size, self.style), self.frames[i]
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        return self.pair(int(rng.integers(self.split)))
+
+    def validation(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        if self._validation is None:
+            held_out = range(self.split, len(self.frames)) if self.split < len(self.frames) else range(len(self.frames))
+            self._validation = [self.pair(i) for i in list(held_out)[:64]]
+        return self._validation
+
+    def target_pose_stats(self) -> dict | None:
+        return self.stats

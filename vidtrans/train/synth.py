@@ -39,7 +39,7 @@ class Look:
     name: str
     stature: float = 1.0  # body height relative to the default framing (0.66 of the frame height)
     head_radius: float = 0.072
-    neck_length: float = 0.115  # neck keypoint to the bottom of the head
+    neck_length: float = 0.075  # neck keypoint to the bottom of the head
     torso_length: float = 0.30  # neck keypoint to the middle of the hip keypoints
     shoulder_width: float = 0.23
     hip_width: float = 0.14
@@ -53,7 +53,7 @@ class Look:
     hand_length: float = 0.06
     thigh_width: float = 0.1
     shin_width: float = 0.075
-    neck_width: float = 0.055
+    neck_width: float = 0.065
     skin: RGB = (224, 172, 135)
     lips: RGB = (190, 100, 95)
     eyes: RGB = (60, 40, 30)
@@ -77,10 +77,10 @@ TARGET_LOOK = Look(name="target")
 # A visibly different source dancer: taller and slimmer, longer legs, long black hair, yellow
 # long-sleeved top with a chest logo, green trousers, red shoes, in a blue-grey room.
 SOURCE_LOOK = Look(
-    name="source", stature=1.06, head_radius=0.066, neck_length=0.11, torso_length=0.285,
+    name="source", stature=1.06, head_radius=0.066, neck_length=0.075, torso_length=0.285,
     shoulder_width=0.205, hip_width=0.13, upper_arm=0.18, forearm=0.16, thigh=0.255, shin=0.25,
     arm_width=0.054, forearm_width=0.044, hand_length=0.055, thigh_width=0.078, shin_width=0.058,
-    neck_width=0.045, skin=(141, 95, 60), lips=(120, 60, 55), eyes=(25, 20, 20), hair=(25, 22, 25),
+    neck_width=0.052, skin=(141, 95, 60), lips=(120, 60, 55), eyes=(25, 20, 20), hair=(25, 22, 25),
     hair_style="long", shirt=(235, 190, 50), shirt_pattern="logo", pattern=(40, 70, 140),
     sleeve=1.85, trousers=(70, 100, 70), shoes=(190, 40, 40), soles=(245, 245, 245),
     wall=(125, 145, 170), floor=(95, 95, 102), horizon=0.5,
@@ -93,11 +93,8 @@ _AA = cv2.LINE_AA
 
 
 def _shade(color: RGB, factor: float) -> RGB:
-    return tuple(int(min(255, max(0, round(c * factor)))) for c in color)  # type: ignore[return-value]
-
-
-def _mix(a: RGB, b: RGB, t: float) -> RGB:
-    return tuple(int(round(x + (y - x) * t)) for x, y in zip(a, b))  # type: ignore[return-value]
+    r, g, b = (int(min(255, max(0, round(c * factor)))) for c in color)
+    return r, g, b
 
 
 def _fx(p: np.ndarray) -> tuple[int, int]:
@@ -291,7 +288,7 @@ def _draw_shadow(img: np.ndarray, pose: _Pose) -> None:
     _ellipse(mask, np.array([cx - x0, floor_y - y0]), (half_w, half_h), 0.0, (1.0, 1.0, 1.0))
     mask = cv2.GaussianBlur(mask, (0, 0), sigma)
     roi = img[y0:y1, x0:x1]
-    roi[:] = (roi * (1.0 - 0.45 * mask[..., None])).astype(np.uint8)
+    roi[:] = (roi * (1.0 - 0.45 * mask[..., None]) + 0.5).astype(np.uint8)
 
 
 def _draw_leg(img: np.ndarray, pose: _Pose, side: str) -> None:
@@ -350,12 +347,13 @@ def _draw_torso(img: np.ndarray, pose: _Pose) -> None:
     rs, ls, rh, lh = (pose.p(i) for i in (R_SHOULDER, L_SHOULDER, R_HIP, L_HIP))
     up = pose.torso_up()
     down = -up
-    across = _unit(ls - rs) if np.hypot(*(ls - rs)) > 1e-3 else np.array([up[1] * -1, up[0]])
+    across = _unit(ls - rs) if np.hypot(*(ls - rs)) > 1e-3 else np.array([-up[1], up[0]])
     hip_across = _unit(lh - rh) if np.hypot(*(lh - rh)) > 1e-3 else across
     ar = lk.arm_width * s / 2
     neck = pose.p(NECK) if pose.ok[NECK] else (rs + ls) / 2
     # Corners of the shirt body: shoulder line (top) and waist line (bottom), right then left.
-    top_r, top_l = rs - across * ar * 0.9 + down * ar * 0.3, ls + across * ar * 0.9 + down * ar * 0.3
+    top_r = rs - across * ar * 0.9 + down * ar * 0.3
+    top_l = ls + across * ar * 0.9 + down * ar * 0.3
     waist_down = down * 0.035 * s
     bot_r = rh - hip_across * lk.thigh_width * s * 0.5 + waist_down
     bot_l = lh + hip_across * lk.thigh_width * s * 0.5 + waist_down
@@ -542,17 +540,21 @@ class DanceGenerator:
         if frames < 0 or height < 16 or width < 16 or fps <= 0:
             raise VidtransError(f"dance of {frames} frames at {width}x{height}, {fps} fps: "
                                 "use frames >= 0, a frame of at least 16x16 and fps > 0")
+        if frames == 0:
+            return np.zeros((0, NUM_KEYPOINTS, 3), np.float32)
         t = (start + np.arange(frames)) / float(fps)
         lk = self.look
         margin = self._MARGIN * min(height, width)
         # Framing: a raised hand of this look, at its closest depth, stays inside the top margin.
-        floor_px = height * (1 - self._MARGIN) - 0.045 * height
+        floor_px = height * (1 - self._MARGIN) - 0.06 * height  # room for shoes and shadow
         reach_up = (lk.ankle_height + lk.thigh + lk.shin + lk.torso_length + 0.012
                     + 0.8 * lk.upper_arm + lk.forearm + lk.hand_length + lk.forearm_width / 2)
+        # Sideways, both arms stretched out must fit; the stage is what a typical pose leaves.
+        full_side = lk.shoulder_width / 2 + lk.upper_arm + lk.forearm + self._PAD + 0.04
         reach_side = lk.shoulder_width / 2 + 0.5 * (lk.upper_arm + lk.forearm) + self._PAD
         size = min(0.66 * height * lk.stature,
                    (floor_px + 0.03 * height - margin) / reach_up / 1.05,
-                   (width / 2 - margin) / reach_side / 1.05)
+                   (width / 2 - margin) / full_side / 1.05)
         room = max(0.0, (width / 2 - margin) / (size * 1.05) - reach_side)
         body = self._body(t, room)
         depth = self.depth(t)

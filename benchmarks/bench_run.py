@@ -1,0 +1,135 @@
+"""`vidtrans run` against a naive script, the model alone, and the codec floor, on one clip.
+
+    (a) naive: OpenCV read -> model one frame at a time (eager, numpy pre/post) -> OpenCV write
+    (b) model alone: `translate` on preloaded frames at the best batch size
+    (c) codec floor: decode -> encode with no model (vidtrans reader and writer)
+    (d) vidtrans run: `translate_video` (threaded pipeline)
+
+All four in one process on the same synthetic clip, unet_256 with random pix2pix-initialised
+weights; prints frames/s and the ratios the project aims for (run/naive, run/model, run/floor).
+
+    .venv/bin/python benchmarks/bench_run.py [--device cpu|cuda] [--size 256] [--frames 96] [--ngf 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import vidtrans  # noqa: E402
+from tests.media import make_clip  # noqa: E402
+from vidtrans.models.checkpoint import ModelCard, save_checkpoint  # noqa: E402
+from vidtrans.models.networks import build_generator, init_weights, use_per_sample_stats  # noqa: E402
+from vidtrans.pipeline import translate_video  # noqa: E402
+from vidtrans.video import VideoReader, VideoWriter  # noqa: E402
+
+
+def naive_script(src: Path, dst: Path, net: torch.nn.Module, device: torch.device) -> int:
+    """What a hand-rolled script around pix2pix looks like."""
+    capture = cv2.VideoCapture(str(src))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    writer = None
+    count = 0
+    while True:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(device)
+        with torch.no_grad():
+            y = net(x)
+        out = ((y[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
+        if writer is None:
+            writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"mp4v"), fps, (out.shape[1], out.shape[0]))
+        writer.write(cv2.cvtColor(out, cv2.COLOR_RGB2BGR))
+        count += 1
+    writer.release()
+    capture.release()
+    return count
+
+
+def codec_floor(src: Path, dst: Path) -> int:
+    with VideoReader(src) as reader:
+        info = reader.info
+        writer = VideoWriter(dst, info.width, info.height, time_base=info.time_base, fps=info.fps, audio_from=src,
+                             overwrite=True)
+        count = 0
+        for frame in reader:
+            writer.write(frame.image, frame.pts)
+            count += 1
+        writer.close()
+    return count
+
+
+def timed(fn) -> tuple[float, int]:
+    started = time.perf_counter()
+    frames = fn()
+    return time.perf_counter() - started, frames
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--frames", type=int, default=96)
+    parser.add_argument("--ngf", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--compile", default="off", help="torch.compile in (b) and (d): on/off")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp())
+    clip = make_clip(work / "in.mp4", frames=args.frames, size=(args.size, args.size), fps=30, audio=True)
+    torch.manual_seed(0)
+    net = build_generator("unet_256", 3, 3, args.ngf, "batch")
+    init_weights(net)
+    save_checkpoint(work / "model", net, ModelCard(architecture="unet_256", ngf=args.ngf))
+    model = vidtrans.load_model(work / "model", device=args.device)
+    if args.compile == "on":
+        model.compile()
+    device = model.device
+
+    naive_net = build_generator("unet_256", 3, 3, args.ngf, "batch")
+    naive_net.load_state_dict(net.state_dict())
+    naive_net.to(device).train()  # pix2pix's test-time default: batch statistics of one frame
+    use_per_sample_stats(naive_net, False)
+
+    frames = np.stack([f.image for f in VideoReader(clip.path)])
+    model.translate(frames[: args.batch_size])  # warm-up (and compilation) outside the timings
+
+    def model_alone() -> int:
+        for i in range(0, len(frames), args.batch_size):
+            model.translate(frames[i:i + args.batch_size])
+        return len(frames)
+
+    rows = {
+        "(a) naive script": timed(lambda: naive_script(clip.path, work / "naive.mp4", naive_net, device)),
+        "(b) model alone": timed(model_alone),
+        "(c) decode -> encode": timed(lambda: codec_floor(clip.path, work / "floor.mp4")),
+        "(d) vidtrans run": timed(lambda: translate_video(clip.path, work / "run.mp4", model, batch_size=args.batch_size,
+                                                          overwrite=True, compile="off").frames),
+    }
+    where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
+    print(f"unet_256 ngf {args.ngf}, {args.size}x{args.size}, {args.frames} frames, batch {args.batch_size}, "
+          f"compile {args.compile}, {where}")
+    fps = {}
+    for label, (seconds, count) in rows.items():
+        fps[label] = count / seconds
+        print(f"{label:<24}{count:>6} frames {seconds:>8.2f} s {fps[label]:>9.1f} fps")
+    run = fps["(d) vidtrans run"]
+    print(f"run / naive  = {run / fps['(a) naive script']:.2f}x")
+    print(f"run / model  = {run / fps['(b) model alone']:.2f}x")
+    print(f"run / floor  = {run / fps['(c) decode -> encode']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -242,6 +242,132 @@ def train(
                   (f": held-out ssim {metrics['ssim']}, psnr {metrics['psnr']} dB" if metrics else ""))
 
 
+@app.command()
+def live(
+    model: str = typer.Option("pose2person", "-m", "--model", help="Model name, checkpoint folder or pix2pix .pth file."),
+    camera: str = typer.Option("0", "--camera", help="Camera index, or a video file or URL standing in for one (played at its own frame rate)."),
+    size: Optional[str] = typer.Option(None, "--size", help="WIDTHxHEIGHT: capture at this size (frames are resized to it)."),
+    view: str = typer.Option("side", help="side (camera | pose | output), output or pose; v cycles them in the window."),
+    no_window: bool = typer.Option(False, "--no-window", help="No preview window (headless)."),
+    virtual_cam: bool = typer.Option(False, "--virtual-cam", help="Send the view to a virtual webcam (pip install 'vidtrans[live]')."),
+    record: Optional[Path] = typer.Option(None, "--record", help="Record the view (without the HUD) to this video, at capture times."),
+    serve: Optional[str] = typer.Option(None, "--serve", help="Serve a page with the view as MJPEG at [HOST:]PORT (host 127.0.0.1 unless given)."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after N frames shown."),
+    stats: Optional[Path] = typer.Option(None, "--stats", help="Write frames, fps, latency p50/p95, dropped, device as JSON."),
+    loop: bool = typer.Option(False, "--loop", help="Play a video file camera again from the start when it ends."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    precision: str = typer.Option("auto", help="auto (fp16 on CUDA where the model allows, else fp32), fp32, fp16, bf16."),
+    smooth: str = typer.Option("none", help="Output smoothing: none, ema or flow (causal)."),
+    smooth_strength: float = typer.Option(0.5, help="Smoothing strength in [0, 1)."),
+    normalize: bool = typer.Option(True, "--normalize/--no-normalize", help="Pose models: fit the dancer to the target's body once ~2 s of poses are seen."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --record file."),
+) -> None:
+    """Translate a webcam live: preview window (q quit, space pause, v view, s snapshot), recording, MJPEG, virtual camera."""
+    from vidtrans.live import parse_size, run_live
+
+    translator = vidtrans.load_model(model, device=device, precision=precision)
+
+    def started(info: dict) -> None:
+        console.print(f"live: {info['camera']} {info['size']} at {info['fps']:.0f} fps -> {translator.name} "
+                      f"({translator.device}); Ctrl-C to stop" + (f"; watch at {info['url']}" if info["url"] else ""),
+                      markup=False, highlight=False, soft_wrap=True)
+
+    result = run_live(translator, camera, size=parse_size(size), view=view, window=not no_window, record=record,
+                      serve=serve, virtual_cam=virtual_cam, max_frames=max_frames, stats_path=stats, smoothing=smooth,
+                      smoothing_strength=smooth_strength, normalize=normalize, loop=loop, overwrite=overwrite,
+                      on_start=started)
+    console.print(f"{result.summary()}; {result.ended}" + (f"; pose {result.pose}" if result.pose else "")
+                  + (f" -> {record}" if record and result.frames else ""), markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def batch(
+    input_dir: Path = typer.Argument(..., help="Folder of clips (searched recursively).", show_default=False),
+    output_dir: Path = typer.Option(..., "-o", "--output", help="Folder for the outputs; mirrors the input tree, same file names."),
+    model: str = typer.Option(..., "-m", "--model", help="Model name, checkpoint folder or pix2pix .pth file."),
+    pattern: Optional[list[str]] = typer.Option(None, "--pattern", help="File name pattern to translate (repeatable; default: common video extensions)."),
+    recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Look in subfolders."),
+    workers: Optional[int] = typer.Option(None, help="Clips translated at once (default: 2 per device)."),
+    devices: str = typer.Option("auto", help="Comma-separated devices the workers take turns on, e.g. cuda:0,cuda:1."),
+    ext: Optional[str] = typer.Option(None, help="Output container extension, e.g. mp4 (default: the input's)."),
+    overwrite: bool = typer.Option(False, help="Redo every clip, even finished ones, and replace existing files."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write a JSON report: per clip input, output, status, frames, seconds, fps, error; and totals."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", help="Frames per forward pass."),
+    precision: str = typer.Option("auto", help="auto (fp16 on CUDA where the model allows, else fp32), fp32, fp16, bf16."),
+    start: Optional[float] = typer.Option(None, help="Start time in seconds (every clip)."),
+    end: Optional[float] = typer.Option(None, help="End time in seconds (every clip)."),
+    side_by_side: bool = typer.Option(False, "--side-by-side", help="Write input | pose map | output panels for comparison."),
+    smooth: str = typer.Option("none", help="Output smoothing: none, ema (blend with previous frame) or flow (motion-compensated)."),
+    smooth_strength: float = typer.Option(0.5, help="Smoothing strength in [0, 1)."),
+    pose: str = typer.Option("auto", help="Pose models: auto (detect unless the input is already a pose-map video), detect, or none (input is pose maps)."),
+    normalize: bool = typer.Option(True, "--normalize/--no-normalize", help="Fit the dancer's height and floor line to the target's (pose models)."),
+    codec: str = typer.Option("libx264", help="Video encoder."),
+    crf: int = typer.Option(18, help="Constant rate factor (lower is better quality)."),
+    preset: str = typer.Option("medium", help="Encoder preset (ultrafast ... veryslow)."),
+    pix_fmt: str = typer.Option("yuv420p", "--pix-fmt", help="Output pixel format."),
+    compile: str = typer.Option("auto", help="torch.compile the model: auto (long clips on CPU), on, off."),
+) -> None:
+    """Translate every clip in a folder; a rerun skips finished clips and redoes changed or failed ones.
+
+    A broken clip is reported with its reason and the batch goes on. Progress is kept in OUTPUT_DIR/.vidtrans-batch.json.
+
+    Exit status: 0 every clip translated or skipped; 1 a clip failed (or the model could not be loaded); 2 usage error (bad option, INPUT_DIR missing or without clips, OUTPUT_DIR = INPUT_DIR).
+    """
+    from vidtrans.batch import BatchUsageError, RichDisplay, summary_tables, translate_folder
+
+    try:
+        with RichDisplay(console) as display:
+            result = translate_folder(
+                input_dir, output_dir, model, patterns=pattern, recursive=recursive, workers=workers,
+                devices=[d.strip() for d in devices.split(",") if d.strip()], precision=precision, ext=ext,
+                overwrite=overwrite, compile=compile, listener=display, batch_size=batch_size, start=start, end=end,
+                smoothing=smooth, smoothing_strength=smooth_strength, side_by_side_view=side_by_side, pose=pose,
+                normalize=normalize, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt)
+    except BatchUsageError as e:
+        print(f"vidtrans: error: {e}", file=sys.stderr)
+        raise typer.Exit(2)
+    if report:
+        result.save(report)
+    for table in summary_tables(result):
+        console.print(table)
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@app.command("eval")
+def evaluate(
+    model: str = typer.Option("pose2person", "-m", "--model", help="Model name, checkpoint folder or pix2pix .pth file."),
+    synthetic: bool = typer.Option(False, "--synthetic", help="Score on a held-out procedural dance with exact ground truth."),
+    seed: int = typer.Option(20_000_000, help="Dance seed for --synthetic (must not be a training seed)."),
+    frames: int = typer.Option(64, help="Frames of the dance for --synthetic."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Paired folder (AB images, or A/ and B/) to score instead."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    precision: str = typer.Option("auto", help="auto, fp32, fp16 or bf16."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", help="Frames per forward pass."),
+    smooth: str = typer.Option("none", help="Output smoothing, as in run: none, ema or flow."),
+    json_summary: bool = typer.Option(False, "--json", help="Print one JSON object (ssim, psnr, flicker_ratio, ...)."),
+) -> None:
+    """Score a model against ground truth: SSIM, PSNR (dB) and flicker ratio (output vs truth)."""
+    import json
+
+    from vidtrans.evaluate import evaluate as score, folder_ground_truth, synthetic_ground_truth
+
+    if synthetic == (data is not None):
+        raise VidtransError("give exactly one of --synthetic or --data DIR")
+    translator = vidtrans.load_model(model, device=device, precision=precision)
+    if synthetic:
+        inputs, truth = synthetic_ground_truth(translator, seed, frames)
+    else:
+        inputs, truth = folder_ground_truth(translator, data)
+    result = {"model": translator.name, **({"seed": seed} if synthetic else {"data": str(data)}),
+              **score(translator, inputs, truth, batch_size=batch_size, smoothing=smooth)}
+    if json_summary:
+        print(json.dumps(result))
+    else:
+        console.print(f"{result['model']}: ssim {result['ssim']}, psnr {result['psnr']} dB, "
+                      f"flicker ratio {result['flicker_ratio']} over {result['frames']} frames")
+
+
 @contextlib.contextmanager
 def _progress(label: str):
     """A rich progress bar (frames, fps, ETA) fed by `update(done, total)`; silent when not a terminal."""
@@ -265,6 +391,11 @@ def _progress(label: str):
 
 
 def main() -> None:
+    import av.logging
+
+    # FFmpeg's own messages (x264 statistics, "error while decoding") would bury our one-line
+    # errors and summaries; what matters reaches the user through VidtransError and the summary.
+    av.logging.set_level(av.logging.PANIC)
     try:
         app()
     except VidtransError as e:

@@ -100,8 +100,18 @@ class Translator:
             raise VidtransError(f"translate expects uint8 RGB frames of shape (N, H, W, 3), got {frames.dtype} {frames.shape}")
         if len(frames) == 0:
             return frames.copy()
-        x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device, non_blocking=True)
-        return self.translate_tensor(x).cpu().numpy()
+        if self.device.type != "cuda":
+            return self.translate_tensor(torch.from_numpy(np.ascontiguousarray(frames))).numpy()
+        # Pinned staging buffers make both copies asynchronous, so each batch costs one sync.
+        # PyTorch's caching host allocator recycles them once the GPU is done: a small ring of
+        # pinned buffers without bookkeeping here, and results stay valid while callers hold them.
+        upload = torch.empty(frames.shape, dtype=torch.uint8, pin_memory=True)
+        upload.numpy()[...] = frames
+        result = self.translate_tensor(upload.to(self.device, non_blocking=True))
+        download = torch.empty(result.shape, dtype=torch.uint8, pin_memory=True)
+        download.copy_(result, non_blocking=True)
+        torch.cuda.current_stream(self.device).synchronize()
+        return download.numpy()
 
     @torch.inference_mode()
     def translate_tensor(self, frames: torch.Tensor) -> torch.Tensor:

@@ -278,8 +278,7 @@ def detect_keypoints(src: str | os.PathLike, start: float | None = None, end: fl
 def _pose_stages(src: Path, reader: VideoReader, model, pose: str, keypoints, normalize: bool,
                  progress: Progress | None) -> tuple[list[Any], str]:
     """The stages that turn decoded frames into the pose maps `model` expects, and what they do."""
-    from vidtrans.pose import (PoseNormalizer, PoseStats, PoseStyle, estimate_pose_stats, looks_like_pose_map,
-                               read_keypoints, smooth_track)
+    from vidtrans.pose import PoseNormalizer, PoseStats, PoseStyle, estimate_pose_stats, read_keypoints, smooth_track
     from vidtrans.pose.stages import KeypointLookupStage, PoseMapStage, fit_to_frame
 
     if pose not in ("auto", "detect", "none"):
@@ -312,6 +311,8 @@ def _pose_stages(src: Path, reader: VideoReader, model, pose: str, keypoints, no
 
 
 def _is_pose_video(src: Path, reader: VideoReader) -> bool:
+    from vidtrans.pose import looks_like_pose_map
+
     with VideoReader(src, start=reader.start, end=reader.end) as peek:
         first = [frame.image for _, frame in zip(range(8), peek)]
     return looks_like_pose_map(first) if first else False

@@ -8,6 +8,10 @@ from the internet at run time, which vidtrans must never do.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+
 import numpy as np
 
 from vidtrans.errors import VidtransError
@@ -52,6 +56,26 @@ def blazepose_to_coco18(landmarks: np.ndarray, width: int, height: int,
     return out
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """MediaPipe's C++ start-up chatter (XNNPACK, absl warnings) goes straight to file descriptor 2,
+    where it would bury vidtrans' one-line messages; it only happens on the first inference."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (e.g. captured): nothing to protect
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 class PoseDetector:
     """Detects one person per frame: `detect(rgb_frame) -> (18, 3)` float32 keypoints in input pixels.
 
@@ -74,6 +98,7 @@ class PoseDetector:
         except ImportError as e:
             raise VidtransError(f"pose detection needs mediapipe, which is not installed ({INSTALL_HINT})") from e
         self.min_visibility = min_visibility
+        self._warmed_up = False
         self._pose = mp.solutions.pose.Pose(
             static_image_mode=not video_mode,
             model_complexity=1,
@@ -91,7 +116,12 @@ class PoseDetector:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise VidtransError(f"pose detection needs an RGB uint8 frame (H, W, 3), got {frame.dtype} {frame.shape}")
         height, width = frame.shape[:2]
-        result = self._pose.process(np.ascontiguousarray(frame))
+        if self._warmed_up:
+            result = self._pose.process(np.ascontiguousarray(frame))
+        else:
+            with _native_stderr_silenced():
+                result = self._pose.process(np.ascontiguousarray(frame))
+            self._warmed_up = True
         if result.pose_landmarks is None:
             return np.zeros((NUM_KEYPOINTS, 3), dtype=np.float32)
         landmarks = np.array([(lm.x, lm.y, lm.visibility) for lm in result.pose_landmarks.landmark], dtype=np.float32)

@@ -1,0 +1,319 @@
+"""`vidtrans batch` and `translate_folder`: discovery, isolated failures, resume after a kill, skips, redo."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from tests.media import audio_durations, decode_all, make_clip
+from vidtrans.batch import MANIFEST_NAME, BatchListener, BatchUsageError, find_clips, translate_folder
+from vidtrans.models.checkpoint import ModelCard, save_checkpoint
+from vidtrans.models.networks import build_generator, init_weights
+
+FAST = dict(preset="ultrafast", batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def rgb_model_dir(tmp_path_factory):
+    """A small RGB model (a ResNet with pix2pix's initial weights) with a native size near the test clips'."""
+    torch.manual_seed(0)
+    net = build_generator("resnet_6blocks", 3, 3, 8, "instance")
+    init_weights(net)
+    folder = tmp_path_factory.mktemp("models") / "tiny"
+    save_checkpoint(folder, net, ModelCard(architecture="resnet_6blocks", ngf=8, norm="instance", native_size=(64, 64)))
+    return folder
+
+
+def cli(*args, timeout=180):
+    return subprocess.run([sys.executable, "-m", "vidtrans", "batch", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def leftovers(folder):
+    return sorted(p.name for p in folder.rglob("*") if ".partial" in p.name)
+
+
+def by_name(report):
+    return {os.path.basename(c["input"]): c for c in report["clips"]}
+
+
+def assert_same_video(src, out):
+    in_images, in_times = decode_all(src)
+    out_images, out_times = decode_all(out)
+    assert len(out_images) == len(in_images) > 0
+    assert out_times == pytest.approx(in_times, abs=1e-6)
+    assert audio_durations(out) == pytest.approx(audio_durations(src), abs=0.1)
+
+
+def test_folder_with_good_and_broken_clips(tmp_path, rgb_model_dir):
+    """Good clips come out complete; broken ones are reported with a reason; exit 1, no traceback."""
+    src = tmp_path / "in"
+    (src / "sub" / "deeper").mkdir(parents=True)
+    good = [make_clip(src / "a.mp4", frames=8, audio=True).path,
+            make_clip(src / "sub" / "b.mkv", frames=6, audio=False).path,
+            make_clip(src / "sub" / "deeper" / "c.mkv", frames=5, audio=True).path]
+    (src / "text.mp4").write_text("this is not a video\n")
+    (src / "sub" / "noise.mov").write_bytes(os.urandom(4096))
+    (src / "truncated.mp4").write_bytes(good[0].read_bytes()[:2048])
+    (src / "notes.txt").write_text("not matched by the patterns\n")
+    out = src / "out"  # inside the input folder: must never be scanned as input
+    report_path = tmp_path / "report.json"
+
+    result = cli(src, "-o", out, "--model", rgb_model_dir, "--devices", "cpu", "--preset", "ultrafast",
+                 "--report", report_path)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    report = json.loads(report_path.read_text())
+    clips = by_name(report)
+    assert sorted(clips) == ["a.mp4", "b.mkv", "c.mkv", "noise.mov", "text.mp4", "truncated.mp4"]
+    for path in good:
+        clip = clips[path.name]
+        output = out / path.relative_to(src)
+        assert clip["status"] == "done" and clip["output"] == str(output) and clip["error"] is None
+        assert clip["frames"] == len(decode_all(path)[0]) and clip["fps"] > 0
+        assert_same_video(path, output)
+    for name in ("text.mp4", "noise.mov", "truncated.mp4"):
+        assert clips[name]["status"] == "failed"
+        error = clips[name]["error"]
+        assert name in error and "\n" not in error
+        assert error in " ".join(result.stderr.split()) or name in result.stderr
+    assert report["totals"] == {**report["totals"], "clips": 6, "done": 3, "skipped": 0, "failed": 3,
+                                "frames": 19}
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == [MANIFEST_NAME, "a.mp4", "b.mkv", "c.mkv"]
+
+    # A second run scans the same six inputs (not the outputs inside the input folder), skips the
+    # good ones and retries the broken ones.
+    again = cli(src, "-o", out, "--model", rgb_model_dir, "--devices", "cpu", "--preset", "ultrafast",
+                "--report", report_path)
+    assert again.returncode == 1 and "Traceback" not in again.stderr
+    statuses = {name: c["status"] for name, c in by_name(json.loads(report_path.read_text())).items()}
+    assert statuses == {"a.mp4": "skipped", "b.mkv": "skipped", "c.mkv": "skipped", "noise.mov": "failed",
+                        "text.mp4": "failed", "truncated.mp4": "failed"}
+
+
+def test_kill_resume_skip_and_redo_changed(tmp_path, rgb_model_dir):
+    """SIGKILL mid-batch, rerun: finished outputs untouched, no temporary files, the rest done;
+    a third run skips everything in seconds; touching one input redoes only that clip."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    (src / "sub").mkdir(parents=True)
+    clips = [make_clip(src / ("sub" if i % 2 else "") / f"clip{i}.mp4", frames=40, size=(64, 48), audio=True).path
+             for i in range(4)]
+    args = [src, "-o", out, "--model", rgb_model_dir, "--devices", "cpu", "--preset", "ultrafast"]
+    manifest = out / MANIFEST_NAME
+
+    process = subprocess.Popen([sys.executable, "-m", "vidtrans", "batch", *map(str, args), "--workers", "1",
+                                "--batch-size", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done_at_kill: dict = {}
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if manifest.exists():
+            records = json.loads(manifest.read_text())["clips"]
+            done_at_kill = {k: v for k, v in records.items() if v["status"] == "done"}
+            if done_at_kill:
+                break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert 1 <= len(done_at_kill) < len(clips), "the first run should be killed mid-way"
+    finished = {out / rel: (out / rel).stat().st_mtime_ns for rel in done_at_kill}
+
+    report_path = tmp_path / "report.json"
+    second = cli(*args, "--report", report_path)
+    assert second.returncode == 0, second.stderr
+    assert leftovers(out) == []
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished
+    statuses = {c["output"]: c["status"] for c in json.loads(report_path.read_text())["clips"]}
+    assert all(statuses[str(p)] == "skipped" for p in finished)
+    for clip in clips:
+        assert_same_video(clip, out / clip.relative_to(src))
+
+    started = time.perf_counter()
+    third = cli(*args, "--report", report_path)
+    assert third.returncode == 0, third.stderr
+    assert time.perf_counter() - started < 30  # mostly interpreter and torch start-up
+    report = json.loads(report_path.read_text())
+    assert [c["status"] for c in report["clips"]] == ["skipped"] * 4
+    assert report["totals"]["frames"] == 0
+
+    changed = clips[1]
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
+    mtimes = {clip: (out / clip.relative_to(src)).stat().st_mtime_ns for clip in clips}
+    fourth = cli(*args, "--report", report_path)
+    assert fourth.returncode == 0, fourth.stderr
+    statuses = {os.path.basename(c["input"]): c["status"] for c in json.loads(report_path.read_text())["clips"]}
+    assert statuses == {"clip0.mp4": "skipped", "clip1.mp4": "done", "clip2.mp4": "skipped", "clip3.mp4": "skipped"}
+    for clip in clips:
+        now = (out / clip.relative_to(src)).stat().st_mtime_ns
+        assert (now != mtimes[clip]) == (clip == changed)
+
+
+def test_options_and_model_decide_what_is_redone(tmp_path, rgb_model_dir):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for name in ("a", "b"):
+        make_clip(src / f"{name}.mp4", frames=5, audio=False)
+    first = translate_folder(src, out, rgb_model_dir, devices=["cpu"], **FAST)
+    assert [c.status for c in first.clips] == ["done", "done"]
+    # Batch size and worker count change only the speed.
+    same = translate_folder(src, out, rgb_model_dir, devices=["cpu"], workers=1, preset="ultrafast", batch_size=2)
+    assert [c.status for c in same.clips] == ["skipped", "skipped"]
+    other_crf = translate_folder(src, out, rgb_model_dir, devices=["cpu"], crf=30, **FAST)
+    assert [c.status for c in other_crf.clips] == ["done", "done"]
+
+    torch.manual_seed(1)
+    net = build_generator("resnet_6blocks", 3, 3, 8, "instance")
+    init_weights(net)
+    retrained = save_checkpoint(tmp_path / "retrained", net,
+                                ModelCard(architecture="resnet_6blocks", ngf=8, norm="instance", native_size=(64, 64)))
+    new_model = translate_folder(src, out, retrained, devices=["cpu"], crf=30, **FAST)
+    assert [c.status for c in new_model.clips] == ["done", "done"]
+
+    (out / "a.mp4").unlink()  # a deleted output is made again
+    deleted = translate_folder(src, out, retrained, devices=["cpu"], crf=30, **FAST)
+    assert [c.status for c in deleted.clips] == ["done", "skipped"]
+    forced = translate_folder(src, out, retrained, devices=["cpu"], crf=30, overwrite=True, **FAST)
+    assert [c.status for c in forced.clips] == ["done", "done"]
+
+
+def test_failed_clip_is_retried_and_foreign_files_kept(tmp_path, rgb_model_dir):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    (src / "broken.mp4").write_bytes(b"\x00" * 1000)
+    make_clip(src / "theirs.mp4", frames=5, audio=False)
+    (out / "theirs.mp4").write_bytes(b"someone else's file")
+    first = translate_folder(src, out, rgb_model_dir, devices=["cpu"], **FAST)
+    assert [(c.status, bool(c.error)) for c in first.clips] == [("failed", True), ("failed", True)]
+    assert "--overwrite" in first.clips[1].error
+    assert (out / "theirs.mp4").read_bytes() == b"someone else's file"
+
+    make_clip(src / "broken.mp4", frames=5, audio=False)  # fixed
+    second = translate_folder(src, out, rgb_model_dir, devices=["cpu"], **FAST)
+    assert [c.status for c in second.clips] == ["done", "failed"]
+
+
+def test_unexpected_errors_are_one_line_and_the_batch_goes_on(tmp_path, rgb_model_dir, monkeypatch):
+    import vidtrans.batch as batch
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a", "b", "c"):
+        make_clip(src / f"{name}.mp4", frames=5, audio=False)
+    real = batch.translate_video
+
+    def flaky(src_path, dst, model, **options):
+        if src_path.name == "b.mp4":
+            raise RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB")
+        return real(src_path, dst, model, **options)
+
+    monkeypatch.setattr(batch, "translate_video", flaky)
+    report = translate_folder(src, tmp_path / "out", rgb_model_dir, devices=["cpu"], **FAST)
+    assert [c.status for c in report.clips] == ["done", "failed", "done"]
+    assert report.clips[1].error == "RuntimeError: CUDA out of memory. Tried to allocate 2 GiB"
+    manifest = json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())
+    assert manifest["clips"]["b.mp4"]["status"] == "failed"
+    assert manifest["clips"]["b.mp4"]["error"] == report.clips[1].error
+
+
+def test_clips_run_in_parallel_with_one_model_per_device(tmp_path, rgb_model_dir, monkeypatch):
+    import vidtrans.models.translator as translator
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(4):
+        make_clip(src / f"{i}.mp4", frames=8, audio=False)
+    built = []
+    original_init = translator.Translator.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(kwargs.get("device"))
+        original_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(translator.Translator, "__init__", counting_init)
+
+    class Watch(BatchListener):
+        def __init__(self):
+            self.in_flight, self.most, self.workers = 0, 0, set()
+
+        def clip_started(self, worker, clip):
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+            self.workers.add(worker)
+
+        def clip_finished(self, worker, result):
+            if worker:
+                self.in_flight -= 1
+
+    watch = Watch()
+    report = translate_folder(src, tmp_path / "out", rgb_model_dir, devices=["cpu"], workers=3, listener=watch,
+                              **FAST)
+    assert [c.status for c in report.clips] == ["done"] * 4
+    assert len(built) == 1  # one model for the one device, shared by three workers
+    assert watch.most >= 2 and len(watch.workers) >= 2
+
+
+def test_discovery_patterns_ext_and_collisions(tmp_path, rgb_model_dir):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    (src / ".hidden").mkdir()
+    for name in ("a.mov", "a.mkv", "sub/B.MP4", ".hidden/x.mp4", "._a.mov", "notes.txt"):
+        (src / name).write_bytes(b"")
+    names = lambda paths: [p.relative_to(src).as_posix() for p in paths]  # noqa: E731
+    assert names(find_clips(src)) == ["a.mkv", "a.mov", "sub/B.MP4"]
+    assert names(find_clips(src, recursive=False)) == ["a.mkv", "a.mov"]
+    assert names(find_clips(src, patterns=["*.mov"])) == ["a.mov"]
+    assert names(find_clips(src, exclude=[src / "sub"])) == ["a.mkv", "a.mov"]
+
+    make_clip(src / "a.mov", frames=5, audio=True)
+    make_clip(src / "a.mkv", frames=5, audio=False)
+    make_clip(src / "sub" / "B.MP4", frames=5, audio=False)
+    report = translate_folder(src, tmp_path / "out", rgb_model_dir, devices=["cpu"], ext="mp4", **FAST)
+    results = {os.path.relpath(c.input, src): c for c in report.clips}
+    assert results["a.mkv"].status == "done" and results["a.mkv"].output == str(tmp_path / "out" / "a.mp4")
+    assert results["a.mov"].status == "failed" and "same output as a.mkv" in results["a.mov"].error
+    assert results["sub/B.MP4"].status == "done"
+    assert_same_video(src / "a.mkv", tmp_path / "out" / "a.mp4")
+
+
+def test_usage_errors_exit_2(tmp_path, rgb_model_dir):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("no clips here")
+    cases = {
+        "missing": [tmp_path / "missing", "-o", tmp_path / "out"],
+        "empty": [empty, "-o", tmp_path / "out"],
+        "same folder": [empty, "-o", empty],
+        "bad option": [empty, "-o", tmp_path / "out", "--workers", "many"],
+    }
+    for what, args in cases.items():
+        result = cli(*args, "--model", rgb_model_dir, "--devices", "cpu")
+        assert result.returncode == 2, (what, result.stderr)
+        assert "Traceback" not in result.stderr
+    with pytest.raises(BatchUsageError, match="workers"):
+        make_clip(empty / "a.mp4", frames=3, audio=False)
+        translate_folder(empty, tmp_path / "out", rgb_model_dir, workers=0)
+    help_text = " ".join(cli("--help").stdout.split())
+    assert "Exit status: 0" in help_text and "1 a clip failed" in help_text and "2 usage error" in help_text
+
+
+def test_ctrl_c_stops_cleanly(tmp_path, rgb_model_dir):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for i in range(3):
+        make_clip(src / f"{i}.mp4", frames=60, size=(64, 48), audio=True)
+    process = subprocess.Popen([sys.executable, "-m", "vidtrans", "batch", str(src), "-o", str(out), "--model",
+                                str(rgb_model_dir), "--devices", "cpu", "--batch-size", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out.is_dir() and leftovers(out)):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert leftovers(out) == []

@@ -1,0 +1,119 @@
+"""Pose models in `run` (detection, pose-map input, keypoint files, normalization) and `vidtrans pose`."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import vidtrans
+from tests.media import decode_all, dancer_clip, make_clip
+from vidtrans.models.checkpoint import ModelCard, save_checkpoint
+from vidtrans.models.networks import build_generator, init_weights
+from vidtrans.pipeline import render_pose_video, translate_video
+from vidtrans.pose import PoseStats, PoseStyle, looks_like_pose_map, read_keypoints, render_poses, write_keypoints_npz
+
+TARGET_STATS = PoseStats(frame_width=128, frame_height=128, far=0.80, near=0.90, height_far=0.55, height_near=0.62)
+
+
+@pytest.fixture(scope="module")
+def pose_model(tmp_path_factory):
+    """A tiny pose -> person model whose card carries the target's pose statistics."""
+    torch.manual_seed(0)
+    net = build_generator("unet_128", 3, 3, 8, "instance")
+    init_weights(net)
+    folder = tmp_path_factory.mktemp("models") / "tinypose"
+    save_checkpoint(folder, net, ModelCard(architecture="unet_128", ngf=8, norm="instance", native_size=(128, 128),
+                                           input_kind="pose", pose_style=PoseStyle().to_dict(),
+                                           target_pose_stats=TARGET_STATS.to_dict()))
+    return vidtrans.load_model(folder, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def dancer(tmp_path_factory):
+    return dancer_clip(tmp_path_factory.mktemp("clips") / "dancer.mp4", frames=20, size=(160, 120), audio=True)
+
+
+class Recorder:
+    """Wraps a model and keeps what it was asked to translate (the pose maps)."""
+
+    def __init__(self, model):
+        self.model, self.seen = model, []
+        self.name, self.device, self.precision = model.name, model.device, model.precision
+        self.input_kind, self.card, self.native_size = model.input_kind, model.card, model.native_size
+
+    def translate(self, frames):
+        self.seen.append(frames.copy())
+        return self.model.translate(frames)
+
+
+def test_run_detects_normalizes_and_renders_pose_maps(tmp_path, pose_model, dancer):
+    recorder = Recorder(pose_model)
+    out = tmp_path / "out.mp4"
+    summary = translate_video(dancer.path, out, recorder, batch_size=4, side_by_side_view=True)
+    assert summary.pose.startswith("detected") and "normalized to the target" in summary.pose
+    images, times = decode_all(out)
+    _, in_times = decode_all(dancer.path)
+    assert len(images) == summary.frames == 20 and times == pytest.approx(in_times, abs=1e-6)
+    assert images[0].shape[:2] in ((128, 427), (128, 428))  # input scaled to 128 high | pose map | output (even)
+    maps = np.concatenate(recorder.seen)
+    assert maps.shape == (20, 128, 128, 3) and looks_like_pose_map(list(maps))
+    # The mapped body stands on the target's ankle line: the lowest drawn pixels sit near 0.80-0.90 of the height.
+    lowest = max(np.flatnonzero(m.max(axis=(1, 2)) > 100).max() for m in maps) / 128
+    assert 0.78 <= lowest <= 0.95
+
+
+def test_pose_map_input_is_recognised_and_passed_through(tmp_path, pose_model, dancer):
+    pose_video = tmp_path / "poses.mp4"
+    render_pose_video(dancer.path, pose_video)
+    recorder = Recorder(pose_model)
+    summary = translate_video(pose_video, tmp_path / "out.mp4", recorder)
+    assert summary.pose == "input is pose maps" and summary.frames == 20
+    explicit = translate_video(dancer.path, tmp_path / "out2.mp4", pose_model, pose="none")
+    assert explicit.pose == "input is pose maps"
+
+
+def test_keypoints_file_replaces_detection(tmp_path, pose_model, dancer):
+    npz = tmp_path / "kp.npz"
+    write_keypoints_npz(npz, dancer.keypoints, 160, 120)
+    summary = translate_video(dancer.path, tmp_path / "out.mp4", pose_model, keypoints=npz, normalize=False)
+    assert summary.pose.startswith("keypoints from kp.npz") and summary.frames == 20
+    short = tmp_path / "short.npz"
+    write_keypoints_npz(short, dancer.keypoints[:5], 160, 120)
+    with pytest.raises(vidtrans.errors.VidtransError, match="5 frames of keypoints"):
+        translate_video(dancer.path, tmp_path / "out3.mp4", pose_model, keypoints=short)
+
+
+def test_pose_command_writes_maps_and_keypoints(tmp_path, dancer):
+    out, npz = tmp_path / "pose.mp4", tmp_path / "kp.npz"
+    result = subprocess.run([sys.executable, "-m", "vidtrans", "pose", str(dancer.path), "-o", str(out),
+                             "--keypoints", str(npz), "--json"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["frames"] == 20 and summary["frames_with_person"] == 20
+    images, times = decode_all(out)
+    _, in_times = decode_all(dancer.path)
+    assert len(images) == 20 and times == pytest.approx(in_times, abs=1e-6)
+    assert images[0].shape[:2] == (120, 160) and looks_like_pose_map(images)
+    track = read_keypoints(npz)
+    assert track.keypoints.shape == (20, 18, 3) and (track.width, track.height) == (160, 120)
+    # Detected joints land near the ones the dance was rendered from (smoothing included).
+    both = (track.keypoints[..., 2] > 0) & (dancer.keypoints[..., 2] > 0)
+    error = np.linalg.norm(track.keypoints[..., :2] - dancer.keypoints[..., :2], axis=-1)[both]
+    assert np.median(error) < 0.04 * 120
+    # The rendered maps are what our renderer draws from those keypoints (codec loss aside).
+    expected = render_poses(track.keypoints, 120, 160)
+    assert np.abs(images[5].astype(int) - expected[5].astype(int)).mean() < 4
+
+
+def test_frames_without_a_person_keep_the_count(tmp_path, pose_model):
+    empty = make_clip(tmp_path / "empty.mp4", frames=12, size=(96, 64), audio=False)
+    out = tmp_path / "pose.mp4"
+    summary = render_pose_video(empty.path, out)
+    images, _ = decode_all(out)
+    assert summary.frames == len(images) == 12 and summary.extra["frames_with_person"] == 0
+    assert max(int(img.max()) for img in images) < 20  # black maps
+    run = translate_video(empty.path, tmp_path / "run.mp4", pose_model, pose="detect")
+    assert run.frames == 12 and "not normalized" in run.pose

@@ -1,0 +1,577 @@
+"""Translate a folder of clips: discovery, resumable runs, isolated failures, several clips in flight.
+
+    from vidtrans.batch import translate_folder
+    report = translate_folder("clips/", "out/", "pose2person", workers=2, smoothing="flow")
+    report.totals(), [c.error for c in report.failed], report.save("report.json")
+
+The output tree mirrors the input tree. A manifest in the output folder (`.vidtrans-batch.json`,
+rewritten atomically after each clip) records what was done with what, so a rerun skips finished
+clips whose input, options and model are unchanged, and redoes the rest. Whole files go to a pool
+of worker threads; the model is loaded once per device and shared by that device's workers, so one
+clip's decoding and encoding overlap another clip's model work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fnmatch
+import hashlib
+import inspect
+import itertools
+import json
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from vidtrans.errors import VidtransError
+from vidtrans.pipeline import translate_video
+
+DEFAULT_PATTERNS = ("*.mp4", "*.mov", "*.mkv", "*.avi", "*.webm", "*.m4v", "*.mpg", "*.mpeg", "*.ts", "*.mts",
+                    "*.m2ts", "*.wmv", "*.flv", "*.3gp", "*.ogv")
+MANIFEST_NAME = ".vidtrans-batch.json"
+MANIFEST_FORMAT, MANIFEST_VERSION = "vidtrans-batch-manifest", 1
+PARTIAL_PATTERNS = (".*.partial-*", f"{MANIFEST_NAME}.partial")  # the writer's and ours
+HEAD_BYTES = 1 << 20
+# translate_video options that change the output file. Batch size, compile, workers and devices
+# only change the speed, so a rerun with other values still skips finished clips.
+OUTPUT_OPTIONS = ("start", "end", "smoothing", "smoothing_strength", "side_by_side_view", "pose", "normalize",
+                  "codec", "crf", "preset", "pix_fmt")
+PASSED_OPTIONS = OUTPUT_OPTIONS + ("batch_size",)
+_DEFAULTS = {name: p.default for name, p in inspect.signature(translate_video).parameters.items()}
+
+
+class BatchUsageError(VidtransError):
+    """The folders or batch options make no sense (the CLI exits with 2 for these)."""
+
+
+@dataclass
+class ClipResult:
+    input: str
+    output: str
+    status: str  # "done", "skipped" or "failed"
+    frames: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"input": self.input, "output": self.output, "status": self.status, "frames": self.frames,
+                "seconds": round(self.seconds, 3), "fps": round(self.fps, 3), "error": self.error}
+
+
+@dataclass
+class BatchReport:
+    input_dir: str
+    output_dir: str
+    model: str
+    clips: list[ClipResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[ClipResult]:
+        return [c for c in self.clips if c.status == "failed"]
+
+    def totals(self) -> dict[str, Any]:
+        """Counts per status; frames and fps are those translated in this run, over its wall time."""
+        frames = sum(c.frames for c in self.clips if c.status == "done")
+        counts = {s: sum(c.status == s for c in self.clips) for s in ("done", "skipped", "failed")}
+        return {"clips": len(self.clips), **counts, "frames": frames, "seconds": round(self.seconds, 3),
+                "fps": round(frames / self.seconds, 3) if self.seconds > 0 else 0.0}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"input_dir": self.input_dir, "output_dir": self.output_dir, "model": self.model,
+                "clips": [c.to_dict() for c in self.clips], "totals": self.totals()}
+
+    def save(self, path: str | os.PathLike) -> None:
+        try:
+            _write_json_atomically(Path(path), self.to_dict())
+        except OSError as e:
+            raise VidtransError(f"{path}: cannot write the report ({e.strerror}); choose a writable path") from e
+
+
+class BatchListener:
+    """What a batch reports while it runs; called from worker threads. Override what you need."""
+
+    def begin(self, clips: int, to_do: int) -> None: ...
+
+    def clip_started(self, worker: str, clip: str) -> None: ...
+
+    def clip_progress(self, worker: str, clip: str, done: int, total: int, phase: str) -> None: ...
+
+    def clip_finished(self, worker: str, result: ClipResult) -> None: ...
+
+
+# --- discovery -------------------------------------------------------------------------------------
+
+
+def find_clips(input_dir: str | os.PathLike, patterns: Sequence[str] = DEFAULT_PATTERNS, recursive: bool = True,
+               exclude: Sequence[str | os.PathLike] = ()) -> list[Path]:
+    """Files under `input_dir` whose name matches a pattern (case-insensitive), sorted.
+
+    Hidden files and folders are left out (temporary files, macOS `._` files, .git), and so are the
+    `exclude` folders (the output folder when it sits inside the input folder).
+    """
+    root = Path(input_dir)
+    skip = {Path(p).resolve() for p in exclude}
+    lowered = [p.lower() for p in patterns]
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if recursive and not d.startswith(".")
+                         and Path(folder, d).resolve() not in skip)
+        for name in files:
+            if not name.startswith(".") and any(fnmatch.fnmatchcase(name.lower(), p) for p in lowered):
+                found.append(Path(folder, name))
+    return sorted(found, key=lambda p: p.relative_to(root).parts)
+
+
+def remove_partial_files(output_dir: str | os.PathLike, keep: Sequence[str | os.PathLike] = ()) -> list[Path]:
+    """Delete temporary files a killed run left in the output tree (not under `keep`); returns them."""
+    skip = {Path(p).resolve() for p in keep}
+    removed = []
+    for folder, dirs, files in os.walk(output_dir):
+        dirs[:] = [d for d in dirs if Path(folder, d).resolve() not in skip]
+        for name in files:
+            if any(fnmatch.fnmatchcase(name, p) for p in PARTIAL_PATTERNS):
+                path = Path(folder, name)
+                with contextlib.suppress(OSError):  # not ours to fight over; it only wastes space
+                    path.unlink()
+                    removed.append(path)
+    return removed
+
+
+def fingerprint(path: Path) -> dict[str, Any]:
+    """Size, modification time and a hash of the first MiB: cheap, and catches rewritten files."""
+    stat = path.stat()
+    with open(path, "rb") as f:
+        head = hashlib.sha256(f.read(HEAD_BYTES)).hexdigest()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "head_sha256": head}
+
+
+# --- manifest --------------------------------------------------------------------------------------
+
+
+def _write_json_atomically(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class Manifest:
+    """OUTPUT_DIR/.vidtrans-batch.json: {"format", "version", "clips": {input path relative to
+    INPUT_DIR (posix): record}}. A record has status ("running", "done" or "failed"), output
+    (relative to OUTPUT_DIR), owned (whether a file at output is ours to replace), input
+    (fingerprint), options, model_sha256, and frames, seconds, output_size or error, and finished
+    (UTC ISO time)."""
+
+    def __init__(self, output_dir: Path, fresh: bool = False):
+        self.path = output_dir / MANIFEST_NAME
+        self.clips: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        if self.path.exists() and not fresh:
+            try:
+                data = json.loads(self.path.read_text())
+                if data.get("format") != MANIFEST_FORMAT or data.get("version") != MANIFEST_VERSION:
+                    raise ValueError("unknown format")
+                self.clips = dict(data["clips"])
+            except (ValueError, KeyError, TypeError, AttributeError, OSError) as e:
+                raise VidtransError(f"{self.path}: unreadable batch manifest ({e}); "
+                                    "delete it or pass --overwrite") from e
+
+    def record(self, clip: str, **record: Any) -> None:
+        with self._lock:
+            self.clips[clip] = record
+            _write_json_atomically(self.path, {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
+                                               "clips": self.clips})
+
+
+@contextlib.contextmanager
+def _exclusive(output_dir: Path) -> Iterator[None]:
+    """One batch per output folder: a second one would delete the first one's temporary files.
+    The lock is on the folder itself, so nothing is left behind, and the kernel drops it when a
+    killed run dies."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    fd = os.open(output_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            raise VidtransError(f"{output_dir}: another vidtrans batch is writing there; wait for it or "
+                                "choose another output folder") from e
+        yield
+    finally:
+        os.close(fd)
+
+
+# --- models ----------------------------------------------------------------------------------------
+
+
+class SharedModel:
+    """One Translator per device, shared by that device's workers.
+
+    The model work is serialized per device: on a CPU, two clips translating at once only fight
+    over the same cores, and on a GPU the kernels queue on one stream anyway. Decoding and encoding
+    run outside the lock, which is where the overlap between clips comes from.
+    """
+
+    def __init__(self, translator):
+        self._translator = translator
+        self._lock = threading.Lock()
+        self._compiled = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._translator, name)
+
+    def translate(self, frames):
+        with self._lock:
+            return self._translator.translate(frames)
+
+    def compile(self) -> None:
+        with self._lock:
+            if not self._compiled:
+                self._translator.compile()
+                self._compiled = True
+
+
+def model_sha256(checkpoint) -> str:
+    """The card's weights hash; computed from the file for imported .pth models (their card has none)."""
+    from vidtrans.models.checkpoint import WEIGHTS_NAME, sha256_of
+
+    if checkpoint.card.weights_sha256:
+        return checkpoint.card.weights_sha256
+    path = checkpoint.path if checkpoint.path.is_file() else checkpoint.path / WEIGHTS_NAME
+    return sha256_of(path)
+
+
+# --- the batch -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    rel: str
+    src: Path
+    dst: Path
+    out_rel: str
+    fingerprint: dict[str, Any]
+    overwrite: bool
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def translate_folder(
+    input_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    model: str | os.PathLike,
+    *,
+    patterns: Sequence[str] | None = None,
+    recursive: bool = True,
+    workers: int | None = None,
+    devices: Sequence[str] = ("auto",),
+    precision: str = "auto",
+    ext: str | None = None,
+    overwrite: bool = False,
+    compile: str = "auto",
+    listener: BatchListener | None = None,
+    **options: Any,
+) -> BatchReport:
+    """Translate every clip under `input_dir` into the same relative path under `output_dir`.
+
+    model: name, checkpoint folder or pix2pix .pth. workers: clips in flight (default 2 per
+    device); worker i uses devices[i % len(devices)]. ext: output container extension (default:
+    the input's). overwrite: redo finished clips and replace existing files. options: the
+    `translate_video` options batch_size, start, end, smoothing, smoothing_strength,
+    side_by_side_view, pose, normalize, codec, crf, preset, pix_fmt.
+
+    Failures do not stop the batch: a clip that cannot be translated gets status "failed" and a
+    one-line error in the report. Raises BatchUsageError for bad folders or options.
+    """
+    from vidtrans.models.checkpoint import load_checkpoint
+    from vidtrans.models.translator import Translator, resolve_device, resolve_precision
+
+    unknown = set(options) - set(PASSED_OPTIONS)
+    if unknown:
+        raise TypeError(f"translate_folder got unknown options: {', '.join(sorted(unknown))}")
+    started = time.perf_counter()
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    patterns = tuple(patterns or DEFAULT_PATTERNS)
+    _check_folders(input_dir, output_dir)
+    devices = list(devices) or ["auto"]
+    workers = workers if workers is not None else 2 * len(devices)
+    if workers < 1:
+        raise BatchUsageError(f"--workers must be at least 1, got {workers}")
+    suffix = _suffix(ext)
+    clips = find_clips(input_dir, patterns, recursive, exclude=[output_dir])
+    if not clips:
+        how = "" if recursive else " (not looking in subfolders: --no-recursive)"
+        raise BatchUsageError(f"{input_dir}: no clips matching {' '.join(patterns)}{how}; "
+                              "check the folder or pass --pattern")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise VidtransError(f"{output_dir}: cannot create the output folder ({e.strerror})") from e
+
+    checkpoint = load_checkpoint(model)
+    # Worker i runs on devices[i % len(devices)]; each distinct device gets one model.
+    worker_devices = [resolve_device(devices[i % len(devices)]) for i in range(workers)]
+    precisions = {resolve_precision(precision, d, checkpoint.card) for d in worker_devices}
+    settings = _settings(options, precisions.pop() if len(precisions) == 1 else precision)
+    weights = model_sha256(checkpoint)
+    report = BatchReport(str(input_dir), str(output_dir), checkpoint.path.name)
+    listener = listener or BatchListener()
+
+    with _exclusive(output_dir):
+        remove_partial_files(output_dir, keep=[input_dir])
+        manifest = Manifest(output_dir, fresh=overwrite)
+        results, jobs = _plan(clips, input_dir, output_dir, suffix, manifest, settings, weights, overwrite)
+        listener.begin(len(clips), len(jobs))
+        for result in results.values():
+            listener.clip_finished("", result)
+        if jobs:
+            models: dict[Any, SharedModel] = {}
+            for device in worker_devices:
+                if device not in models:
+                    models[device] = SharedModel(Translator(checkpoint, device=device, precision=precision))
+            runner = _Runner([models[d] for d in worker_devices], manifest, listener, settings, weights, compile,
+                             options)
+            results.update(runner.run(jobs, workers))
+    report.clips = [results[_rel(c, input_dir)] for c in clips]
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _check_folders(input_dir: Path, output_dir: Path) -> None:
+    if not input_dir.exists():
+        raise BatchUsageError(f"{input_dir}: no such folder; give the folder of clips to translate")
+    if not input_dir.is_dir():
+        raise BatchUsageError(f"{input_dir}: not a folder; for a single clip use vidtrans run")
+    if output_dir.resolve() == input_dir.resolve():
+        raise BatchUsageError(f"{output_dir}: the output folder is the input folder; choose another one "
+                              "(outputs keep the input's names)")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise BatchUsageError(f"{output_dir}: exists and is not a folder; choose an output folder")
+
+
+def _suffix(ext: str | None) -> str | None:
+    if ext is None:
+        return None
+    ext = ext.lstrip(".")
+    if not ext or not ext.isalnum():
+        raise BatchUsageError(f"--ext must be a file extension such as mp4 or mkv, got {ext!r}")
+    return "." + ext
+
+
+def _settings(options: dict[str, Any], precision: str) -> dict[str, Any]:
+    """The output-changing options with translate_video's defaults filled in, as stored in the manifest."""
+    settings = {name: options.get(name, _DEFAULTS[name]) for name in OUTPUT_OPTIONS}
+    return {**settings, "precision": precision}
+
+
+def _rel(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _plan(clips: list[Path], input_dir: Path, output_dir: Path, suffix: str | None, manifest: Manifest,
+          settings: dict[str, Any], weights: str, overwrite: bool) -> tuple[dict[str, ClipResult], list[_Job]]:
+    """Results for clips that need no work (skipped, or refused before starting), and the jobs."""
+    results: dict[str, ClipResult] = {}
+    jobs: list[_Job] = []
+    claimed: dict[Path, str] = {}
+    inputs = {c.resolve() for c in clips}
+    for src in clips:
+        rel = _rel(src, input_dir)
+        dst = output_dir / (Path(rel).with_suffix(suffix) if suffix else Path(rel))
+        out_rel, record = _rel(dst, output_dir), manifest.clips.get(rel)
+        refused = ClipResult(str(src), str(dst), "failed")
+        if dst in claimed:
+            refused.error = f"same output as {claimed[dst]}; rename one of them or drop --ext"
+        elif dst.resolve() in inputs:
+            refused.error = f"{dst}: the output would replace an input clip; choose an output folder outside the inputs"
+        claimed.setdefault(dst, rel)
+        try:
+            print_ = fingerprint(src)
+        except OSError as e:
+            refused.error = refused.error or f"{src}: cannot read ({e.strerror})"
+        if refused.error:
+            results[rel] = refused
+        elif not overwrite and record and _finished(record, print_, settings, weights, out_rel, dst):
+            results[rel] = ClipResult(str(src), str(dst), "skipped", frames=record.get("frames", 0))
+        else:
+            # Files the manifest says we wrote may be replaced; anyone else's need --overwrite.
+            ours = overwrite or bool(record and record.get("output") == out_rel and record.get("owned"))
+            jobs.append(_Job(rel, src, dst, out_rel, print_, ours))
+    return results, jobs
+
+
+def _finished(record: dict[str, Any], print_: dict[str, Any], settings: dict[str, Any], weights: str,
+              out_rel: str, dst: Path) -> bool:
+    return (record.get("status") == "done" and record.get("input") == print_ and record.get("options") == settings
+            and record.get("model_sha256") == weights and record.get("output") == out_rel and dst.is_file()
+            and dst.stat().st_size == record.get("output_size"))
+
+
+def one_line(error: BaseException) -> str:
+    """A failure as one report line: our messages as they are, anything else with its type."""
+    text = " ".join(str(error).split())
+    if isinstance(error, VidtransError):
+        return text or type(error).__name__
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class _Runner:
+    def __init__(self, models: list[SharedModel], manifest: Manifest, listener: BatchListener,
+                 settings: dict[str, Any], weights: str, compile: str, options: dict[str, Any]):
+        self.models, self.manifest, self.listener = models, manifest, listener
+        self.settings, self.weights, self.compile, self.options = settings, weights, compile, options
+        self.cancel = threading.Event()
+        self._local = threading.local()
+        self._ids = itertools.count()
+
+    def run(self, jobs: list[_Job], workers: int) -> dict[str, ClipResult]:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vidtrans-batch",
+                                initializer=self._init_worker) as pool:
+            futures = [pool.submit(self._translate, job) for job in jobs]
+            try:
+                for future in as_completed(futures):
+                    future.result()
+            except BaseException:
+                # Ctrl-C: clips in flight stop at their next batch and delete their temporary files.
+                self.cancel.set()
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+        return {job.rel: future.result() for job, future in zip(jobs, futures)}
+
+    def _init_worker(self) -> None:
+        index = next(self._ids)
+        self._local.model = self.models[index]
+        self._local.name = f"worker {index + 1} ({self._local.model.device})"
+
+    def _translate(self, job: _Job) -> ClipResult:
+        worker, model = self._local.name, self._local.model
+        result = ClipResult(str(job.src), str(job.dst), "failed")
+        self.listener.clip_started(worker, job.rel)
+
+        def progress(done: int, total: int, phase: str) -> None:
+            if self.cancel.is_set():
+                raise _Cancelled()
+            self.listener.clip_progress(worker, job.rel, done, total, phase)
+
+        # Whatever appears at dst from now on is ours, unless someone else's file was there before.
+        owned = job.overwrite or not job.dst.exists()
+        base = {"output": job.out_rel, "owned": owned, "input": job.fingerprint, "options": self.settings,
+                "model_sha256": self.weights}
+        try:
+            self.manifest.record(job.rel, status="running", **base)
+            job.dst.parent.mkdir(parents=True, exist_ok=True)
+            summary = translate_video(job.src, job.dst, model, overwrite=job.overwrite, compile=self.compile,
+                                      progress=progress, **self.options)
+            result.status, result.frames, result.seconds = "done", summary.frames, summary.seconds
+            self.manifest.record(job.rel, status="done", **{**base, "owned": True}, frames=summary.frames,
+                                 seconds=round(summary.seconds, 3), output_size=job.dst.stat().st_size,
+                                 finished=_now())
+        except _Cancelled:
+            raise
+        except Exception as e:  # noqa: BLE001 - one broken clip must not stop the batch
+            result.error = one_line(e)
+            with contextlib.suppress(OSError):
+                self.manifest.record(job.rel, status="failed", **base, error=result.error, finished=_now())
+        self.listener.clip_finished(worker, result)
+        return result
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+# --- terminal display ------------------------------------------------------------------------------
+
+
+class RichDisplay(BatchListener):
+    """Overall bars (clips, frames) and one line per worker saying what it does; on a console that is
+    not a terminal (a log file), one line per translated or failed clip instead."""
+
+    def __init__(self, console):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.console = console
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[info]}"), console=console, disable=not console.is_terminal)
+        self._lock = threading.Lock()
+        self._workers: dict[str, Any] = {}
+        self._counted: dict[str, int] = {}
+        self._frames = 0
+        self._started = time.perf_counter()
+
+    def __enter__(self) -> "RichDisplay":
+        self.bar.start()
+        self._clips = self.bar.add_task("clips", total=None, info="")
+        self._frames_task = self.bar.add_task("frames", total=None, info="")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.stop()
+
+    def begin(self, clips: int, to_do: int) -> None:
+        self._started = time.perf_counter()
+        self.bar.update(self._clips, total=clips, info=f"{clips - to_do} already done or refused")
+
+    def clip_started(self, worker: str, clip: str) -> None:
+        with self._lock:
+            self._counted[worker] = 0
+            if worker not in self._workers:
+                self._workers[worker] = self.bar.add_task(worker, total=None, info="")
+        self.bar.update(self._workers[worker], completed=0, total=None, info=f"{clip}: opening")
+
+    def clip_progress(self, worker: str, clip: str, done: int, total: int, phase: str) -> None:
+        with self._lock:
+            if phase == "translating":
+                self._frames += done - self._counted.get(worker, 0)
+                self._counted[worker] = done
+            fps = self._frames / max(time.perf_counter() - self._started, 1e-9)
+        self.bar.update(self._workers[worker], completed=done, total=max(total, done) or None, info=f"{clip}: {phase}")
+        self.bar.update(self._frames_task, completed=self._frames, info=f"{fps:.1f} fps")
+
+    def clip_finished(self, worker: str, result: ClipResult) -> None:
+        self.bar.advance(self._clips)
+        if worker:
+            self.bar.update(self._workers[worker], info="idle")
+        if not self.console.is_terminal and result.status != "skipped":
+            how = f"{result.frames} frames in {result.seconds:.1f} s" if result.status == "done" else result.error
+            self.console.print(f"{result.status} {result.input}: {how}", highlight=False, soft_wrap=True)
+
+
+def summary_tables(report: BatchReport) -> list:
+    """Rich tables for the end of a batch: clips, frames, seconds and fps per status; the failures."""
+    from rich.table import Table
+
+    table = Table("status", "clips", "frames", "seconds", "fps", title=f"vidtrans batch: {report.model}")
+    for status in ("done", "skipped", "failed"):
+        clips = [c for c in report.clips if c.status == status]
+        frames, seconds = sum(c.frames for c in clips), sum(c.seconds for c in clips)
+        table.add_row(status, str(len(clips)), str(frames) if status == "done" else "",
+                      f"{seconds:.1f}" if status == "done" else "", f"{frames / seconds:.1f}" if seconds else "")
+    totals = report.totals()
+    table.add_row("all (wall clock)", str(totals["clips"]), str(totals["frames"]), f"{report.seconds:.1f}",
+                  f"{totals['fps']:.1f}", style="bold")
+    if not report.failed:
+        return [table]
+    failures = Table("failed clip", "reason", title="failures")
+    for clip in report.failed:
+        failures.add_row(clip.input, clip.error)
+    return [table, failures]

@@ -59,7 +59,7 @@ def blazepose_to_coco18(landmarks: np.ndarray, width: int, height: int,
 @contextlib.contextmanager
 def _native_stderr_silenced():
     """MediaPipe's C++ start-up chatter (XNNPACK, absl warnings) goes straight to file descriptor 2,
-    where it would bury vidtrans' one-line messages; it only happens on the first inference."""
+    where it would bury vidtrans' one-line messages; it only happens when the graph starts."""
     try:
         sys.stderr.flush()
         saved = os.dup(2)
@@ -98,15 +98,19 @@ class PoseDetector:
         except ImportError as e:
             raise VidtransError(f"pose detection needs mediapipe, which is not installed ({INSTALL_HINT})") from e
         self.min_visibility = min_visibility
-        self._warmed_up = False
-        self._pose = mp.solutions.pose.Pose(
-            static_image_mode=not video_mode,
-            model_complexity=1,
-            smooth_landmarks=False,
-            enable_segmentation=False,
-            min_detection_confidence=min_detection_confidence,
-            min_tracking_confidence=min_tracking_confidence,
-        )
+        self._quiet_frames = 2
+        with _native_stderr_silenced():
+            self._pose = mp.solutions.pose.Pose(
+                static_image_mode=not video_mode,
+                model_complexity=1,
+                smooth_landmarks=False,
+                enable_segmentation=False,
+                min_detection_confidence=min_detection_confidence,
+                min_tracking_confidence=min_tracking_confidence,
+            )
+            # The first inference starts the graph and its TFLite interpreters, which is when
+            # the chatter is printed: do it here, silenced, rather than in the middle of a run.
+            self._pose.process(np.zeros((64, 64, 3), np.uint8))
 
     def detect(self, rgb_frame: np.ndarray) -> np.ndarray:
         """Keypoints (18, 3) of the most prominent person; all zeros when nobody is found."""
@@ -116,12 +120,13 @@ class PoseDetector:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise VidtransError(f"pose detection needs an RGB uint8 frame (H, W, 3), got {frame.dtype} {frame.shape}")
         height, width = frame.shape[:2]
-        if self._warmed_up:
-            result = self._pose.process(np.ascontiguousarray(frame))
-        else:
+        if self._quiet_frames:
+            # MediaPipe logs once more when it first tracks a person in a non-square frame.
             with _native_stderr_silenced():
                 result = self._pose.process(np.ascontiguousarray(frame))
-            self._warmed_up = True
+            self._quiet_frames -= result.pose_landmarks is not None
+        else:
+            result = self._pose.process(np.ascontiguousarray(frame))
         if result.pose_landmarks is None:
             return np.zeros((NUM_KEYPOINTS, 3), dtype=np.float32)
         landmarks = np.array([(lm.x, lm.y, lm.visibility) for lm in result.pose_landmarks.landmark], dtype=np.float32)

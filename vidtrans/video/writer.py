@@ -295,6 +295,10 @@ class VideoWriter:
             self._out.close()
             self._out = None
             self._close_src()
+            # mkstemp makes the file private (0600); give it the permissions a new file normally gets.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self._tmp, 0o666 & ~umask)
             os.replace(self._tmp, self.dst)
         except VidtransError:
             self.abort()

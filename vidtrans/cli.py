@@ -392,10 +392,13 @@ def _progress(label: str):
 
 def main() -> None:
     import av.logging
+    import cv2
 
-    # FFmpeg's own messages (x264 statistics, "error while decoding") would bury our one-line
-    # errors and summaries; what matters reaches the user through VidtransError and the summary.
+    # FFmpeg's and OpenCV's own messages (x264 statistics, "error while decoding", libpng
+    # warnings) would bury our one-line errors and summaries; what matters reaches the user
+    # through VidtransError and the summary.
     av.logging.set_level(av.logging.PANIC)
+    cv2.setLogLevel(0)  # 0: silent
     try:
         app()
     except VidtransError as e:

@@ -263,3 +263,28 @@ def test_smoothing_reduces_flicker(tmp_path, method):
                              smoothing_strength=0.6)
     assert smooth.flicker_ratio < 0.7 * plain.flicker_ratio
     assert plain.flicker_ratio > 1.5  # the noise really flickers, relative to the input
+
+
+def test_memory_stays_flat_for_long_clips(tmp_path, rgb_model_dir):
+    """Peak RSS of a 3000-frame run is within 100 MB of a 300-frame run (bounded queues).
+
+    torch.compile is off in both: on long CPU runs `compile="auto"` turns it on, and inductor's
+    one-off ~130 MB would hide what this test is about, frames piling up. The translator's own
+    memory does not depend on the clip's length (same batch shape every time)."""
+    script = (
+        "import resource, sys, vidtrans\n"
+        "from vidtrans.pipeline import translate_video\n"
+        f"model = vidtrans.load_model({str(rgb_model_dir)!r}, device='cpu')\n"
+        "translate_video(sys.argv[1], sys.argv[2], model, batch_size=8, compile='off')\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    peaks = {}
+    for frames in (300, 3000):
+        clip = make_clip(tmp_path / f"in{frames}.mp4", frames=frames, size=(32, 24), fps=50, audio=True,
+                         frame_fn=lambda i, w, h: np.full((h, w, 3), i % 256, np.uint8))
+        result = subprocess.run([sys.executable, "-c", script, str(clip.path), str(tmp_path / f"out{frames}.mp4")],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        peaks[frames] = int(result.stdout.strip().splitlines()[-1]) / 1024  # kB -> MB
+        assert len(decode_all(tmp_path / f"out{frames}.mp4")[0]) == frames
+    assert peaks[3000] - peaks[300] < 100, peaks

@@ -141,7 +141,7 @@ def pose(
     end: Optional[float] = typer.Option(None, help="End time in seconds."),
     codec: str = typer.Option("libx264", help="Video encoder."),
     crf: int = typer.Option(18, help="Constant rate factor (lower is better quality)."),
-    preset: str = typer.Option("medium", help="Encoder preset (ultrafast ... veryslow)."),
+    preset: str = typer.Option("veryfast", help="Encoder preset (ultrafast ... veryslow); pose maps are simple graphics, so a fast preset loses nothing visible."),
     overwrite: bool = typer.Option(False, help="Replace existing output files."),
     json_summary: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
 ) -> None:

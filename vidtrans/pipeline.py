@@ -219,7 +219,7 @@ def render_pose_video(
     end: float | None = None,
     codec: str = "libx264",
     crf: int = 18,
-    preset: str = "medium",
+    preset: str = "veryfast",
     pix_fmt: str = "yuv420p",
     overwrite: bool = False,
     progress: Progress | None = None,
@@ -321,9 +321,10 @@ def _is_pose_video(src: Path, reader: VideoReader) -> bool:
 def _maybe_compile(model, compile: str, frame_count: int) -> None:
     if compile not in ("auto", "on", "off"):
         raise VidtransError(f"--compile must be auto, on or off, not {compile!r}")
-    # Compiling costs 10-20 s up front and saves ~15 % per frame on a CPU, so it only pays on
-    # clips of a few minutes; GPUs are fast enough without it for this network.
-    worth_it = model.device.type == "cpu" and frame_count >= 3000
+    # Compiling costs 10-20 s and ~130 MB up front and makes a CPU 15-50 % faster per frame
+    # (benchmarks/README.md), so it pays from about a thousand frames; GPUs are fast enough
+    # without it for these networks.
+    worth_it = model.device.type == "cpu" and frame_count >= 1000
     if compile == "on" or (compile == "auto" and worth_it):
         model.compile()
 

@@ -101,9 +101,10 @@ class Trainer:
         self.optD = torch.optim.Adam(self.netD.parameters(), lr=config.lr, betas=(config.beta1, 0.999))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.iteration = 0
-        self.history: list[dict[str, float]] = []
         if resume:
             self._load_state()
+            # Draw new samples after a resume rather than replaying the first run's sequence.
+            self.rng = np.random.default_rng([config.seed, self.rank, self.iteration])
         self.G = self.netG
         self.D = self.netD
         if self.world > 1:
@@ -160,7 +161,6 @@ class Trainer:
             last = done == self.config.iterations
             if self.rank == 0 and (done % self.config.validate_every == 0 or last):
                 metrics = self.validate()
-                self.history.append({"iteration": done, **metrics})
                 losses.update(metrics)
             if self.rank == 0 and (done % self.config.save_every == 0 or last):
                 self.save(metrics)

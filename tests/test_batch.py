@@ -18,16 +18,6 @@ from vidtrans.models.networks import build_generator, init_weights
 FAST = dict(preset="ultrafast", batch_size=4)
 
 
-@pytest.fixture(scope="module")
-def rgb_model_dir(tmp_path_factory):
-    """A small RGB model (a ResNet with pix2pix's initial weights) with a native size near the test clips'."""
-    torch.manual_seed(0)
-    net = build_generator("resnet_6blocks", 3, 3, 8, "instance")
-    init_weights(net)
-    folder = tmp_path_factory.mktemp("models") / "tiny"
-    save_checkpoint(folder, net, ModelCard(architecture="resnet_6blocks", ngf=8, norm="instance", native_size=(64, 64)))
-    return folder
-
 
 def cli(*args, timeout=180):
     return subprocess.run([sys.executable, "-m", "vidtrans", "batch", *map(str, args)], capture_output=True,

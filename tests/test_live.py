@@ -18,22 +18,10 @@ import torch
 from tests.media import decode_all, make_clip
 from vidtrans.errors import VidtransError
 from vidtrans.live import parse_serve, run_live
-from vidtrans.models.checkpoint import ModelCard, save_checkpoint
-from vidtrans.models.networks import build_generator, init_weights
 
 CHROMIUM = Path("/usr/bin/chromium")
 STATS_KEYS = {"frames", "fps", "latency_ms_p50", "latency_ms_p95", "dropped", "device"}
 
-
-@pytest.fixture(scope="module")
-def rgb_model_dir(tmp_path_factory):
-    """A tiny, fast RGB model (a few ms per 64x48 frame on a CPU)."""
-    torch.manual_seed(0)
-    net = build_generator("resnet_6blocks", 3, 3, 8, "instance")
-    init_weights(net)
-    folder = tmp_path_factory.mktemp("models") / "tiny"
-    save_checkpoint(folder, net, ModelCard(architecture="resnet_6blocks", ngf=8, norm="instance", native_size=(64, 64)))
-    return folder
 
 
 class FakeModel:

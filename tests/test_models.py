@@ -6,7 +6,6 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
 
 import vidtrans
 from vidtrans.errors import VidtransError

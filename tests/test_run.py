@@ -14,20 +14,8 @@ import torch
 import vidtrans
 from tests.media import audio_durations, corrupt_middle, decode_all, make_clip
 from vidtrans.errors import VidtransError
-from vidtrans.models.checkpoint import ModelCard, save_checkpoint
-from vidtrans.models.networks import build_generator, init_weights
 from vidtrans.pipeline import translate_video
 
-
-@pytest.fixture(scope="module")
-def rgb_model_dir(tmp_path_factory):
-    """A small RGB model (a ResNet with pix2pix's initial weights) with a native size near the test clips'."""
-    torch.manual_seed(0)
-    net = build_generator("resnet_6blocks", 3, 3, 8, "instance")
-    init_weights(net)
-    folder = tmp_path_factory.mktemp("models") / "tiny"
-    save_checkpoint(folder, net, ModelCard(architecture="resnet_6blocks", ngf=8, norm="instance", native_size=(64, 64)))
-    return folder
 
 
 @pytest.fixture(scope="module")

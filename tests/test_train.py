@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 
 import vidtrans
-from tests.media import dancer_clip, decode_all, make_clip
+from tests.media import dancer_clip, make_clip
 
 TINY = ["--ngf", "8", "--ndf", "8", "--arch", "unet_128", "--size", "128", "--save-every", "2", "--validate-every", "2"]
 

@@ -6,7 +6,7 @@ import contextlib
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -15,6 +15,24 @@ from rich.table import Table
 
 import vidtrans
 from vidtrans.errors import VidtransError
+
+# Options shared by several commands, so each is defined and explained once.
+ModelOpt = Annotated[str, typer.Option("-m", "--model", help="Model name, checkpoint folder or pix2pix .pth file.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Frames per forward pass.")]
+PrecisionOpt = Annotated[str, typer.Option(help="auto (fp16 on CUDA where the model allows, else fp32), fp32, fp16, bf16.")]
+StartOpt = Annotated[Optional[float], typer.Option(help="Start time in seconds.")]
+EndOpt = Annotated[Optional[float], typer.Option(help="End time in seconds.")]
+SideBySideOpt = Annotated[bool, typer.Option("--side-by-side", help="Write input | pose map | output panels for comparison.")]
+SmoothOpt = Annotated[str, typer.Option(help="Output smoothing: none, ema (blend with previous frame) or flow (motion-compensated).")]
+SmoothStrengthOpt = Annotated[float, typer.Option(help="Smoothing strength in [0, 1).")]
+PoseOpt = Annotated[str, typer.Option(help="Pose models: auto (detect unless the input is already a pose-map video), detect, or none (input is pose maps).")]
+NormalizeOpt = Annotated[bool, typer.Option("--normalize/--no-normalize", help="Fit the dancer's height and floor line to the target's (pose models).")]
+CodecOpt = Annotated[str, typer.Option(help="Video encoder.")]
+CrfOpt = Annotated[int, typer.Option(help="Constant rate factor (lower is better quality).")]
+PixFmtOpt = Annotated[str, typer.Option("--pix-fmt", help="Output pixel format.")]
+CompileOpt = Annotated[str, typer.Option(help="torch.compile the model: auto (long clips on CPU), on, off.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
 
 app = typer.Typer(
     help="Translate video frame by frame with pix2pix-style GANs (pose -> person motion transfer).",
@@ -88,26 +106,26 @@ def import_pix2pix(
 @app.command()
 def run(
     input: Path = typer.Argument(..., help="Video to translate (any format FFmpeg reads).", show_default=False),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output video [default: INPUT_STEM.MODEL.mp4 beside the input]."),
-    model: str = typer.Option("pose2person", "-m", "--model", help="Model name, checkpoint folder or pix2pix .pth file."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", help="Frames per forward pass."),
-    precision: str = typer.Option("auto", help="auto (fp16 on CUDA where the model allows, else fp32), fp32, fp16, bf16."),
-    start: Optional[float] = typer.Option(None, help="Start time in seconds."),
-    end: Optional[float] = typer.Option(None, help="End time in seconds."),
-    side_by_side: bool = typer.Option(False, "--side-by-side", help="Write input | pose map | output panels for comparison."),
-    smooth: str = typer.Option("none", help="Output smoothing: none, ema (blend with previous frame) or flow (motion-compensated)."),
-    smooth_strength: float = typer.Option(0.5, help="Smoothing strength in [0, 1)."),
-    pose: str = typer.Option("auto", help="Pose models: auto (detect unless the input is already a pose-map video), detect, or none (input is pose maps)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output video (default: INPUT_STEM.MODEL.mp4 beside the input)."),
+    model: ModelOpt = "pose2person",
+    device: DeviceOpt = "auto",
+    batch_size: BatchSizeOpt = 8,
+    precision: PrecisionOpt = "auto",
+    start: StartOpt = None,
+    end: EndOpt = None,
+    side_by_side: SideBySideOpt = False,
+    smooth: SmoothOpt = "none",
+    smooth_strength: SmoothStrengthOpt = 0.5,
+    pose: PoseOpt = "auto",
     keypoints: Optional[Path] = typer.Option(None, help="Use these keypoints (NPZ, or OpenPose/DWPose JSON) instead of detecting."),
-    normalize: bool = typer.Option(True, "--normalize/--no-normalize", help="Fit the dancer's height and floor line to the target's (pose models)."),
-    codec: str = typer.Option("libx264", help="Video encoder."),
-    crf: int = typer.Option(18, help="Constant rate factor (lower is better quality)."),
+    normalize: NormalizeOpt = True,
+    codec: CodecOpt = "libx264",
+    crf: CrfOpt = 18,
     preset: str = typer.Option("medium", help="Encoder preset (ultrafast ... veryslow)."),
-    pix_fmt: str = typer.Option("yuv420p", "--pix-fmt", help="Output pixel format."),
-    compile: str = typer.Option("auto", help="torch.compile the model: auto (long clips on CPU), on, off."),
+    pix_fmt: PixFmtOpt = "yuv420p",
+    compile: CompileOpt = "auto",
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
-    json_summary: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
+    json_summary: JsonOpt = False,
 ) -> None:
     """Translate a video with a model: same frames, same timestamps, audio kept."""
     import json
@@ -135,15 +153,15 @@ def run(
 @app.command()
 def pose(
     input: Path = typer.Argument(..., help="Video of a person.", show_default=False),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Pose-map video [default: INPUT_STEM.pose.mp4 beside the input]."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Pose-map video (default: INPUT_STEM.pose.mp4 beside the input)."),
     keypoints: Optional[Path] = typer.Option(None, "--keypoints", help="Also save the keypoints as NPZ (array 'keypoints', frames x 18 x 3, input pixels)."),
-    start: Optional[float] = typer.Option(None, help="Start time in seconds."),
-    end: Optional[float] = typer.Option(None, help="End time in seconds."),
-    codec: str = typer.Option("libx264", help="Video encoder."),
-    crf: int = typer.Option(18, help="Constant rate factor (lower is better quality)."),
+    start: StartOpt = None,
+    end: EndOpt = None,
+    codec: CodecOpt = "libx264",
+    crf: CrfOpt = 18,
     preset: str = typer.Option("veryfast", help="Encoder preset (ultrafast ... veryslow); pose maps are simple graphics, so a fast preset loses nothing visible."),
     overwrite: bool = typer.Option(False, help="Replace existing output files."),
-    json_summary: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
+    json_summary: JsonOpt = False,
 ) -> None:
     """Detect the body pose in every frame and write OpenPose-style pose maps (same frames and timestamps)."""
     import json
@@ -244,7 +262,7 @@ def train(
 
 @app.command()
 def live(
-    model: str = typer.Option("pose2person", "-m", "--model", help="Model name, checkpoint folder or pix2pix .pth file."),
+    model: ModelOpt = "pose2person",
     camera: str = typer.Option("0", "--camera", help="Camera index, or a video file or URL standing in for one (played at its own frame rate)."),
     size: Optional[str] = typer.Option(None, "--size", help="WIDTHxHEIGHT: capture at this size (frames are resized to it)."),
     view: str = typer.Option("side", help="side (camera | pose | output), output or pose; v cycles them in the window."),
@@ -255,10 +273,10 @@ def live(
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after N frames shown."),
     stats: Optional[Path] = typer.Option(None, "--stats", help="Write frames, fps, latency p50/p95, dropped, device as JSON."),
     loop: bool = typer.Option(False, "--loop", help="Play a video file camera again from the start when it ends."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    precision: str = typer.Option("auto", help="auto (fp16 on CUDA where the model allows, else fp32), fp32, fp16, bf16."),
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
     smooth: str = typer.Option("none", help="Output smoothing: none, ema or flow (causal)."),
-    smooth_strength: float = typer.Option(0.5, help="Smoothing strength in [0, 1)."),
+    smooth_strength: SmoothStrengthOpt = 0.5,
     normalize: bool = typer.Option(True, "--normalize/--no-normalize", help="Pose models: fit the dancer to the target's body once ~2 s of poses are seen."),
     overwrite: bool = typer.Option(False, help="Replace an existing --record file."),
 ) -> None:
@@ -284,7 +302,7 @@ def live(
 def batch(
     input_dir: Path = typer.Argument(..., help="Folder of clips (searched recursively).", show_default=False),
     output_dir: Path = typer.Option(..., "-o", "--output", help="Folder for the outputs; mirrors the input tree, same file names."),
-    model: str = typer.Option(..., "-m", "--model", help="Model name, checkpoint folder or pix2pix .pth file."),
+    model: ModelOpt = ...,
     pattern: Optional[list[str]] = typer.Option(None, "--pattern", help="File name pattern to translate (repeatable; default: common video extensions)."),
     recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Look in subfolders."),
     workers: Optional[int] = typer.Option(None, help="Clips translated at once (default: 2 per device)."),
@@ -292,20 +310,20 @@ def batch(
     ext: Optional[str] = typer.Option(None, help="Output container extension, e.g. mp4 (default: the input's)."),
     overwrite: bool = typer.Option(False, help="Redo every clip, even finished ones, and replace existing files."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write a JSON report: per clip input, output, status, frames, seconds, fps, error; and totals."),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", help="Frames per forward pass."),
-    precision: str = typer.Option("auto", help="auto (fp16 on CUDA where the model allows, else fp32), fp32, fp16, bf16."),
+    batch_size: BatchSizeOpt = 8,
+    precision: PrecisionOpt = "auto",
     start: Optional[float] = typer.Option(None, help="Start time in seconds (every clip)."),
     end: Optional[float] = typer.Option(None, help="End time in seconds (every clip)."),
-    side_by_side: bool = typer.Option(False, "--side-by-side", help="Write input | pose map | output panels for comparison."),
-    smooth: str = typer.Option("none", help="Output smoothing: none, ema (blend with previous frame) or flow (motion-compensated)."),
-    smooth_strength: float = typer.Option(0.5, help="Smoothing strength in [0, 1)."),
-    pose: str = typer.Option("auto", help="Pose models: auto (detect unless the input is already a pose-map video), detect, or none (input is pose maps)."),
-    normalize: bool = typer.Option(True, "--normalize/--no-normalize", help="Fit the dancer's height and floor line to the target's (pose models)."),
-    codec: str = typer.Option("libx264", help="Video encoder."),
-    crf: int = typer.Option(18, help="Constant rate factor (lower is better quality)."),
+    side_by_side: SideBySideOpt = False,
+    smooth: SmoothOpt = "none",
+    smooth_strength: SmoothStrengthOpt = 0.5,
+    pose: PoseOpt = "auto",
+    normalize: NormalizeOpt = True,
+    codec: CodecOpt = "libx264",
+    crf: CrfOpt = 18,
     preset: str = typer.Option("medium", help="Encoder preset (ultrafast ... veryslow)."),
-    pix_fmt: str = typer.Option("yuv420p", "--pix-fmt", help="Output pixel format."),
-    compile: str = typer.Option("auto", help="torch.compile the model: auto (long clips on CPU), on, off."),
+    pix_fmt: PixFmtOpt = "yuv420p",
+    compile: CompileOpt = "auto",
 ) -> None:
     """Translate every clip in a folder; a rerun skips finished clips and redoes changed or failed ones.
 
@@ -336,14 +354,14 @@ def batch(
 
 @app.command("eval")
 def evaluate(
-    model: str = typer.Option("pose2person", "-m", "--model", help="Model name, checkpoint folder or pix2pix .pth file."),
+    model: ModelOpt = "pose2person",
     synthetic: bool = typer.Option(False, "--synthetic", help="Score on a held-out procedural dance with exact ground truth."),
     seed: int = typer.Option(20_000_000, help="Dance seed for --synthetic (must not be a training seed)."),
     frames: int = typer.Option(64, help="Frames of the dance for --synthetic."),
     data: Optional[Path] = typer.Option(None, "--data", help="Paired folder (AB images, or A/ and B/) to score instead."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    device: DeviceOpt = "auto",
     precision: str = typer.Option("auto", help="auto, fp32, fp16 or bf16."),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", help="Frames per forward pass."),
+    batch_size: BatchSizeOpt = 8,
     smooth: str = typer.Option("none", help="Output smoothing, as in run: none, ema or flow."),
     json_summary: bool = typer.Option(False, "--json", help="Print one JSON object (ssim, psnr, flicker_ratio, ...)."),
 ) -> None:

@@ -13,7 +13,6 @@ frame), and the second pass renders, translates and encodes.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass, field

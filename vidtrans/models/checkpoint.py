@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from vidtrans.atomic import publish
 from vidtrans.errors import VidtransError
 from vidtrans.models.networks import build_generator
 
@@ -112,11 +113,11 @@ def save_checkpoint(folder: str | os.PathLike, net: nn.Module, card: ModelCard, 
     weights = folder / WEIGHTS_NAME
     tmp = folder / f".{WEIGHTS_NAME}.partial"
     save_file(tensors, str(tmp))
-    os.replace(tmp, weights)
+    publish(tmp, weights)
     card.weights_sha256 = sha256_of(weights)
     tmp = folder / f".{CARD_NAME}.partial"
     tmp.write_text(json.dumps(card.to_dict(), indent=2) + "\n")
-    os.replace(tmp, folder / CARD_NAME)
+    publish(tmp, folder / CARD_NAME)
     return folder
 
 

@@ -8,12 +8,11 @@ rank 0 validates and writes checkpoints). The output folder is a normal vidtrans
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Callable, Protocol
 
 import cv2
 import numpy as np
@@ -22,6 +21,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from vidtrans.atomic import publish
 from vidtrans.errors import VidtransError
 from vidtrans.models.checkpoint import ModelCard, save_checkpoint
 from vidtrans.models.networks import NLayerDiscriminator, build_generator, init_weights, use_per_sample_stats
@@ -152,7 +152,7 @@ class Trainer:
     # --- loop ----------------------------------------------------------------------------------------
 
     def fit(self) -> dict[str, float]:
-        metrics: dict[str, float] = {}
+        metrics: dict[str, float] = self.card.metrics.get("validation", {})
         started, start_iteration = time.perf_counter(), self.iteration
         while self.iteration < self.config.iterations:
             losses = self.step()
@@ -210,7 +210,7 @@ class Trainer:
                  "optD": self.optD.state_dict(), "config": dataclasses.asdict(self.config)}
         tmp = self.out_dir / f".{STATE_NAME}.partial"
         torch.save(state, tmp)
-        os.replace(tmp, self.out_dir / STATE_NAME)
+        publish(tmp, self.out_dir / STATE_NAME)
 
     def _load_state(self) -> None:
         from safetensors.torch import load_file

@@ -17,6 +17,7 @@ import av
 import cv2
 import numpy as np
 
+from vidtrans.atomic import publish
 from vidtrans.errors import VidtransError
 
 log = logging.getLogger(__name__)
@@ -295,11 +296,7 @@ class VideoWriter:
             self._out.close()
             self._out = None
             self._close_src()
-            # mkstemp makes the file private (0600); give it the permissions a new file normally gets.
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self._tmp, 0o666 & ~umask)
-            os.replace(self._tmp, self.dst)
+            publish(self._tmp, self.dst)
         except VidtransError:
             self.abort()
             raise

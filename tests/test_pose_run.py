@@ -117,3 +117,14 @@ def test_frames_without_a_person_keep_the_count(tmp_path, pose_model):
     assert max(int(img.max()) for img in images) < 20  # black maps
     run = translate_video(empty.path, tmp_path / "run.mp4", pose_model, pose="detect")
     assert run.frames == 12 and "not normalized" in run.pose
+
+
+def test_pose_command_bad_input_is_one_line(tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    for path in (tmp_path / "missing.mp4", text):
+        out = tmp_path / "pose.mp4"
+        result = subprocess.run([sys.executable, "-m", "vidtrans", "pose", str(path), "-o", str(out)],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 1 and result.stderr.count("\n") == 1 and path.name in result.stderr
+        assert not out.exists() and not any(p.name.startswith(".pose") for p in tmp_path.iterdir())

@@ -5,15 +5,21 @@
 dancer.mp4: 4 s of the source dancer (a different person from the pose2person target) at
 480x360, 25 fps, with a click track as audio so you can check that `run` keeps it.
 dancer_pose.mp4: the same clip through `vidtrans pose` (OpenPose-style maps, same timestamps).
+still.png: one frame of `vidtrans run examples/dancer.mp4 --side-by-side` with the shipped model
+(input | pose map | output), for the README.
 """
 
+import tempfile
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
-from vidtrans.pipeline import render_pose_video
+import vidtrans
+
+from vidtrans.pipeline import render_pose_video, translate_video
 from vidtrans.train.synth import SOURCE_LOOK, dance_keypoints, render_person
 
 HERE = Path(__file__).resolve().parent
@@ -48,7 +54,16 @@ def write_dancer(path: Path) -> None:
         out.mux(audio.encode(None))
 
 
+def write_still(path: Path, frame_index: int = 60) -> None:
+    side_by_side = Path(tempfile.mkdtemp()) / "sbs.mp4"
+    translate_video(HERE / "dancer.mp4", side_by_side, vidtrans.load_model("pose2person"), side_by_side_view=True)
+    with av.open(str(side_by_side)) as container:
+        frame = next(f for i, f in enumerate(container.decode(video=0)) if i == frame_index)
+    cv2.imwrite(str(path), cv2.cvtColor(frame.to_ndarray(format="rgb24"), cv2.COLOR_RGB2BGR))
+
+
 if __name__ == "__main__":
     write_dancer(HERE / "dancer.mp4")
     render_pose_video(HERE / "dancer.mp4", HERE / "dancer_pose.mp4", overwrite=True)
-    print("wrote", HERE / "dancer.mp4", "and", HERE / "dancer_pose.mp4")
+    write_still(HERE / "still.png")
+    print("wrote", HERE / "dancer.mp4", HERE / "dancer_pose.mp4", "and", HERE / "still.png")

@@ -24,7 +24,7 @@ PrecisionOpt = Annotated[str, typer.Option(help="auto (fp16 on CUDA where the mo
 StartOpt = Annotated[Optional[float], typer.Option(help="Start time in seconds.")]
 EndOpt = Annotated[Optional[float], typer.Option(help="End time in seconds.")]
 SideBySideOpt = Annotated[bool, typer.Option("--side-by-side", help="Write input | pose map | output panels for comparison.")]
-SmoothOpt = Annotated[str, typer.Option(help="Output smoothing: none, ema (blend with previous frame) or flow (motion-compensated).")]
+SmoothOpt = Annotated[str, typer.Option(help="Output smoothing: auto (what the model card recommends, else none), none, ema (blend with the previous frame) or flow (motion-compensated).")]
 SmoothStrengthOpt = Annotated[float, typer.Option(help="Smoothing strength in [0, 1).")]
 PoseOpt = Annotated[str, typer.Option(help="Pose models: auto (detect unless the input is already a pose-map video), detect, or none (input is pose maps).")]
 NormalizeOpt = Annotated[bool, typer.Option("--normalize/--no-normalize", help="Fit the dancer's height and floor line to the target's (pose models).")]
@@ -114,7 +114,7 @@ def run(
     start: StartOpt = None,
     end: EndOpt = None,
     side_by_side: SideBySideOpt = False,
-    smooth: SmoothOpt = "none",
+    smooth: SmoothOpt = "auto",
     smooth_strength: SmoothStrengthOpt = 0.5,
     pose: PoseOpt = "auto",
     keypoints: Optional[Path] = typer.Option(None, help="Use these keypoints (NPZ, or OpenPose/DWPose JSON) instead of detecting."),
@@ -275,7 +275,7 @@ def live(
     loop: bool = typer.Option(False, "--loop", help="Play a video file camera again from the start when it ends."),
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
-    smooth: str = typer.Option("none", help="Output smoothing: none, ema or flow (causal)."),
+    smooth: str = typer.Option("none", help="Output smoothing: none, auto (what the model card recommends), ema or flow (causal; costs a few ms a frame)."),
     smooth_strength: SmoothStrengthOpt = 0.5,
     normalize: bool = typer.Option(True, "--normalize/--no-normalize", help="Pose models: fit the dancer to the target's body once ~2 s of poses are seen."),
     overwrite: bool = typer.Option(False, help="Replace an existing --record file."),
@@ -315,7 +315,7 @@ def batch(
     start: Optional[float] = typer.Option(None, help="Start time in seconds (every clip)."),
     end: Optional[float] = typer.Option(None, help="End time in seconds (every clip)."),
     side_by_side: SideBySideOpt = False,
-    smooth: SmoothOpt = "none",
+    smooth: SmoothOpt = "auto",
     smooth_strength: SmoothStrengthOpt = 0.5,
     pose: PoseOpt = "auto",
     normalize: NormalizeOpt = True,
@@ -362,7 +362,7 @@ def evaluate(
     device: DeviceOpt = "auto",
     precision: str = typer.Option("auto", help="auto, fp32, fp16 or bf16."),
     batch_size: BatchSizeOpt = 8,
-    smooth: str = typer.Option("none", help="Output smoothing, as in run: none, ema or flow."),
+    smooth: SmoothOpt = "auto",
     json_summary: bool = typer.Option(False, "--json", help="Print one JSON object (ssim, psnr, flicker_ratio, ...)."),
 ) -> None:
     """Score a model against ground truth: SSIM, PSNR (dB) and flicker ratio (output vs truth)."""

@@ -16,7 +16,7 @@ import numpy as np
 from vidtrans.errors import VidtransError
 from vidtrans.pipeline import Batch, SmoothStage, TranslateStage
 from vidtrans.stages import run_stages
-from vidtrans.temporal import Smoother
+from vidtrans.temporal import Smoother, smoothing_for
 from vidtrans.train.metrics import flicker, psnr, ssim
 
 DEFAULT_EVAL_SEED = 20_000_000
@@ -48,13 +48,14 @@ def folder_ground_truth(model, folder: str | os.PathLike) -> tuple[np.ndarray, n
     return np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs])
 
 
-def evaluate(model, inputs: np.ndarray, truth: np.ndarray, batch_size: int = 8, smoothing: str = "none",
+def evaluate(model, inputs: np.ndarray, truth: np.ndarray, batch_size: int = 8, smoothing: str = "auto",
              smoothing_strength: float = 0.5) -> dict[str, Any]:
     """Translate `inputs` through the run pipeline's stages and score the result against `truth`."""
     if len(inputs) < 2:
         raise VidtransError("evaluation needs at least 2 frames (flicker compares consecutive frames)")
     batches = (Batch(frames=inputs[i:i + batch_size], pts=list(range(i, i + len(inputs[i:i + batch_size]))),
                      indices=list(range(i, i + len(inputs[i:i + batch_size])))) for i in range(0, len(inputs), batch_size))
+    smoothing, smoothing_strength = smoothing_for(model, smoothing, smoothing_strength)
     stages: list[Any] = [TranslateStage(model)]
     if smoothing != "none":
         stages.append(SmoothStage(Smoother(smoothing, smoothing_strength)))
@@ -65,4 +66,5 @@ def evaluate(model, inputs: np.ndarray, truth: np.ndarray, batch_size: int = 8, 
         "psnr": round(float(psnr(output, truth)), 2),
         "flicker_ratio": round(flicker(output) / truth_flicker, 4) if truth_flicker else float("nan"),
         "frames": int(len(output)),
+        "smoothing": smoothing,
     }

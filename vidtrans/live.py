@@ -41,7 +41,7 @@ import numpy as np
 
 from vidtrans.errors import VidtransError
 from vidtrans.pipeline import side_by_side
-from vidtrans.temporal import SMOOTHING, Smoother
+from vidtrans.temporal import SMOOTHING, Smoother, smoothing_for
 from vidtrans.video import VideoWriter, check_destination
 from vidtrans.video.camera import Camera, CapturedFrame
 
@@ -168,7 +168,7 @@ class FrameProcessor:
 
     def __init__(self, model, smoothing: str = "none", smoothing_strength: float = 0.5, normalize: bool = True):
         self.model = model
-        self.smoother = Smoother(smoothing, smoothing_strength)
+        self.smoother = Smoother(*smoothing_for(model, smoothing, smoothing_strength))
         self.normalize = normalize
         self.is_pose = model.input_kind == "pose"
         self.detector = self.filter = self.mapper = self.style = None
@@ -498,7 +498,7 @@ def run_live(
     """
     if view not in VIEWS:
         raise VidtransError(f"--view must be one of {', '.join(VIEWS)}, not {view!r}")
-    if smoothing not in SMOOTHING:
+    if smoothing not in SMOOTHING + ("auto",):
         raise VidtransError(f"--smooth must be one of {', '.join(SMOOTHING)}, not {smoothing!r}")
     if max_frames is not None and max_frames < 1:
         raise VidtransError(f"--max-frames must be at least 1, got {max_frames}")

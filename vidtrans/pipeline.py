@@ -23,7 +23,7 @@ import numpy as np
 
 from vidtrans.errors import VidtransError
 from vidtrans.stages import run_stages
-from vidtrans.temporal import FlickerMeter, Smoother
+from vidtrans.temporal import FlickerMeter, Smoother, smoothing_for
 from vidtrans.video import VideoReader, VideoWriter, check_destination
 
 Progress = Callable[[int, int, str], None]  # (frames done, frames expected or 0, what is being done)
@@ -147,7 +147,7 @@ def translate_video(
     batch_size: int = 8,
     start: float | None = None,
     end: float | None = None,
-    smoothing: str = "none",
+    smoothing: str = "auto",
     smoothing_strength: float = 0.5,
     side_by_side_view: bool = False,
     pose: str = "auto",
@@ -173,6 +173,7 @@ def translate_video(
     """
     if batch_size < 1:
         raise VidtransError(f"--batch-size must be at least 1, got {batch_size}")
+    smoothing, smoothing_strength = smoothing_for(model, smoothing, smoothing_strength)
     smoother = Smoother(smoothing, smoothing_strength)
     src = Path(src)
     dst = Path(dst) if dst is not None else default_output_path(src, model.name)

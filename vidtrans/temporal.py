@@ -20,6 +20,14 @@ SMOOTHING = ("none", "ema", "flow")
 _FLOW_MAX_SIDE = 320
 
 
+def smoothing_for(model, method: str, strength: float) -> tuple[str, float]:
+    """Resolve "auto": the smoothing the model card recommends (its author measured it), else none."""
+    if method != "auto":
+        return method, strength
+    recommended = getattr(getattr(model, "card", None), "smoothing", None) or {}
+    return recommended.get("method", "none"), float(recommended.get("strength", strength))
+
+
 def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
 

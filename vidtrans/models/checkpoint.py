@@ -50,6 +50,8 @@ class ModelCard:
     # "running": batch norm with the running statistics (pix2pix --eval).
     normalization: str = "sample"
     half_precision: bool = True  # whether fp16/bf16 inference was checked to be faithful
+    # Output smoothing `--smooth auto` applies, e.g. {"method": "flow", "strength": 0.5}.
+    smoothing: dict[str, Any] | None = None
     description: str = ""
     source: str = ""
     training: dict[str, Any] = field(default_factory=dict)

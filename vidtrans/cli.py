@@ -30,6 +30,7 @@ PoseOpt = Annotated[str, typer.Option(help="Pose models: auto (detect unless the
 NormalizeOpt = Annotated[bool, typer.Option("--normalize/--no-normalize", help="Fit the dancer's height and floor line to the target's (pose models).")]
 CodecOpt = Annotated[str, typer.Option(help="Video encoder.")]
 CrfOpt = Annotated[int, typer.Option(help="Constant rate factor (lower is better quality).")]
+PresetOpt = Annotated[str, typer.Option(help="Encoder preset (ultrafast ... veryslow).")]
 PixFmtOpt = Annotated[str, typer.Option("--pix-fmt", help="Output pixel format.")]
 CompileOpt = Annotated[str, typer.Option(help="torch.compile the model: auto (long clips on CPU), on, off.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
@@ -121,7 +122,7 @@ def run(
     normalize: NormalizeOpt = True,
     codec: CodecOpt = "libx264",
     crf: CrfOpt = 18,
-    preset: str = typer.Option("medium", help="Encoder preset (ultrafast ... veryslow)."),
+    preset: PresetOpt = "medium",
     pix_fmt: PixFmtOpt = "yuv420p",
     compile: CompileOpt = "auto",
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
@@ -321,7 +322,7 @@ def batch(
     normalize: NormalizeOpt = True,
     codec: CodecOpt = "libx264",
     crf: CrfOpt = 18,
-    preset: str = typer.Option("medium", help="Encoder preset (ultrafast ... veryslow)."),
+    preset: PresetOpt = "medium",
     pix_fmt: PixFmtOpt = "yuv420p",
     compile: CompileOpt = "auto",
 ) -> None:

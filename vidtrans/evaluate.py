@@ -44,7 +44,7 @@ def folder_ground_truth(model, folder: str | os.PathLike) -> tuple[np.ndarray, n
     from vidtrans.train.data import PairedFolder
 
     source = PairedFolder(folder, size=model.native_size[0])
-    pairs = [source._load(p) for p in sorted(set(source.pairs) | set(source.held_out))]
+    pairs = source.all_pairs()
     return np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs])
 
 
@@ -53,8 +53,8 @@ def evaluate(model, inputs: np.ndarray, truth: np.ndarray, batch_size: int = 8, 
     """Translate `inputs` through the run pipeline's stages and score the result against `truth`."""
     if len(inputs) < 2:
         raise VidtransError("evaluation needs at least 2 frames (flicker compares consecutive frames)")
-    batches = (Batch(frames=inputs[i:i + batch_size], pts=list(range(i, i + len(inputs[i:i + batch_size]))),
-                     indices=list(range(i, i + len(inputs[i:i + batch_size])))) for i in range(0, len(inputs), batch_size))
+    spans = (range(i, min(i + batch_size, len(inputs))) for i in range(0, len(inputs), batch_size))
+    batches = (Batch(frames=inputs[span.start:span.stop], pts=list(span), indices=list(span)) for span in spans)
     smoothing, smoothing_strength = smoothing_for(model, smoothing, smoothing_strength)
     stages: list[Any] = [TranslateStage(model)]
     if smoothing != "none":

@@ -195,7 +195,7 @@ class FrameProcessor:
         image = frame.image
         if not self.is_pose:
             output = self.model.translate(image[None])[0]
-            return LiveFrame(image, None, self.smoother(output, _fit(image, output.shape)), frame.time)
+            return LiveFrame(image, None, self.smoother(output, image), frame.time)
         from vidtrans.pose import render_pose
 
         height, width = self.model.native_size
@@ -205,17 +205,11 @@ class FrameProcessor:
         keypoints = self.filter(self.detector.detect(image), frame.time)
         pose_map = render_pose(self.mapper(keypoints, frame.time), height, width, self.style)
         output = self.model.translate(pose_map[None])[0]
-        return LiveFrame(image, pose_map, self.smoother(output, _fit(pose_map, output.shape)), frame.time)
+        return LiveFrame(image, pose_map, self.smoother(output, pose_map), frame.time)
 
     def close(self) -> None:
         if self.detector is not None:
             self.detector.close()
-
-
-def _fit(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    if image.shape == shape:
-        return image
-    return cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
 
 
 def compose(frame: LiveFrame, view: str) -> np.ndarray:

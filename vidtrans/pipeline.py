@@ -76,19 +76,11 @@ class SmoothStage:
     def process(self, batch: Batch):
         guide = batch.frames if batch.model_input is None else batch.model_input
         for i in range(len(batch.output)):
-            batch.output[i] = self.smoother(batch.output[i], _fit(guide[i], batch.output[i].shape))
+            batch.output[i] = self.smoother(batch.output[i], guide[i])
         yield batch
 
     def flush(self):
         return ()
-
-
-def _fit(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    import cv2
-
-    if image.shape == shape:
-        return image
-    return cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
 
 
 def side_by_side(parts: list[np.ndarray]) -> np.ndarray:

@@ -66,10 +66,11 @@ class Smoother:
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST) if method == "flow" else None
 
     def __call__(self, output: np.ndarray, source: np.ndarray) -> np.ndarray:
-        """Smooth one translated frame; `source` is the input frame it was made from (same size)."""
+        """Smooth one translated frame; `source` is the frame it was made from (any size: it is
+        only used for optical flow, at the output's aspect ratio)."""
         if self.method == "none" or self.strength == 0.0:
             return output
-        gray = self._small_gray(source) if self.method == "flow" else None
+        gray = self._small_gray(source, output.shape) if self.method == "flow" else None
         previous = self._previous_output
         if previous is None or previous.shape != output.shape:
             result = output
@@ -81,11 +82,14 @@ class Smoother:
         self._previous_gray = gray
         return result
 
-    def _small_gray(self, frame: np.ndarray) -> np.ndarray:
+    def _small_gray(self, frame: np.ndarray, output_shape: tuple[int, ...]) -> np.ndarray:
+        """Grey `frame` at the size flow is computed at: the output's, capped at _FLOW_MAX_SIDE."""
+        height, width = output_shape[:2]
+        scale = min(1.0, _FLOW_MAX_SIDE / max(height, width))
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
         gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-        scale = _FLOW_MAX_SIDE / max(gray.shape)
-        if scale < 1.0:
-            gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        if gray.shape[::-1] != size:
+            gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
         return gray
 
     def _flow_blend(self, output: np.ndarray, previous: np.ndarray, gray: np.ndarray) -> np.ndarray:

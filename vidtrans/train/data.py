@@ -94,6 +94,10 @@ class PairedFolder:
             self._validation = [self._load(p) for p in self.held_out[:64]]
         return self._validation
 
+    def all_pairs(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Every pair of the folder, training and held-out, in file-name order."""
+        return [self._load(p) for p in sorted(set(self.pairs) | set(self.held_out))]
+
 
 class SyntheticPairs:
     """Pose maps of procedural dances -> our rendered target character, generated on the fly.

@@ -1,14 +1,14 @@
 """`vidtrans run` against a naive script, the model alone, and the codec floor, on one clip.
 
     (a) naive: OpenCV read -> model one frame at a time (eager, numpy pre/post) -> OpenCV write
-    (b) model alone: `translate` on preloaded frames at the best batch size
+    (b) model alone: `translate` on preloaded frames at its best batch size (1, 4, 8, 16 or 32 tried)
     (c) codec floor: decode -> encode with no model (vidtrans reader and writer)
     (d) vidtrans run: `translate_video` (threaded pipeline)
 
 All four in one process on the same synthetic clip, unet_256 with random pix2pix-initialised
 weights; prints frames/s and the ratios the project aims for (run/naive, run/model, run/floor).
 
-    .venv/bin/python benchmarks/bench_run.py [--device cpu|cuda] [--size 256] [--frames 96] [--ngf 64]
+    .venv/bin/python benchmarks/bench_run.py [--device cpu|cuda] [--precision auto] [--size 256] [--frames 240] [--ngf 64]
 """
 
 from __future__ import annotations
@@ -81,9 +81,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--frames", type=int, default=96)
+    parser.add_argument("--frames", type=int, default=240)
     parser.add_argument("--ngf", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--precision", default="auto", help="auto (bf16 on CPUs with AMX), fp32, fp16, bf16")
     parser.add_argument("--compile", default="off", help="torch.compile in (b) and (d): on/off")
     args = parser.parse_args()
 
@@ -93,7 +94,7 @@ def main() -> None:
     net = build_generator("unet_256", 3, 3, args.ngf, "batch")
     init_weights(net)
     save_checkpoint(work / "model", net, ModelCard(architecture="unet_256", ngf=args.ngf))
-    model = vidtrans.load_model(work / "model", device=args.device)
+    model = vidtrans.load_model(work / "model", device=args.device, precision=args.precision)
     if args.compile == "on":
         model.compile()
     device = model.device
@@ -104,30 +105,34 @@ def main() -> None:
     use_per_sample_stats(naive_net, False)
 
     frames = np.stack([f.image for f in VideoReader(clip.path)])
-    model.translate(frames[: args.batch_size])  # warm-up (and compilation) outside the timings
 
-    def model_alone() -> int:
-        for i in range(0, len(frames), args.batch_size):
-            model.translate(frames[i:i + args.batch_size])
+    def model_alone(batch_size: int) -> int:
+        for i in range(0, len(frames), batch_size):
+            model.translate(frames[i:i + batch_size])
         return len(frames)
 
+    alone = {}
+    for batch_size in (1, 4, 8, 16, 32):
+        model.translate(frames[:batch_size])  # warm-up (and compilation) outside the timings
+        alone[batch_size] = timed(lambda: model_alone(batch_size))
+    best_batch = min(alone, key=lambda b: alone[b][0])
     rows = {
         "(a) naive script": timed(lambda: naive_script(clip.path, work / "naive.mp4", naive_net, device)),
-        "(b) model alone": timed(model_alone),
+        f"(b) model alone, b{best_batch}": alone[best_batch],
         "(c) decode -> encode": timed(lambda: codec_floor(clip.path, work / "floor.mp4")),
         "(d) vidtrans run": timed(lambda: translate_video(clip.path, work / "run.mp4", model, batch_size=args.batch_size,
                                                           overwrite=True, compile="off").frames),
     }
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
-    print(f"unet_256 ngf {args.ngf}, {args.size}x{args.size}, {args.frames} frames, batch {args.batch_size}, "
-          f"compile {args.compile}, {where}")
+    print(f"unet_256 ngf {args.ngf}, {args.size}x{args.size}, {args.frames} frames, run at batch {args.batch_size}, "
+          f"compile {args.compile}, precision {model.precision}, {where}")
     fps = {}
     for label, (seconds, count) in rows.items():
         fps[label] = count / seconds
         print(f"{label:<24}{count:>6} frames {seconds:>8.2f} s {fps[label]:>9.1f} fps")
     run = fps["(d) vidtrans run"]
     print(f"run / naive  = {run / fps['(a) naive script']:.2f}x")
-    print(f"run / model  = {run / fps['(b) model alone']:.2f}x")
+    print(f"run / model  = {run / fps[f'(b) model alone, b{best_batch}']:.2f}x")
     print(f"run / floor  = {run / fps['(c) decode -> encode']:.2f}x")
 
 

@@ -11,6 +11,7 @@ import vidtrans
 from vidtrans.errors import VidtransError
 from vidtrans.models.checkpoint import ModelCard, import_pix2pix, load_checkpoint, save_checkpoint
 from vidtrans.models.networks import NLayerDiscriminator, build_generator
+from vidtrans.models import translator as translator_module
 
 # Parameter counts pix2pix prints for its networks ("Total number of parameters"), and key names
 # read from its models/networks.py: an independent check that our layout is upstream's.
@@ -105,7 +106,7 @@ def test_upstream_checkpoints_load_and_translate_like_upstream(tmp_path, arch, s
     assert checkpoint.card.architecture == arch
     assert (checkpoint.card.ngf, checkpoint.card.norm, checkpoint.card.dropout) == (8, norm, dropout)
 
-    model = vidtrans.load_model(path, device="cpu")
+    model = vidtrans.load_model(path, device="cpu", precision="fp32")  # the reference is fp32
     model.card.native_size = (size, size)
     x = frames(3, size, size, seed=1)
     expected = to_uint8_frames(upstream_reference(net, torch.from_numpy(x).permute(0, 3, 1, 2).float() / 127.5 - 1))
@@ -156,7 +157,7 @@ def test_native_size_is_not_resampled(tmp_path):
     """A constant frame at native size must map to exactly what the network gives (no resampling blur)."""
     net = random_generator("resnet_6blocks", "instance")
     folder = load_checkpoint_from(net, "resnet_6blocks", tmp_path, norm="instance", native_size=(64, 96))
-    model = vidtrans.load_model(folder, device="cpu")
+    model = vidtrans.load_model(folder, device="cpu", precision="fp32")  # the reference is fp32
     x = frames(1, 64, 96, seed=4)
     expected = to_uint8_frames(upstream_reference(net, torch.from_numpy(x).permute(0, 3, 1, 2).float() / 127.5 - 1))
     assert np.abs(model.translate(x).astype(int) - expected.astype(int)).max() <= 1
@@ -185,6 +186,13 @@ def test_bf16_close_to_fp32(tmp_path):
     # bf16 keeps 8 bits of mantissa: stated tolerance, mean error under 3 levels, 99th pct under 12.
     diff = np.abs(fp32 - bf16)
     assert diff.mean() < 3 and np.percentile(diff, 99) <= 12
+
+
+@pytest.mark.parametrize("amx,half_allowed,expected", [(True, True, "bf16"), (False, True, "fp32"), (True, False, "fp32")])
+def test_auto_precision_on_cpu_is_bf16_only_with_amx_and_card_consent(monkeypatch, amx, half_allowed, expected):
+    monkeypatch.setattr(translator_module, "_cpu_has_amx_bf16", lambda: amx)
+    card = ModelCard(architecture="unet_256", half_precision=half_allowed)
+    assert translator_module.resolve_precision("auto", torch.device("cpu"), card) == expected
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

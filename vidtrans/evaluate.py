@@ -56,7 +56,7 @@ def evaluate(model, inputs: np.ndarray, truth: np.ndarray, batch_size: int = 8, 
     spans = (range(i, min(i + batch_size, len(inputs))) for i in range(0, len(inputs), batch_size))
     batches = (Batch(frames=inputs[span.start:span.stop], pts=list(span), indices=list(span)) for span in spans)
     smoothing, smoothing_strength = smoothing_for(model, smoothing, smoothing_strength)
-    stages: list[Any] = [TranslateStage(model)]
+    stages: list[Any] = [TranslateStage.for_device(model)]
     if smoothing != "none":
         stages.append(SmoothStage(Smoother(smoothing, smoothing_strength)))
     output = np.concatenate([batch.output for batch in run_stages(batches, stages)])

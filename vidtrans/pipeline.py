@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+import torch
 
 from vidtrans.errors import VidtransError
-from vidtrans.stages import run_stages
+from vidtrans.stages import Parallel, run_stages
 from vidtrans.temporal import FlickerMeter, Smoother, smoothing_for
 from vidtrans.video import VideoReader, VideoWriter, check_destination
 
@@ -57,6 +58,19 @@ def _make_batch(frames: list[Any]) -> Batch:
 class TranslateStage:
     def __init__(self, model):
         self.model = model
+
+    @classmethod
+    def for_device(cls, model):
+        """The fastest arrangement for the model's device.
+
+        On a CPU, two translators with half of PyTorch's threads each keep up with the model alone,
+        while one with all threads loses 20-50 % once decode and encode threads share the cores
+        (every parallel region waits for its slowest thread): benchmarks/README.md.
+        """
+        threads = torch.get_num_threads()
+        if model.device.type != "cpu" or threads < 2:
+            return cls(model)
+        return Parallel(cls(model), workers=2, initializer=lambda: torch.set_num_threads(threads // 2))
 
     def process(self, batch: Batch):
         source = batch.frames if batch.model_input is None else batch.model_input
@@ -179,7 +193,7 @@ def translate_video(
             pose_stages, summary.pose = _pose_stages(src, reader, model, pose, keypoints, normalize, progress)
             stages += pose_stages
         _maybe_compile(model, compile, reader.frame_count)
-        stages.append(TranslateStage(model))
+        stages.append(TranslateStage.for_device(model))
         if smoothing != "none":
             stages.append(SmoothStage(smoother))
         input_flicker, output_flicker = FlickerMeter(), FlickerMeter()

@@ -1,16 +1,19 @@
 """A small threaded stage runner: each stage in its own thread, bounded queues between them.
 
 A stage is an object with `process(item) -> iterable of items` and `flush() -> iterable of items`
-(what it still holds at the end). Data flows one way. A failing stage sends its exception down the
-line; the consumer re-raises it, and every thread stops. Bounded queues keep memory flat however
-long the input is.
+(what it still holds at the end), and optionally `close()` (called when its thread ends, however it
+ends). Data flows one way. A failing stage sends its exception down the line; the consumer
+re-raises it, and every thread stops. Bounded queues keep memory flat however long the input is.
+`Parallel` runs a stateless stage on several threads with the output kept in input order.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, Iterable, Iterator, Protocol
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 
 class Stage(Protocol):
@@ -71,6 +74,34 @@ def _feed(source: Iterable[Any], out: queue.Queue, stop: threading.Event) -> Non
             pass
 
 
+class Parallel:
+    """`stage.process` on `workers` threads at once, results yielded in input order.
+
+    For stages whose items do not depend on each other (translation). `initializer` runs once in
+    each worker thread, e.g. to give each its share of PyTorch's threads.
+    """
+
+    def __init__(self, stage: Stage, workers: int, initializer: Callable[[], None] | None = None):
+        self.stage = stage
+        self.workers = workers
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=f"vidtrans-{type(stage).__name__}",
+                                        initializer=initializer)
+        self._pending: deque[Future] = deque()
+
+    def process(self, item: Any) -> Iterable[Any]:
+        self._pending.append(self._pool.submit(lambda: list(self.stage.process(item))))
+        if len(self._pending) >= self.workers:
+            yield from self._pending.popleft().result()
+
+    def flush(self) -> Iterable[Any]:
+        while self._pending:
+            yield from self._pending.popleft().result()
+        yield from self.stage.flush()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _work(stage: Stage, inbox: queue.Queue, out: queue.Queue, stop: threading.Event) -> None:
     try:
         while True:
@@ -92,6 +123,10 @@ def _work(stage: Stage, inbox: queue.Queue, out: queue.Queue, stop: threading.Ev
             _put(out, _Failed(e), stop)
         except _Stopped:
             pass
+    finally:
+        close = getattr(stage, "close", None)
+        if close:
+            close()
 
 
 def run_stages(source: Iterable[Any], stages: list[Stage], depth: int = 2) -> Iterator[Any]:

@@ -20,7 +20,7 @@ from vidtrans.errors import VidtransError
 ModelOpt = Annotated[str, typer.Option("-m", "--model", help="Model name, checkpoint folder or pix2pix .pth file.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Frames per forward pass.")]
-PrecisionOpt = Annotated[str, typer.Option(help="auto (fp16 on CUDA where the model allows, else fp32), fp32, fp16, bf16.")]
+PrecisionOpt = Annotated[str, typer.Option(help="auto (fp16 on CUDA, bf16 on CPUs with AMX, where the model allows; else fp32), fp32, fp16, bf16.")]
 StartOpt = Annotated[Optional[float], typer.Option(help="Start time in seconds.")]
 EndOpt = Annotated[Optional[float], typer.Option(help="End time in seconds.")]
 SideBySideOpt = Annotated[bool, typer.Option("--side-by-side", help="Write input | pose map | output panels for comparison.")]
@@ -361,7 +361,7 @@ def evaluate(
     frames: int = typer.Option(64, help="Frames of the dance for --synthetic."),
     data: Optional[Path] = typer.Option(None, "--data", help="Paired folder (AB images, or A/ and B/) to score instead."),
     device: DeviceOpt = "auto",
-    precision: str = typer.Option("auto", help="auto, fp32, fp16 or bf16."),
+    precision: PrecisionOpt = "auto",
     batch_size: BatchSizeOpt = 8,
     smooth: SmoothOpt = "auto",
     json_summary: bool = typer.Option(False, "--json", help="Print one JSON object (ssim, psnr, flicker_ratio, ...)."),

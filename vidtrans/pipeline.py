@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
-import torch
 
 from vidtrans.errors import VidtransError
 from vidtrans.stages import Parallel, run_stages
@@ -63,14 +62,11 @@ class TranslateStage:
     def for_device(cls, model):
         """The fastest arrangement for the model's device.
 
-        On a CPU, two translators with half of PyTorch's threads each keep up with the model alone,
-        while one with all threads loses 20-50 % once decode and encode threads share the cores
-        (every parallel region waits for its slowest thread): benchmarks/README.md.
+        On a CPU two translators take turns: one with all the cores loses 20-50 % once decode and
+        encode threads share them (each parallel region waits for its slowest thread), two keep
+        up with the model alone (benchmarks/README.md).
         """
-        threads = torch.get_num_threads()
-        if model.device.type != "cpu" or threads < 2:
-            return cls(model)
-        return Parallel(cls(model), workers=2, initializer=lambda: torch.set_num_threads(threads // 2))
+        return Parallel(cls(model), workers=2) if model.device.type == "cpu" else cls(model)
 
     def process(self, batch: Batch):
         source = batch.frames if batch.model_input is None else batch.model_input
@@ -327,10 +323,10 @@ def _is_pose_video(src: Path, reader: VideoReader) -> bool:
 def _maybe_compile(model, compile: str, frame_count: int) -> None:
     if compile not in ("auto", "on", "off"):
         raise VidtransError(f"--compile must be auto, on or off, not {compile!r}")
-    # Compiling costs 10-20 s and ~130 MB up front and makes a CPU 15-50 % faster per frame
-    # (benchmarks/README.md), so it pays from about a thousand frames; GPUs are fast enough
-    # without it for these networks.
-    worth_it = model.device.type == "cpu" and frame_count >= 1000
+    # Compiling costs 15-20 s and ~130 MB up front and makes a CPU pipeline 20-40 % faster per
+    # frame (benchmarks/README.md): it breaks even at about 1400 frames of unet_256 on two cores.
+    # GPUs are fast enough without it for these networks.
+    worth_it = model.device.type == "cpu" and frame_count >= 2000
     if compile == "on" or (compile == "auto" and worth_it):
         model.compile()
 

@@ -216,6 +216,24 @@ def test_detector_on_real_video_and_left_right():
     assert np.median(error) < 0.03 * width
 
 
+def test_pipeline_detection_on_real_video_matches_one_detector():
+    """`vidtrans pose` and `run` detect with two detectors on alternating frames (for speed):
+    they must find what one tracking detector finds, in the same places."""
+    from vidtrans.pipeline import detect_keypoints
+
+    frames = _carphone_frames()
+    with PoseDetector(video_mode=True) as detector:
+        single = np.stack([detector.detect(f) for f in frames])
+    paired = detect_keypoints(CARPHONE)
+    assert paired.shape == single.shape
+    upper = [KEYPOINT_INDEX[n] for n in ("nose", "r_eye", "l_eye", "neck", "r_shoulder", "l_shoulder")]
+    found = paired[:, upper, 2] > 0
+    assert found.mean(axis=0).min() >= 0.95
+    both = found & (single[:, upper, 2] > 0)
+    error = np.linalg.norm(paired[:, upper, :2] - single[:, upper, :2], axis=-1)[both]
+    assert np.median(error) < 0.01 * frames[0].shape[1]
+
+
 @pytest.mark.parametrize("kind", ["black", "noise"])
 def test_detector_finds_nobody_in_empty_frames(kind):
     pytest.importorskip("mediapipe")

@@ -31,7 +31,7 @@ Progress = Callable[[int, int, str], None]  # (frames done, frames expected or 0
 
 @dataclass
 class Batch:
-    frames: np.ndarray  # (N, H, W, 3) uint8 decoded input
+    frames: list[np.ndarray]  # (H, W, 3) uint8 decoded input; not stacked, as only the model needs that
     pts: list[int]
     indices: list[int]
     keypoints: np.ndarray | None = None  # (N, 18, 3) in input pixels, for pose models
@@ -51,7 +51,7 @@ def _batches(reader: VideoReader, batch_size: int) -> Iterator[Batch]:
 
 
 def _make_batch(frames: list[Any]) -> Batch:
-    return Batch(np.stack([f.image for f in frames]), [f.pts for f in frames], [f.index for f in frames])
+    return Batch([f.image for f in frames], [f.pts for f in frames], [f.index for f in frames])
 
 
 class TranslateStage:
@@ -70,7 +70,7 @@ class TranslateStage:
 
     def process(self, batch: Batch):
         source = batch.frames if batch.model_input is None else batch.model_input
-        batch.output = self.model.translate(source)
+        batch.output = self.model.translate(np.asarray(source))
         yield batch
 
     def flush(self):
@@ -221,14 +221,14 @@ def render_pose_video(
     end: float | None = None,
     codec: str = "libx264",
     crf: int = 18,
-    preset: str = "veryfast",
+    preset: str = "superfast",
     pix_fmt: str = "yuv420p",
     overwrite: bool = False,
     progress: Progress | None = None,
 ) -> Summary:
     """Detect, smooth and draw the pose of every frame of `src` into the pose-map video `dst`
     (same size, frame count and timestamps); optionally save the keypoints as NPZ."""
-    from vidtrans.pose import PoseDetector, PoseStyle, write_keypoints_npz
+    from vidtrans.pose import PoseStyle, write_keypoints_npz
     from vidtrans.pose.stages import KeypointStage, PoseMapStage, SmoothKeypointsStage
 
     src, dst = Path(src), Path(dst)
@@ -240,7 +240,7 @@ def render_pose_video(
     collected: list[np.ndarray] = []
     with VideoReader(src, start=start, end=end) as reader:
         info = reader.info
-        stages = [KeypointStage(PoseDetector(video_mode=True)), SmoothKeypointsStage(),
+        stages = [KeypointStage(), SmoothKeypointsStage(),
                   PoseMapStage(lambda kp: kp, info.height, info.width, style or PoseStyle())]
 
         def frame_to_write(batch: Batch, i: int) -> np.ndarray:
@@ -264,13 +264,12 @@ def render_pose_video(
 def detect_keypoints(src: str | os.PathLike, start: float | None = None, end: float | None = None,
                      progress: Progress | None = None) -> np.ndarray:
     """Raw keypoints (frames, 18, 3) of every frame of `src`, detected in tracking mode."""
-    from vidtrans.pose import PoseDetector
     from vidtrans.pose.stages import KeypointStage
 
     tracks = []
     with VideoReader(src, start=start, end=end) as reader:
         total = reader.frame_count
-        for batch in run_stages(_batches(reader, 8), [KeypointStage(PoseDetector(video_mode=True))]):
+        for batch in run_stages(_batches(reader, 8), [KeypointStage()]):
             tracks.append(batch.keypoints)
             if progress:
                 progress(sum(len(t) for t in tracks), total, "detecting poses")

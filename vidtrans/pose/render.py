@@ -75,12 +75,13 @@ def _to_fixed(points: np.ndarray) -> np.ndarray:
     return np.round(points * _ONE).astype(np.int32)
 
 
-def _blank(height: int, width: int, background: tuple[int, int, int]) -> np.ndarray:
-    # Broadcast-filling an RGB frame costs ~4 ms at 720p; zeros are nearly free and black is the
-    # usual background.
-    if tuple(background) == (0, 0, 0):
-        return np.zeros((height, width, 3), dtype=np.uint8)
-    return np.tile(np.asarray(background, dtype=np.uint8), (height, width, 1))
+def blank_maps(count: int, height: int, width: int, style: PoseStyle = PoseStyle()) -> np.ndarray:
+    """(count, height, width, 3) uint8 frames of the style's background."""
+    # Zeros are nearly free (the pages are only mapped when drawn on); broadcast-filling costs
+    # ~4 ms per 720p frame, and black is the usual background.
+    if tuple(style.background) == (0, 0, 0):
+        return np.zeros((count, height, width, 3), dtype=np.uint8)
+    return np.tile(np.asarray(style.background, dtype=np.uint8), (count, height, width, 1))
 
 
 def render_pose(keypoints: np.ndarray, height: int, width: int, style: PoseStyle = PoseStyle(),
@@ -90,13 +91,21 @@ def render_pose(keypoints: np.ndarray, height: int, width: int, style: PoseStyle
     Keypoints with confidence <= min_confidence are missing: they draw nothing, nor does any limb
     touching them.
     """
+    canvas = blank_maps(1, height, width, style)[0]
+    draw_pose(canvas, keypoints, style, min_confidence)
+    return canvas
+
+
+def draw_pose(canvas: np.ndarray, keypoints: np.ndarray, style: PoseStyle = PoseStyle(),
+              min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> None:
+    """Draws one pose (18, 3) onto `canvas` (height, width, 3), which holds the background."""
     kp = np.asarray(keypoints, dtype=np.float32)
     if kp.shape != (NUM_KEYPOINTS, 3):
         raise VidtransError(f"pose has shape {kp.shape}, expected ({NUM_KEYPOINTS}, 3) COCO-18 keypoints")
-    canvas = _blank(height, width, style.background)
+    height, width = canvas.shape[:2]
     present = (kp[:, 2] > min_confidence) & np.isfinite(kp[:, :2]).all(axis=1)
     if not present.any():
-        return canvas
+        return
 
     scale = height / style.reference_height
     half_width = max(style.limb_width * scale / 2.0, 0.5)
@@ -132,7 +141,6 @@ def render_pose(keypoints: np.ndarray, height: int, width: int, style: PoseStyle
         layer = roi.copy()
         cv2.fillConvexPoly(layer, _to_fixed(polygon - (x0, y0)), COLORS[limb_index], line_type, _SHIFT)
         canvas[y0:y1, x0:x1] = cv2.addWeighted(roi, 1.0 - alpha, layer, alpha, 0.0)
-    return canvas
 
 
 def render_poses(track: np.ndarray, height: int, width: int, style: PoseStyle = PoseStyle(),
@@ -141,7 +149,7 @@ def render_poses(track: np.ndarray, height: int, width: int, style: PoseStyle = 
     track = np.asarray(track, dtype=np.float32)
     if track.ndim != 3 or track.shape[1:] != (NUM_KEYPOINTS, 3):
         raise VidtransError(f"keypoint track has shape {track.shape}, expected (frames, {NUM_KEYPOINTS}, 3)")
-    out = np.empty((len(track), height, width, 3), dtype=np.uint8)
-    for t, pose in enumerate(track):
-        out[t] = render_pose(pose, height, width, style, min_confidence)
+    out = blank_maps(len(track), height, width, style)
+    for canvas, pose in zip(out, track):
+        draw_pose(canvas, pose, style, min_confidence)
     return out

@@ -8,7 +8,7 @@ The model is `--model` (default pose2person); when it cannot be loaded a stand-i
 unet_256 with ngf 16 and pix2pix's random initial weights, input kind pose (same cost per frame
 as a trained model of that shape). The output says which model ran.
 
-    .venv/bin/python benchmarks/bench_live.py [--model pose2person] [--size 256] [--seconds 6] [--device cpu]
+    .venv/bin/python benchmarks/bench_live.py [--model pose2person] [--size 256] [--seconds 6] [--device cpu] [--precision auto]
 """
 
 from __future__ import annotations
@@ -54,14 +54,14 @@ class TimedModel:
         return out
 
 
-def stand_in(folder: Path, size: int, device: str):
+def stand_in(folder: Path, size: int, device: str, precision: str):
     torch.manual_seed(0)
     net = build_generator("unet_256", 3, 3, 16, "batch")
     init_weights(net)
     target = estimate_pose_stats(dance_keypoints(0, 300, size, size, TARGET_LOOK), size, size)
     save_checkpoint(folder, net, ModelCard(architecture="unet_256", ngf=16, native_size=(size, size), input_kind="pose",
                                            pose_style=PoseStyle().to_dict(), target_pose_stats=target.to_dict()))
-    return vidtrans.load_model(folder, device=device)
+    return vidtrans.load_model(folder, device=device, precision=precision)
 
 
 def main() -> None:
@@ -71,15 +71,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="auto", help="auto (bf16 on CPUs with AMX), fp32, fp16, bf16")
     args = parser.parse_args()
     width, height = (int(v) for v in (args.size.split("x") if "x" in args.size else (args.size, args.size)))
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         try:
-            model, which = vidtrans.load_model(args.model, device=args.device), f"{args.model} (trained checkpoint)"
+            model = vidtrans.load_model(args.model, device=args.device, precision=args.precision)
+            which = f"{args.model} (trained checkpoint)"
         except VidtransError as e:
-            model = stand_in(tmp / "stand-in", 256, args.device)
+            model = stand_in(tmp / "stand-in", 256, args.device, args.precision)
             which = f"stand-in unet_256 ngf 16, random weights, pose input ({args.model}: {e})"
         frames = round(args.seconds * args.fps)
         track = dance_keypoints(1, frames, height, width, SOURCE_LOOK, fps=args.fps)
@@ -91,7 +93,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"model: {which}")
     print(f"camera: synthetic dancer {width}x{height} at {args.fps:g} fps, {frames} frames, played in real time")
-    print(f"device: {stats.device}, torch threads while live: {max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) // 2))}"
+    print(f"device: {stats.device}, precision {model.precision}, torch threads while live: {max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) // 2))}"
           f" of {os.cpu_count()} cores, load average {load:.2f}; pose mapping: {stats.pose}")
     print(f"model alone: {np.median(timed.times_ms[1:]):.1f} ms per frame (median)")
     rows = [("fps", f"{stats.fps:.1f}", f">= {TARGET_FPS:g}", stats.fps >= TARGET_FPS),

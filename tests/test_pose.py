@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -438,3 +439,34 @@ def test_missing_and_empty_keypoint_paths(tmp_path):
         read_keypoints(tmp_path / "nope.npz")
     with pytest.raises(VidtransError, match="no OpenPose"):
         read_keypoints(tmp_path)
+
+
+def test_stderr_is_restored_when_detectors_silence_it_from_several_threads():
+    """Detectors run in two threads; MediaPipe's chatter is silenced around their calls, and
+    stderr must point where it did afterwards, however the calls overlap."""
+    import os
+    import threading
+
+    from vidtrans.pose.detector import _native_stderr_silenced
+
+    before = os.fstat(2)
+    first_in, second_in = threading.Event(), threading.Event()
+
+    def first():  # enters first, leaves first
+        with _native_stderr_silenced():
+            first_in.set()
+            second_in.wait(5)
+
+    def second():
+        first_in.wait(5)
+        with _native_stderr_silenced():
+            second_in.set()
+            time.sleep(0.1)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)

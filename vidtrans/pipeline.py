@@ -13,8 +13,10 @@ frame), and the second pass renders, translates and encodes.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -54,6 +56,14 @@ def _make_batch(frames: list[Any]) -> Batch:
     return Batch([f.image for f in frames], [f.pts for f in frames], [f.index for f in frames])
 
 
+@functools.cache
+def _cpu_translation_pool() -> ThreadPoolExecutor:
+    # One pool for the whole process: PyTorch's first call on a new thread costs 20-50 ms, which
+    # a folder of short clips would pay per clip, and concurrent clips (batch mode) share the
+    # cores anyway.
+    return ThreadPoolExecutor(2, thread_name_prefix="vidtrans-translate")
+
+
 class TranslateStage:
     def __init__(self, model):
         self.model = model
@@ -66,7 +76,7 @@ class TranslateStage:
         encode threads share them (each parallel region waits for its slowest thread), two keep
         up with the model alone (benchmarks/README.md).
         """
-        return Parallel(cls(model), workers=2) if model.device.type == "cpu" else cls(model)
+        return Parallel(cls(model), 2, _cpu_translation_pool()) if model.device.type == "cpu" else cls(model)
 
     def process(self, batch: Batch):
         source = batch.frames if batch.model_input is None else batch.model_input

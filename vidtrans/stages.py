@@ -13,7 +13,7 @@ import queue
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Any, Iterable, Iterator, Protocol
 
 
 class Stage(Protocol):
@@ -75,17 +75,17 @@ def _feed(source: Iterable[Any], out: queue.Queue, stop: threading.Event) -> Non
 
 
 class Parallel:
-    """`stage.process` on `workers` threads at once, results yielded in input order.
+    """`stage.process` on `workers` threads of `pool` at once, results yielded in input order.
 
-    For stages whose items do not depend on each other (translation). `initializer` runs once in
-    each worker thread, e.g. to give each its share of PyTorch's threads.
+    For stages whose items do not depend on each other (translation). The pool may be shared by
+    several pipelines (its threads then stay warm from one clip to the next); closing the stage
+    cancels only its own pending work.
     """
 
-    def __init__(self, stage: Stage, workers: int, initializer: Callable[[], None] | None = None):
+    def __init__(self, stage: Stage, workers: int, pool: ThreadPoolExecutor):
         self.stage = stage
         self.workers = workers
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=f"vidtrans-{type(stage).__name__}",
-                                        initializer=initializer)
+        self._pool = pool
         self._pending: deque[Future] = deque()
 
     def process(self, item: Any) -> Iterable[Any]:
@@ -99,7 +99,9 @@ class Parallel:
         yield from self.stage.flush()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for future in self._pending:
+            future.cancel()
+        self._pending.clear()
 
 
 def _work(stage: Stage, inbox: queue.Queue, out: queue.Queue, stop: threading.Event) -> None:

@@ -12,6 +12,7 @@ import atexit
 import contextlib
 import os
 import sys
+import threading
 import weakref
 
 import cv2
@@ -71,24 +72,50 @@ def _close_open_detectors() -> None:
         detector.close()
 
 
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """MediaPipe's C++ start-up chatter (XNNPACK, absl warnings) goes straight to file descriptor 2,
-    where it would bury vidtrans' one-line messages; it only happens when the graph starts."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real stderr (e.g. captured): nothing to protect
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
+class _NativeStderrSilencer:
+    """MediaPipe's C++ chatter (XNNPACK, absl warnings) goes straight to file descriptor 2, where it
+    would bury vidtrans' one-line messages; it only happens when a graph starts or first tracks.
+
+    Detectors run in several threads at once, so the redirection is counted: the first thread in
+    points fd 2 at /dev/null, the last one out restores it (two threads each saving and restoring
+    on their own would leave stderr pointing at /dev/null for good).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved: int | None = None
+
+    @contextlib.contextmanager
+    def __call__(self):
+        with self._lock:
+            if self._depth == 0:
+                self._saved = self._redirect()
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0 and self._saved is not None:
+                    os.dup2(self._saved, 2)
+                    os.close(self._saved)
+                    self._saved = None
+
+    @staticmethod
+    def _redirect() -> int | None:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):  # no real stderr (e.g. captured): nothing to protect
+            return None
+        devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
         os.close(devnull)
+        return saved
+
+
+_native_stderr_silenced = _NativeStderrSilencer()
 
 
 class PoseDetector:

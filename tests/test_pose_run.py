@@ -128,3 +128,15 @@ def test_pose_command_bad_input_is_one_line(tmp_path):
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 1 and result.stderr.count("\n") == 1 and path.name in result.stderr
         assert not out.exists() and not any(p.name.startswith(".pose") for p in tmp_path.iterdir())
+
+
+def test_pose_command_without_mediapipe_is_one_line(tmp_path, dancer):
+    # Detectors start in the background; their failure must still end the run as one line.
+    out = tmp_path / "pose.mp4"
+    hide_mediapipe = ("import runpy, sys; sys.modules['mediapipe'] = None; "
+                      "sys.argv = ['vidtrans'] + sys.argv[1:]; runpy.run_module('vidtrans', run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", hide_mediapipe, "pose", str(dancer.path), "-o", str(out)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "pip install mediapipe" in result.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == []

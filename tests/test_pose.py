@@ -235,6 +235,25 @@ def test_pipeline_detection_on_real_video_matches_one_detector():
     assert np.median(error) < 0.01 * frames[0].shape[1]
 
 
+def test_detection_on_frames_decoded_small_gives_keypoints_in_input_pixels(tmp_path):
+    """Above 640 px the pipeline decodes frames straight to the detector's size; the keypoints must
+    still be in the pixels of the input video, where one detector on full frames puts them."""
+    pytest.importorskip("mediapipe")
+    from tests.media import dancer_clip
+    from vidtrans.pipeline import detect_keypoints
+    from vidtrans.video import VideoReader
+
+    clip = dancer_clip(tmp_path / "hd.mp4", frames=12, size=(1280, 720), fps=30)
+    with VideoReader(clip.path) as reader, PoseDetector(video_mode=True) as detector:
+        single = np.stack([detector.detect(frame.image) for frame in reader])
+    paired = detect_keypoints(clip.path)
+    upper = [KEYPOINT_INDEX[n] for n in ("neck", "r_shoulder", "l_shoulder", "r_hip", "l_hip")]
+    both = (paired[:, upper, 2] > 0) & (single[:, upper, 2] > 0)
+    assert both.mean() >= 0.9
+    error = np.linalg.norm(paired[:, upper, :2] - single[:, upper, :2], axis=-1)[both]
+    assert np.median(error) < 0.01 * 1280
+
+
 @pytest.mark.parametrize("kind", ["black", "noise"])
 def test_detector_finds_nobody_in_empty_frames(kind):
     pytest.importorskip("mediapipe")

@@ -81,6 +81,24 @@ def test_rotation_metadata_is_applied(tmp_path, rotation):
     assert np.abs(image.astype(int) - expected).mean() < 6
 
 
+@pytest.mark.parametrize("rotation", [0, 90])
+def test_max_side_scales_pictures_upright_and_keeps_info(tmp_path, rotation):
+    clip = make_clip(tmp_path / "phone.mp4", frames=3, size=(128, 96), rotation=rotation, frame_fn=quadrants,
+                     audio=False)
+    with VideoReader(clip.path, max_side=64) as reader:
+        frames = list(reader)
+    with VideoReader(clip.path) as unscaled:
+        full = list(unscaled)
+    assert (reader.info.height, reader.info.width) == full[0].image.shape[:2]  # the video's own size
+    assert [f.pts for f in frames] == [f.pts for f in full] and len(full) == 3
+    image = frames[0].image
+    assert image.shape == ((48, 64, 3) if rotation == 0 else (64, 48, 3)) and image.flags.c_contiguous
+    for name, colour in corner_colours(full[0].image).items():  # same picture, same way up
+        assert np.abs(corner_colours(image)[name] - colour).max() <= 8, name
+    with VideoReader(clip.path, max_side=500) as reader:  # never scaled up
+        assert next(iter(reader)).image.shape == full[0].image.shape
+
+
 @pytest.mark.parametrize("codec,pix_fmt,size", [
     ("libx264", "yuv420p", (64, 48)),
     ("libx264", "yuv420p10le", (64, 48)),

@@ -239,6 +239,7 @@ def render_pose_video(
     """Detect, smooth and draw the pose of every frame of `src` into the pose-map video `dst`
     (same size, frame count and timestamps); optionally save the keypoints as NPZ."""
     from vidtrans.pose import PoseStyle, write_keypoints_npz
+    from vidtrans.pose.detector import DETECTION_MAX_SIDE
     from vidtrans.pose.stages import KeypointStage, PoseMapStage, SmoothKeypointsStage
 
     src, dst = Path(src), Path(dst)
@@ -248,9 +249,10 @@ def render_pose_video(
     started = time.perf_counter()
     summary = Summary(input=str(src), output=str(dst), model="pose", device="cpu", precision="fp32", pose="detected")
     collected: list[np.ndarray] = []
-    with VideoReader(src, start=start, end=end) as reader:
+    # The frames are only looked at by the detector, so they are decoded at its size.
+    with VideoReader(src, start=start, end=end, max_side=DETECTION_MAX_SIDE) as reader:
         info = reader.info
-        stages = [KeypointStage(), SmoothKeypointsStage(),
+        stages = [KeypointStage(frame_size=(info.height, info.width)), SmoothKeypointsStage(),
                   PoseMapStage(lambda kp: kp, info.height, info.width, style or PoseStyle())]
 
         def frame_to_write(batch: Batch, i: int) -> np.ndarray:
@@ -274,12 +276,13 @@ def render_pose_video(
 def detect_keypoints(src: str | os.PathLike, start: float | None = None, end: float | None = None,
                      progress: Progress | None = None) -> np.ndarray:
     """Raw keypoints (frames, 18, 3) of every frame of `src`, detected in tracking mode."""
+    from vidtrans.pose.detector import DETECTION_MAX_SIDE
     from vidtrans.pose.stages import KeypointStage
 
     tracks = []
-    with VideoReader(src, start=start, end=end) as reader:
-        total = reader.frame_count
-        for batch in run_stages(_batches(reader, 8), [KeypointStage()]):
+    with VideoReader(src, start=start, end=end, max_side=DETECTION_MAX_SIDE) as reader:
+        total, info = reader.frame_count, reader.info
+        for batch in run_stages(_batches(reader, 8), [KeypointStage(frame_size=(info.height, info.width))]):
             tracks.append(batch.keypoints)
             if progress:
                 progress(sum(len(t) for t in tracks), total, "detecting poses")

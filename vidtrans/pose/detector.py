@@ -21,7 +21,7 @@ import numpy as np
 from vidtrans.errors import VidtransError
 from vidtrans.pose.keypoints import NUM_KEYPOINTS
 
-_MAX_INPUT_SIDE = 640
+DETECTION_MAX_SIDE = 640
 INSTALL_HINT = "pip install mediapipe==0.10.21 (needs Python 3.10-3.12)"
 
 # BlazePose landmark index for each COCO-18 keypoint; the neck (None) is built from the shoulders.
@@ -155,20 +155,27 @@ class PoseDetector:
             self._pose.process(np.zeros((64, 64, 3), np.uint8))
         _open_detectors.add(self)
 
-    def detect(self, rgb_frame: np.ndarray) -> np.ndarray:
-        """Keypoints (18, 3) of the most prominent person; all zeros when nobody is found."""
+    def detect(self, rgb_frame: np.ndarray, frame_size: tuple[int, int] | None = None) -> np.ndarray:
+        """Keypoints (18, 3) of the most prominent person; all zeros when nobody is found.
+
+        frame_size: (height, width) of the frame `rgb_frame` is a scaled-down copy of; keypoints
+        then come back in that frame's pixels.
+        """
         if self._pose is None:
             raise VidtransError("pose detector is closed (create a new PoseDetector)")
         frame = np.asarray(rgb_frame)
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise VidtransError(f"pose detection needs an RGB uint8 frame (H, W, 3), got {frame.dtype} {frame.shape}")
         height, width = frame.shape[:2]
-        scale = _MAX_INPUT_SIDE / max(height, width)
+        scale = DETECTION_MAX_SIDE / max(height, width)
+        if frame_size is not None:
+            height, width = frame_size
         if scale < 1.0:
             # MediaPipe runs its networks at 256x256 anyway; handing it a smaller frame saves
             # its own copy and resize of the full frame (~13 ms at 720p). Landmarks come back
             # normalized to the frame, so they map onto the original size unchanged.
-            frame = cv2.resize(frame, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+            frame = cv2.resize(frame, (round(frame.shape[1] * scale), round(frame.shape[0] * scale)),
+                               interpolation=cv2.INTER_AREA)
         if self._quiet_frames:
             # MediaPipe logs once more when it first tracks a person in a non-square frame.
             with _native_stderr_silenced():

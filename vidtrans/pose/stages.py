@@ -33,7 +33,8 @@ class KeypointStage:
     pixel of one detector's on the synthetic dancer.
     """
 
-    def __init__(self, detectors: int = 2):
+    def __init__(self, detectors: int = 2, frame_size: tuple[int, int] | None = None):
+        self.frame_size = frame_size  # (height, width) when the frames are scaled-down copies
         self.pool = ThreadPoolExecutor(detectors, thread_name_prefix="vidtrans-detect")
         # Each detector takes ~0.1 s to start: start them side by side, while the first frames decode.
         self._starting = [self.pool.submit(PoseDetector, video_mode=True) for _ in range(detectors)]
@@ -53,7 +54,7 @@ class KeypointStage:
 
         def detect_share(k: int) -> None:
             for i in range((k - first) % len(self.detectors), count, len(self.detectors)):
-                keypoints[i] = self.detectors[k].detect(batch.frames[i])
+                keypoints[i] = self.detectors[k].detect(batch.frames[i], self.frame_size)
 
         for done in [self.pool.submit(detect_share, k) for k in range(len(self.detectors))]:
             done.result()

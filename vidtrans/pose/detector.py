@@ -166,14 +166,13 @@ class PoseDetector:
         frame = np.asarray(rgb_frame)
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise VidtransError(f"pose detection needs an RGB uint8 frame (H, W, 3), got {frame.dtype} {frame.shape}")
-        height, width = frame.shape[:2]
-        scale = DETECTION_MAX_SIDE / max(height, width)
-        if frame_size is not None:
-            height, width = frame_size
+        # Landmarks come back normalized to the picture, so they map onto the frame's own size
+        # however small a copy MediaPipe was given.
+        height, width = frame_size or frame.shape[:2]
+        scale = DETECTION_MAX_SIDE / max(frame.shape[:2])
         if scale < 1.0:
             # MediaPipe runs its networks at 256x256 anyway; handing it a smaller frame saves
-            # its own copy and resize of the full frame (~13 ms at 720p). Landmarks come back
-            # normalized to the frame, so they map onto the original size unchanged.
+            # its own copy and resize of the full frame (~13 ms at 720p).
             frame = cv2.resize(frame, (round(frame.shape[1] * scale), round(frame.shape[0] * scale)),
                                interpolation=cv2.INTER_AREA)
         if self._quiet_frames:

@@ -260,9 +260,10 @@ def render_pose_video(
                 collected.append(batch.keypoints)
             return batch.model_input[i]
 
+        # The detectors keep both cores busy: a one-thread encoder spends the least CPU per frame.
         summary.frames = _encode(reader, stages, dst, 8, frame_to_write,
                                  dict(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, overwrite=overwrite,
-                                      start=start, end=end, audio_from=src), progress)
+                                      start=start, end=end, audio_from=src, threads=1), progress)
         summary.corrupt_frames = reader.corrupt_frames
     track = np.concatenate(collected)
     if keypoints_out is not None:

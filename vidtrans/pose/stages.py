@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from vidtrans.pose.detector import PoseDetector
+from vidtrans.pose.keypoints import NUM_KEYPOINTS
 from vidtrans.pose.render import PoseStyle, render_poses
 from vidtrans.pose.smoothing import smooth_track
 
@@ -27,10 +28,10 @@ SMOOTHING_CONTEXT = 12
 class KeypointStage:
     """Detects the keypoints of every frame with `detectors` tracking detectors working at once.
 
-    Frame i goes to detector i % len(detectors), so each one still tracks its frames in order,
-    across a gap of len(detectors) frames. MediaPipe releases the GIL, so two detectors give
-    twice the frames/s of one on two cores (benchmarks/README.md), with keypoints within half a
-    pixel of one detector's on the synthetic dancer.
+    Frame i goes to detector i % detectors, so each one still tracks its frames in order, across
+    a gap of `detectors` frames. MediaPipe releases the GIL, so two detectors give twice the
+    frames/s of one on two cores (benchmarks/README.md), with keypoints within a pixel of one
+    detector's on the real test clip (tests/test_pose.py).
     """
 
     def __init__(self, detectors: int = 2, frame_size: tuple[int, int] | None = None):
@@ -38,25 +39,19 @@ class KeypointStage:
         self.pool = ThreadPoolExecutor(detectors, thread_name_prefix="vidtrans-detect")
         # Each detector takes ~0.1 s to start: start them side by side, while the first frames decode.
         self._starting = [self.pool.submit(PoseDetector, video_mode=True) for _ in range(detectors)]
-        self._detectors: list[PoseDetector] | None = None
         self.frames_seen = 0
 
-    @property
-    def detectors(self) -> list[PoseDetector]:
-        if self._detectors is None:
-            self._detectors = [starting.result() for starting in self._starting]
-        return self._detectors
-
     def process(self, batch):
+        detectors = [starting.result() for starting in self._starting]  # waits only for the first batch
         first, count = self.frames_seen, len(batch.frames)
         self.frames_seen += count
-        keypoints = np.zeros((count, 18, 3), np.float32)
+        keypoints = np.zeros((count, NUM_KEYPOINTS, 3), np.float32)
 
         def detect_share(k: int) -> None:
-            for i in range((k - first) % len(self.detectors), count, len(self.detectors)):
-                keypoints[i] = self.detectors[k].detect(batch.frames[i], self.frame_size)
+            for i in range((k - first) % len(detectors), count, len(detectors)):
+                keypoints[i] = detectors[k].detect(batch.frames[i], self.frame_size)
 
-        for done in [self.pool.submit(detect_share, k) for k in range(len(self.detectors))]:
+        for done in [self.pool.submit(detect_share, k) for k in range(len(detectors))]:
             done.result()
         batch.keypoints = keypoints
         yield batch

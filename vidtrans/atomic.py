@@ -1,15 +1,177 @@
-"""Files appear complete or not at all: write under a temporary name, then rename into place."""
+"""Output files appear complete or not at all, and never replace a file they were not allowed to.
+
+Every file vidtrans writes (videos, keypoints, reports, stats, checkpoints) goes through here:
+
+- `check_destination` refuses a bad output path before any work is done;
+- `temp_path` names a hidden temporary file beside the destination (same folder, so the final
+  rename is atomic);
+- `publish` moves the finished temporary file into place. Without `overwrite` it links rather than
+  renames, so a file that appeared at the destination while we worked (another process writing
+  the same output) is refused instead of silently replaced;
+- `write_atomically` does all three for small files written in one go (JSON, NPZ, ...);
+- `OutputClaim` holds an advisory lock on the destination for the length of a long job, so a second
+  process writing the same output is refused at the start rather than after all its work.
+"""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import BinaryIO
+
+from vidtrans.errors import VidtransError
 
 
-def publish(tmp: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Rename the finished `tmp` onto `dst` (atomic within a folder), with the permissions a new
-    file normally gets: temporary files from mkstemp and safetensors are private (0600)."""
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file (also through links and different spellings)."""
+    a, b = Path(a), Path(b)
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def check_destination(dst: str | os.PathLike, inputs: str | os.PathLike | Iterable[str | os.PathLike] | None,
+                      overwrite: bool) -> None:
+    """Refuse an output path before any work is done: one of the inputs, an existing file without
+    `overwrite`, a folder, or a folder that does not exist."""
+    dst = Path(dst)
+    if inputs is None:
+        inputs = ()
+    elif isinstance(inputs, (str, os.PathLike)):
+        inputs = (inputs,)
+    for src in inputs:
+        if same_file(dst, src):
+            raise VidtransError(f"{dst}: output would overwrite the input; choose another output path")
+    if dst.is_dir():
+        raise VidtransError(f"{dst}: is a folder; give an output file name")
+    if (dst.exists() or dst.is_symlink()) and not overwrite:
+        raise VidtransError(f"{dst}: already exists; choose another name or pass --overwrite")
+    if not dst.parent.is_dir():
+        raise VidtransError(f"{dst}: folder {dst.parent} does not exist; create it first")
+
+
+def temp_path(dst: str | os.PathLike) -> Path:
+    """A new, empty, hidden file beside `dst` that keeps `dst`'s extension last (muxers and numpy
+    pick the format from the name)."""
+    dst = Path(dst)
+    # The temporary name must fit the file system's 255-byte limit even when `dst`'s name does.
+    stem = dst.stem[:100]
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{stem}.partial-", suffix=dst.suffix[:20], dir=dst.parent)
+    except OSError as e:
+        raise VidtransError(f"{dst}: cannot write to {dst.parent} ({e.strerror or e}); "
+                            "choose a writable output folder") from e
+    os.close(fd)
+    return Path(name)
+
+
+def publish(tmp: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = False) -> None:
+    """Move the finished `tmp` onto `dst`, with the permissions a new file normally gets
+    (temporary files from mkstemp are private, 0600).
+
+    Without `overwrite`, a file that exists at `dst` by now (another process wrote it meanwhile)
+    is left alone and this raises VidtransError; `tmp` is deleted either way on failure.
+    """
+    tmp, dst = Path(tmp), Path(dst)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, Path(dst))
+    try:
+        os.chmod(tmp, 0o666 & ~umask)
+        if overwrite:
+            os.replace(tmp, dst)
+            return
+        try:
+            os.link(tmp, dst)  # fails if dst exists: no window in which another file is replaced
+        except FileExistsError:
+            raise VidtransError(f"{dst}: appeared while vidtrans was writing it (another process?); "
+                                "choose another name or pass --overwrite") from None
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+                raise
+            # File systems without hard links (FAT, some network mounts): check, then rename.
+            if dst.exists() or dst.is_symlink():
+                raise VidtransError(f"{dst}: appeared while vidtrans was writing it (another process?); "
+                                    "choose another name or pass --overwrite") from None
+            os.replace(tmp, dst)
+            return
+        tmp.unlink()
+    except OSError as e:
+        raise VidtransError(f"{dst}: cannot move the finished file into place ({e.strerror or e}); "
+                            "check the output folder is writable") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomically(dst: str | os.PathLike, write: Callable[[BinaryIO], None], *, overwrite: bool,
+                     inputs: str | os.PathLike | Iterable[str | os.PathLike] | None = None,
+                     what: str = "file") -> None:
+    """Write a small file in one go: `write(f)` fills a temporary file, which is synced and then
+    published onto `dst`. Nothing is left behind on any failure or interruption."""
+    check_destination(dst, inputs, overwrite)
+    tmp = temp_path(dst)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        publish(tmp, dst, overwrite)
+    except OSError as e:
+        raise VidtransError(f"{dst}: cannot write the {what} ({e.strerror or e}); "
+                            "check free disk space and that the folder is writable") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class OutputClaim:
+    """An advisory lock that says "this process is writing `dst`" (a hidden lock file beside it).
+
+    A second claim on the same destination, from any process, raises VidtransError at once. The
+    lock dies with the process (flock), so a killed run never blocks the next one; the lock file
+    itself is removed on release.
+    """
+
+    def __init__(self, dst: str | os.PathLike):
+        dst = Path(dst)
+        self.path = dst.with_name(f".{dst.name[:200]}.vidtrans-lock")
+        self._fd: int | None = None
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                raise VidtransError(f"{dst}: cannot write to {dst.parent} ({e.strerror or e}); "
+                                    "choose a writable output folder") from e
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise VidtransError(f"{dst}: another vidtrans process is writing this file; "
+                                    "wait for it to finish or choose another output") from None
+            if _still_linked(fd, self.path):
+                break
+            os.close(fd)  # locked a lock file its holder had just removed: take the new one
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            # Unlink before unlocking: a waiting claimant then locks a file nobody else will use.
+            self.path.unlink(missing_ok=True)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> OutputClaim:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _still_linked(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False

@@ -5,6 +5,21 @@ folder): the CLI prints its message as a single line and exits non-zero, without
 Messages should name the problem and the fix, e.g. "input.mp4: no video stream (pass a video file)".
 """
 
+import re
+
 
 class VidtransError(Exception):
     """A user-facing failure whose message is one line naming the problem and the fix."""
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """The gist of a library's exception for a one-line message: the OS reason when there is one,
+    else the first non-empty line of its text (terminal colour codes removed), at most `limit`
+    characters, or the exception's type when it says nothing."""
+    text = getattr(error, "strerror", None) or str(error)
+    lines = [line.strip() for line in _ANSI.sub("", text).splitlines() if line.strip()]
+    line = lines[0] if lines else type(error).__name__
+    return line if len(line) <= limit else line[: limit - 3].rstrip() + "..."

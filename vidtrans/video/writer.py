@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -17,7 +16,7 @@ import av
 import cv2
 import numpy as np
 
-from vidtrans.atomic import publish
+from vidtrans.atomic import OutputClaim, check_destination, publish, temp_path
 from vidtrans.errors import VidtransError
 
 log = logging.getLogger(__name__)
@@ -37,20 +36,6 @@ _MAX_TB_DEN = {"mpeg4": 65535, "h263": 65535, "mpeg1video": 65535, "mpeg2video":
 
 def _reason(e: BaseException) -> str:
     return (getattr(e, "strerror", None) or str(e)).splitlines()[0]
-
-
-def check_destination(dst: str | os.PathLike, src: str | os.PathLike | None, overwrite: bool) -> None:
-    """Refuse an output path before any work is done: the input itself, an existing file without
-    `overwrite`, a folder, or a folder that does not exist."""
-    dst = Path(dst)
-    if src is not None and _same_file(dst, Path(src)):
-        raise VidtransError(f"{dst}: output would overwrite the input; choose another output path")
-    if dst.is_dir():
-        raise VidtransError(f"{dst}: is a folder; give an output file name such as out.mp4")
-    if dst.exists() and not overwrite:
-        raise VidtransError(f"{dst}: already exists; choose another name or pass --overwrite")
-    if not dst.parent.is_dir():
-        raise VidtransError(f"{dst}: folder {dst.parent} does not exist; create it first")
 
 
 class VideoWriter:
@@ -91,8 +76,14 @@ class VideoWriter:
         self.frames_written = 0
         self.audio_time = 0.0  # source time of the last audio/subtitle packet muxed (flat-memory check)
         self._last_pts: int | None = None
+        self._overwrite = overwrite
         check_destination(self.dst, audio_from, overwrite)
-        self._tmp = self._make_temp()
+        self._claim = OutputClaim(self.dst)
+        try:
+            self._tmp = temp_path(self.dst)
+        except VidtransError:
+            self._claim.release()
+            raise
         self._out: av.container.OutputContainer | None = None
         self._src: av.container.InputContainer | None = None
         try:
@@ -113,17 +104,6 @@ class VideoWriter:
                                 "check the file extension (.mp4/.mkv/.mov) and codec options") from e
 
     # --- setup -----------------------------------------------------------------------------------
-
-    def _make_temp(self) -> Path:
-        # Keep the real extension last, so the muxer picks the format from the name.
-        try:
-            fd, name = tempfile.mkstemp(prefix=f".{self.dst.stem}.partial-", suffix=self.dst.suffix,
-                                        dir=self.dst.parent)
-        except OSError as e:
-            raise VidtransError(f"{self.dst}: cannot write to {self.dst.parent} ({e.strerror}); "
-                                "choose a writable output folder") from e
-        os.close(fd)
-        return Path(name)
 
     def _add_video(self, codec: str, crf: int, preset: str, pix_fmt: str, fps: float, threads: int) -> None:
         ctb = self.time_base
@@ -301,7 +281,8 @@ class VideoWriter:
             self._out.close()
             self._out = None
             self._close_src()
-            publish(self._tmp, self.dst)
+            publish(self._tmp, self.dst, self._overwrite)
+            self._claim.release()
         except VidtransError:
             self.abort()
             raise
@@ -320,6 +301,7 @@ class VideoWriter:
             self._out = None
         self._close_src()
         self._tmp.unlink(missing_ok=True)
+        self._claim.release()
 
     def _close_src(self) -> None:
         if self._src is not None:
@@ -342,10 +324,3 @@ def _aac_layout(layout: av.AudioLayout) -> str:
         return layout.name
     usual = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
     return usual.get(layout.nb_channels, "stereo")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
-    except OSError:
-        return False

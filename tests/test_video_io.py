@@ -290,8 +290,8 @@ def test_output_appears_only_on_close(tmp_path):
     writer.write(clip.images[0], 0)
     partial = sorted(p.name for p in tmp_path.iterdir() if p.name != "in.mp4")
     # the partial file, and the lock that keeps a second writer off the same output
-    assert not dst.exists() and len(partial) == 2 and partial[1] == ".out.mp4.vidtrans-lock"
-    assert partial[0].startswith(".out.partial-") and partial[0].endswith(".mp4")
+    assert not dst.exists() and len(partial) == 2 and partial[0] == ".out.mp4.vidtrans-lock"
+    assert partial[1].startswith(".out.partial-") and partial[1].endswith(".mp4")
     writer.close()
     assert dst.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]
 

@@ -1,0 +1,92 @@
+"""Outputs appear complete or not at all, and never replace a file nobody allowed them to replace."""
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from vidtrans.atomic import OutputClaim, check_destination, publish, temp_path, write_atomically
+from vidtrans.errors import VidtransError, first_line
+from vidtrans.video import VideoWriter
+
+
+def _writer(dst, overwrite=False):
+    return VideoWriter(dst, 32, 32, time_base=Fraction(1, 25), fps=25, overwrite=overwrite)
+
+
+def test_second_writer_of_the_same_output_is_refused_and_the_first_completes(tmp_path):
+    dst = tmp_path / "out.mp4"
+    first = _writer(dst)
+    first.write(np.full((32, 32, 3), 200, np.uint8), 0)
+    with pytest.raises(VidtransError, match="another vidtrans process is writing"):
+        _writer(dst, overwrite=True)  # even --overwrite does not let two writers share one output
+    first.close()
+    assert dst.is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+    with pytest.raises(VidtransError, match="already exists"):
+        _writer(dst)
+
+
+def test_a_file_that_appears_while_writing_is_not_replaced(tmp_path):
+    dst = tmp_path / "out.mp4"
+    writer = _writer(dst)
+    writer.write(np.zeros((32, 32, 3), np.uint8), 0)
+    dst.write_bytes(b"somebody else's file")  # e.g. another program, or a vidtrans without the lock
+    with pytest.raises(VidtransError, match="appeared while"):
+        writer.close()
+    assert dst.read_bytes() == b"somebody else's file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]  # no partial file, no lock
+
+
+def test_publish_with_overwrite_replaces_and_without_refuses(tmp_path):
+    dst = tmp_path / "a.json"
+    dst.write_text("old")
+    tmp = temp_path(dst)
+    tmp.write_text("new")
+    with pytest.raises(VidtransError):
+        publish(tmp, dst)
+    assert dst.read_text() == "old" and not tmp.exists()
+    tmp = temp_path(dst)
+    tmp.write_text("new")
+    publish(tmp, dst, overwrite=True)
+    assert dst.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+
+
+def test_write_atomically_leaves_nothing_when_the_writer_fails(tmp_path):
+    dst = tmp_path / "stats.json"
+
+    def fails(f):
+        f.write(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(dst, fails, overwrite=False)
+    assert list(tmp_path.iterdir()) == []
+    write_atomically(dst, lambda f: f.write(b"{}"), overwrite=False)
+    assert dst.read_bytes() == b"{}"
+    with pytest.raises(VidtransError, match="already exists"):
+        write_atomically(dst, lambda f: f.write(b"[]"), overwrite=False)
+    with pytest.raises(VidtransError, match="overwrite the input"):
+        write_atomically(dst, lambda f: f.write(b"[]"), overwrite=True, inputs=[tmp_path / "x", dst])
+    assert dst.read_bytes() == b"{}"
+
+
+def test_claims_are_released_and_can_be_taken_again(tmp_path):
+    dst = tmp_path / "out.mp4"
+    with OutputClaim(dst):
+        with pytest.raises(VidtransError):
+            OutputClaim(dst)
+    assert list(tmp_path.iterdir()) == []
+    with OutputClaim(dst):
+        pass
+
+
+def test_long_output_names_fit_the_temporary_name(tmp_path):
+    check_destination(tmp_path / ("x" * 240 + ".mp4"), None, overwrite=False)
+    tmp = temp_path(tmp_path / ("x" * 240 + ".mp4"))
+    assert len(tmp.name) < 255 and tmp.suffix == ".mp4"
+
+
+def test_first_line_is_one_clean_line():
+    assert first_line(RuntimeError("\x1b[1mWeights only load failed.\x1b[0m\n\nMore advice")) == "Weights only load failed."
+    assert first_line(ValueError("")) == "ValueError"
+    assert len(first_line(ValueError("y" * 1000))) == 300

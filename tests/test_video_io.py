@@ -361,8 +361,8 @@ def test_writer_rejects_wrong_frames(tmp_path):
     try:
         with pytest.raises(ValueError):
             writer.write(np.zeros((48, 64, 3), np.float32), 0)
-        writer.write(np.zeros((48, 64, 3), np.uint8), 1)
-        with pytest.raises(ValueError, match="increase"):
-            writer.write(np.zeros((48, 64, 3), np.uint8), 1)
+        with pytest.raises(ValueError):
+            writer.write(np.zeros((64, 48, 3), np.uint8), 0)
+        # (A repeated pts is not wrong: see test_video_robust.py.)
     finally:
         writer.abort()

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-from vidtrans.errors import VidtransError
+from vidtrans.errors import VidtransError, first_line
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -47,12 +47,18 @@ def check_destination(dst: str | os.PathLike, inputs: str | os.PathLike | Iterab
     for src in inputs:
         if same_file(dst, src):
             raise VidtransError(f"{dst}: output would overwrite the input; choose another output path")
-    if dst.is_dir():
-        raise VidtransError(f"{dst}: is a folder; give an output file name")
-    if (dst.exists() or dst.is_symlink()) and not overwrite:
-        raise VidtransError(f"{dst}: already exists; choose another name or pass --overwrite")
-    if not dst.parent.is_dir():
-        raise VidtransError(f"{dst}: folder {dst.parent} does not exist; create it first")
+    try:
+        if dst.is_dir():
+            raise VidtransError(f"{dst}: is a folder; give an output file name")
+        if (dst.exists() or dst.is_symlink()) and not overwrite:
+            raise VidtransError(f"{dst}: already exists; choose another name or pass --overwrite")
+        if not dst.parent.is_dir():
+            raise VidtransError(f"{dst}: folder {dst.parent} does not exist; create it first")
+    except OSError as e:  # the file system refuses to even look the name up
+        if e.errno == errno.ENAMETOOLONG:
+            raise VidtransError(f"{dst}: file name too long; choose a shorter output name") from None
+        raise VidtransError(f"{dst}: cannot use this output path ({first_line(e)}); "
+                            "choose another output path") from None
 
 
 def temp_path(dst: str | os.PathLike) -> Path:

@@ -7,10 +7,10 @@ are replaced, not skipped, so the frame sequence keeps the container's timing.
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 import os
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -32,7 +32,8 @@ class VideoInfo:
     """What `probe` finds out about a file's first video stream.
 
     width, height: display size, i.e. after rotation (a portrait phone clip reports height > width).
-    fps: average frame rate. frame_count: best estimate, 0 if unknown. duration: seconds.
+    fps: average frame rate. frame_count: best estimate, 0 if unknown (1 for a cover picture).
+    duration: seconds of video, from `start_time` (the time of the stream's first frame, seconds).
     rotation: clockwise degrees (0/90/180/270) applied to the stored picture to show it upright.
     codec, pix_fmt: of the video stream as stored (e.g. "h264", "yuv420p").
     """
@@ -47,6 +48,7 @@ class VideoInfo:
     has_audio: bool
     codec: str
     pix_fmt: str
+    start_time: float = 0.0
 
 
 @dataclass
@@ -86,13 +88,30 @@ def _reason(e: av.FFmpegError) -> str:
 
 def _display_rotation(frame: av.VideoFrame, stream: av.video.stream.VideoStream) -> int:
     """Clockwise degrees to show the picture upright, from display-matrix side data or the old `rotate` tag."""
-    ccw = frame.rotation  # counter-clockwise, from the display matrix FFmpeg attaches to frames
-    if ccw:
-        return int(round(-ccw / 90.0)) * 90 % 360
+    matrix = frame.side_data.get("DISPLAYMATRIX")
+    if matrix is not None:
+        return _matrix_rotation(bytes(matrix))
     try:
-        return int(round(float(stream.metadata.get("rotate", "0")) / 90.0)) * 90 % 360
+        degrees = float(stream.metadata.get("rotate", "0"))
     except ValueError:
         return 0
+    return _quarter_turns(degrees)
+
+
+def _matrix_rotation(matrix: bytes) -> int:
+    """Clockwise degrees of an FFmpeg display matrix (nine native int32, a b u / c d v / x y w), 0
+    unless it is a rotation (possibly mirrored) by a multiple of 90 degrees: a degenerate matrix,
+    e.g. all zeros from a broken muxer, says nothing about how to turn the picture."""
+    a, b, _, c, d = (v / 65536 for v in struct.unpack("=5i", matrix[:20]))
+    if abs(abs(a * d - b * c) - 1) > 0.01:
+        return 0
+    return _quarter_turns(math.degrees(math.atan2(b, a)))  # FFmpeg's counter-clockwise angle is minus this
+
+
+def _quarter_turns(clockwise: float) -> int:
+    """`clockwise` as 0/90/180/270, or 0 when it is not within a degree of a multiple of 90."""
+    turns = round(clockwise / 90) if math.isfinite(clockwise) else 0
+    return turns * 90 % 360 if abs(clockwise - turns * 90) <= 1 else 0
 
 
 def _fps(stream: av.video.stream.VideoStream) -> float:
@@ -111,18 +130,37 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             width, height = height, width
         tb = stream.time_base or Fraction(1, 90000)
         fps = _fps(stream)
+        start_time = float(stream.start_time * tb) if stream.start_time is not None else 0.0
         if stream.duration:
             duration = float(stream.duration * tb)
         elif container.duration:
             duration = container.duration / av.time_base
+            if container.start_time and 0 < container.start_time < container.duration:
+                # Matroska's duration is where the last frame ends, counted from 0, not from the first.
+                duration -= container.start_time / av.time_base
         else:
             duration = 0.0
-        frame_count = stream.frames or (int(round(duration * fps)) if duration and fps else 0)
-        return VideoInfo(width=width, height=height, fps=fps, time_base=tb, frame_count=frame_count,
+        return VideoInfo(width=width, height=height, fps=fps, time_base=tb,
+                         frame_count=_frame_count(stream, duration, fps, os.path.getsize(path)),
                          duration=duration, rotation=rotation, has_audio=bool(container.streams.audio),
-                         codec=stream.codec_context.name, pix_fmt=first.format.name)
+                         codec=stream.codec_context.name, pix_fmt=first.format.name, start_time=start_time)
     finally:
         container.close()
+
+
+def _frame_count(stream: av.video.stream.VideoStream, duration: float, fps: float, file_size: int) -> int:
+    """The stream's frame count if the container states it, else duration x average rate, which
+    some files get wildly wrong (a cover picture's 90000 fps; Matroska's duration counted from 0
+    when the first frame is hours in), so it is capped by what the file could hold."""
+    if stream.disposition & av.stream.Disposition.attached_pic:
+        return 1  # a cover picture (MP3, M4A): one frame, whatever rate the stream claims
+    if stream.frames:
+        return stream.frames
+    if not duration or not fps:
+        return 0
+    # No coded frame, container overhead included, is smaller than ~8 bytes (a still H.264
+    # frame in a tiny clip takes ~19).
+    return min(int(round(duration * fps)), file_size // 8)
 
 
 def _first_frame(container, stream, path) -> av.VideoFrame:
@@ -139,7 +177,8 @@ def _first_frame(container, stream, path) -> av.VideoFrame:
 class VideoReader:
     """Iterate over a video's frames as upright uint8 RGB `Frame`s with their original pts.
 
-    start/end (seconds, optional) trim to frames with start <= time < end.
+    start/end (seconds, optional) trim to frames with start <= time < end; they must be finite,
+    0 or more, and end after start (VidtransError otherwise).
 
     Damaged data: decoding carries on past packets the decoder rejects. Every packet the
     container delivers (pts known, not marked discard) is meant to yield one frame; when the
@@ -147,7 +186,10 @@ class VideoReader:
     so the frame count and timing stay those of the container and audio stays in sync.
     `corrupt_frames` counts those repeats plus pictures the decoder flagged as corrupt (which
     are passed on as decoded, with its error concealment). A frame whose pts is missing gets
-    previous pts + frame duration; pts are made strictly increasing, as encoders require.
+    previous pts + frame duration (frames before the first timestamp: counted back from it);
+    pts are made strictly increasing, as encoders require: a duplicate or backwards pts
+    (screen recordings, edited files) becomes the previous frame's + 1 tick, and every frame
+    is kept.
     Frames are produced lazily, one at a time (decoder threads hold a few more internally).
 
     max_side: deliver pictures scaled down (aspect kept) so their longer side is at most this
@@ -160,12 +202,20 @@ class VideoReader:
                  max_side: int | None = None):
         self.path = Path(path)
         self.max_side = max_side
+        for name, value in (("start", start), ("end", end)):
+            try:
+                valid = value is None or (math.isfinite(value) and value >= 0)
+            except TypeError:
+                valid = False
+            if not valid:
+                raise VidtransError(f"{name} must be a finite number of seconds, 0 or more; got {value!r}")
+        if end is not None and end <= (start or 0):
+            raise VidtransError(f"end ({end}s) must be after start ({start or 0}s)")
         self.info = probe(path)
-        if start is not None and end is not None and end <= start:
-            raise VidtransError(f"end ({end}s) must be after start ({start}s)")
-        if start is not None and self.info.duration and start >= self.info.duration:
+        video_end = self.info.start_time + self.info.duration
+        if start is not None and self.info.duration and start >= video_end:
             raise VidtransError(f"{self.path}: start {start}s is past the end of the video "
-                                f"({self.info.duration:.2f}s); pass a smaller --start")
+                                f"({video_end:.2f}s); pass a smaller --start")
         self.start, self.end = start, end
         self.corrupt_frames = 0
         self._container, self._stream = _open(path)
@@ -175,12 +225,14 @@ class VideoReader:
     @property
     def frame_count(self) -> int:
         """Estimated number of frames this reader yields (trim applied), 0 if unknown."""
-        total, fps = self.info.frame_count, self.info.fps
-        if not fps or not total:
-            return total
-        lo = max(0.0, self.start or 0.0)
-        hi = min(self.info.duration or math.inf, self.end if self.end is not None else math.inf)
-        return min(total, max(0, int(round((hi - lo) * fps)))) if hi != math.inf else total
+        info = self.info
+        if not info.fps or not info.frame_count:
+            return info.frame_count
+        # Trim times are stream times: the video runs from start_time to start_time + duration.
+        lo = max(info.start_time, self.start or 0.0)
+        hi = min(info.start_time + info.duration if info.duration else math.inf,
+                 self.end if self.end is not None else math.inf)
+        return min(info.frame_count, max(0, int(round((hi - lo) * info.fps)))) if hi != math.inf else info.frame_count
 
     def __iter__(self) -> Iterator[Frame]:
         if self._started:
@@ -198,55 +250,49 @@ class VideoReader:
             self._container.seek(int(self.start / tb), stream=stream, backward=True)
         step = max(1, round(1 / (self.info.fps * tb))) if self.info.fps else 1
 
-        pending: list[int] = []   # pts of packets sent to the decoder whose picture has not come out
+        pending = _Pending()  # packets sent to the decoder whose picture has not come out
         last: Frame | None = None
-        owed: list[int] = []      # lost pts before the first good picture: filled once we have one
-        index = 0
+        owed: list[int] = []  # lost pts before the first good picture: filled once we have one
 
         def in_range(p: int) -> bool:
             return (start_pts is None or p >= start_pts) and (end_pts is None or p < end_pts)
 
-        def repeat(p: int) -> Frame:
-            nonlocal index
-            self.corrupt_frames += 1
-            frame = Frame(last.image.copy(), p, tb, index)
-            index += 1
-            return frame
+        def emit(image: np.ndarray, p: int, repeated: bool) -> Frame:
+            nonlocal last
+            if repeated:
+                self.corrupt_frames += 1
+                image = image.copy()
+            # Encoders need increasing pts: a duplicate or backwards one goes one tick after the last.
+            if last is not None and p <= last.pts:
+                p = last.pts + 1
+            last = Frame(image, p, tb, 0 if last is None else last.index + 1)
+            return last
 
-        for decoded in self._decoded(pending, in_range):
+        for decoded in self._decoded(pending, in_range, step):
             pts = decoded.pts
             if pts is None:
                 pts = (last.pts + (decoded.duration or step)) if last else (start_pts or 0)
-            if last is not None and pts <= last.pts:
-                pts = last.pts + 1
-            if start_pts is not None and pts < start_pts:
+            elif start_pts is not None and pts < start_pts:
                 continue
-            # Pictures come out in pts order, so packets with a smaller pts will never show up.
-            while pending and pending[0] < pts:
-                lost = heapq.heappop(pending)
+            reorders = stream.codec_context.has_b_frames > 0
+            for lost in pending.settle(pts, reorders):
                 if last is None:
                     owed.append(lost)
                 else:
-                    yield repeat(lost)
-            if pending and pending[0] == pts:
-                heapq.heappop(pending)
+                    yield emit(last.image, lost, repeated=True)
             if end_pts is not None and pts >= end_pts:
                 break
             if decoded.is_corrupt:
                 self.corrupt_frames += 1
             image = self._rgb(decoded)  # rows may keep the decoder's line padding
             image = cv2.rotate(image, rotate) if rotate is not None else np.ascontiguousarray(image)
-            if last is None and owed:
-                last = Frame(image, owed[0], tb, index)
-                for p in owed:
-                    yield repeat(p)
-                owed.clear()
-            last = Frame(image, pts, tb, index)
-            index += 1
-            yield last
+            for p in owed:
+                yield emit(image, p, repeated=True)
+            owed.clear()
+            yield emit(image, pts, repeated=False)
         if last is not None:
-            while pending:
-                yield repeat(heapq.heappop(pending))
+            for lost in pending.settle(None, reorders=True):
+                yield emit(last.image, lost, repeated=True)
 
     def _rgb(self, decoded: av.VideoFrame) -> np.ndarray:
         scale = self.max_side / max(decoded.width, decoded.height) if self.max_side else 1.0
@@ -255,15 +301,15 @@ class VideoReader:
         return decoded.to_ndarray(format="rgb24", width=max(1, round(decoded.width * scale)),
                                   height=max(1, round(decoded.height * scale)), interpolation="AREA")
 
-    def _decoded(self, pending: list[int], in_range) -> Iterator[av.VideoFrame]:
+    def _decoded(self, pending: _Pending, in_range, step: int) -> Iterator[av.VideoFrame]:
         """Demux and decode ourselves, so a bad packet costs one frame, not the rest of the video."""
         stream = self._stream
         try:
-            for packet in self._container.demux(stream):
+            for packet in _leading_pts(self._container.demux(stream), step):
                 if packet.size == 0:
                     continue
                 if packet.pts is not None and not packet.is_discard and in_range(packet.pts):
-                    heapq.heappush(pending, packet.pts)
+                    pending.add(packet.pts)
                 yield from self._decode(packet)
         except av.FFmpegError as e:
             # A damaged container index or truncated tail: keep what we have, like players do.
@@ -284,3 +330,62 @@ class VideoReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _Pending:
+    """The pts of packets sent to the decoder whose picture has not come out yet, in sending order."""
+
+    def __init__(self):
+        self._sent: list[int] = []
+
+    def add(self, pts: int) -> None:
+        self._sent.append(pts)
+
+    def settle(self, pts: int | None, reorders: bool) -> list[int]:
+        """Take out the packet whose picture came out at `pts` (None: the decoder is drained) and
+        return, in order, the pts of packets that will now never give a picture.
+
+        A decoder that reorders (B-frames) puts pictures out in pts order, so any packet with a
+        smaller pts is lost. One that does not puts them out in sending order, so only packets
+        sent before this one are; later ones may carry a smaller pts when the file's timestamps
+        go backwards (edited files), and their pictures are still to come.
+        """
+        sent = self._sent
+        here = sent.index(pts) if pts in sent else None
+        if here is not None:
+            del sent[here]
+        if pts is None:
+            lost = list(sent)
+        elif reorders or here is None:
+            lost = [p for p in sent if p < pts]
+        else:
+            lost = [p for p in sent[:here] if p < pts]
+        for p in lost:
+            sent.remove(p)
+        return sorted(lost)
+
+
+def _leading_pts(packets: Iterator[av.Packet], step: int, limit: int = 64) -> Iterator[av.Packet]:
+    """Give timestamps to the packets before the first one that has a timestamp, counted back from
+    it by their durations, so their frames stay before it.
+
+    Matroska cannot store times before 0, so FFmpeg reads frames a file puts there (edited files)
+    without a pts; counting on from 0 would pile them onto the frames that follow. Packets are
+    held back for this only until the first timestamp, and at most `limit` of them (a raw stream
+    has no timestamps at all: those get them from the frame rate as decoded).
+    """
+    held: list[av.Packet] | None = []
+    for packet in packets:
+        if held is not None:
+            if packet.pts is None and packet.size and len(held) < limit:
+                held.append(packet)
+                continue
+            if packet.pts is not None:
+                t = packet.pts
+                for earlier in reversed(held):
+                    t -= earlier.duration or step
+                    earlier.pts = t
+            yield from held
+            held = None
+        yield packet
+    yield from held or ()

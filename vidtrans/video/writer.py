@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from vidtrans.atomic import OutputClaim, check_destination, publish, temp_path
-from vidtrans.errors import VidtransError
+from vidtrans.errors import VidtransError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +32,91 @@ _JPEG_RANGE = int(av.video.reformatter.ColorRange.JPEG)
 _NO_PCM = {"mp4", "ipod", "3gp", "3g2", "psp"}
 # MPEG-4 part 2 stores the time base in 16 bits.
 _MAX_TB_DEN = {"mpeg4": 65535, "h263": 65535, "mpeg1video": 65535, "mpeg2video": 65535}
+_X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                 "placebo")
+# NVENC's speed/quality scale (p1 fastest .. p7 best) for the x264 names the CLI takes.
+_NVENC_PRESETS = dict(zip(_X264_PRESETS, ("p1", "p1", "p2", "p3", "p3", "p4", "p5", "p6", "p7", "p7")))
+# Suggested when a codec name is refused (those of them this FFmpeg build has).
+_COMMON_ENCODERS = ("libx264", "libx265", "libvpx-vp9", "libsvtav1", "mpeg4", "h264_nvenc")
+# BT.601 luma as 8-bit full range -> limited range (16-235), and chroma (full 0-255 -> limited 16-240).
+_LIMITED_Y = np.round(16 + np.arange(256) * (219 / 255)).astype(np.uint8)
+_LIMITED_C = np.round(128 + (np.arange(256) - 128) * (224 / 255)).astype(np.uint8)
 
 
-def _reason(e: BaseException) -> str:
-    return (getattr(e, "strerror", None) or str(e)).splitlines()[0]
+def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
+    """FFmpeg options giving constant quality `crf` at speed `preset` (x264 names) for `codec`.
+
+    crf ranges: x264/x265 and NVENC 0-51, VP8/VP9/AV1 0-63; other codecs get a fixed quantiser
+    (crf 0-51 mapped to q 2-31). Raises VidtransError naming crf or preset when a value is not one
+    the codec takes.
+    """
+    if codec.startswith(("libvpx", "libaom")) or codec == "libsvtav1":
+        _check_crf(codec, crf, 63)
+        return {"crf": str(crf), "b": "0"}
+    _check_crf(codec, crf, 51)
+    if codec in ("libx264", "libx265"):
+        if preset not in _X264_PRESETS:
+            raise VidtransError(f"preset {preset!r} is not one {codec} knows; pass one of {', '.join(_X264_PRESETS)}")
+        return {"crf": str(crf), "preset": preset}
+    if codec.endswith("_nvenc"):
+        nvenc_preset = _NVENC_PRESETS.get(preset) or (preset if preset in _NVENC_PRESETS.values() else None)
+        if nvenc_preset is None:
+            raise VidtransError(f"preset {preset!r} is not one {codec} knows; pass one of "
+                                f"{', '.join(_X264_PRESETS)} or p1 ... p7")
+        # Constant quality: VBR steered by `cq` with no bitrate cap (b=0). cq 0 would mean "the
+        # encoder's default quality", not the best, so crf 0 asks for the best it has, 1.
+        return {"rc": "vbr", "cq": str(max(1, crf)), "b": "0", "preset": nvenc_preset}
+    # Fixed quantiser, the usual stand-in for CRF on older codecs (crf 18 -> q 3).
+    return {"flags": "+qscale", "global_quality": str(118 * max(2, min(31, round(crf / 6))))}
+
+
+def _check_crf(codec: str, crf: int, top: int) -> None:
+    if isinstance(crf, bool) or not isinstance(crf, (int, np.integer)) or not 0 <= crf <= top:
+        raise VidtransError(f"crf {crf!r} is outside what {codec} takes; pass a whole number from 0 to {top} "
+                            "(lower is better quality)")
+
+
+def _video_encoder(codec: str, pix_fmt: str) -> str:
+    """The name of the encoder FFmpeg uses for `codec` (also for a format name: "h264" is
+    libx264), refusing a codec that is not a video encoder or a pix_fmt it cannot encode."""
+    try:
+        found = av.codec.Codec(codec, "w")
+    except (ValueError, av.FFmpegError):
+        found = None
+    if found is None or found.type != "video":
+        what = "unknown to this FFmpeg build" if found is None else f"for {found.type}, not video"
+        usual = [name for name in _COMMON_ENCODERS if name in av.codecs_available]
+        raise VidtransError(f"codec {codec!r} is {what}; pass a video encoder such as {', '.join(usual)}")
+    formats = [f.name for f in found.video_formats or ()]
+    try:
+        av.VideoFormat(pix_fmt)
+    except ValueError:
+        formats = formats or ["yuv420p", "yuv444p"]
+        raise VidtransError(f"pix_fmt {pix_fmt!r} is not a pixel format FFmpeg knows; pass one {codec} "
+                            f"encodes, such as {', '.join(formats[:8])}") from None
+    if formats and pix_fmt not in formats:
+        raise VidtransError(f"pix_fmt {pix_fmt!r} cannot be encoded by {codec}; pass one of {', '.join(formats)}")
+    return found.name
+
+
+def _rgb_to_i420(image: np.ndarray, full_range: bool) -> np.ndarray:
+    """BT.601 4:2:0 planes (Y, then U, then V) of an even-sized RGB image, each chroma sample the
+    mean of its 2x2 block (cv2's own I420 conversion takes one pixel of the four, so fine coloured
+    detail aliases: 1-px red/blue stripes turn red instead of purple)."""
+    h, w = image.shape[:2]
+    out = np.empty((h * 3 // 2, w), np.uint8)
+    luma = out[:h]
+    cv2.cvtColor(image, cv2.COLOR_RGB2GRAY, dst=luma)  # BT.601 luma, full range
+    # Chroma is linear in RGB, so the chroma of each 2x2 block's mean is the mean of its chroma.
+    mean = cv2.resize(image, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    ycrcb = cv2.cvtColor(mean, cv2.COLOR_RGB2YCrCb)  # BT.601, full range
+    planes = out.reshape(-1)[h * w:]  # U then V, each (h/2, w/2): not whole rows of `out` when h % 4
+    u, v = planes[:planes.size // 2].reshape(h // 2, w // 2), planes[planes.size // 2:].reshape(h // 2, w // 2)
+    cv2.mixChannels([ycrcb], [u, v], [2, 0, 1, 1])
+    if not full_range:
+        cv2.LUT(luma, _LIMITED_Y, dst=luma)
+        cv2.LUT(out[h:], _LIMITED_C, dst=out[h:])
+    return out
 
 
 class VideoWriter:
@@ -45,6 +126,10 @@ class VideoWriter:
     video stream's time base), so variable-frame-rate input survives. With `start` (seconds),
     video and audio are shifted together so `start` becomes time 0 in the output; frames and audio
     before `start` or at/after `end` are dropped. Pass the reader's original pts, not renumbered ones.
+    A pts that does not increase (duplicate or backwards timestamps, common in screen recordings
+    and edited files) is moved to one tick after the previous frame's: every frame is kept. When
+    the first frame's pts is negative (and there is no `start`), video and audio are shifted
+    together so it is at time 0, since players would hide frames before 0.
     .mp4/.mov keep every pts exactly (an edit list absorbs the B-frame delay); Matroska cannot store
     negative timestamps, so there FFmpeg shifts all streams by that delay (a few frames, in sync).
     MPEG-4 part 2 cannot store time bases finer than 1/65535 s: pts are rounded to that.
@@ -53,12 +138,16 @@ class VideoWriter:
     as video is written (read lazily, so memory stays flat); audio the output container cannot
     hold (or PCM into .mp4) is re-encoded to AAC; subtitles it cannot hold are dropped.
 
+    Settings: `codec` must be a video encoder this FFmpeg has, `pix_fmt` one it encodes, `crf` in
+    its range (see `encoder_options`); anything else raises VidtransError before a file is made.
+
     Odd sizes: 4:2:0 H.264/H.265 cannot store an odd width or height (their cropping works in
     2-pixel steps), so frames are padded by one replicated edge pixel and the output is one pixel
     larger there. Codecs that can store odd sizes (mpeg4, any codec with yuv444p) keep the size.
 
     Colour: RGB is converted with the BT.601 matrix, limited range (full range for yuvj* formats),
-    and the stream is tagged so players and decoders convert it back the same way.
+    and the stream is tagged so players and decoders convert it back the same way. 4:2:0 chroma is
+    the mean of each 2x2 block, as FFmpeg's swscale does, so fine coloured detail keeps its colour.
 
     threads: encoder threads, 0 lets the codec choose (x264: 1.5 per core). Fewer threads cost less
     CPU per frame (x264 superfast at 720p: 8.2 ms with 3 threads, 7.0 with 2, 6.4 with 1), which
@@ -76,7 +165,12 @@ class VideoWriter:
         self.frames_written = 0
         self.audio_time = 0.0  # source time of the last audio/subtitle packet muxed (flat-memory check)
         self._last_pts: int | None = None
+        self._last_codec_pts: int | None = None
+        self._origin: Fraction | float = start or 0  # source time that becomes 0 in the output
         self._overwrite = overwrite
+        # Bad settings are refused before any file (output, temporary or lock) is made.
+        codec = _video_encoder(codec, pix_fmt)
+        options = encoder_options(codec, crf, preset)
         check_destination(self.dst, audio_from, overwrite)
         self._claim = OutputClaim(self.dst)
         try:
@@ -88,7 +182,7 @@ class VideoWriter:
         self._src: av.container.InputContainer | None = None
         try:
             self._out = av.open(str(self._tmp), "w")
-            self._add_video(codec, crf, preset, pix_fmt, fps, threads)
+            self._add_video(codec, options, pix_fmt, fps, threads)
             self._audio: Iterator[av.Packet] = iter(())
             self._next_audio: av.Packet | None = None
             self._copy: dict[int, av.stream.Stream] = {}
@@ -100,25 +194,21 @@ class VideoWriter:
             raise
         except (av.FFmpegError, ValueError, OSError) as e:
             self.abort()
-            raise VidtransError(f"{self.dst}: cannot set up the output ({_reason(e)}); "
+            raise VidtransError(f"{self.dst}: cannot set up the output ({first_line(e)}); "
                                 "check the file extension (.mp4/.mkv/.mov) and codec options") from e
+        except BaseException:
+            self.abort()
+            raise
 
     # --- setup -----------------------------------------------------------------------------------
 
-    def _add_video(self, codec: str, crf: int, preset: str, pix_fmt: str, fps: float, threads: int) -> None:
+    def _add_video(self, codec: str, options: dict[str, str], pix_fmt: str, fps: float, threads: int) -> None:
         ctb = self.time_base
         max_den = _MAX_TB_DEN.get(codec)
         if max_den and ctb.denominator > max_den:
             # Exact pts are impossible here; round to the finest time base the codec can store.
             ctb = Fraction(1, max_den)
         self._codec_tb = ctb
-        if codec in ("libx264", "libx265"):
-            options = {"crf": str(crf), "preset": preset}
-        elif codec.startswith("libvpx") or codec.startswith("libaom") or codec == "libsvtav1":
-            options = {"crf": str(crf), "b": "0"}
-        else:
-            # Fixed quantiser, the usual stand-in for CRF on older codecs (crf 18 -> q 3).
-            options = {"flags": "+qscale", "global_quality": str(118 * max(2, min(31, round(crf / 6))))}
         self._pad_w, self._pad_h = self._padding(codec, pix_fmt, options)
         stream = self._out.add_stream(codec, rate=Fraction(fps).limit_denominator(100000) if fps else None,
                                       options=options)
@@ -135,7 +225,14 @@ class VideoWriter:
         self._video = stream
         self._pix_fmt = pix_fmt
         enc_w, enc_h = stream.width, stream.height
-        self._fast_i420 = pix_fmt == "yuv420p" and enc_w % 2 == 0 and enc_h % 2 == 0
+        self._fast_i420 = pix_fmt in ("yuv420p", "yuvj420p") and enc_w % 2 == 0 and enc_h % 2 == 0
+        # Open the encoder now (it would be at the first frame) so options it refuses fail here.
+        try:
+            with av.logging.Capture():
+                stream.codec_context.open()
+        except av.FFmpegError as e:
+            raise VidtransError(f"{codec} refused its settings ({first_line(e)}): options {options}, "
+                                f"pix_fmt {pix_fmt!r}, size {enc_w}x{enc_h}; check crf, preset and pix_fmt") from e
 
     def _padding(self, codec: str, pix_fmt: str, options: dict[str, str]) -> tuple[int, int]:
         """Pixels to add so the encoder accepts the size: 0 when it takes odd sizes as they are."""
@@ -158,7 +255,7 @@ class VideoWriter:
         try:
             self._src = av.open(str(src), metadata_errors="ignore")
         except (av.FFmpegError, OSError) as e:
-            raise VidtransError(f"{src}: cannot read audio from it ({_reason(e)}); pass a readable video") from e
+            raise VidtransError(f"{src}: cannot read audio from it ({first_line(e)}); pass a readable video") from e
         holdable = self._out.supported_codecs
         fmt = self._out.format.name.split(",")[0]
         wanted = []
@@ -190,18 +287,26 @@ class VideoWriter:
         t = float(pts * self.time_base)
         if (self.start is not None and t < self.start) or (self.end is not None and t >= self.end):
             return
-        if self._last_pts is not None and pts <= self._last_pts:
-            raise ValueError(f"pts must increase: {pts} after {self._last_pts}")
+        if self._last_pts is None:
+            if self.start is None and pts < 0:
+                # mp4 would hide frames before time 0 (an edit list starting at 0) and Matroska
+                # cannot store them: start the output (audio too) at the first frame instead.
+                self._origin = pts * self.time_base
+        elif pts <= self._last_pts:
+            pts = self._last_pts + 1  # duplicate or backwards pts (screen recordings, edited files)
         self._last_pts = pts
         frame = self._to_frame(image)
         shifted = pts - self._offset(self.time_base)
-        frame.pts = shifted if self._codec_tb == self.time_base else round(shifted * self.time_base / self._codec_tb)
+        codec_pts = shifted if self._codec_tb == self.time_base else round(shifted * self.time_base / self._codec_tb)
+        if self._last_codec_pts is not None and codec_pts <= self._last_codec_pts:
+            codec_pts = self._last_codec_pts + 1  # two pts rounded onto one tick of a coarser codec time base
+        self._last_codec_pts = frame.pts = codec_pts
         frame.time_base = self._codec_tb
         try:
             self._out.mux(self._video.encode(frame))
             self._pump_audio(until=t)
         except av.FFmpegError as e:
-            raise VidtransError(f"{self.dst}: encoding failed ({_reason(e)}); "
+            raise VidtransError(f"{self.dst}: encoding failed ({first_line(e)}); "
                                 "check --codec/--pix-fmt/--crf and free disk space") from e
         self.frames_written += 1
 
@@ -209,8 +314,8 @@ class VideoWriter:
         if self._pad_w or self._pad_h:
             image = cv2.copyMakeBorder(image, 0, self._pad_h, 0, self._pad_w, cv2.BORDER_REPLICATE)
         if self._fast_i420:
-            # cv2's I420 conversion is BT.601 limited range, faster than swscale for this case.
-            frame = av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
+            # Same matrix, range and 2x2 chroma averaging as swscale, in about half its time.
+            frame = av.VideoFrame.from_ndarray(_rgb_to_i420(image, self._full_range), format=self._pix_fmt)
         else:
             rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
             frame = rgb.reformat(format=self._pix_fmt, dst_colorspace="itu601",
@@ -221,8 +326,8 @@ class VideoWriter:
         return frame
 
     def _offset(self, time_base: Fraction) -> int:
-        """The trim start in ticks of `time_base`: subtracted from every stream, keeping them in sync."""
-        return round(self.start / time_base) if self.start else 0
+        """The output's time 0 in ticks of `time_base`: subtracted from every stream, keeping them in sync."""
+        return round(self._origin / time_base) if self._origin else 0
 
     def _pump_audio(self, until: float | None) -> None:
         """Mux source audio/subtitle packets up to video time `until` (None: all that is left)."""
@@ -288,7 +393,7 @@ class VideoWriter:
             raise
         except (av.FFmpegError, OSError) as e:
             self.abort()
-            raise VidtransError(f"{self.dst}: could not finish the video ({_reason(e)}); "
+            raise VidtransError(f"{self.dst}: could not finish the video ({first_line(e)}); "
                                 "check free disk space and the output folder") from e
 
     def abort(self) -> None:

@@ -7,21 +7,49 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 
 __version__ = "0.1.0"
 
+# The rest of the public API, imported on first use so that `import vidtrans` stays cheap (no
+# torch, no OpenCV) for the CLI's --help and for tools that only want the version.
+_LAZY = {
+    "translate_video": "vidtrans.pipeline",
+    "render_pose_video": "vidtrans.pipeline",
+    "Summary": "vidtrans.pipeline",
+    "Translator": "vidtrans.models.translator",
+    "VidtransError": "vidtrans.errors",
+}
+__all__ = ["__version__", "load_model", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'vidtrans' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 def load_model(name_or_path: str | os.PathLike, device: str = "auto", precision: str = "auto",
-               normalization: str | None = None):
+               normalization: str | None = None, size: int | None = None):
     """A ready-to-use `Translator` for a model name, checkpoint folder or upstream pix2pix `.pth`.
 
     device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
     precision: "auto" (fp16 on CUDA where the model card allows it, else fp32), "fp32", "fp16", "bf16".
     normalization: "sample" (pix2pix's test-time default, batch-invariant) or "running" (eval-mode
     batch norm); default from the model card.
+    size: the longer side, in pixels, frames are scaled to for translation (16 to 8192; the models
+    are fully convolutional); None: the model's native size. Pose models draw pose maps at it.
+    A raw `.pth` has the native size of its architecture (unet_128: 128, others 256).
     """
     from vidtrans.models.checkpoint import load_checkpoint
     from vidtrans.models.translator import Translator
 
-    return Translator(load_checkpoint(name_or_path), device=device, precision=precision, normalization=normalization)
+    return Translator(load_checkpoint(name_or_path), device=device, precision=precision, normalization=normalization,
+                      size=size)

@@ -22,11 +22,17 @@ from vidtrans.train.metrics import flicker, psnr, ssim
 DEFAULT_EVAL_SEED = 20_000_000
 
 
+def _check_frames(frames: int) -> None:
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 2:
+        raise VidtransError(f"evaluation needs at least 2 frames (flicker compares consecutive frames), got {frames!r}")
+
+
 def synthetic_ground_truth(model, seed: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
     """(pose maps, true images) for `frames` frames of the held-out dance `seed`, at the model's size."""
     from vidtrans.pose.render import PoseStyle, render_pose
     from vidtrans.train.synth import TARGET_LOOK, dance_keypoints, render_person
 
+    _check_frames(frames)
     train_seeds = model.card.training.get("train_seeds")
     if train_seeds and train_seeds[0] <= seed < train_seeds[1]:
         raise VidtransError(f"seed {seed} was used in training (seeds {train_seeds[0]}..{train_seeds[1] - 1}); "
@@ -51,8 +57,9 @@ def folder_ground_truth(model, folder: str | os.PathLike) -> tuple[np.ndarray, n
 def evaluate(model, inputs: np.ndarray, truth: np.ndarray, batch_size: int = 8, smoothing: str = "auto",
              smoothing_strength: float = 0.5) -> dict[str, Any]:
     """Translate `inputs` through the run pipeline's stages and score the result against `truth`."""
-    if len(inputs) < 2:
-        raise VidtransError("evaluation needs at least 2 frames (flicker compares consecutive frames)")
+    _check_frames(len(inputs))
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise VidtransError(f"batch size must be at least 1, got {batch_size!r}")
     spans = (range(i, min(i + batch_size, len(inputs))) for i in range(0, len(inputs), batch_size))
     batches = (Batch(frames=inputs[span.start:span.stop], pts=list(span), indices=list(span)) for span in spans)
     smoothing, smoothing_strength = smoothing_for(model, smoothing, smoothing_strength)

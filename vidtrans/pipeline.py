@@ -23,7 +23,9 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from vidtrans.atomic import temp_path
 from vidtrans.errors import VidtransError
+from vidtrans.pose.keypoints import has_person
 from vidtrans.stages import Parallel, run_stages
 from vidtrans.temporal import FlickerMeter, Smoother, smoothing_for
 from vidtrans.video import VideoReader, VideoWriter, check_destination
@@ -67,6 +69,9 @@ def _cpu_translation_pool() -> ThreadPoolExecutor:
 class TranslateStage:
     def __init__(self, model):
         self.model = model
+        # Frames without a person show the target's empty scene rather than what the generator
+        # makes of a blank pose map (its artefacts); models without a background keep their output.
+        self.background = getattr(model, "background", None)
 
     @classmethod
     def for_device(cls, model):
@@ -81,6 +86,9 @@ class TranslateStage:
     def process(self, batch: Batch):
         source = batch.frames if batch.model_input is None else batch.model_input
         batch.output = self.model.translate(np.asarray(source))
+        if self.background is not None and batch.keypoints is not None:
+            for i in np.flatnonzero(~has_person(batch.keypoints)):
+                batch.output[i] = _resized(self.background, *batch.output[i].shape[:2])
         yield batch
 
     def flush(self):
@@ -101,6 +109,34 @@ class SmoothStage:
 
     def flush(self):
         return ()
+
+
+class CompileWhenLong:
+    """`--compile auto`: compiles the model once `after` frames have really been decoded.
+
+    The clip's length is an estimate from the container, and cover art, odd timestamps or a
+    wrong header can make a few frames look like hours; a short clip must never pay 15-20 s for
+    a compilation. The first frames of a long clip go through the model uncompiled instead.
+    """
+
+    def __init__(self, model, after: int):
+        self.model, self.after, self.seen = model, after, 0
+
+    def process(self, batch: Batch):
+        self.seen += len(batch.pts)
+        if self.after is not None and self.seen >= self.after:
+            self.model.compile()
+            self.after = None
+        yield batch
+
+    def flush(self):
+        return ()
+
+
+def _resized(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    import cv2
+
+    return image if image.shape[:2] == (height, width) else cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
 def side_by_side(parts: list[np.ndarray]) -> np.ndarray:
@@ -132,6 +168,9 @@ class Summary:
     smoothing: str = "none"
     pose: str | None = None  # "detected", "keypoints file", "input is pose maps", or None for RGB models
     corrupt_frames: int = 0
+    # Pose models with keypoints: frames in which no person was found (their output is the
+    # model's background, when it has one). None when nobody looked (RGB models, pose-map input).
+    frames_without_person: int | None = None
     flicker_input: float = 0.0
     flicker_output: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -141,12 +180,15 @@ class Summary:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     @property
-    def flicker_ratio(self) -> float:
-        return self.flicker_output / self.flicker_input if self.flicker_input > 0 else 0.0
+    def flicker_ratio(self) -> float | None:
+        """Output flicker relative to the input's; None when the input does not change at all
+        (a still or a single frame), as there is nothing to compare with."""
+        return self.flicker_output / self.flicker_input if self.flicker_input > 0 else None
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k != "extra"}
-        data.update(fps=round(self.fps, 3), flicker_ratio=round(self.flicker_ratio, 4), **self.extra)
+        ratio = self.flicker_ratio
+        data.update(fps=round(self.fps, 3), flicker_ratio=None if ratio is None else round(ratio, 4), **self.extra)
         data["seconds"] = round(self.seconds, 3)
         return data
 
@@ -198,13 +240,17 @@ def translate_video(
         if model.input_kind == "pose":
             pose_stages, summary.pose = _pose_stages(src, reader, model, pose, keypoints, normalize, progress)
             stages += pose_stages
-        _maybe_compile(model, compile, reader.frame_count)
+            if pose_stages:
+                summary.frames_without_person = 0
+        stages += _compile_stages(model, compile, reader.frame_count)
         stages.append(TranslateStage.for_device(model))
         if smoothing != "none":
             stages.append(SmoothStage(smoother))
         input_flicker, output_flicker = FlickerMeter(), FlickerMeter()
 
         def frame_to_write(batch: Batch, i: int) -> np.ndarray:
+            if batch.keypoints is not None and not has_person(batch.keypoints[i]):
+                summary.frames_without_person += 1
             input_flicker.add(batch.frames[i])
             output_flicker.add(batch.output[i])
             if not side_by_side_view:
@@ -246,6 +292,7 @@ def render_pose_video(
     check_destination(dst, src, overwrite)
     if keypoints_out is not None:
         check_destination(keypoints_out, src, overwrite)
+        temp_path(keypoints_out).unlink()  # an unwritable folder fails now, before any work
     started = time.perf_counter()
     summary = Summary(input=str(src), output=str(dst), model="pose", device="cpu", precision="fp32", pose="detected")
     collected: list[np.ndarray] = []
@@ -260,18 +307,29 @@ def render_pose_video(
                 collected.append(batch.keypoints)
             return batch.model_input[i]
 
+        published: list[Path] = []
+
+        def publish_keypoints() -> None:
+            # Before the video is published, so that a failure leaves neither file.
+            write_keypoints_npz(keypoints_out, np.concatenate(collected), info.width, info.height, overwrite=overwrite)
+            published.append(Path(keypoints_out))
+
         # The two detectors keep two cores busy, so the encoder should spend little CPU: x264's
         # default 1.5 threads per core cost 20-25 % more per frame than two, and one thread
         # becomes the bottleneck from 1080p.
-        summary.frames = _encode(reader, stages, dst, 8, frame_to_write,
-                                 dict(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, overwrite=overwrite,
-                                      start=start, end=end, audio_from=src, threads=2), progress)
+        try:
+            summary.frames = _encode(reader, stages, dst, 8, frame_to_write,
+                                     dict(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, overwrite=overwrite,
+                                          start=start, end=end, audio_from=src, threads=2), progress,
+                                     before_close=publish_keypoints if keypoints_out is not None else None)
+        except BaseException:
+            for path in published:  # the video failed after its keypoints were published
+                path.unlink(missing_ok=True)
+            raise
         summary.corrupt_frames = reader.corrupt_frames
-    track = np.concatenate(collected)
-    if keypoints_out is not None:
-        write_keypoints_npz(keypoints_out, track, info.width, info.height)
-    found = track[..., 2] > 0
-    summary.extra = {"frames_with_person": int(found.any(axis=1).sum()), "keypoints": str(keypoints_out or "")}
+    with_person = int(has_person(np.concatenate(collected)).sum())
+    summary.frames_without_person = summary.frames - with_person
+    summary.extra = {"frames_with_person": with_person, "keypoints": str(keypoints_out or "")}
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -335,21 +393,30 @@ def _is_pose_video(src: Path, reader: VideoReader) -> bool:
     return looks_like_pose_map(first) if first else False
 
 
-def _maybe_compile(model, compile: str, frame_count: int) -> None:
+# Compiling costs 15-20 s and ~130 MB up front and makes a CPU pipeline 20-40 % faster per frame
+# (benchmarks/README.md): it breaks even at about 1400 frames of unet_256 on two cores, so
+# `--compile auto` compiles for clips estimated at COMPILE_AUTO_FRAMES or more, once
+# COMPILE_AUTO_EVIDENCE frames have been decoded. GPUs are fast enough without it for these networks.
+COMPILE_AUTO_FRAMES = 2000
+COMPILE_AUTO_EVIDENCE = 256
+
+
+def _compile_stages(model, compile: str, frame_count: int) -> list[Any]:
+    """Compile now (`on`), or the stage that compiles once the clip proves long (`auto`)."""
     if compile not in ("auto", "on", "off"):
         raise VidtransError(f"--compile must be auto, on or off, not {compile!r}")
-    # Compiling costs 15-20 s and ~130 MB up front and makes a CPU pipeline 20-40 % faster per
-    # frame (benchmarks/README.md): it breaks even at about 1400 frames of unet_256 on two cores.
-    # GPUs are fast enough without it for these networks.
-    worth_it = model.device.type == "cpu" and frame_count >= 2000
-    if compile == "on" or (compile == "auto" and worth_it):
+    if compile == "on":
         model.compile()
+    elif compile == "auto" and model.device.type == "cpu" and frame_count >= COMPILE_AUTO_FRAMES:
+        return [CompileWhenLong(model, COMPILE_AUTO_EVIDENCE)]
+    return []
 
 
 def _encode(reader: VideoReader, stages: list[Any], dst: Path, batch_size: int,
             frame_to_write: Callable[[Batch, int], np.ndarray], writer_options: dict,
-            progress: Progress | None) -> int:
-    """Run the stages over the decoded batches and write one frame per input frame; returns the count."""
+            progress: Progress | None, before_close: Callable[[], None] | None = None) -> int:
+    """Run the stages over the decoded batches and write one frame per input frame; returns the count.
+    `before_close` runs after the last frame, before the video is published (companion files)."""
     info, total, written = reader.info, reader.frame_count, 0
     writer = None
     try:
@@ -365,6 +432,8 @@ def _encode(reader: VideoReader, stages: list[Any], dst: Path, batch_size: int,
                 progress(written, total, "translating")
         if writer is None:
             raise VidtransError(f"{reader.path}: no frames could be decoded in the selected range")
+        if before_close is not None:
+            before_close()
         writer.close()
     except BaseException:
         if writer is not None:

@@ -9,27 +9,45 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.resources
 import json
 import os
+import pickle
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from vidtrans.atomic import publish
-from vidtrans.errors import VidtransError
-from vidtrans.models.networks import build_generator
+from vidtrans.atomic import publish, write_atomically
+from vidtrans.errors import VidtransError, first_line
+from vidtrans.models.networks import NORMS, build_generator, default_size, parse_generator
 
 CARD_NAME = "card.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_FORMAT = "vidtrans-model"
 CARD_VERSION = 1
-REPO_CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
+# Frame sizes (pixels) a model may be run at: native sizes in cards, import --size, load_model(size=).
+MIN_SIZE, MAX_SIZE = 16, 8192
+INPUT_KINDS = ("rgb", "pose")
+NORMALIZATIONS = ("sample", "running")
+BACKGROUND_NAME = "background.png"
+
+
+def _shipped_checkpoints() -> Path:
+    """The models that come with vidtrans: package data (vidtrans/checkpoints) in an installed
+    wheel, the repository's top-level checkpoints/ folder in a source checkout or editable install."""
+    packaged = Path(str(importlib.resources.files("vidtrans"))) / "checkpoints"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "checkpoints"
+
+
+SHIPPED_CHECKPOINTS = _shipped_checkpoints()
 
 
 @dataclass
@@ -64,13 +82,75 @@ class ModelCard:
         return {"format": CARD_FORMAT, "format_version": CARD_VERSION, **data}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelCard":
-        if data.get("format") != CARD_FORMAT or data.get("format_version") != CARD_VERSION:
-            raise ValueError(f"not a {CARD_FORMAT} card version {CARD_VERSION}")
+    def from_dict(cls, data: Any, where: str = "model card") -> "ModelCard":
+        """The card in `data` (parsed card.json); VidtransError naming `where`, the field and the fix
+        for anything this vidtrans cannot use. Unknown fields are ignored (added by later versions)."""
+        fix = "fix the card or re-export the checkpoint"
+        if not isinstance(data, dict):
+            raise VidtransError(f"{where}: not a model card (a JSON object expected, got a {type(data).__name__}); {fix}")
+        if data.get("format") != CARD_FORMAT:
+            raise VidtransError(f"{where}: not a vidtrans model card (format {data.get('format')!r}, expected "
+                                f"{CARD_FORMAT!r}); {fix}")
+        version = data.get("format_version")
+        if _is_int(version) and version > CARD_VERSION:
+            raise VidtransError(f"{where}: made by a newer vidtrans (card format_version {version}, this vidtrans "
+                                f"reads {CARD_VERSION}); upgrade vidtrans")
+        if version != CARD_VERSION or not _is_int(version):
+            raise VidtransError(f"{where}: unsupported card format_version {version!r} (expected {CARD_VERSION}); {fix}")
+        if "architecture" not in data:
+            raise VidtransError(f"{where}: field 'architecture' is missing; {fix}")
         known = {f.name for f in dataclasses.fields(cls)}
         card = cls(**{k: v for k, v in data.items() if k in known})
-        card.native_size = tuple(card.native_size)
+        size = card.native_size
+        if isinstance(size, list) and len(size) == 2 and all(_is_int(v) for v in size):
+            card.native_size = tuple(size)
+        card.check(where)
         return card
+
+    def check(self, where: str = "model card") -> None:
+        """VidtransError naming `where` and the first field this vidtrans cannot use."""
+        try:
+            parse_generator(self.architecture)
+        except ValueError as e:
+            raise VidtransError(f"{where}: field 'architecture': {e}; fix the card or re-export the checkpoint") from None
+        problems = {
+            "norm": None if self.norm in NORMS else f"must be one of {', '.join(NORMS)}",
+            "ngf": None if _is_int(self.ngf) and 1 <= self.ngf <= 4096 else "must be a whole number from 1 to 4096",
+            # Frames are RGB; a one-channel model sees grey and its grey output is shown as RGB.
+            "input_nc": None if self.input_nc in (1, 3) and _is_int(self.input_nc) else "must be 1 or 3",
+            "output_nc": None if self.output_nc in (1, 3) and _is_int(self.output_nc) else "must be 1 or 3",
+            "native_size": (None if isinstance(self.native_size, (tuple, list)) and len(self.native_size) == 2
+                            and all(_is_int(v) and MIN_SIZE <= v <= MAX_SIZE for v in self.native_size)
+                            else f"must be [height, width], whole numbers from {MIN_SIZE} to {MAX_SIZE}"),
+            "input_kind": None if self.input_kind in INPUT_KINDS else f"must be one of {', '.join(INPUT_KINDS)}",
+            "normalization": (None if self.normalization in NORMALIZATIONS
+                              else f"must be one of {', '.join(NORMALIZATIONS)}"),
+            "dropout": None if isinstance(self.dropout, bool) else "must be true or false",
+            "half_precision": None if isinstance(self.half_precision, bool) else "must be true or false",
+            **{name: None if getattr(self, name) is None or isinstance(getattr(self, name), dict) else "must be an object or null"
+               for name in ("pose_style", "target_pose_stats", "smoothing")},
+            **{name: None if isinstance(getattr(self, name), dict) else "must be an object"
+               for name in ("training", "metrics")},
+            **{name: None if isinstance(getattr(self, name), str) else "must be a string"
+               for name in ("description", "source", "weights_sha256")},
+        }
+        for name, problem in problems.items():
+            if problem:
+                value = getattr(self, name)
+                shown = list(value) if isinstance(value, tuple) else value
+                raise VidtransError(f"{where}: field {name!r} {problem}, got {json.dumps(shown, default=repr)[:60]}; "
+                                    "fix the card or re-export the checkpoint")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_size(size: Any, name: str = "size") -> int:
+    """`size` as frame pixels a model can run at, or VidtransError naming the parameter `name`."""
+    if not _is_int(size) or not MIN_SIZE <= size <= MAX_SIZE:
+        raise VidtransError(f"{name} must be a whole number of pixels from {MIN_SIZE} to {MAX_SIZE}, got {size!r}")
+    return size
 
 
 @dataclass
@@ -78,6 +158,9 @@ class Checkpoint:
     card: ModelCard
     state_dict: dict[str, torch.Tensor]
     path: Path
+    # The target's empty scene (uint8 RGB at the native size, from background.png), shown for
+    # frames without a person; None when the checkpoint has none.
+    background: np.ndarray | None = None
 
     def build(self) -> nn.Module:
         """The generator with these weights, on the CPU, in fp32."""
@@ -86,7 +169,7 @@ class Checkpoint:
         try:
             net.load_state_dict({k: v.float() for k, v in self.state_dict.items()}, strict=True)
         except RuntimeError as e:
-            raise VidtransError(f"{self.path}: weights do not fit {describe(self.card)}: {_first_line(e)}") from e
+            raise VidtransError(f"{self.path}: weights do not fit {describe(self.card)}: {state_dict_mismatch(e)}") from e
         return net
 
 
@@ -94,8 +177,29 @@ def describe(card: ModelCard) -> str:
     return f"{card.architecture} (ngf {card.ngf}, {card.norm} norm, {card.input_nc}->{card.output_nc} channels)"
 
 
-def _first_line(error: Exception) -> str:
-    return " ".join(str(error).split())[:300]
+def state_dict_mismatch(error: Exception) -> str:
+    """The first specific problem of a load_state_dict error (its first line only says
+    "Error(s) in loading state_dict for X:")."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return first_line(Exception(lines[1] if len(lines) > 1 else error))
+
+
+def load_tensor_file(path: Path, fix: str, mmap: bool = False) -> Any:
+    """torch.load of a file that may only hold tensors and plain data, onto the CPU (`mmap`: tensors
+    are read when used); VidtransError ending in `fix` for a file that holds pickled objects
+    (unpickling them could run code) or is no torch file."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": noise beside our message
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as e:
+        # torch's own text is many lines of advice on loading the file anyway, with terminal codes.
+        raise VidtransError(f"{path}: holds pickled Python objects, not just tensors; refused to unpickle them "
+                            f"(that could run code); {fix}") from e
+    except OSError as e:
+        raise VidtransError(f"{path}: cannot read ({first_line(e)}); {fix}") from e
+    except Exception as e:  # a zip without torch's records, a truncated file, text: torch raises all sorts
+        raise VidtransError(f"{path}: not a readable PyTorch file (damaged, truncated or another format); {fix}") from e
 
 
 def sha256_of(path: Path) -> str:
@@ -109,17 +213,22 @@ def sha256_of(path: Path) -> str:
 def save_checkpoint(folder: str | os.PathLike, net: nn.Module, card: ModelCard, dtype: torch.dtype = torch.float32) -> Path:
     """Write `net`'s weights and `card` into `folder`, atomically file by file."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise VidtransError(f"{folder}: cannot create the checkpoint folder ({first_line(e)}); choose a writable folder") from e
     tensors = {k: (v.to(dtype) if v.is_floating_point() else v).detach().contiguous().cpu()
                for k, v in net.state_dict().items()}
     weights = folder / WEIGHTS_NAME
     tmp = folder / f".{WEIGHTS_NAME}.partial"
     save_file(tensors, str(tmp))
-    publish(tmp, weights)
+    # The files of a checkpoint folder are replaced as a set; whether the folder may be
+    # replaced at all is the caller's decision (train --resume/--overwrite, import --overwrite).
+    publish(tmp, weights, overwrite=True)
     card.weights_sha256 = sha256_of(weights)
     tmp = folder / f".{CARD_NAME}.partial"
     tmp.write_text(json.dumps(card.to_dict(), indent=2) + "\n")
-    publish(tmp, folder / CARD_NAME)
+    publish(tmp, folder / CARD_NAME, overwrite=True)
     return folder
 
 
@@ -127,7 +236,7 @@ def model_search_path() -> list[Path]:
     """Folders searched for a model given by name, first match wins."""
     paths = [Path(p) for p in os.environ.get("VIDTRANS_MODELS", "").split(os.pathsep) if p]
     paths.append(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vidtrans")
-    paths.append(REPO_CHECKPOINTS)
+    paths.append(SHIPPED_CHECKPOINTS)
     return paths
 
 
@@ -166,35 +275,74 @@ def load_checkpoint(name_or_path: str | os.PathLike) -> Checkpoint:
     raise VidtransError(f"{path}: not a checkpoint; pass a folder with {CARD_NAME} and {WEIGHTS_NAME}, or a pix2pix .pth file")
 
 
+def read_card(folder: str | os.PathLike) -> ModelCard:
+    """The card.json of a checkpoint folder, validated; VidtransError naming the file and the fix."""
+    path = Path(folder) / CARD_NAME
+    try:
+        data = json.loads(path.read_text())
+    except OSError as e:
+        raise VidtransError(f"{path}: cannot read the model card ({first_line(e)}); check its permissions") from e
+    except ValueError as e:  # bad JSON or bad UTF-8
+        raise VidtransError(f"{path}: not valid JSON ({first_line(e)}); fix the card or re-export the checkpoint") from e
+    return ModelCard.from_dict(data, str(path))
+
+
 def _load_folder(folder: Path) -> Checkpoint:
     card_path, weights_path = folder / CARD_NAME, folder / WEIGHTS_NAME
     for needed in (card_path, weights_path):
         if not needed.is_file():
             raise VidtransError(f"{folder}: not a checkpoint folder ({needed.name} missing)")
-    try:
-        card = ModelCard.from_dict(json.loads(card_path.read_text()))
-    except (ValueError, TypeError) as e:
-        raise VidtransError(f"{card_path}: unreadable model card ({_first_line(e)}); re-export the checkpoint") from e
+    card = read_card(folder)
     try:
         state_dict = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise VidtransError(f"{weights_path}: damaged or truncated weights ({_first_line(e)}); copy the checkpoint again") from e
-    return Checkpoint(card, state_dict, folder)
+        raise VidtransError(f"{weights_path}: damaged or truncated weights ({first_line(e)}); copy the checkpoint again") from e
+    return Checkpoint(card, state_dict, folder, _load_background(folder, card))
+
+
+def save_background(folder: str | os.PathLike, image: np.ndarray) -> None:
+    """Store the target's empty scene (uint8 RGB at the model's native size) in a checkpoint folder."""
+    import cv2
+
+    ok, png = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise VidtransError(f"cannot encode a background image of shape {image.shape}; pass uint8 RGB (H, W, 3)")
+    write_atomically(Path(folder) / BACKGROUND_NAME, lambda f: f.write(png.tobytes()), overwrite=True,
+                     what="background image")
+
+
+def _load_background(folder: Path, card: ModelCard) -> np.ndarray | None:
+    path = folder / BACKGROUND_NAME
+    if not path.is_file():
+        return None
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise VidtransError(f"{path}: not a readable image; replace it with a PNG of the target's empty scene or delete it")
+    height, width = card.native_size
+    if image.shape[:2] != (height, width):
+        raise VidtransError(f"{path}: {image.shape[1]}x{image.shape[0]}, but the model's native size is "
+                            f"{width}x{height}; resize the image to that or delete it")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 # --- upstream pytorch-CycleGAN-and-pix2pix ---------------------------------------------------------
 
 
-def import_pix2pix(path: str | os.PathLike, input_kind: str = "rgb") -> Checkpoint:
-    """Read an upstream `latest_net_G.pth` and describe it with a card inferred from its keys."""
+def import_pix2pix(path: str | os.PathLike, input_kind: str = "rgb", size: int | None = None) -> Checkpoint:
+    """Read an upstream `latest_net_G.pth` and describe it with a card inferred from its keys.
+
+    size: the square size the model was trained at (pix2pix's --crop_size); None takes the
+    architecture's (unet_128: 128, unet_256: 256, ResNets: 256, upstream's default crop).
+    Imported models run in fp32 unless asked otherwise: nobody checked them in fp16/bf16.
+    """
     path = Path(path)
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as e:
-        raise VidtransError(f"{path}: no such file") from e
-    except Exception as e:  # weights_only raises UnpicklingError/RuntimeError for anything but tensors
-        raise VidtransError(f"{path}: not a PyTorch state dict of tensors (refused to unpickle objects: "
-                            f"{_first_line(e)[:120]}); pass a pix2pix latest_net_G.pth") from e
+    if size is not None:
+        check_size(size)
+    if not path.is_file():
+        raise VidtransError(f"{path}: no such file; pass a pix2pix latest_net_G.pth")
+    raw = load_tensor_file(path, "re-save the generator with torch.save(net.state_dict(), path)")
     if isinstance(raw, dict) and "state_dict" in raw and isinstance(raw["state_dict"], dict):
         raw = raw["state_dict"]
     if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
@@ -202,7 +350,11 @@ def import_pix2pix(path: str | os.PathLike, input_kind: str = "rgb") -> Checkpoi
     state_dict = {k.removeprefix("module."): v for k, v in raw.items()}
     card = infer_card(state_dict, str(path))
     card.input_kind = input_kind
+    card.half_precision = False
     card.source = f"imported from pix2pix checkpoint {path.name}"
+    card.check(str(path))
+    side = default_size(card.architecture) if size is None else size
+    card.native_size = (side, side)
     state_dict = _drop_instance_norm_stats(state_dict, card)
     checkpoint = Checkpoint(card, state_dict, path)
     checkpoint.build()  # fail now, with a clear message, if the layout does not match

@@ -7,6 +7,8 @@ layer is batch norm or none), so its `latest_net_G.pth` files load with `strict=
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -194,23 +196,45 @@ def init_weights(net: nn.Module, gain: float = 0.02) -> None:
             nn.init.zeros_(module.bias)
 
 
-def unet_depth(architecture: str) -> int:
-    """unet_256 -> 8 halvings (256 = 2**8); unet_128 -> 7."""
-    return int(architecture.removeprefix("unet_")).bit_length() - 1
+# Bounds on what a name may ask for, so a bad card cannot request an absurd network.
+MAX_UNET_SIZE = 8192
+MAX_RESNET_BLOCKS = 64
+
+
+def parse_generator(architecture: str) -> tuple[str, int]:
+    """("unet", halvings) or ("resnet", residual blocks) for a generator name such as unet_256;
+    ValueError for anything build_generator cannot build."""
+    name = architecture if isinstance(architecture, str) else ""
+    if m := re.fullmatch(r"unet_([0-9]+)", name):
+        size = int(m.group(1))
+        if 32 <= size <= MAX_UNET_SIZE and not size & (size - 1):
+            return "unet", size.bit_length() - 1
+    if m := re.fullmatch(r"resnet_([0-9]+)blocks", name):
+        if 1 <= int(m.group(1)) <= MAX_RESNET_BLOCKS:
+            return "resnet", int(m.group(1))
+    raise ValueError(f"unknown generator {architecture!r}; expected one of {', '.join(GENERATORS)} (or unet_N for "
+                     f"a power of two N from 32 to {MAX_UNET_SIZE}, resnet_Nblocks for N from 1 to {MAX_RESNET_BLOCKS})")
+
+
+def input_multiple(architecture: str) -> int:
+    """Input height and width must be multiples of this: 2**halvings for a U-Net (unet_256: 256), 4 for a ResNet."""
+    kind, count = parse_generator(architecture)
+    return 2**count if kind == "unet" else 2**ResnetGenerator.num_downs
+
+
+def default_size(architecture: str) -> int:
+    """The square size upstream trains a generator at when nothing says otherwise: unet_N at N
+    (its smallest input), a ResNet at 256 (pix2pix's default crop)."""
+    kind, count = parse_generator(architecture)
+    return 2**count if kind == "unet" else 256
 
 
 def build_generator(architecture: str, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, norm: str = "batch",
                     dropout: bool = False) -> nn.Module:
-    if architecture.startswith("unet_") and architecture.removeprefix("unet_").isdigit():
-        size = int(architecture.removeprefix("unet_"))
-        if size & (size - 1) or size < 32:
-            raise ValueError(f"{architecture}: the U-Net size must be a power of two >= 32")
-        return UnetGenerator(input_nc, output_nc, unet_depth(architecture), ngf, norm, dropout)
-    if architecture.startswith("resnet_") and architecture.endswith("blocks"):
-        blocks = architecture.removeprefix("resnet_").removesuffix("blocks")
-        if blocks.isdigit():
-            return ResnetGenerator(input_nc, output_nc, ngf, norm, dropout, n_blocks=int(blocks))
-    raise ValueError(f"unknown generator {architecture!r}; expected one of {', '.join(GENERATORS)}")
+    kind, count = parse_generator(architecture)
+    if kind == "unet":
+        return UnetGenerator(input_nc, output_nc, count, ngf, norm, dropout)
+    return ResnetGenerator(input_nc, output_nc, ngf, norm, dropout, n_blocks=count)
 
 
 def size_multiple(net: nn.Module) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 
@@ -10,11 +11,15 @@ import torch
 import torch.nn.functional as F
 
 from vidtrans.errors import VidtransError
-from vidtrans.models.checkpoint import Checkpoint, ModelCard
+from vidtrans.models.checkpoint import Checkpoint, ModelCard, check_size
 from vidtrans.models.networks import size_multiple, use_per_sample_stats
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# Frames are resampled to and from the working size in chunks of at most this many values
+# (64 MB in float32), so a batch of large frames never exists in float32 at full size: eight
+# 4096x4096 frames would take 1.6 GB at once, twice per batch.
+_RESAMPLE_CHUNK = 1 << 24
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -59,16 +64,22 @@ class Translator:
     """A generator ready for frames. Build it with `vidtrans.load_model`.
 
     `translate(frames)` takes uint8 RGB (N, H, W, 3) and returns the same shape. Frames are scaled
-    (aspect ratio kept) so their longer side matches the model's native size, padded up to the
-    size the network accepts, translated, cropped and scaled back. Frames at the native size are
-    not resampled. With `normalization="sample"` every frame is normalized with its own
+    (aspect ratio kept) so their longer side matches the model's native size, or `size` when given,
+    padded up to the size the network accepts, translated, cropped and scaled back. Frames at that
+    size are not resampled. With `normalization="sample"` every frame is normalized with its own
     statistics, so a batch gives the same frames as one-at-a-time translation.
+
+    `card` is the checkpoint's card as this translator applies it: with `size`, its native size
+    (aspect kept; pose maps are drawn at it) and the target's pose statistics are scaled to `size`.
     """
 
     def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "auto", precision: str = "auto",
-                 normalization: str | None = None):
-        self.card = checkpoint.card
+                 normalization: str | None = None, size: int | None = None):
+        self.size = None if size is None else check_size(size)
+        self.card = checkpoint.card if size is None else _card_at(checkpoint.card, size)
         self.name = checkpoint.path.name
+        # The target's empty scene (RGB, native size) or None.
+        self.background = _fit_image(checkpoint.background, self.native_size)
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device, self.card)
         self.normalization = normalization or self.card.normalization
@@ -94,8 +105,8 @@ class Translator:
 
     def working_size(self, height: int, width: int) -> tuple[int, int]:
         """Size the network runs at for frames of this size (before padding)."""
-        native_h, native_w = self.native_size
-        scale = min(native_h / height, native_w / width)
+        box_h, box_w = (self.size, self.size) if self.size else self.native_size
+        scale = min(box_h / height, box_w / width)
         if math.isclose(scale, 1.0):
             return height, width
         return max(1, round(height * scale)), max(1, round(width * scale))
@@ -158,11 +169,13 @@ class Translator:
 
     def _run(self, frames: torch.Tensor) -> torch.Tensor:
         n, height, width, _ = frames.shape
-        x = frames.permute(0, 3, 1, 2).float()
         work_h, work_w = self.working_size(height, width)
-        if (work_h, work_w) != (height, width):
-            x = F.interpolate(x, size=(work_h, work_w), mode="bilinear", align_corners=False,
-                              antialias=work_h < height)
+        resample = (work_h, work_w) != (height, width)
+        # Resampling is per frame, so chunks give exactly the frames of one pass over the batch.
+        step = max(1, _RESAMPLE_CHUNK // (height * width * 3))
+        chunks = [slice(i, i + step) for i in range(0, n, step)]
+        x = torch.cat([_resize(frames[chunk].permute(0, 3, 1, 2).float(), work_h, work_w) if resample
+                       else frames[chunk].permute(0, 3, 1, 2).float() for chunk in chunks])
         pad_h = -work_h % self.multiple
         pad_w = -work_w % self.multiple
         x = x / 127.5 - 1.0
@@ -182,7 +195,38 @@ class Translator:
         if y.shape[1] == 1:
             y = y.expand(-1, 3, -1, -1)
         y = (y + 1.0) * 127.5
-        if (work_h, work_w) != (height, width):
-            y = F.interpolate(y, size=(height, width), mode="bilinear", align_corners=False,
-                              antialias=height < work_h)
-        return y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+        out = torch.empty((n, height, width, 3), dtype=torch.uint8, device=frames.device)
+        for chunk in chunks:
+            part = _resize(y[chunk], height, width) if resample else y[chunk]
+            out[chunk] = part.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        return out
+
+
+def _resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bilinear resize of float (N, C, H, W), antialiased when shrinking."""
+    return F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False,
+                         antialias=height < x.shape[2])
+
+
+def _fit_image(image: np.ndarray | None, size: tuple[int, int]) -> np.ndarray | None:
+    """`image` (uint8 RGB) at `size` (height, width)."""
+    if image is None or image.shape[:2] == tuple(size):
+        return image
+    import cv2
+
+    height, width = size
+    shrink = height < image.shape[0]
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def _card_at(card: ModelCard, size: int) -> ModelCard:
+    """`card` for a translator running at `size` (longer side): native size with its aspect ratio,
+    and the target's pose statistics, whose frame is the native one, scaled alike."""
+    height, width = card.native_size
+    scale = size / max(height, width)
+    stats = card.target_pose_stats
+    if stats and all(isinstance(stats.get(k), (int, float)) for k in ("frame_width", "frame_height")):
+        stats = {**stats, "frame_width": round(stats["frame_width"] * scale),
+                 "frame_height": round(stats["frame_height"] * scale)}
+    return dataclasses.replace(card, native_size=(max(1, round(height * scale)), max(1, round(width * scale))),
+                               target_pose_stats=stats)

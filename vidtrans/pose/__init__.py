@@ -14,6 +14,7 @@ from vidtrans.pose.keypoints import (
     NUM_KEYPOINTS,
     empty_pose,
     flip_keypoints,
+    has_person,
 )
 from vidtrans.pose.normalize import PoseNormalizer, PoseStats, estimate_pose_stats
 from vidtrans.pose.posemap import looks_like_pose_map
@@ -23,7 +24,7 @@ from vidtrans.pose.smoothing import OneEuroFilter, bridge_gaps, smooth_track
 __all__ = [
     "COLORS", "DEFAULT_MIN_CONFIDENCE", "FLIP_INDEX", "KEYPOINT_INDEX", "KEYPOINT_NAMES", "LIMBS",
     "NUM_KEYPOINTS", "KeypointTrack", "OneEuroFilter", "PoseDetector", "PoseNormalizer", "PoseStats",
-    "PoseStyle", "bridge_gaps", "empty_pose", "estimate_pose_stats", "flip_keypoints",
+    "PoseStyle", "bridge_gaps", "empty_pose", "estimate_pose_stats", "flip_keypoints", "has_person",
     "looks_like_pose_map", "read_keypoints", "render_pose", "render_poses", "smooth_track",
     "write_keypoints_npz", "write_openpose_json",
 ]

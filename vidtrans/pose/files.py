@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vidtrans.atomic import write_atomically
 from vidtrans.errors import VidtransError
 from vidtrans.pose.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
 
@@ -51,16 +52,15 @@ class KeypointTrack:
     height: int | None = None
 
 
-def write_keypoints_npz(path: str | os.PathLike, keypoints: np.ndarray, width: int, height: int) -> None:
-    """Saves a track (frames, 18, 3) in pixels of a width x height frame."""
+def write_keypoints_npz(path: str | os.PathLike, keypoints: np.ndarray, width: int, height: int,
+                        overwrite: bool = False) -> None:
+    """Saves a track (frames, 18, 3) in pixels of a width x height frame. The file appears complete
+    or not at all; an existing file is replaced only with `overwrite`."""
     kp = np.asarray(keypoints, dtype=np.float32)
     if kp.ndim != 3 or kp.shape[1:] != (NUM_KEYPOINTS, 3):
         raise VidtransError(f"keypoint track has shape {kp.shape}, expected (frames, {NUM_KEYPOINTS}, 3)")
-    try:
-        with open(path, "wb") as f:
-            np.savez_compressed(f, keypoints=kp, width=np.int64(width), height=np.int64(height))
-    except OSError as e:
-        raise VidtransError(f"{path}: cannot write keypoints ({e.strerror}; check the folder exists and is writable)") from e
+    write_atomically(path, lambda f: np.savez_compressed(f, keypoints=kp, width=np.int64(width), height=np.int64(height)),
+                     overwrite=overwrite, what="keypoints")
 
 
 def write_openpose_json(folder: str | os.PathLike, keypoints: np.ndarray, prefix: str = "frame") -> None:

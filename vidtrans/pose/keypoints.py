@@ -68,3 +68,8 @@ def flip_keypoints(keypoints: np.ndarray, width: int) -> np.ndarray:
 def empty_pose() -> np.ndarray:
     """A pose with every keypoint missing."""
     return np.zeros((NUM_KEYPOINTS, 3), dtype=np.float32)
+
+
+def has_person(keypoints: np.ndarray) -> np.ndarray:
+    """Per pose of a track (..., 18, 3): whether any keypoint was found (a frame with nobody is all missing)."""
+    return (np.asarray(keypoints)[..., 2] > 0).any(axis=-1)

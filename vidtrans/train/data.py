@@ -98,6 +98,9 @@ class PairedFolder:
         """Every pair of the folder, training and held-out, in file-name order."""
         return [self._load(p) for p in sorted(set(self.pairs) | set(self.held_out))]
 
+    def background(self) -> None:
+        return None  # unrelated pairs show no one scene
+
 
 class SyntheticPairs:
     """Pose maps of procedural dances -> our rendered target character, generated on the fly.
@@ -156,6 +159,13 @@ class SyntheticPairs:
 
         tracks = np.concatenate([self._track(seed) for seed in self.train_seeds[:20]])
         return estimate_pose_stats(tracks, self.size, self.size).to_dict()
+
+    def background(self) -> np.ndarray:
+        """The target's room without the character (nothing is drawn for missing keypoints)."""
+        from vidtrans.pose.keypoints import NUM_KEYPOINTS
+        from vidtrans.train.synth import render_person
+
+        return render_person(np.zeros((NUM_KEYPOINTS, 3), np.float32), self.size, self.size, self.look)
 
 
 class VideoPairs:
@@ -224,3 +234,9 @@ class VideoPairs:
 
     def target_pose_stats(self) -> dict | None:
         return self.stats
+
+    def background(self) -> np.ndarray:
+        """The target's scene without them: the per-pixel median of (up to 99 of) the training
+        crops, as the dancer covers any one pixel in a minority of frames."""
+        picks = np.linspace(0, self.split - 1, min(self.split, 99)).astype(int)
+        return np.median(np.stack([self.frames[i] for i in picks]), axis=0).round().astype(np.uint8)

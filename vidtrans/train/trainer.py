@@ -8,11 +8,12 @@ rank 0 validates and writes checkpoints). The output folder is a normal vidtrans
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import cv2
 import numpy as np
@@ -23,11 +24,20 @@ from torch import nn
 
 from vidtrans.atomic import publish
 from vidtrans.errors import VidtransError
-from vidtrans.models.checkpoint import ModelCard, save_checkpoint
-from vidtrans.models.networks import NLayerDiscriminator, build_generator, init_weights, use_per_sample_stats
+from vidtrans.models.checkpoint import (BACKGROUND_NAME, CARD_NAME, MAX_SIZE, WEIGHTS_NAME, ModelCard,
+                                        load_checkpoint, load_tensor_file, read_card, save_background,
+                                        save_checkpoint, state_dict_mismatch)
+from vidtrans.models.networks import (GENERATORS, NORMS, NLayerDiscriminator, build_generator, init_weights,
+                                      input_multiple, parse_generator, use_per_sample_stats)
+from vidtrans.models.translator import resolve_device
 from vidtrans.train.metrics import psnr, ssim
 
 STATE_NAME = "train_state.pt"
+_STATE_KEYS = ("iteration", "netD", "optG", "optD", "config")
+# Settings that shape the networks and the training images: a resumed run must keep them.
+RESUME_SETTINGS = ("architecture", "ngf", "ndf", "n_layers_d", "norm", "size")
+# How errors spell settings for Python callers; the CLI passes its flags instead.
+PARAMETERS = {"resume": "resume=True", "overwrite": "overwrite=True"}
 
 
 class PairSource(Protocol):
@@ -36,6 +46,10 @@ class PairSource(Protocol):
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]: ...
 
     def validation(self) -> list[tuple[np.ndarray, np.ndarray]]: ...
+
+    def background(self) -> np.ndarray | None:
+        """The target's scene without the person (uint8 RGB at the training size), or None if unknown."""
+        ...
 
 
 @dataclass
@@ -59,6 +73,102 @@ class TrainConfig:
     amp: bool = True  # CUDA only
 
 
+def _spell(names: dict[str, str] | None) -> Callable[[str], str]:
+    return lambda setting: {**PARAMETERS, **(names or {})}.get(setting, setting)
+
+
+def _whole(value: Any, low: int, high: int | None = None) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= (high or value)
+
+
+def check_config(config: TrainConfig, size: int, names: dict[str, str] | None = None) -> None:
+    """VidtransError for a setting training cannot use; `names` spells settings (e.g. CLI flags)."""
+    spell = _spell(names)
+    try:
+        parse_generator(config.architecture)
+    except ValueError:
+        raise VidtransError(f"{spell('architecture')} {config.architecture!r} is unknown; use one of "
+                            f"{', '.join(GENERATORS)}") from None
+    for setting in ("ngf", "ndf"):
+        if not _whole(getattr(config, setting), 1, 1024):
+            raise VidtransError(f"{spell(setting)} must be a whole number from 1 to 1024, got {getattr(config, setting)!r}")
+    for setting in ("iterations", "batch_size", "save_every", "validate_every"):
+        if not _whole(getattr(config, setting), 1):
+            raise VidtransError(f"{spell(setting)} must be at least 1, got {getattr(config, setting)!r}")
+    if config.norm not in NORMS:
+        raise VidtransError(f"{spell('norm')} must be one of {', '.join(NORMS)}, not {config.norm!r}")
+    if not (isinstance(config.lr, (int, float)) and math.isfinite(config.lr) and config.lr > 0):
+        raise VidtransError(f"{spell('lr')} must be a positive learning rate such as 2e-4, got {config.lr!r}")
+    if not (isinstance(config.lambda_l1, (int, float)) and math.isfinite(config.lambda_l1) and config.lambda_l1 >= 0):
+        raise VidtransError(f"{spell('lambda_l1')} must be 0 or more, got {config.lambda_l1!r}")
+    # The generator's input must be a multiple of its downsampling (a U-Net halves it down to 1 px);
+    # the PatchGAN discriminator needs at least 32 px.
+    multiple = input_multiple(config.architecture)
+    low = max(multiple, 32)
+    if not _whole(size, low, MAX_SIZE) or size % multiple:
+        raise VidtransError(f"{spell('size')} {size!r} does not fit {config.architecture}: use a multiple of {multiple} "
+                            f"from {low} to {MAX_SIZE}")
+
+
+def check_output(out_dir: str | os.PathLike, resume: bool, overwrite: bool, names: dict[str, str] | None = None) -> None:
+    """VidtransError if training cannot write `out_dir` as asked, before any work is done."""
+    spell, out_dir = _spell(names), Path(out_dir)
+    if resume and overwrite:
+        raise VidtransError(f"{spell('resume')} continues the checkpoint in {out_dir} and {spell('overwrite')} "
+                            "replaces it; pass one of them")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise VidtransError(f"{out_dir}: is a file; give a folder for the checkpoint")
+    if resume and not (out_dir / STATE_NAME).is_file():
+        raise VidtransError(f"{out_dir}: nothing to resume ({STATE_NAME} missing); drop {spell('resume')} to start fresh")
+    if not resume and not overwrite and any((out_dir / name).exists() for name in (CARD_NAME, WEIGHTS_NAME, STATE_NAME)):
+        raise VidtransError(f"{out_dir}: already holds a checkpoint; pass {spell('resume')} to continue training it "
+                            f"or {spell('overwrite')} to start over (replacing it)")
+    existing = next(folder for folder in (out_dir, *out_dir.absolute().parents) if folder.exists())
+    if not existing.is_dir():
+        raise VidtransError(f"{out_dir}: {existing} is a file, not a folder; choose another output folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise VidtransError(f"{out_dir}: cannot write to {existing} (permission denied); choose a writable folder")
+
+
+def read_train_state(out_dir: str | os.PathLike, names: dict[str, str] | None = None, mmap: bool = False) -> dict:
+    """The train_state.pt of a checkpoint folder, on the CPU; VidtransError unless it holds only tensors
+    and plain data with everything a resume needs."""
+    spell, path = _spell(names), Path(out_dir) / STATE_NAME
+    fix = f"start over with {spell('overwrite')}"
+    state = load_tensor_file(path, fix, mmap=mmap)
+    if not isinstance(state, dict):
+        raise VidtransError(f"{path}: not a vidtrans training state (a {type(state).__name__}); {fix}")
+    bad = [key for key in _STATE_KEYS if key not in state]
+    if not bad:
+        checks = {"config": isinstance(state["config"], dict), "iteration": _whole(state["iteration"], 0)}
+        bad = [key for key, ok in checks.items() if not ok]
+    if bad:
+        raise VidtransError(f"{path}: not a vidtrans training state (missing or bad: {', '.join(bad)}); {fix}")
+    return state
+
+
+def saved_settings(out_dir: str | os.PathLike, names: dict[str, str] | None = None,
+                   state: dict | None = None) -> dict[str, Any]:
+    """RESUME_SETTINGS as the checkpoint in `out_dir` has them (those it records)."""
+    state = state if state is not None else read_train_state(out_dir, names, mmap=True)
+    settings = {k: state["config"][k] for k in RESUME_SETTINGS if k in state["config"]}
+    settings["size"] = read_card(out_dir).native_size[0]
+    return settings
+
+
+def resume_conflicts(saved: dict[str, Any], requested: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(setting, requested, saved) for every requested setting the checkpoint has otherwise."""
+    return [(k, v, saved[k]) for k, v in requested.items() if k in saved and v != saved[k]]
+
+
+def describe_conflicts(conflicts: list[tuple[str, Any, Any]], names: dict[str, str] | None = None,
+                       advice: str = "use") -> str:
+    """E.g. "ngf 32 differs from the checkpoint's 16; use ngf 16", one clause per conflict."""
+    spell = _spell(names)
+    return "; ".join(f"{spell(k)} {value} differs from the checkpoint's {saved}; {advice} {spell(k)} {saved}"
+                     for k, value, saved in conflicts)
+
+
 def _to_tensor(images: list[np.ndarray], device: torch.device, memory_format) -> torch.Tensor:
     x = torch.from_numpy(np.stack(images)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     return x.contiguous(memory_format=memory_format)
@@ -79,7 +189,11 @@ def _distributed() -> tuple[int, int]:
 class Trainer:
     def __init__(self, source: PairSource, out_dir: str | os.PathLike, config: TrainConfig, card: ModelCard,
                  device: str = "auto", resume: bool = False,
-                 on_step: Callable[[int, dict[str, float]], None] | None = None):
+                 on_step: Callable[[int, dict[str, float]], None] | None = None, overwrite: bool = False):
+        """Train into the checkpoint folder `out_dir`: a new one, the one there with `resume`, or a
+        fresh one replacing it with `overwrite` (the old run's files go when training starts)."""
+        check_config(config, card.native_size[0])
+        check_output(out_dir, resume, overwrite)
         self.source = source
         self.out_dir = Path(out_dir)
         self.config = config
@@ -88,7 +202,7 @@ class Trainer:
         self.rank, self.world = _distributed()
         if device == "auto":
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.amp = config.amp and self.device.type == "cuda"
         self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
         torch.manual_seed(config.seed + self.rank)
@@ -101,6 +215,8 @@ class Trainer:
         self.optD = torch.optim.Adam(self.netD.parameters(), lr=config.lr, betas=(config.beta1, 0.999))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.iteration = 0
+        if overwrite and self.rank == 0:
+            _remove_run(self.out_dir)
         if resume:
             self._load_state()
             # Draw new samples after a resume rather than replaying the first run's sequence.
@@ -206,24 +322,45 @@ class Trainer:
                          "ndf": self.config.ndf, "device": self.device.type}
         card.metrics = {**self.card.metrics, **({"validation": metrics} if metrics else {})}
         save_checkpoint(self.out_dir, self.netG, card)
+        background = self.source.background()
+        if background is not None:  # `run` shows it for frames without a person
+            save_background(self.out_dir, background)
         state = {"iteration": self.iteration, "netD": self.netD.state_dict(), "optG": self.optG.state_dict(),
                  "optD": self.optD.state_dict(), "config": dataclasses.asdict(self.config)}
         tmp = self.out_dir / f".{STATE_NAME}.partial"
         torch.save(state, tmp)
-        publish(tmp, self.out_dir / STATE_NAME)
+        publish(tmp, self.out_dir / STATE_NAME, overwrite=True)
 
     def _load_state(self) -> None:
-        from safetensors.torch import load_file
+        state = read_train_state(self.out_dir)
+        requested = {**{k: getattr(self.config, k) for k in RESUME_SETTINGS if k != "size"},
+                     "size": self.card.native_size[0]}
+        conflicts = resume_conflicts(saved_settings(self.out_dir, state=state), requested)
+        if conflicts:
+            raise VidtransError(f"{self.out_dir}: {describe_conflicts(conflicts)}")
+        checkpoint = load_checkpoint(self.out_dir)
+        try:
+            # Optimizers move their state to their parameters' device.
+            self.netG.load_state_dict(checkpoint.state_dict)
+            self.netD.load_state_dict(state["netD"])
+            self.optG.load_state_dict(state["optG"])
+            self.optD.load_state_dict(state["optD"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            raise VidtransError(f"{self.out_dir / STATE_NAME}: does not fit the networks ({state_dict_mismatch(e)}); "
+                                f"start over with {PARAMETERS['overwrite']}") from e
+        self.iteration = state["iteration"]
 
-        state_path = self.out_dir / STATE_NAME
-        if not state_path.is_file():
-            raise VidtransError(f"{self.out_dir}: nothing to resume ({STATE_NAME} missing); drop --resume to start fresh")
-        state = torch.load(state_path, map_location=self.device, weights_only=True)
-        self.netG.load_state_dict(load_file(str(self.out_dir / "model.safetensors"), device=str(self.device)))
-        self.netD.load_state_dict(state["netD"])
-        self.optG.load_state_dict(state["optG"])
-        self.optD.load_state_dict(state["optD"])
-        self.iteration = int(state["iteration"])
+
+def _remove_run(out_dir: Path) -> None:
+    """Delete the files of a previous training run in `out_dir` (its checkpoint and sample grids)."""
+    try:
+        for name in (CARD_NAME, WEIGHTS_NAME, STATE_NAME, BACKGROUND_NAME):
+            (out_dir / name).unlink(missing_ok=True)
+        for grid in (out_dir / "samples").glob("iter_*.png"):
+            grid.unlink()
+    except OSError as e:
+        raise VidtransError(f"{out_dir}: cannot remove the previous checkpoint ({e.strerror or e}); "
+                            "check the folder is writable") from e
 
 
 def _gan_loss(prediction: torch.Tensor, real: bool) -> torch.Tensor:

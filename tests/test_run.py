@@ -276,3 +276,23 @@ def test_memory_stays_flat_for_long_clips(tmp_path, rgb_model_dir):
         peaks[frames] = int(result.stdout.strip().splitlines()[-1]) / 1024  # kB -> MB
         assert len(decode_all(tmp_path / f"out{frames}.mp4")[0]) == frames
     assert peaks[3000] - peaks[300] < 100, peaks
+
+
+@pytest.mark.parametrize("settings", [dict(codec="aac"), dict(codec="no-such-codec"), dict(crf=999),
+                                      dict(pix_fmt="yuv9000p"), dict(preset="warp")])
+def test_bad_encoder_settings_fail_before_any_work(tmp_path, model, settings):
+    clip = make_clip(tmp_path / "in.mp4", frames=4, size=(64, 48))
+    calls = []
+    with pytest.raises(VidtransError) as refused:
+        translate_video(clip.path, tmp_path / "out.mp4", model, progress=lambda *a: calls.append(a), **settings)
+    assert "\n" not in str(refused.value) and next(iter(settings)) in str(refused.value)
+    assert calls == [] and sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_bad_encoder_settings_are_refused_before_pose_detection(tmp_path):
+    clip = make_clip(tmp_path / "in.mp4", frames=4, size=(64, 48))
+    calls = []
+    with pytest.raises(VidtransError, match="codec 'aac'"):
+        translate_video(clip.path, tmp_path / "out.mp4", vidtrans.load_model("pose2person", device="cpu"),
+                        pose="detect", codec="aac", progress=lambda *a: calls.append(a))
+    assert calls == []  # not a single frame was decoded for detection

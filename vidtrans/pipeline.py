@@ -28,7 +28,7 @@ from vidtrans.errors import VidtransError
 from vidtrans.pose.keypoints import has_person
 from vidtrans.stages import Parallel, run_stages
 from vidtrans.temporal import FlickerMeter, Smoother, smoothing_for
-from vidtrans.video import VideoReader, VideoWriter, check_destination
+from vidtrans.video import VideoReader, VideoWriter, check_destination, check_encoder_settings
 
 Progress = Callable[[int, int, str], None]  # (frames done, frames expected or 0, what is being done)
 
@@ -232,6 +232,7 @@ def translate_video(
     src = Path(src)
     dst = Path(dst) if dst is not None else default_output_path(src, model.name)
     check_destination(dst, src, overwrite)
+    check_encoder_settings(codec, pix_fmt, crf, preset)
     started = time.perf_counter()
     summary = Summary(input=str(src), output=str(dst), model=model.name, device=str(model.device),
                       precision=model.precision, batch_size=batch_size, smoothing=smoothing)
@@ -290,6 +291,7 @@ def render_pose_video(
 
     src, dst = Path(src), Path(dst)
     check_destination(dst, src, overwrite)
+    check_encoder_settings(codec, pix_fmt, crf, preset)
     if keypoints_out is not None:
         check_destination(keypoints_out, src, overwrite)
         temp_path(keypoints_out).unlink()  # an unwritable folder fails now, before any work

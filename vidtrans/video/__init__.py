@@ -10,6 +10,6 @@
 """
 
 from vidtrans.video.reader import Frame, VideoInfo, VideoReader, probe
-from vidtrans.video.writer import VideoWriter, check_destination
+from vidtrans.video.writer import VideoWriter, check_destination, check_encoder_settings
 
-__all__ = ["Frame", "VideoInfo", "VideoReader", "VideoWriter", "check_destination", "probe"]
+__all__ = ["Frame", "VideoInfo", "VideoReader", "VideoWriter", "check_destination", "check_encoder_settings", "probe"]

@@ -76,6 +76,13 @@ def _check_crf(codec: str, crf: int, top: int) -> None:
                             "(lower is better quality)")
 
 
+def check_encoder_settings(codec: str, pix_fmt: str, crf: int, preset: str) -> tuple[str, dict[str, str]]:
+    """The encoder's name and options for these settings, or VidtransError naming the bad one.
+    Cheap: pipelines call it before any decoding or model work."""
+    codec = _video_encoder(codec, pix_fmt)
+    return codec, encoder_options(codec, crf, preset)
+
+
 def _video_encoder(codec: str, pix_fmt: str) -> str:
     """The name of the encoder FFmpeg uses for `codec` (also for a format name: "h264" is
     libx264), refusing a codec that is not a video encoder or a pix_fmt it cannot encode."""
@@ -169,8 +176,7 @@ class VideoWriter:
         self._origin: Fraction | float = start or 0  # source time that becomes 0 in the output
         self._overwrite = overwrite
         # Bad settings are refused before any file (output, temporary or lock) is made.
-        codec = _video_encoder(codec, pix_fmt)
-        options = encoder_options(codec, crf, preset)
+        codec, options = check_encoder_settings(codec, pix_fmt, crf, preset)
         check_destination(self.dst, audio_from, overwrite)
         self._claim = OutputClaim(self.dst)
         try:

@@ -296,3 +296,35 @@ def test_bad_encoder_settings_are_refused_before_pose_detection(tmp_path):
         translate_video(clip.path, tmp_path / "out.mp4", vidtrans.load_model("pose2person", device="cpu"),
                         pose="detect", codec="aac", progress=lambda *a: calls.append(a))
     assert calls == []  # not a single frame was decoded for detection
+
+
+class _FineDetailModel:
+    """The tiny model, except that what it "translates" is fine coloured detail (1-px stripes,
+    checkerboard, noise): the output a 4:2:0 conversion that samples instead of averaging ruins."""
+
+    def __init__(self, model):
+        self._model = model
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def translate(self, frames):
+        from tests.test_video_robust import fine_detail
+
+        return np.stack([fine_detail(int(f[0, 0, 0]), f.shape[1], f.shape[0]) for f in frames])
+
+
+def test_run_keeps_the_colours_of_fine_detail(tmp_path, model):
+    from tests.test_video_robust import STRIPES, ffmpeg_encoded
+    from tests.test_video_robust import psnr as psnr_all
+
+    fine = _FineDetailModel(model)
+    clip = make_clip(tmp_path / "in.mp4", frames=4, size=(96, 72), audio=False)
+    translate_video(clip.path, tmp_path / "out.mp4", fine, smoothing="none")
+    decoded, _ = decode_all(clip.path)
+    expected = list(fine.translate(np.stack(decoded)))
+    ours, _ = decode_all(tmp_path / "out.mp4")
+    reference = ffmpeg_encoded(tmp_path / "ffmpeg.mp4", expected, "yuv420p")
+    assert psnr_all(ours, expected) >= psnr_all(reference, expected) - 1.0
+    stripes = np.mean([o[:24].reshape(-1, 3).mean(0) for o in ours], axis=0)
+    assert np.abs(stripes - np.mean(STRIPES, axis=0)).max() <= 3  # purple, not red

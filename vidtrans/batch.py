@@ -2,7 +2,7 @@
 
     from vidtrans.batch import translate_folder
     report = translate_folder("clips/", "out/", "pose2person", workers=2, smoothing="flow")
-    report.totals(), [c.error for c in report.failed], report.save("report.json")
+    report.totals(), [c.error for c in report.failed], report.save("report.json", overwrite=True)
 
 The output tree mirrors the input tree. A manifest in the output folder (`.vidtrans-batch.json`,
 rewritten atomically after each clip) records what was done with what, so a rerun skips finished
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from vidtrans.atomic import check_destination, write_atomically
 from vidtrans.errors import VidtransError
 from vidtrans.pipeline import translate_video
 
@@ -35,7 +36,8 @@ DEFAULT_PATTERNS = ("*.mp4", "*.mov", "*.mkv", "*.avi", "*.webm", "*.m4v", "*.mp
                     "*.m2ts", "*.wmv", "*.flv", "*.3gp", "*.ogv")
 MANIFEST_NAME = ".vidtrans-batch.json"
 MANIFEST_FORMAT, MANIFEST_VERSION = "vidtrans-batch-manifest", 1
-PARTIAL_PATTERNS = (".*.partial-*", f"{MANIFEST_NAME}.partial")  # the writer's and ours
+PARTIAL_PATTERNS = (".*.partial-*",)  # vidtrans.atomic's temporary files
+REPORT_KEYS = {"input_dir", "output_dir", "model", "clips", "totals"}  # what tells an earlier report
 HEAD_BYTES = 1 << 20
 # translate_video options that change the output file. Batch size, compile, workers and devices
 # only change the speed, so a rerun with other values still skips finished clips.
@@ -90,11 +92,14 @@ class BatchReport:
         return {"input_dir": self.input_dir, "output_dir": self.output_dir, "model": self.model,
                 "clips": [c.to_dict() for c in self.clips], "totals": self.totals()}
 
-    def save(self, path: str | os.PathLike) -> None:
-        try:
-            _write_json_atomically(Path(path), self.to_dict())
-        except OSError as e:
-            raise VidtransError(f"{path}: cannot write the report ({e.strerror}); choose a writable path") from e
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
+        """Write the report as JSON, complete or not at all. Refused (BatchUsageError): one of the
+        batch's clips, its manifest, a folder, or an existing file other than an earlier batch report
+        (a rerun replaces its report) unless `overwrite`."""
+        path = Path(path)
+        clips = [p for c in self.clips for p in (c.input, c.output)]
+        _check_report_path(path, clips + [Path(self.output_dir) / MANIFEST_NAME], overwrite)
+        _write_json(path, self.to_dict(), "report", replace=overwrite or path.exists())
 
 
 class BatchListener:
@@ -158,14 +163,34 @@ def fingerprint(path: Path) -> dict[str, Any]:
 # --- manifest --------------------------------------------------------------------------------------
 
 
-def _write_json_atomically(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def _write_json(path: Path, data: Any, what: str, replace: bool) -> None:
+    """`data` as JSON at `path`, synced to disk and moved into place whole (never half-written)."""
+    text = json.dumps(data, indent=1) + "\n"
+    write_atomically(path, lambda f: f.write(text.encode()), overwrite=replace, what=what)
+
+
+def _check_report_path(path: Path, protected: Sequence[str | os.PathLike], overwrite: bool) -> None:
+    """Refuse a report path before any work: a `protected` file (the batch's clips, its manifest),
+    a folder, a missing folder, or an existing file that is not an earlier report, unless `overwrite`."""
+    try:
+        check_destination(path, protected, overwrite=True)
+    except VidtransError as e:
+        raise BatchUsageError(f"--report {e}") from None
+    if path.exists() and not overwrite and not _is_report(path):
+        raise BatchUsageError(f"--report {path}: already exists and is not a batch report; choose another "
+                              "path or pass --overwrite")
+
+
+def _is_report(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            if f.read(1) != b"{":  # not a JSON object (a video, say): not worth parsing
+                return False
+            f.seek(0)
+            data = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and REPORT_KEYS <= data.keys()
 
 
 class Manifest:
@@ -192,8 +217,8 @@ class Manifest:
     def record(self, clip: str, **record: Any) -> None:
         with self._lock:
             self.clips[clip] = record
-            _write_json_atomically(self.path, {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
-                                               "clips": self.clips})
+            _write_json(self.path, {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "clips": self.clips},
+                        "batch manifest", replace=True)
 
 
 @contextlib.contextmanager
@@ -289,20 +314,23 @@ def translate_folder(
     overwrite: bool = False,
     compile: str = "auto",
     listener: BatchListener | None = None,
+    report: str | os.PathLike | None = None,
+    model_size: int | None = None,
     **options: Any,
 ) -> BatchReport:
     """Translate every clip under `input_dir` into the same relative path under `output_dir`.
 
     model: name, checkpoint folder or pix2pix .pth. workers: clips in flight (default 2 per
     device); worker i uses devices[i % len(devices)]. ext: output container extension (default:
-    the input's). overwrite: redo finished clips and replace existing files. options: the
-    `translate_video` options batch_size, start, end, smoothing, smoothing_strength,
-    side_by_side_view, pose, normalize, codec, crf, preset, pix_fmt.
+    the input's). overwrite: redo finished clips and replace existing files. report: also write
+    the returned report there as JSON (see `BatchReport.save`; the path is checked before any
+    work). model_size: the working resolution (see `vidtrans.load_model`'s size). options: the `translate_video` options batch_size, start, end, smoothing,
+    smoothing_strength, side_by_side_view, pose, normalize, codec, crf, preset, pix_fmt.
 
     Failures do not stop the batch: a clip that cannot be translated gets status "failed" and a
     one-line error in the report. Raises BatchUsageError for bad folders or options.
     """
-    from vidtrans.models.checkpoint import load_checkpoint
+    from vidtrans.models.checkpoint import check_size, load_checkpoint
     from vidtrans.models.translator import Translator, resolve_device, resolve_precision
 
     unknown = set(options) - set(PASSED_OPTIONS)
@@ -322,18 +350,26 @@ def translate_folder(
         how = "" if recursive else " (not looking in subfolders: --no-recursive)"
         raise BatchUsageError(f"{input_dir}: no clips matching {' '.join(patterns)}{how}; "
                               "check the folder or pass --pattern")
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise VidtransError(f"{output_dir}: cannot create the output folder ({e.strerror})") from e
+    if report is not None:
+        _check_report_path(Path(report), [*clips, *(_output_path(c, input_dir, output_dir, suffix) for c in clips),
+                                         output_dir / MANIFEST_NAME], overwrite)
+    if model_size is not None:
+        check_size(model_size, "model_size")
 
     checkpoint = load_checkpoint(model)
     # Worker i runs on devices[i % len(devices)]; each distinct device gets one model.
     worker_devices = [resolve_device(devices[i % len(devices)]) for i in range(workers)]
     precisions = {resolve_precision(precision, d, checkpoint.card) for d in worker_devices}
     settings = _settings(options, precisions.pop() if len(precisions) == 1 else precision)
+    if model_size is not None:  # absent otherwise, so manifests of earlier versions still match
+        settings["model_size"] = model_size
     weights = model_sha256(checkpoint)
-    report = BatchReport(str(input_dir), str(output_dir), checkpoint.path.name)
+    # Only now, with every check passed: a refused batch leaves no output folder behind.
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise VidtransError(f"{output_dir}: cannot create the output folder ({e.strerror})") from e
+    batch_report = BatchReport(str(input_dir), str(output_dir), checkpoint.path.name)
     listener = listener or BatchListener()
 
     with _exclusive(output_dir):
@@ -347,13 +383,16 @@ def translate_folder(
             models: dict[Any, SharedModel] = {}
             for device in worker_devices:
                 if device not in models:
-                    models[device] = SharedModel(Translator(checkpoint, device=device, precision=precision))
+                    models[device] = SharedModel(Translator(checkpoint, device=device, precision=precision,
+                                                                     size=model_size))
             runner = _Runner([models[d] for d in worker_devices], manifest, listener, settings, weights, compile,
                              options)
             results.update(runner.run(jobs, workers))
-    report.clips = [results[_rel(c, input_dir)] for c in clips]
-    report.seconds = time.perf_counter() - started
-    return report
+    batch_report.clips = [results[_rel(c, input_dir)] for c in clips]
+    batch_report.seconds = time.perf_counter() - started
+    if report is not None:
+        batch_report.save(report, overwrite)
+    return batch_report
 
 
 def _check_folders(input_dir: Path, output_dir: Path) -> None:
@@ -387,6 +426,11 @@ def _rel(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
+def _output_path(src: Path, input_dir: Path, output_dir: Path, suffix: str | None) -> Path:
+    rel = src.relative_to(input_dir)
+    return output_dir / (rel.with_suffix(suffix) if suffix else rel)
+
+
 def _plan(clips: list[Path], input_dir: Path, output_dir: Path, suffix: str | None, manifest: Manifest,
           settings: dict[str, Any], weights: str, overwrite: bool) -> tuple[dict[str, ClipResult], list[_Job]]:
     """Results for clips that need no work (skipped, or refused before starting), and the jobs."""
@@ -395,8 +439,7 @@ def _plan(clips: list[Path], input_dir: Path, output_dir: Path, suffix: str | No
     claimed: dict[Path, str] = {}
     inputs = {c.resolve() for c in clips}
     for src in clips:
-        rel = _rel(src, input_dir)
-        dst = output_dir / (Path(rel).with_suffix(suffix) if suffix else Path(rel))
+        rel, dst = _rel(src, input_dir), _output_path(src, input_dir, output_dir, suffix)
         out_rel, record = _rel(dst, output_dir), manifest.clips.get(rel)
         refused = ClipResult(str(src), str(dst), "failed")
         if dst in claimed:
@@ -489,7 +532,7 @@ class _Runner:
             raise
         except Exception as e:  # noqa: BLE001 - one broken clip must not stop the batch
             result.error = one_line(e)
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(VidtransError):
                 self.manifest.record(job.rel, status="failed", **base, error=result.error, finished=_now())
         self.listener.clip_finished(worker, result)
         return result

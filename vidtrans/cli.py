@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 import time
 from pathlib import Path
@@ -34,6 +35,7 @@ PresetOpt = Annotated[str, typer.Option(help="Encoder preset (ultrafast ... very
 PixFmtOpt = Annotated[str, typer.Option("--pix-fmt", help="Output pixel format.")]
 CompileOpt = Annotated[str, typer.Option(help="torch.compile the model: auto (long clips on CPU), on, off.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
+ModelSizeOpt = Annotated[Optional[int], typer.Option("--model-size", help="Translate frames scaled to this longer side in pixels (16-8192; pose maps are drawn at it); default: the model's native size.", show_default=False)]
 
 app = typer.Typer(
     help="Translate video frame by frame with pix2pix-style GANs (pose -> person motion transfer).",
@@ -63,17 +65,24 @@ def _root(
 @app.command()
 def models() -> None:
     """List the models found by name: architecture, native size, input kind, size on disk, path."""
-    from vidtrans.models.checkpoint import CARD_NAME, ModelCard, available_models, model_search_path
-    import json
+    from vidtrans.models.checkpoint import available_models, model_search_path, read_card
 
     table = Table("name", "architecture", "native size", "input", "size", "path")
+    problems = []
     for folder in available_models():
-        card = ModelCard.from_dict(json.loads((folder / CARD_NAME).read_text()))
-        size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+        size = f"{sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) / 2**20:.1f} MiB"
+        try:
+            card = read_card(folder)
+        except VidtransError as e:  # one bad card must not hide the good ones
+            problems.append(str(e))
+            table.add_row(folder.name, "unusable card", "-", "-", size, str(folder))
+            continue
         height, width = card.native_size
         table.add_row(folder.name, f"{card.architecture} ngf {card.ngf}", f"{width}x{height}", card.input_kind,
-                      f"{size / 2**20:.1f} MiB", str(folder))
+                      size, str(folder))
     Console().print(table)
+    for problem in problems:
+        console.print(f"warning: {problem}", markup=False, highlight=False, soft_wrap=True)
     console.print("searched: " + ", ".join(str(p) for p in model_search_path()), style="dim")
 
 
@@ -82,7 +91,7 @@ def import_pix2pix(
     pth: Path = typer.Argument(..., help="An upstream pytorch-CycleGAN-and-pix2pix generator, e.g. latest_net_G.pth."),
     output: Path = typer.Option(..., "-o", "--output", help="Checkpoint folder to write, e.g. checkpoints/facades."),
     input_kind: str = typer.Option("rgb", help="What the model expects: rgb (images) or pose (OpenPose-style maps)."),
-    size: int = typer.Option(256, help="Native square size the model was trained at."),
+    size: Optional[int] = typer.Option(None, help="Native square size the model was trained at (pix2pix's --crop_size); default: unet_128 128, others 256.", show_default=False),
     normalization: str = typer.Option("sample", help="sample: batch norm with each frame's statistics (pix2pix's "
                                       "test default); running: eval-mode running statistics (pix2pix --eval)."),
     overwrite: bool = typer.Option(False, help="Replace an existing checkpoint folder."),
@@ -96,9 +105,10 @@ def import_pix2pix(
         raise VidtransError(f"--normalization must be sample or running, not {normalization!r}")
     if (output / CARD_NAME).exists() and not overwrite:
         raise VidtransError(f"{output} already holds a checkpoint; pass --overwrite to replace it")
-    checkpoint = do_import(pth, input_kind=input_kind)
+    if output.exists() and not output.is_dir():
+        raise VidtransError(f"{output}: is a file; give a folder for the checkpoint")
+    checkpoint = do_import(pth, input_kind=input_kind, size=size)
     card = checkpoint.card
-    card.native_size = (size, size)
     card.normalization = normalization
     save_checkpoint(output, checkpoint.build(), card)
     console.print(f"wrote {output} ({describe(card)})")
@@ -112,6 +122,7 @@ def run(
     device: DeviceOpt = "auto",
     batch_size: BatchSizeOpt = 8,
     precision: PrecisionOpt = "auto",
+    model_size: ModelSizeOpt = None,
     start: StartOpt = None,
     end: EndOpt = None,
     side_by_side: SideBySideOpt = False,
@@ -133,7 +144,7 @@ def run(
 
     from vidtrans.pipeline import translate_video
 
-    translator = vidtrans.load_model(model, device=device, precision=precision)
+    translator = vidtrans.load_model(model, device=device, precision=precision, size=model_size)
     with _progress(f"{input.name} -> {translator.name}") as update:
         summary = translate_video(
             input, output, translator, batch_size=batch_size, start=start, end=end, smoothing=smooth,
@@ -143,12 +154,26 @@ def run(
     if json_summary:
         print(json.dumps(summary.to_dict()))
     notes = [f"pose: {summary.pose}"] if summary.pose else []
+    if summary.frames_without_person:
+        notes.append(f"no person in {summary.frames_without_person} of {summary.frames} frames")
     if summary.corrupt_frames:
         notes.append(f"{summary.corrupt_frames} corrupt frame(s) replaced by the previous good frame")
     if summary.smoothing != "none":
-        notes.append(f"flicker {summary.flicker_ratio:.2f}x the input's")
+        ratio = summary.flicker_ratio
+        notes.append("flicker n/a (the input does not move)" if ratio is None else f"flicker {ratio:.2f}x the input's")
     console.print(f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps) -> {summary.output}"
                   + "".join(f"; {n}" for n in notes))
+    _warn_if_no_person(summary, "the output shows the target's empty scene there" if translator.background is not None
+                       else "the output there is the model's guess from an empty pose map")
+
+
+def _warn_if_no_person(summary, consequence: str) -> None:
+    """One plain line on stderr when most frames had nobody in them: the run worked (exit 0), but
+    its output is probably not what was wanted."""
+    missing = summary.frames_without_person
+    if missing and 2 * missing > summary.frames:
+        print(f"vidtrans: warning: no person found in {missing} of {summary.frames} frames; {consequence}; "
+              "use a clip where the whole body is visible", file=sys.stderr)
 
 
 @app.command()
@@ -176,8 +201,9 @@ def pose(
     if json_summary:
         print(json.dumps(summary.to_dict()))
     console.print(f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps), person found in "
-                  f"{summary.extra['frames_with_person']} -> {summary.output}"
+                  f"{summary.extra['frames_with_person']} of {summary.frames} -> {summary.output}"
                   + (f" and {keypoints}" if keypoints else ""))
+    _warn_if_no_person(summary, "their pose maps are blank")
 
 
 @app.command()
@@ -190,14 +216,15 @@ def train(
     direction: str = typer.Option("AtoB", help="With --data: AtoB or BtoA."),
     iterations: int = typer.Option(2000, help="Training iterations (each one batch)."),
     batch_size: int = typer.Option(1, help="Samples per iteration (per process under torchrun)."),
-    architecture: str = typer.Option("unet_256", "--arch", help="unet_256, unet_128, resnet_9blocks or resnet_6blocks."),
-    ngf: int = typer.Option(64, help="Generator width."),
-    ndf: int = typer.Option(64, help="Discriminator width."),
-    size: int = typer.Option(256, help="Training resolution (square)."),
+    architecture: Optional[str] = typer.Option(None, "--arch", help="unet_256 (default), unet_128, resnet_9blocks or resnet_6blocks; with --resume, the checkpoint's.", show_default=False),
+    ngf: Optional[int] = typer.Option(None, help="Generator width (default 64; with --resume, the checkpoint's).", show_default=False),
+    ndf: Optional[int] = typer.Option(None, help="Discriminator width (default 64; with --resume, the checkpoint's).", show_default=False),
+    size: Optional[int] = typer.Option(None, help="Training resolution, square (default 256; a multiple of what --arch needs; with --resume, the checkpoint's).", show_default=False),
     lr: float = typer.Option(2e-4, help="Adam learning rate (decays linearly to 0 over the second half)."),
     lambda_l1: float = typer.Option(100.0, "--lambda-l1", help="Weight of the L1 loss against the GAN loss."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N (torchrun picks cuda:LOCAL_RANK)."),
     resume: bool = typer.Option(False, help="Continue from the checkpoint in --output."),
+    overwrite: bool = typer.Option(False, help="Start over when --output holds a checkpoint: its files are deleted when training starts."),
     save_every: int = typer.Option(500, help="Write the checkpoint every N iterations."),
     validate_every: int = typer.Option(500, help="Score the held-out split (SSIM/PSNR) and save a sample grid every N iterations."),
     seed: int = typer.Option(0, help="Random seed."),
@@ -209,12 +236,34 @@ def train(
     from vidtrans.models.checkpoint import ModelCard
     from vidtrans.pose.render import PoseStyle
     from vidtrans.train.data import PairedFolder, SyntheticPairs, VideoPairs
-    from vidtrans.train.trainer import TrainConfig, Trainer
+    from vidtrans.models.translator import resolve_device
+    from vidtrans.train.trainer import (TrainConfig, Trainer, check_config, check_output, describe_conflicts,
+                                        resume_conflicts, saved_settings)
 
     if sum(x is not None and x is not False for x in (target, data, synthetic or None)) != 1:
         raise VidtransError("give exactly one data source: a target video, --data DIR or --synthetic")
-    if iterations < 1 or batch_size < 1:
-        raise VidtransError("--iterations and --batch-size must be at least 1")
+    if data is not None and input_kind not in ("rgb", "pose"):
+        raise VidtransError(f"--input-kind must be rgb or pose, not {input_kind!r}")
+    if direction not in ("AtoB", "BtoA"):
+        raise VidtransError(f"--direction must be AtoB or BtoA, not {direction!r}")
+    # Everything that can be refused is refused here, before pose detection or data loading.
+    flags = {"architecture": "--arch", "ngf": "--ngf", "ndf": "--ndf", "size": "--size", "lr": "--lr",
+             "lambda_l1": "--lambda-l1", "iterations": "--iterations", "batch_size": "--batch-size",
+             "save_every": "--save-every", "validate_every": "--validate-every", "resume": "--resume",
+             "overwrite": "--overwrite"}
+    check_output(output, resume, overwrite, flags)
+    requested = {"architecture": architecture, "ngf": ngf, "ndf": ndf, "size": size}
+    settings = {"architecture": TrainConfig.architecture, "ngf": TrainConfig.ngf, "ndf": TrainConfig.ndf, "size": 256}
+    if resume:
+        settings = saved_settings(output, flags)
+        conflicts = resume_conflicts(settings, {k: v for k, v in requested.items() if v is not None})
+        if conflicts:
+            raise VidtransError(describe_conflicts(conflicts, flags, advice="drop it or use"))
+    architecture, ngf, ndf, size = (settings[k] if v is None else v for k, v in requested.items())
+    config = TrainConfig(iterations=iterations, batch_size=batch_size, architecture=architecture, ngf=ngf, ndf=ndf,
+                         lr=lr, lambda_l1=lambda_l1, save_every=save_every, validate_every=validate_every, seed=seed)
+    check_config(config, size, flags)
+    resolve_device(device)
     style = PoseStyle()
     card = ModelCard(architecture=architecture, native_size=(size, size), input_kind="pose",
                      pose_style=style.to_dict(), normalization="sample")
@@ -226,8 +275,6 @@ def train(
                          "train_seeds": [source.train_seeds.start, source.train_seeds.stop],
                          "validation_seed": source.validation_seed}
     elif data is not None:
-        if input_kind not in ("rgb", "pose"):
-            raise VidtransError(f"--input-kind must be rgb or pose, not {input_kind!r}")
         source = PairedFolder(data, size=size, direction=direction, flip=input_kind == "rgb")
         card.input_kind = input_kind
         card.pose_style = style.to_dict() if input_kind == "pose" else None
@@ -238,8 +285,6 @@ def train(
         card.target_pose_stats = source.target_pose_stats()
         card.description = f"pose map -> the person in {target.name}"
         card.training = {"data": f"target video {target.name}", "frames": len(source.frames)}
-    config = TrainConfig(iterations=iterations, batch_size=batch_size, architecture=architecture, ngf=ngf, ndf=ndf,
-                         lr=lr, lambda_l1=lambda_l1, save_every=save_every, validate_every=validate_every, seed=seed)
     columns = [TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
                TimeRemainingColumn()]
     with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
@@ -254,7 +299,8 @@ def train(
             if not console.is_terminal and (iteration % validate_every == 0 or iteration == iterations):
                 console.print(f"iteration {iteration}/{iterations}: {stats}")
 
-        trainer = Trainer(source, output, config, card, device=device, resume=resume, on_step=on_step)
+        trainer = Trainer(source, output, config, card, device=device, resume=resume, on_step=on_step,
+                          overwrite=overwrite)
         bar.update(task, completed=trainer.iteration)
         metrics = trainer.fit()
     console.print(f"wrote {output} after {trainer.iteration} iterations" +
@@ -276,15 +322,16 @@ def live(
     loop: bool = typer.Option(False, "--loop", help="Play a video file camera again from the start when it ends."),
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
+    model_size: ModelSizeOpt = None,
     smooth: str = typer.Option("none", help="Output smoothing: none, auto (what the model card recommends), ema or flow (causal; costs a few ms a frame)."),
     smooth_strength: SmoothStrengthOpt = 0.5,
     normalize: bool = typer.Option(True, "--normalize/--no-normalize", help="Pose models: fit the dancer to the target's body once ~2 s of poses are seen."),
-    overwrite: bool = typer.Option(False, help="Replace an existing --record file."),
+    overwrite: bool = typer.Option(False, help="Replace existing --record and --stats files."),
 ) -> None:
     """Translate a webcam live: preview window (q quit, space pause, v view, s snapshot), recording, MJPEG, virtual camera."""
     from vidtrans.live import parse_size, run_live
 
-    translator = vidtrans.load_model(model, device=device, precision=precision)
+    translator = vidtrans.load_model(model, device=device, precision=precision, size=model_size)
 
     def started(info: dict) -> None:
         console.print(f"live: {info['camera']} {info['size']} at {info['fps']:.0f} fps -> {translator.name} "
@@ -310,7 +357,7 @@ def batch(
     devices: str = typer.Option("auto", help="Comma-separated devices the workers take turns on, e.g. cuda:0,cuda:1."),
     ext: Optional[str] = typer.Option(None, help="Output container extension, e.g. mp4 (default: the input's)."),
     overwrite: bool = typer.Option(False, help="Redo every clip, even finished ones, and replace existing files."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write a JSON report: per clip input, output, status, frames, seconds, fps, error; and totals."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write a JSON report: per clip input, output, status, frames, seconds, fps, error; and totals. Replaces an earlier report; any other existing file needs --overwrite."),
     batch_size: BatchSizeOpt = 8,
     precision: PrecisionOpt = "auto",
     start: Optional[float] = typer.Option(None, help="Start time in seconds (every clip)."),
@@ -325,12 +372,13 @@ def batch(
     preset: PresetOpt = "medium",
     pix_fmt: PixFmtOpt = "yuv420p",
     compile: CompileOpt = "auto",
+    model_size: ModelSizeOpt = None,
 ) -> None:
     """Translate every clip in a folder; a rerun skips finished clips and redoes changed or failed ones.
 
     A broken clip is reported with its reason and the batch goes on. Progress is kept in OUTPUT_DIR/.vidtrans-batch.json.
 
-    Exit status: 0 every clip translated or skipped; 1 a clip failed (or the model could not be loaded); 2 usage error (bad option, INPUT_DIR missing or without clips, OUTPUT_DIR = INPUT_DIR).
+    Exit status: 0 every clip translated or skipped; 1 a clip failed (or the model could not be loaded); 2 usage error (bad option, INPUT_DIR missing or without clips, OUTPUT_DIR = INPUT_DIR, --report naming a clip or an existing file that is not a report); 128+N stopped by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), finished clips kept.
     """
     from vidtrans.batch import BatchUsageError, RichDisplay, summary_tables, translate_folder
 
@@ -341,12 +389,11 @@ def batch(
                 devices=[d.strip() for d in devices.split(",") if d.strip()], precision=precision, ext=ext,
                 overwrite=overwrite, compile=compile, listener=display, batch_size=batch_size, start=start, end=end,
                 smoothing=smooth, smoothing_strength=smooth_strength, side_by_side_view=side_by_side, pose=pose,
-                normalize=normalize, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt)
+                normalize=normalize, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, report=report,
+                model_size=model_size)
     except BatchUsageError as e:
         print(f"vidtrans: error: {e}", file=sys.stderr)
         raise typer.Exit(2)
-    if report:
-        result.save(report)
     for table in summary_tables(result):
         console.print(table)
     if result.failed:
@@ -409,22 +456,66 @@ def _progress(label: str):
         yield update
 
 
-def main() -> None:
-    import av.logging
-    import cv2
+# Signals that stop a command the way Ctrl-C does: `timeout`, `docker stop` and systemd send
+# SIGTERM, a terminal that closes sends SIGHUP.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_stopped_by: list[int] = []  # the signal that stopped the command, if one did
 
-    # FFmpeg's and OpenCV's own messages (x264 statistics, "error while decoding", libpng
-    # warnings) would bury our one-line errors and summaries; what matters reaches the user
-    # through VidtransError and the summary.
-    av.logging.set_level(av.logging.PANIC)
-    cv2.setLogLevel(0)  # 0: silent
+
+def _stop(signum: int, frame) -> None:
+    """Raise KeyboardInterrupt in the main thread, so every command cleans up as for Ctrl-C (partial
+    files deleted, live recordings finished). A second signal is ignored: the clean-up takes at most
+    a batch's time, and cutting it short would leave the partial files behind."""
+    if _stopped_by:
+        return
+    _stopped_by.append(signum)
+    raise KeyboardInterrupt("Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name)
+
+
+def _quiet_native_logs() -> None:
+    """FFmpeg's and OpenCV's own messages (x264 statistics, "error while decoding", libpng warnings)
+    would bury our one-line errors and summaries; what matters reaches the user through
+    VidtransError and the summary."""
+    import av.logging
+
+    from vidtrans.video.camera import set_opencv_log_level
+
+    # None, not a level: any level installs PyAV's Python log callback, which takes the GIL from
+    # FFmpeg's own threads. An x264 thread logging while the main thread frees the encoder under
+    # the GIL (an interrupted encode) then deadlocks (PyAV issue #751). None installs a C callback
+    # that prints nothing and never needs the GIL.
+    av.logging.set_level(None)
+    set_opencv_log_level(0)  # silent
+
+
+def main() -> None:
+    _quiet_native_logs()
+    for signum in _STOP_SIGNALS:
+        # An ignored signal stays ignored: nohup (SIGHUP) and shells' background jobs (SIGINT) rely on it.
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, _stop)
     try:
-        app()
+        try:
+            app()
+        finally:
+            # The command has cleaned up; a signal from now on ends the process at once.
+            for signum in _STOP_SIGNALS:
+                if signal.getsignal(signum) is _stop:
+                    signal.signal(signum, signal.SIG_DFL)
     except VidtransError as e:
         if _debug:
             raise
-        print(f"vidtrans: error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("vidtrans: interrupted", file=sys.stderr)
-        sys.exit(130)
+        if not _stopped_by:
+            print(f"vidtrans: error: {e}", file=sys.stderr)
+            sys.exit(1)
+    except KeyboardInterrupt:  # before typer took over
+        if not _stopped_by:
+            _stopped_by.append(signal.SIGINT)
+    except SystemExit as e:
+        # typer turns KeyboardInterrupt into a silent exit 130; live ends normally on a signal (0).
+        if not _stopped_by or e.code in (0, None):
+            raise
+    if _stopped_by:
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            print("vidtrans: interrupted", file=sys.stderr)
+        sys.exit(128 + _stopped_by[0])

@@ -28,7 +28,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from fractions import Fraction
@@ -39,6 +39,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from vidtrans.atomic import same_file, write_atomically
 from vidtrans.errors import VidtransError
 from vidtrans.pipeline import side_by_side
 from vidtrans.temporal import SMOOTHING, Smoother, smoothing_for
@@ -280,8 +281,8 @@ class PreviewWindow:
 class Recorder:
     """The shown view as a video; pts in milliseconds from the first capture, strictly increasing."""
 
-    def __init__(self, path: Path, overwrite: bool):
-        check_destination(path, None, overwrite)
+    def __init__(self, path: Path, overwrite: bool, inputs: Iterable[str | os.PathLike] = ()):
+        check_destination(path, inputs, overwrite)
         self.path, self.overwrite = path, overwrite
         self.writer: VideoWriter | None = None
         self.origin = 0.0
@@ -303,13 +304,19 @@ class Recorder:
     def frames(self) -> int:
         return self.writer.frames_written if self.writer is not None else 0
 
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-    def abort(self) -> None:
-        if self.writer is not None:
+    def finish(self, keep: bool) -> None:
+        """Move the recording into place when `keep` and it has frames; else delete it, and also when
+        finishing it fails or is interrupted (Ctrl-C, SIGTERM), so no partial file is left."""
+        if self.writer is None:
+            return
+        if not (keep and self.frames):
             self.writer.abort()
+            return
+        try:
+            self.writer.close()
+        except BaseException:
+            self.writer.abort()
+            raise
 
 
 class VirtualCamera:
@@ -486,9 +493,11 @@ def run_live(
     """Translate `source` (a camera index, a video file or a URL) live with `model` until it ends,
     `max_frames` frames were shown, the window is closed (q, Esc) or Ctrl-C; returns the statistics.
 
-    Ctrl-C, or setting `stop` from another thread, ends the run normally (recording finished, stats
-    written). `on_start` gets a description of the session (camera, size, fps, url) when the first
-    frame arrives; `on_frame` gets every shown frame with the statistics so far.
+    Ctrl-C (under the CLI also SIGTERM and SIGHUP), or setting `stop` from another thread, ends the
+    run normally (recording finished, stats written). `record` and `stats_path` are refused when
+    they name the camera's file, each other, or an existing file (unless `overwrite`). `on_start`
+    gets a description of the session (camera, size, fps, url) when the first frame arrives;
+    `on_frame` gets every shown frame with the statistics so far.
     """
     if view not in VIEWS:
         raise VidtransError(f"--view must be one of {', '.join(VIEWS)}, not {view!r}")
@@ -496,37 +505,44 @@ def run_live(
         raise VidtransError(f"--smooth must be one of {', '.join(SMOOTHING)}, not {smoothing!r}")
     if max_frames is not None and max_frames < 1:
         raise VidtransError(f"--max-frames must be at least 1, got {max_frames}")
+    camera = Camera(source, size=size, loop=loop)
+    # A file standing in for the camera is an input: no output may replace it.
+    inputs = [source] if camera.kind == "file" else []
+    if record is not None and stats_path is not None and same_file(record, stats_path):
+        raise VidtransError(f"--record and --stats both name {record}; give them different files")
     if stats_path is not None:
-        check_destination(stats_path, None, overwrite=True)
+        check_destination(stats_path, inputs, overwrite)
     stats = LiveStats(device=str(model.device), model=model.name)
     started = time.perf_counter()
     processor = preview = recorder = server = vcam = None
     finished = False
     try:
-        recorder = Recorder(Path(record), overwrite) if record is not None else None
+        recorder = Recorder(Path(record), overwrite, inputs) if record is not None else None
         vcam = VirtualCamera() if virtual_cam else None
         preview = PreviewWindow() if window else None
         processor = FrameProcessor(model, smoothing, smoothing_strength, normalize)
         server = MjpegServer(*parse_serve(serve)) if serve is not None else None
         with _cpu_threads(model):
             processor.warm_up()
-            with Camera(source, size=size, loop=loop) as camera:
+            with camera:
                 stats.ended = _loop(camera, processor, view, preview, recorder, server, vcam, max_frames, stats,
                                     on_frame, on_start, stop or threading.Event())
                 stats.dropped, stats.captured, stats.camera_fps = camera.dropped, camera.captured, camera.fps
         stats.pose = processor.pose_how
         finished = True
     finally:
-        for output in (preview, server, vcam, processor):
-            if output is not None:
-                output.close()
-        if recorder is not None and finished and recorder.frames:
-            recorder.close()
-        elif recorder is not None:
-            recorder.abort()
+        try:
+            for output in (preview, server, vcam, processor):
+                if output is not None:
+                    output.close()
+        finally:
+            if recorder is not None:
+                recorder.finish(keep=finished)
     stats.seconds = time.perf_counter() - started
     if stats_path is not None:
-        Path(stats_path).write_text(json.dumps(stats.to_dict(), indent=2) + "\n")
+        text = json.dumps(stats.to_dict(), indent=2) + "\n"
+        write_atomically(stats_path, lambda f: f.write(text.encode()), overwrite=overwrite, inputs=inputs,
+                         what="stats")
     return stats
 
 
@@ -598,8 +614,9 @@ def _loop(camera: Camera, processor: FrameProcessor, view: str, preview: Preview
                 view = VIEWS[(VIEWS.index(view) + 1) % len(VIEWS)]
             elif action == "snapshot" and shown is not None:
                 _snapshot(shown)
-    except KeyboardInterrupt:
-        return "interrupted (Ctrl-C)"
+    except KeyboardInterrupt as e:
+        # The CLI raises KeyboardInterrupt for SIGTERM and SIGHUP too, naming the signal.
+        return f"interrupted ({e.args[0] if e.args else 'Ctrl-C'})"
     return f"{max_frames} frames shown (--max-frames)"
 
 

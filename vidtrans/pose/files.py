@@ -24,13 +24,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from vidtrans.atomic import write_atomically
-from vidtrans.errors import VidtransError
+from vidtrans.errors import VidtransError, first_line
 from vidtrans.pose.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
 
 # OpenPose BODY_25 joint names in its output order, spelled like our COCO-18 names.
@@ -97,8 +98,9 @@ def _read_npz(path: Path) -> KeypointTrack:
         with np.load(path, allow_pickle=False) as data:
             kp = np.asarray(data["keypoints"], dtype=np.float32)
             width, height = int(data["width"]), int(data["height"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise VidtransError(f"{path}: not a vidtrans keypoint .npz (needs keypoints, width, height): {e}") from e
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
+        raise VidtransError(f"{path}: not a vidtrans keypoint .npz (needs keypoints, width, height): "
+                            f"{first_line(e)}; write it with vidtrans pose --keypoints") from e
     if kp.ndim != 3 or kp.shape[1:] != (NUM_KEYPOINTS, 3):
         raise VidtransError(f"{path}: keypoints have shape {kp.shape}, expected (frames, {NUM_KEYPOINTS}, 3)")
     return KeypointTrack(kp, width, height)

@@ -36,15 +36,26 @@ class CapturedFrame:
     index: int  # capture order, counting dropped frames
 
 
+def set_opencv_log_level(level: int) -> int | None:
+    """Set OpenCV's own log level (0 silent, 1 fatal only, ...); returns the previous one, or None
+    where this OpenCV has no such setting. OpenCV 5 moved the functions to cv2.utils.logging."""
+    for owner in (cv2, getattr(getattr(cv2, "utils", None), "logging", None)):
+        if hasattr(owner, "setLogLevel") and hasattr(owner, "getLogLevel"):
+            before = owner.getLogLevel()
+            owner.setLogLevel(level)
+            return before
+    return None
+
+
 @contextlib.contextmanager
 def _quiet_opencv() -> Iterator[None]:
     """OpenCV logs warnings and errors of its own for a camera it cannot open; vidtrans reports one line."""
-    before = cv2.getLogLevel()
-    cv2.setLogLevel(1)  # fatal only
+    before = set_opencv_log_level(1)  # fatal only
     try:
         yield
     finally:
-        cv2.setLogLevel(before)
+        if before is not None:
+            set_opencv_log_level(before)
 
 
 class Camera:

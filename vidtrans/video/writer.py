@@ -181,7 +181,7 @@ class VideoWriter:
         self._claim = OutputClaim(self.dst)
         try:
             self._tmp = temp_path(self.dst)
-        except VidtransError:
+        except BaseException:  # also a signal arriving here: the lock must not outlive us
             self._claim.release()
             raise
         self._out: av.container.OutputContainer | None = None

@@ -1,0 +1,342 @@
+"""Ctrl-C, SIGTERM and SIGHUP stop every command cleanly, and live/batch never replace files they must not.
+
+Signals go to a real `python -m vidtrans` at moments recognised from the outside (a temporary output
+file created, grown, grown to most of its final size; the input opened by the detection pass), never
+after a sleep.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.media import dancer_clip, decode_all, make_clip
+from tests.test_live import FakeModel
+from vidtrans.batch import BatchUsageError, translate_folder
+from vidtrans.errors import VidtransError
+from vidtrans.live import run_live
+from vidtrans.models.checkpoint import ModelCard, save_checkpoint
+from vidtrans.models.networks import build_generator, init_weights
+
+# A bound on a hang, not a speed requirement: a clean stop takes well under a second here.
+HANG_S = 20
+FRAMES = 200
+# x264 veryfast looks ahead 10 frames, so most of the file reaches the disk before the end (medium holds
+# back about a third of a short clip until it closes): the near-the-end moment is recognisable.
+NEAR_END = ("--preset", "veryfast")
+
+
+def start(*args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "vidtrans", *map(str, args)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(process: subprocess.Popen, condition, what: str) -> None:
+    deadline = time.monotonic() + 120
+    while not condition():
+        if process.poll() is not None:
+            pytest.fail(f"vidtrans ended before {what}: {process.communicate()[1]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"no {what} within 120 s")
+        time.sleep(0.01)
+
+
+def stop(process: subprocess.Popen, signum: int) -> str:
+    """Send `signum`, wait for the exit (failing on a hang); returns stderr."""
+    process.send_signal(signum)
+    try:
+        return process.communicate(timeout=HANG_S)[1]
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        pytest.fail(f"still running {HANG_S} s after {signal.Signals(signum).name}")
+
+
+def temporaries(folder: Path) -> list[Path]:
+    """Partial outputs and lock files, anywhere under `folder` (they are hidden files)."""
+    return sorted(p for p in folder.rglob(".*") if ".partial-" in p.name or p.name.endswith(".vidtrans-lock"))
+
+
+def grown(folder: Path, at_least: int = 1):
+    """A condition: a partial file under `folder` holds `at_least` bytes."""
+    def check() -> bool:
+        for path in temporaries(folder):
+            try:
+                if ".partial-" in path.name and path.stat().st_size >= at_least:
+                    return True
+            except FileNotFoundError:  # renamed or deleted since listed
+                pass
+        return False
+    return check
+
+
+def assert_interrupted(process: subprocess.Popen, stderr: str, signum: int) -> None:
+    assert process.returncode == 128 + signum, stderr
+    assert stderr.splitlines()[-1] == "vidtrans: interrupted", stderr
+    assert "Traceback" not in stderr
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """Long enough to be caught mid-write; frames this large keep x264's threads busy."""
+    return make_clip(tmp_path_factory.mktemp("media") / "in.mp4", frames=FRAMES, size=(640, 480), audio=True).path
+
+
+@pytest.fixture(scope="module")
+def finished(clip, rgb_model_dir):
+    """The output of one uninterrupted run: an existing file to protect, and the size to expect."""
+    out = clip.with_name("finished.mp4")
+    result = subprocess.run([sys.executable, "-m", "vidtrans", *run_args(clip, out, rgb_model_dir, *NEAR_END)],
+                            capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def dance(tmp_path_factory):
+    """Our procedural dancer: a person for the pose detector to find in every frame."""
+    return dancer_clip(tmp_path_factory.mktemp("media") / "dance.mp4", frames=150, size=(256, 256)).path
+
+
+@pytest.fixture(scope="module")
+def tiny_pose_model(tmp_path_factory):
+    torch.manual_seed(0)
+    net = build_generator("resnet_6blocks", 3, 3, 8, "instance")
+    init_weights(net)
+    folder = tmp_path_factory.mktemp("models") / "tiny-pose"
+    save_checkpoint(folder, net, ModelCard(architecture="resnet_6blocks", ngf=8, norm="instance", native_size=(64, 64),
+                                           input_kind="pose"))
+    return folder
+
+
+def run_args(clip, out, model, *extra):
+    return ["run", clip, "-o", out, "--model", model, "--device", "cpu", *extra]
+
+
+# --- run -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_signal_mid_encode_leaves_existing_output_untouched(tmp_path, clip, finished, rgb_model_dir, signum):
+    """Mid-write with the encoder's threads busy, replacing an existing file (--overwrite)."""
+    out = tmp_path / "out.mp4"
+    out.write_bytes(finished.read_bytes())
+    before = out.read_bytes()
+    process = start(*run_args(clip, out, rgb_model_dir, "--overwrite"))
+    wait_for(process, grown(tmp_path), "growing partial file")
+    stderr = stop(process, signum)
+    assert_interrupted(process, stderr, signum)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+
+
+def test_ctrl_c_right_after_the_output_is_opened(tmp_path, clip, rgb_model_dir):
+    process = start(*run_args(clip, tmp_path / "out.mp4", rgb_model_dir))
+    wait_for(process, lambda: temporaries(tmp_path), "partial file")
+    stderr = stop(process, signal.SIGINT)
+    assert_interrupted(process, stderr, signal.SIGINT)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_near_the_end(tmp_path, clip, finished, rgb_model_dir):
+    """When most of the file is written: the encoder's look-ahead is full, the last batches in flight."""
+    process = start(*run_args(clip, tmp_path / "out.mp4", rgb_model_dir, *NEAR_END))
+    wait_for(process, grown(tmp_path, finished.stat().st_size * 6 // 10), "partial file at 60 % of its size")
+    stderr = stop(process, signal.SIGINT)
+    assert_interrupted(process, stderr, signal.SIGINT)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/fdinfo").is_dir(), reason="recognises the detection pass in Linux's /proc")
+def test_ctrl_c_during_pose_detection(tmp_path, dance, tiny_pose_model):
+    """The detection pass (nothing written yet) stops too, and the message is not lost to the
+    detectors' silenced stderr."""
+    out = tmp_path / "out" / "out.mp4"
+    out.parent.mkdir()
+    process = start(*run_args(dance, out, tiny_pose_model, "--pose", "detect"))
+
+    def detecting() -> bool:
+        """The detection pass's own reader of the input (a second one) is past half of the file:
+        decoding runs only a few batches ahead of the detectors, so they are at work. The
+        translation pass's writer, which opens the input too (for the audio), does not exist yet."""
+        proc = Path(f"/proc/{process.pid}")
+        try:
+            positions = [int((proc / "fdinfo" / fd.name).read_text().split()[1])
+                         for fd in (proc / "fd").iterdir() if os.readlink(fd) == str(dance)]
+        except (OSError, IndexError, ValueError):  # a descriptor closed while we looked
+            return False
+        return len(positions) == 2 and 2 * max(positions) >= dance.stat().st_size and not temporaries(out.parent)
+
+    wait_for(process, detecting, "detection pass")
+    stderr = stop(process, signal.SIGINT)
+    assert_interrupted(process, stderr, signal.SIGINT)
+    assert list(out.parent.iterdir()) == []
+
+
+def test_pose_command_sighup_mid_write(tmp_path, dance):
+    out = tmp_path / "out"
+    out.mkdir()
+    process = start("pose", dance, "-o", out / "pose.mp4", "--keypoints", out / "kp.npz")
+    wait_for(process, lambda: temporaries(out), "partial file")
+    stderr = stop(process, signal.SIGHUP)
+    assert_interrupted(process, stderr, signal.SIGHUP)
+    assert list(out.iterdir()) == []
+
+
+def test_cli_installs_no_python_log_callback_and_runs_without_cv2_setloglevel():
+    """Any PyAV log level installs a Python callback that FFmpeg's threads call with the GIL: an x264
+    thread logging while the interrupted main thread frees the encoder deadlocked (PyAV #751).
+    OpenCV 5 has setLogLevel only in cv2.utils.logging; vidtrans must not crash there."""
+    script = "\n".join([
+        "import sys, av.logging, cv2",
+        "del cv2.setLogLevel",
+        "from vidtrans.cli import main",
+        "sys.argv = ['vidtrans', '--version']",
+        "try:",
+        "    main()",
+        "except SystemExit as e:",
+        "    print('exit', e.code, 'log level', av.logging.get_level())",
+    ])
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            stdin=subprocess.DEVNULL)
+    assert result.stdout.splitlines()[-1] == "exit 0 log level None", result.stdout + result.stderr
+
+
+# --- batch -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_batch_stops_on_signal(tmp_path, rgb_model_dir, signum):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    clips = [make_clip(src / f"{i}.mp4", frames=60, size=(320, 240), audio=True).path for i in range(3)]
+    before = [c.read_bytes() for c in clips]
+    process = start("batch", src, "-o", out, "--model", rgb_model_dir, "--devices", "cpu", "--batch-size", 1,
+                    "--report", tmp_path / "report.json")
+    wait_for(process, grown(out), "growing partial file")
+    stderr = stop(process, signum)
+    assert_interrupted(process, stderr, signum)
+    assert temporaries(out) == []
+    assert [c.read_bytes() for c in clips] == before
+    assert not (tmp_path / "report.json").exists()
+    for record in json.loads((out / ".vidtrans-batch.json").read_text())["clips"].values():
+        assert record["status"] == "running" or (out / record["output"]).is_file()
+
+
+# --- live ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_live_ends_normally_on_signal(tmp_path, rgb_model_dir, signum):
+    """A signal is how a live session is stopped: the recording is finished and the stats written."""
+    # Frames this large fill the muxer's buffer within a second, so a growing file shows frames recorded.
+    camera = make_clip(tmp_path / "cam.mp4", frames=30, size=(320, 240), fps=30, audio=False).path
+    out = tmp_path / "out"
+    out.mkdir()
+    process = start("live", "--model", rgb_model_dir, "--device", "cpu", "--camera", camera, "--loop", "--no-window",
+                    "--record", out / "rec.mp4", "--stats", out / "stats.json")
+    wait_for(process, grown(out), "growing recording")
+    stderr = stop(process, signum)
+    assert process.returncode == 0, stderr
+    assert f"interrupted ({signal.Signals(signum).name})" in stderr and "Traceback" not in stderr
+    assert sorted(p.name for p in out.iterdir()) == ["rec.mp4", "stats.json"]
+    assert len(decode_all(out / "rec.mp4")[0]) == json.loads((out / "stats.json").read_text())["frames"] > 0
+
+
+# --- files live and batch must not replace --------------------------------------------------------
+
+
+@pytest.fixture
+def camera_and_file(tmp_path):
+    camera = make_clip(tmp_path / "cam.mp4", frames=5, size=(64, 48), audio=False).path
+    existing = tmp_path / "existing.json"
+    existing.write_text('{"mine": true}\n')
+    return camera, existing
+
+
+@pytest.mark.parametrize("option", ["record", "stats_path"])
+@pytest.mark.parametrize("target", ["camera", "existing"])
+def test_live_outputs_refuse_the_camera_file_and_existing_files(tmp_path, camera_and_file, option, target):
+    camera, existing = camera_and_file
+    path = camera if target == "camera" else existing
+    before = path.read_bytes()
+    # Even --overwrite never lets an output replace the camera's file.
+    with pytest.raises(VidtransError, match="input" if target == "camera" else "--overwrite"):
+        run_live(FakeModel(), camera, window=False, overwrite=target == "camera", **{option: path})
+    assert path.read_bytes() == before
+    assert temporaries(tmp_path) == []
+
+
+def test_live_record_and_stats_must_differ(tmp_path, camera_and_file):
+    camera, _ = camera_and_file
+    with pytest.raises(VidtransError, match="different"):
+        run_live(FakeModel(), camera, window=False, record=tmp_path / "o.mp4", stats_path=tmp_path / "o.mp4",
+                 overwrite=True)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_live_stats_replace_a_file_with_overwrite(tmp_path, camera_and_file):
+    camera, existing = camera_and_file
+    stats = run_live(FakeModel(), camera, window=False, stats_path=existing, overwrite=True)
+    assert json.loads(existing.read_text())["frames"] == stats.frames > 0
+
+
+def test_live_cli_refuses_recording_onto_the_camera_file(tmp_path, camera_and_file, rgb_model_dir):
+    camera, _ = camera_and_file
+    before = camera.read_bytes()
+    result = subprocess.run([sys.executable, "-m", "vidtrans", "live", "--model", rgb_model_dir, "--device", "cpu",
+                             "--camera", camera, "--no-window", "--record", camera, "--overwrite"],
+                            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [result.stderr.strip()] and result.stderr.startswith("vidtrans: error:")
+    assert str(camera) in result.stderr
+    assert camera.read_bytes() == before
+
+
+@pytest.fixture
+def clips(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        make_clip(src / name, frames=3, size=(64, 48), audio=False)
+    return src
+
+
+@pytest.mark.parametrize("target", ["input", "output", "existing"])
+def test_batch_report_refuses_clips_and_other_files(tmp_path, clips, rgb_model_dir, target):
+    out = tmp_path / "out"
+    path = {"input": clips / "a.mp4", "output": out / "b.mp4", "existing": tmp_path / "notes.json"}[target]
+    if target == "existing":
+        path.write_text('{"mine": true}\n')
+    overwrite = target != "existing"  # even --overwrite never lets the report replace a clip
+    before = path.read_bytes() if path.exists() else None
+    with pytest.raises(BatchUsageError, match="--report"):
+        translate_folder(clips, out, rgb_model_dir, devices=["cpu"], overwrite=overwrite, report=path)
+    assert (path.read_bytes() if path.exists() else None) == before
+    assert not out.exists()  # refused before any work, even the output folder
+
+
+def test_batch_rerun_replaces_its_own_report(tmp_path, clips, rgb_model_dir):
+    report = tmp_path / "report.json"
+    for _ in range(2):
+        result = translate_folder(clips, tmp_path / "out", rgb_model_dir, devices=["cpu"], preset="ultrafast",
+                                  report=report)
+    assert [c["status"] for c in json.loads(report.read_text())["clips"]] == ["skipped", "skipped"]
+    assert result.totals()["skipped"] == 2
+
+
+def test_batch_cli_refuses_a_report_onto_an_input_clip(tmp_path, clips, rgb_model_dir):
+    before = (clips / "a.mp4").read_bytes()
+    result = subprocess.run([sys.executable, "-m", "vidtrans", "batch", clips, "-o", tmp_path / "out", "--model",
+                             rgb_model_dir, "--devices", "cpu", "--report", clips / "a.mp4", "--overwrite"],
+                            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [result.stderr.strip()] and "--report" in result.stderr
+    assert (clips / "a.mp4").read_bytes() == before

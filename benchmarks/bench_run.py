@@ -31,7 +31,7 @@ from tests.media import make_clip  # noqa: E402
 from vidtrans.models.checkpoint import ModelCard, save_checkpoint  # noqa: E402
 from vidtrans.models.networks import build_generator, init_weights, use_per_sample_stats  # noqa: E402
 from vidtrans.pipeline import translate_video  # noqa: E402
-from vidtrans.video import VideoReader, VideoWriter  # noqa: E402
+from vidtrans.video import SourceMedia, VideoReader, VideoWriter  # noqa: E402
 
 
 def naive_script(src: Path, dst: Path, net: torch.nn.Module, device: torch.device) -> int:
@@ -61,8 +61,8 @@ def naive_script(src: Path, dst: Path, net: torch.nn.Module, device: torch.devic
 def codec_floor(src: Path, dst: Path) -> int:
     with VideoReader(src) as reader:
         info = reader.info
-        writer = VideoWriter(dst, info.width, info.height, time_base=info.time_base, fps=info.fps, audio_from=src,
-                             overwrite=True)
+        writer = VideoWriter(dst, info.width, info.height, time_base=info.time_base, fps=info.fps,
+                             source=SourceMedia(src), overwrite=True)
         count = 0
         for frame in reader:
             writer.write(frame.image, frame.pts)

@@ -1,7 +1,7 @@
 """A corpus of broken, odd and hostile command lines, tried as a new user would.
 
 Every case must end with one plain `vidtrans: error: ...` line naming the problem (no traceback),
-the documented exit code, every protected file byte for byte as it was, and nothing new left in
+the documented exit code (2 for option values that make no sense, 1 for failures of the work), every protected file byte for byte as it was, and nothing new left in
 the work folder (no partial file, no lock). The cases run in one child process (`python -m vidtrans`
 costs seconds of imports each), each through the CLI's real entry point.
 """
@@ -38,15 +38,15 @@ CASES = [
     ("run-crf-negative", RUN + ["-o", "{d}/o.mp4", "--crf", "-1"], 1, ["crf"]),
     ("run-pix-fmt", RUN + ["-o", "{d}/o.mp4", "--pix-fmt", "yuv9000p"], 1, ["pix_fmt"]),
     ("run-preset", RUN + ["-o", "{d}/o.mp4", "--preset", "warp"], 1, ["preset"]),
-    ("run-start-nan", RUN + ["-o", "{d}/o.mp4", "--start", "nan"], 1, ["start"]),
-    ("run-start-negative", RUN + ["-o", "{d}/o.mp4", "--start", "-3"], 1, ["start"]),
-    ("run-end-before-start", RUN + ["-o", "{d}/o.mp4", "--start", "2", "--end", "1"], 1, ["end"]),
+    ("run-start-nan", RUN + ["-o", "{d}/o.mp4", "--start", "nan"], 2, ["start"]),
+    ("run-start-negative", RUN + ["-o", "{d}/o.mp4", "--start", "-3"], 2, ["start"]),
+    ("run-end-before-start", RUN + ["-o", "{d}/o.mp4", "--start", "2", "--end", "1"], 2, ["end"]),
     ("run-start-past-end", RUN + ["-o", "{d}/o.mp4", "--start", "500"], 1, ["start"]),
-    ("run-batch-0", RUN + ["-o", "{d}/o.mp4", "--batch-size", "0"], 1, ["batch"]),
-    ("run-smooth", RUN + ["-o", "{d}/o.mp4", "--smooth", "wobble"], 1, ["smooth"]),
-    ("run-smooth-strength", RUN + ["-o", "{d}/o.mp4", "--smooth", "ema", "--smooth-strength", "2"], 1, ["strength"]),
-    ("run-compile", RUN + ["-o", "{d}/o.mp4", "--compile", "maybe"], 1, ["compile"]),
-    ("run-precision", RUN + ["-o", "{d}/o.mp4", "--precision", "fp8"], 1, ["precision"]),
+    ("run-batch-0", RUN + ["-o", "{d}/o.mp4", "--batch-size", "0"], 2, ["batch"]),
+    ("run-smooth", RUN + ["-o", "{d}/o.mp4", "--smooth", "wobble"], 2, ["smooth"]),
+    ("run-smooth-strength", RUN + ["-o", "{d}/o.mp4", "--smooth", "ema", "--smooth-strength", "2"], 2, ["strength"]),
+    ("run-compile", RUN + ["-o", "{d}/o.mp4", "--compile", "maybe"], 2, ["compile"]),
+    ("run-precision", RUN + ["-o", "{d}/o.mp4", "--precision", "fp8"], 2, ["precision"]),
     ("run-device", RUN + ["-o", "{d}/o.mp4", "--device", "tpu"], 1, ["device"]),
     ("run-model-missing", ["run", "{d}/clip.mp4", "--model", "no-such-model"], 1, ["no-such-model"]),
     ("run-model-list-card", ["run", "{d}/clip.mp4", "--model", "{d}/models/listcard"], 1, ["card"]),
@@ -57,7 +57,7 @@ CASES = [
     ("run-model-text-pth", ["run", "{d}/clip.mp4", "--model", "{d}/text.pth"], 1, ["text.pth"]),
     ("run-model-size-0", RUN + ["-o", "{d}/o.mp4", "--model-size", "0"], 1, ["size"]),
     ("run-long-name", RUN + ["-o", "{d}/" + "x" * 300 + ".mp4"], 1, ["too long"]),
-    ("run-pose-mode", ["run", "{d}/clip.mp4", "-o", "{d}/o.mp4", "--pose", "maybe"], 1, ["pose"]),
+    ("run-pose-mode", ["run", "{d}/clip.mp4", "-o", "{d}/o.mp4", "--pose", "maybe"], 2, ["pose"]),
     ("run-keypoints-missing", ["run", "{d}/clip.mp4", "-o", "{d}/o.mp4", "--keypoints", "{d}/none.npz"], 1,
      ["none.npz"]),
     ("run-keypoints-text", ["run", "{d}/clip.mp4", "-o", "{d}/o.mp4", "--keypoints", "{d}/notes.txt"], 1,
@@ -82,7 +82,7 @@ CASES = [
     ("train-two-sources", ["train", "{d}/clip.mp4", "--synthetic", "-o", "{d}/t"], 1, ["one"]),
     ("train-resume-nothing", ["train", "--synthetic", "-o", "{d}/t", "--resume"], 1, ["resume"]),
     ("eval-frames-0", ["eval", "--synthetic", "--frames", "0"], 1, ["frames"]),
-    ("eval-batch-0", ["eval", "--synthetic", "--batch-size", "0"], 1, ["batch"]),
+    ("eval-batch-0", ["eval", "--synthetic", "--batch-size", "0"], 2, ["batch"]),
     ("batch-missing", ["batch", "{d}/nowhere", "-o", "{d}/out", "--model", "{tiny}"], 2, ["nowhere"]),
     ("batch-into-itself", ["batch", "{d}/clips", "-o", "{d}/clips", "--model", "{tiny}"], 2, ["clips"]),
     ("batch-report-onto-clip", ["batch", "{d}/clips", "-o", "{d}/out", "--model", "{tiny}", "--report",
@@ -98,7 +98,7 @@ CASES = [
                                   "--stats", "{d}/existing.json"], 1, ["already exists"]),
     ("live-camera-missing", ["live", "--model", "{tiny}", "--camera", "{d}/missing.mp4", "--no-window"], 1,
      ["missing.mp4"]),
-    ("live-size", ["live", "--model", "{tiny}", "--camera", "{d}/clip.mp4", "--no-window", "--size", "0x0"], 1,
+    ("live-size", ["live", "--model", "{tiny}", "--camera", "{d}/clip.mp4", "--no-window", "--size", "0x0"], 2,
      ["size"]),
 ]
 # Files no case may change, and the only new entries a case may leave in the work folder.

@@ -196,10 +196,10 @@ def test_unexpected_errors_are_one_line_and_the_batch_goes_on(tmp_path, rgb_mode
         make_clip(src / f"{name}.mp4", frames=5, audio=False)
     real = batch.translate_video
 
-    def flaky(src_path, dst, model, **options):
+    def flaky(src_path, dst, model, *args, **options):
         if src_path.name == "b.mp4":
             raise RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB")
-        return real(src_path, dst, model, **options)
+        return real(src_path, dst, model, *args, **options)
 
     monkeypatch.setattr(batch, "translate_video", flaky)
     report = translate_folder(src, tmp_path / "out", rgb_model_dir, devices=["cpu"], **FAST)

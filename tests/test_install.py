@@ -32,7 +32,7 @@ def test_readme_python_api_runs_as_written(tmp_path, rgb_model_dir):
     # Only the inputs change: our clip, a temporary output, the CPU, and a tiny model for every
     # model the snippet loads (the default pose model's detection would only slow this test down).
     replacements = {'"in.mp4"': repr(str(clip.path)), '"out.mp4"': repr(str(tmp_path / "out.mp4")),
-                    '"cuda"': '"cpu"'}
+                    '"out2.mp4"': repr(str(tmp_path / "out2.mp4")), '"cuda"': '"cpu"'}
     for old, new in replacements.items():
         assert old in snippet, f"the README's Python API no longer mentions {old}; update this test"
         snippet = snippet.replace(old, new)
@@ -42,8 +42,9 @@ def test_readme_python_api_runs_as_written(tmp_path, rgb_model_dir):
     namespace = {"frames_in": frames_in}
     exec(compile(snippet, "README.md", "exec"), namespace)
     assert namespace["frames_out"].shape == frames_in.shape and namespace["frames_out"].dtype == np.uint8
-    images, _ = decode_all(tmp_path / "out.mp4")
-    assert len(images) == 6
+    for out in ("out.mp4", "out2.mp4"):
+        images, _ = decode_all(tmp_path / out)
+        assert len(images) == 6
 
 
 def test_import_is_cheap_and_exports_the_api():

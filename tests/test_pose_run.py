@@ -52,7 +52,7 @@ class Recorder:
 def test_run_detects_normalizes_and_renders_pose_maps(tmp_path, pose_model, dancer):
     recorder = Recorder(pose_model)
     out = tmp_path / "out.mp4"
-    summary = translate_video(dancer.path, out, recorder, batch_size=4, side_by_side_view=True)
+    summary = translate_video(dancer.path, out, recorder, batch_size=4, side_by_side=True)
     assert summary.pose.startswith("detected") and "normalized to the target" in summary.pose
     images, times = decode_all(out)
     _, in_times = decode_all(dancer.path)

@@ -12,7 +12,8 @@ import pytest
 
 from tests.media import audio_durations, corrupt_middle, decode_all, make_clip, quadrants, solid
 from vidtrans.errors import VidtransError
-from vidtrans.video import Frame, VideoInfo, VideoReader, VideoWriter, probe
+from vidtrans.options import EncodeOptions
+from vidtrans.video import Frame, SourceMedia, VideoInfo, VideoReader, VideoWriter, probe
 
 QUADRANT_COLOURS = {"tl": (220, 30, 30), "tr": (30, 200, 30), "bl": (30, 30, 220), "br": (235, 235, 235)}
 
@@ -30,11 +31,12 @@ def assert_quadrants(img: np.ndarray, tol: float = 8) -> None:
         assert np.abs(got - QUADRANT_COLOURS[name]).max() <= tol, (name, got, QUADRANT_COLOURS[name])
 
 
-def transcode(src: Path, dst: Path, start=None, end=None, audio=True, **kwargs) -> VideoReader:
+def transcode(src: Path, dst: Path, start=None, end=None, audio=True, overwrite=False, **encode) -> VideoReader:
     with VideoReader(src, start=start, end=end) as reader:
         info = reader.info
         with VideoWriter(dst, info.width, info.height, time_base=info.time_base, fps=info.fps,
-                         audio_from=src if audio else None, start=start, end=end, **kwargs) as writer:
+                         encode=EncodeOptions(**encode), source=SourceMedia(src if audio else None, start, end),
+                         overwrite=overwrite) as writer:
             for frame in reader:
                 writer.write(frame.image, frame.pts)
     return reader
@@ -275,7 +277,7 @@ def test_trim_shifts_video_and_audio_to_zero(tmp_path):
 def test_audio_is_read_lazily_as_video_is_written(tmp_path):
     clip = make_clip(tmp_path / "in.mp4", frames=25, fps=25)
     with VideoReader(clip.path) as reader, VideoWriter(
-            tmp_path / "out.mp4", 64, 48, time_base=reader.info.time_base, fps=25, audio_from=clip.path) as writer:
+            tmp_path / "out.mp4", 64, 48, time_base=reader.info.time_base, fps=25, source=SourceMedia(clip.path)) as writer:
         for frame in reader:
             writer.write(frame.image, frame.pts)
             assert writer.audio_time <= frame.time + 0.1  # never reads far ahead of the video
@@ -312,12 +314,12 @@ def test_output_equal_to_input_is_refused(tmp_path):
     (tmp_path / "sub").mkdir()
     same = tmp_path / "sub" / ".." / "in.mp4"
     with pytest.raises(VidtransError, match="input"):
-        VideoWriter(same, 64, 48, time_base=Fraction(1, 25), fps=25, audio_from=clip.path, overwrite=True)
+        VideoWriter(same, 64, 48, time_base=Fraction(1, 25), fps=25, source=SourceMedia(clip.path), overwrite=True)
     if hasattr(os, "link"):
         os.link(clip.path, tmp_path / "hardlink.mp4")
         with pytest.raises(VidtransError, match="input"):
             VideoWriter(tmp_path / "hardlink.mp4", 64, 48, time_base=Fraction(1, 25), fps=25,
-                        audio_from=clip.path, overwrite=True)
+                        source=SourceMedia(clip.path), overwrite=True)
 
 
 def test_unwritable_output_folder(tmp_path):
@@ -336,14 +338,14 @@ def test_unwritable_output_folder(tmp_path):
 def test_abort_and_exceptions_leave_nothing(tmp_path):
     clip = make_clip(tmp_path / "in.mp4", frames=5)
     dst = tmp_path / "out.mp4"
-    writer = VideoWriter(dst, 64, 48, time_base=Fraction(1, 25), fps=25, audio_from=clip.path)
+    writer = VideoWriter(dst, 64, 48, time_base=Fraction(1, 25), fps=25, source=SourceMedia(clip.path))
     writer.write(clip.images[0], 0)
     writer.abort()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
 
     dst.write_bytes(b"keep me")
     with pytest.raises(RuntimeError):
-        with VideoWriter(dst, 64, 48, time_base=Fraction(1, 25), fps=25, audio_from=clip.path, overwrite=True) as w:
+        with VideoWriter(dst, 64, 48, time_base=Fraction(1, 25), fps=25, source=SourceMedia(clip.path), overwrite=True) as w:
             w.write(clip.images[0], 0)
             raise RuntimeError("stage failed")
     assert dst.read_bytes() == b"keep me"

@@ -15,17 +15,18 @@ import pytest
 from tests.media import decode_all, make_clip, moving_square, quadrants
 from vidtrans.atomic import check_destination
 from vidtrans.errors import VidtransError
-from vidtrans.video import VideoReader, VideoWriter, probe
+from vidtrans.options import EncodeOptions
+from vidtrans.video import SourceMedia, VideoReader, VideoWriter, probe
 from vidtrans.video.writer import encoder_options
 
 
-def transcode(src: Path, dst: Path, **kwargs) -> list[int]:
+def transcode(src: Path, dst: Path, **encode) -> list[int]:
     """VideoReader -> VideoWriter, as the pipeline does; returns the pts the reader gave."""
     given = []
     with VideoReader(src) as reader:
         info = reader.info
         with VideoWriter(dst, info.width, info.height, time_base=info.time_base, fps=info.fps,
-                         audio_from=src, **kwargs) as writer:
+                         encode=EncodeOptions(**encode), source=SourceMedia(src)) as writer:
             for frame in reader:
                 given.append(frame.pts)
                 writer.write(frame.image, frame.pts)
@@ -111,7 +112,8 @@ def psnr(got: list[np.ndarray], expected: list[np.ndarray]) -> float:
 def test_fine_colour_detail_keeps_its_colour(tmp_path, size, pix_fmt):
     width, height = size
     images = [fine_detail(i, width, height) for i in range(3)]
-    with VideoWriter(tmp_path / "out.mp4", width, height, time_base=Fraction(1, 25), fps=25, pix_fmt=pix_fmt) as w:
+    with VideoWriter(tmp_path / "out.mp4", width, height, time_base=Fraction(1, 25), fps=25,
+                     encode=EncodeOptions(pix_fmt=pix_fmt)) as w:
         for i, image in enumerate(images):
             w.write(image, i)
     ours = [image[:height, :width] for image in decode_all(tmp_path / "out.mp4")[0]]
@@ -166,7 +168,8 @@ def test_frames_before_time_zero_are_all_shown(tmp_path):
 
 def test_negative_pts_shift_video_and_audio_together(tmp_path):
     source = make_clip(tmp_path / "in.mp4", frames=12, audio=True)
-    with VideoWriter(tmp_path / "out.mp4", 64, 48, time_base=Fraction(1, 25), fps=25, audio_from=source.path) as w:
+    with VideoWriter(tmp_path / "out.mp4", 64, 48, time_base=Fraction(1, 25), fps=25,
+                     source=SourceMedia(source.path)) as w:
         for i in range(12):
             w.write(moving_square(i, 64, 48), i - 3)  # the first three frames before 0
     got, times = decode_all(tmp_path / "out.mp4")
@@ -194,7 +197,7 @@ def test_negative_pts_shift_video_and_audio_together(tmp_path):
 ])
 def test_bad_encoder_settings_fail_at_once_and_leave_nothing(tmp_path, settings, names):
     with pytest.raises(VidtransError) as err:
-        VideoWriter(tmp_path / "out.mp4", 64, 48, time_base=Fraction(1, 25), fps=25, **settings)
+        VideoWriter(tmp_path / "out.mp4", 64, 48, time_base=Fraction(1, 25), fps=25, encode=EncodeOptions(**settings))
     message = str(err.value)
     assert "\n" not in message and names in message
     value = str(next(iter(settings.values())))
@@ -205,7 +208,7 @@ def test_bad_encoder_settings_fail_at_once_and_leave_nothing(tmp_path, settings,
 def test_crf_range_limits_are_accepted(tmp_path):
     for codec, crf in [("libx264", 0), ("libx264", 51), ("libvpx-vp9", 63)]:
         with VideoWriter(tmp_path / f"{codec}-{crf}.mkv", 64, 48, time_base=Fraction(1, 25), fps=25,
-                         codec=codec, crf=crf) as writer:
+                         encode=EncodeOptions(codec=codec, crf=crf)) as writer:
             writer.write(moving_square(0, 64, 48), 0)
         assert len(decode_all(tmp_path / f"{codec}-{crf}.mkv")[0]) == 1
 

@@ -20,6 +20,9 @@ _LAZY = {
     "Summary": "vidtrans.pipeline",
     "Translator": "vidtrans.models.translator",
     "VidtransError": "vidtrans.errors",
+    "RunOptions": "vidtrans.options",
+    "EncodeOptions": "vidtrans.options",
+    "BatchOptions": "vidtrans.options",
 }
 __all__ = ["__version__", "load_model", *_LAZY]
 

@@ -1,7 +1,7 @@
 """Translate a folder of clips: discovery, resumable runs, isolated failures, several clips in flight.
 
     from vidtrans.batch import translate_folder
-    report = translate_folder("clips/", "out/", "pose2person", workers=2, smoothing="flow")
+    report = translate_folder("clips/", "out/", "pose2person", workers=2, smoothing="flow")  # RunOptions/BatchOptions fields
     report.totals(), [c.error for c in report.failed], report.save("report.json", overwrite=True)
 
 The output tree mirrors the input tree. A manifest in the output folder (`.vidtrans-batch.json`,
@@ -14,10 +14,10 @@ clip's decoding and encoding overlap another clip's model work.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import fnmatch
 import hashlib
-import inspect
 import itertools
 import json
 import os
@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from vidtrans.atomic import check_destination, write_atomically
-from vidtrans.errors import VidtransError
+from vidtrans.errors import UsageError, VidtransError
+from vidtrans.options import BatchOptions, RunOptions, output_settings
 from vidtrans.pipeline import translate_video
 
 DEFAULT_PATTERNS = ("*.mp4", "*.mov", "*.mkv", "*.avi", "*.webm", "*.m4v", "*.mpg", "*.mpeg", "*.ts", "*.mts",
@@ -39,15 +40,9 @@ MANIFEST_FORMAT, MANIFEST_VERSION = "vidtrans-batch-manifest", 1
 PARTIAL_PATTERNS = (".*.partial-*",)  # vidtrans.atomic's temporary files
 REPORT_KEYS = {"input_dir", "output_dir", "model", "clips", "totals"}  # what tells an earlier report
 HEAD_BYTES = 1 << 20
-# translate_video options that change the output file. Batch size, compile, workers and devices
-# only change the speed, so a rerun with other values still skips finished clips.
-OUTPUT_OPTIONS = ("start", "end", "smoothing", "smoothing_strength", "side_by_side_view", "pose", "normalize",
-                  "codec", "crf", "preset", "pix_fmt")
-PASSED_OPTIONS = OUTPUT_OPTIONS + ("batch_size",)
-_DEFAULTS = {name: p.default for name, p in inspect.signature(translate_video).parameters.items()}
 
 
-class BatchUsageError(VidtransError):
+class BatchUsageError(UsageError):
     """The folders or batch options make no sense (the CLI exits with 2 for these)."""
 
 
@@ -304,28 +299,21 @@ def translate_folder(
     input_dir: str | os.PathLike,
     output_dir: str | os.PathLike,
     model: str | os.PathLike,
+    options: RunOptions | None = None,
     *,
-    patterns: Sequence[str] | None = None,
-    recursive: bool = True,
-    workers: int | None = None,
-    devices: Sequence[str] = ("auto",),
+    batch: BatchOptions | None = None,
     precision: str = "auto",
-    ext: str | None = None,
-    overwrite: bool = False,
-    compile: str = "auto",
-    listener: BatchListener | None = None,
-    report: str | os.PathLike | None = None,
     model_size: int | None = None,
-    **options: Any,
+    listener: BatchListener | None = None,
+    **changes: Any,
 ) -> BatchReport:
     """Translate every clip under `input_dir` into the same relative path under `output_dir`.
 
-    model: name, checkpoint folder or pix2pix .pth. workers: clips in flight (default 2 per
-    device); worker i uses devices[i % len(devices)]. ext: output container extension (default:
-    the input's). overwrite: redo finished clips and replace existing files. report: also write
-    the returned report there as JSON (see `BatchReport.save`; the path is checked before any
-    work). model_size: the working resolution (see `vidtrans.load_model`'s size). options: the `translate_video` options batch_size, start, end, smoothing,
-    smoothing_strength, side_by_side_view, pose, normalize, codec, crf, preset, pix_fmt.
+    model: name, checkpoint folder or pix2pix .pth, loaded once per device with `precision` and
+    working size `model_size` (see `vidtrans.load_model`). options: how each clip is translated
+    (a `RunOptions`, as for `translate_video`); batch: which clips, how many at once, on which
+    devices, the report (a `BatchOptions`); `changes`: fields of either, by name, e.g.
+    `translate_folder("clips/", "out/", "pose2person", workers=2, smoothing="flow")`.
 
     Failures do not stop the batch: a clip that cannot be translated gets status "failed" and a
     one-line error in the report. Raises BatchUsageError for bad folders or options.
@@ -333,18 +321,20 @@ def translate_folder(
     from vidtrans.models.checkpoint import check_size, load_checkpoint
     from vidtrans.models.translator import Translator, resolve_device, resolve_precision
 
-    unknown = set(options) - set(PASSED_OPTIONS)
-    if unknown:
-        raise TypeError(f"translate_folder got unknown options: {', '.join(sorted(unknown))}")
+    batch_fields = {f.name for f in dataclasses.fields(BatchOptions)}
+    try:
+        batch = (batch or BatchOptions()).replace(**{k: v for k, v in changes.items() if k in batch_fields})
+        options = (options or RunOptions()).replace(**{k: v for k, v in changes.items() if k not in batch_fields})
+    except VidtransError as e:
+        raise BatchUsageError(str(e)) from None
     started = time.perf_counter()
     input_dir, output_dir = Path(input_dir), Path(output_dir)
-    patterns = tuple(patterns or DEFAULT_PATTERNS)
+    patterns = tuple(batch.patterns or DEFAULT_PATTERNS)
+    recursive, overwrite, report = batch.recursive, batch.overwrite, batch.report
     _check_folders(input_dir, output_dir)
-    devices = list(devices) or ["auto"]
-    workers = workers if workers is not None else 2 * len(devices)
-    if workers < 1:
-        raise BatchUsageError(f"--workers must be at least 1, got {workers}")
-    suffix = _suffix(ext)
+    devices = batch.device_list
+    workers = batch.workers if batch.workers is not None else 2 * len(devices)
+    suffix = _suffix(batch.ext)
     clips = find_clips(input_dir, patterns, recursive, exclude=[output_dir])
     if not clips:
         how = "" if recursive else " (not looking in subfolders: --no-recursive)"
@@ -360,8 +350,8 @@ def translate_folder(
     # Worker i runs on devices[i % len(devices)]; each distinct device gets one model.
     worker_devices = [resolve_device(devices[i % len(devices)]) for i in range(workers)]
     precisions = {resolve_precision(precision, d, checkpoint.card) for d in worker_devices}
-    settings = _settings(options, precisions.pop() if len(precisions) == 1 else precision)
-    if model_size is not None:  # absent otherwise, so manifests of earlier versions still match
+    settings = {**output_settings(options), "precision": precisions.pop() if len(precisions) == 1 else precision}
+    if model_size is not None:
         settings["model_size"] = model_size
     weights = model_sha256(checkpoint)
     # Only now, with every check passed: a refused batch leaves no output folder behind.
@@ -385,8 +375,7 @@ def translate_folder(
                 if device not in models:
                     models[device] = SharedModel(Translator(checkpoint, device=device, precision=precision,
                                                                      size=model_size))
-            runner = _Runner([models[d] for d in worker_devices], manifest, listener, settings, weights, compile,
-                             options)
+            runner = _Runner([models[d] for d in worker_devices], manifest, listener, settings, weights, options)
             results.update(runner.run(jobs, workers))
     batch_report.clips = [results[_rel(c, input_dir)] for c in clips]
     batch_report.seconds = time.perf_counter() - started
@@ -414,12 +403,6 @@ def _suffix(ext: str | None) -> str | None:
     if not ext or not ext.isalnum():
         raise BatchUsageError(f"--ext must be a file extension such as mp4 or mkv, got {ext!r}")
     return "." + ext
-
-
-def _settings(options: dict[str, Any], precision: str) -> dict[str, Any]:
-    """The output-changing options with translate_video's defaults filled in, as stored in the manifest."""
-    settings = {name: options.get(name, _DEFAULTS[name]) for name in OUTPUT_OPTIONS}
-    return {**settings, "precision": precision}
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -479,9 +462,9 @@ def one_line(error: BaseException) -> str:
 
 class _Runner:
     def __init__(self, models: list[SharedModel], manifest: Manifest, listener: BatchListener,
-                 settings: dict[str, Any], weights: str, compile: str, options: dict[str, Any]):
+                 settings: dict[str, Any], weights: str, options: RunOptions):
         self.models, self.manifest, self.listener = models, manifest, listener
-        self.settings, self.weights, self.compile, self.options = settings, weights, compile, options
+        self.settings, self.weights, self.options = settings, weights, options
         self.cancel = threading.Event()
         self._local = threading.local()
         self._ids = itertools.count()
@@ -522,8 +505,8 @@ class _Runner:
         try:
             self.manifest.record(job.rel, status="running", **base)
             job.dst.parent.mkdir(parents=True, exist_ok=True)
-            summary = translate_video(job.src, job.dst, model, overwrite=job.overwrite, compile=self.compile,
-                                      progress=progress, **self.options)
+            summary = translate_video(job.src, job.dst, model, self.options, overwrite=job.overwrite,
+                                      progress=progress)
             result.status, result.frames, result.seconds = "done", summary.frames, summary.seconds
             self.manifest.record(job.rel, status="done", **{**base, "owned": True}, frames=summary.frames,
                                  seconds=round(summary.seconds, 3), output_size=job.dst.stat().st_size,

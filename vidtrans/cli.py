@@ -3,39 +3,97 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
+import inspect
 import signal
 import sys
 import time
+import typing
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+from typer._click import exceptions as click_exceptions
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 import vidtrans
-from vidtrans.errors import VidtransError
+from vidtrans.errors import UsageError, VidtransError
+from vidtrans.options import POSE_VIDEO_ENCODE, BatchOptions, LiveOptions, Precision, RunOptions
 
-# Options shared by several commands, so each is defined and explained once.
+# Options shared by several commands, so each is defined and explained once. The options of
+# translation and encoding are fields of vidtrans.options' objects, made into flags by `takes`.
 ModelOpt = Annotated[str, typer.Option("-m", "--model", help="Model name, checkpoint folder or pix2pix .pth file.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
-BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Frames per forward pass.")]
-PrecisionOpt = Annotated[str, typer.Option(help="auto (fp16 on CUDA, bf16 on CPUs with AMX, where the model allows; else fp32), fp32, fp16, bf16.")]
-StartOpt = Annotated[Optional[float], typer.Option(help="Start time in seconds.")]
-EndOpt = Annotated[Optional[float], typer.Option(help="End time in seconds.")]
-SideBySideOpt = Annotated[bool, typer.Option("--side-by-side", help="Write input | pose map | output panels for comparison.")]
-SmoothOpt = Annotated[str, typer.Option(help="Output smoothing: auto (what the model card recommends, else none), none, ema (blend with the previous frame) or flow (motion-compensated).")]
-SmoothStrengthOpt = Annotated[float, typer.Option(help="Smoothing strength in [0, 1).")]
-PoseOpt = Annotated[str, typer.Option(help="Pose models: auto (detect unless the input is already a pose-map video), detect, or none (input is pose maps).")]
-NormalizeOpt = Annotated[bool, typer.Option("--normalize/--no-normalize", help="Fit the dancer's height and floor line to the target's (pose models).")]
-CodecOpt = Annotated[str, typer.Option(help="Video encoder.")]
-CrfOpt = Annotated[int, typer.Option(help="Constant rate factor (lower is better quality).")]
-PresetOpt = Annotated[str, typer.Option(help="Encoder preset (ultrafast ... veryslow).")]
-PixFmtOpt = Annotated[str, typer.Option("--pix-fmt", help="Output pixel format.")]
-CompileOpt = Annotated[str, typer.Option(help="torch.compile the model: auto (long clips on CPU), on, off.")]
+PrecisionOpt = Annotated[Precision, typer.Option(help="auto (fp16 on CUDA, bf16 on CPUs with AMX, where the model allows; else fp32), fp32, fp16, bf16.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
 ModelSizeOpt = Annotated[Optional[int], typer.Option("--model-size", help="Translate frames scaled to this longer side in pixels (16-8192; pose maps are drawn at it); default: the model's native size.", show_default=False)]
+
+
+
+def takes(options_type: type, *, param: str = "options", only: tuple[str, ...] | None = None, **defaults: Any):
+    """Give a command one flag per field of `options_type` (a vidtrans.options object, nested
+    options included), and hand the command the values as one object in its parameter `param`.
+
+    only: the fields to offer (a nested object's name offers all of its fields); defaults:
+    different defaults for this command (also for fields that are not flags).
+    """
+    def flags(cls: type) -> list[tuple[dataclasses.Field, Any]]:
+        hints = typing.get_type_hints(cls)
+        found = []
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(hints[f.name]):
+                if only is None or f.name in only:
+                    found += flags(hints[f.name])
+            elif f.metadata.get("cli", True) and (only is None or f.name in only or cls is not options_type):
+                found.append((f, f.metadata.get("cli_type") or hints[f.name]))
+        return found
+
+    def build(cls: type, values: dict[str, Any]) -> Any:
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(hints[f.name]):
+                kwargs[f.name] = build(hints[f.name], values)
+            elif f.name in values:
+                kwargs[f.name] = values[f.name]
+        return cls(**kwargs)
+
+    generated = []
+    for f, hint in flags(options_type):
+        decls = [f.metadata.get("flag") or "--" + f.name.replace("_", "-")] + ([f.metadata["short"]] if f.metadata.get("short") else [])
+        default = defaults.get(f.name, f.default)
+        info = typer.Option(*decls, help=f.metadata["help"], show_default=default is not None)
+        generated.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                           annotation=Annotated[hint, info]))
+    names = {p.name for p in generated}
+    flag_of = {f.name: (f.metadata.get("flag") or "--" + f.name.replace("_", "-")).split("/")[0]
+               for f, _ in flags(options_type)}
+
+    def decorate(command):
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != param]
+
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = {**defaults, **{name: kwargs.pop(name) for name in names}}
+            try:
+                options = build(options_type, values)
+            except VidtransError as e:
+                # The library names the parameter (batch_size); here the user typed a flag.
+                message = str(e)
+                name = message.split(" ", 1)[0]
+                raise UsageError(message.replace(name, flag_of[name], 1) if name in flag_of else message) from None
+            return command(*args, **{param: options}, **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=own + generated)
+        wrapper.__annotations__ = {p.name: p.annotation for p in own + generated}
+        return wrapper
+
+    return decorate
+
 
 app = typer.Typer(
     help="Translate video frame by frame with pix2pix-style GANs (pose -> person motion transfer).",
@@ -115,29 +173,18 @@ def import_pix2pix(
 
 
 @app.command()
+@takes(RunOptions)
 def run(
     input: Path = typer.Argument(..., help="Video to translate (any format FFmpeg reads).", show_default=False),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output video (default: INPUT_STEM.MODEL.mp4 beside the input)."),
     model: ModelOpt = "pose2person",
     device: DeviceOpt = "auto",
-    batch_size: BatchSizeOpt = 8,
-    precision: PrecisionOpt = "auto",
+    precision: PrecisionOpt = Precision.AUTO,
     model_size: ModelSizeOpt = None,
-    start: StartOpt = None,
-    end: EndOpt = None,
-    side_by_side: SideBySideOpt = False,
-    smooth: SmoothOpt = "auto",
-    smooth_strength: SmoothStrengthOpt = 0.5,
-    pose: PoseOpt = "auto",
     keypoints: Optional[Path] = typer.Option(None, help="Use these keypoints (NPZ, or OpenPose/DWPose JSON) instead of detecting."),
-    normalize: NormalizeOpt = True,
-    codec: CodecOpt = "libx264",
-    crf: CrfOpt = 18,
-    preset: PresetOpt = "medium",
-    pix_fmt: PixFmtOpt = "yuv420p",
-    compile: CompileOpt = "auto",
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
     json_summary: JsonOpt = False,
+    options: RunOptions = RunOptions(),
 ) -> None:
     """Translate a video with a model: same frames, same timestamps, audio kept."""
     import json
@@ -146,11 +193,8 @@ def run(
 
     translator = vidtrans.load_model(model, device=device, precision=precision, size=model_size)
     with _progress(f"{input.name} -> {translator.name}") as update:
-        summary = translate_video(
-            input, output, translator, batch_size=batch_size, start=start, end=end, smoothing=smooth,
-            smoothing_strength=smooth_strength, side_by_side_view=side_by_side, pose=pose, keypoints=keypoints,
-            normalize=normalize, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, overwrite=overwrite,
-            compile=compile, progress=update)
+        summary = translate_video(input, output, translator, options, keypoints=keypoints, overwrite=overwrite,
+                                  progress=update)
     if json_summary:
         print(json.dumps(summary.to_dict()))
     notes = [f"pose: {summary.pose}"] if summary.pose else []
@@ -177,17 +221,14 @@ def _warn_if_no_person(summary, consequence: str) -> None:
 
 
 @app.command()
+@takes(RunOptions, only=("start", "end", "encode"), preset=POSE_VIDEO_ENCODE.preset, threads=POSE_VIDEO_ENCODE.threads)
 def pose(
     input: Path = typer.Argument(..., help="Video of a person.", show_default=False),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Pose-map video (default: INPUT_STEM.pose.mp4 beside the input)."),
     keypoints: Optional[Path] = typer.Option(None, "--keypoints", help="Also save the keypoints as NPZ (array 'keypoints', frames x 18 x 3, input pixels)."),
-    start: StartOpt = None,
-    end: EndOpt = None,
-    codec: CodecOpt = "libx264",
-    crf: CrfOpt = 18,
-    preset: str = typer.Option("superfast", help="Encoder preset (ultrafast ... veryslow). Pose maps are flat graphics: superfast loses nothing visible at the same CRF and keeps 720p above 35 fps; files are about 1 Mbit/s at 720p."),
     overwrite: bool = typer.Option(False, help="Replace existing output files."),
     json_summary: JsonOpt = False,
+    options: RunOptions = RunOptions(),
 ) -> None:
     """Detect the body pose in every frame and write OpenPose-style pose maps (same frames and timestamps)."""
     import json
@@ -196,8 +237,8 @@ def pose(
 
     output = output or default_output_path(input, "pose")
     with _progress(f"{input.name} -> pose") as update:
-        summary = render_pose_video(input, output, keypoints_out=keypoints, start=start, end=end, codec=codec,
-                                    crf=crf, preset=preset, overwrite=overwrite, progress=update)
+        summary = render_pose_video(input, output, keypoints_out=keypoints, start=options.start, end=options.end,
+                                    encode=options.encode, overwrite=overwrite, progress=update)
     if json_summary:
         print(json.dumps(summary.to_dict()))
     console.print(f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps), person found in "
@@ -308,28 +349,17 @@ def train(
 
 
 @app.command()
+@takes(LiveOptions)
 def live(
     model: ModelOpt = "pose2person",
     camera: str = typer.Option("0", "--camera", help="Camera index, or a video file or URL standing in for one (played at its own frame rate)."),
-    size: Optional[str] = typer.Option(None, "--size", help="WIDTHxHEIGHT: capture at this size (frames are resized to it)."),
-    view: str = typer.Option("side", help="side (camera | pose | output), output or pose; v cycles them in the window."),
-    no_window: bool = typer.Option(False, "--no-window", help="No preview window (headless)."),
-    virtual_cam: bool = typer.Option(False, "--virtual-cam", help="Send the view to a virtual webcam (pip install 'vidtrans[live]')."),
-    record: Optional[Path] = typer.Option(None, "--record", help="Record the view (without the HUD) to this video, at capture times."),
-    serve: Optional[str] = typer.Option(None, "--serve", help="Serve a page with the view as MJPEG at [HOST:]PORT (host 127.0.0.1 unless given)."),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after N frames shown."),
-    stats: Optional[Path] = typer.Option(None, "--stats", help="Write frames, fps, latency p50/p95, dropped, device as JSON."),
-    loop: bool = typer.Option(False, "--loop", help="Play a video file camera again from the start when it ends."),
     device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "auto",
+    precision: PrecisionOpt = Precision.AUTO,
     model_size: ModelSizeOpt = None,
-    smooth: str = typer.Option("none", help="Output smoothing: none, auto (what the model card recommends), ema or flow (causal; costs a few ms a frame)."),
-    smooth_strength: SmoothStrengthOpt = 0.5,
-    normalize: bool = typer.Option(True, "--normalize/--no-normalize", help="Pose models: fit the dancer to the target's body once ~2 s of poses are seen."),
-    overwrite: bool = typer.Option(False, help="Replace existing --record and --stats files."),
+    options: LiveOptions = LiveOptions(),
 ) -> None:
     """Translate a webcam live: preview window (q quit, space pause, v view, s snapshot), recording, MJPEG, virtual camera."""
-    from vidtrans.live import parse_size, run_live
+    from vidtrans.live import run_live
 
     translator = vidtrans.load_model(model, device=device, precision=precision, size=model_size)
 
@@ -338,41 +368,23 @@ def live(
                       f"({translator.device}); Ctrl-C to stop" + (f"; watch at {info['url']}" if info["url"] else ""),
                       markup=False, highlight=False, soft_wrap=True)
 
-    result = run_live(translator, camera, size=parse_size(size), view=view, window=not no_window, record=record,
-                      serve=serve, virtual_cam=virtual_cam, max_frames=max_frames, stats_path=stats, smoothing=smooth,
-                      smoothing_strength=smooth_strength, normalize=normalize, loop=loop, overwrite=overwrite,
-                      on_start=started)
+    result = run_live(translator, camera, options, on_start=started)
     console.print(f"{result.summary()}; {result.ended}" + (f"; pose {result.pose}" if result.pose else "")
-                  + (f" -> {record}" if record and result.frames else ""), markup=False, highlight=False, soft_wrap=True)
+                  + (f" -> {options.record}" if options.record and result.frames else ""), markup=False,
+                  highlight=False, soft_wrap=True)
 
 
 @app.command()
+@takes(BatchOptions, param="batch_options")
+@takes(RunOptions)
 def batch(
     input_dir: Path = typer.Argument(..., help="Folder of clips (searched recursively).", show_default=False),
     output_dir: Path = typer.Option(..., "-o", "--output", help="Folder for the outputs; mirrors the input tree, same file names."),
     model: ModelOpt = ...,
-    pattern: Optional[list[str]] = typer.Option(None, "--pattern", help="File name pattern to translate (repeatable; default: common video extensions)."),
-    recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Look in subfolders."),
-    workers: Optional[int] = typer.Option(None, help="Clips translated at once (default: 2 per device)."),
-    devices: str = typer.Option("auto", help="Comma-separated devices the workers take turns on, e.g. cuda:0,cuda:1."),
-    ext: Optional[str] = typer.Option(None, help="Output container extension, e.g. mp4 (default: the input's)."),
-    overwrite: bool = typer.Option(False, help="Redo every clip, even finished ones, and replace existing files."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write a JSON report: per clip input, output, status, frames, seconds, fps, error; and totals. Replaces an earlier report; any other existing file needs --overwrite."),
-    batch_size: BatchSizeOpt = 8,
-    precision: PrecisionOpt = "auto",
-    start: Optional[float] = typer.Option(None, help="Start time in seconds (every clip)."),
-    end: Optional[float] = typer.Option(None, help="End time in seconds (every clip)."),
-    side_by_side: SideBySideOpt = False,
-    smooth: SmoothOpt = "auto",
-    smooth_strength: SmoothStrengthOpt = 0.5,
-    pose: PoseOpt = "auto",
-    normalize: NormalizeOpt = True,
-    codec: CodecOpt = "libx264",
-    crf: CrfOpt = 18,
-    preset: PresetOpt = "medium",
-    pix_fmt: PixFmtOpt = "yuv420p",
-    compile: CompileOpt = "auto",
+    precision: PrecisionOpt = Precision.AUTO,
     model_size: ModelSizeOpt = None,
+    options: RunOptions = RunOptions(),
+    batch_options: BatchOptions = BatchOptions(),
 ) -> None:
     """Translate every clip in a folder; a rerun skips finished clips and redoes changed or failed ones.
 
@@ -380,20 +392,11 @@ def batch(
 
     Exit status: 0 every clip translated or skipped; 1 a clip failed (or the model could not be loaded); 2 usage error (bad option, INPUT_DIR missing or without clips, OUTPUT_DIR = INPUT_DIR, --report naming a clip or an existing file that is not a report); 128+N stopped by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), finished clips kept.
     """
-    from vidtrans.batch import BatchUsageError, RichDisplay, summary_tables, translate_folder
+    from vidtrans.batch import RichDisplay, summary_tables, translate_folder
 
-    try:
-        with RichDisplay(console) as display:
-            result = translate_folder(
-                input_dir, output_dir, model, patterns=pattern, recursive=recursive, workers=workers,
-                devices=[d.strip() for d in devices.split(",") if d.strip()], precision=precision, ext=ext,
-                overwrite=overwrite, compile=compile, listener=display, batch_size=batch_size, start=start, end=end,
-                smoothing=smooth, smoothing_strength=smooth_strength, side_by_side_view=side_by_side, pose=pose,
-                normalize=normalize, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, report=report,
-                model_size=model_size)
-    except BatchUsageError as e:
-        print(f"vidtrans: error: {e}", file=sys.stderr)
-        raise typer.Exit(2)
+    with RichDisplay(console) as display:
+        result = translate_folder(input_dir, output_dir, model, options, batch=batch_options,
+                                  precision=precision, model_size=model_size, listener=display)
     for table in summary_tables(result):
         console.print(table)
     if result.failed:
@@ -401,6 +404,7 @@ def batch(
 
 
 @app.command("eval")
+@takes(RunOptions, only=("batch_size", "smoothing", "smoothing_strength"))
 def evaluate(
     model: ModelOpt = "pose2person",
     synthetic: bool = typer.Option(False, "--synthetic", help="Score on a held-out procedural dance with exact ground truth."),
@@ -408,10 +412,9 @@ def evaluate(
     frames: int = typer.Option(64, help="Frames of the dance for --synthetic."),
     data: Optional[Path] = typer.Option(None, "--data", help="Paired folder (AB images, or A/ and B/) to score instead."),
     device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "auto",
-    batch_size: BatchSizeOpt = 8,
-    smooth: SmoothOpt = "auto",
+    precision: PrecisionOpt = Precision.AUTO,
     json_summary: bool = typer.Option(False, "--json", help="Print one JSON object (ssim, psnr, flicker_ratio, ...)."),
+    options: RunOptions = RunOptions(),
 ) -> None:
     """Score a model against ground truth: SSIM, PSNR (dB) and flicker ratio (output vs truth)."""
     import json
@@ -426,7 +429,8 @@ def evaluate(
     else:
         inputs, truth = folder_ground_truth(translator, data)
     result = {"model": translator.name, **({"seed": seed} if synthetic else {"data": str(data)}),
-              **score(translator, inputs, truth, batch_size=batch_size, smoothing=smooth)}
+              **score(translator, inputs, truth, batch_size=options.batch_size, smoothing=options.smoothing,
+                    smoothing_strength=options.smoothing_strength)}
     if json_summary:
         print(json.dumps(result))
     else:
@@ -496,7 +500,8 @@ def main() -> None:
             signal.signal(signum, _stop)
     try:
         try:
-            app()
+            # Not standalone: errors come back here, to be told in one line like ours.
+            code = app(standalone_mode=False)
         finally:
             # The command has cleaned up; a signal from now on ends the process at once.
             for signum in _STOP_SIGNALS:
@@ -507,15 +512,22 @@ def main() -> None:
             raise
         if not _stopped_by:
             print(f"vidtrans: error: {e}", file=sys.stderr)
-            sys.exit(1)
-    except KeyboardInterrupt:  # before typer took over
+            sys.exit(2 if isinstance(e, UsageError) else 1)
+    except click_exceptions.NoArgsIsHelpError as e:
+        print(e.ctx.get_help())
+        sys.exit(0)
+    except click_exceptions.UsageError as e:
+        command = e.ctx.command_path if e.ctx else "vidtrans"
+        message = " ".join(e.format_message().replace("Value error, ", "").split()).rstrip(".")
+        print(f"vidtrans: error: {message}; see {command} --help", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except (KeyboardInterrupt, click_exceptions.Abort):  # before typer took over
         if not _stopped_by:
             _stopped_by.append(signal.SIGINT)
-    except SystemExit as e:
-        # typer turns KeyboardInterrupt into a silent exit 130; live ends normally on a signal (0).
-        if not _stopped_by or e.code in (0, None):
-            raise
-    if _stopped_by:
-        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
-            print("vidtrans: interrupted", file=sys.stderr)
-        sys.exit(128 + _stopped_by[0])
+    else:
+        # typer returns 130 for an interrupted command; live ends normally on a signal (0).
+        if not _stopped_by or code in (0, None):
+            sys.exit(code or 0)
+    with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+        print("vidtrans: interrupted", file=sys.stderr)
+    sys.exit(128 + _stopped_by[0])

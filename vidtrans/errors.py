@@ -12,6 +12,11 @@ class VidtransError(Exception):
     """A user-facing failure whose message is one line naming the problem and the fix."""
 
 
+class UsageError(VidtransError):
+    """The options asked for make no sense (bad values, folders, combinations): the CLI exits with
+    2 for these, as for options it cannot parse, and 1 for failures of the work itself."""
+
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 

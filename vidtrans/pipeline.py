@@ -19,7 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -28,7 +28,9 @@ from vidtrans.errors import VidtransError
 from vidtrans.pose.keypoints import has_person
 from vidtrans.stages import Parallel, run_stages
 from vidtrans.temporal import FlickerMeter, Smoother, smoothing_for
-from vidtrans.video import VideoReader, VideoWriter, check_destination, check_encoder_settings
+from vidtrans.options import POSE_VIDEO_ENCODE, EncodeOptions, RunOptions
+from vidtrans.video import SourceMedia, VideoReader, VideoWriter, check_destination, check_encoder_settings
+from vidtrans.view import side_by_side
 
 Progress = Callable[[int, int, str], None]  # (frames done, frames expected or 0, what is being done)
 
@@ -139,17 +141,6 @@ def _resized(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return image if image.shape[:2] == (height, width) else cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
-def side_by_side(parts: list[np.ndarray]) -> np.ndarray:
-    """Panels scaled to the height of the last one (the output) and joined left to right."""
-    import cv2
-
-    height = parts[-1].shape[0]
-    scaled = [p if p.shape[0] == height else
-              cv2.resize(p, (max(2, round(p.shape[1] * height / p.shape[0])), height), interpolation=cv2.INTER_AREA)
-              for p in parts]
-    return np.concatenate(scaled, axis=1)
-
-
 def default_output_path(src: str | os.PathLike, model_name: str, suffix: str = ".mp4") -> Path:
     src = Path(src)
     return src.with_name(f"{src.stem}.{model_name}{suffix}")
@@ -197,53 +188,42 @@ def translate_video(
     src: str | os.PathLike,
     dst: str | os.PathLike | None,
     model,
+    options: RunOptions | None = None,
     *,
-    batch_size: int = 8,
-    start: float | None = None,
-    end: float | None = None,
-    smoothing: str = "auto",
-    smoothing_strength: float = 0.5,
-    side_by_side_view: bool = False,
-    pose: str = "auto",
     keypoints: str | os.PathLike | None = None,
-    normalize: bool = True,
-    codec: str = "libx264",
-    crf: int = 18,
-    preset: str = "medium",
-    pix_fmt: str = "yuv420p",
     overwrite: bool = False,
-    compile: str = "auto",
     progress: Progress | None = None,
+    **changes: Any,
 ) -> Summary:
-    """Translate every frame of `src` with `model` (a `vidtrans.load_model` result) into `dst`.
+    """Translate every frame of `src` with `model` (a `vidtrans.load_model` result) into `dst`
+    (default: INPUT_STEM.MODEL.mp4 beside `src`).
 
+    `options` (a `RunOptions`; default settings when None), changed by any `changes` given by
+    field name, e.g. `translate_video(src, dst, model, smoothing="flow", crf=20)`.
     Output frames carry the input's timestamps; audio and subtitle streams are copied. `dst` is
-    written under a temporary name and appears only when complete. Returns a `Summary`.
-    pose (pose models only): "auto" detects keypoints unless the input already is a pose-map
-    video, "detect" always detects, "none" treats the input as pose maps. `keypoints` (NPZ or
-    OpenPose/DWPose JSON) replaces detection. `normalize` fits the dancer to the target's body
-    size and floor line (Everybody Dance Now's global normalization) when the model card has the
-    target's pose statistics.
+    written under a temporary name and appears only when complete; an existing `dst` is refused
+    unless `overwrite`. `keypoints` (NPZ or OpenPose/DWPose JSON) replaces pose detection.
+    Returns a `Summary`.
     """
-    if batch_size < 1:
-        raise VidtransError(f"--batch-size must be at least 1, got {batch_size}")
-    smoothing, smoothing_strength = smoothing_for(model, smoothing, smoothing_strength)
+    options = (options or RunOptions()).replace(**changes)
+    smoothing, smoothing_strength = smoothing_for(model, options.smoothing, options.smoothing_strength)
     smoother = Smoother(smoothing, smoothing_strength)
     src = Path(src)
     dst = Path(dst) if dst is not None else default_output_path(src, model.name)
     check_destination(dst, src, overwrite)
-    check_encoder_settings(codec, pix_fmt, crf, preset)
+    check_encoder_settings(options.encode)
     started = time.perf_counter()
     summary = Summary(input=str(src), output=str(dst), model=model.name, device=str(model.device),
-                      precision=model.precision, batch_size=batch_size, smoothing=smoothing)
-    with VideoReader(src, start=start, end=end) as reader:
+                      precision=model.precision, batch_size=options.batch_size, smoothing=smoothing)
+    with VideoReader(src, start=options.start, end=options.end) as reader:
         stages: list[Any] = []
         if model.input_kind == "pose":
-            pose_stages, summary.pose = _pose_stages(src, reader, model, pose, keypoints, normalize, progress)
+            pose_stages, summary.pose = _pose_stages(src, reader, model, options.pose, keypoints, options.normalize,
+                                                     progress)
             stages += pose_stages
             if pose_stages:
                 summary.frames_without_person = 0
-        stages += _compile_stages(model, compile, reader.frame_count)
+        stages += _compile_stages(model, options.compile, reader.frame_count)
         stages.append(TranslateStage.for_device(model))
         if smoothing != "none":
             stages.append(SmoothStage(smoother))
@@ -254,14 +234,13 @@ def translate_video(
                 summary.frames_without_person += 1
             input_flicker.add(batch.frames[i])
             output_flicker.add(batch.output[i])
-            if not side_by_side_view:
+            if not options.side_by_side:
                 return batch.output[i]
             panels = [batch.frames[i]] + ([batch.model_input[i]] if batch.model_input is not None else [])
             return side_by_side(panels + [batch.output[i]])
 
-        summary.frames = _encode(reader, stages, dst, batch_size, frame_to_write,
-                                 dict(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, overwrite=overwrite,
-                                      start=start, end=end, audio_from=src), progress)
+        output = _Output(dst, options.encode, SourceMedia(src, options.start, options.end), overwrite)
+        summary.frames = _encode(reader, stages, output, options.batch_size, frame_to_write, progress)
         summary.corrupt_frames = reader.corrupt_frames
     summary.flicker_input, summary.flicker_output = input_flicker.value, output_flicker.value
     summary.seconds = time.perf_counter() - started
@@ -273,25 +252,21 @@ def render_pose_video(
     dst: str | os.PathLike,
     *,
     keypoints_out: str | os.PathLike | None = None,
-    style=None,
     start: float | None = None,
     end: float | None = None,
-    codec: str = "libx264",
-    crf: int = 18,
-    preset: str = "superfast",
-    pix_fmt: str = "yuv420p",
+    encode: EncodeOptions = POSE_VIDEO_ENCODE,
     overwrite: bool = False,
     progress: Progress | None = None,
 ) -> Summary:
     """Detect, smooth and draw the pose of every frame of `src` into the pose-map video `dst`
-    (same size, frame count and timestamps); optionally save the keypoints as NPZ."""
+    (same size, frame count and timestamps, OpenPose style); optionally save the keypoints as NPZ."""
     from vidtrans.pose import PoseStyle, write_keypoints_npz
     from vidtrans.pose.detector import DETECTION_MAX_SIDE
     from vidtrans.pose.stages import KeypointStage, PoseMapStage, SmoothKeypointsStage
 
     src, dst = Path(src), Path(dst)
     check_destination(dst, src, overwrite)
-    check_encoder_settings(codec, pix_fmt, crf, preset)
+    check_encoder_settings(encode)
     if keypoints_out is not None:
         check_destination(keypoints_out, src, overwrite)
         temp_path(keypoints_out).unlink()  # an unwritable folder fails now, before any work
@@ -302,7 +277,7 @@ def render_pose_video(
     with VideoReader(src, start=start, end=end, max_side=DETECTION_MAX_SIDE) as reader:
         info = reader.info
         stages = [KeypointStage(frame_size=(info.height, info.width)), SmoothKeypointsStage(),
-                  PoseMapStage(lambda kp: kp, info.height, info.width, style or PoseStyle())]
+                  PoseMapStage(lambda kp: kp, info.height, info.width, PoseStyle())]
 
         def frame_to_write(batch: Batch, i: int) -> np.ndarray:
             if i == 0:
@@ -316,13 +291,9 @@ def render_pose_video(
             write_keypoints_npz(keypoints_out, np.concatenate(collected), info.width, info.height, overwrite=overwrite)
             published.append(Path(keypoints_out))
 
-        # The two detectors keep two cores busy, so the encoder should spend little CPU: x264's
-        # default 1.5 threads per core cost 20-25 % more per frame than two, and one thread
-        # becomes the bottleneck from 1080p.
         try:
-            summary.frames = _encode(reader, stages, dst, 8, frame_to_write,
-                                     dict(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, overwrite=overwrite,
-                                          start=start, end=end, audio_from=src, threads=2), progress,
+            output = _Output(dst, encode, SourceMedia(src, start, end), overwrite)
+            summary.frames = _encode(reader, stages, output, 8, frame_to_write, progress,
                                      before_close=publish_keypoints if keypoints_out is not None else None)
         except BaseException:
             for path in published:  # the video failed after its keypoints were published
@@ -358,8 +329,6 @@ def _pose_stages(src: Path, reader: VideoReader, model, pose: str, keypoints, no
     from vidtrans.pose import PoseNormalizer, PoseStats, PoseStyle, estimate_pose_stats, read_keypoints, smooth_track
     from vidtrans.pose.stages import KeypointLookupStage, PoseMapStage, fit_to_frame
 
-    if pose not in ("auto", "detect", "none"):
-        raise VidtransError(f"--pose must be auto, detect or none, not {pose!r}")
     if pose == "none" or (pose == "auto" and keypoints is None and _is_pose_video(src, reader)):
         return [], "input is pose maps"
     card, info = model.card, reader.info
@@ -405,8 +374,6 @@ COMPILE_AUTO_EVIDENCE = 256
 
 def _compile_stages(model, compile: str, frame_count: int) -> list[Any]:
     """Compile now (`on`), or the stage that compiles once the clip proves long (`auto`)."""
-    if compile not in ("auto", "on", "off"):
-        raise VidtransError(f"--compile must be auto, on or off, not {compile!r}")
     if compile == "on":
         model.compile()
     elif compile == "auto" and model.device.type == "cpu" and frame_count >= COMPILE_AUTO_FRAMES:
@@ -414,9 +381,18 @@ def _compile_stages(model, compile: str, frame_count: int) -> list[Any]:
     return []
 
 
-def _encode(reader: VideoReader, stages: list[Any], dst: Path, batch_size: int,
-            frame_to_write: Callable[[Batch, int], np.ndarray], writer_options: dict,
-            progress: Progress | None, before_close: Callable[[], None] | None = None) -> int:
+class _Output(NamedTuple):
+    """Where and how `_encode` writes."""
+
+    dst: Path
+    encode: EncodeOptions
+    source: SourceMedia
+    overwrite: bool
+
+
+def _encode(reader: VideoReader, stages: list[Any], output: _Output, batch_size: int,
+            frame_to_write: Callable[[Batch, int], np.ndarray], progress: Progress | None,
+            before_close: Callable[[], None] | None = None) -> int:
     """Run the stages over the decoded batches and write one frame per input frame; returns the count.
     `before_close` runs after the last frame, before the video is published (companion files)."""
     info, total, written = reader.info, reader.frame_count, 0
@@ -426,8 +402,8 @@ def _encode(reader: VideoReader, stages: list[Any], dst: Path, batch_size: int,
             for i in range(len(batch.pts)):
                 frame = frame_to_write(batch, i)
                 if writer is None:
-                    writer = VideoWriter(dst, frame.shape[1], frame.shape[0], time_base=info.time_base, fps=info.fps,
-                                         **writer_options)
+                    writer = VideoWriter(output.dst, frame.shape[1], frame.shape[0], info.time_base, info.fps,
+                                         output.encode, output.source, output.overwrite)
                 writer.write(frame, batch.pts[i])
                 written += 1
             if progress:

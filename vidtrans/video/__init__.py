@@ -1,15 +1,16 @@
 """Video I/O: decode to upright RGB frames with original timestamps, encode back with audio copied.
 
-    from vidtrans.video import probe, VideoReader, VideoWriter
+    from vidtrans.video import probe, SourceMedia, VideoReader, VideoWriter
 
     with VideoReader("in.mp4") as reader, VideoWriter("out.mp4", reader.info.width, reader.info.height,
                                                       time_base=reader.info.time_base, fps=reader.info.fps,
-                                                      audio_from="in.mp4") as writer:
+                                                      source=SourceMedia("in.mp4")) as writer:
         for frame in reader:
             writer.write(frame.image, frame.pts)
 """
 
 from vidtrans.video.reader import Frame, VideoInfo, VideoReader, probe
-from vidtrans.video.writer import VideoWriter, check_destination, check_encoder_settings
+from vidtrans.video.writer import SourceMedia, VideoWriter, check_destination, check_encoder_settings
 
-__all__ = ["Frame", "VideoInfo", "VideoReader", "VideoWriter", "check_destination", "check_encoder_settings", "probe"]
+__all__ = ["Frame", "SourceMedia", "VideoInfo", "VideoReader", "VideoWriter", "check_destination",
+           "check_encoder_settings", "probe"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from vidtrans.atomic import OutputClaim, check_destination, publish, temp_path
 from vidtrans.errors import VidtransError, first_line
+from vidtrans.options import EncodeOptions
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +78,22 @@ def _check_crf(codec: str, crf: int, top: int) -> None:
                             "(lower is better quality)")
 
 
-def check_encoder_settings(codec: str, pix_fmt: str, crf: int, preset: str) -> tuple[str, dict[str, str]]:
-    """The encoder's name and options for these settings, or VidtransError naming the bad one.
-    Cheap: pipelines call it before any decoding or model work."""
-    codec = _video_encoder(codec, pix_fmt)
-    return codec, encoder_options(codec, crf, preset)
+def check_encoder_settings(encode: EncodeOptions) -> tuple[str, dict[str, str]]:
+    """The encoder's name and FFmpeg options for `encode`, or VidtransError naming the bad
+    setting. Cheap: pipelines call it before any decoding or model work."""
+    codec = _video_encoder(encode.codec, encode.pix_fmt)
+    return codec, encoder_options(codec, encode.crf, encode.preset)
+
+
+@dataclass(frozen=True)
+class SourceMedia:
+    """What an output takes from its input besides the frames: the audio and subtitle streams of
+    `path`, copied, and the span of source time kept, [start, end) in seconds (None: from the
+    beginning, to the end). `start` becomes time 0 in the output."""
+
+    path: str | os.PathLike | None = None
+    start: float | None = None
+    end: float | None = None
 
 
 def _video_encoder(codec: str, pix_fmt: str) -> str:
@@ -130,9 +143,10 @@ class VideoWriter:
     """Encode frames with `write(image, pts)`, then `close()` (or `abort()`).
 
     Timestamps: frames keep the pts they are given, in `time_base` (which also becomes the output
-    video stream's time base), so variable-frame-rate input survives. With `start` (seconds),
-    video and audio are shifted together so `start` becomes time 0 in the output; frames and audio
-    before `start` or at/after `end` are dropped. Pass the reader's original pts, not renumbered ones.
+    video stream's time base), so variable-frame-rate input survives. With `source.start`
+    (seconds), video and audio are shifted together so it becomes time 0 in the output; frames and
+    audio before `source.start` or at/after `source.end` are dropped. Pass the reader's original
+    pts, not renumbered ones.
     A pts that does not increase (duplicate or backwards timestamps, common in screen recordings
     and edited files) is moved to one tick after the previous frame's: every frame is kept. When
     the first frame's pts is negative (and there is no `start`), video and audio are shifted
@@ -141,12 +155,13 @@ class VideoWriter:
     negative timestamps, so there FFmpeg shifts all streams by that delay (a few frames, in sync).
     MPEG-4 part 2 cannot store time bases finer than 1/65535 s: pts are rounded to that.
 
-    Audio and subtitle streams of `audio_from` are copied without re-encoding, interleaved by time
+    Audio and subtitle streams of `source.path` are copied without re-encoding, interleaved by time
     as video is written (read lazily, so memory stays flat); audio the output container cannot
     hold (or PCM into .mp4) is re-encoded to AAC; subtitles it cannot hold are dropped.
 
-    Settings: `codec` must be a video encoder this FFmpeg has, `pix_fmt` one it encodes, `crf` in
-    its range (see `encoder_options`); anything else raises VidtransError before a file is made.
+    Settings (`encode`): the codec must be a video encoder this FFmpeg has, the pixel format one it
+    encodes, crf in its range (see `encoder_options`); anything else raises VidtransError before a
+    file is made.
 
     Odd sizes: 4:2:0 H.264/H.265 cannot store an odd width or height (their cropping works in
     2-pixel steps), so frames are padded by one replicated edge pixel and the output is one pixel
@@ -156,28 +171,27 @@ class VideoWriter:
     and the stream is tagged so players and decoders convert it back the same way. 4:2:0 chroma is
     the mean of each 2x2 block, as FFmpeg's swscale does, so fine coloured detail keeps its colour.
 
-    threads: encoder threads, 0 lets the codec choose (x264: 1.5 per core). Fewer threads cost less
+    encode.threads: encoder threads, 0 lets the codec choose (x264: 1.5 per core). Fewer threads cost less
     CPU per frame (x264 superfast at 720p: 8.2 ms with 3 threads, 7.0 with 2, 6.4 with 1), which
     matters when other stages already keep the cores busy.
     """
 
     def __init__(self, dst: str | os.PathLike, width: int, height: int, time_base: Fraction, fps: float,
-                 codec: str = "libx264", crf: int = 18, preset: str = "medium", pix_fmt: str = "yuv420p",
-                 audio_from: str | os.PathLike | None = None, start: float | None = None,
-                 end: float | None = None, overwrite: bool = False, threads: int = 0):
+                 encode: EncodeOptions | None = None, source: SourceMedia | None = None, overwrite: bool = False):
+        encode, source = encode or EncodeOptions(), source or SourceMedia()
         self.dst = Path(dst)
         self.width, self.height = width, height
         self.time_base = Fraction(time_base)
-        self.start, self.end = start, end
+        self.start, self.end = source.start, source.end
         self.frames_written = 0
         self.audio_time = 0.0  # source time of the last audio/subtitle packet muxed (flat-memory check)
         self._last_pts: int | None = None
         self._last_codec_pts: int | None = None
-        self._origin: Fraction | float = start or 0  # source time that becomes 0 in the output
+        self._origin: Fraction | float = self.start or 0  # source time that becomes 0 in the output
         self._overwrite = overwrite
         # Bad settings are refused before any file (output, temporary or lock) is made.
-        codec, options = check_encoder_settings(codec, pix_fmt, crf, preset)
-        check_destination(self.dst, audio_from, overwrite)
+        codec, options = check_encoder_settings(encode)
+        check_destination(self.dst, source.path, overwrite)
         self._claim = OutputClaim(self.dst)
         try:
             self._tmp = temp_path(self.dst)
@@ -188,13 +202,13 @@ class VideoWriter:
         self._src: av.container.InputContainer | None = None
         try:
             self._out = av.open(str(self._tmp), "w")
-            self._add_video(codec, options, pix_fmt, fps, threads)
+            self._add_video(codec, options, encode.pix_fmt, fps, encode.threads)
             self._audio: Iterator[av.Packet] = iter(())
             self._next_audio: av.Packet | None = None
             self._copy: dict[int, av.stream.Stream] = {}
             self._transcode: dict[int, tuple[av.stream.Stream, av.stream.Stream]] = {}
-            if audio_from is not None:
-                self._add_audio(Path(audio_from))
+            if source.path is not None:
+                self._add_audio(Path(source.path))
         except VidtransError:
             self.abort()
             raise

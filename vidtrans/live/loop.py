@@ -1,0 +1,205 @@
+"""The live loop: capture, process, hand each picture to the sinks, count what happened.
+
+Everything runs at batch 1 on the newest frame, so latency (capture to shown) stays bounded when
+the model is slower than the camera: frames that arrive while one is being processed are dropped
+and counted, never queued (`vidtrans.video.camera.Camera`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from vidtrans.atomic import same_file, write_atomically
+from vidtrans.errors import VidtransError
+from vidtrans.live.process import FrameProcessor, LiveFrame, compose, cpu_threads
+from vidtrans.live.sinks import MjpegServer, Shown, Sink, open_sinks
+from vidtrans.options import LiveOptions, View
+from vidtrans.video import check_destination
+from vidtrans.video.camera import Camera
+
+# A camera that delivers nothing for this long is treated as gone (some drivers block instead of failing).
+STALL_S = 5.0
+
+
+@dataclass
+class LiveStats:
+    frames: int = 0
+    seconds: float = 0.0
+    dropped: int = 0
+    captured: int = 0
+    camera_fps: float = 0.0
+    device: str = "cpu"
+    model: str = ""
+    pose: str | None = None  # how poses were mapped (pose models only)
+    ended: str = ""  # why the run stopped
+    latencies_ms: list[float] = field(default_factory=list)  # capture to shown, per shown frame
+    _first_shown: float | None = None
+    _last_shown: float | None = None
+
+    def add(self, captured_at: float, shown_at: float) -> None:
+        self.frames += 1
+        self.latencies_ms.append((shown_at - captured_at) * 1000.0)
+        if self._first_shown is None:
+            self._first_shown = shown_at
+        self._last_shown = shown_at
+
+    @property
+    def fps(self) -> float:
+        """Frames shown per second, between the first and the last one shown."""
+        if self.frames < 2 or self._last_shown <= self._first_shown:
+            return 0.0
+        return (self.frames - 1) / (self._last_shown - self._first_shown)
+
+    def latency(self, percentile: float) -> float:
+        return float(np.percentile(self.latencies_ms, percentile)) if self.latencies_ms else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"frames": self.frames, "fps": round(self.fps, 2),
+                "latency_ms_p50": round(self.latency(50), 1), "latency_ms_p95": round(self.latency(95), 1),
+                "dropped": self.dropped, "device": self.device, "captured": self.captured,
+                "camera_fps": round(self.camera_fps, 2), "seconds": round(self.seconds, 3), "model": self.model,
+                "pose": self.pose, "ended": self.ended}
+
+    def summary(self) -> str:
+        return (f"{self.frames} frames at {self.fps:.1f} fps, latency p50 {self.latency(50):.0f} ms / "
+                f"p95 {self.latency(95):.0f} ms, {self.dropped} dropped ({self.device})")
+
+
+@dataclass
+class Hooks:
+    """How a caller follows and ends a run (see `run_live`)."""
+
+    on_start: Callable[[dict[str, Any]], None] = lambda info: None
+    on_frame: Callable[[LiveFrame, LiveStats], None] = lambda frame, stats: None
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def run_live(
+    model,
+    source: int | str | os.PathLike = 0,
+    options: LiveOptions | None = None,
+    *,
+    on_frame: Callable[[LiveFrame, LiveStats], None] | None = None,
+    on_start: Callable[[dict[str, Any]], None] | None = None,
+    stop: threading.Event | None = None,
+    **changes: Any,
+) -> LiveStats:
+    """Translate `source` (a camera index, a video file or a URL) live with `model` until it ends,
+    `max_frames` frames were shown, the window is closed (q, Esc) or Ctrl-C; returns the statistics.
+
+    `options` (a `LiveOptions`; default settings when None), changed by any `changes` given by
+    field name, e.g. `run_live(model, "clip.mp4", window=False, record="out.mp4")`.
+    Ctrl-C (under the CLI also SIGTERM and SIGHUP), or setting `stop` from another thread, ends the
+    run normally (recording finished, stats written). `record` and `stats` are refused when they
+    name the camera's file, each other, or an existing file (unless `overwrite`). `on_start` gets a
+    description of the session (camera, size, fps, url) when the first frame arrives; `on_frame`
+    gets every shown frame with the statistics so far.
+    """
+    options = (options or LiveOptions()).replace(**changes)
+    camera = Camera(source, size=options.capture_size, loop=options.loop)
+    # A file standing in for the camera is an input: no output may replace it.
+    inputs = [source] if camera.kind == "file" else []
+    if options.record is not None and options.stats is not None and same_file(options.record, options.stats):
+        raise VidtransError(f"record and stats both name {options.record}; give them different files")
+    if options.stats is not None:
+        check_destination(options.stats, inputs, options.overwrite)
+    stats = LiveStats(device=str(model.device), model=model.name)
+    started = time.perf_counter()
+    # Closes the sinks and the processor in reverse order, also on errors; a recording is kept
+    # only when the block completes.
+    with contextlib.ExitStack() as stack:
+        sinks = open_sinks(options, inputs, stack)
+        processor = FrameProcessor(model, options.smoothing, options.smoothing_strength, options.normalize)
+        stack.callback(processor.close)
+        url = next((sink.url for sink in sinks if isinstance(sink, MjpegServer)), None)
+        hooks = Hooks(stop=stop or threading.Event())
+        if on_frame is not None:
+            hooks.on_frame = on_frame
+        if on_start is not None:
+            hooks.on_start = lambda info: on_start({**info, "url": url})
+        with cpu_threads(model):
+            processor.warm_up()
+            with camera:
+                stats.ended = _loop(camera, processor, sinks, options, stats, hooks)
+                stats.dropped, stats.captured, stats.camera_fps = camera.dropped, camera.captured, camera.fps
+        stats.pose = processor.pose_how
+    stats.seconds = time.perf_counter() - started
+    if options.stats is not None:
+        text = json.dumps(stats.to_dict(), indent=2) + "\n"
+        write_atomically(options.stats, lambda f: f.write(text.encode()), overwrite=options.overwrite,
+                         inputs=inputs, what="stats")
+    return stats
+
+
+def _loop(camera: Camera, processor: FrameProcessor, sinks: list[Sink], options: LiveOptions, stats: LiveStats,
+          hooks: Hooks) -> str:
+    """Capture, process, show, until something ends the run; returns why it ended."""
+    views = list(View)
+    view, paused, shown, last_frame_at = options.view, False, None, time.perf_counter()
+    try:
+        while options.max_frames is None or stats.frames < options.max_frames:
+            if hooks.stop.is_set():
+                return "stopped"
+            captured = camera.get(timeout=0.05)
+            now = time.perf_counter()
+            if captured is None and camera.ended:
+                return camera.end_reason
+            if captured is None and now - last_frame_at > STALL_S:
+                return f"{camera.name} delivered no frame for {STALL_S:g} s"
+            if captured is not None:
+                last_frame_at = now
+            if captured is None or paused:
+                # Nothing new to show (a paused run keeps the camera drained): the window still
+                # redraws the last picture, to read its keys.
+                repeat = shown.again(_hud(stats, camera, view, paused)) if shown is not None else None
+                actions = [sink.show(repeat) for sink in sinks] if repeat is not None else []
+            else:
+                if stats.frames == 0:
+                    height, width = captured.image.shape[:2]
+                    hooks.on_start({"camera": camera.name, "size": f"{width}x{height}", "fps": camera.nominal_fps})
+                frame = processor(captured)
+                shown = Shown(compose(frame, view), captured.time, camera.nominal_fps,
+                              _hud(stats, camera, view, paused))
+                actions = [sink.show(shown) for sink in sinks]
+                stats.add(captured.time, time.perf_counter())
+                stats.dropped = camera.dropped
+                hooks.on_frame(frame, stats)
+            for action in filter(None, actions):
+                if action == "quit":
+                    return "closed by the user"
+                if action == "pause":
+                    paused = not paused
+                elif action == "view":
+                    view = views[(views.index(view) + 1) % len(views)]
+                elif action == "snapshot" and shown is not None:
+                    _snapshot(shown.image)
+    except KeyboardInterrupt as e:
+        # The CLI raises KeyboardInterrupt for SIGTERM and SIGHUP too, naming the signal.
+        return f"interrupted ({e.args[0] if e.args else 'Ctrl-C'})"
+    return f"{options.max_frames} frames shown (--max-frames)"
+
+
+def _hud(stats: LiveStats, camera: Camera, view: View, paused: bool) -> tuple[str, ...]:
+    recent = stats.latencies_ms[-30:]
+    latency = float(np.median(recent)) if recent else math.nan
+    return (f"{stats.fps:.1f} fps  {latency:.0f} ms  dropped {camera.dropped}",
+            f"view {view.value}  [v]iew [s]napshot [space] pause [q]uit" + ("  PAUSED" if paused else ""))
+
+
+def _snapshot(image: np.ndarray) -> Path:
+    path = Path(f"vidtrans-live-{datetime.now():%Y%m%d-%H%M%S-%f}.png")
+    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return path

@@ -1,0 +1,171 @@
+"""Live processing: one camera frame in, the model's output (and the pose map it got) out, at batch 1.
+
+Pose mapping: offline runs fit the source dancer to the target's body with statistics of the whole
+clip; live there is no whole clip. So for the first WARMUP_S seconds the pose is only scaled into
+the model's frame (`fit_to_frame`), while keypoints are collected; then the source statistics are
+estimated from them and, when that works (enough frames showed a whole body), poses are normalized
+to the target's body from then on. Failed estimates are retried every second, with all keypoints
+collected so far, up to GIVE_UP_S; after that the pose stays fitted to the frame.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from vidtrans.errors import VidtransError
+from vidtrans.options import Smoothing, View
+from vidtrans.temporal import Smoother, smoothing_for
+from vidtrans.video.camera import CapturedFrame
+from vidtrans.view import side_by_side
+
+WARMUP_S = 2.0
+GIVE_UP_S = 10.0
+
+
+@dataclass
+class LiveFrame:
+    """One processed frame: what the camera saw, the pose map the model got (pose models), the output."""
+
+    input: np.ndarray
+    pose: np.ndarray | None
+    output: np.ndarray
+    captured_at: float
+
+
+def compose(frame: LiveFrame, view: View) -> np.ndarray:
+    """The picture for a view: side (input | pose | output), output, or pose (the input for RGB models)."""
+    if view == View.OUTPUT:
+        return frame.output
+    if view == View.POSE:
+        return frame.pose if frame.pose is not None else frame.input
+    return side_by_side([frame.input] + ([frame.pose] if frame.pose is not None else []) + [frame.output])
+
+
+class LivePoseMapper:
+    """Camera-pixel keypoints -> the model's frame; see the module docstring for the warm-up."""
+
+    def __init__(self, source_size: tuple[int, int], model_size: tuple[int, int], target_stats: dict | None,
+                 normalize: bool = True):
+        from vidtrans.pose import PoseStats
+        from vidtrans.pose.stages import fit_to_frame
+
+        self.source_size = source_size  # (height, width)
+        self.fit = fit_to_frame(source_size, model_size)
+        self.target = PoseStats.from_dict(target_stats) if normalize and target_stats else None
+        self.transform: Callable[[np.ndarray], np.ndarray] = self.fit
+        self.collected: list[np.ndarray] = []
+        self.start: float | None = None
+        self.next_try = WARMUP_S
+        if not normalize:
+            self.how = "fitted to the frame (normalization off)"
+        elif self.target is None:
+            self.how = "fitted to the frame (the model card has no target pose statistics)"
+        else:
+            self.how = f"fitted to the frame for the first {WARMUP_S:g} s, then normalized"
+
+    def __call__(self, keypoints: np.ndarray, t: float) -> np.ndarray:
+        if self.target is not None and self.transform is self.fit:
+            self._learn(keypoints, t)
+        return self.transform(keypoints)
+
+    def _learn(self, keypoints: np.ndarray, t: float) -> None:
+        from vidtrans.pose import PoseNormalizer, estimate_pose_stats
+
+        self.start = t if self.start is None else self.start
+        self.collected.append(keypoints)
+        elapsed = t - self.start
+        if elapsed < self.next_try:
+            return
+        try:
+            source = estimate_pose_stats(np.stack(self.collected), *self.source_size)
+        except VidtransError as e:
+            self.next_try += 1.0
+            if self.next_try > GIVE_UP_S:
+                self.how = f"fitted to the frame (not normalized: {e})"
+                self.target = None
+                self.collected = []
+            return
+        self.transform = PoseNormalizer(source, self.target)
+        self.how = f"normalized to the target's body (source measured over the first {elapsed:.1f} s)"
+        self.collected = []
+
+
+class FrameProcessor:
+    """Turns one camera frame into a `LiveFrame` with `model`, at batch 1.
+
+    Pose models: tracked detection, causal One Euro filter, mapping into the model's frame, drawing
+    in the card's pose style at the native size. RGB models translate the camera frame itself.
+    """
+
+    def __init__(self, model, smoothing: Smoothing = Smoothing.NONE, smoothing_strength: float = 0.5,
+                 normalize: bool = True):
+        self.model = model
+        self.smoother = Smoother(*smoothing_for(model, smoothing, smoothing_strength))
+        self.normalize = normalize
+        self.is_pose = model.input_kind == "pose"
+        self.detector = self.filter = self.mapper = self.style = None
+        if self.is_pose:
+            from vidtrans.pose import OneEuroFilter, PoseDetector, PoseStyle
+
+            card = model.card
+            self.detector = PoseDetector(video_mode=True)
+            self.filter = OneEuroFilter()
+            self.style = PoseStyle.from_dict(card.pose_style) if card.pose_style else PoseStyle()
+
+    @property
+    def pose_how(self) -> str | None:
+        if not self.is_pose:
+            return None
+        return self.mapper.how if self.mapper is not None else "not started"
+
+    def warm_up(self) -> None:
+        """One throw-away translation, so the first live frame does not pay for lazy initialisation."""
+        height, width = self.model.native_size
+        self.model.translate(np.zeros((1, height, width, 3), np.uint8))
+
+    def __call__(self, frame: CapturedFrame) -> LiveFrame:
+        image = frame.image
+        if not self.is_pose:
+            output = self.model.translate(image[None])[0]
+            return LiveFrame(image, None, self.smoother(output, image), frame.time)
+        from vidtrans.pose import render_pose
+
+        height, width = self.model.native_size
+        if self.mapper is None:
+            self.mapper = LivePoseMapper(image.shape[:2], (height, width), self.model.card.target_pose_stats,
+                                         self.normalize)
+        keypoints = self.filter(self.detector.detect(image), frame.time)
+        pose_map = render_pose(self.mapper(keypoints, frame.time), height, width, self.style)
+        output = self.model.translate(pose_map[None])[0]
+        return LiveFrame(image, pose_map, self.smoother(output, pose_map), frame.time)
+
+    def close(self) -> None:
+        if self.detector is not None:
+            self.detector.close()
+
+
+@contextlib.contextmanager
+def cpu_threads(model) -> Iterator[None]:
+    """On a CPU, leave half the cores to capture, pose detection and encoding while live.
+
+    At batch 1 a network gains little from many threads, and when its threads outnumber the free
+    cores (capture thread, MediaPipe, the encoder, other programs) every layer waits for the one
+    thread that was descheduled: on 2 busy cores 2 threads were ~100x slower than 1.
+    """
+    if getattr(model.device, "type", "cpu") != "cpu":
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(before, (os.cpu_count() or 2) // 2)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,300 @@
+"""Where live pictures go: every output is a `Sink`, and the loop hands each picture to a list of them.
+
+A new output is one class with `show` and `close`, and one line in `open_sinks`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import sys
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from fractions import Fraction
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from vidtrans.errors import VidtransError
+from vidtrans.options import EncodeOptions, LiveOptions
+from vidtrans.video import VideoWriter, check_destination
+
+WINDOW_TITLE = "vidtrans live"
+_JPEG_QUALITY = 80
+# ultrafast: recording shares the CPU with the model and must not cost frames.
+_RECORD_ENCODE = EncodeOptions(preset="ultrafast", crf=20)
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A picture for the sinks."""
+
+    image: np.ndarray  # the view, without the HUD
+    captured_at: float  # time.perf_counter() when the camera captured it
+    fps: float  # the camera's nominal frame rate
+    hud: tuple[str, ...] = ()  # status lines, for sinks that overlay them
+    # The same picture again (paused, or waiting for the camera): a window redraws it to read its
+    # keys; sinks that stream or record skip it.
+    repeat: bool = False
+
+    def again(self, hud: tuple[str, ...]) -> Shown:
+        return dataclasses.replace(self, hud=hud, repeat=True)
+
+
+class Sink(Protocol):
+    def show(self, shown: Shown) -> str | None:
+        """Take a picture; return the user's action (quit, pause, view, snapshot) or None."""
+
+    def close(self, completed: bool) -> None:
+        """The run is over; `completed` when it ended normally (a file is kept only then)."""
+
+
+def open_sinks(options: LiveOptions, inputs: list, stack: contextlib.ExitStack) -> list[Sink]:
+    """The sinks `options` ask for, in the order they see each picture; `stack` closes them."""
+    wanted = [(options.record is not None, lambda: Recorder(Path(options.record), options.overwrite, inputs)),
+              (options.virtual_cam, VirtualCamera),
+              (options.window, PreviewWindow),
+              (options.serve is not None, lambda: MjpegServer(*options.serve_address))]
+    sinks: list[Sink] = []
+    for want, make in wanted:
+        if want:
+            sink = make()
+            stack.push(lambda exc_type, *_, sink=sink: sink.close(completed=exc_type is None))
+            sinks.append(sink)
+    return sinks
+
+
+def letterbox(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """`image` scaled to fit width x height, centred on black (aspect ratio kept)."""
+    h, w = image.shape[:2]
+    if (w, h) == (width, height):
+        return image
+    scale = min(width / w, height / h)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    out = np.zeros((height, width, 3), np.uint8)
+    x, y = (width - new_w) // 2, (height - new_h) // 2
+    out[y:y + new_h, x:x + new_w] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def draw_hud(image: np.ndarray, lines: Iterable[str]) -> np.ndarray:
+    out = image.copy()
+    scale = max(0.4, image.shape[0] / 720)
+    for i, text in enumerate(lines):
+        origin = (8, round((i + 1) * 22 * scale + 4))
+        cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+class PreviewWindow:
+    """An OpenCV window with the HUD; `show` returns the action of the key pressed."""
+
+    _KEYS = {ord("q"): "quit", 27: "quit", ord(" "): "pause", ord("v"): "view", ord("s"): "snapshot"}
+
+    def __init__(self) -> None:
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            # Without a display Qt aborts the whole process rather than raising.
+            raise VidtransError("no display for the preview window (DISPLAY is not set); "
+                                "run without it (window=False, --no-window)")
+        try:
+            cv2.namedWindow(WINDOW_TITLE, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
+        except cv2.error as e:
+            raise VidtransError("this OpenCV has no window support (opencv-python-headless?); run without the "
+                                "window (window=False, --no-window) or install opencv-python") from e
+        self.opened = False
+
+    def show(self, shown: Shown) -> str | None:
+        image = draw_hud(shown.image, shown.hud)
+        cv2.imshow(WINDOW_TITLE, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        if not self.opened:
+            cv2.resizeWindow(WINDOW_TITLE, image.shape[1], image.shape[0])
+            self.opened = True
+        key = cv2.waitKey(1) & 0xFF
+        if cv2.getWindowProperty(WINDOW_TITLE, cv2.WND_PROP_VISIBLE) < 1:
+            return "quit"  # closed with the mouse
+        return self._KEYS.get(key)
+
+    def close(self, completed: bool) -> None:
+        cv2.destroyWindow(WINDOW_TITLE)
+        cv2.waitKey(1)
+
+
+class Recorder:
+    """The view as a video, at the size of the first picture (later ones are letterboxed into it),
+    with pts = milliseconds from the first capture (time base 1/1000), strictly increasing: pauses
+    and dropped frames show as longer frame durations rather than speeding the video up."""
+
+    def __init__(self, path: Path, overwrite: bool, inputs: Iterable[str | os.PathLike] = ()):
+        check_destination(path, inputs, overwrite)
+        self.path, self.overwrite = path, overwrite
+        self.writer: VideoWriter | None = None
+        self.origin = 0.0
+        self.last_pts = -1
+
+    def show(self, shown: Shown) -> None:
+        if shown.repeat:
+            return
+        if self.writer is None:
+            height, width = shown.image.shape[:2]
+            self.writer = VideoWriter(self.path, width, height, time_base=Fraction(1, 1000), fps=shown.fps,
+                                      encode=_RECORD_ENCODE, overwrite=self.overwrite)
+            self.origin = shown.captured_at
+        image = letterbox(shown.image, self.writer.width, self.writer.height)
+        pts = max(round((shown.captured_at - self.origin) * 1000), self.last_pts + 1)
+        self.writer.write(image, pts)
+        self.last_pts = pts
+
+    def close(self, completed: bool) -> None:
+        """Move the recording into place when the run completed and it has frames; else delete it,
+        and also when finishing it fails or is interrupted (Ctrl-C, SIGTERM): no partial file is left."""
+        if self.writer is None:
+            return
+        if not (completed and self.writer.frames_written):
+            self.writer.abort()
+            return
+        try:
+            self.writer.close()
+        except BaseException:
+            self.writer.abort()
+            raise
+
+
+class VirtualCamera:
+    """The view as a virtual webcam (pyvirtualcam: v4l2loopback, OBS, Unity Capture), at the first picture's size."""
+
+    def __init__(self) -> None:
+        try:
+            import pyvirtualcam
+        except ImportError as e:
+            raise VidtransError("virtual_cam needs pyvirtualcam: pip install 'vidtrans[live]'") from e
+        self.module = pyvirtualcam
+        self.camera = None
+
+    def show(self, shown: Shown) -> None:
+        if shown.repeat:
+            return
+        if self.camera is None:
+            height, width = shown.image.shape[:2]
+            try:
+                self.camera = self.module.Camera(width=width, height=height, fps=max(1.0, shown.fps),
+                                                 fmt=self.module.PixelFormat.RGB)
+            except Exception as e:  # pyvirtualcam raises RuntimeError or backend-specific errors
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise VidtransError(f"virtual_cam: no virtual camera available ({reason}); on Linux load "
+                                    "v4l2loopback (modprobe v4l2loopback), elsewhere install OBS") from e
+        self.camera.send(np.ascontiguousarray(letterbox(shown.image, self.camera.width, self.camera.height)))
+
+    def close(self, completed: bool) -> None:
+        if self.camera is not None:
+            self.camera.close()
+
+
+_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>vidtrans live</title>
+<style>body{margin:0;background:#111;color:#ccc;font:14px sans-serif;text-align:center}
+img{max-width:100vw;max-height:92vh}</style></head>
+<body><img id="view" src="/stream.mjpg" alt="live view"><div id="status">connecting</div>
+<canvas id="probe" width="32" height="24" hidden></canvas>
+<script>
+// Counts the distinct pictures received, so a stalled stream shows in the page and its title.
+const img = document.getElementById("view"), probe = document.getElementById("probe").getContext("2d");
+let last = null, distinct = 0;
+setInterval(() => {
+  if (!img.naturalWidth) return;
+  probe.drawImage(img, 0, 0, 32, 24);
+  const px = probe.getImageData(0, 0, 32, 24).data;
+  let h = 0;
+  for (let i = 0; i < px.length; i++) h = (h * 31 + px[i]) | 0;
+  if (h !== last) { last = h; distinct++; }
+  document.getElementById("status").textContent = distinct + " frames received";
+  document.title = "vidtrans live: " + distinct + " frames";
+}, 100);
+</script></body></html>
+"""
+
+
+class MjpegServer:
+    """Serves a page at / and the view as an MJPEG stream at /stream.mjpg, from a thread.
+    Port 0 takes a free port; `url` says which."""
+
+    def __init__(self, host: str, port: int):
+        self._cond = threading.Condition()
+        self._jpeg: bytes | None = None
+        self._seq = 0
+        self._closed = False
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path in ("/", "/index.html"):
+                    body = _PAGE.encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html; charset=utf-8")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                elif self.path == "/stream.mjpg":
+                    server._stream(self)
+                else:
+                    self.send_error(404)
+
+            def log_message(self, *args) -> None:
+                pass  # the terminal belongs to the live statistics
+
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), Handler)
+        except OSError as e:
+            raise VidtransError(f"serve {host}:{port}: cannot listen there ({e.strerror}); "
+                                "choose another port") from e
+        self.httpd.daemon_threads = True
+        self.host, self.port = host, self.httpd.server_address[1]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="vidtrans-serve", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/"
+
+    def show(self, shown: Shown) -> None:
+        if shown.repeat:
+            return
+        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(shown.image, cv2.COLOR_RGB2BGR),
+                                [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
+        if ok:
+            with self._cond:
+                self._jpeg, self._seq = jpeg.tobytes(), self._seq + 1
+                self._cond.notify_all()
+
+    def _stream(self, handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        handler.send_header("Cache-Control", "no-cache, no-store")
+        handler.end_headers()
+        seen = 0
+        try:
+            while True:
+                with self._cond:
+                    self._cond.wait_for(lambda: self._closed or self._seq != seen, timeout=1.0)
+                    if self._closed:
+                        return
+                    if self._seq == seen:
+                        continue
+                    jpeg, seen = self._jpeg, self._seq
+                handler.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                    + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+                handler.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the viewer went away
+
+    def close(self, completed: bool) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -1,0 +1,303 @@
+"""Options, defined once: frozen, typed objects passed whole from the CLI to the library.
+
+    from vidtrans.options import EncodeOptions, RunOptions, Smoothing
+    options = RunOptions(smoothing=Smoothing.FLOW, encode=EncodeOptions(crf=20))
+    vidtrans.translate_video("in.mp4", "out.mp4", model, options)
+
+Each field carries its help text; `vidtrans.cli` makes the command-line flags of `run`, `batch`
+and `live` from these fields, so a new option is one field here and reaches every command that
+takes the object. Closed sets are Enums (typer lists their values in `--help`); their members are
+strings, so `smoothing="flow"` works as well as `Smoothing.FLOW`. Values are checked when an object
+is made, and errors name the parameter (`smoothing`), not a flag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from vidtrans.errors import VidtransError
+
+
+class Choice(StrEnum):
+    """A closed set of string values."""
+
+    # Members hash and compare as their string value, so they work as keys of dicts of strings.
+    __hash__ = str.__hash__
+
+    @classmethod
+    def parse(cls, value: Any, name: str) -> Choice:
+        try:
+            return cls(value)
+        except ValueError:
+            raise VidtransError(f"{name} must be one of {', '.join(m.value for m in cls)}, not {value!r}") from None
+
+
+class Smoothing(Choice):
+    AUTO = "auto"  # what the model card recommends, else none
+    NONE = "none"
+    EMA = "ema"
+    FLOW = "flow"
+
+
+class PoseSource(Choice):
+    AUTO = "auto"  # detect, unless the input already is a pose-map video
+    DETECT = "detect"
+    NONE = "none"  # the input is pose maps
+
+
+class CompileMode(Choice):
+    AUTO = "auto"  # long clips on CPU
+    ON = "on"
+    OFF = "off"
+
+
+class Precision(Choice):
+    AUTO = "auto"
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+
+
+# The Choice types by name, for fields whose annotation is a string (postponed annotations).
+_CHOICES = {cls.__name__: cls for cls in (Smoothing, PoseSource, CompileMode, Precision)}
+
+
+def option(default: Any = None, help: str = "", flag: str | None = None, short: str | None = None,
+           cli: bool = True, cli_type: type | None = None, factory: Any = None) -> Any:
+    """A field with its command-line help; `flag` when the flag is not `--field-name`, `cli_type`
+    when the command line takes a narrower type than Python callers may pass."""
+    metadata = {"help": help, "flag": flag, "short": short, "cli": cli, "cli_type": cli_type}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise VidtransError(message)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class _Options:
+    """Enum fields accept their string values; every object is checked when it is made."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            kind = f.type if isinstance(f.type, type) else _CHOICES.get(str(f.type))
+            if kind is not None and issubclass(kind, Choice):
+                object.__setattr__(self, f.name, kind.parse(getattr(self, f.name), f.name))
+        self.check()
+
+    def check(self) -> None:
+        pass
+
+    def replace(self, **changes: Any):
+        """A copy with some fields changed (nested options' fields by their own names)."""
+        own = {f.name for f in dataclasses.fields(self)}
+        nested = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                  if isinstance(getattr(self, f.name), _Options)}
+        direct = {k: v for k, v in changes.items() if k in own}
+        for name, inner in nested.items():
+            inner_changes = {k: v for k, v in changes.items() if k in {f.name for f in dataclasses.fields(inner)}}
+            if inner_changes:
+                direct[name] = inner.replace(**inner_changes)
+        unknown = set(changes) - own - {k for inner in nested.values() for k in (f.name for f in dataclasses.fields(inner))}
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no option {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **direct)
+
+
+@dataclass(frozen=True)
+class EncodeOptions(_Options):
+    """How output video is encoded. The encoder itself checks the codec, pixel format, crf range
+    and preset (`vidtrans.video.check_encoder_settings`), since those depend on the FFmpeg build."""
+
+    codec: str = option("libx264", "Video encoder (libx264, libx265, libvpx-vp9, libsvtav1, h264_nvenc, mpeg4, ...).")
+    crf: int = option(18, "Constant rate factor: lower is better quality (x264/x265/NVENC 0-51, VP9/AV1 0-63).")
+    preset: str = option("medium", "Encoder preset (ultrafast ... veryslow).")
+    pix_fmt: str = option("yuv420p", "Output pixel format (yuv420p plays everywhere; yuv444p keeps full colour).",
+                          flag="--pix-fmt")
+    # Encoder threads, 0: the codec chooses. Not a flag: the pipelines pick it for their workload.
+    threads: int = option(0, cli=False)
+
+    def check(self) -> None:
+        _check(isinstance(self.codec, str) and bool(self.codec), f"codec must be an encoder name, not {self.codec!r}")
+        _check(_is_int(self.crf), f"crf must be a whole number, not {self.crf!r}")
+        _check(isinstance(self.preset, str), f"preset must be a name such as medium, not {self.preset!r}")
+        _check(isinstance(self.pix_fmt, str), f"pix_fmt must be a name such as yuv420p, not {self.pix_fmt!r}")
+        _check(_is_int(self.threads) and self.threads >= 0, f"threads must be 0 or more, not {self.threads!r}")
+
+
+@dataclass(frozen=True)
+class RunOptions(_Options):
+    """How `run` and `batch` translate a clip (`vidtrans.translate_video`, `vidtrans.batch`)."""
+
+    batch_size: int = option(8, "Frames per forward pass.", short="-b")
+    start: float | None = option(None, "Start time in seconds.")
+    end: float | None = option(None, "End time in seconds.")
+    smoothing: Smoothing = option(Smoothing.AUTO, "Output smoothing: auto (what the model card recommends, else "
+                                  "none), none, ema (blend with the previous frame) or flow (motion-compensated).",
+                                  flag="--smooth")
+    smoothing_strength: float = option(0.5, "Smoothing strength in [0, 1).", flag="--smooth-strength")
+    side_by_side: bool = option(False, "Write input | pose map | output panels for comparison.")
+    pose: PoseSource = option(PoseSource.AUTO, "Pose models: auto (detect unless the input is already a pose-map "
+                              "video), detect, or none (input is pose maps).")
+    normalize: bool = option(True, "Fit the dancer's height and floor line to the target's (pose models).",
+                             flag="--normalize/--no-normalize")
+    compile: CompileMode = option(CompileMode.AUTO, "torch.compile the model: auto (long clips on CPU), on, off.")
+    encode: EncodeOptions = option(help="How the output is encoded.", factory=EncodeOptions)
+
+    def check(self) -> None:
+        _check(_is_int(self.batch_size) and self.batch_size >= 1,
+               f"batch_size must be a whole number of at least 1, got {self.batch_size!r}")
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            _check(value is None or (_is_number(value) and math.isfinite(value) and value >= 0),
+                   f"{name} must be a number of seconds, 0 or more, got {value!r}")
+        _check(self.start is None or self.end is None or self.end > self.start,
+               f"end ({self.end}) must be after start ({self.start})")
+        _check(_is_number(self.smoothing_strength) and 0.0 <= self.smoothing_strength < 1.0,
+               f"smoothing_strength must be in [0, 1), got {self.smoothing_strength!r}")
+        _check(isinstance(self.encode, EncodeOptions), f"encode must be EncodeOptions, not {self.encode!r}")
+
+
+@dataclass(frozen=True)
+class BatchOptions(_Options):
+    """Which clips of a folder `vidtrans.batch.translate_folder` translates, where, and on what."""
+
+    patterns: list[str] | None = option(None, "File name pattern to translate (repeatable; default: common video "
+                                        "extensions).", flag="--pattern")
+    recursive: bool = option(True, "Look in subfolders.", flag="--recursive/--no-recursive")
+    workers: int | None = option(None, "Clips translated at once (default: 2 per device).")
+    devices: str | list[str] = option("auto", "Comma-separated devices the workers take turns on, e.g. "
+                                      "cuda:0,cuda:1 (a list of names in Python).", cli_type=str)
+    ext: str | None = option(None, "Output container extension, e.g. mp4 (default: the input's).")
+    overwrite: bool = option(False, "Redo every clip, even finished ones, and replace existing files.")
+    report: str | None = option(None, "Write a JSON report: per clip input, output, status, frames, seconds, fps, "
+                                "error; and totals. Replaces an earlier report; any other existing file needs "
+                                "--overwrite.")
+
+    def check(self) -> None:
+        _check(self.workers is None or (_is_int(self.workers) and self.workers >= 1),
+               f"workers must be at least 1, got {self.workers!r}")
+        names = self.devices.split(",") if isinstance(self.devices, str) else self.devices
+        _check(isinstance(names, (list, tuple)) and all(isinstance(d, str) for d in names) and bool(self.device_list),
+               f"devices must name at least one device, such as auto, cpu or cuda:0, not {self.devices!r}")
+
+    @property
+    def device_list(self) -> list[str]:
+        names = self.devices.split(",") if isinstance(self.devices, str) else self.devices
+        return [d.strip() for d in names if d.strip()]
+
+
+class View(Choice):
+    SIDE = "side"  # camera | pose | output
+    OUTPUT = "output"
+    POSE = "pose"  # what the model gets: the pose map, or the camera for RGB models
+
+
+_CHOICES[View.__name__] = View
+
+
+def _option_of(options_type: type, name: str, default: Any) -> Any:
+    """A field of another options type again (its help and flag), with a default of its own."""
+    original = next(f for f in dataclasses.fields(options_type) if f.name == name)
+    return field(default=default, metadata=original.metadata)
+
+
+@dataclass(frozen=True)
+class LiveOptions(_Options):
+    """How `vidtrans.live.run_live` captures, translates and shows a live session."""
+
+    size: tuple[int, int] | str | None = option(None, "WIDTHxHEIGHT: capture at this size (frames are resized to "
+                                                "it).", cli_type=str)
+    view: View = option(View.SIDE, "side (camera | pose | output), output or pose; v cycles them in the window.")
+    window: bool = option(True, "Show the preview window; --no-window: no preview window (headless).",
+                          flag="--window/--no-window")
+    record: str | os.PathLike | None = option(None, "Record the view (without the HUD) to this video, at capture "
+                                              "times.", cli_type=Path)
+    serve: str | None = option(None, "Serve a page with the view as MJPEG at [HOST:]PORT (host 127.0.0.1 unless "
+                               "given; port 0: a free port).")
+    virtual_cam: bool = option(False, "Send the view to a virtual webcam (pip install 'vidtrans[live]').")
+    max_frames: int | None = option(None, "Stop after N frames shown.")
+    stats: str | os.PathLike | None = option(None, "Write frames, fps, latency p50/p95, dropped, device as JSON.",
+                                             cli_type=Path)
+    loop: bool = option(False, "Play a video file camera again from the start when it ends.")
+    overwrite: bool = option(False, "Replace existing --record and --stats files.")
+    smoothing: Smoothing = _option_of(RunOptions, "smoothing", Smoothing.NONE)
+    smoothing_strength: float = _option_of(RunOptions, "smoothing_strength", 0.5)
+    normalize: bool = _option_of(RunOptions, "normalize", True)
+
+    def check(self) -> None:
+        _size(self.size)
+        _address(self.serve)
+        _check(self.max_frames is None or (_is_int(self.max_frames) and self.max_frames >= 1),
+               f"max_frames must be at least 1, got {self.max_frames!r}")
+        for name in ("record", "stats"):
+            value = getattr(self, name)
+            _check(value is None or isinstance(value, (str, os.PathLike)), f"{name} must be a file path, not {value!r}")
+        _check(_is_number(self.smoothing_strength) and 0.0 <= self.smoothing_strength < 1.0,
+               f"smoothing_strength must be in [0, 1), got {self.smoothing_strength!r}")
+
+    @property
+    def capture_size(self) -> tuple[int, int] | None:
+        """`size` as (width, height)."""
+        return _size(self.size)
+
+    @property
+    def serve_address(self) -> tuple[str, int] | None:
+        """`serve` as (host, port)."""
+        return _address(self.serve)
+
+
+def _size(size: tuple[int, int] | str | None) -> tuple[int, int] | None:
+    """"640x480" or (640, 480) -> (640, 480)."""
+    if size is None:
+        return None
+    if isinstance(size, str):
+        width, _, height = size.lower().partition("x")
+        parsed = (int(width), int(height)) if width.isdigit() and height.isdigit() else None
+    else:
+        parsed = tuple(size) if isinstance(size, (tuple, list)) and len(size) == 2 else None
+    _check(parsed is not None and all(_is_int(v) and v >= 16 for v in parsed),
+           f"size {size!r}: give WIDTHxHEIGHT, at least 16x16, e.g. 640x480")
+    return parsed
+
+
+def _address(serve: str | None) -> tuple[str, int] | None:
+    """"8000" -> ("127.0.0.1", 8000); "HOST:PORT" as given."""
+    if serve is None:
+        return None
+    host, _, port = serve.rpartition(":") if isinstance(serve, str) else ("", "", "")
+    _check(port.isdigit() and 0 <= int(port) <= 65535, f"serve {serve!r}: give PORT or HOST:PORT, e.g. 8000")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+# How pose-map videos are encoded (`vidtrans pose`). Pose maps are flat graphics: x264 superfast
+# loses nothing visible at the same CRF (about 1 Mbit/s at 720p). The two pose detectors keep two
+# cores busy, so the encoder should spend little CPU: x264's default 1.5 threads per core cost
+# 20-25 % more per frame than two, and one thread becomes the bottleneck from 1080p.
+POSE_VIDEO_ENCODE = EncodeOptions(preset="superfast", threads=2)
+
+
+
+def output_settings(options: RunOptions) -> dict[str, Any]:
+    """The options that change what a run writes, as plain JSON values: what a resumed batch
+    compares to decide whether a finished clip is still valid. Batch size and compilation are
+    left out: batched, compiled output is the same frames (batch invariance)."""
+    flat = {k: v for k, v in dataclasses.asdict(options).items() if k not in ("batch_size", "compile", "encode")}
+    flat.update({k: v for k, v in dataclasses.asdict(options.encode).items() if k != "threads"})
+    return {k: (v.value if isinstance(v, Choice) else v) for k, v in flat.items()}

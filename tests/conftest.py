@@ -1,6 +1,13 @@
 """Fixtures shared by the test modules."""
 
+import contextlib
+import io
+import os
 import signal
+import sys
+import traceback
+from dataclasses import dataclass
+from unittest import mock
 
 import pytest
 import torch
@@ -27,3 +34,58 @@ def pytest_configure(config):
     # resets to the default in each child, which then behaves as it would in a terminal.
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@dataclass
+class CliResult:
+    """What a `vidtrans` process would have given: exit status, stdout and stderr; and the error
+    that escaped the entry point (the one a process would print a traceback for), if any."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    exception: Exception | None = None
+
+
+def run_cli(*args, env: dict[str, str] | None = None) -> CliResult:
+    """`vidtrans ARGS` through the real entry point, `vidtrans.cli.main`, in this process.
+
+    A `python -m vidtrans` child pays seconds of torch and MediaPipe imports that tell a test
+    nothing; the tests that need a real process (the entry point, signals, the installed wheel)
+    start one themselves. env, if given, replaces the environment for the call, as for a child.
+    """
+    import vidtrans.cli
+
+    argv = ["vidtrans", *map(str, args)]
+    out, err = io.StringIO(), io.StringIO()
+    # main() installs its own handlers and leaves the default ones behind, right for a process about
+    # to exit; this one goes on, and pytest's Ctrl-C and the SIGINT handler of pytest_configure
+    # (inherited as "default" by the signal tests' children) must still be in place.
+    handlers = {signum: signal.getsignal(signum) for signum in vidtrans.cli._STOP_SIGNALS}
+    environment = mock.patch.dict(os.environ, env, clear=True) if env is not None else contextlib.nullcontext()
+    vidtrans.cli._stopped_by.clear()
+    vidtrans.cli._debug = False
+    try:
+        with environment, mock.patch.object(sys, "argv", argv), contextlib.redirect_stdout(out), \
+                contextlib.redirect_stderr(err):
+            escaped = None
+            try:
+                vidtrans.cli.main()
+                code = 0
+            except SystemExit as e:  # as the interpreter turns it into an exit status
+                code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+            except Exception as e:  # an uncaught error: the interpreter's traceback and status 1
+                traceback.print_exc()
+                escaped, code = e, 1
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        vidtrans.cli._stopped_by.clear()
+        vidtrans.cli._debug = False
+    return CliResult(code, out.getvalue(), err.getvalue(), escaped)
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """run_cli: `cli("run", clip, "--model", model)` gives returncode, stdout and stderr."""
+    return run_cli

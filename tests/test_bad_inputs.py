@@ -2,17 +2,16 @@
 
 Every case must end with one plain `vidtrans: error: ...` line naming the problem (no traceback),
 the documented exit code (2 for option values that make no sense, 1 for failures of the work), every protected file byte for byte as it was, and nothing new left in
-the work folder (no partial file, no lock). The cases run in one child process (`python -m vidtrans`
-costs seconds of imports each), each through the CLI's real entry point.
+the work folder (no partial file, no lock). The cases run in this process (`python -m vidtrans`
+costs seconds of imports each), each through the CLI's real entry point, `vidtrans.cli.main`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -104,28 +103,6 @@ CASES = [
 # Files no case may change, and the only new entries a case may leave in the work folder.
 PROTECTED = ["clip.mp4", "existing.mp4", "existing.json", "kp.npz", "notes.txt", "clips/a.mp4", "models/good/card.json"]
 
-RUNNER = r"""
-import contextlib, io, json, sys, traceback
-import vidtrans.cli
-cases, results = json.loads(sys.argv[1]), {}
-for name, argv in cases:
-    sys.argv = ["vidtrans", *argv]
-    err = io.StringIO()
-    code = None
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            vidtrans.cli.main()
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        except BaseException:
-            traceback.print_exc()
-            code = "uncaught"
-    results[name] = {"code": code, "stderr": err.getvalue()}
-print(json.dumps(results))
-"""
-
-
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -135,7 +112,7 @@ def _listing(root: Path) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory, rgb_model_dir):
+def corpus(tmp_path_factory, rgb_model_dir, cli):
     d = tmp_path_factory.mktemp("corpus")
     make_clip(d / "clip.mp4", frames=6, size=(64, 48))
     (d / "clips").mkdir()
@@ -166,12 +143,10 @@ def corpus(tmp_path_factory, rgb_model_dir):
         (models / "good" / f.name).write_bytes(f.read_bytes())
     before = {name: _digest(d / name) for name in PROTECTED}
     listing = _listing(d)
-    argv = [(name, [a.format(d=d, tiny=rgb_model_dir) for a in args]) for name, args, _, _ in CASES]
     env = {**os.environ, "VIDTRANS_MODELS": str(models), "COLUMNS": "200"}
-    child = subprocess.run([sys.executable, "-c", RUNNER, json.dumps(argv)], capture_output=True, text=True,
-                           timeout=600, stdin=subprocess.DEVNULL, env=env, cwd=d)
-    assert child.returncode == 0, child.stderr[-3000:]
-    results = json.loads(child.stdout.splitlines()[-1])
+    with contextlib.chdir(d):
+        results = {name: cli(*[a.format(d=d, tiny=rgb_model_dir) for a in args], env=env)
+                   for name, args, _, _ in CASES}
     return d, results, before, listing
 
 
@@ -183,10 +158,10 @@ class _Pickled:
 def test_bad_input_gives_one_line_and_changes_nothing(corpus, name, code, words):
     d, results, _, _ = corpus
     result = results[name]
-    assert "Traceback" not in result["stderr"] and result["code"] != "uncaught", result["stderr"]
-    errors = [line for line in result["stderr"].splitlines() if line.startswith("vidtrans: error:")]
-    assert result["code"] == code, result["stderr"]
-    assert len(errors) == 1, result["stderr"]
+    assert "Traceback" not in result.stderr and result.exception is None, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("vidtrans: error:")]
+    assert result.returncode == code, result.stderr
+    assert len(errors) == 1, result.stderr
     assert "\x1b[" not in errors[0]
     for word in words:
         assert word.lower() in errors[0].lower(), errors[0]

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 
 from vidtrans.errors import VidtransError
-from vidtrans.train.metrics import (
+from vidtrans.metrics import (
     PSNR_CAP_DB,
+    FlickerMeter,
     flicker,
-    flicker_ratio,
     psnr,
+    relative_flicker,
     ssim,
     ssim_per_frame,
 )
@@ -119,6 +120,17 @@ def test_flicker():
     blink[1::2] = 10
     assert flicker(blink) == pytest.approx(10.0)
     half = blink // 2
-    assert flicker_ratio(half, blink) == pytest.approx(0.5)
-    assert flicker_ratio(static, static) == 1.0
-    assert flicker_ratio(blink, static) == math.inf
+    assert relative_flicker(flicker(half), flicker(blink)) == pytest.approx(0.5)
+    # One convention for a reference that does not change: there is nothing to compare with.
+    assert relative_flicker(flicker(static), flicker(static)) is None
+    assert relative_flicker(flicker(blink), flicker(static)) is None
+
+
+def test_streaming_flicker_is_the_clip_flicker():
+    """`run` measures flicker frame by frame as it encodes; it must be the figure `eval` computes."""
+    clip = textured(9, n=6)
+    meter = FlickerMeter()
+    for frame in clip:
+        meter.add(frame)
+    assert meter.value == flicker(clip)
+    assert meter.value == pytest.approx(np.mean(np.abs(np.diff(clip.astype(np.int16), axis=0))), abs=1e-9)

@@ -154,13 +154,6 @@ def test_looks_like_pose_map():
 
 # ---------------------------------------------------------------- detector
 
-def test_detector_refuses_models_that_would_be_downloaded():
-    with pytest.raises(VidtransError, match="model_complexity"):
-        PoseDetector(model_complexity=2)
-    with pytest.raises(VidtransError, match="model_complexity"):
-        PoseDetector(model_complexity=0)
-
-
 def test_detector_without_mediapipe_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "mediapipe", None)
     with pytest.raises(VidtransError, match="pip install mediapipe"):
@@ -220,7 +213,7 @@ def test_detector_on_real_video_and_left_right():
 def test_pipeline_detection_on_real_video_matches_one_detector():
     """`vidtrans pose` and `run` detect with two detectors on alternating frames (for speed):
     they must find what one tracking detector finds, in the same places."""
-    from vidtrans.pipeline import detect_keypoints
+    from vidtrans.pose.track import detect_keypoints
 
     frames = _carphone_frames()
     with PoseDetector(video_mode=True) as detector:
@@ -240,7 +233,7 @@ def test_detection_on_frames_decoded_small_gives_keypoints_in_input_pixels(tmp_p
     still be in the pixels of the input video, where one detector on full frames puts them."""
     pytest.importorskip("mediapipe")
     from tests.media import dancer_clip
-    from vidtrans.pipeline import detect_keypoints
+    from vidtrans.pose.track import detect_keypoints
     from vidtrans.video import VideoReader
 
     clip = dancer_clip(tmp_path / "hd.mp4", frames=12, size=(1280, 720), fps=30)
@@ -489,3 +482,14 @@ def test_stderr_is_restored_when_detectors_silence_it_from_several_threads():
         t.join()
     after = os.fstat(2)
     assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+
+
+def test_every_keypoint_consumer_refuses_a_wrong_shape_naming_it():
+    bad_track, bad_pose = np.zeros((4, 17, 3), np.float32), np.zeros((18, 2), np.float32)
+    for call in (lambda: render_poses(bad_track, 8, 8), lambda: smooth_track(bad_track),
+                 lambda: estimate_pose_stats(bad_track, 8, 8), lambda: write_keypoints_npz("unused.npz", bad_track, 8, 8)):
+        with pytest.raises(VidtransError, match=r"\(4, 17, 3\), expected \(frames, 18, 3\)"):
+            call()
+    for call in (lambda: render_pose(bad_pose, 8, 8), lambda: OneEuroFilter()(bad_pose, 0.0)):
+        with pytest.raises(VidtransError, match=r"\(18, 2\), expected \(18, 3\)"):
+            call()

@@ -18,8 +18,9 @@ import torch
 
 from tests.media import dancer_clip, decode_all, make_clip
 from tests.test_live import FakeModel
+from tests.test_batch import cli as batch_cli
 from tests.test_live import cli as live_cli
-from vidtrans.batch import BatchUsageError, translate_folder
+from vidtrans.batch import MANIFEST_NAME, BatchUsageError, read_manifest, translate_folder
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.live import run_live
 from vidtrans.models.checkpoint import ModelCard, save_checkpoint
@@ -221,13 +222,15 @@ def test_batch_stops_on_signal(tmp_path, rgb_model_dir, signum):
     before = [c.read_bytes() for c in clips]
     process = start("batch", src, "-o", out, "--model", rgb_model_dir, "--devices", "cpu", "--batch-size", 1,
                     "--report", tmp_path / "report.json")
-    wait_for(process, grown(out), "growing partial file")
+    # Once the manifest is in place (it too is written as a partial file first), a growing partial file is a clip.
+    video_grown = grown(out)
+    wait_for(process, lambda: (out / MANIFEST_NAME).exists() and video_grown(), "growing partial file")
     stderr = stop(process, signum)
     assert_interrupted(process, stderr, signum)
     assert temporaries(out) == []
     assert [c.read_bytes() for c in clips] == before
     assert not (tmp_path / "report.json").exists()
-    for record in json.loads((out / ".vidtrans-batch.json").read_text())["clips"].values():
+    for record in read_manifest(out).values():
         assert record["status"] == "running" or (out / record["output"]).is_file()
 
 
@@ -338,9 +341,8 @@ def test_batch_rerun_replaces_its_own_report(tmp_path, clips, rgb_model_dir):
 
 def test_batch_cli_refuses_a_report_onto_an_input_clip(tmp_path, clips, rgb_model_dir):
     before = (clips / "a.mp4").read_bytes()
-    result = subprocess.run([sys.executable, "-m", "vidtrans", "batch", clips, "-o", tmp_path / "out", "--model",
-                             rgb_model_dir, "--devices", "cpu", "--report", clips / "a.mp4", "--overwrite"],
-                            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    result = batch_cli(clips, "-o", tmp_path / "out", "--model", rgb_model_dir, "--devices", "cpu", "--report",
+                       clips / "a.mp4", "--overwrite")
     assert result.returncode == 2
     assert result.stderr.splitlines() == [result.stderr.strip()] and "--report" in result.stderr
     assert (clips / "a.mp4").read_bytes() == before

@@ -8,7 +8,6 @@ from vidtrans.train.synth import (
     DanceGenerator,
     dance_keypoints,
     render_person,
-    synthetic_pairs,
 )
 
 SIZE = 128
@@ -185,13 +184,3 @@ def test_source_dancer_is_taller():
     target = body_height(dance_keypoints(4, 60, 256, 256, TARGET_LOOK), TARGET_LOOK).mean()
     source = body_height(dance_keypoints(4, 60, 256, 256, SOURCE_LOOK), SOURCE_LOOK).mean()
     assert source > 1.03 * target
-
-
-def test_synthetic_pairs_match_the_renderer():
-    pairs = list(synthetic_pairs(5, 4, size=64))
-    assert len(pairs) == 4
-    track = dance_keypoints(5, 4, 64, 64)
-    for (kp, image), expected in zip(pairs, track):
-        assert image.shape == (64, 64, 3) and image.dtype == np.uint8
-        np.testing.assert_array_equal(kp, expected)
-        np.testing.assert_array_equal(image, render_person(expected, 64, 64))

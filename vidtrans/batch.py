@@ -4,11 +4,13 @@
     report = translate_folder("clips/", "out/", "pose2person", workers=2, smoothing="flow")  # RunOptions/BatchOptions fields
     report.totals(), [c.error for c in report.failed], report.save("report.json", overwrite=True)
 
-The output tree mirrors the input tree. A manifest in the output folder (`.vidtrans-batch.json`,
-rewritten atomically after each clip) records what was done with what, so a rerun skips finished
-clips whose input, options and model are unchanged, and redoes the rest. Whole files go to a pool
-of worker threads; the model is loaded once per device and shared by that device's workers, so one
-clip's decoding and encoding overlap another clip's model work.
+The output tree mirrors the input tree. A manifest in the output folder (`.vidtrans-batch.jsonl`,
+a log with a line appended and synced per update) records what was done with what, so a rerun
+skips finished clips whose input, options and model are unchanged, and redoes the rest. Whole files
+go to a pool of worker threads; the model is loaded once per device (`vidtrans.load_model`) and
+shared by that device's workers, so one clip's decoding and encoding overlap another clip's model
+work. How a batch looks on a terminal is the CLI's (`vidtrans.cli_batch_ui`); here it only reports
+to a `BatchListener`.
 """
 
 from __future__ import annotations
@@ -35,8 +37,12 @@ from vidtrans.pipeline import translate_video
 
 DEFAULT_PATTERNS = ("*.mp4", "*.mov", "*.mkv", "*.avi", "*.webm", "*.m4v", "*.mpg", "*.mpeg", "*.ts", "*.mts",
                     "*.m2ts", "*.wmv", "*.flv", "*.3gp", "*.ogv")
-MANIFEST_NAME = ".vidtrans-batch.json"
-MANIFEST_FORMAT, MANIFEST_VERSION = "vidtrans-batch-manifest", 1
+MANIFEST_NAME = ".vidtrans-batch.jsonl"
+LEGACY_MANIFEST_NAME = ".vidtrans-batch.json"  # before version 2: one JSON document, rewritten per update
+MANIFEST_FORMAT, MANIFEST_VERSION = "vidtrans-batch-manifest", 2
+# A manifest is rewritten with one line per clip when opened with more than two lines per clip
+# (what a run that translates every clip leaves: running, then done or failed) plus this many.
+COMPACT_SLACK = 64
 PARTIAL_PATTERNS = (".*.partial-*",)  # vidtrans.atomic's temporary files
 REPORT_KEYS = {"input_dir", "output_dir", "model", "clips", "totals"}  # what tells an earlier report
 HEAD_BYTES = 1 << 20
@@ -189,31 +195,115 @@ def _is_report(path: Path) -> bool:
 
 
 class Manifest:
-    """OUTPUT_DIR/.vidtrans-batch.json: {"format", "version", "clips": {input path relative to
-    INPUT_DIR (posix): record}}. A record has status ("running", "done" or "failed"), output
-    (relative to OUTPUT_DIR), owned (whether a file at output is ours to replace), input
-    (fingerprint), options, model_sha256, and frames, seconds, output_size or error, and finished
-    (UTC ISO time)."""
+    """OUTPUT_DIR/.vidtrans-batch.jsonl: what was done to each clip, as an append-only log.
+
+    The first line is {"format", "version"}; each further line is one update, {"clip": input path
+    relative to INPUT_DIR (posix), **record}, and the last line of a clip wins. A record has status
+    ("running", "done" or "failed"), output (relative to OUTPUT_DIR), owned (whether a file at
+    output is ours to replace), input (fingerprint), options, model_sha256, and frames, seconds,
+    output_size or error, and finished (UTC ISO time).
+
+    An update appends and syncs one line, so the bytes written grow with the number of updates
+    (rewriting a whole JSON file per update grew with their square: 0.7 GB for 1,000 clips). On
+    opening, a log of mostly replaced lines is rewritten with one line per clip, so it stays
+    proportional to the clips however often a batch is rerun. The manifest of earlier versions
+    (.vidtrans-batch.json, rewritten whole) is read once and replaced by the log.
+    """
 
     def __init__(self, output_dir: Path, fresh: bool = False):
         self.path = output_dir / MANIFEST_NAME
+        legacy = output_dir / LEGACY_MANIFEST_NAME
         self.clips: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
-        if self.path.exists() and not fresh:
-            try:
-                data = json.loads(self.path.read_text())
-                if data.get("format") != MANIFEST_FORMAT or data.get("version") != MANIFEST_VERSION:
-                    raise ValueError("unknown format")
-                self.clips = dict(data["clips"])
-            except (ValueError, KeyError, TypeError, AttributeError, OSError) as e:
-                raise VidtransError(f"{self.path}: unreadable batch manifest ({e}); "
-                                    "delete it or pass --overwrite") from e
+        rewrite = True
+        if not fresh and self.path.exists():
+            self.clips, lines, damaged = _read_log(self.path)
+            # Damaged lines are rewritten away, or the next record would be glued to a torn last one.
+            rewrite = damaged or lines > 2 * len(self.clips) + COMPACT_SLACK
+        elif not fresh and legacy.exists():
+            self.clips = _read_legacy(legacy)
+        if rewrite:
+            text = _header() + b"".join(_line(clip, record) for clip, record in self.clips.items())
+            write_atomically(self.path, lambda f: f.write(text), overwrite=True, what="batch manifest")
+            legacy.unlink(missing_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
 
     def record(self, clip: str, **record: Any) -> None:
+        line = _line(clip, record)
         with self._lock:
             self.clips[clip] = record
-            _write_json(self.path, {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "clips": self.clips},
-                        "batch manifest", replace=True)
+            try:
+                # One write per line and a sync: a killed process leaves whole lines behind.
+                if os.write(self._fd, line) != len(line):
+                    raise OSError("short write")
+                os.fsync(self._fd)
+            except OSError as e:
+                raise VidtransError(f"{self.path}: cannot write the batch manifest ({e.strerror or e}); "
+                                    "check free disk space and that the folder is writable") from e
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def __enter__(self) -> Manifest:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_manifest(output_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """The last record of each clip in a batch output folder's manifest (also while a batch runs)."""
+    return _read_log(Path(output_dir) / MANIFEST_NAME)[0]
+
+
+def _header() -> bytes:
+    return json.dumps({"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION}).encode() + b"\n"
+
+
+def _line(clip: str, record: dict[str, Any]) -> bytes:
+    return json.dumps({"clip": clip, **record}, separators=(",", ":")).encode() + b"\n"
+
+
+def _read_log(path: Path) -> tuple[dict[str, dict[str, Any]], int, bool]:
+    """(the last record of each clip, lines after the header, whether any line is damaged).
+
+    A damaged line is skipped: a write cut short (a full disk, the machine going down) leaves a
+    torn line, and forgetting an update only makes the next run redo that clip, or leave its
+    output alone as someone else's file.
+    """
+    try:
+        lines = path.read_bytes().split(b"\n")
+    except OSError as e:
+        raise VidtransError(f"{path}: cannot read the batch manifest ({e.strerror or e}); check its permissions") from e
+    damaged = lines.pop() != b""  # a whole log ends with a newline
+    try:
+        header = json.loads(lines[0])
+        if header != {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION}:
+            raise ValueError("unknown format")
+    except (ValueError, IndexError) as e:
+        raise _unreadable(path, e) from e
+    clips: dict[str, dict[str, Any]] = {}
+    for line in lines[1:]:
+        try:
+            record = json.loads(line)
+            clips[record.pop("clip")] = record
+        except (ValueError, KeyError, TypeError, AttributeError):
+            damaged = True
+    return clips, len(lines) - 1, damaged
+
+
+def _read_legacy(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text())
+        if data.get("format") != MANIFEST_FORMAT or data.get("version") != 1:
+            raise ValueError("unknown format")
+        return dict(data["clips"])
+    except (ValueError, KeyError, TypeError, AttributeError, OSError) as e:
+        raise _unreadable(path, e) from e
+
+
+def _unreadable(path: Path, error: Exception) -> VidtransError:
+    return VidtransError(f"{path}: unreadable batch manifest ({error}); delete it or pass --overwrite")
 
 
 @contextlib.contextmanager
@@ -242,11 +332,15 @@ def _exclusive(output_dir: Path) -> Iterator[None]:
 
 
 class SharedModel:
-    """One Translator per device, shared by that device's workers.
+    """One Translator per device, shared by that device's workers, which take turns with it.
 
-    The model work is serialized per device: on a CPU, two clips translating at once only fight
-    over the same cores, and on a GPU the kernels queue on one stream anyway. Decoding and encoding
-    run outside the lock, which is where the overlap between clips comes from.
+    Decoding and encoding run outside the lock, which is where the overlap between clips comes
+    from. On a GPU the kernels queue on one stream anyway. On a CPU the pipeline runs two
+    translations at once (`pipeline.TranslateStage.for_device`: one translation with all cores
+    loses 20-50 % while decode and encode threads use them); in a batch the lock makes them take
+    turns, since other clips' decoders and encoders keep the cores busy. Measured both ways
+    (benchmarks/bench_batch.py, rows (c) and (d)): without the lock, batch ran at 0.99x and 0.83x
+    of its speed with it, so the lock stays.
     """
 
     def __init__(self, translator):
@@ -262,20 +356,11 @@ class SharedModel:
             return self._translator.translate(frames)
 
     def compile(self) -> None:
+        # Every clip of a long batch asks; the model is compiled once.
         with self._lock:
             if not self._compiled:
                 self._translator.compile()
                 self._compiled = True
-
-
-def model_sha256(checkpoint) -> str:
-    """The card's weights hash; computed from the file for imported .pth models (their card has none)."""
-    from vidtrans.models.checkpoint import WEIGHTS_NAME, sha256_of
-
-    if checkpoint.card.weights_sha256:
-        return checkpoint.card.weights_sha256
-    path = checkpoint.path if checkpoint.path.is_file() else checkpoint.path / WEIGHTS_NAME
-    return sha256_of(path)
 
 
 # --- the batch -------------------------------------------------------------------------------------
@@ -318,8 +403,9 @@ def translate_folder(
     Failures do not stop the batch: a clip that cannot be translated gets status "failed" and a
     one-line error in the report. Raises BatchUsageError for bad folders or options.
     """
-    from vidtrans.models.checkpoint import check_size, load_checkpoint
-    from vidtrans.models.translator import Translator, resolve_device, resolve_precision
+    from vidtrans import load_model
+    from vidtrans.models.checkpoint import check_size, weights_sha256
+    from vidtrans.models.translator import resolve_device
 
     batch_fields = {f.name for f in dataclasses.fields(BatchOptions)}
     try:
@@ -346,35 +432,30 @@ def translate_folder(
     if model_size is not None:
         check_size(model_size, "model_size")
 
-    checkpoint = load_checkpoint(model)
     # Worker i runs on devices[i % len(devices)]; each distinct device gets one model.
     worker_devices = [resolve_device(devices[i % len(devices)]) for i in range(workers)]
-    precisions = {resolve_precision(precision, d, checkpoint.card) for d in worker_devices}
+    models = {device: SharedModel(load_model(model, device=device, precision=precision, size=model_size))
+              for device in dict.fromkeys(worker_devices)}
+    precisions = {m.precision for m in models.values()}
     settings = {**output_settings(options), "precision": precisions.pop() if len(precisions) == 1 else precision}
     if model_size is not None:
         settings["model_size"] = model_size
-    weights = model_sha256(checkpoint)
+    weights = weights_sha256(model)
     # Only now, with every check passed: a refused batch leaves no output folder behind.
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise VidtransError(f"{output_dir}: cannot create the output folder ({e.strerror})") from e
-    batch_report = BatchReport(str(input_dir), str(output_dir), checkpoint.path.name)
+    batch_report = BatchReport(str(input_dir), str(output_dir), models[worker_devices[0]].name)
     listener = listener or BatchListener()
 
     with _exclusive(output_dir):
         remove_partial_files(output_dir, keep=[input_dir])
-        manifest = Manifest(output_dir, fresh=overwrite)
-        results, jobs = _plan(clips, input_dir, output_dir, suffix, manifest, settings, weights, overwrite)
-        listener.begin(len(clips), len(jobs))
-        for result in results.values():
-            listener.clip_finished("", result)
-        if jobs:
-            models: dict[Any, SharedModel] = {}
-            for device in worker_devices:
-                if device not in models:
-                    models[device] = SharedModel(Translator(checkpoint, device=device, precision=precision,
-                                                                     size=model_size))
+        with Manifest(output_dir, fresh=overwrite) as manifest:
+            results, jobs = _plan(clips, input_dir, output_dir, suffix, manifest, settings, weights, overwrite)
+            listener.begin(len(clips), len(jobs))
+            for result in results.values():
+                listener.clip_finished("", result)
             runner = _Runner([models[d] for d in worker_devices], manifest, listener, settings, weights, options)
             results.update(runner.run(jobs, workers))
     batch_report.clips = [results[_rel(c, input_dir)] for c in clips]
@@ -523,81 +604,3 @@ class _Runner:
 
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-# --- terminal display ------------------------------------------------------------------------------
-
-
-class RichDisplay(BatchListener):
-    """Overall bars (clips, frames) and one line per worker saying what it does; on a console that is
-    not a terminal (a log file), one line per translated or failed clip instead."""
-
-    def __init__(self, console):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        self.console = console
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[info]}"), console=console, disable=not console.is_terminal)
-        self._lock = threading.Lock()
-        self._workers: dict[str, Any] = {}
-        self._counted: dict[str, int] = {}
-        self._frames = 0
-        self._started = time.perf_counter()
-
-    def __enter__(self) -> "RichDisplay":
-        self.bar.start()
-        self._clips = self.bar.add_task("clips", total=None, info="")
-        self._frames_task = self.bar.add_task("frames", total=None, info="")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.bar.stop()
-
-    def begin(self, clips: int, to_do: int) -> None:
-        self._started = time.perf_counter()
-        self.bar.update(self._clips, total=clips, info=f"{clips - to_do} already done or refused")
-
-    def clip_started(self, worker: str, clip: str) -> None:
-        with self._lock:
-            self._counted[worker] = 0
-            if worker not in self._workers:
-                self._workers[worker] = self.bar.add_task(worker, total=None, info="")
-        self.bar.update(self._workers[worker], completed=0, total=None, info=f"{clip}: opening")
-
-    def clip_progress(self, worker: str, clip: str, done: int, total: int, phase: str) -> None:
-        with self._lock:
-            if phase == "translating":
-                self._frames += done - self._counted.get(worker, 0)
-                self._counted[worker] = done
-            fps = self._frames / max(time.perf_counter() - self._started, 1e-9)
-        self.bar.update(self._workers[worker], completed=done, total=max(total, done) or None, info=f"{clip}: {phase}")
-        self.bar.update(self._frames_task, completed=self._frames, info=f"{fps:.1f} fps")
-
-    def clip_finished(self, worker: str, result: ClipResult) -> None:
-        self.bar.advance(self._clips)
-        if worker:
-            self.bar.update(self._workers[worker], info="idle")
-        if not self.console.is_terminal and result.status != "skipped":
-            how = f"{result.frames} frames in {result.seconds:.1f} s" if result.status == "done" else result.error
-            self.console.print(f"{result.status} {result.input}: {how}", highlight=False, soft_wrap=True)
-
-
-def summary_tables(report: BatchReport) -> list:
-    """Rich tables for the end of a batch: clips, frames, seconds and fps per status; the failures."""
-    from rich.table import Table
-
-    table = Table("status", "clips", "frames", "seconds", "fps", title=f"vidtrans batch: {report.model}")
-    for status in ("done", "skipped", "failed"):
-        clips = [c for c in report.clips if c.status == status]
-        frames, seconds = sum(c.frames for c in clips), sum(c.seconds for c in clips)
-        table.add_row(status, str(len(clips)), str(frames) if status == "done" else "",
-                      f"{seconds:.1f}" if status == "done" else "", f"{frames / seconds:.1f}" if seconds else "")
-    totals = report.totals()
-    table.add_row("all (wall clock)", str(totals["clips"]), str(totals["frames"]), f"{report.seconds:.1f}",
-                  f"{totals['fps']:.1f}", style="bold")
-    if not report.failed:
-        return [table]
-    failures = Table("failed clip", "reason", title="failures")
-    for clip in report.failed:
-        failures.add_row(clip.input, clip.error)
-    return [table, failures]

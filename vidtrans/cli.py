@@ -21,7 +21,8 @@ from rich.table import Table
 
 import vidtrans
 from vidtrans.errors import UsageError, VidtransError
-from vidtrans.options import POSE_VIDEO_ENCODE, BatchOptions, LiveOptions, Precision, RunOptions
+from vidtrans.options import (POSE_VIDEO_ENCODE, BatchOptions, InputKind, LiveOptions, Normalization, Precision,
+                              RunOptions, TrainOptions)
 
 # Options shared by several commands, so each is defined and explained once. The options of
 # translation and encoding are fields of vidtrans.options' objects, made into flags by `takes`.
@@ -31,6 +32,23 @@ PrecisionOpt = Annotated[Precision, typer.Option(help="auto (fp16 on CUDA, bf16 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
 ModelSizeOpt = Annotated[Optional[int], typer.Option("--model-size", help="Translate frames scaled to this longer side in pixels (16-8192; pose maps are drawn at it); default: the model's native size.", show_default=False)]
 
+
+
+def _flag(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def flag_names(options_type: type) -> dict[str, str]:
+    """How the command line spells each field of an options type (nested ones included), for
+    messages: {"batch_size": "--batch-size", "normalize": "--normalize", ...}."""
+    hints = typing.get_type_hints(options_type)
+    names = {}
+    for f in dataclasses.fields(options_type):
+        if dataclasses.is_dataclass(hints[f.name]):
+            names.update(flag_names(hints[f.name]))
+        else:
+            names[f.name] = _flag(f).split("/")[0]
+    return names
 
 
 def takes(options_type: type, *, param: str = "options", only: tuple[str, ...] | None = None, **defaults: Any):
@@ -63,14 +81,13 @@ def takes(options_type: type, *, param: str = "options", only: tuple[str, ...] |
 
     generated = []
     for f, hint in flags(options_type):
-        decls = [f.metadata.get("flag") or "--" + f.name.replace("_", "-")] + ([f.metadata["short"]] if f.metadata.get("short") else [])
+        decls = [_flag(f)] + ([f.metadata["short"]] if f.metadata.get("short") else [])
         default = defaults.get(f.name, f.default)
         info = typer.Option(*decls, help=f.metadata["help"], show_default=default is not None)
         generated.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
                                            annotation=Annotated[hint, info]))
     names = {p.name for p in generated}
-    flag_of = {f.name: (f.metadata.get("flag") or "--" + f.name.replace("_", "-")).split("/")[0]
-               for f, _ in flags(options_type)}
+    flag_of = flag_names(options_type)
 
     def decorate(command):
         signature = inspect.signature(command, eval_str=True)
@@ -148,27 +165,17 @@ def models() -> None:
 def import_pix2pix(
     pth: Path = typer.Argument(..., help="An upstream pytorch-CycleGAN-and-pix2pix generator, e.g. latest_net_G.pth."),
     output: Path = typer.Option(..., "-o", "--output", help="Checkpoint folder to write, e.g. checkpoints/facades."),
-    input_kind: str = typer.Option("rgb", help="What the model expects: rgb (images) or pose (OpenPose-style maps)."),
+    input_kind: InputKind = typer.Option(InputKind.RGB, help="What the model expects: rgb (images) or pose (OpenPose-style maps)."),
     size: Optional[int] = typer.Option(None, help="Native square size the model was trained at (pix2pix's --crop_size); default: unet_128 128, others 256.", show_default=False),
-    normalization: str = typer.Option("sample", help="sample: batch norm with each frame's statistics (pix2pix's "
-                                      "test default); running: eval-mode running statistics (pix2pix --eval)."),
+    normalization: Normalization = typer.Option(Normalization.SAMPLE, help="sample: batch norm with each frame's statistics (pix2pix's "
+                                                "test default); running: eval-mode running statistics (pix2pix --eval)."),
     overwrite: bool = typer.Option(False, help="Replace an existing checkpoint folder."),
 ) -> None:
     """Convert an upstream pix2pix/CycleGAN generator (.pth) into a vidtrans checkpoint folder."""
-    from vidtrans.models.checkpoint import CARD_NAME, describe, import_pix2pix as do_import, save_checkpoint
+    from vidtrans.models.checkpoint import convert_pix2pix, describe
 
-    if input_kind not in ("rgb", "pose"):
-        raise VidtransError(f"--input-kind must be rgb or pose, not {input_kind!r}")
-    if normalization not in ("sample", "running"):
-        raise VidtransError(f"--normalization must be sample or running, not {normalization!r}")
-    if (output / CARD_NAME).exists() and not overwrite:
-        raise VidtransError(f"{output} already holds a checkpoint; pass --overwrite to replace it")
-    if output.exists() and not output.is_dir():
-        raise VidtransError(f"{output}: is a file; give a folder for the checkpoint")
-    checkpoint = do_import(pth, input_kind=input_kind, size=size)
-    card = checkpoint.card
-    card.normalization = normalization
-    save_checkpoint(output, checkpoint.build(), card)
+    card = convert_pix2pix(pth, output, input_kind=input_kind, size=size, normalization=normalization,
+                           overwrite=overwrite)
     console.print(f"wrote {output} ({describe(card)})")
 
 
@@ -211,6 +218,11 @@ def run(
                        else "the output there is the model's guess from an empty pose map")
 
 
+def _or_na(value: float | None) -> str:
+    """A figure that may not exist (the flicker ratio against a still reference) as text."""
+    return "n/a" if value is None else str(value)
+
+
 def _warn_if_no_person(summary, consequence: str) -> None:
     """One plain line on stderr when most frames had nobody in them: the run worked (exit 0), but
     its output is probably not what was wanted."""
@@ -248,84 +260,25 @@ def pose(
 
 
 @app.command()
+@takes(TrainOptions)
 def train(
     target: Optional[Path] = typer.Argument(None, help="Video of the target person (their whole body, a few minutes).", show_default=False),
     output: Path = typer.Option(..., "-o", "--output", help="Checkpoint folder to write (and resume from)."),
     synthetic: bool = typer.Option(False, "--synthetic", help="Train on our procedural character instead of a video."),
     data: Optional[Path] = typer.Option(None, "--data", help="Paired folder: side-by-side AB images, or A/ and B/ subfolders."),
-    input_kind: str = typer.Option("rgb", help="With --data: rgb, or pose when A images are pose maps."),
-    direction: str = typer.Option("AtoB", help="With --data: AtoB or BtoA."),
-    iterations: int = typer.Option(2000, help="Training iterations (each one batch)."),
-    batch_size: int = typer.Option(1, help="Samples per iteration (per process under torchrun)."),
-    architecture: Optional[str] = typer.Option(None, "--arch", help="unet_256 (default), unet_128, resnet_9blocks or resnet_6blocks; with --resume, the checkpoint's.", show_default=False),
-    ngf: Optional[int] = typer.Option(None, help="Generator width (default 64; with --resume, the checkpoint's).", show_default=False),
-    ndf: Optional[int] = typer.Option(None, help="Discriminator width (default 64; with --resume, the checkpoint's).", show_default=False),
-    size: Optional[int] = typer.Option(None, help="Training resolution, square (default 256; a multiple of what --arch needs; with --resume, the checkpoint's).", show_default=False),
-    lr: float = typer.Option(2e-4, help="Adam learning rate (decays linearly to 0 over the second half)."),
-    lambda_l1: float = typer.Option(100.0, "--lambda-l1", help="Weight of the L1 loss against the GAN loss."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N (torchrun picks cuda:LOCAL_RANK)."),
-    resume: bool = typer.Option(False, help="Continue from the checkpoint in --output."),
-    overwrite: bool = typer.Option(False, help="Start over when --output holds a checkpoint: its files are deleted when training starts."),
-    save_every: int = typer.Option(500, help="Write the checkpoint every N iterations."),
-    validate_every: int = typer.Option(500, help="Score the held-out split (SSIM/PSNR) and save a sample grid every N iterations."),
-    seed: int = typer.Option(0, help="Random seed."),
+    options: TrainOptions = TrainOptions(),
 ) -> None:
     """Train a pix2pix model (conditional GAN + L1) on a target video, a paired folder, or synthetic data.
 
     Several GPUs: torchrun --nproc_per_node N -m vidtrans train ...
     """
-    from vidtrans.models.checkpoint import ModelCard
-    from vidtrans.pose.render import PoseStyle
-    from vidtrans.train.data import PairedFolder, SyntheticPairs, VideoPairs
-    from vidtrans.models.translator import resolve_device
-    from vidtrans.train.trainer import (TrainConfig, Trainer, check_config, check_output, describe_conflicts,
-                                        resume_conflicts, saved_settings)
+    from vidtrans.train.setup import prepare_training
+    from vidtrans.train.trainer import Trainer
 
-    if sum(x is not None and x is not False for x in (target, data, synthetic or None)) != 1:
-        raise VidtransError("give exactly one data source: a target video, --data DIR or --synthetic")
-    if data is not None and input_kind not in ("rgb", "pose"):
-        raise VidtransError(f"--input-kind must be rgb or pose, not {input_kind!r}")
-    if direction not in ("AtoB", "BtoA"):
-        raise VidtransError(f"--direction must be AtoB or BtoA, not {direction!r}")
-    # Everything that can be refused is refused here, before pose detection or data loading.
-    flags = {"architecture": "--arch", "ngf": "--ngf", "ndf": "--ndf", "size": "--size", "lr": "--lr",
-             "lambda_l1": "--lambda-l1", "iterations": "--iterations", "batch_size": "--batch-size",
-             "save_every": "--save-every", "validate_every": "--validate-every", "resume": "--resume",
-             "overwrite": "--overwrite"}
-    check_output(output, resume, overwrite, flags)
-    requested = {"architecture": architecture, "ngf": ngf, "ndf": ndf, "size": size}
-    settings = {"architecture": TrainConfig.architecture, "ngf": TrainConfig.ngf, "ndf": TrainConfig.ndf, "size": 256}
-    if resume:
-        settings = saved_settings(output, flags)
-        conflicts = resume_conflicts(settings, {k: v for k, v in requested.items() if v is not None})
-        if conflicts:
-            raise VidtransError(describe_conflicts(conflicts, flags, advice="drop it or use"))
-    architecture, ngf, ndf, size = (settings[k] if v is None else v for k, v in requested.items())
-    config = TrainConfig(iterations=iterations, batch_size=batch_size, architecture=architecture, ngf=ngf, ndf=ndf,
-                         lr=lr, lambda_l1=lambda_l1, save_every=save_every, validate_every=validate_every, seed=seed)
-    check_config(config, size, flags)
-    resolve_device(device)
-    style = PoseStyle()
-    card = ModelCard(architecture=architecture, native_size=(size, size), input_kind="pose",
-                     pose_style=style.to_dict(), normalization="sample")
-    if synthetic:
-        source = SyntheticPairs(size=size, style=style)
-        card.target_pose_stats = source.target_pose_stats()
-        card.description = "pose map -> our procedural target character (vidtrans.train.synth.TARGET_LOOK)"
-        card.training = {"data": "synthetic (procedural character and dances rendered by vidtrans)",
-                         "train_seeds": [source.train_seeds.start, source.train_seeds.stop],
-                         "validation_seed": source.validation_seed}
-    elif data is not None:
-        source = PairedFolder(data, size=size, direction=direction, flip=input_kind == "rgb")
-        card.input_kind = input_kind
-        card.pose_style = style.to_dict() if input_kind == "pose" else None
-        card.training = {"data": f"paired folder {data.name}", "pairs": len(source.pairs)}
-    else:
-        with _progress(f"{target.name} poses") as update:
-            source = VideoPairs(target, size=size, style=style, progress=update)
-        card.target_pose_stats = source.target_pose_stats()
-        card.description = f"pose map -> the person in {target.name}"
-        card.training = {"data": f"target video {target.name}", "frames": len(source.frames)}
+    iterations, validate_every = options.iterations, options.validate_every
+    with _progress(f"{target.name} poses" if target else "training data") as update:
+        source, config, card = prepare_training(output, options, target=target, data=data, synthetic=synthetic,
+                                                progress=update, names=flag_names(TrainOptions))
     columns = [TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
                TimeRemainingColumn()]
     with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
@@ -340,8 +293,8 @@ def train(
             if not console.is_terminal and (iteration % validate_every == 0 or iteration == iterations):
                 console.print(f"iteration {iteration}/{iterations}: {stats}")
 
-        trainer = Trainer(source, output, config, card, device=device, resume=resume, on_step=on_step,
-                          overwrite=overwrite)
+        trainer = Trainer(source, output, config, card, device=options.device, resume=options.resume,
+                          on_step=on_step, overwrite=options.overwrite)
         bar.update(task, completed=trainer.iteration)
         metrics = trainer.fit()
     console.print(f"wrote {output} after {trainer.iteration} iterations" +
@@ -388,11 +341,12 @@ def batch(
 ) -> None:
     """Translate every clip in a folder; a rerun skips finished clips and redoes changed or failed ones.
 
-    A broken clip is reported with its reason and the batch goes on. Progress is kept in OUTPUT_DIR/.vidtrans-batch.json.
+    A broken clip is reported with its reason and the batch goes on. Progress is kept in OUTPUT_DIR/.vidtrans-batch.jsonl.
 
     Exit status: 0 every clip translated or skipped; 1 a clip failed (or the model could not be loaded); 2 usage error (bad option, INPUT_DIR missing or without clips, OUTPUT_DIR = INPUT_DIR, --report naming a clip or an existing file that is not a report); 128+N stopped by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), finished clips kept.
     """
-    from vidtrans.batch import RichDisplay, summary_tables, translate_folder
+    from vidtrans.batch import translate_folder
+    from vidtrans.cli_batch_ui import RichDisplay, summary_tables
 
     with RichDisplay(console) as display:
         result = translate_folder(input_dir, output_dir, model, options, batch=batch_options,
@@ -435,7 +389,7 @@ def evaluate(
         print(json.dumps(result))
     else:
         console.print(f"{result['model']}: ssim {result['ssim']}, psnr {result['psnr']} dB, "
-                      f"flicker ratio {result['flicker_ratio']} over {result['frames']} frames")
+                      f"flicker ratio {_or_na(result['flicker_ratio'])} over {result['frames']} frames")
 
 
 @contextlib.contextmanager
@@ -521,7 +475,7 @@ def main() -> None:
         message = " ".join(e.format_message().replace("Value error, ", "").split()).rstrip(".")
         print(f"vidtrans: error: {message}; see {command} --help", file=sys.stderr)
         sys.exit(e.exit_code)
-    except (KeyboardInterrupt, click_exceptions.Abort):  # before typer took over
+    except (KeyboardInterrupt, typer.Abort):  # before typer took over
         if not _stopped_by:
             _stopped_by.append(signal.SIGINT)
     else:

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from vidtrans.errors import VidtransError
-from vidtrans.pipeline import Batch, SmoothStage, TranslateStage
-from vidtrans.stages import run_stages
+from vidtrans.metrics import flicker, psnr, relative_flicker, ssim
+from vidtrans.pipeline import SmoothStage, TranslateStage
+from vidtrans.runner import Batch, run_stages
 from vidtrans.temporal import Smoother, smoothing_for
-from vidtrans.train.metrics import flicker, psnr, ssim
 
 DEFAULT_EVAL_SEED = 20_000_000
 
@@ -38,7 +38,7 @@ def synthetic_ground_truth(model, seed: int, frames: int) -> tuple[np.ndarray, n
         raise VidtransError(f"seed {seed} was used in training (seeds {train_seeds[0]}..{train_seeds[1] - 1}); "
                             f"pick a held-out seed such as {DEFAULT_EVAL_SEED}")
     height, width = model.native_size
-    style = PoseStyle.from_dict(model.card.pose_style) if model.card.pose_style else PoseStyle()
+    style = PoseStyle.for_card(model.card)
     track = dance_keypoints(seed, frames, height, width, TARGET_LOOK)
     inputs = np.stack([render_pose(kp, height, width, style) for kp in track])
     truth = np.stack([render_person(kp, height, width, TARGET_LOOK) for kp in track])
@@ -67,11 +67,11 @@ def evaluate(model, inputs: np.ndarray, truth: np.ndarray, batch_size: int = 8, 
     if smoothing != "none":
         stages.append(SmoothStage(Smoother(smoothing, smoothing_strength)))
     output = np.concatenate([batch.output for batch in run_stages(batches, stages)])
-    truth_flicker = flicker(truth)
+    flicker_ratio = relative_flicker(flicker(output), flicker(truth))
     return {
         "ssim": round(float(ssim(output, truth)), 4),
         "psnr": round(float(psnr(output, truth)), 2),
-        "flicker_ratio": round(flicker(output) / truth_flicker, 4) if truth_flicker else float("nan"),
+        "flicker_ratio": None if flicker_ratio is None else round(flicker_ratio, 4),
         "frames": int(len(output)),
         "smoothing": smoothing,
     }

@@ -57,15 +57,21 @@ class CompileMode(Choice):
     OFF = "off"
 
 
+class InputKind(Choice):
+    RGB = "rgb"  # any image
+    POSE = "pose"  # OpenPose-style pose maps
+
+
+class Normalization(Choice):
+    SAMPLE = "sample"  # batch norm with each frame's own statistics (pix2pix's test-time default)
+    RUNNING = "running"  # eval-mode running statistics (pix2pix --eval)
+
+
 class Precision(Choice):
     AUTO = "auto"
     FP32 = "fp32"
     FP16 = "fp16"
     BF16 = "bf16"
-
-
-# The Choice types by name, for fields whose annotation is a string (postponed annotations).
-_CHOICES = {cls.__name__: cls for cls in (Smoothing, PoseSource, CompileMode, Precision)}
 
 
 def option(default: Any = None, help: str = "", flag: str | None = None, short: str | None = None,
@@ -96,7 +102,8 @@ class _Options:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            kind = f.type if isinstance(f.type, type) else _CHOICES.get(str(f.type))
+            # Annotations are strings here (postponed evaluation): find Choice types by name.
+            kind = f.type if isinstance(f.type, type) else {c.__name__: c for c in Choice.__subclasses__()}.get(str(f.type))
             if kind is not None and issubclass(kind, Choice):
                 object.__setattr__(self, f.name, kind.parse(getattr(self, f.name), f.name))
         self.check()
@@ -209,9 +216,6 @@ class View(Choice):
     POSE = "pose"  # what the model gets: the pose map, or the camera for RGB models
 
 
-_CHOICES[View.__name__] = View
-
-
 def _option_of(options_type: type, name: str, default: Any) -> Any:
     """A field of another options type again (its help and flag), with a default of its own."""
     original = next(f for f in dataclasses.fields(options_type) if f.name == name)
@@ -286,12 +290,43 @@ def _address(serve: str | None) -> tuple[str, int] | None:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+class Direction(Choice):
+    A_TO_B = "AtoB"
+    B_TO_A = "BtoA"
+
+
+@dataclass(frozen=True)
+class TrainOptions(_Options):
+    """How `vidtrans train` learns a model (vidtrans.train.setup.prepare_training checks the
+    values against each other and against a checkpoint being resumed)."""
+
+    iterations: int = option(2000, "Training iterations (each one batch).")
+    batch_size: int = option(1, "Samples per iteration (per process under torchrun).")
+    architecture: str | None = option(None, "unet_256 (default), unet_128, resnet_9blocks or resnet_6blocks; with "
+                                      "--resume, the checkpoint's.", flag="--arch")
+    ngf: int | None = option(None, "Generator width (default 64; with --resume, the checkpoint's).")
+    ndf: int | None = option(None, "Discriminator width (default 64; with --resume, the checkpoint's).")
+    size: int | None = option(None, "Training resolution, square (default 256; a multiple of what --arch needs; "
+                              "with --resume, the checkpoint's).")
+    lr: float = option(2e-4, "Adam learning rate (decays linearly to 0 over the second half).")
+    lambda_l1: float = option(100.0, "Weight of the L1 loss against the GAN loss.")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N (torchrun picks cuda:LOCAL_RANK).")
+    resume: bool = option(False, "Continue from the checkpoint in --output.")
+    overwrite: bool = option(False, "Start over when --output holds a checkpoint: its files are deleted when "
+                             "training starts.")
+    save_every: int = option(500, "Write the checkpoint every N iterations.")
+    validate_every: int = option(500, "Score the held-out split (SSIM/PSNR) and save a sample grid every N "
+                                 "iterations.")
+    seed: int = option(0, "Random seed.")
+    input_kind: InputKind = option(InputKind.RGB, "With --data: rgb, or pose when A images are pose maps.")
+    direction: Direction = option(Direction.A_TO_B, "With --data: AtoB or BtoA.")
+
+
 # How pose-map videos are encoded (`vidtrans pose`). Pose maps are flat graphics: x264 superfast
 # loses nothing visible at the same CRF (about 1 Mbit/s at 720p). The two pose detectors keep two
 # cores busy, so the encoder should spend little CPU: x264's default 1.5 threads per core cost
 # 20-25 % more per frame than two, and one thread becomes the bottleneck from 1080p.
 POSE_VIDEO_ENCODE = EncodeOptions(preset="superfast", threads=2)
-
 
 
 def output_settings(options: RunOptions) -> dict[str, Any]:

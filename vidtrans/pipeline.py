@@ -8,7 +8,7 @@ Timestamps are carried from the decoder to the encoder untouched; audio is copie
 Pose models need the whole clip's keypoints before the first frame is drawn (the global pose
 normalization fits the source dancer's height and ankle range to the target's, and the keypoint
 filter looks ahead), so for them a first pass decodes and detects keypoints only (a few bytes per
-frame), and the second pass renders, translates and encodes.
+frame; `vidtrans.pose.track`), and the second pass renders, translates and encodes.
 """
 
 from __future__ import annotations
@@ -19,45 +19,20 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
 from vidtrans.atomic import temp_path
 from vidtrans.errors import VidtransError
+from vidtrans.metrics import FlickerMeter, relative_flicker
 from vidtrans.pose.keypoints import has_person
-from vidtrans.stages import Parallel, run_stages
-from vidtrans.temporal import FlickerMeter, Smoother, smoothing_for
+from vidtrans.pose.track import pose_stages_for
+from vidtrans.runner import Batch, Parallel, Progress, frame_batches, run_stages
+from vidtrans.temporal import Smoother, smoothing_for
 from vidtrans.options import POSE_VIDEO_ENCODE, EncodeOptions, RunOptions
 from vidtrans.video import SourceMedia, VideoReader, VideoWriter, check_destination, check_encoder_settings
 from vidtrans.view import side_by_side
-
-Progress = Callable[[int, int, str], None]  # (frames done, frames expected or 0, what is being done)
-
-
-@dataclass
-class Batch:
-    frames: list[np.ndarray]  # (H, W, 3) uint8 decoded input; not stacked, as only the model needs that
-    pts: list[int]
-    indices: list[int]
-    keypoints: np.ndarray | None = None  # (N, 18, 3) in input pixels, for pose models
-    model_input: np.ndarray | None = None  # what the generator sees (pose maps); None: the frames
-    output: np.ndarray | None = None
-
-
-def _batches(reader: VideoReader, batch_size: int) -> Iterator[Batch]:
-    pending: list[Any] = []
-    for frame in reader:
-        pending.append(frame)
-        if len(pending) == batch_size:
-            yield _make_batch(pending)
-            pending = []
-    if pending:
-        yield _make_batch(pending)
-
-
-def _make_batch(frames: list[Any]) -> Batch:
-    return Batch([f.image for f in frames], [f.pts for f in frames], [f.index for f in frames])
 
 
 @functools.cache
@@ -172,9 +147,8 @@ class Summary:
 
     @property
     def flicker_ratio(self) -> float | None:
-        """Output flicker relative to the input's; None when the input does not change at all
-        (a still or a single frame), as there is nothing to compare with."""
-        return self.flicker_output / self.flicker_input if self.flicker_input > 0 else None
+        """Output flicker relative to the input's; None when the input does not change at all."""
+        return relative_flicker(self.flicker_output, self.flicker_input)
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k != "extra"}
@@ -218,8 +192,8 @@ def translate_video(
     with VideoReader(src, start=options.start, end=options.end) as reader:
         stages: list[Any] = []
         if model.input_kind == "pose":
-            pose_stages, summary.pose = _pose_stages(src, reader, model, options.pose, keypoints, options.normalize,
-                                                     progress)
+            pose_stages, summary.pose = pose_stages_for(model, src, reader, options.pose, keypoints, options.normalize,
+                                                        progress)
             stages += pose_stages
             if pose_stages:
                 summary.frames_without_person = 0
@@ -307,63 +281,6 @@ def render_pose_video(
     return summary
 
 
-def detect_keypoints(src: str | os.PathLike, start: float | None = None, end: float | None = None,
-                     progress: Progress | None = None) -> np.ndarray:
-    """Raw keypoints (frames, 18, 3) of every frame of `src`, detected in tracking mode."""
-    from vidtrans.pose.detector import DETECTION_MAX_SIDE
-    from vidtrans.pose.stages import KeypointStage
-
-    tracks = []
-    with VideoReader(src, start=start, end=end, max_side=DETECTION_MAX_SIDE) as reader:
-        total, info = reader.frame_count, reader.info
-        for batch in run_stages(_batches(reader, 8), [KeypointStage(frame_size=(info.height, info.width))]):
-            tracks.append(batch.keypoints)
-            if progress:
-                progress(sum(len(t) for t in tracks), total, "detecting poses")
-    return np.concatenate(tracks) if tracks else np.zeros((0, 18, 3), np.float32)
-
-
-def _pose_stages(src: Path, reader: VideoReader, model, pose: str, keypoints, normalize: bool,
-                 progress: Progress | None) -> tuple[list[Any], str]:
-    """The stages that turn decoded frames into the pose maps `model` expects, and what they do."""
-    from vidtrans.pose import PoseNormalizer, PoseStats, PoseStyle, estimate_pose_stats, read_keypoints, smooth_track
-    from vidtrans.pose.stages import KeypointLookupStage, PoseMapStage, fit_to_frame
-
-    if pose == "none" or (pose == "auto" and keypoints is None and _is_pose_video(src, reader)):
-        return [], "input is pose maps"
-    card, info = model.card, reader.info
-    style = PoseStyle.from_dict(card.pose_style) if card.pose_style else PoseStyle()
-    height, width = model.native_size
-    if keypoints is not None:
-        track, how = read_keypoints(keypoints).keypoints, f"keypoints from {Path(keypoints).name}"
-        if len(track) < reader.frame_count:
-            raise VidtransError(f"{keypoints}: {len(track)} frames of keypoints for a clip of about "
-                                f"{reader.frame_count} frames; extract them from this clip with vidtrans pose")
-    else:
-        track, how = detect_keypoints(src, reader.start, reader.end, progress), "detected"
-    track = smooth_track(track)
-    transform = fit_to_frame((info.height, info.width), (height, width))
-    if normalize and card.target_pose_stats:
-        try:
-            source_stats = estimate_pose_stats(track, info.height, info.width)
-        except VidtransError as e:
-            how += f", not normalized ({e})"
-        else:
-            transform = PoseNormalizer(source_stats, PoseStats.from_dict(card.target_pose_stats))
-            how += ", normalized to the target's body"
-    elif normalize:
-        how += ", not normalized (the model card has no target pose statistics)"
-    return [KeypointLookupStage(track), PoseMapStage(transform, height, width, style)], how
-
-
-def _is_pose_video(src: Path, reader: VideoReader) -> bool:
-    from vidtrans.pose import looks_like_pose_map
-
-    with VideoReader(src, start=reader.start, end=reader.end) as peek:
-        first = [frame.image for _, frame in zip(range(8), peek)]
-    return looks_like_pose_map(first) if first else False
-
-
 # Compiling costs 15-20 s and ~130 MB up front and makes a CPU pipeline 20-40 % faster per frame
 # (benchmarks/README.md): it breaks even at about 1400 frames of unet_256 on two cores, so
 # `--compile auto` compiles for clips estimated at COMPILE_AUTO_FRAMES or more, once
@@ -398,7 +315,7 @@ def _encode(reader: VideoReader, stages: list[Any], output: _Output, batch_size:
     info, total, written = reader.info, reader.frame_count, 0
     writer = None
     try:
-        for batch in run_stages(_batches(reader, batch_size), stages):
+        for batch in run_stages(frame_batches(reader, batch_size), stages):
             for i in range(len(batch.pts)):
                 frame = frame_to_write(batch, i)
                 if writer is None:

@@ -1,4 +1,4 @@
-"""Temporal smoothing of translated frames, and the flicker figure that shows what it did.
+"""Temporal smoothing of translated frames (what it does shows in `vidtrans.metrics.flicker`).
 
 GAN outputs flicker because every frame is generated on its own. `ema` blends each output with the
 previous smoothed output (cheap, but smears motion). `flow` first moves the previous output along
@@ -26,31 +26,6 @@ def smoothing_for(model, method: str, strength: float) -> tuple[str, float]:
         return method, strength
     recommended = getattr(getattr(model, "card", None), "smoothing", None) or {}
     return recommended.get("method", "none"), float(recommended.get("strength", strength))
-
-
-def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
-    # OpenCV works on uint8 directly: 3-5x faster than widening to int16 in NumPy, which matters
-    # because the flicker figure is taken in the encoder's thread for every frame.
-    return float(np.mean(cv2.mean(cv2.absdiff(a, b))[:a.shape[-1] if a.ndim == 3 else 1]))
-
-
-class FlickerMeter:
-    """Mean |difference| between consecutive frames, accumulated as frames stream past."""
-
-    def __init__(self) -> None:
-        self.total = 0.0
-        self.count = 0
-        self._previous: np.ndarray | None = None
-
-    def add(self, frame: np.ndarray) -> None:
-        if self._previous is not None and self._previous.shape == frame.shape:
-            self.total += mean_abs_diff(frame, self._previous)
-            self.count += 1
-        self._previous = frame
-
-    @property
-    def value(self) -> float:
-        return self.total / self.count if self.count else 0.0
 
 
 class Smoother:

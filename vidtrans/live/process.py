@@ -53,7 +53,7 @@ class LivePoseMapper:
     def __init__(self, source_size: tuple[int, int], model_size: tuple[int, int], target_stats: dict | None,
                  normalize: bool = True):
         from vidtrans.pose import PoseStats
-        from vidtrans.pose.stages import fit_to_frame
+        from vidtrans.pose.normalize import fit_to_frame
 
         self.source_size = source_size  # (height, width)
         self.fit = fit_to_frame(source_size, model_size)
@@ -113,10 +113,9 @@ class FrameProcessor:
         if self.is_pose:
             from vidtrans.pose import OneEuroFilter, PoseDetector, PoseStyle
 
-            card = model.card
             self.detector = PoseDetector(video_mode=True)
             self.filter = OneEuroFilter()
-            self.style = PoseStyle.from_dict(card.pose_style) if card.pose_style else PoseStyle()
+            self.style = PoseStyle.for_card(model.card)
 
     @property
     def pose_how(self) -> str | None:

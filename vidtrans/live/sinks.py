@@ -20,7 +20,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from vidtrans.errors import VidtransError
+from vidtrans.errors import VidtransError, first_line
 from vidtrans.options import EncodeOptions, LiveOptions
 from vidtrans.video import VideoWriter, check_destination
 
@@ -185,8 +185,7 @@ class VirtualCamera:
                 self.camera = self.module.Camera(width=width, height=height, fps=max(1.0, shown.fps),
                                                  fmt=self.module.PixelFormat.RGB)
             except Exception as e:  # pyvirtualcam raises RuntimeError or backend-specific errors
-                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise VidtransError(f"virtual_cam: no virtual camera available ({reason}); on Linux load "
+                raise VidtransError(f"virtual_cam: no virtual camera available ({first_line(e)}); on Linux load "
                                     "v4l2loopback (modprobe v4l2loopback), elsewhere install OBS") from e
         self.camera.send(np.ascontiguousarray(letterbox(shown.image, self.camera.width, self.camera.height)))
 

@@ -203,11 +203,19 @@ def load_tensor_file(path: Path, fix: str, mmap: bool = False) -> Any:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def weights_sha256(name_or_path: str | os.PathLike) -> str:
+    """The sha256 of a model's weights, without loading them: what tells a changed model (a batch
+    redoes its clips then). The card's record for a checkpoint folder; the file's own hash for an
+    upstream .pth, or for a card written without one."""
+    path = checkpoint_path(name_or_path)
+    if path.is_dir():
+        recorded = read_card(path).weights_sha256
+        return recorded or sha256_of(path / WEIGHTS_NAME)
+    return sha256_of(path)
 
 
 def save_checkpoint(folder: str | os.PathLike, net: nn.Module, card: ModelCard, dtype: torch.dtype = torch.float32) -> Path:
@@ -265,14 +273,18 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
 
 def load_checkpoint(name_or_path: str | os.PathLike) -> Checkpoint:
     """A model by name, checkpoint folder, card.json/model.safetensors path, or upstream pix2pix .pth file."""
-    path = resolve(name_or_path)
-    if path.is_file() and path.name in (CARD_NAME, WEIGHTS_NAME):
-        path = path.parent
+    path = checkpoint_path(name_or_path)
     if path.is_dir():
         return _load_folder(path)
     if path.suffix in (".pth", ".pt"):
         return import_pix2pix(path)
     raise VidtransError(f"{path}: not a checkpoint; pass a folder with {CARD_NAME} and {WEIGHTS_NAME}, or a pix2pix .pth file")
+
+
+def checkpoint_path(name_or_path: str | os.PathLike) -> Path:
+    """The checkpoint folder, or upstream file, that a model name or path stands for."""
+    path = resolve(name_or_path)
+    return path.parent if path.is_file() and path.name in (CARD_NAME, WEIGHTS_NAME) else path
 
 
 def read_card(folder: str | os.PathLike) -> ModelCard:
@@ -328,6 +340,25 @@ def _load_background(folder: Path, card: ModelCard) -> np.ndarray | None:
 
 
 # --- upstream pytorch-CycleGAN-and-pix2pix ---------------------------------------------------------
+
+
+def convert_pix2pix(path: str | os.PathLike, folder: str | os.PathLike, *, input_kind: str = "rgb",
+                    size: int | None = None, normalization: str = "sample", overwrite: bool = False) -> ModelCard:
+    """Import an upstream generator (see `import_pix2pix`) and save it as the checkpoint `folder`;
+    returns its card. An existing checkpoint there is replaced only with `overwrite`."""
+    from vidtrans.options import InputKind, Normalization
+
+    folder = Path(folder)
+    input_kind = InputKind.parse(input_kind, "input_kind").value
+    normalization = Normalization.parse(normalization, "normalization").value
+    if folder.exists() and not folder.is_dir():
+        raise VidtransError(f"{folder}: is a file; give a folder for the checkpoint")
+    if (folder / CARD_NAME).exists() and not overwrite:
+        raise VidtransError(f"{folder} already holds a checkpoint; pass --overwrite to replace it")
+    checkpoint = import_pix2pix(path, input_kind=input_kind, size=size)
+    checkpoint.card.normalization = normalization
+    save_checkpoint(folder, checkpoint.build(), checkpoint.card)
+    return checkpoint.card
 
 
 def import_pix2pix(path: str | os.PathLike, input_kind: str = "rgb", size: int | None = None) -> Checkpoint:

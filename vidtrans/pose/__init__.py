@@ -1,6 +1,7 @@
 """Poses for pose2person: COCO-18 keypoints, detection, smoothing, normalisation, files, rendering.
 
-Only `PoseDetector` needs mediapipe, and imports it when created.
+Only `PoseDetector` needs mediapipe, and imports it when created. `vidtrans.pose.track` (a clip's
+pose track and the pipeline stages that draw it) is not imported here, as it needs the video reader.
 """
 
 from vidtrans.pose.detector import PoseDetector
@@ -12,11 +13,11 @@ from vidtrans.pose.keypoints import (
     KEYPOINT_NAMES,
     LIMBS,
     NUM_KEYPOINTS,
-    empty_pose,
+    check_keypoints,
     flip_keypoints,
     has_person,
 )
-from vidtrans.pose.normalize import PoseNormalizer, PoseStats, estimate_pose_stats
+from vidtrans.pose.normalize import PoseNormalizer, PoseStats, estimate_pose_stats, fit_to_frame
 from vidtrans.pose.posemap import looks_like_pose_map
 from vidtrans.pose.render import DEFAULT_MIN_CONFIDENCE, PoseStyle, render_pose, render_poses
 from vidtrans.pose.smoothing import OneEuroFilter, bridge_gaps, smooth_track
@@ -24,7 +25,7 @@ from vidtrans.pose.smoothing import OneEuroFilter, bridge_gaps, smooth_track
 __all__ = [
     "COLORS", "DEFAULT_MIN_CONFIDENCE", "FLIP_INDEX", "KEYPOINT_INDEX", "KEYPOINT_NAMES", "LIMBS",
     "NUM_KEYPOINTS", "KeypointTrack", "OneEuroFilter", "PoseDetector", "PoseNormalizer", "PoseStats",
-    "PoseStyle", "bridge_gaps", "empty_pose", "estimate_pose_stats", "flip_keypoints", "has_person",
+    "PoseStyle", "bridge_gaps", "check_keypoints", "estimate_pose_stats", "fit_to_frame", "flip_keypoints", "has_person",
     "looks_like_pose_map", "read_keypoints", "render_pose", "render_poses", "smooth_track",
     "write_keypoints_npz", "write_openpose_json",
 ]

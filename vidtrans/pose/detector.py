@@ -1,9 +1,9 @@
 """Single-person pose detection with MediaPipe's BlazePose, returned as COCO-18 keypoints.
 
 mediapipe is imported only when a detector is created, so everything else in vidtrans works
-without it. Only `model_complexity=1` is allowed: that model (pose_landmark_full.tflite) ships
-inside the mediapipe 0.10.21 wheel, while complexities 0 and 2 make mediapipe download a model
-from the internet at run time, which vidtrans must never do.
+without it. The detector always uses BlazePose's `model_complexity=1`: that model
+(pose_landmark_full.tflite) ships inside the mediapipe 0.10.21 wheel, while complexities 0 and 2
+make mediapipe download a model from the internet at run time, which vidtrans must never do.
 """
 
 from __future__ import annotations
@@ -129,12 +129,7 @@ class PoseDetector:
     """
 
     def __init__(self, video_mode: bool = True, min_visibility: float = 0.5,
-                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
-                 model_complexity: int = 1):
-        if model_complexity != 1:
-            raise VidtransError(
-                f"pose model_complexity={model_complexity} is not allowed: only 1 is bundled with mediapipe; "
-                "0 and 2 would be downloaded from the internet (use model_complexity=1)")
+                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5):
         try:
             import mediapipe as mp
         except ImportError as e:
@@ -144,7 +139,7 @@ class PoseDetector:
         with _native_stderr_silenced():
             self._pose = mp.solutions.pose.Pose(
                 static_image_mode=not video_mode,
-                model_complexity=1,
+                model_complexity=1,  # the only model in the wheel (module docstring)
                 smooth_landmarks=False,
                 enable_segmentation=False,
                 min_detection_confidence=min_detection_confidence,

@@ -32,7 +32,7 @@ import numpy as np
 
 from vidtrans.atomic import write_atomically
 from vidtrans.errors import VidtransError, first_line
-from vidtrans.pose.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
+from vidtrans.pose.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS, check_keypoints
 
 # OpenPose BODY_25 joint names in its output order, spelled like our COCO-18 names.
 _BODY25_NAMES = (
@@ -57,18 +57,14 @@ def write_keypoints_npz(path: str | os.PathLike, keypoints: np.ndarray, width: i
                         overwrite: bool = False) -> None:
     """Saves a track (frames, 18, 3) in pixels of a width x height frame. The file appears complete
     or not at all; an existing file is replaced only with `overwrite`."""
-    kp = np.asarray(keypoints, dtype=np.float32)
-    if kp.ndim != 3 or kp.shape[1:] != (NUM_KEYPOINTS, 3):
-        raise VidtransError(f"keypoint track has shape {kp.shape}, expected (frames, {NUM_KEYPOINTS}, 3)")
+    kp = check_keypoints(keypoints)
     write_atomically(path, lambda f: np.savez_compressed(f, keypoints=kp, width=np.int64(width), height=np.int64(height)),
                      overwrite=overwrite, what="keypoints")
 
 
 def write_openpose_json(folder: str | os.PathLike, keypoints: np.ndarray, prefix: str = "frame") -> None:
     """Writes one OpenPose COCO-18 ``{prefix}_{index:012d}_keypoints.json`` per frame into folder."""
-    kp = np.asarray(keypoints, dtype=np.float32)
-    if kp.ndim != 3 or kp.shape[1:] != (NUM_KEYPOINTS, 3):
-        raise VidtransError(f"keypoint track has shape {kp.shape}, expected (frames, {NUM_KEYPOINTS}, 3)")
+    kp = check_keypoints(keypoints)
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -101,9 +97,7 @@ def _read_npz(path: Path) -> KeypointTrack:
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
         raise VidtransError(f"{path}: not a vidtrans keypoint .npz (needs keypoints, width, height): "
                             f"{first_line(e)}; write it with vidtrans pose --keypoints") from e
-    if kp.ndim != 3 or kp.shape[1:] != (NUM_KEYPOINTS, 3):
-        raise VidtransError(f"{path}: keypoints have shape {kp.shape}, expected (frames, {NUM_KEYPOINTS}, 3)")
-    return KeypointTrack(kp, width, height)
+    return KeypointTrack(check_keypoints(kp, f"{path}: keypoints"), width, height)
 
 
 def _load_json(path: Path):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from vidtrans.errors import VidtransError
+
 NUM_KEYPOINTS = 18
 
 KEYPOINT_NAMES: tuple[str, ...] = (
@@ -65,11 +67,20 @@ def flip_keypoints(keypoints: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def empty_pose() -> np.ndarray:
-    """A pose with every keypoint missing."""
-    return np.zeros((NUM_KEYPOINTS, 3), dtype=np.float32)
-
-
 def has_person(keypoints: np.ndarray) -> np.ndarray:
     """Per pose of a track (..., 18, 3): whether any keypoint was found (a frame with nobody is all missing)."""
     return (np.asarray(keypoints)[..., 2] > 0).any(axis=-1)
+
+
+def check_keypoints(keypoints, what: str = "keypoint track", *, track: bool | None = True,
+                    dtype=np.float32) -> np.ndarray:
+    """`keypoints` as an array (of `dtype`; None keeps its own), refused with a VidtransError naming
+    `what` unless it is a track (frames, 18, 3) (`track=True`), one pose (18, 3) (`track=False`),
+    or either (`track=None`)."""
+    kp = np.asarray(keypoints, dtype=dtype)
+    ranks = {True: (3,), False: (2,), None: (2, 3)}[track]
+    if kp.ndim not in ranks or kp.shape[-2:] != (NUM_KEYPOINTS, 3):
+        expected = {True: f"(frames, {NUM_KEYPOINTS}, 3)", False: f"({NUM_KEYPOINTS}, 3)",
+                    None: f"({NUM_KEYPOINTS}, 3) or (frames, {NUM_KEYPOINTS}, 3)"}[track]
+        raise VidtransError(f"{what} has shape {kp.shape}, expected {expected} COCO-18 keypoints")
+    return kp

@@ -19,16 +19,20 @@ nose is missing, down to the lower ankle) of frames whose ankle line lies within
 and 98th percentiles of the ankle lines rather than the min and max, so that a few detector
 glitches cannot set the scale. All stored values are divided by the frame height, so source and
 target videos may have different sizes.
+
+Without normalization (turned off, or no statistics for either body) poses are only mapped into
+the model's frame by `fit_to_frame`.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import Callable
 
 import numpy as np
 
 from vidtrans.errors import VidtransError
-from vidtrans.pose.keypoints import KEYPOINT_INDEX, NUM_KEYPOINTS
+from vidtrans.pose.keypoints import KEYPOINT_INDEX, check_keypoints
 
 _NOSE, _NECK = KEYPOINT_INDEX["nose"], KEYPOINT_INDEX["neck"]
 _ANKLES = [KEYPOINT_INDEX["r_ankle"], KEYPOINT_INDEX["l_ankle"]]
@@ -83,9 +87,7 @@ def _ankle_points(track: np.ndarray, min_confidence: float) -> tuple[np.ndarray,
 def estimate_pose_stats(track: np.ndarray, frame_height: int, frame_width: int,
                         min_confidence: float = 0.0) -> PoseStats:
     """PoseStats of a keypoint track (T, 18, 3) in pixels of a frame_width x frame_height video."""
-    track = np.asarray(track, dtype=np.float64)
-    if track.ndim != 3 or track.shape[1:] != (NUM_KEYPOINTS, 3):
-        raise VidtransError(f"keypoint track has shape {track.shape}, expected (frames, {NUM_KEYPOINTS}, 3)")
+    track = check_keypoints(track, dtype=np.float64)
     ankle_y, _ = _ankle_points(track, min_confidence)
     top_y = np.where(track[:, _NOSE, 2] > min_confidence, track[:, _NOSE, 1],
                      np.where(track[:, _NECK, 2] > min_confidence, track[:, _NECK, 1], np.nan))
@@ -119,11 +121,9 @@ class PoseNormalizer:
         Frames without a visible ankle use the ankle line interpolated from neighbouring frames
         (for a single pose without ankles: the middle of the source's ankle range).
         """
-        kp = np.asarray(keypoints, dtype=np.float64)
+        kp = check_keypoints(keypoints, "keypoints", track=None, dtype=np.float64)
         single = kp.ndim == 2
         track = kp[None] if single else kp
-        if track.ndim != 3 or track.shape[1:] != (NUM_KEYPOINTS, 3):
-            raise VidtransError(f"keypoints have shape {kp.shape}, expected ({NUM_KEYPOINTS}, 3) or (frames, {NUM_KEYPOINTS}, 3)")
         s, t = self.source, self.target
         present = track[..., 2] > self.min_confidence
         xy = track[..., :2] / s.frame_height
@@ -170,3 +170,18 @@ def _fill_missing(values: np.ndarray, default: float) -> np.ndarray:
         return np.full_like(values, default)
     idx = np.arange(len(values))
     return np.interp(idx, idx[known], values[known])
+
+
+def fit_to_frame(source_size: tuple[int, int], target_size: tuple[int, int]) -> Callable[[np.ndarray], np.ndarray]:
+    """Without pose normalization: scale source pixels so the frame heights match, centred horizontally."""
+    (src_h, src_w), (dst_h, dst_w) = source_size, target_size
+    scale = dst_h / src_h
+
+    def transform(track: np.ndarray) -> np.ndarray:
+        out = np.array(track, dtype=np.float32, copy=True)
+        out[..., 0] = (out[..., 0] - (src_w - 1) / 2) * scale + (dst_w - 1) / 2
+        out[..., 1] = (out[..., 1] + 0.5) * scale - 0.5
+        out[..., :2] *= (out[..., 2:3] > 0)
+        return out
+
+    return transform

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from vidtrans.errors import VidtransError
-from vidtrans.pose.keypoints import COLORS, LIMBS, NUM_KEYPOINTS
+from vidtrans.pose.keypoints import COLORS, LIMBS, check_keypoints
 
 # OpenPose's own --render_threshold: keypoints it reports below this are noise.
 DEFAULT_MIN_CONFIDENCE = 0.05
@@ -70,6 +70,11 @@ class PoseStyle:
             kwargs["background"] = tuple(int(c) for c in kwargs["background"])
         return cls(**kwargs)
 
+    @classmethod
+    def for_card(cls, card) -> "PoseStyle":
+        """The style a model card's model was trained on; OpenPose's look when the card names none."""
+        return cls.from_dict(card.pose_style) if card.pose_style else cls()
+
 
 def _to_fixed(points: np.ndarray) -> np.ndarray:
     return np.round(points * _ONE).astype(np.int32)
@@ -99,9 +104,7 @@ def render_pose(keypoints: np.ndarray, height: int, width: int, style: PoseStyle
 def draw_pose(canvas: np.ndarray, keypoints: np.ndarray, style: PoseStyle = PoseStyle(),
               min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> None:
     """Draws one pose (18, 3) onto `canvas` (height, width, 3), which holds the background."""
-    kp = np.asarray(keypoints, dtype=np.float32)
-    if kp.shape != (NUM_KEYPOINTS, 3):
-        raise VidtransError(f"pose has shape {kp.shape}, expected ({NUM_KEYPOINTS}, 3) COCO-18 keypoints")
+    kp = check_keypoints(keypoints, "pose", track=False)
     height, width = canvas.shape[:2]
     present = (kp[:, 2] > min_confidence) & np.isfinite(kp[:, :2]).all(axis=1)
     if not present.any():
@@ -146,9 +149,7 @@ def draw_pose(canvas: np.ndarray, keypoints: np.ndarray, style: PoseStyle = Pose
 def render_poses(track: np.ndarray, height: int, width: int, style: PoseStyle = PoseStyle(),
                  min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> np.ndarray:
     """Pose maps (T, height, width, 3) uint8 RGB of a keypoint track (T, 18, 3)."""
-    track = np.asarray(track, dtype=np.float32)
-    if track.ndim != 3 or track.shape[1:] != (NUM_KEYPOINTS, 3):
-        raise VidtransError(f"keypoint track has shape {track.shape}, expected (frames, {NUM_KEYPOINTS}, 3)")
+    track = check_keypoints(track)
     out = blank_maps(len(track), height, width, style)
     for canvas, pose in zip(out, track):
         draw_pose(canvas, pose, style, min_confidence)

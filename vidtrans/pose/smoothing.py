@@ -12,14 +12,7 @@ import math
 import numpy as np
 
 from vidtrans.errors import VidtransError
-from vidtrans.pose.keypoints import NUM_KEYPOINTS
-
-
-def _check_track(track: np.ndarray) -> np.ndarray:
-    track = np.asarray(track, dtype=np.float32)
-    if track.ndim != 3 or track.shape[1:] != (NUM_KEYPOINTS, 3):
-        raise VidtransError(f"keypoint track has shape {track.shape}, expected (frames, {NUM_KEYPOINTS}, 3)")
-    return track
+from vidtrans.pose.keypoints import NUM_KEYPOINTS, check_keypoints
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -59,7 +52,7 @@ def bridge_gaps(track: np.ndarray, max_gap: int = 3, min_confidence: float = 0.0
     The bridged keypoints get the lower confidence of the two detections around the gap. Gaps at
     the start or end of the clip, and longer gaps, stay missing.
     """
-    track = _check_track(track).copy()
+    track = check_keypoints(track).copy()
     for j in range(NUM_KEYPOINTS):
         missing = track[:, j, 2] <= min_confidence
         for start, end in _runs(missing):
@@ -134,9 +127,7 @@ class OneEuroFilter:
 
     def __call__(self, keypoints: np.ndarray, t_seconds: float) -> np.ndarray:
         """Filtered copy of one pose (18, 3) seen at time `t_seconds` (must increase)."""
-        kp = np.asarray(keypoints, dtype=np.float32)
-        if kp.shape != (NUM_KEYPOINTS, 3):
-            raise VidtransError(f"pose has shape {kp.shape}, expected ({NUM_KEYPOINTS}, 3)")
+        kp = check_keypoints(keypoints, "pose", track=False)
         present = kp[:, 2] > self.min_confidence
         x = kp[:, :2].astype(np.float64)
 

@@ -3,7 +3,7 @@
     decoded frames -> KeypointStage (detector, in order) -> SmoothKeypointsStage (centred window)
                    -> PoseMapStage (map into the model's frame, render)
 
-Each stage fills a field of the pipeline's `Batch`. The keypoint filter looks a few frames ahead,
+Each stage fills a field of the `vidtrans.runner.Batch` it is given. The keypoint filter looks a few frames ahead,
 so `SmoothKeypointsStage` holds back just enough batches for that, never the whole clip.
 """
 
@@ -95,7 +95,7 @@ class SmoothKeypointsStage:
     def __init__(self, window: int = 5, sigma: float = 1.5, max_gap: int = 3):
         self.options = dict(window=window, sigma=sigma, max_gap=max_gap)
         self.pending: list = []  # batches waiting for future context
-        self.history = np.zeros((0, 18, 3), np.float32)  # raw keypoints: past context + pending frames
+        self.history = np.zeros((0, NUM_KEYPOINTS, 3), np.float32)  # raw keypoints: past context + pending frames
         self.past = 0  # frames of past context at the start of history
 
     def process(self, batch):
@@ -138,18 +138,3 @@ class PoseMapStage:
 
     def flush(self):
         return ()
-
-
-def fit_to_frame(source_size: tuple[int, int], target_size: tuple[int, int]) -> Callable[[np.ndarray], np.ndarray]:
-    """Without pose normalization: scale source pixels so the frame heights match, centred horizontally."""
-    (src_h, src_w), (dst_h, dst_w) = source_size, target_size
-    scale = dst_h / src_h
-
-    def transform(track: np.ndarray) -> np.ndarray:
-        out = np.array(track, dtype=np.float32, copy=True)
-        out[..., 0] = (out[..., 0] - (src_w - 1) / 2) * scale + (dst_w - 1) / 2
-        out[..., 1] = (out[..., 1] + 0.5) * scale - 0.5
-        out[..., :2] *= (out[..., 2:3] > 0)
-        return out
-
-    return transform

@@ -178,7 +178,7 @@ class VideoPairs:
 
     def __init__(self, video: str | os.PathLike, size: int = 256, style=None, max_frames: int = 3000,
                  progress=None):
-        from vidtrans.pipeline import detect_keypoints
+        from vidtrans.pose.track import detect_keypoints
         from vidtrans.pose.normalize import estimate_pose_stats
         from vidtrans.pose.render import PoseStyle
         from vidtrans.pose.smoothing import smooth_track

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from vidtrans.errors import VidtransError
-from vidtrans.pose.keypoints import KEYPOINT_INDEX, NUM_KEYPOINTS
+from vidtrans.pose.keypoints import KEYPOINT_INDEX, NUM_KEYPOINTS, check_keypoints
 
 RGB = tuple[int, int, int]
 
@@ -239,10 +238,9 @@ def render_person(keypoints: np.ndarray, height: int, width: int,
     Returns a uint8 RGB frame (height, width, 3). Deterministic; parts whose keypoints are
     missing (confidence 0) are not drawn.
     """
-    kp = np.asarray(keypoints)
-    if kp.shape != (NUM_KEYPOINTS, 3) or height < 1 or width < 1:
-        raise VidtransError(f"cannot render keypoints of shape {kp.shape} into {width}x{height}: "
-                            f"pass one pose ({NUM_KEYPOINTS}, 3) and a positive frame size")
+    kp = check_keypoints(keypoints, "pose", track=False, dtype=None)
+    if height < 1 or width < 1:
+        raise VidtransError(f"cannot render a person into {width}x{height}: pass a positive frame size")
     pose = _Pose(kp, look)
     img = _background(height, width, look).copy()
     head = pose.head_frame()
@@ -690,19 +688,3 @@ def dance_keypoints(seed: int, frames: int, height: int, width: int, look: Look 
                     fps: float = 30.0) -> np.ndarray:
     """The first `frames` poses (frames, 18, 3) of dance `seed` for a height x width frame."""
     return DanceGenerator(seed, look).keypoints(frames, height, width, fps)
-
-
-def synthetic_pairs(seed: int, frames: int, size: int = 256, look: Look = TARGET_LOOK,
-                    pose_style=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Training pairs for dance `seed`: yields (keypoints (18, 3), person image (size, size, 3)).
-
-    With a `pose_style` (a `vidtrans.pose.render.PoseStyle`) the first item is the pose map
-    rendered in that style instead of the keypoints.
-    """
-    track = dance_keypoints(seed, frames, size, size, look)
-    render_pose = None
-    if pose_style is not None:
-        from vidtrans.pose.render import render_pose
-    for kp in track:
-        image = render_person(kp, size, size, look)
-        yield (kp if render_pose is None else render_pose(kp, size, size, pose_style)), image

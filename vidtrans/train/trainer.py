@@ -24,13 +24,13 @@ from torch import nn
 
 from vidtrans.atomic import publish
 from vidtrans.errors import VidtransError
+from vidtrans.metrics import psnr, ssim
 from vidtrans.models.checkpoint import (BACKGROUND_NAME, CARD_NAME, MAX_SIZE, WEIGHTS_NAME, ModelCard,
                                         load_checkpoint, load_tensor_file, read_card, save_background,
                                         save_checkpoint, state_dict_mismatch)
 from vidtrans.models.networks import (GENERATORS, NORMS, NLayerDiscriminator, build_generator, init_weights,
                                       input_multiple, parse_generator, use_per_sample_stats)
 from vidtrans.models.translator import resolve_device
-from vidtrans.train.metrics import psnr, ssim
 
 STATE_NAME = "train_state.pt"
 _STATE_KEYS = ("iteration", "netD", "optG", "optD", "config")

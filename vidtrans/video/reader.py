@@ -20,7 +20,7 @@ import av
 import cv2
 import numpy as np
 
-from vidtrans.errors import VidtransError
+from vidtrans.errors import VidtransError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +75,11 @@ def _open(path: str | os.PathLike) -> tuple[av.container.InputContainer, av.vide
     try:
         container = av.open(name, metadata_errors="ignore")
     except av.FFmpegError as e:
-        raise VidtransError(f"{name}: not a readable video file ({_reason(e)}); pass a video such as .mp4/.mov/.mkv") from e
+        raise VidtransError(f"{name}: not a readable video file ({first_line(e)}); pass a video such as .mp4/.mov/.mkv") from e
     if not container.streams.video:
         container.close()
         raise VidtransError(f"{name}: no video stream (pass a video file, not audio or subtitles only)")
     return container, container.streams.video[0]
-
-
-def _reason(e: av.FFmpegError) -> str:
-    return (getattr(e, "strerror", None) or str(e)).splitlines()[0]
 
 
 def _display_rotation(frame: av.VideoFrame, stream: av.video.stream.VideoStream) -> int:
@@ -168,7 +164,7 @@ def _first_frame(container, stream, path) -> av.VideoFrame:
         for frame in container.decode(stream):
             return frame
     except av.FFmpegError as e:
-        raise VidtransError(f"{os.fspath(path)}: video cannot be decoded ({_reason(e)}); "
+        raise VidtransError(f"{os.fspath(path)}: video cannot be decoded ({first_line(e)}); "
                             "the file is damaged or truncated, re-export or re-download it") from e
     raise VidtransError(f"{os.fspath(path)}: no video frames could be decoded; "
                         "the file is damaged or truncated, re-export or re-download it")
@@ -313,7 +309,7 @@ class VideoReader:
                 yield from self._decode(packet)
         except av.FFmpegError as e:
             # A damaged container index or truncated tail: keep what we have, like players do.
-            log.warning("%s: stopped reading at a damaged part (%s)", self.path, _reason(e))
+            log.warning("%s: stopped reading at a damaged part (%s)", self.path, first_line(e))
         yield from self._decode(None)
 
     def _decode(self, packet: av.Packet | None) -> list[av.VideoFrame]:

@@ -7,7 +7,7 @@ import pytest
 
 from concurrent.futures import ThreadPoolExecutor
 
-from vidtrans.stages import Parallel, run_stages
+from vidtrans.runner import Parallel, frame_batches, run_stages
 
 
 class SlowSquare:
@@ -55,10 +55,21 @@ class CountingSquare(SlowSquare):
 
 def test_closing_early_stops_the_parallel_work():
     stage = CountingSquare()
-    outputs = run_stages(iter(range(1000)), [parallel(stage)])
+    pool = ThreadPoolExecutor(2, thread_name_prefix="vidtrans-CountingSquare")
+    outputs = run_stages(iter(range(1000)), [Parallel(stage, workers=2, pool=pool)])
     assert next(outputs) == 0
-    outputs.close()
-    time.sleep(0.3)
-    settled = stage.calls
-    time.sleep(0.3)
-    assert stage.calls == settled < 20  # nothing more is started once the consumer has gone
+    outputs.close()  # returns once the runner's threads have ended, the stage's queued work cancelled
+    pool.shutdown(wait=True)  # what a worker had already begun finishes; after this nothing can run
+    assert stage.calls < 20  # nothing more was started once the consumer had gone
+
+
+class Frame:
+    def __init__(self, index):
+        self.image, self.pts, self.index = f"image {index}", 100 * index, index
+
+
+def test_frame_batches_cut_frames_in_order_with_a_short_last_batch():
+    batches = list(frame_batches((Frame(i) for i in range(5)), 2))
+    assert [b.indices for b in batches] == [[0, 1], [2, 3], [4]]
+    assert batches[2].frames == ["image 4"] and batches[2].pts == [400]
+    assert batches[0].keypoints is batches[0].model_input is batches[0].output is None

@@ -1,7 +1,12 @@
-"""Image-quality and temporal-stability metrics for uint8 RGB frames (training validation, eval).
+"""Image-quality and temporal-stability metrics for uint8 RGB frames: SSIM, PSNR and flicker.
 
+Used by `run`'s summary (flicker of input and output), `vidtrans eval` and training validation.
 Frames are uint8 arrays (H, W, 3) or batches (N, H, W, 3); both arguments of a comparison must
 have the same shape. Per-frame scores are averaged over the frames.
+
+Flicker is the mean absolute change between consecutive frames, in uint8 levels; it is always
+compared with a reference's (the input video's, or the ground truth's) by `relative_flicker`, which
+is undefined (None) when the reference does not change at all (a still, or a single frame).
 """
 
 from __future__ import annotations
@@ -92,23 +97,42 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(ssim_per_frame(a, b)))
 
 
+def frame_change(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of two frames of the same shape, in uint8 levels."""
+    # OpenCV works on uint8 directly: 3-5x faster than widening to int16 in NumPy, which matters
+    # because `run` takes the flicker figure in the encoder's thread for every frame.
+    return float(np.mean(cv2.mean(cv2.absdiff(a, b))[:a.shape[-1] if a.ndim == 3 else 1]))
+
+
+class FlickerMeter:
+    """`flicker` of frames streaming past, one at a time; frames of another size than the one before
+    start over (a size change is a cut, not motion)."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.count = 0
+        self._previous: np.ndarray | None = None
+
+    def add(self, frame: np.ndarray) -> None:
+        if self._previous is not None and self._previous.shape == frame.shape:
+            self.total += frame_change(frame, self._previous)
+            self.count += 1
+        self._previous = frame
+
+    @property
+    def value(self) -> float:
+        return self.total / self.count if self.count else 0.0
+
+
 def flicker(frames: np.ndarray) -> float:
     """Mean absolute change between consecutive frames, in uint8 levels (0 for < 2 frames)."""
-    clip = _batch(frames, "clip")
-    if len(clip) < 2:
-        return 0.0
-    total = 0.0
-    for prev, cur in zip(clip[:-1], clip[1:]):
-        total += float(np.abs(cur.astype(np.int16) - prev).mean())
-    return total / (len(clip) - 1)
+    meter = FlickerMeter()
+    for frame in _batch(frames, "clip"):
+        meter.add(frame)
+    return meter.value
 
 
-def flicker_ratio(output_frames: np.ndarray, reference_frames: np.ndarray) -> float:
-    """flicker(output) / flicker(reference): > 1 means the output changes more than the truth.
-
-    A static reference gives 1.0 when the output is static too, and inf otherwise.
-    """
-    out, ref = flicker(output_frames), flicker(reference_frames)
-    if ref == 0:
-        return 1.0 if out == 0 else math.inf
-    return out / ref
+def relative_flicker(flicker_of_output: float, flicker_of_reference: float) -> float | None:
+    """Output flicker relative to the reference's (> 1: the output changes more); None when the
+    reference does not change at all, as there is nothing to compare with."""
+    return flicker_of_output / flicker_of_reference if flicker_of_reference > 0 else None

@@ -5,6 +5,9 @@ A stage is an object with `process(item) -> iterable of items` and `flush() -> i
 ends). Data flows one way. A failing stage sends its exception down the line; the consumer
 re-raises it, and every thread stops. Bounded queues keep memory flat however long the input is.
 `Parallel` runs a stateless stage on several threads with the output kept in input order.
+
+The video pipelines (`run`, `pose`, pose detection, `eval`) pass `Batch`es of decoded frames
+through it; `frame_batches` cuts a reader's frames into them.
 """
 
 from __future__ import annotations
@@ -13,7 +16,40 @@ import queue
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Iterable, Iterator, Protocol
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Protocol
+
+import numpy as np
+
+Progress = Callable[[int, int, str], None]  # (frames done, frames expected or 0, what is being done)
+
+
+@dataclass
+class Batch:
+    """Consecutive frames on their way through the stages; each stage fills in a field."""
+
+    frames: list[np.ndarray]  # (H, W, 3) uint8 decoded input; not stacked, as only the model needs that
+    pts: list[int]
+    indices: list[int]
+    keypoints: np.ndarray | None = None  # (N, 18, 3) in input pixels, for pose models
+    model_input: np.ndarray | None = None  # what the generator sees (pose maps); None: the frames
+    output: np.ndarray | None = None
+
+
+def frame_batches(frames: Iterable[Any], batch_size: int) -> Iterator[Batch]:
+    """`Batch`es of `batch_size` frames (the last one shorter) from decoded frames (`VideoReader`'s)."""
+    pending: list[Any] = []
+    for frame in frames:
+        pending.append(frame)
+        if len(pending) == batch_size:
+            yield _make_batch(pending)
+            pending = []
+    if pending:
+        yield _make_batch(pending)
+
+
+def _make_batch(frames: list[Any]) -> Batch:
+    return Batch([f.image for f in frames], [f.pts for f in frames], [f.index for f in frames])
 
 
 class Stage(Protocol):

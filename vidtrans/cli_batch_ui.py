@@ -1,0 +1,87 @@
+"""The terminal display of `vidtrans batch`: progress while it runs, tables at the end.
+
+The batch itself (`vidtrans.batch`) only reports events to a `BatchListener`; how they look on a
+terminal, or in a log file when stderr is not one, is the command line's business.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from vidtrans.batch import BatchListener, BatchReport, ClipResult
+
+
+class RichDisplay(BatchListener):
+    """Overall bars (clips, frames) and one line per worker saying what it does; on a console that is
+    not a terminal (a log file), one line per translated or failed clip instead."""
+
+    def __init__(self, console):
+        self.console = console
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[info]}"), console=console, disable=not console.is_terminal)
+        self._lock = threading.Lock()
+        self._workers: dict[str, Any] = {}
+        self._counted: dict[str, int] = {}
+        self._frames = 0
+        self._started = time.perf_counter()
+
+    def __enter__(self) -> "RichDisplay":
+        self.bar.start()
+        self._clips = self.bar.add_task("clips", total=None, info="")
+        self._frames_task = self.bar.add_task("frames", total=None, info="")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.stop()
+
+    def begin(self, clips: int, to_do: int) -> None:
+        self._started = time.perf_counter()
+        self.bar.update(self._clips, total=clips, info=f"{clips - to_do} already done or refused")
+
+    def clip_started(self, worker: str, clip: str) -> None:
+        with self._lock:
+            self._counted[worker] = 0
+            if worker not in self._workers:
+                self._workers[worker] = self.bar.add_task(worker, total=None, info="")
+        self.bar.update(self._workers[worker], completed=0, total=None, info=f"{clip}: opening")
+
+    def clip_progress(self, worker: str, clip: str, done: int, total: int, phase: str) -> None:
+        with self._lock:
+            if phase == "translating":
+                self._frames += done - self._counted.get(worker, 0)
+                self._counted[worker] = done
+            fps = self._frames / max(time.perf_counter() - self._started, 1e-9)
+        self.bar.update(self._workers[worker], completed=done, total=max(total, done) or None, info=f"{clip}: {phase}")
+        self.bar.update(self._frames_task, completed=self._frames, info=f"{fps:.1f} fps")
+
+    def clip_finished(self, worker: str, result: ClipResult) -> None:
+        self.bar.advance(self._clips)
+        if worker:
+            self.bar.update(self._workers[worker], info="idle")
+        if not self.console.is_terminal and result.status != "skipped":
+            how = f"{result.frames} frames in {result.seconds:.1f} s" if result.status == "done" else result.error
+            self.console.print(f"{result.status} {result.input}: {how}", highlight=False, soft_wrap=True)
+
+
+def summary_tables(report: BatchReport) -> list:
+    """Rich tables for the end of a batch: clips, frames, seconds and fps per status; the failures."""
+    table = Table("status", "clips", "frames", "seconds", "fps", title=f"vidtrans batch: {report.model}")
+    for status in ("done", "skipped", "failed"):
+        clips = [c for c in report.clips if c.status == status]
+        frames, seconds = sum(c.frames for c in clips), sum(c.seconds for c in clips)
+        table.add_row(status, str(len(clips)), str(frames) if status == "done" else "",
+                      f"{seconds:.1f}" if status == "done" else "", f"{frames / seconds:.1f}" if seconds else "")
+    totals = report.totals()
+    table.add_row("all (wall clock)", str(totals["clips"]), str(totals["frames"]), f"{report.seconds:.1f}",
+                  f"{totals['fps']:.1f}", style="bold")
+    if not report.failed:
+        return [table]
+    failures = Table("failed clip", "reason", title="failures")
+    for clip in report.failed:
+        failures.add_row(clip.input, clip.error)
+    return [table, failures]

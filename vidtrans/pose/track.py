@@ -1,0 +1,94 @@
+"""A clip's pose track for an offline run: where the keypoints come from, and the stages that turn
+them into the pose maps a model expects.
+
+Pose models need the whole clip's keypoints before the first frame is drawn (the global pose
+normalization fits the source dancer's height and ankle range to the target's, and the keypoint
+filter looks ahead), so a first pass decodes and detects keypoints only (a few bytes per frame);
+the run's own pass then looks them up frame by frame (`KeypointLookupStage`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vidtrans.errors import VidtransError
+from vidtrans.options import PoseSource
+from vidtrans.pose.keypoints import NUM_KEYPOINTS
+from vidtrans.pose.render import PoseStyle
+from vidtrans.runner import Progress, frame_batches, run_stages
+from vidtrans.video import VideoReader
+
+# Frames looked at to tell a pose-map video from camera footage.
+_POSE_VIDEO_PEEK = 8
+
+
+def detect_keypoints(src: str | os.PathLike, start: float | None = None, end: float | None = None,
+                     progress: Progress | None = None) -> np.ndarray:
+    """Raw keypoints (frames, 18, 3) of every frame of `src`, detected in tracking mode."""
+    from vidtrans.pose.detector import DETECTION_MAX_SIDE
+    from vidtrans.pose.stages import KeypointStage
+
+    tracks = []
+    # The frames are only looked at by the detector, so they are decoded at its size.
+    with VideoReader(src, start=start, end=end, max_side=DETECTION_MAX_SIDE) as reader:
+        total, info = reader.frame_count, reader.info
+        for batch in run_stages(frame_batches(reader, 8), [KeypointStage(frame_size=(info.height, info.width))]):
+            tracks.append(batch.keypoints)
+            if progress:
+                progress(sum(len(t) for t in tracks), total, "detecting poses")
+    return np.concatenate(tracks) if tracks else np.zeros((0, NUM_KEYPOINTS, 3), np.float32)
+
+
+def is_pose_video(src: str | os.PathLike, start: float | None = None, end: float | None = None) -> bool:
+    """Whether the selected range of `src` already shows pose maps (its first frames look like them)."""
+    from vidtrans.pose.posemap import looks_like_pose_map
+
+    with VideoReader(src, start=start, end=end) as peek:
+        first = [frame.image for _, frame in zip(range(_POSE_VIDEO_PEEK), peek)]
+    return looks_like_pose_map(first) if first else False
+
+
+def pose_stages_for(model, src: str | os.PathLike, reader: VideoReader, pose: PoseSource,
+                    keypoints: str | os.PathLike | None, normalize: bool,
+                    progress: Progress | None) -> tuple[list[Any], str]:
+    """The stages that turn `reader`'s decoded frames of `src` into the pose maps `model` expects
+    (none when the input already is pose maps), and a phrase saying where the poses come from.
+
+    `keypoints` (a file `read_keypoints` accepts) replaces detection; `normalize` fits the source
+    dancer to the target body of the model card, when the card has its statistics.
+    """
+    from vidtrans.pose.files import read_keypoints
+    from vidtrans.pose.normalize import PoseNormalizer, PoseStats, estimate_pose_stats, fit_to_frame
+    from vidtrans.pose.smoothing import smooth_track
+    from vidtrans.pose.stages import KeypointLookupStage, PoseMapStage
+
+    if pose == PoseSource.NONE or (pose == PoseSource.AUTO and keypoints is None
+                                   and is_pose_video(src, reader.start, reader.end)):
+        return [], "input is pose maps"
+    card, info = model.card, reader.info
+    style = PoseStyle.for_card(card)  # a card it cannot read fails now, not after the detection pass
+    height, width = model.native_size
+    if keypoints is not None:
+        track, how = read_keypoints(keypoints).keypoints, f"keypoints from {Path(keypoints).name}"
+        if len(track) < reader.frame_count:
+            raise VidtransError(f"{keypoints}: {len(track)} frames of keypoints for a clip of about "
+                                f"{reader.frame_count} frames; extract them from this clip with vidtrans pose")
+    else:
+        track, how = detect_keypoints(src, reader.start, reader.end, progress), "detected"
+    track = smooth_track(track)
+    transform = fit_to_frame((info.height, info.width), (height, width))
+    if normalize and card.target_pose_stats:
+        try:
+            source_stats = estimate_pose_stats(track, info.height, info.width)
+        except VidtransError as e:
+            how += f", not normalized ({e})"
+        else:
+            transform = PoseNormalizer(source_stats, PoseStats.from_dict(card.target_pose_stats))
+            how += ", normalized to the target's body"
+    elif normalize:
+        how += ", not normalized (the model card has no target pose statistics)"
+    return [KeypointLookupStage(track), PoseMapStage(transform, height, width, style)], how

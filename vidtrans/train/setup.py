@@ -1,0 +1,92 @@
+"""Everything `vidtrans train` decides before the first iteration: the checked settings, the data
+source and the model card it will write.
+
+    from vidtrans.train.setup import prepare_training
+    source, config, card = prepare_training("checkpoints/alice", TrainOptions(iterations=500), target="alice.mp4")
+    Trainer(source, "checkpoints/alice", config, card).fit()
+
+Everything that can be refused (options, the output folder, a resume that does not match) is
+refused before pose detection or data loading, which can take minutes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from vidtrans.errors import VidtransError
+from vidtrans.models.checkpoint import ModelCard
+from vidtrans.options import TrainOptions
+from vidtrans.pose.render import PoseStyle
+from vidtrans.train.trainer import (PairSource, TrainConfig, check_config, check_output, describe_conflicts,
+                                    resume_conflicts, saved_settings)
+
+# Settings a resumed run takes from its checkpoint unless given, and their defaults otherwise.
+_NEW_RUN = {"architecture": TrainConfig.architecture, "ngf": TrainConfig.ngf, "ndf": TrainConfig.ndf, "size": 256}
+
+
+def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target: str | os.PathLike | None = None,
+                     data: str | os.PathLike | None = None, synthetic: bool = False,
+                     progress: Callable[[int, int, str], None] | None = None,
+                     names: dict[str, str] | None = None) -> tuple[PairSource, TrainConfig, ModelCard]:
+    """The data source, the trainer's configuration and the model card for training into `output`
+    from exactly one of: a `target` video, a paired folder `data`, or `synthetic` data.
+
+    progress: called during the target video's pose detection; names: how to spell settings in
+    messages (the command line's flags).
+    """
+    from vidtrans.models.translator import resolve_device
+
+    if sum(x is not None and x is not False for x in (target, data, synthetic or None)) != 1:
+        raise VidtransError("give exactly one data source: a target video, --data DIR or --synthetic")
+    check_output(output, options.resume, options.overwrite, names)
+    requested = {k: getattr(options, k) for k in _NEW_RUN}
+    settings = dict(_NEW_RUN)
+    if options.resume:
+        settings = saved_settings(output, names)
+        conflicts = resume_conflicts(settings, {k: v for k, v in requested.items() if v is not None})
+        if conflicts:
+            raise VidtransError(describe_conflicts(conflicts, names, advice="drop it or use"))
+    chosen = {k: settings[k] if v is None else v for k, v in requested.items()}
+    config = TrainConfig(iterations=options.iterations, batch_size=options.batch_size,
+                         architecture=chosen["architecture"], ngf=chosen["ngf"], ndf=chosen["ndf"], lr=options.lr,
+                         lambda_l1=options.lambda_l1, save_every=options.save_every,
+                         validate_every=options.validate_every, seed=options.seed)
+    size = chosen["size"]
+    check_config(config, size, names)
+    resolve_device(options.device)
+    source, card = _source_and_card(config.architecture, size, options, target, data, synthetic, progress)
+    return source, config, card
+
+
+def _source_and_card(architecture: str, size: int, options: TrainOptions, target, data, synthetic: bool,
+                     progress) -> tuple[PairSource, ModelCard]:
+    from vidtrans.train.data import PairedFolder, SyntheticPairs, VideoPairs
+
+    style = PoseStyle()
+    card = ModelCard(architecture=architecture, native_size=(size, size), input_kind="pose",
+                     pose_style=style.to_dict(), normalization="sample")
+    training: dict[str, Any]
+    if synthetic:
+        source = SyntheticPairs(size=size, style=style)
+        card.target_pose_stats = source.target_pose_stats()
+        card.description = "pose map -> our procedural target character (vidtrans.train.synth.TARGET_LOOK)"
+        training = {"data": "synthetic (procedural character and dances rendered by vidtrans)",
+                    "train_seeds": [source.train_seeds.start, source.train_seeds.stop],
+                    "validation_seed": source.validation_seed}
+    elif data is not None:
+        data = Path(data)
+        rgb = options.input_kind == "rgb"
+        source = PairedFolder(data, size=size, direction=options.direction.value, flip=rgb)
+        card.input_kind = options.input_kind.value
+        card.pose_style = None if rgb else style.to_dict()
+        training = {"data": f"paired folder {data.name}", "pairs": len(source.pairs)}
+    else:
+        target = Path(target)
+        source = VideoPairs(target, size=size, style=style, progress=progress)
+        card.target_pose_stats = source.target_pose_stats()
+        card.description = f"pose map -> the person in {target.name}"
+        training = {"data": f"target video {target.name}", "frames": len(source.frames)}
+    card.training = training
+    return source, card

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import vidtrans
+from tests.conftest import run_cli
 from tests.media import decode_all, dancer_clip, make_clip
 from vidtrans.models.checkpoint import ModelCard, save_checkpoint
 from vidtrans.models.networks import build_generator, init_weights
@@ -88,8 +89,7 @@ def test_keypoints_file_replaces_detection(tmp_path, pose_model, dancer):
 
 def test_pose_command_writes_maps_and_keypoints(tmp_path, dancer):
     out, npz = tmp_path / "pose.mp4", tmp_path / "kp.npz"
-    result = subprocess.run([sys.executable, "-m", "vidtrans", "pose", str(dancer.path), "-o", str(out),
-                             "--keypoints", str(npz), "--json"], capture_output=True, text=True, timeout=120)
+    result = run_cli("pose", dancer.path, "-o", out, "--keypoints", npz, "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["frames"] == 20 and summary["frames_with_person"] == 20
@@ -124,8 +124,7 @@ def test_pose_command_bad_input_is_one_line(tmp_path):
     text.write_text("not a video")
     for path in (tmp_path / "missing.mp4", text):
         out = tmp_path / "pose.mp4"
-        result = subprocess.run([sys.executable, "-m", "vidtrans", "pose", str(path), "-o", str(out)],
-                                capture_output=True, text=True, timeout=120)
+        result = run_cli("pose", path, "-o", out)
         assert result.returncode == 1 and result.stderr.count("\n") == 1 and path.name in result.stderr
         assert not out.exists() and not any(p.name.startswith(".pose") for p in tmp_path.iterdir())
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,14 +12,10 @@ import numpy as np
 import pytest
 
 import vidtrans
+from tests.conftest import run_cli as cli
 from tests.media import dancer_clip, make_clip
 
 TINY = ["--ngf", "8", "--ndf", "8", "--arch", "unet_128", "--size", "128", "--save-every", "2", "--validate-every", "2"]
-
-
-def cli(*args, timeout=300, env=None):
-    return subprocess.run([sys.executable, "-m", "vidtrans", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL, env=env)
 
 
 def test_synthetic_training_writes_a_usable_checkpoint_and_resumes(tmp_path):
@@ -116,7 +113,10 @@ def test_ddp_with_two_gloo_processes(tmp_path):
         pytest.skip("torchrun not installed next to this python")
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29531", "-m", "vidtrans",
+    with socket.socket() as probe:  # a free port: a fixed one fails when anything else holds it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", str(port), "-m", "vidtrans",
                              "train", "--synthetic", "-o", str(out), "--iterations", "2", "--device", "cpu", *TINY],
                             capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -23,7 +23,7 @@ from vidtrans.options import EncodeOptions
 
 log = logging.getLogger(__name__)
 
-# FFmpeg's AVCOL_SPC_SMPTE170M (BT.601 matrix), the matrix cv2.COLOR_RGB2YUV_I420 uses.
+# FFmpeg's AVCOL_SPC_SMPTE170M: the BT.601 matrix that _rgb_to_i420 and the swscale path convert with.
 _BT601 = 6
 # AVCOL_PRI_BT709 / AVCOL_TRC_BT709: sRGB frames have BT.709 primaries. Tagging all three (matrix,
 # primaries, transfer) also makes the mp4/mov muxer write a `colr` box, for codecs without colour VUI.

@@ -7,10 +7,10 @@ a folder of 16 short clips at >= 0.8x the frames/s of one long clip.
     (a) one long clip:  translate_video on CLIPS x FRAMES frames
     (b) batch, 1 worker: translate_folder on CLIPS clips of FRAMES frames, one clip at a time
     (c) batch:           the same with --workers (default 2)
-    (d) batch, no lock:  (c) without the lock by which a device's workers take turns with the
-                         model (`vidtrans.batch.SharedModel`), so the pipeline's two translation
-                         threads on a CPU run at once across clips too; (c) and (d) alternate
-                         --repeat times, as the machine drifts
+    (d) batch, turns:    (c) with the device's workers taking turns with the model
+                         (`vidtrans.batch.SharedModel`; on a CPU they do not by default, so the
+                         pipeline's two translation threads run at once across clips too);
+                         (c) and (d) alternate --repeat times, as the machine drifts
 
 All in one process, same model (unet_256 with random pix2pix-initialised weights, saved as a
 checkpoint), same synthetic content; prints frames/s and the ratios (c)/(a), (b)/(a) and (d)/(c).
@@ -76,13 +76,13 @@ def main() -> None:
                                  compile="off").frames
         rows = {"(a) one long clip": (frames, time.perf_counter() - started)}
         shared = vidtrans.batch.SharedModel
-        locked, unlocked = shared.translate, lambda self, frames: self._translator.translate(frames)
-        runs = [("(b) batch, 1 worker", 1, locked)]
+        default, turns = shared.__dict__["takes_turns"], staticmethod(lambda device: True)
+        runs = [("(b) batch, 1 worker", 1, default)]
         for i in range(args.repeat):
-            runs += [(f"(c) batch, {args.workers} workers #{i + 1}", args.workers, locked),
-                     (f"(d) ... no lock #{i + 1}", args.workers, unlocked)]
-        for label, workers, translate in runs:
-            with mock.patch.object(shared, "translate", translate):
+            runs += [(f"(c) batch, {args.workers} workers #{i + 1}", args.workers, default),
+                     (f"(d) ... taking turns #{i + 1}", args.workers, turns)]
+        for label, workers, takes_turns in runs:
+            with mock.patch.object(shared, "takes_turns", takes_turns):
                 report = translate_folder(work / "short", work / f"out{len(rows)}", work / "model",
                                           devices=[args.device], workers=workers, batch_size=args.batch_size,
                                           compile="off")
@@ -105,7 +105,7 @@ def main() -> None:
 
         print(f"batch ({args.workers} workers) / long clip = {mean_fps('(c)') / long_fps:.2f}x  (goal >= 0.80x)")
         print(f"batch (1 worker) / long clip  = {fps['(b) batch, 1 worker'] / long_fps:.2f}x")
-        print(f"no lock / lock ({args.workers} workers) = {mean_fps('(d)') / mean_fps('(c)'):.2f}x")
+        print(f"default / taking turns ({args.workers} workers) = {mean_fps('(c)') / mean_fps('(d)'):.2f}x")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

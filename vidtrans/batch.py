@@ -332,26 +332,31 @@ def _exclusive(output_dir: Path) -> Iterator[None]:
 
 
 class SharedModel:
-    """One Translator per device, shared by that device's workers, which take turns with it.
+    """One Translator per device, shared by that device's workers.
 
-    Decoding and encoding run outside the lock, which is where the overlap between clips comes
-    from. On a GPU the kernels queue on one stream anyway. On a CPU the pipeline runs two
-    translations at once (`pipeline.TranslateStage.for_device`: one translation with all cores
-    loses 20-50 % while decode and encode threads use them); in a batch the lock makes them take
-    turns, since other clips' decoders and encoders keep the cores busy. Measured both ways
-    (benchmarks/bench_batch.py, rows (c) and (d)): without the lock, batch ran at 0.99x and 0.83x
-    of its speed with it, so the lock stays.
+    On a GPU the workers take turns with it (the kernels queue on one stream anyway; not measured
+    yet). On a CPU they translate at once: the pipeline's two translation threads per clip
+    (`pipeline.TranslateStage.for_device`) then overlap across clips as well. Measured on a quiet
+    2-core Xeon (benchmarks/bench_batch.py, rows (c) and (d)), not taking turns was 1.18x faster
+    with ngf 16 (twice) and 1.04x with ngf 64.
     """
 
     def __init__(self, translator):
         self._translator = translator
         self._lock = threading.Lock()
+        self._takes_turns = self.takes_turns(translator.device)
         self._compiled = False
+
+    @staticmethod
+    def takes_turns(device) -> bool:
+        return device.type != "cpu"
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._translator, name)
 
     def translate(self, frames):
+        if not self._takes_turns:
+            return self._translator.translate(frames)
         with self._lock:
             return self._translator.translate(frames)
 

@@ -63,7 +63,20 @@ def test_headless_run_records_what_was_shown(tmp_path, rgb_model_dir):
     assert all(b > a for a, b in zip(times, times[1:]))
 
 
-class Lockstep:
+class FakeDevice:
+    """What a cv2.VideoCapture of a 30 fps device answers besides its frames."""
+
+    def isOpened(self):
+        return True
+
+    def set(self, *args):
+        return False
+
+    def get(self, prop):
+        return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+
+class Lockstep(FakeDevice):
     """A device camera (stands in for cv2.VideoCapture) and a model that take turns, so what is
     dropped does not depend on timing: the camera delivers its first frame, then exactly
     `per_call` frames while each `translate` call runs, then waits. Frame i is filled with i."""
@@ -77,15 +90,6 @@ class Lockstep:
     def capture(self, *args):
         self.opened = True
         return self
-
-    def isOpened(self):
-        return True
-
-    def set(self, *args):
-        return False
-
-    def get(self, prop):
-        return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
 
     def read(self):
         with self.cond:
@@ -160,20 +164,11 @@ def test_unopenable_camera_is_one_line_error(tmp_path, rgb_model_dir, camera):
     assert ("camera 7" if camera == "7" else camera) in lines[0]
 
 
-class VanishingCamera:
+class VanishingCamera(FakeDevice):
     """A device whose reads start failing (unplugged) after 12 frames, one every 1/30 s."""
 
     def __init__(self, index, *args):
         self.left = 12
-
-    def isOpened(self):
-        return True
-
-    def set(self, *args):
-        return False
-
-    def get(self, prop):
-        return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
 
     def read(self):
         self.left -= 1

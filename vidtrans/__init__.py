@@ -40,7 +40,7 @@ def __dir__() -> list[str]:
 
 
 def load_model(name_or_path: str | os.PathLike, device: str = "auto", precision: str = "auto",
-               normalization: str | None = None, size: int | None = None):
+               normalization: str | None = None, size: int | None = None, backend: str = "auto"):
     """A ready-to-use `Translator` for a model name, checkpoint folder or upstream pix2pix `.pth`.
 
     device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
@@ -50,9 +50,12 @@ def load_model(name_or_path: str | os.PathLike, device: str = "auto", precision:
     size: the longer side, in pixels, frames are scaled to for translation (16 to 8192; the models
     are fully convolutional); None: the model's native size. Pose models draw pose maps at it.
     A raw `.pth` has the native size of its architecture (unet_128: 128, others 256).
+    backend: what runs the generator: "torch", "onnxruntime" (CPU, fp32; the graph is exported once
+    and cached in ~/.cache/vidtrans/onnx; needs `pip install 'vidtrans[onnx]'`) or "auto"
+    (onnxruntime on CPUs without AMX bf16 when it is installed, else torch).
     """
     from vidtrans.models.checkpoint import load_checkpoint
     from vidtrans.models.translator import Translator
 
     return Translator(load_checkpoint(name_or_path), device=device, precision=precision, normalization=normalization,
-                      size=size)
+                      size=size, backend=backend)

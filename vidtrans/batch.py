@@ -439,12 +439,17 @@ def translate_folder(
 
     # Worker i runs on devices[i % len(devices)]; each distinct device gets one model.
     worker_devices = [resolve_device(devices[i % len(devices)]) for i in range(workers)]
-    models = {device: SharedModel(load_model(model, device=device, precision=precision, size=model_size))
+    models = {device: SharedModel(load_model(model, device=device, precision=precision, size=model_size,
+                                             backend=batch.backend))
               for device in dict.fromkeys(worker_devices)}
     precisions = {m.precision for m in models.values()}
     settings = {**output_settings(options), "precision": precisions.pop() if len(precisions) == 1 else precision}
     if model_size is not None:
         settings["model_size"] = model_size
+    # ONNX Runtime's frames may differ from torch's by a grey level: a clip finished with the other
+    # backend is redone. Recorded only then, so manifests from before backends existed stay valid.
+    if any(m.backend == "onnxruntime" for m in models.values()):
+        settings["backend"] = "onnxruntime"
     weights = weights_sha256(model)
     # Only now, with every check passed: a refused batch leaves no output folder behind.
     try:

@@ -21,14 +21,16 @@ from rich.table import Table
 
 import vidtrans
 from vidtrans.errors import UsageError, VidtransError
-from vidtrans.options import (POSE_VIDEO_ENCODE, BatchOptions, InputKind, LiveOptions, Normalization, Precision,
-                              RunOptions, TrainOptions)
+from vidtrans.options import (BACKEND_HELP, POSE_VIDEO_ENCODE, Backend, BatchOptions, InputKind, LiveOptions,
+                              Normalization, Precision, RunOptions, TrainOptions)
 
 # Options shared by several commands, so each is defined and explained once. The options of
 # translation and encoding are fields of vidtrans.options' objects, made into flags by `takes`.
 ModelOpt = Annotated[str, typer.Option("-m", "--model", help="Model name, checkpoint folder or pix2pix .pth file.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 PrecisionOpt = Annotated[Precision, typer.Option(help="auto (fp16 on CUDA, bf16 on CPUs with AMX, where the model allows; else fp32), fp32, fp16, bf16.")]
+# `batch` takes it as a field of BatchOptions (same help), since it says how its models are loaded.
+BackendOpt = Annotated[Backend, typer.Option(help=BACKEND_HELP)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
 ModelSizeOpt = Annotated[Optional[int], typer.Option("--model-size", help="Translate frames scaled to this longer side in pixels (16-8192; pose maps are drawn at it); default: the model's native size.", show_default=False)]
 
@@ -116,6 +118,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Help texts are plain text: as rich markup, "pip install 'vidtrans[live]'" would lose "[live]".
+    rich_markup_mode=None,
 )
 console = Console(stderr=True)
 _debug = False
@@ -160,6 +164,29 @@ def models() -> None:
     console.print("searched: " + ", ".join(str(p) for p in model_search_path()), style="dim")
 
 
+@app.command()
+def export(
+    model: str = typer.Argument(..., help="Model name, checkpoint folder or pix2pix .pth file.", show_default=False),
+    output: Path = typer.Option(..., "-o", "--output", help="ONNX file to write, e.g. model.onnx."),
+    overwrite: bool = typer.Option(False, help="Replace an existing file."),
+) -> None:
+    """Export a model's generator to ONNX (needs the onnx extra), checked against PyTorch's output.
+
+    The graph takes float32 N x C x H x W in [-1, 1] (C: 3, or 1 for grey models), H and W any multiple of what the network needs, and gives the same; normalization is the model card's (per-sample statistics by default), as vidtrans applies it. Resizing and padding frames is the caller's.
+    """
+    from vidtrans.models.checkpoint import load_checkpoint
+    from vidtrans.models.networks import input_multiple
+    from vidtrans.models.onnx_backend import export_model
+
+    checkpoint = load_checkpoint(model)
+    normalization = checkpoint.card.normalization
+    difference = export_model(checkpoint, output, normalization, overwrite=overwrite)
+    multiple = input_multiple(checkpoint.card.architecture)
+    console.print(f"wrote {output}: input 'input' float32 N x {checkpoint.card.input_nc} x H x W in [-1, 1], H and W "
+                  f"multiples of {multiple}, {normalization} normalization; largest difference from PyTorch "
+                  f"{difference:.1g}", markup=False, highlight=False, soft_wrap=True)
+
+
 @app.command("import-pix2pix")
 def import_pix2pix(
     pth: Path = typer.Argument(..., help="An upstream pytorch-CycleGAN-and-pix2pix generator, e.g. latest_net_G.pth."),
@@ -186,6 +213,7 @@ def run(
     model: ModelOpt = "pose2person",
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = Precision.AUTO,
+    backend: BackendOpt = Backend.AUTO,
     model_size: ModelSizeOpt = None,
     keypoints: Optional[Path] = typer.Option(None, help="Use these keypoints (NPZ, or OpenPose/DWPose JSON) instead of detecting."),
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
@@ -197,7 +225,7 @@ def run(
 
     from vidtrans.pipeline import translate_video
 
-    translator = vidtrans.load_model(model, device=device, precision=precision, size=model_size)
+    translator = vidtrans.load_model(model, device=device, precision=precision, size=model_size, backend=backend)
     with _progress(f"{input.name} -> {translator.name}") as update:
         summary = translate_video(input, output, translator, options, keypoints=keypoints, overwrite=overwrite,
                                   progress=update)
@@ -307,13 +335,14 @@ def live(
     camera: str = typer.Option("0", "--camera", help="Camera index, or a video file or URL standing in for one (played at its own frame rate)."),
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = Precision.AUTO,
+    backend: BackendOpt = Backend.AUTO,
     model_size: ModelSizeOpt = None,
     options: LiveOptions = LiveOptions(),
 ) -> None:
     """Translate a webcam live: preview window (q quit, space pause, v view, s snapshot), recording, MJPEG, virtual camera."""
     from vidtrans.live import run_live
 
-    translator = vidtrans.load_model(model, device=device, precision=precision, size=model_size)
+    translator = vidtrans.load_model(model, device=device, precision=precision, size=model_size, backend=backend)
 
     def started(info: dict) -> None:
         console.print(f"live: {info['camera']} {info['size']} at {info['fps']:.0f} fps -> {translator.name} "

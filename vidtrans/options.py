@@ -74,6 +74,18 @@ class Precision(Choice):
     BF16 = "bf16"
 
 
+class Backend(Choice):
+    """What runs the generator; pre- and post-processing are the translator's either way."""
+
+    AUTO = "auto"  # ONNX Runtime on CPUs without AMX bf16 when it is installed, else torch
+    TORCH = "torch"
+    ONNXRUNTIME = "onnxruntime"  # CPU, fp32; pip install 'vidtrans[onnx]'
+
+
+BACKEND_HELP = ("auto (onnxruntime on CPUs without AMX when installed, else torch), torch, or onnxruntime "
+                "(CPU, fp32; pip install 'vidtrans[onnx]').")
+
+
 def option(default: Any = None, help: str = "", flag: str | None = None, short: str | None = None,
            cli: bool = True, cli_type: type | None = None, factory: Any = None) -> Any:
     """A field with its command-line help; `flag` when the flag is not `--field-name`, `cli_type`
@@ -191,6 +203,8 @@ class BatchOptions(_Options):
     workers: int | None = option(None, "Clips translated at once (default: 2 per device).")
     devices: str | list[str] = option("auto", "Comma-separated devices the workers take turns on, e.g. "
                                       "cuda:0,cuda:1 (a list of names in Python).", cli_type=str)
+    # Here rather than a parameter of translate_folder: like `devices`, it says how the models are loaded.
+    backend: Backend = option(Backend.AUTO, BACKEND_HELP)
     ext: str | None = option(None, "Output container extension, e.g. mp4 (default: the input's).")
     overwrite: bool = option(False, "Redo every clip, even finished ones, and replace existing files.")
     report: str | None = option(None, "Write a JSON report: per clip input, output, status, frames, seconds, fps, "

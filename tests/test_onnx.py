@@ -1,0 +1,190 @@
+"""ONNX export (`vidtrans export`) and the onnxruntime backend (`--backend`, `load_model(backend=)`)."""
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import vidtrans
+from tests.media import decode_all, make_clip
+from vidtrans.errors import VidtransError
+from vidtrans.models import onnx_backend
+from vidtrans.models.checkpoint import ModelCard, load_checkpoint, save_checkpoint
+from vidtrans.models.networks import build_generator, init_weights
+from vidtrans.pipeline import translate_video
+
+ort = pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    """Each test exports into its own cache, so none relies on another's graph."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "vidtrans" / "onnx"
+
+
+@pytest.fixture(scope="module")
+def batch_norm_model_dir(tmp_path_factory):
+    """A tiny U-Net with batch norm: per-sample statistics must become ONNX instance norms."""
+    torch.manual_seed(0)
+    net = build_generator("unet_32", 3, 3, 4, "batch")
+    init_weights(net)
+    folder = tmp_path_factory.mktemp("models") / "unet"
+    save_checkpoint(folder, net, ModelCard(architecture="unet_32", ngf=4, norm="batch", native_size=(32, 32)))
+    return folder
+
+
+class Recorder:
+    """A translator whose outputs are kept, as translate_video hands them on (before encoding), by
+    input frame (the pipeline's translation threads finish batches in any order)."""
+
+    def __init__(self, translator):
+        self._translator = translator
+        self.outputs = {}
+
+    def __getattr__(self, name):
+        return getattr(self._translator, name)
+
+    def translate(self, frames):
+        out = self._translator.translate(frames)
+        self.outputs.update((frame.tobytes(), result) for frame, result in zip(frames, out))
+        return out
+
+
+def levels(a, b) -> int:
+    return int(np.abs(a.astype(int) - b.astype(int)).max())
+
+
+def test_export_matches_torch_with_dynamic_batch_and_size(cli, rgb_model_dir, tmp_path):
+    out = tmp_path / "tiny.onnx"
+    result = cli("export", rgb_model_dir, "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert "largest difference from PyTorch" in result.stderr
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+    net = onnx_backend.generator(load_checkpoint(rgb_model_dir), "sample")
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    for shape in [(1, 3, 64, 64), (3, 3, 48, 96)]:
+        x = torch.rand(shape, generator=torch.Generator().manual_seed(1)) * 2 - 1
+        with torch.inference_mode():
+            expected = net(x).numpy()
+        assert np.abs(session.run(None, {"input": x.numpy()})[0] - expected).max() < 1e-3
+
+
+def test_export_refuses_an_existing_file_without_overwrite(cli, rgb_model_dir, tmp_path):
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"keep me")
+    result = cli("export", rgb_model_dir, "-o", out)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"vidtrans: error: {out}: already exists; choose another name "
+                                                  "or pass --overwrite"]
+    assert out.read_bytes() == b"keep me"
+    assert cli("export", rgb_model_dir, "-o", out, "--overwrite").returncode == 0
+    assert out.read_bytes() != b"keep me"
+
+
+def test_export_into_a_missing_folder_is_one_line(cli, rgb_model_dir, tmp_path):
+    result = cli("export", rgb_model_dir, "-o", tmp_path / "nowhere" / "model.onnx")
+    assert result.returncode == 1 and result.exception is None
+    assert len(result.stderr.strip().splitlines()) == 1 and "does not exist" in result.stderr
+
+
+def test_export_without_onnx_is_one_line(cli, rgb_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import fails as if not installed
+    result = cli("export", rgb_model_dir, "-o", tmp_path / "model.onnx")
+    assert result.returncode == 1 and result.exception is None
+    assert result.stderr.strip().splitlines() == ["vidtrans: error: ONNX export needs onnx, which is not installed; "
+                                                  "pip install 'vidtrans[onnx]'"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_graph_that_does_not_match_is_not_published(rgb_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(onnx_backend, "TOLERANCE", -1.0)  # nothing matches
+    with pytest.raises(VidtransError, match="differs from PyTorch"):
+        onnx_backend.export_model(load_checkpoint(rgb_model_dir), tmp_path / "model.onnx", "sample")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_onnxruntime_frames_equal_torch_fp32_frames(rgb_model_dir, tmp_path):
+    clip = make_clip(tmp_path / "in.mp4", frames=10, size=(80, 48), audio=False)
+    outputs = {}
+    for backend in ("torch", "onnxruntime"):
+        model = Recorder(vidtrans.load_model(rgb_model_dir, device="cpu", precision="fp32", backend=backend))
+        assert model.backend == backend and model.precision == "fp32"
+        translate_video(clip.path, tmp_path / f"{backend}.mp4", model, batch_size=4, smoothing="none")
+        outputs[backend] = model.outputs
+    assert len(outputs["torch"]) == 10 and outputs["torch"].keys() == outputs["onnxruntime"].keys()
+    assert max(levels(outputs["onnxruntime"][k], outputs["torch"][k]) for k in outputs["torch"]) <= 1
+    assert len(decode_all(tmp_path / "onnxruntime.mp4")[0]) == 10
+
+
+@pytest.mark.parametrize("which", ["rgb_model_dir", "batch_norm_model_dir"])
+def test_batch_invariance_holds_on_onnxruntime(request, which):
+    folder = request.getfixturevalue(which)
+    model = vidtrans.load_model(folder, device="cpu", backend="onnxruntime")
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (6, 50, 70, 3), dtype=np.uint8)
+    batched = model.translate(frames)
+    one_by_one = np.stack([model.translate(frame) for frame in frames])
+    assert levels(batched, one_by_one) <= 1
+    torch_fp32 = vidtrans.load_model(folder, device="cpu", precision="fp32", backend="torch")
+    assert levels(batched, torch_fp32.translate(frames)) <= 1
+
+
+def test_the_graph_is_exported_once_and_cached(rgb_model_dir, cache, monkeypatch):
+    exports = []
+    real = onnx_backend.export_model
+    monkeypatch.setattr(onnx_backend, "export_model", lambda *a, **k: exports.append(a) or real(*a, **k))
+    vidtrans.load_model(rgb_model_dir, device="cpu", backend="onnxruntime")
+    vidtrans.load_model(rgb_model_dir, device="cpu", backend="onnxruntime")
+    assert len(exports) == 1
+    assert [p.suffix for p in cache.iterdir()] == [".onnx"]
+    # Another normalization is another graph.
+    vidtrans.load_model(rgb_model_dir, device="cpu", backend="onnxruntime", normalization="running")
+    assert len(exports) == 2 and len(list(cache.iterdir())) == 2
+
+
+def test_auto_picks_onnxruntime_only_on_cpus_without_amx(rgb_model_dir, monkeypatch):
+    from vidtrans.models import translator
+
+    monkeypatch.setattr(translator, "_cpu_has_amx_bf16", lambda: False)
+    assert vidtrans.load_model(rgb_model_dir, device="cpu").backend == "onnxruntime"
+    assert vidtrans.load_model(rgb_model_dir, device="cpu", precision="bf16").backend == "torch"
+    monkeypatch.setattr(translator, "_cpu_has_amx_bf16", lambda: True)
+    assert vidtrans.load_model(rgb_model_dir, device="cpu").backend == "torch"
+
+
+def test_backend_onnxruntime_without_onnxruntime_is_one_line(cli, rgb_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
+    clip = make_clip(tmp_path / "in.mp4", frames=2, size=(64, 48), audio=False)
+    result = cli("run", clip.path, "-o", tmp_path / "out.mp4", "--model", rgb_model_dir, "--backend", "onnxruntime")
+    assert result.returncode == 1 and result.exception is None
+    assert result.stderr.strip().splitlines() == ["vidtrans: error: --backend onnxruntime needs onnxruntime, which is "
+                                                  "not installed; pip install 'vidtrans[onnx]'"]
+    # auto quietly stays with torch.
+    from vidtrans.models import translator
+
+    monkeypatch.setattr(translator, "_cpu_has_amx_bf16", lambda: False)
+    assert vidtrans.load_model(rgb_model_dir, device="cpu").backend == "torch"
+
+
+def test_onnxruntime_refuses_what_it_cannot_do(rgb_model_dir):
+    with pytest.raises(VidtransError, match="fp32 only"):
+        vidtrans.load_model(rgb_model_dir, device="cpu", precision="bf16", backend="onnxruntime")
+    with pytest.raises(VidtransError, match="backend must be one of auto, torch, onnxruntime"):
+        vidtrans.load_model(rgb_model_dir, device="cpu", backend="tensorrt")
+
+
+def test_batch_takes_the_backend(cli, rgb_model_dir, tmp_path):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    make_clip(clips / "a.mp4", frames=4, size=(64, 48), audio=False)
+    result = cli("batch", clips, "-o", tmp_path / "out", "--model", rgb_model_dir, "--backend", "onnxruntime")
+    assert result.returncode == 0, result.stderr
+    from vidtrans.batch import read_manifest, translate_folder
+
+    assert read_manifest(tmp_path / "out")["a.mp4"]["options"]["backend"] == "onnxruntime"
+    # A rerun on the same backend skips the clip; the other backend's frames may differ by a level: redone.
+    statuses = [translate_folder(clips, tmp_path / "out", rgb_model_dir, backend=backend).clips[0].status
+                for backend in ("onnxruntime", "torch")]
+    assert statuses == ["skipped", "done"]

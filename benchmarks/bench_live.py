@@ -78,6 +78,13 @@ def stand_in(folder: Path, size: int, device: str, precision: str):
     return vidtrans.load_model(folder, device=device, precision=precision)
 
 
+def dancer_camera(path: Path, width: int, height: int, frames: int, fps: float):
+    """A synthetic dancer clip (no audio) to play as the camera."""
+    track = dance_keypoints(1, frames, height, width, SOURCE_LOOK, fps=fps)
+    return make_clip(path, frames=frames, size=(width, height), fps=fps, audio=False,
+                     frame_fn=lambda i, w, h: render_person(track[i], h, w, SOURCE_LOOK))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="pose2person")
@@ -98,9 +105,7 @@ def main() -> None:
             model = stand_in(tmp / "stand-in", 256, args.device, args.precision)
             which = f"stand-in unet_256 ngf 16, random weights, pose input ({args.model}: {e})"
         frames = round(args.seconds * args.fps)
-        track = dance_keypoints(1, frames, height, width, SOURCE_LOOK, fps=args.fps)
-        clip = make_clip(tmp / "dancer.mp4", frames=frames, size=(width, height), fps=args.fps, audio=False,
-                         frame_fn=lambda i, w, h: render_person(track[i], h, w, SOURCE_LOOK))
+        clip = dancer_camera(tmp / "dancer.mp4", width, height, frames, args.fps)
         timed = TimedModel(model)
         stats = run_live(timed, clip.path, window=False, view="side")
         loop_only = run_live(InstantModel(model.device), clip.path, window=False, view="side")

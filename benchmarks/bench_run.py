@@ -77,6 +77,41 @@ def timed(fn) -> tuple[float, int]:
     return time.perf_counter() - started, frames
 
 
+def naive_copy(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """`net` as a hand-written script runs it: pix2pix's test-time default, batch statistics of one frame."""
+    net.to(device).train()
+    use_per_sample_stats(net, False)
+    return net
+
+
+def compare(src: Path, work: Path, model, naive_net: torch.nn.Module, batches: tuple[int, ...] = (1, 4, 8, 16, 32),
+            **run_changes) -> tuple[dict[str, tuple[float, int]], int]:
+    """Rows (a)-(d) of this benchmark for the clip `src`: {label: (seconds, frames)} and the model's best
+    batch size. `naive_net` is an fp32 CPU copy of `model`'s generator; `run_changes` (e.g. batch_size)
+    go to `translate_video`."""
+    naive_net = naive_copy(naive_net, model.device)
+    frames = np.stack([f.image for f in VideoReader(src)])
+
+    def model_alone(size: int) -> int:
+        for i in range(0, len(frames), size):
+            model.translate(frames[i:i + size])
+        return len(frames)
+
+    alone = {}
+    for size in batches:
+        model.translate(frames[:size])  # warm-up (and compilation) outside the timings
+        alone[size] = timed(lambda: model_alone(size))
+    best_batch = min(alone, key=lambda b: alone[b][0])
+    rows = {
+        "(a) naive script": timed(lambda: naive_script(src, work / "naive.mp4", naive_net, model.device)),
+        f"(b) model alone, b{best_batch}": alone[best_batch],
+        "(c) decode -> encode": timed(lambda: codec_floor(src, work / "floor.mp4")),
+        "(d) vidtrans run": timed(lambda: translate_video(src, work / "run.mp4", model, overwrite=True,
+                                                          compile="off", **run_changes).frames),
+    }
+    return rows, best_batch
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -98,31 +133,9 @@ def main() -> None:
     if args.compile == "on":
         model.compile()
     device = model.device
-
     naive_net = build_generator("unet_256", 3, 3, args.ngf, "batch")
     naive_net.load_state_dict(net.state_dict())
-    naive_net.to(device).train()  # pix2pix's test-time default: batch statistics of one frame
-    use_per_sample_stats(naive_net, False)
-
-    frames = np.stack([f.image for f in VideoReader(clip.path)])
-
-    def model_alone(batch_size: int) -> int:
-        for i in range(0, len(frames), batch_size):
-            model.translate(frames[i:i + batch_size])
-        return len(frames)
-
-    alone = {}
-    for batch_size in (1, 4, 8, 16, 32):
-        model.translate(frames[:batch_size])  # warm-up (and compilation) outside the timings
-        alone[batch_size] = timed(lambda: model_alone(batch_size))
-    best_batch = min(alone, key=lambda b: alone[b][0])
-    rows = {
-        "(a) naive script": timed(lambda: naive_script(clip.path, work / "naive.mp4", naive_net, device)),
-        f"(b) model alone, b{best_batch}": alone[best_batch],
-        "(c) decode -> encode": timed(lambda: codec_floor(clip.path, work / "floor.mp4")),
-        "(d) vidtrans run": timed(lambda: translate_video(clip.path, work / "run.mp4", model, batch_size=args.batch_size,
-                                                          overwrite=True, compile="off").frames),
-    }
+    rows, best_batch = compare(clip.path, work, model, naive_net, batch_size=args.batch_size)
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
     print(f"unet_256 ngf {args.ngf}, {args.size}x{args.size}, {args.frames} frames, run at batch {args.batch_size}, "
           f"compile {args.compile}, precision {model.precision}, {where}")

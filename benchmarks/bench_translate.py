@@ -21,8 +21,8 @@ from vidtrans.models.checkpoint import ModelCard, save_checkpoint
 from vidtrans.models.networks import build_generator, init_weights
 
 
-def measure(model, batch: int, seconds: float) -> float:
-    frames = np.random.default_rng(0).integers(0, 256, (batch, 256, 256, 3), dtype=np.uint8)
+def measure(model, batch: int, seconds: float, size: int = 256) -> float:
+    frames = np.random.default_rng(0).integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
     model.translate(frames)  # warm-up (and compilation)
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds or done == 0:

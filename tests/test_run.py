@@ -10,9 +10,11 @@ import pytest
 import torch
 
 import vidtrans
-from tests.media import audio_durations, corrupt_middle, decode_all, make_clip
+from tests.media import audio_durations, corrupt_middle, decode_all, make_clip, moving_square
 from vidtrans.errors import VidtransError
-from vidtrans.pipeline import translate_video
+from vidtrans.pipeline import smoothing_stages, translate_video
+from vidtrans.runner import Batch, run_stages
+from vidtrans.temporal import Smoother
 
 
 
@@ -230,6 +232,41 @@ def test_smoothing_reduces_flicker(tmp_path, method):
                              smoothing_strength=0.6)
     assert smooth.flicker_ratio < 0.7 * plain.flicker_ratio
     assert plain.flicker_ratio > 1.5  # the noise really flickers, relative to the input
+
+
+@pytest.mark.parametrize("size", [(96, 64), (400, 240)])  # the second is flowed at 320 x 192
+def test_flow_smoothing_ahead_equals_in_order(size):
+    """`run` computes flow ahead on a pool and blends in order; its frames are exactly those of one
+    Smoother call per frame in order (the path `live` takes), across batch boundaries."""
+    width, height = size
+    rng = np.random.default_rng(1)
+    frames = [moving_square(i, width, height) for i in range(23)]
+    outputs = [np.clip(f.astype(int) + rng.integers(-30, 31, f.shape), 0, 255).astype(np.uint8) for f in frames]
+    in_order = Smoother("flow", 0.6)
+    expected = [in_order(output.copy(), frame) for output, frame in zip(outputs, frames)]
+
+    def batches():
+        for start in range(0, len(frames), 5):
+            span = list(range(start, min(start + 5, len(frames))))
+            yield Batch([frames[i] for i in span], span, span, output=np.stack([outputs[i] for i in span]))
+
+    # The pool's threads are shared by every run of the process: let them see other sizes first,
+    # as they would after other clips, which must not change this clip's frames.
+    for other in ((64, 48), (160, 90)):
+        warm_up = Smoother("flow", 0.6)
+        for i in range(12):
+            warm_up(moving_square(i, *other), moving_square(i, *other))
+        list(run_stages(iter([Batch([moving_square(i, *other) for i in range(5)], list(range(5)), list(range(5)),
+                                    output=np.stack([moving_square(i, *other) for i in range(5)]))] * 3),
+                        smoothing_stages(Smoother("flow", 0.6))))
+    stages = smoothing_stages(Smoother("flow", 0.6))
+    assert len(stages) == 2  # flow ahead, then the in-order blend
+    done = list(run_stages(batches(), stages))
+    assert all(batch.motion is not None for batch in done)
+    smoothed = [frame for batch in done for frame in batch.output]
+    assert len(smoothed) == len(expected)
+    assert all(np.array_equal(a, b) for a, b in zip(smoothed, expected))
+    assert not all(np.array_equal(a, b) for a, b in zip(smoothed, outputs))  # it did smooth
 
 
 def test_memory_stays_flat_for_long_clips(tmp_path, rgb_model_dir):

@@ -15,7 +15,7 @@ import numpy as np
 
 from vidtrans.errors import VidtransError
 from vidtrans.metrics import flicker, psnr, relative_flicker, ssim
-from vidtrans.pipeline import SmoothStage, TranslateStage
+from vidtrans.pipeline import TranslateStage, smoothing_stages
 from vidtrans.runner import Batch, run_stages
 from vidtrans.temporal import Smoother, smoothing_for
 
@@ -65,7 +65,7 @@ def evaluate(model, inputs: np.ndarray, truth: np.ndarray, batch_size: int = 8, 
     smoothing, smoothing_strength = smoothing_for(model, smoothing, smoothing_strength)
     stages: list[Any] = [TranslateStage.for_device(model)]
     if smoothing != "none":
-        stages.append(SmoothStage(Smoother(smoothing, smoothing_strength)))
+        stages += smoothing_stages(Smoother(smoothing, smoothing_strength))
     output = np.concatenate([batch.output for batch in run_stages(batches, stages)])
     flicker_ratio = relative_flicker(flicker(output), flicker(truth))
     return {

@@ -1,6 +1,7 @@
 """The streaming pipeline behind `run`, `batch` and `translate_video`.
 
-    decode (thread) -> [pose maps (thread)] -> translate (thread) -> [smooth (thread)] -> encode (caller)
+    decode (thread) -> [pose maps (thread)] -> translate (thread)
+        -> [flow ahead (pool, order kept) -> smooth (thread)] -> encode (caller)
 
 Frames travel in batches through bounded queues, so memory does not grow with the clip's length.
 Timestamps are carried from the decoder to the encoder untouched; audio is copied by the writer.
@@ -72,16 +73,79 @@ class TranslateStage:
         return ()
 
 
+def smoothing_stages(smoother: Smoother) -> list[Any]:
+    """The stages that smooth the outputs: for flow, its guide-only half ahead on a pool, then
+    the in-order rest (a few remaps and blends, not the flow: benchmarks/README.md)."""
+    return ([FlowAheadStage(smoother)] if smoother.uses_flow else []) + [SmoothStage(smoother)]
+
+
+def _guides(batch: Batch):
+    """What the model saw, which flow is computed on."""
+    return batch.frames if batch.model_input is None else batch.model_input
+
+
+# Batches whose flow is computed at once: enough to keep up with a GPU on a many-core host
+# (one DIS flow is 1-2 ms at 256x256, more at 512), not so many that they crowd a small CPU.
+_FLOW_WORKERS = max(2, min(8, (os.cpu_count() or 2) // 2))
+
+
+@functools.cache
+def _flow_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(_FLOW_WORKERS, thread_name_prefix="vidtrans-flow")
+
+
+class FlowAheadStage:
+    """Attaches each frame's `temporal.Motion` (flow between consecutive guides, and where it
+    explains the input) to the batch, for whole batches at once on a pool, order kept.
+
+    Each batch gets its own estimator primed with the guide just before it, which this stage
+    keeps (in order, in its own thread), so batches need not wait for each other."""
+
+    def __init__(self, smoother: Smoother):
+        self._previous_guide = None
+        self._parallel = Parallel(_BatchMotion(smoother), _FLOW_WORKERS, _flow_pool())
+
+    def process(self, batch: Batch):
+        previous, self._previous_guide = self._previous_guide, _guides(batch)[-1]
+        yield from self._parallel.process((batch, previous))
+
+    def flush(self):
+        return self._parallel.flush()
+
+    def close(self) -> None:
+        self._parallel.close()
+
+
+class _BatchMotion:
+    """`FlowAheadStage`'s work on one (batch, guide before it)."""
+
+    def __init__(self, smoother: Smoother):
+        self.smoother = smoother
+
+    def process(self, item: tuple[Batch, Any]):
+        batch, previous_guide = item
+        estimator = self.smoother.estimator()
+        if previous_guide is not None:
+            estimator(previous_guide, batch.output[0].shape)
+        batch.motion = [estimator(guide, output.shape) for guide, output in zip(_guides(batch), batch.output)]
+        yield batch
+
+    def flush(self):
+        return ()
+
+
 class SmoothStage:
-    """Output smoothing in frame order; flow is computed on what the model saw."""
+    """Output smoothing in frame order: with the batch's `motion` when it was computed ahead (flow
+    after a `FlowAheadStage`), otherwise all of it here (ema; flow on what the model saw)."""
 
     def __init__(self, smoother: Smoother):
         self.smoother = smoother
 
     def process(self, batch: Batch):
-        guide = batch.frames if batch.model_input is None else batch.model_input
+        guide = _guides(batch)
         for i in range(len(batch.output)):
-            batch.output[i] = self.smoother(batch.output[i], guide[i])
+            batch.output[i] = (self.smoother(batch.output[i], guide[i]) if batch.motion is None
+                               else self.smoother.blend(batch.output[i], batch.motion[i]))
         yield batch
 
     def flush(self):
@@ -200,7 +264,7 @@ def translate_video(
         stages += _compile_stages(model, options.compile, reader.frame_count)
         stages.append(TranslateStage.for_device(model))
         if smoothing != "none":
-            stages.append(SmoothStage(smoother))
+            stages += smoothing_stages(smoother)
         input_flicker, output_flicker = FlickerMeter(), FlickerMeter()
 
         def frame_to_write(batch: Batch, i: int) -> np.ndarray:

@@ -34,6 +34,7 @@ class Batch:
     keypoints: np.ndarray | None = None  # (N, 18, 3) in input pixels, for pose models
     model_input: np.ndarray | None = None  # what the generator sees (pose maps); None: the frames
     output: np.ndarray | None = None
+    motion: list[Any] | None = None  # flow smoothing's guide-only half per frame (temporal.Motion), made ahead
 
 
 def frame_batches(frames: Iterable[Any], batch_size: int) -> Iterator[Batch]:

@@ -5,9 +5,16 @@ previous smoothed output (cheap, but smears motion). `flow` first moves the prev
 the optical flow of the *input* frames (OpenCV's DIS flow), then blends only where that warp is
 trustworthy (the warped previous input matches the current input), so moving and newly revealed
 content stays sharp. Both are causal and stateful: frames must arrive in order.
+
+Flow's costly half (the flow, the trust mask, the maps: `FlowEstimator`) depends only on the inputs,
+so `run` computes it ahead on other threads, and only the warp of the previous output and the blend
+(`Smoother.blend`) stay in frame order. `live` calls the Smoother once per frame, which does both.
 """
 
 from __future__ import annotations
+
+import threading
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -28,8 +35,85 @@ def smoothing_for(model, method: str, strength: float) -> tuple[str, float]:
     return recommended.get("method", "none"), float(recommended.get("strength", strength))
 
 
+class Motion(NamedTuple):
+    """Everything flow smoothing needs from the guides (what the model saw) for one frame, made
+    ahead of the outputs: where each output pixel was in the previous frame, and how much of the
+    previous output to blend in there."""
+
+    map_x: np.ndarray  # (H, W) float32, output pixels
+    map_y: np.ndarray
+    weight: np.ndarray  # (H, W, 3) float32, strength times trust (every channel: the blend is 3x faster so)
+    keep: np.ndarray  # 1 - weight
+
+
+_per_thread = threading.local()
+
+
+def _thread_dis(shape: tuple[int, ...]) -> cv2.DISOpticalFlow:
+    # One DIS per thread and image size: an instance is not safe to share, and a new one's first
+    # call costs as much again for allocations. An instance that has seen another size gives
+    # other flows (measured: up to 26 grey levels after smoothing), so a clip's frames must not
+    # depend on what the thread's instance did before; at one size, calls are independent.
+    instances = getattr(_per_thread, "dis", None)
+    if instances is None:
+        instances = _per_thread.dis = {}
+    dis = instances.get(shape)
+    if dis is None:
+        dis = instances[shape] = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+    return dis
+
+
+class FlowEstimator:
+    """The half of flow smoothing that needs only the guides: call it with each guide in order
+    (it keeps the previous one) and the output's shape; it returns the frame's `Motion`, or None
+    for the first frame. Outputs play no part, so it runs ahead of them: a clip cut into runs
+    of frames can use one estimator per run, primed with the guide before the run."""
+
+    def __init__(self, strength: float):
+        self.strength = strength
+        self._previous_gray: np.ndarray | None = None
+
+    def __call__(self, guide: np.ndarray, output_shape: tuple[int, ...]) -> Motion | None:
+        gray = _small_gray(guide, output_shape)
+        previous, self._previous_gray = self._previous_gray, gray
+        if previous is None or previous.shape != gray.shape:
+            return None
+        # Backward flow: for each pixel of the current frame, where it was in the previous one.
+        flow = _thread_dis(gray.shape).calc(gray, previous, None)
+        small_h, small_w = gray.shape
+        grid_x, grid_y = np.meshgrid(np.arange(small_w, dtype=np.float32), np.arange(small_h, dtype=np.float32))
+        map_x, map_y = grid_x + flow[..., 0], grid_y + flow[..., 1]
+        warped_gray = cv2.remap(previous, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        # Trust the warp where it explains the input: a photometric error of ~0 gives full weight,
+        # an error of 24 grey levels or more (occlusion, new content, flow failure) gives none.
+        error = cv2.GaussianBlur(np.abs(warped_gray.astype(np.float32) - gray.astype(np.float32)), (5, 5), 0)
+        trust = np.clip(1.0 - error / 24.0, 0.0, 1.0)
+        height, width = output_shape[:2]
+        scale_x, scale_y = width / small_w, height / small_h
+        full_map_x = cv2.resize(map_x, (width, height), interpolation=cv2.INTER_LINEAR) * scale_x + (scale_x - 1) / 2
+        full_map_y = cv2.resize(map_y, (width, height), interpolation=cv2.INTER_LINEAR) * scale_y + (scale_y - 1) / 2
+        weight = cv2.resize(trust, (width, height), interpolation=cv2.INTER_LINEAR) * self.strength
+        weight = cv2.merge([weight] * output_shape[2])
+        return Motion(full_map_x, full_map_y, weight, 1.0 - weight)
+
+
+def _small_gray(frame: np.ndarray, output_shape: tuple[int, ...]) -> np.ndarray:
+    """Grey `frame` at the size flow is computed at: the output's, capped at _FLOW_MAX_SIDE."""
+    height, width = output_shape[:2]
+    scale = min(1.0, _FLOW_MAX_SIDE / max(height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    if gray.shape[::-1] != size:
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    return gray
+
+
 class Smoother:
-    """Causal output smoothing. `strength` in [0, 1): 0 leaves frames untouched."""
+    """Causal output smoothing. `strength` in [0, 1): 0 leaves frames untouched.
+
+    One call per frame (`smoother(output, source)`) does everything in order. For flow, the
+    guide-only half can instead run ahead (`estimator()`, e.g. on other threads), and `blend`
+    then does only the part that needs the previous output."""
 
     def __init__(self, method: str = "flow", strength: float = 0.5):
         if method not in SMOOTHING:
@@ -39,54 +123,40 @@ class Smoother:
         self.method = method
         self.strength = strength
         self._previous_output: np.ndarray | None = None
-        self._previous_gray: np.ndarray | None = None
-        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST) if method == "flow" else None
+        self._estimator = self.estimator()
+
+    @property
+    def uses_flow(self) -> bool:
+        return self.method == "flow" and self.strength > 0.0
+
+    def estimator(self) -> FlowEstimator:
+        return FlowEstimator(self.strength)
 
     def __call__(self, output: np.ndarray, source: np.ndarray) -> np.ndarray:
         """Smooth one translated frame; `source` is the frame it was made from (any size: it is
         only used for optical flow, at the output's aspect ratio)."""
+        return self.blend(output, self._estimator(source, output.shape) if self.uses_flow else None)
+
+    def blend(self, output: np.ndarray, motion: Motion | None) -> np.ndarray:
+        """Smooth one translated frame, given its `Motion` (flow; None for the first frame)."""
         if self.method == "none" or self.strength == 0.0:
             return output
-        gray = self._small_gray(source, output.shape) if self.method == "flow" else None
         previous = self._previous_output
         if previous is None or previous.shape != output.shape:
             result = output
         elif self.method == "ema":
             result = cv2.addWeighted(output, 1.0 - self.strength, previous, self.strength, 0.0)
+        elif motion is None:
+            result = output
         else:
-            result = self._flow_blend(output, previous, gray)
+            warped = cv2.remap(previous, motion.map_x, motion.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            # The same arithmetic as output * keep + warped * weight, without temporaries.
+            blended = output.astype(np.float32)
+            blended *= motion.keep
+            warped_share = warped.astype(np.float32)
+            warped_share *= motion.weight
+            blended += warped_share
+            blended += 0.5
+            result = np.clip(blended, 0, 255, out=blended).astype(np.uint8)
         self._previous_output = result
-        self._previous_gray = gray
         return result
-
-    def _small_gray(self, frame: np.ndarray, output_shape: tuple[int, ...]) -> np.ndarray:
-        """Grey `frame` at the size flow is computed at: the output's, capped at _FLOW_MAX_SIDE."""
-        height, width = output_shape[:2]
-        scale = min(1.0, _FLOW_MAX_SIDE / max(height, width))
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-        if gray.shape[::-1] != size:
-            gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-        return gray
-
-    def _flow_blend(self, output: np.ndarray, previous: np.ndarray, gray: np.ndarray) -> np.ndarray:
-        if self._previous_gray is None or self._previous_gray.shape != gray.shape:
-            return output
-        # Backward flow: for each pixel of the current frame, where it was in the previous one.
-        flow = self._dis.calc(gray, self._previous_gray, None)
-        small_h, small_w = gray.shape
-        grid_x, grid_y = np.meshgrid(np.arange(small_w, dtype=np.float32), np.arange(small_h, dtype=np.float32))
-        map_x, map_y = grid_x + flow[..., 0], grid_y + flow[..., 1]
-        warped_gray = cv2.remap(self._previous_gray, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        # Trust the warp where it explains the input: a photometric error of ~0 gives full weight,
-        # an error of 24 grey levels or more (occlusion, new content, flow failure) gives none.
-        error = cv2.GaussianBlur(np.abs(warped_gray.astype(np.float32) - gray.astype(np.float32)), (5, 5), 0)
-        trust = np.clip(1.0 - error / 24.0, 0.0, 1.0)
-        height, width = output.shape[:2]
-        scale_x, scale_y = width / small_w, height / small_h
-        full_map_x = cv2.resize(map_x, (width, height), interpolation=cv2.INTER_LINEAR) * scale_x + (scale_x - 1) / 2
-        full_map_y = cv2.resize(map_y, (width, height), interpolation=cv2.INTER_LINEAR) * scale_y + (scale_y - 1) / 2
-        warped = cv2.remap(previous, full_map_x, full_map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        weight = cv2.resize(trust, (width, height), interpolation=cv2.INTER_LINEAR)[..., None] * self.strength
-        blended = output.astype(np.float32) * (1.0 - weight) + warped.astype(np.float32) * weight
-        return np.clip(blended + 0.5, 0, 255).astype(np.uint8)

@@ -470,7 +470,7 @@ def _quiet_native_logs() -> None:
     # FFmpeg's own threads. An x264 thread logging while the main thread frees the encoder under
     # the GIL (an interrupted encode) then deadlocks (PyAV issue #751). None installs a C callback
     # that prints nothing and never needs the GIL.
-    av.logging.set_level(None)
+    av.logging.set_level(level=None)
     set_opencv_log_level(0)  # silent
 
 

@@ -1,5 +1,6 @@
 """Outputs appear complete or not at all, and never replace a file nobody allowed them to replace."""
 
+import os
 from fractions import Fraction
 
 import numpy as np
@@ -90,3 +91,36 @@ def test_first_line_is_one_clean_line():
     assert first_line(RuntimeError("\x1b[1mWeights only load failed.\x1b[0m\n\nMore advice")) == "Weights only load failed."
     assert first_line(ValueError("")) == "ValueError"
     assert len(first_line(ValueError("y" * 1000))) == 300
+
+
+def test_an_interrupt_anywhere_in_making_the_files_leaves_nothing(tmp_path, monkeypatch):
+    """Ctrl-C can land between creating a file and remembering it (right after os.open returns):
+    what the process made is still removed, and a lock another process holds is not."""
+    import vidtrans.atomic as atomic
+
+    real_open, interrupts = os.open, []
+
+    def interrupted_open(*args, **kwargs):
+        fd = real_open(*args, **kwargs)
+        if interrupts:  # one signal, as the CLI turns only the first into KeyboardInterrupt
+            interrupts.pop()
+            raise KeyboardInterrupt  # the file exists, its descriptor is lost with the interrupt
+        return fd
+
+    dst = tmp_path / "out.mp4"
+    monkeypatch.setattr(atomic.os, "open", interrupted_open)
+    for make in (temp_path, OutputClaim):
+        interrupts.append(1)
+        with pytest.raises(KeyboardInterrupt):
+            make(dst)
+    monkeypatch.setattr(atomic.os, "open", real_open)
+    atomic.remove_unfinished()
+    assert list(tmp_path.iterdir()) == []
+    with OutputClaim(dst):  # held: removing what is unfinished leaves another holder's lock alone
+        lock = next(tmp_path.iterdir())
+        atomic._remove_if_unheld(lock)
+        assert lock.exists()
+    writer = VideoWriter(dst, 32, 32, time_base=Fraction(1, 25), fps=25)
+    atomic.remove_unfinished()  # what cli.main runs at exit, e.g. after an interrupt mid-write
+    assert list(tmp_path.iterdir()) == []
+    writer.abort()

@@ -15,15 +15,18 @@ Every file vidtrans writes (videos, keypoints, reports, stats, checkpoints) goes
 
 from __future__ import annotations
 
+import atexit
 import errno
 import fcntl
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
 from vidtrans.errors import VidtransError, first_line
+
+LOCK_SUFFIX = ".vidtrans-lock"
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -61,19 +64,53 @@ def check_destination(dst: str | os.PathLike, inputs: str | os.PathLike | Iterab
                             "choose another output path") from None
 
 
+# Temporary and lock files this process has made (or is making) and not yet finished with. Each
+# is entered here BEFORE it is created, so an interrupt landing anywhere, even between creating a
+# file and remembering it, cannot leave it behind: `remove_unfinished` (cli.main on a stop signal,
+# and at exit) deletes what is still listed. Values: the OutputClaim of a lock file, else None.
+_unfinished: dict[Path, OutputClaim | None] = {}
+
+
 def temp_path(dst: str | os.PathLike) -> Path:
     """A new, empty, hidden file beside `dst` that keeps `dst`'s extension last (muxers and numpy
-    pick the format from the name)."""
+    pick the format from the name). Remove it with `discard` unless `publish` moves it."""
     dst = Path(dst)
     # The temporary name must fit the file system's 255-byte limit even when `dst`'s name does.
-    stem = dst.stem[:100]
-    try:
-        fd, name = tempfile.mkstemp(prefix=f".{stem}.partial-", suffix=dst.suffix[:20], dir=dst.parent)
-    except OSError as e:
-        raise VidtransError(f"{dst}: cannot write to {dst.parent} ({e.strerror or e}); "
-                            "choose a writable output folder") from e
-    os.close(fd)
-    return Path(name)
+    stem, suffix = dst.stem[:100], dst.suffix[:20]
+    while True:
+        name = dst.parent / f".{stem}.partial-{secrets.token_hex(4)}{suffix}"
+        _unfinished[name] = None
+        try:
+            os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            return name
+        except FileExistsError:
+            del _unfinished[name]  # someone else's: try another name
+        except OSError as e:
+            del _unfinished[name]
+            raise VidtransError(f"{dst}: cannot write to {dst.parent} ({e.strerror or e}); "
+                                "choose a writable output folder") from e
+
+
+def discard(tmp: str | os.PathLike) -> None:
+    """Delete an unfinished temporary file (nothing happens if it is gone already)."""
+    tmp = Path(tmp)
+    tmp.unlink(missing_ok=True)
+    _unfinished.pop(tmp, None)
+
+
+def remove_unfinished() -> None:
+    """Delete every temporary file and release every lock this process has not finished with:
+    what an interrupted process must not leave behind. Finished files are not listed."""
+    for path, claim in list(_unfinished.items()):
+        if claim is not None:
+            claim.release()
+        elif path.name.endswith(LOCK_SUFFIX):
+            _remove_if_unheld(path)
+        else:
+            discard(path)
+
+
+atexit.register(remove_unfinished)
 
 
 def publish(tmp: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = False) -> None:
@@ -110,7 +147,7 @@ def publish(tmp: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = Fa
         raise VidtransError(f"{dst}: cannot move the finished file into place ({e.strerror or e}); "
                             "check the output folder is writable") from e
     finally:
-        tmp.unlink(missing_ok=True)
+        discard(tmp)
 
 
 def write_atomically(dst: str | os.PathLike, write: Callable[[BinaryIO], None], *, overwrite: bool,
@@ -130,7 +167,7 @@ def write_atomically(dst: str | os.PathLike, write: Callable[[BinaryIO], None], 
         raise VidtransError(f"{dst}: cannot write the {what} ({e.strerror or e}); "
                             "check free disk space and that the folder is writable") from e
     finally:
-        tmp.unlink(missing_ok=True)
+        discard(tmp)
 
 
 class OutputClaim:
@@ -143,8 +180,18 @@ class OutputClaim:
 
     def __init__(self, dst: str | os.PathLike):
         dst = Path(dst)
-        self.path = dst.with_name(f".{dst.name[:200]}.vidtrans-lock")
+        self.path = dst.with_name(f".{dst.name[:200]}{LOCK_SUFFIX}")
         self._fd: int | None = None
+        _unfinished[self.path] = self  # before the file exists: see _unfinished
+        try:
+            self._fd = self._lock(dst)
+        except BaseException:
+            # Refused (another process holds it: left alone) or interrupted (ours: removed).
+            _unfinished.pop(self.path, None)
+            _remove_if_unheld(self.path)
+            raise
+
+    def _lock(self, dst: Path) -> int:
         while True:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -158,9 +205,8 @@ class OutputClaim:
                 raise VidtransError(f"{dst}: another vidtrans process is writing this file; "
                                     "wait for it to finish or choose another output") from None
             if _still_linked(fd, self.path):
-                break
+                return fd
             os.close(fd)  # locked a lock file its holder had just removed: take the new one
-        self._fd = fd
 
     def release(self) -> None:
         if self._fd is not None:
@@ -168,12 +214,31 @@ class OutputClaim:
             self.path.unlink(missing_ok=True)
             os.close(self._fd)
             self._fd = None
+        if _unfinished.get(self.path) is self:
+            del _unfinished[self.path]
 
     def __enter__(self) -> OutputClaim:
         return self
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _remove_if_unheld(path: Path) -> None:
+    """Delete a lock file that no process holds. Safe against a claimant that has opened it but
+    not locked it yet: its lock then lands on a removed file, which it notices and retries."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if _still_linked(fd, path):
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass  # held by a process that is writing that output
+    finally:
+        os.close(fd)
 
 
 def _still_linked(fd: int, path: Path) -> bool:

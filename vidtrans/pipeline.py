@@ -24,7 +24,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from vidtrans.atomic import temp_path
+from vidtrans.atomic import discard, temp_path
 from vidtrans.errors import VidtransError
 from vidtrans.metrics import FlickerMeter, relative_flicker
 from vidtrans.pose.keypoints import has_person
@@ -307,7 +307,7 @@ def render_pose_video(
     check_encoder_settings(encode)
     if keypoints_out is not None:
         check_destination(keypoints_out, src, overwrite)
-        temp_path(keypoints_out).unlink()  # an unwritable folder fails now, before any work
+        discard(temp_path(keypoints_out))  # an unwritable folder fails now, before any work
     started = time.perf_counter()
     summary = Summary(input=str(src), output=str(dst), model="pose", device="cpu", precision="fp32", pose="detected")
     collected: list[np.ndarray] = []

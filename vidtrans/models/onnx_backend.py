@@ -24,7 +24,7 @@ from types import ModuleType
 
 import torch
 
-from vidtrans.atomic import check_destination, publish, temp_path
+from vidtrans.atomic import check_destination, discard, publish, temp_path
 from vidtrans.errors import VidtransError, first_line
 from vidtrans.models.checkpoint import WEIGHTS_NAME, Checkpoint, sha256_of
 from vidtrans.models.networks import input_multiple, use_per_sample_stats
@@ -99,7 +99,7 @@ def export_model(checkpoint: Checkpoint, dst: str | os.PathLike, normalization: 
     except RuntimeError as e:  # the exporter's errors (OnnxExporterError is one)
         raise VidtransError(f"{checkpoint.path}: ONNX export failed ({first_line(e)})") from e
     finally:
-        tmp.unlink(missing_ok=True)
+        discard(tmp)
     return difference
 
 

@@ -17,7 +17,7 @@ import av
 import cv2
 import numpy as np
 
-from vidtrans.atomic import OutputClaim, check_destination, publish, temp_path
+from vidtrans.atomic import OutputClaim, check_destination, discard, publish, temp_path
 from vidtrans.errors import VidtransError, first_line
 from vidtrans.options import EncodeOptions
 
@@ -425,7 +425,7 @@ class VideoWriter:
                 pass  # the file is deleted next anyway
             self._out = None
         self._close_src()
-        self._tmp.unlink(missing_ok=True)
+        discard(self._tmp)
         self._claim.release()
 
     def _close_src(self) -> None:

@@ -22,10 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_tensors
 from torch import nn
 
-from vidtrans.atomic import publish, write_atomically
+from vidtrans.atomic import write_atomically
 from vidtrans.errors import VidtransError, first_line
 from vidtrans.models.networks import NORMS, build_generator, default_size, parse_generator
 
@@ -228,15 +229,12 @@ def save_checkpoint(folder: str | os.PathLike, net: nn.Module, card: ModelCard, 
     tensors = {k: (v.to(dtype) if v.is_floating_point() else v).detach().contiguous().cpu()
                for k, v in net.state_dict().items()}
     weights = folder / WEIGHTS_NAME
-    tmp = folder / f".{WEIGHTS_NAME}.partial"
-    save_file(tensors, str(tmp))
     # The files of a checkpoint folder are replaced as a set; whether the folder may be
     # replaced at all is the caller's decision (train --resume/--overwrite, import --overwrite).
-    publish(tmp, weights, overwrite=True)
+    write_atomically(weights, lambda f: f.write(save_tensors(tensors)), overwrite=True, what="weights")
     card.weights_sha256 = sha256_of(weights)
-    tmp = folder / f".{CARD_NAME}.partial"
-    tmp.write_text(json.dumps(card.to_dict(), indent=2) + "\n")
-    publish(tmp, folder / CARD_NAME, overwrite=True)
+    write_atomically(folder / CARD_NAME, lambda f: f.write((json.dumps(card.to_dict(), indent=2) + "\n").encode()),
+                     overwrite=True, what="model card")
     return folder
 
 

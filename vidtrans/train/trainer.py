@@ -22,7 +22,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from vidtrans.atomic import publish
+from vidtrans.atomic import write_atomically
 from vidtrans.errors import VidtransError
 from vidtrans.metrics import psnr, ssim
 from vidtrans.models.checkpoint import (BACKGROUND_NAME, CARD_NAME, MAX_SIZE, WEIGHTS_NAME, ModelCard,
@@ -327,9 +327,8 @@ class Trainer:
             save_background(self.out_dir, background)
         state = {"iteration": self.iteration, "netD": self.netD.state_dict(), "optG": self.optG.state_dict(),
                  "optD": self.optD.state_dict(), "config": dataclasses.asdict(self.config)}
-        tmp = self.out_dir / f".{STATE_NAME}.partial"
-        torch.save(state, tmp)
-        publish(tmp, self.out_dir / STATE_NAME, overwrite=True)
+        write_atomically(self.out_dir / STATE_NAME, lambda f: torch.save(state, f), overwrite=True,
+                         what="training state")
 
     def _load_state(self) -> None:
         state = read_train_state(self.out_dir)

@@ -10,15 +10,19 @@ Needs the onnx extra.
 from __future__ import annotations
 
 import argparse
+import sys
 import os
 import tempfile
+from pathlib import Path
 
 import torch
 
-import vidtrans
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import vidtrans  # noqa: E402
+from tests.media import random_generator  # noqa: E402
 from bench_translate import measure
 from vidtrans.models.checkpoint import ModelCard, save_checkpoint
-from vidtrans.models.networks import build_generator, init_weights
 from vidtrans.models.translator import _cpu_has_amx_bf16
 
 
@@ -29,9 +33,7 @@ def main() -> None:
     parser.add_argument("--batches", default="1,8")
     args = parser.parse_args()
 
-    torch.manual_seed(0)
-    net = build_generator("unet_256", 3, 3, args.ngf, "batch")
-    init_weights(net)
+    net = random_generator("unet_256", 3, 3, args.ngf, "batch", seed=0)
     folder = tempfile.mkdtemp()
     os.environ["XDG_CACHE_HOME"] = os.path.join(folder, "cache")
     save_checkpoint(os.path.join(folder, "model"), net, ModelCard(architecture="unet_256", ngf=args.ngf))

@@ -35,10 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import vidtrans  # noqa: E402
 import vidtrans.batch  # noqa: E402
-from tests.media import make_clip  # noqa: E402
+from tests.media import make_clip, random_generator  # noqa: E402
 from vidtrans.batch import translate_folder  # noqa: E402
 from vidtrans.models.checkpoint import ModelCard, save_checkpoint  # noqa: E402
-from vidtrans.models.networks import build_generator, init_weights  # noqa: E402
 from vidtrans.pipeline import translate_video  # noqa: E402
 
 
@@ -64,9 +63,7 @@ def main() -> None:
             # Consecutive pieces of the long clip's content, so both sides translate the same pictures.
             make_clip(work / "short" / f"clip{i:02d}.mp4", frames=args.frames, size=size, fps=30, audio=True,
                       frame_fn=lambda k, w, h, i=i: long_clip.images[i * args.frames + k])
-        torch.manual_seed(0)
-        net = build_generator("unet_256", 3, 3, args.ngf, "batch")
-        init_weights(net)
+        net = random_generator("unet_256", 3, 3, args.ngf, "batch", seed=0)
         save_checkpoint(work / "model", net, ModelCard(architecture="unet_256", ngf=args.ngf))
 
         model = vidtrans.load_model(work / "model", device=args.device)

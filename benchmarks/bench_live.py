@@ -28,11 +28,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import vidtrans  # noqa: E402
-from tests.media import make_clip  # noqa: E402
+from tests.media import make_clip, random_generator  # noqa: E402
 from vidtrans.errors import VidtransError  # noqa: E402
 from vidtrans.live import run_live  # noqa: E402
 from vidtrans.models.checkpoint import ModelCard, save_checkpoint  # noqa: E402
-from vidtrans.models.networks import build_generator, init_weights  # noqa: E402
 from vidtrans.pose import PoseStyle, estimate_pose_stats  # noqa: E402
 from vidtrans.train.synth import SOURCE_LOOK, TARGET_LOOK, dance_keypoints, render_person  # noqa: E402
 
@@ -69,9 +68,7 @@ class InstantModel:
 
 
 def stand_in(folder: Path, size: int, device: str, precision: str):
-    torch.manual_seed(0)
-    net = build_generator("unet_256", 3, 3, 16, "batch")
-    init_weights(net)
+    net = random_generator("unet_256", 3, 3, 16, "batch", seed=0)
     target = estimate_pose_stats(dance_keypoints(0, 300, size, size, TARGET_LOOK), size, size)
     save_checkpoint(folder, net, ModelCard(architecture="unet_256", ngf=16, native_size=(size, size), input_kind="pose",
                                            pose_style=PoseStyle().to_dict(), target_pose_stats=target.to_dict()))

@@ -24,14 +24,13 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import vidtrans.batch  # noqa: E402
 from vidtrans.batch import MANIFEST_NAME, translate_folder  # noqa: E402
 from vidtrans.models.checkpoint import ModelCard, save_checkpoint  # noqa: E402
-from vidtrans.models.networks import build_generator, init_weights  # noqa: E402
+from tests.media import random_generator  # noqa: E402
 
 
 def written_bytes() -> int | None:
@@ -102,9 +101,7 @@ def main() -> None:
     vidtrans.batch.translate_video = fake_translate
     work = Path(tempfile.mkdtemp(prefix="bench_manifest_"))
     try:
-        torch.manual_seed(0)
-        net = build_generator("resnet_6blocks", 3, 3, 8, "instance")
-        init_weights(net)
+        net = random_generator("resnet_6blocks", 3, 3, 8, "instance", seed=0)
         save_checkpoint(work / "model", net, ModelCard(architecture="resnet_6blocks", ngf=8, norm="instance",
                                                        native_size=(64, 64)))
         rows = [measure(work, work / "model", n) for n in args.clips]

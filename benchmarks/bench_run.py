@@ -27,9 +27,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import vidtrans  # noqa: E402
-from tests.media import make_clip  # noqa: E402
+from tests.media import make_clip, random_generator  # noqa: E402
 from vidtrans.models.checkpoint import ModelCard, save_checkpoint  # noqa: E402
-from vidtrans.models.networks import build_generator, init_weights, use_per_sample_stats  # noqa: E402
+from vidtrans.models.networks import build_generator, use_per_sample_stats  # noqa: E402
 from vidtrans.pipeline import translate_video  # noqa: E402
 from vidtrans.video import SourceMedia, VideoReader, VideoWriter  # noqa: E402
 
@@ -125,9 +125,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp())
     clip = make_clip(work / "in.mp4", frames=args.frames, size=(args.size, args.size), fps=30, audio=True)
-    torch.manual_seed(0)
-    net = build_generator("unet_256", 3, 3, args.ngf, "batch")
-    init_weights(net)
+    net = random_generator("unet_256", 3, 3, args.ngf, "batch", seed=0)
     save_checkpoint(work / "model", net, ModelCard(architecture="unet_256", ngf=args.ngf))
     model = vidtrans.load_model(work / "model", device=args.device, precision=args.precision)
     if args.compile == "on":

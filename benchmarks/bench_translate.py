@@ -10,15 +10,19 @@ the same run.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-import vidtrans
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import vidtrans  # noqa: E402
+from tests.media import random_generator  # noqa: E402
 from vidtrans.models.checkpoint import ModelCard, save_checkpoint
-from vidtrans.models.networks import build_generator, init_weights
 
 
 def measure(model, batch: int, seconds: float, size: int = 256) -> float:
@@ -40,9 +44,7 @@ def main() -> None:
     parser.add_argument("--precision", default="auto")
     args = parser.parse_args()
 
-    torch.manual_seed(0)
-    net = build_generator("unet_256", 3, 3, args.ngf, "batch")
-    init_weights(net)
+    net = random_generator("unet_256", 3, 3, args.ngf, "batch", seed=0)
     folder = tempfile.mkdtemp()
     save_checkpoint(folder, net, ModelCard(architecture="unet_256", ngf=args.ngf))
     batches = [int(b) for b in args.batches.split(",")]

@@ -91,14 +91,10 @@ class Plan:
 
 def random_checkpoint(folder: Path, ngf: int) -> Path:
     """A unet_256 with pix2pix's random initial weights, saved as a checkpoint (as the other benchmarks do)."""
-    import torch
-
+    from tests.media import random_generator
     from vidtrans.models.checkpoint import ModelCard, save_checkpoint
-    from vidtrans.models.networks import build_generator, init_weights
 
-    torch.manual_seed(0)
-    net = build_generator("unet_256", 3, 3, ngf, "batch")
-    init_weights(net)
+    net = random_generator("unet_256", 3, 3, ngf, "batch", seed=0)
     save_checkpoint(folder, net, ModelCard(architecture="unet_256", ngf=ngf))
     return folder
 

@@ -10,19 +10,16 @@ from dataclasses import dataclass
 from unittest import mock
 
 import pytest
-import torch
 
+from tests.media import random_generator
 from vidtrans.models.checkpoint import ModelCard, save_checkpoint
-from vidtrans.models.networks import build_generator, init_weights
 
 
 @pytest.fixture(scope="session")
 def rgb_model_dir(tmp_path_factory):
     """A tiny, fast RGB model (a ResNet with pix2pix's initial weights, a few ms per small frame)
     with a native size near the test clips'."""
-    torch.manual_seed(0)
-    net = build_generator("resnet_6blocks", 3, 3, 8, "instance")
-    init_weights(net)
+    net = random_generator("resnet_6blocks", 3, 3, 8, "instance", seed=0)
     folder = tmp_path_factory.mktemp("models") / "tiny"
     save_checkpoint(folder, net, ModelCard(architecture="resnet_6blocks", ngf=8, norm="instance", native_size=(64, 64)))
     return folder

@@ -1,4 +1,5 @@
-"""Synthetic media for tests: tiny clips written with PyAV, with known pixels and timestamps.
+"""Synthetic media for tests: tiny clips written with PyAV, with known pixels and timestamps (and
+`random_generator`, the stand-in model of tests and benchmarks).
 
     from tests.media import make_clip
     clip = make_clip(tmp_path / "in.mp4", frames=12, size=(64, 48), audio=True)
@@ -217,3 +218,16 @@ def dancer_clip(path: str | Path, look_name: str = "source", frames: int = 24, s
                      frame_fn=lambda i, w, h: render_person(track[i], h, w, look))
     clip.keypoints = track
     return clip
+
+
+def random_generator(architecture: str, input_nc: int, output_nc: int, ngf: int, norm: str, seed: int = 0):
+    """A generator with pix2pix's initial weights, the same for the same seed: the stand-in model of
+    tests and benchmarks (arguments as `vidtrans.models.networks.build_generator`)."""
+    import torch
+
+    from vidtrans.models.networks import build_generator, init_weights
+
+    torch.manual_seed(seed)
+    net = build_generator(architecture, input_nc, output_nc, ngf, norm)
+    init_weights(net)
+    return net

@@ -15,13 +15,13 @@ import pytest
 import torch
 
 import vidtrans.batch
-from tests.media import audio_durations, decode_all, make_clip
+from tests.media import audio_durations, decode_all, make_clip, random_generator
 from vidtrans.batch import (LEGACY_MANIFEST_NAME, MANIFEST_NAME, BatchListener, BatchUsageError, Manifest, find_clips,
                             read_manifest, translate_folder)
 from vidtrans.cli import main
 from vidtrans.errors import VidtransError
 from vidtrans.models.checkpoint import ModelCard, save_checkpoint, weights_sha256
-from vidtrans.models.networks import build_generator, init_weights
+from vidtrans.models.networks import build_generator
 
 FAST = dict(preset="ultrafast", batch_size=4)
 
@@ -167,9 +167,7 @@ def test_options_and_model_decide_what_is_redone(tmp_path, rgb_model_dir):
     other_crf = translate_folder(src, out, rgb_model_dir, devices=["cpu"], crf=30, **FAST)
     assert [c.status for c in other_crf.clips] == ["done", "done"]
 
-    torch.manual_seed(1)
-    net = build_generator("resnet_6blocks", 3, 3, 8, "instance")
-    init_weights(net)
+    net = random_generator("resnet_6blocks", 3, 3, 8, "instance", seed=1)
     retrained = save_checkpoint(tmp_path / "retrained", net,
                                 ModelCard(architecture="resnet_6blocks", ngf=8, norm="instance", native_size=(64, 64)))
     new_model = translate_folder(src, out, retrained, devices=["cpu"], crf=30, **FAST)

@@ -17,7 +17,7 @@ from vidtrans.cli import app
 from vidtrans.errors import VidtransError
 from vidtrans.models import translator as translator_module
 from vidtrans.models.checkpoint import ModelCard, import_pix2pix, save_checkpoint
-from vidtrans.models.networks import build_generator, init_weights
+from tests.media import random_generator
 
 
 def invoke(*args, env=None):
@@ -33,10 +33,7 @@ def error_of(result) -> str:
 
 
 def tiny_net(arch="resnet_6blocks", ngf=4, norm="instance", seed=0):
-    torch.manual_seed(seed)
-    net = build_generator(arch, 3, 3, ngf, norm)
-    init_weights(net)
-    return net
+    return random_generator(arch, 3, 3, ngf, norm, seed=seed)
 
 
 class Payload:

@@ -7,11 +7,10 @@ import pytest
 import torch
 
 import vidtrans
-from tests.media import decode_all, make_clip
+from tests.media import decode_all, make_clip, random_generator
 from vidtrans.errors import VidtransError
 from vidtrans.models import onnx_backend
 from vidtrans.models.checkpoint import ModelCard, load_checkpoint, save_checkpoint
-from vidtrans.models.networks import build_generator, init_weights
 from vidtrans.pipeline import translate_video
 
 ort = pytest.importorskip("onnxruntime")
@@ -27,9 +26,7 @@ def cache(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def batch_norm_model_dir(tmp_path_factory):
     """A tiny U-Net with batch norm: per-sample statistics must become ONNX instance norms."""
-    torch.manual_seed(0)
-    net = build_generator("unet_32", 3, 3, 4, "batch")
-    init_weights(net)
+    net = random_generator("unet_32", 3, 3, 4, "batch", seed=0)
     folder = tmp_path_factory.mktemp("models") / "unet"
     save_checkpoint(folder, net, ModelCard(architecture="unet_32", ngf=4, norm="batch", native_size=(32, 32)))
     return folder

@@ -6,13 +6,11 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 import vidtrans
 from tests.conftest import run_cli
-from tests.media import decode_all, dancer_clip, make_clip
+from tests.media import dancer_clip, decode_all, make_clip, random_generator
 from vidtrans.models.checkpoint import ModelCard, save_checkpoint
-from vidtrans.models.networks import build_generator, init_weights
 from vidtrans.pipeline import render_pose_video, translate_video
 from vidtrans.pose import PoseStats, PoseStyle, looks_like_pose_map, read_keypoints, render_poses, write_keypoints_npz
 
@@ -22,9 +20,7 @@ TARGET_STATS = PoseStats(frame_width=128, frame_height=128, far=0.80, near=0.90,
 @pytest.fixture(scope="module")
 def pose_model(tmp_path_factory):
     """A tiny pose -> person model whose card carries the target's pose statistics."""
-    torch.manual_seed(0)
-    net = build_generator("unet_128", 3, 3, 8, "instance")
-    init_weights(net)
+    net = random_generator("unet_128", 3, 3, 8, "instance", seed=0)
     folder = tmp_path_factory.mktemp("models") / "tinypose"
     save_checkpoint(folder, net, ModelCard(architecture="unet_128", ngf=8, norm="instance", native_size=(128, 128),
                                            input_kind="pose", pose_style=PoseStyle().to_dict(),

@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
-from tests.media import dancer_clip, decode_all, make_clip
+from tests.media import dancer_clip, decode_all, make_clip, random_generator
 from tests.test_live import FakeModel
 from tests.test_batch import cli as batch_cli
 from tests.test_live import cli as live_cli
@@ -24,7 +23,6 @@ from vidtrans.batch import MANIFEST_NAME, BatchUsageError, read_manifest, transl
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.live import run_live
 from vidtrans.models.checkpoint import ModelCard, save_checkpoint
-from vidtrans.models.networks import build_generator, init_weights
 
 # A bound on a hang, not a speed requirement: a clean stop takes well under a second here.
 HANG_S = 20
@@ -109,9 +107,7 @@ def dance(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_pose_model(tmp_path_factory):
-    torch.manual_seed(0)
-    net = build_generator("resnet_6blocks", 3, 3, 8, "instance")
-    init_weights(net)
+    net = random_generator("resnet_6blocks", 3, 3, 8, "instance", seed=0)
     folder = tmp_path_factory.mktemp("models") / "tiny-pose"
     save_checkpoint(folder, net, ModelCard(architecture="resnet_6blocks", ngf=8, norm="instance", native_size=(64, 64),
                                            input_kind="pose"))

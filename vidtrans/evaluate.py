@@ -15,6 +15,7 @@ import numpy as np
 
 from vidtrans.errors import VidtransError
 from vidtrans.metrics import flicker, psnr, relative_flicker, ssim
+from vidtrans.options import is_int
 from vidtrans.pipeline import TranslateStage, smoothing_stages
 from vidtrans.runner import Batch, run_stages
 from vidtrans.temporal import Smoother, smoothing_for
@@ -23,7 +24,7 @@ DEFAULT_EVAL_SEED = 20_000_000
 
 
 def _check_frames(frames: int) -> None:
-    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 2:
+    if not is_int(frames) or frames < 2:
         raise VidtransError(f"evaluation needs at least 2 frames (flicker compares consecutive frames), got {frames!r}")
 
 
@@ -58,7 +59,7 @@ def evaluate(model, inputs: np.ndarray, truth: np.ndarray, batch_size: int = 8, 
              smoothing_strength: float = 0.5) -> dict[str, Any]:
     """Translate `inputs` through the run pipeline's stages and score the result against `truth`."""
     _check_frames(len(inputs))
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not is_int(batch_size) or batch_size < 1:
         raise VidtransError(f"batch size must be at least 1, got {batch_size!r}")
     spans = (range(i, min(i + batch_size, len(inputs))) for i in range(0, len(inputs), batch_size))
     batches = (Batch(frames=inputs[span.start:span.stop], pts=list(span), indices=list(span)) for span in spans)

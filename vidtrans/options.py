@@ -101,7 +101,8 @@ def _check(condition: bool, message: str) -> None:
         raise VidtransError(message)
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """A whole number, and not a bool (True is an int to Python, not to a user)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -154,10 +155,10 @@ class EncodeOptions(_Options):
 
     def check(self) -> None:
         _check(isinstance(self.codec, str) and bool(self.codec), f"codec must be an encoder name, not {self.codec!r}")
-        _check(_is_int(self.crf), f"crf must be a whole number, not {self.crf!r}")
+        _check(is_int(self.crf), f"crf must be a whole number, not {self.crf!r}")
         _check(isinstance(self.preset, str), f"preset must be a name such as medium, not {self.preset!r}")
         _check(isinstance(self.pix_fmt, str), f"pix_fmt must be a name such as yuv420p, not {self.pix_fmt!r}")
-        _check(_is_int(self.threads) and self.threads >= 0, f"threads must be 0 or more, not {self.threads!r}")
+        _check(is_int(self.threads) and self.threads >= 0, f"threads must be 0 or more, not {self.threads!r}")
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,7 @@ class RunOptions(_Options):
     encode: EncodeOptions = option(help="How the output is encoded.", factory=EncodeOptions)
 
     def check(self) -> None:
-        _check(_is_int(self.batch_size) and self.batch_size >= 1,
+        _check(is_int(self.batch_size) and self.batch_size >= 1,
                f"batch_size must be a whole number of at least 1, got {self.batch_size!r}")
         for name in ("start", "end"):
             value = getattr(self, name)
@@ -212,7 +213,7 @@ class BatchOptions(_Options):
                                 "--overwrite.")
 
     def check(self) -> None:
-        _check(self.workers is None or (_is_int(self.workers) and self.workers >= 1),
+        _check(self.workers is None or (is_int(self.workers) and self.workers >= 1),
                f"workers must be at least 1, got {self.workers!r}")
         names = self.devices.split(",") if isinstance(self.devices, str) else self.devices
         _check(isinstance(names, (list, tuple)) and all(isinstance(d, str) for d in names) and bool(self.device_list),
@@ -262,7 +263,7 @@ class LiveOptions(_Options):
     def check(self) -> None:
         _size(self.size)
         _address(self.serve)
-        _check(self.max_frames is None or (_is_int(self.max_frames) and self.max_frames >= 1),
+        _check(self.max_frames is None or (is_int(self.max_frames) and self.max_frames >= 1),
                f"max_frames must be at least 1, got {self.max_frames!r}")
         for name in ("record", "stats"):
             value = getattr(self, name)
@@ -290,7 +291,7 @@ def _size(size: tuple[int, int] | str | None) -> tuple[int, int] | None:
         parsed = (int(width), int(height)) if width.isdigit() and height.isdigit() else None
     else:
         parsed = tuple(size) if isinstance(size, (tuple, list)) and len(size) == 2 else None
-    _check(parsed is not None and all(_is_int(v) and v >= 16 for v in parsed),
+    _check(parsed is not None and all(is_int(v) and v >= 16 for v in parsed),
            f"size {size!r}: give WIDTHxHEIGHT, at least 16x16, e.g. 640x480")
     return parsed
 

@@ -62,8 +62,7 @@ class TranslateStage:
         return Parallel(cls(model), 2, _cpu_translation_pool()) if model.device.type == "cpu" else cls(model)
 
     def process(self, batch: Batch):
-        source = batch.frames if batch.model_input is None else batch.model_input
-        batch.output = self.model.translate(np.asarray(source))
+        batch.output = self.model.translate(np.asarray(batch.seen))
         if self.background is not None and batch.keypoints is not None:
             for i in np.flatnonzero(~has_person(batch.keypoints)):
                 batch.output[i] = _resized(self.background, *batch.output[i].shape[:2])
@@ -77,11 +76,6 @@ def smoothing_stages(smoother: Smoother) -> list[Any]:
     """The stages that smooth the outputs: for flow, its guide-only half ahead on a pool, then
     the in-order rest (a few remaps and blends, not the flow: benchmarks/README.md)."""
     return ([FlowAheadStage(smoother)] if smoother.uses_flow else []) + [SmoothStage(smoother)]
-
-
-def _guides(batch: Batch):
-    """What the model saw, which flow is computed on."""
-    return batch.frames if batch.model_input is None else batch.model_input
 
 
 # Batches whose flow is computed at once: enough to keep up with a GPU on a many-core host
@@ -106,7 +100,7 @@ class FlowAheadStage:
         self._parallel = Parallel(_BatchMotion(smoother), _FLOW_WORKERS, _flow_pool())
 
     def process(self, batch: Batch):
-        previous, self._previous_guide = self._previous_guide, _guides(batch)[-1]
+        previous, self._previous_guide = self._previous_guide, batch.seen[-1]
         yield from self._parallel.process((batch, previous))
 
     def flush(self):
@@ -127,7 +121,7 @@ class _BatchMotion:
         estimator = self.smoother.estimator()
         if previous_guide is not None:
             estimator(previous_guide, batch.output[0].shape)
-        batch.motion = [estimator(guide, output.shape) for guide, output in zip(_guides(batch), batch.output)]
+        batch.motion = [estimator(guide, output.shape) for guide, output in zip(batch.seen, batch.output)]
         yield batch
 
     def flush(self):
@@ -142,7 +136,7 @@ class SmoothStage:
         self.smoother = smoother
 
     def process(self, batch: Batch):
-        guide = _guides(batch)
+        guide = batch.seen
         for i in range(len(batch.output)):
             batch.output[i] = (self.smoother(batch.output[i], guide[i]) if batch.motion is None
                                else self.smoother.blend(batch.output[i], batch.motion[i]))

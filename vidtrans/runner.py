@@ -36,6 +36,11 @@ class Batch:
     output: np.ndarray | None = None
     motion: list[Any] | None = None  # flow smoothing's guide-only half per frame (temporal.Motion), made ahead
 
+    @property
+    def seen(self):
+        """What the generator sees: the pose maps, or the frames themselves (flow is computed on it)."""
+        return self.frames if self.model_input is None else self.model_input
+
 
 def frame_batches(frames: Iterable[Any], batch_size: int) -> Iterator[Batch]:
     """`Batch`es of `batch_size` frames (the last one shorter) from decoded frames (`VideoReader`'s)."""

@@ -29,6 +29,7 @@ from torch import nn
 from vidtrans.atomic import write_atomically
 from vidtrans.errors import VidtransError, first_line
 from vidtrans.models.networks import NORMS, build_generator, default_size, parse_generator
+from vidtrans.options import InputKind, Normalization, is_int
 
 CARD_NAME = "card.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -93,17 +94,17 @@ class ModelCard:
             raise VidtransError(f"{where}: not a vidtrans model card (format {data.get('format')!r}, expected "
                                 f"{CARD_FORMAT!r}); {fix}")
         version = data.get("format_version")
-        if _is_int(version) and version > CARD_VERSION:
+        if is_int(version) and version > CARD_VERSION:
             raise VidtransError(f"{where}: made by a newer vidtrans (card format_version {version}, this vidtrans "
                                 f"reads {CARD_VERSION}); upgrade vidtrans")
-        if version != CARD_VERSION or not _is_int(version):
+        if version != CARD_VERSION or not is_int(version):
             raise VidtransError(f"{where}: unsupported card format_version {version!r} (expected {CARD_VERSION}); {fix}")
         if "architecture" not in data:
             raise VidtransError(f"{where}: field 'architecture' is missing; {fix}")
         known = {f.name for f in dataclasses.fields(cls)}
         card = cls(**{k: v for k, v in data.items() if k in known})
         size = card.native_size
-        if isinstance(size, list) and len(size) == 2 and all(_is_int(v) for v in size):
+        if isinstance(size, list) and len(size) == 2 and all(is_int(v) for v in size):
             card.native_size = tuple(size)
         card.check(where)
         return card
@@ -116,12 +117,12 @@ class ModelCard:
             raise VidtransError(f"{where}: field 'architecture': {e}; fix the card or re-export the checkpoint") from None
         problems = {
             "norm": None if self.norm in NORMS else f"must be one of {', '.join(NORMS)}",
-            "ngf": None if _is_int(self.ngf) and 1 <= self.ngf <= 4096 else "must be a whole number from 1 to 4096",
+            "ngf": None if is_int(self.ngf) and 1 <= self.ngf <= 4096 else "must be a whole number from 1 to 4096",
             # Frames are RGB; a one-channel model sees grey and its grey output is shown as RGB.
-            "input_nc": None if self.input_nc in (1, 3) and _is_int(self.input_nc) else "must be 1 or 3",
-            "output_nc": None if self.output_nc in (1, 3) and _is_int(self.output_nc) else "must be 1 or 3",
+            "input_nc": None if self.input_nc in (1, 3) and is_int(self.input_nc) else "must be 1 or 3",
+            "output_nc": None if self.output_nc in (1, 3) and is_int(self.output_nc) else "must be 1 or 3",
             "native_size": (None if isinstance(self.native_size, (tuple, list)) and len(self.native_size) == 2
-                            and all(_is_int(v) and MIN_SIZE <= v <= MAX_SIZE for v in self.native_size)
+                            and all(is_int(v) and MIN_SIZE <= v <= MAX_SIZE for v in self.native_size)
                             else f"must be [height, width], whole numbers from {MIN_SIZE} to {MAX_SIZE}"),
             "input_kind": None if self.input_kind in INPUT_KINDS else f"must be one of {', '.join(INPUT_KINDS)}",
             "normalization": (None if self.normalization in NORMALIZATIONS
@@ -143,13 +144,9 @@ class ModelCard:
                                     "fix the card or re-export the checkpoint")
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def check_size(size: Any, name: str = "size") -> int:
     """`size` as frame pixels a model can run at, or VidtransError naming the parameter `name`."""
-    if not _is_int(size) or not MIN_SIZE <= size <= MAX_SIZE:
+    if not is_int(size) or not MIN_SIZE <= size <= MAX_SIZE:
         raise VidtransError(f"{name} must be a whole number of pixels from {MIN_SIZE} to {MAX_SIZE}, got {size!r}")
     return size
 
@@ -344,8 +341,6 @@ def convert_pix2pix(path: str | os.PathLike, folder: str | os.PathLike, *, input
                     size: int | None = None, normalization: str = "sample", overwrite: bool = False) -> ModelCard:
     """Import an upstream generator (see `import_pix2pix`) and save it as the checkpoint `folder`;
     returns its card. An existing checkpoint there is replaced only with `overwrite`."""
-    from vidtrans.options import InputKind, Normalization
-
     folder = Path(folder)
     input_kind = InputKind.parse(input_kind, "input_kind").value
     normalization = Normalization.parse(normalization, "normalization").value

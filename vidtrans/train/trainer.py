@@ -31,6 +31,7 @@ from vidtrans.models.checkpoint import (BACKGROUND_NAME, CARD_NAME, MAX_SIZE, WE
 from vidtrans.models.networks import (GENERATORS, NORMS, NLayerDiscriminator, build_generator, init_weights,
                                       input_multiple, parse_generator, use_per_sample_stats)
 from vidtrans.models.translator import resolve_device
+from vidtrans.options import is_int
 
 STATE_NAME = "train_state.pt"
 _STATE_KEYS = ("iteration", "netD", "optG", "optD", "config")
@@ -78,7 +79,7 @@ def _spell(names: dict[str, str] | None) -> Callable[[str], str]:
 
 
 def _whole(value: Any, low: int, high: int | None = None) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= (high or value)
+    return is_int(value) and low <= value <= (high or value)
 
 
 def check_config(config: TrainConfig, size: int, names: dict[str, str] | None = None) -> None:

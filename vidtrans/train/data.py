@@ -1,7 +1,8 @@
 """Training pairs (input image, target image): from our synthetic character, a paired folder, or a target video.
 
-Every source offers `sample(rng)` (a random training pair) and `validation()` (a fixed held-out
-list). Images are uint8 RGB at the training size.
+Every source offers `sample(rng)` (a random training pair, with the keypoints of the person in
+the target image when it knows them: training weighs the face by them) and `validation()` (a fixed
+held-out list). Images are uint8 RGB at the training size.
 """
 
 from __future__ import annotations
@@ -82,12 +83,12 @@ class PairedFolder:
         a, b = _fit(a, self.size), _fit(b, self.size)
         return (b, a) if self.swap else (a, b)
 
-    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, None]:
         a, b = self._load(self.pairs[rng.integers(len(self.pairs))])
         # pix2pix's default augmentation; off for pose maps, whose colours encode left and right.
         if self.flip and rng.random() < 0.5:
             a, b = a[:, ::-1].copy(), b[:, ::-1].copy()
-        return a, b
+        return a, b, None
 
     def validation(self) -> list[tuple[np.ndarray, np.ndarray]]:
         if self._validation is None:
@@ -142,9 +143,10 @@ class SyntheticPairs:
         return (render_pose(keypoints, self.size, self.size, self.style),
                 render_person(keypoints, self.size, self.size, self.look))
 
-    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         seed = int(rng.integers(self.train_seeds.start, self.train_seeds.stop))
-        return self.pair(self._track(seed)[rng.integers(self.frames_per_dance)])
+        keypoints = self._track(seed)[rng.integers(self.frames_per_dance)]
+        return (*self.pair(keypoints), keypoints)
 
     def validation(self) -> list[tuple[np.ndarray, np.ndarray]]:
         if self._validation is None:
@@ -223,8 +225,9 @@ class VideoPairs:
 
         return render_pose(self.poses[i], self.size, self.size, self.style), self.frames[i]
 
-    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        return self.pair(int(rng.integers(self.split)))
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        i = int(rng.integers(self.split))
+        return (*self.pair(i), self.poses[i])
 
     def validation(self) -> list[tuple[np.ndarray, np.ndarray]]:
         if self._validation is None:

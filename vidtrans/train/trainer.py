@@ -42,9 +42,10 @@ PARAMETERS = {"resume": "resume=True", "overwrite": "overwrite=True"}
 
 
 class PairSource(Protocol):
-    """Where training pairs come from: `sample` draws one (input, target) pair of uint8 RGB images."""
+    """Where training pairs come from: `sample` draws one (input, target) pair of uint8 RGB images,
+    with the keypoints (18, 3) of the person in the target image, or None where they are unknown."""
 
-    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]: ...
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]: ...
 
     def validation(self) -> list[tuple[np.ndarray, np.ndarray]]: ...
 
@@ -240,8 +241,8 @@ class Trainer:
 
     def step(self) -> dict[str, float]:
         pairs = [self.source.sample(self.rng) for _ in range(self.config.batch_size)]
-        real_a = _to_tensor([a for a, _ in pairs], self.device, self.memory_format)
-        real_b = _to_tensor([b for _, b in pairs], self.device, self.memory_format)
+        real_a = _to_tensor([a for a, _, _ in pairs], self.device, self.memory_format)
+        real_b = _to_tensor([b for _, b, _ in pairs], self.device, self.memory_format)
         for opt in (self.optG, self.optD):
             for group in opt.param_groups:
                 group["lr"] = self._lr(self.iteration)

@@ -343,8 +343,10 @@ def train_step(plan: Plan, work: Path) -> dict:
     warmup = time.perf_counter() - started
     started = time.perf_counter()
     for _ in range(plan.train_steps):
-        losses = trainer.step()  # reading the losses waits for the device
+        losses = trainer.step()  # on the device: the step does not wait for it
+    losses = {k: float(v) for k, v in losses.items()}  # reading them does
     step = (time.perf_counter() - started) / plan.train_steps
+    trainer.close()
     return {**plan.train, "batch_size": 1, "amp": trainer.amp, "steps": plan.train_steps,
             "warmup_seconds": rounded(warmup), "step_ms": rounded(step * 1000, 1), "it_per_s": rounded(1 / step),
             "losses": {k: rounded(v, 4) for k, v in losses.items()}}

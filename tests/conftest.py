@@ -15,6 +15,22 @@ from tests.media import random_generator
 from vidtrans.models.checkpoint import ModelCard, save_checkpoint
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_cache_and_small_synthetic_statistics(tmp_path_factory):
+    """Tests never read or fill the user's cache (detected dances, ONNX graphs), and synthetic
+    training measures the target's statistics on one detected dance instead of twenty (which take
+    a minute and a half to detect on a fresh machine; what they measure is tested in
+    test_normalize_identity.py). Child processes inherit the cache folder."""
+    import functools
+
+    from vidtrans.train import data
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        patch.setattr(data, "SyntheticPairs", functools.partial(data.SyntheticPairs, stats_dances=1))
+        yield
+
+
 @pytest.fixture(scope="session")
 def rgb_model_dir(tmp_path_factory):
     """A tiny, fast RGB model (a ResNet with pix2pix's initial weights, a few ms per small frame)

@@ -192,7 +192,10 @@ BAD_TRAIN_OPTIONS = {
     "--arch 'nonsense' is unknown; use one of unet_128": ["--arch", "nonsense"],
     "--size 8 does not fit unet_256: use a multiple of 256 from 256": ["--size", "8"],
     "--size 200 does not fit unet_128: use a multiple of 128 from 128": ["--arch", "unet_128", "--size", "200"],
-    "--size 30 does not fit resnet_6blocks: use a multiple of 4 from 32": ["--arch", "resnet_6blocks", "--size", "30"],
+    "--size 30 does not fit resnet_6blocks: use a multiple of 4 from 32": ["--arch", "resnet_6blocks", "--size", "30",
+                                                                           "--d-scales", "1"],
+    "--size 32 does not fit resnet_6blocks with --d-scales 2: use a multiple of 4 from 64": ["--arch", "resnet_6blocks",
+                                                                                            "--size", "32"],
     "--lr must be a positive learning rate": ["--lr", "0"],
     "--lr must be a positive": ["--lr", "-1e-4"],
     "--ngf must be a whole number from 1": ["--ngf", "0"],
@@ -297,7 +300,8 @@ def test_size_scales_pose_maps_and_the_targets_pose_statistics(tmp_path):
     pose = np.random.default_rng(2).uniform([0, 0, 1], [320, 240, 1], (18, 3)).astype(np.float32)
     at_native = PoseNormalizer(source, PoseStats.from_dict(native.card.target_pose_stats))(pose)
     at_160 = PoseNormalizer(source, PoseStats.from_dict(sized.card.target_pose_stats))(pose)
-    np.testing.assert_allclose(at_160[:, :2], at_native[:, :2] * 2.5, rtol=1e-5)
+    # Scaled as pixels are: pixel i of the 64 px frame covers 2.5 i .. 2.5 (i + 1) at 160 px.
+    np.testing.assert_allclose(at_160[:, :2], (at_native[:, :2] + 0.5) * 2.5 - 0.5, rtol=1e-5)
 
 
 def test_run_and_live_take_model_size(tmp_path, rgb_model_dir):

@@ -112,12 +112,18 @@ def test_ddp_with_two_gloo_processes(tmp_path):
     if not torchrun.exists():
         pytest.skip("torchrun not installed next to this python")
     out = tmp_path / "ddp"
+    # Paired images rather than --synthetic: a child process would measure the synthetic target's
+    # statistics on twenty detected dances (the test session's shortcut does not reach it).
+    ab = tmp_path / "ab"
+    ab.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(ab / f"{i}.png"), np.random.default_rng(i).integers(0, 256, (128, 256, 3), dtype=np.uint8))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with socket.socket() as probe:  # a free port: a fixed one fails when anything else holds it
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     result = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", str(port), "-m", "vidtrans",
-                             "train", "--synthetic", "-o", str(out), "--iterations", "2", "--device", "cpu", *TINY],
+                             "train", "--data", str(ab), "-o", str(out), "--iterations", "2", "--device", "cpu", *TINY],
                             capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     card = json.loads((out / "card.json").read_text())

@@ -9,8 +9,10 @@ a log with a line appended and synced per update) records what was done with wha
 skips finished clips whose input, options and model are unchanged, and redoes the rest. Whole files
 go to a pool of worker threads; the model is loaded once per device (`vidtrans.load_model`) and
 shared by that device's workers, so one clip's decoding and encoding overlap another clip's model
-work. How a batch looks on a terminal is the CLI's (`vidtrans.cli_batch_ui`); here it only reports
-to a `BatchListener`.
+work. With `ray` (an address), whole files go to Ray actors across machines instead, each holding
+one model, while this process keeps the manifest, the lock and the listener as before: only where
+a clip is translated changes. How a batch looks on a terminal is the CLI's
+(`vidtrans.cli_batch_ui`); here it only reports to a `BatchListener`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import fnmatch
 import hashlib
 import itertools
 import json
+import logging
 import os
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -31,7 +35,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from vidtrans.atomic import check_destination, write_atomically
-from vidtrans.errors import UsageError, VidtransError
+from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.options import BatchOptions, RunOptions, output_settings
 from vidtrans.pipeline import translate_video
 
@@ -46,6 +50,9 @@ COMPACT_SLACK = 64
 PARTIAL_PATTERNS = (".*.partial-*",)  # vidtrans.atomic's temporary files
 REPORT_KEYS = {"input_dir", "output_dir", "model", "clips", "totals"}  # what tells an earlier report
 HEAD_BYTES = 1 << 20
+# How often a thread waiting for a clip on Ray asks its actor how far it got (for the display).
+RAY_PROGRESS_SECONDS = 0.5
+_STOP_SIGNALS = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
 
 
 class BatchUsageError(UsageError):
@@ -355,10 +362,16 @@ class SharedModel:
         return getattr(self._translator, name)
 
     def translate(self, frames):
+        return self._in_turn(self._translator.translate, frames)
+
+    def translate_clip(self, frames, state):
+        return self._in_turn(self._translator.translate_clip, frames, state)
+
+    def _in_turn(self, call, *args):
         if not self._takes_turns:
-            return self._translator.translate(frames)
+            return call(*args)
         with self._lock:
-            return self._translator.translate(frames)
+            return call(*args)
 
     def compile(self) -> None:
         # Every clip of a long batch asks; the model is compiled once.
@@ -408,9 +421,7 @@ def translate_folder(
     Failures do not stop the batch: a clip that cannot be translated gets status "failed" and a
     one-line error in the report. Raises BatchUsageError for bad folders or options.
     """
-    from vidtrans import load_model
     from vidtrans.models.checkpoint import check_size, weights_sha256
-    from vidtrans.models.translator import resolve_device
 
     batch_fields = {f.name for f in dataclasses.fields(BatchOptions)}
     try:
@@ -423,8 +434,6 @@ def translate_folder(
     patterns = tuple(batch.patterns or DEFAULT_PATTERNS)
     recursive, overwrite, report = batch.recursive, batch.overwrite, batch.report
     _check_folders(input_dir, output_dir)
-    devices = batch.device_list
-    workers = batch.workers if batch.workers is not None else 2 * len(devices)
     suffix = _suffix(batch.ext)
     clips = find_clips(input_dir, patterns, recursive, exclude=[output_dir])
     if not clips:
@@ -437,37 +446,33 @@ def translate_folder(
     if model_size is not None:
         check_size(model_size, "model_size")
 
-    # Worker i runs on devices[i % len(devices)]; each distinct device gets one model.
-    worker_devices = [resolve_device(devices[i % len(devices)]) for i in range(workers)]
-    models = {device: SharedModel(load_model(model, device=device, precision=precision, size=model_size,
-                                             backend=batch.backend))
-              for device in dict.fromkeys(worker_devices)}
-    precisions = {m.precision for m in models.values()}
-    settings = {**output_settings(options), "precision": precisions.pop() if len(precisions) == 1 else precision}
-    if model_size is not None:
-        settings["model_size"] = model_size
-    # ONNX Runtime's frames may differ from torch's by a grey level: a clip finished with the other
-    # backend is redone. Recorded only then, so manifests from before backends existed stay valid.
-    if any(m.backend == "onnxruntime" for m in models.values()):
-        settings["backend"] = "onnxruntime"
-    weights = weights_sha256(model)
-    # Only now, with every check passed: a refused batch leaves no output folder behind.
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise VidtransError(f"{output_dir}: cannot create the output folder ({e.strerror})") from e
-    batch_report = BatchReport(str(input_dir), str(output_dir), models[worker_devices[0]].name)
-    listener = listener or BatchListener()
+    open_workers = _local_workers if batch.ray is None else _ray_workers
+    with open_workers(model, batch, options, precision, model_size) as workers:
+        precisions = {w.precision for w in workers}
+        settings = {**output_settings(options), "precision": precisions.pop() if len(precisions) == 1 else precision}
+        if model_size is not None:
+            settings["model_size"] = model_size
+        # ONNX Runtime's frames may differ from torch's by a grey level: a clip finished with the other
+        # backend is redone. Recorded only then, so manifests from before backends existed stay valid.
+        if any(w.backend == "onnxruntime" for w in workers):
+            settings["backend"] = "onnxruntime"
+        weights = weights_sha256(model)
+        # Only now, with every check passed: a refused batch leaves no output folder behind.
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise VidtransError(f"{output_dir}: cannot create the output folder ({e.strerror})") from e
+        batch_report = BatchReport(str(input_dir), str(output_dir), workers[0].model_name)
+        listener = listener or BatchListener()
 
-    with _exclusive(output_dir):
-        remove_partial_files(output_dir, keep=[input_dir])
-        with Manifest(output_dir, fresh=overwrite) as manifest:
-            results, jobs = _plan(clips, input_dir, output_dir, suffix, manifest, settings, weights, overwrite)
-            listener.begin(len(clips), len(jobs))
-            for result in results.values():
-                listener.clip_finished("", result)
-            runner = _Runner([models[d] for d in worker_devices], manifest, listener, settings, weights, options)
-            results.update(runner.run(jobs, workers))
+        with _exclusive(output_dir):
+            remove_partial_files(output_dir, keep=[input_dir])
+            with Manifest(output_dir, fresh=overwrite) as manifest:
+                results, jobs = _plan(clips, input_dir, output_dir, suffix, manifest, settings, weights, overwrite)
+                listener.begin(len(clips), len(jobs))
+                for result in results.values():
+                    listener.clip_finished("", result)
+                results.update(_Runner(workers, manifest, listener, settings, weights).run(jobs))
     batch_report.clips = [results[_rel(c, input_dir)] for c in clips]
     batch_report.seconds = time.perf_counter() - started
     if report is not None:
@@ -552,16 +557,19 @@ def one_line(error: BaseException) -> str:
 
 
 class _Runner:
-    def __init__(self, models: list[SharedModel], manifest: Manifest, listener: BatchListener,
-                 settings: dict[str, Any], weights: str, options: RunOptions):
-        self.models, self.manifest, self.listener = models, manifest, listener
-        self.settings, self.weights, self.options = settings, weights, options
+    """Clips to workers, one thread each (local or Ray), and what happens to each clip into the
+    manifest and the listener, here in this process whichever worker translates it."""
+
+    def __init__(self, workers: list[_LocalWorker] | list[_RayWorker], manifest: Manifest, listener: BatchListener,
+                 settings: dict[str, Any], weights: str):
+        self.workers, self.manifest, self.listener = workers, manifest, listener
+        self.settings, self.weights = settings, weights
         self.cancel = threading.Event()
         self._local = threading.local()
         self._ids = itertools.count()
 
-    def run(self, jobs: list[_Job], workers: int) -> dict[str, ClipResult]:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vidtrans-batch",
+    def run(self, jobs: list[_Job]) -> dict[str, ClipResult]:
+        with ThreadPoolExecutor(max_workers=len(self.workers), thread_name_prefix="vidtrans-batch",
                                 initializer=self._init_worker) as pool:
             futures = [pool.submit(self._translate, job) for job in jobs]
             try:
@@ -575,19 +583,17 @@ class _Runner:
         return {job.rel: future.result() for job, future in zip(jobs, futures)}
 
     def _init_worker(self) -> None:
-        index = next(self._ids)
-        self._local.model = self.models[index]
-        self._local.name = f"worker {index + 1} ({self._local.model.device})"
+        self._local.worker = self.workers[next(self._ids)]
 
     def _translate(self, job: _Job) -> ClipResult:
-        worker, model = self._local.name, self._local.model
+        worker = self._local.worker
         result = ClipResult(str(job.src), str(job.dst), "failed")
-        self.listener.clip_started(worker, job.rel)
+        self.listener.clip_started(worker.name, job.rel)
 
         def progress(done: int, total: int, phase: str) -> None:
             if self.cancel.is_set():
                 raise _Cancelled()
-            self.listener.clip_progress(worker, job.rel, done, total, phase)
+            self.listener.clip_progress(worker.name, job.rel, done, total, phase)
 
         # Whatever appears at dst from now on is ours, unless someone else's file was there before.
         owned = job.overwrite or not job.dst.exists()
@@ -595,21 +601,212 @@ class _Runner:
                 "model_sha256": self.weights}
         try:
             self.manifest.record(job.rel, status="running", **base)
-            job.dst.parent.mkdir(parents=True, exist_ok=True)
-            summary = translate_video(job.src, job.dst, model, self.options, overwrite=job.overwrite,
-                                      progress=progress)
-            result.status, result.frames, result.seconds = "done", summary.frames, summary.seconds
-            self.manifest.record(job.rel, status="done", **{**base, "owned": True}, frames=summary.frames,
-                                 seconds=round(summary.seconds, 3), output_size=job.dst.stat().st_size,
-                                 finished=_now())
+            frames, seconds = worker.translate(job, progress)
+            result.status, result.frames, result.seconds = "done", frames, seconds
+            self.manifest.record(job.rel, status="done", **{**base, "owned": True}, frames=frames,
+                                 seconds=round(seconds, 3), output_size=job.dst.stat().st_size, finished=_now())
         except _Cancelled:
             raise
         except Exception as e:  # noqa: BLE001 - one broken clip must not stop the batch
+            if self.cancel.is_set():  # an error of a clip being stopped (a Ray worker hit by the same Ctrl-C)
+                raise _Cancelled() from e
             result.error = one_line(e)
             with contextlib.suppress(VidtransError):
                 self.manifest.record(job.rel, status="failed", **base, error=result.error, finished=_now())
-        self.listener.clip_finished(worker, result)
+        self.listener.clip_finished(worker.name, result)
         return result
+
+
+# --- workers: where a clip is translated -----------------------------------------------------------
+
+
+def _translate_clip(job: _Job, model: SharedModel, options: RunOptions, progress) -> tuple[int, float]:
+    """The work on one clip, wherever it runs: (frames written, seconds)."""
+    job.dst.parent.mkdir(parents=True, exist_ok=True)
+    summary = translate_video(job.src, job.dst, model, options, overwrite=job.overwrite, progress=progress)
+    return summary.frames, summary.seconds
+
+
+class _LocalWorker:
+    """A thread of this process translating with its device's shared model."""
+
+    def __init__(self, index: int, model: SharedModel, options: RunOptions):
+        self.name = f"worker {index + 1} ({model.device})"
+        self.model_name, self.precision, self.backend = model.name, model.precision, model.backend
+        self._model, self._options = model, options
+
+    def translate(self, job: _Job, progress) -> tuple[int, float]:
+        return _translate_clip(job, self._model, self._options, progress)
+
+
+@contextlib.contextmanager
+def _local_workers(model: str | os.PathLike, batch: BatchOptions, options: RunOptions, precision: str,
+                   model_size: int | None) -> Iterator[list[_LocalWorker]]:
+    """`workers` threads (default 2 per device); worker i runs on devices[i % len(devices)], and
+    each distinct device gets one model."""
+    from vidtrans import load_model
+    from vidtrans.models.translator import resolve_device
+
+    devices = batch.device_list
+    count = batch.workers if batch.workers is not None else 2 * len(devices)
+    worker_devices = [resolve_device(devices[i % len(devices)]) for i in range(count)]
+    models = {device: SharedModel(load_model(model, device=device, precision=precision, size=model_size,
+                                             backend=batch.backend))
+              for device in dict.fromkeys(worker_devices)}
+    yield [_LocalWorker(i, models[device], options) for i, device in enumerate(worker_devices)]
+
+
+class _ClipActor:
+    """A Ray actor (made one by `_ray_workers`): one model, whole clips one at a time.
+
+    It runs with two threads, so that `progress` and `stop` are answered while `translate` runs.
+    Outcomes are returned as values, errors as their one line: a clip's failure is the batch's
+    business, not Ray's (whose errors carry remote tracebacks).
+    """
+
+    def __init__(self, model: str, device: str, precision: str, size: int | None, backend: str,
+                 options: RunOptions):
+        import ray
+
+        self._options = options
+        self._progress: tuple[str, int, int, str] | None = None
+        self._stop = threading.Event()
+        self._node = f"{ray.util.get_node_ip_address()} node {ray.get_runtime_context().get_node_id()[:6]}"
+        try:
+            from vidtrans import load_model
+
+            self._model = SharedModel(load_model(model, device=device, precision=precision, size=size,
+                                                 backend=backend))
+            self._error = None
+        except Exception as e:  # noqa: BLE001 - told to the driver by `ready`, which stops the batch there
+            self._model, self._error = None, f"on Ray {self._node}: {one_line(e)}"
+
+    def ready(self) -> dict[str, Any]:
+        if self._model is None:
+            return {"error": self._error}
+        return {"error": None, "name": self._model.name, "precision": self._model.precision,
+                "backend": self._model.backend, "where": f"{self._model.device} on {self._node}"}
+
+    def translate(self, job: _Job) -> tuple:
+        """("done", frames, seconds), ("failed", one line) or ("stopped",)."""
+        def progress(done: int, total: int, phase: str) -> None:
+            if self._stop.is_set():
+                raise _Cancelled()
+            self._progress = (job.rel, done, total, phase)
+
+        try:
+            if not job.src.exists():
+                raise VidtransError(f"{job.src}: not found on Ray {self._node}; every node must reach the input "
+                                    "folder at the same path")
+            return ("done", *_translate_clip(job, self._model, self._options, progress))
+        except _Cancelled:
+            return ("stopped",)
+        except Exception as e:  # noqa: BLE001 - one broken clip must not stop the batch
+            return ("failed", one_line(e))
+
+    def progress(self) -> tuple[str, int, int, str] | None:
+        """(clip, done, total, phase) of the clip in hand, as its last progress report said."""
+        return self._progress
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class _RayWorker:
+    """A thread of this process handing clips to one Ray actor and passing on its progress."""
+
+    def __init__(self, index: int, actor, facts: dict[str, Any]):
+        self.name = f"worker {index + 1} ({facts['where']})"
+        self.model_name, self.precision, self.backend = facts["name"], facts["precision"], facts["backend"]
+        self._actor = actor
+
+    def translate(self, job: _Job, progress) -> tuple[int, float]:
+        import ray
+
+        # Absolute paths: an actor's working folder is not this process's.
+        outcome = self._actor.translate.remote(dataclasses.replace(job, src=job.src.absolute(),
+                                                                   dst=job.dst.absolute()))
+        try:
+            finished = False
+            while not finished:
+                finished = bool(ray.wait([outcome], timeout=RAY_PROGRESS_SECONDS)[0])
+                # Asked once more when finished, so the display counts the clip's last frames too.
+                state = ray.get(self._actor.progress.remote())
+                if state is not None and state[0] == job.rel:  # not the end of the actor's previous clip
+                    progress(*state[1:])
+            result = ray.get(outcome)
+        except _Cancelled:
+            self._actor.stop.remote()
+            with contextlib.suppress(ray.exceptions.RayError):
+                ray.get(outcome)  # the clip deletes its temporary file before it returns
+            raise
+        except ray.exceptions.RayActorError as e:  # its process died (out of memory, a crash, a lost node)
+            raise VidtransError(f"{self.name} died while translating the clip ({first_line(e)}); "
+                                "the next run retries it") from None
+        if result[0] == "stopped":
+            raise _Cancelled()
+        if result[0] == "failed":
+            raise VidtransError(result[1])  # already the one line the worker made of its error
+        if not job.dst.is_file():
+            raise VidtransError(f"{job.dst}: written by {self.name} but not found here; every Ray node must "
+                                "reach the output folder at the same path")
+        return result[1], result[2]
+
+
+@contextlib.contextmanager
+def _ray_workers(model: str | os.PathLike, batch: BatchOptions, options: RunOptions, precision: str,
+                 model_size: int | None) -> Iterator[list[_RayWorker]]:
+    """One actor per GPU of the Ray cluster, or per CPU when it has none or `devices` is cpu
+    (`workers` of them when given), each loading the model itself; killed at the end, and Ray
+    disconnected when connected here."""
+    import ray
+
+    connected_here = not ray.is_initialized()  # a Python caller may have connected already
+    if connected_here:
+        # ray.init replaces the SIGTERM handler with ones that end the process at once (exit 15, or
+        # an abort), skipping the clean-up a stopped batch does: this process's handlers are put back.
+        handlers = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS
+                    if threading.current_thread() is threading.main_thread()}
+        try:
+            ray.init(address=batch.ray, logging_level=logging.WARNING, log_to_driver=False)
+        except Exception as e:  # noqa: BLE001 - ConnectionError, ValueError, ...: Ray's own words
+            raise VidtransError(f"--ray {batch.ray}: cannot use this Ray cluster ({first_line(e)}); start one with "
+                                "ray start --head, or give its address") from None
+        finally:
+            for signum, handler in handlers.items():
+                if handler is not None:  # None: set outside Python, nothing to put back
+                    signal.signal(signum, handler)
+    actors = []
+    try:
+        resources = ray.cluster_resources()
+        gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
+        use_gpus = batch.device_list == ["cuda"] or (batch.device_list == ["auto"] and gpus > 0)
+        slots, kind = (gpus, "GPU") if use_gpus else (cpus, "CPU")
+        count = batch.workers if batch.workers is not None else slots
+        if slots == 0:
+            raise BatchUsageError(f"--ray {batch.ray}: the Ray cluster has no {kind} for the workers"
+                                  + ("; pass --devices cpu" if use_gpus else ""))
+        if count > slots:
+            # More actors than slots would wait for resources that never come, with their clips.
+            raise BatchUsageError(f"--workers {count}: the Ray cluster has {slots} {kind}s, and each worker takes "
+                                  "one; ask for fewer or add nodes")
+        actor_type = ray.remote(_ClipActor).options(max_concurrency=2, max_restarts=-1,
+                                                    **({"num_gpus": 1} if use_gpus else {"num_cpus": 1}))
+        # A path is made absolute for the nodes; a name is looked up on each.
+        model = str(Path(model).absolute()) if Path(model).exists() else str(model)
+        actors = [actor_type.remote(model, "cuda" if use_gpus else "cpu", precision, model_size, batch.backend,
+                                    options) for _ in range(count)]
+        facts = ray.get([actor.ready.remote() for actor in actors])
+        for fact in facts:
+            if fact["error"]:
+                raise VidtransError(fact["error"])
+        yield [_RayWorker(i, actor, fact) for i, (actor, fact) in enumerate(zip(actors, facts))]
+    finally:
+        for actor in actors:
+            with contextlib.suppress(ray.exceptions.RayError):  # gone with its node already
+                ray.kill(actor)
+        if connected_here:
+            ray.shutdown()
 
 
 def _now() -> str:

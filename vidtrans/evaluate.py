@@ -1,26 +1,134 @@
-"""Held-out quality of a model: SSIM, PSNR and flicker against known ground truth.
+"""Held-out quality of a model against known ground truth.
 
-On synthetic data the ground truth is exact: the dance generator gives the keypoints, the
-renderer draws our target character in that pose, and the model sees the pose maps drawn in its
-own card's style. Frames go through the same stages as `vidtrans run` (translation and optional
-output smoothing), without the lossy encode, so the figures measure the model.
+End to end (the default; Everybody Dance Now's self-reenactment): the target dances something it
+was not trained on, handed to vidtrans as a user hands over a clip, and the output of exactly what
+`vidtrans run` does (decode, detection, keypoint filter, normalization, translation, smoothing,
+encode) is compared with the truth at the model's size. A synthetic target dances a held-out
+procedural dance, rendered and encoded as a video; a target trained from a video is scored on that
+video's held-out tail. The headline figures are where viewers look: SSIM of the person's box, the
+face and the hands (`vidtrans.pose.regions`, placed by the true keypoints), the pose the detector
+reads on the output against the true one, and flicker against the truth's with and without output
+smoothing. Full-frame SSIM and PSNR are kept, but the static background flatters them.
+
+Model only (`model_only`, and paired folders): pose maps drawn from the true keypoints go through
+the translation and smoothing stages alone, without detection, normalization or encode: the
+network given perfect input.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from vidtrans.errors import VidtransError
 from vidtrans.metrics import flicker, psnr, relative_flicker, ssim
-from vidtrans.options import is_int
-from vidtrans.pipeline import TranslateStage, smoothing_stages
-from vidtrans.runner import Batch, run_stages
+from vidtrans.options import EncodeOptions, RunOptions, Smoothing, is_int
+from vidtrans.pipeline import TranslateStage, smoothing_stages, translate_video
+from vidtrans.pose.regions import face_box, hand_boxes, person_box
+from vidtrans.runner import Batch, Progress, run_stages
 from vidtrans.temporal import Smoother, smoothing_for
+from vidtrans.video import VideoReader, VideoWriter, probe
 
 DEFAULT_EVAL_SEED = 20_000_000
+DANCE_FRAMES = 64
+DANCE_VIDEO_SIZE = (512, 512)  # (width, height): a user's clip, larger than the model's frame
+DANCE_FPS = 30
+# The dance video as a camera or an editor writes it at good quality.
+DANCE_VIDEO_ENCODE = EncodeOptions(crf=16)
+MIN_CROP = 11  # crops narrower than SSIM's window are not scored
+
+
+@dataclass(frozen=True)
+class Material:
+    """What `score` scores a model on, one of: the held-out procedural dance `seed` (the default
+    for models trained on vidtrans' synthetic data; `synthetic` asks for it for any model), the
+    held-out tail of the target `video` the model was trained on, or the pairs of the folder
+    `data` (model only, by nature).
+
+    frames: how many (default: DANCE_FRAMES of the dance, the whole tail, every pair);
+    seed: default DEFAULT_EVAL_SEED; size: (width, height) of the dance video, default DANCE_VIDEO_SIZE.
+    """
+
+    synthetic: bool = False
+    seed: int | None = None
+    video: str | os.PathLike | None = None
+    data: str | os.PathLike | None = None
+    frames: int | None = None
+    size: tuple[int, int] | None = None
+
+
+@dataclass
+class HeldOut:
+    """End-to-end material: the span [start, end) seconds of `video` (None: from its start, to its
+    end) is what `run` translates; `truth` (N, h, w, 3) uint8 what it should give, one frame per frame
+    of the span at the model's size, and `keypoints` (N, 18, 3) the true pose in truth pixels."""
+
+    video: Path
+    start: float | None
+    end: float | None
+    truth: np.ndarray
+    keypoints: np.ndarray
+
+
+def score(model, material: Material, options: RunOptions | None = None, *, model_only: bool = False,
+          progress: Progress | None = None) -> dict[str, Any]:
+    """Score `model` (a `vidtrans.load_model` result) on `material`: end to end through `run`'s
+    pipeline with `options` (its batch size, smoothing and normalization), or the model alone.
+    Returns plain JSON values: where the material came from, "mode", and the figures."""
+    options = options or RunOptions()
+    _check_material(model, material, model_only)
+    if material.data is not None:
+        inputs, truth = folder_ground_truth(model, material.data, material.frames)
+        return {"data": str(material.data), "mode": "model-only", **model_only_scores(model, inputs, truth, options)}
+    video, seed = material.video, None if material.video is not None else _seed(model, material.seed)
+    source: dict[str, Any] = {"video": str(video)} if video is not None else {"seed": seed}
+    frames = material.frames or DANCE_FRAMES
+    if model_only:
+        if video is not None:
+            held_out = video_held_out(model, video, material.frames, progress)
+            inputs, truth = _pose_maps(model, held_out.keypoints), held_out.truth
+        else:
+            inputs, truth = synthetic_ground_truth(model, seed, frames)
+        return {**source, "mode": "model-only", **model_only_scores(model, inputs, truth, options)}
+    with tempfile.TemporaryDirectory(prefix="vidtrans-eval-") as folder:
+        if video is not None:
+            held_out = video_held_out(model, video, material.frames, progress)
+        else:
+            size = _video_size(material.size)
+            source["video_size"] = list(size)
+            held_out = dance_held_out(model, seed, frames, Path(folder) / f"dance{seed}.mp4", size, progress)
+        return {**source, "mode": "end-to-end", **end_to_end_scores(model, held_out, Path(folder), options, progress)}
+
+
+def _check_material(model, material: Material, model_only: bool) -> None:
+    """Refuse what cannot be scored, before any work."""
+    if material.frames is not None:
+        _check_frames(material.frames)
+    given = [name for name, on in (("--synthetic", material.synthetic), ("--video", material.video is not None),
+                                   ("--data", material.data is not None)) if on]
+    if len(given) > 1:
+        raise VidtransError(f"give one of --synthetic, --video VIDEO or --data DIR, not {' and '.join(given)}")
+    if material.data is None and material.video is None and not material.synthetic \
+            and not model.card.training.get("train_seeds"):
+        raise VidtransError(f"{model.name} was not trained on vidtrans' synthetic dances: give --video with the "
+                            "target video it was trained on, --data DIR, or --synthetic")
+    end_to_end = not model_only and material.data is None
+    if material.size is not None and (not end_to_end or material.video is not None):
+        raise VidtransError("--size is the size of the synthetic dance video, which only end-to-end evaluation "
+                            "writes; drop it")
+    if end_to_end and model.input_kind != "pose":
+        raise VidtransError(f"{model.name} translates {model.input_kind} frames, and end-to-end evaluation is for "
+                            "pose models; score it on a paired folder with --data DIR")
+
+
+# --- material --------------------------------------------------------------------------------
 
 
 def _check_frames(frames: int) -> None:
@@ -28,51 +136,262 @@ def _check_frames(frames: int) -> None:
         raise VidtransError(f"evaluation needs at least 2 frames (flicker compares consecutive frames), got {frames!r}")
 
 
-def synthetic_ground_truth(model, seed: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """(pose maps, true images) for `frames` frames of the held-out dance `seed`, at the model's size."""
-    from vidtrans.pose.render import PoseStyle, render_pose
-    from vidtrans.train.synth import TARGET_LOOK, dance_keypoints, render_person
-
-    _check_frames(frames)
+def _seed(model, seed: int | None) -> int:
+    """`seed` (default DEFAULT_EVAL_SEED), refused when the model trained on that dance."""
+    seed = DEFAULT_EVAL_SEED if seed is None else seed
     train_seeds = model.card.training.get("train_seeds")
     if train_seeds and train_seeds[0] <= seed < train_seeds[1]:
         raise VidtransError(f"seed {seed} was used in training (seeds {train_seeds[0]}..{train_seeds[1] - 1}); "
                             f"pick a held-out seed such as {DEFAULT_EVAL_SEED}")
+    return seed
+
+
+def _video_size(size: tuple[int, int] | None) -> tuple[int, int]:
+    size = DANCE_VIDEO_SIZE if size is None else tuple(size)
+    # Even: H.264's 4:2:0 pads an odd side by a pixel, which would shift the truth against the video.
+    if len(size) != 2 or not all(is_int(v) and 16 <= v <= 8192 and v % 2 == 0 for v in size):
+        raise VidtransError(f"dance video size {size!r}: give WIDTH HEIGHT, even numbers from 16 to 8192, "
+                            "e.g. 512 512")
+    return size
+
+
+def dance_truth(model, seed: int, frames: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The held-out dance `seed` in a video of `size` (width, height): its keypoints there, and
+    the truth at the model's size (keypoints, frames): the same poses mapped as `run` maps the
+    video into the model's frame when normalization leaves a pose where it is."""
+    from vidtrans.pose.normalize import fit_to_frame
+    from vidtrans.train.synth import TARGET_LOOK, dance_keypoints, render_person
+
+    (width, height), (model_height, model_width) = size, model.native_size
+    track = dance_keypoints(seed, frames, height, width, TARGET_LOOK)
+    # Not the dance made for the model's frame: the generator's poses scale with the frame (a pose
+    # in 512 px is twice one in 256), which puts them a quarter pixel off the video's poses seen at
+    # 256 px (pixel centres at whole numbers: x256 = (x512 + 0.5) / 2 - 0.5).
+    keypoints = fit_to_frame((height, width), (model_height, model_width))(track)
+    truth = np.stack([render_person(kp, model_height, model_width, TARGET_LOOK) for kp in keypoints])
+    return track, keypoints, truth
+
+
+def _pose_maps(model, keypoints: np.ndarray) -> np.ndarray:
+    from vidtrans.pose.render import PoseStyle, render_pose
+
     height, width = model.native_size
     style = PoseStyle.for_card(model.card)
-    track = dance_keypoints(seed, frames, height, width, TARGET_LOOK)
-    inputs = np.stack([render_pose(kp, height, width, style) for kp in track])
-    truth = np.stack([render_person(kp, height, width, TARGET_LOOK) for kp in track])
-    return inputs, truth
+    return np.stack([render_pose(kp, height, width, style) for kp in keypoints])
 
 
-def folder_ground_truth(model, folder: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Every pair of a paired folder (AB images, or A/ and B/), in file-name order."""
+def synthetic_ground_truth(model, seed: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """(pose maps, true images) for `frames` frames of the held-out dance `seed`, at the model's
+    size: the model-only material, pose maps from the renderer's exact keypoints."""
+    _check_frames(frames)
+    height, width = model.native_size
+    _, keypoints, truth = dance_truth(model, _seed(model, seed), frames, (width, height))
+    return _pose_maps(model, keypoints), truth
+
+
+def folder_ground_truth(model, folder: str | os.PathLike, frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The first `frames` (default: every) pairs of a paired folder (AB images, or A/ and B/), in file-name order."""
     from vidtrans.train.data import PairedFolder
 
     source = PairedFolder(folder, size=model.native_size[0])
-    pairs = source.all_pairs()
+    pairs = source.all_pairs()[:frames]
     return np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs])
 
 
-def evaluate(model, inputs: np.ndarray, truth: np.ndarray, batch_size: int = 8, smoothing: str = "auto",
-             smoothing_strength: float = 0.5) -> dict[str, Any]:
-    """Translate `inputs` through the run pipeline's stages and score the result against `truth`."""
+def dance_held_out(model, seed: int, frames: int, video: Path, size: tuple[int, int] = DANCE_VIDEO_SIZE,
+                   progress: Progress | None = None) -> HeldOut:
+    """The held-out dance `seed` written to `video` (H.264, `size` (width, height), DANCE_FPS fps),
+    with its truth at the model's size."""
+    from vidtrans.train.synth import TARGET_LOOK, render_person
+
+    _check_frames(frames)
+    width, height = size = _video_size(size)
+    track, keypoints, truth = dance_truth(model, _seed(model, seed), frames, size)
+    with VideoWriter(video, width, height, Fraction(1, DANCE_FPS), DANCE_FPS, DANCE_VIDEO_ENCODE) as writer:
+        for i, pose in enumerate(track):
+            writer.write(render_person(pose, height, width, TARGET_LOOK), i)
+            if progress:
+                progress(i + 1, frames, "writing the dance video")
+    return HeldOut(video, None, None, truth, keypoints)
+
+
+def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
+                   progress: Progress | None = None) -> HeldOut:
+    """The held-out tail of the target video `model` was trained on (its first `frames`, default
+    all), with the truth as training saw its frames: the card's square crop at the model's size,
+    and the keypoints detected and filtered as for training, in that crop."""
+    from vidtrans.pose.smoothing import smooth_track
+    from vidtrans.pose.track import detect_keypoints
+    from vidtrans.train.data import crop_square, keypoints_in_crop
+
+    video, training = Path(video), model.card.training
+    if not {"video", "crop", "held_out"} <= set(training):
+        data = str(training.get("data") or "nothing about its training data")
+        if data.startswith("target video"):
+            raise VidtransError(f"{model.name}'s card does not say which frames of its target video were held out "
+                                "(trained by an older vidtrans, or on too few frames); retrain it to score it on them")
+        raise VidtransError(f"{model.name} was not trained from a video (its card says: {data}); --video scores a "
+                            "model made by vidtrans train VIDEO on that video")
+    if video.name != training["video"]:
+        raise VidtransError(f"{model.name} was trained on {training['video']}, not {video.name}; pass that video "
+                            "(its last tenth was held out for evaluation)")
+    (size, _), crop = model.native_size, tuple(training["crop"])
+    start, end, truth = training["held_out"]["from_time"], None, []
+    with VideoReader(video, start=start) as reader:
+        info = reader.info
+        if crop[0] + crop[2] > info.width or crop[1] + crop[2] > info.height:
+            raise VidtransError(f"{video}: {info.width}x{info.height}, smaller than the square {model.name} was "
+                                f"trained on; pass the video it was trained on")
+        for frame in reader:
+            if frames is not None and len(truth) == frames:
+                end = frame.time  # the first frame not scored
+                break
+            truth.append(crop_square(frame.image, crop, size))
+    if len(truth) < 2:
+        raise VidtransError(f"{video}: its held-out tail has {len(truth)} frame(s), and evaluation needs at least 2; "
+                            "train on a longer video")
+    keypoints = keypoints_in_crop(smooth_track(detect_keypoints(video, start, end, progress)), crop, size)
+    if len(keypoints) != len(truth):
+        raise VidtransError(f"{video}: decoded {len(truth)} frames but detected poses in {len(keypoints)}; "
+                            "the file may be damaged")
+    return HeldOut(video, start, end, np.stack(truth), keypoints)
+
+
+# --- scoring ---------------------------------------------------------------------------------
+
+
+def _batches(frames: np.ndarray, batch_size: int):
+    for start in range(0, len(frames), batch_size):
+        span = range(start, min(start + batch_size, len(frames)))
+        yield Batch(frames=frames[span.start:span.stop], pts=list(span), indices=list(span))
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def model_only_scores(model, inputs: np.ndarray, truth: np.ndarray, options: RunOptions) -> dict[str, Any]:
+    """Translate `inputs` through the run pipeline's translation and smoothing stages and score
+    the result against `truth` (full frame)."""
     _check_frames(len(inputs))
-    if not is_int(batch_size) or batch_size < 1:
-        raise VidtransError(f"batch size must be at least 1, got {batch_size!r}")
-    spans = (range(i, min(i + batch_size, len(inputs))) for i in range(0, len(inputs), batch_size))
-    batches = (Batch(frames=inputs[span.start:span.stop], pts=list(span), indices=list(span)) for span in spans)
-    smoothing, smoothing_strength = smoothing_for(model, smoothing, smoothing_strength)
+    smoothing, smoothing_strength = smoothing_for(model, options.smoothing, options.smoothing_strength)
     stages: list[Any] = [TranslateStage.for_device(model)]
     if smoothing != "none":
         stages += smoothing_stages(Smoother(smoothing, smoothing_strength))
-    output = np.concatenate([batch.output for batch in run_stages(batches, stages)])
-    flicker_ratio = relative_flicker(flicker(output), flicker(truth))
+    output = np.concatenate([batch.output for batch in run_stages(_batches(inputs, options.batch_size), stages)])
     return {
-        "ssim": round(float(ssim(output, truth)), 4),
-        "psnr": round(float(psnr(output, truth)), 2),
-        "flicker_ratio": None if flicker_ratio is None else round(flicker_ratio, 4),
+        "ssim": _rounded(ssim(output, truth), 4),
+        "psnr": _rounded(psnr(output, truth), 2),
+        "flicker_ratio": _rounded(relative_flicker(flicker(output), flicker(truth)), 4),
         "frames": int(len(output)),
-        "smoothing": smoothing,
+        "smoothing": Smoothing(smoothing).value,
     }
+
+
+def end_to_end_scores(model, held_out: HeldOut, folder: Path, options: RunOptions,
+                      progress: Progress | None = None) -> dict[str, Any]:
+    """Run `held_out` through `translate_video` with `options` (outputs written in `folder`) and
+    score the output against the truth at the model's size."""
+    smoothing, _ = smoothing_for(model, options.smoothing, options.smoothing_strength)
+    output, summary = _through_run(model, held_out, folder / "output.mp4", options, progress)
+    # Smoothing the unsmoothed output afterwards would not give run's frames: run smooths before the
+    # lossy encode, guided by the pose maps. So the flicker without smoothing takes a run of its own.
+    if smoothing == "none":
+        unsmoothed = output
+    else:
+        unsmoothed, _ = _through_run(model, held_out, folder / "unsmoothed.mp4",
+                                     options.replace(smoothing=Smoothing.NONE), progress, " (no smoothing)")
+    truth, keypoints = held_out.truth, held_out.keypoints
+    # Run's encode changes every frame a little, and differently each time: a perfect output of the
+    # dance flickers 1.22x as much as the truth itself (crf 18), so the output's flicker is compared
+    # with the truth's after the same encode.
+    encoded_truth = _through_encode(truth, options.encode, probe(held_out.video).fps, folder / "truth.mp4")
+    reference_flicker = flicker(encoded_truth)
+    error, missed = pose_error(_detected(output, progress, "reading poses on the output"), keypoints)
+    reference_error, reference_missed = pose_error(_detected(truth, progress, "reading poses on the truth"), keypoints)
+    return {
+        "frames": int(len(truth)),
+        "smoothing": Smoothing(smoothing).value,
+        "pose": summary.pose,
+        "frames_without_person": summary.frames_without_person,
+        **region_ssim(output, truth, keypoints),
+        "pose_error_px": _rounded(error, 2),
+        "pose_missed": _rounded(missed, 4),
+        "detector_pose_error_px": _rounded(reference_error, 2),
+        "detector_pose_missed": _rounded(reference_missed, 4),
+        "flicker_ratio": _rounded(relative_flicker(flicker(output), reference_flicker), 4),
+        "flicker_ratio_unsmoothed": _rounded(relative_flicker(flicker(unsmoothed), reference_flicker), 4),
+        "ssim": _rounded(ssim(output, truth), 4),
+        "psnr": _rounded(psnr(output, truth), 2),
+    }
+
+
+def _through_run(model, held_out: HeldOut, dst: Path, options: RunOptions, progress: Progress | None,
+                 label: str = ""):
+    """`held_out` through `translate_video` into `dst`: (the output's frames at the model's size, its summary)."""
+    step = None if progress is None else (lambda done, total, what: progress(done, total, what + label))
+    summary = translate_video(held_out.video, dst, model, options.replace(start=held_out.start, end=held_out.end),
+                              progress=step)
+    height, width = model.native_size
+    with VideoReader(dst) as reader:
+        output = [frame.image if frame.image.shape[:2] == (height, width)
+                  else cv2.resize(frame.image, (width, height), interpolation=cv2.INTER_AREA) for frame in reader]
+    dst.unlink()
+    if len(output) != len(held_out.truth):
+        raise VidtransError(f"{held_out.video}: the output has {len(output)} frames for {len(held_out.truth)} of "
+                            "truth; the file may be damaged")
+    return np.stack(output), summary
+
+
+def _through_encode(frames: np.ndarray, encode: EncodeOptions, fps: float, dst: Path) -> np.ndarray:
+    """`frames` as they come back from a video of `fps` frames/s written with `encode`."""
+    height, width = frames.shape[1:3]
+    rate = Fraction(fps or DANCE_FPS).limit_denominator(1001)
+    with VideoWriter(dst, width, height, 1 / rate, float(rate), encode) as writer:
+        for i, frame in enumerate(frames):
+            writer.write(frame, i)
+    with VideoReader(dst) as reader:
+        decoded = np.stack([frame.image for frame in reader])
+    dst.unlink()
+    return decoded
+
+
+def _detected(frames: np.ndarray, progress: Progress | None, what: str) -> np.ndarray:
+    """Keypoints (N, 18, 3) the detector `run` uses reads on `frames`, in tracking mode, unfiltered."""
+    from vidtrans.pose.stages import KeypointStage
+
+    found = []
+    for batch in run_stages(_batches(frames, 8), [KeypointStage()]):
+        found.append(batch.keypoints)
+        if progress:
+            progress(sum(map(len, found)), len(frames), what)
+    return np.concatenate(found)
+
+
+def pose_error(found: np.ndarray, true: np.ndarray) -> tuple[float | None, float | None]:
+    """(mean distance in pixels between keypoints found and true ones, over those visible in the
+    truth and found; share of truth-visible keypoints not found). None where there is nothing to average."""
+    visible = true[..., 2] > 0
+    hit = visible & (found[..., 2] > 0)
+    if not visible.any():
+        return None, None
+    distance = np.hypot(*np.moveaxis(found[..., :2] - true[..., :2], -1, 0))
+    return (float(distance[hit].mean()) if hit.any() else None), float(1 - hit.sum() / visible.sum())
+
+
+def region_ssim(output: np.ndarray, truth: np.ndarray, keypoints: np.ndarray) -> dict[str, float | None]:
+    """SSIM of the person's box, the face square and the hand squares (placed by the true
+    `keypoints`), each the mean over every such crop of the clip at least MIN_CROP pixels wide
+    and high; None when there is none."""
+    height, width = truth.shape[1:3]
+    crops: dict[str, list[tuple[int, tuple[int, int, int, int]]]] = {"person": [], "face": [], "hands": []}
+    for i, kp in enumerate(keypoints):
+        crops["person"] += [(i, box) for box in [person_box(kp, height, width)] if box is not None]
+        crops["face"] += [(i, box) for box in [face_box(kp, height, width)] if box is not None]
+        crops["hands"] += [(i, box) for box in hand_boxes(kp, height, width)]
+    scores = {}
+    for name, boxes in crops.items():
+        values = [ssim(output[i, y0:y1, x0:x1], truth[i, y0:y1, x0:x1]) for i, (x0, y0, x1, y1) in boxes
+                  if min(x1 - x0, y1 - y0) >= MIN_CROP]
+        scores[f"{name}_ssim"] = _rounded(np.mean(values), 4) if values else None
+    return scores

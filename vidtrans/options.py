@@ -14,6 +14,7 @@ is made, and errors name the parameter (`smoothing`), not a flag.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import os
 from dataclasses import dataclass, field
@@ -201,9 +202,11 @@ class BatchOptions(_Options):
     patterns: list[str] | None = option(None, "File name pattern to translate (repeatable; default: common video "
                                         "extensions).", flag="--pattern")
     recursive: bool = option(True, "Look in subfolders.", flag="--recursive/--no-recursive")
-    workers: int | None = option(None, "Clips translated at once (default: 2 per device).")
+    workers: int | None = option(None, "Clips translated at once (default: 2 per device; with --ray, one per GPU of "
+                                 "the cluster, or per CPU when it has no GPU).")
     devices: str | list[str] = option("auto", "Comma-separated devices the workers take turns on, e.g. "
-                                      "cuda:0,cuda:1 (a list of names in Python).", cli_type=str)
+                                      "cuda:0,cuda:1 (a list of names in Python); with --ray: auto, cpu or cuda "
+                                      "(a whole GPU per worker).", cli_type=str)
     # Here rather than a parameter of translate_folder: like `devices`, it says how the models are loaded.
     backend: Backend = option(Backend.AUTO, BACKEND_HELP)
     ext: str | None = option(None, "Output container extension, e.g. mp4 (default: the input's).")
@@ -211,6 +214,10 @@ class BatchOptions(_Options):
     report: str | None = option(None, "Write a JSON report: per clip input, output, status, frames, seconds, fps, "
                                 "error; and totals. Replaces an earlier report; any other existing file needs "
                                 "--overwrite.")
+    ray: str | None = option(None, "Translate on the Ray cluster at this address, as ray.init takes it: auto (the "
+                             "one this machine joined with ray start), HOST:PORT, ray://HOST:10001, or local (a new "
+                             "instance here); pip install 'vidtrans[ray]'. Every node must reach the input and "
+                             "output folders at the same paths, and the model.")
 
     def check(self) -> None:
         _check(self.workers is None or (is_int(self.workers) and self.workers >= 1),
@@ -218,6 +225,15 @@ class BatchOptions(_Options):
         names = self.devices.split(",") if isinstance(self.devices, str) else self.devices
         _check(isinstance(names, (list, tuple)) and all(isinstance(d, str) for d in names) and bool(self.device_list),
                f"devices must name at least one device, such as auto, cpu or cuda:0, not {self.devices!r}")
+        if self.ray is not None:
+            _check(isinstance(self.ray, str) and bool(self.ray.strip()),
+                   f"ray must be a Ray address such as auto or HOST:PORT, not {self.ray!r}")
+            # Found, not imported: importing Ray takes a while, and is done when the batch starts.
+            _check(importlib.util.find_spec("ray") is not None,
+                   "ray needs Ray, which is not installed; pip install 'vidtrans[ray]'")
+            # Ray hands each worker its own GPU; the cluster's devices have no names here.
+            _check(self.device_list in (["auto"], ["cpu"], ["cuda"]),
+                   f"devices must be auto, cpu or cuda with ray (a whole GPU per worker), not {self.devices!r}")
 
     @property
     def device_list(self) -> list[str]:
@@ -310,6 +326,14 @@ class Direction(Choice):
     B_TO_A = "BtoA"
 
 
+class TrainPose(Choice):
+    """Which keypoints synthetic training draws its pose maps from (the target image is always exact)."""
+
+    EXACT = "exact"  # those the character is rendered from
+    DETECTED = "detected"  # those MediaPipe finds on the rendered dances, as run would (detected once, cached)
+    NOISY = "noisy"  # exact, moved as the detector's measured error moves them
+
+
 @dataclass(frozen=True)
 class TrainOptions(_Options):
     """How `vidtrans train` learns a model (vidtrans.train.setup.prepare_training checks the
@@ -335,6 +359,22 @@ class TrainOptions(_Options):
     seed: int = option(0, "Random seed.")
     input_kind: InputKind = option(InputKind.RGB, "With --data: rgb, or pose when A images are pose maps.")
     direction: Direction = option(Direction.A_TO_B, "With --data: AtoB or BtoA.")
+    train_pose: TrainPose = option(TrainPose.EXACT, "With --synthetic, pose maps from: exact keypoints, detected "
+                                   "ones (what run sees: MediaPipe on the rendered dances, detected once and cached), "
+                                   "or noisy (exact plus the detector's measured error).")
+    # The recipe (pix2pixHD, Everybody Dance Now); nothing in it needs pretrained weights.
+    d_scales: int | None = option(None, "Discriminator scales: 2 (default: PatchGANs on the frame and on it halved, "
+                                  "pix2pixHD), 1 (pix2pix) or 3; with --resume, the checkpoint's.")
+    lambda_feat: float = option(10.0, "Weight of discriminator feature matching (pix2pixHD); 0: off.")
+    face_d: bool | None = option(None, "A discriminator on the face square (default: on, but off with --data, "
+                                 "whose pairs have no keypoints; with --resume, the checkpoint's).",
+                                 flag="--face-d/--no-face-d")
+    lambda_face_gan: float = option(2.0, "Weight of the face discriminator's loss for the generator.")
+    lambda_face: float = option(100.0, "Weight of an L1 loss on the face square (where the keypoints show a face), "
+                                "on top of --lambda-l1's on the frame; 0: off.")
+    data_workers: int | None = option(None, "Processes preparing training samples ahead of the step (default: up "
+                                      "to 8 per GPU; none on a CPU, where the step uses every core); 0: none, "
+                                      "samples are drawn in the step.")
 
 
 # How pose-map videos are encoded (`vidtrans pose`). Pose maps are flat graphics: x264 superfast

@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from vidtrans.options import POSE_VIDEO_ENCODE, EncodeOptions, RunOptions
 from vidtrans.video import SourceMedia, VideoReader, VideoWriter, check_destination, check_encoder_settings
 from vidtrans.view import side_by_side
 
+if TYPE_CHECKING:  # torch is imported by a model's first use, not by `vidtrans pose`
+    from vidtrans.models.translator import RecurrentState
+
 
 @functools.cache
 def _cpu_translation_pool() -> ThreadPoolExecutor:
@@ -45,28 +48,57 @@ def _cpu_translation_pool() -> ThreadPoolExecutor:
 
 
 class TranslateStage:
-    def __init__(self, model):
+    """Translates each batch's frames with the model. A temporal model's frames of one clip go
+    through it in order, one at a time, each seeing the output before it (`RecurrentState`, kept
+    here: one per clip, so clips sharing a model never see each other's frames); `state` goes on
+    from where an earlier part of the clip left off (it is updated)."""
+
+    def __init__(self, model, state: RecurrentState | None = None):
         self.model = model
         # Frames without a person show the target's empty scene rather than what the generator
         # makes of a blank pose map (its artefacts); models without a background keep their output.
         self.background = getattr(model, "background", None)
+        self.state = None
+        if getattr(model, "temporal", None):
+            from vidtrans.models.translator import RecurrentState
+
+            self.state = state if state is not None else RecurrentState()
 
     @classmethod
-    def for_device(cls, model):
+    def for_device(cls, model, state: RecurrentState | None = None):
         """The fastest arrangement for the model's device.
 
         On a CPU two translators take turns: one with all the cores loses 20-50 % once decode and
         encode threads share them (each parallel region waits for its slowest thread), two keep
-        up with the model alone (benchmarks/README.md).
+        up with the model alone (benchmarks/README.md). A temporal model's frames each wait for the
+        one before, so it gets one translator.
         """
-        return Parallel(cls(model), 2, _cpu_translation_pool()) if model.device.type == "cpu" else cls(model)
+        parallel = model.device.type == "cpu" and not getattr(model, "temporal", None)
+        return Parallel(cls(model), 2, _cpu_translation_pool()) if parallel else cls(model, state)
 
     def process(self, batch: Batch):
-        batch.output = self.model.translate(np.asarray(batch.seen))
+        seen = np.asarray(batch.seen)
+        if self.state is None:
+            batch.output = self.model.translate(seen)
+        else:
+            batch.output = self._translate_in_order(seen, batch.keypoints)
         if self.background is not None and batch.keypoints is not None:
             for i in np.flatnonzero(~has_person(batch.keypoints)):
                 batch.output[i] = _resized(self.background, *batch.output[i].shape[:2])
         yield batch
+
+    def _translate_in_order(self, seen: np.ndarray, keypoints: np.ndarray | None) -> np.ndarray:
+        """A temporal model's outputs. A frame without a person ends what the model carries: the
+        next one starts as a clip's first frame does (from the background when the card says so,
+        which is also what the frame without a person showed)."""
+        if keypoints is None:
+            return self.model.translate_clip(seen, self.state)
+        outputs = []
+        for frame, person in zip(seen, has_person(keypoints)):
+            outputs.append(self.model.translate_clip(frame, self.state))
+            if not person:
+                self.state.reset()
+        return np.stack(outputs)
 
     def flush(self):
         return ()
@@ -190,6 +222,8 @@ class Summary:
     seconds: float = 0.0
     batch_size: int = 0
     smoothing: str = "none"
+    # A temporal model: frames translated in order, one at a time, each seeing the output before it.
+    recurrent: bool = False
     pose: str | None = None  # "detected", "keypoints file", "input is pose maps", or None for RGB models
     corrupt_frames: int = 0
     # Pose models with keypoints: frames in which no person was found (their output is the
@@ -225,6 +259,7 @@ def translate_video(
     keypoints: str | os.PathLike | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
+    state: RecurrentState | None = None,
     **changes: Any,
 ) -> Summary:
     """Translate every frame of `src` with `model` (a `vidtrans.load_model` result) into `dst`
@@ -235,7 +270,8 @@ def translate_video(
     Output frames carry the input's timestamps; audio and subtitle streams are copied. `dst` is
     written under a temporary name and appears only when complete; an existing `dst` is refused
     unless `overwrite`. `keypoints` (NPZ or OpenPose/DWPose JSON) replaces pose detection.
-    Returns a `Summary`.
+    A temporal model goes on from `state` when given (a `RecurrentState` that an earlier part of
+    the clip, e.g. `end=t`, left behind; updated), else starts afresh. Returns a `Summary`.
     """
     options = (options or RunOptions()).replace(**changes)
     smoothing, smoothing_strength = smoothing_for(model, options.smoothing, options.smoothing_strength)
@@ -246,7 +282,8 @@ def translate_video(
     check_encoder_settings(options.encode)
     started = time.perf_counter()
     summary = Summary(input=str(src), output=str(dst), model=model.name, device=str(model.device),
-                      precision=model.precision, batch_size=options.batch_size, smoothing=smoothing)
+                      precision=model.precision, batch_size=options.batch_size, smoothing=smoothing,
+                      recurrent=bool(getattr(model, "temporal", None)))
     with VideoReader(src, start=options.start, end=options.end) as reader:
         stages: list[Any] = []
         if model.input_kind == "pose":
@@ -256,7 +293,7 @@ def translate_video(
             if pose_stages:
                 summary.frames_without_person = 0
         stages += _compile_stages(model, options.compile, reader.frame_count)
-        stages.append(TranslateStage.for_device(model))
+        stages.append(TranslateStage.for_device(model, state))
         if smoothing != "none":
             stages += smoothing_stages(smoother)
         input_flicker, output_flicker = FlickerMeter(), FlickerMeter()

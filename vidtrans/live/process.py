@@ -101,6 +101,8 @@ class FrameProcessor:
 
     Pose models: tracked detection, causal One Euro filter, mapping into the model's frame, drawing
     in the card's pose style at the native size. RGB models translate the camera frame itself.
+    A temporal model sees its previous output (before smoothing), as in `run`; a frame without a
+    person starts it afresh.
     """
 
     def __init__(self, model, smoothing: Smoothing = Smoothing.NONE, smoothing_strength: float = 0.5,
@@ -109,7 +111,11 @@ class FrameProcessor:
         self.smoother = Smoother(*smoothing_for(model, smoothing, smoothing_strength))
         self.normalize = normalize
         self.is_pose = model.input_kind == "pose"
-        self.detector = self.filter = self.mapper = self.style = None
+        self.detector = self.filter = self.mapper = self.style = self.state = None
+        if getattr(model, "temporal", None):
+            from vidtrans.models.translator import RecurrentState
+
+            self.state = RecurrentState()
         if self.is_pose:
             from vidtrans.pose import OneEuroFilter, PoseDetector, PoseStyle
 
@@ -131,9 +137,10 @@ class FrameProcessor:
     def __call__(self, frame: CapturedFrame) -> LiveFrame:
         image = frame.image
         if not self.is_pose:
-            output = self.model.translate(image[None])[0]
+            output = self._translate(image)
             return LiveFrame(image, None, self.smoother(output, image), frame.time)
         from vidtrans.pose import render_pose
+        from vidtrans.pose.keypoints import has_person
 
         height, width = self.model.native_size
         if self.mapper is None:
@@ -141,8 +148,15 @@ class FrameProcessor:
                                          self.normalize)
         keypoints = self.filter(self.detector.detect(image), frame.time)
         pose_map = render_pose(self.mapper(keypoints, frame.time), height, width, self.style)
-        output = self.model.translate(pose_map[None])[0]
+        output = self._translate(pose_map)
+        if self.state is not None and not has_person(keypoints):
+            self.state.reset()
         return LiveFrame(image, pose_map, self.smoother(output, pose_map), frame.time)
+
+    def _translate(self, image: np.ndarray) -> np.ndarray:
+        if self.state is None:
+            return self.model.translate(image[None])[0]
+        return self.model.translate_clip(image, self.state)
 
     def close(self) -> None:
         if self.detector is not None:

@@ -40,6 +40,10 @@ MIN_SIZE, MAX_SIZE = 16, 8192
 INPUT_KINDS = ("rgb", "pose")
 NORMALIZATIONS = ("sample", "running")
 BACKGROUND_NAME = "background.png"
+# A temporal model's card field `temporal` (see ModelCard): what the generator sees besides the
+# frame, and what stands in for the output before the first frame.
+TEMPORAL_PREVIOUS = ("output",)
+TEMPORAL_FIRST = ("background", "black")
 
 
 def _shipped_checkpoints() -> Path:
@@ -72,6 +76,13 @@ class ModelCard:
     half_precision: bool = True  # whether fp16/bf16 inference was checked to be faithful
     # Output smoothing `--smooth auto` applies, e.g. {"method": "flow", "strength": 0.5}.
     smoothing: dict[str, Any] | None = None
+    # Temporal models (Everybody Dance Now's temporal conditioning), e.g. {"previous": "output",
+    # "first": "background"}; None for models that see each frame alone. The generator's input is
+    # the frame's 3 channels then its own previous output's 3 (input_nc 6), both in [-1, 1] at the
+    # working size. "first": what stands in for the previous output before a clip's first frame
+    # and after a frame without a person: "background" (background.png, which the folder must
+    # then hold) or "black". Training makes its first frames' previous image the same way.
+    temporal: dict[str, Any] | None = None
     description: str = ""
     source: str = ""
     training: dict[str, Any] = field(default_factory=dict)
@@ -115,12 +126,22 @@ class ModelCard:
             parse_generator(self.architecture)
         except ValueError as e:
             raise VidtransError(f"{where}: field 'architecture': {e}; fix the card or re-export the checkpoint") from None
+        # Frames are RGB; a one-channel model sees grey and its grey output is shown as RGB. A
+        # temporal model sees the RGB frame, then its own RGB output before it.
+        temporal = self.temporal is not None
+        inputs, outputs = ((6,), (3,)) if temporal else ((1, 3), (1, 3))
+        input_note = (" for a temporal model (the frame's 3 channels, then the previous output's 3)" if temporal
+                      else " (6 with a 'temporal' field)")
         problems = {
             "norm": None if self.norm in NORMS else f"must be one of {', '.join(NORMS)}",
             "ngf": None if is_int(self.ngf) and 1 <= self.ngf <= 4096 else "must be a whole number from 1 to 4096",
-            # Frames are RGB; a one-channel model sees grey and its grey output is shown as RGB.
-            "input_nc": None if self.input_nc in (1, 3) and is_int(self.input_nc) else "must be 1 or 3",
-            "output_nc": None if self.output_nc in (1, 3) and is_int(self.output_nc) else "must be 1 or 3",
+            "temporal": None if not temporal or _is_temporal_field(self.temporal) else (
+                f"must be null or {{\"previous\": {' or '.join(map(json.dumps, TEMPORAL_PREVIOUS))}, "
+                f"\"first\": {' or '.join(map(json.dumps, TEMPORAL_FIRST))}}}"),
+            "input_nc": (None if self.input_nc in inputs and is_int(self.input_nc)
+                         else f"must be {' or '.join(map(str, inputs))}{input_note}"),
+            "output_nc": (None if self.output_nc in outputs and is_int(self.output_nc)
+                          else f"must be {' or '.join(map(str, outputs))}{' for a temporal model' if temporal else ''}"),
             "native_size": (None if isinstance(self.native_size, (tuple, list)) and len(self.native_size) == 2
                             and all(is_int(v) and MIN_SIZE <= v <= MAX_SIZE for v in self.native_size)
                             else f"must be [height, width], whole numbers from {MIN_SIZE} to {MAX_SIZE}"),
@@ -142,6 +163,13 @@ class ModelCard:
                 shown = list(value) if isinstance(value, tuple) else value
                 raise VidtransError(f"{where}: field {name!r} {problem}, got {json.dumps(shown, default=repr)[:60]}; "
                                     "fix the card or re-export the checkpoint")
+
+
+def _is_temporal_field(value: Any) -> bool:
+    # Exactly these keys: a later vidtrans that adds one changes what the model sees, so this one
+    # must not run it as if the key were absent.
+    return (isinstance(value, dict) and set(value) == {"previous", "first"}
+            and value["previous"] in TEMPORAL_PREVIOUS and value["first"] in TEMPORAL_FIRST)
 
 
 def check_size(size: Any, name: str = "size") -> int:

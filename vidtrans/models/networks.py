@@ -1,4 +1,4 @@
-"""pix2pix generators and the PatchGAN discriminator.
+"""pix2pix generators, the PatchGAN discriminator and pix2pixHD's multi-scale discriminator.
 
 Module nesting, parameter names and shapes follow pytorch-CycleGAN-and-pix2pix's
 `models/networks.py` exactly (including its quirks, e.g. convolutions without bias when the norm
@@ -182,6 +182,35 @@ class NLayerDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The output of each convolution block (after its activation), then the patch logits: what
+        pix2pixHD's feature matching compares between real and generated pairs."""
+        found = []
+        for layer in self.model:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                found.append(x)
+        return found + [x]
+
+
+class MultiscaleDiscriminator(nn.Module):
+    """pix2pixHD's discriminator: one PatchGAN per scale, the first on the input, each next one on it
+    average-pooled to half the previous size; with the same patch size, the coarse scales judge the
+    whole figure and the finest the detail. forward gives each scale's `NLayerDiscriminator.features`
+    (its scales keep NLayerDiscriminator's key layout, under `scales.N.`)."""
+
+    def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 3, norm: str = "batch", scales: int = 2):
+        super().__init__()
+        self.scales = nn.ModuleList(NLayerDiscriminator(input_nc, ndf, n_layers, norm) for _ in range(scales))
+
+    def forward(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
+        outputs = []
+        for i, scale in enumerate(self.scales):
+            if i:  # pix2pixHD's downsampling, which ignores the padding at the borders
+                x = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
+            outputs.append(scale.features(x))
+        return outputs
 
 
 def init_weights(net: nn.Module, gain: float = 0.02) -> None:

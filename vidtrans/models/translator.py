@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from vidtrans.errors import VidtransError
-from vidtrans.models.checkpoint import Checkpoint, ModelCard, check_size
+from vidtrans.models.checkpoint import BACKGROUND_NAME, Checkpoint, ModelCard, check_size
 from vidtrans.models.networks import size_multiple, use_per_sample_stats
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -75,6 +75,24 @@ def resolve_backend(backend: str, device: torch.device, precision: str) -> str:
     return backend.value
 
 
+class RecurrentState:
+    """What a temporal model carries from one frame of a clip to the next: the network's previous
+    output as it made it (float (1, 3, h, w) in [-1, 1] at the working size, on the device), or
+    None before the clip's first frame, which then sees the card's "first" image.
+
+    Kept by whoever translates the clip (a pipeline stage, live's frame processor), never by the
+    Translator, which several clips may share at once (`vidtrans batch`). Hand it to the next
+    `translate_clip` call to go on with the clip: the frames are those of one call over the whole.
+    """
+
+    def __init__(self) -> None:
+        self.previous: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        """Start again, as at a clip's first frame."""
+        self.previous = None
+
+
 def _cpu_has_amx_bf16() -> bool:
     get_capabilities = getattr(torch.cpu, "get_capabilities", None)  # absent in older torch
     return bool(get_capabilities and get_capabilities().get("amx_bf16"))
@@ -94,6 +112,10 @@ class Translator:
 
     `card` is the checkpoint's card as this translator applies it: with `size`, its native size
     (aspect kept; pose maps are drawn at it) and the target's pose statistics are scaled to `size`.
+
+    A temporal model (`temporal`, from the card) also sees its own previous output, so the frames
+    given are consecutive frames of one clip, translated in order one at a time: `translate` starts
+    a clip afresh, `translate_clip` goes on from a `RecurrentState`.
     """
 
     def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "auto", precision: str = "auto",
@@ -106,6 +128,10 @@ class Translator:
         self.device = resolve_device(device)
         self.backend = resolve_backend(backend, self.device, precision)
         self.precision = "fp32" if self.backend == "onnxruntime" else resolve_precision(precision, self.device, self.card)
+        self.temporal = self.card.temporal
+        if self.temporal and self.temporal["first"] == "background" and self.background is None:
+            raise VidtransError(f"{checkpoint.path}: the card's temporal model starts clips from {BACKGROUND_NAME}, "
+                                "which is missing; copy the checkpoint again")
         self.normalization = normalization or self.card.normalization
         if self.normalization not in ("sample", "running"):
             raise VidtransError(f"unknown normalization {self.normalization!r}; use sample or running")
@@ -155,54 +181,90 @@ class Translator:
             return
         self._compiled = torch.compile(self._run, dynamic=False)
 
-    @torch.inference_mode()
     def translate(self, frames: np.ndarray) -> np.ndarray:
+        return self.translate_clip(frames, RecurrentState())
+
+    @torch.inference_mode()
+    def translate_clip(self, frames: np.ndarray, state: RecurrentState) -> np.ndarray:
+        """`translate` for consecutive frames of one clip: a temporal model goes on from `state`
+        (updated, so that the next call continues the clip); other models do not use it."""
         frames = np.asarray(frames)
         if frames.ndim == 3:
-            return self.translate(frames[None])[0]
+            return self.translate_clip(frames[None], state)[0]
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
             raise VidtransError(f"translate expects uint8 RGB frames of shape (N, H, W, 3), got {frames.dtype} {frames.shape}")
         if len(frames) == 0:
             return frames.copy()
         if self.device.type != "cuda":
-            return self.translate_tensor(torch.from_numpy(np.ascontiguousarray(frames))).numpy()
+            return self.translate_tensor(torch.from_numpy(np.ascontiguousarray(frames)), state).numpy()
         # Pinned staging buffers make both copies asynchronous, so each batch costs one sync.
         # PyTorch's caching host allocator recycles them once the GPU is done: a small ring of
         # pinned buffers without bookkeeping here, and results stay valid while callers hold them.
         upload = torch.empty(frames.shape, dtype=torch.uint8, pin_memory=True)
         upload.numpy()[...] = frames
-        result = self.translate_tensor(upload.to(self.device, non_blocking=True))
+        result = self.translate_tensor(upload.to(self.device, non_blocking=True), state)
         download = torch.empty(result.shape, dtype=torch.uint8, pin_memory=True)
         download.copy_(result, non_blocking=True)
         torch.cuda.current_stream(self.device).synchronize()
         return download.numpy()
 
     @torch.inference_mode()
-    def translate_tensor(self, frames: torch.Tensor) -> torch.Tensor:
-        """Device-side version of `translate`: uint8 (N, H, W, 3) tensor in, same out, on self.device."""
+    def translate_tensor(self, frames: torch.Tensor, state: RecurrentState | None = None) -> torch.Tensor:
+        """Device-side version of `translate_clip`: uint8 (N, H, W, 3) tensor in, same out, on
+        self.device (`state` None: a clip's start)."""
+        if not self.temporal:
+            return self._call(frames, None)[0]
+        state = RecurrentState() if state is None else state
+        work_size = self.working_size(*frames.shape[1:3])
+        if state.previous is not None and tuple(state.previous.shape[2:]) != work_size:
+            raise VidtransError(f"a temporal model's state is for frames translated at {state.previous.shape[3]}x"
+                                f"{state.previous.shape[2]}, these are at {work_size[1]}x{work_size[0]}; "
+                                "start a new state for each clip")
+        outputs = []
+        for frame in frames.split(1):
+            previous = self._first_previous(*work_size, frames.device) if state.previous is None else state.previous
+            output, state.previous = self._call(frame, previous)
+            outputs.append(output)
+        return torch.cat(outputs)
+
+    def _first_previous(self, height: int, width: int, device: torch.device) -> torch.Tensor:
+        """What a temporal model sees as its previous output before a clip's first frame."""
+        if self.temporal["first"] == "black":
+            return torch.full((1, 3, height, width), -1.0, device=device)
+        background = torch.from_numpy(self.background).to(device).permute(2, 0, 1)[None].float()
+        if tuple(background.shape[2:]) != (height, width):
+            background = _resize(background, height, width)
+        return background / 127.5 - 1.0
+
+    def _call(self, frames: torch.Tensor, previous: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`_run`, compiled once `compile` was called; see `_run` for what it returns."""
         if self._compiled is None:
-            return self._run(frames)
+            return self._run(frames, previous)
         if self._compiled_shape is None:
             with self._compile_lock:
                 if self._compiled_shape is None:
-                    result = self._run_compiled(frames)
+                    result = self._run_compiled(frames, previous)
                     self._compiled_shape = tuple(frames.shape)
                     return result
         count = len(frames)
         short = self._compiled_shape[0] - count
+        # Temporal models translate one frame at a time, so only other models' batches are short.
         if short > 0 and tuple(frames.shape[1:]) == self._compiled_shape[1:]:
             frames = torch.cat([frames, frames[-1:].expand(short, -1, -1, -1)])
-        return self._run_compiled(frames)[:count]
+        output, generated = self._run_compiled(frames, previous)
+        return output[:count], generated[:count]
 
-    def _run_compiled(self, frames: torch.Tensor) -> torch.Tensor:
+    def _run_compiled(self, frames: torch.Tensor, previous: torch.Tensor | None):
         # Freezing folds the weights into the graph as constants, so oneDNN keeps them prepacked:
         # most of compilation's gain on a CPU (3.5x over eager for bf16 on AMX). Compilation
         # happens on a call, so the setting is scoped to calls rather than set process-wide
         # (torch.compile's `options` does not reach it).
         with torch._inductor.config.patch(freezing=True):
-            return self._compiled(frames)
+            return self._compiled(frames, previous)
 
-    def _run(self, frames: torch.Tensor) -> torch.Tensor:
+    def _run(self, frames: torch.Tensor, previous: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 frames (N, H, W, 3) -> (uint8 output frames, the network's float output at the
+        working size); `previous`: a temporal model's previous output, beside the frames."""
         n, height, width, _ = frames.shape
         work_h, work_w = self.working_size(height, width)
         resample = (work_h, work_w) != (height, width)
@@ -214,6 +276,8 @@ class Translator:
         pad_h = -work_h % self.multiple
         pad_w = -work_w % self.multiple
         x = x / 127.5 - 1.0
+        if previous is not None:
+            x = torch.cat([x, previous], dim=1)
         if pad_h or pad_w:
             # Replicate keeps borders natural for photos and black for pose maps, at any pad size.
             x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), mode="replicate")
@@ -225,16 +289,14 @@ class Translator:
         else:
             with torch.autocast(self.device.type, dtype=_DTYPES[self.precision]):
                 y = self.net(x)
-        y = y.float()
-        y = y[:, :, pad_h // 2: pad_h // 2 + work_h, pad_w // 2: pad_w // 2 + work_w]
-        if y.shape[1] == 1:
-            y = y.expand(-1, 3, -1, -1)
+        generated = y.float()[:, :, pad_h // 2: pad_h // 2 + work_h, pad_w // 2: pad_w // 2 + work_w]
+        y = generated.expand(-1, 3, -1, -1) if generated.shape[1] == 1 else generated
         y = (y + 1.0) * 127.5
         out = torch.empty((n, height, width, 3), dtype=torch.uint8, device=frames.device)
         for chunk in chunks:
             part = _resize(y[chunk], height, width) if resample else y[chunk]
             out[chunk] = part.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-        return out
+        return out, generated
 
 
 def _resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:

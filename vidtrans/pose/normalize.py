@@ -18,7 +18,9 @@ nose is missing, down to the lower ankle) of frames whose ankle line lies within
 `far` (or `near`); we take the 90th percentile rather than the max of those heights, and the 2nd
 and 98th percentiles of the ankle lines rather than the min and max, so that a few detector
 glitches cannot set the scale. All stored values are divided by the frame height, so source and
-target videos may have different sizes.
+target videos may have different sizes; positions count from the frame's top edge, pixel i spanning
+[i, i + 1) (as `fit_to_frame` maps pixels), so a track and its copy scaled to another frame size have
+the same statistics, and a source whose statistics equal the target's is mapped as `fit_to_frame` maps it.
 
 Without normalization (turned off, or no statistics for either body) poses are only mapped into
 the model's frame by `fit_to_frame`.
@@ -92,7 +94,7 @@ def estimate_pose_stats(track: np.ndarray, frame_height: int, frame_width: int,
     top_y = np.where(track[:, _NOSE, 2] > min_confidence, track[:, _NOSE, 1],
                      np.where(track[:, _NECK, 2] > min_confidence, track[:, _NECK, 1], np.nan))
     heights = (ankle_y - top_y) / frame_height
-    ankle_y = ankle_y / frame_height
+    ankle_y = (ankle_y + 0.5) / frame_height
     usable = np.isfinite(heights) & (heights > 0)
     if usable.sum() < _MIN_FRAMES:
         raise VidtransError(
@@ -126,10 +128,10 @@ class PoseNormalizer:
         track = kp[None] if single else kp
         s, t = self.source, self.target
         present = track[..., 2] > self.min_confidence
-        xy = track[..., :2] / s.frame_height
+        xy = (track[..., :2] + 0.5) / s.frame_height
 
         ankle_y, ankle_x = _ankle_points(track, self.min_confidence)
-        ankle_y, ankle_x = ankle_y / s.frame_height, ankle_x / s.frame_height
+        ankle_y, ankle_x = (ankle_y + 0.5) / s.frame_height, (ankle_x + 0.5) / s.frame_height
         ankle_y = _fill_missing(ankle_y, (s.far + s.near) / 2)
         # Without ankles, scale about the pose's own centre so it stays where it was.
         centre_x = np.array([xy[i, present[i], 0].mean() if present[i].any() else 0.0 for i in range(len(track))])
@@ -153,7 +155,7 @@ class PoseNormalizer:
         out = np.zeros_like(track)
         out[..., 0] = new_ankle_x[:, None] + (xy[..., 0] - ankle_x[:, None]) * scale[:, None]
         out[..., 1] = new_ankle_y[:, None] + (xy[..., 1] - ankle_y[:, None]) * scale[:, None]
-        out[..., :2] *= t.frame_height
+        out[..., :2] = out[..., :2] * t.frame_height - 0.5
         out[..., 2] = track[..., 2]
         out[~present] = 0.0
         out = out.astype(np.float32)

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from vidtrans.errors import VidtransError
+from vidtrans.options import TrainPose
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -108,11 +109,22 @@ class SyntheticPairs:
 
     Training draws from dances with seeds in `train_seeds`; validation uses frames spread over
     the dance `validation_seed`, which must lie outside that range (so must `vidtrans eval`'s).
+
+    The pose maps are drawn from the keypoints `train_pose` names (options.TrainPose): the exact
+    ones the character is rendered from; those the detector finds on the rendered dances, as `run`
+    would on a video of them (the first `detected_dances` training dances, see train/detected.py);
+    or the exact ones moved by noise matched to the detector's error, measured on the first
+    `stats_dances` dances. The target image, and the keypoints handed with it, are always exact.
+    `prepare` runs the detection these need (minutes the first time, then cached): call it before
+    sampling detected or noisy poses.
     """
 
     def __init__(self, size: int = 256, style=None, look=None, train_seeds: range = range(0, 10_000),
-                 validation_seed: int = 10_000_000, frames_per_dance: int = 240, validation_frames: int = 32):
+                 validation_seed: int = 10_000_000, frames_per_dance: int = 240, validation_frames: int = 32,
+                 train_pose: TrainPose | str = TrainPose.EXACT, stats_dances: int = 20, detected_dances: int = 40,
+                 video_size: int | None = None):
         from vidtrans.pose.render import PoseStyle
+        from vidtrans.train.detected import VIDEO_SIZE, DetectedDances
         from vidtrans.train.synth import TARGET_LOOK
 
         if validation_seed in train_seeds:
@@ -124,8 +136,34 @@ class SyntheticPairs:
         self.validation_seed = validation_seed
         self.frames_per_dance = frames_per_dance
         self.validation_frames = validation_frames
+        self.train_pose = TrainPose.parse(train_pose, "train_pose")
+        self.stats_seeds = train_seeds[:stats_dances]
+        self.detected_seeds = train_seeds[:detected_dances]
+        self.detected = DetectedDances(size, self.look, frames_per_dance, video_size or VIDEO_SIZE)
+        self.detector_error = None  # train/detected.DetectorError, measured by `prepare` for noisy poses
+        self._usable: np.ndarray | None = None  # (detected dance, frame) pairs where a person was found
         self._tracks: dict[int, np.ndarray] = {}
         self._validation: list[tuple[np.ndarray, np.ndarray]] | None = None
+
+    def prepare(self, progress=None) -> None:
+        """Detects (or reads from the cache) the dances the statistics and the pose maps come from."""
+        from vidtrans.pose.keypoints import has_person
+        from vidtrans.train.detected import DetectorError
+
+        seeds = list(self.stats_seeds)
+        if self.train_pose is TrainPose.DETECTED:
+            seeds += [s for s in self.detected_seeds if s not in self.stats_seeds] + [self.validation_seed]
+        self.detected.prepare(seeds, progress)
+        if self.train_pose is TrainPose.DETECTED:
+            found = np.stack([has_person(self.detected.track(s)) for s in self.detected_seeds])
+            if not found.any():
+                raise VidtransError("the pose detector found nobody in the rendered training dances; "
+                                    "check that mediapipe works (vidtrans pose on any video)")
+            self._usable = np.argwhere(found)
+        elif self.train_pose is TrainPose.NOISY:
+            exact = np.concatenate([self._track(s) for s in self.stats_seeds])
+            detected = np.concatenate([self.detected.track(s) for s in self.stats_seeds])
+            self.detector_error = DetectorError.measure(exact, detected, self.look)
 
     def _track(self, seed: int) -> np.ndarray:
         from vidtrans.train.synth import dance_keypoints
@@ -136,30 +174,54 @@ class SyntheticPairs:
             self._tracks[seed] = dance_keypoints(seed, self.frames_per_dance, self.size, self.size, self.look)
         return self._tracks[seed]
 
-    def pair(self, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def pair(self, keypoints: np.ndarray, shown: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(pose map, target image) of exact `keypoints`; the pose map drawn from `shown` when given."""
         from vidtrans.pose.render import render_pose
         from vidtrans.train.synth import render_person
 
-        return (render_pose(keypoints, self.size, self.size, self.style),
+        return (render_pose(keypoints if shown is None else shown, self.size, self.size, self.style),
                 render_person(keypoints, self.size, self.size, self.look))
 
+    def _shown(self, seed: int, frame: int, rng: np.random.Generator) -> np.ndarray:
+        """The keypoints the pose map of frame `frame` of dance `seed` is drawn from."""
+        if self.train_pose is TrainPose.DETECTED:
+            return self.detected.track(seed)[frame]
+        exact = self._track(seed)[frame]
+        if self.train_pose is TrainPose.NOISY:
+            if self.detector_error is None:
+                raise VidtransError("SyntheticPairs.prepare() must run before noisy poses are drawn")
+            return self.detector_error.perturb(exact, self.look, rng)
+        return exact
+
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        seed = int(rng.integers(self.train_seeds.start, self.train_seeds.stop))
-        keypoints = self._track(seed)[rng.integers(self.frames_per_dance)]
-        return (*self.pair(keypoints), keypoints)
+        if self.train_pose is TrainPose.DETECTED:
+            if self._usable is None:
+                raise VidtransError("SyntheticPairs.prepare() must run before detected poses are drawn")
+            dance, frame = self._usable[rng.integers(len(self._usable))]
+            seed = self.detected_seeds[dance]
+        else:
+            seed = int(rng.integers(self.train_seeds.start, self.train_seeds.stop))
+            frame = rng.integers(self.frames_per_dance)
+        keypoints = self._track(seed)[frame]
+        return (*self.pair(keypoints, self._shown(seed, frame, rng)), keypoints)
 
     def validation(self) -> list[tuple[np.ndarray, np.ndarray]]:
         if self._validation is None:
             track = self._track(self.validation_seed)
             picks = np.linspace(0, len(track) - 1, self.validation_frames).astype(int)
-            self._validation = [self.pair(track[i]) for i in picks]
+            rng = np.random.default_rng(self.validation_seed)  # the same noisy poses at every validation
+            self._validation = [self.pair(track[i], self._shown(self.validation_seed, i, rng)) for i in picks]
         return self._validation
 
     def target_pose_stats(self) -> dict:
-        """The target's body size and floor line in the training frame, for pose normalization."""
+        """The target's body size and floor line in the training frame, for pose normalization, as
+        `run` measures them on a video of the target: from the keypoints the detector finds on the
+        first `stats_dances` training dances. (The renderer's exact keypoints give other figures:
+        the detector reads the ankles about 3 px higher at 256 px, so a target's own video was not
+        mapped onto itself.)"""
         from vidtrans.pose.normalize import estimate_pose_stats
 
-        tracks = np.concatenate([self._track(seed) for seed in self.train_seeds[:20]])
+        tracks = np.concatenate([self.detected.track(seed) for seed in self.stats_seeds])
         return estimate_pose_stats(tracks, self.size, self.size).to_dict()
 
     def background(self) -> np.ndarray:
@@ -170,12 +232,35 @@ class SyntheticPairs:
         return render_person(np.zeros((NUM_KEYPOINTS, 3), np.float32), self.size, self.size, self.look)
 
 
+Crop = tuple[int, int, int]  # (left, top, side): a square of a video's frames, in its pixels
+
+
+def crop_square(image: np.ndarray, crop: Crop, size: int) -> np.ndarray:
+    """The square `crop` of a frame, scaled to size x size: a target video's frame as training sees it."""
+    left, top, side = crop
+    return cv2.resize(image[top:top + side, left:left + side], (size, size), interpolation=cv2.INTER_AREA)
+
+
+def keypoints_in_crop(keypoints: np.ndarray, crop: Crop, size: int) -> np.ndarray:
+    """Keypoints (..., 18, 3) of a video's frame in the pixels of `crop_square`'s image (pixel
+    centres at whole numbers in both); missing keypoints stay (0, 0, 0)."""
+    left, top, side = crop
+    scale = size / side
+    out = np.array(keypoints, dtype=np.float32, copy=True)
+    out[..., 0] = (out[..., 0] - left + 0.5) * scale - 0.5
+    out[..., 1] = (out[..., 1] - top + 0.5) * scale - 0.5
+    out[out[..., 2] <= 0] = 0
+    return out
+
+
 class VideoPairs:
     """Pairs from a video of the target person: each frame's detected pose map -> the frame.
 
     Frames are cropped to a square around where the person dances (full height) and scaled to
     `size`; the pose statistics of the target in that frame go into the model card so that
-    `run --normalize` can fit other dancers to this body. The last tenth of the clip is held out.
+    `run --normalize` can fit other dancers to this body. The last tenth of the clip is held out:
+    `held_out_from` is the (frame index, time in seconds) of its first frame; no frame from there to
+    the end of the video is trained on (`vidtrans eval --video` scores on them).
     """
 
     def __init__(self, video: str | os.PathLike, size: int = 256, style=None, max_frames: int = 3000,
@@ -198,22 +283,18 @@ class VideoPairs:
             keep = set(np.flatnonzero(found)[np.linspace(0, found.sum() - 1, min(max_frames, found.sum())).astype(int)])
             side = min(height, width)
             centre_x = float(np.median(track[found][..., 0][track[found][..., 2] > 0]))
-            left = int(np.clip(round(centre_x - side / 2), 0, width - side))
-            top = (height - side) // 2
-            scale = size / side
-            frames, poses = [], []
+            self.crop: Crop = (int(np.clip(round(centre_x - side / 2), 0, width - side)), (height - side) // 2, side)
+            frames, poses, kept = [], [], []
             for i, frame in enumerate(reader):
                 if i in keep:
-                    crop = frame.image[top:top + side, left:left + side]
-                    frames.append(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA))
-                    pose = track[i].copy()
-                    pose[:, 0] = (pose[:, 0] - left + 0.5) * scale - 0.5
-                    pose[:, 1] = (pose[:, 1] - top + 0.5) * scale - 0.5
-                    pose[pose[:, 2] <= 0] = 0
-                    poses.append(pose)
+                    frames.append(crop_square(frame.image, self.crop, size))
+                    poses.append(keypoints_in_crop(track[i], self.crop, size))
+                    kept.append((i, frame.time))
         self.poses = np.stack(poses)
         self.frames = frames
         self.split = max(1, int(len(frames) * 0.9))
+        # Kept frames are in clip order, so no frame from the first held-out one on was trained on.
+        self.held_out_from: tuple[int, float] | None = kept[self.split] if self.split < len(kept) else None
         try:
             self.stats = estimate_pose_stats(self.poses, size, size).to_dict()
         except VidtransError:

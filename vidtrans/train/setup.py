@@ -17,13 +17,14 @@ from typing import Any, Callable
 
 from vidtrans.errors import VidtransError
 from vidtrans.models.checkpoint import ModelCard
-from vidtrans.options import TrainOptions
+from vidtrans.options import TrainOptions, TrainPose
 from vidtrans.pose.render import PoseStyle
 from vidtrans.train.trainer import (PairSource, TrainConfig, check_config, check_output, describe_conflicts,
                                     resume_conflicts, saved_settings)
 
 # Settings a resumed run takes from its checkpoint unless given, and their defaults otherwise.
-_NEW_RUN = {"architecture": TrainConfig.architecture, "ngf": TrainConfig.ngf, "ndf": TrainConfig.ndf, "size": 256}
+_NEW_RUN = {"architecture": TrainConfig.architecture, "ngf": TrainConfig.ngf, "ndf": TrainConfig.ndf, "size": 256,
+            "d_scales": TrainConfig.d_scales, "face_d": TrainConfig.face_d}
 
 
 def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target: str | os.PathLike | None = None,
@@ -40,9 +41,14 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
 
     if sum(x is not None and x is not False for x in (target, data, synthetic or None)) != 1:
         raise VidtransError("give exactly one data source: a target video, --data DIR or --synthetic")
+    if options.train_pose != TrainPose.EXACT and not synthetic:
+        raise VidtransError(f"{(names or {}).get('train_pose', 'train_pose')} {options.train_pose.value} is for "
+                            "synthetic training only (a target video's pose maps are always drawn from detected "
+                            "keypoints, a paired folder's are given); drop it")
     check_output(output, options.resume, options.overwrite, names)
     requested = {k: getattr(options, k) for k in _NEW_RUN}
-    settings = dict(_NEW_RUN)
+    # Paired folders give no keypoints to find a face by.
+    settings = {**_NEW_RUN, "face_d": _NEW_RUN["face_d"] and data is None}
     if options.resume:
         settings = saved_settings(output, names)
         conflicts = resume_conflicts(settings, {k: v for k, v in requested.items() if v is not None})
@@ -52,7 +58,10 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
     config = TrainConfig(iterations=options.iterations, batch_size=options.batch_size,
                          architecture=chosen["architecture"], ngf=chosen["ngf"], ndf=chosen["ndf"], lr=options.lr,
                          lambda_l1=options.lambda_l1, save_every=options.save_every,
-                         validate_every=options.validate_every, seed=options.seed)
+                         validate_every=options.validate_every, seed=options.seed, d_scales=chosen["d_scales"],
+                         lambda_feat=options.lambda_feat, face_d=chosen["face_d"],
+                         lambda_face_gan=options.lambda_face_gan, lambda_face=options.lambda_face,
+                         data_workers=options.data_workers)
     size = chosen["size"]
     check_config(config, size, names)
     resolve_device(options.device)
@@ -69,12 +78,18 @@ def _source_and_card(architecture: str, size: int, options: TrainOptions, target
                      pose_style=style.to_dict(), normalization="sample")
     training: dict[str, Any]
     if synthetic:
-        source = SyntheticPairs(size=size, style=style)
+        source = SyntheticPairs(size=size, style=style, train_pose=options.train_pose)
+        source.prepare(progress)
         card.target_pose_stats = source.target_pose_stats()
         card.description = "pose map -> our procedural target character (vidtrans.train.synth.TARGET_LOOK)"
+        stats, video = source.stats_seeds, source.detected.video_size
         training = {"data": "synthetic (procedural character and dances rendered by vidtrans)",
                     "train_seeds": [source.train_seeds.start, source.train_seeds.stop],
-                    "validation_seed": source.validation_seed}
+                    "validation_seed": source.validation_seed, "train_pose": source.train_pose.value,
+                    "target_pose_stats": f"from keypoints MediaPipe found on training dances {stats.start}-"
+                                         f"{stats.stop - 1} rendered at {video}x{video}, as run measures a video"}
+        if source.train_pose == TrainPose.DETECTED:
+            training["detected_poses"] = len(source.detected_seeds) * source.frames_per_dance
     elif data is not None:
         data = Path(data)
         rgb = options.input_kind == "rgb"
@@ -87,6 +102,11 @@ def _source_and_card(architecture: str, size: int, options: TrainOptions, target
         source = VideoPairs(target, size=size, style=style, progress=progress)
         card.target_pose_stats = source.target_pose_stats()
         card.description = f"pose map -> the person in {target.name}"
-        training = {"data": f"target video {target.name}", "frames": len(source.frames)}
+        # What `vidtrans eval --video` needs to rebuild the truth of the held-out tail.
+        training = {"data": f"target video {target.name}", "frames": len(source.frames), "video": target.name,
+                    "crop": list(source.crop)}
+        if source.held_out_from is not None:
+            frame, time = source.held_out_from
+            training["held_out"] = {"from_frame": frame, "from_time": time}
     card.training = training
     return source, card

@@ -1,13 +1,24 @@
-"""pix2pix training: conditional GAN (PatchGAN) + lambda * L1, in one plain loop.
+"""pix2pix training: conditional GAN + lambda * L1, in one plain loop, with pix2pixHD's and
+Everybody Dance Now's additions (each one a setting): PatchGANs at two scales with discriminator
+feature matching, and a discriminator and an L1 loss on the face square.
 
-Runs on one CPU or GPU, or on several GPUs under `torchrun` (DDP; each rank draws its own samples,
-rank 0 validates and writes checkpoints). The output folder is a normal vidtrans checkpoint
-(usable by `load_model` at every save) plus `train_state.pt` for `--resume`.
+No part of the objective uses pretrained weights: pix2pixHD and EDN also use a VGG perceptual loss,
+but an ImageNet network cannot be had offline, and vidtrans never downloads weights.
+
+Samples are drawn each from its own number, so a seed gives the same samples whether DataLoader
+worker processes prepare them ahead of the step (the default on a GPU: rendering a synthetic pair
+costs several ms of CPU) or the step draws them, however the workers are scheduled. Runs on one CPU
+or GPU, or on several GPUs under `torchrun` (DDP; each
+rank draws its own samples, rank 0 validates and writes checkpoints). The output folder is a
+normal vidtrans checkpoint (usable by `load_model` at every save) plus `train_state.pt` for
+`--resume`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
 import math
 import os
 import time
@@ -28,15 +39,24 @@ from vidtrans.metrics import psnr, ssim
 from vidtrans.models.checkpoint import (BACKGROUND_NAME, CARD_NAME, MAX_SIZE, WEIGHTS_NAME, ModelCard,
                                         load_checkpoint, load_tensor_file, read_card, save_background,
                                         save_checkpoint, state_dict_mismatch)
-from vidtrans.models.networks import (GENERATORS, NORMS, NLayerDiscriminator, build_generator, init_weights,
+from vidtrans.models.networks import (GENERATORS, NORMS, MultiscaleDiscriminator, build_generator, init_weights,
                                       input_multiple, parse_generator, use_per_sample_stats)
 from vidtrans.models.translator import resolve_device
 from vidtrans.options import is_int
+from vidtrans.pose.regions import Box, face_box
 
 STATE_NAME = "train_state.pt"
 _STATE_KEYS = ("iteration", "netD", "optG", "optD", "config")
 # Settings that shape the networks and the training images: a resumed run must keep them.
-RESUME_SETTINGS = ("architecture", "ngf", "ndf", "n_layers_d", "norm", "size")
+RESUME_SETTINGS = ("architecture", "ngf", "ndf", "n_layers_d", "norm", "size", "d_scales", "face_d")
+# The recipe's settings, all off: pix2pix's objective, and what a training state saved before they
+# existed trained with.
+RECIPE_OFF = {"d_scales": 1, "face_d": False, "lambda_feat": 0.0, "lambda_face_gan": 0.0, "lambda_face": 0.0}
+# The face square is resized to this side for its discriminator and L1 loss: a 256 px frame's face
+# (about 30 px) upsampled, a 1024 px frame's downsampled; the face PatchGAN then sees all of it.
+FACE_CROP = 64
+# How often fit hands the losses to on_step: reading them waits for the device.
+REPORT_SECONDS = 0.5
 # How errors spell settings for Python callers; the CLI passes its flags instead.
 PARAMETERS = {"resume": "resume=True", "overwrite": "overwrite=True"}
 
@@ -73,6 +93,13 @@ class TrainConfig:
     validate_every: int = 500
     seed: int = 0
     amp: bool = True  # CUDA only
+    # The recipe (pix2pixHD, Everybody Dance Now), none of it pretrained (see the module's note).
+    d_scales: int = 2  # PatchGANs at the full frame and each halving (pix2pixHD); 1: pix2pix's one
+    lambda_feat: float = 10.0  # discriminator feature matching (pix2pixHD's weight); 0: off
+    face_d: bool = True  # a conditional PatchGAN on the face square (EDN's face GAN, vid2vid's face D)
+    lambda_face_gan: float = 2.0  # its adversarial loss's weight for the generator (vid2vid's)
+    lambda_face: float = 100.0  # L1 on the face square, on top of the frame's; 0: off
+    data_workers: int | None = None  # processes preparing samples; None: chosen for the device
 
 
 def _spell(names: dict[str, str] | None) -> Callable[[str], str]:
@@ -101,15 +128,26 @@ def check_config(config: TrainConfig, size: int, names: dict[str, str] | None = 
         raise VidtransError(f"{spell('norm')} must be one of {', '.join(NORMS)}, not {config.norm!r}")
     if not (isinstance(config.lr, (int, float)) and math.isfinite(config.lr) and config.lr > 0):
         raise VidtransError(f"{spell('lr')} must be a positive learning rate such as 2e-4, got {config.lr!r}")
-    if not (isinstance(config.lambda_l1, (int, float)) and math.isfinite(config.lambda_l1) and config.lambda_l1 >= 0):
-        raise VidtransError(f"{spell('lambda_l1')} must be 0 or more, got {config.lambda_l1!r}")
+    for setting in ("lambda_l1", "lambda_feat", "lambda_face_gan", "lambda_face"):
+        value = getattr(config, setting)
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                and value >= 0):
+            raise VidtransError(f"{spell(setting)} must be 0 or more, got {value!r}")
+    if not _whole(config.d_scales, 1, 3):
+        raise VidtransError(f"{spell('d_scales')} must be 1, 2 or 3, got {config.d_scales!r}")
+    if not isinstance(config.face_d, bool):
+        raise VidtransError(f"{spell('face_d')} must be True or False, got {config.face_d!r}")
+    if config.data_workers is not None and not _whole(config.data_workers, 0, 64):
+        raise VidtransError(f"{spell('data_workers')} must be a whole number from 0 to 64, got {config.data_workers!r}")
     # The generator's input must be a multiple of its downsampling (a U-Net halves it down to 1 px);
-    # the PatchGAN discriminator needs at least 32 px.
+    # the PatchGAN discriminator needs at least 32 px at its coarsest scale.
     multiple = input_multiple(config.architecture)
-    low = max(multiple, 32)
+    smallest = 32 << (config.d_scales - 1)
+    low = max(multiple, smallest)
     if not _whole(size, low, MAX_SIZE) or size % multiple:
-        raise VidtransError(f"{spell('size')} {size!r} does not fit {config.architecture}: use a multiple of {multiple} "
-                            f"from {low} to {MAX_SIZE}")
+        scales = f" with {spell('d_scales')} {config.d_scales}" if smallest > max(multiple, 32) else ""
+        raise VidtransError(f"{spell('size')} {size!r} does not fit {config.architecture}{scales}: use a multiple of "
+                            f"{multiple} from {low} to {MAX_SIZE}")
 
 
 def check_output(out_dir: str | os.PathLike, resume: bool, overwrite: bool, names: dict[str, str] | None = None) -> None:
@@ -146,6 +184,10 @@ def read_train_state(out_dir: str | os.PathLike, names: dict[str, str] | None = 
         bad = [key for key, ok in checks.items() if not ok]
     if bad:
         raise VidtransError(f"{path}: not a vidtrans training state (missing or bad: {', '.join(bad)}); {fix}")
+    if "d_scales" not in state["config"] and isinstance(state["netD"], dict):
+        # Saved before the recipe settings: its one PatchGAN is a one-scale discriminator's first scale.
+        state["config"] = {**RECIPE_OFF, **state["config"]}
+        state["netD"] = {f"scales.0.{name}": value for name, value in state["netD"].items()}
     return state
 
 
@@ -171,21 +213,79 @@ def describe_conflicts(conflicts: list[tuple[str, Any, Any]], names: dict[str, s
                      for k, value, saved in conflicts)
 
 
-def _to_tensor(images: list[np.ndarray], device: torch.device, memory_format) -> torch.Tensor:
-    x = torch.from_numpy(np.stack(images)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+def _to_device(images: torch.Tensor, device: torch.device, memory_format) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1] on `device` (copied without waiting when pinned)."""
+    x = images.to(device, non_blocking=True).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     return x.contiguous(memory_format=memory_format)
+
+
+def _to_tensor(images: list[np.ndarray], device: torch.device, memory_format) -> torch.Tensor:
+    return _to_device(torch.from_numpy(np.stack(images)), device, memory_format)
 
 
 def _to_images(x: torch.Tensor) -> np.ndarray:
     return ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def _distributed() -> tuple[int, int]:
+def _distributed(device: torch.device) -> tuple[int, int]:
+    """(rank, world size), joining torchrun's process group: NCCL for CUDA devices, Gloo otherwise
+    (NCCL cannot reduce CPU tensors, e.g. `--device cpu` on a machine with GPUs)."""
     if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+# Sample preparation processes when --data-workers is not given. On a GPU the step is shorter than
+# rendering a batch, so several. On a CPU the step keeps every core busy, and a process drawing
+# ahead only takes turns with it: on 2 cores it measured 5 % slower at batch 1 and the same at
+# batch 4 than samples drawn in the step (benchmarks/README.md, "Training speed").
+CPU_DATA_WORKERS = 0
+MAX_DATA_WORKERS = 8
+
+
+def _data_workers(config: TrainConfig, device: torch.device, world: int) -> int:
+    if config.data_workers is not None:
+        return config.data_workers
+    if device.type != "cuda":
+        return CPU_DATA_WORKERS
+    return max(1, min(MAX_DATA_WORKERS, (os.cpu_count() or 2) // world - 1))
+
+
+class _Samples(torch.utils.data.Dataset):
+    """Sample number n of a run, drawn with a generator seeded by (seed, rank, n): the same seed gives
+    the same samples whichever worker prepares them and when, and a resumed run goes on with the
+    samples the uninterrupted run would have drawn."""
+
+    def __init__(self, source: PairSource, seed: int, rank: int):
+        self.source, self.seed, self.rank = source, seed, rank
+
+    def __getitem__(self, n: int):
+        try:
+            a, b, keypoints = self.source.sample(np.random.default_rng([self.seed, self.rank, n]))
+        except VidtransError as e:
+            return e  # raised by the training loop: DataLoader would add its own lines to the message
+        return a, b, face_box(keypoints, *b.shape[:2]) if keypoints is not None else None
+
+
+# Inputs and targets (uint8, N x H x W x 3), each sample's face box, and which samples show a face.
+Batch = tuple[torch.Tensor, torch.Tensor, list[Box], torch.Tensor]
+
+
+def _collate(samples: list) -> Batch | Exception:
+    """A sample without a face gets the whole frame as its box, so that the batch's crops always
+    have one shape (and weight 0)."""
+    error = next((s for s in samples if isinstance(s, Exception)), None)
+    if error is not None:
+        return error
+    height, width = samples[0][1].shape[:2]
+    boxes = [box or (0, 0, width, height) for _, _, box in samples]
+    faces = torch.tensor([box is not None for _, _, box in samples])
+    inputs, targets = (torch.from_numpy(np.stack([sample[i] for sample in samples])) for i in (0, 1))
+    return inputs, targets, boxes, faces
 
 
 class Trainer:
@@ -193,7 +293,11 @@ class Trainer:
                  device: str = "auto", resume: bool = False,
                  on_step: Callable[[int, dict[str, float]], None] | None = None, overwrite: bool = False):
         """Train into the checkpoint folder `out_dir`: a new one, the one there with `resume`, or a
-        fresh one replacing it with `overwrite` (the old run's files go when training starts)."""
+        fresh one replacing it with `overwrite` (the old run's files go when training starts).
+
+        on_step(iteration, losses) is called on rank 0 about every REPORT_SECONDS and after each
+        validation, with the losses averaged since the previous call and "it_s" (plus "ssim" and
+        "psnr" after a validation)."""
         check_config(config, card.native_size[0])
         check_output(out_dir, resume, overwrite)
         self.source = source
@@ -201,34 +305,46 @@ class Trainer:
         self.config = config
         self.card = card
         self.on_step = on_step
-        self.rank, self.world = _distributed()
         if device == "auto":
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
         self.device = resolve_device(device)
+        self.rank, self.world = _distributed(self.device)
         self.amp = config.amp and self.device.type == "cuda"
         self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
         torch.manual_seed(config.seed + self.rank)
-        self.rng = np.random.default_rng(config.seed + 1000 * self.rank)
-        self.netG = build_generator(config.architecture, 3, 3, config.ngf, config.norm).to(self.device, memory_format=self.memory_format)
-        self.netD = NLayerDiscriminator(6, config.ndf, config.n_layers_d, config.norm).to(self.device, memory_format=self.memory_format)
-        for net in (self.netG, self.netD):
-            init_weights(net)
-        self.optG = torch.optim.Adam(self.netG.parameters(), lr=config.lr, betas=(config.beta1, 0.999))
-        self.optD = torch.optim.Adam(self.netD.parameters(), lr=config.lr, betas=(config.beta1, 0.999))
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        # Each network initialised as soon as it is built: the generator's initial weights then do
+        # not depend on which discriminators the recipe asks for.
+        self.netG = self._initialised(build_generator(config.architecture, 3, 3, config.ngf, config.norm))
+        self.netD = self._initialised(MultiscaleDiscriminator(6, config.ndf, config.n_layers_d, config.norm,
+                                                              config.d_scales))
+        # The face square's discriminator, conditional like the frame's: (pose crop, image crop).
+        self.netD_face = (self._initialised(MultiscaleDiscriminator(6, config.ndf, config.n_layers_d, config.norm, 1))
+                          if config.face_d else None)
+        self.discriminators = [net for net in (self.netD, self.netD_face) if net is not None]
+        # Fused Adam: one kernel for all parameters (on a CPU, a third of the time of the default
+        # implementation for these networks), and with AMP the scaler's check for infinite gradients
+        # stays on the device instead of waiting for it.
+        adam = {"lr": config.lr, "betas": (config.beta1, 0.999), "fused": True}
+        self.optG = torch.optim.Adam(self.netG.parameters(), **adam)
+        self.optD = torch.optim.Adam(itertools.chain(*(net.parameters() for net in self.discriminators)), **adam)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
         self.iteration = 0
         if overwrite and self.rank == 0:
             _remove_run(self.out_dir)
         if resume:
             self._load_state()
-            # Draw new samples after a resume rather than replaying the first run's sequence.
-            self.rng = np.random.default_rng([config.seed, self.rank, self.iteration])
-        self.G = self.netG
-        self.D = self.netD
+        self.G, self.D, self.D_face = self.netG, self.netD, self.netD_face
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.G = nn.parallel.DistributedDataParallel(self.netG, device_ids=ids)
-            self.D = nn.parallel.DistributedDataParallel(self.netD, device_ids=ids)
+            ddp = functools.partial(nn.parallel.DistributedDataParallel, device_ids=ids)
+            self.G, self.D = ddp(self.netG), ddp(self.netD)
+            if self.netD_face is not None:
+                self.D_face = ddp(self.netD_face)
+        self._batches: Any = None  # the DataLoader's iterator, started by the first step
+
+    def _initialised(self, net: nn.Module) -> nn.Module:
+        init_weights(net)
+        return net.to(self.device, memory_format=self.memory_format)
 
     # --- one step ------------------------------------------------------------------------------------
 
@@ -239,51 +355,125 @@ class Trainer:
         remaining = max(self.config.iterations - decay_start, 1)
         return self.config.lr * max(0.0, 1.0 - (iteration - decay_start) / remaining)
 
-    def step(self) -> dict[str, float]:
-        pairs = [self.source.sample(self.rng) for _ in range(self.config.batch_size)]
-        real_a = _to_tensor([a for a, _, _ in pairs], self.device, self.memory_format)
-        real_b = _to_tensor([b for _, b, _ in pairs], self.device, self.memory_format)
+    def _next_batch(self) -> Batch:
+        """The next batch, inputs and targets as floats on the device."""
+        if self._batches is None:
+            workers = _data_workers(self.config, self.device, self.world)
+            loader = torch.utils.data.DataLoader(
+                _Samples(self.source, self.config.seed, self.rank), batch_size=self.config.batch_size,
+                sampler=itertools.count(self.iteration * self.config.batch_size), num_workers=workers,
+                collate_fn=_collate, pin_memory=self.device.type == "cuda", prefetch_factor=2 if workers else None,
+                generator=torch.Generator().manual_seed(self.config.seed))  # leaves the global RNG alone
+            self._batches = iter(loader)
+        batch = next(self._batches)
+        if isinstance(batch, Exception):
+            raise batch
+        inputs, targets, boxes, faces = batch
+        inputs, targets = (_to_device(images, self.device, self.memory_format) for images in (inputs, targets))
+        return inputs, targets, boxes, faces
+
+    def close(self) -> None:
+        """Stop the sample-preparing processes (fit does; a caller of `step` may)."""
+        self._batches = None  # the iterator shuts its workers down when dropped
+
+    def step(self) -> dict[str, torch.Tensor]:
+        """One iteration: the discriminators' update, then the generator's. The losses stay on the
+        device: reading them would make the CPU wait for it."""
+        config = self.config
+        real_a, real_b, boxes, faces = self._next_batch()
         for opt in (self.optG, self.optD):
             for group in opt.param_groups:
                 group["lr"] = self._lr(self.iteration)
+        # The face terms are left out of a batch without a face; under DDP every process computes
+        # them (weight 0 without a face), as all must take part in reducing the face discriminator.
+        face = (config.face_d or config.lambda_face > 0) and (bool(faces.any()) or self.world > 1)
         autocast = torch.autocast(self.device.type, enabled=self.amp)
+        losses: dict[str, torch.Tensor] = {}
         with autocast:
             fake_b = self.G(real_a)
-            pred_fake = self.D(torch.cat([real_a, fake_b.detach()], 1))
-            pred_real = self.D(torch.cat([real_a, real_b], 1))
-            loss_d = 0.5 * (_gan_loss(pred_fake, False) + _gan_loss(pred_real, True))
+            real_pair, fake_pair = torch.cat([real_a, real_b], 1), torch.cat([real_a, fake_b], 1)
+            if face:
+                weights = (faces / faces.sum().clamp(min=1)).to(self.device, non_blocking=True)
+                real_face, fake_face = (_crop(pair, boxes, self.memory_format) for pair in (real_pair, fake_pair))
+
+            for net in self.discriminators:
+                net.requires_grad_(True)
+            real_out = self.D(real_pair)
+            losses["d"] = 0.5 * (_gan_loss(real_out, True) + _gan_loss(self.D(fake_pair.detach()), False))
+            loss_d = losses["d"]
+            if face and config.face_d:
+                real_face_out = self.D_face(real_face)
+                losses["d_face"] = 0.5 * (_gan_loss(real_face_out, True, weights)
+                                          + _gan_loss(self.D_face(fake_face.detach()), False, weights))
+                loss_d = loss_d + losses["d_face"]
         self.optD.zero_grad(set_to_none=True)
         self.scaler.scale(loss_d).backward()
         self.scaler.step(self.optD)
+
+        # As upstream pix2pix: the generator's step computes no gradients for the discriminators.
+        # Frozen, they have nothing for DDP to reduce either, so their own modules are called.
+        for net in self.discriminators:
+            net.requires_grad_(False)
         with autocast:
-            pred_fake = self.D(torch.cat([real_a, fake_b], 1))
-            loss_gan = _gan_loss(pred_fake, True)
-            loss_l1 = F.l1_loss(fake_b.float(), real_b)
-            loss_g = loss_gan + self.config.lambda_l1 * loss_l1
+            fake_out = self.netD(fake_pair)
+            losses["g_gan"] = _gan_loss(fake_out, True)
+            losses["g_l1"] = F.l1_loss(fake_b.float(), real_b)
+            loss_g = losses["g_gan"] + config.lambda_l1 * losses["g_l1"]
+            if config.lambda_feat:
+                # Real features from the discriminators' step (before their update, as pix2pixHD
+                # takes both from one pass), which saves a discriminator pass per step.
+                losses["g_feat"] = _feature_matching(fake_out, real_out, config.n_layers_d)
+                loss_g = loss_g + config.lambda_feat * losses["g_feat"]
+            if config.face_d:
+                losses["g_face_gan"] = losses["g_face_feat"] = torch.zeros((), device=self.device)
+                if face:
+                    face_out = self.netD_face(fake_face)
+                    losses["g_face_gan"] = _gan_loss(face_out, True, weights)
+                    losses["g_face_feat"] = _feature_matching(face_out, real_face_out, config.n_layers_d, weights)
+                    loss_g = (loss_g + config.lambda_face_gan * losses["g_face_gan"]
+                              + config.lambda_feat * losses["g_face_feat"])
+            if config.lambda_face:
+                losses["g_face"] = torch.zeros((), device=self.device)
+                if face:
+                    losses["g_face"] = _mean((fake_face[:, 3:].float() - real_face[:, 3:].float()).abs(), weights)
+                    loss_g = loss_g + config.lambda_face * losses["g_face"]
         self.optG.zero_grad(set_to_none=True)
         self.scaler.scale(loss_g).backward()
         self.scaler.step(self.optG)
         self.scaler.update()
         self.iteration += 1
-        return {"g_gan": loss_gan.item(), "g_l1": loss_l1.item(), "d": loss_d.item()}
+        return {name: loss.detach() for name, loss in losses.items()}
 
     # --- loop ----------------------------------------------------------------------------------------
 
     def fit(self) -> dict[str, float]:
         metrics: dict[str, float] = self.card.metrics.get("validation", {})
         started, start_iteration = time.perf_counter(), self.iteration
-        while self.iteration < self.config.iterations:
-            losses = self.step()
-            done = self.iteration
-            losses["it_s"] = (done - start_iteration) / max(time.perf_counter() - started, 1e-9)
-            last = done == self.config.iterations
-            if self.rank == 0 and (done % self.config.validate_every == 0 or last):
-                metrics = self.validate()
-                losses.update(metrics)
-            if self.rank == 0 and (done % self.config.save_every == 0 or last):
-                self.save(metrics)
-            if self.on_step and self.rank == 0:
-                self.on_step(done, losses)
+        reporting = self.on_step is not None and self.rank == 0
+        totals: dict[str, torch.Tensor] = {}
+        steps, reported = 0, started
+        try:
+            while self.iteration < self.config.iterations:
+                losses = self.step()
+                if reporting:
+                    totals = {name: totals[name] + loss if name in totals else loss for name, loss in losses.items()}
+                    steps += 1
+                done = self.iteration
+                last = done == self.config.iterations
+                validated = self.rank == 0 and (done % self.config.validate_every == 0 or last)
+                if validated:
+                    metrics = self.validate()
+                if self.rank == 0 and (done % self.config.save_every == 0 or last):
+                    self.save(metrics)
+                now = time.perf_counter()
+                if reporting and (validated or now - reported >= REPORT_SECONDS):
+                    means = (torch.stack(list(totals.values())).float() / steps).tolist()  # the one wait
+                    report = {**dict(zip(totals, means)), "it_s": (done - start_iteration) / max(now - started, 1e-9),
+                              **(metrics if validated else {})}
+                    self.on_step(done, report)
+                    totals, steps, reported = {}, 0, now
+        finally:
+            self.close()
         if self.world > 1:
             dist.barrier()
         return metrics
@@ -321,14 +511,18 @@ class Trainer:
                                    norm=self.config.norm, input_nc=3, output_nc=3)
         card.training = {**self.card.training, "iterations": self.iteration, "batch_size": self.config.batch_size,
                          "world_size": self.world, "lr": self.config.lr, "lambda_l1": self.config.lambda_l1,
-                         "ndf": self.config.ndf, "device": self.device.type}
+                         "ndf": self.config.ndf, "device": self.device.type,
+                         **{k: getattr(self.config, k) for k in RECIPE_OFF}}
         card.metrics = {**self.card.metrics, **({"validation": metrics} if metrics else {})}
         save_checkpoint(self.out_dir, self.netG, card)
         background = self.source.background()
         if background is not None:  # `run` shows it for frames without a person
             save_background(self.out_dir, background)
         state = {"iteration": self.iteration, "netD": self.netD.state_dict(), "optG": self.optG.state_dict(),
-                 "optD": self.optD.state_dict(), "config": dataclasses.asdict(self.config)}
+                 "optD": self.optD.state_dict(), "scaler": self.scaler.state_dict(),
+                 "config": dataclasses.asdict(self.config)}
+        if self.netD_face is not None:
+            state["netD_face"] = self.netD_face.state_dict()
         write_atomically(self.out_dir / STATE_NAME, lambda f: torch.save(state, f), overwrite=True,
                          what="training state")
 
@@ -344,8 +538,12 @@ class Trainer:
             # Optimizers move their state to their parameters' device.
             self.netG.load_state_dict(checkpoint.state_dict)
             self.netD.load_state_dict(state["netD"])
+            if self.netD_face is not None:
+                self.netD_face.load_state_dict(state["netD_face"])
             self.optG.load_state_dict(state["optG"])
             self.optD.load_state_dict(state["optD"])
+            if state.get("scaler"):  # empty when saved without AMP (e.g. on a CPU); a no-op without AMP
+                self.scaler.load_state_dict(state["scaler"])
         except (RuntimeError, ValueError, KeyError, TypeError) as e:
             raise VidtransError(f"{self.out_dir / STATE_NAME}: does not fit the networks ({state_dict_mismatch(e)}); "
                                 f"start over with {PARAMETERS['overwrite']}") from e
@@ -364,6 +562,37 @@ def _remove_run(out_dir: Path) -> None:
                             "check the folder is writable") from e
 
 
-def _gan_loss(prediction: torch.Tensor, real: bool) -> torch.Tensor:
-    target = torch.ones_like(prediction) if real else torch.zeros_like(prediction)
-    return F.binary_cross_entropy_with_logits(prediction.float(), target)
+def _crop(images: torch.Tensor, boxes: list[Box], memory_format) -> torch.Tensor:
+    """Each image's box (x0, y0, x1, y1), resized to FACE_CROP x FACE_CROP."""
+    crops = [F.interpolate(images[i:i + 1, :, y0:y1, x0:x1].float().contiguous(), size=(FACE_CROP, FACE_CROP),
+                           mode="bilinear", align_corners=False, antialias=True) for i, (x0, y0, x1, y1) in enumerate(boxes)]
+    return torch.cat(crops).contiguous(memory_format=memory_format)
+
+
+def _mean(loss: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The mean of `loss`; with per-sample `weights` (summing to 1 or 0), each sample's mean weighted."""
+    if weights is None:
+        return loss.mean()
+    return (loss.flatten(1).mean(1) * weights).sum()
+
+
+def _gan_loss(outputs: list[list[torch.Tensor]], real: bool, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy of each scale's patch logits (its last output) against real or fake, summed over
+    the scales as pix2pixHD does."""
+    total = torch.zeros((), device=outputs[0][-1].device)
+    for features in outputs:
+        logits = features[-1].float()
+        target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+        total = total + _mean(F.binary_cross_entropy_with_logits(logits, target, reduction="none"), weights)
+    return total
+
+
+def _feature_matching(fake: list[list[torch.Tensor]], real: list[list[torch.Tensor]], n_layers: int,
+                      weights: torch.Tensor | None = None) -> torch.Tensor:
+    """pix2pixHD's feature matching: L1 between the discriminator's intermediate features on the
+    generated and the real pair, each layer weighted 4 / (n_layers + 1), averaged over the scales."""
+    total = torch.zeros((), device=fake[0][-1].device)
+    for fake_features, real_features in zip(fake, real):
+        for f, r in zip(fake_features[:-1], real_features[:-1]):
+            total = total + _mean((f.float() - r.detach().float()).abs(), weights)
+    return total * (4.0 / (n_layers + 1)) / len(fake)

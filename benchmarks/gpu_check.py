@@ -330,14 +330,17 @@ def live(plan: Plan, work: Path) -> dict:
 
 
 def train_step(plan: Plan, work: Path) -> dict:
-    from vidtrans.options import TrainOptions
-    from vidtrans.train.setup import prepare_training
-    from vidtrans.train.trainer import Trainer
+    from vidtrans.models.checkpoint import ModelCard
+    from vidtrans.train.data import SyntheticPairs
+    from vidtrans.train.trainer import TrainConfig, Trainer
 
-    options = TrainOptions(iterations=plan.train_steps + 1, batch_size=1, device=plan.device,
-                           save_every=10_000, validate_every=10_000, **plan.train)
-    source, config, card = prepare_training(work / "train", options, synthetic=True)
-    trainer = Trainer(source, work / "train", config, card, device=plan.device)
+    # The synthetic source with exact poses and the default recipe, built directly: `train --synthetic`
+    # would first detect twenty dances for the card's statistics (a minute), which the step does not use.
+    size = plan.train["size"]
+    config = TrainConfig(iterations=plan.train_steps + 1, batch_size=1, save_every=10_000, validate_every=10_000,
+                         **{k: v for k, v in plan.train.items() if k != "size"})
+    card = ModelCard(architecture=config.architecture, native_size=(size, size), input_kind="pose")
+    trainer = Trainer(SyntheticPairs(size=size), work / "train", config, card, device=plan.device)
     started = time.perf_counter()
     trainer.step()  # warm-up: cuDNN picks its algorithms
     warmup = time.perf_counter() - started

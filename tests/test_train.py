@@ -141,3 +141,24 @@ def test_eval_reports_metrics_as_json(tmp_path):
     assert 0 < metrics["ssim"] < 1 and metrics["psnr"] > 5
     used = cli("eval", "--model", out, "--synthetic", "--seed", "5", "--frames", "6")
     assert used.returncode == 1 and "used in training" in used.stderr
+
+
+def test_fine_tuning_starts_from_a_models_generator(tmp_path):
+    from safetensors.numpy import load_file
+
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    assert cli("train", "--synthetic", "-o", base, "--iterations", "2", *TINY).returncode == 0
+    # A learning rate too small to move any weight: what the run saves is what it started from.
+    result = cli("train", "--synthetic", "--init-from", base, "-o", tuned, "--iterations", "1", "--lr", "1e-30",
+                 "--ndf", "4", "--save-every", "1", "--validate-every", "1")
+    assert result.returncode == 0, result.stderr
+    before, after = load_file(base / "model.safetensors"), load_file(tuned / "model.safetensors")
+    assert before.keys() == after.keys() and all(np.allclose(before[k], after[k], rtol=0, atol=1e-20) for k in before)
+    card = json.loads((tuned / "card.json").read_text())
+    assert card["training"]["init_from"]["model"] == str(base) and card["ngf"] == 8 and card["native_size"] == [128, 128]
+
+    wider = cli("train", "--synthetic", "--init-from", base, "-o", tmp_path / "wider", "--ngf", "16")
+    assert wider.returncode == 1 and "--ngf 16 differs from the checkpoint's 8" in wider.stderr
+    both = cli("train", "--synthetic", "--init-from", base, "-o", tuned, "--resume")
+    assert both.returncode == 1 and "--init-from" in both.stderr and "--resume" in both.stderr
+    assert not (tmp_path / "wider").exists()

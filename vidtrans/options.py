@@ -372,6 +372,9 @@ class TrainOptions(_Options):
     lambda_face_gan: float = option(2.0, "Weight of the face discriminator's loss for the generator.")
     lambda_face: float = option(100.0, "Weight of an L1 loss on the face square (where the keypoints show a face), "
                                 "on top of --lambda-l1's on the frame; 0: off.")
+    init_from: str | None = option(None, "Start the generator from this model's weights (a name such as pose2person, "
+                                   "or a checkpoint folder) instead of random ones: fine-tuning. Its architecture, "
+                                   "width and size are used; the discriminators start fresh.")
     data_workers: int | None = option(None, "Processes preparing training samples ahead of the step (default: up "
                                       "to 8 per GPU; none on a CPU, where the step uses every core); 0: none, "
                                       "samples are drawn in the step.")

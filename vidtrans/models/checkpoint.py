@@ -263,10 +263,16 @@ def save_checkpoint(folder: str | os.PathLike, net: nn.Module, card: ModelCard, 
     return folder
 
 
+def user_cache() -> Path:
+    """$XDG_CACHE_HOME/vidtrans (by default ~/.cache/vidtrans): models found by name, and the work
+    vidtrans keeps to save time (exported ONNX graphs, detected training dances)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vidtrans"
+
+
 def model_search_path() -> list[Path]:
     """Folders searched for a model given by name, first match wins."""
     paths = [Path(p) for p in os.environ.get("VIDTRANS_MODELS", "").split(os.pathsep) if p]
-    paths.append(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vidtrans")
+    paths.append(user_cache())
     paths.append(SHIPPED_CHECKPOINTS)
     return paths
 

@@ -27,7 +27,7 @@ import torch
 
 from vidtrans.atomic import check_destination, discard, publish, temp_path
 from vidtrans.errors import VidtransError, first_line
-from vidtrans.models.checkpoint import WEIGHTS_NAME, Checkpoint, sha256_of
+from vidtrans.models.checkpoint import WEIGHTS_NAME, Checkpoint, sha256_of, user_cache
 from vidtrans.models.networks import input_multiple, use_per_sample_stats
 
 INSTALL = "pip install 'vidtrans[onnx]'"
@@ -106,7 +106,7 @@ def export_model(checkpoint: Checkpoint, dst: str | os.PathLike, normalization: 
 
 def cache_dir() -> Path:
     """Where exported graphs are kept: $XDG_CACHE_HOME/vidtrans/onnx, by default ~/.cache/vidtrans/onnx."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vidtrans" / "onnx"
+    return user_cache() / "onnx"
 
 
 def cached_graph(checkpoint: Checkpoint, normalization: str) -> Path:

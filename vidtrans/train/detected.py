@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -52,7 +51,9 @@ _PARENT = {child: parent for parent, child in LIMBS}
 
 def cache_dir() -> Path:
     """Where detected dances are kept: $XDG_CACHE_HOME/vidtrans/poses, by default ~/.cache/vidtrans/poses."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vidtrans" / "poses"
+    from vidtrans.models.checkpoint import user_cache
+
+    return user_cache() / "poses"
 
 
 def _detector_version() -> str:

@@ -20,7 +20,7 @@ from vidtrans.models.checkpoint import ModelCard
 from vidtrans.options import TrainOptions, TrainPose
 from vidtrans.pose.render import PoseStyle
 from vidtrans.train.trainer import (PairSource, TrainConfig, check_config, check_output, describe_conflicts,
-                                    resume_conflicts, saved_settings)
+                                    resume_conflicts, saved_settings, spelling)
 
 # Settings a resumed run takes from its checkpoint unless given, and their defaults otherwise.
 _NEW_RUN = {"architecture": TrainConfig.architecture, "ngf": TrainConfig.ngf, "ndf": TrainConfig.ndf, "size": 256,
@@ -47,11 +47,15 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
                             "keypoints, a paired folder's are given); drop it")
     check_output(output, options.resume, options.overwrite, names)
     requested = {k: getattr(options, k) for k in _NEW_RUN}
+    init_from = _generator_to_start_from(options, names)
     # Paired folders give no keypoints to find a face by.
     settings = {**_NEW_RUN, "face_d": _NEW_RUN["face_d"] and data is None}
-    if options.resume:
-        settings = saved_settings(output, names)
-        conflicts = resume_conflicts(settings, {k: v for k, v in requested.items() if v is not None})
+    if options.resume or init_from:
+        # A resumed run keeps every network setting; a fine-tuned one only the generator's.
+        saved = saved_settings(output, names) if options.resume else {
+            "architecture": init_from.architecture, "ngf": init_from.ngf, "size": init_from.native_size[0]}
+        settings.update(saved)
+        conflicts = resume_conflicts(saved, {k: v for k, v in requested.items() if v is not None})
         if conflicts:
             raise VidtransError(describe_conflicts(conflicts, names, advice="drop it or use"))
     chosen = {k: settings[k] if v is None else v for k, v in requested.items()}
@@ -61,12 +65,36 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
                          validate_every=options.validate_every, seed=options.seed, d_scales=chosen["d_scales"],
                          lambda_feat=options.lambda_feat, face_d=chosen["face_d"],
                          lambda_face_gan=options.lambda_face_gan, lambda_face=options.lambda_face,
-                         data_workers=options.data_workers)
+                         data_workers=options.data_workers, init_from=options.init_from)
     size = chosen["size"]
     check_config(config, size, names)
     resolve_device(options.device)
     source, card = _source_and_card(config.architecture, size, options, target, data, synthetic, progress)
+    if init_from:
+        card.training["init_from"] = {"model": options.init_from, "description": init_from.description}
     return source, config, card
+
+
+def _generator_to_start_from(options: TrainOptions, names: dict[str, str] | None) -> ModelCard | None:
+    """The card of the model `init_from` names, checked to be one training can continue from."""
+    from vidtrans.models.checkpoint import checkpoint_path, read_card
+
+    if options.init_from is None:
+        return None
+    spell = spelling(names)
+    if options.resume:
+        raise VidtransError(f"{spell('init_from')} starts a new run from a model and {spell('resume')} continues "
+                            "the one in the output folder; pass one of them")
+    path = checkpoint_path(options.init_from)
+    if not path.is_dir():
+        raise VidtransError(f"{path}: {spell('init_from')} needs a vidtrans checkpoint folder; import a pix2pix "
+                            "file first (vidtrans import-pix2pix)")
+    card = read_card(path)
+    if (card.input_nc, card.output_nc, card.norm, card.temporal) != (3, 3, TrainConfig.norm, None):
+        raise VidtransError(f"{path}: training continues only RGB-to-RGB generators with {TrainConfig.norm} norm; "
+                            f"this one has {card.input_nc} -> {card.output_nc} channels, {card.norm} norm"
+                            f"{', temporal' if card.temporal else ''}")
+    return card
 
 
 def _source_and_card(architecture: str, size: int, options: TrainOptions, target, data, synthetic: bool,

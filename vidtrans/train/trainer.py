@@ -100,9 +100,10 @@ class TrainConfig:
     lambda_face_gan: float = 2.0  # its adversarial loss's weight for the generator (vid2vid's)
     lambda_face: float = 100.0  # L1 on the face square, on top of the frame's; 0: off
     data_workers: int | None = None  # processes preparing samples; None: chosen for the device
+    init_from: str | None = None  # checkpoint whose generator weights a new run starts from (fine-tuning)
 
 
-def _spell(names: dict[str, str] | None) -> Callable[[str], str]:
+def spelling(names: dict[str, str] | None) -> Callable[[str], str]:
     return lambda setting: {**PARAMETERS, **(names or {})}.get(setting, setting)
 
 
@@ -112,7 +113,7 @@ def _whole(value: Any, low: int, high: int | None = None) -> bool:
 
 def check_config(config: TrainConfig, size: int, names: dict[str, str] | None = None) -> None:
     """VidtransError for a setting training cannot use; `names` spells settings (e.g. CLI flags)."""
-    spell = _spell(names)
+    spell = spelling(names)
     try:
         parse_generator(config.architecture)
     except ValueError:
@@ -152,7 +153,7 @@ def check_config(config: TrainConfig, size: int, names: dict[str, str] | None = 
 
 def check_output(out_dir: str | os.PathLike, resume: bool, overwrite: bool, names: dict[str, str] | None = None) -> None:
     """VidtransError if training cannot write `out_dir` as asked, before any work is done."""
-    spell, out_dir = _spell(names), Path(out_dir)
+    spell, out_dir = spelling(names), Path(out_dir)
     if resume and overwrite:
         raise VidtransError(f"{spell('resume')} continues the checkpoint in {out_dir} and {spell('overwrite')} "
                             "replaces it; pass one of them")
@@ -173,7 +174,7 @@ def check_output(out_dir: str | os.PathLike, resume: bool, overwrite: bool, name
 def read_train_state(out_dir: str | os.PathLike, names: dict[str, str] | None = None, mmap: bool = False) -> dict:
     """The train_state.pt of a checkpoint folder, on the CPU; VidtransError unless it holds only tensors
     and plain data with everything a resume needs."""
-    spell, path = _spell(names), Path(out_dir) / STATE_NAME
+    spell, path = spelling(names), Path(out_dir) / STATE_NAME
     fix = f"start over with {spell('overwrite')}"
     state = load_tensor_file(path, fix, mmap=mmap)
     if not isinstance(state, dict):
@@ -208,7 +209,7 @@ def resume_conflicts(saved: dict[str, Any], requested: dict[str, Any]) -> list[t
 def describe_conflicts(conflicts: list[tuple[str, Any, Any]], names: dict[str, str] | None = None,
                        advice: str = "use") -> str:
     """E.g. "ngf 32 differs from the checkpoint's 16; use ngf 16", one clause per conflict."""
-    spell = _spell(names)
+    spell = spelling(names)
     return "; ".join(f"{spell(k)} {value} differs from the checkpoint's {saved}; {advice} {spell(k)} {saved}"
                      for k, value, saved in conflicts)
 
@@ -333,6 +334,8 @@ class Trainer:
             _remove_run(self.out_dir)
         if resume:
             self._load_state()
+        elif config.init_from:
+            self._load_generator(config.init_from)
         self.G, self.D, self.D_face = self.netG, self.netD, self.netD_face
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -525,6 +528,14 @@ class Trainer:
             state["netD_face"] = self.netD_face.state_dict()
         write_atomically(self.out_dir / STATE_NAME, lambda f: torch.save(state, f), overwrite=True,
                          what="training state")
+
+    def _load_generator(self, name_or_path: str) -> None:
+        checkpoint = load_checkpoint(name_or_path)
+        try:
+            self.netG.load_state_dict(checkpoint.state_dict)
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            raise VidtransError(f"{checkpoint.path}: its generator does not fit this run's ({state_dict_mismatch(e)}); "
+                                "drop the architecture settings to take the model's") from e
 
     def _load_state(self) -> None:
         state = read_train_state(self.out_dir)

@@ -1,8 +1,6 @@
 """`vidtrans batch --ray`: the same batch on a real two-node Ray cluster started here (skipped where
 Ray is not installed), and the one-line install hint where it is not."""
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -11,13 +9,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from unittest import mock
 
 import pytest
 
 from tests.media import decode_all, make_clip
 from vidtrans.batch import MANIFEST_NAME, BatchListener, BatchUsageError, read_manifest, translate_folder
-from vidtrans.cli import main
+from tests.test_batch import cli
 
 FAST = dict(preset="ultrafast", batch_size=4)
 
@@ -41,14 +38,6 @@ def cluster():
         finally:
             cluster.shutdown()
             shutil.rmtree(temp, ignore_errors=True)
-
-
-def cli(*args) -> subprocess.CompletedProcess:
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with (mock.patch.object(sys, "argv", ["vidtrans", "batch", *map(str, args)]), contextlib.redirect_stdout(stdout),
-          contextlib.redirect_stderr(stderr), pytest.raises(SystemExit) as exit):
-        main()
-    return subprocess.CompletedProcess(args, exit.value.code, stdout.getvalue(), stderr.getvalue())
 
 
 def good_and_broken(src):

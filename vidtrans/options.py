@@ -375,6 +375,11 @@ class TrainOptions(_Options):
     init_from: str | None = option(None, "Start the generator from this model's weights (a name such as pose2person, "
                                    "or a checkpoint folder) instead of random ones: fine-tuning. Its architecture, "
                                    "width and size are used; the discriminators start fresh.")
+    temporal: bool | None = option(None, "A temporal model (Everybody Dance Now): the generator also sees its own "
+                                   "previous output, the discriminator two consecutive frames; run, batch and live "
+                                   "then run it recurrently. Not with --data (no consecutive frames). Default: off; "
+                                   "with --resume, the checkpoint's; with --init-from a temporal model, on.",
+                                   flag="--temporal/--no-temporal")
     data_workers: int | None = option(None, "Processes preparing training samples ahead of the step (default: up "
                                       "to 8 per GPU; none on a CPU, where the step uses every core); 0: none, "
                                       "samples are drawn in the step.")

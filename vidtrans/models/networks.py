@@ -266,6 +266,20 @@ def build_generator(architecture: str, input_nc: int = 3, output_nc: int = 3, ng
     return ResnetGenerator(input_nc, output_nc, ngf, norm, dropout, n_blocks=count)
 
 
+def widen_input(state_dict: dict[str, torch.Tensor], net: nn.Module) -> dict[str, torch.Tensor]:
+    """The weights `state_dict` of a generator like `net` but with fewer input channels, its first
+    convolution given zero weights for `net`'s extra (last) channels: `net` loaded with them
+    computes what the narrower generator did, whatever those channels hold. How a temporal model
+    (frame, then previous output) starts from a frame-by-frame one."""
+    name, conv = next((name, m) for name, m in net.named_modules() if isinstance(m, nn.Conv2d))
+    weight = state_dict[f"{name}.weight"]
+    extra = conv.in_channels - weight.shape[1]
+    if extra <= 0:
+        return state_dict
+    zeros = weight.new_zeros(weight.shape[0], extra, *weight.shape[2:])
+    return {**state_dict, f"{name}.weight": torch.cat([weight, zeros], 1)}
+
+
 def size_multiple(net: nn.Module) -> int:
     """Input height and width must be multiples of this for the generator to be shape-consistent."""
     return 2**net.num_downs

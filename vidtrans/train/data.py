@@ -2,7 +2,10 @@
 
 Every source offers `sample(rng)` (a random training pair, with the keypoints of the person in
 the target image when it knows them: training weighs the face by them) and `validation()` (a fixed
-held-out list). Images are uint8 RGB at the training size.
+held-out list). Sources of moving pictures (synthetic dances, a target video) also offer
+`sample_sequence(rng, length)` and `validation_sequences(length)`: consecutive frames, what a
+temporal model trains and is scored on; a paired folder's pairs are unrelated pictures. Images are
+uint8 RGB at the training size.
 """
 
 from __future__ import annotations
@@ -141,9 +144,10 @@ class SyntheticPairs:
         self.detected_seeds = train_seeds[:detected_dances]
         self.detected = DetectedDances(size, self.look, frames_per_dance, video_size or VIDEO_SIZE)
         self.detector_error = None  # train/detected.DetectorError, measured by `prepare` for noisy poses
-        self._usable: np.ndarray | None = None  # (detected dance, frame) pairs where a person was found
+        self._found: np.ndarray | None = None  # (detected dance, frame): whether the detector found the person
+        self._detected_runs: dict[int, np.ndarray] = {}  # length -> (dance, first frame) of runs with the person
         self._tracks: dict[int, np.ndarray] = {}
-        self._validation: list[tuple[np.ndarray, np.ndarray]] | None = None
+        self._validation: dict[int, list[list[tuple[np.ndarray, np.ndarray]]]] = {}
 
     def prepare(self, progress=None) -> None:
         """Detects (or reads from the cache) the dances the statistics and the pose maps come from."""
@@ -155,11 +159,10 @@ class SyntheticPairs:
             seeds += [s for s in self.detected_seeds if s not in self.stats_seeds] + [self.validation_seed]
         self.detected.prepare(seeds, progress)
         if self.train_pose is TrainPose.DETECTED:
-            found = np.stack([has_person(self.detected.track(s)) for s in self.detected_seeds])
-            if not found.any():
+            self._found = np.stack([has_person(self.detected.track(s)) for s in self.detected_seeds])
+            if not self._found.any():
                 raise VidtransError("the pose detector found nobody in the rendered training dances; "
                                     "check that mediapipe works (vidtrans pose on any video)")
-            self._usable = np.argwhere(found)
         elif self.train_pose is TrainPose.NOISY:
             exact = np.concatenate([self._track(s) for s in self.stats_seeds])
             detected = np.concatenate([self.detected.track(s) for s in self.stats_seeds])
@@ -194,24 +197,45 @@ class SyntheticPairs:
         return exact
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.sample_sequence(rng, 1)[0]
+
+    def sample_sequence(self, rng: np.random.Generator,
+                        length: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """`length` consecutive frames of one training dance, each as `sample` gives it; with
+        detected poses, frames where the detector found the person."""
         if self.train_pose is TrainPose.DETECTED:
-            if self._usable is None:
-                raise VidtransError("SyntheticPairs.prepare() must run before detected poses are drawn")
-            dance, frame = self._usable[rng.integers(len(self._usable))]
+            starts = self._detected_starts(length)
+            dance, first = starts[rng.integers(len(starts))]
             seed = self.detected_seeds[dance]
         else:
             seed = int(rng.integers(self.train_seeds.start, self.train_seeds.stop))
-            frame = rng.integers(self.frames_per_dance)
-        keypoints = self._track(seed)[frame]
-        return (*self.pair(keypoints, self._shown(seed, frame, rng)), keypoints)
+            first = rng.integers(self.frames_per_dance - length + 1)
+        track = self._track(seed)
+        return [(*self.pair(track[f], self._shown(seed, f, rng)), track[f]) for f in range(first, first + length)]
+
+    def _detected_starts(self, length: int) -> np.ndarray:
+        if self._found is None:
+            raise VidtransError("SyntheticPairs.prepare() must run before detected poses are drawn")
+        if length not in self._detected_runs:
+            windows = np.lib.stride_tricks.sliding_window_view(self._found, length, axis=1)
+            self._detected_runs[length] = np.argwhere(windows.all(axis=-1))
+            if not len(self._detected_runs[length]):
+                raise VidtransError(f"the pose detector found the person in no {length} consecutive frames of the "
+                                    "rendered training dances; check that mediapipe works (vidtrans pose on any video)")
+        return self._detected_runs[length]
 
     def validation(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        if self._validation is None:
+        return [frames[0] for frames in self.validation_sequences(1)]
+
+    def validation_sequences(self, length: int) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+        """`validation_frames` runs of `length` consecutive frames, spread over the validation dance."""
+        if length not in self._validation:
             track = self._track(self.validation_seed)
-            picks = np.linspace(0, len(track) - 1, self.validation_frames).astype(int)
+            ends = np.linspace(length - 1, len(track) - 1, self.validation_frames).astype(int)
             rng = np.random.default_rng(self.validation_seed)  # the same noisy poses at every validation
-            self._validation = [self.pair(track[i], self._shown(self.validation_seed, i, rng)) for i in picks]
-        return self._validation
+            self._validation[length] = [[self.pair(track[f], self._shown(self.validation_seed, f, rng))
+                                         for f in range(end - length + 1, end + 1)] for end in ends]
+        return self._validation[length]
 
     def target_pose_stats(self) -> dict:
         """The target's body size and floor line in the training frame, for pose normalization, as
@@ -261,16 +285,21 @@ class VideoPairs:
     `run --normalize` can fit other dancers to this body. The last tenth of the clip is held out:
     `held_out_from` is the (frame index, time in seconds) of its first frame; no frame from there to
     the end of the video is trained on (`vidtrans eval --video` scores on them).
+
+    Up to `max_frames` frames showing the person are kept, spread over the clip. `sequence_length`
+    > 1 (a temporal model's samples) keeps each picked frame with its successors, so that a long
+    clip still has consecutive frames to train on.
     """
 
     def __init__(self, video: str | os.PathLike, size: int = 256, style=None, max_frames: int = 3000,
-                 progress=None):
+                 progress=None, sequence_length: int = 1):
         from vidtrans.pose.track import detect_keypoints
         from vidtrans.pose.normalize import estimate_pose_stats
         from vidtrans.pose.render import PoseStyle
         from vidtrans.pose.smoothing import smooth_track
         from vidtrans.video import VideoReader
 
+        self.video = Path(video)
         self.size = size
         self.style = style or PoseStyle()
         track = smooth_track(detect_keypoints(video, progress=progress))
@@ -280,7 +309,9 @@ class VideoPairs:
                                 "train from a video that shows the target person's whole body")
         with VideoReader(video) as reader:
             height, width = reader.info.height, reader.info.width
-            keep = set(np.flatnonzero(found)[np.linspace(0, found.sum() - 1, min(max_frames, found.sum())).astype(int)])
+            shown = np.flatnonzero(found)
+            picked = shown[np.linspace(0, len(shown) - 1, min(max_frames // sequence_length, len(shown))).astype(int)]
+            keep = {i + k for i in picked for k in range(sequence_length) if i + k < len(found) and found[i + k]}
             side = min(height, width)
             centre_x = float(np.median(track[found][..., 0][track[found][..., 2] > 0]))
             self.crop: Crop = (int(np.clip(round(centre_x - side / 2), 0, width - side)), (height - side) // 2, side)
@@ -292,6 +323,7 @@ class VideoPairs:
                     kept.append((i, frame.time))
         self.poses = np.stack(poses)
         self.frames = frames
+        self.indices = np.array([i for i, _ in kept])  # each kept frame's number in the video
         self.split = max(1, int(len(frames) * 0.9))
         # Kept frames are in clip order, so no frame from the first held-out one on was trained on.
         self.held_out_from: tuple[int, float] | None = kept[self.split] if self.split < len(kept) else None
@@ -299,22 +331,48 @@ class VideoPairs:
             self.stats = estimate_pose_stats(self.poses, size, size).to_dict()
         except VidtransError:
             self.stats = None  # upper-body footage: the model still trains, but cannot normalize
-        self._validation: list[tuple[np.ndarray, np.ndarray]] | None = None
+        self._validation: dict[int, list[list[tuple[np.ndarray, np.ndarray]]]] = {}
+        self._training_starts(sequence_length)  # refuses a clip without such sequences now, not when training
 
     def pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         from vidtrans.pose.render import render_pose
 
         return render_pose(self.poses[i], self.size, self.size, self.style), self.frames[i]
 
+    def _starts(self, first: int, end: int, length: int) -> np.ndarray:
+        """Positions (in `frames`) from `first` that begin `length` kept frames consecutive in the
+        video, all before position `end`."""
+        starts = np.arange(first, max(first, end - length + 1))
+        return starts[self.indices[starts + length - 1] - self.indices[starts] == length - 1]
+
+    def _training_starts(self, length: int) -> np.ndarray:
+        starts = self._starts(0, self.split, length)
+        if not len(starts):
+            raise VidtransError(f"{self.video}: the person is seen in no {length} consecutive frames before the "
+                                "held-out tail; train a temporal model from a video that shows them throughout")
+        return starts
+
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        i = int(rng.integers(self.split))
-        return (*self.pair(i), self.poses[i])
+        return self.sample_sequence(rng, 1)[0]
+
+    def sample_sequence(self, rng: np.random.Generator,
+                        length: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """`length` consecutive frames of the video (before the held-out tail), each as `sample` gives it."""
+        starts = self._training_starts(length)
+        first = int(starts[rng.integers(len(starts))])
+        return [(*self.pair(i), self.poses[i]) for i in range(first, first + length)]
 
     def validation(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        if self._validation is None:
-            held_out = range(self.split, len(self.frames)) if self.split < len(self.frames) else range(len(self.frames))
-            self._validation = [self.pair(i) for i in list(held_out)[:64]]
-        return self._validation
+        return [frames[0] for frames in self.validation_sequences(1)]
+
+    def validation_sequences(self, length: int) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+        """Up to 64 runs of `length` consecutive frames of the held-out tail (of the whole clip if
+        it is too short to hold one out)."""
+        if length not in self._validation:
+            first = self.split if self.split < len(self.frames) else 0
+            self._validation[length] = [[self.pair(i) for i in range(start, start + length)]
+                                        for start in self._starts(first, len(self.frames), length)[:64]]
+        return self._validation[length]
 
     def target_pose_stats(self) -> dict | None:
         return self.stats

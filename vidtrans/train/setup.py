@@ -20,11 +20,11 @@ from vidtrans.models.checkpoint import ModelCard
 from vidtrans.options import TrainOptions, TrainPose
 from vidtrans.pose.render import PoseStyle
 from vidtrans.train.trainer import (PairSource, TrainConfig, check_config, check_output, describe_conflicts,
-                                    resume_conflicts, saved_settings, spelling)
+                                    resume_conflicts, sample_length, saved_settings, spelling)
 
 # Settings a resumed run takes from its checkpoint unless given, and their defaults otherwise.
 _NEW_RUN = {"architecture": TrainConfig.architecture, "ngf": TrainConfig.ngf, "ndf": TrainConfig.ndf, "size": 256,
-            "d_scales": TrainConfig.d_scales, "face_d": TrainConfig.face_d}
+            "d_scales": TrainConfig.d_scales, "face_d": TrainConfig.face_d, "temporal": TrainConfig.temporal}
 
 
 def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target: str | os.PathLike | None = None,
@@ -51,25 +51,31 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
     # Paired folders give no keypoints to find a face by.
     settings = {**_NEW_RUN, "face_d": _NEW_RUN["face_d"] and data is None}
     if options.resume or init_from:
-        # A resumed run keeps every network setting; a fine-tuned one only the generator's.
+        # A resumed run keeps every network setting; a fine-tuned one only the generator's (a
+        # frame-by-frame generator can start a temporal model, not the other way round).
         saved = saved_settings(output, names) if options.resume else {
-            "architecture": init_from.architecture, "ngf": init_from.ngf, "size": init_from.native_size[0]}
+            "architecture": init_from.architecture, "ngf": init_from.ngf, "size": init_from.native_size[0],
+            **({"temporal": True} if init_from.temporal else {})}
         settings.update(saved)
         conflicts = resume_conflicts(saved, {k: v for k, v in requested.items() if v is not None})
         if conflicts:
             raise VidtransError(describe_conflicts(conflicts, names, advice="drop it or use"))
     chosen = {k: settings[k] if v is None else v for k, v in requested.items()}
+    if chosen["temporal"] and data is not None:
+        raise VidtransError(f"{spelling(names)('temporal')} trains on consecutive frames, which a paired folder "
+                            "(--data) does not have; train on a target video or --synthetic")
     config = TrainConfig(iterations=options.iterations, batch_size=options.batch_size,
                          architecture=chosen["architecture"], ngf=chosen["ngf"], ndf=chosen["ndf"], lr=options.lr,
                          lambda_l1=options.lambda_l1, save_every=options.save_every,
                          validate_every=options.validate_every, seed=options.seed, d_scales=chosen["d_scales"],
                          lambda_feat=options.lambda_feat, face_d=chosen["face_d"],
                          lambda_face_gan=options.lambda_face_gan, lambda_face=options.lambda_face,
-                         data_workers=options.data_workers, init_from=options.init_from)
+                         data_workers=options.data_workers, init_from=options.init_from,
+                         temporal=chosen["temporal"])
     size = chosen["size"]
     check_config(config, size, names)
     resolve_device(options.device)
-    source, card = _source_and_card(config.architecture, size, options, target, data, synthetic, progress)
+    source, card = _source_and_card(config, size, options, target, data, synthetic, progress)
     if init_from:
         card.training["init_from"] = {"model": options.init_from, "description": init_from.description}
     return source, config, card
@@ -90,19 +96,19 @@ def _generator_to_start_from(options: TrainOptions, names: dict[str, str] | None
         raise VidtransError(f"{path}: {spell('init_from')} needs a vidtrans checkpoint folder; import a pix2pix "
                             "file first (vidtrans import-pix2pix)")
     card = read_card(path)
-    if (card.input_nc, card.output_nc, card.norm, card.temporal) != (3, 3, TrainConfig.norm, None):
-        raise VidtransError(f"{path}: training continues only RGB-to-RGB generators with {TrainConfig.norm} norm; "
-                            f"this one has {card.input_nc} -> {card.output_nc} channels, {card.norm} norm"
-                            f"{', temporal' if card.temporal else ''}")
+    if (card.input_nc, card.output_nc, card.norm) not in ((3, 3, TrainConfig.norm), (6, 3, TrainConfig.norm)):
+        raise VidtransError(f"{path}: training continues only RGB-to-RGB generators (temporal ones: 6 -> 3) with "
+                            f"{TrainConfig.norm} norm; this one has {card.input_nc} -> {card.output_nc} channels, "
+                            f"{card.norm} norm")
     return card
 
 
-def _source_and_card(architecture: str, size: int, options: TrainOptions, target, data, synthetic: bool,
+def _source_and_card(config: TrainConfig, size: int, options: TrainOptions, target, data, synthetic: bool,
                      progress) -> tuple[PairSource, ModelCard]:
     from vidtrans.train.data import PairedFolder, SyntheticPairs, VideoPairs
 
     style = PoseStyle()
-    card = ModelCard(architecture=architecture, native_size=(size, size), input_kind="pose",
+    card = ModelCard(architecture=config.architecture, native_size=(size, size), input_kind="pose",
                      pose_style=style.to_dict(), normalization="sample")
     training: dict[str, Any]
     if synthetic:
@@ -127,7 +133,8 @@ def _source_and_card(architecture: str, size: int, options: TrainOptions, target
         training = {"data": f"paired folder {data.name}", "pairs": len(source.pairs)}
     else:
         target = Path(target)
-        source = VideoPairs(target, size=size, style=style, progress=progress)
+        source = VideoPairs(target, size=size, style=style, progress=progress,
+                            sequence_length=sample_length(config))
         card.target_pose_stats = source.target_pose_stats()
         card.description = f"pose map -> the person in {target.name}"
         # What `vidtrans eval --video` needs to rebuild the truth of the held-out tail.

@@ -1,6 +1,7 @@
 """pix2pix training: conditional GAN + lambda * L1, in one plain loop, with pix2pixHD's and
 Everybody Dance Now's additions (each one a setting): PatchGANs at two scales with discriminator
-feature matching, and a discriminator and an L1 loss on the face square.
+feature matching, a discriminator and an L1 loss on the face square, and EDN's temporal model
+(the generator also sees its own previous output, the discriminator two consecutive frames).
 
 No part of the objective uses pretrained weights: pix2pixHD and EDN also use a VGG perceptual loss,
 but an ImageNet network cannot be had offline, and vidtrans never downloads weights.
@@ -40,7 +41,7 @@ from vidtrans.models.checkpoint import (BACKGROUND_NAME, CARD_NAME, MAX_SIZE, WE
                                         load_checkpoint, load_tensor_file, read_card, save_background,
                                         save_checkpoint, state_dict_mismatch)
 from vidtrans.models.networks import (GENERATORS, NORMS, MultiscaleDiscriminator, build_generator, init_weights,
-                                      input_multiple, parse_generator, use_per_sample_stats)
+                                      input_multiple, parse_generator, use_per_sample_stats, widen_input)
 from vidtrans.models.translator import resolve_device
 from vidtrans.options import is_int
 from vidtrans.pose.regions import Box, face_box
@@ -48,10 +49,11 @@ from vidtrans.pose.regions import Box, face_box
 STATE_NAME = "train_state.pt"
 _STATE_KEYS = ("iteration", "netD", "optG", "optD", "config")
 # Settings that shape the networks and the training images: a resumed run must keep them.
-RESUME_SETTINGS = ("architecture", "ngf", "ndf", "n_layers_d", "norm", "size", "d_scales", "face_d")
+RESUME_SETTINGS = ("architecture", "ngf", "ndf", "n_layers_d", "norm", "size", "d_scales", "face_d", "temporal")
 # The recipe's settings, all off: pix2pix's objective, and what a training state saved before they
 # existed trained with.
-RECIPE_OFF = {"d_scales": 1, "face_d": False, "lambda_feat": 0.0, "lambda_face_gan": 0.0, "lambda_face": 0.0}
+RECIPE_OFF = {"d_scales": 1, "face_d": False, "lambda_feat": 0.0, "lambda_face_gan": 0.0, "lambda_face": 0.0,
+              "temporal": False}
 # The face square is resized to this side for its discriminator and L1 loss: a 256 px frame's face
 # (about 30 px) upsampled, a 1024 px frame's downsampled; the face PatchGAN then sees all of it.
 FACE_CROP = 64
@@ -72,6 +74,17 @@ class PairSource(Protocol):
     def background(self) -> np.ndarray | None:
         """The target's scene without the person (uint8 RGB at the training size), or None if unknown."""
         ...
+
+
+class SequenceSource(PairSource, Protocol):
+    """A source of consecutive frames, which a temporal model trains on: `sample_sequence` draws
+    `length` consecutive ones, each as `sample` would, and `validation_sequences` gives held-out
+    runs of `length` (input, target) pairs."""
+
+    def sample_sequence(self, rng: np.random.Generator,
+                        length: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]: ...
+
+    def validation_sequences(self, length: int) -> list[list[tuple[np.ndarray, np.ndarray]]]: ...
 
 
 @dataclass
@@ -101,6 +114,14 @@ class TrainConfig:
     lambda_face: float = 100.0  # L1 on the face square, on top of the frame's; 0: off
     data_workers: int | None = None  # processes preparing samples; None: chosen for the device
     init_from: str | None = None  # checkpoint whose generator weights a new run starts from (fine-tuning)
+    # Everybody Dance Now's temporal model: the generator sees the frame's input and its own output
+    # for the frame before; the discriminator judges two consecutive frames (needs a SequenceSource).
+    temporal: bool = False
+
+
+def sample_length(config: TrainConfig) -> int:
+    """Frames per training sample: a temporal model learns from two consecutive ones (EDN)."""
+    return 2 if config.temporal else 1
 
 
 def spelling(names: dict[str, str] | None) -> Callable[[str], str]:
@@ -136,8 +157,9 @@ def check_config(config: TrainConfig, size: int, names: dict[str, str] | None = 
             raise VidtransError(f"{spell(setting)} must be 0 or more, got {value!r}")
     if not _whole(config.d_scales, 1, 3):
         raise VidtransError(f"{spell('d_scales')} must be 1, 2 or 3, got {config.d_scales!r}")
-    if not isinstance(config.face_d, bool):
-        raise VidtransError(f"{spell('face_d')} must be True or False, got {config.face_d!r}")
+    for setting in ("face_d", "temporal"):
+        if not isinstance(getattr(config, setting), bool):
+            raise VidtransError(f"{spell(setting)} must be True or False, got {getattr(config, setting)!r}")
     if config.data_workers is not None and not _whole(config.data_workers, 0, 64):
         raise VidtransError(f"{spell('data_workers')} must be a whole number from 0 to 64, got {config.data_workers!r}")
     # The generator's input must be a multiple of its downsampling (a U-Net halves it down to 1 px);
@@ -187,8 +209,8 @@ def read_train_state(out_dir: str | os.PathLike, names: dict[str, str] | None = 
         raise VidtransError(f"{path}: not a vidtrans training state (missing or bad: {', '.join(bad)}); {fix}")
     if "d_scales" not in state["config"] and isinstance(state["netD"], dict):
         # Saved before the recipe settings: its one PatchGAN is a one-scale discriminator's first scale.
-        state["config"] = {**RECIPE_OFF, **state["config"]}
         state["netD"] = {f"scales.0.{name}": value for name, value in state["netD"].items()}
+    state["config"] = {**RECIPE_OFF, **state["config"]}  # what it left out was not yet there: off
     return state
 
 
@@ -259,34 +281,63 @@ def _data_workers(config: TrainConfig, device: torch.device, world: int) -> int:
 class _Samples(torch.utils.data.Dataset):
     """Sample number n of a run, drawn with a generator seeded by (seed, rank, n): the same seed gives
     the same samples whichever worker prepares them and when, and a resumed run goes on with the
-    samples the uninterrupted run would have drawn."""
+    samples the uninterrupted run would have drawn. A sample is `length` consecutive frames."""
 
-    def __init__(self, source: PairSource, seed: int, rank: int):
-        self.source, self.seed, self.rank = source, seed, rank
+    def __init__(self, source: PairSource, seed: int, rank: int, length: int = 1):
+        self.source, self.seed, self.rank, self.length = source, seed, rank, length
 
     def __getitem__(self, n: int):
+        rng = np.random.default_rng([self.seed, self.rank, n])
         try:
-            a, b, keypoints = self.source.sample(np.random.default_rng([self.seed, self.rank, n]))
+            frames = self.source.sample_sequence(rng, self.length) if self.length > 1 else [self.source.sample(rng)]
         except VidtransError as e:
             return e  # raised by the training loop: DataLoader would add its own lines to the message
-        return a, b, face_box(keypoints, *b.shape[:2]) if keypoints is not None else None
+        return [(a, b, face_box(keypoints, *b.shape[:2]) if keypoints is not None else None)
+                for a, b, keypoints in frames]
 
 
-# Inputs and targets (uint8, N x H x W x 3), each sample's face box, and which samples show a face.
+# Inputs and targets (uint8, T*N x H x W x 3: the N samples' first frames, then their second ones,
+# ...), each frame's face box, and which frames show a face.
 Batch = tuple[torch.Tensor, torch.Tensor, list[Box], torch.Tensor]
 
 
 def _collate(samples: list) -> Batch | Exception:
-    """A sample without a face gets the whole frame as its box, so that the batch's crops always
+    """A frame without a face gets the whole frame as its box, so that the batch's crops always
     have one shape (and weight 0)."""
     error = next((s for s in samples if isinstance(s, Exception)), None)
     if error is not None:
         return error
-    height, width = samples[0][1].shape[:2]
-    boxes = [box or (0, 0, width, height) for _, _, box in samples]
-    faces = torch.tensor([box is not None for _, _, box in samples])
-    inputs, targets = (torch.from_numpy(np.stack([sample[i] for sample in samples])) for i in (0, 1))
+    frames = [sample[t] for t in range(len(samples[0])) for sample in samples]
+    height, width = frames[0][1].shape[:2]
+    boxes = [box or (0, 0, width, height) for _, _, box in frames]
+    faces = torch.tensor([box is not None for _, _, box in frames])
+    inputs, targets = (torch.from_numpy(np.stack([frame[i] for frame in frames])) for i in (0, 1))
     return inputs, targets, boxes, faces
+
+
+def _generate(net: nn.Module, inputs: torch.Tensor, length: int, first: torch.Tensor | None,
+              memory_format=torch.contiguous_format) -> torch.Tensor:
+    """The generator's output for a batch of inputs (`length` * N frames, frame-major as in Batch).
+    A temporal generator (`first`: its previous image before a clip's first frame, (1, 3, H, W))
+    makes each sample's frames in order, each from its input and the output for the frame before,
+    taken as given (detached, as in EDN): every frame learns from its own losses."""
+    if first is None:
+        return net(inputs)
+    outputs, previous = [], first.expand(len(inputs) // length, -1, -1, -1)
+    for frame in inputs.chunk(length):
+        outputs.append(net(torch.cat([frame, previous], 1).contiguous(memory_format=memory_format)))
+        previous = outputs[-1].detach()
+    return torch.cat(outputs)
+
+
+def _sequence_pairs(pairs: torch.Tensor, length: int) -> torch.Tensor:
+    """Each frame's (input, image) pair (`length` * N, 6, H, W), frame-major -> what the frame
+    discriminator judges: each sample's `length` inputs, then its `length` images (N, 6 * length,
+    H, W; EDN's temporal discriminator sees pose t-1, pose t, image t-1, image t)."""
+    if length == 1:
+        return pairs
+    frames = pairs.chunk(length)
+    return torch.cat([frame[:, :3] for frame in frames] + [frame[:, 3:] for frame in frames], 1)
 
 
 class Trainer:
@@ -301,6 +352,9 @@ class Trainer:
         "psnr" after a validation)."""
         check_config(config, card.native_size[0])
         check_output(out_dir, resume, overwrite)
+        if config.temporal and not callable(getattr(source, "sample_sequence", None)):
+            raise VidtransError("a temporal model trains on consecutive frames, which this data source does not "
+                                "have (a paired folder's pairs are unrelated); train on a video or synthetic data")
         self.source = source
         self.out_dir = Path(out_dir)
         self.config = config
@@ -313,11 +367,23 @@ class Trainer:
         self.amp = config.amp and self.device.type == "cuda"
         self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
         torch.manual_seed(config.seed + self.rank)
+        self.length = sample_length(config)
+        # Before a clip's first frame a temporal generator sees the card's "first" image, as the
+        # translator makes it: the target's empty scene if known, else black (uint8 0: -1).
+        self.temporal: dict[str, str] | None = None  # the card's field
+        self.first: torch.Tensor | None = None
+        if config.temporal:
+            background = source.background()
+            self.temporal = {"previous": "output", "first": "black" if background is None else "background"}
+            first = (torch.zeros((1, *card.native_size, 3), dtype=torch.uint8) if background is None
+                     else torch.from_numpy(background)[None])
+            self.first = _to_device(first, self.device, self.memory_format)
         # Each network initialised as soon as it is built: the generator's initial weights then do
         # not depend on which discriminators the recipe asks for.
-        self.netG = self._initialised(build_generator(config.architecture, 3, 3, config.ngf, config.norm))
-        self.netD = self._initialised(MultiscaleDiscriminator(6, config.ndf, config.n_layers_d, config.norm,
-                                                              config.d_scales))
+        input_nc = 6 if config.temporal else 3  # the frame's input, then the previous output
+        self.netG = self._initialised(build_generator(config.architecture, input_nc, 3, config.ngf, config.norm))
+        self.netD = self._initialised(MultiscaleDiscriminator(6 * self.length, config.ndf, config.n_layers_d,
+                                                              config.norm, config.d_scales))
         # The face square's discriminator, conditional like the frame's: (pose crop, image crop).
         self.netD_face = (self._initialised(MultiscaleDiscriminator(6, config.ndf, config.n_layers_d, config.norm, 1))
                           if config.face_d else None)
@@ -359,11 +425,11 @@ class Trainer:
         return self.config.lr * max(0.0, 1.0 - (iteration - decay_start) / remaining)
 
     def _next_batch(self) -> Batch:
-        """The next batch, inputs and targets as floats on the device."""
+        """The next batch, inputs and targets as floats on the device (each sample's `length` frames)."""
         if self._batches is None:
             workers = _data_workers(self.config, self.device, self.world)
             loader = torch.utils.data.DataLoader(
-                _Samples(self.source, self.config.seed, self.rank), batch_size=self.config.batch_size,
+                _Samples(self.source, self.config.seed, self.rank, self.length), batch_size=self.config.batch_size,
                 sampler=itertools.count(self.iteration * self.config.batch_size), num_workers=workers,
                 collate_fn=_collate, pin_memory=self.device.type == "cuda", prefetch_factor=2 if workers else None,
                 generator=torch.Generator().manual_seed(self.config.seed))  # leaves the global RNG alone
@@ -393,11 +459,15 @@ class Trainer:
         autocast = torch.autocast(self.device.type, enabled=self.amp)
         losses: dict[str, torch.Tensor] = {}
         with autocast:
-            fake_b = self.G(real_a)
-            real_pair, fake_pair = torch.cat([real_a, real_b], 1), torch.cat([real_a, fake_b], 1)
+            # A temporal sample's two frames are judged together by the frame discriminator, and
+            # the L1 and face terms cover both (as EDN's perceptual loss does): the first is what a
+            # clip's first frame gets at inference, and what the second sees as the previous output.
+            fake_b = _generate(self.G, real_a, self.length, self.first, self.memory_format)
+            real_frames, fake_frames = torch.cat([real_a, real_b], 1), torch.cat([real_a, fake_b], 1)
+            real_pair, fake_pair = (_sequence_pairs(pairs, self.length) for pairs in (real_frames, fake_frames))
             if face:
                 weights = (faces / faces.sum().clamp(min=1)).to(self.device, non_blocking=True)
-                real_face, fake_face = (_crop(pair, boxes, self.memory_format) for pair in (real_pair, fake_pair))
+                real_face, fake_face = (_crop(pairs, boxes, self.memory_format) for pairs in (real_frames, fake_frames))
 
             for net in self.discriminators:
                 net.requires_grad_(True)
@@ -483,18 +553,24 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, write_grid: bool = True) -> dict[str, float]:
-        """SSIM/PSNR on the held-out pairs, with the generator as inference will run it."""
-        pairs = self.source.validation()
-        if not pairs:
+        """SSIM/PSNR on the held-out pairs, with the generator as inference will run it; a temporal
+        one's on the second of two consecutive held-out frames, the first made as a clip's first."""
+        sequences = (self.source.validation_sequences(self.length) if self.config.temporal
+                     else [[pair] for pair in self.source.validation()])
+        if not sequences:
             return {}
         self.netG.eval()
         use_per_sample_stats(self.netG, True)
         outputs = []
-        for i in range(0, len(pairs), 8):
-            chunk = pairs[i:i + 8]
-            outputs.append(_to_images(self.netG(_to_tensor([a for a, _ in chunk], self.device, self.memory_format))))
+        for i in range(0, len(sequences), 8):
+            chunk = sequences[i:i + 8]
+            inputs = _to_tensor([frames[t][0] for t in range(self.length) for frames in chunk], self.device,
+                                self.memory_format)
+            fake = _generate(self.netG, inputs, self.length, self.first, self.memory_format)
+            outputs.append(_to_images(fake.chunk(self.length)[-1]))
         use_per_sample_stats(self.netG, False)
         self.netG.train()
+        pairs = [frames[-1] for frames in sequences]
         fake = np.concatenate(outputs)
         real = np.stack([b for _, b in pairs])
         if write_grid:
@@ -511,7 +587,8 @@ class Trainer:
 
     def save(self, metrics: dict[str, float]) -> None:
         card = dataclasses.replace(self.card, architecture=self.config.architecture, ngf=self.config.ngf,
-                                   norm=self.config.norm, input_nc=3, output_nc=3)
+                                   norm=self.config.norm, input_nc=6 if self.temporal else 3, output_nc=3,
+                                   temporal=self.temporal)
         card.training = {**self.card.training, "iterations": self.iteration, "batch_size": self.config.batch_size,
                          "world_size": self.world, "lr": self.config.lr, "lambda_l1": self.config.lambda_l1,
                          "ndf": self.config.ndf, "device": self.device.type,
@@ -532,7 +609,9 @@ class Trainer:
     def _load_generator(self, name_or_path: str) -> None:
         checkpoint = load_checkpoint(name_or_path)
         try:
-            self.netG.load_state_dict(checkpoint.state_dict)
+            # A frame-by-frame model starts a temporal run ignoring the previous output: it starts
+            # out making exactly the frames it made, and learns to use it.
+            self.netG.load_state_dict(widen_input(checkpoint.state_dict, self.netG))
         except (RuntimeError, ValueError, KeyError, TypeError) as e:
             raise VidtransError(f"{checkpoint.path}: its generator does not fit this run's ({state_dict_mismatch(e)}); "
                                 "drop the architecture settings to take the model's") from e

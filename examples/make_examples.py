@@ -55,10 +55,11 @@ def write_dancer(path: Path) -> None:
 
 
 def write_still(path: Path, frame_index: int = 60) -> None:
-    side_by_side = Path(tempfile.mkdtemp()) / "sbs.mp4"
-    translate_video(HERE / "dancer.mp4", side_by_side, vidtrans.load_model("pose2person"), side_by_side=True)
-    with av.open(str(side_by_side)) as container:
-        frame = next(f for i, f in enumerate(container.decode(video=0)) if i == frame_index)
+    with tempfile.TemporaryDirectory() as folder:
+        side_by_side = Path(folder) / "sbs.mp4"
+        translate_video(HERE / "dancer.mp4", side_by_side, vidtrans.load_model("pose2person"), side_by_side=True)
+        with av.open(str(side_by_side)) as container:
+            frame = next(f for i, f in enumerate(container.decode(video=0)) if i == frame_index)
     cv2.imwrite(str(path), cv2.cvtColor(frame.to_ndarray(format="rgb24"), cv2.COLOR_RGB2BGR))
 
 

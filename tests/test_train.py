@@ -162,3 +162,7 @@ def test_fine_tuning_starts_from_a_models_generator(tmp_path):
     both = cli("train", "--synthetic", "--init-from", base, "-o", tuned, "--resume")
     assert both.returncode == 1 and "--init-from" in both.stderr and "--resume" in both.stderr
     assert not (tmp_path / "wider").exists()
+    # Resuming keeps the record of where the run started.
+    assert cli("train", "--synthetic", "-o", tuned, "--iterations", "2", "--resume").returncode == 0
+    card = json.loads((tuned / "card.json").read_text())
+    assert card["training"]["init_from"]["model"] == str(base) and card["training"]["iterations"] == 2

@@ -78,6 +78,10 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
     source, card = _source_and_card(config, size, options, target, data, synthetic, progress)
     if init_from:
         card.training["init_from"] = {"model": options.init_from, "description": init_from.description}
+    if options.resume:  # what the run's earlier parts recorded (e.g. the model it started from) stays
+        from vidtrans.models.checkpoint import read_card
+
+        card.training = {**read_card(output).training, **card.training}
     return source, config, card
 
 

@@ -12,38 +12,22 @@ import torch
 import vidtrans
 from tests.conftest import run_cli as cli
 from tests.media import dancer_clip, random_generator
+from tests.test_train_recipe import SIZE, card, one_thread, source  # noqa: F401 (fixtures: the same tiny set-up)
 from vidtrans.errors import VidtransError
 from vidtrans.models.checkpoint import ModelCard, read_card, save_checkpoint
 from vidtrans.models.translator import RecurrentState
 from vidtrans.options import TrainOptions
-from vidtrans.train.data import SyntheticPairs, VideoPairs
+from vidtrans.train.data import VideoPairs
 from vidtrans.train.setup import prepare_training
 from vidtrans.train.synth import dance_keypoints
 from vidtrans.train.trainer import TrainConfig, Trainer
 
-SIZE = 64
 TINY = {"architecture": "unet_64", "ngf": 4, "ndf": 4, "data_workers": 0, "save_every": 1000, "validate_every": 1000}
 TINY_FLAGS = ["--arch", "unet_64", "--size", "64", "--ngf", "4", "--ndf", "4", "--save-every", "2",
               "--validate-every", "2"]
 NAMES = {"temporal": "--temporal", "init_from": "--init-from"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks: two threads only wait for each other, very long when other work shares the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def source():
-    return SyntheticPairs(size=SIZE, train_seeds=range(0, 3), validation_frames=2)
-
-
-def card():
-    return ModelCard(architecture="unet_64", native_size=(SIZE, SIZE), input_kind="pose")
 
 
 def weights(net) -> dict[str, torch.Tensor]:

@@ -162,6 +162,10 @@ def test_fine_tuning_starts_from_a_models_generator(tmp_path):
     both = cli("train", "--synthetic", "--init-from", base, "-o", tuned, "--resume")
     assert both.returncode == 1 and "--init-from" in both.stderr and "--resume" in both.stderr
     assert not (tmp_path / "wider").exists()
+    # The model to start from is never the folder the run replaces.
+    before = (base / "model.safetensors").read_bytes()
+    onto = cli("train", "--synthetic", "--init-from", base, "-o", base, "--overwrite")
+    assert onto.returncode == 1 and "same folder" in onto.stderr and (base / "model.safetensors").read_bytes() == before
     # Resuming keeps the record of where the run started.
     assert cli("train", "--synthetic", "-o", tuned, "--iterations", "2", "--resume").returncode == 0
     card = json.loads((tuned / "card.json").read_text())

@@ -47,7 +47,7 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
                             "keypoints, a paired folder's are given); drop it")
     check_output(output, options.resume, options.overwrite, names)
     requested = {k: getattr(options, k) for k in _NEW_RUN}
-    init_from = _generator_to_start_from(options, names)
+    init_from = _generator_to_start_from(output, options, names)
     # Paired folders give no keypoints to find a face by.
     settings = {**_NEW_RUN, "face_d": _NEW_RUN["face_d"] and data is None}
     if options.resume or init_from:
@@ -85,8 +85,10 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
     return source, config, card
 
 
-def _generator_to_start_from(options: TrainOptions, names: dict[str, str] | None) -> ModelCard | None:
-    """The card of the model `init_from` names, checked to be one training can continue from."""
+def _generator_to_start_from(output: str | os.PathLike, options: TrainOptions,
+                             names: dict[str, str] | None) -> ModelCard | None:
+    """The card of the model `init_from` names, checked to be one training can continue from (and
+    not to be the output folder, whose checkpoint a new run replaces)."""
     from vidtrans.models.checkpoint import checkpoint_path, read_card
 
     if options.init_from is None:
@@ -96,6 +98,9 @@ def _generator_to_start_from(options: TrainOptions, names: dict[str, str] | None
         raise VidtransError(f"{spell('init_from')} starts a new run from a model and {spell('resume')} continues "
                             "the one in the output folder; pass one of them")
     path = checkpoint_path(options.init_from)
+    if Path(output).resolve() == path.resolve():
+        raise VidtransError(f"{path}: {spell('init_from')} and the output are the same folder, whose checkpoint a new "
+                            f"run replaces; write the fine-tuned model to another folder")
     if not path.is_dir():
         raise VidtransError(f"{path}: {spell('init_from')} needs a vidtrans checkpoint folder; import a pix2pix "
                             "file first (vidtrans import-pix2pix)")

@@ -27,7 +27,7 @@ def own_cache_and_small_synthetic_statistics(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
-        patch.setattr(data, "SyntheticPairs", functools.partial(data.SyntheticPairs, stats_dances=1))
+        patch.setattr(data, "SyntheticPairs", functools.partial(data.SyntheticPairs, dances=data.Dances(stats_dances=1)))
         yield
 
 

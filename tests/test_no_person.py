@@ -74,10 +74,10 @@ def test_a_dancer_is_not_replaced_by_the_background(tmp_path):
 
 
 def test_training_stores_the_empty_scene(tmp_path):
-    from vidtrans.train.data import SyntheticPairs, VideoPairs
+    from vidtrans.train.data import Dances, SyntheticPairs, VideoPairs
     from vidtrans.train.trainer import TrainConfig, Trainer
 
-    source = SyntheticPairs(size=64, validation_frames=2)
+    source = SyntheticPairs(size=64, dances=Dances(validation_frames=2))
     config = TrainConfig(iterations=1, architecture="resnet_6blocks", ngf=4, ndf=4, save_every=1, validate_every=1)
     card = ModelCard(architecture="resnet_6blocks", native_size=(64, 64), input_kind="pose")
     Trainer(source, tmp_path / "synthetic", config, card, device="cpu").fit()

@@ -17,7 +17,7 @@ from vidtrans.models.checkpoint import ModelCard
 from vidtrans.options import PoseSource
 from vidtrans.pose.normalize import PoseNormalizer, PoseStats, estimate_pose_stats, fit_to_frame
 from vidtrans.pose.track import pose_stages_for
-from vidtrans.train.data import SyntheticPairs
+from vidtrans.train.data import Dances, SyntheticPairs
 from vidtrans.train.synth import dance_keypoints, render_person
 from vidtrans.video import VideoReader
 
@@ -54,7 +54,7 @@ def target(tmp_path_factory):
     footage they describe."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
-        source = SyntheticPairs(size=MODEL, frames_per_dance=FRAMES, stats_dances=DANCES)
+        source = SyntheticPairs(size=MODEL, dances=Dances(frames=FRAMES, stats_dances=DANCES))
         detected = source.target_pose_stats()
     seeds = source.stats_seeds
     exact = estimate_pose_stats(np.concatenate([dance_keypoints(s, FRAMES, MODEL, MODEL) for s in seeds]),

@@ -57,7 +57,7 @@ def test_dances_are_detected_once_then_read_from_the_cache(detected_frames):
 
 def test_training_on_detected_poses_is_recorded_and_resumes_from_the_cache(tmp_path, monkeypatch, detected_frames):
     monkeypatch.setattr(data, "SyntheticPairs", functools.partial(
-        data.SyntheticPairs, frames_per_dance=8, stats_dances=2, detected_dances=2, video_size=256))
+        data.SyntheticPairs, dances=data.Dances(frames=8, stats_dances=2, detected_dances=2, video_size=256)))
     out = tmp_path / "model"
     first = cli("train", "--synthetic", "--train-pose", "detected", "-o", out, "--iterations", "1", *TINY)
     assert first.returncode == 0, first.stderr
@@ -73,8 +73,8 @@ def test_training_on_detected_poses_is_recorded_and_resumes_from_the_cache(tmp_p
 
 @pytest.mark.parametrize("train_pose", ["exact", "detected", "noisy"])
 def test_pose_maps_come_from_the_chosen_keypoints_and_targets_stay_exact(train_pose, detected_frames):
-    source = data.SyntheticPairs(size=128, frames_per_dance=12, stats_dances=2, detected_dances=1, video_size=256,
-                                 train_pose=train_pose)
+    source = data.SyntheticPairs(size=128, train_pose=train_pose, dances=data.Dances(
+        frames=12, stats_dances=2, detected_dances=1, video_size=256))
     source.prepare()
     pose_map, target, keypoints = source.sample(np.random.default_rng(0))
     np.testing.assert_array_equal(target, render_person(keypoints, 128, 128))

@@ -9,7 +9,7 @@ from vidtrans.errors import VidtransError
 from vidtrans.models.checkpoint import ModelCard, read_card
 from vidtrans.options import TrainOptions
 from vidtrans.train import trainer as trainer_module
-from vidtrans.train.data import SyntheticPairs
+from vidtrans.train.data import Dances, SyntheticPairs
 from vidtrans.train.setup import prepare_training
 from vidtrans.train.trainer import RECIPE_OFF, STATE_NAME, TrainConfig, Trainer
 
@@ -45,7 +45,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def source():
-    return SyntheticPairs(size=SIZE, train_seeds=range(0, 3), validation_frames=2)
+    return SyntheticPairs(size=SIZE, dances=Dances(train_seeds=range(0, 3), validation_frames=2))
 
 
 def card():

@@ -11,6 +11,7 @@ uint8 RGB at the training size.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -107,6 +108,20 @@ class PairedFolder:
         return None  # unrelated pairs show no one scene
 
 
+@dataclass(frozen=True)
+class Dances:
+    """The procedural dances synthetic training uses: training and validation seeds, their length,
+    and how many the detector sees (for the target's statistics, and for detected poses)."""
+
+    train_seeds: range = range(0, 10_000)
+    validation_seed: int = 10_000_000
+    frames: int = 240  # per dance
+    validation_frames: int = 32
+    stats_dances: int = 20
+    detected_dances: int = 40
+    video_size: int | None = None  # of the videos the detector sees; None: train/detected.VIDEO_SIZE
+
+
 class SyntheticPairs:
     """Pose maps of procedural dances -> our rendered target character, generated on the fly.
 
@@ -122,27 +137,25 @@ class SyntheticPairs:
     sampling detected or noisy poses.
     """
 
-    def __init__(self, size: int = 256, style=None, look=None, train_seeds: range = range(0, 10_000),
-                 validation_seed: int = 10_000_000, frames_per_dance: int = 240, validation_frames: int = 32,
-                 train_pose: TrainPose | str = TrainPose.EXACT, stats_dances: int = 20, detected_dances: int = 40,
-                 video_size: int | None = None):
+    def __init__(self, size: int = 256, style=None, look=None, train_pose: TrainPose | str = TrainPose.EXACT,
+                 dances: Dances = Dances()):
         from vidtrans.pose.render import PoseStyle
         from vidtrans.train.detected import VIDEO_SIZE, DetectedDances
         from vidtrans.train.synth import TARGET_LOOK
 
-        if validation_seed in train_seeds:
-            raise VidtransError(f"validation seed {validation_seed} is one of the training seeds")
+        if dances.validation_seed in dances.train_seeds:
+            raise VidtransError(f"validation seed {dances.validation_seed} is one of the training seeds")
         self.size = size
         self.style = style or PoseStyle()
         self.look = look or TARGET_LOOK
-        self.train_seeds = train_seeds
-        self.validation_seed = validation_seed
-        self.frames_per_dance = frames_per_dance
-        self.validation_frames = validation_frames
+        self.train_seeds = dances.train_seeds
+        self.validation_seed = dances.validation_seed
+        self.frames_per_dance = dances.frames
+        self.validation_frames = dances.validation_frames
         self.train_pose = TrainPose.parse(train_pose, "train_pose")
-        self.stats_seeds = train_seeds[:stats_dances]
-        self.detected_seeds = train_seeds[:detected_dances]
-        self.detected = DetectedDances(size, self.look, frames_per_dance, video_size or VIDEO_SIZE)
+        self.stats_seeds = dances.train_seeds[:dances.stats_dances]
+        self.detected_seeds = dances.train_seeds[:dances.detected_dances]
+        self.detected = DetectedDances(size, self.look, dances.frames, dances.video_size or VIDEO_SIZE)
         self.detector_error = None  # train/detected.DetectorError, measured by `prepare` for noisy poses
         self._found: np.ndarray | None = None  # (detected dance, frame): whether the detector found the person
         self._detected_runs: dict[int, np.ndarray] = {}  # length -> (dance, first frame) of runs with the person

@@ -371,11 +371,33 @@ def test_normalization_maps_source_onto_target_body_and_floor():
     np.testing.assert_allclose(single[:7], mapped[30, :7], atol=1e-3)
 
 
+def test_a_target_trained_on_a_crop_around_them_sees_their_own_video_as_trained():
+    """`vidtrans train target.mp4` crops a square around where the dancer stands; their own video,
+    whole, must map onto that crop (it did not when they stood off-centre: the offset from the frame
+    centre was kept), and a version 1 card keeps the old mapping."""
+    video = _walking_track(60, 360, 640, height_far=0.5, height_near=0.6, far=0.8, near=0.9)
+    video[..., 0] += 130  # standing right of the frame's centre
+    left, side, size = 270, 360, 256  # the crop VideoPairs takes around them, scaled to the model's size
+    crop = video.copy()
+    crop[..., 0] = (crop[..., 0] - left + 0.5) * size / side - 0.5
+    crop[..., 1] = (crop[..., 1] + 0.5) * size / side - 0.5
+    target = estimate_pose_stats(crop, size, size)
+    mapped = PoseNormalizer(estimate_pose_stats(video, 360, 640), target)(video)
+    np.testing.assert_allclose(mapped[..., :2], crop[..., :2], atol=0.5)
+
+    version_1 = PoseStats.from_dict({k: v for k, v in target.to_dict().items() if k != "centre_x"} | {"version": 1})
+    assert version_1.centre_x is None and version_1.to_dict().keys() == target.to_dict().keys() - {"centre_x"}
+    old = PoseNormalizer(estimate_pose_stats(video, 360, 640), version_1)(video)
+    assert np.abs(old[..., 0] - crop[..., 0]).mean() == pytest.approx((left + side / 2 - 320) * size / side, abs=1)
+
+
 def test_pose_stats_round_trip_and_needs_full_bodies():
     stats = estimate_pose_stats(_walking_track(20, 256, 256, 0.5, 0.6, 0.8, 0.9), 256, 256)
     assert PoseStats.from_dict(json.loads(json.dumps(stats.to_dict()))) == stats
     with pytest.raises(VidtransError):
         PoseStats.from_dict({**stats.to_dict(), "version": 7})
+    with pytest.raises(VidtransError, match="fields"):  # version 1 has no centre_x
+        PoseStats.from_dict({**stats.to_dict(), "version": 1})
     upper_body = _walking_track(20, 256, 256, 0.5, 0.6, 0.8, 0.9)
     upper_body[:, [10, 13]] = 0.0
     with pytest.raises(VidtransError, match="ankles"):

@@ -11,7 +11,11 @@ way from the source's far line to its near line:
     ankle_y' = lerp(target.far, target.near, t)
 
 and the pose is scaled about its ankle point, which is moved to ankle_y'. Horizontally the ankle
-point keeps its offset from the frame centre (in units of frame height).
+point keeps its offset from where the dancer usually stands (`centre_x`: the median ankle point's
+offset from the frame centre), which goes to where the target usually stood: a target trained on a
+crop around them (`vidtrans train target.mp4`) then sees their own video as they were trained, and a
+dancer standing off-centre is brought to the target's place. Statistics of version 1 (cards made
+before `centre_x`) keep the offset from the frame centre instead (in units of frame height).
 
 Heights are measured as EDN does, near each extreme: the body height (nose, or neck when the
 nose is missing, down to the lower ankle) of frames whose ankle line lies within a band around
@@ -50,6 +54,8 @@ class PoseStats:
 
     far/near: ankle lines (y / frame height) farthest from and nearest to the camera.
     height_far/height_near: body height (/ frame height) at those ankle lines.
+    centre_x: the median ankle point's offset from the frame centre (/ frame height); None in
+    version 1 statistics, which lack it.
     """
 
     frame_width: int
@@ -58,16 +64,20 @@ class PoseStats:
     near: float
     height_far: float
     height_near: float
-    version: int = 1
+    centre_x: float | None = None
+    version: int = 2
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if self.version == 1:
+            del data["centre_x"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "PoseStats":
-        if data.get("version") != 1:
+        if data.get("version") not in (1, 2):
             raise VidtransError(f"pose stats version {data.get('version')!r} is not supported (upgrade vidtrans)")
-        names = {f.name for f in fields(cls)}
+        names = {f.name for f in fields(cls)} - ({"centre_x"} if data["version"] == 1 else set())
         if set(data) != names:
             raise VidtransError(f"pose stats must have exactly the fields {sorted(names)}, got {sorted(data)}")
         return cls(**data)
@@ -90,7 +100,7 @@ def estimate_pose_stats(track: np.ndarray, frame_height: int, frame_width: int,
                         min_confidence: float = 0.0) -> PoseStats:
     """PoseStats of a keypoint track (T, 18, 3) in pixels of a frame_width x frame_height video."""
     track = check_keypoints(track, dtype=np.float64)
-    ankle_y, _ = _ankle_points(track, min_confidence)
+    ankle_y, ankle_x = _ankle_points(track, min_confidence)
     top_y = np.where(track[:, _NOSE, 2] > min_confidence, track[:, _NOSE, 1],
                      np.where(track[:, _NECK, 2] > min_confidence, track[:, _NECK, 1], np.nan))
     heights = (ankle_y - top_y) / frame_height
@@ -100,13 +110,15 @@ def estimate_pose_stats(track: np.ndarray, frame_height: int, frame_width: int,
         raise VidtransError(
             f"only {int(usable.sum())} frames show a whole body (head and ankles); pose normalisation "
             f"needs at least {_MIN_FRAMES} (use a full-body video or turn normalisation off)")
+    centre_x = np.median((ankle_x[usable] + 0.5) / frame_height) - frame_width / frame_height / 2
     heights, ankle_y = heights[usable], ankle_y[usable]
     far, near = np.percentile(ankle_y, [2, 98])
     band = max(0.02, 0.15 * (near - far))
     height_far = np.percentile(heights[ankle_y <= far + band], 90)
     height_near = np.percentile(heights[ankle_y >= near - band], 90)
     return PoseStats(frame_width=int(frame_width), frame_height=int(frame_height), far=float(far),
-                     near=float(near), height_far=float(height_far), height_near=float(height_near))
+                     near=float(near), height_far=float(height_far), height_near=float(height_near),
+                     centre_x=float(centre_x))
 
 
 class PoseNormalizer:
@@ -151,6 +163,8 @@ class PoseNormalizer:
         source_centre = s.frame_width / s.frame_height / 2
         target_centre = t.frame_width / t.frame_height / 2
         new_ankle_x = target_centre + (ankle_x - source_centre)
+        if t.centre_x is not None and s.centre_x is not None:
+            new_ankle_x += t.centre_x - s.centre_x
 
         out = np.zeros_like(track)
         out[..., 0] = new_ankle_x[:, None] + (xy[..., 0] - ankle_x[:, None]) * scale[:, None]

@@ -515,3 +515,11 @@ def test_every_keypoint_consumer_refuses_a_wrong_shape_naming_it():
     for call in (lambda: render_pose(bad_pose, 8, 8), lambda: OneEuroFilter()(bad_pose, 0.0)):
         with pytest.raises(VidtransError, match=r"\(18, 2\), expected \(18, 3\)"):
             call()
+
+
+@pytest.mark.parametrize("cores, detectors", [(1, 2), (2, 2), (5, 2), (6, 3), (16, 8), (64, 8)])
+def test_detection_takes_half_the_cores_from_two_to_eight(monkeypatch, cores, detectors):
+    from vidtrans.pose import stages
+
+    monkeypatch.setattr(stages.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    assert stages.default_detectors() == detectors

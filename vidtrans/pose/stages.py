@@ -9,6 +9,7 @@ so `SmoothKeypointsStage` holds back just enough batches for that, never the who
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
@@ -25,16 +26,26 @@ from vidtrans.pose.smoothing import smooth_track
 SMOOTHING_CONTEXT = 12
 
 
+def default_detectors() -> int:
+    """Half the cores this process may use, from 2 to 8: detection gets its share of a many-core
+    host (a GPU host's CPU is the limit), the other half decodes, smooths and encodes."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+    return max(2, min(8, cores // 2))
+
+
 class KeypointStage:
-    """Detects the keypoints of every frame with `detectors` tracking detectors working at once.
+    """Detects the keypoints of every frame with `detectors` tracking detectors working at once
+    (default: `default_detectors()`).
 
     Frame i goes to detector i % detectors, so each one still tracks its frames in order, across
     a gap of `detectors` frames. MediaPipe releases the GIL, so two detectors give twice the
     frames/s of one on two cores (benchmarks/README.md), with keypoints within a pixel of one
-    detector's on the real test clip (tests/test_pose.py).
+    detector's on the real test clip (tests/test_pose.py); eight, tracking across gaps of eight
+    frames, stay within 1.3 px of one (benchmarks/README.md).
     """
 
-    def __init__(self, detectors: int = 2, frame_size: tuple[int, int] | None = None):
+    def __init__(self, detectors: int | None = None, frame_size: tuple[int, int] | None = None):
+        detectors = detectors or default_detectors()
         self.frame_size = frame_size  # (height, width) when the frames are scaled-down copies
         self.pool = ThreadPoolExecutor(detectors, thread_name_prefix="vidtrans-detect")
         # Each detector takes ~0.1 s to start: start them side by side, while the first frames decode.

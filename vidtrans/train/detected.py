@@ -132,7 +132,9 @@ class DetectedDances:
                 indices = list(range(start, min(start + _BATCH, self.frames)))
                 yield Batch([render_person(poses[i], side, side, self.look) for i in indices], indices, indices)
 
-        found = [batch.keypoints for batch in run_stages(video(), [KeypointStage()])]
+        # Two detectors on every machine, so that a cached dance is the same wherever it was detected
+        # (more, as run uses on many cores, move keypoints by about a pixel).
+        found = [batch.keypoints for batch in run_stages(video(), [KeypointStage(detectors=2)])]
         return np.concatenate(found).astype(np.float32)
 
 

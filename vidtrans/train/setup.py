@@ -42,7 +42,7 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
     if sum(x is not None and x is not False for x in (target, data, synthetic or None)) != 1:
         raise VidtransError("give exactly one data source: a target video, --data DIR or --synthetic")
     if options.train_pose != TrainPose.EXACT and not synthetic:
-        raise VidtransError(f"{(names or {}).get('train_pose', 'train_pose')} {options.train_pose.value} is for "
+        raise VidtransError(f"{spelling(names)('train_pose')} {options.train_pose.value} is for "
                             "synthetic training only (a target video's pose maps are always drawn from detected "
                             "keypoints, a paired folder's are given); drop it")
     check_output(output, options.resume, options.overwrite, names)

@@ -127,7 +127,7 @@ def test_style_dict_round_trip_and_version_check():
     data = json.loads(json.dumps(style.to_dict()))
     assert PoseStyle.from_dict(data) == style
     with pytest.raises(VidtransError, match="version"):
-        PoseStyle.from_dict({**data, "version": 2})
+        PoseStyle.from_dict({**data, "version": 3})
     image = render_pose(np.zeros((18, 3), np.float32), 8, 8, style)
     assert (image == (10, 20, 30)).all()
 
@@ -510,10 +510,11 @@ def test_every_keypoint_consumer_refuses_a_wrong_shape_naming_it():
     bad_track, bad_pose = np.zeros((4, 17, 3), np.float32), np.zeros((18, 2), np.float32)
     for call in (lambda: render_poses(bad_track, 8, 8), lambda: smooth_track(bad_track),
                  lambda: estimate_pose_stats(bad_track, 8, 8), lambda: write_keypoints_npz("unused.npz", bad_track, 8, 8)):
-        with pytest.raises(VidtransError, match=r"\(4, 17, 3\), expected \(frames, 18, 3\)"):
+        with pytest.raises(VidtransError, match=r"\(4, 17, 3\), expected \(frames, K, 3\) keypoints with K = 18 "
+                                                r"\(COCO-18 body\) or 128 \(body, face and hands\)"):
             call()
     for call in (lambda: render_pose(bad_pose, 8, 8), lambda: OneEuroFilter()(bad_pose, 0.0)):
-        with pytest.raises(VidtransError, match=r"\(18, 2\), expected \(18, 3\)"):
+        with pytest.raises(VidtransError, match=r"\(18, 2\), expected \(K, 3\) keypoints with K = 18"):
             call()
 
 

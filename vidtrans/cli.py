@@ -264,7 +264,8 @@ def _warn_if_no_person(summary, consequence: str) -> None:
 def pose(
     input: Path = typer.Argument(..., help="Video of a person.", show_default=False),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Pose-map video (default: INPUT_STEM.pose.mp4 beside the input)."),
-    keypoints: Optional[Path] = typer.Option(None, "--keypoints", help="Also save the keypoints as NPZ (array 'keypoints', frames x 18 x 3, input pixels)."),
+    keypoints: Optional[Path] = typer.Option(None, "--keypoints", help="Also save the keypoints as NPZ (array 'keypoints', frames x K x 3 in input pixels; K = 18 body keypoints, or 128 with --whole-body)."),
+    whole_body: bool = typer.Option(False, "--whole-body", help="Also find and draw the face's 68 points and both hands (ControlNet's openpose_full look; about twice the detection time)."),
     overwrite: bool = typer.Option(False, help="Replace existing output files."),
     json_summary: JsonOpt = False,
     options: RunOptions = RunOptions(),
@@ -277,7 +278,8 @@ def pose(
     output = output or default_output_path(input, "pose")
     with _progress(f"{input.name} -> pose") as update:
         summary = render_pose_video(input, output, keypoints_out=keypoints, start=options.start, end=options.end,
-                                    encode=options.encode, overwrite=overwrite, progress=update)
+                                    encode=options.encode, overwrite=overwrite, progress=update,
+                                    whole_body=whole_body)
     if json_summary:
         print(json.dumps(summary.to_dict()))
     console.print(f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps), person found in "

@@ -160,10 +160,13 @@ def dance_truth(model, seed: int, frames: int, size: tuple[int, int]) -> tuple[n
     the truth at the model's size (keypoints, frames): the same poses mapped as `run` maps the
     video into the model's frame when normalization leaves a pose where it is."""
     from vidtrans.pose.normalize import fit_to_frame
+    from vidtrans.pose.render import PoseStyle
     from vidtrans.train.synth import TARGET_LOOK, dance_keypoints, render_person
 
     (width, height), (model_height, model_width) = size, model.native_size
-    track = dance_keypoints(seed, frames, height, width, TARGET_LOOK)
+    # Whole-body models see the face and hands: model-only scoring draws them from the renderer's points.
+    whole_body = PoseStyle.for_card(model.card).whole_body
+    track = dance_keypoints(seed, frames, height, width, TARGET_LOOK, whole_body=whole_body)
     # Not the dance made for the model's frame: the generator's poses scale with the frame (a pose
     # in 512 px is twice one in 256), which puts them a quarter pixel off the video's poses seen at
     # 256 px (pixel centres at whole numbers: x256 = (x512 + 0.5) / 2 - 0.5).
@@ -220,6 +223,7 @@ def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
     """The held-out tail of the target video `model` was trained on (its first `frames`, default
     all), with the truth as training saw its frames: the card's square crop at the model's size,
     and the keypoints detected and filtered as for training, in that crop."""
+    from vidtrans.pose.render import PoseStyle
     from vidtrans.pose.smoothing import smooth_track
     from vidtrans.pose.track import detect_keypoints
     from vidtrans.train.data import crop_square, keypoints_in_crop
@@ -250,7 +254,9 @@ def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
     if len(truth) < 2:
         raise VidtransError(f"{video}: its held-out tail has {len(truth)} frame(s), and evaluation needs at least 2; "
                             "train on a longer video")
-    keypoints = keypoints_in_crop(smooth_track(detect_keypoints(video, start, end, progress)), crop, size)
+    whole_body = PoseStyle.for_card(model.card).whole_body  # as training detected them
+    keypoints = keypoints_in_crop(smooth_track(detect_keypoints(video, start, end, progress, whole_body=whole_body)),
+                                  crop, size)
     if len(keypoints) != len(truth):
         raise VidtransError(f"{video}: decoded {len(truth)} frames but detected poses in {len(keypoints)}; "
                             "the file may be damaged")
@@ -357,7 +363,7 @@ def _through_encode(frames: np.ndarray, encode: EncodeOptions, fps: float, dst: 
 
 
 def _detected(frames: np.ndarray, progress: Progress | None, what: str) -> np.ndarray:
-    """Keypoints (N, 18, 3) the detector `run` uses reads on `frames`, in tracking mode, unfiltered."""
+    """Body keypoints (N, 18, 3) the detector `run` uses reads on `frames`, in tracking mode, unfiltered."""
     from vidtrans.pose.stages import KeypointStage
 
     found = []

@@ -326,9 +326,11 @@ def render_pose_video(
     encode: EncodeOptions = POSE_VIDEO_ENCODE,
     overwrite: bool = False,
     progress: Progress | None = None,
+    whole_body: bool = False,
 ) -> Summary:
     """Detect, smooth and draw the pose of every frame of `src` into the pose-map video `dst`
-    (same size, frame count and timestamps, OpenPose style); optionally save the keypoints as NPZ."""
+    (same size, frame count and timestamps, OpenPose style; `whole_body`: with the face's points
+    and the hands, ControlNet's openpose_full); optionally save the keypoints as NPZ."""
     from vidtrans.pose import PoseStyle, write_keypoints_npz
     from vidtrans.pose.detector import DETECTION_MAX_SIDE
     from vidtrans.pose.stages import KeypointStage, PoseMapStage, SmoothKeypointsStage
@@ -345,8 +347,8 @@ def render_pose_video(
     # The frames are only looked at by the detector, so they are decoded at its size.
     with VideoReader(src, start=start, end=end, max_side=DETECTION_MAX_SIDE) as reader:
         info = reader.info
-        stages = [KeypointStage(frame_size=(info.height, info.width)), SmoothKeypointsStage(),
-                  PoseMapStage(lambda kp: kp, info.height, info.width, PoseStyle())]
+        stages = [KeypointStage(frame_size=(info.height, info.width), whole_body=whole_body), SmoothKeypointsStage(),
+                  PoseMapStage(lambda kp: kp, info.height, info.width, PoseStyle(version=2 if whole_body else 1))]
 
         def frame_to_write(batch: Batch, i: int) -> np.ndarray:
             if i == 0:

@@ -31,7 +31,7 @@ class Batch:
     frames: list[np.ndarray]  # (H, W, 3) uint8 decoded input; not stacked, as only the model needs that
     pts: list[int]
     indices: list[int]
-    keypoints: np.ndarray | None = None  # (N, 18, 3) in input pixels, for pose models
+    keypoints: np.ndarray | None = None  # (N, K, 3) in input pixels, for pose models (K: 18, or 128 whole body)
     model_input: np.ndarray | None = None  # what the generator sees (pose maps); None: the frames
     output: np.ndarray | None = None
     motion: list[Any] | None = None  # flow smoothing's guide-only half per frame (temporal.Motion), made ahead

@@ -119,9 +119,9 @@ class FrameProcessor:
         if self.is_pose:
             from vidtrans.pose import OneEuroFilter, PoseDetector, PoseStyle
 
-            self.detector = PoseDetector(video_mode=True)
-            self.filter = OneEuroFilter()
             self.style = PoseStyle.for_card(model.card)
+            self.detector = PoseDetector(video_mode=True, whole_body=self.style.whole_body)
+            self.filter = OneEuroFilter()
 
     @property
     def pose_how(self) -> str | None:

@@ -1,9 +1,13 @@
-"""Single-person pose detection with MediaPipe's BlazePose, returned as COCO-18 keypoints.
+"""Single-person pose detection with MediaPipe, returned as COCO-18 keypoints (BlazePose) or as
+whole-body keypoints: the body, 68 face points and both hands (MediaPipe Holistic).
 
 mediapipe is imported only when a detector is created, so everything else in vidtrans works
 without it. The detector always uses BlazePose's `model_complexity=1`: that model
 (pose_landmark_full.tflite) ships inside the mediapipe 0.10.21 wheel, while complexities 0 and 2
 make mediapipe download a model from the internet at run time, which vidtrans must never do.
+Holistic needs nothing more than the wheel holds either (face_landmark.tflite,
+hand_landmark_full.tflite, holistic_landmark/hand_recrop.tflite) as long as
+`refine_face_landmarks` stays off.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import cv2
 import numpy as np
 
 from vidtrans.errors import VidtransError
-from vidtrans.pose.keypoints import NUM_KEYPOINTS
+from vidtrans.pose.keypoints import FACE, LEFT_HAND, NUM_KEYPOINTS, NUM_WHOLE_BODY, RIGHT_HAND
 
 DETECTION_MAX_SIDE = 640
 INSTALL_HINT = "pip install mediapipe==0.10.21 (needs Python 3.10-3.12)"
@@ -38,6 +42,34 @@ _BLAZEPOSE_FOR_COCO: tuple[int | None, ...] = (
 _RIGHT_SHOULDER, _LEFT_SHOULDER = 12, 11
 
 
+# For each iBUG-68 face point (jaw, brows, nose, eyes, mouth), the one or two face-mesh landmarks
+# whose mean it is: the correspondence of Peizhi Yan's Mediapipe_2_Dlib_Landmarks (mp2dlib.py),
+# checked point by point on a real face; tests/test_detect_whole_body.py keeps the layout checked.
+_FACE_MESH_FOR_IBUG68: tuple[tuple[int, ...], ...] = (
+    (127,), (234,), (93,), (132, 58), (58, 172), (136,), (150,), (176,), (152,),   # jaw: right ear to chin
+    (400,), (379,), (365,), (397, 288), (361,), (323,), (454,), (356,),            # jaw: chin to left ear
+    (70,), (63,), (105,), (66,), (107,), (336,), (296,), (334,), (293,), (300,),   # right brow, left brow
+    (168, 6), (197, 195), (5,), (4,), (75,), (97,), (2,), (326,), (305,),          # nose bridge, base
+    (33,), (160,), (158,), (133,), (153,), (144,),                                 # the person's right eye
+    (362,), (385,), (387,), (263,), (373,), (380,),                                # left eye
+    (61,), (39,), (37,), (0,), (267,), (269,), (291,), (321,), (314,), (17,), (84,), (91,),  # outer lips
+    (78,), (82,), (13,), (312,), (308,), (317,), (14,), (87,),                     # inner lips
+)
+# As index pairs (a single landmark twice), so that one mean over each pair maps all 68 points.
+_FACE_MESH_PAIRS = np.array([(pair[0], pair[-1]) for pair in _FACE_MESH_FOR_IBUG68])
+
+
+def _to_pixels(points: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Points (n, 3) of normalised x, y and a confidence as pixels, those outside the frame zeroed."""
+    out = points.astype(np.float32)
+    # MediaPipe's normalised coordinates put pixel centres at (c + 0.5) / width; ours at c.
+    out[:, 0] = out[:, 0] * width - 0.5
+    out[:, 1] = out[:, 1] * height - 0.5
+    inside = (out[:, 0] >= -0.5) & (out[:, 0] <= width - 0.5) & (out[:, 1] >= -0.5) & (out[:, 1] <= height - 0.5)
+    out[~inside] = 0.0
+    return out
+
+
 def blazepose_to_coco18(landmarks: np.ndarray, width: int, height: int,
                         min_visibility: float) -> np.ndarray:
     """COCO-18 keypoints (18, 3) in pixels from BlazePose landmarks (33, 3) of normalised x, y, visibility.
@@ -52,13 +84,22 @@ def blazepose_to_coco18(landmarks: np.ndarray, width: int, height: int,
             out[coco] = ((r[0] + l[0]) / 2, (r[1] + l[1]) / 2, min(r[2], l[2]))
         else:
             out[coco] = landmarks[blaze]
-    # MediaPipe's normalised coordinates put pixel centres at (c + 0.5) / width; ours at c.
-    out[:, 0] = out[:, 0] * width - 0.5
-    out[:, 1] = out[:, 1] * height - 0.5
-    inside = (out[:, 0] >= -0.5) & (out[:, 0] <= width - 0.5) & (out[:, 1] >= -0.5) & (out[:, 1] <= height - 0.5)
-    keep = inside & (out[:, 2] >= min_visibility)
-    out[~keep] = 0.0
+    out = _to_pixels(out, width, height)
+    out[out[:, 2] < min_visibility] = 0.0
     return out
+
+
+def face_mesh_to_ibug68(mesh: np.ndarray, width: int, height: int) -> np.ndarray:
+    """iBUG-68 face points (68, 3) in pixels from MediaPipe's 468 face-mesh landmarks (468, 3) of
+    normalised x, y and confidence; points outside the frame are zeroed."""
+    return _to_pixels(mesh[_FACE_MESH_PAIRS].mean(axis=1), width, height)
+
+
+def _normalised_points(landmarks, confidence: float | None = None) -> np.ndarray:
+    """A MediaPipe landmark list as (n, 3): x, y and the landmark's visibility, or `confidence` for
+    landmarks (face, hands) that carry none."""
+    return np.array([(lm.x, lm.y, lm.visibility if confidence is None else confidence)
+                     for lm in landmarks.landmark], dtype=np.float32)
 
 
 # A MediaPipe graph still open when Python exits hangs the interpreter's shutdown once it has
@@ -119,44 +160,62 @@ _native_stderr_silenced = _NativeStderrSilencer()
 
 
 class PoseDetector:
-    """Detects one person per frame: `detect(rgb_frame) -> (18, 3)` float32 keypoints in input pixels.
+    """Detects one person per frame: `detect(rgb_frame)` gives float32 keypoints in input pixels,
+    (18, 3) of the body or, with whole_body=True, (128, 3) of body, face and hands
+    (vidtrans.pose.keypoints).
 
     video_mode=True tracks the person from frame to frame (faster and steadier on clips); use
     False for unrelated still images. MediaPipe's own landmark smoothing is off because vidtrans
     smooths tracks itself (offline or One Euro), and double smoothing adds lag.
     Small frames need no upscaling: on a 176x144 clip the head, neck and shoulders are found in
-    every frame at native size.
+    every frame at native size, and Holistic finds the face in every frame too.
+    Whole-body detection runs MediaPipe Holistic, whose body is BlazePose's, so the body part is
+    the one the body-only detector gives; face and hands take about as long again as the body
+    (29-34 against 16-19 ms a frame on 2 cores, on clips where no hand was found).
     """
 
     def __init__(self, video_mode: bool = True, min_visibility: float = 0.5,
-                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5):
+                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
+                 whole_body: bool = False):
         try:
             import mediapipe as mp
         except ImportError as e:
             raise VidtransError(f"pose detection needs mediapipe, which is not installed ({INSTALL_HINT})") from e
         self.min_visibility = min_visibility
+        self.whole_body = whole_body
         self._quiet_frames = 2
+        options = dict(
+            static_image_mode=not video_mode,
+            model_complexity=1,  # the only model in the wheel (module docstring)
+            smooth_landmarks=False,
+            enable_segmentation=False,
+            min_detection_confidence=min_detection_confidence,
+            min_tracking_confidence=min_tracking_confidence,
+        )
         with _native_stderr_silenced():
-            self._pose = mp.solutions.pose.Pose(
-                static_image_mode=not video_mode,
-                model_complexity=1,  # the only model in the wheel (module docstring)
-                smooth_landmarks=False,
-                enable_segmentation=False,
-                min_detection_confidence=min_detection_confidence,
-                min_tracking_confidence=min_tracking_confidence,
-            )
+            if whole_body:
+                # The refined face model (with irises) is not in the wheel (module docstring).
+                self._graph = mp.solutions.holistic.Holistic(**options, refine_face_landmarks=False)
+            else:
+                self._graph = mp.solutions.pose.Pose(**options)
             # The first inference starts the graph and its TFLite interpreters, which is when
             # the chatter is printed: do it here, silenced, rather than in the middle of a run.
-            self._pose.process(np.zeros((64, 64, 3), np.uint8))
+            self._graph.process(np.zeros((64, 64, 3), np.uint8))
         _open_detectors.add(self)
 
+    @property
+    def num_keypoints(self) -> int:
+        """K of the (K, 3) poses `detect` returns."""
+        return NUM_WHOLE_BODY if self.whole_body else NUM_KEYPOINTS
+
     def detect(self, rgb_frame: np.ndarray, frame_size: tuple[int, int] | None = None) -> np.ndarray:
-        """Keypoints (18, 3) of the most prominent person; all zeros when nobody is found.
+        """Keypoints (K, 3) of the most prominent person (K = `num_keypoints`); all zeros when
+        nobody is found, and a face or hand that is not found is all zeros too.
 
         frame_size: (height, width) of the frame `rgb_frame` is a scaled-down copy of; keypoints
         then come back in that frame's pixels.
         """
-        if self._pose is None:
+        if self._graph is None:
             raise VidtransError("pose detector is closed (create a new PoseDetector)")
         frame = np.asarray(rgb_frame)
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
@@ -173,20 +232,33 @@ class PoseDetector:
         if self._quiet_frames:
             # MediaPipe logs once more when it first tracks a person in a non-square frame.
             with _native_stderr_silenced():
-                result = self._pose.process(np.ascontiguousarray(frame))
+                result = self._graph.process(np.ascontiguousarray(frame))
             self._quiet_frames -= result.pose_landmarks is not None
         else:
-            result = self._pose.process(np.ascontiguousarray(frame))
+            result = self._graph.process(np.ascontiguousarray(frame))
+        keypoints = np.zeros((self.num_keypoints, 3), dtype=np.float32)
         if result.pose_landmarks is None:
-            return np.zeros((NUM_KEYPOINTS, 3), dtype=np.float32)
-        landmarks = np.array([(lm.x, lm.y, lm.visibility) for lm in result.pose_landmarks.landmark], dtype=np.float32)
-        return blazepose_to_coco18(landmarks, width, height, self.min_visibility)
+            return keypoints
+        keypoints[:NUM_KEYPOINTS] = blazepose_to_coco18(
+            _normalised_points(result.pose_landmarks), width, height, self.min_visibility)
+        if self.whole_body:
+            if result.face_landmarks is not None:
+                # The mesh has no per-point visibility: the face's presence is all there is.
+                mesh = _normalised_points(result.face_landmarks, confidence=1.0)
+                keypoints[FACE] = face_mesh_to_ibug68(mesh, width, height)
+            # Holistic finds each hand from the BlazePose wrist of that side (left_hand_landmarks
+            # from landmark 15, the person's left wrist), so its "left" is the person's left, as
+            # LEFT_HAND is: the hand swaps sides when the picture is mirrored.
+            for part, hand in ((LEFT_HAND, result.left_hand_landmarks), (RIGHT_HAND, result.right_hand_landmarks)):
+                if hand is not None:
+                    keypoints[part] = _to_pixels(_normalised_points(hand, confidence=1.0), width, height)
+        return keypoints
 
     def close(self) -> None:
         """Frees MediaPipe's graph; the detector cannot be used afterwards."""
-        if self._pose is not None:
-            self._pose.close()
-            self._pose = None
+        if self._graph is not None:
+            self._graph.close()
+            self._graph = None
 
     def __enter__(self) -> "PoseDetector":
         return self
@@ -195,6 +267,6 @@ class PoseDetector:
         self.close()
 
     def __del__(self) -> None:
-        # Tolerates a failed __init__, where _pose was never set.
-        if getattr(self, "_pose", None) is not None:
+        # Tolerates a failed __init__, where _graph was never set.
+        if getattr(self, "_graph", None) is not None:
             self.close()

@@ -1,22 +1,30 @@
 """Read and write keypoint tracks, so poses can come from other tools or be edited by hand.
 
+Tracks are (frames, 18, 3) for the body alone or (frames, 128, 3) for whole-body poses (the body,
+68 face points and 21 points per hand, in the layout of `vidtrans.pose.keypoints`).
 Accepted by `read_keypoints(path)`:
 
 - ``.npz`` (vidtrans's own, written by `write_keypoints_npz`): ``keypoints`` float32
-  (frames, 18, 3) of x, y in pixels of the input frame and confidence (0 = missing), plus
-  ``width`` and ``height`` of that frame.
+  (frames, 18, 3) or (frames, 128, 3) of x, y in pixels of the input frame and confidence
+  (0 = missing), plus ``width`` and ``height`` of that frame.
 - A folder of OpenPose per-frame ``*_keypoints.json`` files (``--write_json``), in frame order by
   the number in their names. Each holds ``{"people": [{"pose_keypoints_2d": [x, y, c, ...]}]}``
   in pixels, as COCO-18 (54 numbers) or BODY_25 (75 numbers, OpenPose's default; mapped to
   COCO-18 by joint name, its MidHip and foot points dropped). With several people the one with
-  the highest total confidence is used; a frame with nobody is all missing. Frame size unknown.
+  the highest total body confidence is used; a frame with nobody is all missing. Frame size unknown.
+  A person may also carry ``face_keypoints_2d`` (OpenPose's 70 points: the 68 iBUG points and
+  two pupils, which are dropped; 68 points are accepted too) and ``hand_left_keypoints_2d`` /
+  ``hand_right_keypoints_2d`` (21 points each; left is the person's left hand). When any person
+  has a non-empty one of these the track is whole-body, its frames without them missing those
+  parts; empty (``[]``, OpenPose with face or hand detection off) or ``null`` ones mean none.
 - A single ``.json``: one OpenPose frame as above, or a list of frames (or
   ``{"frames": [...], "width": W, "height": H}``), each frame either an OpenPose frame dict
-  (its ``canvas_width``/``canvas_height`` are used when present, as in ControlNet pose files) or
-  DWPose-style 18 keypoints: ``[[x, y], ...]`` or ``[[x, y, c], ...]`` or 54 flat numbers, with
-  ``null`` or negative coordinates for missing points. When the frame size is given and every
-  coordinate lies within [0, 1], coordinates are taken as normalised (DWPose's output) and
-  scaled to pixels.
+  (its ``canvas_width``/``canvas_height`` are used when present, as in ControlNet and DWPose
+  pose files, whose whole-body people have 68 or 70 face points, ``null`` for a part not found)
+  or keypoints in vidtrans's layout, 18 or 128 of them: ``[[x, y], ...]`` or ``[[x, y, c], ...]``
+  or 54 or 384 flat numbers, with ``null`` or negative coordinates for missing points. When the
+  frame size is given and every coordinate (face and hands included) lies within [0, 1],
+  coordinates are taken as normalised (DWPose's output) and scaled to pixels.
 """
 
 from __future__ import annotations
@@ -32,7 +40,10 @@ import numpy as np
 
 from vidtrans.atomic import write_atomically
 from vidtrans.errors import VidtransError, first_line
-from vidtrans.pose.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS, check_keypoints
+from vidtrans.pose.keypoints import (
+    FACE, KEYPOINT_COUNTS, KEYPOINT_NAMES, LEFT_HAND, NUM_FACE, NUM_HAND, NUM_KEYPOINTS, NUM_WHOLE_BODY,
+    RIGHT_HAND, check_keypoints, is_whole_body, with_parts,
+)
 
 # OpenPose BODY_25 joint names in its output order, spelled like our COCO-18 names.
 _BODY25_NAMES = (
@@ -43,10 +54,22 @@ _BODY25_NAMES = (
 )
 _BODY25_FOR_COCO = [_BODY25_NAMES.index(name) for name in KEYPOINT_NAMES]
 
+# The face and hands of an OpenPose person: its field, where the points go in a whole-body pose and
+# how many points a file may give. OpenPose's face model adds two pupils after the 68 iBUG points
+# (DWPose's ControlNet files pad them with the body's eyes); we keep the 68.
+_PARTS = (
+    ("face_keypoints_2d", FACE, (NUM_FACE, NUM_FACE + 2)),
+    ("hand_left_keypoints_2d", LEFT_HAND, (NUM_HAND,)),
+    ("hand_right_keypoints_2d", RIGHT_HAND, (NUM_HAND,)),
+)
+# iBUG-68 eyes; OpenPose's pupil 68 belongs to the first (the person's right eye), 69 to the second.
+_EYES = (slice(36, 42), slice(42, 48))
+
 
 @dataclass
 class KeypointTrack:
-    """Keypoints (frames, 18, 3) float32 in pixels, with the frame size when the file says it."""
+    """Keypoints (frames, 18, 3) or whole-body (frames, 128, 3) float32 in pixels, with the frame
+    size when the file says it."""
 
     keypoints: np.ndarray
     width: int | None = None
@@ -55,24 +78,39 @@ class KeypointTrack:
 
 def write_keypoints_npz(path: str | os.PathLike, keypoints: np.ndarray, width: int, height: int,
                         overwrite: bool = False) -> None:
-    """Saves a track (frames, 18, 3) in pixels of a width x height frame. The file appears complete
-    or not at all; an existing file is replaced only with `overwrite`."""
+    """Saves a track (frames, 18, 3) or (frames, 128, 3) in pixels of a width x height frame. The file
+    appears complete or not at all; an existing file is replaced only with `overwrite`."""
     kp = check_keypoints(keypoints)
     write_atomically(path, lambda f: np.savez_compressed(f, keypoints=kp, width=np.int64(width), height=np.int64(height)),
                      overwrite=overwrite, what="keypoints")
 
 
 def write_openpose_json(folder: str | os.PathLike, keypoints: np.ndarray, prefix: str = "frame") -> None:
-    """Writes one OpenPose COCO-18 ``{prefix}_{index:012d}_keypoints.json`` per frame into folder."""
+    """Writes one OpenPose ``{prefix}_{index:012d}_keypoints.json`` per frame into folder: the COCO-18
+    body and, for a whole-body track, the face (OpenPose's 70 points) and both hands."""
     kp = check_keypoints(keypoints)
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for i, pose in enumerate(kp):
-            people = [] if not (pose[:, 2] > 0).any() else [{"pose_keypoints_2d": pose.reshape(-1).tolist()}]
+            people = [_openpose_person_json(pose)] if (pose[:, 2] > 0).any() else []
             (folder / f"{prefix}_{i:012d}_keypoints.json").write_text(json.dumps({"version": 1.3, "people": people}))
     except OSError as e:
         raise VidtransError(f"{folder}: cannot write OpenPose JSON ({e.strerror}; check the folder is writable)") from e
+
+
+def _openpose_person_json(pose: np.ndarray) -> dict:
+    person = {"pose_keypoints_2d": pose[:NUM_KEYPOINTS].reshape(-1).tolist()}
+    if is_whole_body(pose):
+        face = pose[FACE]
+        pupils = np.zeros((len(_EYES), 3), np.float32)
+        for pupil, eye in zip(pupils, _EYES):
+            if (face[eye, 2] > 0).all():  # a pupil from part of an eye would sit off its centre
+                pupil[:] = face[eye].mean(axis=0)
+        person["face_keypoints_2d"] = np.concatenate([face, pupils]).reshape(-1).tolist()
+        person["hand_left_keypoints_2d"] = pose[LEFT_HAND].reshape(-1).tolist()
+        person["hand_right_keypoints_2d"] = pose[RIGHT_HAND].reshape(-1).tolist()
+    return person
 
 
 def read_keypoints(path: str | os.PathLike) -> KeypointTrack:
@@ -121,45 +159,87 @@ def _read_openpose_folder(folder: Path) -> KeypointTrack:
         if not isinstance(data, dict) or "people" not in data:
             raise VidtransError(f"{f}: not an OpenPose keypoint file (no 'people' list)")
         poses.append(_openpose_frame(data, f))
-    return KeypointTrack(np.stack(poses))
+    return KeypointTrack(_track(poses))
+
+
+def _track(poses: list[np.ndarray]) -> np.ndarray:
+    """Frames stacked into a track: whole-body when any frame has face or hand points, the other
+    frames then missing those parts."""
+    whole_body = any(is_whole_body(pose) for pose in poses)
+    return np.stack([with_parts(pose, whole_body) for pose in poses])
 
 
 def _openpose_frame(frame: dict, source: Path) -> np.ndarray:
+    """The person of an OpenPose frame with the most confident body: (128, 3) when anyone in it has face or hand
+    points, else (18, 3)."""
     people = frame.get("people")
     if not isinstance(people, list):
         raise VidtransError(f"{source}: OpenPose 'people' must be a list")
-    best, best_score = np.zeros((NUM_KEYPOINTS, 3), dtype=np.float32), -1.0
+    best, best_score, whole_body = np.zeros((NUM_WHOLE_BODY, 3), dtype=np.float32), -1.0, False
     for person in people:
-        values = person.get("pose_keypoints_2d") if isinstance(person, dict) else None
-        pose = _flat_pose(values, source)
-        if pose[:, 2].sum() > best_score:
-            best, best_score = pose, float(pose[:, 2].sum())
-    return best
+        pose, has_parts = _openpose_person(person if isinstance(person, dict) else {}, source)
+        whole_body |= has_parts
+        # The body decides, as for body-only files: a face or hands alone must not pick a bystander.
+        score = float(pose[:NUM_KEYPOINTS, 2].sum())
+        if score > best_score:
+            best, best_score = pose, score
+    return with_parts(best, whole_body)
+
+
+def _openpose_person(person: dict, source: Path) -> tuple[np.ndarray, bool]:
+    """One OpenPose person as a whole-body pose (parts it lacks missing), and whether it had a face or hands."""
+    pose = with_parts(_flat_pose(person.get("pose_keypoints_2d"), source), True)
+    has_parts = False
+    for field, part, point_counts in _PARTS:
+        values = person.get(field)
+        if values is None or values == []:  # OpenPose with that detector off, or DWPose finding nothing
+            continue
+        flat = _numbers(values, field, source)
+        if flat.size not in [3 * n for n in point_counts]:
+            numbers, points = (" or ".join(str(k * n) for n in point_counts) for k in (3, 1))
+            raise VidtransError(f"{source}: {field} has {flat.size} numbers; expected {numbers} "
+                                f"({points} points of x, y, confidence), or [] for none")
+        pose[part] = _missing_zeroed(flat.reshape(-1, 3)[:part.stop - part.start])
+        has_parts = True
+    return pose, has_parts
+
+
+def _numbers(values, field: str, source: Path) -> np.ndarray:
+    """A JSON list of numbers (null entries become NaN, so missing) as flat float32."""
+    if isinstance(values, list):
+        try:
+            return np.asarray(values, dtype=np.float32).reshape(-1)
+        except (TypeError, ValueError):
+            pass  # nested unevenly or holding text: refused below
+    raise VidtransError(f"{source}: {field} must be a list of numbers")
+
+
+def _missing_zeroed(points: np.ndarray) -> np.ndarray:
+    """Points (n, 3) with the missing ones (non-finite or confidence <= 0) all zero."""
+    points = points.copy()
+    points[~np.isfinite(points).all(axis=1) | ~(points[:, 2] > 0)] = 0.0
+    return points
 
 
 def _flat_pose(values, source: Path) -> np.ndarray:
-    try:
-        flat = np.asarray(values, dtype=np.float32).reshape(-1)
-    except (TypeError, ValueError) as e:
-        raise VidtransError(f"{source}: pose_keypoints_2d must be a list of numbers") from e
+    flat = _numbers(values, "pose_keypoints_2d", source)
     if flat.size == NUM_KEYPOINTS * 3:
-        pose = flat.reshape(NUM_KEYPOINTS, 3).copy()
+        pose = flat.reshape(NUM_KEYPOINTS, 3)
     elif flat.size == len(_BODY25_NAMES) * 3:
-        pose = flat.reshape(-1, 3)[_BODY25_FOR_COCO].copy()
+        pose = flat.reshape(-1, 3)[_BODY25_FOR_COCO]
     else:
         raise VidtransError(f"{source}: pose_keypoints_2d has {flat.size} numbers; expected 54 (COCO-18) or 75 (BODY_25)")
-    pose[~np.isfinite(pose).all(axis=1)] = 0.0
-    pose[pose[:, 2] <= 0] = 0.0
-    return pose
+    return _missing_zeroed(pose)
 
 
 def _keypoint_list(frame: list, source: Path) -> np.ndarray:
-    """DWPose-style 18 keypoints: [[x, y(, c)], ...] or 54 flat numbers; null / negative = missing."""
-    if len(frame) == NUM_KEYPOINTS * 3 and all(isinstance(v, (int, float)) for v in frame):
-        return _flat_pose(frame, source)
-    if len(frame) != NUM_KEYPOINTS:
-        raise VidtransError(f"{source}: a frame has {len(frame)} entries; expected {NUM_KEYPOINTS} keypoints (COCO-18)")
-    pose = np.zeros((NUM_KEYPOINTS, 3), dtype=np.float32)
+    """Keypoints in our layout (18 or 128): [[x, y(, c)], ...] or their flat numbers; null / negative = missing."""
+    if len(frame) in [3 * k for k in KEYPOINT_COUNTS] and all(isinstance(v, (int, float)) for v in frame):
+        return _missing_zeroed(np.asarray(frame, dtype=np.float32).reshape(-1, 3))
+    if len(frame) not in KEYPOINT_COUNTS:
+        raise VidtransError(f"{source}: a frame has {len(frame)} entries; expected {NUM_KEYPOINTS} keypoints "
+                            f"(COCO-18) or {NUM_WHOLE_BODY} (body, face and hands)")
+    pose = np.zeros((len(frame), 3), dtype=np.float32)
     for i, point in enumerate(frame):
         if point is None:
             continue
@@ -196,8 +276,8 @@ def _read_json_file(path: Path) -> KeypointTrack:
         elif isinstance(frame, list):
             poses.append(_keypoint_list(frame, path))
         else:
-            raise VidtransError(f"{path}: a frame is neither an OpenPose frame dict nor a list of {NUM_KEYPOINTS} keypoints")
-    kp = np.stack(poses)
+            raise VidtransError(f"{path}: a frame is neither an OpenPose frame dict nor a list of keypoints")
+    kp = _track(poses)
     try:
         width = int(width) if width is not None else None
         height = int(height) if height is not None else None

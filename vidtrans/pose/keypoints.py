@@ -1,8 +1,13 @@
-"""COCO-18 keypoints in OpenPose order, the 17 OpenPose limbs and OpenPose's colour palette.
+"""COCO-18 keypoints in OpenPose order, the 17 OpenPose limbs and OpenPose's colour palette, and
+the face and hand points that whole-body poses add.
 
 Everything that draws, reads or maps keypoints uses these tables so that pose maps rendered by
 vidtrans look like the OpenPose renders that upstream pose2person models were trained on.
-A pose is a float32 array (18, 3) of x, y (pixels of its frame) and confidence (0 = missing).
+A pose is a float32 array (K, 3) of x, y (pixels of its frame) and confidence (0 = missing), with
+K = 18 (the body, COCO-18) or K = 128, a whole-body pose: the body, then 68 face points (the
+iBUG-68 / COCO-WholeBody face that DWPose and OpenPose's face model give: jaw, brows, nose, eyes,
+mouth), then 21 points of the person's left hand and 21 of their right hand (OpenPose and
+MediaPipe hand order: wrist, then thumb, index, middle, ring and little finger from base to tip).
 Pixel coordinates follow OpenPose and cv2: the centre of pixel column c is x = c.
 """
 
@@ -12,7 +17,18 @@ import numpy as np
 
 from vidtrans.errors import VidtransError
 
-NUM_KEYPOINTS = 18
+NUM_KEYPOINTS = 18  # the body
+NUM_FACE = 68
+NUM_HAND = 21
+NUM_WHOLE_BODY = NUM_KEYPOINTS + NUM_FACE + 2 * NUM_HAND
+KEYPOINT_COUNTS = (NUM_KEYPOINTS, NUM_WHOLE_BODY)
+FACE = slice(NUM_KEYPOINTS, NUM_KEYPOINTS + NUM_FACE)
+LEFT_HAND = slice(FACE.stop, FACE.stop + NUM_HAND)
+RIGHT_HAND = slice(LEFT_HAND.stop, LEFT_HAND.stop + NUM_HAND)
+
+# The 20 bones of a hand, as OpenPose draws them: from the wrist (0) along each finger.
+HAND_EDGES: tuple[tuple[int, int], ...] = tuple(
+    edge for finger in range(5) for edge in ((0 if k == 0 else 4 * finger + k, 4 * finger + k + 1) for k in range(4)))
 
 KEYPOINT_NAMES: tuple[str, ...] = (
     "nose", "neck",
@@ -50,17 +66,30 @@ def _flip_permutation() -> tuple[int, ...]:
     return tuple(perm)
 
 
-# FLIP_INDEX[i] is the keypoint that i becomes when the image is mirrored (right <-> left).
+# FLIP_INDEX[i] is the body keypoint that i becomes when the image is mirrored (right <-> left).
 FLIP_INDEX: tuple[int, ...] = _flip_permutation()
+
+# The same for the 68 face points (iBUG numbering): the jaw, brows, the nose's base, eyes and
+# mouth run from the image's left to its right, so mirroring reverses each run; the nose
+# bridge (27-30) maps onto itself.
+_FACE_FLIP: tuple[int, ...] = (
+    *range(16, -1, -1), *range(26, 16, -1), 27, 28, 29, 30, *range(35, 30, -1),
+    45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40,
+    *range(54, 47, -1), *range(59, 54, -1), *range(64, 59, -1), 67, 66, 65,
+)
+WHOLE_BODY_FLIP_INDEX: tuple[int, ...] = (
+    *FLIP_INDEX, *(FACE.start + i for i in _FACE_FLIP),
+    *range(RIGHT_HAND.start, RIGHT_HAND.stop), *range(LEFT_HAND.start, LEFT_HAND.stop),
+)
 
 
 def flip_keypoints(keypoints: np.ndarray, width: int) -> np.ndarray:
     """Keypoints of the horizontally mirrored frame: x -> width - 1 - x and left/right swapped.
 
-    Works on one pose (18, 3) or a track (..., 18, 3); missing keypoints stay all-zero.
+    Works on one pose (K, 3) or a track (..., K, 3); missing keypoints stay all-zero.
     """
     kp = np.asarray(keypoints, dtype=np.float32)
-    out = kp[..., FLIP_INDEX, :].copy()
+    out = kp[..., FLIP_INDEX if kp.shape[-2] == NUM_KEYPOINTS else WHOLE_BODY_FLIP_INDEX, :].copy()
     present = out[..., 2] > 0
     # Pixel centres sit at integers, so column c mirrors to column width - 1 - c.
     out[..., 0] = np.where(present, width - 1 - out[..., 0], 0.0)
@@ -68,19 +97,37 @@ def flip_keypoints(keypoints: np.ndarray, width: int) -> np.ndarray:
 
 
 def has_person(keypoints: np.ndarray) -> np.ndarray:
-    """Per pose of a track (..., 18, 3): whether any keypoint was found (a frame with nobody is all missing)."""
-    return (np.asarray(keypoints)[..., 2] > 0).any(axis=-1)
+    """Per pose of a track (..., K, 3): whether any body keypoint was found (a frame with nobody is all missing)."""
+    return (np.asarray(keypoints)[..., :NUM_KEYPOINTS, 2] > 0).any(axis=-1)
+
+
+def is_whole_body(keypoints: np.ndarray) -> bool:
+    """Whether poses (..., K, 3) carry face and hand points (K = 128) rather than the body alone."""
+    return np.shape(keypoints)[-2] == NUM_WHOLE_BODY
+
+
+def with_parts(keypoints: np.ndarray, whole_body: bool) -> np.ndarray:
+    """Poses (..., K, 3) as body-only (..., 18, 3) or whole-body (..., 128, 3) ones: the body of a
+    whole-body pose, or a body with its face and hands missing (all zero)."""
+    kp = np.asarray(keypoints, dtype=np.float32)
+    if is_whole_body(kp) == whole_body:
+        return kp
+    if not whole_body:
+        return kp[..., :NUM_KEYPOINTS, :]
+    out = np.zeros((*kp.shape[:-2], NUM_WHOLE_BODY, 3), np.float32)
+    out[..., :NUM_KEYPOINTS, :] = kp
+    return out
 
 
 def check_keypoints(keypoints, what: str = "keypoint track", *, track: bool | None = True,
                     dtype=np.float32) -> np.ndarray:
     """`keypoints` as an array (of `dtype`; None keeps its own), refused with a VidtransError naming
-    `what` unless it is a track (frames, 18, 3) (`track=True`), one pose (18, 3) (`track=False`),
-    or either (`track=None`)."""
+    `what` unless it is a track (frames, K, 3) (`track=True`), one pose (K, 3) (`track=False`),
+    or either (`track=None`), with K = 18 (body) or 128 (whole body)."""
     kp = np.asarray(keypoints, dtype=dtype)
     ranks = {True: (3,), False: (2,), None: (2, 3)}[track]
-    if kp.ndim not in ranks or kp.shape[-2:] != (NUM_KEYPOINTS, 3):
-        expected = {True: f"(frames, {NUM_KEYPOINTS}, 3)", False: f"({NUM_KEYPOINTS}, 3)",
-                    None: f"({NUM_KEYPOINTS}, 3) or (frames, {NUM_KEYPOINTS}, 3)"}[track]
-        raise VidtransError(f"{what} has shape {kp.shape}, expected {expected} COCO-18 keypoints")
+    if kp.ndim not in ranks or kp.shape[-1] != 3 or kp.shape[-2] not in KEYPOINT_COUNTS:
+        expected = {True: "(frames, K, 3)", False: "(K, 3)", None: "(K, 3) or (frames, K, 3)"}[track]
+        raise VidtransError(f"{what} has shape {kp.shape}, expected {expected} keypoints with "
+                            f"K = {NUM_KEYPOINTS} (COCO-18 body) or {NUM_WHOLE_BODY} (body, face and hands)")
     return kp

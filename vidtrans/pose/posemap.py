@@ -7,12 +7,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from vidtrans.pose.keypoints import COLORS
+from vidtrans.pose.render import FACE_POINT_COLOR, HAND_EDGE_COLORS
 
 # A pixel darker than this (max channel) counts as background; video compression lifts black a bit.
 _DARK = 40
 # Pixels between dark and this are anti-aliased or compressed edges, whose colour says little.
 _BRIGHT = 80
-_PALETTE = np.asarray(COLORS, dtype=np.float32) / 255.0
+_PALETTE = np.asarray(COLORS + HAND_EDGE_COLORS, dtype=np.float32) / 255.0
+_WHITE = np.asarray(FACE_POINT_COLOR, dtype=np.float32) / 255.0
 _SAMPLE_FRAMES = 8
 _SAMPLE_PIXELS = 20000
 
@@ -20,10 +22,12 @@ _SAMPLE_PIXELS = 20000
 def looks_like_pose_map(frames: Sequence[np.ndarray]) -> bool:
     """True if the frames look like OpenPose-style pose maps: mostly black, the rest palette colours.
 
-    Pose maps draw limbs in 18 fully saturated hues blended at 0.6 alpha, so a coloured pixel's
-    colour divided by its brightest channel lands near one of the palette colours; natural images
-    and textures are mostly neither black nor that saturated. A few frames and pixels are sampled,
-    so this is cheap on long videos.
+    Pose maps draw limbs in 18 fully saturated hues blended at 0.6 alpha (and whole-body ones
+    hand bones in 20 such hues), so a coloured pixel's colour divided by its brightest channel
+    lands near one of the palette colours; natural images and textures are mostly neither black
+    nor that saturated. Whole-body maps also have white face dots; white alone is no evidence
+    (windows, lamps, brightly lit skin), so it only counts beside at least as many palette pixels.
+    A few frames and pixels are sampled, so this is cheap on long videos.
     """
     if len(frames) == 0:
         return False
@@ -44,5 +48,7 @@ def looks_like_pose_map(frames: Sequence[np.ndarray]) -> bool:
     if dark_fraction < 0.6 or len(coloured) < 0.002 * len(pixels):
         return False
     chroma = coloured / coloured.max(axis=1, keepdims=True)
-    distance = np.linalg.norm(chroma[:, None, :] - _PALETTE[None], axis=2).min(axis=1)
-    return bool((distance < 0.3).mean() >= 0.8)
+    in_palette = np.linalg.norm(chroma[:, None, :] - _PALETTE[None], axis=2).min(axis=1) < 0.3
+    # Tighter than the palette's tolerance: skin and warm light are near white but not this near.
+    white = np.linalg.norm(chroma - _WHITE, axis=1) < 0.15
+    return bool((in_palette | white).mean() >= 0.8 and white.sum() <= in_palette.sum())

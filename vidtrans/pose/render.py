@@ -1,14 +1,20 @@
-"""Draw COCO-18 poses as OpenPose-style pose maps (RGB uint8), the input of pose2person models.
+"""Draw poses as OpenPose-style pose maps (RGB uint8), the input of pose2person models.
 
 The drawing follows OpenPose's `draw_bodypose`: filled joint circles first, then each limb as an
 ellipse whose long axis runs from joint to joint, blended over what is already drawn at 0.6 alpha.
 Two deliberate differences: coordinates are kept sub-pixel and edges anti-aliased, so a slowly
 moving joint moves the drawing smoothly instead of in 1 px jumps (less flicker in the generated
 video); and sizes scale with the frame height, so a 256 px and a 1024 px render look alike.
+
+Style version 2 ("openpose_full") adds the face and hands of whole-body poses the way the
+ControlNet/DWPose annotators (controlnet_aux) draw them, over the body: each hand's 20 bones as
+lines in hues spread around the colour wheel with blue dots on its joints, then the face points
+as white dots.
 """
 
 from __future__ import annotations
 
+import colorsys
 import math
 from dataclasses import asdict, dataclass, fields
 
@@ -16,7 +22,9 @@ import cv2
 import numpy as np
 
 from vidtrans.errors import VidtransError
-from vidtrans.pose.keypoints import COLORS, LIMBS, check_keypoints
+from vidtrans.pose.keypoints import (
+    COLORS, FACE, HAND_EDGES, LEFT_HAND, LIMBS, NUM_KEYPOINTS, RIGHT_HAND, check_keypoints, is_whole_body,
+)
 
 # OpenPose's own --render_threshold: keypoints it reports below this are noise.
 DEFAULT_MIN_CONFIDENCE = 0.05
@@ -29,6 +37,17 @@ _ELLIPSE_POINTS = 24
 _ELLIPSE_ANGLES = np.linspace(0.0, 2.0 * math.pi, _ELLIPSE_POINTS, endpoint=False)
 _COS, _SIN = np.cos(_ELLIPSE_ANGLES), np.sin(_ELLIPSE_ANGLES)
 
+# controlnet_aux's `draw_handpose` colours: bone i in hue i / 20 at full saturation and value.
+HAND_EDGE_COLORS: tuple[tuple[int, int, int], ...] = tuple(
+    tuple(round(255 * c) for c in colorsys.hsv_to_rgb(i / len(HAND_EDGES), 1.0, 1.0)) for i in range(len(HAND_EDGES)))
+HAND_JOINT_COLOR = (0, 0, 255)
+FACE_POINT_COLOR = (255, 255, 255)
+# Face and hand dots and lines are a few pixels at 512 px; below this size (in pixels) they would
+# fade into anti-aliasing on small renders, so they stop shrinking here.
+_MIN_PART_SIZE = 1.0
+_WHOLE_BODY_FIELDS = ("face_point_radius", "hand_line_width", "hand_joint_radius")
+_VERSIONS = (1, 2)
+
 
 @dataclass(frozen=True)
 class PoseStyle:
@@ -38,6 +57,11 @@ class PoseStyle:
     defaults are OpenPose's (stickwidth 4, circle radius 4) at 512 px, the render size of the
     common ControlNet/OpenPose pose maps. `limb_width` is the full thickness of a limb (OpenPose's
     ellipse half-axis `stickwidth` is half of it).
+
+    Version 2 also draws the face and hands of whole-body poses, sized by the last three fields
+    (controlnet_aux's sizes at 512 px by default; `hand_line_width` is rounded to whole pixels,
+    as cv2 draws lines). A version-1 style ignores them and its dict leaves them out, so older
+    vidtrans versions still read it.
     """
 
     version: int = 1
@@ -48,18 +72,29 @@ class PoseStyle:
     draw_joints: bool = True
     antialias: bool = True
     background: tuple[int, int, int] = (0, 0, 0)
+    face_point_radius: float = 3.0
+    hand_line_width: float = 2.0
+    hand_joint_radius: float = 4.0
+
+    @property
+    def whole_body(self) -> bool:
+        """Whether this style draws the face and hands of whole-body poses."""
+        return self.version >= 2
 
     def to_dict(self) -> dict:
         """Plain JSON-serialisable dict for a model card."""
         d = asdict(self)
         d["background"] = list(self.background)
+        if not self.whole_body:
+            for name in _WHOLE_BODY_FIELDS:
+                del d[name]
         return d
 
     @classmethod
     def from_dict(cls, data: dict) -> "PoseStyle":
         """Inverse of `to_dict`; refuses versions and fields this vidtrans does not know."""
         version = data.get("version")
-        if version != 1:
+        if version not in _VERSIONS:
             raise VidtransError(f"pose style version {version!r} is not supported (upgrade vidtrans to read this model card)")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
@@ -91,10 +126,11 @@ def blank_maps(count: int, height: int, width: int, style: PoseStyle = PoseStyle
 
 def render_pose(keypoints: np.ndarray, height: int, width: int, style: PoseStyle = PoseStyle(),
                 min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> np.ndarray:
-    """Pose map (height, width, 3) uint8 RGB of one pose (18, 3) in pixels of that frame size.
+    """Pose map (height, width, 3) uint8 RGB of one pose (K, 3) in pixels of that frame size.
 
     Keypoints with confidence <= min_confidence are missing: they draw nothing, nor does any limb
-    touching them.
+    or bone touching them. The face and hands of a whole-body pose (K = 128) are drawn only by a
+    whole-body style; the body alone draws the same with either style.
     """
     canvas = blank_maps(1, height, width, style)[0]
     draw_pose(canvas, keypoints, style, min_confidence)
@@ -103,17 +139,25 @@ def render_pose(keypoints: np.ndarray, height: int, width: int, style: PoseStyle
 
 def draw_pose(canvas: np.ndarray, keypoints: np.ndarray, style: PoseStyle = PoseStyle(),
               min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> None:
-    """Draws one pose (18, 3) onto `canvas` (height, width, 3), which holds the background."""
+    """Draws one pose (K, 3) onto `canvas` (height, width, 3), which holds the background."""
     kp = check_keypoints(keypoints, "pose", track=False)
-    height, width = canvas.shape[:2]
+    if not style.whole_body:
+        kp = kp[:NUM_KEYPOINTS]
     present = (kp[:, 2] > min_confidence) & np.isfinite(kp[:, :2]).all(axis=1)
     if not present.any():
         return
+    scale = canvas.shape[0] / style.reference_height
+    line_type = cv2.LINE_AA if style.antialias else cv2.LINE_8
+    _draw_body(canvas, kp[:NUM_KEYPOINTS], present[:NUM_KEYPOINTS], style, scale, line_type)
+    if is_whole_body(kp):
+        _draw_hands_and_face(canvas, kp, present, style, scale, line_type)
 
-    scale = height / style.reference_height
+
+def _draw_body(canvas: np.ndarray, kp: np.ndarray, present: np.ndarray, style: PoseStyle, scale: float,
+               line_type: int) -> None:
+    height, width = canvas.shape[:2]
     half_width = max(style.limb_width * scale / 2.0, 0.5)
     radius = max(style.joint_radius * scale, 0.5)
-    line_type = cv2.LINE_AA if style.antialias else cv2.LINE_8
 
     if style.draw_joints:
         for i in np.flatnonzero(present):
@@ -146,9 +190,33 @@ def draw_pose(canvas: np.ndarray, keypoints: np.ndarray, style: PoseStyle = Pose
         canvas[y0:y1, x0:x1] = cv2.addWeighted(roi, 1.0 - alpha, layer, alpha, 0.0)
 
 
+def _draw_hands_and_face(canvas: np.ndarray, kp: np.ndarray, present: np.ndarray, style: PoseStyle, scale: float,
+                         line_type: int) -> None:
+    """Draws the hands and then the face of a whole-body pose (128, 3) as controlnet_aux does."""
+    # Converting all points at once keeps the ~150 draw calls per pose cheap; missing points may
+    # hold NaN, which has no fixed-point value.
+    points = [tuple(p) for p in _to_fixed(np.where(present[:, None], kp[:, :2], 0.0)).tolist()]
+    line_width = round(max(style.hand_line_width * scale, _MIN_PART_SIZE))
+    joint_radius = round(max(style.hand_joint_radius * scale, _MIN_PART_SIZE) * _ONE)
+    face_radius = round(max(style.face_point_radius * scale, _MIN_PART_SIZE) * _ONE)
+
+    def dots(indices, radius: int, colour: tuple[int, int, int]) -> None:
+        for i in indices:
+            if present[i]:
+                cv2.circle(canvas, points[i], radius, colour, -1, line_type, _SHIFT)
+
+    for hand in (LEFT_HAND, RIGHT_HAND):
+        for (a, b), colour in zip(HAND_EDGES, HAND_EDGE_COLORS):
+            a, b = hand.start + a, hand.start + b
+            if present[a] and present[b]:
+                cv2.line(canvas, points[a], points[b], colour, line_width, line_type, _SHIFT)
+        dots(range(hand.start, hand.stop), joint_radius, HAND_JOINT_COLOR)
+    dots(range(FACE.start, FACE.stop), face_radius, FACE_POINT_COLOR)
+
+
 def render_poses(track: np.ndarray, height: int, width: int, style: PoseStyle = PoseStyle(),
                  min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> np.ndarray:
-    """Pose maps (T, height, width, 3) uint8 RGB of a keypoint track (T, 18, 3)."""
+    """Pose maps (T, height, width, 3) uint8 RGB of a keypoint track (T, K, 3)."""
     track = check_keypoints(track)
     out = blank_maps(len(track), height, width, style)
     for canvas, pose in zip(out, track):

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from vidtrans.errors import VidtransError
-from vidtrans.pose.keypoints import NUM_KEYPOINTS, check_keypoints
+from vidtrans.pose.keypoints import check_keypoints
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -53,7 +53,7 @@ def bridge_gaps(track: np.ndarray, max_gap: int = 3, min_confidence: float = 0.0
     the start or end of the clip, and longer gaps, stay missing.
     """
     track = check_keypoints(track).copy()
-    for j in range(NUM_KEYPOINTS):
+    for j in range(track.shape[1]):
         missing = track[:, j, 2] <= min_confidence
         for start, end in _runs(missing):
             if start == 0 or end == len(track) or end - start > max_gap:
@@ -67,7 +67,7 @@ def bridge_gaps(track: np.ndarray, max_gap: int = 3, min_confidence: float = 0.0
 
 def smooth_track(track: np.ndarray, window: int = 5, sigma: float = 1.5, max_gap: int = 3,
                  min_confidence: float = 0.0) -> np.ndarray:
-    """Offline, zero-lag smoothing of a whole track (T, 18, 3).
+    """Offline, zero-lag smoothing of a whole track (T, K, 3).
 
     Short gaps are bridged first (`bridge_gaps`); then each unbroken run of detections of each
     joint gets a centred running median of `window` frames (removes single-frame detector
@@ -81,7 +81,7 @@ def smooth_track(track: np.ndarray, window: int = 5, sigma: float = 1.5, max_gap
         raise VidtransError(f"smoothing sigma must be >= 0 frames, got {sigma}")
     track = bridge_gaps(track, max_gap=max_gap, min_confidence=min_confidence)
     out = track.copy()
-    for j in range(NUM_KEYPOINTS):
+    for j in range(track.shape[1]):
         present = track[:, j, 2] > min_confidence
         for start, end in _runs(present):
             xy = track[start:end, j, :2].astype(np.float64)
@@ -115,9 +115,7 @@ class OneEuroFilter:
 
     def reset(self) -> None:
         """Forgets all joints, e.g. at a scene cut."""
-        self._x = np.zeros((NUM_KEYPOINTS, 2))
-        self._dx = np.zeros((NUM_KEYPOINTS, 2))
-        self._alive = np.zeros(NUM_KEYPOINTS, dtype=bool)
+        self._x = self._dx = self._alive = None  # sized by the first pose (body or whole body)
         self._t: float | None = None
 
     @staticmethod
@@ -126,8 +124,10 @@ class OneEuroFilter:
         return 1.0 / (1.0 + tau / dt)
 
     def __call__(self, keypoints: np.ndarray, t_seconds: float) -> np.ndarray:
-        """Filtered copy of one pose (18, 3) seen at time `t_seconds` (must increase)."""
+        """Filtered copy of one pose (K, 3) seen at time `t_seconds` (must increase)."""
         kp = check_keypoints(keypoints, "pose", track=False)
+        if self._alive is None or len(self._alive) != len(kp):
+            self._x, self._dx, self._alive = np.zeros((len(kp), 2)), np.zeros((len(kp), 2)), np.zeros(len(kp), bool)
         present = kp[:, 2] > self.min_confidence
         x = kp[:, :2].astype(np.float64)
 

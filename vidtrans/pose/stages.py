@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from vidtrans.pose.detector import PoseDetector
-from vidtrans.pose.keypoints import NUM_KEYPOINTS
+from vidtrans.pose.keypoints import NUM_KEYPOINTS, NUM_WHOLE_BODY
 from vidtrans.pose.render import PoseStyle, render_poses
 from vidtrans.pose.smoothing import smooth_track
 
@@ -42,21 +42,25 @@ class KeypointStage:
     frames/s of one on two cores (benchmarks/README.md), with keypoints within a pixel of one
     detector's on the real test clip (tests/test_pose.py); eight, tracking across gaps of eight
     frames, stay within 1.3 px of one (benchmarks/README.md).
+    whole_body=True detects face and hands as well: keypoints (frames, 128, 3) instead of (frames, 18, 3).
     """
 
-    def __init__(self, detectors: int | None = None, frame_size: tuple[int, int] | None = None):
+    def __init__(self, detectors: int | None = None, frame_size: tuple[int, int] | None = None,
+                 whole_body: bool = False):
         detectors = detectors or default_detectors()
         self.frame_size = frame_size  # (height, width) when the frames are scaled-down copies
+        self.num_keypoints = NUM_WHOLE_BODY if whole_body else NUM_KEYPOINTS
         self.pool = ThreadPoolExecutor(detectors, thread_name_prefix="vidtrans-detect")
         # Each detector takes ~0.1 s to start: start them side by side, while the first frames decode.
-        self._starting = [self.pool.submit(PoseDetector, video_mode=True) for _ in range(detectors)]
+        self._starting = [self.pool.submit(PoseDetector, video_mode=True, whole_body=whole_body)
+                          for _ in range(detectors)]
         self.frames_seen = 0
 
     def process(self, batch):
         detectors = [starting.result() for starting in self._starting]  # waits only for the first batch
         first, count = self.frames_seen, len(batch.frames)
         self.frames_seen += count
-        keypoints = np.zeros((count, NUM_KEYPOINTS, 3), np.float32)
+        keypoints = np.zeros((count, self.num_keypoints, 3), np.float32)
 
         def detect_share(k: int) -> None:
             for i in range((k - first) % len(detectors), count, len(detectors)):
@@ -106,12 +110,12 @@ class SmoothKeypointsStage:
     def __init__(self, window: int = 5, sigma: float = 1.5, max_gap: int = 3):
         self.options = dict(window=window, sigma=sigma, max_gap=max_gap)
         self.pending: list = []  # batches waiting for future context
-        self.history = np.zeros((0, NUM_KEYPOINTS, 3), np.float32)  # raw keypoints: past context + pending frames
+        self.history: np.ndarray | None = None  # raw keypoints: past context + pending frames
         self.past = 0  # frames of past context at the start of history
 
     def process(self, batch):
         self.pending.append(batch)
-        self.history = np.concatenate([self.history, batch.keypoints])
+        self.history = batch.keypoints if self.history is None else np.concatenate([self.history, batch.keypoints])
         return self._release(final=False)
 
     def flush(self):

@@ -17,7 +17,6 @@ import numpy as np
 
 from vidtrans.errors import VidtransError
 from vidtrans.options import PoseSource
-from vidtrans.pose.keypoints import NUM_KEYPOINTS
 from vidtrans.pose.render import PoseStyle
 from vidtrans.runner import Progress, frame_batches, run_stages
 from vidtrans.video import VideoReader
@@ -27,8 +26,9 @@ _POSE_VIDEO_PEEK = 8
 
 
 def detect_keypoints(src: str | os.PathLike, start: float | None = None, end: float | None = None,
-                     progress: Progress | None = None) -> np.ndarray:
-    """Raw keypoints (frames, 18, 3) of every frame of `src`, detected in tracking mode."""
+                     progress: Progress | None = None, whole_body: bool = False) -> np.ndarray:
+    """Raw keypoints (frames, K, 3) of every frame of `src`, detected in tracking mode: K = 18 body
+    keypoints, or 128 with the face and hands when `whole_body`."""
     from vidtrans.pose.detector import DETECTION_MAX_SIDE
     from vidtrans.pose.stages import KeypointStage
 
@@ -36,11 +36,12 @@ def detect_keypoints(src: str | os.PathLike, start: float | None = None, end: fl
     # The frames are only looked at by the detector, so they are decoded at its size.
     with VideoReader(src, start=start, end=end, max_side=DETECTION_MAX_SIDE) as reader:
         total, info = reader.frame_count, reader.info
-        for batch in run_stages(frame_batches(reader, 8), [KeypointStage(frame_size=(info.height, info.width))]):
+        stage = KeypointStage(frame_size=(info.height, info.width), whole_body=whole_body)
+        for batch in run_stages(frame_batches(reader, 8), [stage]):
             tracks.append(batch.keypoints)
             if progress:
                 progress(sum(len(t) for t in tracks), total, "detecting poses")
-    return np.concatenate(tracks) if tracks else np.zeros((0, NUM_KEYPOINTS, 3), np.float32)
+    return np.concatenate(tracks) if tracks else np.zeros((0, stage.num_keypoints, 3), np.float32)
 
 
 def is_pose_video(src: str | os.PathLike, start: float | None = None, end: float | None = None) -> bool:
@@ -62,6 +63,7 @@ def pose_stages_for(model, src: str | os.PathLike, reader: VideoReader, pose: Po
     dancer to the target body of the model card, when the card has its statistics.
     """
     from vidtrans.pose.files import read_keypoints
+    from vidtrans.pose.keypoints import with_parts
     from vidtrans.pose.normalize import PoseNormalizer, PoseStats, estimate_pose_stats, fit_to_frame
     from vidtrans.pose.smoothing import smooth_track
     from vidtrans.pose.stages import KeypointLookupStage, PoseMapStage
@@ -73,12 +75,15 @@ def pose_stages_for(model, src: str | os.PathLike, reader: VideoReader, pose: Po
     style = PoseStyle.for_card(card)  # a card it cannot read fails now, not after the detection pass
     height, width = model.native_size
     if keypoints is not None:
-        track, how = read_keypoints(keypoints).keypoints, f"keypoints from {Path(keypoints).name}"
+        # A body-only file drawn in a whole-body style draws no face or hands, and the other way round.
+        track = with_parts(read_keypoints(keypoints).keypoints, style.whole_body)
+        how = f"keypoints from {Path(keypoints).name}"
         if len(track) < reader.frame_count:
             raise VidtransError(f"{keypoints}: {len(track)} frames of keypoints for a clip of about "
                                 f"{reader.frame_count} frames; extract them from this clip with vidtrans pose")
     else:
-        track, how = detect_keypoints(src, reader.start, reader.end, progress), "detected"
+        track = detect_keypoints(src, reader.start, reader.end, progress, whole_body=style.whole_body)
+        how = "detected, with face and hands" if style.whole_body else "detected"
     track = smooth_track(track)
     transform = fit_to_frame((info.height, info.width), (height, width))
     if normalize and card.target_pose_stats:

@@ -155,7 +155,8 @@ class SyntheticPairs:
         self.train_pose = TrainPose.parse(train_pose, "train_pose")
         self.stats_seeds = dances.train_seeds[:dances.stats_dances]
         self.detected_seeds = dances.train_seeds[:dances.detected_dances]
-        self.detected = DetectedDances(size, self.look, dances.frames, dances.video_size or VIDEO_SIZE)
+        self.detected = DetectedDances(size, self.look, dances.frames, dances.video_size or VIDEO_SIZE,
+                                       whole_body=self.style.whole_body)
         self.detector_error = None  # train/detected.DetectorError, measured by `prepare` for noisy poses
         self._found: np.ndarray | None = None  # (detected dance, frame): whether the detector found the person
         self._detected_runs: dict[int, np.ndarray] = {}  # length -> (dance, first frame) of runs with the person
@@ -187,7 +188,8 @@ class SyntheticPairs:
         if seed not in self._tracks:
             if len(self._tracks) > 512:  # keypoints are small, but bound the cache anyway
                 self._tracks.clear()
-            self._tracks[seed] = dance_keypoints(seed, self.frames_per_dance, self.size, self.size, self.look)
+            self._tracks[seed] = dance_keypoints(seed, self.frames_per_dance, self.size, self.size, self.look,
+                                                 whole_body=self.style.whole_body)
         return self._tracks[seed]
 
     def pair(self, keypoints: np.ndarray, shown: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -279,7 +281,7 @@ def crop_square(image: np.ndarray, crop: Crop, size: int) -> np.ndarray:
 
 
 def keypoints_in_crop(keypoints: np.ndarray, crop: Crop, size: int) -> np.ndarray:
-    """Keypoints (..., 18, 3) of a video's frame in the pixels of `crop_square`'s image (pixel
+    """Keypoints (..., K, 3) of a video's frame in the pixels of `crop_square`'s image (pixel
     centres at whole numbers in both); missing keypoints stay (0, 0, 0)."""
     left, top, side = crop
     scale = size / side
@@ -306,6 +308,7 @@ class VideoPairs:
 
     def __init__(self, video: str | os.PathLike, size: int = 256, style=None, max_frames: int = 3000,
                  progress=None, sequence_length: int = 1):
+        from vidtrans.pose.keypoints import NUM_KEYPOINTS, has_person
         from vidtrans.pose.track import detect_keypoints
         from vidtrans.pose.normalize import estimate_pose_stats
         from vidtrans.pose.render import PoseStyle
@@ -315,8 +318,8 @@ class VideoPairs:
         self.video = Path(video)
         self.size = size
         self.style = style or PoseStyle()
-        track = smooth_track(detect_keypoints(video, progress=progress))
-        found = track[..., 2].max(axis=1) > 0
+        track = smooth_track(detect_keypoints(video, progress=progress, whole_body=self.style.whole_body))
+        found = has_person(track)
         if found.sum() < 10:
             raise VidtransError(f"{video}: a person was found in only {int(found.sum())} of {len(track)} frames; "
                                 "train from a video that shows the target person's whole body")
@@ -326,7 +329,8 @@ class VideoPairs:
             picked = shown[np.linspace(0, len(shown) - 1, min(max_frames // sequence_length, len(shown))).astype(int)]
             keep = {i + k for i in picked for k in range(sequence_length) if i + k < len(found) and found[i + k]}
             side = min(height, width)
-            centre_x = float(np.median(track[found][..., 0][track[found][..., 2] > 0]))
+            body = track[found, :NUM_KEYPOINTS]
+            centre_x = float(np.median(body[..., 0][body[..., 2] > 0]))
             self.crop: Crop = (int(np.clip(round(centre_x - side / 2), 0, width - side)), (height - side) // 2, side)
             frames, poses, kept = [], [], []
             for i, frame in enumerate(reader):

@@ -32,7 +32,7 @@ import numpy as np
 from vidtrans.atomic import write_atomically
 from vidtrans.errors import VidtransError
 from vidtrans.pose.detector import INSTALL_HINT
-from vidtrans.pose.keypoints import KEYPOINT_INDEX, KEYPOINT_NAMES, LIMBS, NUM_KEYPOINTS
+from vidtrans.pose.keypoints import KEYPOINT_INDEX, KEYPOINT_NAMES, LIMBS, NUM_KEYPOINTS, NUM_WHOLE_BODY
 from vidtrans.train.synth import Look, dance_keypoints, render_person
 
 # The size of the videos the target's dances are rendered as: a typical user's clip, which the
@@ -72,15 +72,18 @@ class DetectedDances:
     zeros where the detector found nobody.
     """
 
-    def __init__(self, size: int, look: Look, frames: int, video_size: int = VIDEO_SIZE):
+    def __init__(self, size: int, look: Look, frames: int, video_size: int = VIDEO_SIZE, whole_body: bool = False):
         self.size = size
         self.look = look
         self.frames = frames
         self.video_size = video_size
+        self.whole_body = whole_body  # face and hand points too (MediaPipe Holistic), else the body
         self._tracks: dict[int, np.ndarray] = {}
 
     def _path(self, seed: int) -> Path:
-        what = repr((_CACHE_VERSION, self.look, self.frames, self.video_size, _detector_version()))
+        what = (_CACHE_VERSION, self.look, self.frames, self.video_size, _detector_version())
+        # Body-only dances keep the names they were cached under before whole-body ones existed.
+        what = repr((*what, "whole body") if self.whole_body else what)
         return cache_dir() / f"{self.look.name}-{hashlib.sha256(what.encode()).hexdigest()[:16]}-{seed}.npy"
 
     def track(self, seed: int) -> np.ndarray:
@@ -102,11 +105,12 @@ class DetectedDances:
                 progress((done + 1) * self.frames, len(seeds) * self.frames, "detecting the target's poses")
 
     def _raw(self, seed: int) -> np.ndarray:
-        """Detections (frames, 18, 3) in pixels of the video frame, from the cache when they are there."""
+        """Detections (frames, K, 3) in pixels of the video frame, from the cache when they are there."""
         path = self._path(seed)
+        points = NUM_WHOLE_BODY if self.whole_body else NUM_KEYPOINTS
         try:
             raw = np.load(path, allow_pickle=False)
-            if raw.shape == (self.frames, NUM_KEYPOINTS, 3) and raw.dtype == np.float32:
+            if raw.shape == (self.frames, points, 3) and raw.dtype == np.float32:
                 return raw
         except (OSError, ValueError, EOFError):
             pass  # not cached yet, or unreadable (an old or damaged file): detect again
@@ -134,7 +138,7 @@ class DetectedDances:
 
         # Two detectors on every machine, so that a cached dance is the same wherever it was detected
         # (more, as run uses on many cores, move keypoints by about a pixel).
-        found = [batch.keypoints for batch in run_stages(video(), [KeypointStage(detectors=2)])]
+        found = [batch.keypoints for batch in run_stages(video(), [KeypointStage(detectors=2, whole_body=self.whole_body)])]
         return np.concatenate(found).astype(np.float32)
 
 

@@ -74,8 +74,12 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
                          temporal=chosen["temporal"])
     size = chosen["size"]
     check_config(config, size, names)
+    style = _pose_style(output, options, init_from, names)
+    if style.whole_body and options.train_pose == TrainPose.NOISY:
+        raise VidtransError(f"{spelling(names)('train_pose')} noisy models the body detector's error only; with "
+                            f"{spelling(names)('whole_body')} use {spelling(names)('train_pose')} detected")
     resolve_device(options.device)
-    source, card = _source_and_card(config, size, options, target, data, synthetic, progress)
+    source, card = _source_and_card(config, size, style, options, target, data, synthetic, progress)
     if init_from:
         card.training["init_from"] = {"model": options.init_from, "description": init_from.description}
     if options.resume:  # what the run's earlier parts recorded (e.g. the model it started from) stays
@@ -112,11 +116,29 @@ def _generator_to_start_from(output: str | os.PathLike, options: TrainOptions,
     return card
 
 
-def _source_and_card(config: TrainConfig, size: int, options: TrainOptions, target, data, synthetic: bool,
-                     progress) -> tuple[PairSource, ModelCard]:
+def _pose_style(output: str | os.PathLike, options: TrainOptions, init_from: ModelCard | None,
+                names: dict[str, str] | None) -> PoseStyle:
+    """How the run's pose maps are drawn: body only, or whole body (`options.whole_body`); a resumed
+    run keeps its checkpoint's, a fine-tuned one defaults to its model's."""
+    from vidtrans.models.checkpoint import read_card
+
+    whole_body = options.whole_body
+    if options.resume:
+        saved = PoseStyle.for_card(read_card(output)).whole_body
+        if whole_body is not None and whole_body != saved:
+            spell = spelling(names)
+            raise VidtransError(f"{output} holds a model trained on {'whole-body' if saved else 'body-only'} pose maps, "
+                                f"which {spell('resume')} keeps; leave out the pose-map choice ({spell('whole_body')})")
+        whole_body = saved
+    elif whole_body is None:
+        whole_body = init_from is not None and init_from.input_kind == "pose" and PoseStyle.for_card(init_from).whole_body
+    return PoseStyle(version=2) if whole_body else PoseStyle()
+
+
+def _source_and_card(config: TrainConfig, size: int, style: PoseStyle, options: TrainOptions, target, data,
+                     synthetic: bool, progress) -> tuple[PairSource, ModelCard]:
     from vidtrans.train.data import PairedFolder, SyntheticPairs, VideoPairs
 
-    style = PoseStyle()
     card = ModelCard(architecture=config.architecture, native_size=(size, size), input_kind="pose",
                      pose_style=style.to_dict(), normalization="sample")
     training: dict[str, Any]

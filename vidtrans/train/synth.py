@@ -7,6 +7,8 @@ noise) so that a pix2pix generator trained on a CPU can learn it at 256x256.
 
 All lengths of a `Look` are fractions of the body height (soles to the top of the head); the
 renderer recovers the body height in pixels from the neck-to-hips distance of the keypoints.
+The character is drawn from its body keypoints alone; its face and hand points (a whole-body pose)
+are read off the same face and hand geometry the renderer draws, so they always agree with the image.
 """
 
 from __future__ import annotations
@@ -19,7 +21,17 @@ import cv2
 import numpy as np
 
 from vidtrans.errors import VidtransError
-from vidtrans.pose.keypoints import KEYPOINT_INDEX, NUM_KEYPOINTS, check_keypoints
+from vidtrans.pose.keypoints import (
+    FACE,
+    KEYPOINT_INDEX,
+    LEFT_HAND,
+    NUM_FACE,
+    NUM_HAND,
+    NUM_KEYPOINTS,
+    NUM_WHOLE_BODY,
+    RIGHT_HAND,
+    check_keypoints,
+)
 
 RGB = tuple[int, int, int]
 
@@ -159,7 +171,7 @@ class _Pose:
     """Keypoints plus what the renderer derives from them: scale, head frame, facing."""
 
     def __init__(self, keypoints: np.ndarray, look: Look) -> None:
-        kp = np.asarray(keypoints, dtype=np.float64)
+        kp = np.asarray(keypoints, dtype=np.float64)[:NUM_KEYPOINTS]  # face and hands follow the body
         self.xy = kp[:, :2]
         self.ok = kp[:, 2] > 0
         self.look = look
@@ -235,8 +247,9 @@ def render_person(keypoints: np.ndarray, height: int, width: int,
                   look: Look = TARGET_LOOK) -> np.ndarray:
     """Draw the character of `look` in the pose `keypoints` (18, 3) in its room.
 
-    Returns a uint8 RGB frame (height, width, 3). Deterministic; parts whose keypoints are
-    missing (confidence 0) are not drawn.
+    A whole-body pose (128, 3) is drawn from its body alone: face and hands follow the body, so
+    the same body gives the same pixels. Returns a uint8 RGB frame (height, width, 3).
+    Deterministic; parts whose keypoints are missing (confidence 0) are not drawn.
     """
     kp = check_keypoints(keypoints, "pose", track=False, dtype=None)
     if height < 1 or width < 1:
@@ -320,9 +333,19 @@ def _draw_arm(img: np.ndarray, pose: _Pose, side: str) -> None:
         _shaded_capsule(img, a, b, fore_r, lk.skin)
         if lk.sleeve > 1:
             _shaded_capsule(img, a, a + (b - a) * (lk.sleeve - 1), fore_r * 1.25, lk.shirt)
-        along = _unit(b - a)
-        tip = b + along * lk.hand_length * s * 0.7
-        _shaded_capsule(img, b, tip, lk.forearm_width * s * 0.6, lk.skin)
+        _shaded_capsule(img, *_mitten(pose, side), lk.skin)
+
+
+def _mitten(pose: _Pose, side: str) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """The hand of arm `side` as drawn: a capsule (wrist, tip, radius) that carries on along the
+    forearm; None when the forearm is missing, so the hand is not drawn."""
+    el, wr = (R_ELBOW, R_WRIST) if side == "r" else (L_ELBOW, L_WRIST)
+    if not pose.has(el, wr):
+        return None
+    lk, s = pose.look, pose.scale
+    a, b = pose.p(el), pose.p(wr)
+    along = _unit(b - a)
+    return b, b + along * lk.hand_length * s * 0.7, lk.forearm_width * s * 0.6
 
 
 def _draw_pelvis(img: np.ndarray, pose: _Pose) -> None:
@@ -395,12 +418,70 @@ def _draw_long_hair(img: np.ndarray, pose: _Pose,
     _ellipse(img, center + down * 1.3 * r, (1.12 * r, 2.1 * r), angle, _shade(pose.look.hair, 0.8))
 
 
+@dataclass(slots=True)
+class _Eye:
+    """One drawn eye: its white (an ellipse around the eye keypoint), pupil and brow (a line)."""
+
+    center: np.ndarray
+    axes: tuple[float, float]
+    pupil: np.ndarray
+    brow: np.ndarray  # the middle of the brow line, which runs along the head's right axis
+    brow_half: float  # half the brow's length
+
+
+@dataclass(slots=True)
+class _FaceLayout:
+    """Where the face of a head is drawn, in pixels: what the renderer paints and where the face
+    points of a whole-body pose lie, computed once for both."""
+
+    right: np.ndarray  # the head's axes on screen
+    down: np.ndarray
+    radius: float  # of the head
+    yaw: float  # radians, positive: turned towards the person's right
+    outline_center: np.ndarray  # the face, an ellipse in front of the hair
+    outline_axes: tuple[float, float]
+    eyes: dict[int, _Eye]  # by body keypoint (R_EYE, L_EYE); only the eyes that are drawn
+    nose: np.ndarray | None  # the nose keypoint, tip of a capsule reaching nose_length up; None: no nose
+    nose_length: float
+    nose_radius: float
+    mouth_center: np.ndarray  # the lips, an ellipse
+    mouth_axes: tuple[float, float]
+
+    @property
+    def angle(self) -> float:
+        """The head's roll in degrees, as cv2.ellipse takes it."""
+        return math.degrees(math.atan2(self.right[1], self.right[0]))
+
+
+def _face_layout(pose: _Pose, head: tuple[np.ndarray, np.ndarray, np.ndarray, float]) -> _FaceLayout:
+    """The face of `pose` in its head frame `head` (`_Pose.head_frame`), as the renderer draws it."""
+    center, right, down, facing = head
+    r = pose.look.head_radius * pose.scale
+    yaw = -math.asin(facing)
+    eyes = {}
+    for eye, azimuth in ((R_EYE, 0.5), (L_EYE, -0.5)):
+        if not pose.ok[eye]:
+            continue
+        # An eye turned away from the camera narrows, but stays drawn.
+        squash = max(0.3, math.cos(azimuth + yaw))
+        p = pose.p(eye)
+        eyes[eye] = _Eye(center=p, axes=(0.16 * r * squash, 0.1 * r), pupil=p + right * (0.04 * r * facing),
+                         brow=p - down * (0.24 * r), brow_half=0.15 * r * squash)
+    return _FaceLayout(
+        right=right, down=down, radius=r, yaw=yaw,
+        outline_center=center + right * (0.3 * r * facing) + down * (0.18 * r),
+        outline_axes=(0.8 * r * (1 - 0.2 * abs(facing)), 0.84 * r),
+        eyes=eyes, nose=pose.p(NOSE) if pose.ok[NOSE] else None, nose_length=0.2 * r, nose_radius=0.06 * r,
+        mouth_center=center + right * (0.85 * r * facing) + down * (0.58 * r),
+        mouth_axes=(0.22 * r * (1 - 0.35 * abs(facing)), 0.07 * r))
+
+
 def _draw_neck_and_head(img: np.ndarray, pose: _Pose,
                         head: tuple[np.ndarray, np.ndarray, np.ndarray, float]) -> None:
     lk, s = pose.look, pose.scale
-    center, right, down, facing = head
-    r = lk.head_radius * s
-    angle = math.degrees(math.atan2(right[1], right[0]))
+    center, right, down, _ = head
+    face = _face_layout(pose, head)
+    r, angle = face.radius, face.angle
     if pose.ok[NECK]:
         _shaded_capsule(img, pose.p(NECK), center + down * 0.5 * r, lk.neck_width * s / 2, lk.skin)
     _disc(img, center - down * 0.04 * r, 1.08 * r, _shade(lk.hair, 0.7))
@@ -409,28 +490,169 @@ def _draw_neck_and_head(img: np.ndarray, pose: _Pose,
         for ear in (R_EAR, L_EAR):
             if pose.ok[ear]:
                 _ellipse(img, pose.p(ear), (0.2 * r, 0.3 * r), angle, _shade(lk.skin, 0.88))
-    face_center = center + right * 0.3 * r * facing + down * 0.18 * r
-    face_axes = (0.8 * r * (1 - 0.2 * abs(facing)), 0.84 * r)
-    _ellipse(img, face_center, face_axes, angle, _shade(lk.skin, 0.9))
-    _ellipse(img, face_center - right * 0.06 * r - down * 0.04 * r,
+    face_axes = face.outline_axes
+    _ellipse(img, face.outline_center, face_axes, angle, _shade(lk.skin, 0.9))
+    _ellipse(img, face.outline_center - right * 0.06 * r - down * 0.04 * r,
              (face_axes[0] * 0.9, face_axes[1] * 0.93), angle, lk.skin)
-    yaw = -math.asin(facing)  # positive: turned towards the person's right
-    for eye, azimuth in ((R_EYE, 0.5), (L_EYE, -0.5)):
-        if not pose.ok[eye]:
-            continue
-        squash = max(0.3, math.cos(azimuth + yaw))
-        p = pose.p(eye)
-        brow = p - down * 0.24 * r
-        half = right * 0.15 * r * squash
-        cv2.line(img, _fx(brow - half), _fx(brow + half), _shade(lk.hair, 0.9),
+    for eye in face.eyes.values():
+        half = right * eye.brow_half
+        cv2.line(img, _fx(eye.brow - half), _fx(eye.brow + half), _shade(lk.hair, 0.9),
                  max(1, int(round(0.07 * r))), _AA, _SHIFT)
-        _ellipse(img, p, (0.16 * r * squash, 0.1 * r), angle, (245, 245, 240))
-        _disc(img, p + right * 0.04 * r * facing, 0.08 * r, lk.eyes)
-    if pose.ok[NOSE]:
-        nose = pose.p(NOSE)
-        _capsule(img, nose - down * 0.2 * r, nose, 0.06 * r, _shade(lk.skin, 0.82))
-    mouth = center + right * 0.85 * r * facing + down * 0.58 * r
-    _ellipse(img, mouth, (0.22 * r * (1 - 0.35 * abs(facing)), 0.07 * r), angle, lk.lips)
+        _ellipse(img, eye.center, eye.axes, angle, (245, 245, 240))
+        _disc(img, eye.pupil, 0.08 * r, lk.eyes)
+    if face.nose is not None:
+        _capsule(img, face.nose - down * face.nose_length, face.nose, face.nose_radius, _shade(lk.skin, 0.82))
+    _ellipse(img, face.mouth_center, face.mouth_axes, angle, lk.lips)
+
+
+# ---------------------------------------------------------------------------------------------
+# Face and hand points: read off the drawn face and hands
+
+
+# The drawn features the 68 face points lie on. A point is the feature's origin plus a times its
+# width along the head's right axis plus b times its height along the head's up axis.
+_JAW, _R_BROW, _L_BROW, _BRIDGE, _NOSTRILS, _R_LIDS, _L_LIDS, _LIPS, _INNER_LIPS = range(9)
+
+
+def _face_point_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per iBUG-68 point: its feature, its place (a, b) on that feature and its azimuth around the
+    head (radians, 0 facing the camera, positive on the person's right); with the head turned by
+    yaw it faces the camera while cos(azimuth + yaw) > 0. Runs go from the image left to the
+    image right, and outlines clockwise from their image-left end, as iBUG numbers them."""
+    rows: list[tuple[int, float, float, float]] = []
+
+    def arc(feature: int, angles, azimuth: float, spread: float, a_scale: float = 1.0,
+            b_scale: float = 1.0) -> None:
+        # Angles counter-clockwise from the right axis; the image-left end (a = -1) lies
+        # `spread` further towards the person's right than the middle.
+        for theta in angles:
+            a = a_scale * math.cos(theta)
+            rows.append((feature, a, b_scale * math.sin(theta), azimuth - spread * a))
+
+    # The jaw: the lower face outline from beside the image-left eye, under the chin, to beside
+    # the other eye. Its azimuth grows steadily from the chin to the ends, just in front of the
+    # ears, so a turning head hides its far jaw from the end.
+    jaw = np.linspace(math.pi - 0.2, 2 * math.pi + 0.2, 17)
+    edge = math.pi / 2 - 0.2
+    rows += [(_JAW, math.cos(t), math.sin(t), az) for t, az in zip(jaw, np.linspace(edge, -edge, 17))]
+    arc(_R_BROW, np.linspace(math.pi, 0.0, 5), 0.5, 0.3)
+    arc(_L_BROW, np.linspace(math.pi, 0.0, 5), -0.5, 0.3)
+    rows += [(_BRIDGE, 0.0, b, 0.0) for b in (1.0, 2 / 3, 1 / 3, 0.0)]  # from the top to the tip
+    arc(_NOSTRILS, np.linspace(math.pi, 2 * math.pi, 5), 0.0, 0.06)
+    lids = np.array([3, 2, 1, 0, -1, -2]) * math.pi / 3  # left corner, upper lid, right corner, lower lid
+    arc(_R_LIDS, lids, 0.5, 0.18)
+    arc(_L_LIDS, lids, -0.5, 0.18)
+    arc(_LIPS, math.pi - np.arange(12) * math.pi / 6, 0.0, 0.3)
+    # The drawn mouth is closed: the inner lip line is a thin ellipse inside the lips.
+    arc(_INNER_LIPS, math.pi - np.arange(8) * math.pi / 4, 0.0, 0.3, a_scale=0.6, b_scale=0.15)
+    feature, a, b, azimuth = (np.array(column) for column in zip(*rows))
+    assert len(feature) == NUM_FACE
+    return feature.astype(np.int64), a, b, azimuth
+
+
+_FACE_FEATURE, _FACE_A, _FACE_B, _FACE_AZIMUTH = _face_point_table()
+_NOWHERE = np.zeros(2)
+
+
+def _face_features(face: _FaceLayout) -> tuple[list[np.ndarray], list[tuple[float, float]], list[bool]]:
+    """Per feature (_JAW ... _INNER_LIPS) of a drawn face: origin, (width, height), whether drawn."""
+    origins, sizes, drawn = [face.outline_center], [face.outline_axes], [True]
+    eyes = [face.eyes.get(R_EYE), face.eyes.get(L_EYE)]
+    for eye in eyes:  # the brows
+        origins.append(_NOWHERE if eye is None else eye.brow)
+        sizes.append((0.0, 0.0) if eye is None else (eye.brow_half, 0.0))
+        drawn.append(eye is not None)
+    nose = _NOWHERE if face.nose is None else face.nose
+    origins += [nose, nose]
+    sizes += [(0.0, face.nose_length), (face.nose_radius, face.nose_radius)]
+    drawn += [face.nose is not None] * 2
+    for eye in eyes:  # the lids
+        origins.append(_NOWHERE if eye is None else eye.center)
+        sizes.append((0.0, 0.0) if eye is None else eye.axes)
+        drawn.append(eye is not None)
+    origins += [face.mouth_center] * 2
+    sizes += [face.mouth_axes] * 2
+    drawn += [True, True]
+    return origins, sizes, drawn
+
+
+def _face_points(faces: list[_FaceLayout]) -> np.ndarray:
+    """The 68 face points (faces, 68, 3) on drawn faces; points turned away from the camera, and
+    those of features that are not drawn, are missing (all zero)."""
+    features = [_face_features(face) for face in faces]
+    origins = np.array([origin for origin, _, _ in features]).reshape(len(faces), -1, 2)
+    sizes = np.array([size for _, size, _ in features]).reshape(len(faces), -1, 2)
+    drawn = np.array([shown for _, _, shown in features], bool).reshape(len(faces), -1)
+    axes = np.array([(face.right, -face.down) for face in faces]).reshape(len(faces), 2, 2)
+    yaw = np.array([face.yaw for face in faces])
+    f = _FACE_FEATURE
+    # Per point, how far along the head's right and up axes it lies from its feature's origin.
+    steps = sizes[:, f] * np.stack([_FACE_A, _FACE_B], -1)
+    out = np.zeros((len(faces), NUM_FACE, 3))
+    out[..., :2] = origins[:, f] + steps @ axes
+    out[..., 2] = drawn[:, f] & (np.cos(_FACE_AZIMUTH + yaw[:, None]) > 0)
+    out[out[..., 2] == 0] = 0.0
+    return out
+
+
+def _hand_point_table() -> np.ndarray:
+    """Per hand point (OpenPose order): where it lies in the mitten, as (along in mitten lengths
+    from the wrist, along in mitten radii, across towards the thumb in mitten radii)."""
+    rows = [(0.0, 0.0, 0.0)]  # the wrist
+    rows += [(0.2, 0.0, 0.35), (0.45, 0.0, 0.62), (0.72, 0.0, 0.78), (0.95, 0.0, 0.85)]  # thumb
+    for fan in (0.55, 0.18, -0.18, -0.55):  # index to little finger, fanned around the tip
+        base = np.array([0.5, 0.0, 0.8 * math.sin(fan)])
+        tip = np.array([1.0, 0.8 * math.cos(fan), 0.8 * math.sin(fan)])
+        rows += [tuple(base + (tip - base) * k) for k in (0.0, 0.45, 0.75, 1.0)]
+    assert len(rows) == NUM_HAND
+    return np.array(rows)
+
+
+_HAND_PLACES = _hand_point_table()
+
+
+def _hand_points(mittens: list[tuple[np.ndarray, np.ndarray, float]], side: str) -> np.ndarray:
+    """The 21 points (mittens, 21, 3) of drawn hands of arm `side`: the wrist at the wrist
+    keypoint, the fingers fanned out to the mitten's tip, the thumb on the side that is outward
+    when the arm hangs (a palm facing the camera)."""
+    wrist = np.array([m[0] for m in mittens]).reshape(-1, 2)
+    span = np.array([m[1] for m in mittens]).reshape(-1, 2) - wrist
+    radius = np.array([m[2] for m in mittens])[:, None, None]
+    along = span / np.maximum(np.hypot(span[:, :1], span[:, 1:]), 1e-9)
+    thumb_way = np.stack([-along[:, 1], along[:, 0]], -1) * (1.0 if side == "r" else -1.0)
+    place = _HAND_PLACES[None]
+    out = np.ones((len(mittens), NUM_HAND, 3))
+    out[..., :2] = (wrist[:, None] + place[..., :1] * span[:, None] + place[..., 1:2] * radius * along[:, None]
+                    + place[..., 2:] * radius * thumb_way[:, None])
+    return out
+
+
+def _with_face_and_hands(body: np.ndarray, look: Look) -> np.ndarray:
+    """Whole-body poses (frames, 128, 3) of body poses (frames, 18, 3): the face and hands where
+    `render_person` draws them for that body."""
+    out = np.zeros((len(body), NUM_WHOLE_BODY, 3), np.float32)
+    out[:, :NUM_KEYPOINTS] = body
+    # The geometry is the renderer's, one pose at a time; the points are then placed in one go.
+    faces, face_frames = [], []
+    hands: dict[str, tuple[list, list]] = {"l": ([], []), "r": ([], [])}  # frames, mittens
+    for frame, pose_keypoints in enumerate(body):
+        pose = _Pose(pose_keypoints, look)
+        head = pose.head_frame()
+        if head is not None:
+            faces.append(_face_layout(pose, head))
+            face_frames.append(frame)
+        for side, (frames, mittens) in hands.items():
+            mitten = _mitten(pose, side)
+            if mitten is not None:
+                frames.append(frame)
+                mittens.append(mitten)
+    if faces:
+        out[face_frames, FACE] = _face_points(faces)
+    for side, points in (("l", LEFT_HAND), ("r", RIGHT_HAND)):
+        frames, mittens = hands[side]
+        if mittens:
+            out[frames, points] = _hand_points(mittens, side)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -530,16 +752,19 @@ class DanceGenerator:
         self.sway_phase = rng.uniform(0, 2 * math.pi)
 
     def keypoints(self, frames: int, height: int, width: int, fps: float = 30.0,
-                  start: int = 0) -> np.ndarray:
+                  start: int = 0, whole_body: bool = False) -> np.ndarray:
         """Keypoints (frames, 18, 3) float32 in pixels of a height x width frame.
 
         `start` is the index of the first frame, so long dances can be made in chunks.
+        `whole_body=True` gives whole-body poses (frames, 128, 3): the same body, then the face
+        and hand points where `render_person` draws them (face points turned away from the
+        camera are missing).
         """
         if frames < 0 or height < 16 or width < 16 or fps <= 0:
             raise VidtransError(f"dance of {frames} frames at {width}x{height}, {fps} fps: "
                                 "use frames >= 0, a frame of at least 16x16 and fps > 0")
         if frames == 0:
-            return np.zeros((0, NUM_KEYPOINTS, 3), np.float32)
+            return np.zeros((0, NUM_WHOLE_BODY if whole_body else NUM_KEYPOINTS, 3), np.float32)
         t = (start + np.arange(frames)) / float(fps)
         lk = self.look
         margin = self._MARGIN * min(height, width)
@@ -569,7 +794,7 @@ class DanceGenerator:
         out[..., 1] = (floor_px + 0.03 * height * depth)[:, None] + body[..., 1] * scale
         out[..., 2] = body[..., 2]
         out[out[..., 2] == 0] = 0.0
-        return out
+        return _with_face_and_hands(out, lk) if whole_body else out
 
     def _feet(self, t: np.ndarray,
               room: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -685,6 +910,7 @@ class DanceGenerator:
 
 
 def dance_keypoints(seed: int, frames: int, height: int, width: int, look: Look = TARGET_LOOK,
-                    fps: float = 30.0) -> np.ndarray:
-    """The first `frames` poses (frames, 18, 3) of dance `seed` for a height x width frame."""
-    return DanceGenerator(seed, look).keypoints(frames, height, width, fps)
+                    fps: float = 30.0, whole_body: bool = False) -> np.ndarray:
+    """The first `frames` poses (frames, 18, 3) of dance `seed` for a height x width frame; with
+    `whole_body=True` whole-body poses (frames, 128, 3), see `DanceGenerator.keypoints`."""
+    return DanceGenerator(seed, look).keypoints(frames, height, width, fps, whole_body=whole_body)

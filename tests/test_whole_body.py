@@ -1,0 +1,107 @@
+"""Whole-body poses (issue 14, item 4) through everything that is not drawing, detection or files:
+the keypoint layout, smoothing, normalization, training set-up and the run's pose track."""
+
+import numpy as np
+import pytest
+
+from vidtrans.pose.keypoints import (FACE, LEFT_HAND, NUM_KEYPOINTS, NUM_WHOLE_BODY, RIGHT_HAND, flip_keypoints,
+                                     has_person, is_whole_body, with_parts)
+from vidtrans.pose.normalize import PoseNormalizer, estimate_pose_stats
+from vidtrans.pose.smoothing import OneEuroFilter, smooth_track
+from vidtrans.train.synth import dance_keypoints
+
+
+def whole_body_track(frames=40, size=256, seed=3) -> np.ndarray:
+    return dance_keypoints(seed, frames, size, size, whole_body=True)
+
+
+def test_mirroring_swaps_the_hands_and_the_faces_sides_and_undoes_itself():
+    track = whole_body_track(4)
+    flipped = flip_keypoints(track, 256)
+    # The person's left hand, mirrored, is where the right hand was drawn, seen from the other side.
+    present = track[:, LEFT_HAND, 2] > 0
+    np.testing.assert_allclose(flipped[:, RIGHT_HAND][present][:, 0], 255 - track[:, LEFT_HAND][present][:, 0], atol=1e-4)
+    face, mirrored_face = track[:, FACE], flipped[:, FACE]
+    both = (face[:, 36, 2] > 0) & (face[:, 45, 2] > 0)
+    # iBUG 36 (the image-left eye's outer corner) becomes the mirrored 45.
+    np.testing.assert_allclose(mirrored_face[both, 45, 0], 255 - face[both, 36, 0], atol=1e-4)
+    np.testing.assert_allclose(flip_keypoints(flipped, 256), track, atol=1e-4)
+
+
+def test_parts_convert_both_ways_and_a_person_is_found_by_the_body():
+    track = whole_body_track(3)
+    body = with_parts(track, whole_body=False)
+    assert body.shape == (3, NUM_KEYPOINTS, 3) and not is_whole_body(body)
+    np.testing.assert_array_equal(body, track[:, :NUM_KEYPOINTS])
+    padded = with_parts(body, whole_body=True)
+    assert padded.shape == (3, NUM_WHOLE_BODY, 3) and (padded[:, NUM_KEYPOINTS:] == 0).all()
+    hands_only = np.zeros((1, NUM_WHOLE_BODY, 3), np.float32)
+    hands_only[0, LEFT_HAND, 2] = 1.0
+    assert not has_person(hands_only)[0] and has_person(track).all()
+
+
+def test_smoothing_and_normalization_treat_face_and_hands_like_the_body():
+    rng = np.random.default_rng(0)
+    track = whole_body_track(40)
+    noisy = track.copy()
+    noisy[..., :2] += rng.normal(0, 1.0, noisy[..., :2].shape) * (noisy[..., 2:] > 0)
+    smoothed = smooth_track(noisy)
+    assert smoothed.shape == track.shape
+    np.testing.assert_array_equal(smoothed[:, :NUM_KEYPOINTS], smooth_track(noisy[:, :NUM_KEYPOINTS]))
+    shown = track[..., 2] > 0
+    assert np.abs(smoothed - track)[..., :2][shown].mean() < np.abs(noisy - track)[..., :2][shown].mean() * 0.7
+    # The normalizer moves the face and hands with the body: the same scale and shift for every point.
+    stats = estimate_pose_stats(track, 256, 256)
+    target = estimate_pose_stats(track * np.float32([1.2, 1.2, 1]), 256 * 1.2, 256 * 1.2)
+    normalized = PoseNormalizer(stats, target)(track)
+    np.testing.assert_allclose(normalized[:, :NUM_KEYPOINTS], PoseNormalizer(stats, target)(track[:, :NUM_KEYPOINTS]),
+                               atol=1e-4)
+    face_scale = np.ptp(normalized[:, FACE][shown[:, FACE]][:, 0]) / np.ptp(track[:, FACE][shown[:, FACE]][:, 0])
+    body_scale = np.ptp(normalized[:, :NUM_KEYPOINTS][shown[:, :NUM_KEYPOINTS]][:, 1]) \
+        / np.ptp(track[:, :NUM_KEYPOINTS][shown[:, :NUM_KEYPOINTS]][:, 1])
+    assert face_scale == pytest.approx(body_scale, rel=0.05)
+
+
+def test_the_live_filter_follows_whole_body_poses():
+    track = whole_body_track(3)
+    one_euro = OneEuroFilter()
+    out = [one_euro(pose, t / 30) for t, pose in enumerate(track)]
+    assert out[-1].shape == (NUM_WHOLE_BODY, 3)
+    np.testing.assert_array_equal(out[0], track[0])
+    # A body-only pose after whole-body ones starts the filter afresh at its own size.
+    assert one_euro(track[0, :NUM_KEYPOINTS], 1.0).shape == (NUM_KEYPOINTS, 3)
+
+
+def test_whole_body_training_draws_face_points_records_the_style_and_resume_keeps_it(tmp_path, monkeypatch):
+    import functools
+    import json
+
+    from tests.conftest import run_cli as cli
+    from tests.test_train_pose import TINY
+    from vidtrans.pose.render import PoseStyle, render_pose
+    from vidtrans.train import data
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    dances = data.Dances(frames=8, stats_dances=2, detected_dances=2, video_size=256)
+    source = data.SyntheticPairs(size=128, style=PoseStyle(version=2), train_pose="detected", dances=dances)
+    source.prepare()
+    pose_map, target, keypoints = source.sample(np.random.default_rng(0))
+    assert keypoints.shape == (NUM_WHOLE_BODY, 3)
+    # The detector found the drawn face: its points are white in the pose map, which the body alone never draws.
+    white = (pose_map == 255).all(axis=-1)
+    assert white.sum() > 20
+    body_only = render_pose(with_parts(source.detected.track(source.detected_seeds[0])[0], False), 128, 128)
+    assert not (body_only == 255).all(axis=-1).any()
+
+    monkeypatch.setattr(data, "SyntheticPairs", functools.partial(data.SyntheticPairs, dances=dances))
+    out = tmp_path / "model"
+    first = cli("train", "--synthetic", "--whole-body", "--train-pose", "detected", "-o", out, "--iterations", "1", *TINY)
+    assert first.returncode == 0, first.stderr
+    assert PoseStyle.from_dict(json.loads((out / "card.json").read_text())["pose_style"]).whole_body
+    conflict = cli("train", "--synthetic", "--body-only", "-o", out, "--iterations", "2", "--resume", *TINY)
+    assert conflict.returncode == 1 and "trained on whole-body pose maps, which --resume keeps" in conflict.stderr, \
+        conflict.stderr
+    resumed = cli("train", "--synthetic", "--train-pose", "detected", "-o", out, "--iterations", "2", "--resume", *TINY)
+    assert resumed.returncode == 0, resumed.stderr
+    noisy = cli("train", "--synthetic", "--whole-body", "--train-pose", "noisy", "-o", tmp_path / "n", *TINY)
+    assert noisy.returncode == 1 and "--train-pose detected" in noisy.stderr, noisy.stderr

@@ -105,3 +105,65 @@ def test_whole_body_training_draws_face_points_records_the_style_and_resume_keep
     assert resumed.returncode == 0, resumed.stderr
     noisy = cli("train", "--synthetic", "--whole-body", "--train-pose", "noisy", "-o", tmp_path / "n", *TINY)
     assert noisy.returncode == 1 and "--train-pose detected" in noisy.stderr, noisy.stderr
+
+
+@pytest.fixture(scope="module")
+def whole_body_model(tmp_path_factory):
+    import vidtrans
+    from tests.media import random_generator
+    from tests.test_pose_run import TARGET_STATS
+    from vidtrans.models.checkpoint import ModelCard, save_checkpoint
+    from vidtrans.pose.render import PoseStyle
+
+    net = random_generator("unet_128", 3, 3, 8, "instance", seed=0)
+    folder = tmp_path_factory.mktemp("models") / "wholebody"
+    save_checkpoint(folder, net, ModelCard(architecture="unet_128", ngf=8, norm="instance", native_size=(128, 128),
+                                           input_kind="pose", pose_style=PoseStyle(version=2).to_dict(),
+                                           target_pose_stats=TARGET_STATS.to_dict()))
+    return vidtrans.load_model(folder, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def big_dancer(tmp_path_factory):
+    from tests.media import dancer_clip
+
+    # Large enough for the face mesh to find the character's face (about 40 px wide).
+    return dancer_clip(tmp_path_factory.mktemp("clips") / "dancer.mp4", frames=10, size=(384, 384))
+
+
+def test_a_whole_body_model_gets_face_points_in_run_and_from_keypoint_files(tmp_path, whole_body_model, big_dancer):
+    from tests.conftest import run_cli
+    from tests.test_pose_run import Recorder
+    from vidtrans.pipeline import translate_video
+    from vidtrans.pose import read_keypoints
+
+    recorder = Recorder(whole_body_model)
+    summary = translate_video(big_dancer.path, tmp_path / "out.mp4", recorder)
+    assert summary.frames == 10 and summary.pose.startswith("detected, with face and hands")
+    maps = np.concatenate(recorder.seen)
+    assert ((maps == 255).all(axis=-1).sum(axis=(1, 2)) > 10).all()  # white face points in every frame
+
+    # `vidtrans pose --whole-body` keeps the 128 points; a body-only file draws no face in the same model.
+    whole, body = tmp_path / "whole.npz", tmp_path / "body.npz"
+    assert run_cli("pose", big_dancer.path, "-o", tmp_path / "p.mp4", "--whole-body", "--keypoints", whole).returncode == 0
+    assert run_cli("pose", big_dancer.path, "-o", tmp_path / "q.mp4", "--keypoints", body).returncode == 0
+    assert read_keypoints(whole).keypoints.shape == (10, NUM_WHOLE_BODY, 3)
+    assert read_keypoints(body).keypoints.shape == (10, NUM_KEYPOINTS, 3)
+    recorder = Recorder(whole_body_model)
+    summary = translate_video(big_dancer.path, tmp_path / "out2.mp4", recorder, keypoints=body)
+    assert summary.pose.startswith("keypoints from body.npz")
+    assert not (np.concatenate(recorder.seen) == 255).all(axis=-1).any()
+
+
+def test_face_and_hands_found_every_other_frame_reach_every_frame_after_filtering():
+    track = whole_body_track(9)
+    alternate = track.copy()
+    alternate[1::2, NUM_KEYPOINTS:] = 0  # what two detectors, one of them body-only, give
+    alternate[-1, :NUM_KEYPOINTS] = 0  # and the body missing in the last frame: that stays missing
+    smoothed = smooth_track(alternate)
+    shown = track[:, NUM_KEYPOINTS:, 2] > 0
+    always = shown.all(axis=0)  # points the character shows throughout (a turned head hides some)
+    assert always[FACE.start - NUM_KEYPOINTS:].sum() > 60
+    assert (smoothed[:, NUM_KEYPOINTS:, 2] > 0)[:, always].all()
+    assert np.abs(smoothed[:, NUM_KEYPOINTS:, :2] - track[:, NUM_KEYPOINTS:, :2])[shown].mean() < 1.0
+    assert (smoothed[-1, :NUM_KEYPOINTS] == 0).all()

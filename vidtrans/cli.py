@@ -277,9 +277,8 @@ def pose(
 
     output = output or default_output_path(input, "pose")
     with _progress(f"{input.name} -> pose") as update:
-        summary = render_pose_video(input, output, keypoints_out=keypoints, start=options.start, end=options.end,
-                                    encode=options.encode, overwrite=overwrite, progress=update,
-                                    whole_body=whole_body)
+        summary = render_pose_video(input, output, options, keypoints_out=keypoints, whole_body=whole_body,
+                                    overwrite=overwrite, progress=update)
     if json_summary:
         print(json.dumps(summary.to_dict()))
     console.print(f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps), person found in "

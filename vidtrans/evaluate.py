@@ -31,6 +31,7 @@ from vidtrans.errors import VidtransError
 from vidtrans.metrics import flicker, psnr, relative_flicker, ssim
 from vidtrans.options import EncodeOptions, RunOptions, Smoothing, is_int
 from vidtrans.pipeline import TranslateStage, smoothing_stages, translate_video
+from vidtrans.pose.keypoints import with_parts
 from vidtrans.pose.regions import face_box, hand_boxes, person_box
 from vidtrans.runner import Batch, Progress, run_stages
 from vidtrans.temporal import Smoother, smoothing_for
@@ -375,8 +376,10 @@ def _detected(frames: np.ndarray, progress: Progress | None, what: str) -> np.nd
 
 
 def pose_error(found: np.ndarray, true: np.ndarray) -> tuple[float | None, float | None]:
-    """(mean distance in pixels between keypoints found and true ones, over those visible in the
-    truth and found; share of truth-visible keypoints not found). None where there is nothing to average."""
+    """(mean distance in pixels between body keypoints found and true ones, over those visible in
+    the truth and found; share of truth-visible ones not found). None where there is nothing to
+    average. Whole-body poses are compared on their body: face and hands are scored as crops."""
+    found, true = with_parts(found, whole_body=False), with_parts(true, whole_body=False)
     visible = true[..., 2] > 0
     hit = visible & (found[..., 2] > 0)
     if not visible.any():

@@ -319,24 +319,27 @@ def translate_video(
 def render_pose_video(
     src: str | os.PathLike,
     dst: str | os.PathLike,
+    options: RunOptions | None = None,
     *,
     keypoints_out: str | os.PathLike | None = None,
-    start: float | None = None,
-    end: float | None = None,
-    encode: EncodeOptions = POSE_VIDEO_ENCODE,
+    whole_body: bool = False,
     overwrite: bool = False,
     progress: Progress | None = None,
-    whole_body: bool = False,
 ) -> Summary:
     """Detect, smooth and draw the pose of every frame of `src` into the pose-map video `dst`
     (same size, frame count and timestamps, OpenPose style; `whole_body`: with the face's points
-    and the hands, ControlNet's openpose_full); optionally save the keypoints as NPZ."""
+    and the hands, ControlNet's openpose_full); optionally save the keypoints as NPZ.
+
+    Of `options`, only the span (`start`, `end`) and `encode` apply; by default the whole clip,
+    encoded as POSE_VIDEO_ENCODE."""
     from vidtrans.pose import PoseStyle, write_keypoints_npz
     from vidtrans.pose.detector import DETECTION_MAX_SIDE
     from vidtrans.pose.stages import KeypointStage, PoseMapStage, SmoothKeypointsStage
 
     src, dst = Path(src), Path(dst)
     check_destination(dst, src, overwrite)
+    options = options or RunOptions(encode=POSE_VIDEO_ENCODE)
+    start, end, encode = options.start, options.end, options.encode
     check_encoder_settings(encode)
     if keypoints_out is not None:
         check_destination(keypoints_out, src, overwrite)

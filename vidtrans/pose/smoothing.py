@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from vidtrans.errors import VidtransError
-from vidtrans.pose.keypoints import check_keypoints
+from vidtrans.pose.keypoints import NUM_KEYPOINTS, check_keypoints, is_whole_body
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -65,11 +65,26 @@ def bridge_gaps(track: np.ndarray, max_gap: int = 3, min_confidence: float = 0.0
     return track
 
 
+def _hold_parts_at_the_ends(track: np.ndarray, min_confidence: float) -> np.ndarray:
+    """Face and hand points are detected every other frame (pose/stages.KeypointStage), so a
+    clip's first or last frame may lack them while the frame next to it has them, a gap no
+    bridge spans: that frame takes its neighbour's."""
+    if not is_whole_body(track) or len(track) < 2:
+        return track
+    track = track.copy()
+    for end, neighbour in ((0, 1), (-1, -2)):
+        parts, beside = track[end, NUM_KEYPOINTS:], track[neighbour, NUM_KEYPOINTS:]
+        missing = (parts[:, 2] <= min_confidence) & (beside[:, 2] > min_confidence)
+        parts[missing] = beside[missing]
+    return track
+
+
 def smooth_track(track: np.ndarray, window: int = 5, sigma: float = 1.5, max_gap: int = 3,
                  min_confidence: float = 0.0) -> np.ndarray:
     """Offline, zero-lag smoothing of a whole track (T, K, 3).
 
-    Short gaps are bridged first (`bridge_gaps`); then each unbroken run of detections of each
+    Short gaps are bridged first (`bridge_gaps`; and a whole-body track's face and hands reach
+    its first and last frames); then each unbroken run of detections of each
     joint gets a centred running median of `window` frames (removes single-frame detector
     glitches) followed by a Gaussian of `sigma` frames (removes the remaining jitter). Both are
     symmetric, so smoothing adds no lag. window=1 and sigma=0 turn the stages off; larger values
@@ -79,7 +94,8 @@ def smooth_track(track: np.ndarray, window: int = 5, sigma: float = 1.5, max_gap
         raise VidtransError(f"smoothing window must be an odd number of frames >= 1, got {window}")
     if sigma < 0:
         raise VidtransError(f"smoothing sigma must be >= 0 frames, got {sigma}")
-    track = bridge_gaps(track, max_gap=max_gap, min_confidence=min_confidence)
+    track = bridge_gaps(_hold_parts_at_the_ends(check_keypoints(track), min_confidence), max_gap=max_gap,
+                        min_confidence=min_confidence)
     out = track.copy()
     for j in range(track.shape[1]):
         present = track[:, j, 2] > min_confidence

@@ -42,7 +42,11 @@ class KeypointStage:
     frames/s of one on two cores (benchmarks/README.md), with keypoints within a pixel of one
     detector's on the real test clip (tests/test_pose.py); eight, tracking across gaps of eight
     frames, stay within 1.3 px of one (benchmarks/README.md).
-    whole_body=True detects face and hands as well: keypoints (frames, 128, 3) instead of (frames, 18, 3).
+    whole_body=True detects face and hands as well: keypoints (frames, 128, 3) instead of (frames,
+    18, 3). They come from every other detector only (the rest find the body alone), so every
+    other frame: face and hands cost MediaPipe Holistic twice the body's time, almost all of it
+    the hands, and the keypoint filter (`smooth_track`) bridges the frames between, as it bridges
+    any gap of up to 3 frames.
     """
 
     def __init__(self, detectors: int | None = None, frame_size: tuple[int, int] | None = None,
@@ -52,8 +56,8 @@ class KeypointStage:
         self.num_keypoints = NUM_WHOLE_BODY if whole_body else NUM_KEYPOINTS
         self.pool = ThreadPoolExecutor(detectors, thread_name_prefix="vidtrans-detect")
         # Each detector takes ~0.1 s to start: start them side by side, while the first frames decode.
-        self._starting = [self.pool.submit(PoseDetector, video_mode=True, whole_body=whole_body)
-                          for _ in range(detectors)]
+        self._starting = [self.pool.submit(PoseDetector, video_mode=True, whole_body=whole_body and k % 2 == 0)
+                          for k in range(detectors)]
         self.frames_seen = 0
 
     def process(self, batch):
@@ -64,7 +68,7 @@ class KeypointStage:
 
         def detect_share(k: int) -> None:
             for i in range((k - first) % len(detectors), count, len(detectors)):
-                keypoints[i] = detectors[k].detect(batch.frames[i], self.frame_size)
+                keypoints[i, :detectors[k].num_keypoints] = detectors[k].detect(batch.frames[i], self.frame_size)
 
         for done in [self.pool.submit(detect_share, k) for k in range(len(detectors))]:
             done.result()

@@ -10,8 +10,8 @@ uint8 RGB at the training size.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -108,7 +108,7 @@ class PairedFolder:
         return None  # unrelated pairs show no one scene
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Dances:
     """The procedural dances synthetic training uses: training and validation seeds, their length,
     and how many the detector sees (for the target's statistics, and for detected poses)."""
@@ -257,11 +257,17 @@ class SyntheticPairs:
         `run` measures them on a video of the target: from the keypoints the detector finds on the
         first `stats_dances` training dances. (The renderer's exact keypoints give other figures:
         the detector reads the ankles about 3 px higher at 256 px, so a target's own video was not
-        mapped onto itself.)"""
+        mapped onto itself.)
+
+        Without `centre_x` (version 1): it exists to undo the offset of a training crop around a
+        target who stood off-centre in their video, and the character is trained on whole frames,
+        its stage centred. With it, every source clip was moved by its dancer's own average
+        position: a held-out dance that wanders to one side came out about 10 px off at 256 px."""
         from vidtrans.pose.normalize import estimate_pose_stats
 
         tracks = np.concatenate([self.detected.track(seed) for seed in self.stats_seeds])
-        return estimate_pose_stats(tracks, self.size, self.size).to_dict()
+        stats = estimate_pose_stats(tracks, self.size, self.size)
+        return dataclasses.replace(stats, centre_x=None, version=1).to_dict()
 
     def background(self) -> np.ndarray:
         """The target's room without the character (nothing is drawn for missing keypoints)."""

@@ -83,7 +83,7 @@ class DetectedDances:
     def _path(self, seed: int) -> Path:
         what = (_CACHE_VERSION, self.look, self.frames, self.video_size, _detector_version())
         # Body-only dances keep the names they were cached under before whole-body ones existed.
-        what = repr((*what, "whole body") if self.whole_body else what)
+        what = repr((*what, "whole body, face and hands every other frame") if self.whole_body else what)
         return cache_dir() / f"{self.look.name}-{hashlib.sha256(what.encode()).hexdigest()[:16]}-{seed}.npy"
 
     def track(self, seed: int) -> np.ndarray:

@@ -5,7 +5,8 @@
     steady: the same run from its first written batch to its last, without start-up and filling
 
 Both produce the same pose-map video from the same synthetic dancer clip; the ratio is measured in
-the same run. `--whole-body` measures both with face and hands (MediaPipe Holistic, style v2).
+the same run. `--whole-body` measures both with face and hands (MediaPipe Holistic, style v2); the
+loop then finds them on every frame, `vidtrans pose` on every other one (the filter fills the rest).
 
     .venv/bin/python benchmarks/bench_pose.py [--frames 150] [--width 1280 --height 720] [--whole-body]
 """

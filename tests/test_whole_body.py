@@ -167,3 +167,32 @@ def test_face_and_hands_found_every_other_frame_reach_every_frame_after_filterin
     assert (smoothed[:, NUM_KEYPOINTS:, 2] > 0)[:, always].all()
     assert np.abs(smoothed[:, NUM_KEYPOINTS:, :2] - track[:, NUM_KEYPOINTS:, :2])[shown].mean() < 1.0
     assert (smoothed[-1, :NUM_KEYPOINTS] == 0).all()
+
+
+def test_whole_body_is_refused_for_a_folder_of_rgb_pairs(tmp_path):
+    from tests.conftest import run_cli
+
+    result = run_cli("train", "--data", tmp_path, "--whole-body", "-o", tmp_path / "m")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "--whole-body is about drawing pose maps" in result.stderr and "--input-kind pose" in result.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_live_detects_face_and_hands_every_other_frame_and_moves_them_with_the_body_between(big_dancer):
+    from vidtrans.live.process import AlternatingWholeBodyDetector
+    from vidtrans.pose.keypoints import KEYPOINT_INDEX
+    from vidtrans.video import VideoReader
+
+    with VideoReader(big_dancer.path) as reader:
+        frames = [frame.image for frame in reader][:6]
+    detector = AlternatingWholeBodyDetector()
+    try:
+        poses = [detector.detect(frame) for frame in frames]
+    finally:
+        detector.close()
+    nose = KEYPOINT_INDEX["nose"]
+    for held, pose in zip(poses[0::2], poses[1::2]):
+        assert pose.shape == (NUM_WHOLE_BODY, 3) and (pose[FACE, 2] > 0).all()
+        # Between Holistic frames, the face is the last one moved as the nose moved.
+        np.testing.assert_allclose(pose[FACE, :2] - held[FACE, :2], np.tile(pose[nose, :2] - held[nose, :2], (68, 1)),
+                                   atol=1e-3)

@@ -20,6 +20,7 @@ import numpy as np
 
 from vidtrans.errors import VidtransError
 from vidtrans.options import Smoothing, View
+from vidtrans.pose.keypoints import FACE, KEYPOINT_INDEX, LEFT_HAND, RIGHT_HAND, with_parts
 from vidtrans.temporal import Smoother, smoothing_for
 from vidtrans.video.camera import CapturedFrame
 from vidtrans.view import side_by_side
@@ -96,6 +97,46 @@ class LivePoseMapper:
         self.collected = []
 
 
+class AlternatingWholeBodyDetector:
+    """Whole-body keypoints for live video at about three quarters of Holistic's cost per frame:
+    Holistic (body, face, hands) on every other frame, which takes twice the body detector's time,
+    nearly all of it the hands, and the body detector on the frames between, where the face and
+    hands of the last Holistic frame move with the body (the face with the nose, each hand with its
+    wrist). Offline runs do the same and fill the frames between from both sides
+    (pose/stages.KeypointStage); live has no next frame, and waiting for one would add latency."""
+
+    _CARRIED = ((FACE, KEYPOINT_INDEX["nose"]), (LEFT_HAND, KEYPOINT_INDEX["l_wrist"]),
+                (RIGHT_HAND, KEYPOINT_INDEX["r_wrist"]))
+
+    def __init__(self):
+        from vidtrans.pose import PoseDetector
+
+        self.whole = PoseDetector(video_mode=True, whole_body=True)
+        self.body = PoseDetector(video_mode=True)
+        self.last: np.ndarray | None = None  # the last whole-body detection
+        self.frames = 0
+
+    def detect(self, image: np.ndarray) -> np.ndarray:
+        self.frames += 1
+        if self.last is None or self.frames % 2 == 1:
+            self.last = self.whole.detect(image)
+            return self.last
+        body = self.body.detect(image)
+        keypoints = with_parts(body, whole_body=True)
+        for part, anchor in self._CARRIED:
+            held = self.last[part]
+            if body[anchor, 2] > 0 and self.last[anchor, 2] > 0:
+                moved = held.copy()
+                moved[:, :2] += body[anchor, :2] - self.last[anchor, :2]
+                moved[held[:, 2] <= 0] = 0.0
+                keypoints[part] = moved
+        return keypoints
+
+    def close(self) -> None:
+        self.whole.close()
+        self.body.close()
+
+
 class FrameProcessor:
     """Turns one camera frame into a `LiveFrame` with `model`, at batch 1.
 
@@ -120,7 +161,7 @@ class FrameProcessor:
             from vidtrans.pose import OneEuroFilter, PoseDetector, PoseStyle
 
             self.style = PoseStyle.for_card(model.card)
-            self.detector = PoseDetector(video_mode=True, whole_body=self.style.whole_body)
+            self.detector = AlternatingWholeBodyDetector() if self.style.whole_body else PoseDetector(video_mode=True)
             self.filter = OneEuroFilter()
 
     @property

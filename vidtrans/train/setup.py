@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from vidtrans.errors import VidtransError
 from vidtrans.models.checkpoint import ModelCard
-from vidtrans.options import TrainOptions, TrainPose
+from vidtrans.options import InputKind, TrainOptions, TrainPose
 from vidtrans.pose.render import PoseStyle
 from vidtrans.train.trainer import (PairSource, TrainConfig, check_config, check_output, describe_conflicts,
                                     resume_conflicts, sample_length, saved_settings, spelling)
@@ -45,6 +45,9 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
         raise VidtransError(f"{spelling(names)('train_pose')} {options.train_pose.value} is for "
                             "synthetic training only (a target video's pose maps are always drawn from detected "
                             "keypoints, a paired folder's are given); drop it")
+    if options.whole_body and data is not None and options.input_kind == InputKind.RGB:
+        raise VidtransError(f"{spelling(names)('whole_body')} is about drawing pose maps, and a paired folder of "
+                            f"RGB images has none; drop it (or pass {spelling(names)('input_kind')} pose)")
     check_output(output, options.resume, options.overwrite, names)
     requested = {k: getattr(options, k) for k in _NEW_RUN}
     init_from = _generator_to_start_from(output, options, names)

@@ -13,6 +13,7 @@ so `run` computes it ahead on other threads, and only the warp of the previous o
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import NamedTuple
 
@@ -25,6 +26,9 @@ SMOOTHING = ("none", "ema", "flow")
 # Flow is estimated at most this many pixels on the longer side: DIS is robust at low resolution
 # and its cost grows with the pixel count.
 _FLOW_MAX_SIDE = 320
+# OpenCV 4.11's DIS refuses or crashes (a segmentation fault, e.g. at 20x320) on images with a side
+# under 32 pixels; such frames are left unsmoothed.
+_DIS_MIN_SIDE = 32
 
 
 def smoothing_for(model, method: str, strength: float) -> tuple[str, float]:
@@ -42,7 +46,7 @@ class Motion(NamedTuple):
 
     map_x: np.ndarray  # (H, W) float32, output pixels
     map_y: np.ndarray
-    weight: np.ndarray  # (H, W, 3) float32, strength times trust (every channel: the blend is 3x faster so)
+    weight: np.ndarray  # (H, W) float32, strength times trust
     keep: np.ndarray  # 1 - weight
 
 
@@ -59,7 +63,10 @@ def _thread_dis(shape: tuple[int, ...]) -> cv2.DISOpticalFlow:
         instances = _per_thread.dis = {}
     dis = instances.get(shape)
     if dis is None:
-        dis = instances[shape] = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+        # ULTRAFAST, not FAST: 2.6x cheaper at 256x256 (no variational refinement), and on noisy
+        # outputs of a dancing character it leaves 3 % less error where the person moves, 2 % more
+        # where nothing does (benchmarks/README.md).
+        dis = instances[shape] = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
     return dis
 
 
@@ -76,25 +83,40 @@ class FlowEstimator:
     def __call__(self, guide: np.ndarray, output_shape: tuple[int, ...]) -> Motion | None:
         gray = _small_gray(guide, output_shape)
         previous, self._previous_gray = self._previous_gray, gray
-        if previous is None or previous.shape != gray.shape:
+        if previous is None or previous.shape != gray.shape or min(gray.shape) < _DIS_MIN_SIDE:
             return None
         # Backward flow: for each pixel of the current frame, where it was in the previous one.
         flow = _thread_dis(gray.shape).calc(gray, previous, None)
-        small_h, small_w = gray.shape
-        grid_x, grid_y = np.meshgrid(np.arange(small_w, dtype=np.float32), np.arange(small_h, dtype=np.float32))
+        grid_x, grid_y = _grid(gray.shape)
         map_x, map_y = grid_x + flow[..., 0], grid_y + flow[..., 1]
         warped_gray = cv2.remap(previous, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        # Trust the warp where it explains the input: a photometric error of ~0 gives full weight,
-        # an error of 24 grey levels or more (occlusion, new content, flow failure) gives none.
-        error = cv2.GaussianBlur(np.abs(warped_gray.astype(np.float32) - gray.astype(np.float32)), (5, 5), 0)
-        trust = np.clip(1.0 - error / 24.0, 0.0, 1.0)
+        error = cv2.GaussianBlur(cv2.absdiff(warped_gray, gray), (5, 5), 0)
+        weight = cv2.LUT(error, _trust_table(self.strength))
         height, width = output_shape[:2]
-        scale_x, scale_y = width / small_w, height / small_h
-        full_map_x = cv2.resize(map_x, (width, height), interpolation=cv2.INTER_LINEAR) * scale_x + (scale_x - 1) / 2
-        full_map_y = cv2.resize(map_y, (width, height), interpolation=cv2.INTER_LINEAR) * scale_y + (scale_y - 1) / 2
-        weight = cv2.resize(trust, (width, height), interpolation=cv2.INTER_LINEAR) * self.strength
-        weight = cv2.merge([weight] * output_shape[2])
-        return Motion(full_map_x, full_map_y, weight, 1.0 - weight)
+        small_h, small_w = gray.shape
+        if (small_h, small_w) != (height, width):
+            scale_x, scale_y = width / small_w, height / small_h
+            map_x = cv2.resize(map_x, (width, height), interpolation=cv2.INTER_LINEAR) * scale_x + (scale_x - 1) / 2
+            map_y = cv2.resize(map_y, (width, height), interpolation=cv2.INTER_LINEAR) * scale_y + (scale_y - 1) / 2
+            weight = cv2.resize(weight, (width, height), interpolation=cv2.INTER_LINEAR)
+        return Motion(map_x, map_y, weight, 1.0 - weight)
+
+
+@functools.lru_cache(maxsize=8)
+def _grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's own x and y (read-only: shared by every frame of that size)."""
+    height, width = shape
+    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    grid_x.flags.writeable = grid_y.flags.writeable = False
+    return grid_x, grid_y
+
+
+@functools.lru_cache(maxsize=8)
+def _trust_table(strength: float) -> np.ndarray:
+    """Blend weight by photometric error (grey levels) of the warp, as a lookup table: the warp is
+    trusted where it explains the input; an error of ~0 gives full weight, an error of 24 grey
+    levels or more (occlusion, new content, flow failure) none."""
+    return (np.clip(1.0 - np.arange(256, dtype=np.float32) / 24.0, 0.0, 1.0) * strength).astype(np.float32)
 
 
 def _small_gray(frame: np.ndarray, output_shape: tuple[int, ...]) -> np.ndarray:
@@ -150,13 +172,7 @@ class Smoother:
             result = output
         else:
             warped = cv2.remap(previous, motion.map_x, motion.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            # The same arithmetic as output * keep + warped * weight, without temporaries.
-            blended = output.astype(np.float32)
-            blended *= motion.keep
-            warped_share = warped.astype(np.float32)
-            warped_share *= motion.weight
-            blended += warped_share
-            blended += 0.5
-            result = np.clip(blended, 0, 255, out=blended).astype(np.uint8)
+            # output * keep + warped * weight, rounded, in one pass (3.5x faster than numpy's).
+            result = cv2.blendLinear(output, warped, motion.keep, motion.weight)
         self._previous_output = result
         return result

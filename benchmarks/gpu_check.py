@@ -76,9 +76,9 @@ class Plan:
     def for_mode(cls, dry: bool) -> Plan:
         if dry:
             # unet_256 needs 256 pixels: at less, the naive script's innermost layer has no pixel left.
-            return cls(dry=True, device="cpu", sizes=(256, 512), ngf=8, batches=(1, 2), sweep=(1, 2), seconds=0.1,
-                       frames=8, precision_frames=2, clips=2, clip_frames=4, batch_ngf=8, live_size=128,
-                       live_frames=20, train={"architecture": "unet_128", "size": 128, "ngf": 8, "ndf": 8},
+            return cls(dry=True, device="cpu", sizes=(256, 512), ngf=8, batches=(1, 2), sweep=(1, 2), seconds=0.01,
+                       frames=2, precision_frames=1, clips=2, clip_frames=2, batch_ngf=8, live_size=128,
+                       live_frames=8, train={"architecture": "unet_128", "size": 128, "ngf": 8, "ndf": 8},
                        train_steps=1, model_alone_cap=30, tests_cap=60)
         return cls(dry=False, device="cuda", sizes=(256, 512), ngf=64, batches=(1, 8, 32, 64), sweep=(8, 32, 64),
                    seconds=1.5, frames=240, precision_frames=16, clips=8, clip_frames=30, batch_ngf=16,

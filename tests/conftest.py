@@ -17,17 +17,19 @@ from vidtrans.models.checkpoint import ModelCard, save_checkpoint
 
 @pytest.fixture(scope="session", autouse=True)
 def own_cache_and_small_synthetic_statistics(tmp_path_factory):
-    """Tests never read or fill the user's cache (detected dances, ONNX graphs), and synthetic
-    training measures the target's statistics on one detected dance instead of twenty (which take
-    a minute and a half to detect on a fresh machine; what they measure is tested in
-    test_normalize_identity.py). Child processes inherit the cache folder."""
+    """Tests never read or fill the user's cache (detected dances, ONNX graphs). Synthetic training
+    measures the target's statistics on one short detected dance (48 frames of 256x256) instead of
+    twenty of 240 frames of 512x512 (which take a minute and a half to detect on a fresh machine,
+    and one still 5 s; what they measure is tested in test_normalize_identity.py), and validates
+    on 4 frames instead of 32. Child processes inherit the cache folder."""
     import functools
 
     from vidtrans.train import data
 
+    short = data.Dances(stats_dances=1, frames=48, validation_frames=4, video_size=256)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
-        patch.setattr(data, "SyntheticPairs", functools.partial(data.SyntheticPairs, dances=data.Dances(stats_dances=1)))
+        patch.setattr(data, "SyntheticPairs", functools.partial(data.SyntheticPairs, dances=short))
         yield
 
 

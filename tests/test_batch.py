@@ -301,24 +301,6 @@ def test_usage_errors_exit_2(tmp_path, rgb_model_dir):
     assert "Exit status: 0" in help_text and "1 a clip failed" in help_text and "2 usage error" in help_text
 
 
-def test_ctrl_c_stops_cleanly(tmp_path, rgb_model_dir):
-    src, out = tmp_path / "in", tmp_path / "out"
-    src.mkdir()
-    for i in range(3):
-        make_clip(src / f"{i}.mp4", frames=60, size=(64, 48), audio=True)
-    process = subprocess.Popen([sys.executable, "-m", "vidtrans", "batch", str(src), "-o", str(out), "--model",
-                                str(rgb_model_dir), "--devices", "cpu", "--batch-size", "1"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and not (out.is_dir() and leftovers(out)):
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
-    assert "Traceback" not in stderr
-    assert leftovers(out) == []
-
-
 def test_manifest_is_an_append_only_log(tmp_path):
     """One line per update; the last record of a clip wins; a torn last line (a write cut short) is
     ignored and rewritten away before the next record is appended."""

@@ -47,14 +47,15 @@ def cli(*args):
 
 
 def test_headless_run_records_what_was_shown(tmp_path, rgb_model_dir):
-    clip = make_clip(tmp_path / "clip.mp4", frames=60, size=(64, 48), fps=30, audio=False)
+    # A file camera plays in real time: 15 frames are half a second.
+    clip = make_clip(tmp_path / "clip.mp4", frames=15, size=(64, 48), fps=30, audio=False)
     stats_file, record = tmp_path / "s.json", tmp_path / "r.mp4"
     result = cli("live", "--model", rgb_model_dir, "--device", "cpu", "--camera", clip.path, "--no-window",
-                 "--max-frames", 60, "--stats", stats_file, "--record", record)
+                 "--max-frames", 15, "--stats", stats_file, "--record", record)
     assert result.exit_code == 0, result.exception or result.stderr
     stats = json.loads(stats_file.read_text())
     assert STATS_KEYS <= set(stats)
-    assert stats["frames"] + stats["dropped"] == stats["captured"] == 60
+    assert stats["frames"] + stats["dropped"] == stats["captured"] == 15
     assert stats["latency_ms_p95"] >= stats["latency_ms_p50"] > 0 and stats["device"] == "cpu"
     assert "Ctrl-C to stop" in result.stderr and f"{stats['frames']} frames" in result.stderr
     images, times = decode_all(record)
@@ -138,19 +139,19 @@ def test_slow_model_drops_frames_and_always_gets_the_newest(tmp_path, monkeypatc
 
 
 def test_loop_plays_the_file_again_until_stopped(tmp_path):
-    """--loop keeps a 30-frame file going; `stop` ends the run normally, recording and stats written."""
-    clip = make_clip(tmp_path / "clip.mp4", frames=30, size=(64, 48), fps=30, audio=False)
+    """--loop keeps an 8-frame file going; `stop` ends the run normally, recording and stats written."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=8, size=(64, 48), fps=30, audio=False)
     stats_file, record, stop = tmp_path / "s.json", tmp_path / "r.mp4", threading.Event()
 
     def on_frame(frame, stats):
-        if stats.frames > 30:
+        if stats.frames > 8:
             stop.set()
 
     stats = run_live(FakeModel(), clip.path, window=False, loop=True, stats=stats_file, record=record, stop=stop,
                      on_frame=on_frame)
-    assert stats.ended == "stopped" and stats.frames == 31
+    assert stats.ended == "stopped" and stats.frames == 9
     saved = json.loads(stats_file.read_text())
-    assert STATS_KEYS <= set(saved) and saved["frames"] == 31
+    assert STATS_KEYS <= set(saved) and saved["frames"] == 9
     assert len(decode_all(record)[0]) == stats.frames
 
 

@@ -1,10 +1,15 @@
 """Ctrl-C, SIGTERM and SIGHUP stop every command cleanly, and live/batch never replace files they must not.
 
-Signals go to a real `python -m vidtrans` at moments recognised from the outside (a temporary output
-file created, grown, grown to most of its final size; the input opened by the detection pass), never
-after a sleep.
+The three signals go through one handler (vidtrans.cli._stop). A real `python -m vidtrans` gets one of
+them in each kind of work (an encode with the encoder's threads busy, the detection pass, a batch, a
+live session) at a moment recognised from the outside (a temporary output file grown; the input
+opened by the detection pass), never after a sleep. Every command is also stopped by each of the
+three in this process, the signal sent just before a chosen frame is encoded (right after the output
+is opened, mid-write, near the end): the handler is in place for each, and each gives its exit
+status and message.
 """
 
+import itertools
 import json
 import os
 import signal
@@ -15,21 +20,23 @@ from pathlib import Path
 
 import pytest
 
+import vidtrans.cli
+from tests.conftest import run_cli
 from tests.media import dancer_clip, decode_all, make_clip, random_generator
-from tests.test_live import FakeModel
 from tests.test_batch import cli as batch_cli
+from tests.test_live import FakeModel
 from tests.test_live import cli as live_cli
 from vidtrans.batch import MANIFEST_NAME, BatchUsageError, read_manifest, translate_folder
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.live import run_live
 from vidtrans.models.checkpoint import ModelCard, save_checkpoint
+from vidtrans.video import VideoWriter
 
 # A bound on a hang, not a speed requirement: a clean stop takes well under a second here.
 HANG_S = 20
-FRAMES = 200
-# x264 veryfast looks ahead 10 frames, so most of the file reaches the disk before the end (medium holds
-# back about a third of a short clip until it closes): the near-the-end moment is recognisable.
-NEAR_END = ("--preset", "veryfast")
+FRAMES = 150
+STOP_SIGNALS = pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                                       ids=lambda s: signal.Signals(s).name)
 
 
 def start(*args) -> subprocess.Popen:
@@ -77,10 +84,32 @@ def grown(folder: Path, at_least: int = 1):
     return check
 
 
-def assert_interrupted(process: subprocess.Popen, stderr: str, signum: int) -> None:
-    assert process.returncode == 128 + signum, stderr
+def assert_interrupted(returncode: int, stderr: str, signum: int) -> None:
+    assert returncode == 128 + signum, stderr
     assert stderr.splitlines()[-1] == "vidtrans: interrupted", stderr
     assert "Traceback" not in stderr
+
+
+@pytest.fixture
+def signal_before_frame(monkeypatch):
+    """signal_before_frame(signum, n): this process sends itself `signum`, as `kill` would, when
+    the command's video writers, in whichever thread, are about to encode their frame n + 1 in all
+    (n = 0: the first output file is open, nothing encoded yet). Only to vidtrans's own handler: the
+    default one of SIGTERM or SIGHUP would end this test session."""
+    def arm(signum: int, frames: int) -> None:
+        if signal.getsignal(signum) == signal.SIG_IGN:  # nohup: vidtrans keeps an ignored signal ignored
+            pytest.skip(f"{signal.Signals(signum).name} is ignored in this session")
+        encoded = itertools.count()
+        write = VideoWriter.write
+
+        def signal_then_write(self, image, pts):
+            if next(encoded) == frames:
+                assert signal.getsignal(signum) is vidtrans.cli._stop, "vidtrans's handler is not in place"
+                os.kill(os.getpid(), signum)
+            write(self, image, pts)
+
+        monkeypatch.setattr(VideoWriter, "write", signal_then_write)
+    return arm
 
 
 @pytest.fixture(scope="module")
@@ -90,19 +119,9 @@ def clip(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def finished(clip, rgb_model_dir):
-    """The output of one uninterrupted run: an existing file to protect, and the size to expect."""
-    out = clip.with_name("finished.mp4")
-    result = subprocess.run([sys.executable, "-m", "vidtrans", *run_args(clip, out, rgb_model_dir, *NEAR_END)],
-                            capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
-    assert result.returncode == 0, result.stderr
-    return out
-
-
-@pytest.fixture(scope="module")
 def dance(tmp_path_factory):
     """Our procedural dancer: a person for the pose detector to find in every frame."""
-    return dancer_clip(tmp_path_factory.mktemp("media") / "dance.mp4", frames=150, size=(256, 256)).path
+    return dancer_clip(tmp_path_factory.mktemp("media") / "dance.mp4", frames=100, size=(256, 256)).path
 
 
 @pytest.fixture(scope="module")
@@ -121,35 +140,49 @@ def run_args(clip, out, model, *extra):
 # --- run -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
-def test_signal_mid_encode_leaves_existing_output_untouched(tmp_path, clip, finished, rgb_model_dir, signum):
+def test_sigterm_mid_encode_leaves_existing_output_untouched(tmp_path, clip, rgb_model_dir):
     """Mid-write with the encoder's threads busy, replacing an existing file (--overwrite)."""
     out = tmp_path / "out.mp4"
-    out.write_bytes(finished.read_bytes())
+    out.write_bytes(clip.read_bytes())
     before = out.read_bytes()
     process = start(*run_args(clip, out, rgb_model_dir, "--overwrite"))
     wait_for(process, grown(tmp_path), "growing partial file")
-    stderr = stop(process, signum)
-    assert_interrupted(process, stderr, signum)
+    stderr = stop(process, signal.SIGTERM)
+    assert_interrupted(process.returncode, stderr, signal.SIGTERM)
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
 
 
-def test_ctrl_c_right_after_the_output_is_opened(tmp_path, clip, rgb_model_dir):
-    process = start(*run_args(clip, tmp_path / "out.mp4", rgb_model_dir))
-    wait_for(process, lambda: temporaries(tmp_path), "partial file")
-    stderr = stop(process, signal.SIGINT)
-    assert_interrupted(process, stderr, signal.SIGINT)
-    assert list(tmp_path.iterdir()) == []
+@STOP_SIGNALS
+def test_each_signal_mid_write_leaves_existing_output_untouched(tmp_path, rgb_model_dir, signal_before_frame, signum):
+    small = make_clip(tmp_path / "in.mp4", frames=24, size=(64, 48)).path
+    out = tmp_path / "out.mp4"
+    out.write_bytes(small.read_bytes())
+    before = out.read_bytes()
+    signal_before_frame(signum, 12)
+    result = run_cli(*run_args(small, out, rgb_model_dir, "--overwrite"))
+    assert_interrupted(result.returncode, result.stderr, signum)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]
 
 
-def test_ctrl_c_near_the_end(tmp_path, clip, finished, rgb_model_dir):
-    """When most of the file is written: the encoder's look-ahead is full, the last batches in flight."""
-    process = start(*run_args(clip, tmp_path / "out.mp4", rgb_model_dir, *NEAR_END))
-    wait_for(process, grown(tmp_path, finished.stat().st_size * 6 // 10), "partial file at 60 % of its size")
-    stderr = stop(process, signal.SIGINT)
-    assert_interrupted(process, stderr, signal.SIGINT)
-    assert list(tmp_path.iterdir()) == []
+def test_ctrl_c_right_after_the_output_is_opened(tmp_path, rgb_model_dir, signal_before_frame):
+    small = make_clip(tmp_path / "in.mp4", frames=8, size=(64, 48)).path
+    (tmp_path / "out").mkdir()
+    signal_before_frame(signal.SIGINT, 0)
+    result = run_cli(*run_args(small, tmp_path / "out" / "out.mp4", rgb_model_dir))
+    assert_interrupted(result.returncode, result.stderr, signal.SIGINT)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_ctrl_c_near_the_end(tmp_path, rgb_model_dir, signal_before_frame):
+    """At frame 33 of 40: x264 veryfast holds its 10 frames of look-ahead, the last batches are in flight."""
+    small = make_clip(tmp_path / "in.mp4", frames=40, size=(160, 120)).path
+    (tmp_path / "out").mkdir()
+    signal_before_frame(signal.SIGINT, 32)
+    result = run_cli(*run_args(small, tmp_path / "out" / "out.mp4", rgb_model_dir, "--preset", "veryfast"))
+    assert_interrupted(result.returncode, result.stderr, signal.SIGINT)
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 @pytest.mark.skipif(not Path("/proc/self/fdinfo").is_dir(), reason="recognises the detection pass in Linux's /proc")
@@ -161,30 +194,31 @@ def test_ctrl_c_during_pose_detection(tmp_path, dance, tiny_pose_model):
     process = start(*run_args(dance, out, tiny_pose_model, "--pose", "detect"))
 
     def detecting() -> bool:
-        """The detection pass's own reader of the input (a second one) is past half of the file:
-        decoding runs only a few batches ahead of the detectors, so they are at work. The
-        translation pass's writer, which opens the input too (for the audio), does not exist yet."""
+        """The detection pass's own reader of the input (a second one) is past a quarter of the
+        file: decoding runs only a few batches ahead of the detectors, so they are at work, with
+        three quarters of the clip to go. The translation pass's writer, which opens the input too
+        (for the audio), does not exist yet."""
         proc = Path(f"/proc/{process.pid}")
         try:
             positions = [int((proc / "fdinfo" / fd.name).read_text().split()[1])
                          for fd in (proc / "fd").iterdir() if os.readlink(fd) == str(dance)]
         except (OSError, IndexError, ValueError):  # a descriptor closed while we looked
             return False
-        return len(positions) == 2 and 2 * max(positions) >= dance.stat().st_size and not temporaries(out.parent)
+        return len(positions) == 2 and 4 * max(positions) >= dance.stat().st_size and not temporaries(out.parent)
 
     wait_for(process, detecting, "detection pass")
     stderr = stop(process, signal.SIGINT)
-    assert_interrupted(process, stderr, signal.SIGINT)
+    assert_interrupted(process.returncode, stderr, signal.SIGINT)
     assert list(out.parent.iterdir()) == []
 
 
-def test_pose_command_sighup_mid_write(tmp_path, dance):
+def test_pose_command_sighup_mid_write(tmp_path, signal_before_frame):
+    short_dance = dancer_clip(tmp_path / "dance.mp4", frames=12, size=(128, 128)).path
     out = tmp_path / "out"
     out.mkdir()
-    process = start("pose", dance, "-o", out / "pose.mp4", "--keypoints", out / "kp.npz")
-    wait_for(process, lambda: temporaries(out), "partial file")
-    stderr = stop(process, signal.SIGHUP)
-    assert_interrupted(process, stderr, signal.SIGHUP)
+    signal_before_frame(signal.SIGHUP, 6)
+    result = run_cli("pose", short_dance, "-o", out / "pose.mp4", "--keypoints", out / "kp.npz")
+    assert_interrupted(result.returncode, result.stderr, signal.SIGHUP)
     assert list(out.iterdir()) == []
 
 
@@ -210,19 +244,13 @@ def test_cli_installs_no_python_log_callback_and_runs_without_cv2_setloglevel():
 # --- batch -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
-def test_batch_stops_on_signal(tmp_path, rgb_model_dir, signum):
+def batch_inputs(tmp_path: Path, frames: int, size: tuple[int, int]) -> tuple[Path, Path, list[Path]]:
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
-    clips = [make_clip(src / f"{i}.mp4", frames=60, size=(320, 240), audio=True).path for i in range(3)]
-    before = [c.read_bytes() for c in clips]
-    process = start("batch", src, "-o", out, "--model", rgb_model_dir, "--devices", "cpu", "--batch-size", 1,
-                    "--report", tmp_path / "report.json")
-    # Once the manifest is in place (it too is written as a partial file first), a growing partial file is a clip.
-    video_grown = grown(out)
-    wait_for(process, lambda: (out / MANIFEST_NAME).exists() and video_grown(), "growing partial file")
-    stderr = stop(process, signum)
-    assert_interrupted(process, stderr, signum)
+    return src, out, [make_clip(src / f"{i}.mp4", frames=frames, size=size, audio=True).path for i in range(3)]
+
+
+def assert_batch_stopped(tmp_path: Path, out: Path, clips: list[Path], before: list[bytes]) -> None:
     assert temporaries(out) == []
     assert [c.read_bytes() for c in clips] == before
     assert not (tmp_path / "report.json").exists()
@@ -230,27 +258,71 @@ def test_batch_stops_on_signal(tmp_path, rgb_model_dir, signum):
         assert record["status"] == "running" or (out / record["output"]).is_file()
 
 
+def batch_args(src: Path, out: Path, model: Path, report: Path) -> list:
+    return ["batch", src, "-o", out, "--model", model, "--devices", "cpu", "--batch-size", 1, "--report", report]
+
+
+def test_batch_stops_on_sigterm(tmp_path, rgb_model_dir):
+    src, out, clips = batch_inputs(tmp_path, frames=60, size=(320, 240))
+    before = [c.read_bytes() for c in clips]
+    process = start(*batch_args(src, out, rgb_model_dir, tmp_path / "report.json"))
+    # Once the manifest is in place (it too is written as a partial file first), a growing partial file is a clip.
+    video_grown = grown(out)
+    wait_for(process, lambda: (out / MANIFEST_NAME).exists() and video_grown(), "growing partial file")
+    stderr = stop(process, signal.SIGTERM)
+    assert_interrupted(process.returncode, stderr, signal.SIGTERM)
+    assert_batch_stopped(tmp_path, out, clips, before)
+
+
+@STOP_SIGNALS
+def test_batch_stops_on_each_signal(tmp_path, rgb_model_dir, signal_before_frame, signum):
+    """The signal comes while a worker thread encodes, as it would from outside."""
+    src, out, clips = batch_inputs(tmp_path, frames=12, size=(64, 48))
+    before = [c.read_bytes() for c in clips]
+    signal_before_frame(signum, 6)
+    result = run_cli(*batch_args(src, out, rgb_model_dir, tmp_path / "report.json"))
+    assert_interrupted(result.returncode, result.stderr, signum)
+    assert_batch_stopped(tmp_path, out, clips, before)
+
+
 # --- live ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
-def test_live_ends_normally_on_signal(tmp_path, rgb_model_dir, signum):
+def live_args(camera: Path, out: Path, model: Path) -> list:
+    return ["live", "--model", model, "--device", "cpu", "--camera", camera, "--loop", "--no-window",
+            "--record", out / "rec.mp4", "--stats", out / "stats.json"]
+
+
+def assert_live_ended_normally(returncode: int, stderr: str, out: Path, signum: int) -> None:
+    assert returncode == 0, stderr
+    assert "Ctrl-C to stop" in stderr.splitlines()[0], stderr
+    name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    assert f"interrupted ({name})" in stderr and "Traceback" not in stderr
+    assert sorted(p.name for p in out.iterdir()) == ["rec.mp4", "stats.json"]
+    assert len(decode_all(out / "rec.mp4")[0]) == json.loads((out / "stats.json").read_text())["frames"] > 0
+
+
+def test_live_ends_normally_on_sighup(tmp_path, rgb_model_dir):
     """A signal is how a live session is stopped: the recording is finished and the stats written.
     The file camera loops (--loop), so the session lasts until the signal."""
     # Frames this large fill the muxer's buffer within a second, so a growing file shows frames recorded.
     camera = make_clip(tmp_path / "cam.mp4", frames=30, size=(320, 240), fps=30, audio=False).path
     out = tmp_path / "out"
     out.mkdir()
-    process = start("live", "--model", rgb_model_dir, "--device", "cpu", "--camera", camera, "--loop", "--no-window",
-                    "--record", out / "rec.mp4", "--stats", out / "stats.json")
+    process = start(*live_args(camera, out, rgb_model_dir))
     wait_for(process, grown(out), "growing recording")
-    stderr = stop(process, signum)
-    assert process.returncode == 0, stderr
-    assert "Ctrl-C to stop" in stderr.splitlines()[0], stderr
-    name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-    assert f"interrupted ({name})" in stderr and "Traceback" not in stderr
-    assert sorted(p.name for p in out.iterdir()) == ["rec.mp4", "stats.json"]
-    assert len(decode_all(out / "rec.mp4")[0]) == json.loads((out / "stats.json").read_text())["frames"] > 0
+    stderr = stop(process, signal.SIGHUP)
+    assert_live_ended_normally(process.returncode, stderr, out, signal.SIGHUP)
+
+
+@STOP_SIGNALS
+def test_live_ends_normally_on_each_signal(tmp_path, rgb_model_dir, signal_before_frame, signum):
+    camera = make_clip(tmp_path / "cam.mp4", frames=4, size=(64, 48), fps=30, audio=False).path
+    out = tmp_path / "out"
+    out.mkdir()
+    signal_before_frame(signum, 6)  # after the looping camera's first pass
+    result = run_cli(*live_args(camera, out, rgb_model_dir))
+    assert_live_ended_normally(result.returncode, result.stderr, out, signum)
 
 
 # --- files live and batch must not replace --------------------------------------------------------

@@ -72,7 +72,8 @@ def test_training_on_detected_poses_is_recorded_and_resumes_from_the_cache(tmp_p
 
 
 @pytest.mark.parametrize("train_pose", ["exact", "detected", "noisy"])
-def test_pose_maps_come_from_the_chosen_keypoints_and_targets_stay_exact(train_pose, detected_frames):
+def test_pose_maps_come_from_the_chosen_keypoints_and_targets_stay_exact(train_pose):
+    # The session's cache: the three share their detected dances.
     source = data.SyntheticPairs(size=128, train_pose=train_pose, dances=data.Dances(
         frames=12, stats_dances=2, detected_dances=1, video_size=256))
     source.prepare()

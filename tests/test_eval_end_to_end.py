@@ -99,12 +99,12 @@ def test_model_only_keeps_scoring_the_network_alone(synthetic_model):
 ])
 def test_refusals_are_one_line(synthetic_model, args, expected):
     result = cli("eval", "--model", synthetic_model, *args)
-    assert result.returncode == 1 and expected in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert result.returncode == 2 and expected in result.stderr and result.stderr.count("\n") == 1, result.stderr
 
 
 def test_an_rgb_model_is_scored_on_pairs_only(rgb_model_dir):
     result = cli("eval", "--model", rgb_model_dir, "--synthetic")
-    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "translates rgb frames, and end-to-end evaluation is for pose models; score it on a paired folder with " \
            "--data DIR" in result.stderr
 
@@ -137,5 +137,5 @@ def test_a_model_trained_from_a_video_is_scored_on_its_held_out_tail(tmp_path, m
 
     other = dancer_clip(tmp_path / "other.mp4", frames=2)
     refused = cli("eval", "--model", tmp_path / "m", "--video", other.path)
-    assert refused.returncode == 1 and refused.stderr.count("\n") == 1
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
     assert "was trained on target.mp4, not other.mp4; pass that video" in refused.stderr

@@ -140,7 +140,7 @@ def test_eval_reports_metrics_as_json(tmp_path):
     assert set(metrics) >= {"ssim", "psnr", "flicker_ratio"} and metrics["frames"] == 6
     assert 0 < metrics["ssim"] < 1 and metrics["psnr"] > 5
     used = cli("eval", "--model", out, "--synthetic", "--seed", "5", "--frames", "6")
-    assert used.returncode == 1 and "used in training" in used.stderr
+    assert used.returncode == 2 and "used in training" in used.stderr
 
 
 def test_fine_tuning_starts_from_a_models_generator(tmp_path):

@@ -49,6 +49,8 @@ def load_model(name_or_path: str | os.PathLike, device: str = "auto", precision:
     batch norm); default from the model card.
     size: the longer side, in pixels, frames are scaled to for translation (16 to 8192; the models
     are fully convolutional); None: the model's native size. Pose models draw pose maps at it.
+    Batches too large for the device's free memory at that size are translated in smaller passes
+    (the same frames); a size where not even one frame fits is refused when frames come.
     A raw `.pth` has the native size of its architecture (unet_128: 128, others 256).
     backend: what runs the generator: "torch", "onnxruntime" (CPU, fp32; the graph is exported once
     and cached in ~/.cache/vidtrans/onnx; needs `pip install 'vidtrans[onnx]'`) or "auto"

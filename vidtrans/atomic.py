@@ -9,6 +9,8 @@ Every file vidtrans writes (videos, keypoints, reports, stats, checkpoints) goes
   renames, so a file that appeared at the destination while we worked (another process writing
   the same output) is refused instead of silently replaced;
 - `write_atomically` does all three for small files written in one go (JSON, NPZ, ...);
+- `publish_together` publishes several files as one: all of them, or (on any failure or
+  interruption) none, with every file they would have replaced as it was;
 - `OutputClaim` holds an advisory lock on the destination for the length of a long job, so a second
   process writing the same output is refused at the start rather than after all its work.
 """
@@ -20,7 +22,7 @@ import errno
 import fcntl
 import os
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -66,8 +68,8 @@ def check_destination(dst: str | os.PathLike, inputs: str | os.PathLike | Iterab
 
 # Temporary and lock files this process has made (or is making) and not yet finished with. Each
 # is entered here BEFORE it is created, so an interrupt landing anywhere, even between creating a
-# file and remembering it, cannot leave it behind: `remove_unfinished` (cli.main on a stop signal,
-# and at exit) deletes what is still listed. Values: the OutputClaim of a lock file, else None.
+# file and remembering it, cannot leave it behind: `remove_unfinished` (at exit, also after a stop
+# signal) deletes what is still listed. Values: the OutputClaim of a lock file, else None.
 _unfinished: dict[Path, OutputClaim | None] = {}
 
 
@@ -75,20 +77,29 @@ def temp_path(dst: str | os.PathLike) -> Path:
     """A new, empty, hidden file beside `dst` that keeps `dst`'s extension last (muxers and numpy
     pick the format from the name). Remove it with `discard` unless `publish` moves it."""
     dst = Path(dst)
-    # The temporary name must fit the file system's 255-byte limit even when `dst`'s name does.
+    try:
+        return _new_name(dst, lambda name: os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)))
+    except OSError as e:
+        raise VidtransError(f"{dst}: cannot write to {dst.parent} ({e.strerror or e}); "
+                            "choose a writable output folder") from e
+
+
+def _new_name(dst: Path, make: Callable[[Path], None]) -> Path:
+    """A hidden name beside `dst` that no file had, on which `make(name)` has made one (it raises
+    FileExistsError for a name that is taken)."""
+    # The name must fit the file system's 255-byte limit even when `dst`'s name does.
     stem, suffix = dst.stem[:100], dst.suffix[:20]
     while True:
         name = dst.parent / f".{stem}.partial-{secrets.token_hex(4)}{suffix}"
         _unfinished[name] = None
         try:
-            os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            make(name)
             return name
         except FileExistsError:
             del _unfinished[name]  # someone else's: try another name
-        except OSError as e:
+        except OSError:  # not made (an interrupt, though, may come after it was: it stays listed)
             del _unfinished[name]
-            raise VidtransError(f"{dst}: cannot write to {dst.parent} ({e.strerror or e}); "
-                                "choose a writable output folder") from e
+            raise
 
 
 def discard(tmp: str | os.PathLike) -> None:
@@ -148,6 +159,55 @@ def publish(tmp: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = Fa
                             "check the output folder is writable") from e
     finally:
         discard(tmp)
+
+
+def publish_together(files: Sequence[tuple[str | os.PathLike, str | os.PathLike]], overwrite: bool = False) -> None:
+    """`publish` each finished (temporary, destination) pair, as one: when any of them fails, or an
+    interruption lands anywhere in between, the destinations already published are put back as
+    they were (the files they replaced restored, new ones removed) before the error goes on. The
+    temporary files are deleted either way. (On file systems without hard links a replaced file
+    cannot be kept aside, so there only new files are removed.)"""
+    pairs = [(Path(tmp), Path(dst)) for tmp, dst in files]
+    # Which file each temporary is, so the clean-up can tell what was published by looking.
+    ours = {dst: os.stat(tmp) for tmp, dst in pairs}
+    aside: dict[Path, Path] = {}  # destination: a second name of the file it held
+    try:
+        if overwrite:
+            for _, dst in pairs:
+                if (dst.is_symlink() or dst.is_file()) and (link := _set_aside(dst)) is not None:
+                    aside[dst] = link
+        for tmp, dst in pairs:
+            publish(tmp, dst, overwrite)
+    except BaseException:
+        for dst, stat in ours.items():
+            if _is_file(dst, stat):
+                if dst in aside:
+                    os.replace(aside[dst], dst)
+                else:
+                    dst.unlink()
+        raise
+    finally:
+        for path in [*aside.values(), *(tmp for tmp, _ in pairs)]:
+            discard(path)
+
+
+def _set_aside(dst: Path) -> Path | None:
+    """A hidden second name (a hard link) for the file at `dst`, for `publish_together` to put it
+    back from; None on file systems without hard links."""
+    try:
+        return _new_name(dst, lambda name: os.link(dst, name, follow_symlinks=False))
+    except OSError as e:
+        if e.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK):
+            return None
+        raise VidtransError(f"{dst}: cannot keep the file being replaced ({e.strerror or e}); "
+                            "check the output folder is writable") from e
+
+
+def _is_file(path: Path, stat: os.stat_result) -> bool:
+    try:
+        return os.path.samestat(os.stat(path, follow_symlinks=False), stat)
+    except OSError:
+        return False
 
 
 def write_atomically(dst: str | os.PathLike, write: Callable[[BinaryIO], None], *, overwrite: bool,

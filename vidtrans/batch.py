@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from vidtrans.atomic import check_destination, write_atomically
+from vidtrans.atomic import check_destination, same_file, write_atomically
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.options import BatchOptions, RunOptions, output_settings
-from vidtrans.pipeline import translate_video
+from vidtrans.pipeline import given_options, translate_video
 
 DEFAULT_PATTERNS = ("*.mp4", "*.mov", "*.mkv", "*.avi", "*.webm", "*.m4v", "*.mpg", "*.mpeg", "*.ts", "*.mts",
                     "*.m2ts", "*.wmv", "*.flv", "*.3gp", "*.ogv")
@@ -105,8 +105,8 @@ class BatchReport:
         batch's clips, its manifest, a folder, or an existing file other than an earlier batch report
         (a rerun replaces its report) unless `overwrite`."""
         path = Path(path)
-        clips = [p for c in self.clips for p in (c.input, c.output)]
-        _check_report_path(path, clips + [Path(self.output_dir) / MANIFEST_NAME], overwrite)
+        _check_report_path(path, Path(self.output_dir), [c.input for c in self.clips], [c.output for c in self.clips],
+                           overwrite)
         _write_json(path, self.to_dict(), "report", replace=overwrite or path.exists())
 
 
@@ -177,11 +177,19 @@ def _write_json(path: Path, data: Any, what: str, replace: bool) -> None:
     write_atomically(path, lambda f: f.write(text.encode()), overwrite=replace, what=what)
 
 
-def _check_report_path(path: Path, protected: Sequence[str | os.PathLike], overwrite: bool) -> None:
-    """Refuse a report path before any work: a `protected` file (the batch's clips, its manifest),
-    a folder, a missing folder, or an existing file that is not an earlier report, unless `overwrite`."""
+def _check_report_path(path: Path, output_dir: Path, inputs: Sequence[str | os.PathLike],
+                       outputs: Sequence[str | os.PathLike], overwrite: bool) -> None:
+    """Refuse a report path before any work: the batch's manifest, one of its clips (inputs or
+    outputs), a folder (also one the batch is yet to make for its outputs), a missing folder, or an
+    existing file that is not an earlier report, unless `overwrite`."""
+    if same_file(path, output_dir / MANIFEST_NAME):
+        raise BatchUsageError(f"--report {path}: is the batch's own manifest; choose another report path")
+    made = {output_dir / parent for out in outputs for parent in Path(out).relative_to(output_dir).parents}
+    if any(same_file(path, folder) for folder in made):
+        raise BatchUsageError(f"--report {path}: is a folder of the batch's outputs; give a report file name "
+                              "such as report.json")
     try:
-        check_destination(path, protected, overwrite=True)
+        check_destination(path, [*inputs, *outputs], overwrite=True)
     except VidtransError as e:
         raise BatchUsageError(f"--report {e}") from None
     if path.exists() and not overwrite and not _is_report(path):
@@ -425,8 +433,10 @@ def translate_folder(
 
     batch_fields = {f.name for f in dataclasses.fields(BatchOptions)}
     try:
-        batch = (batch or BatchOptions()).replace(**{k: v for k, v in changes.items() if k in batch_fields})
-        options = (options or RunOptions()).replace(**{k: v for k, v in changes.items() if k not in batch_fields})
+        batch = given_options(batch, BatchOptions(), "batch").replace(
+            **{k: v for k, v in changes.items() if k in batch_fields})
+        options = given_options(options, RunOptions(), "options").replace(
+            **{k: v for k, v in changes.items() if k not in batch_fields})
     except VidtransError as e:
         raise BatchUsageError(str(e)) from None
     started = time.perf_counter()
@@ -441,8 +451,8 @@ def translate_folder(
         raise BatchUsageError(f"{input_dir}: no clips matching {' '.join(patterns)}{how}; "
                               "check the folder or pass --pattern")
     if report is not None:
-        _check_report_path(Path(report), [*clips, *(_output_path(c, input_dir, output_dir, suffix) for c in clips),
-                                         output_dir / MANIFEST_NAME], overwrite)
+        _check_report_path(Path(report), output_dir, clips, [_output_path(c, input_dir, output_dir, suffix) for c in clips],
+                           overwrite)
     if model_size is not None:
         check_size(model_size, "model_size")
 

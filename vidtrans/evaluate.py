@@ -27,7 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vidtrans.errors import VidtransError
+from vidtrans.errors import UsageError, VidtransError
 from vidtrans.metrics import flicker, psnr, relative_flicker, ssim
 from vidtrans.options import EncodeOptions, RunOptions, Smoothing, is_int
 from vidtrans.pipeline import TranslateStage, smoothing_stages, translate_video
@@ -44,6 +44,11 @@ DANCE_FPS = 30
 # The dance video as a camera or an editor writes it at good quality.
 DANCE_VIDEO_ENCODE = EncodeOptions(crf=16)
 MIN_CROP = 11  # crops narrower than SSIM's window are not scored
+# Scoring holds every frame in memory at the model's size (the truth, the output, the output
+# without smoothing, the truth through the encode, and a copy of each while it is stacked), so the
+# frames scored are capped by what fits in EVAL_MEMORY bytes.
+FRAME_COPIES = 6
+EVAL_MEMORY = 4 * 2**30
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,8 @@ class Material:
     held-out tail of the target `video` the model was trained on, or the pairs of the folder
     `data` (model only, by nature).
 
-    frames: how many (default: DANCE_FRAMES of the dance, the whole tail, every pair);
+    frames: how many (default: DANCE_FRAMES of the dance, the whole tail, every pair), at most
+    `max_frames(model)`;
     seed: default DEFAULT_EVAL_SEED; size: (width, height) of the dance video, default DANCE_VIDEO_SIZE.
     """
 
@@ -111,38 +117,53 @@ def score(model, material: Material, options: RunOptions | None = None, *, model
 def _check_material(model, material: Material, model_only: bool) -> None:
     """Refuse what cannot be scored, before any work."""
     if material.frames is not None:
-        _check_frames(material.frames)
+        _check_frames(model, material.frames)
     given = [name for name, on in (("--synthetic", material.synthetic), ("--video", material.video is not None),
                                    ("--data", material.data is not None)) if on]
     if len(given) > 1:
-        raise VidtransError(f"give one of --synthetic, --video VIDEO or --data DIR, not {' and '.join(given)}")
+        raise UsageError(f"give one of --synthetic, --video VIDEO or --data DIR, not {' and '.join(given)}")
     if material.data is None and material.video is None and not material.synthetic \
             and not model.card.training.get("train_seeds"):
-        raise VidtransError(f"{model.name} was not trained on vidtrans' synthetic dances: give --video with the "
+        raise UsageError(f"{model.name} was not trained on vidtrans' synthetic dances: give --video with the "
                             "target video it was trained on, --data DIR, or --synthetic")
     end_to_end = not model_only and material.data is None
     if material.size is not None and (not end_to_end or material.video is not None):
-        raise VidtransError("--size is the size of the synthetic dance video, which only end-to-end evaluation "
+        raise UsageError("--size is the size of the synthetic dance video, which only end-to-end evaluation "
                             "writes; drop it")
     if end_to_end and model.input_kind != "pose":
-        raise VidtransError(f"{model.name} translates {model.input_kind} frames, and end-to-end evaluation is for "
+        raise UsageError(f"{model.name} translates {model.input_kind} frames, and end-to-end evaluation is for "
                             "pose models; score it on a paired folder with --data DIR")
 
 
 # --- material --------------------------------------------------------------------------------
 
 
-def _check_frames(frames: int) -> None:
+def max_frames(model) -> int:
+    """The most frames evaluation scores `model` on: FRAME_COPIES copies of each, at the model's
+    size, in EVAL_MEMORY."""
+    height, width = model.native_size
+    return max(2, EVAL_MEMORY // (FRAME_COPIES * height * width * 3))
+
+
+def _check_frames(model, frames: int) -> None:
     if not is_int(frames) or frames < 2:
-        raise VidtransError(f"evaluation needs at least 2 frames (flicker compares consecutive frames), got {frames!r}")
+        raise UsageError(f"evaluation needs at least 2 frames (flicker compares consecutive frames), got {frames!r}")
+    limit = max_frames(model)
+    if frames > limit:
+        height, width = model.native_size
+        raise UsageError(f"frames {frames}: evaluation holds every frame in memory ({FRAME_COPIES} copies at the "
+                            f"model's {width}x{height}), and at most {limit} fit in {EVAL_MEMORY / 2**30:g} GiB; "
+                            f"give frames {limit} or fewer")
 
 
 def _seed(model, seed: int | None) -> int:
     """`seed` (default DEFAULT_EVAL_SEED), refused when the model trained on that dance."""
     seed = DEFAULT_EVAL_SEED if seed is None else seed
+    if not is_int(seed) or seed < 0:
+        raise UsageError(f"seed must be a whole number, 0 or more, got {seed!r}; e.g. {DEFAULT_EVAL_SEED}")
     train_seeds = model.card.training.get("train_seeds")
     if train_seeds and train_seeds[0] <= seed < train_seeds[1]:
-        raise VidtransError(f"seed {seed} was used in training (seeds {train_seeds[0]}..{train_seeds[1] - 1}); "
+        raise UsageError(f"seed {seed} was used in training (seeds {train_seeds[0]}..{train_seeds[1] - 1}); "
                             f"pick a held-out seed such as {DEFAULT_EVAL_SEED}")
     return seed
 
@@ -151,7 +172,7 @@ def _video_size(size: tuple[int, int] | None) -> tuple[int, int]:
     size = DANCE_VIDEO_SIZE if size is None else tuple(size)
     # Even: H.264's 4:2:0 pads an odd side by a pixel, which would shift the truth against the video.
     if len(size) != 2 or not all(is_int(v) and 16 <= v <= 8192 and v % 2 == 0 for v in size):
-        raise VidtransError(f"dance video size {size!r}: give WIDTH HEIGHT, even numbers from 16 to 8192, "
+        raise UsageError(f"dance video size {size!r}: give WIDTH HEIGHT, even numbers from 16 to 8192, "
                             "e.g. 512 512")
     return size
 
@@ -187,7 +208,7 @@ def _pose_maps(model, keypoints: np.ndarray) -> np.ndarray:
 def synthetic_ground_truth(model, seed: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
     """(pose maps, true images) for `frames` frames of the held-out dance `seed`, at the model's
     size: the model-only material, pose maps from the renderer's exact keypoints."""
-    _check_frames(frames)
+    _check_frames(model, frames)
     height, width = model.native_size
     _, keypoints, truth = dance_truth(model, _seed(model, seed), frames, (width, height))
     return _pose_maps(model, keypoints), truth
@@ -198,6 +219,7 @@ def folder_ground_truth(model, folder: str | os.PathLike, frames: int | None = N
     from vidtrans.train.data import PairedFolder
 
     source = PairedFolder(folder, size=model.native_size[0])
+    _check_frames(model, frames or len(set(source.pairs) | set(source.held_out)))
     pairs = source.all_pairs()[:frames]
     return np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs])
 
@@ -208,7 +230,7 @@ def dance_held_out(model, seed: int, frames: int, video: Path, size: tuple[int, 
     with its truth at the model's size."""
     from vidtrans.train.synth import TARGET_LOOK, render_person
 
-    _check_frames(frames)
+    _check_frames(model, frames)
     width, height = size = _video_size(size)
     track, keypoints, truth = dance_truth(model, _seed(model, seed), frames, size)
     with VideoWriter(video, width, height, Fraction(1, DANCE_FPS), DANCE_FPS, DANCE_VIDEO_ENCODE) as writer:
@@ -222,8 +244,8 @@ def dance_held_out(model, seed: int, frames: int, video: Path, size: tuple[int, 
 def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
                    progress: Progress | None = None) -> HeldOut:
     """The held-out tail of the target video `model` was trained on (its first `frames`, default
-    all), with the truth as training saw its frames: the card's square crop at the model's size,
-    and the keypoints detected and filtered as for training, in that crop."""
+    all, at most `max_frames(model)`), with the truth as training saw its frames: the card's square
+    crop at the model's size, and the keypoints detected and filtered as for training, in that crop."""
     from vidtrans.pose.render import PoseStyle
     from vidtrans.pose.smoothing import smooth_track
     from vidtrans.pose.track import detect_keypoints
@@ -235,20 +257,21 @@ def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
         if data.startswith("target video"):
             raise VidtransError(f"{model.name}'s card does not say which frames of its target video were held out "
                                 "(trained by an older vidtrans, or on too few frames); retrain it to score it on them")
-        raise VidtransError(f"{model.name} was not trained from a video (its card says: {data}); --video scores a "
-                            "model made by vidtrans train VIDEO on that video")
+        raise UsageError(f"{model.name} was not trained from a video (its card says: {data}); --video scores a "
+                         "model made by vidtrans train VIDEO on that video")
     if video.name != training["video"]:
-        raise VidtransError(f"{model.name} was trained on {training['video']}, not {video.name}; pass that video "
-                            "(its last tenth was held out for evaluation)")
+        raise UsageError(f"{model.name} was trained on {training['video']}, not {video.name}; pass that video "
+                         "(its last tenth was held out for evaluation)")
     (size, _), crop = model.native_size, tuple(training["crop"])
     start, end, truth = training["held_out"]["from_time"], None, []
+    wanted = max_frames(model) if frames is None else frames
     with VideoReader(video, start=start) as reader:
         info = reader.info
         if crop[0] + crop[2] > info.width or crop[1] + crop[2] > info.height:
             raise VidtransError(f"{video}: {info.width}x{info.height}, smaller than the square {model.name} was "
                                 f"trained on; pass the video it was trained on")
         for frame in reader:
-            if frames is not None and len(truth) == frames:
+            if len(truth) == wanted:
                 end = frame.time  # the first frame not scored
                 break
             truth.append(crop_square(frame.image, crop, size))
@@ -280,7 +303,7 @@ def _rounded(value: float | None, digits: int) -> float | None:
 def model_only_scores(model, inputs: np.ndarray, truth: np.ndarray, options: RunOptions) -> dict[str, Any]:
     """Translate `inputs` through the run pipeline's translation and smoothing stages and score
     the result against `truth` (full frame)."""
-    _check_frames(len(inputs))
+    _check_frames(model, len(inputs))
     smoothing, smoothing_strength = smoothing_for(model, options.smoothing, options.smoothing_strength)
     stages: list[Any] = [TranslateStage.for_device(model)]
     if smoothing != "none":

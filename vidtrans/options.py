@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -107,8 +108,9 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def is_finite_number(value: Any) -> bool:
+    """A real number, neither NaN nor infinite, and not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class _Options:
@@ -143,8 +145,9 @@ class _Options:
 
 @dataclass(frozen=True)
 class EncodeOptions(_Options):
-    """How output video is encoded. The encoder itself checks the codec, pixel format, crf range
-    and preset (`vidtrans.video.check_encoder_settings`), since those depend on the FFmpeg build."""
+    """How output video is encoded. The encoder itself checks the codec, pixel format, the top of
+    the crf range and the preset (`vidtrans.video.check_encoder_settings`), since those depend on the
+    codec and the FFmpeg build; no codec takes a crf below 0."""
 
     codec: str = option("libx264", "Video encoder (libx264, libx265, libvpx-vp9, libsvtav1, h264_nvenc, mpeg4, ...).")
     crf: int = option(18, "Constant rate factor: lower is better quality (x264/x265/NVENC 0-51, VP9/AV1 0-63).")
@@ -156,7 +159,8 @@ class EncodeOptions(_Options):
 
     def check(self) -> None:
         _check(isinstance(self.codec, str) and bool(self.codec), f"codec must be an encoder name, not {self.codec!r}")
-        _check(is_int(self.crf), f"crf must be a whole number, not {self.crf!r}")
+        _check(is_int(self.crf) and self.crf >= 0,
+               f"crf must be a whole number, 0 or more (lower is better quality), not {self.crf!r}")
         _check(isinstance(self.preset, str), f"preset must be a name such as medium, not {self.preset!r}")
         _check(isinstance(self.pix_fmt, str), f"pix_fmt must be a name such as yuv420p, not {self.pix_fmt!r}")
         _check(is_int(self.threads) and self.threads >= 0, f"threads must be 0 or more, not {self.threads!r}")
@@ -186,11 +190,11 @@ class RunOptions(_Options):
                f"batch_size must be a whole number of at least 1, got {self.batch_size!r}")
         for name in ("start", "end"):
             value = getattr(self, name)
-            _check(value is None or (_is_number(value) and math.isfinite(value) and value >= 0),
+            _check(value is None or (is_finite_number(value) and value >= 0),
                    f"{name} must be a number of seconds, 0 or more, got {value!r}")
         _check(self.start is None or self.end is None or self.end > self.start,
                f"end ({self.end}) must be after start ({self.start})")
-        _check(_is_number(self.smoothing_strength) and 0.0 <= self.smoothing_strength < 1.0,
+        _check(is_finite_number(self.smoothing_strength) and 0.0 <= self.smoothing_strength < 1.0,
                f"smoothing_strength must be in [0, 1), got {self.smoothing_strength!r}")
         _check(isinstance(self.encode, EncodeOptions), f"encode must be EncodeOptions, not {self.encode!r}")
 
@@ -284,7 +288,7 @@ class LiveOptions(_Options):
         for name in ("record", "stats"):
             value = getattr(self, name)
             _check(value is None or isinstance(value, (str, os.PathLike)), f"{name} must be a file path, not {value!r}")
-        _check(_is_number(self.smoothing_strength) and 0.0 <= self.smoothing_strength < 1.0,
+        _check(is_finite_number(self.smoothing_strength) and 0.0 <= self.smoothing_strength < 1.0,
                f"smoothing_strength must be in [0, 1), got {self.smoothing_strength!r}")
 
     @property
@@ -298,6 +302,10 @@ class LiveOptions(_Options):
         return _address(self.serve)
 
 
+# Frame sides, in pixels, that models run at and cameras capture at.
+MIN_SIZE, MAX_SIZE = 16, 8192
+
+
 def _size(size: tuple[int, int] | str | None) -> tuple[int, int] | None:
     """"640x480" or (640, 480) -> (640, 480)."""
     if size is None:
@@ -307,8 +315,8 @@ def _size(size: tuple[int, int] | str | None) -> tuple[int, int] | None:
         parsed = (int(width), int(height)) if width.isdigit() and height.isdigit() else None
     else:
         parsed = tuple(size) if isinstance(size, (tuple, list)) and len(size) == 2 else None
-    _check(parsed is not None and all(is_int(v) and v >= 16 for v in parsed),
-           f"size {size!r}: give WIDTHxHEIGHT, at least 16x16, e.g. 640x480")
+    _check(parsed is not None and all(is_int(v) and MIN_SIZE <= v <= MAX_SIZE for v in parsed),
+           f"size {size!r}: give WIDTHxHEIGHT, from {MIN_SIZE}x{MIN_SIZE} to {MAX_SIZE}x{MAX_SIZE}, e.g. 640x480")
     return parsed
 
 
@@ -387,6 +395,12 @@ class TrainOptions(_Options):
     data_workers: int | None = option(None, "Processes preparing training samples ahead of the step (default: up "
                                       "to 8 per GPU; none on a CPU, where the step uses every core); 0: none, "
                                       "samples are drawn in the step.")
+
+    def check(self) -> None:
+        # NumPy takes seeds of any size but refuses negative ones; torch.manual_seed takes 64 bits,
+        # and each process of a distributed run adds its rank.
+        _check(is_int(self.seed) and 0 <= self.seed < 2**63,
+               f"seed must be a whole number from 0 to 2**63 - 1, got {self.seed!r}")
 
 
 # How pose-map videos are encoded (`vidtrans pose`). Pose maps are flat graphics: x264 superfast

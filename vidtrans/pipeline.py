@@ -14,17 +14,19 @@ frame; `vidtrans.pose.track`), and the second pass renders, translates and encod
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, TypeVar
 
 import numpy as np
 
-from vidtrans.atomic import discard, temp_path
+from vidtrans.atomic import OutputClaim, discard, publish_together, same_file, temp_path
 from vidtrans.errors import VidtransError
 from vidtrans.metrics import FlickerMeter, relative_flicker
 from vidtrans.pose.keypoints import has_person
@@ -34,6 +36,8 @@ from vidtrans.temporal import Smoother, smoothing_for
 from vidtrans.options import POSE_VIDEO_ENCODE, EncodeOptions, RunOptions
 from vidtrans.video import SourceMedia, VideoReader, VideoWriter, check_destination, check_encoder_settings
 from vidtrans.view import side_by_side
+
+OptionsT = TypeVar("OptionsT")
 
 if TYPE_CHECKING:  # torch is imported by a model's first use, not by `vidtrans pose`
     from vidtrans.models.translator import RecurrentState
@@ -262,8 +266,9 @@ def translate_video(
     state: RecurrentState | None = None,
     **changes: Any,
 ) -> Summary:
-    """Translate every frame of `src` with `model` (a `vidtrans.load_model` result) into `dst`
-    (default: INPUT_STEM.MODEL.mp4 beside `src`).
+    """Translate every frame of `src` with `model` (a `vidtrans.load_model` result, or a model name,
+    checkpoint folder or .pth file, loaded with its defaults) into `dst` (default:
+    INPUT_STEM.MODEL.mp4 beside `src`).
 
     `options` (a `RunOptions`; default settings when None), changed by any `changes` given by
     field name, e.g. `translate_video(src, dst, model, smoothing="flow", crf=20)`.
@@ -273,12 +278,13 @@ def translate_video(
     A temporal model goes on from `state` when given (a `RecurrentState` that an earlier part of
     the clip, e.g. `end=t`, left behind; updated), else starts afresh. Returns a `Summary`.
     """
-    options = (options or RunOptions()).replace(**changes)
+    options = given_options(options, RunOptions(), "options").replace(**changes)
+    model = _loaded(model)
     smoothing, smoothing_strength = smoothing_for(model, options.smoothing, options.smoothing_strength)
     smoother = Smoother(smoothing, smoothing_strength)
     src = Path(src)
     dst = Path(dst) if dst is not None else default_output_path(src, model.name)
-    check_destination(dst, src, overwrite)
+    check_destination(dst, [src, *getattr(model, "files", ())], overwrite)
     check_encoder_settings(options.encode)
     started = time.perf_counter()
     summary = Summary(input=str(src), output=str(dst), model=model.name, device=str(model.device),
@@ -328,7 +334,9 @@ def render_pose_video(
 ) -> Summary:
     """Detect, smooth and draw the pose of every frame of `src` into the pose-map video `dst`
     (same size, frame count and timestamps, OpenPose style; `whole_body`: with the face's points
-    and the hands, ControlNet's openpose_full); optionally save the keypoints as NPZ.
+    and the hands, ControlNet's openpose_full); optionally save the keypoints to `keypoints_out`
+    (NPZ: a name ending in .npz). Both files appear together, complete, or neither does (also on
+    an interruption); existing files are replaced only with `overwrite`.
 
     Of `options`, only the span (`start`, `end`) and `encode` apply; by default the whole clip,
     encoded as POSE_VIDEO_ENCODE."""
@@ -337,48 +345,81 @@ def render_pose_video(
     from vidtrans.pose.stages import KeypointStage, PoseMapStage, SmoothKeypointsStage
 
     src, dst = Path(src), Path(dst)
-    check_destination(dst, src, overwrite)
-    options = options or RunOptions(encode=POSE_VIDEO_ENCODE)
+    options = given_options(options, RunOptions(encode=POSE_VIDEO_ENCODE), "options")
     start, end, encode = options.start, options.end, options.encode
+    outputs = [dst] if keypoints_out is None else [dst, Path(keypoints_out)]
+    if keypoints_out is not None and same_file(dst, keypoints_out):
+        raise VidtransError(f"{dst}: the pose video and the keypoints would be the same file; "
+                            "give the keypoints another name")
+    for path in outputs:
+        check_destination(path, src, overwrite)
+    if keypoints_out is not None and outputs[1].suffix.lower() != ".npz":
+        raise VidtransError(f"{keypoints_out}: keypoints are saved as NPZ; give a file name ending in .npz")
     check_encoder_settings(encode)
-    if keypoints_out is not None:
-        check_destination(keypoints_out, src, overwrite)
-        discard(temp_path(keypoints_out))  # an unwritable folder fails now, before any work
     started = time.perf_counter()
     summary = Summary(input=str(src), output=str(dst), model="pose", device="cpu", precision="fp32", pose="detected")
     collected: list[np.ndarray] = []
-    # The frames are only looked at by the detector, so they are decoded at its size.
-    with VideoReader(src, start=start, end=end, max_side=DETECTION_MAX_SIDE) as reader:
-        info = reader.info
-        stages = [KeypointStage(frame_size=(info.height, info.width), whole_body=whole_body), SmoothKeypointsStage(),
-                  PoseMapStage(lambda kp: kp, info.height, info.width, PoseStyle(version=2 if whole_body else 1))]
+    with contextlib.ExitStack() as finished_with:
+        # Both files are made under temporary names (an unwritable folder fails here, before any
+        # work) and published together once both are complete: a failure or an interruption
+        # anywhere leaves what was there before, both files or neither.
+        temporaries = []
+        for path in outputs:
+            finished_with.enter_context(OutputClaim(path))
+            temporaries.append(temp_path(path))
+            finished_with.callback(discard, temporaries[-1])
+        # The frames are only looked at by the detector, so they are decoded at its size.
+        with VideoReader(src, start=start, end=end, max_side=DETECTION_MAX_SIDE) as reader:
+            info = reader.info
+            stages = [KeypointStage(frame_size=(info.height, info.width), whole_body=whole_body),
+                      SmoothKeypointsStage(),
+                      PoseMapStage(lambda kp: kp, info.height, info.width, PoseStyle(version=2 if whole_body else 1))]
 
-        def frame_to_write(batch: Batch, i: int) -> np.ndarray:
-            if i == 0:
-                collected.append(batch.keypoints)
-            return batch.model_input[i]
+            def frame_to_write(batch: Batch, i: int) -> np.ndarray:
+                if i == 0:
+                    collected.append(batch.keypoints)
+                return batch.model_input[i]
 
-        published: list[Path] = []
-
-        def publish_keypoints() -> None:
-            # Before the video is published, so that a failure leaves neither file.
-            write_keypoints_npz(keypoints_out, np.concatenate(collected), info.width, info.height, overwrite=overwrite)
-            published.append(Path(keypoints_out))
-
-        try:
-            output = _Output(dst, encode, SourceMedia(src, start, end), overwrite)
-            summary.frames = _encode(reader, stages, output, 8, frame_to_write, progress,
-                                     before_close=publish_keypoints if keypoints_out is not None else None)
-        except BaseException:
-            for path in published:  # the video failed after its keypoints were published
-                path.unlink(missing_ok=True)
-            raise
-        summary.corrupt_frames = reader.corrupt_frames
+            # The writer finishes the video onto its temporary name (which it may replace).
+            output = _Output(temporaries[0], encode, SourceMedia(src, start, end), overwrite=True)
+            summary.frames = _encode(reader, stages, output, 8, frame_to_write, progress)
+            summary.corrupt_frames = reader.corrupt_frames
+        if keypoints_out is not None:
+            write_keypoints_npz(temporaries[1], np.concatenate(collected), info.width, info.height, overwrite=True,
+                                first_frame=reader.span().first if start else 0)
+        publish_together(list(zip(temporaries, outputs)), overwrite)
     with_person = int(has_person(np.concatenate(collected)).sum())
     summary.frames_without_person = summary.frames - with_person
     summary.extra = {"frames_with_person": with_person, "keypoints": str(keypoints_out or "")}
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def given_options(options: Any, default: OptionsT, name: str) -> OptionsT:
+    """`options`, an object of `default`'s type, or `default` when None; for anything else (a dict,
+    say) a one-line error naming the parameter `name`."""
+    if options is None:
+        return default
+    if isinstance(options, type(default)):
+        return options
+    kind = type(default).__name__
+    example = ""
+    if isinstance(options, Mapping) and options:
+        example = ", e.g. " + ", ".join(f"{key}={value!r}" for key, value in list(options.items())[:3])
+    raise VidtransError(f"{name} must be a {kind}, not {type(options).__name__}; pass a {kind}, or its fields "
+                        f"as keyword arguments{example}")
+
+
+def _loaded(model: Any) -> Any:
+    """A translator: `model` itself, or the model a name or path stands for (`vidtrans.load_model`)."""
+    if isinstance(model, (str, os.PathLike)):
+        from vidtrans import load_model
+
+        return load_model(model)
+    if not callable(getattr(model, "translate", None)):
+        raise VidtransError(f"model must be a model name or path, or what vidtrans.load_model returns, "
+                            f"not {model!r:.80}")
+    return model
 
 
 # Compiling costs 15-20 s and ~130 MB up front and makes a CPU pipeline 20-40 % faster per frame
@@ -408,10 +449,8 @@ class _Output(NamedTuple):
 
 
 def _encode(reader: VideoReader, stages: list[Any], output: _Output, batch_size: int,
-            frame_to_write: Callable[[Batch, int], np.ndarray], progress: Progress | None,
-            before_close: Callable[[], None] | None = None) -> int:
-    """Run the stages over the decoded batches and write one frame per input frame; returns the count.
-    `before_close` runs after the last frame, before the video is published (companion files)."""
+            frame_to_write: Callable[[Batch, int], np.ndarray], progress: Progress | None) -> int:
+    """Run the stages over the decoded batches and write one frame per input frame; returns the count."""
     info, total, written = reader.info, reader.frame_count, 0
     writer = None
     try:
@@ -427,8 +466,6 @@ def _encode(reader: VideoReader, stages: list[Any], output: _Output, batch_size:
                 progress(written, total, "translating")
         if writer is None:
             raise VidtransError(f"{reader.path}: no frames could be decoded in the selected range")
-        if before_close is not None:
-            before_close()
         writer.close()
     except BaseException:
         if writer is not None:

@@ -99,6 +99,8 @@ def run_live(
 ) -> LiveStats:
     """Translate `source` (a camera index, a video file or a URL) live with `model` until it ends,
     `max_frames` frames were shown, the window is closed (q, Esc) or Ctrl-C; returns the statistics.
+    A camera that fails rather than ends (a damaged file, a frame too large to resize) raises its
+    VidtransError.
 
     `options` (a `LiveOptions`; default settings when None), changed by any `changes` given by
     field name, e.g. `run_live(model, "clip.mp4", window=False, record="out.mp4")`.
@@ -156,6 +158,8 @@ def _loop(camera: Camera, processor: FrameProcessor, sinks: list[Sink], options:
             captured = camera.get(timeout=0.05)
             now = time.perf_counter()
             if captured is None and camera.ended:
+                if camera.error is not None:
+                    raise camera.error
                 return camera.end_reason
             if captured is None and now - last_frame_at > STALL_S:
                 return f"{camera.name} delivered no frame for {STALL_S:g} s"

@@ -27,19 +27,30 @@ from safetensors.torch import save as save_tensors
 from torch import nn
 
 from vidtrans.atomic import write_atomically
-from vidtrans.errors import VidtransError, first_line
+from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.models.networks import NORMS, build_generator, default_size, parse_generator
-from vidtrans.options import InputKind, Normalization, is_int
+from vidtrans.options import MAX_SIZE, MIN_SIZE, InputKind, Normalization, Smoothing, is_finite_number, is_int
 
 CARD_NAME = "card.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_FORMAT = "vidtrans-model"
 CARD_VERSION = 1
 # Frame sizes (pixels) a model may be run at: native sizes in cards, import --size, load_model(size=).
-MIN_SIZE, MAX_SIZE = 16, 8192
 INPUT_KINDS = ("rgb", "pose")
 NORMALIZATIONS = ("sample", "running")
 BACKGROUND_NAME = "background.png"
+# What training keeps beside the model in its output folder (vidtrans.train.trainer): the state it
+# resumes from and its sample grids. They belong to the model, and go when it is replaced.
+TRAIN_STATE_NAME = "train_state.pt"
+SAMPLES_FOLDER = "samples"
+SAMPLE_GRIDS = "iter_*.png"
+# Fields that every card has had since format_version 1 and that no default can stand in for: they
+# say which network the weights are for and what it sees (a missing "input_kind" would feed a pose
+# model photos; a missing "ngf" would fail as weights that do not fit). Fields added later
+# (smoothing, temporal, weights_sha256) and those with a sound default may be absent.
+REQUIRED_FIELDS = ("architecture", "ngf", "norm", "dropout", "input_nc", "output_nc", "input_kind")
+# Output smoothing a card may recommend ("auto" is what asks for the recommendation).
+SMOOTHING_METHODS = tuple(m.value for m in Smoothing if m != Smoothing.AUTO)
 # A temporal model's card field `temporal` (see ModelCard): what the generator sees besides the
 # frame, and what stands in for the output before the first frame.
 TEMPORAL_PREVIOUS = ("output",)
@@ -110,14 +121,18 @@ class ModelCard:
                                 f"reads {CARD_VERSION}); upgrade vidtrans")
         if version != CARD_VERSION or not is_int(version):
             raise VidtransError(f"{where}: unsupported card format_version {version!r} (expected {CARD_VERSION}); {fix}")
-        if "architecture" not in data:
+        missing = [name for name in REQUIRED_FIELDS if name not in data]
+        if "architecture" in missing:  # nothing can be checked without it
             raise VidtransError(f"{where}: field 'architecture' is missing; {fix}")
         known = {f.name for f in dataclasses.fields(cls)}
         card = cls(**{k: v for k, v in data.items() if k in known})
         size = card.native_size
         if isinstance(size, list) and len(size) == 2 and all(is_int(v) for v in size):
             card.native_size = tuple(size)
+        # A wrong value is named before a missing field: it is the more specific fault.
         card.check(where)
+        if missing:
+            raise VidtransError(f"{where}: field {missing[0]!r} is missing; {fix}")
         return card
 
     def check(self, where: str = "model card") -> None:
@@ -151,7 +166,10 @@ class ModelCard:
             "dropout": None if isinstance(self.dropout, bool) else "must be true or false",
             "half_precision": None if isinstance(self.half_precision, bool) else "must be true or false",
             **{name: None if getattr(self, name) is None or isinstance(getattr(self, name), dict) else "must be an object or null"
-               for name in ("pose_style", "target_pose_stats", "smoothing")},
+               for name in ("pose_style", "target_pose_stats")},
+            "smoothing": None if self.smoothing is None or _is_smoothing_field(self.smoothing) else (
+                f"must be null or {{\"method\": {' or '.join(map(json.dumps, SMOOTHING_METHODS))}, "
+                "\"strength\": a number from 0 to below 1}"),
             **{name: None if isinstance(getattr(self, name), dict) else "must be an object"
                for name in ("training", "metrics")},
             **{name: None if isinstance(getattr(self, name), str) else "must be a string"
@@ -163,6 +181,23 @@ class ModelCard:
                 shown = list(value) if isinstance(value, tuple) else value
                 raise VidtransError(f"{where}: field {name!r} {problem}, got {json.dumps(shown, default=repr)[:60]}; "
                                     "fix the card or re-export the checkpoint")
+        self._check_pose_fields(where)
+
+    def _check_pose_fields(self, where: str) -> None:
+        """The pose style and the target's statistics, read as inference reads them: whatever they
+        refuse is refused here, naming the card, before any work (their messages give the fix)."""
+        if not (self.pose_style or self.target_pose_stats):
+            return
+        # Imported here: the pose package brings OpenCV, which cards without pose fields never need.
+        from vidtrans.pose.normalize import PoseStats
+        from vidtrans.pose.render import PoseStyle
+
+        for name, read in (("pose_style", PoseStyle.from_dict), ("target_pose_stats", PoseStats.from_dict)):
+            if getattr(self, name):  # an empty object stands for none, as inference reads it
+                try:
+                    read(getattr(self, name))
+                except VidtransError as e:
+                    raise VidtransError(f"{where}: field {name!r}: {e}") from None
 
 
 def _is_temporal_field(value: Any) -> bool:
@@ -172,10 +207,19 @@ def _is_temporal_field(value: Any) -> bool:
             and value["previous"] in TEMPORAL_PREVIOUS and value["first"] in TEMPORAL_FIRST)
 
 
+def _is_smoothing_field(value: Any) -> bool:
+    """Whether `value` is smoothing `--smooth auto` can apply (vidtrans.temporal.smoothing_for): an
+    object whose "method" and "strength", where given, a Smoother takes."""
+    if not isinstance(value, dict):
+        return False
+    strength = value.get("strength", 0.0)
+    return value.get("method", "none") in SMOOTHING_METHODS and is_finite_number(strength) and 0 <= strength < 1
+
+
 def check_size(size: Any, name: str = "size") -> int:
     """`size` as frame pixels a model can run at, or VidtransError naming the parameter `name`."""
     if not is_int(size) or not MIN_SIZE <= size <= MAX_SIZE:
-        raise VidtransError(f"{name} must be a whole number of pixels from {MIN_SIZE} to {MAX_SIZE}, got {size!r}")
+        raise UsageError(f"{name} must be a whole number of pixels from {MIN_SIZE} to {MAX_SIZE}, got {size!r}")
     return size
 
 
@@ -187,6 +231,14 @@ class Checkpoint:
     # The target's empty scene (uint8 RGB at the native size, from background.png), shown for
     # frames without a person; None when the checkpoint has none.
     background: np.ndarray | None = None
+
+    @property
+    def files(self) -> list[Path]:
+        """Every file the model is read from: what no output may replace, even with overwrite. A
+        folder's background counts even while it is missing: a file written there would become it."""
+        if not self.path.is_dir():
+            return [self.path]  # an upstream .pth
+        return [self.path / name for name in (CARD_NAME, WEIGHTS_NAME, BACKGROUND_NAME)]
 
     def build(self) -> nn.Module:
         """The generator with these weights, on the CPU, in fp32."""
@@ -288,6 +340,10 @@ def available_models() -> list[Path]:
 
 
 def resolve(name_or_path: str | os.PathLike) -> Path:
+    if not isinstance(name_or_path, (str, os.PathLike)) or not os.fspath(name_or_path):
+        # An empty path would be the current folder.
+        raise VidtransError("name_or_path must be a model name, a checkpoint folder or a .pth file, "
+                            f"not {name_or_path!r}")
     path = Path(name_or_path).expanduser()
     if path.exists():
         return path
@@ -380,12 +436,31 @@ def convert_pix2pix(path: str | os.PathLike, folder: str | os.PathLike, *, input
     normalization = Normalization.parse(normalization, "normalization").value
     if folder.exists() and not folder.is_dir():
         raise VidtransError(f"{folder}: is a file; give a folder for the checkpoint")
-    if (folder / CARD_NAME).exists() and not overwrite:
+    replacing = (folder / CARD_NAME).exists()
+    if replacing and not overwrite:
         raise VidtransError(f"{folder} already holds a checkpoint; pass --overwrite to replace it")
     checkpoint = import_pix2pix(path, input_kind=input_kind, size=size)
     checkpoint.card.normalization = normalization
-    save_checkpoint(folder, checkpoint.build(), checkpoint.card)
+    net = checkpoint.build()
+    if replacing:
+        remove_checkpoint_files(folder)
+    save_checkpoint(folder, net, checkpoint.card)
     return checkpoint.card
+
+
+def remove_checkpoint_files(folder: str | os.PathLike) -> None:
+    """Delete the model in `folder` with everything that belongs to it: card, weights, background,
+    and what training kept beside it (its state, its sample grids); any other file stays. A new
+    model written there must not inherit the old one's background or training state."""
+    folder = Path(folder)
+    try:
+        for name in (CARD_NAME, WEIGHTS_NAME, BACKGROUND_NAME, TRAIN_STATE_NAME):
+            (folder / name).unlink(missing_ok=True)
+        for grid in (folder / SAMPLES_FOLDER).glob(SAMPLE_GRIDS):
+            grid.unlink()
+    except OSError as e:
+        raise VidtransError(f"{folder}: cannot remove the previous checkpoint ({first_line(e)}); "
+                            "check the folder is writable") from e
 
 
 def import_pix2pix(path: str | os.PathLike, input_kind: str = "rgb", size: int | None = None) -> Checkpoint:
@@ -456,7 +531,10 @@ def _infer_unet(state_dict: dict[str, torch.Tensor]) -> ModelCard:
 def _infer_resnet(state_dict: dict[str, torch.Tensor]) -> ModelCard:
     blocks = {int(m.group(1)) for k in state_dict if (m := re.match(r"model\.(\d+)\.conv_block\.", k))}
     first_block = min(blocks)
-    dropout = f"model.{first_block}.conv_block.6.weight" in state_dict  # Dropout shifts the second conv from 5 to 6
+    # Dropout shifts the second convolution from index 5 to 6. Without dropout, batch norm's 1-D
+    # scale is at 6 (after the convolution), so only a 4-D convolution kernel there means dropout.
+    shifted = state_dict.get(f"model.{first_block}.conv_block.6.weight")
+    dropout = shifted is not None and shifted.ndim == 4
     first = state_dict["model.1.weight"]
     last_conv = max((int(m.group(1)) for k in state_dict if (m := re.fullmatch(r"model\.(\d+)\.weight", k))))
     norm = _norm_from_keys(state_dict, "model.2", "model.1")

@@ -7,6 +7,7 @@ layer is batch norm or none), so its `latest_net_G.pth` files load with `strict=
 
 from __future__ import annotations
 
+import math
 import re
 
 import torch
@@ -243,6 +244,21 @@ def parse_generator(architecture: str) -> tuple[str, int]:
             return "resnet", int(m.group(1))
     raise ValueError(f"unknown generator {architecture!r}; expected one of {', '.join(GENERATORS)} (or unet_N for "
                      f"a power of two N from 32 to {MAX_UNET_SIZE}, resnet_Nblocks for N from 1 to {MAX_RESNET_BLOCKS})")
+
+
+# Activation values one frame's forward pass holds at its peak, per input pixel and per unit of
+# ngf. Measured as peak RSS growth of whole translations on the CPU in fp32 (frames of 1024x1024,
+# batches of 1 and 2, ngf 16 and 64), which also holds the translator's copies of input and output:
+# ResNets 3.0-3.4 (their full-resolution layers: a norm's input and output beside the reflection
+# padding), U-Nets 1.0-1.4 (the outermost skip connection beside its concatenation).
+_PEAK_ACTIVATIONS_PER_NGF = {"resnet": 3.0, "unet": 1.5}
+
+
+def peak_activations(architecture: str, ngf: int, height: int, width: int) -> int:
+    """About how many values the activations of one frame's forward pass at height x width hold at
+    their peak: the memory a pass needs besides its input and output."""
+    kind, _ = parse_generator(architecture)
+    return math.ceil(_PEAK_ACTIVATIONS_PER_NGF[kind] * ngf * height * width)
 
 
 def input_multiple(architecture: str) -> int:

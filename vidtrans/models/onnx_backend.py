@@ -69,7 +69,7 @@ def export_model(checkpoint: Checkpoint, dst: str | os.PathLike, normalization: 
     require("onnx", "ONNX export")
     ort = require("onnxruntime", "checking the exported model")
     dst = Path(dst)
-    check_destination(dst, None, overwrite)
+    check_destination(dst, checkpoint.files, overwrite)
     net = generator(checkpoint, normalization)
     multiple = input_multiple(checkpoint.card.architecture)
     height, width = (math.ceil(side / multiple) * multiple for side in checkpoint.card.native_size)

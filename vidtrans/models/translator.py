@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import threading
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vidtrans.errors import VidtransError
-from vidtrans.models.checkpoint import BACKGROUND_NAME, Checkpoint, ModelCard, check_size
-from vidtrans.models.networks import size_multiple, use_per_sample_stats
+from vidtrans.errors import UsageError, VidtransError
+from vidtrans.models.checkpoint import BACKGROUND_NAME, MIN_SIZE, Checkpoint, ModelCard, check_size
+from vidtrans.models.networks import peak_activations, size_multiple, use_per_sample_stats
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -20,6 +21,11 @@ _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # (64 MB in float32), so a batch of large frames never exists in float32 at full size: eight
 # 4096x4096 frames would take 1.6 GB at once, twice per batch.
 _RESAMPLE_CHUNK = 1 << 24
+# Float copies of a frame's input and output a pass holds at the working size besides the network's
+# activations: the scaled input, its normalized and padded copies, the channels-last one; the output,
+# its scaled copy. Counted in float32 also under autocast, which keeps norms in float32.
+_IO_COPIES = 4
+_FLOAT_BYTES = 4
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -28,14 +34,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, ValueError) as e:
-        raise VidtransError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from e
+        raise UsageError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from e
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise VidtransError(f"device {device!r} asked for, but this torch has no CUDA (torch {torch.__version__}); use --device cpu")
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
             raise VidtransError(f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible")
     elif resolved.type != "cpu":
-        raise VidtransError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N")
+        raise UsageError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N")
     return resolved
 
 
@@ -93,6 +99,27 @@ class RecurrentState:
         self.previous = None
 
 
+def available_memory(device: torch.device) -> int | None:
+    """Bytes a forward pass on `device` can still take; None where this is not known."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        # What torch's caching allocator holds without using it is this process's to take too.
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    # Linux's MemAvailable counts the page cache the kernel hands back when asked; free pages
+    # (SC_AVPHYS_PAGES) leave it out, and on a machine that has read many files are a small part.
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):  # names this system does not have
+        return None
+
+
 def _cpu_has_amx_bf16() -> bool:
     get_capabilities = getattr(torch.cpu, "get_capabilities", None)  # absent in older torch
     return bool(get_capabilities and get_capabilities().get("amx_bf16"))
@@ -123,6 +150,7 @@ class Translator:
         self.size = None if size is None else check_size(size)
         self.card = checkpoint.card if size is None else _card_at(checkpoint.card, size)
         self.name = checkpoint.path.name
+        self.files = checkpoint.files  # what outputs must never replace
         # The target's empty scene (RGB, native size) or None.
         self.background = _fit_image(checkpoint.background, self.native_size)
         self.device = resolve_device(device)
@@ -169,6 +197,34 @@ class Translator:
             return height, width
         return max(1, round(height * scale)), max(1, round(width * scale))
 
+    def frame_memory(self, height: int, width: int) -> int:
+        """About how many bytes translating one frame of height x width takes at its peak (on the device)."""
+        work_h, work_w = self.working_size(height, width)
+        padded_h, padded_w = work_h + -work_h % self.multiple, work_w + -work_w % self.multiple
+        # The input has 3 channels before a one-channel model's grey; the output 3 after it.
+        channels = max(self.card.input_nc, 3) + 3
+        values = peak_activations(self.card.architecture, self.card.ngf, padded_h, padded_w)
+        values += _IO_COPIES * channels * padded_h * padded_w
+        return values * _FLOAT_BYTES + height * width * 3  # and the uint8 output frame
+
+    def frames_per_pass(self, count: int, height: int, width: int) -> int:
+        """How many of `count` frames of height x width one forward pass can take in the memory
+        available: all of them, or fewer; VidtransError naming the size when not even one fits."""
+        available = available_memory(self.device)
+        per_frame = self.frame_memory(height, width)
+        if available is None or per_frame * count <= available:
+            return count
+        if per_frame <= available:
+            return available // per_frame
+        work_h, work_w = self.working_size(height, width)
+        # Memory grows with the working area, so this size is about the largest that fits.
+        fits = int(max(work_h, work_w) * math.sqrt(available / per_frame)) // 16 * 16
+        fix = f"pass a smaller size (at most about {fits})" if fits >= MIN_SIZE else "free memory or use another device"
+        where = "CPU" if self.device.type == "cpu" else str(self.device)
+        raise VidtransError(f"translating {width}x{height} frames at {work_w}x{work_h} needs about "
+                            f"{per_frame / 2**30:.1f} GiB of {where} memory per frame, but {available / 2**30:.1f} GiB "
+                            f"is available; {fix}")
+
     def compile(self) -> None:
         """Use torch.compile for the whole device-side step (pays off on long clips only).
 
@@ -213,7 +269,12 @@ class Translator:
         """Device-side version of `translate_clip`: uint8 (N, H, W, 3) tensor in, same out, on
         self.device (`state` None: a clip's start)."""
         if not self.temporal:
-            return self._call(frames, None)[0]
+            step = self.frames_per_pass(*frames.shape[:3])
+            if step >= len(frames):
+                return self._call(frames, None)[0]
+            # Frames come out the same in a batch of any size, so smaller passes change nothing.
+            return torch.cat([self._call(part, None)[0] for part in frames.split(step)])
+        self.frames_per_pass(1, *frames.shape[1:3])  # refuses a size where not even one frame fits
         state = RecurrentState() if state is None else state
         work_size = self.working_size(*frames.shape[1:3])
         if state.previous is not None and tuple(state.previous.shape[2:]) != work_size:
@@ -323,7 +384,7 @@ def _card_at(card: ModelCard, size: int) -> ModelCard:
     scale = size / max(height, width)
     stats = card.target_pose_stats
     if stats and all(isinstance(stats.get(k), (int, float)) for k in ("frame_width", "frame_height")):
-        stats = {**stats, "frame_width": round(stats["frame_width"] * scale),
-                 "frame_height": round(stats["frame_height"] * scale)}
+        stats = {**stats, "frame_width": max(1, round(stats["frame_width"] * scale)),
+                 "frame_height": max(1, round(stats["frame_height"] * scale))}
     return dataclasses.replace(card, native_size=(max(1, round(height * scale)), max(1, round(width * scale))),
                                target_pose_stats=stats)

@@ -6,7 +6,9 @@ Accepted by `read_keypoints(path)`:
 
 - ``.npz`` (vidtrans's own, written by `write_keypoints_npz`): ``keypoints`` float32
   (frames, 18, 3) or (frames, 128, 3) of x, y in pixels of the input frame and confidence
-  (0 = missing), plus ``width`` and ``height`` of that frame.
+  (0 = missing), plus ``width`` and ``height`` of that frame and, optionally, ``first_frame``:
+  the number of the clip's frame its first pose belongs to (0, the default: the clip's first
+  frame; `vidtrans pose --start` writes the frames of a part of the clip).
 - A folder of OpenPose per-frame ``*_keypoints.json`` files (``--write_json``), in frame order by
   the number in their names. Each holds ``{"people": [{"pose_keypoints_2d": [x, y, c, ...]}]}``
   in pixels, as COCO-18 (54 numbers) or BODY_25 (75 numbers, OpenPose's default; mapped to
@@ -25,6 +27,10 @@ Accepted by `read_keypoints(path)`:
   or 54 or 384 flat numbers, with ``null`` or negative coordinates for missing points. When the
   frame size is given and every coordinate (face and hands included) lies within [0, 1],
   coordinates are taken as normalised (DWPose's output) and scaled to pixels.
+
+JSON files and folders hold one pose per frame of the clip from its first frame. Every file's
+numbers are checked as `check_keypoint_values` says: finite, confidences from 0 to about 1, and
+points within reach of the frame when the file gives its size.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from vidtrans.atomic import write_atomically
 from vidtrans.errors import VidtransError, first_line
 from vidtrans.pose.keypoints import (
     FACE, KEYPOINT_COUNTS, KEYPOINT_NAMES, LEFT_HAND, NUM_FACE, NUM_HAND, NUM_KEYPOINTS, NUM_WHOLE_BODY,
-    RIGHT_HAND, check_keypoints, is_whole_body, with_parts,
+    RIGHT_HAND, check_keypoint_values, check_keypoints, is_whole_body, with_parts,
 )
 
 # OpenPose BODY_25 joint names in its output order, spelled like our COCO-18 names.
@@ -69,20 +75,35 @@ _EYES = (slice(36, 42), slice(42, 48))
 @dataclass
 class KeypointTrack:
     """Keypoints (frames, 18, 3) or whole-body (frames, 128, 3) float32 in pixels, with the frame
-    size when the file says it."""
+    size when the file says it; `first_frame`: the number of the clip's frame of the first pose."""
 
     keypoints: np.ndarray
     width: int | None = None
     height: int | None = None
+    first_frame: int = 0
 
 
 def write_keypoints_npz(path: str | os.PathLike, keypoints: np.ndarray, width: int, height: int,
-                        overwrite: bool = False) -> None:
-    """Saves a track (frames, 18, 3) or (frames, 128, 3) in pixels of a width x height frame. The file
+                        overwrite: bool = False, first_frame: int = 0) -> None:
+    """Saves a track (frames, 18, 3) or (frames, 128, 3) in pixels of a width x height frame, whose
+    first pose is of the clip's frame number `first_frame` (the clip's first frame is 0). The file
     appears complete or not at all; an existing file is replaced only with `overwrite`."""
     kp = check_keypoints(keypoints)
-    write_atomically(path, lambda f: np.savez_compressed(f, keypoints=kp, width=np.int64(width), height=np.int64(height)),
-                     overwrite=overwrite, what="keypoints")
+    _check_frame_size(width, height, "frame size")
+    if not _whole(first_frame) or first_frame < 0:
+        raise VidtransError(f"first_frame must be a frame number, 0 or more; got {first_frame!r}")
+    numbers = dict(width=np.int64(width), height=np.int64(height), first_frame=np.int64(first_frame))
+    write_atomically(path, lambda f: np.savez_compressed(f, keypoints=kp, **numbers), overwrite=overwrite,
+                     what="keypoints")
+
+
+def _whole(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_frame_size(width, height, what: str) -> None:
+    if not (_whole(width) and _whole(height) and width > 0 and height > 0):
+        raise VidtransError(f"{what} {width!r}x{height!r}: width and height must be whole numbers of pixels, 1 or more")
 
 
 def write_openpose_json(folder: str | os.PathLike, keypoints: np.ndarray, prefix: str = "frame") -> None:
@@ -117,25 +138,39 @@ def read_keypoints(path: str | os.PathLike) -> KeypointTrack:
     """Reads any accepted keypoint file or folder (see the module docstring)."""
     path = Path(path)
     if path.is_dir():
-        return _read_openpose_folder(path)
-    if not path.is_file():
+        read = _read_openpose_folder
+    elif not path.is_file():
         raise VidtransError(f"{path}: no such keypoint file or folder")
-    if path.suffix.lower() == ".npz":
-        return _read_npz(path)
-    if path.suffix.lower() == ".json":
-        return _read_json_file(path)
-    raise VidtransError(f"{path}: unknown keypoint file type (use .npz, .json or a folder of OpenPose *_keypoints.json)")
+    elif path.suffix.lower() == ".npz":
+        read = _read_npz
+    elif path.suffix.lower() == ".json":
+        read = _read_json_file
+    else:
+        raise VidtransError(f"{path}: unknown keypoint file type (use .npz, .json or a folder of OpenPose *_keypoints.json)")
+    # Numbers beyond float32's range become infinite, which the check of the values refuses.
+    with np.errstate(over="ignore"):
+        track = read(path)
+    size = None
+    if track.width is not None and track.height is not None:
+        _check_frame_size(track.width, track.height, f"{path}: frame size")
+        size = (track.height, track.width)
+    track.keypoints = check_keypoint_values(track.keypoints, f"{path}: keypoints", size)
+    return track
 
 
 def _read_npz(path: Path) -> KeypointTrack:
     try:
         with np.load(path, allow_pickle=False) as data:
-            kp = np.asarray(data["keypoints"], dtype=np.float32)
+            kp = data["keypoints"]
             width, height = int(data["width"]), int(data["height"])
+            first_frame = int(data["first_frame"]) if "first_frame" in data else 0
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
         raise VidtransError(f"{path}: not a vidtrans keypoint .npz (needs keypoints, width, height): "
                             f"{first_line(e)}; write it with vidtrans pose --keypoints") from e
-    return KeypointTrack(check_keypoints(kp, f"{path}: keypoints"), width, height)
+    if first_frame < 0:
+        raise VidtransError(f"{path}: first_frame is {first_frame}, not a frame number; "
+                            "write it with vidtrans pose --keypoints")
+    return KeypointTrack(kp, width, height, first_frame)
 
 
 def _load_json(path: Path):
@@ -215,9 +250,9 @@ def _numbers(values, field: str, source: Path) -> np.ndarray:
 
 
 def _missing_zeroed(points: np.ndarray) -> np.ndarray:
-    """Points (n, 3) with the missing ones (non-finite or confidence <= 0) all zero."""
+    """Points (n, 3) with the missing ones (a null, read as NaN, or confidence <= 0) all zero."""
     points = points.copy()
-    points[~np.isfinite(points).all(axis=1) | ~(points[:, 2] > 0)] = 0.0
+    points[np.isnan(points).any(axis=1) | ~(points[:, 2] > 0)] = 0.0
     return points
 
 
@@ -249,7 +284,7 @@ def _keypoint_list(frame: list, source: Path) -> np.ndarray:
             x, y, c = float(point[0]), float(point[1]), float(point[2]) if len(point) == 3 else 1.0
         except (TypeError, ValueError) as e:
             raise VidtransError(f"{source}: keypoint {i} has non-numeric values {point!r}") from e
-        if x >= 0 and y >= 0 and c > 0 and np.isfinite([x, y, c]).all():
+        if x >= 0 and y >= 0 and c > 0:  # false for NaN too
             pose[i] = (x, y, c)
     return pose
 

@@ -26,6 +26,15 @@ FACE = slice(NUM_KEYPOINTS, NUM_KEYPOINTS + NUM_FACE)
 LEFT_HAND = slice(FACE.stop, FACE.stop + NUM_HAND)
 RIGHT_HAND = slice(LEFT_HAND.stop, LEFT_HAND.stop + NUM_HAND)
 
+# Confidences run from 0 (missing) to 1, but heatmap detectors overshoot a little (OpenPose
+# reports up to about 1.4, mmpose's heatmap models about 1.3): files beyond this have their
+# numbers in another layout (or another meaning) than x, y, confidence.
+MAX_CONFIDENCE = 2.0
+# Detectors place points just off the frame (a hand reaching past its edge; MediaPipe extrapolates
+# hidden landmarks); points present further out than this many frame widths (heights) cannot be
+# pixels of this frame.
+OFF_FRAME_LIMIT = 1.0
+
 # The 20 bones of a hand, as OpenPose draws them: from the wrist (0) along each finger.
 HAND_EDGES: tuple[tuple[int, int], ...] = tuple(
     edge for finger in range(5) for edge in ((0 if k == 0 else 4 * finger + k, 4 * finger + k + 1) for k in range(4)))
@@ -123,11 +132,43 @@ def check_keypoints(keypoints, what: str = "keypoint track", *, track: bool | No
                     dtype=np.float32) -> np.ndarray:
     """`keypoints` as an array (of `dtype`; None keeps its own), refused with a VidtransError naming
     `what` unless it is a track (frames, K, 3) (`track=True`), one pose (K, 3) (`track=False`),
-    or either (`track=None`), with K = 18 (body) or 128 (whole body)."""
-    kp = np.asarray(keypoints, dtype=dtype)
+    or either (`track=None`), with K = 18 (body) or 128 (whole body), of real numbers."""
+    kp = np.asarray(keypoints)
+    # Checked before any conversion: complex numbers would lose their imaginary part with a warning.
+    if kp.dtype.kind not in "biuf":
+        raise VidtransError(f"{what} holds {kp.dtype} values; expected real numbers (x, y in pixels, confidence)")
     ranks = {True: (3,), False: (2,), None: (2, 3)}[track]
     if kp.ndim not in ranks or kp.shape[-1] != 3 or kp.shape[-2] not in KEYPOINT_COUNTS:
         expected = {True: "(frames, K, 3)", False: "(K, 3)", None: "(K, 3) or (frames, K, 3)"}[track]
         raise VidtransError(f"{what} has shape {kp.shape}, expected {expected} keypoints with "
                             f"K = {NUM_KEYPOINTS} (COCO-18 body) or {NUM_WHOLE_BODY} (body, face and hands)")
+    return kp if dtype is None else kp.astype(dtype, copy=False)
+
+
+def check_keypoint_values(keypoints, what: str = "keypoint track",
+                          frame_size: tuple[int, int] | None = None) -> np.ndarray:
+    """A track (frames, K, 3) from outside vidtrans (a file) as float32, refused with a VidtransError
+    naming `what` unless it passes `check_keypoints` and holds what a detector gives: finite numbers,
+    confidences from 0 (missing) to MAX_CONFIDENCE and, with `frame_size` (height, width), present
+    points at most OFF_FRAME_LIMIT frame sizes outside the frame."""
+    with np.errstate(over="ignore"):  # beyond float32's range: infinite, and refused as such below
+        kp = check_keypoints(keypoints, what)
+    confidence = kp[..., 2]
+    problems = [(~np.isfinite(kp).all(axis=-1), "is {values}: give numbers (0, 0, 0 for a missing point)"),
+                ((confidence < 0) | (confidence > MAX_CONFIDENCE),
+                 f"has confidence {{confidence:g}}; confidences run from 0 (missing) to 1 (up to {MAX_CONFIDENCE:g} "
+                 "is accepted): check that the numbers are x, y, confidence")]
+    if frame_size is not None:
+        height, width = frame_size
+        reach = OFF_FRAME_LIMIT * np.array([width, height])
+        outside = ((kp[..., :2] < -reach) | (kp[..., :2] > reach + [width, height])).any(axis=-1)
+        problems.append((outside & (confidence > 0),
+                         f"is at {{values}}, far outside the {width}x{height} frame: keypoints are pixels of the "
+                         "video they were made from; extract them from this video"))
+    for bad, problem in problems:
+        if bad.any():
+            frame, point = np.argwhere(bad)[0]
+            values = "(" + ", ".join(f"{v:g}" for v in kp[frame, point]) + ")"
+            raise VidtransError(f"{what}: keypoint {point} of frame {frame} "
+                                + problem.format(values=values, confidence=confidence[frame, point]))
     return kp

@@ -38,6 +38,7 @@ from typing import Callable
 import numpy as np
 
 from vidtrans.errors import VidtransError
+from vidtrans.options import is_finite_number, is_int
 from vidtrans.pose.keypoints import KEYPOINT_INDEX, check_keypoints
 
 _NOSE, _NECK = KEYPOINT_INDEX["nose"], KEYPOINT_INDEX["neck"]
@@ -46,6 +47,8 @@ _MIN_FRAMES = 5
 # Below this ankle-line range (fraction of frame height) the person effectively stays at one
 # depth; dividing by the range would then turn jitter into large jumps.
 _MIN_DEPTH_RANGE = 0.05
+# What a card's statistics get for a value normalisation cannot use.
+_CARD_FIX = "fix the model card or re-export the checkpoint"
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,27 @@ class PoseStats:
     centre_x: float | None = None
     version: int = 2
 
+    def __post_init__(self) -> None:
+        """VidtransError naming the first value normalisation cannot use: the heights are divided
+        by, the positions interpolated between (NaN or text would fail only once poses are mapped)."""
+        problems = {
+            "version": None if is_int(self.version) and self.version in (1, 2) else "must be 1 or 2",
+            **{name: None if is_int(getattr(self, name)) and getattr(self, name) >= 1
+               else "must be a whole number of pixels, 1 or more" for name in ("frame_width", "frame_height")},
+            **{name: None if is_finite_number(getattr(self, name)) else "must be a finite number"
+               for name in ("far", "near")},
+            **{name: None if is_finite_number(getattr(self, name)) and getattr(self, name) > 0
+               else "must be a finite number above 0" for name in ("height_far", "height_near")},
+            "centre_x": None if self.centre_x is None or is_finite_number(self.centre_x) else (
+                "must be a finite number or None"),
+        }
+        for name, problem in problems.items():
+            if problem:
+                raise VidtransError(f"{name} {problem}, got {getattr(self, name)!r}")
+        if self.near < self.far:  # `far` is the ankle line farthest from the camera: highest in the frame
+            raise VidtransError(f"near ({self.near}) must be at least far ({self.far}): ankle lines count from the "
+                                "top of the frame")
+
     def to_dict(self) -> dict:
         data = asdict(self)
         if self.version == 1:
@@ -79,8 +103,12 @@ class PoseStats:
             raise VidtransError(f"pose stats version {data.get('version')!r} is not supported (upgrade vidtrans)")
         names = {f.name for f in fields(cls)} - ({"centre_x"} if data["version"] == 1 else set())
         if set(data) != names:
-            raise VidtransError(f"pose stats must have exactly the fields {sorted(names)}, got {sorted(data)}")
-        return cls(**data)
+            raise VidtransError(f"pose stats must have exactly the fields {sorted(names)}, got {sorted(data)}; "
+                                f"{_CARD_FIX}")
+        try:
+            return cls(**data)
+        except VidtransError as e:
+            raise VidtransError(f"{e}; {_CARD_FIX}") from None
 
 
 def _ankle_points(track: np.ndarray, min_confidence: float) -> tuple[np.ndarray, np.ndarray]:

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from vidtrans.errors import VidtransError
+from vidtrans.options import is_finite_number, is_int
 from vidtrans.pose.keypoints import (
     COLORS, FACE, HAND_EDGES, LEFT_HAND, LIMBS, NUM_KEYPOINTS, RIGHT_HAND, check_keypoints, is_whole_body,
 )
@@ -46,7 +47,10 @@ FACE_POINT_COLOR = (255, 255, 255)
 # fade into anti-aliasing on small renders, so they stop shrinking here.
 _MIN_PART_SIZE = 1.0
 _WHOLE_BODY_FIELDS = ("face_point_radius", "hand_line_width", "hand_joint_radius")
+_SIZE_FIELDS = ("limb_width", "joint_radius", *_WHOLE_BODY_FIELDS)
 _VERSIONS = (1, 2)
+# What a card's pose style gets for a value the drawing cannot use.
+_CARD_FIX = "fix the model card or re-export the checkpoint"
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,30 @@ class PoseStyle:
     hand_line_width: float = 2.0
     hand_joint_radius: float = 4.0
 
+    def __post_init__(self) -> None:
+        """VidtransError naming the first field the drawing cannot use (NaN or negative sizes would
+        reach OpenCV as nonsense coordinates)."""
+        background = self.background
+        problems = {
+            "version": None if is_int(self.version) and self.version in _VERSIONS else (
+                f"must be {' or '.join(map(str, _VERSIONS))}"),
+            "reference_height": None if is_int(self.reference_height) and self.reference_height >= 1 else (
+                "must be a whole number of pixels, 1 or more"),
+            **{name: None if is_finite_number(getattr(self, name)) and getattr(self, name) >= 0
+               else "must be a finite number, 0 or more" for name in _SIZE_FIELDS},
+            "limb_alpha": None if is_finite_number(self.limb_alpha) and 0 <= self.limb_alpha <= 1 else (
+                "must be a number from 0 to 1"),
+            "draw_joints": None if isinstance(self.draw_joints, bool) else "must be true or false",
+            "antialias": None if isinstance(self.antialias, bool) else "must be true or false",
+            "background": None if isinstance(background, (tuple, list)) and len(background) == 3
+            and all(is_int(c) and 0 <= c <= 255 for c in background)
+            else "must be an RGB colour, 3 whole numbers from 0 to 255",
+        }
+        for name, problem in problems.items():
+            if problem:
+                raise VidtransError(f"{name} {problem}, got {getattr(self, name)!r}")
+        object.__setattr__(self, "background", tuple(background))  # a card holds it as a list
+
     @property
     def whole_body(self) -> bool:
         """Whether this style draws the face and hands of whole-body poses."""
@@ -92,18 +120,19 @@ class PoseStyle:
 
     @classmethod
     def from_dict(cls, data: dict) -> "PoseStyle":
-        """Inverse of `to_dict`; refuses versions and fields this vidtrans does not know."""
+        """Inverse of `to_dict`; refuses versions and fields this vidtrans does not know, and values
+        it cannot draw with."""
         version = data.get("version")
-        if version not in _VERSIONS:
+        if not is_int(version) or version not in _VERSIONS:
             raise VidtransError(f"pose style version {version!r} is not supported (upgrade vidtrans to read this model card)")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise VidtransError(f"pose style has unknown fields {unknown} (upgrade vidtrans to read this model card)")
-        kwargs = dict(data)
-        if "background" in kwargs:
-            kwargs["background"] = tuple(int(c) for c in kwargs["background"])
-        return cls(**kwargs)
+        try:
+            return cls(**data)
+        except VidtransError as e:
+            raise VidtransError(f"{e}; {_CARD_FIX}") from None
 
     @classmethod
     def for_card(cls, card) -> "PoseStyle":

@@ -53,16 +53,48 @@ def is_pose_video(src: str | os.PathLike, start: float | None = None, end: float
     return looks_like_pose_map(first) if first else False
 
 
+def keypoints_for(keypoints: str | os.PathLike, src: str | os.PathLike, reader: VideoReader) -> np.ndarray:
+    """The poses of the keypoint file `keypoints` for the frames `reader` yields of `src`, one each.
+
+    A keypoint file has one pose per frame of the clip it was made from, from the clip's frame
+    `first_frame` on (0 unless the file says; `vidtrans pose --start` writes a part of the clip),
+    so a file reaching past the clip's last frame was made from another clip, and refused; one
+    that misses frames of the span being translated is refused too. A file that gives its frame
+    size must give the video's.
+    """
+    from vidtrans.pose.files import read_keypoints
+    from vidtrans.pose.keypoints import check_keypoint_values
+
+    loaded, info = read_keypoints(keypoints), reader.info
+    if loaded.width is not None and loaded.height is not None \
+            and (loaded.width, loaded.height) != (info.width, info.height):
+        raise VidtransError(f"{keypoints}: keypoints of a {loaded.width}x{loaded.height} video, but {src} is "
+                            f"{info.width}x{info.height}; extract them from this video with vidtrans pose")
+    track = check_keypoint_values(loaded.keypoints, f"{keypoints}: keypoints", (info.height, info.width))
+    span, first, count = reader.span(), loaded.first_frame, len(track)
+    covered = f"{count} frames of keypoints (frames {first} to {first + count - 1} of the clip)" if count else \
+        "0 frames of keypoints"
+    if first + count > span.total:
+        raise VidtransError(f"{keypoints}: {covered}, but {src} has only {span.total}: a keypoint file has one "
+                            "pose per frame of the clip it was made from, so this one is from another clip; extract "
+                            "keypoints from this clip with vidtrans pose")
+    if first > span.first or first + count < span.stop:
+        raise VidtransError(f"{keypoints}: {covered}, but frames {span.first} to {span.stop - 1} of {src} are to be "
+                            "translated, and each needs its pose; extract keypoints from this clip, over at least "
+                            "that span, with vidtrans pose")
+    return track[span.first - first:span.stop - first]
+
+
 def pose_stages_for(model, src: str | os.PathLike, reader: VideoReader, pose: PoseSource,
                     keypoints: str | os.PathLike | None, normalize: bool,
                     progress: Progress | None) -> tuple[list[Any], str]:
     """The stages that turn `reader`'s decoded frames of `src` into the pose maps `model` expects
     (none when the input already is pose maps), and a phrase saying where the poses come from.
 
-    `keypoints` (a file `read_keypoints` accepts) replaces detection; `normalize` fits the source
-    dancer to the target body of the model card, when the card has its statistics.
+    `keypoints` (a file `read_keypoints` accepts, see `keypoints_for`) replaces detection;
+    `normalize` fits the source dancer to the target body of the model card, when the card has its
+    statistics.
     """
-    from vidtrans.pose.files import read_keypoints
     from vidtrans.pose.keypoints import with_parts
     from vidtrans.pose.normalize import PoseNormalizer, PoseStats, estimate_pose_stats, fit_to_frame
     from vidtrans.pose.smoothing import smooth_track
@@ -76,11 +108,8 @@ def pose_stages_for(model, src: str | os.PathLike, reader: VideoReader, pose: Po
     height, width = model.native_size
     if keypoints is not None:
         # A body-only file drawn in a whole-body style draws no face or hands, and the other way round.
-        track = with_parts(read_keypoints(keypoints).keypoints, style.whole_body)
+        track = with_parts(keypoints_for(keypoints, src, reader), style.whole_body)
         how = f"keypoints from {Path(keypoints).name}"
-        if len(track) < reader.frame_count:
-            raise VidtransError(f"{keypoints}: {len(track)} frames of keypoints for a clip of about "
-                                f"{reader.frame_count} frames; extract them from this clip with vidtrans pose")
     else:
         track = detect_keypoints(src, reader.start, reader.end, progress, whole_body=style.whole_body)
         how = "detected, with face and hands" if style.whole_body else "detected"

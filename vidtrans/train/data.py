@@ -11,6 +11,7 @@ uint8 RGB at the training size.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 
@@ -19,6 +20,8 @@ import numpy as np
 
 from vidtrans.errors import VidtransError
 from vidtrans.options import TrainPose
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -51,7 +54,8 @@ class PairedFolder:
         self.flip = flip
         self.swap = direction == "BtoA"
         if not self.root.is_dir():
-            raise VidtransError(f"{self.root}: no such folder; pass a folder of AB images or with A/ and B/ subfolders")
+            problem = "is a file, not a folder" if self.root.exists() else "no such folder"
+            raise VidtransError(f"{self.root}: {problem}; pass a folder of AB images or with A/ and B/ subfolders")
         train_dir = self.root / "train" if (self.root / "train").is_dir() else self.root
         self.pairs = self._pairs(train_dir)
         held_out = next((self.root / d for d in ("val", "test") if (self.root / d).is_dir()), None)
@@ -69,6 +73,11 @@ class PairedFolder:
             common = sorted(a_files.keys() & b_files.keys())
             if not common:
                 raise VidtransError(f"{folder}: A/ and B/ share no file names; pairs need the same name in both")
+            for side, files, other, partners in (("A", a_files, "B", b_files), ("B", b_files, "A", a_files)):
+                alone = sorted(files.keys() - partners.keys())
+                if alone:
+                    log.warning("%s: %d image(s) in %s/ have no partner of the same name in %s/ and are left out "
+                                "(e.g. %s)", folder, len(alone), side, other, files[alone[0]].name)
             return [(a_files[k], b_files[k]) for k in common]
         files = _images_in(folder)
         if not files:

@@ -35,18 +35,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidtrans.atomic import write_atomically
-from vidtrans.errors import VidtransError
+from vidtrans.errors import UsageError, VidtransError
 from vidtrans.metrics import psnr, ssim
-from vidtrans.models.checkpoint import (BACKGROUND_NAME, CARD_NAME, MAX_SIZE, WEIGHTS_NAME, ModelCard,
-                                        load_checkpoint, load_tensor_file, read_card, save_background,
-                                        save_checkpoint, state_dict_mismatch)
+from vidtrans.models.checkpoint import (CARD_NAME, MAX_SIZE, SAMPLES_FOLDER, TRAIN_STATE_NAME, WEIGHTS_NAME,
+                                        ModelCard, load_checkpoint, load_tensor_file, read_card,
+                                        remove_checkpoint_files, save_background, save_checkpoint,
+                                        state_dict_mismatch)
 from vidtrans.models.networks import (GENERATORS, NORMS, MultiscaleDiscriminator, build_generator, init_weights,
                                       input_multiple, parse_generator, use_per_sample_stats, widen_input)
 from vidtrans.models.translator import resolve_device
 from vidtrans.options import is_int
 from vidtrans.pose.regions import Box, face_box
 
-STATE_NAME = "train_state.pt"
+STATE_NAME = TRAIN_STATE_NAME
 _STATE_KEYS = ("iteration", "netD", "optG", "optD", "config")
 # Settings that shape the networks and the training images: a resumed run must keep them.
 RESUME_SETTINGS = ("architecture", "ngf", "ndf", "n_layers_d", "norm", "size", "d_scales", "face_d", "temporal")
@@ -138,30 +139,30 @@ def check_config(config: TrainConfig, size: int, names: dict[str, str] | None = 
     try:
         parse_generator(config.architecture)
     except ValueError:
-        raise VidtransError(f"{spell('architecture')} {config.architecture!r} is unknown; use one of "
+        raise UsageError(f"{spell('architecture')} {config.architecture!r} is unknown; use one of "
                             f"{', '.join(GENERATORS)}") from None
     for setting in ("ngf", "ndf"):
         if not _whole(getattr(config, setting), 1, 1024):
-            raise VidtransError(f"{spell(setting)} must be a whole number from 1 to 1024, got {getattr(config, setting)!r}")
+            raise UsageError(f"{spell(setting)} must be a whole number from 1 to 1024, got {getattr(config, setting)!r}")
     for setting in ("iterations", "batch_size", "save_every", "validate_every"):
         if not _whole(getattr(config, setting), 1):
-            raise VidtransError(f"{spell(setting)} must be at least 1, got {getattr(config, setting)!r}")
+            raise UsageError(f"{spell(setting)} must be at least 1, got {getattr(config, setting)!r}")
     if config.norm not in NORMS:
-        raise VidtransError(f"{spell('norm')} must be one of {', '.join(NORMS)}, not {config.norm!r}")
+        raise UsageError(f"{spell('norm')} must be one of {', '.join(NORMS)}, not {config.norm!r}")
     if not (isinstance(config.lr, (int, float)) and math.isfinite(config.lr) and config.lr > 0):
-        raise VidtransError(f"{spell('lr')} must be a positive learning rate such as 2e-4, got {config.lr!r}")
+        raise UsageError(f"{spell('lr')} must be a positive learning rate such as 2e-4, got {config.lr!r}")
     for setting in ("lambda_l1", "lambda_feat", "lambda_face_gan", "lambda_face"):
         value = getattr(config, setting)
         if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
                 and value >= 0):
-            raise VidtransError(f"{spell(setting)} must be 0 or more, got {value!r}")
+            raise UsageError(f"{spell(setting)} must be 0 or more, got {value!r}")
     if not _whole(config.d_scales, 1, 3):
-        raise VidtransError(f"{spell('d_scales')} must be 1, 2 or 3, got {config.d_scales!r}")
+        raise UsageError(f"{spell('d_scales')} must be 1, 2 or 3, got {config.d_scales!r}")
     for setting in ("face_d", "temporal"):
         if not isinstance(getattr(config, setting), bool):
-            raise VidtransError(f"{spell(setting)} must be True or False, got {getattr(config, setting)!r}")
+            raise UsageError(f"{spell(setting)} must be True or False, got {getattr(config, setting)!r}")
     if config.data_workers is not None and not _whole(config.data_workers, 0, 64):
-        raise VidtransError(f"{spell('data_workers')} must be a whole number from 0 to 64, got {config.data_workers!r}")
+        raise UsageError(f"{spell('data_workers')} must be a whole number from 0 to 64, got {config.data_workers!r}")
     # The generator's input must be a multiple of its downsampling (a U-Net halves it down to 1 px);
     # the PatchGAN discriminator needs at least 32 px at its coarsest scale.
     multiple = input_multiple(config.architecture)
@@ -169,7 +170,7 @@ def check_config(config: TrainConfig, size: int, names: dict[str, str] | None = 
     low = max(multiple, smallest)
     if not _whole(size, low, MAX_SIZE) or size % multiple:
         scales = f" with {spell('d_scales')} {config.d_scales}" if smallest > max(multiple, 32) else ""
-        raise VidtransError(f"{spell('size')} {size!r} does not fit {config.architecture}{scales}: use a multiple of "
+        raise UsageError(f"{spell('size')} {size!r} does not fit {config.architecture}{scales}: use a multiple of "
                             f"{multiple} from {low} to {MAX_SIZE}")
 
 
@@ -177,7 +178,7 @@ def check_output(out_dir: str | os.PathLike, resume: bool, overwrite: bool, name
     """VidtransError if training cannot write `out_dir` as asked, before any work is done."""
     spell, out_dir = spelling(names), Path(out_dir)
     if resume and overwrite:
-        raise VidtransError(f"{spell('resume')} continues the checkpoint in {out_dir} and {spell('overwrite')} "
+        raise UsageError(f"{spell('resume')} continues the checkpoint in {out_dir} and {spell('overwrite')} "
                             "replaces it; pass one of them")
     if out_dir.exists() and not out_dir.is_dir():
         raise VidtransError(f"{out_dir}: is a file; give a folder for the checkpoint")
@@ -397,7 +398,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
         self.iteration = 0
         if overwrite and self.rank == 0:
-            _remove_run(self.out_dir)
+            remove_checkpoint_files(self.out_dir)
         if resume:
             self._load_state()
         elif config.init_from:
@@ -581,7 +582,7 @@ class Trainer:
         """pose | generated | real, one row per held-out sample."""
         picks = np.linspace(0, len(pairs) - 1, min(rows, len(pairs))).astype(int)
         grid = np.concatenate([np.concatenate([pairs[i][0], fake[i], pairs[i][1]], axis=1) for i in picks], axis=0)
-        samples = self.out_dir / "samples"
+        samples = self.out_dir / SAMPLES_FOLDER
         samples.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(samples / f"iter_{self.iteration:07d}.png"), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
 
@@ -638,18 +639,6 @@ class Trainer:
             raise VidtransError(f"{self.out_dir / STATE_NAME}: does not fit the networks ({state_dict_mismatch(e)}); "
                                 f"start over with {PARAMETERS['overwrite']}") from e
         self.iteration = state["iteration"]
-
-
-def _remove_run(out_dir: Path) -> None:
-    """Delete the files of a previous training run in `out_dir` (its checkpoint and sample grids)."""
-    try:
-        for name in (CARD_NAME, WEIGHTS_NAME, STATE_NAME, BACKGROUND_NAME):
-            (out_dir / name).unlink(missing_ok=True)
-        for grid in (out_dir / "samples").glob("iter_*.png"):
-            grid.unlink()
-    except OSError as e:
-        raise VidtransError(f"{out_dir}: cannot remove the previous checkpoint ({e.strerror or e}); "
-                            "check the folder is writable") from e
 
 
 def _crop(images: torch.Tensor, boxes: list[Box], memory_format) -> torch.Tensor:

@@ -5,7 +5,9 @@ by the time the next one arrives is dropped (and counted). A slow consumer there
 the newest frame and latency stays bounded, instead of a queue growing behind it.
 
 Files and URLs are paced to their own frame rate (the thread sleeps until each frame is due), so
-they behave like a camera; `loop` plays a file again from the start when it ends.
+they behave like a camera; `loop` plays a file again from the start when it ends. Files are decoded
+as `vidtrans run` decodes them (`VideoReader`: upright, rotation metadata applied); devices and URLs
+through OpenCV. A failure in the capture thread ends the capture, and `error` says why.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vidtrans.errors import VidtransError
+from vidtrans.errors import VidtransError, first_line
+from vidtrans.video.reader import VideoReader
 
 # Beyond this lag a paced file stops trying to catch up (a burst of frames would only be dropped).
 _MAX_LAG_S = 0.5
@@ -49,13 +52,27 @@ def set_opencv_log_level(level: int) -> int | None:
 
 @contextlib.contextmanager
 def _quiet_opencv() -> Iterator[None]:
-    """OpenCV logs warnings and errors of its own for a camera it cannot open; vidtrans reports one line."""
+    """OpenCV logs warnings and errors of its own for a camera it cannot open, and the FFmpeg inside
+    it (its own copy, not PyAV's) prints its errors ("Connection refused") straight to stderr;
+    vidtrans reports one line."""
     before = set_opencv_log_level(1)  # fatal only
+    # OpenCV reads this when it first opens something through FFmpeg, and keeps the level for the
+    # process; a level the user set stays.
+    quieted = "OPENCV_FFMPEG_LOGLEVEL" not in os.environ
+    if quieted:
+        os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "-8"  # AV_LOG_QUIET
     try:
         yield
     finally:
+        if quieted:
+            del os.environ["OPENCV_FFMPEG_LOGLEVEL"]  # not passed on to child processes
         if before is not None:
             set_opencv_log_level(before)
+
+
+def _usable_fps(fps: float) -> float:
+    """A source's stated frame rate, or 30 when it states none (or nonsense)."""
+    return fps if 0 < fps < 1000 else 30.0
 
 
 class Camera:
@@ -63,7 +80,8 @@ class Camera:
 
     `size` (width, height) asks a device for that resolution and resizes every frame to it.
     Use as a context manager, or call `start()` and `close()`. `get(timeout)` returns the newest
-    frame not yet taken, or None (nothing new within `timeout`; check `ended`).
+    frame not yet taken, or None (nothing new within `timeout`; check `ended`, and `error`, a
+    VidtransError, when the capture failed).
     """
 
     def __init__(self, source: int | str | os.PathLike, size: tuple[int, int] | None = None, loop: bool = False):
@@ -75,6 +93,7 @@ class Camera:
         self.dropped = 0
         self.ended = False
         self.end_reason = ""
+        self.error: VidtransError | None = None
         self.nominal_fps = 0.0
         self._times: deque[float] = deque(maxlen=_FPS_WINDOW)
         self._slot: CapturedFrame | None = None
@@ -82,6 +101,7 @@ class Camera:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._cap: cv2.VideoCapture | None = None
+        self._pictures: Iterator[np.ndarray] | None = None
         self._frame_size: tuple[int, int] | None = None
 
     @property
@@ -98,7 +118,7 @@ class Camera:
         return (len(times) - 1) / (times[-1] - times[0])
 
     def start(self) -> "Camera":
-        self._cap = self._open()
+        self._pictures = self._open()
         self._thread = threading.Thread(target=self._run, name="vidtrans-capture", daemon=True)
         self._thread.start()
         return self
@@ -127,9 +147,35 @@ class Camera:
 
     # --- capture thread --------------------------------------------------------------------------
 
-    def _open(self) -> cv2.VideoCapture:
-        if self.kind == "file" and not Path(self._target).is_file():
+    def _open(self) -> Iterator[np.ndarray]:
+        """Opens the source, failing here (in the caller's thread) when it cannot be read; returns
+        its pictures, uint8 RGB."""
+        if self.kind == "file":
+            return self._file_pictures(self._open_file())
+        self._cap = self._open_capture()
+        return self._capture_pictures(self._cap)
+
+    def _open_file(self) -> VideoReader:
+        if not Path(self._target).is_file():
             raise VidtransError(f"{self._target}: no such video file; give --camera a device index, a file or a URL")
+        reader = VideoReader(self._target)  # FFmpeg logs as configured, e.g. silenced by the CLI
+        self.nominal_fps = _usable_fps(reader.info.fps)
+        return reader
+
+    def _file_pictures(self, reader: VideoReader) -> Iterator[np.ndarray]:
+        """The file's frames, upright; from the start again when it ends and `loop` is on (unless a
+        pass gave no frame: then it ends)."""
+        while True:
+            played = 0
+            with reader:
+                for frame in reader:
+                    played += 1
+                    yield frame.image
+            if not (self.loop and played):
+                return
+            reader = VideoReader(self._target)
+
+    def _open_capture(self) -> cv2.VideoCapture:
         try:
             with _quiet_opencv():
                 cap = self._capture()
@@ -137,10 +183,9 @@ class Camera:
             raise VidtransError(f"{self.name}: cannot open it ({str(e).strip().splitlines()[-1]})") from e
         if cap is None:
             hint = ("check that it is connected and not used by another program, or pick another index"
-                    if self.kind == "device" else "check that it is a readable video")
+                    if self.kind == "device" else "check that it is a reachable video stream")
             raise VidtransError(f"{self.name}: cannot open it; {hint}")
-        fps = cap.get(cv2.CAP_PROP_FPS)
-        self.nominal_fps = fps if 0 < fps < 1000 else 30.0
+        self.nominal_fps = _usable_fps(cap.get(cv2.CAP_PROP_FPS))
         return cap
 
     def _capture(self) -> cv2.VideoCapture | None:
@@ -152,9 +197,8 @@ class Camera:
         if not cap.isOpened():
             cap.release()
             return None
-        if self.kind != "file":
-            # Keep at most one frame queued in the driver/demuxer: older frames only add latency.
-            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        # Keep at most one frame queued in the driver/demuxer: older frames only add latency.
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         if self.kind == "device":
             # Most USB cameras deliver full frame rates only as MJPG; set() is a no-op where unsupported.
             cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
@@ -163,40 +207,52 @@ class Camera:
                 cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
         return cap
 
+    @staticmethod
+    def _capture_pictures(cap: cv2.VideoCapture) -> Iterator[np.ndarray]:
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                return
+            yield cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB if bgr.ndim == 2 else cv2.COLOR_BGR2RGB)
+
     def _run(self) -> None:
         paced = self.kind != "device"
         interval = 1.0 / self.nominal_fps
         anchor, played = time.perf_counter(), 0
-        while not self._stop.is_set():
-            ok, bgr = self._cap.read()
-            if not ok:
-                if self.kind == "file" and self.loop and played > 0:
-                    self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-                    anchor, played = time.perf_counter() + interval, 0
-                    continue
-                self._finish("end of file" if self.kind == "file" else f"{self.name} stopped delivering frames")
-                return
-            if paced:
-                due = anchor + played * interval
-                wait = due - time.perf_counter()
-                if wait > 0:
-                    if self._stop.wait(wait):
-                        return
-                elif wait < -_MAX_LAG_S:
-                    anchor, played = time.perf_counter(), 0
-            played += 1
-            self._put(self._to_rgb(bgr))
+        try:
+            for image in self._pictures:
+                if self._stop.is_set():
+                    return
+                if paced:
+                    due = anchor + played * interval
+                    wait = due - time.perf_counter()
+                    if wait > 0:
+                        if self._stop.wait(wait):
+                            return
+                    elif wait < -_MAX_LAG_S:
+                        anchor, played = time.perf_counter(), 0
+                played += 1
+                self._put(self._sized(image))
+        # Whatever fails here (a file that turns out damaged, a picture too large to resize) would
+        # otherwise end this thread with a traceback and leave the consumer waiting for frames.
+        except Exception as e:
+            hint = "; capture at a smaller size" if self.size is not None else ""
+            error = e if isinstance(e, VidtransError) else VidtransError(
+                f"{self.name}: capture failed ({first_line(e)}){hint}")
+            self._finish(str(error), error)
+            return
+        finally:
+            self._pictures.close()
+        self._finish("end of file" if self.kind == "file" else f"{self.name} stopped delivering frames")
 
-    def _to_rgb(self, bgr: np.ndarray) -> np.ndarray:
-        if bgr.ndim == 2:
-            bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
-        height, width = bgr.shape[:2]
+    def _sized(self, image: np.ndarray) -> np.ndarray:
+        height, width = image.shape[:2]
         if self._frame_size is None:
             self._frame_size = self.size or (width, height)
         # A stream may change resolution mid-way; consumers rely on one frame size.
         if (width, height) != self._frame_size:
-            bgr = cv2.resize(bgr, self._frame_size, interpolation=cv2.INTER_AREA)
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            image = cv2.resize(image, self._frame_size, interpolation=cv2.INTER_AREA)
+        return image
 
     def _put(self, image: np.ndarray) -> None:
         now = time.perf_counter()
@@ -208,10 +264,11 @@ class Camera:
             self._times.append(now)
             self._cond.notify_all()
 
-    def _finish(self, reason: str) -> None:
+    def _finish(self, reason: str, error: VidtransError | None = None) -> None:
         with self._cond:
             self.ended = True
             self.end_reason = reason
+            self.error = error
             self._cond.notify_all()
 
 

@@ -20,7 +20,7 @@ import av
 import cv2
 import numpy as np
 
-from vidtrans.errors import VidtransError, first_line
+from vidtrans.errors import UsageError, VidtransError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,16 @@ class VideoInfo:
     codec: str
     pix_fmt: str
     start_time: float = 0.0
+
+
+@dataclass(frozen=True)
+class FrameSpan:
+    """Where a reader's frames sit in the whole clip, counting its frames from 0: `first` is the
+    number of the first frame it yields, `stop` one past its last, `total` the clip's frame count."""
+
+    first: int
+    stop: int
+    total: int
 
 
 @dataclass
@@ -204,9 +214,9 @@ class VideoReader:
             except TypeError:
                 valid = False
             if not valid:
-                raise VidtransError(f"{name} must be a finite number of seconds, 0 or more; got {value!r}")
+                raise UsageError(f"{name} must be a finite number of seconds, 0 or more; got {value!r}")
         if end is not None and end <= (start or 0):
-            raise VidtransError(f"end ({end}s) must be after start ({start or 0}s)")
+            raise UsageError(f"end ({end}s) must be after start ({start or 0}s)")
         self.info = probe(path)
         video_end = self.info.start_time + self.info.duration
         if start is not None and self.info.duration and start >= video_end:
@@ -236,15 +246,47 @@ class VideoReader:
         self._started = True
         return self._frames()
 
+    def _trim_pts(self) -> tuple[int | None, int | None]:
+        """`start` and `end` in pts: frames at exactly `start` are in and at exactly `end` out; the
+        epsilon absorbs float error."""
+        tb = self.info.time_base
+        return tuple(None if t is None else math.ceil(t / tb - 1e-6) for t in (self.start, self.end))
+
+    def _step(self) -> int:
+        """A frame's duration in pts, from the average frame rate."""
+        return max(1, round(1 / (self.info.fps * self.info.time_base))) if self.info.fps else 1
+
+    def span(self) -> FrameSpan:
+        """Where this reader's frames (start/end applied) sit in the whole clip: the frames are
+        counted from the container's packets (one per frame the reader yields), demuxed but not
+        decoded, so this costs one pass over the file's data and no decoding."""
+        start_pts, end_pts = self._trim_pts()
+        step, previous = self._step(), None
+        first = stop = total = 0
+        container, stream = _open(self.path)
+        try:
+            for packet in _leading_pts(container.demux(stream), step):
+                if packet.size == 0 or packet.is_discard:
+                    continue
+                # As `_frames` stamps a picture without pts: the previous one's plus a frame.
+                pts = packet.pts if packet.pts is not None else (previous + step if previous is not None else 0)
+                previous = pts
+                total += 1
+                first += start_pts is not None and pts < start_pts
+                stop += end_pts is None or pts < end_pts
+        except av.FFmpegError:
+            pass  # a damaged part ends the frames here, as it ends the reader's
+        finally:
+            container.close()
+        return FrameSpan(first, stop, total)
+
     def _frames(self) -> Iterator[Frame]:
         stream, tb = self._stream, self.info.time_base
         rotate = _ROTATE.get(self.info.rotation)
-        # Frames at exactly `start` are in and at exactly `end` out; the epsilon absorbs float error.
-        start_pts = None if self.start is None else math.ceil(self.start / tb - 1e-6)
-        end_pts = None if self.end is None else math.ceil(self.end / tb - 1e-6)
+        start_pts, end_pts = self._trim_pts()
         if self.start is not None and self.start > 0:
             self._container.seek(int(self.start / tb), stream=stream, backward=True)
-        step = max(1, round(1 / (self.info.fps * tb))) if self.info.fps else 1
+        step = self._step()
 
         pending = _Pending()  # packets sent to the decoder whose picture has not come out
         last: Frame | None = None

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from vidtrans.atomic import OutputClaim, check_destination, discard, publish, temp_path
-from vidtrans.errors import VidtransError, first_line
+from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.options import EncodeOptions
 
 log = logging.getLogger(__name__)
@@ -58,12 +58,12 @@ def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
     _check_crf(codec, crf, 51)
     if codec in ("libx264", "libx265"):
         if preset not in _X264_PRESETS:
-            raise VidtransError(f"preset {preset!r} is not one {codec} knows; pass one of {', '.join(_X264_PRESETS)}")
+            raise UsageError(f"preset {preset!r} is not one {codec} knows; pass one of {', '.join(_X264_PRESETS)}")
         return {"crf": str(crf), "preset": preset}
     if codec.endswith("_nvenc"):
         nvenc_preset = _NVENC_PRESETS.get(preset) or (preset if preset in _NVENC_PRESETS.values() else None)
         if nvenc_preset is None:
-            raise VidtransError(f"preset {preset!r} is not one {codec} knows; pass one of "
+            raise UsageError(f"preset {preset!r} is not one {codec} knows; pass one of "
                                 f"{', '.join(_X264_PRESETS)} or p1 ... p7")
         # Constant quality: VBR steered by `cq` with no bitrate cap (b=0). cq 0 would mean "the
         # encoder's default quality", not the best, so crf 0 asks for the best it has, 1.
@@ -74,7 +74,7 @@ def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
 
 def _check_crf(codec: str, crf: int, top: int) -> None:
     if isinstance(crf, bool) or not isinstance(crf, (int, np.integer)) or not 0 <= crf <= top:
-        raise VidtransError(f"crf {crf!r} is outside what {codec} takes; pass a whole number from 0 to {top} "
+        raise UsageError(f"crf {crf!r} is outside what {codec} takes; pass a whole number from 0 to {top} "
                             "(lower is better quality)")
 
 
@@ -106,16 +106,16 @@ def _video_encoder(codec: str, pix_fmt: str) -> str:
     if found is None or found.type != "video":
         what = "unknown to this FFmpeg build" if found is None else f"for {found.type}, not video"
         usual = [name for name in _COMMON_ENCODERS if name in av.codecs_available]
-        raise VidtransError(f"codec {codec!r} is {what}; pass a video encoder such as {', '.join(usual)}")
+        raise UsageError(f"codec {codec!r} is {what}; pass a video encoder such as {', '.join(usual)}")
     formats = [f.name for f in found.video_formats or ()]
     try:
         av.VideoFormat(pix_fmt)
     except ValueError:
         formats = formats or ["yuv420p", "yuv444p"]
-        raise VidtransError(f"pix_fmt {pix_fmt!r} is not a pixel format FFmpeg knows; pass one {codec} "
+        raise UsageError(f"pix_fmt {pix_fmt!r} is not a pixel format FFmpeg knows; pass one {codec} "
                             f"encodes, such as {', '.join(formats[:8])}") from None
     if formats and pix_fmt not in formats:
-        raise VidtransError(f"pix_fmt {pix_fmt!r} cannot be encoded by {codec}; pass one of {', '.join(formats)}")
+        raise UsageError(f"pix_fmt {pix_fmt!r} cannot be encoded by {codec}; pass one of {', '.join(formats)}")
     return found.name
 
 
@@ -292,6 +292,9 @@ class VideoWriter:
             elif s.type == "subtitle" and name in holdable:
                 self._copy[s.index] = self._out.add_stream_from_template(s)
             else:
+                if s.type == "subtitle":
+                    log.warning("%s: its %s subtitles cannot go into a %s file and are left out; "
+                                "write .mkv to keep them", src, name, self.dst.suffix or fmt)
                 continue
             wanted.append(s)
         if wanted:

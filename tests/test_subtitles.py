@@ -1,0 +1,67 @@
+"""Subtitle streams: copied where the output container can hold them, left out with a warning where not."""
+
+import logging
+
+import av
+import numpy as np
+
+from tests.test_run import FakeModel
+from vidtrans.pipeline import translate_video
+
+
+def clip_with_subtitles(path, srt_text, frames=25, size=(64, 48)):
+    """A 25 fps .mkv whose subtitle stream holds the cues of `srt_text` (SRT, as a user's file)."""
+    srt = path.with_suffix(".srt")
+    srt.write_text(srt_text)
+    with av.open(str(srt)) as subtitles, av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = *size, "yuv420p"
+        subtitle_stream = out.add_stream_from_template(subtitles.streams.subtitles[0])
+        cues = [packet for packet in subtitles.demux(subtitles.streams.subtitles[0]) if packet.size]
+        for i in range(frames):
+            frame = np.full((size[1], size[0], 3), i * 8, np.uint8)
+            for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+        for packet in cues:
+            packet.stream = subtitle_stream
+            out.mux(packet)
+    return path
+
+
+def subtitle_cues(path):
+    with av.open(str(path)) as container:
+        if not container.streams.subtitles:
+            return None
+        stream = container.streams.subtitles[0]
+        return [(float(packet.pts * stream.time_base), bytes(packet)) for packet in container.demux(stream)
+                if packet.size]
+
+
+SRT = "1\n00:00:00,100 --> 00:00:00,400\nhello\n\n2\n00:00:00,600 --> 00:00:00,900\nworld\n\n"
+
+
+def test_subtitles_are_copied_into_mkv(tmp_path):
+    src = clip_with_subtitles(tmp_path / "in.mkv", SRT)
+    out = tmp_path / "out.mkv"
+    translate_video(src, out, FakeModel(lambda frames: 255 - frames))
+    assert subtitle_cues(out) == [(0.1, b"hello"), (0.6, b"world")]
+
+
+def test_subtitles_mp4_cannot_hold_are_left_out_with_a_warning(tmp_path, caplog):
+    src = clip_with_subtitles(tmp_path / "in.mkv", SRT)
+    out = tmp_path / "out.mp4"
+    with caplog.at_level(logging.WARNING):
+        summary = translate_video(src, out, FakeModel(lambda frames: 255 - frames))
+    assert summary.frames == 25
+    assert subtitle_cues(out) is None
+    assert any("subtitles cannot go into" in r.getMessage() and ".mkv" in r.getMessage() for r in caplog.records)
+
+
+def test_trimmed_output_keeps_the_cues_of_its_range(tmp_path):
+    src = clip_with_subtitles(tmp_path / "in.mkv", SRT)
+    out = tmp_path / "out.mkv"
+    translate_video(src, out, FakeModel(lambda frames: frames), start=0.5)
+    cues = subtitle_cues(out)
+    assert [text for _, text in cues] == [b"world"]

@@ -15,6 +15,7 @@ import os
 import pickle
 import re
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,6 +234,12 @@ class Checkpoint:
     background: np.ndarray | None = None
 
     @property
+    def name(self) -> str:
+        """The model's name, as output file names carry it: its folder's, or an upstream file's
+        without the extension (x.mp4 through dp.pth gives x.dp.mp4)."""
+        return self.path.name if self.path.is_dir() else self.path.stem
+
+    @property
     def files(self) -> list[Path]:
         """Every file the model is read from: what no output may replace, even with overwrite. A
         folder's background counts even while it is missing: a file written there would become it."""
@@ -266,18 +273,48 @@ def load_tensor_file(path: Path, fix: str, mmap: bool = False) -> Any:
     """torch.load of a file that may only hold tensors and plain data, onto the CPU (`mmap`: tensors
     are read when used); VidtransError ending in `fix` for a file that holds pickled objects
     (unpickling them could run code) or is no torch file."""
+    unreadable = (f"{path}: not a readable PyTorch file (not a PyTorch checkpoint at all, or a damaged or truncated "
+                  f"one); {fix}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": noise beside our message
             return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
+        # torch's weights-only unpickler raises this for bytes that are no pickle at all (a video) too.
+        if not _starts_like_torch_save(path):
+            raise VidtransError(unreadable) from e
         # torch's own text is many lines of advice on loading the file anyway, with terminal codes.
         raise VidtransError(f"{path}: holds pickled Python objects, not just tensors; refused to unpickle them "
                             f"(that could run code); {fix}") from e
     except OSError as e:
         raise VidtransError(f"{path}: cannot read ({first_line(e)}); {fix}") from e
     except Exception as e:  # a zip without torch's records, a truncated file, text: torch raises all sorts
-        raise VidtransError(f"{path}: not a readable PyTorch file (damaged, truncated or another format); {fix}") from e
+        raise VidtransError(unreadable) from e
+
+
+def _starts_like_torch_save(path: Path) -> bool:
+    """Whether `path` begins as torch.save writes: a zip archive, or (the legacy format, and plain
+    pickles) a pickle's PROTO opcode."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(1) == pickle.PROTO or zipfile.is_zipfile(path)
+    except OSError:
+        return False
+
+
+def _check_weights(state_dict: dict[str, torch.Tensor], where: str | os.PathLike) -> None:
+    """VidtransError naming `where` and the first tensor a generator cannot compute with. Weights
+    are floating point (the only whole numbers are batch norm's step counts, which inference never
+    reads) and finite: a NaN or infinity in one turns every frame to garbage."""
+    for name, tensor in state_dict.items():
+        if name.endswith("num_batches_tracked"):
+            continue
+        if not tensor.is_floating_point():
+            raise VidtransError(f"{where}: tensor {name!r} holds {str(tensor.dtype).removeprefix('torch.')} values, "
+                                "not floating point weights; save the trained float weights instead")
+        if not torch.isfinite(tensor).all():
+            raise VidtransError(f"{where}: tensor {name!r} holds NaN or infinite values (training diverged, or the "
+                                "file was damaged); use an earlier checkpoint or train again")
 
 
 def sha256_of(path: Path) -> str:
@@ -351,9 +388,18 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
         for root in model_search_path():
             if (root / name_or_path / CARD_NAME).is_file():
                 return root / name_or_path
-        names = ", ".join(p.name for p in available_models()) or "none"
+        names = ", ".join(p.name for p in available_models() if _is_usable(p)) or "none"
         raise VidtransError(f"model {name_or_path!r} not found (available: {names}); pass a checkpoint folder or a .pth file")
     raise VidtransError(f"{path}: no such file or folder; pass a checkpoint folder, a .pth file or a model name")
+
+
+def _is_usable(folder: Path) -> bool:
+    """Whether a checkpoint folder on the search path has a card this vidtrans reads and weights."""
+    try:
+        read_card(folder)
+    except VidtransError:
+        return False
+    return (folder / WEIGHTS_NAME).is_file()
 
 
 def load_checkpoint(name_or_path: str | os.PathLike) -> Checkpoint:
@@ -394,6 +440,11 @@ def _load_folder(folder: Path) -> Checkpoint:
         state_dict = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as e:
         raise VidtransError(f"{weights_path}: damaged or truncated weights ({first_line(e)}); copy the checkpoint again") from e
+    # Cards written before the field existed have no record to check against.
+    if card.weights_sha256 and sha256_of(weights_path) != card.weights_sha256.lower():
+        raise VidtransError(f"{folder}: the weights are not the ones the card describes ({WEIGHTS_NAME}'s sha256 "
+                            "differs from the card's weights_sha256); re-export or fix weights_sha256")
+    _check_weights(state_dict, weights_path)
     return Checkpoint(card, state_dict, folder, _load_background(folder, card))
 
 
@@ -473,6 +524,9 @@ def import_pix2pix(path: str | os.PathLike, input_kind: str = "rgb", size: int |
     path = Path(path)
     if size is not None:
         check_size(size)
+    if path.is_dir():
+        raise VidtransError(f"{path}: is a folder; a .pth file is expected: pass a pix2pix generator such as "
+                            "latest_net_G.pth")
     if not path.is_file():
         raise VidtransError(f"{path}: no such file; pass a pix2pix latest_net_G.pth")
     raw = load_tensor_file(path, "re-save the generator with torch.save(net.state_dict(), path)")
@@ -480,6 +534,7 @@ def import_pix2pix(path: str | os.PathLike, input_kind: str = "rgb", size: int |
         raw = raw["state_dict"]
     if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
         raise VidtransError(f"{path}: expected a dict of tensors (a generator's state_dict), got {type(raw).__name__}")
+    _check_weights(raw, path)
     state_dict = {k.removeprefix("module."): v for k, v in raw.items()}
     card = infer_card(state_dict, str(path))
     card.input_kind = input_kind

@@ -149,7 +149,7 @@ class Translator:
                  normalization: str | None = None, size: int | None = None, backend: str = "auto"):
         self.size = None if size is None else check_size(size)
         self.card = checkpoint.card if size is None else _card_at(checkpoint.card, size)
-        self.name = checkpoint.path.name
+        self.name = checkpoint.name
         self.files = checkpoint.files  # what outputs must never replace
         # The target's empty scene (RGB, native size) or None.
         self.background = _fit_image(checkpoint.background, self.native_size)

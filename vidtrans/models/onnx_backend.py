@@ -66,10 +66,11 @@ def export_model(checkpoint: Checkpoint, dst: str | os.PathLike, normalization: 
     """Write `checkpoint`'s generator to `dst` as ONNX, atomically; returns the largest difference
     from PyTorch's fp32 output on random input. A graph that differs by more than TOLERANCE is not
     published (VidtransError)."""
+    dst = Path(dst)
+    # The destination first: a path that must not be written is wrong with or without the extra.
+    check_destination(dst, checkpoint.files, overwrite)
     require("onnx", "ONNX export")
     ort = require("onnxruntime", "checking the exported model")
-    dst = Path(dst)
-    check_destination(dst, checkpoint.files, overwrite)
     net = generator(checkpoint, normalization)
     multiple = input_multiple(checkpoint.card.architecture)
     height, width = (math.ceil(side / multiple) * multiple for side in checkpoint.card.native_size)

@@ -204,7 +204,7 @@ def _is_report(path: Path) -> bool:
                 return False
             f.seek(0)
             data = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     return isinstance(data, dict) and REPORT_KEYS <= data.keys()
 
@@ -295,14 +295,14 @@ def _read_log(path: Path) -> tuple[dict[str, dict[str, Any]], int, bool]:
         header = json.loads(lines[0])
         if header != {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION}:
             raise ValueError("unknown format")
-    except (ValueError, IndexError) as e:
+    except (ValueError, IndexError, RecursionError) as e:
         raise _unreadable(path, e) from e
     clips: dict[str, dict[str, Any]] = {}
     for line in lines[1:]:
         try:
             record = json.loads(line)
             clips[record.pop("clip")] = record
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             damaged = True
     return clips, len(lines) - 1, damaged
 
@@ -313,7 +313,7 @@ def _read_legacy(path: Path) -> dict[str, dict[str, Any]]:
         if data.get("format") != MANIFEST_FORMAT or data.get("version") != 1:
             raise ValueError("unknown format")
         return dict(data["clips"])
-    except (ValueError, KeyError, TypeError, AttributeError, OSError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError, OSError, RecursionError) as e:
         raise _unreadable(path, e) from e
 
 
@@ -429,7 +429,7 @@ def translate_folder(
     Failures do not stop the batch: a clip that cannot be translated gets status "failed" and a
     one-line error in the report. Raises BatchUsageError for bad folders or options.
     """
-    from vidtrans.models.checkpoint import check_size, weights_sha256
+    from vidtrans.models.checkpoint import check_size, model_files, resolve, weights_sha256
 
     batch_fields = {f.name for f in dataclasses.fields(BatchOptions)}
     try:
@@ -451,8 +451,9 @@ def translate_folder(
         raise BatchUsageError(f"{input_dir}: no clips matching {' '.join(patterns)}{how}; "
                               "check the folder or pass --pattern")
     if report is not None:
-        _check_report_path(Path(report), output_dir, clips, [_output_path(c, input_dir, output_dir, suffix) for c in clips],
-                           overwrite)
+        # The model's files are inputs too: a report must not replace them.
+        _check_report_path(Path(report), output_dir, [*clips, *model_files(resolve(model))],
+                           [_output_path(c, input_dir, output_dir, suffix) for c in clips], overwrite)
     if model_size is not None:
         check_size(model_size, "model_size")
 

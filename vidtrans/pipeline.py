@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple, TypeVar
 import numpy as np
 
 from vidtrans.atomic import OutputClaim, discard, publish_together, same_file, temp_path
-from vidtrans.errors import VidtransError
+from vidtrans.errors import UsageError, VidtransError
 from vidtrans.metrics import FlickerMeter, relative_flicker
 from vidtrans.pose.keypoints import has_person
 from vidtrans.pose.track import pose_stages_for
 from vidtrans.runner import Batch, Parallel, Progress, frame_batches, run_stages
 from vidtrans.temporal import Smoother, smoothing_for
-from vidtrans.options import POSE_VIDEO_ENCODE, EncodeOptions, RunOptions
+from vidtrans.options import POSE_VIDEO_ENCODE, EncodeOptions, PoseSource, RunOptions
 from vidtrans.video import SourceMedia, VideoReader, VideoWriter, check_destination, check_encoder_settings
 from vidtrans.view import side_by_side
 
@@ -286,6 +286,12 @@ def translate_video(
     dst = Path(dst) if dst is not None else default_output_path(src, model.name)
     check_destination(dst, [src, *getattr(model, "files", ())], overwrite)
     check_encoder_settings(options.encode)
+    if keypoints is not None and (model.input_kind != "pose" or options.pose == PoseSource.NONE):
+        # They would be ignored: the frames themselves would go to the model.
+        why = "pose=none takes the input as pose maps" if model.input_kind == "pose" else \
+            f"{model.name} translates {model.input_kind} frames, not pose maps"
+        raise UsageError(f"keypoints are drawn only for a pose model detecting or given poses, and {why}; "
+                         "drop keypoints or use a pose model with pose=auto or detect")
     started = time.perf_counter()
     summary = Summary(input=str(src), output=str(dst), model=model.name, device=str(model.device),
                       precision=model.precision, batch_size=options.batch_size, smoothing=smoothing,

@@ -112,8 +112,8 @@ def run_live(
     """
     options = (options or LiveOptions()).replace(**changes)
     camera = Camera(source, size=options.capture_size, loop=options.loop)
-    # A file standing in for the camera is an input: no output may replace it.
-    inputs = [source] if camera.kind == "file" else []
+    # A file standing in for the camera is an input, and so are the model's files: no output may replace them.
+    inputs = ([source] if camera.kind == "file" else []) + list(getattr(model, "files", ()))
     if options.record is not None and options.stats is not None and same_file(options.record, options.stats):
         raise VidtransError(f"record and stats both name {options.record}; give them different files")
     if options.stats is not None:

@@ -241,11 +241,7 @@ class Checkpoint:
 
     @property
     def files(self) -> list[Path]:
-        """Every file the model is read from: what no output may replace, even with overwrite. A
-        folder's background counts even while it is missing: a file written there would become it."""
-        if not self.path.is_dir():
-            return [self.path]  # an upstream .pth
-        return [self.path / name for name in (CARD_NAME, WEIGHTS_NAME, BACKGROUND_NAME)]
+        return model_files(self.path)
 
     def build(self) -> nn.Module:
         """The generator with these weights, on the CPU, in fp32."""
@@ -376,6 +372,15 @@ def available_models() -> list[Path]:
     return list(found.values())
 
 
+def model_files(path: Path) -> list[Path]:
+    """Every file the model at `path` (a checkpoint folder or a .pth) is read from: what no output
+    may replace, even with overwrite. A folder's background counts even while it is missing: a file
+    written there would become it."""
+    if not path.is_dir():
+        return [path]  # an upstream .pth
+    return [path / name for name in (CARD_NAME, WEIGHTS_NAME, BACKGROUND_NAME)]
+
+
 def resolve(name_or_path: str | os.PathLike) -> Path:
     if not isinstance(name_or_path, (str, os.PathLike)) or not os.fspath(name_or_path):
         # An empty path would be the current folder.
@@ -425,7 +430,7 @@ def read_card(folder: str | os.PathLike) -> ModelCard:
         data = json.loads(path.read_text())
     except OSError as e:
         raise VidtransError(f"{path}: cannot read the model card ({first_line(e)}); check its permissions") from e
-    except ValueError as e:  # bad JSON or bad UTF-8
+    except (ValueError, RecursionError) as e:  # bad JSON, bad UTF-8, nesting too deep to parse
         raise VidtransError(f"{path}: not valid JSON ({first_line(e)}); fix the card or re-export the checkpoint") from e
     return ModelCard.from_dict(data, str(path))
 

@@ -176,7 +176,7 @@ def _read_npz(path: Path) -> KeypointTrack:
 def _load_json(path: Path):
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise VidtransError(f"{path}: not readable JSON ({e})") from e
 
 

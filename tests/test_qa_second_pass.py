@@ -1,0 +1,68 @@
+"""Holes a second hostile-input pass found in the first pass's fixes: model files as inputs of every
+output, keypoints that would be ignored, JSON nested too deep to parse."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.media import make_clip
+from vidtrans.pose import write_keypoints_npz
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def one_line(result, code):
+    assert result.returncode == code and result.exception is None, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vidtrans: error: "), result.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def clip(tmp_path):
+    return make_clip(tmp_path / "in.mp4", frames=4, size=(64, 48), audio=False).path
+
+
+@pytest.fixture
+def model_copy(tmp_path, rgb_model_dir):
+    return shutil.copytree(rgb_model_dir, tmp_path / "model")
+
+
+def contents(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize("name", ["card.json", "model.safetensors", "background.png"])
+def test_live_stats_never_replace_the_models_files(cli, clip, model_copy, name):
+    before = contents(model_copy)
+    line = one_line(cli("live", "--model", model_copy, "--camera", clip, "--no-window", "--max-frames", "2",
+                        "--stats", model_copy / name, "--overwrite"), 1)
+    assert "would overwrite the input" in line and contents(model_copy) == before
+
+
+def test_batch_report_never_replaces_the_models_files(cli, tmp_path, clip, model_copy):
+    before = contents(model_copy)
+    line = one_line(cli("batch", tmp_path, "-o", tmp_path / "out", "--model", model_copy,
+                        "--report", model_copy / "card.json", "--overwrite"), 2)
+    assert "would overwrite the input" in line and contents(model_copy) == before
+    assert not (tmp_path / "out").exists()
+
+
+def test_keypoints_for_a_model_that_would_ignore_them_are_refused(cli, tmp_path, clip, rgb_model_dir):
+    keypoints = tmp_path / "k.npz"
+    write_keypoints_npz(keypoints, np.zeros((4, 18, 3), np.float32), 64, 48)
+    line = one_line(cli("run", clip, "-o", tmp_path / "o.mp4", "--model", rgb_model_dir, "--keypoints", keypoints), 2)
+    assert "not pose maps" in line and "drop keypoints" in line
+    line = one_line(cli("run", clip, "-o", tmp_path / "o.mp4", "--pose", "none", "--keypoints", keypoints), 2)
+    assert "pose=none" in line
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_json_nested_too_deep_is_bad_json_not_a_traceback(cli, tmp_path, clip, model_copy):
+    (model_copy / "card.json").write_text(DEEP)
+    assert "not valid JSON" in one_line(cli("run", clip, "-o", tmp_path / "o.mp4", "--model", model_copy), 1)
+    keypoints = tmp_path / "k.json"
+    keypoints.write_text(DEEP)
+    line = one_line(cli("run", clip, "-o", tmp_path / "o.mp4", "--keypoints", keypoints), 1)
+    assert "k.json" in line

@@ -66,3 +66,32 @@ def test_json_nested_too_deep_is_bad_json_not_a_traceback(cli, tmp_path, clip, m
     keypoints.write_text(DEEP)
     line = one_line(cli("run", clip, "-o", tmp_path / "o.mp4", "--keypoints", keypoints), 1)
     assert "k.json" in line
+
+
+def test_a_containers_memory_limit_bounds_the_memory_available(tmp_path, monkeypatch):
+    import torch
+
+    from vidtrans.models import translator
+
+    limit, usage, stat = (tmp_path / name for name in ("limit", "usage", "stat"))
+    limit.write_text(f"{4 * 2**30}\n")
+    usage.write_text(f"{3 * 2**30}\n")
+    stat.write_text(f"anon 100\ninactive_file {2**29}\n")  # half a GiB of page cache it can reclaim
+    monkeypatch.setattr(translator, "_CGROUP_MEMORY", ((str(limit), str(usage), str(stat), "inactive_file"),))
+    monkeypatch.setattr(translator, "_host_available_memory", lambda: 20 * 2**30)
+    assert translator.available_memory(torch.device("cpu")) == 2**30 + 2**29
+    limit.write_text("max\n")  # no limit: the host's figure
+    assert translator.available_memory(torch.device("cpu")) == 20 * 2**30
+
+
+def test_running_out_of_memory_anyway_is_one_line(cli, tmp_path, clip, rgb_model_dir, monkeypatch):
+    from vidtrans.models.translator import Translator
+
+    def no_memory(self, frames, previous):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 1207959552 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(Translator, "_call_network", no_memory)
+    line = one_line(cli("run", clip, "-o", tmp_path / "o.mp4", "--model", rgb_model_dir), 1)
+    assert "out of CPU memory translating" in line and "smaller model size or batch size" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]

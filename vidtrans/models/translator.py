@@ -6,6 +6,7 @@ import dataclasses
 import math
 import os
 import threading
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -99,12 +100,33 @@ class RecurrentState:
         self.previous = None
 
 
+# A container's memory limit, use, and the page cache within that use that the kernel reclaims
+# (cgroup v2, then v1; as `docker stats` counts): the host's MemAvailable does not see the limit.
+_CGROUP_MEMORY = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory.stat",
+                   "inactive_file"),
+                  ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+                   "/sys/fs/cgroup/memory/memory.stat", "total_inactive_file"))
+
+
 def available_memory(device: torch.device) -> int | None:
     """Bytes a forward pass on `device` can still take; None where this is not known."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         # What torch's caching allocator holds without using it is this process's to take too.
         return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    host = _host_available_memory()
+    for limit_file, usage_file, stat_file, cache_key in _CGROUP_MEMORY:
+        try:
+            limit, usage = (int(Path(f).read_text().strip()) for f in (limit_file, usage_file))
+            stats = dict(line.split() for line in Path(stat_file).read_text().splitlines())
+        except (OSError, ValueError):  # absent, or "max": no limit there
+            continue
+        free = max(0, limit - usage + int(stats.get(cache_key, 0)))
+        return free if host is None else min(host, free)
+    return host
+
+
+def _host_available_memory() -> int | None:
     # Linux's MemAvailable counts the page cache the kernel hands back when asked; free pages
     # (SC_AVPHYS_PAGES) leave it out, and on a machine that has read many files are a small part.
     try:
@@ -298,7 +320,19 @@ class Translator:
         return background / 127.5 - 1.0
 
     def _call(self, frames: torch.Tensor, previous: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """`_run`, compiled once `compile` was called; see `_run` for what it returns."""
+        """`_run`, compiled once `compile` was called; see `_run` for what it returns. Running out of
+        memory despite `frames_per_pass` (a limit it could not see) is one line, not a traceback."""
+        try:
+            return self._call_network(frames, previous)
+        except RuntimeError as e:  # torch.OutOfMemoryError is one; the CPU allocator raises a plain one
+            if not isinstance(e, torch.OutOfMemoryError) and "can't allocate memory" not in str(e):
+                raise
+            where = "CPU" if self.device.type == "cpu" else str(self.device)
+            height, width = frames.shape[1:3]
+            raise VidtransError(f"out of {where} memory translating {len(frames)} frame(s) of {width}x{height}; "
+                                "pass a smaller model size or batch size") from None
+
+    def _call_network(self, frames: torch.Tensor, previous: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         if self._compiled is None:
             return self._run(frames, previous)
         if self._compiled_shape is None:

@@ -35,8 +35,8 @@ def subtitle_cues(path):
         if not container.streams.subtitles:
             return None
         stream = container.streams.subtitles[0]
-        return [(float(packet.pts * stream.time_base), bytes(packet)) for packet in container.demux(stream)
-                if packet.size]
+        return [(round(float(packet.pts * stream.time_base), 3), round(float(packet.duration * stream.time_base), 3),
+                 bytes(packet)) for packet in container.demux(stream) if packet.size]
 
 
 SRT = "1\n00:00:00,100 --> 00:00:00,400\nhello\n\n2\n00:00:00,600 --> 00:00:00,900\nworld\n\n"
@@ -46,7 +46,7 @@ def test_subtitles_are_copied_into_mkv(tmp_path):
     src = clip_with_subtitles(tmp_path / "in.mkv", SRT)
     out = tmp_path / "out.mkv"
     translate_video(src, out, FakeModel(lambda frames: 255 - frames))
-    assert subtitle_cues(out) == [(0.1, b"hello"), (0.6, b"world")]
+    assert subtitle_cues(out) == [(0.1, 0.3, b"hello"), (0.6, 0.3, b"world")]
 
 
 def test_subtitles_mp4_cannot_hold_are_left_out_with_a_warning(tmp_path, caplog):
@@ -63,5 +63,12 @@ def test_trimmed_output_keeps_the_cues_of_its_range(tmp_path):
     src = clip_with_subtitles(tmp_path / "in.mkv", SRT)
     out = tmp_path / "out.mkv"
     translate_video(src, out, FakeModel(lambda frames: frames), start=0.5)
-    cues = subtitle_cues(out)
-    assert [text for _, text in cues] == [b"world"]
+    assert subtitle_cues(out) == [(0.1, 0.3, b"world")]
+
+
+def test_a_cue_on_screen_at_the_start_or_the_end_is_cut_to_the_span(tmp_path):
+    src = clip_with_subtitles(tmp_path / "in.mkv", SRT)
+    out = tmp_path / "out.mkv"
+    translate_video(src, out, FakeModel(lambda frames: frames), start=0.2, end=0.7)
+    # "hello" (0.1-0.4) shows from the output's start for 0.2 s; "world" (0.6-0.9) until its end.
+    assert subtitle_cues(out) == [(0.0, 0.2, b"hello"), (0.4, 0.1, b"world")]

@@ -369,8 +369,11 @@ class VideoWriter:
                 continue
             if t is not None:
                 self.audio_time = max(self.audio_time, t)
-            if t is not None and ((self.start is not None and t < self.start)
-                                  or (self.end is not None and t >= self.end)):
+            if t is not None and packet.stream.type == "subtitle":
+                if not self._cue_in_span(packet, t):
+                    continue
+            elif t is not None and ((self.start is not None and t < self.start)
+                                    or (self.end is not None and t >= self.end)):
                 continue
             offset = self._offset(packet.time_base)
             if packet.pts is not None:
@@ -383,6 +386,22 @@ class VideoWriter:
                 self._out.mux(packet)
             else:
                 self._encode_audio(*self._transcode[index], packet)
+
+    def _cue_in_span(self, packet: av.Packet, t: float) -> bool:
+        """Trims a subtitle cue shown from `t` to the output's span: one already on screen at `start`
+        shows from there, one still on screen at `end` stops there. False when nothing of it is in
+        the span (a cue of unknown length counts as a moment)."""
+        time_base = packet.time_base
+        shown_until = t + float(packet.duration * time_base) if packet.duration else t
+        begin = t if self.start is None else max(t, self.start)
+        finish = shown_until if self.end is None else min(shown_until, self.end)
+        if not packet.duration:
+            return begin == t and (self.end is None or t < self.end)
+        if finish <= begin:
+            return False
+        packet.pts = packet.dts = round(begin / time_base)
+        packet.duration = max(1, round((finish - begin) / time_base))
+        return True
 
     def _encode_audio(self, src: av.stream.Stream, out: av.stream.Stream, packet: av.Packet | None) -> None:
         try:

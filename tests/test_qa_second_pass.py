@@ -1,6 +1,7 @@
 """Holes a second hostile-input pass found in the first pass's fixes: model files as inputs of every
 output, keypoints that would be ignored, JSON nested too deep to parse."""
 
+import json
 import shutil
 
 import numpy as np
@@ -95,3 +96,28 @@ def test_running_out_of_memory_anyway_is_one_line(cli, tmp_path, clip, rgb_model
     line = one_line(cli("run", clip, "-o", tmp_path / "o.mp4", "--model", rgb_model_dir), 1)
     assert "out of CPU memory translating" in line and "smaller model size or batch size" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_a_camera_lost_mid_session_keeps_what_was_recorded(cli, tmp_path, rgb_model_dir, monkeypatch):
+    """The file camera's file is deleted while it loops: live ends with the camera's error (exit 1),
+    and the recording and stats of what was shown until then are kept."""
+    import vidtrans.live.loop as loop
+    from tests.media import decode_all
+
+    camera = make_clip(tmp_path / "cam.mp4", frames=6, size=(64, 48), fps=25, audio=False).path
+    record, stats = tmp_path / "rec.mp4", tmp_path / "stats.json"
+    add = loop.LiveStats.add
+
+    def add_then_lose_the_camera(self, *args):
+        add(self, *args)
+        camera.unlink(missing_ok=True)
+
+    monkeypatch.setattr(loop.LiveStats, "add", add_then_lose_the_camera)
+    result = cli("live", "--model", rgb_model_dir, "--device", "cpu", "--camera", camera, "--loop", "--no-window",
+                 "--max-frames", "40", "--record", record, "--stats", stats)
+    assert result.returncode == 1 and result.exception is None, result.stderr
+    assert result.stderr.splitlines()[-1].startswith(f"vidtrans: error: {camera}: file not found")
+    frames, _ = decode_all(record)
+    assert 1 <= len(frames) < 40
+    assert json.loads(stats.read_text())["frames"] == len(frames)
+    assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]

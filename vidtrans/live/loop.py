@@ -121,7 +121,7 @@ def run_live(
     stats = LiveStats(device=str(model.device), model=model.name)
     started = time.perf_counter()
     # Closes the sinks and the processor in reverse order, also on errors; a recording is kept
-    # only when the block completes.
+    # only when the block completes (also when the camera failed: what it showed until then).
     with contextlib.ExitStack() as stack:
         sinks = open_sinks(options, inputs, stack)
         processor = FrameProcessor(model, options.smoothing, options.smoothing_strength, options.normalize)
@@ -143,6 +143,8 @@ def run_live(
         text = json.dumps(stats.to_dict(), indent=2) + "\n"
         write_atomically(options.stats, lambda f: f.write(text.encode()), overwrite=options.overwrite,
                          inputs=inputs, what="stats")
+    if camera.error is not None:
+        raise camera.error
     return stats
 
 
@@ -158,9 +160,9 @@ def _loop(camera: Camera, processor: FrameProcessor, sinks: list[Sink], options:
             captured = camera.get(timeout=0.05)
             now = time.perf_counter()
             if captured is None and camera.ended:
-                if camera.error is not None:
-                    raise camera.error
-                return camera.end_reason
+                # A failed camera ends the loop like a finished one, so that what was shown is kept
+                # (recording, stats); `run_live` raises its error after that.
+                return camera.end_reason if camera.error is None else f"camera failed: {camera.error}"
             if captured is None and now - last_frame_at > STALL_S:
                 return f"{camera.name} delivered no frame for {STALL_S:g} s"
             if captured is not None:

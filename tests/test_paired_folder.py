@@ -46,3 +46,9 @@ def test_data_that_is_not_a_folder_is_named_for_what_it_is(tmp_path, kind, probl
         path.write_bytes(b"not a folder")
     with pytest.raises(VidtransError, match=problem):
         PairedFolder(path)
+
+
+def test_train_data_that_is_not_a_folder_exits_2_like_batch(cli, tmp_path):
+    result = cli("train", "--data", tmp_path / "nope", "-o", tmp_path / "m", "--iterations", "1")
+    assert result.returncode == 2 and result.stderr.startswith("vidtrans: error: ") and "no such folder" in result.stderr
+    assert not (tmp_path / "m").exists()

@@ -72,3 +72,11 @@ def test_a_cue_on_screen_at_the_start_or_the_end_is_cut_to_the_span(tmp_path):
     translate_video(src, out, FakeModel(lambda frames: frames), start=0.2, end=0.7)
     # "hello" (0.1-0.4) shows from the output's start for 0.2 s; "world" (0.6-0.9) until its end.
     assert subtitle_cues(out) == [(0.0, 0.2, b"hello"), (0.4, 0.1, b"world")]
+
+
+def test_the_command_line_says_so_as_a_warning_line(tmp_path, cli, rgb_model_dir):
+    src = clip_with_subtitles(tmp_path / "in.mkv", SRT)
+    result = cli("run", src, "-o", tmp_path / "out.mp4", "--model", rgb_model_dir)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("vidtrans: warning: ")]
+    assert len(warnings) == 1 and "srt subtitles cannot go into a .mp4 file" in warnings[0]

@@ -500,6 +500,23 @@ def _quiet_native_logs() -> None:
     set_opencv_log_level(0)  # silent
 
 
+@contextlib.contextmanager
+def _warnings_shown():
+    """The library's warnings (subtitles left out, a damaged part, unpaired training images) as
+    lines like our errors, on this command's stderr; other libraries' logging stays theirs."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("vidtrans: warning: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    logger = logging.getLogger("vidtrans")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
 def main() -> None:
     _quiet_native_logs()
     for signum in _STOP_SIGNALS:
@@ -509,7 +526,8 @@ def main() -> None:
     try:
         try:
             # Not standalone: errors come back here, to be told in one line like ours.
-            code = app(standalone_mode=False)
+            with _warnings_shown():
+                code = app(standalone_mode=False)
         finally:
             # The command has cleaned up; a signal from now on ends the process at once.
             for signum in _STOP_SIGNALS:

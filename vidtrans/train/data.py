@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vidtrans.errors import VidtransError
+from vidtrans.errors import UsageError, VidtransError
 from vidtrans.options import TrainPose
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class PairedFolder:
         self.swap = direction == "BtoA"
         if not self.root.is_dir():
             problem = "is a file, not a folder" if self.root.exists() else "no such folder"
-            raise VidtransError(f"{self.root}: {problem}; pass a folder of AB images or with A/ and B/ subfolders")
+            raise UsageError(f"{self.root}: {problem}; pass a folder of AB images or with A/ and B/ subfolders")
         train_dir = self.root / "train" if (self.root / "train").is_dir() else self.root
         self.pairs = self._pairs(train_dir)
         held_out = next((self.root / d for d in ("val", "test") if (self.root / d).is_dir()), None)

@@ -121,3 +121,13 @@ def test_a_camera_lost_mid_session_keeps_what_was_recorded(cli, tmp_path, rgb_mo
     assert 1 <= len(frames) < 40
     assert json.loads(stats.read_text())["frames"] == len(frames)
     assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
+
+
+@pytest.mark.parametrize("command", ["run", "pose", "batch"])
+def test_an_output_kind_ffmpeg_cannot_write_is_refused_before_any_work(cli, tmp_path, clip, rgb_model_dir, command):
+    args = {"run": ["run", clip, "-o", tmp_path / "o.txt", "--model", rgb_model_dir],
+            "pose": ["pose", clip, "-o", tmp_path / "o.txt"],
+            "batch": ["batch", tmp_path, "-o", tmp_path / "out", "--model", rgb_model_dir, "--ext", "txt"]}[command]
+    line = one_line(cli(*args), 2)
+    assert "txt" in line and "mp4" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]

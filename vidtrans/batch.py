@@ -38,6 +38,7 @@ from vidtrans.atomic import check_destination, same_file, write_atomically
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.options import BatchOptions, RunOptions, output_settings
 from vidtrans.pipeline import given_options, translate_video
+from vidtrans.video import check_container
 
 DEFAULT_PATTERNS = ("*.mp4", "*.mov", "*.mkv", "*.avi", "*.webm", "*.m4v", "*.mpg", "*.mpeg", "*.ts", "*.mts",
                     "*.m2ts", "*.wmv", "*.flv", "*.3gp", "*.ogv")
@@ -509,6 +510,11 @@ def _suffix(ext: str | None) -> str | None:
     ext = ext.lstrip(".")
     if not ext or not ext.isalnum():
         raise BatchUsageError(f"--ext must be a file extension such as mp4 or mkv, got {ext!r}")
+    try:
+        check_container(f"clip.{ext}")
+    except VidtransError:
+        raise BatchUsageError(f"--ext {ext}: FFmpeg writes no kind of video by that extension; "
+                              "use one such as mp4, mkv or mov") from None
     return "." + ext
 
 

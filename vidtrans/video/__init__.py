@@ -10,7 +10,8 @@
 """
 
 from vidtrans.video.reader import Frame, VideoInfo, VideoReader, probe
-from vidtrans.video.writer import SourceMedia, VideoWriter, check_destination, check_encoder_settings
+from vidtrans.video.writer import (SourceMedia, VideoWriter, check_container, check_destination,
+                                   check_encoder_settings)
 
 __all__ = ["Frame", "SourceMedia", "VideoInfo", "VideoReader", "VideoWriter", "check_destination",
-           "check_encoder_settings", "probe"]
+           "check_container", "check_encoder_settings", "probe"]

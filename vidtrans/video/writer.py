@@ -85,6 +85,18 @@ def check_encoder_settings(encode: EncodeOptions) -> tuple[str, dict[str, str]]:
     return codec, encoder_options(codec, encode.crf, encode.preset)
 
 
+def check_container(dst: str | os.PathLike) -> None:
+    """UsageError unless FFmpeg can tell from `dst`'s name which kind of file to write (it picks
+    the container from the extension). Cheap and creates nothing: pipelines call it before any
+    decoding or model work, batch with its --ext."""
+    try:
+        # Opening for writing only guesses the format; no file is made before the first frame.
+        av.open(str(Path("/nonexistent-vidtrans-probe") / f"probe{Path(dst).suffix}"), "w").close()
+    except (av.FFmpegError, ValueError) as e:
+        raise UsageError(f"{dst}: FFmpeg cannot tell from the name which kind of video to write ({first_line(e)}); "
+                         "use an extension such as .mp4, .mkv or .mov") from None
+
+
 @dataclass(frozen=True)
 class SourceMedia:
     """What an output takes from its input besides the frames: the audio and subtitle streams of
@@ -191,6 +203,7 @@ class VideoWriter:
         self._overwrite = overwrite
         # Bad settings are refused before any file (output, temporary or lock) is made.
         codec, options = check_encoder_settings(encode)
+        check_container(self.dst)
         check_destination(self.dst, source.path, overwrite)
         self._claim = OutputClaim(self.dst)
         try:

@@ -131,3 +131,26 @@ def test_an_output_kind_ffmpeg_cannot_write_is_refused_before_any_work(cli, tmp_
     line = one_line(cli(*args), 2)
     assert "txt" in line and "mp4" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_stop_signal_while_the_cli_is_still_importing_is_one_line(signum):
+    """The signal lands while `vidtrans.cli` is being imported (before its handlers exist)."""
+    import subprocess
+    import sys
+
+    script = f"""
+import builtins, os, signal, sys
+sys.argv = ["vidtrans", "--help"]
+real_import = builtins.__import__
+def interrupting_import(name, *args, **kwargs):
+    if name == "vidtrans.cli":
+        os.kill(os.getpid(), signal.{signum})
+    return real_import(name, *args, **kwargs)
+builtins.__import__ = interrupting_import
+from vidtrans.__main__ import entry
+entry()
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    number = {"SIGINT": 2, "SIGTERM": 15}[signum]
+    assert (result.returncode, result.stderr, result.stdout) == (128 + number, "vidtrans: interrupted\n", "")

@@ -66,11 +66,13 @@ def keypoints_for(keypoints: str | os.PathLike, src: str | os.PathLike, reader: 
     from vidtrans.pose.keypoints import check_keypoint_values
 
     loaded, info = read_keypoints(keypoints), reader.info
-    if loaded.width is not None and loaded.height is not None \
-            and (loaded.width, loaded.height) != (info.width, info.height):
+    track = loaded.keypoints
+    if loaded.width is None or loaded.height is None:
+        # read_keypoints checked the values against the file's own frame size; this file gives none.
+        track = check_keypoint_values(track, f"{keypoints}: keypoints", (info.height, info.width))
+    elif (loaded.width, loaded.height) != (info.width, info.height):
         raise VidtransError(f"{keypoints}: keypoints of a {loaded.width}x{loaded.height} video, but {src} is "
                             f"{info.width}x{info.height}; extract them from this video with vidtrans pose")
-    track = check_keypoint_values(loaded.keypoints, f"{keypoints}: keypoints", (info.height, info.width))
     span, first, count = reader.span(), loaded.first_frame, len(track)
     covered = f"{count} frames of keypoints (frames {first} to {first + count - 1} of the clip)" if count else \
         "0 frames of keypoints"

@@ -15,6 +15,7 @@ as skipped (with pip's install, about 2-3 minutes for CUDA torch, that keeps wit
     precision    fp16/bf16 against fp32 on the shipped pose2person and a random unet_256 (PSNR, max/mean difference)
     model_alone  frames/s at batch 1/8/32/64, eager / torch.compile / CUDA graphs, 256x256 and 512x512
     run          `vidtrans run` against the naive script and the decode->encode floor (bench_run.py's rows)
+    in_flight    `vidtrans run` with two batches in flight on the GPU (the default) against one
     batch        a folder of short clips against one long clip of the same frames (bench_batch.py's idea)
     live         live latency at 512x512: fps, p50, p95 (bench_live.py's dancer played as a camera)
     train        one training step (unet_256, batch 1, synthetic pairs)
@@ -282,6 +283,35 @@ def run_vs_naive(plan: Plan, work: Path) -> dict:
             "goals": "run_vs_naive >= 10 and run_vs_floor >= 0.8 on a GPU", "rows": rows}
 
 
+def in_flight(plan: Plan, work: Path) -> dict:
+    """`run` (pose maps given, no smoothing: the translation's share) with the translator's batches
+    in flight at 2 (the CUDA default, each on its own stream) and at 1 (a round trip per batch)."""
+    import threading
+
+    import vidtrans
+    from tests.media import make_clip
+    from vidtrans.pipeline import translate_video
+
+    rows = []
+    for size in plan.sizes:
+        clip = make_clip(work / f"in{size}.mp4", frames=plan.frames, size=(size, size), fps=30, audio=False)
+        for name, path in models_of(plan, work).items():
+            model = vidtrans.load_model(path, device=plan.device, size=size)
+            changes = {"pose": "none"} if model.input_kind == "pose" else {}
+            default = model.in_flight
+            model.translate(clip.images[:8])  # warm-up outside the timings
+            fps = {}
+            for batches in sorted({default, 1}, reverse=True):
+                # The translator's own bound (set at load time for its device), changed for this comparison.
+                model.in_flight, model._in_flight = batches, threading.BoundedSemaphore(batches)
+                fps[batches] = translate_video(clip.path, work / "out.mp4", model, overwrite=True, smoothing="none",
+                                               compile="off", **changes).fps
+            rows.append({"model": name, "size": size, "in_flight_default": default,
+                         **{f"fps_in_flight_{k}": rounded(v, 1) for k, v in fps.items()},
+                         "default_vs_one": rounded(fps[default] / fps[1])})
+    return {"frames": plan.frames, "rows": rows}
+
+
 def batch_of_clips(plan: Plan, work: Path) -> dict:
     import vidtrans
     from tests.media import make_clip
@@ -357,7 +387,7 @@ def train_step(plan: Plan, work: Path) -> dict:
 
 SECTIONS: dict[str, Callable[[Plan, Path], dict]] = {
     "environment": environment, "cuda_tests": cuda_tests, "precision": precision, "model_alone": model_alone,
-    "run": run_vs_naive, "batch": batch_of_clips, "live": live, "train": train_step}
+    "run": run_vs_naive, "in_flight": in_flight, "batch": batch_of_clips, "live": live, "train": train_step}
 
 
 class SectionError(Exception):

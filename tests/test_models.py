@@ -2,6 +2,8 @@
 
 import json
 import pickle
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -207,6 +209,37 @@ def test_cuda_half_precision_close_to_fp32(tmp_path, precision):
     assert diff.mean() < 3 and np.percentile(diff, 99) <= 12
     cpu = vidtrans.load_model(folder, device="cpu").translate(x).astype(int)
     assert np.abs(cpu - fp32).max() <= 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_batches_in_flight_give_the_frames_of_one_after_another(tmp_path, monkeypatch):
+    """Threads translating at once (the pipeline's two workers, clips of a batch) each use their
+    own CUDA stream, at most `in_flight` batches at a time, and get the frames they would alone."""
+    folder = load_checkpoint_from(random_generator("unet_256", "batch", ngf=16), "unet_256", tmp_path)
+    model = vidtrans.load_model(folder, device="cuda", precision="fp32")
+    parts = [frames(4, 256, 256, seed=10 + i) for i in range(8)]
+    alone = [model.translate(part) for part in parts]
+
+    active, most = [0], [0]
+    counting = threading.Lock()
+    translate_tensor = model.translate_tensor
+
+    def counted(*args, **kwargs):
+        with counting:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        try:
+            return translate_tensor(*args, **kwargs)
+        finally:
+            with counting:
+                active[0] -= 1
+
+    monkeypatch.setattr(model, "translate_tensor", counted)
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(model.translate, parts))
+    assert model.in_flight == 2 and 1 <= most[0] <= model.in_flight
+    for a, b in zip(alone, together):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
 
 def test_checkpoint_round_trip_and_card(tmp_path):

@@ -108,7 +108,7 @@ def test_a_frame_without_a_person_shows_the_background_and_starts_the_model_afre
     pose_maps = frames(6, seed=3, size=(64, 64))
     keypoints = np.ones((6, 18, 3), np.float32)
     keypoints[2, :, 2] = 0  # nobody in frame 2
-    stage = TranslateStage.for_device(model)
+    stage = TranslateStage.for_model(model)
     batch = Batch(list(pose_maps), list(range(6)), list(range(6)), keypoints=keypoints, model_input=pose_maps)
     output = next(iter(stage.process(batch))).output
     assert np.array_equal(output[:2], model.translate(pose_maps[:2]))

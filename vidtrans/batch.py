@@ -348,39 +348,21 @@ def _exclusive(output_dir: Path) -> Iterator[None]:
 
 
 class SharedModel:
-    """One Translator per device, shared by that device's workers.
+    """One Translator per device, shared by that device's workers, which translate at once.
 
-    On a GPU the workers take turns with it (the kernels queue on one stream anyway; not measured
-    yet). On a CPU they translate at once: the pipeline's two translation threads per clip
-    (`pipeline.TranslateStage.for_device`) then overlap across clips as well. Measured on a quiet
-    2-core Xeon (benchmarks/bench_batch.py, rows (c) and (d)), not taking turns was 1.18x faster
-    with ngf 16 (twice) and 1.04x with ngf 64.
+    On a CPU the pipeline's two translation threads per clip (`pipeline.TranslateStage.for_model`)
+    then overlap across clips as well: measured on a quiet 2-core Xeon (benchmarks/README.md, batch),
+    1.18x faster than taking turns with ngf 16 (twice) and 1.04x with ngf 64. On a GPU the
+    translator itself bounds the batches in flight (`Translator.in_flight`, each on its own stream).
     """
 
     def __init__(self, translator):
         self._translator = translator
         self._lock = threading.Lock()
-        self._takes_turns = self.takes_turns(translator.device)
         self._compiled = False
-
-    @staticmethod
-    def takes_turns(device) -> bool:
-        return device.type != "cpu"
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._translator, name)
-
-    def translate(self, frames):
-        return self._in_turn(self._translator.translate, frames)
-
-    def translate_clip(self, frames, state):
-        return self._in_turn(self._translator.translate_clip, frames, state)
-
-    def _in_turn(self, call, *args):
-        if not self._takes_turns:
-            return call(*args)
-        with self._lock:
-            return call(*args)
 
     def compile(self) -> None:
         # Every clip of a long batch asks; the model is compiled once.

@@ -305,7 +305,7 @@ def model_only_scores(model, inputs: np.ndarray, truth: np.ndarray, options: Run
     the result against `truth` (full frame)."""
     _check_frames(model, len(inputs))
     smoothing, smoothing_strength = smoothing_for(model, options.smoothing, options.smoothing_strength)
-    stages: list[Any] = [TranslateStage.for_device(model)]
+    stages: list[Any] = [TranslateStage.for_model(model)]
     if smoothing != "none":
         stages += smoothing_stages(Smoother(smoothing, smoothing_strength))
     output = np.concatenate([batch.output for batch in run_stages(_batches(inputs, options.batch_size), stages)])

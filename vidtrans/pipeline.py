@@ -45,10 +45,10 @@ if TYPE_CHECKING:  # torch is imported by a model's first use, not by `vidtrans 
 
 
 @functools.cache
-def _cpu_translation_pool() -> ThreadPoolExecutor:
+def _translation_pool() -> ThreadPoolExecutor:
     # One pool for the whole process: PyTorch's first call on a new thread costs 20-50 ms, which
     # a folder of short clips would pay per clip, and concurrent clips (batch mode) share the
-    # cores anyway.
+    # cores (or the GPU's batches in flight) anyway.
     return ThreadPoolExecutor(2, thread_name_prefix="vidtrans-translate")
 
 
@@ -70,16 +70,18 @@ class TranslateStage:
             self.state = state if state is not None else RecurrentState()
 
     @classmethod
-    def for_device(cls, model, state: RecurrentState | None = None):
-        """The fastest arrangement for the model's device.
+    def for_model(cls, model, state: RecurrentState | None = None):
+        """The fastest arrangement for the model: two batches at once, order kept.
 
-        On a CPU two translators take turns: one with all the cores loses 20-50 % once decode and
-        encode threads share them (each parallel region waits for its slowest thread), two keep
-        up with the model alone (benchmarks/README.md). A temporal model's frames each wait for the
-        one before, so it gets one translator.
+        On a CPU one translator with all the cores loses 20-50 % once decode and encode threads
+        share them (each parallel region waits for its slowest thread); two keep up with the model
+        alone (benchmarks/README.md). On a GPU two batches are in flight, each on its own CUDA stream
+        (`Translator.translate_clip`), so the copies of one overlap the kernels of the other. A
+        temporal model's frames each wait for the one before, so it gets one translator.
         """
-        parallel = model.device.type == "cpu" and not getattr(model, "temporal", None)
-        return Parallel(cls(model), 2, _cpu_translation_pool()) if parallel else cls(model, state)
+        if getattr(model, "temporal", None):
+            return cls(model, state)
+        return Parallel(cls(model), 2, _translation_pool())
 
     def process(self, batch: Batch):
         seen = np.asarray(batch.seen)
@@ -307,7 +309,7 @@ def translate_video(
             if pose_stages:
                 summary.frames_without_person = 0
         stages += _compile_stages(model, options.compile, reader.frame_count)
-        stages.append(TranslateStage.for_device(model, state))
+        stages.append(TranslateStage.for_model(model, state))
         if smoothing != "none":
             stages += smoothing_stages(smoother)
         input_flicker, output_flicker = FlickerMeter(), FlickerMeter()

@@ -27,6 +27,11 @@ _RESAMPLE_CHUNK = 1 << 24
 # its scaled copy. Counted in float32 also under autocast, which keeps norms in float32.
 _IO_COPIES = 4
 _FLOAT_BYTES = 4
+# Batches a GPU works on at once, each on its own CUDA stream: one batch's copies to and from the
+# host overlap another's kernels, where on one stream every batch is a round trip the GPU idles
+# through. More would only queue on the device and hold its memory.
+CUDA_IN_FLIGHT = 2
+_thread_streams = threading.local()
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -199,6 +204,11 @@ class Translator:
         else:
             self.net = net.to(self.device, memory_format=memory_format)
         self.memory_format = memory_format
+        self.in_flight = CUDA_IN_FLIGHT if self.device.type == "cuda" else 1
+        self._in_flight = threading.BoundedSemaphore(self.in_flight)
+        if self.device.type == "cuda":
+            # The weights were copied on the default stream; batches run on streams of their own.
+            torch.cuda.synchronize(self.device)
         self._compiled = None
         self._compiled_shape: tuple[int, ...] | None = None
         self._compile_lock = threading.Lock()
@@ -234,10 +244,13 @@ class Translator:
         available: all of them, or fewer; VidtransError naming the size when not even one fits."""
         available = available_memory(self.device)
         per_frame = self.frame_memory(height, width)
-        if available is None or per_frame * count <= available:
+        if available is None:
+            return count
+        share = available // self.in_flight  # the other batches in flight may need as much
+        if per_frame * count <= share:
             return count
         if per_frame <= available:
-            return available // per_frame
+            return max(1, share // per_frame)
         work_h, work_w = self.working_size(height, width)
         # Memory grows with the working area, so this size is about the largest that fits.
         fits = int(max(work_h, work_w) * math.sqrt(available / per_frame)) // 16 * 16
@@ -278,12 +291,16 @@ class Translator:
         # Pinned staging buffers make both copies asynchronous, so each batch costs one sync.
         # PyTorch's caching host allocator recycles them once the GPU is done: a small ring of
         # pinned buffers without bookkeeping here, and results stay valid while callers hold them.
-        upload = torch.empty(frames.shape, dtype=torch.uint8, pin_memory=True)
-        upload.numpy()[...] = frames
-        result = self.translate_tensor(upload.to(self.device, non_blocking=True), state)
-        download = torch.empty(result.shape, dtype=torch.uint8, pin_memory=True)
-        download.copy_(result, non_blocking=True)
-        torch.cuda.current_stream(self.device).synchronize()
+        # Callers on several threads (the pipeline's translation workers, clips of a batch) each
+        # get their thread's stream, at most `in_flight` at once.
+        stream = _thread_stream(self.device)
+        with self._in_flight, torch.cuda.stream(stream):
+            upload = torch.empty(frames.shape, dtype=torch.uint8, pin_memory=True)
+            upload.numpy()[...] = frames
+            result = self.translate_tensor(upload.to(self.device, non_blocking=True), state)
+            download = torch.empty(result.shape, dtype=torch.uint8, pin_memory=True)
+            download.copy_(result, non_blocking=True)
+            stream.synchronize()
         return download.numpy()
 
     @torch.inference_mode()
@@ -392,6 +409,17 @@ class Translator:
             part = _resize(y[chunk], height, width) if resample else y[chunk]
             out[chunk] = part.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
         return out, generated
+
+
+def _thread_stream(device: torch.device) -> torch.cuda.Stream:
+    """This thread's own CUDA stream on `device`: work on one stream runs in order, so threads
+    sharing one would wait for each other's batches."""
+    streams = getattr(_thread_streams, "by_device", None)
+    if streams is None:
+        streams = _thread_streams.by_device = {}
+    if device not in streams:
+        streams[device] = torch.cuda.Stream(device)
+    return streams[device]
 
 
 def _resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -37,7 +37,7 @@ def test_import_pix2pix_then_models_lists_it(tmp_path, cli):
     row = next(line for line in listing.stdout.splitlines() if "horse2zebra" in line)
     assert "resnet_9blocks" in row and "256x256" in row and "rgb" in row and "MiB" in row
     again = cli("import-pix2pix", pth, "-o", models_dir / "horse2zebra")
-    assert again.returncode == 1 and "--overwrite" in again.stderr
+    assert again.returncode == 2 and "--overwrite" in again.stderr
 
 
 def test_errors_are_one_line_without_traceback(tmp_path, cli):

@@ -139,3 +139,14 @@ def test_a_model_trained_from_a_video_is_scored_on_its_held_out_tail(tmp_path, m
     refused = cli("eval", "--model", tmp_path / "m", "--video", other.path)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
     assert "was trained on target.mp4, not other.mp4; pass that video" in refused.stderr
+    # Another clip under the training video's name is told apart by its contents.
+    (tmp_path / "elsewhere").mkdir()
+    impostor = dancer_clip(tmp_path / "elsewhere" / "target.mp4", look_name="target", frames=30, size=(320, 256), seed=4)
+    refused = cli("eval", "--model", tmp_path / "m", "--video", impostor.path)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "was trained on target.mp4, not another target.mp4 (the files differ)" in refused.stderr
+    # A copy of the training video elsewhere is the same video.
+    copy = tmp_path / "elsewhere" / "copy" / "target.mp4"
+    copy.parent.mkdir()
+    copy.write_bytes(clip.path.read_bytes())
+    assert len(video_held_out(model, copy).truth) == 3

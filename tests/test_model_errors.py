@@ -12,6 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 import vidtrans
+from tests.conftest import run_cli
 from vidtrans.cli import app
 from vidtrans.errors import VidtransError
 from vidtrans.models import translator as translator_module
@@ -88,7 +89,7 @@ def test_models_lists_good_models_and_reports_each_bad_card(tmp_path, monkeypatc
     assert "resnet_6blocks ngf 4" in rows["good"] and "64x64" in rows["good"]
     for name in [*BAD_CARDS, "garbled"]:
         assert "unusable card" in rows[name], name
-    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("vidtrans: warning: ")]
     assert len(warnings) == len(BAD_CARDS) + 1
     assert any("newer" in w and "upgrade vidtrans" in w and str(tmp_path / "newer" / "card.json") in w
                for w in warnings)
@@ -307,9 +308,14 @@ def test_run_and_live_take_model_size(tmp_path, rgb_model_dir):
     from tests.media import make_clip
 
     clip = make_clip(tmp_path / "in.mp4", frames=2, size=(64, 48), audio=False)
-    for command in (["run", clip.path, "-o", tmp_path / "out.mp4"], ["live", "--camera", clip.path, "--no-window"]):
-        message = error_of(invoke(*command, "--model", rgb_model_dir, "--device", "cpu", "--model-size", "4"))
-        assert message == "size must be a whole number of pixels from 16 to 8192, got 4"
+    for command in (["run", clip.path, "-o", tmp_path / "out.mp4", "--device", "cpu"],
+                    ["live", "--camera", clip.path, "--no-window", "--device", "cpu"],
+                    ["batch", tmp_path, "-o", tmp_path / "out", "--devices", "cpu"]):
+        result = run_cli(*command, "--model", rgb_model_dir, "--model-size", "4")
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith("vidtrans: error: Invalid value for '--model-size'") and "16" in result.stderr
+    with pytest.raises(VidtransError, match="size must be a whole number of pixels from 16 to 8192, got 4"):
+        vidtrans.load_model(rgb_model_dir, device="cpu", size=4)  # the library names its parameter
 
 
 # --- 6. memory for large frames -------------------------------------------------------------------

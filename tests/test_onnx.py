@@ -72,7 +72,7 @@ def test_export_refuses_an_existing_file_without_overwrite(cli, rgb_model_dir, t
     out = tmp_path / "model.onnx"
     out.write_bytes(b"keep me")
     result = cli("export", rgb_model_dir, "-o", out)
-    assert result.returncode == 1
+    assert result.returncode == 2  # the path given is the mistake: a usage error, as everywhere
     assert result.stderr.strip().splitlines() == [f"vidtrans: error: {out}: already exists; choose another name "
                                                   "or pass --overwrite"]
     assert out.read_bytes() == b"keep me"
@@ -82,7 +82,7 @@ def test_export_refuses_an_existing_file_without_overwrite(cli, rgb_model_dir, t
 
 def test_export_into_a_missing_folder_is_one_line(cli, rgb_model_dir, tmp_path):
     result = cli("export", rgb_model_dir, "-o", tmp_path / "nowhere" / "model.onnx")
-    assert result.returncode == 1 and result.exception is None
+    assert result.returncode == 2 and result.exception is None
     assert len(result.stderr.strip().splitlines()) == 1 and "does not exist" in result.stderr
 
 

@@ -112,7 +112,7 @@ def test_import_without_overwrite_changes_nothing(tmp_path, cli, rgb_model_dir):
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     pth = tmp_path / "latest_net_G.pth"
     torch.save(upstream_resnet("batch", False).state_dict(), pth)
-    assert "--overwrite" in one_line_error(cli("import-pix2pix", pth, "-o", folder))
+    assert "--overwrite" in one_line_error(cli("import-pix2pix", pth, "-o", folder), 2)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 

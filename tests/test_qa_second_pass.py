@@ -38,7 +38,7 @@ def contents(folder):
 def test_live_stats_never_replace_the_models_files(cli, clip, model_copy, name):
     before = contents(model_copy)
     line = one_line(cli("live", "--model", model_copy, "--camera", clip, "--no-window", "--max-frames", "2",
-                        "--stats", model_copy / name, "--overwrite"), 1)
+                        "--stats", model_copy / name, "--overwrite"), 2)
     assert "would overwrite the input" in line and contents(model_copy) == before
 
 

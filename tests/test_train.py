@@ -45,7 +45,7 @@ def test_synthetic_training_writes_a_usable_checkpoint_and_resumes(tmp_path):
 
 def test_resume_without_state_is_a_clear_error(tmp_path):
     result = cli("train", "--synthetic", "-o", tmp_path / "new", "--iterations", "2", "--resume", *TINY)
-    assert result.returncode == 1 and "nothing to resume" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "nothing to resume" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_training_from_a_target_video_stores_pose_statistics(tmp_path):
@@ -94,16 +94,16 @@ def test_bad_training_data_gives_one_line_errors(tmp_path):
     for i in range(3):
         (corrupt / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     nobody = make_clip(tmp_path / "nobody.mp4", frames=15, size=(96, 64), audio=False)
-    cases = {
-        "no images found": ["--data", empty],
-        "share no file names": ["--data", unpaired],
-        "not a readable image": ["--data", corrupt],
-        "person was found in only 0": [nobody.path],
-        "exactly one data source": ["--synthetic", "--data", empty],
+    cases = {  # the message, and the exit status: 1 a failure of the data, 2 a usage error
+        "no images found": (["--data", empty], 1),
+        "share no file names": (["--data", unpaired], 1),
+        "not a readable image": (["--data", corrupt], 1),
+        "person was found in only 0": ([nobody.path], 1),
+        "exactly one data source": (["--synthetic", "--data", empty], 2),
     }
-    for expected, args in cases.items():
+    for expected, (args, code) in cases.items():
         result = cli("train", *args, "-o", tmp_path / "out", "--iterations", "2", *TINY)
-        assert result.returncode == 1, (expected, result.stderr)
+        assert result.returncode == code, (expected, result.stderr)
         assert expected in result.stderr and result.stderr.count("\n") == 1, (expected, result.stderr)
 
 
@@ -158,14 +158,14 @@ def test_fine_tuning_starts_from_a_models_generator(tmp_path):
     assert card["training"]["init_from"]["model"] == str(base) and card["ngf"] == 8 and card["native_size"] == [128, 128]
 
     wider = cli("train", "--synthetic", "--init-from", base, "-o", tmp_path / "wider", "--ngf", "16")
-    assert wider.returncode == 1 and "--ngf 16 differs from the checkpoint's 8" in wider.stderr
+    assert wider.returncode == 2 and "--ngf 16 differs from the checkpoint's 8" in wider.stderr
     both = cli("train", "--synthetic", "--init-from", base, "-o", tuned, "--resume")
-    assert both.returncode == 1 and "--init-from" in both.stderr and "--resume" in both.stderr
+    assert both.returncode == 2 and "--init-from" in both.stderr and "--resume" in both.stderr
     assert not (tmp_path / "wider").exists()
     # The model to start from is never the folder the run replaces.
     before = (base / "model.safetensors").read_bytes()
     onto = cli("train", "--synthetic", "--init-from", base, "-o", base, "--overwrite")
-    assert onto.returncode == 1 and "same folder" in onto.stderr and (base / "model.safetensors").read_bytes() == before
+    assert onto.returncode == 2 and "same folder" in onto.stderr and (base / "model.safetensors").read_bytes() == before
     # Resuming keeps the record of where the run started.
     assert cli("train", "--synthetic", "-o", tuned, "--iterations", "2", "--resume").returncode == 0
     card = json.loads((tuned / "card.json").read_text())

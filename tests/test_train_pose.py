@@ -118,6 +118,6 @@ def test_bad_train_pose_values_are_refused_in_one_line(tmp_path):
     usage = cli("train", "--synthetic", "--train-pose", "blurry", "-o", tmp_path / "m")
     assert usage.returncode == 2 and "Traceback" not in usage.stderr
     video = cli("train", tmp_path / "target.mp4", "--train-pose", "noisy", "-o", tmp_path / "m")
-    assert video.returncode == 1 and video.stderr.count("\n") == 1, video.stderr
+    assert video.returncode == 2 and video.stderr.count("\n") == 1, video.stderr
     assert "--train-pose noisy is for synthetic training only" in video.stderr
     assert not (tmp_path / "m").exists()

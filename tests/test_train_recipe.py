@@ -175,7 +175,7 @@ def test_a_training_state_from_before_the_recipe_resumes_as_it_was(source, tmp_p
     refusal = "^--d-scales 2 differs from the checkpoint's 1; drop it or use --d-scales 1$"
     with pytest.raises(VidtransError, match=refusal):
         prepare_training(folder, TrainOptions(resume=True, d_scales=2), synthetic=True, names=names)
-    with pytest.raises(VidtransError, match="face_d True differs from the checkpoint's False"):
+    with pytest.raises(VidtransError, match="face_d=True differs from the checkpoint, trained with face_d=False; use face_d=False"):
         Trainer(source, folder, TrainConfig(iterations=2, **{**TINY, "d_scales": 1}), card(), device="cpu", resume=True)
     # Settings that do not shape the networks may change.
     config = TrainConfig(iterations=2, **{**TINY, **RECIPE_OFF, "lambda_feat": 10.0})

@@ -13,6 +13,7 @@ import vidtrans
 from tests.conftest import run_cli as cli
 from tests.media import dancer_clip, random_generator
 from tests.test_train_recipe import SIZE, card, one_thread, source  # noqa: F401 (fixtures: the same tiny set-up)
+from vidtrans.cli import flag_names
 from vidtrans.errors import VidtransError
 from vidtrans.models.checkpoint import ModelCard, read_card, save_checkpoint
 from vidtrans.models.translator import RecurrentState
@@ -25,7 +26,7 @@ from vidtrans.train.trainer import TrainConfig, Trainer
 TINY = {"architecture": "unet_64", "ngf": 4, "ndf": 4, "data_workers": 0, "save_every": 1000, "validate_every": 1000}
 TINY_FLAGS = ["--arch", "unet_64", "--size", "64", "--ngf", "4", "--ndf", "4", "--save-every", "2",
               "--validate-every", "2"]
-NAMES = {"temporal": "--temporal", "init_from": "--init-from"}
+NAMES = flag_names(TrainOptions)  # as the command line spells settings
 
 
 
@@ -122,14 +123,14 @@ def test_train_temporal_on_a_target_video_then_run_and_resume(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert read_card(out).training["iterations"] == 3 and read_card(out).input_nc == 6
     refused = cli("train", target.path, "-o", out, "--resume", "--no-temporal", "--iterations", "4", *TINY_FLAGS)
-    assert refused.returncode == 1 and refused.stderr.count("\n") == 1
-    assert "--temporal False differs from the checkpoint's True; drop it or use --temporal True" in refused.stderr
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "--no-temporal differs from the checkpoint, trained with --temporal; drop it or use --temporal" in refused.stderr
 
 
 def test_a_frame_by_frame_run_does_not_resume_as_temporal(source, tmp_path):
     folder = tmp_path / "m"
     Trainer(source, folder, TrainConfig(iterations=1, **{**TINY, "save_every": 1}), card(), device="cpu").fit()
-    with pytest.raises(VidtransError, match="temporal True differs from the checkpoint's False; use temporal False"):
+    with pytest.raises(VidtransError, match="temporal=True differs from the checkpoint, trained with temporal=False; use temporal=False"):
         Trainer(source, folder, TrainConfig(iterations=2, temporal=True, **TINY), card(), device="cpu", resume=True)
 
 
@@ -155,7 +156,7 @@ def test_a_temporal_run_from_a_frame_by_frame_model_starts_out_as_that_model(sou
 
 def test_what_a_temporal_run_cannot_do_is_refused_in_one_line(source, temporal_run, tmp_path):
     refused = cli("train", "--data", tmp_path, "-o", tmp_path / "m", "--temporal", "--iterations", "2")
-    assert refused.returncode == 1 and refused.stderr.count("\n") == 1
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
     assert "--temporal trains on consecutive frames, which a paired folder (--data) does not have" in refused.stderr
 
     class Unrelated:  # a source of unrelated pairs, as a paired folder is
@@ -165,6 +166,6 @@ def test_what_a_temporal_run_cannot_do_is_refused_in_one_line(source, temporal_r
         Trainer(Unrelated(), tmp_path / "n", TrainConfig(iterations=2, temporal=True, **TINY), card(), device="cpu")
     # A temporal model fine-tunes into a temporal model only.
     folder = temporal_run[0]
-    with pytest.raises(VidtransError, match="^--temporal False differs from the checkpoint's True; drop it or use"):
+    with pytest.raises(VidtransError, match="^--no-temporal differs from the checkpoint, trained with --temporal; drop it or use --temporal$"):
         prepare_training(tmp_path / "o", TrainOptions(init_from=str(folder), temporal=False), synthetic=True,
                          names=NAMES)

@@ -99,12 +99,12 @@ def test_whole_body_training_draws_face_points_records_the_style_and_resume_keep
     assert first.returncode == 0, first.stderr
     assert PoseStyle.from_dict(json.loads((out / "card.json").read_text())["pose_style"]).whole_body
     conflict = cli("train", "--synthetic", "--body-only", "-o", out, "--iterations", "2", "--resume", *TINY)
-    assert conflict.returncode == 1 and "trained on whole-body pose maps, which --resume keeps" in conflict.stderr, \
+    assert conflict.returncode == 2 and "trained on whole-body pose maps, which --resume keeps" in conflict.stderr, \
         conflict.stderr
     resumed = cli("train", "--synthetic", "--train-pose", "detected", "-o", out, "--iterations", "2", "--resume", *TINY)
     assert resumed.returncode == 0, resumed.stderr
     noisy = cli("train", "--synthetic", "--whole-body", "--train-pose", "noisy", "-o", tmp_path / "n", *TINY)
-    assert noisy.returncode == 1 and "--train-pose detected" in noisy.stderr, noisy.stderr
+    assert noisy.returncode == 2 and "--train-pose detected" in noisy.stderr, noisy.stderr
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,7 @@ def test_whole_body_is_refused_for_a_folder_of_rgb_pairs(tmp_path):
     from tests.conftest import run_cli
 
     result = run_cli("train", "--data", tmp_path, "--whole-body", "-o", tmp_path / "m")
-    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "--whole-body is about drawing pose maps" in result.stderr and "--input-kind pose" in result.stderr
     assert not (tmp_path / "m").exists()
 

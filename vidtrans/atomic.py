@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from vidtrans.errors import VidtransError, first_line
+from vidtrans.errors import UsageError, VidtransError, first_line
 
 LOCK_SUFFIX = ".vidtrans-lock"
 
@@ -43,7 +43,8 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 def check_destination(dst: str | os.PathLike, inputs: str | os.PathLike | Iterable[str | os.PathLike] | None,
                       overwrite: bool) -> None:
     """Refuse an output path before any work is done: one of the inputs, an existing file without
-    `overwrite`, a folder, or a folder that does not exist."""
+    `overwrite`, a folder, or a folder that does not exist (UsageError: the path given is the
+    mistake, as for `batch`'s output folder)."""
     dst = Path(dst)
     if inputs is None:
         inputs = ()
@@ -51,18 +52,18 @@ def check_destination(dst: str | os.PathLike, inputs: str | os.PathLike | Iterab
         inputs = (inputs,)
     for src in inputs:
         if same_file(dst, src):
-            raise VidtransError(f"{dst}: output would overwrite the input; choose another output path")
+            raise UsageError(f"{dst}: output would overwrite the input; choose another output path")
     try:
         if dst.is_dir():
-            raise VidtransError(f"{dst}: is a folder; give an output file name")
+            raise UsageError(f"{dst}: is a folder; give an output file name")
         if (dst.exists() or dst.is_symlink()) and not overwrite:
-            raise VidtransError(f"{dst}: already exists; choose another name or pass --overwrite")
+            raise UsageError(f"{dst}: already exists; choose another name or pass --overwrite")
         if not dst.parent.is_dir():
-            raise VidtransError(f"{dst}: folder {dst.parent} does not exist; create it first")
+            raise UsageError(f"{dst}: folder {dst.parent} does not exist; create it first")
     except OSError as e:  # the file system refuses to even look the name up
         if e.errno == errno.ENAMETOOLONG:
-            raise VidtransError(f"{dst}: file name too long; choose a shorter output name") from None
-        raise VidtransError(f"{dst}: cannot use this output path ({first_line(e)}); "
+            raise UsageError(f"{dst}: file name too long; choose a shorter output name") from None
+        raise UsageError(f"{dst}: cannot use this output path ({first_line(e)}); "
                             "choose another output path") from None
 
 

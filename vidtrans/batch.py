@@ -21,12 +21,12 @@ import contextlib
 import dataclasses
 import datetime
 import fnmatch
-import hashlib
 import itertools
 import json
 import logging
 import os
 import signal
+import stat
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -36,9 +36,9 @@ from typing import Any, Iterator, Sequence
 
 from vidtrans.atomic import check_destination, same_file, write_atomically
 from vidtrans.errors import UsageError, VidtransError, first_line
-from vidtrans.options import BatchOptions, RunOptions, output_settings
+from vidtrans.options import BatchOptions, EncodeOptions, RunOptions, output_settings
 from vidtrans.pipeline import given_options, translate_video
-from vidtrans.video import check_container
+from vidtrans.video import check_output_settings, file_identity
 
 DEFAULT_PATTERNS = ("*.mp4", "*.mov", "*.mkv", "*.avi", "*.webm", "*.m4v", "*.mpg", "*.mpeg", "*.ts", "*.mts",
                     "*.m2ts", "*.wmv", "*.flv", "*.3gp", "*.ogv")
@@ -50,7 +50,6 @@ MANIFEST_FORMAT, MANIFEST_VERSION = "vidtrans-batch-manifest", 2
 COMPACT_SLACK = 64
 PARTIAL_PATTERNS = (".*.partial-*",)  # vidtrans.atomic's temporary files
 REPORT_KEYS = {"input_dir", "output_dir", "model", "clips", "totals"}  # what tells an earlier report
-HEAD_BYTES = 1 << 20
 # How often a thread waiting for a clip on Ray asks its actor how far it got (for the display).
 RAY_PROGRESS_SECONDS = 0.5
 _STOP_SIGNALS = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
@@ -91,11 +90,14 @@ class BatchReport:
         return [c for c in self.clips if c.status == "failed"]
 
     def totals(self) -> dict[str, Any]:
-        """Counts per status; frames and fps are those translated in this run, over its wall time."""
+        """Counts per status; frames and fps are those translated in this run, over its wall time, and
+        frames_skipped those an earlier run translated for the skipped clips (their rows' frames), so
+        the rows' frames add up to frames + frames_skipped."""
         frames = sum(c.frames for c in self.clips if c.status == "done")
         counts = {s: sum(c.status == s for c in self.clips) for s in ("done", "skipped", "failed")}
-        return {"clips": len(self.clips), **counts, "frames": frames, "seconds": round(self.seconds, 3),
-                "fps": round(frames / self.seconds, 3) if self.seconds > 0 else 0.0}
+        return {"clips": len(self.clips), **counts, "frames": frames,
+                "frames_skipped": sum(c.frames for c in self.clips if c.status == "skipped"),
+                "seconds": round(self.seconds, 3), "fps": round(frames / self.seconds, 3) if self.seconds > 0 else 0.0}
 
     def to_dict(self) -> dict[str, Any]:
         return {"input_dir": self.input_dir, "output_dir": self.output_dir, "model": self.model,
@@ -162,11 +164,20 @@ def remove_partial_files(output_dir: str | os.PathLike, keep: Sequence[str | os.
 
 
 def fingerprint(path: Path) -> dict[str, Any]:
-    """Size, modification time and a hash of the first MiB: cheap, and catches rewritten files."""
-    stat = path.stat()
-    with open(path, "rb") as f:
-        head = hashlib.sha256(f.read(HEAD_BYTES)).hexdigest()
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "head_sha256": head}
+    """Size, modification time and a hash of the first MiB: cheap, and catches rewritten files.
+    VidtransError for a FIFO, socket or device, which are not opened: a FIFO would wait for a writer
+    forever, and the others are no clips either."""
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise VidtransError(f"{path}: not a regular file ({_file_kind(info.st_mode)}); move it out of the input "
+                            "folder or narrow --pattern")
+    return {**file_identity(path), "mtime_ns": info.st_mtime_ns}
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a character device",
+             stat.S_ISBLK: "a block device"}
+    return next((kind for test, kind in kinds.items() if test(mode)), "a special file")
 
 
 # --- manifest --------------------------------------------------------------------------------------
@@ -180,11 +191,13 @@ def _write_json(path: Path, data: Any, what: str, replace: bool) -> None:
 
 def _check_report_path(path: Path, output_dir: Path, inputs: Sequence[str | os.PathLike],
                        outputs: Sequence[str | os.PathLike], overwrite: bool) -> None:
-    """Refuse a report path before any work: the batch's manifest, one of its clips (inputs or
-    outputs), a folder (also one the batch is yet to make for its outputs), a missing folder, or an
+    """Refuse a report path before any work: the batch's manifest, one of its clips (outputs or
+    inputs), a folder (also one the batch is yet to make for its outputs), a missing folder, or an
     existing file that is not an earlier report, unless `overwrite`."""
     if same_file(path, output_dir / MANIFEST_NAME):
         raise BatchUsageError(f"--report {path}: is the batch's own manifest; choose another report path")
+    if any(same_file(path, out) for out in outputs):
+        raise BatchUsageError(f"--report {path}: is one of the batch's output clips; choose another report path")
     made = {output_dir / parent for out in outputs for parent in Path(out).relative_to(output_dir).parents}
     if any(same_file(path, folder) for folder in made):
         raise BatchUsageError(f"--report {path}: is a folder of the batch's outputs; give a report file name "
@@ -199,6 +212,8 @@ def _check_report_path(path: Path, output_dir: Path, inputs: Sequence[str | os.P
 
 
 def _is_report(path: Path) -> bool:
+    if not path.is_file():  # reading a FIFO would wait for a writer forever
+        return False
     try:
         with open(path, "rb") as f:
             if f.read(1) != b"{":  # not a JSON object (a video, say): not worth parsing
@@ -283,29 +298,43 @@ def _line(clip: str, record: dict[str, Any]) -> bytes:
 def _read_log(path: Path) -> tuple[dict[str, dict[str, Any]], int, bool]:
     """(the last record of each clip, lines after the header, whether any line is damaged).
 
-    A damaged line is skipped: a write cut short (a full disk, the machine going down) leaves a
-    torn line, and forgetting an update only makes the next run redo that clip, or leave its
-    output alone as someone else's file.
+    A damaged line is skipped, the header too (an empty file records nothing): a write cut short
+    (a full disk, the machine going down) leaves a torn line, and forgetting an update only makes
+    the next run redo that clip, or refuse its output as someone else's file. A header of another
+    format or version is refused, not rewritten: what it records would be lost.
     """
+    if path.exists() and not path.is_file():  # reading a FIFO would wait for a writer forever
+        raise VidtransError(f"{path}: not a file, where the batch keeps its manifest; move it away")
     try:
         lines = path.read_bytes().split(b"\n")
     except OSError as e:
         raise VidtransError(f"{path}: cannot read the batch manifest ({e.strerror or e}); check its permissions") from e
     damaged = lines.pop() != b""  # a whole log ends with a newline
-    try:
-        header = json.loads(lines[0])
+    header = _parse_line(lines[0]) if lines else None
+    if isinstance(header, dict) and "format" in header and "clip" not in header:
         if header != {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION}:
-            raise ValueError("unknown format")
-    except (ValueError, IndexError, RecursionError) as e:
-        raise _unreadable(path, e) from e
+            # Another format (a newer vidtrans's, say): rewriting it here would lose what it records.
+            raise _unreadable(path, ValueError(f"unknown format {header.get('format')!r} version "
+                                               f"{header.get('version')!r}"))
+        lines = lines[1:]
+    else:
+        # No header (an empty file) or a damaged one: a damaged line like any other, rewritten away.
+        damaged = True
     clips: dict[str, dict[str, Any]] = {}
-    for line in lines[1:]:
+    for line in lines:
         try:
             record = json.loads(line)
             clips[record.pop("clip")] = record
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             damaged = True
-    return clips, len(lines) - 1, damaged
+    return clips, len(lines), damaged
+
+
+def _parse_line(line: bytes) -> Any:
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _read_legacy(path: Path) -> dict[str, dict[str, Any]]:
@@ -423,11 +452,13 @@ def translate_folder(
     except VidtransError as e:
         raise BatchUsageError(str(e)) from None
     started = time.perf_counter()
+    if not os.fspath(output_dir):  # Path("") would be the current folder
+        raise BatchUsageError("the output folder is empty (''); give a folder for the outputs, such as out/")
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     patterns = tuple(batch.patterns or DEFAULT_PATTERNS)
     recursive, overwrite, report = batch.recursive, batch.overwrite, batch.report
     _check_folders(input_dir, output_dir)
-    suffix = _suffix(batch.ext)
+    suffix = _suffix(batch.ext, options.encode)
     clips = find_clips(input_dir, patterns, recursive, exclude=[output_dir])
     if not clips:
         how = "" if recursive else " (not looking in subfolders: --no-recursive)"
@@ -486,17 +517,17 @@ def _check_folders(input_dir: Path, output_dir: Path) -> None:
         raise BatchUsageError(f"{output_dir}: exists and is not a folder; choose an output folder")
 
 
-def _suffix(ext: str | None) -> str | None:
+def _suffix(ext: str | None, encode: EncodeOptions) -> str | None:
+    """The outputs' extension from --ext, checked up front: every clip would fail alike."""
     if ext is None:
         return None
     ext = ext.lstrip(".")
     if not ext or not ext.isalnum():
         raise BatchUsageError(f"--ext must be a file extension such as mp4 or mkv, got {ext!r}")
     try:
-        check_container(f"clip.{ext}")
-    except VidtransError:
-        raise BatchUsageError(f"--ext {ext}: FFmpeg writes no kind of video by that extension; "
-                              "use one such as mp4, mkv or mov") from None
+        check_output_settings(f"clip.{ext}", encode)
+    except VidtransError as e:
+        raise BatchUsageError(f"--ext {ext}: {str(e).split(': ', 1)[-1]}") from None
     return "." + ext
 
 
@@ -520,24 +551,44 @@ def _plan(clips: list[Path], input_dir: Path, output_dir: Path, suffix: str | No
         rel, dst = _rel(src, input_dir), _output_path(src, input_dir, output_dir, suffix)
         out_rel, record = _rel(dst, output_dir), manifest.clips.get(rel)
         refused = ClipResult(str(src), str(dst), "failed")
+        blocking = _file_in_the_way(dst, output_dir)
         if dst in claimed:
             refused.error = f"same output as {claimed[dst]}; rename one of them or drop --ext"
         elif dst.resolve() in inputs:
             refused.error = f"{dst}: the output would replace an input clip; choose an output folder outside the inputs"
+        elif blocking is not None:
+            refused.error = f"{blocking}: is a file where the output folder of this clip belongs; move it away"
         claimed.setdefault(dst, rel)
         try:
             print_ = fingerprint(src)
+        except VidtransError as e:
+            refused.error = refused.error or str(e)
         except OSError as e:
             refused.error = refused.error or f"{src}: cannot read ({e.strerror})"
+        # Files the manifest says we wrote may be replaced; anyone else's need --overwrite.
+        ours = overwrite or bool(record and record.get("output") == out_rel and record.get("owned"))
         if refused.error:
             results[rel] = refused
         elif not overwrite and record and _finished(record, print_, settings, weights, out_rel, dst):
             results[rel] = ClipResult(str(src), str(dst), "skipped", frames=record.get("frames", 0))
+        elif not ours and dst.is_file():
+            # Also every output of a batch whose manifest was deleted: say how to go on.
+            refused.error = (f"{dst}: already exists and the batch manifest does not record it as this batch's "
+                             "output; pass --overwrite to translate the clip again, replacing it")
+            results[rel] = refused
         else:
-            # Files the manifest says we wrote may be replaced; anyone else's need --overwrite.
-            ours = overwrite or bool(record and record.get("output") == out_rel and record.get("owned"))
             jobs.append(_Job(rel, src, dst, out_rel, print_, ours))
     return results, jobs
+
+
+def _file_in_the_way(dst: Path, output_dir: Path) -> Path | None:
+    """The first folder between `output_dir` and `dst` that exists as something else (a file, a
+    link to nowhere), where the output's folder would have to be made."""
+    for parent in reversed(dst.relative_to(output_dir).parents[:-1]):
+        folder = output_dir / parent
+        if os.path.lexists(folder) and not folder.is_dir():
+            return folder
+    return None
 
 
 def _finished(record: dict[str, Any], print_: dict[str, Any], settings: dict[str, Any], weights: str,
@@ -621,7 +672,11 @@ class _Runner:
 
 def _translate_clip(job: _Job, model: SharedModel, options: RunOptions, progress) -> tuple[int, float]:
     """The work on one clip, wherever it runs: (frames written, seconds)."""
-    job.dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        job.dst.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise VidtransError(f"{job.dst.parent}: cannot create the output folder ({e.strerror or e}); check that "
+                            "the output folder is writable") from e
     summary = translate_video(job.src, job.dst, model, options, overwrite=job.overwrite, progress=progress)
     return summary.frames, summary.seconds
 

@@ -21,8 +21,8 @@ from rich.table import Table
 
 import vidtrans
 from vidtrans.errors import UsageError, VidtransError
-from vidtrans.options import (BACKEND_HELP, POSE_VIDEO_ENCODE, Backend, BatchOptions, InputKind, LiveOptions,
-                              Normalization, Precision, RunOptions, TrainOptions)
+from vidtrans.options import (BACKEND_HELP, MAX_SIZE, MIN_SIZE, POSE_VIDEO_ENCODE, Backend, BatchOptions, InputKind,
+                              LiveOptions, Normalization, Precision, RunOptions, TrainOptions)
 
 # Options shared by several commands, so each is defined and explained once. The options of
 # translation and encoding are fields of vidtrans.options' objects, made into flags by `takes`.
@@ -32,7 +32,7 @@ PrecisionOpt = Annotated[Precision, typer.Option(help="auto (fp16 on CUDA, bf16 
 # `batch` takes it as a field of BatchOptions (same help), since it says how its models are loaded.
 BackendOpt = Annotated[Backend, typer.Option(help=BACKEND_HELP)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
-ModelSizeOpt = Annotated[Optional[int], typer.Option("--model-size", help="Translate frames scaled to this longer side in pixels (16-8192; pose maps are drawn at it); default: the model's native size.", show_default=False)]
+ModelSizeOpt = Annotated[Optional[int], typer.Option("--model-size", min=MIN_SIZE, max=MAX_SIZE, help=f"Translate frames scaled to this longer side in pixels ({MIN_SIZE}-{MAX_SIZE}; pose maps are drawn at it); default: the model's native size.", show_default=False)]
 
 
 def _flag(f: dataclasses.Field) -> str:
@@ -41,23 +41,29 @@ def _flag(f: dataclasses.Field) -> str:
 
 def flag_names(options_type: type) -> dict[str, str]:
     """How the command line spells each field of an options type (nested ones included), for
-    messages: {"batch_size": "--batch-size", "normalize": "--normalize", ...}."""
+    messages: {"batch_size": "--batch-size", "normalize": "--normalize", ...}; a switch also as
+    each of its values is asked for: {"face_d=True": "--face-d", "face_d=False": "--no-face-d"}."""
     hints = typing.get_type_hints(options_type)
     names = {}
     for f in dataclasses.fields(options_type):
         if dataclasses.is_dataclass(hints[f.name]):
             names.update(flag_names(hints[f.name]))
         else:
-            names[f.name] = _flag(f).split("/")[0]
+            flags = _flag(f).split("/")
+            names[f.name] = flags[0]
+            if len(flags) == 2:
+                names[f"{f.name}=True"], names[f"{f.name}=False"] = flags
     return names
 
 
-def takes(options_type: type, *, param: str = "options", only: tuple[str, ...] | None = None, **defaults: Any):
+def takes(options_type: type, *, param: str = "options", only: tuple[str, ...] | None = None,
+          metavars: dict[str, str] | None = None, **defaults: Any):
     """Give a command one flag per field of `options_type` (a vidtrans.options object, nested
     options included), and hand the command the values as one object in its parameter `param`.
 
-    only: the fields to offer (a nested object's name offers all of its fields); defaults:
-    different defaults for this command (also for fields that are not flags).
+    only: the fields to offer (a nested object's name offers all of its fields); metavars: what
+    --help shows for a field's value where its type says too little (a path held in a str);
+    defaults: different defaults for this command (also for fields that are not flags).
     """
     def flags(cls: type) -> list[tuple[dataclasses.Field, Any]]:
         hints = typing.get_type_hints(cls)
@@ -84,7 +90,8 @@ def takes(options_type: type, *, param: str = "options", only: tuple[str, ...] |
     for f, hint in flags(options_type):
         decls = [_flag(f)] + ([f.metadata["short"]] if f.metadata.get("short") else [])
         default = defaults.get(f.name, f.default)
-        info = typer.Option(*decls, help=f.metadata["help"], show_default=default is not None)
+        info = typer.Option(*decls, help=f.metadata["help"], show_default=default is not None,
+                            metavar=(metavars or {}).get(f.name))
         generated.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
                                            annotation=Annotated[hint, info]))
     names = {p.name for p in generated}
@@ -143,24 +150,32 @@ def _root(
 @app.command()
 def models() -> None:
     """List the models found by name: architecture, native size, input kind, size on disk, path."""
-    from vidtrans.models.checkpoint import available_models, model_search_path, read_card
+    from vidtrans.models.checkpoint import available_models, check_has_weights, model_search_path, read_card
 
     table = Table("name", "architecture", "native size", "input", "size", "path")
+    for column in table.columns:
+        column.overflow = "fold"  # wrapped on a narrow terminal, never cut short: a cut path is no use
     problems = []
     for folder in available_models():
         size = f"{sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) / 2**20:.1f} MiB"
+        what = "unusable card"
         try:
             card = read_card(folder)
-        except VidtransError as e:  # one bad card must not hide the good ones
+            what = "unusable: no weights"
+            check_has_weights(folder)
+        except VidtransError as e:  # one unusable model must not hide the good ones
             problems.append(str(e))
-            table.add_row(folder.name, "unusable card", "-", "-", size, str(folder))
+            table.add_row(folder.name, what, "-", "-", size, str(folder))
             continue
         height, width = card.native_size
         table.add_row(folder.name, f"{card.architecture} ngf {card.ngf}", f"{width}x{height}", card.input_kind,
                       size, str(folder))
-    Console().print(table)
+    out = Console()
+    if not out.is_terminal:
+        out.width = 1 << 16  # piped: one line per model, whatever the lengths, for grep and scripts
+    out.print(table)
     for problem in problems:
-        console.print(f"warning: {problem}", markup=False, highlight=False, soft_wrap=True)
+        print(f"vidtrans: warning: {problem}", file=sys.stderr)
     console.print("searched: " + ", ".join(str(p) for p in model_search_path()), style="dim")
 
 
@@ -172,7 +187,7 @@ def export(
 ) -> None:
     """Export a model's generator to ONNX (needs the onnx extra), checked against PyTorch's output.
 
-    The graph takes float32 N x C x H x W in [-1, 1] (C: 3, or 1 for grey models), H and W any multiple of what the network needs, and gives the same; normalization is the model card's (per-sample statistics by default), as vidtrans applies it. Resizing and padding frames is the caller's.
+    The graph takes float32 N x C x H x W in [-1, 1] (C: 3; 1 for grey models; 6 for temporal models: the frame, then the previous output), H and W any multiple of what the network needs, and gives N x 3 (or 1) x H x W; normalization is the model card's (per-sample statistics by default), as vidtrans applies it. Resizing and padding frames is the caller's.
     """
     from vidtrans.models.checkpoint import load_checkpoint
     from vidtrans.models.networks import input_multiple
@@ -190,7 +205,8 @@ def export(
 @app.command("import-pix2pix")
 def import_pix2pix(
     pth: Path = typer.Argument(..., help="An upstream pytorch-CycleGAN-and-pix2pix generator, e.g. latest_net_G.pth."),
-    output: Path = typer.Option(..., "-o", "--output", help="Checkpoint folder to write, e.g. checkpoints/facades."),
+    # A str: typer would make '' the current folder, which convert_pix2pix refuses only as ''.
+    output: str = typer.Option(..., "-o", "--output", metavar="<path>", help="Checkpoint folder to write, e.g. checkpoints/facades."),
     input_kind: InputKind = typer.Option(InputKind.RGB, help="What the model expects: rgb (images) or pose (OpenPose-style maps)."),
     size: Optional[int] = typer.Option(None, help="Native square size the model was trained at (pix2pix's --crop_size); default: unet_128 128, others 256.", show_default=False),
     normalization: Normalization = typer.Option(Normalization.SAMPLE, help="sample: batch norm with each frame's statistics (pix2pix's "
@@ -291,7 +307,8 @@ def pose(
 @takes(TrainOptions)
 def train(
     target: Optional[Path] = typer.Argument(None, help="Video of the target person (their whole body, a few minutes).", show_default=False),
-    output: Path = typer.Option(..., "-o", "--output", help="Checkpoint folder to write (and resume from)."),
+    # A str: typer would make '' the current folder, which prepare_training refuses only as ''.
+    output: str = typer.Option(..., "-o", "--output", metavar="<path>", help="Checkpoint folder to write (and resume from)."),
     synthetic: bool = typer.Option(False, "--synthetic", help="Train on our procedural character instead of a video."),
     data: Optional[Path] = typer.Option(None, "--data", help="Paired folder: side-by-side AB images, or A/ and B/ subfolders."),
     options: TrainOptions = TrainOptions(),
@@ -325,8 +342,10 @@ def train(
                           on_step=on_step, overwrite=options.overwrite)
         bar.update(task, completed=trainer.iteration)
         metrics = trainer.fit()
+    scored_on = "training-pair" if card.training.get("validated_on") == "training pairs" else "held-out"
     console.print(f"wrote {output} after {trainer.iteration} iterations" +
-                  (f": held-out ssim {metrics['ssim']}, psnr {metrics['psnr']} dB" if metrics else ""))
+                  (f": {scored_on} ssim {metrics['ssim']}, psnr {metrics['psnr']} dB" if metrics else ""),
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -357,11 +376,12 @@ def live(
 
 
 @app.command()
-@takes(BatchOptions, param="batch_options")
+@takes(BatchOptions, param="batch_options", metavars={"patterns": "<glob>", "report": "<path>"})
 @takes(RunOptions)
 def batch(
     input_dir: Path = typer.Argument(..., help="Folder of clips (searched recursively).", show_default=False),
-    output_dir: Path = typer.Option(..., "-o", "--output", help="Folder for the outputs; mirrors the input tree, same file names."),
+    # A str: typer would make '' the current folder, which translate_folder refuses only as ''.
+    output_dir: str = typer.Option(..., "-o", "--output", metavar="<path>", help="Folder for the outputs; mirrors the input tree, same file names."),
     model: ModelOpt = ...,
     precision: PrecisionOpt = Precision.AUTO,
     model_size: ModelSizeOpt = None,

@@ -35,7 +35,7 @@ from vidtrans.pose.keypoints import with_parts
 from vidtrans.pose.regions import face_box, hand_boxes, person_box
 from vidtrans.runner import Batch, Progress, run_stages
 from vidtrans.temporal import Smoother, smoothing_for
-from vidtrans.video import VideoReader, VideoWriter, probe
+from vidtrans.video import VideoReader, VideoWriter, file_identity, probe
 
 DEFAULT_EVAL_SEED = 20_000_000
 DANCE_FRAMES = 64
@@ -219,7 +219,11 @@ def folder_ground_truth(model, folder: str | os.PathLike, frames: int | None = N
     from vidtrans.train.data import PairedFolder
 
     source = PairedFolder(folder, size=model.native_size[0])
-    _check_frames(model, frames or len(set(source.pairs) | set(source.held_out)))
+    available = len(set(source.pairs) | set(source.held_out))
+    if frames is None and available < 2:
+        raise UsageError(f"{folder}: one pair, and evaluation needs at least 2 (flicker compares consecutive "
+                         "frames); add pairs")
+    _check_frames(model, frames or available)
     pairs = source.all_pairs()[:frames]
     return np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs])
 
@@ -259,8 +263,10 @@ def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
                                 "(trained by an older vidtrans, or on too few frames); retrain it to score it on them")
         raise UsageError(f"{model.name} was not trained from a video (its card says: {data}); --video scores a "
                          "model made by vidtrans train VIDEO on that video")
-    if video.name != training["video"]:
-        raise UsageError(f"{model.name} was trained on {training['video']}, not {video.name}; pass that video "
+    identity = training.get("video_identity")  # absent in cards of older vidtrans: the name only
+    if video.name != training["video"] or (identity is not None and video.is_file() and file_identity(video) != identity):
+        other = f"another {video.name} (the files differ)" if video.name == training["video"] else video.name
+        raise UsageError(f"{model.name} was trained on {training['video']}, not {other}; pass that video "
                          "(its last tenth was held out for evaluation)")
     (size, _), crop = model.native_size, tuple(training["crop"])
     start, end, truth = training["held_out"]["from_time"], None, []

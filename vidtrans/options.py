@@ -146,7 +146,7 @@ class _Options:
 @dataclass(frozen=True)
 class EncodeOptions(_Options):
     """How output video is encoded. The encoder itself checks the codec, pixel format, the top of
-    the crf range and the preset (`vidtrans.video.check_encoder_settings`), since those depend on the
+    the crf range and the preset (`vidtrans.video.check_output_settings`), since those depend on the
     codec and the FFmpeg build; no codec takes a crf below 0."""
 
     codec: str = option("libx264", "Video encoder (libx264, libx265, libvpx-vp9, libsvtav1, h264_nvenc, mpeg4, ...).")
@@ -359,8 +359,8 @@ class TrainOptions(_Options):
     lambda_l1: float = option(100.0, "Weight of the L1 loss against the GAN loss.")
     device: str = option("auto", "auto, cpu, cuda or cuda:N (torchrun picks cuda:LOCAL_RANK).")
     resume: bool = option(False, "Continue from the checkpoint in --output.")
-    overwrite: bool = option(False, "Start over when --output holds a checkpoint: its files are deleted when "
-                             "training starts.")
+    overwrite: bool = option(False, "Start over when --output holds a checkpoint: its files are deleted when the "
+                             "new run writes its first sample grid or checkpoint (a run stopped before keeps them).")
     save_every: int = option(500, "Write the checkpoint every N iterations.")
     validate_every: int = option(500, "Score the held-out split (SSIM/PSNR) and save a sample grid every N "
                                  "iterations.")
@@ -372,7 +372,7 @@ class TrainOptions(_Options):
                                    "or noisy (exact plus the detector's measured error).")
     whole_body: bool | None = option(None, "Pose maps of the whole body: the face's points and the hands drawn too "
                                      "(ControlNet's openpose_full look; MediaPipe Holistic finds them every other "
-                                     "frame, at about 1.5x the detection time). Default: off; with --resume, the checkpoint's; with "
+                                     "frame, at about 1.5x the body-only detection time). Default: off; with --resume, the checkpoint's; with "
                                      "--init-from, that model's.", flag="--whole-body/--body-only")
     # The recipe (pix2pixHD, Everybody Dance Now); nothing in it needs pretrained weights.
     d_scales: int | None = option(None, "Discriminator scales: 2 (default: PatchGANs on the frame and on it halved, "

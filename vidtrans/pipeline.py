@@ -34,8 +34,7 @@ from vidtrans.pose.track import pose_stages_for
 from vidtrans.runner import Batch, Parallel, Progress, frame_batches, run_stages
 from vidtrans.temporal import Smoother, smoothing_for
 from vidtrans.options import POSE_VIDEO_ENCODE, EncodeOptions, PoseSource, RunOptions
-from vidtrans.video import (SourceMedia, VideoReader, VideoWriter, check_container, check_destination,
-                            check_encoder_settings)
+from vidtrans.video import SourceMedia, VideoReader, VideoWriter, check_destination, check_output_settings
 from vidtrans.view import side_by_side
 
 OptionsT = TypeVar("OptionsT")
@@ -288,8 +287,7 @@ def translate_video(
     src = Path(src)
     dst = Path(dst) if dst is not None else default_output_path(src, model.name)
     check_destination(dst, [src, *getattr(model, "files", ())], overwrite)
-    check_encoder_settings(options.encode)
-    check_container(dst)
+    check_output_settings(dst, options.encode)
     if keypoints is not None and (model.input_kind != "pose" or options.pose == PoseSource.NONE):
         # They would be ignored: the frames themselves would go to the model.
         why = "pose=none takes the input as pose maps" if model.input_kind == "pose" else \
@@ -365,8 +363,7 @@ def render_pose_video(
         check_destination(path, src, overwrite)
     if keypoints_out is not None and outputs[1].suffix.lower() != ".npz":
         raise VidtransError(f"{keypoints_out}: keypoints are saved as NPZ; give a file name ending in .npz")
-    check_encoder_settings(encode)
-    check_container(dst)
+    check_output_settings(dst, encode)
     started = time.perf_counter()
     summary = Summary(input=str(src), output=str(dst), model="pose", device="cpu", precision="fp32", pose="detected")
     collected: list[np.ndarray] = []

@@ -101,12 +101,12 @@ class PreviewWindow:
         if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             # Without a display Qt aborts the whole process rather than raising.
             raise VidtransError("no display for the preview window (DISPLAY is not set); "
-                                "run without it (window=False, --no-window)")
+                                "run without the preview window: --no-window (in Python: window=False)")
         try:
             cv2.namedWindow(WINDOW_TITLE, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
         except cv2.error as e:
             raise VidtransError("this OpenCV has no window support (opencv-python-headless?); run without the "
-                                "window (window=False, --no-window) or install opencv-python") from e
+                                "preview window: --no-window (in Python: window=False), or install opencv-python") from e
         self.opened = False
 
     def show(self, shown: Shown) -> str | None:

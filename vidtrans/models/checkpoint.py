@@ -389,7 +389,7 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
     path = Path(name_or_path).expanduser()
     if path.exists():
         return path
-    if isinstance(name_or_path, str) and re.fullmatch(r"[\w.-]+", name_or_path):
+    if _is_model_name(name_or_path):
         for root in model_search_path():
             if (root / name_or_path / CARD_NAME).is_file():
                 return root / name_or_path
@@ -398,13 +398,29 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
     raise VidtransError(f"{path}: no such file or folder; pass a checkpoint folder, a .pth file or a model name")
 
 
+def _is_model_name(name: Any) -> bool:
+    """Whether `name` can name a folder on the search path: any folder's name (spaces included), so
+    every model `vidtrans models` lists loads by its name."""
+    separators = {os.sep, os.altsep} - {None}
+    return isinstance(name, str) and name not in ("", ".", "..") and not any(s in name for s in separators)
+
+
+def check_has_weights(folder: Path) -> None:
+    """VidtransError unless a model folder on the search path has its weights (not read: a listing
+    only looks)."""
+    if not (folder / WEIGHTS_NAME).is_file():
+        raise VidtransError(f"{folder}: not a checkpoint folder ({WEIGHTS_NAME} missing); copy the weights there "
+                            "or remove the folder")
+
+
 def _is_usable(folder: Path) -> bool:
     """Whether a checkpoint folder on the search path has a card this vidtrans reads and weights."""
     try:
         read_card(folder)
+        check_has_weights(folder)
     except VidtransError:
         return False
-    return (folder / WEIGHTS_NAME).is_file()
+    return True
 
 
 def load_checkpoint(name_or_path: str | os.PathLike) -> Checkpoint:
@@ -487,14 +503,16 @@ def convert_pix2pix(path: str | os.PathLike, folder: str | os.PathLike, *, input
                     size: int | None = None, normalization: str = "sample", overwrite: bool = False) -> ModelCard:
     """Import an upstream generator (see `import_pix2pix`) and save it as the checkpoint `folder`;
     returns its card. An existing checkpoint there is replaced only with `overwrite`."""
+    if not os.fspath(folder):  # Path("") is the current folder
+        raise UsageError("the checkpoint folder is empty; give a folder such as checkpoints/facades")
     folder = Path(folder)
     input_kind = InputKind.parse(input_kind, "input_kind").value
     normalization = Normalization.parse(normalization, "normalization").value
     if folder.exists() and not folder.is_dir():
-        raise VidtransError(f"{folder}: is a file; give a folder for the checkpoint")
+        raise UsageError(f"{folder}: is a file; give a folder for the checkpoint")
     replacing = (folder / CARD_NAME).exists()
     if replacing and not overwrite:
-        raise VidtransError(f"{folder} already holds a checkpoint; pass --overwrite to replace it")
+        raise UsageError(f"{folder} already holds a checkpoint; pass --overwrite to replace it")
     checkpoint = import_pix2pix(path, input_kind=input_kind, size=size)
     checkpoint.card.normalization = normalization
     net = checkpoint.build()
@@ -545,7 +563,13 @@ def import_pix2pix(path: str | os.PathLike, input_kind: str = "rgb", size: int |
     card.input_kind = input_kind
     card.half_precision = False
     card.source = f"imported from pix2pix checkpoint {path.name}"
-    card.check(str(path))
+    try:
+        card.check(str(path))
+    except VidtransError as e:
+        # The card was read off the layers: a value no generator has means layers are missing or foreign.
+        found = str(e).split(": ", 1)[-1].split(";")[0]
+        raise VidtransError(f"{path}: its layers do not make a whole pix2pix generator ({found}); pass a complete "
+                            "latest_net_G.pth (unet_128, unet_256, resnet_6blocks or resnet_9blocks)") from None
     side = default_size(card.architecture) if size is None else size
     card.native_size = (side, side)
     state_dict = _drop_instance_norm_stats(state_dict, card)

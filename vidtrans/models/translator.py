@@ -113,6 +113,18 @@ _CGROUP_MEMORY = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current",
                    "/sys/fs/cgroup/memory/memory.stat", "total_inactive_file"))
 
 
+def out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is an allocation that failed: torch.OutOfMemoryError on a GPU, a plain
+    RuntimeError from the CPU allocator, MemoryError from NumPy."""
+    return isinstance(error, (MemoryError, torch.OutOfMemoryError)) or \
+        (isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
+
+
+def memory_name(device: torch.device) -> str:
+    """Whose memory a device's tensors take, for messages: "CPU" or "cuda:0"."""
+    return "CPU" if device.type == "cpu" else str(device)
+
+
 def available_memory(device: torch.device) -> int | None:
     """Bytes a forward pass on `device` can still take; None where this is not known."""
     if device.type == "cuda":
@@ -255,9 +267,8 @@ class Translator:
         # Memory grows with the working area, so this size is about the largest that fits.
         fits = int(max(work_h, work_w) * math.sqrt(available / per_frame)) // 16 * 16
         fix = f"pass a smaller size (at most about {fits})" if fits >= MIN_SIZE else "free memory or use another device"
-        where = "CPU" if self.device.type == "cpu" else str(self.device)
         raise VidtransError(f"translating {width}x{height} frames at {work_w}x{work_h} needs about "
-                            f"{per_frame / 2**30:.1f} GiB of {where} memory per frame, but {available / 2**30:.1f} GiB "
+                            f"{per_frame / 2**30:.1f} GiB of {memory_name(self.device)} memory per frame, but {available / 2**30:.1f} GiB "
                             f"is available; {fix}")
 
     def compile(self) -> None:
@@ -341,12 +352,11 @@ class Translator:
         memory despite `frames_per_pass` (a limit it could not see) is one line, not a traceback."""
         try:
             return self._call_network(frames, previous)
-        except RuntimeError as e:  # torch.OutOfMemoryError is one; the CPU allocator raises a plain one
-            if not isinstance(e, torch.OutOfMemoryError) and "can't allocate memory" not in str(e):
+        except RuntimeError as e:
+            if not out_of_memory(e):
                 raise
-            where = "CPU" if self.device.type == "cpu" else str(self.device)
             height, width = frames.shape[1:3]
-            raise VidtransError(f"out of {where} memory translating {len(frames)} frame(s) of {width}x{height}; "
+            raise VidtransError(f"out of {memory_name(self.device)} memory translating {len(frames)} frame(s) of {width}x{height}; "
                                 "pass a smaller model size or batch size") from None
 
     def _call_network(self, frames: torch.Tensor, previous: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -46,7 +46,8 @@ def _images_in(folder: Path) -> list[Path]:
 class PairedFolder:
     """pix2pix's layouts: side-by-side `AB` images (A left, B right), or `A/` and `B/` folders with
     matching file names. A `val/` (or `test/`) subfolder in the same layout is the held-out split;
-    without one, every tenth pair is held out."""
+    without one, every tenth pair is held out. A single pair cannot be held out: validation then
+    scores that training pair (`validation_held_out` False)."""
 
     def __init__(self, root: str | os.PathLike, size: int = 256, direction: str = "AtoB", flip: bool = True):
         self.root = Path(root)
@@ -59,11 +60,14 @@ class PairedFolder:
         train_dir = self.root / "train" if (self.root / "train").is_dir() else self.root
         self.pairs = self._pairs(train_dir)
         held_out = next((self.root / d for d in ("val", "test") if (self.root / d).is_dir()), None)
+        self.validation_held_out = held_out is not None or len(self.pairs) > 1
         if held_out is not None:
             self.held_out = self._pairs(held_out)
-        else:
+        elif self.validation_held_out:
             self.held_out = self.pairs[::10]
-            self.pairs = [p for i, p in enumerate(self.pairs) if i % 10] or self.held_out
+            self.pairs = [p for i, p in enumerate(self.pairs) if i % 10]
+        else:
+            self.held_out = self.pairs
         self._validation: list[tuple[np.ndarray, np.ndarray]] | None = None
 
     def _pairs(self, folder: Path) -> list[tuple[Path, Path | None]]:
@@ -286,6 +290,10 @@ class SyntheticPairs:
         return render_person(np.zeros((NUM_KEYPOINTS, 3), np.float32), self.size, self.size, self.look)
 
 
+# Frames showing the target person that training from a video needs: the last tenth is held out,
+# so ten leave nine to learn from and one to score.
+MIN_PERSON_FRAMES = 10
+
 Crop = tuple[int, int, int]  # (left, top, side): a square of a video's frames, in its pixels
 
 
@@ -335,9 +343,10 @@ class VideoPairs:
         self.style = style or PoseStyle()
         track = smooth_track(detect_keypoints(video, progress=progress, whole_body=self.style.whole_body))
         found = has_person(track)
-        if found.sum() < 10:
-            raise VidtransError(f"{video}: a person was found in only {int(found.sum())} of {len(track)} frames; "
-                                "train from a video that shows the target person's whole body")
+        if found.sum() < MIN_PERSON_FRAMES:
+            raise VidtransError(f"{video}: a person was found in only {int(found.sum())} of {len(track)} frames, and "
+                                f"training needs at least {MIN_PERSON_FRAMES}; train from a video that shows the "
+                                "target person's whole body")
         with VideoReader(video) as reader:
             height, width = reader.info.height, reader.info.width
             shown = np.flatnonzero(found)

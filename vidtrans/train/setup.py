@@ -11,20 +11,25 @@ refused before pose detection or data loading, which can take minutes.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Callable
 
-from vidtrans.errors import VidtransError
+from vidtrans.errors import UsageError, VidtransError
 from vidtrans.models.checkpoint import ModelCard
 from vidtrans.options import InputKind, TrainOptions, TrainPose
 from vidtrans.pose.render import PoseStyle
 from vidtrans.train.trainer import (PairSource, TrainConfig, check_config, check_output, describe_conflicts,
-                                    resume_conflicts, sample_length, saved_settings, spelling)
+                                    read_train_state, resume_conflicts, sample_length, saved_settings, spelling)
+from vidtrans.video import file_identity
+
+log = logging.getLogger(__name__)
 
 # Settings a resumed run takes from its checkpoint unless given, and their defaults otherwise.
 _NEW_RUN = {"architecture": TrainConfig.architecture, "ngf": TrainConfig.ngf, "ndf": TrainConfig.ndf, "size": 256,
             "d_scales": TrainConfig.d_scales, "face_d": TrainConfig.face_d, "temporal": TrainConfig.temporal}
+SYNTHETIC_DATA = "synthetic (procedural character and dances rendered by vidtrans)"
 
 
 def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target: str | os.PathLike | None = None,
@@ -40,15 +45,16 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
     from vidtrans.models.translator import resolve_device
 
     if sum(x is not None and x is not False for x in (target, data, synthetic or None)) != 1:
-        raise VidtransError("give exactly one data source: a target video, --data DIR or --synthetic")
+        raise UsageError("give exactly one data source: a target video, --data DIR or --synthetic")
     if options.train_pose != TrainPose.EXACT and not synthetic:
-        raise VidtransError(f"{spelling(names)('train_pose')} {options.train_pose.value} is for "
-                            "synthetic training only (a target video's pose maps are always drawn from detected "
-                            "keypoints, a paired folder's are given); drop it")
+        raise UsageError(f"{spelling(names)('train_pose')} {options.train_pose.value} is for "
+                         "synthetic training only (a target video's pose maps are always drawn from detected "
+                         "keypoints, a paired folder's are given); drop it")
     if options.whole_body and data is not None and options.input_kind == InputKind.RGB:
-        raise VidtransError(f"{spelling(names)('whole_body')} is about drawing pose maps, and a paired folder of "
-                            f"RGB images has none; drop it (or pass {spelling(names)('input_kind')} pose)")
+        raise UsageError(f"{spelling(names)('whole_body')} is about drawing pose maps, and a paired folder of "
+                         f"RGB images has none; drop it (or pass {spelling(names)('input_kind')} pose)")
     check_output(output, options.resume, options.overwrite, names)
+    state = read_train_state(output, names, mmap=True) if options.resume else None
     requested = {k: getattr(options, k) for k in _NEW_RUN}
     init_from = _generator_to_start_from(output, options, names)
     # Paired folders give no keypoints to find a face by.
@@ -56,17 +62,19 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
     if options.resume or init_from:
         # A resumed run keeps every network setting; a fine-tuned one only the generator's (a
         # frame-by-frame generator can start a temporal model, not the other way round).
-        saved = saved_settings(output, names) if options.resume else {
+        saved = saved_settings(output, names, state) if options.resume else {
             "architecture": init_from.architecture, "ngf": init_from.ngf, "size": init_from.native_size[0],
             **({"temporal": True} if init_from.temporal else {})}
         settings.update(saved)
         conflicts = resume_conflicts(saved, {k: v for k, v in requested.items() if v is not None})
         if conflicts:
-            raise VidtransError(describe_conflicts(conflicts, names, advice="drop it or use"))
+            raise UsageError(describe_conflicts(conflicts, names, advice="drop it or use"))
+    if options.resume:
+        _check_resume(output, options, target, data, synthetic, state["iteration"], names)
     chosen = {k: settings[k] if v is None else v for k, v in requested.items()}
     if chosen["temporal"] and data is not None:
-        raise VidtransError(f"{spelling(names)('temporal')} trains on consecutive frames, which a paired folder "
-                            "(--data) does not have; train on a target video or --synthetic")
+        raise UsageError(f"{spelling(names)('temporal')} trains on consecutive frames, which a paired folder "
+                         "(--data) does not have; train on a target video or --synthetic")
     config = TrainConfig(iterations=options.iterations, batch_size=options.batch_size,
                          architecture=chosen["architecture"], ngf=chosen["ngf"], ndf=chosen["ndf"], lr=options.lr,
                          lambda_l1=options.lambda_l1, save_every=options.save_every,
@@ -79,8 +87,9 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
     check_config(config, size, names)
     style = _pose_style(output, options, init_from, names)
     if style.whole_body and options.train_pose == TrainPose.NOISY:
-        raise VidtransError(f"{spelling(names)('train_pose')} noisy models the body detector's error only; with "
-                            f"{spelling(names)('whole_body')} use {spelling(names)('train_pose')} detected")
+        raise UsageError(f"{spelling(names)('train_pose')} noisy models the body detector's error only; with "
+                         f"{spelling(names)('whole_body')} use {spelling(names)('train_pose')} detected")
+    _check_apart(output, data)
     resolve_device(options.device)
     source, card = _source_and_card(config, size, style, options, target, data, synthetic, progress)
     if init_from:
@@ -90,6 +99,52 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
 
         card.training = {**read_card(output).training, **card.training}
     return source, config, card
+
+
+def _data_description(target, data, synthetic: bool) -> str:
+    """The card's `training["data"]`: the kind of source and its file or folder name."""
+    if synthetic:
+        return SYNTHETIC_DATA
+    # abspath: `--data .` names the folder itself, and (unlike resolve) a link keeps its own name.
+    name = Path(os.path.abspath(data if data is not None else target)).name
+    return f"paired folder {name}" if data is not None else f"target video {name}"
+
+
+def _check_apart(output: str | os.PathLike, data) -> None:
+    """The checkpoint folder must not be, or lie inside, the paired folder: its files and sample
+    grids would mix with the pairs (a `val/` output would even become the held-out split). A
+    target video as the output is a file, which `check_output` refuses."""
+    if data is not None and Path(os.path.abspath(output)).is_relative_to(os.path.abspath(data)):
+        raise UsageError(f"{output}: the checkpoint folder would be in the training data ({data}); write it to "
+                         "another folder")
+
+
+def _check_resume(output: str | os.PathLike, options: TrainOptions, target, data, synthetic: bool, done: int,
+                  names: dict[str, str] | None) -> None:
+    """A resumed run goes on learning what its checkpoint learnt, from the same data, for more
+    iterations; anything else would silently make it another model under the old card's record."""
+    from vidtrans.models.checkpoint import read_card
+
+    spell = spelling(names)
+    card = read_card(output)
+    recorded, given = card.training.get("data"), _data_description(target, data, synthetic)
+    fix = (f"give that data to resume, or train on the new data into another folder (or drop {spell('resume')} "
+           f"and pass {spell('overwrite')} to start over in {output})")
+    if recorded is not None and recorded != given:
+        raise UsageError(f"{output} was trained on {recorded}, not {given}; {fix}")
+    identity = card.training.get("video_identity")
+    if identity is not None and target is not None and Path(target).is_file() and file_identity(target) != identity:
+        raise UsageError(f"{output} was trained on another {recorded} (the files differ); {fix}")
+    if data is not None:
+        given_settings = {"input_kind": options.input_kind.value, "direction": options.direction.value}
+        recorded_settings = {"input_kind": card.input_kind, "direction": card.training.get("direction")}
+        for setting, now in given_settings.items():
+            was = recorded_settings[setting]
+            if was is not None and was != now:
+                raise UsageError(f"{output} was trained on {recorded} with {spell(setting)} {was}, not {now}; {fix}")
+    if options.iterations <= done:
+        raise UsageError(f"{output} has already trained to iteration {done}, and {spell('iterations')} "
+                         f"{options.iterations} asks for no more; pass {spell('iterations')} larger than {done}")
 
 
 def _generator_to_start_from(output: str | os.PathLike, options: TrainOptions,
@@ -102,12 +157,12 @@ def _generator_to_start_from(output: str | os.PathLike, options: TrainOptions,
         return None
     spell = spelling(names)
     if options.resume:
-        raise VidtransError(f"{spell('init_from')} starts a new run from a model and {spell('resume')} continues "
-                            "the one in the output folder; pass one of them")
+        raise UsageError(f"{spell('init_from')} starts a new run from a model and {spell('resume')} continues "
+                         "the one in the output folder; pass one of them")
     path = checkpoint_path(options.init_from)
     if Path(output).resolve() == path.resolve():
-        raise VidtransError(f"{path}: {spell('init_from')} and the output are the same folder, whose checkpoint a new "
-                            f"run replaces; write the fine-tuned model to another folder")
+        raise UsageError(f"{path}: {spell('init_from')} and the output are the same folder, whose checkpoint a new "
+                         f"run replaces; write the fine-tuned model to another folder")
     if not path.is_dir():
         raise VidtransError(f"{path}: {spell('init_from')} needs a vidtrans checkpoint folder; import a pix2pix "
                             "file first (vidtrans import-pix2pix)")
@@ -130,8 +185,8 @@ def _pose_style(output: str | os.PathLike, options: TrainOptions, init_from: Mod
         saved = PoseStyle.for_card(read_card(output)).whole_body
         if whole_body is not None and whole_body != saved:
             spell = spelling(names)
-            raise VidtransError(f"{output} holds a model trained on {'whole-body' if saved else 'body-only'} pose maps, "
-                                f"which {spell('resume')} keeps; leave out the pose-map choice ({spell('whole_body')})")
+            raise UsageError(f"{output} holds a model trained on {'whole-body' if saved else 'body-only'} pose maps, "
+                             f"which {spell('resume')} keeps; leave out {spell(f'whole_body={whole_body}')}")
         whole_body = saved
     elif whole_body is None:
         whole_body = init_from is not None and init_from.input_kind == "pose" and PoseStyle.for_card(init_from).whole_body
@@ -151,7 +206,7 @@ def _source_and_card(config: TrainConfig, size: int, style: PoseStyle, options: 
         card.target_pose_stats = source.target_pose_stats()
         card.description = "pose map -> our procedural target character (vidtrans.train.synth.TARGET_LOOK)"
         stats, video = source.stats_seeds, source.detected.video_size
-        training = {"data": "synthetic (procedural character and dances rendered by vidtrans)",
+        training = {"data": SYNTHETIC_DATA,
                     "train_seeds": [source.train_seeds.start, source.train_seeds.stop],
                     "validation_seed": source.validation_seed, "train_pose": source.train_pose.value,
                     "target_pose_stats": f"from keypoints MediaPipe found on training dances {stats.start}-"
@@ -164,7 +219,12 @@ def _source_and_card(config: TrainConfig, size: int, style: PoseStyle, options: 
         source = PairedFolder(data, size=size, direction=options.direction.value, flip=rgb)
         card.input_kind = options.input_kind.value
         card.pose_style = None if rgb else style.to_dict()
-        training = {"data": f"paired folder {data.name}", "pairs": len(source.pairs)}
+        training = {"data": _data_description(None, data, False), "pairs": len(source.pairs),
+                    "direction": options.direction.value}
+        if not source.validation_held_out:
+            training["validated_on"] = "training pairs"
+            log.warning("%s: one pair is too few to hold one out, so the SSIM/PSNR figures are on the training "
+                        "pair; add pairs or a val/ folder for held-out figures", data)
     else:
         target = Path(target)
         source = VideoPairs(target, size=size, style=style, progress=progress,
@@ -172,8 +232,8 @@ def _source_and_card(config: TrainConfig, size: int, style: PoseStyle, options: 
         card.target_pose_stats = source.target_pose_stats()
         card.description = f"pose map -> the person in {target.name}"
         # What `vidtrans eval --video` needs to rebuild the truth of the held-out tail.
-        training = {"data": f"target video {target.name}", "frames": len(source.frames), "video": target.name,
-                    "crop": list(source.crop)}
+        training = {"data": _data_description(target, None, False), "frames": len(source.frames), "video": target.name,
+                    "video_identity": file_identity(target), "crop": list(source.crop)}
         if source.held_out_from is not None:
             frame, time = source.held_out_from
             training["held_out"] = {"from_frame": frame, "from_time": time}

@@ -22,6 +22,7 @@ import functools
 import itertools
 import math
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidtrans.atomic import write_atomically
-from vidtrans.errors import UsageError, VidtransError
+from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.metrics import psnr, ssim
 from vidtrans.models.checkpoint import (CARD_NAME, MAX_SIZE, SAMPLES_FOLDER, TRAIN_STATE_NAME, WEIGHTS_NAME,
                                         ModelCard, load_checkpoint, load_tensor_file, read_card,
@@ -43,7 +44,7 @@ from vidtrans.models.checkpoint import (CARD_NAME, MAX_SIZE, SAMPLES_FOLDER, TRA
                                         state_dict_mismatch)
 from vidtrans.models.networks import (GENERATORS, NORMS, MultiscaleDiscriminator, build_generator, init_weights,
                                       input_multiple, parse_generator, use_per_sample_stats, widen_input)
-from vidtrans.models.translator import resolve_device
+from vidtrans.models.translator import memory_name, out_of_memory, resolve_device
 from vidtrans.options import is_int
 from vidtrans.pose.regions import Box, face_box
 
@@ -175,23 +176,38 @@ def check_config(config: TrainConfig, size: int, names: dict[str, str] | None = 
 
 
 def check_output(out_dir: str | os.PathLike, resume: bool, overwrite: bool, names: dict[str, str] | None = None) -> None:
-    """VidtransError if training cannot write `out_dir` as asked, before any work is done."""
+    """UsageError if training cannot write `out_dir` as asked, before any work is done."""
+    if not str(out_dir).strip():  # Path("") would be the current folder
+        raise UsageError("the checkpoint folder is an empty path; name a folder")
     spell, out_dir = spelling(names), Path(out_dir)
     if resume and overwrite:
         raise UsageError(f"{spell('resume')} continues the checkpoint in {out_dir} and {spell('overwrite')} "
-                            "replaces it; pass one of them")
+                         "replaces it; pass one of them")
     if out_dir.exists() and not out_dir.is_dir():
-        raise VidtransError(f"{out_dir}: is a file; give a folder for the checkpoint")
+        raise UsageError(f"{out_dir}: is a file; give a folder for the checkpoint")
     if resume and not (out_dir / STATE_NAME).is_file():
-        raise VidtransError(f"{out_dir}: nothing to resume ({STATE_NAME} missing); drop {spell('resume')} to start fresh")
+        raise UsageError(f"{out_dir}: nothing to resume ({STATE_NAME} missing); drop {spell('resume')} to start fresh")
     if not resume and not overwrite and any((out_dir / name).exists() for name in (CARD_NAME, WEIGHTS_NAME, STATE_NAME)):
-        raise VidtransError(f"{out_dir}: already holds a checkpoint; pass {spell('resume')} to continue training it "
-                            f"or {spell('overwrite')} to start over (replacing it)")
+        raise UsageError(f"{out_dir}: already holds a checkpoint; pass {spell('resume')} to continue training it "
+                         f"or {spell('overwrite')} to start over (replacing it)")
     existing = next(folder for folder in (out_dir, *out_dir.absolute().parents) if folder.exists())
     if not existing.is_dir():
-        raise VidtransError(f"{out_dir}: {existing} is a file, not a folder; choose another output folder")
+        raise UsageError(f"{out_dir}: {existing} is a file, not a folder; choose another output folder")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise VidtransError(f"{out_dir}: cannot write to {existing} (permission denied); choose a writable folder")
+        raise UsageError(f"{out_dir}: cannot write to {existing} (permission denied); choose a writable folder")
+    _try_writing(existing, out_dir)
+
+
+def _try_writing(folder: Path, out_dir: Path) -> None:
+    """Create a folder in `folder` (`out_dir`, or the folder it will be made in) and remove it: the
+    file system's own answer, which `os.access` does not give for root or for special file systems
+    (/proc, /sys), where the first sample grid would fail after minutes of work. A name of its own,
+    so that the processes of a torchrun checking at once never see each other's."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".vidtrans-check-", dir=folder))
+    except OSError as e:
+        raise UsageError(f"{out_dir}: cannot write the checkpoint there ({first_line(e)}); choose a writable "
+                         "folder") from None
 
 
 def read_train_state(out_dir: str | os.PathLike, names: dict[str, str] | None = None, mmap: bool = False) -> dict:
@@ -231,10 +247,18 @@ def resume_conflicts(saved: dict[str, Any], requested: dict[str, Any]) -> list[t
 
 def describe_conflicts(conflicts: list[tuple[str, Any, Any]], names: dict[str, str] | None = None,
                        advice: str = "use") -> str:
-    """E.g. "ngf 32 differs from the checkpoint's 16; use ngf 16", one clause per conflict."""
+    """E.g. "ngf 32 differs from the checkpoint's 16; use ngf 16", one clause per conflict. A switch
+    is named as it is asked for: "face_d=False differs from the checkpoint, trained with
+    face_d=True; use face_d=True" (with the CLI's names, --no-face-d and --face-d)."""
     spell = spelling(names)
-    return "; ".join(f"{spell(k)} {value} differs from the checkpoint's {saved}; {advice} {spell(k)} {saved}"
-                     for k, value, saved in conflicts)
+
+    def clause(setting: str, value: Any, saved: Any) -> str:
+        if isinstance(saved, bool):
+            asked, kept = spell(f"{setting}={value}"), spell(f"{setting}={saved}")
+            return f"{asked} differs from the checkpoint, trained with {kept}; {advice} {kept}"
+        return f"{spell(setting)} {value} differs from the checkpoint's {saved}; {advice} {spell(setting)} {saved}"
+
+    return "; ".join(clause(*conflict) for conflict in conflicts)
 
 
 def _to_device(images: torch.Tensor, device: torch.device, memory_format) -> torch.Tensor:
@@ -346,7 +370,8 @@ class Trainer:
                  device: str = "auto", resume: bool = False,
                  on_step: Callable[[int, dict[str, float]], None] | None = None, overwrite: bool = False):
         """Train into the checkpoint folder `out_dir`: a new one, the one there with `resume`, or a
-        fresh one replacing it with `overwrite` (the old run's files go when training starts).
+        fresh one replacing it with `overwrite` (the old run's files go when this one writes its
+        first, a sample grid or the checkpoint: a run stopped before that leaves them as they were).
 
         on_step(iteration, losses) is called on rank 0 about every REPORT_SECONDS and after each
         validation, with the losses averaged since the previous call and "it_s" (plus "ssim" and
@@ -354,8 +379,8 @@ class Trainer:
         check_config(config, card.native_size[0])
         check_output(out_dir, resume, overwrite)
         if config.temporal and not callable(getattr(source, "sample_sequence", None)):
-            raise VidtransError("a temporal model trains on consecutive frames, which this data source does not "
-                                "have (a paired folder's pairs are unrelated); train on a video or synthetic data")
+            raise UsageError("a temporal model trains on consecutive frames, which this data source does not "
+                             "have (a paired folder's pairs are unrelated); train on a video or synthetic data")
         self.source = source
         self.out_dir = Path(out_dir)
         self.config = config
@@ -397,8 +422,7 @@ class Trainer:
         self.optD = torch.optim.Adam(itertools.chain(*(net.parameters() for net in self.discriminators)), **adam)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
         self.iteration = 0
-        if overwrite and self.rank == 0:
-            remove_checkpoint_files(self.out_dir)
+        self._old_run_to_remove = overwrite and self.rank == 0
         if resume:
             self._load_state()
         elif config.init_from:
@@ -546,6 +570,12 @@ class Trainer:
                               **(metrics if validated else {})}
                     self.on_step(done, report)
                     totals, steps, reported = {}, 0, now
+        except (RuntimeError, MemoryError) as e:
+            if not out_of_memory(e):  # a batch too large
+                raise
+            size = self.card.native_size[0]
+            raise VidtransError(f"out of {memory_name(self.device)} memory training on batches of {self.config.batch_size} samples of "
+                                f"{size}x{size}; pass a smaller batch size") from None
         finally:
             self.close()
         if self.world > 1:
@@ -582,11 +612,20 @@ class Trainer:
         """pose | generated | real, one row per held-out sample."""
         picks = np.linspace(0, len(pairs) - 1, min(rows, len(pairs))).astype(int)
         grid = np.concatenate([np.concatenate([pairs[i][0], fake[i], pairs[i][1]], axis=1) for i in picks], axis=0)
+        self._remove_old_run()
         samples = self.out_dir / SAMPLES_FOLDER
         samples.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(samples / f"iter_{self.iteration:07d}.png"), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
 
+    def _remove_old_run(self) -> None:
+        """Before this run's first file, the files of the run it replaces (`overwrite`): none of
+        them may mix with this run's (an old background, old sample grids)."""
+        if self._old_run_to_remove:
+            remove_checkpoint_files(self.out_dir)
+            self._old_run_to_remove = False
+
     def save(self, metrics: dict[str, float]) -> None:
+        self._remove_old_run()
         card = dataclasses.replace(self.card, architecture=self.config.architecture, ngf=self.config.ngf,
                                    norm=self.config.norm, input_nc=6 if self.temporal else 3, output_nc=3,
                                    temporal=self.temporal)
@@ -623,7 +662,7 @@ class Trainer:
                      "size": self.card.native_size[0]}
         conflicts = resume_conflicts(saved_settings(self.out_dir, state=state), requested)
         if conflicts:
-            raise VidtransError(f"{self.out_dir}: {describe_conflicts(conflicts)}")
+            raise UsageError(f"{self.out_dir}: {describe_conflicts(conflicts)}")
         checkpoint = load_checkpoint(self.out_dir)
         try:
             # Optimizers move their state to their parameters' device.

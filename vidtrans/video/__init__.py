@@ -9,9 +9,8 @@
             writer.write(frame.image, frame.pts)
 """
 
-from vidtrans.video.reader import Frame, VideoInfo, VideoReader, probe
-from vidtrans.video.writer import (SourceMedia, VideoWriter, check_container, check_destination,
-                                   check_encoder_settings)
+from vidtrans.video.reader import Frame, VideoInfo, VideoReader, file_identity, probe
+from vidtrans.video.writer import SourceMedia, VideoWriter, check_destination, check_output_settings
 
 __all__ = ["Frame", "SourceMedia", "VideoInfo", "VideoReader", "VideoWriter", "check_destination",
-           "check_container", "check_encoder_settings", "probe"]
+           "check_output_settings", "file_identity", "probe"]

@@ -7,6 +7,7 @@ are replaced, not skipped, so the frame sequence keeps the container's timing.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -123,6 +124,19 @@ def _quarter_turns(clockwise: float) -> int:
 def _fps(stream: av.video.stream.VideoStream) -> float:
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     return float(rate) if rate else 0.0
+
+
+# Bytes hashed to tell files apart: enough to differ between any two encodes, cheap for a long file.
+HEAD_BYTES = 1 << 20
+
+
+def file_identity(path: str | os.PathLike) -> dict[str, int | str]:
+    """What tells one video file from another of the same name, cheaply: its size and a hash of its
+    first MiB (a copy elsewhere has the same; a re-encode or another clip does not)."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = hashlib.sha256(f.read(HEAD_BYTES)).hexdigest()
+    return {"size": size, "head_sha256": head}
 
 
 def probe(path: str | os.PathLike) -> VideoInfo:

@@ -6,6 +6,7 @@ file beside it (same folder, so the final `os.replace` is atomic) and renamed at
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from collections.abc import Iterator
@@ -78,23 +79,49 @@ def _check_crf(codec: str, crf: int, top: int) -> None:
                             "(lower is better quality)")
 
 
-def check_encoder_settings(encode: EncodeOptions) -> tuple[str, dict[str, str]]:
-    """The encoder's name and FFmpeg options for `encode`, or VidtransError naming the bad
-    setting. Cheap: pipelines call it before any decoding or model work."""
+def _encoder_settings(encode: EncodeOptions) -> tuple[str, dict[str, str]]:
+    """The encoder's name and FFmpeg options for `encode`, or VidtransError naming the bad setting."""
     codec = _video_encoder(encode.codec, encode.pix_fmt)
     return codec, encoder_options(codec, encode.crf, encode.preset)
 
 
-def check_container(dst: str | os.PathLike) -> None:
-    """UsageError unless FFmpeg can tell from `dst`'s name which kind of file to write (it picks
-    the container from the extension). Cheap and creates nothing: pipelines call it before any
-    decoding or model work, batch with its --ext."""
+def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tuple[str, dict[str, str]]:
+    """The encoder's name and FFmpeg options for `encode`, or VidtransError naming the bad setting;
+    and UsageError unless a file named like `dst` can hold that video:
+    FFmpeg picks the container from the extension (.txt is none), and containers take only some
+    codecs (.webm no H.264, .mov no VP9). Writes a header for a tiny stream into memory, a few
+    milliseconds, and creates nothing: pipelines call it before any decoding or model work, batch
+    for its --ext."""
+    codec, options = _encoder_settings(encode)
+    suffix = Path(dst).suffix
     try:
         # Opening for writing only guesses the format; no file is made before the first frame.
-        av.open(str(Path("/nonexistent-vidtrans-probe") / f"probe{Path(dst).suffix}"), "w").close()
+        with av.open(str(Path("/nonexistent-vidtrans-probe") / f"probe{suffix}"), "w") as guess:
+            container = guess.format.name
+            holds = guess.supported_codecs
     except (av.FFmpegError, ValueError) as e:
         raise UsageError(f"{dst}: FFmpeg cannot tell from the name which kind of video to write ({first_line(e)}); "
                          "use an extension such as .mp4, .mkv or .mov") from None
+    usual = [name for name in _COMMON_ENCODERS if name in av.codecs_available and name in holds and name != codec]
+    fix = f"use the codec {' or '.join(usual[:2])}, or another extension such as .mkv" if usual else \
+        "use another extension such as .mkv"
+    with av.logging.Capture(), av.open(io.BytesIO(), "w", format=container) as probe:
+        try:
+            stream = probe.add_stream(codec, options=options)
+        except ValueError:  # not among the codecs FFmpeg lets this container hold
+            raise UsageError(f"{dst}: a {suffix} file cannot hold {codec} video; {fix}") from None
+        stream.width, stream.height, stream.pix_fmt = 64, 64, encode.pix_fmt
+        try:
+            stream.codec_context.open()
+        except av.FFmpegError as e:
+            raise UsageError(f"{codec} refused its settings ({first_line(e)}): options {options}, pix_fmt "
+                             f"{encode.pix_fmt!r}; check crf, preset and pix_fmt (NVENC also needs an NVIDIA GPU "
+                             "with an encoder)") from None
+        try:
+            probe.start_encoding()  # the container's header: some refuse a codec only here (.mov and VP9)
+        except av.FFmpegError as e:
+            raise UsageError(f"{dst}: a {suffix} file cannot hold {codec} video ({first_line(e)}); {fix}") from None
+    return codec, options
 
 
 @dataclass(frozen=True)
@@ -202,8 +229,7 @@ class VideoWriter:
         self._origin: Fraction | float = self.start or 0  # source time that becomes 0 in the output
         self._overwrite = overwrite
         # Bad settings are refused before any file (output, temporary or lock) is made.
-        codec, options = check_encoder_settings(encode)
-        check_container(self.dst)
+        codec, options = check_output_settings(self.dst, encode)
         check_destination(self.dst, source.path, overwrite)
         self._claim = OutputClaim(self.dst)
         try:

@@ -100,6 +100,15 @@ def run_cli(*args, env: dict[str, str] | None = None) -> CliResult:
     return CliResult(code, out.getvalue(), err.getvalue(), escaped)
 
 
+def one_line(result, code: int) -> str:
+    """The error line of a CLI call that failed as vidtrans should: exit status `code`, one
+    `vidtrans: error:` line on stderr and nothing else, no exception escaping."""
+    assert result.returncode == code and result.exception is None, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vidtrans: error: "), result.stderr
+    return lines[0]
+
+
 @pytest.fixture(scope="session")
 def cli():
     """run_cli: `cli("run", clip, "--model", model)` gives returncode, stdout and stderr."""

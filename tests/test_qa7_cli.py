@@ -3,17 +3,11 @@ pass found them failing after pose detection, after every frame, or per clip of 
 
 import pytest
 
+from tests.conftest import one_line
 from tests.media import decode_all, make_clip
 from vidtrans.errors import UsageError
 from vidtrans.options import EncodeOptions
 from vidtrans.video import check_output_settings
-
-
-def one_line(result, code):
-    assert result.returncode == code and result.exception is None, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("vidtrans: error: "), result.stderr
-    return lines[0]
 
 
 @pytest.fixture

@@ -7,17 +7,11 @@ import shutil
 import numpy as np
 import pytest
 
+from tests.conftest import one_line
 from tests.media import make_clip
 from vidtrans.pose import write_keypoints_npz
 
 DEEP = "[" * 100_000 + "]" * 100_000
-
-
-def one_line(result, code):
-    assert result.returncode == code and result.exception is None, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("vidtrans: error: "), result.stderr
-    return lines[0]
 
 
 @pytest.fixture

@@ -527,7 +527,7 @@ def _suffix(ext: str | None, encode: EncodeOptions) -> str | None:
     try:
         check_output_settings(f"clip.{ext}", encode)
     except VidtransError as e:
-        raise BatchUsageError(f"--ext {ext}: {str(e).split(': ', 1)[-1]}") from None
+        raise BatchUsageError(f"--ext {ext}: {str(e).removeprefix(f'clip.{ext}: ')}") from None
     return "." + ext
 
 

@@ -574,8 +574,8 @@ class Trainer:
             if not out_of_memory(e):  # a batch too large
                 raise
             size = self.card.native_size[0]
-            raise VidtransError(f"out of {memory_name(self.device)} memory training on batches of {self.config.batch_size} samples of "
-                                f"{size}x{size}; pass a smaller batch size") from None
+            raise VidtransError(f"out of {memory_name(self.device)} memory training on batches of "
+                                f"{self.config.batch_size} samples of {size}x{size}; pass a smaller batch size") from None
         finally:
             self.close()
         if self.world > 1:

@@ -81,8 +81,9 @@ def run_cli(*args, env: dict[str, str] | None = None) -> CliResult:
     vidtrans.cli._stopped_by.clear()
     vidtrans.cli._debug = False
     try:
+        # A stopped command ends the process at once (os._exit); here it is the end of the call.
         with environment, mock.patch.object(sys, "argv", argv), contextlib.redirect_stdout(out), \
-                contextlib.redirect_stderr(err):
+                contextlib.redirect_stderr(err), mock.patch.object(vidtrans.cli, "_exit_now", sys.exit):
             escaped = None
             try:
                 vidtrans.cli.main()

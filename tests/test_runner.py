@@ -63,6 +63,34 @@ def test_closing_early_stops_the_parallel_work():
     assert stage.calls < 20  # nothing more was started once the consumer had gone
 
 
+def test_closing_early_does_not_wait_for_parallel_work_in_flight():
+    """A forward pass cannot be cut short: the runner's thread stops waiting for it, and the pool's
+    thread finishes it on its own (here: once released, after the runner is gone)."""
+    blocked, release = threading.Event(), threading.Event()
+
+    class EndlessAfterFirst:
+        def process(self, item):
+            if item > 0:
+                blocked.set()
+                release.wait()
+            yield item
+
+        def flush(self):
+            return ()
+
+    pool = ThreadPoolExecutor(1)
+    try:
+        outputs = run_stages(iter(range(5)), [Parallel(EndlessAfterFirst(), workers=1, pool=pool)])
+        assert next(outputs) == 0
+        blocked.wait()
+        outputs.close()
+        assert not [t for t in threading.enumerate() if t.name == "vidtrans-Parallel"]
+        assert not release.is_set()
+    finally:
+        release.set()
+        pool.shutdown(wait=True)
+
+
 class Frame:
     def __init__(self, index):
         self.image, self.pts, self.index = f"image {index}", 100 * index, index

@@ -153,6 +153,32 @@ def test_sigterm_mid_encode_leaves_existing_output_untouched(tmp_path, clip, rgb
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
 
 
+def test_a_stop_does_not_wait_for_a_forward_pass_in_flight(tmp_path, rgb_model_dir):
+    """A forward pass cannot be cut short (tens of seconds at a large --model-size): a stop must
+    wait for it neither in the pipeline nor at the interpreter's exit. Here the pass never ends."""
+    small = make_clip(tmp_path / "in.mp4", frames=24, size=(64, 48), audio=False).path
+    out, started = tmp_path / "out.mp4", tmp_path / "pass-started"
+    args = [str(a) for a in run_args(small, out, rgb_model_dir)]
+    script = f"""
+import sys, threading
+from pathlib import Path
+from vidtrans.models.translator import Translator
+def endless_pass(self, frames, state):
+    Path({str(started)!r}).touch()
+    threading.Event().wait()  # releases the GIL, as a pass in native code does
+Translator.translate_clip = endless_pass
+sys.argv = ["vidtrans", *{args!r}]
+from vidtrans.__main__ import entry
+entry()
+"""
+    process = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    wait_for(process, started.exists, "forward pass")
+    stderr = stop(process, signal.SIGINT)  # fails if the process is still there HANG_S later
+    assert_interrupted(process.returncode, stderr, signal.SIGINT)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "pass-started"]
+
+
 @STOP_SIGNALS
 def test_each_signal_mid_write_leaves_existing_output_untouched(tmp_path, rgb_model_dir, signal_before_frame, signum):
     small = make_clip(tmp_path / "in.mp4", frames=24, size=(64, 48)).path

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import functools
 import inspect
+import os
 import signal
 import sys
 import time
@@ -576,4 +577,18 @@ def main() -> None:
             sys.exit(code or 0)
     with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
         print("vidtrans: interrupted", file=sys.stderr)
-    sys.exit(128 + _stopped_by[0])
+    _exit_now(128 + _stopped_by[0])
+
+
+def _exit_now(code: int) -> None:
+    """End a stopped command without the interpreter's shutdown, which would wait for the worker
+    pools' threads: one may be inside a forward pass that cannot be cut short (tens of seconds at a
+    large --model-size). The command has cleaned up; what is still unfinished is removed here, as
+    the exit handler would."""
+    from vidtrans.atomic import remove_unfinished
+
+    remove_unfinished()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)

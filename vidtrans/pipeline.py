@@ -144,6 +144,9 @@ class FlowAheadStage:
     def flush(self):
         return self._parallel.flush()
 
+    def interrupt(self) -> None:
+        self._parallel.interrupt()
+
     def close(self) -> None:
         self._parallel.close()
 

@@ -2,7 +2,8 @@
 
 A stage is an object with `process(item) -> iterable of items` and `flush() -> iterable of items`
 (what it still holds at the end), and optionally `close()` (called when its thread ends, however it
-ends). Data flows one way. A failing stage sends its exception down the line; the consumer
+ends) and `interrupt()` (called from the consumer's thread when the pipeline stops early, so that a
+stage waiting for other threads' work stops waiting). Data flows one way. A failing stage sends its exception down the line; the consumer
 re-raises it, and every thread stops. Bounded queues keep memory flat however long the input is.
 `Parallel` runs a stateless stage on several threads with the output kept in input order.
 
@@ -129,16 +130,31 @@ class Parallel:
         self.workers = workers
         self._pool = pool
         self._pending: deque[Future] = deque()
+        self._interrupted = threading.Event()
 
     def process(self, item: Any) -> Iterable[Any]:
         self._pending.append(self._pool.submit(lambda: list(self.stage.process(item))))
         if len(self._pending) >= self.workers:
-            yield from self._pending.popleft().result()
+            yield from self._result(self._pending.popleft())
 
     def flush(self) -> Iterable[Any]:
         while self._pending:
-            yield from self._pending.popleft().result()
+            yield from self._result(self._pending.popleft())
         yield from self.stage.flush()
+
+    def interrupt(self) -> None:
+        """Stop waiting for work in flight (from another thread): a forward pass cannot be cut
+        short, and at a large model size it takes tens of seconds that a stop must not wait for.
+        The pool's thread finishes it and drops the result."""
+        self._interrupted.set()
+
+    def _result(self, future: Future) -> list[Any]:
+        while True:
+            try:
+                return future.result(timeout=_POLL_S)
+            except TimeoutError:
+                if self._interrupted.is_set():
+                    raise _Stopped from None
 
     def close(self) -> None:
         for future in self._pending:
@@ -193,5 +209,9 @@ def run_stages(source: Iterable[Any], stages: list[Stage], depth: int = 2) -> It
             yield item
     finally:
         stop.set()
+        for stage in stages:
+            interrupt = getattr(stage, "interrupt", None)
+            if interrupt:
+                interrupt()
         for thread in threads:
             thread.join(timeout=10)

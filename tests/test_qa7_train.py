@@ -252,6 +252,28 @@ def test_overwrite_stopped_before_its_first_write_leaves_the_old_run(checkpoint,
     assert not old_grid.exists() and (out / "samples" / "iter_0000001.png").is_file()
 
 
+def test_overwrite_stopped_between_its_first_grid_and_checkpoint_leaves_the_old_run(checkpoint, monkeypatch):
+    from vidtrans.train.trainer import Trainer
+
+    data, out = checkpoint
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    write_grid = Trainer._write_grid
+
+    def grid_then_ctrl_c(self, *args, **kwargs):
+        write_grid(self, *args, **kwargs)
+        raise KeyboardInterrupt("Ctrl-C")
+
+    monkeypatch.setattr(Trainer, "_write_grid", grid_then_ctrl_c)
+    result = cli("train", "--data", data, "-o", out, "--overwrite", "--iterations", "2", *TINY[:-4],
+                 "--validate-every", "1", "--save-every", "2")
+    assert result.returncode == 130, result.stderr
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    # The new run's first grid (in place of the old run's of that iteration) beside the old run, whole.
+    new_grid = Path("samples") / "iter_0000001.png"
+    assert new_grid in after and (out / "card.json").is_file() and (out / "train_state.pt").is_file()
+    assert {k: v for k, v in after.items() if k != new_grid} == {k: v for k, v in before.items() if k != new_grid}
+
+
 def test_a_pose_map_conflict_on_resume_names_the_flag_given(tmp_path, no_data):
     from vidtrans.cli import flag_names
     from vidtrans.errors import UsageError

@@ -360,7 +360,7 @@ class TrainOptions(_Options):
     device: str = option("auto", "auto, cpu, cuda or cuda:N (torchrun picks cuda:LOCAL_RANK).")
     resume: bool = option(False, "Continue from the checkpoint in --output.")
     overwrite: bool = option(False, "Start over when --output holds a checkpoint: its files are deleted when the "
-                             "new run writes its first sample grid or checkpoint (a run stopped before keeps them).")
+                             "new run writes its first checkpoint (a run stopped before keeps them).")
     save_every: int = option(500, "Write the checkpoint every N iterations.")
     validate_every: int = option(500, "Score the held-out split (SSIM/PSNR) and save a sample grid every N "
                                  "iterations.")

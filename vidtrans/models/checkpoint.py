@@ -16,6 +16,7 @@ import pickle
 import re
 import warnings
 import zipfile
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -522,16 +523,17 @@ def convert_pix2pix(path: str | os.PathLike, folder: str | os.PathLike, *, input
     return checkpoint.card
 
 
-def remove_checkpoint_files(folder: str | os.PathLike) -> None:
+def remove_checkpoint_files(folder: str | os.PathLike, keep: Collection[Path] = ()) -> None:
     """Delete the model in `folder` with everything that belongs to it: card, weights, background,
-    and what training kept beside it (its state, its sample grids); any other file stays. A new
-    model written there must not inherit the old one's background or training state."""
+    and what training kept beside it (its state, its sample grids but those in `keep`); any other
+    file stays. A new model written there must not inherit the old one's background or training state."""
     folder = Path(folder)
     try:
         for name in (CARD_NAME, WEIGHTS_NAME, BACKGROUND_NAME, TRAIN_STATE_NAME):
             (folder / name).unlink(missing_ok=True)
         for grid in (folder / SAMPLES_FOLDER).glob(SAMPLE_GRIDS):
-            grid.unlink()
+            if grid not in keep:
+                grid.unlink()
     except OSError as e:
         raise VidtransError(f"{folder}: cannot remove the previous checkpoint ({first_line(e)}); "
                             "check the folder is writable") from e

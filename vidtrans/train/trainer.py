@@ -371,7 +371,7 @@ class Trainer:
                  on_step: Callable[[int, dict[str, float]], None] | None = None, overwrite: bool = False):
         """Train into the checkpoint folder `out_dir`: a new one, the one there with `resume`, or a
         fresh one replacing it with `overwrite` (the old run's files go when this one writes its
-        first, a sample grid or the checkpoint: a run stopped before that leaves them as they were).
+        first checkpoint: a run stopped before that leaves them as they were).
 
         on_step(iteration, losses) is called on rank 0 about every REPORT_SECONDS and after each
         validation, with the losses averaged since the previous call and "it_s" (plus "ssim" and
@@ -423,6 +423,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
         self.iteration = 0
         self._old_run_to_remove = overwrite and self.rank == 0
+        self._new_grids: set[Path] = set()
         if resume:
             self._load_state()
         elif config.init_from:
@@ -612,16 +613,18 @@ class Trainer:
         """pose | generated | real, one row per held-out sample."""
         picks = np.linspace(0, len(pairs) - 1, min(rows, len(pairs))).astype(int)
         grid = np.concatenate([np.concatenate([pairs[i][0], fake[i], pairs[i][1]], axis=1) for i in picks], axis=0)
-        self._remove_old_run()
         samples = self.out_dir / SAMPLES_FOLDER
         samples.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(samples / f"iter_{self.iteration:07d}.png"), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+        path = samples / f"iter_{self.iteration:07d}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+        self._new_grids.add(path)
 
     def _remove_old_run(self) -> None:
-        """Before this run's first file, the files of the run it replaces (`overwrite`): none of
-        them may mix with this run's (an old background, old sample grids)."""
+        """Before this run's first checkpoint, the files of the run it replaces (`overwrite`), all
+        but the sample grids this run has written: none of them may mix with this run's (an old
+        background, old grids), and until this run has a checkpoint of its own, the old one stays."""
         if self._old_run_to_remove:
-            remove_checkpoint_files(self.out_dir)
+            remove_checkpoint_files(self.out_dir, keep=self._new_grids)
             self._old_run_to_remove = False
 
     def save(self, metrics: dict[str, float]) -> None:

@@ -76,3 +76,17 @@ def test_a_generator_with_layers_missing_is_named_as_such(cli, tmp_path):
         line = one_line(cli(*args), 1)
         assert "half.pth: its layers do not make a whole pix2pix generator" in line and "card" not in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["half.pth", "in.mp4"]
+
+
+def test_audio_a_container_cannot_hold_is_reencoded_to_one_it_can(cli, tmp_path, rgb_model_dir):
+    """WebM holds no AAC: the clip's AAC audio becomes Opus there (AAC stays AAC in .mp4)."""
+    import av
+
+    clip = make_clip(tmp_path / "in.mp4", frames=24, size=(64, 48), fps=24, audio=True)
+    result = cli("run", clip.path, "-o", tmp_path / "o.webm", "--model", rgb_model_dir, "--codec", "libvpx-vp9")
+    assert result.returncode == 0, result.stderr
+    with av.open(str(tmp_path / "o.webm")) as out:
+        audio = out.streams.audio[0]
+        assert audio.codec_context.name == "opus"
+        seconds = sum(frame.samples for frame in out.decode(audio)) / audio.codec_context.sample_rate
+    assert abs(seconds - 1.0) < 0.05  # the clip's second of audio, resampled, none lost

@@ -519,6 +519,9 @@ def _quiet_native_logs() -> None:
     # that prints nothing and never needs the GIL.
     av.logging.set_level(level=None)
     set_opencv_log_level(0)  # silent
+    # SVT-AV1 (--codec libsvtav1) prints its banner and settings itself, 20 lines per encoder it
+    # opens; errors only (level 1), unless the user asked for its log.
+    os.environ.setdefault("SVT_LOG", "1")
 
 
 @contextlib.contextmanager

@@ -324,10 +324,15 @@ class VideoWriter:
                 if name in holdable and not (fmt in _NO_PCM and name.startswith("pcm_")):
                     self._copy[s.index] = self._out.add_stream_from_template(s)
                 else:
-                    out = self._out.add_stream("aac", rate=s.codec_context.sample_rate)
+                    codec, rate = _audio_codec_for(holdable, s.codec_context.sample_rate)
+                    if codec is None:
+                        log.warning("%s: its %s audio cannot go into a %s file and is left out; write .mkv to "
+                                    "keep it", src, name, self.dst.suffix or fmt)
+                        continue
+                    out = self._out.add_stream(codec, rate=rate)
                     out.layout = _aac_layout(s.codec_context.layout)
                     self._transcode[s.index] = (s, out)
-                    log.info("%s: audio %s re-encoded to AAC for %s", src, name, self.dst.suffix)
+                    log.info("%s: audio %s re-encoded to %s for %s", src, name, codec, self.dst.suffix)
             elif s.type == "subtitle" and name in holdable:
                 self._copy[s.index] = self._out.add_stream_from_template(s)
             else:
@@ -502,6 +507,18 @@ class VideoWriter:
             self.close()
         else:
             self.abort()
+
+
+# Audio is re-encoded where the container cannot hold the source's: to AAC, which plays everywhere,
+# else (WebM takes Opus and Vorbis only) to Opus, at the 48 kHz it always takes (PyAV resamples).
+_AUDIO_FALLBACKS = (("aac", None), ("libopus", 48000), ("libvorbis", None))
+
+
+def _audio_codec_for(holdable: set[str], rate: int) -> tuple[str | None, int]:
+    for codec, fixed_rate in _AUDIO_FALLBACKS:
+        if codec in holdable and codec in av.codecs_available:
+            return codec, fixed_rate or rate
+    return None, rate
 
 
 def _aac_layout(layout: av.AudioLayout) -> str:

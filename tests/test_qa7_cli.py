@@ -1,5 +1,9 @@
-"""Outputs whose container cannot hold the codec are refused before any work (a third hostile-input
-pass found them failing after pose detection, after every frame, or per clip of a batch)."""
+"""A third hostile-input pass, outputs and models: a container that cannot hold the codec is refused
+before any work (it failed after pose detection, after every frame, or per clip of a batch), audio
+it cannot hold is re-encoded to a codec it can, an output place that cannot be written is a usage
+error, and a generator with layers missing is named as such."""
+
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +94,12 @@ def test_audio_a_container_cannot_hold_is_reencoded_to_one_it_can(cli, tmp_path,
         assert audio.codec_context.name == "opus"
         seconds = sum(frame.samples for frame in out.decode(audio)) / audio.codec_context.sample_rate
     assert abs(seconds - 1.0) < 0.05  # the clip's second of audio, resampled, none lost
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_an_output_place_that_cannot_be_written_is_a_usage_error(cli, tmp_path, clip, rgb_model_dir):
+    assert "cannot write to /proc" in one_line(cli("run", clip, "-o", "/proc/x.mp4", "--model", rgb_model_dir), 2)
+    assert "cannot create the output folder" in one_line(
+        cli("batch", tmp_path, "-o", "/proc/vidtrans-out", "--model", rgb_model_dir), 2)
+    assert "is a file, not a folder" in one_line(cli("run", clip, "-o", clip / "x.mp4", "--model", rgb_model_dir), 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]

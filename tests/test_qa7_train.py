@@ -157,8 +157,10 @@ def test_an_empty_output_path_is_refused(tmp_path, monkeypatch, no_data):
 
 def test_the_output_folder_may_not_be_in_the_training_data(tmp_path, no_data):
     data = paired_folder(tmp_path / "pairs", 2)
-    for output in (data, data / "val", tmp_path / "pairs" / ".." / "pairs"):
-        message = one_line_error(cli("train", "--data", data, "-o", output, "--iterations", "2"))
+    (tmp_path / "link").symlink_to(data)
+    for given, output in ((data, data), (data, data / "val"), (data, tmp_path / "pairs" / ".." / "pairs"),
+                          (data, tmp_path / "link"), (tmp_path / "link", data / "sub")):
+        message = one_line_error(cli("train", "--data", given, "-o", output, "--iterations", "2"))
         assert "would be in the training data" in message, message
     assert sorted(p.name for p in data.iterdir()) == ["000.png", "001.png"]
     video = tmp_path / "dancer.mp4"

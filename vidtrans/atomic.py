@@ -59,6 +59,8 @@ def check_destination(dst: str | os.PathLike, inputs: str | os.PathLike | Iterab
         if (dst.exists() or dst.is_symlink()) and not overwrite:
             raise UsageError(f"{dst}: already exists; choose another name or pass --overwrite")
         if not dst.parent.is_dir():
+            if dst.parent.exists():
+                raise UsageError(f"{dst}: {dst.parent} is a file, not a folder; choose another output path")
             raise UsageError(f"{dst}: folder {dst.parent} does not exist; create it first")
     except OSError as e:  # the file system refuses to even look the name up
         if e.errno == errno.ENAMETOOLONG:
@@ -81,8 +83,13 @@ def temp_path(dst: str | os.PathLike) -> Path:
     try:
         return _new_name(dst, lambda name: os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)))
     except OSError as e:
-        raise VidtransError(f"{dst}: cannot write to {dst.parent} ({e.strerror or e}); "
-                            "choose a writable output folder") from e
+        raise _unwritable(dst, e) from e
+
+
+def _unwritable(dst: Path, error: OSError) -> UsageError:
+    # The path given cannot be used: a usage error, as for a missing folder.
+    return UsageError(f"{dst}: cannot write to {dst.parent} ({error.strerror or error}); "
+                      "choose a writable output folder")
 
 
 def _new_name(dst: Path, make: Callable[[Path], None]) -> Path:
@@ -257,8 +264,7 @@ class OutputClaim:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as e:
-                raise VidtransError(f"{dst}: cannot write to {dst.parent} ({e.strerror or e}); "
-                                    "choose a writable output folder") from e
+                raise _unwritable(dst, e) from e
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:

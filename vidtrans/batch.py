@@ -486,7 +486,8 @@ def translate_folder(
         try:
             output_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise VidtransError(f"{output_dir}: cannot create the output folder ({e.strerror})") from e
+            raise BatchUsageError(f"{output_dir}: cannot create the output folder ({e.strerror or e}); "
+                                  "choose a writable place for it") from e
         batch_report = BatchReport(str(input_dir), str(output_dir), workers[0].model_name)
         listener = listener or BatchListener()
 

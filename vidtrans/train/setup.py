@@ -114,7 +114,8 @@ def _check_apart(output: str | os.PathLike, data) -> None:
     """The checkpoint folder must not be, or lie inside, the paired folder: its files and sample
     grids would mix with the pairs (a `val/` output would even become the held-out split). A
     target video as the output is a file, which `check_output` refuses."""
-    if data is not None and Path(os.path.abspath(output)).is_relative_to(os.path.abspath(data)):
+    # Resolved: a link to the data folder (or into it) is the data folder.
+    if data is not None and Path(output).resolve().is_relative_to(Path(data).resolve()):
         raise UsageError(f"{output}: the checkpoint folder would be in the training data ({data}); write it to "
                          "another folder")
 

@@ -116,9 +116,26 @@ def test_training_out_of_memory_is_one_line(trained, tmp_path, monkeypatch, erro
 
     monkeypatch.setattr(Trainer, "step", step)
     data, _ = trained
-    result = cli("train", "--data", data, "-o", tmp_path / "m", "--iterations", "2", "--batch-size", "100000", *TINY)
+    result = cli("train", "--data", data, "-o", tmp_path / "m", "--iterations", "2", "--batch-size", "100", *TINY)
     message = one_line_error(result, code=1)
-    assert "out of CPU memory training on batches of 100000 samples of 64x64; pass a smaller batch size" in message
+    assert "out of CPU memory training on batches of 100 samples of 64x64; pass a smaller batch size" in message
+
+
+def test_a_batch_far_too_large_for_the_memory_is_refused_before_any_step(trained, tmp_path, monkeypatch):
+    from vidtrans.train import trainer
+
+    monkeypatch.setattr(trainer, "available_memory", lambda device: 2**30)
+    monkeypatch.setattr(trainer.Trainer, "step", lambda self: pytest.fail("a step ran"))
+    data, _ = trained
+    result = cli("train", "--data", data, "-o", tmp_path / "m", "--iterations", "2", "--batch-size", "100000", *TINY)
+    message = one_line_error(result, code=2)
+    assert "batches of 100000 samples need more than" in message and "1.0 GiB is available" in message, message
+    assert "pass a batch size under" in message and not (tmp_path / "m").exists()
+    # A batch that fits the same memory trains.
+    monkeypatch.undo()
+    monkeypatch.setattr(trainer, "available_memory", lambda device: 2**30)
+    assert cli("train", "--data", data, "-o", tmp_path / "m", "--iterations", "1", "--batch-size", "4",
+               *TINY).returncode == 0
 
 
 def test_other_runtime_errors_are_not_taken_for_memory(trained, tmp_path, monkeypatch):

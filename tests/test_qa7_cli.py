@@ -103,3 +103,12 @@ def test_an_output_place_that_cannot_be_written_is_a_usage_error(cli, tmp_path, 
         cli("batch", tmp_path, "-o", "/proc/vidtrans-out", "--model", rgb_model_dir), 2)
     assert "is a file, not a folder" in one_line(cli("run", clip, "-o", clip / "x.mp4", "--model", rgb_model_dir), 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_live_refuses_a_recording_its_container_cannot_hold_before_the_first_frame(cli, tmp_path, clip,
+                                                                                   rgb_model_dir):
+    result = cli("live", "--model", rgb_model_dir, "--camera", clip, "--no-window", "--max-frames", "2",
+                 "--record", tmp_path / "rec.webm")
+    assert ".webm file cannot hold libx264 video" in one_line(result, 2)
+    assert "live:" not in result.stdout + result.stderr  # no session was announced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]

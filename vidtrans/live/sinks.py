@@ -22,7 +22,7 @@ import numpy as np
 
 from vidtrans.errors import VidtransError, first_line
 from vidtrans.options import EncodeOptions, LiveOptions
-from vidtrans.video import VideoWriter, check_destination
+from vidtrans.video import VideoWriter, check_destination, check_output_settings
 
 WINDOW_TITLE = "vidtrans live"
 _JPEG_QUALITY = 80
@@ -132,6 +132,7 @@ class Recorder:
 
     def __init__(self, path: Path, overwrite: bool, inputs: Iterable[str | os.PathLike] = ()):
         check_destination(path, inputs, overwrite)
+        check_output_settings(path, _RECORD_ENCODE)  # before the first frame, not at it
         self.path, self.overwrite = path, overwrite
         self.writer: VideoWriter | None = None
         self.origin = 0.0

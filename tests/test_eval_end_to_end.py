@@ -150,3 +150,6 @@ def test_a_model_trained_from_a_video_is_scored_on_its_held_out_tail(tmp_path, m
     copy.parent.mkdir()
     copy.write_bytes(clip.path.read_bytes())
     assert len(video_held_out(model, copy).truth) == 3
+    # So is a renamed copy: the contents decide.
+    renamed = copy.rename(copy.with_name("renamed.mp4"))
+    assert len(video_held_out(model, renamed).truth) == 3

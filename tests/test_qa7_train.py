@@ -330,3 +330,8 @@ def test_resume_tells_a_target_video_from_another_of_the_same_name(tmp_path, mon
     refuse_loading(monkeypatch)
     message = one_line_error(cli("train", impostor.path, "-o", out, "--resume", "--iterations", "2", *TINY))
     assert "was trained on another target video target.mp4 (the files differ)" in message, message
+    monkeypatch.undo()
+    renamed = tmp_path / "b" / "renamed.mp4"  # a copy under another name is the same video
+    renamed.write_bytes(clip.path.read_bytes())
+    resumed = cli("train", renamed, "-o", out, "--resume", "--iterations", "2", *TINY)
+    assert resumed.returncode == 0, resumed.stderr

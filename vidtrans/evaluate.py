@@ -263,10 +263,16 @@ def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
                                 "(trained by an older vidtrans, or on too few frames); retrain it to score it on them")
         raise UsageError(f"{model.name} was not trained from a video (its card says: {data}); --video scores a "
                          "model made by vidtrans train VIDEO on that video")
-    identity = training.get("video_identity")  # absent in cards of older vidtrans: the name only
-    if video.name != training["video"] or (identity is not None and video.is_file() and file_identity(video) != identity):
-        other = f"another {video.name} (the files differ)" if video.name == training["video"] else video.name
-        raise UsageError(f"{model.name} was trained on {training['video']}, not {other}; pass that video "
+    # The video's contents decide (a renamed copy is the same video); cards of older vidtrans have
+    # only its name.
+    identity = training.get("video_identity")
+    if identity is not None and video.is_file():
+        if file_identity(video) != identity:
+            other = f"another {video.name} (the files differ)" if video.name == training["video"] else video.name
+            raise UsageError(f"{model.name} was trained on {training['video']}, not {other}; pass that video "
+                             "(its last tenth was held out for evaluation)")
+    elif video.name != training["video"]:
+        raise UsageError(f"{model.name} was trained on {training['video']}, not {video.name}; pass that video "
                          "(its last tenth was held out for evaluation)")
     (size, _), crop = model.native_size, tuple(training["crop"])
     start, end, truth = training["held_out"]["from_time"], None, []

@@ -131,11 +131,14 @@ def _check_resume(output: str | os.PathLike, options: TrainOptions, target, data
     recorded, given = card.training.get("data"), _data_description(target, data, synthetic)
     fix = (f"give that data to resume, or train on the new data into another folder (or drop {spell('resume')} "
            f"and pass {spell('overwrite')} to start over in {output})")
-    if recorded is not None and recorded != given:
-        raise UsageError(f"{output} was trained on {recorded}, not {given}; {fix}")
     identity = card.training.get("video_identity")
-    if identity is not None and target is not None and Path(target).is_file() and file_identity(target) != identity:
-        raise UsageError(f"{output} was trained on another {recorded} (the files differ); {fix}")
+    if identity is not None and target is not None and Path(target).is_file():
+        # The video's contents decide, not its name: a renamed copy is the same video.
+        if file_identity(target) != identity:
+            other = f"another {recorded} (the files differ)" if recorded == given else f"{recorded}, not {given}"
+            raise UsageError(f"{output} was trained on {other}; {fix}")
+    elif recorded is not None and recorded != given:
+        raise UsageError(f"{output} was trained on {recorded}, not {given}; {fix}")
     if data is not None:
         given_settings = {"input_kind": options.input_kind.value, "direction": options.direction.value}
         recorded_settings = {"input_kind": card.input_kind, "direction": card.training.get("direction")}

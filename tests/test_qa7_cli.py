@@ -112,3 +112,14 @@ def test_live_refuses_a_recording_its_container_cannot_hold_before_the_first_fra
     assert ".webm file cannot hold libx264 video" in one_line(result, 2)
     assert "live:" not in result.stdout + result.stderr  # no session was announced
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_import_into_a_place_that_cannot_be_written_is_refused_before_converting(cli, tmp_path):
+    import torch
+
+    from tests.media import random_generator
+
+    torch.save(random_generator("unet_256", 3, 3, 8, "batch", seed=0).state_dict(), tmp_path / "g.pth")
+    line = one_line(cli("import-pix2pix", tmp_path / "g.pth", "-o", "/proc/vidtrans-imported"), 2)
+    assert "/proc/vidtrans-imported: cannot write the checkpoint there" in line

@@ -14,6 +14,7 @@ import json
 import os
 import pickle
 import re
+import tempfile
 import warnings
 import zipfile
 from collections.abc import Collection
@@ -500,6 +501,24 @@ def _load_background(folder: Path, card: ModelCard) -> np.ndarray | None:
 # --- upstream pytorch-CycleGAN-and-pix2pix ---------------------------------------------------------
 
 
+def check_checkpoint_folder(folder: Path) -> None:
+    """UsageError unless a checkpoint can be written at `folder` (made, if it does not exist): the
+    nearest folder that exists is tried for real, a folder made there and removed, the file system's
+    own answer, which `os.access` does not give for root or for special file systems (/proc, /sys),
+    where the first write would fail after minutes of work. A name of its own, so that processes
+    checking at once (torchrun's) never see each other's."""
+    existing = next(path for path in (folder, *folder.absolute().parents) if path.exists())
+    if not existing.is_dir():
+        raise UsageError(f"{folder}: {existing} is a file, not a folder; choose another output folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{folder}: cannot write to {existing} (permission denied); choose a writable folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".vidtrans-check-", dir=existing))
+    except OSError as e:
+        raise UsageError(f"{folder}: cannot write the checkpoint there ({first_line(e)}); choose a writable "
+                         "folder") from None
+
+
 def convert_pix2pix(path: str | os.PathLike, folder: str | os.PathLike, *, input_kind: str = "rgb",
                     size: int | None = None, normalization: str = "sample", overwrite: bool = False) -> ModelCard:
     """Import an upstream generator (see `import_pix2pix`) and save it as the checkpoint `folder`;
@@ -514,6 +533,7 @@ def convert_pix2pix(path: str | os.PathLike, folder: str | os.PathLike, *, input
     replacing = (folder / CARD_NAME).exists()
     if replacing and not overwrite:
         raise UsageError(f"{folder} already holds a checkpoint; pass --overwrite to replace it")
+    check_checkpoint_folder(folder)
     checkpoint = import_pix2pix(path, input_kind=input_kind, size=size)
     checkpoint.card.normalization = normalization
     net = checkpoint.build()

@@ -22,7 +22,6 @@ import functools
 import itertools
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +35,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidtrans.atomic import write_atomically
-from vidtrans.errors import UsageError, VidtransError, first_line
+from vidtrans.errors import UsageError, VidtransError
 from vidtrans.metrics import psnr, ssim
 from vidtrans.models.checkpoint import (CARD_NAME, MAX_SIZE, SAMPLES_FOLDER, TRAIN_STATE_NAME, WEIGHTS_NAME,
-                                        ModelCard, load_checkpoint, load_tensor_file, read_card,
+                                        ModelCard, check_checkpoint_folder, load_checkpoint, load_tensor_file, read_card,
                                         remove_checkpoint_files, save_background, save_checkpoint,
                                         state_dict_mismatch)
 from vidtrans.models.networks import (GENERATORS, NORMS, MultiscaleDiscriminator, build_generator, init_weights,
@@ -191,24 +190,7 @@ def check_output(out_dir: str | os.PathLike, resume: bool, overwrite: bool, name
     if not resume and not overwrite and any((out_dir / name).exists() for name in (CARD_NAME, WEIGHTS_NAME, STATE_NAME)):
         raise UsageError(f"{out_dir}: already holds a checkpoint; pass {spell('resume')} to continue training it "
                          f"or {spell('overwrite')} to start over (replacing it)")
-    existing = next(folder for folder in (out_dir, *out_dir.absolute().parents) if folder.exists())
-    if not existing.is_dir():
-        raise UsageError(f"{out_dir}: {existing} is a file, not a folder; choose another output folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"{out_dir}: cannot write to {existing} (permission denied); choose a writable folder")
-    _try_writing(existing, out_dir)
-
-
-def _try_writing(folder: Path, out_dir: Path) -> None:
-    """Create a folder in `folder` (`out_dir`, or the folder it will be made in) and remove it: the
-    file system's own answer, which `os.access` does not give for root or for special file systems
-    (/proc, /sys), where the first sample grid would fail after minutes of work. A name of its own,
-    so that the processes of a torchrun checking at once never see each other's."""
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".vidtrans-check-", dir=folder))
-    except OSError as e:
-        raise UsageError(f"{out_dir}: cannot write the checkpoint there ({first_line(e)}); choose a writable "
-                         "folder") from None
+    check_checkpoint_folder(out_dir)
 
 
 def read_train_state(out_dir: str | os.PathLike, names: dict[str, str] | None = None, mmap: bool = False) -> dict:

@@ -501,12 +501,18 @@ def _load_background(folder: Path, card: ModelCard) -> np.ndarray | None:
 # --- upstream pytorch-CycleGAN-and-pix2pix ---------------------------------------------------------
 
 
-def check_checkpoint_folder(folder: Path) -> None:
-    """UsageError unless a checkpoint can be written at `folder` (made, if it does not exist): the
-    nearest folder that exists is tried for real, a folder made there and removed, the file system's
-    own answer, which `os.access` does not give for root or for special file systems (/proc, /sys),
-    where the first write would fail after minutes of work. A name of its own, so that processes
-    checking at once (torchrun's) never see each other's."""
+def check_checkpoint_folder(folder: str | os.PathLike) -> None:
+    """UsageError unless a checkpoint can be written at `folder` (made, if it does not exist), for
+    train and import-pix2pix alike: not an empty path (Path("") is the current folder), not a file,
+    and the nearest folder that exists tried for real, a folder made there and removed, the file
+    system's own answer, which `os.access` does not give for root or for special file systems
+    (/proc, /sys), where the first write would fail after minutes of work. A name of its own, so
+    that processes checking at once (torchrun's) never see each other's."""
+    if not os.fspath(folder).strip():
+        raise UsageError("the checkpoint folder is an empty path; name a folder, such as checkpoints/mine")
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder}: is a file; give a folder for the checkpoint")
     existing = next(path for path in (folder, *folder.absolute().parents) if path.exists())
     if not existing.is_dir():
         raise UsageError(f"{folder}: {existing} is a file, not a folder; choose another output folder")
@@ -523,17 +529,13 @@ def convert_pix2pix(path: str | os.PathLike, folder: str | os.PathLike, *, input
                     size: int | None = None, normalization: str = "sample", overwrite: bool = False) -> ModelCard:
     """Import an upstream generator (see `import_pix2pix`) and save it as the checkpoint `folder`;
     returns its card. An existing checkpoint there is replaced only with `overwrite`."""
-    if not os.fspath(folder):  # Path("") is the current folder
-        raise UsageError("the checkpoint folder is empty; give a folder such as checkpoints/facades")
+    check_checkpoint_folder(folder)
     folder = Path(folder)
     input_kind = InputKind.parse(input_kind, "input_kind").value
     normalization = Normalization.parse(normalization, "normalization").value
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"{folder}: is a file; give a folder for the checkpoint")
     replacing = (folder / CARD_NAME).exists()
     if replacing and not overwrite:
         raise UsageError(f"{folder} already holds a checkpoint; pass --overwrite to replace it")
-    check_checkpoint_folder(folder)
     checkpoint = import_pix2pix(path, input_kind=input_kind, size=size)
     checkpoint.card.normalization = normalization
     net = checkpoint.build()

@@ -177,20 +177,17 @@ def check_config(config: TrainConfig, size: int, names: dict[str, str] | None = 
 
 def check_output(out_dir: str | os.PathLike, resume: bool, overwrite: bool, names: dict[str, str] | None = None) -> None:
     """UsageError if training cannot write `out_dir` as asked, before any work is done."""
-    if not str(out_dir).strip():  # Path("") would be the current folder
-        raise UsageError("the checkpoint folder is an empty path; name a folder")
-    spell, out_dir = spelling(names), Path(out_dir)
+    spell = spelling(names)
     if resume and overwrite:
         raise UsageError(f"{spell('resume')} continues the checkpoint in {out_dir} and {spell('overwrite')} "
                          "replaces it; pass one of them")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"{out_dir}: is a file; give a folder for the checkpoint")
+    check_checkpoint_folder(out_dir)
+    out_dir = Path(out_dir)
     if resume and not (out_dir / STATE_NAME).is_file():
         raise UsageError(f"{out_dir}: nothing to resume ({STATE_NAME} missing); drop {spell('resume')} to start fresh")
     if not resume and not overwrite and any((out_dir / name).exists() for name in (CARD_NAME, WEIGHTS_NAME, STATE_NAME)):
         raise UsageError(f"{out_dir}: already holds a checkpoint; pass {spell('resume')} to continue training it "
                          f"or {spell('overwrite')} to start over (replacing it)")
-    check_checkpoint_folder(out_dir)
 
 
 def read_train_state(out_dir: str | os.PathLike, names: dict[str, str] | None = None, mmap: bool = False) -> dict:

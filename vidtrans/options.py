@@ -372,7 +372,8 @@ class TrainOptions(_Options):
                                    "or noisy (exact plus the detector's measured error).")
     whole_body: bool | None = option(None, "Pose maps of the whole body: the face's points and the hands drawn too "
                                      "(ControlNet's openpose_full look; MediaPipe Holistic finds them every other "
-                                     "frame, at about 1.5x the body-only detection time). Default: off; with --resume, the checkpoint's; with "
+                                     "frame, at about 1.5x the body-only detection time). Default: off; with --resume, the "
+                                     "checkpoint's; with "
                                      "--init-from, that model's.", flag="--whole-body/--body-only")
     # The recipe (pix2pixHD, Everybody Dance Now); nothing in it needs pretrained weights.
     d_scales: int | None = option(None, "Discriminator scales: 2 (default: PatchGANs on the frame and on it halved, "

@@ -3,8 +3,9 @@
 A stage is an object with `process(item) -> iterable of items` and `flush() -> iterable of items`
 (what it still holds at the end), and optionally `close()` (called when its thread ends, however it
 ends) and `interrupt()` (called from the consumer's thread when the pipeline stops early, so that a
-stage waiting for other threads' work stops waiting). Data flows one way. A failing stage sends its exception down the line; the consumer
-re-raises it, and every thread stops. Bounded queues keep memory flat however long the input is.
+stage waiting for other threads' work stops waiting). Data flows one way. A failing stage sends its
+exception down the line; the consumer re-raises it, and every thread stops. Bounded queues keep
+memory flat however long the input is.
 `Parallel` runs a stateless stage on several threads with the output kept in input order.
 
 The video pipelines (`run`, `pose`, pose detection, `eval`) pass `Batch`es of decoded frames

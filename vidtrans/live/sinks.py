@@ -106,7 +106,8 @@ class PreviewWindow:
             cv2.namedWindow(WINDOW_TITLE, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
         except cv2.error as e:
             raise VidtransError("this OpenCV has no window support (opencv-python-headless?); run without the "
-                                "preview window: --no-window (in Python: window=False), or install opencv-python") from e
+                                "preview window: --no-window (in Python: window=False), or install "
+                                "opencv-python") from e
         self.opened = False
 
     def show(self, shown: Shown) -> str | None:

@@ -268,7 +268,8 @@ class Translator:
         fits = int(max(work_h, work_w) * math.sqrt(available / per_frame)) // 16 * 16
         fix = f"pass a smaller size (at most about {fits})" if fits >= MIN_SIZE else "free memory or use another device"
         raise VidtransError(f"translating {width}x{height} frames at {work_w}x{work_h} needs about "
-                            f"{per_frame / 2**30:.1f} GiB of {memory_name(self.device)} memory per frame, but {available / 2**30:.1f} GiB "
+                            f"{per_frame / 2**30:.1f} GiB of {memory_name(self.device)} memory per frame, but "
+                            f"{available / 2**30:.1f} GiB "
                             f"is available; {fix}")
 
     def compile(self) -> None:
@@ -356,7 +357,8 @@ class Translator:
             if not out_of_memory(e):
                 raise
             height, width = frames.shape[1:3]
-            raise VidtransError(f"out of {memory_name(self.device)} memory translating {len(frames)} frame(s) of {width}x{height}; "
+            raise VidtransError(f"out of {memory_name(self.device)} memory translating {len(frames)} frame(s) of "
+                                f"{width}x{height}; "
                                 "pass a smaller model size or batch size") from None
 
     def _call_network(self, frames: torch.Tensor, previous: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:

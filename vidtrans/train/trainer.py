@@ -38,8 +38,8 @@ from vidtrans.atomic import write_atomically
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.metrics import psnr, ssim
 from vidtrans.models.checkpoint import (CARD_NAME, MAX_SIZE, SAMPLES_FOLDER, TRAIN_STATE_NAME, WEIGHTS_NAME,
-                                        ModelCard, check_checkpoint_folder, load_checkpoint, load_tensor_file, read_card,
-                                        remove_checkpoint_files, save_background, save_checkpoint,
+                                        ModelCard, check_checkpoint_folder, load_checkpoint, load_tensor_file,
+                                        read_card, remove_checkpoint_files, save_background, save_checkpoint,
                                         state_dict_mismatch)
 from vidtrans.models.networks import (GENERATORS, NORMS, MultiscaleDiscriminator, build_generator, init_weights,
                                       input_multiple, parse_generator, peak_activations, use_per_sample_stats,
@@ -576,7 +576,8 @@ class Trainer:
                 raise
             size = self.card.native_size[0]
             raise VidtransError(f"out of {memory_name(self.device)} memory training on batches of "
-                                f"{self.config.batch_size} samples of {size}x{size}; pass a smaller batch size") from None
+                                f"{self.config.batch_size} samples of {size}x{size}; pass a smaller batch "
+                                "size") from None
         finally:
             self.close()
         if self.world > 1:

@@ -330,7 +330,7 @@ class VideoWriter:
                                     "keep it", src, name, self.dst.suffix or fmt)
                         continue
                     out = self._out.add_stream(codec, rate=rate)
-                    out.layout = _aac_layout(s.codec_context.layout)
+                    out.layout = _usual_layout(s.codec_context.layout)
                     self._transcode[s.index] = (s, out)
                     log.info("%s: audio %s re-encoded to %s for %s", src, name, codec, self.dst.suffix)
             elif s.type == "subtitle" and name in holdable:
@@ -521,7 +521,7 @@ def _audio_codec_for(holdable: set[str], rate: int) -> tuple[str | None, int]:
     return None, rate
 
 
-def _aac_layout(layout: av.AudioLayout) -> str:
+def _usual_layout(layout: av.AudioLayout) -> str:
     """PCM often has an unordered "N channels" layout, which AAC refuses: use the usual one for N."""
     if not layout.name.endswith("channels"):
         return layout.name

@@ -79,12 +79,6 @@ def _check_crf(codec: str, crf: int, top: int) -> None:
                             "(lower is better quality)")
 
 
-def _encoder_settings(encode: EncodeOptions) -> tuple[str, dict[str, str]]:
-    """The encoder's name and FFmpeg options for `encode`, or VidtransError naming the bad setting."""
-    codec = _video_encoder(encode.codec, encode.pix_fmt)
-    return codec, encoder_options(codec, encode.crf, encode.preset)
-
-
 def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tuple[str, dict[str, str]]:
     """The encoder's name and FFmpeg options for `encode`, or VidtransError naming the bad setting;
     and UsageError unless a file named like `dst` can hold that video:
@@ -92,7 +86,8 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
     codecs (.webm no H.264, .mov no VP9). Writes a header for a tiny stream into memory, a few
     milliseconds, and creates nothing: pipelines call it before any decoding or model work, batch
     for its --ext."""
-    codec, options = _encoder_settings(encode)
+    codec = _video_encoder(encode.codec, encode.pix_fmt)
+    options = encoder_options(codec, encode.crf, encode.preset)
     suffix = Path(dst).suffix
     try:
         # Opening for writing only guesses the format; no file is made before the first frame.

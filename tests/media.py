@@ -220,6 +220,21 @@ def dancer_clip(path: str | Path, look_name: str = "source", frames: int = 24, s
     return clip
 
 
+def upstream_frames(net, frames: np.ndarray) -> np.ndarray:
+    """What pytorch-CycleGAN-and-pix2pix's test.py makes of uint8 RGB `frames` (N, H, W, 3) with its
+    defaults: the generator in train mode (batch statistics), dropout off, one frame at a time."""
+    import torch
+
+    net.train()
+    for module in net.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.eval()
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        y = torch.cat([net(x[i:i + 1]) for i in range(len(x))])
+    return ((y + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
 def random_generator(architecture: str, input_nc: int, output_nc: int, ngf: int, norm: str, seed: int = 0):
     """A generator with pix2pix's initial weights, the same for the same seed: the stand-in model of
     tests and benchmarks (arguments as `vidtrans.models.networks.build_generator`)."""

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import vidtrans
+from tests.media import upstream_frames
 from vidtrans.errors import VidtransError
 from vidtrans.models.checkpoint import ModelCard, import_pix2pix, load_checkpoint, save_checkpoint
 from vidtrans.models.networks import NLayerDiscriminator, build_generator
@@ -42,18 +43,6 @@ def random_generator(arch, norm, ngf=8, input_nc=3, output_nc=3, dropout=False, 
                 module.running_mean.uniform_(-0.1, 0.1)
                 module.running_var.uniform_(0.5, 2.0)
     return net
-
-
-def upstream_reference(net, x):
-    """pix2pix test.py's default: the generator in train mode (batch statistics), batch of one, dropout off."""
-    net.train()
-    for module in net.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.eval()
-    with torch.no_grad():
-        out = torch.cat([net(x[i:i + 1]) for i in range(len(x))])
-    net.eval()
-    return out
 
 
 def to_uint8_frames(y):
@@ -111,7 +100,7 @@ def test_upstream_checkpoints_load_and_translate_like_upstream(tmp_path, arch, s
     model = vidtrans.load_model(path, device="cpu", precision="fp32")  # the reference is fp32
     model.card.native_size = (size, size)
     x = frames(3, size, size, seed=1)
-    expected = to_uint8_frames(upstream_reference(net, torch.from_numpy(x).permute(0, 3, 1, 2).float() / 127.5 - 1))
+    expected = upstream_frames(net, x)
     got = model.translate(x)
     assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
 
@@ -161,7 +150,7 @@ def test_native_size_is_not_resampled(tmp_path):
     folder = load_checkpoint_from(net, "resnet_6blocks", tmp_path, norm="instance", native_size=(64, 96))
     model = vidtrans.load_model(folder, device="cpu", precision="fp32")  # the reference is fp32
     x = frames(1, 64, 96, seed=4)
-    expected = to_uint8_frames(upstream_reference(net, torch.from_numpy(x).permute(0, 3, 1, 2).float() / 127.5 - 1))
+    expected = upstream_frames(net, x)
     assert np.abs(model.translate(x).astype(int) - expected.astype(int)).max() <= 1
 
 

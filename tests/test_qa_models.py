@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import vidtrans
-from tests.media import make_clip
+from tests.media import make_clip, upstream_frames
 from vidtrans.errors import VidtransError
 from vidtrans.models import translator as translator_module
 from vidtrans.models.checkpoint import (CARD_NAME, ModelCard, import_pix2pix, read_card, save_background,
@@ -32,18 +32,6 @@ def upstream_resnet(norm, dropout, ngf=8, seed=0):
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.uniform_(-0.2, 0.2)
     return net
-
-
-def upstream_output(net, frames):
-    """pix2pix test.py's frames: the generator in train mode, dropout off, one frame at a time."""
-    net.train()
-    for module in net.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.eval()
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
-    with torch.no_grad():
-        y = torch.cat([net(x[i:i + 1]) for i in range(len(x))])
-    return ((y + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def random_frames(count, height, width, seed=0):
@@ -72,7 +60,7 @@ def test_upstream_resnets_of_every_norm_and_dropout_layout_translate_like_upstre
     assert (card.architecture, card.norm, card.dropout, card.ngf) == ("resnet_6blocks", norm, dropout, 8)
     frames = random_frames(2, 64, 64, seed=1)
     model = vidtrans.load_model(pth, device="cpu", precision="fp32", size=64, backend="torch")
-    assert np.abs(model.translate(frames).astype(int) - upstream_output(net, frames).astype(int)).max() <= 1
+    assert np.abs(model.translate(frames).astype(int) - upstream_frames(net, frames).astype(int)).max() <= 1
 
 
 # --- 8. import --overwrite replaces the old model's files ---------------------------------------------

@@ -1,14 +1,22 @@
 """`vidtrans run` against a naive script, the model alone, and the codec floor, on one clip.
 
     (a) naive: OpenCV read -> model one frame at a time (eager, numpy pre/post) -> OpenCV write
-    (b) model alone: `translate` on preloaded frames at its best batch size (1, 4, 8, 16 or 32 tried)
+    (b) model alone: `translate` on preloaded frames at its best batch size (1, 4, 8, 16 or 32 tried),
+        from one caller or two at once (x1, x2), on its best backend (torch at the chosen precision,
+        and ONNX Runtime fp32 where installed)
     (c) codec floor: decode -> encode with no model (vidtrans reader and writer)
     (d) vidtrans run: `translate_video` (threaded pipeline)
 
 All four in one process on the same synthetic clip, unet_256 with random pix2pix-initialised
 weights; prints frames/s and the ratios the project aims for (run/naive, run/model, run/floor).
 
-    .venv/bin/python benchmarks/bench_run.py [--device cpu|cuda] [--precision auto] [--size 256] [--frames 240] [--ngf 64]
+    .venv/bin/python benchmarks/bench_run.py [--device cpu|cuda] [--precision auto] [--backend auto] [--size 256]
+                                             [--frames 240] [--ngf 64]
+
+(d) runs with `--backend` and `--precision` as `vidtrans run` resolves them ("auto": bf16 torch on
+CPUs with AMX, ONNX Runtime fp32 elsewhere). A CPU without AMX can be imitated on one with it:
+ONEDNN_MAX_CPU_ISA=AVX2 keeps torch's oneDNN to AVX2 (and `auto` then avoids bf16); ONNX Runtime
+ignores it and still uses AVX-512 where the CPU has it.
 """
 
 from __future__ import annotations
@@ -17,7 +25,9 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -28,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import vidtrans  # noqa: E402
 from tests.media import make_clip, random_generator  # noqa: E402
+from vidtrans.models import onnx_backend  # noqa: E402
 from vidtrans.models.checkpoint import ModelCard, save_checkpoint  # noqa: E402
 from vidtrans.models.networks import build_generator, use_per_sample_stats  # noqa: E402
 from vidtrans.pipeline import translate_video  # noqa: E402
@@ -85,26 +96,43 @@ def naive_copy(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
 
 
 def compare(src: Path, work: Path, model, naive_net: torch.nn.Module, batches: tuple[int, ...] = (1, 4, 8, 16, 32),
-            **run_changes) -> tuple[dict[str, tuple[float, int]], int]:
-    """Rows (a)-(d) of this benchmark for the clip `src`: {label: (seconds, frames)} and the model's best
-    batch size. `naive_net` is an fp32 CPU copy of `model`'s generator; `run_changes` (e.g. batch_size)
-    go to `translate_video`."""
+            others: tuple = (), **run_changes) -> tuple[dict[str, tuple[float, int]], int]:
+    """Rows (a)-(d) of this benchmark for the clip `src`: {label: (seconds, frames)} and the best batch
+    size of the model alone. `naive_net` is an fp32 CPU copy of `model`'s generator; `others` are more
+    translators of the same generator (other backends) tried for (b); `run_changes` (e.g. batch_size)
+    go to `translate_video`, which runs `model`."""
     naive_net = naive_copy(naive_net, model.device)
     frames = np.stack([f.image for f in VideoReader(src)])
 
-    def model_alone(size: int) -> int:
-        for i in range(0, len(frames), size):
-            model.translate(frames[i:i + size])
+    # One caller, or two at once as run's two translation workers: two long-lived threads, so that
+    # per-thread state (ONNX Runtime's sessions, PyTorch's thread set-up) is made before the timings.
+    pool = ThreadPoolExecutor(2)
+    together = threading.Barrier(2)
+
+    def model_alone(translator, size: int, callers: int) -> int:
+        chunks = [frames[i:i + size] for i in range(0, len(frames), size)]
+        parts = [pool.submit(lambda part: [translator.translate(c) for c in part], chunks[k::callers])
+                 for k in range(callers)]
+        for part in parts:
+            part.result()
         return len(frames)
 
+    def warm_up(translator, size: int) -> None:
+        translator.translate(frames[:size])  # (and compilation) outside the timings
+        together.wait()
+
     alone = {}
-    for size in batches:
-        model.translate(frames[:size])  # warm-up (and compilation) outside the timings
-        alone[size] = timed(lambda: model_alone(size))
-    best_batch = min(alone, key=lambda b: alone[b][0])
+    for translator in (model, *others):
+        for size in batches:
+            for warming in [pool.submit(warm_up, translator, size) for _ in range(2)]:
+                warming.result()
+            for callers in (1, 2):
+                alone[translator.backend, size, callers] = timed(lambda: model_alone(translator, size, callers))
+    pool.shutdown()
+    best_backend, best_batch, best_callers = min(alone, key=lambda key: alone[key][0])
     rows = {
         "(a) naive script": timed(lambda: naive_script(src, work / "naive.mp4", naive_net, model.device)),
-        f"(b) model alone, b{best_batch}": alone[best_batch],
+        f"(b) model alone, {best_backend} b{best_batch} x{best_callers}": alone[best_backend, best_batch, best_callers],
         "(c) decode -> encode": timed(lambda: codec_floor(src, work / "floor.mp4")),
         "(d) vidtrans run": timed(lambda: translate_video(src, work / "run.mp4", model, overwrite=True,
                                                           compile="off", **run_changes).frames),
@@ -120,6 +148,7 @@ def main() -> None:
     parser.add_argument("--ngf", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--precision", default="auto", help="auto (bf16 on CPUs with AMX), fp32, fp16, bf16")
+    parser.add_argument("--backend", default="auto", help="auto, torch or onnxruntime, for (d)")
     parser.add_argument("--compile", default="off", help="torch.compile in (b) and (d): on/off")
     args = parser.parse_args()
 
@@ -127,23 +156,28 @@ def main() -> None:
     clip = make_clip(work / "in.mp4", frames=args.frames, size=(args.size, args.size), fps=30, audio=True)
     net = random_generator("unet_256", 3, 3, args.ngf, "batch", seed=0)
     save_checkpoint(work / "model", net, ModelCard(architecture="unet_256", ngf=args.ngf))
-    model = vidtrans.load_model(work / "model", device=args.device, precision=args.precision)
+    model = vidtrans.load_model(work / "model", device=args.device, precision=args.precision, backend=args.backend)
     if args.compile == "on":
         model.compile()
     device = model.device
+    others = []
+    for backend, precision in (("torch", args.precision), ("onnxruntime", "fp32")):
+        if backend != model.backend and (backend == "torch" or (device.type == "cpu" and onnx_backend.available())):
+            others.append(vidtrans.load_model(work / "model", device=args.device, precision=precision, backend=backend))
     naive_net = build_generator("unet_256", 3, 3, args.ngf, "batch")
     naive_net.load_state_dict(net.state_dict())
-    rows, best_batch = compare(clip.path, work, model, naive_net, batch_size=args.batch_size)
-    where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
+    rows, _ = compare(clip.path, work, model, naive_net, others=tuple(others), batch_size=args.batch_size)
+    where = torch.cuda.get_device_name() if device.type == "cuda" else \
+        f"CPU ({os.cpu_count()} cores, ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset')})"
     print(f"unet_256 ngf {args.ngf}, {args.size}x{args.size}, {args.frames} frames, run at batch {args.batch_size}, "
-          f"compile {args.compile}, precision {model.precision}, {where}")
+          f"compile {args.compile}, run's backend {model.backend} {model.precision}, {where}")
     fps = {}
     for label, (seconds, count) in rows.items():
         fps[label] = count / seconds
-        print(f"{label:<24}{count:>6} frames {seconds:>8.2f} s {fps[label]:>9.1f} fps")
+        print(f"{label:<36}{count:>6} frames {seconds:>8.2f} s {fps[label]:>9.1f} fps")
     run = fps["(d) vidtrans run"]
     print(f"run / naive  = {run / fps['(a) naive script']:.2f}x")
-    print(f"run / model  = {run / fps[f'(b) model alone, b{best_batch}']:.2f}x")
+    print(f"run / model  = {run / next(v for k, v in fps.items() if k.startswith('(b)')):.2f}x")
     print(f"run / floor  = {run / fps['(c) decode -> encode']:.2f}x")
 
 

@@ -191,4 +191,4 @@ def test_devices_with_ray_are_whole_gpus_or_cpus(tmp_path, rgb_model_dir):
     if "not installed" in result.stderr:
         pytest.skip("Ray is not installed")
     assert result.returncode == 2
-    assert "--devices must be auto, cpu or cuda with ray" in result.stderr
+    assert "--devices must be auto, cpu or cuda with --ray" in result.stderr

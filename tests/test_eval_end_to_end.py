@@ -95,7 +95,7 @@ def test_model_only_keeps_scoring_the_network_alone(synthetic_model):
                                      "--data"),
     (["--model-only", "--size", "256", "256"], "--size is the size of the synthetic dance video, which only "
                                                "end-to-end evaluation writes; drop it"),
-    (["--video", "dance.mp4"], "was not trained from a video (its card says: nothing about its training data)"),
+    (["--video", "dance.mp4"], "was not trained from a video, and --video scores a model made by vidtrans train VIDEO on that video; drop --video"),
 ])
 def test_refusals_are_one_line(synthetic_model, args, expected):
     result = cli("eval", "--model", synthetic_model, *args)

@@ -261,7 +261,7 @@ def test_import_refuses_impossible_sizes(tmp_path, size):
     pth = tmp_path / "latest_net_G.pth"
     torch.save(tiny_net().state_dict(), pth)
     message = error_of(invoke("import-pix2pix", pth, "-o", tmp_path / "out", "--size", size))
-    assert message == f"size must be a whole number of pixels from 16 to 8192, got {size}"
+    assert message == f"--size must be a whole number of pixels from 16 to 8192, got {size}"
     assert not (tmp_path / "out").exists()
 
 

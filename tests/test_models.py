@@ -186,6 +186,20 @@ def test_auto_precision_on_cpu_is_bf16_only_with_amx_and_card_consent(monkeypatc
     assert translator_module.resolve_precision("auto", torch.device("cpu"), card) == expected
 
 
+@pytest.mark.parametrize("cap,amx_used", [(None, True), ("AVX2", False), ("avx512_core_bf16", False),
+                                          ("AVX512_CORE_AMX", True), ("DEFAULT", True)])
+def test_auto_precision_avoids_bf16_when_onednn_is_capped_below_amx(monkeypatch, cap, amx_used):
+    # An AMX CPU whose oneDNN is kept to older instructions emulates bf16 (several times slower than fp32).
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": True})
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    if cap is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    card = ModelCard(architecture="unet_256", half_precision=True)
+    assert translator_module.resolve_precision("auto", torch.device("cpu"), card) == ("bf16" if amx_used else "fp32")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_cuda_half_precision_close_to_fp32(tmp_path, precision):

@@ -130,8 +130,8 @@ def test_batch_invariance_holds_on_onnxruntime(request, which):
 
 def test_the_graph_is_exported_once_and_cached(rgb_model_dir, cache, monkeypatch):
     exports = []
-    real = onnx_backend.export_model
-    monkeypatch.setattr(onnx_backend, "export_model", lambda *a, **k: exports.append(a) or real(*a, **k))
+    real = onnx_backend.exported_graph
+    monkeypatch.setattr(onnx_backend, "exported_graph", lambda *a, **k: exports.append(a) or real(*a, **k))
     vidtrans.load_model(rgb_model_dir, device="cpu", backend="onnxruntime")
     vidtrans.load_model(rgb_model_dir, device="cpu", backend="onnxruntime")
     assert len(exports) == 1
@@ -185,3 +185,74 @@ def test_batch_takes_the_backend(cli, rgb_model_dir, tmp_path):
     statuses = [translate_folder(clips, tmp_path / "out", rgb_model_dir, backend=backend).clips[0].status
                 for backend in ("onnxruntime", "torch")]
     assert statuses == ["skipped", "done"]
+
+
+def cached_file(cache):
+    [path] = cache.iterdir()
+    return path
+
+
+def test_a_cached_graph_that_is_not_this_models_is_exported_again(rgb_model_dir, cache, tmp_path):
+    frames = np.random.default_rng(3).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    expected = vidtrans.load_model(rgb_model_dir, device="cpu", backend="onnxruntime").translate(frames)
+    # Another model's graph copied over this one's (a grey model: 1 channel in and out), then a damaged file.
+    grey = tmp_path / "grey"
+    save_checkpoint(grey, random_generator("resnet_6blocks", 1, 1, 8, "instance", seed=1),
+                    ModelCard(architecture="resnet_6blocks", ngf=8, norm="instance", input_nc=1, output_nc=1,
+                              native_size=(64, 64)))
+    path = cached_file(cache)
+    onnx_backend.export_model(load_checkpoint(grey), tmp_path / "grey.onnx", "sample")
+    for wrong in ((tmp_path / "grey.onnx").read_bytes(), b"not a graph"):
+        path.write_bytes(wrong)
+        again = vidtrans.load_model(rgb_model_dir, device="cpu", backend="onnxruntime").translate(frames)
+        assert levels(again, expected) == 0
+        assert onnx_backend.OnnxGenerator(path).channels == (3, 3)  # the cache holds the right graph again
+
+
+def test_an_unwritable_cache_exports_for_the_process_alone(rgb_model_dir, tmp_path, monkeypatch, caplog):
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder would be")  # no folder can be made under it, even as root
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    frames = np.random.default_rng(4).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    with caplog.at_level("WARNING", logger="vidtrans"):
+        model = vidtrans.load_model(rgb_model_dir, device="cpu", backend="onnxruntime")
+    torch_fp32 = vidtrans.load_model(rgb_model_dir, device="cpu", precision="fp32", backend="torch")
+    assert levels(model.translate(frames), torch_fp32.translate(frames)) <= 1
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert "cannot keep the exported ONNX graph there" in warning and "XDG_CACHE_HOME" in warning
+    assert blocked.read_text() == "a file where the cache folder would be"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocked"]
+
+
+def test_export_names_its_output_onnx(cli, rgb_model_dir, tmp_path):
+    for name in ("model.txt", "model"):
+        result = cli("export", rgb_model_dir, "-o", tmp_path / name)
+        assert result.returncode == 2 and result.exception is None
+        assert result.stderr.strip().splitlines() == [f"vidtrans: error: {tmp_path / name}: an ONNX model is written "
+                                                      "as a .onnx file; name it model.onnx"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_each_calling_thread_has_its_own_session_and_the_frames_of_one(rgb_model_dir):
+    import threading
+
+    from vidtrans.runner import usable_cores
+
+    model = vidtrans.load_model(rgb_model_dir, device="cpu", backend="onnxruntime")
+    frames = np.random.default_rng(5).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
+    alone = model.translate(frames)
+    sessions, results = {}, {}
+
+    def work(k):
+        results[k] = model.translate(frames[k::2])
+        sessions[k] = model.net._session()
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert levels(results[0], alone[0::2]) == 0 and levels(results[1], alone[1::2]) == 0
+    assert sessions[0] is not sessions[1]
+    threads = {int(s.get_session_options().intra_op_num_threads) for s in sessions.values()}
+    assert threads == {max(1, usable_cores() // 2)}

@@ -434,13 +434,13 @@ def test_openpose_json_folder_coco_and_body25(tmp_path):
     body25[:, 2] = 0.9
     folder = tmp_path / "body25"
     folder.mkdir()
-    for i in (0, 2, 10):  # numbered unevenly: frame order comes from the numbers
+    for i in range(11):  # unpadded numbers: frame order comes from the numbers (clip_10 sorts before clip_2 as text)
         other = {"pose_keypoints_2d": (body25 * [1, 1, 0.1]).ravel().tolist()}  # a less confident person first
         (folder / f"clip_{i}_keypoints.json").write_text(json.dumps(
             {"people": [other, {"pose_keypoints_2d": (body25 + [i, 0, 0]).ravel().tolist()}]}))
     loaded = read_keypoints(folder).keypoints
-    assert loaded.shape == (3, 18, 3)
-    np.testing.assert_allclose(loaded[:, 0, 0], [1, 3, 11])                                # nose, by frame number
+    assert loaded.shape == (11, 18, 3)
+    np.testing.assert_allclose(loaded[:, 0, 0], np.arange(11) + 1)                         # nose, by frame number
     assert loaded[0, KEYPOINT_INDEX["r_hip"], 0] == pytest.approx(91)                      # BODY_25 RHip = 9
     assert loaded[0, KEYPOINT_INDEX["l_ear"], 0] == pytest.approx(181)                     # BODY_25 LEar = 18
     assert loaded[0, 0, 2] == pytest.approx(0.9)
@@ -525,7 +525,9 @@ def test_every_keypoint_consumer_refuses_a_wrong_shape_naming_it():
 
 @pytest.mark.parametrize("cores, detectors", [(1, 2), (2, 2), (5, 2), (6, 3), (16, 8), (64, 8)])
 def test_detection_takes_half_the_cores_from_two_to_eight(monkeypatch, cores, detectors):
+    import os
+
     from vidtrans.pose import stages
 
-    monkeypatch.setattr(stages.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
     assert stages.default_detectors() == detectors

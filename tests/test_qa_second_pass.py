@@ -48,9 +48,9 @@ def test_keypoints_for_a_model_that_would_ignore_them_are_refused(cli, tmp_path,
     keypoints = tmp_path / "k.npz"
     write_keypoints_npz(keypoints, np.zeros((4, 18, 3), np.float32), 64, 48)
     line = one_line(cli("run", clip, "-o", tmp_path / "o.mp4", "--model", rgb_model_dir, "--keypoints", keypoints), 2)
-    assert "not pose maps" in line and "drop keypoints" in line
+    assert "not pose maps" in line and "drop --keypoints" in line
     line = one_line(cli("run", clip, "-o", tmp_path / "o.mp4", "--pose", "none", "--keypoints", keypoints), 2)
-    assert "pose=none" in line
+    assert "--pose none" in line
     assert not (tmp_path / "o.mp4").exists()
 
 

@@ -44,7 +44,10 @@ def check_destination(dst: str | os.PathLike, inputs: str | os.PathLike | Iterab
                       overwrite: bool) -> None:
     """Refuse an output path before any work is done: one of the inputs, an existing file without
     `overwrite`, a folder, or a folder that does not exist (UsageError: the path given is the
-    mistake, as for `batch`'s output folder)."""
+    mistake, as for `batch`'s output folder). `overwrite` must be a bool: any other value (a
+    string such as "no") would count as true and replace the file."""
+    if not isinstance(overwrite, bool):
+        raise UsageError(f"overwrite must be True or False, not {overwrite!r:.80}")
     dst = Path(dst)
     if inputs is None:
         inputs = ()

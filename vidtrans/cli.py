@@ -16,6 +16,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 from typer._click import exceptions as click_exceptions
+from typer._click import globals as click_globals
+from typer.core import TyperOption
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -23,7 +25,7 @@ from rich.table import Table
 import vidtrans
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.options import (BACKEND_HELP, MAX_SIZE, MIN_SIZE, POSE_VIDEO_ENCODE, Backend, BatchOptions, InputKind,
-                              LiveOptions, Normalization, Precision, RunOptions, TrainOptions)
+                              LiveOptions, Normalization, Precision, RunOptions, TrainOptions, spelled)
 
 # Options shared by several commands, so each is defined and explained once. The options of
 # translation and encoding are fields of vidtrans.options' objects, made into flags by `takes`.
@@ -55,6 +57,25 @@ def flag_names(options_type: type) -> dict[str, str]:
             if len(flags) == 2:
                 names[f"{f.name}=True"], names[f"{f.name}=False"] = flags
     return names
+
+
+def _flags_of_command() -> dict[str, str]:
+    """The running command's flags by parameter name: {"pix_fmt": "--pix-fmt", "keypoints": "--keypoints", ...}."""
+    ctx = click_globals.get_current_context(silent=True)
+    if ctx is None:  # called directly, not by the command line
+        return {}
+    return {p.name: max(p.opts, key=len) for p in ctx.command.params if isinstance(p, TyperOption) and p.name}
+
+
+def flags_in_messages(command):
+    """`command` with the library's messages naming settings by its flags (see options.spell);
+    `takes` does the same for the commands it gives options to."""
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with spelled(_flags_of_command()):
+            return command(*args, **kwargs)
+
+    return wrapper
 
 
 def takes(options_type: type, *, param: str = "options", only: tuple[str, ...] | None = None,
@@ -96,7 +117,6 @@ def takes(options_type: type, *, param: str = "options", only: tuple[str, ...] |
         generated.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
                                            annotation=Annotated[hint, info]))
     names = {p.name for p in generated}
-    flag_of = flag_names(options_type)
 
     def decorate(command):
         signature = inspect.signature(command, eval_str=True)
@@ -105,14 +125,9 @@ def takes(options_type: type, *, param: str = "options", only: tuple[str, ...] |
         @functools.wraps(command)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             values = {**defaults, **{name: kwargs.pop(name) for name in names}}
-            try:
-                options = build(options_type, values)
-            except VidtransError as e:
-                # The library names the parameter (batch_size); here the user typed a flag.
-                message = str(e)
-                name = message.split(" ", 1)[0]
-                raise UsageError(message.replace(name, flag_of[name], 1) if name in flag_of else message) from None
-            return command(*args, **{param: options}, **kwargs)
+            # The library names parameters (pix_fmt); here the user typed flags (--pix-fmt).
+            with spelled(_flags_of_command()):
+                return command(*args, **{param: build(options_type, values)}, **kwargs)
 
         wrapper.__signature__ = signature.replace(parameters=own + generated)
         wrapper.__annotations__ = {p.name: p.annotation for p in own + generated}
@@ -131,6 +146,9 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 _debug = False
+# The command being run, as usage errors name it ("vidtrans run", "python -m vidtrans run"): some
+# (an option missing its values) come from its parser before its own context exists.
+_invoked = "vidtrans"
 
 
 def _version(value: bool) -> None:
@@ -141,17 +159,20 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:
-    global _debug
+    global _debug, _invoked
     _debug = debug
+    _invoked = " ".join(filter(None, (ctx.command_path, ctx.invoked_subcommand)))
 
 
 @app.command()
 def models() -> None:
     """List the models found by name: architecture, native size, input kind, size on disk, path."""
-    from vidtrans.models.checkpoint import available_models, check_has_weights, model_search_path, read_card
+    from vidtrans.models.checkpoint import (available_models, check_has_weights, check_model_files, model_search_path,
+                                            read_card)
 
     table = Table("name", "architecture", "native size", "input", "size", "path")
     for column in table.columns:
@@ -164,6 +185,8 @@ def models() -> None:
             card = read_card(folder)
             what = "unusable: no weights"
             check_has_weights(folder)
+            what = "unusable files"
+            check_model_files(folder, card)
         except VidtransError as e:  # one unusable model must not hide the good ones
             problems.append(str(e))
             table.add_row(folder.name, what, "-", "-", size, str(folder))
@@ -181,6 +204,7 @@ def models() -> None:
 
 
 @app.command()
+@flags_in_messages
 def export(
     model: str = typer.Argument(..., help="Model name, checkpoint folder or pix2pix .pth file.", show_default=False),
     output: Path = typer.Option(..., "-o", "--output", help="ONNX file to write, e.g. model.onnx."),
@@ -204,6 +228,7 @@ def export(
 
 
 @app.command("import-pix2pix")
+@flags_in_messages
 def import_pix2pix(
     pth: Path = typer.Argument(..., help="An upstream pytorch-CycleGAN-and-pix2pix generator, e.g. latest_net_G.pth."),
     # A str: typer would make '' the current folder, which convert_pix2pix refuses only as ''.
@@ -567,7 +592,7 @@ def main() -> None:
         print(e.ctx.get_help())
         sys.exit(0)
     except click_exceptions.UsageError as e:
-        command = e.ctx.command_path if e.ctx else "vidtrans"
+        command = e.ctx.command_path if e.ctx else _invoked
         message = " ".join(e.format_message().replace("Value error, ", "").split()).rstrip(".")
         print(f"vidtrans: error: {message}; see {command} --help", file=sys.stderr)
         sys.exit(e.exit_code)

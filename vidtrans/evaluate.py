@@ -29,7 +29,7 @@ import numpy as np
 
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.metrics import flicker, psnr, relative_flicker, ssim
-from vidtrans.options import EncodeOptions, RunOptions, Smoothing, is_int
+from vidtrans.options import EncodeOptions, RunOptions, Smoothing, is_int, spell
 from vidtrans.pipeline import TranslateStage, smoothing_stages, translate_video
 from vidtrans.pose.keypoints import with_parts
 from vidtrans.pose.regions import face_box, hand_boxes, person_box
@@ -90,7 +90,7 @@ def score(model, material: Material, options: RunOptions | None = None, *, model
     pipeline with `options` (its batch size, smoothing and normalization), or the model alone.
     Returns plain JSON values: where the material came from, "mode", and the figures."""
     options = options or RunOptions()
-    _check_material(model, material, model_only)
+    _check_material(model, material, options, model_only)
     if material.data is not None:
         inputs, truth = folder_ground_truth(model, material.data, material.frames)
         return {"data": str(material.data), "mode": "model-only", **model_only_scores(model, inputs, truth, options)}
@@ -114,8 +114,8 @@ def score(model, material: Material, options: RunOptions | None = None, *, model
         return {**source, "mode": "end-to-end", **end_to_end_scores(model, held_out, Path(folder), options, progress)}
 
 
-def _check_material(model, material: Material, model_only: bool) -> None:
-    """Refuse what cannot be scored, before any work."""
+def _check_material(model, material: Material, options: RunOptions, model_only: bool) -> None:
+    """Refuse what cannot be scored, and options that would do nothing, before any work."""
     if material.frames is not None:
         _check_frames(model, material.frames)
     given = [name for name, on in (("--synthetic", material.synthetic), ("--video", material.video is not None),
@@ -126,10 +126,18 @@ def _check_material(model, material: Material, model_only: bool) -> None:
             and not model.card.training.get("train_seeds"):
         raise UsageError(f"{model.name} was not trained on vidtrans' synthetic dances: give --video with the "
                             "target video it was trained on, --data DIR, or --synthetic")
+    dance = material.data is None and material.video is None
     end_to_end = not model_only and material.data is None
-    if material.size is not None and (not end_to_end or material.video is not None):
-        raise UsageError("--size is the size of the synthetic dance video, which only end-to-end evaluation "
-                            "writes; drop it")
+    # Options that would change nothing for this material are refused rather than ignored.
+    unused = [("--seed picks the synthetic dance, and --data and --video score other material",
+               material.seed is not None and not dance),
+              ("--size is the size of the synthetic dance video, which only end-to-end evaluation writes",
+               material.size is not None and not (dance and end_to_end)),
+              ("--no-normalize turns off fitting the detected dancer to the target's body, which only end-to-end "
+               "evaluation does", not options.normalize and not end_to_end)]
+    refusal = next((what for what, ignored in unused if ignored), None)
+    if refusal is not None:
+        raise UsageError(f"{refusal}; drop it")
     if end_to_end and model.input_kind != "pose":
         raise UsageError(f"{model.name} translates {model.input_kind} frames, and end-to-end evaluation is for "
                             "pose models; score it on a paired folder with --data DIR")
@@ -151,9 +159,9 @@ def _check_frames(model, frames: int) -> None:
     limit = max_frames(model)
     if frames > limit:
         height, width = model.native_size
-        raise UsageError(f"frames {frames}: evaluation holds every frame in memory ({FRAME_COPIES} copies at the "
-                            f"model's {width}x{height}), and at most {limit} fit in {EVAL_MEMORY / 2**30:g} GiB; "
-                            f"give frames {limit} or fewer")
+        raise UsageError(f"{spell('frames')} {frames}: evaluation holds every frame in memory ({FRAME_COPIES} copies "
+                         f"at the model's {width}x{height}), and at most {limit} fit in {EVAL_MEMORY / 2**30:g} GiB; "
+                         f"give {spell('frames')} {limit} or fewer")
 
 
 def _seed(model, seed: int | None) -> int:
@@ -257,12 +265,14 @@ def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
 
     video, training = Path(video), model.card.training
     if not {"video", "crop", "held_out"} <= set(training):
-        data = str(training.get("data") or "nothing about its training data")
-        if data.startswith("target video"):
+        if str(training.get("data", "")).startswith("target video"):
             raise VidtransError(f"{model.name}'s card does not say which frames of its target video were held out "
                                 "(trained by an older vidtrans, or on too few frames); retrain it to score it on them")
-        raise UsageError(f"{model.name} was not trained from a video (its card says: {data}); --video scores a "
-                         "model made by vidtrans train VIDEO on that video")
+        # Not the card's description of its data: it can run to a paragraph.
+        instead = "drop --video to score it on a held-out synthetic dance" if training.get("train_seeds") else \
+            "score it on pairs it did not train on with --data DIR"
+        raise UsageError(f"{model.name} was not trained from a video, and --video scores a model made by "
+                         f"vidtrans train VIDEO on that video; {instead}")
     # The video's contents decide (a renamed copy is the same video); cards of older vidtrans have
     # only its name.
     identity = training.get("video_identity")

@@ -8,22 +8,45 @@ Each field carries its help text; `vidtrans.cli` makes the command-line flags of
 and `live` from these fields, so a new option is one field here and reaches every command that
 takes the object. Closed sets are Enums (typer lists their values in `--help`); their members are
 strings, so `smoothing="flow"` works as well as `Smoothing.FLOW`. Values are checked when an object
-is made, and errors name the parameter (`smoothing`), not a flag.
+is made (UsageError), and errors name the setting as the caller spells it (`spell`): the parameter
+(`smoothing`) for Python callers, the flag (`--smooth`) while a command runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import math
 import numbers
 import os
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from vidtrans.errors import VidtransError
+from vidtrans.errors import UsageError
+
+# How settings are spelled in messages, while a command runs: {"pix_fmt": "--pix-fmt", ...}.
+_spellings: ContextVar[Mapping[str, str]] = ContextVar("vidtrans_spellings", default={})
+
+
+def spell(name: str) -> str:
+    """How the caller spells the setting `name` (a parameter or field name) in a message: its
+    command-line flag while a command runs (see `spelled`), else the Python name itself."""
+    return _spellings.get().get(name, name)
+
+
+@contextlib.contextmanager
+def spelled(names: Mapping[str, str]) -> Iterator[None]:
+    """Messages raised in this block, in this thread, spell settings as `names` says."""
+    token = _spellings.set(names)
+    try:
+        yield
+    finally:
+        _spellings.reset(token)
 
 
 class Choice(StrEnum):
@@ -37,7 +60,7 @@ class Choice(StrEnum):
         try:
             return cls(value)
         except ValueError:
-            raise VidtransError(f"{name} must be one of {', '.join(m.value for m in cls)}, not {value!r}") from None
+            raise UsageError(f"{spell(name)} must be one of {', '.join(m.value for m in cls)}, not {value!r}") from None
 
 
 class Smoothing(Choice):
@@ -100,7 +123,7 @@ def option(default: Any = None, help: str = "", flag: str | None = None, short: 
 
 def _check(condition: bool, message: str) -> None:
     if not condition:
-        raise VidtransError(message)
+        raise UsageError(message)
 
 
 def is_int(value: Any) -> bool:
@@ -113,33 +136,59 @@ def is_finite_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
+# Switches by their annotation: anything but a bool is refused, since Python would take any value
+# as true or false (overwrite="no" would overwrite).
+_SWITCHES = {"bool": (bool,), "bool | None": (bool, type(None))}
+
+
 class _Options:
-    """Enum fields accept their string values; every object is checked when it is made."""
+    """Enum fields accept their string values; every object is checked when it is made, and
+    names that are not fields are refused (UsageError, not Python's TypeError)."""
+
+    # Settings a caller may look for here that are given elsewhere: {name: where to give it, a
+    # template of the value given, `{value}`}.
+    _elsewhere: dict[str, str] = {}
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        cls._refuse_unknown(kwargs, [f.name for f in dataclasses.fields(cls)])
+        return super().__new__(cls)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
             # Annotations are strings here (postponed evaluation): find Choice types by name.
             kind = f.type if isinstance(f.type, type) else {c.__name__: c for c in Choice.__subclasses__()}.get(str(f.type))
             if kind is not None and issubclass(kind, Choice):
-                object.__setattr__(self, f.name, kind.parse(getattr(self, f.name), f.name))
+                object.__setattr__(self, f.name, kind.parse(value, f.name))
+            elif f.type in _SWITCHES:
+                _check(isinstance(value, _SWITCHES[f.type]), f"{spell(f.name)} must be True or False"
+                       f"{' (or None)' if f.type != 'bool' else ''}, not {value!r}")
         self.check()
+
+    @classmethod
+    def _refuse_unknown(cls, given: Mapping[str, Any], known: list[str]) -> None:
+        unknown = [name for name in given if name not in known]
+        for name in unknown:
+            if name in cls._elsewhere:
+                raise UsageError(f"{name} is not an option of {cls.__name__}: "
+                                 + cls._elsewhere[name].format(value=given[name]))
+        if unknown:
+            raise UsageError(f"{cls.__name__} has no option {', '.join(unknown)}; its options are {', '.join(known)}")
 
     def check(self) -> None:
         pass
 
     def replace(self, **changes: Any):
         """A copy with some fields changed (nested options' fields by their own names)."""
-        own = {f.name for f in dataclasses.fields(self)}
+        own = [f.name for f in dataclasses.fields(self)]
         nested = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                   if isinstance(getattr(self, f.name), _Options)}
+        self._refuse_unknown(changes, [*own, *(f.name for inner in nested.values() for f in dataclasses.fields(inner))])
         direct = {k: v for k, v in changes.items() if k in own}
         for name, inner in nested.items():
             inner_changes = {k: v for k, v in changes.items() if k in {f.name for f in dataclasses.fields(inner)}}
             if inner_changes:
                 direct[name] = inner.replace(**inner_changes)
-        unknown = set(changes) - own - {k for inner in nested.values() for k in (f.name for f in dataclasses.fields(inner))}
-        if unknown:
-            raise TypeError(f"{type(self).__name__} has no option {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, **direct)
 
 
@@ -158,12 +207,15 @@ class EncodeOptions(_Options):
     threads: int = option(0, cli=False)
 
     def check(self) -> None:
-        _check(isinstance(self.codec, str) and bool(self.codec), f"codec must be an encoder name, not {self.codec!r}")
+        _check(isinstance(self.codec, str) and bool(self.codec),
+               f"{spell('codec')} must be an encoder name, not {self.codec!r}")
         _check(is_int(self.crf) and self.crf >= 0,
-               f"crf must be a whole number, 0 or more (lower is better quality), not {self.crf!r}")
-        _check(isinstance(self.preset, str), f"preset must be a name such as medium, not {self.preset!r}")
-        _check(isinstance(self.pix_fmt, str), f"pix_fmt must be a name such as yuv420p, not {self.pix_fmt!r}")
-        _check(is_int(self.threads) and self.threads >= 0, f"threads must be 0 or more, not {self.threads!r}")
+               f"{spell('crf')} must be a whole number, 0 or more (lower is better quality), not {self.crf!r}")
+        _check(isinstance(self.preset, str), f"{spell('preset')} must be a name such as medium, not {self.preset!r}")
+        _check(isinstance(self.pix_fmt, str),
+               f"{spell('pix_fmt')} must be a name such as yuv420p, not {self.pix_fmt!r}")
+        _check(is_int(self.threads) and self.threads >= 0,
+               f"{spell('threads')} must be 0 or more, not {self.threads!r}")
 
 
 @dataclass(frozen=True)
@@ -176,7 +228,8 @@ class RunOptions(_Options):
     smoothing: Smoothing = option(Smoothing.AUTO, "Output smoothing: auto (what the model card recommends, else "
                                   "none), none, ema (blend with the previous frame) or flow (motion-compensated).",
                                   flag="--smooth")
-    smoothing_strength: float = option(0.5, "Smoothing strength in [0, 1).", flag="--smooth-strength")
+    smoothing_strength: float = option(0.5, "Smoothing strength, from 0 (none) up to but not including 1.",
+                                       flag="--smooth-strength")
     side_by_side: bool = option(False, "Write input | pose map | output panels for comparison.")
     pose: PoseSource = option(PoseSource.AUTO, "Pose models: auto (detect unless the input is already a pose-map "
                               "video), detect, or none (input is pose maps).")
@@ -185,18 +238,37 @@ class RunOptions(_Options):
     compile: CompileMode = option(CompileMode.AUTO, "torch.compile the model: auto (long clips on CPU), on, off.")
     encode: EncodeOptions = option(help="How the output is encoded.", factory=EncodeOptions)
 
+    # `run` takes these as flags too, but they say how the model is loaded.
+    _elsewhere = {name: f"the model's {param} is chosen when it is loaded; pass "
+                  f"vidtrans.load_model(model, {param}={{value!r}}) as the model"
+                  for name, param in (("model_size", "size"), ("size", "size"), ("device", "device"),
+                                      ("precision", "precision"), ("backend", "backend"))}
+
     def check(self) -> None:
         _check(is_int(self.batch_size) and self.batch_size >= 1,
-               f"batch_size must be a whole number of at least 1, got {self.batch_size!r}")
-        for name in ("start", "end"):
-            value = getattr(self, name)
-            _check(value is None or (is_finite_number(value) and value >= 0),
-                   f"{name} must be a number of seconds, 0 or more, got {value!r}")
-        _check(self.start is None or self.end is None or self.end > self.start,
-               f"end ({self.end}) must be after start ({self.start})")
-        _check(is_finite_number(self.smoothing_strength) and 0.0 <= self.smoothing_strength < 1.0,
-               f"smoothing_strength must be in [0, 1), got {self.smoothing_strength!r}")
-        _check(isinstance(self.encode, EncodeOptions), f"encode must be EncodeOptions, not {self.encode!r}")
+               f"{spell('batch_size')} must be a whole number of at least 1, got {self.batch_size!r}")
+        check_span(self.start, self.end)
+        _check_strength(self.smoothing_strength)
+        _check(isinstance(self.encode, EncodeOptions), f"{spell('encode')} must be EncodeOptions, not {self.encode!r}")
+
+
+# The latest time a span may name. FFmpeg's timestamps are 64-bit ticks of the stream's time base,
+# at most 9.2e9 s in nanoseconds (Matroska's finest): 1e9 s (31 years) fits every time base in use.
+MAX_SECONDS = 10**9
+
+
+def check_span(start: float | None, end: float | None) -> None:
+    """UsageError unless `start` and `end` (seconds; None: from the beginning, to the end) are
+    each a number from 0 to MAX_SECONDS and `end` is after `start` (0 when None)."""
+    for name, value in (("start", start), ("end", end)):
+        _check(value is None or (is_finite_number(value) and 0 <= value <= MAX_SECONDS),
+               f"{spell(name)} must be a number of seconds from 0 to {MAX_SECONDS:,}, got {value!r}")
+    _check(end is None or end > (start or 0), f"{spell('end')} ({end}s) must be after {spell('start')} ({start or 0}s)")
+
+
+def _check_strength(strength: float) -> None:
+    _check(is_finite_number(strength) and 0.0 <= strength < 1.0,
+           f"{spell('smoothing_strength')} must be from 0 up to but not including 1, got {strength!r}")
 
 
 @dataclass(frozen=True)
@@ -225,19 +297,20 @@ class BatchOptions(_Options):
 
     def check(self) -> None:
         _check(self.workers is None or (is_int(self.workers) and self.workers >= 1),
-               f"workers must be at least 1, got {self.workers!r}")
+               f"{spell('workers')} must be at least 1, got {self.workers!r}")
         names = self.devices.split(",") if isinstance(self.devices, str) else self.devices
         _check(isinstance(names, (list, tuple)) and all(isinstance(d, str) for d in names) and bool(self.device_list),
-               f"devices must name at least one device, such as auto, cpu or cuda:0, not {self.devices!r}")
+               f"{spell('devices')} must name at least one device, such as auto, cpu or cuda:0, not {self.devices!r}")
         if self.ray is not None:
             _check(isinstance(self.ray, str) and bool(self.ray.strip()),
-                   f"ray must be a Ray address such as auto or HOST:PORT, not {self.ray!r}")
+                   f"{spell('ray')} must be a Ray address such as auto or HOST:PORT, not {self.ray!r}")
             # Found, not imported: importing Ray takes a while, and is done when the batch starts.
             _check(importlib.util.find_spec("ray") is not None,
-                   "ray needs Ray, which is not installed; pip install 'vidtrans[ray]'")
+                   f"{spell('ray')} needs Ray, which is not installed; pip install 'vidtrans[ray]'")
             # Ray hands each worker its own GPU; the cluster's devices have no names here.
             _check(self.device_list in (["auto"], ["cpu"], ["cuda"]),
-                   f"devices must be auto, cpu or cuda with ray (a whole GPU per worker), not {self.devices!r}")
+                   f"{spell('devices')} must be auto, cpu or cuda with {spell('ray')} (a whole GPU per worker), "
+                   f"not {self.devices!r}")
 
     @property
     def device_list(self) -> list[str]:
@@ -284,12 +357,12 @@ class LiveOptions(_Options):
         _size(self.size)
         _address(self.serve)
         _check(self.max_frames is None or (is_int(self.max_frames) and self.max_frames >= 1),
-               f"max_frames must be at least 1, got {self.max_frames!r}")
+               f"{spell('max_frames')} must be at least 1, got {self.max_frames!r}")
         for name in ("record", "stats"):
             value = getattr(self, name)
-            _check(value is None or isinstance(value, (str, os.PathLike)), f"{name} must be a file path, not {value!r}")
-        _check(is_finite_number(self.smoothing_strength) and 0.0 <= self.smoothing_strength < 1.0,
-               f"smoothing_strength must be in [0, 1), got {self.smoothing_strength!r}")
+            _check(value is None or isinstance(value, (str, os.PathLike)),
+                   f"{spell(name)} must be a file path, not {value!r}")
+        _check_strength(self.smoothing_strength)
 
     @property
     def capture_size(self) -> tuple[int, int] | None:
@@ -316,7 +389,8 @@ def _size(size: tuple[int, int] | str | None) -> tuple[int, int] | None:
     else:
         parsed = tuple(size) if isinstance(size, (tuple, list)) and len(size) == 2 else None
     _check(parsed is not None and all(is_int(v) and MIN_SIZE <= v <= MAX_SIZE for v in parsed),
-           f"size {size!r}: give WIDTHxHEIGHT, from {MIN_SIZE}x{MIN_SIZE} to {MAX_SIZE}x{MAX_SIZE}, e.g. 640x480")
+           f"{spell('size')} {size!r}: give WIDTHxHEIGHT, from {MIN_SIZE}x{MIN_SIZE} to {MAX_SIZE}x{MAX_SIZE}, "
+           "e.g. 640x480")
     return parsed
 
 
@@ -325,7 +399,7 @@ def _address(serve: str | None) -> tuple[str, int] | None:
     if serve is None:
         return None
     host, _, port = serve.rpartition(":") if isinstance(serve, str) else ("", "", "")
-    _check(port.isdigit() and 0 <= int(port) <= 65535, f"serve {serve!r}: give PORT or HOST:PORT, e.g. 8000")
+    _check(port.isdigit() and 0 <= int(port) <= 65535, f"{spell('serve')} {serve!r}: give PORT or HOST:PORT, e.g. 8000")
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
@@ -401,7 +475,7 @@ class TrainOptions(_Options):
         # NumPy takes seeds of any size but refuses negative ones; torch.manual_seed takes 64 bits,
         # and each process of a distributed run adds its rank.
         _check(is_int(self.seed) and 0 <= self.seed < 2**63,
-               f"seed must be a whole number from 0 to 2**63 - 1, got {self.seed!r}")
+               f"{spell('seed')} must be a whole number from 0 to 2**63 - 1, got {self.seed!r}")
 
 
 # How pose-map videos are encoded (`vidtrans pose`). Pose maps are flat graphics: x264 superfast

@@ -33,7 +33,7 @@ from vidtrans.pose.keypoints import has_person
 from vidtrans.pose.track import pose_stages_for
 from vidtrans.runner import Batch, Parallel, Progress, frame_batches, run_stages
 from vidtrans.temporal import Smoother, smoothing_for
-from vidtrans.options import POSE_VIDEO_ENCODE, EncodeOptions, PoseSource, RunOptions
+from vidtrans.options import POSE_VIDEO_ENCODE, EncodeOptions, PoseSource, RunOptions, spell
 from vidtrans.video import SourceMedia, VideoReader, VideoWriter, check_destination, check_output_settings
 from vidtrans.view import side_by_side
 
@@ -222,24 +222,28 @@ def default_output_path(src: str | os.PathLike, model_name: str, suffix: str = "
 
 @dataclass
 class Summary:
+    """What a run did. Figures that do not apply are None (null in JSON): a pose-map video
+    (`render_pose_video`) has no model, precision, batch size, output smoothing or recurrence, and
+    no flicker is measured."""
+
     input: str
     output: str
-    model: str
+    model: str | None
     device: str
-    precision: str
+    precision: str | None
     frames: int = 0
     seconds: float = 0.0
-    batch_size: int = 0
-    smoothing: str = "none"
+    batch_size: int | None = None
+    smoothing: str | None = "none"
     # A temporal model: frames translated in order, one at a time, each seeing the output before it.
-    recurrent: bool = False
+    recurrent: bool | None = False
     pose: str | None = None  # "detected", "keypoints file", "input is pose maps", or None for RGB models
     corrupt_frames: int = 0
     # Pose models with keypoints: frames in which no person was found (their output is the
     # model's background, when it has one). None when nobody looked (RGB models, pose-map input).
     frames_without_person: int | None = None
-    flicker_input: float = 0.0
-    flicker_output: float = 0.0
+    flicker_input: float | None = None
+    flicker_output: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -248,7 +252,10 @@ class Summary:
 
     @property
     def flicker_ratio(self) -> float | None:
-        """Output flicker relative to the input's; None when the input does not change at all."""
+        """Output flicker relative to the input's; None when the input does not change at all, or
+        when flicker was not measured."""
+        if self.flicker_input is None or self.flicker_output is None:
+            return None
         return relative_flicker(self.flicker_output, self.flicker_input)
 
     def to_dict(self) -> dict[str, Any]:
@@ -281,22 +288,34 @@ def translate_video(
     written under a temporary name and appears only when complete; an existing `dst` is refused
     unless `overwrite`. `keypoints` (NPZ or OpenPose/DWPose JSON) replaces pose detection.
     A temporal model goes on from `state` when given (a `RecurrentState` that an earlier part of
-    the clip, e.g. `end=t`, left behind; updated), else starts afresh. Returns a `Summary`.
+    the clip, e.g. `end=t`, left behind; updated), else starts afresh. `progress(done, total,
+    what)` is called as frames are done. Returns a `Summary`.
     """
+    # Arguments of the wrong type are refused before a model is loaded or a frame decoded.
     options = given_options(options, RunOptions(), "options").replace(**changes)
+    src = _path(src, "src")
+    dst = None if dst is None else _path(dst, "dst")
+    keypoints = None if keypoints is None else _path(keypoints, "keypoints")
+    _check_progress(progress)
+    if state is not None:
+        from vidtrans.models.translator import RecurrentState
+
+        if not isinstance(state, RecurrentState):
+            raise UsageError(f"state must be a RecurrentState (what translating an earlier part of the clip left), "
+                             f"or None; not {type(state).__name__}")
     model = _loaded(model)
     smoothing, smoothing_strength = smoothing_for(model, options.smoothing, options.smoothing_strength)
     smoother = Smoother(smoothing, smoothing_strength)
-    src = Path(src)
-    dst = Path(dst) if dst is not None else default_output_path(src, model.name)
+    dst = dst or default_output_path(src, model.name)
     check_destination(dst, [src, *getattr(model, "files", ())], overwrite)
     check_output_settings(dst, options.encode)
     if keypoints is not None and (model.input_kind != "pose" or options.pose == PoseSource.NONE):
         # They would be ignored: the frames themselves would go to the model.
-        why = "pose=none takes the input as pose maps" if model.input_kind == "pose" else \
+        pose = spell("pose")
+        why = f"{pose} none takes the input as pose maps" if model.input_kind == "pose" else \
             f"{model.name} translates {model.input_kind} frames, not pose maps"
-        raise UsageError(f"keypoints are drawn only for a pose model detecting or given poses, and {why}; "
-                         "drop keypoints or use a pose model with pose=auto or detect")
+        raise UsageError(f"{spell('keypoints')} are drawn only for a pose model detecting or given poses, and {why}; "
+                         f"drop {spell('keypoints')} or use a pose model with {pose} auto or detect")
     started = time.perf_counter()
     summary = Summary(input=str(src), output=str(dst), model=model.name, device=str(model.device),
                       precision=model.precision, batch_size=options.batch_size, smoothing=smoothing,
@@ -355,20 +374,25 @@ def render_pose_video(
     from vidtrans.pose.detector import DETECTION_MAX_SIDE
     from vidtrans.pose.stages import KeypointStage, PoseMapStage, SmoothKeypointsStage
 
-    src, dst = Path(src), Path(dst)
+    src, dst = _path(src, "src"), _path(dst, "dst")
     options = given_options(options, RunOptions(encode=POSE_VIDEO_ENCODE), "options")
+    _check_progress(progress)
+    if not isinstance(whole_body, bool):
+        raise UsageError(f"{spell('whole_body')} must be True or False, not {whole_body!r}")
     start, end, encode = options.start, options.end, options.encode
-    outputs = [dst] if keypoints_out is None else [dst, Path(keypoints_out)]
+    outputs = [dst] if keypoints_out is None else [dst, _path(keypoints_out, "keypoints_out")]
     if keypoints_out is not None and same_file(dst, keypoints_out):
-        raise VidtransError(f"{dst}: the pose video and the keypoints would be the same file; "
-                            "give the keypoints another name")
+        raise UsageError(f"{dst}: the pose video and the keypoints would be the same file; "
+                         "give the keypoints another name")
     for path in outputs:
         check_destination(path, src, overwrite)
     if keypoints_out is not None and outputs[1].suffix.lower() != ".npz":
-        raise VidtransError(f"{keypoints_out}: keypoints are saved as NPZ; give a file name ending in .npz")
+        raise UsageError(f"{keypoints_out}: keypoints are saved as NPZ; give a file name ending in .npz")
     check_output_settings(dst, encode)
     started = time.perf_counter()
-    summary = Summary(input=str(src), output=str(dst), model="pose", device="cpu", precision="fp32", pose="detected")
+    # MediaPipe's detectors run on the CPU; nothing about a translation model applies.
+    summary = Summary(input=str(src), output=str(dst), model=None, device="cpu", precision=None, smoothing=None,
+                      recurrent=None, pose="detected")
     collected: list[np.ndarray] = []
     with contextlib.ExitStack() as finished_with:
         # Both files are made under temporary names (an unwritable folder fails here, before any
@@ -406,6 +430,18 @@ def render_pose_video(
     return summary
 
 
+def _path(value: Any, name: str) -> Path:
+    """`value`, a file path, as a Path; a one-line error naming the parameter for anything else."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise UsageError(f"{spell(name)} must be a file path (a str or os.PathLike), not {value!r:.80}")
+    return Path(value)
+
+
+def _check_progress(progress: Any) -> None:
+    if progress is not None and not callable(progress):
+        raise UsageError(f"progress must be None or a function called with (done, total, what), not {progress!r:.80}")
+
+
 def given_options(options: Any, default: OptionsT, name: str) -> OptionsT:
     """`options`, an object of `default`'s type, or `default` when None; for anything else (a dict,
     say) a one-line error naming the parameter `name`."""
@@ -417,8 +453,8 @@ def given_options(options: Any, default: OptionsT, name: str) -> OptionsT:
     example = ""
     if isinstance(options, Mapping) and options:
         example = ", e.g. " + ", ".join(f"{key}={value!r}" for key, value in list(options.items())[:3])
-    raise VidtransError(f"{name} must be a {kind}, not {type(options).__name__}; pass a {kind}, or its fields "
-                        f"as keyword arguments{example}")
+    raise UsageError(f"{name} must be a {kind}, not {type(options).__name__}; pass a {kind}, or its fields "
+                     f"as keyword arguments{example}")
 
 
 def _loaded(model: Any) -> Any:
@@ -428,8 +464,8 @@ def _loaded(model: Any) -> Any:
 
         return load_model(model)
     if not callable(getattr(model, "translate", None)):
-        raise VidtransError(f"model must be a model name or path, or what vidtrans.load_model returns, "
-                            f"not {model!r:.80}")
+        raise UsageError(f"model must be a model name or path, or what vidtrans.load_model returns, "
+                         f"not {model!r:.80}")
     return model
 
 

@@ -14,6 +14,7 @@ through it; `frame_batches` cuts a reader's frames into them.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections import deque
@@ -24,6 +25,11 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 import numpy as np
 
 Progress = Callable[[int, int, str], None]  # (frames done, frames expected or 0, what is being done)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, e.g. under taskset or a container's cpuset)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
 
 
 @dataclass

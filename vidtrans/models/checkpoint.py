@@ -24,15 +24,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as save_tensors
 from torch import nn
 
 from vidtrans.atomic import write_atomically
 from vidtrans.errors import UsageError, VidtransError, first_line
-from vidtrans.models.networks import NORMS, build_generator, default_size, parse_generator
-from vidtrans.options import MAX_SIZE, MIN_SIZE, InputKind, Normalization, Smoothing, is_finite_number, is_int
+from vidtrans.models.networks import NORMS, build_generator, default_size, generator_shapes, parse_generator
+from vidtrans.options import MAX_SIZE, MIN_SIZE, InputKind, Normalization, Smoothing, is_finite_number, is_int, spell
 
 CARD_NAME = "card.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -123,7 +123,9 @@ class ModelCard:
             raise VidtransError(f"{where}: made by a newer vidtrans (card format_version {version}, this vidtrans "
                                 f"reads {CARD_VERSION}); upgrade vidtrans")
         if version != CARD_VERSION or not is_int(version):
-            raise VidtransError(f"{where}: unsupported card format_version {version!r} (expected {CARD_VERSION}); {fix}")
+            # Shown as JSON, where the string "1" reads "1", not 1 as Python's repr '1' seems beside it.
+            raise VidtransError(f"{where}: field 'format_version' must be the number {CARD_VERSION}, got "
+                                f"{json.dumps(version, default=repr)[:60]}; {fix}")
         missing = [name for name in REQUIRED_FIELDS if name not in data]
         if "architecture" in missing:  # nothing can be checked without it
             raise VidtransError(f"{where}: field 'architecture' is missing; {fix}")
@@ -222,7 +224,7 @@ def _is_smoothing_field(value: Any) -> bool:
 def check_size(size: Any, name: str = "size") -> int:
     """`size` as frame pixels a model can run at, or VidtransError naming the parameter `name`."""
     if not is_int(size) or not MIN_SIZE <= size <= MAX_SIZE:
-        raise UsageError(f"{name} must be a whole number of pixels from {MIN_SIZE} to {MAX_SIZE}, got {size!r}")
+        raise UsageError(f"{spell(name)} must be a whole number of pixels from {MIN_SIZE} to {MAX_SIZE}, got {size!r}")
     return size
 
 
@@ -247,17 +249,76 @@ class Checkpoint:
 
     def build(self) -> nn.Module:
         """The generator with these weights, on the CPU, in fp32."""
+        check_weights_fit(self.card, {name: tuple(tensor.shape) for name, tensor in self.state_dict.items()}, self.path)
         net = build_generator(self.card.architecture, self.card.input_nc, self.card.output_nc, self.card.ngf,
                               self.card.norm, self.card.dropout)
-        try:
-            net.load_state_dict({k: v.float() for k, v in self.state_dict.items()}, strict=True)
-        except RuntimeError as e:
-            raise VidtransError(f"{self.path}: weights do not fit {describe(self.card)}: {state_dict_mismatch(e)}") from e
+        net.load_state_dict({k: v.float() for k, v in self.state_dict.items()}, strict=True)
         return net
 
 
 def describe(card: ModelCard) -> str:
     return f"{card.architecture} (ngf {card.ngf}, {card.norm} norm, {card.input_nc}->{card.output_nc} channels)"
+
+
+def check_weights_fit(card: ModelCard, shapes: dict[str, tuple[int, ...]], path: Path) -> None:
+    """VidtransError unless tensors of these names and `shapes` are the weights of `card`'s
+    generator (`path`: the checkpoint folder or upstream file they are from). Checked before the
+    generator is built, which for a card asking for more than its weights (ngf 4096 for weights of
+    ngf 8) would take all the memory there is before any mismatch could show."""
+    needed = _needed_shapes(card, shapes)
+    if shapes == needed:
+        return
+    if path.is_dir():
+        if differences := _card_differences(card, shapes):
+            found = ", ".join(f"{name} {json.dumps(value)}" for name, value in differences)
+            fields = ", ".join(f"{json.dumps(name)}: {json.dumps(value)}" for name, value in differences)
+            raise VidtransError(f"{path}: {CARD_NAME} does not match the weights: it describes {describe(card)}, "
+                                f"but the weights have {found}; set {fields} in {CARD_NAME} or re-export the "
+                                "checkpoint")
+        fix = "re-export the checkpoint"
+    else:
+        fix = "pass a complete, unmodified pix2pix generator (latest_net_G.pth)"
+    wrong = [name for name in needed if name in shapes and shapes[name] != needed[name]]
+    missing = [name for name in needed if name not in shapes]
+    if wrong:
+        name = wrong[0]
+        problem = f"tensor {name!r} is {_shape_text(shapes[name])}, the network's is {_shape_text(needed[name])}"
+    elif missing:
+        problem = f"tensor {missing[0]!r} is missing" + (f" ({len(missing)} in all)" if len(missing) > 1 else "")
+    else:
+        problem = f"tensor {next(name for name in shapes if name not in needed)!r} is not part of it"
+    raise VidtransError(f"{path}: the weights do not fit {describe(card)}: {problem}; {fix}")
+
+
+def _needed_shapes(card: ModelCard, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    """The name and shape of each tensor `card`'s generator loads, for weights of these `shapes`."""
+    needed = generator_shapes(card.architecture, card.input_nc, card.output_nc, card.ngf, card.norm, card.dropout)
+    # torch fills in batch norm's step count, which inference never reads, where a file lacks it
+    # (upstream files older than torch 0.4.1).
+    return {name: shape for name, shape in needed.items() if name in shapes or not name.endswith("num_batches_tracked")}
+
+
+def _card_differences(card: ModelCard, shapes: dict[str, tuple[int, ...]]) -> list[tuple[str, Any]]:
+    """The card's fields that the weights say otherwise, as (field, the weights' value): read off
+    the layers as an upstream import reads them, and only where the weights are exactly those of
+    the card with these values (not where a tensor is damaged or missing)."""
+    layers = {name: torch.empty(shape, device="meta") for name, shape in shapes.items()}
+    try:
+        found = infer_card(layers, "")
+        names = ["architecture", "ngf", "norm", "input_nc", "output_nc"]
+        if parse_generator(found.architecture)[0] == "resnet":  # a U-Net's dropout leaves no trace in its weights
+            names.append("dropout")
+        differences = [(name, getattr(found, name)) for name in names if getattr(found, name) != getattr(card, name)]
+        fixed = dataclasses.replace(card, **dict(differences))
+        fixed.check()  # a card that can say so (not a temporal card with a frame-by-frame model's weights)
+        fits = _needed_shapes(fixed, shapes) == shapes
+    except (VidtransError, LookupError, ValueError, RuntimeError):  # layers no generator of ours has
+        return []
+    return differences if fits else []
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape)) if shape else "a single number"
 
 
 def state_dict_mismatch(error: Exception) -> str:
@@ -408,18 +469,50 @@ def _is_model_name(name: Any) -> bool:
 
 
 def check_has_weights(folder: Path) -> None:
-    """VidtransError unless a model folder on the search path has its weights (not read: a listing
-    only looks)."""
+    """VidtransError unless a checkpoint folder has its weights file (not read)."""
     if not (folder / WEIGHTS_NAME).is_file():
         raise VidtransError(f"{folder}: not a checkpoint folder ({WEIGHTS_NAME} missing); copy the weights there "
                             "or remove the folder")
 
 
-def _is_usable(folder: Path) -> bool:
-    """Whether a checkpoint folder on the search path has a card this vidtrans reads and weights."""
+def check_model_files(folder: Path, card: ModelCard) -> None:
+    """VidtransError unless the files of a checkpoint folder whose weights exist are what `card`
+    needs: the weights whole and fitting the card, and background.png where a temporal card starts
+    clips from it. Reads the weights' header only, so `vidtrans models` can afford it for every
+    model; loading checks the same first (`check_folder`)."""
+    weights = folder / WEIGHTS_NAME
     try:
-        read_card(folder)
-        check_has_weights(folder)
+        with safe_open(str(weights), framework="pt") as f:
+            shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise _damaged_weights(weights, e) from e
+    check_weights_fit(card, shapes, folder)
+    if card.temporal and card.temporal["first"] == "background" and not (folder / BACKGROUND_NAME).is_file():
+        raise VidtransError(f"{folder}: the card's temporal model starts clips from {BACKGROUND_NAME}, which is "
+                            "missing; copy the checkpoint again")
+
+
+def check_folder(folder: Path) -> ModelCard:
+    """The card of a checkpoint folder, after every check that reads no weights (see
+    `check_model_files`): what a model listed as available has passed."""
+    if not (folder / CARD_NAME).is_file():
+        raise VidtransError(f"{folder}: not a checkpoint folder ({CARD_NAME} missing); pass a folder holding "
+                            f"{CARD_NAME} and {WEIGHTS_NAME}")
+    card = read_card(folder)
+    check_has_weights(folder)
+    check_model_files(folder, card)
+    return card
+
+
+def _damaged_weights(path: Path, error: Exception) -> VidtransError:
+    return VidtransError(f"{path}: damaged or truncated weights ({first_line(error)}); copy the checkpoint again")
+
+
+def _is_usable(folder: Path) -> bool:
+    """Whether a checkpoint folder on the search path loads, as far as `check_folder` can tell
+    without reading its weights."""
+    try:
+        check_folder(folder)
     except VidtransError:
         return False
     return True
@@ -454,15 +547,12 @@ def read_card(folder: str | os.PathLike) -> ModelCard:
 
 
 def _load_folder(folder: Path) -> Checkpoint:
-    card_path, weights_path = folder / CARD_NAME, folder / WEIGHTS_NAME
-    for needed in (card_path, weights_path):
-        if not needed.is_file():
-            raise VidtransError(f"{folder}: not a checkpoint folder ({needed.name} missing)")
-    card = read_card(folder)
+    card = check_folder(folder)
+    weights_path = folder / WEIGHTS_NAME
     try:
         state_dict = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise VidtransError(f"{weights_path}: damaged or truncated weights ({first_line(e)}); copy the checkpoint again") from e
+        raise _damaged_weights(weights_path, e) from e
     # Cards written before the field existed have no record to check against.
     if card.weights_sha256 and sha256_of(weights_path) != card.weights_sha256.lower():
         raise VidtransError(f"{folder}: the weights are not the ones the card describes ({WEIGHTS_NAME}'s sha256 "
@@ -576,11 +666,18 @@ def import_pix2pix(path: str | os.PathLike, input_kind: str = "rgb", size: int |
                             "latest_net_G.pth")
     if not path.is_file():
         raise VidtransError(f"{path}: no such file; pass a pix2pix latest_net_G.pth")
-    raw = load_tensor_file(path, "re-save the generator with torch.save(net.state_dict(), path)")
+    fix = "re-save the generator with torch.save(net.state_dict(), path)"
+    raw = load_tensor_file(path, fix)
     if isinstance(raw, dict) and "state_dict" in raw and isinstance(raw["state_dict"], dict):
         raw = raw["state_dict"]
-    if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
-        raise VidtransError(f"{path}: expected a dict of tensors (a generator's state_dict), got {type(raw).__name__}")
+    if not isinstance(raw, dict):
+        raise VidtransError(f"{path}: holds a value of type {type(raw).__name__}, not a generator's state_dict "
+                            f"(a dict of tensors); {fix}")
+    not_tensors = [key for key, value in raw.items() if not isinstance(value, torch.Tensor)]
+    if not_tensors:
+        key = not_tensors[0]
+        raise VidtransError(f"{path}: entry {str(key)[:60]!r} holds a value of type {type(raw[key]).__name__}, not "
+                            f"a tensor, so this is no generator's state_dict; {fix}")
     _check_weights(raw, path)
     state_dict = {k.removeprefix("module."): v for k, v in raw.items()}
     card = infer_card(state_dict, str(path))

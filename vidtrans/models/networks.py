@@ -106,7 +106,6 @@ class UnetGenerator(nn.Module):
         super().__init__()
         if num_downs < 5:
             raise ValueError("a U-Net needs at least 5 downsamplings")
-        self.num_downs = num_downs
         block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True, norm=norm)
         for _ in range(num_downs - 5):
             block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, norm=norm, use_dropout=use_dropout)
@@ -136,7 +135,8 @@ class ResnetBlock(nn.Module):
 
 
 class ResnetGenerator(nn.Module):
-    """Two stride-2 downsamplings, `n_blocks` residual blocks, two upsamplings: sides must be multiples of 4."""
+    """Two stride-2 downsamplings, `n_blocks` residual blocks, two upsamplings: sides must be multiples of 4,
+    from 8 (`smallest_input`)."""
 
     num_downs = 2
 
@@ -267,6 +267,14 @@ def input_multiple(architecture: str) -> int:
     return 2**count if kind == "unet" else 2**ResnetGenerator.num_downs
 
 
+def smallest_input(architecture: str) -> int:
+    """The smallest input height or width the generator takes (a multiple of `input_multiple`): a
+    U-Net's multiple (1x1 at its innermost layer); 8 for a ResNet, whose residual blocks
+    reflect-pad by 1, which needs 2 rows and columns there, after its two halvings."""
+    kind, _ = parse_generator(architecture)
+    return 2 * 2**ResnetGenerator.num_downs if kind == "resnet" else input_multiple(architecture)
+
+
 def default_size(architecture: str) -> int:
     """The square size upstream trains a generator at when nothing says otherwise: unet_N at N
     (its smallest input), a ResNet at 256 (pix2pix's default crop)."""
@@ -282,6 +290,15 @@ def build_generator(architecture: str, input_nc: int = 3, output_nc: int = 3, ng
     return ResnetGenerator(input_nc, output_nc, ngf, norm, dropout, n_blocks=count)
 
 
+def generator_shapes(architecture: str, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, norm: str = "batch",
+                     dropout: bool = False) -> dict[str, tuple[int, ...]]:
+    """The name and shape of each tensor in `build_generator`'s state_dict, from a network built on
+    the meta device: no memory whatever its size (resnet_6blocks at ngf 4096 holds 128 GB)."""
+    with torch.device("meta"):
+        net = build_generator(architecture, input_nc, output_nc, ngf, norm, dropout)
+    return {name: tuple(tensor.shape) for name, tensor in net.state_dict().items()}
+
+
 def widen_input(state_dict: dict[str, torch.Tensor], net: nn.Module) -> dict[str, torch.Tensor]:
     """The weights `state_dict` of a generator like `net` but with fewer input channels, its first
     convolution given zero weights for `net`'s extra (last) channels: `net` loaded with them
@@ -294,8 +311,3 @@ def widen_input(state_dict: dict[str, torch.Tensor], net: nn.Module) -> dict[str
         return state_dict
     zeros = weight.new_zeros(weight.shape[0], extra, *weight.shape[2:])
     return {**state_dict, f"{name}.weight": torch.cat([weight, zeros], 1)}
-
-
-def size_multiple(net: nn.Module) -> int:
-    """Input height and width must be multiples of this for the generator to be shape-consistent."""
-    return 2**net.num_downs

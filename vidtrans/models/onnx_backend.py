@@ -2,7 +2,7 @@
 
 The graph is the generator alone, as `Translator` calls it: float32 (N, C, H, W) in [-1, 1] in,
 the same out, with batch, height and width dynamic (H and W multiples of what the network needs,
-`size_multiple`). Normalization is baked in as the translator applies it: with per-sample
+`input_multiple`, and at least `smallest_input`). Normalization is baked in as the translator applies it: with per-sample
 statistics ("sample", pix2pix's test-time default) each batch norm becomes an
 InstanceNormalization with its learned scale and shift, so a batch gives the frames of
 one-at-a-time calls. Resizing, padding, scaling to [-1, 1] and back stay in the translator, so both
@@ -16,19 +16,25 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import io
 import json
+import logging
 import math
 import os
+import threading
 import warnings
 from pathlib import Path
 from types import ModuleType
 
 import torch
 
-from vidtrans.atomic import check_destination, discard, publish, temp_path
-from vidtrans.errors import VidtransError, first_line
+from vidtrans.atomic import check_destination, write_atomically
+from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.models.checkpoint import WEIGHTS_NAME, Checkpoint, sha256_of, user_cache
 from vidtrans.models.networks import input_multiple, use_per_sample_stats
+from vidtrans.runner import usable_cores
+
+log = logging.getLogger(__name__)
 
 INSTALL = "pip install 'vidtrans[onnx]'"
 # Largest difference from PyTorch's fp32 output, in [-1, 1] space, an exported graph may show
@@ -69,40 +75,46 @@ def export_model(checkpoint: Checkpoint, dst: str | os.PathLike, normalization: 
     dst = Path(dst)
     # The destination first: a path that must not be written is wrong with or without the extra.
     check_destination(dst, checkpoint.files, overwrite)
+    if dst.suffix.lower() != ".onnx":
+        raise UsageError(f"{dst}: an ONNX model is written as a .onnx file; name it {dst.stem or 'model'}.onnx")
+    graph, difference = exported_graph(checkpoint, normalization)
+    write_atomically(dst, lambda f: f.write(graph), overwrite=overwrite, inputs=checkpoint.files, what="ONNX model")
+    return difference
+
+
+def exported_graph(checkpoint: Checkpoint, normalization: str) -> tuple[bytes, float]:
+    """`checkpoint`'s generator as an ONNX graph (the bytes of a .onnx file) and its largest
+    difference from PyTorch's fp32 output on random input; VidtransError where that is more than
+    TOLERANCE."""
     require("onnx", "ONNX export")
     ort = require("onnxruntime", "checking the exported model")
     net = generator(checkpoint, normalization)
     multiple = input_multiple(checkpoint.card.architecture)
     height, width = (math.ceil(side / multiple) * multiple for side in checkpoint.card.native_size)
-    tmp = temp_path(dst)
+    sample = torch.zeros(1, checkpoint.card.input_nc, height, width)
+    buffer = io.BytesIO()
     try:
-        sample = torch.zeros(1, checkpoint.card.input_nc, height, width)
         with torch.inference_mode(), warnings.catch_warnings():
             # The TorchScript exporter (dynamo=False) needs only the `onnx` package, where the
             # newer one needs onnxscript too; it announces its deprecation on every call.
             warnings.simplefilter("ignore")
-            torch.onnx.export(net, (sample,), str(tmp), dynamo=False, input_names=["input"], output_names=["output"],
+            torch.onnx.export(net, (sample,), buffer, dynamo=False, input_names=["input"], output_names=["output"],
                               dynamic_axes={name: {0: "batch", 2: "height", 3: "width"} for name in ("input", "output")},
                               opset_version=17)
-        # Another batch size and width than the export's, so the dynamic axes are checked too.
-        rng = torch.Generator().manual_seed(0)
-        probe = torch.rand(2, checkpoint.card.input_nc, height, width + multiple, generator=rng) * 2 - 1
-        with torch.inference_mode():
-            expected = net(probe).numpy()
-        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        difference = float(abs(session.run(None, {"input": probe.numpy()})[0] - expected).max())
-        if not difference <= TOLERANCE:
-            raise VidtransError(f"{dst}: the exported model differs from PyTorch's by {difference:.2g} (more than "
-                                f"{TOLERANCE:g}); not written. Try another torch or onnx version")
-        publish(tmp, dst, overwrite)
-    except OSError as e:
-        raise VidtransError(f"{dst}: cannot write the ONNX model ({e.strerror or first_line(e)}); "
-                            "check free disk space and that the folder is writable") from e
     except RuntimeError as e:  # the exporter's errors (OnnxExporterError is one)
         raise VidtransError(f"{checkpoint.path}: ONNX export failed ({first_line(e)})") from e
-    finally:
-        discard(tmp)
-    return difference
+    graph = buffer.getvalue()
+    # Another batch size and width than the export's, so the dynamic axes are checked too.
+    rng = torch.Generator().manual_seed(0)
+    probe = torch.rand(2, checkpoint.card.input_nc, height, width + multiple, generator=rng) * 2 - 1
+    with torch.inference_mode():
+        expected = net(probe).numpy()
+    session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    difference = float(abs(session.run(None, {"input": probe.numpy()})[0] - expected).max())
+    if not difference <= TOLERANCE:
+        raise VidtransError(f"{checkpoint.path}: its ONNX export differs from PyTorch's by {difference:.2g} (more "
+                            f"than {TOLERANCE:g}); try another torch or onnx version, or --backend torch")
+    return graph, difference
 
 
 def cache_dir() -> Path:
@@ -110,37 +122,73 @@ def cache_dir() -> Path:
     return user_cache() / "onnx"
 
 
-def cached_graph(checkpoint: Checkpoint, normalization: str) -> Path:
-    """The exported graph of `checkpoint` with `normalization`, exported on first use only. Named by
-    the weights' sha256 (the file's own, not the card's record, which an edit could leave stale)
-    and by everything else that shapes the graph."""
+def cached_generator(checkpoint: Checkpoint, normalization: str) -> OnnxGenerator:
+    """ONNX Runtime running `checkpoint`'s generator with `normalization`, from the graph cached on
+    first use. Named by the weights' sha256 (the file's own, not the card's record, which an edit
+    could leave stale) and by everything else that shapes the graph.
+
+    The cache is only a saving: a cached file that does not load, or whose input and output are
+    not this model's (a file copied over another), is exported again, and where the cache cannot
+    be written the graph is exported for this process alone (a warning says so)."""
     weights = checkpoint.path / WEIGHTS_NAME if checkpoint.path.is_dir() else checkpoint.path
     card = checkpoint.card
     shape = json.dumps([card.architecture, card.ngf, card.norm, card.input_nc, card.output_nc, normalization,
                         _GRAPH_VERSION, torch.__version__])
     path = cache_dir() / f"{sha256_of(weights)}-{hashlib.sha256(shape.encode()).hexdigest()[:16]}.onnx"
-    if not path.exists():
+    channels = (card.input_nc, card.output_nc)
+    if path.is_file():
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise VidtransError(f"{path.parent}: cannot create the ONNX cache folder ({e.strerror}); "
-                                "set XDG_CACHE_HOME to a writable folder") from e
+            cached = OnnxGenerator(path)
+            if cached.channels == channels:
+                return cached
+        except VidtransError:
+            pass
+    graph, _ = exported_graph(checkpoint, normalization)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         # Two processes exporting at once write the same graph: the later one replacing it is harmless.
-        export_model(checkpoint, path, normalization, overwrite=True)
-    return path
+        write_atomically(path, lambda f: f.write(graph), overwrite=True, what="ONNX graph")
+    except (OSError, VidtransError) as e:
+        reason = e.strerror if isinstance(e, OSError) else str(e).partition(" (")[2].partition(")")[0]
+        log.warning("%s: cannot keep the exported ONNX graph there (%s), so each run exports it again; set "
+                    "XDG_CACHE_HOME to a writable folder", path.parent, reason or first_line(e))
+    return OnnxGenerator(graph)
 
 
 class OnnxGenerator:
-    """Called like the PyTorch generator: float32 (N, C, H, W) CPU tensor in, the same out."""
+    """Called like the PyTorch generator: float32 (N, C, H, W) CPU tensor in, the same out.
 
-    def __init__(self, path: str | os.PathLike):
-        ort = require("onnxruntime", "--backend onnxruntime")
-        try:
-            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types for unreadable graphs
-            raise VidtransError(f"{path}: ONNX Runtime cannot load this graph ({first_line(e)}); "
-                                "delete it to export it again") from e
+    `graph`: a .onnx file, or its bytes. Each calling thread runs its own session with half the
+    cores (at least one) and idle threads that sleep rather than spin: `run` translates on two
+    threads at once beside decoding and encoding, and one shared session with all the cores made
+    it 20 % slower (12.3 against 15.5 frames/s, unet_256 ngf 64 at 256x256, 2-core Xeon with
+    oneDNN capped at AVX2; benchmarks/README.md): its parallel regions wait for their slowest
+    thread, and spinning threads take the cores that decoding and encoding need.
+    """
+
+    def __init__(self, graph: str | os.PathLike | bytes):
+        self._ort = require("onnxruntime", "--backend onnxruntime")
+        self._graph = graph if isinstance(graph, bytes) else str(graph)
+        self._threads = max(1, usable_cores() // 2)
+        self._local = threading.local()
+        inputs, outputs = self._session().get_inputs(), self._session().get_outputs()
+        # (input channels, output channels) the graph takes and gives.
+        self.channels = (inputs[0].shape[1], outputs[0].shape[1])
+
+    def _session(self):
+        session = getattr(self._local, "session", None)
+        if session is None:
+            options = self._ort.SessionOptions()
+            options.intra_op_num_threads = self._threads
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            name = "the exported graph" if isinstance(self._graph, bytes) else self._graph
+            try:
+                session = self._local.session = self._ort.InferenceSession(
+                    self._graph, options, providers=["CPUExecutionProvider"])
+            except Exception as e:  # onnxruntime raises its own exception types for unreadable graphs
+                raise VidtransError(f"{name}: ONNX Runtime cannot load this graph ({first_line(e)}); "
+                                    "delete it to export it again") from e
+        return session
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        # Sessions may be run from several threads at once (batch workers share one).
-        return torch.from_numpy(self.session.run(None, {"input": x.contiguous().numpy()})[0])
+        return torch.from_numpy(self._session().run(None, {"input": x.contiguous().numpy()})[0])

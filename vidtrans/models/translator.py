@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from vidtrans.errors import UsageError, VidtransError
-from vidtrans.models.checkpoint import BACKGROUND_NAME, MIN_SIZE, Checkpoint, ModelCard, check_size
-from vidtrans.models.networks import peak_activations, size_multiple, use_per_sample_stats
+from vidtrans.models.checkpoint import MIN_SIZE, Checkpoint, ModelCard, check_size
+from vidtrans.models.networks import input_multiple, peak_activations, smallest_input, use_per_sample_stats
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -35,6 +35,8 @@ _thread_streams = threading.local()
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """The torch device asked for; UsageError for one this machine does not have, as for one
+    vidtrans does not run on: the option makes no sense here either way."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -43,17 +45,20 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise UsageError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from e
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise VidtransError(f"device {device!r} asked for, but this torch has no CUDA (torch {torch.__version__}); use --device cpu")
+            raise UsageError(f"device {device!r} asked for, but this torch has no CUDA (torch {torch.__version__}); "
+                             "use --device cpu")
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise VidtransError(f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible")
+            raise UsageError(f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible; "
+                             "use --device cuda or one of those")
     elif resolved.type != "cpu":
         raise UsageError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N")
     return resolved
 
 
 def resolve_precision(precision: str, device: torch.device, card: ModelCard) -> str:
+    """The precision to run in; UsageError for one that makes no sense (unknown, fp16 on a CPU)."""
     if precision not in PRECISIONS:
-        raise VidtransError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        raise UsageError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     if precision == "auto":
         if not card.half_precision:
             return "fp32"
@@ -63,12 +68,13 @@ def resolve_precision(precision: str, device: torch.device, card: ModelCard) -> 
         # shipped model's frames stay within PSNR 56 dB of fp32. Elsewhere bf16 is emulated and slower.
         return "bf16" if _cpu_has_amx_bf16() else "fp32"
     if precision == "fp16" and device.type == "cpu":
-        raise VidtransError("fp16 is not supported on the CPU; use --precision fp32 or bf16")
+        raise UsageError("fp16 is not supported on the CPU; use --precision fp32 or bf16")
     return precision
 
 
 def resolve_backend(backend: str, device: torch.device, precision: str) -> str:
-    """What runs the generator, for the device and the precision asked for (before "auto" is resolved)."""
+    """What runs the generator, for the device and the precision asked for (before "auto" is
+    resolved); UsageError for a backend that cannot run them."""
     from vidtrans.models import onnx_backend
     from vidtrans.options import Backend
 
@@ -80,9 +86,11 @@ def resolve_backend(backend: str, device: torch.device, precision: str) -> str:
         return "onnxruntime" if faster and onnx_backend.available() else "torch"
     if backend == Backend.ONNXRUNTIME:
         if device.type != "cpu":
-            raise VidtransError(f"the onnxruntime backend runs on the CPU only, not {device}; use --device cpu or --backend torch")
+            raise UsageError(f"the onnxruntime backend runs on the CPU only, not {device}; use --device cpu or "
+                             "--backend torch")
         if precision not in ("auto", "fp32"):
-            raise VidtransError(f"the onnxruntime backend runs fp32 only, not {precision}; use --precision fp32 or --backend torch")
+            raise UsageError(f"the onnxruntime backend runs fp32 only, not {precision}; use --precision fp32 or "
+                             "--backend torch")
         onnx_backend.require("onnxruntime", "--backend onnxruntime")
     return backend.value
 
@@ -160,8 +168,17 @@ def _host_available_memory() -> int | None:
 
 
 def _cpu_has_amx_bf16() -> bool:
+    """Whether torch's convolutions multiply bf16 on AMX here: the CPU has it and oneDNN may use it.
+
+    ONEDNN_MAX_CPU_ISA (or its old name DNNL_MAX_CPU_ISA), set by users and containers to keep
+    oneDNN off newer instructions, caps what oneDNN uses whatever the CPU has; capped below AMX,
+    bf16 is emulated and 4-40x slower than fp32 (a 4x4 convolution at AVX2: 428 against 63 ms).
+    """
     get_capabilities = getattr(torch.cpu, "get_capabilities", None)  # absent in older torch
-    return bool(get_capabilities and get_capabilities().get("amx_bf16"))
+    if not (get_capabilities and get_capabilities().get("amx_bf16")):
+        return False
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
+    return cap in ("", "ALL", "DEFAULT") or "AMX" in cap
 
 
 class Translator:
@@ -195,24 +212,23 @@ class Translator:
         self.device = resolve_device(device)
         self.backend = resolve_backend(backend, self.device, precision)
         self.precision = "fp32" if self.backend == "onnxruntime" else resolve_precision(precision, self.device, self.card)
+        # A temporal card that starts clips from background.png comes with it: loading checks that.
         self.temporal = self.card.temporal
-        if self.temporal and self.temporal["first"] == "background" and self.background is None:
-            raise VidtransError(f"{checkpoint.path}: the card's temporal model starts clips from {BACKGROUND_NAME}, "
-                                "which is missing; copy the checkpoint again")
         self.normalization = normalization or self.card.normalization
         if self.normalization not in ("sample", "running"):
-            raise VidtransError(f"unknown normalization {self.normalization!r}; use sample or running")
+            raise UsageError(f"unknown normalization {self.normalization!r}; use sample or running")
         net = checkpoint.build().eval()
         use_per_sample_stats(net, self.normalization == "sample")
-        self.multiple = size_multiple(net)
+        self.multiple = input_multiple(self.card.architecture)
+        self.smallest_side = smallest_input(self.card.architecture)
         # oneDNN's convolutions are fastest channels-last; ONNX Runtime takes plain NCHW arrays.
         cpu_torch = self.device.type == "cpu" and self.backend == "torch"
         memory_format = torch.channels_last if cpu_torch else torch.contiguous_format
         if self.backend == "onnxruntime":
-            from vidtrans.models.onnx_backend import OnnxGenerator, cached_graph
+            from vidtrans.models.onnx_backend import cached_generator
 
             # Only the generator call changes: the same tensors go in and come out.
-            self.net = OnnxGenerator(cached_graph(checkpoint, self.normalization))
+            self.net = cached_generator(checkpoint, self.normalization)
         else:
             self.net = net.to(self.device, memory_format=memory_format)
         self.memory_format = memory_format
@@ -241,10 +257,16 @@ class Translator:
             return height, width
         return max(1, round(height * scale)), max(1, round(width * scale))
 
+    def padded_side(self, side: int) -> int:
+        """A working height or width padded up to what the network takes: a multiple of what it
+        halves by, and its smallest input where the frame is very wide or tall (300x2 at 64 is
+        working 64x1)."""
+        return max(self.smallest_side, side + -side % self.multiple)
+
     def frame_memory(self, height: int, width: int) -> int:
         """About how many bytes translating one frame of height x width takes at its peak (on the device)."""
         work_h, work_w = self.working_size(height, width)
-        padded_h, padded_w = work_h + -work_h % self.multiple, work_w + -work_w % self.multiple
+        padded_h, padded_w = self.padded_side(work_h), self.padded_side(work_w)
         # The input has 3 channels before a one-channel model's grey; the output 3 after it.
         channels = max(self.card.input_nc, 3) + 3
         values = peak_activations(self.card.architecture, self.card.ngf, padded_h, padded_w)
@@ -296,6 +318,9 @@ class Translator:
             return self.translate_clip(frames[None], state)[0]
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
             raise VidtransError(f"translate expects uint8 RGB frames of shape (N, H, W, 3), got {frames.dtype} {frames.shape}")
+        if 0 in frames.shape[1:3]:
+            raise VidtransError(f"translate got frames of {frames.shape[2]}x{frames.shape[1]} pixels, which have no "
+                                "image to translate; pass frames at least 1x1")
         if len(frames) == 0:
             return frames.copy()
         if self.device.type != "cuda":
@@ -395,10 +420,10 @@ class Translator:
         # Resampling is per frame, so chunks give exactly the frames of one pass over the batch.
         step = max(1, _RESAMPLE_CHUNK // (height * width * 3))
         chunks = [slice(i, i + step) for i in range(0, n, step)]
-        x = torch.cat([_resize(frames[chunk].permute(0, 3, 1, 2).float(), work_h, work_w) if resample
-                       else frames[chunk].permute(0, 3, 1, 2).float() for chunk in chunks])
-        pad_h = -work_h % self.multiple
-        pad_w = -work_w % self.multiple
+        x = torch.cat([_resize(_as_float(frames[chunk]), work_h, work_w) if resample else _as_float(frames[chunk])
+                       for chunk in chunks])
+        pad_h = self.padded_side(work_h) - work_h
+        pad_w = self.padded_side(work_w) - work_w
         x = x / 127.5 - 1.0
         if previous is not None:
             x = torch.cat([x, previous], dim=1)
@@ -432,6 +457,13 @@ def _thread_stream(device: torch.device) -> torch.cuda.Stream:
     if device not in streams:
         streams[device] = torch.cuda.Stream(device)
     return streams[device]
+
+
+def _as_float(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, H, W, 3) as float (N, 3, H, W), channels-last in memory with strides of its own: a
+    frame given alone (frame[None]) has a batch stride of 0, which .float() keeps and torch's
+    antialiased resampling misreads (a 300x2 frame came out unlike the same frame in a batch)."""
+    return frames.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.channels_last)
 
 
 def _resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:

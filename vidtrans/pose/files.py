@@ -8,9 +8,12 @@ Accepted by `read_keypoints(path)`:
   (frames, 18, 3) or (frames, 128, 3) of x, y in pixels of the input frame and confidence
   (0 = missing), plus ``width`` and ``height`` of that frame and, optionally, ``first_frame``:
   the number of the clip's frame its first pose belongs to (0, the default: the clip's first
-  frame; `vidtrans pose --start` writes the frames of a part of the clip).
-- A folder of OpenPose per-frame ``*_keypoints.json`` files (``--write_json``), in frame order by
-  the number in their names. Each holds ``{"people": [{"pose_keypoints_2d": [x, y, c, ...]}]}``
+  frame; `vidtrans pose --start` writes the frames of a part of the clip); all three whole numbers.
+- A folder of OpenPose per-frame ``*_keypoints.json`` files (``--write_json``), one per frame of
+  the clip from its first: the last number in a file's name orders them (OpenPose writes
+  ``NAME_000000000000_keypoints.json`` from frame 0 for a video, and names files after the images
+  of an image folder, often numbered from 1), and a number missing between two others is refused
+  (the poses after it would land a frame early). Each holds ``{"people": [{"pose_keypoints_2d": [x, y, c, ...]}]}``
   in pixels, as COCO-18 (54 numbers) or BODY_25 (75 numbers, OpenPose's default; mapped to
   COCO-18 by joint name, its MidHip and foot points dropped). With several people the one with
   the highest total body confidence is used; a frame with nobody is all missing. Frame size unknown.
@@ -28,14 +31,17 @@ Accepted by `read_keypoints(path)`:
   frame size is given and every coordinate (face and hands included) lies within [0, 1],
   coordinates are taken as normalised (DWPose's output) and scaled to pixels.
 
-JSON files and folders hold one pose per frame of the clip from its first frame. Every file's
-numbers are checked as `check_keypoint_values` says: finite, confidences from 0 to about 1, and
-points within reach of the frame when the file gives its size.
+JSON files hold one pose per frame of the clip from its first frame. Sizes and frame numbers must be
+whole numbers (``true`` is not one). A point with confidence 0 is missing whatever its coordinates
+(DWPose writes NaN there); every other number is checked as `check_keypoint_values` says, for NPZ
+and JSON alike: finite, confidences from 0 to about 1, and points within reach of the frame when
+the file gives its size.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import zipfile
@@ -147,49 +153,94 @@ def read_keypoints(path: str | os.PathLike) -> KeypointTrack:
         read = _read_json_file
     else:
         raise VidtransError(f"{path}: unknown keypoint file type (use .npz, .json or a folder of OpenPose *_keypoints.json)")
+    what = f"{path}: keypoints"
     # Numbers beyond float32's range become infinite, which the check of the values refuses.
     with np.errstate(over="ignore"):
         track = read(path)
+        keypoints = check_keypoints(track.keypoints, what)
+    # A missing point's coordinates mean nothing (DWPose writes NaN there), in every format alike.
+    keypoints = np.where(keypoints[..., 2:] == 0, np.float32(0), keypoints)
     size = None
     if track.width is not None and track.height is not None:
         _check_frame_size(track.width, track.height, f"{path}: frame size")
         size = (track.height, track.width)
-    track.keypoints = check_keypoint_values(track.keypoints, f"{path}: keypoints", size)
+    track.keypoints = check_keypoint_values(keypoints, what, size)
     return track
+
+
+def _integer(value) -> int | None:
+    """`value` as an int when it is a whole number (an int, or a float with nothing after the
+    point; a bool is not one), else None."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
+        return int(value)
+    return None
 
 
 def _read_npz(path: Path) -> KeypointTrack:
     try:
         with np.load(path, allow_pickle=False) as data:
             kp = data["keypoints"]
-            width, height = int(data["width"]), int(data["height"])
-            first_frame = int(data["first_frame"]) if "first_frame" in data else 0
+            numbers = {name: data[name] for name in ("width", "height")}
+            if "first_frame" in data:
+                numbers["first_frame"] = data["first_frame"]
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
         raise VidtransError(f"{path}: not a vidtrans keypoint .npz (needs keypoints, width, height): "
                             f"{first_line(e)}; write it with vidtrans pose --keypoints") from e
-    if first_frame < 0:
-        raise VidtransError(f"{path}: first_frame is {first_frame}, not a frame number; "
-                            "write it with vidtrans pose --keypoints")
-    return KeypointTrack(kp, width, height, first_frame)
+    if kp.dtype.kind == "b":
+        raise VidtransError(f"{path}: keypoints are true/false values, not numbers (x, y in pixels, confidence); "
+                            "write the file with vidtrans pose --keypoints")
+    whole = {}
+    for name, array in numbers.items():
+        whole[name] = _integer(array.item()) if array.size == 1 else None
+        if whole[name] is None or (name == "first_frame" and whole[name] < 0):
+            shown = repr(array.item()) if array.size == 1 else f"an array of shape {array.shape}"
+            kind = "a frame number, 0 or more" if name == "first_frame" else "a whole number of pixels"
+            raise VidtransError(f"{path}: {name} is {shown}, not {kind}; write the file with vidtrans pose --keypoints")
+    return KeypointTrack(kp, whole["width"], whole["height"], whole.get("first_frame", 0))
 
 
 def _load_json(path: Path):
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise VidtransError(f"{path}: not readable JSON ({e})") from e
+        # utf-8-sig: Windows tools start UTF-8 files with a byte order mark. Integers as floats: Python
+        # refuses to convert one of thousands of digits, as a float it is infinite and refused like 1e400.
+        return json.loads(path.read_text(encoding="utf-8-sig"), parse_int=float)
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: JSONDecodeError, UnicodeDecodeError
+        raise VidtransError(f"{path}: not readable JSON ({first_line(e)}); save it as UTF-8 JSON") from e
+
+
+# The frame number in an OpenPose file name: its last run of digits before "_keypoints.json".
+_FRAME_NUMBER = re.compile(r"(\d+)(\D*)_keypoints\.json$")
 
 
 def _read_openpose_folder(folder: Path) -> KeypointTrack:
-    def frame_number(p: Path) -> tuple[int, str]:
-        numbers = re.findall(r"\d+", p.name)
-        return (int(numbers[-1]) if numbers else -1, p.name)
-
-    files = sorted(folder.glob("*_keypoints.json"), key=frame_number)
-    if not files:
+    numbered: dict[int, tuple[Path, re.Match]] = {}
+    for f in folder.glob("*_keypoints.json"):
+        match = _FRAME_NUMBER.search(f.name)
+        if match is None:
+            raise VidtransError(f"{f}: no frame number in the name; name each file by its frame, as OpenPose "
+                                "does: NAME_000000000000_keypoints.json")
+        number = int(match[1])
+        if number in numbered:
+            raise VidtransError(f"{folder}: {numbered[number][0].name} and {f.name} are both frame {number}; "
+                                "keep the files of one clip in the folder")
+        numbered[number] = f, match
+    if not numbered:
         raise VidtransError(f"{folder}: no OpenPose *_keypoints.json files in this folder")
+    numbers = sorted(numbered)
+    for number, following in zip(numbers, numbers[1:]):
+        if following != number + 1:
+            before, match = numbered[number]
+            name = f"{before.name[:match.start(1)]}{number + 1:0{len(match[1])}d}{before.name[match.end(1):]}"
+            raise VidtransError(f"{folder}: {name} is missing: the files are numbered by frame, and without frame "
+                                f"{number + 1} the poses after it would land a frame early; restore it or "
+                                "extract the keypoints again")
     poses = []
-    for f in files:
+    for number in numbers:
+        f = numbered[number][0]
         data = _load_json(f)
         if not isinstance(data, dict) or "people" not in data:
             raise VidtransError(f"{f}: not an OpenPose keypoint file (no 'people' list)")
@@ -229,64 +280,79 @@ def _openpose_person(person: dict, source: Path) -> tuple[np.ndarray, bool]:
         values = person.get(field)
         if values is None or values == []:  # OpenPose with that detector off, or DWPose finding nothing
             continue
-        flat = _numbers(values, field, source)
-        if flat.size not in [3 * n for n in point_counts]:
+        values = _numbers(values, field, source)
+        if len(values) not in [3 * n for n in point_counts]:
             numbers, points = (" or ".join(str(k * n) for n in point_counts) for k in (3, 1))
-            raise VidtransError(f"{source}: {field} has {flat.size} numbers; expected {numbers} "
+            raise VidtransError(f"{source}: {field} has {len(values)} numbers; expected {numbers} "
                                 f"({points} points of x, y, confidence), or [] for none")
-        pose[part] = _missing_zeroed(flat.reshape(-1, 3)[:part.stop - part.start])
+        pose[part] = _points(values)[:part.stop - part.start]
         has_parts = True
     return pose, has_parts
 
 
-def _numbers(values, field: str, source: Path) -> np.ndarray:
-    """A JSON list of numbers (null entries become NaN, so missing) as flat float32."""
-    if isinstance(values, list):
-        try:
-            return np.asarray(values, dtype=np.float32).reshape(-1)
-        except (TypeError, ValueError):
-            pass  # nested unevenly or holding text: refused below
-    raise VidtransError(f"{source}: {field} must be a list of numbers")
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)  # JSON true is no coordinate
 
 
-def _missing_zeroed(points: np.ndarray) -> np.ndarray:
-    """Points (n, 3) with the missing ones (a null, read as NaN, or confidence <= 0) all zero."""
-    points = points.copy()
-    points[np.isnan(points).any(axis=1) | ~(points[:, 2] > 0)] = 0.0
+def _numbers(values, field: str, source: Path) -> list:
+    """`values` when it is a flat JSON list of numbers and nulls."""
+    if not (isinstance(values, list) and all(v is None or _is_number(v) for v in values)):
+        raise VidtransError(f"{source}: {field} must be a list of numbers (null for a missing one)")
+    return values
+
+
+def _points(values: list) -> np.ndarray:
+    """Numbers x, y, confidence per point (a list of a multiple of 3) as points (n, 3) float32, the missing
+    ones all zero: those with a null among their numbers or a confidence of 0 or less. The others keep
+    their numbers, NaN and infinity included, for `check_keypoint_values` to refuse as it does in NPZ files."""
+    points = np.array([np.nan if v is None else v for v in values], dtype=np.float64).reshape(-1, 3)
+    nulls = np.array([v is None for v in values], dtype=bool).reshape(-1, 3).any(axis=1)
+    points = points.astype(np.float32)  # beyond float32's range: infinite, refused later
+    points[nulls | (points[:, 2] <= 0)] = 0.0
     return points
 
 
 def _flat_pose(values, source: Path) -> np.ndarray:
-    flat = _numbers(values, "pose_keypoints_2d", source)
-    if flat.size == NUM_KEYPOINTS * 3:
-        pose = flat.reshape(NUM_KEYPOINTS, 3)
-    elif flat.size == len(_BODY25_NAMES) * 3:
-        pose = flat.reshape(-1, 3)[_BODY25_FOR_COCO]
-    else:
-        raise VidtransError(f"{source}: pose_keypoints_2d has {flat.size} numbers; expected 54 (COCO-18) or 75 (BODY_25)")
-    return _missing_zeroed(pose)
+    values = _numbers(values, "pose_keypoints_2d", source)
+    if len(values) == NUM_KEYPOINTS * 3:
+        return _points(values)
+    if len(values) == len(_BODY25_NAMES) * 3:
+        return _points(values)[_BODY25_FOR_COCO]
+    raise VidtransError(f"{source}: pose_keypoints_2d has {len(values)} numbers; expected 54 (COCO-18) or 75 (BODY_25)")
 
 
 def _keypoint_list(frame: list, source: Path) -> np.ndarray:
     """Keypoints in our layout (18 or 128): [[x, y(, c)], ...] or their flat numbers; null / negative = missing."""
-    if len(frame) in [3 * k for k in KEYPOINT_COUNTS] and all(isinstance(v, (int, float)) for v in frame):
-        return _missing_zeroed(np.asarray(frame, dtype=np.float32).reshape(-1, 3))
-    if len(frame) not in KEYPOINT_COUNTS:
+    if len(frame) in [3 * k for k in KEYPOINT_COUNTS]:
+        values = _numbers(frame, f"a frame of {len(frame)} values", source)
+    elif len(frame) in KEYPOINT_COUNTS:
+        values = []
+        for i, point in enumerate(frame):
+            if point is None:
+                point = [None] * 3
+            elif not (isinstance(point, list) and len(point) in (2, 3)
+                      and all(v is None or _is_number(v) for v in point)):
+                raise VidtransError(f"{source}: keypoint {i} must be [x, y] or [x, y, confidence] of numbers, "
+                                    f"got {point!r}")
+            values += point if len(point) == 3 else [*point, 1.0]
+    else:
         raise VidtransError(f"{source}: a frame has {len(frame)} entries; expected {NUM_KEYPOINTS} keypoints "
                             f"(COCO-18) or {NUM_WHOLE_BODY} (body, face and hands)")
-    pose = np.zeros((len(frame), 3), dtype=np.float32)
-    for i, point in enumerate(frame):
-        if point is None:
-            continue
-        if not isinstance(point, (list, tuple)) or len(point) not in (2, 3):
-            raise VidtransError(f"{source}: keypoint {i} must be [x, y] or [x, y, confidence], got {point!r}")
-        try:
-            x, y, c = float(point[0]), float(point[1]), float(point[2]) if len(point) == 3 else 1.0
-        except (TypeError, ValueError) as e:
-            raise VidtransError(f"{source}: keypoint {i} has non-numeric values {point!r}") from e
-        if x >= 0 and y >= 0 and c > 0:  # false for NaN too
-            pose[i] = (x, y, c)
-    return pose
+    points = _points(values)
+    # Negative coordinates mark a missing point here; an infinite one is no mark but bad data, refused later.
+    points[np.isfinite(points).all(axis=1) & (points[:, :2] < 0).any(axis=1)] = 0.0
+    return points
+
+
+def _frame_size_field(data: dict, field: str, default: int | None, path: Path) -> int | None:
+    """The frame width or height `data[field]` (`default` when absent or null) as a whole number of pixels."""
+    if data.get(field) is None:
+        return default
+    value = _integer(data[field])
+    if value is None:
+        raise VidtransError(f"{path}: {field} is {json.dumps(data[field])[:40]}, not a whole number of pixels; "
+                            "give the frame size in pixels, e.g. 1920")
+    return value
 
 
 def _read_json_file(path: Path) -> KeypointTrack:
@@ -295,7 +361,8 @@ def _read_json_file(path: Path) -> KeypointTrack:
     if isinstance(data, dict) and "people" in data:
         frames = [data]
     elif isinstance(data, dict) and isinstance(data.get("frames"), list):
-        frames, width, height = data["frames"], data.get("width"), data.get("height")
+        frames = data["frames"]
+        width, height = (_frame_size_field(data, field, None, path) for field in ("width", "height"))
     elif isinstance(data, list):
         frames = data
     else:
@@ -306,18 +373,13 @@ def _read_json_file(path: Path) -> KeypointTrack:
     for frame in frames:
         if isinstance(frame, dict) and "people" in frame:
             poses.append(_openpose_frame(frame, path))
-            width = frame.get("canvas_width", width)
-            height = frame.get("canvas_height", height)
+            width = _frame_size_field(frame, "canvas_width", width, path)
+            height = _frame_size_field(frame, "canvas_height", height, path)
         elif isinstance(frame, list):
             poses.append(_keypoint_list(frame, path))
         else:
             raise VidtransError(f"{path}: a frame is neither an OpenPose frame dict nor a list of keypoints")
     kp = _track(poses)
-    try:
-        width = int(width) if width is not None else None
-        height = int(height) if height is not None else None
-    except (TypeError, ValueError) as e:
-        raise VidtransError(f"{path}: width/height must be integers") from e
     present = kp[..., 2] > 0
     if width and height and present.any() and kp[present][:, :2].max() <= 1.0:
         kp[..., 0] *= width

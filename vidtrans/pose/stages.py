@@ -9,7 +9,6 @@ so `SmoothKeypointsStage` holds back just enough batches for that, never the who
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
@@ -19,6 +18,7 @@ from vidtrans.pose.detector import PoseDetector
 from vidtrans.pose.keypoints import NUM_KEYPOINTS, NUM_WHOLE_BODY
 from vidtrans.pose.render import PoseStyle, render_poses
 from vidtrans.pose.smoothing import smooth_track
+from vidtrans.runner import usable_cores
 
 # How far the offline filter sees: median (window 5) + Gaussian (sigma 1.5, cut at 3 sigma)
 # + bridged gaps of 3 frames; 12 frames on each side leave the centre frame exactly as a
@@ -29,8 +29,7 @@ SMOOTHING_CONTEXT = 12
 def default_detectors() -> int:
     """Half the cores this process may use, from 2 to 8: detection gets its share of a many-core
     host (a GPU host's CPU is the limit), the other half decodes, smooths and encodes."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
-    return max(2, min(8, cores // 2))
+    return max(2, min(8, usable_cores() // 2))
 
 
 class KeypointStage:

@@ -44,7 +44,8 @@ def _images_in(folder: Path) -> list[Path]:
 
 
 class PairedFolder:
-    """pix2pix's layouts: side-by-side `AB` images (A left, B right), or `A/` and `B/` folders with
+    """pix2pix's layouts: side-by-side `AB` images (A left, B right, split at width // 2 as pix2pix's
+    aligned dataset does, so B has the extra column of an odd width), or `A/` and `B/` folders with
     matching file names. A `val/` (or `test/`) subfolder in the same layout is the held-out split;
     without one, every tenth pair is held out. A single pair cannot be held out: validation then
     scores that training pair (`validation_held_out` False)."""
@@ -69,6 +70,7 @@ class PairedFolder:
         else:
             self.held_out = self.pairs
         self._validation: list[tuple[np.ndarray, np.ndarray]] | None = None
+        self._odd_split_told = False
 
     def _pairs(self, folder: Path) -> list[tuple[Path, Path | None]]:
         if (folder / "A").is_dir() and (folder / "B").is_dir():
@@ -94,8 +96,14 @@ class PairedFolder:
             ab = _read_image(a_path)
             if ab.shape[1] < 2 * 4:
                 raise VidtransError(f"{a_path}: too narrow to be a side-by-side AB pair")
-            half = ab.shape[1] // 2
-            a, b = ab[:, :half], ab[:, half:2 * half]
+            width = ab.shape[1]
+            half = width // 2
+            if width % 2 and not self._odd_split_told:  # once: training loads the images again and again
+                log.warning("%s: an AB image of odd width %d, split as pix2pix splits it: A the left %d columns, B "
+                            "the right %d (the same for any other odd-width image here)", a_path, width, half,
+                            width - half)
+                self._odd_split_told = True
+            a, b = ab[:, :half], ab[:, half:]
         else:
             a, b = _read_image(a_path), _read_image(b_path)
         a, b = _fit(a, self.size), _fit(b, self.size)

@@ -21,7 +21,8 @@ import av
 import cv2
 import numpy as np
 
-from vidtrans.errors import UsageError, VidtransError, first_line
+from vidtrans.errors import VidtransError, first_line
+from vidtrans.options import check_span, spell
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,13 @@ class Frame:
         return float(self.pts * self.time_base)
 
 
+def local_file(path: str | os.PathLike) -> str:
+    """`path` as FFmpeg must be given a local file: FFmpeg takes the part of a name before a colon
+    as a protocol ("12:30 clip.mp4" fails, "pipe:1.mp4" is standard output, "file:z.mp4" opens
+    z.mp4), and the `file:` prefix makes it open the name as it stands."""
+    return "file:" + os.fspath(path)
+
+
 def _open(path: str | os.PathLike) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
     """Open a file for reading and pick its video stream, turning every failure into one line."""
     name = os.fspath(path)
@@ -84,7 +92,7 @@ def _open(path: str | os.PathLike) -> tuple[av.container.InputContainer, av.vide
     if os.path.isdir(name):
         raise VidtransError(f"{name}: is a folder, not a video file (pass a video file)")
     try:
-        container = av.open(name, metadata_errors="ignore")
+        container = av.open(local_file(name), metadata_errors="ignore")
     except av.FFmpegError as e:
         raise VidtransError(f"{name}: not a readable video file ({first_line(e)}); pass a video such as .mp4/.mov/.mkv") from e
     if not container.streams.video:
@@ -197,8 +205,8 @@ def _first_frame(container, stream, path) -> av.VideoFrame:
 class VideoReader:
     """Iterate over a video's frames as upright uint8 RGB `Frame`s with their original pts.
 
-    start/end (seconds, optional) trim to frames with start <= time < end; they must be finite,
-    0 or more, and end after start (VidtransError otherwise).
+    start/end (seconds, optional) trim to frames with start <= time < end; they must be numbers
+    from 0 to `options.MAX_SECONDS`, and end after start (UsageError otherwise).
 
     Damaged data: decoding carries on past packets the decoder rejects. Every packet the
     container delivers (pts known, not marked discard) is meant to yield one frame; when the
@@ -222,20 +230,12 @@ class VideoReader:
                  max_side: int | None = None):
         self.path = Path(path)
         self.max_side = max_side
-        for name, value in (("start", start), ("end", end)):
-            try:
-                valid = value is None or (math.isfinite(value) and value >= 0)
-            except TypeError:
-                valid = False
-            if not valid:
-                raise UsageError(f"{name} must be a finite number of seconds, 0 or more; got {value!r}")
-        if end is not None and end <= (start or 0):
-            raise UsageError(f"end ({end}s) must be after start ({start or 0}s)")
+        check_span(start, end)
         self.info = probe(path)
         video_end = self.info.start_time + self.info.duration
         if start is not None and self.info.duration and start >= video_end:
             raise VidtransError(f"{self.path}: start {start}s is past the end of the video "
-                                f"({video_end:.2f}s); pass a smaller --start")
+                                f"({video_end:.2f}s); pass a smaller {spell('start')}")
         self.start, self.end = start, end
         self.corrupt_frames = 0
         self._container, self._stream = _open(path)
@@ -294,12 +294,25 @@ class VideoReader:
             container.close()
         return FrameSpan(first, stop, total)
 
+    def _seek_to_start(self) -> None:
+        """Jump to the keyframe before `start`, so the frames before it need not be decoded. Some
+        files cannot seek there (FFmpeg refuses in a Matroska file whose audio starts long before
+        its video), and a failed seek leaves the demuxer at the end: such a file is opened again
+        and decoded from its beginning, where the frames before `start` are skipped all the same."""
+        try:
+            self._container.seek(int(self.start / self.info.time_base), stream=self._stream, backward=True)
+        except av.FFmpegError as e:
+            log.debug("%s: cannot seek to %ss (%s); decoding from the beginning", self.path, self.start, first_line(e))
+            self._container.close()
+            self._container, self._stream = _open(self.path)
+            self._stream.thread_type = "AUTO"
+
     def _frames(self) -> Iterator[Frame]:
+        if self.start is not None and self.start > 0:
+            self._seek_to_start()
         stream, tb = self._stream, self.info.time_base
         rotate = _ROTATE.get(self.info.rotation)
         start_pts, end_pts = self._trim_pts()
-        if self.start is not None and self.start > 0:
-            self._container.seek(int(self.start / tb), stream=stream, backward=True)
         step = self._step()
 
         pending = _Pending()  # packets sent to the decoder whose picture has not come out

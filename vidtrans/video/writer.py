@@ -20,7 +20,8 @@ import numpy as np
 
 from vidtrans.atomic import OutputClaim, check_destination, discard, publish, temp_path
 from vidtrans.errors import UsageError, VidtransError, first_line
-from vidtrans.options import EncodeOptions
+from vidtrans.options import EncodeOptions, spell
+from vidtrans.video.reader import local_file
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +60,14 @@ def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
     _check_crf(codec, crf, 51)
     if codec in ("libx264", "libx265"):
         if preset not in _X264_PRESETS:
-            raise UsageError(f"preset {preset!r} is not one {codec} knows; pass one of {', '.join(_X264_PRESETS)}")
+            raise UsageError(f"{spell('preset')} {preset!r} is not one {codec} knows; pass one of "
+                             f"{', '.join(_X264_PRESETS)}")
         return {"crf": str(crf), "preset": preset}
     if codec.endswith("_nvenc"):
         nvenc_preset = _NVENC_PRESETS.get(preset) or (preset if preset in _NVENC_PRESETS.values() else None)
         if nvenc_preset is None:
-            raise UsageError(f"preset {preset!r} is not one {codec} knows; pass one of "
-                                f"{', '.join(_X264_PRESETS)} or p1 ... p7")
+            raise UsageError(f"{spell('preset')} {preset!r} is not one {codec} knows; pass one of "
+                             f"{', '.join(_X264_PRESETS)} or p1 ... p7")
         # Constant quality: VBR steered by `cq` with no bitrate cap (b=0). cq 0 would mean "the
         # encoder's default quality", not the best, so crf 0 asks for the best it has, 1.
         return {"rc": "vbr", "cq": str(max(1, crf)), "b": "0", "preset": nvenc_preset}
@@ -75,8 +77,8 @@ def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
 
 def _check_crf(codec: str, crf: int, top: int) -> None:
     if isinstance(crf, bool) or not isinstance(crf, (int, np.integer)) or not 0 <= crf <= top:
-        raise UsageError(f"crf {crf!r} is outside what {codec} takes; pass a whole number from 0 to {top} "
-                            "(lower is better quality)")
+        raise UsageError(f"{spell('crf')} {crf!r} is outside what {codec} takes; pass a whole number from 0 to {top} "
+                         "(lower is better quality)")
 
 
 def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tuple[str, dict[str, str]]:
@@ -110,7 +112,7 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
             stream.codec_context.open()
         except av.FFmpegError as e:
             raise UsageError(f"{codec} refused its settings ({first_line(e)}): options {options}, pix_fmt "
-                             f"{encode.pix_fmt!r}; check crf, preset and pix_fmt (NVENC also needs an NVIDIA GPU "
+                             f"{encode.pix_fmt!r}; {_settings_to_check()} (NVENC also needs an NVIDIA GPU "
                              "with an encoder)") from None
         try:
             probe.start_encoding()  # the container's header: some refuse a codec only here (.mov and VP9)
@@ -130,6 +132,11 @@ class SourceMedia:
     end: float | None = None
 
 
+def _settings_to_check() -> str:
+    """The encoder settings a refusal may be about, as the caller spells them."""
+    return f"check {spell('crf')}, {spell('preset')} and {spell('pix_fmt')}"
+
+
 def _video_encoder(codec: str, pix_fmt: str) -> str:
     """The name of the encoder FFmpeg uses for `codec` (also for a format name: "h264" is
     libx264), refusing a codec that is not a video encoder or a pix_fmt it cannot encode."""
@@ -140,16 +147,17 @@ def _video_encoder(codec: str, pix_fmt: str) -> str:
     if found is None or found.type != "video":
         what = "unknown to this FFmpeg build" if found is None else f"for {found.type}, not video"
         usual = [name for name in _COMMON_ENCODERS if name in av.codecs_available]
-        raise UsageError(f"codec {codec!r} is {what}; pass a video encoder such as {', '.join(usual)}")
+        raise UsageError(f"{spell('codec')} {codec!r} is {what}; pass a video encoder such as {', '.join(usual)}")
     formats = [f.name for f in found.video_formats or ()]
     try:
         av.VideoFormat(pix_fmt)
     except ValueError:
         formats = formats or ["yuv420p", "yuv444p"]
-        raise UsageError(f"pix_fmt {pix_fmt!r} is not a pixel format FFmpeg knows; pass one {codec} "
-                            f"encodes, such as {', '.join(formats[:8])}") from None
+        raise UsageError(f"{spell('pix_fmt')} {pix_fmt!r} is not a pixel format FFmpeg knows; pass one {codec} "
+                         f"encodes, such as {', '.join(formats[:8])}") from None
     if formats and pix_fmt not in formats:
-        raise UsageError(f"pix_fmt {pix_fmt!r} cannot be encoded by {codec}; pass one of {', '.join(formats)}")
+        raise UsageError(f"{spell('pix_fmt')} {pix_fmt!r} cannot be encoded by {codec}; pass one of "
+                         f"{', '.join(formats)}")
     return found.name
 
 
@@ -235,7 +243,7 @@ class VideoWriter:
         self._out: av.container.OutputContainer | None = None
         self._src: av.container.InputContainer | None = None
         try:
-            self._out = av.open(str(self._tmp), "w")
+            self._out = av.open(local_file(self._tmp), "w")
             self._add_video(codec, options, encode.pix_fmt, fps, encode.threads)
             self._audio: Iterator[av.Packet] = iter(())
             self._next_audio: av.Packet | None = None
@@ -286,7 +294,7 @@ class VideoWriter:
                 stream.codec_context.open()
         except av.FFmpegError as e:
             raise VidtransError(f"{codec} refused its settings ({first_line(e)}): options {options}, "
-                                f"pix_fmt {pix_fmt!r}, size {enc_w}x{enc_h}; check crf, preset and pix_fmt") from e
+                                f"pix_fmt {pix_fmt!r}, size {enc_w}x{enc_h}; {_settings_to_check()}") from e
 
     def _padding(self, codec: str, pix_fmt: str, options: dict[str, str]) -> tuple[int, int]:
         """Pixels to add so the encoder accepts the size: 0 when it takes odd sizes as they are."""
@@ -307,7 +315,7 @@ class VideoWriter:
 
     def _add_audio(self, src: Path) -> None:
         try:
-            self._src = av.open(str(src), metadata_errors="ignore")
+            self._src = av.open(local_file(src), metadata_errors="ignore")
         except (av.FFmpegError, OSError) as e:
             raise VidtransError(f"{src}: cannot read audio from it ({first_line(e)}); pass a readable video") from e
         holdable = self._out.supported_codecs
@@ -368,8 +376,8 @@ class VideoWriter:
             self._out.mux(self._video.encode(frame))
             self._pump_audio(until=t)
         except av.FFmpegError as e:
-            raise VidtransError(f"{self.dst}: encoding failed ({first_line(e)}); "
-                                "check --codec/--pix-fmt/--crf and free disk space") from e
+            raise VidtransError(f"{self.dst}: encoding failed ({first_line(e)}); check {spell('codec')}, "
+                                f"{spell('pix_fmt')}, {spell('crf')} and free disk space") from e
         self.frames_written += 1
 
     def _to_frame(self, image: np.ndarray) -> av.VideoFrame:
@@ -458,7 +466,8 @@ class VideoWriter:
             return
         try:
             if self.frames_written == 0:
-                raise VidtransError(f"{self.dst}: no video frames to write; check the input and --start/--end")
+                raise VidtransError(f"{self.dst}: no video frames to write; check the input and "
+                                    f"{spell('start')}/{spell('end')}")
             self._out.mux(self._video.encode(None))
             self._pump_audio(until=None)
             for src, out in self._transcode.values():

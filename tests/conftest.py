@@ -34,6 +34,26 @@ def own_cache_and_small_synthetic_statistics(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def pose_model_dir(tmp_path_factory):
+    """A tiny pose -> person model (a ResNet with pix2pix's initial weights, native 64x64, body-only
+    pose maps, no target statistics)."""
+    from vidtrans.pose import PoseStyle
+
+    net = random_generator("resnet_6blocks", 3, 3, 8, "instance", seed=0)
+    folder = tmp_path_factory.mktemp("models") / "tinypose"
+    save_checkpoint(folder, net, ModelCard(architecture="resnet_6blocks", ngf=8, norm="instance", native_size=(64, 64),
+                                           input_kind="pose", pose_style=PoseStyle().to_dict()))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def pose_model(pose_model_dir):
+    import vidtrans
+
+    return vidtrans.load_model(pose_model_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
 def rgb_model_dir(tmp_path_factory):
     """A tiny, fast RGB model (a ResNet with pix2pix's initial weights, a few ms per small frame)
     with a native size near the test clips'."""

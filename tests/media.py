@@ -246,3 +246,29 @@ def random_generator(architecture: str, input_nc: int, output_nc: int, ngf: int,
     net = build_generator(architecture, input_nc, output_nc, ngf, norm)
     init_weights(net)
     return net
+
+
+# Training options for a network small enough for a step in a fraction of a second on a CPU.
+TINY_TRAINING = ["--arch", "resnet_6blocks", "--size", "64", "--d-scales", "1", "--ngf", "4", "--ndf", "4",
+                 "--device", "cpu", "--save-every", "1", "--validate-every", "1"]
+
+
+def paired_folder(folder: Path, pairs: int, seed: int = 0) -> Path:
+    """`pairs` side-by-side AB images of 64x64 noise each side."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    for i in range(pairs):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), rng.integers(0, 256, (64, 128, 3), dtype=np.uint8))
+    return folder
+
+
+def train_tiny(root: Path, iterations: int, cli) -> tuple[Path, Path]:
+    """A checkpoint `root`/ck trained `iterations` iterations (TINY_TRAINING) on 4 noise pairs in
+    `root`/pairs, through `cli` (tests.conftest.run_cli); returns (pairs folder, checkpoint folder)."""
+    data = paired_folder(root / "pairs", 4)
+    out = root / "ck"
+    result = cli("train", "--data", data, "-o", out, "--iterations", str(iterations), *TINY_TRAINING)
+    assert result.returncode == 0, result.stderr
+    return data, out

@@ -118,7 +118,7 @@ def test_an_interrupt_anywhere_in_making_the_files_leaves_nothing(tmp_path, monk
     assert list(tmp_path.iterdir()) == []
     with OutputClaim(dst):  # held: removing what is unfinished leaves another holder's lock alone
         lock = next(tmp_path.iterdir())
-        atomic._remove_if_unheld(lock)
+        atomic.remove_if_unheld(lock)
         assert lock.exists()
     writer = VideoWriter(dst, 32, 32, time_base=Fraction(1, 25), fps=25)
     atomic.remove_unfinished()  # what cli.main runs at exit, e.g. after an interrupt mid-write

@@ -91,8 +91,8 @@ def test_a_fifo_as_manifest_or_report_is_refused_without_being_opened(two_clips,
     with fifo_watched(report) as readers:
         refused = cli(*args, "--report", report)
     assert readers == [] and refused.returncode == 2
-    assert one_line_error(refused) == f"--report {report}: already exists and is not a batch report; choose " \
-                                      "another path or pass --overwrite"
+    assert one_line_error(refused) == f"--report {report}: is a FIFO, which vidtrans never replaces (outputs are " \
+                                      "renamed into place whole); give the name of a regular file"
     with fifo_watched(out / MANIFEST_NAME) as readers:
         result = cli(*args)
     assert readers == [] and result.returncode == 1

@@ -6,24 +6,12 @@ import json
 import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from tests.conftest import run_cli as cli
+from tests.media import TINY_TRAINING, paired_folder, train_tiny
 
-# A network small enough for a step in a fraction of a second on a CPU.
-TINY = ["--arch", "resnet_6blocks", "--size", "64", "--d-scales", "1", "--ngf", "4", "--ndf", "4",
-        "--device", "cpu", "--save-every", "1", "--validate-every", "1"]
-
-
-def paired_folder(folder: Path, pairs: int, seed: int = 0) -> Path:
-    """`pairs` side-by-side AB images of 64x64 noise each side."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True)
-    for i in range(pairs):
-        cv2.imwrite(str(folder / f"{i:03d}.png"), rng.integers(0, 256, (64, 128, 3), dtype=np.uint8))
-    return folder
 
 
 def one_line_error(result, code: int = 2) -> str:
@@ -35,12 +23,7 @@ def one_line_error(result, code: int = 2) -> str:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A checkpoint trained 1 iteration on the paired folder `pairs` (4 pairs, RGB, no face D)."""
-    root = tmp_path_factory.mktemp("qa7")
-    data = paired_folder(root / "pairs", 4)
-    out = root / "ck"
-    result = cli("train", "--data", data, "-o", out, "--iterations", "1", *TINY)
-    assert result.returncode == 0, result.stderr
-    return data, out
+    return train_tiny(tmp_path_factory.mktemp("qa7"), 1, cli)
 
 
 @pytest.fixture
@@ -73,14 +56,14 @@ def test_resume_refuses_other_data_naming_the_checkpoints_source(checkpoint, tmp
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     other_folder = paired_folder(tmp_path / "other", 2)
     for source in (["--synthetic"], [tmp_path / "dancer.mp4"], ["--data", other_folder]):
-        message = one_line_error(cli("train", *source, "-o", out, "--resume", "--iterations", "3", *TINY))
+        message = one_line_error(cli("train", *source, "-o", out, "--resume", "--iterations", "3", *TINY_TRAINING))
         assert f"{out} was trained on paired folder pairs, not " in message, message
         assert "into another folder" in message and "--overwrite" in message, message
     pose = one_line_error(cli("train", "--data", data, "--input-kind", "pose", "-o", out, "--resume",
-                              "--iterations", "3", *TINY))
+                              "--iterations", "3", *TINY_TRAINING))
     assert "with --input-kind rgb, not pose" in pose, pose
     swapped = one_line_error(cli("train", "--data", data, "--direction", "BtoA", "-o", out, "--resume",
-                                 "--iterations", "3", *TINY))
+                                 "--iterations", "3", *TINY_TRAINING))
     assert "with --direction AtoB, not BtoA" in swapped, swapped
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
@@ -88,7 +71,7 @@ def test_resume_refuses_other_data_naming_the_checkpoints_source(checkpoint, tmp
 def test_resume_with_the_same_data_continues(checkpoint):
     data, out = checkpoint
     # The same folder by another spelling of its path.
-    resumed = cli("train", "--data", f"{data}/", "-o", out, "--resume", "--iterations", "2", *TINY)
+    resumed = cli("train", "--data", f"{data}/", "-o", out, "--resume", "--iterations", "2", *TINY_TRAINING)
     assert resumed.returncode == 0, resumed.stderr
     card = json.loads((out / "card.json").read_text())
     assert card["training"]["iterations"] == 2 and card["training"]["data"] == "paired folder pairs"
@@ -98,7 +81,7 @@ def test_resume_asking_for_no_more_iterations_is_a_usage_error(checkpoint, no_da
     data, out = checkpoint
     for iterations in ("1", "0"):
         message = one_line_error(cli("train", "--data", data, "-o", out, "--resume", "--iterations", iterations,
-                                     *TINY))
+                                     *TINY_TRAINING))
         assert "has already trained to iteration 1" in message and "pass --iterations larger than 1" in message, message
 
 
@@ -116,7 +99,7 @@ def test_training_out_of_memory_is_one_line(trained, tmp_path, monkeypatch, erro
 
     monkeypatch.setattr(Trainer, "step", step)
     data, _ = trained
-    result = cli("train", "--data", data, "-o", tmp_path / "m", "--iterations", "2", "--batch-size", "100", *TINY)
+    result = cli("train", "--data", data, "-o", tmp_path / "m", "--iterations", "2", "--batch-size", "100", *TINY_TRAINING)
     message = one_line_error(result, code=1)
     assert "out of CPU memory training on batches of 100 samples of 64x64; pass a smaller batch size" in message
 
@@ -127,7 +110,7 @@ def test_a_batch_far_too_large_for_the_memory_is_refused_before_any_step(trained
     monkeypatch.setattr(trainer, "available_memory", lambda device: 2**30)
     monkeypatch.setattr(trainer.Trainer, "step", lambda self: pytest.fail("a step ran"))
     data, _ = trained
-    result = cli("train", "--data", data, "-o", tmp_path / "m", "--iterations", "2", "--batch-size", "100000", *TINY)
+    result = cli("train", "--data", data, "-o", tmp_path / "m", "--iterations", "2", "--batch-size", "100000", *TINY_TRAINING)
     message = one_line_error(result, code=2)
     assert "batches of 100000 samples need more than" in message and "1.0 GiB is available" in message, message
     assert "pass a batch size under" in message and not (tmp_path / "m").exists()
@@ -135,7 +118,7 @@ def test_a_batch_far_too_large_for_the_memory_is_refused_before_any_step(trained
     monkeypatch.undo()
     monkeypatch.setattr(trainer, "available_memory", lambda device: 2**30)
     assert cli("train", "--data", data, "-o", tmp_path / "m", "--iterations", "1", "--batch-size", "4",
-               *TINY).returncode == 0
+               *TINY_TRAINING).returncode == 0
 
 
 def test_other_runtime_errors_are_not_taken_for_memory(trained, tmp_path, monkeypatch):
@@ -145,7 +128,7 @@ def test_other_runtime_errors_are_not_taken_for_memory(trained, tmp_path, monkey
         raise RuntimeError("something else broke")
 
     monkeypatch.setattr(Trainer, "step", step)
-    result = cli("train", "--data", trained[0], "-o", tmp_path / "m", "--iterations", "2", *TINY)
+    result = cli("train", "--data", trained[0], "-o", tmp_path / "m", "--iterations", "2", *TINY_TRAINING)
     assert isinstance(result.exception, RuntimeError) and "memory" not in result.stderr
 
 
@@ -190,7 +173,7 @@ def test_the_output_folder_may_not_be_in_the_training_data(tmp_path, no_data):
 
 def test_a_single_pair_is_scored_as_training_data_and_says_so(tmp_path):
     data = paired_folder(tmp_path / "one", 1)
-    result = cli("train", "--data", data, "-o", tmp_path / "m", "--iterations", "1", *TINY)
+    result = cli("train", "--data", data, "-o", tmp_path / "m", "--iterations", "1", *TINY_TRAINING)
     assert result.returncode == 0, result.stderr
     assert "vidtrans: warning: " in result.stderr and "one pair is too few to hold one out" in result.stderr
     assert "training-pair ssim" in result.stderr and "held-out" not in result.stderr.splitlines()[-1]
@@ -236,7 +219,7 @@ def test_too_few_frames_with_a_person_states_the_rule(tmp_path, monkeypatch):
     from vidtrans.pose import track
 
     monkeypatch.setattr(track, "detect_keypoints", lambda video, **kwargs: np.zeros((1, 18, 3), np.float32))
-    message = one_line_error(cli("train", tmp_path / "one.mp4", "-o", tmp_path / "m", *TINY), code=1)
+    message = one_line_error(cli("train", tmp_path / "one.mp4", "-o", tmp_path / "m", *TINY_TRAINING), code=1)
     assert "a person was found in only 0 of 1 frames, and training needs at least 10" in message, message
 
 
@@ -259,14 +242,14 @@ def test_overwrite_stopped_before_its_first_write_leaves_the_old_run(checkpoint,
         raise KeyboardInterrupt("Ctrl-C")
 
     monkeypatch.setattr(Trainer, "step", step)
-    result = cli("train", "--data", data, "-o", out, "--overwrite", "--iterations", "2", *TINY)
+    result = cli("train", "--data", data, "-o", out, "--overwrite", "--iterations", "2", *TINY_TRAINING)
     assert result.returncode == 130, result.stderr
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     monkeypatch.undo()
     # Once the new run writes, the old run's files go.
     old_grid = out / "samples" / "iter_0000500.png"
     old_grid.write_bytes(b"a grid of the old run")
-    result = cli("train", "--data", data, "-o", out, "--overwrite", "--iterations", "1", *TINY)
+    result = cli("train", "--data", data, "-o", out, "--overwrite", "--iterations", "1", *TINY_TRAINING)
     assert result.returncode == 0, result.stderr
     assert not old_grid.exists() and (out / "samples" / "iter_0000001.png").is_file()
 
@@ -283,7 +266,7 @@ def test_overwrite_stopped_between_its_first_grid_and_checkpoint_leaves_the_old_
         raise KeyboardInterrupt("Ctrl-C")
 
     monkeypatch.setattr(Trainer, "_write_grid", grid_then_ctrl_c)
-    result = cli("train", "--data", data, "-o", out, "--overwrite", "--iterations", "2", *TINY[:-4],
+    result = cli("train", "--data", data, "-o", out, "--overwrite", "--iterations", "2", *TINY_TRAINING[:-4],
                  "--validate-every", "1", "--save-every", "2")
     assert result.returncode == 130, result.stderr
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
@@ -323,15 +306,15 @@ def test_resume_tells_a_target_video_from_another_of_the_same_name(tmp_path, mon
         (tmp_path / folder).mkdir()
     clip = dancer_clip(tmp_path / "a" / "target.mp4", look_name="target", frames=24, size=(160, 128), seed=3)
     out = tmp_path / "m"
-    first = cli("train", clip.path, "-o", out, "--iterations", "1", *TINY)
+    first = cli("train", clip.path, "-o", out, "--iterations", "1", *TINY_TRAINING)
     assert first.returncode == 0, first.stderr
     assert json.loads((out / "card.json").read_text())["training"]["video_identity"]["size"] == clip.path.stat().st_size
     impostor = dancer_clip(tmp_path / "b" / "target.mp4", look_name="target", frames=24, size=(160, 128), seed=4)
     refuse_loading(monkeypatch)
-    message = one_line_error(cli("train", impostor.path, "-o", out, "--resume", "--iterations", "2", *TINY))
+    message = one_line_error(cli("train", impostor.path, "-o", out, "--resume", "--iterations", "2", *TINY_TRAINING))
     assert "was trained on another target video target.mp4 (the files differ)" in message, message
     monkeypatch.undo()
     renamed = tmp_path / "b" / "renamed.mp4"  # a copy under another name is the same video
     renamed.write_bytes(clip.path.read_bytes())
-    resumed = cli("train", renamed, "-o", out, "--resume", "--iterations", "2", *TINY)
+    resumed = cli("train", renamed, "-o", out, "--resume", "--iterations", "2", *TINY_TRAINING)
     assert resumed.returncode == 0, resumed.stderr

@@ -15,34 +15,18 @@ import numpy as np
 import pytest
 import torch
 
-import vidtrans
 from tests.conftest import run_cli
-from tests.media import dancer_clip, make_clip, random_generator
+from tests.media import dancer_clip, make_clip
 from vidtrans.errors import VidtransError
 from vidtrans.evaluate import Material, max_frames, score
 from vidtrans.live import loop as live_loop
 from vidtrans.live import run_live
-from vidtrans.models.checkpoint import ModelCard, save_checkpoint
 from vidtrans.pipeline import translate_video
-from vidtrans.pose import PoseStyle, read_keypoints, write_keypoints_npz
+from vidtrans.pose import read_keypoints, write_keypoints_npz
 from vidtrans.pose.track import keypoints_for
 from vidtrans.video import VideoReader
 
 FPS = 10  # frames of the clips are 0.1 s apart: --start 1.0 is frame 10
-
-
-@pytest.fixture(scope="module")
-def pose_model_dir(tmp_path_factory):
-    net = random_generator("resnet_6blocks", 3, 3, 8, "instance", seed=0)
-    folder = tmp_path_factory.mktemp("models") / "tinypose"
-    save_checkpoint(folder, net, ModelCard(architecture="resnet_6blocks", ngf=8, norm="instance", native_size=(64, 64),
-                                           input_kind="pose", pose_style=PoseStyle().to_dict()))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def pose_model(pose_model_dir):
-    return vidtrans.load_model(pose_model_dir, device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,11 @@ from __future__ import annotations
 import atexit
 import errno
 import fcntl
+import hashlib
 import os
+import re
 import secrets
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -29,6 +32,15 @@ from typing import BinaryIO
 from vidtrans.errors import UsageError, VidtransError, first_line
 
 LOCK_SUFFIX = ".vidtrans-lock"
+# Most file systems limit a name to 255 bytes (not characters: UTF-8 takes up to 4 per character);
+# hidden names are kept a little shorter.
+_NAME_MAX = 250
+# The temporary files' infix; the 8 hex digits after it make each name new.
+_PARTIAL = ".partial-"
+_TOKEN_DIGITS = 8
+# A destination's extension kept on its temporary files (muxers and numpy pick the format from it)
+# when it is at most this long; a longer "extension" is part of the name, not a format.
+_SUFFIX_MAX = 20
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -43,8 +55,10 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 def check_destination(dst: str | os.PathLike, inputs: str | os.PathLike | Iterable[str | os.PathLike] | None,
                       overwrite: bool) -> None:
     """Refuse an output path before any work is done: one of the inputs, an existing file without
-    `overwrite`, a folder, or a folder that does not exist (UsageError: the path given is the
-    mistake, as for `batch`'s output folder). `overwrite` must be a bool: any other value (a
+    `overwrite`, a folder, a device, FIFO or socket (or a link to one) even with `overwrite`, or a
+    folder that does not exist (UsageError: the path given is the mistake, as for `batch`'s output
+    folder). Outputs are published by renaming a finished file onto the path, which would replace
+    a device such as /dev/null with a regular file. `overwrite` must be a bool: any other value (a
     string such as "no") would count as true and replace the file."""
     if not isinstance(overwrite, bool):
         raise UsageError(f"overwrite must be True or False, not {overwrite!r:.80}")
@@ -59,6 +73,12 @@ def check_destination(dst: str | os.PathLike, inputs: str | os.PathLike | Iterab
     try:
         if dst.is_dir():
             raise UsageError(f"{dst}: is a folder; give an output file name")
+        if (special := _special_file_at(dst)) is not None:
+            raise UsageError(f"{dst}: is {special}, which vidtrans never replaces (outputs are renamed into place "
+                             "whole); give the name of a regular file")
+        if _leads_to_open_file(dst):
+            raise UsageError(f"{dst}: is a link to a process's open file (as /dev/stdout is), which vidtrans never "
+                             "replaces (outputs are renamed into place whole); give the name of a regular file")
         if (dst.exists() or dst.is_symlink()) and not overwrite:
             raise UsageError(f"{dst}: already exists; choose another name or pass --overwrite")
         if not dst.parent.is_dir():
@@ -70,6 +90,67 @@ def check_destination(dst: str | os.PathLike, inputs: str | os.PathLike | Iterab
             raise UsageError(f"{dst}: file name too long; choose a shorter output name") from None
         raise UsageError(f"{dst}: cannot use this output path ({first_line(e)}); "
                             "choose another output path") from None
+
+
+def _special_file_at(path: Path) -> str | None:
+    """What `path` is when it is a device, FIFO or socket, or a symlink to one; None for a regular
+    file, a folder, a dangling symlink or nothing."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # nothing there: the checks after this one say what is wrong with the path
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kind = special_file_kind(mode)
+    return f"a symlink to {kind}" if path.is_symlink() else kind
+
+
+def special_file_kind(mode: int) -> str:
+    """What a file of `mode` (os.stat's st_mode) that is neither a regular file nor a folder is."""
+    kinds = {stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device", stat.S_ISFIFO: "a FIFO",
+             stat.S_ISSOCK: "a socket"}
+    return next((name for test, name in kinds.items() if test(mode)), "a special file")
+
+
+def _leads_to_open_file(path: Path) -> bool:
+    """Whether `path` is, or links through, a process's file descriptor (/proc/PID/fd/N, /dev/fd/N,
+    /dev/stdout): renaming onto it would replace the link (/dev/stdout itself, as root) even where
+    the descriptor is a regular file (standard output redirected to one)."""
+    for _ in range(40):  # the kernel's own limit on links followed; a loop ends here
+        if os.path.realpath(path.parent).startswith("/proc/"):
+            return True
+        if not path.is_symlink():
+            return False
+        target = Path(os.readlink(path))
+        path = target if target.is_absolute() else path.parent / target
+    return False
+
+
+def _fitted(name: str, room: int) -> str:
+    """`name` when its UTF-8 form takes at most `room` bytes; else its beginning, cut at a character
+    boundary, then "~" and a hash of the whole name, in `room` bytes: names that differ anywhere
+    stay different however much of them is cut."""
+    encoded = os.fsencode(name)
+    if len(encoded) <= room:
+        return name
+    digest = hashlib.sha256(encoded).hexdigest()[:12]
+    # "ignore" drops the bytes of a character cut in two (and any byte that was no UTF-8 to begin with).
+    return encoded[:room - len(digest) - 1].decode("utf-8", "ignore") + "~" + digest
+
+
+def lock_path(dst: str | os.PathLike) -> Path:
+    """The hidden lock file of `OutputClaim(dst)`."""
+    dst = Path(dst)
+    return dst.with_name(f".{_fitted(dst.name, _NAME_MAX - 1 - len(LOCK_SUFFIX))}{LOCK_SUFFIX}")
+
+
+def _temp_name_parts(dst: Path) -> tuple[str, str]:
+    """The hidden temporary names of `dst` are PREFIX + 8 hex digits + SUFFIX (`dst`'s extension,
+    kept last): one prefix per destination, and all of it within the 255-byte limit."""
+    suffix = dst.suffix if len(os.fsencode(dst.suffix)) <= _SUFFIX_MAX else ""
+    stem = dst.name[:len(dst.name) - len(suffix)]
+    room = _NAME_MAX - 1 - len(_PARTIAL) - _TOKEN_DIGITS - len(os.fsencode(suffix))
+    return f".{_fitted(stem, room)}{_PARTIAL}", suffix
 
 
 # Temporary and lock files this process has made (or is making) and not yet finished with. Each
@@ -98,10 +179,9 @@ def _unwritable(dst: Path, error: OSError) -> UsageError:
 def _new_name(dst: Path, make: Callable[[Path], None]) -> Path:
     """A hidden name beside `dst` that no file had, on which `make(name)` has made one (it raises
     FileExistsError for a name that is taken)."""
-    # The name must fit the file system's 255-byte limit even when `dst`'s name does.
-    stem, suffix = dst.stem[:100], dst.suffix[:20]
+    prefix, suffix = _temp_name_parts(dst)
     while True:
-        name = dst.parent / f".{stem}.partial-{secrets.token_hex(4)}{suffix}"
+        name = dst.parent / f"{prefix}{secrets.token_hex(_TOKEN_DIGITS // 2)}{suffix}"
         _unfinished[name] = None
         try:
             make(name)
@@ -127,7 +207,7 @@ def remove_unfinished() -> None:
         if claim is not None:
             claim.release()
         elif path.name.endswith(LOCK_SUFFIX):
-            _remove_if_unheld(path)
+            remove_if_unheld(path)
         else:
             discard(path)
 
@@ -246,20 +326,22 @@ class OutputClaim:
 
     A second claim on the same destination, from any process, raises VidtransError at once. The
     lock dies with the process (flock), so a killed run never blocks the next one; the lock file
-    itself is removed on release.
+    itself is removed on release. A claim also deletes the temporary files of `dst` that a killed
+    process left (it held the lock, so whoever made them is gone).
     """
 
     def __init__(self, dst: str | os.PathLike):
         dst = Path(dst)
-        self.path = dst.with_name(f".{dst.name[:200]}{LOCK_SUFFIX}")
+        self.path = lock_path(dst)
         self._fd: int | None = None
         _unfinished[self.path] = self  # before the file exists: see _unfinished
         try:
             self._fd = self._lock(dst)
+            _remove_stale_temporaries(dst)
         except BaseException:
             # Refused (another process holds it: left alone) or interrupted (ours: removed).
-            _unfinished.pop(self.path, None)
-            _remove_if_unheld(self.path)
+            self.release()
+            remove_if_unheld(self.path)
             raise
 
     def _lock(self, dst: Path) -> int:
@@ -294,21 +376,45 @@ class OutputClaim:
         self.release()
 
 
-def _remove_if_unheld(path: Path) -> None:
-    """Delete a lock file that no process holds. Safe against a claimant that has opened it but
-    not locked it yet: its lock then lands on a removed file, which it notices and retries."""
+def remove_if_unheld(path: Path) -> bool:
+    """Delete a lock file that no process holds; True unless a process holds it. Safe against a
+    claimant that has opened it but not locked it yet: its lock then lands on a removed file,
+    which it notices and retries."""
     try:
         fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return True
     except OSError:
-        return
+        return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         if _still_linked(fd, path):
             path.unlink(missing_ok=True)
+        return True
     except OSError:
-        pass  # held by a process that is writing that output
+        return False  # held by a process that is writing that output
     finally:
         os.close(fd)
+
+
+def _remove_stale_temporaries(dst: Path) -> None:
+    """Delete the temporary files of `dst` that a killed process (SIGKILL, power loss) left behind,
+    with the temporaries and locks of their own (a pose video's writer writes into one). Called
+    with `dst`'s lock held, so no live process is writing them; this process's own are kept."""
+    prefix, suffix = _temp_name_parts(dst)
+    stale = re.compile(re.escape(prefix) + f"[0-9a-f]{{{_TOKEN_DIGITS}}}" + re.escape(suffix))
+    try:
+        names = os.listdir(dst.parent)
+    except OSError:
+        return  # a folder that cannot be listed cannot be written either: publishing will say so
+    for name in names:
+        path = dst.parent / name
+        if stale.fullmatch(name) and path not in _unfinished and remove_if_unheld(lock_path(path)):
+            _remove_stale_temporaries(path)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                pass  # not ours to fight over: it only wastes space
 
 
 def _still_linked(fd: int, path: Path) -> bool:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import fcntl
 import fnmatch
 import itertools
 import json
@@ -34,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from vidtrans.atomic import check_destination, same_file, write_atomically
+from vidtrans.atomic import (LOCK_SUFFIX, check_destination, remove_if_unheld, same_file, special_file_kind,
+                             write_atomically)
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.options import BatchOptions, EncodeOptions, RunOptions, output_settings
 from vidtrans.pipeline import given_options, translate_video
@@ -48,11 +50,13 @@ MANIFEST_FORMAT, MANIFEST_VERSION = "vidtrans-batch-manifest", 2
 # A manifest is rewritten with one line per clip when opened with more than two lines per clip
 # (what a run that translates every clip leaves: running, then done or failed) plus this many.
 COMPACT_SLACK = 64
-PARTIAL_PATTERNS = (".*.partial-*",)  # vidtrans.atomic's temporary files
+PARTIAL_PATTERNS = (".*.partial-*",)  # vidtrans.atomic's temporary files (its lock files end in LOCK_SUFFIX)
 REPORT_KEYS = {"input_dir", "output_dir", "model", "clips", "totals"}  # what tells an earlier report
 # How often a thread waiting for a clip on Ray asks its actor how far it got (for the display).
 RAY_PROGRESS_SECONDS = 0.5
 _STOP_SIGNALS = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
+
+log = logging.getLogger(__name__)
 
 
 class BatchUsageError(UsageError):
@@ -107,9 +111,9 @@ class BatchReport:
         """Write the report as JSON, complete or not at all. Refused (BatchUsageError): one of the
         batch's clips, its manifest, a folder, or an existing file other than an earlier batch report
         (a rerun replaces its report) unless `overwrite`."""
-        path = Path(path)
         _check_report_path(path, Path(self.output_dir), [c.input for c in self.clips], [c.output for c in self.clips],
                            overwrite)
+        path = Path(path)
         _write_json(path, self.to_dict(), "report", replace=overwrite or path.exists())
 
 
@@ -132,35 +136,103 @@ def find_clips(input_dir: str | os.PathLike, patterns: Sequence[str] = DEFAULT_P
                exclude: Sequence[str | os.PathLike] = ()) -> list[Path]:
     """Files under `input_dir` whose name matches a pattern (case-insensitive), sorted.
 
-    Hidden files and folders are left out (temporary files, macOS `._` files, .git), and so are the
-    `exclude` folders (the output folder when it sits inside the input folder).
+    Hidden files and folders (names starting with '.') are left out (temporary files, macOS `._`
+    files, .git), and so are the `exclude` folders (the output folder when it sits inside the
+    input folder). Symlinked folders are followed like any other, except one that leads back to a
+    folder on its own way down (a loop).
     """
-    root = Path(input_dir)
+    return _discover(Path(input_dir), patterns, recursive, exclude)[0]
+
+
+def _discover(root: Path, patterns: Sequence[str], recursive: bool,
+              exclude: Sequence[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
+    """(find_clips's clips, the `exclude` folders met on the way)."""
     skip = {Path(p).resolve() for p in exclude}
     lowered = [p.lower() for p in patterns]
-    found = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if recursive and not d.startswith(".")
-                         and Path(folder, d).resolve() not in skip)
-        for name in files:
-            if not name.startswith(".") and any(fnmatch.fnmatchcase(name.lower(), p) for p in lowered):
-                found.append(Path(folder, name))
-    return sorted(found, key=lambda p: p.relative_to(root).parts)
+    found: list[Path] = []
+    met: list[Path] = []
+    # Each folder with the real paths of the folders above it: a loop is a link back to one of them.
+    # Two links to one folder are no loop: its clips are found under both names, as linked files are.
+    pending = [(root, frozenset({root.resolve()}))]
+    while pending:
+        folder, above = pending.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = list(listing)
+        except OSError as e:
+            if folder == root:
+                raise BatchUsageError(f"{root}: cannot list the folder ({e.strerror or e}); check its "
+                                      "permissions") from e
+            log.warning("%s: cannot list this folder (%s); its clips are left out", folder, e.strerror or e)
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(folder, entry.name)
+            if _is_folder(entry):
+                if not recursive:
+                    continue
+                real = path.resolve()
+                if real in skip:
+                    met.append(path)
+                elif real not in above:
+                    pending.append((path, above | {real}))
+            elif any(fnmatch.fnmatchcase(entry.name.lower(), p) for p in lowered):
+                found.append(path)
+    return sorted(found, key=lambda p: p.relative_to(root).parts), met
 
 
-def remove_partial_files(output_dir: str | os.PathLike, keep: Sequence[str | os.PathLike] = ()) -> list[Path]:
-    """Delete temporary files a killed run left in the output tree (not under `keep`); returns them."""
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # through a link too
+    except OSError:  # a link the file system refuses to follow: a file, which then fails in one line
+        return False
+
+
+def remove_leftovers(output_dir: str | os.PathLike, keep: Sequence[str | os.PathLike] = ()) -> list[Path]:
+    """Delete the temporary and lock files killed runs left in the output tree (not under `keep`);
+    returns them.
+
+    Only what no live process is using: other vidtrans processes may be writing into the tree (a
+    `run` with an output there, a batch into a subfolder). A lock file goes when no process holds
+    it. A temporary file's name does not reliably say which output it is for, so a folder's
+    temporary files go only when no lock there is held (else they stay for a later run). A
+    subfolder another batch is writing into is that batch's to clean.
+    """
     skip = {Path(p).resolve() for p in keep}
     removed = []
     for folder, dirs, files in os.walk(output_dir):
-        dirs[:] = [d for d in dirs if Path(folder, d).resolve() not in skip]
-        for name in files:
-            if any(fnmatch.fnmatchcase(name, p) for p in PARTIAL_PATTERNS):
-                path = Path(folder, name)
-                with contextlib.suppress(OSError):  # not ours to fight over; it only wastes space
-                    path.unlink()
-                    removed.append(path)
+        here = Path(folder)
+        dirs[:] = [d for d in dirs if (here / d).resolve() not in skip and not _batch_writing(here / d)]
+        temporaries = [here / n for n in files if any(fnmatch.fnmatchcase(n, p) for p in PARTIAL_PATTERNS)]
+        # Listed again after the temporary files: a writer locks its output before it makes its
+        # temporary file, so the lock of any temporary file listed above is listed here.
+        try:
+            locks = [here / name for name in os.listdir(here) if name.endswith(LOCK_SUFFIX)]
+        except OSError:
+            continue
+        for lock in locks:
+            remove_if_unheld(lock)
+        held = [lock for lock in locks if os.path.lexists(lock)]
+        removed += [lock for lock in locks if lock not in held]
+        if held:
+            continue
+        for path in temporaries:
+            with contextlib.suppress(OSError):  # gone already (published, discarded), or not ours to fight over
+                path.unlink()
+                removed.append(path)
     return removed
+
+
+def _batch_writing(folder: Path) -> bool:
+    """Whether another batch holds `folder` as its output folder (see `_exclusive`)."""
+    try:
+        fd = _lock_folder(folder)
+    except OSError:  # cannot be opened: nothing to clean in it either
+        return False
+    if fd is not None:
+        os.close(fd)
+    return fd is None
 
 
 def fingerprint(path: Path) -> dict[str, Any]:
@@ -169,15 +241,9 @@ def fingerprint(path: Path) -> dict[str, Any]:
     forever, and the others are no clips either."""
     info = path.stat()
     if not stat.S_ISREG(info.st_mode):
-        raise VidtransError(f"{path}: not a regular file ({_file_kind(info.st_mode)}); move it out of the input "
-                            "folder or narrow --pattern")
+        raise VidtransError(f"{path}: not a regular file ({special_file_kind(info.st_mode)}); move it out of the "
+                            "input folder or narrow --pattern")
     return {**file_identity(path), "mtime_ns": info.st_mtime_ns}
-
-
-def _file_kind(mode: int) -> str:
-    kinds = {stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a character device",
-             stat.S_ISBLK: "a block device"}
-    return next((kind for test, kind in kinds.items() if test(mode)), "a special file")
 
 
 # --- manifest --------------------------------------------------------------------------------------
@@ -189,11 +255,14 @@ def _write_json(path: Path, data: Any, what: str, replace: bool) -> None:
     write_atomically(path, lambda f: f.write(text.encode()), overwrite=replace, what=what)
 
 
-def _check_report_path(path: Path, output_dir: Path, inputs: Sequence[str | os.PathLike],
+def _check_report_path(path: str | os.PathLike, output_dir: Path, inputs: Sequence[str | os.PathLike],
                        outputs: Sequence[str | os.PathLike], overwrite: bool) -> None:
-    """Refuse a report path before any work: the batch's manifest, one of its clips (outputs or
-    inputs), a folder (also one the batch is yet to make for its outputs), a missing folder, or an
-    existing file that is not an earlier report, unless `overwrite`."""
+    """Refuse a report path before any work: an empty one, the batch's manifest, one of its clips
+    (outputs or inputs), a folder (also one the batch is yet to make for its outputs), a missing
+    folder, or an existing file that is not an earlier report, unless `overwrite`."""
+    if not os.fspath(path):  # Path("") would be the current folder
+        raise BatchUsageError("--report is empty (''); give a report file name such as report.json")
+    path = Path(path)
     if same_file(path, output_dir / MANIFEST_NAME):
         raise BatchUsageError(f"--report {path}: is the batch's own manifest; choose another report path")
     if any(same_file(path, out) for out in outputs):
@@ -242,21 +311,21 @@ class Manifest:
     """
 
     def __init__(self, output_dir: Path, fresh: bool = False):
+        """fresh: for a run that redoes every clip (--overwrite). A manifest that cannot be read is
+        then started anew rather than refused; a readable one keeps each clip's record until the
+        clip is redone, so a run stopped early leaves the clips it did not reach as recorded."""
         self.path = output_dir / MANIFEST_NAME
-        legacy = output_dir / LEGACY_MANIFEST_NAME
-        self.clips: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
-        rewrite = True
-        if not fresh and self.path.exists():
-            self.clips, lines, damaged = _read_log(self.path)
-            # Damaged lines are rewritten away, or the next record would be glued to a torn last one.
-            rewrite = damaged or lines > 2 * len(self.clips) + COMPACT_SLACK
-        elif not fresh and legacy.exists():
-            self.clips = _read_legacy(legacy)
+        try:
+            self.clips, rewrite = _read_records(output_dir)
+        except VidtransError:
+            if not fresh:
+                raise
+            self.clips, rewrite = {}, True
         if rewrite:
             text = _header() + b"".join(_line(clip, record) for clip, record in self.clips.items())
             write_atomically(self.path, lambda f: f.write(text), overwrite=True, what="batch manifest")
-            legacy.unlink(missing_ok=True)
+            (output_dir / LEGACY_MANIFEST_NAME).unlink(missing_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
 
     def record(self, clip: str, **record: Any) -> None:
@@ -285,6 +354,19 @@ class Manifest:
 def read_manifest(output_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
     """The last record of each clip in a batch output folder's manifest (also while a batch runs)."""
     return _read_log(Path(output_dir) / MANIFEST_NAME)[0]
+
+
+def _read_records(output_dir: Path) -> tuple[dict[str, dict[str, Any]], bool]:
+    """(the last record of each clip in the folder's manifest, whether to rewrite it: missing,
+    damaged, mostly outdated or of an earlier version). VidtransError for one that cannot be read."""
+    path, legacy = output_dir / MANIFEST_NAME, output_dir / LEGACY_MANIFEST_NAME
+    if path.exists():
+        clips, lines, damaged = _read_log(path)
+        # Damaged lines are rewritten away, or the next record would be glued to a torn last one.
+        return clips, damaged or lines > 2 * len(clips) + COMPACT_SLACK
+    if legacy.exists():
+        return _read_legacy(legacy), True
+    return {}, True
 
 
 def _header() -> bytes:
@@ -356,21 +438,26 @@ def _exclusive(output_dir: Path) -> Iterator[None]:
     """One batch per output folder: a second one would delete the first one's temporary files.
     The lock is on the folder itself, so nothing is left behind, and the kernel drops it when a
     killed run dies."""
+    fd = _lock_folder(output_dir)
+    if fd is None:
+        raise VidtransError(f"{output_dir}: another vidtrans batch is writing there; wait for it or "
+                            "choose another output folder")
     try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        yield
-        return
-    fd = os.open(output_dir, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            raise VidtransError(f"{output_dir}: another vidtrans batch is writing there; wait for it or "
-                                "choose another output folder") from e
         yield
     finally:
         os.close(fd)
+
+
+def _lock_folder(folder: Path) -> int | None:
+    """A descriptor holding the batch lock on `folder` (until it is closed), or None when another
+    batch holds it. OSError when the folder cannot be opened."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 # --- models ----------------------------------------------------------------------------------------
@@ -455,18 +542,21 @@ def translate_folder(
     if not os.fspath(output_dir):  # Path("") would be the current folder
         raise BatchUsageError("the output folder is empty (''); give a folder for the outputs, such as out/")
     input_dir, output_dir = Path(input_dir), Path(output_dir)
-    patterns = tuple(batch.patterns or DEFAULT_PATTERNS)
+    patterns = _patterns(batch.patterns or DEFAULT_PATTERNS)
     recursive, overwrite, report = batch.recursive, batch.overwrite, batch.report
     _check_folders(input_dir, output_dir)
     suffix = _suffix(batch.ext, options.encode)
-    clips = find_clips(input_dir, patterns, recursive, exclude=[output_dir])
+    clips, output_folders_met = _discover(input_dir, patterns, recursive, exclude=[output_dir])
     if not clips:
-        how = "" if recursive else " (not looking in subfolders: --no-recursive)"
-        raise BatchUsageError(f"{input_dir}: no clips matching {' '.join(patterns)}{how}; "
+        skipped = ["hidden files and folders, named .*, are skipped"]
+        if not recursive:
+            skipped.append("subfolders are not searched (--no-recursive)")
+        raise BatchUsageError(f"{input_dir}: no clips matching {' '.join(patterns)} ({'; '.join(skipped)}); "
                               "check the folder or pass --pattern")
+    _check_no_inputs_in(output_dir, output_folders_met, clips, input_dir, patterns, suffix)
     if report is not None:
         # The model's files are inputs too: a report must not replace them.
-        _check_report_path(Path(report), output_dir, [*clips, *model_files(resolve(model))],
+        _check_report_path(report, output_dir, [*clips, *model_files(resolve(model))],
                            [_output_path(c, input_dir, output_dir, suffix) for c in clips], overwrite)
     if model_size is not None:
         check_size(model_size, "model_size")
@@ -492,7 +582,7 @@ def translate_folder(
         listener = listener or BatchListener()
 
         with _exclusive(output_dir):
-            remove_partial_files(output_dir, keep=[input_dir])
+            remove_leftovers(output_dir, keep=[input_dir])
             with Manifest(output_dir, fresh=overwrite) as manifest:
                 results, jobs = _plan(clips, input_dir, output_dir, suffix, manifest, settings, weights, overwrite)
                 listener.begin(len(clips), len(jobs))
@@ -516,6 +606,40 @@ def _check_folders(input_dir: Path, output_dir: Path) -> None:
                               "(outputs keep the input's names)")
     if output_dir.exists() and not output_dir.is_dir():
         raise BatchUsageError(f"{output_dir}: exists and is not a folder; choose an output folder")
+
+
+def _patterns(patterns: Sequence[str]) -> tuple[str, ...]:
+    """The --pattern values, checked: a pattern matches file names (as find_clips looks at them)."""
+    for pattern in patterns:
+        if not pattern:
+            raise BatchUsageError("--pattern '': an empty pattern matches no file; give one such as '*.mp4'")
+        if "/" in pattern or os.sep in pattern:
+            name = pattern.replace(os.sep, "/").rsplit("/", 1)[1]
+            instead = f"use --pattern '{name}'" if name else "give a file name pattern such as '*.mp4'"
+            raise BatchUsageError(f"--pattern {pattern}: patterns match file names, not paths, and subfolders are "
+                                  f"searched anyway; {instead}, or give the subfolder as the input folder")
+    return tuple(patterns)
+
+
+def _check_no_inputs_in(output_dir: Path, folders: list[Path], clips: list[Path], input_dir: Path,
+                        patterns: Sequence[str], suffix: str | None) -> None:
+    """Refuse an output folder met inside the input folder (as `folders`, under the names it was
+    met by) that holds clips other than this batch's outputs: those are inputs the batch would
+    leave out (it never looks for clips among its outputs), and mix its outputs with."""
+    if not folders:
+        return
+    ours = {_output_path(c, input_dir, output_dir, suffix).resolve() for c in clips}
+    # Also outputs of clips gone from the input since; an unreadable manifest is told (or, with
+    # --overwrite, replaced) when the batch opens it.
+    with contextlib.suppress(VidtransError):
+        records = _read_records(output_dir)[0].values()
+        ours |= {(output_dir / r["output"]).resolve() for r in records if isinstance(r.get("output"), str)}
+    inputs = [c for folder in folders for c in find_clips(folder, patterns) if c.resolve() not in ours]
+    if inputs:
+        such_as = f"{inputs[0]}, ..." if len(inputs) > 1 else str(inputs[0])
+        raise BatchUsageError(f"{output_dir}: the output folder is inside the input folder and holds {len(inputs)} "
+                              f"clip(s) that are not this batch's outputs ({such_as}), which the batch would leave "
+                              "out; choose an output folder outside the input folder")
 
 
 def _suffix(ext: str | None, encode: EncodeOptions) -> str | None:
@@ -637,6 +761,8 @@ class _Runner:
         self._local.worker = self.workers[next(self._ids)]
 
     def _translate(self, job: _Job) -> ClipResult:
+        if self.cancel.is_set():  # the batch is stopping: a clip not begun keeps its record as it was
+            raise _Cancelled()
         worker = self._local.worker
         result = ClipResult(str(job.src), str(job.dst), "failed")
         self.listener.clip_started(worker.name, job.rel)
@@ -653,6 +779,7 @@ class _Runner:
         try:
             self.manifest.record(job.rel, status="running", **base)
             frames, seconds = worker.translate(job, progress)
+            _check_unchanged(job)
             result.status, result.frames, result.seconds = "done", frames, seconds
             self.manifest.record(job.rel, status="done", **{**base, "owned": True}, frames=frames,
                                  seconds=round(seconds, 3), output_size=job.dst.stat().st_size, finished=_now())
@@ -664,8 +791,27 @@ class _Runner:
             result.error = one_line(e)
             with contextlib.suppress(VidtransError):
                 self.manifest.record(job.rel, status="failed", **base, error=result.error, finished=_now())
+        except BaseException:
+            # A stop raised in this thread (a listener's KeyboardInterrupt) stops the batch, as one in
+            # the main thread does: this worker must not go on to the next clip.
+            self.cancel.set()
+            raise
         self.listener.clip_finished(worker.name, result)
         return result
+
+
+def _check_unchanged(job: _Job) -> None:
+    """The input must still be the file the clip was planned (and its manifest record made) with.
+    One that changed meanwhile (still being copied in, rewritten) gave an output of neither
+    version: removed, and the clip fails, so the next run translates what is there then."""
+    try:
+        now = fingerprint(job.src)
+    except (OSError, VidtransError):  # removed, or replaced by something that is no file
+        now = None
+    if now != job.fingerprint:
+        job.dst.unlink(missing_ok=True)
+        raise VidtransError(f"{job.src}: changed while it was being translated, so its output was removed; run "
+                            "the batch again once the file is complete")
 
 
 # --- workers: where a clip is translated -----------------------------------------------------------
@@ -704,7 +850,7 @@ def _local_workers(model: str | os.PathLike, batch: BatchOptions, options: RunOp
 
     devices = batch.device_list
     count = batch.workers if batch.workers is not None else 2 * len(devices)
-    worker_devices = [resolve_device(devices[i % len(devices)]) for i in range(count)]
+    worker_devices = [resolve_device(devices[i % len(devices)], flag="--devices") for i in range(count)]
     models = {device: SharedModel(load_model(model, device=device, precision=precision, size=model_size,
                                              backend=batch.backend))
               for device in dict.fromkeys(worker_devices)}

@@ -60,11 +60,18 @@ def flag_names(options_type: type) -> dict[str, str]:
 
 
 def _flags_of_command() -> dict[str, str]:
-    """The running command's flags by parameter name: {"pix_fmt": "--pix-fmt", "keypoints": "--keypoints", ...}."""
+    """The running command's flags by parameter name: {"pix_fmt": "--pix-fmt", "keypoints": "--keypoints", ...};
+    a switch also as each of its values is asked for, as in `flag_names`: {"normalize=False": "--no-normalize"}."""
     ctx = click_globals.get_current_context(silent=True)
     if ctx is None:  # called directly, not by the command line
         return {}
-    return {p.name: max(p.opts, key=len) for p in ctx.command.params if isinstance(p, TyperOption) and p.name}
+    names = {}
+    for p in ctx.command.params:
+        if isinstance(p, TyperOption) and p.name:
+            names[p.name] = max(p.opts, key=len)
+            if p.secondary_opts:
+                names[f"{p.name}=True"], names[f"{p.name}=False"] = names[p.name], max(p.secondary_opts, key=len)
+    return names
 
 
 def flags_in_messages(command):
@@ -396,9 +403,11 @@ def live(
                       markup=False, highlight=False, soft_wrap=True)
 
     result = run_live(translator, camera, options, on_start=started)
+    asked = [flag for flag, path in (("--record", options.record), ("--stats", options.stats)) if path]
+    unwritten = f"; no frame was shown: nothing written to {' or '.join(asked)}" if asked and not result.frames else ""
     console.print(f"{result.summary()}; {result.ended}" + (f"; pose {result.pose}" if result.pose else "")
-                  + (f" -> {options.record}" if options.record and result.frames else ""), markup=False,
-                  highlight=False, soft_wrap=True)
+                  + (f" -> {options.record}" if options.record and result.frames else "") + unwritten,
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -30,12 +30,13 @@ from vidtrans.atomic import OutputClaim, discard, publish_together, same_file, t
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.metrics import FlickerMeter, relative_flicker
 from vidtrans.pose.keypoints import has_person
-from vidtrans.pose.track import pose_stages_for
+from vidtrans.pose.track import is_pose_video, pose_stages_for
 from vidtrans.runner import Batch, Parallel, Progress, frame_batches, run_stages
 from vidtrans.temporal import Smoother, smoothing_for
 from vidtrans.options import POSE_VIDEO_ENCODE, EncodeOptions, PoseSource, RunOptions, spell
-from vidtrans.video import SourceMedia, VideoReader, VideoWriter, check_destination, check_output_settings
-from vidtrans.view import side_by_side
+from vidtrans.video import SourceMedia, VideoInfo, VideoReader, VideoWriter, check_destination, check_output_settings
+from vidtrans.video.writer import check_output
+from vidtrans.view import side_by_side, side_by_side_size
 
 OptionsT = TypeVar("OptionsT")
 
@@ -321,9 +322,15 @@ def translate_video(
                       precision=model.precision, batch_size=options.batch_size, smoothing=smoothing,
                       recurrent=bool(getattr(model, "temporal", None)))
     with VideoReader(src, start=options.start, end=options.end) as reader:
+        pose = _pose_source(model, options.pose, keypoints, reader)
+        output = _Output(dst, options.encode, SourceMedia(src, options.start, options.end), overwrite)
+        # What the writer would refuse at the first frame (the frame size, the streams copied from
+        # the input) is refused now, before the keypoints are detected and the frames translated.
+        check_output(dst, *_frame_size(reader.info, model, pose, options.side_by_side), reader.info.time_base,
+                     reader.info.fps, options.encode, output.source)
         stages: list[Any] = []
         if model.input_kind == "pose":
-            pose_stages, summary.pose = pose_stages_for(model, src, reader, options.pose, keypoints, options.normalize,
+            pose_stages, summary.pose = pose_stages_for(model, src, reader, pose, keypoints, options.normalize,
                                                         progress)
             stages += pose_stages
             if pose_stages:
@@ -344,7 +351,6 @@ def translate_video(
             panels = [batch.frames[i]] + ([batch.model_input[i]] if batch.model_input is not None else [])
             return side_by_side(panels + [batch.output[i]])
 
-        output = _Output(dst, options.encode, SourceMedia(src, options.start, options.end), overwrite)
         summary.frames = _encode(reader, stages, output, options.batch_size, frame_to_write, progress)
         summary.corrupt_frames = reader.corrupt_frames
     summary.flicker_input, summary.flicker_output = input_flicker.value, output_flicker.value
@@ -417,6 +423,8 @@ def render_pose_video(
 
             # The writer finishes the video onto its temporary name (which it may replace).
             output = _Output(temporaries[0], encode, SourceMedia(src, start, end), overwrite=True)
+            # Pose maps are drawn at the input's size.
+            check_output(dst, info.width, info.height, info.time_base, info.fps, encode, output.source)
             summary.frames = _encode(reader, stages, output, 8, frame_to_write, progress)
             summary.corrupt_frames = reader.corrupt_frames
         if keypoints_out is not None:
@@ -428,6 +436,27 @@ def render_pose_video(
     summary.extra = {"frames_with_person": with_person, "keypoints": str(keypoints_out or "")}
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _pose_source(model, pose: PoseSource, keypoints: Path | None, reader: VideoReader) -> PoseSource:
+    """`pose` with auto decided for a pose model (detect, or none when the input already is pose
+    maps), before any work: whether pose maps are drawn decides the output's frame size."""
+    if model.input_kind != "pose" or pose != PoseSource.AUTO or keypoints is not None:
+        return pose
+    return PoseSource.NONE if is_pose_video(reader.path, reader.start, reader.end) else PoseSource.DETECT
+
+
+def _frame_size(info: VideoInfo, model, pose: PoseSource, side_by_side: bool) -> tuple[int, int]:
+    """The (width, height) of the frames `translate_video` writes: the model's output (a pose model
+    draws pose maps at its native size and translates them into frames of that size; other models
+    keep the input's size), or the input | pose map | output panels side by side."""
+    frame = (info.height, info.width)
+    draws_pose_maps = model.input_kind == "pose" and pose != PoseSource.NONE
+    output = tuple(model.native_size) if draws_pose_maps else frame
+    if not side_by_side:
+        return output[1], output[0]
+    height, width = side_by_side_size([frame, output, output] if draws_pose_maps else [frame, output])
+    return width, height
 
 
 def _path(value: Any, name: str) -> Path:

@@ -23,10 +23,10 @@ import cv2
 import numpy as np
 
 from vidtrans.atomic import same_file, write_atomically
-from vidtrans.errors import VidtransError
+from vidtrans.errors import UsageError
 from vidtrans.live.process import FrameProcessor, LiveFrame, compose, cpu_threads
 from vidtrans.live.sinks import MjpegServer, Shown, Sink, open_sinks
-from vidtrans.options import LiveOptions, View
+from vidtrans.options import LiveOptions, View, spell
 from vidtrans.video import check_destination
 from vidtrans.video.camera import Camera
 
@@ -63,19 +63,24 @@ class LiveStats:
             return 0.0
         return (self.frames - 1) / (self._last_shown - self._first_shown)
 
-    def latency(self, percentile: float) -> float:
-        return float(np.percentile(self.latencies_ms, percentile)) if self.latencies_ms else 0.0
+    def latency(self, percentile: float) -> float | None:
+        """Capture-to-shown latency in ms at `percentile` of the frames shown; None when none was
+        shown (nothing was measured, which 0 ms would present as instant)."""
+        return float(np.percentile(self.latencies_ms, percentile)) if self.latencies_ms else None
 
     def to_dict(self) -> dict[str, Any]:
+        p50, p95 = self.latency(50), self.latency(95)
         return {"frames": self.frames, "fps": round(self.fps, 2),
-                "latency_ms_p50": round(self.latency(50), 1), "latency_ms_p95": round(self.latency(95), 1),
+                "latency_ms_p50": None if p50 is None else round(p50, 1),
+                "latency_ms_p95": None if p95 is None else round(p95, 1),
                 "dropped": self.dropped, "device": self.device, "captured": self.captured,
                 "camera_fps": round(self.camera_fps, 2), "seconds": round(self.seconds, 3), "model": self.model,
                 "pose": self.pose, "ended": self.ended}
 
     def summary(self) -> str:
-        return (f"{self.frames} frames at {self.fps:.1f} fps, latency p50 {self.latency(50):.0f} ms / "
-                f"p95 {self.latency(95):.0f} ms, {self.dropped} dropped ({self.device})")
+        latency = ("latency n/a" if not self.latencies_ms else
+                   f"latency p50 {self.latency(50):.0f} ms / p95 {self.latency(95):.0f} ms")
+        return f"{self.frames} frames at {self.fps:.1f} fps, {latency}, {self.dropped} dropped ({self.device})"
 
 
 @dataclass
@@ -105,8 +110,11 @@ def run_live(
     `options` (a `LiveOptions`; default settings when None), changed by any `changes` given by
     field name, e.g. `run_live(model, "clip.mp4", window=False, record="out.mp4")`.
     Ctrl-C (under the CLI also SIGTERM and SIGHUP), or setting `stop` from another thread, ends the
-    run normally (recording finished, stats written). `record` and `stats` are refused when they
-    name the camera's file, each other, or an existing file (unless `overwrite`). `on_start` gets a
+    run normally (recording finished, stats written); a Ctrl-C before the first frame is shown
+    interrupts the start-up instead (KeyboardInterrupt, as during model loading). A run that showed
+    no frame writes neither `record` nor `stats` (an existing file stays as it was): there is
+    nothing to record or describe. `record` and `stats` are refused (UsageError) when they name
+    the camera's file, each other, or an existing file (unless `overwrite`). `on_start` gets a
     description of the session (camera, size, fps, url) when the first frame arrives; `on_frame`
     gets every shown frame with the statistics so far.
     """
@@ -115,7 +123,8 @@ def run_live(
     # A file standing in for the camera is an input, and so are the model's files: no output may replace them.
     inputs = ([source] if camera.kind == "file" else []) + list(getattr(model, "files", ()))
     if options.record is not None and options.stats is not None and same_file(options.record, options.stats):
-        raise VidtransError(f"record and stats both name {options.record}; give them different files")
+        raise UsageError(f"{spell('record')} and {spell('stats')} both name {options.record}; "
+                         "give them different files")
     if options.stats is not None:
         check_destination(options.stats, inputs, options.overwrite)
     stats = LiveStats(device=str(model.device), model=model.name)
@@ -139,7 +148,10 @@ def run_live(
                 stats.dropped, stats.captured, stats.camera_fps = camera.dropped, camera.captured, camera.fps
         stats.pose = processor.pose_how
     stats.seconds = time.perf_counter() - started
-    if options.stats is not None:
+    # The stats describe what was shown, and so the recording: with no frame shown there is no
+    # recording, and new stats would describe one that is not there (or replace the description of
+    # an existing recording, which stays as it was).
+    if options.stats is not None and stats.frames:
         text = json.dumps(stats.to_dict(), indent=2) + "\n"
         write_atomically(options.stats, lambda f: f.write(text.encode()), overwrite=options.overwrite,
                          inputs=inputs, what="stats")
@@ -193,6 +205,10 @@ def _loop(camera: Camera, processor: FrameProcessor, sinks: list[Sink], options:
                 elif action == "snapshot" and shown is not None:
                     _snapshot(shown.image)
     except KeyboardInterrupt as e:
+        if stats.frames == 0:
+            # No session to finish yet: the signal interrupts the start-up, as it does any command
+            # (the CLI exits 128+N, and existing --record and --stats files stay as they were).
+            raise
         # The CLI raises KeyboardInterrupt for SIGTERM and SIGHUP too, naming the signal.
         return f"interrupted ({e.args[0] if e.args else 'Ctrl-C'})"
     return f"{options.max_frames} frames shown (--max-frames)"

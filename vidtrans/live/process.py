@@ -49,7 +49,11 @@ def compose(frame: LiveFrame, view: View) -> np.ndarray:
 
 
 class LivePoseMapper:
-    """Camera-pixel keypoints -> the model's frame; see the module docstring for the warm-up."""
+    """Camera-pixel keypoints -> the model's frame; see the module docstring for the warm-up.
+
+    `how` says what has happened so far (it ends up in the session's statistics), never what was
+    planned: a session may end before the warm-up does.
+    """
 
     def __init__(self, source_size: tuple[int, int], model_size: tuple[int, int], target_stats: dict | None,
                  normalize: bool = True):
@@ -68,7 +72,8 @@ class LivePoseMapper:
         elif self.target is None:
             self.how = "fitted to the frame (the model card has no target pose statistics)"
         else:
-            self.how = f"fitted to the frame for the first {WARMUP_S:g} s, then normalized"
+            self.how = (f"fitted to the frame (not normalized: the session ended within the first {WARMUP_S:g} s, "
+                        "before the body could be measured)")
 
     def __call__(self, keypoints: np.ndarray, t: float) -> np.ndarray:
         if self.target is not None and self.transform is self.fit:
@@ -91,9 +96,11 @@ class LivePoseMapper:
                 self.how = f"fitted to the frame (not normalized: {e})"
                 self.target = None
                 self.collected = []
+            else:
+                self.how = f"fitted to the frame (not normalized yet, last tried at {elapsed:.1f} s: {e})"
             return
         self.transform = PoseNormalizer(source, self.target)
-        self.how = f"normalized to the target's body (source measured over the first {elapsed:.1f} s)"
+        self.how = f"fitted to the frame for the first {elapsed:.1f} s, then normalized to the target's body"
         self.collected = []
 
 

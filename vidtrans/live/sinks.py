@@ -20,7 +20,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from vidtrans.errors import VidtransError, first_line
+from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.options import EncodeOptions, LiveOptions
 from vidtrans.video import VideoWriter, check_destination, check_output_settings
 
@@ -28,6 +28,8 @@ WINDOW_TITLE = "vidtrans live"
 _JPEG_QUALITY = 80
 # ultrafast: recording shares the CPU with the model and must not cost frames.
 _RECORD_ENCODE = EncodeOptions(preset="ultrafast", crf=20)
+# Containers that hold the recording's H.264, for the message refusing one that cannot.
+_RECORD_SUFFIXES = (".mp4", ".mkv", ".mov")
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,7 @@ class Recorder:
 
     def __init__(self, path: Path, overwrite: bool, inputs: Iterable[str | os.PathLike] = ()):
         check_destination(path, inputs, overwrite)
-        check_output_settings(path, _RECORD_ENCODE)  # before the first frame, not at it
+        _check_recording_name(path)  # before the first frame, not at it
         self.path, self.overwrite = path, overwrite
         self.writer: VideoWriter | None = None
         self.origin = 0.0
@@ -165,6 +167,27 @@ class Recorder:
         except BaseException:
             self.writer.abort()
             raise
+
+
+def _check_recording_name(path: Path) -> None:
+    """UsageError unless a file named like `path` can hold the recording. Where the extension is the
+    problem, the fix is another extension: the general check would also suggest other codecs, and
+    live has no --codec (it records H.264, the one it can encode as fast as the camera delivers)."""
+    try:
+        check_output_settings(path, _RECORD_ENCODE)
+    except UsageError:
+        if not path.suffix or not _records_into(_RECORD_SUFFIXES[0]):
+            raise  # no extension, or the encoder itself refuses: the general message says which
+        raise UsageError(f"{path}: a {path.suffix} file cannot hold libx264 video (live records H.264 only); "
+                         f"record to {', '.join(_RECORD_SUFFIXES[:-1])} or {_RECORD_SUFFIXES[-1]} instead") from None
+
+
+def _records_into(suffix: str) -> bool:
+    try:
+        check_output_settings(f"recording{suffix}", _RECORD_ENCODE)
+    except UsageError:
+        return False
+    return True
 
 
 class VirtualCamera:

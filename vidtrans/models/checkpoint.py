@@ -7,6 +7,7 @@ path unpickles: safetensors for our weights, `torch.load(weights_only=True)` for
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib.resources
@@ -14,13 +15,16 @@ import json
 import os
 import pickle
 import re
+import secrets
+import signal
 import tempfile
+import threading
 import warnings
 import zipfile
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -29,7 +33,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as save_tensors
 from torch import nn
 
-from vidtrans.atomic import write_atomically
+from vidtrans.atomic import discard, publish_together, temp_path, write_atomically
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.models.networks import NORMS, build_generator, default_size, generator_shapes, parse_generator
 from vidtrans.options import MAX_SIZE, MIN_SIZE, InputKind, Normalization, Smoothing, is_finite_number, is_int, spell
@@ -47,6 +51,12 @@ BACKGROUND_NAME = "background.png"
 TRAIN_STATE_NAME = "train_state.pt"
 SAMPLES_FOLDER = "samples"
 SAMPLE_GRIDS = "iter_*.png"
+# The files of a model (besides sample grids): a checkpoint folder holds them as one set.
+MODEL_FILE_NAMES = (CARD_NAME, WEIGHTS_NAME, BACKGROUND_NAME, TRAIN_STATE_NAME)
+# Where the weights' header keeps the card's `weights_id`.
+WEIGHTS_ID_KEY = "vidtrans_weights_id"
+# Signals that stop a command (vidtrans.cli's): a save defers them while it replaces one model by another.
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 # Fields that every card has had since format_version 1 and that no default can stand in for: they
 # say which network the weights are for and what it sees (a missing "input_kind" would feed a pose
 # model photos; a missing "ngf" would fail as weights that do not fit). Fields added later
@@ -102,6 +112,11 @@ class ModelCard:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     weights_sha256: str = ""
+    # A random id that the save which wrote this card also wrote into its weights' header (the
+    # safetensors metadata, key WEIGHTS_ID_KEY): card and weights from different saves (a folder
+    # copied while training saved, or one written by a vidtrans whose saves could be cut short)
+    # show without reading the weights. Empty: not recorded (older cards, weights saved elsewhere).
+    weights_id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -178,7 +193,7 @@ class ModelCard:
             **{name: None if isinstance(getattr(self, name), dict) else "must be an object"
                for name in ("training", "metrics")},
             **{name: None if isinstance(getattr(self, name), str) else "must be a string"
-               for name in ("description", "source", "weights_sha256")},
+               for name in ("description", "source", "weights_sha256", "weights_id")},
         }
         for name, problem in problems.items():
             if problem:
@@ -392,23 +407,88 @@ def weights_sha256(name_or_path: str | os.PathLike) -> str:
     return sha256_of(path)
 
 
-def save_checkpoint(folder: str | os.PathLike, net: nn.Module, card: ModelCard, dtype: torch.dtype = torch.float32) -> Path:
-    """Write `net`'s weights and `card` into `folder`, atomically file by file."""
+def save_checkpoint(folder: str | os.PathLike, net: nn.Module, card: ModelCard, dtype: torch.dtype = torch.float32,
+                    *, extras: Mapping[str, Callable[[BinaryIO], None]] | None = None, replaces: bool = False,
+                    keep: Collection[Path] = ()) -> Path:
+    """Write `net`'s weights, `card` and `extras` (file name: a function writing the file, such as
+    training's background.png and train_state.pt) into `folder` as one set: each is written under
+    a temporary name, then all are published together, so that an error or a stop at any point
+    leaves the folder's previous set whole (or, in a folder this made, nothing).
+
+    replaces: the set replaces another model, whose other files (MODEL_FILE_NAMES the set lacks,
+    and its sample grids, but those in `keep`) go in the same step. Whether the folder may be
+    replaced at all is the caller's decision (train --resume/--overwrite, import --overwrite)."""
     folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise VidtransError(f"{folder}: cannot create the checkpoint folder ({first_line(e)}); choose a writable folder") from e
     tensors = {k: (v.to(dtype) if v.is_floating_point() else v).detach().contiguous().cpu()
                for k, v in net.state_dict().items()}
-    weights = folder / WEIGHTS_NAME
-    # The files of a checkpoint folder are replaced as a set; whether the folder may be
-    # replaced at all is the caller's decision (train --resume/--overwrite, import --overwrite).
-    write_atomically(weights, lambda f: f.write(save_tensors(tensors)), overwrite=True, what="weights")
-    card.weights_sha256 = sha256_of(weights)
-    write_atomically(folder / CARD_NAME, lambda f: f.write((json.dumps(card.to_dict(), indent=2) + "\n").encode()),
-                     overwrite=True, what="model card")
+    card.weights_id = secrets.token_hex(16)
+    made = [path for path in (folder, *folder.parents) if not path.exists()]
+    written: dict[Path, Path] = {}  # destination: its finished temporary file
+    try:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise VidtransError(f"{folder}: cannot create the checkpoint folder ({first_line(e)}); choose a "
+                                "writable folder") from e
+        weights = _write_temporary(folder / WEIGHTS_NAME, "weights", written, lambda f: f.write(
+            save_tensors(tensors, metadata={WEIGHTS_ID_KEY: card.weights_id})))
+        card.weights_sha256 = sha256_of(weights)
+        for name, write in (extras or {}).items():
+            _write_temporary(folder / name, name, written, write)
+        # The card last: written from here on, it describes the files above.
+        _write_temporary(folder / CARD_NAME, "model card", written,
+                         lambda f: f.write((json.dumps(card.to_dict(), indent=2) + "\n").encode()))
+        with _stop_signals_deferred() if replaces else contextlib.nullcontext():
+            publish_together([(tmp, dst) for dst, tmp in written.items()], overwrite=True)
+            if replaces:
+                remove_checkpoint_files(folder, keep={*written, *keep})
+    except BaseException:
+        for tmp in written.values():
+            discard(tmp)
+        for path in made:  # innermost first; a folder something else put files in stays
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise
     return folder
+
+
+def _write_temporary(dst: Path, what: str, written: dict[Path, Path], write: Callable[[BinaryIO], None]) -> Path:
+    """A temporary file beside `dst` that `write` filled and synced, entered in `written` before
+    it is filled (a stop while writing must find it there to delete it)."""
+    written[dst] = tmp = temp_path(dst)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise VidtransError(f"{dst}: cannot write the {what} ({e.strerror or e}); "
+                            "check free disk space and that the folder is writable") from e
+    return tmp
+
+
+@contextlib.contextmanager
+def _stop_signals_deferred() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP arriving in the block take effect at its end (the first of them,
+    raised again): a stop lands before or after one model replaces another, never between
+    publishing the new set and removing the old one's other files. (Blocking them would not do: the
+    kernel hands a blocked signal to another thread, whose arrival Python's handler then reports.)
+    Handlers can only be swapped in the main thread, where they run; elsewhere nothing waits."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    handlers = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS}
+    swapped = {signum: handler for signum, handler in handlers.items() if handler not in (None, signal.SIG_IGN)}
+    for signum in swapped:
+        signal.signal(signum, lambda signum, frame: arrived.append(signum))
+    try:
+        yield
+    finally:
+        for signum, handler in swapped.items():
+            signal.signal(signum, handler)
+        if arrived:
+            signal.raise_signal(arrived[0])
 
 
 def user_cache() -> Path:
@@ -477,15 +557,19 @@ def check_has_weights(folder: Path) -> None:
 
 def check_model_files(folder: Path, card: ModelCard) -> None:
     """VidtransError unless the files of a checkpoint folder whose weights exist are what `card`
-    needs: the weights whole and fitting the card, and background.png where a temporal card starts
-    clips from it. Reads the weights' header only, so `vidtrans models` can afford it for every
-    model; loading checks the same first (`check_folder`)."""
+    needs: the weights whole, from the save that wrote the card, and fitting it, and background.png
+    where a temporal card starts clips from it. Reads the weights' header only, so `vidtrans models`
+    can afford it for every model; loading checks the same first (`check_folder`)."""
     weights = folder / WEIGHTS_NAME
     try:
         with safe_open(str(weights), framework="pt") as f:
             shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+            weights_id = (f.metadata() or {}).get(WEIGHTS_ID_KEY, "")
     except (SafetensorError, OSError, ValueError) as e:
         raise _damaged_weights(weights, e) from e
+    if card.weights_id and weights_id and weights_id != card.weights_id:
+        raise VidtransError(f"{folder}: {WEIGHTS_NAME} and {CARD_NAME} are from different saves (a save cut short or "
+                            "a mixed copy); copy the checkpoint again, or use a complete one")
     check_weights_fit(card, shapes, folder)
     if card.temporal and card.temporal["first"] == "background" and not (folder / BACKGROUND_NAME).is_file():
         raise VidtransError(f"{folder}: the card's temporal model starts clips from {BACKGROUND_NAME}, which is "
@@ -563,13 +647,18 @@ def _load_folder(folder: Path) -> Checkpoint:
 
 def save_background(folder: str | os.PathLike, image: np.ndarray) -> None:
     """Store the target's empty scene (uint8 RGB at the model's native size) in a checkpoint folder."""
+    png = background_png(image)
+    write_atomically(Path(folder) / BACKGROUND_NAME, lambda f: f.write(png), overwrite=True, what="background image")
+
+
+def background_png(image: np.ndarray) -> bytes:
+    """The target's empty scene (uint8 RGB (H, W, 3)) as the PNG file BACKGROUND_NAME holds."""
     import cv2
 
     ok, png = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR))
     if not ok:
         raise VidtransError(f"cannot encode a background image of shape {image.shape}; pass uint8 RGB (H, W, 3)")
-    write_atomically(Path(folder) / BACKGROUND_NAME, lambda f: f.write(png.tobytes()), overwrite=True,
-                     what="background image")
+    return png.tobytes()
 
 
 def _load_background(folder: Path, card: ModelCard) -> np.ndarray | None:
@@ -628,24 +717,20 @@ def convert_pix2pix(path: str | os.PathLike, folder: str | os.PathLike, *, input
         raise UsageError(f"{folder} already holds a checkpoint; pass --overwrite to replace it")
     checkpoint = import_pix2pix(path, input_kind=input_kind, size=size)
     checkpoint.card.normalization = normalization
-    net = checkpoint.build()
-    if replacing:
-        remove_checkpoint_files(folder)
-    save_checkpoint(folder, net, checkpoint.card)
+    save_checkpoint(folder, checkpoint.build(), checkpoint.card, replaces=replacing)
     return checkpoint.card
 
 
 def remove_checkpoint_files(folder: str | os.PathLike, keep: Collection[Path] = ()) -> None:
     """Delete the model in `folder` with everything that belongs to it: card, weights, background,
-    and what training kept beside it (its state, its sample grids but those in `keep`); any other
-    file stays. A new model written there must not inherit the old one's background or training state."""
+    and what training kept beside it (its state, its sample grids), but the files in `keep`; any
+    other file stays. A new model written there must not inherit the old one's background or
+    training state."""
     folder = Path(folder)
     try:
-        for name in (CARD_NAME, WEIGHTS_NAME, BACKGROUND_NAME, TRAIN_STATE_NAME):
-            (folder / name).unlink(missing_ok=True)
-        for grid in (folder / SAMPLES_FOLDER).glob(SAMPLE_GRIDS):
-            if grid not in keep:
-                grid.unlink()
+        for path in [folder / name for name in MODEL_FILE_NAMES] + sorted((folder / SAMPLES_FOLDER).glob(SAMPLE_GRIDS)):
+            if path not in keep:
+                path.unlink(missing_ok=True)
     except OSError as e:
         raise VidtransError(f"{folder}: cannot remove the previous checkpoint ({first_line(e)}); "
                             "check the folder is writable") from e

@@ -34,9 +34,10 @@ CUDA_IN_FLIGHT = 2
 _thread_streams = threading.local()
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
+def resolve_device(device: str | torch.device = "auto", flag: str = "--device") -> torch.device:
     """The torch device asked for; UsageError for one this machine does not have, as for one
-    vidtrans does not run on: the option makes no sense here either way."""
+    vidtrans does not run on: the option makes no sense here either way. `flag`: the option the
+    messages tell to change."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -46,10 +47,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise UsageError(f"device {device!r} asked for, but this torch has no CUDA (torch {torch.__version__}); "
-                             "use --device cpu")
+                             f"use {flag} cpu")
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
             raise UsageError(f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible; "
-                             "use --device cuda or one of those")
+                             f"use {flag} cuda or one of those")
     elif resolved.type != "cpu":
         raise UsageError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N")
     return resolved

@@ -38,7 +38,7 @@ from typing import Callable
 import numpy as np
 
 from vidtrans.errors import VidtransError
-from vidtrans.options import is_finite_number, is_int
+from vidtrans.options import is_finite_number, is_int, spell
 from vidtrans.pose.keypoints import KEYPOINT_INDEX, check_keypoints
 
 _NOSE, _NECK = KEYPOINT_INDEX["nose"], KEYPOINT_INDEX["neck"]
@@ -137,7 +137,8 @@ def estimate_pose_stats(track: np.ndarray, frame_height: int, frame_width: int,
     if usable.sum() < _MIN_FRAMES:
         raise VidtransError(
             f"only {int(usable.sum())} frames show a whole body (head and ankles); pose normalisation "
-            f"needs at least {_MIN_FRAMES} (use a full-body video or turn normalisation off)")
+            f"needs at least {_MIN_FRAMES} (use a full-body video or turn normalisation off: "
+            f"{spell('normalize=False')})")
     centre_x = np.median((ankle_x[usable] + 0.5) / frame_height) - frame_width / frame_height / 2
     heights, ankle_y = heights[usable], ankle_y[usable]
     far, near = np.percentile(ankle_y, [2, 98])

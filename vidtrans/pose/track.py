@@ -93,7 +93,9 @@ def pose_stages_for(model, src: str | os.PathLike, reader: VideoReader, pose: Po
     """The stages that turn `reader`'s decoded frames of `src` into the pose maps `model` expects
     (none when the input already is pose maps), and a phrase saying where the poses come from.
 
-    `keypoints` (a file `read_keypoints` accepts, see `keypoints_for`) replaces detection;
+    `pose` is detect or none, auto being decided before (`pipeline._pose_source`: it decides the
+    output's frame size); `keypoints` (a file `read_keypoints` accepts, see `keypoints_for`)
+    replaces detection;
     `normalize` fits the source dancer to the target body of the model card, when the card has its
     statistics.
     """
@@ -102,8 +104,7 @@ def pose_stages_for(model, src: str | os.PathLike, reader: VideoReader, pose: Po
     from vidtrans.pose.smoothing import smooth_track
     from vidtrans.pose.stages import KeypointLookupStage, PoseMapStage
 
-    if pose == PoseSource.NONE or (pose == PoseSource.AUTO and keypoints is None
-                                   and is_pose_video(src, reader.start, reader.end)):
+    if pose == PoseSource.NONE:
         return [], "input is pose maps"
     card, info = model.card, reader.info
     style = PoseStyle.for_card(card)  # a card it cannot read fails now, not after the detection pass

@@ -23,14 +23,25 @@ from vidtrans.options import TrainPose
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+# pix2pix's image extensions (its IMG_EXTENSIONS), and WebP.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".webp")
 
 
 def _read_image(path: Path) -> np.ndarray:
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
+        if not path.exists():
+            raise _missing(path)
         raise VidtransError(f"{path}: not a readable image (corrupt or unsupported); remove or replace it")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _missing(path: Path) -> VidtransError:
+    """The error for an image file listed in a folder that is not there (to be read)."""
+    if path.is_symlink():
+        return VidtransError(f"{path}: broken link (to {os.readlink(path)}, which does not exist); fix or remove "
+                             "the link")
+    return VidtransError(f"{path}: no such file (removed while training?); put it back or restart training")
 
 
 def _fit(image: np.ndarray, size: int) -> np.ndarray:
@@ -39,8 +50,14 @@ def _fit(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR)
 
 
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _is_hidden(path: Path) -> bool:
+    """Hidden files are left out, as `batch` leaves them out: macOS `._x.png` (AppleDouble, not
+    images at all), editors' and tools' temporary files."""
+    return path.name.startswith(".")
 
 
 class PairedFolder:
@@ -59,6 +76,7 @@ class PairedFolder:
             problem = "is a file, not a folder" if self.root.exists() else "no such folder"
             raise UsageError(f"{self.root}: {problem}; pass a folder of AB images or with A/ and B/ subfolders")
         train_dir = self.root / "train" if (self.root / "train").is_dir() else self.root
+        self.hidden: list[Path] = []  # hidden image files left out
         self.pairs = self._pairs(train_dir)
         held_out = next((self.root / d for d in ("val", "test") if (self.root / d).is_dir()), None)
         self.validation_held_out = held_out is not None or len(self.pairs) > 1
@@ -71,11 +89,25 @@ class PairedFolder:
             self.held_out = self.pairs
         self._validation: list[tuple[np.ndarray, np.ndarray]] | None = None
         self._odd_split_told = False
+        if self.hidden:
+            log.warning("%s: left out %d hidden image file(s) (names starting with '.', e.g. %s), as macOS and "
+                        "editors leave them; rename any you meant to train on", self.root, len(self.hidden),
+                        self.hidden[0].name)
+
+    def _images_in(self, folder: Path) -> list[Path]:
+        """The image files in `folder`, by name; hidden ones are noted in `hidden` and left out,
+        a broken link is refused."""
+        images = sorted(p for p in folder.iterdir() if _is_image(p))
+        self.hidden.extend(p for p in images if _is_hidden(p))
+        images = [p for p in images if not _is_hidden(p)]
+        if broken := next((p for p in images if not p.exists()), None):  # before training, not when drawn
+            raise _missing(broken)
+        return images
 
     def _pairs(self, folder: Path) -> list[tuple[Path, Path | None]]:
         if (folder / "A").is_dir() and (folder / "B").is_dir():
-            a_files = {p.stem: p for p in _images_in(folder / "A")}
-            b_files = {p.stem: p for p in _images_in(folder / "B")}
+            a_files = {p.stem: p for p in self._images_in(folder / "A")}
+            b_files = {p.stem: p for p in self._images_in(folder / "B")}
             common = sorted(a_files.keys() & b_files.keys())
             if not common:
                 raise VidtransError(f"{folder}: A/ and B/ share no file names; pairs need the same name in both")
@@ -85,9 +117,12 @@ class PairedFolder:
                     log.warning("%s: %d image(s) in %s/ have no partner of the same name in %s/ and are left out "
                                 "(e.g. %s)", folder, len(alone), side, other, files[alone[0]].name)
             return [(a_files[k], b_files[k]) for k in common]
-        files = _images_in(folder)
+        files = self._images_in(folder)
         if not files:
-            raise VidtransError(f"{folder}: no images found; expected side-by-side AB images or A/ and B/ subfolders")
+            # The wrong folder given: a usage error, as a missing one is.
+            hidden = "; hidden files are left out" if self.hidden else ""
+            raise UsageError(f"{folder}: no images found (the extensions read: {', '.join(IMAGE_SUFFIXES)}{hidden}); "
+                             "pass a folder of side-by-side AB images or with A/ and B/ subfolders")
         return [(f, None) for f in files]
 
     def _load(self, pair: tuple[Path, Path | None]) -> tuple[np.ndarray, np.ndarray]:
@@ -351,6 +386,9 @@ class VideoPairs:
         self.style = style or PoseStyle()
         track = smooth_track(detect_keypoints(video, progress=progress, whole_body=self.style.whole_body))
         found = has_person(track)
+        if found.sum() < MIN_PERSON_FRAMES and found.all():
+            raise VidtransError(f"{video}: the person is in all {len(track)} frames, but the clip is too short: "
+                                f"training needs at least {MIN_PERSON_FRAMES}; train from a longer video of them")
         if found.sum() < MIN_PERSON_FRAMES:
             raise VidtransError(f"{video}: a person was found in only {int(found.sum())} of {len(track)} frames, and "
                                 f"training needs at least {MIN_PERSON_FRAMES}; train from a video that shows the "

@@ -20,8 +20,9 @@ from vidtrans.errors import UsageError, VidtransError
 from vidtrans.models.checkpoint import ModelCard
 from vidtrans.options import InputKind, TrainOptions, TrainPose
 from vidtrans.pose.render import PoseStyle
-from vidtrans.train.trainer import (PairSource, TrainConfig, check_config, check_output, describe_conflicts,
-                                    read_train_state, resume_conflicts, sample_length, saved_settings, spelling)
+from vidtrans.train.trainer import (PairSource, TrainConfig, check_config, check_output, check_state_fits_card,
+                                    describe_conflicts, read_train_state, resume_conflicts, sample_length,
+                                    saved_settings, spelling)
 from vidtrans.video import file_identity
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
         if conflicts:
             raise UsageError(describe_conflicts(conflicts, names, advice="drop it or use"))
     if options.resume:
-        _check_resume(output, options, target, data, synthetic, state["iteration"], names)
+        _check_resume(output, options, target, data, synthetic, state, names)
     chosen = {k: settings[k] if v is None else v for k, v in requested.items()}
     if chosen["temporal"] and data is not None:
         raise UsageError(f"{spelling(names)('temporal')} trains on consecutive frames, which a paired folder "
@@ -120,14 +121,17 @@ def _check_apart(output: str | os.PathLike, data) -> None:
                          "another folder")
 
 
-def _check_resume(output: str | os.PathLike, options: TrainOptions, target, data, synthetic: bool, done: int,
+def _check_resume(output: str | os.PathLike, options: TrainOptions, target, data, synthetic: bool, state: dict,
                   names: dict[str, str] | None) -> None:
-    """A resumed run goes on learning what its checkpoint learnt, from the same data, for more
-    iterations; anything else would silently make it another model under the old card's record."""
+    """A resumed run goes on learning what its checkpoint learnt, from its state of the same
+    iteration, from the same data, for more iterations; anything else would silently make it
+    another model under the old card's record."""
     from vidtrans.models.checkpoint import read_card
 
     spell = spelling(names)
     card = read_card(output)
+    check_state_fits_card(output, state, card, names)
+    done = state["iteration"]
     recorded, given = card.training.get("data"), _data_description(target, data, synthetic)
     fix = (f"give that data to resume, or train on the new data into another folder (or drop {spell('resume')} "
            f"and pass {spell('overwrite')} to start over in {output})")
@@ -225,6 +229,8 @@ def _source_and_card(config: TrainConfig, size: int, style: PoseStyle, options: 
         card.pose_style = None if rgb else style.to_dict()
         training = {"data": _data_description(None, data, False), "pairs": len(source.pairs),
                     "direction": options.direction.value}
+        if source.hidden:
+            training["hidden_files_left_out"] = len(source.hidden)
         if not source.validation_held_out:
             training["validated_on"] = "training pairs"
             log.warning("%s: one pair is too few to hold one out, so the SSIM/PSNR figures are on the training "

@@ -34,12 +34,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from vidtrans.atomic import write_atomically
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.metrics import psnr, ssim
-from vidtrans.models.checkpoint import (CARD_NAME, MAX_SIZE, SAMPLES_FOLDER, TRAIN_STATE_NAME, WEIGHTS_NAME,
-                                        ModelCard, check_checkpoint_folder, load_checkpoint, load_tensor_file,
-                                        read_card, remove_checkpoint_files, save_background, save_checkpoint,
+from vidtrans.models.checkpoint import (BACKGROUND_NAME, CARD_NAME, MAX_SIZE, SAMPLES_FOLDER, TRAIN_STATE_NAME,
+                                        WEIGHTS_NAME, ModelCard, background_png, check_checkpoint_folder,
+                                        load_checkpoint, load_tensor_file, read_card, save_checkpoint,
                                         state_dict_mismatch)
 from vidtrans.models.networks import (GENERATORS, NORMS, MultiscaleDiscriminator, build_generator, init_weights,
                                       input_multiple, parse_generator, peak_activations, use_per_sample_stats,
@@ -61,6 +60,12 @@ RECIPE_OFF = {"d_scales": 1, "face_d": False, "lambda_feat": 0.0, "lambda_face_g
 FACE_CROP = 64
 # How often fit hands the losses to on_step: reading them waits for the device.
 REPORT_SECONDS = 0.5
+# The final save allows half precision in the card (fp16 on CUDA, bf16 on CPUs with AMX, under
+# --precision auto) only where the generator's output in bf16 (and, trained on CUDA, fp16) is
+# within this PSNR of its fp32 output on every one of the first HALF_PRECISION_SAMPLES held-out
+# samples: about 1.4 grey levels RMS. The shipped pose2person is at 56.5 dB in bf16.
+HALF_PRECISION_MIN_PSNR = 45.0
+HALF_PRECISION_SAMPLES = 4
 # How errors spell settings for Python callers; the CLI passes its flags instead.
 PARAMETERS = {"resume": "resume=True", "overwrite": "overwrite=True"}
 
@@ -209,6 +214,20 @@ def read_train_state(out_dir: str | os.PathLike, names: dict[str, str] | None = 
         state["netD"] = {f"scales.0.{name}": value for name, value in state["netD"].items()}
     state["config"] = {**RECIPE_OFF, **state["config"]}  # what it left out was not yet there: off
     return state
+
+
+def check_state_fits_card(out_dir: str | os.PathLike, state: dict, card: ModelCard,
+                          names: dict[str, str] | None = None) -> None:
+    """VidtransError unless the training state is that of the model beside it (the same
+    iteration): resuming from the discriminators and optimizers of another iteration would go on
+    silently with a run that never was."""
+    saved = card.training.get("iterations")
+    if saved != state["iteration"]:
+        model = f"iteration {saved}" if _whole(saved, 0) else "no recorded iteration"
+        raise VidtransError(f"{Path(out_dir) / STATE_NAME}: is from iteration {state['iteration']}, but the model "
+                            f"beside it ({CARD_NAME}) from {model}, so they cannot resume together (a save was cut "
+                            f"short, or the files come from different runs); start over with "
+                            f"{spelling(names)('overwrite')}")
 
 
 def saved_settings(out_dir: str | os.PathLike, names: dict[str, str] | None = None,
@@ -563,7 +582,7 @@ class Trainer:
                 if validated:
                     metrics = self.validate()
                 if self.rank == 0 and (done % self.config.save_every == 0 or last):
-                    self.save(metrics)
+                    self.save(metrics, final=last)
                 now = time.perf_counter()
                 if reporting and (validated or now - reported >= REPORT_SECONDS):
                     means = (torch.stack(list(totals.values())).float() / steps).tolist()  # the one wait
@@ -584,14 +603,17 @@ class Trainer:
             dist.barrier()
         return metrics
 
+    def _held_out(self) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+        """The held-out samples: runs of `length` consecutive (input, target) frames, scored on the last."""
+        return (self.source.validation_sequences(self.length) if self.config.temporal
+                else [[pair] for pair in self.source.validation()])
+
     @torch.no_grad()
-    def validate(self, write_grid: bool = True) -> dict[str, float]:
-        """SSIM/PSNR on the held-out pairs, with the generator as inference will run it; a temporal
-        one's on the second of two consecutive held-out frames, the first made as a clip's first."""
-        sequences = (self.source.validation_sequences(self.length) if self.config.temporal
-                     else [[pair] for pair in self.source.validation()])
-        if not sequences:
-            return {}
+    def _generated(self, sequences: list[list[tuple[np.ndarray, np.ndarray]]],
+                   half: torch.dtype | None = None) -> np.ndarray:
+        """The generator's images (uint8) for the last frame of each of `sequences`, made as
+        inference makes them (a temporal one's first frame as a clip's first; `half`: under
+        autocast to that type, as --precision does)."""
         self.netG.eval()
         use_per_sample_stats(self.netG, True)
         outputs = []
@@ -599,16 +621,43 @@ class Trainer:
             chunk = sequences[i:i + 8]
             inputs = _to_tensor([frames[t][0] for t in range(self.length) for frames in chunk], self.device,
                                 self.memory_format)
-            fake = _generate(self.netG, inputs, self.length, self.first, self.memory_format)
+            with torch.autocast(self.device.type, dtype=half, enabled=half is not None):
+                fake = _generate(self.netG, inputs, self.length, self.first, self.memory_format)
             outputs.append(_to_images(fake.chunk(self.length)[-1]))
         use_per_sample_stats(self.netG, False)
         self.netG.train()
+        return np.concatenate(outputs)
+
+    def validate(self, write_grid: bool = True) -> dict[str, float]:
+        """SSIM/PSNR on the held-out pairs, with the generator as inference will run it; a temporal
+        one's on the second of two consecutive held-out frames, the first made as a clip's first."""
+        sequences = self._held_out()
+        if not sequences:
+            return {}
+        fake = self._generated(sequences)
         pairs = [frames[-1] for frames in sequences]
-        fake = np.concatenate(outputs)
         real = np.stack([b for _, b in pairs])
         if write_grid:
             self._write_grid(pairs, fake)
         return {"ssim": round(ssim(fake, real), 4), "psnr": round(psnr(fake, real), 2)}
+
+    def half_precision(self) -> dict[str, Any]:
+        """How far the generator's output in half precision is from its fp32 output: bf16 (what
+        CPUs with AMX run), and fp16 (what CUDA runs) where training runs on CUDA, each as the
+        lowest PSNR over the first HALF_PRECISION_SAMPLES held-out samples and the largest
+        difference in grey levels; "faithful" when all are within HALF_PRECISION_MIN_PSNR."""
+        sequences = self._held_out()[:HALF_PRECISION_SAMPLES]
+        if not sequences:
+            return {"faithful": False}
+        reference = self._generated(sequences)
+        types = {"bf16": torch.bfloat16, **({"fp16": torch.float16} if self.device.type == "cuda" else {})}
+        measured: dict[str, Any] = {}
+        for name, half in types.items():
+            output = self._generated(sequences, half)
+            measured[name] = {"psnr": round(min(psnr(a[None], b[None]) for a, b in zip(output, reference)), 2),
+                              "max_difference": int(np.abs(output.astype(int) - reference).max())}
+        faithful = all(figures["psnr"] >= HALF_PRECISION_MIN_PSNR for figures in measured.values())
+        return {"faithful": faithful, "samples": len(sequences), "required_psnr": HALF_PRECISION_MIN_PSNR, **measured}
 
     def _write_grid(self, pairs, fake: np.ndarray, rows: int = 4) -> None:
         """pose | generated | real, one row per held-out sample."""
@@ -620,16 +669,12 @@ class Trainer:
         cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
         self._new_grids.add(path)
 
-    def _remove_old_run(self) -> None:
-        """Before this run's first checkpoint, the files of the run it replaces (`overwrite`), all
-        but the sample grids this run has written: none of them may mix with this run's (an old
-        background, old grids), and until this run has a checkpoint of its own, the old one stays."""
-        if self._old_run_to_remove:
-            remove_checkpoint_files(self.out_dir, keep=self._new_grids)
-            self._old_run_to_remove = False
-
-    def save(self, metrics: dict[str, float]) -> None:
-        self._remove_old_run()
+    def save(self, metrics: dict[str, float], final: bool = False) -> None:
+        """Write the checkpoint: model, background and training state as one set (see
+        save_checkpoint). The first save of an `overwrite` run replaces the old run's files, all but
+        the sample grids this run has written: none of them may mix with this run's, and until this
+        run has a checkpoint of its own, the old one stays whole. Only the `final` save measures
+        half precision; the card of an earlier one does not allow it."""
         card = dataclasses.replace(self.card, architecture=self.config.architecture, ngf=self.config.ngf,
                                    norm=self.config.norm, input_nc=6 if self.temporal else 3, output_nc=3,
                                    temporal=self.temporal)
@@ -638,17 +683,26 @@ class Trainer:
                          "ndf": self.config.ndf, "device": self.device.type,
                          **{k: getattr(self.config, k) for k in RECIPE_OFF}}
         card.metrics = {**self.card.metrics, **({"validation": metrics} if metrics else {})}
-        save_checkpoint(self.out_dir, self.netG, card)
-        background = self.source.background()
-        if background is not None:  # `run` shows it for frames without a person
-            save_background(self.out_dir, background)
+        card.half_precision = False
+        if final:
+            measured = self.half_precision()
+            card.half_precision = measured.pop("faithful")
+            if measured:
+                card.metrics["half_precision"] = measured
         state = {"iteration": self.iteration, "netD": self.netD.state_dict(), "optG": self.optG.state_dict(),
                  "optD": self.optD.state_dict(), "scaler": self.scaler.state_dict(),
                  "config": dataclasses.asdict(self.config)}
         if self.netD_face is not None:
             state["netD_face"] = self.netD_face.state_dict()
-        write_atomically(self.out_dir / STATE_NAME, lambda f: torch.save(state, f), overwrite=True,
-                         what="training state")
+        extras = {}
+        background = self.source.background()
+        if background is not None:  # `run` shows it for frames without a person
+            png = background_png(background)
+            extras[BACKGROUND_NAME] = lambda f: f.write(png)
+        extras[STATE_NAME] = lambda f: torch.save(state, f)
+        save_checkpoint(self.out_dir, self.netG, card, extras=extras, replaces=self._old_run_to_remove,
+                        keep=self._new_grids)
+        self._old_run_to_remove = False
 
     def _load_generator(self, name_or_path: str) -> None:
         checkpoint = load_checkpoint(name_or_path)
@@ -662,6 +716,7 @@ class Trainer:
 
     def _load_state(self) -> None:
         state = read_train_state(self.out_dir)
+        check_state_fits_card(self.out_dir, state, read_card(self.out_dir))
         requested = {**{k: getattr(self.config, k) for k in RESUME_SETTINGS if k != "size"},
                      "size": self.card.native_size[0]}
         conflicts = resume_conflicts(saved_settings(self.out_dir, state=state), requested)

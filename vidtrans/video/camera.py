@@ -156,8 +156,11 @@ class Camera:
         return self._capture_pictures(self._cap)
 
     def _open_file(self) -> VideoReader:
-        if not Path(self._target).is_file():
-            raise VidtransError(f"{self._target}: no such video file; give --camera a device index, a file or a URL")
+        path = Path(self._target)
+        if not path.is_file():
+            problem = ("is a folder, not a video file" if path.is_dir() else
+                       "is not a regular file" if path.exists() else "no such video file")
+            raise VidtransError(f"{self._target}: {problem}; give --camera a video file, a device index or a URL")
         reader = VideoReader(self._target)  # FFmpeg logs as configured, e.g. silenced by the CLI
         self.nominal_fps = _usable_fps(reader.info.fps)
         return reader

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +35,15 @@ _MPEG_RANGE = int(av.video.reformatter.ColorRange.MPEG)
 _JPEG_RANGE = int(av.video.reformatter.ColorRange.JPEG)
 # Containers whose PCM support (ISO 23003-5) few players read: re-encode PCM audio to AAC there.
 _NO_PCM = {"mp4", "ipod", "3gp", "3g2", "psp"}
+# Where the warnings about a stream the output cannot hold point: Matroska holds every codec here.
+_KEEPS_ALL = "a Matroska (.mkv) file"
+# The containers whose muxers write chapters (avi, flv and mpegts have none).
+_CHAPTER_FORMATS = {"matroska", "webm", "mp4", "mov", "ipod", "3gp", "3g2", "ismv", "f4v", "nut"}
+# Tags that describe the source file's bytes, not its content (mkvmerge's statistics, the muxer
+# that wrote it, MP4 brands), compared lower-case and before any "-LANGUAGE" ending: the output
+# gets its own or none.
+_FILE_TAGS = {"duration", "number_of_frames", "number_of_bytes", "bps", "encoder", "major_brand", "minor_version",
+              "compatible_brands", "_statistics_tags", "_statistics_writing_app", "_statistics_writing_date_utc"}
 # MPEG-4 part 2 stores the time base in 16 bits.
 _MAX_TB_DEN = {"mpeg4": 65535, "h263": 65535, "mpeg1video": 65535, "mpeg2video": 65535}
 _X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
@@ -91,18 +101,11 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
     codec = _video_encoder(encode.codec, encode.pix_fmt)
     options = encoder_options(codec, encode.crf, encode.preset)
     suffix = Path(dst).suffix
-    try:
-        # Opening for writing only guesses the format; no file is made before the first frame.
-        with av.open(str(Path("/nonexistent-vidtrans-probe") / f"probe{suffix}"), "w") as guess:
-            container = guess.format.name
-            holds = guess.supported_codecs
-    except (av.FFmpegError, ValueError) as e:
-        raise UsageError(f"{dst}: FFmpeg cannot tell from the name which kind of video to write ({first_line(e)}); "
-                         "use an extension such as .mp4, .mkv or .mov") from None
-    usual = [name for name in _COMMON_ENCODERS if name in av.codecs_available and name in holds and name != codec]
-    fix = f"use the codec {' or '.join(usual[:2])}, or another extension such as .mkv" if usual else \
-        "use another extension such as .mkv"
-    with av.logging.Capture(), av.open(io.BytesIO(), "w", format=container) as probe:
+    with av.logging.Capture(), av.open(io.BytesIO(), "w", format=_container_format(dst)) as probe:
+        usual = [name for name in _COMMON_ENCODERS
+                 if name in av.codecs_available and name in probe.supported_codecs and name != codec]
+        fix = f"use the codec {' or '.join(usual[:2])}, or another extension such as .mkv" if usual else \
+            "use another extension such as .mkv"
         try:
             stream = probe.add_stream(codec, options=options)
         except ValueError:  # not among the codecs FFmpeg lets this container hold
@@ -112,8 +115,8 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
             stream.codec_context.open()
         except av.FFmpegError as e:
             raise UsageError(f"{codec} refused its settings ({first_line(e)}): options {options}, pix_fmt "
-                             f"{encode.pix_fmt!r}; {_settings_to_check()} (NVENC also needs an NVIDIA GPU "
-                             "with an encoder)") from None
+                             f"{encode.pix_fmt!r}; check {spell('crf')}, {spell('preset')} and {spell('pix_fmt')} "
+                             "(NVENC also needs an NVIDIA GPU with an encoder)") from None
         try:
             probe.start_encoding()  # the container's header: some refuse a codec only here (.mov and VP9)
         except av.FFmpegError as e:
@@ -121,20 +124,42 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
     return codec, options
 
 
+def _container_format(dst: str | os.PathLike) -> str:
+    """The name of the container FFmpeg writes for a file named like `dst` (from its extension)."""
+    try:
+        # Opening for writing only guesses the format; no file is made before the first frame.
+        with av.open(str(Path("/nonexistent-vidtrans-probe") / f"probe{Path(dst).suffix}"), "w") as guess:
+            return guess.format.name
+    except (av.FFmpegError, ValueError) as e:
+        raise UsageError(f"{dst}: FFmpeg cannot tell from the name which kind of video to write ({first_line(e)}); "
+                         "use an extension such as .mp4, .mkv or .mov") from None
+
+
+def check_output(dst: str | os.PathLike, width: int, height: int, time_base: Fraction, fps: float,
+                 encode: EncodeOptions | None = None, source: SourceMedia | None = None) -> None:
+    """Refuse, before any work, what `VideoWriter` with these arguments would refuse at its first
+    frame: the settings (`check_output_settings`), frames of `width` x `height` (encoders have a
+    largest size: libx264 takes 16384 pixels a side), and the streams, metadata and chapters it
+    takes from `source`. The writer's own set-up runs, into memory: no file is made."""
+    with av.logging.Capture():
+        muxer = _Muxer(io.BytesIO(), dst, width, height, time_base, fps, encode or EncodeOptions(),
+                       source or SourceMedia())
+        try:
+            muxer.write_header()
+        finally:
+            muxer.close_quietly()
+
+
 @dataclass(frozen=True)
 class SourceMedia:
     """What an output takes from its input besides the frames: the audio and subtitle streams of
-    `path`, copied, and the span of source time kept, [start, end) in seconds (None: from the
-    beginning, to the end). `start` becomes time 0 in the output."""
+    `path` (copied with their language, title and disposition), its attachments (into Matroska),
+    its title and other tags, and its chapters; and the span of source time kept, [start, end) in
+    seconds (None: from the beginning, to the end). `start` becomes time 0 in the output."""
 
     path: str | os.PathLike | None = None
     start: float | None = None
     end: float | None = None
-
-
-def _settings_to_check() -> str:
-    """The encoder settings a refusal may be about, as the caller spells them."""
-    return f"check {spell('crf')}, {spell('preset')} and {spell('pix_fmt')}"
 
 
 def _video_encoder(codec: str, pix_fmt: str) -> str:
@@ -181,88 +206,39 @@ def _rgb_to_i420(image: np.ndarray, full_range: bool) -> np.ndarray:
     return out
 
 
-class VideoWriter:
-    """Encode frames with `write(image, pts)`, then `close()` (or `abort()`).
+class _Muxer:
+    """An output container set up with the streams a `VideoWriter` writes: the video encoder,
+    opened at the frames' size, and what the output takes from its source (see `SourceMedia`).
+    `check_output` sets one up in memory, so that what would fail at a writer's first frame, after
+    all the work, fails before any. `left_out` says what of the source could not be taken along."""
 
-    Timestamps: frames keep the pts they are given, in `time_base` (which also becomes the output
-    video stream's time base), so variable-frame-rate input survives. With `source.start`
-    (seconds), video and audio are shifted together so it becomes time 0 in the output; frames and
-    audio before `source.start` or at/after `source.end` are dropped. Pass the reader's original
-    pts, not renumbered ones.
-    A pts that does not increase (duplicate or backwards timestamps, common in screen recordings
-    and edited files) is moved to one tick after the previous frame's: every frame is kept. When
-    the first frame's pts is negative (and there is no `start`), video and audio are shifted
-    together so it is at time 0, since players would hide frames before 0.
-    .mp4/.mov keep every pts exactly (an edit list absorbs the B-frame delay); Matroska cannot store
-    negative timestamps, so there FFmpeg shifts all streams by that delay (a few frames, in sync).
-    MPEG-4 part 2 cannot store time bases finer than 1/65535 s: pts are rounded to that.
-
-    Audio and subtitle streams of `source.path` are copied without re-encoding, interleaved by time
-    as video is written (read lazily, so memory stays flat); audio the output container cannot
-    hold (or PCM into .mp4) is re-encoded to AAC; subtitles it cannot hold are dropped.
-
-    Settings (`encode`): the codec must be a video encoder this FFmpeg has, the pixel format one it
-    encodes, crf in its range (see `encoder_options`); anything else raises VidtransError before a
-    file is made.
-
-    Odd sizes: 4:2:0 H.264/H.265 cannot store an odd width or height (their cropping works in
-    2-pixel steps), so frames are padded by one replicated edge pixel and the output is one pixel
-    larger there. Codecs that can store odd sizes (mpeg4, any codec with yuv444p) keep the size.
-
-    Colour: RGB is converted with the BT.601 matrix, limited range (full range for yuvj* formats),
-    and the stream is tagged so players and decoders convert it back the same way. 4:2:0 chroma is
-    the mean of each 2x2 block, as FFmpeg's swscale does, so fine coloured detail keeps its colour.
-
-    encode.threads: encoder threads, 0 lets the codec choose (x264: 1.5 per core). Fewer threads cost less
-    CPU per frame (x264 superfast at 720p: 8.2 ms with 3 threads, 7.0 with 2, 6.4 with 1), which
-    matters when other stages already keep the cores busy.
-    """
-
-    def __init__(self, dst: str | os.PathLike, width: int, height: int, time_base: Fraction, fps: float,
-                 encode: EncodeOptions | None = None, source: SourceMedia | None = None, overwrite: bool = False):
-        encode, source = encode or EncodeOptions(), source or SourceMedia()
+    def __init__(self, target: str | io.BytesIO, dst: str | os.PathLike, width: int, height: int,
+                 time_base: Fraction, fps: float, encode: EncodeOptions, source: SourceMedia):
         self.dst = Path(dst)
+        codec, options = check_output_settings(dst, encode)
         self.width, self.height = width, height
         self.time_base = Fraction(time_base)
         self.start, self.end = source.start, source.end
-        self.frames_written = 0
-        self.audio_time = 0.0  # source time of the last audio/subtitle packet muxed (flat-memory check)
-        self._last_pts: int | None = None
-        self._last_codec_pts: int | None = None
         self._origin: Fraction | float = self.start or 0  # source time that becomes 0 in the output
-        self._overwrite = overwrite
-        # Bad settings are refused before any file (output, temporary or lock) is made.
-        codec, options = check_output_settings(self.dst, encode)
-        check_destination(self.dst, source.path, overwrite)
-        self._claim = OutputClaim(self.dst)
-        try:
-            self._tmp = temp_path(self.dst)
-        except BaseException:  # also a signal arriving here: the lock must not outlive us
-            self._claim.release()
-            raise
-        self._out: av.container.OutputContainer | None = None
         self._src: av.container.InputContainer | None = None
+        self._audio: Iterator[av.Packet] = iter(())
+        self._next_audio: av.Packet | None = None
+        self._copy: dict[int, av.stream.Stream] = {}
+        self._transcode: dict[int, tuple[av.stream.Stream, av.stream.Stream]] = {}
+        self.left_out: list[str] = []
+        self._out: av.container.OutputContainer | None = None
         try:
-            self._out = av.open(local_file(self._tmp), "w")
+            self._out = av.open(target, "w", format=None if isinstance(target, str) else _container_format(dst))
             self._add_video(codec, options, encode.pix_fmt, fps, encode.threads)
-            self._audio: Iterator[av.Packet] = iter(())
-            self._next_audio: av.Packet | None = None
-            self._copy: dict[int, av.stream.Stream] = {}
-            self._transcode: dict[int, tuple[av.stream.Stream, av.stream.Stream]] = {}
             if source.path is not None:
-                self._add_audio(Path(source.path))
-        except VidtransError:
-            self.abort()
-            raise
+                self._add_source(Path(source.path))
         except (av.FFmpegError, ValueError, OSError) as e:
-            self.abort()
+            self.close_quietly()
             raise VidtransError(f"{self.dst}: cannot set up the output ({first_line(e)}); "
                                 "check the file extension (.mp4/.mkv/.mov) and codec options") from e
         except BaseException:
-            self.abort()
+            self.close_quietly()
             raise
-
-    # --- setup -----------------------------------------------------------------------------------
 
     def _add_video(self, codec: str, options: dict[str, str], pix_fmt: str, fps: float, threads: int) -> None:
         ctb = self.time_base
@@ -288,13 +264,15 @@ class VideoWriter:
         self._pix_fmt = pix_fmt
         enc_w, enc_h = stream.width, stream.height
         self._fast_i420 = pix_fmt in ("yuv420p", "yuvj420p") and enc_w % 2 == 0 and enc_h % 2 == 0
-        # Open the encoder now (it would be at the first frame) so options it refuses fail here.
+        # Open the encoder now (it would be at the first frame). Its settings were opened at a small
+        # size already (check_output_settings), so what it refuses here is the size.
         try:
             with av.logging.Capture():
                 stream.codec_context.open()
         except av.FFmpegError as e:
-            raise VidtransError(f"{codec} refused its settings ({first_line(e)}): options {options}, "
-                                f"pix_fmt {pix_fmt!r}, size {enc_w}x{enc_h}; {_settings_to_check()}") from e
+            raise VidtransError(f"{self.dst}: {codec} cannot encode frames of {enc_w}x{enc_h} ({first_line(e)}); "
+                                f"make them smaller (a smaller input, without {spell('side_by_side')}) or choose "
+                                f"another {spell('codec')}") from e
 
     def _padding(self, codec: str, pix_fmt: str, options: dict[str, str]) -> tuple[int, int]:
         """Pixels to add so the encoder accepts the size: 0 when it takes odd sizes as they are."""
@@ -313,39 +291,191 @@ class VideoWriter:
         except av.FFmpegError:
             return int(bool(need_w)), int(bool(need_h))
 
-    def _add_audio(self, src: Path) -> None:
+    def _add_source(self, src: Path) -> None:
+        """The source's streams other than the video translated, its tags and its chapters, where
+        the output container can hold them; what it cannot is left out with one warning per kind
+        (`left_out`). Attachment and data streams have no codec, and data (timecode, telemetry,
+        GoPro or iPhone metadata) is read by the programs that wrote it only: it is left out."""
         try:
             self._src = av.open(local_file(src), metadata_errors="ignore")
         except (av.FFmpegError, OSError) as e:
             raise VidtransError(f"{src}: cannot read audio from it ({first_line(e)}); pass a readable video") from e
         holdable = self._out.supported_codecs
-        fmt = self._out.format.name.split(",")[0]
+        fmt = self._out.format.name
+        kind_of_file = f"a {self.dst.suffix or fmt} file"
+        translated = self._src.streams.video[0] if self._src.streams.video else None
         wanted = []
+        others: dict[str, list[av.stream.Stream]] = {}
         for s in self._src.streams:
-            name = s.codec_context.name
             if s.type == "audio":
+                name = s.codec_context.name
                 if name in holdable and not (fmt in _NO_PCM and name.startswith("pcm_")):
-                    self._copy[s.index] = self._out.add_stream_from_template(s)
+                    out = self._out.add_stream_from_template(s)
+                    self._copy[s.index] = out
                 else:
                     codec, rate = _audio_codec_for(holdable, s.codec_context.sample_rate)
                     if codec is None:
-                        log.warning("%s: its %s audio cannot go into a %s file and is left out; write .mkv to "
-                                    "keep it", src, name, self.dst.suffix or fmt)
+                        self.left_out.append(f"{src}: its {name} audio cannot go into {kind_of_file} and is left "
+                                             f"out; {_KEEPS_ALL} keeps it")
                         continue
                     out = self._out.add_stream(codec, rate=rate)
                     out.layout = _usual_layout(s.codec_context.layout)
                     self._transcode[s.index] = (s, out)
                     log.info("%s: audio %s re-encoded to %s for %s", src, name, codec, self.dst.suffix)
-            elif s.type == "subtitle" and name in holdable:
-                self._copy[s.index] = self._out.add_stream_from_template(s)
+            elif s.type == "subtitle":
+                name = s.codec_context.name
+                if name not in holdable:
+                    self.left_out.append(f"{src}: its {name} subtitles cannot go into {kind_of_file} and are left "
+                                         f"out; {_KEEPS_ALL} keeps them")
+                    continue
+                out = self._out.add_stream_from_template(s)
+                self._copy[s.index] = out
             else:
-                if s.type == "subtitle":
-                    log.warning("%s: its %s subtitles cannot go into a %s file and are left out; "
-                                "write .mkv to keep them", src, name, self.dst.suffix or fmt)
+                # The MP4/MOV demuxer marks its chapter text tracks "never read": they come as chapters.
+                if s is not translated and s.discard != av.stream.Discard.all:
+                    others.setdefault(s.type, []).append(s)
                 continue
+            # Several tracks of one kind are told apart by these (language, title, default, forced).
+            out.metadata.update(_lasting_tags(s.metadata))
+            out.disposition = s.disposition
             wanted.append(s)
         if wanted:
             self._audio = self._src.demux(*wanted)
+        self._add_others(src, others, kind_of_file)
+        self._out.metadata.update(_lasting_tags(self._src.metadata))
+        chapters = self._chapters_in_span(self._src.chapters())
+        if chapters and fmt in _CHAPTER_FORMATS:
+            self._out.set_chapters(chapters)
+        elif chapters:
+            self.left_out.append(f"{src}: its {_count(len(chapters), 'chapter')} cannot go into {kind_of_file} and "
+                                 f"{_are(len(chapters))} left out; a .mkv, .mp4 or .mov file keeps them")
+
+    def _add_others(self, src: Path, others: dict[str, list[av.stream.Stream]], kind_of_file: str) -> None:
+        """Attachments (fonts for ASS subtitles, cover art) go into Matroska; every other kind is
+        left out, one warning each."""
+        attachments = others.pop("attachment", [])
+        if attachments and self._out.format.name == "matroska":
+            for i, s in enumerate(attachments):
+                self._out.add_attachment(name=s.name or f"attachment{i + 1}",
+                                         mimetype=s.mimetype or "application/octet-stream", data=bytes(s.data or b""))
+        elif attachments:
+            names = ", ".join(s.name or "unnamed" for s in attachments[:3]) + (", ..." if len(attachments) > 3 else "")
+            self.left_out.append(f"{src}: its {_count(len(attachments), 'attached file')} ({names}) cannot go into "
+                                 f"{kind_of_file} and {_are(len(attachments))} left out; {_KEEPS_ALL} keeps them")
+        if videos := others.pop("video", []):
+            self.left_out.append(f"{src}: its {_count(len(videos), 'other video stream')} {_are(len(videos))} left "
+                                 "out; only the first video stream is translated")
+        for kind, streams in others.items():
+            self.left_out.append(f"{src}: its {_count(len(streams), f'{kind} stream')} (timecode, camera telemetry "
+                                 f"or the like) {_are(len(streams))} left out; vidtrans copies audio, subtitles, "
+                                 "attachments and chapters only")
+
+    def _chapters_in_span(self, chapters: list[dict]) -> list[dict]:
+        """The source's chapters that overlap [start, end) (a chapter of no length: that lie in
+        it), cut to it and shifted as the video is."""
+        lo = -math.inf if self.start is None else Fraction(self.start)
+        hi = math.inf if self.end is None else Fraction(self.end)
+        origin = Fraction(self._origin)
+        kept = []
+        for chapter in chapters:
+            time_base = chapter["time_base"]
+            begin, finish = chapter["start"] * time_base, max(chapter["start"], chapter["end"]) * time_base
+            if begin >= hi or (finish <= lo if finish > begin else begin < lo):
+                continue
+            kept.append({"id": len(kept) + 1, "time_base": time_base, "metadata": dict(chapter["metadata"]),
+                         "start": round((max(begin, lo) - origin) / time_base),
+                         "end": round((min(finish, hi) - origin) / time_base)})
+        return kept
+
+    def write_header(self) -> None:
+        """Write the container's header, where a muxer refuses what it cannot hold."""
+        try:
+            self._out.start_encoding()
+        except av.FFmpegError as e:
+            raise VidtransError(f"{self.dst}: cannot start the output ({first_line(e)}); "
+                                f"write another container, such as .mkv") from e
+
+    def close_quietly(self) -> None:
+        """Close the output (its data may be incomplete) and the source."""
+        if self._out is not None:
+            try:
+                self._out.close()
+            except (av.FFmpegError, OSError):
+                pass  # the output is thrown away anyway
+            self._out = None
+        if self._src is not None:
+            self._src.close()
+            self._src = None
+
+
+class VideoWriter(_Muxer):
+    """Encode frames with `write(image, pts)`, then `close()` (or `abort()`).
+
+    Timestamps: frames keep the pts they are given, in `time_base` (which also becomes the output
+    video stream's time base), so variable-frame-rate input survives. With `source.start`
+    (seconds), video and audio are shifted together so it becomes time 0 in the output; frames and
+    audio before `source.start` or at/after `source.end` are dropped. Pass the reader's original
+    pts, not renumbered ones.
+    A pts that does not increase (duplicate or backwards timestamps, common in screen recordings
+    and edited files) is moved to one tick after the previous frame's: every frame is kept. When
+    the first frame's pts is negative (and there is no `start`), video and audio are shifted
+    together so it is at time 0, since players would hide frames before 0.
+    .mp4/.mov keep every pts exactly (an edit list absorbs the B-frame delay); Matroska cannot store
+    negative timestamps, so there FFmpeg shifts all streams by that delay (a few frames, in sync).
+    MPEG-4 part 2 cannot store time bases finer than 1/65535 s: pts are rounded to that.
+
+    Audio and subtitle streams of `source.path` are copied without re-encoding, with their language,
+    title and disposition, interleaved by time as video is written (read lazily, so memory stays
+    flat); audio the output container cannot hold (or PCM into .mp4) is re-encoded to AAC;
+    subtitles it cannot hold are left out with a warning. Attachments go into Matroska; data
+    streams (timecode, telemetry) are left out with a warning. The source's title and other tags
+    are copied, and its chapters (cut to [start, end) and shifted with the video) where the
+    container holds chapters.
+
+    Settings (`encode`): the codec must be a video encoder this FFmpeg has, the pixel format one it
+    encodes, crf in its range (see `encoder_options`); anything else raises VidtransError before a
+    file is made.
+
+    Odd sizes: 4:2:0 H.264/H.265 cannot store an odd width or height (their cropping works in
+    2-pixel steps), so frames are padded by one replicated edge pixel and the output is one pixel
+    larger there. Codecs that can store odd sizes (mpeg4, any codec with yuv444p) keep the size.
+
+    Colour: RGB is converted with the BT.601 matrix, limited range (full range for yuvj* formats),
+    and the stream is tagged so players and decoders convert it back the same way. 4:2:0 chroma is
+    the mean of each 2x2 block, as FFmpeg's swscale does, so fine coloured detail keeps its colour.
+
+    encode.threads: encoder threads, 0 lets the codec choose (x264: 1.5 per core). Fewer threads cost less
+    CPU per frame (x264 superfast at 720p: 8.2 ms with 3 threads, 7.0 with 2, 6.4 with 1), which
+    matters when other stages already keep the cores busy.
+    """
+
+    def __init__(self, dst: str | os.PathLike, width: int, height: int, time_base: Fraction, fps: float,
+                 encode: EncodeOptions | None = None, source: SourceMedia | None = None, overwrite: bool = False):
+        encode, source = encode or EncodeOptions(), source or SourceMedia()
+        self.dst = Path(dst)
+        self.frames_written = 0
+        self.audio_time = 0.0  # source time of the last audio/subtitle packet muxed (flat-memory check)
+        self._last_pts: int | None = None
+        self._last_codec_pts: int | None = None
+        self._overwrite = overwrite
+        # Bad settings are refused before any file (output, temporary or lock) is made.
+        check_output_settings(self.dst, encode)
+        check_destination(self.dst, source.path, overwrite)
+        self._claim = OutputClaim(self.dst)
+        try:
+            self._tmp = temp_path(self.dst)
+        except BaseException:  # also a signal arriving here: the lock must not outlive us
+            self._claim.release()
+            raise
+        self._out = self._src = None
+        try:
+            super().__init__(local_file(self._tmp), self.dst, width, height, time_base, fps, encode, source)
+            for warning in self.left_out:
+                log.warning("%s", warning)
+            self.write_header()
+        except BaseException:
+            self.abort()
+            raise
 
     # --- writing ---------------------------------------------------------------------------------
 
@@ -475,7 +605,7 @@ class VideoWriter:
                 self._out.mux(out.encode(None))
             self._out.close()
             self._out = None
-            self._close_src()
+            self.close_quietly()
             publish(self._tmp, self.dst, self._overwrite)
             self._claim.release()
         except VidtransError:
@@ -488,20 +618,9 @@ class VideoWriter:
 
     def abort(self) -> None:
         """Stop and delete the partial file; `dst` is left as it was."""
-        if self._out is not None:
-            try:
-                self._out.close()
-            except (av.FFmpegError, OSError):
-                pass  # the file is deleted next anyway
-            self._out = None
-        self._close_src()
+        self.close_quietly()
         discard(self._tmp)
         self._claim.release()
-
-    def _close_src(self) -> None:
-        if self._src is not None:
-            self._src.close()
-            self._src = None
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -511,6 +630,19 @@ class VideoWriter:
             self.close()
         else:
             self.abort()
+
+
+def _lasting_tags(tags: dict[str, str]) -> dict[str, str]:
+    """The tags of a source stream or file that still hold for the output (see _FILE_TAGS)."""
+    return {key: value for key, value in tags.items() if key.lower().split("-")[0] not in _FILE_TAGS}
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _are(n: int) -> str:
+    return "is" if n == 1 else "are"
 
 
 # Audio is re-encoded where the container cannot hold the source's: to AAC, which plays everywhere,

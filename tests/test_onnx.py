@@ -240,7 +240,10 @@ def test_each_calling_thread_has_its_own_session_and_the_frames_of_one(rgb_model
 
     model = vidtrans.load_model(rgb_model_dir, device="cpu", backend="onnxruntime")
     frames = np.random.default_rng(5).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
-    alone = model.translate(frames)
+    alone = vidtrans.load_model(rgb_model_dir, device="cpu", backend="onnxruntime").translate(frames)
+    made_later = []
+    make = model.net._new_session
+    model.net._new_session = lambda: made_later.append(1) or make()
     sessions, results = {}, {}
 
     def work(k):
@@ -254,5 +257,6 @@ def test_each_calling_thread_has_its_own_session_and_the_frames_of_one(rgb_model
         thread.join()
     assert levels(results[0], alone[0::2]) == 0 and levels(results[1], alone[1::2]) == 0
     assert sessions[0] is not sessions[1]
+    assert made_later == []  # a pipeline's two translation threads find their sessions made at load
     threads = {int(s.get_session_options().intra_op_num_threads) for s in sessions.values()}
     assert threads == {max(1, usable_cores() // 2)}

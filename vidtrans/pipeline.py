@@ -31,7 +31,7 @@ from vidtrans.errors import UsageError, VidtransError
 from vidtrans.metrics import FlickerMeter, relative_flicker
 from vidtrans.pose.keypoints import has_person
 from vidtrans.pose.track import is_pose_video, pose_stages_for
-from vidtrans.runner import Batch, Parallel, Progress, frame_batches, run_stages
+from vidtrans.runner import TRANSLATION_THREADS, Batch, Parallel, Progress, frame_batches, run_stages
 from vidtrans.temporal import Smoother, smoothing_for
 from vidtrans.options import POSE_VIDEO_ENCODE, EncodeOptions, PoseSource, RunOptions, spell
 from vidtrans.video import SourceMedia, VideoInfo, VideoReader, VideoWriter, check_destination, check_output_settings
@@ -49,7 +49,7 @@ def _translation_pool() -> ThreadPoolExecutor:
     # One pool for the whole process: PyTorch's first call on a new thread costs 20-50 ms, which
     # a folder of short clips would pay per clip, and concurrent clips (batch mode) share the
     # cores (or the GPU's batches in flight) anyway.
-    return ThreadPoolExecutor(2, thread_name_prefix="vidtrans-translate")
+    return ThreadPoolExecutor(TRANSLATION_THREADS, thread_name_prefix="vidtrans-translate")
 
 
 class TranslateStage:
@@ -81,7 +81,7 @@ class TranslateStage:
         """
         if getattr(model, "temporal", None):
             return cls(model, state)
-        return Parallel(cls(model), 2, _translation_pool())
+        return Parallel(cls(model), TRANSLATION_THREADS, _translation_pool())
 
     def process(self, batch: Batch):
         seen = np.asarray(batch.seen)

@@ -27,6 +27,11 @@ import numpy as np
 Progress = Callable[[int, int, str], None]  # (frames done, frames expected or 0, what is being done)
 
 
+# Batches a pipeline translates at once, each on a thread of its own (pipeline.TranslateStage):
+# a translator makes per-thread state (ONNX Runtime sessions) ready for that many.
+TRANSLATION_THREADS = 2
+
+
 def usable_cores() -> int:
     """The cores this process may run on (its affinity, e.g. under taskset or a container's cpuset)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2

@@ -122,9 +122,9 @@ def cache_dir() -> Path:
     return user_cache() / "onnx"
 
 
-def cached_generator(checkpoint: Checkpoint, normalization: str) -> OnnxGenerator:
-    """ONNX Runtime running `checkpoint`'s generator with `normalization`, from the graph cached on
-    first use. Named by the weights' sha256 (the file's own, not the card's record, which an edit
+def cached_generator(checkpoint: Checkpoint, normalization: str, sessions: int = 1) -> OnnxGenerator:
+    """ONNX Runtime running `checkpoint`'s generator with `normalization` (on `sessions` threads
+    at once, see OnnxGenerator), from the graph cached on first use. Named by the weights' sha256 (the file's own, not the card's record, which an edit
     could leave stale) and by everything else that shapes the graph.
 
     The cache is only a saving: a cached file that does not load, or whose input and output are
@@ -138,7 +138,7 @@ def cached_generator(checkpoint: Checkpoint, normalization: str) -> OnnxGenerato
     channels = (card.input_nc, card.output_nc)
     if path.is_file():
         try:
-            cached = OnnxGenerator(path)
+            cached = OnnxGenerator(path, sessions)
             if cached.channels == channels:
                 return cached
         except VidtransError:
@@ -152,7 +152,7 @@ def cached_generator(checkpoint: Checkpoint, normalization: str) -> OnnxGenerato
         reason = e.strerror if isinstance(e, OSError) else str(e).partition(" (")[2].partition(")")[0]
         log.warning("%s: cannot keep the exported ONNX graph there (%s), so each run exports it again; set "
                     "XDG_CACHE_HOME to a writable folder", path.parent, reason or first_line(e))
-    return OnnxGenerator(graph)
+    return OnnxGenerator(graph, sessions)
 
 
 class OnnxGenerator:
@@ -160,34 +160,44 @@ class OnnxGenerator:
 
     `graph`: a .onnx file, or its bytes. Each calling thread runs its own session with half the
     cores (at least one) and idle threads that sleep rather than spin: `run` translates on two
-    threads at once beside decoding and encoding, and one shared session with all the cores made
-    it 20 % slower (12.3 against 15.5 frames/s, unet_256 ngf 64 at 256x256, 2-core Xeon with
-    oneDNN capped at AVX2; benchmarks/README.md): its parallel regions wait for their slowest
-    thread, and spinning threads take the cores that decoding and encoding need.
+    threads at once beside decoding and encoding, and spinning threads take the cores those need
+    (with other work on the machine, one shared session with all the cores ran `run` at 12.3
+    frames/s against 15.5 for these; on a quiet machine both ran at 15 frames/s: unet_256 ngf 64 at
+    256x256, 2-core Xeon with oneDNN capped at AVX2; benchmarks/README.md). `sessions` of them are
+    made now, for the threads to come: a session takes about 0.6 s to make (ngf 64), which in
+    the first clip's first batches cost `run` a tenth of its speed on a 120-frame clip.
     """
 
-    def __init__(self, graph: str | os.PathLike | bytes):
+    def __init__(self, graph: str | os.PathLike | bytes, sessions: int = 1):
         self._ort = require("onnxruntime", "--backend onnxruntime")
         self._graph = graph if isinstance(graph, bytes) else str(graph)
         self._threads = max(1, usable_cores() // 2)
         self._local = threading.local()
-        inputs, outputs = self._session().get_inputs(), self._session().get_outputs()
+        self._ready = [self._new_session() for _ in range(max(1, sessions))]
+        inputs, outputs = self._ready[0].get_inputs(), self._ready[0].get_outputs()
         # (input channels, output channels) the graph takes and gives.
         self.channels = (inputs[0].shape[1], outputs[0].shape[1])
 
+    def _new_session(self):
+        options = self._ort.SessionOptions()
+        options.intra_op_num_threads = self._threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        name = "the exported graph" if isinstance(self._graph, bytes) else self._graph
+        try:
+            return self._ort.InferenceSession(self._graph, options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types for unreadable graphs
+            raise VidtransError(f"{name}: ONNX Runtime cannot load this graph ({first_line(e)}); "
+                                "delete it to export it again") from e
+
     def _session(self):
+        """This thread's session: one made ahead while there are any (list.pop is atomic), then new ones."""
         session = getattr(self._local, "session", None)
         if session is None:
-            options = self._ort.SessionOptions()
-            options.intra_op_num_threads = self._threads
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            name = "the exported graph" if isinstance(self._graph, bytes) else self._graph
             try:
-                session = self._local.session = self._ort.InferenceSession(
-                    self._graph, options, providers=["CPUExecutionProvider"])
-            except Exception as e:  # onnxruntime raises its own exception types for unreadable graphs
-                raise VidtransError(f"{name}: ONNX Runtime cannot load this graph ({first_line(e)}); "
-                                    "delete it to export it again") from e
+                session = self._ready.pop()
+            except IndexError:
+                session = self._new_session()
+            self._local.session = session
         return session
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

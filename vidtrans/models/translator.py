@@ -227,9 +227,10 @@ class Translator:
         memory_format = torch.channels_last if cpu_torch else torch.contiguous_format
         if self.backend == "onnxruntime":
             from vidtrans.models.onnx_backend import cached_generator
+            from vidtrans.runner import TRANSLATION_THREADS
 
             # Only the generator call changes: the same tensors go in and come out.
-            self.net = cached_generator(checkpoint, self.normalization)
+            self.net = cached_generator(checkpoint, self.normalization, sessions=TRANSLATION_THREADS)
         else:
             self.net = net.to(self.device, memory_format=memory_format)
         self.memory_format = memory_format

@@ -195,18 +195,25 @@ def cached_file(cache):
 def test_a_cached_graph_that_is_not_this_models_is_exported_again(rgb_model_dir, cache, tmp_path):
     frames = np.random.default_rng(3).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
     expected = vidtrans.load_model(rgb_model_dir, device="cpu", backend="onnxruntime").translate(frames)
-    # Another model's graph copied over this one's (a grey model: 1 channel in and out), then a damaged file.
+    # Another model's graph copied over this one's (a grey model, then one of the same shape), then a damaged file.
     grey = tmp_path / "grey"
     save_checkpoint(grey, random_generator("resnet_6blocks", 1, 1, 8, "instance", seed=1),
                     ModelCard(architecture="resnet_6blocks", ngf=8, norm="instance", input_nc=1, output_nc=1,
                               native_size=(64, 64)))
     path = cached_file(cache)
     onnx_backend.export_model(load_checkpoint(grey), tmp_path / "grey.onnx", "sample")
-    for wrong in ((tmp_path / "grey.onnx").read_bytes(), b"not a graph"):
+    # Another model of the same shape: channels alone would not tell it apart.
+    other = tmp_path / "other"
+    save_checkpoint(other, random_generator("resnet_6blocks", 3, 3, 8, "instance", seed=7),
+                    ModelCard(architecture="resnet_6blocks", ngf=8, norm="instance", native_size=(64, 64)))
+    onnx_backend.export_model(load_checkpoint(other), tmp_path / "other.onnx", "sample")
+    for wrong in ((tmp_path / "grey.onnx").read_bytes(), (tmp_path / "other.onnx").read_bytes(), b"not a graph"):
         path.write_bytes(wrong)
         again = vidtrans.load_model(rgb_model_dir, device="cpu", backend="onnxruntime").translate(frames)
         assert levels(again, expected) == 0
-        assert onnx_backend.OnnxGenerator(path).channels == (3, 3)  # the cache holds the right graph again
+        # The cache holds the right graph again.
+        assert onnx_backend.OnnxGenerator(path).key == path.stem == onnx_backend.graph_key(
+            load_checkpoint(rgb_model_dir), "sample")
 
 
 def test_an_unwritable_cache_exports_for_the_process_alone(rgb_model_dir, tmp_path, monkeypatch, caplog):

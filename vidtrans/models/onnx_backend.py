@@ -42,6 +42,8 @@ INSTALL = "pip install 'vidtrans[onnx]'"
 TOLERANCE = 1e-3
 # Part of every cached graph's name: bump it when the exported graph changes, so caches refill.
 _GRAPH_VERSION = 1
+# The metadata entry holding a graph's `graph_key`.
+_KEY_NAME = "vidtrans_graph"
 
 
 def require(module: str, purpose: str) -> ModuleType:
@@ -86,7 +88,7 @@ def exported_graph(checkpoint: Checkpoint, normalization: str) -> tuple[bytes, f
     """`checkpoint`'s generator as an ONNX graph (the bytes of a .onnx file) and its largest
     difference from PyTorch's fp32 output on random input; VidtransError where that is more than
     TOLERANCE."""
-    require("onnx", "ONNX export")
+    onnx = require("onnx", "ONNX export")
     ort = require("onnxruntime", "checking the exported model")
     net = generator(checkpoint, normalization)
     multiple = input_multiple(checkpoint.card.architecture)
@@ -103,7 +105,11 @@ def exported_graph(checkpoint: Checkpoint, normalization: str) -> tuple[bytes, f
                               opset_version=17)
     except RuntimeError as e:  # the exporter's errors (OnnxExporterError is one)
         raise VidtransError(f"{checkpoint.path}: ONNX export failed ({first_line(e)})") from e
-    graph = buffer.getvalue()
+    # Stamped with what it is, so that a cached file is known to be this model's graph.
+    stamped = onnx.load_model_from_string(buffer.getvalue())
+    entry = stamped.metadata_props.add()
+    entry.key, entry.value = _KEY_NAME, graph_key(checkpoint, normalization)
+    graph = stamped.SerializeToString()
     # Another batch size and width than the export's, so the dynamic axes are checked too.
     rng = torch.Generator().manual_seed(0)
     probe = torch.rand(2, checkpoint.card.input_nc, height, width + multiple, generator=rng) * 2 - 1
@@ -117,6 +123,17 @@ def exported_graph(checkpoint: Checkpoint, normalization: str) -> tuple[bytes, f
     return graph, difference
 
 
+def graph_key(checkpoint: Checkpoint, normalization: str) -> str:
+    """What names `checkpoint`'s graph with `normalization`: the weights' sha256 (the file's own,
+    not the card's record, which an edit could leave stale) and a hash of everything else that
+    shapes the graph. A graph carries it in its metadata, and the cache names files by it."""
+    weights = checkpoint.path / WEIGHTS_NAME if checkpoint.path.is_dir() else checkpoint.path
+    card = checkpoint.card
+    shape = json.dumps([card.architecture, card.ngf, card.norm, card.input_nc, card.output_nc, normalization,
+                        _GRAPH_VERSION, torch.__version__])
+    return f"{sha256_of(weights)}-{hashlib.sha256(shape.encode()).hexdigest()[:16]}"
+
+
 def cache_dir() -> Path:
     """Where exported graphs are kept: $XDG_CACHE_HOME/vidtrans/onnx, by default ~/.cache/vidtrans/onnx."""
     return user_cache() / "onnx"
@@ -124,22 +141,17 @@ def cache_dir() -> Path:
 
 def cached_generator(checkpoint: Checkpoint, normalization: str, sessions: int = 1) -> OnnxGenerator:
     """ONNX Runtime running `checkpoint`'s generator with `normalization` (on `sessions` threads
-    at once, see OnnxGenerator), from the graph cached on first use. Named by the weights' sha256 (the file's own, not the card's record, which an edit
-    could leave stale) and by everything else that shapes the graph.
+    at once, see OnnxGenerator), from the graph cached on first use, named by `graph_key`.
 
-    The cache is only a saving: a cached file that does not load, or whose input and output are
-    not this model's (a file copied over another), is exported again, and where the cache cannot
-    be written the graph is exported for this process alone (a warning says so)."""
-    weights = checkpoint.path / WEIGHTS_NAME if checkpoint.path.is_dir() else checkpoint.path
-    card = checkpoint.card
-    shape = json.dumps([card.architecture, card.ngf, card.norm, card.input_nc, card.output_nc, normalization,
-                        _GRAPH_VERSION, torch.__version__])
-    path = cache_dir() / f"{sha256_of(weights)}-{hashlib.sha256(shape.encode()).hexdigest()[:16]}.onnx"
-    channels = (card.input_nc, card.output_nc)
+    The cache is only a saving: a cached file that does not load, or that is not this model's
+    graph (its stamp differs: a file copied over another), is exported again, and where the cache
+    cannot be written the graph is exported for this process alone (a warning says so)."""
+    key = graph_key(checkpoint, normalization)
+    path = cache_dir() / f"{key}.onnx"
     if path.is_file():
         try:
             cached = OnnxGenerator(path, sessions)
-            if cached.channels == channels:
+            if cached.key == key:
                 return cached
         except VidtransError:
             pass
@@ -174,9 +186,8 @@ class OnnxGenerator:
         self._threads = max(1, usable_cores() // 2)
         self._local = threading.local()
         self._ready = [self._new_session() for _ in range(max(1, sessions))]
-        inputs, outputs = self._ready[0].get_inputs(), self._ready[0].get_outputs()
-        # (input channels, output channels) the graph takes and gives.
-        self.channels = (inputs[0].shape[1], outputs[0].shape[1])
+        # Which model's graph this is (`graph_key`); None for a graph vidtrans did not export.
+        self.key = self._ready[0].get_modelmeta().custom_metadata_map.get(_KEY_NAME)
 
     def _new_session(self):
         options = self._ort.SessionOptions()

@@ -331,12 +331,14 @@ def assert_live_ended_normally(returncode: int, stderr: str, out: Path, signum: 
 def test_live_ends_normally_on_sighup(tmp_path, rgb_model_dir):
     """A signal is how a live session is stopped: the recording is finished and the stats written.
     The file camera loops (--loop), so the session lasts until the signal."""
-    # Frames this large fill the muxer's buffer within a second, so a growing file shows frames recorded.
+    # Frames this large fill the muxer's buffer within a second, so a file grown past its header
+    # (written as the first frame goes to the recorder, before that frame counts as shown: a stop
+    # then ends the start-up, exit 129 and nothing written) shows frames recorded and counted.
     camera = make_clip(tmp_path / "cam.mp4", frames=30, size=(320, 240), fps=30, audio=False).path
     out = tmp_path / "out"
     out.mkdir()
     process = start(*live_args(camera, out, rgb_model_dir))
-    wait_for(process, grown(out), "growing recording")
+    wait_for(process, grown(out, 16384), "growing recording")
     stderr = stop(process, signal.SIGHUP)
     assert_live_ended_normally(process.returncode, stderr, out, signal.SIGHUP)
 

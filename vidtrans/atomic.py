@@ -37,6 +37,8 @@ LOCK_SUFFIX = ".vidtrans-lock"
 _NAME_MAX = 250
 # The temporary files' infix; the 8 hex digits after it make each name new.
 _PARTIAL = ".partial-"
+# What every temporary file's name matches (fnmatch), for clean-ups of a whole folder.
+TEMPORARY_PATTERN = f".*{_PARTIAL}*"
 _TOKEN_DIGITS = 8
 # A destination's extension kept on its temporary files (muxers and numpy pick the format from it)
 # when it is at most this long; a longer "extension" is part of the name, not a format.

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from vidtrans.atomic import (LOCK_SUFFIX, check_destination, remove_if_unheld, same_file, special_file_kind,
-                             write_atomically)
+from vidtrans.atomic import (LOCK_SUFFIX, TEMPORARY_PATTERN, check_destination, remove_if_unheld, same_file,
+                             special_file_kind, write_atomically)
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.options import BatchOptions, EncodeOptions, RunOptions, output_settings
 from vidtrans.pipeline import given_options, translate_video
@@ -50,7 +50,6 @@ MANIFEST_FORMAT, MANIFEST_VERSION = "vidtrans-batch-manifest", 2
 # A manifest is rewritten with one line per clip when opened with more than two lines per clip
 # (what a run that translates every clip leaves: running, then done or failed) plus this many.
 COMPACT_SLACK = 64
-PARTIAL_PATTERNS = (".*.partial-*",)  # vidtrans.atomic's temporary files (its lock files end in LOCK_SUFFIX)
 REPORT_KEYS = {"input_dir", "output_dir", "model", "clips", "totals"}  # what tells an earlier report
 # How often a thread waiting for a clip on Ray asks its actor how far it got (for the display).
 RAY_PROGRESS_SECONDS = 0.5
@@ -204,7 +203,7 @@ def remove_leftovers(output_dir: str | os.PathLike, keep: Sequence[str | os.Path
     for folder, dirs, files in os.walk(output_dir):
         here = Path(folder)
         dirs[:] = [d for d in dirs if (here / d).resolve() not in skip and not _batch_writing(here / d)]
-        temporaries = [here / n for n in files if any(fnmatch.fnmatchcase(n, p) for p in PARTIAL_PATTERNS)]
+        temporaries = [here / n for n in files if fnmatch.fnmatchcase(n, TEMPORARY_PATTERN)]
         # Listed again after the temporary files: a writer locks its output before it makes its
         # temporary file, so the lock of any temporary file listed above is listed here.
         try:

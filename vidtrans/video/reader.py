@@ -238,9 +238,12 @@ class VideoReader:
                                 f"({video_end:.2f}s); pass a smaller {spell('start')}")
         self.start, self.end = start, end
         self.corrupt_frames = 0
-        self._container, self._stream = _open(path)
-        self._stream.thread_type = "AUTO"
+        self._open()
         self._started = False
+
+    def _open(self) -> None:
+        self._container, self._stream = _open(self.path)
+        self._stream.thread_type = "AUTO"
 
     @property
     def frame_count(self) -> int:
@@ -304,8 +307,7 @@ class VideoReader:
         except av.FFmpegError as e:
             log.debug("%s: cannot seek to %ss (%s); decoding from the beginning", self.path, self.start, first_line(e))
             self._container.close()
-            self._container, self._stream = _open(self.path)
-            self._stream.thread_type = "AUTO"
+            self._open()
 
     def _frames(self) -> Iterator[Frame]:
         if self.start is not None and self.start > 0:

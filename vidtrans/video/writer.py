@@ -98,9 +98,14 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
     codecs (.webm no H.264, .mov no VP9). Writes a header for a tiny stream into memory, a few
     milliseconds, and creates nothing: pipelines call it before any decoding or model work, batch
     for its --ext."""
+    suffix = Path(dst).suffix
+    # A run checks once before any work and again as its writer opens (check_output, VideoWriter):
+    # what passed once for this extension passes again.
+    if (suffix.lower(), encode) in _settings_checked:
+        codec, options = _settings_checked[suffix.lower(), encode]
+        return codec, dict(options)
     codec = _video_encoder(encode.codec, encode.pix_fmt)
     options = encoder_options(codec, encode.crf, encode.preset)
-    suffix = Path(dst).suffix
     with av.logging.Capture(), av.open(io.BytesIO(), "w", format=_container_format(dst)) as probe:
         usual = [name for name in _COMMON_ENCODERS
                  if name in av.codecs_available and name in probe.supported_codecs and name != codec]
@@ -121,7 +126,12 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
             probe.start_encoding()  # the container's header: some refuse a codec only here (.mov and VP9)
         except av.FFmpegError as e:
             raise UsageError(f"{dst}: a {suffix} file cannot hold {codec} video ({first_line(e)}); {fix}") from None
+    _settings_checked[suffix.lower(), encode] = codec, dict(options)
     return codec, options
+
+
+# check_output_settings's accepted (extension, EncodeOptions): their encoder and its options.
+_settings_checked: dict[tuple[str, EncodeOptions], tuple[str, dict[str, str]]] = {}
 
 
 def _container_format(dst: str | os.PathLike) -> str:

@@ -51,6 +51,8 @@ def test_run_detects_normalizes_and_renders_pose_maps(tmp_path, pose_model, danc
     out = tmp_path / "out.mp4"
     summary = translate_video(dancer.path, out, recorder, batch_size=4, side_by_side=True)
     assert summary.pose.startswith("detected") and "normalized to the target" in summary.pose
+    # 20 frames are too short to measure a body well, and the summary says so.
+    assert "the dancer's size was measured on only 0.8 s of video" in summary.pose
     images, times = decode_all(out)
     _, in_times = decode_all(dancer.path)
     assert len(images) == summary.frames == 20 and times == pytest.approx(in_times, abs=1e-6)
@@ -135,3 +137,10 @@ def test_pose_command_without_mediapipe_is_one_line(tmp_path, dancer):
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert "pip install mediapipe" in result.stderr
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("frames", "fps", "warned"), [(149, 30, True), (150, 30, False), (10, 0, False)])
+def test_normalizing_a_short_clip_says_the_measure_is_rough(frames, fps, warned):
+    from vidtrans.pose.track import _short_clip_caveat
+
+    assert bool(_short_clip_caveat(frames, fps)) == warned

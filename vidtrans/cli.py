@@ -450,7 +450,7 @@ def evaluate(
     video: Optional[Path] = typer.Option(None, "--video", help="The target video the model was trained on (vidtrans train VIDEO): score on its held-out last tenth."),
     synthetic: bool = typer.Option(False, "--synthetic", help="Score on a held-out procedural dance (the default for models trained on vidtrans' synthetic data)."),
     seed: Optional[int] = typer.Option(None, help="Dance seed, not one of the model's training seeds (default 20000000).", show_default=False),
-    frames: Optional[int] = typer.Option(None, help="Frames to score (default: 64 of the dance, all of --video's held-out tail, every --data pair).", show_default=False),
+    frames: Optional[int] = typer.Option(None, help="Frames to score (default: 300 of the dance, ten seconds, all of --video's held-out tail, every --data pair).", show_default=False),
     size: Optional[tuple[int, int]] = typer.Option(None, "--size", metavar="WIDTH HEIGHT", help="Size of the dance video (default 512 512).", show_default=False),
     data: Optional[Path] = typer.Option(None, "--data", help="Paired folder (AB images, or A/ and B/) to score instead (model only)."),
     model_only: bool = typer.Option(False, "--model-only", help="Score the model alone: pose maps drawn from the true keypoints, without detection, normalization or encode."),

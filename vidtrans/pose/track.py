@@ -142,5 +142,4 @@ def _short_clip_caveat(frames: int, fps: float) -> str:
     seconds = frames / fps if fps > 0 else None
     if seconds is None or seconds >= SHORT_CLIP_SECONDS:
         return ""
-    return (f" (the dancer's size was measured on only {seconds:.1f} s of video and can be off by a few per "
-            "cent; a longer clip measures it better)")
+    return f" (on only {seconds:.1f} s of video, which can misjudge the dancer's size by a few per cent)"

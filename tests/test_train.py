@@ -96,7 +96,7 @@ def test_bad_training_data_gives_one_line_errors(tmp_path):
     nobody = make_clip(tmp_path / "nobody.mp4", frames=15, size=(96, 64), audio=False)
     cases = {  # the message, and the exit status: 1 a failure of the data, 2 a usage error
         "no images found": (["--data", empty], 2),
-        "share no file names": (["--data", unpaired], 1),
+        "share no file names": (["--data", unpaired], 2),
         "not a readable image": (["--data", corrupt], 1),
         "person was found in only 0": ([nobody.path], 1),
         "exactly one data source": (["--synthetic", "--data", empty], 2),

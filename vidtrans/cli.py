@@ -461,7 +461,7 @@ def evaluate(
 ) -> None:
     """Score a model against ground truth, by default end to end: held-out material of the target, given to vidtrans run as a video, against the truth at the model's size.
 
-    Headline: SSIM of the person's box, face and hands, pose error (keypoints detected on the output against the true ones, in pixels at the model's size, and the share missed; the detector's own error on the truth for reference) and flicker against the truth's. Then full-frame SSIM and PSNR (dB), which the static background flatters.
+    Headline: SSIM of the person's box, face and hands, pose error (keypoints detected on the output against the true ones, in pixels at the model's size, and the share missed; the detector's own error on the truth for reference) and flicker against the truth's. Then full-frame SSIM and PSNR (dB), which the static background flatters. The scores go to stdout (progress and warnings to stderr).
     """
     import json
 
@@ -476,10 +476,11 @@ def evaluate(
         return
     source = (f"held-out dance {result['seed']}" if "seed" in result else
               f"held-out tail of {video.name}" if video else f"pairs of {data}")
+    # The scores are the command's product, as the table is `models`': on stdout, so that
+    # `vidtrans eval ... > scores.txt` keeps them; progress and warnings stay on stderr.
     if result["mode"] == "model-only":
-        console.print(f"{translator.name}, model only on the {source}: ssim {result['ssim']}, psnr {result['psnr']} dB, "
-                      f"flicker ratio {_or_na(result['flicker_ratio'])} over {result['frames']} frames",
-                      markup=False, highlight=False, soft_wrap=True)
+        print(f"{translator.name}, model only on the {source}: ssim {result['ssim']}, psnr {result['psnr']} dB, "
+              f"flicker ratio {_or_na(result['flicker_ratio'])} over {result['frames']} frames")
         return
     shown = "x".join(map(str, result.get("video_size", []))) or "the video"
 
@@ -498,7 +499,7 @@ def evaluate(
              f"  flicker {_or_na(result['flicker_ratio'])}x the truth's "
              f"({_or_na(result['flicker_ratio_unsmoothed'])}x without smoothing)",
              f"full frame: SSIM {result['ssim']}, PSNR {result['psnr']} dB"]
-    console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+    print("\n".join(lines))
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ network given perfect input.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ from vidtrans.pose.regions import face_box, hand_boxes, person_box
 from vidtrans.runner import Batch, Progress, run_stages
 from vidtrans.temporal import Smoother, smoothing_for
 from vidtrans.video import VideoReader, VideoWriter, file_identity, probe
+
+log = logging.getLogger(__name__)
 
 DEFAULT_EVAL_SEED = 20_000_000
 # Ten seconds, a short user clip. `run` measures the dancer's size for normalization on the clip
@@ -169,6 +172,14 @@ def _check_frames(model, frames: int) -> None:
                          f"give {spell('frames')} {limit} or fewer")
 
 
+def _warn_if_fewer(source: str | os.PathLike, asked: int | None, available: int, what: str) -> None:
+    """One warning when the material holds fewer frames than --frames asked for: those are scored,
+    and the figures' frame count alone would not tell that the request was cut short."""
+    if asked is not None and available < asked:
+        log.warning("%s: %s %d asked for, but it has only %d %s; scoring those %d", source, spell("frames"), asked,
+                    available, what, available)
+
+
 def _seed(model, seed: int | None) -> int:
     """`seed` (default DEFAULT_EVAL_SEED), refused when the model trained on that dance."""
     seed = DEFAULT_EVAL_SEED if seed is None else seed
@@ -237,6 +248,7 @@ def folder_ground_truth(model, folder: str | os.PathLike, frames: int | None = N
         raise UsageError(f"{folder}: one pair, and evaluation needs at least 2 (flicker compares consecutive "
                          "frames); add pairs")
     _check_frames(model, frames or available)
+    _warn_if_fewer(folder, frames, available, "pairs")
     pairs = source.all_pairs()[:frames]
     return np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs])
 
@@ -305,6 +317,7 @@ def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
     if len(truth) < 2:
         raise VidtransError(f"{video}: its held-out tail has {len(truth)} frame(s), and evaluation needs at least 2; "
                             "train on a longer video")
+    _warn_if_fewer(video, frames, len(truth), "frames in its held-out tail")
     whole_body = PoseStyle.for_card(model.card).whole_body  # as training detected them
     keypoints = keypoints_in_crop(smooth_track(detect_keypoints(video, start, end, progress, whole_body=whole_body)),
                                   crop, size)

@@ -77,6 +77,7 @@ class PairedFolder:
             raise UsageError(f"{self.root}: {problem}; pass a folder of AB images or with A/ and B/ subfolders")
         train_dir = self.root / "train" if (self.root / "train").is_dir() else self.root
         self.hidden: list[Path] = []  # hidden image files left out
+        self.not_files: list[Path] = []  # folders (and devices, FIFOs) with an image's name, left out
         self.pairs = self._pairs(train_dir)
         held_out = next((self.root / d for d in ("val", "test") if (self.root / d).is_dir()), None)
         self.validation_held_out = held_out is not None or len(self.pairs) > 1
@@ -93,16 +94,23 @@ class PairedFolder:
             log.warning("%s: left out %d hidden image file(s) (names starting with '.', e.g. %s), as macOS and "
                         "editors leave them; rename any you meant to train on", self.root, len(self.hidden),
                         self.hidden[0].name)
+        if self.not_files:
+            example = self.not_files[0]
+            kind = "a folder" if example.is_dir() else "not a regular file"
+            log.warning("%s: left out %d item(s) named like images that are not image files (e.g. %s, %s)",
+                        self.root, len(self.not_files), example, kind)
 
     def _images_in(self, folder: Path) -> list[Path]:
-        """The image files in `folder`, by name; hidden ones are noted in `hidden` and left out,
-        a broken link is refused."""
+        """The image files in `folder`, by name; hidden ones are noted in `hidden`, folders and other
+        non-files named like images in `not_files`, and left out; a broken link is refused."""
         images = sorted(p for p in folder.iterdir() if _is_image(p))
         self.hidden.extend(p for p in images if _is_hidden(p))
         images = [p for p in images if not _is_hidden(p)]
         if broken := next((p for p in images if not p.exists()), None):  # before training, not when drawn
             raise _missing(broken)
-        return images
+        # A folder named x.png is no corrupt image; a FIFO would block the read.
+        self.not_files.extend(p for p in images if not p.is_file())
+        return [p for p in images if p.is_file()]
 
     def _pairs(self, folder: Path) -> list[tuple[Path, Path | None]]:
         if (folder / "A").is_dir() and (folder / "B").is_dir():
@@ -110,7 +118,8 @@ class PairedFolder:
             b_files = {p.stem: p for p in self._images_in(folder / "B")}
             common = sorted(a_files.keys() & b_files.keys())
             if not common:
-                raise VidtransError(f"{folder}: A/ and B/ share no file names; pairs need the same name in both")
+                # A folder that holds no pairs is the wrong folder given, as one without images is.
+                raise UsageError(f"{folder}: A/ and B/ share no file names; pairs need the same name in both")
             for side, files, other, partners in (("A", a_files, "B", b_files), ("B", b_files, "A", a_files)):
                 alone = sorted(files.keys() - partners.keys())
                 if alone:
@@ -120,8 +129,9 @@ class PairedFolder:
         files = self._images_in(folder)
         if not files:
             # The wrong folder given: a usage error, as a missing one is.
-            hidden = "; hidden files are left out" if self.hidden else ""
-            raise UsageError(f"{folder}: no images found (the extensions read: {', '.join(IMAGE_SUFFIXES)}{hidden}); "
+            left_out = "".join(f"; {what} are left out" for what, found in (("hidden files", self.hidden),
+                                                                             ("folders", self.not_files)) if found)
+            raise UsageError(f"{folder}: no images found (the extensions read: {', '.join(IMAGE_SUFFIXES)}{left_out}); "
                              "pass a folder of side-by-side AB images or with A/ and B/ subfolders")
         return [(f, None) for f in files]
 

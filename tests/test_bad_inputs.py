@@ -40,7 +40,7 @@ CASES = [
     ("run-start-nan", RUN + ["-o", "{d}/o.mp4", "--start", "nan"], 2, ["start"]),
     ("run-start-negative", RUN + ["-o", "{d}/o.mp4", "--start", "-3"], 2, ["start"]),
     ("run-end-before-start", RUN + ["-o", "{d}/o.mp4", "--start", "2", "--end", "1"], 2, ["end"]),
-    ("run-start-past-end", RUN + ["-o", "{d}/o.mp4", "--start", "500"], 1, ["start"]),
+    ("run-start-past-end", RUN + ["-o", "{d}/o.mp4", "--start", "500"], 2, ["start", "0.20 s"]),
     ("run-batch-0", RUN + ["-o", "{d}/o.mp4", "--batch-size", "0"], 2, ["batch"]),
     ("run-smooth", RUN + ["-o", "{d}/o.mp4", "--smooth", "wobble"], 2, ["smooth"]),
     ("run-smooth-strength", RUN + ["-o", "{d}/o.mp4", "--smooth", "ema", "--smooth-strength", "2"], 2, ["strength"]),

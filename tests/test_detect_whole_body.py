@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from vidtrans.errors import UsageError
 from vidtrans.pose.detector import PoseDetector
 from vidtrans.pose.keypoints import FACE, KEYPOINT_INDEX, LEFT_HAND, NUM_KEYPOINTS, NUM_WHOLE_BODY, RIGHT_HAND, flip_keypoints
 from vidtrans.pose.smoothing import smooth_track
@@ -134,4 +135,6 @@ def test_keypoint_stage_and_detection_pass_give_whole_body_tracks(face_frames):
 
     track = detect_keypoints(CARPHONE, end=0.2, whole_body=True)
     assert track.shape[1:] == (NUM_WHOLE_BODY, 3) and len(track) >= 5
-    assert detect_keypoints(CARPHONE, start=3.995, end=4.0, whole_body=True).shape == (0, NUM_WHOLE_BODY, 3)
+    # A span between two frames holds none: a usage error naming where the frames are.
+    with pytest.raises(UsageError, match=r"no video frames between 3.995s and 4s \(the video has frames from 0.00"):
+        detect_keypoints(CARPHONE, start=3.995, end=4.0, whole_body=True)

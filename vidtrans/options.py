@@ -223,8 +223,8 @@ class RunOptions(_Options):
     """How `run` and `batch` translate a clip (`vidtrans.translate_video`, `vidtrans.batch`)."""
 
     batch_size: int = option(8, "Frames per forward pass.", short="-b")
-    start: float | None = option(None, "Start time in seconds.")
-    end: float | None = option(None, "End time in seconds.")
+    start: float | None = option(None, "Start time in seconds from the clip's start.")
+    end: float | None = option(None, "End time in seconds from the clip's start.")
     smoothing: Smoothing = option(Smoothing.AUTO, "Output smoothing: auto (what the model card recommends, else "
                                   "none), none, ema (blend with the previous frame) or flow (motion-compensated).",
                                   flag="--smooth")

@@ -3,6 +3,10 @@
 Timestamps are kept exactly as the container has them (`Frame.pts` in `Frame.time_base`), so a
 writer that reuses them reproduces variable-frame-rate timing. Lost frames (see `VideoReader`)
 are replaced, not skipped, so the frame sequence keeps the container's timing.
+
+Times in seconds (`start`/`end`, `Frame.time`, `VideoInfo.start_time`) count from the clip's start
+(`clip_start`), as FFmpeg counts `-ss`: a broadcast recording whose timestamps begin 10000 s in
+starts at 0 s like any other clip.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import logging
 import math
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -21,7 +25,7 @@ import av
 import cv2
 import numpy as np
 
-from vidtrans.errors import VidtransError, first_line
+from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.options import check_span, spell
 
 log = logging.getLogger(__name__)
@@ -35,9 +39,11 @@ class VideoInfo:
 
     width, height: display size, i.e. after rotation (a portrait phone clip reports height > width).
     fps: average frame rate. frame_count: best estimate, 0 if unknown (1 for a cover picture).
-    duration: seconds of video, from `start_time` (the time of the stream's first frame, seconds).
+    duration: seconds of video, from `start_time` (the time of the stream's first frame, seconds
+    from the clip's start: 0 unless another stream starts before the video).
     rotation: clockwise degrees (0/90/180/270) applied to the stored picture to show it upright.
     codec, pix_fmt: of the video stream as stored (e.g. "h264", "yuv420p").
+    clip_start: where the clip starts in the file's own timestamps, seconds (see `clip_start`).
     """
 
     width: int
@@ -51,6 +57,7 @@ class VideoInfo:
     codec: str
     pix_fmt: str
     start_time: float = 0.0
+    clip_start: Fraction = Fraction(0)
 
 
 @dataclass(frozen=True)
@@ -65,16 +72,34 @@ class FrameSpan:
 
 @dataclass
 class Frame:
-    """One decoded picture: `image` is uint8 RGB (H, W, 3), upright, contiguous."""
+    """One decoded picture: `image` is uint8 RGB (H, W, 3), upright, contiguous; `pts` in
+    `time_base` as the file has it, and `time` in seconds from the clip's start (`clip_start`)."""
 
     image: np.ndarray
     pts: int
     time_base: Fraction
     index: int
+    clip_start: Fraction = Fraction(0)
 
     @property
     def time(self) -> float:
-        return float(self.pts * self.time_base)
+        return float(self.pts * self.time_base - self.clip_start)
+
+
+def clip_start(container: av.container.InputContainer) -> Fraction:
+    """Where a clip starts in its file's own timestamps, in seconds: the container's start time
+    (its earliest stream's) when that is after 0, as in broadcast recordings (timestamps from the
+    transmitter's clock), cut streams and camera timecode. Times given in seconds count from there
+    and outputs start there, as FFmpeg's do by default. A clip starting before 0 (an edited file)
+    counts from 0; its output starts at its first frame (see `VideoWriter`)."""
+    start = container.start_time
+    return Fraction(start, av.time_base) if start is not None and start > 0 else Fraction(0)
+
+
+def first_pts_at(seconds: Fraction, time_base: Fraction) -> int:
+    """The smallest pts in `time_base` at or after `seconds`; the margin of a millionth of a tick
+    absorbs float error in times that were computed (a frame's `time` given back as a start)."""
+    return math.ceil(seconds / time_base - Fraction(1, 10**6))
 
 
 def local_file(path: str | os.PathLike) -> str:
@@ -158,7 +183,8 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             width, height = height, width
         tb = stream.time_base or Fraction(1, 90000)
         fps = _fps(stream)
-        start_time = float(stream.start_time * tb) if stream.start_time is not None else 0.0
+        clip = clip_start(container)
+        start_time = float(stream.start_time * tb - clip) if stream.start_time is not None else 0.0
         if stream.duration:
             duration = float(stream.duration * tb)
         elif container.duration:
@@ -171,7 +197,8 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         return VideoInfo(width=width, height=height, fps=fps, time_base=tb,
                          frame_count=_frame_count(stream, duration, fps, os.path.getsize(path)),
                          duration=duration, rotation=rotation, has_audio=bool(container.streams.audio),
-                         codec=stream.codec_context.name, pix_fmt=first.format.name, start_time=start_time)
+                         codec=stream.codec_context.name, pix_fmt=first.format.name, start_time=start_time,
+                         clip_start=clip)
     finally:
         container.close()
 
@@ -205,8 +232,10 @@ def _first_frame(container, stream, path) -> av.VideoFrame:
 class VideoReader:
     """Iterate over a video's frames as upright uint8 RGB `Frame`s with their original pts.
 
-    start/end (seconds, optional) trim to frames with start <= time < end; they must be numbers
-    from 0 to `options.MAX_SECONDS`, and end after start (UsageError otherwise).
+    start/end (seconds from the clip's start, optional) trim to frames with start <= time < end;
+    they must be numbers from 0 to `options.MAX_SECONDS`, end after start, and the span must hold
+    a frame of the video (UsageError otherwise; for an empty span, naming where the video's frames
+    are). Reading from `start` begins at the keyframe before it (see `_pictures`).
 
     Damaged data: decoding carries on past packets the decoder rejects. Every packet the
     container delivers (pts known, not marked discard) is meant to yield one frame; when the
@@ -217,7 +246,7 @@ class VideoReader:
     previous pts + frame duration (frames before the first timestamp: counted back from it);
     pts are made strictly increasing, as encoders require: a duplicate or backwards pts
     (screen recordings, edited files) becomes the previous frame's + 1 tick, and every frame
-    is kept.
+    is kept, in the order the decoder puts them out.
     Frames are produced lazily, one at a time (decoder threads hold a few more internally).
 
     max_side: deliver pictures scaled down (aspect kept) so their longer side is at most this
@@ -232,11 +261,14 @@ class VideoReader:
         self.max_side = max_side
         check_span(start, end)
         self.info = probe(path)
-        video_end = self.info.start_time + self.info.duration
-        if start is not None and self.info.duration and start >= video_end:
-            raise VidtransError(f"{self.path}: start {start}s is past the end of the video "
-                                f"({video_end:.2f}s); pass a smaller {spell('start')}")
         self.start, self.end = start, end
+        # Spelled now: the frames may be read on another thread, where messages spell Python names.
+        self._span_fix = f"choose another {spell('start')}/{spell('end')}"
+        if start is not None and self.info.duration and start >= self.info.start_time + self.info.duration:
+            # Past the end by the container's figures; its packets say for sure.
+            error = self._empty_span_error()
+            if error is not None:
+                raise error
         self.corrupt_frames = 0
         self._open()
         self._started = False
@@ -244,6 +276,7 @@ class VideoReader:
     def _open(self) -> None:
         self._container, self._stream = _open(self.path)
         self._stream.thread_type = "AUTO"
+        self._moved = False  # the demuxer is at the beginning
 
     @property
     def frame_count(self) -> int:
@@ -251,7 +284,7 @@ class VideoReader:
         info = self.info
         if not info.fps or not info.frame_count:
             return info.frame_count
-        # Trim times are stream times: the video runs from start_time to start_time + duration.
+        # The video runs from start_time to start_time + duration, counted as the trim is.
         lo = max(info.start_time, self.start or 0.0)
         hi = min(info.start_time + info.duration if info.duration else math.inf,
                  self.end if self.end is not None else math.inf)
@@ -264,10 +297,10 @@ class VideoReader:
         return self._frames()
 
     def _trim_pts(self) -> tuple[int | None, int | None]:
-        """`start` and `end` in pts: frames at exactly `start` are in and at exactly `end` out; the
-        epsilon absorbs float error."""
-        tb = self.info.time_base
-        return tuple(None if t is None else math.ceil(t / tb - 1e-6) for t in (self.start, self.end))
+        """`start` and `end` in pts: frames at exactly `start` are in and at exactly `end` out."""
+        info = self.info
+        return tuple(None if t is None else first_pts_at(info.clip_start + Fraction(t), info.time_base)
+                     for t in (self.start, self.end))
 
     def _step(self) -> int:
         """A frame's duration in pts, from the average frame rate."""
@@ -278,8 +311,17 @@ class VideoReader:
         counted from the container's packets (one per frame the reader yields), demuxed but not
         decoded, so this costs one pass over the file's data and no decoding."""
         start_pts, end_pts = self._trim_pts()
-        step, previous = self._step(), None
         first = stop = total = 0
+        for pts in self._packet_pts():
+            total += 1
+            first += start_pts is not None and pts < start_pts
+            stop += end_pts is None or pts < end_pts
+        return FrameSpan(first, stop, total)
+
+    def _packet_pts(self) -> Iterator[int]:
+        """The pts of every frame of the clip as `_frames` stamps them, one per packet, from a
+        pass over the packets (no decoding)."""
+        step, previous = self._step(), None
         container, stream = _open(self.path)
         try:
             for packet in _leading_pts(container.demux(stream), step):
@@ -288,41 +330,98 @@ class VideoReader:
                 # As `_frames` stamps a picture without pts: the previous one's plus a frame.
                 pts = packet.pts if packet.pts is not None else (previous + step if previous is not None else 0)
                 previous = pts
-                total += 1
-                first += start_pts is not None and pts < start_pts
-                stop += end_pts is None or pts < end_pts
+                yield pts
         except av.FFmpegError:
             pass  # a damaged part ends the frames here, as it ends the reader's
         finally:
             container.close()
-        return FrameSpan(first, stop, total)
 
-    def _seek_to_start(self) -> None:
-        """Jump to the keyframe before `start`, so the frames before it need not be decoded. Some
-        files cannot seek there (FFmpeg refuses in a Matroska file whose audio starts long before
-        its video), and a failed seek leaves the demuxer at the end: such a file is opened again
-        and decoded from its beginning, where the frames before `start` are skipped all the same."""
-        try:
-            self._container.seek(int(self.start / self.info.time_base), stream=self._stream, backward=True)
-        except av.FFmpegError as e:
-            log.debug("%s: cannot seek to %ss (%s); decoding from the beginning", self.path, self.start, first_line(e))
+    def _empty_span_error(self) -> UsageError | None:
+        """The error for a start/end span that holds no frame of the video, naming where its frames
+        are (and the gap the span falls in); None when the span holds a frame or the clip none."""
+        start_pts, end_pts = self._trim_pts()
+        before: list[int] = []  # the frames' pts before the span
+        after: list[int] = []  # and after it
+        for pts in self._packet_pts():
+            if start_pts is not None and pts < start_pts:
+                before.append(pts)
+            elif end_pts is not None and pts >= end_pts:
+                after.append(pts)
+            else:
+                return None
+        if not before and not after:
+            return None
+
+        def seconds(pts: int) -> str:
+            return f"{float(pts * self.info.time_base - self.info.clip_start):.2f}"
+        if self.start is not None and self.end is not None:
+            span = f"between {self.start:g}s and {self.end:g}s"
+        else:
+            span = f"from {self.start:g}s on" if self.start is not None else f"before {self.end:g}s"
+        first, last = min(before + after), max(before + after)
+        frames = f"frames from {seconds(first)} to {seconds(last)} s" if last != first else \
+            f"one frame, at {seconds(first)} s"
+        gap = f", none from {seconds(max(before))} to {seconds(min(after))} s" if before and after else ""
+        return UsageError(f"{self.path}: no video frames {span} (the video has {frames}{gap}); {self._span_fix}")
+
+    def _go_to(self, seconds: float | None) -> bool:
+        """Put the demuxer at the keyframe before `seconds` (from the clip's start; None: at the
+        beginning), or at the beginning when that is not after the video's first frame or FFmpeg
+        cannot seek there (it refuses in a Matroska file whose audio starts long before its
+        video); whether it seeked."""
+        if seconds is not None and seconds > self.info.start_time:
+            try:
+                self._container.seek(first_pts_at(self.info.clip_start + Fraction(seconds), self.info.time_base),
+                                     stream=self._stream, backward=True)
+                self._moved = True
+                return True
+            except av.FFmpegError as e:
+                log.debug("%s: cannot seek to %ss (%s); decoding from the beginning", self.path, seconds, first_line(e))
+                self._moved = True  # a failed seek leaves the demuxer at the end
+        if self._moved:
             self._container.close()
             self._open()
+        return False
+
+    def _pictures(self, pending: _Pending, start_pts: int | None, end_pts: int | None) -> Iterator[av.VideoFrame]:
+        """The decoded pictures, from the keyframe before `start` on.
+
+        A seek lands on a keyframe where the container has an index (MP4, MKV), but on any packet
+        where FFmpeg searches its timestamps instead (MPEG-TS), and a decoder puts out nothing
+        from there to the next keyframe. So when the first picture after a seek is later than
+        `start` (the frames before it were skipped), or none comes, the reader seeks again,
+        earlier, twice as far back each time, down to decoding from the beginning.
+        """
+        def in_range(pts: int) -> bool:
+            return (start_pts is None or pts >= start_pts) and (end_pts is None or pts < end_pts)
+
+        target, back = self.start, 1.0
+        while True:
+            seeked = self._go_to(target)
+            pending.clear()
+            pictures = self._decoded(pending, in_range)
+            first = next(pictures, None)
+            if seeked and (first is None or (first.pts is not None and first.pts > start_pts)):
+                pictures.close()
+                log.debug("%s: the seek to %ss skipped frames; seeking %ss before %ss", self.path, target, back,
+                          self.start)
+                target, back = self.start - back, back * 2
+                continue
+            if first is not None:
+                yield first
+            yield from pictures
+            return
 
     def _frames(self) -> Iterator[Frame]:
-        if self.start is not None and self.start > 0:
-            self._seek_to_start()
-        stream, tb = self._stream, self.info.time_base
+        tb, clip = self.info.time_base, self.info.clip_start
         rotate = _ROTATE.get(self.info.rotation)
         start_pts, end_pts = self._trim_pts()
         step = self._step()
 
         pending = _Pending()  # packets sent to the decoder whose picture has not come out
         last: Frame | None = None
+        decoded_pts: int | None = None  # of the last picture out of the decoder
         owed: list[int] = []  # lost pts before the first good picture: filled once we have one
-
-        def in_range(p: int) -> bool:
-            return (start_pts is None or p >= start_pts) and (end_pts is None or p < end_pts)
 
         def emit(image: np.ndarray, p: int, repeated: bool) -> Frame:
             nonlocal last
@@ -332,34 +431,43 @@ class VideoReader:
             # Encoders need increasing pts: a duplicate or backwards one goes one tick after the last.
             if last is not None and p <= last.pts:
                 p = last.pts + 1
-            last = Frame(image, p, tb, 0 if last is None else last.index + 1)
+            last = Frame(image, p, tb, 0 if last is None else last.index + 1, clip)
             return last
 
-        for decoded in self._decoded(pending, in_range, step):
+        def place(p: int, image: np.ndarray | None) -> Iterator[Frame]:
+            """The frame of a picture at `p`, or the repeat for a lost packet at `p` (image None)."""
+            if image is None:
+                if last is None:
+                    owed.append(p)
+                else:
+                    yield emit(last.image, p, repeated=True)
+                return
+            for q in owed:
+                yield emit(image, q, repeated=True)
+            owed.clear()
+            yield emit(image, p, repeated=False)
+
+        for decoded in self._pictures(pending, start_pts, end_pts):
             pts = decoded.pts
             if pts is None:
-                pts = (last.pts + (decoded.duration or step)) if last else (start_pts or 0)
+                pts = (decoded_pts + (decoded.duration or step)) if decoded_pts is not None else (start_pts or 0)
             elif start_pts is not None and pts < start_pts:
                 continue
-            reorders = stream.codec_context.has_b_frames > 0
-            for lost in pending.settle(pts, reorders):
-                if last is None:
-                    owed.append(lost)
-                else:
-                    yield emit(last.image, lost, repeated=True)
             if end_pts is not None and pts >= end_pts:
                 break
+            decoded_pts = pts
             if decoded.is_corrupt:
                 self.corrupt_frames += 1
             image = self._rgb(decoded)  # rows may keep the decoder's line padding
             image = cv2.rotate(image, rotate) if rotate is not None else np.ascontiguousarray(image)
-            for p in owed:
-                yield emit(image, p, repeated=True)
-            owed.clear()
-            yield emit(image, pts, repeated=False)
-        if last is not None:
-            for lost in pending.settle(None, reorders=True):
-                yield emit(last.image, lost, repeated=True)
+            for p, picture in pending.came_out(pts, image):
+                yield from place(p, picture)
+        for p, picture in pending.drain():
+            yield from place(p, picture)
+        if last is None and not pending.sent_any and (self.start is not None or self.end is not None):
+            error = self._empty_span_error()
+            if error is not None:
+                raise error
 
     def _rgb(self, decoded: av.VideoFrame) -> np.ndarray:
         scale = self.max_side / max(decoded.width, decoded.height) if self.max_side else 1.0
@@ -368,11 +476,11 @@ class VideoReader:
         return decoded.to_ndarray(format="rgb24", width=max(1, round(decoded.width * scale)),
                                   height=max(1, round(decoded.height * scale)), interpolation="AREA")
 
-    def _decoded(self, pending: _Pending, in_range, step: int) -> Iterator[av.VideoFrame]:
+    def _decoded(self, pending: _Pending, in_range: Callable[[int], bool]) -> Iterator[av.VideoFrame]:
         """Demux and decode ourselves, so a bad packet costs one frame, not the rest of the video."""
         stream = self._stream
         try:
-            for packet in _leading_pts(self._container.demux(stream), step):
+            for packet in _leading_pts(self._container.demux(stream), self._step()):
                 if packet.size == 0:
                     continue
                 if packet.pts is not None and not packet.is_discard and in_range(packet.pts):
@@ -400,36 +508,58 @@ class VideoReader:
 
 
 class _Pending:
-    """The pts of packets sent to the decoder whose picture has not come out yet, in sending order."""
+    """Packets sent to the decoder whose picture has not come out yet, and the order their frames go in.
+
+    A decoder that reorders (B-frames) puts pictures out in presentation order, one that does not
+    in sending order, and which one a stream has cannot be told beforehand: the MP4 demuxer sets a
+    reorder delay from the file's timestamps, so a backwards timestamp makes a stream without
+    B-frames look like one. So a packet counts as lost only when both orders agree: once a picture
+    came out for a packet sent after it with a later pts (or the decoder is drained). A picture
+    that comes out while a packet sent after it with an earlier pts is pending (a B-frame, or the
+    frame after a backwards timestamp) waits for the next picture: the repeat of a lost packet goes
+    before it, a picture still to come after it.
+    """
 
     def __init__(self):
-        self._sent: list[int] = []
+        self._sent: list[int] = []  # pts, in sending order
+        self._held: tuple[int, np.ndarray] | None = None
+        self.sent_any = False  # whether any packet (of the span) went to the decoder
+
+    def clear(self) -> None:
+        self.__init__()
 
     def add(self, pts: int) -> None:
         self._sent.append(pts)
+        self.sent_any = True
 
-    def settle(self, pts: int | None, reorders: bool) -> list[int]:
-        """Take out the packet whose picture came out at `pts` (None: the decoder is drained) and
-        return, in order, the pts of packets that will now never give a picture.
-
-        A decoder that reorders (B-frames) puts pictures out in pts order, so any packet with a
-        smaller pts is lost. One that does not puts them out in sending order, so only packets
-        sent before this one are; later ones may carry a smaller pts when the file's timestamps
-        go backwards (edited files), and their pictures are still to come.
-        """
+    def came_out(self, pts: int, picture: np.ndarray) -> list[tuple[int, np.ndarray | None]]:
+        """The frames that can go out now that the picture at `pts` came out, in order: (pts,
+        picture), or (pts, None) for a packet that will never give one. A picture matching no
+        packet (its pts unknown to the container) counts as the last packet sent."""
         sent = self._sent
-        here = sent.index(pts) if pts in sent else None
-        if here is not None:
-            del sent[here]
-        if pts is None:
-            lost = list(sent)
-        elif reorders or here is None:
-            lost = [p for p in sent if p < pts]
+        here = sent.index(pts) if pts in sent else len(sent)
+        earlier, later = sent[:here], sent[here + 1:]
+        lost = [p for p in earlier if p < pts]
+        self._sent = [p for p in earlier if p >= pts] + later
+        placed = self._release(lost)
+        if any(p < pts for p in later):
+            self._held = (pts, picture)
         else:
-            lost = [p for p in sent[:here] if p < pts]
-        for p in lost:
-            sent.remove(p)
-        return sorted(lost)
+            placed.append((pts, picture))
+        return placed
+
+    def drain(self) -> list[tuple[int, np.ndarray | None]]:
+        """What is left once the decoder is drained: every pending packet is lost."""
+        lost, self._sent = self._sent, []
+        return self._release(lost)
+
+    def _release(self, lost: list[int]) -> list[tuple[int, np.ndarray | None]]:
+        """The held picture, if any, with the lost packets' repeats in pts order around it."""
+        held, self._held = self._held, None
+        repeats = [(p, None) for p in sorted(lost)]
+        if held is None:
+            return repeats
+        return [r for r in repeats if r[0] < held[0]] + [held] + [r for r in repeats if r[0] >= held[0]]
 
 
 def _leading_pts(packets: Iterator[av.Packet], step: int, limit: int = 64) -> Iterator[av.Packet]:

@@ -16,13 +16,14 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.subtitles.codeccontext
 import cv2
 import numpy as np
 
 from vidtrans.atomic import OutputClaim, check_destination, discard, publish, temp_path
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.options import EncodeOptions, spell
-from vidtrans.video.reader import local_file
+from vidtrans.video.reader import clip_start, first_pts_at, local_file
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,8 @@ _MPEG_RANGE = int(av.video.reformatter.ColorRange.MPEG)
 _JPEG_RANGE = int(av.video.reformatter.ColorRange.JPEG)
 # Containers whose PCM support (ISO 23003-5) few players read: re-encode PCM audio to AAC there.
 _NO_PCM = {"mp4", "ipod", "3gp", "3g2", "psp"}
-# Where the warnings about a stream the output cannot hold point: Matroska holds every codec here.
+# Where the warnings about a stream the output cannot hold point: Matroska holds every codec here
+# (audio it cannot hold is re-encoded, text subtitles converted to ASS).
 _KEEPS_ALL = "a Matroska (.mkv) file"
 # The containers whose muxers write chapters (avi, flv and mpegts have none).
 _CHAPTER_FORMATS = {"matroska", "webm", "mp4", "mov", "ipod", "3gp", "3g2", "ismv", "f4v", "nut"}
@@ -165,7 +167,8 @@ class SourceMedia:
     """What an output takes from its input besides the frames: the audio and subtitle streams of
     `path` (copied with their language, title and disposition), its attachments (into Matroska),
     its title and other tags, and its chapters; and the span of source time kept, [start, end) in
-    seconds (None: from the beginning, to the end). `start` becomes time 0 in the output."""
+    seconds from the clip's start (`reader.clip_start`; None: from the beginning, to the end).
+    `start` becomes time 0 in the output, else the clip's start."""
 
     path: str | os.PathLike | None = None
     start: float | None = None
@@ -228,20 +231,20 @@ class _Muxer:
         codec, options = check_output_settings(dst, encode)
         self.width, self.height = width, height
         self.time_base = Fraction(time_base)
-        self.start, self.end = source.start, source.end
-        self._origin: Fraction | float = self.start or 0  # source time that becomes 0 in the output
+        self._place_span(Fraction(0), source)
         self._src: av.container.InputContainer | None = None
         self._audio: Iterator[av.Packet] = iter(())
         self._next_audio: av.Packet | None = None
         self._copy: dict[int, av.stream.Stream] = {}
-        self._transcode: dict[int, tuple[av.stream.Stream, av.stream.Stream]] = {}
+        self._transcode: dict[int, tuple[av.stream.Stream, av.stream.Stream]] = {}  # audio
+        self._cues: dict[int, tuple[av.stream.Stream, av.stream.Stream]] = {}  # subtitles converted to ASS
         self.left_out: list[str] = []
         self._out: av.container.OutputContainer | None = None
         try:
             self._out = av.open(target, "w", format=None if isinstance(target, str) else _container_format(dst))
             self._add_video(codec, options, encode.pix_fmt, fps, encode.threads)
             if source.path is not None:
-                self._add_source(Path(source.path))
+                self._add_source(Path(source.path), source)
         except (av.FFmpegError, ValueError, OSError) as e:
             self.close_quietly()
             raise VidtransError(f"{self.dst}: cannot set up the output ({first_line(e)}); "
@@ -249,6 +252,15 @@ class _Muxer:
         except BaseException:
             self.close_quietly()
             raise
+
+    def _place_span(self, clip: Fraction, source: SourceMedia) -> None:
+        """Put the span kept, `start` and `end` (source times, None: open), and the output's time 0
+        (`_origin`) in the source's own timestamps, for a source clip that starts at `clip` there."""
+        self.start = None if source.start is None else clip + Fraction(source.start)
+        self.end = None if source.end is None else clip + Fraction(source.end)
+        self._origin: Fraction = clip if self.start is None else self.start
+        # The video frames kept, in pts, as the reader counts them (its frames are the ones written).
+        self._span_pts = tuple(None if t is None else first_pts_at(t, self.time_base) for t in (self.start, self.end))
 
     def _add_video(self, codec: str, options: dict[str, str], pix_fmt: str, fps: float, threads: int) -> None:
         ctb = self.time_base
@@ -301,7 +313,7 @@ class _Muxer:
         except av.FFmpegError:
             return int(bool(need_w)), int(bool(need_h))
 
-    def _add_source(self, src: Path) -> None:
+    def _add_source(self, src: Path, source: SourceMedia) -> None:
         """The source's streams other than the video translated, its tags and its chapters, where
         the output container can hold them; what it cannot is left out with one warning per kind
         (`left_out`). Attachment and data streams have no codec, and data (timecode, telemetry,
@@ -310,6 +322,7 @@ class _Muxer:
             self._src = av.open(local_file(src), metadata_errors="ignore")
         except (av.FFmpegError, OSError) as e:
             raise VidtransError(f"{src}: cannot read audio from it ({first_line(e)}); pass a readable video") from e
+        self._place_span(clip_start(self._src), source)
         holdable = self._out.supported_codecs
         fmt = self._out.format.name
         kind_of_file = f"a {self.dst.suffix or fmt} file"
@@ -334,12 +347,19 @@ class _Muxer:
                     log.info("%s: audio %s re-encoded to %s for %s", src, name, codec, self.dst.suffix)
             elif s.type == "subtitle":
                 name = s.codec_context.name
-                if name not in holdable:
+                if name in holdable:
+                    out = self._out.add_stream_from_template(s)
+                    self._copy[s.index] = out
+                elif (out := self._ass_stream_for(s, holdable)) is not None:
+                    self._cues[s.index] = (s, out)
+                    log.info("%s: %s subtitles converted to ASS for %s", src, name, self.dst.suffix)
+                else:
+                    # Matroska holds every subtitle codec FFmpeg reads, converting text ones to ASS
+                    # (where PyAV can): the input's own kind of file holds what it cannot.
+                    keeper = f"a file like {src.name}" if fmt == "matroska" else _KEEPS_ALL
                     self.left_out.append(f"{src}: its {name} subtitles cannot go into {kind_of_file} and are left "
-                                         f"out; {_KEEPS_ALL} keeps them")
+                                         f"out; {keeper} keeps them")
                     continue
-                out = self._out.add_stream_from_template(s)
-                self._copy[s.index] = out
             else:
                 # The MP4/MOV demuxer marks its chapter text tracks "never read": they come as chapters.
                 if s is not translated and s.discard != av.stream.Discard.all:
@@ -359,6 +379,21 @@ class _Muxer:
         elif chapters:
             self.left_out.append(f"{src}: its {_count(len(chapters), 'chapter')} cannot go into {kind_of_file} and "
                                  f"{_are(len(chapters))} left out; a .mkv, .mp4 or .mov file keeps them")
+
+    def _ass_stream_for(self, s: av.stream.Stream, holdable: set[str]) -> av.stream.Stream | None:
+        """The ASS stream the text subtitles of `s` are converted into, cue by cue, when the output
+        holds ASS but not their codec (MP4's mov_text into Matroska, as `ffmpeg` converts them):
+        FFmpeg's text subtitle decoders give each cue as an ASS event, with its styling, and an ASS
+        header with the source's default style. None for bitmap subtitles, where ASS cannot go,
+        and with a PyAV too old to encode subtitles."""
+        decoder = s.codec_context
+        if ("ass" not in holdable or decoder.codec is None or not decoder.codec.text_sub
+                or not hasattr(av.subtitles.codeccontext.SubtitleCodecContext, "encode_subtitle")):
+            return None
+        decoder.open(strict=False)  # makes its ASS header
+        out = self._out.add_stream("ass")
+        out.codec_context.subtitle_header = decoder.subtitle_header
+        return out
 
     def _add_others(self, src: Path, others: dict[str, list[av.stream.Stream]], kind_of_file: str) -> None:
         """Attachments (fonts for ASS subtitles, cover art) go into Matroska; every other kind is
@@ -422,10 +457,13 @@ class VideoWriter(_Muxer):
     """Encode frames with `write(image, pts)`, then `close()` (or `abort()`).
 
     Timestamps: frames keep the pts they are given, in `time_base` (which also becomes the output
-    video stream's time base), so variable-frame-rate input survives. With `source.start`
-    (seconds), video and audio are shifted together so it becomes time 0 in the output; frames and
-    audio before `source.start` or at/after `source.end` are dropped. Pass the reader's original
-    pts, not renumbered ones.
+    video stream's time base), so variable-frame-rate input survives. The output starts at
+    `source.start` (seconds from the source clip's start), else at the clip's start (0 in nearly
+    every file; a broadcast recording's first timestamp, e.g. 10000 s, see `reader.clip_start`):
+    video, audio, subtitles and chapters are shifted together so it becomes time 0; frames and
+    audio before `source.start` or at/after `source.end` are dropped (the audio packet playing at
+    `source.start` is kept, see `_plays_in_span`). Pass the reader's original pts, not renumbered
+    ones.
     A pts that does not increase (duplicate or backwards timestamps, common in screen recordings
     and edited files) is moved to one tick after the previous frame's: every frame is kept. When
     the first frame's pts is negative (and there is no `start`), video and audio are shifted
@@ -436,8 +474,9 @@ class VideoWriter(_Muxer):
 
     Audio and subtitle streams of `source.path` are copied without re-encoding, with their language,
     title and disposition, interleaved by time as video is written (read lazily, so memory stays
-    flat); audio the output container cannot hold (or PCM into .mp4) is re-encoded to AAC;
-    subtitles it cannot hold are left out with a warning. Attachments go into Matroska; data
+    flat); audio the output container cannot hold (or PCM into .mp4) is re-encoded to AAC; text
+    subtitles Matroska cannot hold (mov_text) are converted to ASS there; other subtitles the
+    container cannot hold are left out with a warning. Attachments go into Matroska; data
     streams (timecode, telemetry) are left out with a warning. The source's title and other tags
     are copied, and its chapters (cut to [start, end) and shifted with the video) where the
     container holds chapters.
@@ -495,7 +534,8 @@ class VideoWriter(_Muxer):
             raise ValueError(f"expected uint8 image of shape {(self.height, self.width, 3)}, "
                              f"got {image.dtype} {image.shape}")
         t = float(pts * self.time_base)
-        if (self.start is not None and t < self.start) or (self.end is not None and t >= self.end):
+        first, stop = self._span_pts
+        if (first is not None and pts < first) or (stop is not None and pts >= stop):
             return
         if self._last_pts is None:
             if self.start is None and pts < 0:
@@ -537,7 +577,7 @@ class VideoWriter(_Muxer):
 
     def _offset(self, time_base: Fraction) -> int:
         """The output's time 0 in ticks of `time_base`: subtracted from every stream, keeping them in sync."""
-        return round(self._origin / time_base) if self._origin else 0
+        return round(self._origin / time_base)
 
     def _pump_audio(self, until: float | None) -> None:
         """Mux source audio/subtitle packets up to video time `until` (None: all that is left)."""
@@ -559,8 +599,7 @@ class VideoWriter(_Muxer):
             if t is not None and packet.stream.type == "subtitle":
                 if not self._cue_in_span(packet, t):
                     continue
-            elif t is not None and ((self.start is not None and t < self.start)
-                                    or (self.end is not None and t >= self.end)):
+            elif t is not None and not self._plays_in_span(packet, t):
                 continue
             offset = self._offset(packet.time_base)
             if packet.pts is not None:
@@ -571,8 +610,20 @@ class VideoWriter(_Muxer):
             if index in self._copy:
                 packet.stream = self._copy[index]
                 self._out.mux(packet)
+            elif index in self._cues:
+                self._convert_cue(*self._cues[index], packet)
             else:
                 self._encode_audio(*self._transcode[index], packet)
+
+    def _plays_in_span(self, packet: av.Packet, t: float) -> bool:
+        """Whether an audio packet starting at `t` plays in [start, end). The one playing at
+        `start` is kept whole, starting before the output's time 0, so the output has no silence at
+        its start (up to an AAC frame, 64 ms at 16 kHz): MP4 and MOV hide the part before 0 with
+        an edit list, as `ffmpeg -ss` does; in Matroska, which cannot store times before 0 (beyond
+        an audio codec's delay), FFmpeg starts all streams that much later together, as for any
+        audio that starts before the video."""
+        ends = t + float(packet.duration * packet.time_base) if packet.duration else t
+        return (self.start is None or t >= self.start or ends > self.start) and (self.end is None or t < self.end)
 
     def _cue_in_span(self, packet: av.Packet, t: float) -> bool:
         """Trims a subtitle cue shown from `t` to the output's span: one already on screen at `start`
@@ -589,6 +640,19 @@ class VideoWriter(_Muxer):
         packet.pts = packet.dts = round(begin / time_base)
         packet.duration = max(1, round((finish - begin) / time_base))
         return True
+
+    def _convert_cue(self, src: av.stream.Stream, out: av.stream.Stream, packet: av.Packet) -> None:
+        """Mux a subtitle cue of `src` into the ASS stream `out`, at the packet's (cut) time."""
+        try:
+            cue = src.codec_context.decode2(packet)
+        except av.FFmpegError:
+            return  # a damaged cue: left out, as a player would skip it
+        if cue is None or not len(cue):
+            return  # MP4 fills the time between cues with empty ones
+        converted = out.codec_context.encode_subtitle(cue)
+        converted.pts = converted.dts = packet.pts
+        converted.duration, converted.time_base, converted.stream = packet.duration, packet.time_base, out
+        self._out.mux(converted)
 
     def _encode_audio(self, src: av.stream.Stream, out: av.stream.Stream, packet: av.Packet | None) -> None:
         try:

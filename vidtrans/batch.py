@@ -70,6 +70,10 @@ class ClipResult:
     frames: int = 0
     seconds: float = 0.0
     error: str | None = None
+    # Pose models: frames in which nobody was found (None where nobody looked: RGB models, pose-map
+    # input), and, when that is most of them, what `run` would warn about (see `no_person_warning`).
+    frames_without_person: int | None = None
+    warning: str | None = None
 
     @property
     def fps(self) -> float:
@@ -77,7 +81,8 @@ class ClipResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"input": self.input, "output": self.output, "status": self.status, "frames": self.frames,
-                "seconds": round(self.seconds, 3), "fps": round(self.fps, 3), "error": self.error}
+                "seconds": round(self.seconds, 3), "fps": round(self.fps, 3), "error": self.error,
+                "frames_without_person": self.frames_without_person, "warning": self.warning}
 
 
 @dataclass
@@ -300,7 +305,7 @@ class Manifest:
     relative to INPUT_DIR (posix), **record}, and the last line of a clip wins. A record has status
     ("running", "done" or "failed"), output (relative to OUTPUT_DIR), owned (whether a file at
     output is ours to replace), input (fingerprint), options, model_sha256, and frames, seconds,
-    output_size or error, and finished (UTC ISO time).
+    frames_without_person, warning and output_size, or error, and finished (UTC ISO time).
 
     An update appends and syncs one line, so the bytes written grow with the number of updates
     (rewriting a whole JSON file per update grew with their square: 0.7 GB for 1,000 clips). On
@@ -525,7 +530,8 @@ def translate_folder(
     `translate_folder("clips/", "out/", "pose2person", workers=2, smoothing="flow")`.
 
     Failures do not stop the batch: a clip that cannot be translated gets status "failed" and a
-    one-line error in the report. Raises BatchUsageError for bad folders or options.
+    one-line error in the report. A clip with nobody in most of its frames is translated, and its
+    row gets the `warning` `vidtrans run` gives. Raises BatchUsageError for bad folders or options.
     """
     from vidtrans.models.checkpoint import check_size, model_files, resolve, weights_sha256
 
@@ -694,7 +700,9 @@ def _plan(clips: list[Path], input_dir: Path, output_dir: Path, suffix: str | No
         if refused.error:
             results[rel] = refused
         elif not overwrite and record and _finished(record, print_, settings, weights, out_rel, dst):
-            results[rel] = ClipResult(str(src), str(dst), "skipped", frames=record.get("frames", 0))
+            results[rel] = ClipResult(str(src), str(dst), "skipped", frames=record.get("frames", 0),
+                                      frames_without_person=record.get("frames_without_person"),
+                                      warning=record.get("warning"))
         elif not ours and dst.is_file():
             # Also every output of a batch whose manifest was deleted: say how to go on.
             refused.error = (f"{dst}: already exists and the batch manifest does not record it as this batch's "
@@ -777,11 +785,12 @@ class _Runner:
                 "model_sha256": self.weights}
         try:
             self.manifest.record(job.rel, status="running", **base)
-            frames, seconds = worker.translate(job, progress)
+            outcome = worker.translate(job, progress)
             _check_unchanged(job)
-            result.status, result.frames, result.seconds = "done", frames, seconds
-            self.manifest.record(job.rel, status="done", **{**base, "owned": True}, frames=frames,
-                                 seconds=round(seconds, 3), output_size=job.dst.stat().st_size, finished=_now())
+            result = dataclasses.replace(result, status="done", **outcome)
+            self.manifest.record(job.rel, status="done", **{**base, "owned": True},
+                                 **{**outcome, "seconds": round(result.seconds, 3)},
+                                 output_size=job.dst.stat().st_size, finished=_now())
         except _Cancelled:
             raise
         except Exception as e:  # noqa: BLE001 - one broken clip must not stop the batch
@@ -816,15 +825,31 @@ def _check_unchanged(job: _Job) -> None:
 # --- workers: where a clip is translated -----------------------------------------------------------
 
 
-def _translate_clip(job: _Job, model: SharedModel, options: RunOptions, progress) -> tuple[int, float]:
-    """The work on one clip, wherever it runs: (frames written, seconds)."""
+def _translate_clip(job: _Job, model: SharedModel, options: RunOptions, progress) -> dict[str, Any]:
+    """The work on one clip, wherever it runs: what its ClipResult gets (frames written, seconds,
+    frames_without_person, warning)."""
     try:
         job.dst.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise VidtransError(f"{job.dst.parent}: cannot create the output folder ({e.strerror or e}); check that "
                             "the output folder is writable") from e
     summary = translate_video(job.src, job.dst, model, options, overwrite=job.overwrite, progress=progress)
-    return summary.frames, summary.seconds
+    return {"frames": summary.frames, "seconds": summary.seconds,
+            "frames_without_person": summary.frames_without_person,
+            "warning": no_person_warning(summary.frames_without_person, summary.frames,
+                                         getattr(model, "background", None) is not None)}
+
+
+def no_person_warning(frames_without_person: int | None, frames: int, background: bool) -> str | None:
+    """What to tell about a translated clip in which nobody was found in most frames (None when a
+    person was found in most): the translation worked, but its output is probably not what was
+    wanted. `background`: whether the model shows its target's empty scene there."""
+    if not frames_without_person or 2 * frames_without_person <= frames:
+        return None
+    shown = ("the output shows the target's empty scene there" if background
+             else "the output there is the model's guess from an empty pose map")
+    return (f"no person found in {frames_without_person} of {frames} frames; {shown}; use a clip where the whole "
+            "body is visible")
 
 
 class _LocalWorker:
@@ -835,7 +860,7 @@ class _LocalWorker:
         self.model_name, self.precision, self.backend = model.name, model.precision, model.backend
         self._model, self._options = model, options
 
-    def translate(self, job: _Job, progress) -> tuple[int, float]:
+    def translate(self, job: _Job, progress) -> dict[str, Any]:
         return _translate_clip(job, self._model, self._options, progress)
 
 
@@ -888,7 +913,7 @@ class _ClipActor:
                 "backend": self._model.backend, "where": f"{self._model.device} on {self._node}"}
 
     def translate(self, job: _Job) -> tuple:
-        """("done", frames, seconds), ("failed", one line) or ("stopped",)."""
+        """("done", what `_translate_clip` gives), ("failed", one line) or ("stopped",)."""
         def progress(done: int, total: int, phase: str) -> None:
             if self._stop.is_set():
                 raise _Cancelled()
@@ -898,7 +923,7 @@ class _ClipActor:
             if not job.src.exists():
                 raise VidtransError(f"{job.src}: not found on Ray {self._node}; every node must reach the input "
                                     "folder at the same path")
-            return ("done", *_translate_clip(job, self._model, self._options, progress))
+            return ("done", _translate_clip(job, self._model, self._options, progress))
         except _Cancelled:
             return ("stopped",)
         except Exception as e:  # noqa: BLE001 - one broken clip must not stop the batch
@@ -920,7 +945,7 @@ class _RayWorker:
         self.model_name, self.precision, self.backend = facts["name"], facts["precision"], facts["backend"]
         self._actor = actor
 
-    def translate(self, job: _Job, progress) -> tuple[int, float]:
+    def translate(self, job: _Job, progress) -> dict[str, Any]:
         import ray
 
         # Absolute paths: an actor's working folder is not this process's.
@@ -950,7 +975,7 @@ class _RayWorker:
         if not job.dst.is_file():
             raise VidtransError(f"{job.dst}: written by {self.name} but not found here; every Ray node must "
                                 "reach the output folder at the same path")
-        return result[1], result[2]
+        return result[1]
 
 
 @contextlib.contextmanager

@@ -177,16 +177,19 @@ def _root(
 
 @app.command()
 def models() -> None:
-    """List the models found by name: architecture, native size, input kind, size on disk, path."""
-    from vidtrans.models.checkpoint import (available_models, check_has_weights, check_model_files, model_search_path,
-                                            read_card)
+    """List the models found by name: architecture, native size, what they take (rgb frames, or body or whole-body pose maps; temporal: also their own previous output), the size of their own files (not training state or samples), path."""
+    from vidtrans.models.checkpoint import (available_models, check_has_weights, check_model_files, model_files,
+                                            model_search_path, read_card)
+    from vidtrans.pose import PoseStyle
 
-    table = Table("name", "architecture", "native size", "input", "size", "path")
+    table = Table("name", "architecture", "native size", "input", "temporal", "size", "path")
     for column in table.columns:
         column.overflow = "fold"  # wrapped on a narrow terminal, never cut short: a cut path is no use
     problems = []
     for folder in available_models():
-        size = f"{sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) / 2**20:.1f} MiB"
+        # What loading reads: a folder may also hold training state (train_state.pt, several times
+        # the weights) and samples, which the model does not need.
+        size = f"{sum(f.stat().st_size for f in model_files(folder) if f.is_file()) / 2**20:.1f} MiB"
         what = "unusable card"
         try:
             card = read_card(folder)
@@ -196,11 +199,14 @@ def models() -> None:
             check_model_files(folder, card)
         except VidtransError as e:  # one unusable model must not hide the good ones
             problems.append(str(e))
-            table.add_row(folder.name, what, "-", "-", size, str(folder))
+            table.add_row(folder.name, what, "-", "-", "-", size, str(folder))
             continue
         height, width = card.native_size
-        table.add_row(folder.name, f"{card.architecture} ngf {card.ngf}", f"{width}x{height}", card.input_kind,
-                      size, str(folder))
+        expects = card.input_kind
+        if card.input_kind == "pose":
+            expects += " (whole body)" if PoseStyle.for_card(card).whole_body else " (body)"
+        table.add_row(folder.name, f"{card.architecture} ngf {card.ngf}", f"{width}x{height}", expects,
+                      "yes" if card.temporal else "no", size, str(folder))
     out = Console()
     if not out.is_terminal:
         out.width = 1 << 16  # piped: one line per model, whatever the lengths, for grep and scripts

@@ -18,7 +18,8 @@ from vidtrans.batch import BatchListener, BatchReport, ClipResult
 
 class RichDisplay(BatchListener):
     """Overall bars (clips, frames) and one line per worker saying what it does; on a console that is
-    not a terminal (a log file), one line per translated or failed clip instead."""
+    not a terminal (a log file), one line per translated or failed clip instead. A clip translated
+    with nobody in most frames gets a warning line either way, worded as `vidtrans run` words it."""
 
     def __init__(self, console):
         self.console = console
@@ -65,7 +66,15 @@ class RichDisplay(BatchListener):
             self.bar.update(self._workers[worker], info="idle")
         if not self.console.is_terminal and result.status != "skipped":
             how = f"{result.frames} frames in {result.seconds:.1f} s" if result.status == "done" else result.error
-            self.console.print(f"{result.status} {result.input}: {how}", highlight=False, soft_wrap=True)
+            if result.status == "done" and result.frames_without_person:
+                how += f"; no person in {result.frames_without_person} of {result.frames} frames"
+            self.console.print(f"{result.status} {result.input}: {how}", markup=False, highlight=False,
+                               soft_wrap=True)
+        # Skipped clips were warned about when they were translated (their report rows keep it).
+        if result.status == "done" and result.warning:
+            # Through the console, which prints above the bars on a terminal.
+            self.console.print(f"vidtrans: warning: {result.input}: {result.warning}", markup=False,
+                               highlight=False, soft_wrap=True)
 
 
 def summary_tables(report: BatchReport) -> list:

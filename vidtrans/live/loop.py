@@ -114,9 +114,10 @@ def run_live(
     interrupts the start-up instead (KeyboardInterrupt, as during model loading). A run that showed
     no frame writes neither `record` nor `stats` (an existing file stays as it was): there is
     nothing to record or describe. `record` and `stats` are refused (UsageError) when they name
-    the camera's file, each other, or an existing file (unless `overwrite`). `on_start` gets a
-    description of the session (camera, size, fps, url) when the first frame arrives; `on_frame`
-    gets every shown frame with the statistics so far.
+    the camera's file, each other, or an existing file (unless `overwrite`), and `record` unless it
+    is a .mp4, .mkv or .mov file; so are `window` without a display and a `serve` host that is not
+    this machine's. `on_start` gets a description of the session (camera, size, fps, url) when the
+    first frame arrives; `on_frame` gets every shown frame with the statistics so far.
     """
     options = (options or LiveOptions()).replace(**changes)
     camera = Camera(source, size=options.capture_size, loop=options.loop)

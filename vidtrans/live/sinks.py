@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
+import socket
 import sys
 import threading
 from collections.abc import Iterable
@@ -21,14 +23,16 @@ import cv2
 import numpy as np
 
 from vidtrans.errors import UsageError, VidtransError, first_line
-from vidtrans.options import EncodeOptions, LiveOptions
+from vidtrans.options import EncodeOptions, LiveOptions, spell
 from vidtrans.video import VideoWriter, check_destination, check_output_settings
 
 WINDOW_TITLE = "vidtrans live"
 _JPEG_QUALITY = 80
 # ultrafast: recording shares the CPU with the model and must not cost frames.
 _RECORD_ENCODE = EncodeOptions(preset="ultrafast", crf=20)
-# Containers that hold the recording's H.264, for the message refusing one that cannot.
+# The containers a recording goes to: they hold H.264 with the capture times as timestamps.
+# Others either cannot hold H.264 (.webm) or keep no timestamps of their own (.avi: its frames
+# come at one fixed rate, and millisecond capture times make a broken file of 1000 fps).
 _RECORD_SUFFIXES = (".mp4", ".mkv", ".mov")
 
 
@@ -94,22 +98,29 @@ def draw_hud(image: np.ndarray, lines: Iterable[str]) -> np.ndarray:
     return out
 
 
+def _without_window() -> str:
+    """How to run live without its preview window, as the caller spells options (flags on the
+    command line, field names in Python)."""
+    return (f"run with {spell('window=False')} and watch through {spell('serve')}, {spell('record')} or "
+            f"{spell('virtual_cam')}")
+
+
 class PreviewWindow:
     """An OpenCV window with the HUD; `show` returns the action of the key pressed."""
 
     _KEYS = {ord("q"): "quit", 27: "quit", ord(" "): "pause", ord("v"): "view", ord("s"): "snapshot"}
 
     def __init__(self) -> None:
+        # The window is asked for (it is the default) where there can be none: the options make no
+        # sense here, as a UsageError says (the CLI exits 2).
         if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             # Without a display Qt aborts the whole process rather than raising.
-            raise VidtransError("no display for the preview window (DISPLAY is not set); "
-                                "run without the preview window: --no-window (in Python: window=False)")
+            raise UsageError(f"no display for the preview window (DISPLAY is not set); {_without_window()}")
         try:
             cv2.namedWindow(WINDOW_TITLE, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
         except cv2.error as e:
-            raise VidtransError("this OpenCV has no window support (opencv-python-headless?); run without the "
-                                "preview window: --no-window (in Python: window=False), or install "
-                                "opencv-python") from e
+            raise UsageError(f"this OpenCV has no window support (opencv-python-headless?); {_without_window()}, "
+                             "or install opencv-python") from e
         self.opened = False
 
     def show(self, shown: Shown) -> str | None:
@@ -170,24 +181,15 @@ class Recorder:
 
 
 def _check_recording_name(path: Path) -> None:
-    """UsageError unless a file named like `path` can hold the recording. Where the extension is the
-    problem, the fix is another extension: the general check would also suggest other codecs, and
+    """UsageError unless `path` names a file the recording can go to: one of _RECORD_SUFFIXES, that
+    this FFmpeg can write H.264 into (`check_output_settings`). The fix offered is the extension:
     live has no --codec (it records H.264, the one it can encode as fast as the camera delivers)."""
-    try:
-        check_output_settings(path, _RECORD_ENCODE)
-    except UsageError:
-        if not path.suffix or not _records_into(_RECORD_SUFFIXES[0]):
-            raise  # no extension, or the encoder itself refuses: the general message says which
-        raise UsageError(f"{path}: a {path.suffix} file cannot hold libx264 video (live records H.264 only); "
-                         f"record to {', '.join(_RECORD_SUFFIXES[:-1])} or {_RECORD_SUFFIXES[-1]} instead") from None
-
-
-def _records_into(suffix: str) -> bool:
-    try:
-        check_output_settings(f"recording{suffix}", _RECORD_ENCODE)
-    except UsageError:
-        return False
-    return True
+    if path.suffix.lower() not in _RECORD_SUFFIXES:
+        kind = f"a {path.suffix} file" if path.suffix else "a file without an extension"
+        raise UsageError(f"{spell('record')} {path}: live records H.264 with the capture times only into "
+                         f"{', '.join(_RECORD_SUFFIXES[:-1])} or {_RECORD_SUFFIXES[-1]} files, not {kind}; "
+                         f"record to {path.with_suffix(_RECORD_SUFFIXES[0])} instead")
+    check_output_settings(path, _RECORD_ENCODE)  # the encoder itself may be missing
 
 
 class VirtualCamera:
@@ -197,7 +199,7 @@ class VirtualCamera:
         try:
             import pyvirtualcam
         except ImportError as e:
-            raise VidtransError("virtual_cam needs pyvirtualcam: pip install 'vidtrans[live]'") from e
+            raise VidtransError(f"{spell('virtual_cam')} needs pyvirtualcam: pip install 'vidtrans[live]'") from e
         self.module = pyvirtualcam
         self.camera = None
 
@@ -210,8 +212,8 @@ class VirtualCamera:
                 self.camera = self.module.Camera(width=width, height=height, fps=max(1.0, shown.fps),
                                                  fmt=self.module.PixelFormat.RGB)
             except Exception as e:  # pyvirtualcam raises RuntimeError or backend-specific errors
-                raise VidtransError(f"virtual_cam: no virtual camera available ({first_line(e)}); on Linux load "
-                                    "v4l2loopback (modprobe v4l2loopback), elsewhere install OBS") from e
+                raise VidtransError(f"{spell('virtual_cam')}: no virtual camera available ({first_line(e)}); on "
+                                    "Linux load v4l2loopback (modprobe v4l2loopback), elsewhere install OBS") from e
         self.camera.send(np.ascontiguousarray(letterbox(shown.image, self.camera.width, self.camera.height)))
 
     def close(self, completed: bool) -> None:
@@ -274,8 +276,14 @@ class MjpegServer:
         try:
             self.httpd = ThreadingHTTPServer((host, port), Handler)
         except OSError as e:
-            raise VidtransError(f"serve {host}:{port}: cannot listen there ({e.strerror}); "
-                                "choose another port") from e
+            where = f"{spell('serve')} {host}:{port}: cannot listen"
+            if isinstance(e, socket.gaierror) or e.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                # A host that can never be listened on here is a bad option value (UsageError); a
+                # port that is taken may be free next time.
+                raise UsageError(f"{where} on host {host} ({e.strerror}): not an IPv4 address or name of this "
+                                 "machine; give one that is, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (all "
+                                 "its networks)") from None
+            raise VidtransError(f"{where} there ({e.strerror}); choose another port") from e
         self.httpd.daemon_threads = True
         self.host, self.port = host, self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="vidtrans-serve", daemon=True)

@@ -177,8 +177,11 @@ def test_a_training_state_from_before_the_recipe_resumes_as_it_was(source, tmp_p
         prepare_training(folder, TrainOptions(resume=True, d_scales=2), synthetic=True, names=names)
     with pytest.raises(VidtransError, match="face_d=True differs from the checkpoint, trained with face_d=False; use face_d=False"):
         Trainer(source, folder, TrainConfig(iterations=2, **{**TINY, "d_scales": 1}), card(), device="cpu", resume=True)
-    # Settings that do not shape the networks may change.
-    config = TrainConfig(iterations=2, **{**TINY, **RECIPE_OFF, "lambda_feat": 10.0})
+    # Nor may the objective: the state recorded none of the recipe's terms, so they were off.
+    with pytest.raises(VidtransError, match="lambda_feat 10.0 differs from the checkpoint's 0.0; use lambda_feat 0.0"):
+        Trainer(source, folder, TrainConfig(iterations=2, **{**TINY, **RECIPE_OFF, "lambda_feat": 10.0}), card(),
+                device="cpu", resume=True)
+    config = TrainConfig(iterations=2, **{**TINY, **RECIPE_OFF})
     resumed = Trainer(source, folder, config, card(), device="cpu", resume=True)
     assert resumed.iteration == 1 and resumed.netD_face is None and len(resumed.netD.scales) == 1
     assert same(weights(resumed.netD), weights(old_run.netD))

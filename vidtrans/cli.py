@@ -17,6 +17,7 @@ from typing import Annotated, Any, Optional
 import typer
 from typer._click import exceptions as click_exceptions
 from typer._click import globals as click_globals
+from typer._click.core import ParameterSource
 from typer.core import TyperOption
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -360,9 +361,12 @@ def train(
     from vidtrans.train.trainer import Trainer
 
     iterations, validate_every = options.iterations, options.validate_every
+    # A flag left out is taken from the checkpoint --resume continues; one given must agree with it.
+    context = click_globals.get_current_context()
+    given = {name for name in context.params if context.get_parameter_source(name) != ParameterSource.DEFAULT}
     with _progress(f"{target.name} poses" if target else "training data") as update:
         source, config, card = prepare_training(output, options, target=target, data=data, synthetic=synthetic,
-                                                progress=update, names=flag_names(TrainOptions))
+                                                progress=update, names=flag_names(TrainOptions), given=given)
     columns = [TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
                TimeRemainingColumn()]
     with Progress(*columns, console=console, disable=not console.is_terminal) as bar:

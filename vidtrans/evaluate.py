@@ -306,7 +306,11 @@ def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
     wanted = max_frames(model) if frames is None else frames
     with VideoReader(video, start=start) as reader:
         info = reader.info
-        if crop[0] + crop[2] > info.width or crop[1] + crop[2] > info.height:
+        left, top, side = crop
+        # Training's square lies in the frame, or (a body taller than the frame is wide) holds all of
+        # the frame along the sides shorter than the square, filled past them (train.data.crop_square).
+        if not all(min(0, length - side) <= offset <= max(0, length - side)
+                   for offset, length in ((left, info.width), (top, info.height))):
             raise VidtransError(f"{video}: {info.width}x{info.height}, smaller than the square {model.name} was "
                                 f"trained on; pass the video it was trained on")
         for frame in reader:

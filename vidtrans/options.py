@@ -422,15 +422,16 @@ class TrainOptions(_Options):
     values against each other and against a checkpoint being resumed)."""
 
     iterations: int = option(2000, "Training iterations (each one batch).")
-    batch_size: int = option(1, "Samples per iteration (per process under torchrun).")
+    batch_size: int = option(1, "Samples per iteration (per process under torchrun); with --resume, the checkpoint's.")
     architecture: str | None = option(None, "unet_256 (default), unet_128, resnet_9blocks or resnet_6blocks; with "
                                       "--resume, the checkpoint's.", flag="--arch")
     ngf: int | None = option(None, "Generator width (default 64; with --resume, the checkpoint's).")
     ndf: int | None = option(None, "Discriminator width (default 64; with --resume, the checkpoint's).")
     size: int | None = option(None, "Training resolution, square (default 256; a multiple of what --arch needs; "
                               "with --resume, the checkpoint's).")
-    lr: float = option(2e-4, "Adam learning rate (decays linearly to 0 over the second half).")
-    lambda_l1: float = option(100.0, "Weight of the L1 loss against the GAN loss.")
+    lr: float = option(2e-4, "Adam learning rate (decays linearly to 0 over the second half); with --resume, the "
+                           "checkpoint's.")
+    lambda_l1: float = option(100.0, "Weight of the L1 loss against the GAN loss; with --resume, the checkpoint's.")
     device: str = option("auto", "auto, cpu, cuda or cuda:N (torchrun picks cuda:LOCAL_RANK).")
     resume: bool = option(False, "Continue from the checkpoint in --output.")
     overwrite: bool = option(False, "Start over when --output holds a checkpoint: its files are deleted when the "
@@ -438,12 +439,13 @@ class TrainOptions(_Options):
     save_every: int = option(500, "Write the checkpoint every N iterations.")
     validate_every: int = option(500, "Score the held-out split (SSIM/PSNR) and save a sample grid every N "
                                  "iterations.")
-    seed: int = option(0, "Random seed.")
+    seed: int = option(0, "Random seed; with --resume, the checkpoint's.")
     input_kind: InputKind = option(InputKind.RGB, "With --data: rgb, or pose when A images are pose maps.")
     direction: Direction = option(Direction.A_TO_B, "With --data: AtoB or BtoA.")
     train_pose: TrainPose = option(TrainPose.EXACT, "With --synthetic, pose maps from: exact keypoints, detected "
                                    "ones (what run sees: MediaPipe on the rendered dances, detected once and cached), "
-                                   "or noisy (exact plus the detector's measured error).")
+                                   "or noisy (exact plus the detector's measured error); with --resume, the "
+                                   "checkpoint's.")
     whole_body: bool | None = option(None, "Pose maps of the whole body: the face's points and the hands drawn too "
                                      "(ControlNet's openpose_full look; MediaPipe Holistic finds them every other "
                                      "frame, at about 1.5x the body-only detection time). Default: off; with --resume, the "
@@ -452,13 +454,15 @@ class TrainOptions(_Options):
     # The recipe (pix2pixHD, Everybody Dance Now); nothing in it needs pretrained weights.
     d_scales: int | None = option(None, "Discriminator scales: 2 (default: PatchGANs on the frame and on it halved, "
                                   "pix2pixHD), 1 (pix2pix) or 3; with --resume, the checkpoint's.")
-    lambda_feat: float = option(10.0, "Weight of discriminator feature matching (pix2pixHD); 0: off.")
+    lambda_feat: float = option(10.0, "Weight of discriminator feature matching (pix2pixHD); 0: off; with --resume, "
+                               "the checkpoint's.")
     face_d: bool | None = option(None, "A discriminator on the face square (default: on, but off with --data, "
                                  "whose pairs have no keypoints; with --resume, the checkpoint's).",
                                  flag="--face-d/--no-face-d")
-    lambda_face_gan: float = option(2.0, "Weight of the face discriminator's loss for the generator.")
+    lambda_face_gan: float = option(2.0, "Weight of the face discriminator's loss for the generator; with --resume, "
+                                   "the checkpoint's.")
     lambda_face: float = option(100.0, "Weight of an L1 loss on the face square (where the keypoints show a face), "
-                                "on top of --lambda-l1's on the frame; 0: off.")
+                                "on top of --lambda-l1's on the frame; 0: off; with --resume, the checkpoint's.")
     init_from: str | None = option(None, "Start the generator from this model's weights (a name such as pose2person, "
                                    "or a checkpoint folder) instead of random ones: fine-tuning. Its architecture, "
                                    "width and size are used; the discriminators start fresh.")

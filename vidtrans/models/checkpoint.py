@@ -772,16 +772,49 @@ def import_pix2pix(path: str | os.PathLike, input_kind: str = "rgb", size: int |
     try:
         card.check(str(path))
     except VidtransError as e:
-        # The card was read off the layers: a value no generator has means layers are missing or foreign.
-        found = str(e).split(": ", 1)[-1].split(";")[0]
-        raise VidtransError(f"{path}: its layers do not make a whole pix2pix generator ({found}); pass a complete "
-                            "latest_net_G.pth (unet_128, unet_256, resnet_6blocks or resnet_9blocks)") from None
+        raise _not_a_pix2pix_generator(path, card, e) from None
     side = default_size(card.architecture) if size is None else size
     card.native_size = (side, side)
     state_dict = _drop_instance_norm_stats(state_dict, card)
     checkpoint = Checkpoint(card, state_dict, path)
     checkpoint.build()  # fail now, with a clear message, if the layout does not match
     return checkpoint
+
+
+def _not_a_pix2pix_generator(path: Path, card: ModelCard, error: VidtransError) -> VidtransError:
+    """Why the generator at `path`, read as `card`, cannot be imported (`error`: the card's check)."""
+    if _is_vidtrans_weights(path):
+        return VidtransError(f"{path}: the weights of a vidtrans checkpoint, which need no import; use its folder "
+                             f"({path.parent}) as the model")
+    if card.input_nc == 6 and _checks(dataclasses.replace(
+            card, temporal={"previous": TEMPORAL_PREVIOUS[0], "first": TEMPORAL_FIRST[0]})):
+        return VidtransError(f"{path}: a whole {card.architecture} generator, with 6 input channels as a temporal "
+                             "model has (the frame, then its previous output), which a pix2pix file cannot describe: "
+                             "only generators of 1 or 3 input channels are imported; use a vidtrans temporal model's "
+                             "checkpoint folder instead")
+    # The card was read off the layers: a value no generator has means layers are missing or foreign.
+    found = str(error).split(": ", 1)[-1].split(";")[0]
+    return VidtransError(f"{path}: its layers do not make a whole pix2pix generator ({found}); pass a complete "
+                         "latest_net_G.pth (unet_128, unet_256, resnet_6blocks or resnet_9blocks)")
+
+
+def _checks(card: ModelCard) -> bool:
+    try:
+        card.check()
+    except VidtransError:
+        return False
+    return True
+
+
+def _is_vidtrans_weights(path: Path) -> bool:
+    """Whether `path` is the weights file of a vidtrans checkpoint (a card beside it, or our id in it)."""
+    if path.name == WEIGHTS_NAME and (path.parent / CARD_NAME).is_file():
+        return True
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return WEIGHTS_ID_KEY in (f.metadata() or {})
+    except (SafetensorError, OSError, ValueError):
+        return False
 
 
 def infer_card(state_dict: dict[str, torch.Tensor], where: str) -> ModelCard:

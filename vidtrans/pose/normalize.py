@@ -12,7 +12,7 @@ way from the source's far line to its near line:
 
 and the pose is scaled about its ankle point, which is moved to ankle_y'. Horizontally the ankle
 point keeps its offset from where the dancer usually stands (`centre_x`: the median ankle point's
-offset from the frame centre), which goes to where the target usually stood: a target trained on a
+offset from the frame centre), scaled as the body is, and that place goes to where the target usually stood: a target trained on a
 crop around them (`vidtrans train target.mp4`) then sees their own video as they were trained, and a
 dancer standing off-centre is brought to the target's place. Statistics of version 1 (cards made
 before `centre_x`) keep the offset from the frame centre instead (in units of frame height).
@@ -191,9 +191,12 @@ class PoseNormalizer:
             new_ankle_y = (t.far + t.near) / 2 + (ankle_y - (s.far + s.near) / 2) * scale
         source_centre = s.frame_width / s.frame_height / 2
         target_centre = t.frame_width / t.frame_height / 2
-        new_ankle_x = target_centre + (ankle_x - source_centre)
         if t.centre_x is not None and s.centre_x is not None:
-            new_ankle_x += t.centre_x - s.centre_x
+            # Travel away from where the dancer usually stands scales with the body, as heights do:
+            # a target cropped from a video of another height then maps onto itself exactly.
+            new_ankle_x = target_centre + t.centre_x + (ankle_x - source_centre - s.centre_x) * scale
+        else:
+            new_ankle_x = target_centre + (ankle_x - source_centre)
 
         out = np.zeros_like(track)
         out[..., 0] = new_ankle_x[:, None] + (xy[..., 0] - ankle_x[:, None]) * scale[:, None]

@@ -347,13 +347,27 @@ class SyntheticPairs:
 # so ten leave nine to learn from and one to score.
 MIN_PERSON_FRAMES = 10
 
-Crop = tuple[int, int, int]  # (left, top, side): a square of a video's frames, in its pixels
+# (left, top, side): a square of a video's frames, in its pixels; it may reach past them (see crop_square).
+Crop = tuple[int, int, int]
+# What a training square holds where it reaches past the video's frame: black bars, as a
+# letterboxed video shows them (an edge repeated would smear a hand touching it across the bar).
+CROP_FILL = (0, 0, 0)
+# Room the training square leaves around the body's keypoints, as a share of the person's height
+# (from the highest keypoint to the lowest): the keypoints stop at the eyes, wrists and ankles. The
+# synthetic character's head reaches 0.09 of that height over its eyes, its feet and shadow 0.08
+# under its ankles.
+BODY_MARGIN = 0.1
 
 
 def crop_square(image: np.ndarray, crop: Crop, size: int) -> np.ndarray:
-    """The square `crop` of a frame, scaled to size x size: a target video's frame as training sees it."""
+    """The square `crop` of a frame, scaled to size x size: a target video's frame as training sees
+    it. Where the square reaches past the frame it holds CROP_FILL."""
     left, top, side = crop
-    return cv2.resize(image[top:top + side, left:left + side], (size, size), interpolation=cv2.INTER_AREA)
+    height, width = image.shape[:2]
+    inside = image[max(top, 0):min(top + side, height), max(left, 0):min(left + side, width)]
+    square = cv2.copyMakeBorder(inside, max(-top, 0), max(top + side - height, 0), max(-left, 0),
+                                max(left + side - width, 0), cv2.BORDER_CONSTANT, value=CROP_FILL)
+    return cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA)
 
 
 def keypoints_in_crop(keypoints: np.ndarray, crop: Crop, size: int) -> np.ndarray:
@@ -368,11 +382,58 @@ def keypoints_in_crop(keypoints: np.ndarray, crop: Crop, size: int) -> np.ndarra
     return out
 
 
+def _span_start(low: float, high: float, centre: float, side: int, length: int) -> int:
+    """Where a span of `side` pixels starts along an axis of the frame `length` long: centred on
+    `centre`, moved to hold [low, high] where it is that long, and within the frame, or, where it
+    is longer than the frame, holding all of the frame."""
+    start = centre - side / 2
+    if high - low <= side:
+        start = min(max(start, high - side), low)
+    return int(np.clip(round(start), min(0, length - side), max(0, length - side)))
+
+
+def training_crop(track: np.ndarray, width: int, height: int) -> Crop:
+    """The square of a width x height video that training on it crops, from the keypoints of the
+    person over the clip (T, K, 3, every frame showing them): their whole body (where their
+    keypoints reach, with BODY_MARGIN) fits in it, horizontally centred on where they usually are.
+    Its side is the frame's shorter one, or the body's height where that is more (a portrait video
+    of a dancer taller than its width): the square then reaches past the frame on both sides (see
+    crop_square) and holds all of its width. A dancer who travels wider than the square cannot be
+    held throughout (`frames_cut` counts the frames they leave it)."""
+    from vidtrans.pose.keypoints import NUM_KEYPOINTS
+
+    body = track[..., :NUM_KEYPOINTS, :]
+    present = body[..., 2] > 0
+    # Pixel edges (pixel i spans [i, i + 1)), as the square's sides count.
+    xs, ys = (np.where(present, body[..., axis] + 0.5, np.nan) for axis in (0, 1))
+    tops, bottoms = np.nanmin(ys, axis=1), np.nanmax(ys, axis=1)
+    lefts, rights = np.nanmin(xs, axis=1), np.nanmax(xs, axis=1)
+    margin = BODY_MARGIN * float(np.median(bottoms - tops))
+    # Percentiles of each frame's extremes: a keypoint the detector misplaced once does not count.
+    top, bottom = max(0.0, np.percentile(tops, 1) - margin), min(height, np.percentile(bottoms, 99) + margin)
+    left, right = max(0.0, np.percentile(lefts, 1) - margin), min(width, np.percentile(rights, 99) + margin)
+    side = max(min(height, width), int(np.ceil(bottom - top)))
+    return (_span_start(left, right, float(np.nanmedian(xs)), side, width),
+            _span_start(top, bottom, (top + bottom) / 2, side, height), side)
+
+
+def frames_cut(track: np.ndarray, crop: Crop) -> int:
+    """How many poses of `track` (T, K, 3) have a body keypoint outside the square `crop`."""
+    from vidtrans.pose.keypoints import NUM_KEYPOINTS
+
+    left, top, side = crop
+    body = track[..., :NUM_KEYPOINTS, :]
+    x, y = body[..., 0] + 0.5, body[..., 1] + 0.5  # pixel edges, as the crop counts
+    outside = (x < left) | (x >= left + side) | (y < top) | (y >= top + side)
+    return int((outside & (body[..., 2] > 0)).any(axis=-1).sum())
+
+
 class VideoPairs:
     """Pairs from a video of the target person: each frame's detected pose map -> the frame.
 
-    Frames are cropped to a square around where the person dances (full height) and scaled to
-    `size`; the pose statistics of the target in that frame go into the model card so that
+    Frames are cropped to a square that holds the person's whole body (`training_crop`; past the
+    frame's edges where the body is taller than the frame is wide, filled with CROP_FILL) and
+    scaled to `size`; the pose statistics of the target in that frame go into the model card so that
     `run --normalize` can fit other dancers to this body. The last tenth of the clip is held out:
     `held_out_from` is the (frame index, time in seconds) of its first frame; no frame from there to
     the end of the video is trained on (`vidtrans eval --video` scores on them).
@@ -384,7 +445,7 @@ class VideoPairs:
 
     def __init__(self, video: str | os.PathLike, size: int = 256, style=None, max_frames: int = 3000,
                  progress=None, sequence_length: int = 1):
-        from vidtrans.pose.keypoints import NUM_KEYPOINTS, has_person
+        from vidtrans.pose.keypoints import has_person
         from vidtrans.pose.track import detect_keypoints
         from vidtrans.pose.normalize import estimate_pose_stats
         from vidtrans.pose.render import PoseStyle
@@ -405,13 +466,12 @@ class VideoPairs:
                                 "target person's whole body")
         with VideoReader(video) as reader:
             height, width = reader.info.height, reader.info.width
+            self.frame_size = (width, height)
             shown = np.flatnonzero(found)
             picked = shown[np.linspace(0, len(shown) - 1, min(max_frames // sequence_length, len(shown))).astype(int)]
             keep = {i + k for i in picked for k in range(sequence_length) if i + k < len(found) and found[i + k]}
-            side = min(height, width)
-            body = track[found, :NUM_KEYPOINTS]
-            centre_x = float(np.median(body[..., 0][body[..., 2] > 0]))
-            self.crop: Crop = (int(np.clip(round(centre_x - side / 2), 0, width - side)), (height - side) // 2, side)
+            self.crop: Crop = training_crop(track[found], width, height)
+            self._tell_about_crop(track[found])
             frames, poses, kept = [], [], []
             for i, frame in enumerate(reader):
                 if i in keep:
@@ -430,6 +490,29 @@ class VideoPairs:
             self.stats = None  # upper-body footage: the model still trains, but cannot normalize
         self._validation: dict[int, list[list[tuple[np.ndarray, np.ndarray]]]] = {}
         self._training_starts(sequence_length)  # refuses a clip without such sequences now, not when training
+
+    @property
+    def padded(self) -> bool:
+        """Whether the training square reaches past the video's frame (filled with CROP_FILL there)."""
+        left, top, side = self.crop
+        return left < 0 or top < 0 or left + side > self.frame_size[0] or top + side > self.frame_size[1]
+
+    def _tell_about_crop(self, track: np.ndarray) -> None:
+        """A warning where the square cannot hold the person throughout, or holds too few pixels
+        for the training size."""
+        from vidtrans.options import spell
+
+        left, top, side = self.crop
+        where = f"the training square ({side}x{side} pixels at x {left}, y {top})"
+        cut = frames_cut(track, self.crop)
+        if cut:
+            log.warning("%s: the person reaches out of %s in %d of the %d frames showing them, which train with "
+                        "their body cut off; a video that keeps them within a square of its height trains on all "
+                        "of them", self.video, where, cut, len(track))
+        if side < self.size:
+            log.warning("%s: %s is enlarged to %s %d, so the model learns blurred frames; train from a larger "
+                        "video, or at a %s of at most %d", self.video, where, spell("size"), self.size, spell("size"),
+                        side)
 
     def pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         from vidtrans.pose.render import render_pose

@@ -11,18 +11,19 @@ refused before pose detection or data loading, which can take minutes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.models.checkpoint import ModelCard
 from vidtrans.options import InputKind, TrainOptions, TrainPose
 from vidtrans.pose.render import PoseStyle
-from vidtrans.train.trainer import (PairSource, TrainConfig, check_config, check_output, check_state_fits_card,
-                                    describe_conflicts, read_train_state, resume_conflicts, sample_length,
-                                    saved_settings, spelling)
+from vidtrans.train.trainer import (RESUMED_OBJECTIVE, PairSource, TrainConfig, check_config, check_output,
+                                    check_state_fits_card, describe_conflicts, read_train_state, resume_conflicts,
+                                    sample_length, saved_settings, spelling)
 from vidtrans.video import file_identity
 
 log = logging.getLogger(__name__)
@@ -31,17 +32,23 @@ log = logging.getLogger(__name__)
 _NEW_RUN = {"architecture": TrainConfig.architecture, "ngf": TrainConfig.ngf, "ndf": TrainConfig.ndf, "size": 256,
             "d_scales": TrainConfig.d_scales, "face_d": TrainConfig.face_d, "temporal": TrainConfig.temporal}
 SYNTHETIC_DATA = "synthetic (procedural character and dances rendered by vidtrans)"
+# What --resume keeps besides the networks: the pose maps' keypoints, the objective and the samples
+# drawn. A run resumed with others would be another model under its card's one record of them.
+RESUMED_RECIPE = ("train_pose", *RESUMED_OBJECTIVE)
 
 
 def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target: str | os.PathLike | None = None,
                      data: str | os.PathLike | None = None, synthetic: bool = False,
                      progress: Callable[[int, int, str], None] | None = None,
-                     names: dict[str, str] | None = None) -> tuple[PairSource, TrainConfig, ModelCard]:
+                     names: dict[str, str] | None = None,
+                     given: Collection[str] | None = None) -> tuple[PairSource, TrainConfig, ModelCard]:
     """The data source, the trainer's configuration and the model card for training into `output`
     from exactly one of: a `target` video, a paired folder `data`, or `synthetic` data.
 
     progress: called during the target video's pose detection; names: how to spell settings in
-    messages (the command line's flags).
+    messages (the command line's flags); given: the options the caller chose (the flags given on
+    the command line), None: those that differ from TrainOptions' defaults. A resumed run takes
+    the others of RESUMED_RECIPE from its checkpoint, and refuses chosen ones that differ.
     """
     from vidtrans.models.translator import resolve_device
 
@@ -68,10 +75,13 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
             **({"temporal": True} if init_from.temporal else {})}
         settings.update(saved)
         conflicts = resume_conflicts(saved, {k: v for k, v in requested.items() if v is not None})
+        if conflicts and init_from:
+            raise UsageError(_init_from_conflicts(init_from, conflicts, options.init_from, names))
         if conflicts:
             raise UsageError(describe_conflicts(conflicts, names, advice="drop it or use"))
     if options.resume:
         _check_resume(output, options, target, data, synthetic, state, names)
+        options = _resumed_recipe(output, options, state, given, names)
     chosen = {k: settings[k] if v is None else v for k, v in requested.items()}
     if chosen["temporal"] and data is not None:
         raise UsageError(f"{spelling(names)('temporal')} trains on consecutive frames, which a paired folder "
@@ -155,6 +165,53 @@ def _check_resume(output: str | os.PathLike, options: TrainOptions, target, data
                          f"{options.iterations} asks for no more; pass {spell('iterations')} larger than {done}")
 
 
+def _resumed_recipe(output: str | os.PathLike, options: TrainOptions, state: dict, given: Collection[str] | None,
+                    names: dict[str, str] | None) -> TrainOptions:
+    """`options` with the checkpoint's RESUMED_RECIPE where the caller chose none (see
+    prepare_training's `given`); UsageError for a chosen one that differs from it."""
+    from vidtrans.models.checkpoint import read_card
+
+    recorded = {k: state["config"][k] for k in RESUMED_OBJECTIVE if k in state["config"]}
+    # Recorded by synthetic runs; the others train on exact (given, detected) keypoints only.
+    recorded["train_pose"] = TrainPose.parse(read_card(output).training.get("train_pose", TrainPose.EXACT),
+                                             "train_pose")
+    if given is None:
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainOptions)}
+        given = [k for k in RESUMED_RECIPE if getattr(options, k) != defaults[k]]
+    changed = [k for k in RESUMED_RECIPE if k in given and k in recorded and getattr(options, k) != recorded[k]]
+    if changed:
+        spell = spelling(names)
+
+        def settings(values: dict[str, Any]) -> str:
+            *others, last = [f"{spell(k)} {values[k]}" for k in changed]
+            return f"{', '.join(others)} and {last}" if others else last
+
+        asked = {k: getattr(options, k) for k in changed}
+        raise UsageError(f"{output} was trained with {settings(recorded)}, which {spell('resume')} keeps; drop "
+                         f"{settings(asked)}, or start a new stage from this model with {spell('init_from')} "
+                         f"{output} and another output folder")
+    return dataclasses.replace(options, **{k: v for k, v in recorded.items() if k not in given})
+
+
+def _init_from_conflicts(card: ModelCard, conflicts: list[tuple[str, Any, Any]], name: str,
+                         names: dict[str, str] | None) -> str:
+    """Why settings asked for cannot start from the generator `card` describes (`conflicts` as
+    resume_conflicts gives them), and what to drop."""
+    spell = spelling(names)
+    asked = {setting: value for setting, value, _ in conflicts}
+    reasons = []
+    if "temporal" in asked:
+        reasons.append(f"{spell('init_from')} {name} is a temporal generator (it also sees its previous output), "
+                       "which cannot start a frame-by-frame one: drop "
+                       f"{spell('temporal=False')} (or start from a frame-by-frame model)")
+    shape = [f"{spell(setting)} {value}" for setting, value in asked.items() if setting != "temporal"]
+    if shape:
+        size = card.native_size[0]
+        reasons.append(f"{spell('init_from')} {name} starts from its generator as it is ({card.architecture}, "
+                       f"{spell('ngf')} {card.ngf}, {spell('size')} {size}): drop {' and '.join(shape)}")
+    return "; ".join(reasons)
+
+
 def _generator_to_start_from(output: str | os.PathLike, options: TrainOptions,
                              names: dict[str, str] | None) -> ModelCard | None:
     """The card of the model `init_from` names, checked to be one training can continue from (and
@@ -167,7 +224,14 @@ def _generator_to_start_from(output: str | os.PathLike, options: TrainOptions,
     if options.resume:
         raise UsageError(f"{spell('init_from')} starts a new run from a model and {spell('resume')} continues "
                          "the one in the output folder; pass one of them")
-    path = checkpoint_path(options.init_from)
+    try:
+        path = checkpoint_path(options.init_from)
+    except VidtransError as e:
+        # The problem as checkpoint_path names it (the models there are), with a fix that fits
+        # training: it cannot start from a pix2pix .pth file as it is.
+        problem = str(e).split("; pass ", 1)[0]
+        raise VidtransError(f"{problem}; {spell('init_from')} takes a vidtrans checkpoint folder or a model's "
+                            "name (a pix2pix .pth file: import it first with vidtrans import-pix2pix)") from None
     if Path(output).resolve() == path.resolve():
         raise UsageError(f"{path}: {spell('init_from')} and the output are the same folder, whose checkpoint a new "
                          f"run replaces; write the fine-tuned model to another folder")
@@ -203,7 +267,7 @@ def _pose_style(output: str | os.PathLike, options: TrainOptions, init_from: Mod
 
 def _source_and_card(config: TrainConfig, size: int, style: PoseStyle, options: TrainOptions, target, data,
                      synthetic: bool, progress) -> tuple[PairSource, ModelCard]:
-    from vidtrans.train.data import PairedFolder, SyntheticPairs, VideoPairs
+    from vidtrans.train.data import CROP_FILL, PairedFolder, SyntheticPairs, VideoPairs
 
     card = ModelCard(architecture=config.architecture, native_size=(size, size), input_kind="pose",
                      pose_style=style.to_dict(), normalization="sample")
@@ -244,6 +308,8 @@ def _source_and_card(config: TrainConfig, size: int, style: PoseStyle, options: 
         # What `vidtrans eval --video` needs to rebuild the truth of the held-out tail.
         training = {"data": _data_description(target, None, False), "frames": len(source.frames), "video": target.name,
                     "video_identity": file_identity(target), "crop": list(source.crop)}
+        if source.padded:  # what `eval --video` fills the square with past the frame's edges, as training did
+            training["crop_fill"] = list(CROP_FILL)
         if source.held_out_from is not None:
             frame, time = source.held_out_from
             training["held_out"] = {"from_frame": frame, "from_time": time}

@@ -51,6 +51,9 @@ STATE_NAME = TRAIN_STATE_NAME
 _STATE_KEYS = ("iteration", "netD", "optG", "optD", "config")
 # Settings that shape the networks and the training images: a resumed run must keep them.
 RESUME_SETTINGS = ("architecture", "ngf", "ndf", "n_layers_d", "norm", "size", "d_scales", "face_d", "temporal")
+# Settings of the objective and of the samples drawn (each from the seed and its number, batch after
+# batch): a resumed run must keep them too, or its card would describe the whole run with new ones.
+RESUMED_OBJECTIVE = ("batch_size", "lr", "lambda_l1", "lambda_feat", "lambda_face_gan", "lambda_face", "seed")
 # The recipe's settings, all off: pix2pix's objective, and what a training state saved before they
 # existed trained with.
 RECIPE_OFF = {"d_scales": 1, "face_d": False, "lambda_feat": 0.0, "lambda_face_gan": 0.0, "lambda_face": 0.0,
@@ -443,6 +446,7 @@ class Trainer:
         self.iteration = 0
         self._old_run_to_remove = overwrite and self.rank == 0
         self._new_grids: set[Path] = set()
+        self._grid_to_save: np.ndarray | None = None  # the sample grid of the iteration `save` writes
         if resume:
             self._load_state()
         elif config.init_from:
@@ -579,9 +583,14 @@ class Trainer:
                 done = self.iteration
                 last = done == self.config.iterations
                 validated = self.rank == 0 and (done % self.config.validate_every == 0 or last)
+                saving = self.rank == 0 and (done % self.config.save_every == 0 or last)
                 if validated:
-                    metrics = self.validate()
-                if self.rank == 0 and (done % self.config.save_every == 0 or last):
+                    metrics, grid = self._scored()
+                    if saving:  # written with its checkpoint: a save cut short leaves neither
+                        self._grid_to_save = grid
+                    elif grid is not None:
+                        self._write_grid(grid)
+                if saving:
                     self.save(metrics, final=last)
                 now = time.perf_counter()
                 if reporting and (validated or now - reported >= REPORT_SECONDS):
@@ -630,16 +639,22 @@ class Trainer:
 
     def validate(self, write_grid: bool = True) -> dict[str, float]:
         """SSIM/PSNR on the held-out pairs, with the generator as inference will run it; a temporal
-        one's on the second of two consecutive held-out frames, the first made as a clip's first."""
+        one's on the second of two consecutive held-out frames, the first made as a clip's first.
+        `write_grid`: also save their sample grid in samples/."""
+        metrics, grid = self._scored()
+        if write_grid and grid is not None:
+            self._write_grid(grid)
+        return metrics
+
+    def _scored(self) -> tuple[dict[str, float], np.ndarray | None]:
+        """`validate`'s figures, and the sample grid of the held-out pairs (None without any)."""
         sequences = self._held_out()
         if not sequences:
-            return {}
+            return {}, None
         fake = self._generated(sequences)
         pairs = [frames[-1] for frames in sequences]
         real = np.stack([b for _, b in pairs])
-        if write_grid:
-            self._write_grid(pairs, fake)
-        return {"ssim": round(ssim(fake, real), 4), "psnr": round(psnr(fake, real), 2)}
+        return {"ssim": round(ssim(fake, real), 4), "psnr": round(psnr(fake, real), 2)}, _sample_grid(pairs, fake)
 
     def half_precision(self) -> dict[str, Any]:
         """How far the generator's output in half precision is from its fp32 output: bf16 (what
@@ -659,28 +674,30 @@ class Trainer:
         faithful = all(figures["psnr"] >= HALF_PRECISION_MIN_PSNR for figures in measured.values())
         return {"faithful": faithful, "samples": len(sequences), "required_psnr": HALF_PRECISION_MIN_PSNR, **measured}
 
-    def _write_grid(self, pairs, fake: np.ndarray, rows: int = 4) -> None:
-        """pose | generated | real, one row per held-out sample."""
-        picks = np.linspace(0, len(pairs) - 1, min(rows, len(pairs))).astype(int)
-        grid = np.concatenate([np.concatenate([pairs[i][0], fake[i], pairs[i][1]], axis=1) for i in picks], axis=0)
+    def _grid_path(self) -> Path:
+        """Where the sample grid of this iteration goes (the folder made)."""
         samples = self.out_dir / SAMPLES_FOLDER
         samples.mkdir(parents=True, exist_ok=True)
-        path = samples / f"iter_{self.iteration:07d}.png"
-        cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+        return samples / f"iter_{self.iteration:07d}.png"
+
+    def _write_grid(self, grid: np.ndarray) -> None:
+        path = self._grid_path()
+        path.write_bytes(_png(grid))
         self._new_grids.add(path)
 
     def save(self, metrics: dict[str, float], final: bool = False) -> None:
-        """Write the checkpoint: model, background and training state as one set (see
-        save_checkpoint). The first save of an `overwrite` run replaces the old run's files, all but
-        the sample grids this run has written: none of them may mix with this run's, and until this
-        run has a checkpoint of its own, the old one stays whole. Only the `final` save measures
-        half precision; the card of an earlier one does not allow it."""
+        """Write the checkpoint: model, background, training state and the sample grid `fit` made
+        at this iteration as one set (see save_checkpoint). The first save of an `overwrite` run
+        replaces the old run's files, all but the sample grids this run has written: none of them
+        may mix with this run's, and until this run has a checkpoint of its own, the old one stays
+        whole. Only the `final` save measures half precision; the card of an earlier one does not
+        allow it."""
         card = dataclasses.replace(self.card, architecture=self.config.architecture, ngf=self.config.ngf,
                                    norm=self.config.norm, input_nc=6 if self.temporal else 3, output_nc=3,
                                    temporal=self.temporal)
         card.training = {**self.card.training, "iterations": self.iteration, "batch_size": self.config.batch_size,
                          "world_size": self.world, "lr": self.config.lr, "lambda_l1": self.config.lambda_l1,
-                         "ndf": self.config.ndf, "device": self.device.type,
+                         "ndf": self.config.ndf, "seed": self.config.seed, "device": self.device.type,
                          **{k: getattr(self.config, k) for k in RECIPE_OFF}}
         card.metrics = {**self.card.metrics, **({"validation": metrics} if metrics else {})}
         card.half_precision = False
@@ -700,8 +717,14 @@ class Trainer:
             png = background_png(background)
             extras[BACKGROUND_NAME] = lambda f: f.write(png)
         extras[STATE_NAME] = lambda f: torch.save(state, f)
+        grid, self._grid_to_save = self._grid_to_save, None
+        if grid is not None:
+            grid_path, grid_png = self._grid_path(), _png(grid)
+            extras[str(grid_path.relative_to(self.out_dir))] = lambda f: f.write(grid_png)
         save_checkpoint(self.out_dir, self.netG, card, extras=extras, replaces=self._old_run_to_remove,
                         keep=self._new_grids)
+        if grid is not None:
+            self._new_grids.add(grid_path)
         self._old_run_to_remove = False
 
     def _load_generator(self, name_or_path: str) -> None:
@@ -717,9 +740,11 @@ class Trainer:
     def _load_state(self) -> None:
         state = read_train_state(self.out_dir)
         check_state_fits_card(self.out_dir, state, read_card(self.out_dir))
-        requested = {**{k: getattr(self.config, k) for k in RESUME_SETTINGS if k != "size"},
+        requested = {**{k: getattr(self.config, k) for k in (*RESUME_SETTINGS, *RESUMED_OBJECTIVE) if k != "size"},
                      "size": self.card.native_size[0]}
-        conflicts = resume_conflicts(saved_settings(self.out_dir, state=state), requested)
+        saved = {**saved_settings(self.out_dir, state=state),
+                 **{k: state["config"][k] for k in RESUMED_OBJECTIVE if k in state["config"]}}
+        conflicts = resume_conflicts(saved, requested)
         if conflicts:
             raise UsageError(f"{self.out_dir}: {describe_conflicts(conflicts)}")
         checkpoint = load_checkpoint(self.out_dir)
@@ -737,6 +762,16 @@ class Trainer:
             raise VidtransError(f"{self.out_dir / STATE_NAME}: does not fit the networks ({state_dict_mismatch(e)}); "
                                 f"start over with {PARAMETERS['overwrite']}") from e
         self.iteration = state["iteration"]
+
+
+def _sample_grid(pairs: list[tuple[np.ndarray, np.ndarray]], fake: np.ndarray, rows: int = 4) -> np.ndarray:
+    """pose | generated | real, one row per held-out sample (up to `rows`, spread over them)."""
+    picks = np.linspace(0, len(pairs) - 1, min(rows, len(pairs))).astype(int)
+    return np.concatenate([np.concatenate([pairs[i][0], fake[i], pairs[i][1]], axis=1) for i in picks], axis=0)
+
+
+def _png(image: np.ndarray) -> bytes:
+    return cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))[1].tobytes()
 
 
 def _crop(images: torch.Tensor, boxes: list[Box], memory_format) -> torch.Tensor:

@@ -6,6 +6,7 @@ file beside it (same folder, so the final `os.replace` is atomic) and renamed at
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import math
@@ -74,7 +75,13 @@ def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
         if preset not in _X264_PRESETS:
             raise UsageError(f"{spell('preset')} {preset!r} is not one {codec} knows; pass one of "
                              f"{', '.join(_X264_PRESETS)}")
-        return {"crf": str(crf), "preset": preset}
+        options = {"crf": str(crf), "preset": preset}
+        if codec == "libx264" and _cpu_has_avx512():
+            # With mb-tree and B-frames, x264's AVX-512 code reads memory it never wrote, so the same
+            # frames made another file now and then (up to 40 grey levels apart). Its AVX2 code, which
+            # every AVX-512 CPU runs as fast, does not.
+            options["x264-params"] = "asm=AVX2"
+        return options
     if codec.endswith("_nvenc"):
         nvenc_preset = _NVENC_PRESETS.get(preset) or (preset if preset in _NVENC_PRESETS.values() else None)
         if nvenc_preset is None:
@@ -85,6 +92,17 @@ def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
         return {"rc": "vbr", "cq": str(max(1, crf)), "b": "0", "preset": nvenc_preset}
     # Fixed quantiser, the usual stand-in for CRF on older codecs (crf 18 -> q 3).
     return {"flags": "+qscale", "global_quality": str(118 * max(2, min(31, round(crf / 6))))}
+
+
+@functools.cache
+def _cpu_has_avx512() -> bool:
+    """Whether x264 runs its AVX-512 code here: CPU and OS have AVX-512 F, CD, BW, DQ and VL (what
+    NumPy calls AVX512_SKX, detected on every platform)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:  # NumPy before 1.26
+        from numpy.core._multiarray_umath import __cpu_features__
+    return bool(__cpu_features__.get("AVX512_SKX"))
 
 
 def _check_crf(codec: str, crf: int, top: int) -> None:

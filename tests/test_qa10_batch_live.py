@@ -6,6 +6,7 @@ and sizing a model by its own files. A synthetic clip file stands in for the cam
 import json
 import socket
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,9 +14,10 @@ import pytest
 from tests.conftest import one_line, run_cli
 from tests.media import make_clip, random_generator
 from tests.test_live import FakeModel
-from vidtrans.batch import no_person_warning, translate_folder
+from vidtrans.batch import translate_folder
 from vidtrans.errors import UsageError
 from vidtrans.live import run_live
+from vidtrans.pipeline import Summary, no_person_shows
 from vidtrans.models.checkpoint import ModelCard, save_checkpoint
 from vidtrans.pose import PoseStyle
 from vidtrans.train.synth import SOURCE_LOOK, render_person
@@ -74,11 +76,15 @@ def test_clips_of_rgb_models_have_no_count_of_frames_without_a_person(tmp_path, 
 
 
 def test_the_warning_is_for_clips_with_nobody_in_most_frames_and_says_what_is_shown():
-    assert no_person_warning(None, 10, True) is None  # nobody looked (RGB models)
-    assert no_person_warning(5, 10, True) is None
-    assert no_person_warning(6, 10, True).startswith("no person found in 6 of 10 frames; the output shows the "
-                                                     "target's empty scene there; ")
-    assert "the model's guess from an empty pose map" in no_person_warning(6, 10, False)
+    def warning(missing, frames, background):
+        summary = Summary("in.mp4", "out.mp4", "m", "cpu", "fp32", frames=frames, frames_without_person=missing)
+        return summary.no_person_warning(no_person_shows(SimpleNamespace(background=background)))
+
+    assert warning(None, 10, True) is None  # nobody looked (RGB models)
+    assert warning(5, 10, True) is None
+    assert warning(6, 10, True).startswith("no person found in 6 of 10 frames; the output shows the "
+                                           "target's empty scene there; ")
+    assert "the model's guess from an empty pose map" in warning(6, 10, None)
 
 
 # --- 5 and 6. live: what it records to, messages naming flags ---------------------------------------

@@ -39,7 +39,7 @@ from vidtrans.atomic import (LOCK_SUFFIX, TEMPORARY_PATTERN, check_destination, 
                              special_file_kind, write_atomically)
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.options import BatchOptions, EncodeOptions, RunOptions, output_settings
-from vidtrans.pipeline import given_options, translate_video
+from vidtrans.pipeline import given_options, no_person_shows, translate_video
 from vidtrans.video import check_output_settings, file_identity
 
 DEFAULT_PATTERNS = ("*.mp4", "*.mov", "*.mkv", "*.avi", "*.webm", "*.m4v", "*.mpg", "*.mpeg", "*.ts", "*.mts",
@@ -71,7 +71,7 @@ class ClipResult:
     seconds: float = 0.0
     error: str | None = None
     # Pose models: frames in which nobody was found (None where nobody looked: RGB models, pose-map
-    # input), and, when that is most of them, what `run` would warn about (see `no_person_warning`).
+    # input), and, when that is most of them, what `run` would warn about (see `Summary.no_person_warning`).
     frames_without_person: int | None = None
     warning: str | None = None
 
@@ -836,20 +836,7 @@ def _translate_clip(job: _Job, model: SharedModel, options: RunOptions, progress
     summary = translate_video(job.src, job.dst, model, options, overwrite=job.overwrite, progress=progress)
     return {"frames": summary.frames, "seconds": summary.seconds,
             "frames_without_person": summary.frames_without_person,
-            "warning": no_person_warning(summary.frames_without_person, summary.frames,
-                                         getattr(model, "background", None) is not None)}
-
-
-def no_person_warning(frames_without_person: int | None, frames: int, background: bool) -> str | None:
-    """What to tell about a translated clip in which nobody was found in most frames (None when a
-    person was found in most): the translation worked, but its output is probably not what was
-    wanted. `background`: whether the model shows its target's empty scene there."""
-    if not frames_without_person or 2 * frames_without_person <= frames:
-        return None
-    shown = ("the output shows the target's empty scene there" if background
-             else "the output there is the model's guess from an empty pose map")
-    return (f"no person found in {frames_without_person} of {frames} frames; {shown}; use a clip where the whole "
-            "body is visible")
+            "warning": summary.no_person_warning(no_person_shows(model))}
 
 
 class _LocalWorker:

@@ -279,7 +279,7 @@ def run(
     """Translate a video with a model: same frames, same timestamps, audio kept."""
     import json
 
-    from vidtrans.pipeline import translate_video
+    from vidtrans.pipeline import no_person_shows, translate_video
 
     translator = vidtrans.load_model(model, device=device, precision=precision, size=model_size, backend=backend)
     with _progress(f"{input.name} -> {translator.name}") as update:
@@ -297,8 +297,7 @@ def run(
         notes.append("flicker n/a (the input does not move)" if ratio is None else f"flicker {ratio:.2f}x the input's")
     console.print(f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps) -> {summary.output}"
                   + "".join(f"; {n}" for n in notes))
-    _warn_if_no_person(summary, "the output shows the target's empty scene there" if translator.background is not None
-                       else "the output there is the model's guess from an empty pose map")
+    _warn_if_no_person(summary, no_person_shows(translator))
 
 
 def _or_na(value: float | None) -> str:
@@ -309,10 +308,8 @@ def _or_na(value: float | None) -> str:
 def _warn_if_no_person(summary, consequence: str) -> None:
     """One plain line on stderr when most frames had nobody in them: the run worked (exit 0), but
     its output is probably not what was wanted."""
-    missing = summary.frames_without_person
-    if missing and 2 * missing > summary.frames:
-        print(f"vidtrans: warning: no person found in {missing} of {summary.frames} frames; {consequence}; "
-              "use a clip where the whole body is visible", file=sys.stderr)
+    if warning := summary.no_person_warning(consequence):
+        print(f"vidtrans: warning: {warning}", file=sys.stderr)
 
 
 @app.command()

@@ -216,6 +216,12 @@ def _resized(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return image if image.shape[:2] == (height, width) else cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
+def no_person_shows(model) -> str:
+    """What a translated frame without a person shows, for `Summary.no_person_warning`."""
+    return ("the output shows the target's empty scene there" if getattr(model, "background", None) is not None
+            else "the output there is the model's guess from an empty pose map")
+
+
 def default_output_path(src: str | os.PathLike, model_name: str, suffix: str = ".mp4") -> Path:
     src = Path(src)
     return src.with_name(f"{src.stem}.{model_name}{suffix}")
@@ -258,6 +264,16 @@ class Summary:
         if self.flicker_input is None or self.flicker_output is None:
             return None
         return relative_flicker(self.flicker_output, self.flicker_input)
+
+    def no_person_warning(self, consequence: str) -> str | None:
+        """What to tell when nobody was found in most frames (None when a person was found in most):
+        the run worked, but its output is probably not what was wanted; `consequence` says what the
+        output shows there."""
+        missing = self.frames_without_person
+        if not missing or 2 * missing <= self.frames:
+            return None
+        return f"no person found in {missing} of {self.frames} frames; {consequence}; use a clip where the whole body " \
+               "is visible"
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k != "extra"}

@@ -51,8 +51,9 @@ def test_run_detects_normalizes_and_renders_pose_maps(tmp_path, pose_model, danc
     out = tmp_path / "out.mp4"
     summary = translate_video(dancer.path, out, recorder, batch_size=4, side_by_side=True)
     assert summary.pose.startswith("detected") and "normalized to the target" in summary.pose
-    # 20 frames are too short to measure a body well, and the summary says so.
-    assert "(on only 0.8 s of video, which can misjudge the dancer's size by a few per cent)" in summary.pose
+    # 20 frames showing the whole body are too few to measure it well, and the summary says so.
+    assert ("(on only 0.8 s of video showing the whole body, which can misjudge the dancer's size by a few per "
+            "cent)") in summary.pose
     images, times = decode_all(out)
     _, in_times = decode_all(dancer.path)
     assert len(images) == summary.frames == 20 and times == pytest.approx(in_times, abs=1e-6)

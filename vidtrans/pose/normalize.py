@@ -124,16 +124,36 @@ def _ankle_points(track: np.ndarray, min_confidence: float) -> tuple[np.ndarray,
     return y, x
 
 
-def estimate_pose_stats(track: np.ndarray, frame_height: int, frame_width: int,
-                        min_confidence: float = 0.0) -> PoseStats:
-    """PoseStats of a keypoint track (T, 18, 3) in pixels of a frame_width x frame_height video."""
-    track = check_keypoints(track, dtype=np.float64)
+def _body_extent(track: np.ndarray, min_confidence: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per frame of a checked track: body height in pixels (head, i.e. nose or else neck, down to
+    the lower ankle; NaN without either), lower ankle's y and mean ankle x (as `_ankle_points`)."""
     ankle_y, ankle_x = _ankle_points(track, min_confidence)
     top_y = np.where(track[:, _NOSE, 2] > min_confidence, track[:, _NOSE, 1],
                      np.where(track[:, _NECK, 2] > min_confidence, track[:, _NECK, 1], np.nan))
-    heights = (ankle_y - top_y) / frame_height
+    return ankle_y - top_y, ankle_y, ankle_x
+
+
+def _shows_whole_body(heights: np.ndarray) -> np.ndarray:
+    # NaN (no head or no ankle) compares False; a head at or below the ankles is a detector glitch.
+    return heights > 0
+
+
+def whole_body_frames(track: np.ndarray, min_confidence: float = 0.0) -> np.ndarray:
+    """Which frames of a keypoint track (T, K, 3) show a whole body (a head above the ankles): the
+    frames `estimate_pose_stats` measures the dancer on."""
+    heights, _, _ = _body_extent(check_keypoints(track, dtype=np.float64), min_confidence)
+    return _shows_whole_body(heights)
+
+
+def estimate_pose_stats(track: np.ndarray, frame_height: int, frame_width: int,
+                        min_confidence: float = 0.0) -> PoseStats:
+    """PoseStats of a keypoint track (T, K, 3) in pixels of a frame_width x frame_height video,
+    measured on its frames that show a whole body (`whole_body_frames`)."""
+    track = check_keypoints(track, dtype=np.float64)
+    heights, ankle_y, ankle_x = _body_extent(track, min_confidence)
+    usable = _shows_whole_body(heights)
+    heights = heights / frame_height
     ankle_y = (ankle_y + 0.5) / frame_height
-    usable = np.isfinite(heights) & (heights > 0)
     if usable.sum() < _MIN_FRAMES:
         raise VidtransError(
             f"only {int(usable.sum())} frames show a whole body (head and ankles); pose normalisation "

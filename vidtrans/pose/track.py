@@ -100,7 +100,7 @@ def pose_stages_for(model, src: str | os.PathLike, reader: VideoReader, pose: Po
     statistics.
     """
     from vidtrans.pose.keypoints import with_parts
-    from vidtrans.pose.normalize import PoseNormalizer, PoseStats, estimate_pose_stats, fit_to_frame
+    from vidtrans.pose.normalize import PoseNormalizer, PoseStats, estimate_pose_stats, fit_to_frame, whole_body_frames
     from vidtrans.pose.smoothing import smooth_track
     from vidtrans.pose.stages import KeypointLookupStage, PoseMapStage
 
@@ -125,21 +125,25 @@ def pose_stages_for(model, src: str | os.PathLike, reader: VideoReader, pose: Po
             how += f", not normalized ({e})"
         else:
             transform = PoseNormalizer(source_stats, PoseStats.from_dict(card.target_pose_stats))
-            how += ", normalized to the target's body" + _short_clip_caveat(len(track), info.fps)
+            measured = int(whole_body_frames(track).sum())  # the frames estimate_pose_stats measured
+            how += ", normalized to the target's body" + _short_clip_caveat(measured, info.fps)
     elif normalize:
         how += ", not normalized (the model card has no target pose statistics)"
     return [KeypointLookupStage(track), PoseMapStage(transform, height, width, style)], how
 
 
-# Normalization measures the dancer's size on the clip itself. On detected held-out dances of the
-# synthetic target (evaluate.DANCE_FRAMES explains the measurement) that measure was off by 1.75 %
-# on average on 2 s clips, 1.49 % on 4 s and 1.24 % on 8 s: a percent or two moves the head by a
-# few pixels, so a short clip is told why a longer one normalizes better.
+# Normalization measures the dancer's size on the clip itself, on the frames that show their whole
+# body. On detected held-out dances of the synthetic target (evaluate.DANCE_FRAMES explains the
+# measurement) that measure was off by 1.75 % on average on 2 s clips, 1.49 % on 4 s and 1.24 % on
+# 8 s: a percent or two moves the head by a few pixels, so a run measured on fewer seconds (a
+# short clip, or a long one showing the whole body briefly) is told why more would normalize better.
 SHORT_CLIP_SECONDS = 5.0
 
 
-def _short_clip_caveat(frames: int, fps: float) -> str:
-    seconds = frames / fps if fps > 0 else None
+def _short_clip_caveat(whole_body_frames: int, fps: float) -> str:
+    """The caveat for a dancer measured on `whole_body_frames` frames of a clip at `fps`."""
+    seconds = whole_body_frames / fps if fps > 0 else None
     if seconds is None or seconds >= SHORT_CLIP_SECONDS:
         return ""
-    return f" (on only {seconds:.1f} s of video, which can misjudge the dancer's size by a few per cent)"
+    return (f" (on only {seconds:.1f} s of video showing the whole body, which can misjudge the dancer's size by "
+            "a few per cent)")

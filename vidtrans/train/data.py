@@ -359,14 +359,14 @@ CROP_FILL = (0, 0, 0)
 BODY_MARGIN = 0.1
 
 
-def crop_square(image: np.ndarray, crop: Crop, size: int) -> np.ndarray:
+def crop_square(image: np.ndarray, crop: Crop, size: int, fill: tuple[int, int, int] = CROP_FILL) -> np.ndarray:
     """The square `crop` of a frame, scaled to size x size: a target video's frame as training sees
-    it. Where the square reaches past the frame it holds CROP_FILL."""
+    it. Where the square reaches past the frame it holds `fill`."""
     left, top, side = crop
     height, width = image.shape[:2]
     inside = image[max(top, 0):min(top + side, height), max(left, 0):min(left + side, width)]
     square = cv2.copyMakeBorder(inside, max(-top, 0), max(top + side - height, 0), max(-left, 0),
-                                max(left + side - width, 0), cv2.BORDER_CONSTANT, value=CROP_FILL)
+                                max(left + side - width, 0), cv2.BORDER_CONSTANT, value=fill)
     return cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA)
 
 
@@ -417,6 +417,14 @@ def training_crop(track: np.ndarray, width: int, height: int) -> Crop:
             _span_start(top, bottom, (top + bottom) / 2, side, height), side)
 
 
+def crop_fits(crop: Crop, width: int, height: int) -> bool:
+    """Whether `crop` is a square training could have chosen in a width x height frame: one that
+    lies in the frame, or that holds all of the frame along the sides shorter than it."""
+    left, top, side = crop
+    return all(min(0, length - side) <= offset <= max(0, length - side)
+               for offset, length in ((left, width), (top, height)))
+
+
 def frames_cut(track: np.ndarray, crop: Crop) -> int:
     """How many poses of `track` (T, K, 3) have a body keypoint outside the square `crop`."""
     from vidtrans.pose.keypoints import NUM_KEYPOINTS
@@ -441,10 +449,14 @@ class VideoPairs:
     Up to `max_frames` frames showing the person are kept, spread over the clip. `sequence_length`
     > 1 (a temporal model's samples) keeps each picked frame with its successors, so that a long
     clip still has consecutive frames to train on.
+
+    `crop` (and `fill`) replace the square `training_crop` would choose: a resumed run trains on
+    the frames its checkpoint was trained on, whichever way that square was chosen.
     """
 
     def __init__(self, video: str | os.PathLike, size: int = 256, style=None, max_frames: int = 3000,
-                 progress=None, sequence_length: int = 1):
+                 progress=None, sequence_length: int = 1, crop: Crop | None = None,
+                 fill: tuple[int, int, int] = CROP_FILL):
         from vidtrans.pose.keypoints import has_person
         from vidtrans.pose.track import detect_keypoints
         from vidtrans.pose.normalize import estimate_pose_stats
@@ -455,6 +467,7 @@ class VideoPairs:
         self.video = Path(video)
         self.size = size
         self.style = style or PoseStyle()
+        self.fill = fill
         track = smooth_track(detect_keypoints(video, progress=progress, whole_body=self.style.whole_body))
         found = has_person(track)
         if found.sum() < MIN_PERSON_FRAMES and found.all():
@@ -470,12 +483,15 @@ class VideoPairs:
             shown = np.flatnonzero(found)
             picked = shown[np.linspace(0, len(shown) - 1, min(max_frames // sequence_length, len(shown))).astype(int)]
             keep = {i + k for i in picked for k in range(sequence_length) if i + k < len(found) and found[i + k]}
-            self.crop: Crop = training_crop(track[found], width, height)
+            if crop is not None and not crop_fits(crop, width, height):
+                raise VidtransError(f"{video}: {width}x{height}, which the training square {list(crop)} does not fit; "
+                                    "train on the video that square was chosen in")
+            self.crop: Crop = training_crop(track[found], width, height) if crop is None else crop
             self._tell_about_crop(track[found])
             frames, poses, kept = [], [], []
             for i, frame in enumerate(reader):
                 if i in keep:
-                    frames.append(crop_square(frame.image, self.crop, size))
+                    frames.append(crop_square(frame.image, self.crop, size, fill))
                     poses.append(keypoints_in_crop(track[i], self.crop, size))
                     kept.append((i, frame.time))
         self.poses = np.stack(poses)
@@ -493,7 +509,7 @@ class VideoPairs:
 
     @property
     def padded(self) -> bool:
-        """Whether the training square reaches past the video's frame (filled with CROP_FILL there)."""
+        """Whether the training square reaches past the video's frame (filled with `fill` there)."""
         left, top, side = self.crop
         return left < 0 or top < 0 or left + side > self.frame_size[0] or top + side > self.frame_size[1]
 

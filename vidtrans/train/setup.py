@@ -102,7 +102,8 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
                          f"{spelling(names)('whole_body')} use {spelling(names)('train_pose')} detected")
     _check_apart(output, data)
     resolve_device(options.device)
-    source, card = _source_and_card(config, size, style, options, target, data, synthetic, progress)
+    square = _recorded_square(output, target) if options.resume and target is not None else None
+    source, card = _source_and_card(config, size, style, options, target, data, synthetic, progress, square)
     if init_from:
         card.training["init_from"] = {"model": options.init_from, "description": init_from.description}
     if options.resume:  # what the run's earlier parts recorded (e.g. the model it started from) stays
@@ -193,6 +194,33 @@ def _resumed_recipe(output: str | os.PathLike, options: TrainOptions, state: dic
     return dataclasses.replace(options, **{k: v for k, v in recorded.items() if k not in given})
 
 
+def _recorded_square(output: str | os.PathLike, target) -> tuple[tuple[int, int, int], tuple[int, int, int]] | None:
+    """The square of the target video's frames (and what fills it past their edges) that the
+    checkpoint in `output` was trained on, from its card: a resumed run trains on the same frames
+    (and the target's pose statistics are measured in them), however the square was chosen when
+    the run began. None, with a warning, for a card that does not record it."""
+    from vidtrans.models.checkpoint import read_card
+    from vidtrans.options import is_int
+    from vidtrans.train.data import CROP_FILL
+
+    training = read_card(output).training
+    crop, fill = training.get("crop"), training.get("crop_fill", list(CROP_FILL))
+    if crop is None:
+        log.warning("%s: its card does not record the square of %s it was trained on (an older vidtrans made it), "
+                    "so the resumed run trains on the square chosen now, which may frame the person differently",
+                    output, Path(target).name)
+        return None
+
+    def three_whole_numbers(values) -> bool:
+        return isinstance(values, list) and len(values) == 3 and all(is_int(v) for v in values)
+
+    if not (three_whole_numbers(crop) and crop[2] >= 1 and three_whole_numbers(fill)
+            and all(0 <= v <= 255 for v in fill)):
+        raise VidtransError(f"{output}: the model card's training square {crop!r} (fill {fill!r}) is not [left, top, "
+                            "side] in whole pixels (and an RGB colour); fix the model card")
+    return tuple(crop), tuple(fill)
+
+
 def _init_from_conflicts(card: ModelCard, conflicts: list[tuple[str, Any, Any]], name: str,
                          names: dict[str, str] | None) -> str:
     """Why settings asked for cannot start from the generator `card` describes (`conflicts` as
@@ -266,7 +294,9 @@ def _pose_style(output: str | os.PathLike, options: TrainOptions, init_from: Mod
 
 
 def _source_and_card(config: TrainConfig, size: int, style: PoseStyle, options: TrainOptions, target, data,
-                     synthetic: bool, progress) -> tuple[PairSource, ModelCard]:
+                     synthetic: bool, progress, square) -> tuple[PairSource, ModelCard]:
+    """The data source and the card describing it; `square`: the training square and its fill that
+    a resumed run keeps (`_recorded_square`), None to choose them from the target video."""
     from vidtrans.train.data import CROP_FILL, PairedFolder, SyntheticPairs, VideoPairs
 
     card = ModelCard(architecture=config.architecture, native_size=(size, size), input_kind="pose",
@@ -301,15 +331,16 @@ def _source_and_card(config: TrainConfig, size: int, style: PoseStyle, options: 
                         "pair; add pairs or a val/ folder for held-out figures", data)
     else:
         target = Path(target)
+        crop, fill = square or (None, CROP_FILL)
         source = VideoPairs(target, size=size, style=style, progress=progress,
-                            sequence_length=sample_length(config))
+                            sequence_length=sample_length(config), crop=crop, fill=fill)
         card.target_pose_stats = source.target_pose_stats()
         card.description = f"pose map -> the person in {target.name}"
         # What `vidtrans eval --video` needs to rebuild the truth of the held-out tail.
         training = {"data": _data_description(target, None, False), "frames": len(source.frames), "video": target.name,
                     "video_identity": file_identity(target), "crop": list(source.crop)}
         if source.padded:  # what `eval --video` fills the square with past the frame's edges, as training did
-            training["crop_fill"] = list(CROP_FILL)
+            training["crop_fill"] = list(source.fill)
         if source.held_out_from is not None:
             frame, time = source.held_out_from
             training["held_out"] = {"from_frame": frame, "from_time": time}

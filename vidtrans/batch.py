@@ -18,6 +18,7 @@ a clip is translated changes. How a batch looks on a terminal is the CLI's
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import datetime
 import fcntl
@@ -753,7 +754,9 @@ class _Runner:
     def run(self, jobs: list[_Job]) -> dict[str, ClipResult]:
         with ThreadPoolExecutor(max_workers=len(self.workers), thread_name_prefix="vidtrans-batch",
                                 initializer=self._init_worker) as pool:
-            futures = [pool.submit(self._translate, job) for job in jobs]
+            # Each clip runs in a copy of this thread's context, so that its messages spell settings as
+            # the caller does (the CLI's flags: options.spell), as they would on this thread.
+            futures = [pool.submit(contextvars.copy_context().run, self._translate, job) for job in jobs]
             try:
                 for future in as_completed(futures):
                     future.result()

@@ -278,7 +278,7 @@ def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
     from vidtrans.pose.render import PoseStyle
     from vidtrans.pose.smoothing import smooth_track
     from vidtrans.pose.track import detect_keypoints
-    from vidtrans.train.data import crop_square, keypoints_in_crop
+    from vidtrans.train.data import CROP_FILL, crop_fits, crop_square, keypoints_in_crop
 
     video, training = Path(video), model.card.training
     if not {"video", "crop", "held_out"} <= set(training):
@@ -302,22 +302,19 @@ def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
         raise UsageError(f"{model.name} was trained on {training['video']}, not {video.name}; pass that video "
                          "(its last tenth was held out for evaluation)")
     (size, _), crop = model.native_size, tuple(training["crop"])
-    start, end, truth = training["held_out"]["from_time"], None, []
+    fill = tuple(training.get("crop_fill", CROP_FILL))  # what training saw past the frame's edges
+    start, end, truth = _held_out_start(model, video), None, []
     wanted = max_frames(model) if frames is None else frames
     with VideoReader(video, start=start) as reader:
         info = reader.info
-        left, top, side = crop
-        # Training's square lies in the frame, or (a body taller than the frame is wide) holds all of
-        # the frame along the sides shorter than the square, filled past them (train.data.crop_square).
-        if not all(min(0, length - side) <= offset <= max(0, length - side)
-                   for offset, length in ((left, info.width), (top, info.height))):
+        if not crop_fits(crop, info.width, info.height):
             raise VidtransError(f"{video}: {info.width}x{info.height}, smaller than the square {model.name} was "
                                 f"trained on; pass the video it was trained on")
         for frame in reader:
             if len(truth) == wanted:
                 end = frame.time  # the first frame not scored
                 break
-            truth.append(crop_square(frame.image, crop, size))
+            truth.append(crop_square(frame.image, crop, size, fill))
     if len(truth) < 2:
         raise VidtransError(f"{video}: its held-out tail has {len(truth)} frame(s), and evaluation needs at least 2; "
                             "train on a longer video")
@@ -329,6 +326,20 @@ def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
         raise VidtransError(f"{video}: decoded {len(truth)} frames but detected poses in {len(keypoints)}; "
                             "the file may be damaged")
     return HeldOut(video, start, end, np.stack(truth), keypoints)
+
+
+def _held_out_start(model, video: Path) -> float:
+    """Where the held-out tail of `video` starts, in seconds from the clip's start. The card's frame
+    number says: its `from_time` is in the file's own timestamps in cards written before times
+    counted from the clip's start (10001.4 s for a broadcast recording starting at 10000 s)."""
+    first = model.card.training["held_out"]["from_frame"]
+    with VideoReader(video) as reader:
+        start = reader.frame_time(first)
+        if start is None:
+            total = reader.span().total
+            raise VidtransError(f"{video}: has {total} frames, and {model.name} held out its frames from number "
+                                f"{first} on; pass the video it was trained on")
+    return start
 
 
 # --- scoring ---------------------------------------------------------------------------------

@@ -219,12 +219,23 @@ def _frame_count(stream: av.video.stream.VideoStream, duration: float, fps: floa
 
 
 def _first_frame(container, stream, path) -> av.VideoFrame:
+    """The first picture, past packets the decoder rejects (as `VideoReader` decodes past them): one
+    damaged packet before it leaves the rest of the video readable."""
+    error: av.FFmpegError | None = None
     try:
-        for frame in container.decode(stream):
-            return frame
-    except av.FFmpegError as e:
-        raise VidtransError(f"{os.fspath(path)}: video cannot be decoded ({first_line(e)}); "
-                            "the file is damaged or truncated, re-export or re-download it") from e
+        for packet in container.demux(stream):  # its last packet, empty, drains the decoder
+            try:
+                pictures = stream.decode(packet)
+            except av.FFmpegError as e:
+                error = error or e
+                continue
+            if pictures:
+                return pictures[0]
+    except av.FFmpegError as e:  # the container itself is damaged there
+        error = error or e
+    if error is not None:
+        raise VidtransError(f"{os.fspath(path)}: video cannot be decoded ({first_line(error)}); "
+                            "the file is damaged or truncated, re-export or re-download it") from error
     raise VidtransError(f"{os.fspath(path)}: no video frames could be decoded; "
                         "the file is damaged or truncated, re-export or re-download it")
 
@@ -317,6 +328,15 @@ class VideoReader:
             first += start_pts is not None and pts < start_pts
             stop += end_pts is None or pts < end_pts
         return FrameSpan(first, stop, total)
+
+    def frame_time(self, index: int) -> float | None:
+        """The time of the clip's frame `index` (counting from 0 over the whole clip, start/end
+        ignored, as `span` counts), in seconds from the clip's start, from the container's packets
+        (no decoding); None when the clip has no such frame."""
+        times = sorted(self._packet_pts())  # packets come in decoding order, frames in pts order
+        if not 0 <= index < len(times):
+            return None
+        return float(times[index] * self.info.time_base - self.info.clip_start)
 
     def _packet_pts(self) -> Iterator[int]:
         """The pts of every frame of the clip as `_frames` stamps them, one per packet, from a

@@ -40,6 +40,14 @@ _NO_PCM = {"mp4", "ipod", "3gp", "3g2", "psp"}
 # Where the warnings about a stream the output cannot hold point: Matroska holds every codec here
 # (audio it cannot hold is re-encoded, text subtitles converted to ASS).
 _KEEPS_ALL = "a Matroska (.mkv) file"
+# What a container holds where FFmpeg cannot be asked: avformat_query_codec answers "unknown" for a
+# muxer without a codec table (MPEG-TS) except for its default codecs, and PyAV's supported_codecs
+# counts only a "yes" (for MPEG-TS: MPEG-2 video and MP2 audio). These are the codecs (FFmpeg's
+# canonical names) the MPEG-TS muxer gives a stream type of their own (libavformat/mpegtsenc.c; it
+# writes AAC as ADTS itself); any other it muxes as private data, which readers do not recognise.
+_HOLDS = {"mpegts": frozenset({"mpeg1video", "mpeg2video", "mpeg4", "h264", "hevc", "vvc", "cavs", "avs2", "avs3",
+                               "dirac", "vc1", "mp2", "mp3", "aac", "aac_latm", "ac3", "eac3", "dts", "truehd",
+                               "opus", "s302m", "dvb_subtitle", "dvb_teletext"})}
 # The containers whose muxers write chapters (avi, flv and mpegts have none).
 _CHAPTER_FORMATS = {"matroska", "webm", "mp4", "mov", "ipod", "3gp", "3g2", "ismv", "f4v", "nut"}
 # Tags that describe the source file's bytes, not its content (mkvmerge's statistics, the muxer
@@ -51,6 +59,8 @@ _FILE_TAGS = {"duration", "number_of_frames", "number_of_bytes", "bps", "encoder
 _MAX_TB_DEN = {"mpeg4": 65535, "h263": 65535, "mpeg1video": 65535, "mpeg2video": 65535}
 _X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
                  "placebo")
+# The encoders of the x264 library: YUV, and RGB (libx264rgb); both take its crf, presets and x264-params.
+_X264_ENCODERS = ("libx264", "libx264rgb")
 # NVENC's speed/quality scale (p1 fastest .. p7 best) for the x264 names the CLI takes.
 _NVENC_PRESETS = dict(zip(_X264_PRESETS, ("p1", "p1", "p2", "p3", "p3", "p4", "p5", "p6", "p7", "p7")))
 # Suggested when a codec name is refused (those of them this FFmpeg build has).
@@ -71,12 +81,12 @@ def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
         _check_crf(codec, crf, 63)
         return {"crf": str(crf), "b": "0"}
     _check_crf(codec, crf, 51)
-    if codec in ("libx264", "libx265"):
+    if codec in _X264_ENCODERS or codec == "libx265":
         if preset not in _X264_PRESETS:
             raise UsageError(f"{spell('preset')} {preset!r} is not one {codec} knows; pass one of "
                              f"{', '.join(_X264_PRESETS)}")
         options = {"crf": str(crf), "preset": preset}
-        if codec == "libx264" and _cpu_has_avx512():
+        if codec in _X264_ENCODERS and _cpu_has_avx512():
             # With mb-tree and B-frames, x264's AVX-512 code reads memory it never wrote, so the same
             # frames made another file now and then (up to 40 grey levels apart). Its AVX2 code, which
             # every AVX-512 CPU runs as fast, does not.
@@ -105,6 +115,26 @@ def _cpu_has_avx512() -> bool:
     return bool(__cpu_features__.get("AVX512_SKX"))
 
 
+def holdable_codecs(out: av.container.OutputContainer) -> set[str]:
+    """The names of the codecs (encoders' and decoders') whose streams `out` can hold."""
+    known = _HOLDS.get(out.format.name)
+    return out.supported_codecs if known is None else set(_codec_names(known))
+
+
+@functools.cache
+def _codec_names(canonical: frozenset[str]) -> frozenset[str]:
+    """Every encoder's and decoder's name (mp3float, libx264) for the codecs named `canonical` (mp3, h264)."""
+    names = set()
+    for name in av.codecs_available:
+        for mode in "rw":
+            try:
+                if av.Codec(name, mode).canonical_name in canonical:
+                    names.add(name)
+            except (ValueError, av.FFmpegError):  # a decoder only, or an encoder only
+                pass
+    return frozenset(names)
+
+
 def _check_crf(codec: str, crf: int, top: int) -> None:
     if isinstance(crf, bool) or not isinstance(crf, (int, np.integer)) or not 0 <= crf <= top:
         raise UsageError(f"{spell('crf')} {crf!r} is outside what {codec} takes; pass a whole number from 0 to {top} "
@@ -127,11 +157,13 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
     codec = _video_encoder(encode.codec, encode.pix_fmt)
     options = encoder_options(codec, encode.crf, encode.preset)
     with av.logging.Capture(), av.open(io.BytesIO(), "w", format=_container_format(dst)) as probe:
-        usual = [name for name in _COMMON_ENCODERS
-                 if name in av.codecs_available and name in probe.supported_codecs and name != codec]
+        holdable = holdable_codecs(probe)
+        usual = [name for name in _COMMON_ENCODERS if name in av.codecs_available and name in holdable and name != codec]
         fix = f"use the codec {' or '.join(usual[:2])}, or another extension such as .mkv" if usual else \
             "use another extension such as .mkv"
         try:
+            if probe.format.name in _HOLDS and codec not in holdable:
+                raise ValueError(codec)  # FFmpeg would mux it as data no reader recognises
             stream = probe.add_stream(codec, options=options)
         except ValueError:  # not among the codecs FFmpeg lets this container hold
             raise UsageError(f"{dst}: a {suffix} file cannot hold {codec} video; {fix}") from None
@@ -341,7 +373,7 @@ class _Muxer:
         except (av.FFmpegError, OSError) as e:
             raise VidtransError(f"{src}: cannot read audio from it ({first_line(e)}); pass a readable video") from e
         self._place_span(clip_start(self._src), source)
-        holdable = self._out.supported_codecs
+        holdable = holdable_codecs(self._out)
         fmt = self._out.format.name
         kind_of_file = f"a {self.dst.suffix or fmt} file"
         translated = self._src.streams.video[0] if self._src.streams.video else None

@@ -103,7 +103,7 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
     _check_apart(output, data)
     resolve_device(options.device)
     square = _recorded_square(output, target) if options.resume and target is not None else None
-    source, card = _source_and_card(config, size, style, options, target, data, synthetic, progress, square)
+    source, card = _source_and_card(config, size, style, options, target, data, progress, square)
     if init_from:
         card.training["init_from"] = {"model": options.init_from, "description": init_from.description}
     if options.resume:  # what the run's earlier parts recorded (e.g. the model it started from) stays
@@ -294,15 +294,16 @@ def _pose_style(output: str | os.PathLike, options: TrainOptions, init_from: Mod
 
 
 def _source_and_card(config: TrainConfig, size: int, style: PoseStyle, options: TrainOptions, target, data,
-                     synthetic: bool, progress, square) -> tuple[PairSource, ModelCard]:
-    """The data source and the card describing it; `square`: the training square and its fill that
-    a resumed run keeps (`_recorded_square`), None to choose them from the target video."""
+                     progress, square) -> tuple[PairSource, ModelCard]:
+    """The data source and the card describing it: the `target` video, the paired folder `data`, or
+    (neither given) synthetic data; `square`: the training square and its fill that a resumed run
+    keeps (`_recorded_square`), None to choose them from the target video."""
     from vidtrans.train.data import CROP_FILL, PairedFolder, SyntheticPairs, VideoPairs
 
     card = ModelCard(architecture=config.architecture, native_size=(size, size), input_kind="pose",
                      pose_style=style.to_dict(), normalization="sample")
     training: dict[str, Any]
-    if synthetic:
+    if target is None and data is None:
         source = SyntheticPairs(size=size, style=style, train_pose=options.train_pose)
         source.prepare(progress)
         card.target_pose_stats = source.target_pose_stats()

@@ -91,9 +91,105 @@ def clip_start(container: av.container.InputContainer) -> Fraction:
     (its earliest stream's) when that is after 0, as in broadcast recordings (timestamps from the
     transmitter's clock), cut streams and camera timecode. Times given in seconds count from there
     and outputs start there, as FFmpeg's do by default. A clip starting before 0 (an edited file)
-    counts from 0; its output starts at its first frame (see `VideoWriter`)."""
+    counts from 0; its output starts at its first frame (see `VideoWriter`). MPEG-TS/PS are the
+    exception: a start before 0 there is a recording crossing the 33-bit clock's wrap (FFmpeg
+    puts the frames before the wrap below 0), so such a clip counts from its start, as `-ss` does."""
     start = container.start_time
-    return Fraction(start, av.time_base) if start is not None and start > 0 else Fraction(0)
+    if start is None or (start <= 0 and not has_timestamp_jumps(container)):
+        return Fraction(0)
+    return Fraction(start, av.time_base)
+
+
+def has_timestamp_jumps(container: av.container.InputContainer) -> bool:
+    """Whether the container's format allows its clock to jump (MPEG-TS/PS, FFmpeg's AVFMT_TS_DISCONT):
+    joined recordings restart it, and one damaged packet header can carry any time."""
+    return bool(container.format.flags & av.format.Flags.ts_discont.value)
+
+
+# FFmpeg's dts_delta_threshold: a TS/PS clock moving further than this from one packet to the next jumped.
+JUMP_SECONDS = 10
+
+
+class ContinuousTimestamps:
+    """Make a TS/PS stream's clock run on across jumps, as FFmpeg's CLI does (dts_delta_threshold).
+
+    A packet whose dts is more than `JUMP_SECONDS` from the previous one's + its duration either
+    carries one damaged timestamp (the next packet returns to the old run: it is stamped previous
+    + one duration) or starts a new clock (joined segments: from there on the stream is shifted
+    to go on at previous + one duration). A pts further than that from its own dts is damaged and
+    gets the stream's last pts - dts. Each stream has its own state; `step` is the duration of a
+    packet that states none (in its stream's time base). `restarted` tells whether a new clock was
+    found: timestamps after it no longer match the file's, so seeking by them is not possible."""
+
+    def __init__(self, step: int = 1):
+        self.step = step
+        self.restarted = False
+        self._streams: dict[int, _ClockState] = {}
+
+    def __call__(self, packets: Iterator[av.Packet]) -> Iterator[av.Packet]:
+        for packet in packets:
+            clock = packet.dts if packet.dts is not None else packet.pts
+            if clock is None or not packet.size:
+                state = self._streams.get(packet.stream.index)
+                if state is not None and state.held is not None:
+                    yield self._place_jump(state, returned=False)
+                yield packet
+                continue
+            state = self._streams.setdefault(packet.stream.index,
+                                             _ClockState(round(JUMP_SECONDS / packet.time_base)))
+            if state.held is not None:
+                returned = abs(clock + state.offset - state.expected) <= state.threshold
+                yield self._place_jump(state, returned)
+            if state.previous is not None and abs(clock + state.offset - state.expected) > state.threshold:
+                state.held = packet  # which kind of jump: the next packet tells
+                continue
+            yield self._stamp(state, packet, state.offset)
+        for state in self._streams.values():
+            if state.held is not None:
+                yield self._place_jump(state, returned=False)
+
+    def _place_jump(self, state: _ClockState, returned: bool) -> av.Packet:
+        """The held packet after a jump, stamped: one damaged timestamp (`returned`: the next packet
+        is back on the old run) or the first of a new clock."""
+        packet, state.held = state.held, None
+        clock = packet.dts if packet.dts is not None else packet.pts
+        shift = state.expected - (clock + state.offset)
+        if returned:
+            return self._stamp(state, packet, state.offset + shift)
+        state.offset += shift
+        self.restarted = True
+        log.info("the clock of stream %d jumps by %.1f s; its times go on from before the jump",
+                 packet.stream.index, float(-shift * packet.time_base))
+        return self._stamp(state, packet, state.offset)
+
+    def _stamp(self, state: _ClockState, packet: av.Packet, offset: int) -> av.Packet:
+        if offset:
+            packet.dts = None if packet.dts is None else packet.dts + offset
+            packet.pts = None if packet.pts is None else packet.pts + offset
+        if packet.pts is not None and packet.dts is not None:
+            if abs(packet.pts - packet.dts) > state.threshold:
+                packet.pts = packet.dts + state.reorder
+            else:
+                state.reorder = packet.pts - packet.dts
+        state.previous = packet.dts if packet.dts is not None else packet.pts
+        state.duration = packet.duration or self.step
+        return packet
+
+
+@dataclass
+class _ClockState:
+    """One stream's clock, as `ContinuousTimestamps` corrects it."""
+
+    threshold: int  # JUMP_SECONDS in the stream's ticks
+    offset: int = 0  # added to the file's timestamps
+    previous: int | None = None  # the last packet's (corrected) dts
+    duration: int = 1  # and its duration
+    reorder: int = 0  # the last sound pts - dts
+    held: av.Packet | None = None  # the packet after a jump, until the next one tells its kind
+
+    @property
+    def expected(self) -> int:
+        return self.previous + self.duration
 
 
 def first_pts_at(seconds: Fraction, time_base: Fraction) -> int:
@@ -281,6 +377,7 @@ class VideoReader:
             if error is not None:
                 raise error
         self.corrupt_frames = 0
+        self._clock_restarted: bool | None = None  # whether a TS/PS clock starts anew (unknown till a pass)
         self._open()
         self._started = False
 
@@ -343,18 +440,29 @@ class VideoReader:
         pass over the packets (no decoding)."""
         step, previous = self._step(), None
         container, stream = _open(self.path)
+        clock = ContinuousTimestamps(step)
         try:
-            for packet in _leading_pts(container.demux(stream), step):
+            for packet in self._video_packets(container, stream, clock):
                 if packet.size == 0 or packet.is_discard:
                     continue
                 # As `_frames` stamps a picture without pts: the previous one's plus a frame.
                 pts = packet.pts if packet.pts is not None else (previous + step if previous is not None else 0)
                 previous = pts
                 yield pts
+            self._clock_restarted = clock.restarted
         except av.FFmpegError:
             pass  # a damaged part ends the frames here, as it ends the reader's
         finally:
             container.close()
+
+    def _video_packets(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                       clock: ContinuousTimestamps) -> Iterator[av.Packet]:
+        """The video's packets with the timestamps every pass over them stamps (decoding, counting):
+        a TS/PS clock's jumps smoothed, packets before the first timestamp given one."""
+        packets = container.demux(stream)
+        if has_timestamp_jumps(container):
+            packets = clock(packets)
+        return _leading_pts(packets, self._step())
 
     def _empty_span_error(self) -> UsageError | None:
         """The error for a start/end span that holds no frame of the video, naming where its frames
@@ -388,7 +496,14 @@ class VideoReader:
         """Put the demuxer at the keyframe before `seconds` (from the clip's start; None: at the
         beginning), or at the beginning when that is not after the video's first frame or FFmpeg
         cannot seek there (it refuses in a Matroska file whose audio starts long before its
-        video); whether it seeked."""
+        video); whether it seeked. A TS/PS file whose clock starts anew (joined recordings) is
+        decoded from the beginning: past the restart its times are not the file's, seeking uses those."""
+        if seconds is not None and seconds > self.info.start_time and has_timestamp_jumps(self._container):
+            if self._clock_restarted is None:
+                for _ in self._packet_pts():
+                    pass
+            if self._clock_restarted:
+                seconds = None
         if seconds is not None and seconds > self.info.start_time:
             try:
                 self._container.seek(first_pts_at(self.info.clip_start + Fraction(seconds), self.info.time_base),
@@ -500,7 +615,7 @@ class VideoReader:
         """Demux and decode ourselves, so a bad packet costs one frame, not the rest of the video."""
         stream = self._stream
         try:
-            for packet in _leading_pts(self._container.demux(stream), self._step()):
+            for packet in self._video_packets(self._container, stream, ContinuousTimestamps(self._step())):
                 if packet.size == 0:
                     continue
                 if packet.pts is not None and not packet.is_discard and in_range(packet.pts):

@@ -24,7 +24,7 @@ import numpy as np
 from vidtrans.atomic import OutputClaim, check_destination, discard, publish, temp_path
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.options import EncodeOptions, spell
-from vidtrans.video.reader import clip_start, first_pts_at, local_file
+from vidtrans.video.reader import ContinuousTimestamps, clip_start, first_pts_at, has_timestamp_jumps, local_file
 
 log = logging.getLogger(__name__)
 
@@ -421,6 +421,9 @@ class _Muxer:
             wanted.append(s)
         if wanted:
             self._audio = self._src.demux(*wanted)
+            if has_timestamp_jumps(self._src):
+                # Smoothed as the reader smooths the video's clock, so they stay in sync past a jump.
+                self._audio = ContinuousTimestamps()(self._audio)
         self._add_others(src, others, kind_of_file)
         self._out.metadata.update(_lasting_tags(self._src.metadata))
         chapters = self._chapters_in_span(self._src.chapters())
@@ -588,9 +591,10 @@ class VideoWriter(_Muxer):
         if (first is not None and pts < first) or (stop is not None and pts >= stop):
             return
         if self._last_pts is None:
-            if self.start is None and pts < 0:
+            if self.start is None and pts * self.time_base < self._origin:
                 # mp4 would hide frames before time 0 (an edit list starting at 0) and Matroska
-                # cannot store them: start the output (audio too) at the first frame instead.
+                # cannot store them: start the output (audio too) at the first frame instead. (A TS
+                # clip crossing its 33-bit clock's wrap starts below 0 too, at `_origin`: not moved.)
                 self._origin = pts * self.time_base
         elif pts <= self._last_pts:
             pts = self._last_pts + 1  # duplicate or backwards pts (screen recordings, edited files)
@@ -735,6 +739,11 @@ class VideoWriter(_Muxer):
         except VidtransError:
             self.abort()
             raise
+        except av.PatchWelcomeError as e:
+            # The MP4/MOV muxer's refusal of a stream whose timestamps jump too far (not a disk problem).
+            self.abort()
+            raise VidtransError(f"{self.dst}: could not finish the video ({first_line(e)}): the input's timestamps "
+                                "jump too far for this kind of file; write a .mkv file") from e
         except (av.FFmpegError, OSError) as e:
             self.abort()
             raise VidtransError(f"{self.dst}: could not finish the video ({first_line(e)}); "

@@ -49,21 +49,18 @@ def card_model(tmp_path, clip, held_out):
     return model
 
 
-def test_eval_of_a_card_with_a_held_out_time_in_the_files_timestamps(cli, tmp_path):
+@pytest.mark.parametrize(("held_out", "scored"), [
     # Yesterday's cards: frame 8 of 10, at 10000.32 s in the file's timestamps (0.32 s into the clip).
+    ({"from_frame": 8, "from_time": LATE + 8 / 25}, 2),
+    # Today's: the time counts from the clip's start.
+    ({"from_frame": 7, "from_time": 7 / 25}, 3),
+])
+def test_eval_finds_the_held_out_tail_by_its_frame_number(cli, tmp_path, held_out, scored):
     clip = late_ts(tmp_path / "late.ts")
-    model = card_model(tmp_path, clip, {"from_frame": 8, "from_time": LATE + 8 / 25})
+    model = card_model(tmp_path, clip, held_out)
     result = cli("eval", "--model", model, "--video", clip.path, "--model-only", "--device", "cpu", "--json")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["frames"] == 2
-
-
-def test_eval_of_a_card_with_a_held_out_time_from_the_clips_start(cli, tmp_path):
-    clip = late_ts(tmp_path / "late.ts")
-    model = card_model(tmp_path, clip, {"from_frame": 7, "from_time": 7 / 25})
-    result = cli("eval", "--model", model, "--video", clip.path, "--model-only", "--device", "cpu", "--json")
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["frames"] == 3
+    assert json.loads(result.stdout)["frames"] == scored
 
 
 def test_eval_of_a_held_out_tail_past_the_video_names_no_options_eval_lacks(cli, tmp_path):

@@ -524,7 +524,9 @@ def model_files(path: Path) -> list[Path]:
     return [path / name for name in (CARD_NAME, WEIGHTS_NAME, BACKGROUND_NAME)]
 
 
-def resolve(name_or_path: str | os.PathLike) -> Path:
+def resolve(name_or_path: str | os.PathLike, fix: str | None = None) -> Path:
+    """The path a model name or path stands for; VidtransError when there is none, ending in `fix`
+    (what to pass instead: by default a checkpoint folder, a .pth file or a model name)."""
     if not isinstance(name_or_path, (str, os.PathLike)) or not os.fspath(name_or_path):
         # An empty path would be the current folder.
         raise VidtransError("name_or_path must be a model name, a checkpoint folder or a .pth file, "
@@ -537,8 +539,10 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
             if (root / name_or_path / CARD_NAME).is_file():
                 return root / name_or_path
         names = ", ".join(p.name for p in available_models() if _is_usable(p)) or "none"
-        raise VidtransError(f"model {name_or_path!r} not found (available: {names}); pass a checkpoint folder or a .pth file")
-    raise VidtransError(f"{path}: no such file or folder; pass a checkpoint folder, a .pth file or a model name")
+        raise VidtransError(f"model {name_or_path!r} not found (available: {names}); "
+                            f"{fix or 'pass a checkpoint folder or a .pth file'}")
+    raise VidtransError(f"{path}: no such file or folder; "
+                        f"{fix or 'pass a checkpoint folder, a .pth file or a model name'}")
 
 
 def _is_model_name(name: Any) -> bool:
@@ -612,9 +616,9 @@ def load_checkpoint(name_or_path: str | os.PathLike) -> Checkpoint:
     raise VidtransError(f"{path}: not a checkpoint; pass a folder with {CARD_NAME} and {WEIGHTS_NAME}, or a pix2pix .pth file")
 
 
-def checkpoint_path(name_or_path: str | os.PathLike) -> Path:
-    """The checkpoint folder, or upstream file, that a model name or path stands for."""
-    path = resolve(name_or_path)
+def checkpoint_path(name_or_path: str | os.PathLike, fix: str | None = None) -> Path:
+    """The checkpoint folder, or upstream file, that a model name or path stands for (`fix`: see `resolve`)."""
+    path = resolve(name_or_path, fix)
     return path.parent if path.is_file() and path.name in (CARD_NAME, WEIGHTS_NAME) else path
 
 

@@ -252,14 +252,9 @@ def _generator_to_start_from(output: str | os.PathLike, options: TrainOptions,
     if options.resume:
         raise UsageError(f"{spell('init_from')} starts a new run from a model and {spell('resume')} continues "
                          "the one in the output folder; pass one of them")
-    try:
-        path = checkpoint_path(options.init_from)
-    except VidtransError as e:
-        # The problem as checkpoint_path names it (the models there are), with a fix that fits
-        # training: it cannot start from a pix2pix .pth file as it is.
-        problem = str(e).split("; pass ", 1)[0]
-        raise VidtransError(f"{problem}; {spell('init_from')} takes a vidtrans checkpoint folder or a model's "
-                            "name (a pix2pix .pth file: import it first with vidtrans import-pix2pix)") from None
+    # Training cannot start from a pix2pix .pth file as it is, which the usual advice offers.
+    path = checkpoint_path(options.init_from, fix=f"{spell('init_from')} takes a vidtrans checkpoint folder or a "
+                           "model's name (a pix2pix .pth file: import it first with vidtrans import-pix2pix)")
     if Path(output).resolve() == path.resolve():
         raise UsageError(f"{path}: {spell('init_from')} and the output are the same folder, whose checkpoint a new "
                          f"run replaces; write the fine-tuned model to another folder")

@@ -308,8 +308,8 @@ def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
     with VideoReader(video, start=start) as reader:
         info = reader.info
         if not crop_fits(crop, info.width, info.height):
-            raise VidtransError(f"{video}: {info.width}x{info.height}, smaller than the square {model.name} was "
-                                f"trained on; pass the video it was trained on")
+            raise VidtransError(f"{video}: {info.width}x{info.height}, which the square {model.name} was trained on "
+                                f"({list(crop)}: left, top, side) does not fit; pass the video it was trained on")
         for frame in reader:
             if len(truth) == wanted:
                 end = frame.time  # the first frame not scored

@@ -108,88 +108,169 @@ def has_timestamp_jumps(container: av.container.InputContainer) -> bool:
 
 # FFmpeg's dts_delta_threshold: a TS/PS clock moving further than this from one packet to the next jumped.
 JUMP_SECONDS = 10
+# And one going back by more than this (FFmpeg's AV_TIME_BASE/10 for TS_DISCONT formats) started anew.
+BACK_SECONDS = Fraction(1, 10)
+# How long other streams' packets wait for the video's packets that the file puts after them.
+HOLD_SECONDS = 2
 
 
 class ContinuousTimestamps:
-    """Make a TS/PS stream's clock run on across jumps, as FFmpeg's CLI does (dts_delta_threshold).
+    """Make a TS/PS file's clock run on across jumps, as FFmpeg's CLI does (dts_delta_threshold,
+    one offset per input file).
 
-    A packet whose dts is more than `JUMP_SECONDS` from the previous one's + its duration either
-    carries one damaged timestamp (the next packet returns to the old run: it is stamped previous
-    + one duration) or starts a new clock (joined segments: from there on the stream is shifted
-    to go on at previous + one duration). A pts further than that from its own dts is damaged and
-    gets the stream's last pts - dts. Each stream has its own state; `step` is the duration of a
-    packet that states none (in its stream's time base). `restarted` tells whether a new clock was
-    found: timestamps after it no longer match the file's, so seeking by them is not possible."""
+    Jumps are decided on one stream, `reference` (the video), in file order: a packet whose dts
+    is more than `JUMP_SECONDS` after the previous one's + its duration, or more than
+    `BACK_SECONDS` before it, either carries one damaged timestamp (the next packet returns to the
+    old run: it alone is stamped previous + one duration) or starts a new clock (joined segments:
+    from there on the file is shifted to go on at previous + one duration). Every stream gets the
+    same shift, so audio and subtitles stay with the video and their own gaps stay gaps. Muxers put
+    audio up to about a second ahead of its video in the file, so the other streams' packets wait
+    for `HOLD_SECONDS` of video after them: when the video starts a new clock meanwhile, each takes
+    the shift (old or new) with which it goes on best from its stream's previous packet. One whose
+    own stream jumps is re-stamped alone when its stream's next packet is back on the old run (a
+    damaged timestamp).
+    A pts further than `JUMP_SECONDS` from its own dts is damaged and gets its stream's last pts -
+    dts. A reference packet that states no duration lasts a frame at its average rate.
+    `restarted` tells whether a new clock was found: timestamps after it no longer match the
+    file's, so seeking by them is not possible."""
 
-    def __init__(self, step: int = 1):
-        self.step = step
+    def __init__(self, reference: av.video.stream.VideoStream):
+        self.reference = reference.index
+        self.step = frame_ticks(_fps(reference), reference.time_base)
         self.restarted = False
-        self._streams: dict[int, _ClockState] = {}
+        self._time_base = reference.time_base
+        self._hold = round(HOLD_SECONDS / self._time_base)
+        self._offset = 0  # in the reference's ticks, added to the file's timestamps
+        self._runs: dict[int, _Run] = {}  # per stream, its last stamped packet
+        # Packets waiting: (packet, whether stamped, the reference's clock when it came).
+        self._held: list[tuple[av.Packet, bool, int | None]] = []
+        self._jump: av.Packet | None = None  # the held reference packet that jumped
 
     def __call__(self, packets: Iterator[av.Packet]) -> Iterator[av.Packet]:
         for packet in packets:
-            clock = packet.dts if packet.dts is not None else packet.pts
-            if clock is None or not packet.size:
-                state = self._streams.get(packet.stream.index)
-                if state is not None and state.held is not None:
-                    yield self._place_jump(state, returned=False)
+            timed = _clock(packet) is not None and packet.size
+            if packet.stream.index != self.reference or not timed:
+                if self._held or timed:
+                    video = self._runs.get(self.reference)
+                    self._held.append((packet, False, None if video is None else video.previous))
+                else:
+                    yield packet
+                continue
+            if self._jump is not None:
+                yield from self._release(len(self._held), returned=not self._jumps(packet, self._offset))
+            if self._jumps(packet, self._offset):
+                self._jump = packet  # which kind of jump: the next packet tells
+                self._held.append((packet, False, None))
+                continue
+            self._stamp(packet, self._offset)
+            now = self._runs[self.reference].previous
+            ready = next((i for i, (_, _, came) in enumerate(self._held)
+                          if came is not None and now - came < self._hold), len(self._held))
+            yield from self._release(ready, returned=True)
+            if self._held:
+                self._held.append((packet, True, None))
+            else:
+                yield packet
+        yield from self._release(len(self._held), returned=False)
+
+    def _shift(self, packet: av.Packet, offset: int) -> int:
+        """`offset` reference ticks in `packet`'s time base."""
+        return offset if packet.stream.index == self.reference else round(offset * self._time_base / packet.time_base)
+
+    def _jumps(self, packet: av.Packet, offset: int) -> bool:
+        """Whether `packet`, shifted by `offset`, jumps from its stream's last stamped packet."""
+        run = self._runs.get(packet.stream.index)
+        if run is None:
+            return False
+        step = _clock(packet) + self._shift(packet, offset) - run.expected
+        return step > JUMP_SECONDS / packet.time_base or step < -BACK_SECONDS / packet.time_base
+
+    def _release(self, count: int, returned: bool) -> Iterator[av.Packet]:
+        """The first `count` held packets, stamped once the reference's held jump (if any) is known:
+        one damaged timestamp (`returned`: the next reference packet is back on the old run) or a
+        new clock."""
+        held, jumped = self._held, self._jump
+        self._held, self._jump = held[count:], None
+        before = self._offset
+        if jumped is not None and not returned:
+            shift = self._runs[self.reference].expected - (_clock(jumped) + self._offset)
+            self._offset += shift
+            self.restarted = True
+            log.info("the clock jumps by %.1f s; its times go on from before the jump",
+                     float(-shift * self._time_base))
+        for position, (packet, stamped, came) in enumerate(held[:count]):
+            if stamped or _clock(packet) is None or not packet.size:
                 yield packet
                 continue
-            state = self._streams.setdefault(packet.stream.index,
-                                             _ClockState(round(JUMP_SECONDS / packet.time_base)))
-            if state.held is not None:
-                returned = abs(clock + state.offset - state.expected) <= state.threshold
-                yield self._place_jump(state, returned)
-            if state.previous is not None and abs(clock + state.offset - state.expected) > state.threshold:
-                state.held = packet  # which kind of jump: the next packet tells
-                continue
-            yield self._stamp(state, packet, state.offset)
-        for state in self._streams.values():
-            if state.held is not None:
-                yield self._place_jump(state, returned=False)
+            offset = self._offset
+            other = packet.stream.index != self.reference
+            if offset != before and other and self._nearer_old_clock(packet, came, before):
+                offset = before
+            if self._jumps(packet, offset) and (packet is jumped or self._returns(held[position + 1:], packet, offset)):
+                # One damaged timestamp: placed after its stream's previous packet.
+                run = self._runs[packet.stream.index]
+                yield self._stamp(packet, run.expected - _clock(packet), own_ticks=True)
+            else:
+                yield self._stamp(packet, offset)
 
-    def _place_jump(self, state: _ClockState, returned: bool) -> av.Packet:
-        """The held packet after a jump, stamped: one damaged timestamp (`returned`: the next packet
-        is back on the old run) or the first of a new clock."""
-        packet, state.held = state.held, None
-        clock = packet.dts if packet.dts is not None else packet.pts
-        shift = state.expected - (clock + state.offset)
-        if returned:
-            return self._stamp(state, packet, state.offset + shift)
-        state.offset += shift
-        self.restarted = True
-        log.info("the clock of stream %d jumps by %.1f s; its times go on from before the jump",
-                 packet.stream.index, float(-shift * packet.time_base))
-        return self._stamp(state, packet, state.offset)
+    def _nearer_old_clock(self, packet: av.Packet, came: int | None, before: int) -> bool:
+        """Whether `packet`, held when the video started a new clock, goes on from its stream's
+        last packet better with the file's old shift `before` than with the new one (segment A's
+        last audio and segment B's first lie on either side of the join, in any order); for a
+        stream's first packet, whether it is nearer the video's time when it came (`came`)."""
+        run = self._runs.get(packet.stream.index)
+        if run is None and came is None:
+            return True
+        times = [_clock(packet) + self._shift(packet, offset) for offset in (before, self._offset)]
+        target = run.expected if run is not None else round(came * self._time_base / packet.time_base)
+        return abs(times[0] - target) < abs(times[1] - target)
 
-    def _stamp(self, state: _ClockState, packet: av.Packet, offset: int) -> av.Packet:
+    def _returns(self, later: list[tuple[av.Packet, bool, int | None]], packet: av.Packet, offset: int) -> bool:
+        """Whether the next packet of `packet`'s stream among `later` is back on its stream's run."""
+        index = packet.stream.index
+        following = next((p for p, _, _ in later if p.stream.index == index and _clock(p) is not None and p.size), None)
+        return following is not None and not self._jumps(following, offset)
+
+    def _stamp(self, packet: av.Packet, offset: int, own_ticks: bool = False) -> av.Packet:
+        """`packet` shifted by `offset` reference ticks (`own_ticks`: in its stream's time base)."""
+        if not own_ticks:
+            offset = self._shift(packet, offset)
         if offset:
             packet.dts = None if packet.dts is None else packet.dts + offset
             packet.pts = None if packet.pts is None else packet.pts + offset
+        if _clock(packet) is None or not packet.size:
+            return packet
+        run = self._runs.setdefault(packet.stream.index, _Run())
         if packet.pts is not None and packet.dts is not None:
-            if abs(packet.pts - packet.dts) > state.threshold:
-                packet.pts = packet.dts + state.reorder
+            if abs(packet.pts - packet.dts) > JUMP_SECONDS / packet.time_base:
+                packet.pts = packet.dts + run.reorder
             else:
-                state.reorder = packet.pts - packet.dts
-        state.previous = packet.dts if packet.dts is not None else packet.pts
-        state.duration = packet.duration or self.step
+                run.reorder = packet.pts - packet.dts
+        run.previous = _clock(packet)
+        run.duration = packet.duration or (self.step if packet.stream.index == self.reference else 1)
         return packet
 
 
-@dataclass
-class _ClockState:
-    """One stream's clock, as `ContinuousTimestamps` corrects it."""
+def _clock(packet: av.Packet) -> int | None:
+    return packet.dts if packet.dts is not None else packet.pts
 
-    threshold: int  # JUMP_SECONDS in the stream's ticks
-    offset: int = 0  # added to the file's timestamps
-    previous: int | None = None  # the last packet's (corrected) dts
+
+@dataclass
+class _Run:
+    """One stream's last stamped packet, as `ContinuousTimestamps` follows it."""
+
+    previous: int = 0  # its (corrected) dts
     duration: int = 1  # and its duration
     reorder: int = 0  # the last sound pts - dts
-    held: av.Packet | None = None  # the packet after a jump, until the next one tells its kind
 
     @property
     def expected(self) -> int:
         return self.previous + self.duration
+
+
+def frame_ticks(fps: float, time_base: Fraction) -> int:
+    """A frame's duration in ticks of `time_base` at `fps` (1 when the rate is unknown)."""
+    return max(1, round(1 / (fps * time_base))) if fps else 1
 
 
 def first_pts_at(seconds: Fraction, time_base: Fraction) -> int:
@@ -412,7 +493,7 @@ class VideoReader:
 
     def _step(self) -> int:
         """A frame's duration in pts, from the average frame rate."""
-        return max(1, round(1 / (self.info.fps * self.info.time_base))) if self.info.fps else 1
+        return frame_ticks(self.info.fps, self.info.time_base)
 
     def span(self) -> FrameSpan:
         """Where this reader's frames (start/end applied) sit in the whole clip: the frames are
@@ -440,7 +521,7 @@ class VideoReader:
         pass over the packets (no decoding)."""
         step, previous = self._step(), None
         container, stream = _open(self.path)
-        clock = ContinuousTimestamps(step)
+        clock = ContinuousTimestamps(stream)
         try:
             for packet in self._video_packets(container, stream, clock):
                 if packet.size == 0 or packet.is_discard:
@@ -615,7 +696,7 @@ class VideoReader:
         """Demux and decode ourselves, so a bad packet costs one frame, not the rest of the video."""
         stream = self._stream
         try:
-            for packet in self._video_packets(self._container, stream, ContinuousTimestamps(self._step())):
+            for packet in self._video_packets(self._container, stream, ContinuousTimestamps(stream)):
                 if packet.size == 0:
                     continue
                 if packet.pts is not None and not packet.is_discard and in_range(packet.pts):

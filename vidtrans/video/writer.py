@@ -286,6 +286,7 @@ class _Muxer:
         self._audio: Iterator[av.Packet] = iter(())
         self._next_audio: av.Packet | None = None
         self._copy: dict[int, av.stream.Stream] = {}
+        self._last_dts: dict[int, int] = {}  # per copied stream
         self._transcode: dict[int, tuple[av.stream.Stream, av.stream.Stream]] = {}  # audio
         self._cues: dict[int, tuple[av.stream.Stream, av.stream.Stream]] = {}  # subtitles converted to ASS
         self.left_out: list[str] = []
@@ -419,11 +420,10 @@ class _Muxer:
             out.metadata.update(_lasting_tags(s.metadata))
             out.disposition = s.disposition
             wanted.append(s)
-        if wanted:
+        if wanted and translated is not None and has_timestamp_jumps(self._src):
+            self._audio = _shifted_with_video(self._src, translated, wanted)
+        elif wanted:
             self._audio = self._src.demux(*wanted)
-            if has_timestamp_jumps(self._src):
-                # Smoothed as the reader smooths the video's clock, so they stay in sync past a jump.
-                self._audio = ContinuousTimestamps()(self._audio)
         self._add_others(src, others, kind_of_file)
         self._out.metadata.update(_lasting_tags(self._src.metadata))
         chapters = self._chapters_in_span(self._src.chapters())
@@ -662,12 +662,25 @@ class VideoWriter(_Muxer):
                 packet.dts -= offset
             index = packet.stream.index
             if index in self._copy:
+                self._after_last(index, packet)
                 packet.stream = self._copy[index]
                 self._out.mux(packet)
             elif index in self._cues:
                 self._convert_cue(*self._cues[index], packet)
             else:
                 self._encode_audio(*self._transcode[index], packet)
+
+    def _after_last(self, index: int, packet: av.Packet) -> None:
+        """Move a copied packet whose dts is not after its stream's previous one just after it, as
+        FFmpeg's muxing does: a joined recording's first audio can overlap the previous one's last
+        by a fraction of a frame once both are shifted with their video."""
+        last = self._last_dts.get(index)
+        if packet.dts is not None and last is not None and packet.dts <= last:
+            nudge = last + 1 - packet.dts
+            packet.dts += nudge
+            packet.pts = None if packet.pts is None else packet.pts + nudge
+        if packet.dts is not None:
+            self._last_dts[index] = packet.dts
 
     def _plays_in_span(self, packet: av.Packet, t: float) -> bool:
         """Whether an audio packet starting at `t` plays in [start, end). The one playing at
@@ -763,6 +776,16 @@ class VideoWriter(_Muxer):
             self.close()
         else:
             self.abort()
+
+
+def _shifted_with_video(src: av.container.InputContainer, video: av.video.stream.VideoStream,
+                        wanted: list[av.stream.Stream]) -> Iterator[av.Packet]:
+    """The packets of `wanted` shifted across the TS/PS clock's jumps as the reader shifts the
+    video's: the video is demuxed with them, in file order, so the jumps are decided on the same
+    video packets and every stream gets the same shift from the same point in the file on."""
+    for packet in ContinuousTimestamps(video)(src.demux(video, *wanted)):
+        if packet.stream.index != video.index:
+            yield packet
 
 
 def _lasting_tags(tags: dict[str, str]) -> dict[str, str]:

@@ -25,7 +25,7 @@ from vidtrans.options import TrainOptions
 from vidtrans.pose.keypoints import KEYPOINT_INDEX, NUM_KEYPOINTS
 from vidtrans.pose.render import PoseStyle
 from vidtrans.train import data as data_module
-from vidtrans.train.data import CROP_FILL, VideoPairs, crop_square, keypoints_in_crop, training_crop
+from vidtrans.train.data import CROP_FILL, VideoPairs, crop_square, training_crop
 from vidtrans.train.setup import SYNTHETIC_DATA, prepare_training
 from vidtrans.train.synth import TARGET_LOOK, dance_keypoints, render_person
 from vidtrans.train.trainer import TrainConfig, Trainer

@@ -161,3 +161,19 @@ def test_a_damaged_packet_before_the_first_picture_loses_one_frame(tmp_path):
     # The keyframe decodes as it was.
     assert_same_pictures([frames[0].image], [moving_square(0, 64, 48)])
     assert np.all([f.image.shape == (48, 64, 3) for f in frames])
+
+
+@pytest.mark.parametrize(("codec", "suffix"), [("mpeg2video", ".ts"), ("mpeg2video", ".mkv"), ("mpeg1video", ".mpg")])
+def test_mpeg1_and_mpeg2_encode_at_their_standard_frame_rate(cli, tmp_path, rgb_model_dir, codec, suffix):
+    """QA pass 12 #8: MPEG-1/2 take only standard frame rates as their time base; given the 1/65535
+    other MPEG codecs get, every run failed, blaming the frame size."""
+    clip = make_clip(tmp_path / "in.mp4", frames=12, size=(64, 48), audio=False, fps=25)
+    out = tmp_path / f"out{suffix}"
+    result = cli("run", clip.path, "-m", rgb_model_dir, "-o", out, "--codec", codec)
+    assert result.returncode == 0, result.stderr
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].codec_context.name == codec
+        times = [frame.time for frame in container.decode(video=0)]
+    assert len(times) == 12
+    steps = np.diff(times)
+    assert np.allclose(steps, 1 / 25, atol=1e-3)  # one frame of the clip's 25 fps apart, as the input

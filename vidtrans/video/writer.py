@@ -56,7 +56,7 @@ _CHAPTER_FORMATS = {"matroska", "webm", "mp4", "mov", "ipod", "3gp", "3g2", "ism
 _FILE_TAGS = {"duration", "number_of_frames", "number_of_bytes", "bps", "encoder", "major_brand", "minor_version",
               "compatible_brands", "_statistics_tags", "_statistics_writing_app", "_statistics_writing_date_utc"}
 # MPEG-4 part 2 stores the time base in 16 bits.
-_MAX_TB_DEN = {"mpeg4": 65535, "h263": 65535, "mpeg1video": 65535, "mpeg2video": 65535}
+_MAX_TB_DEN = {"mpeg4": 65535, "h263": 65535}
 _X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
                  "placebo")
 # The encoders of the x264 library: YUV, and RGB (libx264rgb); both take its crf, presets and x264-params.
@@ -315,14 +315,20 @@ class _Muxer:
 
     def _add_video(self, codec: str, options: dict[str, str], pix_fmt: str, fps: float, threads: int) -> None:
         ctb = self.time_base
+        rate = Fraction(fps).limit_denominator(100000) if fps else None
         max_den = _MAX_TB_DEN.get(codec)
         if max_den and ctb.denominator > max_den:
             # Exact pts are impossible here; round to the finest time base the codec can store.
             ctb = Fraction(1, max_den)
+        if standard_rates := av.Codec(codec, "w").frame_rates:
+            # MPEG-1/2 store one of their standard frame rates and count time in its frames (their
+            # streams cannot vary the rate): the nearest one, with the pts rounded to its frames.
+            rate = min((Fraction(r.numerator, r.denominator) for r in standard_rates),
+                       key=lambda r: abs(r - (rate or 25)))
+            ctb = 1 / rate
         self._codec_tb = ctb
         self._pad_w, self._pad_h = self._padding(codec, pix_fmt, options)
-        stream = self._out.add_stream(codec, rate=Fraction(fps).limit_denominator(100000) if fps else None,
-                                      options=options)
+        stream = self._out.add_stream(codec, rate=rate, options=options)
         stream.width, stream.height = self.width + self._pad_w, self.height + self._pad_h
         stream.pix_fmt = pix_fmt
         stream.time_base = self.time_base
@@ -523,7 +529,8 @@ class VideoWriter(_Muxer):
     together so it is at time 0, since players would hide frames before 0.
     .mp4/.mov keep every pts exactly (an edit list absorbs the B-frame delay); Matroska cannot store
     negative timestamps, so there FFmpeg shifts all streams by that delay (a few frames, in sync).
-    MPEG-4 part 2 cannot store time bases finer than 1/65535 s: pts are rounded to that.
+    MPEG-4 part 2 cannot store time bases finer than 1/65535 s: pts are rounded to that. MPEG-1/2
+    count time in frames of a standard rate (the nearest to the input's): pts are rounded to those.
 
     Audio and subtitle streams of `source.path` are copied without re-encoding, with their language,
     title and disposition, interleaved by time as video is written (read lazily, so memory stays

@@ -296,7 +296,7 @@ def test_size_scales_pose_maps_and_the_targets_pose_statistics(tmp_path):
     native = vidtrans.load_model(tmp_path / "dancer", device="cpu")
     sized = vidtrans.load_model(tmp_path / "dancer", device="cpu", size=160)
     assert sized.native_size == (160, 160)
-    source = PoseStats(frame_width=320, frame_height=240, far=0.6, near=0.95, height_far=0.4, height_near=0.8)
+    source = PoseStats(frame_width=320, frame_height=240, far=0.6, near=0.95, height_far=0.4, height_near=0.8, version=2)
     pose = np.random.default_rng(2).uniform([0, 0, 1], [320, 240, 1], (18, 3)).astype(np.float32)
     at_native = PoseNormalizer(source, PoseStats.from_dict(native.card.target_pose_stats))(pose)
     at_160 = PoseNormalizer(source, PoseStats.from_dict(sized.card.target_pose_stats))(pose)

@@ -78,8 +78,9 @@ def test_detected_statistics_see_the_ankles_higher_than_the_exact_keypoints(targ
     detected, exact = PoseStats.from_dict(target.detected), PoseStats.from_dict(target.exact)
     for line in ("far", "near"):
         assert 1.5 < (getattr(exact, line) - getattr(detected, line)) * MODEL < 6.0, (detected, exact)
-    for height in ("height_far", "height_near"):
-        assert getattr(detected, height) < getattr(exact, height)
+    # The skeleton's length, which sizes the body (statistics version 3), is read alike.
+    for size in ("height_far", "height_near"):
+        assert getattr(detected, size) == pytest.approx(getattr(exact, size), rel=0.02), (detected, exact)
 
 
 def test_equal_statistics_map_a_pose_as_fitting_it_to_the_frame_does():
@@ -97,10 +98,10 @@ def test_another_dance_of_the_character_keeps_its_place_on_the_stage(target, tmp
     # `centre_x`: a held-out dance that wanders to one side is not pulled towards where the
     # training dances stood on average (with the 0.024 measured on them, this one moved 10 px at
     # 256 px, and the eval's self-reenactment scored a shifted body; without, 0.3 px).
-    assert "centre_x" not in target.detected
+    assert target.detected["centre_x"] is None
     poses = dance_keypoints(20000000, 48, VIDEO, VIDEO)
     video = make_clip(tmp_path / "dance.mp4", frames=len(poses), size=(VIDEO, VIDEO), fps=30,
                       frame_fn=lambda i, w, h: render_person(poses[i], h, w)).path
     assert identity_error(video, target.detected)[1] < 2.5
-    with_centre = {**target.detected, "version": 2, "centre_x": 0.024}
+    with_centre = {**target.detected, "centre_x": 0.024}
     assert identity_error(video, with_centre)[1] > 5.0

@@ -60,7 +60,8 @@ def standing(frames: int, ankles: bool = True) -> np.ndarray:
     poses = np.zeros((frames, 18, 3), np.float32)
     for i in range(frames):
         sway = i % 4
-        points = {"nose": (30 + sway, 6), "neck": (30 + sway, 12), "r_hip": (28, 26), "l_hip": (34, 26)}
+        points = {"nose": (30 + sway, 6), "neck": (30 + sway, 12), "r_hip": (28, 26), "l_hip": (34, 26),
+                  "r_knee": (28, 34), "l_knee": (34, 34)}
         if ankles:
             points |= {"r_ankle": (28, 42 + sway % 2), "l_ankle": (34, 42)}
         for name, (x, y) in points.items():

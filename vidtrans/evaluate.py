@@ -42,10 +42,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_EVAL_SEED = 20_000_000
 # Ten seconds, a short user clip. `run` measures the dancer's size for normalization on the clip
-# itself, and on two seconds (64 frames, the former default) that measure is off by 1.75 % on
-# average (4.9 % at worst; 120 detected windows of held-out dances), which moves the head by 2-3 px
-# at 256 and halves the face's SSIM: the figure then scored the normalization of a clip too short
-# to normalize, not the model. On eight seconds it is 1.24 % (3.6 % at worst).
+# itself, and on two seconds (64 frames, the former default) that measure was off by 1.75 % on
+# average (4.9 % at worst; 144 detected windows of held-out dances), which moved the head by 2-3 px
+# at 256 and halved the face's SSIM: the figure then scored the normalization of a clip too short
+# to normalize, not the model. On eight seconds it was 1.24 % (3.6 % at worst). Sizing bodies by
+# their skeleton (statistics version 3) made that 1.63 % on two seconds and 1.10 % on eight.
 DANCE_FRAMES = 300
 DANCE_VIDEO_SIZE = (512, 512)  # (width, height): a user's clip, larger than the model's frame
 DANCE_FPS = 30

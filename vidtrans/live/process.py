@@ -89,7 +89,7 @@ class LivePoseMapper:
         if elapsed < self.next_try:
             return
         try:
-            source = estimate_pose_stats(np.stack(self.collected), *self.source_size)
+            source = estimate_pose_stats(np.stack(self.collected), *self.source_size, like=self.target)
         except VidtransError as e:
             self.next_try += 1.0
             if self.next_try > GIVE_UP_S:

@@ -17,11 +17,17 @@ crop around them (`vidtrans train target.mp4`) then sees their own video as they
 dancer standing off-centre is brought to the target's place. Statistics of version 1 (cards made
 before `centre_x`) keep the offset from the frame centre instead (in units of frame height).
 
-Heights are measured as EDN does, near each extreme: the body height (nose, or neck when the
-nose is missing, down to the lower ankle) of frames whose ankle line lies within a band around
-`far` (or `near`); we take the 90th percentile rather than the max of those heights, and the 2nd
-and 98th percentiles of the ankle lines rather than the min and max, so that a few detector
-glitches cannot set the scale. All stored values are divided by the frame height, so source and
+Heights are measured near each extreme, as EDN does, on the frames whose ankle line lies within a
+band around `far` (or `near`). Since statistics version 3 a body's size there is the length of its
+skeleton: head (nose to neck) + torso (neck to the middle of the hips) + the longer leg (hip, knee,
+ankle), each part the 90th percentile of its lengths in the band. Bones keep their length when the
+dancer crouches, bends or spreads their legs, which the height in the image does not: on held-out
+dances of the shipped target, clips measured this way normalize closer to themselves (the nose
+moved 0.57 px at 256 px against 0.76, benchmarks/README.md) and the face scored better end to end.
+Versions 1 and 2 measure the height in the image (nose, or neck when the nose is missing, down to
+the lower ankle; its 90th percentile), and a source is always measured as its target was
+(`estimate_pose_stats(..., like=target)`). The 2nd and 98th percentiles of the ankle lines stand
+for the min and max, so that a few detector glitches cannot set the scale. All stored values are divided by the frame height, so source and
 target videos may have different sizes; positions count from the frame's top edge, pixel i spanning
 [i, i + 1) (as `fit_to_frame` maps pixels), so a track and its copy scaled to another frame size have
 the same statistics, and a source whose statistics equal the target's is mapped as `fit_to_frame` maps it.
@@ -43,6 +49,14 @@ from vidtrans.pose.keypoints import KEYPOINT_INDEX, check_keypoints
 
 _NOSE, _NECK = KEYPOINT_INDEX["nose"], KEYPOINT_INDEX["neck"]
 _ANKLES = [KEYPOINT_INDEX["r_ankle"], KEYPOINT_INDEX["l_ankle"]]
+_HIPS = [KEYPOINT_INDEX["r_hip"], KEYPOINT_INDEX["l_hip"]]
+_LEGS = [[KEYPOINT_INDEX[f"{side}_{joint}"] for joint in ("hip", "knee", "ankle")] for side in ("r", "l")]
+# Statistics made now; version 3 measures bodies by their skeleton's length, 1 and 2 by their height.
+STATS_VERSION = 3
+# A body's size in a band (each part's length, or the height): a high percentile, as a bone looks
+# longest when it lies across the picture and a body tallest standing straight, but not the max,
+# which a detector glitch sets.
+_SIZE_PERCENTILE = 90
 _MIN_FRAMES = 5
 # Below this ankle-line range (fraction of frame height) the person effectively stays at one
 # depth; dividing by the range would then turn jitter into large jumps.
@@ -56,7 +70,8 @@ class PoseStats:
     """Where and how tall a person appears in a video; stored in the model card of the target.
 
     far/near: ankle lines (y / frame height) farthest from and nearest to the camera.
-    height_far/height_near: body height (/ frame height) at those ankle lines.
+    height_far/height_near: body size (/ frame height) at those ankle lines: the skeleton's length
+    in version 3, the height in the image in versions 1 and 2.
     centre_x: the median ankle point's offset from the frame centre (/ frame height); None in
     version 1 statistics, which lack it.
     """
@@ -68,13 +83,13 @@ class PoseStats:
     height_far: float
     height_near: float
     centre_x: float | None = None
-    version: int = 2
+    version: int = STATS_VERSION
 
     def __post_init__(self) -> None:
         """VidtransError naming the first value normalisation cannot use: the heights are divided
         by, the positions interpolated between (NaN or text would fail only once poses are mapped)."""
         problems = {
-            "version": None if is_int(self.version) and self.version in (1, 2) else "must be 1 or 2",
+            "version": None if is_int(self.version) and self.version in (1, 2, 3) else "must be 1, 2 or 3",
             **{name: None if is_int(getattr(self, name)) and getattr(self, name) >= 1
                else "must be a whole number of pixels, 1 or more" for name in ("frame_width", "frame_height")},
             **{name: None if is_finite_number(getattr(self, name)) else "must be a finite number"
@@ -99,7 +114,7 @@ class PoseStats:
 
     @classmethod
     def from_dict(cls, data: dict) -> "PoseStats":
-        if data.get("version") not in (1, 2):
+        if data.get("version") not in (1, 2, 3):
             raise VidtransError(f"pose stats version {data.get('version')!r} is not supported (upgrade vidtrans)")
         names = {f.name for f in fields(cls)} - ({"centre_x"} if data["version"] == 1 else set())
         if set(data) != names:
@@ -133,6 +148,34 @@ def _body_extent(track: np.ndarray, min_confidence: float) -> tuple[np.ndarray, 
     return ankle_y - top_y, ankle_y, ankle_x
 
 
+_SKELETON_PARTS = ("head (nose and neck)", "torso (neck and hips)", "legs (hip, knee and ankle)")
+
+
+def _skeleton_parts(track: np.ndarray, min_confidence: float) -> list[np.ndarray]:
+    """Per frame of a checked track: lengths in pixels of the head (nose to neck), the torso (neck
+    to the middle of the hips) and the longer leg (hip to knee to ankle); NaN where a point is missing."""
+    xy, shown = track[..., :2], track[..., 2] > min_confidence
+
+    def length(a: np.ndarray, b: np.ndarray, present: np.ndarray) -> np.ndarray:
+        return np.where(present, np.linalg.norm(a - b, axis=-1), np.nan)
+
+    head = length(xy[:, _NOSE], xy[:, _NECK], shown[:, _NOSE] & shown[:, _NECK])
+    torso = length(xy[:, _NECK], xy[:, _HIPS].mean(axis=1), shown[:, _NECK] & shown[:, _HIPS].all(axis=1))
+    legs = [length(xy[:, hip], xy[:, knee], shown[:, hip] & shown[:, knee])
+            + length(xy[:, knee], xy[:, ankle], shown[:, knee] & shown[:, ankle]) for hip, knee, ankle in _LEGS]
+    return [head, torso, np.fmax(*legs)]
+
+
+def _skeleton_length(parts: list[np.ndarray], in_band: np.ndarray) -> float:
+    """The sum of the parts' lengths in the band's frames; a part the band never shows (a turned
+    head, a hidden knee) counts with its length over all frames."""
+    total = 0.0
+    for part in parts:
+        lengths = part[in_band & np.isfinite(part)]
+        total += np.percentile(lengths if lengths.size else part[np.isfinite(part)], _SIZE_PERCENTILE)
+    return float(total)
+
+
 def _shows_whole_body(heights: np.ndarray) -> np.ndarray:
     # NaN (no head or no ankle) compares False; a head at or below the ankles is a detector glitch.
     return heights > 0
@@ -145,35 +188,51 @@ def whole_body_frames(track: np.ndarray, min_confidence: float = 0.0) -> np.ndar
     return _shows_whole_body(heights)
 
 
-def estimate_pose_stats(track: np.ndarray, frame_height: int, frame_width: int,
-                        min_confidence: float = 0.0) -> PoseStats:
+def estimate_pose_stats(track: np.ndarray, frame_height: int, frame_width: int, min_confidence: float = 0.0,
+                        like: PoseStats | None = None) -> PoseStats:
     """PoseStats of a keypoint track (T, K, 3) in pixels of a frame_width x frame_height video,
-    measured on its frames that show a whole body (`whole_body_frames`)."""
+    measured on its frames that show a whole body (`whole_body_frames`).
+
+    `like`: the target statistics these are to be normalized to; the body is then measured as the
+    target's was (its version's measure), else as statistics are made now (STATS_VERSION)."""
     track = check_keypoints(track, dtype=np.float64)
+    version = STATS_VERSION if like is None else max(2, like.version)
     heights, ankle_y, ankle_x = _body_extent(track, min_confidence)
     usable = _shows_whole_body(heights)
-    heights = heights / frame_height
-    ankle_y = (ankle_y + 0.5) / frame_height
     if usable.sum() < _MIN_FRAMES:
         raise VidtransError(
             f"only {int(usable.sum())} frames show a whole body (head and ankles); pose normalisation "
             f"needs at least {_MIN_FRAMES} (use a full-body video or turn normalisation off: "
             f"{spell('normalize=False')})")
     centre_x = np.median((ankle_x[usable] + 0.5) / frame_height) - frame_width / frame_height / 2
-    heights, ankle_y = heights[usable], ankle_y[usable]
+    ankle_y = (ankle_y[usable] + 0.5) / frame_height
     far, near = np.percentile(ankle_y, [2, 98])
     band = max(0.02, 0.15 * (near - far))
-    height_far = np.percentile(heights[ankle_y <= far + band], 90)
-    height_near = np.percentile(heights[ankle_y >= near - band], 90)
+    bands = ankle_y <= far + band, ankle_y >= near - band
+    if version >= 3:
+        parts = [part[usable] / frame_height for part in _skeleton_parts(track, min_confidence)]
+        unseen = [name for name, part in zip(_SKELETON_PARTS, parts) if not np.isfinite(part).any()]
+        if unseen:
+            raise VidtransError(
+                f"no frame shows the dancer's {' or '.join(unseen)}, which pose normalisation measures the body by "
+                f"(use a full-body video or turn normalisation off: {spell('normalize=False')})")
+        height_far, height_near = (_skeleton_length(parts, in_band) for in_band in bands)
+    else:
+        heights = heights[usable] / frame_height
+        height_far, height_near = (float(np.percentile(heights[in_band], _SIZE_PERCENTILE)) for in_band in bands)
     return PoseStats(frame_width=int(frame_width), frame_height=int(frame_height), far=float(far),
-                     near=float(near), height_far=float(height_far), height_near=float(height_near),
-                     centre_x=float(centre_x))
+                     near=float(near), height_far=height_far, height_near=height_near,
+                     centre_x=float(centre_x), version=version)
 
 
 class PoseNormalizer:
     """Maps poses of the source video into the target video's frame (EDN global normalisation)."""
 
     def __init__(self, source: PoseStats, target: PoseStats, min_confidence: float = 0.0):
+        if (source.version >= 3) != (target.version >= 3):
+            raise VidtransError(
+                f"source statistics (version {source.version}) measure bodies otherwise than the target's "
+                f"(version {target.version}); measure the source with estimate_pose_stats(..., like=target)")
         self.source = source
         self.target = target
         self.min_confidence = min_confidence

@@ -120,11 +120,12 @@ def pose_stages_for(model, src: str | os.PathLike, reader: VideoReader, pose: Po
     transform = fit_to_frame((info.height, info.width), (height, width))
     if normalize and card.target_pose_stats:
         try:
-            source_stats = estimate_pose_stats(track, info.height, info.width)
+            target_stats = PoseStats.from_dict(card.target_pose_stats)
+            source_stats = estimate_pose_stats(track, info.height, info.width, like=target_stats)
         except VidtransError as e:
             how += f", not normalized ({e})"
         else:
-            transform = PoseNormalizer(source_stats, PoseStats.from_dict(card.target_pose_stats))
+            transform = PoseNormalizer(source_stats, target_stats)
             measured = int(whole_body_frames(track).sum())  # the frames estimate_pose_stats measured
             how += ", normalized to the target's body" + _short_clip_caveat(measured, info.fps)
     elif normalize:
@@ -134,7 +135,7 @@ def pose_stages_for(model, src: str | os.PathLike, reader: VideoReader, pose: Po
 
 # Normalization measures the dancer's size on the clip itself, on the frames that show their whole
 # body. On detected held-out dances of the synthetic target (evaluate.DANCE_FRAMES explains the
-# measurement) that measure was off by 1.75 % on average on 2 s clips, 1.49 % on 4 s and 1.24 % on
+# measurement) that measure is off by 1.63 % on average on 2 s clips, 1.37 % on 4 s and 1.10 % on
 # 8 s: a percent or two moves the head by a few pixels, so a run measured on fewer seconds (a
 # short clip, or a long one showing the whole body briefly) is told why more would normalize better.
 SHORT_CLIP_SECONDS = 5.0

@@ -325,7 +325,7 @@ class SyntheticPairs:
         the detector reads the ankles about 3 px higher at 256 px, so a target's own video was not
         mapped onto itself.)
 
-        Without `centre_x` (version 1): it exists to undo the offset of a training crop around a
+        Without `centre_x` (None): it exists to undo the offset of a training crop around a
         target who stood off-centre in their video, and the character is trained on whole frames,
         its stage centred. With it, every source clip was moved by its dancer's own average
         position: a held-out dance that wanders to one side came out about 10 px off at 256 px."""
@@ -333,7 +333,7 @@ class SyntheticPairs:
 
         tracks = np.concatenate([self.detected.track(seed) for seed in self.stats_seeds])
         stats = estimate_pose_stats(tracks, self.size, self.size)
-        return dataclasses.replace(stats, centre_x=None, version=1).to_dict()
+        return dataclasses.replace(stats, centre_x=None).to_dict()
 
     def background(self) -> np.ndarray:
         """The target's room without the character (nothing is drawn for missing keypoints)."""

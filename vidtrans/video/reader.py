@@ -12,6 +12,7 @@ starts at 0 s like any other clip.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import math
 import os
@@ -93,11 +94,43 @@ def clip_start(container: av.container.InputContainer) -> Fraction:
     and outputs start there, as FFmpeg's do by default. A clip starting before 0 (an edited file)
     counts from 0; its output starts at its first frame (see `VideoWriter`). MPEG-TS/PS are the
     exception: a start before 0 there is a recording crossing the 33-bit clock's wrap (FFmpeg
-    puts the frames before the wrap below 0), so such a clip counts from its start, as `-ss` does."""
-    start = container.start_time
+    puts the frames before the wrap below 0), so such a clip counts from its start, as `-ss` does.
+    There, too, a damaged first video timestamp counts where the clock puts its frame (see
+    `ContinuousTimestamps`), not where it says."""
+    return _clip_start(container, _first_video_shift(container))
+
+
+def _clip_start(container: av.container.InputContainer, video_shift: Fraction) -> Fraction:
+    """`clip_start` for a container whose first video frame the clock moves by `video_shift` seconds."""
+    start = None if container.start_time is None else Fraction(container.start_time, av.time_base)
+    if video_shift:
+        video = container.streams.video[0]
+        starts = [s.start_time * s.time_base + (video_shift if s is video else 0)
+                  for s in container.streams if s.start_time is not None and s.time_base]
+        start = min(starts, default=start)
     if start is None or (start <= 0 and not has_timestamp_jumps(container)):
         return Fraction(0)
-    return Fraction(start, av.time_base)
+    return start
+
+
+def _first_video_shift(container: av.container.InputContainer) -> Fraction:
+    """How far, in seconds, the clock of a TS/PS file moves its first video timestamp: 0 unless
+    that is the damaged one (see `ContinuousTimestamps`), and 0 for other formats. The file is
+    read by a demuxer of its own (its first few video packets), the caller's staying where it is."""
+    if not container.streams.video or not has_timestamp_jumps(container):
+        return Fraction(0)
+    try:
+        with av.open(container.name, metadata_errors="ignore") as again:
+            video = again.streams.video[0]
+            timed = (packet for packet in again.demux(video) if _clock(packet) is not None and packet.size)
+            first = next(timed, None)
+            if first is None:
+                return Fraction(0)
+            told = _clock(first)
+            placed = next(ContinuousTimestamps(video)(itertools.chain([first], timed)))  # `first`, stamped
+            return (_clock(placed) - told) * video.time_base
+    except (av.FFmpegError, OSError):
+        return Fraction(0)  # the reader meets the same damage and says so
 
 
 def has_timestamp_jumps(container: av.container.InputContainer) -> bool:
@@ -112,6 +145,10 @@ JUMP_SECONDS = 10
 BACK_SECONDS = Fraction(1, 10)
 # How long other streams' packets wait for the video's packets that the file puts after them.
 HOLD_SECONDS = 2
+# A first run of the video's clock this many packets long or shorter that the clock then leaves
+# was damaged: FFmpeg guesses a dts from the packet before's pts where frames may be reordered
+# (MPEG-2 without DTS in the file), so one damaged timestamp can reach two packets' clocks.
+LEADING_PACKETS = 2
 
 
 class ContinuousTimestamps:
@@ -122,13 +159,19 @@ class ContinuousTimestamps:
     is more than `JUMP_SECONDS` after the previous one's + its duration, or more than
     `BACK_SECONDS` before it, either carries one damaged timestamp (the next packet returns to the
     old run: it alone is stamped previous + one duration) or starts a new clock (joined segments:
-    from there on the file is shifted to go on at previous + one duration). Every stream gets the
-    same shift, so audio and subtitles stay with the video and their own gaps stay gaps. Muxers put
-    audio up to about a second ahead of its video in the file, so the other streams' packets wait
-    for `HOLD_SECONDS` of video after them: when the video starts a new clock meanwhile, each takes
-    the shift (old or new) with which it goes on best from its stream's previous packet. One whose
-    own stream jumps is re-stamped alone when its stream's next packet is back on the old run (a
-    damaged timestamp).
+    from there on the file is shifted to go on at previous + one duration). The file's first
+    packets have no run to be checked against, so their run is trusted once it has lasted more
+    than `LEADING_PACKETS`: when the clock leaves it sooner and the next packet goes on from the
+    jump, the run carried the damaged timestamp (recordings that start mid-stream) and is placed
+    just before the jump.
+    A reference packet without a timestamp (MPEG-PS stamps one every half second or so) moves
+    the clock on by its duration, as the reader stamps its frame, so a new clock goes on after the
+    last frame, stamped or not. Every stream gets the same shift, so audio and subtitles stay with
+    the video and their own gaps stay gaps. Muxers put audio up to about a second ahead of its
+    video in the file, so the other streams' packets wait for `HOLD_SECONDS` of video after them:
+    when the video starts a new clock meanwhile, each takes the shift (old or new) with which it
+    goes on best from its stream's previous packet. One whose own stream jumps is re-stamped alone
+    when its stream's next packet is back on the old run (a damaged timestamp).
     A pts further than `JUMP_SECONDS` from its own dts is damaged and gets its stream's last pts -
     dts. A reference packet that states no duration lasts a frame at its average rate.
     `restarted` tells whether a new clock was found: timestamps after it no longer match the
@@ -141,15 +184,21 @@ class ContinuousTimestamps:
         self._time_base = reference.time_base
         self._hold = round(HOLD_SECONDS / self._time_base)
         self._offset = 0  # in the reference's ticks, added to the file's timestamps
-        self._runs: dict[int, _Run] = {}  # per stream, its last stamped packet
+        self._runs: dict[int, _Run] = {}  # per stream, where its clock is
+        self._scales: dict[int, _Scale] = {}  # per stream, the limits above in its ticks
         # Packets waiting: (packet, whether stamped, the reference's clock when it came).
         self._held: list[tuple[av.Packet, bool, int | None]] = []
         self._jump: av.Packet | None = None  # the held reference packet that jumped
+        # The reference's packets of the file's first run, held while it may still prove damaged.
+        self._leading: list[av.Packet] | None = []
 
     def __call__(self, packets: Iterator[av.Packet]) -> Iterator[av.Packet]:
         for packet in packets:
             timed = _clock(packet) is not None and packet.size
-            if packet.stream.index != self.reference or not timed:
+            reference = packet.stream.index == self.reference
+            if reference and not timed and packet.size and self._jump is None:
+                self._count(packet)
+            if not reference or not timed:
                 if self._held or timed:
                     video = self._runs.get(self.reference)
                     self._held.append((packet, False, None if video is None else video.previous))
@@ -157,47 +206,81 @@ class ContinuousTimestamps:
                     yield packet
                 continue
             if self._jump is not None:
-                yield from self._release(len(self._held), returned=not self._jumps(packet, self._offset))
+                yield from self._release(len(self._held), following=packet)
             if self._jumps(packet, self._offset):
                 self._jump = packet  # which kind of jump: the next packet tells
                 self._held.append((packet, False, None))
                 continue
             self._stamp(packet, self._offset)
-            now = self._runs[self.reference].previous
-            ready = next((i for i, (_, _, came) in enumerate(self._held)
-                          if came is not None and now - came < self._hold), len(self._held))
-            yield from self._release(ready, returned=True)
+            if self._leading is not None:
+                self._leading.append(packet)
+                if len(self._leading) <= LEADING_PACKETS:
+                    self._held.append((packet, True, None))
+                    continue
+                self._leading = None
+            if self._held:
+                now = self._runs[self.reference].previous
+                ready = next((i for i, (_, _, came) in enumerate(self._held)
+                              if came is not None and now - came < self._hold), len(self._held))
+                yield from self._release(ready)
             if self._held:
                 self._held.append((packet, True, None))
             else:
                 yield packet
-        yield from self._release(len(self._held), returned=False)
+        yield from self._release(len(self._held))
+
+    def _scale(self, packet: av.Packet) -> _Scale:
+        """The limits of `packet`'s stream in its ticks, worked out once: Fractions cost."""
+        index = packet.stream.index
+        scale = self._scales.get(index)
+        if scale is None:
+            time_base = packet.time_base
+            scale = self._scales[index] = _Scale(math.floor(JUMP_SECONDS / time_base),
+                                                 math.ceil(-BACK_SECONDS / time_base), self._time_base / time_base)
+        return scale
 
     def _shift(self, packet: av.Packet, offset: int) -> int:
         """`offset` reference ticks in `packet`'s time base."""
-        return offset if packet.stream.index == self.reference else round(offset * self._time_base / packet.time_base)
+        if not offset or packet.stream.index == self.reference:
+            return offset
+        return round(offset * self._scale(packet).per_reference_tick)
 
-    def _jumps(self, packet: av.Packet, offset: int) -> bool:
-        """Whether `packet`, shifted by `offset`, jumps from its stream's last stamped packet."""
-        run = self._runs.get(packet.stream.index)
+    def _jumps(self, packet: av.Packet, offset: int, run: _Run | None = None) -> bool:
+        """Whether `packet`, shifted by `offset`, jumps from `run` (by default its stream's)."""
         if run is None:
-            return False
+            run = self._runs.get(packet.stream.index)
+            if run is None:
+                return False
+        scale = self._scale(packet)
         step = _clock(packet) + self._shift(packet, offset) - run.expected
-        return step > JUMP_SECONDS / packet.time_base or step < -BACK_SECONDS / packet.time_base
+        return step > scale.forward or step < scale.back
 
-    def _release(self, count: int, returned: bool) -> Iterator[av.Packet]:
-        """The first `count` held packets, stamped once the reference's held jump (if any) is known:
-        one damaged timestamp (`returned`: the next reference packet is back on the old run) or a
-        new clock."""
-        held, jumped = self._held, self._jump
+    def _count(self, packet: av.Packet) -> None:
+        """Move the reference's clock on by the frame of `packet`, which has no timestamp."""
+        run = self._runs.get(self.reference)
+        if run is not None:
+            run.previous, run.duration = run.expected, packet.duration or self.step
+
+    def _release(self, count: int, following: av.Packet | None = None) -> Iterator[av.Packet]:
+        """The first `count` held packets, stamped once the reference's held jump (if any) is known
+        from the reference packet `following` it (None: none came): one damaged timestamp
+        (`following` is back on the old run), a damaged first run (the old run is the file's
+        first, still short, and `following` goes on from the jump) or a new clock."""
+        held, jumped, leading = self._held, self._jump, self._leading
         self._held, self._jump = held[count:], None
         before = self._offset
-        if jumped is not None and not returned:
-            shift = self._runs[self.reference].expected - (_clock(jumped) + self._offset)
-            self._offset += shift
-            self.restarted = True
-            log.info("the clock jumps by %.1f s; its times go on from before the jump",
-                     float(-shift * self._time_base))
+        if jumped is not None:
+            self._leading = None
+            if following is None or self._jumps(following, before):
+                went_on = _Run(_clock(jumped) + before, jumped.duration or self.step)
+                if leading and following is not None and not self._jumps(following, before, went_on):
+                    self._place_before(leading, jumped)
+                else:
+                    shift = self._runs[self.reference].expected - (_clock(jumped) + before)
+                    self._offset += shift
+                    self.restarted = True
+                    log.info("the clock jumps by %.1f s; its times go on from before the jump",
+                             float(-shift * self._time_base))
         for position, (packet, stamped, came) in enumerate(held[:count]):
             if stamped or _clock(packet) is None or not packet.size:
                 yield packet
@@ -212,6 +295,16 @@ class ContinuousTimestamps:
                 yield self._stamp(packet, run.expected - _clock(packet), own_ticks=True)
             else:
                 yield self._stamp(packet, offset)
+
+    def _place_before(self, leading: list[av.Packet], following: av.Packet) -> None:
+        """Re-stamp the held reference packets of the file's first run, whose timestamps were the
+        damaged ones, to go just before `following` (not stamped yet), as the run went on (with
+        the frames counted after its last packet) up to the jump."""
+        moved = _clock(following) + self._offset - self._runs.pop(self.reference).expected
+        for packet in leading:
+            self._stamp(packet, moved, own_ticks=True)
+        log.info("the video's first timestamps are %.1f s off; they are placed before the next ones",
+                 float(-moved * self._time_base))
 
     def _nearer_old_clock(self, packet: av.Packet, came: int | None, before: int) -> bool:
         """Whether `packet`, held when the video started a new clock, goes on from its stream's
@@ -242,7 +335,7 @@ class ContinuousTimestamps:
             return packet
         run = self._runs.setdefault(packet.stream.index, _Run())
         if packet.pts is not None and packet.dts is not None:
-            if abs(packet.pts - packet.dts) > JUMP_SECONDS / packet.time_base:
+            if abs(packet.pts - packet.dts) > self._scale(packet).forward:
                 packet.pts = packet.dts + run.reorder
             else:
                 run.reorder = packet.pts - packet.dts
@@ -257,15 +350,25 @@ def _clock(packet: av.Packet) -> int | None:
 
 @dataclass
 class _Run:
-    """One stream's last stamped packet, as `ContinuousTimestamps` follows it."""
+    """One stream's last packet, as `ContinuousTimestamps` follows it."""
 
-    previous: int = 0  # its (corrected) dts
+    previous: int = 0  # its (corrected) dts: the last stamped one's, moved on by frames without a timestamp
     duration: int = 1  # and its duration
     reorder: int = 0  # the last sound pts - dts
 
     @property
     def expected(self) -> int:
         return self.previous + self.duration
+
+
+@dataclass(frozen=True)
+class _Scale:
+    """`JUMP_SECONDS` and -`BACK_SECONDS` in one stream's ticks (a step past either is a jump), and
+    its ticks per tick of the reference."""
+
+    forward: int
+    back: int
+    per_reference_tick: Fraction
 
 
 def frame_ticks(fps: float, time_base: Fraction) -> int:
@@ -331,6 +434,21 @@ def _quarter_turns(clockwise: float) -> int:
     return turns * 90 % 360 if abs(clockwise - turns * 90) <= 1 else 0
 
 
+# Whether a TS/PS file's clock starts anew, per file (`_file_key`), found by passes over all its
+# packets in this process: a later reader of one whose clock does not can seek in it.
+_CLOCK_RESTARTS: dict[tuple[int, int, int, int], bool] = {}
+
+
+def _file_key(path: str | os.PathLike) -> tuple[int, int, int, int] | None:
+    """What tells a file apart from others and from itself changed: device, inode, size and
+    modification time (None when it cannot be read)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+
+
 def _fps(stream: av.video.stream.VideoStream) -> float:
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     return float(rate) if rate else 0.0
@@ -360,9 +478,12 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             width, height = height, width
         tb = stream.time_base or Fraction(1, 90000)
         fps = _fps(stream)
-        clip = clip_start(container)
-        start_time = float(stream.start_time * tb - clip) if stream.start_time is not None else 0.0
-        if stream.duration:
+        shift = _first_video_shift(container)
+        clip = _clip_start(container, shift)
+        start_time = float(stream.start_time * tb + shift - clip) if stream.start_time is not None else 0.0
+        if shift:
+            duration = 0.0  # FFmpeg's counts from the damaged first timestamp: unknown
+        elif stream.duration:
             duration = float(stream.duration * tb)
         elif container.duration:
             duration = container.duration / av.time_base
@@ -458,7 +579,6 @@ class VideoReader:
             if error is not None:
                 raise error
         self.corrupt_frames = 0
-        self._clock_restarted: bool | None = None  # whether a TS/PS clock starts anew (unknown till a pass)
         self._open()
         self._started = False
 
@@ -520,6 +640,7 @@ class VideoReader:
         """The pts of every frame of the clip as `_frames` stamps them, one per packet, from a
         pass over the packets (no decoding)."""
         step, previous = self._step(), None
+        identity = _file_key(self.path)
         container, stream = _open(self.path)
         clock = ContinuousTimestamps(stream)
         try:
@@ -530,7 +651,8 @@ class VideoReader:
                 pts = packet.pts if packet.pts is not None else (previous + step if previous is not None else 0)
                 previous = pts
                 yield pts
-            self._clock_restarted = clock.restarted
+            if identity is not None and has_timestamp_jumps(container):
+                _CLOCK_RESTARTS[identity] = clock.restarted
         except av.FFmpegError:
             pass  # a damaged part ends the frames here, as it ends the reader's
         finally:
@@ -577,14 +699,14 @@ class VideoReader:
         """Put the demuxer at the keyframe before `seconds` (from the clip's start; None: at the
         beginning), or at the beginning when that is not after the video's first frame or FFmpeg
         cannot seek there (it refuses in a Matroska file whose audio starts long before its
-        video); whether it seeked. A TS/PS file whose clock starts anew (joined recordings) is
-        decoded from the beginning: past the restart its times are not the file's, seeking uses those."""
-        if seconds is not None and seconds > self.info.start_time and has_timestamp_jumps(self._container):
-            if self._clock_restarted is None:
-                for _ in self._packet_pts():
-                    pass
-            if self._clock_restarted:
-                seconds = None
+        video); whether it seeked. A TS/PS file is read from the beginning (`_decoded` decodes only
+        from the keyframes before `seconds`) unless a pass over all its packets found that its
+        clock never starts anew: past a restart (joined recordings) its times are not the file's,
+        and seeking uses those. Finding that out costs reading the whole file, more than reading
+        up to `seconds`, so it is not done for a seek; `span` and `frame_time` do it."""
+        if (seconds is not None and seconds > self.info.start_time and has_timestamp_jumps(self._container)
+                and _CLOCK_RESTARTS.get(_file_key(self.path)) is not False):
+            seconds = None
         if seconds is not None and seconds > self.info.start_time:
             try:
                 self._container.seek(first_pts_at(self.info.clip_start + Fraction(seconds), self.info.time_base),
@@ -615,7 +737,7 @@ class VideoReader:
         while True:
             seeked = self._go_to(target)
             pending.clear()
-            pictures = self._decoded(pending, in_range)
+            pictures = self._decoded(pending, in_range, start_pts)
             first = next(pictures, None)
             if seeked and (first is None or (first.pts is not None and first.pts > start_pts)):
                 pictures.close()
@@ -665,13 +787,13 @@ class VideoReader:
 
         for decoded in self._pictures(pending, start_pts, end_pts):
             pts = decoded.pts
-            if pts is None:
+            if pts is None:  # counted on from the picture before, kept or not (MPEG-PS stamps a few)
                 pts = (decoded_pts + (decoded.duration or step)) if decoded_pts is not None else (start_pts or 0)
-            elif start_pts is not None and pts < start_pts:
+            decoded_pts = pts
+            if start_pts is not None and pts < start_pts:
                 continue
             if end_pts is not None and pts >= end_pts:
                 break
-            decoded_pts = pts
             if decoded.is_corrupt:
                 self.corrupt_frames += 1
             image = self._rgb(decoded)  # rows may keep the decoder's line padding
@@ -692,11 +814,14 @@ class VideoReader:
         return decoded.to_ndarray(format="rgb24", width=max(1, round(decoded.width * scale)),
                                   height=max(1, round(decoded.height * scale)), interpolation="AREA")
 
-    def _decoded(self, pending: _Pending, in_range: Callable[[int], bool]) -> Iterator[av.VideoFrame]:
-        """Demux and decode ourselves, so a bad packet costs one frame, not the rest of the video."""
+    def _decoded(self, pending: _Pending, in_range: Callable[[int], bool],
+                 start_pts: int | None) -> Iterator[av.VideoFrame]:
+        """Demux and decode ourselves, so a bad packet costs one frame, not the rest of the video;
+        from the keyframes before `start_pts` on (see `_from_keyframes_before`)."""
         stream = self._stream
         try:
-            for packet in self._video_packets(self._container, stream, ContinuousTimestamps(stream)):
+            packets = self._video_packets(self._container, stream, ContinuousTimestamps(stream))
+            for packet in _from_keyframes_before(packets, start_pts):
                 if packet.size == 0:
                     continue
                 if packet.pts is not None and not packet.is_discard and in_range(packet.pts):
@@ -776,6 +901,39 @@ class _Pending:
         if held is None:
             return repeats
         return [r for r in repeats if r[0] < held[0]] + [held] + [r for r in repeats if r[0] >= held[0]]
+
+
+# How much coded video `_from_keyframes_before` keeps while it looks for a span's first packet:
+# two groups of pictures of a 4K broadcast. Past this (keyframes far apart), it decodes what comes.
+HELD_BYTES = 128 << 20
+
+
+def _from_keyframes_before(packets: Iterator[av.Packet], start: int | None) -> Iterator[av.Packet]:
+    """The packets a decoder needs for the pictures from pts `start` on: of those before the first
+    packet at or after `start`, only the ones from the keyframe before the last keyframe on (a
+    B-frame at the head of a group of pictures may refer to the group before), so a span late in
+    a file read from its beginning costs demuxing up to it, not decoding. Only keyframes with a
+    timestamp count (MPEG-PS stamps a few packets): the pictures after one are timed from it."""
+    packets = iter(packets)
+    held: list[av.Packet] = []
+    if start is not None:
+        keyframe = None  # where the last timed keyframe is in `held`
+        size = 0
+        for packet in packets:
+            if packet.is_keyframe and packet.pts is not None:
+                if keyframe is not None:
+                    size -= sum(earlier.size for earlier in held[:keyframe])
+                    del held[:keyframe]
+                keyframe = len(held)
+            if keyframe is None:
+                yield packet  # none to start from yet: decoded as it comes
+            else:
+                held.append(packet)
+                size += packet.size
+            if packet.pts is not None and packet.pts >= start or size > HELD_BYTES:
+                break
+    yield from held
+    yield from packets
 
 
 def _leading_pts(packets: Iterator[av.Packet], step: int, limit: int = 64) -> Iterator[av.Packet]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import logging
 import math
 import os
@@ -55,6 +56,9 @@ _CHAPTER_FORMATS = {"matroska", "webm", "mp4", "mov", "ipod", "3gp", "3g2", "ism
 # gets its own or none.
 _FILE_TAGS = {"duration", "number_of_frames", "number_of_bytes", "bps", "encoder", "major_brand", "minor_version",
               "compatible_brands", "_statistics_tags", "_statistics_writing_app", "_statistics_writing_date_utc"}
+# How far before `start` (seconds) the source is sought for its audio and subtitles: muxers store audio up to about a
+# second away from the video it plays with, and the audio packet playing at `start` began before it.
+SEEK_MARGIN = 2
 # MPEG-4 part 2 stores the time base in 16 bits.
 _MAX_TB_DEN = {"mpeg4": 65535, "h263": 65535}
 _X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
@@ -283,6 +287,7 @@ class _Muxer:
         self.time_base = Fraction(time_base)
         self._place_span(Fraction(0), source)
         self._src: av.container.InputContainer | None = None
+        self._rewound: av.container.InputContainer | None = None  # the source again, where seeking it failed
         self._audio: Iterator[av.Packet] = iter(())
         self._next_audio: av.Packet | None = None
         self._copy: dict[int, av.stream.Stream] = {}
@@ -429,7 +434,9 @@ class _Muxer:
         if wanted and translated is not None and has_timestamp_jumps(self._src):
             self._audio = _shifted_with_video(self._src, translated, wanted)
         elif wanted:
-            self._audio = self._src.demux(*wanted)
+            sought = translated is not None and self._may_seek(source, wanted)
+            packets = self._packets_from_start(src, translated, wanted) if sought else self._src.demux(*wanted)
+            self._audio = packets if self.end is None else _until_past(packets, wanted, self.end)
         self._add_others(src, others, kind_of_file)
         self._out.metadata.update(_lasting_tags(self._src.metadata))
         chapters = self._chapters_in_span(self._src.chapters())
@@ -438,6 +445,30 @@ class _Muxer:
         elif chapters:
             self.left_out.append(f"{src}: its {_count(len(chapters), 'chapter')} cannot go into {kind_of_file} and "
                                  f"{_are(len(chapters))} left out; a .mkv, .mp4 or .mov file keeps them")
+
+    def _may_seek(self, source: SourceMedia, wanted: list[av.stream.Stream]) -> bool:
+        """Whether the packets of `wanted` may be read from a little before `start` instead of from the
+        beginning: the span starts more than `SEEK_MARGIN` into the clip, and any subtitles are in an
+        MP4/MOV file. A cue still on screen at `start` may have begun long before it, and where its packet
+        lies only the MP4 demuxer knows: it puts every stream at its own packet at or before the time
+        sought (and an MP4 track's cues never overlap). Matroska goes to the keyframe's cluster, past
+        the cues stored before it."""
+        if source.start is None or source.start <= SEEK_MARGIN:
+            return False
+        return "mov" in self._src.format.name.split(",") or all(s.type == "audio" for s in wanted)
+
+    def _packets_from_start(self, src: Path, video: av.video.stream.VideoStream,
+                            wanted: list[av.stream.Stream]) -> Iterator[av.Packet]:
+        """The packets of `wanted` in file order from the keyframe `SEEK_MARGIN` before `start` on, so that
+        a span near the end of a long file does not read it all (`_sought_packets`); from the beginning
+        where that could leave out a packet the span takes."""
+        sought = _sought_packets(self._src, video, wanted, self.start)
+        if sought is not None:
+            yield from sought
+            return
+        # The seek moved the source's demuxer (a failed one to the end): read the file again.
+        self._rewound = av.open(local_file(src), metadata_errors="ignore")
+        yield from self._rewound.demux(*(self._rewound.streams[s.index] for s in wanted))
 
     def _ass_stream_for(self, s: av.stream.Stream, holdable: set[str]) -> av.stream.Stream | None:
         """The ASS stream the text subtitles of `s` are converted into, cue by cue, when the output
@@ -507,9 +538,10 @@ class _Muxer:
             except (av.FFmpegError, OSError):
                 pass  # the output is thrown away anyway
             self._out = None
-        if self._src is not None:
-            self._src.close()
-            self._src = None
+        for source in (self._rewound, self._src):
+            if source is not None:
+                source.close()
+        self._rewound = self._src = None
 
 
 class VideoWriter(_Muxer):
@@ -534,9 +566,11 @@ class VideoWriter(_Muxer):
 
     Audio and subtitle streams of `source.path` are copied without re-encoding, with their language,
     title and disposition, interleaved by time as video is written (read lazily, so memory stays
-    flat); audio the output container cannot hold (or PCM into .mp4) is re-encoded to AAC; text
-    subtitles Matroska cannot hold (mov_text) are converted to ASS there; other subtitles the
-    container cannot hold are left out with a warning. Attachments go into Matroska; data
+    flat; from a little before `source.start` where the file can be sought, see `_may_seek`, and
+    no further than `source.end`, so a short span of a long file reads little of it); audio the
+    output container cannot hold (or PCM into .mp4) is re-encoded to AAC; text subtitles Matroska
+    cannot hold (mov_text) are converted to ASS there; other subtitles the container cannot hold
+    are left out with a warning. Attachments go into Matroska; data
     streams (timecode, telemetry) are left out with a warning. The source's title and other tags
     are copied, and its chapters (cut to [start, end) and shifted with the video) where the
     container holds chapters.
@@ -576,7 +610,7 @@ class VideoWriter(_Muxer):
         except BaseException:  # also a signal arriving here: the lock must not outlive us
             self._claim.release()
             raise
-        self._out = self._src = None
+        self._out = self._src = self._rewound = None
         try:
             super().__init__(local_file(self._tmp), self.dst, width, height, time_base, fps, encode, source)
             for warning in self.left_out:
@@ -696,8 +730,7 @@ class VideoWriter(_Muxer):
         an edit list, as `ffmpeg -ss` does; in Matroska, which cannot store times before 0 (beyond
         an audio codec's delay), FFmpeg starts all streams that much later together, as for any
         audio that starts before the video."""
-        ends = t + float(packet.duration * packet.time_base) if packet.duration else t
-        return (self.start is None or t >= self.start or ends > self.start) and (self.end is None or t < self.end)
+        return (self.start is None or not _ends_before(packet, t, self.start)) and (self.end is None or t < self.end)
 
     def _cue_in_span(self, packet: av.Packet, t: float) -> bool:
         """Trims a subtitle cue shown from `t` to the output's span: one already on screen at `start`
@@ -793,6 +826,64 @@ def _shifted_with_video(src: av.container.InputContainer, video: av.video.stream
     for packet in ContinuousTimestamps(video)(src.demux(video, *wanted)):
         if packet.stream.index != video.index:
             yield packet
+
+
+def _sought_packets(src: av.container.InputContainer, video: av.video.stream.VideoStream,
+                    wanted: list[av.stream.Stream], start: Fraction) -> Iterator[av.Packet] | None:
+    """The packets of `wanted` in file order from the keyframe `SEEK_MARGIN` seconds before `start` on;
+    None when FFmpeg cannot seek there or may have left out one that plays from `start`. A stream's
+    packets are stored in the order of their times, so once an audio stream's first packet after the
+    seek ends before `start` (and is dropped as before the span), all that play from `start` follow.
+    A first packet that plays from `start` on, or none within `SEEK_MARGIN` after it, proves nothing:
+    FFmpeg may have landed later than asked (inexact indexes, audio stored far from its video), and
+    the packets before it may play in the span."""
+    try:
+        src.seek(first_pts_at(start - SEEK_MARGIN, video.time_base), stream=video, backward=True)
+    except av.FFmpegError as e:  # no index FFmpeg can use (older FFmpeg: Matroska, before its first keyframe)
+        log.debug("%s: cannot seek to %gs (%s); reading its audio from the beginning", src.name,
+                  start - SEEK_MARGIN, first_line(e))
+        return None
+    packets = src.demux(*wanted)
+    unproven = {s.index for s in wanted if s.type == "audio"}
+    ahead: list[av.Packet] = []
+    while unproven:
+        packet = next(packets, None)
+        if packet is None:
+            return None  # the file ended first
+        ahead.append(packet)
+        ts = packet.pts if packet.pts is not None else packet.dts
+        if ts is None:
+            continue
+        t = float(ts * packet.time_base)
+        if packet.stream.index in unproven and _ends_before(packet, t, start):
+            unproven.discard(packet.stream.index)
+        elif packet.stream.index in unproven or t > start + SEEK_MARGIN:
+            log.debug("%s: after the seek to %gs (its %s packet at %.3fs) audio playing at %gs may be missing; "
+                      "reading its audio from the beginning", src.name, start - SEEK_MARGIN, packet.stream.type, t,
+                      start)
+            packets.close()
+            return None
+    return itertools.chain(ahead, packets)
+
+
+def _until_past(packets: Iterator[av.Packet], wanted: list[av.stream.Stream], end: Fraction) -> Iterator[av.Packet]:
+    """`packets` until each stream of `wanted` has had one from `end` (seconds) on: a stream's packets
+    are stored in the order of their times, so none after that one plays before `end`, and the rest
+    of a long file is not read."""
+    running = {s.index for s in wanted}
+    for packet in packets:
+        yield packet
+        ts = packet.pts if packet.pts is not None else packet.dts
+        if ts is not None and ts * packet.time_base >= end:
+            running.discard(packet.stream.index)
+            if not running:
+                return
+
+
+def _ends_before(packet: av.Packet, t: float, start: Fraction) -> bool:
+    """Whether an audio packet starting at `t` has played by `start` (one of unknown length: starts before it)."""
+    ends = t + float(packet.duration * packet.time_base) if packet.duration else t
+    return t < start and ends <= start
 
 
 def _lasting_tags(tags: dict[str, str]) -> dict[str, str]:

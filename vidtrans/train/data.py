@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -25,6 +27,21 @@ log = logging.getLogger(__name__)
 
 # pix2pix's image extensions (its IMG_EXTENSIONS), and WebP.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".webp")
+# What is wrong with an image file OpenCV does not read, and how many such files a message names.
+UNREADABLE = "not a readable image (corrupt, cut short or of a kind OpenCV does not read)"
+NAMED_AT_MOST = 5
+# An AB image narrower than this cannot hold two sides that the networks' first layers can take.
+MIN_AB_WIDTH = 2 * 4
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+# JPEG markers: those starting a frame (its header holds the picture's size) are C0-CF but for C4
+# (Huffman tables), C8 (reserved) and CC (arithmetic coding conditions); TEM and the restarts
+# stand alone (no length follows).
+_JPEG_FRAME = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8)}
+_JPEG_EXIF, _JPEG_SCAN, _JPEG_END = 0xE1, 0xDA, b"\xff\xd9"
+_EXIF_ORIENTATION = 0x0112
+_EXIF_QUARTER_TURNS = (5, 6, 7, 8)  # orientations that swap width and height
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -32,8 +49,118 @@ def _read_image(path: Path) -> np.ndarray:
     if image is None:
         if not path.exists():
             raise _missing(path)
-        raise VidtransError(f"{path}: not a readable image (corrupt or unsupported); remove or replace it")
+        raise VidtransError(f"{path}: {UNREADABLE}; remove or replace it")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def image_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of the image file `path` as OpenCV reads it (turned by its EXIF
+    orientation), or None where it would not read it whole: corrupt, cut short, not an image, or
+    not readable at all. PNG and JPEG files, most of any folder, are checked by their structure
+    instead of decoded (every chunk there with its checksum; the markers, the frame header and the
+    scan's end): about 0.1 ms rather than 2-35 ms an image from 256x512 to 1024x2048, and without
+    the line libpng prints for each PNG it cannot read. A JPEG cut short, which OpenCV decodes
+    with grey where the rest is missing (libjpeg printing a line each time), counts as unreadable.
+    Other kinds are decoded."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if data.startswith(PNG_SIGNATURE):
+        return _png_size(data)
+    if data.startswith(JPEG_SIGNATURE):
+        return _jpeg_size(data)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    except cv2.error:
+        return None
+    return None if image is None else (image.shape[1], image.shape[0])
+
+
+def _turned(size: tuple[int, int], turned: bool) -> tuple[int, int] | None:
+    """(width, height) of a picture stored `size` (None if either is 0), turned a quarter by its EXIF."""
+    width, height = size
+    if not (width and height):
+        return None
+    return (height, width) if turned else (width, height)
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    """A PNG's size if every chunk is there up to IEND, critical ones (an upper-case first letter)
+    with the right checksum, as libpng requires; None otherwise."""
+    view, position, size, turned = memoryview(data), len(PNG_SIGNATURE), None, False
+    while position + 12 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, position)
+        end = position + 12 + length
+        if end > len(data):
+            return None
+        if not kind[0] & 0x20 and zlib.crc32(view[position + 4:end - 4]) != struct.unpack_from(">I", data, end - 4)[0]:
+            return None
+        if kind == b"IHDR" and length >= 8:
+            size = struct.unpack_from(">II", data, position + 8)
+        elif kind == b"eXIf":
+            turned = _exif_turned(view[position + 8:end - 4])
+        elif kind == b"IEND":
+            return None if size is None else _turned(size, turned)
+        position = end
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """A JPEG's size if its markers lead to a frame header and a scan, and the scan's end marker
+    follows (none can occur inside the scan's data); None otherwise."""
+    position, size, turned = 2, None, False  # past the start-of-image marker
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        if marker == 0xFF or marker in _JPEG_STANDALONE:  # a fill byte, or a marker without a segment
+            position += 1 if marker == 0xFF else 2
+            continue
+        (length,) = struct.unpack_from(">H", data, position + 2)
+        segment = memoryview(data)[position + 4:position + 2 + length]
+        if marker in _JPEG_FRAME and len(segment) >= 5:
+            height, width = struct.unpack_from(">HH", segment, 1)
+            size = (width, height)
+        elif marker == _JPEG_EXIF and segment[:6] == b"Exif\0\0":
+            turned = _exif_turned(segment[6:])
+        elif marker == _JPEG_SCAN:
+            return None if size is None or data.rfind(_JPEG_END) < position else _turned(size, turned)
+        position += 2 + length
+    return None
+
+
+def _exif_turned(exif: memoryview) -> bool:
+    """Whether an EXIF block (a TIFF header and its first directory) turns the picture a quarter,
+    as OpenCV then does when it decodes it."""
+    order = {b"II": "<", b"MM": ">"}.get(bytes(exif[:2]))
+    if order is None:
+        return False
+    try:
+        (directory,) = struct.unpack_from(order + "I", exif, 4)
+        (entries,) = struct.unpack_from(order + "H", exif, directory)
+        for entry in range(directory + 2, directory + 2 + 12 * entries, 12):
+            tag, _, _, value = struct.unpack_from(order + "HHIH", exif, entry)
+            if tag == _EXIF_ORIENTATION:
+                return value in _EXIF_QUARTER_TURNS
+    except struct.error:  # a directory past the block's end: OpenCV finds no orientation either
+        pass
+    return False
+
+
+def _unreadable(root: Path, paths: list[Path]) -> VidtransError:
+    """One line naming the image files of the folder `root` that OpenCV does not read."""
+    if len(paths) == 1:
+        return VidtransError(f"{paths[0]}: {UNREADABLE}; remove or replace it")
+    named = ", ".join(str(p.relative_to(root)) for p in paths[:NAMED_AT_MOST])
+    more = f" and {len(paths) - NAMED_AT_MOST} more" if len(paths) > NAMED_AT_MOST else ""
+    return VidtransError(f"{root}: {len(paths)} files, each {UNREADABLE}: {named}{more}; remove or replace them")
+
+
+def _line_up(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Whether images of sizes `a` and `b` (width, height) line up pixel for pixel once each is
+    resized to the training square: b scaled to a's width is a's height, within a pixel."""
+    return abs(b[1] * a[0] / b[0] - a[1]) < 1
 
 
 def _missing(path: Path) -> VidtransError:
@@ -65,9 +192,15 @@ class PairedFolder:
     aligned dataset does, so B has the extra column of an odd width), or `A/` and `B/` folders with
     matching file names. A `val/` (or `test/`) subfolder in the same layout is the held-out split;
     without one, every tenth pair is held out. A single pair cannot be held out: validation then
-    scores that training pair (`validation_held_out` False)."""
+    scores that training pair (`validation_held_out` False).
 
-    def __init__(self, root: str | os.PathLike, size: int = 256, direction: str = "AtoB", flip: bool = True):
+    Every image is checked once when the folder is read (`image_size`): a file OpenCV cannot
+    read is refused then, with the others like it in one line, not when a sample first draws it
+    (hours into a run, and again after --resume, which draws the same samples); `progress(done,
+    total, what)` is told how far the check is."""
+
+    def __init__(self, root: str | os.PathLike, size: int = 256, direction: str = "AtoB", flip: bool = True,
+                 progress=None):
         self.root = Path(root)
         self.size = size
         self.flip = flip
@@ -89,7 +222,6 @@ class PairedFolder:
         else:
             self.held_out = self.pairs
         self._validation: list[tuple[np.ndarray, np.ndarray]] | None = None
-        self._odd_split_told = False
         if self.hidden:
             log.warning("%s: left out %d hidden image file(s) (names starting with '.', e.g. %s), as macOS and "
                         "editors leave them; rename any you meant to train on", self.root, len(self.hidden),
@@ -99,6 +231,36 @@ class PairedFolder:
             kind = "a folder" if example.is_dir() else "not a regular file"
             log.warning("%s: left out %d item(s) named like images that are not image files (e.g. %s, %s)",
                         self.root, len(self.not_files), example, kind)
+        self._check_images(progress)
+
+    def _check_images(self, progress) -> None:
+        """Refuses image files OpenCV cannot read and AB images too narrow to split, and warns
+        (once: sample-preparing processes load images again and again) about odd-width AB
+        images and A/B pairs that do not line up."""
+        pairs = sorted(set(self.pairs) | set(self.held_out))
+        files = [path for pair in pairs for path in pair if path is not None]
+        sizes = {}
+        for done, path in enumerate(files, 1):
+            sizes[path] = image_size(path)
+            if progress:
+                progress(done, len(files), "checking the images")
+        if unreadable := [path for path in files if sizes[path] is None]:
+            raise _unreadable(self.root, unreadable)
+        side_by_side = [a for a, b in pairs if b is None]
+        if narrow := next((ab for ab in side_by_side if sizes[ab][0] < MIN_AB_WIDTH), None):
+            raise VidtransError(f"{narrow}: {sizes[narrow][0]} pixel(s) wide, too narrow to be a side-by-side AB "
+                                "pair; remove it")
+        if odd := [ab for ab in side_by_side if sizes[ab][0] % 2]:
+            width = sizes[odd[0]][0]
+            log.warning("%s: an AB image of odd width %d, split as pix2pix splits it: A the left %d columns, B "
+                        "the right %d (the same for any other odd-width image here)", odd[0], width, width // 2,
+                        width - width // 2)
+        if apart := [(a, b) for a, b in pairs if b is not None and not _line_up(sizes[a], sizes[b])]:
+            a, b = apart[0]
+            log.warning("%s: %d of its %d pairs have A/ and B/ images of different shapes (e.g. %s %dx%d, %s "
+                        "%dx%d), and each is resized to the training square on its own, so they do not line up "
+                        "pixel for pixel as pix2pix needs; crop or pad them to one shape", self.root, len(apart),
+                        len(pairs), a.relative_to(self.root), *sizes[a], b.relative_to(self.root), *sizes[b])
 
     def _images_in(self, folder: Path) -> list[Path]:
         """The image files in `folder`, by name; hidden ones are noted in `hidden`, folders and other
@@ -139,15 +301,7 @@ class PairedFolder:
         a_path, b_path = pair
         if b_path is None:
             ab = _read_image(a_path)
-            if ab.shape[1] < 2 * 4:
-                raise VidtransError(f"{a_path}: too narrow to be a side-by-side AB pair")
-            width = ab.shape[1]
-            half = width // 2
-            if width % 2 and not self._odd_split_told:  # once: training loads the images again and again
-                log.warning("%s: an AB image of odd width %d, split as pix2pix splits it: A the left %d columns, B "
-                            "the right %d (the same for any other odd-width image here)", a_path, width, half,
-                            width - half)
-                self._odd_split_told = True
+            half = ab.shape[1] // 2  # B has the extra column of an odd width (see _check_images)
             a, b = ab[:, :half], ab[:, half:]
         else:
             a, b = _read_image(a_path), _read_image(b_path)
@@ -343,9 +497,18 @@ class SyntheticPairs:
         return render_person(np.zeros((NUM_KEYPOINTS, 3), np.float32), self.size, self.size, self.look)
 
 
-# Frames showing the target person that training from a video needs: the last tenth is held out,
-# so ten leave nine to learn from and one to score.
+# The fewest frames evaluation scores: flicker compares consecutive frames (`vidtrans eval`).
+MIN_SCORED_FRAMES = 2
+# Frames showing the target person that training from a video needs: ten leave eight to learn from
+# and two held out (held_out_count).
 MIN_PERSON_FRAMES = 10
+
+
+def held_out_count(frames: int) -> int:
+    """How many of the `frames` frames training keeps from a target video are held out at its end,
+    for validation and `vidtrans eval --video`: the last tenth, rounded up, and at least what
+    evaluation scores."""
+    return max(frames - int(frames * 0.9), MIN_SCORED_FRAMES)
 
 # (left, top, side): a square of a video's frames, in its pixels; it may reach past them (see crop_square).
 Crop = tuple[int, int, int]
@@ -442,9 +605,10 @@ class VideoPairs:
     Frames are cropped to a square that holds the person's whole body (`training_crop`; past the
     frame's edges where the body is taller than the frame is wide, filled with CROP_FILL) and
     scaled to `size`; the pose statistics of the target in that frame go into the model card so that
-    `run --normalize` can fit other dancers to this body. The last tenth of the clip is held out:
-    `held_out_from` is the (frame index, time in seconds) of its first frame; no frame from there to
-    the end of the video is trained on (`vidtrans eval --video` scores on them).
+    `run --normalize` can fit other dancers to this body. The last tenth of the clip (at least
+    MIN_SCORED_FRAMES frames with the person, held_out_count) is held out: `held_out_from` is the
+    (frame index, time in seconds) of its first frame; no frame from there to the end of the video
+    is trained on (`vidtrans eval --video` scores on them).
 
     Up to `max_frames` frames showing the person are kept, spread over the clip. `sequence_length`
     > 1 (a temporal model's samples) keeps each picked frame with its successors, so that a long
@@ -497,9 +661,9 @@ class VideoPairs:
         self.poses = np.stack(poses)
         self.frames = frames
         self.indices = np.array([i for i, _ in kept])  # each kept frame's number in the video
-        self.split = max(1, int(len(frames) * 0.9))
+        self.split = len(frames) - held_out_count(len(frames))
         # Kept frames are in clip order, so no frame from the first held-out one on was trained on.
-        self.held_out_from: tuple[int, float] | None = kept[self.split] if self.split < len(kept) else None
+        self.held_out_from: tuple[int, float] = kept[self.split]
         try:
             self.stats = estimate_pose_stats(self.poses, size, size).to_dict()
         except VidtransError:
@@ -562,12 +726,10 @@ class VideoPairs:
         return [frames[0] for frames in self.validation_sequences(1)]
 
     def validation_sequences(self, length: int) -> list[list[tuple[np.ndarray, np.ndarray]]]:
-        """Up to 64 runs of `length` consecutive frames of the held-out tail (of the whole clip if
-        it is too short to hold one out)."""
+        """Up to 64 runs of `length` consecutive frames of the held-out tail."""
         if length not in self._validation:
-            first = self.split if self.split < len(self.frames) else 0
             self._validation[length] = [[self.pair(i) for i in range(start, start + length)]
-                                        for start in self._starts(first, len(self.frames), length)[:64]]
+                                        for start in self._starts(self.split, len(self.frames), length)[:64]]
         return self._validation[length]
 
     def target_pose_stats(self) -> dict | None:

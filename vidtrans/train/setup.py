@@ -22,8 +22,8 @@ from vidtrans.models.checkpoint import ModelCard
 from vidtrans.options import InputKind, TrainOptions, TrainPose
 from vidtrans.pose.render import PoseStyle
 from vidtrans.train.trainer import (RESUMED_OBJECTIVE, PairSource, TrainConfig, check_config, check_output,
-                                    check_state_fits_card, describe_conflicts, read_train_state, resume_conflicts,
-                                    sample_length, saved_settings, spelling)
+                                    check_state_fits_card, check_world_size, describe_conflicts, launched,
+                                    read_train_state, resume_conflicts, sample_length, saved_settings, spelling)
 from vidtrans.video import file_identity
 
 log = logging.getLogger(__name__)
@@ -48,10 +48,12 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
     progress: called during the target video's pose detection; names: how to spell settings in
     messages (the command line's flags); given: the options the caller chose (the flags given on
     the command line), None: those that differ from TrainOptions' defaults. A resumed run takes
-    the others of RESUMED_RECIPE from its checkpoint, and refuses chosen ones that differ.
+    the others of RESUMED_RECIPE from its checkpoint, and refuses chosen ones that differ, or
+    another number of torchrun processes. Under torchrun, only rank 0 logs warnings.
     """
     from vidtrans.models.translator import resolve_device
 
+    _warnings_from_rank_0_only()
     if sum(x is not None and x is not False for x in (target, data, synthetic or None)) != 1:
         raise UsageError("give exactly one data source: a target video, --data DIR or --synthetic")
     if options.train_pose != TrainPose.EXACT and not synthetic:
@@ -113,6 +115,13 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
     return source, config, card
 
 
+def _warnings_from_rank_0_only() -> None:
+    """Under torchrun every process checks the same options and reads the same data, so each would
+    tell the same warnings: rank 0 tells them. Errors stay every process's own (one may fail alone)."""
+    if launched()[0] > 0:
+        logging.getLogger("vidtrans").setLevel(logging.ERROR)
+
+
 def _data_description(target, data, synthetic: bool) -> str:
     """The card's `training["data"]`: the kind of source and its file or folder name."""
     if synthetic:
@@ -142,6 +151,7 @@ def _check_resume(output: str | os.PathLike, options: TrainOptions, target, data
     spell = spelling(names)
     card = read_card(output)
     check_state_fits_card(output, state, card, names)
+    check_world_size(output, card, launched()[1], names)
     done = state["iteration"]
     recorded, given = card.training.get("data"), _data_description(target, data, synthetic)
     fix = (f"give that data to resume, or train on the new data into another folder (or drop {spell('resume')} "
@@ -314,7 +324,7 @@ def _source_and_card(config: TrainConfig, size: int, style: PoseStyle, options: 
     elif data is not None:
         data = Path(data)
         rgb = options.input_kind == "rgb"
-        source = PairedFolder(data, size=size, direction=options.direction.value, flip=rgb)
+        source = PairedFolder(data, size=size, direction=options.direction.value, flip=rgb, progress=progress)
         card.input_kind = options.input_kind.value
         card.pose_style = None if rgb else style.to_dict()
         training = {"data": _data_description(None, data, False), "pairs": len(source.pairs),
@@ -337,8 +347,7 @@ def _source_and_card(config: TrainConfig, size: int, style: PoseStyle, options: 
                     "video_identity": file_identity(target), "crop": list(source.crop)}
         if source.padded:  # what `eval --video` fills the square with past the frame's edges, as training did
             training["crop_fill"] = list(source.fill)
-        if source.held_out_from is not None:
-            frame, time = source.held_out_from
-            training["held_out"] = {"from_frame": frame, "from_time": time}
+        frame, time = source.held_out_from
+        training["held_out"] = {"from_frame": frame, "from_time": time}
     card.training = training
     return source, card

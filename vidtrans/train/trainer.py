@@ -233,6 +233,24 @@ def check_state_fits_card(out_dir: str | os.PathLike, state: dict, card: ModelCa
                             f"{spelling(names)('overwrite')}")
 
 
+def check_world_size(out_dir: str | os.PathLike, card: ModelCard, world: int,
+                     names: dict[str, str] | None = None) -> None:
+    """UsageError where the checkpoint in `out_dir` was trained by another number of processes
+    than `world`: each process draws its own samples, a batch of the batch size each, so the run
+    would go on with other samples and batches than its card records, as with another batch size."""
+    trained = card.training.get("world_size")
+    if not _whole(trained, 1) or trained == world:  # cards of older vidtrans may not record it
+        return
+    spell = spelling(names)
+
+    def processes(count: int) -> str:
+        return "one process" if count == 1 else f"{count} torchrun processes"
+
+    raise UsageError(f"{out_dir} was trained by {processes(trained)}, which {spell('resume')} keeps "
+                     f"({spell('batch_size')} is per process); resume it with {processes(trained)}, not {world}, or "
+                     f"start a new stage from this model with {spell('init_from')} {out_dir} and another output folder")
+
+
 def saved_settings(out_dir: str | os.PathLike, names: dict[str, str] | None = None,
                    state: dict | None = None) -> dict[str, Any]:
     """RESUME_SETTINGS as the checkpoint in `out_dir` has them (those it records)."""
@@ -296,16 +314,23 @@ def _to_images(x: torch.Tensor) -> np.ndarray:
     return ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
+def launched() -> tuple[int, int]:
+    """(rank, world size) of this process: its process group's, or those torchrun gave it for the
+    group it joins when training starts (known before any work is done); (0, 1) alone."""
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    return (int(os.environ.get("RANK", 0)), world) if world > 1 else (0, 1)
+
+
 def _distributed(device: torch.device) -> tuple[int, int]:
     """(rank, world size), joining torchrun's process group: NCCL for CUDA devices, Gloo otherwise
     (NCCL cannot reduce CPU tensors, e.g. `--device cpu` on a machine with GPUs)."""
-    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1 and not dist.is_initialized():
+    if launched()[1] > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    return launched()
 
 
 # Sample preparation processes when --data-workers is not given. On a GPU the step is shorter than
@@ -738,8 +763,9 @@ class Trainer:
                                 "drop the architecture settings to take the model's") from e
 
     def _load_state(self) -> None:
-        state = read_train_state(self.out_dir)
-        check_state_fits_card(self.out_dir, state, read_card(self.out_dir))
+        state, card = read_train_state(self.out_dir), read_card(self.out_dir)
+        check_state_fits_card(self.out_dir, state, card)
+        check_world_size(self.out_dir, card, self.world)
         requested = {**{k: getattr(self.config, k) for k in (*RESUME_SETTINGS, *RESUMED_OBJECTIVE) if k != "size"},
                      "size": self.card.native_size[0]}
         saved = {**saved_settings(self.out_dir, state=state),

@@ -87,13 +87,21 @@ def test_old_statistics_measure_the_source_by_height_and_mixing_measures_is_refu
         PoseNormalizer(estimate_pose_stats(track, 256, 256), version_1)
 
 
-def test_a_body_without_knees_cannot_be_measured():
+def test_hidden_parts_are_measured_from_what_shows():
+    """A skirt hides the knees, a side view a hip, a dancer's back the nose: the body is measured
+    from the parts shown (hip to ankle straight, the hip shown, human head proportions)."""
+    whole = estimate_pose_stats(clip(256, crouching=0.0), 256, 256)
+    hidden = {"knees": ["r_knee", "l_knee"], "a hip": ["l_hip"], "the nose": ["nose"]}
+    for what, names in hidden.items():
+        track = clip(256, crouching=0.0)
+        track[:, [KEYPOINT_INDEX[name] for name in names]] = 0.0
+        stats = estimate_pose_stats(track, 256, 256, like=whole.to_dict())  # a card's dict does as well
+        assert stats.height_near == pytest.approx(whole.height_near, rel=0.02), what
+        PoseNormalizer(stats, whole)(track)
+
+
+def test_a_body_without_hips_cannot_be_measured():
     track = clip(256, crouching=0.0)
-    track[:, [KEYPOINT_INDEX["r_knee"], KEYPOINT_INDEX["l_knee"]]] = 0.0
-    with pytest.raises(VidtransError, match="legs .*normalize"):
+    track[:, [KEYPOINT_INDEX["r_hip"], KEYPOINT_INDEX["l_hip"]]] = 0.0
+    with pytest.raises(VidtransError, match=r"neck and a hip with its ankle.*normali[sz]"):
         estimate_pose_stats(track, 256, 256)
-    # One hidden knee is enough to lose: the other leg measures the body.
-    track = clip(256, crouching=0.0)
-    whole = estimate_pose_stats(track, 256, 256)
-    track[:, KEYPOINT_INDEX["l_knee"]] = 0.0
-    assert estimate_pose_stats(track, 256, 256).height_near == pytest.approx(whole.height_near, rel=1e-6)

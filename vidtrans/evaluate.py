@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from vidtrans.errors import UsageError, VidtransError
-from vidtrans.metrics import flicker, psnr, relative_flicker, ssim
+from vidtrans.metrics import MIN_SCORED_FRAMES, flicker, psnr, relative_flicker, ssim
 from vidtrans.options import EncodeOptions, RunOptions, Smoothing, is_int, spell
 from vidtrans.pipeline import TranslateStage, smoothing_stages, translate_video
 from vidtrans.pose.keypoints import with_parts
@@ -159,12 +159,13 @@ def max_frames(model) -> int:
     """The most frames evaluation scores `model` on: FRAME_COPIES copies of each, at the model's
     size, in EVAL_MEMORY."""
     height, width = model.native_size
-    return max(2, EVAL_MEMORY // (FRAME_COPIES * height * width * 3))
+    return max(MIN_SCORED_FRAMES, EVAL_MEMORY // (FRAME_COPIES * height * width * 3))
 
 
 def _check_frames(model, frames: int) -> None:
-    if not is_int(frames) or frames < 2:
-        raise UsageError(f"evaluation needs at least 2 frames (flicker compares consecutive frames), got {frames!r}")
+    if not is_int(frames) or frames < MIN_SCORED_FRAMES:
+        raise UsageError(f"evaluation needs at least {MIN_SCORED_FRAMES} frames (flicker compares consecutive frames), "
+                         f"got {frames!r}")
     limit = max_frames(model)
     if frames > limit:
         height, width = model.native_size
@@ -245,9 +246,9 @@ def folder_ground_truth(model, folder: str | os.PathLike, frames: int | None = N
 
     source = PairedFolder(folder, size=model.native_size[0])
     available = len(set(source.pairs) | set(source.held_out))
-    if frames is None and available < 2:
-        raise UsageError(f"{folder}: one pair, and evaluation needs at least 2 (flicker compares consecutive "
-                         "frames); add pairs")
+    if frames is None and available < MIN_SCORED_FRAMES:
+        raise UsageError(f"{folder}: one pair, and evaluation needs at least {MIN_SCORED_FRAMES} (flicker compares "
+                         "consecutive frames); add pairs")
     _check_frames(model, frames or available)
     _warn_if_fewer(folder, frames, available, "pairs")
     pairs = source.all_pairs()[:frames]
@@ -316,9 +317,9 @@ def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
                 end = frame.time  # the first frame not scored
                 break
             truth.append(crop_square(frame.image, crop, size, fill))
-    if len(truth) < 2:
-        raise VidtransError(f"{video}: its held-out tail has {len(truth)} frame(s), and evaluation needs at least 2; "
-                            "train on a longer video")
+    if len(truth) < MIN_SCORED_FRAMES:
+        raise VidtransError(f"{video}: its held-out tail has {len(truth)} frame(s), and evaluation needs at least "
+                            f"{MIN_SCORED_FRAMES}; train on a longer video")
     _warn_if_fewer(video, frames, len(truth), "frames in its held-out tail")
     whole_body = PoseStyle.for_card(model.card).whole_body  # as training detected them
     keypoints = keypoints_in_crop(smooth_track(detect_keypoints(video, start, end, progress, whole_body=whole_body)),

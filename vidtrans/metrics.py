@@ -124,6 +124,11 @@ class FlickerMeter:
         return self.total / self.count if self.count else 0.0
 
 
+# The fewest frames a clip is scored on: flicker compares consecutive frames (`vidtrans eval`, and
+# the held-out tail training keeps for it).
+MIN_SCORED_FRAMES = 2
+
+
 def flicker(frames: np.ndarray) -> float:
     """Mean absolute change between consecutive frames, in uint8 levels (0 for < 2 frames)."""
     meter = FlickerMeter()

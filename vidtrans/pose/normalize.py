@@ -20,7 +20,9 @@ before `centre_x`) keep the offset from the frame centre instead (in units of fr
 Heights are measured near each extreme, as EDN does, on the frames whose ankle line lies within a
 band around `far` (or `near`). Since statistics version 3 a body's size there is the length of its
 skeleton: head (nose to neck) + torso (neck to the middle of the hips) + the longer leg (hip, knee,
-ankle), each part the 90th percentile of its lengths in the band. Bones keep their length when the
+ankle; hip to ankle where the knees never show, the hip that shows in a side view, and the head in
+human proportion to the torso when the nose never shows), each part the 90th percentile of its
+lengths in the band. Bones keep their length when the
 dancer crouches, bends or spreads their legs, which the height in the image does not: on held-out
 dances of the shipped target, clips measured this way normalize closer to themselves (the nose
 moved 0.57 px at 256 px against 0.76, benchmarks/README.md) and the face scored better end to end.
@@ -148,32 +150,45 @@ def _body_extent(track: np.ndarray, min_confidence: float) -> tuple[np.ndarray, 
     return ankle_y - top_y, ankle_y, ankle_x
 
 
-_SKELETON_PARTS = ("head (nose and neck)", "torso (neck and hips)", "legs (hip, knee and ankle)")
+# Human proportions (Drillis and Contini's segment lengths): nose to neck about 0.35 of neck to
+# hips. A clip that never shows the nose (a dancer with their back to the camera) counts its head so.
+_HEAD_PER_TORSO = 0.35
 
 
 def _skeleton_parts(track: np.ndarray, min_confidence: float) -> list[np.ndarray]:
     """Per frame of a checked track: lengths in pixels of the head (nose to neck), the torso (neck
-    to the middle of the hips) and the longer leg (hip to knee to ankle); NaN where a point is missing."""
+    to the middle of the hips it shows) and the longer leg (hip to knee to ankle, or hip to ankle
+    where the knee is hidden, as by a skirt); NaN where the points are missing."""
     xy, shown = track[..., :2], track[..., 2] > min_confidence
 
     def length(a: np.ndarray, b: np.ndarray, present: np.ndarray) -> np.ndarray:
         return np.where(present, np.linalg.norm(a - b, axis=-1), np.nan)
 
     head = length(xy[:, _NOSE], xy[:, _NECK], shown[:, _NOSE] & shown[:, _NECK])
-    torso = length(xy[:, _NECK], xy[:, _HIPS].mean(axis=1), shown[:, _NECK] & shown[:, _HIPS].all(axis=1))
-    legs = [length(xy[:, hip], xy[:, knee], shown[:, hip] & shown[:, knee])
-            + length(xy[:, knee], xy[:, ankle], shown[:, knee] & shown[:, ankle]) for hip, knee, ankle in _LEGS]
+    hips_shown = shown[:, _HIPS]
+    # A side view hides one hip: the torso then ends at the other, a hip's half-width off.
+    hips = (xy[:, _HIPS] * hips_shown[..., None]).sum(axis=1) / np.maximum(hips_shown.sum(axis=1), 1)[:, None]
+    torso = length(xy[:, _NECK], hips, shown[:, _NECK] & hips_shown.any(axis=1))
+    legs = [np.where(shown[:, knee],
+                     length(xy[:, hip], xy[:, knee], shown[:, hip]) + length(xy[:, knee], xy[:, ankle], shown[:, ankle]),
+                     length(xy[:, hip], xy[:, ankle], shown[:, hip] & shown[:, ankle])) for hip, knee, ankle in _LEGS]
     return [head, torso, np.fmax(*legs)]
 
 
 def _skeleton_length(parts: list[np.ndarray], in_band: np.ndarray) -> float:
-    """The sum of the parts' lengths in the band's frames; a part the band never shows (a turned
-    head, a hidden knee) counts with its length over all frames."""
-    total = 0.0
-    for part in parts:
-        lengths = part[in_band & np.isfinite(part)]
-        total += np.percentile(lengths if lengths.size else part[np.isfinite(part)], _SIZE_PERCENTILE)
-    return float(total)
+    """The sum of the parts' lengths (head, torso, leg) in the band's frames; a part the band never
+    shows (a turned head, a hidden knee) counts with its length over all frames, and a head the clip
+    never shows with human proportions."""
+    head, torso, leg = (_upper(part, in_band) for part in parts)
+    return float((_HEAD_PER_TORSO * torso if np.isnan(head) else head) + torso + leg)
+
+
+def _upper(part: np.ndarray, in_band: np.ndarray) -> float:
+    """A part's length (_SIZE_PERCENTILE) in the band's frames, else in all; NaN if never seen."""
+    lengths = part[in_band & np.isfinite(part)]
+    if not lengths.size:
+        lengths = part[np.isfinite(part)]
+    return float(np.percentile(lengths, _SIZE_PERCENTILE)) if lengths.size else float("nan")
 
 
 def _shows_whole_body(heights: np.ndarray) -> np.ndarray:
@@ -189,13 +204,15 @@ def whole_body_frames(track: np.ndarray, min_confidence: float = 0.0) -> np.ndar
 
 
 def estimate_pose_stats(track: np.ndarray, frame_height: int, frame_width: int, min_confidence: float = 0.0,
-                        like: PoseStats | None = None) -> PoseStats:
+                        like: PoseStats | dict | None = None) -> PoseStats:
     """PoseStats of a keypoint track (T, K, 3) in pixels of a frame_width x frame_height video,
     measured on its frames that show a whole body (`whole_body_frames`).
 
     `like`: the target statistics these are to be normalized to; the body is then measured as the
     target's was (its version's measure), else as statistics are made now (STATS_VERSION)."""
     track = check_keypoints(track, dtype=np.float64)
+    if isinstance(like, dict):  # a card's target_pose_stats as read from card.json
+        like = PoseStats.from_dict(like)
     version = STATS_VERSION if like is None else max(2, like.version)
     heights, ankle_y, ankle_x = _body_extent(track, min_confidence)
     usable = _shows_whole_body(heights)
@@ -211,11 +228,10 @@ def estimate_pose_stats(track: np.ndarray, frame_height: int, frame_width: int, 
     bands = ankle_y <= far + band, ankle_y >= near - band
     if version >= 3:
         parts = [part[usable] / frame_height for part in _skeleton_parts(track, min_confidence)]
-        unseen = [name for name, part in zip(_SKELETON_PARTS, parts) if not np.isfinite(part).any()]
-        if unseen:
+        if not all(np.isfinite(part).any() for part in parts[1:]):
             raise VidtransError(
-                f"no frame shows the dancer's {' or '.join(unseen)}, which pose normalisation measures the body by "
-                f"(use a full-body video or turn normalisation off: {spell('normalize=False')})")
+                "no frame showing head and ankles shows the dancer's neck and a hip with its ankle, by which pose "
+                f"normalisation measures the body; turn normalisation off: {spell('normalize=False')}")
         height_far, height_near = (_skeleton_length(parts, in_band) for in_band in bands)
     else:
         heights = heights[usable] / frame_height

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from vidtrans.errors import UsageError, VidtransError
+from vidtrans.metrics import MIN_SCORED_FRAMES
 from vidtrans.options import TrainPose
 
 log = logging.getLogger(__name__)
@@ -77,10 +78,15 @@ def image_size(path: Path) -> tuple[int, int] | None:
     return None if image is None else (image.shape[1], image.shape[0])
 
 
+# OpenCV refuses to decode images of more pixels than this (its own default, which this variable sets).
+_MAX_PIXELS = int(os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", 1 << 30))
+
+
 def _turned(size: tuple[int, int], turned: bool) -> tuple[int, int] | None:
-    """(width, height) of a picture stored `size` (None if either is 0), turned a quarter by its EXIF."""
+    """(width, height) of a picture stored `size` (None if either is 0, or if OpenCV would refuse
+    its pixel count), turned a quarter by its EXIF."""
     width, height = size
-    if not (width and height):
+    if not (width and height) or width * height > _MAX_PIXELS:
         return None
     return (height, width) if turned else (width, height)
 
@@ -497,8 +503,6 @@ class SyntheticPairs:
         return render_person(np.zeros((NUM_KEYPOINTS, 3), np.float32), self.size, self.size, self.look)
 
 
-# The fewest frames evaluation scores: flicker compares consecutive frames (`vidtrans eval`).
-MIN_SCORED_FRAMES = 2
 # Frames showing the target person that training from a video needs: ten leave eight to learn from
 # and two held out (held_out_count).
 MIN_PERSON_FRAMES = 10

@@ -12,7 +12,6 @@ starts at 0 s like any other clip.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
 import math
 import os
@@ -95,17 +94,17 @@ def clip_start(container: av.container.InputContainer) -> Fraction:
     counts from 0; its output starts at its first frame (see `VideoWriter`). MPEG-TS/PS are the
     exception: a start before 0 there is a recording crossing the 33-bit clock's wrap (FFmpeg
     puts the frames before the wrap below 0), so such a clip counts from its start, as `-ss` does.
-    There, too, a damaged first video timestamp counts where the clock puts its frame (see
+    There, too, a stream's damaged first timestamp counts where the clock puts its packet (see
     `ContinuousTimestamps`), not where it says."""
-    return _clip_start(container, _first_video_shift(container))
+    return _clip_start(container, _first_shifts(container))
 
 
-def _clip_start(container: av.container.InputContainer, video_shift: Fraction) -> Fraction:
-    """`clip_start` for a container whose first video frame the clock moves by `video_shift` seconds."""
+def _clip_start(container: av.container.InputContainer, shifts: dict[int, Fraction]) -> Fraction:
+    """`clip_start` for a container whose streams' first packets the clock moves by `shifts`
+    (seconds, by stream index)."""
     start = None if container.start_time is None else Fraction(container.start_time, av.time_base)
-    if video_shift:
-        video = container.streams.video[0]
-        starts = [s.start_time * s.time_base + (video_shift if s is video else 0)
+    if any(shifts.values()):
+        starts = [s.start_time * s.time_base + shifts.get(s.index, 0)
                   for s in container.streams if s.start_time is not None and s.time_base]
         start = min(starts, default=start)
     if start is None or (start <= 0 and not has_timestamp_jumps(container)):
@@ -113,24 +112,34 @@ def _clip_start(container: av.container.InputContainer, video_shift: Fraction) -
     return start
 
 
-def _first_video_shift(container: av.container.InputContainer) -> Fraction:
-    """How far, in seconds, the clock of a TS/PS file moves its first video timestamp: 0 unless
-    that is the damaged one (see `ContinuousTimestamps`), and 0 for other formats. The file is
-    read by a demuxer of its own (its first few video packets), the caller's staying where it is."""
+def _first_shifts(container: av.container.InputContainer) -> dict[int, Fraction]:
+    """How far, in seconds, the clock of a TS/PS file moves each stream's first timestamp, by
+    stream index: 0 unless that is a damaged one (see `ContinuousTimestamps`); none for other
+    formats. The file is read by a demuxer of its own, up to the first packets of the streams
+    that have a start time (its first seconds), the caller's staying where it is."""
     if not container.streams.video or not has_timestamp_jumps(container):
-        return Fraction(0)
+        return {}
+    told: dict[int, int] = {}  # each stream's first timestamp, as the file has it
+    shifts: dict[int, Fraction] = {}
+
+    def noted(packets: Iterator[av.Packet]) -> Iterator[av.Packet]:
+        for packet in packets:
+            if _clock(packet) is not None and packet.size:
+                told.setdefault(packet.stream.index, _clock(packet))
+            yield packet
     try:
         with av.open(container.name, metadata_errors="ignore") as again:
             video = again.streams.video[0]
-            timed = (packet for packet in again.demux(video) if _clock(packet) is not None and packet.size)
-            first = next(timed, None)
-            if first is None:
-                return Fraction(0)
-            told = _clock(first)
-            placed = next(ContinuousTimestamps(video)(itertools.chain([first], timed)))  # `first`, stamped
-            return (_clock(placed) - told) * video.time_base
+            started = [s for s in again.streams if s.start_time is not None and s is not video]
+            for packet in ContinuousTimestamps(video)(noted(again.demux(video, *started))):
+                index = packet.stream.index
+                if index not in shifts and _clock(packet) is not None and packet.size:
+                    shifts[index] = (_clock(packet) - told[index]) * packet.time_base
+                    if len(shifts) > len(started):
+                        break
     except (av.FFmpegError, OSError):
-        return Fraction(0)  # the reader meets the same damage and says so
+        pass  # the reader meets the same damage and says so
+    return shifts
 
 
 def has_timestamp_jumps(container: av.container.InputContainer) -> bool:
@@ -145,9 +154,9 @@ JUMP_SECONDS = 10
 BACK_SECONDS = Fraction(1, 10)
 # How long other streams' packets wait for the video's packets that the file puts after them.
 HOLD_SECONDS = 2
-# A first run of the video's clock this many packets long or shorter that the clock then leaves
-# was damaged: FFmpeg guesses a dts from the packet before's pts where frames may be reordered
-# (MPEG-2 without DTS in the file), so one damaged timestamp can reach two packets' clocks.
+# A stream's first run this many packets long or shorter can carry a damaged timestamp: FFmpeg
+# guesses a dts from the packet before's pts where frames may be reordered (MPEG-2 without DTS in
+# the file), so one damaged timestamp can reach two packets' clocks.
 LEADING_PACKETS = 2
 
 
@@ -159,11 +168,16 @@ class ContinuousTimestamps:
     is more than `JUMP_SECONDS` after the previous one's + its duration, or more than
     `BACK_SECONDS` before it, either carries one damaged timestamp (the next packet returns to the
     old run: it alone is stamped previous + one duration) or starts a new clock (joined segments:
-    from there on the file is shifted to go on at previous + one duration). The file's first
-    packets have no run to be checked against, so their run is trusted once it has lasted more
-    than `LEADING_PACKETS`: when the clock leaves it sooner and the next packet goes on from the
-    jump, the run carried the damaged timestamp (recordings that start mid-stream) and is placed
-    just before the jump.
+    from there on the file is shifted to go on at previous + one duration). A stream's first
+    packets have no run of their own to be checked against (a recording that starts mid-stream
+    may begin with a damaged one in every stream), so up to `LEADING_PACKETS` of them are checked
+    against what follows. The video's run is trusted once it has lasted more than that: when the
+    clock leaves it sooner and the next packet goes on from the jump, the run carried the damaged
+    timestamp and is placed just before the jump. Another stream's first packets are checked
+    against the video's clock where the file puts them: when they are further from it than
+    `HOLD_SECONDS` and their stream's next packet is not, they carried the damaged timestamp and
+    are placed just before that packet (a stream starting before or after the video keeps its
+    start: all its first packets are as far from the video).
     A reference packet without a timestamp (MPEG-PS stamps one every half second or so) moves
     the clock on by its duration, as the reader stamps its frame, so a new clock goes on after the
     last frame, stamped or not. Every stream gets the same shift, so audio and subtitles stay with
@@ -191,6 +205,10 @@ class ContinuousTimestamps:
         self._jump: av.Packet | None = None  # the held reference packet that jumped
         # The reference's packets of the file's first run, held while it may still prove damaged.
         self._leading: list[av.Packet] | None = []
+        self._first: av.Packet | None = None  # the reference's first timed packet, where the video starts
+        # Per other stream whose first packets carried a damaged timestamp: the move (in its ticks)
+        # that places them before its next packet, and how many of them are still to come.
+        self._leads: dict[int, tuple[int, int]] = {}
 
     def __call__(self, packets: Iterator[av.Packet]) -> Iterator[av.Packet]:
         for packet in packets:
@@ -212,6 +230,8 @@ class ContinuousTimestamps:
                 self._held.append((packet, False, None))
                 continue
             self._stamp(packet, self._offset)
+            if self._first is None:
+                self._first = packet
             if self._leading is not None:
                 self._leading.append(packet)
                 if len(self._leading) <= LEADING_PACKETS:
@@ -274,7 +294,10 @@ class ContinuousTimestamps:
             if following is None or self._jumps(following, before):
                 went_on = _Run(_clock(jumped) + before, jumped.duration or self.step)
                 if leading and following is not None and not self._jumps(following, before, went_on):
-                    self._place_before(leading, jumped)
+                    moved = self._place_before(leading, jumped)
+                    # The other streams' packets came while the video's clock was the damaged one.
+                    held = [(packet, stamped, None if came is None else came + moved)
+                            for packet, stamped, came in held]
                 else:
                     shift = self._runs[self.reference].expected - (_clock(jumped) + before)
                     self._offset += shift
@@ -289,22 +312,57 @@ class ContinuousTimestamps:
             other = packet.stream.index != self.reference
             if offset != before and other and self._nearer_old_clock(packet, came, before):
                 offset = before
-            if self._jumps(packet, offset) and (packet is jumped or self._returns(held[position + 1:], packet, offset)):
+            if other and (packet.stream.index not in self._runs or packet.stream.index in self._leads):
+                yield self._lead(packet, came, held[position + 1:], offset)
+            elif self._jumps(packet, offset) and (packet is jumped
+                                                  or self._returns(held[position + 1:], packet, offset)):
                 # One damaged timestamp: placed after its stream's previous packet.
                 run = self._runs[packet.stream.index]
                 yield self._stamp(packet, run.expected - _clock(packet), own_ticks=True)
             else:
                 yield self._stamp(packet, offset)
 
-    def _place_before(self, leading: list[av.Packet], following: av.Packet) -> None:
+    def _place_before(self, leading: list[av.Packet], following: av.Packet) -> int:
         """Re-stamp the held reference packets of the file's first run, whose timestamps were the
         damaged ones, to go just before `following` (not stamped yet), as the run went on (with
-        the frames counted after its last packet) up to the jump."""
+        the frames counted after its last packet) up to the jump; how far they moved, in ticks."""
         moved = _clock(following) + self._offset - self._runs.pop(self.reference).expected
         for packet in leading:
             self._stamp(packet, moved, own_ticks=True)
         log.info("the video's first timestamps are %.1f s off; they are placed before the next ones",
                  float(-moved * self._time_base))
+        return moved
+
+    def _lead(self, packet: av.Packet, came: int | None, later: list[tuple[av.Packet, bool, int | None]],
+              offset: int) -> av.Packet:
+        """`packet`, one of the first packets of a stream other than the reference, stamped: shifted
+        by `offset`, or placed before the first of its stream's next ones (among `later`) that is on
+        the video's clock when up to `LEADING_PACKETS` of them, from its stream's first on, are not."""
+        index = packet.stream.index
+        if index not in self._leads:
+            timed = [(p, c) for p, _, c in later if p.stream.index == index and _clock(p) is not None and p.size]
+            run = [(packet, came), *timed[:LEADING_PACKETS]]
+            count = next((n for n, (p, c) in enumerate(run) if self._on_video_clock(p, c, offset)), 0)
+            if count == 0:
+                return self._stamp(packet, offset)
+            last, following = run[count - 1][0], run[count][0]
+            moved = _clock(following) - _clock(last) - (last.duration or 1)
+            self._leads[index] = (self._shift(packet, offset) + moved, count)
+            log.info("the first timestamp of stream %d is %.1f s off; it is placed before the next one",
+                     index, float(-moved * packet.time_base))
+        moved, left = self._leads.pop(index)
+        if left > 1:
+            self._leads[index] = (moved, left - 1)
+        return self._stamp(packet, moved, own_ticks=True)
+
+    def _on_video_clock(self, packet: av.Packet, came: int | None, offset: int) -> bool:
+        """Whether `packet`, shifted by `offset`, is within `HOLD_SECONDS` of the video's clock when it
+        came (`came`; None: before the video's first packet, or none came), as muxers put it."""
+        video = came if came is not None else None if self._first is None else _clock(self._first)
+        if video is None:
+            return True  # nothing to tell it by
+        apart = (_clock(packet) + self._shift(packet, offset)) * packet.time_base - video * self._time_base
+        return abs(apart) <= HOLD_SECONDS
 
     def _nearer_old_clock(self, packet: av.Packet, came: int | None, before: int) -> bool:
         """Whether `packet`, held when the video started a new clock, goes on from its stream's
@@ -478,8 +536,9 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             width, height = height, width
         tb = stream.time_base or Fraction(1, 90000)
         fps = _fps(stream)
-        shift = _first_video_shift(container)
-        clip = _clip_start(container, shift)
+        shifts = _first_shifts(container)
+        shift = shifts.get(stream.index, Fraction(0))
+        clip = _clip_start(container, shifts)
         start_time = float(stream.start_time * tb + shift - clip) if stream.start_time is not None else 0.0
         if shift:
             duration = 0.0  # FFmpeg's counts from the damaged first timestamp: unknown

@@ -701,20 +701,32 @@ class VideoWriter(_Muxer):
                 packet.pts -= offset
             if packet.dts is not None:
                 packet.dts -= offset
-            index = packet.stream.index
-            if index in self._copy:
-                self._after_last(index, packet)
-                packet.stream = self._copy[index]
-                self._out.mux(packet)
-            elif index in self._cues:
-                self._convert_cue(*self._cues[index], packet)
-            else:
-                self._encode_audio(*self._transcode[index], packet)
+            index, kind = packet.stream.index, packet.stream.type
+            try:
+                if index in self._copy:
+                    self._after_last(index, packet)
+                    packet.stream = self._copy[index]
+                    self._out.mux(packet)
+                elif index in self._cues:
+                    self._convert_cue(*self._cues[index], packet)
+                else:
+                    self._encode_audio(*self._transcode[index], packet)
+            except av.ArgumentError as e:  # EINVAL: how muxers refuse a packet (its timestamps, mostly)
+                raise VidtransError(f"{self.dst}: the {self._out.format.name} muxer refused a packet of the input's "
+                                    f"{kind} ({_refusal(e)}); write a .mkv file") from e
 
     def _after_last(self, index: int, packet: av.Packet) -> None:
         """Move a copied packet whose dts is not after its stream's previous one just after it, as
         FFmpeg's muxing does: a joined recording's first audio can overlap the previous one's last
-        by a fraction of a frame once both are shifted with their video."""
+        by a fraction of a frame once both are shifted with their video. Counted in the output
+        stream's ticks: one tick of the source's (a TS's 90 kHz) can round onto the same tick of a
+        coarser one (MP4 audio counts samples), which the muxer refuses."""
+        time_base = self._copy[index].time_base
+        if packet.time_base != time_base:
+            scale = packet.time_base / time_base
+            packet.pts, packet.dts, packet.duration = (None if ticks is None else _nearest(ticks * scale)
+                                                       for ticks in (packet.pts, packet.dts, packet.duration))
+            packet.time_base = time_base
         last = self._last_dts.get(index)
         if packet.dts is not None and last is not None and packet.dts <= last:
             nudge = last + 1 - packet.dts
@@ -797,10 +809,13 @@ class VideoWriter(_Muxer):
             self.abort()
             raise VidtransError(f"{self.dst}: could not finish the video ({first_line(e)}): the input's timestamps "
                                 "jump too far for this kind of file; write a .mkv file") from e
-        except (av.FFmpegError, OSError) as e:
+        except OSError as e:  # FFmpeg's failures to write are OSErrors too
             self.abort()
             raise VidtransError(f"{self.dst}: could not finish the video ({first_line(e)}); "
                                 "check free disk space and the output folder") from e
+        except av.FFmpegError as e:  # the encoder or muxer refusing what it was given
+            self.abort()
+            raise VidtransError(f"{self.dst}: could not finish the video ({_refusal(e)}); write a .mkv file") from e
 
     def abort(self) -> None:
         """Stop and delete the partial file; `dst` is left as it was."""
@@ -816,6 +831,17 @@ class VideoWriter(_Muxer):
             self.close()
         else:
             self.abort()
+
+
+def _nearest(ticks: Fraction) -> int:
+    """`ticks` rounded as FFmpeg rescales timestamps (AV_ROUND_NEAR_INF: halves away from 0)."""
+    return math.floor(ticks + Fraction(1, 2)) if ticks >= 0 else -math.floor(Fraction(1, 2) - ticks)
+
+
+def _refusal(error: av.FFmpegError) -> str:
+    """Why FFmpeg refused something: its log line where PyAV kept it (not when its log is off,
+    as in the CLI), else the error's own words ("Invalid argument")."""
+    return error.log[2].strip() if error.log else first_line(error)
 
 
 def _shifted_with_video(src: av.container.InputContainer, video: av.video.stream.VideoStream,

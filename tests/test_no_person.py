@@ -127,7 +127,7 @@ def test_pose_video_and_keypoints_appear_together_or_not_at_all(tmp_path, dancer
         if not taken.exists():
             taken.write_bytes(b"someone else's")
 
-    with pytest.raises(VidtransError, match=f"{taken.name}: .*--overwrite"):
+    with pytest.raises(VidtransError, match=f"{taken.name}: .*overwrite=True"):
         render_pose_video(dancer.path, video, keypoints_out=keypoints, progress=progress)
     assert taken.read_bytes() == b"someone else's"
     assert sorted(p.name for p in tmp_path.iterdir()) == [taken.name]

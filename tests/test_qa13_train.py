@@ -247,3 +247,22 @@ def test_a_and_b_images_of_different_shapes_are_named(tmp_path, caplog):
     assert told == [f"{folder}: 2 of its 3 pairs have A/ and B/ images of different shapes (e.g. A/1.png 64x64, "
                     "B/1.png 80x48), and each is resized to the training square on its own, so they do not line up "
                     "pixel for pixel as pix2pix needs; crop or pad them to one shape"], told
+
+
+def test_a_refusal_under_torchrun_is_told_once_by_rank_0(tmp_path, vidtrans_log_level):
+    # Every rank refuses the same options alike; only rank 0 says so, the others end with its exit code.
+    data, out = train_tiny(tmp_path, 1, cli)
+    for rank, told in (("0", True), ("1", False)):
+        env = {**os.environ, "WORLD_SIZE": "2", "RANK": rank}
+        result = cli("train", "--data", data, "-o", out, "--iterations", "2", env=env)  # exists, no --resume
+        assert result.returncode == 2, result.stderr
+        assert ("--resume" in result.stderr) is told, (rank, result.stderr)
+
+
+def test_one_iteration_is_one_iteration(tmp_path):
+    _, out = train_tiny(tmp_path, 1, cli)
+    result = cli("train", "--data", tmp_path / "pairs", "-o", out, "--iterations", "2", "--resume")
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {out} after 2 iterations" in result.stderr
+    trained = cli("train", "--data", tmp_path / "pairs", "-o", tmp_path / "one", "--iterations", "1", *TINY_TRAINING)
+    assert f"wrote {tmp_path / 'one'} after 1 iteration:" in trained.stderr

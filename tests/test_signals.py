@@ -371,7 +371,7 @@ def test_live_outputs_refuse_the_camera_file_and_existing_files(tmp_path, camera
     path = camera if target == "camera" else existing
     before = path.read_bytes()
     # Even --overwrite never lets an output replace the camera's file.
-    with pytest.raises(VidtransError, match="input" if target == "camera" else "--overwrite"):
+    with pytest.raises(VidtransError, match="input" if target == "camera" else "overwrite=True"):
         run_live(FakeModel(), camera, window=False, overwrite=target == "camera", **{option: path})
     assert path.read_bytes() == before
     assert temporaries(tmp_path) == []

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from vidtrans.errors import UsageError, VidtransError, first_line
+from vidtrans.options import spell
 
 LOCK_SUFFIX = ".vidtrans-lock"
 # Most file systems limit a name to 255 bytes (not characters: UTF-8 takes up to 4 per character);
@@ -82,7 +83,7 @@ def check_destination(dst: str | os.PathLike, inputs: str | os.PathLike | Iterab
             raise UsageError(f"{dst}: is a link to a process's open file (as /dev/stdout is), which vidtrans never "
                              "replaces (outputs are renamed into place whole); give the name of a regular file")
         if (dst.exists() or dst.is_symlink()) and not overwrite:
-            raise UsageError(f"{dst}: already exists; choose another name or pass --overwrite")
+            raise UsageError(f"{dst}: already exists; choose another name or pass {spell('overwrite=True')}")
         if not dst.parent.is_dir():
             if dst.parent.exists():
                 raise UsageError(f"{dst}: {dst.parent} is a file, not a folder; choose another output path")
@@ -236,14 +237,14 @@ def publish(tmp: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = Fa
             os.link(tmp, dst)  # fails if dst exists: no window in which another file is replaced
         except FileExistsError:
             raise VidtransError(f"{dst}: appeared while vidtrans was writing it (another process?); "
-                                "choose another name or pass --overwrite") from None
+                                f"choose another name or pass {spell('overwrite=True')}") from None
         except OSError as e:
             if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
                 raise
             # File systems without hard links (FAT, some network mounts): check, then rename.
             if dst.exists() or dst.is_symlink():
                 raise VidtransError(f"{dst}: appeared while vidtrans was writing it (another process?); "
-                                    "choose another name or pass --overwrite") from None
+                                    f"choose another name or pass {spell('overwrite=True')}") from None
             os.replace(tmp, dst)
             return
         tmp.unlink()

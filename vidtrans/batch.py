@@ -17,17 +17,18 @@ a clip is translated changes. How a batch looks on a terminal is the CLI's
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import dataclasses
 import datetime
 import fcntl
 import fnmatch
-import itertools
 import json
 import logging
 import os
 import signal
+import socket
 import stat
 import threading
 import time
@@ -39,7 +40,7 @@ from typing import Any, Iterator, Sequence
 from vidtrans.atomic import (LOCK_SUFFIX, TEMPORARY_PATTERN, check_destination, remove_if_unheld, same_file,
                              special_file_kind, write_atomically)
 from vidtrans.errors import UsageError, VidtransError, first_line
-from vidtrans.options import BatchOptions, EncodeOptions, RunOptions, output_settings
+from vidtrans.options import BatchOptions, EncodeOptions, RunOptions, output_settings, spell, spelled, spellings
 from vidtrans.pipeline import given_options, no_person_shows, translate_video
 from vidtrans.video import check_output_settings, file_identity
 
@@ -54,6 +55,13 @@ COMPACT_SLACK = 64
 REPORT_KEYS = {"input_dir", "output_dir", "model", "clips", "totals"}  # what tells an earlier report
 # How often a thread waiting for a clip on Ray asks its actor how far it got (for the display).
 RAY_PROGRESS_SECONDS = 0.5
+# Ray retries an address that does not answer for minutes; a HOST:PORT is first tried here for this long,
+# and ray.init is given this long too.
+RAY_CONNECT_SECONDS = 5.0
+RAY_INIT_SECONDS = 60.0
+# How long a lost Ray worker may take to come back (Ray restarts its actor, which loads the model again)
+# before the batch goes on without it.
+RAY_RESTART_SECONDS = 120.0
 _STOP_SIGNALS = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
 
 log = logging.getLogger(__name__)
@@ -132,6 +140,11 @@ class BatchListener:
     def clip_progress(self, worker: str, clip: str, done: int, total: int, phase: str) -> None: ...
 
     def clip_finished(self, worker: str, result: ClipResult) -> None: ...
+
+    def notice(self, text: str, worker: str = "") -> None:
+        """Something the user should know while the batch runs (workers waiting for the Ray cluster's
+        resources, a lost worker), one line; `worker` when it concerns one."""
+        log.warning("%s", text)
 
 
 # --- discovery -------------------------------------------------------------------------------------
@@ -548,7 +561,7 @@ def translate_folder(
     if not os.fspath(output_dir):  # Path("") would be the current folder
         raise BatchUsageError("the output folder is empty (''); give a folder for the outputs, such as out/")
     input_dir, output_dir = Path(input_dir), Path(output_dir)
-    patterns = _patterns(batch.patterns or DEFAULT_PATTERNS)
+    patterns = tuple(batch.patterns or DEFAULT_PATTERNS)
     recursive, overwrite, report = batch.recursive, batch.overwrite, batch.report
     _check_folders(input_dir, output_dir)
     suffix = _suffix(batch.ext, options.encode)
@@ -560,15 +573,19 @@ def translate_folder(
         raise BatchUsageError(f"{input_dir}: no clips matching {' '.join(patterns)} ({'; '.join(skipped)}); "
                               "check the folder or pass --pattern")
     _check_no_inputs_in(output_dir, output_folders_met, clips, input_dir, patterns, suffix)
+    outputs = [_output_path(c, input_dir, output_dir, suffix) for c in clips]
+    _check_encoding(outputs, options.encode)
     if report is not None:
         # The model's files are inputs too: a report must not replace them.
-        _check_report_path(report, output_dir, [*clips, *model_files(resolve(model))],
-                           [_output_path(c, input_dir, output_dir, suffix) for c in clips], overwrite)
+        _check_report_path(report, output_dir, [*clips, *model_files(resolve(model))], outputs, overwrite)
     if model_size is not None:
         check_size(model_size, "model_size")
+    listener = listener or BatchListener()
 
+    # The folder is locked before any model is loaded or cluster asked: a second batch into it is
+    # refused at once, not after waiting for workers the first one holds.
     open_workers = _local_workers if batch.ray is None else _ray_workers
-    with open_workers(model, batch, options, precision, model_size) as workers:
+    with _claimed(output_dir), open_workers(model, batch, options, precision, model_size, listener) as workers:
         precisions = {w.precision for w in workers}
         settings = {**output_settings(options), "precision": precisions.pop() if len(precisions) == 1 else precision}
         if model_size is not None:
@@ -578,23 +595,14 @@ def translate_folder(
         if any(w.backend == "onnxruntime" for w in workers):
             settings["backend"] = "onnxruntime"
         weights = weights_sha256(model)
-        # Only now, with every check passed: a refused batch leaves no output folder behind.
-        try:
-            output_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise BatchUsageError(f"{output_dir}: cannot create the output folder ({e.strerror or e}); "
-                                  "choose a writable place for it") from e
         batch_report = BatchReport(str(input_dir), str(output_dir), workers[0].model_name)
-        listener = listener or BatchListener()
-
-        with _exclusive(output_dir):
-            remove_leftovers(output_dir, keep=[input_dir])
-            with Manifest(output_dir, fresh=overwrite) as manifest:
-                results, jobs = _plan(clips, input_dir, output_dir, suffix, manifest, settings, weights, overwrite)
-                listener.begin(len(clips), len(jobs))
-                for result in results.values():
-                    listener.clip_finished("", result)
-                results.update(_Runner(workers, manifest, listener, settings, weights).run(jobs))
+        remove_leftovers(output_dir, keep=[input_dir])
+        with Manifest(output_dir, fresh=overwrite) as manifest:
+            results, jobs = _plan(clips, input_dir, output_dir, suffix, manifest, settings, weights, overwrite)
+            listener.begin(len(clips), len(jobs))
+            for result in results.values():
+                listener.clip_finished("", result)
+            results.update(_Runner(workers, manifest, listener, settings, weights).run(jobs))
     batch_report.clips = [results[_rel(c, input_dir)] for c in clips]
     batch_report.seconds = time.perf_counter() - started
     if report is not None:
@@ -612,19 +620,6 @@ def _check_folders(input_dir: Path, output_dir: Path) -> None:
                               "(outputs keep the input's names)")
     if output_dir.exists() and not output_dir.is_dir():
         raise BatchUsageError(f"{output_dir}: exists and is not a folder; choose an output folder")
-
-
-def _patterns(patterns: Sequence[str]) -> tuple[str, ...]:
-    """The --pattern values, checked: a pattern matches file names (as find_clips looks at them)."""
-    for pattern in patterns:
-        if not pattern:
-            raise BatchUsageError("--pattern '': an empty pattern matches no file; give one such as '*.mp4'")
-        if "/" in pattern or os.sep in pattern:
-            name = pattern.replace(os.sep, "/").rsplit("/", 1)[1]
-            instead = f"use --pattern '{name}'" if name else "give a file name pattern such as '*.mp4'"
-            raise BatchUsageError(f"--pattern {pattern}: patterns match file names, not paths, and subfolders are "
-                                  f"searched anyway; {instead}, or give the subfolder as the input folder")
-    return tuple(patterns)
 
 
 def _check_no_inputs_in(output_dir: Path, folders: list[Path], clips: list[Path], input_dir: Path,
@@ -660,6 +655,46 @@ def _suffix(ext: str | None, encode: EncodeOptions) -> str | None:
     except VidtransError as e:
         raise BatchUsageError(f"--ext {ext}: {str(e).removeprefix(f'clip.{ext}: ')}") from None
     return "." + ext
+
+
+def _check_encoding(outputs: list[Path], encode: EncodeOptions) -> None:
+    """Refuse before any work the encoder settings every clip would fail with (a codec that is no
+    video encoder; a CRF, preset or pixel format it does not take; a container that cannot hold it),
+    as `run` does: tried for the first output of each extension, since a container only some
+    outputs have fails those clips alone."""
+    first_of_each = {}
+    for dst in outputs:
+        first_of_each.setdefault(dst.suffix.lower(), dst)
+    refusals = []
+    for dst in first_of_each.values():
+        try:
+            check_output_settings(dst, encode)
+            return
+        except VidtransError as e:
+            refusals.append(e)
+    if refusals:
+        raise BatchUsageError(str(refusals[0])) from None
+
+
+@contextlib.contextmanager
+def _claimed(output_dir: Path) -> Iterator[None]:
+    """The output folder, made when missing and locked for this batch (`_exclusive`). Folders made
+    here go again when the batch stops before writing into them (a model that cannot be loaded, a
+    refused Ray cluster): a refused batch leaves no output folder behind."""
+    made = [folder for folder in (output_dir, *output_dir.parents) if not folder.exists()]  # deepest first
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BatchUsageError(f"{output_dir}: cannot create the output folder ({e.strerror or e}); "
+                              "choose a writable place for it") from e
+    with _exclusive(output_dir):
+        try:
+            yield
+        except BaseException:
+            for folder in made:
+                with contextlib.suppress(OSError):  # not empty: the batch wrote there, which stays
+                    folder.rmdir()
+            raise
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -741,39 +776,121 @@ def one_line(error: BaseException) -> str:
 
 class _Runner:
     """Clips to workers, one thread each (local or Ray), and what happens to each clip into the
-    manifest and the listener, here in this process whichever worker translates it."""
+    manifest and the listener, here in this process whichever worker translates it.
+
+    The clips wait in one queue that each worker takes from when it is free. A Ray worker can be
+    lost (its actor's process killed, its node gone): the clip it had goes back to the queue for
+    another worker, once, and the lost worker takes no clip until Ray has restarted it, so the
+    others are not failed by a worker that is not there."""
 
     def __init__(self, workers: list[_LocalWorker] | list[_RayWorker], manifest: Manifest, listener: BatchListener,
                  settings: dict[str, Any], weights: str):
         self.workers, self.manifest, self.listener = workers, manifest, listener
         self.settings, self.weights = settings, weights
         self.cancel = threading.Event()
-        self._local = threading.local()
-        self._ids = itertools.count()
+        self._changed = threading.Condition()  # guards the queue, the count in hand and the retried clips
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._in_hand = 0  # clips being translated, which a lost worker may put back
+        self._retried: set[str] = set()
 
     def run(self, jobs: list[_Job]) -> dict[str, ClipResult]:
-        with ThreadPoolExecutor(max_workers=len(self.workers), thread_name_prefix="vidtrans-batch",
-                                initializer=self._init_worker) as pool:
-            # Each clip runs in a copy of this thread's context, so that its messages spell settings as
+        self._queue.extend(jobs)
+        results: dict[str, ClipResult] = {}
+        with ThreadPoolExecutor(max_workers=len(self.workers), thread_name_prefix="vidtrans-batch") as pool:
+            # Each worker runs in a copy of this thread's context, so that its messages spell settings as
             # the caller does (the CLI's flags: options.spell), as they would on this thread.
-            futures = [pool.submit(contextvars.copy_context().run, self._translate, job) for job in jobs]
+            futures = [pool.submit(contextvars.copy_context().run, self._work, worker) for worker in self.workers]
             try:
                 for future in as_completed(futures):
-                    future.result()
+                    results.update(future.result())
             except BaseException:
                 # Ctrl-C: clips in flight stop at their next batch and delete their temporary files.
-                self.cancel.set()
+                self._stop()
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
-        return {job.rel: future.result() for job, future in zip(jobs, futures)}
+        for job in self._queue:  # left when every worker was lost and none came back
+            results[job.rel] = ClipResult(str(job.src), str(job.dst), "failed", error=(
+                "not translated: every Ray worker was lost and none came back; the next run translates it"))
+            self.listener.clip_finished("", results[job.rel])
+        return results
 
-    def _init_worker(self) -> None:
-        self._local.worker = self.workers[next(self._ids)]
+    def _stop(self) -> None:
+        self.cancel.set()
+        with self._changed:
+            self._changed.notify_all()
 
-    def _translate(self, job: _Job) -> ClipResult:
+    def _work(self, worker: _LocalWorker | _RayWorker) -> dict[str, ClipResult]:
+        """Clips from the queue until there are none (or the batch stops): their results."""
+        results = {}
+        try:
+            while (job := self._next()) is not None:
+                try:
+                    results[job.rel] = self._translate(worker, job)
+                except _WorkerLost as lost:
+                    self.listener.notice(f"{worker.name} was lost while translating {job.src} ({lost.reason}); "
+                                         "the clip goes to another worker", worker.name)
+                    self._put_back(job)
+                else:
+                    self._done_with(job)
+                if worker.lost and not self._recovered(worker):
+                    break
+        except _Cancelled:  # the batch is stopping: a clip not begun keeps its record as it was
+            pass
+        return results
+
+    def _next(self) -> _Job | None:
+        """The next clip to translate; None when there is none left and none can come back."""
+        with self._changed:
+            while not self._queue and self._in_hand and not self.cancel.is_set():
+                self._changed.wait()
+            if self.cancel.is_set() or not self._queue:
+                return None
+            self._in_hand += 1
+            return self._queue.popleft()
+
+    def _done_with(self, job: _Job) -> None:
+        with self._changed:
+            self._in_hand -= 1
+            self._changed.notify_all()
+
+    def _put_back(self, job: _Job) -> None:
+        with self._changed:
+            self._queue.appendleft(job)
+            self._in_hand -= 1
+            self._changed.notify_all()
+
+    def _may_retry(self, job: _Job) -> bool:
+        """Whether a clip whose worker was lost goes to another one: the first time only, since a
+        clip may itself be what kills its worker (out of memory)."""
+        with self._changed:
+            first = job.rel not in self._retried
+            self._retried.add(job.rel)
+            return first
+
+    def _clips_may_come(self) -> bool:
+        with self._changed:
+            return bool(self._queue or self._in_hand) and not self.cancel.is_set()
+
+    def _recovered(self, worker: _RayWorker) -> bool:
+        """Wait for a lost worker to come back, while there may be clips for it: whether it did."""
+        deadline = time.monotonic() + RAY_RESTART_SECONDS
+        while self._clips_may_come():
+            try:
+                if worker.back(RAY_PROGRESS_SECONDS):
+                    return True
+            except VidtransError as e:  # restarted, but it cannot load the model there
+                self.listener.notice(f"{worker.name} came back but cannot work ({e}); the batch goes on without it",
+                                     worker.name)
+                return False
+            if time.monotonic() > deadline:
+                self.listener.notice(f"{worker.name} did not come back within {RAY_RESTART_SECONDS:.0f} s; the "
+                                     "batch goes on without it", worker.name)
+                return False
+        return False
+
+    def _translate(self, worker: _LocalWorker | _RayWorker, job: _Job) -> ClipResult:
         if self.cancel.is_set():  # the batch is stopping: a clip not begun keeps its record as it was
             raise _Cancelled()
-        worker = self._local.worker
         result = ClipResult(str(job.src), str(job.dst), "failed")
         self.listener.clip_started(worker.name, job.rel)
 
@@ -799,13 +916,15 @@ class _Runner:
         except Exception as e:  # noqa: BLE001 - one broken clip must not stop the batch
             if self.cancel.is_set():  # an error of a clip being stopped (a Ray worker hit by the same Ctrl-C)
                 raise _Cancelled() from e
+            if isinstance(e, _WorkerLost) and self._may_retry(job):
+                raise  # for another worker (see _work)
             result.error = one_line(e)
             with contextlib.suppress(VidtransError):
                 self.manifest.record(job.rel, status="failed", **base, error=result.error, finished=_now())
         except BaseException:
             # A stop raised in this thread (a listener's KeyboardInterrupt) stops the batch, as one in
             # the main thread does: this worker must not go on to the next clip.
-            self.cancel.set()
+            self._stop()
             raise
         self.listener.clip_finished(worker.name, result)
         return result
@@ -845,6 +964,8 @@ def _translate_clip(job: _Job, model: SharedModel, options: RunOptions, progress
 class _LocalWorker:
     """A thread of this process translating with its device's shared model."""
 
+    lost = None  # a thread of this process is never lost (see _RayWorker)
+
     def __init__(self, index: int, model: SharedModel, options: RunOptions):
         self.name = f"worker {index + 1} ({model.device})"
         self.model_name, self.precision, self.backend = model.name, model.precision, model.backend
@@ -856,7 +977,7 @@ class _LocalWorker:
 
 @contextlib.contextmanager
 def _local_workers(model: str | os.PathLike, batch: BatchOptions, options: RunOptions, precision: str,
-                   model_size: int | None) -> Iterator[list[_LocalWorker]]:
+                   model_size: int | None, listener: BatchListener) -> Iterator[list[_LocalWorker]]:
     """`workers` threads (default 2 per device); worker i runs on devices[i % len(devices)], and
     each distinct device gets one model."""
     from vidtrans import load_model
@@ -864,11 +985,16 @@ def _local_workers(model: str | os.PathLike, batch: BatchOptions, options: RunOp
 
     devices = batch.device_list
     count = batch.workers if batch.workers is not None else 2 * len(devices)
-    worker_devices = [resolve_device(devices[i % len(devices)], flag="--devices") for i in range(count)]
+    worker_devices = [resolve_device(devices[i % len(devices)], setting="devices") for i in range(count)]
     models = {device: SharedModel(load_model(model, device=device, precision=precision, size=model_size,
                                              backend=batch.backend))
               for device in dict.fromkeys(worker_devices)}
     yield [_LocalWorker(i, models[device], options) for i, device in enumerate(worker_devices)]
+
+
+_MODEL_NAME_FIX = ("a model name is looked up on each Ray node: set VIDTRANS_MODELS in the environment ray start "
+                   "runs in on every node, or pass a checkpoint folder every node reaches at the same path")
+_MODEL_PATH_FIX = "every Ray node must reach the model at the same path (a shared file system)"
 
 
 class _ClipActor:
@@ -876,22 +1002,34 @@ class _ClipActor:
 
     It runs with two threads, so that `progress` and `stop` are answered while `translate` runs.
     Outcomes are returned as values, errors as their one line: a clip's failure is the batch's
-    business, not Ray's (whose errors carry remote tracebacks).
+    business, not Ray's (whose errors carry remote tracebacks). It works in the driver's folder
+    where the node has it (the shared file system), so that relative paths, and the messages
+    naming them, are the driver's; and spells settings as the driver's caller does.
     """
 
     def __init__(self, model: str, device: str, precision: str, size: int | None, backend: str,
-                 options: RunOptions):
+                 options: RunOptions, workdir: str, names: dict[str, str]):
         import ray
 
-        self._options = options
+        from vidtrans.models.checkpoint import resolve
+
+        self._options, self._names = options, names
         self._progress: tuple[str, int, int, str] | None = None
         self._stop = threading.Event()
         self._node = f"{ray.util.get_node_ip_address()} node {ray.get_runtime_context().get_node_id()[:6]}"
         try:
+            os.chdir(workdir)
+            self._workdir = None
+        except OSError:  # not on this node: paths relative to it are made absolute
+            self._workdir = Path(workdir)
+        try:
             from vidtrans import load_model
 
-            self._model = SharedModel(load_model(model, device=device, precision=precision, size=size,
-                                                 backend=backend))
+            with spelled(names):
+                # Looked up here, on this node, which the driver's environment (VIDTRANS_MODELS) does not reach.
+                path = resolve(model, fix=_MODEL_NAME_FIX if Path(model).name == model else _MODEL_PATH_FIX)
+                self._model = SharedModel(load_model(path, device=device, precision=precision, size=size,
+                                                     backend=backend))
             self._error = None
         except Exception as e:  # noqa: BLE001 - told to the driver by `ready`, which stops the batch there
             self._model, self._error = None, f"on Ray {self._node}: {one_line(e)}"
@@ -909,11 +1047,14 @@ class _ClipActor:
                 raise _Cancelled()
             self._progress = (job.rel, done, total, phase)
 
+        if self._workdir is not None:
+            job = dataclasses.replace(job, src=self._workdir / job.src, dst=self._workdir / job.dst)
         try:
-            if not job.src.exists():
-                raise VidtransError(f"{job.src}: not found on Ray {self._node}; every node must reach the input "
-                                    "folder at the same path")
-            return ("done", _translate_clip(job, self._model, self._options, progress))
+            with spelled(self._names):
+                if not job.src.exists():
+                    raise VidtransError(f"{job.src}: not found on Ray {self._node}; every node must reach the "
+                                        "input folder at the same path")
+                return ("done", _translate_clip(job, self._model, self._options, progress))
         except _Cancelled:
             return ("stopped",)
         except Exception as e:  # noqa: BLE001 - one broken clip must not stop the batch
@@ -927,20 +1068,33 @@ class _ClipActor:
         self._stop.set()
 
 
+class _WorkerLost(VidtransError):
+    """A Ray worker's actor died (its process killed, out of memory, its node lost) with a clip in hand."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 class _RayWorker:
-    """A thread of this process handing clips to one Ray actor and passing on its progress."""
+    """A thread of this process handing clips to one Ray actor and passing on its progress.
+
+    `lost` (why) once its actor died: Ray restarts it (`back` says when it answers again)."""
 
     def __init__(self, index: int, actor, facts: dict[str, Any]):
-        self.name = f"worker {index + 1} ({facts['where']})"
+        self._index, self._actor = index, actor
+        self._name_from(facts)
+        self.lost: str | None = None
+        self._ready = None  # the `ready` call waiting for the restarted actor
+
+    def _name_from(self, facts: dict[str, Any]) -> None:
+        self.name = f"worker {self._index + 1} ({facts['where']})"
         self.model_name, self.precision, self.backend = facts["name"], facts["precision"], facts["backend"]
-        self._actor = actor
 
     def translate(self, job: _Job, progress) -> dict[str, Any]:
         import ray
 
-        # Absolute paths: an actor's working folder is not this process's.
-        outcome = self._actor.translate.remote(dataclasses.replace(job, src=job.src.absolute(),
-                                                                   dst=job.dst.absolute()))
+        outcome = self._actor.translate.remote(job)
         try:
             finished = False
             while not finished:
@@ -956,8 +1110,9 @@ class _RayWorker:
                 ray.get(outcome)  # the clip deletes its temporary file before it returns
             raise
         except ray.exceptions.RayActorError as e:  # its process died (out of memory, a crash, a lost node)
-            raise VidtransError(f"{self.name} died while translating the clip ({first_line(e)}); "
-                                "the next run retries it") from None
+            self.lost = first_line(e)
+            raise _WorkerLost(f"{self.name} died while translating the clip ({self.lost}); the next run retries it",
+                              self.lost) from None
         if result[0] == "stopped":
             raise _Cancelled()
         if result[0] == "failed":
@@ -967,30 +1122,165 @@ class _RayWorker:
                                 "reach the output folder at the same path")
         return result[1]
 
+    def back(self, timeout: float) -> bool:
+        """Whether the lost actor, restarted by Ray, answers again (waiting up to `timeout`);
+        VidtransError when it cannot load the model where it was restarted."""
+        import ray
+
+        # Asked again while refused (the actor is restarting), rather than retried by Ray, which
+        # would print each refusal on this process's output.
+        if self._ready is None:
+            self._ready = self._actor.ready.remote()
+        if not ray.wait([self._ready], timeout=timeout)[0]:
+            return False
+        ready, self._ready = self._ready, None
+        try:
+            facts = ray.get(ready)
+        except ray.exceptions.RayError:
+            time.sleep(timeout)
+            return False
+        if facts["error"]:
+            raise VidtransError(facts["error"])
+        self._name_from(facts)  # perhaps on another node now
+        self.lost = None
+        return True
+
+
+# Ray's log lines with nothing for a vidtrans user, by logger: that token authentication is on (every
+# driver of such a cluster says so), and that ray.init, run on a thread of its own (`_connect_ray`),
+# left the SIGTERM handler alone, which is what this process wants.
+_RAY_CHATTER = {"ray._private.authentication.authentication_token_setup":
+                "Token authentication is enabled for this Ray cluster",
+                "ray._private.worker": "SIGTERM handler is not set"}
+
+
+class _DropStartingWith(logging.Filter):
+    """Leaves out the records whose message starts with `prefix`."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
+
+
+_RAY_FILTERS = {name: _DropStartingWith(prefix) for name, prefix in _RAY_CHATTER.items()}
+
+
+def _import_ray():
+    """Ray, or one line when an installed Ray cannot be imported (a broken or mismatched install)."""
+    try:
+        import ray
+    except ImportError as e:
+        raise VidtransError(f"{spell('ray')}: Ray is installed but cannot be imported ({one_line(e)}); reinstall "
+                            "it: pip install --force-reinstall 'vidtrans[ray]'") from None
+    return ray
+
+
+_HEAD_PORT = "the head's HOST:PORT, port 6379 unless ray start --head --port said otherwise"
+
+
+def _cannot_use(batch: BatchOptions, why: str, fix: str = "start one with ray start --head, or give its address"
+                ) -> VidtransError:
+    return VidtransError(f"{spell('ray')} {batch.ray}: cannot use this Ray cluster ({why}); {fix}")
+
+
+def _check_reachable(batch: BatchOptions) -> None:
+    """A HOST:PORT address is first tried here, for RAY_CONNECT_SECONDS: Ray would retry one that
+    does not answer for minutes. In a thread, since a name lookup has no timeout of its own, and
+    this one must stay interruptible."""
+    endpoint = batch.ray_endpoint
+    if endpoint is None:
+        return
+    outcome: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection(endpoint, timeout=RAY_CONNECT_SECONDS).close()
+            outcome.append(None)
+        except OSError as e:
+            outcome.append(e.strerror or str(e) or type(e).__name__)
+
+    thread = threading.Thread(target=connect, name="vidtrans-ray-check", daemon=True)
+    thread.start()
+    thread.join(RAY_CONNECT_SECONDS)
+    why = f"{batch.ray}: {outcome[0]}" if outcome else f"no answer from {batch.ray} within {RAY_CONNECT_SECONDS:g} s"
+    if not outcome or outcome[0] is not None:
+        raise _cannot_use(batch, why, f"give {_HEAD_PORT}, or start a cluster with ray start --head")
+
+
+def _connect_ray(ray, batch: BatchOptions) -> None:
+    """ray.init(batch.ray), or VidtransError in one line, within RAY_INIT_SECONDS.
+
+    An address is connected to on a thread of its own: ray.init can wait in Ray's native code for
+    long stretches (an address where something else answers), and the main thread must meanwhile
+    take Ctrl-C and SIGTERM as any command does. Ray's native code, once connected, installs
+    handlers that end the process at once on SIGTERM, skipping the clean-up a stopped batch does:
+    this process's are put back."""
+    _check_reachable(batch)
+    for name, chatter in _RAY_FILTERS.items():
+        logging.getLogger(name).addFilter(chatter)
+    handlers = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS
+                if threading.current_thread() is threading.main_thread()}
+    outcome: list[Exception | None] = []
+
+    def connect() -> None:
+        try:
+            ray.init(address=batch.ray, logging_level=logging.WARNING, log_to_driver=False)
+            outcome.append(None)
+        except Exception as e:  # noqa: BLE001 - told below, in one line
+            outcome.append(e)
+
+    try:
+        if batch.ray == "local":
+            # A new instance here: no address to wait for, and its processes must be started by a
+            # thread that lives on (Ray has the kernel end them with the thread that started them).
+            connect()
+        else:
+            thread = threading.Thread(target=connect, name="vidtrans-ray-init", daemon=True)
+            thread.start()
+            thread.join(RAY_INIT_SECONDS)
+    finally:
+        for signum, handler in handlers.items():
+            if handler is not None:  # None: set outside Python, nothing to put back
+                signal.signal(signum, handler)
+    if not outcome:
+        raise _cannot_use(batch, f"no Ray cluster answered at {batch.ray} within {RAY_INIT_SECONDS:g} s",
+                          f"give {_HEAD_PORT}")
+    error = outcome[0]
+    if error is None:
+        return
+    if batch.ray == "auto" and isinstance(error, ConnectionError):
+        # Ray's own words tell of an `--address` flag, which is not vidtrans's.
+        raise _cannot_use(batch, "no Ray cluster is running on this machine", "start one with ray start --head, "
+                          f"or give {_HEAD_PORT}") from None
+    if "InvalidAuthToken" in _causes(error):
+        raise _cannot_use(batch, "it uses token authentication, and this machine has no token for it",
+                          "set RAY_AUTH_MODE=token here, with the head's ~/.ray/auth_token copied here or "
+                          "RAY_AUTH_TOKEN set") from None
+    raise _cannot_use(batch, first_line(error)) from None
+
+
+def _causes(error: BaseException) -> str:
+    """The text of an error and of the errors it came from."""
+    texts = []
+    while error is not None and len(texts) < 10:
+        texts.append(f"{type(error).__name__}: {error}")
+        error = error.__cause__ or error.__context__
+    return "\n".join(texts)
+
 
 @contextlib.contextmanager
 def _ray_workers(model: str | os.PathLike, batch: BatchOptions, options: RunOptions, precision: str,
-                 model_size: int | None) -> Iterator[list[_RayWorker]]:
+                 model_size: int | None, listener: BatchListener) -> Iterator[list[_RayWorker]]:
     """One actor per GPU of the Ray cluster, or per CPU when it has none or `devices` is cpu
     (`workers` of them when given), each loading the model itself; killed at the end, and Ray
     disconnected when connected here."""
-    import ray
-
+    ray = _import_ray()
     connected_here = not ray.is_initialized()  # a Python caller may have connected already
     if connected_here:
-        # ray.init replaces the SIGTERM handler with ones that end the process at once (exit 15, or
-        # an abort), skipping the clean-up a stopped batch does: this process's handlers are put back.
-        handlers = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS
-                    if threading.current_thread() is threading.main_thread()}
-        try:
-            ray.init(address=batch.ray, logging_level=logging.WARNING, log_to_driver=False)
-        except Exception as e:  # noqa: BLE001 - ConnectionError, ValueError, ...: Ray's own words
-            raise VidtransError(f"--ray {batch.ray}: cannot use this Ray cluster ({first_line(e)}); start one with "
-                                "ray start --head, or give its address") from None
-        finally:
-            for signum, handler in handlers.items():
-                if handler is not None:  # None: set outside Python, nothing to put back
-                    signal.signal(signum, handler)
+        _connect_ray(ray, batch)
     actors = []
     try:
         resources = ray.cluster_resources()
@@ -1003,14 +1293,18 @@ def _ray_workers(model: str | os.PathLike, batch: BatchOptions, options: RunOpti
                                   + ("; pass --devices cpu" if use_gpus else ""))
         if count > slots:
             # More actors than slots would wait for resources that never come, with their clips.
-            raise BatchUsageError(f"--workers {count}: the Ray cluster has {slots} {kind}s, and each worker takes "
-                                  "one; ask for fewer or add nodes")
+            raise BatchUsageError(f"--workers {count}: the Ray cluster has {_counted(slots, kind)}, and each worker "
+                                  "takes one; ask for fewer or add nodes")
+        free = int(ray.available_resources().get(kind, 0))
+        if free < count:
+            listener.notice(f"waiting for {_counted(count, kind)} of the Ray cluster for the workers ({free} free now; "
+                            "other jobs hold the rest)")
         actor_type = ray.remote(_ClipActor).options(max_concurrency=2, max_restarts=-1,
                                                     **({"num_gpus": 1} if use_gpus else {"num_cpus": 1}))
         # A path is made absolute for the nodes; a name is looked up on each.
         model = str(Path(model).absolute()) if Path(model).exists() else str(model)
         actors = [actor_type.remote(model, "cuda" if use_gpus else "cpu", precision, model_size, batch.backend,
-                                    options) for _ in range(count)]
+                                    options, os.getcwd(), spellings()) for _ in range(count)]
         facts = ray.get([actor.ready.remote() for actor in actors])
         for fact in facts:
             if fact["error"]:
@@ -1022,6 +1316,10 @@ def _ray_workers(model: str | os.PathLike, batch: BatchOptions, options: RunOpti
                 ray.kill(actor)
         if connected_here:
             ray.shutdown()
+
+
+def _counted(count: int, thing: str) -> str:
+    return f"{count} {thing}{'' if count == 1 else 's'}"
 
 
 def _now() -> str:

@@ -62,7 +62,8 @@ def flag_names(options_type: type) -> dict[str, str]:
 
 def _flags_of_command() -> dict[str, str]:
     """The running command's flags by parameter name: {"pix_fmt": "--pix-fmt", "keypoints": "--keypoints", ...};
-    a switch also as each of its values is asked for, as in `flag_names`: {"normalize=False": "--no-normalize"}."""
+    a switch also as each of its values is asked for, as in `flag_names`: {"normalize=False": "--no-normalize"},
+    and a lone flag as the value it asks for: {"overwrite=True": "--overwrite"}."""
     ctx = click_globals.get_current_context(silent=True)
     if ctx is None:  # called directly, not by the command line
         return {}
@@ -72,6 +73,8 @@ def _flags_of_command() -> dict[str, str]:
             names[p.name] = max(p.opts, key=len)
             if p.secondary_opts:
                 names[f"{p.name}=True"], names[f"{p.name}=False"] = names[p.name], max(p.secondary_opts, key=len)
+            elif p.is_bool_flag:  # given, it asks for the value its default is not
+                names[f"{p.name}={not p.default}"] = names[p.name]
     return names
 
 
@@ -152,7 +155,8 @@ app = typer.Typer(
     # Help texts are plain text: as rich markup, "pip install 'vidtrans[live]'" would lose "[live]".
     rich_markup_mode=None,
 )
-console = Console(stderr=True)
+# Plain text, never markup: a path such as "take [final].mp4" would lose its "[final]".
+console = Console(stderr=True, markup=False, highlight=False)
 _debug = False
 # The command being run, as usage errors name it ("vidtrans run", "python -m vidtrans run"): some
 # (an option missing its values) come from its parser before its own context exists.
@@ -238,7 +242,7 @@ def export(
     multiple = input_multiple(checkpoint.card.architecture)
     console.print(f"wrote {output}: input 'input' float32 N x {checkpoint.card.input_nc} x H x W in [-1, 1], H and W "
                   f"multiples of {multiple}, {normalization} normalization; largest difference from PyTorch "
-                  f"{difference:.1g}", markup=False, highlight=False, soft_wrap=True)
+                  f"{difference:.1g}", soft_wrap=True)
 
 
 @app.command("import-pix2pix")
@@ -355,18 +359,25 @@ def train(
     Several GPUs: torchrun --nproc_per_node N -m vidtrans train ...
     """
     from vidtrans.train.setup import prepare_training
-    from vidtrans.train.trainer import Trainer
+    from vidtrans.train.trainer import Trainer, launched
 
     iterations, validate_every = options.iterations, options.validate_every
+    # Under torchrun every process refuses alike and trains alike: rank 0 speaks for them all.
+    quiet = launched()[0] > 0
     # A flag left out is taken from the checkpoint --resume continues; one given must agree with it.
     context = click_globals.get_current_context()
     given = {name for name in context.params if context.get_parameter_source(name) != ParameterSource.DEFAULT}
-    with _progress(f"{target.name} poses" if target else "training data") as update:
-        source, config, card = prepare_training(output, options, target=target, data=data, synthetic=synthetic,
-                                                progress=update, names=flag_names(TrainOptions), given=given)
+    try:
+        with _progress(f"{target.name} poses" if target else "training data", quiet) as update:
+            source, config, card = prepare_training(output, options, target=target, data=data, synthetic=synthetic,
+                                                    progress=update, names=flag_names(TrainOptions), given=given)
+    except VidtransError as e:
+        if quiet:
+            raise typer.Exit(2 if isinstance(e, UsageError) else 1) from None
+        raise
     columns = [TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
                TimeRemainingColumn()]
-    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
+    with Progress(*columns, console=console, disable=quiet or not console.is_terminal) as bar:
         task = bar.add_task("train", total=iterations, stats="")
         last_metrics: dict[str, float] = {}
 
@@ -375,17 +386,19 @@ def train(
             stats = (f"{losses['it_s']:.2f} it/s  G {losses['g_gan']:.3f}+{losses['g_l1']:.3f}·λ  D {losses['d']:.3f}"
                      + "".join(f"  {k} {v}" for k, v in last_metrics.items()))
             bar.update(task, completed=iteration, stats=stats)
-            if not console.is_terminal and (iteration % validate_every == 0 or iteration == iterations):
+            if not (quiet or console.is_terminal) and (iteration % validate_every == 0 or iteration == iterations):
                 console.print(f"iteration {iteration}/{iterations}: {stats}")
 
         trainer = Trainer(source, output, config, card, device=options.device, resume=options.resume,
                           on_step=on_step, overwrite=options.overwrite)
         bar.update(task, completed=trainer.iteration)
         metrics = trainer.fit()
+    if quiet:
+        return
     scored_on = "training-pair" if card.training.get("validated_on") == "training pairs" else "held-out"
-    console.print(f"wrote {output} after {trainer.iteration} iterations" +
-                  (f": {scored_on} ssim {metrics['ssim']}, psnr {metrics['psnr']} dB" if metrics else ""),
-                  markup=False, highlight=False, soft_wrap=True)
+    plural = "" if trainer.iteration == 1 else "s"
+    console.print(f"wrote {output} after {trainer.iteration} iteration{plural}" +
+                  (f": {scored_on} ssim {metrics['ssim']}, psnr {metrics['psnr']} dB" if metrics else ""), soft_wrap=True)
 
 
 @app.command()
@@ -407,14 +420,13 @@ def live(
     def started(info: dict) -> None:
         console.print(f"live: {info['camera']} {info['size']} at {info['fps']:.0f} fps -> {translator.name} "
                       f"({translator.device}); Ctrl-C to stop" + (f"; watch at {info['url']}" if info["url"] else ""),
-                      markup=False, highlight=False, soft_wrap=True)
+                      soft_wrap=True)
 
     result = run_live(translator, camera, options, on_start=started)
     asked = [flag for flag, path in (("--record", options.record), ("--stats", options.stats)) if path]
     unwritten = f"; no frame was shown: nothing written to {' or '.join(asked)}" if asked and not result.frames else ""
     console.print(f"{result.summary()}; {result.ended}" + (f"; pose {result.pose}" if result.pose else "")
-                  + (f" -> {options.record}" if options.record and result.frames else "") + unwritten,
-                  markup=False, highlight=False, soft_wrap=True)
+                  + (f" -> {options.record}" if options.record and result.frames else "") + unwritten, soft_wrap=True)
 
 
 @app.command()
@@ -510,21 +522,24 @@ def evaluate(
 
 
 @contextlib.contextmanager
-def _progress(label: str):
-    """A rich progress bar (frames, fps, ETA) fed by `update(done, total)`; silent when not a terminal."""
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[fps]} fps"),
-               TimeRemainingColumn()]
-    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as bar:
+def _progress(label: str, quiet: bool = False):
+    """A rich progress bar (frames, fps, ETA) fed by `update(done, total)`; silent when not a
+    terminal, or `quiet`."""
+    # The label names a file: plain text, as everything the console prints.
+    columns = [TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[fps]} fps"), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False, disable=quiet or not console.is_terminal) as bar:
         task = bar.add_task(label, total=None, fps="-")
-        started = time.perf_counter()
+        started, done_before = time.perf_counter(), 0
 
         phase = [""]
 
         def update(done: int, total: int, what: str = "") -> None:
-            nonlocal started
+            nonlocal started, done_before
             if what != phase[0]:  # a new pass (e.g. pose detection, then translation) restarts the bar
-                phase[0], started = what, time.perf_counter()
-            fps = done / max(time.perf_counter() - started, 1e-9)
+                # Its first report already counts frames done since the last: they time from then on.
+                phase[0], started, done_before = what, time.perf_counter(), done
+            fps = (done - done_before) / max(time.perf_counter() - started, 1e-9)
             bar.update(task, description=f"{label} {what}".rstrip(), completed=done,
                        total=max(total, done) or None, fps=f"{fps:.1f}")
 
@@ -585,6 +600,9 @@ def _warnings_shown():
 
 def main() -> None:
     _quiet_native_logs()
+    # Without a terminal (a log file, CI, a pipe) rich would break lines at the 80 columns it
+    # assumes; there each message stays one line.
+    console.soft_wrap = not console.is_terminal
     for signum in _STOP_SIGNALS:
         # An ignored signal stays ignored: nohup (SIGHUP) and shells' background jobs (SIGINT) rely on it.
         if signal.getsignal(signum) is not signal.SIG_IGN:

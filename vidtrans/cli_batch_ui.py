@@ -77,6 +77,13 @@ class RichDisplay(BatchListener):
                                highlight=False, soft_wrap=True)
 
 
+    def notice(self, text: str, worker: str = "") -> None:
+        # Through the console, which prints above the bars on a terminal.
+        self.console.print(f"vidtrans: warning: {text}", markup=False, highlight=False, soft_wrap=True)
+        if worker in self._workers:
+            self.bar.update(self._workers[worker], info="lost")
+
+
 def summary_tables(report: BatchReport) -> list:
     """Rich tables for the end of a batch: clips, frames, seconds and fps per status; the failures."""
     table = Table("status", "clips", "frames", "seconds", "fps", title=f"vidtrans batch: {report.model}")

@@ -39,6 +39,12 @@ def spell(name: str) -> str:
     return _spellings.get().get(name, name)
 
 
+def spellings() -> dict[str, str]:
+    """How settings are spelled here and now (see `spelled`): for work done elsewhere (a Ray actor)
+    whose messages should read as this caller's."""
+    return dict(_spellings.get())
+
+
 @contextlib.contextmanager
 def spelled(names: Mapping[str, str]) -> Iterator[None]:
     """Messages raised in this block, in this thread, spell settings as `names` says."""
@@ -275,8 +281,8 @@ def _check_strength(strength: float) -> None:
 class BatchOptions(_Options):
     """Which clips of a folder `vidtrans.batch.translate_folder` translates, where, and on what."""
 
-    patterns: list[str] | None = option(None, "File name pattern to translate (repeatable; default: common video "
-                                        "extensions).", flag="--pattern")
+    patterns: list[str] | None = option(None, "File name pattern to translate (repeatable; a str or a list of them in "
+                                        "Python; default: common video extensions).", flag="--pattern")
     recursive: bool = option(True, "Look in subfolders.", flag="--recursive/--no-recursive")
     workers: int | None = option(None, "Clips translated at once (default: 2 per device; with --ray, one per GPU of "
                                  "the cluster, or per CPU when it has no GPU).")
@@ -295,15 +301,22 @@ class BatchOptions(_Options):
                              "instance here); pip install 'vidtrans[ray]'. Every node must reach the input and "
                              "output folders at the same paths, and the model.")
 
+    def __post_init__(self) -> None:
+        # One pattern as a str is what a Python caller means by patterns="*.mp4"; iterated, it would
+        # be one pattern per character, and "*" matches every file.
+        if isinstance(self.patterns, str):
+            object.__setattr__(self, "patterns", [self.patterns])
+        super().__post_init__()
+
     def check(self) -> None:
+        _check_patterns(self.patterns)
         _check(self.workers is None or (is_int(self.workers) and self.workers >= 1),
                f"{spell('workers')} must be at least 1, got {self.workers!r}")
         names = self.devices.split(",") if isinstance(self.devices, str) else self.devices
         _check(isinstance(names, (list, tuple)) and all(isinstance(d, str) for d in names) and bool(self.device_list),
                f"{spell('devices')} must name at least one device, such as auto, cpu or cuda:0, not {self.devices!r}")
         if self.ray is not None:
-            _check(isinstance(self.ray, str) and bool(self.ray.strip()),
-                   f"{spell('ray')} must be a Ray address such as auto or HOST:PORT, not {self.ray!r}")
+            _ray_endpoint(self.ray)  # the address's form, before Ray is imported
             # Found, not imported: importing Ray takes a while, and is done when the batch starts.
             _check(importlib.util.find_spec("ray") is not None,
                    f"{spell('ray')} needs Ray, which is not installed; pip install 'vidtrans[ray]'")
@@ -316,6 +329,42 @@ class BatchOptions(_Options):
     def device_list(self) -> list[str]:
         names = self.devices.split(",") if isinstance(self.devices, str) else self.devices
         return [d.strip() for d in names if d.strip()]
+
+    @property
+    def ray_endpoint(self) -> tuple[str, int] | None:
+        """`ray` as (host, port) when it is HOST:PORT; None for auto, local and URLs (ray://...), which
+        Ray resolves itself."""
+        return _ray_endpoint(self.ray)
+
+
+def _ray_endpoint(address: Any) -> tuple[str, int] | None:
+    """See `BatchOptions.ray_endpoint`; UsageError for what is no Ray address, where Ray would only
+    say "Invalid address format" (a failure, not a usage error)."""
+    _check(isinstance(address, str) and bool(address.strip()),
+           f"{spell('ray')} must be a Ray address such as auto or HOST:PORT, not {address!r}")
+    if address in ("auto", "local") or "://" in address:
+        return None
+    host, _, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")  # an IPv6 address: [::1]:6379
+    _check(bool(host) and port.isdigit() and 1 <= int(port) <= 65535,
+           f"{spell('ray')} {address!r}: give auto (the cluster this machine joined), HOST:PORT of its head "
+           "(e.g. 10.0.0.5:6379), ray://HOST:10001 or local")
+    return host, int(port)
+
+
+def _check_patterns(patterns: Any) -> None:
+    """File name patterns (None: the default ones): each a non-empty name pattern, not a path."""
+    if patterns is None:
+        return
+    _check(isinstance(patterns, (list, tuple)) and all(isinstance(p, str) for p in patterns),
+           f"{spell('patterns')} must be a file name pattern such as '*.mp4', or a list of them, not {patterns!r}")
+    for pattern in patterns:
+        _check(bool(pattern), f"{spell('patterns')} '': an empty pattern matches no file; give one such as '*.mp4'")
+        if "/" in pattern or os.sep in pattern:
+            name = pattern.replace(os.sep, "/").rsplit("/", 1)[1]
+            instead = f"use {spell('patterns')} '{name}'" if name else "give a file name pattern such as '*.mp4'"
+            raise UsageError(f"{spell('patterns')} {pattern}: patterns match file names, not paths, and subfolders "
+                             f"are searched anyway; {instead}, or give the subfolder as the input folder")
 
 
 class View(Choice):

@@ -33,7 +33,7 @@ from vidtrans.pose.keypoints import has_person
 from vidtrans.pose.track import is_pose_video, pose_stages_for
 from vidtrans.runner import TRANSLATION_THREADS, Batch, Parallel, Progress, frame_batches, run_stages
 from vidtrans.temporal import Smoother, smoothing_for
-from vidtrans.options import POSE_VIDEO_ENCODE, EncodeOptions, PoseSource, RunOptions, spell
+from vidtrans.options import POSE_VIDEO_ENCODE, EncodeOptions, PoseSource, RunOptions, Smoothing, spell
 from vidtrans.video import SourceMedia, VideoInfo, VideoReader, VideoWriter, check_destination, check_output_settings
 from vidtrans.video.writer import check_output
 from vidtrans.view import side_by_side, side_by_side_size
@@ -241,7 +241,7 @@ class Summary:
     frames: int = 0
     seconds: float = 0.0
     batch_size: int | None = None
-    smoothing: str | None = "none"
+    smoothing: str | None = "none"  # the method applied, "auto" resolved: a plain string, however it was chosen
     # A temporal model: frames translated in order, one at a time, each seeing the output before it.
     recurrent: bool | None = False
     pose: str | None = None  # "detected", "keypoints file", "input is pose maps", or None for RGB models
@@ -314,12 +314,9 @@ def translate_video(
     dst = None if dst is None else _path(dst, "dst")
     keypoints = None if keypoints is None else _path(keypoints, "keypoints")
     _check_progress(progress)
-    if state is not None:
-        from vidtrans.models.translator import RecurrentState
+    from vidtrans.models.translator import check_state
 
-        if not isinstance(state, RecurrentState):
-            raise UsageError(f"state must be a RecurrentState (what translating an earlier part of the clip left), "
-                             f"or None; not {type(state).__name__}")
+    check_state(state)
     model = _loaded(model)
     smoothing, smoothing_strength = smoothing_for(model, options.smoothing, options.smoothing_strength)
     smoother = Smoother(smoothing, smoothing_strength)
@@ -335,7 +332,7 @@ def translate_video(
                          f"drop {spell('keypoints')} or use a pose model with {pose} auto or detect")
     started = time.perf_counter()
     summary = Summary(input=str(src), output=str(dst), model=model.name, device=str(model.device),
-                      precision=model.precision, batch_size=options.batch_size, smoothing=smoothing,
+                      precision=model.precision, batch_size=options.batch_size, smoothing=Smoothing(smoothing).value,
                       recurrent=bool(getattr(model, "temporal", None)))
     with VideoReader(src, start=options.start, end=options.end) as reader:
         pose = _pose_source(model, options.pose, keypoints, reader)

@@ -718,7 +718,7 @@ def convert_pix2pix(path: str | os.PathLike, folder: str | os.PathLike, *, input
     normalization = Normalization.parse(normalization, "normalization").value
     replacing = (folder / CARD_NAME).exists()
     if replacing and not overwrite:
-        raise UsageError(f"{folder} already holds a checkpoint; pass --overwrite to replace it")
+        raise UsageError(f"{folder} already holds a checkpoint; pass {spell('overwrite=True')} to replace it")
     checkpoint = import_pix2pix(path, input_kind=input_kind, size=size)
     checkpoint.card.normalization = normalization
     save_checkpoint(folder, checkpoint.build(), checkpoint.card, replaces=replacing)

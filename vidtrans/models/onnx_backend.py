@@ -32,6 +32,7 @@ from vidtrans.atomic import check_destination, write_atomically
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.models.checkpoint import WEIGHTS_NAME, Checkpoint, sha256_of, user_cache
 from vidtrans.models.networks import input_multiple, use_per_sample_stats
+from vidtrans.models.translator import spell_setting
 from vidtrans.runner import usable_cores
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,8 @@ def exported_graph(checkpoint: Checkpoint, normalization: str) -> tuple[bytes, f
     difference = float(abs(session.run(None, {"input": probe.numpy()})[0] - expected).max())
     if not difference <= TOLERANCE:
         raise VidtransError(f"{checkpoint.path}: its ONNX export differs from PyTorch's by {difference:.2g} (more "
-                            f"than {TOLERANCE:g}); try another torch or onnx version, or --backend torch")
+                            f"than {TOLERANCE:g}); try another torch or onnx version, or run the model with the torch "
+                            "backend")
     return graph, difference
 
 
@@ -181,7 +183,7 @@ class OnnxGenerator:
     """
 
     def __init__(self, graph: str | os.PathLike | bytes, sessions: int = 1):
-        self._ort = require("onnxruntime", "--backend onnxruntime")
+        self._ort = require("onnxruntime", spell_setting("backend", "onnxruntime"))
         self._graph = graph if isinstance(graph, bytes) else str(graph)
         self._threads = max(1, usable_cores() // 2)
         self._local = threading.local()

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.models.checkpoint import MIN_SIZE, Checkpoint, ModelCard, check_size
 from vidtrans.models.networks import input_multiple, peak_activations, smallest_input, use_per_sample_stats
+from vidtrans.options import Backend, spell
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -34,10 +35,19 @@ CUDA_IN_FLIGHT = 2
 _thread_streams = threading.local()
 
 
-def resolve_device(device: str | torch.device = "auto", flag: str = "--device") -> torch.device:
+def spell_setting(name: str, *values: str) -> str:
+    """Setting `name` to one of `values` as the caller would write it (see options.spell):
+    `--precision fp32 or bf16` while a command runs, `precision='fp32' or 'bf16'` from Python."""
+    flag = spell(name)
+    if flag == name:
+        return f"{name}=" + " or ".join(repr(value) for value in values)
+    return f"{flag} " + " or ".join(values)
+
+
+def resolve_device(device: str | torch.device = "auto", setting: str = "device") -> torch.device:
     """The torch device asked for; UsageError for one this machine does not have, as for one
-    vidtrans does not run on: the option makes no sense here either way. `flag`: the option the
-    messages tell to change."""
+    vidtrans does not run on: the option makes no sense here either way. `setting`: the option
+    the messages tell to change (a parameter name, spelled as the caller does)."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -47,10 +57,10 @@ def resolve_device(device: str | torch.device = "auto", flag: str = "--device") 
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise UsageError(f"device {device!r} asked for, but this torch has no CUDA (torch {torch.__version__}); "
-                             f"use {flag} cpu")
+                             f"use {spell_setting(setting, 'cpu')}")
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
             raise UsageError(f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible; "
-                             f"use {flag} cuda or one of those")
+                             f"use {spell_setting(setting, 'cuda')} or one of those")
     elif resolved.type != "cpu":
         raise UsageError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N")
     return resolved
@@ -69,7 +79,7 @@ def resolve_precision(precision: str, device: torch.device, card: ModelCard) -> 
         # shipped model's frames stay within PSNR 56 dB of fp32. Elsewhere bf16 is emulated and slower.
         return "bf16" if _cpu_has_amx_bf16() else "fp32"
     if precision == "fp16" and device.type == "cpu":
-        raise UsageError("fp16 is not supported on the CPU; use --precision fp32 or bf16")
+        raise UsageError(f"fp16 is not supported on the CPU; use {spell_setting('precision', 'fp32', 'bf16')}")
     return precision
 
 
@@ -77,7 +87,6 @@ def resolve_backend(backend: str, device: torch.device, precision: str) -> str:
     """What runs the generator, for the device and the precision asked for (before "auto" is
     resolved); UsageError for a backend that cannot run them."""
     from vidtrans.models import onnx_backend
-    from vidtrans.options import Backend
 
     backend = Backend.parse(backend, "backend")
     if backend == Backend.AUTO:
@@ -86,13 +95,14 @@ def resolve_backend(backend: str, device: torch.device, precision: str) -> str:
         faster = device.type == "cpu" and precision in ("auto", "fp32") and not _cpu_has_amx_bf16()
         return "onnxruntime" if faster and onnx_backend.available() else "torch"
     if backend == Backend.ONNXRUNTIME:
+        torch_backend = spell_setting("backend", "torch")
         if device.type != "cpu":
-            raise UsageError(f"the onnxruntime backend runs on the CPU only, not {device}; use --device cpu or "
-                             "--backend torch")
+            raise UsageError(f"the onnxruntime backend runs on the CPU only, not {device}; use "
+                             f"{spell_setting('device', 'cpu')} or {torch_backend}")
         if precision not in ("auto", "fp32"):
-            raise UsageError(f"the onnxruntime backend runs fp32 only, not {precision}; use --precision fp32 or "
-                             "--backend torch")
-        onnx_backend.require("onnxruntime", "--backend onnxruntime")
+            raise UsageError(f"the onnxruntime backend runs fp32 only, not {precision}; use "
+                             f"{spell_setting('precision', 'fp32')} or {torch_backend}")
+        onnx_backend.require("onnxruntime", spell_setting("backend", "onnxruntime"))
     return backend.value
 
 
@@ -112,6 +122,13 @@ class RecurrentState:
     def reset(self) -> None:
         """Start again, as at a clip's first frame."""
         self.previous = None
+
+
+def check_state(state: object) -> None:
+    """UsageError for a `state` that is neither a RecurrentState nor None (a clip's start)."""
+    if state is not None and not isinstance(state, RecurrentState):
+        raise UsageError(f"state must be a RecurrentState (what translating an earlier part of the clip left), "
+                         f"or None; not {type(state).__name__}")
 
 
 # A container's memory limit, use, and the page cache within that use that the kernel reclaims
@@ -312,9 +329,11 @@ class Translator:
         return self.translate_clip(frames, RecurrentState())
 
     @torch.inference_mode()
-    def translate_clip(self, frames: np.ndarray, state: RecurrentState) -> np.ndarray:
+    def translate_clip(self, frames: np.ndarray, state: RecurrentState | None) -> np.ndarray:
         """`translate` for consecutive frames of one clip: a temporal model goes on from `state`
-        (updated, so that the next call continues the clip); other models do not use it."""
+        (updated, so that the next call continues the clip; None: the clip's start); other models
+        do not use it."""
+        check_state(state)
         frames = np.asarray(frames)
         if frames.ndim == 3:
             return self.translate_clip(frames[None], state)[0]

@@ -10,7 +10,10 @@ Keep clips tiny (the test machine has 2 shared cores): 64x48 .. 160x120, 10-30 f
 
 from __future__ import annotations
 
+import contextlib
 import math
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 
 FrameFn = Callable[[int, int, int], np.ndarray]  # (index, width, height) -> uint8 RGB (H, W, 3)
 
@@ -272,3 +276,52 @@ def train_tiny(root: Path, iterations: int, cli) -> tuple[Path, Path]:
     result = cli("train", "--data", data, "-o", out, "--iterations", str(iterations), *TINY_TRAINING)
     assert result.returncode == 0, result.stderr
     return data, out
+
+
+def move_timestamps(path, stream_id, pes_numbers, seconds):
+    """Add `seconds` to the PTS and DTS in the headers of the PES packets `pes_numbers` (counted
+    from 0) of stream `stream_id` in an MPEG-TS file, as damaged headers carry them."""
+    data = bytearray(path.read_bytes())
+    left, count = set(pes_numbers), 0
+    for packet in range(0, len(data), 188):
+        if not data[packet + 1] & 0x40:  # no PES starts in this TS packet
+            continue
+        pes = packet + 4 + (1 + data[packet + 4] if data[packet + 3] & 0x20 else 0)
+        if data[pes:pes + 4] != b"\0\0\1" + bytes([stream_id]):
+            continue
+        count += 1
+        if count - 1 not in left:
+            continue
+        left.discard(count - 1)
+        stamps = 2 if data[pes + 7] >> 6 == 3 else 1
+        for at in range(pes + 9, pes + 9 + 5 * stamps, 5):
+            b = data[at:at + 5]
+            ticks = (b[0] >> 1 & 7) << 30 | b[1] << 22 | (b[2] >> 1) << 15 | b[3] << 7 | b[4] >> 1
+            ticks = (ticks + round(seconds * 90000)) % (1 << 33)
+            data[at:at + 5] = bytes([b[0] & 0xF0 | (ticks >> 30) << 1 | 1, ticks >> 22 & 255,
+                                     (ticks >> 15 & 127) << 1 | 1, ticks >> 7 & 255, (ticks & 127) << 1 | 1])
+    assert not left, f"{path}: no PES {sorted(left)} of stream {stream_id:#x}"
+    path.write_bytes(data)
+    return path
+
+
+@contextlib.contextmanager
+def two_node_ray_cluster(prefix: str):
+    """A Ray head and a second node, one CPU each: two raylets on this machine, so two workers on
+    two nodes; always stopped. Ray's files (and the address file `ray.init()` reads) go in a
+    folder of their own with a short path: Ray's socket paths must fit in 107 bytes."""
+    from ray import cluster_utils
+
+    temp = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_TMPDIR", temp)
+        patch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        cluster = cluster_utils.Cluster()
+        try:
+            cluster.add_node(num_cpus=1, include_dashboard=False)
+            cluster.add_node(num_cpus=1)
+            yield cluster
+        finally:
+            cluster.shutdown()
+            shutil.rmtree(temp, ignore_errors=True)
+

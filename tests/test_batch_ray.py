@@ -7,12 +7,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
 
-from tests.media import decode_all, make_clip
+from tests.media import decode_all, make_clip, two_node_ray_cluster
 from vidtrans.batch import MANIFEST_NAME, BatchListener, BatchUsageError, read_manifest, translate_folder
 from tests.test_batch import cli
 
@@ -21,23 +20,11 @@ FAST = dict(preset="ultrafast", batch_size=4)
 
 @pytest.fixture(scope="module")
 def cluster():
-    """The address of a head and a second node, one CPU each: two raylets on this machine, so two
-    workers on two nodes. Started once for the module (about 6 s on 2 cores) and always stopped."""
-    cluster_utils = pytest.importorskip("ray.cluster_utils")
-    # Ray's files (and the address file it writes for `ray.init()`) in a folder of their own, with
-    # a short path: Ray's socket paths must fit in 107 bytes.
-    temp = tempfile.mkdtemp(prefix="vt-ray-", dir="/tmp")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RAY_TMPDIR", temp)
-        patch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-        cluster = cluster_utils.Cluster()
-        try:
-            cluster.add_node(num_cpus=1, include_dashboard=False)
-            cluster.add_node(num_cpus=1)
-            yield cluster.address
-        finally:
-            cluster.shutdown()
-            shutil.rmtree(temp, ignore_errors=True)
+    """The address of a head and a second node, one CPU each, started once for the module (about
+    6 s on 2 cores) and always stopped."""
+    pytest.importorskip("ray.cluster_utils")
+    with two_node_ray_cluster("vt-ray-") as started:
+        yield started.address
 
 
 def good_and_broken(src):

@@ -5,19 +5,17 @@ mode; and an address that does not answer ends in one line, interruptible, in bo
 
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.media import decode_all, make_clip
+from tests.media import decode_all, make_clip, two_node_ray_cluster
 from vidtrans.batch import BatchListener, _lock_folder, translate_folder
 from vidtrans.errors import VidtransError
 
@@ -29,20 +27,8 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def cluster():
     """A head and a second node, one CPU each (as in test_batch_ray): two workers on two nodes."""
-    from ray import cluster_utils
-
-    temp = tempfile.mkdtemp(prefix="vt-ray13-", dir="/tmp")  # Ray's socket paths must be short
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RAY_TMPDIR", temp)
-        patch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-        cluster = cluster_utils.Cluster()
-        try:
-            cluster.add_node(num_cpus=1, include_dashboard=False)
-            cluster.add_node(num_cpus=1)
-            yield cluster
-        finally:
-            cluster.shutdown()
-            shutil.rmtree(temp, ignore_errors=True)
+    with two_node_ray_cluster("vt-ray13-") as started:
+        yield started
 
 
 class Listen(BatchListener):

@@ -8,37 +8,16 @@ import av
 import numpy as np
 import pytest
 
+from tests.media import move_timestamps
 from tests.test_qa11_ts import FPS, TICKS, joined, times, translate, write_runs, write_ts
 from vidtrans.video.reader import ContinuousTimestamps, VideoReader
-
-
-def move_first_video_timestamp(path, seconds):
-    """Add `seconds` to the PTS and DTS in the first video PES header of an MPEG-TS file, as a
-    damaged header carries them (no muxer writes a time that goes back)."""
-    data = bytearray(path.read_bytes())
-    for packet in range(0, len(data), 188):
-        if not data[packet + 1] & 0x40:  # no PES starts in this TS packet
-            continue
-        pes = packet + 4 + (1 + data[packet + 4] if data[packet + 3] & 0x20 else 0)
-        if data[pes:pes + 4] != b"\0\0\1\xe0":
-            continue
-        stamps = 2 if data[pes + 7] >> 6 == 3 else 1
-        for at in range(pes + 9, pes + 9 + 5 * stamps, 5):
-            b = data[at:at + 5]
-            ticks = (b[0] >> 1 & 7) << 30 | b[1] << 22 | (b[2] >> 1) << 15 | b[3] << 7 | b[4] >> 1
-            ticks = (ticks + round(seconds * 90000)) % (1 << 33)
-            data[at:at + 5] = bytes([b[0] & 0xF0 | (ticks >> 30) << 1 | 1, ticks >> 22 & 255,
-                                     (ticks >> 15 & 127) << 1 | 1, ticks >> 7 & 255, (ticks & 127) << 1 | 1])
-        path.write_bytes(data)
-        return path
-    raise AssertionError(f"{path}: no video PES")
 
 
 @pytest.mark.parametrize("audio", [True, False])
 @pytest.mark.parametrize("moved", [50, -50])
 def test_damaged_first_video_timestamp_is_placed_before_the_second(tmp_path, moved, audio):
     # QA12 item 5: the video started 50 s late and the audio was lost.
-    path = move_first_video_timestamp(write_ts(tmp_path / "first.ts", 100, frames=50, audio=audio), moved)
+    path = move_timestamps(write_ts(tmp_path / "first.ts", 100, frames=50, audio=audio), 0xE0, [0], moved)
     reader = VideoReader(path)
     got = times(reader)
     assert len(got) == 50 and got[0] == pytest.approx(0, abs=0.01)

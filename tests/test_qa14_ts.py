@@ -4,39 +4,13 @@ written into MP4. The media are muxed here, then their PES headers damaged."""
 
 import pytest
 
+from tests.media import move_timestamps
 from tests.test_qa11_ts import FPS, translate, write_runs, write_ts
 from vidtrans.errors import VidtransError
 from vidtrans.video import writer as writer_module
 from vidtrans.video.reader import VideoReader, probe
 
 VIDEO, AUDIO = 0xE0, 0xC0  # the PES stream ids the TS muxer gives its first video and audio streams
-
-
-def move_timestamps(path, stream_id, pes_numbers, seconds):
-    """Add `seconds` to the PTS and DTS in the headers of the PES packets `pes_numbers` (counted
-    from 0) of stream `stream_id` in an MPEG-TS file, as damaged headers carry them."""
-    data = bytearray(path.read_bytes())
-    left, count = set(pes_numbers), 0
-    for packet in range(0, len(data), 188):
-        if not data[packet + 1] & 0x40:  # no PES starts in this TS packet
-            continue
-        pes = packet + 4 + (1 + data[packet + 4] if data[packet + 3] & 0x20 else 0)
-        if data[pes:pes + 4] != b"\0\0\1" + bytes([stream_id]):
-            continue
-        count += 1
-        if count - 1 not in left:
-            continue
-        left.discard(count - 1)
-        stamps = 2 if data[pes + 7] >> 6 == 3 else 1
-        for at in range(pes + 9, pes + 9 + 5 * stamps, 5):
-            b = data[at:at + 5]
-            ticks = (b[0] >> 1 & 7) << 30 | b[1] << 22 | (b[2] >> 1) << 15 | b[3] << 7 | b[4] >> 1
-            ticks = (ticks + round(seconds * 90000)) % (1 << 33)
-            data[at:at + 5] = bytes([b[0] & 0xF0 | (ticks >> 30) << 1 | 1, ticks >> 22 & 255,
-                                     (ticks >> 15 & 127) << 1 | 1, ticks >> 7 & 255, (ticks & 127) << 1 | 1])
-    assert not left, f"{path}: no PES {sorted(left)} of stream {stream_id:#x}"
-    path.write_bytes(data)
-    return path
 
 
 def assert_in_sync(video, audio):

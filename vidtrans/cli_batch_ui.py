@@ -76,7 +76,6 @@ class RichDisplay(BatchListener):
             self.console.print(f"vidtrans: warning: {result.input}: {result.warning}", markup=False,
                                highlight=False, soft_wrap=True)
 
-
     def notice(self, text: str, worker: str = "") -> None:
         # Through the console, which prints above the bars on a terminal.
         self.console.print(f"vidtrans: warning: {text}", markup=False, highlight=False, soft_wrap=True)

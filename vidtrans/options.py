@@ -39,6 +39,15 @@ def spell(name: str) -> str:
     return _spellings.get().get(name, name)
 
 
+def spell_setting(name: str, *values: str) -> str:
+    """Setting `name` to one of `values` as the caller would write it (see `spell`):
+    `--precision fp32 or bf16` while a command runs, `precision='fp32' or 'bf16'` from Python."""
+    flag = spell(name)
+    if flag == name:
+        return f"{name}=" + " or ".join(repr(value) for value in values)
+    return f"{flag} " + " or ".join(values)
+
+
 def spellings() -> dict[str, str]:
     """How settings are spelled here and now (see `spelled`): for work done elsewhere (a Ray actor)
     whose messages should read as this caller's."""

@@ -32,7 +32,7 @@ from vidtrans.atomic import check_destination, write_atomically
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.models.checkpoint import WEIGHTS_NAME, Checkpoint, sha256_of, user_cache
 from vidtrans.models.networks import input_multiple, use_per_sample_stats
-from vidtrans.models.translator import spell_setting
+from vidtrans.options import spell_setting
 from vidtrans.runner import usable_cores
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.models.checkpoint import MIN_SIZE, Checkpoint, ModelCard, check_size
 from vidtrans.models.networks import input_multiple, peak_activations, smallest_input, use_per_sample_stats
-from vidtrans.options import Backend, spell
+from vidtrans.options import Backend, spell_setting
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -33,15 +33,6 @@ _FLOAT_BYTES = 4
 # through. More would only queue on the device and hold its memory.
 CUDA_IN_FLIGHT = 2
 _thread_streams = threading.local()
-
-
-def spell_setting(name: str, *values: str) -> str:
-    """Setting `name` to one of `values` as the caller would write it (see options.spell):
-    `--precision fp32 or bf16` while a command runs, `precision='fp32' or 'bf16'` from Python."""
-    flag = spell(name)
-    if flag == name:
-        return f"{name}=" + " or ".join(repr(value) for value in values)
-    return f"{flag} " + " or ".join(values)
 
 
 def resolve_device(device: str | torch.device = "auto", setting: str = "device") -> torch.device:

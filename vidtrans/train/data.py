@@ -514,6 +514,7 @@ def held_out_count(frames: int) -> int:
     evaluation scores."""
     return max(frames - int(frames * 0.9), MIN_SCORED_FRAMES)
 
+
 # (left, top, side): a square of a video's frames, in its pixels; it may reach past them (see crop_square).
 Crop = tuple[int, int, int]
 # What a training square holds where it reaches past the video's frame: black bars, as a

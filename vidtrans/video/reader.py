@@ -358,10 +358,11 @@ class ContinuousTimestamps:
     def _on_video_clock(self, packet: av.Packet, came: int | None, offset: int) -> bool:
         """Whether `packet`, shifted by `offset`, is within `HOLD_SECONDS` of the video's clock when it
         came (`came`; None: before the video's first packet, or none came), as muxers put it."""
-        video = came if came is not None else None if self._first is None else _clock(self._first)
-        if video is None:
-            return True  # nothing to tell it by
-        apart = (_clock(packet) + self._shift(packet, offset)) * packet.time_base - video * self._time_base
+        if came is None:
+            if self._first is None:
+                return True  # nothing to tell it by
+            came = _clock(self._first)
+        apart = (_clock(packet) + self._shift(packet, offset)) * packet.time_base - came * self._time_base
         return abs(apart) <= HOLD_SECONDS
 
     def _nearer_old_clock(self, packet: av.Packet, came: int | None, before: int) -> bool:

@@ -682,8 +682,8 @@ class VideoWriter(_Muxer):
                 if self._next_audio is None:
                     return
             packet = self._next_audio
-            ts = packet.pts if packet.pts is not None else packet.dts
-            t = None if ts is None else float(ts * packet.time_base)
+            at = _played_from(packet)
+            t = None if at is None else float(at)
             if until is not None and t is not None and t > until:
                 return
             self._next_audio = None
@@ -877,10 +877,10 @@ def _sought_packets(src: av.container.InputContainer, video: av.video.stream.Vid
         if packet is None:
             return None  # the file ended first
         ahead.append(packet)
-        ts = packet.pts if packet.pts is not None else packet.dts
-        if ts is None:
+        at = _played_from(packet)
+        if at is None:
             continue
-        t = float(ts * packet.time_base)
+        t = float(at)
         if packet.stream.index in unproven and _ends_before(packet, t, start):
             unproven.discard(packet.stream.index)
         elif packet.stream.index in unproven or t > start + SEEK_MARGIN:
@@ -899,11 +899,17 @@ def _until_past(packets: Iterator[av.Packet], wanted: list[av.stream.Stream], en
     running = {s.index for s in wanted}
     for packet in packets:
         yield packet
-        ts = packet.pts if packet.pts is not None else packet.dts
-        if ts is not None and ts * packet.time_base >= end:
+        at = _played_from(packet)
+        if at is not None and at >= end:
             running.discard(packet.stream.index)
             if not running:
                 return
+
+
+def _played_from(packet: av.Packet) -> Fraction | None:
+    """When a packet plays from, in seconds of its source (None: it states no time)."""
+    ts = packet.pts if packet.pts is not None else packet.dts
+    return None if ts is None else ts * packet.time_base
 
 
 def _ends_before(packet: av.Packet, t: float, start: Fraction) -> bool:

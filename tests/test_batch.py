@@ -366,3 +366,59 @@ def test_a_model_is_known_by_the_hash_of_its_weights(tmp_path, rgb_model_dir):
     pth = tmp_path / "latest_net_G.pth"
     torch.save(build_generator("resnet_6blocks", 3, 3, 8, "instance").state_dict(), pth)
     assert weights_sha256(pth) == hashlib.sha256(pth.read_bytes()).hexdigest()
+
+
+
+class FirstAttemptLost:
+    """Stands in for a Ray worker: the batch's first attempt at a clip writes its output where it
+    may (as translate_video would publish it) and then the worker is lost before answering;
+    later attempts translate, refusing an existing output without overwrite, as translate_video does."""
+
+    def __init__(self, name, attempts: list[bool]):
+        self.name, self.lost = name, None
+        self.attempts = attempts  # each attempt's overwrite, shared by the workers of one batch
+
+    def back(self, timeout):
+        self.lost = None
+        return True
+
+    def translate(self, job, progress):
+        self.attempts.append(job.overwrite)
+        may_write = job.overwrite or not job.dst.exists()
+        if len(self.attempts) == 1:
+            if may_write:
+                job.dst.write_bytes(b"output of the lost attempt")
+            self.lost = "its node was lost"
+            raise vidtrans.batch._WorkerLost(f"{self.name} died while translating the clip", self.lost)
+        if not may_write:
+            raise VidtransError(f"{job.dst}: already exists; choose another name or pass overwrite=True")
+        job.dst.write_bytes(b"output of the retry")
+        return {"frames": 3, "seconds": 0.1, "frames_without_person": None, "warning": None}
+
+
+@pytest.mark.parametrize("someone_elses_file", [False, True])
+def test_a_clip_whose_worker_was_lost_after_publishing_it_is_retried_onto_its_own_output(tmp_path, someone_elses_file):
+    """A Ray worker can publish a clip's output and be lost before its answer arrives: the retry on
+    another worker replaces that output (this batch's own) instead of failing on "already exists";
+    a file that was someone else's before the clip began stays refused and untouched."""
+    from vidtrans.batch import _Job, _Runner, fingerprint
+
+    (tmp_path / "in").mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    src = tmp_path / "in" / "a.mp4"
+    src.write_bytes(b"a clip")
+    if someone_elses_file:
+        (out / "a.mp4").write_bytes(b"someone else's")
+    job = _Job("a.mp4", src, out / "a.mp4", "a.mp4", fingerprint(src), overwrite=False)
+    attempts = []
+    with Manifest(out, fresh=True) as manifest:
+        workers = [FirstAttemptLost("w1", attempts), FirstAttemptLost("w2", attempts)]
+        results = _Runner(workers, manifest, BatchListener(), {}, "sha").run([job])
+    if someone_elses_file:
+        assert attempts == [False, False] and results["a.mp4"].status == "failed"
+        assert (out / "a.mp4").read_bytes() == b"someone else's"
+    else:
+        assert attempts == [False, True] and results["a.mp4"].status == "done", results["a.mp4"].error
+        assert (out / "a.mp4").read_bytes() == b"output of the retry"
+        assert read_manifest(out)["a.mp4"]["status"] == "done"

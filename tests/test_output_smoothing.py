@@ -53,3 +53,16 @@ def test_flow_smooths_the_smallest_frames_it_accepts():
     outputs = noisy([moving_square(i, 320, 32) for i in range(3)])
     smoothed = [smoother(output.copy(), moving_square(i, 320, 32)) for i, output in enumerate(outputs)]
     assert not np.array_equal(smoothed[2], outputs[2])
+
+
+def test_smoothing_for_gives_a_plain_string_whatever_it_was_given():
+    from types import SimpleNamespace
+
+    from vidtrans.options import Smoothing
+    from vidtrans.temporal import smoothing_for
+
+    card = SimpleNamespace(card=SimpleNamespace(smoothing={"method": "ema", "strength": 0.4}))
+    for method, expected in ((Smoothing.FLOW, ("flow", 0.5)), ("none", ("none", 0.5)),
+                             (Smoothing.AUTO, ("ema", 0.4)), ("auto", ("ema", 0.4))):
+        resolved = smoothing_for(card, method, 0.5)
+        assert resolved == expected and type(resolved[0]) is str

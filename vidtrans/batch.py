@@ -829,7 +829,7 @@ class _Runner:
                 except _WorkerLost as lost:
                     self.listener.notice(f"{worker.name} was lost while translating {job.src} ({lost.reason}); "
                                          "the clip goes to another worker", worker.name)
-                    self._put_back(job)
+                    self._put_back(lost.retry)
                 else:
                     self._done_with(job)
                 if worker.lost and not self._recovered(worker):
@@ -917,7 +917,10 @@ class _Runner:
             if self.cancel.is_set():  # an error of a clip being stopped (a Ray worker hit by the same Ctrl-C)
                 raise _Cancelled() from e
             if isinstance(e, _WorkerLost) and self._may_retry(job):
-                raise  # for another worker (see _work)
+                # For another worker (see _work). The lost one may have published the output before
+                # its answer was lost: a file this attempt owned, which the retry may replace.
+                e.retry = dataclasses.replace(job, overwrite=owned)
+                raise
             result.error = one_line(e)
             with contextlib.suppress(VidtransError):
                 self.manifest.record(job.rel, status="failed", **base, error=result.error, finished=_now())
@@ -1074,6 +1077,7 @@ class _WorkerLost(VidtransError):
     def __init__(self, message: str, reason: str):
         super().__init__(message)
         self.reason = reason
+        self.retry: _Job | None = None  # the clip as it goes to another worker (`_Runner._translate`)
 
 
 class _RayWorker:

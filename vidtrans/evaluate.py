@@ -371,7 +371,7 @@ def model_only_scores(model, inputs: np.ndarray, truth: np.ndarray, options: Run
         "psnr": _rounded(psnr(output, truth), 2),
         "flicker_ratio": _rounded(relative_flicker(flicker(output), flicker(truth)), 4),
         "frames": int(len(output)),
-        "smoothing": Smoothing(smoothing).value,
+        "smoothing": smoothing,
     }
 
 
@@ -398,7 +398,7 @@ def end_to_end_scores(model, held_out: HeldOut, folder: Path, options: RunOption
     reference_error, reference_missed = pose_error(_detected(truth, progress, "reading poses on the truth"), keypoints)
     return {
         "frames": int(len(truth)),
-        "smoothing": Smoothing(smoothing).value,
+        "smoothing": smoothing,
         "pose": summary.pose,
         "frames_without_person": summary.frames_without_person,
         **region_ssim(output, truth, keypoints),

@@ -33,7 +33,7 @@ from vidtrans.pose.keypoints import has_person
 from vidtrans.pose.track import is_pose_video, pose_stages_for
 from vidtrans.runner import TRANSLATION_THREADS, Batch, Parallel, Progress, frame_batches, run_stages
 from vidtrans.temporal import Smoother, smoothing_for
-from vidtrans.options import POSE_VIDEO_ENCODE, EncodeOptions, PoseSource, RunOptions, Smoothing, spell
+from vidtrans.options import POSE_VIDEO_ENCODE, EncodeOptions, PoseSource, RunOptions, spell
 from vidtrans.video import SourceMedia, VideoInfo, VideoReader, VideoWriter, check_destination, check_output_settings
 from vidtrans.video.writer import check_output
 from vidtrans.view import side_by_side, side_by_side_size
@@ -332,7 +332,7 @@ def translate_video(
                          f"drop {spell('keypoints')} or use a pose model with {pose} auto or detect")
     started = time.perf_counter()
     summary = Summary(input=str(src), output=str(dst), model=model.name, device=str(model.device),
-                      precision=model.precision, batch_size=options.batch_size, smoothing=Smoothing(smoothing).value,
+                      precision=model.precision, batch_size=options.batch_size, smoothing=smoothing,
                       recurrent=bool(getattr(model, "temporal", None)))
     with VideoReader(src, start=options.start, end=options.end) as reader:
         pose = _pose_source(model, options.pose, keypoints, reader)

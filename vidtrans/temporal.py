@@ -32,9 +32,11 @@ _DIS_MIN_SIDE = 32
 
 
 def smoothing_for(model, method: str, strength: float) -> tuple[str, float]:
-    """Resolve "auto": the smoothing the model card recommends (its author measured it), else none."""
+    """Resolve "auto": the smoothing the model card recommends (its author measured it), else none.
+    The method comes back as a plain string ("none", "ema", "flow"), whether `method` was one or a
+    `Smoothing` member, so summaries and JSON carry one type."""
     if method != "auto":
-        return method, strength
+        return str(method), strength
     recommended = getattr(getattr(model, "card", None), "smoothing", None) or {}
     return recommended.get("method", "none"), float(recommended.get("strength", strength))
 

@@ -239,6 +239,18 @@ def upstream_frames(net, frames: np.ndarray) -> np.ndarray:
     return ((y + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
+def assert_same_frames(batched: np.ndarray, single: np.ndarray) -> None:
+    """Frames translated in one batch against the same frames translated in other batches (one at a
+    time, split passes): equal within one grey level, and in almost every value. A CPU's convolution
+    kernels add the same products in another order for another batch size (oneDNN on AVX2-only CPUs
+    does, with AVX-512 it did not), which moves a few values across a rounding edge; a frame that
+    saw its neighbours (batch statistics, padding) would differ far more widely."""
+    assert batched.shape == single.shape and batched.dtype == single.dtype == np.uint8
+    differences = np.abs(batched.astype(np.int16) - single.astype(np.int16))
+    assert differences.max() <= 1, f"{differences.max()} grey levels apart"
+    assert np.mean(differences > 0) < 0.005, f"{np.mean(differences > 0):.2%} of the values differ"
+
+
 def random_generator(architecture: str, input_nc: int, output_nc: int, ngf: int, norm: str, seed: int = 0):
     """A generator with pix2pix's initial weights, the same for the same seed: the stand-in model of
     tests and benchmarks (arguments as `vidtrans.models.networks.build_generator`)."""

@@ -177,3 +177,24 @@ def test_mpeg1_and_mpeg2_encode_at_their_standard_frame_rate(cli, tmp_path, rgb_
     assert len(times) == 12
     steps = np.diff(times)
     assert np.allclose(steps, 1 / 25, atol=1e-3)  # one frame of the clip's 25 fps apart, as the input
+
+
+@pytest.mark.parametrize("codec, pix_fmt, suffix", [("libx264rgb", "rgb24", ".mkv"), ("libx264rgb", "bgr24", ".mkv"),
+                                                   ("ffv1", "bgr0", ".mkv"), ("libx264", "yuv444p", ".mkv")])
+def test_rgb_pixel_formats_come_back_in_their_colours(tmp_path, codec, pix_fmt, suffix):
+    """An RGB pixel format stores the pixels themselves: tagged with a YUV matrix (as it was), every
+    reader, vidtrans's own included, converted them again into other colours."""
+    from vidtrans.options import EncodeOptions
+    from vidtrans.video import VideoReader, VideoWriter
+
+    colours = np.array([(250, 20, 30), (20, 200, 40), (30, 40, 220), (128, 128, 128), (200, 180, 20)], np.uint8)
+    image = np.repeat(np.repeat(colours[None], 32, axis=0), 16, axis=1)  # 80x32, five bands
+    dst = tmp_path / f"out{suffix}"
+    writer = VideoWriter(dst, 80, 32, Fraction(1, 25), 25, EncodeOptions(codec=codec, pix_fmt=pix_fmt, crf=0))
+    for i in range(3):
+        writer.write(image, i)
+    writer.close()
+    frames = [f.image for f in VideoReader(dst)]
+    assert len(frames) == 3
+    # Lossless RGB comes back exact; yuv444p (the reference) within its matrix's rounding.
+    assert np.abs(frames[1].astype(int) - image).max() <= 2

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 # FFmpeg's AVCOL_SPC_SMPTE170M: the BT.601 matrix that _rgb_to_i420 and the swscale path convert with.
 _BT601 = 6
+_RGB = 0  # AVCOL_SPC_RGB: the planes are R, G, B (or G, B, R) themselves
 # AVCOL_PRI_BT709 / AVCOL_TRC_BT709: sRGB frames have BT.709 primaries. Tagging all three (matrix,
 # primaries, transfer) also makes the mp4/mov muxer write a `colr` box, for codecs without colour VUI.
 _BT709 = 1
@@ -340,8 +341,11 @@ class _Muxer:
         stream.codec_context.time_base = ctb
         stream.thread_type = "FRAME"
         stream.codec_context.thread_count = threads
-        self._full_range = pix_fmt.startswith("yuvj")
-        stream.codec_context.colorspace = _BT601
+        # RGB formats (libx264rgb's rgb24, gbrp of ffv1) store the pixels themselves: tagged as a YUV
+        # matrix, every player would convert them again into wrong colours.
+        self._colorspace = _RGB if av.VideoFormat(pix_fmt).is_rgb else _BT601
+        self._full_range = pix_fmt.startswith("yuvj") or self._colorspace == _RGB
+        stream.codec_context.colorspace = self._colorspace
         stream.codec_context.color_primaries = stream.codec_context.color_trc = _BT709
         stream.codec_context.color_range = _JPEG_RANGE if self._full_range else _MPEG_RANGE
         self._video = stream
@@ -665,7 +669,7 @@ class VideoWriter(_Muxer):
             rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
             frame = rgb.reformat(format=self._pix_fmt, dst_colorspace="itu601",
                                  dst_color_range=_JPEG_RANGE if self._full_range else _MPEG_RANGE)
-        frame.colorspace = _BT601
+        frame.colorspace = self._colorspace
         frame.color_primaries = frame.color_trc = _BT709
         frame.color_range = _JPEG_RANGE if self._full_range else _MPEG_RANGE
         return frame

@@ -141,6 +141,12 @@ def _check(condition: bool, message: str) -> None:
         raise UsageError(message)
 
 
+def is_digits(text: str) -> bool:
+    """Only the digits 0-9: str.isdigit also takes other scripts' digits and superscripts ("²"),
+    which int() then refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def is_int(value: Any) -> bool:
     """A whole number, and not a bool (True is an int to Python, not to a user)."""
     return isinstance(value, int) and not isinstance(value, bool)
@@ -355,7 +361,7 @@ def _ray_endpoint(address: Any) -> tuple[str, int] | None:
         return None
     host, _, port = address.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")  # an IPv6 address: [::1]:6379
-    _check(bool(host) and port.isdigit() and 1 <= int(port) <= 65535,
+    _check(bool(host) and is_digits(port) and 1 <= int(port) <= 65535,
            f"{spell('ray')} {address!r}: give auto (the cluster this machine joined), HOST:PORT of its head "
            "(e.g. 10.0.0.5:6379), ray://HOST:10001 or local")
     return host, int(port)
@@ -443,7 +449,7 @@ def _size(size: tuple[int, int] | str | None) -> tuple[int, int] | None:
         return None
     if isinstance(size, str):
         width, _, height = size.lower().partition("x")
-        parsed = (int(width), int(height)) if width.isdigit() and height.isdigit() else None
+        parsed = (int(width), int(height)) if is_digits(width) and is_digits(height) else None
     else:
         parsed = tuple(size) if isinstance(size, (tuple, list)) and len(size) == 2 else None
     _check(parsed is not None and all(is_int(v) and MIN_SIZE <= v <= MAX_SIZE for v in parsed),
@@ -457,7 +463,7 @@ def _address(serve: str | None) -> tuple[str, int] | None:
     if serve is None:
         return None
     host, _, port = serve.rpartition(":") if isinstance(serve, str) else ("", "", "")
-    _check(port.isdigit() and 0 <= int(port) <= 65535, f"{spell('serve')} {serve!r}: give PORT or HOST:PORT, e.g. 8000")
+    _check(is_digits(port) and 0 <= int(port) <= 65535, f"{spell('serve')} {serve!r}: give PORT or HOST:PORT, e.g. 8000")
     return host.strip("[]") or "127.0.0.1", int(port)
 
 

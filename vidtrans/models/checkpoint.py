@@ -376,6 +376,10 @@ def _starts_like_torch_save(path: Path) -> bool:
         return False
 
 
+# What a generator's weights may be stored as (float8 and other formats are refused).
+_WEIGHT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
 def _check_weights(state_dict: dict[str, torch.Tensor], where: str | os.PathLike) -> None:
     """VidtransError naming `where` and the first tensor a generator cannot compute with. Weights
     are floating point (the only whole numbers are batch norm's step counts, which inference never
@@ -383,6 +387,12 @@ def _check_weights(state_dict: dict[str, torch.Tensor], where: str | os.PathLike
     for name, tensor in state_dict.items():
         if name.endswith("num_batches_tracked"):
             continue
+        if tensor.layout != torch.strided:
+            raise VidtransError(f"{where}: tensor {name!r} is stored {str(tensor.layout).removeprefix('torch.')}, not "
+                                "as a dense tensor; save the weights with tensor.to_dense()")
+        if tensor.dtype not in _WEIGHT_DTYPES and tensor.is_floating_point():
+            raise VidtransError(f"{where}: tensor {name!r} holds {str(tensor.dtype).removeprefix('torch.')} values, "
+                                "which vidtrans cannot compute with; save the weights as float32 (or float16/bfloat16)")
         if not tensor.is_floating_point():
             raise VidtransError(f"{where}: tensor {name!r} holds {str(tensor.dtype).removeprefix('torch.')} values, "
                                 "not floating point weights; save the trained float weights instead")
@@ -762,6 +772,10 @@ def import_pix2pix(path: str | os.PathLike, input_kind: str = "rgb", size: int |
     if not isinstance(raw, dict):
         raise VidtransError(f"{path}: holds a value of type {type(raw).__name__}, not a generator's state_dict "
                             f"(a dict of tensors); {fix}")
+    not_names = [key for key in raw if not isinstance(key, str)]
+    if not_names:
+        raise VidtransError(f"{path}: entry {str(not_names[0])[:60]!r} is named by a {type(not_names[0]).__name__}, "
+                            f"not a layer's name, so this is no generator's state_dict; {fix}")
     not_tensors = [key for key, value in raw.items() if not isinstance(value, torch.Tensor)]
     if not_tensors:
         key = not_tensors[0]
@@ -823,10 +837,19 @@ def _is_vidtrans_weights(path: Path) -> bool:
 
 def infer_card(state_dict: dict[str, torch.Tensor], where: str) -> ModelCard:
     """Architecture, depth, ngf, norm, channels and dropout layout from the key names and shapes."""
+    layout = None
     if "model.model.0.weight" in state_dict:
-        return _infer_unet(state_dict)
-    if "model.1.weight" in state_dict and any(".conv_block." in k for k in state_dict):
-        return _infer_resnet(state_dict)
+        layout = _infer_unet
+    elif "model.1.weight" in state_dict and any(".conv_block." in k for k in state_dict):
+        layout = _infer_resnet
+    if layout is not None:
+        try:
+            return layout(state_dict)
+        except (KeyError, IndexError, ValueError) as e:  # a layer missing, or not the shape of one
+            what = f"no layer {e.args[0]!r}" if isinstance(e, KeyError) else "a layer not shaped as a generator's"
+            raise VidtransError(f"{where}: its layers do not make a whole pix2pix generator ({what}); pass a "
+                                "complete latest_net_G.pth (unet_128, unet_256, resnet_6blocks or "
+                                "resnet_9blocks)") from None
     if "model.0.weight" in state_dict and not any(".conv_block." in k for k in state_dict):
         raise VidtransError(f"{where}: this looks like a PatchGAN discriminator (net_D); pass the generator (latest_net_G.pth)")
     raise VidtransError(f"{where}: unknown layout; expected a pix2pix/CycleGAN generator (unet_128, unet_256, "

@@ -187,7 +187,7 @@ def _read_npz(path: Path) -> KeypointTrack:
             numbers = {name: data[name] for name in ("width", "height")}
             if "first_frame" in data:
                 numbers["first_frame"] = data["first_frame"]
-    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, KeyError, TypeError, EOFError, MemoryError, zipfile.BadZipFile) as e:
         raise VidtransError(f"{path}: not a vidtrans keypoint .npz (needs keypoints, width, height): "
                             f"{first_line(e)}; write it with vidtrans pose --keypoints") from e
     if kp.dtype.kind == "b":

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from vidtrans.errors import VidtransError, first_line
+from vidtrans.options import is_digits
 from vidtrans.video.reader import VideoReader
 
 # Beyond this lag a paced file stops trying to catch up (a burst of frames would only be dropped).
@@ -280,7 +281,7 @@ def _classify(source: int | str | os.PathLike) -> tuple[str, int | str]:
     if isinstance(source, int):
         return "device", source
     text = str(source)
-    if text.isdigit():
+    if is_digits(text):
         return "device", int(text)
     if "://" in text:
         return "url", text

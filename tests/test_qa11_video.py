@@ -198,3 +198,26 @@ def test_rgb_pixel_formats_come_back_in_their_colours(tmp_path, codec, pix_fmt, 
     assert len(frames) == 3
     # Lossless RGB comes back exact; yuv444p (the reference) within its matrix's rounding.
     assert np.abs(frames[1].astype(int) - image).max() <= 2
+
+
+@pytest.mark.parametrize("codec", ["libx264", "ffv1"])
+def test_grey_output_keeps_its_levels(tmp_path, codec):
+    """swscale's grey is full range: tagged limited range (as it was), readers stretched 20 -> 4."""
+    from vidtrans.options import EncodeOptions
+    from vidtrans.video import VideoReader, VideoWriter
+
+    image = np.repeat(np.repeat(np.array([20, 100, 180, 240], np.uint8)[None, :, None], 16, axis=1), 3, axis=2)
+    image = np.repeat(image, 32, axis=0)  # 64x32, four grey bands
+    writer = VideoWriter(tmp_path / "grey.mkv", 64, 32, Fraction(1, 25), 25,
+                         EncodeOptions(codec=codec, pix_fmt="gray", crf=0))
+    writer.write(image, 0)
+    writer.close()
+    assert np.abs([f.image for f in VideoReader(tmp_path / "grey.mkv")][0].astype(int) - image).max() <= 1
+
+
+@pytest.mark.parametrize("name", ["x.m3u8", "x.mpd", "frame%03d.png", "still.png", "x.mxf"])
+def test_outputs_ffmpeg_cannot_write_as_one_file_are_refused_before_any_work(tmp_path, cli, name):
+    clip = make_clip(tmp_path / "in.mp4", frames=3)
+    result = cli("run", clip.path, "-o", tmp_path / name, "--pose", "none")
+    assert name in one_line(result, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]

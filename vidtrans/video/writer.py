@@ -35,6 +35,8 @@ _RGB = 0  # AVCOL_SPC_RGB: the planes are R, G, B (or G, B, R) themselves
 # AVCOL_PRI_BT709 / AVCOL_TRC_BT709: sRGB frames have BT.709 primaries. Tagging all three (matrix,
 # primaries, transfer) also makes the mp4/mov muxer write a `colr` box, for codecs without colour VUI.
 _BT709 = 1
+# AVFMT_NOFILE: a muxer that opens its own files (hls, dash, image2) rather than writing one.
+_AVFMT_NOFILE = 0x0001
 _MPEG_RANGE = int(av.video.reformatter.ColorRange.MPEG)
 _JPEG_RANGE = int(av.video.reformatter.ColorRange.JPEG)
 # Containers whose PCM support (ISO 23003-5) few players read: re-encode PCM audio to AAC there.
@@ -161,28 +163,33 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
         return codec, dict(options)
     codec = _video_encoder(encode.codec, encode.pix_fmt)
     options = encoder_options(codec, encode.crf, encode.preset)
-    with av.logging.Capture(), av.open(io.BytesIO(), "w", format=_container_format(dst)) as probe:
-        holdable = holdable_codecs(probe)
-        usual = [name for name in _COMMON_ENCODERS if name in av.codecs_available and name in holdable and name != codec]
-        fix = f"use the codec {' or '.join(usual[:2])}, or another extension such as .mkv" if usual else \
-            "use another extension such as .mkv"
-        try:
-            if probe.format.name in _HOLDS and codec not in holdable:
-                raise ValueError(codec)  # FFmpeg would mux it as data no reader recognises
-            stream = probe.add_stream(codec, options=options)
-        except ValueError:  # not among the codecs FFmpeg lets this container hold
-            raise UsageError(f"{dst}: a {suffix} file cannot hold {codec} video; {fix}") from None
-        stream.width, stream.height, stream.pix_fmt = 64, 64, encode.pix_fmt
-        try:
-            stream.codec_context.open()
-        except av.FFmpegError as e:
-            raise UsageError(f"{codec} refused its settings ({first_line(e)}): options {options}, pix_fmt "
-                             f"{encode.pix_fmt!r}; check {spell('crf')}, {spell('preset')} and {spell('pix_fmt')} "
-                             "(NVENC also needs an NVIDIA GPU with an encoder)") from None
-        try:
-            probe.start_encoding()  # the container's header: some refuse a codec only here (.mov and VP9)
-        except av.FFmpegError as e:
-            raise UsageError(f"{dst}: a {suffix} file cannot hold {codec} video ({first_line(e)}); {fix}") from None
+    container = _container_format(dst)
+    try:
+        with av.logging.Capture(), av.open(io.BytesIO(), "w", format=container) as probe:
+            holdable = holdable_codecs(probe)
+            usual = [name for name in _COMMON_ENCODERS if name in av.codecs_available and name in holdable and name != codec]
+            fix = f"use the codec {' or '.join(usual[:2])}, or another extension such as .mkv" if usual else \
+                "use another extension such as .mkv"
+            try:
+                if probe.format.name in _HOLDS and codec not in holdable:
+                    raise ValueError(codec)  # FFmpeg would mux it as data no reader recognises
+                stream = probe.add_stream(codec, options=options)
+            except ValueError:  # not among the codecs FFmpeg lets this container hold
+                raise UsageError(f"{dst}: a {suffix} file cannot hold {codec} video; {fix}") from None
+            stream.width, stream.height, stream.pix_fmt = 64, 64, encode.pix_fmt
+            try:
+                stream.codec_context.open()
+            except av.FFmpegError as e:
+                raise UsageError(f"{codec} refused its settings ({first_line(e)}): options {options}, pix_fmt "
+                                 f"{encode.pix_fmt!r}; check {spell('crf')}, {spell('preset')} and {spell('pix_fmt')} "
+                                 "(NVENC also needs an NVIDIA GPU with an encoder)") from None
+            try:
+                probe.start_encoding()  # the container's header: some refuse a codec only here (.mov and VP9)
+            except av.FFmpegError as e:
+                raise UsageError(f"{dst}: a {suffix} file cannot hold {codec} video ({first_line(e)}); {fix}") from None
+    except av.FFmpegError as e:  # the container refused as it closed (.mxf wants more than a header)
+        raise UsageError(f"{dst}: FFmpeg cannot write a {suffix} file of {codec} video ({first_line(e)}); use "
+                         "another extension such as .mp4 or .mkv") from None
     _settings_checked[suffix.lower(), encode] = codec, dict(options)
     return codec, options
 
@@ -196,10 +203,16 @@ def _container_format(dst: str | os.PathLike) -> str:
     try:
         # Opening for writing only guesses the format; no file is made before the first frame.
         with av.open(str(Path("/nonexistent-vidtrans-probe") / f"probe{Path(dst).suffix}"), "w") as guess:
-            return guess.format.name
+            name, flags = guess.format.name, int(guess.format.flags)
     except (av.FFmpegError, ValueError) as e:
         raise UsageError(f"{dst}: FFmpeg cannot tell from the name which kind of video to write ({first_line(e)}); "
                          "use an extension such as .mp4, .mkv or .mov") from None
+    if flags & _AVFMT_NOFILE:
+        # HLS and DASH write a playlist and segments, image2 one image per frame: files of their
+        # own naming, which could neither appear whole under a temporary name nor be cleaned up.
+        raise UsageError(f"{dst}: FFmpeg's {name} output is many files (a playlist and segments, or one image per frame), "
+                         "and vidtrans writes one video file; write a .mp4 or .mkv and split it afterwards")
+    return name
 
 
 def check_output(dst: str | os.PathLike, width: int, height: int, time_base: Fraction, fps: float,
@@ -344,7 +357,8 @@ class _Muxer:
         # RGB formats (libx264rgb's rgb24, gbrp of ffv1) store the pixels themselves: tagged as a YUV
         # matrix, every player would convert them again into wrong colours.
         self._colorspace = _RGB if av.VideoFormat(pix_fmt).is_rgb else _BT601
-        self._full_range = pix_fmt.startswith("yuvj") or self._colorspace == _RGB
+        # swscale's grey is full range whatever it is asked for, so grey is tagged full range too.
+        self._full_range = pix_fmt.startswith(("yuvj", "gray")) or self._colorspace == _RGB
         stream.codec_context.colorspace = self._colorspace
         stream.codec_context.color_primaries = stream.codec_context.color_trc = _BT709
         stream.codec_context.color_range = _JPEG_RANGE if self._full_range else _MPEG_RANGE

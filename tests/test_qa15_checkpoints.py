@@ -92,3 +92,15 @@ def test_a_keypoint_file_declaring_an_impossible_shape_is_refused_in_one_line(tm
     clip = make_clip(tmp_path / "in.mp4", frames=2)
     result = cli("run", clip.path, "--keypoints", tmp_path / "k.npz", "-o", tmp_path / "out.mp4")
     assert "k.npz" in one_line(result, 1)
+
+
+def test_a_folder_named_like_a_model_does_not_hide_it(tmp_path, monkeypatch):
+    """`vidtrans batch clips/ -o pose2person/` then `vidtrans run clip.mp4`: the default model is
+    still the shipped one, not the output folder in the current directory."""
+    from vidtrans.models.checkpoint import SHIPPED_CHECKPOINTS, resolve
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pose2person").mkdir()
+    assert resolve("pose2person") == SHIPPED_CHECKPOINTS / "pose2person"
+    (tmp_path / "pose2person" / CARD_NAME).write_text("{}")  # a checkpoint folder of that name: the user's
+    assert resolve("pose2person").resolve() == tmp_path / "pose2person"

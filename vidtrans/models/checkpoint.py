@@ -542,12 +542,17 @@ def resolve(name_or_path: str | os.PathLike, fix: str | None = None) -> Path:
         raise VidtransError("name_or_path must be a model name, a checkpoint folder or a .pth file, "
                             f"not {name_or_path!r}")
     path = Path(name_or_path).expanduser()
-    if path.exists():
-        return path
+    named = None
     if _is_model_name(name_or_path):
-        for root in model_search_path():
-            if (root / name_or_path / CARD_NAME).is_file():
-                return root / name_or_path
+        named = next((root / name_or_path for root in model_search_path()
+                      if (root / name_or_path / CARD_NAME).is_file()), None)
+    # A folder that is no checkpoint (an earlier batch's output folder named like the model, say)
+    # does not hide the model of that name.
+    if path.exists() and not (named is not None and path.is_dir() and not (path / CARD_NAME).exists()):
+        return path
+    if named is not None:
+        return named
+    if _is_model_name(name_or_path):
         names = ", ".join(p.name for p in available_models() if _is_usable(p)) or "none"
         raise VidtransError(f"model {name_or_path!r} not found (available: {names}); "
                             f"{fix or 'pass a checkpoint folder or a .pth file'}")

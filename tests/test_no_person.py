@@ -155,3 +155,20 @@ def test_auto_compile_waits_for_the_clip_to_prove_long(tmp_path, rgb_model_dir, 
     long = make_clip(tmp_path / "long.mp4", frames=COMPILE_AUTO_EVIDENCE + 8, size=(32, 32), audio=False)
     translate_video(long.path, tmp_path / "long_out.mp4", model, compile="auto")
     assert spy.calls == 2  # a clip that really is long still compiles
+
+
+def test_live_without_a_person_shows_the_empty_scene_as_run_does(empty_clip):
+    """Someone stepping out of the webcam's view: the target's empty scene, not the generator's
+    artefacts from a blank pose map (as live showed before)."""
+    from vidtrans.live.process import FrameProcessor
+    from vidtrans.video.camera import CapturedFrame
+
+    model = vidtrans.load_model("pose2person", device="cpu")
+    processor = FrameProcessor(model)
+    try:
+        shown = [processor(CapturedFrame(frame.image, frame.time, i)).output
+                 for i, frame in enumerate(VideoReader(empty_clip.path)) if i < 3]
+    finally:
+        processor.close()
+    for output in shown:
+        assert np.array_equal(output, model.background)

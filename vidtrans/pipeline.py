@@ -36,7 +36,7 @@ from vidtrans.temporal import Smoother, smoothing_for
 from vidtrans.options import POSE_VIDEO_ENCODE, EncodeOptions, PoseSource, RunOptions, spell
 from vidtrans.video import SourceMedia, VideoInfo, VideoReader, VideoWriter, check_destination, check_output_settings
 from vidtrans.video.writer import check_output
-from vidtrans.view import side_by_side, side_by_side_size
+from vidtrans.view import resized, side_by_side, side_by_side_size
 
 OptionsT = TypeVar("OptionsT")
 
@@ -91,7 +91,7 @@ class TranslateStage:
             batch.output = self._translate_in_order(seen, batch.keypoints)
         if self.background is not None and batch.keypoints is not None:
             for i in np.flatnonzero(~has_person(batch.keypoints)):
-                batch.output[i] = _resized(self.background, *batch.output[i].shape[:2])
+                batch.output[i] = resized(self.background, *batch.output[i].shape[:2])
         yield batch
 
     def _translate_in_order(self, seen: np.ndarray, keypoints: np.ndarray | None) -> np.ndarray:
@@ -208,12 +208,6 @@ class CompileWhenLong:
 
     def flush(self):
         return ()
-
-
-def _resized(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    import cv2
-
-    return image if image.shape[:2] == (height, width) else cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
 def no_person_shows(model) -> str:

@@ -1,4 +1,5 @@
-"""Pictures made of several frames, shared by `run --side-by-side` and live's side view."""
+"""Pictures made of several frames, shared by `run --side-by-side` and live's side view, and the
+target's empty scene shown where nobody is (`resized`)."""
 
 from __future__ import annotations
 
@@ -41,3 +42,8 @@ def _panel(part: np.ndarray, height: int) -> np.ndarray:
         return part
     top = (height - scaled_h) // 2
     return cv2.copyMakeBorder(part, top, height - scaled_h - top, 0, 0, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+
+
+def resized(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """`image` at height x width (itself when it already is)."""
+    return image if image.shape[:2] == (height, width) else cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)

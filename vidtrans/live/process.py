@@ -23,7 +23,7 @@ from vidtrans.options import Smoothing, View
 from vidtrans.pose.keypoints import FACE, KEYPOINT_INDEX, LEFT_HAND, RIGHT_HAND, with_parts
 from vidtrans.temporal import Smoother, smoothing_for
 from vidtrans.video.camera import CapturedFrame
-from vidtrans.view import side_by_side
+from vidtrans.view import resized, side_by_side
 
 WARMUP_S = 2.0
 GIVE_UP_S = 10.0
@@ -160,6 +160,7 @@ class FrameProcessor:
         self.normalize = normalize
         self.is_pose = model.input_kind == "pose"
         self.detector = self.filter = self.mapper = self.style = self.state = None
+        self.background = getattr(model, "background", None)  # shown where nobody is, as `run` shows it
         if getattr(model, "temporal", None):
             from vidtrans.models.translator import RecurrentState
 
@@ -197,8 +198,12 @@ class FrameProcessor:
         keypoints = self.filter(self.detector.detect(image), frame.time)
         pose_map = render_pose(self.mapper(keypoints, frame.time), height, width, self.style)
         output = self._translate(pose_map)
-        if self.state is not None and not has_person(keypoints):
-            self.state.reset()
+        if not has_person(keypoints):
+            if self.state is not None:
+                self.state.reset()
+            # As `run` does: the target's empty scene, not what the model makes of a blank pose map.
+            if self.background is not None:
+                output = resized(self.background, *output.shape[:2])
         return LiveFrame(image, pose_map, self.smoother(output, pose_map), frame.time)
 
     def _translate(self, image: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import one_line
-from tests.media import make_clip, moving_square, random_generator
+from tests.media import decode_all, make_clip, moving_square, random_generator
 from tests.test_run import FakeModel
 from tests.test_video_robust import assert_same_pictures
 from vidtrans.errors import UsageError
@@ -221,3 +221,31 @@ def test_outputs_ffmpeg_cannot_write_as_one_file_are_refused_before_any_work(tmp
     result = cli("run", clip.path, "-o", tmp_path / name, "--pose", "none")
     assert name in one_line(result, 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_a_stream_that_changes_size_midway_keeps_its_first_size(tmp_path, cli):
+    """Two MPEG-TS captures joined, 64x48 then 96x64: every frame comes at the first size (as ffmpeg
+    scales them), and `run` translates them all instead of failing with a traceback."""
+    from vidtrans.video import VideoReader
+
+    def part(w, h, first):
+        buffer = tmp_path / f"{w}.ts"
+        with av.open(str(buffer), "w", format="mpegts") as container:
+            stream = container.add_stream("libx264", rate=25)
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            for i in range(10):
+                frame = av.VideoFrame.from_ndarray(np.full((h, w, 3), 40 + 20 * i, np.uint8), format="rgb24")
+                frame.pts, frame.time_base = first + i, Fraction(1, 25)
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode())
+        return buffer.read_bytes()
+
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(part(64, 48, 0) + part(96, 64, 10))
+    frames = list(VideoReader(joined))
+    assert len(frames) == 20 and {f.image.shape for f in frames} == {(48, 64, 3)}
+    assert abs(int(frames[15].image.mean()) - (40 + 20 * 5)) <= 3  # the second part's picture, scaled
+    assert [f.image.shape for f in VideoReader(joined, max_side=32)][-1] == (24, 32, 3)
+    result = cli("run", joined, "-o", tmp_path / "out.mp4", "--model", "pose2person", "--pose", "none")
+    assert result.returncode == 0, result.stderr
+    assert len(decode_all(tmp_path / "out.mp4")[0]) == 20

@@ -868,11 +868,20 @@ class VideoReader:
                 raise error
 
     def _rgb(self, decoded: av.VideoFrame) -> np.ndarray:
-        scale = self.max_side / max(decoded.width, decoded.height) if self.max_side else 1.0
-        if scale >= 1.0:
+        # Every picture at the size `info` gives (before turning upright): a stream whose size changes
+        # midway (joined captures, a broadcast switching programmes) is scaled to its first size, as
+        # ffmpeg scales it, so that frames of one clip stack and encode.
+        width, height = self.info.width, self.info.height
+        if self.info.rotation in (90, 270):
+            width, height = height, width
+        scale = self.max_side / max(width, height) if self.max_side else 1.0
+        if scale < 1.0:
+            width, height = max(1, round(width * scale)), max(1, round(height * scale))
+        if (width, height) == (decoded.width, decoded.height):
             return decoded.to_ndarray(format="rgb24")
-        return decoded.to_ndarray(format="rgb24", width=max(1, round(decoded.width * scale)),
-                                  height=max(1, round(decoded.height * scale)), interpolation="AREA")
+        shrinking = width * height < decoded.width * decoded.height
+        return decoded.to_ndarray(format="rgb24", width=width, height=height,
+                                  interpolation="AREA" if shrinking else "BILINEAR")
 
     def _decoded(self, pending: _Pending, in_range: Callable[[int], bool],
                  start_pts: int | None) -> Iterator[av.VideoFrame]:

@@ -104,3 +104,14 @@ def test_a_folder_named_like_a_model_does_not_hide_it(tmp_path, monkeypatch):
     assert resolve("pose2person") == SHIPPED_CHECKPOINTS / "pose2person"
     (tmp_path / "pose2person" / CARD_NAME).write_text("{}")  # a checkpoint folder of that name: the user's
     assert resolve("pose2person").resolve() == tmp_path / "pose2person"
+
+
+def test_importing_a_vidtrans_models_own_weights_is_refused_and_changes_nothing(tmp_path, cli):
+    folder = tmp_path / "model"
+    save_checkpoint(folder, random_generator("resnet_6blocks", 3, 3, 4, "instance"),
+                    ModelCard(architecture="resnet_6blocks", ngf=4, norm="instance", native_size=(64, 64)))
+    (folder / "train_state.pt").write_bytes(b"a training run's state")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    result = cli("import-pix2pix", folder / "model.safetensors", "-o", folder, "--overwrite")
+    assert "need no import" in one_line(result, 1)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before

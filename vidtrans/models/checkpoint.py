@@ -770,6 +770,8 @@ def import_pix2pix(path: str | os.PathLike, input_kind: str = "rgb", size: int |
                             "latest_net_G.pth")
     if not path.is_file():
         raise VidtransError(f"{path}: no such file; pass a pix2pix latest_net_G.pth")
+    if _is_vidtrans_weights(path):  # torch.load reads them too, but a card inferred anew would lose theirs
+        raise _needs_no_import(path)
     fix = "re-save the generator with torch.save(net.state_dict(), path)"
     raw = load_tensor_file(path, fix)
     if isinstance(raw, dict) and "state_dict" in raw and isinstance(raw["state_dict"], dict):
@@ -806,9 +808,6 @@ def import_pix2pix(path: str | os.PathLike, input_kind: str = "rgb", size: int |
 
 def _not_a_pix2pix_generator(path: Path, card: ModelCard, error: VidtransError) -> VidtransError:
     """Why the generator at `path`, read as `card`, cannot be imported (`error`: the card's check)."""
-    if _is_vidtrans_weights(path):
-        return VidtransError(f"{path}: the weights of a vidtrans checkpoint, which need no import; use its folder "
-                             f"({path.parent}) as the model")
     if card.input_nc == 6 and _checks(dataclasses.replace(
             card, temporal={"previous": TEMPORAL_PREVIOUS[0], "first": TEMPORAL_FIRST[0]})):
         return VidtransError(f"{path}: a whole {card.architecture} generator, with 6 input channels as a temporal "
@@ -819,6 +818,11 @@ def _not_a_pix2pix_generator(path: Path, card: ModelCard, error: VidtransError) 
     found = str(error).split(": ", 1)[-1].split(";")[0]
     return VidtransError(f"{path}: its layers do not make a whole pix2pix generator ({found}); pass a complete "
                          "latest_net_G.pth (unet_128, unet_256, resnet_6blocks or resnet_9blocks)")
+
+
+def _needs_no_import(path: Path) -> VidtransError:
+    return VidtransError(f"{path}: the weights of a vidtrans checkpoint, which need no import; use its folder "
+                         f"({path.parent}) as the model")
 
 
 def _checks(card: ModelCard) -> bool:

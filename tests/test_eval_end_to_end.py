@@ -103,11 +103,13 @@ def test_refusals_are_one_line(synthetic_model, args, expected):
     assert result.returncode == 2 and expected in result.stderr and result.stderr.count("\n") == 1, result.stderr
 
 
-def test_an_rgb_model_is_scored_on_pairs_only(rgb_model_dir):
-    result = cli("eval", "--model", rgb_model_dir, "--synthetic")
+@pytest.mark.parametrize("model_only", [[], ["--model-only"]])
+def test_an_rgb_model_is_scored_on_pairs_only(rgb_model_dir, model_only):
+    """Also model alone: pose maps scored against the target mean nothing for an RGB model."""
+    result = cli("eval", "--model", rgb_model_dir, "--synthetic", *model_only)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
-    assert "translates rgb frames, and end-to-end evaluation is for pose models; score it on a paired folder with " \
-           "--data DIR" in result.stderr
+    assert "translates rgb frames, and the synthetic dances and a target video's held-out tail are pose material; " \
+           "score it on a paired folder with --data DIR" in result.stderr
 
 
 def test_a_model_trained_from_a_video_is_scored_on_its_held_out_tail(tmp_path, monkeypatch):

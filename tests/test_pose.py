@@ -423,6 +423,8 @@ def test_openpose_json_folder_coco_and_body25(tmp_path):
     _, track = _noisy_track(frames=12)
     track[4] = 0.0  # nobody in frame 4
     write_openpose_json(tmp_path / "coco", track)
+    # A folder copied from a Mac holds "._" resource files beside each JSON: hidden, no frames.
+    (tmp_path / "coco" / "._clip_000000000005_keypoints.json").write_bytes(b"\x00\x05\x16\x07 not JSON")
     loaded = read_keypoints(tmp_path / "coco")
     np.testing.assert_allclose(loaded.keypoints, track, atol=1e-4)
     assert loaded.width is None

@@ -147,9 +147,11 @@ def _check_material(model, material: Material, options: RunOptions, model_only: 
     refusal = next((what for what, ignored in unused if ignored), None)
     if refusal is not None:
         raise UsageError(f"{refusal}; drop it")
-    if end_to_end and model.input_kind != "pose":
-        raise UsageError(f"{model.name} translates {model.input_kind} frames, and end-to-end evaluation is for "
-                            "pose models; score it on a paired folder with --data DIR")
+    # The dances and a target video's tail are pose maps paired with the target: material for pose
+    # models only, end to end or model alone (an RGB model's figures there would mean nothing).
+    if material.data is None and model.input_kind != "pose":
+        raise UsageError(f"{model.name} translates {model.input_kind} frames, and the synthetic dances and a target "
+                         "video's held-out tail are pose material; score it on a paired folder with --data DIR")
 
 
 # --- material --------------------------------------------------------------------------------

@@ -219,6 +219,8 @@ _FRAME_NUMBER = re.compile(r"(\d+)(\D*)_keypoints\.json$")
 def _read_openpose_folder(folder: Path) -> KeypointTrack:
     numbered: dict[int, tuple[Path, re.Match]] = {}
     for f in folder.glob("*_keypoints.json"):
+        if f.name.startswith("."):  # macOS's ._ resource files and other hidden files are no frames
+            continue
         match = _FRAME_NUMBER.search(f.name)
         if match is None:
             raise VidtransError(f"{f}: no frame number in the name; name each file by its frame, as OpenPose "

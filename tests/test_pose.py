@@ -533,3 +533,17 @@ def test_detection_takes_half_the_cores_from_two_to_eight(monkeypatch, cores, de
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
     assert stages.default_detectors() == detectors
+
+
+def test_normalised_json_with_a_point_off_the_canvas_is_still_normalised(tmp_path):
+    """DWPose can put a wrist a little outside the frame (x = 1.004): the file stays normalised
+    (it was read as pixels: a person 1 pixel tall, exit 0); without a frame size it is refused."""
+    frame = [[x, y] for x, y in _STANDING.values()]  # normalised
+    frame[4] = [1.004, 0.5]
+    path = tmp_path / "poses.json"
+    path.write_text(json.dumps({"frames": [frame], "width": 200, "height": 100}))
+    loaded = read_keypoints(path).keypoints
+    assert loaded[0, 0, 0] == pytest.approx(100) and loaded[0, 4, 0] == pytest.approx(200.8)
+    path.write_text(json.dumps([frame]))
+    with pytest.raises(VidtransError, match="normalised .* gives no frame size"):
+        read_keypoints(path)

@@ -27,9 +27,10 @@ Accepted by `read_keypoints(path)`:
   (its ``canvas_width``/``canvas_height`` are used when present, as in ControlNet and DWPose
   pose files, whose whole-body people have 68 or 70 face points, ``null`` for a part not found)
   or keypoints in vidtrans's layout, 18 or 128 of them: ``[[x, y], ...]`` or ``[[x, y, c], ...]``
-  or 54 or 384 flat numbers, with ``null`` or negative coordinates for missing points. When the
-  frame size is given and every coordinate (face and hands included) lies within [0, 1],
-  coordinates are taken as normalised (DWPose's output) and scaled to pixels.
+  or 54 or 384 flat numbers, with ``null`` or negative coordinates for missing points. When every
+  coordinate (face and hands included) lies within [0, 2], coordinates are taken as normalised
+  (DWPose's output, a point a little off the canvas) and scaled to pixels by the frame size, which
+  such a file must give.
 
 JSON files hold one pose per frame of the clip from its first frame. Sizes and frame numbers must be
 whole numbers (``true`` is not one). A point with confidence 0 is missing whatever its coordinates
@@ -212,6 +213,9 @@ def _load_json(path: Path):
         raise VidtransError(f"{path}: not readable JSON ({first_line(e)}); save it as UTF-8 JSON") from e
 
 
+# The largest coordinate of a keypoint file read as normalised (0-1, a point a little off the canvas).
+NORMALISED_MAX = 2.0
+
 # The frame number in an OpenPose file name: its last run of digits before "_keypoints.json".
 _FRAME_NUMBER = re.compile(r"(\d+)(\D*)_keypoints\.json$")
 
@@ -383,7 +387,13 @@ def _read_json_file(path: Path) -> KeypointTrack:
             raise VidtransError(f"{path}: a frame is neither an OpenPose frame dict nor a list of keypoints")
     kp = _track(poses)
     present = kp[..., 2] > 0
-    if width and height and present.any() and kp[present][:, :2].max() <= 1.0:
+    # Normalised (DWPose's output) when every visible point lies within NORMALISED_MAX: a point may
+    # fall a little off the canvas, and no person in pixels fits in a box that small.
+    if present.any() and kp[present][:, :2].max() <= NORMALISED_MAX:
+        if not (width and height):
+            raise VidtransError(f"{path}: its coordinates are normalised (all within 0-{NORMALISED_MAX:g}), but it gives "
+                                "no frame size to scale them by; add \"width\" and \"height\" (or each frame's "
+                                "canvas_width/canvas_height)")
         kp[..., 0] *= width
         kp[..., 1] *= height
     return KeypointTrack(kp, width, height)

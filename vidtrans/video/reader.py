@@ -12,6 +12,7 @@ starts at 0 s like any other clip.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import logging
 import math
 import os
@@ -723,6 +724,8 @@ class VideoReader:
         """The video's packets with the timestamps every pass over them stamps (decoding, counting):
         a TS/PS clock's jumps smoothed, packets before the first timestamp given one."""
         packets = container.demux(stream)
+        if _is_avi(container):
+            packets = _stamped_by_dts(packets)
         if has_timestamp_jumps(container):
             packets = clock(packets)
         return _leading_pts(packets, self._step())
@@ -888,24 +891,39 @@ class VideoReader:
         """Demux and decode ourselves, so a bad packet costs one frame, not the rest of the video;
         from the keyframes before `start_pts` on (see `_from_keyframes_before`)."""
         stream = self._stream
+        # AVI stores no presentation times, only the order packets are stored in, which with
+        # B-frames is not the order their pictures are shown in (each picture would get another's
+        # time, and `pending` would take the shuffle for lost packets). The decoder puts pictures
+        # out in showing order, so each takes the earliest stamp not yet used, as ffmpeg does.
+        stamps: list[int] | None = [] if self._stamped_in_storing_order() else None
         try:
             packets = self._video_packets(self._container, stream, ContinuousTimestamps(stream))
             for packet in _from_keyframes_before(packets, start_pts):
                 if packet.size == 0:
                     continue
-                if packet.pts is not None and not packet.is_discard and in_range(packet.pts):
-                    pending.add(packet.pts)
-                yield from self._decode(packet)
+                if packet.pts is not None and not packet.is_discard:
+                    if in_range(packet.pts):
+                        pending.add(packet.pts)
+                    if stamps is not None:
+                        heapq.heappush(stamps, packet.pts)
+                yield from self._decode(packet, stamps)
         except av.FFmpegError as e:
             # A damaged container index or truncated tail: keep what we have, like players do.
             log.warning("%s: stopped reading at a damaged part (%s)", self.path, first_line(e))
-        yield from self._decode(None)
+        yield from self._decode(None, stamps)
 
-    def _decode(self, packet: av.Packet | None) -> list[av.VideoFrame]:
+    def _stamped_in_storing_order(self) -> bool:
+        return _is_avi(self._container) and bool(self._stream.codec_context.has_b_frames)
+
+    def _decode(self, packet: av.Packet | None, stamps: list[int] | None) -> list[av.VideoFrame]:
         try:
-            return self._stream.decode(packet)
+            pictures = self._stream.decode(packet)
         except av.FFmpegError:
             return []
+        if stamps is not None:
+            for picture in pictures:
+                picture.pts = heapq.heappop(stamps) if stamps else None
+        return pictures
 
     def close(self) -> None:
         self._container.close()
@@ -1003,6 +1021,19 @@ def _from_keyframes_before(packets: Iterator[av.Packet], start: int | None) -> I
                 break
     yield from held
     yield from packets
+
+
+def _is_avi(container: av.container.InputContainer) -> bool:
+    return "avi" in container.format.name.split(",")
+
+
+def _stamped_by_dts(packets: Iterator[av.Packet]) -> Iterator[av.Packet]:
+    """AVI's packets stamped with their place in the file, the only time AVI stores (FFmpeg guesses
+    each pts as the next packet's time, which puts every picture a frame late)."""
+    for packet in packets:
+        if packet.dts is not None:
+            packet.pts = packet.dts
+        yield packet
 
 
 def _leading_pts(packets: Iterator[av.Packet], step: int, limit: int = 64) -> Iterator[av.Packet]:

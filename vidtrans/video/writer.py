@@ -354,6 +354,11 @@ class _Muxer:
         stream.codec_context.time_base = ctb
         stream.thread_type = "FRAME"
         stream.codec_context.thread_count = threads
+        if "avi" in self._out.format.name.split(","):
+            # AVI stores no presentation times, only the order of its packets: with B-frames
+            # (stored out of showing order) a reader cannot tell when a picture of a varying frame
+            # rate is shown, so pictures are stored in showing order.
+            stream.codec_context.max_b_frames = 0
         # RGB formats (libx264rgb's rgb24, gbrp of ffv1) store the pixels themselves: tagged as a YUV
         # matrix, every player would convert them again into wrong colours.
         self._colorspace = _RGB if av.VideoFormat(pix_fmt).is_rgb else _BT601

@@ -1,0 +1,55 @@
+"""AVI stores no presentation times, only the order of its packets: reading one whose pictures are
+stored out of showing order (B-frames), and writing a varying frame rate into one."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.media import audio_durations, decode_all, make_clip
+from tests.test_run import FakeModel
+from tests.test_video_robust import assert_same_pictures
+from vidtrans.pipeline import translate_video
+from vidtrans.video.reader import VideoReader
+
+IDENTITY = FakeModel(lambda frames: frames)
+B_FRAMES = {"bf": "3", "g": "10"}
+
+
+@pytest.mark.parametrize("options", [B_FRAMES, {"bf": "0"}], ids=["b-frames", "no-b-frames"])
+def test_an_avi_gives_each_picture_once_at_its_time(tmp_path, options):
+    # No audio: AAC's priming would start the audio before the video, which AVI can only store by
+    # delaying every picture but the first.
+    clip = make_clip(tmp_path / "in.avi", frames=25, options=options, audio=False)
+    with VideoReader(clip.path) as reader:
+        frames = list(reader)
+        assert reader.corrupt_frames == 0
+    assert_same_pictures([f.image for f in frames], clip.images)
+    assert [f.time for f in frames] == pytest.approx([i / 25 for i in range(25)])
+
+
+def test_a_span_of_an_avi_with_b_frames_starts_at_its_picture(tmp_path):
+    clip = make_clip(tmp_path / "in.avi", frames=25, options=B_FRAMES)
+    with VideoReader(clip.path, start=0.4, end=0.8) as reader:
+        frames = list(reader)
+    assert_same_pictures([f.image for f in frames], clip.images[10:20])
+
+
+def test_an_avi_with_b_frames_keeps_its_frames_and_audio_through_run(tmp_path):
+    clip = make_clip(tmp_path / "in.avi", frames=25, options=B_FRAMES, audio_codec="mp3", sample_rate=44100)
+    out = tmp_path / "out.mp4"
+    translate_video(clip.path, out, IDENTITY)
+    images, times = decode_all(out)
+    assert_same_pictures(images, clip.images)
+    assert times == pytest.approx([i / 25 for i in range(25)], abs=1e-3)
+    assert audio_durations(out)[0] == pytest.approx(1.0, abs=0.06)
+
+
+def test_a_varying_frame_rate_keeps_its_times_in_an_avi(tmp_path):
+    clip = make_clip(tmp_path / "in.mp4", frames=30, vfr=True, audio=False)
+    out = tmp_path / "out.avi"
+    translate_video(clip.path, out, IDENTITY)
+    with VideoReader(out) as reader:
+        frames = list(reader)
+    assert_same_pictures([f.image for f in frames], clip.images)
+    # The output's clock ticks in 1/600 s (the finest AVI keeps here): times within one tick.
+    assert [f.time for f in frames] == pytest.approx([float(p * clip.time_base) for p in clip.pts], abs=1 / 600)

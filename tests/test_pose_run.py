@@ -13,6 +13,8 @@ from tests.media import dancer_clip, decode_all, make_clip, random_generator
 from vidtrans.models.checkpoint import ModelCard, save_checkpoint
 from vidtrans.pipeline import render_pose_video, translate_video
 from vidtrans.pose import PoseStats, PoseStyle, looks_like_pose_map, read_keypoints, render_poses, write_keypoints_npz
+from vidtrans.pose.normalize import fit_to_frame
+from vidtrans.pose.smoothing import smooth_track
 
 TARGET_STATS = PoseStats(frame_width=128, frame_height=128, far=0.80, near=0.90, height_far=0.55, height_near=0.62)
 
@@ -145,3 +147,45 @@ def test_normalizing_a_short_clip_says_the_measure_is_rough(frames, fps, warned)
     from vidtrans.pose.track import _short_clip_caveat
 
     assert bool(_short_clip_caveat(frames, fps)) == warned
+
+
+def jittery(keypoints: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The track with a few pixels of frame-to-frame jitter, as a detector gives it."""
+    noisy = keypoints.copy()
+    visible = noisy[..., 2] > 0
+    noisy[..., :2][visible] += np.random.default_rng(seed).normal(0, 3, (int(visible.sum()), 2)).astype(np.float32)
+    return noisy
+
+
+@pytest.mark.parametrize("smoothed", [True, False], ids=["smoothed", "raw"])
+def test_keypoints_are_filtered_over_time_exactly_once(tmp_path, pose_model, dancer, smoothed):
+    track = jittery(dancer.keypoints)
+    npz = tmp_path / "kp.npz"
+    write_keypoints_npz(npz, track, 160, 120, smoothed=smoothed)
+    recorder = Recorder(pose_model)
+    translate_video(dancer.path, tmp_path / "out.mp4", recorder, keypoints=npz, normalize=False)
+    expected = track if smoothed else smooth_track(track)
+    # Mapped into the model's 128x128 frame as `run` does without normalization: 160x120 scaled to 128 high.
+    maps = render_poses(fit_to_frame((120, 160), (128, 128))(expected), 128, 128, PoseStyle())
+    np.testing.assert_array_equal(np.concatenate(recorder.seen), maps)
+
+
+def test_pose_command_marks_its_keypoints_smoothed(tmp_path, dancer):
+    npz = tmp_path / "kp.npz"
+    result = run_cli("pose", dancer.path, "-o", tmp_path / "pose.mp4", "--keypoints", npz)
+    assert result.returncode == 0, result.stderr
+    assert read_keypoints(npz).smoothed
+    assert not read_keypoints(_written(tmp_path / "raw.npz")).smoothed
+
+
+def _written(path):
+    write_keypoints_npz(path, np.zeros((2, 18, 3), np.float32), 8, 8)
+    return path
+
+
+@pytest.mark.parametrize("value", [2, -1, 0.5])
+def test_a_keypoint_file_whose_smoothed_is_not_0_or_1_is_refused(tmp_path, value):
+    path = tmp_path / "kp.npz"
+    np.savez(path, keypoints=np.zeros((2, 18, 3), np.float32), width=8, height=8, smoothed=value)
+    with pytest.raises(vidtrans.errors.VidtransError, match=r"smoothed is .*, not 0 or 1; write the file with vidtrans"):
+        read_keypoints(path)

@@ -74,7 +74,7 @@ def test_a_folder_numbered_from_1_holds_the_clip_from_its_first_frame(tmp_path):
             json.dumps({"people": [{"pose_keypoints_2d": pose.reshape(-1).tolist()}]}))
     assert read_keypoints(folder).first_frame == 0
     with VideoReader(clip.path) as reader:
-        poses = keypoints_for(folder, clip.path, reader)
+        poses = keypoints_for(folder, clip.path, reader).keypoints
     np.testing.assert_allclose(poses[:, 0, 0], 10 + np.arange(FRAMES))
 
 

@@ -58,7 +58,7 @@ def test_a_whole_clip_file_gives_the_trimmed_span_its_own_frames(tmp_path, pose_
     assert summary.frames == 10 and summary.frames_without_person == 0
     # Exactly the file's frames of the span, frame for frame.
     with VideoReader(dancer.path, start=1.0, end=1.5) as reader:
-        np.testing.assert_array_equal(keypoints_for(npz, dancer.path, reader), track[10:15])
+        np.testing.assert_array_equal(keypoints_for(npz, dancer.path, reader).keypoints, track[10:15])
 
 
 def test_a_file_written_for_a_span_aligns_with_the_same_span(tmp_path, pose_model, dancer):
@@ -71,7 +71,7 @@ def test_a_file_written_for_a_span_aligns_with_the_same_span(tmp_path, pose_mode
     summary = translate_video(dancer.path, tmp_path / "out.mp4", pose_model, keypoints=npz, start=1.0, end=1.6)
     assert summary.frames == 6 and summary.frames_without_person == 0
     with VideoReader(dancer.path, start=1.2, end=1.4) as reader:  # inside the file's span: its frames 2 and 3
-        np.testing.assert_array_equal(keypoints_for(npz, dancer.path, reader), written.keypoints[2:4])
+        np.testing.assert_array_equal(keypoints_for(npz, dancer.path, reader).keypoints, written.keypoints[2:4])
     # The whole clip needs frames the file does not have.
     message = one_line_error(translate_video, dancer.path, tmp_path / "out2.mp4", pose_model, keypoints=npz)
     assert "frames 10 to 15 of the clip" in message and "frames 0 to 19" in message

@@ -321,7 +321,7 @@ def _warn_if_no_person(summary, consequence: str) -> None:
 def pose(
     input: Path = typer.Argument(..., help="Video of a person.", show_default=False),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Pose-map video (default: INPUT_STEM.pose.mp4 beside the input)."),
-    keypoints: Optional[Path] = typer.Option(None, "--keypoints", help="Also save the keypoints as NPZ (array 'keypoints', frames x K x 3 in input pixels; K = 18 body keypoints, or 128 with --whole-body)."),
+    keypoints: Optional[Path] = typer.Option(None, "--keypoints", help="Also save the keypoints as NPZ (array 'keypoints', frames x K x 3 in input pixels; K = 18 body keypoints, or 128 with --whole-body), filtered over time as the pose maps show them."),
     whole_body: bool = typer.Option(False, "--whole-body", help="Also find and draw the face's 68 points and both hands (ControlNet's openpose_full look; found every other frame, at about 1.5x the detection time)."),
     overwrite: bool = typer.Option(False, help="Replace existing output files."),
     json_summary: JsonOpt = False,

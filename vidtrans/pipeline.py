@@ -436,7 +436,7 @@ def render_pose_video(
             summary.corrupt_frames = reader.corrupt_frames
         if keypoints_out is not None:
             write_keypoints_npz(temporaries[1], np.concatenate(collected), info.width, info.height, overwrite=True,
-                                first_frame=reader.span().first if start else 0)
+                                first_frame=reader.span().first if start else 0, smoothed=True)
         publish_together(list(zip(temporaries, outputs)), overwrite)
     with_person = int(has_person(np.concatenate(collected)).sum())
     summary.frames_without_person = summary.frames - with_person

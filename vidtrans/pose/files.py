@@ -8,7 +8,9 @@ Accepted by `read_keypoints(path)`:
   (frames, 18, 3) or (frames, 128, 3) of x, y in pixels of the input frame and confidence
   (0 = missing), plus ``width`` and ``height`` of that frame and, optionally, ``first_frame``:
   the number of the clip's frame its first pose belongs to (0, the default: the clip's first
-  frame; `vidtrans pose --start` writes the frames of a part of the clip); all three whole numbers.
+  frame; `vidtrans pose --start` writes the frames of a part of the clip); all three whole numbers;
+  and, optionally, ``smoothed`` (1: the track is already filtered over time, as `vidtrans pose`
+  writes it, and is not filtered again; 0, the default: raw, as a detector found it).
 - A folder of OpenPose per-frame ``*_keypoints.json`` files (``--write_json``), one per frame of
   the clip from its first: the last number in a file's name orders them (OpenPose writes
   ``NAME_000000000000_keypoints.json`` from frame 0 for a video, and names files after the images
@@ -82,24 +84,28 @@ _EYES = (slice(36, 42), slice(42, 48))
 @dataclass
 class KeypointTrack:
     """Keypoints (frames, 18, 3) or whole-body (frames, 128, 3) float32 in pixels, with the frame
-    size when the file says it; `first_frame`: the number of the clip's frame of the first pose."""
+    size when the file says it; `first_frame`: the number of the clip's frame of the first pose;
+    `smoothed`: whether the track is filtered over time already (`smooth_track`)."""
 
     keypoints: np.ndarray
     width: int | None = None
     height: int | None = None
     first_frame: int = 0
+    smoothed: bool = False
 
 
 def write_keypoints_npz(path: str | os.PathLike, keypoints: np.ndarray, width: int, height: int,
-                        overwrite: bool = False, first_frame: int = 0) -> None:
+                        overwrite: bool = False, first_frame: int = 0, smoothed: bool = False) -> None:
     """Saves a track (frames, 18, 3) or (frames, 128, 3) in pixels of a width x height frame, whose
-    first pose is of the clip's frame number `first_frame` (the clip's first frame is 0). The file
+    first pose is of the clip's frame number `first_frame` (the clip's first frame is 0), and
+    whether it is `smoothed` already (so that using it does not filter it twice). The file
     appears complete or not at all; an existing file is replaced only with `overwrite`."""
     kp = check_keypoints(keypoints)
     _check_frame_size(width, height, "frame size")
     if not _whole(first_frame) or first_frame < 0:
         raise VidtransError(f"first_frame must be a frame number, 0 or more; got {first_frame!r}")
-    numbers = dict(width=np.int64(width), height=np.int64(height), first_frame=np.int64(first_frame))
+    numbers = dict(width=np.int64(width), height=np.int64(height), first_frame=np.int64(first_frame),
+                   smoothed=np.int64(bool(smoothed)))
     write_atomically(path, lambda f: np.savez_compressed(f, keypoints=kp, **numbers), overwrite=overwrite,
                      what="keypoints")
 
@@ -186,8 +192,9 @@ def _read_npz(path: Path) -> KeypointTrack:
         with np.load(path, allow_pickle=False) as data:
             kp = data["keypoints"]
             numbers = {name: data[name] for name in ("width", "height")}
-            if "first_frame" in data:
-                numbers["first_frame"] = data["first_frame"]
+            for optional in ("first_frame", "smoothed"):
+                if optional in data:
+                    numbers[optional] = data[optional]
     except (OSError, ValueError, KeyError, TypeError, EOFError, MemoryError, zipfile.BadZipFile) as e:
         raise VidtransError(f"{path}: not a vidtrans keypoint .npz (needs keypoints, width, height): "
                             f"{first_line(e)}; write it with vidtrans pose --keypoints") from e
@@ -196,12 +203,18 @@ def _read_npz(path: Path) -> KeypointTrack:
                             "write the file with vidtrans pose --keypoints")
     whole = {}
     for name, array in numbers.items():
-        whole[name] = _integer(array.item()) if array.size == 1 else None
-        if whole[name] is None or (name == "first_frame" and whole[name] < 0):
+        value = whole[name] = _integer(array.item()) if array.size == 1 else None
+        if value is None or (name == "first_frame" and value < 0) or (name == "smoothed" and value not in (0, 1)):
             shown = repr(array.item()) if array.size == 1 else f"an array of shape {array.shape}"
-            kind = "a frame number, 0 or more" if name == "first_frame" else "a whole number of pixels"
-            raise VidtransError(f"{path}: {name} is {shown}, not {kind}; write the file with vidtrans pose --keypoints")
-    return KeypointTrack(kp, whole["width"], whole["height"], whole.get("first_frame", 0))
+            raise VidtransError(f"{path}: {name} is {shown}, not {_NPZ_NUMBERS[name]}; write the file with "
+                                "vidtrans pose --keypoints")
+    return KeypointTrack(kp, whole["width"], whole["height"], whole.get("first_frame", 0),
+                         bool(whole.get("smoothed", 0)))
+
+
+# The numbers of a keypoint .npz besides the keypoints, and what each must be.
+_NPZ_NUMBERS = {"width": "a whole number of pixels", "height": "a whole number of pixels",
+                "first_frame": "a frame number, 0 or more", "smoothed": "0 or 1"}
 
 
 def _load_json(path: Path):

@@ -17,6 +17,7 @@ import numpy as np
 
 from vidtrans.errors import VidtransError
 from vidtrans.options import PoseSource
+from vidtrans.pose.files import KeypointTrack, read_keypoints
 from vidtrans.pose.render import PoseStyle
 from vidtrans.runner import Progress, frame_batches, run_stages
 from vidtrans.video import VideoReader
@@ -53,8 +54,9 @@ def is_pose_video(src: str | os.PathLike, start: float | None = None, end: float
     return looks_like_pose_map(first) if first else False
 
 
-def keypoints_for(keypoints: str | os.PathLike, src: str | os.PathLike, reader: VideoReader) -> np.ndarray:
-    """The poses of the keypoint file `keypoints` for the frames `reader` yields of `src`, one each.
+def keypoints_for(keypoints: str | os.PathLike, src: str | os.PathLike, reader: VideoReader) -> KeypointTrack:
+    """The poses of the keypoint file `keypoints` for the frames `reader` yields of `src`, one each
+    (with the file's `smoothed`).
 
     A keypoint file has one pose per frame of the clip it was made from, from the clip's frame
     `first_frame` on (0 unless the file says; `vidtrans pose --start` writes a part of the clip),
@@ -62,7 +64,6 @@ def keypoints_for(keypoints: str | os.PathLike, src: str | os.PathLike, reader: 
     that misses frames of the span being translated is refused too. A file that gives its frame
     size must give the video's.
     """
-    from vidtrans.pose.files import read_keypoints
     from vidtrans.pose.keypoints import check_keypoint_values
 
     loaded, info = read_keypoints(keypoints), reader.info
@@ -84,7 +85,8 @@ def keypoints_for(keypoints: str | os.PathLike, src: str | os.PathLike, reader: 
         raise VidtransError(f"{keypoints}: {covered}, but frames {span.first} to {span.stop - 1} of {src} are to be "
                             "translated, and each needs its pose; extract keypoints from this clip, over at least "
                             "that span, with vidtrans pose")
-    return track[span.first - first:span.stop - first]
+    return KeypointTrack(track[span.first - first:span.stop - first], info.width, info.height, span.first,
+                         loaded.smoothed)
 
 
 def pose_stages_for(model, src: str | os.PathLike, reader: VideoReader, pose: PoseSource,
@@ -110,13 +112,16 @@ def pose_stages_for(model, src: str | os.PathLike, reader: VideoReader, pose: Po
     style = PoseStyle.for_card(card)  # a card it cannot read fails now, not after the detection pass
     height, width = model.native_size
     if keypoints is not None:
+        loaded = keypoints_for(keypoints, src, reader)
         # A body-only file drawn in a whole-body style draws no face or hands, and the other way round.
-        track = with_parts(keypoints_for(keypoints, src, reader), style.whole_body)
+        track = with_parts(loaded.keypoints, style.whole_body)
         how = f"keypoints from {Path(keypoints).name}"
+        # Filtered once: a track `vidtrans pose` smoothed already would lag and blur a second time.
+        if not loaded.smoothed:
+            track = smooth_track(track)
     else:
-        track = detect_keypoints(src, reader.start, reader.end, progress, whole_body=style.whole_body)
+        track = smooth_track(detect_keypoints(src, reader.start, reader.end, progress, whole_body=style.whole_body))
         how = "detected, with face and hands" if style.whole_body else "detected"
-    track = smooth_track(track)
     transform = fit_to_frame((info.height, info.width), (height, width))
     if normalize and card.target_pose_stats:
         try:

@@ -165,3 +165,24 @@ def test_bad_face_or_hand_arrays_are_refused_naming_file_and_field(tmp_path, fie
     with pytest.raises(VidtransError, match=message) as info:
         read_keypoints(path)
     assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["npz", "openpose folder"])
+def test_coordinates_normalised_to_the_frame_are_refused_where_pixels_are_read(tmp_path, kind):
+    track = np.random.default_rng(0).uniform(0.2, 0.8, (3, NUM_KEYPOINTS, 3)).astype(np.float32)
+    track[..., 2] = 0.9
+    if kind == "npz":
+        path = tmp_path / "kp.npz"
+        write_keypoints_npz(path, track, width=640, height=480)
+    else:
+        path = tmp_path / "json"
+        write_openpose_json(path, track)
+    with pytest.raises(VidtransError, match=r"look normalised to the frame \(0-1\); .*multiply x by its width"):
+        read_keypoints(path)
+    # The same poses in pixels are read as they are.
+    pixels = track * [640, 480, 1]
+    if kind == "npz":
+        write_keypoints_npz(path, pixels, width=640, height=480, overwrite=True)
+    else:
+        write_openpose_json(path, pixels)
+    np.testing.assert_allclose(read_keypoints(path).keypoints, pixels, rtol=1e-6)

@@ -172,6 +172,14 @@ def read_keypoints(path: str | os.PathLike) -> KeypointTrack:
         _check_frame_size(track.width, track.height, f"{path}: frame size")
         size = (track.height, track.width)
     track.keypoints = check_keypoint_values(keypoints, what, size)
+    present = track.keypoints[..., 2] > 0
+    if present.any() and np.abs(track.keypoints[present][:, :2]).max() <= NORMALISED_MAX \
+            and (size is None or max(size) > 4 * NORMALISED_MAX):
+        # No person in pixels fits in a box this small: coordinates normalised to the frame (0-1),
+        # read as pixels, would draw a dot in the corner of every frame.
+        raise VidtransError(f"{what}: every visible point lies within {NORMALISED_MAX:g} pixels of the frame's corner, "
+                            f"so they look normalised to the frame (0-1); this file's coordinates are pixels of the "
+                            "video: multiply x by its width and y by its height")
     return track
 
 

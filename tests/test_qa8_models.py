@@ -195,3 +195,16 @@ def test_models_lists_what_cannot_load_as_unusable_files_with_the_reason(tmp_pat
     for name, reason in expected.items():
         assert "unusable files" in rows[name], name
         assert any(line.startswith("vidtrans: warning: ") and reason in line for line in warnings), name
+
+
+def test_a_one_channel_model_sees_the_grey_pix2pix_makes(tmp_path):
+    # pix2pix's Grayscale is PIL's convert("L") on the uint8 frame: whole grey levels, then resized.
+    image_module = pytest.importorskip("PIL.Image")
+    model = vidtrans.load_model(grey_model(tmp_path / "grey"), device="cpu", backend="torch")
+    frames = np.random.default_rng(3).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    seen = []
+    model.net.register_forward_hook(lambda module, args, output: seen.append(args[0].clone()))
+    model.translate(frames)
+    grey = np.stack([np.asarray(image_module.fromarray(f).convert("L")) for f in frames])
+    expected = torch.from_numpy(grey).float()[:, None] / 127.5 - 1
+    torch.testing.assert_close(seen[0], expected, rtol=0, atol=1e-6)

@@ -432,8 +432,12 @@ class Translator:
         # Resampling is per frame, so chunks give exactly the frames of one pass over the batch.
         step = max(1, _RESAMPLE_CHUNK // (height * width * 3))
         chunks = [slice(i, i + step) for i in range(0, n, step)]
-        x = torch.cat([_resize(_as_float(frames[chunk]), work_h, work_w) if resample else _as_float(frames[chunk])
-                       for chunk in chunks])
+
+        def model_input(chunk: slice) -> torch.Tensor:
+            x = _as_float(_grey(frames[chunk]) if self.card.input_nc == 1 else frames[chunk])
+            return _resize(x, work_h, work_w) if resample else x
+
+        x = torch.cat([model_input(chunk) for chunk in chunks])
         pad_h = self.padded_side(work_h) - work_h
         pad_w = self.padded_side(work_w) - work_w
         x = x / 127.5 - 1.0
@@ -442,8 +446,6 @@ class Translator:
         if pad_h or pad_w:
             # Replicate keeps borders natural for photos and black for pose maps, at any pad size.
             x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), mode="replicate")
-        if self.card.input_nc == 1:
-            x = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
         x = x.contiguous(memory_format=self.memory_format)
         if self.precision == "fp32":
             y = self.net(x)
@@ -471,8 +473,15 @@ def _thread_stream(device: torch.device) -> torch.cuda.Stream:
     return streams[device]
 
 
+def _grey(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 RGB (N, H, W, 3) as uint8 grey (N, H, W, 1), as pix2pix's Grayscale makes a one-channel
+    model's input before resizing it: PIL's convert("L"), ITU-R 601 luma in 16-bit fixed point."""
+    rgb = frames.to(torch.int32)
+    return ((rgb[..., 0:1] * 19595 + rgb[..., 1:2] * 38470 + rgb[..., 2:3] * 7471 + 0x8000) >> 16).to(torch.uint8)
+
+
 def _as_float(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, H, W, 3) as float (N, 3, H, W), channels-last in memory with strides of its own: a
+    """uint8 (N, H, W, C) as float (N, C, H, W), channels-last in memory with strides of its own: a
     frame given alone (frame[None]) has a batch stride of 0, which .float() keeps and torch's
     antialiased resampling misreads (a 300x2 frame came out unlike the same frame in a batch)."""
     return frames.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.channels_last)

@@ -52,6 +52,9 @@ _KEEPS_ALL = "a Matroska (.mkv) file"
 _HOLDS = {"mpegts": frozenset({"mpeg1video", "mpeg2video", "mpeg4", "h264", "hevc", "vvc", "cavs", "avs2", "avs3",
                                "dirac", "vc1", "mp2", "mp3", "aac", "aac_latm", "ac3", "eac3", "dts", "truehd",
                                "opus", "s302m", "dvb_subtitle", "dvb_teletext"})}
+# What a container's codec table lists but its muxer refuses when it starts (libavformat/movenc.c:
+# FLAC and Opus only in MP4, not in QuickTime .mov).
+_REFUSES = {"mov": frozenset({"flac", "opus"})}
 # The containers whose muxers write chapters (avi, flv and mpegts have none).
 _CHAPTER_FORMATS = {"matroska", "webm", "mp4", "mov", "ipod", "3gp", "3g2", "ismv", "f4v", "nut"}
 # Tags that describe the source file's bytes, not its content (mkvmerge's statistics, the muxer
@@ -125,7 +128,8 @@ def _cpu_has_avx512() -> bool:
 def holdable_codecs(out: av.container.OutputContainer) -> set[str]:
     """The names of the codecs (encoders' and decoders') whose streams `out` can hold."""
     known = _HOLDS.get(out.format.name)
-    return out.supported_codecs if known is None else set(_codec_names(known))
+    holds = out.supported_codecs if known is None else set(_codec_names(known))
+    return holds - _codec_names(_REFUSES.get(out.format.name, frozenset()))
 
 
 @functools.cache
@@ -955,14 +959,20 @@ def _are(n: int) -> str:
 
 
 # Audio is re-encoded where the container cannot hold the source's: to AAC, which plays everywhere,
-# else (WebM takes Opus and Vorbis only) to Opus, at the 48 kHz it always takes (PyAV resamples).
-_AUDIO_FALLBACKS = (("aac", None), ("libopus", 48000), ("libvorbis", None))
+# else to MPEG audio layer 2 (MPEG program streams, .mpg), else (WebM takes Opus and Vorbis only) to
+# Opus or Vorbis.
+_AUDIO_FALLBACKS = ("aac", "mp2", "libopus", "libvorbis")
 
 
 def _audio_codec_for(holdable: set[str], rate: int) -> tuple[str | None, int]:
-    for codec, fixed_rate in _AUDIO_FALLBACKS:
+    """The encoder for audio at `rate` Hz that the output can hold, and the rate to encode at: the
+    source's where the encoder takes it, else the next it takes above (PyAV resamples), else its highest."""
+    for codec in _AUDIO_FALLBACKS:
         if codec in holdable and codec in av.codecs_available:
-            return codec, fixed_rate or rate
+            rates = av.Codec(codec, "w").audio_rates
+            if rates and rate not in rates:
+                rate = min((r for r in rates if r > rate), default=max(rates))
+            return codec, rate
     return None, rate
 
 

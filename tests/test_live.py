@@ -85,11 +85,10 @@ class Lockstep(FakeDevice):
     def __init__(self, total: int, per_call: int):
         self.total, self.per_call = total, per_call
         self.cond = threading.Condition()
-        self.credits, self.delivered, self.waiting, self.done, self.opened = 1, 0, False, False, False
+        self.credits, self.delivered, self.waiting, self.done = 1, 0, False, False
 
     # --- the camera -------------------------------------------------------------------------------
     def capture(self, *args):
-        self.opened = True
         return self
 
     def read(self):
@@ -116,7 +115,7 @@ class Lockstep(FakeDevice):
     name, device, precision, input_kind, card, native_size = "lockstep", torch.device("cpu"), "fp32", "rgb", None, (48, 64)
 
     def translate(self, frames):
-        if self.opened:  # not the warm-up call, made before the camera opens
+        if self.delivered:  # not the warm-up call, made before the capture starts
             with self.cond:
                 self.credits += self.per_call
                 self.cond.notify_all()

@@ -413,16 +413,24 @@ def live(
     options: LiveOptions = LiveOptions(),
 ) -> None:
     """Translate a webcam live: preview window (q quit, space pause, v view, s snapshot), recording, MJPEG, virtual camera."""
-    from vidtrans.live import run_live
+    from vidtrans.live import Camera, check_live, run_live
 
-    translator = vidtrans.load_model(model, device=device, precision=precision, size=model_size, backend=backend)
+    # What would fail the session is found before the model loads (seconds): its outputs, the
+    # display, and the camera itself (opened now, capturing once the model is ready).
+    source = Camera(camera, size=options.capture_size, loop=options.loop)
+    check_live(options, source)
+    with contextlib.ExitStack() as stack:
+        stack.callback(source.close)
+        source.open()
+        translator = vidtrans.load_model(model, device=device, precision=precision, size=model_size, backend=backend)
+        stack.pop_all()
 
     def started(info: dict) -> None:
         console.print(f"live: {info['camera']} {info['size']} at {info['fps']:.0f} fps -> {translator.name} "
                       f"({translator.device}); Ctrl-C to stop" + (f"; watch at {info['url']}" if info["url"] else ""),
                       soft_wrap=True)
 
-    result = run_live(translator, camera, options, on_start=started)
+    result = run_live(translator, source, options, on_start=started)
     asked = [flag for flag, path in (("--record", options.record), ("--stats", options.stats)) if path]
     unwritten = f"; no frame was shown: nothing written to {' or '.join(asked)}" if asked and not result.frames else ""
     console.print(f"{result.summary()}; {result.ended}" + (f"; pose {result.pose}" if result.pose else "")

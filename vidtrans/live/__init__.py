@@ -8,10 +8,11 @@ model's output (pose mapping for live included), `sinks` holds the outputs behin
 protocol, `Sink`. Options: `vidtrans.options.LiveOptions`.
 """
 
-from vidtrans.live.loop import LiveStats, run_live
+from vidtrans.live.loop import LiveStats, check_live, run_live
 from vidtrans.live.process import FrameProcessor, LiveFrame, compose
 from vidtrans.live.sinks import MjpegServer, PreviewWindow, Recorder, Shown, Sink, VirtualCamera
 from vidtrans.options import LiveOptions, View
+from vidtrans.video.camera import Camera
 
-__all__ = ["FrameProcessor", "LiveFrame", "LiveOptions", "LiveStats", "MjpegServer", "PreviewWindow", "Recorder",
-           "Shown", "Sink", "View", "VirtualCamera", "compose", "run_live"]
+__all__ = ["Camera", "FrameProcessor", "LiveFrame", "LiveOptions", "LiveStats", "MjpegServer", "PreviewWindow",
+           "Recorder", "Shown", "Sink", "View", "VirtualCamera", "check_live", "compose", "run_live"]

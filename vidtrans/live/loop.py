@@ -22,10 +22,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vidtrans.atomic import same_file, write_atomically
+from vidtrans.atomic import discard, same_file, temp_path, write_atomically
 from vidtrans.errors import UsageError
 from vidtrans.live.process import FrameProcessor, LiveFrame, compose, cpu_threads
-from vidtrans.live.sinks import MjpegServer, Shown, Sink, open_sinks
+from vidtrans.live.sinks import (MjpegServer, Shown, Sink, check_display, check_recording_name, open_sinks,
+                                 virtual_camera_module)
 from vidtrans.options import LiveOptions, View, spell
 from vidtrans.video import check_destination
 from vidtrans.video.camera import Camera
@@ -102,7 +103,8 @@ def run_live(
     stop: threading.Event | None = None,
     **changes: Any,
 ) -> LiveStats:
-    """Translate `source` (a camera index, a video file or a URL) live with `model` until it ends,
+    """Translate `source` (a camera index, a video file or a URL, or a `Camera` of one, opened
+    already or not) live with `model` until it ends,
     `max_frames` frames were shown, the window is closed (q, Esc) or Ctrl-C; returns the statistics.
     A camera that fails rather than ends (a damaged file, a frame too large to resize) raises its
     VidtransError.
@@ -116,24 +118,20 @@ def run_live(
     nothing to record or describe. `record` and `stats` are refused (UsageError) when they name
     the camera's file, each other, or an existing file (unless `overwrite`), and `record` unless it
     is a .mp4, .mkv or .mov file; so are `window` without a display and a `serve` host that is not
-    this machine's. `on_start` gets a description of the session (camera, size, fps, url) when the
+    this machine's (`check_live`). `on_start` gets a description of the session (camera, size, fps, url) when the
     first frame arrives; `on_frame` gets every shown frame with the statistics so far.
     """
     options = (options or LiveOptions()).replace(**changes)
-    camera = Camera(source, size=options.capture_size, loop=options.loop)
-    # A file standing in for the camera is an input, and so are the model's files: no output may replace them.
-    inputs = ([source] if camera.kind == "file" else []) + list(getattr(model, "files", ()))
-    if options.record is not None and options.stats is not None and same_file(options.record, options.stats):
-        raise UsageError(f"{spell('record')} and {spell('stats')} both name {options.record}; "
-                         "give them different files")
-    if options.stats is not None:
-        check_destination(options.stats, inputs, options.overwrite)
+    camera = source if isinstance(source, Camera) else Camera(source, size=options.capture_size, loop=options.loop)
+    check_live(options, camera, model)
     stats = LiveStats(device=str(model.device), model=model.name)
     started = time.perf_counter()
     # Closes the sinks and the processor in reverse order, also on errors; a recording is kept
     # only when the block completes (also when the camera failed: what it showed until then).
     with contextlib.ExitStack() as stack:
-        sinks = open_sinks(options, inputs, stack)
+        stack.callback(camera.close)
+        camera.open()  # a camera that is not there fails now, not after the model's warm-up
+        sinks = open_sinks(options, stack)
         processor = FrameProcessor(model, options.smoothing, options.smoothing_strength, options.normalize)
         stack.callback(processor.close)
         url = next((sink.url for sink in sinks if isinstance(sink, MjpegServer)), None)
@@ -154,11 +152,33 @@ def run_live(
     # an existing recording, which stays as it was).
     if options.stats is not None and stats.frames:
         text = json.dumps(stats.to_dict(), indent=2) + "\n"
-        write_atomically(options.stats, lambda f: f.write(text.encode()), overwrite=options.overwrite,
-                         inputs=inputs, what="stats")
+        write_atomically(options.stats, lambda f: f.write(text.encode()), overwrite=options.overwrite, what="stats")
     if camera.error is not None:
         raise camera.error
     return stats
+
+
+def check_live(options: LiveOptions, camera: Camera, model=None) -> None:
+    """Refuse (UsageError) what the session would fail on later, before any work (a model loads
+    for seconds): `record` and `stats` naming the camera's file, the model's files (when `model`
+    is given), each other, an existing file (unless `overwrite`) or a folder that cannot be
+    written, a recording into a kind of file live cannot record, the window without a display,
+    and the virtual camera without pyvirtualcam."""
+    inputs = ([camera.source] if camera.kind == "file" else []) + list(getattr(model, "files", ()))
+    outputs = [path for path in (options.record, options.stats) if path is not None]
+    if len(outputs) == 2 and same_file(*outputs):
+        raise UsageError(f"{spell('record')} and {spell('stats')} both name {options.record}; "
+                         "give them different files")
+    for path in outputs:
+        check_destination(path, inputs, options.overwrite)
+        # A file can be made beside it: found now, not when the session ends and its stats are lost.
+        discard(temp_path(path))
+    if options.record is not None:
+        check_recording_name(Path(options.record))
+    if options.virtual_cam:
+        virtual_camera_module()
+    if options.window:
+        check_display()
 
 
 def _loop(camera: Camera, processor: FrameProcessor, sinks: list[Sink], options: LiveOptions, stats: LiveStats,

@@ -8,8 +8,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import functools
 import os
 import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Iterable
@@ -24,7 +26,7 @@ import numpy as np
 
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.options import EncodeOptions, LiveOptions, spell
-from vidtrans.video import VideoWriter, check_destination, check_output_settings
+from vidtrans.video import VideoWriter, check_output_settings
 
 WINDOW_TITLE = "vidtrans live"
 _JPEG_QUALITY = 80
@@ -60,9 +62,10 @@ class Sink(Protocol):
         """The run is over; `completed` when it ended normally (a file is kept only then)."""
 
 
-def open_sinks(options: LiveOptions, inputs: list, stack: contextlib.ExitStack) -> list[Sink]:
-    """The sinks `options` ask for, in the order they see each picture; `stack` closes them."""
-    wanted = [(options.record is not None, lambda: Recorder(Path(options.record), options.overwrite, inputs)),
+def open_sinks(options: LiveOptions, stack: contextlib.ExitStack) -> list[Sink]:
+    """The sinks `options` ask for, in the order they see each picture; `stack` closes them.
+    What they would refuse was checked before (`vidtrans.live.loop.check_live`)."""
+    wanted = [(options.record is not None, lambda: Recorder(Path(options.record), options.overwrite)),
               (options.virtual_cam, VirtualCamera),
               (options.window, PreviewWindow),
               (options.serve is not None, lambda: MjpegServer(*options.serve_address))]
@@ -105,17 +108,48 @@ def _without_window() -> str:
             f"{spell('virtual_cam')}")
 
 
+# How long a display may take to let a window open before it counts as unusable.
+_DISPLAY_ANSWER_S = 30
+
+
+def check_display() -> None:
+    """UsageError (the CLI exits 2) where the preview window, asked for (it is the default), cannot
+    open: the options make no sense here. On Linux OpenCV's windows are Qt's, and Qt aborts the
+    whole process rather than raising when it cannot reach the display (DISPLAY unset, or naming
+    a display that is gone, as over a closed SSH forwarding), so a child process opens one first."""
+    if not sys.platform.startswith("linux"):
+        return
+    display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    if not display:
+        raise UsageError(f"no display for the preview window (DISPLAY is not set); {_without_window()}")
+    if (problem := _display_problem(display)) is not None:
+        raise UsageError(f"cannot open the preview window on display {display} ({problem}); {_without_window()}")
+
+
+@functools.cache
+def _display_problem(display: str) -> str | None:
+    """Why Qt cannot open a window on `display` (what it said), or None when it can (or when
+    OpenCV raises an error of its own there, as one without window support does)."""
+    try:
+        probe = subprocess.run([sys.executable, "-c", _OPEN_A_WINDOW], capture_output=True, text=True,
+                               timeout=_DISPLAY_ANSWER_S)
+    except subprocess.TimeoutExpired:
+        return f"it did not answer within {_DISPLAY_ANSWER_S} s"
+    if probe.returncode >= 0:
+        return None
+    said = [line.strip() for line in probe.stderr.splitlines() if line.strip()]
+    return said[0] if said else f"Qt ended with signal {-probe.returncode}"
+
+
+_OPEN_A_WINDOW = "import cv2; cv2.namedWindow('vidtrans'); cv2.destroyAllWindows()"
+
+
 class PreviewWindow:
     """An OpenCV window with the HUD; `show` returns the action of the key pressed."""
 
     _KEYS = {ord("q"): "quit", 27: "quit", ord(" "): "pause", ord("v"): "view", ord("s"): "snapshot"}
 
     def __init__(self) -> None:
-        # The window is asked for (it is the default) where there can be none: the options make no
-        # sense here, as a UsageError says (the CLI exits 2).
-        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            # Without a display Qt aborts the whole process rather than raising.
-            raise UsageError(f"no display for the preview window (DISPLAY is not set); {_without_window()}")
         try:
             cv2.namedWindow(WINDOW_TITLE, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
         except cv2.error as e:
@@ -144,9 +178,7 @@ class Recorder:
     with pts = milliseconds from the first capture (time base 1/1000), strictly increasing: pauses
     and dropped frames show as longer frame durations rather than speeding the video up."""
 
-    def __init__(self, path: Path, overwrite: bool, inputs: Iterable[str | os.PathLike] = ()):
-        check_destination(path, inputs, overwrite)
-        _check_recording_name(path)  # before the first frame, not at it
+    def __init__(self, path: Path, overwrite: bool):
         self.path, self.overwrite = path, overwrite
         self.writer: VideoWriter | None = None
         self.origin = 0.0
@@ -180,7 +212,7 @@ class Recorder:
             raise
 
 
-def _check_recording_name(path: Path) -> None:
+def check_recording_name(path: Path) -> None:
     """UsageError unless `path` names a file the recording can go to: one of _RECORD_SUFFIXES, that
     this FFmpeg can write H.264 into (`check_output_settings`). The fix offered is the extension:
     live has no --codec (it records H.264, the one it can encode as fast as the camera delivers)."""
@@ -192,15 +224,20 @@ def _check_recording_name(path: Path) -> None:
     check_output_settings(path, _RECORD_ENCODE)  # the encoder itself may be missing
 
 
+def virtual_camera_module():
+    """pyvirtualcam, or VidtransError saying how to install it."""
+    try:
+        import pyvirtualcam
+    except ImportError as e:
+        raise VidtransError(f"{spell('virtual_cam')} needs pyvirtualcam: pip install 'vidtrans[live]'") from e
+    return pyvirtualcam
+
+
 class VirtualCamera:
     """The view as a virtual webcam (pyvirtualcam: v4l2loopback, OBS, Unity Capture), at the first picture's size."""
 
     def __init__(self) -> None:
-        try:
-            import pyvirtualcam
-        except ImportError as e:
-            raise VidtransError(f"{spell('virtual_cam')} needs pyvirtualcam: pip install 'vidtrans[live]'") from e
-        self.module = pyvirtualcam
+        self.module = virtual_camera_module()
         self.camera = None
 
     def show(self, shown: Shown) -> None:

@@ -17,9 +17,10 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -27,6 +28,8 @@ import numpy as np
 from vidtrans.errors import VidtransError, first_line
 from vidtrans.options import is_digits
 from vidtrans.video.reader import VideoReader
+
+T = TypeVar("T")
 
 # Beyond this lag a paced file stops trying to catch up (a burst of frames would only be dropped).
 _MAX_LAG_S = 0.5
@@ -118,8 +121,15 @@ class Camera:
             return 0.0
         return (len(times) - 1) / (times[-1] - times[0])
 
+    def open(self) -> "Camera":
+        """Open the source now, failing here (VidtransError) when it cannot be read, without
+        capturing yet: a missing camera is told before a model loads."""
+        if self._pictures is None:
+            self._pictures = self._open()
+        return self
+
     def start(self) -> "Camera":
-        self._pictures = self._open()
+        self.open()
         self._thread = threading.Thread(target=self._run, name="vidtrans-capture", daemon=True)
         self._thread.start()
         return self
@@ -182,7 +192,7 @@ class Camera:
     def _open_capture(self) -> cv2.VideoCapture:
         try:
             with _quiet_opencv():
-                cap = self._capture()
+                cap = _interruptibly(self._capture)
         except cv2.error as e:
             raise VidtransError(f"{self.name}: cannot open it ({str(e).strip().splitlines()[-1]})") from e
         if cap is None:
@@ -274,6 +284,28 @@ class Camera:
             self.end_reason = reason
             self.error = error
             self._cond.notify_all()
+
+
+def _interruptibly(call: Callable[[], T]) -> T:
+    """`call()` in a thread of its own, waited for in short steps: OpenCV opening a stream that
+    does not answer waits up to 30 s in FFmpeg, and the main thread handles signals (Ctrl-C) only
+    between Python steps. An interrupted call is left to finish in the background."""
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as e:  # handed to the caller
+            outcome.append((False, e))
+
+    thread = threading.Thread(target=run, name="vidtrans-camera-open", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.1)
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 def _classify(source: int | str | os.PathLike) -> tuple[str, int | str]:

@@ -42,7 +42,8 @@ class VideoInfo:
     fps: average frame rate. frame_count: best estimate, 0 if unknown (1 for a cover picture).
     duration: seconds of video, from `start_time` (the time of the stream's first frame, seconds
     from the clip's start: 0 unless another stream starts before the video).
-    rotation: clockwise degrees (0/90/180/270) applied to the stored picture to show it upright.
+    rotation: clockwise degrees (0/90/180/270) applied to the stored picture to show it upright;
+    mirrored: then flipped left to right (a display matrix that mirrors: some phones' front cameras).
     codec, pix_fmt: of the video stream as stored (e.g. "h264", "yuv420p").
     clip_start: where the clip starts in the file's own timestamps, seconds (see `clip_start`).
     """
@@ -59,6 +60,7 @@ class VideoInfo:
     pix_fmt: str
     start_time: float = 0.0
     clip_start: Fraction = Fraction(0)
+    mirrored: bool = False
 
 
 @dataclass(frozen=True)
@@ -466,26 +468,33 @@ def _open(path: str | os.PathLike) -> tuple[av.container.InputContainer, av.vide
     return container, container.streams.video[0]
 
 
-def _display_rotation(frame: av.VideoFrame, stream: av.video.stream.VideoStream) -> int:
-    """Clockwise degrees to show the picture upright, from display-matrix side data or the old `rotate` tag."""
+def _display_orientation(frame: av.VideoFrame, stream: av.video.stream.VideoStream) -> tuple[int, bool]:
+    """Clockwise degrees to show the picture upright, and whether to mirror it then, from
+    display-matrix side data or the old `rotate` tag."""
     matrix = frame.side_data.get("DISPLAYMATRIX")
     if matrix is not None:
-        return _matrix_rotation(bytes(matrix))
+        return _matrix_orientation(bytes(matrix))
     try:
         degrees = float(stream.metadata.get("rotate", "0"))
     except ValueError:
-        return 0
-    return _quarter_turns(degrees)
+        return 0, False
+    return _quarter_turns(degrees), False
 
 
-def _matrix_rotation(matrix: bytes) -> int:
-    """Clockwise degrees of an FFmpeg display matrix (nine native int32, a b u / c d v / x y w), 0
-    unless it is a rotation (possibly mirrored) by a multiple of 90 degrees: a degenerate matrix,
-    e.g. all zeros from a broken muxer, says nothing about how to turn the picture."""
+def _matrix_orientation(matrix: bytes) -> tuple[int, bool]:
+    """An FFmpeg display matrix (nine native int32, a b u / c d v / x y w; a stored point (x, y) is
+    shown at (a x + c y, b x + d y)) as a clockwise turn, by a multiple of 90 degrees, then a
+    left-right mirror or not; (0, False) for any other matrix: a degenerate one, e.g. all zeros
+    from a broken muxer, says nothing about how to show the picture."""
     a, b, _, c, d = (v / 65536 for v in struct.unpack("=5i", matrix[:20]))
-    if abs(abs(a * d - b * c) - 1) > 0.01:
-        return 0
-    return _quarter_turns(math.degrees(math.atan2(b, a)))  # FFmpeg's counter-clockwise angle is minus this
+    determinant = a * d - b * c
+    if abs(abs(determinant) - 1) > 0.01:
+        return 0, False
+    # A mirroring matrix is a turn followed by x -> -x: undo the mirror to read the turn.
+    mirrored = determinant < 0
+    if mirrored:
+        a, c = -a, -c
+    return _quarter_turns(math.degrees(math.atan2(b, a))), mirrored
 
 
 def _quarter_turns(clockwise: float) -> int:
@@ -532,7 +541,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     container, stream = _open(path)
     try:
         first = _first_frame(container, stream, path)
-        rotation = _display_rotation(first, stream)
+        rotation, mirrored = _display_orientation(first, stream)
         width, height = first.width, first.height
         if rotation in (90, 270):
             width, height = height, width
@@ -557,7 +566,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
                          frame_count=_frame_count(stream, duration, fps, os.path.getsize(path)),
                          duration=duration, rotation=rotation, has_audio=bool(container.streams.audio),
                          codec=stream.codec_context.name, pix_fmt=first.format.name, start_time=start_time,
-                         clip_start=clip)
+                         clip_start=clip, mirrored=mirrored)
     finally:
         container.close()
 
@@ -861,6 +870,8 @@ class VideoReader:
                 self.corrupt_frames += 1
             image = self._rgb(decoded)  # rows may keep the decoder's line padding
             image = cv2.rotate(image, rotate) if rotate is not None else np.ascontiguousarray(image)
+            if self.info.mirrored:
+                image = cv2.flip(image, 1)
             for p, picture in pending.came_out(pts, image):
                 yield from place(p, picture)
         for p, picture in pending.drain():

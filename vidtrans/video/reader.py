@@ -38,7 +38,8 @@ _ROTATE = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_
 class VideoInfo:
     """What `probe` finds out about a file's first video stream.
 
-    width, height: display size, i.e. after rotation (a portrait phone clip reports height > width).
+    width, height: display size, i.e. in square pixels and after rotation (a portrait phone clip
+    reports height > width; a DV clip of 720x480 pixels of aspect ratio 8:9 reports 640x480).
     fps: average frame rate. frame_count: best estimate, 0 if unknown (1 for a cover picture).
     duration: seconds of video, from `start_time` (the time of the stream's first frame, seconds
     from the clip's start: 0 unless another stream starts before the video).
@@ -468,6 +469,16 @@ def _open(path: str | os.PathLike) -> tuple[av.container.InputContainer, av.vide
     return container, container.streams.video[0]
 
 
+def _square_pixels(width: int, height: int, stream: av.video.stream.VideoStream) -> tuple[int, int]:
+    """The size a stored picture is shown at: its width scaled by the pixels' aspect ratio, which
+    DV, DVD and broadcast SD video store (720x480 at 8:9 is shown 640x480), as players show it and
+    as an output of square pixels (which every model expects) keeps it."""
+    sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+    if sar is None or sar <= 0 or sar == 1:
+        return width, height
+    return max(1, round(width * sar)), height
+
+
 def _display_orientation(frame: av.VideoFrame, stream: av.video.stream.VideoStream) -> tuple[int, bool]:
     """Clockwise degrees to show the picture upright, and whether to mirror it then, from
     display-matrix side data or the old `rotate` tag."""
@@ -518,9 +529,15 @@ def _file_key(path: str | os.PathLike) -> tuple[int, int, int, int] | None:
     return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
 
 
+# No video runs faster: a higher rate is a demuxer's time base given as one (DV says 60000 fps).
+MAX_FPS = 1000
+
+
 def _fps(stream: av.video.stream.VideoStream) -> float:
-    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-    return float(rate) if rate else 0.0
+    """The average frame rate, else the one FFmpeg guesses from the timestamps, else the codec's
+    (0 when none is usable)."""
+    rates = (stream.average_rate, stream.guessed_rate, stream.base_rate)
+    return next((float(rate) for rate in rates if rate and 0 < rate <= MAX_FPS), 0.0)
 
 
 # Bytes hashed to tell files apart: enough to differ between any two encodes, cheap for a long file.
@@ -542,7 +559,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     try:
         first = _first_frame(container, stream, path)
         rotation, mirrored = _display_orientation(first, stream)
-        width, height = first.width, first.height
+        width, height = _square_pixels(first.width, first.height, stream)
         if rotation in (90, 270):
             width, height = height, width
         tb = stream.time_base or Fraction(1, 90000)

@@ -302,9 +302,9 @@ def test_mov_text_subtitles_become_ass_in_matroska(tmp_path, start, expected):
 def test_mov_text_into_webm_points_at_matroska(tmp_path, caplog):
     src = clip_with_mov_text(tmp_path / "in.mp4")
     translate_video(src, tmp_path / "out.webm", IDENTITY, codec="libvpx-vp9", crf=40, preset="ultrafast")
-    warnings = [r.getMessage() for r in caplog.records if "subtitles" in r.getMessage()]
-    assert warnings == [f"{src}: its mov_text subtitles cannot go into a .webm file and are left out; a Matroska "
-                        "(.mkv) file keeps them"]
+    warnings = [r.getMessage() for r in caplog.records if "subtitle" in r.getMessage()]
+    assert warnings == [f"{src}: its mov_text subtitle track cannot go into a .webm file and is left out; a Matroska "
+                        "(.mkv) file keeps it"]
 
 
 # --- 6. audio across --start ------------------------------------------------------------------------------
@@ -333,6 +333,25 @@ def test_subtitles_matroska_cannot_take_point_at_the_input_kind(tmp_path, caplog
     monkeypatch.setattr(writer._Muxer, "_ass_stream_for", lambda self, stream, holdable: None)
     src = clip_with_mov_text(tmp_path / "in.mp4")
     translate_video(src, tmp_path / "out.mkv", IDENTITY)
-    warnings = [r.getMessage() for r in caplog.records if "subtitles" in r.getMessage()]
-    assert warnings == [f"{src}: its mov_text subtitles cannot go into a .mkv file and are left out; a file like "
-                        "in.mp4 keeps them"]
+    warnings = [r.getMessage() for r in caplog.records if "subtitle" in r.getMessage()]
+    assert warnings == [f"{src}: its mov_text subtitle track cannot go into a .mkv file and is left out; a file like "
+                        "in.mp4 keeps it"]
+
+
+def test_tracks_left_out_are_told_once_per_codec_by_its_name(tmp_path, caplog):
+    one = clip_with_mov_text(tmp_path / "one.mp4")
+    src = tmp_path / "two.mp4"
+    with av.open(str(one)) as inp, av.open(str(src), "w") as out:
+        copies = {s.index: [out.add_stream_from_template(s)] for s in inp.streams}
+        second = out.add_stream_from_template(inp.streams.subtitles[0])  # a second subtitle track
+        copies[inp.streams.subtitles[0].index].append(second)
+        for packet in inp.demux():
+            if packet.dts is None:
+                continue
+            for stream in copies[packet.stream.index]:
+                packet.stream = stream
+                out.mux(packet)
+    translate_video(src, tmp_path / "out.webm", IDENTITY, codec="libvpx-vp9", crf=40, preset="ultrafast")
+    warnings = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert warnings == [f"{src}: its 2 mov_text subtitle tracks cannot go into a .webm file and are left out; "
+                        "a Matroska (.mkv) file keeps them"]

@@ -115,3 +115,27 @@ def test_importing_a_vidtrans_models_own_weights_is_refused_and_changes_nothing(
     result = cli("import-pix2pix", folder / "model.safetensors", "-o", folder, "--overwrite")
     assert "need no import" in one_line(result, 1)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_an_upstream_file_is_found_whatever_the_case_of_its_extension(tmp_path):
+    import vidtrans
+
+    path = tmp_path / "LATEST_NET_G.PTH"
+    torch.save(upstream_state("unet_128"), path)
+    assert vidtrans.load_model(path, device="cpu").card.architecture == "unet_128"
+
+
+def test_a_fifo_named_like_a_checkpoint_is_not_called_missing(tmp_path, cli):
+    import os
+
+    fifo = tmp_path / "net.pth"
+    os.mkfifo(fifo)
+    clip = make_clip(tmp_path / "clip.mp4", frames=2)
+    line = one_line(cli("run", clip.path, "-m", fifo, "-o", tmp_path / "out.mp4"), 1)
+    assert f"{fifo}: is a FIFO, not a file; pass a pix2pix latest_net_G.pth" in line
+
+
+def test_load_model_takes_no_device_as_auto(rgb_model_dir):
+    import vidtrans
+
+    assert vidtrans.load_model(rgb_model_dir, device=None).device == vidtrans.load_model(rgb_model_dir).device

@@ -195,8 +195,8 @@ def test_the_subtitle_warning_names_the_container_not_a_flag(tmp_path, caplog):
     clip = clip_with_extras(tmp_path / "subs.mkv", subtitles=True)
     with caplog.at_level(logging.WARNING):
         translate_video(clip, tmp_path / "out.mp4", identity())
-    assert warnings_of(caplog) == [f"{clip}: its srt subtitles cannot go into a .mp4 file and are left out; "
-                                   "a Matroska (.mkv) file keeps them"]
+    assert warnings_of(caplog) == [f"{clip}: its subrip subtitle track cannot go into a .mp4 file and is left out; "
+                                   "a Matroska (.mkv) file keeps it"]
 
 
 # --- 2: devices, FIFOs and sockets ---------------------------------------------------------------

@@ -56,7 +56,7 @@ def test_subtitles_mp4_cannot_hold_are_left_out_with_a_warning(tmp_path, caplog)
         summary = translate_video(src, out, FakeModel(lambda frames: 255 - frames))
     assert summary.frames == 25
     assert subtitle_cues(out) is None
-    assert any("subtitles cannot go into" in r.getMessage() and ".mkv" in r.getMessage() for r in caplog.records)
+    assert any("subtitle track cannot go into" in r.getMessage() and ".mkv" in r.getMessage() for r in caplog.records)
 
 
 def test_trimmed_output_keeps_the_cues_of_its_range(tmp_path):
@@ -79,4 +79,4 @@ def test_the_command_line_says_so_as_a_warning_line(tmp_path, cli, rgb_model_dir
     result = cli("run", src, "-o", tmp_path / "out.mp4", "--model", rgb_model_dir)
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("vidtrans: warning: ")]
-    assert len(warnings) == 1 and "srt subtitles cannot go into a .mp4 file" in warnings[0]
+    assert len(warnings) == 1 and "subrip subtitle track cannot go into a .mp4 file" in warnings[0]

@@ -39,11 +39,11 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-def load_model(name_or_path: str | os.PathLike, device: str = "auto", precision: str = "auto",
+def load_model(name_or_path: str | os.PathLike, device: str | None = "auto", precision: str = "auto",
                normalization: str | None = None, size: int | None = None, backend: str = "auto"):
     """A ready-to-use `Translator` for a model name, checkpoint folder or upstream pix2pix `.pth`.
 
-    device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+    device: "auto" or None (CUDA when available), "cpu", "cuda" or "cuda:N".
     precision: "auto" (fp16 on CUDA where the model card allows it, else fp32), "fp32", "fp16", "bf16".
     normalization: "sample" (pix2pix's test-time default, batch-invariant) or "running" (eval-mode
     batch norm); default from the model card.

@@ -33,7 +33,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as save_tensors
 from torch import nn
 
-from vidtrans.atomic import discard, publish_together, temp_path, write_atomically
+from vidtrans.atomic import discard, publish_together, special_file_kind, temp_path, write_atomically
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.models.networks import NORMS, build_generator, default_size, generator_shapes, parse_generator
 from vidtrans.options import MAX_SIZE, MIN_SIZE, InputKind, Normalization, Smoothing, is_finite_number, is_int, spell
@@ -626,7 +626,7 @@ def load_checkpoint(name_or_path: str | os.PathLike) -> Checkpoint:
     path = checkpoint_path(name_or_path)
     if path.is_dir():
         return _load_folder(path)
-    if path.suffix in (".pth", ".pt"):
+    if path.suffix.lower() in (".pth", ".pt"):
         return import_pix2pix(path)
     raise VidtransError(f"{path}: not a checkpoint; pass a folder with {CARD_NAME} and {WEIGHTS_NAME}, or a pix2pix .pth file")
 
@@ -769,7 +769,8 @@ def import_pix2pix(path: str | os.PathLike, input_kind: str = "rgb", size: int |
         raise VidtransError(f"{path}: is a folder; a .pth file is expected: pass a pix2pix generator such as "
                             "latest_net_G.pth")
     if not path.is_file():
-        raise VidtransError(f"{path}: no such file; pass a pix2pix latest_net_G.pth")
+        what = f"is {special_file_kind(path.stat().st_mode)}, not a file" if path.exists() else "no such file"
+        raise VidtransError(f"{path}: {what}; pass a pix2pix latest_net_G.pth")
     if _is_vidtrans_weights(path):  # torch.load reads them too, but a card inferred anew would lose theirs
         raise _needs_no_import(path)
     fix = "re-save the generator with torch.save(net.state_dict(), path)"

@@ -35,15 +35,16 @@ CUDA_IN_FLIGHT = 2
 _thread_streams = threading.local()
 
 
-def resolve_device(device: str | torch.device = "auto", setting: str = "device") -> torch.device:
-    """The torch device asked for; UsageError for one this machine does not have, as for one
-    vidtrans does not run on: the option makes no sense here either way. `setting`: the option
-    the messages tell to change (a parameter name, spelled as the caller does)."""
-    if str(device) == "auto":
+def resolve_device(device: str | torch.device | None = "auto", setting: str = "device") -> torch.device:
+    """The torch device asked for (None: auto, as in whisper's load_model); UsageError for one this
+    machine does not have, as for one vidtrans does not run on: the option makes no sense here
+    either way. `setting`: the option the messages tell to change (a parameter name, spelled as
+    the caller does)."""
+    if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         resolved = torch.device(device)
-    except (RuntimeError, ValueError) as e:
+    except (RuntimeError, ValueError, TypeError) as e:
         raise UsageError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from e
     if resolved.type == "cuda":
         if not torch.cuda.is_available():

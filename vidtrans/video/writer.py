@@ -12,6 +12,7 @@ import itertools
 import logging
 import math
 import os
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -418,6 +419,7 @@ class _Muxer:
         translated = self._src.streams.video[0] if self._src.streams.video else None
         wanted = []
         others: dict[str, list[av.stream.Stream]] = {}
+        unheld: Counter[tuple[str, str]] = Counter()  # (audio or subtitles, codec): tracks left out
         for s in self._src.streams:
             if s.type == "audio":
                 name = s.codec_context.name
@@ -427,8 +429,7 @@ class _Muxer:
                 else:
                     codec, rate = _audio_codec_for(holdable, s.codec_context.sample_rate)
                     if codec is None:
-                        self.left_out.append(f"{src}: its {name} audio cannot go into {kind_of_file} and is left "
-                                             f"out; {_KEEPS_ALL} keeps it")
+                        unheld["audio", s.codec_context.codec.canonical_name] += 1
                         continue
                     out = self._out.add_stream(codec, rate=rate)
                     out.layout = _usual_layout(s.codec_context.layout)
@@ -443,11 +444,7 @@ class _Muxer:
                     self._cues[s.index] = (s, out)
                     log.info("%s: %s subtitles converted to ASS for %s", src, name, self.dst.suffix)
                 else:
-                    # Matroska holds every subtitle codec FFmpeg reads, converting text ones to ASS
-                    # (where PyAV can): the input's own kind of file holds what it cannot.
-                    keeper = f"a file like {src.name}" if fmt == "matroska" else _KEEPS_ALL
-                    self.left_out.append(f"{src}: its {name} subtitles cannot go into {kind_of_file} and are left "
-                                         f"out; {keeper} keeps them")
+                    unheld["subtitle", s.codec_context.codec.canonical_name] += 1
                     continue
             else:
                 # The MP4/MOV demuxer marks its chapter text tracks "never read": they come as chapters.
@@ -458,6 +455,13 @@ class _Muxer:
             out.metadata.update(_lasting_tags(s.metadata))
             out.disposition = s.disposition
             wanted.append(s)
+        for (kind, codec), tracks in unheld.items():
+            # Matroska holds every subtitle codec FFmpeg reads, converting text ones to ASS (where
+            # PyAV can): the input's own kind of file holds what it cannot.
+            keeper = f"a file like {src.name}" if fmt == "matroska" and kind == "subtitle" else _KEEPS_ALL
+            which = f"{codec} {kind} track" if tracks == 1 else f"{tracks} {codec} {kind} tracks"
+            self.left_out.append(f"{src}: its {which} cannot go into {kind_of_file} and {_are(tracks)} left out; "
+                                 f"{keeper} keeps {'it' if tracks == 1 else 'them'}")
         if wanted and translated is not None and has_timestamp_jumps(self._src):
             self._audio = _shifted_with_video(self._src, translated, wanted)
         elif wanted:

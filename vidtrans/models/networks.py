@@ -28,12 +28,32 @@ class BatchNorm2d(nn.BatchNorm2d):
     """
 
     per_sample = False
+    flat_exact = False  # see `flat_maps_exact`
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.per_sample:
             return super().forward(x)
         # Batch norm in train mode normalizes with the biased variance, as instance norm does.
-        return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+        y = F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+        return _flat_to_shift(x, y, self.bias) if self.flat_exact else y
+
+
+class InstanceNorm2d(nn.InstanceNorm2d):
+    """pix2pix's instance norm (no scale or shift, no running statistics), and `flat_exact`."""
+
+    flat_exact = False  # see `flat_maps_exact`
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = super().forward(x)
+        return _flat_to_shift(x, y, None) if self.flat_exact else y
+
+
+def _flat_to_shift(x: torch.Tensor, y: torch.Tensor, shift: torch.Tensor | None) -> torch.Tensor:
+    """`y`, the normalized `x`, with every map of `x` whose values are all the same set to what
+    normalizing it gives exactly: 0, then the shift."""
+    flat = x.amax((2, 3), keepdim=True) == x.amin((2, 3), keepdim=True)
+    exact = torch.zeros_like(y) if shift is None else shift[:, None, None].expand_as(y)
+    return torch.where(flat, exact, y)
 
 
 def use_per_sample_stats(net: nn.Module, enabled: bool = True) -> None:
@@ -43,11 +63,40 @@ def use_per_sample_stats(net: nn.Module, enabled: bool = True) -> None:
             module.per_sample = enabled
 
 
+def flat_maps_exact(net: nn.Module) -> nn.Module:
+    """`net` with every norm normalizing a map of equal values to exactly what exact arithmetic
+    gives (0, then the shift), for `flat_frame_output`."""
+    for module in net.modules():
+        if isinstance(module, (BatchNorm2d, InstanceNorm2d)):
+            module.flat_exact = True
+    return net
+
+
+def flat_frame_degenerate(architecture: str, norm: str, per_sample: bool) -> bool:
+    """Whether the generator's output for a flat frame (every pixel alike: black, at a fade) is
+    rounding noise. A ResNet's first layer (reflect padding, then a convolution) turns a flat
+    frame into flat maps, which rounding leaves varying by about a millionth of their value;
+    normalizing with the map's own statistics divides that by sqrt(eps) and, layer after layer,
+    amplifies it into a picture of noise, different in every backend (ONNX Runtime and torch 250
+    grey levels apart). A U-Net's first layer pads with zeros, which gives a flat frame's maps real
+    edges; batch norm with running statistics does not look at the map."""
+    return architecture.startswith("resnet") and (norm == "instance" or (norm == "batch" and per_sample))
+
+
+@torch.no_grad()
+def flat_frame_output(net: nn.Module, channels: int, height: int, width: int) -> torch.Tensor:
+    """What exact arithmetic makes of a flat frame of height x width (in its model's input
+    range) through `net`, a generator for which `flat_frame_degenerate` holds, prepared by
+    `flat_maps_exact`: the first norm maps any flat frame to its shift, whatever its colour, so
+    the frame is all zeros here, which keeps every map after it exactly flat or exactly computed."""
+    return net(torch.zeros(1, channels, height, width))
+
+
 def _norm_factory(norm: str):
     if norm == "batch":
         return lambda channels: BatchNorm2d(channels, affine=True, track_running_stats=True)
     if norm == "instance":
-        return lambda channels: nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+        return lambda channels: InstanceNorm2d(channels, affine=False, track_running_stats=False)
     if norm == "none":
         return lambda channels: nn.Identity()
     raise ValueError(f"unknown norm {norm!r}; expected one of {', '.join(NORMS)}")

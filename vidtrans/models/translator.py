@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -14,7 +15,8 @@ import torch.nn.functional as F
 
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.models.checkpoint import MIN_SIZE, Checkpoint, ModelCard, check_size
-from vidtrans.models.networks import input_multiple, peak_activations, smallest_input, use_per_sample_stats
+from vidtrans.models.networks import (flat_frame_degenerate, flat_frame_output, flat_maps_exact, input_multiple,
+                                     peak_activations, smallest_input, use_per_sample_stats)
 from vidtrans.options import Backend, spell_setting
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -228,7 +230,14 @@ class Translator:
         if self.normalization not in ("sample", "running"):
             raise UsageError(f"unknown normalization {self.normalization!r}; use sample or running")
         net = checkpoint.build().eval()
-        use_per_sample_stats(net, self.normalization == "sample")
+        per_sample = self.normalization == "sample"
+        use_per_sample_stats(net, per_sample)
+        # Flat frames (black, at a fade) through a ResNet come out as the picture exact arithmetic
+        # gives, computed once per size on a copy of the network (see flat_frame_degenerate).
+        degenerate = flat_frame_degenerate(self.card.architecture, self.card.norm, per_sample)
+        self._flat_net = flat_maps_exact(copy.deepcopy(net)) if degenerate and not self.temporal else None
+        self._flat_outputs: dict[tuple[int, int], torch.Tensor] = {}
+        self._flat_lock = threading.Lock()
         self.multiple = input_multiple(self.card.architecture)
         self.smallest_side = smallest_input(self.card.architecture)
         # oneDNN's convolutions are fastest channels-last; ONNX Runtime takes plain NCHW arrays.
@@ -400,12 +409,13 @@ class Translator:
                                 "pass a smaller model size or batch size") from None
 
     def _call_network(self, frames: torch.Tensor, previous: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        flat_output = None if self._flat_net is None else self._flat_output(*frames.shape[1:3])
         if self._compiled is None:
-            return self._run(frames, previous)
+            return self._run(frames, previous, flat_output)
         if self._compiled_shape is None:
             with self._compile_lock:
                 if self._compiled_shape is None:
-                    result = self._run_compiled(frames, previous)
+                    result = self._run_compiled(frames, previous, flat_output)
                     self._compiled_shape = tuple(frames.shape)
                     return result
         count = len(frames)
@@ -413,20 +423,33 @@ class Translator:
         # Temporal models translate one frame at a time, so only other models' batches are short.
         if short > 0 and tuple(frames.shape[1:]) == self._compiled_shape[1:]:
             frames = torch.cat([frames, frames[-1:].expand(short, -1, -1, -1)])
-        output, generated = self._run_compiled(frames, previous)
+        output, generated = self._run_compiled(frames, previous, flat_output)
         return output[:count], generated[:count]
 
-    def _run_compiled(self, frames: torch.Tensor, previous: torch.Tensor | None):
+    def _flat_output(self, height: int, width: int) -> torch.Tensor:
+        """The network's output, at the padded working size of frames of height x width, for a
+        flat frame (see `networks.flat_frame_output`)."""
+        work_h, work_w = self.working_size(height, width)
+        padded = self.padded_side(work_h), self.padded_side(work_w)
+        with self._flat_lock:
+            if padded not in self._flat_outputs:
+                output = flat_frame_output(self._flat_net, self.card.input_nc, *padded)
+                self._flat_outputs[padded] = output.to(self.device)
+            return self._flat_outputs[padded]
+
+    def _run_compiled(self, frames: torch.Tensor, previous: torch.Tensor | None, flat_output: torch.Tensor | None):
         # Freezing folds the weights into the graph as constants, so oneDNN keeps them prepacked:
         # most of compilation's gain on a CPU (3.5x over eager for bf16 on AMX). Compilation
         # happens on a call, so the setting is scoped to calls rather than set process-wide
         # (torch.compile's `options` does not reach it).
         with torch._inductor.config.patch(freezing=True):
-            return self._compiled(frames, previous)
+            return self._compiled(frames, previous, flat_output)
 
-    def _run(self, frames: torch.Tensor, previous: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _run(self, frames: torch.Tensor, previous: torch.Tensor | None,
+             flat_output: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 frames (N, H, W, 3) -> (uint8 output frames, the network's float output at the
-        working size); `previous`: a temporal model's previous output, beside the frames."""
+        working size); `previous`: a temporal model's previous output, beside the frames;
+        `flat_output`: what the network's output is for a flat frame, where it cannot compute it."""
         n, height, width, _ = frames.shape
         work_h, work_w = self.working_size(height, width)
         resample = (work_h, work_w) != (height, width)
@@ -453,6 +476,9 @@ class Translator:
         else:
             with torch.autocast(self.device.type, dtype=_DTYPES[self.precision]):
                 y = self.net(x)
+        if flat_output is not None:
+            flat = (frames == frames[:, :1, :1]).flatten(1).all(1)
+            y = torch.where(flat[:, None, None, None], flat_output.to(y.dtype), y)
         generated = y.float()[:, :, pad_h // 2: pad_h // 2 + work_h, pad_w // 2: pad_w // 2 + work_w]
         y = generated.expand(-1, 3, -1, -1) if generated.shape[1] == 1 else generated
         y = (y + 1.0) * 127.5

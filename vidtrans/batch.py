@@ -558,6 +558,15 @@ def translate_folder(
     except VidtransError as e:
         raise BatchUsageError(str(e)) from None
     started = time.perf_counter()
+    for name, folder in (("input_dir", input_dir), ("output_dir", output_dir)):
+        if not isinstance(folder, (str, os.PathLike)):
+            raise BatchUsageError(f"{name} must be a folder path (a str or os.PathLike), not {folder!r:.80}")
+    if not isinstance(model, (str, os.PathLike)):
+        # Each worker loads the model for its own device, so a loaded one cannot be shared.
+        raise BatchUsageError(f"model must be a model name, checkpoint folder or .pth file, which each worker loads "
+                              f"for its device (with precision= and model_size=), not {model!r:.80}")
+    if listener is not None and not isinstance(listener, BatchListener):
+        raise BatchUsageError(f"listener must be a BatchListener (override the calls you need), not {listener!r:.80}")
     if not os.fspath(output_dir):  # Path("") would be the current folder
         raise BatchUsageError("the output folder is empty (''); give a folder for the outputs, such as out/")
     input_dir, output_dir = Path(input_dir), Path(output_dir)
@@ -579,7 +588,10 @@ def translate_folder(
         # The model's files are inputs too: a report must not replace them.
         _check_report_path(report, output_dir, [*clips, *model_files(resolve(model))], outputs, overwrite)
     if model_size is not None:
-        check_size(model_size, "model_size")
+        try:
+            model_size = check_size(model_size, "model_size")
+        except VidtransError as e:
+            raise BatchUsageError(str(e)) from None
     listener = listener or BatchListener()
 
     # The folder is locked before any model is loaded or cluster asked: a second batch into it is

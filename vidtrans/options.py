@@ -152,6 +152,16 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def plain_number(value: Any) -> Any:
+    """A NumPy scalar (what indexing an array gives, so what a notebook often passes) as the Python
+    int, float or bool it stands for, which the rest of the code (Fraction, JSON) takes; any other
+    value as it is. A float32 is the decimal it prints as: np.float32(0.2) means 0.2, not the
+    0.20000000298 it holds, which would miss a frame at 0.2 s."""
+    if type(value).__module__ != "numpy" or getattr(value, "shape", None) != ():
+        return value
+    return float(str(value)) if value.dtype.kind == "f" else value.item()
+
+
 def is_finite_number(value: Any) -> bool:
     """A real number, neither NaN nor infinite, and not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
@@ -171,12 +181,21 @@ class _Options:
     _elsewhere: dict[str, str] = {}
 
     def __new__(cls, *args: Any, **kwargs: Any):
+        for f in dataclasses.fields(cls):
+            # A nested options object's fields (RunOptions' encode: crf, codec...) are its own.
+            inner = f.default_factory if isinstance(f.default_factory, type) else None
+            if inner is not None and issubclass(inner, _Options):
+                for name in kwargs.keys() & {g.name for g in dataclasses.fields(inner)}:
+                    raise UsageError(f"{name} is an option of {cls.__name__}'s {f.name}: pass {f.name}="
+                                     f"{inner.__name__}({name}={kwargs[name]!r}), or {cls.__name__}().replace("
+                                     f"{name}={kwargs[name]!r})")
         cls._refuse_unknown(kwargs, [f.name for f in dataclasses.fields(cls)])
         return super().__new__(cls)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
+            value = plain_number(getattr(self, f.name))
+            object.__setattr__(self, f.name, value)
             # Annotations are strings here (postponed evaluation): find Choice types by name.
             kind = f.type if isinstance(f.type, type) else {c.__name__: c for c in Choice.__subclasses__()}.get(str(f.type))
             if kind is not None and issubclass(kind, Choice):

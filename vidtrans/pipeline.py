@@ -15,6 +15,7 @@ frame; `vidtrans.pose.track`), and the second pass renders, translates and encod
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import time
@@ -374,6 +375,7 @@ def render_pose_video(
     whole_body: bool = False,
     overwrite: bool = False,
     progress: Progress | None = None,
+    **changes: Any,
 ) -> Summary:
     """Detect, smooth and draw the pose of every frame of `src` into the pose-map video `dst`
     (same size, frame count and timestamps, OpenPose style; `whole_body`: with the face's points
@@ -382,13 +384,17 @@ def render_pose_video(
     an interruption); existing files are replaced only with `overwrite`.
 
     Of `options`, only the span (`start`, `end`) and `encode` apply; by default the whole clip,
-    encoded as POSE_VIDEO_ENCODE."""
+    encoded as POSE_VIDEO_ENCODE. `changes`: those fields by name, e.g. `start=2.0, crf=20`."""
     from vidtrans.pose import PoseStyle, write_keypoints_npz
     from vidtrans.pose.detector import DETECTION_MAX_SIDE
     from vidtrans.pose.stages import KeypointStage, PoseMapStage, SmoothKeypointsStage
 
     src, dst = _path(src, "src"), _path(dst, "dst")
-    options = given_options(options, RunOptions(encode=POSE_VIDEO_ENCODE), "options")
+    applying = ["start", "end", *(f.name for f in dataclasses.fields(EncodeOptions))]
+    if unknown := [name for name in changes if name not in applying]:
+        raise UsageError(f"render_pose_video has no option {', '.join(unknown)} (it draws poses, with no model to run); "
+                         f"it takes {', '.join(applying)}")
+    options = given_options(options, RunOptions(encode=POSE_VIDEO_ENCODE), "options").replace(**changes)
     _check_progress(progress)
     if not isinstance(whole_body, bool):
         raise UsageError(f"{spell('whole_body')} must be True or False, not {whole_body!r}")

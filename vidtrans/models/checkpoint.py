@@ -36,7 +36,8 @@ from torch import nn
 from vidtrans.atomic import discard, publish_together, special_file_kind, temp_path, write_atomically
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.models.networks import NORMS, build_generator, default_size, generator_shapes, parse_generator
-from vidtrans.options import MAX_SIZE, MIN_SIZE, InputKind, Normalization, Smoothing, is_finite_number, is_int, spell
+from vidtrans.options import (MAX_SIZE, MIN_SIZE, InputKind, Normalization, Smoothing, is_finite_number, is_int,
+                              plain_number, spell)
 
 CARD_NAME = "card.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -238,6 +239,7 @@ def _is_smoothing_field(value: Any) -> bool:
 
 def check_size(size: Any, name: str = "size") -> int:
     """`size` as frame pixels a model can run at, or VidtransError naming the parameter `name`."""
+    size = plain_number(size)
     if not is_int(size) or not MIN_SIZE <= size <= MAX_SIZE:
         raise UsageError(f"{spell(name)} must be a whole number of pixels from {MIN_SIZE} to {MAX_SIZE}, got {size!r}")
     return size
@@ -552,7 +554,8 @@ def resolve(name_or_path: str | os.PathLike, fix: str | None = None) -> Path:
         return path
     if named is not None:
         return named
-    if _is_model_name(name_or_path):
+    # "facades.pth" is a file that is missing, not the name of a model.
+    if _is_model_name(name_or_path) and path.suffix.lower() not in (".pth", ".pt"):
         names = ", ".join(p.name for p in available_models() if _is_usable(p)) or "none"
         raise VidtransError(f"model {name_or_path!r} not found (available: {names}); "
                             f"{fix or 'pass a checkpoint folder or a .pth file'}")

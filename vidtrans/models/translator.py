@@ -8,6 +8,7 @@ import math
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -335,18 +336,18 @@ class Translator:
         (updated, so that the next call continues the clip; None: the clip's start); other models
         do not use it."""
         check_state(state)
-        frames = np.asarray(frames)
+        frames = _frames_array(frames)
         if frames.ndim == 3:
             return self.translate_clip(frames[None], state)[0]
-        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-            raise VidtransError(f"translate expects uint8 RGB frames of shape (N, H, W, 3), got {frames.dtype} {frames.shape}")
         if 0 in frames.shape[1:3]:
             raise VidtransError(f"translate got frames of {frames.shape[2]}x{frames.shape[1]} pixels, which have no "
                                 "image to translate; pass frames at least 1x1")
         if len(frames) == 0:
             return frames.copy()
         if self.device.type != "cuda":
-            return self.translate_tensor(torch.from_numpy(np.ascontiguousarray(frames)), state).numpy()
+            # torch warns about arrays it may not write to (it does not write to these): a copy.
+            frames = np.ascontiguousarray(frames) if frames.flags.writeable else frames.copy()
+            return self.translate_tensor(torch.from_numpy(frames), state).numpy()
         # Pinned staging buffers make both copies asynchronous, so each batch costs one sync.
         # PyTorch's caching host allocator recycles them once the GPU is done: a small ring of
         # pinned buffers without bookkeeping here, and results stay valid while callers hold them.
@@ -366,6 +367,12 @@ class Translator:
     def translate_tensor(self, frames: torch.Tensor, state: RecurrentState | None = None) -> torch.Tensor:
         """Device-side version of `translate_clip`: uint8 (N, H, W, 3) tensor in, same out, on
         self.device (`state` None: a clip's start)."""
+        if not isinstance(frames, torch.Tensor) or frames.dtype != torch.uint8 or frames.ndim != 4 \
+                or frames.shape[-1] != 3:
+            got = f"a {frames.dtype} tensor of shape {tuple(frames.shape)}" if isinstance(frames, torch.Tensor) else \
+                type(frames).__name__
+            raise UsageError(f"translate_tensor expects a uint8 tensor of RGB frames, shape (N, H, W, 3), got {got}; "
+                             "translate takes NumPy arrays")
         if not self.temporal:
             step = self.frames_per_pass(*frames.shape[:3])
             if step >= len(frames):
@@ -487,6 +494,30 @@ class Translator:
             part = _resize(y[chunk], height, width) if resample else y[chunk]
             out[chunk] = part.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
         return out, generated
+
+
+def _frames_array(frames: Any) -> np.ndarray:
+    """`frames` (what `translate` was given) as a uint8 array (N, H, W, 3) or (H, W, 3), or a
+    UsageError naming what it is and how to make it one."""
+    try:
+        array = np.asarray(frames)
+    except ValueError:  # a list of arrays that NumPy cannot stack
+        raise UsageError("translate got frames of different sizes; translate each size in a call of its own") from None
+    shape, fix = array.shape, ""
+    if array.dtype != np.uint8 and array.dtype.kind == "f":
+        fix = "; floats from 0 to 1 become uint8 as (x * 255).round().astype(np.uint8)"
+    elif array.dtype != np.uint8:
+        fix = "; convert with .astype(np.uint8)"
+    elif array.ndim in (3, 4) and shape[-1] != 3 and shape[-3] == 3:
+        fix = "; channels come last: x.transpose(0, 2, 3, 1) for (N, 3, H, W), x.transpose(1, 2, 0) for (3, H, W)"
+    elif array.ndim in (3, 4) and shape[-1] == 1:
+        fix = "; grey frames become RGB as np.repeat(x, 3, axis=-1)"
+    elif array.ndim in (2, 3) and shape[-1] != 3:
+        fix = "; grey frames become RGB as np.repeat(x[..., None], 3, axis=-1)"
+    if array.dtype != np.uint8 or array.ndim not in (3, 4) or shape[-1] != 3:
+        raise UsageError(f"translate expects uint8 RGB frames of shape (N, H, W, 3) or one (H, W, 3), got "
+                         f"{array.dtype} {shape}{fix}")
+    return array
 
 
 def _thread_stream(device: torch.device) -> torch.cuda.Stream:

@@ -83,6 +83,7 @@ class ClipResult:
     # input), and, when that is most of them, what `run` would warn about (see `Summary.no_person_warning`).
     frames_without_person: int | None = None
     warning: str | None = None
+    corrupt_frames: int = 0  # replaced by the frame before (see the README's "Corrupt frames")
 
     @property
     def fps(self) -> float:
@@ -91,7 +92,8 @@ class ClipResult:
     def to_dict(self) -> dict[str, Any]:
         return {"input": self.input, "output": self.output, "status": self.status, "frames": self.frames,
                 "seconds": round(self.seconds, 3), "fps": round(self.fps, 3), "error": self.error,
-                "frames_without_person": self.frames_without_person, "warning": self.warning}
+                "frames_without_person": self.frames_without_person, "warning": self.warning,
+                "corrupt_frames": self.corrupt_frames}
 
 
 @dataclass
@@ -253,6 +255,14 @@ def _batch_writing(folder: Path) -> bool:
     return fd is None
 
 
+def readable_fingerprint(path: Path) -> dict[str, Any]:
+    """`fingerprint`, with a file that cannot be read a VidtransError saying so."""
+    try:
+        return fingerprint(path)
+    except OSError as e:
+        raise VidtransError(f"{path}: cannot read ({e.strerror or e})") from e
+
+
 def fingerprint(path: Path) -> dict[str, Any]:
     """Size, modification time and a hash of the first MiB: cheap, and catches rewritten files.
     VidtransError for a FIFO, socket or device, which are not opened: a FIFO would wait for a writer
@@ -319,7 +329,8 @@ class Manifest:
     relative to INPUT_DIR (posix), **record}, and the last line of a clip wins. A record has status
     ("running", "done" or "failed"), output (relative to OUTPUT_DIR), owned (whether a file at
     output is ours to replace), input (fingerprint), options, model_sha256, and frames, seconds,
-    frames_without_person, warning and output_size, or error, and finished (UTC ISO time).
+    frames_without_person, warning, corrupt_frames and output_size, or error, and finished (UTC ISO
+    time).
 
     An update appends and syncs one line, so the bytes written grow with the number of updates
     (rewriting a whole JSON file per update grew with their square: 0.7 GB for 1,000 clips). On
@@ -614,12 +625,34 @@ def translate_folder(
             listener.begin(len(clips), len(jobs))
             for result in results.values():
                 listener.clip_finished("", result)
-            results.update(_Runner(workers, manifest, listener, settings, weights).run(jobs))
+            new_folders = _missing_folders([job.dst.parent for job in jobs], output_dir)
+            try:
+                results.update(_Runner(workers, manifest, listener, settings, weights).run(jobs))
+            finally:
+                # Those of failed clips' outputs, made for nothing.
+                _remove_if_empty(new_folders)
     batch_report.clips = [results[_rel(c, input_dir)] for c in clips]
     batch_report.seconds = time.perf_counter() - started
     if report is not None:
         batch_report.save(report, overwrite)
     return batch_report
+
+
+def _missing_folders(folders: list[Path], root: Path) -> list[Path]:
+    """The folders in `folders`, and their parents up to `root`, that do not exist yet."""
+    missing = set()
+    for folder in folders:
+        while folder != root and root in folder.parents and not folder.exists():
+            missing.add(folder)
+            folder = folder.parent
+    return sorted(missing)
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove each of `folders` that is empty, the deepest first (so an emptied parent goes too)."""
+    for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _check_folders(input_dir: Path, output_dir: Path) -> None:
@@ -738,11 +771,9 @@ def _plan(clips: list[Path], input_dir: Path, output_dir: Path, suffix: str | No
             refused.error = f"{blocking}: is a file where the output folder of this clip belongs; move it away"
         claimed.setdefault(dst, rel)
         try:
-            print_ = fingerprint(src)
+            print_ = readable_fingerprint(src)
         except VidtransError as e:
             refused.error = refused.error or str(e)
-        except OSError as e:
-            refused.error = refused.error or f"{src}: cannot read ({e.strerror})"
         # Files the manifest says we wrote may be replaced; anyone else's need --overwrite.
         ours = overwrite or bool(record and record.get("output") == out_rel and record.get("owned"))
         if refused.error:
@@ -750,7 +781,7 @@ def _plan(clips: list[Path], input_dir: Path, output_dir: Path, suffix: str | No
         elif not overwrite and record and _finished(record, print_, settings, weights, out_rel, dst):
             results[rel] = ClipResult(str(src), str(dst), "skipped", frames=record.get("frames", 0),
                                       frames_without_person=record.get("frames_without_person"),
-                                      warning=record.get("warning"))
+                                      warning=record.get("warning"), corrupt_frames=record.get("corrupt_frames", 0))
         elif not ours and dst.is_file():
             # Also every output of a batch whose manifest was deleted: say how to go on.
             refused.error = (f"{dst}: already exists and the batch manifest does not record it as this batch's "
@@ -916,6 +947,10 @@ class _Runner:
         base = {"output": job.out_rel, "owned": owned, "input": job.fingerprint, "options": self.settings,
                 "model_sha256": self.weights}
         try:
+            # The file as the clip starts: one changed since the batch was planned (a copy finished)
+            # is translated as it is now, and only a change from now on spoils the output.
+            job = dataclasses.replace(job, fingerprint=readable_fingerprint(job.src))
+            base["input"] = job.fingerprint
             self.manifest.record(job.rel, status="running", **base)
             outcome = worker.translate(job, progress)
             _check_unchanged(job)
@@ -964,7 +999,7 @@ def _check_unchanged(job: _Job) -> None:
 
 def _translate_clip(job: _Job, model: SharedModel, options: RunOptions, progress) -> dict[str, Any]:
     """The work on one clip, wherever it runs: what its ClipResult gets (frames written, seconds,
-    frames_without_person, warning)."""
+    frames_without_person, warning, corrupt_frames)."""
     try:
         job.dst.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -973,7 +1008,7 @@ def _translate_clip(job: _Job, model: SharedModel, options: RunOptions, progress
     summary = translate_video(job.src, job.dst, model, options, overwrite=job.overwrite, progress=progress)
     return {"frames": summary.frames, "seconds": summary.seconds,
             "frames_without_person": summary.frames_without_person,
-            "warning": summary.no_person_warning(no_person_shows(model))}
+            "warning": summary.no_person_warning(no_person_shows(model)), "corrupt_frames": summary.corrupt_frames}
 
 
 class _LocalWorker:

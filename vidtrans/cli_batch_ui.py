@@ -68,6 +68,8 @@ class RichDisplay(BatchListener):
             how = f"{result.frames} frames in {result.seconds:.1f} s" if result.status == "done" else result.error
             if result.status == "done" and result.frames_without_person:
                 how += f"; no person in {result.frames_without_person} of {result.frames} frames"
+            if result.status == "done" and result.corrupt_frames:
+                how += f"; {result.corrupt_frames} corrupt frame(s) replaced by the previous good frame"
             self.console.print(f"{result.status} {result.input}: {how}", markup=False, highlight=False,
                                soft_wrap=True)
         # Skipped clips were warned about when they were translated (their report rows keep it).

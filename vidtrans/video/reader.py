@@ -529,6 +529,8 @@ def _file_key(path: str | os.PathLike) -> tuple[int, int, int, int] | None:
     return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
 
 
+# A whole clip read that ends before this share of the video's stated duration is cut short.
+CUT_SHORT = 0.9
 # No video runs faster: a higher rate is a demuxer's time base given as one (DV says 60000 fps).
 MAX_FPS = 1000
 
@@ -893,10 +895,29 @@ class VideoReader:
                 yield from place(p, picture)
         for p, picture in pending.drain():
             yield from place(p, picture)
+        if last is not None and self.start is None and self.end is None:
+            self._warn_if_cut_short(last)
         if last is None and not pending.sent_any and (self.start is not None or self.end is not None):
             error = self._empty_span_error()
             if error is not None:
                 raise error
+
+    def _warn_if_cut_short(self, last: Frame) -> None:
+        """Warn about a file whose header says its video lasts well beyond its last frame: cut short
+        (a copy or a recording interrupted) or damaged from there, which decoding cannot tell."""
+        stream, container = self._stream, self._container
+        if stream.duration:
+            stated = float(stream.duration * stream.time_base)
+        elif container.duration and len(container.streams) == 1:  # Matroska states its segment's only
+            stated = container.duration / av.time_base
+        else:
+            return
+        if not self.info.fps:
+            return
+        played = last.time - self.info.start_time + 1 / self.info.fps
+        if played < CUT_SHORT * stated and stated - played > 1.0:
+            log.warning("%s: its video ends after %.1f s of the %.1f s its header states (the file is cut short, "
+                        "or damaged from there); the output ends there too", self.path, played, stated)
 
     def _rgb(self, decoded: av.VideoFrame) -> np.ndarray:
         # Every picture at the size `info` gives (before turning upright): a stream whose size changes

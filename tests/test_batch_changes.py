@@ -42,3 +42,12 @@ def test_folders_made_for_failed_clips_are_removed(tmp_path, rgb_model_dir):
     assert sorted(row.status for row in report.clips) == ["done", "failed"]
     assert not (tmp_path / "out" / "deep").exists()
     assert (tmp_path / "out" / "top.mp4").is_file()
+
+
+def test_the_report_may_go_into_the_output_folder_the_batch_makes(tmp_path, rgb_model_dir):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_clip(folder / "a.mp4", frames=4, audio=False)
+    report = tmp_path / "out" / "report.json"
+    translate_folder(folder, tmp_path / "out", rgb_model_dir, report=report)
+    assert report.is_file() and (tmp_path / "out" / "a.mp4").is_file()

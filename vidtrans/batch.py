@@ -299,8 +299,11 @@ def _check_report_path(path: str | os.PathLike, output_dir: Path, inputs: Sequen
     if any(same_file(path, folder) for folder in made):
         raise BatchUsageError(f"--report {path}: is a folder of the batch's outputs; give a report file name "
                               "such as report.json")
+    # A report in the output folder the batch is yet to make has nothing in its way there.
+    yet_to_make = not output_dir.exists() and os.path.abspath(path.parent) == os.path.abspath(output_dir)
     try:
-        check_destination(path, [*inputs, *outputs], overwrite=True)
+        if not yet_to_make:
+            check_destination(path, [*inputs, *outputs], overwrite=True)
     except VidtransError as e:
         raise BatchUsageError(f"--report {e}") from None
     if path.exists() and not overwrite and not _is_report(path):

@@ -392,6 +392,8 @@ def _check_patterns(patterns: Any) -> None:
         return
     _check(isinstance(patterns, (list, tuple)) and all(isinstance(p, str) for p in patterns),
            f"{spell('patterns')} must be a file name pattern such as '*.mp4', or a list of them, not {patterns!r}")
+    _check(bool(patterns), f"{spell('patterns')} is an empty list, which matches no file; give a pattern such as "
+                           "'*.mp4', or None for the usual video files")
     for pattern in patterns:
         _check(bool(pattern), f"{spell('patterns')} '': an empty pattern matches no file; give one such as '*.mp4'")
         if "/" in pattern or os.sep in pattern:

@@ -227,7 +227,7 @@ class Translator:
         self.precision = "fp32" if self.backend == "onnxruntime" else resolve_precision(precision, self.device, self.card)
         # A temporal card that starts clips from background.png comes with it: loading checks that.
         self.temporal = self.card.temporal
-        self.normalization = normalization or self.card.normalization
+        self.normalization = self.card.normalization if normalization is None else normalization
         if self.normalization not in ("sample", "running"):
             raise UsageError(f"unknown normalization {self.normalization!r}; use sample or running")
         net = checkpoint.build().eval()

@@ -51,3 +51,13 @@ def test_the_report_may_go_into_the_output_folder_the_batch_makes(tmp_path, rgb_
     report = tmp_path / "out" / "report.json"
     translate_folder(folder, tmp_path / "out", rgb_model_dir, report=report)
     assert report.is_file() and (tmp_path / "out" / "a.mp4").is_file()
+
+
+def test_clips_without_an_extension_are_told_to_take_ext(tmp_path, rgb_model_dir, cli):
+    from tests.conftest import one_line
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_clip(tmp_path / "a.mp4", frames=4, audio=False).path.rename(folder / "clip")
+    line = one_line(cli("batch", folder, "-o", tmp_path / "out", "--model", rgb_model_dir, "--pattern", "clip"), 2)
+    assert line.endswith("use an extension such as .mp4, .mkv or .mov (for batch: --ext mp4)")

@@ -721,7 +721,9 @@ def _check_encoding(outputs: list[Path], encode: EncodeOptions) -> None:
         except VidtransError as e:
             refusals.append(e)
     if refusals:
-        raise BatchUsageError(str(refusals[0])) from None
+        # Outputs are named as their clips, so the extension a batch can change is --ext's.
+        hint = f" (for batch: {spell('ext')} mp4)" if "use an extension such as" in str(refusals[0]) else ""
+        raise BatchUsageError(str(refusals[0]) + hint) from None
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ import numpy as np
 
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.options import check_span, spell
+from vidtrans.video.hdr import HDR_TRANSFERS, to_sdr
 
 log = logging.getLogger(__name__)
 
@@ -929,11 +930,17 @@ class VideoReader:
         scale = self.max_side / max(width, height) if self.max_side else 1.0
         if scale < 1.0:
             width, height = max(1, round(width * scale)), max(1, round(height * scale))
+        transfer = int(decoded.color_trc or 0)
+        hdr = transfer in HDR_TRANSFERS
+        # HDR is converted from 16 bits, where its 10 keep their steps apart.
+        form = "rgb48le" if hdr else "rgb24"
         if (width, height) == (decoded.width, decoded.height):
-            return decoded.to_ndarray(format="rgb24")
-        shrinking = width * height < decoded.width * decoded.height
-        return decoded.to_ndarray(format="rgb24", width=width, height=height,
-                                  interpolation="AREA" if shrinking else "BILINEAR")
+            rgb = decoded.to_ndarray(format=form)
+        else:
+            shrinking = width * height < decoded.width * decoded.height
+            rgb = decoded.to_ndarray(format=form, width=width, height=height,
+                                     interpolation="AREA" if shrinking else "BILINEAR")
+        return to_sdr(rgb, transfer) if hdr else rgb
 
     def _decoded(self, pending: _Pending, in_range: Callable[[int], bool],
                  start_pts: int | None) -> Iterator[av.VideoFrame]:

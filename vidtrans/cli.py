@@ -506,8 +506,9 @@ def evaluate(
     # The scores are the command's product, as the table is `models`': on stdout, so that
     # `vidtrans eval ... > scores.txt` keeps them; progress and warnings stay on stderr.
     if result["mode"] == "model-only":
+        smoothed = f" (smoothing {result['smoothing']})" if result.get("smoothing") not in (None, "none") else ""
         print(f"{translator.name}, model only on the {source}: ssim {result['ssim']}, psnr {result['psnr']} dB, "
-              f"flicker ratio {_or_na(result['flicker_ratio'])} over {result['frames']} frames")
+              f"flicker ratio {_or_na(result['flicker_ratio'])} over {result['frames']} frames{smoothed}")
         return
     shown = "x".join(map(str, result.get("video_size", []))) or "the video"
 
@@ -518,7 +519,9 @@ def evaluate(
         return "n/a" if error is None else f"{error} px"
 
     lines = [f"{translator.name} end to end on the {source}: {result['frames']} frames of {shown} through vidtrans run "
-             f"(smoothing {result['smoothing']}; pose {result['pose']})",
+             f"(smoothing {result['smoothing']}; pose {result['pose']})"
+             + (f"; no person in {result['frames_without_person']} of them" if result.get("frames_without_person")
+                else ""),
              f"  SSIM  person {_or_na(result['person_ssim'])}  face {_or_na(result['face_ssim'])}  "
              f"hands {_or_na(result['hands_ssim'])}",
              f"  pose error {pixels(result['pose_error_px'])}, {percent(result['pose_missed'])} missed (the detector "
@@ -642,6 +645,11 @@ def main() -> None:
     except (KeyboardInterrupt, typer.Abort):  # before typer took over
         if not _stopped_by:
             _stopped_by.append(signal.SIGINT)
+    except Exception:
+        # A stop can surface as another error: torch.save's zip writer, cut short by Ctrl-C,
+        # fails to finish its file and raises that instead. The stop is what happened.
+        if not _stopped_by:
+            raise
     else:
         # typer returns 130 for an interrupted command; live ends normally on a signal (0).
         if not _stopped_by or code in (0, None):

@@ -297,14 +297,13 @@ def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
     # The video's contents decide (a renamed copy is the same video); cards of older vidtrans have
     # only its name.
     identity = training.get("video_identity")
-    if identity is not None and video.is_file():
-        if file_identity(video) != identity:
-            other = f"another {video.name} (the files differ)" if video.name == training["video"] else video.name
-            raise UsageError(f"{model.name} was trained on {training['video']}, not {other}; pass that video "
-                             "(its last tenth was held out for evaluation)")
-    elif video.name != training["video"]:
-        raise UsageError(f"{model.name} was trained on {training['video']}, not {video.name}; pass that video "
-                         "(its last tenth was held out for evaluation)")
+    if not video.is_file():
+        what = "is a folder, not a video file" if video.is_dir() else "no such video file"
+        raise UsageError(f"{video}: {what}; pass the video {model.name} was trained on, {training['video']}")
+    if identity is not None and file_identity(video) != identity or identity is None and video.name != training["video"]:
+        other = f"another {video.name} (the files differ)" if video.name == training["video"] else video.name
+        raise UsageError(f"{model.name} was trained on {training['video']}, not {other}; pass that video "
+                         "(its end was held out for evaluation)")
     (size, _), crop = model.native_size, tuple(training["crop"])
     fill = tuple(training.get("crop_fill", CROP_FILL))  # what training saw past the frame's edges
     start, end, truth = _held_out_start(model, video), None, []

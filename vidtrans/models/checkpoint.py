@@ -434,11 +434,15 @@ def save_checkpoint(folder: str | os.PathLike, net: nn.Module, card: ModelCard, 
     tensors = {k: (v.to(dtype) if v.is_floating_point() else v).detach().contiguous().cpu()
                for k, v in net.state_dict().items()}
     card.weights_id = secrets.token_hex(16)
-    made = [path for path in (folder, *folder.parents) if not path.exists()]
+    # The folders of extras in subfolders (training's samples/), deepest first, then the folder's.
+    subfolders = sorted({(folder / name).parent for name in (extras or {})} - {folder}, key=lambda p: -len(p.parts))
+    made = [path for path in (*subfolders, folder, *folder.parents) if not path.exists()]
     written: dict[Path, Path] = {}  # destination: its finished temporary file
     try:
         try:
             folder.mkdir(parents=True, exist_ok=True)
+            for subfolder in reversed(subfolders):
+                subfolder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise VidtransError(f"{folder}: cannot create the checkpoint folder ({first_line(e)}); choose a "
                                 "writable folder") from e
@@ -598,12 +602,16 @@ def check_model_files(folder: Path, card: ModelCard) -> None:
                             "missing; copy the checkpoint again")
 
 
+def _no_card(folder: str | os.PathLike) -> VidtransError:
+    return VidtransError(f"{folder}: not a checkpoint folder ({CARD_NAME} missing); pass a folder holding "
+                         f"{CARD_NAME} and {WEIGHTS_NAME}")
+
+
 def check_folder(folder: Path) -> ModelCard:
     """The card of a checkpoint folder, after every check that reads no weights (see
     `check_model_files`): what a model listed as available has passed."""
     if not (folder / CARD_NAME).is_file():
-        raise VidtransError(f"{folder}: not a checkpoint folder ({CARD_NAME} missing); pass a folder holding "
-                            f"{CARD_NAME} and {WEIGHTS_NAME}")
+        raise _no_card(folder)
     card = read_card(folder)
     check_has_weights(folder)
     check_model_files(folder, card)
@@ -645,6 +653,8 @@ def read_card(folder: str | os.PathLike) -> ModelCard:
     path = Path(folder) / CARD_NAME
     try:
         data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise _no_card(folder) from None
     except OSError as e:
         raise VidtransError(f"{path}: cannot read the model card ({first_line(e)}); check its permissions") from e
     except (ValueError, RecursionError) as e:  # bad JSON, bad UTF-8, nesting too deep to parse

@@ -193,6 +193,18 @@ def _is_hidden(path: Path) -> bool:
     return path.name.startswith(".")
 
 
+def _by_name(images: list[Path]) -> dict[str, Path]:
+    """`images` by their name without extension, which pairs A/ and B/; two of one name (3.png and
+    3.jpg) refused, since either could be the partner."""
+    named: dict[str, Path] = {}
+    for image in images:
+        if image.stem in named:
+            raise UsageError(f"{image.parent}: {named[image.stem].name} and {image.name} have the same name, which "
+                             "pairs an image of A/ with one of B/; rename or remove one of them")
+        named[image.stem] = image
+    return named
+
+
 class PairedFolder:
     """pix2pix's layouts: side-by-side `AB` images (A left, B right, split at width // 2 as pix2pix's
     aligned dataset does, so B has the extra column of an odd width), or `A/` and `B/` folders with
@@ -282,8 +294,7 @@ class PairedFolder:
 
     def _pairs(self, folder: Path) -> list[tuple[Path, Path | None]]:
         if (folder / "A").is_dir() and (folder / "B").is_dir():
-            a_files = {p.stem: p for p in self._images_in(folder / "A")}
-            b_files = {p.stem: p for p in self._images_in(folder / "B")}
+            a_files, b_files = (_by_name(self._images_in(folder / side)) for side in ("A", "B"))
             common = sorted(a_files.keys() & b_files.keys())
             if not common:
                 # A folder that holds no pairs is the wrong folder given, as one without images is.
@@ -646,6 +657,9 @@ class VideoPairs:
             raise VidtransError(f"{video}: a person was found in only {int(found.sum())} of {len(track)} frames, and "
                                 f"training needs at least {MIN_PERSON_FRAMES}; train from a video that shows the "
                                 "target person's whole body")
+        if not found.all():
+            log.warning("%s: a person was found in %d of %d frames; the frames without one are left out of training",
+                        video, int(found.sum()), len(track))
         with VideoReader(video) as reader:
             height, width = reader.info.height, reader.info.width
             self.frame_size = (width, height)

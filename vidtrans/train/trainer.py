@@ -34,6 +34,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from vidtrans.atomic import write_atomically
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.metrics import psnr, ssim
 from vidtrans.models.checkpoint import (BACKGROUND_NAME, CARD_NAME, MAX_SIZE, SAMPLES_FOLDER, TRAIN_STATE_NAME,
@@ -472,6 +473,10 @@ class Trainer:
         self._old_run_to_remove = overwrite and self.rank == 0
         self._new_grids: set[Path] = set()
         self._grid_to_save: np.ndarray | None = None  # the sample grid of the iteration `save` writes
+        # Sample grids made before this run's first save (path: PNG): written with it, so that a run
+        # stopped or failing before it leaves nothing (not even the folder it would have made), and
+        # an --overwrite run replaces none of the old run's grids before it has a checkpoint.
+        self._held_grids: dict[Path, bytes] | None = {}
         if resume:
             self._load_state()
         elif config.init_from:
@@ -700,14 +705,16 @@ class Trainer:
         return {"faithful": faithful, "samples": len(sequences), "required_psnr": HALF_PRECISION_MIN_PSNR, **measured}
 
     def _grid_path(self) -> Path:
-        """Where the sample grid of this iteration goes (the folder made)."""
-        samples = self.out_dir / SAMPLES_FOLDER
-        samples.mkdir(parents=True, exist_ok=True)
-        return samples / f"iter_{self.iteration:07d}.png"
+        """Where the sample grid of this iteration goes."""
+        return self.out_dir / SAMPLES_FOLDER / f"iter_{self.iteration:07d}.png"
 
     def _write_grid(self, grid: np.ndarray) -> None:
-        path = self._grid_path()
-        path.write_bytes(_png(grid))
+        path, png = self._grid_path(), _png(grid)
+        if self._held_grids is not None:
+            self._held_grids[path] = png
+            return
+        path.parent.mkdir(exist_ok=True)
+        write_atomically(path, lambda f: f.write(png), overwrite=True, what="sample grid")
         self._new_grids.add(path)
 
     def save(self, metrics: dict[str, float], final: bool = False) -> None:
@@ -743,13 +750,15 @@ class Trainer:
             extras[BACKGROUND_NAME] = lambda f: f.write(png)
         extras[STATE_NAME] = lambda f: torch.save(state, f)
         grid, self._grid_to_save = self._grid_to_save, None
+        grids = dict(self._held_grids or {})
         if grid is not None:
-            grid_path, grid_png = self._grid_path(), _png(grid)
-            extras[str(grid_path.relative_to(self.out_dir))] = lambda f: f.write(grid_png)
+            grids[self._grid_path()] = _png(grid)
+        for path, grid_png in grids.items():
+            extras[str(path.relative_to(self.out_dir))] = lambda f, data=grid_png: f.write(data)
         save_checkpoint(self.out_dir, self.netG, card, extras=extras, replaces=self._old_run_to_remove,
                         keep=self._new_grids)
-        if grid is not None:
-            self._new_grids.add(grid_path)
+        self._new_grids.update(grids)
+        self._held_grids = None
         self._old_run_to_remove = False
 
     def _load_generator(self, name_or_path: str) -> None:

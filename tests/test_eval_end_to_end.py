@@ -90,8 +90,8 @@ def test_model_only_keeps_scoring_the_network_alone(synthetic_model):
 
 
 @pytest.mark.parametrize("args,expected", [
-    (["--seed", "5"], "seed 5 was used in training (seeds 0..9999); pick a held-out seed such as 20000000"),
-    (["--size", "255", "256"], "dance video size (255, 256): give WIDTH HEIGHT, even numbers from 16 to 8192"),
+    (["--seed", "5"], "--seed 5 was used in training (seeds 0..9999); pick a held-out seed such as 20000000"),
+    (["--size", "255", "256"], "--size 255 256: the dance video's WIDTH HEIGHT, even numbers from 16 to 8192"),
     (["--synthetic", "--data", "."], "give one of --synthetic, --video VIDEO or --data DIR, not --synthetic and "
                                      "--data"),
     (["--model-only", "--size", "256", "256"], "--size is the size of the synthetic dance video, which only "

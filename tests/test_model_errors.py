@@ -363,8 +363,8 @@ def test_translating_large_frames_does_not_hold_the_batch_in_float32(rgb_model_d
 
 
 @pytest.mark.parametrize("option,value,expected", [
-    ("--frames", "0", "evaluation needs at least 2 frames (flicker compares consecutive frames), got 0"),
-    ("--frames", "-4", "evaluation needs at least 2 frames (flicker compares consecutive frames), got -4"),
+    ("--frames", "0", "--frames 0: evaluation needs at least 2 frames (flicker compares consecutive frames)"),
+    ("--frames", "-4", "--frames -4: evaluation needs at least 2 frames (flicker compares consecutive frames)"),
     ("--batch-size", "0", "--batch-size must be a whole number of at least 1, got 0"),
     ("--batch-size", "-1", "--batch-size must be a whole number of at least 1, got -1"),
 ])

@@ -166,8 +166,8 @@ def max_frames(model) -> int:
 
 def _check_frames(model, frames: int) -> None:
     if not is_int(frames) or frames < MIN_SCORED_FRAMES:
-        raise UsageError(f"evaluation needs at least {MIN_SCORED_FRAMES} frames (flicker compares consecutive frames), "
-                         f"got {frames!r}")
+        raise UsageError(f"{spell('frames')} {frames!r}: evaluation needs at least {MIN_SCORED_FRAMES} frames (flicker "
+                         "compares consecutive frames)")
     limit = max_frames(model)
     if frames > limit:
         height, width = model.native_size
@@ -188,10 +188,10 @@ def _seed(model, seed: int | None) -> int:
     """`seed` (default DEFAULT_EVAL_SEED), refused when the model trained on that dance."""
     seed = DEFAULT_EVAL_SEED if seed is None else seed
     if not is_int(seed) or seed < 0:
-        raise UsageError(f"seed must be a whole number, 0 or more, got {seed!r}; e.g. {DEFAULT_EVAL_SEED}")
+        raise UsageError(f"{spell('seed')} must be a whole number, 0 or more, got {seed!r}; e.g. {DEFAULT_EVAL_SEED}")
     train_seeds = model.card.training.get("train_seeds")
     if train_seeds and train_seeds[0] <= seed < train_seeds[1]:
-        raise UsageError(f"seed {seed} was used in training (seeds {train_seeds[0]}..{train_seeds[1] - 1}); "
+        raise UsageError(f"{spell('seed')} {seed} was used in training (seeds {train_seeds[0]}..{train_seeds[1] - 1}); "
                             f"pick a held-out seed such as {DEFAULT_EVAL_SEED}")
     return seed
 
@@ -200,8 +200,8 @@ def _video_size(size: tuple[int, int] | None) -> tuple[int, int]:
     size = DANCE_VIDEO_SIZE if size is None else tuple(size)
     # Even: H.264's 4:2:0 pads an odd side by a pixel, which would shift the truth against the video.
     if len(size) != 2 or not all(is_int(v) and 16 <= v <= 8192 and v % 2 == 0 for v in size):
-        raise UsageError(f"dance video size {size!r}: give WIDTH HEIGHT, even numbers from 16 to 8192, "
-                            "e.g. 512 512")
+        raise UsageError(f"{spell('size')} {' '.join(map(str, size))}: the dance video's WIDTH HEIGHT, even numbers "
+                         "from 16 to 8192, e.g. 512 512")
     return size
 
 

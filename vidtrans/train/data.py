@@ -650,6 +650,9 @@ class VideoPairs:
         self.fill = fill
         track = smooth_track(detect_keypoints(video, progress=progress, whole_body=self.style.whole_body))
         found = has_person(track)
+        if len(track) == 1:
+            raise VidtransError(f"{video}: a single picture, and training needs a video of at least "
+                                f"{MIN_PERSON_FRAMES} frames of the person; train from a video of them")
         if found.sum() < MIN_PERSON_FRAMES and found.all():
             raise VidtransError(f"{video}: the person is in all {len(track)} frames, but the clip is too short: "
                                 f"training needs at least {MIN_PERSON_FRAMES}; train from a longer video of them")

@@ -1,5 +1,6 @@
 """AVI stores no presentation times, only the order of its packets: reading one whose pictures are
-stored out of showing order (B-frames), and writing a varying frame rate into one."""
+stored out of showing order (B-frames), and writing a varying frame rate into one. MPEG program
+streams (.mpg) stamp a packet of several small frames once: the rest are timed by the frame rate."""
 
 from __future__ import annotations
 
@@ -53,3 +54,14 @@ def test_a_varying_frame_rate_keeps_its_times_in_an_avi(tmp_path):
     assert_same_pictures([f.image for f in frames], clip.images)
     # The output's clock ticks in 1/600 s (the finest AVI keeps here): times within one tick.
     assert [f.time for f in frames] == pytest.approx([float(p * clip.time_base) for p in clip.pts], abs=1 / 600)
+
+
+def test_small_frames_in_an_mpeg_program_stream_keep_their_rate(tmp_path):
+    clip = make_clip(tmp_path / "in.mp4", frames=10)  # 64x48: several frames to a packet
+    out = tmp_path / "out.mpg"
+    translate_video(clip.path, out, IDENTITY)
+    with VideoReader(out) as reader:
+        times = [f.time for f in reader]
+        assert reader.info.fps == pytest.approx(25)
+    assert len(times) == 10
+    assert [b - a for a, b in zip(times, times[1:])] == pytest.approx([0.04] * 9, abs=1e-3)

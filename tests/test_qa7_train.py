@@ -218,9 +218,9 @@ def test_options_that_do_not_fit_a_paired_folder_exit_2(tmp_path, no_data, args,
 def test_too_few_frames_with_a_person_states_the_rule(tmp_path, monkeypatch):
     from vidtrans.pose import track
 
-    monkeypatch.setattr(track, "detect_keypoints", lambda video, **kwargs: np.zeros((1, 18, 3), np.float32))
-    message = one_line_error(cli("train", tmp_path / "one.mp4", "-o", tmp_path / "m", *TINY_TRAINING), code=1)
-    assert "a person was found in only 0 of 1 frames, and training needs at least 10" in message, message
+    monkeypatch.setattr(track, "detect_keypoints", lambda video, **kwargs: np.zeros((2, 18, 3), np.float32))
+    message = one_line_error(cli("train", tmp_path / "two.mp4", "-o", tmp_path / "m", *TINY_TRAINING), code=1)
+    assert "a person was found in only 0 of 2 frames, and training needs at least 10" in message, message
 
 
 def test_eval_of_a_single_pair_names_the_pairs_not_frames(rgb_model_dir, tmp_path):

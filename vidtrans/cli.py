@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import vidtrans
-from vidtrans.errors import UsageError, VidtransError
+from vidtrans.errors import UsageError, VidtransError, count
 from vidtrans.options import (BACKEND_HELP, MAX_SIZE, MIN_SIZE, POSE_VIDEO_ENCODE, Backend, BatchOptions, InputKind,
                               LiveOptions, Normalization, Precision, RunOptions, TrainOptions, spelled)
 
@@ -299,7 +299,7 @@ def run(
     if summary.smoothing != "none":
         ratio = summary.flicker_ratio
         notes.append("flicker n/a (the input does not move)" if ratio is None else f"flicker {ratio:.2f}x the input's")
-    console.print(f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps) -> {summary.output}"
+    console.print(f"{count(summary.frames, 'frame')} in {summary.seconds:.1f} s ({summary.fps:.1f} fps) -> {summary.output}"
                   + "".join(f"; {n}" for n in notes))
     _warn_if_no_person(summary, no_person_shows(translator))
 
@@ -338,7 +338,7 @@ def pose(
                                     overwrite=overwrite, progress=update)
     if json_summary:
         print(json.dumps(summary.to_dict()))
-    console.print(f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps), person found in "
+    console.print(f"{count(summary.frames, 'frame')} in {summary.seconds:.1f} s ({summary.fps:.1f} fps), person found in "
                   f"{summary.extra['frames_with_person']} of {summary.frames} -> {summary.output}"
                   + (f" and {keypoints}" if keypoints else ""))
     _warn_if_no_person(summary, "their pose maps are blank")

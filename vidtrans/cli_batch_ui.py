@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from vidtrans.batch import BatchListener, BatchReport, ClipResult
+from vidtrans.errors import count
 
 
 class RichDisplay(BatchListener):
@@ -65,7 +66,7 @@ class RichDisplay(BatchListener):
         if worker:
             self.bar.update(self._workers[worker], info="idle")
         if not self.console.is_terminal and result.status != "skipped":
-            how = f"{result.frames} frames in {result.seconds:.1f} s" if result.status == "done" else result.error
+            how = f"{count(result.frames, 'frame')} in {result.seconds:.1f} s" if result.status == "done" else result.error
             if result.status == "done" and result.frames_without_person:
                 how += f"; no person in {result.frames_without_person} of {result.frames} frames"
             if result.status == "done" and result.corrupt_frames:

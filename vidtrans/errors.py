@@ -28,3 +28,8 @@ def first_line(error: BaseException, limit: int = 300) -> str:
     lines = [line.strip() for line in _ANSI.sub("", text).splitlines() if line.strip()]
     line = lines[0] if lines else type(error).__name__
     return line if len(line) <= limit else line[: limit - 3].rstrip() + "..."
+
+
+def count(n: int, noun: str) -> str:
+    """`n` with `noun`, plural unless one: "1 frame", "3 frames"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

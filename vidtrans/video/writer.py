@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from vidtrans.atomic import OutputClaim, check_destination, discard, publish, temp_path
-from vidtrans.errors import UsageError, VidtransError, first_line
+from vidtrans.errors import UsageError, VidtransError, count, first_line
 from vidtrans.options import EncodeOptions, spell
 from vidtrans.video.reader import ContinuousTimestamps, clip_start, first_pts_at, has_timestamp_jumps, local_file
 
@@ -53,6 +53,8 @@ _KEEPS_ALL = "a Matroska (.mkv) file"
 _HOLDS = {"mpegts": frozenset({"mpeg1video", "mpeg2video", "mpeg4", "h264", "hevc", "vvc", "cavs", "avs2", "avs3",
                                "dirac", "vc1", "mp2", "mp3", "aac", "aac_latm", "ac3", "eac3", "dts", "truehd",
                                "opus", "s302m", "dvb_subtitle", "dvb_teletext"})}
+# The containers whose readers time frames by the codec's frame rate (MPEG program streams).
+_FRAME_RATE_TIMED = {"mpeg", "vob", "dvd", "svcd", "vcd"}
 # What a container's codec table lists but its muxer refuses when it starts (libavformat/movenc.c:
 # FLAC and Opus only in MP4, not in QuickTime .mov).
 _REFUSES = {"mov": frozenset({"flac", "opus"})}
@@ -344,6 +346,11 @@ class _Muxer:
         if max_den and ctb.denominator > max_den:
             # Exact pts are impossible here; round to the finest time base the codec can store.
             ctb = Fraction(1, max_den)
+        if self._out.format.name in _FRAME_RATE_TIMED and rate:
+            # MPEG program streams stamp a packet, which may hold several small frames, with its
+            # first frame's time only: readers time the rest by the codec's frame rate, which is
+            # its time base's (1/12800 from an MP4 read as 25600 fps, and every frame at once).
+            ctb = 1 / rate
         if standard_rates := av.Codec(codec, "w").frame_rates:
             # MPEG-1/2 store one of their standard frame rates and count time in its frames (their
             # streams cannot vary the rate): the nearest one, with the pts rounded to its frames.
@@ -474,7 +481,7 @@ class _Muxer:
         if chapters and fmt in _CHAPTER_FORMATS:
             self._out.set_chapters(chapters)
         elif chapters:
-            self.left_out.append(f"{src}: its {_count(len(chapters), 'chapter')} cannot go into {kind_of_file} and "
+            self.left_out.append(f"{src}: its {count(len(chapters), 'chapter')} cannot go into {kind_of_file} and "
                                  f"{_are(len(chapters))} left out; a .mkv, .mp4 or .mov file keeps them")
 
     def _may_seek(self, source: SourceMedia, wanted: list[av.stream.Stream]) -> bool:
@@ -526,13 +533,13 @@ class _Muxer:
                                          mimetype=s.mimetype or "application/octet-stream", data=bytes(s.data or b""))
         elif attachments:
             names = ", ".join(s.name or "unnamed" for s in attachments[:3]) + (", ..." if len(attachments) > 3 else "")
-            self.left_out.append(f"{src}: its {_count(len(attachments), 'attached file')} ({names}) cannot go into "
+            self.left_out.append(f"{src}: its {count(len(attachments), 'attached file')} ({names}) cannot go into "
                                  f"{kind_of_file} and {_are(len(attachments))} left out; {_KEEPS_ALL} keeps them")
         if videos := others.pop("video", []):
-            self.left_out.append(f"{src}: its {_count(len(videos), 'other video stream')} {_are(len(videos))} left "
+            self.left_out.append(f"{src}: its {count(len(videos), 'other video stream')} {_are(len(videos))} left "
                                  "out; only the first video stream is translated")
         for kind, streams in others.items():
-            self.left_out.append(f"{src}: its {_count(len(streams), f'{kind} stream')} (timecode, camera telemetry "
+            self.left_out.append(f"{src}: its {count(len(streams), f'{kind} stream')} (timecode, camera telemetry "
                                  f"or the like) {_are(len(streams))} left out; vidtrans copies audio, subtitles, "
                                  "attachments and chapters only")
 
@@ -952,10 +959,6 @@ def _ends_before(packet: av.Packet, t: float, start: Fraction) -> bool:
 def _lasting_tags(tags: dict[str, str]) -> dict[str, str]:
     """The tags of a source stream or file that still hold for the output (see _FILE_TAGS)."""
     return {key: value for key, value in tags.items() if key.lower().split("-")[0] not in _FILE_TAGS}
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _are(n: int) -> str:

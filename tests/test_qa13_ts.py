@@ -95,9 +95,9 @@ def work(monkeypatch):
             counts["demuxed"] += 1
             yield packet
 
-    def counted_decode(reader, packet):
+    def counted_decode(reader, packet, *rest):
         counts["decoded"] += packet is not None
-        return decode(reader, packet)
+        return decode(reader, packet, *rest)
 
     monkeypatch.setattr(ContinuousTimestamps, "__call__", counted_through_clock)
     monkeypatch.setattr(VideoReader, "_decode", counted_decode)

@@ -107,3 +107,23 @@ def test_ctrl_c_stops_live_while_a_stream_does_not_answer(silent_stream, rgb_mod
     stderr = stop(process, signal.SIGINT)
     assert time.monotonic() - asked < HANG_S / 2
     assert process.returncode == 130 and stderr.strip().splitlines()[-1] == "vidtrans: interrupted"
+
+
+def test_an_error_after_a_stop_was_handled_is_told(tmp_path, cli, monkeypatch, rgb_model_dir):
+    """live ends its session on a stop signal, then finishes: a failure then (the stats' folder gone)
+    is an error of its own, not the stop."""
+    import vidtrans.cli
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=2, audio=False)
+
+    def session_then_failure(*args, **kwargs):
+        try:
+            vidtrans.cli._stop(signal.SIGTERM, None)
+        except KeyboardInterrupt:
+            pass  # the session ends normally
+        raise vidtrans.errors.VidtransError(f"{tmp_path}/gone/s.json: cannot write the stats (No such file or "
+                                            "directory); check free disk space and that the folder is writable")
+
+    monkeypatch.setattr(vidtrans, "load_model", session_then_failure)
+    line = one_line(cli("run", clip.path, "-m", rgb_model_dir, "-o", tmp_path / "out.mp4"), 1)
+    assert "s.json: cannot write the stats" in line

@@ -631,7 +631,7 @@ def main() -> None:
     except VidtransError as e:
         if _debug:
             raise
-        if not _stopped_by:
+        if not _the_stop(e):
             print(f"vidtrans: error: {e}", file=sys.stderr)
             sys.exit(2 if isinstance(e, UsageError) else 1)
     except click_exceptions.NoArgsIsHelpError as e:
@@ -645,10 +645,8 @@ def main() -> None:
     except (KeyboardInterrupt, typer.Abort):  # before typer took over
         if not _stopped_by:
             _stopped_by.append(signal.SIGINT)
-    except Exception:
-        # A stop can surface as another error: torch.save's zip writer, cut short by Ctrl-C,
-        # fails to finish its file and raises that instead. The stop is what happened.
-        if not _stopped_by:
+    except Exception as e:
+        if not _the_stop(e):
             raise
     else:
         # typer returns 130 for an interrupted command; live ends normally on a signal (0).
@@ -657,6 +655,20 @@ def main() -> None:
     with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
         print("vidtrans: interrupted", file=sys.stderr)
     _exit_now(128 + _stopped_by[0])
+
+
+def _the_stop(error: BaseException) -> bool:
+    """Whether `error` is how a stop signal surfaced: raised while the KeyboardInterrupt `_stop`
+    raised was being handled (torch.save's zip writer, cut short, fails to finish its file and
+    says that instead; a clean-up refused). An error after a stop was handled (live ends its
+    session on one, then writes its stats) is an error of its own."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return bool(_stopped_by)
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _exit_now(code: int) -> None:

@@ -530,8 +530,9 @@ def _file_key(path: str | os.PathLike) -> tuple[int, int, int, int] | None:
     return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
 
 
-# A whole clip read that ends before this share of the video's stated duration is cut short.
+# A whole clip read that ends before this share of the video's stated frames and duration is cut short.
 CUT_SHORT = 0.9
+_WARNED_CUT_SHORT: set = set()  # the files (`_file_key`) this process warned about
 # No video runs faster: a higher rate is a demuxer's time base given as one (DV says 60000 fps).
 MAX_FPS = 1000
 
@@ -904,19 +905,18 @@ class VideoReader:
                 raise error
 
     def _warn_if_cut_short(self, last: Frame) -> None:
-        """Warn about a file whose header says its video lasts well beyond its last frame: cut short
-        (a copy or a recording interrupted) or damaged from there, which decoding cannot tell."""
-        stream, container = self._stream, self._container
-        if stream.duration:
-            stated = float(stream.duration * stream.time_base)
-        elif container.duration and len(container.streams) == 1:  # Matroska states its segment's only
-            stated = container.duration / av.time_base
-        else:
+        """Warn, once per file, about one whose header states more frames than it gave and a video
+        lasting well beyond its last frame: cut short (a copy or a recording interrupted) or
+        damaged from there, which decoding cannot tell. Both, since a last frame held for seconds
+        (a screen recording) ends early by the clock, and an edit list hides frames it counts."""
+        stream = self._stream
+        if not (stream.frames and stream.duration and self.info.fps):
             return
-        if not self.info.fps:
-            return
+        stated = float(stream.duration * stream.time_base)
         played = last.time - self.info.start_time + 1 / self.info.fps
-        if played < CUT_SHORT * stated and stated - played > 1.0:
+        short = last.index + 1 < CUT_SHORT * stream.frames and played < CUT_SHORT * stated and stated - played > 1.0
+        if short and (key := _file_key(self.path)) not in _WARNED_CUT_SHORT:
+            _WARNED_CUT_SHORT.add(key)
             log.warning("%s: its video ends after %.1f s of the %.1f s its header states (the file is cut short, "
                         "or damaged from there); the output ends there too", self.path, played, stated)
 

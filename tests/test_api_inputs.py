@@ -100,3 +100,10 @@ def test_a_missing_pth_file_is_called_missing_not_an_unknown_model(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     with pytest.raises(vidtrans.errors.VidtransError, match=r"^facades\.pth: no such file or folder"):
         vidtrans.load_model("facades.pth")
+
+
+def test_no_frames_are_called_none(rgb_model_dir):
+    model = vidtrans.load_model(rgb_model_dir, device="cpu")
+    with pytest.raises(UsageError, match=r"translate got no frames \(\[\]\)"):
+        model.translate([])
+    assert model.translate(np.zeros((0, 48, 64, 3), np.uint8)).shape == (0, 48, 64, 3)

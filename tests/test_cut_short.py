@@ -10,7 +10,6 @@ from fractions import Fraction
 
 import av
 import numpy as np
-import pytest
 
 from tests.media import corrupt_middle, make_clip
 from tests.test_run import FakeModel

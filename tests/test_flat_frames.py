@@ -56,3 +56,17 @@ def test_a_frame_one_pixel_from_flat_is_not_taken_for_flat(tmp_path):
     almost = flat((100, 100, 100))
     almost[0, 32, 32] = (101, 100, 100)
     assert not np.array_equal(model.translate(almost), model.translate(flat((100, 100, 100))))
+
+
+def test_the_flat_picture_is_computed_only_for_batches_that_hold_one(tmp_path, monkeypatch):
+    from vidtrans.models import translator
+
+    calls = []
+    real = translator.flat_frame_output
+    monkeypatch.setattr(translator, "flat_frame_output", lambda *args: calls.append(args[2:]) or real(*args))
+    model = vidtrans.load_model(model_folder(tmp_path, "resnet_6blocks", "instance"), device="cpu", backend="torch")
+    model.translate(np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), np.uint8))
+    assert calls == []  # a pass of the network's CPU copy, paid only when needed
+    model.translate(flat((0, 0, 0), 2))
+    model.translate(flat((9, 9, 9)))
+    assert calls == [(64, 64)]  # once per size

@@ -19,17 +19,18 @@ from vidtrans.video.reader import VideoReader
 GREYS = [(HLG, 0.75, 244), (HLG, 0.50, 125), (PQ, 0.5807, 244), (PQ, 0.5081, 179)]
 
 
-def hdr_clip(path, transfer: int, patches: list[tuple[float, float, float]]):
-    """Two frames of 16x16 patches of BT.2020 RGB signal values (0-1) on `transfer`, 10-bit H.264."""
+def hdr_clip(path, transfer: int, patches: list[tuple[float, float, float]], primaries: int = 9):
+    """Two frames of 16x16 patches of RGB signal values (0-1) on `transfer`, 10-bit H.264, in the
+    `primaries` (9: BT.2020, 1: BT.709)."""
     image = np.concatenate([np.full((16, 16, 3), np.array(p) * 65535, np.uint16) for p in patches], axis=1)
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=25, options={"crf": "4"})
         stream.width, stream.height, stream.pix_fmt = image.shape[1], 16, "yuv420p10le"
         context = stream.codec_context
-        context.colorspace, context.color_primaries, context.color_trc = 9, 9, transfer
+        context.colorspace, context.color_primaries, context.color_trc = 9, primaries, transfer
         frame = av.VideoFrame.from_ndarray(image, format="rgb48le").reformat(format="yuv420p10le",
                                                                              dst_colorspace="bt2020")
-        frame.colorspace, frame.color_primaries, frame.color_trc = 9, 9, transfer
+        frame.colorspace, frame.color_primaries, frame.color_trc = 9, primaries, transfer
         for _ in range(2):
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
@@ -59,3 +60,16 @@ def test_hdr_colours_move_into_bt709(tmp_path):
     out = tmp_path / "out.mp4"
     translate_video(path, out, FakeModel(lambda frames: frames))
     assert np.abs(decode_all(out)[0][0].astype(int) - image).mean() < 3
+
+
+def test_hlg_in_bt709_primaries_keeps_its_colours(tmp_path):
+    # Some cameras record HLG in BT.709's primaries: no conversion of primaries, so a grey stays grey
+    # and a BT.709 red is as red as the same signal tagged BT.709 SDR would be read.
+    path = tmp_path / "hlg709.mp4"
+    hdr_clip(path, HLG, [(0.5, 0.5, 0.5), (0.6, 0.2, 0.2)], primaries=1)
+    with VideoReader(path) as reader:
+        image = next(iter(reader)).image
+    grey, red = image[8, 8].astype(int), image[8, 24].astype(int)
+    assert abs(grey - 125).max() <= 4
+    # HLG's curve and OOTF by hand (BT.709 luma): display light (0.327, 0.034, 0.034), on BT.709's curve.
+    assert abs(red - (144, 36, 36)).max() <= 6, red

@@ -127,3 +127,17 @@ def test_an_error_after_a_stop_was_handled_is_told(tmp_path, cli, monkeypatch, r
     monkeypatch.setattr(vidtrans, "load_model", session_then_failure)
     line = one_line(cli("run", clip.path, "-m", rgb_model_dir, "-o", tmp_path / "out.mp4"), 1)
     assert "s.json: cannot write the stats" in line
+
+
+@linux_only
+def test_a_camera_opened_and_closed_unplayed_leaves_its_file_closed(camera):
+    from vidtrans.live import Camera
+
+    def open_files():
+        fds = Path("/proc/self/fd")
+        return [fd for fd in fds.iterdir() if fd.resolve() == Path(camera).resolve()]
+
+    for _ in range(3):
+        source = Camera(camera).open()
+        source.close()
+    assert open_files() == []

@@ -189,3 +189,11 @@ def test_a_keypoint_file_whose_smoothed_is_not_0_or_1_is_refused(tmp_path, value
     np.savez(path, keypoints=np.zeros((2, 18, 3), np.float32), width=8, height=8, smoothed=value)
     with pytest.raises(vidtrans.errors.VidtransError, match=r"smoothed is .*, not 0 or 1; write the file with vidtrans"):
         read_keypoints(path)
+
+
+def test_smoothed_written_as_a_bool_reads_as_one(tmp_path):
+    path = tmp_path / "kp.npz"
+    np.savez(path, keypoints=np.zeros((2, 18, 3), np.float32), width=8, height=8, smoothed=True)
+    assert read_keypoints(path).smoothed is True
+    with pytest.raises(vidtrans.errors.VidtransError, match="smoothed must be True or False; got 'no'"):
+        write_keypoints_npz(tmp_path / "other.npz", np.zeros((2, 18, 3), np.float32), 8, 8, smoothed="no")

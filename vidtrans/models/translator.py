@@ -416,7 +416,9 @@ class Translator:
                                 "pass a smaller model size or batch size") from None
 
     def _call_network(self, frames: torch.Tensor, previous: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        flat_output = None if self._flat_net is None else self._flat_output(*frames.shape[1:3])
+        # Computed (once per size) only when a batch holds a flat frame: a pass of the CPU copy.
+        flat_output = self._flat_output(*frames.shape[1:3]) if self._flat_net is not None and \
+            bool(_flat(frames).any()) else None
         if self._compiled is None:
             return self._run(frames, previous, flat_output)
         if self._compiled_shape is None:
@@ -484,8 +486,7 @@ class Translator:
             with torch.autocast(self.device.type, dtype=_DTYPES[self.precision]):
                 y = self.net(x)
         if flat_output is not None:
-            flat = (frames == frames[:, :1, :1]).flatten(1).all(1)
-            y = torch.where(flat[:, None, None, None], flat_output.to(y.dtype), y)
+            y = torch.where(_flat(frames)[:, None, None, None], flat_output.to(y.dtype), y)
         generated = y.float()[:, :, pad_h // 2: pad_h // 2 + work_h, pad_w // 2: pad_w // 2 + work_w]
         y = generated.expand(-1, 3, -1, -1) if generated.shape[1] == 1 else generated
         y = (y + 1.0) * 127.5
@@ -496,13 +497,23 @@ class Translator:
         return out, generated
 
 
+def _flat(frames: torch.Tensor) -> torch.Tensor:
+    """(N,) bool: which of uint8 frames (N, H, W, 3) have every pixel alike."""
+    return (frames == frames[:, :1, :1]).flatten(1).all(1)
+
+
 def _frames_array(frames: Any) -> np.ndarray:
     """`frames` (what `translate` was given) as a uint8 array (N, H, W, 3) or (H, W, 3), or a
     UsageError naming what it is and how to make it one."""
+    if isinstance(frames, torch.Tensor) and frames.device.type != "cpu":
+        raise UsageError(f"translate takes frames in host memory (NumPy); frames on {frames.device} go to "
+                         "translate_tensor")
     try:
         array = np.asarray(frames)
     except ValueError:  # a list of arrays that NumPy cannot stack
         raise UsageError("translate got frames of different sizes; translate each size in a call of its own") from None
+    if array.size == 0 and array.ndim < 3:
+        raise UsageError(f"translate got no frames ({frames!r:.40}); pass uint8 RGB frames, (N, H, W, 3)")
     shape, fix = array.shape, ""
     if array.dtype != np.uint8 and array.dtype.kind == "f":
         fix = "; floats from 0 to 1 become uint8 as (x * 255).round().astype(np.uint8)"

@@ -104,6 +104,8 @@ def write_keypoints_npz(path: str | os.PathLike, keypoints: np.ndarray, width: i
     _check_frame_size(width, height, "frame size")
     if not _whole(first_frame) or first_frame < 0:
         raise VidtransError(f"first_frame must be a frame number, 0 or more; got {first_frame!r}")
+    if not isinstance(smoothed, (bool, np.bool_)):
+        raise VidtransError(f"smoothed must be True or False; got {smoothed!r}")
     numbers = dict(width=np.int64(width), height=np.int64(height), first_frame=np.int64(first_frame),
                    smoothed=np.int64(bool(smoothed)))
     write_atomically(path, lambda f: np.savez_compressed(f, keypoints=kp, **numbers), overwrite=overwrite,
@@ -211,7 +213,10 @@ def _read_npz(path: Path) -> KeypointTrack:
                             "write the file with vidtrans pose --keypoints")
     whole = {}
     for name, array in numbers.items():
-        value = whole[name] = _integer(array.item()) if array.size == 1 else None
+        # A smoothed written as a bool (True) means 1.
+        item = int(array.item()) if name == "smoothed" and array.dtype.kind == "b" and array.size == 1 else \
+            array.item() if array.size == 1 else None
+        value = whole[name] = _integer(item)
         if value is None or (name == "first_frame" and value < 0) or (name == "smoothed" and value not in (0, 1)):
             shown = repr(array.item()) if array.size == 1 else f"an array of shape {array.shape}"
             raise VidtransError(f"{path}: {name} is {shown}, not {_NPZ_NUMBERS[name]}; write the file with "

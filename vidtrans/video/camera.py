@@ -105,6 +105,7 @@ class Camera:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._cap: cv2.VideoCapture | None = None
+        self._reader: VideoReader | None = None  # a file source, as opened
         self._pictures: Iterator[np.ndarray] | None = None
         self._frame_size: tuple[int, int] | None = None
 
@@ -149,6 +150,9 @@ class Camera:
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+        if self._reader is not None:  # a file opened but never played closes here, not in _file_pictures
+            self._reader.close()
+            self._reader = None
 
     def __enter__(self) -> "Camera":
         return self.start()
@@ -162,7 +166,8 @@ class Camera:
         """Opens the source, failing here (in the caller's thread) when it cannot be read; returns
         its pictures, uint8 RGB."""
         if self.kind == "file":
-            return self._file_pictures(self._open_file())
+            self._reader = self._open_file()
+            return self._file_pictures(self._reader)
         self._cap = self._open_capture()
         return self._capture_pictures(self._cap)
 
@@ -192,7 +197,9 @@ class Camera:
     def _open_capture(self) -> cv2.VideoCapture:
         try:
             with _quiet_opencv():
-                cap = _interruptibly(self._capture)
+                # A device opens on this thread: macOS's AVFoundation wants cameras opened on the
+                # main thread, and a device answers at once, where a stream may keep us waiting.
+                cap = _interruptibly(self._capture) if self.kind == "url" else self._capture()
         except cv2.error as e:
             raise VidtransError(f"{self.name}: cannot open it ({str(e).strip().splitlines()[-1]})") from e
         if cap is None:

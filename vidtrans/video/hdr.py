@@ -28,7 +28,7 @@ KNEE = 0.75
 _BT2020_TO_BT709 = np.array([[1.6605, -0.5876, -0.0728],
                              [-0.1246, 1.1329, -0.0083],
                              [-0.0182, -0.1006, 1.1187]], np.float32)
-_BT2020_LUMA = (0.2627, 0.6780, 0.0593)
+_LUMA = {True: (0.2627, 0.6780, 0.0593), False: (0.2126, 0.7152, 0.0722)}  # BT.2020's, BT.709's
 
 
 def _pq_to_nits(signal: np.ndarray) -> np.ndarray:
@@ -67,16 +67,16 @@ def _sdr_8bit() -> np.ndarray:
 _SDR_8BIT = _sdr_8bit()
 
 
-def to_sdr(rgb48: np.ndarray, transfer: int) -> np.ndarray:
-    """uint16 RGB (H, W, 3), BT.2020 primaries on the `transfer` curve (PQ or HLG), as uint8 SDR
-    RGB in BT.709 primaries and transfer."""
+def to_sdr(rgb48: np.ndarray, transfer: int, bt2020: bool = True) -> np.ndarray:
+    """uint16 RGB (H, W, 3) on the `transfer` curve (PQ or HLG), in BT.2020's primaries (or, not
+    `bt2020`, BT.709's, as some cameras record HLG), as uint8 SDR RGB in BT.709 primaries and transfer."""
     light = _LINEAR[transfer][rgb48]
     if transfer == HLG:
         # The OOTF: scene light to display light on a 1000-nit display, by the scene's luminance.
-        luma = cv2.transform(light, np.array([_BT2020_LUMA], np.float32))
+        luma = cv2.transform(light, np.array([_LUMA[bt2020]], np.float32))
         gain = cv2.pow(cv2.max(luma, 1e-6), 0.2) * np.float32(HLG_PEAK_NITS / REFERENCE_WHITE_NITS)
         light *= gain[..., None]
-    light = cv2.transform(light, _BT2020_TO_BT709 / _BRIGHTEST)
+    light = cv2.transform(light, (_BT2020_TO_BT709 if bt2020 else np.eye(3, dtype=np.float32)) / _BRIGHTEST)
     np.clip(light, 0, 1, out=light)
     index = (cv2.sqrt(light) * 65535 + 0.5).astype(np.uint16)
     return _SDR_8BIT[index]

@@ -530,6 +530,7 @@ def _file_key(path: str | os.PathLike) -> tuple[int, int, int, int] | None:
     return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
 
 
+_BT709_PRIMARIES = 1  # FFmpeg's AVCOL_PRI_BT709
 # A whole clip read that ends before this share of the video's stated frames and duration is cut short.
 CUT_SHORT = 0.9
 _WARNED_CUT_SHORT: set = set()  # the files (`_file_key`) this process warned about
@@ -940,7 +941,7 @@ class VideoReader:
             shrinking = width * height < decoded.width * decoded.height
             rgb = decoded.to_ndarray(format=form, width=width, height=height,
                                      interpolation="AREA" if shrinking else "BILINEAR")
-        return to_sdr(rgb, transfer) if hdr else rgb
+        return to_sdr(rgb, transfer, bt2020=int(decoded.color_primaries or 0) != _BT709_PRIMARIES) if hdr else rgb
 
     def _decoded(self, pending: _Pending, in_range: Callable[[int], bool],
                  start_pts: int | None) -> Iterator[av.VideoFrame]:

@@ -282,21 +282,16 @@ def test_a_broken_link_is_named_as_one_before_training(tmp_path):
     assert not (tmp_path / "m").exists()
 
 
-def test_a_clip_with_the_person_in_every_frame_but_too_few_is_called_too_short(tmp_path, monkeypatch):
+@pytest.mark.parametrize("frames, name, told", [
+    (9, "nine.mp4", "the person is in all 9 frames, but the clip is too short: training needs at least 10"),
+    (1, "still.png", "still.png: a single picture, and training needs a video of at least 10 frames"),
+], ids=["too short", "a picture"])
+def test_a_clip_with_the_person_in_every_frame_but_too_few_is_called_too_short(tmp_path, monkeypatch, frames, name,
+                                                                               told):
     from vidtrans.pose import track
 
-    person = np.zeros((9, 18, 3), np.float32)
+    person = np.zeros((frames, 18, 3), np.float32)
     person[:, :, :2], person[:, :, 2] = 10.0, 0.9
     monkeypatch.setattr(track, "detect_keypoints", lambda video, **kwargs: person)
-    message = one_line(cli("train", tmp_path / "nine.mp4", "-o", tmp_path / "m", *TINY_TRAINING), 1)
-    assert "the person is in all 9 frames, but the clip is too short: training needs at least 10" in message, message
-
-
-def test_a_single_picture_is_called_one(tmp_path, monkeypatch):
-    from vidtrans.pose import track
-
-    person = np.zeros((1, 18, 3), np.float32)
-    person[:, :, :2], person[:, :, 2] = 10.0, 0.9
-    monkeypatch.setattr(track, "detect_keypoints", lambda video, **kwargs: person)
-    message = one_line(cli("train", tmp_path / "still.png", "-o", tmp_path / "m", *TINY_TRAINING), 1)
-    assert "still.png: a single picture, and training needs a video of at least 10 frames" in message, message
+    message = one_line(cli("train", tmp_path / name, "-o", tmp_path / "m", *TINY_TRAINING), 1)
+    assert told in message, message

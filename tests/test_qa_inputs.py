@@ -174,7 +174,7 @@ def test_eval_refuses_a_negative_seed_and_more_frames_than_memory_holds(pose_mod
     # The command says so in one line.
     result = run_cli("eval", "--model", pose_model_dir, "--device", "cpu", "--synthetic", "--seed", "-1")
     assert result.returncode == 2 and result.exception is None
-    assert result.stderr.startswith("vidtrans: error: seed must be") and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("vidtrans: error: --seed must be") and result.stderr.count("\n") == 1, result.stderr
 
 
 # ---------------------------------------------------------------- live

@@ -78,3 +78,14 @@ def test_non_square_pixels_are_shown_at_their_width(tmp_path):
     out = tmp_path / "out.mp4"
     translate_video(wide, out, IDENTITY)
     assert decode_all(out)[0][0].shape[:2] in ((48, 85), (48, 86))  # 4:2:0 pads an odd width by a column
+
+
+@pytest.mark.parametrize("sar, shown", [(Fraction(8, 9), 640), (Fraction(2, 1), 1440), (Fraction(255, 1), 720),
+                                        (Fraction(1, 200), 720), (Fraction(0, 1), 720), (None, 720)])
+def test_an_aspect_ratio_far_outside_any_in_use_is_taken_for_damage(sar, shown):
+    from types import SimpleNamespace
+
+    from vidtrans.video.reader import _square_pixels
+
+    stream = SimpleNamespace(sample_aspect_ratio=sar, codec_context=SimpleNamespace(sample_aspect_ratio=None))
+    assert _square_pixels(720, 480, stream) == (shown, 480)

@@ -475,7 +475,9 @@ def _square_pixels(width: int, height: int, stream: av.video.stream.VideoStream)
     DV, DVD and broadcast SD video store (720x480 at 8:9 is shown 640x480), as players show it and
     as an output of square pixels (which every model expects) keeps it."""
     sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
-    if sar is None or sar <= 0 or sar == 1:
+    # Stored aspect ratios run from 8:11 to 2:1 (anamorphic); one far outside is a damaged header,
+    # which would make frames thousands of pixels wide.
+    if sar is None or not 1 / MAX_PIXEL_ASPECT <= sar <= MAX_PIXEL_ASPECT or sar == 1:
         return width, height
     return max(1, round(width * sar)), height
 
@@ -531,6 +533,7 @@ def _file_key(path: str | os.PathLike) -> tuple[int, int, int, int] | None:
 
 
 _BT709_PRIMARIES = 1  # FFmpeg's AVCOL_PRI_BT709
+MAX_PIXEL_ASPECT = 4
 # A whole clip read that ends before this share of the video's stated frames and duration is cut short.
 CUT_SHORT = 0.9
 _WARNED_CUT_SHORT: set = set()  # the files (`_file_key`) this process warned about

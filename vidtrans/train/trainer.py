@@ -667,17 +667,10 @@ class Trainer:
         self.netG.train()
         return np.concatenate(outputs)
 
-    def validate(self, write_grid: bool = True) -> dict[str, float]:
-        """SSIM/PSNR on the held-out pairs, with the generator as inference will run it; a temporal
-        one's on the second of two consecutive held-out frames, the first made as a clip's first.
-        `write_grid`: also save their sample grid in samples/."""
-        metrics, grid = self._scored()
-        if write_grid and grid is not None:
-            self._write_grid(grid)
-        return metrics
-
     def _scored(self) -> tuple[dict[str, float], np.ndarray | None]:
-        """`validate`'s figures, and the sample grid of the held-out pairs (None without any)."""
+        """SSIM/PSNR on the held-out pairs, with the generator as inference will run it (a temporal
+        one's on the second of two consecutive held-out frames, the first made as a clip's first),
+        and their sample grid (None without any)."""
         sequences = self._held_out()
         if not sequences:
             return {}, None

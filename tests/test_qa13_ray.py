@@ -269,18 +269,42 @@ def test_a_closed_port_is_one_line_at_once(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_an_address_where_no_ray_head_answers_gives_up_in_bounded_time(tmp_path, mute_server):
+def test_an_address_where_something_else_answers_is_refused_before_ray_connects(tmp_path, mute_server):
+    """A port that takes connections but is no Ray head (no gRPC handshake) is one line, the last: Ray's
+    native client, once started, went on printing "Failed to connect to GCS" after vidtrans's error."""
+    port, _ = mute_server
+    started = time.monotonic()
+    process = batch_process(tmp_path, f"127.0.0.1:{port}", "import vidtrans.batch",
+                            "vidtrans.batch.RAY_CONNECT_SECONDS = 2")
+    try:
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 1 and time.monotonic() - started < 40, stderr
+    assert stderr == (f"vidtrans: error: --ray 127.0.0.1:{port}: cannot use this Ray cluster (something answers at "
+                      f"127.0.0.1:{port}, but not as a Ray head does (no gRPC handshake within 2 s)); give the "
+                      "head's HOST:PORT, port 6379 unless ray start --head --port said otherwise, or start a cluster "
+                      "with ray start --head\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_ray_init_that_never_connects_gives_up_in_bounded_time(tmp_path, mute_server):
+    """Where the handshake passes but ray.init still waits (the check cannot be made with Ray's TLS),
+    vidtrans gives up after RAY_INIT_SECONDS with its one line (Ray's native client, still trying,
+    may print after it)."""
     port, _ = mute_server
     process = batch_process(tmp_path, f"127.0.0.1:{port}", "import vidtrans.batch",
-                            "vidtrans.batch.RAY_INIT_SECONDS = 3")
+                            "vidtrans.batch.RAY_INIT_SECONDS = 3",
+                            "vidtrans.batch._speaks_grpc = lambda endpoint, seconds: True")
     try:
         _, stderr = process.communicate(timeout=60)
     finally:
         process.kill()
     assert process.returncode == 1, stderr
-    assert stderr.splitlines()[-1] == (f"vidtrans: error: --ray 127.0.0.1:{port}: cannot use this Ray cluster (no Ray "
-                                       f"cluster answered at 127.0.0.1:{port} within 3 s); give the head's HOST:PORT, "
-                                       "port 6379 unless ray start --head --port said otherwise")
+    ours = [line for line in stderr.splitlines() if line.startswith("vidtrans:")]
+    assert ours == [f"vidtrans: error: --ray 127.0.0.1:{port}: cannot use this Ray cluster (no Ray cluster answered "
+                    f"at 127.0.0.1:{port} within 3 s); give the head's HOST:PORT, port 6379 unless ray start --head "
+                    "--port said otherwise"], stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -289,7 +313,8 @@ def test_a_signal_while_ray_connects_stops_as_everywhere(tmp_path, mute_server, 
     """Sent once ray.init is trying the address (its second connection, after vidtrans's own check):
     the command stops at once, as any other does (SIGTERM was Ray's: exit 15, ~30 s later)."""
     port, taken = mute_server
-    process = batch_process(tmp_path, f"127.0.0.1:{port}")
+    process = batch_process(tmp_path, f"127.0.0.1:{port}", "import vidtrans.batch",
+                            "vidtrans.batch._speaks_grpc = lambda endpoint, seconds: True")
     try:
         deadline = time.monotonic() + 60
         while len(taken) < 2 and process.poll() is None and time.monotonic() < deadline:

@@ -1243,27 +1243,55 @@ def _cannot_use(batch: BatchOptions, why: str, fix: str = "start one with ray st
 
 
 def _check_reachable(batch: BatchOptions) -> None:
-    """A HOST:PORT address is first tried here, for RAY_CONNECT_SECONDS: Ray would retry one that
-    does not answer for minutes. In a thread, since a name lookup has no timeout of its own, and
-    this one must stay interruptible."""
+    """A HOST:PORT address is first tried here, for RAY_CONNECT_SECONDS in all: Ray would retry one
+    that does not answer for minutes, and its native client, once started, goes on printing about
+    it after vidtrans has given up. A Ray head speaks gRPC, so the address must take a connection and
+    then complete gRPC's handshake (something else listening there does not). In a thread, since a
+    name lookup has no timeout of its own, and this one must stay interruptible."""
     endpoint = batch.ray_endpoint
     if endpoint is None:
         return
     outcome: list[str | None] = []
+    deadline = time.monotonic() + RAY_CONNECT_SECONDS
 
     def connect() -> None:
         try:
             socket.create_connection(endpoint, timeout=RAY_CONNECT_SECONDS).close()
-            outcome.append(None)
         except OSError as e:
-            outcome.append(e.strerror or str(e) or type(e).__name__)
+            outcome.append(f"{batch.ray}: {e.strerror or str(e) or type(e).__name__}")
+            return
+        if not _speaks_grpc(endpoint, deadline - time.monotonic()):
+            outcome.append(f"something answers at {batch.ray}, but not as a Ray head does (no gRPC handshake within "
+                           f"{RAY_CONNECT_SECONDS:g} s)")
+            return
+        outcome.append(None)
 
     thread = threading.Thread(target=connect, name="vidtrans-ray-check", daemon=True)
     thread.start()
-    thread.join(RAY_CONNECT_SECONDS)
-    why = f"{batch.ray}: {outcome[0]}" if outcome else f"no answer from {batch.ray} within {RAY_CONNECT_SECONDS:g} s"
-    if not outcome or outcome[0] is not None:
+    thread.join(RAY_CONNECT_SECONDS + 1)  # the handshake's own timeout ends it by then
+    why = outcome[0] if outcome else f"no answer from {batch.ray} within {RAY_CONNECT_SECONDS:g} s"
+    if why is not None:
         raise _cannot_use(batch, why, f"give {_HEAD_PORT}, or start a cluster with ray start --head")
+
+
+def _speaks_grpc(endpoint: tuple[str, int], seconds: float) -> bool:
+    """Whether gRPC's handshake with `endpoint` completes within `seconds`. True where it cannot be
+    tried here: without grpc, or with Ray's TLS (RAY_USE_TLS), whose certificates Ray itself reads."""
+    try:
+        import grpc  # a dependency of Ray's
+    except ImportError:
+        return True
+    if os.environ.get("RAY_USE_TLS", "0").strip().lower() not in ("", "0", "false"):
+        return True
+    host, port = endpoint
+    channel = grpc.insecure_channel(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    try:
+        grpc.channel_ready_future(channel).result(timeout=max(seconds, 0.1))
+        return True
+    except grpc.FutureTimeoutError:
+        return False
+    finally:
+        channel.close()
 
 
 def _connect_ray(ray, batch: BatchOptions) -> None:

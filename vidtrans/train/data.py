@@ -233,7 +233,8 @@ class PairedFolder:
         held_out = next((self.root / d for d in ("val", "test") if (self.root / d).is_dir()), None)
         self.validation_held_out = held_out is not None or len(self.pairs) > 1
         if held_out is not None:
-            self.held_out = self._pairs(held_out)
+            self.held_out = self._pairs(held_out, fix="put held-out pairs in it (laid out as the training "
+                                                      "pairs) or remove it")
         elif self.validation_held_out:
             self.held_out = self.pairs[::10]
             self.pairs = [p for i, p in enumerate(self.pairs) if i % 10]
@@ -292,7 +293,8 @@ class PairedFolder:
         self.not_files.extend(p for p in images if not p.is_file())
         return [p for p in images if p.is_file()]
 
-    def _pairs(self, folder: Path) -> list[tuple[Path, Path | None]]:
+    def _pairs(self, folder: Path, fix: str = "pass a folder of side-by-side AB images or with A/ and B/ subfolders"
+               ) -> list[tuple[Path, Path | None]]:
         if (folder / "A").is_dir() and (folder / "B").is_dir():
             a_files, b_files = (_by_name(self._images_in(folder / side)) for side in ("A", "B"))
             common = sorted(a_files.keys() & b_files.keys())
@@ -311,7 +313,7 @@ class PairedFolder:
             left_out = "".join(f"; {what} are left out" for what, found in (("hidden files", self.hidden),
                                                                              ("folders", self.not_files)) if found)
             raise UsageError(f"{folder}: no images found (the extensions read: {', '.join(IMAGE_SUFFIXES)}{left_out}); "
-                             "pass a folder of side-by-side AB images or with A/ and B/ subfolders")
+                             f"{fix}")
         return [(f, None) for f in files]
 
     def _load(self, pair: tuple[Path, Path | None]) -> tuple[np.ndarray, np.ndarray]:

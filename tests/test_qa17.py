@@ -1,9 +1,23 @@
 """Defects found in the seventeenth QA pass (thirteenth session), each a user-visible behaviour."""
+import socket
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from unittest import mock
+
 import pytest
 
-from tests.media import paired_folder
-from vidtrans.errors import UsageError
+import vidtrans
+from tests.conftest import one_line
+from tests.conftest import run_cli as cli
+from tests.media import dancer_clip, make_clip, paired_folder
+from vidtrans.atomic import OutputClaim, lock_path
+from vidtrans.errors import UsageError, VidtransError
+from vidtrans.live.loop import run_live
 from vidtrans.train.data import PairedFolder
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_an_empty_held_out_folder_is_named_with_its_own_fix(tmp_path):
@@ -16,3 +30,102 @@ def test_an_empty_held_out_folder_is_named_with_its_own_fix(tmp_path):
     # Not the advice for a wrong training folder: the training pairs are fine.
     assert "put held-out pairs in it" in message and "or remove it" in message, message
     assert "pass a folder of side-by-side AB images" not in message, message
+
+
+# --- an output is claimed when the command starts, not at its first encoded frame ------------------------------
+
+
+@pytest.fixture
+def held_elsewhere(tmp_path):
+    """Holds the claim on a path from another process, as a second vidtrans run would: (hold(path))."""
+    holders = []
+
+    def hold(path):
+        holder = subprocess.Popen([sys.executable, "-c", "import sys; from vidtrans.atomic import OutputClaim; "
+                                   "claim = OutputClaim(sys.argv[1]); print('held', flush=True); sys.stdin.read()",
+                                   str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
+        holders.append(holder)
+        assert holder.stdout.readline() == "held\n"
+
+    yield hold
+    for holder in holders:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_run_onto_an_output_another_run_is_writing_is_refused_before_any_work(tmp_path, pose_model,
+                                                                                 held_elsewhere):
+    clip = dancer_clip(tmp_path / "dance.mp4", frames=6, size=(128, 128)).path
+    dst = tmp_path / "out.mp4"
+    dst.write_bytes(b"the other run's output, as it was")
+    held_elsewhere(dst)
+    told = []
+    with pytest.raises(VidtransError, match="another vidtrans process is writing this file"):
+        vidtrans.translate_video(clip, dst, pose_model, overwrite=True, progress=lambda *a: told.append(a))
+    assert told == []  # refused before the detection pass, the first work a pose model's run does
+    assert dst.read_bytes() == b"the other run's output, as it was"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["dance.mp4", "out.mp4", lock_path(dst).name])
+
+
+def test_a_shared_claim_is_shared_by_its_thread_and_refused_to_others(tmp_path):
+    dst = tmp_path / "x.mp4"
+    with pytest.raises(VidtransError, match="another vidtrans process is writing"):
+        with OutputClaim(dst):
+            OutputClaim(dst)  # two writers of one file in one thread
+    outer = OutputClaim(dst, shared=True)
+    inner = OutputClaim(dst)  # the writer a command makes after claiming its output
+
+    def claim_elsewhere():
+        try:
+            OutputClaim(dst).release()
+            return "claimed"
+        except VidtransError as e:
+            return str(e)
+
+    with ThreadPoolExecutor(1) as pool:
+        assert "another vidtrans process is writing" in pool.submit(claim_elsewhere).result()
+        inner.release()
+        assert lock_path(dst).exists()  # still the outer claim's
+        assert "another vidtrans process is writing" in pool.submit(claim_elsewhere).result()
+        outer.release()
+        assert not lock_path(dst).exists()
+        assert pool.submit(claim_elsewhere).result() == "claimed"
+
+
+def test_live_outputs_another_process_holds_are_refused_before_the_model_loads(tmp_path, rgb_model_dir,
+                                                                             held_elsewhere):
+    """A recording another session is writing, a --serve port that is taken, --stats onto the model's
+    card: each refused in the checks made before the model loads (they were found after it)."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=15, size=(64, 48), fps=30, audio=False).path
+    record = tmp_path / "r.mp4"
+    held_elsewhere(record)
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    loads = []
+
+    def load_model(*args, **kwargs):
+        loads.append(args)
+        raise AssertionError("the model was loaded")
+
+    live = ["live", "--model", rgb_model_dir, "--camera", clip, "--no-window"]
+    with mock.patch("vidtrans.load_model", load_model):
+        assert "another vidtrans process is writing this file" in one_line(cli(*live, "--record", record), 1)
+        message = one_line(cli(*live, "--serve", str(port)), 1)
+        assert f"--serve 127.0.0.1:{port}: cannot listen there" in message, message
+        message = one_line(cli(*live, "--stats", rgb_model_dir / "card.json", "--overwrite"), 2)
+        assert "card.json" in message, message
+    taken.close()
+    assert loads == [] and not record.exists()
+
+
+def test_a_live_recording_is_claimed_for_the_whole_session(tmp_path, rgb_model_dir, held_elsewhere):
+    """A Python caller's session (no CLI checks before it) refuses a recording another process holds
+    before its camera plays."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=15, size=(64, 48), fps=30, audio=False).path
+    record = tmp_path / "r.mp4"
+    held_elsewhere(record)
+    started = []
+    with pytest.raises(VidtransError, match="another vidtrans process is writing this file"):
+        run_live(vidtrans.load_model(rgb_model_dir, device="cpu"), clip, window=False, record=record,
+                 max_frames=15, on_start=started.append)
+    assert started == [] and not record.exists()

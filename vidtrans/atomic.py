@@ -25,6 +25,7 @@ import os
 import re
 import secrets
 import stat
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -331,12 +332,21 @@ class OutputClaim:
     lock dies with the process (flock), so a killed run never blocks the next one; the lock file
     itself is removed on release. A claim also deletes the temporary files of `dst` that a killed
     process left (it held the lock, so whoever made them is gone).
+
+    `shared`: a command claims its output when it starts, and the writer it makes at its first frame
+    claims the same file; claims of `dst` made later by the same thread share this one (they lock
+    nothing, and their release leaves it held). Other threads are refused, as other processes are,
+    and so is a second claim of an unshared one (two writers of one file in one thread).
     """
 
-    def __init__(self, dst: str | os.PathLike):
+    def __init__(self, dst: str | os.PathLike, shared: bool = False):
         dst = Path(dst)
         self.path = lock_path(dst)
         self._fd: int | None = None
+        self._shared_with = threading.get_ident() if shared else None
+        held = _unfinished.get(self.path)
+        if isinstance(held, OutputClaim) and held._fd is not None and held._shared_with == threading.get_ident():
+            return  # inside a shared claim: see above
         _unfinished[self.path] = self  # before the file exists: see _unfinished
         try:
             self._fd = self._lock(dst)

@@ -418,7 +418,7 @@ def live(
     # What would fail the session is found before the model loads (seconds): its outputs, the
     # display, and the camera itself (opened now, capturing once the model is ready).
     source = Camera(camera, size=options.capture_size, loop=options.loop)
-    check_live(options, source)
+    check_live(options, source, model)
     with contextlib.ExitStack() as stack:
         stack.callback(source.close)
         source.open()

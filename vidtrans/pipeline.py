@@ -329,7 +329,9 @@ def translate_video(
     summary = Summary(input=str(src), output=str(dst), model=model.name, device=str(model.device),
                       precision=model.precision, batch_size=options.batch_size, smoothing=smoothing,
                       recurrent=bool(getattr(model, "temporal", None)))
-    with VideoReader(src, start=options.start, end=options.end) as reader:
+    # Claimed now, not when the writer starts at the first frame (after the detection pass): a second
+    # run onto the same output is refused before either has done any work.
+    with OutputClaim(dst, shared=True), VideoReader(src, start=options.start, end=options.end) as reader:
         pose = _pose_source(model, options.pose, keypoints, reader)
         output = _Output(dst, options.encode, SourceMedia(src, options.start, options.end), overwrite)
         # What the writer would refuse at the first frame (the frame size, the streams copied from

@@ -22,11 +22,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vidtrans.atomic import discard, same_file, temp_path, write_atomically
-from vidtrans.errors import UsageError
+from vidtrans.atomic import OutputClaim, discard, same_file, temp_path, write_atomically
+from vidtrans.errors import UsageError, VidtransError
 from vidtrans.live.process import FrameProcessor, LiveFrame, compose, cpu_threads
-from vidtrans.live.sinks import (MjpegServer, Shown, Sink, check_display, check_recording_name, open_sinks,
+from vidtrans.live.sinks import (MjpegServer, Shown, Sink, check_display, check_recording_name, listening, open_sinks,
                                  virtual_camera_module)
+from vidtrans.models.checkpoint import model_files, resolve
 from vidtrans.options import LiveOptions, View, spell
 from vidtrans.video import check_destination
 from vidtrans.video.camera import Camera
@@ -159,12 +160,13 @@ def run_live(
 
 
 def check_live(options: LiveOptions, camera: Camera, model=None) -> None:
-    """Refuse (UsageError) what the session would fail on later, before any work (a model loads
-    for seconds): `record` and `stats` naming the camera's file, the model's files (when `model`
-    is given), each other, an existing file (unless `overwrite`) or a folder that cannot be
-    written, a recording into a kind of file live cannot record, the window without a display,
-    and the virtual camera without pyvirtualcam."""
-    inputs = ([camera.source] if camera.kind == "file" else []) + list(getattr(model, "files", ()))
+    """Refuse what the session would fail on later, before any work (a model loads for seconds):
+    `record` and `stats` naming the camera's file, the model's files (`model`: a loaded model, or
+    the name or path it will be loaded from), each other, an existing file (unless `overwrite`) or
+    a folder that cannot be written, a recording into a kind of file live cannot record or that
+    another process is writing, a `serve` address that cannot be listened on, the window without
+    a display, and the virtual camera without pyvirtualcam."""
+    inputs = ([camera.source] if camera.kind == "file" else []) + _model_files(model)
     outputs = [path for path in (options.record, options.stats) if path is not None]
     if len(outputs) == 2 and same_file(*outputs):
         raise UsageError(f"{spell('record')} and {spell('stats')} both name {options.record}; "
@@ -175,10 +177,26 @@ def check_live(options: LiveOptions, camera: Camera, model=None) -> None:
         discard(temp_path(path))
     if options.record is not None:
         check_recording_name(Path(options.record))
+        OutputClaim(options.record).release()  # another session recording into it now
+    if options.serve is not None:
+        listening(*options.serve_address).server_close()
     if options.virtual_cam:
         virtual_camera_module()
     if options.window:
         check_display()
+
+
+def _model_files(model) -> list[Path]:
+    """The files `model` (loaded, or a name or path) is read from; none where a name stands for no
+    model (loading it says so)."""
+    if hasattr(model, "files"):
+        return list(model.files)
+    if isinstance(model, (str, os.PathLike)):
+        try:
+            return model_files(resolve(model))
+        except VidtransError:
+            return []
+    return []
 
 
 def _loop(camera: Camera, processor: FrameProcessor, sinks: list[Sink], options: LiveOptions, stats: LiveStats,

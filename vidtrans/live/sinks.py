@@ -24,6 +24,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from vidtrans.atomic import OutputClaim
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.options import EncodeOptions, LiveOptions, spell
 from vidtrans.video import VideoWriter, check_output_settings
@@ -180,6 +181,9 @@ class Recorder:
 
     def __init__(self, path: Path, overwrite: bool):
         self.path, self.overwrite = path, overwrite
+        # Claimed when the session starts, not at its first frame: a second session recording into the
+        # same file is refused before either opens its camera's stream.
+        self._claim = OutputClaim(path, shared=True)
         self.writer: VideoWriter | None = None
         self.origin = 0.0
         self.last_pts = -1
@@ -200,16 +204,19 @@ class Recorder:
     def close(self, completed: bool) -> None:
         """Move the recording into place when the run completed and it has frames; else delete it,
         and also when finishing it fails or is interrupted (Ctrl-C, SIGTERM): no partial file is left."""
-        if self.writer is None:
-            return
-        if not (completed and self.writer.frames_written):
-            self.writer.abort()
-            return
         try:
-            self.writer.close()
-        except BaseException:
-            self.writer.abort()
-            raise
+            if self.writer is None:
+                return
+            if not (completed and self.writer.frames_written):
+                self.writer.abort()
+                return
+            try:
+                self.writer.close()
+            except BaseException:
+                self.writer.abort()
+                raise
+        finally:
+            self._claim.release()
 
 
 def check_recording_name(path: Path) -> None:
@@ -282,6 +289,21 @@ setInterval(() => {
 """
 
 
+def listening(host: str, port: int, handler: type[BaseHTTPRequestHandler] = BaseHTTPRequestHandler
+              ) -> ThreadingHTTPServer:
+    """An HTTP server listening at host:port, or the reason it cannot in one line: UsageError for a
+    host that is not this machine's, VidtransError for a port that is taken (it may be free later)."""
+    try:
+        return ThreadingHTTPServer((host, port), handler)
+    except OSError as e:
+        where = f"{spell('serve')} {host}:{port}: cannot listen"
+        if isinstance(e, socket.gaierror) or e.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+            raise UsageError(f"{where} on host {host} ({e.strerror}): not an IPv4 address or name of this "
+                             "machine; give one that is, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (all "
+                             "its networks)") from None
+        raise VidtransError(f"{where} there ({e.strerror}); choose another port") from e
+
+
 class MjpegServer:
     """Serves a page at / and the view as an MJPEG stream at /stream.mjpg, from a thread.
     Port 0 takes a free port; `url` says which."""
@@ -310,17 +332,7 @@ class MjpegServer:
             def log_message(self, *args) -> None:
                 pass  # the terminal belongs to the live statistics
 
-        try:
-            self.httpd = ThreadingHTTPServer((host, port), Handler)
-        except OSError as e:
-            where = f"{spell('serve')} {host}:{port}: cannot listen"
-            if isinstance(e, socket.gaierror) or e.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
-                # A host that can never be listened on here is a bad option value (UsageError); a
-                # port that is taken may be free next time.
-                raise UsageError(f"{where} on host {host} ({e.strerror}): not an IPv4 address or name of this "
-                                 "machine; give one that is, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (all "
-                                 "its networks)") from None
-            raise VidtransError(f"{where} there ({e.strerror}); choose another port") from e
+        self.httpd = listening(host, port, Handler)
         self.httpd.daemon_threads = True
         self.host, self.port = host, self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="vidtrans-serve", daemon=True)

@@ -1,7 +1,10 @@
 """Defects found in the seventeenth QA pass (thirteenth session), each a user-visible behaviour."""
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from unittest import mock
@@ -12,6 +15,7 @@ import vidtrans
 from tests.conftest import one_line
 from tests.conftest import run_cli as cli
 from tests.media import dancer_clip, make_clip, paired_folder
+from tests.test_signals import HANG_S, start, wait_for
 from vidtrans.atomic import OutputClaim, lock_path
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.live.loop import run_live
@@ -129,3 +133,43 @@ def test_a_live_recording_is_claimed_for_the_whole_session(tmp_path, rgb_model_d
         run_live(vidtrans.load_model(rgb_model_dir, device="cpu"), clip, window=False, record=record,
                  max_frames=15, on_start=started.append)
     assert started == [] and not record.exists()
+
+
+def test_a_second_ctrl_c_after_a_live_session_ended_does_not_turn_its_exit_into_an_interruption(tmp_path):
+    """live ends normally on Ctrl-C (exit 0); a second Ctrl-C just after its summary landed in the
+    interpreter's shutdown (seconds, with the pose detector's threads) and killed the completed session."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=30, size=(64, 48), fps=30, audio=False).path
+    record = tmp_path / "r.mp4"
+    process = start("live", "--device", "cpu", "--camera", clip, "--loop", "--no-window", "--record", record)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
+    reader.start()
+    wait_for(process, lambda: any("Ctrl-C to stop" in line for line in lines), "the session's start")
+    time.sleep(1)
+    process.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + HANG_S
+    while not any(" frames at " in line for line in lines) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=HANG_S) == 0, lines
+    reader.join(timeout=HANG_S)
+    assert "vidtrans: interrupted\n" not in lines and record.is_file(), lines
+
+
+@pytest.mark.parametrize("camera", ["", "-1"])
+def test_a_camera_that_cannot_be_one_is_a_usage_error(camera, rgb_model_dir):
+    with mock.patch("vidtrans.load_model", side_effect=AssertionError("the model was loaded")):
+        message = one_line(cli("live", "--model", rgb_model_dir, "--camera", camera, "--no-window"), 2)
+    assert message == (f"vidtrans: error: camera {camera!r}: give --camera a device index (0 is the first camera), "
+                       "a video file or a URL")
+
+
+def test_a_failed_clip_is_named_once_in_its_line(tmp_path, rgb_model_dir):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "broken.mp4").write_bytes(b"no video here")
+    result = cli("batch", src, "-o", tmp_path / "out", "-m", rgb_model_dir, "--devices", "cpu")
+    assert result.returncode == 1, result.stderr
+    line = next(line for line in result.stderr.splitlines() if line.startswith("failed "))
+    assert line.startswith(f"failed {src / 'broken.mp4'}: not a readable video file ("), line

@@ -10,6 +10,7 @@ import threading
 import time
 from typing import Any
 
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
@@ -50,7 +51,7 @@ class RichDisplay(BatchListener):
             self._counted[worker] = 0
             if worker not in self._workers:
                 self._workers[worker] = self.bar.add_task(worker, total=None, info="")
-        self.bar.update(self._workers[worker], completed=0, total=None, info=f"{clip}: opening")
+        self.bar.update(self._workers[worker], completed=0, total=None, info=f"{escape(clip)}: opening")
 
     def clip_progress(self, worker: str, clip: str, done: int, total: int, phase: str) -> None:
         with self._lock:
@@ -58,7 +59,8 @@ class RichDisplay(BatchListener):
                 self._frames += done - self._counted.get(worker, 0)
                 self._counted[worker] = done
             fps = self._frames / max(time.perf_counter() - self._started, 1e-9)
-        self.bar.update(self._workers[worker], completed=done, total=max(total, done) or None, info=f"{clip}: {phase}")
+        self.bar.update(self._workers[worker], completed=done, total=max(total, done) or None,
+                        info=f"{escape(clip)}: {phase}")
         self.bar.update(self._frames_task, completed=self._frames, info=f"{fps:.1f} fps")
 
     def clip_finished(self, worker: str, result: ClipResult) -> None:
@@ -66,7 +68,8 @@ class RichDisplay(BatchListener):
         if worker:
             self.bar.update(self._workers[worker], info="idle")
         if not self.console.is_terminal and result.status != "skipped":
-            how = f"{count(result.frames, 'frame')} in {result.seconds:.1f} s" if result.status == "done" else result.error
+            how = f"{count(result.frames, 'frame')} in {result.seconds:.1f} s" if result.status == "done" else \
+                _reason(result)
             if result.status == "done" and result.frames_without_person:
                 how += f"; no person in {result.frames_without_person} of {result.frames} frames"
             if result.status == "done" and result.corrupt_frames:
@@ -101,5 +104,10 @@ def summary_tables(report: BatchReport) -> list:
         return [table]
     failures = Table("failed clip", "reason", title="failures")
     for clip in report.failed:
-        failures.add_row(clip.input, clip.error)
+        failures.add_row(escape(clip.input), escape(_reason(clip)))  # names are no markup: "a [v2].mp4"
     return [table, failures]
+
+
+def _reason(clip: ClipResult) -> str:
+    """Why `clip` failed, without its name where the error starts with it (shown beside it already)."""
+    return (clip.error or "").removeprefix(f"{clip.input}: ")

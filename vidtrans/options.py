@@ -445,7 +445,7 @@ class LiveOptions(_Options):
                f"{spell('max_frames')} must be at least 1, got {self.max_frames!r}")
         for name in ("record", "stats"):
             value = getattr(self, name)
-            _check(value is None or isinstance(value, (str, os.PathLike)),
+            _check(value is None or (isinstance(value, (str, os.PathLike)) and os.fspath(value).strip() != ""),
                    f"{spell(name)} must be a file path, not {value!r}")
         _check_strength(self.smoothing_strength)
 

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from vidtrans.atomic import OutputClaim, discard, same_file, temp_path, write_atomically
-from vidtrans.errors import UsageError, VidtransError
+from vidtrans.errors import UsageError, VidtransError, count
 from vidtrans.live.process import FrameProcessor, LiveFrame, compose, cpu_threads
 from vidtrans.live.sinks import (MjpegServer, Shown, Sink, check_display, check_recording_name, listening, open_sinks,
                                  virtual_camera_module)
@@ -82,7 +82,7 @@ class LiveStats:
     def summary(self) -> str:
         latency = ("latency n/a" if not self.latencies_ms else
                    f"latency p50 {self.latency(50):.0f} ms / p95 {self.latency(95):.0f} ms")
-        return f"{self.frames} frames at {self.fps:.1f} fps, {latency}, {self.dropped} dropped ({self.device})"
+        return f"{count(self.frames, 'frame')} at {self.fps:.1f} fps, {latency}, {self.dropped} dropped ({self.device})"
 
 
 @dataclass

@@ -45,7 +45,7 @@ from typing import Callable
 
 import numpy as np
 
-from vidtrans.errors import VidtransError
+from vidtrans.errors import VidtransError, count
 from vidtrans.options import is_finite_number, is_int, spell
 from vidtrans.pose.keypoints import KEYPOINT_INDEX, check_keypoints
 
@@ -218,8 +218,9 @@ def estimate_pose_stats(track: np.ndarray, frame_height: int, frame_width: int, 
     usable = _shows_whole_body(heights)
     if usable.sum() < _MIN_FRAMES:
         raise VidtransError(
-            f"only {int(usable.sum())} frames show a whole body (head and ankles); pose normalisation "
-            f"needs at least {_MIN_FRAMES} (use a full-body video or turn normalisation off: "
+            f"only {count(int(usable.sum()), 'frame')} {'shows' if usable.sum() == 1 else 'show'} a whole body (head "
+            "and ankles); pose normalization "
+            f"needs at least {_MIN_FRAMES} (use a full-body video or turn normalization off: "
             f"{spell('normalize=False')})")
     centre_x = np.median((ankle_x[usable] + 0.5) / frame_height) - frame_width / frame_height / 2
     ankle_y = (ankle_y[usable] + 0.5) / frame_height
@@ -231,7 +232,7 @@ def estimate_pose_stats(track: np.ndarray, frame_height: int, frame_width: int, 
         if not all(np.isfinite(part).any() for part in parts[1:]):
             raise VidtransError(
                 "no frame showing head and ankles shows the dancer's neck and a hip with its ankle, by which pose "
-                f"normalisation measures the body; turn normalisation off: {spell('normalize=False')}")
+                f"normalization measures the body; turn normalization off: {spell('normalize=False')}")
         height_far, height_near = (_skeleton_length(parts, in_band) for in_band in bands)
     else:
         heights = heights[usable] / frame_height

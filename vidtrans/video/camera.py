@@ -25,7 +25,7 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
-from vidtrans.errors import VidtransError, first_line
+from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.options import is_digits
 from vidtrans.video.reader import VideoReader
 
@@ -317,11 +317,15 @@ def _interruptibly(call: Callable[[], T]) -> T:
 
 def _classify(source: int | str | os.PathLike) -> tuple[str, int | str]:
     """("device", index), ("url", url) or ("file", path)."""
-    if isinstance(source, int):
+    if isinstance(source, int) and source >= 0:
         return "device", source
-    text = str(source)
+    text = os.fspath(source) if isinstance(source, (str, os.PathLike)) else str(source)
     if is_digits(text):
         return "device", int(text)
+    # Not files: "" would be the current folder, "-1" a device index that cannot be.
+    if not text.strip() or (text.startswith("-") and is_digits(text[1:]) and not Path(text).exists()):
+        raise UsageError(f"camera {text!r}: give --camera a device index (0 is the first camera), a video file or "
+                         "a URL")
     if "://" in text:
         return "url", text
     return "file", text

@@ -6,9 +6,11 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
 import pytest
 
 import vidtrans
@@ -20,6 +22,7 @@ from vidtrans.atomic import OutputClaim, lock_path
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.live.loop import run_live
 from vidtrans.train.data import PairedFolder
+from vidtrans.video.camera import Camera
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -173,3 +176,20 @@ def test_a_failed_clip_is_named_once_in_its_line(tmp_path, rgb_model_dir):
     assert result.returncode == 1, result.stderr
     line = next(line for line in result.stderr.splitlines() if line.startswith("failed "))
     assert line.startswith(f"failed {src / 'broken.mp4'}: not a readable video file ("), line
+
+
+def test_a_file_camera_plays_its_frames_at_their_own_times(tmp_path):
+    """A clip with a pause (a phone's variable frame rate) keeps the pause when it stands in for a
+    camera: frames were handed over evenly at the average rate, the pause spread over all of them."""
+    pts = [i * 40 for i in range(5)] + [1600 + i * 40 for i in range(5)]  # ms: a 1.44 s pause after frame 4
+    clip = make_clip(tmp_path / "pause.mp4", frames=10, pts=pts, time_base=Fraction(1, 1000), audio=False).path
+    camera = Camera(clip)
+    times = []
+    with camera:
+        while (captured := camera.get(timeout=5)) is not None:
+            times.append(captured.time)
+    assert len(times) == 10
+    steps = np.diff(times)
+    # Waits are lower bounds (a busy machine only delays): the pause is at least its length, and the
+    # frames around it come sooner than the even 0.2 s the average rate would space them at.
+    assert steps[4] >= 1.3 and np.median(np.delete(steps, 4)) < 0.15, steps

@@ -106,7 +106,7 @@ class Camera:
         self._thread: threading.Thread | None = None
         self._cap: cv2.VideoCapture | None = None
         self._reader: VideoReader | None = None  # a file source, as opened
-        self._pictures: Iterator[np.ndarray] | None = None
+        self._pictures: Iterator[tuple[np.ndarray, float | None]] | None = None
         self._frame_size: tuple[int, int] | None = None
 
     @property
@@ -162,9 +162,9 @@ class Camera:
 
     # --- capture thread --------------------------------------------------------------------------
 
-    def _open(self) -> Iterator[np.ndarray]:
+    def _open(self) -> Iterator[tuple[np.ndarray, float | None]]:
         """Opens the source, failing here (in the caller's thread) when it cannot be read; returns
-        its pictures, uint8 RGB."""
+        its pictures, uint8 RGB, with the times a file shows them at (see `_run`)."""
         if self.kind == "file":
             self._reader = self._open_file()
             return self._file_pictures(self._reader)
@@ -181,17 +181,21 @@ class Camera:
         self.nominal_fps = _usable_fps(reader.info.fps)
         return reader
 
-    def _file_pictures(self, reader: VideoReader) -> Iterator[np.ndarray]:
-        """The file's frames, upright; from the start again when it ends and `loop` is on (unless a
-        pass gave no frame: then it ends)."""
+    def _file_pictures(self, reader: VideoReader) -> Iterator[tuple[np.ndarray, float | None]]:
+        """The file's frames, upright, each with the time it is shown at (seconds, counted on across
+        passes); from the start again when it ends and `loop` is on (unless a pass gave no frame:
+        then it ends). A pass lasts until its last frame's time plus one frame at the nominal rate."""
+        offset = 0.0
         while True:
-            played = 0
+            played, last = 0, None
             with reader:
                 for frame in reader:
                     played += 1
-                    yield frame.image
+                    last = frame.time
+                    yield frame.image, offset + last
             if not (self.loop and played):
                 return
+            offset += last + 1.0 / self.nominal_fps
             reader = VideoReader(self._target)
 
     def _open_capture(self) -> cv2.VideoCapture:
@@ -229,29 +233,35 @@ class Camera:
         return cap
 
     @staticmethod
-    def _capture_pictures(cap: cv2.VideoCapture) -> Iterator[np.ndarray]:
+    def _capture_pictures(cap: cv2.VideoCapture) -> Iterator[tuple[np.ndarray, None]]:
+        """Pictures as OpenCV delivers them, without times (a stream's are not told)."""
         while True:
             ok, bgr = cap.read()
             if not ok:
                 return
-            yield cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB if bgr.ndim == 2 else cv2.COLOR_BGR2RGB)
+            yield cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB if bgr.ndim == 2 else cv2.COLOR_BGR2RGB), None
 
     def _run(self) -> None:
+        """Hands pictures over as they come: a device's as it delivers them, a file's at the times
+        it shows them (a variable frame rate kept: a pause in a phone clip stays a pause), a
+        stream's at its nominal rate."""
         paced = self.kind != "device"
         interval = 1.0 / self.nominal_fps
-        anchor, played = time.perf_counter(), 0
+        anchor, origin, played = time.perf_counter(), None, 0
         try:
-            for image in self._pictures:
+            for image, shown_at in self._pictures:
                 if self._stop.is_set():
                     return
                 if paced:
-                    due = anchor + played * interval
+                    if origin is None:
+                        origin = shown_at
+                    due = anchor + (played * interval if shown_at is None else shown_at - origin)
                     wait = due - time.perf_counter()
                     if wait > 0:
                         if self._stop.wait(wait):
                             return
-                    elif wait < -_MAX_LAG_S:
-                        anchor, played = time.perf_counter(), 0
+                    elif wait < -_MAX_LAG_S:  # fallen behind (a slow disk or stream): go on from now
+                        anchor, origin, played = time.perf_counter(), shown_at, 0
                 played += 1
                 self._put(self._sized(image))
         # Whatever fails here (a file that turns out damaged, a picture too large to resize) would

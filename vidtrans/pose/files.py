@@ -16,8 +16,10 @@ Accepted by `read_keypoints(path)`:
   ``NAME_000000000000_keypoints.json`` from frame 0 for a video, and names files after the images
   of an image folder, often numbered from 1), and a number missing between two others is refused
   (the poses after it would land a frame early). Each holds ``{"people": [{"pose_keypoints_2d": [x, y, c, ...]}]}``
-  in pixels, as COCO-18 (54 numbers) or BODY_25 (75 numbers, OpenPose's default; mapped to
-  COCO-18 by joint name, its MidHip and foot points dropped). With several people the one with
+  in pixels, as COCO-18 (54 numbers), BODY_25 (75 numbers, OpenPose's default; mapped to
+  COCO-18 by joint name, its MidHip and foot points dropped) or COCO-17 (51 numbers, as MMPose,
+  YOLO-pose and DWPose's body give them; mapped by joint name, the neck midway between the
+  shoulders when both are visible, as sure as the less sure of them). With several people the one with
   the highest total body confidence is used; a frame with nobody is all missing. Frame size unknown.
   A person may also carry ``face_keypoints_2d`` (OpenPose's 70 points: the 68 iBUG points and
   two pupils, which are dropped; 68 points are accepted too) and ``hand_left_keypoints_2d`` /
@@ -28,11 +30,16 @@ Accepted by `read_keypoints(path)`:
   ``{"frames": [...], "width": W, "height": H}``), each frame either an OpenPose frame dict
   (its ``canvas_width``/``canvas_height`` are used when present, as in ControlNet and DWPose
   pose files, whose whole-body people have 68 or 70 face points, ``null`` for a part not found)
-  or keypoints in vidtrans's layout, 18 or 128 of them: ``[[x, y], ...]`` or ``[[x, y, c], ...]``
-  or 54 or 384 flat numbers, with ``null`` or negative coordinates for missing points. When every
-  coordinate (face and hands included) lies within [0, 2], coordinates are taken as normalised
-  (DWPose's output, a point a little off the canvas) and scaled to pixels by the frame size, which
-  such a file must give.
+  or keypoints in vidtrans's layout, 18 or 128 of them (or COCO-17's 17, mapped as above):
+  ``[[x, y], ...]`` or ``[[x, y, c], ...]`` or 51, 54 or 384 flat numbers, with ``null`` or
+  negative coordinates for missing points. When nearly every visible point (NORMALISED_SHARE of
+  them, face and hands included) lies within 2 of 0 on both axes, coordinates are taken as
+  normalised (DWPose's output, a point a little off the canvas; a stray far point does not decide)
+  and scaled to pixels by the frame size, which such a file must give; a point with a negative
+  coordinate is then missing (DWPose writes -1, with confidence 1, for the points it did not see),
+  and so is one beyond 2 (more than a canvas off it, where no detector sees). That frame size
+  (ControlNet's canvas: the clip scaled to the detector's resolution) only gives the shape: the
+  keypoints are scaled to a video of the same aspect ratio.
 
 JSON files hold one pose per frame of the clip from its first frame. Sizes and frame numbers must be
 whole numbers (``true`` is not one). A point with confidence 0 is missing whatever its coordinates
@@ -56,7 +63,7 @@ import numpy as np
 from vidtrans.atomic import write_atomically
 from vidtrans.errors import VidtransError, first_line
 from vidtrans.pose.keypoints import (
-    FACE, KEYPOINT_COUNTS, KEYPOINT_NAMES, LEFT_HAND, NUM_FACE, NUM_HAND, NUM_KEYPOINTS, NUM_WHOLE_BODY,
+    FACE, KEYPOINT_COUNTS, KEYPOINT_INDEX, KEYPOINT_NAMES, LEFT_HAND, NUM_FACE, NUM_HAND, NUM_KEYPOINTS, NUM_WHOLE_BODY,
     RIGHT_HAND, check_keypoint_values, check_keypoints, is_whole_body, with_parts,
 )
 
@@ -68,6 +75,15 @@ _BODY25_NAMES = (
     "l_big_toe", "l_small_toe", "l_heel", "r_big_toe", "r_small_toe", "r_heel",
 )
 _BODY25_FOR_COCO = [_BODY25_NAMES.index(name) for name in KEYPOINT_NAMES]
+# COCO-17 (MMPose, YOLO-pose, DWPose's body): our names but the neck, in its order, and where each goes in ours.
+_COCO17_NAMES = (
+    "nose", "l_eye", "r_eye", "l_ear", "r_ear", "l_shoulder", "r_shoulder", "l_elbow", "r_elbow",
+    "l_wrist", "r_wrist", "l_hip", "r_hip", "l_knee", "r_knee", "l_ankle", "r_ankle",
+)
+_COCO17_IN_COCO = [KEYPOINT_INDEX[name] for name in _COCO17_NAMES]
+_SHOULDERS = [KEYPOINT_INDEX["r_shoulder"], KEYPOINT_INDEX["l_shoulder"]]
+# The number of points a body given as a list may have: COCO-17 and our layouts.
+_LIST_COUNTS = (len(_COCO17_NAMES), *KEYPOINT_COUNTS)
 
 # The face and hands of an OpenPose person: its field, where the points go in a whole-body pose and
 # how many points a file may give. OpenPose's face model adds two pupils after the 68 iBUG points
@@ -85,13 +101,17 @@ _EYES = (slice(36, 42), slice(42, 48))
 class KeypointTrack:
     """Keypoints (frames, 18, 3) or whole-body (frames, 128, 3) float32 in pixels, with the frame
     size when the file says it; `first_frame`: the number of the clip's frame of the first pose;
-    `smoothed`: whether the track is filtered over time already (`smooth_track`)."""
+    `smoothed`: whether the track is filtered over time already (`smooth_track`); `normalised`:
+    whether the file's coordinates were normalised to its frame, a canvas of the video's shape
+    but not its size; `frame_names`: the file each frame came from, for messages (OpenPose folders)."""
 
     keypoints: np.ndarray
     width: int | None = None
     height: int | None = None
     first_frame: int = 0
     smoothed: bool = False
+    normalised: bool = False
+    frame_names: list[str] | None = None
 
 
 def write_keypoints_npz(path: str | os.PathLike, keypoints: np.ndarray, width: int, height: int,
@@ -173,15 +193,13 @@ def read_keypoints(path: str | os.PathLike) -> KeypointTrack:
     if track.width is not None and track.height is not None:
         _check_frame_size(track.width, track.height, f"{path}: frame size")
         size = (track.height, track.width)
-    track.keypoints = check_keypoint_values(keypoints, what, size)
-    present = track.keypoints[..., 2] > 0
-    if present.any() and np.abs(track.keypoints[present][:, :2]).max() <= NORMALISED_MAX \
-            and (size is None or max(size) > 4 * NORMALISED_MAX):
+    track.keypoints = check_keypoint_values(keypoints, what, size, track.frame_names)
+    if _looks_normalised(track.keypoints) and (size is None or max(size) > 4 * NORMALISED_MAX):
         # No person in pixels fits in a box this small: coordinates normalised to the frame (0-1),
         # read as pixels, would draw a dot in the corner of every frame.
-        raise VidtransError(f"{what}: every visible point lies within {NORMALISED_MAX:g} pixels of the frame's corner, "
-                            f"so they look normalised to the frame (0-1); this file's coordinates are pixels of the "
-                            "video: multiply x by its width and y by its height")
+        raise VidtransError(f"{what}: nearly every visible point lies within {NORMALISED_MAX:g} pixels of the "
+                            "frame's corner, so they look normalised to the frame (0-1); this file's coordinates are "
+                            "pixels of the video: multiply x by its width and y by its height")
     return track
 
 
@@ -199,7 +217,11 @@ def _integer(value) -> int | None:
 
 def _read_npz(path: Path) -> KeypointTrack:
     try:
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.ndarray):  # np.save's single array, whatever the file's name says
+            raise VidtransError(f"{path}: a .npy array (np.save), not an .npz archive; save the keypoints with "
+                                "np.savez(path, keypoints=..., width=W, height=H), or with vidtrans pose --keypoints")
+        with data:
             kp = data["keypoints"]
             numbers = {name: data[name] for name in ("width", "height")}
             for optional in ("first_frame", "smoothed"):
@@ -241,6 +263,17 @@ def _load_json(path: Path):
 
 # The largest coordinate of a keypoint file read as normalised (0-1, a point a little off the canvas).
 NORMALISED_MAX = 2.0
+# The share of the visible points that must lie within NORMALISED_MAX for a file to read as normalised:
+# a stray point far off the canvas must not turn a whole file into pixels, and no person in pixels has
+# more than a few points within a couple of pixels of the frame's corner.
+NORMALISED_SHARE = 0.9
+
+
+def _looks_normalised(keypoints: np.ndarray) -> bool:
+    """Whether the visible points of a track (frames, K, 3) look normalised to the frame rather than pixels."""
+    points = keypoints[keypoints[..., 2] > 0][:, :2]
+    return len(points) > 0 and (np.abs(points) <= NORMALISED_MAX).all(axis=1).mean() >= NORMALISED_SHARE
+
 
 # The frame number in an OpenPose file name: its last run of digits before "_keypoints.json".
 _FRAME_NUMBER = re.compile(r"(\d+)(\D*)_keypoints\.json$")
@@ -277,7 +310,7 @@ def _read_openpose_folder(folder: Path) -> KeypointTrack:
         if not isinstance(data, dict) or "people" not in data:
             raise VidtransError(f"{f}: not an OpenPose keypoint file (no 'people' list)")
         poses.append(_openpose_frame(data, f))
-    return KeypointTrack(_track(poses))
+    return KeypointTrack(_track(poses), frame_names=[numbered[number][0].name for number in numbers])
 
 
 def _track(poses: list[np.ndarray]) -> np.ndarray:
@@ -295,7 +328,10 @@ def _openpose_frame(frame: dict, source: Path) -> np.ndarray:
         raise VidtransError(f"{source}: OpenPose 'people' must be a list")
     best, best_score, whole_body = np.zeros((NUM_WHOLE_BODY, 3), dtype=np.float32), -1.0, False
     for person in people:
-        pose, has_parts = _openpose_person(person if isinstance(person, dict) else {}, source)
+        if not isinstance(person, dict):
+            raise VidtransError(f"{source}: a person in 'people' is {json.dumps(person)[:40]}; each person must be an "
+                                'object such as {"pose_keypoints_2d": [x, y, confidence, ...]}')
+        pose, has_parts = _openpose_person(person, source)
         whole_body |= has_parts
         # The body decides, as for body-only files: a face or hands alone must not pick a bystander.
         score = float(pose[:NUM_KEYPOINTS, 2].sum())
@@ -350,14 +386,29 @@ def _flat_pose(values, source: Path) -> np.ndarray:
         return _points(values)
     if len(values) == len(_BODY25_NAMES) * 3:
         return _points(values)[_BODY25_FOR_COCO]
-    raise VidtransError(f"{source}: pose_keypoints_2d has {len(values)} numbers; expected 54 (COCO-18) or 75 (BODY_25)")
+    if len(values) == len(_COCO17_NAMES) * 3:
+        return _from_coco17(_points(values))
+    raise VidtransError(f"{source}: pose_keypoints_2d has {len(values)} numbers; expected 54 (COCO-18), 51 (COCO-17) "
+                        "or 75 (BODY_25)")
+
+
+def _from_coco17(points: np.ndarray) -> np.ndarray:
+    """COCO-17 points (17, 3) as our COCO-18 body: OpenPose's neck is midway between the shoulders, as
+    sure as the less sure of them, and missing unless both are visible."""
+    body = np.zeros((NUM_KEYPOINTS, 3), np.float32)
+    body[_COCO17_IN_COCO] = points
+    shoulders = body[_SHOULDERS]
+    if (shoulders[:, 2] > 0).all():
+        body[KEYPOINT_INDEX["neck"]] = [*shoulders[:, :2].mean(axis=0), shoulders[:, 2].min()]
+    return body
 
 
 def _keypoint_list(frame: list, source: Path) -> np.ndarray:
-    """Keypoints in our layout (18 or 128): [[x, y(, c)], ...] or their flat numbers; null / negative = missing."""
-    if len(frame) in [3 * k for k in KEYPOINT_COUNTS]:
+    """Keypoints in our layout (18 or 128) or COCO-17's: [[x, y(, c)], ...] or their flat numbers; null /
+    negative = missing."""
+    if len(frame) in [3 * k for k in _LIST_COUNTS]:
         values = _numbers(frame, f"a frame of {len(frame)} values", source)
-    elif len(frame) in KEYPOINT_COUNTS:
+    elif len(frame) in _LIST_COUNTS:
         values = []
         for i, point in enumerate(frame):
             if point is None:
@@ -369,11 +420,11 @@ def _keypoint_list(frame: list, source: Path) -> np.ndarray:
             values += point if len(point) == 3 else [*point, 1.0]
     else:
         raise VidtransError(f"{source}: a frame has {len(frame)} entries; expected {NUM_KEYPOINTS} keypoints "
-                            f"(COCO-18) or {NUM_WHOLE_BODY} (body, face and hands)")
+                            f"(COCO-18), {len(_COCO17_NAMES)} (COCO-17) or {NUM_WHOLE_BODY} (body, face and hands)")
     points = _points(values)
     # Negative coordinates mark a missing point here; an infinite one is no mark but bad data, refused later.
     points[np.isfinite(points).all(axis=1) & (points[:, :2] < 0).any(axis=1)] = 0.0
-    return points
+    return _from_coco17(points) if len(points) == len(_COCO17_NAMES) else points
 
 
 def _frame_size_field(data: dict, field: str, default: int | None, path: Path) -> int | None:
@@ -412,14 +463,16 @@ def _read_json_file(path: Path) -> KeypointTrack:
         else:
             raise VidtransError(f"{path}: a frame is neither an OpenPose frame dict nor a list of keypoints")
     kp = _track(poses)
-    present = kp[..., 2] > 0
-    # Normalised (DWPose's output) when every visible point lies within NORMALISED_MAX: a point may
-    # fall a little off the canvas, and no person in pixels fits in a box that small.
-    if present.any() and kp[present][:, :2].max() <= NORMALISED_MAX:
-        if not (width and height):
-            raise VidtransError(f"{path}: its coordinates are normalised (all within 0-{NORMALISED_MAX:g}), but it gives "
-                                "no frame size to scale them by; add \"width\" and \"height\" (or each frame's "
-                                "canvas_width/canvas_height)")
-        kp[..., 0] *= width
-        kp[..., 1] *= height
-    return KeypointTrack(kp, width, height)
+    if not _looks_normalised(kp):
+        return KeypointTrack(kp, width, height)
+    if not (width and height):
+        raise VidtransError(f"{path}: its coordinates are normalised (within 0-{NORMALISED_MAX:g}), but it gives "
+                            "no frame size to scale them by; add \"width\" and \"height\" (or each frame's "
+                            "canvas_width/canvas_height)")
+    # DWPose writes the points it did not see as -1 with confidence 1, and a point beyond NORMALISED_MAX is
+    # more than a canvas off it, where no detector sees: both missing. An infinite one is bad data, refused later.
+    coordinates = kp[..., :2]
+    kp[np.isfinite(coordinates).all(axis=-1) & ((coordinates < 0) | (coordinates > NORMALISED_MAX)).any(axis=-1)] = 0.0
+    kp[..., 0] *= width
+    kp[..., 1] *= height
+    return KeypointTrack(kp, width, height, normalised=True)

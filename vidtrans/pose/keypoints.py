@@ -146,11 +146,13 @@ def check_keypoints(keypoints, what: str = "keypoint track", *, track: bool | No
 
 
 def check_keypoint_values(keypoints, what: str = "keypoint track",
-                          frame_size: tuple[int, int] | None = None) -> np.ndarray:
+                          frame_size: tuple[int, int] | None = None,
+                          frame_names: list[str] | None = None) -> np.ndarray:
     """A track (frames, K, 3) from outside vidtrans (a file) as float32, refused with a VidtransError
     naming `what` unless it passes `check_keypoints` and holds what a detector gives: finite numbers,
     confidences from 0 (missing) to MAX_CONFIDENCE and, with `frame_size` (height, width), present
-    points at most OFF_FRAME_LIMIT frame sizes outside the frame."""
+    points at most OFF_FRAME_LIMIT frame sizes outside the frame. The message names a frame by its
+    place in the track, or by `frame_names` (a folder's files, one per frame) when given."""
     with np.errstate(over="ignore"):  # beyond float32's range: infinite, and refused as such below
         kp = check_keypoints(keypoints, what)
     confidence = kp[..., 2]
@@ -169,6 +171,7 @@ def check_keypoint_values(keypoints, what: str = "keypoint track",
         if bad.any():
             frame, point = np.argwhere(bad)[0]
             values = "(" + ", ".join(f"{v:g}" for v in kp[frame, point]) + ")"
-            raise VidtransError(f"{what}: keypoint {point} of frame {frame} "
+            where = frame_names[frame] if frame_names else f"frame {frame}"
+            raise VidtransError(f"{what}: keypoint {point} of {where} "
                                 + problem.format(values=values, confidence=confidence[frame, point]))
     return kp

@@ -9,6 +9,7 @@ the run's own pass then looks them up frame by frame (`KeypointLookupStage`).
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,13 @@ from vidtrans.pose.render import PoseStyle
 from vidtrans.runner import Progress, frame_batches, run_stages
 from vidtrans.video import VideoReader
 
+log = logging.getLogger(__name__)
+
 # Frames looked at to tell a pose-map video from camera footage.
 _POSE_VIDEO_PEEK = 8
+# How far the shape of a normalised file's canvas may be from the video's: the canvas is the video
+# scaled to the detector's resolution (ControlNet: 512 on the short side) and rounded to whole pixels.
+CANVAS_ASPECT_TOLERANCE = 0.01
 
 
 def detect_keypoints(src: str | os.PathLike, start: float | None = None, end: float | None = None,
@@ -62,7 +68,8 @@ def keypoints_for(keypoints: str | os.PathLike, src: str | os.PathLike, reader: 
     `first_frame` on (0 unless the file says; `vidtrans pose --start` writes a part of the clip),
     so a file reaching past the clip's last frame was made from another clip, and refused; one
     that misses frames of the span being translated is refused too. A file that gives its frame
-    size must give the video's.
+    size must give the video's; one whose coordinates were normalised to a canvas (ControlNet and
+    DWPose files) is scaled to the video when the canvas has the video's aspect ratio.
     """
     from vidtrans.pose.keypoints import check_keypoint_values
 
@@ -70,13 +77,20 @@ def keypoints_for(keypoints: str | os.PathLike, src: str | os.PathLike, reader: 
     track = loaded.keypoints
     if loaded.width is None or loaded.height is None:
         # read_keypoints checked the values against the file's own frame size; this file gives none.
-        track = check_keypoint_values(track, f"{keypoints}: keypoints", (info.height, info.width))
+        track = check_keypoint_values(track, f"{keypoints}: keypoints", (info.height, info.width), loaded.frame_names)
+    elif loaded.normalised:
+        canvas, video = loaded.width / loaded.height, info.width / info.height
+        if abs(canvas / video - 1) > CANVAS_ASPECT_TOLERANCE:
+            raise VidtransError(f"{keypoints}: keypoints normalised to a {loaded.width}x{loaded.height} canvas, of "
+                                f"aspect ratio {canvas:.3f}, but {src} is {info.width}x{info.height}, of aspect ratio "
+                                f"{video:.3f}, so they are of another video; extract them from this video")
+        track = track * np.array([info.width / loaded.width, info.height / loaded.height, 1], np.float32)
     elif (loaded.width, loaded.height) != (info.width, info.height):
         raise VidtransError(f"{keypoints}: keypoints of a {loaded.width}x{loaded.height} video, but {src} is "
                             f"{info.width}x{info.height}; extract them from this video with vidtrans pose")
     span, first, count = reader.span(), loaded.first_frame, len(track)
-    covered = f"{count} frames of keypoints (frames {first} to {first + count - 1} of the clip)" if count else \
-        "0 frames of keypoints"
+    covered = {0: "0 frames of keypoints", 1: f"1 frame of keypoints (frame {first} of the clip)"}.get(
+        count, f"{count} frames of keypoints (frames {first} to {first + count - 1} of the clip)")
     if first + count > span.total:
         raise VidtransError(f"{keypoints}: {covered}, but {src} has only {span.total}: a keypoint file has one "
                             "pose per frame of the clip it was made from, so this one is from another clip; extract "
@@ -101,7 +115,7 @@ def pose_stages_for(model, src: str | os.PathLike, reader: VideoReader, pose: Po
     `normalize` fits the source dancer to the target body of the model card, when the card has its
     statistics.
     """
-    from vidtrans.pose.keypoints import with_parts
+    from vidtrans.pose.keypoints import is_whole_body, with_parts
     from vidtrans.pose.normalize import PoseNormalizer, PoseStats, estimate_pose_stats, fit_to_frame, whole_body_frames
     from vidtrans.pose.smoothing import smooth_track
     from vidtrans.pose.stages import KeypointLookupStage, PoseMapStage
@@ -113,6 +127,11 @@ def pose_stages_for(model, src: str | os.PathLike, reader: VideoReader, pose: Po
     height, width = model.native_size
     if keypoints is not None:
         loaded = keypoints_for(keypoints, src, reader)
+        if style.whole_body and not is_whole_body(loaded.keypoints):
+            # Detection would find the face and hands, so the output would differ from `run` detecting.
+            log.warning("%s holds the body only, but %s draws the face and hands too, so they are left out; to draw "
+                        "them, extract whole-body keypoints with vidtrans pose %s -o POSE.mp4 --whole-body "
+                        "--keypoints FILE.npz", keypoints, model.name, src)
         # A body-only file drawn in a whole-body style draws no face or hands, and the other way round.
         track = with_parts(loaded.keypoints, style.whole_body)
         how = f"keypoints from {Path(keypoints).name}"

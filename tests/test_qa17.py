@@ -1,4 +1,5 @@
 """Defects found in the seventeenth QA pass (thirteenth session), each a user-visible behaviour."""
+import logging
 import signal
 import socket
 import subprocess
@@ -10,6 +11,7 @@ from fractions import Fraction
 from pathlib import Path
 from unittest import mock
 
+import cv2
 import numpy as np
 import pytest
 
@@ -21,7 +23,7 @@ from tests.test_signals import HANG_S, start, wait_for
 from vidtrans.atomic import OutputClaim, lock_path
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.live.loop import run_live
-from vidtrans.train.data import PairedFolder
+from vidtrans.train.data import PairedFolder, VideoPairs
 from vidtrans.video.camera import Camera
 
 REPO = Path(__file__).resolve().parents[1]
@@ -193,3 +195,17 @@ def test_a_file_camera_plays_its_frames_at_their_own_times(tmp_path):
     # Waits are lower bounds (a busy machine only delays): the pause is at least its length, and the
     # frames around it come sooner than the even 0.2 s the average rate would space them at.
     assert steps[4] >= 1.3 and np.median(np.delete(steps, 4)) < 0.15, steps
+
+
+def test_training_on_upper_body_footage_says_runs_will_not_fit_other_dancers_to_it(tmp_path, caplog):
+    whole = dancer_clip(tmp_path / "whole.mp4", look_name="target", frames=24, size=(128, 128), seed=3)
+    upper = [cv2.resize(image[:64], (128, 64)) for image in whole.images]  # head and torso, no ankles
+    clip = make_clip(tmp_path / "upper.mp4", frames=len(upper), size=(128, 64), audio=False,
+                     frame_fn=lambda i, w, h: upper[i])
+    with caplog.at_level(logging.WARNING):
+        assert VideoPairs(clip.path, size=64).target_pose_stats() is None
+    assert any(f"{clip.path}: too few training frames show the whole body" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert VideoPairs(whole.path, size=64).target_pose_stats() is not None
+    assert not any("too few training frames" in r.getMessage() for r in caplog.records)

@@ -691,7 +691,11 @@ class VideoPairs:
         try:
             self.stats = estimate_pose_stats(self.poses, size, size).to_dict()
         except VidtransError:
-            self.stats = None  # upper-body footage: the model still trains, but cannot normalize
+            # Upper-body footage: the model still trains, but runs cannot fit other dancers to it.
+            self.stats = None
+            log.warning("%s: too few training frames show the whole body (head and ankles) to measure it, so run "
+                        "and eval will scale other dancers' poses to the frame instead of fitting them to this "
+                        "body (as for upper-body footage)", self.video)
         self._validation: dict[int, list[list[tuple[np.ndarray, np.ndarray]]]] = {}
         self._training_starts(sequence_length)  # refuses a clip without such sequences now, not when training
 

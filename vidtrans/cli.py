@@ -183,6 +183,8 @@ def _root(
 @app.command()
 def models() -> None:
     """List the models found by name: architecture, native size, what they take (rgb frames, or body or whole-body pose maps; temporal: also their own previous output), the size of their own files (not training state or samples), path."""
+    from rich.markup import escape
+
     from vidtrans.models.checkpoint import (available_models, check_has_weights, check_model_files, model_files,
                                             model_search_path, read_card)
     from vidtrans.pose import PoseStyle
@@ -194,7 +196,12 @@ def models() -> None:
     for folder in available_models():
         # What loading reads: a folder may also hold training state (train_state.pt, several times
         # the weights) and samples, which the model does not need.
-        size = f"{sum(f.stat().st_size for f in model_files(folder) if f.is_file()) / 2**20:.1f} MiB"
+        try:
+            size = f"{sum(f.stat().st_size for f in model_files(folder) if f.is_file()) / 2**20:.1f} MiB"
+        except OSError:  # a folder that cannot be looked into: reading its card says why below
+            size = "-"
+        # Names and paths as they are: the table's console would take "[v2]" in "facades [v2]" for markup.
+        name, shown = escape(folder.name), escape(str(folder))
         what = "unusable card"
         try:
             card = read_card(folder)
@@ -204,14 +211,14 @@ def models() -> None:
             check_model_files(folder, card)
         except VidtransError as e:  # one unusable model must not hide the good ones
             problems.append(str(e))
-            table.add_row(folder.name, what, "-", "-", "-", size, str(folder))
+            table.add_row(name, what, "-", "-", "-", size, shown)
             continue
         height, width = card.native_size
         expects = card.input_kind
         if card.input_kind == "pose":
             expects += " (whole body)" if PoseStyle.for_card(card).whole_body else " (body)"
-        table.add_row(folder.name, f"{card.architecture} ngf {card.ngf}", f"{width}x{height}", expects,
-                      "yes" if card.temporal else "no", size, str(folder))
+        table.add_row(name, f"{card.architecture} ngf {card.ngf}", f"{width}x{height}", expects,
+                      "yes" if card.temporal else "no", size, shown)
     out = Console()
     if not out.is_terminal:
         out.width = 1 << 16  # piped: one line per model, whatever the lengths, for grep and scripts
@@ -649,9 +656,13 @@ def main() -> None:
         if not _the_stop(e):
             raise
     else:
-        # typer returns 130 for an interrupted command; live ends normally on a signal (0).
-        if not _stopped_by or code in (0, None):
+        # typer returns 130 for an interrupted command; live ends normally on a signal (0), and then
+        # as fast as a stopped command: a second Ctrl-C during the interpreter's shutdown (seconds)
+        # would end a session that completed with 130.
+        if not _stopped_by:
             sys.exit(code or 0)
+        if code in (0, None):
+            _exit_now(0)
     with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
         print("vidtrans: interrupted", file=sys.stderr)
     _exit_now(128 + _stopped_by[0])

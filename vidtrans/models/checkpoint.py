@@ -12,11 +12,13 @@ import dataclasses
 import hashlib
 import importlib.resources
 import json
+import logging
 import os
 import pickle
 import re
 import secrets
 import signal
+import stat
 import tempfile
 import threading
 import warnings
@@ -33,11 +35,13 @@ from safetensors.torch import load_file
 from safetensors.torch import save as save_tensors
 from torch import nn
 
-from vidtrans.atomic import discard, publish_together, special_file_kind, temp_path, write_atomically
+from vidtrans.atomic import discard, publish_together, same_file, special_file_kind, temp_path, write_atomically
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.models.networks import NORMS, build_generator, default_size, generator_shapes, parse_generator
 from vidtrans.options import (MAX_SIZE, MIN_SIZE, InputKind, Normalization, Smoothing, is_finite_number, is_int,
                               plain_number, spell)
+
+log = logging.getLogger(__name__)
 
 CARD_NAME = "card.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -54,6 +58,8 @@ SAMPLES_FOLDER = "samples"
 SAMPLE_GRIDS = "iter_*.png"
 # The files of a model (besides sample grids): a checkpoint folder holds them as one set.
 MODEL_FILE_NAMES = (CARD_NAME, WEIGHTS_NAME, BACKGROUND_NAME, TRAIN_STATE_NAME)
+# What an upstream generator's file is called (a safetensors one is told by its content too).
+UPSTREAM_SUFFIXES = (".pth", ".pt", ".safetensors")
 # Where the weights' header keeps the card's `weights_id`.
 WEIGHTS_ID_KEY = "vidtrans_weights_id"
 # Signals that stop a command (vidtrans.cli's): a save defers them while it replaces one model by another.
@@ -522,13 +528,46 @@ def model_search_path() -> list[Path]:
 
 
 def available_models() -> list[Path]:
-    """Every checkpoint folder on the search path (first occurrence of each name)."""
+    """Every model folder on the search path (see `_is_model_folder`; first occurrence of each
+    name). A folder of the path that cannot be listed is skipped, with a warning."""
     found: dict[str, Path] = {}
     for root in model_search_path():
-        if root.is_dir():
-            for card in sorted(root.glob(f"*/{CARD_NAME}")):
-                found.setdefault(card.parent.name, card.parent)
+        try:
+            folders = sorted(Path(entry.path) for entry in os.scandir(root))
+            models = [folder for folder in folders if _is_model_folder(folder)]
+        except (FileNotFoundError, NotADirectoryError):  # a folder of the path need not exist
+            continue
+        except OSError as e:
+            _warn_skipped(root, e)
+            continue
+        for folder in models:
+            found.setdefault(folder.name, folder)
     return list(found.values())
+
+
+def _is_model_folder(folder: Path) -> bool:
+    """Whether `folder` is a model's, as far as the search path tells: it holds a card.json of any
+    kind (a broken link, a FIFO: loading it says what is wrong), or it is a folder that cannot be
+    looked into (loading it says why). OSError where `folder`'s own parent cannot be searched."""
+    try:
+        os.lstat(folder / CARD_NAME)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except PermissionError:
+        return stat.S_ISDIR(folder.stat().st_mode)
+    return True
+
+
+# The folders of the search path skipped with a warning: each is told once per process, not at
+# every lookup of a name.
+_skipped: set[Path] = set()
+
+
+def _warn_skipped(folder: Path, error: OSError) -> None:
+    if folder not in _skipped:
+        _skipped.add(folder)
+        log.warning("%s: cannot look for models there (%s), so it was skipped; fix its permissions, or take it off "
+                    "the model search path", folder, first_line(error))
 
 
 def model_files(path: Path) -> list[Path]:
@@ -548,23 +587,36 @@ def resolve(name_or_path: str | os.PathLike, fix: str | None = None) -> Path:
         raise VidtransError("name_or_path must be a model name, a checkpoint folder or a .pth file, "
                             f"not {name_or_path!r}")
     path = Path(name_or_path).expanduser()
-    named = None
-    if _is_model_name(name_or_path):
-        named = next((root / name_or_path for root in model_search_path()
-                      if (root / name_or_path / CARD_NAME).is_file()), None)
-    # A folder that is no checkpoint (an earlier batch's output folder named like the model, say)
-    # does not hide the model of that name.
-    if path.exists() and not (named is not None and path.is_dir() and not (path / CARD_NAME).exists()):
-        return path
+    named = _named_model(name_or_path) if _is_model_name(name_or_path) else None
+    try:
+        # A folder that is no checkpoint (an earlier batch's output folder named like the model,
+        # say) does not hide the model of that name.
+        if path.exists() and not (named is not None and path.is_dir() and not _is_model_folder(path)):
+            return path
+    except OSError as e:  # a folder on the way that cannot be entered
+        raise VidtransError(f"{path}: cannot be read ({first_line(e)}); check the permissions of it and of the "
+                            "folders it is in") from e
     if named is not None:
         return named
     # "facades.pth" is a file that is missing, not the name of a model.
-    if _is_model_name(name_or_path) and path.suffix.lower() not in (".pth", ".pt"):
+    if _is_model_name(name_or_path) and path.suffix.lower() not in UPSTREAM_SUFFIXES:
         names = ", ".join(p.name for p in available_models() if _is_usable(p)) or "none"
         raise VidtransError(f"model {name_or_path!r} not found (available: {names}); "
                             f"{fix or 'pass a checkpoint folder or a .pth file'}")
     raise VidtransError(f"{path}: no such file or folder; "
                         f"{fix or 'pass a checkpoint folder, a .pth file or a model name'}")
+
+
+def _named_model(name: str) -> Path | None:
+    """The first model folder called `name` on the search path. A folder of the path that cannot
+    be searched is skipped, with a warning: the model may be there."""
+    for root in model_search_path():
+        try:
+            if _is_model_folder(root / name):
+                return root / name
+        except OSError as e:
+            _warn_skipped(root, e)
+    return None
 
 
 def _is_model_name(name: Any) -> bool:
@@ -581,11 +633,12 @@ def check_has_weights(folder: Path) -> None:
                             "or remove the folder")
 
 
-def check_model_files(folder: Path, card: ModelCard) -> None:
-    """VidtransError unless the files of a checkpoint folder whose weights exist are what `card`
-    needs: the weights whole, from the save that wrote the card, and fitting it, and background.png
-    where a temporal card starts clips from it. Reads the weights' header only, so `vidtrans models`
-    can afford it for every model; loading checks the same first (`check_folder`)."""
+def check_model_files(folder: Path, card: ModelCard) -> np.ndarray | None:
+    """The background (see `_load_background`) of a checkpoint folder whose weights exist;
+    VidtransError unless its files are what `card` needs: the weights whole, from the save that
+    wrote the card, and fitting it, and background.png an image of the native size, which a
+    temporal card starting clips from it needs. Reads the weights' header only, so `vidtrans
+    models` can afford it for every model; loading checks the same first (`check_folder`)."""
     weights = folder / WEIGHTS_NAME
     try:
         with safe_open(str(weights), framework="pt") as f:
@@ -597,9 +650,11 @@ def check_model_files(folder: Path, card: ModelCard) -> None:
         raise VidtransError(f"{folder}: {WEIGHTS_NAME} and {CARD_NAME} are from different saves (a save cut short or "
                             "a mixed copy); copy the checkpoint again, or use a complete one")
     check_weights_fit(card, shapes, folder)
-    if card.temporal and card.temporal["first"] == "background" and not (folder / BACKGROUND_NAME).is_file():
+    background = _load_background(folder, card)
+    if card.temporal and card.temporal["first"] == "background" and background is None:
         raise VidtransError(f"{folder}: the card's temporal model starts clips from {BACKGROUND_NAME}, which is "
                             "missing; copy the checkpoint again")
+    return background
 
 
 def _no_card(folder: str | os.PathLike) -> VidtransError:
@@ -610,12 +665,14 @@ def _no_card(folder: str | os.PathLike) -> VidtransError:
 def check_folder(folder: Path) -> ModelCard:
     """The card of a checkpoint folder, after every check that reads no weights (see
     `check_model_files`): what a model listed as available has passed."""
-    if not (folder / CARD_NAME).is_file():
-        raise _no_card(folder)
+    return _checked_folder(folder)[0]
+
+
+def _checked_folder(folder: Path) -> tuple[ModelCard, np.ndarray | None]:
+    """`check_folder`'s card, and the background it read."""
     card = read_card(folder)
     check_has_weights(folder)
-    check_model_files(folder, card)
-    return card
+    return card, check_model_files(folder, card)
 
 
 def _damaged_weights(path: Path, error: Exception) -> VidtransError:
@@ -637,9 +694,10 @@ def load_checkpoint(name_or_path: str | os.PathLike) -> Checkpoint:
     path = checkpoint_path(name_or_path)
     if path.is_dir():
         return _load_folder(path)
-    if path.suffix.lower() in (".pth", ".pt"):
+    if path.suffix.lower() in UPSTREAM_SUFFIXES or _safetensors_metadata(path) is not None:
         return import_pix2pix(path)
-    raise VidtransError(f"{path}: not a checkpoint; pass a folder with {CARD_NAME} and {WEIGHTS_NAME}, or a pix2pix .pth file")
+    raise VidtransError(f"{path}: not a checkpoint; pass a folder with {CARD_NAME} and {WEIGHTS_NAME}, or a pix2pix "
+                        "generator's .pth or .safetensors file")
 
 
 def checkpoint_path(name_or_path: str | os.PathLike, fix: str | None = None) -> Path:
@@ -652,18 +710,27 @@ def read_card(folder: str | os.PathLike) -> ModelCard:
     """The card.json of a checkpoint folder, validated; VidtransError naming the file and the fix."""
     path = Path(folder) / CARD_NAME
     try:
+        # Checked before it is opened: a FIFO would wait for a writer for ever.
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else special_file_kind(mode)
+            raise VidtransError(f"{path}: is {kind}, not a file; copy the checkpoint again")
         data = json.loads(path.read_text())
     except FileNotFoundError:
+        if path.is_symlink():
+            raise VidtransError(f"{path}: a link to {os.readlink(path)}, which does not exist; copy the checkpoint "
+                                "again") from None
         raise _no_card(folder) from None
     except OSError as e:
-        raise VidtransError(f"{path}: cannot read the model card ({first_line(e)}); check its permissions") from e
+        raise VidtransError(f"{path}: cannot read the model card ({first_line(e)}); check the permissions of it and "
+                            "of its folder") from e
     except (ValueError, RecursionError) as e:  # bad JSON, bad UTF-8, nesting too deep to parse
         raise VidtransError(f"{path}: not valid JSON ({first_line(e)}); fix the card or re-export the checkpoint") from e
     return ModelCard.from_dict(data, str(path))
 
 
 def _load_folder(folder: Path) -> Checkpoint:
-    card = check_folder(folder)
+    card, background = _checked_folder(folder)
     weights_path = folder / WEIGHTS_NAME
     try:
         state_dict = load_file(str(weights_path))
@@ -674,7 +741,7 @@ def _load_folder(folder: Path) -> Checkpoint:
         raise VidtransError(f"{folder}: the weights are not the ones the card describes ({WEIGHTS_NAME}'s sha256 "
                             "differs from the card's weights_sha256); re-export or fix weights_sha256")
     _check_weights(state_dict, weights_path)
-    return Checkpoint(card, state_dict, folder, _load_background(folder, card))
+    return Checkpoint(card, state_dict, folder, background)
 
 
 def save_background(folder: str | os.PathLike, image: np.ndarray) -> None:
@@ -748,6 +815,12 @@ def convert_pix2pix(path: str | os.PathLike, folder: str | os.PathLike, *, input
     if replacing and not overwrite:
         raise UsageError(f"{folder} already holds a checkpoint; pass {spell('overwrite=True')} to replace it")
     checkpoint = import_pix2pix(path, input_kind=input_kind, size=size)
+    # The save writes or removes these, whatever `overwrite` says (a folder without a card keeps a
+    # train_state.pt, but a model.safetensors there is replaced). After the import: a vidtrans
+    # model's own weights are refused there, as needing no import.
+    if any(same_file(path, folder / name) for name in MODEL_FILE_NAMES):
+        raise UsageError(f"{folder}: the checkpoint written there would replace the input {path}; choose another "
+                         "output folder")
     checkpoint.card.normalization = normalization
     save_checkpoint(folder, checkpoint.build(), checkpoint.card, replaces=replacing)
     return checkpoint.card
@@ -784,12 +857,20 @@ def import_pix2pix(path: str | os.PathLike, input_kind: str = "rgb", size: int |
     if not path.is_file():
         what = f"is {special_file_kind(path.stat().st_mode)}, not a file" if path.exists() else "no such file"
         raise VidtransError(f"{path}: {what}; pass a pix2pix latest_net_G.pth")
-    if _is_vidtrans_weights(path):  # torch.load reads them too, but a card inferred anew would lose theirs
+    # A safetensors file is told by its content: torch.load picks the format by the extension.
+    metadata = _safetensors_metadata(path)
+    # Our weights: torch.load reads them too, but a card inferred anew would lose theirs.
+    if WEIGHTS_ID_KEY in (metadata or {}) or path.name == WEIGHTS_NAME and (path.parent / CARD_NAME).is_file():
         raise _needs_no_import(path)
     fix = "re-save the generator with torch.save(net.state_dict(), path)"
-    raw = load_tensor_file(path, fix)
-    if isinstance(raw, dict) and "state_dict" in raw and isinstance(raw["state_dict"], dict):
-        raw = raw["state_dict"]
+    if metadata is None:
+        raw, entry = _generator_entry(load_tensor_file(path, fix), path)
+    else:
+        try:
+            raw, entry = load_file(str(path)), None
+        except (SafetensorError, OSError, ValueError) as e:
+            raise VidtransError(f"{path}: a damaged or truncated safetensors file ({first_line(e)}); copy it "
+                                "again") from e
     if not isinstance(raw, dict):
         raise VidtransError(f"{path}: holds a value of type {type(raw).__name__}, not a generator's state_dict "
                             f"(a dict of tensors); {fix}")
@@ -807,7 +888,7 @@ def import_pix2pix(path: str | os.PathLike, input_kind: str = "rgb", size: int |
     card = infer_card(state_dict, str(path))
     card.input_kind = input_kind
     card.half_precision = False
-    card.source = f"imported from pix2pix checkpoint {path.name}"
+    card.source = f"imported from pix2pix checkpoint {path.name}" + (f" (entry {entry!r})" if entry else "")
     try:
         card.check(str(path))
     except VidtransError as e:
@@ -847,24 +928,42 @@ def _checks(card: ModelCard) -> bool:
     return True
 
 
-def _is_vidtrans_weights(path: Path) -> bool:
-    """Whether `path` is the weights file of a vidtrans checkpoint (a card beside it, or our id in it)."""
-    if path.name == WEIGHTS_NAME and (path.parent / CARD_NAME).is_file():
-        return True
+def _safetensors_metadata(path: Path) -> dict[str, str] | None:
+    """The header metadata of a safetensors file (empty where it has none); None for any other file."""
     try:
         with safe_open(str(path), framework="pt") as f:
-            return WEIGHTS_ID_KEY in (f.metadata() or {})
+            return f.metadata() or {}
     except (SafetensorError, OSError, ValueError):
-        return False
+        return None
+
+
+def _generator_entry(raw: Any, path: Path) -> tuple[Any, str | None]:
+    """The generator's state_dict in what an upstream file holds, and the entry it is under (None:
+    the file is the state_dict, or no generator was told apart): a file saved whole by a training
+    script holds the networks' state_dicts ({"netG": ..., "netD": ..., "epoch": 3}), one of which is
+    the generator; the one entry that is a dict ({"state_dict": ...}) is taken as it. Several
+    generators (CycleGAN's G_A and G_B) are refused, naming them: which one is wanted is the user's."""
+    if not isinstance(raw, dict):
+        return raw, None
+    nested = [key for key, value in raw.items() if isinstance(value, dict)]
+    if len(nested) == 1:
+        return raw[nested[0]], nested[0]
+    generators = [key for key in nested if _layout({str(k).removeprefix("module."): v for k, v in raw[key].items()})]
+    if len(generators) == 1:
+        return raw[generators[0]], generators[0]
+    if generators:
+        raise VidtransError(f"{path}: holds {len(generators)} generators (entries "
+                            f"{', '.join(map(repr, generators))}); save the one to import alone, e.g. "
+                            f"torch.save(torch.load({str(path)!r})[{generators[0]!r}], 'generator.pth'), and pass that")
+    if nested:
+        raise VidtransError(f"{path}: holds no pix2pix generator's state_dict (its entries "
+                            f"{', '.join(map(repr, nested))} are no generator's); pass the generator (latest_net_G.pth)")
+    return raw, None
 
 
 def infer_card(state_dict: dict[str, torch.Tensor], where: str) -> ModelCard:
     """Architecture, depth, ngf, norm, channels and dropout layout from the key names and shapes."""
-    layout = None
-    if "model.model.0.weight" in state_dict:
-        layout = _infer_unet
-    elif "model.1.weight" in state_dict and any(".conv_block." in k for k in state_dict):
-        layout = _infer_resnet
+    layout = _layout(state_dict)
     if layout is not None:
         try:
             return layout(state_dict)
@@ -879,8 +978,18 @@ def infer_card(state_dict: dict[str, torch.Tensor], where: str) -> ModelCard:
                         f"resnet_6blocks or resnet_9blocks) with keys like model.model.0.weight or model.1.weight")
 
 
+def _layout(state_dict: Mapping[str, Any]) -> Callable[[dict[str, torch.Tensor]], ModelCard] | None:
+    """What reads the card off a pix2pix generator's state_dict, told by its keys; None for none."""
+    if "model.model.0.weight" in state_dict:
+        return _infer_unet
+    if "model.1.weight" in state_dict and any(".conv_block." in str(k) for k in state_dict):
+        return _infer_resnet
+    return None
+
+
 def _norm_from_keys(state_dict: dict[str, torch.Tensor], norm_key: str, conv_key: str) -> str:
-    if f"{norm_key}.weight" in state_dict:
+    # Batch norm's scale or shift: either is enough, so that a missing one is named as missing.
+    if f"{norm_key}.weight" in state_dict or f"{norm_key}.bias" in state_dict:
         return "batch"
     if f"{conv_key}.bias" in state_dict:
         return "instance"  # upstream instance norm has no affine weights but its convolutions have biases
@@ -892,6 +1001,8 @@ def _infer_unet(state_dict: dict[str, torch.Tensor]) -> ModelCard:
     while f"{prefix}1.weight" in state_dict:
         depth += 1
         prefix += "3.model."
+    if 2 ** depth < 32:  # no U-Net is that shallow: the next level's convolution is missing
+        raise KeyError(f"{prefix}1.weight")
     first = state_dict["model.model.0.weight"]
     last = state_dict["model.model.3.weight"]  # ConvTranspose2d: (in, out, kh, kw)
     norm = _norm_from_keys(state_dict, "model.model.1.model.2", "model.model.1.model.1")

@@ -150,22 +150,23 @@ def cached_generator(checkpoint: Checkpoint, normalization: str, sessions: int =
     cannot be written the graph is exported for this process alone (a warning says so)."""
     key = graph_key(checkpoint, normalization)
     path = cache_dir() / f"{key}.onnx"
-    if path.is_file():
-        try:
-            cached = OnnxGenerator(path, sessions)
-            if cached.key == key:
-                return cached
-        except VidtransError:
-            pass
+    try:
+        cached = OnnxGenerator(path, sessions) if path.is_file() else None
+    except (OSError, VidtransError):  # a cache folder that cannot be entered, a graph that does not load
+        cached = None
+    if cached is not None and cached.key == key:
+        return cached
     graph, _ = exported_graph(checkpoint, normalization)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Two processes exporting at once write the same graph: the later one replacing it is harmless.
         write_atomically(path, lambda f: f.write(graph), overwrite=True, what="ONNX graph")
-    except (OSError, VidtransError) as e:
-        reason = e.strerror if isinstance(e, OSError) else str(e).partition(" (")[2].partition(")")[0]
-        log.warning("%s: cannot keep the exported ONNX graph there (%s), so each run exports it again; set "
-                    "XDG_CACHE_HOME to a writable folder", path.parent, reason or first_line(e))
+    except OSError as e:  # the cache folder cannot be made or entered
+        log.warning("%s: cannot keep the exported ONNX graph there (%s), so each run exports it again; fix the "
+                    "folder's permissions or set XDG_CACHE_HOME to a writable folder", path.parent, first_line(e))
+    except VidtransError as e:  # what is at the graph's path, or the write, refused: the message says which
+        log.warning("%s, so the exported ONNX graph is not kept and each run exports it again; set XDG_CACHE_HOME "
+                    "to a folder where it can be", str(e).partition("; ")[0])
     return OnnxGenerator(graph, sessions)
 
 

@@ -758,7 +758,7 @@ class VideoReader:
         """The video's packets with the timestamps every pass over them stamps (decoding, counting):
         a TS/PS clock's jumps smoothed, packets before the first timestamp given one."""
         packets = container.demux(stream)
-        if _is_avi(container):
+        if stamped_in_storing_order(container.format.name):
             packets = _stamped_by_dts(packets)
         if has_timestamp_jumps(container):
             packets = clock(packets)
@@ -951,10 +951,10 @@ class VideoReader:
         """Demux and decode ourselves, so a bad packet costs one frame, not the rest of the video;
         from the keyframes before `start_pts` on (see `_from_keyframes_before`)."""
         stream = self._stream
-        # AVI stores no presentation times, only the order packets are stored in, which with
-        # B-frames is not the order their pictures are shown in (each picture would get another's
-        # time, and `pending` would take the shuffle for lost packets). The decoder puts pictures
-        # out in showing order, so each takes the earliest stamp not yet used, as ffmpeg does.
+        # AVI and ASF stamp packets in the order they are stored, which with B-frames is not the
+        # order their pictures are shown in (each picture would get another's time, and `pending`
+        # would take the shuffle for lost packets). The decoder puts pictures out in showing
+        # order, so each takes the earliest stamp not yet used, as ffmpeg does.
         stamps: list[int] | None = [] if self._stamped_in_storing_order() else None
         try:
             packets = self._video_packets(self._container, stream, ContinuousTimestamps(stream))
@@ -973,7 +973,7 @@ class VideoReader:
         yield from self._decode(None, stamps)
 
     def _stamped_in_storing_order(self) -> bool:
-        return _is_avi(self._container) and bool(self._stream.codec_context.has_b_frames)
+        return stamped_in_storing_order(self._container.format.name) and bool(self._stream.codec_context.has_b_frames)
 
     def _decode(self, packet: av.Packet | None, stamps: list[int] | None) -> list[av.VideoFrame]:
         try:
@@ -1083,13 +1083,16 @@ def _from_keyframes_before(packets: Iterator[av.Packet], start: int | None) -> I
     yield from packets
 
 
-def _is_avi(container: av.container.InputContainer) -> bool:
-    return "avi" in container.format.name.split(",")
+def stamped_in_storing_order(format_name: str) -> bool:
+    """Whether a container (FFmpeg's format name) stamps its packets in the order they are stored,
+    not shown: AVI stores no times, only that order; ASF (.wmv, .asf) stores each packet's send
+    time. With B-frames, stored out of showing order, these stamps are not the pictures' own."""
+    return bool({"avi", "asf"} & set(format_name.split(",")))
 
 
 def _stamped_by_dts(packets: Iterator[av.Packet]) -> Iterator[av.Packet]:
-    """AVI's packets stamped with their place in the file, the only time AVI stores (FFmpeg guesses
-    each pts as the next packet's time, which puts every picture a frame late)."""
+    """AVI's and ASF's packets stamped with their place in the file, the only time they keep (FFmpeg
+    guesses each pts as the next packet's time, which puts every picture a frame late)."""
     for packet in packets:
         if packet.dts is not None:
             packet.pts = packet.dts

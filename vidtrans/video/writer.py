@@ -26,7 +26,8 @@ import numpy as np
 from vidtrans.atomic import OutputClaim, check_destination, discard, publish, temp_path
 from vidtrans.errors import UsageError, VidtransError, count, first_line
 from vidtrans.options import EncodeOptions, spell
-from vidtrans.video.reader import ContinuousTimestamps, clip_start, first_pts_at, has_timestamp_jumps, local_file
+from vidtrans.video.reader import (ContinuousTimestamps, clip_start, first_pts_at, has_timestamp_jumps, local_file,
+                                   stamped_in_storing_order)
 
 log = logging.getLogger(__name__)
 
@@ -366,10 +367,10 @@ class _Muxer:
         stream.codec_context.time_base = ctb
         stream.thread_type = "FRAME"
         stream.codec_context.thread_count = threads
-        if "avi" in self._out.format.name.split(","):
-            # AVI stores no presentation times, only the order of its packets: with B-frames
-            # (stored out of showing order) a reader cannot tell when a picture of a varying frame
-            # rate is shown, so pictures are stored in showing order.
+        if stamped_in_storing_order(self._out.format.name):
+            # AVI stores no presentation times, only the order of its packets, and ASF their send
+            # times: with B-frames (stored out of showing order) a reader cannot tell when a picture
+            # of a varying frame rate is shown, so pictures are stored in showing order.
             stream.codec_context.max_b_frames = 0
         # RGB formats (libx264rgb's rgb24, gbrp of ffv1) store the pixels themselves: tagged as a YUV
         # matrix, every player would convert them again into wrong colours.

@@ -1,5 +1,6 @@
 """Defects found in the seventeenth QA pass (thirteenth session), each a user-visible behaviour."""
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -209,3 +210,25 @@ def test_training_on_upper_body_footage_says_runs_will_not_fit_other_dancers_to_
     with caplog.at_level(logging.WARNING):
         assert VideoPairs(whole.path, size=64).target_pose_stats() is not None
     assert not any("too few training frames" in r.getMessage() for r in caplog.records)
+
+
+def test_a_pipe_as_input_is_refused_at_once_not_waited_on(tmp_path, rgb_model_dir):
+    """A FIFO gives its data once; vidtrans opens a clip more than once, and waited forever on the second."""
+    fifo = tmp_path / "in.mp4"
+    os.mkfifo(fifo)
+    unblock = threading.Timer(30, _end_of_data, [fifo])  # a reader waiting on it (before the fix) fails then
+    unblock.daemon = True
+    unblock.start()
+    result = cli("run", fifo, "-o", tmp_path / "out.mp4", "-m", rgb_model_dir)
+    unblock.cancel()
+    assert one_line(result, 1) == (f"vidtrans: error: {fifo}: is a FIFO, not a video file, and vidtrans reads its "
+                                   "input more than once; save the video to a file and pass that")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def _end_of_data(fifo):
+    """Opens and closes the writing end of `fifo` where a reader waits (nothing happens where none does)."""
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:
+        pass

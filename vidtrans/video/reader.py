@@ -16,6 +16,7 @@ import heapq
 import logging
 import math
 import os
+import stat
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import av
 import cv2
 import numpy as np
 
+from vidtrans.atomic import special_file_kind
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.options import check_span, spell
 from vidtrans.video.hdr import HDR_TRANSFERS, to_sdr
@@ -460,6 +462,11 @@ def _open(path: str | os.PathLike) -> tuple[av.container.InputContainer, av.vide
         raise VidtransError(f"{name}: file not found (check the path)")
     if os.path.isdir(name):
         raise VidtransError(f"{name}: is a folder, not a video file (pass a video file)")
+    if not stat.S_ISREG(mode := os.stat(name).st_mode):
+        # A pipe gives its data once, and a clip is read more than once (a look at it, the frames,
+        # the audio to copy): later reads would wait for data that never comes.
+        raise VidtransError(f"{name}: is {special_file_kind(mode)}, not a video file, and vidtrans reads its input "
+                            "more than once; save the video to a file and pass that")
     try:
         container = av.open(local_file(name), metadata_errors="ignore")
     except av.FFmpegError as e:

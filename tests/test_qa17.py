@@ -12,6 +12,7 @@ from fractions import Fraction
 from pathlib import Path
 from unittest import mock
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ import pytest
 import vidtrans
 from tests.conftest import one_line
 from tests.conftest import run_cli as cli
-from tests.media import dancer_clip, make_clip, paired_folder
+from tests.media import dancer_clip, decode_all, make_clip, paired_folder
 from tests.test_signals import HANG_S, start, wait_for
 from vidtrans.atomic import OutputClaim, lock_path
 from vidtrans.errors import UsageError, VidtransError
@@ -232,3 +233,40 @@ def _end_of_data(fifo):
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
     except OSError:
         pass
+
+
+def _video_streams(path, streams):
+    """A file of `streams`: (width, height, frames, colour, cover) each, written in that order."""
+    with av.open(str(path), "w") as out:
+        made = []
+        for width, height, _, _, cover in streams:
+            stream = out.add_stream("mjpeg" if cover else "libx264", rate=25)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuvj420p" if cover else "yuv420p"
+            if cover:
+                stream.disposition = av.stream.Disposition.attached_pic
+            made.append(stream)
+        for stream, (width, height, frames, colour, _) in zip(made, streams):
+            for i in range(frames):
+                frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), colour, np.uint8), format="rgb24")
+                frame.pts = i
+                out.mux(stream.encode(frame.reformat(format=stream.pix_fmt)))
+            out.mux(stream.encode(None))
+
+
+@pytest.mark.parametrize("name, streams, warning", [
+    ("cover.mp4", [(32, 32, 1, (200, 200, 200), True), (64, 48, 10, (0, 0, 255), False)],
+     "its 1 cover picture is left out"),
+    ("preview.mkv", [(32, 32, 1, (200, 200, 200), False), (64, 48, 10, (0, 0, 255), False)],
+     "its 1 other video stream is left out; only the one with the largest pictures is translated"),
+])
+def test_the_video_translated_is_the_clip_not_its_cover_or_preview(tmp_path, name, streams, warning):
+    """A cover picture (or a small track) stored first was what run translated: one 32x32 frame."""
+    src = tmp_path / name
+    _video_streams(src, streams)
+    result = cli("run", src, "-o", tmp_path / "out.mp4", "-m", "pose2person", "--pose", "none", "--side-by-side")
+    assert result.returncode == 0, result.stderr
+    assert f"vidtrans: warning: {src}: {warning}" in result.stderr, result.stderr
+    images, _ = decode_all(tmp_path / "out.mp4")
+    assert len(images) == 10
+    left = images[0][:, : images[0].shape[1] // 2]  # the input panel: the blue clip, not the grey cover
+    assert left[..., 2].mean() > 150 and left[..., 0].mean() < 80, left.mean(axis=(0, 1))

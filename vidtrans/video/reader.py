@@ -136,7 +136,7 @@ def _first_shifts(container: av.container.InputContainer) -> dict[int, Fraction]
             yield packet
     try:
         with av.open(container.name, metadata_errors="ignore") as again:
-            video = again.streams.video[0]
+            video = main_video_stream(again)
             started = [s for s in again.streams if s.start_time is not None and s is not video]
             for packet in ContinuousTimestamps(video)(noted(again.demux(video, *started))):
                 index = packet.stream.index
@@ -474,7 +474,16 @@ def _open(path: str | os.PathLike) -> tuple[av.container.InputContainer, av.vide
     if not container.streams.video:
         container.close()
         raise VidtransError(f"{name}: no video stream (pass a video file, not audio or subtitles only)")
-    return container, container.streams.video[0]
+    return container, main_video_stream(container)
+
+
+def main_video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    """The video stream a clip is, as ffmpeg picks it: the largest picture (the first of those)
+    that is not a cover (MP4, MKV and MP3 files show cover art as a video stream of one picture,
+    which may come first, as may a small preview track)."""
+    videos = container.streams.video
+    moving = [s for s in videos if not s.disposition & av.stream.Disposition.attached_pic] or list(videos)
+    return max(moving, key=lambda s: s.codec_context.width * s.codec_context.height)
 
 
 def _square_pixels(width: int, height: int, stream: av.video.stream.VideoStream) -> tuple[int, int]:

@@ -27,7 +27,7 @@ from vidtrans.atomic import OutputClaim, check_destination, discard, publish, te
 from vidtrans.errors import UsageError, VidtransError, count, first_line
 from vidtrans.options import EncodeOptions, spell
 from vidtrans.video.reader import (ContinuousTimestamps, clip_start, first_pts_at, has_timestamp_jumps, local_file,
-                                   stamped_in_storing_order)
+                                   main_video_stream, stamped_in_storing_order)
 
 log = logging.getLogger(__name__)
 
@@ -424,7 +424,7 @@ class _Muxer:
         holdable = holdable_codecs(self._out)
         fmt = self._out.format.name
         kind_of_file = f"a {self.dst.suffix or fmt} file"
-        translated = self._src.streams.video[0] if self._src.streams.video else None
+        translated = main_video_stream(self._src) if self._src.streams.video else None
         wanted = []
         others: dict[str, list[av.stream.Stream]] = {}
         unheld: Counter[tuple[str, str]] = Counter()  # (audio or subtitles, codec): tracks left out
@@ -536,9 +536,12 @@ class _Muxer:
             names = ", ".join(s.name or "unnamed" for s in attachments[:3]) + (", ..." if len(attachments) > 3 else "")
             self.left_out.append(f"{src}: its {count(len(attachments), 'attached file')} ({names}) cannot go into "
                                  f"{kind_of_file} and {_are(len(attachments))} left out; {_KEEPS_ALL} keeps them")
-        if videos := others.pop("video", []):
+        videos = others.pop("video", [])
+        if covers := [s for s in videos if s.disposition & av.stream.Disposition.attached_pic]:
+            self.left_out.append(f"{src}: its {count(len(covers), 'cover picture')} {_are(len(covers))} left out")
+        if videos := [s for s in videos if s not in covers]:
             self.left_out.append(f"{src}: its {count(len(videos), 'other video stream')} {_are(len(videos))} left "
-                                 "out; only the first video stream is translated")
+                                 "out; only the one with the largest pictures is translated, as ffmpeg picks")
         for kind, streams in others.items():
             self.left_out.append(f"{src}: its {count(len(streams), f'{kind} stream')} (timecode, camera telemetry "
                                  f"or the like) {_are(len(streams))} left out; vidtrans copies audio, subtitles, "

@@ -24,7 +24,7 @@ from tests.media import dancer_clip, decode_all, make_clip, paired_folder
 from tests.test_signals import HANG_S, start, wait_for
 from vidtrans.atomic import OutputClaim, lock_path
 from vidtrans.errors import UsageError, VidtransError
-from vidtrans.live.loop import run_live
+from vidtrans.live.loop import STALL_S, run_live
 from vidtrans.train.data import PairedFolder, VideoPairs
 from vidtrans.video.camera import Camera
 
@@ -182,23 +182,46 @@ def test_a_failed_clip_is_named_once_in_its_line(tmp_path, rgb_model_dir):
     assert line.startswith(f"failed {src / 'broken.mp4'}: not a readable video file ("), line
 
 
-def test_a_file_camera_plays_its_frames_at_their_own_times(tmp_path):
+def _handed_over(clip, monkeypatch, loop=False, frames=10):
+    """The perf_counter times a file camera hands its first `frames` pictures over at."""
+    times = []
+    put = Camera._put
+
+    def timed(camera, image):
+        times.append(time.perf_counter())
+        put(camera, image)
+
+    monkeypatch.setattr(Camera, "_put", timed)
+    deadline = time.monotonic() + 60
+    with Camera(clip, loop=loop) as camera:
+        while len(times) < frames and not camera.ended and time.monotonic() < deadline:
+            camera.get(timeout=0.1)
+    assert len(times) >= frames, times
+    return np.diff(times[:frames])
+
+
+def test_a_file_camera_plays_its_frames_at_their_own_times(tmp_path, monkeypatch):
     """A clip with a pause (a phone's variable frame rate) keeps the pause when it stands in for a
     camera: frames were handed over evenly at the average rate, the pause spread over all of them."""
     pts = [i * 40 for i in range(5)] + [1600 + i * 40 for i in range(5)]  # ms: a 1.44 s pause after frame 4
     clip = make_clip(tmp_path / "pause.mp4", frames=10, pts=pts, time_base=Fraction(1, 1000), audio=False).path
-    camera = Camera(clip)
-    times = []
-    with camera:
-        while (captured := camera.get(timeout=5)) is not None:
-            times.append(captured.time)
-    assert len(times) == 10
-    steps = np.diff(times)
+    steps = _handed_over(clip, monkeypatch)
     # Waits are lower bounds (a busy machine only delays): the pause is at least its length, and the
     # frames around it come sooner than the even 0.2 s the average rate would space them at.
     assert steps[4] >= 1.3 and np.median(np.delete(steps, 4)) < 0.15, steps
 
 
+def test_a_file_cameras_long_pause_is_cut_short_and_a_loop_starts_at_once(tmp_path, monkeypatch):
+    """A picture held for 8 s would read as a camera gone (live ends after 5 s without a frame); a
+    video starting 1 s after its audio paused 1 s at every loop."""
+    pts = [i * 40 for i in range(3)] + [8000 + i * 40 for i in range(3)]
+    held = make_clip(tmp_path / "held.mp4", frames=6, pts=pts, time_base=Fraction(1, 1000), audio=False).path
+    steps = _handed_over(held, monkeypatch, frames=6)
+    assert 1.9 <= steps[2] < STALL_S - 1, steps
+    late = make_clip(tmp_path / "late.mp4", frames=3, pts=[1000 + i * 40 for i in range(3)],
+                     time_base=Fraction(1, 1000), audio_seconds=1.2).path
+    steps = _handed_over(late, monkeypatch, loop=True, frames=6)
+    assert steps[2] < 0.5, steps  # from the first pass's last frame to the second's first: one frame
 def test_training_on_upper_body_footage_says_runs_will_not_fit_other_dancers_to_it(tmp_path, caplog):
     whole = dancer_clip(tmp_path / "whole.mp4", look_name="target", frames=24, size=(128, 128), seed=3)
     upper = [cv2.resize(image[:64], (128, 64)) for image in whole.images]  # head and torso, no ankles

@@ -33,6 +33,9 @@ T = TypeVar("T")
 
 # Beyond this lag a paced file stops trying to catch up (a burst of frames would only be dropped).
 _MAX_LAG_S = 0.5
+# The longest a file camera shows one picture (see `Camera._run`): well below the silence after which
+# live takes a camera for gone (`live.loop.STALL_S`).
+_MAX_HOLD_S = 2.0
 _FPS_WINDOW = 30
 
 
@@ -184,18 +187,19 @@ class Camera:
     def _file_pictures(self, reader: VideoReader) -> Iterator[tuple[np.ndarray, float | None]]:
         """The file's frames, upright, each with the time it is shown at (seconds, counted on across
         passes); from the start again when it ends and `loop` is on (unless a pass gave no frame:
-        then it ends). A pass lasts until its last frame's time plus one frame at the nominal rate."""
+        then it ends). A pass lasts from its first frame's time to its last's plus one frame at the
+        nominal rate (a file whose video starts after its audio starts each pass at once)."""
         offset = 0.0
         while True:
-            played, last = 0, None
+            first = last = None
             with reader:
                 for frame in reader:
-                    played += 1
+                    first = frame.time if first is None else first
                     last = frame.time
-                    yield frame.image, offset + last
-            if not (self.loop and played):
+                    yield frame.image, offset + last - first
+            if not (self.loop and first is not None):
                 return
-            offset += last + 1.0 / self.nominal_fps
+            offset += last - first + 1.0 / self.nominal_fps
             reader = VideoReader(self._target)
 
     def _open_capture(self) -> cv2.VideoCapture:
@@ -247,7 +251,7 @@ class Camera:
         stream's at its nominal rate."""
         paced = self.kind != "device"
         interval = 1.0 / self.nominal_fps
-        anchor, origin, played = time.perf_counter(), None, 0
+        anchor, origin, played, last_put = time.perf_counter(), None, 0, None
         try:
             for image, shown_at in self._pictures:
                 if self._stop.is_set():
@@ -256,6 +260,11 @@ class Camera:
                     if origin is None:
                         origin = shown_at
                     due = anchor + (played * interval if shown_at is None else shown_at - origin)
+                    if last_put is not None and due - last_put > _MAX_HOLD_S:
+                        # A picture held for long (a screen recording's pause) is cut short: a camera
+                        # silent for seconds is taken for one that is gone.
+                        anchor, origin, played = last_put + _MAX_HOLD_S, shown_at, 0
+                        due = anchor
                     wait = due - time.perf_counter()
                     if wait > 0:
                         if self._stop.wait(wait):
@@ -264,6 +273,7 @@ class Camera:
                         anchor, origin, played = time.perf_counter(), shown_at, 0
                 played += 1
                 self._put(self._sized(image))
+                last_put = time.perf_counter()
         # Whatever fails here (a file that turns out damaged, a picture too large to resize) would
         # otherwise end this thread with a traceback and leave the consumer waiting for frames.
         except Exception as e:

@@ -293,3 +293,14 @@ def test_the_video_translated_is_the_clip_not_its_cover_or_preview(tmp_path, nam
     assert len(images) == 10
     left = images[0][:, : images[0].shape[1] // 2]  # the input panel: the blue clip, not the grey cover
     assert left[..., 2].mean() > 150 and left[..., 0].mean() < 80, left.mean(axis=(0, 1))
+
+
+def test_a_fifo_given_as_the_model_is_refused_not_waited_on(tmp_path):
+    fifo = tmp_path / "generator"
+    os.mkfifo(fifo)
+    unblock = threading.Timer(30, _end_of_data, [fifo])  # a reader waiting on it (before the fix) fails then
+    unblock.daemon = True
+    unblock.start()
+    with pytest.raises(VidtransError, match=f"^{fifo}: is a FIFO, not a file; pass a pix2pix latest_net_G.pth$"):
+        vidtrans.load_model(fifo, device="cpu")
+    unblock.cancel()

@@ -95,6 +95,7 @@ def test_a_shared_claim_is_shared_by_its_thread_and_refused_to_others(tmp_path):
 
     with ThreadPoolExecutor(1) as pool:
         assert "another vidtrans process is writing" in pool.submit(claim_elsewhere).result()
+        OutputClaim(dst).release()  # still shared with this thread after the other one was refused
         inner.release()
         assert lock_path(dst).exists()  # still the outer claim's
         assert "another vidtrans process is writing" in pool.submit(claim_elsewhere).result()

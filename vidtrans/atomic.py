@@ -355,6 +355,8 @@ class OutputClaim:
             # Refused (another process holds it: left alone) or interrupted (ours: removed).
             self.release()
             remove_if_unheld(self.path)
+            if isinstance(held, OutputClaim) and held._fd is not None:  # another thread's, whose entry this took
+                _unfinished[self.path] = held
             raise
 
     def _lock(self, dst: Path) -> int:

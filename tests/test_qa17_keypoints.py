@@ -12,7 +12,7 @@ from vidtrans.errors import VidtransError
 from vidtrans.models.checkpoint import ModelCard, save_checkpoint
 from vidtrans.pose import PoseStyle, read_keypoints, write_keypoints_npz
 from vidtrans.pose.keypoints import KEYPOINT_INDEX, LEFT_HAND, NUM_KEYPOINTS, RIGHT_HAND
-from vidtrans.pose.track import keypoints_for
+from vidtrans.pose.track import _scaled_like, keypoints_for
 from vidtrans.video import VideoReader
 
 WIDTH, HEIGHT, FRAMES = 64, 48, 3
@@ -101,8 +101,9 @@ def test_negative_pixels_of_an_openpose_folder_are_a_point_off_the_left_edge(tmp
 
 def test_a_normalised_file_on_a_canvas_of_the_videos_shape_is_scaled_to_the_video(tmp_path, clip):
     path = tmp_path / "dw.json"
-    # ControlNet's canvas is the clip scaled to 512 on its short side, rounded: 683x512 for 64x48.
-    dwpose_file(path, (683, 512), [dwpose_person(body((1 / WIDTH, 1 / HEIGHT)))])
+    # ControlNet's canvas is the clip scaled to 512 on its short side, each side rounded to a multiple
+    # of 64: 704x512 for 64x48 (aspect ratio 1.375, against the video's 1.333).
+    dwpose_file(path, (704, 512), [dwpose_person(body((1 / WIDTH, 1 / HEIGHT)))])
     np.testing.assert_allclose(read_for_clip(path, clip)[0, :NUM_KEYPOINTS], as_dwpose_read(body()), rtol=1e-5)
 
 
@@ -183,6 +184,28 @@ def test_a_coco17_body_without_both_shoulders_has_no_neck(tmp_path):
     assert (kp[:, KEYPOINT_INDEX["neck"]] == 0).all() and (kp[:, KEYPOINT_INDEX["nose"], 2] > 0).all()
 
 
+def test_a_coco17_point_at_0_0_is_not_seen_whatever_its_confidence(tmp_path):
+    """YOLO-pose zeroes the points it is unsure of but keeps their confidence: (0, 0, 0.3) was drawn
+    as a limb to the corner."""
+    points = coco17(body())
+    points[COCO17.index("l_wrist")] = [0.0, 0.0, 0.3]
+    path = tmp_path / "kp.json"
+    path.write_text(json.dumps([points.tolist()] * FRAMES))
+    kp = read_keypoints(path).keypoints
+    assert (kp[:, KEYPOINT_INDEX["l_wrist"], 2] == 0).all() and (kp[:, KEYPOINT_INDEX["r_wrist"], 2] > 0).all()
+
+
+@pytest.mark.parametrize("video, canvas, same", [
+    ((1280, 720), (896, 512), True), ((640, 480), (704, 512), True), ((720, 1280), (512, 896), True),
+    ((1920, 1080), (910, 512), True), ((64, 48), (64, 48), True),
+    ((1280, 720), (512, 512), False), ((640, 480), (896, 512), False), ((720, 1280), (896, 512), False),
+])
+def test_controlnets_canvases_are_the_video_scaled_with_sides_rounded_to_64(video, canvas, same):
+    """ControlNet rounds each side of its detector's picture to a multiple of 64: 1280x720 gives
+    896x512, whose shape is 1.6 % off the video's (such files were refused)."""
+    assert _scaled_like(*canvas, *video) is same
+
+
 # ---------------------------------------------------------------- messages
 
 def test_a_npy_array_named_npz_says_so_and_how_to_save_an_npz(tmp_path):
@@ -225,7 +248,7 @@ def test_bad_values_in_an_openpose_folder_name_the_file(tmp_path, clip, value, p
 
 def test_run_scales_a_dwpose_file_to_the_video(tmp_path, clip, whole_body_model):
     dw = tmp_path / "dw.json"
-    dwpose_file(dw, (683, 512), [dwpose_person(body((1 / WIDTH, 1 / HEIGHT)))])
+    dwpose_file(dw, (704, 512), [dwpose_person(body((1 / WIDTH, 1 / HEIGHT)))])
     out = tmp_path / "out.mp4"
     result = run_cli("run", clip, "-o", out, "--model", whole_body_model, "--keypoints", dw)
     assert result.returncode == 0 and out.exists(), result.stderr

@@ -397,6 +397,8 @@ def _from_coco17(points: np.ndarray) -> np.ndarray:
     sure as the less sure of them, and missing unless both are visible."""
     body = np.zeros((NUM_KEYPOINTS, 3), np.float32)
     body[_COCO17_IN_COCO] = points
+    # (0, 0) is a point not seen, COCO's own mark: YOLO-pose zeroes the unsure ones but keeps their confidence.
+    body[(body[:, 0] == 0) & (body[:, 1] == 0), 2] = 0
     shoulders = body[_SHOULDERS]
     if (shoulders[:, 2] > 0).all():
         body[KEYPOINT_INDEX["neck"]] = [*shoulders[:, :2].mean(axis=0), shoulders[:, 2].min()]

@@ -27,9 +27,9 @@ log = logging.getLogger(__name__)
 
 # Frames looked at to tell a pose-map video from camera footage.
 _POSE_VIDEO_PEEK = 8
-# How far the shape of a normalised file's canvas may be from the video's: the canvas is the video
-# scaled to the detector's resolution (ControlNet: 512 on the short side) and rounded to whole pixels.
-CANVAS_ASPECT_TOLERANCE = 0.01
+# A normalised file's canvas is the video scaled to the detector's resolution, each side rounded to a
+# multiple of 64 by ControlNet (1280x720 -> 896x512): its sides may be this far from the scaled video's.
+CANVAS_ROUNDING = 32
 
 
 def detect_keypoints(src: str | os.PathLike, start: float | None = None, end: float | None = None,
@@ -79,11 +79,12 @@ def keypoints_for(keypoints: str | os.PathLike, src: str | os.PathLike, reader: 
         # read_keypoints checked the values against the file's own frame size; this file gives none.
         track = check_keypoint_values(track, f"{keypoints}: keypoints", (info.height, info.width), loaded.frame_names)
     elif loaded.normalised:
-        canvas, video = loaded.width / loaded.height, info.width / info.height
-        if abs(canvas / video - 1) > CANVAS_ASPECT_TOLERANCE:
+        # The coordinates are fractions of the whole frame, however its canvas was rounded.
+        if not _scaled_like(loaded.width, loaded.height, info.width, info.height):
             raise VidtransError(f"{keypoints}: keypoints normalised to a {loaded.width}x{loaded.height} canvas, of "
-                                f"aspect ratio {canvas:.3f}, but {src} is {info.width}x{info.height}, of aspect ratio "
-                                f"{video:.3f}, so they are of another video; extract them from this video")
+                                f"aspect ratio {loaded.width / loaded.height:.3f}, but {src} is {info.width}x"
+                                f"{info.height}, of aspect ratio {info.width / info.height:.3f}, so they are of "
+                                "another video; extract them from this video")
         track = track * np.array([info.width / loaded.width, info.height / loaded.height, 1], np.float32)
     elif (loaded.width, loaded.height) != (info.width, info.height):
         raise VidtransError(f"{keypoints}: keypoints of a {loaded.width}x{loaded.height} video, but {src} is "
@@ -101,6 +102,14 @@ def keypoints_for(keypoints: str | os.PathLike, src: str | os.PathLike, reader: 
                             "that span, with vidtrans pose")
     return KeypointTrack(track[span.first - first:span.stop - first], info.width, info.height, span.first,
                          loaded.smoothed)
+
+
+def _scaled_like(canvas_width: int, canvas_height: int, width: int, height: int) -> bool:
+    """Whether a canvas is a frame of width x height scaled by its short side, each side rounded to
+    a multiple of 64 or less (see CANVAS_ROUNDING)."""
+    scale = canvas_height / height if height <= width else canvas_width / width
+    return (abs(canvas_width - width * scale) <= CANVAS_ROUNDING
+            and abs(canvas_height - height * scale) <= CANVAS_ROUNDING)
 
 
 def pose_stages_for(model, src: str | os.PathLike, reader: VideoReader, pose: PoseSource,

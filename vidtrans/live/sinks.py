@@ -181,8 +181,8 @@ class Recorder:
 
     def __init__(self, path: Path, overwrite: bool):
         self.path, self.overwrite = path, overwrite
-        # Claimed when the session starts, not at its first frame: a second session recording into the
-        # same file is refused before either opens its camera's stream.
+        # Claimed for the whole session, from before the model's warm-up, not from its first frame: a
+        # second session recording into the same file is refused before it shows anything.
         self._claim = OutputClaim(path, shared=True)
         self.writer: VideoWriter | None = None
         self.origin = 0.0

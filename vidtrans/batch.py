@@ -1243,7 +1243,7 @@ def _cannot_use(batch: BatchOptions, why: str, fix: str = "start one with ray st
 
 
 def _check_reachable(batch: BatchOptions) -> None:
-    """A HOST:PORT address is first tried here, for RAY_CONNECT_SECONDS in all: Ray would retry one
+    """A HOST:PORT address is first tried here, for RAY_CONNECT_SECONDS a step: Ray would retry one
     that does not answer for minutes, and its native client, once started, goes on printing about
     it after vidtrans has given up. A Ray head speaks gRPC, so the address must take a connection and
     then complete gRPC's handshake (something else listening there does not). In a thread, since a
@@ -1252,7 +1252,6 @@ def _check_reachable(batch: BatchOptions) -> None:
     if endpoint is None:
         return
     outcome: list[str | None] = []
-    deadline = time.monotonic() + RAY_CONNECT_SECONDS
 
     def connect() -> None:
         try:
@@ -1260,7 +1259,7 @@ def _check_reachable(batch: BatchOptions) -> None:
         except OSError as e:
             outcome.append(f"{batch.ray}: {e.strerror or str(e) or type(e).__name__}")
             return
-        if not _speaks_grpc(endpoint, deadline - time.monotonic()):
+        if not _speaks_grpc(endpoint, RAY_CONNECT_SECONDS):
             outcome.append(f"something answers at {batch.ray}, but not as a Ray head does (no gRPC handshake within "
                            f"{RAY_CONNECT_SECONDS:g} s)")
             return
@@ -1268,7 +1267,7 @@ def _check_reachable(batch: BatchOptions) -> None:
 
     thread = threading.Thread(target=connect, name="vidtrans-ray-check", daemon=True)
     thread.start()
-    thread.join(RAY_CONNECT_SECONDS + 1)  # the handshake's own timeout ends it by then
+    thread.join(2 * RAY_CONNECT_SECONDS + 1)  # the connection's and the handshake's timeouts end it by then
     why = outcome[0] if outcome else f"no answer from {batch.ray} within {RAY_CONNECT_SECONDS:g} s"
     if why is not None:
         raise _cannot_use(batch, why, f"give {_HEAD_PORT}, or start a cluster with ray start --head")

@@ -312,3 +312,13 @@ def test_a_fifo_given_as_the_model_is_refused_not_waited_on(tmp_path):
     with pytest.raises(VidtransError, match=f"^{fifo}: is a FIFO, not a file; pass a pix2pix latest_net_G.pth$"):
         vidtrans.load_model(fifo, device="cpu")
     unblock.cancel()
+
+
+def test_run_refuses_its_output_and_input_before_the_model_loads(tmp_path, rgb_model_dir):
+    clip = make_clip(tmp_path / "in.mp4", frames=2, audio=False).path
+    (tmp_path / "out.mp4").write_bytes(b"kept")
+    with mock.patch("vidtrans.load_model", side_effect=AssertionError("the model was loaded")):
+        assert "already exists" in one_line(cli("run", clip, "-o", tmp_path / "out.mp4", "-m", rgb_model_dir), 2)
+        assert "file not found" in one_line(cli("run", tmp_path / "gone.mp4", "-o", tmp_path / "o.mp4", "-m",
+                                                rgb_model_dir), 1)
+    assert (tmp_path / "out.mp4").read_bytes() == b"kept"

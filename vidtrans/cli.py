@@ -290,8 +290,18 @@ def run(
     """Translate a video with a model: same frames, same timestamps, audio kept."""
     import json
 
+    from vidtrans.models.checkpoint import checkpoint_path, model_files
     from vidtrans.pipeline import no_person_shows, translate_video
+    from vidtrans.video import check_destination, check_output_settings, probe
 
+    # What translate_video refuses at once is refused before the model loads (seconds), in its
+    # order: a model that is not there, the input, an output given by name (the default name
+    # carries the model's).
+    found = checkpoint_path(model)
+    probe(input)
+    if output is not None:
+        check_destination(output, [input, *model_files(found)], overwrite)
+        check_output_settings(output, options.encode)
     translator = vidtrans.load_model(model, device=device, precision=precision, size=model_size, backend=backend)
     with _progress(f"{input.name} -> {translator.name}") as update:
         summary = translate_video(input, output, translator, options, keypoints=keypoints, overwrite=overwrite,

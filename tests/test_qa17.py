@@ -21,10 +21,12 @@ import vidtrans
 from tests.conftest import one_line
 from tests.conftest import run_cli as cli
 from tests.media import dancer_clip, decode_all, make_clip, paired_folder
+from tests.test_run import FakeModel
 from tests.test_signals import HANG_S, start, wait_for
 from vidtrans.atomic import OutputClaim, lock_path
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.live.loop import STALL_S, run_live
+from vidtrans.pipeline import translate_video
 from vidtrans.train.data import PairedFolder, VideoPairs
 from vidtrans.video.camera import Camera
 
@@ -322,3 +324,22 @@ def test_run_refuses_its_output_and_input_before_the_model_loads(tmp_path, rgb_m
         assert "file not found" in one_line(cli("run", tmp_path / "gone.mp4", "-o", tmp_path / "o.mp4", "-m",
                                                 rgb_model_dir), 1)
     assert (tmp_path / "out.mp4").read_bytes() == b"kept"
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_an_mp4_audio_tracks_title_is_kept(tmp_path, suffix):
+    """MP4's demuxer gives a track's title as "name", which no muxer writes: the title was lost."""
+    src = make_clip(tmp_path / "in.mp4", frames=5).path
+    titled = tmp_path / "titled.mp4"
+    with av.open(str(src)) as inp, av.open(str(titled), "w") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
+        streams[inp.streams.audio[0].index].metadata["title"] = "commentary"
+        for packet in inp.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+    out_path = tmp_path / f"out{suffix}"
+    translate_video(titled, out_path, FakeModel(lambda frames: frames))
+    with av.open(str(out_path)) as result:
+        tags = dict(result.streams.audio[0].metadata)
+    assert tags.get("title", tags.get("name")) == "commentary" and "NAME" not in tags, tags

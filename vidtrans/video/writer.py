@@ -460,7 +460,7 @@ class _Muxer:
                     others.setdefault(s.type, []).append(s)
                 continue
             # Several tracks of one kind are told apart by these (language, title, default, forced).
-            out.metadata.update(_lasting_tags(s.metadata))
+            out.metadata.update(_track_tags(s.metadata))
             out.disposition = s.disposition
             wanted.append(s)
         for (kind, codec), tracks in unheld.items():
@@ -963,6 +963,15 @@ def _ends_before(packet: av.Packet, t: float, start: Fraction) -> bool:
 def _lasting_tags(tags: dict[str, str]) -> dict[str, str]:
     """The tags of a source stream or file that still hold for the output (see _FILE_TAGS)."""
     return {key: value for key, value in tags.items() if key.lower().split("-")[0] not in _FILE_TAGS}
+
+
+def _track_tags(tags: dict[str, str]) -> dict[str, str]:
+    """A source track's lasting tags as muxers take them: FFmpeg's MP4/MOV demuxer gives a track's
+    title as "name", which its muxers (and Matroska's) write only from "title"."""
+    tags = _lasting_tags(tags)
+    if "name" in tags and "title" not in tags:
+        tags["title"] = tags.pop("name")
+    return tags
 
 
 def _are(n: int) -> str:

@@ -253,16 +253,22 @@ def batch_process(tmp_path, address, *python):
                             text=True, preexec_fn=default_signals, cwd=REPO)
 
 
-def test_a_closed_port_is_one_line_at_once(tmp_path):
-    with socket.create_server(("127.0.0.1", 0)) as unused:
-        port = unused.getsockname()[1]
-    started = time.monotonic()
-    process = batch_process(tmp_path, f"127.0.0.1:{port}")
+def batch_finished(tmp_path, address, *python) -> tuple[int, str]:
+    """`batch_process` run to its end (a minute at most): its exit code and stderr."""
+    process = batch_process(tmp_path, address, *python)
     try:
         _, stderr = process.communicate(timeout=60)
     finally:
         process.kill()
-    assert process.returncode == 1 and time.monotonic() - started < 30, stderr
+    return process.returncode, stderr
+
+
+def test_a_closed_port_is_one_line_at_once(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as unused:
+        port = unused.getsockname()[1]
+    started = time.monotonic()
+    returncode, stderr = batch_finished(tmp_path, f"127.0.0.1:{port}")
+    assert returncode == 1 and time.monotonic() - started < 30, stderr
     assert stderr == (f"vidtrans: error: --ray 127.0.0.1:{port}: cannot use this Ray cluster (127.0.0.1:{port}: "
                       "Connection refused); give the head's HOST:PORT, port 6379 unless ray start --head --port said "
                       "otherwise, or start a cluster with ray start --head\n")
@@ -274,13 +280,9 @@ def test_an_address_where_something_else_answers_is_refused_before_ray_connects(
     native client, once started, went on printing "Failed to connect to GCS" after vidtrans's error."""
     port, _ = mute_server
     started = time.monotonic()
-    process = batch_process(tmp_path, f"127.0.0.1:{port}", "import vidtrans.batch",
-                            "vidtrans.batch.RAY_CONNECT_SECONDS = 2")
-    try:
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert process.returncode == 1 and time.monotonic() - started < 40, stderr
+    returncode, stderr = batch_finished(tmp_path, f"127.0.0.1:{port}", "import vidtrans.batch",
+                                        "vidtrans.batch.RAY_CONNECT_SECONDS = 2")
+    assert returncode == 1 and time.monotonic() - started < 40, stderr
     assert stderr == (f"vidtrans: error: --ray 127.0.0.1:{port}: cannot use this Ray cluster (something answers at "
                       f"127.0.0.1:{port}, but not as a Ray head does (no gRPC handshake within 2 s)); give the "
                       "head's HOST:PORT, port 6379 unless ray start --head --port said otherwise, or start a cluster "
@@ -293,14 +295,10 @@ def test_ray_init_that_never_connects_gives_up_in_bounded_time(tmp_path, mute_se
     vidtrans gives up after RAY_INIT_SECONDS with its one line (Ray's native client, still trying,
     may print after it)."""
     port, _ = mute_server
-    process = batch_process(tmp_path, f"127.0.0.1:{port}", "import vidtrans.batch",
-                            "vidtrans.batch.RAY_INIT_SECONDS = 3",
-                            "vidtrans.batch._speaks_grpc = lambda endpoint, seconds: True")
-    try:
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert process.returncode == 1, stderr
+    returncode, stderr = batch_finished(tmp_path, f"127.0.0.1:{port}", "import vidtrans.batch",
+                                        "vidtrans.batch.RAY_INIT_SECONDS = 3",
+                                        "vidtrans.batch._speaks_grpc = lambda endpoint, seconds: True")
+    assert returncode == 1, stderr
     ours = [line for line in stderr.splitlines() if line.startswith("vidtrans:")]
     assert ours == [f"vidtrans: error: --ray 127.0.0.1:{port}: cannot use this Ray cluster (no Ray cluster answered "
                     f"at 127.0.0.1:{port} within 3 s); give the head's HOST:PORT, port 6379 unless ray start --head "

@@ -27,7 +27,7 @@ from vidtrans.errors import UsageError, VidtransError, count
 from vidtrans.live.process import FrameProcessor, LiveFrame, compose, cpu_threads
 from vidtrans.live.sinks import (MjpegServer, Shown, Sink, check_display, check_recording_name, listening, open_sinks,
                                  virtual_camera_module)
-from vidtrans.models.checkpoint import model_files, resolve
+from vidtrans.models.checkpoint import checkpoint_path, model_files
 from vidtrans.options import LiveOptions, View, spell
 from vidtrans.video import check_destination
 from vidtrans.video.camera import Camera
@@ -193,7 +193,7 @@ def _model_files(model) -> list[Path]:
         return list(model.files)
     if isinstance(model, (str, os.PathLike)):
         try:
-            return model_files(resolve(model))
+            return model_files(checkpoint_path(model))
         except VidtransError:
             return []
     return []

@@ -955,10 +955,12 @@ def _generator_entry(raw: Any, path: Path) -> tuple[Any, str | None]:
     if generators:
         raise VidtransError(f"{path}: holds {len(generators)} generators (entries "
                             f"{', '.join(map(repr, generators))}); save the one to import alone, e.g. "
-                            f"torch.save(torch.load({str(path)!r})[{generators[0]!r}], 'generator.pth'), and pass that")
+                            f"torch.save(torch.load({str(path)!r}, weights_only=True)[{generators[0]!r}], "
+                            "'generator.pth'), and pass that")
     if nested:
         raise VidtransError(f"{path}: holds no pix2pix generator's state_dict (its entries "
-                            f"{', '.join(map(repr, nested))} are no generator's); pass the generator (latest_net_G.pth)")
+                            f"{', '.join(map(repr, nested))} are no generator's); pass the generator "
+                            "(latest_net_G.pth)")
     return raw, None
 
 

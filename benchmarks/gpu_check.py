@@ -16,6 +16,8 @@ as skipped (with pip's install, about 2-3 minutes for CUDA torch, that keeps wit
     model_alone  frames/s at batch 1/8/32/64, eager / torch.compile / CUDA graphs, 256x256 and 512x512
     run          `vidtrans run` against the naive script and the decode->encode floor (bench_run.py's rows)
     in_flight    `vidtrans run` with two batches in flight on the GPU (the default) against one
+    encode       the decode->encode floor and the writer alone with one x264 against the segments the
+                 host's cores call for (bench_encode.py's rows)
     batch        a folder of short clips against one long clip of the same frames (bench_batch.py's idea)
     live         live latency at 512x512: fps, p50, p95 (bench_live.py's dancer played as a camera)
     train        one training step (unet_256, batch 1, synthetic pairs)
@@ -63,6 +65,7 @@ class Plan:
     seconds: float  # per model-alone figure
     frames: int  # clip length for run
     precision_frames: int
+    encode_frames: int
     clips: int
     clip_frames: int
     batch_ngf: int
@@ -78,11 +81,11 @@ class Plan:
         if dry:
             # unet_256 needs 256 pixels: at less, the naive script's innermost layer has no pixel left.
             return cls(dry=True, device="cpu", sizes=(256, 512), ngf=8, batches=(1, 2), sweep=(1, 2), seconds=0.01,
-                       frames=2, precision_frames=1, clips=2, clip_frames=2, batch_ngf=8, live_size=128,
+                       frames=2, precision_frames=1, encode_frames=4, clips=2, clip_frames=2, batch_ngf=8, live_size=128,
                        live_frames=8, train={"architecture": "unet_128", "size": 128, "ngf": 8, "ndf": 8},
                        train_steps=1, model_alone_cap=30, tests_cap=60)
         return cls(dry=False, device="cuda", sizes=(256, 512), ngf=64, batches=(1, 8, 32, 64), sweep=(8, 32, 64),
-                   seconds=1.5, frames=240, precision_frames=16, clips=8, clip_frames=30, batch_ngf=16,
+                   seconds=1.5, frames=240, precision_frames=16, encode_frames=300, clips=8, clip_frames=30, batch_ngf=16,
                    live_size=512, live_frames=180, train={"architecture": "unet_256", "size": 256, "ngf": 64, "ndf": 64},
                    train_steps=10, model_alone_cap=170, tests_cap=120)
 
@@ -312,6 +315,28 @@ def in_flight(plan: Plan, work: Path) -> dict:
     return {"frames": plan.frames, "rows": rows}
 
 
+def encode(plan: Plan, work: Path) -> dict:
+    """One encoder against segments encoded at once (as many as `run` picks on this host, at least 2)."""
+    from bench_encode import ZeroCostModel, decode_encode, frames_of_example, write_all
+    from vidtrans.video.segments import segments_for
+
+    parallel = max(2, segments_for("libx264", 0))
+    rows = []
+    for size in plan.sizes:
+        frames = frames_of_example(size, plan.encode_frames)
+        write_all(work / "in.mp4", frames, 1)
+        fps = {}
+        for n in (1, parallel):
+            for kind, run in (("writer", lambda: write_all(work / "out.mp4", frames, n)),
+                              ("floor", lambda: decode_encode(work / "in.mp4", work / "out.mp4", n, ZeroCostModel()))):
+                began = time.perf_counter()
+                fps[kind, n] = run() / (time.perf_counter() - began)
+        rows.append({"size": size, "segments": parallel, **{f"{kind}_fps_{'one' if n == 1 else 'segments'}": rounded(v, 1)
+                                                            for (kind, n), v in fps.items()},
+                     "floor_segments_vs_one": rounded(fps["floor", parallel] / fps["floor", 1])})
+    return {"frames": plan.encode_frames, "cores": os.cpu_count(), "rows": rows}
+
+
 def batch_of_clips(plan: Plan, work: Path) -> dict:
     import vidtrans
     from tests.media import make_clip
@@ -387,7 +412,7 @@ def train_step(plan: Plan, work: Path) -> dict:
 
 SECTIONS: dict[str, Callable[[Plan, Path], dict]] = {
     "environment": environment, "cuda_tests": cuda_tests, "precision": precision, "model_alone": model_alone,
-    "run": run_vs_naive, "in_flight": in_flight, "batch": batch_of_clips, "live": live, "train": train_step}
+    "run": run_vs_naive, "in_flight": in_flight, "encode": encode, "batch": batch_of_clips, "live": live, "train": train_step}
 
 
 class SectionError(Exception):

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ["environment", "cuda_tests", "precision", "model_alone", "run", "in_flight", "batch", "live", "train"]
+SECTIONS = ["environment", "cuda_tests", "precision", "model_alone", "run", "in_flight", "encode", "batch", "live", "train"]
 # Figures that are rates or durations: a measured one is above zero.
 POSITIVE = ("fps", "_ms", "seconds", "it_per_s", "cores")
 
@@ -44,6 +44,8 @@ def test_dry_run_measures_every_section(tmp_path):
     flights = sections["in_flight"]["rows"]
     assert {(r["model"], r["size"]) for r in flights} == {(r["model"], r["size"]) for r in rows}
     assert all(r["in_flight_default"] == 1 and r["fps_in_flight_1"] > 0 for r in flights)  # a CPU: one per translator
+    assert {r["size"] for r in sections["encode"]["rows"]} == {256, 512}
+    assert all(r["segments"] >= 2 and r["floor_fps_segments"] > 0 for r in sections["encode"]["rows"])
     assert {r["mode"] for r in sections["model_alone"]["rows"]} == {"eager", "compile", "cuda_graphs"}
     assert all(r["psnr_db"] > 30 for r in sections["precision"]["rows"])
     assert sections["live"]["latency_p95_ms"] >= sections["live"]["latency_p50_ms"] > 0

@@ -245,6 +245,9 @@ class EncodeOptions(_Options):
                           flag="--pix-fmt")
     # Encoder threads, 0: the codec chooses. Not a flag: the pipelines pick it for their workload.
     threads: int = option(0, cli=False)
+    # Consecutive parts of the video encoded at once by encoders of their own (x264, x265), joined
+    # without re-encoding; 0: one per 4 cores from 8 cores on (`video.segments`). Not a flag either.
+    segments: int = option(0, cli=False)
 
     def check(self) -> None:
         _check(isinstance(self.codec, str) and bool(self.codec),
@@ -256,6 +259,8 @@ class EncodeOptions(_Options):
                f"{spell('pix_fmt')} must be a name such as yuv420p, not {self.pix_fmt!r}")
         _check(is_int(self.threads) and self.threads >= 0,
                f"{spell('threads')} must be 0 or more, not {self.threads!r}")
+        _check(is_int(self.segments) and self.segments >= 0,
+               f"{spell('segments')} must be 0 or more, not {self.segments!r}")
 
 
 @dataclass(frozen=True)
@@ -577,7 +582,9 @@ POSE_VIDEO_ENCODE = EncodeOptions(preset="superfast", threads=2)
 def output_settings(options: RunOptions) -> dict[str, Any]:
     """The options that change what a run writes, as plain JSON values: what a resumed batch
     compares to decide whether a finished clip is still valid. Batch size and compilation are
-    left out: batched, compiled output is the same frames (batch invariance)."""
+    left out: batched, compiled output is the same frames (batch invariance); so are the encoder's
+    threads and segments, which split the encoder's work (and place a key frame per segment), so a
+    clip encoded on a machine with other cores stays valid."""
     flat = {k: v for k, v in dataclasses.asdict(options).items() if k not in ("batch_size", "compile", "encode")}
-    flat.update({k: v for k, v in dataclasses.asdict(options.encode).items() if k != "threads"})
+    flat.update({k: v for k, v in dataclasses.asdict(options.encode).items() if k not in ("threads", "segments")})
     return {k: (v.value if isinstance(v, Choice) else v) for k, v in flat.items()}

@@ -149,7 +149,7 @@ def test_a_failing_segment_encoder_fails_the_write_cleanly(tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize("codec,requested,cores,expected", [
-    ("libx264", 0, 2, 1), ("libx264", 0, 7, 1), ("libx264", 0, 16, 4), ("libx265", 0, 64, 16),
+    ("libx264", 0, 2, 1), ("libx264", 0, 7, 1), ("libx264", 0, 16, 4), ("libx264rgb", 0, 64, 16), ("libx265", 0, 16, 1),
     ("libx264", 3, 2, 3), ("libvpx-vp9", 3, 16, 1), ("mpeg4", 0, 16, 1)])
 def test_how_many_segments(codec, requested, cores, expected):
     assert segments.segments_for(codec, requested, cores) == expected

@@ -245,7 +245,7 @@ class EncodeOptions(_Options):
                           flag="--pix-fmt")
     # Encoder threads, 0: the codec chooses. Not a flag: the pipelines pick it for their workload.
     threads: int = option(0, cli=False)
-    # Consecutive parts of the video encoded at once by encoders of their own (x264, x265), joined
+    # Consecutive parts of the video encoded at once by encoders of their own (x264), joined
     # without re-encoding; 0: one per 4 cores from 8 cores on (`video.segments`). Not a flag either.
     segments: int = option(0, cli=False)
 

@@ -24,8 +24,9 @@ import av
 import numpy as np
 
 # The encoders whose segments share one header (SPS/PPS) and start on IDR pictures, so that their
-# packets join into one stream: x264 (YUV and RGB) and x265.
-SEGMENTABLE = frozenset({"libx264", "libx264rgb", "libx265"})
+# packets join into one stream: x264, YUV and RGB. (x265 writes its settings, threads included, into
+# its header, so its segments' headers differ.)
+SEGMENTABLE = frozenset({"libx264", "libx264rgb"})
 # A segment's length: long enough that a key frame per segment costs little and the encoder's
 # lookahead (40 frames at x264's medium preset) sees most of it; short enough that `parallel`
 # segments are in flight in a clip of a few seconds.

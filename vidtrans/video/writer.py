@@ -631,9 +631,10 @@ class VideoWriter(_Muxer):
     and the stream is tagged so players and decoders convert it back the same way. 4:2:0 chroma is
     the mean of each 2x2 block, as FFmpeg's swscale does, so fine coloured detail keeps its colour.
 
-    encode.segments: x264/x265 encoders working at once on consecutive segments (`video.segments`),
-    0: one per 4 cores from 8 cores on, else one.
-    encode.threads: encoder threads, 0 lets the codec choose (x264: 1.5 per core; with segments, cores / segments). Fewer threads cost less
+    encode.segments: x264 encoders working at once on consecutive segments (`video.segments`), 0:
+    one per 4 cores from 8 cores on, else one.
+    encode.threads: encoder threads, 0 lets the codec choose (x264: 1.5 per core; with segments,
+    cores / segments). Fewer threads cost less
     CPU per frame (x264 superfast at 720p: 8.2 ms with 3 threads, 7.0 with 2, 6.4 with 1), which
     matters when other stages already keep the cores busy.
     """

@@ -562,6 +562,7 @@ def translate_folder(
     row gets the `warning` `vidtrans run` gives. Raises BatchUsageError for bad folders or options.
     """
     from vidtrans.models.checkpoint import check_size, model_files, resolve, weights_sha256
+    from vidtrans.models.translator import backend_for_compile
 
     batch_fields = {f.name for f in dataclasses.fields(BatchOptions)}
     try:
@@ -569,6 +570,7 @@ def translate_folder(
             **{k: v for k, v in changes.items() if k in batch_fields})
         options = given_options(options, RunOptions(), "options").replace(
             **{k: v for k, v in changes.items() if k not in batch_fields})
+        batch = batch.replace(backend=backend_for_compile(batch.backend, options.compile))
     except VidtransError as e:
         raise BatchUsageError(str(e)) from None
     started = time.perf_counter()

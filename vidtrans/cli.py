@@ -291,6 +291,7 @@ def run(
     import json
 
     from vidtrans.models.checkpoint import checkpoint_path, model_files
+    from vidtrans.models.translator import backend_for_compile
     from vidtrans.pipeline import no_person_shows, translate_video
     from vidtrans.video import check_destination, check_output_settings, probe
 
@@ -302,7 +303,8 @@ def run(
     if output is not None:
         check_destination(output, [input, *model_files(found)], overwrite)
         check_output_settings(output, options.encode)
-    translator = vidtrans.load_model(model, device=device, precision=precision, size=model_size, backend=backend)
+    translator = vidtrans.load_model(model, device=device, precision=precision, size=model_size,
+                                     backend=backend_for_compile(backend, options.compile))
     with _progress(f"{input.name} -> {translator.name}") as update:
         summary = translate_video(input, output, translator, options, keypoints=keypoints, overwrite=overwrite,
                                   progress=update)

@@ -34,7 +34,7 @@ from vidtrans.pose.keypoints import has_person
 from vidtrans.pose.track import is_pose_video, pose_stages_for
 from vidtrans.runner import TRANSLATION_THREADS, Batch, Parallel, Progress, frame_batches, run_stages
 from vidtrans.temporal import Smoother, smoothing_for
-from vidtrans.options import POSE_VIDEO_ENCODE, EncodeOptions, PoseSource, RunOptions, spell
+from vidtrans.options import POSE_VIDEO_ENCODE, EncodeOptions, PoseSource, RunOptions, spell, spell_setting
 from vidtrans.video import SourceMedia, VideoInfo, VideoReader, VideoWriter, check_destination, check_output_settings
 from vidtrans.video.writer import check_output
 from vidtrans.view import resized, side_by_side, side_by_side_size
@@ -309,7 +309,7 @@ def translate_video(
     dst = None if dst is None else _path(dst, "dst")
     keypoints = None if keypoints is None else _path(keypoints, "keypoints")
     _check_progress(progress)
-    from vidtrans.models.translator import check_state
+    from vidtrans.models.translator import backend_for_compile, check_state
 
     check_state(state)
     model = _loaded(model)
@@ -325,6 +325,11 @@ def translate_video(
             f"{model.name} translates {model.input_kind} frames, not pose maps"
         raise UsageError(f"{spell('keypoints')} are drawn only for a pose model detecting or given poses, and {why}; "
                          f"drop {spell('keypoints')} or use a pose model with {pose} auto or detect")
+    if options.pose == PoseSource.DETECT and model.input_kind != "pose":
+        raise UsageError(f"{spell_setting('pose', 'detect')} draws pose maps for a pose model, and {model.name} "
+                         f"translates {model.input_kind} frames; drop {spell('pose')} or use a pose model")
+    if getattr(model, "backend", "torch") == "onnxruntime":
+        backend_for_compile(model.backend, options.compile)  # compile on cannot run there: refused
     started = time.perf_counter()
     summary = Summary(input=str(src), output=str(dst), model=model.name, device=str(model.device),
                       precision=model.precision, batch_size=options.batch_size, smoothing=smoothing,

@@ -695,7 +695,8 @@ def load_checkpoint(name_or_path: str | os.PathLike) -> Checkpoint:
     if path.is_dir():
         return _load_folder(path)
     # Only a regular file is looked into: opening a FIFO would wait for a writer, beyond Ctrl-C's reach.
-    if path.suffix.lower() in UPSTREAM_SUFFIXES or not path.is_file() or _safetensors_metadata(path) is not None:
+    if (path.suffix.lower() in UPSTREAM_SUFFIXES or not path.is_file() or _safetensors_metadata(path) is not None
+            or _starts_like_torch_save(path)):  # .bin, .ckpt: what torch.save wrote, whatever the name
         return import_pix2pix(path)  # which says what is wrong with a path that is no file
     raise VidtransError(f"{path}: not a checkpoint; pass a folder with {CARD_NAME} and {WEIGHTS_NAME}, or a pix2pix "
                         "generator's .pth or .safetensors file")

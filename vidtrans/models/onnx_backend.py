@@ -56,9 +56,12 @@ def require(module: str, purpose: str) -> ModuleType:
 
 
 def available() -> bool:
-    """Whether ONNX Runtime can be imported (what `backend="auto"` asks)."""
+    """Whether ONNX Runtime and the onnx package (which exports the graph) can be imported: what
+    `backend="auto"` asks. With onnxruntime alone (`pip install onnxruntime`), auto stays on torch
+    rather than failing where the user never asked for ONNX."""
     try:
         importlib.import_module("onnxruntime")
+        importlib.import_module("onnx")
     except ImportError:
         return False
     return True

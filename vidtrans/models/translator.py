@@ -18,7 +18,7 @@ from vidtrans.errors import UsageError, VidtransError
 from vidtrans.models.checkpoint import MIN_SIZE, Checkpoint, ModelCard, check_size
 from vidtrans.models.networks import (flat_frame_degenerate, flat_frame_output, flat_maps_exact, input_multiple,
                                      peak_activations, smallest_input, use_per_sample_stats)
-from vidtrans.options import Backend, spell_setting
+from vidtrans.options import Backend, CompileMode, spell, spell_setting
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -99,6 +99,18 @@ def resolve_backend(backend: str, device: torch.device, precision: str) -> str:
                              f"{spell_setting('precision', 'fp32')} or {torch_backend}")
         onnx_backend.require("onnxruntime", spell_setting("backend", "onnxruntime"))
     return backend.value
+
+
+def backend_for_compile(backend: str, compile: str) -> str:
+    """The backend to load a model with for a run compiling as `compile` says: torch.compile needs
+    torch, so `auto` means torch under compile on, and onnxruntime with compile on is a UsageError."""
+    backend = Backend.parse(backend, "backend")
+    if CompileMode.parse(compile, "compile") != CompileMode.ON:
+        return backend.value
+    if backend == Backend.ONNXRUNTIME:
+        raise UsageError(f"{spell_setting('compile', 'on')} compiles with torch, not onnxruntime (which optimizes its "
+                         f"graph itself); use {spell_setting('backend', 'torch')} or drop {spell('compile')}")
+    return Backend.TORCH.value
 
 
 class RecurrentState:

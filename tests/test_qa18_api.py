@@ -1,0 +1,73 @@
+"""Defects a researcher's use of the Python API and the backends found (eighteenth QA round)."""
+
+import sys
+
+import pytest
+import torch
+
+import vidtrans
+from tests.media import make_clip, random_generator
+from vidtrans.errors import UsageError
+from vidtrans.models import translator
+from vidtrans.pipeline import translate_video
+
+
+def test_auto_stays_on_torch_when_onnx_cannot_export(rgb_model_dir, cli, tmp_path, monkeypatch):
+    """onnxruntime alone (`pip install onnxruntime`) cannot export the graph: the default command
+    must not fail for a backend the user never asked for."""
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(translator, "_cpu_has_amx_bf16", lambda: False)
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import fails as if not installed
+    assert vidtrans.load_model(rgb_model_dir, device="cpu").backend == "torch"
+    clip = make_clip(tmp_path / "in.mp4", frames=2, size=(64, 48), audio=False)
+    result = cli("run", clip.path, "-o", tmp_path / "out.mp4", "--model", rgb_model_dir)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out.mp4").exists()
+
+
+def test_compile_on_loads_torch_under_auto_and_is_refused_with_onnxruntime(rgb_model_dir, cli, tmp_path,
+                                                                            monkeypatch):
+    clip = make_clip(tmp_path / "in.mp4", frames=2, size=(64, 48), audio=False)
+    loaded = []
+    real = vidtrans.load_model
+    monkeypatch.setattr(vidtrans, "load_model", lambda *a, **k: loaded.append(k["backend"]) or real(*a, **k))
+    monkeypatch.setattr(translator.Translator, "compile", lambda self: None)  # the backend is what is checked
+    result = cli("run", clip.path, "-o", tmp_path / "a.mp4", "--model", rgb_model_dir, "--compile", "on")
+    assert result.returncode == 0, result.stderr
+    assert loaded == ["torch"]
+    result = cli("run", clip.path, "-o", tmp_path / "b.mp4", "--model", rgb_model_dir, "--compile", "on",
+                 "--backend", "onnxruntime")
+    assert result.returncode == 2 and result.exception is None
+    assert result.stderr.strip().splitlines() == [
+        "vidtrans: error: --compile on compiles with torch, not onnxruntime (which optimizes its graph itself); "
+        "use --backend torch or drop --compile"]
+    assert not (tmp_path / "b.mp4").exists()
+
+
+def test_compile_on_with_a_model_running_on_onnxruntime_is_refused(rgb_model_dir, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    model = vidtrans.load_model(rgb_model_dir, device="cpu", backend="onnxruntime")
+    clip = make_clip(tmp_path / "in.mp4", frames=2, size=(64, 48), audio=False)
+    with pytest.raises(UsageError, match="compile='on' compiles with torch"):
+        translate_video(clip.path, tmp_path / "out.mp4", model, compile="on")
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_pose_detect_on_a_model_of_rgb_frames_is_refused(rgb_model_dir, cli, tmp_path):
+    clip = make_clip(tmp_path / "in.mp4", frames=2, size=(64, 48), audio=False)
+    result = cli("run", clip.path, "-o", tmp_path / "out.mp4", "--model", rgb_model_dir, "--pose", "detect")
+    assert result.returncode == 2 and result.exception is None
+    line = result.stderr.strip().splitlines()
+    assert len(line) == 1 and "--pose detect draws pose maps for a pose model" in line[0] and "rgb frames" in line[0]
+    assert not (tmp_path / "out.mp4").exists()
+
+
+@pytest.mark.parametrize("name", ["latest_net_G.ckpt", "generator.bin", "G"])
+def test_upstream_weights_are_told_by_content_whatever_their_name(tmp_path, name):
+    net = random_generator("unet_128", 3, 3, 8, "batch", seed=1)
+    torch.save(net.state_dict(), tmp_path / name)
+    model = vidtrans.load_model(tmp_path / name, device="cpu", backend="torch")
+    assert model.card.architecture == "unet_128"

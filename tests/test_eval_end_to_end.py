@@ -95,7 +95,7 @@ def test_model_only_keeps_scoring_the_network_alone(synthetic_model):
     (["--synthetic", "--data", "."], "give one of --synthetic, --video VIDEO or --data DIR, not --synthetic and "
                                      "--data"),
     (["--model-only", "--size", "256", "256"], "--size is the size of the synthetic dance video, which only "
-                                               "end-to-end evaluation writes; drop it"),
+                                               "end-to-end evaluation of the synthetic dances writes; drop it"),
     (["--video", "dance.mp4"], "was not trained from a video, and --video scores a model made by vidtrans train VIDEO on that video; drop --video"),
 ])
 def test_refusals_are_one_line(synthetic_model, args, expected):

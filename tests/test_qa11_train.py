@@ -115,7 +115,8 @@ def test_resume_of_a_card_without_a_square_trains_on_todays_and_says_so(tmp_path
     with caplog.at_level(logging.WARNING):
         pairs, _, card = prepare_training(out, TrainOptions(resume=True, iterations=2, device="cpu"),
                                           target=clip.path)
-    told = [r.getMessage() for r in caplog.records]
+    # (The other warning: iterations=2 moves the learning rate's decay of a run planned for 1.)
+    told = [r.getMessage() for r in caplog.records if "learning rate" not in r.getMessage()]
     assert pairs.crop == training_crop(track, 96, 192) and card.training["crop"] == list(pairs.crop)
     assert len(told) == 1 and "does not record the square of target.mp4 it was trained on" in told[0], told
 

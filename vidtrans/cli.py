@@ -380,7 +380,6 @@ def train(
     from vidtrans.train.setup import prepare_training
     from vidtrans.train.trainer import Trainer, launched
 
-    iterations, validate_every = options.iterations, options.validate_every
     # Under torchrun every process refuses alike and trains alike: rank 0 speaks for them all.
     quiet = launched()[0] > 0
     # A flag left out is taken from the checkpoint --resume continues; one given must agree with it.
@@ -394,6 +393,8 @@ def train(
         if quiet:
             raise typer.Exit(2 if isinstance(e, UsageError) else 1) from None
         raise
+    # What the run was planned for: a resumed one's plan comes from its checkpoint unless given.
+    iterations, validate_every = config.iterations, config.validate_every
     columns = [TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
                TimeRemainingColumn()]
     with Progress(*columns, console=console, disable=quiet or not console.is_terminal) as bar:

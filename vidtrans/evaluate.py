@@ -140,7 +140,8 @@ def _check_material(model, material: Material, options: RunOptions, model_only: 
     # Options that would change nothing for this material are refused rather than ignored.
     unused = [("--seed picks the synthetic dance, and --data and --video score other material",
                material.seed is not None and not dance),
-              ("--size is the size of the synthetic dance video, which only end-to-end evaluation writes",
+              ("--size is the size of the synthetic dance video, which only end-to-end evaluation of the synthetic "
+               "dances writes",
                material.size is not None and not (dance and end_to_end)),
               ("--no-normalize turns off fitting the detected dancer to the target's body, which only end-to-end "
                "evaluation does", not options.normalize and not end_to_end)]

@@ -511,7 +511,8 @@ class TrainOptions(_Options):
     """How `vidtrans train` learns a model (vidtrans.train.setup.prepare_training checks the
     values against each other and against a checkpoint being resumed)."""
 
-    iterations: int = option(2000, "Training iterations (each one batch).")
+    iterations: int = option(2000, "Training iterations (each one batch); with --resume, the checkpoint's plan unless "
+                             "given (the learning rate's decay moves with a new one).")
     batch_size: int = option(1, "Samples per iteration (per process under torchrun); with --resume, the checkpoint's.")
     architecture: str | None = option(None, "unet_256 (default), unet_128, resnet_9blocks or resnet_6blocks; with "
                                       "--resume, the checkpoint's.", flag="--arch")
@@ -526,9 +527,9 @@ class TrainOptions(_Options):
     resume: bool = option(False, "Continue from the checkpoint in --output.")
     overwrite: bool = option(False, "Start over when --output holds a checkpoint: its files are deleted when the "
                              "new run writes its first checkpoint (a run stopped before keeps them).")
-    save_every: int = option(500, "Write the checkpoint every N iterations.")
+    save_every: int = option(500, "Write the checkpoint every N iterations; with --resume, the checkpoint's.")
     validate_every: int = option(500, "Score the held-out split (SSIM/PSNR) and save a sample grid every N "
-                                 "iterations.")
+                                 "iterations; with --resume, the checkpoint's.")
     seed: int = option(0, "Random seed; with --resume, the checkpoint's.")
     input_kind: InputKind = option(InputKind.RGB, "With --data: rgb, or pose when A images are pose maps.")
     direction: Direction = option(Direction.A_TO_B, "With --data: AtoB or BtoA.")

@@ -17,9 +17,9 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Collection
 
-from vidtrans.errors import UsageError, VidtransError
+from vidtrans.errors import UsageError, VidtransError, count
 from vidtrans.models.checkpoint import ModelCard
-from vidtrans.options import InputKind, TrainOptions, TrainPose
+from vidtrans.options import Direction, InputKind, TrainOptions, TrainPose
 from vidtrans.pose.render import PoseStyle
 from vidtrans.train.trainer import (RESUMED_OBJECTIVE, PairSource, TrainConfig, check_config, check_output,
                                     check_state_fits_card, check_world_size, describe_conflicts, launched,
@@ -35,6 +35,9 @@ SYNTHETIC_DATA = "synthetic (procedural character and dances rendered by vidtran
 # What --resume keeps besides the networks: the pose maps' keypoints, the objective and the samples
 # drawn. A run resumed with others would be another model under its card's one record of them.
 RESUMED_RECIPE = ("train_pose", *RESUMED_OBJECTIVE)
+# What a resumed run keeps of its plan unless given: how long it runs (the learning rate decays over
+# the second half of that), and how often it saves and scores.
+RESUMED_SCHEDULE = ("iterations", "save_every", "validate_every")
 
 
 def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target: str | os.PathLike | None = None,
@@ -60,6 +63,12 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
         raise UsageError(f"{spelling(names)('train_pose')} {options.train_pose.value} is for "
                          "synthetic training only (a target video's pose maps are always drawn from detected "
                          "keypoints, a paired folder's are given); drop it")
+    paired_only = [k for k, default in (("input_kind", InputKind.RGB), ("direction", Direction.A_TO_B))
+                   if data is None and getattr(options, k) != default]
+    if paired_only:
+        k = paired_only[0]
+        raise UsageError(f"{spelling(names)(k)} {getattr(options, k).value} is for a paired folder (--data); a target "
+                         "video's and synthetic pairs are always pose map -> frame; drop it")
     if options.whole_body and data is not None and options.input_kind == InputKind.RGB:
         raise UsageError(f"{spelling(names)('whole_body')} is about drawing pose maps, and a paired folder of "
                          f"RGB images has none; drop it (or pass {spelling(names)('input_kind')} pose)")
@@ -82,6 +91,9 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
         if conflicts:
             raise UsageError(describe_conflicts(conflicts, names, advice="drop it or use"))
     if options.resume:
+        given = _chosen(options, given)
+        replanned = _replanned(output, options, state, given, names)
+        options = _resumed_schedule(options, state, given)
         _check_resume(output, options, target, data, synthetic, state, names)
         options = _resumed_recipe(output, options, state, given, names)
     chosen = {k: settings[k] if v is None else v for k, v in requested.items()}
@@ -112,6 +124,8 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
         from vidtrans.models.checkpoint import read_card
 
         card.training = {**read_card(output).training, **card.training}
+        if replanned:  # said once nothing is refused
+            log.warning("%s", replanned)
     return source, config, card
 
 
@@ -176,7 +190,33 @@ def _check_resume(output: str | os.PathLike, options: TrainOptions, target, data
                          f"{options.iterations} asks for no more; pass {spell('iterations')} larger than {done}")
 
 
-def _resumed_recipe(output: str | os.PathLike, options: TrainOptions, state: dict, given: Collection[str] | None,
+def _chosen(options: TrainOptions, given: Collection[str] | None) -> Collection[str]:
+    """The options the caller chose (prepare_training's `given`); None: those off their defaults."""
+    if given is not None:
+        return given
+    return [f.name for f in dataclasses.fields(TrainOptions) if getattr(options, f.name) != f.default]
+
+
+def _resumed_schedule(options: TrainOptions, state: dict, given: Collection[str]) -> TrainOptions:
+    """`options` with the checkpoint's RESUMED_SCHEDULE where the caller chose none: a run stopped
+    at iteration 200 of 300 goes on to 300, with the learning rate it would have had."""
+    planned = {k: state["config"][k] for k in RESUMED_SCHEDULE if k in state["config"]}
+    return dataclasses.replace(options, **{k: v for k, v in planned.items() if k not in given})
+
+
+def _replanned(output: str | os.PathLike, options: TrainOptions, state: dict, given: Collection[str],
+               names: dict[str, str] | None) -> str | None:
+    """What a resumed run given a new `iterations` should be told: the learning rate's decay moves with it."""
+    total = state["config"].get("iterations")
+    if total is None or "iterations" not in given or options.iterations == total:
+        return None
+    share = state["config"].get("decay_from", 0.5)
+    return (f"{output} was planned for {count(total, 'iteration')}; {spelling(names)('iterations')} "
+            f"{options.iterations} moves the learning rate's linear decay to iterations "
+            f"{round(share * options.iterations)}-{options.iterations} (it was {round(share * total)}-{total})")
+
+
+def _resumed_recipe(output: str | os.PathLike, options: TrainOptions, state: dict, given: Collection[str],
                     names: dict[str, str] | None) -> TrainOptions:
     """`options` with the checkpoint's RESUMED_RECIPE where the caller chose none (see
     prepare_training's `given`); UsageError for a chosen one that differs from it."""
@@ -186,9 +226,6 @@ def _resumed_recipe(output: str | os.PathLike, options: TrainOptions, state: dic
     # Recorded by synthetic runs; the others train on exact (given, detected) keypoints only.
     recorded["train_pose"] = TrainPose.parse(read_card(output).training.get("train_pose", TrainPose.EXACT),
                                              "train_pose")
-    if given is None:
-        defaults = {f.name: f.default for f in dataclasses.fields(TrainOptions)}
-        given = [k for k in RESUMED_RECIPE if getattr(options, k) != defaults[k]]
     changed = [k for k in RESUMED_RECIPE if k in given and k in recorded and getattr(options, k) != recorded[k]]
     if changed:
         spell = spelling(names)

@@ -600,6 +600,7 @@ class Trainer:
 
     def fit(self) -> dict[str, float]:
         metrics: dict[str, float] = self.card.metrics.get("validation", {})
+        scored_at = metrics.get("iteration", self.iteration)  # cards before it was recorded: at their save
         started, start_iteration = time.perf_counter(), self.iteration
         reporting = self.on_step is not None and self.rank == 0
         totals: dict[str, torch.Tensor] = {}
@@ -616,12 +617,13 @@ class Trainer:
                 saving = self.rank == 0 and (done % self.config.save_every == 0 or last)
                 if validated:
                     metrics, grid = self._scored()
+                    scored_at = done
                     if saving:  # written with its checkpoint: a save cut short leaves neither
                         self._grid_to_save = grid
                     elif grid is not None:
                         self._write_grid(grid)
                 if saving:
-                    self.save(metrics, final=last)
+                    self.save({**metrics, "iteration": scored_at} if metrics else {}, final=last)
                 now = time.perf_counter()
                 if reporting and (validated or now - reported >= REPORT_SECONDS):
                     means = (torch.stack(list(totals.values())).float() / steps).tolist()  # the one wait

@@ -71,3 +71,12 @@ def test_upstream_weights_are_told_by_content_whatever_their_name(tmp_path, name
     torch.save(net.state_dict(), tmp_path / name)
     model = vidtrans.load_model(tmp_path / name, device="cpu", backend="torch")
     assert model.card.architecture == "unet_128"
+
+
+def test_the_summary_names_the_backend(rgb_model_dir, cli, tmp_path):
+    import json
+
+    clip = make_clip(tmp_path / "in.mp4", frames=2, size=(64, 48), audio=False)
+    result = cli("run", clip.path, "-o", tmp_path / "out.mp4", "--model", rgb_model_dir, "--backend", "torch", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["backend"] == "torch"

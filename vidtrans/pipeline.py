@@ -233,6 +233,7 @@ class Summary:
     model: str | None
     device: str
     precision: str | None
+    backend: str | None = None  # what ran the model: torch or onnxruntime (None: no model)
     frames: int = 0
     seconds: float = 0.0
     batch_size: int | None = None
@@ -332,7 +333,8 @@ def translate_video(
         backend_for_compile(model.backend, options.compile)  # compile on cannot run there: refused
     started = time.perf_counter()
     summary = Summary(input=str(src), output=str(dst), model=model.name, device=str(model.device),
-                      precision=model.precision, batch_size=options.batch_size, smoothing=smoothing,
+                      precision=model.precision, backend=getattr(model, "backend", "torch"),
+                      batch_size=options.batch_size, smoothing=smoothing,
                       recurrent=bool(getattr(model, "temporal", None)))
     # Claimed now, not when the writer starts at the first frame (after the detection pass): a second
     # run onto the same output is refused before either has done any work.

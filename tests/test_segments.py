@@ -158,3 +158,40 @@ def test_how_many_segments(codec, requested, cores, expected):
 def test_segments_is_a_checked_option():
     with pytest.raises(VidtransError, match="segments"):
         EncodeOptions(segments=-1)
+
+
+def test_a_segment_encoder_failing_at_its_flush_fails_the_write_instead_of_hanging(tmp_path, monkeypatch):
+    real = segments._copy_encoder
+
+    class FailsAtFlush:
+        def __init__(self, encoder):
+            self._encoder, self.time_base, self.extradata = encoder, encoder.time_base, encoder.extradata
+
+        def encode(self, frame):
+            if frame is None:
+                raise av.FFmpegError(12, "Cannot allocate memory")
+            return self._encoder.encode(frame)
+
+    monkeypatch.setattr(segments, "_copy_encoder", lambda *a, **k: FailsAtFlush(real(*a, **k)))
+    writer = VideoWriter(tmp_path / "out.mp4", 96, 64, Fraction(1, 25), 25, EncodeOptions(segments=2))
+    outcome = []
+
+    def write_all():
+        try:
+            for i in range(3 * SEGMENT):
+                writer.write(textured(i, 96, 64), i)
+        except VidtransError as e:
+            outcome.append(str(e))
+
+    thread = threading.Thread(target=write_all, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "the writer hung on a failed segment"
+    assert outcome and "encoding failed" in outcome[0]
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_segments_follow_the_cores_this_process_may_use(monkeypatch):
+    monkeypatch.setattr(segments, "usable_cores", lambda: 8)
+    assert segments.segments_for("libx264", 0) == 2

@@ -14,7 +14,6 @@ times a single encoder gives them, where the frame rate is constant).
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from collections import deque
@@ -22,6 +21,8 @@ from collections.abc import Callable, Iterator
 
 import av
 import numpy as np
+
+from vidtrans.runner import usable_cores
 
 # The encoders whose segments share one header (SPS/PPS) and start on IDR pictures, so that their
 # packets join into one stream: x264, YUV and RGB. (x265 writes its settings, threads included, into
@@ -47,7 +48,7 @@ def segments_for(codec: str, requested: int, cores: int | None = None) -> int:
         return 1
     if requested:
         return requested
-    cores = cores or os.cpu_count() or 1
+    cores = cores or usable_cores()
     return max(1, cores // 4) if cores >= 8 else 1
 
 
@@ -79,17 +80,19 @@ class _Segment:
         self._frames.put(None)
 
     def cancel(self) -> None:
-        """Stop without encoding what is queued; never waits for the encoder."""
+        """Stop without encoding what is queued, waiting only for a frame being encoded: an encoder
+        still running at the interpreter's exit would crash it (SIGABRT)."""
         self._cancelled = True
         while True:
             try:
                 self._frames.put_nowait(None)
-                return
+                break
             except queue.Full:  # the thread takes frames until it sees the flag: make room
                 try:
                     self._frames.get_nowait()
                 except queue.Empty:
                     pass
+        self._thread.join()
 
     def result(self) -> list[av.Packet]:
         """The segment's packets once its encoder has finished; raises what stopped it."""
@@ -99,20 +102,22 @@ class _Segment:
         return self.packets
 
     def _encode(self, encoder: av.CodecContext, to_frame: Callable[[np.ndarray], av.VideoFrame]) -> None:
+        ended = False  # the writer's last item (None) taken
         try:
             while (item := self._frames.get()) is not None:
-                if self._cancelled or self.error is not None:
+                if self._cancelled:
                     continue  # drained, so a writer putting frames never waits on a stopped encoder
                 image, pts = item
                 frame = to_frame(image)
                 frame.pts, frame.time_base = pts, encoder.time_base
                 self.packets += encoder.encode(frame)
-            if not (self._cancelled or self.error is not None):
+            ended = True
+            if not self._cancelled:
                 self.packets += encoder.encode(None)
         except BaseException as e:  # handed to the writer's thread by result()
             self.error = e
-            while self._frames.get() is not None:
-                pass
+            while not ended:  # drained, so a writer putting frames never waits on a failed encoder
+                ended = self._frames.get() is None
 
 
 class SegmentedEncoder:
@@ -128,7 +133,7 @@ class SegmentedEncoder:
                  to_frame: Callable[[np.ndarray], av.VideoFrame], parallel: int, length: int, threads: int = 0):
         self._template, self._options, self._to_frame = template, dict(options), to_frame
         self._parallel, self._length = parallel, length
-        cores = os.cpu_count() or 1
+        cores = usable_cores()
         self._threads = threads or max(1, cores // parallel)
         self._in_flight: deque[_Segment] = deque()
         self._tail: list[int] = []  # the pts of the segment joined last

@@ -80,3 +80,27 @@ def test_the_summary_names_the_backend(rgb_model_dir, cli, tmp_path):
     result = cli("run", clip.path, "-o", tmp_path / "out.mp4", "--model", rgb_model_dir, "--backend", "torch", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["backend"] == "torch"
+
+
+def test_batch_into_a_folder_whose_manifest_cannot_be_written_is_one_line(rgb_model_dir, cli, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from vidtrans import batch
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_clip(folder / "a.mp4", frames=2, size=(64, 48), audio=False)
+    assert cli("batch", folder, "-o", tmp_path / "out", "--model", rgb_model_dir).returncode == 0
+    real_open = os.open
+
+    def read_only(path, flags, *args):  # as on a read-only mount: the manifest exists, appending fails
+        if str(path).endswith(".vidtrans-batch.jsonl") and flags & os.O_APPEND:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(batch.os, "open", read_only)
+    result = cli("batch", folder, "-o", tmp_path / "out", "--model", rgb_model_dir)
+    assert result.returncode == 2 and result.exception is None
+    line = result.stderr.strip().splitlines()
+    assert len(line) == 1 and "Read-only file system" in line[0] and "choose a writable output folder" in line[0]

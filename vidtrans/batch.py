@@ -358,7 +358,11 @@ class Manifest:
             text = _header() + b"".join(_line(clip, record) for clip, record in self.clips.items())
             write_atomically(self.path, lambda f: f.write(text), overwrite=True, what="batch manifest")
             (output_dir / LEGACY_MANIFEST_NAME).unlink(missing_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        except OSError as e:  # a read-only folder (or manifest) that was written before
+            raise BatchUsageError(f"{self.path}: cannot write to {output_dir} ({e.strerror or e}); choose a writable "
+                                  "output folder") from None
 
     def record(self, clip: str, **record: Any) -> None:
         line = _line(clip, record)

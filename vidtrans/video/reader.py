@@ -642,11 +642,26 @@ def _first_frame(container, stream, path) -> av.VideoFrame:
                 return pictures[0]
     except av.FFmpegError as e:  # the container itself is damaged there
         error = error or e
+    if error is not None and _animated_webp(container, path):
+        raise VidtransError(f"{os.fspath(path)}: an animated WebP, which FFmpeg cannot decode; convert it to "
+                            "a GIF or a video (.mp4) first") from error
     if error is not None:
         raise VidtransError(f"{os.fspath(path)}: video cannot be decoded ({first_line(error)}); "
                             "the file is damaged or truncated, re-export or re-download it") from error
     raise VidtransError(f"{os.fspath(path)}: no video frames could be decoded; "
                         "the file is damaged or truncated, re-export or re-download it")
+
+
+def _animated_webp(container, path) -> bool:
+    """Whether `path` is a WebP with animation chunks (ANIM), which FFmpeg's decoder does not take."""
+    if "webp" not in container.format.name:
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return False
+    return head[:4] == b"RIFF" and head[8:12] == b"WEBP" and b"ANIM" in head
 
 
 class VideoReader:

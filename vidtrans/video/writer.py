@@ -25,7 +25,7 @@ import numpy as np
 
 from vidtrans.atomic import OutputClaim, check_destination, discard, publish, temp_path
 from vidtrans.errors import UsageError, VidtransError, count, first_line
-from vidtrans.options import EncodeOptions, spell
+from vidtrans.options import EncodeOptions, spell, spell_setting
 from vidtrans.video.reader import (ContinuousTimestamps, clip_start, first_pts_at, has_timestamp_jumps, local_file,
                                    main_video_stream, stamped_in_storing_order)
 from vidtrans.video.segments import SegmentedEncoder, segment_length, segments_for
@@ -177,8 +177,12 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
         with av.logging.Capture(), av.open(io.BytesIO(), "w", format=container) as probe:
             holdable = holdable_codecs(probe)
             usual = [name for name in _COMMON_ENCODERS if name in av.codecs_available and name in holdable and name != codec]
-            fix = f"use the codec {' or '.join(usual[:2])}, or another extension such as .mkv" if usual else \
-                "use another extension such as .mkv"
+            other = ".mov" if suffix.lower() == ".mkv" else ".mkv"
+            fix = f"use the codec {' or '.join(usual[:2])}, or another extension such as {other}" if usual else \
+                f"use another extension such as {other}"
+            if probe.format.name == "gif":  # a GIF holds FFmpeg's GIF codec alone, in a palette format
+                fix = (f"use {spell_setting('codec', 'gif')} with {spell_setting('pix_fmt', 'rgb8')}, or another "
+                       f"extension such as {other}")
             try:
                 if probe.format.name in _HOLDS and codec not in holdable:
                     raise ValueError(codec)  # FFmpeg would mux it as data no reader recognises
@@ -189,13 +193,21 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
             try:
                 stream.codec_context.open()
             except av.FFmpegError as e:
+                takes = [f.name for f in av.Codec(codec, "w").video_formats or ()][:6]
                 raise UsageError(f"{codec} refused its settings ({first_line(e)}): options {options}, pix_fmt "
-                                 f"{encode.pix_fmt!r}; check {spell('crf')}, {spell('preset')} and {spell('pix_fmt')} "
-                                 "(NVENC also needs an NVIDIA GPU with an encoder)") from None
+                                 f"{encode.pix_fmt!r}; check {spell('crf')}, {spell('preset')} and {spell('pix_fmt')}"
+                                 + (f" (its formats: {', '.join(takes)})" if takes else "")
+                                 + " (NVENC also needs an NVIDIA GPU with an encoder)") from None
             try:
                 probe.start_encoding()  # the container's header: some refuse a codec only here (.mov and VP9)
             except av.FFmpegError as e:
                 raise UsageError(f"{dst}: a {suffix} file cannot hold {codec} video ({first_line(e)}); {fix}") from None
+            if probe.format.name == "gif":  # its muxer refuses to close a file without a picture
+                blank = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="rgb24")
+                blank = blank.reformat(format=encode.pix_fmt)
+                blank.pts = 0
+                probe.mux(stream.encode(blank))
+                probe.mux(stream.encode(None))
     except av.FFmpegError as e:  # the container refused as it closed (.mxf wants more than a header)
         raise UsageError(f"{dst}: FFmpeg cannot write a {suffix} file of {codec} video ({first_line(e)}); use "
                          "another extension such as .mp4 or .mkv") from None

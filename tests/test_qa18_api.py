@@ -104,3 +104,19 @@ def test_batch_into_a_folder_whose_manifest_cannot_be_written_is_one_line(rgb_mo
     assert result.returncode == 2 and result.exception is None
     line = result.stderr.strip().splitlines()
     assert len(line) == 1 and "Read-only file system" in line[0] and "choose a writable output folder" in line[0]
+
+
+def test_a_batch_going_back_to_an_earlier_ext_still_owns_its_outputs(rgb_model_dir, cli, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_clip(folder / "a.mp4", frames=2, size=(64, 48), audio=False)
+    out = tmp_path / "out"
+    for ext in ([], ["--ext", "mkv"], []):
+        result = cli("batch", folder, "-o", out, "--model", rgb_model_dir, *ext)
+        assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["a.mkv", "a.mp4"]
+    someone_elses = folder / "b.mp4"
+    make_clip(someone_elses, frames=2, size=(64, 48), audio=False)
+    (out / "b.mp4").write_bytes(b"not ours")
+    assert cli("batch", folder, "-o", out, "--model", rgb_model_dir).returncode == 1
+    assert (out / "b.mp4").read_bytes() == b"not ours"

@@ -786,7 +786,8 @@ def _plan(clips: list[Path], input_dir: Path, output_dir: Path, suffix: str | No
         except VidtransError as e:
             refused.error = refused.error or str(e)
         # Files the manifest says we wrote may be replaced; anyone else's need --overwrite.
-        ours = overwrite or bool(record and record.get("output") == out_rel and record.get("owned"))
+        ours = overwrite or bool(record and (record.get("output") == out_rel and record.get("owned")
+                                             or out_rel in record.get("owned_before", ())))
         if refused.error:
             results[rel] = refused
         elif not overwrite and record and _finished(record, print_, settings, weights, out_rel, dst):
@@ -801,6 +802,16 @@ def _plan(clips: list[Path], input_dir: Path, output_dir: Path, suffix: str | No
         else:
             jobs.append(_Job(rel, src, dst, out_rel, print_, ours))
     return results, jobs
+
+
+def _earlier_outputs(record: dict[str, Any] | None, out_rel: str) -> dict[str, list[str]]:
+    """The outputs other than `out_rel` that the clip's earlier runs wrote (another --ext): still
+    this batch's files, which a later run may replace, as the manifest records them."""
+    record = record or {}
+    earlier = [o for o in record.get("owned_before", ()) if o != out_rel]
+    if record.get("owned") and record.get("output") not in (None, out_rel, *earlier):
+        earlier.append(record["output"])
+    return {"owned_before": earlier} if earlier else {}
 
 
 def _file_in_the_way(dst: Path, output_dir: Path) -> Path | None:
@@ -956,7 +967,7 @@ class _Runner:
         # Whatever appears at dst from now on is ours, unless someone else's file was there before.
         owned = job.overwrite or not job.dst.exists()
         base = {"output": job.out_rel, "owned": owned, "input": job.fingerprint, "options": self.settings,
-                "model_sha256": self.weights}
+                "model_sha256": self.weights, **_earlier_outputs(self.manifest.clips.get(job.rel), job.out_rel)}
         try:
             # The file as the clip starts: one changed since the batch was planned (a copy finished)
             # is translated as it is now, and only a change from now on spoils the output.

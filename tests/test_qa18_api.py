@@ -120,3 +120,44 @@ def test_a_batch_going_back_to_an_earlier_ext_still_owns_its_outputs(rgb_model_d
     (out / "b.mp4").write_bytes(b"not ours")
     assert cli("batch", folder, "-o", out, "--model", rgb_model_dir).returncode == 1
     assert (out / "b.mp4").read_bytes() == b"not ours"
+
+
+def test_a_stopped_batch_does_not_wait_for_a_forward_pass(rgb_model_dir, tmp_path, monkeypatch):
+    """Under `docker stop` (SIGTERM, then SIGKILL after 10 s) a batch must stop as `run` does: a
+    forward pass at a large size takes tens of seconds and cannot be cut short."""
+    import signal
+    import threading
+    import time
+
+    from vidtrans.batch import translate_folder
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_clip(folder / "a.mp4", frames=4, size=(64, 48), audio=False)
+    inside, release, forward_done = threading.Event(), threading.Event(), threading.Event()
+    real = translator.Translator.translate_clip
+
+    def slow(self, frames, state=None):
+        inside.set()
+        release.wait(10)
+        forward_done.set()
+        return real(self, frames, state)
+
+    monkeypatch.setattr(translator.Translator, "translate_clip", slow)
+    main = threading.main_thread().ident  # a real signal, as SIGTERM is delivered: it wakes a waiting thread
+    threading.Thread(target=lambda: inside.wait(30) and signal.pthread_kill(main, signal.SIGINT), daemon=True).start()
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)  # whatever earlier tests left
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            translate_folder(folder, tmp_path / "out", str(rgb_model_dir), workers=1, backend="torch")
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    stopped_during_the_pass = not forward_done.is_set()
+    release.set()
+    assert stopped_during_the_pass
+    # The clip stops at its next batch and removes its temporary file; its record stays unfinished.
+    deadline = time.monotonic() + 30
+    while any(t.name.startswith("vidtrans-batch") for t in threading.enumerate()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert [p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".vidtrans-batch")] == []

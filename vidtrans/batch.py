@@ -367,6 +367,10 @@ class Manifest:
     def record(self, clip: str, **record: Any) -> None:
         line = _line(clip, record)
         with self._lock:
+            if self._fd is None:
+                # Closed: a stopped batch does not wait for clips inside a forward pass, and what they
+                # tell afterwards is dropped; such a clip keeps its last record and is redone next time.
+                return
             self.clips[clip] = record
             try:
                 # One write per line and a sync: a killed process leaves whole lines behind.
@@ -378,7 +382,10 @@ class Manifest:
                                     "check free disk space and that the folder is writable") from e
 
     def close(self) -> None:
-        os.close(self._fd)
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def __enter__(self) -> Manifest:
         return self
@@ -861,18 +868,22 @@ class _Runner:
     def run(self, jobs: list[_Job]) -> dict[str, ClipResult]:
         self._queue.extend(jobs)
         results: dict[str, ClipResult] = {}
-        with ThreadPoolExecutor(max_workers=len(self.workers), thread_name_prefix="vidtrans-batch") as pool:
-            # Each worker runs in a copy of this thread's context, so that its messages spell settings as
-            # the caller does (the CLI's flags: options.spell), as they would on this thread.
-            futures = [pool.submit(contextvars.copy_context().run, self._work, worker) for worker in self.workers]
-            try:
-                for future in as_completed(futures):
-                    results.update(future.result())
-            except BaseException:
-                # Ctrl-C: clips in flight stop at their next batch and delete their temporary files.
-                self._stop()
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+        pool = ThreadPoolExecutor(max_workers=len(self.workers), thread_name_prefix="vidtrans-batch")
+        # Each worker runs in a copy of this thread's context, so that its messages spell settings as
+        # the caller does (the CLI's flags: options.spell), as they would on this thread.
+        futures = [pool.submit(contextvars.copy_context().run, self._work, worker) for worker in self.workers]
+        try:
+            for future in as_completed(futures):
+                results.update(future.result())
+        except BaseException:
+            # Ctrl-C: clips in flight stop at their next batch and delete their temporary files. The
+            # stop does not wait for them: a forward pass cannot be cut short (tens of seconds at a
+            # large --model-size, past docker stop's grace); the CLI exits at once, removing what is
+            # unfinished, as `run` does.
+            self._stop()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
         for job in self._queue:  # left when every worker was lost and none came back
             results[job.rel] = ClipResult(str(job.src), str(job.dst), "failed", error=(
                 "not translated: every Ray worker was lost and none came back; the next run translates it"))

@@ -877,11 +877,11 @@ class _Runner:
                 results.update(future.result())
         except BaseException:
             # Ctrl-C: clips in flight stop at their next batch and delete their temporary files. The
-            # stop does not wait for them: a forward pass cannot be cut short (tens of seconds at a
-            # large --model-size, past docker stop's grace); the CLI exits at once, removing what is
-            # unfinished, as `run` does.
+            # stop does not wait for this process's own: a forward pass cannot be cut short (tens of
+            # seconds at a large --model-size, past docker stop's grace); the CLI exits at once,
+            # removing what is unfinished, as `run` does.
             self._stop()
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown(wait=not all(w.in_this_process for w in self.workers), cancel_futures=True)
             raise
         pool.shutdown(wait=True)
         for job in self._queue:  # left when every worker was lost and none came back
@@ -1048,6 +1048,8 @@ class _LocalWorker:
     """A thread of this process translating with its device's shared model."""
 
     lost = None  # a thread of this process is never lost (see _RayWorker)
+    # Its files are this process's: a stopped batch need not wait for it (see _Runner.run).
+    in_this_process = True
 
     def __init__(self, index: int, model: SharedModel, options: RunOptions):
         self.name = f"worker {index + 1} ({model.device})"
@@ -1164,6 +1166,10 @@ class _RayWorker:
     """A thread of this process handing clips to one Ray actor and passing on its progress.
 
     `lost` (why) once its actor died: Ray restarts it (`back` says when it answers again)."""
+
+    # Its clip's files are the actor's, in another process: a stopped batch waits until the actor
+    # has stopped the clip and deleted them.
+    in_this_process = False
 
     def __init__(self, index: int, actor, facts: dict[str, Any]):
         self._index, self._actor = index, actor

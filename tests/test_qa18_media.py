@@ -29,8 +29,28 @@ def test_advice_never_names_the_extension_given(rgb_model_dir, cli, tmp_path):
 
 def test_a_refused_pixel_format_names_those_the_codec_takes(rgb_model_dir, cli, tmp_path):
     clip = make_clip(tmp_path / "in.mp4", frames=2, size=(64, 48), audio=False)
-    line = one_line(cli("run", clip.path, "-o", tmp_path / "x.avi", "--model", rgb_model_dir, "--codec", "mjpeg"), 2)
-    assert "(its formats: yuvj420p" in line
+    line = one_line(cli("run", clip.path, "-o", tmp_path / "x.mov", "--model", rgb_model_dir, "--codec", "png"), 2)
+    assert line.endswith("cannot be encoded by png; pass one of rgb24, rgba, rgb48be, rgba64be, pal8, gray, ya8, "
+                         "gray16be, ya16be, monob")
+    assert not (tmp_path / "x.mov").exists()
+
+
+@pytest.mark.parametrize("pix_fmt", [None, "yuv444p", "yuvj420p"])
+def test_mjpeg_takes_the_default_pixel_format_at_full_range(rgb_model_dir, cli, tmp_path, pix_fmt):
+    # FFmpeg's JPEG encoder opens only on full-range YUV; the plain formats must not be refused.
+    clip = make_clip(tmp_path / "in.mp4", frames=6, size=(64, 48), audio=False)
+    reference = tmp_path / "ref.mkv"
+    assert cli("run", clip.path, "-o", reference, "--model", rgb_model_dir, "--codec", "libx264rgb",
+               "--pix-fmt", "rgb24").returncode == 0
+    extra = ["--pix-fmt", pix_fmt] if pix_fmt else []
+    result = cli("run", clip.path, "-o", tmp_path / "out.avi", "--model", rgb_model_dir, "--codec", "mjpeg",
+                 "--crf", "2", *extra)
+    assert result.returncode == 0, result.stderr
+    images, times = decode_all(tmp_path / "out.avi")
+    truth, truth_times = decode_all(reference)
+    assert len(images) == 6 and times == pytest.approx(truth_times, abs=1e-6)
+    # Full range written and tagged so: a range mix-up moves every level by up to 16-20 grey levels.
+    assert np.abs(np.mean(np.stack(images), axis=(0, 1, 2)) - np.mean(np.stack(truth), axis=(0, 1, 2))).max() < 3
 
 
 def test_an_animated_webp_is_called_what_it_is(rgb_model_dir, cli, tmp_path):

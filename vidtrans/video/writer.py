@@ -42,6 +42,8 @@ _BT709 = 1
 _AVFMT_NOFILE = 0x0001
 _MPEG_RANGE = int(av.video.reformatter.ColorRange.MPEG)
 _JPEG_RANGE = int(av.video.reformatter.ColorRange.JPEG)
+# JPEG encoders store full-range YUV only: FFmpeg refuses to open them on limited-range frames.
+_FULL_RANGE_CODECS = frozenset({"mjpeg", "ljpeg"})
 # Containers whose PCM support (ISO 23003-5) few players read: re-encode PCM audio to AAC there.
 _NO_PCM = {"mp4", "ipod", "3gp", "3g2", "psp"}
 # Where the warnings about a stream the output cannot hold point: Matroska holds every codec here
@@ -190,6 +192,7 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
             except ValueError:  # not among the codecs FFmpeg lets this container hold
                 raise UsageError(f"{dst}: a {suffix} file cannot hold {codec} video; {fix}") from None
             stream.width, stream.height, stream.pix_fmt = 64, 64, encode.pix_fmt
+            stream.codec_context.color_range = _JPEG_RANGE if full_range(codec, encode.pix_fmt) else _MPEG_RANGE
             try:
                 stream.codec_context.open()
             except av.FFmpegError as e:
@@ -262,6 +265,13 @@ class SourceMedia:
     path: str | os.PathLike | None = None
     start: float | None = None
     end: float | None = None
+
+
+def full_range(codec: str, pix_fmt: str) -> bool:
+    """Whether `codec` stores `pix_fmt` at full range (0-255): RGB, the yuvj formats, grey (swscale's
+    grey is full range whatever it is asked for) and every format of a JPEG encoder."""
+    return (pix_fmt.startswith(("yuvj", "gray")) or av.VideoFormat(pix_fmt).is_rgb
+            or codec in _FULL_RANGE_CODECS)
 
 
 def _video_encoder(codec: str, pix_fmt: str) -> str:
@@ -388,8 +398,7 @@ class _Muxer:
         # RGB formats (libx264rgb's rgb24, gbrp of ffv1) store the pixels themselves: tagged as a YUV
         # matrix, every player would convert them again into wrong colours.
         self._colorspace = _RGB if av.VideoFormat(pix_fmt).is_rgb else _BT601
-        # swscale's grey is full range whatever it is asked for, so grey is tagged full range too.
-        self._full_range = pix_fmt.startswith(("yuvj", "gray")) or self._colorspace == _RGB
+        self._full_range = full_range(codec, pix_fmt)
         stream.codec_context.colorspace = self._colorspace
         stream.codec_context.color_primaries = stream.codec_context.color_trc = _BT709
         stream.codec_context.color_range = _JPEG_RANGE if self._full_range else _MPEG_RANGE

@@ -5,6 +5,9 @@ streams (.mpg) stamp a packet of several small frames once: the rest are timed b
 
 from __future__ import annotations
 
+from fractions import Fraction
+
+import av
 import pytest
 
 from tests.media import audio_durations, decode_all, make_clip
@@ -48,16 +51,35 @@ def test_an_avi_with_b_frames_keeps_its_frames_and_audio_through_run(tmp_path):
     assert audio_durations(out)[0] == pytest.approx(1.0, abs=0.06)
 
 
-@pytest.mark.parametrize("suffix", [".avi", ".wmv"])
-def test_a_varying_frame_rate_keeps_its_times_in_an_avi(tmp_path, suffix):
+def test_a_varying_frame_rate_keeps_its_times_in_an_asf(tmp_path):
     clip = make_clip(tmp_path / "in.mp4", frames=30, vfr=True, audio=False)
-    out = tmp_path / f"out{suffix}"
+    out = tmp_path / "out.wmv"
     translate_video(clip.path, out, IDENTITY)
     with VideoReader(out) as reader:
         frames = list(reader)
     assert_same_pictures([f.image for f in frames], clip.images)
-    # The output's clock ticks in 1/600 s (the finest AVI keeps here; ASF's is 1/1000): times within one tick.
-    assert [f.time for f in frames] == pytest.approx([float(p * clip.time_base) for p in clip.pts], abs=1 / 600)
+    # ASF's clock ticks in milliseconds: times within one tick.
+    assert [f.time for f in frames] == pytest.approx([float(p * clip.time_base) for p in clip.pts], abs=1 / 1000)
+
+
+@pytest.mark.parametrize("vfr", [False, True], ids=["constant", "varying"])
+def test_an_avi_counts_time_in_frames_of_the_clips_rate(tmp_path, vfr):
+    # AVI has one frame rate: at a finer clock its header told players of a 600 fps video of
+    # mostly empty frames, whose last picture lasted one tick.
+    pts = [0, 40, 80, 200, 240, 280, 320, 360, 480, 520] if vfr else None  # two pauses of two frames
+    clip = make_clip(tmp_path / "in.mp4", frames=10, pts=pts, time_base=Fraction(1, 1000) if vfr else None,
+                     fps=25, audio=False)
+    out = tmp_path / "out.avi"
+    translate_video(clip.path, out, IDENTITY)
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert stream.time_base == Fraction(1, 25) and stream.average_rate == 25
+        assert stream.frames == (14 if vfr else 10)  # the pauses'' frames stored empty: players repeat a picture
+    with VideoReader(out) as reader:
+        frames = list(reader)
+    assert_same_pictures([f.image for f in frames], clip.images)
+    expected = pts if vfr else [40 * i for i in range(10)]
+    assert [f.time for f in frames] == pytest.approx([t / 1000 for t in expected], abs=1e-6)
 
 
 def test_small_frames_in_an_mpeg_program_stream_keep_their_rate(tmp_path):

@@ -344,7 +344,7 @@ def translate_video(
         # What the writer would refuse at the first frame (the frame size, the streams copied from
         # the input) is refused now, before the keypoints are detected and the frames translated.
         check_output(dst, *_frame_size(reader.info, model, pose, options.side_by_side), reader.info.time_base,
-                     reader.info.fps, options.encode, output.source)
+                     reader.info.frame_rate, options.encode, output.source)
         stages: list[Any] = []
         if model.input_kind == "pose":
             pose_stages, summary.pose = pose_stages_for(model, src, reader, pose, keypoints, options.normalize,
@@ -446,7 +446,7 @@ def render_pose_video(
             # The writer finishes the video onto its temporary name (which it may replace).
             output = _Output(temporaries[0], encode, SourceMedia(src, start, end), overwrite=True)
             # Pose maps are drawn at the input's size.
-            check_output(dst, info.width, info.height, info.time_base, info.fps, encode, output.source)
+            check_output(dst, info.width, info.height, info.time_base, info.frame_rate, encode, output.source)
             summary.frames = _encode(reader, stages, output, 8, frame_to_write, progress)
             summary.corrupt_frames = reader.corrupt_frames
         if keypoints_out is not None:
@@ -556,7 +556,7 @@ def _encode(reader: VideoReader, stages: list[Any], output: _Output, batch_size:
             for i in range(len(batch.pts)):
                 frame = frame_to_write(batch, i)
                 if writer is None:
-                    writer = VideoWriter(output.dst, frame.shape[1], frame.shape[0], info.time_base, info.fps,
+                    writer = VideoWriter(output.dst, frame.shape[1], frame.shape[0], info.time_base, info.frame_rate,
                                          output.encode, output.source, output.overwrite)
                 writer.write(frame, batch.pts[i])
                 written += 1

@@ -3,7 +3,7 @@
     from vidtrans.video import probe, SourceMedia, VideoReader, VideoWriter
 
     with VideoReader("in.mp4") as reader, VideoWriter("out.mp4", reader.info.width, reader.info.height,
-                                                      time_base=reader.info.time_base, fps=reader.info.fps,
+                                                      time_base=reader.info.time_base, fps=reader.info.frame_rate,
                                                       source=SourceMedia("in.mp4")) as writer:
         for frame in reader:
             writer.write(frame.image, frame.pts)

@@ -44,6 +44,8 @@ class VideoInfo:
     width, height: display size, i.e. in square pixels and after rotation (a portrait phone clip
     reports height > width; a DV clip of 720x480 pixels of aspect ratio 8:9 reports 640x480).
     fps: average frame rate. frame_count: best estimate, 0 if unknown (1 for a cover picture).
+    frame_rate: the rate whose frames the timestamps sit on (FFmpeg's guess: 25 for a 25 fps clip
+    with pauses, whose average is lower), what an output of one frame rate (AVI) counts time in.
     duration: seconds of video, from `start_time` (the time of the stream's first frame, seconds
     from the clip's start: 0 unless another stream starts before the video).
     rotation: clockwise degrees (0/90/180/270) applied to the stored picture to show it upright;
@@ -55,6 +57,7 @@ class VideoInfo:
     width: int
     height: int
     fps: float
+    frame_rate: float
     time_base: Fraction
     frame_count: int
     duration: float
@@ -560,7 +563,16 @@ MAX_FPS = 1000
 def _fps(stream: av.video.stream.VideoStream) -> float:
     """The average frame rate, else the one FFmpeg guesses from the timestamps, else the codec's
     (0 when none is usable)."""
-    rates = (stream.average_rate, stream.guessed_rate, stream.base_rate)
+    return _first_rate(stream.average_rate, stream.guessed_rate, stream.base_rate)
+
+
+def _frame_rate(stream: av.video.stream.VideoStream) -> float:
+    """The rate of the frames' grid FFmpeg guesses from the timestamps (at least the average: a
+    slower grid would fall behind the frames), else the average (0 when none is usable)."""
+    return max(_first_rate(stream.guessed_rate, stream.base_rate), _fps(stream))
+
+
+def _first_rate(*rates: Fraction | None) -> float:
     return next((float(rate) for rate in rates if rate and 0 < rate <= MAX_FPS), 0.0)
 
 
@@ -603,7 +615,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
                 duration -= container.start_time / av.time_base
         else:
             duration = 0.0
-        return VideoInfo(width=width, height=height, fps=fps, time_base=tb,
+        return VideoInfo(width=width, height=height, fps=fps, frame_rate=_frame_rate(stream), time_base=tb,
                          frame_count=_frame_count(stream, duration, fps, os.path.getsize(path)),
                          duration=duration, rotation=rotation, has_audio=bool(container.streams.audio),
                          codec=stream.codec_context.name, pix_fmt=first.format.name, start_time=start_time,

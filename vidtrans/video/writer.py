@@ -57,8 +57,10 @@ _KEEPS_ALL = "a Matroska (.mkv) file"
 _HOLDS = {"mpegts": frozenset({"mpeg1video", "mpeg2video", "mpeg4", "h264", "hevc", "vvc", "cavs", "avs2", "avs3",
                                "dirac", "vc1", "mp2", "mp3", "aac", "aac_latm", "ac3", "eac3", "dts", "truehd",
                                "opus", "s302m", "dvb_subtitle", "dvb_teletext"})}
-# The containers whose readers time frames by the codec's frame rate (MPEG program streams).
-_FRAME_RATE_TIMED = {"mpeg", "vob", "dvd", "svcd", "vcd"}
+# The containers whose readers time frames by the codec's frame rate (MPEG program streams), and
+# AVI, which counts time in frames of one rate: at a finer clock its header would tell players of a
+# 600 fps video, most of its frames empty, and its last picture shown for one tick.
+_FRAME_RATE_TIMED = {"mpeg", "vob", "dvd", "svcd", "vcd", "avi"}
 # What a container's codec table lists but its muxer refuses when it starts (libavformat/movenc.c:
 # FLAC and Opus only in MP4, not in QuickTime .mov).
 _REFUSES = {"mov": frozenset({"flac", "opus"})}
@@ -374,6 +376,7 @@ class _Muxer:
             # MPEG program streams stamp a packet, which may hold several small frames, with its
             # first frame's time only: readers time the rest by the codec's frame rate, which is
             # its time base's (1/12800 from an MP4 read as 25600 fps, and every frame at once).
+            # A varying frame rate keeps its pauses, to the nearest frame of the clip's rate.
             ctb = 1 / rate
         if standard_rates := av.Codec(codec, "w").frame_rates:
             # MPEG-1/2 store one of their standard frame rates and count time in its frames (their
@@ -386,7 +389,7 @@ class _Muxer:
         stream = self._out.add_stream(codec, rate=rate, options=options)
         stream.width, stream.height = self.width + self._pad_w, self.height + self._pad_h
         stream.pix_fmt = pix_fmt
-        stream.time_base = self.time_base
+        stream.time_base = ctb if self._out.format.name in _FRAME_RATE_TIMED else self.time_base
         stream.codec_context.time_base = ctb
         stream.thread_type = "FRAME"
         stream.codec_context.thread_count = threads
@@ -627,7 +630,8 @@ class VideoWriter(_Muxer):
     .mp4/.mov keep every pts exactly (an edit list absorbs the B-frame delay); Matroska cannot store
     negative timestamps, so there FFmpeg shifts all streams by that delay (a few frames, in sync).
     MPEG-4 part 2 cannot store time bases finer than 1/65535 s: pts are rounded to that. MPEG-1/2
-    count time in frames of a standard rate (the nearest to the input's): pts are rounded to those.
+    count time in frames of a standard rate (the nearest to `fps`), AVI in frames of `fps` (pass the
+    input's `VideoInfo.frame_rate`, the rate its frames sit on): pts are rounded to those, pauses kept.
 
     Audio and subtitle streams of `source.path` are copied without re-encoding, with their language,
     title and disposition, interleaved by time as video is written (read lazily, so memory stays

@@ -121,6 +121,18 @@ def test_an_output_folder_inside_the_input_holding_only_outputs_is_fine(tmp_path
         translate_folder(src, out, rgb_model_dir, ext="mkv", **FAST)
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_users_clip_where_an_output_would_go_is_an_input_not_an_output(tmp_path, rgb_model_dir, overwrite):
+    # in/a.mp4's output would be in/sub/a.mp4, a clip of the user's own: never replaced, even with --overwrite.
+    src = clips_in(tmp_path / "in", "a.mp4")
+    (src / "sub").mkdir()
+    theirs = make_clip(src / "sub" / "a.mp4", frames=3, audio=False).path
+    before = theirs.read_bytes()
+    with pytest.raises(BatchUsageError, match=r"holds 1 clip\(s\) that are not this batch's outputs \(.*sub/a.mp4\)"):
+        translate_folder(src, src / "sub", rgb_model_dir, overwrite=overwrite, **FAST)
+    assert theirs.read_bytes() == before and not (src / "sub" / MANIFEST_NAME).exists()
+
+
 def test_symlinked_folders_are_followed_and_loops_end(tmp_path, rgb_model_dir):
     src, other = tmp_path / "in", clips_in(tmp_path / "footage", "x.mp4")
     clips_in(src, "own.mp4")

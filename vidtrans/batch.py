@@ -690,7 +690,10 @@ def _check_no_inputs_in(output_dir: Path, folders: list[Path], clips: list[Path]
     leave out (it never looks for clips among its outputs), and mix its outputs with."""
     if not folders:
         return
-    ours = {_output_path(c, input_dir, output_dir, suffix).resolve() for c in clips}
+    # A clip already where an output would go is the batch's only if its manifest says so: a
+    # user's clip of that name is an input, which --overwrite would otherwise replace.
+    planned = {_output_path(c, input_dir, output_dir, suffix) for c in clips}
+    ours = {path.resolve() for path in planned if not os.path.lexists(path)}
     # Also outputs of clips gone from the input since; an unreadable manifest is told (or, with
     # --overwrite, replaced) when the batch opens it.
     with contextlib.suppress(VidtransError):

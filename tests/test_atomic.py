@@ -52,6 +52,22 @@ def test_publish_with_overwrite_replaces_and_without_refuses(tmp_path):
     assert dst.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
 
 
+@pytest.mark.parametrize("mode", [0o600, 0o444, 0o640])
+def test_a_replaced_file_keeps_its_permissions_and_a_new_one_gets_the_usual(tmp_path, mode):
+    # A private (or read-only) output replaced with --overwrite must not become readable by all.
+    dst, new = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    dst.write_text("old")
+    dst.chmod(mode)
+    for path in (dst, new):
+        tmp = temp_path(path)
+        tmp.write_text("new")
+        publish(tmp, path, overwrite=True)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert dst.read_text() == "new" and dst.stat().st_mode & 0o777 == mode
+    assert new.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_write_atomically_leaves_nothing_when_the_writer_fails(tmp_path):
     dst = tmp_path / "stats.json"
 

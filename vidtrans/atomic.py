@@ -220,8 +220,8 @@ atexit.register(remove_unfinished)
 
 
 def publish(tmp: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = False) -> None:
-    """Move the finished `tmp` onto `dst`, with the permissions a new file normally gets
-    (temporary files from mkstemp are private, 0600).
+    """Move the finished `tmp` onto `dst`, with the permissions of the file it replaces, else
+    those a new file normally gets (temporary files from mkstemp are private, 0600).
 
     Without `overwrite`, a file that exists at `dst` by now (another process wrote it meanwhile)
     is left alone and this raises VidtransError; `tmp` is deleted either way on failure.
@@ -230,7 +230,7 @@ def publish(tmp: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = Fa
     umask = os.umask(0)
     os.umask(umask)
     try:
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, _kept_mode(dst, 0o666 & ~umask) if overwrite else 0o666 & ~umask)
         if overwrite:
             os.replace(tmp, dst)
             return
@@ -254,6 +254,16 @@ def publish(tmp: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = Fa
                             "check the output folder is writable") from e
     finally:
         discard(tmp)
+
+
+def _kept_mode(dst: Path, new: int) -> int:
+    """The permissions of the regular file at `dst`, which its replacement keeps (a private or
+    read-only file stays so), else `new`."""
+    try:
+        st = os.lstat(dst)
+    except OSError:
+        return new
+    return stat.S_IMODE(st.st_mode) & 0o777 if stat.S_ISREG(st.st_mode) else new
 
 
 def publish_together(files: Sequence[tuple[str | os.PathLike, str | os.PathLike]], overwrite: bool = False) -> None:

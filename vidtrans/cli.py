@@ -309,7 +309,7 @@ def run(
         summary = translate_video(input, output, translator, options, keypoints=keypoints, overwrite=overwrite,
                                   progress=update)
     if json_summary:
-        print(json.dumps(summary.to_dict()))
+        _product(json.dumps(summary.to_dict()))
     notes = [f"pose: {summary.pose}"] if summary.pose else []
     if summary.frames_without_person:
         notes.append(f"no person in {summary.frames_without_person} of {summary.frames} frames")
@@ -356,7 +356,7 @@ def pose(
         summary = render_pose_video(input, output, options, keypoints_out=keypoints, whole_body=whole_body,
                                     overwrite=overwrite, progress=update)
     if json_summary:
-        print(json.dumps(summary.to_dict()))
+        _product(json.dumps(summary.to_dict()))
     console.print(f"{count(summary.frames, 'frame')} in {summary.seconds:.1f} s ({summary.fps:.1f} fps), person found in "
                   f"{summary.extra['frames_with_person']} of {summary.frames} -> {summary.output}"
                   + (f" and {keypoints}" if keypoints else ""))
@@ -519,7 +519,7 @@ def evaluate(
     with _progress(f"eval {translator.name}") as update:
         result = score(translator, material, options, model_only=model_only, progress=update)
     if json_summary:
-        print(json.dumps({"model": translator.name, **result}))
+        _product(json.dumps({"model": translator.name, **result}))
         return
     source = (f"held-out dance {result['seed']}" if "seed" in result else
               f"held-out tail of {video.name}" if video else f"pairs of {data}")
@@ -527,7 +527,7 @@ def evaluate(
     # `vidtrans eval ... > scores.txt` keeps them; progress and warnings stay on stderr.
     if result["mode"] == "model-only":
         smoothed = f" (smoothing {result['smoothing']})" if result.get("smoothing") not in (None, "none") else ""
-        print(f"{translator.name}, model only on the {source}: ssim {result['ssim']}, psnr {result['psnr']} dB, "
+        _product(f"{translator.name}, model only on the {source}: ssim {result['ssim']}, psnr {result['psnr']} dB, "
               f"flicker ratio {_or_na(result['flicker_ratio'])} over {result['frames']} frames{smoothed}")
         return
     shown = "x".join(map(str, result.get("video_size", []))) or "the video"
@@ -549,7 +549,7 @@ def evaluate(
              f"  flicker {_or_na(result['flicker_ratio'])}x the truth's "
              f"({_or_na(result['flicker_ratio_unsmoothed'])}x without smoothing)",
              f"full frame: SSIM {result['ssim']}, PSNR {result['psnr']} dB"]
-    print("\n".join(lines))
+    _product("\n".join(lines))
 
 
 @contextlib.contextmanager
@@ -693,6 +693,18 @@ def _the_stop(error: BaseException) -> bool:
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return False
+
+
+def _product(text: str) -> None:
+    """Print what a command produces (scores, a JSON summary) on standard output, telling in one
+    line when it cannot be written there (a full disk, a closed pipe): the files are written by then."""
+    try:
+        print(text, flush=True)
+    except OSError as e:
+        with contextlib.suppress(OSError):  # what could not be written stays out of the exit's flush
+            sys.stdout = open(os.devnull, "w")
+        raise VidtransError(f"cannot write to standard output ({e.strerror or e}); check where it is "
+                            "redirected") from None
 
 
 def _exit_now(code: int) -> None:

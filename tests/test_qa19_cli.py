@@ -1,0 +1,21 @@
+"""The command line where its own output cannot go: standard output on a full disk."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.media import make_clip
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_summary_that_cannot_be_written_is_one_line_and_the_video_stays(tmp_path, rgb_model_dir):
+    clip = make_clip(tmp_path / "in.mp4", frames=3, audio=False)
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "vidtrans", "run", clip.path, "-o", tmp_path / "out.mp4",
+                                 "--model", rgb_model_dir, "--json"], stdout=full, stderr=subprocess.PIPE, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == ["vidtrans: error: cannot write to standard output (No space left "
+                                                  "on device); check where it is redirected"]
+    assert (tmp_path / "out.mp4").stat().st_size > 0

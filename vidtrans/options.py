@@ -232,6 +232,11 @@ class _Options:
         return dataclasses.replace(self, **direct)
 
 
+# The most threads one setting may start (encoder threads, segments, batch workers): more than any
+# machine runs usefully, and each is a real thread (a billion would hang the start).
+MAX_THREADS = 1024
+
+
 @dataclass(frozen=True)
 class EncodeOptions(_Options):
     """How output video is encoded. The encoder itself checks the codec, pixel format, the top of
@@ -257,10 +262,10 @@ class EncodeOptions(_Options):
         _check(isinstance(self.preset, str), f"{spell('preset')} must be a name such as medium, not {self.preset!r}")
         _check(isinstance(self.pix_fmt, str),
                f"{spell('pix_fmt')} must be a name such as yuv420p, not {self.pix_fmt!r}")
-        _check(is_int(self.threads) and self.threads >= 0,
-               f"{spell('threads')} must be 0 or more, not {self.threads!r}")
-        _check(is_int(self.segments) and self.segments >= 0,
-               f"{spell('segments')} must be 0 or more, not {self.segments!r}")
+        _check(is_int(self.threads) and 0 <= self.threads <= MAX_THREADS,
+               f"{spell('threads')} must be from 0 to {MAX_THREADS}, not {self.threads!r}")
+        _check(is_int(self.segments) and 0 <= self.segments <= MAX_THREADS,
+               f"{spell('segments')} must be from 0 to {MAX_THREADS}, not {self.segments!r}")
 
 
 @dataclass(frozen=True)
@@ -349,8 +354,8 @@ class BatchOptions(_Options):
 
     def check(self) -> None:
         _check_patterns(self.patterns)
-        _check(self.workers is None or (is_int(self.workers) and self.workers >= 1),
-               f"{spell('workers')} must be at least 1, got {self.workers!r}")
+        _check(self.workers is None or (is_int(self.workers) and 1 <= self.workers <= MAX_THREADS),
+               f"{spell('workers')} must be from 1 to {MAX_THREADS}, got {self.workers!r}")
         names = self.devices.split(",") if isinstance(self.devices, str) else self.devices
         _check(isinstance(names, (list, tuple)) and all(isinstance(d, str) for d in names) and bool(self.device_list),
                f"{spell('devices')} must name at least one device, such as auto, cpu or cuda:0, not {self.devices!r}")

@@ -2,6 +2,7 @@
 
 import pytest
 
+from tests.media import make_clip
 from vidtrans import BatchOptions, EncodeOptions
 from vidtrans.errors import UsageError
 
@@ -14,3 +15,26 @@ def test_absurd_thread_counts_are_refused_up_front(make, value):
     with pytest.raises(UsageError, match=rf"must be from [01] to 1024, (not|got) {value}$"):
         make(value)
     make(1024)
+
+
+@pytest.mark.parametrize("field, value", [("ext", 5), ("ext", ["mp4"]), ("ext", True), ("report", 5),
+                                          ("report", True), ("report", ["r.json"]), ("report", b"r.json")])
+def test_batch_ext_and_report_of_the_wrong_type_are_refused(field, value):
+    # They failed inside the batch as bare AttributeError / TypeError.
+    with pytest.raises(UsageError, match=rf"^{field} must be "):
+        BatchOptions(**{field: value})
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"ext": ""}, "ext must be a file extension such as mp4 or mkv, got ''"),
+    ({"ext": "../x"}, "ext must be a file extension such as mp4 or mkv, got '../x'"),
+    ({"report": " "}, "report is empty (' '); give a report file name such as report.json")])
+def test_batch_messages_name_the_python_parameters(tmp_path, rgb_model_dir, kwargs, message):
+    from vidtrans.batch import BatchUsageError, translate_folder
+
+    (tmp_path / "in").mkdir()
+    make_clip(tmp_path / "in" / "a.mp4", frames=2, audio=False)
+    with pytest.raises(BatchUsageError) as caught:
+        translate_folder(tmp_path / "in", tmp_path / "out", rgb_model_dir, **kwargs)
+    assert str(caught.value) == message
+    assert not (tmp_path / "out").exists() and not (tmp_path / " ").exists()

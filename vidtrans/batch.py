@@ -270,7 +270,7 @@ def fingerprint(path: Path) -> dict[str, Any]:
     info = path.stat()
     if not stat.S_ISREG(info.st_mode):
         raise VidtransError(f"{path}: not a regular file ({special_file_kind(info.st_mode)}); move it out of the "
-                            "input folder or narrow --pattern")
+                            f"input folder or narrow {spell('patterns')}")
     return {**file_identity(path), "mtime_ns": info.st_mtime_ns}
 
 
@@ -288,16 +288,17 @@ def _check_report_path(path: str | os.PathLike, output_dir: Path, inputs: Sequen
     """Refuse a report path before any work: an empty one, the batch's manifest, one of its clips
     (outputs or inputs), a folder (also one the batch is yet to make for its outputs), a missing
     folder, or an existing file that is not an earlier report, unless `overwrite`."""
-    if not os.fspath(path):  # Path("") would be the current folder
-        raise BatchUsageError("--report is empty (''); give a report file name such as report.json")
+    if not os.fspath(path).strip():  # Path("") would be the current folder
+        raise BatchUsageError(f"{spell('report')} is empty ({os.fspath(path)!r}); give a report file name such as "
+                              "report.json")
     path = Path(path)
     if same_file(path, output_dir / MANIFEST_NAME):
-        raise BatchUsageError(f"--report {path}: is the batch's own manifest; choose another report path")
+        raise BatchUsageError(f"{spell('report')} {path}: is the batch's own manifest; choose another report path")
     if any(same_file(path, out) for out in outputs):
-        raise BatchUsageError(f"--report {path}: is one of the batch's output clips; choose another report path")
+        raise BatchUsageError(f"{spell('report')} {path}: is one of the batch's output clips; choose another report path")
     made = {output_dir / parent for out in outputs for parent in Path(out).relative_to(output_dir).parents}
     if any(same_file(path, folder) for folder in made):
-        raise BatchUsageError(f"--report {path}: is a folder of the batch's outputs; give a report file name "
+        raise BatchUsageError(f"{spell('report')} {path}: is a folder of the batch's outputs; give a report file name "
                               "such as report.json")
     # A report in the output folder the batch is yet to make has nothing in its way there.
     yet_to_make = not output_dir.exists() and os.path.abspath(path.parent) == os.path.abspath(output_dir)
@@ -305,10 +306,10 @@ def _check_report_path(path: str | os.PathLike, output_dir: Path, inputs: Sequen
         if not yet_to_make:
             check_destination(path, [*inputs, *outputs], overwrite=True)
     except VidtransError as e:
-        raise BatchUsageError(f"--report {e}") from None
+        raise BatchUsageError(f"{spell('report')} {e}") from None
     if path.exists() and not overwrite and not _is_report(path):
-        raise BatchUsageError(f"--report {path}: already exists and is not a batch report; choose another "
-                              "path or pass --overwrite")
+        raise BatchUsageError(f"{spell('report')} {path}: already exists and is not a batch report; choose another "
+                              f"path or pass {spell('overwrite')}")
 
 
 def _is_report(path: Path) -> bool:
@@ -607,7 +608,7 @@ def translate_folder(
         if not recursive:
             skipped.append("subfolders are not searched (--no-recursive)")
         raise BatchUsageError(f"{input_dir}: no clips matching {' '.join(patterns)} ({'; '.join(skipped)}); "
-                              "check the folder or pass --pattern")
+                              f"check the folder or pass {spell('patterns')}")
     _check_no_inputs_in(output_dir, output_folders_met, clips, input_dir, patterns, suffix)
     outputs = [_output_path(c, input_dir, output_dir, suffix) for c in clips]
     _check_encoding(outputs, options.encode)
@@ -711,13 +712,13 @@ def _suffix(ext: str | None, encode: EncodeOptions) -> str | None:
     """The outputs' extension from --ext, checked up front: every clip would fail alike."""
     if ext is None:
         return None
-    ext = ext.lstrip(".")
+    given, ext = ext, ext.lstrip(".")
     if not ext or not ext.isalnum():
-        raise BatchUsageError(f"--ext must be a file extension such as mp4 or mkv, got {ext!r}")
+        raise BatchUsageError(f"{spell('ext')} must be a file extension such as mp4 or mkv, got {given!r}")
     try:
         check_output_settings(f"clip.{ext}", encode)
     except VidtransError as e:
-        raise BatchUsageError(f"--ext {ext}: {str(e).removeprefix(f'clip.{ext}: ')}") from None
+        raise BatchUsageError(f"{spell('ext')} {ext}: {str(e).removeprefix(f'clip.{ext}: ')}") from None
     return "." + ext
 
 

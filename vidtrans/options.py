@@ -354,6 +354,11 @@ class BatchOptions(_Options):
 
     def check(self) -> None:
         _check_patterns(self.patterns)
+        _check(self.ext is None or isinstance(self.ext, str),
+               f"{spell('ext')} must be an extension such as mp4, not {self.ext!r}")
+        _check(self.report is None or (isinstance(self.report, (str, os.PathLike))
+                                       and isinstance(os.fspath(self.report), str)),
+               f"{spell('report')} must be a file name such as report.json, not {self.report!r}")
         _check(self.workers is None or (is_int(self.workers) and 1 <= self.workers <= MAX_THREADS),
                f"{spell('workers')} must be from 1 to {MAX_THREADS}, got {self.workers!r}")
         names = self.devices.split(",") if isinstance(self.devices, str) else self.devices

@@ -324,7 +324,8 @@ class _Muxer:
     """An output container set up with the streams a `VideoWriter` writes: the video encoder,
     opened at the frames' size, and what the output takes from its source (see `SourceMedia`).
     `check_output` sets one up in memory, so that what would fail at a writer's first frame, after
-    all the work, fails before any. `left_out` says what of the source could not be taken along."""
+    all the work, fails before any. `left_out` says what of the source could not be taken along as
+    it was (left out, or re-encoded)."""
 
     def __init__(self, target: str | io.BytesIO, dst: str | os.PathLike, width: int, height: int,
                  time_base: Fraction, fps: float, encode: EncodeOptions, source: SourceMedia):
@@ -454,10 +455,12 @@ class _Muxer:
         wanted = []
         others: dict[str, list[av.stream.Stream]] = {}
         unheld: Counter[tuple[str, str]] = Counter()  # (audio or subtitles, codec): tracks left out
+        audio_tracks = len(self._src.streams.audio)
         for s in self._src.streams:
             if s.type == "audio":
-                name = s.codec_context.name
-                if name in holdable and not (fmt in _NO_PCM and name.startswith("pcm_")):
+                name = s.codec_context.codec.canonical_name
+                why = _why_not_copied(fmt, holdable, s.codec_context, kind_of_file)
+                if why is None:
                     out = self._out.add_stream_from_template(s)
                     self._copy[s.index] = out
                 else:
@@ -466,9 +469,14 @@ class _Muxer:
                         unheld["audio", s.codec_context.codec.canonical_name] += 1
                         continue
                     out = self._out.add_stream(codec, rate=rate)
-                    out.layout = _usual_layout(s.codec_context.layout)
+                    layout = _usual_layout(s.codec_context.layout)
+                    out.layout = _encoder_layout(codec, layout, rate)
                     self._transcode[s.index] = (s, out)
-                    log.info("%s: audio %s re-encoded to %s for %s", src, name, codec, self.dst.suffix)
+                    track = (f"audio track {list(self._src.streams.audio).index(s) + 1} ({name})" if audio_tracks > 1
+                             else f"{name} audio track")
+                    mixed = "" if out.layout.name == layout else f", its {layout} channels as {out.layout.name}"
+                    self.left_out.append(f"{src}: its {track} is re-encoded to {out.codec_context.codec.canonical_name}"
+                                         f"{mixed}: {why}; {_KEEPS_ALL} keeps it as it is")
             elif s.type == "subtitle":
                 name = s.codec_context.name
                 if name in holdable:
@@ -486,7 +494,12 @@ class _Muxer:
                     others.setdefault(s.type, []).append(s)
                 continue
             # Several tracks of one kind are told apart by these (language, title, default, forced).
-            out.metadata.update(_track_tags(s.metadata))
+            tags = _track_tags(s.metadata)
+            if fmt == "mov" and (lost := _for_quicktime(tags)):
+                self.left_out.append(f"{src}: the language {lost!r} of its {s.type} track cannot go into "
+                                     f"{kind_of_file} (QuickTime's language table lacks it) and is left out; a .mp4 "
+                                     "or .mkv file keeps it")
+            out.metadata.update(tags)
             out.disposition = s.disposition
             wanted.append(s)
         for (kind, codec), tracks in unheld.items():
@@ -637,7 +650,9 @@ class VideoWriter(_Muxer):
     title and disposition, interleaved by time as video is written (read lazily, so memory stays
     flat; from a little before `source.start` where the file can be sought, see `_may_seek`, and
     no further than `source.end`, so a short span of a long file reads little of it); audio the
-    output container cannot hold (or PCM into .mp4) is re-encoded to AAC; text subtitles Matroska
+    output container cannot hold (or PCM, or MP3 below 16 kHz, into .mp4) is re-encoded to AAC (MP2
+    for .mpg, Opus for .webm; channels the encoder cannot take are mixed down), with a warning;
+    languages .mov cannot hold are given as their other ISO 639-2 code; text subtitles Matroska
     cannot hold (mov_text) are converted to ASS there; other subtitles the container cannot hold
     are left out with a warning. Attachments go into Matroska; data
     streams (timecode, telemetry) are left out with a warning. The source's title and other tags
@@ -1055,6 +1070,88 @@ def _audio_codec_for(holdable: set[str], rate: int) -> tuple[str | None, int]:
                 rate = min((r for r in rates if r > rate), default=max(rates))
             return codec, rate
     return None, rate
+
+
+# The MP4 muxer's modes refusing MP3 below 16 kHz (libavformat/movenc.c; QuickTime .mov takes it).
+_MP3_FROM_16K = {"mp4", "psp", "ismv", "f4v"}
+# ISO 639-2 languages with two codes, bibliographic (B) and terminology (T): the one of each pair that
+# QuickTime's language table (libavformat/isom.c, which the .mov muxer writes from) holds, for the
+# other. Neither of Maori's (mao, mri) is in it.
+_QUICKTIME_LANGUAGE = {"deu": "ger", "fre": "fra", "zho": "chi", "nld": "dut", "cze": "ces", "fas": "per",
+                       "isl": "ice", "sqi": "alb", "hye": "arm", "eus": "baq", "mya": "bur", "kat": "geo",
+                       "ell": "gre", "mkd": "mac", "msa": "may", "rum": "ron", "slo": "slk", "bod": "tib",
+                       "cym": "wel"}
+
+
+def _why_not_copied(fmt: str, holdable: set[str], audio: av.audio.codeccontext.AudioCodecContext,
+                    kind_of_file: str) -> str | None:
+    """Why audio of the codec context `audio` is re-encoded for the container `fmt`, not copied (None: copied)."""
+    name = audio.name  # the decoder's, as holdable_codecs names them (mp3float)
+    if name not in holdable:
+        return f"{kind_of_file} cannot hold it"
+    if fmt in _NO_PCM and name.startswith("pcm_"):
+        return f"few players read PCM in {kind_of_file}"
+    if fmt in _MP3_FROM_16K and audio.codec.canonical_name == "mp3" and audio.sample_rate < 16000:
+        return f"{kind_of_file} holds MP3 at 16000 Hz and above only, not at {audio.sample_rate} Hz"
+    return None
+
+
+def _for_quicktime(tags: dict[str, str]) -> str | None:
+    """Give `tags`' language (an ISO 639-2 code) as QuickTime's language table holds it: its other
+    code of the two some languages have, where only that one is there (.mov writes the table's
+    numbers and "und" for any other code). The language left out, where neither is there (removed)."""
+    language = tags.get("language")
+    if not language or language == "und" or _quicktime_keeps(language):
+        return None
+    other = _QUICKTIME_LANGUAGE.get(language) or next((t for t, b in _QUICKTIME_LANGUAGE.items() if b == language),
+                                                      None)
+    if other is not None and _quicktime_keeps(other):
+        tags["language"] = other
+        return None
+    del tags["language"]
+    return language
+
+
+@functools.cache
+def _quicktime_keeps(language: str) -> bool:
+    """Whether a .mov file keeps a track's `language`: a tiny one written into memory and read back (3 ms)."""
+    data = io.BytesIO()
+    try:
+        with av.logging.Capture(), av.open(data, "w", format="mov") as out:
+            stream = out.add_stream("pcm_s16le", rate=8000)
+            stream.metadata["language"] = language
+            out.start_encoding()
+            packet = av.Packet(bytes(16))
+            packet.stream, packet.pts, packet.dts, packet.duration, packet.time_base = stream, 0, 0, 8, stream.time_base
+            out.mux(packet)
+        data.seek(0)
+        with av.open(data, format="mov") as back:
+            return back.streams.audio[0].metadata.get("language") == language
+    except (av.FFmpegError, IndexError):
+        return False
+
+
+@functools.cache
+def _encoder_layout(codec: str, layout: str, rate: int) -> str:
+    """The channel layout `codec` encodes audio of `layout` in: that one where the encoder opens with
+    it, else its side channels as back ones (libopus takes 5.1, not 5.1(side)), else stereo (MP2 takes
+    mono and stereo only), else mono; FFmpeg's resampler, which PyAV's encoding runs, maps or mixes
+    the channels down."""
+    tries = [layout, layout.replace("(side)", "")] if "(side)" in layout else [layout]
+    for candidate in (*tries, "stereo", "mono"):
+        if av.AudioLayout(candidate).nb_channels > av.AudioLayout(layout).nb_channels:
+            continue
+        trial = av.CodecContext.create(codec, "w")
+        trial.sample_rate, trial.layout = rate, candidate
+        if formats := av.Codec(codec, "w").audio_formats:
+            trial.format = formats[0].name
+        try:
+            with av.logging.Capture():
+                trial.open()
+            return candidate
+        except av.FFmpegError:
+            continue
+    return layout  # let the output's start say why
 
 
 def _usual_layout(layout: av.AudioLayout) -> str:

@@ -38,3 +38,29 @@ def test_batch_messages_name_the_python_parameters(tmp_path, rgb_model_dir, kwar
         translate_folder(tmp_path / "in", tmp_path / "out", rgb_model_dir, **kwargs)
     assert str(caught.value) == message
     assert not (tmp_path / "out").exists() and not (tmp_path / " ").exists()
+
+
+@pytest.mark.parametrize("frames, named", [(None, "NoneType"), ("frames", "str"), ((f for f in ()), "generator")])
+def test_translate_given_no_pixels_names_what_it_got(rgb_model_dir, frames, named):
+    import vidtrans
+
+    with pytest.raises(UsageError, match=rf"pass a NumPy uint8 array, not {named}$"):
+        vidtrans.load_model(rgb_model_dir).translate(frames)
+
+
+def test_a_translator_made_from_a_name_points_to_load_model():
+    import vidtrans
+
+    with pytest.raises(UsageError, match=r"^Translator takes a loaded Checkpoint, not str; for a model name or path "
+                                         r"use vidtrans.load_model\(\.\.\.\)$"):
+        vidtrans.Translator("pose2person")
+
+
+def test_an_array_given_as_a_path_is_named_in_one_line(tmp_path):
+    import numpy as np
+
+    import vidtrans
+
+    with pytest.raises(UsageError) as caught:
+        vidtrans.translate_video(np.zeros((4, 4, 3)), tmp_path / "o.mp4", None)
+    assert str(caught.value) == "src must be a file path (a str or os.PathLike), not ndarray"

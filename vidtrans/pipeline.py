@@ -484,7 +484,8 @@ def _frame_size(info: VideoInfo, model, pose: PoseSource, side_by_side: bool) ->
 def _path(value: Any, name: str) -> Path:
     """`value`, a file path, as a Path; a one-line error naming the parameter for anything else."""
     if not isinstance(value, (str, os.PathLike)):
-        raise UsageError(f"{spell(name)} must be a file path (a str or os.PathLike), not {value!r:.80}")
+        shown = f"{value!r:.80}" if isinstance(value, (int, float, bytes, type(None))) else type(value).__name__
+        raise UsageError(f"{spell(name)} must be a file path (a str or os.PathLike), not {shown}")
     return Path(value)
 
 

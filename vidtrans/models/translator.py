@@ -228,6 +228,9 @@ class Translator:
 
     def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "auto", precision: str = "auto",
                  normalization: str | None = None, size: int | None = None, backend: str = "auto"):
+        if not isinstance(checkpoint, Checkpoint):
+            raise UsageError(f"Translator takes a loaded Checkpoint, not {type(checkpoint).__name__}; for a model "
+                             "name or path use vidtrans.load_model(...)")
         self.size = None if size is None else check_size(size)
         self.card = checkpoint.card if size is None else _card_at(checkpoint.card, size)
         self.name = checkpoint.name
@@ -529,6 +532,8 @@ def _frames_array(frames: Any) -> np.ndarray:
     shape, fix = array.shape, ""
     if array.dtype != np.uint8 and array.dtype.kind == "f":
         fix = "; floats from 0 to 1 become uint8 as (x * 255).round().astype(np.uint8)"
+    elif array.dtype.kind in "OUSV":  # None, a string, a generator: nothing NumPy reads as pixels
+        fix = f"; pass a NumPy uint8 array, not {type(frames).__name__}"
     elif array.dtype != np.uint8:
         fix = "; convert with .astype(np.uint8)"
     elif array.ndim in (3, 4) and shape[-1] != 3 and shape[-3] == 3:

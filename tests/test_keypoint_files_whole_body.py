@@ -85,9 +85,10 @@ def test_openpose_face_and_hands_land_in_their_slots(tmp_path):
         # A 68-point face; nothing found for the hands.
         [{"pose_keypoints_2d": body(10), "face_keypoints_2d": flat(face70[:68]),
           "hand_left_keypoints_2d": [], "hand_right_keypoints_2d": []}],
-        # The more confident body wins even though the other person's face and hands add up to more.
-        [{"pose_keypoints_2d": body(10, 0.5), "face_keypoints_2d": flat(face70), "hand_left_keypoints_2d": flat(left)},
-         {"pose_keypoints_2d": body(20, 0.9)}],
+        # The person of the frames before is followed, though another body is more confident (the body
+        # deciding in the first frame, not face and hands: test_qa19_keypoints).
+        [{"pose_keypoints_2d": body(20, 0.9)},
+         {"pose_keypoints_2d": body(10, 0.5), "face_keypoints_2d": flat(face70), "hand_left_keypoints_2d": flat(left)}],
     ]
     for i, people in enumerate(frames):
         (folder / f"clip_{i:012d}_keypoints.json").write_text(json.dumps({"version": 1.3, "people": people}))
@@ -99,7 +100,7 @@ def test_openpose_face_and_hands_land_in_their_slots(tmp_path):
     np.testing.assert_allclose(kp[0, RIGHT_HAND], right)
     np.testing.assert_allclose(kp[1, FACE], face70[:68])
     assert (kp[1, LEFT_HAND.start:] == 0).all()
-    assert kp[2, 0, 0] == 20 and (kp[2, NUM_KEYPOINTS:] == 0).all()
+    assert kp[2, 0, 0] == 10 and (kp[2, NUM_KEYPOINTS:] > 0).any()
 
 
 @pytest.mark.parametrize("parts", [

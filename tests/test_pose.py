@@ -437,7 +437,8 @@ def test_openpose_json_folder_coco_and_body25(tmp_path):
     folder = tmp_path / "body25"
     folder.mkdir()
     for i in range(11):  # unpadded numbers: frame order comes from the numbers (clip_10 sorts before clip_2 as text)
-        other = {"pose_keypoints_2d": (body25 * [1, 1, 0.1]).ravel().tolist()}  # a less confident person first
+        # A less confident person first, elsewhere (the person picked in frame 0 is followed).
+        other = {"pose_keypoints_2d": (body25 * [1, 1, 0.1] + [0, 300, 0]).ravel().tolist()}
         (folder / f"clip_{i}_keypoints.json").write_text(json.dumps(
             {"people": [other, {"pose_keypoints_2d": (body25 + [i, 0, 0]).ravel().tolist()}]}))
     loaded = read_keypoints(folder).keypoints

@@ -12,15 +12,20 @@ Accepted by `read_keypoints(path)`:
   and, optionally, ``smoothed`` (1: the track is already filtered over time, as `vidtrans pose`
   writes it, and is not filtered again; 0, the default: raw, as a detector found it).
 - A folder of OpenPose per-frame ``*_keypoints.json`` files (``--write_json``), one per frame of
-  the clip from its first: the last number in a file's name orders them (OpenPose writes
-  ``NAME_000000000000_keypoints.json`` from frame 0 for a video, and names files after the images
-  of an image folder, often numbered from 1), and a number missing between two others is refused
-  (the poses after it would land a frame early). Each holds ``{"people": [{"pose_keypoints_2d": [x, y, c, ...]}]}``
+  the clip: the last number in a file's name is its frame (OpenPose writes
+  ``NAME_000000000000_keypoints.json`` from frame 0 for a video, from N with ``--frame_first N``,
+  and names files after the images of an image folder, often numbered from 1): the lowest number
+  is the clip's frame of the first pose (`first_frame`), except that a folder numbered from 1 is
+  taken to start at the clip's first frame, like one numbered from 0. A number missing between two
+  others is refused (the poses after it would land a frame early). Each holds
+  ``{"people": [{"pose_keypoints_2d": [x, y, c, ...]}]}`` (``pose_keypoints`` in OpenPose 1.0 and 1.1)
   in pixels, as COCO-18 (54 numbers), BODY_25 (75 numbers, OpenPose's default; mapped to
   COCO-18 by joint name, its MidHip and foot points dropped) or COCO-17 (51 numbers, as MMPose,
   YOLO-pose and DWPose's body give them; mapped by joint name, the neck midway between the
-  shoulders when both are visible, as sure as the less sure of them). With several people the one with
-  the highest total body confidence is used; a frame with nobody is all missing. Frame size unknown.
+  shoulders when both are visible, as sure as the less sure of them). With several people one
+  person is followed (`_follow_person`): the one with the highest total body confidence in the
+  first frame with anyone, then in each later frame the one nearest the person picked before; a
+  frame with nobody is all missing. Frame size unknown.
   A person may also carry ``face_keypoints_2d`` (OpenPose's 70 points: the 68 iBUG points and
   two pupils, which are dropped; 68 points are accepted too) and ``hand_left_keypoints_2d`` /
   ``hand_right_keypoints_2d`` (21 points each; left is the person's left hand). When any person
@@ -39,7 +44,10 @@ Accepted by `read_keypoints(path)`:
   coordinate is then missing (DWPose writes -1, with confidence 1, for the points it did not see),
   and so is one beyond 2 (more than a canvas off it, where no detector sees). That frame size
   (ControlNet's canvas: the clip scaled to the detector's resolution) only gives the shape: the
-  keypoints are scaled to a video of the same aspect ratio.
+  keypoints are scaled to a video of the same aspect ratio. So are pixel coordinates on a canvas
+  given by ``canvas_width``/``canvas_height`` (openpose-editor and ControlNet files): a canvas is
+  the picture the poses were drawn on, of the video's shape but not always its size; a ``width``
+  and ``height`` beside ``frames`` are the video's own frame size, which the video must have.
 
 JSON files hold one pose per frame of the clip from its first frame. Sizes and frame numbers must be
 whole numbers (``true`` is not one). A point with confidence 0 is missing whatever its coordinates
@@ -103,7 +111,10 @@ class KeypointTrack:
     size when the file says it; `first_frame`: the number of the clip's frame of the first pose;
     `smoothed`: whether the track is filtered over time already (`smooth_track`); `normalised`:
     whether the file's coordinates were normalised to its frame, a canvas of the video's shape
-    but not its size; `frame_names`: the file each frame came from, for messages (OpenPose folders)."""
+    but not its size; `frame_names`: the file each frame came from, for messages (OpenPose folders);
+    `canvas`: whether width x height is a canvas the poses were drawn on (ControlNet's
+    canvas_width/canvas_height), of the video's shape but not always its size, rather than the
+    video's frame size."""
 
     keypoints: np.ndarray
     width: int | None = None
@@ -112,6 +123,7 @@ class KeypointTrack:
     smoothed: bool = False
     normalised: bool = False
     frame_names: list[str] | None = None
+    canvas: bool = False
 
 
 def write_keypoints_npz(path: str | os.PathLike, keypoints: np.ndarray, width: int, height: int,
@@ -303,14 +315,18 @@ def _read_openpose_folder(folder: Path) -> KeypointTrack:
             raise VidtransError(f"{folder}: {name} is missing: the files are numbered by frame, and without frame "
                                 f"{number + 1} the poses after it would land a frame early; restore it or "
                                 "extract the keypoints again")
-    poses = []
+    frames = []
     for number in numbers:
         f = numbered[number][0]
         data = _load_json(f)
         if not isinstance(data, dict) or "people" not in data:
             raise VidtransError(f"{f}: not an OpenPose keypoint file (no 'people' list)")
-        poses.append(_openpose_frame(data, f))
-    return KeypointTrack(_track(poses), frame_names=[numbered[number][0].name for number in numbers])
+        frames.append(_openpose_people(data, f))
+    # OpenPose numbers a video's files from its frame 0, or from N with --frame_first N; files named after the
+    # images of a folder numbered from 1 start at the clip's first frame all the same.
+    first_frame = numbers[0] if numbers[0] > 1 else 0
+    return KeypointTrack(_track(_follow_person(frames)), first_frame=first_frame,
+                         frame_names=[numbered[number][0].name for number in numbers])
 
 
 def _track(poses: list[np.ndarray]) -> np.ndarray:
@@ -320,32 +336,77 @@ def _track(poses: list[np.ndarray]) -> np.ndarray:
     return np.stack([with_parts(pose, whole_body) for pose in poses])
 
 
-def _openpose_frame(frame: dict, source: Path) -> np.ndarray:
-    """The person of an OpenPose frame with the most confident body: (128, 3) when anyone in it has face or hand
-    points, else (18, 3)."""
+def _openpose_people(frame: dict, source: Path) -> list[np.ndarray]:
+    """The people of an OpenPose frame, each (128, 3) when anyone in it has face or hand points, else (18, 3)."""
     people = frame.get("people")
     if not isinstance(people, list):
         raise VidtransError(f"{source}: OpenPose 'people' must be a list")
-    best, best_score, whole_body = np.zeros((NUM_WHOLE_BODY, 3), dtype=np.float32), -1.0, False
+    poses, whole_body = [], False
     for person in people:
         if not isinstance(person, dict):
             raise VidtransError(f"{source}: a person in 'people' is {json.dumps(person)[:40]}; each person must be an "
                                 'object such as {"pose_keypoints_2d": [x, y, confidence, ...]}')
         pose, has_parts = _openpose_person(person, source)
+        poses.append(pose)
         whole_body |= has_parts
-        # The body decides, as for body-only files: a face or hands alone must not pick a bystander.
-        score = float(pose[:NUM_KEYPOINTS, 2].sum())
-        if score > best_score:
-            best, best_score = pose, score
-    return with_parts(best, whole_body)
+    return [with_parts(pose, whole_body) for pose in poses]
+
+
+def _follow_person(frames: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """One pose per frame of the people of each frame, following one person: in the first frame with
+    anyone, the one with the most confident body (the body decides, as for body-only files: a face or
+    hands alone must not pick a bystander; the first of equals, as DWPose gives every point confidence
+    1), then in each later frame the one nearest the person picked last (`_distance`). A frame with
+    nobody is all missing."""
+    picked, last = [], None
+    for people in frames:
+        if not people:
+            picked.append(np.zeros((NUM_KEYPOINTS, 3), np.float32))
+            continue
+        # A person with numbers that are not finite (refused later, if picked) is the last choice.
+        with np.errstate(invalid="ignore", over="ignore"):
+            if last is None:
+                scores = np.array([pose[:NUM_KEYPOINTS, 2].sum() for pose in people], np.float64)
+                best = people[int(np.argmax(np.where(np.isfinite(scores), scores, -np.inf)))]
+            else:
+                distances = np.array([_distance(last, pose) for pose in people], np.float64)
+                best = people[int(np.argmin(np.where(np.isnan(distances), np.inf, distances)))]
+        picked.append(best)
+        if (best[..., 2] > 0).any():
+            last = best
+    return picked
+
+
+def _distance(a: np.ndarray, b: np.ndarray) -> float:
+    """How far apart two poses are: the median distance of the body points both show (a limb one
+    detector swapped, or a point DWPose did not see, at -1, does not decide) or, with none in common,
+    of the centres of their boxes (of their body points, or of all their points when one shows no
+    body); infinite when one shows nothing."""
+    body_a, body_b = a[:NUM_KEYPOINTS], b[:NUM_KEYPOINTS]
+    both = (body_a[:, 2] > 0) & (body_b[:, 2] > 0)
+    if both.any():
+        return float(np.median(np.linalg.norm(body_a[both, :2] - body_b[both, :2], axis=1)))
+    if not ((body_a[:, 2] > 0).any() and (body_b[:, 2] > 0).any()):
+        body_a, body_b = a, b
+    centres = []
+    for pose in (body_a, body_b):
+        points = pose[pose[:, 2] > 0, :2]
+        if not len(points):
+            return math.inf
+        centres.append((points.min(axis=0) + points.max(axis=0)) / 2)
+    return float(np.linalg.norm(centres[0] - centres[1]))
 
 
 def _openpose_person(person: dict, source: Path) -> tuple[np.ndarray, bool]:
     """One OpenPose person as a whole-body pose (parts it lacks missing), and whether it had a face or hands."""
-    pose = with_parts(_flat_pose(person.get("pose_keypoints_2d"), source), True)
+    if "pose_keypoints_2d" not in person and "pose_keypoints" not in person:
+        raise VidtransError(f"{source}: a person has no pose_keypoints_2d (nor OpenPose 1.0's pose_keypoints), only "
+                            f"{', '.join(sorted(map(str, person)))[:80] or 'nothing'}; each person needs "
+                            '{"pose_keypoints_2d": [x, y, confidence, ...]}')
+    pose = with_parts(_flat_pose(_field(person, "pose_keypoints_2d"), source), True)
     has_parts = False
     for field, part, point_counts in _PARTS:
-        values = person.get(field)
+        values = _field(person, field)
         if values is None or values == []:  # OpenPose with that detector off, or DWPose finding nothing
             continue
         values = _numbers(values, field, source)
@@ -356,6 +417,11 @@ def _openpose_person(person: dict, source: Path) -> tuple[np.ndarray, bool]:
         pose[part] = _points(values)[:part.stop - part.start]
         has_parts = True
     return pose, has_parts
+
+
+def _field(person: dict, field: str):
+    """A person's `field`, or its name in OpenPose 1.0 and 1.1 (without "_2d") when only that is there."""
+    return person[field] if field in person else person.get(field.removesuffix("_2d"))
 
 
 def _is_number(value) -> bool:
@@ -454,19 +520,20 @@ def _read_json_file(path: Path) -> KeypointTrack:
         raise VidtransError(f"{path}: unrecognised keypoint JSON (expected an OpenPose frame, a list of frames or {{'frames': [...]}})")
     if not frames:
         raise VidtransError(f"{path}: keypoint JSON holds no frames")
-    poses = []
+    people, canvas = [], False
     for frame in frames:
         if isinstance(frame, dict) and "people" in frame:
-            poses.append(_openpose_frame(frame, path))
+            people.append(_openpose_people(frame, path))
+            canvas |= frame.get("canvas_width") is not None or frame.get("canvas_height") is not None
             width = _frame_size_field(frame, "canvas_width", width, path)
             height = _frame_size_field(frame, "canvas_height", height, path)
         elif isinstance(frame, list):
-            poses.append(_keypoint_list(frame, path))
+            people.append([_keypoint_list(frame, path)])
         else:
             raise VidtransError(f"{path}: a frame is neither an OpenPose frame dict nor a list of keypoints")
-    kp = _track(poses)
+    kp = _track(_follow_person(people))
     if not _looks_normalised(kp):
-        return KeypointTrack(kp, width, height)
+        return KeypointTrack(kp, width, height, canvas=canvas)
     if not (width and height):
         raise VidtransError(f"{path}: its coordinates are normalised (within 0-{NORMALISED_MAX:g}), but it gives "
                             "no frame size to scale them by; add \"width\" and \"height\" (or each frame's "

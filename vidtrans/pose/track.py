@@ -30,6 +30,11 @@ _POSE_VIDEO_PEEK = 8
 # A normalised file's canvas is the video scaled to the detector's resolution, each side rounded to a
 # multiple of 64 by ControlNet (1280x720 -> 896x512): its sides may be this far from the scaled video's.
 CANVAS_ROUNDING = 32
+# The share of the visible points of a keypoint file without a frame size that may lie outside the
+# video's frame. A dancer leaving the frame takes a few points with them for some frames (and most
+# detectors place no point off the picture at all); the keypoints of a larger video put most of its
+# points past the right and bottom edges of a smaller one.
+OFF_FRAME_SHARE = 0.25
 
 
 def detect_keypoints(src: str | os.PathLike, start: float | None = None, end: float | None = None,
@@ -69,7 +74,9 @@ def keypoints_for(keypoints: str | os.PathLike, src: str | os.PathLike, reader: 
     so a file reaching past the clip's last frame was made from another clip, and refused; one
     that misses frames of the span being translated is refused too. A file that gives its frame
     size must give the video's; one whose coordinates were normalised to a canvas (ControlNet and
-    DWPose files) is scaled to the video when the canvas has the video's aspect ratio.
+    DWPose files), or are pixels of a canvas (openpose-editor), is scaled to the video when the
+    canvas has the video's aspect ratio. A file that gives no frame size (OpenPose folders) is refused
+    when more than OFF_FRAME_SHARE of its visible points lie outside the video's frame.
     """
     from vidtrans.pose.keypoints import check_keypoint_values
 
@@ -77,14 +84,16 @@ def keypoints_for(keypoints: str | os.PathLike, src: str | os.PathLike, reader: 
     track = loaded.keypoints
     if loaded.width is None or loaded.height is None:
         # read_keypoints checked the values against the file's own frame size; this file gives none.
+        _check_inside(track, keypoints, src, info.width, info.height)
         track = check_keypoint_values(track, f"{keypoints}: keypoints", (info.height, info.width), loaded.frame_names)
-    elif loaded.normalised:
-        # The coordinates are fractions of the whole frame, however its canvas was rounded.
+    elif loaded.normalised or loaded.canvas:
+        # Fractions of the whole canvas, however it was rounded, or its pixels: the canvas is the video, scaled.
         if not _scaled_like(loaded.width, loaded.height, info.width, info.height):
-            raise VidtransError(f"{keypoints}: keypoints normalised to a {loaded.width}x{loaded.height} canvas, of "
+            how = "normalised to" if loaded.normalised else "in pixels of"
+            raise VidtransError(f"{keypoints}: keypoints {how} a {loaded.width}x{loaded.height} canvas, of "
                                 f"aspect ratio {loaded.width / loaded.height:.3f}, but {src} is {info.width}x"
                                 f"{info.height}, of aspect ratio {info.width / info.height:.3f}, so they are of "
-                                "another video; extract them from this video")
+                                "another video; extract them from this video with vidtrans pose")
         track = track * np.array([info.width / loaded.width, info.height / loaded.height, 1], np.float32)
     elif (loaded.width, loaded.height) != (info.width, info.height):
         raise VidtransError(f"{keypoints}: keypoints of a {loaded.width}x{loaded.height} video, but {src} is "
@@ -102,6 +111,24 @@ def keypoints_for(keypoints: str | os.PathLike, src: str | os.PathLike, reader: 
                             "that span, with vidtrans pose")
     return KeypointTrack(track[span.first - first:span.stop - first], info.width, info.height, span.first,
                          loaded.smoothed)
+
+
+def _check_inside(track: np.ndarray, keypoints, src, width: int, height: int) -> None:
+    """Refuses a track of a file without a frame size when more than OFF_FRAME_SHARE of its visible
+    points, over the whole file, lie outside the width x height frame of `src`."""
+    points = track[track[..., 2] > 0][:, :2]
+    points = points[np.isfinite(points).all(axis=1)]  # numbers that are none are refused later, by name
+    if not len(points):
+        return
+    # Pixel centres sit at integers, so the frame reaches half a pixel beyond the first and last ones.
+    outside = ((points < -0.5) | (points > np.array([width, height], np.float32) - 0.5)).any(axis=1)
+    share = float(outside.mean())
+    if share > OFF_FRAME_SHARE:
+        reach = np.ceil(points.max(axis=0) + 0.5).astype(int)
+        raise VidtransError(f"{keypoints}: {share * 100:.0f} % of its visible keypoints lie outside the "
+                            f"{width}x{height} frame of {src} (they reach x = {reach[0]}, y = {reach[1]}), so they "
+                            "are likely the keypoints of a larger or another video; extract them from this video "
+                            "with vidtrans pose")
 
 
 def _scaled_like(canvas_width: int, canvas_height: int, width: int, height: int) -> bool:

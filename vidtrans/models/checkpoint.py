@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import importlib.resources
 import json
@@ -791,9 +792,17 @@ def check_checkpoint_folder(folder: str | os.PathLike) -> None:
     if not os.fspath(folder).strip():
         raise UsageError("the checkpoint folder is an empty path; name a folder, such as checkpoints/mine")
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"{folder}: is a file; give a folder for the checkpoint")
-    existing = next(path for path in (folder, *folder.absolute().parents) if path.exists())
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"{folder}: is a file; give a folder for the checkpoint")
+        existing = next(path for path in (folder, *folder.absolute().parents) if path.exists())
+        for name in (CARD_NAME, WEIGHTS_NAME):  # what callers look for next: the whole path's length
+            (folder / name).exists()
+    except OSError as e:  # the file system refuses to even look the name up
+        if e.errno == errno.ENAMETOOLONG:
+            raise UsageError(f"{folder}: file name too long; choose a shorter output name") from None
+        raise UsageError(f"{folder}: cannot use this output folder ({first_line(e)}); choose another output "
+                         "folder") from None
     if not existing.is_dir():
         raise UsageError(f"{folder}: {existing} is a file, not a folder; choose another output folder")
     if not os.access(existing, os.W_OK | os.X_OK):
@@ -814,13 +823,15 @@ def convert_pix2pix(path: str | os.PathLike, folder: str | os.PathLike, *, input
     input_kind = InputKind.parse(input_kind, "input_kind").value
     normalization = Normalization.parse(normalization, "normalization").value
     replacing = (folder / CARD_NAME).exists()
-    if replacing and not overwrite:
+    # Weights without a card are someone's too. The input itself is named as such below.
+    input_is_there = any(same_file(path, folder / name) for name in MODEL_FILE_NAMES)
+    if not overwrite and (replacing or (folder / WEIGHTS_NAME).exists()) and not input_is_there:
         raise UsageError(f"{folder} already holds a checkpoint; pass {spell('overwrite=True')} to replace it")
     checkpoint = import_pix2pix(path, input_kind=input_kind, size=size)
-    # The save writes or removes these, whatever `overwrite` says (a folder without a card keeps a
-    # train_state.pt, but a model.safetensors there is replaced). After the import: a vidtrans
+    # The save writes or removes these (a folder without a card keeps a train_state.pt, but a
+    # model.safetensors there is replaced, with `overwrite`). After the import: a vidtrans
     # model's own weights are refused there, as needing no import.
-    if any(same_file(path, folder / name) for name in MODEL_FILE_NAMES):
+    if input_is_there:
         raise UsageError(f"{folder}: the checkpoint written there would replace the input {path}; choose another "
                          "output folder")
     checkpoint.card.normalization = normalization
@@ -865,20 +876,24 @@ def import_pix2pix(path: str | os.PathLike, input_kind: str = "rgb", size: int |
     if WEIGHTS_ID_KEY in (metadata or {}) or path.name == WEIGHTS_NAME and (path.parent / CARD_NAME).is_file():
         raise _needs_no_import(path)
     fix = "re-save the generator with torch.save(net.state_dict(), path)"
+    if metadata is None and _is_torchscript(path):
+        raise VidtransError(f"{path}: a TorchScript archive (a whole network saved with torch.jit.save), not a "
+                            "generator's state_dict; save its weights with "
+                            f"torch.save(torch.jit.load({str(path)!r}).state_dict(), 'G.pth') and pass G.pth")
     if metadata is None:
         raw, entry = _generator_entry(load_tensor_file(path, fix), path)
     else:
         try:
             raw, entry = load_file(str(path)), None
         except (SafetensorError, OSError, ValueError) as e:
-            raise VidtransError(f"{path}: a damaged or truncated safetensors file ({first_line(e)}); copy it "
-                                "again") from e
+            raise _damaged_safetensors(path, e) from e
     if not isinstance(raw, dict):
         raise VidtransError(f"{path}: holds a value of type {type(raw).__name__}, not a generator's state_dict "
                             f"(a dict of tensors); {fix}")
     not_names = [key for key in raw if not isinstance(key, str)]
     if not_names:
-        raise VidtransError(f"{path}: entry {str(not_names[0])[:60]!r} is named by a {type(not_names[0]).__name__}, "
+        kind = type(not_names[0]).__name__
+        raise VidtransError(f"{path}: entry {str(not_names[0])[:60]!r} is named by {_article(kind)} {kind}, "
                             f"not a layer's name, so this is no generator's state_dict; {fix}")
     not_tensors = [key for key, value in raw.items() if not isinstance(value, torch.Tensor)]
     if not_tensors:
@@ -894,7 +909,7 @@ def import_pix2pix(path: str | os.PathLike, input_kind: str = "rgb", size: int |
     try:
         card.check(str(path))
     except VidtransError as e:
-        raise _not_a_pix2pix_generator(path, card, e) from None
+        raise _not_a_pix2pix_generator(path, card, e, state_dict) from None
     side = default_size(card.architecture) if size is None else size
     card.native_size = (side, side)
     state_dict = _drop_instance_norm_stats(state_dict, card)
@@ -903,18 +918,54 @@ def import_pix2pix(path: str | os.PathLike, input_kind: str = "rgb", size: int |
     return checkpoint
 
 
-def _not_a_pix2pix_generator(path: Path, card: ModelCard, error: VidtransError) -> VidtransError:
-    """Why the generator at `path`, read as `card`, cannot be imported (`error`: the card's check)."""
+def _not_a_pix2pix_generator(path: Path, card: ModelCard, error: VidtransError,
+                             state_dict: dict[str, torch.Tensor]) -> VidtransError:
+    """Why the generator at `path` (`state_dict`), read as `card`, cannot be imported (`error`: the card's check)."""
     if card.input_nc == 6 and _checks(dataclasses.replace(
             card, temporal={"previous": TEMPORAL_PREVIOUS[0], "first": TEMPORAL_FIRST[0]})):
         return VidtransError(f"{path}: a whole {card.architecture} generator, with 6 input channels as a temporal "
                              "model has (the frame, then its previous output), which a pix2pix file cannot describe: "
                              "only generators of 1 or 3 input channels are imported; use a vidtrans temporal model's "
                              "checkpoint folder instead")
+    channels = {"input": card.input_nc, "output": card.output_nc}
+    odd = {side: count for side, count in channels.items() if count not in (1, 3)}
+    if odd and _is_whole(state_dict, card, dataclasses.replace(card, input_nc=3, output_nc=3)):
+        counts = " and ".join(f"{count} {side} channels" for side, count in odd.items())
+        sides = " and ".join({"input": "feeds", "output": "takes back"}[side] for side in odd)
+        flags = " and ".join(f"--{side}_nc" for side in odd)
+        return VidtransError(f"{path}: a whole {card.architecture} generator with {counts}; vidtrans {sides} 1 "
+                             "(grey) or 3 (RGB) channels, so it cannot use this model; pass a generator trained with "
+                             f"pix2pix's {flags} 1 or 3")
     # The card was read off the layers: a value no generator has means layers are missing or foreign.
     found = str(error).split(": ", 1)[-1].split(";")[0]
     return VidtransError(f"{path}: its layers do not make a whole pix2pix generator ({found}); pass a complete "
                          "latest_net_G.pth (unet_128, unet_256, resnet_6blocks or resnet_9blocks)")
+
+
+def _is_whole(state_dict: dict[str, torch.Tensor], card: ModelCard, fixed: ModelCard) -> bool:
+    """Whether `state_dict`, read as `card` (whose channel counts no vidtrans model has), is a whole
+    generator: `fixed` (the same with counts vidtrans takes) checks, and the tensors are exactly
+    those of `card`'s generator."""
+    if not _checks(fixed):
+        return False
+    found = {name: tuple(tensor.shape) for name, tensor in _drop_instance_norm_stats(state_dict, card).items()}
+    try:
+        return _needed_shapes(card, found) == found
+    except (VidtransError, LookupError, ValueError, RuntimeError):
+        return False
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def _is_torchscript(path: Path) -> bool:
+    """Whether `path` is a TorchScript archive (torch.jit.save's zip, which holds constants.pkl)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name == "constants.pkl" or name.endswith("/constants.pkl") for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
 
 
 def _needs_no_import(path: Path) -> VidtransError:
@@ -931,12 +982,34 @@ def _checks(card: ModelCard) -> bool:
 
 
 def _safetensors_metadata(path: Path) -> dict[str, str] | None:
-    """The header metadata of a safetensors file (empty where it has none); None for any other file."""
+    """The header metadata of a safetensors file (empty where it has none); None for any other file.
+    VidtransError for a file that begins as safetensors do but cannot be read as one (truncated)."""
     try:
         with safe_open(str(path), framework="pt") as f:
             return f.metadata() or {}
-    except (SafetensorError, OSError, ValueError):
+    except (SafetensorError, OSError, ValueError) as e:
+        if _starts_like_safetensors(path):
+            raise _damaged_safetensors(path, e) from e
         return None
+
+
+def _damaged_safetensors(path: Path, error: Exception) -> VidtransError:
+    return VidtransError(f"{path}: a damaged or truncated safetensors file ({first_line(error)}); copy it again")
+
+
+# The largest header safetensors reads (its own limit is 100 MB).
+_MAX_SAFETENSORS_HEADER = 100_000_000
+
+
+def _starts_like_safetensors(path: Path) -> bool:
+    """Whether `path` begins as a safetensors file does: the header's length (8 bytes, little-endian),
+    then the header, a JSON object."""
+    try:
+        with open(path, "rb") as f:
+            start = f.read(9)
+    except OSError:
+        return False
+    return len(start) == 9 and start[8:] == b"{" and 2 <= int.from_bytes(start[:8], "little") <= _MAX_SAFETENSORS_HEADER
 
 
 def _generator_entry(raw: Any, path: Path) -> tuple[Any, str | None]:
@@ -947,8 +1020,10 @@ def _generator_entry(raw: Any, path: Path) -> tuple[Any, str | None]:
     generators (CycleGAN's G_A and G_B) are refused, naming them: which one is wanted is the user's."""
     if not isinstance(raw, dict):
         return raw, None
+    _refuse_optimizer_state(raw, path)
     nested = [key for key, value in raw.items() if isinstance(value, dict)]
     if len(nested) == 1:
+        _refuse_optimizer_state(raw[nested[0]], path)
         return raw[nested[0]], nested[0]
     generators = [key for key in nested if _layout({str(k).removeprefix("module."): v for k, v in raw[key].items()})]
     if len(generators) == 1:
@@ -963,6 +1038,13 @@ def _generator_entry(raw: Any, path: Path) -> tuple[Any, str | None]:
                             f"{', '.join(map(repr, nested))} are no generator's); pass the generator "
                             "(latest_net_G.pth)")
     return raw, None
+
+
+def _refuse_optimizer_state(raw: Mapping[Any, Any], path: Path) -> None:
+    """VidtransError where `raw` is an optimizer's state_dict (torch.optim's: 'state' and 'param_groups')."""
+    if isinstance(raw.get("state"), dict) and isinstance(raw.get("param_groups"), list):
+        raise VidtransError(f"{path}: an optimizer's state (torch.optim's 'state' and 'param_groups'), not a "
+                            "generator's weights; pass the generator (latest_net_G.pth)")
 
 
 def infer_card(state_dict: dict[str, torch.Tensor], where: str) -> ModelCard:

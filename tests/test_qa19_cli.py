@@ -19,3 +19,23 @@ def test_a_summary_that_cannot_be_written_is_one_line_and_the_video_stays(tmp_pa
     assert result.stderr.strip().splitlines() == ["vidtrans: error: cannot write to standard output (No space left "
                                                   "on device); check where it is redirected"]
     assert (tmp_path / "out.mp4").stat().st_size > 0
+
+
+def _no_file_bytes() -> None:
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing the process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+
+def test_a_disk_that_refuses_the_output_is_named_not_the_container(tmp_path, rgb_model_dir):
+    clip = make_clip(tmp_path / "in.mp4", frames=3, audio=False)
+    result = subprocess.run([sys.executable, "-m", "vidtrans", "run", clip.path, "-o", tmp_path / "out.mp4",
+                             "--model", rgb_model_dir, "--backend", "torch"], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_no_file_bytes)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"vidtrans: error: {tmp_path / 'out.mp4'}: cannot start the output "
+                                                  "(File too large); check free disk space and that the output "
+                                                  "folder is writable"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]

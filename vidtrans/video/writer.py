@@ -6,6 +6,7 @@ file beside it (same folder, so the final `os.replace` is atomic) and renamed at
 
 from __future__ import annotations
 
+import errno
 import functools
 import io
 import itertools
@@ -42,6 +43,8 @@ _BT709 = 1
 _AVFMT_NOFILE = 0x0001
 _MPEG_RANGE = int(av.video.reformatter.ColorRange.MPEG)
 _JPEG_RANGE = int(av.video.reformatter.ColorRange.JPEG)
+# What a file system says when it cannot take a file's bytes: no container would fare better.
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG}
 # JPEG encoders store full-range YUV only: FFmpeg refuses to open them on limited-range frames.
 _FULL_RANGE_CODECS = frozenset({"mjpeg", "ljpeg"})
 # Containers whose PCM support (ISO 23003-5) few players read: re-encode PCM audio to AAC there.
@@ -608,6 +611,9 @@ class _Muxer:
         try:
             self._out.start_encoding()
         except av.FFmpegError as e:
+            if e.errno in _DISK_ERRORS:  # the disk, not the container, refused
+                raise VidtransError(f"{self.dst}: cannot start the output ({first_line(e)}); check free disk space "
+                                    "and that the output folder is writable") from e
             raise VidtransError(f"{self.dst}: cannot start the output ({first_line(e)}); "
                                 f"write another container, such as .mkv") from e
 

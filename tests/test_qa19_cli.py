@@ -39,3 +39,11 @@ def test_a_disk_that_refuses_the_output_is_named_not_the_container(tmp_path, rgb
                                                   "(File too large); check free disk space and that the output "
                                                   "folder is writable"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_a_newline_in_a_file_name_keeps_the_error_on_one_line(tmp_path, rgb_model_dir, cli):
+    from tests.conftest import one_line
+
+    clip = make_clip(tmp_path / "in.mp4", frames=2, audio=False)
+    line = one_line(cli("run", clip.path, "-o", tmp_path / "a\nb.txt", "--model", rgb_model_dir), 2)
+    assert line.startswith(f"vidtrans: error: {tmp_path}/a\\nb.txt: FFmpeg cannot tell from the name")

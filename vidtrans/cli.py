@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import vidtrans
-from vidtrans.errors import UsageError, VidtransError, count
+from vidtrans.errors import UsageError, VidtransError, count, one_line
 from vidtrans.options import (BACKEND_HELP, MAX_SIZE, MIN_SIZE, POSE_VIDEO_ENCODE, Backend, BatchOptions, InputKind,
                               LiveOptions, Normalization, Precision, RunOptions, TrainOptions, spelled)
 
@@ -224,7 +224,7 @@ def models() -> None:
         out.width = 1 << 16  # piped: one line per model, whatever the lengths, for grep and scripts
     out.print(table)
     for problem in problems:
-        print(f"vidtrans: warning: {problem}", file=sys.stderr)
+        print(one_line(f"vidtrans: warning: {problem}"), file=sys.stderr)
     console.print("searched: " + ", ".join(str(p) for p in model_search_path()), style="dim")
 
 
@@ -332,7 +332,7 @@ def _warn_if_no_person(summary, consequence: str) -> None:
     """One plain line on stderr when most frames had nobody in them: the run worked (exit 0), but
     its output is probably not what was wanted."""
     if warning := summary.no_person_warning(consequence):
-        print(f"vidtrans: warning: {warning}", file=sys.stderr)
+        print(one_line(f"vidtrans: warning: {warning}"), file=sys.stderr)
 
 
 @app.command()
@@ -618,8 +618,12 @@ def _warnings_shown():
     lines like our errors, on this command's stderr; other libraries' logging stays theirs."""
     import logging
 
+    class OneLine(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return one_line(super().format(record))
+
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("vidtrans: warning: %(message)s"))
+    handler.setFormatter(OneLine("vidtrans: warning: %(message)s"))
     handler.setLevel(logging.WARNING)
     logger = logging.getLogger("vidtrans")
     logger.addHandler(handler)
@@ -652,7 +656,7 @@ def main() -> None:
         if _debug:
             raise
         if not _the_stop(e):
-            print(f"vidtrans: error: {e}", file=sys.stderr)
+            print(one_line(f"vidtrans: error: {e}"), file=sys.stderr)
             sys.exit(2 if isinstance(e, UsageError) else 1)
     except click_exceptions.NoArgsIsHelpError as e:
         print(e.ctx.get_help())
@@ -660,7 +664,7 @@ def main() -> None:
     except click_exceptions.UsageError as e:
         command = e.ctx.command_path if e.ctx else _invoked
         message = " ".join(e.format_message().replace("Value error, ", "").split()).rstrip(".")
-        print(f"vidtrans: error: {message}; see {command} --help", file=sys.stderr)
+        print(one_line(f"vidtrans: error: {message}; see {command} --help"), file=sys.stderr)
         sys.exit(e.exit_code)
     except (KeyboardInterrupt, typer.Abort):  # before typer took over
         if not _stopped_by:

@@ -30,6 +30,11 @@ def first_line(error: BaseException, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 3].rstrip() + "..."
 
 
+def one_line(text: str) -> str:
+    """`text` on one line: control characters (a newline in a file name) written as escapes, \\n."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def count(n: int, noun: str) -> str:
     """`n` with `noun`, plural unless one: "1 frame", "3 frames"."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -47,3 +47,22 @@ def test_a_newline_in_a_file_name_keeps_the_error_on_one_line(tmp_path, rgb_mode
     clip = make_clip(tmp_path / "in.mp4", frames=2, audio=False)
     line = one_line(cli("run", clip.path, "-o", tmp_path / "a\nb.txt", "--model", rgb_model_dir), 2)
     assert line.startswith(f"vidtrans: error: {tmp_path}/a\\nb.txt: FFmpeg cannot tell from the name")
+
+
+def test_a_failed_clip_is_named_as_it_is_in_the_batch_summary(tmp_path, rgb_model_dir):
+    import io
+
+    from rich.console import Console
+
+    from vidtrans.batch import translate_folder
+    from vidtrans.cli import console
+    from vidtrans.cli_batch_ui import summary_tables
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x[v2].mp4").write_bytes(b"not a video")
+    report = translate_folder(tmp_path / "in", tmp_path / "out", rgb_model_dir)
+    shown = Console(file=io.StringIO(), width=1000, markup=console._markup, highlight=False)
+    for table in summary_tables(report):
+        shown.print(table)
+    failures = [line for line in shown.file.getvalue().splitlines() if "x[" in line or "x\\[" in line]
+    assert len(failures) == 1 and f"{tmp_path}/in/x[v2].mp4 " in failures[0]

@@ -104,7 +104,7 @@ def summary_tables(report: BatchReport) -> list:
         return [table]
     failures = Table("failed clip", "reason", title="failures")
     for clip in report.failed:
-        failures.add_row(escape(clip.input), escape(_reason(clip)))  # names are no markup: "a [v2].mp4"
+        failures.add_row(clip.input, _reason(clip))  # printed by a console without markup: "a [v2].mp4" as it is
     return [table, failures]
 
 

@@ -66,3 +66,11 @@ def test_a_failed_clip_is_named_as_it_is_in_the_batch_summary(tmp_path, rgb_mode
         shown.print(table)
     failures = [line for line in shown.file.getvalue().splitlines() if "x[" in line or "x\\[" in line]
     assert len(failures) == 1 and f"{tmp_path}/in/x[v2].mp4 " in failures[0]
+
+
+def test_eval_of_an_rgb_model_without_material_names_only_what_it_takes(rgb_model_dir, cli):
+    from tests.conftest import one_line
+
+    line = one_line(cli("eval", "--model", rgb_model_dir), 2)
+    # It offered --video and --synthetic, then refused them for an RGB model.
+    assert line.endswith("score it on a paired folder with --data DIR")

@@ -131,6 +131,11 @@ def _check_material(model, material: Material, options: RunOptions, model_only: 
                                    ("--data", material.data is not None)) if on]
     if len(given) > 1:
         raise UsageError(f"give one of --synthetic, --video VIDEO or --data DIR, not {' and '.join(given)}")
+    # The dances and a target video's tail are pose maps paired with the target: material for pose
+    # models only, end to end or model alone (an RGB model's figures there would mean nothing).
+    if material.data is None and model.input_kind != "pose":
+        raise UsageError(f"{model.name} translates {model.input_kind} frames, and the synthetic dances and a target "
+                         "video's held-out tail are pose material; score it on a paired folder with --data DIR")
     if material.data is None and material.video is None and not material.synthetic \
             and not model.card.training.get("train_seeds"):
         raise UsageError(f"{model.name} was not trained on vidtrans' synthetic dances: give --video with the "
@@ -148,11 +153,6 @@ def _check_material(model, material: Material, options: RunOptions, model_only: 
     refusal = next((what for what, ignored in unused if ignored), None)
     if refusal is not None:
         raise UsageError(f"{refusal}; drop it")
-    # The dances and a target video's tail are pose maps paired with the target: material for pose
-    # models only, end to end or model alone (an RGB model's figures there would mean nothing).
-    if material.data is None and model.input_kind != "pose":
-        raise UsageError(f"{model.name} translates {model.input_kind} frames, and the synthetic dances and a target "
-                         "video's held-out tail are pose material; score it on a paired folder with --data DIR")
 
 
 # --- material --------------------------------------------------------------------------------

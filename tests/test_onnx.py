@@ -141,6 +141,23 @@ def test_the_graph_is_exported_once_and_cached(rgb_model_dir, cache, monkeypatch
     assert len(exports) == 2 and len(list(cache.iterdir())) == 2
 
 
+def test_the_cache_keeps_the_graphs_used_last_within_its_limit(rgb_model_dir, cache, monkeypatch):
+    # Every epoch's checkpoint of a sweep adds a graph (217 MB at ngf 64): the cache must not grow forever.
+    import os
+
+    vidtrans.load_model(rgb_model_dir, device="cpu", backend="onnxruntime")
+    (graph,) = cache.iterdir()
+    monkeypatch.setattr(onnx_backend, "CACHE_LIMIT", 3 * graph.stat().st_size)
+    old, older = cache / "old.onnx", cache / "older.onnx"
+    for i, stale in enumerate((older, old)):
+        stale.write_bytes(graph.read_bytes())
+        os.utime(stale, (1000 + i, 1000 + i))
+    os.utime(graph, (500, 500))
+    vidtrans.load_model(rgb_model_dir, device="cpu", backend="onnxruntime")  # used again: the newest now
+    vidtrans.load_model(rgb_model_dir, device="cpu", backend="onnxruntime", normalization="running")  # a 4th graph
+    assert len(list(cache.iterdir())) == 3 and not older.exists() and old.exists() and graph.exists()
+
+
 def test_auto_picks_onnxruntime_only_on_cpus_without_amx(rgb_model_dir, monkeypatch):
     from vidtrans.models import translator
 

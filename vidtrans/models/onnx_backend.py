@@ -14,6 +14,7 @@ Needs the optional extra: pip install 'vidtrans[onnx]' (onnxruntime, and onnx fo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import io
@@ -144,6 +145,29 @@ def cache_dir() -> Path:
     return user_cache() / "onnx"
 
 
+# The most the cached graphs may take together (a unet_256 ngf 64 graph is 217 MB): every epoch's
+# checkpoint of a training run would otherwise add one, and nothing would ever remove them.
+CACHE_LIMIT = 2 * 2**30
+
+
+def _trim_cache(kept: Path) -> None:
+    """Remove the least recently used graphs beside `kept` (just written) until the cache holds
+    no more than CACHE_LIMIT; `kept` stays, whatever its size."""
+    graphs = []
+    for graph in kept.parent.glob("*.onnx"):
+        with contextlib.suppress(OSError):
+            info = graph.stat()
+            graphs.append((info.st_mtime, info.st_size, graph))
+    total = sum(size for _, size, _ in graphs)
+    for _, size, graph in sorted(graphs, key=lambda g: g[0]):
+        if total <= CACHE_LIMIT:
+            break
+        if graph != kept:
+            with contextlib.suppress(OSError):  # another process may have removed it already
+                graph.unlink()
+                total -= size
+
+
 def cached_generator(checkpoint: Checkpoint, normalization: str, sessions: int = 1) -> OnnxGenerator:
     """ONNX Runtime running `checkpoint`'s generator with `normalization` (on `sessions` threads
     at once, see OnnxGenerator), from the graph cached on first use, named by `graph_key`.
@@ -158,12 +182,15 @@ def cached_generator(checkpoint: Checkpoint, normalization: str, sessions: int =
     except (OSError, VidtransError):  # a cache folder that cannot be entered, a graph that does not load
         cached = None
     if cached is not None and cached.key == key:
+        with contextlib.suppress(OSError):
+            os.utime(path)  # used now: the last to go when the cache is trimmed
         return cached
     graph, _ = exported_graph(checkpoint, normalization)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Two processes exporting at once write the same graph: the later one replacing it is harmless.
         write_atomically(path, lambda f: f.write(graph), overwrite=True, what="ONNX graph")
+        _trim_cache(path)
     except OSError as e:  # the cache folder cannot be made or entered
         log.warning("%s: cannot keep the exported ONNX graph there (%s), so each run exports it again; fix the "
                     "folder's permissions or set XDG_CACHE_HOME to a writable folder", path.parent, first_line(e))

@@ -82,6 +82,28 @@ def test_run_batch_size_and_resuming_do_not_change_the_frames(tmp_path, model):
     assert np.array_equal(np.stack(resumed), outputs[1])
 
 
+def test_a_part_that_fails_leaves_the_state_where_it_was(tmp_path, model):
+    clip = make_clip(tmp_path / "in.mp4", frames=10, size=(64, 48), audio=False)
+    state = RecurrentState()
+    translate_video(clip.path, tmp_path / "first.mp4", model, end=0.18, batch_size=3, state=state, **LOSSLESS)
+    before = state.previous
+
+    def stop_after_some(done, total, what):
+        if done >= 3:
+            raise RuntimeError("stopped by the caller")
+
+    with pytest.raises(RuntimeError, match="stopped by the caller"):
+        translate_video(clip.path, tmp_path / "rest.mp4", model, start=0.18, batch_size=1, state=state,
+                        progress=stop_after_some, **LOSSLESS)
+    assert state.previous is before and not (tmp_path / "rest.mp4").exists()
+    # Tried again, the part is what it would have been the first time.
+    translate_video(clip.path, tmp_path / "rest.mp4", model, start=0.18, batch_size=3, state=state, **LOSSLESS)
+    whole = translate_video(clip.path, tmp_path / "whole.mp4", model, batch_size=1, **LOSSLESS)
+    assert whole.frames == 10
+    resumed = decode_all(tmp_path / "first.mp4")[0] + decode_all(tmp_path / "rest.mp4")[0]
+    assert np.array_equal(np.stack(resumed), np.stack(decode_all(tmp_path / "whole.mp4")[0]))
+
+
 def test_clips_of_one_batch_keep_their_own_state(tmp_path, model_dir, model, cli):
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()

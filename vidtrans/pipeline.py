@@ -301,7 +301,8 @@ def translate_video(
     written under a temporary name and appears only when complete; an existing `dst` is refused
     unless `overwrite`. `keypoints` (NPZ or OpenPose/DWPose JSON) replaces pose detection.
     A temporal model goes on from `state` when given (a `RecurrentState` that an earlier part of
-    the clip, e.g. `end=t`, left behind; updated), else starts afresh. `progress(done, total,
+    the clip, e.g. `end=t`, left behind; updated when the part is written, left as it was when it
+    fails), else starts afresh. `progress(done, total,
     what)` is called as frames are done. Returns a `Summary`.
     """
     # Arguments of the wrong type are refused before a model is loaded or a frame decoded.
@@ -353,7 +354,9 @@ def translate_video(
             if pose_stages:
                 summary.frames_without_person = 0
         stages += _compile_stages(model, options.compile, reader.frame_count)
-        stages.append(TranslateStage.for_model(model, state))
+        # A part that fails leaves `state` where it was, so the part can be tried again.
+        working = None if state is None else state.copy()
+        stages.append(TranslateStage.for_model(model, working))
         if smoothing != "none":
             stages += smoothing_stages(smoother)
         input_flicker, output_flicker = FlickerMeter(), FlickerMeter()
@@ -370,6 +373,8 @@ def translate_video(
 
         summary.frames = _encode(reader, stages, output, options.batch_size, frame_to_write, progress)
         summary.corrupt_frames = reader.corrupt_frames
+        if state is not None:
+            state.previous = working.previous
     summary.flicker_input, summary.flicker_output = input_flicker.value, output_flicker.value
     summary.seconds = time.perf_counter() - started
     return summary

@@ -130,6 +130,12 @@ class RecurrentState:
         """Start again, as at a clip's first frame."""
         self.previous = None
 
+    def copy(self) -> RecurrentState:
+        """A state going on from here on its own (translating replaces `previous`, never changes it)."""
+        other = RecurrentState()
+        other.previous = self.previous
+        return other
+
 
 def check_state(state: object) -> None:
     """UsageError for a `state` that is neither a RecurrentState nor None (a clip's start)."""

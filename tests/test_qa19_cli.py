@@ -74,3 +74,29 @@ def test_eval_of_an_rgb_model_without_material_names_only_what_it_takes(rgb_mode
     line = one_line(cli("eval", "--model", rgb_model_dir), 2)
     # It offered --video and --synthetic, then refused them for an RGB model.
     assert line.endswith("score it on a paired folder with --data DIR")
+
+
+def test_a_live_session_ends_on_a_stop_signal_whose_interrupt_was_lost(tmp_path, rgb_model_dir, cli, monkeypatch):
+    # Seen once under load: the KeyboardInterrupt of a SIGHUP was dropped inside the session, which then
+    # ran on ignoring every further signal. The signal itself must end it.
+    import signal
+
+    from vidtrans.live import process
+
+    real, calls = process.FrameProcessor.__call__, []
+
+    def losing_the_interrupt(self, frame):
+        calls.append(frame)
+        if len(calls) == 3:
+            try:
+                signal.raise_signal(signal.SIGHUP)
+            except KeyboardInterrupt:
+                pass
+        return real(self, frame)
+
+    monkeypatch.setattr(process.FrameProcessor, "__call__", losing_the_interrupt)
+    clip = make_clip(tmp_path / "cam.mp4", frames=30, size=(64, 48), fps=30, audio=False)
+    result = cli("live", "--model", rgb_model_dir, "--device", "cpu", "--camera", clip.path, "--no-window", "--loop",
+                 "--max-frames", 150)
+    assert result.returncode == 0, result.stderr
+    assert len(calls) < 10 and result.stderr.rstrip().endswith("; stopped")

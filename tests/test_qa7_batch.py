@@ -75,7 +75,7 @@ def test_a_fifo_or_device_among_the_clips_fails_in_one_line_without_being_opened
     assert clips["a.mp4"].status == clips["b.mp4"].status == "done"
     assert clips["fifo.mp4"].status == "failed"
     assert clips["fifo.mp4"].error == f"{fifo}: not a regular file (a FIFO); move it out of the input folder or " \
-                                      "narrow --pattern"
+                                      "narrow patterns"
     assert clips["null.mp4"].status == "failed" and "not a regular file (a character device)" in clips["null.mp4"].error
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [MANIFEST_NAME, "a.mp4", "b.mp4"]
 

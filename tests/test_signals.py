@@ -431,7 +431,7 @@ def test_batch_report_refuses_clips_and_other_files(tmp_path, clips, rgb_model_d
         path.write_text('{"mine": true}\n')
     overwrite = target != "existing"  # even --overwrite never lets the report replace a clip
     before = path.read_bytes() if path.exists() else None
-    with pytest.raises(BatchUsageError, match="--report"):
+    with pytest.raises(BatchUsageError, match="^report "):
         translate_folder(clips, out, rgb_model_dir, devices=["cpu"], overwrite=overwrite, report=path)
     assert (path.read_bytes() if path.exists() else None) == before
     assert not out.exists()  # refused before any work, even the output folder

@@ -23,14 +23,17 @@ def clip(tmp_path_factory):
     return make_clip(tmp_path_factory.mktemp("clips") / "clip.mp4", frames=FRAMES, size=(WIDTH, HEIGHT)).path
 
 
+def tiny_pose_model(folder, style: int):
+    """A tiny pose model of pose style `style` (1: body only, 2: whole body) saved in `folder`."""
+    net = random_generator("resnet_6blocks", 3, 3, 8, "instance", seed=0)
+    save_checkpoint(folder, net, ModelCard(architecture="resnet_6blocks", ngf=8, norm="instance", native_size=(64, 64),
+                                           input_kind="pose", pose_style=PoseStyle(version=style).to_dict()))
+    return folder
+
+
 @pytest.fixture(scope="module")
 def whole_body_model(tmp_path_factory):
-    """A tiny whole-body (pose style 2) model."""
-    net = random_generator("resnet_6blocks", 3, 3, 8, "instance", seed=0)
-    folder = tmp_path_factory.mktemp("models") / "wholebody"
-    save_checkpoint(folder, net, ModelCard(architecture="resnet_6blocks", ngf=8, norm="instance", native_size=(64, 64),
-                                           input_kind="pose", pose_style=PoseStyle(version=2).to_dict()))
-    return folder
+    return tiny_pose_model(tmp_path_factory.mktemp("models") / "wholebody", 2)
 
 
 def body(scale=(1.0, 1.0)) -> np.ndarray:

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import one_line, run_cli
-from tests.media import make_clip, random_generator
+from tests.media import make_clip
+from tests.test_qa17_keypoints import tiny_pose_model
 from vidtrans.errors import VidtransError
-from vidtrans.models.checkpoint import ModelCard, save_checkpoint
-from vidtrans.pose import PoseStyle, read_keypoints
+from vidtrans.pose import read_keypoints
 from vidtrans.pose.keypoints import NUM_KEYPOINTS
 from vidtrans.pose.track import keypoints_for
 from vidtrans.video import VideoReader
@@ -27,12 +27,7 @@ def clip(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def body_model(tmp_path_factory):
-    """A tiny body-only (pose style 1) model."""
-    net = random_generator("resnet_6blocks", 3, 3, 8, "instance", seed=0)
-    folder = tmp_path_factory.mktemp("models") / "body"
-    save_checkpoint(folder, net, ModelCard(architecture="resnet_6blocks", ngf=8, norm="instance", native_size=(64, 64),
-                                           input_kind="pose", pose_style=PoseStyle(version=1).to_dict()))
-    return folder
+    return tiny_pose_model(tmp_path_factory.mktemp("models") / "body", 1)
 
 
 def body(x: float = 0.0, y: float = 0.0, confidence: float = 0.9, seed: int = 0) -> np.ndarray:

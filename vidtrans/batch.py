@@ -295,7 +295,8 @@ def _check_report_path(path: str | os.PathLike, output_dir: Path, inputs: Sequen
     if same_file(path, output_dir / MANIFEST_NAME):
         raise BatchUsageError(f"{spell('report')} {path}: is the batch's own manifest; choose another report path")
     if any(same_file(path, out) for out in outputs):
-        raise BatchUsageError(f"{spell('report')} {path}: is one of the batch's output clips; choose another report path")
+        raise BatchUsageError(f"{spell('report')} {path}: is one of the batch's output clips; choose another report "
+                              "path")
     made = {output_dir / parent for out in outputs for parent in Path(out).relative_to(output_dir).parents}
     if any(same_file(path, folder) for folder in made):
         raise BatchUsageError(f"{spell('report')} {path}: is a folder of the batch's outputs; give a report file name "

@@ -208,3 +208,14 @@ def test_in_the_first_frame_the_most_confident_body_is_followed_not_the_most_fac
     assert kp.shape == (3, 128, 3)
     np.testing.assert_allclose(kp[:, :NUM_KEYPOINTS], [body(x=-15)] * 3, rtol=1e-5)
     assert (kp[:, NUM_KEYPOINTS:] == 0).all()
+
+
+def test_a_fifo_given_as_keypoints_is_named_for_what_it_is(tmp_path):
+    import os
+
+    fifo = tmp_path / "kp.json"
+    os.mkfifo(fifo)
+    with pytest.raises(VidtransError) as caught:  # never opened: reading it would wait for a writer
+        read_keypoints(fifo)
+    assert str(caught.value) == (f"{fifo}: not a regular file (a FIFO); give a keypoint file (.npz, .json) or a "
+                                 "folder of OpenPose *_keypoints.json")

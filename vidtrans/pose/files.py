@@ -68,7 +68,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidtrans.atomic import write_atomically
+from vidtrans.atomic import special_file_kind, write_atomically
 from vidtrans.errors import VidtransError, first_line
 from vidtrans.pose.keypoints import (
     FACE, KEYPOINT_COUNTS, KEYPOINT_INDEX, KEYPOINT_NAMES, LEFT_HAND, NUM_FACE, NUM_HAND, NUM_KEYPOINTS, NUM_WHOLE_BODY,
@@ -187,6 +187,9 @@ def read_keypoints(path: str | os.PathLike) -> KeypointTrack:
     if path.is_dir():
         read = _read_openpose_folder
     elif not path.is_file():
+        if path.exists():  # reading a FIFO would wait for a writer forever
+            raise VidtransError(f"{path}: not a regular file ({special_file_kind(path.stat().st_mode)}); give a "
+                                "keypoint file (.npz, .json) or a folder of OpenPose *_keypoints.json")
         raise VidtransError(f"{path}: no such keypoint file or folder")
     elif path.suffix.lower() == ".npz":
         read = _read_npz

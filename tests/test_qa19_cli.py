@@ -100,3 +100,27 @@ def test_a_live_session_ends_on_a_stop_signal_whose_interrupt_was_lost(tmp_path,
                  "--max-frames", 150)
     assert result.returncode == 0, result.stderr
     assert len(calls) < 10 and result.stderr.rstrip().endswith("; stopped")
+
+
+def test_a_run_stops_on_a_stop_signal_whose_interrupt_was_lost(tmp_path, rgb_model_dir, cli, monkeypatch):
+    import signal
+
+    from vidtrans.video import writer
+
+    real, frames = writer.VideoWriter.write, []
+
+    def losing_the_interrupt(self, image, pts):
+        frames.append(pts)
+        if len(frames) == 3:
+            try:
+                signal.raise_signal(signal.SIGTERM)
+            except KeyboardInterrupt:
+                pass
+        return real(self, image, pts)
+
+    monkeypatch.setattr(writer.VideoWriter, "write", losing_the_interrupt)
+    clip = make_clip(tmp_path / "in.mp4", frames=40, audio=False)
+    result = cli("run", clip.path, "-o", tmp_path / "out.mp4", "--model", rgb_model_dir, "--batch-size", 1)
+    # Stopped at its next frame, as by the signal itself: nothing published, 128 + SIGTERM.
+    assert result.returncode == 143 and len(frames) < 40
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]

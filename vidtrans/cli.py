@@ -568,6 +568,10 @@ def _progress(label: str, quiet: bool = False):
 
         def update(done: int, total: int, what: str = "") -> None:
             nonlocal started, done_before
+            if _stop_asked.is_set() and threading.current_thread() is threading.main_thread():
+                # A stop signal whose KeyboardInterrupt was lost on its way (see _stop_asked): the
+                # command stops here, at its next frame, instead of finishing as if never stopped.
+                raise KeyboardInterrupt(signal.Signals(_stopped_by[0]).name if _stopped_by else "Ctrl-C")
             if what != phase[0]:  # a new pass (e.g. pose detection, then translation) restarts the bar
                 # Its first report already counts frames done since the last: they time from then on.
                 phase[0], started, done_before = what, time.perf_counter(), done
@@ -582,9 +586,9 @@ def _progress(label: str, quiet: bool = False):
 # SIGTERM, a terminal that closes sends SIGHUP.
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _stopped_by: list[int] = []  # the signal that stopped the command, if one did
-# Set with the first stop signal: live's loop also looks at it on every pass, so a session ends even
-# where the KeyboardInterrupt was lost (seen once in a loaded test run: raised inside code that drops
-# it), after which every further signal is ignored.
+# Set with the first stop signal: live's loop and the progress of run and pose also look at it, so a
+# command stops even where the KeyboardInterrupt was lost (seen once in a loaded test run of live:
+# raised inside code that drops it), after which every further signal is ignored.
 _stop_asked = threading.Event()
 
 

@@ -77,7 +77,7 @@ def test_eval_of_an_rgb_model_without_material_names_only_what_it_takes(rgb_mode
 
 
 def test_a_live_session_ends_on_a_stop_signal_whose_interrupt_was_lost(tmp_path, rgb_model_dir, cli, monkeypatch):
-    # Seen once under load: the KeyboardInterrupt of a SIGHUP was dropped inside the session, which then
+    # Seen once under load: the KeyboardInterrupt of a stop signal was dropped inside the session, which then
     # ran on ignoring every further signal. The signal itself must end it.
     import signal
 
@@ -89,7 +89,7 @@ def test_a_live_session_ends_on_a_stop_signal_whose_interrupt_was_lost(tmp_path,
         calls.append(frame)
         if len(calls) == 3:
             try:
-                signal.raise_signal(signal.SIGHUP)
+                signal.raise_signal(signal.SIGTERM)
             except KeyboardInterrupt:
                 pass
         return real(self, frame)

@@ -84,8 +84,8 @@ def keypoints_for(keypoints: str | os.PathLike, src: str | os.PathLike, reader: 
     track = loaded.keypoints
     if loaded.width is None or loaded.height is None:
         # read_keypoints checked the values against the file's own frame size; this file gives none.
-        _check_inside(track, keypoints, src, info.width, info.height)
         track = check_keypoint_values(track, f"{keypoints}: keypoints", (info.height, info.width), loaded.frame_names)
+        _check_inside(track, keypoints, src, info.width, info.height)  # within a frame's size of it, but mostly off it
     elif loaded.normalised or loaded.canvas:
         # Fractions of the whole canvas, however it was rounded, or its pixels: the canvas is the video, scaled.
         if not _scaled_like(loaded.width, loaded.height, info.width, info.height):
@@ -117,7 +117,6 @@ def _check_inside(track: np.ndarray, keypoints, src, width: int, height: int) ->
     """Refuses a track of a file without a frame size when more than OFF_FRAME_SHARE of its visible
     points, over the whole file, lie outside the width x height frame of `src`."""
     points = track[track[..., 2] > 0][:, :2]
-    points = points[np.isfinite(points).all(axis=1)]  # numbers that are none are refused later, by name
     if not len(points):
         return
     # Pixel centres sit at integers, so the frame reaches half a pixel beyond the first and last ones.

@@ -529,7 +529,7 @@ def evaluate(
     if result["mode"] == "model-only":
         smoothed = f" (smoothing {result['smoothing']})" if result.get("smoothing") not in (None, "none") else ""
         _product(f"{translator.name}, model only on the {source}: ssim {result['ssim']}, psnr {result['psnr']} dB, "
-              f"flicker ratio {_or_na(result['flicker_ratio'])} over {result['frames']} frames{smoothed}")
+                 f"flicker ratio {_or_na(result['flicker_ratio'])} over {result['frames']} frames{smoothed}")
         return
     shown = "x".join(map(str, result.get("video_size", []))) or "the video"
 
@@ -571,7 +571,7 @@ def _progress(label: str, quiet: bool = False):
             if _stop_asked.is_set() and threading.current_thread() is threading.main_thread():
                 # A stop signal whose KeyboardInterrupt was lost on its way (see _stop_asked): the
                 # command stops here, at its next frame, instead of finishing as if never stopped.
-                raise KeyboardInterrupt(signal.Signals(_stopped_by[0]).name if _stopped_by else "Ctrl-C")
+                raise KeyboardInterrupt(_stop_name(_stopped_by[0] if _stopped_by else signal.SIGINT))
             if what != phase[0]:  # a new pass (e.g. pose detection, then translation) restarts the bar
                 # Its first report already counts frames done since the last: they time from then on.
                 phase[0], started, done_before = what, time.perf_counter(), done
@@ -600,7 +600,12 @@ def _stop(signum: int, frame) -> None:
         return
     _stopped_by.append(signum)
     _stop_asked.set()
-    raise KeyboardInterrupt("Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name)
+    raise KeyboardInterrupt(_stop_name(signum))
+
+
+def _stop_name(signum: int) -> str:
+    """How a stop signal is named where a stopped command says why: Ctrl-C, SIGTERM, SIGHUP."""
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
 
 
 def _quiet_native_logs() -> None:

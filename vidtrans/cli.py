@@ -664,7 +664,9 @@ def main() -> None:
             with _warnings_shown():
                 code = app(standalone_mode=False)
         finally:
-            # The command has cleaned up; a signal from now on ends the process at once.
+            # The command has cleaned up; a signal from now on ends the process at once (and what
+            # called main in this process, as the tests do, runs on unstopped).
+            _stop_asked.clear()
             for signum in _STOP_SIGNALS:
                 if signal.getsignal(signum) is _stop:
                     signal.signal(signum, signal.SIG_DFL)

@@ -76,25 +76,32 @@ def test_eval_of_an_rgb_model_without_material_names_only_what_it_takes(rgb_mode
     assert line.endswith("score it on a paired folder with --data DIR")
 
 
-def test_a_live_session_ends_on_a_stop_signal_whose_interrupt_was_lost(tmp_path, rgb_model_dir, cli, monkeypatch):
-    # Seen once under load: the KeyboardInterrupt of a stop signal was dropped inside the session, which then
-    # ran on ignoring every further signal. The signal itself must end it.
+def losing_the_interrupt(monkeypatch, owner, name: str, at_call: int = 3) -> list:
+    """Patch `owner.name` (a method) to send SIGTERM at its `at_call`-th call and drop the
+    KeyboardInterrupt that raises, as the code that lost one did; returns the calls made."""
     import signal
 
-    from vidtrans.live import process
+    real, calls = getattr(owner, name), []
 
-    real, calls = process.FrameProcessor.__call__, []
-
-    def losing_the_interrupt(self, frame):
-        calls.append(frame)
-        if len(calls) == 3:
+    def patched(self, *args):
+        calls.append(args)
+        if len(calls) == at_call:
             try:
                 signal.raise_signal(signal.SIGTERM)
             except KeyboardInterrupt:
                 pass
-        return real(self, frame)
+        return real(self, *args)
 
-    monkeypatch.setattr(process.FrameProcessor, "__call__", losing_the_interrupt)
+    monkeypatch.setattr(owner, name, patched)
+    return calls
+
+
+def test_a_live_session_ends_on_a_stop_signal_whose_interrupt_was_lost(tmp_path, rgb_model_dir, cli, monkeypatch):
+    # Seen once under load: the KeyboardInterrupt of a stop signal was dropped inside the session, which then
+    # ran on ignoring every further signal. The signal itself must end it.
+    from vidtrans.live import process
+
+    calls = losing_the_interrupt(monkeypatch, process.FrameProcessor, "__call__")
     clip = make_clip(tmp_path / "cam.mp4", frames=30, size=(64, 48), fps=30, audio=False)
     result = cli("live", "--model", rgb_model_dir, "--device", "cpu", "--camera", clip.path, "--no-window", "--loop",
                  "--max-frames", 150)
@@ -103,22 +110,9 @@ def test_a_live_session_ends_on_a_stop_signal_whose_interrupt_was_lost(tmp_path,
 
 
 def test_a_run_stops_on_a_stop_signal_whose_interrupt_was_lost(tmp_path, rgb_model_dir, cli, monkeypatch):
-    import signal
-
     from vidtrans.video import writer
 
-    real, frames = writer.VideoWriter.write, []
-
-    def losing_the_interrupt(self, image, pts):
-        frames.append(pts)
-        if len(frames) == 3:
-            try:
-                signal.raise_signal(signal.SIGTERM)
-            except KeyboardInterrupt:
-                pass
-        return real(self, image, pts)
-
-    monkeypatch.setattr(writer.VideoWriter, "write", losing_the_interrupt)
+    frames = losing_the_interrupt(monkeypatch, writer.VideoWriter, "write")
     clip = make_clip(tmp_path / "in.mp4", frames=40, audio=False)
     result = cli("run", clip.path, "-o", tmp_path / "out.mp4", "--model", rgb_model_dir, "--batch-size", 1)
     # Stopped at its next frame, as by the signal itself: nothing published, 128 + SIGTERM.

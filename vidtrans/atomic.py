@@ -229,8 +229,9 @@ def publish(tmp: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = Fa
     tmp, dst = Path(tmp), Path(dst)
     umask = os.umask(0)
     os.umask(umask)
+    new_file = 0o666 & ~umask
     try:
-        os.chmod(tmp, _kept_mode(dst, 0o666 & ~umask) if overwrite else 0o666 & ~umask)
+        os.chmod(tmp, _kept_mode(dst, new_file) if overwrite else new_file)
         if overwrite:
             os.replace(tmp, dst)
             return

@@ -469,7 +469,7 @@ class _Muxer:
                 else:
                     codec, rate = _audio_codec_for(holdable, s.codec_context.sample_rate)
                     if codec is None:
-                        unheld["audio", s.codec_context.codec.canonical_name] += 1
+                        unheld["audio", name] += 1
                         continue
                     out = self._out.add_stream(codec, rate=rate)
                     layout = _usual_layout(s.codec_context.layout)
@@ -1087,6 +1087,8 @@ _QUICKTIME_LANGUAGE = {"deu": "ger", "fre": "fra", "zho": "chi", "nld": "dut", "
                        "isl": "ice", "sqi": "alb", "hye": "arm", "eus": "baq", "mya": "bur", "kat": "geo",
                        "ell": "gre", "mkd": "mac", "msa": "may", "rum": "ron", "slo": "slk", "bod": "tib",
                        "cym": "wel"}
+# Each code of those pairs to the other.
+_OTHER_LANGUAGE_CODE = {**_QUICKTIME_LANGUAGE, **{held: other for other, held in _QUICKTIME_LANGUAGE.items()}}
 
 
 def _why_not_copied(fmt: str, holdable: set[str], audio: av.audio.codeccontext.AudioCodecContext,
@@ -1109,8 +1111,7 @@ def _for_quicktime(tags: dict[str, str]) -> str | None:
     language = tags.get("language")
     if not language or language == "und" or _quicktime_keeps(language):
         return None
-    other = _QUICKTIME_LANGUAGE.get(language) or next((t for t, b in _QUICKTIME_LANGUAGE.items() if b == language),
-                                                      None)
+    other = _OTHER_LANGUAGE_CODE.get(language)
     if other is not None and _quicktime_keeps(other):
         tags["language"] = other
         return None

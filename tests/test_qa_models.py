@@ -10,7 +10,7 @@ import torch
 
 import vidtrans
 from tests.media import assert_same_frames, make_clip, upstream_frames
-from vidtrans.errors import VidtransError
+from vidtrans.errors import UsageError, VidtransError
 from vidtrans.models import translator as translator_module
 from vidtrans.models.checkpoint import (CARD_NAME, ModelCard, import_pix2pix, read_card, save_background,
                                         save_checkpoint)
@@ -261,7 +261,7 @@ def test_encode_options_refuse_an_impossible_crf_when_made(crf):
 
 @pytest.mark.parametrize("name_or_path", [None, 3, ""])
 def test_load_model_without_a_model_is_one_line(name_or_path):
-    with pytest.raises(VidtransError, match=r"^name_or_path must be a model name, a checkpoint folder or a \.pth"):
+    with pytest.raises(UsageError, match=r"^no model given \(.*\); name a model, a checkpoint folder or a \.pth"):
         vidtrans.load_model(name_or_path, device="cpu")
 
 

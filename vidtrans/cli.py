@@ -29,6 +29,17 @@ from vidtrans.errors import UsageError, VidtransError, count, one_line
 from vidtrans.options import (BACKEND_HELP, MAX_SIZE, MIN_SIZE, POSE_VIDEO_ENCODE, Backend, BatchOptions, InputKind,
                               LiveOptions, Normalization, Precision, RunOptions, TrainOptions, spelled)
 
+def _path(value: str) -> Path:
+    # Typer reads an empty path as ".": `batch ""` would translate every clip below the current
+    # folder, `run x.mp4 -o ""` would blame a folder nobody named.
+    if not value:
+        raise typer.BadParameter("an empty path; give a file or folder name")
+    return Path(value)
+
+
+# How every path argument and option is read (see _path).
+AS_PATH = {"parser": _path, "metavar": "<path>"}
+
 # Options shared by several commands, so each is defined and explained once. The options of
 # translation and encoding are fields of vidtrans.options' objects, made into flags by `takes`.
 ModelOpt = Annotated[str, typer.Option("-m", "--model", help="Model name, checkpoint folder or pix2pix .pth file.")]
@@ -233,7 +244,7 @@ def models() -> None:
 @flags_in_messages
 def export(
     model: str = typer.Argument(..., help="Model name, checkpoint folder or pix2pix .pth file.", show_default=False),
-    output: Path = typer.Option(..., "-o", "--output", help="ONNX file to write, e.g. model.onnx."),
+    output: Path = typer.Option(..., "-o", "--output", **AS_PATH, help="ONNX file to write, e.g. model.onnx."),
     overwrite: bool = typer.Option(False, help="Replace an existing file."),
 ) -> None:
     """Export a model's generator to ONNX (needs the onnx extra), checked against PyTorch's output.
@@ -256,7 +267,7 @@ def export(
 @app.command("import-pix2pix")
 @flags_in_messages
 def import_pix2pix(
-    pth: Path = typer.Argument(..., help="An upstream pytorch-CycleGAN-and-pix2pix generator, e.g. latest_net_G.pth."),
+    pth: Path = typer.Argument(..., parser=_path, help="An upstream pytorch-CycleGAN-and-pix2pix generator, e.g. latest_net_G.pth."),
     # A str: typer would make '' the current folder, which convert_pix2pix refuses only as ''.
     output: str = typer.Option(..., "-o", "--output", metavar="<path>", help="Checkpoint folder to write, e.g. checkpoints/facades."),
     input_kind: InputKind = typer.Option(InputKind.RGB, help="What the model expects: rgb (images) or pose (OpenPose-style maps)."),
@@ -276,14 +287,14 @@ def import_pix2pix(
 @app.command()
 @takes(RunOptions)
 def run(
-    input: Path = typer.Argument(..., help="Video to translate (any format FFmpeg reads).", show_default=False),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output video (default: INPUT_STEM.MODEL.mp4 beside the input)."),
+    input: Path = typer.Argument(..., parser=_path, help="Video to translate (any format FFmpeg reads).", show_default=False),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", **AS_PATH, help="Output video (default: INPUT_STEM.MODEL.mp4 beside the input)."),
     model: ModelOpt = "pose2person",
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = Precision.AUTO,
     backend: BackendOpt = Backend.AUTO,
     model_size: ModelSizeOpt = None,
-    keypoints: Optional[Path] = typer.Option(None, help="Use these keypoints (NPZ, or OpenPose/DWPose JSON) instead of detecting."),
+    keypoints: Optional[Path] = typer.Option(None, **AS_PATH, help="Use these keypoints (NPZ, or OpenPose/DWPose JSON) instead of detecting."),
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
     json_summary: JsonOpt = False,
     options: RunOptions = RunOptions(),
@@ -339,9 +350,9 @@ def _warn_if_no_person(summary, consequence: str) -> None:
 @app.command()
 @takes(RunOptions, only=("start", "end", "encode"), preset=POSE_VIDEO_ENCODE.preset, threads=POSE_VIDEO_ENCODE.threads)
 def pose(
-    input: Path = typer.Argument(..., help="Video of a person.", show_default=False),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Pose-map video (default: INPUT_STEM.pose.mp4 beside the input)."),
-    keypoints: Optional[Path] = typer.Option(None, "--keypoints", help="Also save the keypoints as NPZ (array 'keypoints', frames x K x 3 in input pixels; K = 18 body keypoints, or 128 with --whole-body), filtered over time as the pose maps show them."),
+    input: Path = typer.Argument(..., parser=_path, help="Video of a person.", show_default=False),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", **AS_PATH, help="Pose-map video (default: INPUT_STEM.pose.mp4 beside the input)."),
+    keypoints: Optional[Path] = typer.Option(None, "--keypoints", **AS_PATH, help="Also save the keypoints as NPZ (array 'keypoints', frames x K x 3 in input pixels; K = 18 body keypoints, or 128 with --whole-body), filtered over time as the pose maps show them."),
     whole_body: bool = typer.Option(False, "--whole-body", help="Also find and draw the face's 68 points and both hands (ControlNet's openpose_full look; found every other frame, at about 1.5x the detection time)."),
     overwrite: bool = typer.Option(False, help="Replace existing output files."),
     json_summary: JsonOpt = False,
@@ -367,11 +378,11 @@ def pose(
 @app.command()
 @takes(TrainOptions)
 def train(
-    target: Optional[Path] = typer.Argument(None, help="Video of the target person (their whole body, a few minutes).", show_default=False),
+    target: Optional[Path] = typer.Argument(None, parser=_path, help="Video of the target person (their whole body, a few minutes).", show_default=False),
     # A str: typer would make '' the current folder, which prepare_training refuses only as ''.
     output: str = typer.Option(..., "-o", "--output", metavar="<path>", help="Checkpoint folder to write (and resume from)."),
     synthetic: bool = typer.Option(False, "--synthetic", help="Train on our procedural character instead of a video."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Paired folder: side-by-side AB images, or A/ and B/ subfolders."),
+    data: Optional[Path] = typer.Option(None, "--data", **AS_PATH, help="Paired folder: side-by-side AB images, or A/ and B/ subfolders."),
     options: TrainOptions = TrainOptions(),
 ) -> None:
     """Train a pix2pix model (conditional GAN + L1) on a target video, a paired folder, or synthetic data.
@@ -462,7 +473,7 @@ def live(
 @takes(BatchOptions, param="batch_options", metavars={"patterns": "<glob>", "report": "<path>"})
 @takes(RunOptions)
 def batch(
-    input_dir: Path = typer.Argument(..., help="Folder of clips (searched recursively).", show_default=False),
+    input_dir: Path = typer.Argument(..., parser=_path, help="Folder of clips (searched recursively).", show_default=False),
     # A str: typer would make '' the current folder, which translate_folder refuses only as ''.
     output_dir: str = typer.Option(..., "-o", "--output", metavar="<path>", help="Folder for the outputs; mirrors the input tree, same file names."),
     model: ModelOpt = ...,
@@ -495,12 +506,12 @@ def batch(
 @takes(RunOptions, only=("batch_size", "smoothing", "smoothing_strength", "normalize"))
 def evaluate(
     model: ModelOpt = "pose2person",
-    video: Optional[Path] = typer.Option(None, "--video", help="The target video the model was trained on (vidtrans train VIDEO): score on its held-out last tenth."),
+    video: Optional[Path] = typer.Option(None, "--video", **AS_PATH, help="The target video the model was trained on (vidtrans train VIDEO): score on its held-out last tenth."),
     synthetic: bool = typer.Option(False, "--synthetic", help="Score on a held-out procedural dance (the default for models trained on vidtrans' synthetic data)."),
     seed: Optional[int] = typer.Option(None, help="Dance seed, not one of the model's training seeds (default 20000000).", show_default=False),
     frames: Optional[int] = typer.Option(None, help="Frames to score (default: 300 of the dance, ten seconds, all of --video's held-out tail, every --data pair).", show_default=False),
     size: Optional[tuple[int, int]] = typer.Option(None, "--size", metavar="WIDTH HEIGHT", help="Size of the dance video (default 512 512).", show_default=False),
-    data: Optional[Path] = typer.Option(None, "--data", help="Paired folder (AB images, or A/ and B/) to score instead (model only)."),
+    data: Optional[Path] = typer.Option(None, "--data", **AS_PATH, help="Paired folder (AB images, or A/ and B/) to score instead (model only)."),
     model_only: bool = typer.Option(False, "--model-only", help="Score the model alone: pose maps drawn from the true keypoints, without detection, normalization or encode."),
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = Precision.AUTO,

@@ -584,9 +584,9 @@ def resolve(name_or_path: str | os.PathLike, fix: str | None = None) -> Path:
     """The path a model name or path stands for; VidtransError when there is none, ending in `fix`
     (what to pass instead: by default a checkpoint folder, a .pth file or a model name)."""
     if not isinstance(name_or_path, (str, os.PathLike)) or not os.fspath(name_or_path):
-        # An empty path would be the current folder.
-        raise VidtransError("name_or_path must be a model name, a checkpoint folder or a .pth file, "
-                            f"not {name_or_path!r}")
+        # An empty path would be the current folder. Not naming a parameter: Python callers call it
+        # name_or_path, the command line --model.
+        raise UsageError(f"no model given ({name_or_path!r}); name a model, a checkpoint folder or a .pth file")
     path = Path(name_or_path).expanduser()
     named = _named_model(name_or_path) if _is_model_name(name_or_path) else None
     try:

@@ -1,0 +1,42 @@
+"""Empty paths and model names on the command line: typer reads "" as ".", the current folder."""
+import os
+
+import pytest
+
+from tests.media import make_clip
+
+
+@pytest.mark.parametrize("args, named", [
+    (["run", "CLIP", "-o", ""], "'-o' / '--output'"),
+    (["run", ""], "'input'"),
+    (["run", "CLIP", "--keypoints", ""], "'--keypoints'"),
+    (["pose", "CLIP", "-o", ""], "'-o' / '--output'"),
+    (["pose", "CLIP", "--keypoints", ""], "'--keypoints'"),
+    (["batch", "", "-m", "pose2person", "-o", "OUT"], "'input_dir'"),
+    (["train", "", "-o", "OUT"], "'target'"),
+    (["train", "--data", "", "-o", "OUT"], "'--data'"),
+    (["eval", "pose2person", "--video", ""], "'--video'"),
+    (["eval", "pose2person", "--data", ""], "'--data'"),
+    (["export", "pose2person", "-o", ""], "'-o' / '--output'"),
+    (["import-pix2pix", "", "-o", "OUT"], "'pth'"),
+])
+def test_an_empty_path_is_refused_by_name_and_nothing_is_written(cli, tmp_path, monkeypatch, args, named):
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip, frames=3)
+    monkeypatch.chdir(tmp_path)  # where an empty path would have pointed
+    before = sorted(os.listdir(tmp_path))
+    args = [str(clip) if a == "CLIP" else str(tmp_path / "out") if a == "OUT" else a for a in args]
+    result = cli(*args)
+    assert result.returncode == 2, result.stderr
+    assert f"Invalid value for {named}: an empty path; give a file or folder name" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_an_empty_model_name_says_none_was_given(cli, tmp_path):
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip, frames=3)
+    result = cli("run", clip, "-m", "", "-o", tmp_path / "out.mp4")
+    assert result.returncode == 2
+    assert "no model given (''); name a model, a checkpoint folder or a .pth file" in result.stderr
+    assert not (tmp_path / "out.mp4").exists()

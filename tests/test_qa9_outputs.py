@@ -194,8 +194,8 @@ def test_the_subtitle_warning_names_the_container_not_a_flag(tmp_path, caplog):
     """batch's flag is --ext mkv and run's is -o NAME.mkv: the warning names the container."""
     clip = clip_with_extras(tmp_path / "subs.mkv", subtitles=True)
     with caplog.at_level(logging.WARNING):
-        translate_video(clip, tmp_path / "out.mp4", identity())
-    assert warnings_of(caplog) == [f"{clip}: its subrip subtitle track cannot go into a .mp4 file and is left out; "
+        translate_video(clip, tmp_path / "out.avi", identity())
+    assert warnings_of(caplog) == [f"{clip}: its subrip subtitle track cannot go into a .avi file and is left out; "
                                    "a Matroska (.mkv) file keeps it"]
 
 

@@ -4,8 +4,10 @@ import logging
 
 import av
 import numpy as np
+import pytest
 
 from tests.test_run import FakeModel
+from vidtrans.options import EncodeOptions, RunOptions
 from vidtrans.pipeline import translate_video
 
 
@@ -49,9 +51,33 @@ def test_subtitles_are_copied_into_mkv(tmp_path):
     assert subtitle_cues(out) == [(0.1, 0.3, b"hello"), (0.6, 0.3, b"world")]
 
 
-def test_subtitles_mp4_cannot_hold_are_left_out_with_a_warning(tmp_path, caplog):
+def decoded_cues(path):
+    """The codec of the first subtitle stream, whatever it is, and (start, duration, text) of each cue."""
+    with av.open(str(path)) as container:
+        stream = container.streams.subtitles[0]
+        cues = [(round(float(packet.pts * stream.time_base), 3), round(float(packet.duration * stream.time_base), 3),
+                 subtitle.dialogue) for packet in container.demux(stream) if packet.size
+                for subtitle in stream.codec_context.decode2(packet) or ()]
+        return stream.codec_context.name, cues
+
+
+@pytest.mark.parametrize("suffix, codec, encode", [(".mp4", "mov_text", EncodeOptions()),
+                                                   (".mov", "mov_text", EncodeOptions()),
+                                                   (".webm", "webvtt", EncodeOptions(codec="libvpx-vp9"))])
+def test_srt_subtitles_become_the_text_codec_the_output_holds(tmp_path, caplog, suffix, codec, encode):
+    """As ffmpeg converts them: SRT cannot go into .mp4 or .webm, their own text codecs can."""
     src = clip_with_subtitles(tmp_path / "in.mkv", SRT)
-    out = tmp_path / "out.mp4"
+    out = tmp_path / f"out{suffix}"
+    with caplog.at_level(logging.WARNING):
+        summary = translate_video(src, out, FakeModel(lambda frames: 255 - frames), RunOptions(encode=encode))
+    assert summary.frames == 25
+    assert decoded_cues(out) == (codec, [(0.1, 0.3, b"hello"), (0.6, 0.3, b"world")])
+    assert not caplog.records
+
+
+def test_subtitles_a_container_without_text_codecs_cannot_hold_are_left_out_with_a_warning(tmp_path, caplog):
+    src = clip_with_subtitles(tmp_path / "in.mkv", SRT)
+    out = tmp_path / "out.avi"
     with caplog.at_level(logging.WARNING):
         summary = translate_video(src, out, FakeModel(lambda frames: 255 - frames))
     assert summary.frames == 25
@@ -76,7 +102,7 @@ def test_a_cue_on_screen_at_the_start_or_the_end_is_cut_to_the_span(tmp_path):
 
 def test_the_command_line_says_so_as_a_warning_line(tmp_path, cli, rgb_model_dir):
     src = clip_with_subtitles(tmp_path / "in.mkv", SRT)
-    result = cli("run", src, "-o", tmp_path / "out.mp4", "--model", rgb_model_dir)
+    result = cli("run", src, "-o", tmp_path / "out.avi", "--model", rgb_model_dir)
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("vidtrans: warning: ")]
-    assert len(warnings) == 1 and "subrip subtitle track cannot go into a .mp4 file" in warnings[0]
+    assert len(warnings) == 1 and "subrip subtitle track cannot go into a .avi file" in warnings[0]

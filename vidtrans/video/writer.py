@@ -51,6 +51,9 @@ _FULL_RANGE_CODECS = frozenset({"mjpeg", "ljpeg"})
 _NO_PCM = {"mp4", "ipod", "3gp", "3g2", "psp"}
 # Where the warnings about a stream the output cannot hold point: Matroska holds every codec here
 # (audio it cannot hold is re-encoded, text subtitles converted to ASS).
+# The text subtitle codecs cues are converted into where the output cannot hold the input's (SRT into
+# .mp4, mov_text into .mkv, as ffmpeg converts them), by preference: ASS keeps the most styling.
+_TEXT_SUBTITLES = ("ass", "mov_text", "webvtt")
 _KEEPS_ALL = "a Matroska (.mkv) file"
 # What a container holds where FFmpeg cannot be asked: avformat_query_codec answers "unknown" for a
 # muxer without a codec table (MPEG-TS) except for its default codecs, and PyAV's supported_codecs
@@ -344,7 +347,7 @@ class _Muxer:
         self._copy: dict[int, av.stream.Stream] = {}
         self._last_dts: dict[int, int] = {}  # per copied stream
         self._transcode: dict[int, tuple[av.stream.Stream, av.stream.Stream]] = {}  # audio
-        self._cues: dict[int, tuple[av.stream.Stream, av.stream.Stream]] = {}  # subtitles converted to ASS
+        self._cues: dict[int, tuple[av.stream.Stream, av.stream.Stream]] = {}  # text subtitles converted
         self.left_out: list[str] = []
         self._out: av.container.OutputContainer | None = None
         try:
@@ -485,9 +488,10 @@ class _Muxer:
                 if name in holdable:
                     out = self._out.add_stream_from_template(s)
                     self._copy[s.index] = out
-                elif (out := self._ass_stream_for(s, holdable)) is not None:
+                elif (out := self._text_stream_for(s, holdable)) is not None:
                     self._cues[s.index] = (s, out)
-                    log.info("%s: %s subtitles converted to ASS for %s", src, name, self.dst.suffix)
+                    log.info("%s: %s subtitles converted to %s for %s", src, name, out.codec_context.name,
+                             self.dst.suffix)
                 else:
                     unheld["subtitle", s.codec_context.codec.canonical_name] += 1
                     continue
@@ -507,7 +511,8 @@ class _Muxer:
             wanted.append(s)
         for (kind, codec), tracks in unheld.items():
             # Matroska holds every subtitle codec FFmpeg reads, converting text ones to ASS (where
-            # PyAV can): the input's own kind of file holds what it cannot.
+            # PyAV can): the input's own kind of file holds what it cannot. Elsewhere only bitmap
+            # subtitles (DVD, Blu-ray) come here, or text ones where the container holds no text codec.
             keeper = f"a file like {src.name}" if fmt == "matroska" and kind == "subtitle" else _KEEPS_ALL
             which = f"{codec} {kind} track" if tracks == 1 else f"{tracks} {codec} {kind} tracks"
             self.left_out.append(f"{src}: its {which} cannot go into {kind_of_file} and {_are(tracks)} left out; "
@@ -551,18 +556,19 @@ class _Muxer:
         self._rewound = av.open(local_file(src), metadata_errors="ignore")
         yield from self._rewound.demux(*(self._rewound.streams[s.index] for s in wanted))
 
-    def _ass_stream_for(self, s: av.stream.Stream, holdable: set[str]) -> av.stream.Stream | None:
-        """The ASS stream the text subtitles of `s` are converted into, cue by cue, when the output
-        holds ASS but not their codec (MP4's mov_text into Matroska, as `ffmpeg` converts them):
-        FFmpeg's text subtitle decoders give each cue as an ASS event, with its styling, and an ASS
-        header with the source's default style. None for bitmap subtitles, where ASS cannot go,
-        and with a PyAV too old to encode subtitles."""
+    def _text_stream_for(self, s: av.stream.Stream, holdable: set[str]) -> av.stream.Stream | None:
+        """The text subtitle stream (`_TEXT_SUBTITLES`) the text subtitles of `s` are converted into,
+        cue by cue, when the output holds such a codec but not theirs: FFmpeg's text subtitle
+        decoders give each cue as an ASS event, with its styling, and an ASS header with the
+        source's default style, which each of those encoders takes. None for bitmap subtitles,
+        which no text codec can carry, and with a PyAV too old to encode subtitles."""
         decoder = s.codec_context
-        if ("ass" not in holdable or decoder.codec is None or not decoder.codec.text_sub
+        target = next((name for name in _TEXT_SUBTITLES if name in holdable and name in av.codecs_available), None)
+        if (target is None or decoder.codec is None or not decoder.codec.text_sub
                 or not hasattr(av.subtitles.codeccontext.SubtitleCodecContext, "encode_subtitle")):
             return None
         decoder.open(strict=False)  # makes its ASS header
-        out = self._out.add_stream("ass")
+        out = self._out.add_stream(target)
         out.codec_context.subtitle_header = decoder.subtitle_header
         return out
 
@@ -658,9 +664,10 @@ class VideoWriter(_Muxer):
     no further than `source.end`, so a short span of a long file reads little of it); audio the
     output container cannot hold (or PCM, or MP3 below 16 kHz, into .mp4) is re-encoded to AAC (MP2
     for .mpg, Opus for .webm; channels the encoder cannot take are mixed down), with a warning;
-    languages .mov cannot hold are given as their other ISO 639-2 code; text subtitles Matroska
-    cannot hold (mov_text) are converted to ASS there; other subtitles the container cannot hold
-    are left out with a warning. Attachments go into Matroska; data
+    languages .mov cannot hold are given as their other ISO 639-2 code; text subtitles the
+    container cannot hold are converted to a text codec it holds (`_TEXT_SUBTITLES`: mov_text to
+    ASS for .mkv, SRT to mov_text for .mp4, to WebVTT for .webm); other subtitles the container
+    cannot hold are left out with a warning. Attachments go into Matroska; data
     streams (timecode, telemetry) are left out with a warning. The source's title and other tags
     are copied, and its chapters (cut to [start, end) and shifted with the video) where the
     container holds chapters.
@@ -879,7 +886,7 @@ class VideoWriter(_Muxer):
         return True
 
     def _convert_cue(self, src: av.stream.Stream, out: av.stream.Stream, packet: av.Packet) -> None:
-        """Mux a subtitle cue of `src` into the ASS stream `out`, at the packet's (cut) time."""
+        """Mux a subtitle cue of `src` into the text subtitle stream `out`, at the packet's (cut) time."""
         try:
             cue = src.codec_context.decode2(packet)
         except av.FFmpegError:

@@ -40,3 +40,16 @@ def test_an_empty_model_name_says_none_was_given(cli, tmp_path):
     assert result.returncode == 2
     assert "no model given (''); name a model, a checkpoint folder or a .pth file" in result.stderr
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_training_stops_on_a_stop_signal_whose_interrupt_was_lost(tmp_path, cli, monkeypatch):
+    # As for run and live (tests/test_qa19_cli.py): the signal itself ends the command, at its next step.
+    from tests.media import TINY_TRAINING, paired_folder
+    from tests.test_qa19_cli import losing_the_interrupt
+    from vidtrans.train.trainer import Trainer
+
+    steps = losing_the_interrupt(monkeypatch, Trainer, "step")
+    data = paired_folder(tmp_path / "pairs", 4)
+    result = cli("train", "--data", data, "-o", tmp_path / "ck", "--iterations", 40, *TINY_TRAINING)
+    # Stopped at its next step, as by the signal itself (the checkpoints saved so far are kept for --resume).
+    assert result.returncode == 143 and len(steps) < 40, result.stderr

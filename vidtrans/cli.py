@@ -414,6 +414,7 @@ def train(
         last_metrics: dict[str, float] = {}
 
         def on_step(iteration: int, losses: dict[str, float]) -> None:
+            _stop_if_asked()
             last_metrics.update({k: v for k, v in losses.items() if k in ("ssim", "psnr")})
             stats = (f"{losses['it_s']:.2f} it/s  G {losses['g_gan']:.3f}+{losses['g_l1']:.3f}·λ  D {losses['d']:.3f}"
                      + "".join(f"  {k} {v}" for k, v in last_metrics.items()))
@@ -579,10 +580,7 @@ def _progress(label: str, quiet: bool = False):
 
         def update(done: int, total: int, what: str = "") -> None:
             nonlocal started, done_before
-            if _stop_asked.is_set() and threading.current_thread() is threading.main_thread():
-                # A stop signal whose KeyboardInterrupt was lost on its way (see _stop_asked): the
-                # command stops here, at its next frame, instead of finishing as if never stopped.
-                raise KeyboardInterrupt(_stop_name(_stopped_by[0] if _stopped_by else signal.SIGINT))
+            _stop_if_asked()
             if what != phase[0]:  # a new pass (e.g. pose detection, then translation) restarts the bar
                 # Its first report already counts frames done since the last: they time from then on.
                 phase[0], started, done_before = what, time.perf_counter(), done
@@ -597,7 +595,7 @@ def _progress(label: str, quiet: bool = False):
 # SIGTERM, a terminal that closes sends SIGHUP.
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _stopped_by: list[int] = []  # the signal that stopped the command, if one did
-# Set with the first stop signal: live's loop and the progress of run and pose also look at it, so a
+# Set with the first stop signal: live's loop and the progress of run, pose and train also look at it, so a
 # command stops even where the KeyboardInterrupt was lost (seen once in a loaded test run of live:
 # raised inside code that drops it), after which every further signal is ignored.
 _stop_asked = threading.Event()
@@ -612,6 +610,14 @@ def _stop(signum: int, frame) -> None:
     _stopped_by.append(signum)
     _stop_asked.set()
     raise KeyboardInterrupt(_stop_name(signum))
+
+
+def _stop_if_asked() -> None:
+    """Raise again, in the main thread, a stop signal's KeyboardInterrupt that was lost on its way
+    (see _stop_asked): a command that reports progress stops at its next report (a frame, a
+    training step) instead of finishing as if never stopped."""
+    if _stop_asked.is_set() and threading.current_thread() is threading.main_thread():
+        raise KeyboardInterrupt(_stop_name(_stopped_by[0] if _stopped_by else signal.SIGINT))
 
 
 def _stop_name(signum: int) -> str:

@@ -47,3 +47,20 @@ def test_a_rate_the_encoder_does_not_take_is_resampled(tmp_path, rate, suffix, c
     [(name, got_rate, seconds)] = decoded_audio(out)
     assert (name, got_rate) == (codec, encoded_at)
     assert seconds == pytest.approx(1.0, abs=0.07)
+
+
+@pytest.mark.parametrize("source, rate, copied", [("pcm_s16le", 44100, False), ("pcm_u8", 22050, False),
+                                                  ("mp3", 8000, False), ("mp3", 16000, False),
+                                                  ("mp3", 22050, True), ("aac", 8000, True)])
+def test_flv_gets_audio_its_muxer_takes(tmp_path, caplog, source, rate, copied):
+    """FFmpeg's FLV muxer aborted the whole process on copied PCM (SIGABRT at the header) and refused
+    MP3 at rates FLV has no flag for: those are re-encoded to AAC, with a warning."""
+    clip = make_clip(tmp_path / "in.mkv", frames=25, audio_codec=source, sample_rate=rate)
+    out = tmp_path / "out.flv"
+    translate_video(clip.path, out, IDENTITY)
+    [(name, got_rate, seconds)] = decoded_audio(out)
+    [(source_name, _, source_seconds)] = decoded_audio(clip.path)
+    assert (name, got_rate) == ((source_name if copied else "aac"), rate)
+    # FLV keeps no encoder delay or padding: players hear up to two AAC frames more (priming, padding).
+    assert seconds == pytest.approx(source_seconds, abs=max(0.07, 2048 / rate))
+    assert ("re-encoded to aac" in caplog.text) is not copied

@@ -1087,6 +1087,8 @@ def _audio_codec_for(holdable: set[str], rate: int) -> tuple[str | None, int]:
 
 # The MP4 muxer's modes refusing MP3 below 16 kHz (libavformat/movenc.c; QuickTime .mov takes it).
 _MP3_FROM_16K = {"mp4", "psp", "ismv", "f4v"}
+# The rates the FLV muxer takes MP3 at (libavformat/flvenc.c, get_audio_flags).
+_FLV_MP3_RATES = frozenset({11025, 22050, 44100, 48000})
 # ISO 639-2 languages with two codes, bibliographic (B) and terminology (T): the one of each pair that
 # QuickTime's language table (libavformat/isom.c, which the .mov muxer writes from) holds, for the
 # other. Neither of Maori's (mao, mri) is in it.
@@ -1108,6 +1110,12 @@ def _why_not_copied(fmt: str, holdable: set[str], audio: av.audio.codeccontext.A
         return f"few players read PCM in {kind_of_file}"
     if fmt in _MP3_FROM_16K and audio.codec.canonical_name == "mp3" and audio.sample_rate < 16000:
         return f"{kind_of_file} holds MP3 at 16000 Hz and above only, not at {audio.sample_rate} Hz"
+    if fmt == "flv" and name.startswith("pcm_"):
+        # FFmpeg's FLV muxer aborts the process (not an error: SIGABRT) on PCM copied from another file.
+        return f"FFmpeg cannot copy PCM into {kind_of_file}"
+    if fmt == "flv" and audio.codec.canonical_name == "mp3" and audio.sample_rate not in _FLV_MP3_RATES:
+        return (f"{kind_of_file} holds MP3 at {', '.join(map(str, sorted(_FLV_MP3_RATES)))} Hz only, "
+                f"not at {audio.sample_rate} Hz")
     return None
 
 

@@ -53,3 +53,18 @@ def test_training_stops_on_a_stop_signal_whose_interrupt_was_lost(tmp_path, cli,
     result = cli("train", "--data", data, "-o", tmp_path / "ck", "--iterations", 40, *TINY_TRAINING)
     # Stopped at its next step, as by the signal itself (the checkpoints saved so far are kept for --resume).
     assert result.returncode == 143 and len(steps) < 40, result.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "pose"])
+def test_an_output_that_is_a_link_to_itself_is_refused_in_one_line(cli, tmp_path, rgb_model_dir, command):
+    # Path.resolve() raised RuntimeError ("Symlink loop") through the whole command: a traceback.
+    clip = make_clip(tmp_path / "in.mp4", frames=3).path
+    loop = tmp_path / "loop.mp4"
+    loop.symlink_to("loop.mp4")
+    model = ["--model", rgb_model_dir] if command == "run" else []
+    for overwrite in ([], ["--overwrite"]):
+        result = cli(command, clip, "-o", loop, *model, *overwrite)
+        assert result.returncode == 2
+        assert result.stderr.strip() == (f"vidtrans: error: {loop}: is a link that leads back to itself; remove it or "
+                                          "choose another output path")
+    assert os.readlink(loop) == "loop.mp4" and sorted(os.listdir(tmp_path)) == ["in.mp4", "loop.mp4"]

@@ -52,7 +52,7 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     a, b = Path(a), Path(b)
     try:
         return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
-    except OSError:
+    except (OSError, RuntimeError):  # Python 3.11-3.12 raise RuntimeError on a link that leads back to itself
         return False
 
 
@@ -92,6 +92,9 @@ def check_destination(dst: str | os.PathLike, inputs: str | os.PathLike | Iterab
     except OSError as e:  # the file system refuses to even look the name up
         if e.errno == errno.ENAMETOOLONG:
             raise UsageError(f"{dst}: file name too long; choose a shorter output name") from None
+        if e.errno == errno.ELOOP:
+            raise UsageError(f"{dst}: is a link that leads back to itself; remove it or choose another output "
+                             "path") from None
         raise UsageError(f"{dst}: cannot use this output path ({first_line(e)}); "
                             "choose another output path") from None
 

@@ -22,6 +22,7 @@ import contextlib
 import contextvars
 import dataclasses
 import datetime
+import errno
 import fcntl
 import fnmatch
 import json
@@ -32,7 +33,7 @@ import socket
 import stat
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -62,6 +63,8 @@ RAY_INIT_SECONDS = 60.0
 # How long a lost Ray worker may take to come back (Ray restarts its actor, which loads the model again)
 # before the batch goes on without it.
 RAY_RESTART_SECONDS = 120.0
+# How often a batch waiting for its clips looks at its `stop` event.
+STOP_POLL_SECONDS = 0.2
 _STOP_SIGNALS = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
 
 log = logging.getLogger(__name__)
@@ -167,13 +170,13 @@ def find_clips(input_dir: str | os.PathLike, patterns: Sequence[str] = DEFAULT_P
 def _discover(root: Path, patterns: Sequence[str], recursive: bool,
               exclude: Sequence[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
     """(find_clips's clips, the `exclude` folders met on the way)."""
-    skip = {Path(p).resolve() for p in exclude}
+    skip = {_real(p) for p in exclude}
     lowered = [p.lower() for p in patterns]
     found: list[Path] = []
     met: list[Path] = []
     # Each folder with the real paths of the folders above it: a loop is a link back to one of them.
     # Two links to one folder are no loop: its clips are found under both names, as linked files are.
-    pending = [(root, frozenset({root.resolve()}))]
+    pending = [(root, frozenset({_real(root)}))]
     while pending:
         folder, above = pending.pop()
         try:
@@ -192,7 +195,7 @@ def _discover(root: Path, patterns: Sequence[str], recursive: bool,
             if _is_folder(entry):
                 if not recursive:
                     continue
-                real = path.resolve()
+                real = _real(path)
                 if real in skip:
                     met.append(path)
                 elif real not in above:
@@ -200,6 +203,23 @@ def _discover(root: Path, patterns: Sequence[str], recursive: bool,
             elif any(fnmatch.fnmatchcase(entry.name.lower(), p) for p in lowered):
                 found.append(path)
     return sorted(found, key=lambda p: p.relative_to(root).parts), met
+
+
+def _real(path: str | os.PathLike) -> Path:
+    """The path with its links resolved, as Path.resolve() gives it, but never an error: a link
+    that leads back to itself (`ln -s a.mp4 a.mp4`), among the clips or in the output tree, makes
+    Path.resolve() raise RuntimeError; here it stays where the loop is, and fails its clip in one
+    line when the clip is read."""
+    return Path(os.path.realpath(path))
+
+
+def _is_loop(path: str | os.PathLike) -> bool:
+    """Whether `path` is a link that leads back to itself (directly or through other links)."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        return e.errno == errno.ELOOP
+    return False
 
 
 def _is_folder(entry: os.DirEntry) -> bool:
@@ -219,11 +239,11 @@ def remove_leftovers(output_dir: str | os.PathLike, keep: Sequence[str | os.Path
     temporary files go only when no lock there is held (else they stay for a later run). A
     subfolder another batch is writing into is that batch's to clean.
     """
-    skip = {Path(p).resolve() for p in keep}
+    skip = {_real(p) for p in keep}
     removed = []
     for folder, dirs, files in os.walk(output_dir):
         here = Path(folder)
-        dirs[:] = [d for d in dirs if (here / d).resolve() not in skip and not _batch_writing(here / d)]
+        dirs[:] = [d for d in dirs if _real(here / d) not in skip and not _batch_writing(here / d)]
         temporaries = [here / n for n in files if fnmatch.fnmatchcase(n, TEMPORARY_PATTERN)]
         # Listed again after the temporary files: a writer locks its output before it makes its
         # temporary file, so the lock of any temporary file listed above is listed here.
@@ -260,6 +280,13 @@ def readable_fingerprint(path: Path) -> dict[str, Any]:
     try:
         return fingerprint(path)
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise VidtransError(f"{path}: is a link that leads back to itself; remove it or point it at a clip") from e
+        if e.errno == errno.ENOENT and os.path.islink(path):
+            with contextlib.suppress(OSError):
+                target = os.readlink(path)
+                raise VidtransError(f"{path}: is a link to {target}, which does not exist; remove it or point it at "
+                                    "a clip") from e
         raise VidtransError(f"{path}: cannot read ({e.strerror or e})") from e
 
 
@@ -292,6 +319,12 @@ def _check_report_path(path: str | os.PathLike, output_dir: Path, inputs: Sequen
         raise BatchUsageError(f"{spell('report')} is empty ({os.fspath(path)!r}); give a report file name such as "
                               "report.json")
     path = Path(path)
+    if _is_loop(path):
+        raise BatchUsageError(f"{spell('report')} {path}: is a link that leads back to itself; give a report file name "
+                              "such as report.json")
+    # A link among the clips that leads back to itself names no file, so the report cannot be it (and
+    # same_file's Path.resolve() raises RuntimeError on it); that clip fails on its own, in one line.
+    inputs, outputs = ([p for p in paths if not _is_loop(p)] for paths in (inputs, outputs))
     if same_file(path, output_dir / MANIFEST_NAME):
         raise BatchUsageError(f"{spell('report')} {path}: is the batch's own manifest; choose another report path")
     if any(same_file(path, out) for out in outputs):
@@ -451,10 +484,26 @@ def _read_log(path: Path) -> tuple[dict[str, dict[str, Any]], int, bool]:
     for line in lines:
         try:
             record = json.loads(line)
-            clips[record.pop("clip")] = record
+            clip = record.pop("clip")
+            if not (isinstance(clip, str) and _well_formed(record)):
+                raise ValueError("not a record of this format")
+            clips[clip] = record
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             damaged = True
     return clips, len(lines), damaged
+
+
+# What each field a batch reads back from its manifest may hold; a line with another value (written
+# by hand, or by something else) is damaged like a torn one, rather than an error where it is used.
+_RECORD_FIELDS = {"status": str, "output": str, "owned": bool, "input": dict, "options": dict, "model_sha256": str,
+                  "frames": int, "frames_without_person": (int, type(None)), "warning": (str, type(None)),
+                  "corrupt_frames": int, "output_size": int, "owned_before": list}
+
+
+def _well_formed(record: dict[str, Any]) -> bool:
+    return (all(isinstance(record[k], t) and not (t is int and isinstance(record[k], bool))
+                for k, t in _RECORD_FIELDS.items() if k in record)
+            and all(isinstance(o, str) for o in record.get("owned_before", ())))
 
 
 def _parse_line(line: bytes) -> Any:
@@ -469,7 +518,8 @@ def _read_legacy(path: Path) -> dict[str, dict[str, Any]]:
         data = json.loads(path.read_text())
         if data.get("format") != MANIFEST_FORMAT or data.get("version") != 1:
             raise ValueError("unknown format")
-        return dict(data["clips"])
+        return {clip: record for clip, record in dict(data["clips"]).items()
+                if isinstance(clip, str) and isinstance(record, dict) and _well_formed(record)}
     except (ValueError, KeyError, TypeError, AttributeError, OSError, RecursionError) as e:
         raise _unreadable(path, e) from e
 
@@ -560,6 +610,7 @@ def translate_folder(
     precision: str = "auto",
     model_size: int | None = None,
     listener: BatchListener | None = None,
+    stop: threading.Event | None = None,
     **changes: Any,
 ) -> BatchReport:
     """Translate every clip under `input_dir` into the same relative path under `output_dir`.
@@ -573,6 +624,10 @@ def translate_folder(
     Failures do not stop the batch: a clip that cannot be translated gets status "failed" and a
     one-line error in the report. A clip with nobody in most of its frames is translated, and its
     row gets the `warning` `vidtrans run` gives. Raises BatchUsageError for bad folders or options.
+
+    stop: setting it (from another thread; the CLI's stop signals set it too) stops the batch as
+    Ctrl-C does, within a fraction of a second: KeyboardInterrupt, clips in flight keep their
+    "running" record (redone by the next run) and their unfinished files are removed.
     """
     from vidtrans.models.checkpoint import check_size, model_files, resolve, weights_sha256
     from vidtrans.models.translator import backend_for_compile
@@ -594,6 +649,8 @@ def translate_folder(
         # Each worker loads the model for its own device, so a loaded one cannot be shared.
         raise BatchUsageError(f"model must be a model name, checkpoint folder or .pth file, which each worker loads "
                               f"for its device (with precision= and model_size=), not {model!r:.80}")
+    if stop is not None and not isinstance(stop, threading.Event):
+        raise BatchUsageError(f"stop must be a threading.Event, not {stop!r:.80}")
     if listener is not None and not isinstance(listener, BatchListener):
         raise BatchUsageError(f"listener must be a BatchListener (override the calls you need), not {listener!r:.80}")
     if not os.fspath(output_dir):  # Path("") would be the current folder
@@ -626,7 +683,8 @@ def translate_folder(
     # The folder is locked before any model is loaded or cluster asked: a second batch into it is
     # refused at once, not after waiting for workers the first one holds.
     open_workers = _local_workers if batch.ray is None else _ray_workers
-    with _claimed(output_dir), open_workers(model, batch, options, precision, model_size, listener) as workers:
+    with (_claimed(output_dir),
+          open_workers(model, batch, options, precision, model_size, listener, stop) as workers):
         precisions = {w.precision for w in workers}
         settings = {**output_settings(options), "precision": precisions.pop() if len(precisions) == 1 else precision}
         if model_size is not None:
@@ -645,7 +703,7 @@ def translate_folder(
                 listener.clip_finished("", result)
             new_folders = _missing_folders([job.dst.parent for job in jobs], output_dir)
             try:
-                results.update(_Runner(workers, manifest, listener, settings, weights).run(jobs))
+                results.update(_Runner(workers, manifest, listener, settings, weights, stop).run(jobs))
             finally:
                 # Those of failed clips' outputs, made for nothing.
                 _remove_if_empty(new_folders)
@@ -678,7 +736,7 @@ def _check_folders(input_dir: Path, output_dir: Path) -> None:
         raise BatchUsageError(f"{input_dir}: no such folder; give the folder of clips to translate")
     if not input_dir.is_dir():
         raise BatchUsageError(f"{input_dir}: not a folder; for a single clip use vidtrans run")
-    if output_dir.resolve() == input_dir.resolve():
+    if _real(output_dir) == _real(input_dir):
         raise BatchUsageError(f"{output_dir}: the output folder is the input folder; choose another one "
                               "(outputs keep the input's names)")
     if output_dir.exists() and not output_dir.is_dir():
@@ -695,13 +753,13 @@ def _check_no_inputs_in(output_dir: Path, folders: list[Path], clips: list[Path]
     # A clip already where an output would go is the batch's only if its manifest says so: a
     # user's clip of that name is an input, which --overwrite would otherwise replace.
     planned = {_output_path(c, input_dir, output_dir, suffix) for c in clips}
-    ours = {path.resolve() for path in planned if not os.path.lexists(path)}
+    ours = {_real(path) for path in planned if not os.path.lexists(path)}
     # Also outputs of clips gone from the input since; an unreadable manifest is told (or, with
     # --overwrite, replaced) when the batch opens it.
     with contextlib.suppress(VidtransError):
         records = _read_records(output_dir)[0].values()
-        ours |= {(output_dir / r["output"]).resolve() for r in records if isinstance(r.get("output"), str)}
-    inputs = [c for folder in folders for c in find_clips(folder, patterns) if c.resolve() not in ours]
+        ours |= {_real(output_dir / r["output"]) for r in records if isinstance(r.get("output"), str)}
+    inputs = [c for folder in folders for c in find_clips(folder, patterns) if _real(c) not in ours]
     if inputs:
         such_as = f"{inputs[0]}, ..." if len(inputs) > 1 else str(inputs[0])
         raise BatchUsageError(f"{output_dir}: the output folder is inside the input folder and holds {len(inputs)} "
@@ -780,7 +838,7 @@ def _plan(clips: list[Path], input_dir: Path, output_dir: Path, suffix: str | No
     results: dict[str, ClipResult] = {}
     jobs: list[_Job] = []
     claimed: dict[Path, str] = {}
-    inputs = {c.resolve() for c in clips}
+    inputs = {_real(c) for c in clips}
     for src in clips:
         rel, dst = _rel(src, input_dir), _output_path(src, input_dir, output_dir, suffix)
         out_rel, record = _rel(dst, output_dir), manifest.clips.get(rel)
@@ -788,10 +846,20 @@ def _plan(clips: list[Path], input_dir: Path, output_dir: Path, suffix: str | No
         blocking = _file_in_the_way(dst, output_dir)
         if dst in claimed:
             refused.error = f"same output as {claimed[dst]}; rename one of them or drop --ext"
-        elif dst.resolve() in inputs:
+        elif _real(dst) in inputs:
             refused.error = f"{dst}: the output would replace an input clip; choose an output folder outside the inputs"
         elif blocking is not None:
             refused.error = f"{blocking}: is a file where the output folder of this clip belongs; move it away"
+        elif _is_loop(dst):
+            refused.error = f"{dst}: is a link that leads back to itself, where the clip's output belongs; remove it"
+        elif (unusable := _lookup_error(dst)) is not None:
+            too_long = unusable.errno == errno.ENAMETOOLONG
+            refused.error = (f"{dst}: cannot be the clip's output ({unusable.strerror or unusable}); "
+                             + (f"rename the clip or pass a shorter {spell('ext')}" if too_long else
+                                "check the output folder"))
+        elif _searched_for_clips(dst, input_dir, output_dir):
+            refused.error = (f"{dst}: the output would go into the input folder {input_dir}, where the next run would "
+                             "take it for a clip; choose an output folder that does not hold the input folder")
         claimed.setdefault(dst, rel)
         try:
             print_ = readable_fingerprint(src)
@@ -814,6 +882,24 @@ def _plan(clips: list[Path], input_dir: Path, output_dir: Path, suffix: str | No
         else:
             jobs.append(_Job(rel, src, dst, out_rel, print_, ours))
     return results, jobs
+
+
+def _lookup_error(path: Path) -> OSError | None:
+    """Why the file system refuses to even look `path` up (a name too long: --ext longer than the
+    clip's extension on a name near the 255-byte limit), or None where it can say what is there."""
+    try:
+        os.lstat(path)
+    except OSError as e:
+        return None if e.errno in (errno.ENOENT, errno.ENOTDIR) else e
+    return None
+
+
+def _searched_for_clips(dst: Path, input_dir: Path, output_dir: Path) -> bool:
+    """Whether an output at `dst` would be among the clips a batch of `input_dir` finds: inside the
+    input folder (an input folder inside the output folder, or reached through a link in it) but
+    not inside the output folder where that sits in the input folder (never searched)."""
+    real_dst, real_in, real_out = _real(dst), _real(input_dir), _real(output_dir)
+    return real_in in real_dst.parents and not (real_in in real_out.parents and real_out in real_dst.parents)
 
 
 def _earlier_outputs(record: dict[str, Any] | None, out_rel: str) -> dict[str, list[str]]:
@@ -861,16 +947,19 @@ class _Runner:
     others are not failed by a worker that is not there."""
 
     def __init__(self, workers: list[_LocalWorker] | list[_RayWorker], manifest: Manifest, listener: BatchListener,
-                 settings: dict[str, Any], weights: str):
+                 settings: dict[str, Any], weights: str, stop: threading.Event | None = None):
         self.workers, self.manifest, self.listener = workers, manifest, listener
         self.settings, self.weights = settings, weights
         self.cancel = threading.Event()
+        self.stop = stop or threading.Event()  # the caller's: a stop asked for, as a Ctrl-C is
         self._changed = threading.Condition()  # guards the queue, the count in hand and the retried clips
         self._queue: collections.deque[_Job] = collections.deque()
         self._in_hand = 0  # clips being translated, which a lost worker may put back
         self._retried: set[str] = set()
 
     def run(self, jobs: list[_Job]) -> dict[str, ClipResult]:
+        if self.stop.is_set():  # asked while the model loaded or the clips were planned
+            raise KeyboardInterrupt("stop asked")
         self._queue.extend(jobs)
         results: dict[str, ClipResult] = {}
         pool = ThreadPoolExecutor(max_workers=len(self.workers), thread_name_prefix="vidtrans-batch")
@@ -878,8 +967,16 @@ class _Runner:
         # the caller does (the CLI's flags: options.spell), as they would on this thread.
         futures = [pool.submit(contextvars.copy_context().run, self._work, worker) for worker in self.workers]
         try:
-            for future in as_completed(futures):
-                results.update(future.result())
+            pending = set(futures)
+            while pending:
+                # Not only Ctrl-C's KeyboardInterrupt here: a stop signal's may have been lost on its way
+                # (raised inside code that drops it), after which the CLI ignores further signals and
+                # only its event tells; the batch must not run on to its end then.
+                if self.stop.is_set():
+                    raise KeyboardInterrupt("stop asked")
+                finished, pending = wait(pending, timeout=STOP_POLL_SECONDS, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    results.update(future.result())
         except BaseException:
             # Ctrl-C: clips in flight stop at their next batch and delete their temporary files. The
             # stop does not wait for this process's own: a forward pass cannot be cut short (tens of
@@ -1067,7 +1164,8 @@ class _LocalWorker:
 
 @contextlib.contextmanager
 def _local_workers(model: str | os.PathLike, batch: BatchOptions, options: RunOptions, precision: str,
-                   model_size: int | None, listener: BatchListener) -> Iterator[list[_LocalWorker]]:
+                   model_size: int | None, listener: BatchListener, stop: threading.Event | None = None
+                   ) -> Iterator[list[_LocalWorker]]:
     """`workers` threads (default 2 per device); worker i runs on devices[i % len(devices)], and
     each distinct device gets one model."""
     from vidtrans import load_model
@@ -1395,7 +1493,8 @@ def _causes(error: BaseException) -> str:
 
 @contextlib.contextmanager
 def _ray_workers(model: str | os.PathLike, batch: BatchOptions, options: RunOptions, precision: str,
-                 model_size: int | None, listener: BatchListener) -> Iterator[list[_RayWorker]]:
+                 model_size: int | None, listener: BatchListener, stop: threading.Event | None = None
+                 ) -> Iterator[list[_RayWorker]]:
     """One actor per GPU of the Ray cluster, or per CPU when it has none or `devices` is cpu
     (`workers` of them when given), each loading the model itself; killed at the end, and Ray
     disconnected when connected here."""
@@ -1427,7 +1526,13 @@ def _ray_workers(model: str | os.PathLike, batch: BatchOptions, options: RunOpti
         model = str(Path(model).absolute()) if Path(model).exists() else str(model)
         actors = [actor_type.remote(model, "cuda" if use_gpus else "cpu", precision, model_size, batch.backend,
                                     options, os.getcwd(), spellings()) for _ in range(count)]
-        facts = ray.get([actor.ready.remote() for actor in actors])
+        readies = [actor.ready.remote() for actor in actors]
+        # Waited for in steps: the cluster's CPUs or GPUs may be held by other jobs for long, and a stop
+        # whose KeyboardInterrupt was lost (`stop`) must end the wait as Ctrl-C does.
+        while len(ray.wait(readies, num_returns=len(readies), timeout=STOP_POLL_SECONDS)[0]) < len(readies):
+            if stop is not None and stop.is_set():
+                raise KeyboardInterrupt("stop asked")
+        facts = ray.get(readies)
         for fact in facts:
             if fact["error"]:
                 raise VidtransError(fact["error"])

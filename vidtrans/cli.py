@@ -496,7 +496,7 @@ def batch(
 
     with RichDisplay(console) as display:
         result = translate_folder(input_dir, output_dir, model, options, batch=batch_options,
-                                  precision=precision, model_size=model_size, listener=display)
+                                  precision=precision, model_size=model_size, listener=display, stop=_stop_asked)
     for table in summary_tables(result):
         console.print(table)
     if result.failed:
@@ -595,7 +595,7 @@ def _progress(label: str, quiet: bool = False):
 # SIGTERM, a terminal that closes sends SIGHUP.
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _stopped_by: list[int] = []  # the signal that stopped the command, if one did
-# Set with the first stop signal: live's loop and the progress of run, pose and train also look at it, so a
+# Set with the first stop signal: live's loop, batch's wait and the progress of run, pose and train look at it, so a
 # command stops even where the KeyboardInterrupt was lost (seen once in a loaded test run of live:
 # raised inside code that drops it), after which every further signal is ignored.
 _stop_asked = threading.Event()

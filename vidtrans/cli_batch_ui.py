@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from vidtrans.batch import BatchListener, BatchReport, ClipResult
-from vidtrans.errors import count
+from vidtrans.errors import count, one_line
 
 
 class RichDisplay(BatchListener):
@@ -51,7 +51,7 @@ class RichDisplay(BatchListener):
             self._counted[worker] = 0
             if worker not in self._workers:
                 self._workers[worker] = self.bar.add_task(worker, total=None, info="")
-        self.bar.update(self._workers[worker], completed=0, total=None, info=f"{escape(clip)}: opening")
+        self.bar.update(self._workers[worker], completed=0, total=None, info=f"{escape(one_line(clip))}: opening")
 
     def clip_progress(self, worker: str, clip: str, done: int, total: int, phase: str) -> None:
         with self._lock:
@@ -60,7 +60,7 @@ class RichDisplay(BatchListener):
                 self._counted[worker] = done
             fps = self._frames / max(time.perf_counter() - self._started, 1e-9)
         self.bar.update(self._workers[worker], completed=done, total=max(total, done) or None,
-                        info=f"{escape(clip)}: {phase}")
+                        info=f"{escape(one_line(clip))}: {phase}")
         self.bar.update(self._frames_task, completed=self._frames, info=f"{fps:.1f} fps")
 
     def clip_finished(self, worker: str, result: ClipResult) -> None:
@@ -74,17 +74,18 @@ class RichDisplay(BatchListener):
                 how += f"; no person in {result.frames_without_person} of {result.frames} frames"
             if result.status == "done" and result.corrupt_frames:
                 how += f"; {result.corrupt_frames} corrupt frame(s) replaced by the previous good frame"
-            self.console.print(f"{result.status} {result.input}: {how}", markup=False, highlight=False,
+            # One line per clip whatever its name holds: a newline as the two characters \n, as errors have it.
+            self.console.print(one_line(f"{result.status} {result.input}: {how}"), markup=False, highlight=False,
                                soft_wrap=True)
         # Skipped clips were warned about when they were translated (their report rows keep it).
         if result.status == "done" and result.warning:
             # Through the console, which prints above the bars on a terminal.
-            self.console.print(f"vidtrans: warning: {result.input}: {result.warning}", markup=False,
+            self.console.print(one_line(f"vidtrans: warning: {result.input}: {result.warning}"), markup=False,
                                highlight=False, soft_wrap=True)
 
     def notice(self, text: str, worker: str = "") -> None:
         # Through the console, which prints above the bars on a terminal.
-        self.console.print(f"vidtrans: warning: {text}", markup=False, highlight=False, soft_wrap=True)
+        self.console.print(one_line(f"vidtrans: warning: {text}"), markup=False, highlight=False, soft_wrap=True)
         if worker in self._workers:
             self.bar.update(self._workers[worker], info="lost")
 
@@ -104,10 +105,16 @@ def summary_tables(report: BatchReport) -> list:
         return [table]
     failures = Table("failed clip", "reason", title="failures")
     for clip in report.failed:
-        failures.add_row(clip.input, _reason(clip))  # printed by a console without markup: "a [v2].mp4" as it is
+        # Printed by a console without markup: "a [v2].mp4" as it is.
+        failures.add_row(one_line(clip.input), one_line(_reason(clip)))
     return [table, failures]
 
 
 def _reason(clip: ClipResult) -> str:
-    """Why `clip` failed, without its name where the error starts with it (shown beside it already)."""
-    return (clip.error or "").removeprefix(f"{clip.input}: ")
+    """Why `clip` failed, without its name where the error starts with it (shown beside it already);
+    errors name it with any run of white space as one space (`batch.one_line`)."""
+    error = clip.error or ""
+    for name in (clip.input, " ".join(clip.input.split())):
+        if error.startswith(f"{name}: "):
+            return error[len(name) + 2:]
+    return error

@@ -299,12 +299,15 @@ def test_mov_text_subtitles_become_ass_in_matroska(tmp_path, start, expected):
     assert cues == expected
 
 
-def test_mov_text_into_webm_points_at_matroska(tmp_path, caplog):
+def test_mov_text_into_webm_becomes_webvtt(tmp_path, caplog):
+    from tests.test_subtitles import decoded_cues
+
     src = clip_with_mov_text(tmp_path / "in.mp4")
-    translate_video(src, tmp_path / "out.webm", IDENTITY, codec="libvpx-vp9", crf=40, preset="ultrafast")
-    warnings = [r.getMessage() for r in caplog.records if "subtitle" in r.getMessage()]
-    assert warnings == [f"{src}: its mov_text subtitle track cannot go into a .webm file and is left out; a Matroska "
-                        "(.mkv) file keeps it"]
+    out = tmp_path / "out.webm"
+    translate_video(src, out, IDENTITY, codec="libvpx-vp9", crf=40, preset="ultrafast")
+    assert not [r.getMessage() for r in caplog.records if "subtitle" in r.getMessage()]
+    assert decoded_cues(out) == ("webvtt", [(start / 1000, (end - start) / 1000, text.encode())
+                                            for start, end, text in CUES])
 
 
 # --- 6. audio across --start ------------------------------------------------------------------------------
@@ -330,7 +333,7 @@ def test_audio_playing_at_the_start_is_kept(tmp_path, suffix):
 def test_subtitles_matroska_cannot_take_point_at_the_input_kind(tmp_path, caplog, monkeypatch):
     # Where the conversion is not possible (a PyAV too old to encode subtitles), the advice is a
     # container that holds mov_text, not the Matroska file just refused.
-    monkeypatch.setattr(writer._Muxer, "_ass_stream_for", lambda self, stream, holdable: None)
+    monkeypatch.setattr(writer._Muxer, "_text_stream_for", lambda self, stream, holdable: None)
     src = clip_with_mov_text(tmp_path / "in.mp4")
     translate_video(src, tmp_path / "out.mkv", IDENTITY)
     warnings = [r.getMessage() for r in caplog.records if "subtitle" in r.getMessage()]
@@ -351,7 +354,7 @@ def test_tracks_left_out_are_told_once_per_codec_by_its_name(tmp_path, caplog):
             for stream in copies[packet.stream.index]:
                 packet.stream = stream
                 out.mux(packet)
-    translate_video(src, tmp_path / "out.webm", IDENTITY, codec="libvpx-vp9", crf=40, preset="ultrafast")
+    translate_video(src, tmp_path / "out.avi", IDENTITY)
     warnings = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
-    assert warnings == [f"{src}: its 2 mov_text subtitle tracks cannot go into a .webm file and are left out; "
+    assert warnings == [f"{src}: its 2 mov_text subtitle tracks cannot go into a .avi file and are left out; "
                         "a Matroska (.mkv) file keeps them"]

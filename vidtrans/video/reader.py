@@ -24,6 +24,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.sidedata.sidedata
 import cv2
 import numpy as np
 
@@ -473,11 +474,45 @@ def _open(path: str | os.PathLike) -> tuple[av.container.InputContainer, av.vide
     try:
         container = av.open(local_file(name), metadata_errors="ignore")
     except av.FFmpegError as e:
+        if _mp4_without_index(name):
+            raise VidtransError(f"{name}: not a readable video file (an MP4/MOV without its index, the 'moov' "
+                                "box, which is written last: the recording or copy stopped before it finished); "
+                                "copy it again from its source, or recover it with a repair tool such as "
+                                "untrunc") from e
         raise VidtransError(f"{name}: not a readable video file ({first_line(e)}); pass a video such as .mp4/.mov/.mkv") from e
     if not container.streams.video:
         container.close()
         raise VidtransError(f"{name}: no video stream (pass a video file, not audio or subtitles only)")
     return container, main_video_stream(container)
+
+
+def _mp4_without_index(path: str) -> bool:
+    """Whether `path` is an MP4/MOV (its first box is `ftyp`) whose top-level boxes, as far as the
+    file goes, hold no `moov`: the index a camera or muxer writes after the media data, missing
+    when recording or copying stopped early (the file ends inside or after `mdat`)."""
+    try:
+        with open(path, "rb") as f:
+            end = os.fstat(f.fileno()).st_size
+            position, first = 0, True
+            while position + 8 <= end:
+                f.seek(position)
+                header = f.read(16)
+                size, kind = struct.unpack(">I4s", header[:8])
+                if first and kind != b"ftyp":
+                    return False
+                if kind == b"moov":
+                    return False
+                first = False
+                if size == 1 and len(header) == 16:
+                    size = struct.unpack(">Q", header[8:])[0]
+                elif size == 0:
+                    break  # the last box, to the end of the file
+                if size < 8:
+                    return False  # not boxes after all
+                position += size
+            return not first
+    except OSError:
+        return False
 
 
 def main_video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
@@ -501,9 +536,38 @@ def _square_pixels(width: int, height: int, stream: av.video.stream.VideoStream)
     return max(1, round(width * sar)), height
 
 
+def _tolerate_new_side_data() -> None:
+    """Let PyAV list a frame's side data of kinds newer than its own list of them.
+
+    PyAV names each kind through its `Type` enum, which stops at FFmpeg 7's kinds, and listing a
+    frame's side data raises ValueError at the first it cannot name. FFmpeg 8 attaches newer ones
+    to ordinary inputs: EXIF (31) to every JPEG or PNG that carries it (every phone photo, with its
+    orientation also given as a display matrix), VIEW_ID (29) to MV-HEVC (spatial video) frames.
+    Unknown kinds become members named UNKNOWN_<n> (one per value), so the listing, and the display
+    matrix in it, reads; known kinds are untouched."""
+    kinds = av.sidedata.sidedata.Type
+    if "_missing_" in vars(kinds):
+        return
+    made: dict[int, av.sidedata.sidedata.Type] = {}
+
+    def missing(cls, value):
+        if not isinstance(value, int) or value < 0:
+            return None
+        if value not in made:
+            member = object.__new__(cls)
+            member._name_, member._value_ = f"UNKNOWN_{value}", value
+            made.setdefault(value, member)
+        return made[value]
+    kinds._missing_ = classmethod(missing)
+
+
+_tolerate_new_side_data()
+
+
 def _display_orientation(frame: av.VideoFrame, stream: av.video.stream.VideoStream) -> tuple[int, bool]:
     """Clockwise degrees to show the picture upright, and whether to mirror it then, from
-    display-matrix side data or the old `rotate` tag."""
+    display-matrix side data (in a photo, its EXIF orientation as FFmpeg gives it) or the old
+    `rotate` tag."""
     matrix = frame.side_data.get("DISPLAYMATRIX")
     if matrix is not None:
         return _matrix_orientation(bytes(matrix))
@@ -593,7 +657,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     """Describe a video file; raises VidtransError if it has no decodable video."""
     container, stream = _open(path)
     try:
-        first = _first_frame(container, stream, path)
+        first, earliest = _first_frame(container, stream, path)
         rotation, mirrored = _display_orientation(first, stream)
         width, height = _square_pixels(first.width, first.height, stream)
         if rotation in (90, 270):
@@ -603,16 +667,22 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         shifts = _first_shifts(container)
         shift = shifts.get(stream.index, Fraction(0))
         clip = _clip_start(container, shifts)
-        start_time = float(stream.start_time * tb + shift - clip) if stream.start_time is not None else 0.0
+        video_start = _video_start(container, stream, earliest, tb)
+        start_time = float(video_start * tb + shift - clip) if video_start is not None else 0.0
         if shift:
             duration = 0.0  # FFmpeg's counts from the damaged first timestamp: unknown
         elif stream.duration:
-            duration = float(stream.duration * tb)
+            # A duration FFmpeg filled in with the start (the file's) runs from there.
+            late = (video_start - stream.start_time) * tb if video_start != stream.start_time else 0
+            duration = max(0.0, float(stream.duration * tb - late))
         elif container.duration:
             duration = container.duration / av.time_base
-            if container.start_time and 0 < container.start_time < container.duration:
-                # Matroska's duration is where the last frame ends, counted from 0, not from the first.
-                duration -= container.start_time / av.time_base
+            # Matroska's duration is where the last frame ends, counted from 0, not from the first:
+            # the video's own first (its audio may start long before it), else the file's.
+            begins = video_start * tb if video_start is not None else \
+                Fraction(container.start_time or 0, av.time_base)
+            if 0 < begins < duration:
+                duration -= float(begins)
         else:
             duration = 0.0
         return VideoInfo(width=width, height=height, fps=fps, frame_rate=_frame_rate(stream), time_base=tb,
@@ -639,19 +709,25 @@ def _frame_count(stream: av.video.stream.VideoStream, duration: float, fps: floa
     return min(int(round(duration * fps)), file_size // 8)
 
 
-def _first_frame(container, stream, path) -> av.VideoFrame:
+def _first_frame(container, stream, path) -> tuple[av.VideoFrame, int | None]:
     """The first picture, past packets the decoder rejects (as `VideoReader` decodes past them): one
-    damaged packet before it leaves the rest of the video readable."""
+    damaged packet before it leaves the rest of the video readable; and the earliest pts of the
+    packets sent up to it (None when one of them had none, or none had one)."""
     error: av.FFmpegError | None = None
+    coded = False  # whether the stream had a packet with data
+    stamps: list[int | None] = []
     try:
         for packet in container.demux(stream):  # its last packet, empty, drains the decoder
+            coded = coded or bool(packet.size)
+            if packet.size and not packet.is_discard:
+                stamps.append(packet.pts)
             try:
                 pictures = stream.decode(packet)
             except av.FFmpegError as e:
                 error = error or e
                 continue
             if pictures:
-                return pictures[0]
+                return pictures[0], (min(stamps) if stamps and None not in stamps else None)
     except av.FFmpegError as e:  # the container itself is damaged there
         error = error or e
     if error is not None and _animated_webp(container, path):
@@ -660,8 +736,32 @@ def _first_frame(container, stream, path) -> av.VideoFrame:
     if error is not None:
         raise VidtransError(f"{os.fspath(path)}: video cannot be decoded ({first_line(error)}); "
                             "the file is damaged or truncated, re-export or re-download it") from error
+    if not coded:
+        raise VidtransError(f"{os.fspath(path)}: its video stream holds no frames (a track left empty, or a "
+                            "recording stopped before its first picture); pass a file with video")
     raise VidtransError(f"{os.fspath(path)}: no video frames could be decoded; "
                         "the file is damaged or truncated, re-export or re-download it")
+
+
+def _video_start(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                 earliest: int | None, tb: Fraction) -> int | None:
+    """Where the video starts, in `tb`, its time base: FFmpeg's start time, unless FFmpeg read no
+    video packet while probing the file (it reads about 5 s: a Matroska file whose audio runs that
+    long before the video) and gave the video the file's start instead, where its packets
+    (`earliest`, from `_first_frame`) start more than `LATE_START_SECONDS` later. TS/PS clocks,
+    and AVI/ASF stamps, are left to FFmpeg."""
+    start = stream.start_time
+    if (earliest is None or start is None or container.start_time is None
+            or (earliest - start) * tb <= LATE_START_SECONDS
+            or has_timestamp_jumps(container) or stamped_in_storing_order(container.format.name)):
+        return start
+    filled = abs(start * tb - Fraction(container.start_time, av.time_base)) <= tb
+    return earliest if filled else start
+
+
+# More than a few frames (an open group of pictures' leading frames, which a decoder drops at the
+# start of a stream, come before the first picture): FFmpeg probes seconds of a file.
+LATE_START_SECONDS = 1
 
 
 def _animated_webp(container, path) -> bool:

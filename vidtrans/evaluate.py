@@ -91,6 +91,7 @@ class HeldOut:
     end: float | None
     truth: np.ndarray
     keypoints: np.ndarray
+    dance_size: tuple[int, int] | None = None  # (width, height) of a synthetic dance's video; None for --video
 
 
 def score(model, material: Material, options: RunOptions | None = None, *, model_only: bool = False,
@@ -138,8 +139,11 @@ def _check_material(model, material: Material, options: RunOptions, model_only: 
                          "video's held-out tail are pose material; score it on a paired folder with --data DIR")
     if material.data is None and material.video is None and not material.synthetic \
             and not model.card.training.get("train_seeds"):
-        raise UsageError(f"{model.name} was not trained on vidtrans' synthetic dances: give --video with the "
-                            "target video it was trained on, --data DIR, or --synthetic")
+        # --video only for a model made by `vidtrans train VIDEO`: others would be refused there.
+        video = model.card.training.get("video")
+        what = f"give --video {video} (the target video it was trained on, whose held-out tail is scored), " \
+            "--data DIR, or --synthetic" if video else "give --data DIR (pairs it did not train on) or --synthetic"
+        raise UsageError(f"{model.name} was not trained on vidtrans' synthetic dances: {what}")
     dance = material.data is None and material.video is None
     end_to_end = not model_only and material.data is None
     # Options that would change nothing for this material are refused rather than ignored.
@@ -272,7 +276,7 @@ def dance_held_out(model, seed: int, frames: int, video: Path, size: tuple[int, 
             writer.write(render_person(pose, height, width, TARGET_LOOK), i)
             if progress:
                 progress(i + 1, frames, "writing the dance video")
-    return HeldOut(video, None, None, truth, keypoints)
+    return HeldOut(video, None, None, truth, keypoints, size)
 
 
 def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
@@ -383,6 +387,18 @@ def end_to_end_scores(model, held_out: HeldOut, folder: Path, options: RunOption
     score the output against the truth at the model's size."""
     smoothing, _ = smoothing_for(model, options.smoothing, options.smoothing_strength)
     output, summary = _through_run(model, held_out, folder / "output.mp4", options, progress)
+    if summary.frames_without_person == len(output):
+        # Then the output is the target's empty scene throughout: its figures would score no
+        # translation at all (a flicker ratio of 0 reads as perfectly steady), not the model.
+        if held_out.dance_size is not None:
+            raise VidtransError(f"vidtrans run found no person in any of the {len(output)} frames of the dance video "
+                                f"({'x'.join(map(str, held_out.dance_size))}), so its output is the target's empty "
+                                "scene throughout and there is nothing of the model to score; give a larger --size")
+        raise VidtransError(f"{held_out.video}: vidtrans run found no person in any of the {len(output)} frames of "
+                            "its held-out tail, so its output is the target's empty scene throughout and there is "
+                            "nothing of the model to score; the person must be in view in the video's last tenth: "
+                            "retrain on a video where they stay in view to its end, or score the model on a paired "
+                            "folder (--data DIR)")
     # Smoothing the unsmoothed output afterwards would not give run's frames: run smooths before the
     # lossy encode, guided by the pose maps. So the flicker without smoothing takes a run of its own.
     if smoothing == "none":

@@ -15,6 +15,7 @@ Needs the optional extra: pip install 'vidtrans[onnx]' (onnxruntime, and onnx fo
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import importlib
 import io
@@ -23,13 +24,14 @@ import logging
 import math
 import os
 import threading
+import time
 import warnings
 from pathlib import Path
 from types import ModuleType
 
 import torch
 
-from vidtrans.atomic import check_destination, write_atomically
+from vidtrans.atomic import TEMPORARY_PATTERN, check_destination, write_atomically
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.models.checkpoint import WEIGHTS_NAME, Checkpoint, sha256_of, user_cache
 from vidtrans.models.networks import input_multiple, use_per_sample_stats
@@ -46,6 +48,11 @@ TOLERANCE = 1e-3
 _GRAPH_VERSION = 1
 # The metadata entry holding a graph's `graph_key`.
 _KEY_NAME = "vidtrans_graph"
+# The metadata entry holding the sha256 of the whole file, this entry's value read as _NO_SUM: a
+# cached graph damaged after it was written (a bit flipped in its weights, a partial overwrite)
+# still loads and still carries its key, and would run with wrong weights.
+_SUM_NAME = "vidtrans_sha256"
+_NO_SUM = "0" * 64
 
 
 def require(module: str, purpose: str) -> ModuleType:
@@ -114,7 +121,9 @@ def exported_graph(checkpoint: Checkpoint, normalization: str) -> tuple[bytes, f
     stamped = onnx.load_model_from_string(buffer.getvalue())
     entry = stamped.metadata_props.add()
     entry.key, entry.value = _KEY_NAME, graph_key(checkpoint, normalization)
-    graph = stamped.SerializeToString()
+    entry = stamped.metadata_props.add()
+    entry.key, entry.value = _SUM_NAME, _NO_SUM
+    graph = _with_sum(stamped.SerializeToString())
     # Another batch size and width than the export's, so the dynamic axes are checked too.
     rng = torch.Generator().manual_seed(0)
     probe = torch.rand(2, checkpoint.card.input_nc, height, width + multiple, generator=rng) * 2 - 1
@@ -127,6 +136,42 @@ def exported_graph(checkpoint: Checkpoint, normalization: str) -> tuple[bytes, f
                             f"than {TOLERANCE:g}); try another torch or onnx version, or run the model with the torch "
                             "backend")
     return graph, difference
+
+
+def _sum_entry(value: str) -> bytes:
+    """The serialized metadata entry (onnx StringStringEntryProto) `_SUM_NAME`: `value`."""
+    key = _SUM_NAME.encode()
+    return bytes([0x0A, len(key)]) + key + bytes([0x12, len(value)]) + value.encode()
+
+
+def _file_sum(graph: bytes | memoryview, at: int) -> str:
+    """The sha256 of `graph` with the 64 characters at `at` read as _NO_SUM."""
+    view = memoryview(graph)
+    digest = hashlib.sha256(view[:at])
+    digest.update(_NO_SUM.encode())
+    digest.update(view[at + len(_NO_SUM):])
+    return digest.hexdigest()
+
+
+def _sum_at(graph: bytes) -> int | None:
+    """Where the value of `graph`'s `_SUM_NAME` entry starts; None when it has none."""
+    prefix = _sum_entry(_NO_SUM)[:-len(_NO_SUM)]
+    found = graph.rfind(prefix)
+    return None if found < 0 else found + len(prefix)
+
+
+def _with_sum(graph: bytes) -> bytes:
+    """`graph` (serialized with its `_SUM_NAME` entry holding _NO_SUM) with the entry holding the file's sum."""
+    at = _sum_at(graph)
+    return graph[:at] + _file_sum(graph, at).encode() + graph[at + len(_NO_SUM):]
+
+
+def intact(graph: bytes) -> bool:
+    """Whether `graph` (the bytes of a .onnx file vidtrans exported) is as it was written: its
+    `_SUM_NAME` entry holds the sha256 of the file. False for a damaged file, and for graphs
+    written without one."""
+    at = _sum_at(graph)
+    return at is not None and graph[at:at + len(_NO_SUM)] == _file_sum(graph, at).encode()
 
 
 def graph_key(checkpoint: Checkpoint, normalization: str) -> str:
@@ -150,13 +195,25 @@ def cache_dir() -> Path:
 CACHE_LIMIT = 2 * 2**30
 
 
+# A temporary file in the cache (an export being written) untouched for this long was left by a
+# process that is gone; a graph is written in seconds, and each write moves the file's time.
+_STALE_TEMPORARY = 3600
+
+
 def _trim_cache(kept: Path) -> None:
     """Remove the least recently used graphs beside `kept` (just written) until the cache holds
-    no more than CACHE_LIMIT; `kept` stays, whatever its size."""
+    no more than CACHE_LIMIT; `kept` stays, whatever its size. Temporary files (other processes'
+    graphs being written, which glob's *.onnx also matches) are left alone, unless a killed
+    process left them long ago."""
     graphs = []
+    now = time.time()
     for graph in kept.parent.glob("*.onnx"):
         with contextlib.suppress(OSError):
             info = graph.stat()
+            if fnmatch.fnmatchcase(graph.name, TEMPORARY_PATTERN):
+                if now - info.st_mtime > _STALE_TEMPORARY:
+                    graph.unlink()
+                continue
             graphs.append((info.st_mtime, info.st_size, graph))
     total = sum(size for _, size, _ in graphs)
     for _, size, graph in sorted(graphs, key=lambda g: g[0]):
@@ -172,13 +229,15 @@ def cached_generator(checkpoint: Checkpoint, normalization: str, sessions: int =
     """ONNX Runtime running `checkpoint`'s generator with `normalization` (on `sessions` threads
     at once, see OnnxGenerator), from the graph cached on first use, named by `graph_key`.
 
-    The cache is only a saving: a cached file that does not load, or that is not this model's
-    graph (its stamp differs: a file copied over another), is exported again, and where the cache
+    The cache is only a saving: a cached file that does not load, that is damaged (its sum, see
+    `intact`, differs), or that is not this model's graph (its stamp differs: a file copied over
+    another), is exported again, and where the cache
     cannot be written the graph is exported for this process alone (a warning says so)."""
     key = graph_key(checkpoint, normalization)
     path = cache_dir() / f"{key}.onnx"
     try:
-        cached = OnnxGenerator(path, sessions) if path.is_file() else None
+        # A damaged file can still load, with its stamp, and give wrong frames: its sum tells.
+        cached = OnnxGenerator(path, sessions) if path.is_file() and intact(path.read_bytes()) else None
     except (OSError, VidtransError):  # a cache folder that cannot be entered, a graph that does not load
         cached = None
     if cached is not None and cached.key == key:

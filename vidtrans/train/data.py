@@ -46,12 +46,66 @@ _EXIF_QUARTER_TURNS = (5, 6, 7, 8)  # orientations that swap width and height
 
 
 def _read_image(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    """The image file `path` as uint8 RGB, upright as its EXIF orientation says; transparent
+    pixels over black. Decoded from its bytes, as `image_size` decodes what it checks by decoding:
+    OpenCV's `imread` fails on some files its `imdecode` reads (a TIFF with an EXIF orientation)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise _missing(path) from None
+    except OSError:
+        data = b""
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    except cv2.error:
+        image = None
     if image is None:
-        if not path.exists():
-            raise _missing(path)
         raise VidtransError(f"{path}: {UNREADABLE}; remove or replace it")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return _over_black(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), data)
+
+
+def _over_black(image: np.ndarray, data: bytes) -> np.ndarray:
+    """`image`, the colour OpenCV reads from the PNG or WebP file `data`, with its transparent
+    pixels over black. OpenCV's colour of those formats is the colour stored under the alpha
+    channel, which viewers do not show and which holds anything (whatever a cut-out tool left
+    there); its TIFF colour is already over black, as are the pose maps and the black bars
+    training draws."""
+    png = data.startswith(PNG_SIGNATURE)
+    if not (png and (data[25:26] in (b"\x04", b"\x06") or b"tRNS" in data)
+            or data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+        return image
+    full = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if full is None or full.ndim != 3 or full.shape[2] not in (2, 4):
+        return image
+    alpha = full[..., -1]
+    if png:  # OpenCV turns the colour by the PNG's EXIF, not what it reads unchanged (WebP: neither)
+        alpha = _oriented(alpha, _png_orientation(data))
+    if alpha.shape != image.shape[:2]:
+        return image
+    opacity = alpha.astype(np.float32) / np.iinfo(alpha.dtype).max
+    return (image * opacity[..., None] + 0.5).astype(np.uint8)
+
+
+def _oriented(image: np.ndarray, orientation: int) -> np.ndarray:
+    """`image` turned and mirrored by an EXIF orientation (1-8) as OpenCV's imread does it."""
+    if orientation in (5, 6, 7, 8):
+        image = image.T if image.ndim == 2 else image.transpose(1, 0, *range(2, image.ndim))
+    flip = {2: 1, 3: -1, 4: 0, 6: 1, 7: -1, 8: 0}.get(orientation)
+    return image if flip is None else cv2.flip(np.ascontiguousarray(image), flip)
+
+
+def _png_orientation(data: bytes) -> int:
+    """The EXIF orientation (1: as stored) of a PNG's eXIf chunk (OpenCV reads one after the image
+    data too)."""
+    view, position = memoryview(data), len(PNG_SIGNATURE)
+    while position + 12 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, position)
+        if kind == b"IEND":
+            break
+        if kind == b"eXIf":
+            return _exif_orientation(view[position + 8:position + 8 + length])
+        position += 12 + length
+    return 1
 
 
 def image_size(path: Path) -> tuple[int, int] | None:
@@ -139,19 +193,24 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
 def _exif_turned(exif: memoryview) -> bool:
     """Whether an EXIF block (a TIFF header and its first directory) turns the picture a quarter,
     as OpenCV then does when it decodes it."""
+    return _exif_orientation(exif) in _EXIF_QUARTER_TURNS
+
+
+def _exif_orientation(exif: memoryview) -> int:
+    """The orientation (1-8; 1: as stored) an EXIF block (a TIFF header and its first directory) gives."""
     order = {b"II": "<", b"MM": ">"}.get(bytes(exif[:2]))
     if order is None:
-        return False
+        return 1
     try:
         (directory,) = struct.unpack_from(order + "I", exif, 4)
         (entries,) = struct.unpack_from(order + "H", exif, directory)
         for entry in range(directory + 2, directory + 2 + 12 * entries, 12):
             tag, _, _, value = struct.unpack_from(order + "HHIH", exif, entry)
             if tag == _EXIF_ORIENTATION:
-                return value in _EXIF_QUARTER_TURNS
+                return value
     except struct.error:  # a directory past the block's end: OpenCV finds no orientation either
         pass
-    return False
+    return 1
 
 
 def _unreadable(root: Path, paths: list[Path]) -> VidtransError:
@@ -686,6 +745,14 @@ class VideoPairs:
         self.frames = frames
         self.indices = np.array([i for i, _ in kept])  # each kept frame's number in the video
         self.split = len(frames) - held_out_count(len(frames))
+        runs = self._starts(0, len(frames), sequence_length)
+        if sequence_length > 1 and len(runs) and not len(self._starts(self.split, len(frames), sequence_length)):
+            # A temporal model is scored on consecutive frames: a tail without them (the person
+            # seen on and off at the clip's end) would leave it unscored, silently.
+            self.split = int(runs[-1])
+            log.warning("%s: the last tenth of the frames showing the person has no %d consecutive ones to score "
+                        "a temporal model on, so the held-out tail starts at frame %d, where the last such run "
+                        "does", self.video, sequence_length, int(self.indices[self.split]))
         # Kept frames are in clip order, so no frame from the first held-out one on was trained on.
         self.held_out_from: tuple[int, float] = kept[self.split]
         try:

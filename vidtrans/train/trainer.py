@@ -37,15 +37,15 @@ from torch import nn
 from vidtrans.atomic import write_atomically
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.metrics import psnr, ssim
-from vidtrans.models.checkpoint import (BACKGROUND_NAME, CARD_NAME, MAX_SIZE, SAMPLES_FOLDER, TRAIN_STATE_NAME,
-                                        WEIGHTS_NAME, ModelCard, background_png, check_checkpoint_folder,
-                                        load_checkpoint, load_tensor_file, read_card, save_checkpoint,
-                                        state_dict_mismatch)
+from vidtrans.models.checkpoint import (BACKGROUND_NAME, CARD_NAME, MAX_SIZE, SAMPLE_GRIDS, SAMPLES_FOLDER,
+                                        TRAIN_STATE_NAME, WEIGHTS_NAME, ModelCard, background_png,
+                                        check_checkpoint_folder, load_checkpoint, load_tensor_file, read_card,
+                                        save_checkpoint, state_dict_mismatch)
 from vidtrans.models.networks import (GENERATORS, NORMS, MultiscaleDiscriminator, build_generator, init_weights,
                                       input_multiple, parse_generator, peak_activations, use_per_sample_stats,
                                       widen_input)
 from vidtrans.models.translator import available_memory, memory_name, out_of_memory, resolve_device
-from vidtrans.options import is_int
+from vidtrans.options import is_int, spell
 from vidtrans.pose.regions import Box, face_box
 
 STATE_NAME = TRAIN_STATE_NAME
@@ -136,7 +136,15 @@ def sample_length(config: TrainConfig) -> int:
 
 
 def spelling(names: dict[str, str] | None) -> Callable[[str], str]:
-    return lambda setting: {**PARAMETERS, **(names or {})}.get(setting, setting)
+    """How messages name a setting: as `names` says, else as the caller spells it (the flag while a
+    command runs, see options.spell), else its Python parameter (PARAMETERS for switches)."""
+    def spell_setting(setting: str) -> str:
+        if names and setting in names:
+            return names[setting]
+        flag = spell(setting)
+        return flag if flag != setting else PARAMETERS.get(setting, setting)
+
+    return spell_setting
 
 
 def _whole(value: Any, low: int, high: int | None = None) -> bool:
@@ -197,6 +205,14 @@ def check_output(out_dir: str | os.PathLike, resume: bool, overwrite: bool, name
     if not resume and not overwrite and any((out_dir / name).exists() for name in (CARD_NAME, WEIGHTS_NAME, STATE_NAME)):
         raise UsageError(f"{out_dir}: already holds a checkpoint; pass {spell('resume')} to continue training it "
                          f"or {spell('overwrite')} to start over (replacing it)")
+    if not resume and not overwrite:
+        # Files of the names training writes beside a checkpoint, in a folder holding none: the
+        # user's own (a background picture), which the first save would replace unasked.
+        theirs = [out_dir / BACKGROUND_NAME] + sorted((out_dir / SAMPLES_FOLDER).glob(SAMPLE_GRIDS))
+        if taken := next((path for path in theirs if os.path.lexists(path)), None):
+            raise UsageError(f"{taken}: already there, named as training names its files (a checkpoint's "
+                             "background, its sample grids); move it away, "
+                             f"write the checkpoint to another folder, or pass {spell('overwrite')} to replace it")
 
 
 def read_train_state(out_dir: str | os.PathLike, names: dict[str, str] | None = None, mmap: bool = False) -> dict:
@@ -226,11 +242,20 @@ def check_state_fits_card(out_dir: str | os.PathLike, state: dict, card: ModelCa
     iteration): resuming from the discriminators and optimizers of another iteration would go on
     silently with a run that never was."""
     saved = card.training.get("iterations")
+    mismatch = None
     if saved != state["iteration"]:
         model = f"iteration {saved}" if _whole(saved, 0) else "no recorded iteration"
-        raise VidtransError(f"{Path(out_dir) / STATE_NAME}: is from iteration {state['iteration']}, but the model "
-                            f"beside it ({CARD_NAME}) from {model}, so they cannot resume together (a save was cut "
-                            f"short, or the files come from different runs); start over with "
+        mismatch = f"is from iteration {state['iteration']}, but the model beside it ({CARD_NAME}) from {model}"
+    else:  # a state of the same iteration from another run: its networks are another generator's
+        config = state["config"]
+        for setting, model in (("architecture", card.architecture), ("ngf", card.ngf)):
+            if setting in config and config[setting] != model:
+                mismatch = (f"is of a run with {spelling(names)(setting)} {config[setting]}, but the model beside it "
+                            f"({CARD_NAME}) has {model}")
+                break
+    if mismatch:
+        raise VidtransError(f"{Path(out_dir) / STATE_NAME}: {mismatch}, so they cannot resume together (a save was "
+                            f"cut short, or the files come from different runs); start over with "
                             f"{spelling(names)('overwrite')}")
 
 
@@ -790,7 +815,7 @@ class Trainer:
                 self.scaler.load_state_dict(state["scaler"])
         except (RuntimeError, ValueError, KeyError, TypeError) as e:
             raise VidtransError(f"{self.out_dir / STATE_NAME}: does not fit the networks ({state_dict_mismatch(e)}); "
-                                f"start over with {PARAMETERS['overwrite']}") from e
+                                f"start over with {spelling(None)('overwrite')}") from e
         self.iteration = state["iteration"]
 
 

@@ -143,9 +143,18 @@ def run_live(
             hooks.on_start = lambda info: on_start({**info, "url": url})
         with cpu_threads(model):
             processor.warm_up()
-            with camera:
-                stats.ended = _loop(camera, processor, sinks, options, stats, hooks)
-                stats.dropped, stats.captured, stats.camera_fps = camera.dropped, camera.captured, camera.fps
+            try:
+                with camera:
+                    stats.ended = _loop(camera, processor, sinks, options, stats, hooks)
+                    stats.dropped, stats.captured, stats.camera_fps = camera.dropped, camera.captured, camera.fps
+            except KeyboardInterrupt as e:
+                # Once frames were shown a signal ends the session normally, also one that comes
+                # while the camera closes (a capture thread stuck in its driver is waited for up
+                # to 5 s, after a camera that fell silent): the recording and stats are still
+                # finished, not thrown away.
+                if not stats.frames:
+                    raise
+                stats.ended = stats.ended or f"interrupted ({e.args[0] if e.args else 'Ctrl-C'})"
         stats.pose = processor.pose_how
     stats.seconds = time.perf_counter() - started
     # The stats describe what was shown, and so the recording: with no frame shown there is no

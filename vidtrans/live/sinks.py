@@ -31,6 +31,9 @@ from vidtrans.video import VideoWriter, check_output_settings
 
 WINDOW_TITLE = "vidtrans live"
 _JPEG_QUALITY = 80
+# A viewer whose connection takes nothing (or, before its request, sends nothing) for this long is
+# dropped: its thread and socket would otherwise stay blocked after the session, as long as its program runs.
+_VIEWER_TIMEOUT_S = 30.0
 # ultrafast: recording shares the CPU with the model and must not cost frames.
 _RECORD_ENCODE = EncodeOptions(preset="ultrafast", crf=20)
 # The containers a recording goes to: they hold H.264 with the capture times as timestamps.
@@ -316,6 +319,17 @@ class MjpegServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = _VIEWER_TIMEOUT_S  # on each blocking read or write of the connection
+
+            def handle(self) -> None:
+                # A viewer may go away at any point (a closed tab, a reset connection), also before
+                # its reply's headers: that ends its request, never with socketserver's traceback
+                # on the terminal, which belongs to the live statistics.
+                try:
+                    super().handle()
+                except OSError:
+                    pass
+
             def do_GET(self) -> None:
                 if self.path in ("/", "/index.html"):
                     body = _PAGE.encode()
@@ -370,8 +384,8 @@ class MjpegServer:
                 handler.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
                                     + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
                 handler.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the viewer went away
+        except OSError:
+            pass  # the viewer went away (broken pipe, reset, aborted or timed-out connection)
 
     def close(self, completed: bool) -> None:
         with self._cond:

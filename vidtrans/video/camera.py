@@ -37,6 +37,9 @@ _MAX_LAG_S = 0.5
 # live takes a camera for gone (`live.loop.STALL_S`).
 _MAX_HOLD_S = 2.0
 _FPS_WINDOW = 30
+# How long `Camera.close` waits for the capture thread: a read that does not return by then (a
+# driver or stream that hangs) is left to its thread, which releases the source once it returns.
+_CLOSE_WAIT_S = 5.0
 
 
 @dataclass
@@ -111,6 +114,8 @@ class Camera:
         self._reader: VideoReader | None = None  # a file source, as opened
         self._pictures: Iterator[tuple[np.ndarray, float | None]] | None = None
         self._frame_size: tuple[int, int] | None = None
+        self._ran = False  # the capture thread is done with the source
+        self._left_to_thread = False  # close() left the source to a capture thread stuck in a read
 
     @property
     def name(self) -> str:
@@ -148,8 +153,14 @@ class Camera:
     def close(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=_CLOSE_WAIT_S)
+            with self._cond:
+                # Releasing an OpenCV capture (or closing a reader) while another thread reads from
+                # it frees what that read uses: a crash when the read returns.
+                self._left_to_thread = not self._ran
             self._thread = None
+            if self._left_to_thread:
+                self._cap = self._reader = None
         if self._cap is not None:
             self._cap.release()
             self._cap = None
@@ -249,6 +260,7 @@ class Camera:
         """Hands pictures over as they come: a device's as it delivers them, a file's at the times
         it shows them (a variable frame rate kept: a pause in a phone clip stays a pause), a
         stream's at its nominal rate."""
+        cap = self._cap  # close() may leave it to this thread (a file's reader closes with `_pictures`)
         paced = self.kind != "device"
         interval = 1.0 / self.nominal_fps
         anchor, origin, played, last_put = time.perf_counter(), None, 0, None
@@ -284,6 +296,11 @@ class Camera:
             return
         finally:
             self._pictures.close()
+            with self._cond:
+                self._ran = True
+                left = self._left_to_thread
+            if left and cap is not None:  # close() gave up waiting for this read
+                cap.release()
         self._finish("end of file" if self.kind == "file" else f"{self.name} stopped delivering frames")
 
     def _sized(self, image: np.ndarray) -> np.ndarray:
@@ -335,13 +352,18 @@ def _interruptibly(call: Callable[[], T]) -> T:
     return value
 
 
+# OpenCV takes a device index as a C int: a larger one names no camera (and OpenCV's refusal of it
+# reads as a wrong call: "missing required argument 'apiPreference'").
+_MAX_DEVICE_INDEX = 2**31 - 1
+
+
 def _classify(source: int | str | os.PathLike) -> tuple[str, int | str]:
     """("device", index), ("url", url) or ("file", path)."""
     if isinstance(source, int) and source >= 0:
-        return "device", source
+        return "device", _device_index(source)
     text = os.fspath(source) if isinstance(source, (str, os.PathLike)) else str(source)
     if is_digits(text):
-        return "device", int(text)
+        return "device", _device_index(int(text))
     # Not files: "" would be the current folder, "-1" a device index that cannot be.
     if not text.strip() or (text.startswith("-") and is_digits(text[1:]) and not Path(text).exists()):
         raise UsageError(f"camera {text!r}: give --camera a device index (0 is the first camera), a video file or "
@@ -349,3 +371,10 @@ def _classify(source: int | str | os.PathLike) -> tuple[str, int | str]:
     if "://" in text:
         return "url", text
     return "file", text
+
+
+def _device_index(index: int) -> int:
+    if index > _MAX_DEVICE_INDEX:
+        raise UsageError(f"camera {index}: no device has so large an index; give --camera a device index (0 is the "
+                         "first camera), a video file or a URL")
+    return index

@@ -129,8 +129,16 @@ def test_slow_model_drops_frames_and_always_gets_the_newest(tmp_path, monkeypatc
     lockstep = Lockstep(total=90, per_call=3)
     monkeypatch.setattr(cv2, "VideoCapture", lockstep.capture)
     shown: list[int] = []
-    stats = run_live(lockstep, 0, window=False, view="output",
-                     on_frame=lambda frame, stats: shown.append(int(frame.input[0, 0, 0])))
+    seen: list = []  # the session's stats, finished before the camera's end is raised
+
+    def on_frame(frame, stats):
+        shown.append(int(frame.input[0, 0, 0]))
+        seen[:] = [stats]
+
+    # After its 90 frames the device stops delivering: the session has failed, what it showed is kept.
+    with pytest.raises(VidtransError, match="stopped delivering frames"):
+        run_live(lockstep, 0, window=False, view="output", on_frame=on_frame)
+    [stats] = seen
     assert stats.dropped > 0 and stats.frames + stats.dropped == stats.captured == 90
     # Latest frame wins: each frame processed is the newest one, so latency cannot grow.
     assert shown == list(range(0, 90, 3)) + [89]
@@ -182,16 +190,16 @@ class VanishingCamera(FakeDevice):
 
 
 def test_camera_that_disappears_stops_cleanly(tmp_path, monkeypatch):
-    """The run ends, and the recording is complete, stamped with the capture times of what was shown."""
+    """The run ends with the camera's error (a camera does not end by itself: unplugged), and the
+    recording is complete, stamped with the capture times of what was shown."""
     monkeypatch.setattr(cv2, "VideoCapture", VanishingCamera)
     record = tmp_path / "r.mp4"
     captured_at: list[float] = []
-    stats = run_live(FakeModel(), 0, window=False, view="output", record=record,
-                     on_frame=lambda frame, stats: captured_at.append(frame.captured_at))
-    assert "camera 0 stopped delivering frames" in stats.ended
-    assert stats.frames + stats.dropped == 12
+    with pytest.raises(VidtransError, match=r"^camera 0 stopped delivering frames; check that it is plugged in"):
+        run_live(FakeModel(), 0, window=False, view="output", record=record,
+                 on_frame=lambda frame, stats: captured_at.append(frame.captured_at))
     images, times = decode_all(record)
-    assert len(images) == stats.frames == len(captured_at)
+    assert 0 < len(images) == len(captured_at) <= 12
     # Capture times, not frame numbers: milliseconds since the first capture.
     assert times == pytest.approx([round((t - captured_at[0]) * 1000) / 1000 for t in captured_at], abs=5e-4)
 
@@ -299,3 +307,38 @@ def test_served_page_shows_a_moving_stream_in_chromium(tmp_path):
 def _distinct(title: str) -> int:
     prefix = "vidtrans live: "
     return int(title[len(prefix):].split()[0]) if title.startswith(prefix) else 0
+
+
+def test_a_device_gone_silent_fails_the_session_and_keeps_the_recording(tmp_path, monkeypatch):
+    """A camera whose driver hangs (no frame, no error) ended the session as if it had finished: exit 0."""
+    import vidtrans.live.loop as live_loop
+    import vidtrans.video.camera as camera_module
+
+    unblock = threading.Event()
+
+    class SilentDevice(FakeDevice):
+        def __init__(self, *args):
+            self.delivered = 0
+
+        def read(self):
+            if self.delivered == 3:
+                unblock.wait(10)
+                return False, None
+            self.delivered += 1
+            time.sleep(1 / 30)
+            return True, np.full((48, 64, 3), self.delivered, np.uint8)
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(cv2, "VideoCapture", SilentDevice)
+    monkeypatch.setattr(live_loop, "STALL_S", 0.3)
+    monkeypatch.setattr(camera_module, "_CLOSE_WAIT_S", 0.1)
+    record = tmp_path / "r.mp4"
+    try:
+        with pytest.raises(VidtransError, match=r"^camera 0 delivered no frame for 0.3 s; check its connection$"):
+            run_live(FakeModel(), 0, window=False, view="output", record=record)
+    finally:
+        unblock.set()
+    images, _ = decode_all(record)
+    assert 1 <= len(images) <= 3

@@ -68,3 +68,47 @@ def test_an_output_that_is_a_link_to_itself_is_refused_in_one_line(cli, tmp_path
         assert result.stderr.strip() == (f"vidtrans: error: {loop}: is a link that leads back to itself; remove it or "
                                           "choose another output path")
     assert os.readlink(loop) == "loop.mp4" and sorted(os.listdir(tmp_path)) == ["in.mp4", "loop.mp4"]
+
+
+def test_a_folder_that_stops_letting_files_go_does_not_hide_the_error(tmp_path, monkeypatch):
+    # The folder made read-only (chattr +i) mid-way: removing the temporary and lock files raised
+    # PermissionError from the clean-up, a page of chained tracebacks instead of the one-line error.
+    from pathlib import Path
+
+    from vidtrans.atomic import write_atomically
+    from vidtrans.errors import VidtransError
+
+    real_unlink = Path.unlink
+
+    def refused(self, missing_ok=False):
+        if self.parent == tmp_path:
+            raise PermissionError(1, "Operation not permitted", str(self))
+        real_unlink(self, missing_ok=missing_ok)
+
+    def write(f):
+        monkeypatch.setattr(Path, "unlink", refused)
+        raise VidtransError("the write failed")
+
+    with pytest.raises(VidtransError, match="^the write failed$"):
+        write_atomically(tmp_path / "out.json", write, overwrite=False)
+
+
+def test_a_terminal_gone_away_neither_ends_the_command_nor_silences_stdout(monkeypatch):
+    # After SIGHUP the terminal may be gone: rich's console then raised SystemExit(1) (a live session
+    # whose recording was written whole exited 1) and pointed standard output at /dev/null.
+    import io
+
+    import vidtrans.cli as cli_module
+
+    class Gone(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    stdout = os.dup(1)
+    try:
+        terminal = cli_module._Terminal(file=Gone(), markup=False, highlight=False)
+        terminal.print("live: 10 frames")  # no SystemExit
+        terminal.print("more")
+        assert os.path.samestat(os.fstat(1), os.fstat(stdout))
+    finally:
+        os.close(stdout)

@@ -18,6 +18,7 @@ Every file vidtrans writes (videos, keypoints, reports, stats, checkpoints) goes
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -201,9 +202,11 @@ def _new_name(dst: Path, make: Callable[[Path], None]) -> Path:
 
 
 def discard(tmp: str | os.PathLike) -> None:
-    """Delete an unfinished temporary file (nothing happens if it is gone already)."""
+    """Delete an unfinished temporary file (nothing happens if it is gone already, or where its
+    folder no longer lets it go: a clean-up must not hide the error that called for it)."""
     tmp = Path(tmp)
-    tmp.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        tmp.unlink(missing_ok=True)
     _unfinished.pop(tmp, None)
 
 
@@ -391,8 +394,10 @@ class OutputClaim:
 
     def release(self) -> None:
         if self._fd is not None:
-            # Unlink before unlocking: a waiting claimant then locks a file nobody else will use.
-            self.path.unlink(missing_ok=True)
+            # Unlink before unlocking: a waiting claimant then locks a file nobody else will use. A
+            # folder made read-only meanwhile keeps the lock file; unlocked, it claims nothing.
+            with contextlib.suppress(OSError):
+                self.path.unlink(missing_ok=True)
             os.close(self._fd)
             self._fd = None
         if _unfinished.get(self.path) is self:

@@ -167,8 +167,17 @@ app = typer.Typer(
     # Help texts are plain text: as rich markup, "pip install 'vidtrans[live]'" would lose "[live]".
     rich_markup_mode=None,
 )
+class _Terminal(Console):
+    """Rich's console, minus its exit on a closed stream: rich ends the process with status 1 (and
+    points standard output, where --json goes, at /dev/null). A terminal that went away (SIGHUP)
+    takes the rest of the messages with it; the command still finishes as it would have."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+
+
 # Plain text, never markup: a path such as "take [final].mp4" would lose its "[final]".
-console = Console(stderr=True, markup=False, highlight=False)
+console = _Terminal(stderr=True, markup=False, highlight=False)
 _debug = False
 # The command being run, as usage errors name it ("vidtrans run", "python -m vidtrans run"): some
 # (an option missing its values) come from its parser before its own context exists.

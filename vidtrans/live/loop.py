@@ -224,7 +224,12 @@ def _loop(camera: Camera, processor: FrameProcessor, sinks: list[Sink], options:
                 # (recording, stats); `run_live` raises its error after that.
                 return camera.end_reason if camera.error is None else f"camera failed: {camera.error}"
             if captured is None and now - last_frame_at > STALL_S:
-                return f"{camera.name} delivered no frame for {STALL_S:g} s"
+                # A device or stream gone silent has failed; a file only pauses (its own frame times).
+                reason = f"{camera.name} delivered no frame for {STALL_S:g} s"
+                if camera.kind == "file":
+                    return reason
+                camera.fail(f"{reason}; check its connection")
+                return f"camera failed: {camera.error}"
             if captured is not None:
                 last_frame_at = now
             if captured is None or paused:

@@ -301,7 +301,16 @@ class Camera:
                 left = self._left_to_thread
             if left and cap is not None:  # close() gave up waiting for this read
                 cap.release()
-        self._finish("end of file" if self.kind == "file" else f"{self.name} stopped delivering frames")
+        if self.kind == "device":  # a camera does not end by itself: unplugged, or taken by another program
+            self.fail(f"{self.name} stopped delivering frames; check that it is plugged in and that no other "
+                      "program took it")
+        else:
+            self._finish("end of file" if self.kind == "file" else f"{self.name} stopped delivering frames")
+
+    def fail(self, reason: str) -> None:
+        """End the capture as failed, with `reason` as its error: the camera stopped delivering
+        frames, or (as its consumer judges) went silent."""
+        self._finish(reason, VidtransError(reason))
 
     def _sized(self, image: np.ndarray) -> np.ndarray:
         height, width = image.shape[:2]
@@ -324,6 +333,8 @@ class Camera:
 
     def _finish(self, reason: str, error: VidtransError | None = None) -> None:
         with self._cond:
+            if self.ended:  # the first reason stands (a consumer's `fail`, then the thread's own end)
+                return
             self.ended = True
             self.end_reason = reason
             self.error = error

@@ -107,8 +107,11 @@ class _LosesTheInterrupt(BatchListener):
     """What the CLI's handler leaves when its KeyboardInterrupt was lost: the event set, and further
     signals ignored. Set as the first clip starts, which then takes a while."""
 
-    def __init__(self, stop: threading.Event):
-        self.stop, self.started = stop, []
+    def __init__(self):
+        self.stop, self.started = threading.Event(), []
+
+    def stop_asked(self):
+        return self.stop.is_set()
 
     def clip_started(self, worker, clip):
         self.started.append(clip)
@@ -120,10 +123,9 @@ class _LosesTheInterrupt(BatchListener):
 
 def test_a_stop_whose_interrupt_was_lost_still_stops_the_batch(two_clips, tmp_path, rgb_model_dir):
     """Before, the batch ran every clip to its end (and the CLI exited 0): nothing looked at the event."""
-    stop = threading.Event()
-    listener = _LosesTheInterrupt(stop)
+    listener = _LosesTheInterrupt()
     with pytest.raises(KeyboardInterrupt):
-        translate_folder(two_clips, tmp_path / "out", rgb_model_dir, workers=1, listener=listener, stop=stop, **FAST)
+        translate_folder(two_clips, tmp_path / "out", rgb_model_dir, workers=1, listener=listener, **FAST)
     assert listener.started == ["a.mp4"]
     # Stopped within the first clip (which keeps a "running" record, if it made one): redone next time.
     assert all(r["status"] == "running" for r in read_manifest(tmp_path / "out").values())
@@ -133,10 +135,12 @@ def test_a_stop_whose_interrupt_was_lost_still_stops_the_batch(two_clips, tmp_pa
 
 
 def test_a_stop_asked_before_the_clips_start_translates_nothing(two_clips, tmp_path, rgb_model_dir):
-    stop = threading.Event()
-    stop.set()
+    class Cancelled(BatchListener):
+        def stop_asked(self):
+            return True
+
     with pytest.raises(KeyboardInterrupt):
-        translate_folder(two_clips, tmp_path / "out", rgb_model_dir, stop=stop, **FAST)
+        translate_folder(two_clips, tmp_path / "out", rgb_model_dir, listener=Cancelled(), **FAST)
     assert read_manifest(tmp_path / "out") == {}
 
 

@@ -63,7 +63,7 @@ RAY_INIT_SECONDS = 60.0
 # How long a lost Ray worker may take to come back (Ray restarts its actor, which loads the model again)
 # before the batch goes on without it.
 RAY_RESTART_SECONDS = 120.0
-# How often a batch waiting for its clips looks at its `stop` event.
+# How often a batch waiting for its clips or workers asks its listener whether to stop.
 STOP_POLL_SECONDS = 0.2
 _STOP_SIGNALS = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
 
@@ -150,6 +150,12 @@ class BatchListener:
         """Something the user should know while the batch runs (workers waiting for the Ray cluster's
         resources, a lost worker), one line; `worker` when it concerns one."""
         log.warning("%s", text)
+
+    def stop_asked(self) -> bool:
+        """Whether the batch should stop as Ctrl-C stops it (a Cancel button; the CLI's stop signals,
+        whose KeyboardInterrupt may be lost on its way): asked from the batch's own thread every
+        `STOP_POLL_SECONDS` while it waits for clips or workers."""
+        return False
 
 
 # --- discovery -------------------------------------------------------------------------------------
@@ -610,7 +616,6 @@ def translate_folder(
     precision: str = "auto",
     model_size: int | None = None,
     listener: BatchListener | None = None,
-    stop: threading.Event | None = None,
     **changes: Any,
 ) -> BatchReport:
     """Translate every clip under `input_dir` into the same relative path under `output_dir`.
@@ -625,9 +630,9 @@ def translate_folder(
     one-line error in the report. A clip with nobody in most of its frames is translated, and its
     row gets the `warning` `vidtrans run` gives. Raises BatchUsageError for bad folders or options.
 
-    stop: setting it (from another thread; the CLI's stop signals set it too) stops the batch as
-    Ctrl-C does, within a fraction of a second: KeyboardInterrupt, clips in flight keep their
-    "running" record (redone by the next run) and their unfinished files are removed.
+    listener: told of progress; its `stop_asked()` answering True stops the batch as Ctrl-C does,
+    within a fraction of a second: KeyboardInterrupt, clips in flight keep their "running" record
+    (redone by the next run) and their unfinished files are removed.
     """
     from vidtrans.models.checkpoint import check_size, model_files, resolve, weights_sha256
     from vidtrans.models.translator import backend_for_compile
@@ -649,8 +654,6 @@ def translate_folder(
         # Each worker loads the model for its own device, so a loaded one cannot be shared.
         raise BatchUsageError(f"model must be a model name, checkpoint folder or .pth file, which each worker loads "
                               f"for its device (with precision= and model_size=), not {model!r:.80}")
-    if stop is not None and not isinstance(stop, threading.Event):
-        raise BatchUsageError(f"stop must be a threading.Event, not {stop!r:.80}")
     if listener is not None and not isinstance(listener, BatchListener):
         raise BatchUsageError(f"listener must be a BatchListener (override the calls you need), not {listener!r:.80}")
     if not os.fspath(output_dir):  # Path("") would be the current folder
@@ -684,7 +687,7 @@ def translate_folder(
     # refused at once, not after waiting for workers the first one holds.
     open_workers = _local_workers if batch.ray is None else _ray_workers
     with (_claimed(output_dir),
-          open_workers(model, batch, options, precision, model_size, listener, stop) as workers):
+          open_workers(model, batch, options, precision, model_size, listener) as workers):
         precisions = {w.precision for w in workers}
         settings = {**output_settings(options), "precision": precisions.pop() if len(precisions) == 1 else precision}
         if model_size is not None:
@@ -703,7 +706,7 @@ def translate_folder(
                 listener.clip_finished("", result)
             new_folders = _missing_folders([job.dst.parent for job in jobs], output_dir)
             try:
-                results.update(_Runner(workers, manifest, listener, settings, weights, stop).run(jobs))
+                results.update(_Runner(workers, manifest, listener, settings, weights).run(jobs))
             finally:
                 # Those of failed clips' outputs, made for nothing.
                 _remove_if_empty(new_folders)
@@ -947,18 +950,17 @@ class _Runner:
     others are not failed by a worker that is not there."""
 
     def __init__(self, workers: list[_LocalWorker] | list[_RayWorker], manifest: Manifest, listener: BatchListener,
-                 settings: dict[str, Any], weights: str, stop: threading.Event | None = None):
+                 settings: dict[str, Any], weights: str):
         self.workers, self.manifest, self.listener = workers, manifest, listener
         self.settings, self.weights = settings, weights
         self.cancel = threading.Event()
-        self.stop = stop or threading.Event()  # the caller's: a stop asked for, as a Ctrl-C is
         self._changed = threading.Condition()  # guards the queue, the count in hand and the retried clips
         self._queue: collections.deque[_Job] = collections.deque()
         self._in_hand = 0  # clips being translated, which a lost worker may put back
         self._retried: set[str] = set()
 
     def run(self, jobs: list[_Job]) -> dict[str, ClipResult]:
-        if self.stop.is_set():  # asked while the model loaded or the clips were planned
+        if self.listener.stop_asked():  # asked while the model loaded or the clips were planned
             raise KeyboardInterrupt("stop asked")
         self._queue.extend(jobs)
         results: dict[str, ClipResult] = {}
@@ -971,8 +973,8 @@ class _Runner:
             while pending:
                 # Not only Ctrl-C's KeyboardInterrupt here: a stop signal's may have been lost on its way
                 # (raised inside code that drops it), after which the CLI ignores further signals and
-                # only its event tells; the batch must not run on to its end then.
-                if self.stop.is_set():
+                # only its listener tells; the batch must not run on to its end then.
+                if self.listener.stop_asked():
                     raise KeyboardInterrupt("stop asked")
                 finished, pending = wait(pending, timeout=STOP_POLL_SECONDS, return_when=FIRST_COMPLETED)
                 for future in finished:
@@ -1164,8 +1166,7 @@ class _LocalWorker:
 
 @contextlib.contextmanager
 def _local_workers(model: str | os.PathLike, batch: BatchOptions, options: RunOptions, precision: str,
-                   model_size: int | None, listener: BatchListener, stop: threading.Event | None = None
-                   ) -> Iterator[list[_LocalWorker]]:
+                   model_size: int | None, listener: BatchListener) -> Iterator[list[_LocalWorker]]:
     """`workers` threads (default 2 per device); worker i runs on devices[i % len(devices)], and
     each distinct device gets one model."""
     from vidtrans import load_model
@@ -1493,8 +1494,7 @@ def _causes(error: BaseException) -> str:
 
 @contextlib.contextmanager
 def _ray_workers(model: str | os.PathLike, batch: BatchOptions, options: RunOptions, precision: str,
-                 model_size: int | None, listener: BatchListener, stop: threading.Event | None = None
-                 ) -> Iterator[list[_RayWorker]]:
+                 model_size: int | None, listener: BatchListener) -> Iterator[list[_RayWorker]]:
     """One actor per GPU of the Ray cluster, or per CPU when it has none or `devices` is cpu
     (`workers` of them when given), each loading the model itself; killed at the end, and Ray
     disconnected when connected here."""
@@ -1528,9 +1528,9 @@ def _ray_workers(model: str | os.PathLike, batch: BatchOptions, options: RunOpti
                                     options, os.getcwd(), spellings()) for _ in range(count)]
         readies = [actor.ready.remote() for actor in actors]
         # Waited for in steps: the cluster's CPUs or GPUs may be held by other jobs for long, and a stop
-        # whose KeyboardInterrupt was lost (`stop`) must end the wait as Ctrl-C does.
+        # whose KeyboardInterrupt was lost (`listener.stop_asked`) must end the wait as Ctrl-C does.
         while len(ray.wait(readies, num_returns=len(readies), timeout=STOP_POLL_SECONDS)[0]) < len(readies):
-            if stop is not None and stop.is_set():
+            if listener.stop_asked():
                 raise KeyboardInterrupt("stop asked")
         facts = ray.get(readies)
         for fact in facts:

@@ -503,9 +503,9 @@ def batch(
     from vidtrans.batch import translate_folder
     from vidtrans.cli_batch_ui import RichDisplay, summary_tables
 
-    with RichDisplay(console) as display:
+    with RichDisplay(console, stop=_stop_asked) as display:
         result = translate_folder(input_dir, output_dir, model, options, batch=batch_options,
-                                  precision=precision, model_size=model_size, listener=display, stop=_stop_asked)
+                                  precision=precision, model_size=model_size, listener=display)
     for table in summary_tables(result):
         console.print(table)
     if result.failed:

@@ -23,8 +23,9 @@ class RichDisplay(BatchListener):
     not a terminal (a log file), one line per translated or failed clip instead. A clip translated
     with nobody in most frames gets a warning line either way, worded as `vidtrans run` words it."""
 
-    def __init__(self, console):
+    def __init__(self, console, stop: threading.Event | None = None):
         self.console = console
+        self._stop = stop or threading.Event()  # set when the batch should stop (the CLI's stop signals)
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[info]}"), console=console, disable=not console.is_terminal)
         self._lock = threading.Lock()
@@ -82,6 +83,9 @@ class RichDisplay(BatchListener):
             # Through the console, which prints above the bars on a terminal.
             self.console.print(one_line(f"vidtrans: warning: {result.input}: {result.warning}"), markup=False,
                                highlight=False, soft_wrap=True)
+
+    def stop_asked(self) -> bool:
+        return self._stop.is_set()
 
     def notice(self, text: str, worker: str = "") -> None:
         # Through the console, which prints above the bars on a terminal.

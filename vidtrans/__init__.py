@@ -20,6 +20,7 @@ _LAZY = {
     "Summary": "vidtrans.pipeline",
     "Translator": "vidtrans.models.translator",
     "VidtransError": "vidtrans.errors",
+    "UsageError": "vidtrans.errors",
     "RunOptions": "vidtrans.options",
     "EncodeOptions": "vidtrans.options",
     "BatchOptions": "vidtrans.options",
@@ -44,7 +45,8 @@ def load_model(name_or_path: str | os.PathLike, device: str | None = "auto", pre
     """A ready-to-use `Translator` for a model name, checkpoint folder or upstream pix2pix `.pth`.
 
     device: "auto" or None (CUDA when available), "cpu", "cuda" or "cuda:N".
-    precision: "auto" (fp16 on CUDA where the model card allows it, else fp32), "fp32", "fp16", "bf16".
+    precision: "auto" (fp16 on CUDA, bf16 on CPUs with AMX, where the model card allows it; else fp32),
+    "fp32", "fp16" (CUDA only), "bf16" (emulated, several times slower than fp32, on CPUs without AMX).
     normalization: "sample" (pix2pix's test-time default, batch-invariant) or "running" (eval-mode
     batch norm); default from the model card.
     size: the longer side, in pixels, frames are scaled to for translation (16 to 8192; the models

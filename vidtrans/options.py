@@ -127,13 +127,15 @@ BACKEND_HELP = ("auto (onnxruntime on CPUs without AMX when installed, else torc
 
 
 def option(default: Any = None, help: str = "", flag: str | None = None, short: str | None = None,
-           cli: bool = True, cli_type: type | None = None, factory: Any = None) -> Any:
+           cli: bool = True, cli_type: type | None = None, factory: Any = None, hashed: bool = True) -> Any:
     """A field with its command-line help; `flag` when the flag is not `--field-name`, `cli_type`
-    when the command line takes a narrower type than Python callers may pass."""
+    when the command line takes a narrower type than Python callers may pass; `hashed=False` for a
+    field Python callers may give as a list, which has no hash (equality still compares it)."""
     metadata = {"help": help, "flag": flag, "short": short, "cli": cli, "cli_type": cli_type}
+    hash_ = None if hashed else False
     if factory is not None:
-        return field(default_factory=factory, metadata=metadata)
-    return field(default=default, metadata=metadata)
+        return field(default_factory=factory, metadata=metadata, hash=hash_)
+    return field(default=default, metadata=metadata, hash=hash_)
 
 
 def _check(condition: bool, message: str) -> None:
@@ -227,8 +229,11 @@ class _Options:
         direct = {k: v for k, v in changes.items() if k in own}
         for name, inner in nested.items():
             inner_changes = {k: v for k, v in changes.items() if k in {f.name for f in dataclasses.fields(inner)}}
-            if inner_changes:
-                direct[name] = inner.replace(**inner_changes)
+            # On top of a nested object given too (encode=EncodeOptions(codec=...), crf=20), else
+            # on the current one; what is no such object is refused by the check of the copy.
+            given = direct.get(name, inner)
+            if inner_changes and isinstance(given, type(inner)):
+                direct[name] = given.replace(**inner_changes)
         return dataclasses.replace(self, **direct)
 
 
@@ -326,13 +331,14 @@ class BatchOptions(_Options):
     """Which clips of a folder `vidtrans.batch.translate_folder` translates, where, and on what."""
 
     patterns: list[str] | None = option(None, "File name pattern to translate (repeatable; a str or a list of them in "
-                                        "Python; default: common video extensions).", flag="--pattern")
+                                        "Python; default: common video extensions).", flag="--pattern",
+                                        hashed=False)
     recursive: bool = option(True, "Look in subfolders.", flag="--recursive/--no-recursive")
     workers: int | None = option(None, "Clips translated at once (default: 2 per device; with --ray, one per GPU of "
                                  "the cluster, or per CPU when it has no GPU).")
     devices: str | list[str] = option("auto", "Comma-separated devices the workers take turns on, e.g. "
                                       "cuda:0,cuda:1 (a list of names in Python); with --ray: auto, cpu or cuda "
-                                      "(a whole GPU per worker).", cli_type=str)
+                                      "(a whole GPU per worker).", cli_type=str, hashed=False)
     # Here rather than a parameter of translate_folder: like `devices`, it says how the models are loaded.
     backend: Backend = option(Backend.AUTO, BACKEND_HELP)
     ext: str | None = option(None, "Output container extension, e.g. mp4 (default: the input's).")
@@ -435,7 +441,7 @@ class LiveOptions(_Options):
     """How `vidtrans.live.run_live` captures, translates and shows a live session."""
 
     size: tuple[int, int] | str | None = option(None, "WIDTHxHEIGHT: capture at this size (frames are resized to "
-                                                "it).", cli_type=str)
+                                                "it).", cli_type=str, hashed=False)
     view: View = option(View.SIDE, "side (camera | pose | output), output or pose; v cycles them in the window.")
     window: bool = option(True, "Show the preview window; --no-window: no preview window (headless).",
                           flag="--window/--no-window")

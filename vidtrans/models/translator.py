@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import math
 import os
 import threading
@@ -26,6 +27,9 @@ _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # (64 MB in float32), so a batch of large frames never exists in float32 at full size: eight
 # 4096x4096 frames would take 1.6 GB at once, twice per batch.
 _RESAMPLE_CHUNK = 1 << 24
+# Frames that torch cannot take as they are (read-only, not contiguous) are copied in parts of at
+# most this many bytes (or one frame), so such a clip never exists twice in memory.
+_COPY_CHUNK = 1 << 28
 # Float copies of a frame's input and output a pass holds at the working size besides the network's
 # activations: the scaled input, its normalized and padded copies, the channels-last one; the output,
 # its scaled copy. Counted in float32 also under autocast, which keeps norms in float32.
@@ -36,6 +40,9 @@ _FLOAT_BYTES = 4
 # through. More would only queue on the device and hold its memory.
 CUDA_IN_FLIGHT = 2
 _thread_streams = threading.local()
+log = logging.getLogger(__name__)
+# Whether the slowness of bf16 on a CPU without AMX was told (once per process: batch workers each load).
+_emulated_bf16_told = False
 
 
 def resolve_device(device: str | torch.device | None = "auto", setting: str = "device") -> torch.device:
@@ -75,6 +82,13 @@ def resolve_precision(precision: str, device: torch.device, card: ModelCard) -> 
         return "bf16" if _cpu_has_amx_bf16() else "fp32"
     if precision == "fp16" and device.type == "cpu":
         raise UsageError(f"fp16 is not supported on the CPU; use {spell_setting('precision', 'fp32', 'bf16')}")
+    if precision == "bf16" and device.type == "cpu" and not _cpu_has_amx_bf16():
+        global _emulated_bf16_told
+        if not _emulated_bf16_told:
+            _emulated_bf16_told = True
+            log.warning("bf16 runs emulated on this CPU (no AMX, or oneDNN capped below it): several times slower "
+                        "than fp32, which it does not beat in quality either; use %s",
+                        spell_setting("precision", "fp32"))
     return precision
 
 
@@ -366,9 +380,19 @@ class Translator:
         if len(frames) == 0:
             return frames.copy()
         if self.device.type != "cuda":
-            # torch warns about arrays it may not write to (it does not write to these): a copy.
-            frames = np.ascontiguousarray(frames) if frames.flags.writeable else frames.copy()
-            return self.translate_tensor(torch.from_numpy(frames), state).numpy()
+            if frames.flags.writeable and frames.flags.c_contiguous:
+                return self.translate_tensor(torch.from_numpy(frames), state).numpy()
+            # torch takes contiguous arrays only, and warns about arrays it may not write to (it does
+            # not write to these): a copy, made a part at a time, so that a read-only memory-mapped
+            # clip (np.load(..., mmap_mode="r")) is never held in memory whole a second time.
+            step = min(self.frames_per_pass(*frames.shape[:3]), max(1, _COPY_CHUNK // frames[0].nbytes))
+            if step >= len(frames):
+                return self.translate_tensor(torch.from_numpy(np.array(frames, order="C")), state).numpy()
+            out = np.empty(frames.shape, dtype=np.uint8)
+            for i in range(0, len(frames), step):
+                part = torch.from_numpy(np.array(frames[i:i + step], order="C"))
+                out[i:i + step] = self.translate_tensor(part, state).numpy()
+            return out
         # Pinned staging buffers make both copies asynchronous, so each batch costs one sync.
         # PyTorch's caching host allocator recycles them once the GPU is done: a small ring of
         # pinned buffers without bookkeeping here, and results stay valid while callers hold them.
@@ -526,31 +550,56 @@ def _flat(frames: torch.Tensor) -> torch.Tensor:
 def _frames_array(frames: Any) -> np.ndarray:
     """`frames` (what `translate` was given) as a uint8 array (N, H, W, 3) or (H, W, 3), or a
     UsageError naming what it is and how to make it one."""
-    if isinstance(frames, torch.Tensor) and frames.device.type != "cpu":
-        raise UsageError(f"translate takes frames in host memory (NumPy); frames on {frames.device} go to "
-                         "translate_tensor")
+    dtype = None  # the element type as the caller made it, where NumPy cannot hold it (bfloat16)
+    if isinstance(frames, torch.Tensor):
+        if frames.device.type != "cpu":
+            raise UsageError(f"translate takes frames in host memory (NumPy); frames on {frames.device} go to "
+                             "translate_tensor")
+        if frames.layout != torch.strided:
+            raise UsageError(f"translate takes dense frames, not a {frames.layout} tensor; pass x.to_dense()")
+        if frames.is_quantized or frames.dtype.is_floating_point and \
+                frames.dtype not in (torch.float16, torch.float32, torch.float64):
+            # NumPy has no bfloat16, float8 or quantized types: read as floats for the message below.
+            dtype = str(frames.dtype).removeprefix("torch.")
+            frames = frames.dequantize() if frames.is_quantized else frames.detach().float()
     try:
         array = np.asarray(frames)
     except ValueError:  # a list of arrays that NumPy cannot stack
         raise UsageError("translate got frames of different sizes; translate each size in a call of its own") from None
+    except TypeError:  # what NumPy cannot read as an array at all
+        raise UsageError(f"translate expects uint8 RGB frames of shape (N, H, W, 3); pass a NumPy uint8 array, "
+                         f"not {type(frames).__name__}") from None
     if array.size == 0 and array.ndim < 3:
         raise UsageError(f"translate got no frames ({frames!r:.40}); pass uint8 RGB frames, (N, H, W, 3)")
     shape, fix = array.shape, ""
     if array.dtype != np.uint8 and array.dtype.kind == "f":
-        fix = "; floats from 0 to 1 become uint8 as (x * 255).round().astype(np.uint8)"
-    elif array.dtype.kind in "OUSV":  # None, a string, a generator: nothing NumPy reads as pixels
+        # fmax skips NaN without a warning; the range tells 0-1 floats from 0-255 ones.
+        top = float(np.fmax.reduce(array, axis=None)) if array.size else 1.0
+        fix = "; floats from 0 to 1 become uint8 as (x * 255).round().astype(np.uint8)" if not top > 1 else \
+            "; floats from 0 to 255 become uint8 as x.round().clip(0, 255).astype(np.uint8)"
+    elif array.dtype.kind == "b":
+        fix = "; a mask becomes black and white frames as x.astype(np.uint8) * 255"
+    elif array.dtype.kind in "OUSVcmM":  # None, a string, a generator: nothing NumPy reads as pixels
         fix = f"; pass a NumPy uint8 array, not {type(frames).__name__}"
-    elif array.dtype != np.uint8:
-        fix = "; convert with .astype(np.uint8)"
+    elif array.dtype != np.uint8:  # integers
+        low, high = (int(array.min()), int(array.max())) if array.size else (0, 0)
+        if 0 <= low and high <= 255:
+            fix = "; convert with .astype(np.uint8)"
+        elif array.dtype == np.uint16:
+            fix = f"; values run up to {high}: scale them to 0-255, e.g. (x >> 8).astype(np.uint8) for 16-bit frames"
+        else:
+            fix = f"; values run from {low} to {high}: scale them to 0-255, then .astype(np.uint8)"
     elif array.ndim in (3, 4) and shape[-1] != 3 and shape[-3] == 3:
         fix = "; channels come last: x.transpose(0, 2, 3, 1) for (N, 3, H, W), x.transpose(1, 2, 0) for (3, H, W)"
+    elif array.ndim in (3, 4) and shape[-1] == 4:
+        fix = "; RGBA frames become RGB as x[..., :3]"
     elif array.ndim in (3, 4) and shape[-1] == 1:
         fix = "; grey frames become RGB as np.repeat(x, 3, axis=-1)"
     elif array.ndim in (2, 3) and shape[-1] != 3:
         fix = "; grey frames become RGB as np.repeat(x[..., None], 3, axis=-1)"
     if array.dtype != np.uint8 or array.ndim not in (3, 4) or shape[-1] != 3:
         raise UsageError(f"translate expects uint8 RGB frames of shape (N, H, W, 3) or one (H, W, 3), got "
-                         f"{array.dtype} {shape}{fix}")
+                         f"{dtype or array.dtype} {shape}{fix}")
     return array
 
 

@@ -198,3 +198,15 @@ def test_a_card_starting_from_a_missing_background_is_refused(tmp_path):
     save_checkpoint(folder, random_generator("resnet_6blocks", 6, 3, 8, "instance"), temporal_card("background"))
     with pytest.raises(VidtransError, match=r"starts clips from background.png, which is missing"):
         vidtrans.load_model(folder, device="cpu")
+
+
+def test_auto_runs_a_temporal_model_in_pytorch_where_it_takes_onnxruntime_for_others(model_dir, monkeypatch):
+    """Fed back frame after frame, the backends' 1e-6 differences grow to tens of grey levels along a clip."""
+    import torch
+
+    from vidtrans.models import onnx_backend, translator
+
+    monkeypatch.setattr(translator, "_cpu_has_amx_bf16", lambda: False)
+    monkeypatch.setattr(onnx_backend, "available", lambda: True)
+    assert translator.resolve_backend("auto", torch.device("cpu"), "auto") == "onnxruntime"
+    assert vidtrans.load_model(model_dir, device="cpu", backend="auto").backend == "torch"

@@ -92,16 +92,18 @@ def resolve_precision(precision: str, device: torch.device, card: ModelCard) -> 
     return precision
 
 
-def resolve_backend(backend: str, device: torch.device, precision: str) -> str:
+def resolve_backend(backend: str, device: torch.device, precision: str, temporal: bool = False) -> str:
     """What runs the generator, for the device and the precision asked for (before "auto" is
-    resolved); UsageError for a backend that cannot run them."""
+    resolved) and a model that is `temporal` or not; UsageError for a backend that cannot run them."""
     from vidtrans.models import onnx_backend
 
     backend = Backend.parse(backend, "backend")
     if backend == Backend.AUTO:
         # Where AMX makes bf16 twice as fast as fp32, torch wins; elsewhere ONNX Runtime's fp32
-        # beats torch's (about 1.3-1.6x on an AVX2-only EPYC).
-        faster = device.type == "cpu" and precision in ("auto", "fp32") and not _cpu_has_amx_bf16()
+        # beats torch's (about 1.3-1.6x on an AVX2-only EPYC). Not for a temporal model: each output
+        # is fed back in, so the backends' 1e-6 differences grow along a clip (to tens of grey levels),
+        # and its frames, translated one at a time, gain less from ONNX Runtime's batches.
+        faster = device.type == "cpu" and precision in ("auto", "fp32") and not _cpu_has_amx_bf16() and not temporal
         return "onnxruntime" if faster and onnx_backend.available() else "torch"
     if backend == Backend.ONNXRUNTIME:
         torch_backend = spell_setting("backend", "torch")
@@ -258,7 +260,7 @@ class Translator:
         # The target's empty scene (RGB, native size) or None.
         self.background = _fit_image(checkpoint.background, self.native_size)
         self.device = resolve_device(device)
-        self.backend = resolve_backend(backend, self.device, precision)
+        self.backend = resolve_backend(backend, self.device, precision, bool(self.card.temporal))
         self.precision = "fp32" if self.backend == "onnxruntime" else resolve_precision(precision, self.device, self.card)
         # A temporal card that starts clips from background.png comes with it: loading checks that.
         self.temporal = self.card.temporal

@@ -145,7 +145,7 @@ class CompileSpy:
 def test_auto_compile_waits_for_the_clip_to_prove_long(tmp_path, rgb_model_dir, monkeypatch):
     # The container claims a million frames (cover art, a bogus header, a huge start time...).
     monkeypatch.setattr(VideoReader, "frame_count", property(lambda self: 1_000_000))
-    model = vidtrans.load_model(rgb_model_dir, device="cpu")
+    model = vidtrans.load_model(rgb_model_dir, device="cpu", backend="torch")  # compile="on" needs torch
     spy = CompileSpy(model, monkeypatch)
     short = make_clip(tmp_path / "short.mp4", frames=12, audio=False)
     translate_video(short.path, tmp_path / "auto.mp4", model, compile="auto")

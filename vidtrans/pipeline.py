@@ -32,7 +32,8 @@ from vidtrans.errors import UsageError, VidtransError
 from vidtrans.metrics import FlickerMeter, relative_flicker
 from vidtrans.pose.keypoints import has_person
 from vidtrans.pose.track import is_pose_video, pose_stages_for
-from vidtrans.runner import TRANSLATION_THREADS, Batch, Parallel, Progress, frame_batches, run_stages
+from vidtrans.runner import (TRANSLATION_THREADS, Batch, OnItsOwnThread, Parallel, Progress, frame_batches,
+                             run_stages)
 from vidtrans.temporal import Smoother, smoothing_for
 from vidtrans.options import POSE_VIDEO_ENCODE, EncodeOptions, PoseSource, RunOptions, spell, spell_setting
 from vidtrans.video import SourceMedia, VideoInfo, VideoReader, VideoWriter, check_destination, check_output_settings
@@ -78,10 +79,12 @@ class TranslateStage:
         share them (each parallel region waits for its slowest thread); two keep up with the model
         alone (benchmarks/README.md). On a GPU two batches are in flight, each on its own CUDA stream
         (`Translator.translate_clip`), so the copies of one overlap the kernels of the other. A
-        temporal model's frames each wait for the one before, so it gets one translator.
+        temporal model's frames each wait for the one before, so it gets one translator, on a
+        thread of the clip's own (one CUDA stream for its state throughout), which a stop does not
+        wait for.
         """
         if getattr(model, "temporal", None):
-            return cls(model, state)
+            return OnItsOwnThread(cls(model, state), "vidtrans-translate-clip")
         return Parallel(cls(model), TRANSLATION_THREADS, _translation_pool())
 
     def process(self, batch: Batch):
@@ -112,10 +115,12 @@ class TranslateStage:
         return ()
 
 
-def smoothing_stages(smoother: Smoother) -> list[Any]:
+def smoothing_stages(smoother: Smoother, previous_guide: np.ndarray | None = None) -> list[Any]:
     """The stages that smooth the outputs: for flow, its guide-only half ahead on a pool, then
-    the in-order rest (a few remaps and blends, not the flow: benchmarks/README.md)."""
-    return ([FlowAheadStage(smoother)] if smoother.uses_flow else []) + [SmoothStage(smoother)]
+    the in-order rest (a few remaps and blends, not the flow: benchmarks/README.md).
+    `previous_guide`: what the model saw for the frame before the first (a clip in parts; the
+    smoother then goes on from that frame's output, `Smoother.go_on_from`)."""
+    return ([FlowAheadStage(smoother, previous_guide)] if smoother.uses_flow else []) + [SmoothStage(smoother)]
 
 
 # Batches whose flow is computed at once: enough to keep up with a GPU on a many-core host
@@ -135,8 +140,8 @@ class FlowAheadStage:
     Each batch gets its own estimator primed with the guide just before it, which this stage
     keeps (in order, in its own thread), so batches need not wait for each other."""
 
-    def __init__(self, smoother: Smoother):
-        self._previous_guide = None
+    def __init__(self, smoother: Smoother, previous_guide: np.ndarray | None = None):
+        self._previous_guide = previous_guide
         self._parallel = Parallel(_BatchMotion(smoother), _FLOW_WORKERS, _flow_pool())
 
     def process(self, batch: Batch):
@@ -302,7 +307,7 @@ def translate_video(
     unless `overwrite`. `keypoints` (NPZ or OpenPose/DWPose JSON) replaces pose detection.
     A temporal model goes on from `state` when given (a `RecurrentState` that an earlier part of
     the clip, e.g. `end=t`, left behind; updated when the part is written, left as it was when it
-    fails), else starts afresh. `progress(done, total,
+    fails), else starts afresh; output smoothing goes on from that part's last frame too. `progress(done, total,
     what)` is called as frames are done. Returns a `Summary`.
     """
     # Arguments of the wrong type are refused before a model is loaded or a frame decoded.
@@ -317,6 +322,10 @@ def translate_video(
     model = _loaded(model)
     smoothing, smoothing_strength = smoothing_for(model, options.smoothing, options.smoothing_strength)
     smoother = Smoother(smoothing, smoothing_strength)
+    # A later part of a clip: its smoothing goes on from the last frame of the part before.
+    carried = None if state is None else state.smoothed
+    if carried is not None:
+        smoother.go_on_from(*carried)
     dst = dst or default_output_path(src, model.name)
     check_destination(dst, [src, *getattr(model, "files", ())], overwrite)
     check_output_settings(dst, options.encode)
@@ -358,10 +367,12 @@ def translate_video(
         working = None if state is None else state.copy()
         stages.append(TranslateStage.for_model(model, working))
         if smoothing != "none":
-            stages += smoothing_stages(smoother)
+            stages += smoothing_stages(smoother, None if carried is None else carried[1])
         input_flicker, output_flicker = FlickerMeter(), FlickerMeter()
+        last: list[Any] = [None, 0]  # the batch and index of the last frame written
 
         def frame_to_write(batch: Batch, i: int) -> np.ndarray:
+            last[:] = batch, i
             if batch.keypoints is not None and not has_person(batch.keypoints[i]):
                 summary.frames_without_person += 1
             input_flicker.add(batch.frames[i])
@@ -375,6 +386,9 @@ def translate_video(
         summary.corrupt_frames = reader.corrupt_frames
         if state is not None:
             state.previous = working.previous
+            batch, i = last
+            if batch is not None:  # the last frame as written, before any side-by-side panels, and what the model saw
+                state.smoothed = batch.output[i].copy(), np.array(batch.seen[i])
     summary.flicker_input, summary.flicker_output = input_flicker.value, output_flicker.value
     summary.seconds = time.perf_counter() - started
     return summary

@@ -6,7 +6,8 @@ ends) and `interrupt()` (called from the consumer's thread when the pipeline sto
 stage waiting for other threads' work stops waiting). Data flows one way. A failing stage sends its
 exception down the line; the consumer re-raises it, and every thread stops. Bounded queues keep
 memory flat however long the input is.
-`Parallel` runs a stateless stage on several threads with the output kept in input order.
+`Parallel` runs a stateless stage on several threads with the output kept in input order;
+`OnItsOwnThread`, a stage that must keep its order and its thread, on a thread the stop need not wait for.
 
 The video pipelines (`run`, `pose`, pose detection, `eval`) pass `Batch`es of decoded frames
 through it; `frame_batches` cuts a reader's frames into them.
@@ -172,6 +173,21 @@ class Parallel:
         for future in self._pending:
             future.cancel()
         self._pending.clear()
+
+
+class OnItsOwnThread(Parallel):
+    """`stage.process` on one thread of its own, one item at a time, for a stage whose items each
+    wait for the one before (a temporal model's frames) and that keeps to one thread throughout
+    (its CUDA stream, its ONNX Runtime session). The stage's thread only waits for it, so a stop
+    need not wait for a forward pass in progress (`Parallel.interrupt`); the thread finishes that
+    pass and ends."""
+
+    def __init__(self, stage: Stage, name: str = "vidtrans-own"):
+        super().__init__(stage, 1, ThreadPoolExecutor(1, thread_name_prefix=name))
+
+    def close(self) -> None:
+        super().close()
+        self._pool.shutdown(wait=False)
 
 
 def _work(stage: Stage, inbox: queue.Queue, out: queue.Queue, stop: threading.Event) -> None:

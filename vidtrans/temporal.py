@@ -156,6 +156,13 @@ class Smoother:
     def estimator(self) -> FlowEstimator:
         return FlowEstimator(self.strength)
 
+    def go_on_from(self, output: np.ndarray, source: np.ndarray) -> None:
+        """Go on from an earlier frame of the clip, as if it had been the last one smoothed here:
+        `output` as written, `source` what the model saw for it (a clip translated in parts)."""
+        self._previous_output = output
+        if self.uses_flow:
+            self._estimator(source, output.shape)
+
     def __call__(self, output: np.ndarray, source: np.ndarray) -> np.ndarray:
         """Smooth one translated frame; `source` is the frame it was made from (any size: it is
         only used for optical flow, at the output's aspect ratio)."""

@@ -137,19 +137,23 @@ class RecurrentState:
     Kept by whoever translates the clip (a pipeline stage, live's frame processor), never by the
     Translator, which several clips may share at once (`vidtrans batch`). Hand it to the next
     `translate_clip` call to go on with the clip: the frames are those of one call over the whole.
+    `smoothed`: where output smoothing goes on from in the clip's next part (`translate_video`):
+    the last frame written and what the model saw for it, or None.
     """
 
     def __init__(self) -> None:
         self.previous: torch.Tensor | None = None
+        self.smoothed: tuple[np.ndarray, np.ndarray] | None = None
 
     def reset(self) -> None:
         """Start again, as at a clip's first frame."""
-        self.previous = None
+        self.previous = self.smoothed = None
 
     def copy(self) -> RecurrentState:
-        """A state going on from here on its own (translating replaces `previous`, never changes it)."""
+        """A state going on from here on its own (translating replaces `previous` and `smoothed`,
+        never changes them)."""
         other = RecurrentState()
-        other.previous = self.previous
+        other.previous, other.smoothed = self.previous, self.smoothed
         return other
 
 

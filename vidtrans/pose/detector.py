@@ -183,6 +183,8 @@ class PoseDetector:
             raise VidtransError(f"pose detection needs mediapipe, which is not installed ({INSTALL_HINT})") from e
         self.min_visibility = min_visibility
         self.whole_body = whole_body
+        self._video_mode = video_mode
+        self._tracking = False  # whether the last frame found a person, whom the graph now tracks
         self._quiet_frames = 2
         options = dict(
             static_image_mode=not video_mode,
@@ -229,13 +231,13 @@ class PoseDetector:
             # its own copy and resize of the full frame (~13 ms at 720p).
             frame = cv2.resize(frame, (round(frame.shape[1] * scale), round(frame.shape[0] * scale)),
                                interpolation=cv2.INTER_AREA)
-        if self._quiet_frames:
-            # MediaPipe logs once more when it first tracks a person in a non-square frame.
-            with _native_stderr_silenced():
-                result = self._graph.process(np.ascontiguousarray(frame))
-            self._quiet_frames -= result.pose_landmarks is not None
-        else:
-            result = self._graph.process(np.ascontiguousarray(frame))
+        frame = np.ascontiguousarray(frame)
+        result = self._process(frame)
+        if result.pose_landmarks is None and self._tracking:
+            # Tracking looks where the person was: after a scene cut, or a jump, it finds nobody
+            # there, and only the next frame would look for them anew. This one looks again now.
+            result = self._process(frame)
+        self._tracking = self._video_mode and result.pose_landmarks is not None
         keypoints = np.zeros((self.num_keypoints, 3), dtype=np.float32)
         if result.pose_landmarks is None:
             return keypoints
@@ -253,6 +255,15 @@ class PoseDetector:
                 if hand is not None:
                     keypoints[part] = _to_pixels(_normalised_points(hand, confidence=1.0), width, height)
         return keypoints
+
+    def _process(self, frame: np.ndarray):
+        if self._quiet_frames:
+            # MediaPipe logs once more when it first tracks a person in a non-square frame.
+            with _native_stderr_silenced():
+                result = self._graph.process(frame)
+            self._quiet_frames -= result.pose_landmarks is not None
+            return result
+        return self._graph.process(frame)
 
     def close(self) -> None:
         """Frees MediaPipe's graph; the detector cannot be used afterwards."""

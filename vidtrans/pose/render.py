@@ -37,6 +37,10 @@ _ONE = 1 << _SHIFT
 _ELLIPSE_POINTS = 24
 _ELLIPSE_ANGLES = np.linspace(0.0, 2.0 * math.pi, _ELLIPSE_POINTS, endpoint=False)
 _COS, _SIN = np.cos(_ELLIPSE_ANGLES), np.sin(_ELLIPSE_ANGLES)
+# Coordinates further than this many pixels off the frame are brought in before drawing (limbs and
+# bones clipped exactly, dots that cannot reach the frame left out): cv2 takes them as 32-bit
+# fixed-point numbers (_SHIFT fractional bits), which overflow from 2**27 pixels.
+_FAR = float(1 << 20)
 
 # controlnet_aux's `draw_handpose` colours: bone i in hue i / 20 at full saturation and value.
 HAND_EDGE_COLORS: tuple[tuple[int, int, int], ...] = tuple(
@@ -89,8 +93,7 @@ class PoseStyle:
                 f"must be {' or '.join(map(str, _VERSIONS))}"),
             "reference_height": None if is_int(self.reference_height) and self.reference_height >= 1 else (
                 "must be a whole number of pixels, 1 or more"),
-            **{name: None if is_finite_number(getattr(self, name)) and getattr(self, name) >= 0
-               else "must be a finite number, 0 or more" for name in _SIZE_FIELDS},
+            **{name: _size_problem(getattr(self, name), self.reference_height) for name in _SIZE_FIELDS},
             "limb_alpha": None if is_finite_number(self.limb_alpha) and 0 <= self.limb_alpha <= 1 else (
                 "must be a number from 0 to 1"),
             "draw_joints": None if isinstance(self.draw_joints, bool) else "must be true or false",
@@ -138,6 +141,16 @@ class PoseStyle:
     def for_card(cls, card) -> "PoseStyle":
         """The style a model card's model was trained on; OpenPose's look when the card names none."""
         return cls.from_dict(card.pose_style) if card.pose_style else cls()
+
+
+def _size_problem(size, reference_height) -> str | None:
+    """What is wrong with a size of a PoseStyle (pixels at reference_height), or None."""
+    if not (is_finite_number(size) and size >= 0):
+        return "must be a finite number, 0 or more"
+    # Larger covers the whole frame, and far larger no longer fits OpenCV's integers.
+    if is_int(reference_height) and size > reference_height:
+        return f"must be at most reference_height ({reference_height}), being pixels at that frame height"
+    return None
 
 
 def _to_fixed(points: np.ndarray) -> np.ndarray:
@@ -190,6 +203,8 @@ def _draw_body(canvas: np.ndarray, kp: np.ndarray, present: np.ndarray, style: P
 
     if style.draw_joints:
         for i in np.flatnonzero(present):
+            if _off_canvas(kp[i, :2], radius, height, width):
+                continue
             centre = tuple(int(v) for v in _to_fixed(kp[i, :2]))
             cv2.circle(canvas, centre, int(round(radius * _ONE)), COLORS[i], -1, line_type, _SHIFT)
 
@@ -215,7 +230,12 @@ def _draw_body(canvas: np.ndarray, kp: np.ndarray, present: np.ndarray, style: P
             continue
         roi = canvas[y0:y1, x0:x1]
         layer = roi.copy()
-        cv2.fillConvexPoly(layer, _to_fixed(polygon - (x0, y0)), COLORS[limb_index], line_type, _SHIFT)
+        polygon = polygon - (x0, y0)
+        if np.abs(polygon).max() > _FAR:
+            polygon = _clip_polygon(polygon, x1 - x0, y1 - y0)
+            if len(polygon) < 3:  # it passes the frame by
+                continue
+        cv2.fillConvexPoly(layer, _to_fixed(polygon), COLORS[limb_index], line_type, _SHIFT)
         canvas[y0:y1, x0:x1] = cv2.addWeighted(roi, 1.0 - alpha, layer, alpha, 0.0)
 
 
@@ -223,24 +243,73 @@ def _draw_hands_and_face(canvas: np.ndarray, kp: np.ndarray, present: np.ndarray
                          line_type: int) -> None:
     """Draws the hands and then the face of a whole-body pose (128, 3) as controlnet_aux does."""
     # Converting all points at once keeps the ~150 draw calls per pose cheap; missing points may
-    # hold NaN, which has no fixed-point value.
-    points = [tuple(p) for p in _to_fixed(np.where(present[:, None], kp[:, :2], 0.0)).tolist()]
+    # hold NaN, which has no fixed-point value, and points far off the frame none that fits.
+    height, width = canvas.shape[:2]
+    far = present & (np.abs(kp[:, :2]) > _FAR).any(axis=1)
+    points = [tuple(p) for p in _to_fixed(np.where(present[:, None] & ~far[:, None], kp[:, :2], 0.0)).tolist()]
     line_width = round(max(style.hand_line_width * scale, _MIN_PART_SIZE))
     joint_radius = round(max(style.hand_joint_radius * scale, _MIN_PART_SIZE) * _ONE)
     face_radius = round(max(style.face_point_radius * scale, _MIN_PART_SIZE) * _ONE)
 
     def dots(indices, radius: int, colour: tuple[int, int, int]) -> None:
         for i in indices:
-            if present[i]:
+            if present[i] and not far[i]:  # a dot that far off cannot reach the frame
                 cv2.circle(canvas, points[i], radius, colour, -1, line_type, _SHIFT)
 
     for hand in (LEFT_HAND, RIGHT_HAND):
         for (a, b), colour in zip(HAND_EDGES, HAND_EDGE_COLORS):
             a, b = hand.start + a, hand.start + b
             if present[a] and present[b]:
-                cv2.line(canvas, points[a], points[b], colour, line_width, line_type, _SHIFT)
+                ends = (points[a], points[b])
+                if far[a] or far[b]:
+                    margin = line_width + 2
+                    clipped = _clip_polygon(kp[[a, b], :2].astype(np.float64) + margin, width + 2 * margin,
+                                            height + 2 * margin)
+                    if len(clipped) < 2:
+                        continue
+                    ends = [tuple(p) for p in _to_fixed(clipped[[0, -1]] - margin).tolist()]
+                cv2.line(canvas, *ends, colour, line_width, line_type, _SHIFT)
         dots(range(hand.start, hand.stop), joint_radius, HAND_JOINT_COLOR)
     dots(range(FACE.start, FACE.stop), face_radius, FACE_POINT_COLOR)
+
+
+def _off_canvas(centre: np.ndarray, radius: float, height: int, width: int) -> bool:
+    """Whether a dot of `radius` at `centre` lies wholly off a height x width canvas."""
+    reach = radius + 2.0  # and its anti-aliasing
+    return bool(centre[0] < -reach or centre[1] < -reach or centre[0] > width - 1 + reach
+                or centre[1] > height - 1 + reach)
+
+
+def _clip_polygon(polygon: np.ndarray, width: float, height: float) -> np.ndarray:
+    """A convex polygon (n, 2) (or a segment, n = 2) cut to the box from -2 to width + 2 by -2 to
+    height + 2 (Sutherland-Hodgman): what lies inside is unchanged, and the cut edges lie off a
+    width x height canvas, beyond its anti-aliasing."""
+    points = [tuple(p) for p in np.asarray(polygon, np.float64)]
+    closed = len(points) > 2
+    for axis, limit, keep_below in ((0, -2.0, False), (0, width + 2.0, True), (1, -2.0, False),
+                                    (1, height + 2.0, True)):
+        def inside(p) -> bool:
+            return p[axis] <= limit if keep_below else p[axis] >= limit
+
+        def crossing(p, q) -> tuple[float, float]:
+            t = (limit - p[axis]) / (q[axis] - p[axis])
+            return (p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1]))
+
+        out = []
+        pairs = zip(points, points[1:] + points[:1]) if closed else zip(points[:-1], points[1:])
+        for p, q in pairs:
+            if inside(p):
+                out.append(p)
+                if not inside(q):
+                    out.append(crossing(p, q))
+            elif inside(q):
+                out.append(crossing(p, q))
+        if not closed and points and inside(points[-1]):
+            out.append(points[-1])
+        points = out
+        if not points:
+            break
+    return np.array(points, np.float64).reshape(-1, 2)
 
 
 def render_poses(track: np.ndarray, height: int, width: int, style: PoseStyle = PoseStyle(),

@@ -2,7 +2,9 @@
 
 Detectors jitter by a few pixels from frame to frame, and a pix2pix generator turns that jitter
 into visible flicker. Both filters only smooth keypoints that were detected: a joint missing for
-a short gap is bridged, a longer absence stays missing rather than being invented.
+a short gap is bridged, a longer absence stays missing rather than being invented. Neither
+filters across a jump of the whole body (a scene cut, the detector changing to another person):
+the body would slide from one place to the other over several frames, in poses nobody took.
 """
 
 from __future__ import annotations
@@ -20,6 +22,44 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     padded = np.concatenate(([False], mask, [False]))
     edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
     return list(zip(edges[0::2], edges[1::2]))
+
+
+# A jump: the body's points (their median) moving further than this share of the body's size (the
+# larger side of their bounding box) from one frame to the next, or its size changing by more than
+# JUMP_SIZE_RATIO. Dancers move a few hundredths of their size a frame at 30 fps (under a tenth at
+# 5 fps); a scene cut or a change of person moves them by much more.
+JUMP_SHARE = 0.5
+JUMP_SIZE_RATIO = 2.0
+# Points both frames must show to compare them, and to compare sizes.
+_JUMP_POINTS, _JUMP_SIZE_POINTS = 2, 4
+
+
+def _jumped(a: np.ndarray, b: np.ndarray, min_confidence: float) -> bool:
+    """Whether body (18, 3) b is a jump away from body a (JUMP_SHARE, JUMP_SIZE_RATIO)."""
+    both = (a[:, 2] > min_confidence) & (b[:, 2] > min_confidence)
+    if both.sum() < _JUMP_POINTS:
+        return False
+    pa, pb = a[both, :2].astype(np.float64), b[both, :2].astype(np.float64)
+    size_a, size_b = np.ptp(pa, axis=0).max(), np.ptp(pb, axis=0).max()
+    size = max(size_a, size_b)
+    if size <= 0:
+        return False
+    if float(np.median(np.linalg.norm(pb - pa, axis=1))) > JUMP_SHARE * size:
+        return True
+    return both.sum() >= _JUMP_SIZE_POINTS and size > JUMP_SIZE_RATIO * max(min(size_a, size_b), 1e-6)
+
+
+def jumps(track: np.ndarray, max_gap: int = 3, min_confidence: float = 0.0, glitch: int = 2) -> list[int]:
+    """Frames of a track (T, K, 3) where the body lands after a jump (`_jumped`) from the last frame
+    that showed it, at most `max_gap` frames of nobody before: where the keypoint filter starts
+    afresh. A jump that comes back within `glitch` frames (a detector glitch of one or two frames,
+    which the running median removes) is none; neither are jumps that close to each other."""
+    body = check_keypoints(track)[:, :NUM_KEYPOINTS]
+    shown = np.flatnonzero((body[..., 2] > min_confidence).any(axis=1))
+    found = [int(b) for a, b in zip(shown[:-1], shown[1:])
+             if b - a <= max_gap + 1 and _jumped(body[a], body[b], min_confidence)]
+    return [c for k, c in enumerate(found)
+            if (k == 0 or c - found[k - 1] > glitch) and (k == len(found) - 1 or found[k + 1] - c > glitch)]
 
 
 def _median(values: np.ndarray, window: int) -> np.ndarray:
@@ -53,15 +93,22 @@ def bridge_gaps(track: np.ndarray, max_gap: int = 3, min_confidence: float = 0.0
     the start or end of the clip, and longer gaps, stay missing.
     """
     track = check_keypoints(track).copy()
-    for j in range(track.shape[1]):
-        missing = track[:, j, 2] <= min_confidence
-        for start, end in _runs(missing):
-            if start == 0 or end == len(track) or end - start > max_gap:
-                continue
-            before, after = track[start - 1, j], track[end, j]
-            steps = np.arange(1, end - start + 1, dtype=np.float32) / (end - start + 1)
-            track[start:end, j, :2] = before[:2] + steps[:, None] * (after[:2] - before[:2])
-            track[start:end, j, 2] = min(before[2], after[2])
+    if len(track) < 3:
+        return track
+    # All joints at once (whole-body tracks have 128, their face and hands missing every other
+    # frame): for each missing point, the frames that last and next show that joint.
+    missing = track[..., 2] <= min_confidence
+    frames = np.arange(len(track))[:, None]
+    shown_at = np.where(missing, -1, frames)
+    before = np.maximum.accumulate(shown_at, axis=0)
+    after = np.flip(np.minimum.accumulate(np.flip(np.where(missing, len(track), frames), axis=0), axis=0), axis=0)
+    bridged = missing & (before >= 0) & (after < len(track)) & (after - before - 1 <= max_gap)
+    t, j = np.nonzero(bridged)
+    if len(t):
+        a, b = track[before[t, j], j], track[after[t, j], j]
+        steps = (t - before[t, j]).astype(np.float32) / (after[t, j] - before[t, j]).astype(np.float32)
+        track[t, j, :2] = a[:, :2] + steps[:, None] * (b[:, :2] - a[:, :2])
+        track[t, j, 2] = np.minimum(a[:, 2], b[:, 2])
     return track
 
 
@@ -88,12 +135,24 @@ def smooth_track(track: np.ndarray, window: int = 5, sigma: float = 1.5, max_gap
     joint gets a centred running median of `window` frames (removes single-frame detector
     glitches) followed by a Gaussian of `sigma` frames (removes the remaining jitter). Both are
     symmetric, so smoothing adds no lag. window=1 and sigma=0 turn the stages off; larger values
-    smooth more. Confidences are kept; missing keypoints stay all-zero.
+    smooth more. Confidences are kept; missing keypoints stay all-zero. The track is filtered in
+    pieces split where the body jumps (`jumps`: scene cuts), each piece as a clip of its own.
     """
     if window < 1 or window % 2 == 0:
         raise VidtransError(f"smoothing window must be an odd number of frames >= 1, got {window}")
     if sigma < 0:
         raise VidtransError(f"smoothing sigma must be >= 0 frames, got {sigma}")
+    track = check_keypoints(track)
+    cuts = jumps(track, max_gap, min_confidence, glitch=window // 2)
+    if cuts:
+        bounds = [0, *cuts, len(track)]
+        return np.concatenate([_smooth_piece(track[a:b], window, sigma, max_gap, min_confidence)
+                               for a, b in zip(bounds[:-1], bounds[1:])])
+    return _smooth_piece(track, window, sigma, max_gap, min_confidence)
+
+
+def _smooth_piece(track: np.ndarray, window: int, sigma: float, max_gap: int, min_confidence: float) -> np.ndarray:
+    """`smooth_track` of a track without jumps."""
     track = bridge_gaps(_hold_parts_at_the_ends(check_keypoints(track), min_confidence), max_gap=max_gap,
                         min_confidence=min_confidence)
     out = track.copy()
@@ -116,7 +175,8 @@ class OneEuroFilter:
     Low speed -> low cutoff (strong smoothing of jitter); high speed -> the cutoff rises by
     `beta` per pixel/second of speed, so fast moves are followed with little lag. Units: cutoffs
     in Hz, `beta` in 1/pixel. A joint that goes missing is reset, so when it comes back it starts
-    fresh at its new position instead of sliding in from where it was last seen.
+    fresh at its new position instead of sliding in from where it was last seen; so does the whole
+    pose when the body jumps (`_jumped`: a scene cut, another person), rather than sliding across.
     """
 
     def __init__(self, min_cutoff: float = 1.0, beta: float = 0.02, d_cutoff: float = 1.0,
@@ -149,6 +209,11 @@ class OneEuroFilter:
 
         if self._t is not None and t_seconds <= self._t:
             raise VidtransError(f"One Euro filter times must increase ({t_seconds} after {self._t})")
+        if self._t is not None and self._alive[:NUM_KEYPOINTS].any():
+            alive = self._alive[:NUM_KEYPOINTS, None] * (self.min_confidence + 1.0)
+            last = np.concatenate([self._x[:NUM_KEYPOINTS], alive], axis=1)
+            if _jumped(last, kp[:NUM_KEYPOINTS], self.min_confidence):
+                self._alive[:] = False  # every joint starts afresh where it now is
         continuing = present & self._alive
         if self._t is not None and continuing.any():
             dt = t_seconds - self._t

@@ -21,9 +21,10 @@ from vidtrans.pose.smoothing import smooth_track
 from vidtrans.runner import usable_cores
 
 # How far the offline filter sees: median (window 5) + Gaussian (sigma 1.5, cut at 3 sigma)
-# + bridged gaps of 3 frames; 12 frames on each side leave the centre frame exactly as a
-# whole-track filter would have made it.
-SMOOTHING_CONTEXT = 12
+# + bridged gaps of 3 frames (11 frames), and where the body jumps (smoothing.jumps: a jump's two
+# frames up to 4 apart, and whether another jump comes within 2 frames of it); 20 frames on each
+# side leave the centre frame exactly as a whole-track filter would have made it.
+SMOOTHING_CONTEXT = 20
 
 
 def default_detectors() -> int:

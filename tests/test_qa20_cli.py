@@ -112,3 +112,10 @@ def test_a_terminal_gone_away_neither_ends_the_command_nor_silences_stdout(monke
         assert os.path.samestat(os.fstat(1), os.fstat(stdout))
     finally:
         os.close(stdout)
+
+
+def test_a_mistyped_command_reads_as_a_sentence(cli):
+    result = cli("runn")
+    assert result.returncode == 2
+    line = result.stderr.strip()
+    assert line.startswith("vidtrans: error: No such command 'runn'. Did you mean 'run'? See ") and "?;" not in line

@@ -425,7 +425,8 @@ def train(
         def on_step(iteration: int, losses: dict[str, float]) -> None:
             _stop_if_asked()
             last_metrics.update({k: v for k, v in losses.items() if k in ("ssim", "psnr")})
-            stats = (f"{losses['it_s']:.2f} it/s  G {losses['g_gan']:.3f}+{losses['g_l1']:.3f}·λ  D {losses['d']:.3f}"
+            stats = (f"{losses['it_s']:.2f} it/s  G gan {losses['g_gan']:.3f} + L1 {losses['g_l1']:.3f}·λ  "
+                     f"D {losses['d']:.3f}"
                      + "".join(f"  {k} {v}" for k, v in last_metrics.items()))
             bar.update(task, completed=iteration, stats=stats)
             if not (quiet or console.is_terminal) and (iteration % validate_every == 0 or iteration == iterations):
@@ -708,7 +709,8 @@ def main() -> None:
     except click_exceptions.UsageError as e:
         command = e.ctx.command_path if e.ctx else _invoked
         message = " ".join(e.format_message().replace("Value error, ", "").split()).rstrip(".")
-        print(one_line(f"vidtrans: error: {message}; see {command} --help"), file=sys.stderr)
+        see = f" See {command} --help" if message.endswith("?") else f"; see {command} --help"  # "Did you mean 'run'?"
+        print(one_line(f"vidtrans: error: {message}{see}"), file=sys.stderr)
         sys.exit(e.exit_code)
     except (KeyboardInterrupt, typer.Abort):  # before typer took over
         if not _stopped_by:

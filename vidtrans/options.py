@@ -288,7 +288,7 @@ class RunOptions(_Options):
     side_by_side: bool = option(False, "Write input | pose map | output panels for comparison.")
     pose: PoseSource = option(PoseSource.AUTO, "Pose models: auto (detect unless the input is already a pose-map "
                               "video), detect, or none (input is pose maps).")
-    normalize: bool = option(True, "Fit the dancer's height and floor line to the target's (pose models).",
+    normalize: bool = option(True, "Fit the dancer's size and floor line to the target's (pose models).",
                              flag="--normalize/--no-normalize")
     compile: CompileMode = option(CompileMode.AUTO, "torch.compile the model: auto (long clips on CPU), on, off.")
     encode: EncodeOptions = option(help="How the output is encoded.", factory=EncodeOptions)

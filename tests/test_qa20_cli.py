@@ -119,3 +119,34 @@ def test_a_mistyped_command_reads_as_a_sentence(cli):
     assert result.returncode == 2
     line = result.stderr.strip()
     assert line.startswith("vidtrans: error: No such command 'runn'. Did you mean 'run'? See ") and "?;" not in line
+
+
+def test_an_output_another_process_writes_is_refused_before_the_model_loads(cli, tmp_path, rgb_model_dir,
+                                                                            monkeypatch):
+    # It was refused only once the model had loaded (seconds; tens on a GPU host), by translate_video.
+    import threading
+
+    import vidtrans
+    from vidtrans.atomic import OutputClaim
+
+    clip = make_clip(tmp_path / "in.mp4", frames=3).path
+    out = tmp_path / "out.mp4"
+    held, done = threading.Event(), threading.Event()
+
+    def writer_elsewhere():  # another thread claims as another process would
+        with OutputClaim(out):
+            held.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=writer_elsewhere)
+    thread.start()
+    held.wait(10)
+    monkeypatch.setattr(vidtrans, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    try:
+        result = cli("run", clip, "-o", out, "--model", rgb_model_dir)
+    finally:
+        done.set()
+        thread.join()
+    assert result.returncode == 1
+    assert "another vidtrans process is writing this file" in result.stderr
+    assert not out.exists()

@@ -311,6 +311,7 @@ def run(
     """Translate a video with a model: same frames, same timestamps, audio kept."""
     import json
 
+    from vidtrans.atomic import OutputClaim
     from vidtrans.models.checkpoint import checkpoint_path, model_files
     from vidtrans.models.translator import backend_for_compile
     from vidtrans.pipeline import no_person_shows, translate_video
@@ -324,11 +325,15 @@ def run(
     if output is not None:
         check_destination(output, [input, *model_files(found)], overwrite)
         check_output_settings(output, options.encode)
-    translator = vidtrans.load_model(model, device=device, precision=precision, size=model_size,
-                                     backend=backend_for_compile(backend, options.compile))
-    with _progress(f"{input.name} -> {translator.name}") as update:
-        summary = translate_video(input, output, translator, options, keypoints=keypoints, overwrite=overwrite,
-                                  progress=update)
+    with contextlib.ExitStack() as claimed:
+        if output is not None:
+            # An output another process is writing is refused now, not once the model has loaded.
+            claimed.enter_context(OutputClaim(output, shared=True))
+        translator = vidtrans.load_model(model, device=device, precision=precision, size=model_size,
+                                         backend=backend_for_compile(backend, options.compile))
+        with _progress(f"{input.name} -> {translator.name}") as update:
+            summary = translate_video(input, output, translator, options, keypoints=keypoints, overwrite=overwrite,
+                                      progress=update)
     if json_summary:
         _product(json.dumps(summary.to_dict()))
     notes = [f"pose: {summary.pose}"] if summary.pose else []

@@ -122,8 +122,8 @@ class Backend(Choice):
     ONNXRUNTIME = "onnxruntime"  # CPU, fp32; pip install 'vidtrans[onnx]'
 
 
-BACKEND_HELP = ("auto (onnxruntime on CPUs without AMX when installed, else torch), torch, or onnxruntime "
-                "(CPU, fp32; pip install 'vidtrans[onnx]').")
+BACKEND_HELP = ("auto (onnxruntime on CPUs without AMX when installed, except for temporal models; else torch), "
+                "torch, or onnxruntime (CPU, fp32; pip install 'vidtrans[onnx]').")
 
 
 def option(default: Any = None, help: str = "", flag: str | None = None, short: str | None = None,

@@ -25,7 +25,8 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 # A jump: the body's points (their median) moving further than this share of the body's size (the
-# larger side of their bounding box) from one frame to the next, or its size changing by more than
+# larger side of their bounding box) from one frame to the next, or its spread (the points' median
+# distance from their median, which one stray point does not move) changing by more than
 # JUMP_SIZE_RATIO. Dancers move a few hundredths of their size a frame at 30 fps (under a tenth at
 # 5 fps); a scene cut or a change of person moves them by much more.
 JUMP_SHARE = 0.5
@@ -40,13 +41,19 @@ def _jumped(a: np.ndarray, b: np.ndarray, min_confidence: float) -> bool:
     if both.sum() < _JUMP_POINTS:
         return False
     pa, pb = a[both, :2].astype(np.float64), b[both, :2].astype(np.float64)
-    size_a, size_b = np.ptp(pa, axis=0).max(), np.ptp(pb, axis=0).max()
-    size = max(size_a, size_b)
+    size = max(np.ptp(pa, axis=0).max(), np.ptp(pb, axis=0).max())
     if size <= 0:
         return False
     if float(np.median(np.linalg.norm(pb - pa, axis=1))) > JUMP_SHARE * size:
         return True
-    return both.sum() >= _JUMP_SIZE_POINTS and size > JUMP_SIZE_RATIO * max(min(size_a, size_b), 1e-6)
+    spread_a, spread_b = _spread(pa), _spread(pb)
+    return both.sum() >= _JUMP_SIZE_POINTS and max(spread_a, spread_b) > JUMP_SIZE_RATIO * max(min(spread_a, spread_b),
+                                                                                              1e-6)
+
+
+def _spread(points: np.ndarray) -> float:
+    """The points' (n, 2) median distance from their median: their size, whatever one stray point does."""
+    return float(np.median(np.linalg.norm(points - np.median(points, axis=0), axis=1)))
 
 
 def jumps(track: np.ndarray, max_gap: int = 3, min_confidence: float = 0.0, glitch: int = 2) -> list[int]:

@@ -71,8 +71,11 @@ def _over_black(image: np.ndarray, data: bytes) -> np.ndarray:
     there); its TIFF colour is already over black, as are the pose maps and the black bars
     training draws."""
     png = data.startswith(PNG_SIGNATURE)
-    if not (png and (data[25:26] in (b"\x04", b"\x06") or b"tRNS" in data)
-            or data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+    # A WebP can hold alpha when lossless (VP8L) or extended with its alpha flag (VP8X); a plain
+    # lossy one (VP8) cannot, and is not decoded a second time.
+    webp = data[:4] == b"RIFF" and data[8:12] == b"WEBP" and (
+        data[12:16] == b"VP8L" or data[12:16] == b"VP8X" and len(data) > 20 and data[20] & 0x10)
+    if not (png and (data[25:26] in (b"\x04", b"\x06") or b"tRNS" in data) or webp):
         return image
     full = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if full is None or full.ndim != 3 or full.shape[2] not in (2, 4):

@@ -301,6 +301,8 @@ class Camera:
                 left = self._left_to_thread
             if left and cap is not None:  # close() gave up waiting for this read
                 cap.release()
+        if self._stop.is_set():  # closed: a read cut short by the close is no failure
+            return
         if self.kind == "device":  # a camera does not end by itself: unplugged, or taken by another program
             self.fail(f"{self.name} stopped delivering frames; check that it is plugged in and that no other "
                       "program took it")

@@ -489,7 +489,8 @@ def _open(path: str | os.PathLike) -> tuple[av.container.InputContainer, av.vide
 def _mp4_without_index(path: str) -> bool:
     """Whether `path` is an MP4/MOV (its first box is `ftyp`) whose top-level boxes, as far as the
     file goes, hold no `moov`: the index a camera or muxer writes after the media data, missing
-    when recording or copying stopped early (the file ends inside or after `mdat`)."""
+    when recording or copying stopped early (the file ends inside or after `mdat`). Not a HEIF
+    picture (AVIF, HEIC), which has `meta` where a video has `moov`."""
     try:
         with open(path, "rb") as f:
             end = os.fstat(f.fileno()).st_size
@@ -500,7 +501,7 @@ def _mp4_without_index(path: str) -> bool:
                 size, kind = struct.unpack(">I4s", header[:8])
                 if first and kind != b"ftyp":
                     return False
-                if kind == b"moov":
+                if kind in (b"moov", b"meta"):
                     return False
                 first = False
                 if size == 1 and len(header) == 16:

@@ -49,11 +49,11 @@ _DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG}
 _FULL_RANGE_CODECS = frozenset({"mjpeg", "ljpeg"})
 # Containers whose PCM support (ISO 23003-5) few players read: re-encode PCM audio to AAC there.
 _NO_PCM = {"mp4", "ipod", "3gp", "3g2", "psp"}
-# Where the warnings about a stream the output cannot hold point: Matroska holds every codec here
-# (audio it cannot hold is re-encoded, text subtitles converted to ASS).
 # The text subtitle codecs cues are converted into where the output cannot hold the input's (SRT into
 # .mp4, mov_text into .mkv, as ffmpeg converts them), by preference: ASS keeps the most styling.
 _TEXT_SUBTITLES = ("ass", "mov_text", "webvtt")
+# Where the warnings about a stream the output cannot hold point: Matroska holds every codec here
+# (audio it cannot hold is re-encoded, text subtitles converted to ASS).
 _KEEPS_ALL = "a Matroska (.mkv) file"
 # What a container holds where FFmpeg cannot be asked: avformat_query_codec answers "unknown" for a
 # muxer without a codec table (MPEG-TS) except for its default codecs, and PyAV's supported_codecs

@@ -126,18 +126,11 @@ def test_a_capture_stuck_in_a_read_is_not_released_under_it(monkeypatch):
     reading, unblock = threading.Event(), threading.Event()
     released_during_read: list[bool] = []
 
-    class HangingDevice:
+    from tests.test_live import FakeDevice
+
+    class HangingDevice(FakeDevice):
         def __init__(self, *args):
             self.frames = 0
-
-        def isOpened(self):
-            return True
-
-        def set(self, *args):
-            return False
-
-        def get(self, prop):
-            return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
 
         def read(self):
             self.frames += 1

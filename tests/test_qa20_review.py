@@ -4,30 +4,19 @@ from __future__ import annotations
 
 import time
 
-import av
 import cv2
 import numpy as np
-import pytest
-
-from vidtrans.errors import VidtransError
 
 
 def test_closing_a_camera_during_a_read_that_ends_empty_is_no_failure(monkeypatch):
     # The device's end became a failure ("stopped delivering frames"): a user's quit exited 1.
     from vidtrans.video.camera import Camera
 
-    class Device:
+    from tests.test_live import FakeDevice
+
+    class Device(FakeDevice):
         def __init__(self, *args):
             self.reads = 0
-
-        def isOpened(self):
-            return True
-
-        def set(self, *args):
-            return True
-
-        def get(self, prop):
-            return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
 
         def read(self):
             self.reads += 1

@@ -96,7 +96,7 @@ def test_a_training_state_of_another_generator_is_refused_before_training_naming
         Image.fromarray(_ab()).save(data / f"{i}.png")
     out = tmp_path / "ck"
     assert cli("train", "--data", data, "-o", out, "--iterations", "1", "--save-every", "1", *TINY).returncode == 0
-    state = torch.load(out / "train_state.pt", weights_only=False)
+    state = torch.load(out / "train_state.pt", weights_only=True)
     state["config"]["ngf"] = 8
     torch.save(state, out / "train_state.pt")
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}

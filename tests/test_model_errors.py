@@ -365,8 +365,9 @@ def test_translating_large_frames_does_not_hold_the_batch_in_float32(rgb_model_d
 @pytest.mark.parametrize("option,value,expected", [
     ("--frames", "0", "--frames 0: evaluation needs at least 2 frames (flicker compares consecutive frames)"),
     ("--frames", "-4", "--frames -4: evaluation needs at least 2 frames (flicker compares consecutive frames)"),
-    ("--batch-size", "0", "--batch-size must be a whole number of at least 1, got 0"),
-    ("--batch-size", "-1", "--batch-size must be a whole number of at least 1, got -1"),
+    ("--batch-size", "0", "--batch-size must be a whole number from 1 to 1024, got 0"),
+    ("--batch-size", "-1", "--batch-size must be a whole number from 1 to 1024, got -1"),
+    ("--batch-size", "100000", "--batch-size must be a whole number from 1 to 1024, got 100000"),
 ])
 def test_bad_eval_options_are_one_line(rgb_model_dir, option, value, expected):
     args = ["eval", "--model", rgb_model_dir, "--synthetic", "--device", "cpu", "--frames", "4", option, value]

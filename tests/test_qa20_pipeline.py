@@ -6,23 +6,13 @@ import time
 import numpy as np
 import pytest
 
-import vidtrans
-from tests.media import decode_all, make_clip, random_generator
-from vidtrans.models.checkpoint import ModelCard, save_checkpoint
+from tests.media import decode_all, make_clip
+from tests.test_qa13_api import temporal_model  # noqa: F401 (a fixture: the same tiny temporal model)
 from vidtrans.models.translator import RecurrentState
 from vidtrans.pipeline import translate_video
 
 # RGB stored as RGB, losslessly: equal translated frames decode to equal pictures.
 LOSSLESS = dict(codec="libx264rgb", pix_fmt="rgb24", crf=0, preset="ultrafast")
-
-
-@pytest.fixture(scope="module")
-def temporal_model(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models") / "temporal"
-    card = ModelCard(architecture="resnet_6blocks", ngf=4, norm="instance", input_nc=6, native_size=(64, 64),
-                     temporal={"previous": "output", "first": "black"})
-    save_checkpoint(folder, random_generator("resnet_6blocks", 6, 3, 4, "instance", seed=1), card)
-    return vidtrans.load_model(folder, device="cpu", precision="fp32", backend="torch")
 
 
 @pytest.fixture(scope="module")

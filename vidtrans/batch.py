@@ -842,14 +842,15 @@ def _plan(clips: list[Path], input_dir: Path, output_dir: Path, suffix: str | No
     jobs: list[_Job] = []
     claimed: dict[Path, str] = {}
     inputs = {_real(c) for c in clips}
+    real_in, real_out = _real(input_dir), _real(output_dir)
     for src in clips:
         rel, dst = _rel(src, input_dir), _output_path(src, input_dir, output_dir, suffix)
-        out_rel, record = _rel(dst, output_dir), manifest.clips.get(rel)
+        out_rel, record, real_dst = _rel(dst, output_dir), manifest.clips.get(rel), _real(dst)
         refused = ClipResult(str(src), str(dst), "failed")
         blocking = _file_in_the_way(dst, output_dir)
         if dst in claimed:
             refused.error = f"same output as {claimed[dst]}; rename one of them or drop --ext"
-        elif _real(dst) in inputs:
+        elif real_dst in inputs:
             refused.error = f"{dst}: the output would replace an input clip; choose an output folder outside the inputs"
         elif blocking is not None:
             refused.error = f"{blocking}: is a file where the output folder of this clip belongs; move it away"
@@ -860,7 +861,7 @@ def _plan(clips: list[Path], input_dir: Path, output_dir: Path, suffix: str | No
             refused.error = (f"{dst}: cannot be the clip's output ({unusable.strerror or unusable}); "
                              + (f"rename the clip or pass a shorter {spell('ext')}" if too_long else
                                 "check the output folder"))
-        elif _searched_for_clips(dst, input_dir, output_dir):
+        elif _searched_for_clips(real_dst, real_in, real_out):
             refused.error = (f"{dst}: the output would go into the input folder {input_dir}, where the next run would "
                              "take it for a clip; choose an output folder that does not hold the input folder")
         claimed.setdefault(dst, rel)
@@ -897,11 +898,11 @@ def _lookup_error(path: Path) -> OSError | None:
     return None
 
 
-def _searched_for_clips(dst: Path, input_dir: Path, output_dir: Path) -> bool:
-    """Whether an output at `dst` would be among the clips a batch of `input_dir` finds: inside the
-    input folder (an input folder inside the output folder, or reached through a link in it) but
-    not inside the output folder where that sits in the input folder (never searched)."""
-    real_dst, real_in, real_out = _real(dst), _real(input_dir), _real(output_dir)
+def _searched_for_clips(real_dst: Path, real_in: Path, real_out: Path) -> bool:
+    """Whether an output at `real_dst` would be among the clips a batch of the input folder `real_in`
+    finds (all three with links resolved, `_real`): inside the input folder (an input folder inside
+    the output folder `real_out`, or reached through a link in it) but not inside the output folder
+    where that sits in the input folder (never searched)."""
     return real_in in real_dst.parents and not (real_in in real_out.parents and real_out in real_dst.parents)
 
 

@@ -160,7 +160,7 @@ def smooth_track(track: np.ndarray, window: int = 5, sigma: float = 1.5, max_gap
 
 def _smooth_piece(track: np.ndarray, window: int, sigma: float, max_gap: int, min_confidence: float) -> np.ndarray:
     """`smooth_track` of a track without jumps."""
-    track = bridge_gaps(_hold_parts_at_the_ends(check_keypoints(track), min_confidence), max_gap=max_gap,
+    track = bridge_gaps(_hold_parts_at_the_ends(track, min_confidence), max_gap=max_gap,
                         min_confidence=min_confidence)
     out = track.copy()
     for j in range(track.shape[1]):

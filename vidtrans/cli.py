@@ -37,7 +37,8 @@ def _path(value: str) -> Path:
     return Path(value)
 
 
-# How every path argument and option is read (see _path).
+# How every path option is read (see _path); path arguments take `parser=_path` alone, since a
+# metavar would replace their name in --help and in messages.
 AS_PATH = {"parser": _path, "metavar": "<path>"}
 
 # Options shared by several commands, so each is defined and explained once. The options of

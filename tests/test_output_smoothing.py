@@ -64,5 +64,5 @@ def test_smoothing_for_gives_a_plain_string_whatever_it_was_given():
     card = SimpleNamespace(card=SimpleNamespace(smoothing={"method": "ema", "strength": 0.4}))
     for method, expected in ((Smoothing.FLOW, ("flow", 0.5)), ("none", ("none", 0.5)),
                              (Smoothing.AUTO, ("ema", 0.4)), ("auto", ("ema", 0.4))):
-        resolved = smoothing_for(card, method, 0.5)
+        resolved = smoothing_for(card, method, None)
         assert resolved == expected and type(resolved[0]) is str

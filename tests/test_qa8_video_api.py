@@ -218,5 +218,5 @@ def test_smoothing_strength_is_documented_as_what_is_accepted(cli):
     with pytest.raises(UsageError, match=r"^smoothing_strength must be from 0 up to but not including 1, got 1.0"):
         RunOptions(smoothing_strength=1.0)
     help_text = " ".join(cli("run", "--help").stdout.split())
-    assert "Smoothing strength, from 0 (none) up to but not including 1." in help_text
+    assert "Smoothing strength, from 0 (none) up to but not including 1 (default: what the card" in help_text
     assert "`--smooth-strength` sets how strongly (0 up to but not including 1; default 0.5)" in README.read_text()

@@ -277,6 +277,10 @@ class EncodeOptions(_Options):
                f"{spell('segments')} must be from 0 to {MAX_THREADS}, not {self.segments!r}")
 
 
+# The smoothing strength when neither the user nor (under --smooth auto) the model card gives one.
+DEFAULT_SMOOTHING_STRENGTH = 0.5
+
+
 @dataclass(frozen=True)
 class RunOptions(_Options):
     """How `run` and `batch` translate a clip (`vidtrans.translate_video`, `vidtrans.batch`)."""
@@ -287,8 +291,9 @@ class RunOptions(_Options):
     smoothing: Smoothing = option(Smoothing.AUTO, "Output smoothing: auto (what the model card recommends, else "
                                   "none), none, ema (blend with the previous frame) or flow (motion-compensated).",
                                   flag="--smooth")
-    smoothing_strength: float = option(0.5, "Smoothing strength, from 0 (none) up to but not including 1.",
-                                       flag="--smooth-strength")
+    smoothing_strength: float | None = option(None, "Smoothing strength, from 0 (none) up to but not including 1 "
+                                              "(default: what the card recommends with --smooth auto, else 0.5).",
+                                              flag="--smooth-strength")
     side_by_side: bool = option(False, "Write input | pose map | output panels for comparison.")
     pose: PoseSource = option(PoseSource.AUTO, "Pose models: auto (detect unless the input is already a pose-map "
                               "video), detect, or none (input is pose maps).")
@@ -325,8 +330,8 @@ def check_span(start: float | None, end: float | None) -> None:
     _check(end is None or end > (start or 0), f"{spell('end')} ({end}s) must be after {spell('start')} ({start or 0}s)")
 
 
-def _check_strength(strength: float) -> None:
-    _check(is_finite_number(strength) and 0.0 <= strength < 1.0,
+def _check_strength(strength: float | None) -> None:
+    _check(strength is None or (is_finite_number(strength) and 0.0 <= strength < 1.0),
            f"{spell('smoothing_strength')} must be from 0 up to but not including 1, got {strength!r}")
 
 
@@ -460,7 +465,7 @@ class LiveOptions(_Options):
     loop: bool = option(False, "Play a video file camera again from the start when it ends.")
     overwrite: bool = option(False, "Replace existing --record and --stats files.")
     smoothing: Smoothing = _option_of(RunOptions, "smoothing", Smoothing.NONE)
-    smoothing_strength: float = _option_of(RunOptions, "smoothing_strength", 0.5)
+    smoothing_strength: float | None = _option_of(RunOptions, "smoothing_strength", None)
     normalize: bool = _option_of(RunOptions, "normalize", True)
 
     def check(self) -> None:
@@ -608,4 +613,11 @@ def output_settings(options: RunOptions) -> dict[str, Any]:
     clip encoded on a machine with other cores stays valid."""
     flat = {k: v for k, v in dataclasses.asdict(options).items() if k not in ("batch_size", "compile", "encode")}
     flat.update({k: v for k, v in dataclasses.asdict(options.encode).items() if k not in ("threads", "segments")})
+    # A strength left to the card is recorded as the default, as manifests did before one could be
+    # given over the card's: "auto" with 0.5 then meant the card's strength, else 0.5, which is what
+    # None means now. One given under "auto" is marked: it now overrides the card's.
+    if options.smoothing_strength is None:
+        flat["smoothing_strength"] = DEFAULT_SMOOTHING_STRENGTH
+    elif options.smoothing == Smoothing.AUTO:
+        flat["smoothing_strength_over_card"] = True
     return {k: (v.value if isinstance(v, Choice) else v) for k, v in flat.items()}

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from vidtrans.errors import VidtransError
+from vidtrans.options import DEFAULT_SMOOTHING_STRENGTH
 
 SMOOTHING = ("none", "ema", "flow")
 # Flow is estimated at most this many pixels on the longer side: DIS is robust at low resolution
@@ -31,14 +32,18 @@ _FLOW_MAX_SIDE = 320
 _DIS_MIN_SIDE = 32
 
 
-def smoothing_for(model, method: str, strength: float) -> tuple[str, float]:
-    """Resolve "auto": the smoothing the model card recommends (its author measured it), else none.
-    The method comes back as a plain string ("none", "ema", "flow"), whether `method` was one or a
-    `Smoothing` member, so summaries and JSON carry one type."""
-    if method != "auto":
-        return str(method), strength
-    recommended = getattr(getattr(model, "card", None), "smoothing", None) or {}
-    return recommended.get("method", "none"), float(recommended.get("strength", strength))
+def smoothing_for(model, method: str, strength: float | None) -> tuple[str, float]:
+    """Resolve "auto": the smoothing the model card recommends (its author measured it), else none;
+    a `strength` the user gave (not None) is kept over the card's. The method comes back as a plain
+    string ("none", "ema", "flow"), whether `method` was one or a `Smoothing` member, so summaries
+    and JSON carry one type."""
+    recommended = {}
+    if method == "auto":
+        recommended = getattr(getattr(model, "card", None), "smoothing", None) or {}
+        method = recommended.get("method", "none")
+    if strength is None:
+        strength = recommended.get("strength", DEFAULT_SMOOTHING_STRENGTH)
+    return str(method), float(strength)
 
 
 class Motion(NamedTuple):

@@ -153,7 +153,7 @@ class FrameProcessor:
     person starts it afresh.
     """
 
-    def __init__(self, model, smoothing: Smoothing = Smoothing.NONE, smoothing_strength: float = 0.5,
+    def __init__(self, model, smoothing: Smoothing = Smoothing.NONE, smoothing_strength: float | None = None,
                  normalize: bool = True):
         self.model = model
         self.smoother = Smoother(*smoothing_for(model, smoothing, smoothing_strength))

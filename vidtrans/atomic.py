@@ -40,9 +40,10 @@ LOCK_SUFFIX = ".vidtrans-lock"
 _NAME_MAX = 250
 # The temporary files' infix; the 8 hex digits after it make each name new.
 _PARTIAL = ".partial-"
-# What every temporary file's name matches (fnmatch), for clean-ups of a whole folder.
-TEMPORARY_PATTERN = f".*{_PARTIAL}*"
 _TOKEN_DIGITS = 8
+# What every temporary file's name matches (fnmatch), for clean-ups of a whole folder: its hex digits
+# too, so that a user's hidden file that merely holds the infix (.notes.partial-draft.txt) is kept.
+TEMPORARY_PATTERN = f".*{_PARTIAL}{'[0-9a-f]' * _TOKEN_DIGITS}*"
 # A destination's extension kept on its temporary files (muxers and numpy pick the format from it)
 # when it is at most this long; a longer "extension" is part of the name, not a format.
 _SUFFIX_MAX = 20

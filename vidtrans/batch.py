@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from vidtrans.atomic import (LOCK_SUFFIX, TEMPORARY_PATTERN, check_destination, remove_if_unheld, same_file,
-                             special_file_kind, write_atomically)
-from vidtrans.errors import UsageError, VidtransError, first_line
+from vidtrans.atomic import (LOCK_SUFFIX, TEMPORARY_PATTERN, check_destination, discard, remove_if_unheld, same_file,
+                             special_file_kind, temp_path, write_atomically)
+from vidtrans.errors import UsageError, VidtransError, first_line, one_line
 from vidtrans.options import BatchOptions, EncodeOptions, RunOptions, output_settings, spell, spelled, spellings
 from vidtrans.pipeline import given_options, no_person_shows, translate_video
 from vidtrans.video import check_output_settings, file_identity
@@ -345,9 +345,13 @@ def _check_report_path(path: str | os.PathLike, output_dir: Path, inputs: Sequen
     try:
         if not yet_to_make:
             check_destination(path, [*inputs, *outputs], overwrite=True)
+            # Tried for real, as outputs are: the report is written last, and a folder that takes no
+            # file (/proc, a read-only disk) would refuse it only after every clip was translated.
+            discard(temp_path(path))
     except VidtransError as e:
         raise BatchUsageError(f"{spell('report')} {e}") from None
-    if path.exists() and not overwrite and not _is_report(path):
+    # A link to nowhere too: it is a file in the way of the report (`check_destination`), not nothing.
+    if os.path.lexists(path) and not overwrite and not _is_report(path):
         raise BatchUsageError(f"{spell('report')} {path}: already exists and is not a batch report; choose another "
                               f"path or pass {spell('overwrite')}")
 
@@ -656,7 +660,10 @@ def translate_folder(
                               f"for its device (with precision= and model_size=), not {model!r:.80}")
     if listener is not None and not isinstance(listener, BatchListener):
         raise BatchUsageError(f"listener must be a BatchListener (override the calls you need), not {listener!r:.80}")
-    if not os.fspath(output_dir):  # Path("") would be the current folder
+    # Path("") would be the current folder: every clip below it translated, or outputs among them.
+    if not os.fspath(input_dir):
+        raise BatchUsageError("the input folder is empty (''); give the folder of clips to translate")
+    if not os.fspath(output_dir):
         raise BatchUsageError("the output folder is empty (''); give a folder for the outputs, such as out/")
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     patterns = tuple(batch.patterns or DEFAULT_PATTERNS)
@@ -739,7 +746,7 @@ def _check_folders(input_dir: Path, output_dir: Path) -> None:
         raise BatchUsageError(f"{input_dir}: no such folder; give the folder of clips to translate")
     if not input_dir.is_dir():
         raise BatchUsageError(f"{input_dir}: not a folder; for a single clip use vidtrans run")
-    if _real(output_dir) == _real(input_dir):
+    if same_file(output_dir, input_dir):  # also one folder mounted at two paths (docker -v DIR:/in -v DIR:/out)
         raise BatchUsageError(f"{output_dir}: the output folder is the input folder; choose another one "
                               "(outputs keep the input's names)")
     if output_dir.exists() and not output_dir.is_dir():
@@ -840,7 +847,11 @@ def _plan(clips: list[Path], input_dir: Path, output_dir: Path, suffix: str | No
     """Results for clips that need no work (skipped, or refused before starting), and the jobs."""
     results: dict[str, ClipResult] = {}
     jobs: list[_Job] = []
-    claimed: dict[Path, str] = {}
+    # By real path: two clips' outputs are also one file where a link in the output tree leads one to
+    # the other (OUT/sub -> OUT), or where case does not count (A.mp4, a.mp4), and would replace each
+    # other's output on every rerun.
+    claimed: dict[Path, tuple[str, Path]] = {}
+    fold_case = _case_insensitive(output_dir)
     inputs = {_real(c) for c in clips}
     real_in, real_out = _real(input_dir), _real(output_dir)
     for src in clips:
@@ -848,8 +859,17 @@ def _plan(clips: list[Path], input_dir: Path, output_dir: Path, suffix: str | No
         out_rel, record, real_dst = _rel(dst, output_dir), manifest.clips.get(rel), _real(dst)
         refused = ClipResult(str(src), str(dst), "failed")
         blocking = _file_in_the_way(dst, output_dir)
-        if dst in claimed:
-            refused.error = f"same output as {claimed[dst]}; rename one of them or drop --ext"
+        key = Path(str(real_dst).casefold()) if fold_case else real_dst
+        if key in claimed:
+            other, other_dst = claimed[key]
+            if other_dst == dst:
+                refused.error = f"same output as {other}; rename one of them or drop --ext"
+            elif fold_case and str(other_dst).casefold() == str(dst).casefold():
+                refused.error = (f"{dst}: is {other_dst}, the output of {other}, in an output folder that does not "
+                                 "tell capitals from small letters; rename one of the clips")
+            else:
+                refused.error = (f"{dst}: is {other_dst}, the output of {other}, through a link in the output "
+                                 "folder; remove the link or rename one of the clips")
         elif real_dst in inputs:
             refused.error = f"{dst}: the output would replace an input clip; choose an output folder outside the inputs"
         elif blocking is not None:
@@ -864,7 +884,7 @@ def _plan(clips: list[Path], input_dir: Path, output_dir: Path, suffix: str | No
         elif _searched_for_clips(real_dst, real_in, real_out):
             refused.error = (f"{dst}: the output would go into the input folder {input_dir}, where the next run would "
                              "take it for a clip; choose an output folder that does not hold the input folder")
-        claimed.setdefault(dst, rel)
+        claimed.setdefault(key, (rel, dst))
         try:
             print_ = readable_fingerprint(src)
         except VidtransError as e:
@@ -873,6 +893,7 @@ def _plan(clips: list[Path], input_dir: Path, output_dir: Path, suffix: str | No
         ours = overwrite or bool(record and (record.get("output") == out_rel and record.get("owned")
                                              or out_rel in record.get("owned_before", ())))
         if refused.error:
+            refused.error = one_line(refused.error)  # a name in it spelled as `failure_line` spells it
             results[rel] = refused
         elif not overwrite and record and _finished(record, print_, settings, weights, out_rel, dst):
             results[rel] = ClipResult(str(src), str(dst), "skipped", frames=record.get("frames", 0),
@@ -880,12 +901,22 @@ def _plan(clips: list[Path], input_dir: Path, output_dir: Path, suffix: str | No
                                       warning=record.get("warning"), corrupt_frames=record.get("corrupt_frames", 0))
         elif not ours and dst.is_file():
             # Also every output of a batch whose manifest was deleted: say how to go on.
-            refused.error = (f"{dst}: already exists and the batch manifest does not record it as this batch's "
-                             "output; pass --overwrite to translate the clip again, replacing it")
+            refused.error = one_line(f"{dst}: already exists and the batch manifest does not record it as this "
+                                     "batch's output; pass --overwrite to translate the clip again, replacing it")
             results[rel] = refused
         else:
             jobs.append(_Job(rel, src, dst, out_rel, print_, ours))
     return results, jobs
+
+
+def _case_insensitive(output_dir: Path) -> bool:
+    """Whether the output folder's file system takes names that differ in case alone for one file
+    (macOS, exFAT, a Windows share): its manifest, there by the time clips are planned, is found
+    under its name in capitals too."""
+    try:
+        return os.path.samefile(output_dir / MANIFEST_NAME, output_dir / MANIFEST_NAME.upper())
+    except OSError:
+        return False
 
 
 def _lookup_error(path: Path) -> OSError | None:
@@ -933,12 +964,15 @@ def _finished(record: dict[str, Any], print_: dict[str, Any], settings: dict[str
             and dst.stat().st_size == record.get("output_size"))
 
 
-def one_line(error: BaseException) -> str:
-    """A failure as one report line: our messages as they are, anything else with its type."""
-    text = " ".join(str(error).split())
+def failure_line(error: BaseException) -> str:
+    """A failure as one report line, control characters written as escapes (`errors.one_line`), so a
+    clip's name in it is spelled as the display spells it, its white space kept ('a  b.mp4' is not
+    'a b.mp4'): our messages as they are, anything else with its type and its line breaks (a
+    library's layout) as spaces."""
     if isinstance(error, VidtransError):
-        return text or type(error).__name__
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+        return one_line(str(error).strip()) or type(error).__name__
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return one_line(f"{type(error).__name__}: {text}" if text else type(error).__name__)
 
 
 class _Runner:
@@ -1106,7 +1140,7 @@ class _Runner:
                 # its answer was lost: a file this attempt owned, which the retry may replace.
                 e.retry = dataclasses.replace(job, overwrite=owned)
                 raise
-            result.error = one_line(e)
+            result.error = failure_line(e)
             with contextlib.suppress(VidtransError):
                 self.manifest.record(job.rel, status="failed", **base, error=result.error, finished=_now())
         except BaseException:
@@ -1222,7 +1256,7 @@ class _ClipActor:
                                                      backend=backend))
             self._error = None
         except Exception as e:  # noqa: BLE001 - told to the driver by `ready`, which stops the batch there
-            self._model, self._error = None, f"on Ray {self._node}: {one_line(e)}"
+            self._model, self._error = None, f"on Ray {self._node}: {failure_line(e)}"
 
     def ready(self) -> dict[str, Any]:
         if self._model is None:
@@ -1248,7 +1282,7 @@ class _ClipActor:
         except _Cancelled:
             return ("stopped",)
         except Exception as e:  # noqa: BLE001 - one broken clip must not stop the batch
-            return ("failed", one_line(e))
+            return ("failed", failure_line(e))
 
     def progress(self) -> tuple[str, int, int, str] | None:
         """(clip, done, total, phase) of the clip in hand, as its last progress report said."""
@@ -1368,7 +1402,7 @@ def _import_ray():
     try:
         import ray
     except ImportError as e:
-        raise VidtransError(f"{spell('ray')}: Ray is installed but cannot be imported ({one_line(e)}); reinstall "
+        raise VidtransError(f"{spell('ray')}: Ray is installed but cannot be imported ({failure_line(e)}); reinstall "
                             "it: pip install --force-reinstall 'vidtrans[ray]'") from None
     return ray
 

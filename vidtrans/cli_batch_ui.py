@@ -115,10 +115,11 @@ def summary_tables(report: BatchReport) -> list:
 
 
 def _reason(clip: ClipResult) -> str:
-    """Why `clip` failed, without its name where the error starts with it (shown beside it already);
-    errors name it with any run of white space as one space (`batch.one_line`)."""
+    """Why `clip` failed, without its name where the error starts with it (shown beside it already):
+    as a batch's errors name it (control characters escaped, `batch.failure_line`), as it is, or with
+    any run of white space as one space (as earlier versions did, which a caller's results may keep)."""
     error = clip.error or ""
-    for name in (clip.input, " ".join(clip.input.split())):
+    for name in (one_line(clip.input), clip.input, " ".join(clip.input.split())):
         if error.startswith(f"{name}: "):
             return error[len(name) + 2:]
     return error

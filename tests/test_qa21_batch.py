@@ -154,3 +154,49 @@ def test_clips_whose_outputs_differ_in_case_alone_collide_where_case_does_not_co
     # Where case counts, they are two files, as ever.
     plain = translate_folder(src, tmp_path / "plain", rgb_model_dir, **FAST)
     assert [c.status for c in plain.clips] == ["done", "done"]
+
+
+# --- an output edited since the batch wrote it ------------------------------------------------------
+
+def _statuses(report) -> dict[str, tuple[str, str | None]]:
+    return {Path(c.input).name: (c.status, c.error) for c in report.clips}
+
+
+def test_an_output_edited_since_the_batch_wrote_it_is_not_replaced_without_overwrite(two_clips, tmp_path,
+                                                                                     rgb_model_dir):
+    """A rerun that had to redo the clip (other settings) replaced the user's edit: the manifest
+    said the file was the batch's, though it was no longer what the batch wrote."""
+    out = tmp_path / "out"
+    translate_folder(two_clips, out, rgb_model_dir, **FAST)
+    (out / "a.mp4").write_bytes(b"my edit")
+    untouched = (out / "b.mp4").read_bytes()
+    report = translate_folder(two_clips, out, rgb_model_dir, **FAST, crf=30)
+    status, error = _statuses(report)["a.mp4"]
+    assert status == "failed" and error.endswith("a.mp4: has changed since this batch wrote it; pass --overwrite "
+                                                 "to translate the clip again, replacing it")
+    assert (out / "a.mp4").read_bytes() == b"my edit"
+    assert _statuses(report)["b.mp4"][0] == "done" and (out / "b.mp4").read_bytes() != untouched  # its own: redone
+    report = translate_folder(two_clips, out, rgb_model_dir, **FAST, crf=30, overwrite=True)
+    assert _statuses(report)["a.mp4"][0] == "done" and (out / "a.mp4").read_bytes() != b"my edit"
+
+
+def test_an_output_kept_through_a_failed_attempt_stays_the_batchs_until_edited(two_clips, tmp_path, rgb_model_dir):
+    """A failed attempt leaves the earlier output in place; its record keeps that file's size, so a
+    later run may still replace it, unless it was edited in between."""
+    out = tmp_path / "out"
+    translate_folder(two_clips, out, rgb_model_dir, **FAST)
+    good = (two_clips / "a.mp4").read_bytes()
+    (two_clips / "a.mp4").write_bytes(b"broken now")
+    assert _statuses(translate_folder(two_clips, out, rgb_model_dir, **FAST))["a.mp4"][0] == "failed"
+    (two_clips / "a.mp4").write_bytes(good)
+    first = (out / "a.mp4").read_bytes()
+    assert _statuses(translate_folder(two_clips, out, rgb_model_dir, **FAST, crf=30))["a.mp4"] == ("done", None)
+    assert (out / "a.mp4").read_bytes() != first
+
+    (two_clips / "a.mp4").write_bytes(b"broken again")
+    assert _statuses(translate_folder(two_clips, out, rgb_model_dir, **FAST))["a.mp4"][0] == "failed"
+    (two_clips / "a.mp4").write_bytes(good)
+    (out / "a.mp4").write_bytes(b"edited after the failure")
+    status, error = _statuses(translate_folder(two_clips, out, rgb_model_dir, **FAST))["a.mp4"]
+    assert status == "failed" and "has changed since this batch wrote it" in error
+    assert (out / "a.mp4").read_bytes() == b"edited after the failure"

@@ -378,7 +378,8 @@ class Manifest:
     ("running", "done" or "failed"), output (relative to OUTPUT_DIR), owned (whether a file at
     output is ours to replace), input (fingerprint), options, model_sha256, and frames, seconds,
     frames_without_person, warning, corrupt_frames and output_size, or error, and finished (UTC ISO
-    time).
+    time). A new attempt's records keep the size of the output an earlier one wrote, which stays in
+    place until the attempt succeeds: an output of another size was changed by someone else since.
 
     An update appends and syncs one line, so the bytes written grow with the number of updates
     (rewriting a whole JSON file per update grew with their square: 0.7 GB for 1,000 clips). On
@@ -889,8 +890,11 @@ def _plan(clips: list[Path], input_dir: Path, output_dir: Path, suffix: str | No
             print_ = readable_fingerprint(src)
         except VidtransError as e:
             refused.error = refused.error or str(e)
-        # Files the manifest says we wrote may be replaced; anyone else's need --overwrite.
-        ours = overwrite or bool(record and (record.get("output") == out_rel and record.get("owned")
+        # Files the manifest says we wrote, as we wrote them, may be replaced; anyone else's (an
+        # output edited since, too) need --overwrite.
+        recorded_here = bool(record and record.get("output") == out_rel and record.get("owned"))
+        changed = recorded_here and not _as_written(record, dst)
+        ours = overwrite or bool(record and (recorded_here and not changed
                                              or out_rel in record.get("owned_before", ())))
         if refused.error:
             refused.error = one_line(refused.error)  # a name in it spelled as `failure_line` spells it
@@ -901,8 +905,9 @@ def _plan(clips: list[Path], input_dir: Path, output_dir: Path, suffix: str | No
                                       warning=record.get("warning"), corrupt_frames=record.get("corrupt_frames", 0))
         elif not ours and dst.is_file():
             # Also every output of a batch whose manifest was deleted: say how to go on.
-            refused.error = one_line(f"{dst}: already exists and the batch manifest does not record it as this "
-                                     "batch's output; pass --overwrite to translate the clip again, replacing it")
+            why = ("has changed since this batch wrote it" if changed else
+                   "already exists and the batch manifest does not record it as this batch's output")
+            refused.error = one_line(f"{dst}: {why}; pass --overwrite to translate the clip again, replacing it")
             results[rel] = refused
         else:
             jobs.append(_Job(rel, src, dst, out_rel, print_, ours))
@@ -947,6 +952,25 @@ def _earlier_outputs(record: dict[str, Any] | None, out_rel: str) -> dict[str, l
     return {"owned_before": earlier} if earlier else {}
 
 
+def _as_written(record: dict[str, Any], dst: Path) -> bool:
+    """Whether the clip's output is as this batch wrote it (of the size recorded), or not there:
+    one of another size was edited or replaced since, and is no longer the batch's to replace. A
+    record without a size (a first attempt that failed) wrote nothing there."""
+    try:
+        return dst.stat().st_size == record.get("output_size")
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
+def _kept_size(record: dict[str, Any] | None, out_rel: str) -> dict[str, int]:
+    """The recorded size of the output an earlier run of the clip wrote at `out_rel`, carried into
+    the records of a new attempt: until it succeeds, that file is still the one there."""
+    record = record or {}
+    return {"output_size": record["output_size"]} if record.get("output") == out_rel and "output_size" in record else {}
+
+
 def _file_in_the_way(dst: Path, output_dir: Path) -> Path | None:
     """The first folder between `output_dir` and `dst` that exists as something else (a file, a
     link to nowhere), where the output's folder would have to be made."""
@@ -961,7 +985,7 @@ def _finished(record: dict[str, Any], print_: dict[str, Any], settings: dict[str
               out_rel: str, dst: Path) -> bool:
     return (record.get("status") == "done" and record.get("input") == print_ and record.get("options") == settings
             and record.get("model_sha256") == weights and record.get("output") == out_rel and dst.is_file()
-            and dst.stat().st_size == record.get("output_size"))
+            and _as_written(record, dst))
 
 
 def failure_line(error: BaseException) -> str:
@@ -1116,8 +1140,10 @@ class _Runner:
 
         # Whatever appears at dst from now on is ours, unless someone else's file was there before.
         owned = job.overwrite or not job.dst.exists()
+        previous = self.manifest.clips.get(job.rel)
         base = {"output": job.out_rel, "owned": owned, "input": job.fingerprint, "options": self.settings,
-                "model_sha256": self.weights, **_earlier_outputs(self.manifest.clips.get(job.rel), job.out_rel)}
+                "model_sha256": self.weights, **_earlier_outputs(previous, job.out_rel),
+                **_kept_size(previous, job.out_rel)}
         try:
             # The file as the clip starts: one changed since the batch was planned (a copy finished)
             # is translated as it is now, and only a change from now on spoils the output.
@@ -1127,9 +1153,9 @@ class _Runner:
             outcome = worker.translate(job, progress)
             _check_unchanged(job)
             result = dataclasses.replace(result, status="done", **outcome)
-            self.manifest.record(job.rel, status="done", **{**base, "owned": True},
-                                 **{**outcome, "seconds": round(result.seconds, 3)},
-                                 output_size=job.dst.stat().st_size, finished=_now())
+            written = {"owned": True, "output_size": job.dst.stat().st_size}
+            self.manifest.record(job.rel, status="done", **{**base, **written},
+                                 **{**outcome, "seconds": round(result.seconds, 3)}, finished=_now())
         except _Cancelled:
             raise
         except Exception as e:  # noqa: BLE001 - one broken clip must not stop the batch

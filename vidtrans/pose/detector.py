@@ -29,6 +29,9 @@ DETECTION_MAX_SIDE = 640
 # A frame where nobody is found is searched again in square crops (`_crops`), but only one such
 # frame in CROP_SEARCH_EVERY while nobody turns up, so a clip of an empty room stays cheap.
 CROP_SEARCH_EVERY = 6
+# The smallest crop searched: a person in less is a few pixels high, beyond finding, and each crop costs
+# a MediaPipe run (a 1280x2 clip, 640x1 at DETECTION_MAX_SIDE, was searched in 639 crops, 51 s a frame).
+MIN_CROP_SIDE = 64
 INSTALL_HINT = "pip install mediapipe==0.10.21 (needs Python 3.10-3.12)"
 
 # BlazePose landmark index for each COCO-18 keypoint; the neck (None) is built from the shoulders.
@@ -100,7 +103,8 @@ def face_mesh_to_ibug68(mesh: np.ndarray, width: int, height: int) -> np.ndarray
 
 def _crops(height: int, width: int) -> list[tuple[int, int, int]]:
     """Square crops (x, y, side) of a wide or tall frame, side its short side, overlapping by at
-    least half a side, that cover it; none for a frame near square, which gains nothing from them.
+    least half a side, that cover it; none for a frame near square, which gains nothing from them, or
+    for a strip under MIN_CROP_SIDE high (or wide).
 
     MediaPipe's person detector sees the whole frame squeezed into 224x224, letterboxed: a 16:9
     frame fills 56% of it, and a dancer a quarter of the frame high is too small there to be
@@ -108,7 +112,7 @@ def _crops(height: int, width: int) -> list[tuple[int, int, int]]:
     frame one a fifth high is found in every frame, keypoints within 1-2 px.
     """
     side, long = min(height, width), max(height, width)
-    if long < 1.25 * side:
+    if long < 1.25 * side or side < MIN_CROP_SIDE:
         return []
     count = -(-(long - side) * 2 // side) + 1
     offsets = [round(k * (long - side) / (count - 1)) for k in range(count)]

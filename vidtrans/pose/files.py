@@ -62,7 +62,9 @@ import json
 import math
 import os
 import re
+import reprlib
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,18 +150,32 @@ def _whole(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
+# FFmpeg keeps a frame's sides in C ints; a JSON size past 64 bits scaled coordinates as Python objects.
+_MAX_FRAME_SIDE = 2 ** 31 - 1
+
+
 def _check_frame_size(width, height, what: str) -> None:
-    if not (_whole(width) and _whole(height) and width > 0 and height > 0):
-        raise VidtransError(f"{what} {width!r}x{height!r}: width and height must be whole numbers of pixels, 1 or more")
+    if not (_whole(width) and _whole(height) and 0 < width <= _MAX_FRAME_SIDE and 0 < height <= _MAX_FRAME_SIDE):
+        raise VidtransError(f"{what} {width!r}x{height!r}: width and height must be whole numbers of pixels, from 1 "
+                            f"to {_MAX_FRAME_SIDE}")
 
 
 def write_openpose_json(folder: str | os.PathLike, keypoints: np.ndarray, prefix: str = "frame") -> None:
     """Writes one OpenPose ``{prefix}_{index:012d}_keypoints.json`` per frame into folder: the COCO-18
-    body and, for a whole-body track, the face (OpenPose's 70 points) and both hands."""
+    body and, for a whole-body track, the face (OpenPose's 70 points) and both hands. Files of these
+    names are replaced; a folder holding keypoint files of later frames is refused."""
     kp = check_keypoints(keypoints)
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        # `read_keypoints` reads every *_keypoints.json of a folder as a frame of one clip: files of frames
+        # past this track's (a longer track's, whatever their prefix) would silently lengthen it.
+        beyond = sorted(f.name for f in folder.glob("*_keypoints.json") if not f.name.startswith(".")
+                        and (match := _FRAME_NUMBER.search(f.name)) and int(match[1]) >= len(kp))
+        if beyond:
+            more = f" and {len(beyond) - 1} more" if len(beyond) > 1 else ""
+            raise VidtransError(f"{folder}: holds {beyond[0]}{more}, keypoint files of frames past these {len(kp)}, "
+                                "which would be read with them as one clip; write into an empty folder")
         for i, pose in enumerate(kp):
             people = [_openpose_person_json(pose)] if (pose[:, 2] > 0).any() else []
             (folder / f"{prefix}_{i:012d}_keypoints.json").write_text(json.dumps({"version": 1.3, "people": people}))
@@ -181,8 +197,10 @@ def _openpose_person_json(pose: np.ndarray) -> dict:
     return person
 
 
-def read_keypoints(path: str | os.PathLike) -> KeypointTrack:
-    """Reads any accepted keypoint file or folder (see the module docstring)."""
+def read_keypoints(path: str | os.PathLike, max_frames: int | None = None) -> KeypointTrack:
+    """Reads any accepted keypoint file or folder (see the module docstring). `max_frames`: the frames
+    of the clip the keypoints are for; a file of more poses is refused, an NPZ or folder before its
+    poses are read (a compressed NPZ of a few kilobytes can declare gigabytes of them)."""
     path = Path(path)
     if path.is_dir():
         read = _read_openpose_folder
@@ -200,7 +218,7 @@ def read_keypoints(path: str | os.PathLike) -> KeypointTrack:
     what = f"{path}: keypoints"
     # Numbers beyond float32's range become infinite, which the check of the values refuses.
     with np.errstate(over="ignore"):
-        track = read(path)
+        track = read(path, max_frames)
         keypoints = check_keypoints(track.keypoints, what)
     # A missing point's coordinates mean nothing (DWPose writes NaN there), in every format alike.
     keypoints = np.where(keypoints[..., 2:] == 0, np.float32(0), keypoints)
@@ -230,19 +248,41 @@ def _integer(value) -> int | None:
     return None
 
 
-def _read_npz(path: Path) -> KeypointTrack:
+def _refuse_longer_than_clip(path: Path, frames: int | None, max_frames: int | None) -> None:
+    if frames is not None and max_frames is not None and frames > max_frames:
+        raise VidtransError(f"{path}: {frames} frames of keypoints, but the clip has only {max_frames}: a keypoint "
+                            "file has one pose per frame of the clip it was made from, so this one is from another "
+                            "clip; extract keypoints from this clip with vidtrans pose")
+
+
+def _declared_frames(data) -> int | None:
+    """The frames the keypoints of an open NPZ say they hold, from the array's header alone (None for a
+    header of another version than np.savez writes, or an array without frames: `keypoints_for`
+    refuses a longer track once read)."""
+    with data.zip.open("keypoints.npy") as f:
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}.get(np.lib.format.read_magic(f))
+        shape = read_header(f)[0] if read_header else ()
+    return int(shape[0]) if shape else None
+
+
+def _read_npz(path: Path, max_frames: int | None) -> KeypointTrack:
     try:
         data = np.load(path, allow_pickle=False)
         if isinstance(data, np.ndarray):  # np.save's single array, whatever the file's name says
             raise VidtransError(f"{path}: a .npy array (np.save), not an .npz archive; save the keypoints with "
                                 "np.savez(path, keypoints=..., width=W, height=H), or with vidtrans pose --keypoints")
         with data:
+            if max_frames is not None and "keypoints" in data:
+                _refuse_longer_than_clip(path, _declared_frames(data), max_frames)
             kp = data["keypoints"]
             numbers = {name: data[name] for name in ("width", "height")}
             for optional in ("first_frame", "smoothed"):
                 if optional in data:
                     numbers[optional] = data[optional]
-    except (OSError, ValueError, KeyError, TypeError, EOFError, MemoryError, zipfile.BadZipFile) as e:
+    # zlib.error: a compressed member damaged inside; NotImplementedError: a zip compression numpy cannot read.
+    except (OSError, ValueError, KeyError, TypeError, EOFError, MemoryError, zipfile.BadZipFile, zlib.error,
+            NotImplementedError) as e:
         raise VidtransError(f"{path}: not a vidtrans keypoint .npz (needs keypoints, width, height): "
                             f"{first_line(e)}; write it with vidtrans pose --keypoints") from e
     if kp.dtype.kind == "b":
@@ -272,7 +312,10 @@ def _load_json(path: Path):
         # utf-8-sig: Windows tools start UTF-8 files with a byte order mark. Integers as floats: Python
         # refuses to convert one of thousands of digits, as a float it is infinite and refused like 1e400.
         return json.loads(path.read_text(encoding="utf-8-sig"), parse_int=float)
-    except (OSError, ValueError, RecursionError) as e:  # ValueError: JSONDecodeError, UnicodeDecodeError
+    except RecursionError as e:  # no keypoint file nests more than a few levels
+        raise VidtransError(f"{path}: JSON nested too deeply to be keypoints (lists within lists hundreds of levels "
+                            "deep); give an OpenPose or DWPose keypoint file") from e
+    except (OSError, ValueError) as e:  # ValueError: JSONDecodeError, UnicodeDecodeError
         raise VidtransError(f"{path}: not readable JSON ({first_line(e)}); save it as UTF-8 JSON") from e
 
 
@@ -294,11 +337,14 @@ def _looks_normalised(keypoints: np.ndarray) -> bool:
 _FRAME_NUMBER = re.compile(r"(\d+)(\D*)_keypoints\.json$")
 
 
-def _read_openpose_folder(folder: Path) -> KeypointTrack:
+def _read_openpose_folder(folder: Path, max_frames: int | None) -> KeypointTrack:
     numbered: dict[int, tuple[Path, re.Match]] = {}
     for f in folder.glob("*_keypoints.json"):
         if f.name.startswith("."):  # macOS's ._ resource files and other hidden files are no frames
             continue
+        if f.exists() and not (f.is_file() or f.is_dir()):  # reading a FIFO would wait for a writer forever
+            raise VidtransError(f"{f}: not a regular file ({special_file_kind(f.stat().st_mode)}); keep only "
+                                "OpenPose's *_keypoints.json files in the folder")
         match = _FRAME_NUMBER.search(f.name)
         if match is None:
             raise VidtransError(f"{f}: no frame number in the name; name each file by its frame, as OpenPose "
@@ -310,6 +356,7 @@ def _read_openpose_folder(folder: Path) -> KeypointTrack:
         numbered[number] = f, match
     if not numbered:
         raise VidtransError(f"{folder}: no OpenPose *_keypoints.json files in this folder")
+    _refuse_longer_than_clip(folder, len(numbered), max_frames)
     numbers = sorted(numbered)
     for number, following in zip(numbers, numbers[1:]):
         if following != number + 1:
@@ -486,8 +533,9 @@ def _keypoint_list(frame: list, source: Path) -> np.ndarray:
                 point = [None] * 3
             elif not (isinstance(point, list) and len(point) in (2, 3)
                       and all(v is None or _is_number(v) for v in point)):
+                # reprlib: a point of 100000 numbers, or nested 900 deep, is quoted in a few of them.
                 raise VidtransError(f"{source}: keypoint {i} must be [x, y] or [x, y, confidence] of numbers, "
-                                    f"got {point!r}")
+                                    f"got {reprlib.repr(point)}")
             values += point if len(point) == 3 else [*point, 1.0]
     else:
         raise VidtransError(f"{source}: a frame has {len(frame)} entries; expected {NUM_KEYPOINTS} keypoints "
@@ -509,7 +557,7 @@ def _frame_size_field(data: dict, field: str, default: int | None, path: Path) -
     return value
 
 
-def _read_json_file(path: Path) -> KeypointTrack:
+def _read_json_file(path: Path, max_frames: int | None) -> KeypointTrack:
     data = _load_json(path)
     width = height = None
     if isinstance(data, dict) and "people" in data:
@@ -523,13 +571,20 @@ def _read_json_file(path: Path) -> KeypointTrack:
         raise VidtransError(f"{path}: unrecognised keypoint JSON (expected an OpenPose frame, a list of frames or {{'frames': [...]}})")
     if not frames:
         raise VidtransError(f"{path}: keypoint JSON holds no frames")
+    _refuse_longer_than_clip(path, len(frames), max_frames)
     people, canvas = [], False
-    for frame in frames:
+    for i, frame in enumerate(frames):
         if isinstance(frame, dict) and "people" in frame:
             people.append(_openpose_people(frame, path))
-            canvas |= frame.get("canvas_width") is not None or frame.get("canvas_height") is not None
-            width = _frame_size_field(frame, "canvas_width", width, path)
-            height = _frame_size_field(frame, "canvas_height", height, path)
+            if frame.get("canvas_width") is not None or frame.get("canvas_height") is not None:
+                size = (_frame_size_field(frame, "canvas_width", width, path),
+                        _frame_size_field(frame, "canvas_height", height, path))
+                # One canvas scales every frame: frames drawn on another would come out larger or smaller.
+                if canvas and size != (width, height):
+                    raise VidtransError(f"{path}: frame {i} is on a {size[0]}x{size[1]} canvas, but the frames "
+                                        f"before it on a {width}x{height} one; the poses of one clip are drawn on one "
+                                        "canvas: extract them again in one go")
+                canvas, (width, height) = True, size
         elif isinstance(frame, list):
             people.append([_keypoint_list(frame, path)])
         else:
@@ -537,10 +592,11 @@ def _read_json_file(path: Path) -> KeypointTrack:
     kp = _track(_follow_person(people))
     if not _looks_normalised(kp):
         return KeypointTrack(kp, width, height, canvas=canvas)
-    if not (width and height):
+    if width is None or height is None:
         raise VidtransError(f"{path}: its coordinates are normalised (within 0-{NORMALISED_MAX:g}), but it gives "
                             "no frame size to scale them by; add \"width\" and \"height\" (or each frame's "
                             "canvas_width/canvas_height)")
+    _check_frame_size(width, height, f"{path}: frame size")  # before scaling by it
     # DWPose writes the points it did not see as -1 with confidence 1, and a point beyond NORMALISED_MAX is
     # more than a canvas off it, where no detector sees: both missing. An infinite one is bad data, refused later.
     coordinates = kp[..., :2]

@@ -80,7 +80,8 @@ def keypoints_for(keypoints: str | os.PathLike, src: str | os.PathLike, reader: 
     """
     from vidtrans.pose.keypoints import check_keypoint_values
 
-    loaded, info = read_keypoints(keypoints), reader.info
+    span, info = reader.span(), reader.info
+    loaded = read_keypoints(keypoints, max_frames=span.total)
     track = loaded.keypoints
     if loaded.width is None or loaded.height is None:
         # read_keypoints checked the values against the file's own frame size; this file gives none.
@@ -98,7 +99,7 @@ def keypoints_for(keypoints: str | os.PathLike, src: str | os.PathLike, reader: 
     elif (loaded.width, loaded.height) != (info.width, info.height):
         raise VidtransError(f"{keypoints}: keypoints of a {loaded.width}x{loaded.height} video, but {src} is "
                             f"{info.width}x{info.height}; extract them from this video with vidtrans pose")
-    span, first, count = reader.span(), loaded.first_frame, len(track)
+    first, count = loaded.first_frame, len(track)
     covered = {0: "0 frames of keypoints", 1: f"1 frame of keypoints (frame {first} of the clip)"}.get(
         count, f"{count} frames of keypoints (frames {first} to {first + count - 1} of the clip)")
     if first + count > span.total:

@@ -231,3 +231,34 @@ def test_a_frame_a_few_pixels_high_is_not_searched_in_hundreds_of_crops():
         detector._process = lambda frame: calls.append(frame.shape) or process(frame)
         assert (detector.detect(np.zeros((2, 1280, 3), np.uint8)) == 0).all()
     assert len(calls) == 1, calls
+
+
+# --- the person followed through a frame in which they are hidden --------------------------------------
+
+def _people_frames(*frames):
+    from tests.test_qa19_keypoints import person
+
+    return [[person(p) for p in people] for people in frames]
+
+
+def test_one_frame_with_only_a_bystander_does_not_hand_them_the_clip(tmp_path):
+    from tests.test_qa19_keypoints import body, openpose_folder
+
+    dancer, bystander = body(x=-15, confidence=0.9), body(x=40, seed=1, confidence=0.5)
+    frames = _people_frames(*[[dancer, bystander]] * 3, [bystander], *[[dancer, bystander]] * 4)
+    kp = read_keypoints(openpose_folder(tmp_path / "op", frames)).keypoints
+    followed = [i for i in range(len(kp)) if np.allclose(kp[i], dancer, rtol=1e-5)]
+    assert followed == [0, 1, 2, 4, 5, 6, 7]  # frame 3 has nobody else to show
+
+
+def test_after_a_cut_the_person_there_is_followed_once_they_stay(tmp_path):
+    from tests.test_qa19_keypoints import body, openpose_folder
+
+    before, after, other = body(x=-15), body(x=40, seed=2), body(x=90, seed=3, confidence=1.0)
+    # The one person left after a cut is followed in every frame, as before; with a second person
+    # there too, the one nearest the first far pick is followed from the cut on.
+    alone = read_keypoints(openpose_folder(tmp_path / "alone", _people_frames(*[[before]] * 3, *[[after]] * 8)))
+    np.testing.assert_allclose(alone.keypoints[3:], np.repeat(after[None], 8, axis=0), rtol=1e-5)
+    two = read_keypoints(openpose_folder(tmp_path / "two", _people_frames(*[[before]] * 3,
+                                                                          *[[other, after]] * 8)))
+    np.testing.assert_allclose(two.keypoints[3:], np.repeat(after[None], 8, axis=0), rtol=1e-5)

@@ -407,12 +407,18 @@ def _follow_person(frames: list[list[np.ndarray]]) -> list[np.ndarray]:
     anyone, the one with the most confident body (the body decides, as for body-only files: a face or
     hands alone must not pick a bystander; the first of equals, as DWPose gives every point confidence
     1), then in each later frame the one nearest the person picked last (`_distance`). A frame with
-    nobody is all missing."""
-    picked, last = [], None
+    nobody is all missing.
+
+    The nearest person may be more than the followed one's size away: someone else while the dancer
+    is hidden, or the dancer after a cut. Such a pick stands for its frame, but is followed from then
+    on only once the picks have been that far for ADOPT_AFTER frames in a row: one frame in which
+    the dancer is hidden no longer hands the rest of the clip to a bystander."""
+    picked, last, far_in_a_row = [], None, 0
     for people in frames:
         if not people:
             picked.append(np.zeros((NUM_KEYPOINTS, 3), np.float32))
             continue
+        far = False
         # A person with numbers that are not finite (refused later, if picked) is the last choice.
         with np.errstate(invalid="ignore", over="ignore"):
             if last is None:
@@ -420,11 +426,29 @@ def _follow_person(frames: list[list[np.ndarray]]) -> list[np.ndarray]:
                 best = people[int(np.argmax(np.where(np.isfinite(scores), scores, -np.inf)))]
             else:
                 distances = np.array([_distance(last, pose) for pose in people], np.float64)
-                best = people[int(np.argmin(np.where(np.isnan(distances), np.inf, distances)))]
+                nearest = int(np.argmin(np.where(np.isnan(distances), np.inf, distances)))
+                best, far = people[nearest], bool(distances[nearest] > _size(last))
         picked.append(best)
         if (best[..., 2] > 0).any():
-            last = best
+            far_in_a_row = far_in_a_row + 1 if far else 0
+            if far_in_a_row in (0, ADOPT_AFTER):
+                last, far_in_a_row = best, 0
     return picked
+
+
+# Frames in a row in which the person nearest the one followed is farther than their size before
+# that person is followed instead (a cut, or the dancer gone): a fifth of a second at 25 fps.
+ADOPT_AFTER = 5
+
+
+def _size(pose: np.ndarray) -> float:
+    """A pose's size: the longer side of the box of its body points (of all its points when it shows
+    fewer than two of the body); infinite when it shows fewer than two points, which gives no size."""
+    for points in (pose[:NUM_KEYPOINTS], pose):
+        seen = points[points[:, 2] > 0, :2]
+        if len(seen) >= 2:
+            return float((seen.max(axis=0) - seen.min(axis=0)).max())
+    return math.inf
 
 
 def _distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -77,3 +77,23 @@ def test_live_options_take_no_strength_by_default():
     assert LiveOptions().smoothing_strength is None
     with pytest.raises(vidtrans.UsageError, match="smoothing_strength must be from 0"):
         LiveOptions(smoothing_strength=1.5)
+
+
+# --- misspelt option names (options objects and translate_folder) ----------------------------------
+
+@pytest.mark.parametrize("make, typo, meant", [
+    (lambda **kw: RunOptions(**kw), "smothing", "smoothing"),
+    (lambda **kw: RunOptions().replace(**kw), "crff", "crf"),
+])
+def test_an_option_misspelt_is_named_with_the_one_meant(make, typo, meant):
+    with pytest.raises(vidtrans.UsageError, match=rf"has no option {typo}; did you mean {meant}\?$"):
+        make(**{typo: 1})
+
+
+def test_translate_folder_names_the_parameter_meant(tmp_path):
+    from vidtrans.batch import BatchUsageError, translate_folder
+
+    with pytest.raises(BatchUsageError, match=r"^translate_folder has no parameter overwite; did you mean overwrite\?$"):
+        translate_folder(tmp_path, tmp_path / "out", "pose2person", overwite=True)
+    with pytest.raises(BatchUsageError, match=r"did you mean workers\?$"):
+        translate_folder(tmp_path, tmp_path / "out", "pose2person", worker=2)

@@ -41,7 +41,8 @@ from typing import Any, Iterator, Sequence
 from vidtrans.atomic import (LOCK_SUFFIX, TEMPORARY_PATTERN, check_destination, discard, remove_if_unheld, same_file,
                              special_file_kind, temp_path, write_atomically)
 from vidtrans.errors import UsageError, VidtransError, first_line, one_line
-from vidtrans.options import BatchOptions, EncodeOptions, RunOptions, output_settings, spell, spelled, spellings
+from vidtrans.options import (BatchOptions, EncodeOptions, RunOptions, option_names, output_settings, refuse_misspelt,
+                              spell, spelled, spellings)
 from vidtrans.pipeline import given_options, no_person_shows, translate_video
 from vidtrans.video import check_output_settings, file_identity
 
@@ -644,6 +645,7 @@ def translate_folder(
 
     batch_fields = {f.name for f in dataclasses.fields(BatchOptions)}
     try:
+        refuse_misspelt(translate_folder, changes, option_names(BatchOptions) + option_names(RunOptions))
         batch = given_options(batch, BatchOptions(), "batch").replace(
             **{k: v for k, v in changes.items() if k in batch_fields})
         options = given_options(options, RunOptions(), "options").replace(

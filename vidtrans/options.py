@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import importlib.util
 import math
 import numbers
@@ -138,6 +139,33 @@ def option(default: Any = None, help: str = "", flag: str | None = None, short: 
     return field(default=default, metadata=metadata, hash=hash_)
 
 
+def close_names(name: str, names: list[str]) -> list[str]:
+    """The names a misspelt `name` most likely meant: two at most (`strat` is as near `start` as `state`)."""
+    return difflib.get_close_matches(name, names, 2, 0.75)
+
+
+def option_names(kind: type) -> list[str]:
+    """The fields an options class takes by name, its nested options' fields included."""
+    names = []
+    for f in dataclasses.fields(kind):
+        names.append(f.name)
+        if isinstance(f.default_factory, type) and dataclasses.is_dataclass(f.default_factory):
+            names += option_names(f.default_factory)
+    return names
+
+
+def refuse_misspelt(function: Any, changes: Mapping[str, Any], options: list[str]) -> None:
+    """A one-line error for a keyword in `changes` that is no option but a near miss of one of
+    `function`'s parameters (or of `options`): taken for an unknown option, `overwite=True` was told
+    the options, among which `overwrite` is not. Model settings (`model_size=`) stay the options' to tell."""
+    import inspect
+
+    parameters = [name for name, p in inspect.signature(function).parameters.items() if p.kind != p.VAR_KEYWORD]
+    for given in changes:
+        if given not in options and (close := close_names(given, parameters + options)):
+            raise UsageError(f"{function.__name__} has no parameter {given}; did you mean {' or '.join(close)}?")
+
+
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise UsageError(message)
@@ -214,6 +242,8 @@ class _Options:
             if name in cls._elsewhere:
                 raise UsageError(f"{name} is not an option of {cls.__name__}: "
                                  + cls._elsewhere[name].format(value=given[name]))
+        if len(unknown) == 1 and (close := close_names(unknown[0], known)):
+            raise UsageError(f"{cls.__name__} has no option {unknown[0]}; did you mean {' or '.join(close)}?")
         if unknown:
             raise UsageError(f"{cls.__name__} has no option {', '.join(unknown)}; its options are {', '.join(known)}")
 

@@ -35,8 +35,10 @@ from vidtrans.pose.track import is_pose_video, pose_stages_for
 from vidtrans.runner import (TRANSLATION_THREADS, Batch, OnItsOwnThread, Parallel, Progress, frame_batches,
                              run_stages)
 from vidtrans.temporal import Smoother, smoothing_for
-from vidtrans.options import POSE_VIDEO_ENCODE, EncodeOptions, PoseSource, RunOptions, spell, spell_setting
-from vidtrans.video import SourceMedia, VideoInfo, VideoReader, VideoWriter, check_destination, check_output_settings
+from vidtrans.options import (POSE_VIDEO_ENCODE, EncodeOptions, PoseSource, RunOptions, option_names,
+                              refuse_misspelt, spell, spell_setting)
+from vidtrans.video import (SourceMedia, VideoInfo, VideoReader, VideoWriter, check_destination,
+                            check_output_settings, probe)
 from vidtrans.video.writer import check_output
 from vidtrans.view import resized, side_by_side, side_by_side_size
 
@@ -297,8 +299,8 @@ def translate_video(
     **changes: Any,
 ) -> Summary:
     """Translate every frame of `src` with `model` (a `vidtrans.load_model` result, or a model name,
-    checkpoint folder or .pth file, loaded with its defaults) into `dst` (default:
-    INPUT_STEM.MODEL.mp4 beside `src`).
+    checkpoint folder or .pth file, loaded with its defaults, in torch under `compile="on"`) into
+    `dst` (default: INPUT_STEM.MODEL.mp4 beside `src`).
 
     `options` (a `RunOptions`; default settings when None), changed by any `changes` given by
     field name, e.g. `translate_video(src, dst, model, smoothing="flow", crf=20)`.
@@ -307,10 +309,14 @@ def translate_video(
     unless `overwrite`. `keypoints` (NPZ or OpenPose/DWPose JSON) replaces pose detection.
     A temporal model goes on from `state` when given (a `RecurrentState` that an earlier part of
     the clip, e.g. `end=t`, left behind; updated when the part is written, left as it was when it
-    fails), else starts afresh; output smoothing goes on from that part's last frame too. `progress(done, total,
-    what)` is called as frames are done. Returns a `Summary`.
+    fails), else starts afresh; output smoothing goes on from that part's last frame too. The parts
+    then make the whole clip's frames; a pose model's only when given the whole clip's `keypoints`
+    (`render_pose_video(..., keypoints_out=)`): poses detected in a part differ from the whole's
+    near its cuts and, through the trackers, after them. `progress(done, total, what)` is called as
+    frames are done. Returns a `Summary`.
     """
     # Arguments of the wrong type are refused before a model is loaded or a frame decoded.
+    refuse_misspelt(translate_video, changes, option_names(RunOptions))
     options = given_options(options, RunOptions(), "options").replace(**changes)
     src = _path(src, "src")
     dst = None if dst is None else _path(dst, "dst")
@@ -319,7 +325,18 @@ def translate_video(
     from vidtrans.models.translator import backend_for_compile, check_state
 
     check_state(state)
-    model = _loaded(model)
+    if isinstance(model, (str, os.PathLike)):
+        # What is refused anyway is refused before a named model loads (seconds; on its first use on
+        # onnxruntime, an export), as `run` refuses it: a model that is not there, the input, the output.
+        from vidtrans.models.checkpoint import checkpoint_path, model_files
+
+        model_paths = model_files(checkpoint_path(model))
+        probe(src)
+        if dst is not None:
+            check_destination(dst, [src, *model_paths], overwrite)
+    # A model named here is loaded as `run` loads it: in torch under compile on, which auto could
+    # have put on onnxruntime, then refused for it with a backend this function does not take.
+    model = _loaded(model, backend_for_compile("auto", options.compile))
     smoothing, smoothing_strength = smoothing_for(model, options.smoothing, options.smoothing_strength)
     smoother = Smoother(smoothing, smoothing_strength)
     # A later part of a clip: its smoothing goes on from the last frame of the part before.
@@ -419,6 +436,7 @@ def render_pose_video(
 
     src, dst = _path(src, "src"), _path(dst, "dst")
     applying = ["start", "end", *(f.name for f in dataclasses.fields(EncodeOptions))]
+    refuse_misspelt(render_pose_video, changes, applying)
     if unknown := [name for name in changes if name not in applying]:
         raise UsageError(f"render_pose_video has no option {', '.join(unknown)} (it draws poses, with no model to run); "
                          f"it takes {', '.join(applying)}")
@@ -466,7 +484,7 @@ def render_pose_video(
             output = _Output(temporaries[0], encode, SourceMedia(src, start, end), overwrite=True)
             # Pose maps are drawn at the input's size.
             check_output(dst, info.width, info.height, info.time_base, info.frame_rate, encode, output.source)
-            summary.frames = _encode(reader, stages, output, 8, frame_to_write, progress)
+            summary.frames = _encode(reader, stages, output, 8, frame_to_write, progress, "detecting poses")
             summary.corrupt_frames = reader.corrupt_frames
         if keypoints_out is not None:
             write_keypoints_npz(temporaries[1], np.concatenate(collected), info.width, info.height, overwrite=True,
@@ -528,12 +546,13 @@ def given_options(options: Any, default: OptionsT, name: str) -> OptionsT:
                      f"as keyword arguments{example}")
 
 
-def _loaded(model: Any) -> Any:
-    """A translator: `model` itself, or the model a name or path stands for (`vidtrans.load_model`)."""
+def _loaded(model: Any, backend: str = "auto") -> Any:
+    """A translator: `model` itself, or the model a name or path stands for (`vidtrans.load_model`,
+    with `backend`)."""
     if isinstance(model, (str, os.PathLike)):
         from vidtrans import load_model
 
-        return load_model(model)
+        return load_model(model, backend=backend)
     if not callable(getattr(model, "translate", None)):
         raise UsageError(f"model must be a model name or path, or what vidtrans.load_model returns, "
                          f"not {model!r:.80}")
@@ -567,8 +586,10 @@ class _Output(NamedTuple):
 
 
 def _encode(reader: VideoReader, stages: list[Any], output: _Output, batch_size: int,
-            frame_to_write: Callable[[Batch, int], np.ndarray], progress: Progress | None) -> int:
-    """Run the stages over the decoded batches and write one frame per input frame; returns the count."""
+            frame_to_write: Callable[[Batch, int], np.ndarray], progress: Progress | None,
+            what: str = "translating") -> int:
+    """Run the stages over the decoded batches and write one frame per input frame; returns the count.
+    `what` the stages do, as `progress` tells it."""
     info, total, written = reader.info, reader.frame_count, 0
     writer = None
     try:
@@ -581,7 +602,7 @@ def _encode(reader: VideoReader, stages: list[Any], output: _Output, batch_size:
                 writer.write(frame, batch.pts[i])
                 written += 1
             if progress:
-                progress(written, total, "translating")
+                progress(written, total, what)
         if writer is None:
             raise VidtransError(f"{reader.path}: no frames could be decoded in the selected range")
         writer.close()

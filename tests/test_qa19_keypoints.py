@@ -81,8 +81,8 @@ def test_a_dancer_leaving_the_frame_for_some_frames_is_kept(tmp_path, clip):
         pose[4, 0] = -3.0
         frames.append([person(pose)])
     folder = openpose_folder(tmp_path / "op", frames)
-    kp = read_for_clip(folder, clip).keypoints
-    assert kp.shape == (FRAMES, NUM_KEYPOINTS, 3)
+    assert read_for_clip(folder, clip).keypoints.shape == (FRAMES, NUM_KEYPOINTS, 3)
+    kp = read_keypoints(folder).keypoints  # as the file holds them (a run uses them smoothed)
     outside = ((kp[..., 0] < -0.5) | (kp[..., 0] > WIDTH - 0.5)).mean()
     assert 0.1 < outside < 0.25
 
@@ -168,7 +168,9 @@ def test_a_folder_numbered_from_frame_first_n_starts_at_frame_n(tmp_path, clip):
     assert read_keypoints(folder).first_frame == first
     track = read_for_clip(folder, clip, start=first / FPS)
     assert track.first_frame == first
-    np.testing.assert_allclose(track.keypoints[:, 0, 0], [body(x=i)[0, 0] for i in range(first, FRAMES)], rtol=1e-5)
+    np.testing.assert_allclose(track.keypoints, smoothed(folder), rtol=1e-5)
+    np.testing.assert_allclose(read_keypoints(folder).keypoints[:, 0, 0],
+                               [body(x=i)[0, 0] for i in range(first, FRAMES)], rtol=1e-5)
     # The whole clip needs poses for frames 0 to 3 too, which the folder lacks.
     assert "frames 4 to 11 of the clip" in message(read_for_clip, folder, clip)
 
@@ -178,7 +180,16 @@ def test_folders_numbered_from_0_or_1_start_at_the_clips_first_frame(tmp_path, c
     folder = openpose_folder(tmp_path / "op", [[person(body(x=i))] for i in range(FRAMES)], first=first)
     track = read_for_clip(folder, clip)
     assert track.first_frame == 0
-    np.testing.assert_allclose(track.keypoints[:, 0, 0], [body(x=i)[0, 0] for i in range(FRAMES)], rtol=1e-5)
+    np.testing.assert_allclose(track.keypoints, smoothed(folder), rtol=1e-5)
+    np.testing.assert_allclose(read_keypoints(folder).keypoints[:, 0, 0], [body(x=i)[0, 0] for i in range(FRAMES)],
+                               rtol=1e-5)
+
+
+def smoothed(path) -> np.ndarray:
+    """A file's poses as a run uses them: filtered over the whole file."""
+    from vidtrans.pose.smoothing import smooth_track
+
+    return smooth_track(read_keypoints(path).keypoints)
 
 
 # ---------------------------------------------------------------- OpenPose 1.0 and 1.1

@@ -262,3 +262,28 @@ def test_after_a_cut_the_person_there_is_followed_once_they_stay(tmp_path):
     two = read_keypoints(openpose_folder(tmp_path / "two", _people_frames(*[[before]] * 3,
                                                                           *[[other, after]] * 8)))
     np.testing.assert_allclose(two.keypoints[3:], np.repeat(after[None], 8, axis=0), rtol=1e-5)
+
+
+# --- a span of a clip with a raw keypoint file gets the whole run's poses -------------------------------
+
+def test_a_span_of_an_unsmoothed_keypoint_file_gets_the_poses_of_the_whole_clips_run(tmp_path):
+    """The file was smoothed after the span was cut: --start 0.4 drew other poses for the same frames
+    than a run of the whole clip (up to 60 grey levels in its first frames)."""
+    from tests.test_qa19_keypoints import FPS, FRAMES, HEIGHT, WIDTH, body
+    from vidtrans.pose.files import write_keypoints_npz
+    from vidtrans.pose.smoothing import smooth_track
+    from vidtrans.pose.track import keypoints_for
+    from vidtrans.video import VideoReader
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=FRAMES, size=(WIDTH, HEIGHT), fps=FPS, audio=False).path
+    rng = np.random.default_rng(5)
+    raw = np.stack([body() + np.array([rng.normal(0, 2), rng.normal(0, 2), 0], np.float32) for _ in range(FRAMES)])
+    path = tmp_path / "raw.npz"
+    write_keypoints_npz(path, raw, WIDTH, HEIGHT)
+    whole = smooth_track(raw)
+    for start in (None, 0.2):
+        with VideoReader(clip, start=start) as reader:
+            track = keypoints_for(path, clip, reader)
+            first = reader.span().first
+        np.testing.assert_allclose(track.keypoints, whole[first:], atol=1e-4)
+        assert track.smoothed

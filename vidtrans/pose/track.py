@@ -66,8 +66,9 @@ def is_pose_video(src: str | os.PathLike, start: float | None = None, end: float
 
 
 def keypoints_for(keypoints: str | os.PathLike, src: str | os.PathLike, reader: VideoReader) -> KeypointTrack:
-    """The poses of the keypoint file `keypoints` for the frames `reader` yields of `src`, one each
-    (with the file's `smoothed`).
+    """The poses of the keypoint file `keypoints` for the frames `reader` yields of `src`, one each,
+    smoothed: over the whole file, so that a span (--start) gets the frames a run of the whole clip
+    gives there; a file `vidtrans pose` smoothed already as it is (filtered twice, it would lag).
 
     A keypoint file has one pose per frame of the clip it was made from, from the clip's frame
     `first_frame` on (0 unless the file says; `vidtrans pose --start` writes a part of the clip),
@@ -79,6 +80,7 @@ def keypoints_for(keypoints: str | os.PathLike, src: str | os.PathLike, reader: 
     when more than OFF_FRAME_SHARE of its visible points lie outside the video's frame.
     """
     from vidtrans.pose.keypoints import check_keypoint_values
+    from vidtrans.pose.smoothing import smooth_track
 
     span, info = reader.span(), reader.info
     loaded = read_keypoints(keypoints, max_frames=span.total)
@@ -110,8 +112,10 @@ def keypoints_for(keypoints: str | os.PathLike, src: str | os.PathLike, reader: 
         raise VidtransError(f"{keypoints}: {covered}, but frames {span.first} to {span.stop - 1} of {src} are to be "
                             "translated, and each needs its pose; extract keypoints from this clip, over at least "
                             "that span, with vidtrans pose")
+    if not loaded.smoothed:
+        track = smooth_track(track)
     return KeypointTrack(track[span.first - first:span.stop - first], info.width, info.height, span.first,
-                         loaded.smoothed)
+                         smoothed=True)
 
 
 def _check_inside(track: np.ndarray, keypoints, src, width: int, height: int) -> None:
@@ -171,9 +175,6 @@ def pose_stages_for(model, src: str | os.PathLike, reader: VideoReader, pose: Po
         # A body-only file drawn in a whole-body style draws no face or hands, and the other way round.
         track = with_parts(loaded.keypoints, style.whole_body)
         how = f"keypoints from {Path(keypoints).name}"
-        # Filtered once: a track `vidtrans pose` smoothed already would lag and blur a second time.
-        if not loaded.smoothed:
-            track = smooth_track(track)
     else:
         track = smooth_track(detect_keypoints(src, reader.start, reader.end, progress, whole_body=style.whole_body))
         how = "detected, with face and hands" if style.whole_body else "detected"

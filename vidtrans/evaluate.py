@@ -303,8 +303,10 @@ def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
     # only its name.
     identity = training.get("video_identity")
     if not video.is_file():
-        what = "is a folder, not a video file" if video.is_dir() else "no such video file"
-        raise UsageError(f"{video}: {what}; pass the video {model.name} was trained on, {training['video']}")
+        # The input cannot be read: the work fails (exit 1), as `run` and `live` fail on theirs.
+        what = ("is a folder, not a video file" if video.is_dir() else
+                "is not a regular file" if video.exists() else "no such video file")
+        raise VidtransError(f"{video}: {what}; pass the video {model.name} was trained on, {training['video']}")
     if identity is not None and file_identity(video) != identity or identity is None and video.name != training["video"]:
         other = f"another {video.name} (the files differ)" if video.name == training["video"] else video.name
         raise UsageError(f"{model.name} was trained on {training['video']}, not {other}; pass that video "
@@ -321,6 +323,10 @@ def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
         for frame in reader:
             if len(truth) == wanted:
                 end = frame.time  # the first frame not scored
+                if frames is None:
+                    # The whole tail was asked for: the figures would not say that they score part of it.
+                    log.warning("%s: its held-out tail has more than %d frames, the most evaluation holds in memory "
+                                "at the model's size; scoring its first %d", video, wanted, wanted)
                 break
             truth.append(crop_square(frame.image, crop, size, fill))
     if len(truth) < MIN_SCORED_FRAMES:

@@ -264,7 +264,7 @@ def _loop(camera: Camera, processor: FrameProcessor, sinks: list[Sink], options:
             raise
         # The CLI raises KeyboardInterrupt for SIGTERM and SIGHUP too, naming the signal.
         return f"interrupted ({e.args[0] if e.args else 'Ctrl-C'})"
-    return f"{options.max_frames} frames shown ({spell('max_frames')})"
+    return f"{count(options.max_frames, 'frame')} shown ({spell('max_frames')})"
 
 
 def _hud(stats: LiveStats, camera: Camera, view: View, paused: bool) -> tuple[str, ...]:

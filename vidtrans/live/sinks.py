@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -331,14 +332,17 @@ class MjpegServer:
                     pass
 
             def do_GET(self) -> None:
-                if self.path in ("/", "/index.html"):
+                # Without its query string: a page embedding the stream adds one (?t=...) to keep
+                # browsers from caching it.
+                path = urllib.parse.urlsplit(self.path).path
+                if path in ("/", "/index.html"):
                     body = _PAGE.encode()
                     self.send_response(200)
                     self.send_header("Content-Type", "text/html; charset=utf-8")
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
                     self.wfile.write(body)
-                elif self.path == "/stream.mjpg":
+                elif path == "/stream.mjpg":
                     server._stream(self)
                 else:
                     self.send_error(404)

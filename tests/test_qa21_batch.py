@@ -14,17 +14,9 @@ from rich.console import Console
 from tests.conftest import one_line
 from tests.media import make_clip
 from tests.test_batch import FAST
+from tests.test_qa20_batch import two_clips  # noqa: F401 - a fixture
 from vidtrans.batch import MANIFEST_NAME, BatchUsageError, translate_folder
 from vidtrans.cli_batch_ui import RichDisplay
-
-
-@pytest.fixture
-def two_clips(tmp_path):
-    src = tmp_path / "in"
-    src.mkdir()
-    for name in ("a.mp4", "b.mp4"):
-        make_clip(src / name, frames=4, audio=False)
-    return src
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc as a folder nobody can write to")

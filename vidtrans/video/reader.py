@@ -447,9 +447,17 @@ def frame_ticks(fps: float, time_base: Fraction) -> int:
 
 
 def first_pts_at(seconds: Fraction, time_base: Fraction) -> int:
-    """The smallest pts in `time_base` at or after `seconds`; the margin of a millionth of a tick
-    absorbs float error in times that were computed (a frame's `time` given back as a start)."""
-    return math.ceil(seconds / time_base - Fraction(1, 10**6))
+    """The smallest pts in `time_base` at or after `seconds`, give or take what the file's clock
+    rounded away: half a tick, up to `ROUNDED_SECONDS`. Matroska, WebM, FLV and ASF count whole
+    milliseconds, so 30 fps frame 7 (at 0.2333 s) is stored at 233 ms, and a span from 7/30 s
+    must start with it; a coarser clock is the frame rate's own (AVI), on which frames sit
+    exactly. The margin also absorbs float error in times that were computed."""
+    return math.ceil(seconds / time_base - min(Fraction(1, 2), ROUNDED_SECONDS / time_base))
+
+
+# The most a file's clock moves a frame's time where it rounds it: half a tick of Matroska's
+# millisecond, with room for clocks between that and the frame rate's (QuickTime's 1/600 s: 0.83 ms).
+ROUNDED_SECONDS = Fraction(1, 1000)
 
 
 def local_file(path: str | os.PathLike) -> str:

@@ -70,6 +70,9 @@ _FRAME_RATE_TIMED = {"mpeg", "vob", "dvd", "svcd", "vcd", "avi"}
 # What a container's codec table lists but its muxer refuses when it starts (libavformat/movenc.c:
 # FLAC and Opus only in MP4, not in QuickTime .mov).
 _REFUSES = {"mov": frozenset({"flac", "opus"})}
+# The containers that store audio by its WAVE format tag (RIFF), and that tag of AAC in ADTS.
+_WAVE_AUDIO = {"avi", "asf", "asf_stream"}
+_ADTS_AAC_TAG = "\x10\x16\x00\x00"  # 0x1610 (WAVE_FORMAT_MPEG_ADTS_AAC), as PyAV takes a tag: 4 bytes, little-endian
 # The containers whose muxers write chapters (avi, flv and mpegts have none).
 _CHAPTER_FORMATS = {"matroska", "webm", "mp4", "mov", "ipod", "3gp", "3g2", "ismv", "f4v", "nut"}
 # Tags that describe the source file's bytes, not its content (mkvmerge's statistics, the muxer
@@ -116,6 +119,10 @@ def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
             # frames made another file now and then (up to 40 grey levels apart). Its AVX2 code, which
             # every AVX-512 CPU runs as fast, does not.
             options["x264-params"] = "asm=AVX2"
+        if codec == "libx265":
+            # x265 prints its banner and settings (some 25 lines per encoder opened) to stderr itself,
+            # past FFmpeg's log level: only its errors are news.
+            options["x265-params"] = "log-level=error"
         return options
     if codec.endswith("_nvenc"):
         nvenc_preset = _NVENC_PRESETS.get(preset) or (preset if preset in _NVENC_PRESETS.values() else None)
@@ -205,10 +212,10 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
                 stream.codec_context.open()
             except av.FFmpegError as e:
                 takes = [f.name for f in av.Codec(codec, "w").video_formats or ()][:6]
+                gpu = " (NVENC also needs an NVIDIA GPU with an encoder)" if codec.endswith("_nvenc") else ""
                 raise UsageError(f"{codec} refused its settings ({first_line(e)}): options {options}, pix_fmt "
                                  f"{encode.pix_fmt!r}; check {spell('crf')}, {spell('preset')} and {spell('pix_fmt')}"
-                                 + (f" (its formats: {', '.join(takes)})" if takes else "")
-                                 + " (NVENC also needs an NVIDIA GPU with an encoder)") from None
+                                 + (f" (its formats: {', '.join(takes)})" if takes else "") + gpu) from None
             try:
                 probe.start_encoding()  # the container's header: some refuse a codec only here (.mov and VP9)
             except av.FFmpegError as e:
@@ -468,6 +475,10 @@ class _Muxer:
                 why = _why_not_copied(fmt, holdable, s.codec_context, kind_of_file)
                 if why is None:
                     out = self._out.add_stream_from_template(s)
+                    if fmt in _WAVE_AUDIO and name == "aac" and not s.codec_context.extradata:
+                        # AAC as ADTS (its configuration in every packet: MPEG-TS, HLS) has a WAVE tag
+                        # of its own: under plain AAC's the AVI and ASF muxers refuse it at the header.
+                        out.codec_context.codec_tag = _ADTS_AAC_TAG
                     self._copy[s.index] = out
                 else:
                     codec, rate = _audio_codec_for(holdable, s.codec_context.sample_rate)
@@ -701,6 +712,7 @@ class VideoWriter(_Muxer):
         self._last_pts: int | None = None
         self._last_codec_pts: int | None = None
         self._overwrite = overwrite
+        self._other_before_zero = False  # whether an audio or subtitle packet was muxed before time 0
         # Bad settings are refused before any file (output, temporary or lock) is made.
         check_output_settings(self.dst, encode)
         check_destination(self.dst, source.path, overwrite)
@@ -716,6 +728,7 @@ class VideoWriter(_Muxer):
             for warning in self.left_out:
                 log.warning("%s", warning)
             self._segments = self._segmented(encode, fps)
+            self._lead_in_due = self._out.format.name == "avi"
             self.write_header()
         except BaseException:
             self.abort()
@@ -742,7 +755,9 @@ class VideoWriter(_Muxer):
             pts = self._last_pts + 1  # duplicate or backwards pts (screen recordings, edited files)
         self._last_pts = pts
         shifted = pts - self._offset(self.time_base)
-        codec_pts = shifted if self._codec_tb == self.time_base else round(shifted * self.time_base / self._codec_tb)
+        # Halves rounded up, not to even: frames half a tick off the coarser clock (a 25 fps video starting
+        # at 0.5 s, in AVI's frames) keep their even steps (12.5, 13.5 would become 12, 14).
+        codec_pts = shifted if self._codec_tb == self.time_base else _nearest(shifted * self.time_base / self._codec_tb)
         if self._last_codec_pts is not None and codec_pts <= self._last_codec_pts:
             codec_pts = self._last_codec_pts + 1  # two pts rounded onto one tick of a coarser codec time base
         self._last_codec_pts = codec_pts
@@ -753,7 +768,7 @@ class VideoWriter(_Muxer):
             else:
                 frame = self._to_frame(image)
                 frame.pts, frame.time_base = codec_pts, self._codec_tb
-                self._out.mux(self._video.encode(frame))
+                self._mux_encoded(self._video.encode(frame))
                 self._pump_audio(until=t)
         except av.FFmpegError as e:
             raise VidtransError(f"{self.dst}: encoding failed ({first_line(e)}); check {spell('codec')}, "
@@ -777,8 +792,37 @@ class VideoWriter(_Muxer):
         """Mux one segment's packets, then the source's audio and subtitles up to its last frame."""
         for packet in packets:
             packet.stream = self._video
-            self._out.mux(packet)
+        self._mux_encoded(packets)
         self._pump_audio(until=until)
+
+    def _mux_encoded(self, packets: list[av.Packet]) -> None:
+        """Mux the video's packets, in AVI the first after the frames before it (`_avi_lead_in`)."""
+        if packets and self._lead_in_due:
+            self._lead_in_due = False
+            self._avi_lead_in(packets[0])
+        for packet in packets:
+            self._out.mux(packet)
+
+    def _avi_lead_in(self, first: av.Packet) -> None:
+        """AVI times a picture by its place among the stream's frames, and FFmpeg's muxer fills the
+        frames before a packet's time with empty ones (players show the last picture again), but
+        not before a stream's first packet: that one it stores as frame 0, whatever its time. A
+        video starting after time 0 (after the audio, or after AAC's priming, which AVI cannot hide
+        and for which FFmpeg delays the other streams) would start that much too early. An empty
+        packet a frame before the first makes the muxer fill the frames up to it: where the first
+        is at 0, only when another stream starts before 0 (the muxer then moves both by as much)."""
+        self._pump_audio(until=float(self._origin + first.dts * first.time_base))  # to know what starts before 0
+        if first.dts >= 1 or self._other_before_zero:
+            empty = av.Packet()
+            empty.stream, empty.time_base = self._video, first.time_base
+            empty.pts = empty.dts = first.dts - 1
+            self._out.mux(empty)
+
+    def _mux_other(self, packet: av.Packet) -> None:
+        """Mux an audio or subtitle packet, noting one before time 0."""
+        if packet.dts is not None and packet.dts < 0:
+            self._other_before_zero = True
+        self._out.mux(packet)
 
     def _to_frame(self, image: np.ndarray) -> av.VideoFrame:
         if self._pad_w or self._pad_h:
@@ -831,7 +875,7 @@ class VideoWriter(_Muxer):
                 if index in self._copy:
                     self._after_last(index, packet)
                     packet.stream = self._copy[index]
-                    self._out.mux(packet)
+                    self._mux_other(packet)
                 elif index in self._cues:
                     self._convert_cue(*self._cues[index], packet)
                 else:
@@ -904,7 +948,8 @@ class VideoWriter(_Muxer):
         except av.FFmpegError:
             return  # a damaged audio packet: a few ms of silence rather than a failed job
         for frame in frames:
-            self._out.mux(out.encode(frame))
+            for encoded in out.encode(frame):
+                self._mux_other(encoded)
 
     # --- finishing -------------------------------------------------------------------------------
 
@@ -920,7 +965,7 @@ class VideoWriter(_Muxer):
                 for packets, until in self._segments.flush():
                     self._mux_video(packets, until)
             else:
-                self._out.mux(self._video.encode(None))
+                self._mux_encoded(self._video.encode(None))
             self._pump_audio(until=None)
             for src, out in self._transcode.values():
                 self._encode_audio(src, out, None)

@@ -11,6 +11,7 @@ uint8 RGB at the training size.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
 import struct
@@ -61,7 +62,7 @@ def _read_image(path: Path) -> np.ndarray:
         image = None
     if image is None:
         raise VidtransError(f"{path}: {UNREADABLE}; remove or replace it")
-    return _over_black(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), data)
+    return _oriented(_over_black(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), data), _webp_orientation(data))
 
 
 def _over_black(image: np.ndarray, data: bytes) -> np.ndarray:
@@ -111,6 +112,22 @@ def _png_orientation(data: bytes) -> int:
     return 1
 
 
+def _webp_orientation(data: bytes) -> int:
+    """The EXIF orientation (1: as stored) of a WebP's first EXIF chunk, wherever it lies. OpenCV
+    ignores it, where it turns JPEG, PNG and TIFF; FFmpeg, which reads photos for `run` and
+    `batch`, turns the picture by it (as here: a TIFF header first, nothing found behind an
+    'Exif\\0\\0' prefix), so training sees a phone's WebP upright as they do."""
+    if not (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+        return 1
+    view, position = memoryview(data), 12
+    while position + 8 <= len(data):
+        kind, length = struct.unpack_from("<4sI", data, position)
+        if kind == b"EXIF":
+            return _exif_orientation(view[position + 8:position + 8 + length])
+        position += 8 + length + length % 2  # chunks are padded to an even length
+    return 1
+
+
 def image_size(path: Path) -> tuple[int, int] | None:
     """(width, height) of the image file `path` as OpenCV reads it (turned by its EXIF
     orientation), or None where it would not read it whole: corrupt, cut short, not an image, or
@@ -132,7 +149,9 @@ def image_size(path: Path) -> tuple[int, int] | None:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     except cv2.error:
         return None
-    return None if image is None else (image.shape[1], image.shape[0])
+    if image is None:
+        return None
+    return _turned((image.shape[1], image.shape[0]), _webp_orientation(data) in _EXIF_QUARTER_TURNS)
 
 
 # OpenCV refuses to decode images of more pixels than this (its own default, which this variable sets).
@@ -234,8 +253,14 @@ def _line_up(a: tuple[int, int], b: tuple[int, int]) -> bool:
 def _missing(path: Path) -> VidtransError:
     """The error for an image file listed in a folder that is not there (to be read)."""
     if path.is_symlink():
-        return VidtransError(f"{path}: broken link (to {os.readlink(path)}, which does not exist); fix or remove "
-                             "the link")
+        target = os.readlink(path)
+        try:
+            os.stat(path)
+        except OSError as e:
+            if e.errno == errno.ELOOP:  # every link in it is there: "does not exist" would mislead
+                return VidtransError(f"{path}: a link in a loop of links (to {target}, which leads back to it); fix "
+                                     "or remove the link")
+        return VidtransError(f"{path}: broken link (to {target}, which does not exist); fix or remove the link")
     return VidtransError(f"{path}: no such file (removed while training?); put it back or restart training")
 
 
@@ -371,6 +396,10 @@ class PairedFolder:
             return [(a_files[k], b_files[k]) for k in common]
         files = self._images_in(folder)
         if not files:
+            # One half of the A/B layout, or both spelt in lower case: not a folder without images.
+            if halves := sorted(p.name for p in folder.iterdir() if p.name in ("A", "a", "B", "b") and p.is_dir()):
+                raise UsageError(f"{folder}: has {' and '.join(f'{h}/' for h in halves)}, not A/ and B/ (the names "
+                                 "are case-sensitive), which pair images by name; name its subfolders A/ and B/")
             # The wrong folder given: a usage error, as a missing one is.
             left_out = "".join(f"; {what} are left out" for what, found in (("hidden files", self.hidden),
                                                                              ("folders", self.not_files)) if found)

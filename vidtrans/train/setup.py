@@ -38,6 +38,9 @@ RESUMED_RECIPE = ("train_pose", *RESUMED_OBJECTIVE)
 # What a resumed run keeps of its plan unless given: how long it runs (the learning rate decays over
 # the second half of that), and how often it saves and scores.
 RESUMED_SCHEDULE = ("iterations", "save_every", "validate_every")
+# What a card notes of a paired folder only where it applies, as the run reads the folder: a resumed
+# run's card must not keep the earlier record's (pairs added since hold one out; hidden files removed).
+_DATA_NOTES = ("hidden_files_left_out", "validated_on")
 
 
 def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target: str | os.PathLike | None = None,
@@ -94,7 +97,7 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
         given = _chosen(options, given)
         replanned = _replanned(output, options, state, given, names)
         options = _resumed_schedule(options, state, given)
-        _check_resume(output, options, target, data, synthetic, state, names)
+        _check_resume(output, options, target, data, synthetic, state, given, names)
         options = _resumed_recipe(output, options, state, given, names)
     chosen = {k: settings[k] if v is None else v for k, v in requested.items()}
     if chosen["temporal"] and data is not None:
@@ -123,7 +126,13 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
     if options.resume:  # what the run's earlier parts recorded (e.g. the model it started from) stays
         from vidtrans.models.checkpoint import read_card
 
-        card.training = {**read_card(output).training, **card.training}
+        resumed = read_card(output)
+        kept = {k: v for k, v in resumed.training.items() if k not in _DATA_NOTES}
+        card.training = {**kept, **card.training}
+        # Its latest score too, which saves before the resumed run's first score keep (as any save
+        # between two scores does); not the half-precision figures, which only the final save has.
+        if "validation" in resumed.metrics:
+            card.metrics = {**card.metrics, "validation": resumed.metrics["validation"]}
         if replanned:  # said once nothing is refused
             log.warning("%s", replanned)
     return source, config, card
@@ -156,14 +165,16 @@ def _check_apart(output: str | os.PathLike, data) -> None:
 
 
 def _check_resume(output: str | os.PathLike, options: TrainOptions, target, data, synthetic: bool, state: dict,
-                  names: dict[str, str] | None) -> None:
+                  chosen: Collection[str], names: dict[str, str] | None) -> None:
     """A resumed run goes on learning what its checkpoint learnt, from its state of the same
     iteration, from the same data, for more iterations; anything else would silently make it
     another model under the old card's record."""
-    from vidtrans.models.checkpoint import read_card
+    from vidtrans.models.checkpoint import check_folder
 
     spell = spelling(names)
-    card = read_card(output)
+    # Its weights are checked as loading checks them (header only), not first when the trainer loads
+    # them: after the data is read, a target video's pose detection taking minutes.
+    card = check_folder(Path(output))
     check_state_fits_card(output, state, card, names)
     check_world_size(output, card, launched()[1], names)
     done = state["iteration"]
@@ -186,8 +197,11 @@ def _check_resume(output: str | os.PathLike, options: TrainOptions, target, data
             if was is not None and was != now:
                 raise UsageError(f"{output} was trained on {recorded} with {spell(setting)} {was}, not {now}; {fix}")
     if options.iterations <= done:
-        raise UsageError(f"{output} has already trained to iteration {done}, and {spell('iterations')} "
-                         f"{options.iterations} asks for no more; pass {spell('iterations')} larger than {done}")
+        # Not given, it is the run's own plan (RESUMED_SCHEDULE), which the caller did not ask for.
+        asked = (f"and {spell('iterations')} {options.iterations} asks for no more" if "iterations" in chosen
+                 else f"the end of its planned {count(options.iterations, 'iteration')}")
+        raise UsageError(f"{output} has already trained to iteration {done}, {asked}; pass {spell('iterations')} "
+                         f"larger than {done} to train it further")
 
 
 def _chosen(options: TrainOptions, given: Collection[str] | None) -> Collection[str]:

@@ -213,6 +213,11 @@ def check_output(out_dir: str | os.PathLike, resume: bool, overwrite: bool, name
             raise UsageError(f"{taken}: already there, named as training names its files (a checkpoint's "
                              "background, its sample grids); move it away, "
                              f"write the checkpoint to another folder, or pass {spell('overwrite')} to replace it")
+    grids = out_dir / SAMPLES_FOLDER
+    if os.path.lexists(grids) and not grids.is_dir():
+        # No save replaces it (its grids go in it), and the first one, after training up to it, would fail.
+        raise UsageError(f"{grids}: not a folder, where training writes its sample grids; move it away or write the "
+                         "checkpoint to another folder")
 
 
 def read_train_state(out_dir: str | os.PathLike, names: dict[str, str] | None = None, mmap: bool = False) -> dict:
@@ -246,12 +251,14 @@ def check_state_fits_card(out_dir: str | os.PathLike, state: dict, card: ModelCa
     if saved != state["iteration"]:
         model = f"iteration {saved}" if _whole(saved, 0) else "no recorded iteration"
         mismatch = f"is from iteration {state['iteration']}, but the model beside it ({CARD_NAME}) from {model}"
-    else:  # a state of the same iteration from another run: its networks are another generator's
+    else:  # a state of the same iteration from another run: its networks, or the recipe its
+        # discriminators and optimizers went by, are another run's (the card records the rest of both)
         config = state["config"]
-        for setting, model in (("architecture", card.architecture), ("ngf", card.ngf)):
-            if setting in config and config[setting] != model:
+        recorded = {**card.training, "architecture": card.architecture, "ngf": card.ngf}
+        for setting in (*RESUME_SETTINGS, *RESUMED_OBJECTIVE):
+            if setting in config and setting in recorded and config[setting] != recorded[setting]:
                 mismatch = (f"is of a run with {spelling(names)(setting)} {config[setting]}, but the model beside it "
-                            f"({CARD_NAME}) has {model}")
+                            f"({CARD_NAME}) has {recorded[setting]}")
                 break
     if mismatch:
         raise VidtransError(f"{Path(out_dir) / STATE_NAME}: {mismatch}, so they cannot resume together (a save was "

@@ -628,8 +628,9 @@ def _is_model_name(name: Any) -> bool:
 
 
 def check_has_weights(folder: Path) -> None:
-    """VidtransError unless a checkpoint folder has its weights file (not read)."""
-    if not (folder / WEIGHTS_NAME).is_file():
+    """VidtransError unless a checkpoint folder has something at its weights' name (not read;
+    whether it is a file that can be read is `check_model_files`')."""
+    if not os.path.lexists(folder / WEIGHTS_NAME):
         raise VidtransError(f"{folder}: not a checkpoint folder ({WEIGHTS_NAME} missing); copy the weights there "
                             "or remove the folder")
 
@@ -641,6 +642,7 @@ def check_model_files(folder: Path, card: ModelCard) -> np.ndarray | None:
     temporal card starting clips from it needs. Reads the weights' header only, so `vidtrans
     models` can afford it for every model; loading checks the same first (`check_folder`)."""
     weights = folder / WEIGHTS_NAME
+    _check_readable(weights, "copy the checkpoint again")
     try:
         with safe_open(str(weights), framework="pt") as f:
             shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
@@ -656,6 +658,25 @@ def check_model_files(folder: Path, card: ModelCard) -> np.ndarray | None:
         raise VidtransError(f"{folder}: the card's temporal model starts clips from {BACKGROUND_NAME}, which is "
                             "missing; copy the checkpoint again")
     return background
+
+
+def _check_readable(path: Path, fix: str) -> None:
+    """VidtransError unless `path` is a regular file this process can open: what it is instead (a
+    folder, a FIFO, a link to nothing), then `fix`, or why it cannot be opened. The libraries that
+    read weights and images say neither (safetensors calls a file it may not read missing, OpenCV
+    no image), and opening a FIFO would wait for a writer."""
+    try:
+        mode = path.stat().st_mode
+        if stat.S_ISREG(mode):
+            with open(path, "rb"):
+                return
+        problem = f"is {'a folder' if stat.S_ISDIR(mode) else special_file_kind(mode)}, not a file"
+    except FileNotFoundError:
+        problem = f"a link to {os.readlink(path)}, which does not exist" if path.is_symlink() else "no such file"
+    except OSError as e:  # permissions, of the file or of a folder on the way
+        raise VidtransError(f"{path}: cannot be read ({first_line(e)}); check the permissions of it and of the "
+                            "folders it is in") from e
+    raise VidtransError(f"{path}: {problem}; {fix}")
 
 
 def _no_card(folder: str | os.PathLike) -> VidtransError:
@@ -706,7 +727,10 @@ def load_checkpoint(name_or_path: str | os.PathLike) -> Checkpoint:
 def checkpoint_path(name_or_path: str | os.PathLike, fix: str | None = None) -> Path:
     """The checkpoint folder, or upstream file, that a model name or path stands for (`fix`: see `resolve`)."""
     path = resolve(name_or_path, fix)
-    return path.parent if path.is_file() and path.name in (CARD_NAME, WEIGHTS_NAME) else path
+    # A checkpoint's card or weights stand for its folder; a model.safetensors beside no card is
+    # an upstream generator saved under that common name (Hugging Face's), which loads as a file.
+    in_checkpoint = path.name == CARD_NAME or path.name == WEIGHTS_NAME and os.path.lexists(path.parent / CARD_NAME)
+    return path.parent if path.is_file() and in_checkpoint else path
 
 
 def read_card(folder: str | os.PathLike) -> ModelCard:
@@ -718,7 +742,8 @@ def read_card(folder: str | os.PathLike) -> ModelCard:
         if not stat.S_ISREG(mode):
             kind = "a folder" if stat.S_ISDIR(mode) else special_file_kind(mode)
             raise VidtransError(f"{path}: is {kind}, not a file; copy the checkpoint again")
-        data = json.loads(path.read_text())
+        # UTF-8 whatever the locale; "-sig" takes the byte-order mark some Windows editors write.
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         if path.is_symlink():
             raise VidtransError(f"{path}: a link to {os.readlink(path)}, which does not exist; copy the checkpoint "
@@ -765,8 +790,9 @@ def background_png(image: np.ndarray) -> bytes:
 
 def _load_background(folder: Path, card: ModelCard) -> np.ndarray | None:
     path = folder / BACKGROUND_NAME
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
+    _check_readable(path, "replace it with a PNG of the target's empty scene or delete it")
     import cv2
 
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -870,6 +896,7 @@ def import_pix2pix(path: str | os.PathLike, input_kind: str = "rgb", size: int |
     if not path.is_file():
         what = f"is {special_file_kind(path.stat().st_mode)}, not a file" if path.exists() else "no such file"
         raise VidtransError(f"{path}: {what}; pass a pix2pix latest_net_G.pth")
+    _check_readable(path, "pass a pix2pix latest_net_G.pth")  # unreadable: the fix is its permissions
     # A safetensors file is told by its content: torch.load picks the format by the extension.
     metadata = _safetensors_metadata(path)
     # Our weights: torch.load reads them too, but a card inferred anew would lose theirs.
@@ -900,7 +927,6 @@ def import_pix2pix(path: str | os.PathLike, input_kind: str = "rgb", size: int |
         key = not_tensors[0]
         raise VidtransError(f"{path}: entry {str(key)[:60]!r} holds a value of type {type(raw[key]).__name__}, not "
                             f"a tensor, so this is no generator's state_dict; {fix}")
-    _check_weights(raw, path)
     state_dict = {k.removeprefix("module."): v for k, v in raw.items()}
     card = infer_card(state_dict, str(path))
     card.input_kind = input_kind
@@ -913,6 +939,10 @@ def import_pix2pix(path: str | os.PathLike, input_kind: str = "rgb", size: int |
     side = default_size(card.architecture) if size is None else size
     card.native_size = (side, side)
     state_dict = _drop_instance_norm_stats(state_dict, card)
+    # The shapes before the values: a tensor declared huge over a few stored bytes (a stride of 0)
+    # would take more memory than there is to be looked at.
+    check_weights_fit(card, {name: tuple(tensor.shape) for name, tensor in state_dict.items()}, path)
+    _check_weights(state_dict, path)
     checkpoint = Checkpoint(card, state_dict, path)
     checkpoint.build()  # fail now, with a clear message, if the layout does not match
     return checkpoint
@@ -1065,20 +1095,23 @@ def infer_card(state_dict: dict[str, torch.Tensor], where: str) -> ModelCard:
 
 
 def _layout(state_dict: Mapping[str, Any]) -> Callable[[dict[str, torch.Tensor]], ModelCard] | None:
-    """What reads the card off a pix2pix generator's state_dict, told by its keys; None for none."""
-    if "model.model.0.weight" in state_dict:
+    """What reads the card off a pix2pix generator's state_dict, told by its keys (any of them, so
+    that a file missing its first layer is named as such); None for none."""
+    if any(str(k).startswith("model.model.") for k in state_dict):
         return _infer_unet
-    if "model.1.weight" in state_dict and any(".conv_block." in str(k) for k in state_dict):
+    if any(re.match(r"model\.\d+\.conv_block\.", str(k)) for k in state_dict):
         return _infer_resnet
     return None
 
 
-def _norm_from_keys(state_dict: dict[str, torch.Tensor], norm_key: str, conv_key: str) -> str:
+def _norm_from_keys(state_dict: dict[str, torch.Tensor], norm_key: str, conv_keys: tuple[str, ...]) -> str:
     # Batch norm's scale or shift: either is enough, so that a missing one is named as missing.
     if f"{norm_key}.weight" in state_dict or f"{norm_key}.bias" in state_dict:
         return "batch"
-    if f"{conv_key}.bias" in state_dict:
-        return "instance"  # upstream instance norm has no affine weights but its convolutions have biases
+    # Upstream instance norm has no affine weights but its convolutions have biases: any of two
+    # is enough, so that a file missing one bias is named as missing it, not read as norm none.
+    if any(f"{key}.bias" in state_dict for key in conv_keys):
+        return "instance"
     return "none"
 
 
@@ -1091,7 +1124,7 @@ def _infer_unet(state_dict: dict[str, torch.Tensor]) -> ModelCard:
         raise KeyError(f"{prefix}1.weight")
     first = state_dict["model.model.0.weight"]
     last = state_dict["model.model.3.weight"]  # ConvTranspose2d: (in, out, kh, kw)
-    norm = _norm_from_keys(state_dict, "model.model.1.model.2", "model.model.1.model.1")
+    norm = _norm_from_keys(state_dict, "model.model.1.model.2", ("model.model.0", "model.model.1.model.1"))
     # Dropout layers hold no weights, so they leave no trace in the keys; it does not matter
     # here because inference runs with dropout off for deterministic video.
     return ModelCard(architecture=f"unet_{2 ** depth}", ngf=first.shape[0], norm=norm, dropout=False,
@@ -1106,10 +1139,12 @@ def _infer_resnet(state_dict: dict[str, torch.Tensor]) -> ModelCard:
     shifted = state_dict.get(f"model.{first_block}.conv_block.6.weight")
     dropout = shifted is not None and shifted.ndim == 4
     first = state_dict["model.1.weight"]
-    last_conv = max((int(m.group(1)) for k in state_dict if (m := re.fullmatch(r"model\.(\d+)\.weight", k))))
-    norm = _norm_from_keys(state_dict, "model.2", "model.1")
+    # The last convolution comes 8 layers after the last block (two upsamplings of 3, a padding):
+    # looked up there, so that a file without it is named as such.
+    last = state_dict[f"model.{max(blocks) + 8}.weight"]
+    norm = _norm_from_keys(state_dict, "model.2", ("model.1", "model.4"))
     return ModelCard(architecture=f"resnet_{len(blocks)}blocks", ngf=first.shape[0], norm=norm, dropout=dropout,
-                     input_nc=first.shape[1], output_nc=state_dict[f"model.{last_conv}.weight"].shape[0])
+                     input_nc=first.shape[1], output_nc=last.shape[0])
 
 
 def _drop_instance_norm_stats(state_dict: dict[str, torch.Tensor], card: ModelCard) -> dict[str, torch.Tensor]:

@@ -40,6 +40,12 @@ from vidtrans.runner import usable_cores
 
 log = logging.getLogger(__name__)
 
+# ONNX Runtime, when imported, keeps a device id and a telemetry database in the user's cache
+# folder (Microsoft/DeveloperTools/.onnxruntime), and prints a warning of its own, in terminal
+# colours, where that folder cannot be written. vidtrans writes only its outputs and its own
+# cache; a user who wants ONNX Runtime's telemetry sets the variable to 0.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 INSTALL = "pip install 'vidtrans[onnx]'"
 # Largest difference from PyTorch's fp32 output, in [-1, 1] space, an exported graph may show
 # (1/255 of that range is half a grey level); exports measure about 1e-6.

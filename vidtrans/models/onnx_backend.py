@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 INSTALL = "pip install 'vidtrans[onnx]'"
+_EXPORTING = threading.Lock()
 # Largest difference from PyTorch's fp32 output, in [-1, 1] space, an exported graph may show
 # (1/255 of that range is half a grey level); exports measure about 1e-6.
 TOLERANCE = 1e-3
@@ -114,7 +115,9 @@ def exported_graph(checkpoint: Checkpoint, normalization: str) -> tuple[bytes, f
     sample = torch.zeros(1, checkpoint.card.input_nc, height, width)
     buffer = io.BytesIO()
     try:
-        with torch.inference_mode(), warnings.catch_warnings():
+        # The exporter keeps its state in globals: two threads exporting at once (two models loaded
+        # at once on a fresh cache) failed with its internal AssertionError.
+        with _EXPORTING, torch.inference_mode(), warnings.catch_warnings():
             # The TorchScript exporter (dynamo=False) needs only the `onnx` package, where the
             # newer one needs onnxscript too; it announces its deprecation on every call.
             warnings.simplefilter("ignore")

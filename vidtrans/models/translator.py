@@ -395,9 +395,14 @@ class Translator:
             if step >= len(frames):
                 return self.translate_tensor(torch.from_numpy(np.array(frames, order="C")), state).numpy()
             out = np.empty(frames.shape, dtype=np.uint8)
+            # One clip through all the parts (a temporal model's state goes on from part to part),
+            # given back to the caller's state only when all are done, as one call's is.
+            going_on = RecurrentState() if state is None else state.copy()
             for i in range(0, len(frames), step):
                 part = torch.from_numpy(np.array(frames[i:i + step], order="C"))
-                out[i:i + step] = self.translate_tensor(part, state).numpy()
+                out[i:i + step] = self.translate_tensor(part, going_on).numpy()
+            if state is not None:
+                state.previous = going_on.previous
             return out
         # Pinned staging buffers make both copies asynchronous, so each batch costs one sync.
         # PyTorch's caching host allocator recycles them once the GPU is done: a small ring of
@@ -437,11 +442,15 @@ class Translator:
             raise VidtransError(f"a temporal model's state is for frames translated at {state.previous.shape[3]}x"
                                 f"{state.previous.shape[2]}, these are at {work_size[1]}x{work_size[0]}; "
                                 "start a new state for each clip")
-        outputs = []
+        outputs, previous = [], state.previous
         for frame in frames.split(1):
-            previous = self._first_previous(*work_size, frames.device) if state.previous is None else state.previous
-            output, state.previous = self._call(frame, previous)
+            if previous is None:
+                previous = self._first_previous(*work_size, frames.device)
+            output, previous = self._call(frame, previous)
             outputs.append(output)
+        # Only now: a call stopped part way (Ctrl-C, an error) leaves the state as it was, so that
+        # the same call again gives the same frames.
+        state.previous = previous
         return torch.cat(outputs)
 
     def _first_previous(self, height: int, width: int, device: torch.device) -> torch.Tensor:
@@ -568,6 +577,10 @@ def _frames_array(frames: Any) -> np.ndarray:
             # NumPy has no bfloat16, float8 or quantized types: read as floats for the message below.
             dtype = str(frames.dtype).removeprefix("torch.")
             frames = frames.dequantize() if frames.is_quantized else frames.detach().float()
+    if isinstance(frames, (list, tuple)) and len({np.asarray(f).dtype for f in frames}) > 1:
+        # NumPy would make them one type: a uint8 frame with a mask gives 0/1 pixels, with floats 0-255 floats.
+        kinds = sorted({str(np.asarray(f).dtype) for f in frames})
+        raise UsageError(f"translate got frames of different types ({', '.join(kinds)}); pass them all as uint8 RGB")
     try:
         array = np.asarray(frames)
     except ValueError:  # a list of arrays that NumPy cannot stack

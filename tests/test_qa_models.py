@@ -135,6 +135,11 @@ BROKEN_CARDS = {
     "style-background": ({**POSE_CARD, "pose_style": {**STYLE, "background": ["black"]}}, "pose_style",
                          "background must be"),
     "style-version-9": ({**POSE_CARD, "pose_style": {**STYLE, "version": 9}}, "pose_style", "upgrade vidtrans"),
+    # Damage, not a newer vidtrans's card: upgrading would not help.
+    "stats-no-version": ({**POSE_CARD, "target_pose_stats": without(STATS, "version")}, "target_pose_stats",
+                         "version must be one of 1, 2, 3, got None; fix the model card"),
+    "style-version-text": ({**POSE_CARD, "pose_style": {**STYLE, "version": "2"}}, "pose_style",
+                           "version must be one of 1, 2, got '2'; fix the model card"),
     "smoothing-method": ({**RGB_CARD, "smoothing": {"method": "blur", "strength": 0.5}}, "smoothing", "flow"),
     "smoothing-strength": ({**RGB_CARD, "smoothing": {"method": "ema", "strength": "strong"}}, "smoothing",
                            "strength"),

@@ -38,3 +38,15 @@ def one_line(text: str) -> str:
 def count(n: int, noun: str) -> str:
     """`n` with `noun`, plural unless one: "1 frame", "3 frames"."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def check_version(what: str, version: object, known: tuple[int, ...], fix: str) -> None:
+    """VidtransError unless `version` (of a record `what` in a file) is one of `known`: a whole
+    number past them was written by a newer vidtrans, which reading it needs; anything else (none,
+    a string, 0) is damage, for which upgrading would not help: then `fix`."""
+    if version in known and isinstance(version, int) and not isinstance(version, bool):
+        return
+    if isinstance(version, int) and not isinstance(version, bool) and version > max(known):
+        raise VidtransError(f"{what} version {version} is newer than this vidtrans reads (up to {max(known)}); "
+                            "upgrade vidtrans to read this model card")
+    raise VidtransError(f"{what} version must be one of {', '.join(map(str, known))}, got {version!r}; {fix}")

@@ -45,7 +45,7 @@ from typing import Callable
 
 import numpy as np
 
-from vidtrans.errors import VidtransError, count
+from vidtrans.errors import VidtransError, check_version, count
 from vidtrans.options import is_finite_number, is_int, spell
 from vidtrans.pose.keypoints import KEYPOINT_INDEX, check_keypoints
 
@@ -116,8 +116,7 @@ class PoseStats:
 
     @classmethod
     def from_dict(cls, data: dict) -> "PoseStats":
-        if data.get("version") not in (1, 2, 3):
-            raise VidtransError(f"pose stats version {data.get('version')!r} is not supported (upgrade vidtrans)")
+        check_version("pose stats", data.get("version"), (1, 2, 3), _CARD_FIX)
         names = {f.name for f in fields(cls)} - ({"centre_x"} if data["version"] == 1 else set())
         if set(data) != names:
             raise VidtransError(f"pose stats must have exactly the fields {sorted(names)}, got {sorted(data)}; "

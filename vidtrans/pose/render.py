@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, fields
 import cv2
 import numpy as np
 
-from vidtrans.errors import VidtransError
+from vidtrans.errors import VidtransError, check_version
 from vidtrans.options import is_finite_number, is_int
 from vidtrans.pose.keypoints import (
     COLORS, FACE, HAND_EDGES, LEFT_HAND, LIMBS, NUM_KEYPOINTS, RIGHT_HAND, check_keypoints, is_whole_body,
@@ -125,9 +125,7 @@ class PoseStyle:
     def from_dict(cls, data: dict) -> "PoseStyle":
         """Inverse of `to_dict`; refuses versions and fields this vidtrans does not know, and values
         it cannot draw with."""
-        version = data.get("version")
-        if not is_int(version) or version not in _VERSIONS:
-            raise VidtransError(f"pose style version {version!r} is not supported (upgrade vidtrans to read this model card)")
+        check_version("pose style", data.get("version"), _VERSIONS, _CARD_FIX)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

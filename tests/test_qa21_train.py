@@ -204,3 +204,25 @@ def test_a_resumed_cards_notes_on_the_data_are_those_of_the_data_it_resumed_on(t
     assert result.returncode == 0 and "held-out ssim" in result.stdout + result.stderr, result.stderr
     training = json.loads((out / "card.json").read_text())["training"]
     assert training["pairs"] == 4 and "validated_on" not in training and "hidden_files_left_out" not in training
+
+
+def _animated_webp(rgb: np.ndarray, frames: int = 2) -> bytes:
+    """An animated WebP of `frames` copies of `rgb`: VP8X with its animation flag, ANIM, ANMF frames."""
+    ok, encoded = cv2.imencode(".webp", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_WEBP_QUALITY, 101])
+    height, width = rgb.shape[:2]
+    size = (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    frame = _riff_chunk(b"ANMF", bytes(6) + size + (100).to_bytes(3, "little") + b"\0" + bytes(encoded)[12:])
+    payload = (b"WEBP" + _riff_chunk(b"VP8X", bytes([0x02, 0, 0, 0]) + size) + _riff_chunk(b"ANIM", bytes(6))
+               + frame * frames)
+    return b"RIFF" + struct.pack("<I", len(payload)) + payload
+
+
+def test_an_animated_webp_among_the_pairs_is_refused_not_trained_on_its_first_picture(tmp_path, cli):
+    data = paired_folder(tmp_path / "data", 3)
+    animated = data / "003.webp"
+    animated.write_bytes(_animated_webp(np.zeros((64, 128, 3), np.uint8)))
+    assert cv2.imread(str(animated)) is not None  # OpenCV reads its first picture, silently
+    line = one_line(cli("train", "--data", data, "-o", tmp_path / "out", *TINY_TRAINING), 1)
+    assert line.endswith(f"{animated}: an animated WebP, of which training would see the first picture only; save "
+                         "the frames as images, one pair each")
+    assert not (tmp_path / "out").exists()

@@ -128,6 +128,16 @@ def _webp_orientation(data: bytes) -> int:
     return 1
 
 
+def _is_animated_webp(path: Path) -> bool:
+    """Whether `path` is a WebP whose extended header (VP8X) says it is animated."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(21)
+    except OSError:
+        return False
+    return head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and len(head) == 21 and bool(head[20] & 0x02)
+
+
 def image_size(path: Path) -> tuple[int, int] | None:
     """(width, height) of the image file `path` as OpenCV reads it (turned by its EXIF
     orientation), or None where it would not read it whole: corrupt, cut short, not an image, or
@@ -352,6 +362,10 @@ class PairedFolder:
                 progress(done, len(files), "checking the images")
         if unreadable := [path for path in files if sizes[path] is None]:
             raise _unreadable(self.root, unreadable)
+        if animated := next((path for path in files if _is_animated_webp(path)), None):
+            # OpenCV reads its first picture alone: a pair of one frame of a clip, silently.
+            raise VidtransError(f"{animated}: an animated WebP, of which training would see the first picture "
+                                "only; save the frames as images, one pair each")
         side_by_side = [a for a, b in pairs if b is None]
         if narrow := next((ab for ab in side_by_side if sizes[ab][0] < MIN_AB_WIDTH), None):
             raise VidtransError(f"{narrow}: {sizes[narrow][0]} pixel(s) wide, too narrow to be a side-by-side AB "

@@ -192,3 +192,20 @@ def test_an_output_kept_through_a_failed_attempt_stays_the_batchs_until_edited(t
     status, error = _statuses(translate_folder(two_clips, out, rgb_model_dir, **FAST))["a.mp4"]
     assert status == "failed" and "has changed since this batch wrote it" in error
     assert (out / "a.mp4").read_bytes() == b"edited after the failure"
+
+
+def test_an_output_published_by_an_attempt_stopped_before_its_record_stays_the_batchs(two_clips, tmp_path,
+                                                                                       rgb_model_dir):
+    """Stopped between publishing an output and recording it done, the clip's record says running;
+    the file there (of another size than the last done one's) is the batch's own to redo."""
+    out = tmp_path / "out"
+    translate_folder(two_clips, out, rgb_model_dir, **FAST)
+    manifest = out / MANIFEST_NAME
+    records = [json.loads(line) for line in manifest.read_text().splitlines()]
+    last = [r for r in records if r.get("clip") == "a.mp4"][-1]
+    running = {k: v for k, v in last.items() if k not in ("frames", "seconds", "finished")}
+    with manifest.open("a") as f:
+        f.write(json.dumps({**running, "status": "running"}) + "\n")
+    (out / "a.mp4").write_bytes((out / "a.mp4").read_bytes() + b"\0" * 10)  # the stopped attempt's output
+    status, error = _statuses(translate_folder(two_clips, out, rgb_model_dir, **FAST))["a.mp4"]
+    assert (status, error) == ("done", None)

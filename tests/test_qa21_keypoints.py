@@ -287,3 +287,12 @@ def test_a_span_of_an_unsmoothed_keypoint_file_gets_the_poses_of_the_whole_clips
             first = reader.span().first
         np.testing.assert_allclose(track.keypoints, whole[first:], atol=1e-4)
         assert track.smoothed
+
+
+def test_after_a_cut_a_bystander_appearing_does_not_take_the_clip(tmp_path):
+    from tests.test_qa19_keypoints import body, openpose_folder
+
+    before, after, bystander = body(x=-15), body(x=60, seed=2), body(x=0, seed=3, confidence=1.0)
+    frames = _people_frames(*[[before]] * 4, [after], *[[bystander, after]] * 6)
+    kp = read_keypoints(openpose_folder(tmp_path / "op", frames)).keypoints
+    np.testing.assert_allclose(kp[4:], np.repeat(after[None], 7, axis=0), rtol=1e-5)

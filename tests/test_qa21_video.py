@@ -110,3 +110,18 @@ def test_a_start_between_the_frames_of_a_clock_of_frames_keeps_the_frame_after_i
     clip = make_clip(tmp_path / "in.avi", frames=15, audio=False)
     with VideoReader(clip.path, start=0.41, end=0.5) as reader:
         assert _nearest_pictures([f.image for f in reader], clip) == [11, 12]
+
+
+@pytest.mark.parametrize("seconds, time_base, expected", [
+    (Fraction(7, 30), Fraction(1, 1000), 233),        # Matroska: frame 7 stored at 233 ms is in a span from 7/30 s
+    (Fraction(7, 30), Fraction(1, 16000), 3726),      # the same times remuxed into an MP4 of 1/16000 s (233 ms: 3728)
+    (Fraction(7, 30), Fraction(1, 90000), 20955),     # 0.5 ms before 7/30 s at 90 kHz: a rounded time is still in
+    (Fraction(33633, 10**6), Fraction(1, 30), 2),     # AVI: frame 1 (0.0333 s) is before 0.033633 s, not in
+    (Fraction(1, 30), Fraction(1, 30), 1),            # ... and frame 1 is in a span from its own time
+    (Fraction(11, 600), Fraction(1, 600), 11),        # QuickTime's 1/600 s clock: exact
+])
+def test_a_span_starts_at_the_first_frame_at_or_after_it_give_or_take_a_rounded_millisecond(seconds, time_base,
+                                                                                            expected):
+    from vidtrans.video.reader import first_pts_at
+
+    assert first_pts_at(seconds, time_base) == expected

@@ -956,10 +956,15 @@ def _earlier_outputs(record: dict[str, Any] | None, out_rel: str) -> dict[str, l
 
 def _as_written(record: dict[str, Any], dst: Path) -> bool:
     """Whether the clip's output is as this batch wrote it (of the size recorded), or not there:
-    one of another size was edited or replaced since, and is no longer the batch's to replace. A
-    record without a size (a first attempt that failed) wrote nothing there."""
+    one of another size was edited or replaced since, and is no longer the batch's to replace. An
+    attempt stopped while running may have published its own output before recording it, and a
+    record without a size wrote no file there: both leave the file to the batch, as before sizes
+    were compared."""
+    size = record.get("output_size")
+    if record.get("status") == "running" or size is None:
+        return True
     try:
-        return dst.stat().st_size == record.get("output_size")
+        return dst.stat().st_size == size
     except FileNotFoundError:
         return True
     except OSError:
@@ -987,7 +992,7 @@ def _finished(record: dict[str, Any], print_: dict[str, Any], settings: dict[str
               out_rel: str, dst: Path) -> bool:
     return (record.get("status") == "done" and record.get("input") == print_ and record.get("options") == settings
             and record.get("model_sha256") == weights and record.get("output") == out_rel and dst.is_file()
-            and _as_written(record, dst))
+            and dst.stat().st_size == record.get("output_size"))
 
 
 def failure_line(error: BaseException) -> str:

@@ -410,10 +410,12 @@ def _follow_person(frames: list[list[np.ndarray]]) -> list[np.ndarray]:
     nobody is all missing.
 
     The nearest person may be more than the followed one's size away: someone else while the dancer
-    is hidden, or the dancer after a cut. Such a pick stands for its frame, but is followed from then
-    on only once the picks have been that far for ADOPT_AFTER frames in a row: one frame in which
-    the dancer is hidden no longer hands the rest of the clip to a bystander."""
-    picked, last, far_in_a_row = [], None, 0
+    is hidden, or the dancer after a cut. Someone new (nobody was near them in the last frame with
+    anyone) is the dancer after a cut, followed from then on; someone who was there already, not
+    followed (a bystander), stands for the frame but is followed only once the picks have been that
+    far for ADOPT_AFTER frames in a row: one frame in which the dancer is hidden no longer hands the
+    rest of the clip to a bystander."""
+    picked, last, far_in_a_row, before = [], None, 0, []
     for people in frames:
         if not people:
             picked.append(np.zeros((NUM_KEYPOINTS, 3), np.float32))
@@ -430,14 +432,17 @@ def _follow_person(frames: list[list[np.ndarray]]) -> list[np.ndarray]:
                 best, far = people[nearest], bool(distances[nearest] > _size(last))
         picked.append(best)
         if (best[..., 2] > 0).any():
-            far_in_a_row = far_in_a_row + 1 if far else 0
+            with np.errstate(invalid="ignore", over="ignore"):
+                known = far and any(_distance(pose, best) <= _size(best) for pose in before)
+            far_in_a_row = far_in_a_row + 1 if known else 0
             if far_in_a_row in (0, ADOPT_AFTER):
                 last, far_in_a_row = best, 0
+        before = people
     return picked
 
 
-# Frames in a row in which the person nearest the one followed is farther than their size before
-# that person is followed instead (a cut, or the dancer gone): a fifth of a second at 25 fps.
+# Frames in a row in which someone already there, farther from the one followed than their size,
+# is the nearest before they are followed instead (the dancer gone): a fifth of a second at 25 fps.
 ADOPT_AFTER = 5
 
 

@@ -447,17 +447,18 @@ def frame_ticks(fps: float, time_base: Fraction) -> int:
 
 
 def first_pts_at(seconds: Fraction, time_base: Fraction) -> int:
-    """The smallest pts in `time_base` at or after `seconds`, give or take what the file's clock
-    rounded away: half a tick, up to `ROUNDED_SECONDS`. Matroska, WebM, FLV and ASF count whole
-    milliseconds, so 30 fps frame 7 (at 0.2333 s) is stored at 233 ms, and a span from 7/30 s
-    must start with it; a coarser clock is the frame rate's own (AVI), on which frames sit
-    exactly. The margin also absorbs float error in times that were computed."""
-    return math.ceil(seconds / time_base - min(Fraction(1, 2), ROUNDED_SECONDS / time_base))
+    """The smallest pts in `time_base` at or after `seconds`, give or take what a millisecond clock
+    rounded away. Matroska, WebM, FLV and ASF count whole milliseconds, so 30 fps frame 7 (at
+    0.2333 s) is stored at 233 ms, and a span from 7/30 s must start with it; such times keep
+    their rounding when remuxed to a finer clock (an MP4 of 1/16000 s). A clock coarser than a
+    millisecond is the frame rate's own (AVI, QuickTime's 1/600 s), on which frames sit exactly:
+    there the margin only absorbs float error in times that were computed."""
+    if time_base <= _MILLISECOND:
+        return math.ceil((seconds - _MILLISECOND / 2) / time_base)
+    return math.ceil(seconds / time_base - Fraction(1, 10**6))
 
 
-# The most a file's clock moves a frame's time where it rounds it: half a tick of Matroska's
-# millisecond, with room for clocks between that and the frame rate's (QuickTime's 1/600 s: 0.83 ms).
-ROUNDED_SECONDS = Fraction(1, 1000)
+_MILLISECOND = Fraction(1, 1000)
 
 
 def local_file(path: str | os.PathLike) -> str:

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 import vidtrans
 from tests.conftest import one_line
-from tests.media import random_generator
+from tests.media import make_clip, random_generator
 from vidtrans.errors import VidtransError
 from vidtrans.models.checkpoint import (BACKGROUND_NAME, CARD_NAME, WEIGHTS_NAME, ModelCard, import_pix2pix,
                                         load_checkpoint, save_background, save_checkpoint)
@@ -44,8 +44,9 @@ def test_an_upstream_generator_named_model_safetensors_loads_as_a_file(tmp_path,
     save_file(net.state_dict(), weights)
     model = vidtrans.load_model(weights, device="cpu", backend="torch")
     assert (model.card.architecture, model.card.ngf, model.native_size) == ("resnet_6blocks", 4, (256, 256))
-    result = cli("export", weights, "-o", tmp_path / "g.onnx")
-    assert result.returncode == 0 and (tmp_path / "g.onnx").is_file(), result.stderr
+    clip = make_clip(tmp_path / "in.mp4", frames=2, size=(64, 48), audio=False).path
+    result = cli("run", clip, "-m", weights, "-o", tmp_path / "out.mp4", "--backend", "torch", "--model-size", "64")
+    assert result.returncode == 0 and (tmp_path / "out.mp4").is_file(), result.stderr
     # A checkpoint's own weights still stand for their folder, card and all.
     folder = tiny_model(tmp_path / "ck")
     assert vidtrans.load_model(folder / WEIGHTS_NAME, device="cpu", backend="torch").native_size == (64, 64)

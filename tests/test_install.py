@@ -33,7 +33,7 @@ def test_readme_python_api_runs_as_written(tmp_path, rgb_model_dir):
     # model the snippet loads (the default pose model's detection would only slow this test down).
     replacements = {'"in.mp4"': repr(str(clip.path)), '"out.mp4"': repr(str(tmp_path / "out.mp4")),
                     '"out2.mp4"': repr(str(tmp_path / "out2.mp4")), '"out3.mp4"': repr(str(tmp_path / "out3.mp4")),
-                    '"cuda"': '"cpu"'}
+                    '"auto"': '"cpu"'}
     for old, new in replacements.items():
         assert old in snippet, f"the README's Python API no longer mentions {old}; update this test"
         snippet = snippet.replace(old, new)
@@ -41,10 +41,10 @@ def test_readme_python_api_runs_as_written(tmp_path, rgb_model_dir):
     assert models, "the README's Python API no longer loads a model; update this test"
     assert '"pose2person")' in snippet, "the README's Python API no longer passes a model name; update this test"
     snippet = snippet.replace('"pose2person")', f"{str(rgb_model_dir)!r})")
-    frames_in = np.stack(clip.images)
-    namespace = {"frames_in": frames_in}
+    namespace = {}
     exec(compile(snippet, "README.md", "exec"), namespace)
-    assert namespace["frames_out"].shape == frames_in.shape and namespace["frames_out"].dtype == np.uint8
+    assert namespace["frames_in"].shape == np.stack(clip.images).shape  # the clip's frames, read as the README reads them
+    assert namespace["frames_out"].shape == namespace["frames_in"].shape and namespace["frames_out"].dtype == np.uint8
     for out in ("out.mp4", "out2.mp4", "out3.mp4"):
         images, _ = decode_all(tmp_path / out)
         assert len(images) == 6

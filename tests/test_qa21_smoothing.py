@@ -21,12 +21,20 @@ class _Card:
     ("auto", 0.2, {"method": "ema", "strength": 0.9}, ("ema", 0.2)),
     ("auto", 0.0, {"method": "flow", "strength": 0.9}, ("flow", 0.0)),
     ("auto", None, {"method": "ema"}, ("ema", 0.5)),
-    ("auto", 0.3, None, ("none", 0.3)),
     ("ema", None, {"method": "flow", "strength": 0.9}, ("ema", 0.5)),
     ("flow", 0.7, {"method": "ema", "strength": 0.9}, ("flow", 0.7)),
 ])
 def test_a_given_strength_is_kept_and_none_means_the_cards_or_the_default(method, strength, card, expected):
     assert smoothing_for(_Card(card), method, strength) == expected
+
+
+@pytest.mark.parametrize("method, card, says", [
+    ("none", {"method": "ema"}, "smoothing_strength 0.3 would do nothing with smoothing none; choose smoothing ema"),
+    ("auto", None, "smoothing auto applies what the model card recommends, and the model's recommends no smoothing"),
+])
+def test_a_strength_that_would_do_nothing_is_refused(method, card, says):
+    with pytest.raises(vidtrans.UsageError, match=says):
+        smoothing_for(_Card(card), method, 0.3)
 
 
 @pytest.fixture(scope="module")

@@ -68,6 +68,9 @@ def check_destination(dst: str | os.PathLike, inputs: str | os.PathLike | Iterab
     string such as "no") would count as true and replace the file."""
     if not isinstance(overwrite, bool):
         raise UsageError(f"overwrite must be True or False, not {overwrite!r:.80}")
+    if os.fspath(dst) == "-":  # the Unix convention for standard output
+        raise UsageError("-: vidtrans writes files, not standard output (an output appears only when complete); "
+                         "give a file name")
     dst = Path(dst)
     if inputs is None:
         inputs = ()

@@ -34,7 +34,13 @@ def _path(value: str) -> Path:
     # folder, `run x.mp4 -o ""` would blame a folder nobody named.
     if not value:
         raise typer.BadParameter("an empty path; give a file or folder name")
-    return Path(value)
+    return Path(_expanded(value))
+
+
+def _expanded(value: str) -> str:
+    """`~` and `~user` at a path's start as the shell expands them: it does not in `--output=~/x`,
+    which would make a folder named ~ in the current one (that a later `rm -r ~` aims at home)."""
+    return os.path.expanduser(value)
 
 
 # How every path option is read (see _path); path arguments take `parser=_path` alone, since a
@@ -43,7 +49,7 @@ AS_PATH = {"parser": _path, "metavar": "<path>"}
 
 # Options shared by several commands, so each is defined and explained once. The options of
 # translation and encoding are fields of vidtrans.options' objects, made into flags by `takes`.
-ModelOpt = Annotated[str, typer.Option("-m", "--model", help="Model name, checkpoint folder or pix2pix .pth file.")]
+ModelOpt = Annotated[str, typer.Option("-m", "--model", parser=_expanded, help="Model name, checkpoint folder or pix2pix .pth file.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 PrecisionOpt = Annotated[Precision, typer.Option(help="auto (fp16 on CUDA, bf16 on CPUs with AMX, where the model allows; else fp32), fp32, fp16, bf16.")]
 # `batch` takes it as a field of BatchOptions (same help), since it says how its models are loaded.
@@ -279,7 +285,7 @@ def export(
 def import_pix2pix(
     pth: Path = typer.Argument(..., parser=_path, help="An upstream pytorch-CycleGAN-and-pix2pix generator, e.g. latest_net_G.pth."),
     # A str: typer would make '' the current folder, which convert_pix2pix refuses only as ''.
-    output: str = typer.Option(..., "-o", "--output", metavar="<path>", help="Checkpoint folder to write, e.g. checkpoints/facades."),
+    output: str = typer.Option(..., "-o", "--output", metavar="<path>", parser=_expanded, help="Checkpoint folder to write, e.g. checkpoints/facades."),
     input_kind: InputKind = typer.Option(InputKind.RGB, help="What the model expects: rgb (images) or pose (OpenPose-style maps)."),
     size: Optional[int] = typer.Option(None, help="Native square size the model was trained at (pix2pix's --crop_size); default: unet_128 128, others 256.", show_default=False),
     normalization: Normalization = typer.Option(Normalization.SAMPLE, help="sample: batch norm with each frame's statistics (pix2pix's "
@@ -332,6 +338,7 @@ def run(
             claimed.enter_context(OutputClaim(output, shared=True))
         translator = vidtrans.load_model(model, device=device, precision=precision, size=model_size,
                                          backend=backend_for_compile(backend, options.compile))
+        _stop_if_asked()
         with _progress(f"{input.name} -> {translator.name}") as update:
             summary = translate_video(input, output, translator, options, keypoints=keypoints, overwrite=overwrite,
                                       progress=update)
@@ -395,7 +402,7 @@ def pose(
 def train(
     target: Optional[Path] = typer.Argument(None, parser=_path, help="Video of the target person (their whole body, a few minutes).", show_default=False),
     # A str: typer would make '' the current folder, which prepare_training refuses only as ''.
-    output: str = typer.Option(..., "-o", "--output", metavar="<path>", help="Checkpoint folder to write (and resume from)."),
+    output: str = typer.Option(..., "-o", "--output", metavar="<path>", parser=_expanded, help="Checkpoint folder to write (and resume from)."),
     synthetic: bool = typer.Option(False, "--synthetic", help="Train on our procedural character instead of a video."),
     data: Optional[Path] = typer.Option(None, "--data", **AS_PATH, help="Paired folder: side-by-side AB images, or A/ and B/ subfolders."),
     options: TrainOptions = TrainOptions(),
@@ -472,6 +479,7 @@ def live(
         stack.callback(source.close)
         source.open()
         translator = vidtrans.load_model(model, device=device, precision=precision, size=model_size, backend=backend)
+        _stop_if_asked()
         stack.pop_all()
 
     def started(info: dict) -> None:
@@ -492,7 +500,7 @@ def live(
 def batch(
     input_dir: Path = typer.Argument(..., parser=_path, help="Folder of clips (searched recursively).", show_default=False),
     # A str: typer would make '' the current folder, which translate_folder refuses only as ''.
-    output_dir: str = typer.Option(..., "-o", "--output", metavar="<path>", help="Folder for the outputs; mirrors the input tree, same file names."),
+    output_dir: str = typer.Option(..., "-o", "--output", metavar="<path>", parser=_expanded, help="Folder for the outputs; mirrors the input tree, same file names."),
     model: ModelOpt = ...,
     precision: PrecisionOpt = Precision.AUTO,
     model_size: ModelSizeOpt = None,
@@ -544,6 +552,7 @@ def evaluate(
     from vidtrans.evaluate import Material, score
 
     translator = vidtrans.load_model(model, device=device, precision=precision)
+    _stop_if_asked()
     material = Material(synthetic=synthetic, seed=seed, video=video, data=data, frames=frames, size=size)
     with _progress(f"eval {translator.name}") as update:
         result = score(translator, material, options, model_only=model_only, progress=update)
@@ -625,7 +634,21 @@ def _stop(signum: int, frame) -> None:
         return
     _stopped_by.append(signum)
     _stop_asked.set()
+    if _importing(frame):
+        # A native extension running Python code in its own import (onnx's, when a model loads)
+        # cannot pass an exception on and aborts the process; the stop is raised at the command's
+        # next look at `_stop_asked` instead (after loading the model, at its first progress).
+        return
     raise KeyboardInterrupt(_stop_name(signum))
+
+
+def _importing(frame) -> bool:
+    """Whether the interrupted code runs inside an import (importlib's frames below it)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _stop_if_asked() -> None:
@@ -714,7 +737,7 @@ def main() -> None:
         sys.exit(0)
     except click_exceptions.UsageError as e:
         command = e.ctx.command_path if e.ctx else _invoked
-        message = " ".join(e.format_message().replace("Value error, ", "").split()).rstrip(".")
+        message = " ".join(e.format_message().replace("Value error, ", "").split()).rstrip(".") + _usage_hint(e)
         see = f" See {command} --help" if message.endswith("?") else f"; see {command} --help"  # "Did you mean 'run'?"
         print(one_line(f"vidtrans: error: {message}{see}"), file=sys.stderr)
         sys.exit(e.exit_code)
@@ -735,6 +758,20 @@ def main() -> None:
     with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
         print("vidtrans: interrupted", file=sys.stderr)
     _exit_now(128 + _stopped_by[0])
+
+
+def _usage_hint(error: click_exceptions.UsageError) -> str:
+    """What an unknown option most likely was: a root option typed after the command (`vidtrans run
+    x.mp4 --debug`), or a file whose name starts with a dash (`-dance.mp4`, read as option -d)."""
+    if not isinstance(error, click_exceptions.NoSuchOption) or error.ctx is None:
+        return ""
+    name = error.option_name
+    if name in ("--debug", "--version") and " " in error.ctx.command_path:
+        root, command = error.ctx.command_path.rsplit(" ", 1)
+        return f"; {name} goes before the command: {root} {name}" + (f" {command} ..." if name == "--debug" else "")
+    if typed := next((word for word in sys.argv[1:] if word.startswith(name) and os.path.isfile(word)), None):
+        return f"; {typed} is a file: give it as ./{typed}"
+    return ""
 
 
 def _the_stop(error: BaseException) -> bool:

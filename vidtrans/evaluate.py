@@ -411,7 +411,8 @@ def end_to_end_scores(model, held_out: HeldOut, folder: Path, options: RunOption
         unsmoothed = output
     else:
         unsmoothed, _ = _through_run(model, held_out, folder / "unsmoothed.mp4",
-                                     options.replace(smoothing=Smoothing.NONE), progress, " (no smoothing)")
+                                     options.replace(smoothing=Smoothing.NONE, smoothing_strength=None), progress,
+                                     " (no smoothing)")
     truth, keypoints = held_out.truth, held_out.keypoints
     # Run's encode changes every frame a little, and differently each time: a perfect output of the
     # dance flickers 1.22x as much as the truth itself (crf 18), so the output's flicker is compared

@@ -356,6 +356,9 @@ def translate_video(
     if options.pose == PoseSource.DETECT and model.input_kind != "pose":
         raise UsageError(f"{spell_setting('pose', 'detect')} draws pose maps for a pose model, and {model.name} "
                          f"translates {model.input_kind} frames; drop {spell('pose')} or use a pose model")
+    if not options.normalize and model.input_kind != "pose":
+        raise UsageError(f"{spell('normalize=False')} turns off fitting the dancer to a pose model's target, and "
+                         f"{model.name} translates {model.input_kind} frames; drop {spell('normalize=False')}")
     if getattr(model, "backend", "torch") == "onnxruntime":
         backend_for_compile(model.backend, options.compile)  # compile on cannot run there: refused
     started = time.perf_counter()

@@ -20,8 +20,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from vidtrans.errors import VidtransError
-from vidtrans.options import DEFAULT_SMOOTHING_STRENGTH
+from vidtrans.errors import UsageError, VidtransError
+from vidtrans.options import DEFAULT_SMOOTHING_STRENGTH, spell
 
 SMOOTHING = ("none", "ema", "flow")
 # Flow is estimated at most this many pixels on the longer side: DIS is robust at low resolution
@@ -41,6 +41,14 @@ def smoothing_for(model, method: str, strength: float | None) -> tuple[str, floa
     if method == "auto":
         recommended = getattr(getattr(model, "card", None), "smoothing", None) or {}
         method = recommended.get("method", "none")
+        if method == "none" and strength is not None:
+            raise UsageError(f"{spell('smoothing_strength')} {strength} would do nothing: {spell('smoothing')} auto "
+                             f"applies what the model card recommends, and {getattr(model, 'name', 'the model')}'s "
+                             f"recommends no smoothing; add {spell('smoothing')} ema or flow, or drop "
+                             f"{spell('smoothing_strength')}")
+    elif method == "none" and strength is not None:
+        raise UsageError(f"{spell('smoothing_strength')} {strength} would do nothing with {spell('smoothing')} none; "
+                         f"choose {spell('smoothing')} ema or flow, or drop {spell('smoothing_strength')}")
     if strength is None:
         strength = recommended.get("strength", DEFAULT_SMOOTHING_STRENGTH)
     return str(method), float(strength)

@@ -175,6 +175,9 @@ def check_live(options: LiveOptions, camera: Camera, model=None) -> None:
     a folder that cannot be written, a recording into a kind of file live cannot record or that
     another process is writing, a `serve` address that cannot be listened on, the window without
     a display, and the virtual camera without pyvirtualcam."""
+    if options.loop and camera.kind == "device":
+        raise UsageError(f"{spell('loop')} plays a video file camera again from its start, and {spell('camera')} "
+                         f"{camera.source} is a device, which has no end; drop {spell('loop')}")
     inputs = ([camera.source] if camera.kind == "file" else []) + _model_files(model)
     outputs = [path for path in (options.record, options.stats) if path is not None]
     if len(outputs) == 2 and same_file(*outputs):

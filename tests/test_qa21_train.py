@@ -15,18 +15,9 @@ import pytest
 
 from tests.conftest import one_line, run_cli
 from tests.media import TINY_TRAINING, paired_folder, train_tiny
+from tests.test_qa20_train import _ab
 from vidtrans.train.data import PairedFolder, _fit, image_size
 from vidtrans.video import VideoReader
-
-
-def _quarters(height: int = 16, width: int = 32) -> np.ndarray:
-    """An RGB picture whose quarters have four colours, so a turn or a mirror shows."""
-    picture = np.zeros((height, width, 3), np.uint8)
-    picture[:height // 2, :width // 2] = (255, 0, 0)
-    picture[:height // 2, width // 2:] = (0, 255, 0)
-    picture[height // 2:, width // 2:] = (0, 0, 255)
-    picture[height // 2:, :width // 2] = (255, 255, 0)
-    return picture
 
 
 def _riff_chunk(kind: bytes, payload: bytes) -> bytes:
@@ -53,8 +44,8 @@ def _webp_with_orientation(rgb: np.ndarray, orientation: int) -> bytes:
 def test_a_webp_photo_with_an_exif_orientation_trains_upright_as_run_reads_it(tmp_path, orientation):
     # OpenCV ignores a WebP's EXIF, where it turns JPEG, PNG and TIFF, and FFmpeg (run, batch)
     # turns all of them: a phone's WebP trained on its side while its JPEG twin trained upright.
-    (tmp_path / "x.webp").write_bytes(_webp_with_orientation(_quarters(), orientation))
-    cv2.imwrite(str(tmp_path / "y.png"), cv2.cvtColor(_quarters(), cv2.COLOR_RGB2BGR))
+    (tmp_path / "x.webp").write_bytes(_webp_with_orientation(_ab(), orientation))
+    cv2.imwrite(str(tmp_path / "y.png"), cv2.cvtColor(_ab(), cv2.COLOR_RGB2BGR))
     with VideoReader(tmp_path / "x.webp") as reader:
         upright = next(iter(reader)).image  # the picture as run and batch read it
     assert image_size(tmp_path / "x.webp") == (upright.shape[1], upright.shape[0])
@@ -99,7 +90,7 @@ def test_resume_from_damaged_weights_is_refused_before_the_data_is_read(trained,
 def test_a_loop_of_links_is_named_as_one_not_as_a_link_to_nothing(tmp_path, cli):
     # x.png -> y.png -> x.png: both names are there, so "which does not exist" sent the user looking
     # for a missing file.
-    cv2.imwrite(str(tmp_path / "a.png"), _quarters())
+    cv2.imwrite(str(tmp_path / "a.png"), _ab())
     (tmp_path / "x.png").symlink_to("y.png")
     (tmp_path / "y.png").symlink_to("x.png")
     line = one_line(cli("train", "--data", tmp_path, "-o", tmp_path.parent / "out", *TINY_TRAINING), 1)
@@ -182,7 +173,7 @@ def test_a_paired_folder_without_both_a_and_b_says_so_not_that_it_holds_no_image
     data = tmp_path / "data"
     for half in halves:
         (data / half).mkdir(parents=True)
-        cv2.imwrite(str(data / half / "1.png"), _quarters())
+        cv2.imwrite(str(data / half / "1.png"), _ab())
     line = one_line(cli("train", "--data", data, "-o", tmp_path / "out", *TINY_TRAINING), 2)
     assert "no images found" not in line and f"{halves[0]}/" in line and "A/ and B/" in line
 

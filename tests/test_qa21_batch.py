@@ -209,3 +209,12 @@ def test_an_output_published_by_an_attempt_stopped_before_its_record_stays_the_b
     (out / "a.mp4").write_bytes((out / "a.mp4").read_bytes() + b"\0" * 10)  # the stopped attempt's output
     status, error = _statuses(translate_folder(two_clips, out, rgb_model_dir, **FAST))["a.mp4"]
     assert (status, error) == ("done", None)
+
+
+def test_a_smoothing_strength_that_would_do_nothing_is_refused_before_any_clip(two_clips, tmp_path, rgb_model_dir,
+                                                                              cli):
+    """Every clip failed alike (exit 1) where run refuses it at once."""
+    out = tmp_path / "out"
+    line = one_line(cli("batch", two_clips, "-o", out, "-m", rgb_model_dir, "--smooth-strength", "0.4"), 2)
+    assert "--smooth-strength 0.4 would do nothing" in line and "--smooth ema or flow" in line
+    assert not out.exists()

@@ -691,6 +691,7 @@ def translate_folder(
             model_size = check_size(model_size, "model_size")
         except VidtransError as e:
             raise BatchUsageError(str(e)) from None
+    _check_smoothing(model, options)
     listener = listener or BatchListener()
 
     # The folder is locked before any model is loaded or cluster asked: a second batch into it is
@@ -742,6 +743,29 @@ def _remove_if_empty(folders: list[Path]) -> None:
     for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
         with contextlib.suppress(OSError):
             folder.rmdir()
+
+
+def _check_smoothing(model: str | os.PathLike, options: RunOptions) -> None:
+    """A smoothing strength that would do nothing, refused once before any clip from the model's
+    card (as `run` refuses it), not by every clip alike; a model that cannot be found or read is
+    left to loading to report."""
+    from types import SimpleNamespace
+
+    from vidtrans.models.checkpoint import checkpoint_path, read_card
+    from vidtrans.temporal import smoothing_for
+
+    if options.smoothing_strength is None:
+        return
+    try:
+        path = checkpoint_path(model)
+        card = read_card(path) if path.is_dir() else None
+    except VidtransError:
+        return
+    try:
+        smoothing_for(SimpleNamespace(card=card, name=path.name if path.is_dir() else path.stem), options.smoothing,
+                      options.smoothing_strength)
+    except VidtransError as e:
+        raise BatchUsageError(str(e)) from None
 
 
 def _check_folders(input_dir: Path, output_dir: Path) -> None:

@@ -461,6 +461,14 @@ def first_pts_at(seconds: Fraction, time_base: Fraction) -> int:
 _MILLISECOND = Fraction(1, 1000)
 
 
+def seek_pts(seconds: Fraction, time_base: Fraction) -> int:
+    """The pts in `time_base` to seek back from (to the key frame at or before it) to decode from
+    `seconds` on: without `first_pts_at`'s millisecond margin, which would pass over a key frame at
+    `seconds` itself and decode a whole group of pictures more; a frame stored a rounded fraction
+    of a millisecond early is still at or before it."""
+    return math.ceil(seconds / time_base - Fraction(1, 10**6))
+
+
 def local_file(path: str | os.PathLike) -> str:
     """`path` as FFmpeg must be given a local file: FFmpeg takes the part of a name before a colon
     as a protocol ("12:30 clip.mp4" fails, "pipe:1.mp4" is standard output, "file:z.mp4" opens
@@ -959,7 +967,7 @@ class VideoReader:
             seconds = None
         if seconds is not None and seconds > self.info.start_time:
             try:
-                self._container.seek(first_pts_at(self.info.clip_start + Fraction(seconds), self.info.time_base),
+                self._container.seek(seek_pts(self.info.clip_start + Fraction(seconds), self.info.time_base),
                                      stream=self._stream, backward=True)
                 self._moved = True
                 return True

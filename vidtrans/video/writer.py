@@ -28,7 +28,7 @@ from vidtrans.atomic import OutputClaim, check_destination, discard, publish, te
 from vidtrans.errors import UsageError, VidtransError, count, first_line
 from vidtrans.options import EncodeOptions, spell, spell_setting
 from vidtrans.video.reader import (ContinuousTimestamps, clip_start, first_pts_at, has_timestamp_jumps, local_file,
-                                   main_video_stream, stamped_in_storing_order)
+                                   main_video_stream, seek_pts, stamped_in_storing_order)
 from vidtrans.video.segments import SegmentedEncoder, segment_length, segments_for
 
 log = logging.getLogger(__name__)
@@ -1040,7 +1040,7 @@ def _sought_packets(src: av.container.InputContainer, video: av.video.stream.Vid
     FFmpeg may have landed later than asked (inexact indexes, audio stored far from its video), and
     the packets before it may play in the span."""
     try:
-        src.seek(first_pts_at(start - SEEK_MARGIN, video.time_base), stream=video, backward=True)
+        src.seek(seek_pts(start - SEEK_MARGIN, video.time_base), stream=video, backward=True)
     except av.FFmpegError as e:  # no index FFmpeg can use (older FFmpeg: Matroska, before its first keyframe)
         log.debug("%s: cannot seek to %gs (%s); reading its audio from the beginning", src.name,
                   start - SEEK_MARGIN, first_line(e))

@@ -64,7 +64,7 @@ def test_the_python_api_keeps_the_given_strength_under_auto(tmp_path, ema_card_m
     model = vidtrans.load_model(ema_card_model, device="cpu")
     clip = make_clip(tmp_path / "in.mp4", frames=6, size=(64, 64), audio=False).path
     given = vidtrans.translate_video(clip, tmp_path / "a.mp4", model, smoothing_strength=0.1)
-    explicit = vidtrans.translate_video(clip, tmp_path / "b.mp4", model, smoothing="ema", smoothing_strength=0.1)
+    vidtrans.translate_video(clip, tmp_path / "b.mp4", model, smoothing="ema", smoothing_strength=0.1)
     assert given.smoothing == "ema"
     assert np.array_equal(np.stack(decode_all(tmp_path / "a.mp4")[0]), np.stack(decode_all(tmp_path / "b.mp4")[0]))
 

@@ -176,3 +176,12 @@ def test_a_stop_while_a_model_loads_is_a_clean_stop_not_an_abort(tmp_path, clip,
     assert result.returncode == 130, result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1] == "vidtrans: interrupted"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_the_root_help_lists_the_main_job_first_with_whole_summaries(cli):
+    # Was: models, export and import-pix2pix before run, each summary cut at 45 characters ("same...").
+    help_text = cli("--help").stdout
+    commands = help_text.split("Commands:", 1)[1].split("\n")
+    listed = [line.split()[0] for line in commands if line.startswith("  ") and line.split()]
+    assert listed[:3] == ["run", "pose", "batch"] and set(listed) >= {"live", "train", "eval", "models", "export"}
+    assert not any(line.rstrip().endswith("...") for line in commands), help_text

@@ -19,7 +19,7 @@ import typer
 from typer._click import exceptions as click_exceptions
 from typer._click import globals as click_globals
 from typer._click.core import ParameterSource
-from typer.core import TyperOption
+from typer.core import TyperGroup, TyperOption
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -166,7 +166,19 @@ def takes(options_type: type, *, param: str = "options", only: tuple[str, ...] |
     return decorate
 
 
+class _InReadmeOrder(TyperGroup):
+    """`vidtrans --help` lists the commands as the README introduces them, the main job first
+    (typer lists them as they are defined)."""
+
+    ORDER = ("run", "pose", "batch", "live", "train", "eval", "models", "import-pix2pix", "export")
+
+    def list_commands(self, ctx) -> list[str]:
+        return sorted(super().list_commands(ctx), key=lambda name: (name not in self.ORDER,
+                                                                    self.ORDER.index(name) if name in self.ORDER else 0))
+
+
 app = typer.Typer(
+    cls=_InReadmeOrder,
     help="Translate video frame by frame with pix2pix-style GANs (pose -> person motion transfer).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -208,7 +220,7 @@ def _root(
     _invoked = " ".join(filter(None, (ctx.command_path, ctx.invoked_subcommand)))
 
 
-@app.command()
+@app.command(short_help="List the models found by name.")
 def models() -> None:
     """List the models found by name: architecture, native size, what they take (rgb frames, or body or whole-body pose maps; temporal: also their own previous output), the size of their own files (not training state or samples), path."""
     from rich.markup import escape
@@ -256,7 +268,7 @@ def models() -> None:
     console.print("searched: " + ", ".join(str(p) for p in model_search_path()), style="dim")
 
 
-@app.command()
+@app.command(short_help="Export a model's generator to ONNX.")
 @flags_in_messages
 def export(
     model: str = typer.Argument(..., help="Model name, checkpoint folder or pix2pix .pth file.", show_default=False),
@@ -280,7 +292,7 @@ def export(
                   f"{difference:.1g}", soft_wrap=True)
 
 
-@app.command("import-pix2pix")
+@app.command("import-pix2pix", short_help="Convert an upstream pix2pix .pth generator.")
 @flags_in_messages
 def import_pix2pix(
     pth: Path = typer.Argument(..., parser=_path, help="An upstream pytorch-CycleGAN-and-pix2pix generator, e.g. latest_net_G.pth."),
@@ -300,7 +312,7 @@ def import_pix2pix(
     console.print(f"wrote {output} ({describe(card)})")
 
 
-@app.command()
+@app.command(short_help="Translate a video with a model.")
 @takes(RunOptions)
 def run(
     input: Path = typer.Argument(..., parser=_path, help="Video to translate (any format FFmpeg reads).", show_default=False),
@@ -369,7 +381,7 @@ def _warn_if_no_person(summary, consequence: str) -> None:
         print(one_line(f"vidtrans: warning: {warning}"), file=sys.stderr)
 
 
-@app.command()
+@app.command(short_help="Detect poses and draw a pose-map video.")
 @takes(RunOptions, only=("start", "end", "encode"), preset=POSE_VIDEO_ENCODE.preset, threads=POSE_VIDEO_ENCODE.threads)
 def pose(
     input: Path = typer.Argument(..., parser=_path, help="Video of a person.", show_default=False),
@@ -397,7 +409,7 @@ def pose(
     _warn_if_no_person(summary, "their pose maps are blank")
 
 
-@app.command()
+@app.command(short_help="Train a model on a video or image pairs.")
 @takes(TrainOptions)
 def train(
     target: Optional[Path] = typer.Argument(None, parser=_path, help="Video of the target person (their whole body, a few minutes).", show_default=False),
@@ -457,7 +469,7 @@ def train(
                   (f": {scored_on} ssim {metrics['ssim']}, psnr {metrics['psnr']} dB" if metrics else ""), soft_wrap=True)
 
 
-@app.command()
+@app.command(short_help="Translate a webcam live.")
 @takes(LiveOptions)
 def live(
     model: ModelOpt = "pose2person",
@@ -494,7 +506,7 @@ def live(
                   + (f" -> {options.record}" if options.record and result.frames else "") + unwritten, soft_wrap=True)
 
 
-@app.command()
+@app.command(short_help="Translate every clip in a folder.")
 @takes(BatchOptions, param="batch_options", metavars={"patterns": "<glob>", "report": "<path>"})
 @takes(RunOptions)
 def batch(
@@ -527,7 +539,7 @@ def batch(
         raise typer.Exit(1)
 
 
-@app.command("eval")
+@app.command("eval", short_help="Score a model against ground truth.")
 @takes(RunOptions, only=("batch_size", "smoothing", "smoothing_strength", "normalize"))
 def evaluate(
     model: ModelOpt = "pose2person",

@@ -15,8 +15,10 @@ through it; `frame_batches` cuts a reader's frames into them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import signal
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -243,3 +245,32 @@ def run_stages(source: Iterable[Any], stages: list[Stage], depth: int = 2) -> It
                 interrupt()
         for thread in threads:
             thread.join(timeout=10)
+
+
+# Signals that stop a command (vidtrans.cli's).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def stop_signals_deferred() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP arriving in the block take effect at its end (the first of them,
+    raised again): a stop lands before or after what the block does as one step (a model replacing
+    another: never between publishing the new set and removing the old one's other files; a live
+    frame recorded and counted as shown). (Blocking them would not do: the kernel hands a blocked
+    signal to another thread, whose arrival Python's handler then reports.) Handlers can only be
+    swapped in the main thread, where they run; elsewhere nothing waits."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    swapped = {signum: handler for signum, handler in handlers.items() if handler not in (None, signal.SIG_IGN)}
+    for signum in swapped:
+        signal.signal(signum, lambda signum, frame: arrived.append(signum))
+    try:
+        yield
+    finally:
+        for signum, handler in swapped.items():
+            signal.signal(signum, handler)
+        if arrived:
+            signal.raise_signal(arrived[0])

@@ -29,6 +29,7 @@ from vidtrans.live.sinks import (MjpegServer, Shown, Sink, check_display, check_
                                  virtual_camera_module)
 from vidtrans.models.checkpoint import checkpoint_path, model_files
 from vidtrans.options import LiveOptions, View, spell
+from vidtrans.runner import stop_signals_deferred
 from vidtrans.video import check_destination
 from vidtrans.video.camera import Camera
 
@@ -247,8 +248,12 @@ def _loop(camera: Camera, processor: FrameProcessor, sinks: list[Sink], options:
                 frame = processor(captured)
                 shown = Shown(compose(frame, view), captured.time, camera.nominal_fps,
                               _hud(stats, camera, view, paused))
-                actions = [sink.show(shown) for sink in sinks]
-                stats.add(captured.time, time.perf_counter())
+                # Recorded and counted as one step: a stop between them left a recording of a frame
+                # more than its stats said were shown. Not the first frame: a stop before it counts
+                # ends the start-up, leaving earlier --record and --stats files as they were.
+                with stop_signals_deferred() if stats.frames else contextlib.nullcontext():
+                    actions = [sink.show(shown) for sink in sinks]
+                    stats.add(captured.time, time.perf_counter())
                 stats.dropped = camera.dropped
                 hooks.on_frame(frame, stats)
             for action in filter(None, actions):

@@ -18,13 +18,11 @@ import os
 import pickle
 import re
 import secrets
-import signal
 import stat
 import tempfile
-import threading
 import warnings
 import zipfile
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -39,6 +37,7 @@ from torch import nn
 from vidtrans.atomic import discard, publish_together, same_file, special_file_kind, temp_path, write_atomically
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.models.networks import NORMS, build_generator, default_size, generator_shapes, parse_generator
+from vidtrans.runner import stop_signals_deferred
 from vidtrans.options import (MAX_SIZE, MIN_SIZE, InputKind, Normalization, Smoothing, is_finite_number, is_int,
                               plain_number, spell)
 
@@ -63,8 +62,6 @@ MODEL_FILE_NAMES = (CARD_NAME, WEIGHTS_NAME, BACKGROUND_NAME, TRAIN_STATE_NAME)
 UPSTREAM_SUFFIXES = (".pth", ".pt", ".safetensors")
 # Where the weights' header keeps the card's `weights_id`.
 WEIGHTS_ID_KEY = "vidtrans_weights_id"
-# Signals that stop a command (vidtrans.cli's): a save defers them while it replaces one model by another.
-_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 # Fields that every card has had since format_version 1 and that no default can stand in for: they
 # say which network the weights are for and what it sees (a missing "input_kind" would feed a pose
 # model photos; a missing "ngf" would fail as weights that do not fit). Fields added later
@@ -461,7 +458,7 @@ def save_checkpoint(folder: str | os.PathLike, net: nn.Module, card: ModelCard, 
         # The card last: written from here on, it describes the files above.
         _write_temporary(folder / CARD_NAME, "model card", written,
                          lambda f: f.write((json.dumps(card.to_dict(), indent=2) + "\n").encode()))
-        with _stop_signals_deferred() if replaces else contextlib.nullcontext():
+        with stop_signals_deferred() if replaces else contextlib.nullcontext():
             publish_together([(tmp, dst) for dst, tmp in written.items()], overwrite=True)
             if replaces:
                 remove_checkpoint_files(folder, keep={*written, *keep})
@@ -488,30 +485,6 @@ def _write_temporary(dst: Path, what: str, written: dict[Path, Path], write: Cal
         raise VidtransError(f"{dst}: cannot write the {what} ({e.strerror or e}); "
                             "check free disk space and that the folder is writable") from e
     return tmp
-
-
-@contextlib.contextmanager
-def _stop_signals_deferred() -> Iterator[None]:
-    """Ctrl-C, SIGTERM and SIGHUP arriving in the block take effect at its end (the first of them,
-    raised again): a stop lands before or after one model replaces another, never between
-    publishing the new set and removing the old one's other files. (Blocking them would not do: the
-    kernel hands a blocked signal to another thread, whose arrival Python's handler then reports.)
-    Handlers can only be swapped in the main thread, where they run; elsewhere nothing waits."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    arrived: list[int] = []
-    handlers = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS}
-    swapped = {signum: handler for signum, handler in handlers.items() if handler not in (None, signal.SIG_IGN)}
-    for signum in swapped:
-        signal.signal(signum, lambda signum, frame: arrived.append(signum))
-    try:
-        yield
-    finally:
-        for signum, handler in swapped.items():
-            signal.signal(signum, handler)
-        if arrived:
-            signal.raise_signal(arrived[0])
 
 
 def user_cache() -> Path:

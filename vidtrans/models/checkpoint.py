@@ -37,9 +37,9 @@ from torch import nn
 from vidtrans.atomic import discard, publish_together, same_file, special_file_kind, temp_path, write_atomically
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.models.networks import NORMS, build_generator, default_size, generator_shapes, parse_generator
-from vidtrans.runner import stop_signals_deferred
 from vidtrans.options import (MAX_SIZE, MIN_SIZE, InputKind, Normalization, Smoothing, is_finite_number, is_int,
                               plain_number, spell)
+from vidtrans.runner import stop_signals_deferred
 
 log = logging.getLogger(__name__)
 

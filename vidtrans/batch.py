@@ -44,6 +44,7 @@ from vidtrans.errors import UsageError, VidtransError, first_line, one_line
 from vidtrans.options import (BatchOptions, EncodeOptions, RunOptions, option_names, output_settings, refuse_misspelt,
                               spell, spelled, spellings)
 from vidtrans.pipeline import given_options, no_person_shows, translate_video
+from vidtrans.runner import STOP_SIGNALS
 from vidtrans.video import check_output_settings, file_identity
 
 DEFAULT_PATTERNS = ("*.mp4", "*.mov", "*.mkv", "*.avi", "*.webm", "*.m4v", "*.mpg", "*.mpeg", "*.ts", "*.mts",
@@ -66,7 +67,6 @@ RAY_INIT_SECONDS = 60.0
 RAY_RESTART_SECONDS = 120.0
 # How often a batch waiting for its clips or workers asks its listener whether to stop.
 STOP_POLL_SECONDS = 0.2
-_STOP_SIGNALS = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
 
 log = logging.getLogger(__name__)
 
@@ -1534,7 +1534,7 @@ def _connect_ray(ray, batch: BatchOptions) -> None:
     _check_reachable(batch)
     for name, chatter in _RAY_FILTERS.items():
         logging.getLogger(name).addFilter(chatter)
-    handlers = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS
+    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS
                 if threading.current_thread() is threading.main_thread()}
     outcome: list[Exception | None] = []
 

@@ -331,19 +331,10 @@ def run(
     import json
 
     from vidtrans.atomic import OutputClaim
-    from vidtrans.models.checkpoint import checkpoint_path, model_files
     from vidtrans.models.translator import backend_for_compile
-    from vidtrans.pipeline import no_person_shows, translate_video
-    from vidtrans.video import check_destination, check_output_settings, probe
+    from vidtrans.pipeline import check_before_loading, no_person_shows, translate_video
 
-    # What translate_video refuses at once is refused before the model loads (seconds), in its
-    # order: a model that is not there, the input, an output given by name (the default name
-    # carries the model's).
-    found = checkpoint_path(model)
-    probe(input)
-    if output is not None:
-        check_destination(output, [input, *model_files(found)], overwrite)
-        check_output_settings(output, options.encode)
+    check_before_loading(model, input, output, overwrite, options.encode)
     with contextlib.ExitStack() as claimed:
         if output is not None:
             # An output another process is writing is refused now, not once the model has loaded.

@@ -326,14 +326,7 @@ def translate_video(
 
     check_state(state)
     if isinstance(model, (str, os.PathLike)):
-        # What is refused anyway is refused before a named model loads (seconds; on its first use on
-        # onnxruntime, an export), as `run` refuses it: a model that is not there, the input, the output.
-        from vidtrans.models.checkpoint import checkpoint_path, model_files
-
-        model_paths = model_files(checkpoint_path(model))
-        probe(src)
-        if dst is not None:
-            check_destination(dst, [src, *model_paths], overwrite)
+        check_before_loading(model, src, dst, overwrite, options.encode)
     # A model named here is loaded as `run` loads it: in torch under compile on, which auto could
     # have put on onnxruntime, then refused for it with a backend this function does not take.
     model = _loaded(model, backend_for_compile("auto", options.compile))
@@ -527,6 +520,20 @@ def _path(value: Any, name: str) -> Path:
         shown = f"{value!r:.80}" if isinstance(value, (int, float, bytes, type(None))) else type(value).__name__
         raise UsageError(f"{spell(name)} must be a file path (a str or os.PathLike), not {shown}")
     return Path(value)
+
+
+def check_before_loading(model: str | os.PathLike, src: Path, dst: Path | None, overwrite: bool,
+                         encode: EncodeOptions) -> None:
+    """What `translate_video` refuses anyway, refused before the model named `model` loads (seconds;
+    on its first use on onnxruntime, an export), in its order: a model that is not there, the input,
+    an output given by name (the default name carries the loaded model's) and its settings."""
+    from vidtrans.models.checkpoint import checkpoint_path, model_files
+
+    found = checkpoint_path(model)
+    probe(src)
+    if dst is not None:
+        check_destination(dst, [src, *model_files(found)], overwrite)
+        check_output_settings(dst, encode)
 
 
 def _check_progress(progress: Any) -> None:

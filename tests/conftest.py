@@ -12,6 +12,7 @@ from unittest import mock
 import pytest
 
 from tests.media import random_generator
+from vidtrans.errors import STOP_SIGNALS
 from vidtrans.models.checkpoint import ModelCard, save_checkpoint
 
 
@@ -96,7 +97,7 @@ def run_cli(*args, env: dict[str, str] | None = None) -> CliResult:
     # main() installs its own handlers and leaves the default ones behind, right for a process about
     # to exit; this one goes on, and pytest's Ctrl-C and the SIGINT handler of pytest_configure
     # (inherited as "default" by the signal tests' children) must still be in place.
-    handlers = {signum: signal.getsignal(signum) for signum in vidtrans.cli._STOP_SIGNALS}
+    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     environment = mock.patch.dict(os.environ, env, clear=True) if env is not None else contextlib.nullcontext()
     vidtrans.cli._stopped_by.clear()
     vidtrans.cli._debug = False

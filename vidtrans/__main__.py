@@ -15,7 +15,9 @@ def _stopped_while_starting(signum, frame):
 
 
 def entry() -> None:
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    from vidtrans.errors import STOP_SIGNALS  # a light module: the standard library's re and signal only
+
+    for signum in STOP_SIGNALS:
         if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup and background jobs keep theirs
             signal.signal(signum, _stopped_while_starting)
     from vidtrans.cli import main

@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import vidtrans
-from vidtrans.errors import UsageError, VidtransError, count, one_line
+from vidtrans.errors import STOP_SIGNALS, UsageError, VidtransError, count, one_line
 from vidtrans.options import (BACKEND_HELP, MAX_SIZE, MIN_SIZE, POSE_VIDEO_ENCODE, Backend, BatchOptions, InputKind,
                               LiveOptions, Normalization, Precision, RunOptions, TrainOptions, spelled)
 
@@ -516,16 +516,22 @@ def batch(
 
     With --ray, every node of the Ray cluster must reach INPUT_DIR and OUTPUT_DIR at the same paths (a shared file system) and the model; the manifest, the report and the display stay on this machine.
 
-    Exit status: 0 every clip translated or skipped; 1 a clip failed (or the model could not be loaded); 2 usage error (bad option, INPUT_DIR missing or without clips, OUTPUT_DIR = INPUT_DIR, --report naming a clip or an existing file that is not a report); 128+N stopped by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), finished clips kept.
+    Exit status: 0 every clip translated or skipped; 1 a clip failed (or the model could not be loaded, or the report could not be written at the end); 2 usage error (bad option, INPUT_DIR missing or without clips, OUTPUT_DIR = INPUT_DIR, --report naming a clip or an existing file that is not a report); 128+N stopped by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), finished clips kept.
     """
-    from vidtrans.batch import translate_folder
+    from vidtrans.batch import ReportNotWritten, translate_folder
     from vidtrans.cli_batch_ui import RichDisplay, summary_tables
 
+    unwritten = None
     with RichDisplay(console, stop=_stop_asked) as display:
-        result = translate_folder(input_dir, output_dir, model, options, batch=batch_options,
-                                  precision=precision, model_size=model_size, listener=display)
+        try:
+            result = translate_folder(input_dir, output_dir, model, options, batch=batch_options,
+                                      precision=precision, model_size=model_size, listener=display)
+        except ReportNotWritten as e:  # the batch ran: its summary first, then why the report is missing
+            result, unwritten = e.report, e
     for table in summary_tables(result):
         console.print(table)
+    if unwritten is not None:
+        raise unwritten
     if result.failed:
         raise typer.Exit(1)
 
@@ -619,9 +625,6 @@ def _progress(label: str, quiet: bool = False):
         yield update
 
 
-# Signals that stop a command the way Ctrl-C does: `timeout`, `docker stop` and systemd send
-# SIGTERM, a terminal that closes sends SIGHUP.
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _stopped_by: list[int] = []  # the signal that stopped the command, if one did
 # Set with the first stop signal: live's loop, batch's wait and the progress of run, pose and train look at it, so a
 # command stops even where the KeyboardInterrupt was lost (seen once in a loaded test run of live:
@@ -713,7 +716,7 @@ def main() -> None:
     # assumes; there each message stays one line.
     console.soft_wrap = not console.is_terminal
     _stop_asked.clear()
-    for signum in _STOP_SIGNALS:
+    for signum in STOP_SIGNALS:
         # An ignored signal stays ignored: nohup (SIGHUP) and shells' background jobs (SIGINT) rely on it.
         if signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, _stop)
@@ -726,7 +729,7 @@ def main() -> None:
             # The command has cleaned up; a signal from now on ends the process at once (and what
             # called main in this process, as the tests do, runs on unstopped).
             _stop_asked.clear()
-            for signum in _STOP_SIGNALS:
+            for signum in STOP_SIGNALS:
                 if signal.getsignal(signum) is _stop:
                     signal.signal(signum, signal.SIG_DFL)
     except VidtransError as e:

@@ -6,6 +6,11 @@ Messages should name the problem and the fix, e.g. "input.mp4: no video stream (
 """
 
 import re
+import signal
+
+# Signals that stop a command the way Ctrl-C does (it ends as a stopped command, not a failure):
+# `timeout`, `docker stop` and systemd send SIGTERM, a terminal that closes sends SIGHUP.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class VidtransError(Exception):

@@ -27,6 +27,8 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 
+from vidtrans.errors import STOP_SIGNALS
+
 Progress = Callable[[int, int, str], None]  # (frames done, frames expected or 0, what is being done)
 
 
@@ -245,10 +247,6 @@ def run_stages(source: Iterable[Any], stages: list[Stage], depth: int = 2) -> It
                 interrupt()
         for thread in threads:
             thread.join(timeout=10)
-
-
-# Signals that stop a command (vidtrans.cli's).
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @contextlib.contextmanager

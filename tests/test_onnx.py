@@ -257,7 +257,7 @@ def test_export_names_its_output_onnx(cli, rgb_model_dir, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_each_calling_thread_has_its_own_session_and_the_frames_of_one(rgb_model_dir):
+def test_calls_at_once_each_have_a_session_and_later_threads_reuse_them(rgb_model_dir):
     import threading
 
     from vidtrans.runner import usable_cores
@@ -265,22 +265,39 @@ def test_each_calling_thread_has_its_own_session_and_the_frames_of_one(rgb_model
     model = vidtrans.load_model(rgb_model_dir, device="cpu", backend="onnxruntime")
     frames = np.random.default_rng(5).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
     alone = vidtrans.load_model(rgb_model_dir, device="cpu", backend="onnxruntime").translate(frames)
-    made_later = []
+    made_later, used = [], []
     make = model.net._new_session
     model.net._new_session = lambda: made_later.append(1) or make()
-    sessions, results = {}, {}
+    both_running = threading.Barrier(2, timeout=30)
+
+    class Watched:  # a session that waits, inside its run, until the other call runs too
+        def __init__(self, session):
+            self.session = session
+
+        def run(self, *args):
+            used.append(self.session)
+            both_running.wait()
+            return self.session.run(*args)
+
+    model.net._idle = [Watched(s) for s in model.net._idle]
+    results = {}
 
     def work(k):
         results[k] = model.translate(frames[k::2])
-        sessions[k] = model.net._session()
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    def in_threads(*calls):
+        threads = [threading.Thread(target=work, args=(k,)) for k in calls]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    in_threads(0, 1)  # a pipeline's two translation threads
     assert levels(results[0], alone[0::2]) == 0 and levels(results[1], alone[1::2]) == 0
-    assert sessions[0] is not sessions[1]
-    assert made_later == []  # a pipeline's two translation threads find their sessions made at load
-    threads = {int(s.get_session_options().intra_op_num_threads) for s in sessions.values()}
+    assert len(used) == 2 and used[0] is not used[1]
+    assert made_later == []  # found made at load
+    both_running = threading.Barrier(1)
+    in_threads(1, 0)  # the next clip's new pipeline threads find them made
+    assert made_later == [] and results[0].shape == (4, 64, 64, 3)
+    threads = {int(s.get_session_options().intra_op_num_threads) for s in used}
     assert threads == {max(1, usable_cores() // 2)}

@@ -271,24 +271,25 @@ def cached_generator(checkpoint: Checkpoint, normalization: str, sessions: int =
 class OnnxGenerator:
     """Called like the PyTorch generator: float32 (N, C, H, W) CPU tensor in, the same out.
 
-    `graph`: a .onnx file, or its bytes. Each calling thread runs its own session with half the
-    cores (at least one) and idle threads that sleep rather than spin: `run` translates on two
+    `graph`: a .onnx file, or its bytes. Each call runs on a session no other call is using, with
+    half the cores (at least one) and idle threads that sleep rather than spin: `run` translates on two
     threads at once beside decoding and encoding, and spinning threads take the cores those need
     (with other work on the machine, one shared session with all the cores ran `run` at 12.3
     frames/s against 15.5 for these; on a quiet machine both ran at 15 frames/s: unet_256 ngf 64 at
     256x256, 2-core Xeon with oneDNN capped at AVX2; benchmarks/README.md). `sessions` of them are
     made now, for the threads to come: a session takes about 0.6 s to make (ngf 64), which in
-    the first clip's first batches cost `run` a tenth of its speed on a 120-frame clip.
+    the first clip's first batches cost `run` a tenth of its speed on a 120-frame clip. Sessions
+    outlive the threads that used them, so each clip's new pipeline threads (`translate_video`
+    called again, a batch's next clip) find them made.
     """
 
     def __init__(self, graph: str | os.PathLike | bytes, sessions: int = 1):
         self._ort = require("onnxruntime", spell_setting("backend", "onnxruntime"))
         self._graph = graph if isinstance(graph, bytes) else str(graph)
         self._threads = max(1, usable_cores() // 2)
-        self._local = threading.local()
-        self._ready = [self._new_session() for _ in range(max(1, sessions))]
+        self._idle = [self._new_session() for _ in range(max(1, sessions))]
         # Which model's graph this is (`graph_key`); None for a graph vidtrans did not export.
-        self.key = self._ready[0].get_modelmeta().custom_metadata_map.get(_KEY_NAME)
+        self.key = self._idle[0].get_modelmeta().custom_metadata_map.get(_KEY_NAME)
 
     def _new_session(self):
         options = self._ort.SessionOptions()
@@ -301,16 +302,12 @@ class OnnxGenerator:
             raise VidtransError(f"{name}: ONNX Runtime cannot load this graph ({first_line(e)}); "
                                 "delete it to export it again") from e
 
-    def _session(self):
-        """This thread's session: one made ahead while there are any (list.pop is atomic), then new ones."""
-        session = getattr(self._local, "session", None)
-        if session is None:
-            try:
-                session = self._ready.pop()
-            except IndexError:
-                session = self._new_session()
-            self._local.session = session
-        return session
-
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self._session().run(None, {"input": x.contiguous().numpy()})[0])
+        try:
+            session = self._idle.pop()  # atomic: no two calls get the same session
+        except IndexError:  # more calls at once than sessions made
+            session = self._new_session()
+        try:
+            return torch.from_numpy(session.run(None, {"input": x.contiguous().numpy()})[0])
+        finally:
+            self._idle.append(session)

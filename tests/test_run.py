@@ -57,6 +57,20 @@ def test_frames_timestamps_audio_and_pixels(tmp_path):
     assert max(psnr(o, e) for o, e in zip(out_images[1:], expected)) < 30  # one frame off would show
 
 
+def test_the_clips_last_frames_are_shared_by_both_translation_workers(tmp_path):
+    """A 20-frame clip at batch 8: 8, then 6 and 6 at once, not 8, 8 and a batch of 4 that runs alone
+    while the other worker waits; every frame still written once, in order."""
+    clip = make_clip(tmp_path / "in.mp4", frames=20, size=(64, 48), audio=False)
+    sizes = []
+    model = FakeModel(lambda frames: sizes.append(len(frames)) or 255 - frames)
+    assert translate_video(clip.path, tmp_path / "out.mp4", model, batch_size=8).frames == 20
+    assert sorted(sizes) == [6, 6, 8]
+    in_images, in_times = decode_all(clip.path)
+    out_images, out_times = decode_all(tmp_path / "out.mp4")
+    assert out_times == pytest.approx(in_times, abs=1e-6)
+    assert min(psnr(o, 255 - i) for o, i in zip(out_images, in_images)) >= 30
+
+
 def test_real_model_output_matches_translate(tmp_path, model):
     clip = make_clip(tmp_path / "in.mp4", frames=6, size=(64, 48), audio=False)
     out = tmp_path / "out.mp4"

@@ -101,3 +101,20 @@ def test_frame_batches_cut_frames_in_order_with_a_short_last_batch():
     assert [b.indices for b in batches] == [[0, 1], [2, 3], [4]]
     assert batches[2].frames == ["image 4"] and batches[2].pts == [400]
     assert batches[0].keypoints is batches[0].model_input is batches[0].output is None
+
+
+@pytest.mark.parametrize("count, expected, sizes", [
+    (100, 100, [8] * 11 + [6, 6]),  # was [8] * 12 + [4]: the 4 ran alone on one of two workers
+    (120, 120, [8] * 14 + [4, 4]),
+    (16, 16, [8, 4, 4]),
+    (7, 7, [4, 3]),
+    (100, 90, [8] * 10 + [5, 5, 8, 2]),  # an estimate short of the clip: full batches again after it
+    (100, 130, [8] * 12 + [4]),  # or beyond it: as before
+    (100, 0, [8] * 12 + [4]),  # no estimate: as before
+])
+def test_frame_batches_share_the_frames_left_among_the_workers(count, expected, sizes):
+    batches = list(frame_batches((Frame(i) for i in range(count)), 8, expected, workers=2))
+    assert [i for b in batches for i in b.indices] == list(range(count))
+    assert [len(b.indices) for b in batches] == sizes
+    one_worker = [len(b.indices) for b in frame_batches((Frame(i) for i in range(count)), 8, expected)]
+    assert one_worker == [8] * (count // 8) + [count % 8] * (count % 8 > 0)

@@ -601,9 +601,10 @@ def _encode(reader: VideoReader, stages: list[Any], output: _Output, batch_size:
     """Run the stages over the decoded batches and write one frame per input frame; returns the count.
     `what` the stages do, as `progress` tells it."""
     info, total, written = reader.info, reader.frame_count, 0
+    workers = max((getattr(stage, "workers", 1) for stage in stages), default=1)  # Parallel's batches at once
     writer = None
     try:
-        for batch in run_stages(frame_batches(reader, batch_size), stages):
+        for batch in run_stages(frame_batches(reader, batch_size, total, workers), stages):
             for i in range(len(batch.pts)):
                 frame = frame_to_write(batch, i)
                 if writer is None:

@@ -60,13 +60,25 @@ class Batch:
         return self.frames if self.model_input is None else self.model_input
 
 
-def frame_batches(frames: Iterable[Any], batch_size: int) -> Iterator[Batch]:
-    """`Batch`es of `batch_size` frames (the last one shorter) from decoded frames (`VideoReader`'s)."""
+def frame_batches(frames: Iterable[Any], batch_size: int, expected: int = 0, workers: int = 1) -> Iterator[Batch]:
+    """`Batch`es of `batch_size` frames (the last one shorter) from decoded frames (`VideoReader`'s).
+
+    Where `expected` frames are coming (an estimate; 0 if unknown) and `workers` batches are
+    translated at once (`Parallel`), the frames left once fewer than `workers` full batches remain
+    are cut into smaller, equal batches: a short last batch would otherwise run alone while the
+    other workers wait (at batch 8 on two workers, a 100-frame clip's last 4 frames took a whole
+    batch's time on one of two cores). Outputs do not depend on how frames are batched."""
     pending: list[Any] = []
+    left, size = expected, batch_size
     for frame in frames:
         pending.append(frame)
-        if len(pending) == batch_size:
+        if size == batch_size and workers > 1 and 0 < left < workers * batch_size:
+            size = -(-left // workers)  # the tail's batch size, kept to the end
+        elif left < 1:  # more frames than expected
+            size = batch_size
+        if len(pending) >= size:
             yield _make_batch(pending)
+            left -= len(pending)
             pending = []
     if pending:
         yield _make_batch(pending)

@@ -189,7 +189,7 @@ def test_failed_clip_is_retried_and_foreign_files_kept(tmp_path, rgb_model_dir):
     (out / "theirs.mp4").write_bytes(b"someone else's file")
     first = translate_folder(src, out, rgb_model_dir, devices=["cpu"], **FAST)
     assert [(c.status, bool(c.error)) for c in first.clips] == [("failed", True), ("failed", True)]
-    assert "--overwrite" in first.clips[1].error
+    assert "overwrite=True" in first.clips[1].error
     assert (out / "theirs.mp4").read_bytes() == b"someone else's file"
 
     make_clip(src / "broken.mp4", frames=5, audio=False)  # fixed
@@ -350,7 +350,7 @@ def test_unreadable_manifest_is_refused(tmp_path):
     # Another format (a newer vidtrans's): rewriting it would lose what it records. A damaged or
     # missing header is skipped like any damaged line (test_qa7_batch.py).
     (tmp_path / MANIFEST_NAME).write_text('{"format": "vidtrans-batch-manifest", "version": 3}\n')
-    with pytest.raises(VidtransError, match="unreadable batch manifest.*version 3.*--overwrite"):
+    with pytest.raises(VidtransError, match="unreadable batch manifest.*version 3.*overwrite=True"):
         Manifest(tmp_path)
     with Manifest(tmp_path, fresh=True) as manifest:  # --overwrite starts a new one
         assert manifest.clips == {}

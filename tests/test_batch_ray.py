@@ -156,7 +156,7 @@ def test_more_workers_than_the_cluster_has_is_refused(cluster, tmp_path, rgb_mod
     src = tmp_path / "in"
     src.mkdir()
     make_clip(src / "a.mp4", frames=3, audio=False)
-    with pytest.raises(BatchUsageError, match="--workers 3: the Ray cluster has 2 CPUs"):
+    with pytest.raises(BatchUsageError, match="workers 3: the Ray cluster has 2 CPUs"):
         translate_folder(src, tmp_path / "out", rgb_model_dir, ray=cluster, workers=3)
     assert not (tmp_path / "out").exists()
 

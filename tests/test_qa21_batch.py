@@ -164,7 +164,7 @@ def test_an_output_edited_since_the_batch_wrote_it_is_not_replaced_without_overw
     untouched = (out / "b.mp4").read_bytes()
     report = translate_folder(two_clips, out, rgb_model_dir, **FAST, crf=30)
     status, error = _statuses(report)["a.mp4"]
-    assert status == "failed" and error.endswith("a.mp4: has changed since this batch wrote it; pass --overwrite "
+    assert status == "failed" and error.endswith("a.mp4: has changed since this batch wrote it; pass overwrite=True "
                                                  "to translate the clip again, replacing it")
     assert (out / "a.mp4").read_bytes() == b"my edit"
     assert _statuses(report)["b.mp4"][0] == "done" and (out / "b.mp4").read_bytes() != untouched  # its own: redone

@@ -42,7 +42,7 @@ from vidtrans.atomic import (LOCK_SUFFIX, TEMPORARY_PATTERN, check_destination, 
                              special_file_kind, temp_path, write_atomically)
 from vidtrans.errors import UsageError, VidtransError, first_line, one_line
 from vidtrans.options import (BatchOptions, EncodeOptions, RunOptions, option_names, output_settings, refuse_misspelt,
-                              spell, spelled, spellings)
+                              spell, spell_setting, spelled, spellings)
 from vidtrans.pipeline import given_options, no_person_shows, translate_video
 from vidtrans.runner import STOP_SIGNALS
 from vidtrans.video import check_output_settings, file_identity
@@ -73,6 +73,16 @@ log = logging.getLogger(__name__)
 
 class BatchUsageError(UsageError):
     """The folders or batch options make no sense (the CLI exits with 2 for these)."""
+
+
+class ReportNotWritten(VidtransError):
+    """The batch ran, but its report could not be written at the end (its folder removed or made
+    read-only meanwhile, a full disk): `report` is the BatchReport it would have held, and the
+    manifest records every clip as usual (the CLI prints the summary, then this, and exits with 1)."""
+
+    def __init__(self, message: str, report: BatchReport):
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass
@@ -287,14 +297,20 @@ def readable_fingerprint(path: Path) -> dict[str, Any]:
     try:
         return fingerprint(path)
     except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise VidtransError(f"{path}: is a link that leads back to itself; remove it or point it at a clip") from e
-        if e.errno == errno.ENOENT and os.path.islink(path):
-            with contextlib.suppress(OSError):
-                target = os.readlink(path)
-                raise VidtransError(f"{path}: is a link to {target}, which does not exist; remove it or point it at "
-                                    "a clip") from e
+        if (broken := _broken_link(path)) is not None:
+            raise VidtransError(f"{path}: {broken}; remove it or point it at a clip") from e
         raise VidtransError(f"{path}: cannot read ({e.strerror or e})") from e
+
+
+def _broken_link(path: Path) -> str | None:
+    """What is wrong with `path` where it is a link that leads nowhere (back to itself, or to
+    nothing), else None."""
+    if _is_loop(path):
+        return "is a link that leads back to itself"
+    if os.path.islink(path) and not os.path.exists(path):
+        with contextlib.suppress(OSError):
+            return f"is a link to {os.readlink(path)}, which does not exist"
+    return None
 
 
 def fingerprint(path: Path) -> dict[str, Any]:
@@ -354,7 +370,7 @@ def _check_report_path(path: str | os.PathLike, output_dir: Path, inputs: Sequen
     # A link to nowhere too: it is a file in the way of the report (`check_destination`), not nothing.
     if os.path.lexists(path) and not overwrite and not _is_report(path):
         raise BatchUsageError(f"{spell('report')} {path}: already exists and is not a batch report; choose another "
-                              f"path or pass {spell('overwrite')}")
+                              f"path or pass {spell('overwrite=True')}")
 
 
 def _is_report(path: Path) -> bool:
@@ -537,7 +553,7 @@ def _read_legacy(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def _unreadable(path: Path, error: Exception) -> VidtransError:
-    return VidtransError(f"{path}: unreadable batch manifest ({error}); delete it or pass --overwrite")
+    return VidtransError(f"{path}: unreadable batch manifest ({error}); delete it or pass {spell('overwrite=True')}")
 
 
 @contextlib.contextmanager
@@ -634,7 +650,8 @@ def translate_folder(
 
     Failures do not stop the batch: a clip that cannot be translated gets status "failed" and a
     one-line error in the report. A clip with nobody in most of its frames is translated, and its
-    row gets the `warning` `vidtrans run` gives. Raises BatchUsageError for bad folders or options.
+    row gets the `warning` `vidtrans run` gives. Raises BatchUsageError for bad folders or options,
+    and ReportNotWritten (with the results as its `report`) when the report cannot be written at the end.
 
     listener: told of progress; its `stop_asked()` answering True stops the batch as Ctrl-C does,
     within a fraction of a second: KeyboardInterrupt, clips in flight keep their "running" record
@@ -677,7 +694,7 @@ def translate_folder(
     if not clips:
         skipped = ["hidden files and folders, named .*, are skipped"]
         if not recursive:
-            skipped.append("subfolders are not searched (--no-recursive)")
+            skipped.append(f"subfolders are not searched ({spell('recursive=False')})")
         raise BatchUsageError(f"{input_dir}: no clips matching {' '.join(patterns)} ({'; '.join(skipped)}); "
                               f"check the folder or pass {spell('patterns')}")
     _check_no_inputs_in(output_dir, output_folders_met, clips, input_dir, patterns, suffix)
@@ -724,7 +741,14 @@ def translate_folder(
     batch_report.clips = [results[_rel(c, input_dir)] for c in clips]
     batch_report.seconds = time.perf_counter() - started
     if report is not None:
-        batch_report.save(report, overwrite)
+        try:
+            batch_report.save(report, overwrite)
+        except VidtransError as e:  # checked before any work, so something changed since: the work stands
+            totals = batch_report.totals()
+            ran = ", ".join(f"{totals[s]} {s}" for s in ("done", "skipped", "failed") if totals[s])
+            reason = str(e) if str(e).startswith(f"{spell('report')} ") else f"{spell('report')} {e}"
+            raise ReportNotWritten(f"{reason}; the batch itself ran ({ran}), as {output_dir / MANIFEST_NAME} records",
+                                   batch_report) from None
     return batch_report
 
 
@@ -769,6 +793,11 @@ def _check_smoothing(model: str | os.PathLike, options: RunOptions) -> None:
 
 
 def _check_folders(input_dir: Path, output_dir: Path) -> None:
+    # Said as such: the file system would call them missing (the input) or existing (the output).
+    if (broken := _broken_link(input_dir)) is not None:
+        raise BatchUsageError(f"{input_dir}: {broken}; give the folder of clips to translate")
+    if (broken := _broken_link(output_dir)) is not None:
+        raise BatchUsageError(f"{output_dir}: {broken}; remove it or choose another output folder")
     if not input_dir.exists():
         raise BatchUsageError(f"{input_dir}: no such folder; give the folder of clips to translate")
     if not input_dir.is_dir():
@@ -835,7 +864,8 @@ def _check_encoding(outputs: list[Path], encode: EncodeOptions) -> None:
             refusals.append(e)
     if refusals:
         # Outputs are named as their clips, so the extension a batch can change is --ext's.
-        hint = f" (for batch: {spell('ext')} mp4)" if "use an extension such as" in str(refusals[0]) else ""
+        hint = (f" (for batch: {spell_setting('ext', 'mp4')})" if "use an extension such as" in str(refusals[0])
+                else "")
         raise BatchUsageError(str(refusals[0]) + hint) from None
 
 
@@ -877,20 +907,44 @@ def _plan(clips: list[Path], input_dir: Path, output_dir: Path, suffix: str | No
     # By real path: two clips' outputs are also one file where a link in the output tree leads one to
     # the other (OUT/sub -> OUT), or where case does not count (A.mp4, a.mp4), and would replace each
     # other's output on every rerun.
-    claimed: dict[Path, tuple[str, Path]] = {}
     fold_case = _case_insensitive(output_dir)
+    dsts = {_rel(src, input_dir): _output_path(src, input_dir, output_dir, suffix) for src in clips}
+    key = (lambda path: Path(str(_real(path)).casefold())) if fold_case else _real
+    keys = {rel: (key(dst), [key(output_dir / f) for f in dst.relative_to(output_dir).parents[:-1]])
+            for rel, dst in dsts.items()}
+    prints: dict[str, dict[str, Any] | VidtransError] = {}
+    for rel, src in zip(dsts, clips):
+        try:
+            prints[rel] = readable_fingerprint(src)
+        except VidtransError as e:
+            prints[rel] = e
+    losers = _output_losers(keys, prints, manifest, {rel: _rel(dst, output_dir) for rel, dst in dsts.items()})
+    # What the manifest records of clips gone from the input folder (a.mp4 renamed a.mov, whose output
+    # with --ext is a.mp4's): the outputs they wrote are the batch's own all the same. Not those of
+    # clips only left out this time (--pattern), which are still theirs.
+    gone = {r["output"]: r for clip, r in manifest.clips.items()
+            if clip not in dsts and r.get("owned") and "output" in r and not os.path.lexists(input_dir / clip)}
     inputs = {_real(c) for c in clips}
     real_in, real_out = _real(input_dir), _real(output_dir)
-    for src in clips:
-        rel, dst = _rel(src, input_dir), _output_path(src, input_dir, output_dir, suffix)
-        out_rel, record, real_dst = _rel(dst, output_dir), manifest.clips.get(rel), _real(dst)
+    for rel, src in zip(dsts, clips):
+        dst = dsts[rel]
+        out_rel, record, real_dst, print_ = _rel(dst, output_dir), manifest.clips.get(rel), _real(dst), prints[rel]
         refused = ClipResult(str(src), str(dst), "failed")
         blocking = _file_in_the_way(dst, output_dir)
-        key = Path(str(real_dst).casefold()) if fold_case else real_dst
-        if key in claimed:
-            other, other_dst = claimed[key]
-            if other_dst == dst:
-                refused.error = f"same output as {other}; rename one of them or drop --ext"
+        other = losers.get(rel)
+        if isinstance(print_, VidtransError):  # what is wrong with the clip itself comes first
+            refused.error = str(print_)
+        elif other is not None:
+            other_dst, rename = dsts[other], "rename one of the two clips" + (f", or leave out {spell('ext')}"
+                                                                               if suffix else "")
+            if other_dst == dst:  # the same name but for the extension, in the same folder: --ext made them one
+                refused.error = f"{src}: same output as {Path(other).name} beside it ({dst}); {rename}"
+            elif keys[rel][0] in keys[other][1]:  # x.mov's output x.mp4 is where x.mp4/a.mp4's goes
+                refused.error = (f"{src}: its output {dst} would be the folder of {other_dst}, the output of {other}; "
+                                 f"{rename}")
+            elif keys[other][0] in keys[rel][1]:
+                refused.error = (f"{src}: its output {dst} would be inside {other_dst}, the output of {other}; "
+                                 f"{rename}")
             elif fold_case and str(other_dst).casefold() == str(dst).casefold():
                 refused.error = (f"{dst}: is {other_dst}, the output of {other}, in an output folder that does not "
                                  "tell capitals from small letters; rename one of the clips")
@@ -911,17 +965,12 @@ def _plan(clips: list[Path], input_dir: Path, output_dir: Path, suffix: str | No
         elif _searched_for_clips(real_dst, real_in, real_out):
             refused.error = (f"{dst}: the output would go into the input folder {input_dir}, where the next run would "
                              "take it for a clip; choose an output folder that does not hold the input folder")
-        claimed.setdefault(key, (rel, dst))
-        try:
-            print_ = readable_fingerprint(src)
-        except VidtransError as e:
-            refused.error = refused.error or str(e)
         # Files the manifest says we wrote, as we wrote them, may be replaced; anyone else's (an
         # output edited since, too) need --overwrite.
-        recorded_here = bool(record and record.get("output") == out_rel and record.get("owned"))
-        changed = recorded_here and not _as_written(record, dst)
-        ours = overwrite or bool(record and (recorded_here and not changed
-                                             or out_rel in record.get("owned_before", ())))
+        wrote = record if record and record.get("output") == out_rel and record.get("owned") else gone.get(out_rel)
+        changed = wrote is not None and not _as_written(wrote, dst)
+        earlier = bool(record and out_rel in record.get("owned_before", ()))  # another --ext's run wrote it
+        ours = overwrite or earlier or (wrote is not None and not changed)
         if refused.error:
             refused.error = one_line(refused.error)  # a name in it spelled as `failure_line` spells it
             results[rel] = refused
@@ -933,11 +982,44 @@ def _plan(clips: list[Path], input_dir: Path, output_dir: Path, suffix: str | No
             # Also every output of a batch whose manifest was deleted: say how to go on.
             why = ("has changed since this batch wrote it" if changed else
                    "already exists and the batch manifest does not record it as this batch's output")
-            refused.error = one_line(f"{dst}: {why}; pass --overwrite to translate the clip again, replacing it")
+            refused.error = one_line(f"{dst}: {why}; pass {spell('overwrite=True')} to translate the clip again, "
+                                     "replacing it")
             results[rel] = refused
         else:
             jobs.append(_Job(rel, src, dst, out_rel, print_, ours))
     return results, jobs
+
+
+def _output_losers(keys: dict[str, tuple[Path, list[Path]]], prints: dict[str, Any], manifest: Manifest,
+                   out_rels: dict[str, str]) -> dict[str, str]:
+    """The clips whose output would be another clip's (by the real paths `keys` gives each clip's
+    output and the folders it makes for it), each with that clip: where two outputs are one file
+    (--ext: a.mp4 and a.mov), or one is where the other's folder goes (--ext mp4: x.mov, and a folder
+    x.mp4 of clips). It goes to the clip whose output the manifest records it wrote, so that a clip
+    added later never takes an output from the clip that made it; else to the first in the batch's
+    order (sorted by path, never the file system's listing order or the workers'). A clip that cannot
+    be read comes last: it writes nothing, and would leave a clip that can be read without an output."""
+    def rank(rel: str) -> tuple[bool, bool]:
+        record, out_rel = manifest.clips.get(rel) or {}, out_rels[rel]
+        # Its size is recorded once an attempt wrote the output (and kept by later attempts); or a run
+        # with another --ext wrote it.
+        wrote_it = (record.get("output") == out_rel and bool(record.get("owned")) and "output_size" in record
+                    or out_rel in record.get("owned_before", ()))
+        return isinstance(prints[rel], VidtransError), not wrote_it
+
+    files: dict[Path, str] = {}
+    folders: dict[Path, str] = {}  # many clips' outputs share a folder
+    losers = {}
+    for rel in sorted(keys, key=rank):  # stable: equals keep the clips' order
+        file, its_folders = keys[rel]
+        other = files.get(file) or folders.get(file) or next((files[f] for f in its_folders if f in files), None)
+        if other is not None:
+            losers[rel] = other
+            continue
+        files[file] = rel
+        for folder in its_folders:
+            folders.setdefault(folder, rel)
+    return losers
 
 
 def _case_insensitive(output_dir: Path) -> bool:
@@ -1602,12 +1684,12 @@ def _ray_workers(model: str | os.PathLike, batch: BatchOptions, options: RunOpti
         slots, kind = (gpus, "GPU") if use_gpus else (cpus, "CPU")
         count = batch.workers if batch.workers is not None else slots
         if slots == 0:
-            raise BatchUsageError(f"--ray {batch.ray}: the Ray cluster has no {kind} for the workers"
-                                  + ("; pass --devices cpu" if use_gpus else ""))
+            raise BatchUsageError(f"{spell('ray')} {batch.ray}: the Ray cluster has no {kind} for the workers"
+                                  + (f"; pass {spell_setting('devices', 'cpu')}" if use_gpus else ""))
         if count > slots:
             # More actors than slots would wait for resources that never come, with their clips.
-            raise BatchUsageError(f"--workers {count}: the Ray cluster has {_counted(slots, kind)}, and each worker "
-                                  "takes one; ask for fewer or add nodes")
+            raise BatchUsageError(f"{spell('workers')} {count}: the Ray cluster has {_counted(slots, kind)}, and each "
+                                  "worker takes one; ask for fewer or add nodes")
         free = int(ray.available_resources().get(kind, 0))
         if free < count:
             listener.notice(f"waiting for {_counted(count, kind)} of the Ray cluster for the workers ({free} free now; "

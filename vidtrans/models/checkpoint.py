@@ -36,7 +36,8 @@ from torch import nn
 
 from vidtrans.atomic import discard, publish_together, same_file, special_file_kind, temp_path, write_atomically
 from vidtrans.errors import UsageError, VidtransError, first_line
-from vidtrans.models.networks import NORMS, build_generator, default_size, generator_shapes, parse_generator
+from vidtrans.models.networks import (NORMS, ResnetGenerator, build_generator, default_size, generator_shapes,
+                                     parse_generator)
 from vidtrans.options import (MAX_SIZE, MIN_SIZE, InputKind, Normalization, Smoothing, is_finite_number, is_int,
                               plain_number, spell)
 from vidtrans.runner import stop_signals_deferred
@@ -653,8 +654,22 @@ def _check_readable(path: Path, fix: str) -> None:
 
 
 def _no_card(folder: str | os.PathLike) -> VidtransError:
+    if generators := _upstream_generators(Path(folder)):
+        held = f" (it holds {', '.join(generators)})" if len(generators) > 1 else ""
+        return VidtransError(f"{folder}: a pix2pix/CycleGAN checkpoints folder, not a vidtrans one ({CARD_NAME} "
+                             f"missing); pass its generator's file, such as {Path(folder) / generators[0]}{held}")
     return VidtransError(f"{folder}: not a checkpoint folder ({CARD_NAME} missing); pass a folder holding "
                          f"{CARD_NAME} and {WEIGHTS_NAME}")
+
+
+def _upstream_generators(folder: Path) -> list[str]:
+    """The last generators pytorch-CycleGAN-and-pix2pix saved in `folder` (its latest_net_G.pth, or
+    CycleGAN's latest_net_G_A.pth and latest_net_G_B.pth); else those of its epochs (5_net_G.pth)."""
+    try:
+        return sorted(path.name for path in folder.glob("latest_net_G*.pth")) or \
+            sorted(path.name for path in folder.glob("*_net_G*.pth"))
+    except OSError:  # a folder that cannot be listed: the message above says what is missing all the same
+        return []
 
 
 def check_folder(folder: Path) -> ModelCard:
@@ -986,12 +1001,14 @@ def _checks(card: ModelCard) -> bool:
 
 def _safetensors_metadata(path: Path) -> dict[str, str] | None:
     """The header metadata of a safetensors file (empty where it has none); None for any other file.
-    VidtransError for a file that begins as safetensors do but cannot be read as one (truncated)."""
+    VidtransError for a file that begins as safetensors do, or is named as one and is no torch.save
+    file, but cannot be read as one (truncated, its header's length damaged)."""
     try:
         with safe_open(str(path), framework="pt") as f:
             return f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
-        if _starts_like_safetensors(path):
+        named = path.suffix.lower() == ".safetensors" and not _starts_like_torch_save(path)
+        if named or _starts_like_safetensors(path):
             raise _damaged_safetensors(path, e) from e
         return None
 
@@ -1053,6 +1070,8 @@ def _refuse_optimizer_state(raw: Mapping[Any, Any], path: Path) -> None:
 def infer_card(state_dict: dict[str, torch.Tensor], where: str) -> ModelCard:
     """Architecture, depth, ngf, norm, channels and dropout layout from the key names and shapes."""
     layout = _layout(state_dict)
+    if layout is _infer_resnet:
+        _refuse_other_downsampling(state_dict, where)
     if layout is not None:
         try:
             return layout(state_dict)
@@ -1104,8 +1123,27 @@ def _infer_unet(state_dict: dict[str, torch.Tensor]) -> ModelCard:
                      input_nc=first.shape[1], output_nc=last.shape[1])
 
 
+def _resnet_blocks(state_dict: Mapping[str, Any]) -> set[int]:
+    """The indices in `model` of a ResNet generator's residual blocks."""
+    return {int(m.group(1)) for k in state_dict if (m := re.match(r"model\.(\d+)\.conv_block\.", str(k)))}
+
+
+def _refuse_other_downsampling(state_dict: Mapping[str, Any], where: str) -> None:
+    """VidtransError for a ResNet generator that halves its input other than twice before its
+    residual blocks (each halving a convolution, a norm and an activation, after the first four
+    layers), which no pix2pix generator does: pix2pixHD's (4 by default) is otherwise alike, so
+    its latest_net_G.pth would read as a pix2pix file with layers missing."""
+    halvings, rest = divmod(min(_resnet_blocks(state_dict)) - 4, 3)
+    convolutions = all(f"model.{4 + 3 * i}.weight" in state_dict for i in range(halvings))  # not blocks missing
+    if halvings >= 0 and not rest and convolutions and halvings != ResnetGenerator.num_downs:
+        raise VidtransError(f"{where}: a ResNet generator with {halvings} downsampling{'s' * (halvings != 1)} before "
+                            f"its residual blocks, as pix2pixHD's has (pix2pix's have {ResnetGenerator.num_downs}), "
+                            "which vidtrans cannot run; pass a pytorch-CycleGAN-and-pix2pix generator (resnet_6blocks, "
+                            "resnet_9blocks, unet_128 or unet_256), or train one with vidtrans train")
+
+
 def _infer_resnet(state_dict: dict[str, torch.Tensor]) -> ModelCard:
-    blocks = {int(m.group(1)) for k in state_dict if (m := re.match(r"model\.(\d+)\.conv_block\.", k))}
+    blocks = _resnet_blocks(state_dict)
     first_block = min(blocks)
     # Dropout shifts the second convolution from index 5 to 6. Without dropout, batch norm's 1-D
     # scale is at 6 (after the convolution), so only a 4-D convolution kernel there means dropout.

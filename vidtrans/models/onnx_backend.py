@@ -5,7 +5,8 @@ the same out, with batch, height and width dynamic (H and W multiples of what th
 `input_multiple`, and at least `smallest_input`). Normalization is baked in as the translator applies it: with per-sample
 statistics ("sample", pix2pix's test-time default) each batch norm becomes an
 InstanceNormalization with its learned scale and shift, so a batch gives the frames of
-one-at-a-time calls. Resizing, padding, scaling to [-1, 1] and back stay in the translator, so both
+one-at-a-time calls; each norm's maps are first shifted by their first value
+(`networks.shifted_statistics`), which near-flat frames need in ONNX Runtime. Resizing, padding, scaling to [-1, 1] and back stay in the translator, so both
 backends see the same tensors; so does a temporal model's recurrence (its graph takes C = 6: the
 frame, then the previous output the translator hands it).
 
@@ -34,7 +35,7 @@ import torch
 from vidtrans.atomic import TEMPORARY_PATTERN, check_destination, write_atomically
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.models.checkpoint import WEIGHTS_NAME, Checkpoint, sha256_of, user_cache
-from vidtrans.models.networks import input_multiple, use_per_sample_stats
+from vidtrans.models.networks import input_multiple, shifted_statistics, use_per_sample_stats
 from vidtrans.options import spell_setting
 from vidtrans.runner import usable_cores
 
@@ -52,7 +53,7 @@ _EXPORTING = threading.Lock()
 # (1/255 of that range is half a grey level); exports measure about 1e-6.
 TOLERANCE = 1e-3
 # Part of every cached graph's name: bump it when the exported graph changes, so caches refill.
-_GRAPH_VERSION = 1
+_GRAPH_VERSION = 2
 # The metadata entry holding a graph's `graph_key`.
 _KEY_NAME = "vidtrans_graph"
 # The metadata entry holding the sha256 of the whole file, this entry's value read as _NO_SUM: a
@@ -83,8 +84,9 @@ def available() -> bool:
 
 
 def generator(checkpoint: Checkpoint, normalization: str) -> torch.nn.Module:
-    """The fp32 CPU generator the translator runs, normalization applied as it applies it."""
-    net = checkpoint.build().eval()
+    """The fp32 CPU generator the translator runs, normalization applied as it applies it, ready
+    to export (`shifted_statistics`)."""
+    net = shifted_statistics(checkpoint.build().eval())
     use_per_sample_stats(net, normalization == "sample")
     return net
 

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import functools
 import inspect
+import itertools
 import os
 import signal
 import sys
@@ -166,9 +167,10 @@ def takes(options_type: type, *, param: str = "options", only: tuple[str, ...] |
     return decorate
 
 
-class _InReadmeOrder(TyperGroup):
-    """`vidtrans --help` lists the commands as the README introduces them, the main job first
-    (typer lists them as they are defined)."""
+class _Commands(TyperGroup):
+    """The commands: `vidtrans --help` lists them as the README introduces them, the main job first
+    (typer lists them as they are defined); each command's words are looked over for an option
+    missing its value before the command parses them (`_refuse_options_as_values`)."""
 
     ORDER = ("run", "pose", "batch", "live", "train", "eval", "models", "import-pix2pix", "export")
 
@@ -176,9 +178,41 @@ class _InReadmeOrder(TyperGroup):
         return sorted(super().list_commands(ctx), key=lambda name: (name not in self.ORDER,
                                                                     self.ORDER.index(name) if name in self.ORDER else 0))
 
+    def resolve_command(self, ctx, args: list[str]):
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            _refuse_options_as_values(command.context_class(command, info_name=name, parent=ctx), rest)
+        return name, command, rest
+
+
+def _refuse_options_as_values(ctx, args: list[str]) -> None:
+    """A usage error for an option whose value was left out: the parser takes the next word as its
+    value whatever it is, so `-o --overwrite` wrote a batch into a folder named --overwrite and
+    `train -o --resume` trained into one. A value that is one of the command's options, or the `--`
+    that ends them, is refused; one meant to start so is given attached (`--output=--json.mp4`). The
+    root's options count too: `--debug` typed after the command is a misplaced option, not a name."""
+    options = [p for p in ctx.command.get_params(ctx) if isinstance(p, TyperOption)]
+    root = [p for p in ctx.parent.command.get_params(ctx.parent) if isinstance(p, TyperOption)] if ctx.parent else []
+    names = {name for p in options + root for name in (*p.opts, *p.secondary_opts)}
+    takes_values = {name: p for p in options if not p.is_flag for name in p.opts}
+    words = iter(args)
+    for word in words:
+        if word == "--":  # what follows is arguments, as the user said
+            return
+        if (option := takes_values.get(word)) is None:
+            continue
+        for value in itertools.islice(words, option.nargs):
+            if value == "--" or value in names or (value.startswith("--") and value.partition("=")[0] in names):
+                what = "ends the options" if value == "--" else "is an option"
+                hint = (f" (a value that starts with a dash goes attached: {max(option.opts, key=len)}={value})"
+                        if option.nargs == 1 else "")
+                raise click_exceptions.BadOptionUsage(
+                    word, f"{word} needs {count(option.nargs, 'value') if option.nargs > 1 else 'a value'}, and "
+                          f"{value} {what}{hint}", ctx)
+
 
 app = typer.Typer(
-    cls=_InReadmeOrder,
+    cls=_Commands,
     help="Translate video frame by frame with pix2pix-style GANs (pose -> person motion transfer).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -240,8 +274,9 @@ def models() -> None:
             size = f"{sum(f.stat().st_size for f in model_files(folder) if f.is_file()) / 2**20:.1f} MiB"
         except OSError:  # a folder that cannot be looked into: reading its card says why below
             size = "-"
-        # Names and paths as they are: the table's console would take "[v2]" in "facades [v2]" for markup.
-        name, shown = escape(folder.name), escape(str(folder))
+        # Names and paths as they are: the table's console would take "[v2]" in "facades [v2]" for markup;
+        # control characters escaped (one_line), so that a newline in a name does not split its row.
+        name, shown = escape(one_line(folder.name)), escape(one_line(str(folder)))
         what = "unusable card"
         try:
             card = read_card(folder)

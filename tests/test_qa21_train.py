@@ -194,7 +194,7 @@ def test_a_resumed_cards_notes_on_the_data_are_those_of_the_data_it_resumed_on(t
     result = cli("train", "--data", data, "-o", out, "--resume", "--iterations", "2")
     assert result.returncode == 0 and "held-out ssim" in result.stdout + result.stderr, result.stderr
     training = json.loads((out / "card.json").read_text())["training"]
-    assert training["pairs"] == 4 and "validated_on" not in training and "hidden_files_left_out" not in training
+    assert training["pairs"] + len(training["held_out_pairs"]) == 5 and "validated_on" not in training and "hidden_files_left_out" not in training
 
 
 def _animated_webp(rgb: np.ndarray, frames: int = 2) -> bytes:

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import hashlib
 import logging
 import os
 import struct
+import unicodedata
 import zlib
 from pathlib import Path
+from typing import Collection
 
 import cv2
 import numpy as np
@@ -302,12 +305,64 @@ def _by_name(images: list[Path]) -> dict[str, Path]:
     return named
 
 
+def _loose_images(folder: Path) -> list[Path]:
+    """The image files (not hidden) right in `folder`: side-by-side AB images, in pix2pix's layout."""
+    return sorted(p for p in folder.iterdir() if _is_image(p) and not _is_hidden(p) and p.is_file())
+
+
+def _halves(folder: Path) -> list[Path]:
+    """The subfolders of `folder` named as the A/B layout's halves (in either case)."""
+    return sorted(p for p in folder.iterdir() if p.name in ("A", "a", "B", "b") and p.is_dir())
+
+
+def _named(paths: list[Path]) -> str:
+    """`paths` (files or folders) in a message: the first few by name, with how many more."""
+    shown = [f"{p.name}/" if p.is_dir() else p.name for p in paths[:NAMED_AT_MOST]]
+    more = f" and {len(paths) - NAMED_AT_MOST} more" if len(paths) > NAMED_AT_MOST else ""
+    return ", ".join(shown) + more
+
+
+# A paired folder without val/ holds out the pairs whose names hash to one of this many values: about
+# one in ten, as pix2pix's datasets split theirs.
+HELD_OUT_ONE_IN = 10
+
+
+def _pair_name(pair: tuple[Path, Path | None]) -> str:
+    """What names a pair for the held-out split: its file name without extension (A/ and B/ pair by
+    it), so a pair converted to another format stays on its side; in Unicode's composed form, as a
+    folder copied through macOS (which decomposes accents) still names its pairs alike."""
+    return unicodedata.normalize("NFC", pair[0].stem)
+
+
+def _name_hash(name: str) -> int:
+    """A hash of a pair's name that is the same in every process and Python (unlike hash())."""
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8", "surrogateescape")).digest()[:8], "big")
+
+
+def _held_out_by_name(pairs: list[tuple[Path, Path | None]], kept: set[str]) -> set[tuple[Path, Path | None]]:
+    """The pairs (2 or more) held out by their names: those whose name hashes to one value in
+    HELD_OUT_ONE_IN, and those named in `kept`. Adding or removing pairs moves no other pair between
+    training and validation. Where no name is chosen (a small folder), the pair of the lowest hash
+    is; where every one is, the pair of the highest hash is trained on."""
+    ranked = sorted(pairs, key=lambda p: (_name_hash(_pair_name(p)), str(p[0])))
+    held = [p for p in ranked if _name_hash(_pair_name(p)) % HELD_OUT_ONE_IN == 0 or _pair_name(p) in kept]
+    if len(held) == len(pairs):
+        held = held[:-1]
+    return set(held or ranked[:1])
+
+
 class PairedFolder:
     """pix2pix's layouts: side-by-side `AB` images (A left, B right, split at width // 2 as pix2pix's
     aligned dataset does, so B has the extra column of an odd width), or `A/` and `B/` folders with
     matching file names. A `val/` (or `test/`) subfolder in the same layout is the held-out split;
-    without one, every tenth pair is held out. A single pair cannot be held out: validation then
-    scores that training pair (`validation_held_out` False).
+    without one, about a tenth of the pairs are, chosen by their names (`held_out_names`), so a pair
+    added to the folder does not move others between training and validation. A single pair cannot
+    be held out: validation then scores that training pair (`validation_held_out` False). One folder
+    holds one layout: side-by-side images beside A/ or B/, or beside train/, are refused rather than
+    some of them left out unsaid.
+
+    `keep_held_out`: names of pairs the run being resumed held out, which stay held out (the one
+    chosen when no name was, in a small folder, would otherwise be trained on once pairs are added).
 
     Every image is checked once when the folder is read (`image_size`): a file OpenCV cannot
     read is refused then, with the others like it in one line, not when a sample first draws it
@@ -315,7 +370,7 @@ class PairedFolder:
     total, what)` is told how far the check is."""
 
     def __init__(self, root: str | os.PathLike, size: int = 256, direction: str = "AtoB", flip: bool = True,
-                 progress=None):
+                 progress=None, keep_held_out: Collection[str] = ()):
         self.root = Path(root)
         self.size = size
         self.flip = flip
@@ -324,17 +379,23 @@ class PairedFolder:
             problem = "is a file, not a folder" if self.root.exists() else "no such folder"
             raise UsageError(f"{self.root}: {problem}; pass a folder of AB images or with A/ and B/ subfolders")
         train_dir = self.root / "train" if (self.root / "train").is_dir() else self.root
+        if train_dir != self.root and (beside := _loose_images(self.root) + _halves(self.root)):
+            raise UsageError(f"{self.root}: holds train/ and, beside it, {_named(beside)}, which training would "
+                             "leave out; move them into train/ (or train/ out of the folder)")
         self.hidden: list[Path] = []  # hidden image files left out
         self.not_files: list[Path] = []  # folders (and devices, FIFOs) with an image's name, left out
         self.pairs = self._pairs(train_dir)
         held_out = next((self.root / d for d in ("val", "test") if (self.root / d).is_dir()), None)
         self.validation_held_out = held_out is not None or len(self.pairs) > 1
+        self.held_out_names: list[str] = []  # the names of the pairs held out of the folder's own (no val/)
         if held_out is not None:
             self.held_out = self._pairs(held_out, fix="put held-out pairs in it (laid out as the training "
                                                       "pairs) or remove it")
         elif self.validation_held_out:
-            self.held_out = self.pairs[::10]
-            self.pairs = [p for i, p in enumerate(self.pairs) if i % 10]
+            held = _held_out_by_name(self.pairs, set(keep_held_out))
+            self.held_out = [p for p in self.pairs if p in held]
+            self.pairs = [p for p in self.pairs if p not in held]
+            self.held_out_names = sorted({_pair_name(p) for p in self.held_out})
         else:
             self.held_out = self.pairs
         self._validation: list[tuple[np.ndarray, np.ndarray]] | None = None
@@ -396,9 +457,19 @@ class PairedFolder:
 
     def _pairs(self, folder: Path, fix: str = "pass a folder of side-by-side AB images or with A/ and B/ subfolders"
                ) -> list[tuple[Path, Path | None]]:
+        if (loose := _loose_images(folder)) and (halves := _halves(folder)):
+            raise UsageError(f"{folder}: holds both side-by-side AB images ({_named(loose)}) and "
+                             f"{_named(halves)}, two layouts, of which training reads one; move the AB images or "
+                             f"the subfolders to another folder")
         if (folder / "A").is_dir() and (folder / "B").is_dir():
             a_files, b_files = (_by_name(self._images_in(folder / side)) for side in ("A", "B"))
             common = sorted(a_files.keys() & b_files.keys())
+            if empty := next((side for side, files in (("A", a_files), ("B", b_files)) if not files), None):
+                # pix2pix's combine_A_and_B.py takes A/train/, B/train/...: not pairs to be found by name.
+                inside = [p for p in (folder / empty).iterdir() if p.is_dir()]
+                held = f" but subfolders ({_named(inside)}), which are not read" if inside else ""
+                raise UsageError(f"{folder}: {empty}/ holds no images{held}; pairs are images of the same name right "
+                                 "in A/ and B/: put them there")
             if not common:
                 # A folder that holds no pairs is the wrong folder given, as one without images is.
                 raise UsageError(f"{folder}: A/ and B/ share no file names; pairs need the same name in both")

@@ -12,6 +12,7 @@ refused before pose detection or data loading, which can take minutes.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 from pathlib import Path
@@ -40,7 +41,7 @@ RESUMED_RECIPE = ("train_pose", *RESUMED_OBJECTIVE)
 RESUMED_SCHEDULE = ("iterations", "save_every", "validate_every")
 # What a card notes of a paired folder only where it applies, as the run reads the folder: a resumed
 # run's card must not keep the earlier record's (pairs added since hold one out; hidden files removed).
-_DATA_NOTES = ("hidden_files_left_out", "validated_on")
+_DATA_NOTES = ("hidden_files_left_out", "validated_on", "held_out_pairs")
 
 
 def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target: str | os.PathLike | None = None,
@@ -119,8 +120,8 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
                          f"{spelling(names)('whole_body')} use {spelling(names)('train_pose')} detected")
     _check_apart(output, data)
     resolve_device(options.device)
-    square = _recorded_square(output, target) if options.resume and target is not None else None
-    source, card = _source_and_card(config, size, style, options, target, data, progress, square)
+    kept = _kept_data(output, target, data) if options.resume else {}
+    source, card = _source_and_card(config, size, style, options, target, data, progress, kept)
     if init_from:
         card.training["init_from"] = {"model": options.init_from, "description": init_from.description}
     if options.resume:  # what the run's earlier parts recorded (e.g. the model it started from) stays
@@ -255,6 +256,51 @@ def _resumed_recipe(output: str | os.PathLike, options: TrainOptions, state: dic
     return dataclasses.replace(options, **{k: v for k, v in recorded.items() if k not in given})
 
 
+def _kept_data(output: str | os.PathLike, target, data) -> dict[str, Any]:
+    """What a resumed run keeps of its checkpoint's data (`_source_and_card`'s `kept`): the square
+    of a target video's frames, or the names of the pairs a paired folder held out."""
+    if target is not None:
+        return {"square": _recorded_square(output, target)}
+    if data is not None:
+        return _recorded_held_out(output)
+    return {}
+
+
+def _recorded_held_out(output: str | os.PathLike) -> dict[str, Any]:
+    """What the card of the checkpoint in `output` says its paired folder's validation was scored
+    on: the names of the pairs it held out (`held_out_pairs`, None where it names none: a val/
+    folder was held out, one pair scored, or an older vidtrans made it) and `validated_on` ("training
+    pairs" for one pair)."""
+    from vidtrans.models.checkpoint import read_card
+
+    training = read_card(output).training
+    names = training.get("held_out_pairs")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise VidtransError(f"{output}: the model card's held-out pairs {json.dumps(names)[:60]} are not a list of "
+                            "names; fix the model card")
+    return {"held_out_pairs": names, "validated_on": training.get("validated_on")}
+
+
+def _tell_about_held_out(data: Path, kept: dict[str, Any], source) -> None:
+    """A warning where a resumed run's held-out pairs are not those its checkpoint was scored on
+    (pairs added or removed, val/ taken away, an older vidtrans's split): its figures from here on
+    are on other pairs, and some it held out may be trained on."""
+    recorded = kept["held_out_pairs"]
+    if not source.held_out_names or kept["validated_on"] is not None:  # held out by val/; or one pair, now more
+        return
+    if recorded is None:
+        log.warning("%s: the checkpoint's card names no pairs it held out of the folder (it was scored on val/, "
+                    "or an older vidtrans held out every tenth pair by position), so some it held out may now be "
+                    "trained on, and the held-out SSIM/PSNR from here on are on other pairs than its earlier "
+                    "figures", data)
+        return
+    gone, new = set(recorded) - set(source.held_out_names), set(source.held_out_names) - set(recorded)
+    if gone or new:
+        log.warning("%s: its held-out pairs changed since the checkpoint was scored (%d of its %d gone, %d new, "
+                    "e.g. %s), so the held-out SSIM/PSNR from here on are on other pairs than its earlier figures",
+                    data, len(gone), len(recorded), len(new), sorted(gone or new)[0])
+
+
 def _recorded_square(output: str | os.PathLike, target) -> tuple[tuple[int, int, int], tuple[int, int, int]] | None:
     """The square of the target video's frames (and what fills it past their edges) that the
     checkpoint in `output` was trained on, from its card: a resumed run trains on the same frames
@@ -350,10 +396,10 @@ def _pose_style(output: str | os.PathLike, options: TrainOptions, init_from: Mod
 
 
 def _source_and_card(config: TrainConfig, size: int, style: PoseStyle, options: TrainOptions, target, data,
-                     progress, square) -> tuple[PairSource, ModelCard]:
+                     progress, kept: dict[str, Any]) -> tuple[PairSource, ModelCard]:
     """The data source and the card describing it: the `target` video, the paired folder `data`, or
-    (neither given) synthetic data; `square`: the training square and its fill that a resumed run
-    keeps (`_recorded_square`), None to choose them from the target video."""
+    (neither given) synthetic data; `kept`: what a resumed run keeps of its data (`_kept_data`), empty
+    for a new run."""
     from vidtrans.train.data import CROP_FILL, PairedFolder, SyntheticPairs, VideoPairs
 
     card = ModelCard(architecture=config.architecture, native_size=(size, size), input_kind="pose",
@@ -375,11 +421,16 @@ def _source_and_card(config: TrainConfig, size: int, style: PoseStyle, options: 
     elif data is not None:
         data = Path(data)
         rgb = options.input_kind == "rgb"
-        source = PairedFolder(data, size=size, direction=options.direction.value, flip=rgb, progress=progress)
+        source = PairedFolder(data, size=size, direction=options.direction.value, flip=rgb, progress=progress,
+                              keep_held_out=kept.get("held_out_pairs") or ())
         card.input_kind = options.input_kind.value
         card.pose_style = None if rgb else style.to_dict()
         training = {"data": _data_description(None, data, False), "pairs": len(source.pairs),
                     "direction": options.direction.value}
+        if source.held_out_names:  # what a resumed run keeps held out, whatever pairs are added
+            training["held_out_pairs"] = source.held_out_names
+        if kept:
+            _tell_about_held_out(data, kept, source)
         if source.hidden:
             training["hidden_files_left_out"] = len(source.hidden)
         if not source.validation_held_out:
@@ -388,7 +439,7 @@ def _source_and_card(config: TrainConfig, size: int, style: PoseStyle, options: 
                         "pair; add pairs or a val/ folder for held-out figures", data)
     else:
         target = Path(target)
-        crop, fill = square or (None, CROP_FILL)
+        crop, fill = kept.get("square") or (None, CROP_FILL)
         source = VideoPairs(target, size=size, style=style, progress=progress,
                             sequence_length=sample_length(config), crop=crop, fill=fill)
         card.target_pose_stats = source.target_pose_stats()

@@ -640,12 +640,18 @@ CUT_SHORT = 0.9
 _WARNED_CUT_SHORT: set = set()  # the files (`_file_key`) this process warned about
 # No video runs faster: a higher rate is a demuxer's time base given as one (DV says 60000 fps).
 MAX_FPS = 1000
+# How far an average frame rate may exceed the one the timestamps show (a variable rate's average
+# is at most a little above it) before it is taken for a header's mistake (see `_fps`).
+RATE_MISMATCH = 2
 
 
 def _fps(stream: av.video.stream.VideoStream) -> float:
     """The average frame rate, else the one FFmpeg guesses from the timestamps, else the codec's
-    (0 when none is usable)."""
-    return _first_rate(stream.average_rate, stream.guessed_rate, stream.base_rate)
+    (0 when none is usable). An average more than `RATE_MISMATCH` times the guess is a header's,
+    not the frames': a Matroska file whose muxer was told no rate (a remux) says one frame per
+    tick of its 1 ms clock, 1000 fps, for frames 40 ms apart."""
+    average, guessed = _first_rate(stream.average_rate), _first_rate(stream.guessed_rate, stream.base_rate)
+    return guessed if average > RATE_MISMATCH * guessed > 0 else average or guessed
 
 
 def _frame_rate(stream: av.video.stream.VideoStream) -> float:

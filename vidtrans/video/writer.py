@@ -13,7 +13,7 @@ import itertools
 import logging
 import math
 import os
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -83,6 +83,13 @@ _FILE_TAGS = {"duration", "number_of_frames", "number_of_bytes", "bps", "encoder
 # How far before `start` (seconds) the source is sought for its audio and subtitles: muxers store audio up to about a
 # second away from the video it plays with, and the audio packet playing at `start` began before it.
 SEEK_MARGIN = 2
+# The frame size an encoder's settings are first opened at (check_output_settings).
+_SETTINGS_SIZE = 64
+# SVT-AV1's frames narrower than this on one side are encoded on one thread (see `_Muxer._add_video`).
+_SVT_NARROW = 32
+# More pictures than an encoder holds back before putting their packets out (x264's rc-lookahead
+# is at most 250, plus its B-frames and threads' frames).
+_PICTURES_HELD = 512
 # MPEG-4 part 2 stores the time base in 16 bits.
 _MAX_TB_DEN = {"mpeg4": 65535, "h263": 65535}
 _X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
@@ -206,7 +213,7 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
                 stream = probe.add_stream(codec, options=options)
             except ValueError:  # not among the codecs FFmpeg lets this container hold
                 raise UsageError(f"{dst}: a {suffix} file cannot hold {codec} video; {fix}") from None
-            stream.width, stream.height, stream.pix_fmt = 64, 64, encode.pix_fmt
+            stream.width, stream.height, stream.pix_fmt = _SETTINGS_SIZE, _SETTINGS_SIZE, encode.pix_fmt
             stream.codec_context.color_range = _JPEG_RANGE if full_range(codec, encode.pix_fmt) else _MPEG_RANGE
             try:
                 stream.codec_context.open()
@@ -398,10 +405,15 @@ class _Muxer:
             rate = min((Fraction(r.numerator, r.denominator) for r in standard_rates),
                        key=lambda r: abs(r - (rate or 25)))
             ctb = 1 / rate
-        self._codec_tb = ctb
-        self._pad_w, self._pad_h = self._padding(codec, pix_fmt, options)
+        self._codec_tb, self._pix_fmt = ctb, pix_fmt
+        self._pad_w, self._pad_h = self._padding(codec, options, rate)
+        enc_w, enc_h = self.width + self._pad_w, self.height + self._pad_h
+        if codec == "libsvtav1" and min(enc_w, enc_h) < _SVT_NARROW:
+            # SVT-AV1 (4.1) on more than one thread never returns from its flush for frames under 25
+            # pixels on one side and over 64 on the other (a 4000x16 strip): one thread finishes them.
+            options = {**options, "svtav1-params": "lp=1"}
         stream = self._out.add_stream(codec, rate=rate, options=options)
-        stream.width, stream.height = self.width + self._pad_w, self.height + self._pad_h
+        stream.width, stream.height = enc_w, enc_h
         stream.pix_fmt = pix_fmt
         stream.time_base = ctb if self._out.format.name in _FRAME_RATE_TIMED else self.time_base
         stream.codec_context.time_base = ctb
@@ -421,35 +433,54 @@ class _Muxer:
         stream.codec_context.color_range = _JPEG_RANGE if self._full_range else _MPEG_RANGE
         self._video = stream
         self._video_options = options
-        self._pix_fmt = pix_fmt
-        enc_w, enc_h = stream.width, stream.height
         self._fast_i420 = pix_fmt in ("yuv420p", "yuvj420p") and enc_w % 2 == 0 and enc_h % 2 == 0
         # Open the encoder now (it would be at the first frame). Its settings were opened at a small
-        # size already (check_output_settings), so what it refuses here is the size.
+        # size already (check_output_settings), so what it refuses here is the size or the frame rate.
         try:
             with av.logging.Capture():
                 stream.codec_context.open()
         except av.FFmpegError as e:
-            raise VidtransError(f"{self.dst}: {codec} cannot encode frames of {enc_w}x{enc_h} ({first_line(e)}); "
-                                f"make them smaller (a smaller input, without {spell('side_by_side')}) or choose "
-                                f"another {spell('codec')}") from e
+            raise VidtransError(f"{self.dst}: {self._refused(codec, options, rate, first_line(e))}") from e
 
-    def _padding(self, codec: str, pix_fmt: str, options: dict[str, str]) -> tuple[int, int]:
-        """Pixels to add so the encoder accepts the size: 0 when it takes odd sizes as they are."""
-        fmt = av.VideoFormat(pix_fmt)
-        need_w = self.width % 2 and fmt.chroma_width(self.width) * 2 != self.width
-        need_h = self.height % 2 and fmt.chroma_height(self.height) * 2 != self.height
-        if not (need_w or need_h):
-            return 0, 0
+    def _refused(self, codec: str, options: dict[str, str], rate: Fraction | None, error: str) -> str:
+        """What the encoder refused in opening at the frames' size and rate, and what to do: at
+        `_SETTINGS_SIZE`, the size its settings were opened at, it refuses the rate; with the
+        sides below that raised to it, a size too small; else, one too large."""
+        enc_w, enc_h = self.width + self._pad_w, self.height + self._pad_h
+        side = _SETTINGS_SIZE
+        if rate and not self._opens(codec, side, side, options, rate):
+            return (f"{codec} cannot encode this clip's frame rate, {float(rate):g} frames a second ({error}); "
+                    f"choose another {spell('codec')}")
+        if self._opens(codec, max(enc_w, side), max(enc_h, side), options, rate):
+            other = " such as libx264" if codec not in _X264_ENCODERS else ""
+            return (f"{codec} cannot encode frames of {enc_w}x{enc_h} ({error}): they are too small for it; "
+                    f"choose another {spell('codec')}{other}")
+        return (f"{codec} cannot encode frames of {enc_w}x{enc_h} ({error}); make them smaller (a smaller input, "
+                f"without {spell('side_by_side')}) or choose another {spell('codec')}")
+
+    def _opens(self, codec: str, width: int, height: int, options: dict[str, str], rate: Fraction | None) -> bool:
+        """Whether `codec` opens for frames of `width` x `height` in this output's pixel format,
+        codec time base and `rate`, with `options` (a trial encoder, not this output's)."""
         trial = av.CodecContext.create(codec, "w")
-        trial.width, trial.height, trial.pix_fmt = self.width, self.height, pix_fmt
+        trial.width, trial.height, trial.pix_fmt = width, height, self._pix_fmt
         trial.time_base, trial.options = self._codec_tb, dict(options)
+        if rate:
+            trial.framerate = rate
         try:
             with av.logging.Capture():
                 trial.open()
-            return 0, 0
+            return True
         except av.FFmpegError:
-            return int(bool(need_w)), int(bool(need_h))
+            return False
+
+    def _padding(self, codec: str, options: dict[str, str], rate: Fraction | None) -> tuple[int, int]:
+        """Pixels to add so the encoder accepts the size: 0 when it takes odd sizes as they are."""
+        fmt = av.VideoFormat(self._pix_fmt)
+        need_w = self.width % 2 and fmt.chroma_width(self.width) * 2 != self.width
+        need_h = self.height % 2 and fmt.chroma_height(self.height) * 2 != self.height
+        if not (need_w or need_h) or self._opens(codec, self.width, self.height, options, rate):
+            return 0, 0
+        return int(bool(need_w)), int(bool(need_h))
 
     def _add_source(self, src: Path, source: SourceMedia) -> None:
         """The source's streams other than the video translated, its tags and its chapters, where
@@ -711,6 +742,9 @@ class VideoWriter(_Muxer):
         self.audio_time = 0.0  # source time of the last audio/subtitle packet muxed (flat-memory check)
         self._last_pts: int | None = None
         self._last_codec_pts: int | None = None
+        # The codec pts of the latest pictures written, in order: enough to hold the picture after
+        # any packet an encoder still holds back (x264 looks up to 250 frames ahead at most).
+        self._recent_pts: deque[int] = deque(maxlen=_PICTURES_HELD)
         self._overwrite = overwrite
         self._other_before_zero = False  # whether an audio or subtitle packet was muxed before time 0
         # Bad settings are refused before any file (output, temporary or lock) is made.
@@ -761,6 +795,7 @@ class VideoWriter(_Muxer):
         if self._last_codec_pts is not None and codec_pts <= self._last_codec_pts:
             codec_pts = self._last_codec_pts + 1  # two pts rounded onto one tick of a coarser codec time base
         self._last_codec_pts = codec_pts
+        self._recent_pts.append(codec_pts)
         try:
             if self._segments is not None:
                 for packets, until in self._segments.encode(image, codec_pts, t):
@@ -796,11 +831,23 @@ class VideoWriter(_Muxer):
         self._pump_audio(until=until)
 
     def _mux_encoded(self, packets: list[av.Packet]) -> None:
-        """Mux the video's packets, in AVI the first after the frames before it (`_avi_lead_in`)."""
+        """Mux the video's packets, in AVI the first after the frames before it (`_avi_lead_in`);
+        each lasting until the next picture written, where that is known."""
         if packets and self._lead_in_due:
             self._lead_in_due = False
             self._avi_lead_in(packets[0])
         for packet in packets:
+            # The encoder gives each packet a frame's length, but a container's duration runs to
+            # the end of its last packet in decoding order: with B-frames an earlier picture, which
+            # must last through a pause after it (a screen recording's) for the file to last to its
+            # last picture.
+            following = None
+            for pts in reversed(self._recent_pts if packet.pts is not None else ()):
+                if pts <= packet.pts:
+                    break
+                following = pts
+            if following is not None:
+                packet.duration = following - packet.pts
             self._out.mux(packet)
 
     def _avi_lead_in(self, first: av.Packet) -> None:

@@ -163,6 +163,9 @@ def test_messages_from_python_spell_settings_as_python_does(tmp_path, rgb_model_
     (src / "sub" / "a.mp4").rename(src / "sub" / "clip")
     with pytest.raises(BatchUsageError, match=r"\(for batch: ext='mp4'\)$"):
         translate_folder(src, tmp_path / "other", rgb_model_dir, patterns="clip")
+    with pytest.raises(BatchUsageError, match=r"not a folder; translate a single clip on its own \(vidtrans run, or "
+                                              r"translate_video from Python\)$"):
+        translate_folder(src / "sub" / "clip", tmp_path / "other", rgb_model_dir)
 
 
 def test_the_command_line_still_names_its_flags(tmp_path, rgb_model_dir, cli):

@@ -801,7 +801,8 @@ def _check_folders(input_dir: Path, output_dir: Path) -> None:
     if not input_dir.exists():
         raise BatchUsageError(f"{input_dir}: no such folder; give the folder of clips to translate")
     if not input_dir.is_dir():
-        raise BatchUsageError(f"{input_dir}: not a folder; for a single clip use vidtrans run")
+        raise BatchUsageError(f"{input_dir}: not a folder; translate a single clip on its own (vidtrans run, or "
+                              "translate_video from Python)")
     if same_file(output_dir, input_dir):  # also one folder mounted at two paths (docker -v DIR:/in -v DIR:/out)
         raise BatchUsageError(f"{output_dir}: the output folder is the input folder; choose another one "
                               "(outputs keep the input's names)")

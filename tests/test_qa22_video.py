@@ -102,3 +102,24 @@ def test_a_clip_ending_in_a_pause_lasts_to_its_last_frame(tmp_path, cli, rgb_mod
     assert decode_all(out)[1] == pytest.approx(clip.times, abs=1e-3)
     # To the end of the last picture, whose own length (no picture follows it) is the encoder's.
     assert probe(out).duration == pytest.approx(probe(clip.path).duration, abs=0.041)
+
+
+def test_segments_returned_late_keep_a_frames_length_per_packet(tmp_path):
+    """Eight segments of 2 s at 60 fps come back up to 960 pictures after they were written, more
+    than the writer keeps (512): packets whose picture it no longer held were given seconds."""
+    import numpy as np
+
+    from vidtrans.video.writer import VideoWriter
+
+    dst = tmp_path / "out.mkv"
+    writer = VideoWriter(dst, 64, 48, Fraction(1, 60), 60, EncodeOptions(segments=8))
+    rng = np.random.default_rng(0)
+    for i in range(1200):
+        writer.write(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), i)
+    writer.close()
+    with av.open(str(dst)) as container:
+        packets = [(p.pts, p.duration) for p in container.demux(container.streams.video[0]) if p.pts is not None]
+    following = dict(zip(sorted(p for p, _ in packets), sorted(p for p, _ in packets)[1:]))
+    assert len(packets) == 1200
+    # (1/60 s in milliseconds: 16 or 17 ticks, each a tick from the next time at most)
+    assert [(pts, d) for pts, d in packets if pts in following and abs(d - (following[pts] - pts)) > 1] == []

@@ -743,7 +743,7 @@ class VideoWriter(_Muxer):
         self._last_pts: int | None = None
         self._last_codec_pts: int | None = None
         # The codec pts of the latest pictures written, in order: enough to hold the picture after
-        # any packet an encoder still holds back (x264 looks up to 250 frames ahead at most).
+        # any packet one encoder still holds back (x264 looks up to 250 frames ahead at most).
         self._recent_pts: deque[int] = deque(maxlen=_PICTURES_HELD)
         self._overwrite = overwrite
         self._other_before_zero = False  # whether an audio or subtitle packet was muxed before time 0
@@ -840,12 +840,14 @@ class VideoWriter(_Muxer):
             # The encoder gives each packet a frame's length, but a container's duration runs to
             # the end of its last packet in decoding order: with B-frames an earlier picture, which
             # must last through a pause after it (a screen recording's) for the file to last to its
-            # last picture.
+            # last picture. Only where the picture is still among those held (segments come back
+            # later than the last 512 pictures at 60 fps on many cores).
             following = None
-            for pts in reversed(self._recent_pts if packet.pts is not None else ()):
-                if pts <= packet.pts:
-                    break
-                following = pts
+            if packet.pts is not None and self._recent_pts and packet.pts >= self._recent_pts[0]:
+                for pts in reversed(self._recent_pts):
+                    if pts <= packet.pts:
+                        break
+                    following = pts
             if following is not None:
                 packet.duration = following - packet.pts
             self._out.mux(packet)

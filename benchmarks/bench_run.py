@@ -170,6 +170,8 @@ def main() -> None:
     parser.add_argument("--compile", default="off", help="torch.compile in (b) and (d): on/off")
     parser.add_argument("--rounds", type=int, default=3, help="times each row is measured (interleaved); the best counts")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be 1 or more")
 
     work = Path(tempfile.mkdtemp())
     clip = make_clip(work / "in.mp4", frames=args.frames, size=(args.size, args.size), fps=30, audio=True)

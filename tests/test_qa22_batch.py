@@ -253,3 +253,25 @@ def test_folders_that_are_links_leading_nowhere_are_named_as_such(tmp_path, rgb_
         line = one_line(cli("batch", tmp_path / folder, "-o", tmp_path / "out", "--model", rgb_model_dir), 2)
         assert line == f"vidtrans: error: {tmp_path / folder}: {why}; give the folder of clips to translate"
     assert not (tmp_path / "nowhere").exists() and not (tmp_path / "out").exists()
+
+
+def test_a_link_whose_target_cannot_be_reached_is_not_called_missing(tmp_path, monkeypatch):
+    """A link into a folder the user may not enter was said to lead to something that does not
+    exist, with the advice to remove it; it is a permission problem, said as such where it is read."""
+    import errno
+
+    from vidtrans import batch
+
+    link = tmp_path / "a.mp4"
+    link.symlink_to(tmp_path / "locked" / "a.mp4")
+    assert batch._broken_link(link).endswith("which does not exist")
+    real_stat = os.stat
+
+    def locked(path, *args, **kwargs):
+        if Path(path) == link:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(batch.os, "stat", locked)
+    monkeypatch.setattr(batch.os.path, "exists", lambda path: False)  # as it answers for such a link
+    assert batch._broken_link(link) is None

@@ -54,6 +54,16 @@ def test_a_small_folders_held_out_pair_stays_held_out_when_resumed_on_more_pairs
         assert "its held-out pairs changed since the checkpoint was scored" in result.stderr
 
 
+def test_a_val_folder_added_before_resuming_is_told(tmp_path, cli):
+    data, out = paired_folder(tmp_path / "pairs", 3), tmp_path / "ck"
+    assert cli("train", "--data", data, "-o", out, "--iterations", "1", *TINY_TRAINING).returncode == 0
+    shutil.move(paired_folder(tmp_path / "val", 2), data / "val")
+    result = cli("train", "--data", data, "-o", out, "--resume", "--iterations", "2")
+    assert result.returncode == 0, result.stderr
+    assert "its held-out pairs are now those of val/, not the 1 the checkpoint was scored on" in result.stderr
+    assert "held_out_pairs" not in json.loads((out / "card.json").read_text())["training"]
+
+
 def test_a_damaged_record_of_the_held_out_pairs_is_refused_in_one_line(tmp_path, cli):
     data, out = paired_folder(tmp_path / "pairs", 3), tmp_path / "ck"
     assert cli("train", "--data", data, "-o", out, "--iterations", "1", *TINY_TRAINING).returncode == 0

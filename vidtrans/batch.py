@@ -40,11 +40,10 @@ from typing import Any, Iterator, Sequence
 
 from vidtrans.atomic import (LOCK_SUFFIX, TEMPORARY_PATTERN, check_destination, discard, remove_if_unheld, same_file,
                              special_file_kind, temp_path, write_atomically)
-from vidtrans.errors import UsageError, VidtransError, first_line, one_line
+from vidtrans.errors import STOP_SIGNALS, UsageError, VidtransError, first_line, one_line
 from vidtrans.options import (BatchOptions, EncodeOptions, RunOptions, option_names, output_settings, refuse_misspelt,
                               spell, spell_setting, spelled, spellings)
 from vidtrans.pipeline import given_options, no_person_shows, translate_video
-from vidtrans.runner import STOP_SIGNALS
 from vidtrans.video import check_output_settings, file_identity
 
 DEFAULT_PATTERNS = ("*.mp4", "*.mov", "*.mkv", "*.avi", "*.webm", "*.m4v", "*.mpg", "*.mpeg", "*.ts", "*.mts",
@@ -307,9 +306,14 @@ def _broken_link(path: Path) -> str | None:
     nothing), else None."""
     if _is_loop(path):
         return "is a link that leads back to itself"
-    if os.path.islink(path) and not os.path.exists(path):
-        with contextlib.suppress(OSError):
-            return f"is a link to {os.readlink(path)}, which does not exist"
+    if os.path.islink(path):
+        try:
+            os.stat(path)
+        except FileNotFoundError:  # not a target that cannot be reached (EACCES): that is said as such
+            with contextlib.suppress(OSError):
+                return f"is a link to {os.readlink(path)}, which does not exist"
+        except OSError:
+            pass
     return None
 
 

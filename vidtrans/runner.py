@@ -65,9 +65,10 @@ def frame_batches(frames: Iterable[Any], batch_size: int, expected: int = 0, wor
 
     Where `expected` frames are coming (an estimate; 0 if unknown) and `workers` batches are
     translated at once (`Parallel`), the frames left once fewer than `workers` full batches remain
-    are cut into smaller, equal batches: a short last batch would otherwise run alone while the
+    are cut into `workers` smaller batches: a short last batch would otherwise run alone while the
     other workers wait (at batch 8 on two workers, a 100-frame clip's last 4 frames took a whole
-    batch's time on one of two cores). Outputs do not depend on how frames are batched."""
+    batch's time on one of two cores). Frames beyond the estimate go on in full batches. Outputs
+    do not depend on how frames are batched."""
     pending: list[Any] = []
     left, size = expected, batch_size
     for frame in frames:

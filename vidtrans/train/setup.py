@@ -286,6 +286,10 @@ def _tell_about_held_out(data: Path, kept: dict[str, Any], source) -> None:
     (pairs added or removed, val/ taken away, an older vidtrans's split): its figures from here on
     are on other pairs, and some it held out may be trained on."""
     recorded = kept["held_out_pairs"]
+    if not source.held_out_names and recorded is not None:
+        log.warning("%s: its held-out pairs are now those of val/, not the %d the checkpoint was scored on, so the "
+                    "held-out SSIM/PSNR from here on are on other pairs than its earlier figures", data, len(recorded))
+        return
     if not source.held_out_names or kept["validated_on"] is not None:  # held out by val/; or one pair, now more
         return
     if recorded is None:

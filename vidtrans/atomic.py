@@ -71,6 +71,7 @@ def check_destination(dst: str | os.PathLike, inputs: str | os.PathLike | Iterab
     if os.fspath(dst) == "-":  # the Unix convention for standard output
         raise UsageError("-: vidtrans writes files, not standard output (an output appears only when complete); "
                          "give a file name")
+    check_file_name(dst)
     dst = Path(dst)
     if inputs is None:
         inputs = ()
@@ -102,6 +103,19 @@ def check_destination(dst: str | os.PathLike, inputs: str | os.PathLike | Iterab
                              "path") from None
         raise UsageError(f"{dst}: cannot use this output path ({first_line(e)}); "
                             "choose another output path") from None
+
+
+def check_file_name(dst: str | os.PathLike) -> None:
+    """Refuse an output file's name written as a folder's, with a trailing slash: a Path drops it,
+    so `-o m.onnx/` wrote a file m.onnx. Only the text as typed still has it (a str)."""
+    text = os.fspath(dst)
+    # A folder that is there is refused as one by check_destination, which names no file to give instead.
+    if not isinstance(text, str) or not text.endswith(tuple(filter(None, (os.sep, os.altsep)))) or os.path.isdir(text):
+        return
+    name = text.rstrip(os.sep + (os.altsep or ""))
+    fix = f" ({name})" if name else ""
+    raise UsageError(f"{text}: ends with a slash, which names a folder; give the output file's name without the "
+                     f"trailing slash{fix}")
 
 
 def _special_file_at(path: Path) -> str | None:

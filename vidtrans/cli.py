@@ -8,6 +8,7 @@ import functools
 import inspect
 import itertools
 import os
+import re
 import signal
 import sys
 import threading
@@ -27,8 +28,9 @@ from rich.table import Table
 
 import vidtrans
 from vidtrans.errors import STOP_SIGNALS, UsageError, VidtransError, count, one_line
-from vidtrans.options import (BACKEND_HELP, MAX_SIZE, MIN_SIZE, POSE_VIDEO_ENCODE, Backend, BatchOptions, InputKind,
-                              LiveOptions, Normalization, Precision, RunOptions, TrainOptions, spelled)
+from vidtrans.options import (BACKEND_HELP, MAX_SIZE, MIN_SIZE, POSE_VIDEO_ENCODE, SHOWN_CHARACTERS, Backend,
+                              BatchOptions, InputKind, LiveOptions, Normalization, Precision, RunOptions, TrainOptions,
+                              shown, spelled)
 
 def _path(value: str) -> Path:
     # Typer reads an empty path as ".": `batch ""` would translate every clip below the current
@@ -44,9 +46,20 @@ def _expanded(value: str) -> str:
     return os.path.expanduser(value)
 
 
+def _output_file(value: str) -> Path:
+    """An output file's path, as _path reads it; a trailing slash, which names a folder, is refused
+    here, where it is still there to see."""
+    from vidtrans.atomic import check_file_name
+
+    check_file_name(_expanded(value))
+    return _path(value)
+
+
 # How every path option is read (see _path); path arguments take `parser=_path` alone, since a
-# metavar would replace their name in --help and in messages.
+# metavar would replace their name in --help and in messages. Options naming a file to write take
+# AS_OUTPUT_FILE.
 AS_PATH = {"parser": _path, "metavar": "<path>"}
+AS_OUTPUT_FILE = {"parser": _output_file, "metavar": "<path>"}
 
 # Options shared by several commands, so each is defined and explained once. The options of
 # translation and encoding are fields of vidtrans.options' objects, made into flags by `takes`.
@@ -307,7 +320,7 @@ def models() -> None:
 @flags_in_messages
 def export(
     model: str = typer.Argument(..., help="Model name, checkpoint folder or pix2pix .pth file.", show_default=False),
-    output: Path = typer.Option(..., "-o", "--output", **AS_PATH, help="ONNX file to write, e.g. model.onnx."),
+    output: Path = typer.Option(..., "-o", "--output", **AS_OUTPUT_FILE, help="ONNX file to write, e.g. model.onnx."),
     overwrite: bool = typer.Option(False, help="Replace an existing file."),
 ) -> None:
     """Export a model's generator to ONNX (needs the onnx extra), checked against PyTorch's output.
@@ -351,7 +364,7 @@ def import_pix2pix(
 @takes(RunOptions)
 def run(
     input: Path = typer.Argument(..., parser=_path, help="Video to translate (any format FFmpeg reads).", show_default=False),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", **AS_PATH, help="Output video (default: INPUT_STEM.MODEL.mp4 beside the input)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", **AS_OUTPUT_FILE, help="Output video (default: INPUT_STEM.MODEL.mp4 beside the input)."),
     model: ModelOpt = "pose2person",
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = Precision.AUTO,
@@ -411,8 +424,8 @@ def _warn_if_no_person(summary, consequence: str) -> None:
 @takes(RunOptions, only=("start", "end", "encode"), preset=POSE_VIDEO_ENCODE.preset, threads=POSE_VIDEO_ENCODE.threads)
 def pose(
     input: Path = typer.Argument(..., parser=_path, help="Video of a person.", show_default=False),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", **AS_PATH, help="Pose-map video (default: INPUT_STEM.pose.mp4 beside the input)."),
-    keypoints: Optional[Path] = typer.Option(None, "--keypoints", **AS_PATH, help="Also save the keypoints as NPZ (array 'keypoints', frames x K x 3 in input pixels; K = 18 body keypoints, or 128 with --whole-body), filtered over time as the pose maps show them."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", **AS_OUTPUT_FILE, help="Pose-map video (default: INPUT_STEM.pose.mp4 beside the input)."),
+    keypoints: Optional[Path] = typer.Option(None, "--keypoints", **AS_OUTPUT_FILE, help="Also save the keypoints as NPZ (array 'keypoints', frames x K x 3 in input pixels; K = 18 body keypoints, or 128 with --whole-body), filtered over time as the pose maps show them."),
     whole_body: bool = typer.Option(False, "--whole-body", help="Also find and draw the face's 68 points and both hands (ControlNet's openpose_full look; found every other frame, at about 1.5x the detection time)."),
     overwrite: bool = typer.Option(False, help="Replace existing output files."),
     json_summary: JsonOpt = False,
@@ -496,7 +509,7 @@ def train(
 
 
 @app.command(short_help="Translate a webcam live.")
-@takes(LiveOptions)
+@takes(LiveOptions, metavars={"record": "<path>", "stats": "<path>"})
 def live(
     model: ModelOpt = "pose2person",
     camera: str = typer.Option("0", "--camera", help="Camera index, or a video file or URL standing in for one (played at its own frame rate)."),
@@ -593,11 +606,13 @@ def evaluate(
     """
     import json
 
-    from vidtrans.evaluate import Material, score
+    from vidtrans.evaluate import Material, check_material, score
 
+    # What no model could be scored on is refused before one loads (seconds, and an ONNX export on a CPU).
+    material = check_material(Material(synthetic=synthetic, seed=seed, video=video, data=data, frames=frames,
+                                       size=size), options, model_only)
     translator = vidtrans.load_model(model, device=device, precision=precision)
     _stop_if_asked()
-    material = Material(synthetic=synthetic, seed=seed, video=video, data=data, frames=frames, size=size)
     with _progress(f"eval {translator.name}") as update:
         result = score(translator, material, options, model_only=model_only, progress=update)
     if json_summary:
@@ -745,7 +760,59 @@ def _warnings_shown():
         logger.removeHandler(handler)
 
 
+class _ReaderGone(Exception):
+    """Standard output's reader went away: a closed pipe (`vidtrans models | head -1`)."""
+
+
+class _Stdout:
+    """Standard output as the commands write to it, with a reader gone away (EPIPE) raised as
+    _ReaderGone. As an OSError it was taken over by whoever wrote: click (--help) and rich (`models`'
+    table) each exit 1 without a word, `_product` told a one-line error."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise _ReaderGone from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise _ReaderGone from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main() -> None:
+    """Run the command line. A reader of standard output that goes away ends any command as it ends
+    a Unix tool (`ls | true`): quietly, with 128 + SIGPIPE; the command's files are complete by
+    then (what it prints comes last). Other failures to write there are errors (`_product`)."""
+    stdout = sys.stdout
+    if stdout is not None:  # None: started with standard output closed, where print writes nothing
+        sys.stdout = _Stdout(stdout)
+    try:
+        try:
+            _main()
+        finally:
+            # What is still buffered goes now, where a reader gone away is told as above.
+            if sys.stdout is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    sys.stdout.flush()
+    except _ReaderGone:
+        # The interpreter's last flush would fail on what is still buffered: it goes to /dev/null.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
+        sys.exit(128 + signal.SIGPIPE)
+    finally:
+        sys.stdout = stdout
+
+
+def _main() -> None:
     _quiet_native_logs()
     # Without a terminal (a log file, CI, a pipe) rich would break lines at the 80 columns it
     # assumes; there each message stays one line.
@@ -779,6 +846,8 @@ def main() -> None:
     except click_exceptions.UsageError as e:
         command = e.ctx.command_path if e.ctx else _invoked
         message = " ".join(e.format_message().replace("Value error, ", "").split()).rstrip(".") + _usage_hint(e)
+        # The parser quotes the value it refused whole: a long one is cut as the options' messages cut theirs.
+        message = re.sub(rf"'([^']{{{SHOWN_CHARACTERS + 1},}})'", lambda quoted: shown(quoted[1]), message)
         see = f" See {command} --help" if message.endswith("?") else f"; see {command} --help"  # "Did you mean 'run'?"
         print(one_line(f"vidtrans: error: {message}{see}"), file=sys.stderr)
         sys.exit(e.exit_code)
@@ -831,7 +900,8 @@ def _the_stop(error: BaseException) -> bool:
 
 def _product(text: str) -> None:
     """Print what a command produces (scores, a JSON summary) on standard output, telling in one
-    line when it cannot be written there (a full disk, a closed pipe): the files are written by then."""
+    line when it cannot be written there (a full disk; a reader gone away ends the command quietly,
+    see `main`): the files are written by then."""
     try:
         print(text, flush=True)
     except OSError as e:
@@ -850,6 +920,6 @@ def _exit_now(code: int) -> None:
 
     remove_unfinished()
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, _ReaderGone):
             stream.flush()
     os._exit(code)

@@ -17,6 +17,8 @@ network given perfect input.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import os
 import tempfile
@@ -68,7 +70,7 @@ class Material:
     `data` (model only, by nature).
 
     frames: how many (default: DANCE_FRAMES of the dance, the whole tail, every pair), at most
-    `max_frames(model)`;
+    `max_frames(model)`; data: the folder's path, or the `PairedFolder` `check_material` read from it;
     seed: default DEFAULT_EVAL_SEED; size: (width, height) of the dance video, default DANCE_VIDEO_SIZE.
     """
 
@@ -100,10 +102,12 @@ def score(model, material: Material, options: RunOptions | None = None, *, model
     pipeline with `options` (its batch size, smoothing and normalization), or the model alone.
     Returns plain JSON values: where the material came from, "mode", and the figures."""
     options = options or RunOptions()
-    _check_material(model, material, options, model_only)
+    material = check_material(material, options, model_only)
+    _check_material_for(model, material)
     if material.data is not None:
         inputs, truth = folder_ground_truth(model, material.data, material.frames)
-        return {"data": str(material.data), "mode": "model-only", **model_only_scores(model, inputs, truth, options)}
+        return {"data": str(material.data.root), "mode": "model-only",
+                **model_only_scores(model, inputs, truth, options)}
     video, seed = material.video, None if material.video is not None else _seed(model, material.seed)
     source: dict[str, Any] = {"video": str(video)} if video is not None else {"seed": seed}
     frames = material.frames or DANCE_FRAMES
@@ -124,26 +128,21 @@ def score(model, material: Material, options: RunOptions | None = None, *, model
         return {**source, "mode": "end-to-end", **end_to_end_scores(model, held_out, Path(folder), options, progress)}
 
 
-def _check_material(model, material: Material, options: RunOptions, model_only: bool) -> None:
-    """Refuse what cannot be scored, and options that would do nothing, before any work."""
+def check_material(material: Material, options: RunOptions | None = None, model_only: bool = False) -> Material:
+    """Refuse, before any model is loaded (seconds; on a CPU an ONNX export into the user's cache),
+    what cannot be scored whatever the model: material asked for twice, too few frames, a bad seed
+    or size, options that would do nothing, a paired folder without enough pairs. Returns the
+    material with `data` read (a `PairedFolder`: its images checked and its warnings given once),
+    which `score` takes as it is."""
+    from vidtrans.train.data import PairedFolder
+
+    options = options or RunOptions()
     if material.frames is not None:
-        _check_frames(model, material.frames)
+        _check_enough_frames(material.frames)
     given = [name for name, on in (("--synthetic", material.synthetic), ("--video", material.video is not None),
                                    ("--data", material.data is not None)) if on]
     if len(given) > 1:
         raise UsageError(f"give one of --synthetic, --video VIDEO or --data DIR, not {' and '.join(given)}")
-    # The dances and a target video's tail are pose maps paired with the target: material for pose
-    # models only, end to end or model alone (an RGB model's figures there would mean nothing).
-    if material.data is None and model.input_kind != "pose":
-        raise UsageError(f"{model.name} translates {model.input_kind} frames, and the synthetic dances and a target "
-                         "video's held-out tail are pose material; score it on a paired folder with --data DIR")
-    if material.data is None and material.video is None and not material.synthetic \
-            and not model.card.training.get("train_seeds"):
-        # --video only for a model made by `vidtrans train VIDEO`: others would be refused there.
-        video = model.card.training.get("video")
-        what = f"give --video {video} (the target video it was trained on, whose held-out tail is scored), " \
-            "--data DIR, or --synthetic" if video else "give --data DIR (pairs it did not train on) or --synthetic"
-        raise UsageError(f"{model.name} was not trained on vidtrans' synthetic dances: {what}")
     dance = material.data is None and material.video is None
     end_to_end = not model_only and material.data is None
     # Options that would change nothing for this material are refused rather than ignored.
@@ -157,6 +156,42 @@ def _check_material(model, material: Material, options: RunOptions, model_only: 
     refusal = next((what for what, ignored in unused if ignored), None)
     if refusal is not None:
         raise UsageError(f"{refusal}; drop it")
+    if material.seed is not None:
+        _check_seed(material.seed)
+    if material.size is not None:
+        _video_size(material.size)
+    if material.data is None or isinstance(material.data, PairedFolder):
+        return material
+    folder = PairedFolder(material.data)
+    _check_pairs(folder, material.frames)
+    return dataclasses.replace(material, data=folder)
+
+
+def _check_pairs(folder, frames: int | None) -> int:
+    """How many pairs the `PairedFolder` holds, refused when fewer than scoring needs and `frames` asked for none."""
+    available = len(set(folder.pairs) | set(folder.held_out))
+    if frames is None and available < MIN_SCORED_FRAMES:
+        raise UsageError(f"{folder.root}: one pair, and evaluation needs at least {MIN_SCORED_FRAMES} (flicker "
+                         "compares consecutive frames); add pairs")
+    return available
+
+
+def _check_material_for(model, material: Material) -> None:
+    """Refuse what `model` cannot be scored on (`check_material` has refused what no model can)."""
+    if material.frames is not None:
+        _check_frames(model, material.frames)
+    # The dances and a target video's tail are pose maps paired with the target: material for pose
+    # models only, end to end or model alone (an RGB model's figures there would mean nothing).
+    if material.data is None and model.input_kind != "pose":
+        raise UsageError(f"{model.name} translates {model.input_kind} frames, and the synthetic dances and a target "
+                         "video's held-out tail are pose material; score it on a paired folder with --data DIR")
+    if material.data is None and material.video is None and not material.synthetic \
+            and not model.card.training.get("train_seeds"):
+        # --video only for a model made by `vidtrans train VIDEO`: others would be refused there.
+        video = model.card.training.get("video")
+        what = f"give --video {video} (the target video it was trained on, whose held-out tail is scored), " \
+            "--data DIR, or --synthetic" if video else "give --data DIR (pairs it did not train on) or --synthetic"
+        raise UsageError(f"{model.name} was not trained on vidtrans' synthetic dances: {what}")
 
 
 # --- material --------------------------------------------------------------------------------
@@ -169,10 +204,14 @@ def max_frames(model) -> int:
     return max(MIN_SCORED_FRAMES, EVAL_MEMORY // (FRAME_COPIES * height * width * 3))
 
 
-def _check_frames(model, frames: int) -> None:
+def _check_enough_frames(frames: int) -> None:
     if not is_int(frames) or frames < MIN_SCORED_FRAMES:
         raise UsageError(f"{spell('frames')} {frames!r}: evaluation needs at least {MIN_SCORED_FRAMES} frames (flicker "
                          "compares consecutive frames)")
+
+
+def _check_frames(model, frames: int) -> None:
+    _check_enough_frames(frames)
     limit = max_frames(model)
     if frames > limit:
         height, width = model.native_size
@@ -192,13 +231,17 @@ def _warn_if_fewer(source: str | os.PathLike, asked: int | None, available: int,
 def _seed(model, seed: int | None) -> int:
     """`seed` (default DEFAULT_EVAL_SEED), refused when the model trained on that dance."""
     seed = DEFAULT_EVAL_SEED if seed is None else seed
-    if not is_int(seed) or seed < 0:
-        raise UsageError(f"{spell('seed')} must be a whole number, 0 or more, got {seed!r}; e.g. {DEFAULT_EVAL_SEED}")
+    _check_seed(seed)
     train_seeds = model.card.training.get("train_seeds")
     if train_seeds and train_seeds[0] <= seed < train_seeds[1]:
         raise UsageError(f"{spell('seed')} {seed} was used in training (seeds {train_seeds[0]}..{train_seeds[1] - 1}); "
                             f"pick a held-out seed such as {DEFAULT_EVAL_SEED}")
     return seed
+
+
+def _check_seed(seed: int) -> None:
+    if not is_int(seed) or seed < 0:
+        raise UsageError(f"{spell('seed')} must be a whole number, 0 or more, got {seed!r}; e.g. {DEFAULT_EVAL_SEED}")
 
 
 def _video_size(size: tuple[int, int] | None) -> tuple[int, int]:
@@ -247,15 +290,15 @@ def synthetic_ground_truth(model, seed: int, frames: int) -> tuple[np.ndarray, n
     return _pose_maps(model, keypoints), truth
 
 
-def folder_ground_truth(model, folder: str | os.PathLike, frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The first `frames` (default: every) pairs of a paired folder (AB images, or A/ and B/), in file-name order."""
+def folder_ground_truth(model, folder, frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The first `frames` (default: every) pairs of a paired folder (AB images, or A/ and B/; its
+    path, or the `PairedFolder` read from it), in file-name order, at the model's size."""
     from vidtrans.train.data import PairedFolder
 
-    source = PairedFolder(folder, size=model.native_size[0])
-    available = len(set(source.pairs) | set(source.held_out))
-    if frames is None and available < MIN_SCORED_FRAMES:
-        raise UsageError(f"{folder}: one pair, and evaluation needs at least {MIN_SCORED_FRAMES} (flicker compares "
-                         "consecutive frames); add pairs")
+    # The folder read before the model was known loads its pairs at the model's size all the same.
+    source = copy.copy(folder) if isinstance(folder, PairedFolder) else PairedFolder(folder)
+    source.size, folder = model.native_size[0], source.root
+    available = _check_pairs(source, frames)
     _check_frames(model, frames or available)
     _warn_if_fewer(folder, frames, available, "pairs")
     pairs = source.all_pairs()[:frames]

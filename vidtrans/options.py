@@ -25,7 +25,6 @@ from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 from vidtrans.errors import UsageError
@@ -38,6 +37,19 @@ def spell(name: str) -> str:
     """How the caller spells the setting `name` (a parameter or field name) in a message: its
     command-line flag while a command runs (see `spelled`), else the Python name itself."""
     return _spellings.get().get(name, name)
+
+
+# How much of a value an error message echoes: a value pasted by mistake (a page of text) would
+# otherwise become the whole message.
+SHOWN_CHARACTERS = 60
+
+
+def shown(value: Any) -> str:
+    """`value` as messages echo it: its repr, or for a long one its first SHOWN_CHARACTERS characters and "..."."""
+    if isinstance(value, str) and len(value) > SHOWN_CHARACTERS:
+        return f"{value[:SHOWN_CHARACTERS]!r}..."
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARACTERS else text[:SHOWN_CHARACTERS] + "..."
 
 
 def spell_setting(name: str, *values: str) -> str:
@@ -76,7 +88,7 @@ class Choice(StrEnum):
         try:
             return cls(value)
         except ValueError:
-            raise UsageError(f"{spell(name)} must be one of {', '.join(m.value for m in cls)}, not {value!r}") from None
+            raise UsageError(f"{spell(name)} must be one of {', '.join(m.value for m in cls)}, not {shown(value)}") from None
 
 
 class Smoothing(Choice):
@@ -217,8 +229,8 @@ class _Options:
             if inner is not None and issubclass(inner, _Options):
                 for name in kwargs.keys() & {g.name for g in dataclasses.fields(inner)}:
                     raise UsageError(f"{name} is an option of {cls.__name__}'s {f.name}: pass {f.name}="
-                                     f"{inner.__name__}({name}={kwargs[name]!r}), or {cls.__name__}().replace("
-                                     f"{name}={kwargs[name]!r})")
+                                     f"{inner.__name__}({name}={shown(kwargs[name])}), or {cls.__name__}().replace("
+                                     f"{name}={shown(kwargs[name])})")
         cls._refuse_unknown(kwargs, [f.name for f in dataclasses.fields(cls)])
         return super().__new__(cls)
 
@@ -232,7 +244,7 @@ class _Options:
                 object.__setattr__(self, f.name, kind.parse(value, f.name))
             elif f.type in _SWITCHES:
                 _check(isinstance(value, _SWITCHES[f.type]), f"{spell(f.name)} must be True or False"
-                       f"{' (or None)' if f.type != 'bool' else ''}, not {value!r}")
+                       f"{' (or None)' if f.type != 'bool' else ''}, not {shown(value)}")
         self.check()
 
     @classmethod
@@ -241,7 +253,7 @@ class _Options:
         for name in unknown:
             if name in cls._elsewhere:
                 raise UsageError(f"{name} is not an option of {cls.__name__}: "
-                                 + cls._elsewhere[name].format(value=given[name]))
+                                 + cls._elsewhere[name].format(value=shown(given[name])))
         if len(unknown) == 1 and (close := close_names(unknown[0], known)):
             raise UsageError(f"{cls.__name__} has no option {unknown[0]}; did you mean {' or '.join(close)}?")
         if unknown:
@@ -295,16 +307,16 @@ class EncodeOptions(_Options):
 
     def check(self) -> None:
         _check(isinstance(self.codec, str) and bool(self.codec),
-               f"{spell('codec')} must be an encoder name, not {self.codec!r}")
+               f"{spell('codec')} must be an encoder name, not {shown(self.codec)}")
         _check(is_int(self.crf) and self.crf >= 0,
-               f"{spell('crf')} must be a whole number, 0 or more (lower is better quality), not {self.crf!r}")
-        _check(isinstance(self.preset, str), f"{spell('preset')} must be a name such as medium, not {self.preset!r}")
+               f"{spell('crf')} must be a whole number, 0 or more (lower is better quality), not {shown(self.crf)}")
+        _check(isinstance(self.preset, str), f"{spell('preset')} must be a name such as medium, not {shown(self.preset)}")
         _check(isinstance(self.pix_fmt, str),
-               f"{spell('pix_fmt')} must be a name such as yuv420p, not {self.pix_fmt!r}")
+               f"{spell('pix_fmt')} must be a name such as yuv420p, not {shown(self.pix_fmt)}")
         _check(is_int(self.threads) and 0 <= self.threads <= MAX_THREADS,
-               f"{spell('threads')} must be from 0 to {MAX_THREADS}, not {self.threads!r}")
+               f"{spell('threads')} must be from 0 to {MAX_THREADS}, not {shown(self.threads)}")
         _check(is_int(self.segments) and 0 <= self.segments <= MAX_THREADS,
-               f"{spell('segments')} must be from 0 to {MAX_THREADS}, not {self.segments!r}")
+               f"{spell('segments')} must be from 0 to {MAX_THREADS}, not {shown(self.segments)}")
 
 
 # The smoothing strength when neither the user nor (under --smooth auto) the model card gives one.
@@ -334,16 +346,16 @@ class RunOptions(_Options):
 
     # `run` takes these as flags too, but they say how the model is loaded.
     _elsewhere = {name: f"the model's {param} is chosen when it is loaded; pass "
-                  f"vidtrans.load_model(model, {param}={{value!r}}) as the model"
+                  f"vidtrans.load_model(model, {param}={{value}}) as the model"
                   for name, param in (("model_size", "size"), ("size", "size"), ("device", "device"),
                                       ("precision", "precision"), ("backend", "backend"))}
 
     def check(self) -> None:
         _check(is_int(self.batch_size) and 1 <= self.batch_size <= MAX_BATCH,
-               f"{spell('batch_size')} must be a whole number from 1 to {MAX_BATCH}, got {self.batch_size!r}")
+               f"{spell('batch_size')} must be a whole number from 1 to {MAX_BATCH}, got {shown(self.batch_size)}")
         check_span(self.start, self.end)
         _check_strength(self.smoothing_strength)
-        _check(isinstance(self.encode, EncodeOptions), f"{spell('encode')} must be EncodeOptions, not {self.encode!r}")
+        _check(isinstance(self.encode, EncodeOptions), f"{spell('encode')} must be EncodeOptions, not {shown(self.encode)}")
 
 
 # The latest time a span may name. FFmpeg's timestamps are 64-bit ticks of the stream's time base,
@@ -356,13 +368,13 @@ def check_span(start: float | None, end: float | None) -> None:
     each a number from 0 to MAX_SECONDS and `end` is after `start` (0 when None)."""
     for name, value in (("start", start), ("end", end)):
         _check(value is None or (is_finite_number(value) and 0 <= value <= MAX_SECONDS),
-               f"{spell(name)} must be a number of seconds from 0 to {MAX_SECONDS:,}, got {value!r}")
+               f"{spell(name)} must be a number of seconds from 0 to {MAX_SECONDS:,}, got {shown(value)}")
     _check(end is None or end > (start or 0), f"{spell('end')} ({end}s) must be after {spell('start')} ({start or 0}s)")
 
 
 def _check_strength(strength: float | None) -> None:
     _check(strength is None or (is_finite_number(strength) and 0.0 <= strength < 1.0),
-           f"{spell('smoothing_strength')} must be from 0 up to but not including 1, got {strength!r}")
+           f"{spell('smoothing_strength')} must be from 0 up to but not including 1, got {shown(strength)}")
 
 
 @dataclass(frozen=True)
@@ -400,15 +412,19 @@ class BatchOptions(_Options):
     def check(self) -> None:
         _check_patterns(self.patterns)
         _check(self.ext is None or isinstance(self.ext, str),
-               f"{spell('ext')} must be an extension such as mp4, not {self.ext!r}")
+               f"{spell('ext')} must be an extension such as mp4, not {shown(self.ext)}")
         _check(self.report is None or (isinstance(self.report, (str, os.PathLike))
                                        and isinstance(os.fspath(self.report), str)),
-               f"{spell('report')} must be a file name such as report.json, not {self.report!r}")
+               f"{spell('report')} must be a file name such as report.json, not {shown(self.report)}")
+        if self.report is not None:
+            from vidtrans.atomic import check_file_name  # atomic spells its settings with this module
+
+            check_file_name(self.report)  # as typed: a Path made of it later drops a trailing slash
         _check(self.workers is None or (is_int(self.workers) and 1 <= self.workers <= MAX_THREADS),
-               f"{spell('workers')} must be from 1 to {MAX_THREADS}, got {self.workers!r}")
+               f"{spell('workers')} must be from 1 to {MAX_THREADS}, got {shown(self.workers)}")
         names = self.devices.split(",") if isinstance(self.devices, str) else self.devices
         _check(isinstance(names, (list, tuple)) and all(isinstance(d, str) for d in names) and bool(self.device_list),
-               f"{spell('devices')} must name at least one device, such as auto, cpu or cuda:0, not {self.devices!r}")
+               f"{spell('devices')} must name at least one device, such as auto, cpu or cuda:0, not {shown(self.devices)}")
         if self.ray is not None:
             _ray_endpoint(self.ray)  # the address's form, before Ray is imported
             # Found, not imported: importing Ray takes a while, and is done when the batch starts.
@@ -417,7 +433,7 @@ class BatchOptions(_Options):
             # Ray hands each worker its own GPU; the cluster's devices have no names here.
             _check(self.device_list in (["auto"], ["cpu"], ["cuda"]),
                    f"{spell('devices')} must be auto, cpu or cuda with {spell('ray')} (a whole GPU per worker), "
-                   f"not {self.devices!r}")
+                   f"not {shown(self.devices)}")
 
     @property
     def device_list(self) -> list[str]:
@@ -435,13 +451,13 @@ def _ray_endpoint(address: Any) -> tuple[str, int] | None:
     """See `BatchOptions.ray_endpoint`; UsageError for what is no Ray address, where Ray would only
     say "Invalid address format" (a failure, not a usage error)."""
     _check(isinstance(address, str) and bool(address.strip()),
-           f"{spell('ray')} must be a Ray address such as auto or HOST:PORT, not {address!r}")
+           f"{spell('ray')} must be a Ray address such as auto or HOST:PORT, not {shown(address)}")
     if address in ("auto", "local") or "://" in address:
         return None
     host, _, port = address.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")  # an IPv6 address: [::1]:6379
     _check(bool(host) and is_digits(port) and 1 <= int(port) <= 65535,
-           f"{spell('ray')} {address!r}: give auto (the cluster this machine joined), HOST:PORT of its head "
+           f"{spell('ray')} {shown(address)}: give auto (the cluster this machine joined), HOST:PORT of its head "
            "(e.g. 10.0.0.5:6379), ray://HOST:10001 or local")
     return host, int(port)
 
@@ -451,7 +467,7 @@ def _check_patterns(patterns: Any) -> None:
     if patterns is None:
         return
     _check(isinstance(patterns, (list, tuple)) and all(isinstance(p, str) for p in patterns),
-           f"{spell('patterns')} must be a file name pattern such as '*.mp4', or a list of them, not {patterns!r}")
+           f"{spell('patterns')} must be a file name pattern such as '*.mp4', or a list of them, not {shown(patterns)}")
     _check(bool(patterns), f"{spell('patterns')} is an empty list, which matches no file; give a pattern such as "
                            "'*.mp4', or None for the usual video files")
     for pattern in patterns:
@@ -484,14 +500,15 @@ class LiveOptions(_Options):
     view: View = option(View.SIDE, "side (camera | pose | output), output or pose; v cycles them in the window.")
     window: bool = option(True, "Show the preview window; --no-window: no preview window (headless).",
                           flag="--window/--no-window")
+    # Taken as typed (str): a Path would drop a trailing slash, which names a folder (see atomic.check_file_name).
     record: str | os.PathLike | None = option(None, "Record the view (without the HUD) to this video, at capture "
-                                              "times.", cli_type=Path)
+                                              "times.", cli_type=str)
     serve: str | None = option(None, "Serve a page with the view as MJPEG at [HOST:]PORT (host 127.0.0.1 unless "
                                "given; port 0: a free port).")
     virtual_cam: bool = option(False, "Send the view to a virtual webcam (pip install 'vidtrans[live]').")
     max_frames: int | None = option(None, "Stop after N frames shown.")
     stats: str | os.PathLike | None = option(None, "Write frames, fps, latency p50/p95, dropped, device as JSON.",
-                                             cli_type=Path)
+                                             cli_type=str)
     loop: bool = option(False, "Play a video file camera again from the start when it ends.")
     overwrite: bool = option(False, "Replace existing --record and --stats files.")
     smoothing: Smoothing = _option_of(RunOptions, "smoothing", Smoothing.NONE)
@@ -502,11 +519,11 @@ class LiveOptions(_Options):
         _size(self.size)
         _address(self.serve)
         _check(self.max_frames is None or (is_int(self.max_frames) and self.max_frames >= 1),
-               f"{spell('max_frames')} must be at least 1, got {self.max_frames!r}")
+               f"{spell('max_frames')} must be at least 1, got {shown(self.max_frames)}")
         for name in ("record", "stats"):
             value = getattr(self, name)
             _check(value is None or (isinstance(value, (str, os.PathLike)) and os.fspath(value).strip() != ""),
-                   f"{spell(name)} must be a file path, not {value!r}")
+                   f"{spell(name)} must be a file path, not {shown(value)}")
         _check_strength(self.smoothing_strength)
 
     @property
@@ -534,7 +551,7 @@ def _size(size: tuple[int, int] | str | None) -> tuple[int, int] | None:
     else:
         parsed = tuple(size) if isinstance(size, (tuple, list)) and len(size) == 2 else None
     _check(parsed is not None and all(is_int(v) and MIN_SIZE <= v <= MAX_SIZE for v in parsed),
-           f"{spell('size')} {size!r}: give WIDTHxHEIGHT, from {MIN_SIZE}x{MIN_SIZE} to {MAX_SIZE}x{MAX_SIZE}, "
+           f"{spell('size')} {shown(size)}: give WIDTHxHEIGHT, from {MIN_SIZE}x{MIN_SIZE} to {MAX_SIZE}x{MAX_SIZE}, "
            "e.g. 640x480")
     return parsed
 
@@ -544,7 +561,7 @@ def _address(serve: str | None) -> tuple[str, int] | None:
     if serve is None:
         return None
     host, _, port = serve.rpartition(":") if isinstance(serve, str) else ("", "", "")
-    _check(is_digits(port) and 0 <= int(port) <= 65535, f"{spell('serve')} {serve!r}: give PORT or HOST:PORT, e.g. 8000")
+    _check(is_digits(port) and 0 <= int(port) <= 65535, f"{spell('serve')} {shown(serve)}: give PORT or HOST:PORT, e.g. 8000")
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
@@ -625,7 +642,12 @@ class TrainOptions(_Options):
         # NumPy takes seeds of any size but refuses negative ones; torch.manual_seed takes 64 bits,
         # and each process of a distributed run adds its rank.
         _check(is_int(self.seed) and 0 <= self.seed < 2**63,
-               f"{spell('seed')} must be a whole number from 0 to 2**63 - 1, got {self.seed!r}")
+               f"{spell('seed')} must be a whole number from 0 to 2**63 - 1, got {shown(self.seed)}")
+        # The command line reads inf and nan as floats: no rate or weight at all, whatever its sign
+        # (the trainer tells the range of a finite one).
+        for name in ("lr", "lambda_l1", "lambda_feat", "lambda_face_gan", "lambda_face"):
+            value = getattr(self, name)
+            _check(is_finite_number(value), f"{spell(name)} must be a finite number, got {shown(value)}")
 
 
 # How pose-map videos are encoded (`vidtrans pose`). Pose maps are flat graphics: x264 superfast

@@ -94,12 +94,22 @@ def test_an_output_file_named_as_a_folder_is_refused(cli, tmp_path, rgb_model_di
     assert list(out.iterdir()) == []
 
 
-def test_the_api_refuses_an_output_file_named_as_a_folder(tmp_path):
+def test_the_api_refuses_an_output_file_named_as_a_folder(tmp_path, rgb_model_dir):
+    import vidtrans
     from vidtrans.atomic import check_destination
     from vidtrans.errors import UsageError
+    from vidtrans.models.checkpoint import load_checkpoint
+    from vidtrans.models.onnx_backend import export_model
 
     with pytest.raises(UsageError, match="trailing slash"):
         check_destination(f"{tmp_path}/out.mp4/", None, overwrite=False)
+    # translate_video and export_model made a Path of it first, which drops the slash.
+    clip = make_clip(tmp_path / "clip.mp4", frames=2, audio=False).path
+    with pytest.raises(UsageError, match=r"out\.mp4/: ends with a slash"):
+        vidtrans.translate_video(clip, f"{tmp_path}/out.mp4/", rgb_model_dir)
+    with pytest.raises(UsageError, match=r"m\.onnx/: ends with a slash"):
+        export_model(load_checkpoint(rgb_model_dir), f"{tmp_path}/m.onnx/", "sample")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
 
 
 # --- wording of refused values ---

@@ -123,3 +123,17 @@ def test_segments_returned_late_keep_a_frames_length_per_packet(tmp_path):
     assert len(packets) == 1200
     # (1/60 s in milliseconds: 16 or 17 ticks, each a tick from the next time at most)
     assert [(pts, d) for pts, d in packets if pts in following and abs(d - (following[pts] - pts)) > 1] == []
+
+
+def test_an_svt_av1_refusal_is_our_one_line_without_svts_own(tmp_path, rgb_model_dir):
+    """SVT-AV1 printed four "Svt[error]" lines of its own above ours for frames too small for it."""
+    import os
+
+    clip = make_clip(tmp_path / "tiny.mkv", frames=2, size=(2, 2), audio=False).path
+    env = {k: v for k, v in os.environ.items() if k != "SVT_LOG"}
+    result = subprocess.run([sys.executable, "-m", "vidtrans", "run", str(clip), "-m", str(rgb_model_dir),
+                             "-o", str(tmp_path / "out.mkv"), "--codec", "libsvtav1"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [result.stderr.strip()] and "too small for it" in result.stderr
+    assert not (tmp_path / "out.mkv").exists()

@@ -735,8 +735,9 @@ def _quiet_native_logs() -> None:
     av.logging.set_level(level=None)
     set_opencv_log_level(0)  # silent
     # SVT-AV1 (--codec libsvtav1) prints its banner and settings itself, 20 lines per encoder it
-    # opens; errors only (level 1), unless the user asked for its log.
-    os.environ.setdefault("SVT_LOG", "1")
+    # opens, and its own error lines beside ours when it refuses a frame size or rate (which reach
+    # the user as our one line); fatal errors only (level 0), unless the user asked for its log.
+    os.environ.setdefault("SVT_LOG", "0")
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple, TypeVar
 
 import numpy as np
 
-from vidtrans.atomic import OutputClaim, discard, publish_together, same_file, temp_path
+from vidtrans.atomic import OutputClaim, check_file_name, discard, publish_together, same_file, temp_path
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.metrics import FlickerMeter, relative_flicker
 from vidtrans.pose.keypoints import has_person
@@ -319,7 +319,7 @@ def translate_video(
     refuse_misspelt(translate_video, changes, option_names(RunOptions))
     options = given_options(options, RunOptions(), "options").replace(**changes)
     src = _path(src, "src")
-    dst = None if dst is None else _path(dst, "dst")
+    dst = None if dst is None else _output_path(dst)
     keypoints = None if keypoints is None else _path(keypoints, "keypoints")
     _check_progress(progress)
     from vidtrans.models.translator import backend_for_compile, check_state
@@ -430,7 +430,7 @@ def render_pose_video(
     from vidtrans.pose.detector import DETECTION_MAX_SIDE
     from vidtrans.pose.stages import KeypointStage, PoseMapStage, SmoothKeypointsStage
 
-    src, dst = _path(src, "src"), _path(dst, "dst")
+    src, dst = _path(src, "src"), _output_path(dst)
     applying = ["start", "end", *(f.name for f in dataclasses.fields(EncodeOptions))]
     refuse_misspelt(render_pose_video, changes, applying)
     if unknown := [name for name in changes if name not in applying]:
@@ -520,6 +520,14 @@ def _path(value: Any, name: str) -> Path:
         shown = f"{value!r:.80}" if isinstance(value, (int, float, bytes, type(None))) else type(value).__name__
         raise UsageError(f"{spell(name)} must be a file path (a str or os.PathLike), not {shown}")
     return Path(value)
+
+
+def _output_path(value: Any) -> Path:
+    """`value`, the output file's path `dst`, as a Path: refused where written as a folder's (a
+    trailing slash, which the Path would drop)."""
+    path = _path(value, "dst")
+    check_file_name(value)
+    return path
 
 
 def check_before_loading(model: str | os.PathLike, src: Path, dst: Path | None, overwrite: bool,

@@ -95,9 +95,10 @@ def export_model(checkpoint: Checkpoint, dst: str | os.PathLike, normalization: 
     """Write `checkpoint`'s generator to `dst` as ONNX, atomically; returns the largest difference
     from PyTorch's fp32 output on random input. A graph that differs by more than TOLERANCE is not
     published (VidtransError)."""
-    dst = Path(dst)
-    # The destination first: a path that must not be written is wrong with or without the extra.
+    # The destination first: a path that must not be written is wrong with or without the extra (as
+    # given: a trailing slash, naming a folder, is refused before a Path drops it).
     check_destination(dst, checkpoint.files, overwrite)
+    dst = Path(dst)
     if dst.suffix.lower() != ".onnx":
         raise UsageError(f"{dst}: an ONNX model is written as a .onnx file; name it {dst.stem or 'model'}.onnx")
     graph, difference = exported_graph(checkpoint, normalization)

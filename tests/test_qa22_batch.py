@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import one_line
 from tests.media import decode_all, make_clip
 from tests.test_batch import FAST
+from tests.test_qa20_batch import two_clips  # noqa: F401 (a fixture)
 from vidtrans.batch import (MANIFEST_NAME, BatchListener, BatchUsageError, ReportNotWritten, read_manifest,
                             translate_folder)
 from vidtrans.cli_batch_ui import RichDisplay
@@ -227,13 +228,9 @@ def test_the_command_line_prints_the_summary_then_the_reports_error(two_clips_an
 
 
 @pytest.fixture
-def two_clips_and_report(tmp_path):
-    src = tmp_path / "in"
-    src.mkdir()
-    for name in ("a.mp4", "b.mp4"):
-        make_clip(src / name, frames=4, audio=False)
+def two_clips_and_report(two_clips, tmp_path):
     (tmp_path / "reports").mkdir()
-    return src, tmp_path / "out", tmp_path / "reports" / "report.json"
+    return two_clips, tmp_path / "out", tmp_path / "reports" / "report.json"
 
 
 # --- hostile folders ------------------------------------------------------------------------------

@@ -6,9 +6,10 @@ the same out, with batch, height and width dynamic (H and W multiples of what th
 statistics ("sample", pix2pix's test-time default) each batch norm becomes an
 InstanceNormalization with its learned scale and shift, so a batch gives the frames of
 one-at-a-time calls; each norm's maps are first shifted by their first value
-(`networks.shifted_statistics`), which near-flat frames need in ONNX Runtime. Resizing, padding, scaling to [-1, 1] and back stay in the translator, so both
-backends see the same tensors; so does a temporal model's recurrence (its graph takes C = 6: the
-frame, then the previous output the translator hands it).
+(`networks.shifted_statistics`), which near-flat frames need in ONNX Runtime. Resizing, padding,
+scaling to [-1, 1] and back stay in the translator, so both backends see the same tensors; so
+does a temporal model's recurrence (its graph takes C = 6: the frame, then the previous output the
+translator hands it).
 
 Needs the optional extra: pip install 'vidtrans[onnx]' (onnxruntime, and onnx for the exporter).
 """

@@ -137,3 +137,21 @@ def test_an_svt_av1_refusal_is_our_one_line_without_svts_own(tmp_path, rgb_model
     assert result.returncode == 1
     assert result.stderr.splitlines() == [result.stderr.strip()] and "too small for it" in result.stderr
     assert not (tmp_path / "out.mkv").exists()
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mov", ".mkv"])
+def test_a_pause_before_a_p_frame_at_the_end_lasts_too(tmp_path, suffix):
+    """Noise frames end on a P-frame sent after the B-frames before it: an MP4/MOV track, which ends
+    a packet's length after its last decoding time, said 0.2 s for 0.94 s of pictures."""
+    import numpy as np
+
+    from vidtrans.video.writer import VideoWriter
+
+    dst = tmp_path / f"out{suffix}"
+    writer = VideoWriter(dst, 64, 48, Fraction(1, 1000), 25, EncodeOptions(segments=1))
+    rng = np.random.default_rng(0)
+    for pts in (0, 40, 80, 120, 900):
+        writer.write(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), pts)
+    writer.close()
+    assert probe(dst).duration == pytest.approx(0.94, abs=0.011)
+    assert decode_all(dst)[1] == pytest.approx([0, 0.04, 0.08, 0.12, 0.9], abs=1e-3)

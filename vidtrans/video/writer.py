@@ -67,6 +67,9 @@ _HOLDS = {"mpegts": frozenset({"mpeg1video", "mpeg2video", "mpeg4", "h264", "hev
 # AVI, which counts time in frames of one rate: at a finer clock its header would tell players of a
 # 600 fps video, most of its frames empty, and its last picture shown for one tick.
 _FRAME_RATE_TIMED = {"mpeg", "vob", "dvd", "svcd", "vcd", "avi"}
+# Muxers whose track lasts from its first decoding time to its last plus that packet's duration
+# (MP4, MOV and their kin), rather than to the end of its latest picture (Matroska).
+_DECODE_TIMED = {"mov", "mp4", "ipod", "ismv", "3gp", "3g2", "psp", "f4v"}
 # What a container's codec table lists but its muxer refuses when it starts (libavformat/movenc.c:
 # FLAC and Opus only in MP4, not in QuickTime .mov).
 _REFUSES = {"mov": frozenset({"flac", "opus"})}
@@ -406,6 +409,8 @@ class _Muxer:
                        key=lambda r: abs(r - (rate or 25)))
             ctb = 1 / rate
         self._codec_tb, self._pix_fmt = ctb, pix_fmt
+        # A picture's length where the encoder gives its packet none (the last one's, for `_mux_last`).
+        self._frame_ticks = max(1, round(1 / (rate * ctb))) if rate else 1
         self._pad_w, self._pad_h = self._padding(codec, options, rate)
         enc_w, enc_h = self.width + self._pad_w, self.height + self._pad_h
         if codec == "libsvtav1" and min(enc_w, enc_h) < _SVT_NARROW:
@@ -745,6 +750,9 @@ class VideoWriter(_Muxer):
         # The codec pts of the latest pictures written, in order: enough to hold the picture after
         # any packet one encoder still holds back (x264 looks up to 250 frames ahead at most).
         self._recent_pts: deque[int] = deque(maxlen=_PICTURES_HELD)
+        self._held: av.Packet | None = None  # the latest video packet, not muxed yet (`_mux_last`)
+        self._first_times: tuple[int, int] | None = None  # the first video packet's pts and dts
+        self._video_end: int | None = None  # the end of the latest picture encoded
         self._overwrite = overwrite
         self._other_before_zero = False  # whether an audio or subtitle packet was muxed before time 0
         # Bad settings are refused before any file (output, temporary or lock) is made.
@@ -850,7 +858,29 @@ class VideoWriter(_Muxer):
                     following = pts
             if following is not None:
                 packet.duration = following - packet.pts
-            self._out.mux(packet)
+            if packet.pts is not None and packet.dts is not None:
+                if self._first_times is None:
+                    self._first_times = packet.pts, packet.dts
+                end = packet.pts + (packet.duration or self._frame_ticks)
+                self._video_end = end if self._video_end is None else max(self._video_end, end)
+            if self._held is not None:
+                self._out.mux(self._held)
+            self._held = packet  # muxed with the next one, or by `_mux_last`
+
+    def _mux_last(self) -> None:
+        """Mux the video's last packet in decoding order. In an MP4 or MOV its duration ends the
+        track, which lasts from the first decoding time: where that packet is not the latest
+        picture (a P-frame after a pause, sent after the B-frames before it), it is stretched so
+        that the track lasts to the latest picture's end, or the file would end a frame after that
+        packet's decoding time, before the picture after the pause was shown."""
+        packet, self._held = self._held, None
+        if packet is None:
+            return
+        if self._out.format.name in _DECODE_TIMED and self._first_times and packet.dts is not None:
+            first_pts, first_dts = self._first_times
+            lasting = (self._video_end - first_pts) - (packet.dts - first_dts)
+            packet.duration = max(packet.duration or 0, lasting)
+        self._out.mux(packet)
 
     def _avi_lead_in(self, first: av.Packet) -> None:
         """AVI times a picture by its place among the stream's frames, and FFmpeg's muxer fills the
@@ -1015,6 +1045,7 @@ class VideoWriter(_Muxer):
                     self._mux_video(packets, until)
             else:
                 self._mux_encoded(self._video.encode(None))
+            self._mux_last()
             self._pump_audio(until=None)
             for src, out in self._transcode.values():
                 self._encode_audio(src, out, None)

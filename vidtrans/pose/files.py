@@ -156,8 +156,9 @@ _MAX_FRAME_SIDE = 2 ** 31 - 1
 
 def _check_frame_size(width, height, what: str) -> None:
     if not (_whole(width) and _whole(height) and 0 < width <= _MAX_FRAME_SIDE and 0 < height <= _MAX_FRAME_SIDE):
-        raise VidtransError(f"{what} {width!r}x{height!r}: width and height must be whole numbers of pixels, from 1 "
-                            f"to {_MAX_FRAME_SIDE}")
+        # reprlib: a size of 1e300 in a JSON file is an int of 301 digits, quoted in a few of them.
+        raise VidtransError(f"{what} {reprlib.repr(width)}x{reprlib.repr(height)}: width and height must be whole "
+                            f"numbers of pixels, from 1 to {_MAX_FRAME_SIDE}")
 
 
 def write_openpose_json(folder: str | os.PathLike, keypoints: np.ndarray, prefix: str = "frame") -> None:
@@ -200,7 +201,8 @@ def _openpose_person_json(pose: np.ndarray) -> dict:
 def read_keypoints(path: str | os.PathLike, max_frames: int | None = None) -> KeypointTrack:
     """Reads any accepted keypoint file or folder (see the module docstring). `max_frames`: the frames
     of the clip the keypoints are for; a file of more poses is refused, an NPZ or folder before its
-    poses are read (a compressed NPZ of a few kilobytes can declare gigabytes of them)."""
+    poses are read (a compressed NPZ of a few kilobytes can declare gigabytes of them), and so is an
+    NPZ whose keypoints are no track (frames, K, 3) at all."""
     path = Path(path)
     if path.is_dir():
         read = _read_openpose_folder
@@ -255,15 +257,17 @@ def _refuse_longer_than_clip(path: Path, frames: int | None, max_frames: int | N
                             "clip; extract keypoints from this clip with vidtrans pose")
 
 
-def _declared_frames(data) -> int | None:
-    """The frames the keypoints of an open NPZ say they hold, from the array's header alone (None for a
-    header of another version than np.savez writes, or an array without frames: `keypoints_for`
-    refuses a longer track once read)."""
+def _declared_keypoints(data) -> np.ndarray | None:
+    """The keypoints of an open NPZ as its array's header declares them: an array of their shape and type
+    that holds no data (a broadcast zero), to check before a gigabyte of them is inflated; None for a
+    header of another version than np.savez writes (`keypoints_for` refuses a longer track once read)."""
     with data.zip.open("keypoints.npy") as f:
         read_header = {(1, 0): np.lib.format.read_array_header_1_0,
                        (2, 0): np.lib.format.read_array_header_2_0}.get(np.lib.format.read_magic(f))
-        shape = read_header(f)[0] if read_header else ()
-    return int(shape[0]) if shape else None
+        if read_header is None:
+            return None
+        shape, _, dtype = read_header(f)
+    return np.broadcast_to(np.zeros((), dtype), shape)
 
 
 def _read_npz(path: Path, max_frames: int | None) -> KeypointTrack:
@@ -274,7 +278,11 @@ def _read_npz(path: Path, max_frames: int | None) -> KeypointTrack:
                                 "np.savez(path, keypoints=..., width=W, height=H), or with vidtrans pose --keypoints")
         with data:
             if max_frames is not None and "keypoints" in data:
-                _refuse_longer_than_clip(path, _declared_frames(data), max_frames)
+                declared = _declared_keypoints(data)
+                if declared is not None:
+                    # Its shape first: the first axis of a flat array is no count of frames.
+                    check_keypoints(declared, f"{path}: keypoints", dtype=None)
+                    _refuse_longer_than_clip(path, len(declared), max_frames)
             kp = data["keypoints"]
             numbers = {name: data[name] for name in ("width", "height")}
             for optional in ("first_frame", "smoothed"):

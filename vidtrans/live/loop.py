@@ -157,16 +157,35 @@ def run_live(
                     raise
                 stats.ended = stats.ended or f"interrupted ({e.args[0] if e.args else 'Ctrl-C'})"
         stats.pose = processor.pose_how
-    stats.seconds = time.perf_counter() - started
-    # The stats describe what was shown, and so the recording: with no frame shown there is no
-    # recording, and new stats would describe one that is not there (or replace the description of
-    # an existing recording, which stays as it was).
-    if options.stats is not None and stats.frames:
-        text = json.dumps(stats.to_dict(), indent=2) + "\n"
-        write_atomically(options.stats, lambda f: f.write(text.encode()), overwrite=options.overwrite, what="stats")
+        _finish(stack, options, stats, started)  # the session ended normally
     if camera.error is not None:
         raise camera.error
     return stats
+
+
+def _finish(stack: contextlib.ExitStack, options: LiveOptions, stats: LiveStats, started: float) -> None:
+    """Close what `stack` holds (camera, processor, sinks: the recording moves into place) and write
+    the stats. Once frames were shown, a stop signal arriving meanwhile (an encoder's flush takes a
+    while after a long session) waits for the end and then changes nothing: it ended the session
+    like one a moment earlier, not by throwing away the recording of what was shown."""
+    failure = None
+    try:
+        with stop_signals_deferred() if stats.frames else contextlib.nullcontext():
+            stack.pop_all().close()
+            stats.seconds = time.perf_counter() - started
+            # The stats describe what was shown, and so the recording: with no frame shown there is
+            # no recording, and new stats would describe one that is not there (or replace the
+            # description of an existing recording, which stays as it was).
+            if options.stats is not None and stats.frames:
+                text = json.dumps(stats.to_dict(), indent=2) + "\n"
+                write_atomically(options.stats, lambda f: f.write(text.encode()), overwrite=options.overwrite,
+                                 what="stats")
+    except KeyboardInterrupt as stop:
+        if not stats.frames:
+            raise
+        failure = stop.__context__  # the deferred signal came on top of a failure, which is told
+    if isinstance(failure, Exception):
+        raise failure  # outside the handler: an error of its own, not the stop (`vidtrans.cli._the_stop`)
 
 
 def check_live(options: LiveOptions, camera: Camera, model=None) -> None:

@@ -52,12 +52,13 @@ def read_for_clip(path, clip):
 
 # ---------------------------------------------------------------- files far longer than the clip
 
-def declared_npz(path, frames: int):
-    """An NPZ whose keypoints say they hold `frames` frames (gigabytes) but hold a few bytes: what a
-    compressed archive of that many zeros costs nothing to declare and all of it to inflate."""
+def declared_npz(path, frames: int, shape: tuple[int, ...] | None = None):
+    """An NPZ whose keypoints say they hold `frames` frames (gigabytes; or another `shape`) but hold a
+    few bytes: what a compressed archive of that many zeros costs nothing to declare and all of it to
+    inflate."""
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
-                                                  "shape": (frames, NUM_KEYPOINTS, 3)})
+                                                  "shape": shape or (frames, NUM_KEYPOINTS, 3)})
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("keypoints.npy", header.getvalue() + bytes(64))
         for name, value in (("width", WIDTH), ("height", HEIGHT)):

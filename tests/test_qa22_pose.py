@@ -2,15 +2,14 @@
 refused for its shape, not taken for a track of as many frames as its first axis, and before it is
 read whole; a frame size far too large is quoted in a few digits, not hundreds."""
 
-import io
 import json
-import zipfile
 
 import numpy as np
 import pytest
 
 from tests.conftest import one_line
 from tests.media import make_clip
+from tests.test_qa21_keypoints import declared_npz
 from vidtrans.pose.keypoints import NUM_KEYPOINTS
 
 WIDTH, HEIGHT, FRAMES = 64, 48, 6
@@ -43,15 +42,7 @@ def test_npz_of_another_shape_is_refused_for_its_shape(cli, clip, pose_model_dir
 
 def test_npz_of_another_shape_is_refused_before_it_is_read(cli, clip, pose_model_dir, tmp_path):
     # A flat array declaring 2**40 numbers in its header, with almost nothing behind it: refused from the header.
-    header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (2 ** 40,)})
-    path = tmp_path / "kp.npz"
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("keypoints.npy", header.getvalue() + bytes(64))
-        for name, value in (("width", WIDTH), ("height", HEIGHT)):
-            buffer = io.BytesIO()
-            np.save(buffer, np.int64(value))
-            archive.writestr(f"{name}.npy", buffer.getvalue())
+    path = declared_npz(tmp_path / "kp.npz", 0, shape=(2 ** 40,))
     line = one_line(cli("run", clip, "--model", pose_model_dir, "--keypoints", path, "-o", tmp_path / "o.mp4"), 1)
     assert f"has shape ({2 ** 40},), expected (frames, K, 3)" in line
 

@@ -23,7 +23,7 @@ import vidtrans  # noqa: E402
 from tests.media import random_generator  # noqa: E402
 from bench_translate import measure
 from vidtrans.models.checkpoint import ModelCard, save_checkpoint
-from vidtrans.models.translator import _cpu_has_amx_bf16
+from vidtrans.models.translator import _cpu_multiplies_bf16
 
 
 def main() -> None:
@@ -41,7 +41,7 @@ def main() -> None:
     variants = {"torch fp32": ("torch", "fp32"), "torch bf16": ("torch", "bf16"), "onnxruntime fp32": ("onnxruntime", "fp32")}
     models = {name: vidtrans.load_model(os.path.join(folder, "model"), device="cpu", precision=precision, backend=backend)
               for name, (backend, precision) in variants.items()}
-    print(f"unet_256 ngf {args.ngf}, 256x256, CPU ({torch.get_num_threads()} threads), AMX bf16: {_cpu_has_amx_bf16()}, "
+    print(f"unet_256 ngf {args.ngf}, 256x256, CPU ({torch.get_num_threads()} threads), bf16 in hardware: {_cpu_multiplies_bf16()}, "
           f"auto picks: {vidtrans.load_model(os.path.join(folder, 'model'), device='cpu').backend}")
     print("| backend | " + " | ".join(f"batch {b}" for b in batches) + " |")
     print("|---|" + "---|" * len(batches))

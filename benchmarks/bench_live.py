@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="auto", help="auto (bf16 on CPUs with AMX), fp32, fp16, bf16")
+    parser.add_argument("--precision", default="auto", help="auto (bf16 on CPUs with AMX or AVX-512 BF16), fp32, fp16, bf16")
     args = parser.parse_args()
     width, height = (int(v) for v in (args.size.split("x") if "x" in args.size else (args.size, args.size)))
 

@@ -15,9 +15,9 @@ beforehand); prints frames/s and the ratios the project aims for (run/naive, run
                                              [--frames 240] [--ngf 64] [--rounds 3]
 
 (d) runs with `--backend` and `--precision` as `vidtrans run` resolves them ("auto": bf16 torch on
-CPUs with AMX, ONNX Runtime fp32 elsewhere). A CPU without AMX can be imitated on one with it:
-ONEDNN_MAX_CPU_ISA=AVX2 keeps torch's oneDNN to AVX2 (and `auto` then avoids bf16); ONNX Runtime
-ignores it and still uses AVX-512 where the CPU has it.
+CPUs with AMX or AVX-512 BF16, ONNX Runtime fp32 elsewhere). A CPU without them can be imitated on one
+with them: ONEDNN_MAX_CPU_ISA=AVX2 keeps torch's oneDNN to AVX2 (and `auto` then avoids bf16); ONNX
+Runtime ignores it and still uses AVX-512 where the CPU has it.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=240)
     parser.add_argument("--ngf", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--precision", default="auto", help="auto (bf16 on CPUs with AMX), fp32, fp16, bf16")
+    parser.add_argument("--precision", default="auto", help="auto (bf16 on CPUs with AMX or AVX-512 BF16), fp32, fp16, bf16")
     parser.add_argument("--backend", default="auto", help="auto, torch or onnxruntime, for (d)")
     parser.add_argument("--compile", default="off", help="torch.compile in (b) and (d): on/off")
     parser.add_argument("--rounds", type=int, default=3, help="times each row is measured (interleaved); the best counts")

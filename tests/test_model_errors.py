@@ -246,7 +246,7 @@ def test_imported_unet_128_runs_at_128_in_fp32_without_resampling(tmp_path, monk
     assert result.exit_code == 0, (result.exception, result.output)
     card = json.loads((tmp_path / "facades" / "card.json").read_text())
     assert card["native_size"] == [128, 128] and card["half_precision"] is False
-    monkeypatch.setattr(translator_module, "_cpu_has_amx_bf16", lambda: True)  # where auto would pick bf16
+    monkeypatch.setattr(translator_module, "_cpu_multiplies_bf16", lambda: True)  # where auto would pick bf16
     x = np.random.default_rng(0).integers(0, 256, (2, 128, 128, 3), dtype=np.uint8)
     with torch.no_grad():
         raw = net.eval()(torch.from_numpy(x).permute(0, 3, 1, 2).float() / 127.5 - 1)

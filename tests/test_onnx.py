@@ -161,10 +161,10 @@ def test_the_cache_keeps_the_graphs_used_last_within_its_limit(rgb_model_dir, ca
 def test_auto_picks_onnxruntime_only_on_cpus_without_amx(rgb_model_dir, monkeypatch):
     from vidtrans.models import translator
 
-    monkeypatch.setattr(translator, "_cpu_has_amx_bf16", lambda: False)
+    monkeypatch.setattr(translator, "_cpu_multiplies_bf16", lambda: False)
     assert vidtrans.load_model(rgb_model_dir, device="cpu").backend == "onnxruntime"
     assert vidtrans.load_model(rgb_model_dir, device="cpu", precision="bf16").backend == "torch"
-    monkeypatch.setattr(translator, "_cpu_has_amx_bf16", lambda: True)
+    monkeypatch.setattr(translator, "_cpu_multiplies_bf16", lambda: True)
     assert vidtrans.load_model(rgb_model_dir, device="cpu").backend == "torch"
 
 
@@ -178,7 +178,7 @@ def test_backend_onnxruntime_without_onnxruntime_is_one_line(cli, rgb_model_dir,
     # auto quietly stays with torch.
     from vidtrans.models import translator
 
-    monkeypatch.setattr(translator, "_cpu_has_amx_bf16", lambda: False)
+    monkeypatch.setattr(translator, "_cpu_multiplies_bf16", lambda: False)
     assert vidtrans.load_model(rgb_model_dir, device="cpu").backend == "torch"
 
 

@@ -17,7 +17,7 @@ def test_auto_stays_on_torch_when_onnx_cannot_export(rgb_model_dir, cli, tmp_pat
     must not fail for a backend the user never asked for."""
     pytest.importorskip("onnxruntime")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(translator, "_cpu_has_amx_bf16", lambda: False)
+    monkeypatch.setattr(translator, "_cpu_multiplies_bf16", lambda: False)
     monkeypatch.setitem(sys.modules, "onnx", None)  # import fails as if not installed
     assert vidtrans.load_model(rgb_model_dir, device="cpu").backend == "torch"
     clip = make_clip(tmp_path / "in.mp4", frames=2, size=(64, 48), audio=False)

@@ -118,7 +118,7 @@ def test_options_given_lists_hash_as_frozen_objects_do():
 
 
 def test_bf16_asked_for_on_a_cpu_without_amx_is_told_once(rgb_model_dir, monkeypatch, caplog):
-    monkeypatch.setattr(translator_module, "_cpu_has_amx_bf16", lambda: False)
+    monkeypatch.setattr(translator_module, "_cpu_multiplies_bf16", lambda: False)
     monkeypatch.setattr(translator_module, "_emulated_bf16_told", False, raising=False)
     with caplog.at_level(logging.WARNING, logger="vidtrans"):
         vidtrans.load_model(rgb_model_dir, device="cpu", precision="bf16")
@@ -128,7 +128,7 @@ def test_bf16_asked_for_on_a_cpu_without_amx_is_told_once(rgb_model_dir, monkeyp
 
 
 def test_bf16_on_a_cpu_with_amx_is_not_told(rgb_model_dir, monkeypatch, caplog):
-    monkeypatch.setattr(translator_module, "_cpu_has_amx_bf16", lambda: True)
+    monkeypatch.setattr(translator_module, "_cpu_multiplies_bf16", lambda: True)
     monkeypatch.setattr(translator_module, "_emulated_bf16_told", False, raising=False)
     with caplog.at_level(logging.WARNING, logger="vidtrans"):
         vidtrans.load_model(rgb_model_dir, device="cpu", precision="bf16")

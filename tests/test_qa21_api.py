@@ -60,7 +60,7 @@ def test_a_model_named_to_translate_video_with_compile_on_is_loaded_to_run_in_to
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(translator, "_cpu_has_amx_bf16", lambda: False)
+    monkeypatch.setattr(translator, "_cpu_multiplies_bf16", lambda: False)
     compiled = []
     monkeypatch.setattr(translator.Translator, "compile", lambda model: compiled.append(model.backend))  # 15-20 s
     summary = vidtrans.translate_video(clip, tmp_path / "out.mp4", rgb_model_dir, compile="on")

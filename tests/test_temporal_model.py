@@ -206,7 +206,7 @@ def test_auto_runs_a_temporal_model_in_pytorch_where_it_takes_onnxruntime_for_ot
 
     from vidtrans.models import onnx_backend, translator
 
-    monkeypatch.setattr(translator, "_cpu_has_amx_bf16", lambda: False)
+    monkeypatch.setattr(translator, "_cpu_multiplies_bf16", lambda: False)
     monkeypatch.setattr(onnx_backend, "available", lambda: True)
     assert translator.resolve_backend("auto", torch.device("cpu"), "auto") == "onnxruntime"
     assert vidtrans.load_model(model_dir, device="cpu", backend="auto").backend == "torch"

@@ -45,8 +45,8 @@ def load_model(name_or_path: str | os.PathLike, device: str | None = "auto", pre
     """A ready-to-use `Translator` for a model name, checkpoint folder or upstream pix2pix `.pth`.
 
     device: "auto" or None (CUDA when available), "cpu", "cuda" or "cuda:N".
-    precision: "auto" (fp16 on CUDA, bf16 on CPUs with AMX, where the model card allows it; else fp32),
-    "fp32", "fp16" (CUDA only), "bf16" (emulated, several times slower than fp32, on CPUs without AMX).
+    precision: "auto" (fp16 on CUDA, bf16 on CPUs with AMX or AVX-512 BF16, where the model card allows it; else fp32),
+    "fp32", "fp16" (CUDA only), "bf16" (emulated, slower than fp32, on CPUs without AMX or AVX-512 BF16).
     normalization: "sample" (pix2pix's test-time default, batch-invariant) or "running" (eval-mode
     batch norm); default from the model card.
     size: the longer side, in pixels, frames are scaled to for translation (16 to 8192; the models
@@ -56,7 +56,7 @@ def load_model(name_or_path: str | os.PathLike, device: str | None = "auto", pre
     A raw `.pth` has the native size of its architecture (unet_128: 128, others 256).
     backend: what runs the generator: "torch", "onnxruntime" (CPU, fp32; the graph is exported once
     and cached in ~/.cache/vidtrans/onnx; needs `pip install 'vidtrans[onnx]'`) or "auto"
-    (onnxruntime on CPUs without AMX bf16 when it is installed, else torch).
+    (onnxruntime on CPUs without bf16 in hardware when it is installed, else torch).
     """
     from vidtrans.models.checkpoint import load_checkpoint
     from vidtrans.models.translator import Translator

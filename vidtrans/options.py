@@ -130,12 +130,12 @@ class Precision(Choice):
 class Backend(Choice):
     """What runs the generator; pre- and post-processing are the translator's either way."""
 
-    AUTO = "auto"  # ONNX Runtime on CPUs without AMX bf16 when it is installed, else torch
+    AUTO = "auto"  # ONNX Runtime on CPUs without bf16 in hardware when it is installed, else torch
     TORCH = "torch"
     ONNXRUNTIME = "onnxruntime"  # CPU, fp32; pip install 'vidtrans[onnx]'
 
 
-BACKEND_HELP = ("auto (onnxruntime on CPUs without AMX when installed, except for temporal models; else torch), "
+BACKEND_HELP = ("auto (onnxruntime on CPUs without AMX or AVX-512 BF16 when installed, except for temporal models; else torch), "
                 "torch, or onnxruntime (CPU, fp32; pip install 'vidtrans[onnx]').")
 
 

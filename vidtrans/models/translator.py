@@ -41,7 +41,7 @@ _FLOAT_BYTES = 4
 CUDA_IN_FLIGHT = 2
 _thread_streams = threading.local()
 log = logging.getLogger(__name__)
-# Whether the slowness of bf16 on a CPU without AMX was told (once per process: batch workers each load).
+# Whether the slowness of bf16 on a CPU that does not multiply it in hardware was told (once per process: batch workers each load).
 _emulated_bf16_told = False
 
 
@@ -77,16 +77,16 @@ def resolve_precision(precision: str, device: torch.device, card: ModelCard) -> 
             return "fp32"
         if device.type == "cuda":
             return "fp16"
-        # CPUs with AMX multiply bf16 matrices in hardware: about twice the fp32 speed, and the
-        # shipped model's frames stay within PSNR 56 dB of fp32. Elsewhere bf16 is emulated and slower.
-        return "bf16" if _cpu_has_amx_bf16() else "fp32"
+        # CPUs with AMX or AVX-512 BF16 multiply bf16 in hardware: about twice the fp32 speed, and
+        # the shipped model's frames stay within PSNR 56 dB of fp32. Elsewhere bf16 is emulated and slower.
+        return "bf16" if _cpu_multiplies_bf16() else "fp32"
     if precision == "fp16" and device.type == "cpu":
         raise UsageError(f"fp16 is not supported on the CPU; use {spell_setting('precision', 'fp32', 'bf16')}")
-    if precision == "bf16" and device.type == "cpu" and not _cpu_has_amx_bf16():
+    if precision == "bf16" and device.type == "cpu" and not _cpu_multiplies_bf16():
         global _emulated_bf16_told
         if not _emulated_bf16_told:
             _emulated_bf16_told = True
-            log.warning("bf16 runs emulated on this CPU (no AMX, or oneDNN capped below it): several times slower "
+            log.warning("bf16 runs emulated on this CPU (no AMX or AVX-512 BF16, or oneDNN capped below them): slower "
                         "than fp32, which it does not beat in quality either; use %s",
                         spell_setting("precision", "fp32"))
     return precision
@@ -99,11 +99,11 @@ def resolve_backend(backend: str, device: torch.device, precision: str, temporal
 
     backend = Backend.parse(backend, "backend")
     if backend == Backend.AUTO:
-        # Where AMX makes bf16 twice as fast as fp32, torch wins; elsewhere ONNX Runtime's fp32
-        # beats torch's (about 1.3-1.6x on an AVX2-only EPYC). Not for a temporal model: each output
+        # Where the CPU multiplies bf16 in hardware (about twice fp32's speed), torch wins; elsewhere
+        # ONNX Runtime's fp32 beats torch's (about 1.3-1.6x on an AVX2-only EPYC). Not for a temporal model: each output
         # is fed back in, so the backends' 1e-6 differences grow along a clip (to tens of grey levels),
         # and its frames, translated one at a time, gain less from ONNX Runtime's batches.
-        faster = device.type == "cpu" and precision in ("auto", "fp32") and not _cpu_has_amx_bf16() and not temporal
+        faster = device.type == "cpu" and precision in ("auto", "fp32") and not _cpu_multiplies_bf16() and not temporal
         return "onnxruntime" if faster and onnx_backend.available() else "torch"
     if backend == Backend.ONNXRUNTIME:
         torch_backend = spell_setting("backend", "torch")
@@ -218,18 +218,35 @@ def _host_available_memory() -> int | None:
         return None
 
 
-def _cpu_has_amx_bf16() -> bool:
-    """Whether torch's convolutions multiply bf16 on AMX here: the CPU has it and oneDNN may use it.
+# oneDNN's instruction sets, oldest first (`ONEDNN_MAX_CPU_ISA` names, with their aliases).
+_ONEDNN_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
+                "AVX512_CORE_BF16", "AVX10_1_512 AVX512_CORE_FP16", "AVX10_1_512_AMX AVX512_CORE_AMX",
+                "AVX10_1_512_AMX_FP16 AVX512_CORE_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2")
+# What multiplies bf16 in hardware, fastest first: each as torch's capability and the instruction
+# set oneDNN must be allowed for it.
+_BF16_UNITS = (("amx_bf16", "AVX512_CORE_AMX"), ("avx512_bf16", "AVX512_CORE_BF16"))
+
+
+def _cpu_multiplies_bf16() -> bool:
+    """Whether torch's convolutions multiply bf16 in hardware here: the CPU has AMX or AVX-512 BF16
+    (Intel since Cooper Lake, AMD since Zen 4) and oneDNN may use it. There bf16 runs at about twice
+    fp32's speed (1.6-1.9x on an AMD EPYC with AVX-512 BF16, 2x on a Xeon with AMX).
 
     ONEDNN_MAX_CPU_ISA (or its old name DNNL_MAX_CPU_ISA), set by users and containers to keep
-    oneDNN off newer instructions, caps what oneDNN uses whatever the CPU has; capped below AMX,
-    bf16 is emulated and 4-40x slower than fp32 (a 4x4 convolution at AVX2: 428 against 63 ms).
+    oneDNN off newer instructions, caps what oneDNN uses whatever the CPU has; capped below them,
+    bf16 is emulated and 2-40x slower than fp32 (a 4x4 convolution at AVX2: 428 against 63 ms).
     """
     get_capabilities = getattr(torch.cpu, "get_capabilities", None)  # absent in older torch
-    if not (get_capabilities and get_capabilities().get("amx_bf16")):
-        return False
+    capabilities = get_capabilities() if get_capabilities else {}
     cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
-    return cap in ("", "ALL", "DEFAULT") or "AMX" in cap
+    allowed = _onednn_isa_rank(cap)
+    return any(capabilities.get(unit) and _onednn_isa_rank(isa) <= allowed for unit, isa in _BF16_UNITS)
+
+
+def _onednn_isa_rank(name: str) -> int:
+    """Where an instruction set stands in _ONEDNN_ISAS; no cap (empty, ALL, DEFAULT) or a name oneDNN
+    does not know (which it ignores) ranks above them all."""
+    return next((rank for rank, names in enumerate(_ONEDNN_ISAS) if name in names.split()), len(_ONEDNN_ISAS))
 
 
 class Translator:

@@ -64,7 +64,7 @@ RECIPE_OFF = {"d_scales": 1, "face_d": False, "lambda_feat": 0.0, "lambda_face_g
 FACE_CROP = 64
 # How often fit hands the losses to on_step: reading them waits for the device.
 REPORT_SECONDS = 0.5
-# The final save allows half precision in the card (fp16 on CUDA, bf16 on CPUs with AMX, under
+# The final save allows half precision in the card (fp16 on CUDA, bf16 on CPUs with AMX or AVX-512 BF16, under
 # --precision auto) only where the generator's output in bf16 (and, trained on CUDA, fp16) is
 # within this PSNR of its fp32 output on every one of the first HALF_PRECISION_SAMPLES held-out
 # samples: about 1.4 grey levels RMS. The shipped pose2person is at 56.5 dB in bf16.
@@ -715,7 +715,7 @@ class Trainer:
 
     def half_precision(self) -> dict[str, Any]:
         """How far the generator's output in half precision is from its fp32 output: bf16 (what
-        CPUs with AMX run), and fp16 (what CUDA runs) where training runs on CUDA, each as the
+        CPUs with AMX or AVX-512 BF16 run), and fp16 (what CUDA runs) where training runs on CUDA, each as the
         lowest PSNR over the first HALF_PRECISION_SAMPLES held-out samples and the largest
         difference in grey levels; "faithful" when all are within HALF_PRECISION_MIN_PSNR."""
         sequences = self._held_out()[:HALF_PRECISION_SAMPLES]

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from vidtrans.errors import UsageError, VidtransError, first_line
-from vidtrans.options import spell
+from vidtrans.options import shown, spell
 
 LOCK_SUFFIX = ".vidtrans-lock"
 # Most file systems limit a name to 255 bytes (not characters: UTF-8 takes up to 4 per character);
@@ -67,7 +67,7 @@ def check_destination(dst: str | os.PathLike, inputs: str | os.PathLike | Iterab
     a device such as /dev/null with a regular file. `overwrite` must be a bool: any other value (a
     string such as "no") would count as true and replace the file."""
     if not isinstance(overwrite, bool):
-        raise UsageError(f"overwrite must be True or False, not {overwrite!r:.80}")
+        raise UsageError(f"overwrite must be True or False, not {shown(overwrite)}")
     if os.fspath(dst) == "-":  # the Unix convention for standard output
         raise UsageError("-: vidtrans writes files, not standard output (an output appears only when complete); "
                          "give a file name")

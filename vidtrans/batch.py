@@ -42,7 +42,7 @@ from vidtrans.atomic import (LOCK_SUFFIX, TEMPORARY_PATTERN, check_destination, 
                              special_file_kind, temp_path, write_atomically)
 from vidtrans.errors import STOP_SIGNALS, UsageError, VidtransError, first_line, one_line
 from vidtrans.options import (BatchOptions, EncodeOptions, RunOptions, option_names, output_settings, refuse_misspelt,
-                              spell, spell_setting, spelled, spellings)
+                              shown, spell, spell_setting, spelled, spellings)
 from vidtrans.pipeline import given_options, no_person_shows, translate_video
 from vidtrans.video import check_output_settings, file_identity
 
@@ -677,13 +677,13 @@ def translate_folder(
     started = time.perf_counter()
     for name, folder in (("input_dir", input_dir), ("output_dir", output_dir)):
         if not isinstance(folder, (str, os.PathLike)):
-            raise BatchUsageError(f"{name} must be a folder path (a str or os.PathLike), not {folder!r:.80}")
+            raise BatchUsageError(f"{name} must be a folder path (a str or os.PathLike), not {shown(folder)}")
     if not isinstance(model, (str, os.PathLike)):
         # Each worker loads the model for its own device, so a loaded one cannot be shared.
         raise BatchUsageError(f"model must be a model name, checkpoint folder or .pth file, which each worker loads "
-                              f"for its device (with precision= and model_size=), not {model!r:.80}")
+                              f"for its device (with precision= and model_size=), not {shown(model)}")
     if listener is not None and not isinstance(listener, BatchListener):
-        raise BatchUsageError(f"listener must be a BatchListener (override the calls you need), not {listener!r:.80}")
+        raise BatchUsageError(f"listener must be a BatchListener (override the calls you need), not {shown(listener)}")
     # Path("") would be the current folder: every clip below it translated, or outputs among them.
     if not os.fspath(input_dir):
         raise BatchUsageError("the input folder is empty (''); give the folder of clips to translate")

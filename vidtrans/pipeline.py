@@ -36,7 +36,7 @@ from vidtrans.runner import (TRANSLATION_THREADS, Batch, OnItsOwnThread, Paralle
                              run_stages)
 from vidtrans.temporal import Smoother, smoothing_for
 from vidtrans.options import (POSE_VIDEO_ENCODE, EncodeOptions, PoseSource, RunOptions, option_names,
-                              refuse_misspelt, spell, spell_setting)
+                              refuse_misspelt, shown, spell, spell_setting)
 from vidtrans.video import (SourceMedia, VideoInfo, VideoReader, VideoWriter, check_destination,
                             check_output_settings, probe)
 from vidtrans.video.writer import check_output
@@ -517,8 +517,8 @@ def _frame_size(info: VideoInfo, model, pose: PoseSource, side_by_side: bool) ->
 def _path(value: Any, name: str) -> Path:
     """`value`, a file path, as a Path; a one-line error naming the parameter for anything else."""
     if not isinstance(value, (str, os.PathLike)):
-        shown = f"{value!r:.80}" if isinstance(value, (int, float, bytes, type(None))) else type(value).__name__
-        raise UsageError(f"{spell(name)} must be a file path (a str or os.PathLike), not {shown}")
+        what = shown(value) if isinstance(value, (int, float, bytes, type(None))) else type(value).__name__
+        raise UsageError(f"{spell(name)} must be a file path (a str or os.PathLike), not {what}")
     return Path(value)
 
 
@@ -546,7 +546,7 @@ def check_before_loading(model: str | os.PathLike, src: Path, dst: Path | None, 
 
 def _check_progress(progress: Any) -> None:
     if progress is not None and not callable(progress):
-        raise UsageError(f"progress must be None or a function called with (done, total, what), not {progress!r:.80}")
+        raise UsageError(f"progress must be None or a function called with (done, total, what), not {shown(progress)}")
 
 
 def given_options(options: Any, default: OptionsT, name: str) -> OptionsT:
@@ -573,7 +573,7 @@ def _loaded(model: Any, backend: str = "auto") -> Any:
         return load_model(model, backend=backend)
     if not callable(getattr(model, "translate", None)):
         raise UsageError(f"model must be a model name or path, or what vidtrans.load_model returns, "
-                         f"not {model!r:.80}")
+                         f"not {shown(model)}")
     return model
 
 

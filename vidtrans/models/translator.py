@@ -19,7 +19,7 @@ from vidtrans.errors import UsageError, VidtransError
 from vidtrans.models.checkpoint import MIN_SIZE, Checkpoint, ModelCard, check_size
 from vidtrans.models.networks import (flat_frame_degenerate, flat_frame_output, flat_maps_exact, input_multiple,
                                      peak_activations, smallest_input, use_per_sample_stats)
-from vidtrans.options import Backend, CompileMode, spell, spell_setting
+from vidtrans.options import Backend, CompileMode, shown, spell, spell_setting
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -606,7 +606,7 @@ def _frames_array(frames: Any) -> np.ndarray:
         raise UsageError(f"translate expects uint8 RGB frames of shape (N, H, W, 3); pass a NumPy uint8 array, "
                          f"not {type(frames).__name__}") from None
     if array.size == 0 and array.ndim < 3:
-        raise UsageError(f"translate got no frames ({frames!r:.40}); pass uint8 RGB frames, (N, H, W, 3)")
+        raise UsageError(f"translate got no frames ({shown(frames)}); pass uint8 RGB frames, (N, H, W, 3)")
     shape, fix = array.shape, ""
     if array.dtype != np.uint8 and array.dtype.kind == "f":
         # fmax skips NaN without a warning; the range tells 0-1 floats from 0-255 ones.

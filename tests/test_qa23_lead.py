@@ -1,0 +1,35 @@
+"""Session 19 (lead): long values a caller passes by mistake are quoted briefly in the one-line
+errors (cut with "...", as `options.shown` does everywhere else), never whole or cut silently."""
+
+from __future__ import annotations
+
+import pytest
+
+import vidtrans
+from tests.media import make_clip
+from vidtrans.batch import translate_folder
+from vidtrans.options import SHOWN_CHARACTERS
+
+
+def _quoted_briefly(message: str, value: str) -> bool:
+    return value not in message and "..." in message and len(message) < 300
+
+
+@pytest.mark.parametrize("call", ["src", "dst", "overwrite", "progress", "input_dir", "model"])
+def test_a_long_wrong_value_is_quoted_briefly(call, rgb_model_dir, tmp_path):
+    long = 7 ** 400  # an int of 339 digits where a path (or a flag, or a function) belongs
+    clip = make_clip(tmp_path / "in.mp4", frames=2, size=(32, 32)).path
+    calls = {
+        "src": lambda: vidtrans.translate_video(long, tmp_path / "out.mp4", rgb_model_dir),
+        "dst": lambda: vidtrans.translate_video(clip, long, rgb_model_dir),
+        "overwrite": lambda: vidtrans.translate_video(clip, tmp_path / "out.mp4", rgb_model_dir, overwrite=long),
+        "progress": lambda: vidtrans.translate_video(clip, tmp_path / "out.mp4", rgb_model_dir, progress=long),
+        "input_dir": lambda: translate_folder(long, tmp_path / "out", rgb_model_dir),
+        "model": lambda: translate_folder(tmp_path, tmp_path / "out", long),
+    }
+    with pytest.raises(vidtrans.VidtransError) as caught:
+        calls[call]()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert _quoted_briefly(message, str(long)), message
+    assert str(long)[:SHOWN_CHARACTERS - 3] in message  # its beginning is shown, so the caller knows it

@@ -37,7 +37,8 @@ Accepted by `read_keypoints(path)`:
   pose files, whose whole-body people have 68 or 70 face points, ``null`` for a part not found)
   or keypoints in vidtrans's layout, 18 or 128 of them (or COCO-17's 17, mapped as above):
   ``[[x, y], ...]`` or ``[[x, y, c], ...]`` or 51, 54 or 384 flat numbers, with ``null`` or
-  negative coordinates for missing points. When nearly every visible point (NORMALISED_SHARE of
+  negative coordinates for missing points (and ``[0, 0]``, COCO's mark, where ``[x, y]`` gives no
+  confidence). When nearly every visible point (NORMALISED_SHARE of
   them, face and hands included) lies within 2 of 0 on both axes, coordinates are taken as
   normalised (DWPose's output, a point a little off the canvas; a stray far point does not decide)
   and scaled to pixels by the frame size, which such a file must give; a point with a negative
@@ -50,10 +51,13 @@ Accepted by `read_keypoints(path)`:
   and ``height`` beside ``frames`` are the video's own frame size, which the video must have.
 
 JSON files hold one pose per frame of the clip from its first frame. Sizes and frame numbers must be
-whole numbers (``true`` is not one). A point with confidence 0 is missing whatever its coordinates
-(DWPose writes NaN there); every other number is checked as `check_keypoint_values` says, for NPZ
-and JSON alike: finite, confidences from 0 to about 1, and points within reach of the frame when
-the file gives its size.
+whole numbers (``true`` is not one), frame numbers at most MAX_FRAME_NUMBER. A point with confidence
+0 is missing whatever its coordinates (DWPose writes NaN there); every other number is checked as
+`check_keypoint_values` says, for NPZ and JSON alike: finite, confidences from 0 to about 1, and
+points within reach of the frame when the file gives its size. In every format, a file with frames
+of each kind, a body's worth of points normalised (0-1) in some and pixels in others (the outputs
+of two tools joined into one), is refused naming a frame of each: no frame is scaled otherwise than
+the rest, since a frame's few points can look like either.
 """
 
 from __future__ import annotations
@@ -71,7 +75,8 @@ from pathlib import Path
 import numpy as np
 
 from vidtrans.atomic import special_file_kind, write_atomically
-from vidtrans.errors import VidtransError, first_line
+from vidtrans.errors import UsageError, VidtransError, first_line
+from vidtrans.options import SHOWN_CHARACTERS, shown
 from vidtrans.pose.keypoints import (
     FACE, KEYPOINT_COUNTS, KEYPOINT_INDEX, KEYPOINT_NAMES, LEFT_HAND, NUM_FACE, NUM_HAND, NUM_KEYPOINTS, NUM_WHOLE_BODY,
     RIGHT_HAND, check_keypoint_values, check_keypoints, is_whole_body, with_parts,
@@ -136,8 +141,10 @@ def write_keypoints_npz(path: str | os.PathLike, keypoints: np.ndarray, width: i
     appears complete or not at all; an existing file is replaced only with `overwrite`."""
     kp = check_keypoints(keypoints)
     _check_frame_size(width, height, "frame size")
-    if not _whole(first_frame) or first_frame < 0:
-        raise VidtransError(f"first_frame must be a frame number, 0 or more; got {first_frame!r}")
+    kp = _checked(kp, "keypoints", (height, width))  # nothing read_keypoints would refuse
+    if not _frame_number(first_frame):
+        raise VidtransError(f"first_frame must be a frame number, 0 or more (up to {MAX_FRAME_NUMBER}); "
+                            f"got {shown(first_frame)}")
     if not isinstance(smoothed, (bool, np.bool_)):
         raise VidtransError(f"smoothed must be True or False; got {smoothed!r}")
     numbers = dict(width=np.int64(width), height=np.int64(height), first_frame=np.int64(first_frame),
@@ -148,6 +155,21 @@ def write_keypoints_npz(path: str | os.PathLike, keypoints: np.ndarray, width: i
 
 def _whole(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+# NPZ files keep frame numbers as int64, and FFmpeg counts a video's frames in one: a larger number
+# (an OpenPose file name of 200 digits) is no frame of any video.
+MAX_FRAME_NUMBER = 2 ** 63 - 1
+
+
+def _frame_number(value) -> bool:
+    """Whether `value` is a number a frame of a video can have: a whole number from 0 to MAX_FRAME_NUMBER."""
+    return _whole(value) and 0 <= value <= MAX_FRAME_NUMBER
+
+
+def _brief(name: str) -> str:
+    """A file name as messages give it: whole, or one padded to hundreds of digits cut as `shown` cuts values."""
+    return name if len(name) <= SHOWN_CHARACTERS else shown(name)
 
 
 # FFmpeg keeps a frame's sides in C ints; a JSON size past 64 bits scaled coordinates as Python objects.
@@ -164,8 +186,12 @@ def _check_frame_size(width, height, what: str) -> None:
 def write_openpose_json(folder: str | os.PathLike, keypoints: np.ndarray, prefix: str = "frame") -> None:
     """Writes one OpenPose ``{prefix}_{index:012d}_keypoints.json`` per frame into folder: the COCO-18
     body and, for a whole-body track, the face (OpenPose's 70 points) and both hands. Files of these
-    names are replaced; a folder holding keypoint files of later frames is refused."""
-    kp = check_keypoints(keypoints)
+    names are replaced; a folder holding keypoint files of later frames is refused, and so is a prefix
+    naming files `read_keypoints` would not find: hidden ones, or in another folder."""
+    kp = _checked(keypoints, "keypoints")
+    if not isinstance(prefix, str) or prefix.startswith(".") or "/" in prefix or os.sep in prefix:
+        raise VidtransError(f"prefix must start a file name, without a slash and not starting with '.' (hidden files, "
+                            f"which read_keypoints leaves out), such as 'frame'; got {shown(prefix)}")
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -175,7 +201,7 @@ def write_openpose_json(folder: str | os.PathLike, keypoints: np.ndarray, prefix
                         and (match := _FRAME_NUMBER.search(f.name)) and int(match[1]) >= len(kp))
         if beyond:
             more = f" and {len(beyond) - 1} more" if len(beyond) > 1 else ""
-            raise VidtransError(f"{folder}: holds {beyond[0]}{more}, keypoint files of frames past these {len(kp)}, "
+            raise VidtransError(f"{folder}: holds {_brief(beyond[0])}{more}, keypoint files of frames past these {len(kp)}, "
                                 "which would be read with them as one clip; write into an empty folder")
         for i, pose in enumerate(kp):
             people = [_openpose_person_json(pose)] if (pose[:, 2] > 0).any() else []
@@ -201,9 +227,13 @@ def _openpose_person_json(pose: np.ndarray) -> dict:
 def read_keypoints(path: str | os.PathLike, max_frames: int | None = None) -> KeypointTrack:
     """Reads any accepted keypoint file or folder (see the module docstring). `max_frames`: the frames
     of the clip the keypoints are for; a file of more poses is refused, an NPZ or folder before its
-    poses are read (a compressed NPZ of a few kilobytes can declare gigabytes of them), and so is an
-    NPZ whose keypoints are no track (frames, K, 3) at all."""
-    path = Path(path)
+    poses are read (a compressed NPZ of a few kilobytes can declare gigabytes of them); an NPZ whose
+    keypoints are no track (frames, K, 3) at all, or whose numbers are more than one, is refused from
+    its headers whatever `max_frames`."""
+    given = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
+    if not isinstance(given, str) or not given:  # Path("") is the current folder
+        raise UsageError(f"path must be a keypoint file or folder (a str or os.PathLike), not {shown(path)}")
+    path = Path(given)
     if path.is_dir():
         read = _read_openpose_folder
     elif not path.is_file():
@@ -221,21 +251,29 @@ def read_keypoints(path: str | os.PathLike, max_frames: int | None = None) -> Ke
     # Numbers beyond float32's range become infinite, which the check of the values refuses.
     with np.errstate(over="ignore"):
         track = read(path, max_frames)
-        keypoints = check_keypoints(track.keypoints, what)
-    # A missing point's coordinates mean nothing (DWPose writes NaN there), in every format alike.
-    keypoints = np.where(keypoints[..., 2:] == 0, np.float32(0), keypoints)
+        track.keypoints = check_keypoints(track.keypoints, what)  # its shape before its frame size
     size = None
     if track.width is not None and track.height is not None:
         _check_frame_size(track.width, track.height, f"{path}: frame size")
         size = (track.height, track.width)
-    track.keypoints = check_keypoint_values(keypoints, what, size, track.frame_names)
-    if _looks_normalised(track.keypoints) and (size is None or max(size) > 4 * NORMALISED_MAX):
+    track.keypoints = _checked(track.keypoints, what, size, track.frame_names)
+    normalised = _looks_normalised(track.keypoints, what, track.frame_names)
+    if normalised and (size is None or max(size) > 4 * NORMALISED_MAX):
         # No person in pixels fits in a box this small: coordinates normalised to the frame (0-1),
         # read as pixels, would draw a dot in the corner of every frame.
         raise VidtransError(f"{what}: nearly every visible point lies within {NORMALISED_MAX:g} pixels of the "
                             "frame's corner, so they look normalised to the frame (0-1); this file's coordinates are "
                             "pixels of the video: multiply x by its width and y by its height")
     return track
+
+
+def _checked(keypoints, what: str, frame_size: tuple[int, int] | None = None,
+             frame_names: list[str] | None = None) -> np.ndarray:
+    """A track as `check_keypoint_values` accepts it, the coordinates of its missing points zeroed
+    first: they mean nothing (DWPose writes NaN there), in every format alike."""
+    with np.errstate(over="ignore"):  # beyond float32's range: infinite, and refused as such
+        kp = check_keypoints(keypoints, what)
+    return check_keypoint_values(np.where(kp[..., 2:] == 0, np.float32(0), kp), what, frame_size, frame_names)
 
 
 def _integer(value) -> int | None:
@@ -257,17 +295,34 @@ def _refuse_longer_than_clip(path: Path, frames: int | None, max_frames: int | N
                             "clip; extract keypoints from this clip with vidtrans pose")
 
 
-def _declared_keypoints(data) -> np.ndarray | None:
-    """The keypoints of an open NPZ as its array's header declares them: an array of their shape and type
-    that holds no data (a broadcast zero), to check before a gigabyte of them is inflated; None for a
-    header of another version than np.savez writes (`keypoints_for` refuses a longer track once read)."""
-    with data.zip.open("keypoints.npy") as f:
-        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                       (2, 0): np.lib.format.read_array_header_2_0}.get(np.lib.format.read_magic(f))
+# The widest value an NPZ member may declare: keypoints and numbers take at most 32 bytes (complex256),
+# or a few characters of text; a header costs nothing to declare values of gigabytes.
+_VALUE_BYTES = 64
+
+
+def _declared(data, name: str) -> np.ndarray | None:
+    """Member `name` of an open NPZ as its header declares it: an array of its shape and type that holds
+    no data (a broadcast zero), to check before gigabytes of it are inflated; None for a header of a
+    version np.load refuses anyway. A member that is no .npy array (np.load would hand over its raw
+    bytes), or declares values wider than _VALUE_BYTES, is refused (ValueError)."""
+    member = name if name in data.zip.namelist() else f"{name}.npy"  # as np.load finds it
+    with data.zip.open(member) as f:
+        # Version 3.0 is 2.0 with its header in UTF-8, which a number's or keypoints' header is in ASCII.
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0,
+                       (3, 0): np.lib.format.read_array_header_2_0}.get(np.lib.format.read_magic(f))
         if read_header is None:
             return None
         shape, _, dtype = read_header(f)
+    if dtype.itemsize > _VALUE_BYTES:
+        raise ValueError(f"{name} holds values of {dtype.itemsize:,} bytes each ({shown(dtype.str)}), not numbers")
     return np.broadcast_to(np.zeros((), dtype), shape)
+
+
+def _number(data, name: str) -> np.ndarray:
+    """NPZ member `name`, which holds one number: read when its header declares one, else the array it
+    declares (holding no data), which the caller refuses for its shape without inflating it first."""
+    declared = _declared(data, name) if name in data else None
+    return data[name] if declared is None or declared.size == 1 else declared
 
 
 def _read_npz(path: Path, max_frames: int | None) -> KeypointTrack:
@@ -277,20 +332,18 @@ def _read_npz(path: Path, max_frames: int | None) -> KeypointTrack:
             raise VidtransError(f"{path}: a .npy array (np.save), not an .npz archive; save the keypoints with "
                                 "np.savez(path, keypoints=..., width=W, height=H), or with vidtrans pose --keypoints")
         with data:
-            if max_frames is not None and "keypoints" in data:
-                declared = _declared_keypoints(data)
-                if declared is not None:
-                    # Its shape first: the first axis of a flat array is no count of frames.
-                    check_keypoints(declared, f"{path}: keypoints", dtype=None)
-                    _refuse_longer_than_clip(path, len(declared), max_frames)
+            declared = _declared(data, "keypoints") if "keypoints" in data else None
+            if declared is not None:
+                # Its shape first: the first axis of a flat array is no count of frames.
+                check_keypoints(declared, f"{path}: keypoints", dtype=None)
+                _refuse_longer_than_clip(path, len(declared), max_frames)
             kp = data["keypoints"]
-            numbers = {name: data[name] for name in ("width", "height")}
-            for optional in ("first_frame", "smoothed"):
-                if optional in data:
-                    numbers[optional] = data[optional]
-    # zlib.error: a compressed member damaged inside; NotImplementedError: a zip compression numpy cannot read.
+            numbers = {name: _number(data, name) for name in ("width", "height", "first_frame", "smoothed")
+                       if name in ("width", "height") or name in data}
+    # zlib.error: a compressed member damaged inside; NotImplementedError: a zip compression numpy cannot read;
+    # RuntimeError: an encrypted member, which zipfile reads only with its password.
     except (OSError, ValueError, KeyError, TypeError, EOFError, MemoryError, zipfile.BadZipFile, zlib.error,
-            NotImplementedError) as e:
+            NotImplementedError, RuntimeError) as e:
         raise VidtransError(f"{path}: not a vidtrans keypoint .npz (needs keypoints, width, height): "
                             f"{first_line(e)}; write it with vidtrans pose --keypoints") from e
     if kp.dtype.kind == "b":
@@ -302,9 +355,10 @@ def _read_npz(path: Path, max_frames: int | None) -> KeypointTrack:
         item = int(array.item()) if name == "smoothed" and array.dtype.kind == "b" and array.size == 1 else \
             array.item() if array.size == 1 else None
         value = whole[name] = _integer(item)
-        if value is None or (name == "first_frame" and value < 0) or (name == "smoothed" and value not in (0, 1)):
-            shown = repr(array.item()) if array.size == 1 else f"an array of shape {array.shape}"
-            raise VidtransError(f"{path}: {name} is {shown}, not {_NPZ_NUMBERS[name]}; write the file with "
+        if value is None or (name == "first_frame" and not _frame_number(value)) or \
+                (name == "smoothed" and value not in (0, 1)):
+            given = shown(array.item()) if array.size == 1 else f"an array of shape {shown(array.shape)}"
+            raise VidtransError(f"{path}: {name} is {given}, not {_NPZ_NUMBERS[name]}; write the file with "
                                 "vidtrans pose --keypoints")
     return KeypointTrack(kp, whole["width"], whole["height"], whole.get("first_frame", 0),
                          bool(whole.get("smoothed", 0)))
@@ -312,7 +366,7 @@ def _read_npz(path: Path, max_frames: int | None) -> KeypointTrack:
 
 # The numbers of a keypoint .npz besides the keypoints, and what each must be.
 _NPZ_NUMBERS = {"width": "a whole number of pixels", "height": "a whole number of pixels",
-                "first_frame": "a frame number, 0 or more", "smoothed": "0 or 1"}
+                "first_frame": f"a frame number, 0 or more (up to {MAX_FRAME_NUMBER})", "smoothed": "0 or 1"}
 
 
 def _load_json(path: Path):
@@ -335,10 +389,43 @@ NORMALISED_MAX = 2.0
 NORMALISED_SHARE = 0.9
 
 
-def _looks_normalised(keypoints: np.ndarray) -> bool:
-    """Whether the visible points of a track (frames, K, 3) look normalised to the frame rather than pixels."""
+# The fewest visible points, not all at one place, that tell a frame's kind (normalised or pixels) in
+# `_looks_normalised`: a detector's stray points at (0, 0), or a point or two near a corner, are no body.
+KIND_POINTS = 3
+
+
+def _looks_normalised(keypoints: np.ndarray, what: str, frame_names: list[str] | None = None) -> bool:
+    """Whether the visible points of a track (frames, K, 3) look normalised to the frame rather than
+    pixels. A track with frames of each kind (`_frame_kinds`: tools' outputs joined into one file) is
+    refused, naming the first frame of each (by `frame_names` when given): scaled as one kind, the
+    other's poses would be drawn as a dot in the frame's corner, or dropped as far off the canvas."""
+    kinds = _frame_kinds(keypoints)
+    if (kinds > 0).any() and (kinds < 0).any():
+        normalised, pixels = ((frame_names[i] if frame_names else f"frame {i}") for i in
+                              (int(np.argmax(kinds > 0)), int(np.argmax(kinds < 0))))
+        raise VidtransError(f"{what} of {normalised} are normalised to the frame (0-1), but those of {pixels} are "
+                            "pixels; a file's frames must all be one or the other: extract the keypoints again in one "
+                            "go, or convert one kind (pixels are x times the frame's width, y times its height)")
     points = keypoints[keypoints[..., 2] > 0][:, :2]
     return len(points) > 0 and (np.abs(points) <= NORMALISED_MAX).all(axis=1).mean() >= NORMALISED_SHARE
+
+
+def _frame_kinds(keypoints: np.ndarray) -> np.ndarray:
+    """Per frame of a track (frames, K, 3): 1 where NORMALISED_SHARE of its visible points lie within
+    NORMALISED_MAX of 0 (normalised), -1 where that share lies beyond (pixels), 0 where neither, or
+    where fewer than KIND_POINTS of them, or all at one place (DWPose's -1 for every point of a person
+    it did not see), make the share. Points that are not finite, refused later, count for neither."""
+    visible = (keypoints[..., 2] > 0) & np.isfinite(keypoints).all(axis=-1)
+    xy = keypoints[..., :2]
+    near = (np.abs(xy) <= NORMALISED_MAX).all(axis=-1)
+    kinds = np.zeros(len(keypoints), np.int8)
+    for kind, these in ((1, visible & near), (-1, visible & ~near)):
+        lowest = xy.min(axis=1, initial=np.inf, where=these[..., None])
+        highest = xy.max(axis=1, initial=-np.inf, where=these[..., None])
+        spread = (highest > lowest).any(axis=-1)
+        count = these.sum(axis=1)
+        kinds[(count >= KIND_POINTS) & (count >= NORMALISED_SHARE * visible.sum(axis=1)) & spread] = kind
+    return kinds
 
 
 # The frame number in an OpenPose file name: its last run of digits before "_keypoints.json".
@@ -358,9 +445,13 @@ def _read_openpose_folder(folder: Path, max_frames: int | None) -> KeypointTrack
             raise VidtransError(f"{f}: no frame number in the name; name each file by its frame, as OpenPose "
                                 "does: NAME_000000000000_keypoints.json")
         number = int(match[1])
+        if not _frame_number(number):
+            raise VidtransError(f"{folder}: {_brief(f.name)} is numbered {shown(number)}, past the last frame of "
+                                "any video; name each file by its frame, as OpenPose does: "
+                                "NAME_000000000000_keypoints.json")
         if number in numbered:
-            raise VidtransError(f"{folder}: {numbered[number][0].name} and {f.name} are both frame {number}; "
-                                "keep the files of one clip in the folder")
+            raise VidtransError(f"{folder}: {_brief(numbered[number][0].name)} and {_brief(f.name)} are both frame "
+                                f"{number}; keep the files of one clip in the folder")
         numbered[number] = f, match
     if not numbered:
         raise VidtransError(f"{folder}: no OpenPose *_keypoints.json files in this folder")
@@ -370,8 +461,8 @@ def _read_openpose_folder(folder: Path, max_frames: int | None) -> KeypointTrack
         if following != number + 1:
             before, match = numbered[number]
             name = f"{before.name[:match.start(1)]}{number + 1:0{len(match[1])}d}{before.name[match.end(1):]}"
-            raise VidtransError(f"{folder}: {name} is missing: the files are numbered by frame, and without frame "
-                                f"{number + 1} the poses after it would land a frame early; restore it or "
+            raise VidtransError(f"{folder}: {_brief(name)} is missing: the files are numbered by frame, and without "
+                                f"frame {number + 1} the poses after it would land a frame early; restore it or "
                                 "extract the keypoints again")
     frames = []
     for number in numbers:
@@ -384,7 +475,7 @@ def _read_openpose_folder(folder: Path, max_frames: int | None) -> KeypointTrack
     # images of a folder numbered from 1 start at the clip's first frame all the same.
     first_frame = numbers[0] if numbers[0] > 1 else 0
     return KeypointTrack(_track(_follow_person(frames)), first_frame=first_frame,
-                         frame_names=[numbered[number][0].name for number in numbers])
+                         frame_names=[_brief(numbered[number][0].name) for number in numbers])
 
 
 def _track(poses: list[np.ndarray]) -> np.ndarray:
@@ -560,7 +651,8 @@ def _from_coco17(points: np.ndarray) -> np.ndarray:
 
 def _keypoint_list(frame: list, source: Path) -> np.ndarray:
     """Keypoints in our layout (18 or 128) or COCO-17's: [[x, y(, c)], ...] or their flat numbers; null /
-    negative = missing."""
+    negative = missing, and so is an [x, y] of [0, 0]: a list without confidences has no other mark for a
+    point not seen, and COCO's is (0, 0) (a point seen exactly there is vanishingly rare)."""
     if len(frame) in [3 * k for k in _LIST_COUNTS]:
         values = _numbers(frame, f"a frame of {len(frame)} values", source)
     elif len(frame) in _LIST_COUNTS:
@@ -573,7 +665,7 @@ def _keypoint_list(frame: list, source: Path) -> np.ndarray:
                 # reprlib: a point of 100000 numbers, or nested 900 deep, is quoted in a few of them.
                 raise VidtransError(f"{source}: keypoint {i} must be [x, y] or [x, y, confidence] of numbers, "
                                     f"got {reprlib.repr(point)}")
-            values += point if len(point) == 3 else [*point, 1.0]
+            values += point if len(point) == 3 else [*point, 0.0 if point == [0, 0] else 1.0]
     else:
         raise VidtransError(f"{source}: a frame has {len(frame)} entries; expected {NUM_KEYPOINTS} keypoints "
                             f"(COCO-18), {len(_COCO17_NAMES)} (COCO-17) or {NUM_WHOLE_BODY} (body, face and hands)")
@@ -627,7 +719,7 @@ def _read_json_file(path: Path, max_frames: int | None) -> KeypointTrack:
         else:
             raise VidtransError(f"{path}: a frame is neither an OpenPose frame dict nor a list of keypoints")
     kp = _track(_follow_person(people))
-    if not _looks_normalised(kp):
+    if not _looks_normalised(kp, f"{path}: keypoints"):
         return KeypointTrack(kp, width, height, canvas=canvas)
     if width is None or height is None:
         raise VidtransError(f"{path}: its coordinates are normalised (within 0-{NORMALISED_MAX:g}), but it gives "

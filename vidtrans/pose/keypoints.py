@@ -13,9 +13,12 @@ Pixel coordinates follow OpenPose and cv2: the centre of pixel column c is x = c
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from vidtrans.errors import VidtransError
+from vidtrans.options import shown
 
 NUM_KEYPOINTS = 18  # the body
 NUM_FACE = 68
@@ -95,9 +98,12 @@ WHOLE_BODY_FLIP_INDEX: tuple[int, ...] = (
 def flip_keypoints(keypoints: np.ndarray, width: int) -> np.ndarray:
     """Keypoints of the horizontally mirrored frame: x -> width - 1 - x and left/right swapped.
 
-    Works on one pose (K, 3) or a track (..., K, 3); missing keypoints stay all-zero.
+    Works on one pose (K, 3) or a track (frames, K, 3); missing keypoints stay all-zero.
     """
-    kp = np.asarray(keypoints, dtype=np.float32)
+    kp = check_keypoints(keypoints, "keypoints", track=None)
+    if not (isinstance(width, (int, float, np.integer, np.floating)) and not isinstance(width, bool)
+            and math.isfinite(width) and width > 0):
+        raise VidtransError(f"width must be the frame's width in pixels, more than 0; got {shown(width)}")
     out = kp[..., FLIP_INDEX if kp.shape[-2] == NUM_KEYPOINTS else WHOLE_BODY_FLIP_INDEX, :].copy()
     present = out[..., 2] > 0
     # Pixel centres sit at integers, so column c mirrors to column width - 1 - c.

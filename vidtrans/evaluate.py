@@ -30,9 +30,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vidtrans.errors import UsageError, VidtransError
+from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.metrics import MIN_SCORED_FRAMES, flicker, psnr, relative_flicker, ssim
-from vidtrans.options import EncodeOptions, RunOptions, Smoothing, is_int, spell
+from vidtrans.options import EncodeOptions, RunOptions, Smoothing, is_int, plain, shown, shown_path, spell
 from vidtrans.pipeline import TranslateStage, smoothing_stages, translate_video
 from vidtrans.pose.keypoints import with_parts
 from vidtrans.pose.regions import face_box, hand_boxes, person_box
@@ -163,14 +163,15 @@ def check_material(material: Material, options: RunOptions | None = None, model_
     if material.data is None or isinstance(material.data, PairedFolder):
         return material
     folder = PairedFolder(material.data)
-    _check_pairs(folder, material.frames)
+    _check_pairs(folder)
     return dataclasses.replace(material, data=folder)
 
 
-def _check_pairs(folder, frames: int | None) -> int:
-    """How many pairs the `PairedFolder` holds, refused when fewer than scoring needs and `frames` asked for none."""
+def _check_pairs(folder) -> int:
+    """How many pairs the `PairedFolder` holds, refused when fewer than scoring needs (whatever
+    --frames asks for: what the folder holds is scored)."""
     available = len(set(folder.pairs) | set(folder.held_out))
-    if frames is None and available < MIN_SCORED_FRAMES:
+    if available < MIN_SCORED_FRAMES:
         raise UsageError(f"{folder.root}: one pair, and evaluation needs at least {MIN_SCORED_FRAMES} (flicker "
                          "compares consecutive frames); add pairs")
     return available
@@ -206,8 +207,8 @@ def max_frames(model) -> int:
 
 def _check_enough_frames(frames: int) -> None:
     if not is_int(frames) or frames < MIN_SCORED_FRAMES:
-        raise UsageError(f"{spell('frames')} {frames!r}: evaluation needs at least {MIN_SCORED_FRAMES} frames (flicker "
-                         "compares consecutive frames)")
+        raise UsageError(f"{spell('frames')} {shown(frames)}: evaluation needs at least {MIN_SCORED_FRAMES} frames "
+                         "(flicker compares consecutive frames)")
 
 
 def _check_frames(model, frames: int) -> None:
@@ -215,9 +216,9 @@ def _check_frames(model, frames: int) -> None:
     limit = max_frames(model)
     if frames > limit:
         height, width = model.native_size
-        raise UsageError(f"{spell('frames')} {frames}: evaluation holds every frame in memory ({FRAME_COPIES} copies "
-                         f"at the model's {width}x{height}), and at most {limit} fit in {EVAL_MEMORY / 2**30:g} GiB; "
-                         f"give {spell('frames')} {limit} or fewer")
+        raise UsageError(f"{spell('frames')} {shown(frames)}: evaluation holds every frame in memory ({FRAME_COPIES} "
+                         f"copies at the model's {width}x{height}), and at most {limit} fit in "
+                         f"{EVAL_MEMORY / 2**30:g} GiB; give {spell('frames')} {limit} or fewer")
 
 
 def _warn_if_fewer(source: str | os.PathLike, asked: int | None, available: int, what: str) -> None:
@@ -241,15 +242,16 @@ def _seed(model, seed: int | None) -> int:
 
 def _check_seed(seed: int) -> None:
     if not is_int(seed) or seed < 0:
-        raise UsageError(f"{spell('seed')} must be a whole number, 0 or more, got {seed!r}; e.g. {DEFAULT_EVAL_SEED}")
+        raise UsageError(f"{spell('seed')} must be a whole number, 0 or more, got {shown(seed)}; e.g. "
+                         f"{DEFAULT_EVAL_SEED}")
 
 
 def _video_size(size: tuple[int, int] | None) -> tuple[int, int]:
-    size = DANCE_VIDEO_SIZE if size is None else tuple(size)
+    size = DANCE_VIDEO_SIZE if size is None else tuple(size) if isinstance(size, (tuple, list)) else (size,)
     # Even: H.264's 4:2:0 pads an odd side by a pixel, which would shift the truth against the video.
     if len(size) != 2 or not all(is_int(v) and 16 <= v <= 8192 and v % 2 == 0 for v in size):
-        raise UsageError(f"{spell('size')} {' '.join(map(str, size))}: the dance video's WIDTH HEIGHT, even numbers "
-                         "from 16 to 8192, e.g. 512 512")
+        raise UsageError(f"{spell('size')} {plain(' '.join(map(str, size)))}: the dance video's WIDTH HEIGHT, even "
+                         "numbers from 16 to 8192, e.g. 512 512")
     return size
 
 
@@ -298,10 +300,16 @@ def folder_ground_truth(model, folder, frames: int | None = None) -> tuple[np.nd
     # The folder read before the model was known loads its pairs at the model's size all the same.
     source = copy.copy(folder) if isinstance(folder, PairedFolder) else PairedFolder(folder)
     source.size, folder = model.native_size[0], source.root
-    available = _check_pairs(source, frames)
-    _check_frames(model, frames or available)
+    available = _check_pairs(source)
+    if frames is not None:
+        _check_frames(model, frames)
+    elif available > max_frames(model):
+        # Every pair was asked for: the figures would not say that they score part of them.
+        frames = max_frames(model)
+        log.warning("%s: has %d pairs, more than the %d evaluation holds in memory at the model's size; scoring "
+                    "the first %d", folder, available, frames, frames)
     _warn_if_fewer(folder, frames, available, "pairs")
-    pairs = source.all_pairs()[:frames]
+    pairs = source.all_pairs(frames)
     return np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs])
 
 
@@ -330,10 +338,10 @@ def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
     from vidtrans.pose.render import PoseStyle
     from vidtrans.pose.smoothing import smooth_track
     from vidtrans.pose.track import detect_keypoints
-    from vidtrans.train.data import CROP_FILL, crop_fits, crop_square, keypoints_in_crop
+    from vidtrans.train.data import crop_fits, crop_square, keypoints_in_crop, recorded_square
 
     video, training = Path(video), model.card.training
-    if not {"video", "crop", "held_out"} <= set(training):
+    if any(training.get(key) is None for key in ("video", "crop", "held_out")):
         if str(training.get("data", "")).startswith("target video"):
             raise VidtransError(f"{model.name}'s card does not say which frames of its target video were held out "
                                 "(trained by an older vidtrans, or on too few frames); retrain it to score it on them")
@@ -342,27 +350,33 @@ def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
             "score it on pairs it did not train on with --data DIR"
         raise UsageError(f"{model.name} was not trained from a video, and --video scores a model made by "
                          f"vidtrans train VIDEO on that video; {instead}")
+    try:
+        # The input cannot be read: the work fails (exit 1), as `run` and `live` fail on theirs.
+        what = (None if video.is_file() else "is a folder, not a video file" if video.is_dir() else
+                "is not a regular file" if video.exists() else "no such video file")
+    except OSError as e:  # a name longer than the file system takes, a parent folder not to be searched
+        what = f"cannot be read ({first_line(e)})"
+    if what is not None:
+        raise VidtransError(f"{shown_path(video)}: {what}; pass the video {model.name} was trained on, "
+                            f"{shown_path(str(training['video']))}")
+    first, name = _recorded_tail(model)
+    crop, fill = recorded_square(training, model.name)  # fill: what training saw past the frame's edges
     # The video's contents decide (a renamed copy is the same video); cards of older vidtrans have
     # only its name.
     identity = training.get("video_identity")
-    if not video.is_file():
-        # The input cannot be read: the work fails (exit 1), as `run` and `live` fail on theirs.
-        what = ("is a folder, not a video file" if video.is_dir() else
-                "is not a regular file" if video.exists() else "no such video file")
-        raise VidtransError(f"{video}: {what}; pass the video {model.name} was trained on, {training['video']}")
-    if identity is not None and file_identity(video) != identity or identity is None and video.name != training["video"]:
-        other = f"another {video.name} (the files differ)" if video.name == training["video"] else video.name
-        raise UsageError(f"{model.name} was trained on {training['video']}, not {other}; pass that video "
+    if identity is not None and file_identity(video) != identity or identity is None and video.name != name:
+        other = f"another {video.name} (the files differ)" if video.name == name else shown_path(video.name)
+        raise UsageError(f"{model.name} was trained on {shown_path(name)}, not {other}; pass that video "
                          "(its end was held out for evaluation)")
-    (size, _), crop = model.native_size, tuple(training["crop"])
-    fill = tuple(training.get("crop_fill", CROP_FILL))  # what training saw past the frame's edges
-    start, end, truth = _held_out_start(model, video), None, []
+    size = model.native_size[0]
+    start, end, truth = _held_out_start(model, video, first), None, []
     wanted = max_frames(model) if frames is None else frames
     with VideoReader(video, start=start) as reader:
         info = reader.info
         if not crop_fits(crop, info.width, info.height):
             raise VidtransError(f"{video}: {info.width}x{info.height}, which the square {model.name} was trained on "
-                                f"({list(crop)}: left, top, side) does not fit; pass the video it was trained on")
+                                f"({shown(list(crop))}: left, top, side) does not fit; pass the video it was "
+                                "trained on")
         for frame in reader:
             if len(truth) == wanted:
                 end = frame.time  # the first frame not scored
@@ -385,17 +399,29 @@ def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
     return HeldOut(video, start, end, np.stack(truth), keypoints)
 
 
-def _held_out_start(model, video: Path) -> float:
-    """Where the held-out tail of `video` starts, in seconds from the clip's start. The card's frame
-    number says: its `from_time` is in the file's own timestamps in cards written before times
-    counted from the clip's start (10001.4 s for a broadcast recording starting at 10000 s)."""
-    first = model.card.training["held_out"]["from_frame"]
+def _recorded_tail(model) -> tuple[int, str]:
+    """(the number of the first held-out frame, the target video's file name) as the card of
+    `model`, made by `vidtrans train VIDEO`, records them; VidtransError for a damaged record."""
+    training = model.card.training
+    held_out, name = training["held_out"], training["video"]
+    first = held_out.get("from_frame") if isinstance(held_out, dict) else None
+    if not (is_int(first) and first >= 0 and isinstance(name, str)):
+        raise VidtransError(f"{model.name}'s card: its record of the training video ({shown(name)}, held out from "
+                            f"frame {shown(first)}) is not a file name and a frame number; fix the model card")
+    return first, name
+
+
+def _held_out_start(model, video: Path, first: int) -> float:
+    """Where the held-out tail of `video`, from its frame number `first`, starts, in seconds from
+    the clip's start. The card's frame number says: its `from_time` is in the file's own timestamps
+    in cards written before times counted from the clip's start (10001.4 s for a broadcast recording
+    starting at 10000 s)."""
     with VideoReader(video) as reader:
         start = reader.frame_time(first)
         if start is None:
             total = reader.span().total
             raise VidtransError(f"{video}: has {total} frames, and {model.name} held out its frames from number "
-                                f"{first} on; pass the video it was trained on")
+                                f"{shown(first)} on; pass the video it was trained on")
     return start
 
 

@@ -52,6 +52,28 @@ def shown(value: Any) -> str:
     return text if len(text) <= SHOWN_CHARACTERS else text[:SHOWN_CHARACTERS] + "..."
 
 
+def plain(value: Any) -> str:
+    """`value` in a message as it is typed (a flag's value, unquoted), or for a long one as
+    `shown` cuts it."""
+    text = str(value)
+    return text if len(text) <= SHOWN_CHARACTERS else shown(value)
+
+
+# A path in a message is the user's own, to be found again: whole up to the length of the longest file
+# name a file system takes; past that it is far more often text pasted by mistake, cut as long values are.
+LONGEST_PATH_SHOWN = 255
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """`path` in a message: whole, or where longer than LONGEST_PATH_SHOWN, its start and its end (which
+    names the file)."""
+    text = os.fspath(path)
+    if len(text) <= LONGEST_PATH_SHOWN:
+        return text
+    half = SHOWN_CHARACTERS // 2
+    return f"{text[:half]}...{text[-half:]}"
+
+
 def spell_setting(name: str, *values: str) -> str:
     """Setting `name` to one of `values` as the caller would write it (see `spell`):
     `--precision fp32 or bf16` while a command runs, `precision='fp32' or 'bf16'` from Python."""

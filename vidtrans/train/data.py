@@ -19,14 +19,14 @@ import struct
 import unicodedata
 import zlib
 from pathlib import Path
-from typing import Collection
+from typing import Any, Collection
 
 import cv2
 import numpy as np
 
-from vidtrans.errors import UsageError, VidtransError
+from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.metrics import MIN_SCORED_FRAMES
-from vidtrans.options import TrainPose
+from vidtrans.options import TrainPose, is_int, shown, shown_path
 
 log = logging.getLogger(__name__)
 
@@ -375,22 +375,25 @@ class PairedFolder:
         self.size = size
         self.flip = flip
         self.swap = direction == "BtoA"
-        if not self.root.is_dir():
-            problem = "is a file, not a folder" if self.root.exists() else "no such folder"
-            raise UsageError(f"{self.root}: {problem}; pass a folder of AB images or with A/ and B/ subfolders")
-        train_dir = self.root / "train" if (self.root / "train").is_dir() else self.root
-        if train_dir != self.root and (beside := _loose_images(self.root) + _halves(self.root)):
-            raise UsageError(f"{self.root}: holds train/ and, beside it, {_named(beside)}, which training would "
-                             "leave out; move them into train/ (or train/ out of the folder)")
+        fix = "pass a folder of AB images or with A/ and B/ subfolders"
+        try:
+            if not self.root.is_dir():
+                problem = ("is a file, not a folder" if self.root.is_file() else
+                           "is not a folder" if self.root.exists() else "no such folder")  # /dev/null
+                raise UsageError(f"{shown_path(self.root)}: {problem}; {fix}")
+        except OSError as e:  # a name longer than the file system takes, a parent folder not to be searched
+            raise UsageError(f"{shown_path(self.root)}: cannot be read ({first_line(e)}); {fix}") from None
         self.hidden: list[Path] = []  # hidden image files left out
         self.not_files: list[Path] = []  # folders (and devices, FIFOs) with an image's name, left out
-        self.pairs = self._pairs(train_dir)
-        held_out = next((self.root / d for d in ("val", "test") if (self.root / d).is_dir()), None)
+        try:
+            self.pairs, held_out = self._find_pairs()
+        except OSError as e:  # a subfolder that cannot be listed
+            raise VidtransError(f"{shown_path(e.filename or self.root)}: cannot be read ({first_line(e)}); make "
+                                "it readable or move it out of the folder") from None
         self.validation_held_out = held_out is not None or len(self.pairs) > 1
         self.held_out_names: list[str] = []  # the names of the pairs held out of the folder's own (no val/)
         if held_out is not None:
-            self.held_out = self._pairs(held_out, fix="put held-out pairs in it (laid out as the training "
-                                                      "pairs) or remove it")
+            self.held_out = held_out
         elif self.validation_held_out:
             held = _held_out_by_name(self.pairs, set(keep_held_out))
             self.held_out = [p for p in self.pairs if p in held]
@@ -409,6 +412,19 @@ class PairedFolder:
             log.warning("%s: left out %d item(s) named like images that are not image files (e.g. %s, %s)",
                         self.root, len(self.not_files), example, kind)
         self._check_images(progress)
+
+    def _find_pairs(self) -> tuple[list[tuple[Path, Path | None]], list[tuple[Path, Path | None]] | None]:
+        """The pairs of the folder's layout, and those of its val/ (or test/) folder (None without one)."""
+        train_dir = self.root / "train" if (self.root / "train").is_dir() else self.root
+        if train_dir != self.root and (beside := _loose_images(self.root) + _halves(self.root)):
+            raise UsageError(f"{self.root}: holds train/ and, beside it, {_named(beside)}, which training would "
+                             "leave out; move them into train/ (or train/ out of the folder)")
+        pairs = self._pairs(train_dir)
+        held_out = next((self.root / d for d in ("val", "test") if (self.root / d).is_dir()), None)
+        if held_out is None:
+            return pairs, None
+        return pairs, self._pairs(held_out, fix="put held-out pairs in it (laid out as the training pairs) or "
+                                                 "remove it")
 
     def _check_images(self, progress) -> None:
         """Refuses image files OpenCV cannot read and AB images too narrow to split, and warns
@@ -515,9 +531,9 @@ class PairedFolder:
             self._validation = [self._load(p) for p in self.held_out[:64]]
         return self._validation
 
-    def all_pairs(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Every pair of the folder, training and held-out, in file-name order."""
-        return [self._load(p) for p in sorted(set(self.pairs) | set(self.held_out))]
+    def all_pairs(self, limit: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Every pair of the folder (the first `limit`), training and held-out, in file-name order."""
+        return [self._load(p) for p in sorted(set(self.pairs) | set(self.held_out))[:limit]]
 
     def background(self) -> None:
         return None  # unrelated pairs show no one scene
@@ -776,10 +792,30 @@ def training_crop(track: np.ndarray, width: int, height: int) -> Crop:
 
 def crop_fits(crop: Crop, width: int, height: int) -> bool:
     """Whether `crop` is a square training could have chosen in a width x height frame: one that
-    lies in the frame, or that holds all of the frame along the sides shorter than it."""
+    lies in the frame, or that holds all of the frame along the sides shorter than it; never
+    longer than the frame's longer side (`training_crop` measures the body inside the frame)."""
     left, top, side = crop
-    return all(min(0, length - side) <= offset <= max(0, length - side)
-               for offset, length in ((left, width), (top, height)))
+    return side <= max(width, height) and all(min(0, length - side) <= offset <= max(0, length - side)
+                                              for offset, length in ((left, width), (top, height)))
+
+
+def recorded_square(training: dict[str, Any], where: str) -> tuple[Crop, tuple[int, int, int]] | None:
+    """The square of its target video's frames that a model card's `training` record says the model
+    was trained on (`crop`), and what filled it past the frame's edges (`crop_fill`); None where it
+    records none (an older vidtrans). VidtransError, naming the card `where`, for a record that is
+    no such square: `--resume` and `eval --video` rebuild the training frames from it."""
+    crop, fill = training.get("crop"), training.get("crop_fill", list(CROP_FILL))
+    if crop is None:
+        return None
+
+    def three_whole_numbers(values) -> bool:
+        return isinstance(values, list) and len(values) == 3 and all(is_int(v) for v in values)
+
+    if not (three_whole_numbers(crop) and crop[2] >= 1 and three_whole_numbers(fill)
+            and all(0 <= v <= 255 for v in fill)):
+        raise VidtransError(f"{where}: the model card's training square {shown(crop)} (fill {shown(fill)}) is not "
+                            "[left, top, side] in whole pixels (and an RGB colour); fix the model card")
+    return tuple(crop), tuple(fill)
 
 
 def frames_cut(track: np.ndarray, crop: Crop) -> int:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Collection
 
 from vidtrans.errors import UsageError, VidtransError, count
 from vidtrans.models.checkpoint import ModelCard
-from vidtrans.options import Direction, InputKind, TrainOptions, TrainPose
+from vidtrans.options import Direction, InputKind, TrainOptions, TrainPose, plain, shown, shown_path
 from vidtrans.pose.render import PoseStyle
 from vidtrans.train.trainer import (RESUMED_OBJECTIVE, PairSource, TrainConfig, check_config, check_output,
                                     check_state_fits_card, check_world_size, describe_conflicts, launched,
@@ -182,27 +182,29 @@ def _check_resume(output: str | os.PathLike, options: TrainOptions, target, data
     recorded, given = card.training.get("data"), _data_description(target, data, synthetic)
     fix = (f"give that data to resume, or train on the new data into another folder (or drop {spell('resume')} "
            f"and pass {spell('overwrite')} to start over in {output})")
-    identity = card.training.get("video_identity")
-    if identity is not None and target is not None and Path(target).is_file():
+    identity, named = card.training.get("video_identity"), shown_path(str(recorded))
+    # os.path: a name longer than the file system takes is no file, not an error here (VideoPairs names it).
+    if identity is not None and target is not None and os.path.isfile(target):
         # The video's contents decide, not its name: a renamed copy is the same video.
         if file_identity(target) != identity:
-            other = f"another {recorded} (the files differ)" if recorded == given else f"{recorded}, not {given}"
+            other = f"another {named} (the files differ)" if recorded == given else f"{named}, not {shown_path(given)}"
             raise UsageError(f"{output} was trained on {other}; {fix}")
     elif recorded is not None and recorded != given:
-        raise UsageError(f"{output} was trained on {recorded}, not {given}; {fix}")
+        raise UsageError(f"{output} was trained on {named}, not {shown_path(given)}; {fix}")
     if data is not None:
         given_settings = {"input_kind": options.input_kind.value, "direction": options.direction.value}
         recorded_settings = {"input_kind": card.input_kind, "direction": card.training.get("direction")}
         for setting, now in given_settings.items():
             was = recorded_settings[setting]
             if was is not None and was != now:
-                raise UsageError(f"{output} was trained on {recorded} with {spell(setting)} {was}, not {now}; {fix}")
+                raise UsageError(f"{output} was trained on {named} with {spell(setting)} {plain(was)}, not {now}; "
+                                 f"{fix}")
     if options.iterations <= done:
         # Not given, it is the run's own plan (RESUMED_SCHEDULE), which the caller did not ask for.
-        asked = (f"and {spell('iterations')} {options.iterations} asks for no more" if "iterations" in chosen
+        asked = (f"and {spell('iterations')} {plain(options.iterations)} asks for no more" if "iterations" in chosen
                  else f"the end of its planned {count(options.iterations, 'iteration')}")
-        raise UsageError(f"{output} has already trained to iteration {done}, {asked}; pass {spell('iterations')} "
-                         f"larger than {done} to train it further")
+        raise UsageError(f"{output} has already trained to iteration {plain(done)}, {asked}; pass "
+                         f"{spell('iterations')} larger than {plain(done)} to train it further")
 
 
 def _chosen(options: TrainOptions, given: Collection[str] | None) -> Collection[str]:
@@ -239,14 +241,18 @@ def _resumed_recipe(output: str | os.PathLike, options: TrainOptions, state: dic
 
     recorded = {k: state["config"][k] for k in RESUMED_OBJECTIVE if k in state["config"]}
     # Recorded by synthetic runs; the others train on exact (given, detected) keypoints only.
-    recorded["train_pose"] = TrainPose.parse(read_card(output).training.get("train_pose", TrainPose.EXACT),
-                                             "train_pose")
+    train_pose = read_card(output).training.get("train_pose", TrainPose.EXACT)
+    try:
+        recorded["train_pose"] = TrainPose(train_pose)
+    except ValueError:  # the card's, not a flag given
+        raise VidtransError(f"{output}: the model card's training pose maps {shown(train_pose)} are not one of "
+                            f"{', '.join(TrainPose)}; fix the model card") from None
     changed = [k for k in RESUMED_RECIPE if k in given and k in recorded and getattr(options, k) != recorded[k]]
     if changed:
         spell = spelling(names)
 
         def settings(values: dict[str, Any]) -> str:
-            *others, last = [f"{spell(k)} {values[k]}" for k in changed]
+            *others, last = [f"{spell(k)} {plain(values[k])}" for k in changed]
             return f"{', '.join(others)} and {last}" if others else last
 
         asked = {k: getattr(options, k) for k in changed}
@@ -311,25 +317,14 @@ def _recorded_square(output: str | os.PathLike, target) -> tuple[tuple[int, int,
     (and the target's pose statistics are measured in them), however the square was chosen when
     the run began. None, with a warning, for a card that does not record it."""
     from vidtrans.models.checkpoint import read_card
-    from vidtrans.options import is_int
-    from vidtrans.train.data import CROP_FILL
+    from vidtrans.train.data import recorded_square
 
-    training = read_card(output).training
-    crop, fill = training.get("crop"), training.get("crop_fill", list(CROP_FILL))
-    if crop is None:
+    square = recorded_square(read_card(output).training, str(output))
+    if square is None:
         log.warning("%s: its card does not record the square of %s it was trained on (an older vidtrans made it), "
                     "so the resumed run trains on the square chosen now, which may frame the person differently",
                     output, Path(target).name)
-        return None
-
-    def three_whole_numbers(values) -> bool:
-        return isinstance(values, list) and len(values) == 3 and all(is_int(v) for v in values)
-
-    if not (three_whole_numbers(crop) and crop[2] >= 1 and three_whole_numbers(fill)
-            and all(0 <= v <= 255 for v in fill)):
-        raise VidtransError(f"{output}: the model card's training square {crop!r} (fill {fill!r}) is not [left, top, "
-                            "side] in whole pixels (and an RGB colour); fix the model card")
-    return tuple(crop), tuple(fill)
+    return square
 
 
 def _init_from_conflicts(card: ModelCard, conflicts: list[tuple[str, Any, Any]], name: str,
@@ -343,7 +338,7 @@ def _init_from_conflicts(card: ModelCard, conflicts: list[tuple[str, Any, Any]],
         reasons.append(f"{spell('init_from')} {name} is a temporal generator (it also sees its previous output), "
                        "which cannot start a frame-by-frame one: drop "
                        f"{spell('temporal=False')} (or start from a frame-by-frame model)")
-    shape = [f"{spell(setting)} {value}" for setting, value in asked.items() if setting != "temporal"]
+    shape = [f"{spell(setting)} {plain(value)}" for setting, value in asked.items() if setting != "temporal"]
     if shape:
         size = card.native_size[0]
         reasons.append(f"{spell('init_from')} {name} starts from its generator as it is ({card.architecture}, "

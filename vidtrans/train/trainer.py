@@ -45,7 +45,7 @@ from vidtrans.models.networks import (GENERATORS, NORMS, MultiscaleDiscriminator
                                       input_multiple, parse_generator, peak_activations, use_per_sample_stats,
                                       widen_input)
 from vidtrans.models.translator import available_memory, memory_name, out_of_memory, resolve_device
-from vidtrans.options import is_int, spell
+from vidtrans.options import is_int, plain, shown, spell
 from vidtrans.pose.regions import Box, face_box
 
 STATE_NAME = TRAIN_STATE_NAME
@@ -151,44 +151,50 @@ def _whole(value: Any, low: int, high: int | None = None) -> bool:
     return is_int(value) and low <= value <= (high or value)
 
 
-def check_config(config: TrainConfig, size: int, names: dict[str, str] | None = None) -> None:
-    """VidtransError for a setting training cannot use; `names` spells settings (e.g. CLI flags)."""
+def check_config(config: TrainConfig, size: int | None, names: dict[str, str] | None = None) -> None:
+    """VidtransError for a setting training cannot use (the training `size` too, unless None);
+    `names` spells settings (e.g. CLI flags)."""
     spell = spelling(names)
     try:
         parse_generator(config.architecture)
     except ValueError:
-        raise UsageError(f"{spell('architecture')} {config.architecture!r} is unknown; use one of "
+        raise UsageError(f"{spell('architecture')} {shown(config.architecture)} is unknown; use one of "
                             f"{', '.join(GENERATORS)}") from None
     for setting in ("ngf", "ndf"):
         if not _whole(getattr(config, setting), 1, 1024):
-            raise UsageError(f"{spell(setting)} must be a whole number from 1 to 1024, got {getattr(config, setting)!r}")
+            raise UsageError(f"{spell(setting)} must be a whole number from 1 to 1024, got "
+                             f"{shown(getattr(config, setting))}")
     for setting in ("iterations", "batch_size", "save_every", "validate_every"):
         if not _whole(getattr(config, setting), 1):
-            raise UsageError(f"{spell(setting)} must be at least 1, got {getattr(config, setting)!r}")
+            raise UsageError(f"{spell(setting)} must be at least 1, got {shown(getattr(config, setting))}")
     if config.norm not in NORMS:
-        raise UsageError(f"{spell('norm')} must be one of {', '.join(NORMS)}, not {config.norm!r}")
+        raise UsageError(f"{spell('norm')} must be one of {', '.join(NORMS)}, not {shown(config.norm)}")
     if not (isinstance(config.lr, (int, float)) and math.isfinite(config.lr) and config.lr > 0):
-        raise UsageError(f"{spell('lr')} must be a positive learning rate such as 2e-4, got {config.lr!r}")
+        raise UsageError(f"{spell('lr')} must be a positive learning rate such as 2e-4, got {shown(config.lr)}")
+    if not (isinstance(config.decay_from, (int, float)) and 0 <= config.decay_from <= 1):
+        raise UsageError(f"{spell('decay_from')} must be a share of the iterations from 0 to 1, got "
+                         f"{shown(config.decay_from)}")
     for setting in ("lambda_l1", "lambda_feat", "lambda_face_gan", "lambda_face"):
         value = getattr(config, setting)
         if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
                 and value >= 0):
-            raise UsageError(f"{spell(setting)} must be 0 or more, got {value!r}")
+            raise UsageError(f"{spell(setting)} must be 0 or more, got {shown(value)}")
     if not _whole(config.d_scales, 1, 3):
-        raise UsageError(f"{spell('d_scales')} must be 1, 2 or 3, got {config.d_scales!r}")
+        raise UsageError(f"{spell('d_scales')} must be 1, 2 or 3, got {shown(config.d_scales)}")
     for setting in ("face_d", "temporal"):
         if not isinstance(getattr(config, setting), bool):
-            raise UsageError(f"{spell(setting)} must be True or False, got {getattr(config, setting)!r}")
+            raise UsageError(f"{spell(setting)} must be True or False, got {shown(getattr(config, setting))}")
     if config.data_workers is not None and not _whole(config.data_workers, 0, 64):
-        raise UsageError(f"{spell('data_workers')} must be a whole number from 0 to 64, got {config.data_workers!r}")
+        raise UsageError(f"{spell('data_workers')} must be a whole number from 0 to 64, got "
+                         f"{shown(config.data_workers)}")
     # The generator's input must be a multiple of its downsampling (a U-Net halves it down to 1 px);
     # the PatchGAN discriminator needs at least 32 px at its coarsest scale.
     multiple = input_multiple(config.architecture)
     smallest = 32 << (config.d_scales - 1)
     low = max(multiple, smallest)
-    if not _whole(size, low, MAX_SIZE) or size % multiple:
+    if size is not None and (not _whole(size, low, MAX_SIZE) or size % multiple):
         scales = f" with {spell('d_scales')} {config.d_scales}" if smallest > max(multiple, 32) else ""
-        raise UsageError(f"{spell('size')} {size!r} does not fit {config.architecture}{scales}: use a multiple of "
+        raise UsageError(f"{spell('size')} {shown(size)} does not fit {config.architecture}{scales}: use a multiple of "
                             f"{multiple} from {low} to {MAX_SIZE}")
 
 
@@ -238,6 +244,13 @@ def read_train_state(out_dir: str | os.PathLike, names: dict[str, str] | None = 
         # Saved before the recipe settings: its one PatchGAN is a one-scale discriminator's first scale.
         state["netD"] = {f"scales.0.{name}": value for name, value in state["netD"].items()}
     state["config"] = {**RECIPE_OFF, **state["config"]}  # what it left out was not yet there: off
+    # A resumed run goes on with these (its plan and recipe): each must be one a run could have had.
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    try:
+        check_config(TrainConfig(**{k: v for k, v in state["config"].items() if k in fields}), None,
+                     {name: name for name in fields})
+    except UsageError as e:
+        raise VidtransError(f"{path}: not a vidtrans training state ({e}); {fix}") from None
     return state
 
 
@@ -249,16 +262,16 @@ def check_state_fits_card(out_dir: str | os.PathLike, state: dict, card: ModelCa
     saved = card.training.get("iterations")
     mismatch = None
     if saved != state["iteration"]:
-        model = f"iteration {saved}" if _whole(saved, 0) else "no recorded iteration"
-        mismatch = f"is from iteration {state['iteration']}, but the model beside it ({CARD_NAME}) from {model}"
+        model = f"iteration {plain(saved)}" if _whole(saved, 0) else "no recorded iteration"
+        mismatch = f"is from iteration {plain(state['iteration'])}, but the model beside it ({CARD_NAME}) from {model}"
     else:  # a state of the same iteration from another run: its networks, or the recipe its
         # discriminators and optimizers went by, are another run's (the card records the rest of both)
         config = state["config"]
         recorded = {**card.training, "architecture": card.architecture, "ngf": card.ngf}
         for setting in (*RESUME_SETTINGS, *RESUMED_OBJECTIVE):
             if setting in config and setting in recorded and config[setting] != recorded[setting]:
-                mismatch = (f"is of a run with {spelling(names)(setting)} {config[setting]}, but the model beside it "
-                            f"({CARD_NAME}) has {recorded[setting]}")
+                mismatch = (f"is of a run with {spelling(names)(setting)} {plain(config[setting])}, but the model "
+                            f"beside it ({CARD_NAME}) has {plain(recorded[setting])}")
                 break
     if mismatch:
         raise VidtransError(f"{Path(out_dir) / STATE_NAME}: {mismatch}, so they cannot resume together (a save was "
@@ -277,7 +290,7 @@ def check_world_size(out_dir: str | os.PathLike, card: ModelCard, world: int,
     spell = spelling(names)
 
     def processes(count: int) -> str:
-        return "one process" if count == 1 else f"{count} torchrun processes"
+        return "one process" if count == 1 else f"{plain(count)} torchrun processes"
 
     raise UsageError(f"{out_dir} was trained by {processes(trained)}, which {spell('resume')} keeps "
                      f"({spell('batch_size')} is per process); resume it with {processes(trained)}, not {world}, or "
@@ -309,6 +322,7 @@ def describe_conflicts(conflicts: list[tuple[str, Any, Any]], names: dict[str, s
         if isinstance(saved, bool):
             asked, kept = spell(f"{setting}={value}"), spell(f"{setting}={saved}")
             return f"{asked} differs from the checkpoint, trained with {kept}; {advice} {kept}"
+        value, saved = plain(value), plain(saved)
         return f"{spell(setting)} {value} differs from the checkpoint's {saved}; {advice} {spell(setting)} {saved}"
 
     return "; ".join(clause(*conflict) for conflict in conflicts)

@@ -31,6 +31,7 @@ from vidtrans.atomic import OutputClaim, check_file_name, discard, publish_toget
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.metrics import FlickerMeter, relative_flicker
 from vidtrans.pose.keypoints import has_person
+from vidtrans.pose.normalize import check_normalize_off
 from vidtrans.pose.track import is_pose_video, pose_stages_for
 from vidtrans.runner import (TRANSLATION_THREADS, Batch, OnItsOwnThread, Parallel, Progress, frame_batches,
                              run_stages)
@@ -349,9 +350,7 @@ def translate_video(
     if options.pose == PoseSource.DETECT and model.input_kind != "pose":
         raise UsageError(f"{spell_setting('pose', 'detect')} draws pose maps for a pose model, and {model.name} "
                          f"translates {model.input_kind} frames; drop {spell('pose')} or use a pose model")
-    if not options.normalize and model.input_kind != "pose":
-        raise UsageError(f"{spell('normalize=False')} turns off fitting the dancer to a pose model's target, and "
-                         f"{model.name} translates {model.input_kind} frames; drop {spell('normalize=False')}")
+    check_normalize_off(options.normalize, model)
     if getattr(model, "backend", "torch") == "onnxruntime":
         backend_for_compile(model.backend, options.compile)  # compile on cannot run there: refused
     started = time.perf_counter()

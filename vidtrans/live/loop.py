@@ -29,6 +29,7 @@ from vidtrans.live.sinks import (MjpegServer, Shown, Sink, check_display, check_
                                  virtual_camera_module)
 from vidtrans.models.checkpoint import checkpoint_path, model_files
 from vidtrans.options import LiveOptions, View, spell
+from vidtrans.pose.normalize import check_normalize_off
 from vidtrans.runner import stop_signals_deferred
 from vidtrans.video import check_destination
 from vidtrans.video.camera import Camera
@@ -125,13 +126,13 @@ def run_live(
     """
     options = (options or LiveOptions()).replace(**changes)
     camera = source if isinstance(source, Camera) else Camera(source, size=options.capture_size, loop=options.loop)
-    check_live(options, camera, model)
     stats = LiveStats(device=str(model.device), model=model.name)
     started = time.perf_counter()
     # Closes the sinks and the processor in reverse order, also on errors; a recording is kept
     # only when the block completes (also when the camera failed: what it showed until then).
     with contextlib.ExitStack() as stack:
-        stack.callback(camera.close)
+        stack.callback(camera.close)  # also one opened already (by the CLI) that the checks refuse
+        check_live(options, camera, model)
         camera.open()  # a camera that is not there fails now, not after the model's warm-up
         sinks = open_sinks(options, stack)
         processor = FrameProcessor(model, options.smoothing, options.smoothing_strength, options.normalize)
@@ -158,7 +159,9 @@ def run_live(
                 stats.ended = stats.ended or f"interrupted ({e.args[0] if e.args else 'Ctrl-C'})"
         stats.pose = processor.pose_how
         _finish(stack, options, stats, started)  # the session ended normally
-    if camera.error is not None:
+    # The camera's error only where it ended the session: one that came once the session had ended
+    # otherwise (the file's last frame was the last one asked for) changes nothing shown.
+    if camera.error is not None and stats.ended == _failed(camera):
         raise camera.error
     return stats
 
@@ -194,10 +197,13 @@ def check_live(options: LiveOptions, camera: Camera, model=None) -> None:
     the name or path it will be loaded from), each other, an existing file (unless `overwrite`) or
     a folder that cannot be written, a recording into a kind of file live cannot record or that
     another process is writing, a `serve` address that cannot be listened on, the window without
-    a display, and the virtual camera without pyvirtualcam."""
+    a display, the virtual camera without pyvirtualcam; and, once `model` is loaded, `normalize`
+    off for a model that gets no pose maps (a flag that would do nothing, as `run` refuses it)."""
     if options.loop and camera.kind == "device":
         raise UsageError(f"{spell('loop')} plays a video file camera again from its start, and {spell('camera')} "
                          f"{camera.source} is a device, which has no end; drop {spell('loop')}")
+    if hasattr(model, "input_kind"):  # loaded (not a name or path yet)
+        check_normalize_off(options.normalize, model)
     inputs = ([camera.source] if camera.kind == "file" else []) + _model_files(model)
     outputs = [path for path in (options.record, options.stats) if path is not None]
     if len(outputs) == 2 and same_file(*outputs):
@@ -245,14 +251,14 @@ def _loop(camera: Camera, processor: FrameProcessor, sinks: list[Sink], options:
             if captured is None and camera.ended:
                 # A failed camera ends the loop like a finished one, so that what was shown is kept
                 # (recording, stats); `run_live` raises its error after that.
-                return camera.end_reason if camera.error is None else f"camera failed: {camera.error}"
+                return camera.end_reason if camera.error is None else _failed(camera)
             if captured is None and now - last_frame_at > STALL_S:
                 # A device or stream gone silent has failed; a file only pauses (its own frame times).
                 reason = f"{camera.name} delivered no frame for {STALL_S:g} s"
                 if camera.kind == "file":
                     return reason
                 camera.fail(f"{reason}; check its connection")
-                return f"camera failed: {camera.error}"
+                return _failed(camera)
             if captured is not None:
                 last_frame_at = now
             if captured is None or paused:
@@ -292,6 +298,11 @@ def _loop(camera: Camera, processor: FrameProcessor, sinks: list[Sink], options:
         # The CLI raises KeyboardInterrupt for SIGTERM and SIGHUP too, naming the signal.
         return f"interrupted ({e.args[0] if e.args else 'Ctrl-C'})"
     return f"{count(options.max_frames, 'frame')} shown ({spell('max_frames')})"
+
+
+def _failed(camera: Camera) -> str:
+    """Why a session that the camera's failure ended ended."""
+    return f"camera failed: {camera.error}"
 
 
 def _hud(stats: LiveStats, camera: Camera, view: View, paused: bool) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import errno
 import functools
+import logging
 import os
 import socket
 import subprocess
@@ -27,8 +28,10 @@ import numpy as np
 
 from vidtrans.atomic import OutputClaim
 from vidtrans.errors import UsageError, VidtransError, first_line
-from vidtrans.options import EncodeOptions, LiveOptions, spell
+from vidtrans.options import EncodeOptions, LiveOptions, plain, spell
 from vidtrans.video import VideoWriter, check_output_settings
+
+log = logging.getLogger(__name__)
 
 WINDOW_TITLE = "vidtrans live"
 _JPEG_QUALITY = 80
@@ -300,9 +303,10 @@ def listening(host: str, port: int, handler: type[BaseHTTPRequestHandler] = Base
     try:
         return ThreadingHTTPServer((host, port), handler)
     except OSError as e:
-        where = f"{spell('serve')} {host}:{port}: cannot listen"
+        named = plain(host)
+        where = f"{spell('serve')} {named}:{port}: cannot listen"
         if isinstance(e, socket.gaierror) or e.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
-            raise UsageError(f"{where} on host {host} ({e.strerror}): not an IPv4 address or name of this "
+            raise UsageError(f"{where} on host {named} ({e.strerror}): not an IPv4 address or name of this "
                              "machine; give one that is, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (all "
                              "its networks)") from None
         raise VidtransError(f"{where} there ({e.strerror}); choose another port") from e
@@ -352,7 +356,15 @@ class MjpegServer:
 
         self.httpd = listening(host, port, Handler)
         self.httpd.daemon_threads = True
-        self.host, self.port = host, self.httpd.server_address[1]
+        self.port = self.httpd.server_address[1]
+        # Listening on every network (0.0.0.0, also spelled 0) is no address a browser can open: this
+        # machine opens 127.0.0.1, others its name; and anyone who can reach it can watch.
+        everywhere = self.httpd.server_address[0] == "0.0.0.0"
+        self.host = "127.0.0.1" if everywhere else host
+        if everywhere:
+            log.warning("%s %s:%d listens on all this machine's networks: anyone who can reach it can watch, at "
+                        "http://%s:%d/ (here %s)", spell("serve"), host, self.port, socket.gethostname(), self.port,
+                        self.url)
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="vidtrans-serve", daemon=True)
         self._thread.start()
 

@@ -45,9 +45,17 @@ from typing import Callable
 
 import numpy as np
 
-from vidtrans.errors import VidtransError, check_version, count
+from vidtrans.errors import UsageError, VidtransError, check_version, count
 from vidtrans.options import is_finite_number, is_int, spell
 from vidtrans.pose.keypoints import KEYPOINT_INDEX, check_keypoints
+
+def check_normalize_off(normalize: bool, model) -> None:
+    """Refuse `normalize` off for a loaded `model` that gets no pose maps: a setting that would do
+    nothing (`run`, `batch` and `live` alike)."""
+    if not normalize and model.input_kind != "pose":
+        raise UsageError(f"{spell('normalize=False')} turns off fitting the dancer to a pose model's target, and "
+                         f"{model.name} translates {model.input_kind} frames; drop {spell('normalize=False')}")
+
 
 _NOSE, _NECK = KEYPOINT_INDEX["nose"], KEYPOINT_INDEX["neck"]
 _ANKLES = [KEYPOINT_INDEX["r_ankle"], KEYPOINT_INDEX["l_ankle"]]

@@ -7,13 +7,15 @@ the newest frame and latency stays bounded, instead of a queue growing behind it
 Files and URLs are paced to their own frame rate (the thread sleeps until each frame is due), so
 they behave like a camera; `loop` plays a file again from the start when it ends. Files are decoded
 as `vidtrans run` decodes them (`VideoReader`: upright, rotation metadata applied); devices and URLs
-through OpenCV. A failure in the capture thread ends the capture, and `error` says why.
+through OpenCV. A failure in the capture thread ends the capture, and `error` says why; so does a
+file that changed while it played (cut short or rewritten: its end is not the clip's).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 import time
 from collections import deque
@@ -26,8 +28,8 @@ import cv2
 import numpy as np
 
 from vidtrans.errors import UsageError, VidtransError, first_line
-from vidtrans.options import is_digits
-from vidtrans.video.reader import VideoReader
+from vidtrans.options import is_digits, shown
+from vidtrans.video.reader import VideoReader, file_identity
 
 T = TypeVar("T")
 
@@ -80,6 +82,14 @@ def _quiet_opencv() -> Iterator[None]:
             set_opencv_log_level(before)
 
 
+def _identity(path: str | os.PathLike) -> dict[str, int | str] | None:
+    """`file_identity` of `path`, or None where there is no file to read there (now)."""
+    try:
+        return file_identity(path)
+    except OSError:
+        return None
+
+
 def _usable_fps(fps: float) -> float:
     """A source's stated frame rate, or 30 when it states none (or nonsense)."""
     return fps if 0 < fps < 1000 else 30.0
@@ -112,6 +122,7 @@ class Camera:
         self._thread: threading.Thread | None = None
         self._cap: cv2.VideoCapture | None = None
         self._reader: VideoReader | None = None  # a file source, as opened
+        self._identity: dict[str, int | str] | None = None  # a file source, as its pass began
         self._pictures: Iterator[tuple[np.ndarray, float | None]] | None = None
         self._frame_size: tuple[int, int] | None = None
         self._ran = False  # the capture thread is done with the source
@@ -119,7 +130,10 @@ class Camera:
 
     @property
     def name(self) -> str:
-        return f"camera {self._target}" if self.kind == "device" else str(self._target)
+        """The source as messages and the session's description show it (a URL without its password)."""
+        if self.kind == "device":
+            return f"camera {self._target}"
+        return _PASSWORD.sub(r"\1***@", self._target) if self.kind == "url" else str(self._target)
 
     @property
     def fps(self) -> float:
@@ -187,13 +201,33 @@ class Camera:
 
     def _open_file(self) -> VideoReader:
         path = Path(self._target)
-        if not path.is_file():
+        try:
+            regular = path.is_file()
+        except OSError as e:  # a name too long for the file system, a folder that cannot be searched
+            raise VidtransError(f"{self._target}: {(e.strerror or 'cannot be read').lower()}; give --camera a video "
+                                "file, a device index or a URL") from None
+        if not regular:
             problem = ("is a folder, not a video file" if path.is_dir() else
                        "is not a regular file" if path.exists() else "no such video file")
             raise VidtransError(f"{self._target}: {problem}; give --camera a video file, a device index or a URL")
-        reader = VideoReader(self._target)  # FFmpeg logs as configured, e.g. silenced by the CLI
+        reader = self._pass()
         self.nominal_fps = _usable_fps(reader.info.fps)
         return reader
+
+    def _pass(self) -> VideoReader:
+        """The file opened for a pass, and what it is now (`_check_unchanged` compares)."""
+        self._identity = _identity(self._target)
+        return VideoReader(self._target)  # FFmpeg logs as configured, e.g. silenced by the CLI
+
+    def _check_unchanged(self) -> None:
+        """A pass through a file that changed since the pass opened it ended early, not at the clip's
+        end: another program cut it short or rewrote it (or is still writing it). A file that is gone
+        was read whole (an open file stays readable); a loop's next pass tells it is missing."""
+        now = _identity(self._target)
+        if now is not None and now != self._identity:
+            raise VidtransError(f"{self._target}: changed while live played it (another program cut it short, "
+                                "rewrote it or is still writing it), so its video ended early; play it again once "
+                                "it is complete")
 
     def _file_pictures(self, reader: VideoReader) -> Iterator[tuple[np.ndarray, float | None]]:
         """The file's frames, upright, each with the time it is shown at (seconds, counted on across
@@ -208,10 +242,11 @@ class Camera:
                     first = frame.time if first is None else first
                     last = frame.time
                     yield frame.image, offset + last - first
+            self._check_unchanged()
             if not (self.loop and first is not None):
                 return
             offset += last - first + 1.0 / self.nominal_fps
-            reader = VideoReader(self._target)
+            reader = self._pass()
 
     def _open_capture(self) -> cv2.VideoCapture:
         try:
@@ -365,6 +400,10 @@ def _interruptibly(call: Callable[[], T]) -> T:
     return value
 
 
+# The password of a URL's user (rtsp://user:secret@host/...): what live prints ends up in terminals,
+# logs and bug reports. The userinfo ends at the authority's last "@".
+_PASSWORD = re.compile(r"^([^:/?#]+://[^/?#@:]*:)[^/?#]*@")
+
 # OpenCV takes a device index as a C int: a larger one names no camera (and OpenCV's refusal of it
 # reads as a wrong call: "missing required argument 'apiPreference'").
 _MAX_DEVICE_INDEX = 2**31 - 1
@@ -372,8 +411,12 @@ _MAX_DEVICE_INDEX = 2**31 - 1
 
 def _classify(source: int | str | os.PathLike) -> tuple[str, int | str]:
     """("device", index), ("url", url) or ("file", path)."""
-    if isinstance(source, int) and source >= 0:
-        return "device", _device_index(source)
+    # From Python only (the command line gives text): True would be device 1, None a file named "None".
+    if isinstance(source, bool) or not isinstance(source, (int, np.integer, str, os.PathLike)):
+        raise UsageError(f"camera {shown(source)}: give a device index (0 is the first camera), a video file path "
+                         "or a URL")
+    if isinstance(source, (int, np.integer)) and source >= 0:
+        return "device", _device_index(int(source))
     text = os.fspath(source) if isinstance(source, (str, os.PathLike)) else str(source)
     if is_digits(text):
         return "device", _device_index(int(text))

@@ -33,3 +33,25 @@ def test_a_long_wrong_value_is_quoted_briefly(call, rgb_model_dir, tmp_path):
     assert "\n" not in message
     assert _quoted_briefly(message, str(long)), message
     assert str(long)[:SHOWN_CHARACTERS - 3] in message  # its beginning is shown, so the caller knows it
+
+
+def test_paths_given_to_live_and_batch_expand_a_leading_tilde_as_the_readme_says(tmp_path, rgb_model_dir,
+                                                                                 monkeypatch):
+    # As typed in quotes, or after `=`, the shell leaves ~ alone: `--stats "~/s.json"` was told that
+    # folder ~ does not exist (live's --camera, --record, --stats; batch --report; train --init-from).
+    import json
+
+    from tests.conftest import run_cli
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    make_clip(tmp_path / "cam.mp4", frames=4, size=(64, 48), fps=30, audio=False)
+    live = run_cli("live", "--model", rgb_model_dir, "--device", "cpu", "--camera", "~/cam.mp4", "--no-window",
+                   "--record=~/rec.mp4", "--stats", "~/s.json")
+    assert live.returncode == 0, live.stderr
+    assert json.loads((tmp_path / "s.json").read_text())["frames"] == 4 and (tmp_path / "rec.mp4").stat().st_size
+    (tmp_path / "in").mkdir()
+    make_clip(tmp_path / "in" / "a.mp4", frames=3, size=(32, 32), audio=False)
+    batch = run_cli("batch", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", rgb_model_dir,
+                    "--devices", "cpu", "--report", "~/report.json")
+    assert batch.returncode == 0, batch.stderr
+    assert json.loads((tmp_path / "report.json").read_text())["clips"][0]["status"] == "done"

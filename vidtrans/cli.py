@@ -29,8 +29,8 @@ from rich.table import Table
 import vidtrans
 from vidtrans.errors import STOP_SIGNALS, UsageError, VidtransError, count, one_line
 from vidtrans.options import (BACKEND_HELP, MAX_SIZE, MIN_SIZE, POSE_VIDEO_ENCODE, SHOWN_CHARACTERS, Backend,
-                              BatchOptions, InputKind, LiveOptions, Normalization, Precision, RunOptions, TrainOptions,
-                              shown, spelled)
+                              BatchOptions, InputKind, LiveOptions, Normalization, PathText, Precision, RunOptions,
+                              TrainOptions, shown, spelled)
 
 def _path(value: str) -> Path:
     # Typer reads an empty path as ".": `batch ""` would translate every clip below the current
@@ -128,7 +128,8 @@ def takes(options_type: type, *, param: str = "options", only: tuple[str, ...] |
     options included), and hand the command the values as one object in its parameter `param`.
 
     only: the fields to offer (a nested object's name offers all of its fields); metavars: what
-    --help shows for a field's value where its type says too little (a path held in a str);
+    --help shows for a field's value where its type says too little (a field whose cli_type is
+    PathText, a path held in a str, shows `<path>`, and a leading ~ in it is expanded);
     defaults: different defaults for this command (also for fields that are not flags).
     """
     def flags(cls: type) -> list[tuple[dataclasses.Field, Any]]:
@@ -156,10 +157,12 @@ def takes(options_type: type, *, param: str = "options", only: tuple[str, ...] |
     for f, hint in flags(options_type):
         decls = [_flag(f)] + ([f.metadata["short"]] if f.metadata.get("short") else [])
         default = defaults.get(f.name, f.default)
+        path = hint is PathText
         info = typer.Option(*decls, help=f.metadata["help"], show_default=default is not None,
-                            metavar=(metavars or {}).get(f.name))
+                            metavar="<path>" if path else (metavars or {}).get(f.name),
+                            parser=_expanded if path else None)
         generated.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                                           annotation=Annotated[hint, info]))
+                                           annotation=Annotated[str if path else hint, info]))
     names = {p.name for p in generated}
 
     def decorate(command):
@@ -509,10 +512,10 @@ def train(
 
 
 @app.command(short_help="Translate a webcam live.")
-@takes(LiveOptions, metavars={"record": "<path>", "stats": "<path>"})
+@takes(LiveOptions)
 def live(
     model: ModelOpt = "pose2person",
-    camera: str = typer.Option("0", "--camera", help="Camera index, or a video file or URL standing in for one (played at its own frame rate)."),
+    camera: str = typer.Option("0", "--camera", parser=_expanded, help="Camera index, or a video file or URL standing in for one (played at its own frame rate)."),
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = Precision.AUTO,
     backend: BackendOpt = Backend.AUTO,
@@ -546,7 +549,7 @@ def live(
 
 
 @app.command(short_help="Translate every clip in a folder.")
-@takes(BatchOptions, param="batch_options", metavars={"patterns": "<glob>", "report": "<path>"})
+@takes(BatchOptions, param="batch_options", metavars={"patterns": "<glob>"})
 @takes(RunOptions)
 def batch(
     input_dir: Path = typer.Argument(..., parser=_path, help="Folder of clips (searched recursively).", show_default=False),

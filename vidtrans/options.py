@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NewType
 
 from vidtrans.errors import UsageError
 
@@ -159,6 +159,11 @@ class Backend(Choice):
 
 BACKEND_HELP = ("auto (onnxruntime on CPUs without AMX or AVX-512 BF16 when installed, except for temporal models; else torch), "
                 "torch, or onnxruntime (CPU, fp32; pip install 'vidtrans[onnx]').")
+
+
+# The command-line type of a path kept as typed (a Path would drop a trailing slash, which names a
+# folder): the command line expands a leading ~ in it, as for every other path it takes.
+PathText = NewType("PathText", str)
 
 
 def option(default: Any = None, help: str = "", flag: str | None = None, short: str | None = None,
@@ -418,7 +423,7 @@ class BatchOptions(_Options):
     overwrite: bool = option(False, "Redo every clip, even finished ones, and replace existing files.")
     report: str | None = option(None, "Write a JSON report: per clip input, output, status, frames, seconds, fps, "
                                 "error; and totals. Replaces an earlier report; any other existing file needs "
-                                "--overwrite.")
+                                "--overwrite.", cli_type=PathText)
     ray: str | None = option(None, "Translate on the Ray cluster at this address, as ray.init takes it: auto (the "
                              "one this machine joined with ray start), HOST:PORT, ray://HOST:10001, or local (a new "
                              "instance here); pip install 'vidtrans[ray]'. Every node must reach the input and "
@@ -524,13 +529,13 @@ class LiveOptions(_Options):
                           flag="--window/--no-window")
     # Taken as typed (str): a Path would drop a trailing slash, which names a folder (see atomic.check_file_name).
     record: str | os.PathLike | None = option(None, "Record the view (without the HUD) to this video, at capture "
-                                              "times.", cli_type=str)
+                                              "times.", cli_type=PathText)
     serve: str | None = option(None, "Serve a page with the view as MJPEG at [HOST:]PORT (host 127.0.0.1 unless "
                                "given; port 0: a free port).")
     virtual_cam: bool = option(False, "Send the view to a virtual webcam (pip install 'vidtrans[live]').")
     max_frames: int | None = option(None, "Stop after N frames shown.")
     stats: str | os.PathLike | None = option(None, "Write frames, fps, latency p50/p95, dropped, device as JSON.",
-                                             cli_type=str)
+                                             cli_type=PathText)
     loop: bool = option(False, "Play a video file camera again from the start when it ends.")
     overwrite: bool = option(False, "Replace existing --record and --stats files.")
     smoothing: Smoothing = _option_of(RunOptions, "smoothing", Smoothing.NONE)
@@ -650,7 +655,7 @@ class TrainOptions(_Options):
                                 "on top of --lambda-l1's on the frame; 0: off; with --resume, the checkpoint's.")
     init_from: str | None = option(None, "Start the generator from this model's weights (a name such as pose2person, "
                                    "or a checkpoint folder) instead of random ones: fine-tuning. Its architecture, "
-                                   "width and size are used; the discriminators start fresh.")
+                                   "width and size are used; the discriminators start fresh.", cli_type=PathText)
     temporal: bool | None = option(None, "A temporal model (Everybody Dance Now): the generator also sees its own "
                                    "previous output, the discriminator two consecutive frames; run, batch and live "
                                    "then run it recurrently. Not with --data (no consecutive frames). Default: off; "

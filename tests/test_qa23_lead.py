@@ -55,3 +55,41 @@ def test_paths_given_to_live_and_batch_expand_a_leading_tilde_as_the_readme_says
                     "--devices", "cpu", "--report", "~/report.json")
     assert batch.returncode == 0, batch.stderr
     assert json.loads((tmp_path / "report.json").read_text())["clips"][0]["status"] == "done"
+
+
+def test_a_stats_folder_removed_during_a_live_session_fails_the_session_not_its_options(tmp_path, rgb_model_dir,
+                                                                                        monkeypatch):
+    # The options were right when live started; that the folder went away meanwhile is exit 1, not 2.
+    import shutil
+
+    from tests.conftest import run_cli
+    from vidtrans.live.process import FrameProcessor
+
+    make_clip(tmp_path / "cam.mp4", frames=4, size=(64, 48), fps=30, audio=False)
+    (tmp_path / "out").mkdir()
+    warm_up = FrameProcessor.warm_up
+
+    def remove_then_warm_up(self):
+        shutil.rmtree(tmp_path / "out")
+        warm_up(self)
+
+    monkeypatch.setattr(FrameProcessor, "warm_up", remove_then_warm_up)
+    result = run_cli("live", "--model", rgb_model_dir, "--device", "cpu", "--camera", tmp_path / "cam.mp4",
+                     "--no-window", "--stats", tmp_path / "out" / "s.json")
+    assert result.returncode == 1 and result.exception is None, result.stderr
+    started, line = result.stderr.strip().splitlines()  # the session's first line, then its error
+    assert line.startswith("vidtrans: error: ") and "out does not exist" in line
+
+
+def test_live_stats_say_what_precision_and_backend_ran(tmp_path, rgb_model_dir):
+    # `--precision auto` now means bf16 on more CPUs: the stats of a session say which it was.
+    import json
+
+    from tests.conftest import run_cli
+
+    make_clip(tmp_path / "cam.mp4", frames=3, size=(64, 48), fps=30, audio=False)
+    result = run_cli("live", "--model", rgb_model_dir, "--device", "cpu", "--precision", "bf16", "--camera",
+                     tmp_path / "cam.mp4", "--no-window", "--stats", tmp_path / "s.json")
+    assert result.returncode == 0, result.stderr
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert (stats["precision"], stats["backend"], stats["frames"]) == ("bf16", "torch", 3)

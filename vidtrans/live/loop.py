@@ -46,6 +46,8 @@ class LiveStats:
     captured: int = 0
     camera_fps: float = 0.0
     device: str = "cpu"
+    precision: str = "fp32"  # what the model ran in ("auto" resolved: bf16 on some CPUs, fp16 on CUDA)
+    backend: str = "torch"
     model: str = ""
     pose: str | None = None  # how poses were mapped (pose models only)
     ended: str = ""  # why the run stopped
@@ -77,7 +79,8 @@ class LiveStats:
         return {"frames": self.frames, "fps": round(self.fps, 2),
                 "latency_ms_p50": None if p50 is None else round(p50, 1),
                 "latency_ms_p95": None if p95 is None else round(p95, 1),
-                "dropped": self.dropped, "device": self.device, "captured": self.captured,
+                "dropped": self.dropped, "device": self.device, "precision": self.precision,
+                "backend": self.backend, "captured": self.captured,
                 "camera_fps": round(self.camera_fps, 2), "seconds": round(self.seconds, 3), "model": self.model,
                 "pose": self.pose, "ended": self.ended}
 
@@ -126,7 +129,8 @@ def run_live(
     """
     options = (options or LiveOptions()).replace(**changes)
     camera = source if isinstance(source, Camera) else Camera(source, size=options.capture_size, loop=options.loop)
-    stats = LiveStats(device=str(model.device), model=model.name)
+    stats = LiveStats(device=str(model.device), precision=model.precision,
+                      backend=getattr(model, "backend", "torch"), model=model.name)
     started = time.perf_counter()
     # Closes the sinks and the processor in reverse order, also on errors; a recording is kept
     # only when the block completes (also when the camera failed: what it showed until then).
@@ -181,8 +185,13 @@ def _finish(stack: contextlib.ExitStack, options: LiveOptions, stats: LiveStats,
             # description of an existing recording, which stays as it was).
             if options.stats is not None and stats.frames:
                 text = json.dumps(stats.to_dict(), indent=2) + "\n"
-                write_atomically(options.stats, lambda f: f.write(text.encode()), overwrite=options.overwrite,
-                                 what="stats")
+                try:
+                    write_atomically(options.stats, lambda f: f.write(text.encode()), overwrite=options.overwrite,
+                                     what="stats")
+                except UsageError as e:
+                    # The path was fine when the session started (check_live): what changed since (its
+                    # folder removed, a file made there) is the session's failure, not the options'.
+                    raise VidtransError(str(e)) from e
     except KeyboardInterrupt as stop:
         if not stats.frames:
             raise

@@ -45,7 +45,8 @@ def load_model(name_or_path: str | os.PathLike, device: str | None = "auto", pre
     """A ready-to-use `Translator` for a model name, checkpoint folder or upstream pix2pix `.pth`.
 
     device: "auto" or None (CUDA when available), "cpu", "cuda" or "cuda:N".
-    precision: "auto" (fp16 on CUDA, bf16 on CPUs with AMX or AVX-512 BF16, where the model card allows it; else fp32),
+    precision: "auto" (fp16 on CUDA, bf16 on CPUs with AMX or AVX-512 BF16, where the model card allows
+    it and the model is no ResNet normalizing each frame by its own statistics; else fp32),
     "fp32", "fp16" (CUDA only), "bf16" (emulated, slower than fp32, on CPUs without AMX or AVX-512 BF16).
     normalization: "sample" (pix2pix's test-time default, batch-invariant) or "running" (eval-mode
     batch norm); default from the model card.

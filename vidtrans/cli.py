@@ -65,7 +65,7 @@ AS_OUTPUT_FILE = {"parser": _output_file, "metavar": "<path>"}
 # translation and encoding are fields of vidtrans.options' objects, made into flags by `takes`.
 ModelOpt = Annotated[str, typer.Option("-m", "--model", parser=_expanded, help="Model name, checkpoint folder or pix2pix .pth file.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
-PrecisionOpt = Annotated[Precision, typer.Option(help="auto (fp16 on CUDA, bf16 on CPUs with AMX or AVX-512 BF16, where the model allows; else fp32), fp32, fp16, bf16.")]
+PrecisionOpt = Annotated[Precision, typer.Option(help="auto (fp16 on CUDA, bf16 on CPUs with AMX or AVX-512 BF16, where the model allows, except ResNets with per-frame norms; else fp32), fp32, fp16, bf16.")]
 # `batch` takes it as a field of BatchOptions (same help), since it says how its models are loaded.
 BackendOpt = Annotated[Backend, typer.Option(help=BACKEND_HELP)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]

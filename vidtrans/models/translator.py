@@ -55,25 +55,34 @@ def resolve_device(device: str | torch.device | None = "auto", setting: str = "d
     try:
         resolved = torch.device(device)
     except (RuntimeError, ValueError, TypeError) as e:
-        raise UsageError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from e
+        raise UsageError(f"unknown device {shown(device)}; use auto, cpu, cuda or cuda:N") from e
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise UsageError(f"device {device!r} asked for, but this torch has no CUDA (torch {torch.__version__}); "
-                             f"use {spell_setting(setting, 'cpu')}")
+            raise UsageError(f"device {shown(device)} asked for, but this torch has no CUDA "
+                             f"(torch {torch.__version__}); use {spell_setting(setting, 'cpu')}")
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise UsageError(f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible; "
-                             f"use {spell_setting(setting, 'cuda')} or one of those")
+            raise UsageError(f"device {shown(device)} does not exist: {torch.cuda.device_count()} CUDA device(s) "
+                             f"visible; use {spell_setting(setting, 'cuda')} or one of those")
     elif resolved.type != "cpu":
-        raise UsageError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N")
+        raise UsageError(f"unsupported device {shown(device)}; use auto, cpu, cuda or cuda:N")
     return resolved
 
 
-def resolve_precision(precision: str, device: torch.device, card: ModelCard) -> str:
-    """The precision to run in; UsageError for one that makes no sense (unknown, fp16 on a CPU)."""
+def resolve_precision(precision: str, device: torch.device, card: ModelCard, per_sample: bool = True) -> str:
+    """The precision to run in, for a model whose norms use each frame's own statistics or not
+    (`per_sample`: normalization "sample"); UsageError for one that makes no sense (unknown, fp16 on a CPU)."""
     if precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        raise UsageError(f"unknown precision {shown(precision)}; use one of {', '.join(PRECISIONS)}")
     if precision == "auto":
-        if not card.half_precision:
+        # The card's check measures held-out frames and one step of a temporal model's recurrence.
+        # Where a ResNet normalizes a map by its own statistics (flat_frame_degenerate), a frame of
+        # one colour but for a few pixels a grey level off (a fade, a dark scene) has maps varying
+        # below half precision's resolution, which each norm amplifies: a trained resnet_6blocks
+        # whose card allows bf16 (55 dB held out), given black with a 2x2 patch at grey 1, came out
+        # 153 grey levels from exact arithmetic in bf16 (PSNR 24 dB), 32 in fp16, within 1 in fp32; and a
+        # temporal ResNet, its output fed back, drifted from fp32 by 4 grey levels on its first
+        # frame, 49 by its twelfth.
+        if not card.half_precision or flat_frame_degenerate(card.architecture, card.norm, per_sample):
             return "fp32"
         if device.type == "cuda":
             return "fp16"
@@ -281,15 +290,16 @@ class Translator:
         # The target's empty scene (RGB, native size) or None.
         self.background = _fit_image(checkpoint.background, self.native_size)
         self.device = resolve_device(device)
-        self.backend = resolve_backend(backend, self.device, precision, bool(self.card.temporal))
-        self.precision = "fp32" if self.backend == "onnxruntime" else resolve_precision(precision, self.device, self.card)
-        # A temporal card that starts clips from background.png comes with it: loading checks that.
-        self.temporal = self.card.temporal
         self.normalization = self.card.normalization if normalization is None else normalization
         if self.normalization not in ("sample", "running"):
-            raise UsageError(f"unknown normalization {self.normalization!r}; use sample or running")
-        net = checkpoint.build().eval()
+            raise UsageError(f"unknown normalization {shown(self.normalization)}; use sample or running")
         per_sample = self.normalization == "sample"
+        self.backend = resolve_backend(backend, self.device, precision, bool(self.card.temporal))
+        self.precision = "fp32" if self.backend == "onnxruntime" else \
+            resolve_precision(precision, self.device, self.card, per_sample)
+        # A temporal card that starts clips from background.png comes with it: loading checks that.
+        self.temporal = self.card.temporal
+        net = checkpoint.build().eval()
         use_per_sample_stats(net, per_sample)
         # Flat frames (black, at a fade) through a ResNet come out as the picture exact arithmetic
         # gives, computed once per size on a copy of the network (see flat_frame_degenerate).

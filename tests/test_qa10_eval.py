@@ -23,10 +23,10 @@ def warnings_in(stderr: str) -> list[str]:
 
 def test_the_score_summary_goes_to_stdout_and_nothing_else_does(cli, rgb_model_dir, tmp_path):
     data = paired_folder(tmp_path / "pairs", 3)
-    result = cli("eval", "--model", rgb_model_dir, "--data", data, "--device", "cpu")
+    result = cli("eval", "--model", rgb_model_dir, "--data", data, "--device", "cpu", "--precision", "fp32")
     assert result.returncode == 0, result.stderr
-    # `vidtrans eval ... > scores.txt` keeps the scores.
-    assert result.stdout.startswith(f"tiny, model only on the pairs of {data}: ssim ")
+    # `vidtrans eval ... > scores.txt` keeps the scores, saying what ran.
+    assert result.stdout.startswith(f"tiny (cpu fp32 torch), model only on the pairs of {data}: ssim ")
     assert result.stdout.rstrip().endswith("over 3 frames") and result.stdout.count("\n") == 1, result.stdout
     assert "ssim" not in result.stderr, result.stderr
     # --json stays the only thing on stdout when asked for.

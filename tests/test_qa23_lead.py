@@ -93,3 +93,18 @@ def test_live_stats_say_what_precision_and_backend_ran(tmp_path, rgb_model_dir):
     assert result.returncode == 0, result.stderr
     stats = json.loads((tmp_path / "s.json").read_text())
     assert (stats["precision"], stats["backend"], stats["frames"]) == ("bf16", "torch", 3)
+
+
+def test_eval_scores_say_what_precision_ran(tmp_path, rgb_model_dir):
+    # Scores move a little between fp32 and bf16 ("auto" on CPUs with AVX-512 BF16 or AMX).
+    import json
+
+    from tests.conftest import run_cli
+    from tests.media import paired_folder
+
+    data = paired_folder(tmp_path / "pairs", 3)
+    result = run_cli("eval", "--model", rgb_model_dir, "--data", data, "--device", "cpu", "--precision", "bf16",
+                     "--json")
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)
+    assert (scores["device"], scores["precision"], scores["backend"], scores["frames"]) == ("cpu", "bf16", "torch", 3)

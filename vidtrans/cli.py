@@ -618,16 +618,20 @@ def evaluate(
     _stop_if_asked()
     with _progress(f"eval {translator.name}") as update:
         result = score(translator, material, options, model_only=model_only, progress=update)
+    # Scores move a little with the precision ("auto" is bf16 on some CPUs): they say what ran.
+    ran = {"model": translator.name, "device": str(translator.device), "precision": translator.precision,
+           "backend": translator.backend}
     if json_summary:
-        _product(json.dumps({"model": translator.name, **result}))
+        _product(json.dumps({**ran, **result}))
         return
+    ran_on = f"{ran['device']} {ran['precision']} {ran['backend']}"
     source = (f"held-out dance {result['seed']}" if "seed" in result else
               f"held-out tail of {video.name}" if video else f"pairs of {data}")
     # The scores are the command's product, as the table is `models`': on stdout, so that
     # `vidtrans eval ... > scores.txt` keeps them; progress and warnings stay on stderr.
     if result["mode"] == "model-only":
         smoothed = f" (smoothing {result['smoothing']})" if result.get("smoothing") not in (None, "none") else ""
-        _product(f"{translator.name}, model only on the {source}: ssim {result['ssim']}, psnr {result['psnr']} dB, "
+        _product(f"{translator.name} ({ran_on}), model only on the {source}: ssim {result['ssim']}, psnr {result['psnr']} dB, "
                  f"flicker ratio {_or_na(result['flicker_ratio'])} over {result['frames']} frames{smoothed}")
         return
     shown = "x".join(map(str, result.get("video_size", []))) or "the video"
@@ -638,7 +642,7 @@ def evaluate(
     def pixels(error: float | None) -> str:
         return "n/a" if error is None else f"{error} px"
 
-    lines = [f"{translator.name} end to end on the {source}: {result['frames']} frames of {shown} through vidtrans run "
+    lines = [f"{translator.name} ({ran_on}) end to end on the {source}: {result['frames']} frames of {shown} through vidtrans run "
              f"(smoothing {result['smoothing']}; pose {result['pose']})"
              + (f"; no person in {result['frames_without_person']} of them" if result.get("frames_without_person")
                 else ""),

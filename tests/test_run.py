@@ -58,13 +58,13 @@ def test_frames_timestamps_audio_and_pixels(tmp_path):
 
 
 def test_the_clips_last_frames_are_shared_by_both_translation_workers(tmp_path):
-    """A 20-frame clip at batch 8: 8, then 6 and 6 at once, not 8, 8 and a batch of 4 that runs alone
-    while the other worker waits; every frame still written once, in order."""
+    """A 20-frame clip at batch 8: 8 and 8 at once, then 2 and 2 at once, not 8, 8 and a batch of 4
+    that runs alone while the other worker waits; every frame still written once, in order."""
     clip = make_clip(tmp_path / "in.mp4", frames=20, size=(64, 48), audio=False)
     sizes = []
     model = FakeModel(lambda frames: sizes.append(len(frames)) or 255 - frames)
     assert translate_video(clip.path, tmp_path / "out.mp4", model, batch_size=8).frames == 20
-    assert sorted(sizes) == [6, 6, 8]
+    assert sorted(sizes) == [2, 2, 8, 8]
     in_images, in_times = decode_all(clip.path)
     out_images, out_times = decode_all(tmp_path / "out.mp4")
     assert out_times == pytest.approx(in_times, abs=1e-6)

@@ -104,11 +104,11 @@ def test_frame_batches_cut_frames_in_order_with_a_short_last_batch():
 
 
 @pytest.mark.parametrize("count, expected, sizes", [
-    (100, 100, [8] * 11 + [6, 6]),  # was [8] * 12 + [4]: the 4 ran alone on one of two workers
+    (100, 100, [8] * 12 + [2, 2]),  # was [8] * 12 + [4]: the 4 ran alone on one of two workers
     (120, 120, [8] * 14 + [4, 4]),
-    (16, 16, [8, 4, 4]),
+    (16, 16, [8, 8]),  # a whole round of full batches: nothing left to share
     (7, 7, [4, 3]),
-    (100, 90, [8] * 10 + [5, 5, 8, 2]),  # an estimate short of the clip: full batches again after it
+    (100, 90, [8] * 10 + [5, 8, 7]),  # an estimate short of the clip: full batches again after it
     (100, 130, [8] * 12 + [4]),  # or beyond it: as before
     (100, 0, [8] * 12 + [4]),  # no estimate: as before
 ])

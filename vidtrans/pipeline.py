@@ -374,7 +374,8 @@ def translate_video(
             stages += pose_stages
             if pose_stages:
                 summary.frames_without_person = 0
-        stages += _compile_stages(model, options.compile, reader.frame_count)
+        compiling = _compile_stages(model, options.compile, reader.frame_count)
+        stages += compiling
         # A part that fails leaves `state` where it was, so the part can be tried again.
         working = None if state is None else state.copy()
         stages.append(TranslateStage.for_model(model, working))
@@ -394,7 +395,11 @@ def translate_video(
             panels = [batch.frames[i]] + ([batch.model_input[i]] if batch.model_input is not None else [])
             return side_by_side(panels + [batch.output[i]])
 
-        summary.frames = _encode(reader, stages, output, options.batch_size, frame_to_write, progress)
+        # A compiled model pads each batch to its first one's size (and compiles again for a larger
+        # one): a tail cut into small batches would cost whole batches, or a second compilation.
+        split_tail = options.compile != "on" and not compiling
+        summary.frames = _encode(reader, stages, output, options.batch_size, frame_to_write, progress,
+                                 split_tail=split_tail)
         summary.corrupt_frames = reader.corrupt_frames
         if state is not None:
             state.previous = working.previous
@@ -604,11 +609,13 @@ class _Output(NamedTuple):
 
 def _encode(reader: VideoReader, stages: list[Any], output: _Output, batch_size: int,
             frame_to_write: Callable[[Batch, int], np.ndarray], progress: Progress | None,
-            what: str = "translating") -> int:
+            what: str = "translating", split_tail: bool = True) -> int:
     """Run the stages over the decoded batches and write one frame per input frame; returns the count.
-    `what` the stages do, as `progress` tells it."""
+    `what` the stages do, as `progress` tells it; `split_tail`: the clip's last frames are shared
+    by the workers of a `Parallel` stage (see `frame_batches`)."""
     info, total, written = reader.info, reader.frame_count, 0
-    workers = max((getattr(stage, "workers", 1) for stage in stages), default=1)  # Parallel's batches at once
+    # Parallel's batches at once
+    workers = max((getattr(stage, "workers", 1) for stage in stages), default=1) if split_tail else 1
     writer = None
     try:
         for batch in run_stages(frame_batches(reader, batch_size, total, workers), stages):

@@ -16,6 +16,7 @@ through it; `frame_batches` cuts a reader's frames into them.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import queue
 import signal
@@ -64,23 +65,25 @@ def frame_batches(frames: Iterable[Any], batch_size: int, expected: int = 0, wor
     """`Batch`es of `batch_size` frames (the last one shorter) from decoded frames (`VideoReader`'s).
 
     Where `expected` frames are coming (an estimate; 0 if unknown) and `workers` batches are
-    translated at once (`Parallel`), the frames left once fewer than `workers` full batches remain
-    are cut into `workers` smaller batches: a short last batch would otherwise run alone while the
-    other workers wait (at batch 8 on two workers, a 100-frame clip's last 4 frames took a whole
-    batch's time on one of two cores). Frames beyond the estimate go on in full batches. Outputs
-    do not depend on how frames are batched."""
-    pending: list[Any] = []
-    left, size = expected, batch_size
+    translated at once (`Parallel`), the frames left after the last round of `workers` full
+    batches are cut into `workers` batches (equal give or take a frame) that start together: a
+    short last batch would otherwise run alone while the other workers wait (at batch 8 on two
+    workers, a 100-frame clip's last 4 frames took a whole batch's time on one of two cores).
+    Rounds, since `Parallel` starts a batch when the one `workers` before it ends: a tail cut
+    after an odd number of full batches still ended alone (20 frames as 8, 6, 6: the second 6
+    waited for the 8). The tail's last batch takes whatever comes, up to `batch_size`, so an
+    estimate a few frames short (Matroska's, a variable rate's) adds no batch of those few.
+    Outputs do not depend on how frames are batched."""
+    full_rounds, left = divmod(max(expected, 0), workers * batch_size) if workers > 1 else (0, 0)
+    # The last round: the frames left as evenly as `workers` batches hold them, the last open-ended.
+    tail = [size for k in range(workers) if (size := left // workers + (k < left % workers))][:-1]
+    sizes = itertools.chain(itertools.repeat(batch_size, full_rounds * workers), tail, itertools.repeat(batch_size))
+    size, pending = next(sizes), []
     for frame in frames:
         pending.append(frame)
-        if size == batch_size and workers > 1 and 0 < left < workers * batch_size:
-            size = -(-left // workers)  # the tail's batch size, kept to the end
-        elif left < 1:  # more frames than expected
-            size = batch_size
-        if len(pending) >= size:
+        if len(pending) == size:
             yield _make_batch(pending)
-            left -= len(pending)
-            pending = []
+            size, pending = next(sizes), []
     if pending:
         yield _make_batch(pending)
 

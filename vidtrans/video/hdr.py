@@ -74,7 +74,8 @@ def to_sdr(rgb48: np.ndarray, transfer: int, bt2020: bool = True) -> np.ndarray:
     if transfer == HLG:
         # The OOTF: scene light to display light on a 1000-nit display, by the scene's luminance.
         luma = cv2.transform(light, np.array([_LUMA[bt2020]], np.float32))
-        gain = cv2.pow(cv2.max(luma, 1e-6), 0.2) * np.float32(HLG_PEAK_NITS / REFERENCE_WHITE_NITS)
+        # numpy's maximum, not cv2.max: OpenCV takes a 1x1 array beside a number for a scalar (4 values).
+        gain = cv2.pow(np.maximum(luma, np.float32(1e-6)), 0.2) * np.float32(HLG_PEAK_NITS / REFERENCE_WHITE_NITS)
         light *= gain[..., None]
     light = cv2.transform(light, (_BT2020_TO_BT709 if bt2020 else np.eye(3, dtype=np.float32)) / _BRIGHTEST)
     np.clip(light, 0, 1, out=light)

@@ -500,7 +500,12 @@ def _open(path: str | os.PathLike) -> tuple[av.container.InputContainer, av.vide
     if not container.streams.video:
         container.close()
         raise VidtransError(f"{name}: no video stream (pass a video file, not audio or subtitles only)")
-    return container, main_video_stream(container)
+    stream = main_video_stream(container)
+    if stream is None:
+        container.close()
+        raise VidtransError(f"{name}: its video is in a format this FFmpeg has no decoder for (a damaged header, "
+                            "or a codec it lacks); convert it with a full ffmpeg to H.264, or pass another file")
+    return container, stream
 
 
 def _mp4_without_index(path: str) -> bool:
@@ -533,12 +538,45 @@ def _mp4_without_index(path: str) -> bool:
         return False
 
 
-def main_video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
+def _matroska_cut_short(path: str | os.PathLike) -> bool:
+    """Whether `path` is a Matroska/WebM file whose Segment (everything after the EBML header) has
+    a stated size that runs past the end of the file: a copy or download cut short. A recording
+    still being written, or stopped by a crash, states no size (all ones: unknown) and says nothing."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+            end = os.fstat(f.fileno()).st_size
+    except OSError:
+        return False
+    if head[:4] != b"\x1a\x45\xdf\xa3":
+        return False
+    header, position = _ebml_size(head, 4)
+    if header is None or head[position + header:position + header + 4] != b"\x18\x53\x80\x67":
+        return False
+    segment, position = _ebml_size(head, position + header + 4)
+    return segment is not None and position + segment > end
+
+
+def _ebml_size(data: bytes, position: int) -> tuple[int | None, int]:
+    """The EBML variable-length size at `position` (None: unknown, or not one) and where its data starts."""
+    if position >= len(data) or not data[position]:
+        return None, position
+    length = 9 - data[position].bit_length()
+    if position + length > len(data):
+        return None, position
+    value = int.from_bytes(data[position:position + length], "big") & ((1 << (7 * length)) - 1)
+    return (None if value == (1 << (7 * length)) - 1 else value), position + length
+
+
+def main_video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
     """The video stream a clip is, as ffmpeg picks it: the largest picture (the first of those)
     that is not a cover (MP4, MKV and MP3 files show cover art as a video stream of one picture,
-    which may come first, as may a small preview track)."""
-    videos = container.streams.video
-    moving = [s for s in videos if not s.disposition & av.stream.Disposition.attached_pic] or list(videos)
+    which may come first, as may a small preview track), of those FFmpeg can decode (None when it
+    can decode none: a stream whose codec it lacks, or whose header is damaged, has no size)."""
+    videos = [s for s in container.streams.video if s.codec_context is not None]
+    if not videos:
+        return None
+    moving = [s for s in videos if not s.disposition & av.stream.Disposition.attached_pic] or videos
     return max(moving, key=lambda s: s.codec_context.width * s.codec_context.height)
 
 
@@ -1052,7 +1090,10 @@ class VideoReader:
         for decoded in self._pictures(pending, start_pts, end_pts):
             pts = decoded.pts
             if pts is None:  # counted on from the picture before, kept or not (MPEG-PS stamps a few)
-                pts = (decoded_pts + (decoded.duration or step)) if decoded_pts is not None else (start_pts or 0)
+                # The first: where decoding began, the seek's target, or the file's start as `_packet_pts`
+                # counts it (a raw .h264 stream, stamped nowhere, cannot seek: its first frame is at 0).
+                first = start_pts if self._moved and start_pts is not None else 0
+                pts = (decoded_pts + (decoded.duration or step)) if decoded_pts is not None else first
             decoded_pts = pts
             if start_pts is not None and pts < start_pts:
                 continue
@@ -1079,13 +1120,19 @@ class VideoReader:
         """Warn, once per file, about one whose header states more frames than it gave and a video
         lasting well beyond its last frame: cut short (a copy or a recording interrupted) or
         damaged from there, which decoding cannot tell. Both, since a last frame held for seconds
-        (a screen recording) ends early by the clock, and an edit list hides frames it counts."""
-        stream = self._stream
-        if not (stream.frames and stream.duration and self.info.fps):
+        (a screen recording) ends early by the clock, and an edit list hides frames it counts.
+        Matroska (.mkv, .webm) states no frame count: there a Segment whose stated size runs past
+        the end of the file is the cut, the duration in its header what it should have lasted."""
+        stream, fps = self._stream, self.info.fps
+        if not fps:
             return
-        stated = float(stream.duration * stream.time_base)
-        played = last.time - self.info.start_time + 1 / self.info.fps
-        short = last.index + 1 < CUT_SHORT * stream.frames and played < CUT_SHORT * stated and stated - played > 1.0
+        played = last.time - self.info.start_time + 1 / fps
+        if stream.frames and stream.duration:
+            stated = float(stream.duration * stream.time_base)
+            short = last.index + 1 < CUT_SHORT * stream.frames and played < CUT_SHORT * stated and stated - played > 1.0
+        else:
+            stated = self.info.duration
+            short = stated - played > 1 / fps and _matroska_cut_short(self.path)
         if short and (key := _file_key(self.path)) not in _WARNED_CUT_SHORT:
             _WARNED_CUT_SHORT.add(key)
             log.warning("%s: its video ends after %.1f s of the %.1f s its header states (the file is cut short, "

@@ -504,8 +504,12 @@ class _Muxer:
         wanted = []
         others: dict[str, list[av.stream.Stream]] = {}
         unheld: Counter[tuple[str, str]] = Counter()  # (audio or subtitles, codec): tracks left out
+        unread: Counter[str] = Counter()  # by kind: tracks of a codec FFmpeg has no decoder for (nor a name)
         audio_tracks = len(self._src.streams.audio)
         for s in self._src.streams:
+            if s.codec_context is None and s.type in ("audio", "subtitle", "video"):
+                unread[s.type] += 1
+                continue
             if s.type == "audio":
                 name = s.codec_context.codec.canonical_name
                 why = _why_not_copied(fmt, holdable, s.codec_context, kind_of_file)
@@ -527,7 +531,11 @@ class _Muxer:
                     self._transcode[s.index] = (s, out)
                     track = (f"audio track {list(self._src.streams.audio).index(s) + 1} ({name})" if audio_tracks > 1
                              else f"{name} audio track")
-                    mixed = "" if out.layout.name == layout else f", its {layout} channels as {out.layout.name}"
+                    # Told where channels are lost or renamed; an unordered "N channels" given its usual name is neither.
+                    given = s.codec_context.layout
+                    channels = given.name if given.name.endswith("channels") else f"{given.name} channels"
+                    mixed = "" if out.layout.name == layout and out.layout.nb_channels == given.nb_channels else \
+                        f", its {channels} as {out.layout.name}"
                     self.left_out.append(f"{src}: its {track} is re-encoded to {out.codec_context.codec.canonical_name}"
                                          f"{mixed}: {why}; {_KEEPS_ALL} keeps it as it is")
             elif s.type == "subtitle":
@@ -564,6 +572,9 @@ class _Muxer:
             which = f"{codec} {kind} track" if tracks == 1 else f"{tracks} {codec} {kind} tracks"
             self.left_out.append(f"{src}: its {which} cannot go into {kind_of_file} and {_are(tracks)} left out; "
                                  f"{keeper} keeps {'it' if tracks == 1 else 'them'}")
+        for kind, tracks in unread.items():
+            self.left_out.append(f"{src}: its {count(tracks, f'{kind} track')} of a format this FFmpeg cannot read "
+                                 f"(a damaged header, or a codec it lacks) {_are(tracks)} left out")
         if wanted and translated is not None and has_timestamp_jumps(self._src):
             self._audio = _shifted_with_video(self._src, translated, wanted)
         elif wanted:

@@ -172,12 +172,16 @@ def test_bad_face_or_hand_arrays_are_refused_naming_file_and_field(tmp_path, fie
 def test_coordinates_normalised_to_the_frame_are_refused_where_pixels_are_read(tmp_path, kind):
     track = np.random.default_rng(0).uniform(0.2, 0.8, (3, NUM_KEYPOINTS, 3)).astype(np.float32)
     track[..., 2] = 0.9
+    # Another tool's files: vidtrans's writers refuse such tracks.
     if kind == "npz":
         path = tmp_path / "kp.npz"
-        write_keypoints_npz(path, track, width=640, height=480)
+        np.savez(path, keypoints=track, width=640, height=480)
     else:
         path = tmp_path / "json"
-        write_openpose_json(path, track)
+        path.mkdir()
+        for i, pose in enumerate(track):
+            people = [{"pose_keypoints_2d": pose.ravel().tolist()}]
+            (path / f"frame_{i:012d}_keypoints.json").write_text(json.dumps({"people": people}))
     with pytest.raises(VidtransError, match=r"look normalised to the frame \(0-1\); .*multiply x by its width"):
         read_keypoints(path)
     # The same poses in pixels are read as they are.

@@ -183,7 +183,7 @@ def test_bf16_close_to_fp32(tmp_path):
 def test_auto_precision_on_cpu_is_bf16_only_with_bf16_units_and_card_consent(monkeypatch, amx, half_allowed, expected):
     monkeypatch.setattr(translator_module, "_cpu_multiplies_bf16", lambda: amx)
     card = ModelCard(architecture="unet_256", half_precision=half_allowed)
-    assert translator_module.resolve_precision("auto", torch.device("cpu"), card) == expected
+    assert translator_module.resolve_precision("auto", torch.device("cpu"), card, per_sample=True) == expected
 
 
 @pytest.mark.parametrize("cap,amx_used", [(None, True), ("AVX2", False), ("avx512_core_bf16", False),
@@ -197,7 +197,7 @@ def test_auto_precision_avoids_bf16_when_onednn_is_capped_below_amx(monkeypatch,
     else:
         monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
     card = ModelCard(architecture="unet_256", half_precision=True)
-    assert translator_module.resolve_precision("auto", torch.device("cpu"), card) == ("bf16" if amx_used else "fp32")
+    assert translator_module.resolve_precision("auto", torch.device("cpu"), card, per_sample=True) == ("bf16" if amx_used else "fp32")
 
 
 @pytest.mark.parametrize("cap,native", [(None, True), ("AVX512_CORE_VNNI", False), ("avx512_core_bf16", True),
@@ -214,7 +214,7 @@ def test_auto_precision_is_bf16_on_cpus_with_avx512_bf16_unless_onednn_is_capped
     else:
         monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
     card = ModelCard(architecture="unet_256", half_precision=True)
-    assert translator_module.resolve_precision("auto", torch.device("cpu"), card) == ("bf16" if native else "fp32")
+    assert translator_module.resolve_precision("auto", torch.device("cpu"), card, per_sample=True) == ("bf16" if native else "fp32")
     if native:  # where bf16 is twice as fast as fp32, torch runs it, whatever ONNX Runtime offers
         assert translator_module.resolve_backend("auto", torch.device("cpu"), "auto") == "torch"
 
@@ -224,7 +224,7 @@ def test_auto_precision_is_fp32_on_cpus_without_bf16_units(monkeypatch):
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
     card = ModelCard(architecture="unet_256", half_precision=True)
-    assert translator_module.resolve_precision("auto", torch.device("cpu"), card) == "fp32"
+    assert translator_module.resolve_precision("auto", torch.device("cpu"), card, per_sample=True) == "fp32"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

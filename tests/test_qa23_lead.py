@@ -110,15 +110,17 @@ def test_eval_scores_say_what_precision_ran(tmp_path, rgb_model_dir):
     assert (scores["device"], scores["precision"], scores["backend"], scores["frames"]) == ("cpu", "bf16", "torch", 3)
 
 
-@pytest.mark.parametrize("compile", ["on", "off"])
-def test_a_compiled_model_gets_no_tail_cut_into_small_batches(tmp_path, compile, monkeypatch):
+@pytest.mark.parametrize("compile, compiled_before", [("on", False), ("off", True), ("off", False)])
+def test_a_compiled_model_gets_no_tail_cut_into_small_batches(tmp_path, compile, compiled_before):
     # A compiled model pads each batch to its first one's size: two small tail batches would cost two
-    # whole ones (and a first small batch would make every full one compile again).
+    # whole ones (and a first small batch would make every full one compile again). Compiled now, or
+    # by an earlier clip (batch shares one translator across clips; so may a Python caller).
     from tests.test_run import FakeModel
 
     clip = make_clip(tmp_path / "in.mp4", frames=20, size=(64, 48), audio=False)
     sizes = []
     model = FakeModel(lambda frames: sizes.append(len(frames)) or 255 - frames)
-    monkeypatch.setattr(model, "compile", lambda: None, raising=False)
+    model.compiled = compiled_before
+    model.compile = lambda: setattr(model, "compiled", True)
     assert vidtrans.translate_video(clip.path, tmp_path / "out.mp4", model, batch_size=8, compile=compile).frames == 20
-    assert sorted(sizes) == ([4, 8, 8] if compile == "on" else [2, 2, 8, 8])
+    assert sorted(sizes) == ([4, 8, 8] if compile == "on" or compiled_before else [2, 2, 8, 8])

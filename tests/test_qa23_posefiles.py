@@ -315,3 +315,20 @@ def test_an_npz_with_an_encrypted_member_is_refused_in_one_line(cli, clip, pose_
         data[data.find(signature) + flags] |= 1  # "encrypted"
     path.write_bytes(bytes(data))
     assert "encrypted" in refusal(cli, clip, pose_model_dir, path, tmp_path)
+
+
+def test_the_writers_refuse_tracks_their_reader_refuses_for_their_kind(tmp_path):
+    """A track normalised to the frame (0-1), or mixing such frames with pixel ones, was written, then
+    refused by read_keypoints: the writers now refuse it first, naming what to do."""
+    rng = np.random.default_rng(0)
+    normalised = np.concatenate([rng.uniform(0.2, 0.8, (4, 18, 2)), np.ones((4, 18, 1))], axis=-1).astype(np.float32)
+    pixels = normalised * np.array([640, 480, 1], np.float32)
+    mixed = np.concatenate([pixels[:2], normalised[2:]])
+    for track in (normalised, mixed):
+        with pytest.raises(VidtransError, match="normalised to the frame"):
+            write_keypoints_npz(tmp_path / "k.npz", track, 640, 480)
+        with pytest.raises(VidtransError, match="normalised to the frame"):
+            write_openpose_json(tmp_path / "json", track)
+    assert not (tmp_path / "k.npz").exists()
+    write_keypoints_npz(tmp_path / "k.npz", pixels, 640, 480)
+    assert np.allclose(read_keypoints(tmp_path / "k.npz").keypoints, pixels)

@@ -618,13 +618,10 @@ def evaluate(
     _stop_if_asked()
     with _progress(f"eval {translator.name}") as update:
         result = score(translator, material, options, model_only=model_only, progress=update)
-    # Scores move a little with the precision ("auto" is bf16 on some CPUs): they say what ran.
-    ran = {"model": translator.name, "device": str(translator.device), "precision": translator.precision,
-           "backend": translator.backend}
     if json_summary:
-        _product(json.dumps({**ran, **result}))
+        _product(json.dumps(result))
         return
-    ran_on = f"{ran['device']} {ran['precision']} {ran['backend']}"
+    ran_on = f"{result['device']} {result['precision']} {result['backend']}"  # scores move a little with them
     source = (f"held-out dance {result['seed']}" if "seed" in result else
               f"held-out tail of {video.name}" if video else f"pairs of {data}")
     # The scores are the command's product, as the table is `models`': on stdout, so that

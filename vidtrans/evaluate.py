@@ -30,7 +30,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vidtrans.errors import UsageError, VidtransError, first_line
+from vidtrans.errors import UsageError, VidtransError
 from vidtrans.metrics import MIN_SCORED_FRAMES, flicker, psnr, relative_flicker, ssim
 from vidtrans.options import EncodeOptions, RunOptions, Smoothing, is_int, plain, shown, shown_path, spell
 from vidtrans.pipeline import TranslateStage, smoothing_stages, translate_video
@@ -38,7 +38,7 @@ from vidtrans.pose.keypoints import with_parts
 from vidtrans.pose.regions import face_box, hand_boxes, person_box
 from vidtrans.runner import Batch, Progress, run_stages
 from vidtrans.temporal import Smoother, smoothing_for
-from vidtrans.video import VideoReader, VideoWriter, file_identity, probe
+from vidtrans.video import VideoReader, VideoWriter, file_identity, not_a_video_file, probe
 
 log = logging.getLogger(__name__)
 
@@ -100,16 +100,20 @@ def score(model, material: Material, options: RunOptions | None = None, *, model
           progress: Progress | None = None) -> dict[str, Any]:
     """Score `model` (a `vidtrans.load_model` result) on `material`: end to end through `run`'s
     pipeline with `options` (its batch size, smoothing and normalization), or the model alone.
-    Returns plain JSON values: where the material came from, "mode", and the figures."""
+    Returns plain JSON values: what ran (the model, its device, precision and backend: scores move
+    a little between fp32 and bf16, which "auto" picks on some CPUs), where the material came from,
+    "mode", and the figures."""
     options = options or RunOptions()
     material = check_material(material, options, model_only)
     _check_material_for(model, material)
+    ran = {"model": model.name, "device": str(model.device), "precision": model.precision,
+           "backend": getattr(model, "backend", "torch")}
     if material.data is not None:
         inputs, truth = folder_ground_truth(model, material.data, material.frames)
-        return {"data": str(material.data.root), "mode": "model-only",
+        return {**ran, "data": str(material.data.root), "mode": "model-only",
                 **model_only_scores(model, inputs, truth, options)}
     video, seed = material.video, None if material.video is not None else _seed(model, material.seed)
-    source: dict[str, Any] = {"video": str(video)} if video is not None else {"seed": seed}
+    source: dict[str, Any] = {**ran, "video": str(video)} if video is not None else {**ran, "seed": seed}
     frames = material.frames or DANCE_FRAMES
     if model_only:
         if video is not None:
@@ -350,12 +354,8 @@ def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
             "score it on pairs it did not train on with --data DIR"
         raise UsageError(f"{model.name} was not trained from a video, and --video scores a model made by "
                          f"vidtrans train VIDEO on that video; {instead}")
-    try:
-        # The input cannot be read: the work fails (exit 1), as `run` and `live` fail on theirs.
-        what = (None if video.is_file() else "is a folder, not a video file" if video.is_dir() else
-                "is not a regular file" if video.exists() else "no such video file")
-    except OSError as e:  # a name longer than the file system takes, a parent folder not to be searched
-        what = f"cannot be read ({first_line(e)})"
+    # The input cannot be read: the work fails (exit 1), as `run` and `live` fail on theirs.
+    what = not_a_video_file(video)
     if what is not None:
         raise VidtransError(f"{shown_path(video)}: {what}; pass the video {model.name} was trained on, "
                             f"{shown_path(str(training['video']))}")

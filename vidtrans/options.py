@@ -534,7 +534,8 @@ class LiveOptions(_Options):
                                "given; port 0: a free port).")
     virtual_cam: bool = option(False, "Send the view to a virtual webcam (pip install 'vidtrans[live]').")
     max_frames: int | None = option(None, "Stop after N frames shown.")
-    stats: str | os.PathLike | None = option(None, "Write frames, fps, latency p50/p95, dropped, device, precision as JSON.",
+    stats: str | os.PathLike | None = option(None, "Write frames, fps, latency p50/p95, dropped, device, precision, "
+                                             "backend as JSON.",
                                              cli_type=PathText)
     loop: bool = option(False, "Play a video file camera again from the start when it ends.")
     overwrite: bool = option(False, "Replace existing --record and --stats files.")

@@ -395,9 +395,10 @@ def translate_video(
             panels = [batch.frames[i]] + ([batch.model_input[i]] if batch.model_input is not None else [])
             return side_by_side(panels + [batch.output[i]])
 
-        # A compiled model pads each batch to its first one's size (and compiles again for a larger
-        # one): a tail cut into small batches would cost whole batches, or a second compilation.
-        split_tail = options.compile != "on" and not compiling
+        # A compiled model (now, by an earlier clip, or once this one proves long) pads each batch to
+        # its first one's size (and compiles again for a larger one): a tail cut into small batches
+        # would cost whole batches, or a second compilation.
+        split_tail = not (compiling or getattr(model, "compiled", False))
         summary.frames = _encode(reader, stages, output, options.batch_size, frame_to_write, progress,
                                  split_tail=split_tail)
         summary.corrupt_frames = reader.corrupt_frames

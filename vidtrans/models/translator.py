@@ -68,7 +68,7 @@ def resolve_device(device: str | torch.device | None = "auto", setting: str = "d
     return resolved
 
 
-def resolve_precision(precision: str, device: torch.device, card: ModelCard, per_sample: bool = True) -> str:
+def resolve_precision(precision: str, device: torch.device, card: ModelCard, per_sample: bool) -> str:
     """The precision to run in, for a model whose norms use each frame's own statistics or not
     (`per_sample`: normalization "sample"); UsageError for one that makes no sense (unknown, fp16 on a CPU)."""
     if precision not in PRECISIONS:
@@ -394,6 +394,11 @@ class Translator:
         if self.backend == "onnxruntime":
             return
         self._compiled = torch.compile(self._run, dynamic=False)
+
+    @property
+    def compiled(self) -> bool:
+        """Whether `compile` made the step compiled (which pads batches smaller than its first)."""
+        return self._compiled is not None
 
     def translate(self, frames: np.ndarray) -> np.ndarray:
         return self.translate_clip(frames, RecurrentState())

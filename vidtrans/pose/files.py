@@ -76,7 +76,7 @@ import numpy as np
 
 from vidtrans.atomic import special_file_kind, write_atomically
 from vidtrans.errors import UsageError, VidtransError, first_line
-from vidtrans.options import SHOWN_CHARACTERS, shown
+from vidtrans.options import plain, shown
 from vidtrans.pose.keypoints import (
     FACE, KEYPOINT_COUNTS, KEYPOINT_INDEX, KEYPOINT_NAMES, LEFT_HAND, NUM_FACE, NUM_HAND, NUM_KEYPOINTS, NUM_WHOLE_BODY,
     RIGHT_HAND, check_keypoint_values, check_keypoints, is_whole_body, with_parts,
@@ -139,9 +139,9 @@ def write_keypoints_npz(path: str | os.PathLike, keypoints: np.ndarray, width: i
     first pose is of the clip's frame number `first_frame` (the clip's first frame is 0), and
     whether it is `smoothed` already (so that using it does not filter it twice). The file
     appears complete or not at all; an existing file is replaced only with `overwrite`."""
-    kp = check_keypoints(keypoints)
     _check_frame_size(width, height, "frame size")
-    kp = _checked(kp, "keypoints", (height, width))  # nothing read_keypoints would refuse
+    # No values read_keypoints would refuse (not finite, confidences past 1, points far off the frame).
+    kp = _checked(keypoints, "keypoints", (height, width))
     if not _frame_number(first_frame):
         raise VidtransError(f"first_frame must be a frame number, 0 or more (up to {MAX_FRAME_NUMBER}); "
                             f"got {shown(first_frame)}")
@@ -165,11 +165,6 @@ MAX_FRAME_NUMBER = 2 ** 63 - 1
 def _frame_number(value) -> bool:
     """Whether `value` is a number a frame of a video can have: a whole number from 0 to MAX_FRAME_NUMBER."""
     return _whole(value) and 0 <= value <= MAX_FRAME_NUMBER
-
-
-def _brief(name: str) -> str:
-    """A file name as messages give it: whole, or one padded to hundreds of digits cut as `shown` cuts values."""
-    return name if len(name) <= SHOWN_CHARACTERS else shown(name)
 
 
 # FFmpeg keeps a frame's sides in C ints; a JSON size past 64 bits scaled coordinates as Python objects.
@@ -201,7 +196,7 @@ def write_openpose_json(folder: str | os.PathLike, keypoints: np.ndarray, prefix
                         and (match := _FRAME_NUMBER.search(f.name)) and int(match[1]) >= len(kp))
         if beyond:
             more = f" and {len(beyond) - 1} more" if len(beyond) > 1 else ""
-            raise VidtransError(f"{folder}: holds {_brief(beyond[0])}{more}, keypoint files of frames past these {len(kp)}, "
+            raise VidtransError(f"{folder}: holds {plain(beyond[0])}{more}, keypoint files of frames past these {len(kp)}, "
                                 "which would be read with them as one clip; write into an empty folder")
         for i, pose in enumerate(kp):
             people = [_openpose_person_json(pose)] if (pose[:, 2] > 0).any() else []
@@ -257,23 +252,25 @@ def read_keypoints(path: str | os.PathLike, max_frames: int | None = None) -> Ke
         _check_frame_size(track.width, track.height, f"{path}: frame size")
         size = (track.height, track.width)
     track.keypoints = _checked(track.keypoints, what, size, track.frame_names)
-    normalised = _looks_normalised(track.keypoints, what, track.frame_names)
-    if normalised and (size is None or max(size) > 4 * NORMALISED_MAX):
-        # No person in pixels fits in a box this small: coordinates normalised to the frame (0-1),
-        # read as pixels, would draw a dot in the corner of every frame.
-        raise VidtransError(f"{what}: nearly every visible point lies within {NORMALISED_MAX:g} pixels of the "
-                            "frame's corner, so they look normalised to the frame (0-1); this file's coordinates are "
-                            "pixels of the video: multiply x by its width and y by its height")
     return track
 
 
 def _checked(keypoints, what: str, frame_size: tuple[int, int] | None = None,
              frame_names: list[str] | None = None) -> np.ndarray:
-    """A track as `check_keypoint_values` accepts it, the coordinates of its missing points zeroed
-    first: they mean nothing (DWPose writes NaN there), in every format alike."""
+    """A track in pixels as `check_keypoint_values` accepts it, the coordinates of its missing points
+    zeroed first: they mean nothing (DWPose writes NaN there), in every format alike. Refused as
+    well: frames normalised to the frame (0-1) among pixel ones, and a track that looks normalised
+    where no person in pixels could be so small (`frame_size` unknown or larger)."""
     with np.errstate(over="ignore"):  # beyond float32's range: infinite, and refused as such
         kp = check_keypoints(keypoints, what)
-    return check_keypoint_values(np.where(kp[..., 2:] == 0, np.float32(0), kp), what, frame_size, frame_names)
+    kp = check_keypoint_values(np.where(kp[..., 2:] == 0, np.float32(0), kp), what, frame_size, frame_names)
+    if _looks_normalised(kp, what, frame_names) and (frame_size is None or max(frame_size) > 4 * NORMALISED_MAX):
+        # No person in pixels fits in a box this small: coordinates normalised to the frame (0-1),
+        # read as pixels, would draw a dot in the corner of every frame.
+        raise VidtransError(f"{what}: nearly every visible point lies within {NORMALISED_MAX:g} pixels of the "
+                            "frame's corner, so they look normalised to the frame (0-1); this file's coordinates are "
+                            "pixels of the video: multiply x by its width and y by its height")
+    return kp
 
 
 def _integer(value) -> int | None:
@@ -446,11 +443,11 @@ def _read_openpose_folder(folder: Path, max_frames: int | None) -> KeypointTrack
                                 "does: NAME_000000000000_keypoints.json")
         number = int(match[1])
         if not _frame_number(number):
-            raise VidtransError(f"{folder}: {_brief(f.name)} is numbered {shown(number)}, past the last frame of "
+            raise VidtransError(f"{folder}: {plain(f.name)} is numbered {shown(number)}, past the last frame of "
                                 "any video; name each file by its frame, as OpenPose does: "
                                 "NAME_000000000000_keypoints.json")
         if number in numbered:
-            raise VidtransError(f"{folder}: {_brief(numbered[number][0].name)} and {_brief(f.name)} are both frame "
+            raise VidtransError(f"{folder}: {plain(numbered[number][0].name)} and {plain(f.name)} are both frame "
                                 f"{number}; keep the files of one clip in the folder")
         numbered[number] = f, match
     if not numbered:
@@ -461,7 +458,7 @@ def _read_openpose_folder(folder: Path, max_frames: int | None) -> KeypointTrack
         if following != number + 1:
             before, match = numbered[number]
             name = f"{before.name[:match.start(1)]}{number + 1:0{len(match[1])}d}{before.name[match.end(1):]}"
-            raise VidtransError(f"{folder}: {_brief(name)} is missing: the files are numbered by frame, and without "
+            raise VidtransError(f"{folder}: {plain(name)} is missing: the files are numbered by frame, and without "
                                 f"frame {number + 1} the poses after it would land a frame early; restore it or "
                                 "extract the keypoints again")
     frames = []
@@ -475,7 +472,7 @@ def _read_openpose_folder(folder: Path, max_frames: int | None) -> KeypointTrack
     # images of a folder numbered from 1 start at the clip's first frame all the same.
     first_frame = numbers[0] if numbers[0] > 1 else 0
     return KeypointTrack(_track(_follow_person(frames)), first_frame=first_frame,
-                         frame_names=[_brief(numbered[number][0].name) for number in numbers])
+                         frame_names=[plain(numbered[number][0].name) for number in numbers])
 
 
 def _track(poses: list[np.ndarray]) -> np.ndarray:

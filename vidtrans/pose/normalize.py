@@ -49,6 +49,7 @@ from vidtrans.errors import UsageError, VidtransError, check_version, count
 from vidtrans.options import is_finite_number, is_int, spell
 from vidtrans.pose.keypoints import KEYPOINT_INDEX, check_keypoints
 
+
 def check_normalize_off(normalize: bool, model) -> None:
     """Refuse `normalize` off for a loaded `model` that gets no pose maps: a setting that would do
     nothing (`run`, `batch` and `live` alike)."""

@@ -9,8 +9,8 @@
             writer.write(frame.image, frame.pts)
 """
 
-from vidtrans.video.reader import Frame, VideoInfo, VideoReader, file_identity, probe
+from vidtrans.video.reader import Frame, VideoInfo, VideoReader, file_identity, not_a_video_file, probe
 from vidtrans.video.writer import SourceMedia, VideoWriter, check_destination, check_output_settings
 
 __all__ = ["Frame", "SourceMedia", "VideoInfo", "VideoReader", "VideoWriter", "check_destination",
-           "check_output_settings", "file_identity", "probe"]
+           "check_output_settings", "file_identity", "not_a_video_file", "probe"]

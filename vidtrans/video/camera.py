@@ -22,14 +22,14 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
 
 from vidtrans.errors import UsageError, VidtransError, first_line
-from vidtrans.options import is_digits, shown
-from vidtrans.video.reader import VideoReader, file_identity
+from vidtrans.options import is_digits, shown, shown_path
+from vidtrans.video.reader import VideoReader, file_identity, not_a_video_file
 
 T = TypeVar("T")
 
@@ -82,10 +82,12 @@ def _quiet_opencv() -> Iterator[None]:
             set_opencv_log_level(before)
 
 
-def _identity(path: str | os.PathLike) -> dict[str, int | str] | None:
-    """`file_identity` of `path`, or None where there is no file to read there (now)."""
+def _identity(path: str | os.PathLike) -> dict[str, Any] | None:
+    """`file_identity` of `path` and which file it is (device and inode), or None where there is
+    no file to read there (now)."""
     try:
-        return file_identity(path)
+        info = os.stat(path)
+        return {**file_identity(path), "inode": (info.st_dev, info.st_ino)}
     except OSError:
         return None
 
@@ -122,7 +124,7 @@ class Camera:
         self._thread: threading.Thread | None = None
         self._cap: cv2.VideoCapture | None = None
         self._reader: VideoReader | None = None  # a file source, as opened
-        self._identity: dict[str, int | str] | None = None  # a file source, as its pass began
+        self._identity: dict[str, Any] | None = None  # a file source, as its pass began
         self._pictures: Iterator[tuple[np.ndarray, float | None]] | None = None
         self._frame_size: tuple[int, int] | None = None
         self._ran = False  # the capture thread is done with the source
@@ -200,16 +202,10 @@ class Camera:
         return self._capture_pictures(self._cap)
 
     def _open_file(self) -> VideoReader:
-        path = Path(self._target)
-        try:
-            regular = path.is_file()
-        except OSError as e:  # a name too long for the file system, a folder that cannot be searched
-            raise VidtransError(f"{self._target}: {(e.strerror or 'cannot be read').lower()}; give --camera a video "
-                                "file, a device index or a URL") from None
-        if not regular:
-            problem = ("is a folder, not a video file" if path.is_dir() else
-                       "is not a regular file" if path.exists() else "no such video file")
-            raise VidtransError(f"{self._target}: {problem}; give --camera a video file, a device index or a URL")
+        problem = not_a_video_file(self._target)
+        if problem is not None:
+            raise VidtransError(f"{shown_path(self._target)}: {problem}; give --camera a video file, a device index "
+                                "or a URL")
         reader = self._pass()
         self.nominal_fps = _usable_fps(reader.info.fps)
         return reader
@@ -221,11 +217,13 @@ class Camera:
 
     def _check_unchanged(self) -> None:
         """A pass through a file that changed since the pass opened it ended early, not at the clip's
-        end: another program cut it short or rewrote it (or is still writing it). A file that is gone
-        was read whole (an open file stays readable); a loop's next pass tells it is missing."""
+        end: another program cut it short or rewrote it (or is still writing it). A file that is gone,
+        or another file put in its place (a new version saved and renamed over it), was read whole (an
+        open file stays readable); a loop's next pass plays the new one, or tells it is missing."""
         now = _identity(self._target)
-        if now is not None and now != self._identity:
-            raise VidtransError(f"{self._target}: changed while live played it (another program cut it short, "
+        if now is not None and self._identity is not None and now["inode"] == self._identity["inode"] \
+                and now != self._identity:
+            raise VidtransError(f"{shown_path(self._target)}: changed while live played it (another program cut it short, "
                                 "rewrote it or is still writing it), so its video ended early; play it again once "
                                 "it is complete")
 

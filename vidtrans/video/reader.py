@@ -706,6 +706,17 @@ def _first_rate(*rates: Fraction | None) -> float:
 HEAD_BYTES = 1 << 20
 
 
+def not_a_video_file(path: str | os.PathLike) -> str | None:
+    """Why `path` is no file to read a video from, as messages say it ("no such video file"), or
+    None where it is a regular file."""
+    path = Path(path)
+    try:
+        return (None if path.is_file() else "is a folder, not a video file" if path.is_dir() else
+                "is not a regular file" if path.exists() else "no such video file")
+    except OSError as e:  # a name longer than the file system takes, a parent folder not to be searched
+        return f"cannot be read ({first_line(e)})"
+
+
 def file_identity(path: str | os.PathLike) -> dict[str, int | str]:
     """What tells one video file from another of the same name, cheaply: its size and a hash of its
     first MiB (a copy elsewhere has the same; a re-encode or another clip does not)."""

@@ -36,7 +36,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from vidtrans.atomic import (LOCK_SUFFIX, TEMPORARY_PATTERN, check_destination, discard, remove_if_unheld, same_file,
                              special_file_kind, temp_path, write_atomically)
@@ -45,6 +45,9 @@ from vidtrans.options import (BatchOptions, EncodeOptions, RunOptions, option_na
                               shown, spell, spell_setting, spelled, spellings)
 from vidtrans.pipeline import given_options, no_person_shows, translate_video
 from vidtrans.video import check_output_settings, file_identity
+
+if TYPE_CHECKING:  # torch is imported where a model is loaded, not by a batch that is refused before
+    import torch
 
 DEFAULT_PATTERNS = ("*.mp4", "*.mov", "*.mkv", "*.avi", "*.webm", "*.m4v", "*.mpg", "*.mpeg", "*.ts", "*.mts",
                     "*.m2ts", "*.wmv", "*.flv", "*.3gp", "*.ogv")
@@ -418,13 +421,17 @@ class Manifest:
         try:
             self.clips, rewrite = _read_records(output_dir)
         except VidtransError:
-            if not fresh:
+            # Something that is no file there (a folder, a FIFO) cannot be replaced by a new manifest:
+            # refused alike with or without --overwrite.
+            if not fresh or (self.path.exists() and not self.path.is_file()):
                 raise
             self.clips, rewrite = {}, True
         if rewrite:
             text = _header() + b"".join(_line(clip, record) for clip, record in self.clips.items())
             write_atomically(self.path, lambda f: f.write(text), overwrite=True, what="batch manifest")
-            (output_dir / LEGACY_MANIFEST_NAME).unlink(missing_ok=True)
+            legacy = output_dir / LEGACY_MANIFEST_NAME
+            if legacy.is_file():  # only an earlier manifest (see _read_records), never a user's folder or FIFO
+                legacy.unlink(missing_ok=True)
         try:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         except OSError as e:  # a read-only folder (or manifest) that was written before
@@ -474,7 +481,8 @@ def _read_records(output_dir: Path) -> tuple[dict[str, dict[str, Any]], bool]:
         clips, lines, damaged = _read_log(path)
         # Damaged lines are rewritten away, or the next record would be glued to a torn last one.
         return clips, damaged or lines > 2 * len(clips) + COMPACT_SLACK
-    if legacy.exists():
+    # Only a file: a FIFO of that name would be waited on forever, and no earlier vidtrans left a folder.
+    if legacy.is_file():
         return _read_legacy(legacy), True
     return {}, True
 
@@ -825,11 +833,13 @@ def _check_no_inputs_in(output_dir: Path, folders: list[Path], clips: list[Path]
     # user's clip of that name is an input, which --overwrite would otherwise replace.
     planned = {_output_path(c, input_dir, output_dir, suffix) for c in clips}
     ours = {_real(path) for path in planned if not os.path.lexists(path)}
-    # Also outputs of clips gone from the input since; an unreadable manifest is told (or, with
-    # --overwrite, replaced) when the batch opens it.
+    # Also outputs of clips gone from the input since, and those a run with another --ext wrote
+    # (`owned_before`); an unreadable manifest is told (or, with --overwrite, replaced) when the
+    # batch opens it.
     with contextlib.suppress(VidtransError):
         records = _read_records(output_dir)[0].values()
-        ours |= {_real(output_dir / r["output"]) for r in records if isinstance(r.get("output"), str)}
+        ours |= {_real(output_dir / written) for r in records
+                 for written in ([r["output"]] if "output" in r else []) + r.get("owned_before", [])}
     inputs = [c for folder in folders for c in find_clips(folder, patterns) if _real(c) not in ours]
     if inputs:
         such_as = f"{inputs[0]}, ..." if len(inputs) > 1 else str(inputs[0])
@@ -927,8 +937,10 @@ def _plan(clips: list[Path], input_dir: Path, output_dir: Path, suffix: str | No
     # What the manifest records of clips gone from the input folder (a.mp4 renamed a.mov, whose output
     # with --ext is a.mp4's): the outputs they wrote are the batch's own all the same. Not those of
     # clips only left out this time (--pattern), which are still theirs.
-    gone = {r["output"]: r for clip, r in manifest.clips.items()
-            if clip not in dsts and r.get("owned") and "output" in r and not os.path.lexists(input_dir / clip)}
+    gone_records = [r for clip, r in manifest.clips.items()
+                    if clip not in dsts and not os.path.lexists(input_dir / clip)]
+    gone = {r["output"]: r for r in gone_records if r.get("owned") and "output" in r}
+    gone_before = {o for r in gone_records for o in r.get("owned_before", ())}  # as `earlier` below
     inputs = {_real(c) for c in clips}
     real_in, real_out = _real(input_dir), _real(output_dir)
     for rel, src in zip(dsts, clips):
@@ -974,7 +986,8 @@ def _plan(clips: list[Path], input_dir: Path, output_dir: Path, suffix: str | No
         # output edited since, too) need --overwrite.
         wrote = record if record and record.get("output") == out_rel and record.get("owned") else gone.get(out_rel)
         changed = wrote is not None and not _as_written(wrote, dst)
-        earlier = bool(record and out_rel in record.get("owned_before", ()))  # another --ext's run wrote it
+        # Another --ext's run wrote it (of this clip, or of one gone since).
+        earlier = bool(record and out_rel in record.get("owned_before", ())) or out_rel in gone_before
         ours = overwrite or earlier or (wrote is not None and not changed)
         if refused.error:
             refused.error = one_line(refused.error)  # a name in it spelled as `failure_line` spells it
@@ -1256,8 +1269,9 @@ class _Runner:
                 raise _Cancelled()
             self.listener.clip_progress(worker.name, job.rel, done, total, phase)
 
-        # Whatever appears at dst from now on is ours, unless someone else's file was there before.
-        owned = job.overwrite or not job.dst.exists()
+        # Whatever appears at dst from now on is ours, unless someone else's file was there before
+        # (a link to nowhere too: it is not replaced without --overwrite either).
+        owned = job.overwrite or not os.path.lexists(job.dst)
         previous = self.manifest.clips.get(job.rel)
         base = {"output": job.out_rel, "owned": owned, "input": job.fingerprint, "options": self.settings,
                 "model_sha256": self.weights, **_earlier_outputs(previous, job.out_rel),
@@ -1353,11 +1367,21 @@ def _local_workers(model: str | os.PathLike, batch: BatchOptions, options: RunOp
 
     devices = batch.device_list
     count = batch.workers if batch.workers is not None else 2 * len(devices)
-    worker_devices = [resolve_device(devices[i % len(devices)], setting="devices") for i in range(count)]
+    worker_devices = [_indexed(resolve_device(devices[i % len(devices)], setting="devices")) for i in range(count)]
     models = {device: SharedModel(load_model(model, device=device, precision=precision, size=model_size,
                                              backend=batch.backend))
               for device in dict.fromkeys(worker_devices)}
     yield [_LocalWorker(i, models[device], options) for i, device in enumerate(worker_devices)]
+
+
+def _indexed(device: torch.device) -> torch.device:
+    """A CUDA device with its index (`cuda` and `auto` mean the current one): cuda and cuda:0 are one
+    GPU, which gets one model, as any device does, not one per spelling."""
+    import torch
+
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 _MODEL_NAME_FIX = ("a model name is looked up on each Ray node: set VIDTRANS_MODELS in the environment ray start "

@@ -96,7 +96,8 @@ class RichDisplay(BatchListener):
 
 def summary_tables(report: BatchReport) -> list:
     """Rich tables for the end of a batch: clips, frames, seconds and fps per status; the failures."""
-    table = Table("status", "clips", "frames", "seconds", "fps", title=f"vidtrans batch: {report.model}")
+    # The model's name is its folder's, which may hold a newline as clip names may.
+    table = Table("status", "clips", "frames", "seconds", "fps", title=f"vidtrans batch: {one_line(report.model)}")
     for status in ("done", "skipped", "failed"):
         clips = [c for c in report.clips if c.status == status]
         frames, seconds = sum(c.frames for c in clips), sum(c.seconds for c in clips)

@@ -228,9 +228,10 @@ def _host_available_memory() -> int | None:
 
 
 # oneDNN's instruction sets, oldest first (`ONEDNN_MAX_CPU_ISA` names, with their aliases).
-_ONEDNN_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
-                "AVX512_CORE_BF16", "AVX10_1_512 AVX512_CORE_FP16", "AVX10_1_512_AMX AVX512_CORE_AMX",
-                "AVX10_1_512_AMX_FP16 AVX512_CORE_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2")
+_ONEDNN_ISAS = (("SSE41",), ("AVX",), ("AVX2",), ("AVX2_VNNI",), ("AVX2_VNNI_2",), ("AVX512_CORE",),
+                ("AVX512_CORE_VNNI",), ("AVX512_CORE_BF16",), ("AVX10_1_512", "AVX512_CORE_FP16"),
+                ("AVX10_1_512_AMX", "AVX512_CORE_AMX"), ("AVX10_1_512_AMX_FP16", "AVX512_CORE_AMX_FP16"),
+                ("AVX10_2_512",), ("AVX10_2_512_AMX_2",))
 # What multiplies bf16 in hardware, fastest first: each as torch's capability and the instruction
 # set oneDNN must be allowed for it.
 _BF16_UNITS = (("amx_bf16", "AVX512_CORE_AMX"), ("avx512_bf16", "AVX512_CORE_BF16"))
@@ -255,7 +256,7 @@ def _cpu_multiplies_bf16() -> bool:
 def _onednn_isa_rank(name: str) -> int:
     """Where an instruction set stands in _ONEDNN_ISAS; no cap (empty, ALL, DEFAULT) or a name oneDNN
     does not know (which it ignores) ranks above them all."""
-    return next((rank for rank, names in enumerate(_ONEDNN_ISAS) if name in names.split()), len(_ONEDNN_ISAS))
+    return next((rank for rank, names in enumerate(_ONEDNN_ISAS) if name in names), len(_ONEDNN_ISAS))
 
 
 class Translator:

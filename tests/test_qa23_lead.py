@@ -124,3 +124,31 @@ def test_a_compiled_model_gets_no_tail_cut_into_small_batches(tmp_path, compile,
     model.compile = lambda: setattr(model, "compiled", True)
     assert vidtrans.translate_video(clip.path, tmp_path / "out.mp4", model, batch_size=8, compile=compile).frames == 20
     assert sorted(sizes) == ([4, 8, 8] if compile == "on" or compiled_before else [2, 2, 8, 8])
+
+
+def test_a_stop_noted_inside_an_import_stops_export_before_it_writes(tmp_path, rgb_model_dir, monkeypatch):
+    # Ctrl-C inside an import (torch's, onnx's) is only noted, not raised (cli._stop): export went on
+    # and replaced the file given with --overwrite, exit 0, as if never stopped.
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import vidtrans.cli
+    import vidtrans.models.checkpoint as checkpoint_module
+    from tests.conftest import run_cli
+
+    loaded = checkpoint_module.load_checkpoint
+
+    def load_then_noted(*args, **kwargs):  # a signal arriving inside an import on the way
+        checkpoint = loaded(*args, **kwargs)
+        vidtrans.cli._stopped_by.append(2)
+        vidtrans.cli._stop_asked.set()
+        return checkpoint
+
+    monkeypatch.setattr(checkpoint_module, "load_checkpoint", load_then_noted)
+    existing = tmp_path / "out.onnx"
+    existing.write_bytes(b"the user's file")
+    try:
+        result = run_cli("export", rgb_model_dir, "-o", existing, "--overwrite")
+    finally:
+        vidtrans.cli._stop_asked.clear()
+    assert result.returncode == 130, result.stderr
+    assert existing.read_bytes() == b"the user's file" and sorted(p.name for p in tmp_path.iterdir()) == ["out.onnx"]

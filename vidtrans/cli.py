@@ -332,10 +332,16 @@ def export(
     """
     from vidtrans.models.checkpoint import load_checkpoint
     from vidtrans.models.networks import input_multiple
-    from vidtrans.models.onnx_backend import export_model
+    from vidtrans.models.onnx_backend import export_model, require
 
     checkpoint = load_checkpoint(model)
     normalization = checkpoint.card.normalization
+    # A stop inside an import (torch's, onnx's) is only noted (see _stop): taken before the file is
+    # written, not after. The imports export_model makes are made now; a missing extra is told there.
+    with contextlib.suppress(VidtransError):
+        for module in ("onnx", "onnxruntime"):
+            require(module, "ONNX export")
+    _stop_if_asked()
     difference = export_model(checkpoint, output, normalization, overwrite=overwrite)
     multiple = input_multiple(checkpoint.card.architecture)
     console.print(f"wrote {output}: input 'input' float32 N x {checkpoint.card.input_nc} x H x W in [-1, 1], H and W "
@@ -358,6 +364,7 @@ def import_pix2pix(
     """Convert an upstream pix2pix/CycleGAN generator (.pth) into a vidtrans checkpoint folder."""
     from vidtrans.models.checkpoint import convert_pix2pix, describe
 
+    _stop_if_asked()  # one noted inside torch's import (see _stop), before the folder is written
     card = convert_pix2pix(pth, output, input_kind=input_kind, size=size, normalization=normalization,
                            overwrite=overwrite)
     console.print(f"wrote {output} ({describe(card)})")

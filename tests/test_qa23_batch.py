@@ -58,15 +58,21 @@ def test_a_folder_where_the_manifest_belongs_is_told_alike_with_overwrite(two_cl
 
 # --- an output folder inside the input folder -----------------------------------------------------
 
+def translated_with_ext_then_without(src, out, model) -> None:
+    """SRC/a.mov translated into OUT with --ext mp4 (a.mp4), then without (a.mov): the manifest
+    records a.mp4 as the clip's earlier output."""
+    src.mkdir()
+    make_clip(src / "a.mov", frames=4, audio=False)
+    assert [c.status for c in translate_folder(src, out, model, ext="mp4", **FAST).clips] == ["done"]
+    assert [c.status for c in translate_folder(src, out, model, **FAST).clips] == ["done"]
+
+
 def test_outputs_an_earlier_ext_wrote_inside_the_input_folder_stay_the_batchs(tmp_path, rgb_model_dir):
     """IN/a.mov into IN/out with --ext mp4, then twice without: the third run refused the batch (exit
     2), taking OUT/a.mp4, which the manifest records as this clip's earlier output, for a user's clip."""
     src = tmp_path / "in"
-    src.mkdir()
-    make_clip(src / "a.mov", frames=4, audio=False)
     out = src / "out"
-    assert [c.status for c in translate_folder(src, out, rgb_model_dir, ext="mp4", **FAST).clips] == ["done"]
-    assert [c.status for c in translate_folder(src, out, rgb_model_dir, **FAST).clips] == ["done"]
+    translated_with_ext_then_without(src, out, rgb_model_dir)
     assert [c.status for c in translate_folder(src, out, rgb_model_dir, **FAST).clips] == ["skipped"]
     assert sorted(os.listdir(out)) == [MANIFEST_NAME, "a.mov", "a.mp4"]
     # A user's clip there is still refused.
@@ -148,12 +154,8 @@ def test_a_link_to_nowhere_where_an_output_goes_is_replaced_only_with_overwrite(
 def test_a_renamed_clip_takes_over_the_output_an_earlier_ext_of_its_old_name_wrote(tmp_path, rgb_model_dir):
     """a.mov with --ext mp4 (a.mp4), then without (a.mov), renamed a.mkv and run with --ext mp4: a.mp4,
     which the manifest records as the batch's, was refused as someone else's file."""
-    src = tmp_path / "in"
-    src.mkdir()
-    make_clip(src / "a.mov", frames=4, audio=False)
-    out = tmp_path / "out"
-    assert [c.status for c in translate_folder(src, out, rgb_model_dir, ext="mp4", **FAST).clips] == ["done"]
-    assert [c.status for c in translate_folder(src, out, rgb_model_dir, **FAST).clips] == ["done"]
+    src, out = tmp_path / "in", tmp_path / "out"
+    translated_with_ext_then_without(src, out, rgb_model_dir)
     (src / "a.mov").rename(src / "a.mkv")
     report = translate_folder(src, out, rgb_model_dir, ext="mp4", **FAST)
     assert [(c.status, c.error) for c in report.clips] == [("done", None)]

@@ -40,6 +40,8 @@ _FLOAT_BYTES = 4
 # through. More would only queue on the device and hold its memory.
 CUDA_IN_FLIGHT = 2
 _thread_streams = threading.local()
+# Outputs for flat frames kept per translator (each a frame's float32 output at the working size).
+_FLAT_CACHED = 16
 log = logging.getLogger(__name__)
 # Whether the slowness of bf16 on a CPU that does not multiply it in hardware was told (once per process: batch workers each load).
 _emulated_bf16_told = False
@@ -306,7 +308,14 @@ class Translator:
         # gives, computed once per size on a copy of the network (see flat_frame_degenerate).
         degenerate = flat_frame_degenerate(self.card.architecture, self.card.norm, per_sample)
         self._flat_net = flat_maps_exact(copy.deepcopy(net)) if degenerate and not self.temporal else None
-        self._flat_outputs: dict[tuple[int, int], torch.Tensor] = {}
+        # Other networks in half precision take flat frames in float32, once per colour and size: a
+        # flat frame's maps vary only by what zero padding gives at their edges, tiny beside the maps'
+        # own values, which half precision rounds away. The shipped pose2person in bf16 gave black 15
+        # grey levels from float32 (1 % of pixels over 4) and a fade's grey 30 up to 20, against at
+        # most 5 on pose maps with a person. Frames that are nearly flat are left as they are: there
+        # one grey level of noise moves this model's float32 output by up to 136 levels itself.
+        self._flat_in_fp32 = not degenerate and not self.temporal and self.precision != "fp32"
+        self._flat_outputs: dict[tuple[Any, ...], torch.Tensor] = {}
         self._flat_lock = threading.Lock()
         self.multiple = input_multiple(self.card.architecture)
         self.smallest_side = smallest_input(self.card.architecture)
@@ -509,15 +518,12 @@ class Translator:
                                 "pass a smaller model size or batch size") from None
 
     def _call_network(self, frames: torch.Tensor, previous: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        # Computed (once per size) only when a batch holds a flat frame: a pass of the CPU copy.
-        flat_output = self._flat_output(*frames.shape[1:3]) if self._flat_net is not None and \
-            bool(_flat(frames).any()) else None
         if self._compiled is None:
-            return self._run(frames, previous, flat_output)
+            return self._run(frames, previous, self._flat_output(frames))
         if self._compiled_shape is None:
             with self._compile_lock:
                 if self._compiled_shape is None:
-                    result = self._run_compiled(frames, previous, flat_output)
+                    result = self._run_compiled(frames, previous, self._flat_output(frames))
                     self._compiled_shape = tuple(frames.shape)
                     return result
         count = len(frames)
@@ -525,19 +531,47 @@ class Translator:
         # Temporal models translate one frame at a time, so only other models' batches are short.
         if short > 0 and tuple(frames.shape[1:]) == self._compiled_shape[1:]:
             frames = torch.cat([frames, frames[-1:].expand(short, -1, -1, -1)])
-        output, generated = self._run_compiled(frames, previous, flat_output)
+        output, generated = self._run_compiled(frames, previous, self._flat_output(frames))
         return output[:count], generated[:count]
 
-    def _flat_output(self, height: int, width: int) -> torch.Tensor:
-        """The network's output, at the padded working size of frames of height x width, for a
-        flat frame (see `networks.flat_frame_output`)."""
+    def _flat_output(self, frames: torch.Tensor) -> torch.Tensor | None:
+        """What the network gives the flat frames among `frames` where it cannot compute it itself
+        (float32 at the padded working size: one for all of a ResNet's, one per frame otherwise), or
+        None where no frame is flat or the network needs no help. Computed once per size (and colour)."""
+        if self._flat_net is None and not self._flat_in_fp32:
+            return None
+        flat = _flat(frames)
+        if not bool(flat.any()):
+            return None
+        height, width = frames.shape[1:3]
+        if self._flat_net is not None:
+            return self._flat_cached((height, width), lambda: self._flat_exact(height, width))
+        outputs = [self._flat_cached((height, width, *frames[i, 0, 0].tolist()), lambda i=i: self._fp32(frames[i:i + 1]))
+                   for i in torch.nonzero(flat).flatten().tolist()]
+        # Frames that are not flat keep the network's own output: any values do beside them.
+        output = outputs[0].new_zeros((len(frames), *outputs[0].shape[1:]))
+        output[flat] = torch.cat(outputs)
+        return output
+
+    def _flat_cached(self, key: tuple[Any, ...], compute) -> torch.Tensor:
+        with self._flat_lock:
+            if key not in self._flat_outputs:
+                if len(self._flat_outputs) >= _FLAT_CACHED:
+                    # A fade brings a colour per frame that never comes back: the oldest goes.
+                    del self._flat_outputs[next(iter(self._flat_outputs))]
+                self._flat_outputs[key] = compute()
+            return self._flat_outputs[key]
+
+    def _flat_exact(self, height: int, width: int) -> torch.Tensor:
+        """A ResNet's output for a flat frame (see `networks.flat_frame_output`), on the CPU copy."""
         work_h, work_w = self.working_size(height, width)
         padded = self.padded_side(work_h), self.padded_side(work_w)
-        with self._flat_lock:
-            if padded not in self._flat_outputs:
-                output = flat_frame_output(self._flat_net, self.card.input_nc, *padded)
-                self._flat_outputs[padded] = output.to(self.device)
-            return self._flat_outputs[padded]
+        return flat_frame_output(self._flat_net, self.card.input_nc, *padded).to(self.device)
+
+    def _fp32(self, frames: torch.Tensor) -> torch.Tensor:
+        """The network's float32 output for frames (N, H, W, 3) at the padded working size: weights
+        stay float32 under autocast, so this is the network without it."""
+        return self.net(self._network_input(frames, None)).float()
 
     def _run_compiled(self, frames: torch.Tensor, previous: torch.Tensor | None, flat_output: torch.Tensor | None):
         # Freezing folds the weights into the graph as constants, so oneDNN keeps them prepacked:
@@ -555,15 +589,39 @@ class Translator:
         n, height, width, _ = frames.shape
         work_h, work_w = self.working_size(height, width)
         resample = (work_h, work_w) != (height, width)
-        # Resampling is per frame, so chunks give exactly the frames of one pass over the batch.
-        step = max(1, _RESAMPLE_CHUNK // (height * width * 3))
-        chunks = [slice(i, i + step) for i in range(0, n, step)]
+        chunks = _chunks(frames)
+        pad_h = self.padded_side(work_h) - work_h
+        pad_w = self.padded_side(work_w) - work_w
+        x = self._network_input(frames, previous)
+        if self.precision == "fp32":
+            y = self.net(x)
+        else:
+            with torch.autocast(self.device.type, dtype=_DTYPES[self.precision]):
+                y = self.net(x)
+        y = y.float()
+        if flat_output is not None:
+            y = torch.where(_flat(frames)[:, None, None, None], flat_output, y)
+        generated = y[:, :, pad_h // 2: pad_h // 2 + work_h, pad_w // 2: pad_w // 2 + work_w]
+        y = generated.expand(-1, 3, -1, -1) if generated.shape[1] == 1 else generated
+        y = (y + 1.0) * 127.5
+        out = torch.empty((n, height, width, 3), dtype=torch.uint8, device=frames.device)
+        for chunk in chunks:
+            part = _resize(y[chunk], height, width) if resample else y[chunk]
+            out[chunk] = part.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        return out, generated
+
+    def _network_input(self, frames: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
+        """uint8 frames (N, H, W, 3) as the network takes them: at the padded working size, in
+        [-1, 1], beside `previous` (a temporal model's previous output)."""
+        height, width = frames.shape[1:3]
+        work_h, work_w = self.working_size(height, width)
+        resample = (work_h, work_w) != (height, width)
 
         def model_input(chunk: slice) -> torch.Tensor:
             x = _as_float(_grey(frames[chunk]) if self.card.input_nc == 1 else frames[chunk])
             return _resize(x, work_h, work_w) if resample else x
 
-        x = torch.cat([model_input(chunk) for chunk in chunks])
+        x = torch.cat([model_input(chunk) for chunk in _chunks(frames)])
         pad_h = self.padded_side(work_h) - work_h
         pad_w = self.padded_side(work_w) - work_w
         x = x / 127.5 - 1.0
@@ -572,22 +630,14 @@ class Translator:
         if pad_h or pad_w:
             # Replicate keeps borders natural for photos and black for pose maps, at any pad size.
             x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), mode="replicate")
-        x = x.contiguous(memory_format=self.memory_format)
-        if self.precision == "fp32":
-            y = self.net(x)
-        else:
-            with torch.autocast(self.device.type, dtype=_DTYPES[self.precision]):
-                y = self.net(x)
-        if flat_output is not None:
-            y = torch.where(_flat(frames)[:, None, None, None], flat_output.to(y.dtype), y)
-        generated = y.float()[:, :, pad_h // 2: pad_h // 2 + work_h, pad_w // 2: pad_w // 2 + work_w]
-        y = generated.expand(-1, 3, -1, -1) if generated.shape[1] == 1 else generated
-        y = (y + 1.0) * 127.5
-        out = torch.empty((n, height, width, 3), dtype=torch.uint8, device=frames.device)
-        for chunk in chunks:
-            part = _resize(y[chunk], height, width) if resample else y[chunk]
-            out[chunk] = part.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-        return out, generated
+        return x.contiguous(memory_format=self.memory_format)
+
+
+def _chunks(frames: torch.Tensor) -> list[slice]:
+    """Slices of frames (N, H, W, 3) resampled at once: resampling is per frame, so chunks give
+    exactly the frames of one pass over the batch."""
+    step = max(1, _RESAMPLE_CHUNK // (frames.shape[1] * frames.shape[2] * 3))
+    return [slice(i, i + step) for i in range(0, len(frames), step)]
 
 
 def _flat(frames: torch.Tensor) -> torch.Tensor:

@@ -180,8 +180,10 @@ def find_clips(input_dir: str | os.PathLike, patterns: Sequence[str] = DEFAULT_P
 
     Hidden files and folders (names starting with '.') are left out (temporary files, macOS `._`
     files, .git), and so are the `exclude` folders (the output folder when it sits inside the
-    input folder). Symlinked folders are followed like any other, except one that leads back to a
-    folder on its own way down (a loop).
+    input folder). Symlinked folders are followed like any other, except one that leads to a folder
+    already searched (a loop, or a second name for one folder): each folder is searched once, under
+    the first name found breadth first in name order, so the names do not depend on the order the
+    file system lists them in, and links that branch cannot multiply them.
     """
     return _discover(Path(input_dir), patterns, recursive, exclude)[0]
 
@@ -193,14 +195,13 @@ def _discover(root: Path, patterns: Sequence[str], recursive: bool,
     lowered = [p.lower() for p in patterns]
     found: list[Path] = []
     met: list[Path] = []
-    # Each folder with the real paths of the folders above it: a loop is a link back to one of them.
-    # Two links to one folder are no loop: its clips are found under both names, as linked files are.
-    pending = [(root, frozenset({_real(root)}))]
+    searched = {_real(root): root}  # each folder searched, by its real path: the name it is searched under
+    pending = collections.deque([root])
     while pending:
-        folder, above = pending.pop()
+        folder = pending.popleft()
         try:
             with os.scandir(folder) as listing:
-                entries = list(listing)
+                entries = sorted(listing, key=lambda entry: entry.name)
         except OSError as e:
             if folder == root:
                 raise BatchUsageError(f"{root}: cannot list the folder ({e.strerror or e}); check its "
@@ -217,8 +218,12 @@ def _discover(root: Path, patterns: Sequence[str], recursive: bool,
                 real = _real(path)
                 if real in skip:
                     met.append(path)
-                elif real not in above:
-                    pending.append((path, above | {real}))
+                elif real in searched:
+                    log.warning("%s leads to %s, already searched; its clips are taken once, under that name",
+                                path, searched[real])
+                else:
+                    searched[real] = path
+                    pending.append(path)
             elif any(fnmatch.fnmatchcase(entry.name.lower(), p) for p in lowered):
                 found.append(path)
     return sorted(found, key=lambda p: p.relative_to(root).parts), met

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NewType
 
-from vidtrans.errors import UsageError
+from vidtrans.errors import UsageError, one_line
 
 # How settings are spelled in messages, while a command runs: {"pix_fmt": "--pix-fmt", ...}.
 _spellings: ContextVar[Mapping[str, str]] = ContextVar("vidtrans_spellings", default={})
@@ -72,6 +72,14 @@ def shown_path(path: str | os.PathLike) -> str:
         return text
     half = SHOWN_CHARACTERS // 2
     return f"{text[:half]}...{text[-half:]}"
+
+
+def check_path_text(path: str | os.PathLike, name: str) -> None:
+    """UsageError for a path (the setting `name`) holding a NUL character, which no file name holds
+    and Python's file functions refuse with ValueError, a traceback to the caller."""
+    text = os.fspath(path)
+    if isinstance(text, str) and "\0" in text:
+        raise UsageError(f"{spell(name)} {one_line(shown_path(text))}: a file path cannot hold a NUL character (\\x00)")
 
 
 def spell_setting(name: str, *values: str) -> str:
@@ -222,18 +230,30 @@ def is_int(value: Any) -> bool:
 
 
 def plain_number(value: Any) -> Any:
-    """A NumPy scalar (what indexing an array gives, so what a notebook often passes) as the Python
-    int, float or bool it stands for, which the rest of the code (Fraction, JSON) takes; any other
-    value as it is. A float32 is the decimal it prints as: np.float32(0.2) means 0.2, not the
-    0.20000000298 it holds, which would miss a frame at 0.2 s."""
-    if type(value).__module__ != "numpy" or getattr(value, "shape", None) != ():
-        return value
-    return float(str(value)) if value.dtype.kind == "f" else value.item()
+    """A NumPy scalar (what indexing an array gives, so what a notebook often passes), a Fraction or
+    another library's real number as the Python int, float or bool it stands for, which the rest of
+    the code (Fraction, JSON) takes; any other value as it is. A float32 is the decimal it prints
+    as: np.float32(0.2) means 0.2, not the 0.20000000298 it holds, which would miss a frame at 0.2 s."""
+    if type(value).__module__ == "numpy" and getattr(value, "shape", None) == ():
+        return float(str(value)) if value.dtype.kind == "f" else value.item()
+    if isinstance(value, numbers.Real) and type(value) not in (int, float, bool):
+        # JSON (a batch's manifest) holds no Fraction.
+        try:
+            return int(value) if isinstance(value, numbers.Integral) else float(value)
+        except OverflowError:
+            return value  # past a float's range: refused by the check, as it is
+    return value
 
 
 def is_finite_number(value: Any) -> bool:
-    """A real number, neither NaN nor infinite, and not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    """A real number, neither NaN nor infinite, and not a bool; nor an int or Fraction past a float's
+    range (math.isfinite raises OverflowError on those, and every use of a setting takes it as a float)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 # Switches by their annotation: anything but a bool is refused, since Python would take any value
@@ -258,7 +278,13 @@ class _Options:
                     raise UsageError(f"{name} is an option of {cls.__name__}'s {f.name}: pass {f.name}="
                                      f"{inner.__name__}({name}={shown(kwargs[name])}), or {cls.__name__}().replace("
                                      f"{name}={shown(kwargs[name])})")
-        cls._refuse_unknown(kwargs, [f.name for f in dataclasses.fields(cls)])
+        names = [f.name for f in dataclasses.fields(cls)]
+        cls._refuse_unknown(kwargs, names)
+        # What Python's TypeError would say of values given by position, said as for names.
+        _check(len(args) <= len(names), f"{cls.__name__} takes at most {len(names)} settings by position "
+                                         f"({', '.join(names)}), got {len(args)}; give settings by name")
+        for name in names[:len(args)]:
+            _check(name not in kwargs, f"{cls.__name__} got {name} twice, by position and by name; give it once")
         return super().__new__(cls)
 
     def __post_init__(self) -> None:
@@ -446,6 +472,7 @@ class BatchOptions(_Options):
         if self.report is not None:
             from vidtrans.atomic import check_file_name  # atomic spells its settings with this module
 
+            check_path_text(self.report, "report")
             check_file_name(self.report)  # as typed: a Path made of it later drops a trailing slash
         _check(self.workers is None or (is_int(self.workers) and 1 <= self.workers <= MAX_THREADS),
                f"{spell('workers')} must be from 1 to {MAX_THREADS}, got {shown(self.workers)}")
@@ -552,6 +579,8 @@ class LiveOptions(_Options):
             value = getattr(self, name)
             _check(value is None or (isinstance(value, (str, os.PathLike)) and os.fspath(value).strip() != ""),
                    f"{spell(name)} must be a file path, not {shown(value)}")
+            if value is not None:
+                check_path_text(value, name)
         _check_strength(self.smoothing_strength)
 
     @property
@@ -577,7 +606,7 @@ def _size(size: tuple[int, int] | str | None) -> tuple[int, int] | None:
         width, _, height = size.lower().partition("x")
         parsed = (int(width), int(height)) if is_digits(width) and is_digits(height) else None
     else:
-        parsed = tuple(size) if isinstance(size, (tuple, list)) and len(size) == 2 else None
+        parsed = tuple(map(plain_number, size)) if isinstance(size, (tuple, list)) and len(size) == 2 else None
     _check(parsed is not None and all(is_int(v) and MIN_SIZE <= v <= MAX_SIZE for v in parsed),
            f"{spell('size')} {shown(size)}: give WIDTHxHEIGHT, from {MIN_SIZE}x{MIN_SIZE} to {MAX_SIZE}x{MAX_SIZE}, "
            "e.g. 640x480")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import inspect
 import os
 import time
 from collections.abc import Mapping
@@ -36,8 +37,8 @@ from vidtrans.pose.track import is_pose_video, pose_stages_for
 from vidtrans.runner import (TRANSLATION_THREADS, Batch, OnItsOwnThread, Parallel, Progress, frame_batches,
                              run_stages)
 from vidtrans.temporal import Smoother, smoothing_for
-from vidtrans.options import (POSE_VIDEO_ENCODE, EncodeOptions, PoseSource, RunOptions, option_names,
-                              refuse_misspelt, shown, spell, spell_setting)
+from vidtrans.options import (POSE_VIDEO_ENCODE, EncodeOptions, PoseSource, RunOptions, check_path_text,
+                              option_names, plain_number, refuse_misspelt, shown, spell, spell_setting)
 from vidtrans.video import (SourceMedia, VideoInfo, VideoReader, VideoWriter, check_destination,
                             check_output_settings, probe)
 from vidtrans.video.writer import check_output
@@ -318,6 +319,7 @@ def translate_video(
     """
     # Arguments of the wrong type are refused before a model is loaded or a frame decoded.
     refuse_misspelt(translate_video, changes, option_names(RunOptions))
+    overwrite = plain_number(overwrite)  # a NumPy bool, what comparing arrays gives, is the bool it stands for
     options = given_options(options, RunOptions(), "options").replace(**changes)
     src = _path(src, "src")
     dst = None if dst is None else _output_path(dst)
@@ -327,6 +329,7 @@ def translate_video(
 
     check_state(state)
     if isinstance(model, (str, os.PathLike)):
+        check_path_text(model, "model")
         check_before_loading(model, src, dst, overwrite, options.encode)
     # A model named here is loaded as `run` loads it: in torch under compile on, which auto could
     # have put on onnxruntime, then refused for it with a backend this function does not take.
@@ -436,6 +439,7 @@ def render_pose_video(
     from vidtrans.pose.stages import KeypointStage, PoseMapStage, SmoothKeypointsStage
 
     src, dst = _path(src, "src"), _output_path(dst)
+    overwrite, whole_body = plain_number(overwrite), plain_number(whole_body)  # NumPy bools too, as in translate_video
     applying = ["start", "end", *(f.name for f in dataclasses.fields(EncodeOptions))]
     refuse_misspelt(render_pose_video, changes, applying)
     if unknown := [name for name in changes if name not in applying]:
@@ -444,7 +448,7 @@ def render_pose_video(
     options = given_options(options, RunOptions(encode=POSE_VIDEO_ENCODE), "options").replace(**changes)
     _check_progress(progress)
     if not isinstance(whole_body, bool):
-        raise UsageError(f"{spell('whole_body')} must be True or False, not {whole_body!r}")
+        raise UsageError(f"{spell('whole_body')} must be True or False, not {shown(whole_body)}")
     start, end, encode = options.start, options.end, options.encode
     outputs = [dst] if keypoints_out is None else [dst, _path(keypoints_out, "keypoints_out")]
     if keypoints_out is not None and same_file(dst, keypoints_out):
@@ -524,6 +528,7 @@ def _path(value: Any, name: str) -> Path:
     if not isinstance(value, (str, os.PathLike)):
         what = shown(value) if isinstance(value, (int, float, bytes, type(None))) else type(value).__name__
         raise UsageError(f"{spell(name)} must be a file path (a str or os.PathLike), not {what}")
+    check_path_text(value, name)
     return Path(value)
 
 
@@ -550,8 +555,22 @@ def check_before_loading(model: str | os.PathLike, src: Path, dst: Path | None, 
 
 
 def _check_progress(progress: Any) -> None:
-    if progress is not None and not callable(progress):
-        raise UsageError(f"progress must be None or a function called with (done, total, what), not {shown(progress)}")
+    """UsageError for a `progress` that is no function taking (done, total, what): refused before any
+    work, not with Python's TypeError once the first batch is done."""
+    if progress is None:
+        return
+    what = shown(progress)
+    if callable(progress):
+        try:
+            signature = inspect.signature(progress)
+        except (TypeError, ValueError):  # no signature to read (some built-in functions): taken on trust
+            return
+        try:
+            signature.bind(0, 0, "")
+            return
+        except TypeError:
+            what = f"{getattr(progress, '__name__', type(progress).__name__)}, which takes {signature}"
+    raise UsageError(f"progress must be None or a function called with (done, total, what), not {what}")
 
 
 def given_options(options: Any, default: OptionsT, name: str) -> OptionsT:
@@ -576,7 +595,8 @@ def _loaded(model: Any, backend: str = "auto") -> Any:
         from vidtrans import load_model
 
         return load_model(model, backend=backend)
-    if not callable(getattr(model, "translate", None)):
+    # bytes have a translate method of their own, and so has the Translator class: neither is a model.
+    if isinstance(model, (bytes, bytearray, type)) or not callable(getattr(model, "translate", None)):
         raise UsageError(f"model must be a model name or path, or what vidtrans.load_model returns, "
                          f"not {shown(model)}")
     return model

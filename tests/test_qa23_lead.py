@@ -48,7 +48,9 @@ def test_paths_given_to_live_and_batch_expand_a_leading_tilde_as_the_readme_says
     live = run_cli("live", "--model", rgb_model_dir, "--device", "cpu", "--camera", "~/cam.mp4", "--no-window",
                    "--record=~/rec.mp4", "--stats", "~/s.json")
     assert live.returncode == 0, live.stderr
-    assert json.loads((tmp_path / "s.json").read_text())["frames"] == 4 and (tmp_path / "rec.mp4").stat().st_size
+    # A file camera plays in real time: a loaded machine drops frames, so every frame is either shown or dropped.
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["frames"] >= 1 and stats["frames"] + stats["dropped"] == 4 and (tmp_path / "rec.mp4").stat().st_size
     (tmp_path / "in").mkdir()
     make_clip(tmp_path / "in" / "a.mp4", frames=3, size=(32, 32), audio=False)
     batch = run_cli("batch", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", rgb_model_dir,

@@ -4,7 +4,9 @@ GAN outputs flicker because every frame is generated on its own. `ema` blends ea
 previous smoothed output (cheap, but smears motion). `flow` first moves the previous output along
 the optical flow of the *input* frames (OpenCV's DIS flow), then blends only where that warp is
 trustworthy (the warped previous input matches the current input), so moving and newly revealed
-content stays sharp. Both are causal and stateful: frames must arrive in order.
+content stays sharp. Neither blends across a scene cut (most of the input new since the frame before,
+`_CUT_SHARE`; for flow, after the warp): the new shot starts afresh, as a clip's first frame does.
+Both are causal and stateful: frames must arrive in order.
 
 Flow's costly half (the flow, the trust mask, the maps: `FlowEstimator`) depends only on the inputs,
 so `run` computes it ahead on other threads, and only the warp of the previous output and the blend
@@ -27,6 +29,14 @@ SMOOTHING = ("none", "ema", "flow")
 # Flow is estimated at most this many pixels on the longer side: DIS is robust at low resolution
 # and its cost grows with the pixel count.
 _FLOW_MAX_SIDE = 320
+# A pixel of the input that changed by this many grey levels (blurred over 5x5) or more since the frame
+# before (for flow, after its warp) is new content: flow blends none of the previous output there;
+# where most of the picture is (`_CUT_SHARE`), both take it for a scene cut.
+_NEW_CONTENT = 24
+# The share of the picture that changes at a scene cut: 77 % and more between a real clip and another
+# (carphone.mp4, examples/dancer.mp4), at most 6 % between consecutive frames of either, 30 % between
+# the first and last seconds of the same shot.
+_CUT_SHARE = 0.5
 # OpenCV 4.11's DIS refuses or crashes (a segmentation fault, e.g. at 20x320) on images with a side
 # under 32 pixels; such frames are left unsmoothed.
 _DIS_MIN_SIDE = 32
@@ -88,8 +98,8 @@ def _thread_dis(shape: tuple[int, ...]) -> cv2.DISOpticalFlow:
 class FlowEstimator:
     """The half of flow smoothing that needs only the guides: call it with each guide in order
     (it keeps the previous one) and the output's shape; it returns the frame's `Motion`, or None
-    for the first frame. Outputs play no part, so it runs ahead of them: a clip cut into runs
-    of frames can use one estimator per run, primed with the guide before the run."""
+    for the first frame and at a scene cut. Outputs play no part, so it runs ahead of them: a clip
+    cut into runs of frames can use one estimator per run, primed with the guide before the run."""
 
     def __init__(self, strength: float):
         self.strength = strength
@@ -105,7 +115,9 @@ class FlowEstimator:
         grid_x, grid_y = _grid(gray.shape)
         map_x, map_y = grid_x + flow[..., 0], grid_y + flow[..., 1]
         warped_gray = cv2.remap(previous, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        error = cv2.GaussianBlur(cv2.absdiff(warped_gray, gray), (5, 5), 0)
+        error = _change(warped_gray, gray)
+        if float(np.mean(error >= _NEW_CONTENT)) > _CUT_SHARE:
+            return None  # a scene cut: the warp explains little of the new shot, which starts afresh
         weight = cv2.LUT(error, _trust_table(self.strength))
         height, width = output_shape[:2]
         small_h, small_w = gray.shape
@@ -129,15 +141,22 @@ def _grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
 @functools.lru_cache(maxsize=8)
 def _trust_table(strength: float) -> np.ndarray:
     """Blend weight by photometric error (grey levels) of the warp, as a lookup table: the warp is
-    trusted where it explains the input; an error of ~0 gives full weight, an error of 24 grey
-    levels or more (occlusion, new content, flow failure) none."""
-    return (np.clip(1.0 - np.arange(256, dtype=np.float32) / 24.0, 0.0, 1.0) * strength).astype(np.float32)
+    trusted where it explains the input; an error of ~0 gives full weight, an error of _NEW_CONTENT
+    grey levels or more (occlusion, new content, flow failure) none."""
+    return (np.clip(1.0 - np.arange(256, dtype=np.float32) / _NEW_CONTENT, 0.0, 1.0) * strength).astype(np.float32)
+
+
+def _change(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """How far each pixel of a small grey guide moved from `before`, in grey levels, blurred over 5x5
+    (one noisy pixel is no change)."""
+    return cv2.GaussianBlur(cv2.absdiff(before, after), (5, 5), 0)
 
 
 def _small_gray(frame: np.ndarray, output_shape: tuple[int, ...]) -> np.ndarray:
-    """Grey `frame` at the size flow is computed at: the output's, capped at _FLOW_MAX_SIDE."""
+    """Grey `frame` at the size flow is computed at: the output's, capped at _FLOW_MAX_SIDE, but
+    never shrunk below _DIS_MIN_SIDE on its shorter side (a 1000x60 strip is flowed at 533x32)."""
     height, width = output_shape[:2]
-    scale = min(1.0, _FLOW_MAX_SIDE / max(height, width))
+    scale = min(1.0, max(_FLOW_MAX_SIDE / max(height, width), _DIS_MIN_SIDE / max(1, min(height, width))))
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
     if gray.shape[::-1] != size:
@@ -161,6 +180,7 @@ class Smoother:
         self.strength = strength
         self._previous_output: np.ndarray | None = None
         self._estimator = self.estimator()
+        self._previous_gray: np.ndarray | None = None  # ema: the last guide, small and grey (scene cuts)
 
     @property
     def uses_flow(self) -> bool:
@@ -175,14 +195,28 @@ class Smoother:
         self._previous_output = output
         if self.uses_flow:
             self._estimator(source, output.shape)
+        elif self.method == "ema":
+            self._previous_gray = _small_gray(source, output.shape)
 
     def __call__(self, output: np.ndarray, source: np.ndarray) -> np.ndarray:
         """Smooth one translated frame; `source` is the frame it was made from (any size: it is
-        only used for optical flow, at the output's aspect ratio)."""
-        return self.blend(output, self._estimator(source, output.shape) if self.uses_flow else None)
+        only used for optical flow and to see scene cuts, at the output's aspect ratio)."""
+        if self.uses_flow:
+            return self.blend(output, self._estimator(source, output.shape))
+        if self.method == "ema" and self.strength > 0.0 and self._cut(source, output.shape):
+            self._previous_output = None  # the new shot starts as a clip does, not blended with the last one
+        return self.blend(output, None)
+
+    def _cut(self, source: np.ndarray, output_shape: tuple[int, ...]) -> bool:
+        """Whether most of `source` is new since the guide before it (a scene cut)."""
+        gray = _small_gray(source, output_shape)
+        previous, self._previous_gray = self._previous_gray, gray
+        if previous is None or previous.shape != gray.shape:
+            return False
+        return float(np.mean(_change(previous, gray) >= _NEW_CONTENT)) > _CUT_SHARE
 
     def blend(self, output: np.ndarray, motion: Motion | None) -> np.ndarray:
-        """Smooth one translated frame, given its `Motion` (flow; None for the first frame)."""
+        """Smooth one translated frame, given its `Motion` (flow; None for the first frame, or a cut)."""
         if self.method == "none" or self.strength == 0.0:
             return output
         previous = self._previous_output

@@ -47,7 +47,9 @@ _JPEG_RANGE = int(av.video.reformatter.ColorRange.JPEG)
 _DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG}
 # JPEG encoders store full-range YUV only: FFmpeg refuses to open them on limited-range frames.
 _FULL_RANGE_CODECS = frozenset({"mjpeg", "ljpeg"})
-# Containers whose PCM support (ISO 23003-5) few players read: re-encode PCM audio to AAC there.
+# Containers whose PCM support (ISO 23003-5) few players read: re-encode PCM audio to AAC there; and
+# Vorbis, which FFmpeg stores there under an object type of its own (0xDD, registered to nobody), so
+# that browsers and QuickTime play the video silent.
 _NO_PCM = {"mp4", "ipod", "3gp", "3g2", "psp"}
 # The text subtitle codecs cues are converted into where the output cannot hold the input's (SRT into
 # .mp4, mov_text into .mkv, as ffmpeg converts them), by preference: ASS keeps the most styling.
@@ -364,6 +366,11 @@ class _Muxer:
         self._copy: dict[int, av.stream.Stream] = {}
         self._last_dts: dict[int, int] = {}  # per copied stream
         self._transcode: dict[int, tuple[av.stream.Stream, av.stream.Stream]] = {}  # audio
+        # Per re-encoded stream, its latest packets before `start`: its decoder is given them before
+        # the first packet it encodes (`_take`).
+        self._preroll: dict[int, deque[av.Packet]] = {}
+        # Per audio stream, its latest packet of unknown length before `start` (`_before_start`).
+        self._undecided: dict[int, av.Packet] = {}
         self._cues: dict[int, tuple[av.stream.Stream, av.stream.Stream]] = {}  # text subtitles converted
         self.left_out: list[str] = []
         self._out: av.container.OutputContainer | None = None
@@ -953,26 +960,62 @@ class VideoWriter(_Muxer):
             if t is not None and packet.stream.type == "subtitle":
                 if not self._cue_in_span(packet, t):
                     continue
-            elif t is not None and not self._plays_in_span(packet, t):
-                continue
-            offset = self._offset(packet.time_base)
-            if packet.pts is not None:
-                packet.pts -= offset
-            if packet.dts is not None:
-                packet.dts -= offset
-            index, kind = packet.stream.index, packet.stream.type
-            try:
-                if index in self._copy:
-                    self._after_last(index, packet)
-                    packet.stream = self._copy[index]
-                    self._mux_other(packet)
-                elif index in self._cues:
-                    self._convert_cue(*self._cues[index], packet)
-                else:
-                    self._encode_audio(*self._transcode[index], packet)
-            except av.ArgumentError as e:  # EINVAL: how muxers refuse a packet (its timestamps, mostly)
-                raise VidtransError(f"{self.dst}: the {self._out.format.name} muxer refused a packet of the input's "
-                                    f"{kind} ({_refusal(e)}); write a .mkv file") from e
+            elif t is not None:
+                if (held := self._undecided.pop(packet.stream.index, None)) is not None:
+                    # It played until this packet: past the start, or not.
+                    if t > self.start:
+                        self._take(held)
+                    else:
+                        self._to_preroll(held)
+                if not self._plays_in_span(packet, t):
+                    if self.start is not None and t < self.start:
+                        self._before_start(packet)
+                    continue
+            self._take(packet)
+
+    def _before_start(self, packet: av.Packet) -> None:
+        """An audio packet that started before `start` and ended before it, as far as is known: one
+        of unknown length (ALAC or WavPack in Matroska) waits for its stream's next packet, which
+        says whether it was still playing at `start` (`_pump_audio`); the others, and that one if it
+        was not, are a re-encoded stream's pre-roll (`_to_preroll`)."""
+        if packet.duration:
+            self._to_preroll(packet)
+        else:
+            self._undecided[packet.stream.index] = packet
+
+    def _to_preroll(self, packet: av.Packet) -> None:
+        """Keep a packet before the span for a re-encoded stream's decoder (`_DECODER_PREROLL`)."""
+        if packet.stream.index in self._transcode:
+            self._shift(packet)
+            self._preroll.setdefault(packet.stream.index, deque(maxlen=_DECODER_PREROLL)).append(packet)
+
+    def _take(self, packet: av.Packet) -> None:
+        """Mux a source packet that plays in the span (copied, converted or re-encoded) at its output time."""
+        self._shift(packet)
+        index, kind = packet.stream.index, packet.stream.type
+        try:
+            if index in self._copy:
+                self._after_last(index, packet)
+                packet.stream = self._copy[index]
+                self._mux_other(packet)
+            elif index in self._cues:
+                self._convert_cue(*self._cues[index], packet)
+            else:
+                src, out = self._transcode[index]
+                for before in self._preroll.pop(index, ()):
+                    _decoded(src, before)  # its frames lie before the span
+                self._encode_audio(src, out, packet)
+        except av.ArgumentError as e:  # EINVAL: how muxers refuse a packet (its timestamps, mostly)
+            raise VidtransError(f"{self.dst}: the {self._out.format.name} muxer refused a packet of the input's "
+                                f"{kind} ({_refusal(e)}); write a .mkv file") from e
+
+    def _shift(self, packet: av.Packet) -> None:
+        """Put a source packet's times in the output's (`_offset`)."""
+        offset = self._offset(packet.time_base)
+        if packet.pts is not None:
+            packet.pts -= offset
+        if packet.dts is not None:
+            packet.dts -= offset
 
     def _after_last(self, index: int, packet: av.Packet) -> None:
         """Move a copied packet whose dts is not after its stream's previous one just after it, as
@@ -1000,7 +1043,7 @@ class VideoWriter(_Muxer):
         its start (up to an AAC frame, 64 ms at 16 kHz): MP4 and MOV hide the part before 0 with
         an edit list, as `ffmpeg -ss` does; in Matroska, which cannot store times before 0 (beyond
         an audio codec's delay), FFmpeg starts all streams that much later together, as for any
-        audio that starts before the video."""
+        audio that starts before the video. (One of unknown length is decided by the next, `_before_start`.)"""
         return (self.start is None or not _ends_before(packet, t, self.start)) and (self.end is None or t < self.end)
 
     def _cue_in_span(self, packet: av.Packet, t: float) -> bool:
@@ -1033,11 +1076,7 @@ class VideoWriter(_Muxer):
         self._out.mux(converted)
 
     def _encode_audio(self, src: av.stream.Stream, out: av.stream.Stream, packet: av.Packet | None) -> None:
-        try:
-            frames = src.decode(packet)
-        except av.FFmpegError:
-            return  # a damaged audio packet: a few ms of silence rather than a failed job
-        for frame in frames:
+        for frame in _decoded(src, packet):
             for encoded in out.encode(frame):
                 self._mux_other(encoded)
 
@@ -1098,6 +1137,13 @@ class VideoWriter(_Muxer):
             self.close()
         else:
             self.abort()
+
+
+def _decoded(src: av.stream.Stream, packet: av.Packet | None) -> list[av.AudioFrame]:
+    try:
+        return src.decode(packet)
+    except av.FFmpegError:
+        return []  # a damaged audio packet: a few ms of silence rather than a failed job
 
 
 def _nearest(ticks: Fraction) -> int:
@@ -1221,6 +1267,11 @@ def _audio_codec_for(holdable: set[str], rate: int) -> tuple[str | None, int]:
     return None, rate
 
 
+# Packets an audio decoder is given before the first one whose sound is kept (a span's start): a
+# decoder opened at that one takes its first frame for the encoder's priming and drops it (AAC: 1024
+# samples, 128 ms at 8 kHz), and needs the frames before to decode it (overlapping transforms, MP3's
+# bit reservoir); Opus asks for 80 ms of them, 4 of its usual 20 ms frames.
+_DECODER_PREROLL = 8
 # The MP4 muxer's modes refusing MP3 below 16 kHz (libavformat/movenc.c; QuickTime .mov takes it).
 _MP3_FROM_16K = {"mp4", "psp", "ismv", "f4v"}
 # The rates the FLV muxer takes MP3 at (libavformat/flvenc.c, get_audio_flags).
@@ -1244,6 +1295,8 @@ def _why_not_copied(fmt: str, holdable: set[str], audio: av.audio.codeccontext.A
         return f"{kind_of_file} cannot hold it"
     if fmt in _NO_PCM and name.startswith("pcm_"):
         return f"few players read PCM in {kind_of_file}"
+    if fmt in _NO_PCM and audio.codec.canonical_name == "vorbis":
+        return f"few players read Vorbis in {kind_of_file}"
     if fmt in _MP3_FROM_16K and audio.codec.canonical_name == "mp3" and audio.sample_rate < 16000:
         return f"{kind_of_file} holds MP3 at 16000 Hz and above only, not at {audio.sample_rate} Hz"
     if fmt == "flv" and name.startswith("pcm_"):

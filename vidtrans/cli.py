@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -63,9 +64,10 @@ AS_OUTPUT_FILE = {"parser": _output_file, "metavar": "<path>"}
 
 # Options shared by several commands, so each is defined and explained once. The options of
 # translation and encoding are fields of vidtrans.options' objects, made into flags by `takes`.
-ModelOpt = Annotated[str, typer.Option("-m", "--model", parser=_expanded, help="Model name, checkpoint folder or pix2pix .pth file.")]
-DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
-PrecisionOpt = Annotated[Precision, typer.Option(help="auto (fp16 on CUDA, bf16 on CPUs with AMX or AVX-512 BF16, where the model allows, except ResNets with per-frame norms; else fp32), fp32, fp16, bf16.")]
+MODEL_HELP = "Model name (vidtrans models lists them), checkpoint folder or pix2pix .pth file."
+ModelOpt = Annotated[str, typer.Option("-m", "--model", parser=_expanded, help=MODEL_HELP)]
+DeviceOpt = Annotated[str, typer.Option(help="auto (a CUDA GPU when PyTorch sees one, else the CPU), cpu, cuda or cuda:N (GPU number N, from 0).")]
+PrecisionOpt = Annotated[Precision, typer.Option(help="auto (fp16 on CUDA, bf16 on CPUs with AMX or AVX-512 BF16, where the model allows, except ResNets with per-frame norms; else fp32), fp32, fp16 (CUDA only) or bf16.")]
 # `batch` takes it as a field of BatchOptions (same help), since it says how its models are loaded.
 BackendOpt = Annotated[Backend, typer.Option(help=BACKEND_HELP)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
@@ -322,16 +324,16 @@ def models() -> None:
 @app.command(short_help="Export a model's generator to ONNX.")
 @flags_in_messages
 def export(
-    model: str = typer.Argument(..., help="Model name, checkpoint folder or pix2pix .pth file.", show_default=False),
+    model: str = typer.Argument(..., help=MODEL_HELP, show_default=False),
     output: Path = typer.Option(..., "-o", "--output", **AS_OUTPUT_FILE, help="ONNX file to write, e.g. model.onnx."),
     overwrite: bool = typer.Option(False, help="Replace an existing file."),
 ) -> None:
     """Export a model's generator to ONNX (needs the onnx extra), checked against PyTorch's output.
 
-    The graph takes float32 N x C x H x W in [-1, 1] (C: 3; 1 for grey models; 6 for temporal models: the frame, then the previous output), H and W any multiple of what the network needs, and gives N x 3 (or 1) x H x W; normalization is the model card's (per-sample statistics by default), as vidtrans applies it. Resizing and padding frames is the caller's.
+    The graph takes float32 N x C x H x W in [-1, 1] (C: 3; 1 for grey models; 6 for temporal models: the frame, then the previous output), H and W any multiple of what the network needs (a U-Net's halvings: unet_256 256; a ResNet 4, from 8 up), and gives N x 3 (or 1) x H x W; normalization is the model card's (per-sample statistics by default), as vidtrans applies it. Resizing and padding frames is the caller's.
     """
     from vidtrans.models.checkpoint import load_checkpoint
-    from vidtrans.models.networks import input_multiple
+    from vidtrans.models.networks import input_multiple, smallest_input
     from vidtrans.models.onnx_backend import export_model, require
 
     checkpoint = load_checkpoint(model)
@@ -343,9 +345,12 @@ def export(
             require(module, "ONNX export")
     _stop_if_asked()
     difference = export_model(checkpoint, output, normalization, overwrite=overwrite)
-    multiple = input_multiple(checkpoint.card.architecture)
+    architecture = checkpoint.card.architecture
+    multiple, smallest = input_multiple(architecture), smallest_input(architecture)
+    # A ResNet takes multiples of 4 from 8 up: its graph fails on 4 x 4 (reflection padding).
+    sizes = f"multiples of {multiple}" + (f", at least {smallest}" if smallest > multiple else "")
     console.print(f"wrote {output}: input 'input' float32 N x {checkpoint.card.input_nc} x H x W in [-1, 1], H and W "
-                  f"multiples of {multiple}, {normalization} normalization; largest difference from PyTorch "
+                  f"{sizes}, {normalization} normalization; largest difference from PyTorch "
                   f"{difference:.1g}", soft_wrap=True)
 
 
@@ -356,7 +361,7 @@ def import_pix2pix(
     # A str: typer would make '' the current folder, which convert_pix2pix refuses only as ''.
     output: str = typer.Option(..., "-o", "--output", metavar="<path>", parser=_expanded, help="Checkpoint folder to write, e.g. checkpoints/facades."),
     input_kind: InputKind = typer.Option(InputKind.RGB, help="What the model expects: rgb (images) or pose (OpenPose-style maps)."),
-    size: Optional[int] = typer.Option(None, help="Native square size the model was trained at (pix2pix's --crop_size); default: unet_128 128, others 256.", show_default=False),
+    size: Optional[int] = typer.Option(None, help="Native square size in pixels the model was trained at (pix2pix's --crop_size; 16-8192); default: unet_128 128, others 256.", show_default=False),
     normalization: Normalization = typer.Option(Normalization.SAMPLE, help="sample: batch norm with each frame's statistics (pix2pix's "
                                                 "test default); running: eval-mode running statistics (pix2pix --eval)."),
     overwrite: bool = typer.Option(False, help="Replace an existing checkpoint folder."),
@@ -529,7 +534,7 @@ def live(
     model_size: ModelSizeOpt = None,
     options: LiveOptions = LiveOptions(),
 ) -> None:
-    """Translate a webcam live: preview window (q quit, space pause, v view, s snapshot), recording, MJPEG, virtual camera."""
+    """Translate a webcam live: preview window (q or Esc quit, space pause, v view, s snapshot: the view as vidtrans-live-DATE-TIME.png in the current folder), recording, MJPEG, virtual camera."""
     from vidtrans.live import Camera, check_live, run_live
 
     # What would fail the session is found before the model loads (seconds): its outputs, the
@@ -570,11 +575,11 @@ def batch(
 ) -> None:
     """Translate every clip in a folder; a rerun skips finished clips and redoes changed or failed ones.
 
-    A broken clip is reported with its reason and the batch goes on. Progress is kept in OUTPUT_DIR/.vidtrans-batch.jsonl.
+    A broken clip is reported with its reason and the batch goes on. Progress is kept in the output folder's .vidtrans-batch.jsonl.
 
-    With --ray, every node of the Ray cluster must reach INPUT_DIR and OUTPUT_DIR at the same paths (a shared file system) and the model; the manifest, the report and the display stay on this machine.
+    With --ray, every node of the Ray cluster must reach the input and output folders at the same paths (a shared file system) and the model; the manifest, the report and the display stay on this machine.
 
-    Exit status: 0 every clip translated or skipped; 1 a clip failed (or the model could not be loaded, or the report could not be written at the end); 2 usage error (bad option, INPUT_DIR missing or without clips, OUTPUT_DIR = INPUT_DIR, --report naming a clip or an existing file that is not a report); 128+N stopped by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), finished clips kept.
+    Exit status: 0 every clip translated or skipped; 1 a clip failed (or the model could not be loaded, or the report could not be written at the end); 2 usage error (bad option, input_dir missing or without clips, --output the input folder itself, --report naming a clip or an existing file that is not a report); 128+N stopped by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), finished clips kept.
     """
     from vidtrans.batch import ReportNotWritten, translate_folder
     from vidtrans.cli_batch_ui import RichDisplay, summary_tables
@@ -602,7 +607,7 @@ def evaluate(
     synthetic: bool = typer.Option(False, "--synthetic", help="Score on a held-out procedural dance (the default for models trained on vidtrans' synthetic data)."),
     seed: Optional[int] = typer.Option(None, help="Dance seed, not one of the model's training seeds (default 20000000).", show_default=False),
     frames: Optional[int] = typer.Option(None, help="Frames to score (default: 300 of the dance, ten seconds, all of --video's held-out tail, every --data pair).", show_default=False),
-    size: Optional[tuple[int, int]] = typer.Option(None, "--size", metavar="WIDTH HEIGHT", help="Size of the dance video (default 512 512).", show_default=False),
+    size: Optional[tuple[int, int]] = typer.Option(None, "--size", metavar="WIDTH HEIGHT", help="Width and height of the dance video in pixels, even numbers from 16 to 8192 (default 512 512).", show_default=False),
     data: Optional[Path] = typer.Option(None, "--data", **AS_PATH, help="Paired folder (AB images, or A/ and B/) to score instead (model only)."),
     model_only: bool = typer.Option(False, "--model-only", help="Score the model alone: pose maps drawn from the true keypoints, without detection, normalization or encode."),
     device: DeviceOpt = "auto",
@@ -776,10 +781,15 @@ class _ReaderGone(Exception):
     """Standard output's reader went away: a closed pipe (`vidtrans models | head -1`)."""
 
 
+class _Unwritable(VidtransError):
+    """Standard output cannot be written (a full disk): the command's error, told in one line."""
+
+
 class _Stdout:
     """Standard output as the commands write to it, with a reader gone away (EPIPE) raised as
-    _ReaderGone. As an OSError it was taken over by whoever wrote: click (--help) and rich (`models`'
-    table) each exit 1 without a word, `_product` told a one-line error."""
+    _ReaderGone and any other failure to write (a full disk) as _Unwritable. As OSErrors they were
+    taken over by whoever wrote: click (--help) and rich (`models`' table) exited 1 without a word,
+    or with a traceback."""
 
     def __init__(self, stream) -> None:
         self._stream = stream
@@ -789,21 +799,36 @@ class _Stdout:
             return self._stream.write(text)
         except BrokenPipeError:
             raise _ReaderGone from None
+        except OSError as e:
+            raise _unwritable(e) from None
 
     def flush(self) -> None:
         try:
             self._stream.flush()
         except BrokenPipeError:
             raise _ReaderGone from None
+        except OSError as e:
+            raise _unwritable(e) from None
+
+    def drop(self) -> None:
+        """Send what is still buffered, and anything later, to /dev/null: once the failure is told,
+        the interpreter's last flush must not fail on it again. Not done when the failure is raised:
+        click tries writes whose failure it ignores."""
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
 
 
+def _unwritable(error: OSError) -> _Unwritable:
+    return _Unwritable(f"cannot write to standard output ({error.strerror or error}); check where it is redirected")
+
+
 def main() -> None:
     """Run the command line. A reader of standard output that goes away ends any command as it ends
     a Unix tool (`ls | true`): quietly, with 128 + SIGPIPE; the command's files are complete by
-    then (what it prints comes last). Other failures to write there are errors (`_product`)."""
+    then (what it prints comes last). Another failure to write there is an error (_Unwritable)."""
     stdout = sys.stdout
     if stdout is not None:  # None: started with standard output closed, where print writes nothing
         sys.stdout = _Stdout(stdout)
@@ -811,15 +836,17 @@ def main() -> None:
         try:
             _main()
         finally:
-            # What is still buffered goes now, where a reader gone away is told as above.
+            # What is still buffered (--help, --version, `models`' table) goes now, where its
+            # failure is told as above.
             if sys.stdout is not None:
-                with contextlib.suppress(OSError, ValueError):
+                with contextlib.suppress(ValueError):
                     sys.stdout.flush()
-    except _ReaderGone:
-        # The interpreter's last flush would fail on what is still buffered: it goes to /dev/null.
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
-        sys.exit(128 + signal.SIGPIPE)
+    except (_ReaderGone, _Unwritable) as e:
+        sys.stdout.drop()
+        if isinstance(e, _ReaderGone):
+            sys.exit(128 + signal.SIGPIPE)
+        _say_error(str(e))
+        sys.exit(1)
     finally:
         sys.stdout = stdout
 
@@ -847,21 +874,25 @@ def _main() -> None:
                 if signal.getsignal(signum) is _stop:
                     signal.signal(signum, signal.SIG_DFL)
     except VidtransError as e:
-        if _debug:
-            raise
+        if isinstance(e, _Unwritable):  # told now: what is buffered must not fail again at the exit
+            sys.stdout.drop()
         if not _the_stop(e):
-            print(one_line(f"vidtrans: error: {e}"), file=sys.stderr)
+            if _debug:  # the traceback too; the line and the exit status stay those scripts check
+                traceback.print_exc()
+            _say_error(str(e))
             sys.exit(2 if isinstance(e, UsageError) else 1)
     except click_exceptions.NoArgsIsHelpError as e:
         print(e.ctx.get_help())
         sys.exit(0)
     except click_exceptions.UsageError as e:
         command = e.ctx.command_path if e.ctx else _invoked
-        message = " ".join(e.format_message().replace("Value error, ", "").split()).rstrip(".") + _usage_hint(e)
+        if hint := _usage_hint(e):  # what was meant is known: the parser's guesses at similar names go
+            e.possibilities = None
+        message = " ".join(e.format_message().replace("Value error, ", "").split()).rstrip(".") + hint
         # The parser quotes the value it refused whole: a long one is cut as the options' messages cut theirs.
         message = re.sub(rf"'([^']{{{SHOWN_CHARACTERS + 1},}})'", lambda quoted: shown(quoted[1]), message)
         see = f" See {command} --help" if message.endswith("?") else f"; see {command} --help"  # "Did you mean 'run'?"
-        print(one_line(f"vidtrans: error: {message}{see}"), file=sys.stderr)
+        _say_error(message + see)
         sys.exit(e.exit_code)
     except (KeyboardInterrupt, typer.Abort):  # before typer took over
         if not _stopped_by:
@@ -880,6 +911,10 @@ def _main() -> None:
     with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
         print("vidtrans: interrupted", file=sys.stderr)
     _exit_now(128 + _stopped_by[0])
+
+
+def _say_error(message: str) -> None:
+    print(one_line(f"vidtrans: error: {message}"), file=sys.stderr)
 
 
 def _usage_hint(error: click_exceptions.UsageError) -> str:
@@ -911,16 +946,9 @@ def _the_stop(error: BaseException) -> bool:
 
 
 def _product(text: str) -> None:
-    """Print what a command produces (scores, a JSON summary) on standard output, telling in one
-    line when it cannot be written there (a full disk; a reader gone away ends the command quietly,
-    see `main`): the files are written by then."""
-    try:
-        print(text, flush=True)
-    except OSError as e:
-        with contextlib.suppress(OSError):  # what could not be written stays out of the exit's flush
-            sys.stdout = open(os.devnull, "w")
-        raise VidtransError(f"cannot write to standard output ({e.strerror or e}); check where it is "
-                            "redirected") from None
+    """Print what a command produces (scores, a JSON summary) on standard output, now, while a
+    failure to write it is the command's error (_Unwritable): the files are written by then."""
+    print(text, flush=True)
 
 
 def _exit_now(code: int) -> None:
@@ -932,6 +960,6 @@ def _exit_now(code: int) -> None:
 
     remove_unfinished()
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError, _ReaderGone):
+        with contextlib.suppress(OSError, ValueError, _ReaderGone, _Unwritable):
             stream.flush()
     os._exit(code)

@@ -165,7 +165,7 @@ class Backend(Choice):
     ONNXRUNTIME = "onnxruntime"  # CPU, fp32; pip install 'vidtrans[onnx]'
 
 
-BACKEND_HELP = ("auto (onnxruntime on CPUs without AMX or AVX-512 BF16 when installed, except for temporal models; else torch), "
+BACKEND_HELP = ("auto (onnxruntime on CPUs without AMX or AVX-512 BF16 when it and onnx are installed, except for temporal models; else torch), "
                 "torch, or onnxruntime (CPU, fp32; pip install 'vidtrans[onnx]').")
 
 
@@ -348,7 +348,7 @@ class EncodeOptions(_Options):
     codec and the FFmpeg build; no codec takes a crf below 0."""
 
     codec: str = option("libx264", "Video encoder (libx264, libx265, libvpx-vp9, libsvtav1, h264_nvenc, mpeg4, ...).")
-    crf: int = option(18, "Constant rate factor: lower is better quality (x264/x265/NVENC 0-51, VP9/AV1 0-63).")
+    crf: int = option(18, "Constant rate factor: lower is better quality (x264/x265/NVENC 0-51, VP8/VP9/AV1 0-63).")
     preset: str = option("medium", "Encoder preset (ultrafast ... veryslow).")
     pix_fmt: str = option("yuv420p", "Output pixel format (yuv420p plays everywhere; yuv444p keeps full colour).",
                           flag="--pix-fmt")
@@ -381,8 +381,8 @@ class RunOptions(_Options):
     """How `run` and `batch` translate a clip (`vidtrans.translate_video`, `vidtrans.batch`)."""
 
     batch_size: int = option(8, "Frames per forward pass (1-1024).", short="-b")
-    start: float | None = option(None, "Start time in seconds from the clip's start.")
-    end: float | None = option(None, "End time in seconds from the clip's start.")
+    start: float | None = option(None, "Start time in seconds from the clip's start (default: its first frame).")
+    end: float | None = option(None, "End time in seconds from the clip's start (default: its last frame).")
     smoothing: Smoothing = option(Smoothing.AUTO, "Output smoothing: auto (what the model card recommends, else "
                                   "none), none, ema (blend with the previous frame) or flow (motion-compensated).",
                                   flag="--smooth")
@@ -394,7 +394,8 @@ class RunOptions(_Options):
                               "video), detect, or none (input is pose maps).")
     normalize: bool = option(True, "Fit the dancer's size and floor line to the target's (pose models).",
                              flag="--normalize/--no-normalize")
-    compile: CompileMode = option(CompileMode.AUTO, "torch.compile the model: auto (long clips on CPU), on, off.")
+    compile: CompileMode = option(CompileMode.AUTO, "torch.compile the model: auto (on CPU, for clips of 2000 frames or more: "
+                                     "compiling takes 15-20 s), on, off.")
     encode: EncodeOptions = option(help="How the output is encoded.", factory=EncodeOptions)
 
     # `run` takes these as flags too, but they say how the model is loaded.
@@ -549,18 +550,19 @@ def _option_of(options_type: type, name: str, default: Any) -> Any:
 class LiveOptions(_Options):
     """How `vidtrans.live.run_live` captures, translates and shows a live session."""
 
-    size: tuple[int, int] | str | None = option(None, "WIDTHxHEIGHT: capture at this size (frames are resized to "
-                                                "it).", cli_type=str, hashed=False)
+    size: tuple[int, int] | str | None = option(None, "WIDTHxHEIGHT: capture at this size (default: the camera's "
+                                                "own; frames are resized to it).", cli_type=str, hashed=False)
     view: View = option(View.SIDE, "side (camera | pose | output), output or pose; v cycles them in the window.")
     window: bool = option(True, "Show the preview window; --no-window: no preview window (headless).",
                           flag="--window/--no-window")
     # Taken as typed (str): a Path would drop a trailing slash, which names a folder (see atomic.check_file_name).
-    record: str | os.PathLike | None = option(None, "Record the view (without the HUD) to this video, at capture "
-                                              "times.", cli_type=PathText)
+    record: str | os.PathLike | None = option(None, "Record the view (without the HUD) to this video, e.g. "
+                                              "session.mp4 (or .mkv, .mov), at capture times.", cli_type=PathText)
     serve: str | None = option(None, "Serve a page with the view as MJPEG at [HOST:]PORT (host 127.0.0.1 unless "
                                "given; port 0: a free port).")
     virtual_cam: bool = option(False, "Send the view to a virtual webcam (pip install 'vidtrans[live]').")
-    max_frames: int | None = option(None, "Stop after N frames shown.")
+    max_frames: int | None = option(None, "Stop after N frames shown (default: at q or Esc, or when a file camera "
+                                          "ends).")
     stats: str | os.PathLike | None = option(None, "Write frames, fps, latency p50/p95, dropped, device, precision, "
                                              "backend as JSON.",
                                              cli_type=PathText)
@@ -647,12 +649,13 @@ class TrainOptions(_Options):
                                       "--resume, the checkpoint's.", flag="--arch")
     ngf: int | None = option(None, "Generator width (default 64; with --resume, the checkpoint's).")
     ndf: int | None = option(None, "Discriminator width (default 64; with --resume, the checkpoint's).")
-    size: int | None = option(None, "Training resolution, square (default 256; a multiple of what --arch needs; "
+    size: int | None = option(None, "Training resolution in pixels, square (default 256; a multiple of what --arch needs; "
                               "with --resume, the checkpoint's).")
     lr: float = option(2e-4, "Adam learning rate (decays linearly to 0 over the second half); with --resume, the "
                            "checkpoint's.")
     lambda_l1: float = option(100.0, "Weight of the L1 loss against the GAN loss; with --resume, the checkpoint's.")
-    device: str = option("auto", "auto, cpu, cuda or cuda:N (torchrun picks cuda:LOCAL_RANK).")
+    device: str = option("auto", "auto (a CUDA GPU when PyTorch sees one, else the CPU), cpu, cuda or cuda:N "
+                           "(GPU number N; torchrun picks cuda:LOCAL_RANK).")
     resume: bool = option(False, "Continue from the checkpoint in --output.")
     overwrite: bool = option(False, "Start over when --output holds a checkpoint: its files are deleted when the "
                              "new run writes its first checkpoint (a run stopped before keeps them).")

@@ -32,7 +32,8 @@ import numpy as np
 
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.metrics import MIN_SCORED_FRAMES, flicker, psnr, relative_flicker, ssim
-from vidtrans.options import EncodeOptions, RunOptions, Smoothing, is_int, plain, shown, shown_path, spell
+from vidtrans.options import (EncodeOptions, PoseSource, RunOptions, Smoothing, is_int, plain, plain_number, shown,
+                              shown_path, spell)
 from vidtrans.pipeline import TranslateStage, smoothing_stages, translate_video
 from vidtrans.pose.keypoints import with_parts
 from vidtrans.pose.regions import face_box, hand_boxes, person_box
@@ -141,6 +142,11 @@ def check_material(material: Material, options: RunOptions | None = None, model_
     from vidtrans.train.data import PairedFolder
 
     options = options or RunOptions()
+    # NumPy scalars (what indexing an array gives) as the Python numbers they stand for, which the
+    # checks take and the scores' JSON holds.
+    size = material.size
+    material = dataclasses.replace(material, frames=plain_number(material.frames), seed=plain_number(material.seed),
+                                   size=tuple(map(plain_number, size)) if isinstance(size, (tuple, list)) else size)
     if material.frames is not None:
         _check_enough_frames(material.frames)
     given = [name for name, on in (("--synthetic", material.synthetic), ("--video", material.video is not None),
@@ -156,7 +162,15 @@ def check_material(material: Material, options: RunOptions | None = None, model_
                "dances writes",
                material.size is not None and not (dance and end_to_end)),
               ("--no-normalize turns off fitting the detected dancer to the target's body, which only end-to-end "
-               "evaluation does", not options.normalize and not end_to_end)]
+               "evaluation does", not options.normalize and not end_to_end),
+              # Settings of `run` that only the Python API can pass here: they would make the figures
+              # score something else than the output against the truth, silently.
+              (f"{spell('side_by_side')} writes panels beside the output, and evaluation scores the output alone",
+               options.side_by_side),
+              (f"{spell('start')} and {spell('end')} cut a clip, and evaluation chooses the frames it scores",
+               options.start is not None or options.end is not None),
+              (f"{spell('pose')} none takes the input for pose maps, and evaluation hands run a video of the target "
+               "to detect the pose on", options.pose == PoseSource.NONE)]
     refusal = next((what for what, ignored in unused if ignored), None)
     if refusal is not None:
         raise UsageError(f"{refusal}; drop it")
@@ -190,8 +204,7 @@ def _check_material_for(model, material: Material) -> None:
     if material.data is None and model.input_kind != "pose":
         raise UsageError(f"{model.name} translates {model.input_kind} frames, and the synthetic dances and a target "
                          "video's held-out tail are pose material; score it on a paired folder with --data DIR")
-    if material.data is None and material.video is None and not material.synthetic \
-            and not model.card.training.get("train_seeds"):
+    if material.data is None and material.video is None and not material.synthetic and _train_seeds(model) is None:
         # --video only for a model made by `vidtrans train VIDEO`: others would be refused there.
         video = model.card.training.get("video")
         what = f"give --video {video} (the target video it was trained on, whose held-out tail is scored), " \
@@ -237,11 +250,24 @@ def _seed(model, seed: int | None) -> int:
     """`seed` (default DEFAULT_EVAL_SEED), refused when the model trained on that dance."""
     seed = DEFAULT_EVAL_SEED if seed is None else seed
     _check_seed(seed)
-    train_seeds = model.card.training.get("train_seeds")
-    if train_seeds and train_seeds[0] <= seed < train_seeds[1]:
+    train_seeds = _train_seeds(model)
+    if train_seeds is not None and train_seeds[0] <= seed < train_seeds[1]:
         raise UsageError(f"{spell('seed')} {seed} was used in training (seeds {train_seeds[0]}..{train_seeds[1] - 1}); "
-                            f"pick a held-out seed such as {DEFAULT_EVAL_SEED}")
+                         f"pick a held-out seed such as {DEFAULT_EVAL_SEED}")
     return seed
+
+
+def _train_seeds(model) -> tuple[int, int] | None:
+    """The synthetic dances [first, stop) `model` trained on, as its card records them; None for a
+    model not trained on them; VidtransError for a damaged record."""
+    seeds = model.card.training.get("train_seeds")
+    if seeds is None:
+        return None
+    if not (isinstance(seeds, (list, tuple)) and len(seeds) == 2 and all(is_int(s) for s in seeds)
+            and 0 <= seeds[0] <= seeds[1]):
+        raise VidtransError(f"{model.name}'s card: its record of the training dances ({shown(seeds)}) is not two seeds "
+                            "(the first, and the one past the last); fix the model card")
+    return seeds[0], seeds[1]
 
 
 def _check_seed(seed: int) -> None:
@@ -488,8 +514,10 @@ def end_to_end_scores(model, held_out: HeldOut, folder: Path, options: RunOption
     # with the truth's after the same encode.
     encoded_truth = _through_encode(truth, options.encode, probe(held_out.video).fps, folder / "truth.mp4")
     reference_flicker = flicker(encoded_truth)
-    error, missed = pose_error(_detected(output, progress, "reading poses on the output"), keypoints)
-    reference_error, reference_missed = pose_error(_detected(truth, progress, "reading poses on the truth"), keypoints)
+    frame = truth.shape[1:3]
+    error, missed = pose_error(_detected(output, progress, "reading poses on the output"), keypoints, *frame)
+    reference_error, reference_missed = pose_error(_detected(truth, progress, "reading poses on the truth"), keypoints,
+                                                   *frame)
     return {
         "frames": int(len(truth)),
         "smoothing": smoothing,
@@ -513,10 +541,8 @@ def _through_run(model, held_out: HeldOut, dst: Path, options: RunOptions, progr
     step = None if progress is None else (lambda done, total, what: progress(done, total, what + label))
     summary = translate_video(held_out.video, dst, model, options.replace(start=held_out.start, end=held_out.end),
                               progress=step)
-    height, width = model.native_size
     with VideoReader(dst) as reader:
-        output = [frame.image if frame.image.shape[:2] == (height, width)
-                  else cv2.resize(frame.image, (width, height), interpolation=cv2.INTER_AREA) for frame in reader]
+        output = [_at_size(frame.image, *model.native_size) for frame in reader]
     dst.unlink()
     if len(output) != len(held_out.truth):
         raise VidtransError(f"{held_out.video}: the output has {len(output)} frames for {len(held_out.truth)} of "
@@ -532,9 +558,18 @@ def _through_encode(frames: np.ndarray, encode: EncodeOptions, fps: float, dst: 
         for i, frame in enumerate(frames):
             writer.write(frame, i)
     with VideoReader(dst) as reader:
-        decoded = np.stack([frame.image for frame in reader])
+        decoded = np.stack([_at_size(frame.image, height, width) for frame in reader])
     dst.unlink()
     return decoded
+
+
+def _at_size(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A frame read back from a video written at height x width, at that size: a side H.264's 4:2:0
+    could not store odd comes back padded by a replicated pixel at the right or bottom, which is
+    cropped off (scaling the frame into the size would shift and blur every pixel of it)."""
+    if image.shape[0] - height in (0, 1) and image.shape[1] - width in (0, 1):
+        return image[:height, :width]
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
 def _detected(frames: np.ndarray, progress: Progress | None, what: str) -> np.ndarray:
@@ -549,12 +584,16 @@ def _detected(frames: np.ndarray, progress: Progress | None, what: str) -> np.nd
     return np.concatenate(found)
 
 
-def pose_error(found: np.ndarray, true: np.ndarray) -> tuple[float | None, float | None]:
-    """(mean distance in pixels between body keypoints found and true ones, over those visible in
-    the truth and found; share of truth-visible ones not found). None where there is nothing to
-    average. Whole-body poses are compared on their body: face and hands are scored as crops."""
+def pose_error(found: np.ndarray, true: np.ndarray, height: int, width: int) -> tuple[float | None, float | None]:
+    """(mean distance in pixels between body keypoints found and true ones, over those the truth
+    shows in its height x width frame and found; share of those not found). None where there is
+    nothing to average. Whole-body poses are compared on their body: face and hands are scored as
+    crops."""
     found, true = with_parts(found, whole_body=False), with_parts(true, whole_body=False)
-    visible = true[..., 2] > 0
+    # The detector reports no point past the frame's edge (pixel centres at whole numbers), so a
+    # true one there, of a dancer the frame cuts, could not be found by a perfect output either.
+    x, y = true[..., 0], true[..., 1]
+    visible = (true[..., 2] > 0) & (x >= -0.5) & (x <= width - 0.5) & (y >= -0.5) & (y <= height - 0.5)
     hit = visible & (found[..., 2] > 0)
     if not visible.any():
         return None, None
@@ -563,12 +602,14 @@ def pose_error(found: np.ndarray, true: np.ndarray) -> tuple[float | None, float
 
 
 def region_ssim(output: np.ndarray, truth: np.ndarray, keypoints: np.ndarray) -> dict[str, float | None]:
-    """SSIM of the person's box, the face square and the hand squares (placed by the true
-    `keypoints`), each the mean over every such crop of the clip at least MIN_CROP pixels wide
+    """SSIM of the person's box, the face square and the hand squares (placed by the body of the
+    true `keypoints`), each the mean over every such crop of the clip at least MIN_CROP pixels wide
     and high; None when there is none."""
     height, width = truth.shape[1:3]
     crops: dict[str, list[tuple[int, tuple[int, int, int, int]]]] = {"person": [], "face": [], "hands": []}
-    for i, kp in enumerate(keypoints):
+    # By the body alone: a whole-body pose's finger points widen the person's box, and the same
+    # output would score differently against a whole-body model's truth and a body-only one's.
+    for i, kp in enumerate(with_parts(keypoints, whole_body=False)):
         crops["person"] += [(i, box) for box in [person_box(kp, height, width)] if box is not None]
         crops["face"] += [(i, box) for box in [face_box(kp, height, width)] if box is not None]
         crops["hands"] += [(i, box) for box in hand_boxes(kp, height, width)]

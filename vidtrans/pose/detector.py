@@ -23,7 +23,9 @@ import cv2
 import numpy as np
 
 from vidtrans.errors import VidtransError
+from vidtrans.options import is_finite_number, shown
 from vidtrans.pose.keypoints import FACE, LEFT_HAND, NUM_KEYPOINTS, NUM_WHOLE_BODY, RIGHT_HAND
+from vidtrans.pose.normalize import check_frame_size
 
 DETECTION_MAX_SIDE = 640
 # A frame where nobody is found is searched again in square crops (`_crops`), but only one such
@@ -235,6 +237,15 @@ class PoseDetector:
     def __init__(self, video_mode: bool = True, min_visibility: float = 0.5,
                  min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
                  whole_body: bool = False):
+        # Checked here: MediaPipe takes any threshold silently (2.0 finds nobody, ever), and a NaN
+        # or text min_visibility would drop every keypoint, or fail at the first person found.
+        for name, value in (("video_mode", video_mode), ("whole_body", whole_body)):
+            if not isinstance(value, bool):
+                raise VidtransError(f"{name} must be True or False, got {shown(value)}")
+        for name, value in (("min_visibility", min_visibility), ("min_detection_confidence", min_detection_confidence),
+                            ("min_tracking_confidence", min_tracking_confidence)):
+            if not (is_finite_number(value) and 0 <= value <= 1):
+                raise VidtransError(f"{name} must be a number from 0 to 1, got {shown(value)}")
         try:
             import mediapipe as mp
         except ImportError as e:
@@ -282,14 +293,19 @@ class PoseDetector:
         frame = np.asarray(rgb_frame)
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise VidtransError(f"pose detection needs an RGB uint8 frame (H, W, 3), got {frame.dtype} {frame.shape}")
+        if not frame.size:  # MediaPipe's graph fails on it, and for good: every later frame fails too
+            raise VidtransError(f"pose detection needs a frame of 1x1 pixels or more, got an empty one, {frame.shape}")
+        if frame_size is not None:
+            check_frame_size("frame_size", frame_size)
         # Landmarks come back normalized to the picture, so they map onto the frame's own size
         # however small a copy MediaPipe was given.
         height, width = frame_size or frame.shape[:2]
         scale = DETECTION_MAX_SIDE / max(frame.shape[:2])
         if scale < 1.0:
             # MediaPipe runs its networks at 256x256 anyway; handing it a smaller frame saves
-            # its own copy and resize of the full frame (~13 ms at 720p).
-            frame = cv2.resize(frame, (round(frame.shape[1] * scale), round(frame.shape[0] * scale)),
+            # its own copy and resize of the full frame (~13 ms at 720p). A side of a pixel or
+            # two keeps one (OpenCV refuses a size of 0).
+            frame = cv2.resize(frame, (max(1, round(frame.shape[1] * scale)), max(1, round(frame.shape[0] * scale))),
                                interpolation=cv2.INTER_AREA)
         frame = np.ascontiguousarray(frame)
         result, region = self._find(frame)

@@ -40,13 +40,14 @@ the model's frame by `fit_to_frame`.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import Callable
 
 import numpy as np
 
 from vidtrans.errors import UsageError, VidtransError, check_version, count
-from vidtrans.options import is_finite_number, is_int, spell
+from vidtrans.options import is_finite_number, is_int, shown, spell
 from vidtrans.pose.keypoints import KEYPOINT_INDEX, check_keypoints
 
 
@@ -75,6 +76,16 @@ _MIN_DEPTH_RANGE = 0.05
 # What a card's statistics get for a value normalisation cannot use.
 _CARD_FIX = "fix the model card or re-export the checkpoint"
 
+# Far past any video's frame side (AV1's largest is 65536); a side beyond NumPy's integers turns
+# positions divided by it into Python objects that no NumPy function takes.
+MAX_FRAME_SIDE = 1 << 20
+
+
+def _is_side(value) -> bool:
+    """A frame side in pixels: a number (a NumPy one too, not a bool) from 1 to MAX_FRAME_SIDE; not
+    necessarily whole, as a frame's size scaled is not."""
+    return is_finite_number(value) and 1 <= value <= MAX_FRAME_SIDE
+
 
 @dataclass(frozen=True)
 class PoseStats:
@@ -101,8 +112,9 @@ class PoseStats:
         by, the positions interpolated between (NaN or text would fail only once poses are mapped)."""
         problems = {
             "version": None if is_int(self.version) and self.version in (1, 2, 3) else "must be 1, 2 or 3",
-            **{name: None if is_int(getattr(self, name)) and getattr(self, name) >= 1
-               else "must be a whole number of pixels, 1 or more" for name in ("frame_width", "frame_height")},
+            **{name: None if is_int(getattr(self, name)) and _is_side(getattr(self, name))
+               else f"must be a whole number of pixels, from 1 to {MAX_FRAME_SIDE}"
+               for name in ("frame_width", "frame_height")},
             **{name: None if is_finite_number(getattr(self, name)) else "must be a finite number"
                for name in ("far", "near")},
             **{name: None if is_finite_number(getattr(self, name)) and getattr(self, name) > 0
@@ -134,6 +146,31 @@ class PoseStats:
             return cls(**data)
         except VidtransError as e:
             raise VidtransError(f"{e}; {_CARD_FIX}") from None
+
+
+def check_frame_size(name: str, size, whole: bool = False) -> None:
+    """VidtransError unless `size`, the setting `name`, is a frame's (height, width) in pixels,
+    `whole` numbers of them where pixels are made."""
+    if not (isinstance(size, (tuple, list)) and len(size) == 2 and all(map(_is_side, size))
+            and (not whole or all(isinstance(side, numbers.Integral) for side in size))):
+        raise VidtransError(f"{name} must be (height, width) in {'whole ' if whole else ''}pixels, from 1 to "
+                            f"{MAX_FRAME_SIDE} each, got {shown(size)}")
+
+
+def missing_where_not_finite(keypoints: np.ndarray) -> np.ndarray:
+    """Checked `keypoints` (..., K, 3) with every point holding NaN or infinity made missing (all
+    zero), as the renderer takes them: such a point (a detector's NaN for what it did not find)
+    spread through the keypoint filter (15 frames of NaN from one) and normalization (a whole frame)."""
+    finite = np.isfinite(keypoints).all(axis=-1, keepdims=True)
+    return keypoints if finite.all() else np.where(finite, keypoints, 0).astype(keypoints.dtype)
+
+
+def check_min_confidence(min_confidence) -> None:
+    """VidtransError unless `min_confidence`, below which a keypoint is missing, is a finite number,
+    0 or more: a negative one takes missing points (0, 0, 0) for points at the frame's corner, NaN
+    every point for missing."""
+    if not (is_finite_number(min_confidence) and min_confidence >= 0):
+        raise VidtransError(f"min_confidence must be a finite number, 0 or more, got {shown(min_confidence)}")
 
 
 def _ankle_points(track: np.ndarray, min_confidence: float) -> tuple[np.ndarray, np.ndarray]:
@@ -207,7 +244,8 @@ def _shows_whole_body(heights: np.ndarray) -> np.ndarray:
 def whole_body_frames(track: np.ndarray, min_confidence: float = 0.0) -> np.ndarray:
     """Which frames of a keypoint track (T, K, 3) show a whole body (a head above the ankles): the
     frames `estimate_pose_stats` measures the dancer on."""
-    heights, _, _ = _body_extent(check_keypoints(track, dtype=np.float64), min_confidence)
+    track = missing_where_not_finite(check_keypoints(track, dtype=np.float64))
+    heights, _, _ = _body_extent(track, min_confidence)
     return _shows_whole_body(heights)
 
 
@@ -218,7 +256,11 @@ def estimate_pose_stats(track: np.ndarray, frame_height: int, frame_width: int, 
 
     `like`: the target statistics these are to be normalized to; the body is then measured as the
     target's was (its version's measure), else as statistics are made now (STATS_VERSION)."""
-    track = check_keypoints(track, dtype=np.float64)
+    check_min_confidence(min_confidence)
+    for name, side in (("frame_height", frame_height), ("frame_width", frame_width)):
+        if not _is_side(side):  # it divides every position: 0 would fail, text fail inside NumPy
+            raise VidtransError(f"{name} must be a number of pixels, from 1 to {MAX_FRAME_SIDE}, got {shown(side)}")
+    track = missing_where_not_finite(check_keypoints(track, dtype=np.float64))
     if isinstance(like, dict):  # a card's target_pose_stats as read from card.json
         like = PoseStats.from_dict(like)
     version = STATS_VERSION if like is None else max(2, like.version)
@@ -258,6 +300,7 @@ class PoseNormalizer:
             raise VidtransError(
                 f"source statistics (version {source.version}) measure bodies otherwise than the target's "
                 f"(version {target.version}); measure the source with estimate_pose_stats(..., like=target)")
+        check_min_confidence(min_confidence)
         self.source = source
         self.target = target
         self.min_confidence = min_confidence
@@ -268,7 +311,7 @@ class PoseNormalizer:
         Frames without a visible ankle use the ankle line interpolated from neighbouring frames
         (for a single pose without ankles: the middle of the source's ankle range).
         """
-        kp = check_keypoints(keypoints, "keypoints", track=None, dtype=np.float64)
+        kp = missing_where_not_finite(check_keypoints(keypoints, "keypoints", track=None, dtype=np.float64))
         single = kp.ndim == 2
         track = kp[None] if single else kp
         s, t = self.source, self.target
@@ -326,6 +369,8 @@ def _fill_missing(values: np.ndarray, default: float) -> np.ndarray:
 
 def fit_to_frame(source_size: tuple[int, int], target_size: tuple[int, int]) -> Callable[[np.ndarray], np.ndarray]:
     """Without pose normalization: scale source pixels so the frame heights match, centred horizontally."""
+    check_frame_size("source_size", source_size)
+    check_frame_size("target_size", target_size)
     (src_h, src_w), (dst_h, dst_w) = source_size, target_size
     scale = dst_h / src_h
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from vidtrans.errors import VidtransError
 from vidtrans.pose.keypoints import COLORS
 from vidtrans.pose.render import FACE_POINT_COLOR, HAND_EDGE_COLORS
 
@@ -29,18 +30,26 @@ def looks_like_pose_map(frames: Sequence[np.ndarray]) -> bool:
     (windows, lamps, brightly lit skin), so it only counts beside at least as many palette pixels.
     A few frames and pixels are sampled, so this is cheap on long videos.
     """
+    if not isinstance(frames, (Sequence, np.ndarray)):
+        raise VidtransError(f"looks_like_pose_map needs a sequence of frames, got {type(frames).__name__}")
     if len(frames) == 0:
         return False
     picks = np.linspace(0, len(frames) - 1, min(len(frames), _SAMPLE_FRAMES)).round().astype(int)
     rng = np.random.default_rng(0)
     samples = []
     for i in picks:
-        pixels = np.asarray(frames[i]).reshape(-1, 3)
+        frame = np.asarray(frames[i])
+        # Another layout would be read as RGB all the same: RGBA or grey pixels three values at a time.
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise VidtransError(f"looks_like_pose_map needs RGB uint8 frames (H, W, 3), got {frame.dtype} "
+                                f"{frame.shape}")
+        pixels = frame.reshape(-1, 3)
         if len(pixels) > _SAMPLE_PIXELS:
             pixels = pixels[rng.choice(len(pixels), _SAMPLE_PIXELS, replace=False)]
         samples.append(pixels)
     pixels = np.concatenate(samples).astype(np.float32)
-
+    if not len(pixels):  # frames of no pixels show nothing
+        return False
     brightness = pixels.max(axis=1)
     dark_fraction = (brightness < _DARK).mean()
     coloured = pixels[brightness >= _BRIGHT]

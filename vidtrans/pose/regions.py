@@ -29,11 +29,17 @@ _FACE = tuple(KEYPOINT_INDEX[n] for n in ("nose", "r_eye", "l_eye", "r_ear", "l_
 _ARMS = ((KEYPOINT_INDEX["r_elbow"], KEYPOINT_INDEX["r_wrist"]), (KEYPOINT_INDEX["l_elbow"], KEYPOINT_INDEX["l_wrist"]))
 
 
+def _shown(keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A checked pose (K, 3) and which of its points are present: a point at NaN or infinity is
+    missing, as the renderer takes it, rather than a box no integer can hold."""
+    kp = check_keypoints(keypoints, "pose", track=False, dtype=None)
+    return kp, (kp[:, 2] > 0) & np.isfinite(kp).all(axis=1)
+
+
 def body_height(keypoints: np.ndarray) -> float | None:
     """Standing height in pixels, from the torso; from the keypoints' extent without one; None
     when fewer than two keypoints are present."""
-    kp = check_keypoints(keypoints, "pose", track=False, dtype=None)
-    ok = kp[:, 2] > 0
+    kp, ok = _shown(keypoints)
     if ok[_NECK] and ok[list(_HIPS)].all():
         torso = float(np.hypot(*(kp[_NECK, :2] - kp[list(_HIPS), :2].mean(axis=0))))
         if torso > 1e-3:
@@ -59,8 +65,7 @@ def _clip(box: tuple[int, int, int, int], height: int, width: int) -> Box | None
 def person_box(keypoints: np.ndarray, height: int, width: int, margin: float = 0.08) -> Box | None:
     """The present keypoints' bounding box, grown by `margin` body heights on every side (and by a
     head above the eyes and ears, which are below the top of the head)."""
-    kp = check_keypoints(keypoints, "pose", track=False, dtype=None)
-    ok = kp[:, 2] > 0
+    kp, ok = _shown(keypoints)
     scale = body_height(kp)
     if scale is None:
         return None
@@ -73,8 +78,7 @@ def person_box(keypoints: np.ndarray, height: int, width: int, margin: float = 0
 
 def face_box(keypoints: np.ndarray, height: int, width: int) -> Box | None:
     """A square around the nose (the face keypoints' mean without it), side FACE_SHARE of the body height."""
-    kp = check_keypoints(keypoints, "pose", track=False, dtype=None)
-    ok = kp[:, 2] > 0
+    kp, ok = _shown(keypoints)
     scale = body_height(kp)
     face = [i for i in _FACE if ok[i]]
     if scale is None or not face:
@@ -85,8 +89,7 @@ def face_box(keypoints: np.ndarray, height: int, width: int) -> Box | None:
 
 def hand_boxes(keypoints: np.ndarray, height: int, width: int) -> list[Box]:
     """A square per visible wrist (right first), centred a little beyond it along the forearm."""
-    kp = check_keypoints(keypoints, "pose", track=False, dtype=None)
-    ok = kp[:, 2] > 0
+    kp, ok = _shown(keypoints)
     scale = body_height(kp)
     boxes = []
     for elbow, wrist in _ARMS:

@@ -22,10 +22,11 @@ import cv2
 import numpy as np
 
 from vidtrans.errors import VidtransError, check_version
-from vidtrans.options import is_finite_number, is_int
+from vidtrans.options import is_finite_number, is_int, shown
 from vidtrans.pose.keypoints import (
     COLORS, FACE, HAND_EDGES, LEFT_HAND, LIMBS, NUM_KEYPOINTS, RIGHT_HAND, check_keypoints, is_whole_body,
 )
+from vidtrans.pose.normalize import check_frame_size, check_min_confidence
 
 # OpenPose's own --render_threshold: keypoints it reports below this are noise.
 DEFAULT_MIN_CONFIDENCE = 0.05
@@ -151,6 +152,15 @@ def _size_problem(size, reference_height) -> str | None:
     return None
 
 
+def _check_drawing(height, width, style, min_confidence) -> None:
+    """VidtransError naming the first setting of a render that no pose map can be drawn with (a
+    negative min_confidence would draw missing points at 0, 0; NaN would draw nothing)."""
+    check_frame_size("pose map size", (height, width), whole=True)
+    if not isinstance(style, PoseStyle):
+        raise VidtransError(f"style must be a PoseStyle, got {shown(style)}")
+    check_min_confidence(min_confidence)
+
+
 def _to_fixed(points: np.ndarray) -> np.ndarray:
     return np.round(points * _ONE).astype(np.int32)
 
@@ -172,6 +182,7 @@ def render_pose(keypoints: np.ndarray, height: int, width: int, style: PoseStyle
     or bone touching them. The face and hands of a whole-body pose (K = 128) are drawn only by a
     whole-body style; the body alone draws the same with either style.
     """
+    _check_drawing(height, width, style, min_confidence)
     canvas = blank_maps(1, height, width, style)[0]
     draw_pose(canvas, keypoints, style, min_confidence)
     return canvas
@@ -313,6 +324,7 @@ def _clip_polygon(polygon: np.ndarray, width: float, height: float) -> np.ndarra
 def render_poses(track: np.ndarray, height: int, width: int, style: PoseStyle = PoseStyle(),
                  min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> np.ndarray:
     """Pose maps (T, height, width, 3) uint8 RGB of a keypoint track (T, K, 3)."""
+    _check_drawing(height, width, style, min_confidence)
     track = check_keypoints(track)
     out = blank_maps(len(track), height, width, style)
     for canvas, pose in zip(out, track):

@@ -10,11 +10,38 @@ the body would slide from one place to the other over several frames, in poses n
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
 from vidtrans.errors import VidtransError
+from vidtrans.options import is_finite_number, shown
 from vidtrans.pose.keypoints import NUM_KEYPOINTS, check_keypoints, is_whole_body
+from vidtrans.pose.normalize import check_min_confidence, missing_where_not_finite
+
+
+def _whole(value) -> bool:
+    """A whole number (a NumPy integer too, as indexing gives), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_settings(min_confidence, **settings) -> None:
+    """VidtransError naming the first of the filters' settings given that no filter can use: a
+    NaN would silently turn a stage off (or every keypoint missing), an infinite sigma or a text
+    fail deep inside NumPy."""
+    check_min_confidence(min_confidence)
+    rules = {
+        "window": (lambda v: _whole(v) and v >= 1 and v % 2 == 1, "an odd whole number of frames, 1 or more"),
+        "sigma": (lambda v: is_finite_number(v) and v >= 0, "a finite number of frames, 0 or more"),
+        "max_gap": (lambda v: _whole(v) and v >= 0, "a whole number of frames, 0 or more"),
+        "min_cutoff": (lambda v: is_finite_number(v) and v > 0, "a finite number of Hz above 0"),
+        "d_cutoff": (lambda v: is_finite_number(v) and v > 0, "a finite number of Hz above 0"),
+        "beta": (lambda v: is_finite_number(v) and v >= 0, "a finite number, 0 or more (1/pixel)"),
+    }
+    for name, value in settings.items():
+        valid, wanted = rules[name]
+        if not valid(value):
+            raise VidtransError(f"keypoint filter setting {name} must be {wanted}, got {shown(value)}")
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -35,7 +62,7 @@ JUMP_SIZE_RATIO = 2.0
 _JUMP_POINTS, _JUMP_SIZE_POINTS = 2, 4
 
 
-def _jumped(a: np.ndarray, b: np.ndarray, min_confidence: float) -> bool:
+def jumped(a: np.ndarray, b: np.ndarray, min_confidence: float = 0.0) -> bool:
     """Whether body (18, 3) b is a jump away from body a (JUMP_SHARE, JUMP_SIZE_RATIO)."""
     both = (a[:, 2] > min_confidence) & (b[:, 2] > min_confidence)
     if both.sum() < _JUMP_POINTS:
@@ -57,16 +84,25 @@ def _spread(points: np.ndarray) -> float:
 
 
 def jumps(track: np.ndarray, max_gap: int = 3, min_confidence: float = 0.0, glitch: int = 2) -> list[int]:
-    """Frames of a track (T, K, 3) where the body lands after a jump (`_jumped`) from the last frame
+    """Frames of a track (T, K, 3) where the body lands after a jump (`jumped`) from the last frame
     that showed it, at most `max_gap` frames of nobody before: where the keypoint filter starts
-    afresh. A jump that comes back within `glitch` frames (a detector glitch of one or two frames,
-    which the running median removes) is none; neither are jumps that close to each other."""
-    body = check_keypoints(track)[:, :NUM_KEYPOINTS]
+    afresh. Jumps away and back to where the body was within `glitch` frames (a detector glitch of
+    one or two frames, which the running median removes) are none; a glitch just after a cut
+    leaves the cut one (dropping every jump near another, the body slid across such a cut)."""
+    body = missing_where_not_finite(check_keypoints(track))[:, :NUM_KEYPOINTS]
     shown = np.flatnonzero((body[..., 2] > min_confidence).any(axis=1))
-    found = [int(b) for a, b in zip(shown[:-1], shown[1:])
-             if b - a <= max_gap + 1 and _jumped(body[a], body[b], min_confidence)]
-    return [c for k, c in enumerate(found)
-            if (k == 0 or c - found[k - 1] > glitch) and (k == len(found) - 1 or found[k + 1] - c > glitch)]
+    found = [(int(a), int(b)) for a, b in zip(shown[:-1], shown[1:])
+             if b - a <= max_gap + 1 and jumped(body[a], body[b], min_confidence)]
+    glitches: set[int] = set()
+    for k, (before, away) in enumerate(found):
+        for m in range(k + 1, len(found)):
+            back = found[m][1]
+            if back - away > glitch:
+                break
+            if not jumped(body[before], body[back], min_confidence):  # back where it was
+                glitches.update(range(k, m + 1))
+                break
+    return [landing for k, (_, landing) in enumerate(found) if k not in glitches]
 
 
 def _median(values: np.ndarray, window: int) -> np.ndarray:
@@ -83,9 +119,11 @@ def _gaussian(values: np.ndarray, sigma: float) -> np.ndarray:
     Renormalising (rather than padding) keeps the end frames of a segment from being pulled
     towards a made-up continuation.
     """
-    half = max(int(math.ceil(3 * sigma)), 1)
-    kernel = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
     n = len(values)
+    # Taps further than n - 1 frames from the centre never meet a value: a sigma far longer than
+    # the segment (1e9 asked for 6e9 taps, 45 GB) gives its mean.
+    half = max(min(math.ceil(3 * sigma), n - 1), 1)
+    kernel = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
     weight = np.convolve(np.ones(n), kernel, mode="full")[half:half + n]
     out = np.empty_like(values)
     for c in range(values.shape[1]):
@@ -99,7 +137,8 @@ def bridge_gaps(track: np.ndarray, max_gap: int = 3, min_confidence: float = 0.0
     The bridged keypoints get the lower confidence of the two detections around the gap. Gaps at
     the start or end of the clip, and longer gaps, stay missing.
     """
-    track = check_keypoints(track).copy()
+    _check_settings(max_gap=max_gap, min_confidence=min_confidence)
+    track = missing_where_not_finite(check_keypoints(track)).copy()
     if len(track) < 3:
         return track
     # All joints at once (whole-body tracks have 128, their face and hands missing every other
@@ -120,17 +159,22 @@ def bridge_gaps(track: np.ndarray, max_gap: int = 3, min_confidence: float = 0.0
 
 
 def _hold_parts_at_the_ends(track: np.ndarray, min_confidence: float) -> np.ndarray:
-    """Face and hand points are detected every other frame (pose/stages.KeypointStage), so a
-    clip's first or last frame may lack them while the frame next to it has them, a gap no
-    bridge spans: that frame takes its neighbour's."""
+    """Face and hand points are detected every other frame (pose/stages.KeypointStage), so the first
+    or last frame of a run of frames showing the body (a clip's ends, a dancer leaving the shot or
+    coming back) may lack them while the frame next to it in the run has them, a gap no bridge
+    spans: that frame takes its neighbour's."""
     if not is_whole_body(track) or len(track) < 2:
         return track
-    track = track.copy()
-    for end, neighbour in ((0, 1), (-1, -2)):
-        parts, beside = track[end, NUM_KEYPOINTS:], track[neighbour, NUM_KEYPOINTS:]
-        missing = (parts[:, 2] <= min_confidence) & (beside[:, 2] > min_confidence)
-        parts[missing] = beside[missing]
-    return track
+    body = (track[:, :NUM_KEYPOINTS, 2] > min_confidence).any(axis=1)
+    before = np.concatenate(([False], body[:-1]))  # whether the frame before shows the body
+    after = np.concatenate((body[1:], [False]))
+    held = track.copy()
+    for ends, step in ((body & ~before & after, 1), (body & ~after & before, -1)):
+        frames = np.flatnonzero(ends)
+        parts, beside = track[frames, NUM_KEYPOINTS:], track[frames + step, NUM_KEYPOINTS:]
+        missing = (parts[..., 2] <= min_confidence) & (beside[..., 2] > min_confidence)
+        held[frames, NUM_KEYPOINTS:] = np.where(missing[..., None], beside, parts)
+    return held
 
 
 def smooth_track(track: np.ndarray, window: int = 5, sigma: float = 1.5, max_gap: int = 3,
@@ -145,11 +189,8 @@ def smooth_track(track: np.ndarray, window: int = 5, sigma: float = 1.5, max_gap
     smooth more. Confidences are kept; missing keypoints stay all-zero. The track is filtered in
     pieces split where the body jumps (`jumps`: scene cuts), each piece as a clip of its own.
     """
-    if window < 1 or window % 2 == 0:
-        raise VidtransError(f"smoothing window must be an odd number of frames >= 1, got {window}")
-    if sigma < 0:
-        raise VidtransError(f"smoothing sigma must be >= 0 frames, got {sigma}")
-    track = check_keypoints(track)
+    _check_settings(window=window, sigma=sigma, max_gap=max_gap, min_confidence=min_confidence)
+    track = missing_where_not_finite(check_keypoints(track))
     cuts = jumps(track, max_gap, min_confidence, glitch=window // 2)
     if cuts:
         bounds = [0, *cuts, len(track)]
@@ -183,13 +224,12 @@ class OneEuroFilter:
     `beta` per pixel/second of speed, so fast moves are followed with little lag. Units: cutoffs
     in Hz, `beta` in 1/pixel. A joint that goes missing is reset, so when it comes back it starts
     fresh at its new position instead of sliding in from where it was last seen; so does the whole
-    pose when the body jumps (`_jumped`: a scene cut, another person), rather than sliding across.
+    pose when the body jumps (`jumped`: a scene cut, another person), rather than sliding across.
     """
 
     def __init__(self, min_cutoff: float = 1.0, beta: float = 0.02, d_cutoff: float = 1.0,
                  min_confidence: float = 0.0):
-        if min_cutoff <= 0 or d_cutoff <= 0 or beta < 0:
-            raise VidtransError("One Euro filter needs min_cutoff > 0, d_cutoff > 0 and beta >= 0")
+        _check_settings(min_cutoff=min_cutoff, beta=beta, d_cutoff=d_cutoff, min_confidence=min_confidence)
         self.min_cutoff = min_cutoff
         self.beta = beta
         self.d_cutoff = d_cutoff
@@ -208,18 +248,20 @@ class OneEuroFilter:
 
     def __call__(self, keypoints: np.ndarray, t_seconds: float) -> np.ndarray:
         """Filtered copy of one pose (K, 3) seen at time `t_seconds` (must increase)."""
-        kp = check_keypoints(keypoints, "pose", track=False)
+        kp = missing_where_not_finite(check_keypoints(keypoints, "pose", track=False))
+        if not is_finite_number(t_seconds):
+            raise VidtransError(f"One Euro filter times must be finite numbers of seconds, got {shown(t_seconds)}")
+        if self._t is not None and t_seconds <= self._t:
+            raise VidtransError(f"One Euro filter times must increase ({t_seconds} after {self._t})")
         if self._alive is None or len(self._alive) != len(kp):
             self._x, self._dx, self._alive = np.zeros((len(kp), 2)), np.zeros((len(kp), 2)), np.zeros(len(kp), bool)
         present = kp[:, 2] > self.min_confidence
         x = kp[:, :2].astype(np.float64)
 
-        if self._t is not None and t_seconds <= self._t:
-            raise VidtransError(f"One Euro filter times must increase ({t_seconds} after {self._t})")
         if self._t is not None and self._alive[:NUM_KEYPOINTS].any():
             alive = self._alive[:NUM_KEYPOINTS, None] * (self.min_confidence + 1.0)
             last = np.concatenate([self._x[:NUM_KEYPOINTS], alive], axis=1)
-            if _jumped(last, kp[:NUM_KEYPOINTS], self.min_confidence):
+            if jumped(last, kp[:NUM_KEYPOINTS], self.min_confidence):
                 self._alive[:] = False  # every joint starts afresh where it now is
         continuing = present & self._alive
         if self._t is not None and continuing.any():

@@ -17,13 +17,13 @@ import numpy as np
 from vidtrans.pose.detector import PoseDetector
 from vidtrans.pose.keypoints import NUM_KEYPOINTS, NUM_WHOLE_BODY
 from vidtrans.pose.render import PoseStyle, render_poses
-from vidtrans.pose.smoothing import smooth_track
+from vidtrans.pose.smoothing import jumped, smooth_track
 from vidtrans.runner import usable_cores
 
 # How far the offline filter sees: median (window 5) + Gaussian (sigma 1.5, cut at 3 sigma)
 # + bridged gaps of 3 frames (11 frames), and where the body jumps (smoothing.jumps: a jump's two
-# frames up to 4 apart, and whether another jump comes within 2 frames of it); 20 frames on each
-# side leave the centre frame exactly as a whole-track filter would have made it.
+# frames up to 4 apart, and whether the body is back where it was within 2 frames of it); 20 frames
+# on each side leave the centre frame exactly as a whole-track filter would have made it.
 SMOOTHING_CONTEXT = 20
 
 
@@ -47,6 +47,15 @@ class KeypointStage:
     other frame: face and hands cost MediaPipe Holistic twice the body's time, almost all of it
     the hands, and the keypoint filter (`smooth_track`) bridges the frames between, as it bridges
     any gap of up to 3 frames.
+
+    Each detector follows its own person: one that loses the dancer for a frame finds whoever else
+    is in the shot, and follows them while the others follow the dancer, every other frame of the
+    track a different person (the filter then drew a body halfway between). So the track follows
+    one person (`_follow`): bodies a jump away from them (`smoothing.jumped`) count only once as
+    many frames in a row as there are detectors show such bodies, every detector (a scene cut, or
+    someone else after the dancer left); a frame of the person followed before that marks those
+    frames as another detector's person, and they are left out (missing, which the filter
+    bridges). Frames wait for that decision, at most a frame less than there are detectors.
     """
 
     def __init__(self, detectors: int | None = None, frame_size: tuple[int, int] | None = None,
@@ -59,6 +68,9 @@ class KeypointStage:
         self._starting = [self.pool.submit(PoseDetector, video_mode=True, whole_body=whole_body and k % 2 == 0)
                           for k in range(detectors)]
         self.frames_seen = 0
+        self._held: list = []  # batches (in order) that still hold a frame waiting in _pending
+        self._followed: np.ndarray | None = None  # the body (18, 3) of the person followed, last seen
+        self._pending: list[tuple[np.ndarray, int]] = []  # frames (their batch's keypoints, index) a jump away
 
     def process(self, batch):
         detectors = [starting.result() for starting in self._starting]  # waits only for the first batch
@@ -73,10 +85,41 @@ class KeypointStage:
         for done in [self.pool.submit(detect_share, k) for k in range(len(detectors))]:
             done.result()
         batch.keypoints = keypoints
-        yield batch
+        self._held.append(batch)
+        for i in range(count):
+            self._follow(keypoints, i)
+        return self._release()
 
     def flush(self):
-        return ()
+        self._pending.clear()  # nothing contradicted them: a cut just before the clip's end
+        return self._release()
+
+    def _follow(self, keypoints: np.ndarray, i: int) -> None:
+        """Frame i of a batch's `keypoints` taken into the one person's track (class docstring)."""
+        body = keypoints[i, :NUM_KEYPOINTS]
+        if not (body[:, 2] > 0).any():
+            return
+        if self._followed is None or not jumped(self._followed, body):
+            self._leave_out_pending()  # they were another detector's person
+        else:
+            self._pending.append((keypoints, i))
+            if len(self._pending) < len(self._starting):
+                return
+            self._pending.clear()  # every detector found someone away from them: a cut, or the dancer gone
+        self._followed = body.copy()
+
+    def _leave_out_pending(self) -> None:
+        for keypoints, i in self._pending:
+            keypoints[i] = 0.0
+        self._pending.clear()
+
+    def _release(self) -> list:
+        """The held batches, from the first, that no longer hold a frame waiting in _pending."""
+        waiting = {id(keypoints) for keypoints, _ in self._pending}
+        ready = []
+        while self._held and id(self._held[0].keypoints) not in waiting:
+            ready.append(self._held.pop(0))
+        return ready
 
     def close(self):
         self.pool.shutdown(wait=True, cancel_futures=True)

@@ -390,7 +390,8 @@ _WEIGHT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 def _check_weights(state_dict: dict[str, torch.Tensor], where: str | os.PathLike) -> None:
     """VidtransError naming `where` and the first tensor a generator cannot compute with. Weights
     are floating point (the only whole numbers are batch norm's step counts, which inference never
-    reads) and finite: a NaN or infinity in one turns every frame to garbage."""
+    reads) and finite in the float32 the network computes in, and batch norm's variances are not
+    negative: a NaN or infinity in one turns every frame to garbage."""
     for name, tensor in state_dict.items():
         if name.endswith("num_batches_tracked"):
             continue
@@ -403,9 +404,18 @@ def _check_weights(state_dict: dict[str, torch.Tensor], where: str | os.PathLike
         if not tensor.is_floating_point():
             raise VidtransError(f"{where}: tensor {name!r} holds {str(tensor.dtype).removeprefix('torch.')} values, "
                                 "not floating point weights; save the trained float weights instead")
-        if not torch.isfinite(tensor).all():
-            raise VidtransError(f"{where}: tensor {name!r} holds NaN or infinite values (training diverged, or the "
-                                "file was damaged); use an earlier checkpoint or train again")
+        # As the network computes (in float32, `Checkpoint.build`): a float64 value beyond its range
+        # is infinite there, and every frame came out black.
+        if not torch.isfinite(tensor.float()).all():
+            held = ("NaN or infinite values" if not torch.isfinite(tensor).all()
+                    else "values beyond float32's range, which the network computes in")
+            raise VidtransError(f"{where}: tensor {name!r} holds {held} (training diverged, or the file was damaged); "
+                                "use an earlier checkpoint or train again")
+        # Training's variances are never below zero; with running statistics one would be the square
+        # root of a negative number, and every frame black.
+        if name.endswith("running_var") and (tensor < 0).any():
+            raise VidtransError(f"{where}: tensor {name!r} holds negative variances, which no training makes (the "
+                                "file was damaged); use an earlier checkpoint or copy it again")
 
 
 def sha256_of(path: Path) -> str:
@@ -819,13 +829,11 @@ def check_checkpoint_folder(folder: str | os.PathLike) -> None:
                          "folder") from None
     if not existing.is_dir():
         raise UsageError(f"{folder}: {existing} is a file, not a folder; choose another output folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"{folder}: cannot write to {existing} (permission denied); choose a writable folder")
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".vidtrans-check-", dir=existing))
-    except OSError as e:
-        raise UsageError(f"{folder}: cannot write the checkpoint there ({first_line(e)}); choose a writable "
-                         "folder") from None
+    except OSError as e:  # the file system's reason: os.access called a read-only one "permission denied" too
+        reason = "permission denied" if isinstance(e, PermissionError) else e.strerror or first_line(e)
+        raise UsageError(f"{folder}: cannot write the checkpoint there ({reason}); choose a writable folder") from None
 
 
 def convert_pix2pix(path: str | os.PathLike, folder: str | os.PathLike, *, input_kind: str = "rgb",
@@ -915,7 +923,7 @@ def import_pix2pix(path: str | os.PathLike, input_kind: str = "rgb", size: int |
         key = not_tensors[0]
         raise VidtransError(f"{path}: entry {str(key)[:60]!r} holds a value of type {type(raw[key]).__name__}, not "
                             f"a tensor, so this is no generator's state_dict; {fix}")
-    state_dict = {k.removeprefix("module."): v for k, v in raw.items()}
+    state_dict = _unwrapped(raw, path, fix)
     card = infer_card(state_dict, str(path))
     card.input_kind = input_kind
     card.half_precision = False
@@ -934,6 +942,25 @@ def import_pix2pix(path: str | os.PathLike, input_kind: str = "rgb", size: int |
     checkpoint = Checkpoint(card, state_dict, path)
     checkpoint.build()  # fail now, with a clear message, if the layout does not match
     return checkpoint
+
+
+# What wrappers put before a network's own names in its state_dict: DataParallel's and
+# DistributedDataParallel's "module.", torch.compile's "_orig_mod.", in any order and number.
+_WRAPPERS = re.compile(r"^(?:module\.|_orig_mod\.)+")
+
+
+def _unwrapped(raw: dict[str, torch.Tensor], path: Path, fix: str) -> dict[str, torch.Tensor]:
+    """`raw` under the generator's own names (see _WRAPPERS); VidtransError where two entries
+    become one, which is then no single generator's."""
+    state_dict: dict[str, torch.Tensor] = {}
+    wrapped: dict[str, str] = {}
+    for key, value in raw.items():
+        name = _WRAPPERS.sub("", key)
+        if name in state_dict:
+            raise VidtransError(f"{path}: holds tensor {name!r} twice (entries {wrapped[name][:60]!r} and "
+                                f"{key[:60]!r}), so it is no single generator's state_dict; {fix}")
+        state_dict[name], wrapped[name] = value, key
+    return state_dict
 
 
 def _not_a_pix2pix_generator(path: Path, card: ModelCard, error: VidtransError,
@@ -1045,7 +1072,7 @@ def _generator_entry(raw: Any, path: Path) -> tuple[Any, str | None]:
     if len(nested) == 1:
         _refuse_optimizer_state(raw[nested[0]], path)
         return raw[nested[0]], nested[0]
-    generators = [key for key in nested if _layout({str(k).removeprefix("module."): v for k, v in raw[key].items()})]
+    generators = [key for key in nested if _layout({_WRAPPERS.sub("", str(k)): v for k, v in raw[key].items()})]
     if len(generators) == 1:
         return raw[generators[0]], generators[0]
     if generators:

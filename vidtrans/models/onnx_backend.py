@@ -30,12 +30,14 @@ import time
 import warnings
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+import numpy as np
 import torch
 
 from vidtrans.atomic import TEMPORARY_PATTERN, check_destination, write_atomically
 from vidtrans.errors import UsageError, VidtransError, first_line
-from vidtrans.models.checkpoint import WEIGHTS_NAME, Checkpoint, sha256_of, user_cache
+from vidtrans.models.checkpoint import Checkpoint, user_cache
 from vidtrans.models.networks import input_multiple, shifted_statistics, use_per_sample_stats
 from vidtrans.options import spell_setting
 from vidtrans.runner import usable_cores
@@ -53,8 +55,15 @@ _EXPORTING = threading.Lock()
 # Largest difference from PyTorch's fp32 output, in [-1, 1] space, an exported graph may show
 # (1/255 of that range is half a grey level); exports measure about 1e-6.
 TOLERANCE = 1e-3
+# The longest side a graph is exported and checked at: the native size's, up to this. The graph is
+# the same at every size, and checking it at a native size of 8192x8192 (resnet_6blocks, ngf 8)
+# took some 30 GB; at 2048x2048, 2 GB and half a minute.
+_CHECK_SIDE = 512
 # Part of every cached graph's name: bump it when the exported graph changes, so caches refill.
 _GRAPH_VERSION = 2
+# ONNX Runtime's sessions log only what is fatal: an error they log is raised too, and said in one
+# line (`_run_session`); theirs came before it on stderr, in terminal colours.
+_QUIET = 4
 # The metadata entry holding a graph's `graph_key`.
 _KEY_NAME = "vidtrans_graph"
 # The metadata entry holding the sha256 of the whole file, this entry's value read as _NO_SUM: a
@@ -115,7 +124,7 @@ def exported_graph(checkpoint: Checkpoint, normalization: str) -> tuple[bytes, f
     ort = require("onnxruntime", "checking the exported model")
     net = generator(checkpoint, normalization)
     multiple = input_multiple(checkpoint.card.architecture)
-    height, width = (math.ceil(side / multiple) * multiple for side in checkpoint.card.native_size)
+    height, width = (math.ceil(min(side, _CHECK_SIDE) / multiple) * multiple for side in checkpoint.card.native_size)
     sample = torch.zeros(1, checkpoint.card.input_nc, height, width)
     buffer = io.BytesIO()
     try:
@@ -142,13 +151,29 @@ def exported_graph(checkpoint: Checkpoint, normalization: str) -> tuple[bytes, f
     probe = torch.rand(2, checkpoint.card.input_nc, height, width + multiple, generator=rng) * 2 - 1
     with torch.inference_mode():
         expected = net(probe).numpy()
-    session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
-    difference = float(abs(session.run(None, {"input": probe.numpy()})[0] - expected).max())
+    options = ort.SessionOptions()
+    options.log_severity_level = _QUIET
+    session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    difference = float(abs(_run_session(session, probe) - expected).max())
     if not difference <= TOLERANCE:
         raise VidtransError(f"{checkpoint.path}: its ONNX export differs from PyTorch's by {difference:.2g} (more "
                             f"than {TOLERANCE:g}); try another torch or onnx version, or run the model with the torch "
                             "backend")
     return graph, difference
+
+
+def _run_session(session: Any, x: torch.Tensor) -> np.ndarray:
+    """ONNX Runtime's `session` run on `x` (float32 N x C x H x W, CPU); VidtransError in one line
+    for what it cannot do: its exceptions (none of them a RuntimeError) would escape as a traceback."""
+    try:
+        return session.run(None, {"input": x.contiguous().numpy()})[0]
+    except Exception as e:  # onnxruntime's own types: Fail, RuntimeException, ...
+        frames = f"{x.shape[0]} frame(s) of {x.shape[3]}x{x.shape[2]}"
+        if "allocate memory" in str(e) or "bad_alloc" in str(e):
+            raise VidtransError(f"out of CPU memory running the ONNX graph on {frames}; pass a smaller model size or "
+                                "batch size") from None
+        raise VidtransError(f"ONNX Runtime failed running the graph on {frames} ({first_line(e)}); run the model with "
+                            "the torch backend") from e
 
 
 def _sum_entry(value: str) -> bytes:
@@ -188,14 +213,25 @@ def intact(graph: bytes) -> bool:
 
 
 def graph_key(checkpoint: Checkpoint, normalization: str) -> str:
-    """What names `checkpoint`'s graph with `normalization`: the weights' sha256 (the file's own,
-    not the card's record, which an edit could leave stale) and a hash of everything else that
+    """What names `checkpoint`'s graph with `normalization`: the sha256 of the weights it holds
+    (not the file's, which can change after they were read: a training run saving into the folder
+    a run loads from had the old weights' graph cached under the new ones' name, for every later
+    run; nor the card's record, which an edit could leave stale) and a hash of everything else that
     shapes the graph. A graph carries it in its metadata, and the cache names files by it."""
-    weights = checkpoint.path / WEIGHTS_NAME if checkpoint.path.is_dir() else checkpoint.path
     card = checkpoint.card
     shape = json.dumps([card.architecture, card.ngf, card.norm, card.input_nc, card.output_nc, normalization,
                         _GRAPH_VERSION, torch.__version__])
-    return f"{sha256_of(weights)}-{hashlib.sha256(shape.encode()).hexdigest()[:16]}"
+    return f"{_weights_sha256(checkpoint.state_dict)}-{hashlib.sha256(shape.encode()).hexdigest()[:16]}"
+
+
+def _weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
+    """The sha256 of each tensor's name, type, shape and bytes, in the order of their names."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(json.dumps([name, str(tensor.dtype), list(tensor.shape)]).encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 def cache_dir() -> Path:
@@ -299,6 +335,7 @@ class OnnxGenerator:
         options = self._ort.SessionOptions()
         options.intra_op_num_threads = self._threads
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = _QUIET
         name = "the exported graph" if isinstance(self._graph, bytes) else self._graph
         try:
             return self._ort.InferenceSession(self._graph, options, providers=["CPUExecutionProvider"])
@@ -312,6 +349,6 @@ class OnnxGenerator:
         except IndexError:  # more calls at once than sessions made
             session = self._new_session()
         try:
-            return torch.from_numpy(session.run(None, {"input": x.contiguous().numpy()})[0])
+            return torch.from_numpy(_run_session(session, x))
         finally:
             self._idle.append(session)

@@ -506,9 +506,10 @@ class Translator:
 
     def _call(self, frames: torch.Tensor, previous: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """`_run`, compiled once `compile` was called; see `_run` for what it returns. Running out of
-        memory despite `frames_per_pass` (a limit it could not see) is one line, not a traceback."""
+        memory despite `frames_per_pass` (a limit it could not see) is one line, not a traceback, and
+        so is an output that is not finite."""
         try:
-            return self._call_network(frames, previous)
+            output, generated = self._call_network(frames, previous)
         except RuntimeError as e:
             if not out_of_memory(e):
                 raise
@@ -516,6 +517,13 @@ class Translator:
             raise VidtransError(f"out of {memory_name(self.device)} memory translating {len(frames)} frame(s) of "
                                 f"{width}x{height}; "
                                 "pass a smaller model size or batch size") from None
+        # Rounding to uint8 makes NaN a flat grey or black frame: a video of them, told as done.
+        if not bool(torch.isfinite(generated).all()):
+            fix = f"use {spell_setting('precision', 'fp32')}" if self.precision != "fp32" else \
+                "use another checkpoint (training makes no weights that overflow)"
+            raise VidtransError(f"{self.name}: the network's output holds NaN or infinite values, its arithmetic "
+                                f"overflowing in {self.precision}; {fix}")
+        return output, generated
 
     def _call_network(self, frames: torch.Tensor, previous: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         if self._compiled is None:

@@ -59,17 +59,11 @@ def load_model(name_or_path: str | os.PathLike, device: str | None = "auto", pre
     and cached in ~/.cache/vidtrans/onnx; needs `pip install 'vidtrans[onnx]'`) or "auto"
     (onnxruntime on CPUs without bf16 in hardware when it is installed, else torch).
     """
-    from pathlib import Path
-
     from vidtrans.models.checkpoint import load_checkpoint
     from vidtrans.models.translator import Translator
     from vidtrans.options import check_path_text
 
     if isinstance(name_or_path, (str, os.PathLike)):
         check_path_text(name_or_path, "name_or_path")
-    checkpoint = load_checkpoint(name_or_path)
-    # Held by its absolute path: the files no output may replace stay the model's after the caller
-    # changes folder (os.chdir), and "." is named by its folder, as default output names carry it.
-    checkpoint.path = Path(os.path.abspath(checkpoint.path))
-    return Translator(checkpoint, device=device, precision=precision, normalization=normalization, size=size,
-                      backend=backend)
+    return Translator(load_checkpoint(name_or_path), device=device, precision=precision, normalization=normalization,
+                      size=size, backend=backend)

@@ -39,7 +39,7 @@ from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.models.networks import (NORMS, ResnetGenerator, build_generator, default_size, generator_shapes,
                                      parse_generator)
 from vidtrans.options import (MAX_SIZE, MIN_SIZE, InputKind, Normalization, Smoothing, is_finite_number, is_int,
-                              plain_number, spell)
+                              plain_number, shown, shown_path, spell)
 from vidtrans.runner import stop_signals_deferred
 
 log = logging.getLogger(__name__)
@@ -516,18 +516,39 @@ def available_models() -> list[Path]:
     """Every model folder on the search path (see `_is_model_folder`; first occurrence of each
     name). A folder of the path that cannot be listed is skipped, with a warning."""
     found: dict[str, Path] = {}
-    for root in model_search_path():
+    for root in _search_folders():
         try:
             folders = sorted(Path(entry.path) for entry in os.scandir(root))
             models = [folder for folder in folders if _is_model_folder(folder)]
-        except (FileNotFoundError, NotADirectoryError):  # a folder of the path need not exist
+        except FileNotFoundError:  # removed meanwhile
             continue
         except OSError as e:
-            _warn_skipped(root, e)
+            _warn_skipped(root, first_line(e))
             continue
         for folder in models:
             found.setdefault(folder.name, folder)
     return list(found.values())
+
+
+def _search_folders() -> list[Path]:
+    """The folders of the model search path that exist. One that does not is left out (it need not
+    exist); one that is no folder (a VIDTRANS_MODELS entry naming a file) or cannot be looked up,
+    with a warning."""
+    folders = []
+    for root in model_search_path():
+        try:
+            mode = root.stat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as e:
+            _warn_skipped(root, first_line(e))
+            continue
+        if stat.S_ISDIR(mode):
+            folders.append(root)
+        else:
+            _warn_skipped(root, f"{'a file' if stat.S_ISREG(mode) else special_file_kind(mode)}, not a folder",
+                          "take it off the model search path")
+    return folders
 
 
 def _is_model_folder(folder: Path) -> bool:
@@ -548,11 +569,11 @@ def _is_model_folder(folder: Path) -> bool:
 _skipped: set[Path] = set()
 
 
-def _warn_skipped(folder: Path, error: OSError) -> None:
+def _warn_skipped(folder: Path, problem: str,
+                  fix: str = "fix its permissions, or take it off the model search path") -> None:
     if folder not in _skipped:
         _skipped.add(folder)
-        log.warning("%s: cannot look for models there (%s), so it was skipped; fix its permissions, or take it off "
-                    "the model search path", folder, first_line(error))
+        log.warning("%s: cannot look for models there (%s), so it was skipped; %s", folder, problem, fix)
 
 
 def model_files(path: Path) -> list[Path]:
@@ -565,42 +586,62 @@ def model_files(path: Path) -> list[Path]:
 
 
 def resolve(name_or_path: str | os.PathLike, fix: str | None = None) -> Path:
-    """The path a model name or path stands for; VidtransError when there is none, ending in `fix`
-    (what to pass instead: by default a checkpoint folder, a .pth file or a model name)."""
-    if not isinstance(name_or_path, (str, os.PathLike)) or not os.fspath(name_or_path):
-        # An empty path would be the current folder. Not naming a parameter: Python callers call it
-        # name_or_path, the command line --model.
-        raise UsageError(f"no model given ({name_or_path!r}); name a model, a checkpoint folder or a .pth file")
-    path = Path(name_or_path).expanduser()
-    named = _named_model(name_or_path) if _is_model_name(name_or_path) else None
+    """The absolute path a model name or path stands for; VidtransError when there is none, ending in
+    `fix` (what to pass instead: by default a checkpoint folder, a .pth file or a model name).
+    Absolute, so that the model's files stay the ones no output may replace after the caller
+    changes folder (os.chdir), and "." is named by its folder, as default output names carry it;
+    made by os.path.abspath, not Path.resolve: a link keeps its own name."""
+    text = _model_text(name_or_path)
+    # os.path's: Path.expanduser raises RuntimeError for a user that does not exist.
+    path = Path(os.path.expanduser(text))
+    named = _named_model(text) if _is_model_name(name_or_path) else None
+    too_long = False
     try:
         # A folder that is no checkpoint (an earlier batch's output folder named like the model,
         # say) does not hide the model of that name.
         if path.exists() and not (named is not None and path.is_dir() and not _is_model_folder(path)):
-            return path
-    except OSError as e:  # a folder on the way that cannot be entered
-        raise VidtransError(f"{path}: cannot be read ({first_line(e)}); check the permissions of it and of the "
-                            "folders it is in") from e
+            return Path(os.path.abspath(path))
+    except OSError as e:
+        if e.errno != errno.ENAMETOOLONG:  # a folder on the way that cannot be entered
+            raise VidtransError(f"{shown_path(path)}: cannot be read ({first_line(e)}); check the permissions of it "
+                                "and of the folders it is in") from e
+        too_long = True  # no file has that name
     if named is not None:
         return named
     # "facades.pth" is a file that is missing, not the name of a model.
     if _is_model_name(name_or_path) and path.suffix.lower() not in UPSTREAM_SUFFIXES:
         names = ", ".join(p.name for p in available_models() if _is_usable(p)) or "none"
-        raise VidtransError(f"model {name_or_path!r} not found (available: {names}); "
+        raise VidtransError(f"model {shown(text)} not found (available: {names}); "
                             f"{fix or 'pass a checkpoint folder or a .pth file'}")
-    raise VidtransError(f"{path}: no such file or folder; "
+    raise VidtransError(f"{shown_path(path)}: {'file name too long' if too_long else 'no such file or folder'}; "
                         f"{fix or 'pass a checkpoint folder, a .pth file or a model name'}")
 
 
+def _model_text(name_or_path: Any) -> str:
+    """`name_or_path` as text; UsageError for no model at all, a value that is no name or path, or
+    one holding a NUL character (which Python's file functions refuse with ValueError). Not naming
+    a parameter: Python callers call it name_or_path or model, the command line --model."""
+    text = os.fspath(name_or_path) if isinstance(name_or_path, (str, os.PathLike)) else None
+    fix = "name a model, a checkpoint folder or a .pth file"
+    if name_or_path is None or text == "":  # an empty path would be the current folder
+        raise UsageError(f"no model given ({shown(name_or_path)}); {fix}")
+    if not isinstance(text, str):
+        raise UsageError(f"{shown(name_or_path)} is no model name or path (a str or os.PathLike); {fix}")
+    if "\0" in text:
+        raise UsageError(f"{shown(text)}: a model name or path cannot hold a NUL character (\\x00); {fix}")
+    return text
+
+
 def _named_model(name: str) -> Path | None:
-    """The first model folder called `name` on the search path. A folder of the path that cannot
-    be searched is skipped, with a warning: the model may be there."""
-    for root in model_search_path():
+    """The first model folder called `name` on the search path (absolute: see `resolve`). A folder
+    of the path that cannot be searched is skipped, with a warning: the model may be there."""
+    for root in _search_folders():
         try:
             if _is_model_folder(root / name):
-                return root / name
+                return Path(os.path.abspath(root / name))
         except OSError as e:
-            _warn_skipped(root, e)
+            if e.errno != errno.ENAMETOOLONG:  # a name no file can have is in no folder
+                _warn_skipped(root, first_line(e))
     return None
 
 
@@ -790,17 +831,44 @@ def _load_background(folder: Path, card: ModelCard) -> np.ndarray | None:
     path = folder / BACKGROUND_NAME
     if not os.path.lexists(path):
         return None
-    _check_readable(path, "replace it with a PNG of the target's empty scene or delete it")
+    fix = "replace it with a PNG of the target's empty scene or delete it"
+    _check_readable(path, fix)
+    # From the header first: OpenCV decodes the whole image before its size can be checked, which for
+    # a small file declaring 20000x20000 pixels took 2.6 GB and 13 s.
+    declared = _png_size(path)
+    if declared is not None:
+        _check_background_size(path, declared, card)
     import cv2
 
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise VidtransError(f"{path}: not a readable image; replace it with a PNG of the target's empty scene or delete it")
-    height, width = card.native_size
-    if image.shape[:2] != (height, width):
-        raise VidtransError(f"{path}: {image.shape[1]}x{image.shape[0]}, but the model's native size is "
-                            f"{width}x{height}; resize the image to that or delete it")
+        raise VidtransError(f"{path}: not a readable image; {fix}")
+    _check_background_size(path, (image.shape[1], image.shape[0]), card)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _check_background_size(path: Path, size: tuple[int, int], card: ModelCard) -> None:
+    """VidtransError unless `size` (width, height) of the background `path` is the card's native size."""
+    height, width = card.native_size
+    if size != (width, height):
+        raise VidtransError(f"{path}: {size[0]}x{size[1]}, but the model's native size is {width}x{height}; resize "
+                            "the image to that or delete it")
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_size(path: Path) -> tuple[int, int] | None:
+    """The (width, height) a PNG file's header (its first chunk, IHDR) declares; None for any other
+    file, which OpenCV reads or calls no image."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(24)  # the signature, the chunk's length and type, then width and height
+    except OSError:  # OpenCV's reading says it is no readable image
+        return None
+    if len(head) < 24 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
 
 
 # --- upstream pytorch-CycleGAN-and-pix2pix ---------------------------------------------------------
@@ -863,17 +931,21 @@ def convert_pix2pix(path: str | os.PathLike, folder: str | os.PathLike, *, input
 
 def remove_checkpoint_files(folder: str | os.PathLike, keep: Collection[Path] = ()) -> None:
     """Delete the model in `folder` with everything that belongs to it: card, weights, background,
-    and what training kept beside it (its state, its sample grids), but the files in `keep`; any
-    other file stays. A new model written there must not inherit the old one's background or
-    training state."""
+    and what training kept beside it (its state, its sample grids, and their folder once empty),
+    but the files in `keep`; any other file stays. A new model written there must not inherit the
+    old one's background or training state, nor show its samples as its own."""
     folder = Path(folder)
+    samples = folder / SAMPLES_FOLDER
     try:
-        for path in [folder / name for name in MODEL_FILE_NAMES] + sorted((folder / SAMPLES_FOLDER).glob(SAMPLE_GRIDS)):
+        for path in [folder / name for name in MODEL_FILE_NAMES] + sorted(samples.glob(SAMPLE_GRIDS)):
             if path not in keep:
                 path.unlink(missing_ok=True)
     except OSError as e:
         raise VidtransError(f"{folder}: cannot remove the previous checkpoint ({first_line(e)}); "
                             "check the folder is writable") from e
+    # Kept where it still holds something (this model's grids, or the user's files), or is no folder.
+    with contextlib.suppress(OSError):
+        samples.rmdir()
 
 
 def import_pix2pix(path: str | os.PathLike, input_kind: str = "rgb", size: int | None = None) -> Checkpoint:

@@ -93,7 +93,7 @@ def test_pose_mapping_says_when_normalization_started_or_why_not_yet():
                                                "target's body"
     # No ankles: the body cannot be measured; retried each second until GIVE_UP_S.
     how = map_poses(standing(80, ankles=False), 3.2).how
-    assert how.startswith("fitted to the frame (not normalized yet, last tried at 3.0 s: only 0 frames show")
+    assert how.startswith("fitted to the frame (not normalized yet, last tried at 3.0 s: no frame shows a whole body")
 
 
 # --- a session stopped before its first frame ---------------------------------------------------------
@@ -157,4 +157,4 @@ def test_run_summary_names_no_normalize_for_a_clip_without_whole_bodies(tmp_path
                      "-o", tmp_path / "o.mp4")
     assert result.returncode == 0, result.stderr
     summary = " ".join(result.stderr.split())  # as one line, however the console wrapped it
-    assert "not normalized (only 0 frames show a whole body" in summary and "--no-normalize" in summary
+    assert "not normalized (no frame shows a whole body" in summary and "--no-normalize" in summary

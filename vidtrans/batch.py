@@ -41,9 +41,9 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 from vidtrans.atomic import (LOCK_SUFFIX, TEMPORARY_PATTERN, check_destination, discard, remove_if_unheld, same_file,
                              special_file_kind, temp_path, write_atomically)
 from vidtrans.errors import STOP_SIGNALS, UsageError, VidtransError, first_line, one_line
-from vidtrans.options import (BatchOptions, EncodeOptions, RunOptions, option_names, output_settings, refuse_misspelt,
-                              shown, spell, spell_setting, spelled, spellings)
-from vidtrans.pipeline import given_options, no_person_shows, translate_video
+from vidtrans.options import (BatchOptions, EncodeOptions, RunOptions, check_path_text, option_names, output_settings,
+                              refuse_misspelt, shown, spell, spell_setting, spelled, spellings)
+from vidtrans.pipeline import check_pose_settings, given_options, no_person_shows, translate_video
 from vidtrans.video import check_output_settings, file_identity
 
 if TYPE_CHECKING:  # torch is imported where a model is loaded, not by a batch that is refused before
@@ -697,6 +697,11 @@ def translate_folder(
                               f"for its device (with precision= and model_size=), not {shown(model)}")
     if listener is not None and not isinstance(listener, BatchListener):
         raise BatchUsageError(f"listener must be a BatchListener (override the calls you need), not {shown(listener)}")
+    for name, path in (("input_dir", input_dir), ("output_dir", output_dir), ("model", model)):
+        try:
+            check_path_text(path, name)
+        except UsageError as e:
+            raise BatchUsageError(str(e)) from None
     # Path("") would be the current folder: every clip below it translated, or outputs among them.
     if not os.fspath(input_dir):
         raise BatchUsageError("the input folder is empty (''); give the folder of clips to translate")
@@ -725,7 +730,7 @@ def translate_folder(
             model_size = check_size(model_size, "model_size")
         except VidtransError as e:
             raise BatchUsageError(str(e)) from None
-    _check_smoothing(model, options)
+    _check_for_model(model, options)
     listener = listener or BatchListener()
 
     # The folder is locked before any model is loaded or cluster asked: a second batch into it is
@@ -786,25 +791,27 @@ def _remove_if_empty(folders: list[Path]) -> None:
             folder.rmdir()
 
 
-def _check_smoothing(model: str | os.PathLike, options: RunOptions) -> None:
-    """A smoothing strength that would do nothing, refused once before any clip from the model's
-    card (as `run` refuses it), not by every clip alike; a model that cannot be found or read is
-    left to loading to report."""
+def _check_for_model(model: str | os.PathLike, options: RunOptions) -> None:
+    """Settings that would do nothing with the model (a smoothing strength, a pose source, normalization
+    off), refused once before any clip from the model's card (as `run` refuses them), not by every
+    clip alike; a model that cannot be found or read is left to loading to report."""
     from types import SimpleNamespace
 
     from vidtrans.models.checkpoint import checkpoint_path, read_card
     from vidtrans.temporal import smoothing_for
 
-    if options.smoothing_strength is None:
-        return
     try:
         path = checkpoint_path(model)
         card = read_card(path) if path.is_dir() else None
     except VidtransError:
         return
+    # A file without a card is an upstream pix2pix generator, which loads as a model of RGB frames.
+    seen = SimpleNamespace(card=card, name=path.name if path.is_dir() else path.stem,
+                           input_kind="rgb" if card is None else card.input_kind)
     try:
-        smoothing_for(SimpleNamespace(card=card, name=path.name if path.is_dir() else path.stem), options.smoothing,
-                      options.smoothing_strength)
+        if options.smoothing_strength is not None:
+            smoothing_for(seen, options.smoothing, options.smoothing_strength)
+        check_pose_settings(seen, options)
     except VidtransError as e:
         raise BatchUsageError(str(e)) from None
 

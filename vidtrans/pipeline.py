@@ -220,6 +220,17 @@ class CompileWhenLong:
         return ()
 
 
+def check_pose_settings(model, options: RunOptions) -> None:
+    """Refuse a pose source other than auto, or normalization off, for a `model` that gets no pose
+    maps (loaded, or batch's view of its card: its `name` and `input_kind`): settings that would do
+    nothing, since the frames go to the model as they are."""
+    if options.pose != PoseSource.AUTO and model.input_kind != "pose":
+        does = "draws pose maps" if options.pose == PoseSource.DETECT else "takes the input as pose maps"
+        raise UsageError(f"{spell_setting('pose', options.pose.value)} {does} for a pose model, and {model.name} "
+                         f"translates {model.input_kind} frames; drop {spell('pose')} or use a pose model")
+    check_normalize_off(options.normalize, model)
+
+
 def no_person_shows(model) -> str:
     """What a translated frame without a person shows, for `Summary.no_person_warning`."""
     return ("the output shows the target's empty scene there" if getattr(model, "background", None) is not None
@@ -350,10 +361,7 @@ def translate_video(
             f"{model.name} translates {model.input_kind} frames, not pose maps"
         raise UsageError(f"{spell('keypoints')} are drawn only for a pose model detecting or given poses, and {why}; "
                          f"drop {spell('keypoints')} or use a pose model with {pose} auto or detect")
-    if options.pose == PoseSource.DETECT and model.input_kind != "pose":
-        raise UsageError(f"{spell_setting('pose', 'detect')} draws pose maps for a pose model, and {model.name} "
-                         f"translates {model.input_kind} frames; drop {spell('pose')} or use a pose model")
-    check_normalize_off(options.normalize, model)
+    check_pose_settings(model, options)
     if getattr(model, "backend", "torch") == "onnxruntime":
         backend_for_compile(model.backend, options.compile)  # compile on cannot run there: refused
     started = time.perf_counter()

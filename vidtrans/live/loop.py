@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import threading
@@ -36,6 +37,10 @@ from vidtrans.video.camera import Camera
 
 # A camera that delivers nothing for this long is treated as gone (some drivers block instead of failing).
 STALL_S = 5.0
+# How long the HUD tells where the last snapshot went (or that it failed): long enough to read a file name.
+SNAPSHOT_TOLD_S = 4.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -251,6 +256,7 @@ def _loop(camera: Camera, processor: FrameProcessor, sinks: list[Sink], options:
     """Capture, process, show, until something ends the run; returns why it ended."""
     views = list(View)
     view, paused, shown, last_frame_at = options.view, False, None, time.perf_counter()
+    told = ("", 0.0)  # what the HUD tells of the last snapshot, and until when
     try:
         while options.max_frames is None or stats.frames < options.max_frames:
             if hooks.stop.is_set():
@@ -273,7 +279,7 @@ def _loop(camera: Camera, processor: FrameProcessor, sinks: list[Sink], options:
             if captured is None or paused:
                 # Nothing new to show (a paused run keeps the camera drained): the window still
                 # redraws the last picture, to read its keys.
-                repeat = shown.again(_hud(stats, camera, view, paused)) if shown is not None else None
+                repeat = shown.again(_hud(stats, camera, view, paused, told)) if shown is not None else None
                 actions = [sink.show(repeat) for sink in sinks] if repeat is not None else []
             else:
                 if stats.frames == 0:
@@ -281,7 +287,7 @@ def _loop(camera: Camera, processor: FrameProcessor, sinks: list[Sink], options:
                     hooks.on_start({"camera": camera.name, "size": f"{width}x{height}", "fps": camera.nominal_fps})
                 frame = processor(captured)
                 shown = Shown(compose(frame, view), captured.time, camera.nominal_fps,
-                              _hud(stats, camera, view, paused))
+                              _hud(stats, camera, view, paused, told))
                 # Recorded and counted as one step: a stop between them left a recording of a frame
                 # more than its stats said were shown. Not the first frame: a stop before it counts
                 # ends the start-up, leaving earlier --record and --stats files as they were.
@@ -298,7 +304,9 @@ def _loop(camera: Camera, processor: FrameProcessor, sinks: list[Sink], options:
                 elif action == "view":
                     view = views[(views.index(view) + 1) % len(views)]
                 elif action == "snapshot" and shown is not None:
-                    _snapshot(shown.image)
+                    saved = _snapshot(shown.image)
+                    told = (f"saved {saved}" if saved else "snapshot not saved (see the warning)",
+                            time.perf_counter() + SNAPSHOT_TOLD_S)
     except KeyboardInterrupt as e:
         if stats.frames == 0:
             # No session to finish yet: the signal interrupts the start-up, as it does any command
@@ -314,14 +322,26 @@ def _failed(camera: Camera) -> str:
     return f"camera failed: {camera.error}"
 
 
-def _hud(stats: LiveStats, camera: Camera, view: View, paused: bool) -> tuple[str, ...]:
+def _hud(stats: LiveStats, camera: Camera, view: View, paused: bool, told: tuple[str, float]) -> tuple[str, ...]:
+    """The HUD's lines; `told`: a line and the time.perf_counter() until which it is shown."""
     recent = stats.latencies_ms[-30:]
     latency = float(np.median(recent)) if recent else math.nan
+    note, until = told
     return (f"{stats.fps:.1f} fps  {latency:.0f} ms  dropped {camera.dropped}",
-            f"view {view.value}  [v]iew [s]napshot [space] pause [q]uit" + ("  PAUSED" if paused else ""))
+            f"view {view.value}  [v]iew [s]napshot [space] pause [q]uit" + ("  PAUSED" if paused else ""),
+            *([note] if note and time.perf_counter() < until else []))
 
 
-def _snapshot(image: np.ndarray) -> Path:
+def _snapshot(image: np.ndarray) -> Path | None:
+    """Write `image` as vidtrans-live-DATE-TIME.png in the current folder; the path, or None when it
+    could not be written (told in one warning line: the session goes on)."""
     path = Path(f"vidtrans-live-{datetime.now():%Y%m%d-%H%M%S-%f}.png")
-    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    # Encoded here and written by `write_atomically`: cv2.imwrite tells a failure only by returning
+    # False (why, it does not say), and writes in place (a partial file on a full disk).
+    _, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    try:
+        write_atomically(path, lambda f: f.write(png.tobytes()), overwrite=False, what="snapshot")
+    except VidtransError as e:
+        log.warning("snapshot not saved: %s", e)
+        return None
     return path

@@ -266,12 +266,13 @@ def estimate_pose_stats(track: np.ndarray, frame_height: int, frame_width: int, 
     version = STATS_VERSION if like is None else max(2, like.version)
     heights, ankle_y, ankle_x = _body_extent(track, min_confidence)
     usable = _shows_whole_body(heights)
-    if usable.sum() < _MIN_FRAMES:
+    whole = int(usable.sum())
+    if whole < _MIN_FRAMES:
+        how_many = ("no frame shows" if whole == 0 else
+                    f"only {count(whole, 'frame')} {'shows' if whole == 1 else 'show'}")
         raise VidtransError(
-            f"only {count(int(usable.sum()), 'frame')} {'shows' if usable.sum() == 1 else 'show'} a whole body (head "
-            "and ankles); pose normalization "
-            f"needs at least {_MIN_FRAMES} (use a full-body video or turn normalization off: "
-            f"{spell('normalize=False')})")
+            f"{how_many} a whole body (head and ankles); pose normalization needs at least {_MIN_FRAMES} (use a "
+            f"full-body video or turn normalization off: {spell('normalize=False')})")
     centre_x = np.median((ankle_x[usable] + 0.5) / frame_height) - frame_width / frame_height / 2
     ankle_y = (ankle_y[usable] + 0.5) / frame_height
     far, near = np.percentile(ankle_y, [2, 98])

@@ -323,3 +323,42 @@ def test_a_point_at_nan_is_missing_to_the_filters_and_normalization_not_spread()
     live, expected = OneEuroFilter(), OneEuroFilter()
     for i in range(len(track)):
         np.testing.assert_array_equal(live(broken[i], i / 25), expected(missing[i], i / 25))
+
+
+def test_a_stray_body_before_an_empty_scene_holds_no_frames_back(monkeypatch):
+    """One frame of someone far from the dancer, then nobody: the frames after it were held until
+    the clip's end (every batch, in memory), waiting for a body to decide the stray one by."""
+    from types import SimpleNamespace
+
+    from vidtrans.pose import stages
+
+    dancer = np.zeros((NUM_KEYPOINTS, 3), np.float32)
+    dancer[:, 0], dancer[:, 1], dancer[:, 2] = np.linspace(100, 140, NUM_KEYPOINTS), np.linspace(40, 220, NUM_KEYPOINTS), 1
+    stray = dancer.copy()
+    stray[:, 0] += 300
+
+    class Scripted:  # finds the dancer in frames 0-7, the stray body in frame 8, nobody after
+        num_keypoints = NUM_KEYPOINTS
+
+        def __init__(self, **_):
+            pass
+
+        def detect(self, frame, frame_size=None):
+            index = int(frame[0, 0, 0]) + 256 * int(frame[0, 0, 1])
+            return dancer if index < 8 else stray if index == 8 else np.zeros_like(dancer)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(stages, "PoseDetector", Scripted)
+    stage = stages.KeypointStage(detectors=2)
+    released = 0
+    try:
+        for b in range(25):
+            frames = np.zeros((8, 4, 4, 3), np.uint8)
+            for i in range(8):
+                frames[i, 0, 0, :2] = ((b * 8 + i) % 256, (b * 8 + i) // 256)
+            released += len(list(stage.process(SimpleNamespace(frames=frames))))
+            assert released >= b, f"batch {b}: only {released} released"
+    finally:
+        stage.close()

@@ -51,11 +51,12 @@ class KeypointStage:
     Each detector follows its own person: one that loses the dancer for a frame finds whoever else
     is in the shot, and follows them while the others follow the dancer, every other frame of the
     track a different person (the filter then drew a body halfway between). So the track follows
-    one person (`_follow`): bodies a jump away from them (`smoothing.jumped`) count only once as
-    many frames in a row as there are detectors show such bodies, every detector (a scene cut, or
-    someone else after the dancer left); a frame of the person followed before that marks those
-    frames as another detector's person, and they are left out (missing, which the filter
-    bridges). Frames wait for that decision, at most a frame less than there are detectors.
+    one person (`_follow`): bodies a jump away from them (`smoothing.jumped`) count only once every
+    detector has had a frame since the first of them without finding the person followed (a scene
+    cut, or someone else after the dancer left; frames with nobody count too); a frame of the
+    person followed before that marks those frames as another detector's person, and they are left
+    out (missing, which the filter bridges). Frames wait for that decision, at most a frame less
+    than there are detectors.
     """
 
     def __init__(self, detectors: int | None = None, frame_size: tuple[int, int] | None = None,
@@ -71,6 +72,7 @@ class KeypointStage:
         self._held: list = []  # batches (in order) that still hold a frame waiting in _pending
         self._followed: np.ndarray | None = None  # the body (18, 3) of the person followed, last seen
         self._pending: list[tuple[np.ndarray, int]] = []  # frames (their batch's keypoints, index) a jump away
+        self._waited = 0  # frames seen since the first of _pending
 
     def process(self, batch):
         detectors = [starting.result() for starting in self._starting]  # waits only for the first batch
@@ -92,26 +94,35 @@ class KeypointStage:
 
     def flush(self):
         self._pending.clear()  # nothing contradicted them: a cut just before the clip's end
+        self._waited = 0
         return self._release()
 
     def _follow(self, keypoints: np.ndarray, i: int) -> None:
         """Frame i of a batch's `keypoints` taken into the one person's track (class docstring)."""
         body = keypoints[i, :NUM_KEYPOINTS]
-        if not (body[:, 2] > 0).any():
-            return
-        if self._followed is None or not jumped(self._followed, body):
+        shown = bool((body[:, 2] > 0).any())
+        if shown and (self._followed is None or not jumped(self._followed, body)):
             self._leave_out_pending()  # they were another detector's person
-        else:
+            self._followed = body.copy()
+            return
+        if shown:
             self._pending.append((keypoints, i))
-            if len(self._pending) < len(self._starting):
-                return
-            self._pending.clear()  # every detector found someone away from them: a cut, or the dancer gone
-        self._followed = body.copy()
+        if not self._pending:
+            return
+        # Frames with nobody count too, so that frames never wait longer than every detector's turn.
+        self._waited += 1
+        if self._waited >= len(self._starting):
+            # Every detector had its turn and none found the person followed: a cut, or the dancer gone.
+            latest, j = self._pending[-1]
+            self._followed = latest[j, :NUM_KEYPOINTS].copy()
+            self._pending.clear()
+            self._waited = 0
 
     def _leave_out_pending(self) -> None:
         for keypoints, i in self._pending:
             keypoints[i] = 0.0
         self._pending.clear()
+        self._waited = 0
 
     def _release(self) -> list:
         """The held batches, from the first, that no longer hold a frame waiting in _pending."""

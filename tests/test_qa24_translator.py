@@ -38,3 +38,23 @@ def test_run_with_such_a_model_fails_in_one_line_and_writes_nothing(overflowing_
     result = cli("run", clip.path, "-o", tmp_path / "out.mp4", "--model", overflowing_model, "--precision", "fp32")
     assert "NaN or infinite values" in one_line(result, 1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_a_compiled_half_precision_u_net_compiles_once_for_clips_with_flat_frames(tmp_path):
+    """Flat frames go through half-precision U-Nets in fp32, handed to the compiled graph as a tensor
+    beside the frames: None until the first flat frame, then a tensor, compiled it a second time."""
+    from torch._dynamo.utils import counters
+
+    folder = tmp_path / "unet"
+    save_checkpoint(folder, random_generator("unet_128", 3, 3, 8, "batch", seed=0),
+                    ModelCard(architecture="unet_128", ngf=8, norm="batch", native_size=(128, 128)))
+    model = vidtrans.load_model(folder, device="cpu", precision="bf16")
+    exact = vidtrans.load_model(folder, device="cpu", precision="fp32")
+    model.compile()
+    frames = np.random.default_rng(0).integers(0, 256, (4, 128, 128, 3), np.uint8)
+    model.translate(frames)
+    graphs = counters["stats"]["unique_graphs"]
+    frames[1] = 0
+    out = model.translate(frames)
+    assert counters["stats"]["unique_graphs"] == graphs
+    assert np.abs(out[1].astype(int) - exact.translate(frames[1:2])[0]).max() <= 1

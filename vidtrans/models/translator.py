@@ -531,7 +531,7 @@ class Translator:
         if self._compiled_shape is None:
             with self._compile_lock:
                 if self._compiled_shape is None:
-                    result = self._run_compiled(frames, previous, self._flat_output(frames))
+                    result = self._run_compiled(frames, previous, self._compiled_flat_output(frames))
                     self._compiled_shape = tuple(frames.shape)
                     return result
         count = len(frames)
@@ -539,8 +539,20 @@ class Translator:
         # Temporal models translate one frame at a time, so only other models' batches are short.
         if short > 0 and tuple(frames.shape[1:]) == self._compiled_shape[1:]:
             frames = torch.cat([frames, frames[-1:].expand(short, -1, -1, -1)])
-        output, generated = self._run_compiled(frames, previous, self._flat_output(frames))
+        output, generated = self._run_compiled(frames, previous, self._compiled_flat_output(frames))
         return output[:count], generated[:count]
+
+    def _compiled_flat_output(self, frames: torch.Tensor) -> torch.Tensor | None:
+        """`_flat_output` as the compiled graph takes it: a tensor of one shape whether or not a
+        frame is flat (zeros, which no frame takes, when none is), since None, then a tensor, compiled
+        the graph a second time at a clip's first flat frame (15-20 s for pose2person)."""
+        output = self._flat_output(frames)
+        if output is not None or (self._flat_net is None and not self._flat_in_fp32):
+            return output
+        work_h, work_w = self.working_size(*frames.shape[1:3])
+        rows = 1 if self._flat_net is not None else len(frames)  # one for all of a ResNet's, one per frame otherwise
+        return torch.zeros((rows, self.card.output_nc, self.padded_side(work_h), self.padded_side(work_w)),
+                           device=frames.device)
 
     def _flat_output(self, frames: torch.Tensor) -> torch.Tensor | None:
         """What the network gives the flat frames among `frames` where it cannot compute it itself

@@ -180,10 +180,11 @@ def find_clips(input_dir: str | os.PathLike, patterns: Sequence[str] = DEFAULT_P
 
     Hidden files and folders (names starting with '.') are left out (temporary files, macOS `._`
     files, .git), and so are the `exclude` folders (the output folder when it sits inside the
-    input folder). Symlinked folders are followed like any other, except one that leads to a folder
-    already searched (a loop, or a second name for one folder): each folder is searched once, under
-    the first name found breadth first in name order, so the names do not depend on the order the
-    file system lists them in, and links that branch cannot multiply them.
+    input folder). Symlinked folders are followed, except one that leads to a folder already
+    searched (a loop, or a second name for one folder): each folder is searched once, under its own
+    name where it is in the tree, else under the first link to it found breadth first in name order
+    (links are followed after the tree itself), so the names do not depend on the order the file
+    system lists them in, and links that branch cannot multiply them.
     """
     return _discover(Path(input_dir), patterns, recursive, exclude)[0]
 
@@ -197,8 +198,18 @@ def _discover(root: Path, patterns: Sequence[str], recursive: bool,
     met: list[Path] = []
     searched = {_real(root): root}  # each folder searched, by its real path: the name it is searched under
     pending = collections.deque([root])
-    while pending:
-        folder = pending.popleft()
+    links: collections.deque[Path] = collections.deque()  # linked folders, followed once the tree is searched
+    while pending or links:
+        if pending:
+            folder = pending.popleft()
+        else:
+            folder = links.popleft()
+            real = _real(folder)
+            if real in searched:
+                log.warning("%s is a link to %s, already searched; its clips are taken once, under that name",
+                            folder, searched[real])
+                continue
+            searched[real] = folder
         try:
             with os.scandir(folder) as listing:
                 entries = sorted(listing, key=lambda entry: entry.name)
@@ -218,9 +229,11 @@ def _discover(root: Path, patterns: Sequence[str], recursive: bool,
                 real = _real(path)
                 if real in skip:
                     met.append(path)
-                elif real in searched:
-                    log.warning("%s leads to %s, already searched; its clips are taken once, under that name",
-                                path, searched[real])
+                elif entry.is_symlink():
+                    links.append(path)
+                elif real in searched:  # inside a linked folder, a folder the tree holds too
+                    log.warning("%s is %s, already searched; its clips are taken once, under that name", path,
+                                searched[real])
                 else:
                     searched[real] = path
                     pending.append(path)

@@ -229,6 +229,11 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def is_whole(value: Any) -> bool:
+    """`is_int`, NumPy's integers too (what indexing an array gives; its bool is no Integral)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def plain_number(value: Any) -> Any:
     """A NumPy scalar (what indexing an array gives, so what a notebook often passes), a Fraction or
     another library's real number as the Python int, float or bool it stands for, which the rest of

@@ -24,8 +24,7 @@ import numpy as np
 
 from vidtrans.errors import VidtransError
 from vidtrans.options import is_finite_number, shown
-from vidtrans.pose.keypoints import FACE, LEFT_HAND, NUM_KEYPOINTS, NUM_WHOLE_BODY, RIGHT_HAND
-from vidtrans.pose.normalize import check_frame_size
+from vidtrans.pose.keypoints import FACE, LEFT_HAND, NUM_KEYPOINTS, NUM_WHOLE_BODY, RIGHT_HAND, check_frame_size
 
 DETECTION_MAX_SIDE = 640
 # A frame where nobody is found is searched again in square crops (`_crops`), but only one such

@@ -76,7 +76,7 @@ import numpy as np
 
 from vidtrans.atomic import special_file_kind, write_atomically
 from vidtrans.errors import UsageError, VidtransError, first_line
-from vidtrans.options import plain, shown
+from vidtrans.options import is_whole, plain, shown
 from vidtrans.pose.keypoints import (
     FACE, KEYPOINT_COUNTS, KEYPOINT_INDEX, KEYPOINT_NAMES, LEFT_HAND, NUM_FACE, NUM_HAND, NUM_KEYPOINTS, NUM_WHOLE_BODY,
     RIGHT_HAND, check_keypoint_values, check_keypoints, is_whole_body, with_parts,
@@ -153,10 +153,6 @@ def write_keypoints_npz(path: str | os.PathLike, keypoints: np.ndarray, width: i
                      what="keypoints")
 
 
-def _whole(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
 # NPZ files keep frame numbers as int64, and FFmpeg counts a video's frames in one: a larger number
 # (an OpenPose file name of 200 digits) is no frame of any video.
 MAX_FRAME_NUMBER = 2 ** 63 - 1
@@ -164,7 +160,7 @@ MAX_FRAME_NUMBER = 2 ** 63 - 1
 
 def _frame_number(value) -> bool:
     """Whether `value` is a number a frame of a video can have: a whole number from 0 to MAX_FRAME_NUMBER."""
-    return _whole(value) and 0 <= value <= MAX_FRAME_NUMBER
+    return is_whole(value) and 0 <= value <= MAX_FRAME_NUMBER
 
 
 # FFmpeg keeps a frame's sides in C ints; a JSON size past 64 bits scaled coordinates as Python objects.
@@ -172,7 +168,7 @@ _MAX_FRAME_SIDE = 2 ** 31 - 1
 
 
 def _check_frame_size(width, height, what: str) -> None:
-    if not (_whole(width) and _whole(height) and 0 < width <= _MAX_FRAME_SIDE and 0 < height <= _MAX_FRAME_SIDE):
+    if not (is_whole(width) and is_whole(height) and 0 < width <= _MAX_FRAME_SIDE and 0 < height <= _MAX_FRAME_SIDE):
         # reprlib: a size of 1e300 in a JSON file is an int of 301 digits, quoted in a few of them.
         raise VidtransError(f"{what} {reprlib.repr(width)}x{reprlib.repr(height)}: width and height must be whole "
                             f"numbers of pixels, from 1 to {_MAX_FRAME_SIDE}")

@@ -14,11 +14,12 @@ Pixel coordinates follow OpenPose and cv2: the centre of pixel column c is x = c
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
 from vidtrans.errors import VidtransError
-from vidtrans.options import shown
+from vidtrans.options import is_finite_number, shown
 
 NUM_KEYPOINTS = 18  # the body
 NUM_FACE = 68
@@ -181,3 +182,39 @@ def check_keypoint_values(keypoints, what: str = "keypoint track",
             raise VidtransError(f"{what}: keypoint {point} of {where} "
                                 + problem.format(values=values, confidence=confidence[frame, point]))
     return kp
+
+
+# Far past any video's frame side (AV1's largest is 65536); a side beyond NumPy's integers turns
+# positions divided by it into Python objects that no NumPy function takes.
+MAX_FRAME_SIDE = 1 << 20
+
+
+def is_frame_side(value) -> bool:
+    """A frame side in pixels: a number (a NumPy one too, not a bool) from 1 to MAX_FRAME_SIDE; not
+    necessarily whole, as a frame's size scaled is not."""
+    return is_finite_number(value) and 1 <= value <= MAX_FRAME_SIDE
+
+
+def check_frame_size(name: str, size, whole: bool = False) -> None:
+    """VidtransError unless `size`, the setting `name`, is a frame's (height, width) in pixels,
+    `whole` numbers of them where pixels are made."""
+    if not (isinstance(size, (tuple, list)) and len(size) == 2 and all(map(is_frame_side, size))
+            and (not whole or all(isinstance(side, numbers.Integral) for side in size))):
+        raise VidtransError(f"{name} must be (height, width) in {'whole ' if whole else ''}pixels, from 1 to "
+                            f"{MAX_FRAME_SIDE} each, got {shown(size)}")
+
+
+def missing_where_not_finite(keypoints: np.ndarray) -> np.ndarray:
+    """Checked `keypoints` (..., K, 3) with every point holding NaN or infinity made missing (all
+    zero), as the renderer takes them: such a point (a detector's NaN for what it did not find)
+    spread through the keypoint filter (15 frames of NaN from one) and normalization (a whole frame)."""
+    finite = np.isfinite(keypoints).all(axis=-1, keepdims=True)
+    return keypoints if finite.all() else np.where(finite, keypoints, 0).astype(keypoints.dtype)
+
+
+def check_min_confidence(min_confidence) -> None:
+    """VidtransError unless `min_confidence`, below which a keypoint is missing, is a finite number,
+    0 or more: a negative one takes missing points (0, 0, 0) for points at the frame's corner, NaN
+    every point for missing."""
+    if not (is_finite_number(min_confidence) and min_confidence >= 0):
+        raise VidtransError(f"min_confidence must be a finite number, 0 or more, got {shown(min_confidence)}")

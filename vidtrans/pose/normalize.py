@@ -40,7 +40,6 @@ the model's frame by `fit_to_frame`.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import Callable
 
@@ -48,7 +47,8 @@ import numpy as np
 
 from vidtrans.errors import UsageError, VidtransError, check_version, count
 from vidtrans.options import is_finite_number, is_int, shown, spell
-from vidtrans.pose.keypoints import KEYPOINT_INDEX, check_keypoints
+from vidtrans.pose.keypoints import (KEYPOINT_INDEX, MAX_FRAME_SIDE, check_frame_size, check_keypoints,
+                                     check_min_confidence, is_frame_side, missing_where_not_finite)
 
 
 def check_normalize_off(normalize: bool, model) -> None:
@@ -76,17 +76,6 @@ _MIN_DEPTH_RANGE = 0.05
 # What a card's statistics get for a value normalisation cannot use.
 _CARD_FIX = "fix the model card or re-export the checkpoint"
 
-# Far past any video's frame side (AV1's largest is 65536); a side beyond NumPy's integers turns
-# positions divided by it into Python objects that no NumPy function takes.
-MAX_FRAME_SIDE = 1 << 20
-
-
-def _is_side(value) -> bool:
-    """A frame side in pixels: a number (a NumPy one too, not a bool) from 1 to MAX_FRAME_SIDE; not
-    necessarily whole, as a frame's size scaled is not."""
-    return is_finite_number(value) and 1 <= value <= MAX_FRAME_SIDE
-
-
 @dataclass(frozen=True)
 class PoseStats:
     """Where and how tall a person appears in a video; stored in the model card of the target.
@@ -112,7 +101,7 @@ class PoseStats:
         by, the positions interpolated between (NaN or text would fail only once poses are mapped)."""
         problems = {
             "version": None if is_int(self.version) and self.version in (1, 2, 3) else "must be 1, 2 or 3",
-            **{name: None if is_int(getattr(self, name)) and _is_side(getattr(self, name))
+            **{name: None if is_int(getattr(self, name)) and is_frame_side(getattr(self, name))
                else f"must be a whole number of pixels, from 1 to {MAX_FRAME_SIDE}"
                for name in ("frame_width", "frame_height")},
             **{name: None if is_finite_number(getattr(self, name)) else "must be a finite number"
@@ -146,31 +135,6 @@ class PoseStats:
             return cls(**data)
         except VidtransError as e:
             raise VidtransError(f"{e}; {_CARD_FIX}") from None
-
-
-def check_frame_size(name: str, size, whole: bool = False) -> None:
-    """VidtransError unless `size`, the setting `name`, is a frame's (height, width) in pixels,
-    `whole` numbers of them where pixels are made."""
-    if not (isinstance(size, (tuple, list)) and len(size) == 2 and all(map(_is_side, size))
-            and (not whole or all(isinstance(side, numbers.Integral) for side in size))):
-        raise VidtransError(f"{name} must be (height, width) in {'whole ' if whole else ''}pixels, from 1 to "
-                            f"{MAX_FRAME_SIDE} each, got {shown(size)}")
-
-
-def missing_where_not_finite(keypoints: np.ndarray) -> np.ndarray:
-    """Checked `keypoints` (..., K, 3) with every point holding NaN or infinity made missing (all
-    zero), as the renderer takes them: such a point (a detector's NaN for what it did not find)
-    spread through the keypoint filter (15 frames of NaN from one) and normalization (a whole frame)."""
-    finite = np.isfinite(keypoints).all(axis=-1, keepdims=True)
-    return keypoints if finite.all() else np.where(finite, keypoints, 0).astype(keypoints.dtype)
-
-
-def check_min_confidence(min_confidence) -> None:
-    """VidtransError unless `min_confidence`, below which a keypoint is missing, is a finite number,
-    0 or more: a negative one takes missing points (0, 0, 0) for points at the frame's corner, NaN
-    every point for missing."""
-    if not (is_finite_number(min_confidence) and min_confidence >= 0):
-        raise VidtransError(f"min_confidence must be a finite number, 0 or more, got {shown(min_confidence)}")
 
 
 def _ankle_points(track: np.ndarray, min_confidence: float) -> tuple[np.ndarray, np.ndarray]:
@@ -258,7 +222,7 @@ def estimate_pose_stats(track: np.ndarray, frame_height: int, frame_width: int, 
     target's was (its version's measure), else as statistics are made now (STATS_VERSION)."""
     check_min_confidence(min_confidence)
     for name, side in (("frame_height", frame_height), ("frame_width", frame_width)):
-        if not _is_side(side):  # it divides every position: 0 would fail, text fail inside NumPy
+        if not is_frame_side(side):  # it divides every position: 0 would fail, text fail inside NumPy
             raise VidtransError(f"{name} must be a number of pixels, from 1 to {MAX_FRAME_SIDE}, got {shown(side)}")
     track = missing_where_not_finite(check_keypoints(track, dtype=np.float64))
     if isinstance(like, dict):  # a card's target_pose_stats as read from card.json

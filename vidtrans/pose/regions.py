@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vidtrans.pose.keypoints import KEYPOINT_INDEX, check_keypoints
+from vidtrans.pose.keypoints import KEYPOINT_INDEX, check_keypoints, missing_where_not_finite
 
 Box = tuple[int, int, int, int]
 
@@ -32,8 +32,8 @@ _ARMS = ((KEYPOINT_INDEX["r_elbow"], KEYPOINT_INDEX["r_wrist"]), (KEYPOINT_INDEX
 def _shown(keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A checked pose (K, 3) and which of its points are present: a point at NaN or infinity is
     missing, as the renderer takes it, rather than a box no integer can hold."""
-    kp = check_keypoints(keypoints, "pose", track=False, dtype=None)
-    return kp, (kp[:, 2] > 0) & np.isfinite(kp).all(axis=1)
+    kp = missing_where_not_finite(check_keypoints(keypoints, "pose", track=False, dtype=None))
+    return kp, kp[:, 2] > 0
 
 
 def body_height(keypoints: np.ndarray) -> float | None:

@@ -24,9 +24,9 @@ import numpy as np
 from vidtrans.errors import VidtransError, check_version
 from vidtrans.options import is_finite_number, is_int, shown
 from vidtrans.pose.keypoints import (
-    COLORS, FACE, HAND_EDGES, LEFT_HAND, LIMBS, NUM_KEYPOINTS, RIGHT_HAND, check_keypoints, is_whole_body,
+    COLORS, FACE, HAND_EDGES, LEFT_HAND, LIMBS, NUM_KEYPOINTS, RIGHT_HAND, check_frame_size, check_keypoints,
+    check_min_confidence, is_whole_body,
 )
-from vidtrans.pose.normalize import check_frame_size, check_min_confidence
 
 # OpenPose's own --render_threshold: keypoints it reports below this are noise.
 DEFAULT_MIN_CONFIDENCE = 0.05

@@ -10,19 +10,13 @@ the body would slide from one place to the other over several frames, in poses n
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
 from vidtrans.errors import VidtransError
-from vidtrans.options import is_finite_number, shown
-from vidtrans.pose.keypoints import NUM_KEYPOINTS, check_keypoints, is_whole_body
-from vidtrans.pose.normalize import check_min_confidence, missing_where_not_finite
-
-
-def _whole(value) -> bool:
-    """A whole number (a NumPy integer too, as indexing gives), not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+from vidtrans.options import is_finite_number, is_whole, shown
+from vidtrans.pose.keypoints import (NUM_KEYPOINTS, check_keypoints, check_min_confidence, is_whole_body,
+                                     missing_where_not_finite)
 
 
 def _check_settings(min_confidence, **settings) -> None:
@@ -31,9 +25,9 @@ def _check_settings(min_confidence, **settings) -> None:
     fail deep inside NumPy."""
     check_min_confidence(min_confidence)
     rules = {
-        "window": (lambda v: _whole(v) and v >= 1 and v % 2 == 1, "an odd whole number of frames, 1 or more"),
+        "window": (lambda v: is_whole(v) and v >= 1 and v % 2 == 1, "an odd whole number of frames, 1 or more"),
         "sigma": (lambda v: is_finite_number(v) and v >= 0, "a finite number of frames, 0 or more"),
-        "max_gap": (lambda v: _whole(v) and v >= 0, "a whole number of frames, 0 or more"),
+        "max_gap": (lambda v: is_whole(v) and v >= 0, "a whole number of frames, 0 or more"),
         "min_cutoff": (lambda v: is_finite_number(v) and v > 0, "a finite number of Hz above 0"),
         "d_cutoff": (lambda v: is_finite_number(v) and v > 0, "a finite number of Hz above 0"),
         "beta": (lambda v: is_finite_number(v) and v >= 0, "a finite number, 0 or more (1/pixel)"),

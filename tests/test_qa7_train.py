@@ -220,7 +220,7 @@ def test_too_few_frames_with_a_person_states_the_rule(tmp_path, monkeypatch):
 
     monkeypatch.setattr(track, "detect_keypoints", lambda video, **kwargs: np.zeros((2, 18, 3), np.float32))
     message = one_line_error(cli("train", tmp_path / "two.mp4", "-o", tmp_path / "m", *TINY_TRAINING), code=1)
-    assert "a person was found in only 0 of 2 frames, and training needs at least 10" in message, message
+    assert "a person was found in none of its 2 frames, and training needs at least 10" in message, message
 
 
 def test_eval_of_a_single_pair_names_the_pairs_not_frames(rgb_model_dir, tmp_path):

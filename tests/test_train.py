@@ -98,7 +98,7 @@ def test_bad_training_data_gives_one_line_errors(tmp_path):
         "no images found": (["--data", empty], 2),
         "share no file names": (["--data", unpaired], 2),
         "not a readable image": (["--data", corrupt], 1),
-        "person was found in only 0": ([nobody.path], 1),
+        "person was found in none of its": ([nobody.path], 1),
         "exactly one data source": (["--synthetic", "--data", empty], 2),
     }
     for expected, (args, code) in cases.items():

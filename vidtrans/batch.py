@@ -42,7 +42,7 @@ from vidtrans.atomic import (LOCK_SUFFIX, TEMPORARY_PATTERN, check_destination, 
                              special_file_kind, temp_path, write_atomically)
 from vidtrans.errors import STOP_SIGNALS, UsageError, VidtransError, first_line, one_line
 from vidtrans.options import (BatchOptions, EncodeOptions, RunOptions, check_path_text, option_names, output_settings,
-                              refuse_misspelt, shown, spell, spell_setting, spelled, spellings)
+                              plain, refuse_misspelt, shown, spell, spell_setting, spelled, spellings)
 from vidtrans.pipeline import check_pose_settings, given_options, no_person_shows, translate_video
 from vidtrans.video import check_output_settings, file_identity
 
@@ -730,7 +730,7 @@ def translate_folder(
         skipped = ["hidden files and folders, named .*, are skipped"]
         if not recursive:
             skipped.append(f"subfolders are not searched ({spell('recursive=False')})")
-        raise BatchUsageError(f"{input_dir}: no clips matching {' '.join(patterns)} ({'; '.join(skipped)}); "
+        raise BatchUsageError(f"{input_dir}: no clips matching {plain(' '.join(patterns))} ({'; '.join(skipped)}); "
                               f"check the folder or pass {spell('patterns')}")
     _check_no_inputs_in(output_dir, output_folders_met, clips, input_dir, patterns, suffix)
     outputs = [_output_path(c, input_dir, output_dir, suffix) for c in clips]

@@ -532,6 +532,8 @@ def _check_patterns(patterns: Any) -> None:
                            "'*.mp4', or None for the usual video files")
     for pattern in patterns:
         _check(bool(pattern), f"{spell('patterns')} '': an empty pattern matches no file; give one such as '*.mp4'")
+        _check("\0" not in pattern, f"{spell('patterns')} {shown(pattern)}: no file name holds a NUL character "
+                                     "(\\x00); give one such as '*.mp4'")
         if "/" in pattern or os.sep in pattern:
             name = pattern.replace(os.sep, "/").rsplit("/", 1)[1]
             instead = f"use {spell('patterns')} '{name}'" if name else "give a file name pattern such as '*.mp4'"

@@ -871,7 +871,9 @@ class VideoPairs:
             raise VidtransError(f"{video}: the person is in all {len(track)} frames, but the clip is too short: "
                                 f"training needs at least {MIN_PERSON_FRAMES}; train from a longer video of them")
         if found.sum() < MIN_PERSON_FRAMES:
-            raise VidtransError(f"{video}: a person was found in only {int(found.sum())} of {len(track)} frames, and "
+            found_in = f"only {int(found.sum())} of {len(track)} frames" if found.any() else \
+                f"none of its {len(track)} frames"
+            raise VidtransError(f"{video}: a person was found in {found_in}, and "
                                 f"training needs at least {MIN_PERSON_FRAMES}; train from a video that shows the "
                                 "target person's whole body")
         if not found.all():

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from vidtrans.errors import UsageError, VidtransError, first_line
-from vidtrans.options import is_digits, shown, shown_path
+from vidtrans.options import check_path_text, is_digits, shown, shown_path
 from vidtrans.video.reader import VideoReader, file_identity, not_a_video_file
 
 T = TypeVar("T")
@@ -422,6 +422,7 @@ def _classify(source: int | str | os.PathLike) -> tuple[str, int | str]:
     if not text.strip() or (text.startswith("-") and is_digits(text[1:]) and not Path(text).exists()):
         raise UsageError(f"camera {text!r}: give --camera a device index (0 is the first camera), a video file or "
                          "a URL")
+    check_path_text(text, "camera")  # a NUL fits no file name or URL
     if "://" in text:
         return "url", text
     return "file", text

@@ -90,15 +90,15 @@ def make_clip(path: str | Path, frames: int = 20, size: tuple[int, int] = (64, 4
               rotation: int | None = None, audio_streams: int = 1, audio_codec: str = "aac",
               sample_rate: int = 16000, frame_fn: FrameFn = moving_square,
               pts: Sequence[int] | None = None, time_base: Fraction | None = None,
-              video: bool = True, audio_seconds: float | None = None,
+              video: bool = True, audio_seconds: float | None = None, audio_from: float = 0.0,
               options: dict[str, str] | None = None) -> Clip:
     """Write a small synthetic clip and return what was put in it.
 
     rotation: clockwise degrees a player must turn the stored picture (a phone's `rotate` tag),
         written as display-matrix side data. The stored picture is `size` as given.
     vfr: irregular timestamps (see `vfr_pts`); or pass explicit `pts` with their `time_base`.
-    audio_streams: number of sine-wave audio tracks (different pitch each), `audio_seconds` long
-        (default: as long as the video). video=False writes an audio-only file.
+    audio_streams: number of sine-wave audio tracks (different pitch each), from `audio_from` seconds,
+        `audio_seconds` long (default: until the video ends). video=False writes an audio-only file.
     """
     path = Path(path)
     width, height = size
@@ -138,14 +138,15 @@ def make_clip(path: str | Path, frames: int = 20, size: tuple[int, int] = (64, 4
             out.mux(vstream.encode(frame))
         out.mux(vstream.encode(None))
 
-    seconds = audio_seconds if audio_seconds is not None else (clip.duration if video else 1.0)
+    seconds = audio_seconds if audio_seconds is not None else (clip.duration - audio_from if video else 1.0)
     for k, a in enumerate(astreams):
-        _write_sine(out, a, seconds, sample_rate, freq=440.0 * (k + 1))
+        _write_sine(out, a, seconds, sample_rate, freq=440.0 * (k + 1), first=round(audio_from * sample_rate))
     out.close()
     return clip
 
 
-def _write_sine(out: av.container.OutputContainer, stream, seconds: float, rate: int, freq: float) -> None:
+def _write_sine(out: av.container.OutputContainer, stream, seconds: float, rate: int, freq: float,
+                first: int = 0) -> None:
     total = int(round(seconds * rate))
     chunk = 1024
     for start in range(0, total, chunk):
@@ -153,7 +154,7 @@ def _write_sine(out: av.container.OutputContainer, stream, seconds: float, rate:
         t = (np.arange(start, start + n) / rate).astype(np.float32)
         samples = (0.3 * np.sin(2 * math.pi * freq * t)).astype(np.float32)[None, :]
         frame = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
-        frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+        frame.sample_rate, frame.pts, frame.time_base = rate, first + start, Fraction(1, rate)
         out.mux(stream.encode(frame))
     out.mux(stream.encode(None))
 

@@ -30,9 +30,10 @@ LATE = 10000  # seconds: where a broadcast recording's timestamps start
 
 
 def late_ts(path, frames=10, audio=False):
-    """A 25 fps MPEG-TS clip whose timestamps start LATE seconds in, as broadcast recordings do."""
+    """A 25 fps MPEG-TS clip whose timestamps start LATE seconds in, as broadcast recordings do (its
+    audio too: from 0, it would be LATE seconds long)."""
     return make_clip(path, frames=frames, audio=audio, pts=[LATE * 25 + i for i in range(frames)],
-                     time_base=Fraction(1, 25))
+                     time_base=Fraction(1, 25), audio_from=LATE)
 
 
 # --- item 1: eval --video on cards written before times counted from the clip's start ------------------

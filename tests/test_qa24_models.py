@@ -12,8 +12,12 @@ from safetensors.torch import load_file, save_file
 import vidtrans
 from tests.conftest import one_line
 from tests.media import make_clip, random_generator
+from vidtrans.models import onnx_backend
 from vidtrans.models.checkpoint import ModelCard, load_checkpoint, save_checkpoint
 from vidtrans.models.translator import Translator
+
+needs_onnx = pytest.mark.skipif(not onnx_backend.available(), reason="needs onnx and onnxruntime (pip install "
+                                "'vidtrans[onnx]')")
 
 
 def tiny_card(norm="instance"):
@@ -83,6 +87,7 @@ def test_float64_weights_within_float32s_range_still_load(tmp_path):
                                   expected)
 
 
+@needs_onnx
 def test_weights_replaced_while_a_model_loads_never_get_the_old_graph(tmp_path, monkeypatch):
     # Training saving into the folder a run is loading from: the graph of the weights loaded was
     # cached under the name of the weights saved meanwhile, and every later run of the new weights
@@ -101,6 +106,7 @@ def test_weights_replaced_while_a_model_loads_never_get_the_old_graph(tmp_path, 
                   .translate(frame)).max() <= 1
 
 
+@needs_onnx
 def test_export_of_a_model_with_a_large_native_size_takes_little_memory(tmp_path):
     # The graph was exported and checked at the native size: at 8192x8192 some 30 GB (the machine's
     # memory, then a traceback or the kernel's kill), at 2048x2048 2 GB and half a minute, for a
@@ -124,6 +130,7 @@ def test_export_of_a_model_with_a_large_native_size_takes_little_memory(tmp_path
     assert (tmp_path / "m.onnx").stat().st_size > 0
 
 
+@needs_onnx
 def test_what_onnx_runtime_cannot_run_is_one_line(tmp_path, cli, clip, monkeypatch):
     # ONNX Runtime's exceptions are no RuntimeError: one running out of memory (a limit the
     # translator could not see) escaped `run --backend onnxruntime` and `export` as a traceback.

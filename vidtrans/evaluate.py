@@ -32,9 +32,9 @@ import numpy as np
 
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.metrics import MIN_SCORED_FRAMES, flicker, psnr, relative_flicker, ssim
-from vidtrans.options import (EncodeOptions, PoseSource, RunOptions, Smoothing, check_path_text, is_int, plain,
-                              plain_number, shown, shown_path, spell)
-from vidtrans.pipeline import TranslateStage, smoothing_stages, translate_video
+from vidtrans.options import (EncodeOptions, PoseSource, RunOptions, Smoothing, is_int, plain, plain_number, shown,
+                              shown_path, spell)
+from vidtrans.pipeline import TranslateStage, file_path, smoothing_stages, translate_video
 from vidtrans.pose.keypoints import with_parts
 from vidtrans.pose.regions import face_box, hand_boxes, person_box
 from vidtrans.runner import Batch, Progress, run_stages
@@ -181,9 +181,7 @@ def check_material(material: Material, options: RunOptions | None = None, model_
     for name in ("video", "data"):
         path = getattr(material, name)
         if path is not None and not isinstance(path, PairedFolder):
-            if not isinstance(path, (str, os.PathLike)):
-                raise UsageError(f"{spell(name)} must be a file path (a str or os.PathLike), not {shown(path)}")
-            check_path_text(path, name)
+            file_path(path, name)
     if material.data is None or isinstance(material.data, PairedFolder):
         return material
     folder = PairedFolder(material.data)

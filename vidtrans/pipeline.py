@@ -332,9 +332,9 @@ def translate_video(
     refuse_misspelt(translate_video, changes, option_names(RunOptions))
     overwrite = plain_number(overwrite)  # a NumPy bool, what comparing arrays gives, is the bool it stands for
     options = given_options(options, RunOptions(), "options").replace(**changes)
-    src = _path(src, "src")
+    src = file_path(src, "src")
     dst = None if dst is None else _output_path(dst)
-    keypoints = None if keypoints is None else _path(keypoints, "keypoints")
+    keypoints = None if keypoints is None else file_path(keypoints, "keypoints")
     _check_progress(progress)
     from vidtrans.models.translator import backend_for_compile, check_state
 
@@ -446,7 +446,7 @@ def render_pose_video(
     from vidtrans.pose.detector import DETECTION_MAX_SIDE
     from vidtrans.pose.stages import KeypointStage, PoseMapStage, SmoothKeypointsStage
 
-    src, dst = _path(src, "src"), _output_path(dst)
+    src, dst = file_path(src, "src"), _output_path(dst)
     overwrite, whole_body = plain_number(overwrite), plain_number(whole_body)  # NumPy bools too, as in translate_video
     applying = ["start", "end", *(f.name for f in dataclasses.fields(EncodeOptions))]
     refuse_misspelt(render_pose_video, changes, applying)
@@ -458,7 +458,7 @@ def render_pose_video(
     if not isinstance(whole_body, bool):
         raise UsageError(f"{spell('whole_body')} must be True or False, not {shown(whole_body)}")
     start, end, encode = options.start, options.end, options.encode
-    outputs = [dst] if keypoints_out is None else [dst, _path(keypoints_out, "keypoints_out")]
+    outputs = [dst] if keypoints_out is None else [dst, file_path(keypoints_out, "keypoints_out")]
     if keypoints_out is not None and same_file(dst, keypoints_out):
         raise UsageError(f"{dst}: the pose video and the keypoints would be the same file; "
                          "give the keypoints another name")
@@ -531,8 +531,9 @@ def _frame_size(info: VideoInfo, model, pose: PoseSource, side_by_side: bool) ->
     return width, height
 
 
-def _path(value: Any, name: str) -> Path:
-    """`value`, a file path, as a Path; a one-line error naming the parameter for anything else."""
+def file_path(value: Any, name: str) -> Path:
+    """`value`, a file path, as a Path; a one-line error naming the parameter for anything else
+    (not a str or os.PathLike, or holding a NUL)."""
     if not isinstance(value, (str, os.PathLike)):
         what = shown(value) if isinstance(value, (int, float, bytes, type(None))) else type(value).__name__
         raise UsageError(f"{spell(name)} must be a file path (a str or os.PathLike), not {what}")
@@ -543,7 +544,7 @@ def _path(value: Any, name: str) -> Path:
 def _output_path(value: Any) -> Path:
     """`value`, the output file's path `dst`, as a Path: refused where written as a folder's (a
     trailing slash, which the Path would drop)."""
-    path = _path(value, "dst")
+    path = file_path(value, "dst")
     check_file_name(value)
     return path
 

@@ -1,11 +1,14 @@
 """Outputs appear complete or not at all, and never replace a file nobody allowed them to replace."""
 
 import os
+import threading
+import time
 from fractions import Fraction
 
 import numpy as np
 import pytest
 
+from vidtrans import atomic
 from vidtrans.atomic import OutputClaim, check_destination, publish, temp_path, write_atomically
 from vidtrans.errors import VidtransError, first_line
 from vidtrans.video import VideoWriter
@@ -112,7 +115,6 @@ def test_first_line_is_one_clean_line():
 def test_an_interrupt_anywhere_in_making_the_files_leaves_nothing(tmp_path, monkeypatch):
     """Ctrl-C can land between creating a file and remembering it (right after os.open returns):
     what the process made is still removed, and a lock another process holds is not."""
-    import vidtrans.atomic as atomic
 
     real_open, interrupts = os.open, []
 
@@ -140,3 +142,53 @@ def test_an_interrupt_anywhere_in_making_the_files_leaves_nothing(tmp_path, monk
     atomic.remove_unfinished()  # what cli.main runs at exit, e.g. after an interrupt mid-write
     assert list(tmp_path.iterdir()) == []
     writer.abort()
+
+
+@pytest.fixture
+def ending_process(monkeypatch):
+    """The final clean-up's state as a fresh process has it, restored after the test (it refuses
+    every new file for good)."""
+    monkeypatch.setattr(atomic, "_closed", threading.Event())
+    monkeypatch.setattr(atomic, "_making", threading.RLock())
+
+
+def test_no_file_is_made_after_the_final_clean_up(tmp_path, ending_process):
+    # A stopped batch exits while its clips' threads still run: one reaching its first frame after
+    # the clean-up made its output's temporary and lock files, which nothing removed any more.
+    atomic.remove_unfinished(final=True)
+    dst = tmp_path / "out.mp4"
+    for make in (temp_path, OutputClaim, lambda d: VideoWriter(d, 32, 32, time_base=Fraction(1, 25), fps=25),
+                 lambda d: write_atomically(d.with_suffix(".json"), lambda f: f.write(b"{}"), overwrite=False)):
+        with pytest.raises(VidtransError, match="stopping"):
+            make(dst)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_final_clean_up_waits_for_a_file_being_made_and_opened_by_name(tmp_path, ending_process):
+    # A muxer opens its temporary file by name, creating it again if the clean-up removed it between.
+    dst = tmp_path / "out.mp4"
+    inside, cleaned, errors = threading.Event(), threading.Event(), []
+
+    def make_and_open():
+        with atomic.making_files():
+            tmp = temp_path(dst)
+            inside.set()
+            time.sleep(0.3)
+            tmp.write_bytes(b"data")
+
+    def worker():
+        try:
+            make_and_open()
+            cleaned.wait()
+            make_and_open()  # the next clip's, after the clean-up
+        except VidtransError as e:
+            errors.append(e)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    inside.wait()
+    atomic.remove_unfinished(final=True)
+    cleaned.set()
+    thread.join()
+    assert list(tmp_path.iterdir()) == []
+    assert len(errors) == 1 and "stopping" in str(errors[0])

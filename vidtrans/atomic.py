@@ -12,7 +12,9 @@ Every file vidtrans writes (videos, keypoints, reports, stats, checkpoints) goes
 - `publish_together` publishes several files as one: all of them, or (on any failure or
   interruption) none, with every file they would have replaced as it was;
 - `OutputClaim` holds an advisory lock on the destination for the length of a long job, so a second
-  process writing the same output is refused at the start rather than after all its work.
+  process writing the same output is refused at the start rather than after all its work;
+- `remove_unfinished` deletes, as the process ends, every temporary and lock file it has not
+  finished with, also those of threads still running then (a stopped batch's clips).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import re
 import secrets
 import stat
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -184,6 +186,25 @@ def _temp_name_parts(dst: Path) -> tuple[str, str]:
 # file and remembering it, cannot leave it behind: `remove_unfinished` (at exit, also after a stop
 # signal) deletes what is still listed. Values: the OutputClaim of a lock file, else None.
 _unfinished: dict[Path, OutputClaim | None] = {}
+# Held while a file is made (and, in `making_files`, opened by name): the final clean-up of a process
+# whose other threads still run takes it, so that no file is made after the clean-up looked, nor
+# made again by name after it removed it; from then on `_closed` refuses any new file.
+_making = threading.RLock()
+_closed = threading.Event()
+# How long the final clean-up waits for a file being made (a slow network folder), then goes on.
+_MAKING_WAIT_SECONDS = 10
+
+
+@contextlib.contextmanager
+def making_files() -> Iterator[None]:
+    """A section in which temporary files are made and then opened again by name (a muxer opens its
+    output itself, creating it if it is gone): the final clean-up waits for it to end, so it never
+    removes a file that the section is about to make again. Refused (VidtransError) once the process
+    is ending."""
+    with _making:
+        if _closed.is_set():
+            raise VidtransError("vidtrans is stopping; no new output file is made")
+        yield
 
 
 def temp_path(dst: str | os.PathLike) -> Path:
@@ -206,17 +227,18 @@ def _new_name(dst: Path, make: Callable[[Path], None]) -> Path:
     """A hidden name beside `dst` that no file had, on which `make(name)` has made one (it raises
     FileExistsError for a name that is taken)."""
     prefix, suffix = _temp_name_parts(dst)
-    while True:
-        name = dst.parent / f"{prefix}{secrets.token_hex(_TOKEN_DIGITS // 2)}{suffix}"
-        _unfinished[name] = None
-        try:
-            make(name)
-            return name
-        except FileExistsError:
-            del _unfinished[name]  # someone else's: try another name
-        except OSError:  # not made (an interrupt, though, may come after it was: it stays listed)
-            del _unfinished[name]
-            raise
+    with making_files():
+        while True:
+            name = dst.parent / f"{prefix}{secrets.token_hex(_TOKEN_DIGITS // 2)}{suffix}"
+            _unfinished[name] = None
+            try:
+                make(name)
+                return name
+            except FileExistsError:
+                del _unfinished[name]  # someone else's: try another name
+            except OSError:  # not made (an interrupt, though, may come after it was: it stays listed)
+                del _unfinished[name]
+                raise
 
 
 def discard(tmp: str | os.PathLike) -> None:
@@ -228,9 +250,25 @@ def discard(tmp: str | os.PathLike) -> None:
     _unfinished.pop(tmp, None)
 
 
-def remove_unfinished() -> None:
+def remove_unfinished(final: bool = False) -> None:
     """Delete every temporary file and release every lock this process has not finished with:
-    what an interrupted process must not leave behind. Finished files are not listed."""
+    what an interrupted process must not leave behind. Finished files are not listed.
+
+    `final`: the process is ending (at exit, or at once after a stop signal) while other threads
+    may still run; a file one of them is making is waited for, and none is made after this."""
+    if not final:
+        _remove_listed()
+        return
+    waited = _making.acquire(timeout=_MAKING_WAIT_SECONDS)
+    try:
+        _closed.set()
+        _remove_listed()
+    finally:
+        if waited:
+            _making.release()
+
+
+def _remove_listed() -> None:
     for path, claim in list(_unfinished.items()):
         if claim is not None:
             claim.release()
@@ -240,7 +278,7 @@ def remove_unfinished() -> None:
             discard(path)
 
 
-atexit.register(remove_unfinished)
+atexit.register(remove_unfinished, final=True)
 
 
 def publish(tmp: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = False) -> None:
@@ -346,9 +384,12 @@ def write_atomically(dst: str | os.PathLike, write: Callable[[BinaryIO], None], 
     """Write a small file in one go: `write(f)` fills a temporary file, which is synced and then
     published onto `dst`. Nothing is left behind on any failure or interruption."""
     check_destination(dst, inputs, overwrite)
-    tmp = temp_path(dst)
+    tmp = None
     try:
-        with open(tmp, "wb") as f:
+        with making_files():  # opened by name: a final clean-up in between would see it made again
+            tmp = temp_path(dst)
+            f = open(tmp, "wb")
+        with f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -357,7 +398,8 @@ def write_atomically(dst: str | os.PathLike, write: Callable[[BinaryIO], None], 
         raise VidtransError(f"{dst}: cannot write the {what} ({e.strerror or e}); "
                             "check free disk space and that the folder is writable") from e
     finally:
-        discard(tmp)
+        if tmp is not None:
+            discard(tmp)
 
 
 class OutputClaim:
@@ -382,9 +424,10 @@ class OutputClaim:
         held = _unfinished.get(self.path)
         if isinstance(held, OutputClaim) and held._fd is not None and held._shared_with == threading.get_ident():
             return  # inside a shared claim: see above
-        _unfinished[self.path] = self  # before the file exists: see _unfinished
         try:
-            self._fd = self._lock(dst)
+            with making_files():
+                _unfinished[self.path] = self  # before the file exists: see _unfinished
+                self._fd = self._lock(dst)
             _remove_stale_temporaries(dst)
         except BaseException:
             # Refused (another process holds it: left alone) or interrupted (ours: removed).

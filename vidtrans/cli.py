@@ -955,10 +955,10 @@ def _exit_now(code: int) -> None:
     """End a stopped command without the interpreter's shutdown, which would wait for the worker
     pools' threads: one may be inside a forward pass that cannot be cut short (tens of seconds at a
     large --model-size). The command has cleaned up; what is still unfinished is removed here, as
-    the exit handler would."""
+    the exit handler would, also what those threads are making meanwhile."""
     from vidtrans.atomic import remove_unfinished
 
-    remove_unfinished()
+    remove_unfinished(final=True)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError, _ReaderGone, _Unwritable):
             stream.flush()

@@ -34,7 +34,8 @@ from safetensors.torch import load_file
 from safetensors.torch import save as save_tensors
 from torch import nn
 
-from vidtrans.atomic import discard, publish_together, same_file, special_file_kind, temp_path, write_atomically
+from vidtrans.atomic import (discard, making_files, publish_together, same_file, special_file_kind, temp_path,
+                             write_atomically)
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.models.networks import (NORMS, ResnetGenerator, build_generator, default_size, generator_shapes,
                                      parse_generator)
@@ -486,9 +487,11 @@ def save_checkpoint(folder: str | os.PathLike, net: nn.Module, card: ModelCard, 
 def _write_temporary(dst: Path, what: str, written: dict[Path, Path], write: Callable[[BinaryIO], None]) -> Path:
     """A temporary file beside `dst` that `write` filled and synced, entered in `written` before
     it is filled (a stop while writing must find it there to delete it)."""
-    written[dst] = tmp = temp_path(dst)
     try:
-        with open(tmp, "wb") as f:
+        with making_files():  # see write_atomically
+            written[dst] = tmp = temp_path(dst)
+            f = open(tmp, "wb")
+        with f:
             write(f)
             f.flush()
             os.fsync(f.fileno())

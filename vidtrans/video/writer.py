@@ -24,7 +24,7 @@ import av.subtitles.codeccontext
 import cv2
 import numpy as np
 
-from vidtrans.atomic import OutputClaim, check_destination, discard, publish, temp_path
+from vidtrans.atomic import OutputClaim, check_destination, discard, making_files, publish, temp_path
 from vidtrans.errors import UsageError, VidtransError, count, first_line
 from vidtrans.options import EncodeOptions, spell, spell_setting
 from vidtrans.video.reader import (ContinuousTimestamps, clip_start, first_pts_at, has_timestamp_jumps, local_file,
@@ -789,7 +789,8 @@ class VideoWriter(_Muxer):
                 log.warning("%s", warning)
             self._segments = self._segmented(encode, fps)
             self._lead_in_due = self._out.format.name == "avi"
-            self.write_header()
+            with making_files():  # the muxer makes the file (by name) here: not after a final clean-up
+                self.write_header()
         except BaseException:
             self.abort()
             raise

@@ -608,7 +608,7 @@ def evaluate(
     seed: Optional[int] = typer.Option(None, help="Dance seed, not one of the model's training seeds (default 20000000).", show_default=False),
     frames: Optional[int] = typer.Option(None, help="Frames to score (default: 300 of the dance, ten seconds, all of --video's held-out tail, every --data pair).", show_default=False),
     size: Optional[tuple[int, int]] = typer.Option(None, "--size", metavar="WIDTH HEIGHT", help="Width and height of the dance video in pixels, even numbers from 16 to 8192 (default 512 512).", show_default=False),
-    data: Optional[Path] = typer.Option(None, "--data", **AS_PATH, help="Paired folder (AB images, or A/ and B/) to score instead (model only)."),
+    data: Optional[Path] = typer.Option(None, "--data", **AS_PATH, help="Paired folder (AB images, or A/ and B/) to score instead (model only); one holding train/ and val/ (or test/) is scored on val/ (or test/)."),
     model_only: bool = typer.Option(False, "--model-only", help="Score the model alone: pose maps drawn from the true keypoints, without detection, normalization or encode."),
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = Precision.AUTO,
@@ -635,7 +635,7 @@ def evaluate(
         return
     ran_on = f"{result['device']} {result['precision']} {result['backend']}"  # scores move a little with them
     source = (f"held-out dance {result['seed']}" if "seed" in result else
-              f"held-out tail of {video.name}" if video else f"pairs of {data}")
+              f"held-out tail of {video.name}" if video else f"pairs of {result['data']}")
     # The scores are the command's product, as the table is `models`': on stdout, so that
     # `vidtrans eval ... > scores.txt` keeps them; progress and warnings stay on stderr.
     if result["mode"] == "model-only":

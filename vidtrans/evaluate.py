@@ -111,7 +111,7 @@ def score(model, material: Material, options: RunOptions | None = None, *, model
            "backend": getattr(model, "backend", "torch")}
     if material.data is not None:
         inputs, truth = folder_ground_truth(model, material.data, material.frames)
-        return {**ran, "data": str(material.data.root), "mode": "model-only",
+        return {**ran, "data": str(scored_folder(material.data)), "mode": "model-only",
                 **model_only_scores(model, inputs, truth, options)}
     video, seed = material.video, None if material.video is not None else _seed(model, material.seed)
     source: dict[str, Any] = {**ran, "video": str(video)} if video is not None else {**ran, "seed": seed}
@@ -192,10 +192,10 @@ def check_material(material: Material, options: RunOptions | None = None, model_
 def _check_pairs(folder) -> int:
     """How many pairs the `PairedFolder` holds, refused when fewer than scoring needs (whatever
     --frames asks for: what the folder holds is scored)."""
-    available = len(set(folder.pairs) | set(folder.held_out))
+    available = len(folder.evaluated)
     if available < MIN_SCORED_FRAMES:
-        raise UsageError(f"{folder.root}: one pair, and evaluation needs at least {MIN_SCORED_FRAMES} (flicker "
-                         "compares consecutive frames); add pairs")
+        raise UsageError(f"{scored_folder(folder)}: one pair, and evaluation needs at least {MIN_SCORED_FRAMES} "
+                         "(flicker compares consecutive frames); add pairs")
     return available
 
 
@@ -326,14 +326,21 @@ def synthetic_ground_truth(model, seed: int, frames: int) -> tuple[np.ndarray, n
     return _pose_maps(model, keypoints), truth
 
 
+def scored_folder(folder) -> Path:
+    """The folder whose pairs `folder` (a `PairedFolder`) gives to be scored: its val/ (or test/)
+    split where it has one, else itself."""
+    return folder.root if folder.held_out_split is None else folder.held_out_split
+
+
 def folder_ground_truth(model, folder, frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The first `frames` (default: every) pairs of a paired folder (AB images, or A/ and B/; its
-    path, or the `PairedFolder` read from it), in file-name order, at the model's size."""
+    path, or the `PairedFolder` read from it), in file-name order, at the model's size: those of
+    its val/ (or test/) split where it has one (`PairedFolder.evaluated`)."""
     from vidtrans.train.data import PairedFolder
 
     # The folder read before the model was known loads its pairs at the model's size all the same.
     source = copy.copy(folder) if isinstance(folder, PairedFolder) else PairedFolder(folder)
-    source.size, folder = model.native_size[0], source.root
+    source.size, folder = model.native_size[0], scored_folder(source)
     available = _check_pairs(source)
     if frames is not None:
         _check_frames(model, frames)
@@ -343,7 +350,7 @@ def folder_ground_truth(model, folder, frames: int | None = None) -> tuple[np.nd
         log.warning("%s: has %d pairs, more than the %d evaluation holds in memory at the model's size; scoring "
                     "the first %d", folder, available, frames, frames)
     _warn_if_fewer(folder, frames, available, "pairs")
-    pairs = source.all_pairs(frames)
+    pairs = source.load(source.evaluated[:frames])
     return np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs])
 
 

@@ -386,7 +386,8 @@ class PairedFolder:
         self.hidden: list[Path] = []  # hidden image files left out
         self.not_files: list[Path] = []  # folders (and devices, FIFOs) with an image's name, left out
         try:
-            self.pairs, held_out = self._find_pairs()
+            # held_out_split: the val/ (or test/) folder holding the held-out pairs; None without one.
+            self.pairs, self.held_out_split, held_out = self._find_pairs()
         except OSError as e:  # a subfolder that cannot be listed
             raise VidtransError(f"{shown_path(e.filename or self.root)}: cannot be read ({first_line(e)}); make "
                                 "it readable or move it out of the folder") from None
@@ -413,8 +414,9 @@ class PairedFolder:
                         self.root, len(self.not_files), example, kind)
         self._check_images(progress)
 
-    def _find_pairs(self) -> tuple[list[tuple[Path, Path | None]], list[tuple[Path, Path | None]] | None]:
-        """The pairs of the folder's layout, and those of its val/ (or test/) folder (None without one)."""
+    def _find_pairs(self) -> tuple[list[tuple[Path, Path | None]], Path | None, list[tuple[Path, Path | None]] | None]:
+        """The pairs of the folder's layout, its val/ (or test/) folder, and that folder's pairs
+        (None, None without one)."""
         train_dir = self.root / "train" if (self.root / "train").is_dir() else self.root
         if train_dir != self.root and (beside := _loose_images(self.root) + _halves(self.root)):
             raise UsageError(f"{self.root}: holds train/ and, beside it, {_named(beside)}, which training would "
@@ -422,9 +424,9 @@ class PairedFolder:
         pairs = self._pairs(train_dir)
         held_out = next((self.root / d for d in ("val", "test") if (self.root / d).is_dir()), None)
         if held_out is None:
-            return pairs, None
-        return pairs, self._pairs(held_out, fix="put held-out pairs in it (laid out as the training pairs) or "
-                                                 "remove it")
+            return pairs, None, None
+        return pairs, held_out, self._pairs(held_out, fix="put held-out pairs in it (laid out as the training "
+                                                           "pairs) or remove it")
 
     def _check_images(self, progress) -> None:
         """Refuses image files OpenCV cannot read and AB images too narrow to split, and warns
@@ -533,7 +535,18 @@ class PairedFolder:
 
     def all_pairs(self, limit: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """Every pair of the folder (the first `limit`), training and held-out, in file-name order."""
-        return [self._load(p) for p in sorted(set(self.pairs) | set(self.held_out))[:limit]]
+        return self.load(sorted(set(self.pairs) | set(self.held_out))[:limit])
+
+    @property
+    def evaluated(self) -> list[tuple[Path, Path | None]]:
+        """The pairs `vidtrans eval --data` scores, in file-name order: the val/ (or test/) split's
+        where the folder has one (pix2pix's datasets come so, and a model is trained on the pairs
+        beside it), else every pair (a folder given to be scored holds pairs the model did not see)."""
+        return sorted(self.held_out if self.held_out_split is not None else set(self.pairs) | set(self.held_out))
+
+    def load(self, pairs: list[tuple[Path, Path | None]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`pairs` (of this folder's) as (input, target) images at the folder's size, unflipped."""
+        return [self._load(p) for p in pairs]
 
     def background(self) -> None:
         return None  # unrelated pairs show no one scene

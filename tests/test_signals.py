@@ -27,6 +27,7 @@ from tests.test_batch import cli as batch_cli
 from tests.test_live import FakeModel
 from tests.test_live import cli as live_cli
 from vidtrans.batch import MANIFEST_NAME, BatchUsageError, read_manifest, translate_folder
+from vidtrans import errors
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.live import run_live
 from vidtrans.models.checkpoint import ModelCard, save_checkpoint
@@ -37,6 +38,8 @@ HANG_S = 20
 FRAMES = 150
 STOP_SIGNALS = pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
                                        ids=lambda s: signal.Signals(s).name)
+# Every signal that ends a process by default and that a user or the system sends to stop one.
+EVERY_STOP_SIGNAL = pytest.mark.parametrize("signum", errors.STOP_SIGNALS, ids=lambda s: signal.Signals(s).name)
 
 
 def start(*args) -> subprocess.Popen:
@@ -154,6 +157,19 @@ def test_sigterm_mid_encode_leaves_existing_output_untouched(tmp_path, clip, rgb
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
 
 
+@pytest.mark.parametrize("signum", [signal.SIGQUIT, signal.SIGXCPU, signal.SIGUSR1], ids=lambda s: signal.Signals(s).name)
+def test_signals_that_end_a_process_by_default_stop_it_cleanly(tmp_path, rgb_model_dir, signum):
+    """Ctrl-\\ (SIGQUIT), a CPU-time limit (SIGXCPU), `kill -USR1`: by default each ends the process
+    at once, leaving its partial output and lock file."""
+    small = make_clip(tmp_path / "in.mp4", frames=FRAMES, size=(320, 240), audio=False).path
+    out = tmp_path / "out.mp4"
+    process = start(*run_args(small, out, rgb_model_dir))
+    wait_for(process, grown(tmp_path), "growing partial file")
+    stderr = stop(process, signum)
+    assert_interrupted(process.returncode, stderr, signum)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
 def test_a_stop_does_not_wait_for_a_forward_pass_in_flight(tmp_path, rgb_model_dir):
     """A forward pass cannot be cut short (tens of seconds at a large --model-size): a stop must
     wait for it neither in the pipeline nor at the interpreter's exit. Here the pass never ends."""
@@ -180,7 +196,7 @@ entry()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "pass-started"]
 
 
-@STOP_SIGNALS
+@EVERY_STOP_SIGNAL
 def test_each_signal_mid_write_leaves_existing_output_untouched(tmp_path, rgb_model_dir, signal_before_frame, signum):
     small = make_clip(tmp_path / "in.mp4", frames=24, size=(64, 48)).path
     out = tmp_path / "out.mp4"

@@ -9,8 +9,11 @@ import re
 import signal
 
 # Signals that stop a command the way Ctrl-C does (it ends as a stopped command, not a failure):
-# `timeout`, `docker stop` and systemd send SIGTERM, a terminal that closes sends SIGHUP.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# `timeout`, `docker stop` and systemd send SIGTERM, a terminal that closes sends SIGHUP; Ctrl-\ sends
+# SIGQUIT, a CPU-time limit (ulimit -t, batch schedulers) SIGXCPU, and `kill -USR1`, `timeout -s ALRM`
+# the others. Each of these ends a process by default, leaving its temporary and lock files behind.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGXCPU, signal.SIGALRM,
+                signal.SIGUSR1, signal.SIGUSR2)
 
 
 class VidtransError(Exception):

@@ -267,7 +267,7 @@ def run_stages(source: Iterable[Any], stages: list[Stage], depth: int = 2) -> It
 
 @contextlib.contextmanager
 def stop_signals_deferred() -> Iterator[None]:
-    """Ctrl-C, SIGTERM and SIGHUP arriving in the block take effect at its end (the first of them,
+    """Stop signals (errors.STOP_SIGNALS) arriving in the block take effect at its end (the first of them,
     raised again): a stop lands before or after what the block does as one step (a model replacing
     another: never between publishing the new set and removing the old one's other files; a live
     frame recorded and counted as shown). (Blocking them would not do: the kernel hands a blocked

@@ -170,9 +170,9 @@ def test_a_normalised_file_of_a_width_beyond_any_video_is_refused_in_one_line(tm
     frames = {"frames": [normalised.tolist()] * 3, "width": WIDTH, "height": HEIGHT}
     path = tmp_path / "wide.json"
     path.write_text(json.dumps({**frames, "width": width}))
-    assert "from 1 to 2147483647" in message(read_keypoints, path)
+    assert "from 1 to 1048576" in message(read_keypoints, path)
     path.write_text(json.dumps([{"people": [person(normalised)], "canvas_width": width, "canvas_height": HEIGHT}]))
-    assert "from 1 to 2147483647" in message(read_keypoints, path)
+    assert "from 1 to 1048576" in message(read_keypoints, path)
 
 
 # ---------------------------------------------------------------- messages that quote the file

@@ -377,11 +377,7 @@ def load_tensor_file(path: Path, fix: str, mmap: bool = False) -> Any:
 def _starts_like_torch_save(path: Path) -> bool:
     """Whether `path` begins as torch.save writes: a zip archive, or (the legacy format, and plain
     pickles) a pickle's PROTO opcode."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(1) == pickle.PROTO or zipfile.is_zipfile(path)
-    except OSError:
-        return False
+    return _file_start(path, 1) == pickle.PROTO or zipfile.is_zipfile(path)
 
 
 # What a generator's weights may be stored as (float8 and other formats are refused).
@@ -815,7 +811,13 @@ def _load_folder(folder: Path) -> Checkpoint:
 
 
 def save_background(folder: str | os.PathLike, image: np.ndarray) -> None:
-    """Store the target's empty scene (uint8 RGB at the model's native size) in a checkpoint folder."""
+    """Store the target's empty scene (uint8 RGB at the model's native size) in a checkpoint folder;
+    VidtransError for an image of another kind or size, which loading the model would refuse."""
+    height, width = read_card(folder).native_size
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.shape == (height, width, 3)):
+        got = f"{image.dtype} of shape {image.shape}" if isinstance(image, np.ndarray) else shown(image)
+        raise VidtransError(f"the background must be uint8 RGB of the model's native size ({height}, {width}, 3), "
+                            f"got {got}")
     png = background_png(image)
     write_atomically(Path(folder) / BACKGROUND_NAME, lambda f: f.write(png), overwrite=True, what="background image")
 
@@ -836,42 +838,48 @@ def _load_background(folder: Path, card: ModelCard) -> np.ndarray | None:
         return None
     fix = "replace it with a PNG of the target's empty scene or delete it"
     _check_readable(path, fix)
-    # From the header first: OpenCV decodes the whole image before its size can be checked, which for
-    # a small file declaring 20000x20000 pixels took 2.6 GB and 13 s.
-    declared = _png_size(path)
-    if declared is not None:
-        _check_background_size(path, declared, card)
     import cv2
 
+    # Only a PNG is decoded, its size checked from its header first: OpenCV decodes an image whole before
+    # its size can be checked, which for a small file declaring 20000x20000 pixels took 2.3 GB or more
+    # (a 700-byte JPEG; any format OpenCV reads declares its size so). What training saves is a PNG.
+    head = _file_start(path, 24)  # the signature, the first chunk's length and type, then width and height
+    if not head.startswith(_PNG_SIGNATURE):
+        problem = "an image, but not a PNG" if cv2.haveImageReader(str(path)) else "not a readable image"
+        raise VidtransError(f"{path}: {problem}; {fix}")
+    if len(head) < 24 or head[12:16] != b"IHDR":  # a PNG's first chunk, which libpng requires
+        raise VidtransError(f"{path}: not a readable image; {fix}")
+    height, width = card.native_size
+    declared = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    # Either way round: OpenCV turns an image upright as its orientation tag (eXIf) says, as viewers show it.
+    if declared not in ((width, height), (height, width)):
+        raise _background_size_error(path, declared, card)
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise VidtransError(f"{path}: not a readable image; {fix}")
-    _check_background_size(path, (image.shape[1], image.shape[0]), card)
+    if image.shape[:2] != (height, width):
+        raise _background_size_error(path, (image.shape[1], image.shape[0]), card)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def _check_background_size(path: Path, size: tuple[int, int], card: ModelCard) -> None:
-    """VidtransError unless `size` (width, height) of the background `path` is the card's native size."""
+def _background_size_error(path: Path, size: tuple[int, int], card: ModelCard) -> VidtransError:
+    """The background `path` is `size` (width, height), not the card's native size."""
     height, width = card.native_size
-    if size != (width, height):
-        raise VidtransError(f"{path}: {size[0]}x{size[1]}, but the model's native size is {width}x{height}; resize "
-                            "the image to that or delete it")
+    return VidtransError(f"{path}: {size[0]}x{size[1]}, but the model's native size is {width}x{height}; resize the "
+                         "image to that or delete it")
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _png_size(path: Path) -> tuple[int, int] | None:
-    """The (width, height) a PNG file's header (its first chunk, IHDR) declares; None for any other
-    file, which OpenCV reads or calls no image."""
+def _file_start(path: Path, size: int) -> bytes:
+    """The first `size` bytes of `path`: fewer in a shorter file, none where it cannot be read (what
+    reads it whole then says why)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(24)  # the signature, the chunk's length and type, then width and height
-    except OSError:  # OpenCV's reading says it is no readable image
-        return None
-    if len(head) < 24 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
-        return None
-    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+            return f.read(size)
+    except OSError:
+        return b""
 
 
 # --- upstream pytorch-CycleGAN-and-pix2pix ---------------------------------------------------------
@@ -1126,11 +1134,7 @@ _MAX_SAFETENSORS_HEADER = 100_000_000
 def _starts_like_safetensors(path: Path) -> bool:
     """Whether `path` begins as a safetensors file does: the header's length (8 bytes, little-endian),
     then the header, a JSON object."""
-    try:
-        with open(path, "rb") as f:
-            start = f.read(9)
-    except OSError:
-        return False
+    start = _file_start(path, 9)
     return len(start) == 9 and start[8:] == b"{" and 2 <= int.from_bytes(start[:8], "little") <= _MAX_SAFETENSORS_HEADER
 
 

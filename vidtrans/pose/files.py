@@ -78,8 +78,8 @@ from vidtrans.atomic import special_file_kind, write_atomically
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.options import is_whole, plain, shown
 from vidtrans.pose.keypoints import (
-    FACE, KEYPOINT_COUNTS, KEYPOINT_INDEX, KEYPOINT_NAMES, LEFT_HAND, NUM_FACE, NUM_HAND, NUM_KEYPOINTS, NUM_WHOLE_BODY,
-    RIGHT_HAND, check_keypoint_values, check_keypoints, is_whole_body, with_parts,
+    FACE, KEYPOINT_COUNTS, KEYPOINT_INDEX, KEYPOINT_NAMES, LEFT_HAND, MAX_FRAME_SIDE, NUM_FACE, NUM_HAND, NUM_KEYPOINTS,
+    NUM_WHOLE_BODY, RIGHT_HAND, check_keypoint_values, check_keypoints, is_frame_size, is_whole_body, with_parts,
 )
 
 # OpenPose BODY_25 joint names in its output order, spelled like our COCO-18 names.
@@ -163,15 +163,12 @@ def _frame_number(value) -> bool:
     return is_whole(value) and 0 <= value <= MAX_FRAME_NUMBER
 
 
-# FFmpeg keeps a frame's sides in C ints; a JSON size past 64 bits scaled coordinates as Python objects.
-_MAX_FRAME_SIDE = 2 ** 31 - 1
-
-
 def _check_frame_size(width, height, what: str) -> None:
-    if not (is_whole(width) and is_whole(height) and 0 < width <= _MAX_FRAME_SIDE and 0 < height <= _MAX_FRAME_SIDE):
-        # reprlib: a size of 1e300 in a JSON file is an int of 301 digits, quoted in a few of them.
-        raise VidtransError(f"{what} {reprlib.repr(width)}x{reprlib.repr(height)}: width and height must be whole "
-                            f"numbers of pixels, from 1 to {_MAX_FRAME_SIDE}")
+    """`keypoints.is_frame_size`'s check, named as files give a size: width, then height."""
+    if not is_frame_size((width, height), whole=True):
+        # shown: a size of 1e300 in a JSON file is an int of 301 digits, quoted in a few of them.
+        raise VidtransError(f"{what} {shown(width)}x{shown(height)}: width and height must be whole numbers of "
+                            f"pixels, from 1 to {MAX_FRAME_SIDE}")
 
 
 def write_openpose_json(folder: str | os.PathLike, keypoints: np.ndarray, prefix: str = "frame") -> None:

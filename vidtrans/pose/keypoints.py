@@ -13,7 +13,6 @@ Pixel coordinates follow OpenPose and cv2: the centre of pixel column c is x = c
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import numpy as np
@@ -102,9 +101,9 @@ def flip_keypoints(keypoints: np.ndarray, width: int) -> np.ndarray:
     Works on one pose (K, 3) or a track (frames, K, 3); missing keypoints stay all-zero.
     """
     kp = check_keypoints(keypoints, "keypoints", track=None)
-    if not (isinstance(width, (int, float, np.integer, np.floating)) and not isinstance(width, bool)
-            and math.isfinite(width) and width > 0):
-        raise VidtransError(f"width must be the frame's width in pixels, more than 0; got {shown(width)}")
+    if not is_frame_side(width):  # past it, mirrored points overflowed float32 to infinity
+        raise VidtransError(f"width must be the frame's width in pixels, from 1 to {MAX_FRAME_SIDE}; "
+                            f"got {shown(width)}")
     out = kp[..., FLIP_INDEX if kp.shape[-2] == NUM_KEYPOINTS else WHOLE_BODY_FLIP_INDEX, :].copy()
     present = out[..., 2] > 0
     # Pixel centres sit at integers, so column c mirrors to column width - 1 - c.
@@ -184,8 +183,10 @@ def check_keypoint_values(keypoints, what: str = "keypoint track",
     return kp
 
 
-# Far past any video's frame side (AV1's largest is 65536); a side beyond NumPy's integers turns
-# positions divided by it into Python objects that no NumPy function takes.
+# The largest frame side anywhere: keypoint files', detection's, pose maps' and cards' alike (a keypoint
+# file of a larger frame is of no video `pose` detects in). Far past any video's (AV1's largest is 65536),
+# and within what OpenCV draws in fixed point (`render`); a side beyond NumPy's integers (a file's 2^70)
+# turned positions divided by it into Python objects that no NumPy function takes.
 MAX_FRAME_SIDE = 1 << 20
 
 
@@ -195,11 +196,17 @@ def is_frame_side(value) -> bool:
     return is_finite_number(value) and 1 <= value <= MAX_FRAME_SIDE
 
 
+def is_frame_size(size, whole: bool = False) -> bool:
+    """Whether `size` is a frame's two sides (a tuple or list, in either order) in pixels, `whole`
+    numbers of them where pixels are made or a file gives them."""
+    return (isinstance(size, (tuple, list)) and len(size) == 2 and all(map(is_frame_side, size))
+            and (not whole or all(isinstance(side, numbers.Integral) for side in size)))
+
+
 def check_frame_size(name: str, size, whole: bool = False) -> None:
     """VidtransError unless `size`, the setting `name`, is a frame's (height, width) in pixels,
     `whole` numbers of them where pixels are made."""
-    if not (isinstance(size, (tuple, list)) and len(size) == 2 and all(map(is_frame_side, size))
-            and (not whole or all(isinstance(side, numbers.Integral) for side in size))):
+    if not is_frame_size(size, whole):
         raise VidtransError(f"{name} must be (height, width) in {'whole ' if whole else ''}pixels, from 1 to "
                             f"{MAX_FRAME_SIDE} each, got {shown(size)}")
 

@@ -635,7 +635,8 @@ def evaluate(
         return
     ran_on = f"{result['device']} {result['precision']} {result['backend']}"  # scores move a little with them
     source = (f"held-out dance {result['seed']}" if "seed" in result else
-              f"held-out tail of {video.name}" if video else f"pairs of {result['data']}")
+              f"held-out tail of {video.name}" if video else
+              f"pairs of {result['data']}" + (" it held out in training" if result["held_out_in_training"] else ""))
     # The scores are the command's product, as the table is `models`': on stdout, so that
     # `vidtrans eval ... > scores.txt` keeps them; progress and warnings stay on stderr.
     if result["mode"] == "model-only":

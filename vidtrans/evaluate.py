@@ -110,9 +110,9 @@ def score(model, material: Material, options: RunOptions | None = None, *, model
     ran = {"model": model.name, "device": str(model.device), "precision": model.precision,
            "backend": getattr(model, "backend", "torch")}
     if material.data is not None:
-        inputs, truth = folder_ground_truth(model, material.data, material.frames)
+        inputs, truth, held_out = folder_ground_truth(model, material.data, material.frames)
         return {**ran, "data": str(scored_folder(material.data)), "mode": "model-only",
-                **model_only_scores(model, inputs, truth, options)}
+                "held_out_in_training": held_out, **model_only_scores(model, inputs, truth, options)}
     video, seed = material.video, None if material.video is not None else _seed(model, material.seed)
     source: dict[str, Any] = {**ran, "video": str(video)} if video is not None else {**ran, "seed": seed}
     frames = material.frames or DANCE_FRAMES
@@ -189,14 +189,12 @@ def check_material(material: Material, options: RunOptions | None = None, model_
     return dataclasses.replace(material, data=folder)
 
 
-def _check_pairs(folder) -> int:
-    """How many pairs the `PairedFolder` holds, refused when fewer than scoring needs (whatever
-    --frames asks for: what the folder holds is scored)."""
-    available = len(folder.evaluated)
-    if available < MIN_SCORED_FRAMES:
+def _check_pairs(folder) -> None:
+    """Refuse a `PairedFolder` of fewer pairs to score than scoring needs (whatever --frames asks
+    for: what the folder holds is scored)."""
+    if len(folder.evaluated) < MIN_SCORED_FRAMES:
         raise UsageError(f"{scored_folder(folder)}: one pair, and evaluation needs at least {MIN_SCORED_FRAMES} "
                          "(flicker compares consecutive frames); add pairs")
-    return available
 
 
 def _check_material_for(model, material: Material) -> None:
@@ -332,16 +330,43 @@ def scored_folder(folder) -> Path:
     return folder.root if folder.held_out_split is None else folder.held_out_split
 
 
-def folder_ground_truth(model, folder, frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def held_out_in_training(model, folder) -> list[tuple[Path, Path | None]] | None:
+    """The pairs of `folder` (a `PairedFolder`) that `model` held out when it was trained on this
+    very folder (`vidtrans train --data` on a folder without val/ trains on about nine in ten pairs
+    and records the names of the others in the card), where there are enough to score; None where
+    it was not trained on it (a warning where too few were held out: every pair is scored then)."""
+    from vidtrans.train.setup import data_description
+
+    training = model.card.training
+    names = training.get("held_out_pairs")
+    if (folder.held_out_split is not None or not isinstance(names, list)
+            or training.get("data") != data_description(None, folder.root, False)):
+        return None
+    held = folder.named(name for name in names if isinstance(name, str))
+    if not held:  # another folder of the same name
+        return None
+    if len(held) < MIN_SCORED_FRAMES:
+        log.warning("%s: %s was trained on this folder and held %d of its pairs out, fewer than the %d scoring needs, "
+                    "so every pair is scored, most of them pairs it trained on; score it on pairs it did not train on",
+                    folder.root, model.name, len(held), MIN_SCORED_FRAMES)
+        return None
+    return held
+
+
+def folder_ground_truth(model, folder, frames: int | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
     """The first `frames` (default: every) pairs of a paired folder (AB images, or A/ and B/; its
     path, or the `PairedFolder` read from it), in file-name order, at the model's size: those of
-    its val/ (or test/) split where it has one (`PairedFolder.evaluated`)."""
+    its val/ (or test/) split where it has one (`PairedFolder.evaluated`), those `model` held out
+    where it was trained on this folder (`held_out_in_training`; the third value says so)."""
     from vidtrans.train.data import PairedFolder
 
     # The folder read before the model was known loads its pairs at the model's size all the same.
     source = copy.copy(folder) if isinstance(folder, PairedFolder) else PairedFolder(folder)
     source.size, folder = model.native_size[0], scored_folder(source)
-    available = _check_pairs(source)
+    _check_pairs(source)
+    held_out = held_out_in_training(model, source)
+    pairs = held_out or source.evaluated
+    available = len(pairs)
     if frames is not None:
         _check_frames(model, frames)
     elif available > max_frames(model):
@@ -350,8 +375,8 @@ def folder_ground_truth(model, folder, frames: int | None = None) -> tuple[np.nd
         log.warning("%s: has %d pairs, more than the %d evaluation holds in memory at the model's size; scoring "
                     "the first %d", folder, available, frames, frames)
     _warn_if_fewer(folder, frames, available, "pairs")
-    pairs = source.load(source.evaluated[:frames])
-    return np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs])
+    pairs = source.load(pairs[:frames])
+    return np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs]), held_out is not None
 
 
 def dance_held_out(model, seed: int, frames: int, video: Path, size: tuple[int, int] = DANCE_VIDEO_SIZE,

@@ -544,6 +544,11 @@ class PairedFolder:
         beside it), else every pair (a folder given to be scored holds pairs the model did not see)."""
         return sorted(self.held_out if self.held_out_split is not None else set(self.pairs) | set(self.held_out))
 
+    def named(self, names: Collection[str]) -> list[tuple[Path, Path | None]]:
+        """The pairs of `evaluated` whose names are among `names` (as `held_out_names` gives them)."""
+        names = set(names)
+        return [pair for pair in self.evaluated if _pair_name(pair) in names]
+
     def load(self, pairs: list[tuple[Path, Path | None]]) -> list[tuple[np.ndarray, np.ndarray]]:
         """`pairs` (of this folder's) as (input, target) images at the folder's size, unflipped."""
         return [self._load(p) for p in pairs]

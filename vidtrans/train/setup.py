@@ -146,7 +146,7 @@ def _warnings_from_rank_0_only() -> None:
         logging.getLogger("vidtrans").setLevel(logging.ERROR)
 
 
-def _data_description(target, data, synthetic: bool) -> str:
+def data_description(target, data, synthetic: bool) -> str:
     """The card's `training["data"]`: the kind of source and its file or folder name."""
     if synthetic:
         return SYNTHETIC_DATA
@@ -179,7 +179,7 @@ def _check_resume(output: str | os.PathLike, options: TrainOptions, target, data
     check_state_fits_card(output, state, card, names)
     check_world_size(output, card, launched()[1], names)
     done = state["iteration"]
-    recorded, given = card.training.get("data"), _data_description(target, data, synthetic)
+    recorded, given = card.training.get("data"), data_description(target, data, synthetic)
     fix = (f"give that data to resume, or train on the new data into another folder (or drop {spell('resume')} "
            f"and pass {spell('overwrite')} to start over in {output})")
     identity, named = card.training.get("video_identity"), shown_path(str(recorded))
@@ -424,7 +424,7 @@ def _source_and_card(config: TrainConfig, size: int, style: PoseStyle, options: 
                               keep_held_out=kept.get("held_out_pairs") or ())
         card.input_kind = options.input_kind.value
         card.pose_style = None if rgb else style.to_dict()
-        training = {"data": _data_description(None, data, False), "pairs": len(source.pairs),
+        training = {"data": data_description(None, data, False), "pairs": len(source.pairs),
                     "direction": options.direction.value}
         if source.held_out_names:  # what a resumed run keeps held out, whatever pairs are added
             training["held_out_pairs"] = source.held_out_names
@@ -444,7 +444,7 @@ def _source_and_card(config: TrainConfig, size: int, style: PoseStyle, options: 
         card.target_pose_stats = source.target_pose_stats()
         card.description = f"pose map -> the person in {target.name}"
         # What `vidtrans eval --video` needs to rebuild the truth of the held-out tail.
-        training = {"data": _data_description(target, None, False), "frames": len(source.frames), "video": target.name,
+        training = {"data": data_description(target, None, False), "frames": len(source.frames), "video": target.name,
                     "video_identity": file_identity(target), "crop": list(source.crop)}
         if source.padded:  # what `eval --video` fills the square with past the frame's edges, as training did
             training["crop_fill"] = list(source.fill)

@@ -184,7 +184,9 @@ def find_clips(input_dir: str | os.PathLike, patterns: Sequence[str] = DEFAULT_P
     searched (a loop, or a second name for one folder): each folder is searched once, under its own
     name where it is in the tree, else under the first link to it found breadth first in name order
     (links are followed after the tree itself), so the names do not depend on the order the file
-    system lists them in, and links that branch cannot multiply them.
+    system lists them in, and links that branch cannot multiply them. A subfolder holding a batch
+    manifest is left out too, with a warning: another batch's outputs (an earlier output folder
+    inside the input folder), which would be translated again, and again by every later batch.
     """
     return _discover(Path(input_dir), patterns, recursive, exclude)[0]
 
@@ -210,6 +212,10 @@ def _discover(root: Path, patterns: Sequence[str], recursive: bool,
                             folder, searched[real])
                 continue
             searched[real] = folder
+        if folder != root and (manifest := _manifest_in(folder)) is not None:
+            log.warning("%s: is the output folder of a vidtrans batch (it holds %s); its clips are left out", folder,
+                        manifest)
+            continue
         try:
             with os.scandir(folder) as listing:
                 entries = sorted(listing, key=lambda entry: entry.name)
@@ -240,6 +246,11 @@ def _discover(root: Path, patterns: Sequence[str], recursive: bool,
             elif any(fnmatch.fnmatchcase(entry.name.lower(), p) for p in lowered):
                 found.append(path)
     return sorted(found, key=lambda p: p.relative_to(root).parts), met
+
+
+def _manifest_in(folder: Path) -> str | None:
+    """The name of the batch manifest `folder` holds (this version's or an earlier one's), or None."""
+    return next((name for name in (MANIFEST_NAME, LEGACY_MANIFEST_NAME) if os.path.isfile(folder / name)), None)
 
 
 def _real(path: str | os.PathLike) -> Path:
@@ -591,7 +602,11 @@ def _exclusive(output_dir: Path) -> Iterator[None]:
     """One batch per output folder: a second one would delete the first one's temporary files.
     The lock is on the folder itself, so nothing is left behind, and the kernel drops it when a
     killed run dies."""
-    fd = _lock_folder(output_dir)
+    try:
+        fd = _lock_folder(output_dir)
+    except OSError as e:  # a folder one may write into but not list (chmod 733: a drop box)
+        raise BatchUsageError(f"{output_dir}: cannot open the output folder ({e.strerror or e}); choose an output "
+                              "folder you can read and write") from None
     if fd is None:
         raise VidtransError(f"{output_dir}: another vidtrans batch is writing there; wait for it or "
                             "choose another output folder")

@@ -247,8 +247,9 @@ class _Terminal(Console):
         self.quiet = True
 
 
-# Plain text, never markup: a path such as "take [final].mp4" would lose its "[final]".
-console = _Terminal(stderr=True, markup=False, highlight=False)
+# Plain text, never markup or emoji codes: a path such as "take [final].mp4" would lose its "[final]",
+# and ":x: take.mp4" would read "❌ take.mp4".
+console = _Terminal(stderr=True, markup=False, highlight=False, emoji=False)
 _debug = False
 # The command being run, as usage errors name it ("vidtrans run", "python -m vidtrans run"): some
 # (an option missing its values) come from its parser before its own context exists.

@@ -10,9 +10,9 @@ import threading
 import time
 from typing import Any
 
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from vidtrans.batch import BatchListener, BatchReport, ClipResult
 from vidtrans.errors import count, one_line
@@ -26,8 +26,10 @@ class RichDisplay(BatchListener):
     def __init__(self, console, stop: threading.Event | None = None):
         self.console = console
         self._stop = stop or threading.Event()  # set when the batch should stop (the CLI's stop signals)
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[info]}"), console=console, disable=not console.is_terminal)
+        # Plain text, never markup or emoji codes: "take [a].mp4" and ":x: take.mp4" are shown as named.
+        self.bar = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[info]}", markup=False), console=console,
+                            disable=not console.is_terminal)
         self._lock = threading.Lock()
         self._workers: dict[str, Any] = {}
         self._counted: dict[str, int] = {}
@@ -52,7 +54,7 @@ class RichDisplay(BatchListener):
             self._counted[worker] = 0
             if worker not in self._workers:
                 self._workers[worker] = self.bar.add_task(worker, total=None, info="")
-        self.bar.update(self._workers[worker], completed=0, total=None, info=f"{escape(one_line(clip))}: opening")
+        self.bar.update(self._workers[worker], completed=0, total=None, info=f"{one_line(clip)}: opening")
 
     def clip_progress(self, worker: str, clip: str, done: int, total: int, phase: str) -> None:
         with self._lock:
@@ -61,7 +63,7 @@ class RichDisplay(BatchListener):
                 self._counted[worker] = done
             fps = self._frames / max(time.perf_counter() - self._started, 1e-9)
         self.bar.update(self._workers[worker], completed=done, total=max(total, done) or None,
-                        info=f"{escape(one_line(clip))}: {phase}")
+                        info=f"{one_line(clip)}: {phase}")
         self.bar.update(self._frames_task, completed=self._frames, info=f"{fps:.1f} fps")
 
     def clip_finished(self, worker: str, result: ClipResult) -> None:
@@ -76,28 +78,31 @@ class RichDisplay(BatchListener):
             if result.status == "done" and result.corrupt_frames:
                 how += f"; {result.corrupt_frames} corrupt frame(s) replaced by the previous good frame"
             # One line per clip whatever its name holds: a newline as the two characters \n, as errors have it.
-            self.console.print(one_line(f"{result.status} {result.input}: {how}"), markup=False, highlight=False,
-                               soft_wrap=True)
+            self._say(f"{result.status} {result.input}: {how}")
         # Skipped clips were warned about when they were translated (their report rows keep it).
         if result.status == "done" and result.warning:
-            # Through the console, which prints above the bars on a terminal.
-            self.console.print(one_line(f"vidtrans: warning: {result.input}: {result.warning}"), markup=False,
-                               highlight=False, soft_wrap=True)
+            self._say(f"vidtrans: warning: {result.input}: {result.warning}")
 
     def stop_asked(self) -> bool:
         return self._stop.is_set()
 
     def notice(self, text: str, worker: str = "") -> None:
-        # Through the console, which prints above the bars on a terminal.
-        self.console.print(one_line(f"vidtrans: warning: {text}"), markup=False, highlight=False, soft_wrap=True)
+        self._say(f"vidtrans: warning: {text}")
         if worker in self._workers:
             self.bar.update(self._workers[worker], info="lost")
+
+    def _say(self, line: str) -> None:
+        """One line through the console, which prints above the bars on a terminal; as a Text, so
+        that whatever console it is, names are never read as markup or emoji codes."""
+        self.console.print(Text(one_line(line)), highlight=False, soft_wrap=True)
 
 
 def summary_tables(report: BatchReport) -> list:
     """Rich tables for the end of a batch: clips, frames, seconds and fps per status; the failures."""
-    # The model's name is its folder's, which may hold a newline as clip names may.
-    table = Table("status", "clips", "frames", "seconds", "fps", title=f"vidtrans batch: {one_line(report.model)}")
+    # The model's name is its folder's, which may hold a newline as clip names may. Names go in as
+    # Text: a str would be read by the console as markup or emoji codes (":x: take.mp4" as a picture).
+    title = Text(f"vidtrans batch: {one_line(report.model)}", style="table.title")  # the style a str title gets
+    table = Table("status", "clips", "frames", "seconds", "fps", title=title)
     for status in ("done", "skipped", "failed"):
         clips = [c for c in report.clips if c.status == status]
         frames, seconds = sum(c.frames for c in clips), sum(c.seconds for c in clips)
@@ -109,9 +114,11 @@ def summary_tables(report: BatchReport) -> list:
     if not report.failed:
         return [table]
     failures = Table("failed clip", "reason", title="failures")
+    # A long path is folded, not cut short: on a terminal this table alone names the failed clips.
+    for column in failures.columns:
+        column.overflow = "fold"
     for clip in report.failed:
-        # Printed by a console without markup: "a [v2].mp4" as it is.
-        failures.add_row(one_line(clip.input), one_line(_reason(clip)))
+        failures.add_row(Text(one_line(clip.input)), Text(one_line(_reason(clip))))
     return [table, failures]
 
 

@@ -70,9 +70,9 @@ def test_an_avi_whose_video_starts_after_its_audio_starts_its_pictures_at_their_
     out = tmp_path / "out.avi"
     translate_video(clip.path, out, IDENTITY)
     times = _avi_times(out)
-    # 0.5 s is frame 12.5 of AVI's 25 fps (rounded up), and MP3's encoder delay (26 ms, which AVI
-    # plays) moves the video a frame later, as ffmpeg does.
-    assert times == pytest.approx([0.56 + 0.04 * i for i in range(10)], abs=1e-6)
+    # Time 0 is where the audio starts, MP3's encoder delay (26 ms, which AVI plays) before the
+    # source's 0: the video at 0.526 s is rounded once, to frame 13 (0.52 s), not up twice to 0.56.
+    assert times == pytest.approx([0.52 + 0.04 * i for i in range(10)], abs=1e-6)
 
 
 def test_aac_priming_into_avi_delays_the_first_picture_with_the_others(tmp_path):

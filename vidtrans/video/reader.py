@@ -18,6 +18,7 @@ import math
 import os
 import stat
 import struct
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -592,6 +593,79 @@ def _square_pixels(width: int, height: int, stream: av.video.stream.VideoStream)
     return max(1, round(width * sar)), height
 
 
+# Image codecs whose "interlaced" pictures (FFmpeg flags them so) are stored with their rows reordered
+# (PNG's Adam7, GIF's) to show coarse first while loading: one moment, not two fields.
+_ROWS_REORDERED = frozenset({"png", "apng", "gif"})
+
+
+def _progressive(pictures: Iterator[av.VideoFrame], fields: bool) -> Iterator[tuple[av.VideoFrame, av.VideoFrame]]:
+    """Each decoded picture, with the picture to show for it: an interlaced one deinterlaced (FFmpeg's
+    bwdif, one picture per frame, as players show it), a progressive one as it is. The two fields of an
+    interlaced picture (camcorders, DV, broadcast 1080i) were taken half a frame apart: anything moving
+    was combed, for the model and in the output, which is progressive and which no player deinterlaces.
+    `fields`: whether the codec's interlaced pictures are fields (not `_ROWS_REORDERED`)."""
+    if not fields:
+        yield from ((picture, picture) for picture in pictures)
+        return
+    graph: _Deinterlacer | None = None
+    for picture in pictures:
+        if graph is not None and not graph.takes(picture):
+            yield from graph.drain()  # the stream's size or format changed midway
+            graph = None
+        if graph is None and picture.interlaced_frame:
+            try:
+                graph = _Deinterlacer(picture)
+            except (av.FFmpegError, ValueError) as e:  # a format bwdif does not take: shown as decoded
+                log.debug("cannot deinterlace %s pictures (%s)", picture.format.name, first_line(e))
+        if graph is None:
+            yield picture, picture
+            continue
+        yield from graph.push(picture)
+    if graph is not None:
+        yield from graph.drain()
+
+
+class _Deinterlacer:
+    """bwdif for pictures of one size and format: it passes progressive ones through, and gives each
+    picture out one picture later (it looks at the next), so the decoded pictures wait here for theirs."""
+
+    def __init__(self, first: av.VideoFrame):
+        self._size = first.width, first.height, first.format.name
+        self._graph = av.filter.Graph()
+        source = self._graph.add_buffer(width=first.width, height=first.height, format=first.format,
+                                        time_base=first.time_base or Fraction(1, 1000))
+        bwdif = self._graph.add("bwdif", "mode=send_frame:parity=auto:deint=interlaced")
+        self._sink = self._graph.add("buffersink")
+        source.link_to(bwdif)
+        bwdif.link_to(self._sink)
+        self._graph.configure()
+        self._source = source
+        self._waiting: deque[av.VideoFrame] = deque()
+
+    def takes(self, picture: av.VideoFrame) -> bool:
+        return (picture.width, picture.height, picture.format.name) == self._size
+
+    def push(self, picture: av.VideoFrame) -> Iterator[tuple[av.VideoFrame, av.VideoFrame]]:
+        self._waiting.append(picture)
+        self._source.push(picture)
+        return self._pulled()
+
+    def drain(self) -> Iterator[tuple[av.VideoFrame, av.VideoFrame]]:
+        self._source.push(None)
+        yield from self._pulled()
+        while self._waiting:  # not given back (none are, by bwdif): shown as decoded
+            picture = self._waiting.popleft()
+            yield picture, picture
+
+    def _pulled(self) -> Iterator[tuple[av.VideoFrame, av.VideoFrame]]:
+        while self._waiting:
+            try:
+                shown = self._sink.pull()
+            except (av.BlockingIOError, av.EOFError):
+                return
+            yield self._waiting.popleft(), shown
+
+
 def _tolerate_new_side_data() -> None:
     """Let PyAV list a frame's side data of kinds newer than its own list of them.
 
@@ -868,6 +942,7 @@ class VideoReader:
     (screen recordings, edited files) becomes the previous frame's + 1 tick, and every frame
     is kept, in the order the decoder puts them out.
     Frames are produced lazily, one at a time (decoder threads hold a few more internally).
+    Interlaced pictures are deinterlaced, one picture per frame (`_progressive`).
 
     max_side: deliver pictures scaled down (aspect kept) so their longer side is at most this
     many pixels, for consumers that only analyse the picture (pose detection). Scaling in the
@@ -1098,7 +1173,8 @@ class VideoReader:
             owed.clear()
             yield emit(image, p, repeated=False)
 
-        for decoded in self._pictures(pending, start_pts, end_pts):
+        fields = self._stream.codec_context.name not in _ROWS_REORDERED
+        for decoded, shown in _progressive(self._pictures(pending, start_pts, end_pts), fields):
             pts = decoded.pts
             if pts is None:  # counted on from the picture before, kept or not (MPEG-PS stamps a few)
                 # The first: where decoding began, the seek's target, or the file's start as `_packet_pts`
@@ -1112,7 +1188,7 @@ class VideoReader:
                 break
             if decoded.is_corrupt:
                 self.corrupt_frames += 1
-            image = self._rgb(decoded)  # rows may keep the decoder's line padding
+            image = self._rgb(shown)  # rows may keep the decoder's line padding
             image = cv2.rotate(image, rotate) if rotate is not None else np.ascontiguousarray(image)
             if self.info.mirrored:
                 image = cv2.flip(image, 1)

@@ -26,7 +26,7 @@ import numpy as np
 
 from vidtrans.atomic import OutputClaim, check_destination, discard, making_files, publish, temp_path
 from vidtrans.errors import UsageError, VidtransError, count, first_line
-from vidtrans.options import EncodeOptions, spell, spell_setting
+from vidtrans.options import EncodeOptions, View, spell, spell_setting, spellings
 from vidtrans.video.reader import (ContinuousTimestamps, clip_start, first_pts_at, has_timestamp_jumps, local_file,
                                    main_video_stream, seek_pts, stamped_in_storing_order)
 from vidtrans.video.segments import SegmentedEncoder, segment_length, segments_for
@@ -78,6 +78,9 @@ _REFUSES = {"mov": frozenset({"flac", "opus"})}
 # The containers that store audio by its WAVE format tag (RIFF), and that tag of AAC in ADTS.
 _WAVE_AUDIO = {"avi", "asf", "asf_stream"}
 _ADTS_AAC_TAG = "\x10\x16\x00\x00"  # 0x1610 (WAVE_FORMAT_MPEG_ADTS_AAC), as PyAV takes a tag: 4 bytes, little-endian
+# The containers that store a copied audio stream's codec delay (libavformat/matroskaenc.c: CodecDelay,
+# from its initial padding), which players drop from the stream's first samples.
+_STORES_CODEC_DELAY = {"matroska", "webm"}
 # The containers whose muxers write chapters (avi, flv and mpegts have none).
 _CHAPTER_FORMATS = {"matroska", "webm", "mp4", "mov", "ipod", "3gp", "3g2", "ismv", "f4v", "nut"}
 # Tags that describe the source file's bytes, not its content (mkvmerge's statistics, the muxer
@@ -371,6 +374,12 @@ class _Muxer:
         self._preroll: dict[int, deque[av.Packet]] = {}
         # Per audio stream, its latest packet of unknown length before `start` (`_before_start`).
         self._undecided: dict[int, av.Packet] = {}
+        # Per copied audio stream whose codec delay (its encoder's priming: AAC's 1024 samples, LAME's 1105)
+        # the output stores as the input did (Matroska's CodecDelay), that delay in seconds. A player drops
+        # that much from the first packet copied, which is the stream's first only without `start`: from a
+        # span's start as much audio before it is copied, so that what is dropped is what lies before it.
+        # (Copied from the packet playing at `start` on, the sound began 1-2 frames after the first picture.)
+        self._primed: dict[int, Fraction] = {}
         self._cues: dict[int, tuple[av.stream.Stream, av.stream.Stream]] = {}  # text subtitles converted
         self.left_out: list[str] = []
         self._out: av.container.OutputContainer | None = None
@@ -460,15 +469,19 @@ class _Muxer:
         sides below that raised to it, a size too small; else, one too large."""
         enc_w, enc_h = self.width + self._pad_w, self.height + self._pad_h
         side = _SETTINGS_SIZE
+        codec_setting = next(iter(_offered("codec")), None)  # None: the command has no --codec (live)
+        another = f"; choose another {codec_setting}" if codec_setting else ""
         if rate and not self._opens(codec, side, side, options, rate):
-            return (f"{codec} cannot encode this clip's frame rate, {float(rate):g} frames a second ({error}); "
-                    f"choose another {spell('codec')}")
+            return f"{codec} cannot encode this clip's frame rate, {float(rate):g} frames a second ({error}){another}"
         if self._opens(codec, max(enc_w, side), max(enc_h, side), options, rate):
-            other = " such as libx264" if codec not in _X264_ENCODERS else ""
-            return (f"{codec} cannot encode frames of {enc_w}x{enc_h} ({error}): they are too small for it; "
-                    f"choose another {spell('codec')}{other}")
-        return (f"{codec} cannot encode frames of {enc_w}x{enc_h} ({error}); make them smaller (a smaller input, "
-                f"without {spell('side_by_side')}) or choose another {spell('codec')}")
+            other = " such as libx264" if another and codec not in _X264_ENCODERS else ""
+            return (f"{codec} cannot encode frames of {enc_w}x{enc_h} ({error}): they are too small for it"
+                    f"{another}{other}")
+        smaller = ["a smaller input", *(f"without {name}" for name in _offered("side_by_side")),
+                   *(spell_setting("view", View.OUTPUT) for _ in _offered("view")),
+                   *(f"a smaller {name}" for name in _offered("size"))]
+        return (f"{codec} cannot encode frames of {enc_w}x{enc_h} ({error}); make them smaller ({', '.join(smaller)})"
+                + (f" or choose another {codec_setting}" if codec_setting else ""))
 
     def _opens(self, codec: str, width: int, height: int, options: dict[str, str], rate: Fraction | None) -> bool:
         """Whether `codec` opens for frames of `width` x `height` in this output's pixel format,
@@ -522,6 +535,9 @@ class _Muxer:
                 why = _why_not_copied(fmt, holdable, s.codec_context, kind_of_file)
                 if why is None:
                     out = self._out.add_stream_from_template(s)
+                    delay, rate = s.codec_context.delay, s.codec_context.sample_rate
+                    if fmt in _STORES_CODEC_DELAY and delay > 0 and rate:
+                        self._primed[s.index] = Fraction(delay, rate)
                     if fmt in _WAVE_AUDIO and name == "aac" and not s.codec_context.extradata:
                         # AAC as ADTS (its configuration in every packet: MPEG-TS, HLS) has a WAVE tag
                         # of its own: under plain AAC's the AVI and ASF muxers refuse it at the header.
@@ -613,7 +629,7 @@ class _Muxer:
         """The packets of `wanted` in file order from the keyframe `SEEK_MARGIN` before `start` on, so that
         a span near the end of a long file does not read it all (`_sought_packets`); from the beginning
         where that could leave out a packet the span takes."""
-        sought = _sought_packets(self._src, video, wanted, self.start)
+        sought = _sought_packets(self._src, video, wanted, self.start - max(self._primed.values(), default=0))
         if sought is not None:
             yield from sought
             return
@@ -773,6 +789,7 @@ class VideoWriter(_Muxer):
         self._video_end: int | None = None  # the end of the latest picture encoded
         self._overwrite = overwrite
         self._other_before_zero = False  # whether an audio or subtitle packet was muxed before time 0
+        self._deferred: list[av.Packet] | None = None  # packets taken while time 0 is being decided (`_take`)
         # Bad settings are refused before any file (output, temporary or lock) is made.
         check_output_settings(self.dst, encode)
         check_destination(self.dst, source.path, overwrite)
@@ -812,6 +829,8 @@ class VideoWriter(_Muxer):
                 # cannot store them: start the output (audio too) at the first frame instead. (A TS
                 # clip crossing its 33-bit clock's wrap starts below 0 too, at `_origin`: not moved.)
                 self._origin = pts * self.time_base
+            if self._lead_in_due:
+                self._start_with_audio(t)
         elif pts <= self._last_pts:
             pts = self._last_pts + 1  # duplicate or backwards pts (screen recordings, edited files)
         self._last_pts = pts
@@ -833,8 +852,8 @@ class VideoWriter(_Muxer):
                 self._mux_encoded(self._video.encode(frame))
                 self._pump_audio(until=t)
         except av.FFmpegError as e:
-            raise VidtransError(f"{self.dst}: encoding failed ({first_line(e)}); check {spell('codec')}, "
-                                f"{spell('pix_fmt')}, {spell('crf')} and free disk space") from e
+            checks = " and ".join(filter(None, [", ".join(_offered("codec", "pix_fmt", "crf")), "free disk space"]))
+            raise VidtransError(f"{self.dst}: encoding failed ({first_line(e)}); check {checks}") from e
         self.frames_written += 1
 
     def _segmented(self, encode: EncodeOptions, fps: float) -> SegmentedEncoder | None:
@@ -901,6 +920,24 @@ class VideoWriter(_Muxer):
             packet.duration = max(packet.duration or 0, lasting)
         self._out.mux(packet)
 
+    def _start_with_audio(self, first: float) -> None:
+        """AVI: move time 0 back to the start of the earliest copied audio packet that plays with the
+        first picture (`first`, source seconds): the one playing at `start`, or AAC's priming. AVI
+        cannot store times before 0, and FFmpeg's muxer would move every stream later by that much,
+        rounded up to whole frames of the video after the first picture's time had been rounded to
+        one: the pictures came up to two frames late, the sound 40-60 ms ahead of them. Counted from
+        the audio, the pictures' times are rounded once, to the nearest frame."""
+        self._deferred = []
+        try:
+            self._pump_audio(until=first)
+        finally:
+            taken, self._deferred = self._deferred, None
+        starts = [at for packet in taken
+                  if packet.stream.index in self._copy and (at := _played_from(packet)) is not None]
+        self._origin = min([self._origin, *starts])
+        for packet in taken:
+            self._take(packet)
+
     def _avi_lead_in(self, first: av.Packet) -> None:
         """AVI times a picture by its place among the stream's frames, and FFmpeg's muxer fills the
         frames before a packet's time with empty ones (players show the last picture again), but
@@ -964,12 +1001,12 @@ class VideoWriter(_Muxer):
             elif t is not None:
                 if (held := self._undecided.pop(packet.stream.index, None)) is not None:
                     # It played until this packet: past the start, or not.
-                    if t > self.start:
+                    if t > self._kept_from(packet.stream.index):
                         self._take(held)
                     else:
                         self._to_preroll(held)
                 if not self._plays_in_span(packet, t):
-                    if self.start is not None and t < self.start:
+                    if self.start is not None and t < self._kept_from(packet.stream.index):
                         self._before_start(packet)
                     continue
             self._take(packet)
@@ -991,7 +1028,11 @@ class VideoWriter(_Muxer):
             self._preroll.setdefault(packet.stream.index, deque(maxlen=_DECODER_PREROLL)).append(packet)
 
     def _take(self, packet: av.Packet) -> None:
-        """Mux a source packet that plays in the span (copied, converted or re-encoded) at its output time."""
+        """Mux a source packet that plays in the span (copied, converted or re-encoded) at its output time
+        (later, while time 0 is being decided: `_start_with_audio`)."""
+        if self._deferred is not None:
+            self._deferred.append(packet)
+            return
         self._shift(packet)
         index, kind = packet.stream.index, packet.stream.type
         try:
@@ -1045,7 +1086,13 @@ class VideoWriter(_Muxer):
         an edit list, as `ffmpeg -ss` does; in Matroska, which cannot store times before 0 (beyond
         an audio codec's delay), FFmpeg starts all streams that much later together, as for any
         audio that starts before the video. (One of unknown length is decided by the next, `_before_start`.)"""
-        return (self.start is None or not _ends_before(packet, t, self.start)) and (self.end is None or t < self.end)
+        return ((self.start is None or not _ends_before(packet, t, self._kept_from(packet.stream.index)))
+                and (self.end is None or t < self.end))
+
+    def _kept_from(self, index: int) -> Fraction:
+        """Where the audio kept of stream `index` starts, in source seconds: `start`; for audio copied
+        with a codec delay the output stores (`_primed`), that much before it."""
+        return self.start - self._primed.get(index, 0)
 
     def _cue_in_span(self, packet: av.Packet, t: float) -> bool:
         """Trims a subtitle cue shown from `t` to the output's span: one already on screen at `start`
@@ -1138,6 +1185,18 @@ class VideoWriter(_Muxer):
             self.close()
         else:
             self.abort()
+
+
+# The settings the writer's advice names that `translate_video` takes, for a caller from Python.
+_TRANSLATE_SETTINGS = frozenset({"side_by_side", "codec", "pix_fmt", "crf"})
+
+
+def _offered(*names: str) -> list[str]:
+    """The settings of `names` that the running command has, as it spells them (from Python: those
+    `translate_video` takes): advice names only what can be changed (`live` records H.264 of its
+    view, at its --size: it has no --codec or --side-by-side)."""
+    flags = spellings()
+    return [spell(name) for name in names if (name in flags if flags else name in _TRANSLATE_SETTINGS)]
 
 
 def _decoded(src: av.stream.Stream, packet: av.Packet | None) -> list[av.AudioFrame]:

@@ -1,4 +1,8 @@
-"""Session 21's own finds: names holding emoji codes are shown as they are."""
+"""Session 21's own finds: names holding emoji codes are shown as they are; a pose video's errors name it."""
+
+import os
+import subprocess
+import sys
 
 from tests.media import make_clip
 
@@ -9,3 +13,40 @@ def test_an_output_named_with_an_emoji_code_is_named_as_it_is(cli, rgb_model_dir
     result = cli("run", clip, "-o", out, "--model", rgb_model_dir, "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert f"-> {out}" in result.stderr and "\u274c" not in result.stderr, result.stderr
+
+
+def _file_size_limit(limit: int):
+    def apply() -> None:
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def test_pose_on_a_full_disk_names_its_output_not_a_temporary_file(tmp_path):
+    # The pose video is written into a temporary file published with the keypoints: its writer's
+    # messages named that hidden file (".pose.partial-6fe8cdf9.mp4: could not finish the video").
+    clip = make_clip(tmp_path / "in.mp4", frames=30, size=(320, 240), audio=False).path
+    out = tmp_path / "pose.mp4"
+    result = subprocess.run([sys.executable, "-m", "vidtrans", "pose", clip, "-o", out, "--keypoints",
+                             tmp_path / "kp.npz"], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_file_size_limit(1_500))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"vidtrans: error: {out}: ") and "partial" not in lines[0], lines
+    assert "File too large" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_other_libraries_log_lines_stay_off_stderr(tmp_path):
+    # mediapipe imports matplotlib, which logged two bare lines on every run where its cache folder
+    # cannot be made (a read-only HOME in a container).
+    clip = make_clip(tmp_path / "in.mp4", frames=3, size=(64, 48), audio=False).path
+    env = {**os.environ, "MPLCONFIGDIR": "/proc/vidtrans-no-such-folder"}
+    result = subprocess.run([sys.executable, "-m", "vidtrans", "pose", clip, "-o", tmp_path / "pose.mp4"],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert all(line.startswith("vidtrans: warning: ") or " -> " in line for line in result.stderr.splitlines()), \
+        result.stderr

@@ -186,6 +186,9 @@ def _temp_name_parts(dst: Path) -> tuple[str, str]:
 # file and remembering it, cannot leave it behind: `remove_unfinished` (at exit, also after a stop
 # signal) deletes what is still listed. Values: the OutputClaim of a lock file, else None.
 _unfinished: dict[Path, OutputClaim | None] = {}
+# The destination each temporary file of `temp_path` stands for, while it is unfinished: messages about
+# writing one name the output the user asked for (`destination_of`).
+_stands_for: dict[Path, Path] = {}
 # Held while a file is made (and, in `making_files`, opened by name): the final clean-up of a process
 # whose other threads still run takes it, so that no file is made after the clean-up looked, nor
 # made again by name after it removed it; from then on `_closed` refuses any new file.
@@ -212,9 +215,17 @@ def temp_path(dst: str | os.PathLike) -> Path:
     pick the format from the name). Remove it with `discard` unless `publish` moves it."""
     dst = Path(dst)
     try:
-        return _new_name(dst, lambda name: os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)))
+        tmp = _new_name(dst, lambda name: os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)))
     except OSError as e:
         raise _unwritable(dst, e) from e
+    _stands_for[tmp] = destination_of(dst)
+    return tmp
+
+
+def destination_of(path: str | os.PathLike) -> Path:
+    """The output an unfinished temporary file of ours stands for (one written into another's
+    temporary file: that one's), what a message about writing it names; any other path itself."""
+    return _stands_for.get(Path(path), Path(path))
 
 
 def _unwritable(dst: Path, error: OSError) -> UsageError:
@@ -248,6 +259,7 @@ def discard(tmp: str | os.PathLike) -> None:
     with contextlib.suppress(OSError):
         tmp.unlink(missing_ok=True)
     _unfinished.pop(tmp, None)
+    _stands_for.pop(tmp, None)
 
 
 def remove_unfinished(final: bool = False) -> None:

@@ -761,7 +761,10 @@ def _quiet_native_logs() -> None:
 @contextlib.contextmanager
 def _warnings_shown():
     """The library's warnings (subtitles left out, a damaged part, unpaired training images) as
-    lines like our errors, on this command's stderr; other libraries' logging stays theirs."""
+    lines like our errors, on this command's stderr. Other libraries' logging without a handler of
+    their own is dropped: Python would print their warnings as bare lines,
+    such as matplotlib's (which mediapipe imports) about a cache folder it cannot write, on every
+    run where HOME is read-only (containers), which the user can do nothing about."""
     import logging
 
     class OneLine(logging.Formatter):
@@ -773,10 +776,13 @@ def _warnings_shown():
     handler.setLevel(logging.WARNING)
     logger = logging.getLogger("vidtrans")
     logger.addHandler(handler)
+    others = logging.NullHandler()
+    logging.getLogger().addHandler(others)
     try:
         yield
     finally:
         logger.removeHandler(handler)
+        logging.getLogger().removeHandler(others)
 
 
 class _ReaderGone(Exception):

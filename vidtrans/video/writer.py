@@ -24,7 +24,8 @@ import av.subtitles.codeccontext
 import cv2
 import numpy as np
 
-from vidtrans.atomic import OutputClaim, check_destination, discard, making_files, publish, temp_path
+from vidtrans.atomic import (OutputClaim, check_destination, destination_of, discard, making_files, publish,
+                             temp_path)
 from vidtrans.errors import UsageError, VidtransError, count, first_line
 from vidtrans.options import EncodeOptions, View, spell, spell_setting, spellings
 from vidtrans.video.reader import (ContinuousTimestamps, clip_start, first_pts_at, has_timestamp_jumps, local_file,
@@ -358,6 +359,7 @@ class _Muxer:
     def __init__(self, target: str | io.BytesIO, dst: str | os.PathLike, width: int, height: int,
                  time_base: Fraction, fps: float, encode: EncodeOptions, source: SourceMedia):
         self.dst = Path(dst)
+        self.named = destination_of(dst)  # what messages name: the output asked for, where `dst` is a temporary file
         codec, options = check_output_settings(dst, encode)
         self.width, self.height = width, height
         self.time_base = Fraction(time_base)
@@ -390,7 +392,7 @@ class _Muxer:
                 self._add_source(Path(source.path), source)
         except (av.FFmpegError, ValueError, OSError) as e:
             self.close_quietly()
-            raise VidtransError(f"{self.dst}: cannot set up the output ({first_line(e)}); "
+            raise VidtransError(f"{self.named}: cannot set up the output ({first_line(e)}); "
                                 "check the file extension (.mp4/.mkv/.mov) and codec options") from e
         except BaseException:
             self.close_quietly()
@@ -461,7 +463,7 @@ class _Muxer:
             with av.logging.Capture():
                 stream.codec_context.open()
         except av.FFmpegError as e:
-            raise VidtransError(f"{self.dst}: {self._refused(codec, options, rate, first_line(e))}") from e
+            raise VidtransError(f"{self.named}: {self._refused(codec, options, rate, first_line(e))}") from e
 
     def _refused(self, codec: str, options: dict[str, str], rate: Fraction | None, error: str) -> str:
         """What the encoder refused in opening at the frames' size and rate, and what to do: at
@@ -699,9 +701,9 @@ class _Muxer:
             self._out.start_encoding()
         except av.FFmpegError as e:
             if e.errno in _DISK_ERRORS:  # the disk, not the container, refused
-                raise VidtransError(f"{self.dst}: cannot start the output ({first_line(e)}); check free disk space "
+                raise VidtransError(f"{self.named}: cannot start the output ({first_line(e)}); check free disk space "
                                     "and that the output folder is writable") from e
-            raise VidtransError(f"{self.dst}: cannot start the output ({first_line(e)}); "
+            raise VidtransError(f"{self.named}: cannot start the output ({first_line(e)}); "
                                 f"write another container, such as .mkv") from e
 
     def close_quietly(self) -> None:
@@ -853,7 +855,7 @@ class VideoWriter(_Muxer):
                 self._pump_audio(until=t)
         except av.FFmpegError as e:
             checks = " and ".join(filter(None, [", ".join(_offered("codec", "pix_fmt", "crf")), "free disk space"]))
-            raise VidtransError(f"{self.dst}: encoding failed ({first_line(e)}); check {checks}") from e
+            raise VidtransError(f"{self.named}: encoding failed ({first_line(e)}); check {checks}") from e
         self.frames_written += 1
 
     def _segmented(self, encode: EncodeOptions, fps: float) -> SegmentedEncoder | None:
@@ -864,7 +866,7 @@ class VideoWriter(_Muxer):
         if parallel < 2:
             return None
         if not SegmentedEncoder.joins(template, self._video_options):
-            log.debug("%s: %s segments would not share one header; encoding with one encoder", self.dst, template.name)
+            log.debug("%s: %s segments would not share one header; encoding with one encoder", self.named, template.name)
             return None
         return SegmentedEncoder(template, self._video_options, self._to_frame, parallel, segment_length(fps),
                                 encode.threads)
@@ -1048,7 +1050,7 @@ class VideoWriter(_Muxer):
                     _decoded(src, before)  # its frames lie before the span
                 self._encode_audio(src, out, packet)
         except av.ArgumentError as e:  # EINVAL: how muxers refuse a packet (its timestamps, mostly)
-            raise VidtransError(f"{self.dst}: the {self._out.format.name} muxer refused a packet of the input's "
+            raise VidtransError(f"{self.named}: the {self._out.format.name} muxer refused a packet of the input's "
                                 f"{kind} ({_refusal(e)}); write a .mkv file") from e
 
     def _shift(self, packet: av.Packet) -> None:
@@ -1136,7 +1138,7 @@ class VideoWriter(_Muxer):
             return
         try:
             if self.frames_written == 0:
-                raise VidtransError(f"{self.dst}: no video frames to write; check the input and "
+                raise VidtransError(f"{self.named}: no video frames to write; check the input and "
                                     f"{spell('start')}/{spell('end')}")
             if self._segments is not None:
                 for packets, until in self._segments.flush():
@@ -1159,15 +1161,15 @@ class VideoWriter(_Muxer):
         except av.PatchWelcomeError as e:
             # The MP4/MOV muxer's refusal of a stream whose timestamps jump too far (not a disk problem).
             self.abort()
-            raise VidtransError(f"{self.dst}: could not finish the video ({first_line(e)}): the input's timestamps "
+            raise VidtransError(f"{self.named}: could not finish the video ({first_line(e)}): the input's timestamps "
                                 "jump too far for this kind of file; write a .mkv file") from e
         except OSError as e:  # FFmpeg's failures to write are OSErrors too
             self.abort()
-            raise VidtransError(f"{self.dst}: could not finish the video ({first_line(e)}); "
+            raise VidtransError(f"{self.named}: could not finish the video ({first_line(e)}); "
                                 "check free disk space and the output folder") from e
         except av.FFmpegError as e:  # the encoder or muxer refusing what it was given
             self.abort()
-            raise VidtransError(f"{self.dst}: could not finish the video ({_refusal(e)}); write a .mkv file") from e
+            raise VidtransError(f"{self.named}: could not finish the video ({_refusal(e)}); write a .mkv file") from e
 
     def abort(self) -> None:
         """Stop and delete the partial file; `dst` is left as it was."""

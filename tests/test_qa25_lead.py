@@ -50,3 +50,20 @@ def test_other_libraries_log_lines_stay_off_stderr(tmp_path):
     assert result.returncode == 0, result.stderr
     assert all(line.startswith("vidtrans: warning: ") or " -> " in line for line in result.stderr.splitlines()), \
         result.stderr
+
+
+def test_an_empty_file_is_called_empty(cli, rgb_model_dir, tmp_path):
+    clip = tmp_path / "in.mp4"
+    clip.touch()
+    result = cli("run", clip, "-o", tmp_path / "out.mp4", "--model", rgb_model_dir)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"vidtrans: error: {clip}: is empty (0 bytes), not a video; pass the video "
+                                     "once it is copied whole"), result.stderr
+
+
+def test_an_input_folder_named_like_an_option_is_told_how_to_give_it(cli, tmp_path, monkeypatch):
+    (tmp_path / "-in").mkdir()
+    monkeypatch.chdir(tmp_path)
+    result = cli("batch", "-in", "-o", "out")
+    assert result.returncode == 2
+    assert "-in is a folder: give it as ./-in" in result.stderr, result.stderr

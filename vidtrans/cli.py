@@ -927,15 +927,15 @@ def _say_error(message: str) -> None:
 
 def _usage_hint(error: click_exceptions.UsageError) -> str:
     """What an unknown option most likely was: a root option typed after the command (`vidtrans run
-    x.mp4 --debug`), or a file whose name starts with a dash (`-dance.mp4`, read as option -d)."""
+    x.mp4 --debug`), or a file or folder whose name starts with a dash (`-dance.mp4`, read as option -d)."""
     if not isinstance(error, click_exceptions.NoSuchOption) or error.ctx is None:
         return ""
     name = error.option_name
     if name in ("--debug", "--version") and " " in error.ctx.command_path:
         root, command = error.ctx.command_path.rsplit(" ", 1)
         return f"; {name} goes before the command: {root} {name}" + (f" {command} ..." if name == "--debug" else "")
-    if typed := next((word for word in sys.argv[1:] if word.startswith(name) and os.path.isfile(word)), None):
-        return f"; {typed} is a file: give it as ./{typed}"
+    if typed := next((word for word in sys.argv[1:] if word.startswith(name) and os.path.exists(word)), None):
+        return f"; {typed} is a {'folder' if os.path.isdir(typed) else 'file'}: give it as ./{typed}"
     return ""
 
 

@@ -489,6 +489,8 @@ def _open(path: str | os.PathLike) -> tuple[av.container.InputContainer, av.vide
         # the audio to copy): later reads would wait for data that never comes.
         raise VidtransError(f"{name}: is {special_file_kind(mode)}, not a video file, and vidtrans reads its input "
                             "more than once; save the video to a file and pass that")
+    if os.stat(name).st_size == 0:  # most often a copy or download that has not begun writing
+        raise VidtransError(f"{name}: is empty (0 bytes), not a video; pass the video once it is copied whole")
     try:
         container = av.open(local_file(name), metadata_errors="ignore")
     except av.FFmpegError as e:

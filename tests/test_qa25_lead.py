@@ -67,3 +67,15 @@ def test_an_input_folder_named_like_an_option_is_told_how_to_give_it(cli, tmp_pa
     result = cli("batch", "-in", "-o", "out")
     assert result.returncode == 2
     assert "-in is a folder: give it as ./-in" in result.stderr, result.stderr
+
+
+def test_batch_refuses_an_unknown_precision_before_any_work(tmp_path, rgb_model_dir):
+    import pytest
+
+    from vidtrans.batch import BatchUsageError, translate_folder
+
+    (tmp_path / "in").mkdir()
+    make_clip(tmp_path / "in" / "a.mp4", frames=2, size=(64, 48), audio=False)
+    with pytest.raises(BatchUsageError, match="unknown precision 'fp8'; use one of auto, fp32, fp16, bf16"):
+        translate_folder(tmp_path / "in", tmp_path / "out", rgb_model_dir, precision="fp8")
+    assert not (tmp_path / "out").exists()

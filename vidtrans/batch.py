@@ -703,7 +703,7 @@ def translate_folder(
     (redone by the next run) and their unfinished files are removed.
     """
     from vidtrans.models.checkpoint import check_size, model_files, resolve, weights_sha256
-    from vidtrans.models.translator import backend_for_compile
+    from vidtrans.models.translator import backend_for_compile, check_precision
 
     batch_fields = {f.name for f in dataclasses.fields(BatchOptions)}
     try:
@@ -753,11 +753,12 @@ def translate_folder(
     if report is not None:
         # The model's files are inputs too: a report must not replace them.
         _check_report_path(report, output_dir, [*clips, *model_files(resolve(model))], outputs, overwrite)
-    if model_size is not None:
-        try:
+    try:
+        check_precision(precision)  # each worker loads the model with it: refused once, before any work
+        if model_size is not None:
             model_size = check_size(model_size, "model_size")
-        except VidtransError as e:
-            raise BatchUsageError(str(e)) from None
+    except VidtransError as e:
+        raise BatchUsageError(str(e)) from None
     _check_for_model(model, options)
     listener = listener or BatchListener()
 

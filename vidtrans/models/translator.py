@@ -70,11 +70,16 @@ def resolve_device(device: str | torch.device | None = "auto", setting: str = "d
     return resolved
 
 
+def check_precision(precision: str) -> None:
+    """UsageError for a precision that is none of PRECISIONS."""
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {shown(precision)}; use one of {', '.join(PRECISIONS)}")
+
+
 def resolve_precision(precision: str, device: torch.device, card: ModelCard, per_sample: bool) -> str:
     """The precision to run in, for a model whose norms use each frame's own statistics or not
     (`per_sample`: normalization "sample"); UsageError for one that makes no sense (unknown, fp16 on a CPU)."""
-    if precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {shown(precision)}; use one of {', '.join(PRECISIONS)}")
+    check_precision(precision)
     if precision == "auto":
         # The card's check measures held-out frames and one step of a temporal model's recurrence.
         # Where a ResNet normalizes a map by its own statistics (flat_frame_degenerate), a frame of

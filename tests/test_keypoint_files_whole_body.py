@@ -189,5 +189,5 @@ def test_coordinates_normalised_to_the_frame_are_refused_where_pixels_are_read(t
     if kind == "npz":
         write_keypoints_npz(path, pixels, width=640, height=480, overwrite=True)
     else:
-        write_openpose_json(path, pixels)
+        write_openpose_json(path, pixels, overwrite=True)
     np.testing.assert_allclose(read_keypoints(path).keypoints, pixels, rtol=1e-6)

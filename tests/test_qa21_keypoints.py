@@ -211,10 +211,14 @@ def test_writing_a_shorter_track_into_a_folder_of_a_longer_one_is_refused(tmp_pa
     assert len(list(other.iterdir())) == 2
 
 
-def test_writing_the_same_frames_again_replaces_them(tmp_path):
+def test_writing_the_same_frames_again_replaces_them_with_overwrite_only(tmp_path):
     folder = tmp_path / "op"
     write_openpose_json(folder, np.stack([body()] * 3))
-    write_openpose_json(folder, np.stack([body() + [1, 0, 0]] * 3))
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    text = message(write_openpose_json, folder, np.stack([body() + [1, 0, 0]] * 3))
+    assert "frame_000000000000_keypoints.json: already exists" in text and "overwrite=True" in text, text
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
+    write_openpose_json(folder, np.stack([body() + [1, 0, 0]] * 3), overwrite=True)
     np.testing.assert_allclose(read_keypoints(folder).keypoints[:, :, 0], np.stack([body()[:, 0] + 1] * 3), rtol=1e-6)
 
 

@@ -79,3 +79,34 @@ def test_batch_refuses_an_unknown_precision_before_any_work(tmp_path, rgb_model_
     with pytest.raises(BatchUsageError, match="unknown precision 'fp8'; use one of auto, fp32, fp16, bf16"):
         translate_folder(tmp_path / "in", tmp_path / "out", rgb_model_dir, precision="fp8")
     assert not (tmp_path / "out").exists()
+
+
+def test_openpose_json_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    import json
+
+    import numpy as np
+    import pytest
+
+    from vidtrans.errors import VidtransError
+    from vidtrans.pose import files
+    from vidtrans.pose.keypoints import NUM_KEYPOINTS
+
+    track = np.zeros((5, NUM_KEYPOINTS, 3), np.float32)
+    track[:, :, :2], track[:, :, 2] = 10.0, 1.0
+    folder = tmp_path / "op"
+    dumps = json.dumps
+
+    def full_disk_at_the_fourth(value):
+        if len(calls := full_disk_at_the_fourth.calls) == 3:
+            raise OSError(28, "No space left on device")
+        calls.append(1)
+        return dumps(value)
+
+    full_disk_at_the_fourth.calls = []
+    monkeypatch.setattr(files.json, "dumps", full_disk_at_the_fourth)
+    with pytest.raises(VidtransError, match="No space left on device"):
+        files.write_openpose_json(folder, track)
+    assert not folder.exists()  # made for the files, gone with them
+    monkeypatch.setattr(files.json, "dumps", dumps)
+    files.write_openpose_json(folder, track)
+    assert len(list(folder.iterdir())) == 5

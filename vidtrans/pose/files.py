@@ -62,6 +62,7 @@ the rest, since a frame's few points can look like either.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -74,7 +75,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidtrans.atomic import special_file_kind, write_atomically
+from vidtrans.atomic import check_destination, discard, publish_together, special_file_kind, temp_path, write_atomically
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.options import is_whole, plain, shown
 from vidtrans.pose.keypoints import (
@@ -171,16 +172,19 @@ def _check_frame_size(width, height, what: str) -> None:
                             f"pixels, from 1 to {MAX_FRAME_SIDE}")
 
 
-def write_openpose_json(folder: str | os.PathLike, keypoints: np.ndarray, prefix: str = "frame") -> None:
+def write_openpose_json(folder: str | os.PathLike, keypoints: np.ndarray, prefix: str = "frame",
+                        overwrite: bool = False) -> None:
     """Writes one OpenPose ``{prefix}_{index:012d}_keypoints.json`` per frame into folder: the COCO-18
-    body and, for a whole-body track, the face (OpenPose's 70 points) and both hands. Files of these
-    names are replaced; a folder holding keypoint files of later frames is refused, and so is a prefix
+    body and, for a whole-body track, the face (OpenPose's 70 points) and both hands. Every file or
+    none: a failure or an interruption leaves the folder as it was. Files of these names are refused
+    unless `overwrite`; a folder holding keypoint files of later frames is refused, and so is a prefix
     naming files `read_keypoints` would not find: hidden ones, or in another folder."""
     kp = _checked(keypoints, "keypoints")
     if not isinstance(prefix, str) or prefix.startswith(".") or "/" in prefix or os.sep in prefix:
         raise VidtransError(f"prefix must start a file name, without a slash and not starting with '.' (hidden files, "
                             f"which read_keypoints leaves out), such as 'frame'; got {shown(prefix)}")
     folder = Path(folder)
+    made = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         # `read_keypoints` reads every *_keypoints.json of a folder as a frame of one clip: files of frames
@@ -191,11 +195,27 @@ def write_openpose_json(folder: str | os.PathLike, keypoints: np.ndarray, prefix
             more = f" and {len(beyond) - 1} more" if len(beyond) > 1 else ""
             raise VidtransError(f"{folder}: holds {plain(beyond[0])}{more}, keypoint files of frames past these {len(kp)}, "
                                 "which would be read with them as one clip; write into an empty folder")
-        for i, pose in enumerate(kp):
-            people = [_openpose_person_json(pose)] if (pose[:, 2] > 0).any() else []
-            (folder / f"{prefix}_{i:012d}_keypoints.json").write_text(json.dumps({"version": 1.3, "people": people}))
-    except OSError as e:
-        raise VidtransError(f"{folder}: cannot write OpenPose JSON ({e.strerror}; check the folder is writable)") from e
+        files = [folder / f"{prefix}_{i:012d}_keypoints.json" for i in range(len(kp))]
+        for path in files:
+            check_destination(path, None, overwrite)
+        written = []
+        try:
+            for path, pose in zip(files, kp):
+                people = [_openpose_person_json(pose)] if (pose[:, 2] > 0).any() else []
+                written.append((temp_path(path), path))
+                written[-1][0].write_text(json.dumps({"version": 1.3, "people": people}))
+            publish_together(written, overwrite)
+        finally:
+            for tmp, _ in written:
+                discard(tmp)
+    except BaseException as e:
+        if made:  # nothing in it: the folder goes too
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if isinstance(e, OSError):
+            raise VidtransError(f"{folder}: cannot write OpenPose JSON ({e.strerror}; check the folder is "
+                                "writable)") from e
+        raise
 
 
 def _openpose_person_json(pose: np.ndarray) -> dict:

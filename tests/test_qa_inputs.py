@@ -233,8 +233,9 @@ def test_a_file_camera_that_is_no_video_prints_one_line_and_no_ffmpeg_log(tmp_pa
     camera.write_bytes(content)
     result = run_cli("live", "--model", rgb_model_dir, "--device", "cpu", "--camera", camera, "--no-window")
     assert result.returncode == 1 and result.exception is None
-    assert result.stderr == f"vidtrans: error: {camera}: not a readable video file (Invalid data found when " \
-                            "processing input); pass a video such as .mp4/.mov/.mkv\n"
+    why = ("is empty (0 bytes), not a video; pass the video once it is copied whole" if not content else
+           "not a readable video file (Invalid data found when processing input); pass a video such as .mp4/.mov/.mkv")
+    assert result.stderr == f"vidtrans: error: {camera}: {why}\n"
     assert capfd.readouterr().err == ""  # nothing from FFmpeg, which writes to the process's stderr itself
 
 

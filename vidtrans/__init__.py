@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -30,6 +32,10 @@ __all__ = ["__version__", "load_model", *_LAZY]
 
 def __getattr__(name: str):
     if name not in _LAZY:
+        # A submodule too (vidtrans.batch.translate_folder, as the README writes it) is imported on first
+        # use; not one whose import does something (__main__ runs the command line).
+        if name.isidentifier() and not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
+            return importlib.import_module(f"{__name__}.{name}")  # which sets it here as well
         raise AttributeError(f"module 'vidtrans' has no attribute {name!r}")
     value = getattr(importlib.import_module(_LAZY[name]), name)
     globals()[name] = value
@@ -41,7 +47,7 @@ def __dir__() -> list[str]:
 
 
 def load_model(name_or_path: str | os.PathLike, device: str | None = "auto", precision: str = "auto",
-               normalization: str | None = None, size: int | None = None, backend: str = "auto"):
+               normalization: str | None = None, size: int | None = None, backend: str = "auto", **unknown: Any):
     """A ready-to-use `Translator` for a model name, checkpoint folder or upstream pix2pix `.pth`.
 
     device: "auto" or None (CUDA when available), "cpu", "cuda" or "cuda:N".
@@ -58,12 +64,34 @@ def load_model(name_or_path: str | os.PathLike, device: str | None = "auto", pre
     backend: what runs the generator: "torch", "onnxruntime" (CPU, fp32; the graph is exported once
     and cached in ~/.cache/vidtrans/onnx; needs `pip install 'vidtrans[onnx]'`) or "auto"
     (onnxruntime on CPUs without bf16 in hardware when it is installed, else torch).
+    Any other keyword is refused in one line (UsageError), naming the parameter meant, or where a
+    run's setting (smoothing=, crf=) goes.
     """
     from vidtrans.models.checkpoint import load_checkpoint
     from vidtrans.models.translator import Translator
     from vidtrans.options import check_path_text
 
+    if unknown:
+        _refuse_unknown(unknown)
+
     if isinstance(name_or_path, (str, os.PathLike)):
         check_path_text(name_or_path, "name_or_path")
     return Translator(load_checkpoint(name_or_path), device=device, precision=precision, normalization=normalization,
                       size=size, backend=backend)
+
+
+def _refuse_unknown(unknown: dict[str, Any]) -> None:
+    """UsageError for keywords `load_model` does not take, where Python's TypeError would point nowhere:
+    a run's setting is told where it goes, a near miss the parameter meant."""
+    import inspect
+
+    from vidtrans.errors import UsageError
+    from vidtrans.options import RunOptions, option_names, refuse_misspelt, shown
+
+    for name, value in unknown.items():
+        if name in option_names(RunOptions):
+            raise UsageError(f"{name} is a setting of each run, not of the model: pass it to "
+                             f"vidtrans.translate_video(src, dst, model, {name}={shown(value)})")
+    refuse_misspelt(load_model, unknown, [])
+    parameters = [name for name, p in inspect.signature(load_model).parameters.items() if p.kind != p.VAR_KEYWORD]
+    raise UsageError(f"load_model has no parameter {', '.join(unknown)}; it takes {', '.join(parameters)}")

@@ -622,11 +622,12 @@ def _size(size: tuple[int, int] | str | None) -> tuple[int, int] | None:
     return parsed
 
 
-def _address(serve: str | None) -> tuple[str, int] | None:
-    """"8000" -> ("127.0.0.1", 8000); "HOST:PORT" as given."""
+def _address(serve: str | int | None) -> tuple[str, int] | None:
+    """"8000" (or 8000, as Python callers write a port) -> ("127.0.0.1", 8000); "HOST:PORT" as given."""
     if serve is None:
         return None
-    host, _, port = serve.rpartition(":") if isinstance(serve, str) else ("", "", "")
+    text = str(serve) if is_int(serve) else serve
+    host, _, port = text.rpartition(":") if isinstance(text, str) else ("", "", "")
     _check(is_digits(port) and 0 <= int(port) <= 65535, f"{spell('serve')} {shown(serve)}: give PORT or HOST:PORT, e.g. 8000")
     return host.strip("[]") or "127.0.0.1", int(port)
 

@@ -246,7 +246,7 @@ def default_output_path(src: str | os.PathLike, model_name: str, suffix: str = "
 class Summary:
     """What a run did. Figures that do not apply are None (null in JSON): a pose-map video
     (`render_pose_video`) has no model, precision, batch size, output smoothing or recurrence, and
-    no flicker is measured."""
+    no flicker is measured; a single frame has no flicker (a change from frame to frame)."""
 
     input: str
     output: str
@@ -326,7 +326,8 @@ def translate_video(
     then make the whole clip's frames; a pose model's only when given the whole clip's `keypoints`
     (`render_pose_video(..., keypoints_out=)`): poses detected in a part differ from the whole's
     near its cuts and, through the trackers, after them. `progress(done, total, what)` is called as
-    frames are done. Returns a `Summary`.
+    frames are done (`total`: the frames expected, or 0; the translation's last call gives the frames
+    written). Returns a `Summary`.
     """
     # Arguments of the wrong type are refused before a model is loaded or a frame decoded.
     refuse_misspelt(translate_video, changes, option_names(RunOptions))
@@ -418,7 +419,9 @@ def translate_video(
             batch, i = last
             if batch is not None:  # the last frame as written, before any side-by-side panels, and what the model saw
                 state.smoothed = batch.output[i].copy(), np.array(batch.seen[i])
-    summary.flicker_input, summary.flicker_output = input_flicker.value, output_flicker.value
+    # Flicker compares consecutive frames: a single frame has none, a figure that does not apply.
+    summary.flicker_input, summary.flicker_output = (meter.value if meter.count else None
+                                                     for meter in (input_flicker, output_flicker))
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -642,8 +645,13 @@ def _encode(reader: VideoReader, stages: list[Any], output: _Output, batch_size:
             what: str = "translating", split_tail: bool = True) -> int:
     """Run the stages over the decoded batches and write one frame per input frame; returns the count.
     `what` the stages do, as `progress` tells it; `split_tail`: the clip's last frames are shared
-    by the workers of a `Parallel` stage (see `frame_batches`)."""
+    by the workers of a `Parallel` stage (see `frame_batches`).
+
+    The frames expected are the container's estimate (a span between two frames' times, a variable
+    rate, a header's rounded duration put it a frame or more off): `progress` is never told more
+    done than expected, and its last call, after the last frame, gives the true total."""
     info, total, written = reader.info, reader.frame_count, 0
+    expected = total  # as `progress` was last told
     # Parallel's batches at once
     workers = max((getattr(stage, "workers", 1) for stage in stages), default=1) if split_tail else 1
     writer = None
@@ -657,9 +665,12 @@ def _encode(reader: VideoReader, stages: list[Any], output: _Output, batch_size:
                 writer.write(frame, batch.pts[i])
                 written += 1
             if progress:
-                progress(written, total, what)
+                expected = max(total, written) if total else 0
+                progress(written, expected, what)
         if writer is None:
             raise VidtransError(f"{reader.path}: no frames could be decoded in the selected range")
+        if progress and expected != written:
+            progress(written, written, what)
         writer.close()
     except BaseException:
         if writer is not None:

@@ -49,6 +49,7 @@ class LiveStats:
     seconds: float = 0.0
     dropped: int = 0
     captured: int = 0
+    corrupt_frames: int = 0  # of a file camera: damaged, shown as the last good frame (or as decoded)
     camera_fps: float = 0.0
     device: str = "cpu"
     precision: str = "fp32"  # what the model ran in ("auto" resolved: bf16 on some CPUs, fp16 on CUDA)
@@ -57,22 +58,25 @@ class LiveStats:
     pose: str | None = None  # how poses were mapped (pose models only)
     ended: str = ""  # why the run stopped
     latencies_ms: list[float] = field(default_factory=list)  # capture to shown, per shown frame
-    _first_shown: float | None = None
-    _last_shown: float | None = None
+    _first_captured: float | None = None  # of the frames shown
+    _last_captured: float | None = None
 
     def add(self, captured_at: float, shown_at: float) -> None:
         self.frames += 1
         self.latencies_ms.append((shown_at - captured_at) * 1000.0)
-        if self._first_shown is None:
-            self._first_shown = shown_at
-        self._last_shown = shown_at
+        if self._first_captured is None:
+            self._first_captured = captured_at
+        self._last_captured = captured_at
 
     @property
     def fps(self) -> float:
-        """Frames shown per second, between the first and the last one shown."""
-        if self.frames < 2 or self._last_shown <= self._first_shown:
+        """Frames shown per second of the camera's time, from the capture of the first one shown to
+        the last one's; not of the times they were shown at, whose span the first frame's extra
+        latency (a recording's encoder opening) shortens: a session of a few frames would show them
+        faster than its camera delivered them."""
+        if self.frames < 2 or self._last_captured <= self._first_captured:
             return 0.0
-        return (self.frames - 1) / (self._last_shown - self._first_shown)
+        return (self.frames - 1) / (self._last_captured - self._first_captured)
 
     def latency(self, percentile: float) -> float | None:
         """Capture-to-shown latency in ms at `percentile` of the frames shown; None when none was
@@ -85,14 +89,16 @@ class LiveStats:
                 "latency_ms_p50": None if p50 is None else round(p50, 1),
                 "latency_ms_p95": None if p95 is None else round(p95, 1),
                 "dropped": self.dropped, "device": self.device, "precision": self.precision,
-                "backend": self.backend, "captured": self.captured,
+                "backend": self.backend, "captured": self.captured, "corrupt_frames": self.corrupt_frames,
                 "camera_fps": round(self.camera_fps, 2), "seconds": round(self.seconds, 3), "model": self.model,
                 "pose": self.pose, "ended": self.ended}
 
     def summary(self) -> str:
         latency = ("latency n/a" if not self.latencies_ms else
                    f"latency p50 {self.latency(50):.0f} ms / p95 {self.latency(95):.0f} ms")
-        return f"{count(self.frames, 'frame')} at {self.fps:.1f} fps, {latency}, {self.dropped} dropped ({self.device})"
+        corrupt = f", {count(self.corrupt_frames, 'corrupt frame')} in the camera's file" if self.corrupt_frames else ""
+        return (f"{count(self.frames, 'frame')} at {self.fps:.1f} fps, {latency}, {self.dropped} dropped{corrupt} "
+                f"({self.device})")
 
 
 @dataclass
@@ -157,7 +163,12 @@ def run_live(
             try:
                 with camera:
                     stats.ended = _loop(camera, processor, sinks, options, stats, hooks)
-                    stats.dropped, stats.captured, stats.camera_fps = camera.dropped, camera.captured, camera.fps
+                    stats.captured, stats.camera_fps = camera.captured, camera.fps
+                    stats.corrupt_frames = camera.corrupt_frames
+                    # Every frame captured and not shown was dropped: besides those a newer one replaced
+                    # (`camera.dropped`), those taken while paused, one being processed when a signal
+                    # came, and one left waiting when the session ended.
+                    stats.dropped = stats.captured - stats.frames
             except KeyboardInterrupt as e:
                 # Once frames were shown a signal ends the session normally, also one that comes
                 # while the camera closes (a capture thread stuck in its driver is waited for up
@@ -213,12 +224,14 @@ def check_live(options: LiveOptions, camera: Camera, model=None) -> None:
     another process is writing, a `serve` address that cannot be listened on, the window without
     a display, the virtual camera without pyvirtualcam; and, once `model` is loaded, `normalize`
     off for a model that gets no pose maps (a flag that would do nothing, as `run` refuses it)."""
-    if options.loop and camera.kind == "device":
+    if options.loop and camera.kind != "file":
+        what = (f"{camera.source} is a device, which has no end" if camera.kind == "device" else
+                f"{camera.name} is a stream, which live cannot play again")
         raise UsageError(f"{spell('loop')} plays a video file camera again from its start, and {spell('camera')} "
-                         f"{camera.source} is a device, which has no end; drop {spell('loop')}")
+                         f"{what}; drop {spell('loop')}")
     if hasattr(model, "input_kind"):  # loaded (not a name or path yet)
         check_normalize_off(options.normalize, model)
-    inputs = ([camera.source] if camera.kind == "file" else []) + _model_files(model)
+    inputs = ([camera.file] if camera.file is not None else []) + _model_files(model)
     outputs = [path for path in (options.record, options.stats) if path is not None]
     if len(outputs) == 2 and same_file(*outputs):
         raise UsageError(f"{spell('record')} and {spell('stats')} both name {options.record}; "

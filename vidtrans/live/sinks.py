@@ -28,8 +28,9 @@ import numpy as np
 
 from vidtrans.atomic import OutputClaim
 from vidtrans.errors import UsageError, VidtransError, first_line
-from vidtrans.options import EncodeOptions, LiveOptions, plain, spell
+from vidtrans.options import EncodeOptions, LiveOptions, plain, shown_path, spell
 from vidtrans.video import VideoWriter, check_output_settings
+from vidtrans.video.writer import check_output
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ _JPEG_QUALITY = 80
 _VIEWER_TIMEOUT_S = 30.0
 # ultrafast: recording shares the CPU with the model and must not cost frames.
 _RECORD_ENCODE = EncodeOptions(preset="ultrafast", crf=20)
+_RECORD_TIME_BASE = Fraction(1, 1000)  # capture times in milliseconds
 # The containers a recording goes to: they hold H.264 with the capture times as timestamps.
 # Others either cannot hold H.264 (.webm) or keep no timestamps of their own (.avi: its frames
 # come at one fixed rate, and millisecond capture times make a broken file of 1000 fps).
@@ -200,7 +202,8 @@ class Recorder:
             return
         if self.writer is None:
             height, width = shown.image.shape[:2]
-            self.writer = VideoWriter(self.path, width, height, time_base=Fraction(1, 1000), fps=shown.fps,
+            width, height = _recordable_size(self.path, width, height, shown.fps)
+            self.writer = VideoWriter(self.path, width, height, time_base=_RECORD_TIME_BASE, fps=shown.fps,
                                       encode=_RECORD_ENCODE, overwrite=self.overwrite)
             self.origin = shown.captured_at
         image = letterbox(shown.image, self.writer.width, self.writer.height)
@@ -224,6 +227,28 @@ class Recorder:
                 raise
         finally:
             self._claim.release()
+
+
+def _recordable_size(path: Path, width: int, height: int, fps: float) -> tuple[int, int]:
+    """(width, height) to record pictures of `width` x `height` at: theirs, or where the encoder takes
+    no frame that large (a camera 9000 pixels wide makes a side view of 18000), the largest of half,
+    a quarter... of it that it takes, told in one warning. The view's size follows from the camera
+    and the model and is known at the first picture, once the session runs: the recording is scaled,
+    as later pictures of another size are, rather than the session ending there."""
+    scale = 1
+    while True:
+        size = (max(2, width // scale), max(2, height // scale))
+        try:
+            check_output(path, *size, _RECORD_TIME_BASE, fps, _RECORD_ENCODE)
+        except VidtransError:
+            if size == (2, 2):
+                raise
+            scale *= 2
+            continue
+        if scale > 1:
+            log.warning("%s %s: the view, %dx%d, is larger than %s records; recorded at %dx%d", spell("record"),
+                        shown_path(path), width, height, _RECORD_ENCODE.codec, *size)
+        return size
 
 
 def check_recording_name(path: Path) -> None:

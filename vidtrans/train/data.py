@@ -731,6 +731,13 @@ class SyntheticPairs:
 MIN_PERSON_FRAMES = 10
 
 
+# A target video's frames are held in memory at the training size, as many as fit in this many
+# bytes: 3000 frames (VideoPairs' default) at 256x256 take 0.6 GB, but at 2048x2048 38 GB, which
+# filled the machine's memory until the process was killed. A fixed bound, not the memory free
+# now, so that a resumed run keeps the same frames and the same held-out tail.
+FRAME_MEMORY = 8 * 2**30
+
+
 def held_out_count(frames: int) -> int:
     """How many of the `frames` frames training keeps from a target video are held out at its end,
     for validation and `vidtrans eval --video`: the last tenth, rounded up, and at least what
@@ -901,8 +908,17 @@ class VideoPairs:
             height, width = reader.info.height, reader.info.width
             self.frame_size = (width, height)
             shown = np.flatnonzero(found)
-            picked = shown[np.linspace(0, len(shown) - 1, min(max_frames // sequence_length, len(shown))).astype(int)]
+            fit = max(MIN_PERSON_FRAMES, FRAME_MEMORY // (size * size * 3))
+            picked = shown[np.linspace(0, len(shown) - 1, min(min(max_frames, fit) // sequence_length,
+                                                              len(shown))).astype(int)]
             keep = {i + k for i in picked for k in range(sequence_length) if i + k < len(found) and found[i + k]}
+            if fit < min(max_frames, len(shown)):
+                from vidtrans.options import spell
+
+                log.warning("%s: training keeps %d of the %d frames showing the person, spread over the clip, as it "
+                            "holds them in memory and at %s %d no more fit in %g GiB; train at a smaller %s to keep "
+                            "more", video, len(keep), len(shown), spell("size"), size, FRAME_MEMORY / 2**30,
+                            spell("size"))
             if crop is not None and not crop_fits(crop, width, height):
                 raise VidtransError(f"{video}: {width}x{height}, which the training square {list(crop)} does not fit; "
                                     "train on the video that square was chosen in")

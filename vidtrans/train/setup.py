@@ -12,6 +12,7 @@ refused before pose detection or data loading, which can take minutes.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
 import logging
 import os
@@ -118,7 +119,7 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
     if style.whole_body and options.train_pose == TrainPose.NOISY:
         raise UsageError(f"{spelling(names)('train_pose')} noisy models the body detector's error only; with "
                          f"{spelling(names)('whole_body')} use {spelling(names)('train_pose')} detected")
-    _check_apart(output, data)
+    _check_apart(output, target, data)
     resolve_device(options.device)
     kept = _kept_data(output, target, data) if options.resume else {}
     source, card = _source_and_card(config, size, style, options, target, data, progress, kept)
@@ -155,14 +156,31 @@ def data_description(target, data, synthetic: bool) -> str:
     return f"paired folder {name}" if data is not None else f"target video {name}"
 
 
-def _check_apart(output: str | os.PathLike, data) -> None:
+def _check_apart(output: str | os.PathLike, target, data) -> None:
     """The checkpoint folder must not be, or lie inside, the paired folder: its files and sample
-    grids would mix with the pairs (a `val/` output would even become the held-out split). A
-    target video as the output is a file, which `check_output` refuses."""
-    # Resolved: a link to the data folder (or into it) is the data folder.
-    if data is not None and Path(output).resolve().is_relative_to(Path(data).resolve()):
+    grids would mix with the pairs (a `val/` output would even become the held-out split); nor may
+    the paired folder be its samples/ folder, nor the target video one of the files a save writes
+    (or, with --overwrite, deletes): an input replaced by an output. A target video as the output
+    is a file, which `check_output` refuses."""
+    from vidtrans.models.checkpoint import MODEL_FILE_NAMES, SAMPLE_GRIDS, SAMPLES_FOLDER
+
+    # Resolved: a link to the data (or into it) is the data. realpath: a loop of links is no error here.
+    out, grids = (Path(os.path.realpath(path)) for path in (output, Path(output) / SAMPLES_FOLDER))
+    if data is not None and out.is_relative_to(Path(os.path.realpath(data))):
         raise UsageError(f"{output}: the checkpoint folder would be in the training data ({data}); write it to "
                          "another folder")
+    if data is not None and Path(os.path.realpath(data)) == grids:
+        raise UsageError(f"{data}: the training data is the folder where training writes its sample grids; move "
+                         "the pairs to another folder, or write the checkpoint to another folder")
+    if target is None:
+        return
+    video = Path(os.path.realpath(target))
+    written = next((name for name in MODEL_FILE_NAMES if video == out / name), None)
+    if written is None and video.parent == grids and fnmatch.fnmatch(video.name, SAMPLE_GRIDS):
+        written = f"{SAMPLES_FOLDER}/{video.name}"
+    if written is not None:
+        raise UsageError(f"{target}: the target video is where training writes its checkpoint's {written}; move "
+                         f"the video out of {output}, or write the checkpoint to another folder")
 
 
 def _check_resume(output: str | os.PathLike, options: TrainOptions, target, data, synthetic: bool, state: dict,

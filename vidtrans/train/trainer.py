@@ -206,8 +206,20 @@ def check_output(out_dir: str | os.PathLike, resume: bool, overwrite: bool, name
                          "replaces it; pass one of them")
     check_checkpoint_folder(out_dir)
     out_dir = Path(out_dir)
-    if resume and not (out_dir / STATE_NAME).is_file():
+    resumable = (out_dir / STATE_NAME).is_file()
+    # A model without its training state (shipped, imported, or its state deleted) cannot go on
+    # training: only fine-tuning or starting over, whichever way round the folder was given.
+    model = not resumable and any((out_dir / name).exists() for name in (CARD_NAME, WEIGHTS_NAME))
+    fine_tune = f"fine-tune it with {spell('init_from')} {out_dir} and another output folder"
+    if resume and model:
+        raise UsageError(f"{out_dir}: holds a model but no training state ({STATE_NAME}) to resume; {fine_tune}, "
+                         f"or start over there with {spell('overwrite')} instead of {spell('resume')}")
+    if resume and not resumable:
         raise UsageError(f"{out_dir}: nothing to resume ({STATE_NAME} missing); drop {spell('resume')} to start fresh")
+    if not resume and not overwrite and model:
+        raise UsageError(f"{out_dir}: already holds a model, without the training state ({STATE_NAME}) "
+                         f"{spell('resume')} needs; {fine_tune}, or pass {spell('overwrite')} to start over "
+                         "(replacing it)")
     if not resume and not overwrite and any((out_dir / name).exists() for name in (CARD_NAME, WEIGHTS_NAME, STATE_NAME)):
         raise UsageError(f"{out_dir}: already holds a checkpoint; pass {spell('resume')} to continue training it "
                          f"or {spell('overwrite')} to start over (replacing it)")

@@ -4,20 +4,24 @@ Latest frame wins: the capture thread keeps a one-slot buffer, and a frame that 
 by the time the next one arrives is dropped (and counted). A slow consumer therefore always gets
 the newest frame and latency stays bounded, instead of a queue growing behind it.
 
-Files and URLs are paced to their own frame rate (the thread sleeps until each frame is due), so
-they behave like a camera; `loop` plays a file again from the start when it ends. Files are decoded
-as `vidtrans run` decodes them (`VideoReader`: upright, rotation metadata applied); devices and URLs
-through OpenCV. A failure in the capture thread ends the capture, and `error` says why; so does a
+Files, and streams whose frames carry timestamps, are paced by those times (the thread sleeps until
+each frame is due), so they behave like a camera; devices, and streams without timestamps (MJPEG
+over HTTP), deliver at their own rate and are handed on as they come. `loop` plays a file again
+from the start when it ends. Files are decoded as `vidtrans run` decodes them (`VideoReader`:
+upright, rotation metadata applied); devices and URLs through OpenCV. A failure in the capture thread ends the capture, and `error` says why; so does a
 file that changed while it played (cut short or rewritten: its end is not the clip's).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -98,7 +102,8 @@ def _usable_fps(fps: float) -> float:
 
 
 class Camera:
-    """Frames from `source`: a device index (0, "0"), a video file path, or a URL (rtsp://, http://...).
+    """Frames from `source`: a device index (0, "0"), a video file path, or a URL (rtsp://, http://...;
+    a file: URL is the file it names).
 
     `size` (width, height) asks a device for that resolution and resizes every frame to it.
     Use as a context manager, or call `start()` and `close()`. `get(timeout)` returns the newest
@@ -113,6 +118,7 @@ class Camera:
         self.loop = loop
         self.captured = 0
         self.dropped = 0
+        self.corrupt_frames = 0  # a file camera's damaged frames, over every pass (see `VideoReader`)
         self.ended = False
         self.end_reason = ""
         self.error: VidtransError | None = None
@@ -136,6 +142,12 @@ class Camera:
         if self.kind == "device":
             return f"camera {self._target}"
         return _PASSWORD.sub(r"\1***@", self._target) if self.kind == "url" else str(self._target)
+
+    @property
+    def file(self) -> str | None:
+        """The file a file camera plays (the path a file: URL names), None for a device or stream: the
+        session's input, which none of its outputs may replace."""
+        return self._target if self.kind == "file" else None
 
     @property
     def fps(self) -> float:
@@ -232,14 +244,16 @@ class Camera:
         passes); from the start again when it ends and `loop` is on (unless a pass gave no frame:
         then it ends). A pass lasts from its first frame's time to its last's plus one frame at the
         nominal rate (a file whose video starts after its audio starts each pass at once)."""
-        offset = 0.0
+        offset, corrupt = 0.0, 0
         while True:
             first = last = None
             with reader:
                 for frame in reader:
+                    self.corrupt_frames = corrupt + reader.corrupt_frames
                     first = frame.time if first is None else first
                     last = frame.time
                     yield frame.image, offset + last - first
+            corrupt = self.corrupt_frames = corrupt + reader.corrupt_frames
             self._check_unchanged()
             if not (self.loop and first is not None):
                 return
@@ -280,43 +294,45 @@ class Camera:
                 cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
         return cap
 
-    @staticmethod
-    def _capture_pictures(cap: cv2.VideoCapture) -> Iterator[tuple[np.ndarray, None]]:
-        """Pictures as OpenCV delivers them, without times (a stream's are not told)."""
+    def _capture_pictures(self, cap: cv2.VideoCapture) -> Iterator[tuple[np.ndarray, float | None]]:
+        """Pictures as OpenCV delivers them: a stream's with its timestamp where it has one, a device's without."""
+        timed = self.kind == "url"
         while True:
             ok, bgr = cap.read()
             if not ok:
                 return
-            yield cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB if bgr.ndim == 2 else cv2.COLOR_BGR2RGB), None
+            picture = cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB if bgr.ndim == 2 else cv2.COLOR_BGR2RGB)
+            yield picture, _stream_time(cap) if timed else None
 
     def _run(self) -> None:
-        """Hands pictures over as they come: a device's as it delivers them, a file's at the times
-        it shows them (a variable frame rate kept: a pause in a phone clip stays a pause), a
-        stream's at its nominal rate."""
+        """Hands pictures over: one with a time (a file's frame, a timestamped stream's) at that time,
+        so a file plays in real time, its variable frame rate kept (a pause in a phone clip stays a
+        pause); one without (a device's, an MJPEG stream's) as it comes. Such a source delivers at its
+        own rate: held to one of ours (the nominal rate OpenCV states, a guess for MJPEG), pictures
+        of a faster stream piled up in its connection, and the view fell ever further behind."""
         cap = self._cap  # close() may leave it to this thread (a file's reader closes with `_pictures`)
-        paced = self.kind != "device"
-        interval = 1.0 / self.nominal_fps
-        anchor, origin, played, last_put = time.perf_counter(), None, 0, None
+        anchor = origin = last_put = None
         try:
             for image, shown_at in self._pictures:
                 if self._stop.is_set():
                     return
-                if paced:
+                if shown_at is not None:
                     if origin is None:
-                        origin = shown_at
-                    due = anchor + (played * interval if shown_at is None else shown_at - origin)
+                        # From the first picture on, not from before it was decoded: a first picture
+                        # ready late moved every later one closer to it (the camera faster than it is).
+                        anchor, origin = time.perf_counter(), shown_at
+                    due = anchor + shown_at - origin
                     if last_put is not None and due - last_put > _MAX_HOLD_S:
                         # A picture held for long (a screen recording's pause) is cut short: a camera
                         # silent for seconds is taken for one that is gone.
-                        anchor, origin, played = last_put + _MAX_HOLD_S, shown_at, 0
+                        anchor, origin = last_put + _MAX_HOLD_S, shown_at
                         due = anchor
                     wait = due - time.perf_counter()
                     if wait > 0:
                         if self._stop.wait(wait):
                             return
                     elif wait < -_MAX_LAG_S:  # fallen behind (a slow disk or stream): go on from now
-                        anchor, origin, played = time.perf_counter(), shown_at, 0
-                played += 1
+                        anchor, origin = time.perf_counter(), shown_at
                 self._put(self._sized(image))
                 last_put = time.perf_counter()
         # Whatever fails here (a file that turns out damaged, a picture too large to resize) would
@@ -376,6 +392,13 @@ class Camera:
             self._cond.notify_all()
 
 
+def _stream_time(cap: cv2.VideoCapture) -> float | None:
+    """The timestamp of the picture `cap` read last, in seconds; None for a stream without timestamps,
+    for which OpenCV's figure is nonsense (-3.7e20 for MJPEG over HTTP)."""
+    ms = cap.get(cv2.CAP_PROP_POS_MSEC)
+    return ms / 1000.0 if math.isfinite(ms) and ms >= 0 else None
+
+
 def _interruptibly(call: Callable[[], T]) -> T:
     """`call()` in a thread of its own, waited for in short steps: OpenCV opening a stream that
     does not answer waits up to 30 s in FFmpeg, and the main thread handles signals (Ctrl-C) only
@@ -424,8 +447,23 @@ def _classify(source: int | str | os.PathLike) -> tuple[str, int | str]:
                          "a URL")
     check_path_text(text, "camera")  # a NUL fits no file name or URL
     if "://" in text:
-        return "url", text
+        path = _file_url_path(text)
+        return ("url", text) if path is None else ("file", path)
     return "file", text
+
+
+def _file_url_path(url: str) -> str | None:
+    """The path of a file: URL (file:///home/me/a%20b.mp4 -> /home/me/a b.mp4), None for other URLs.
+    Such a camera is a local file: played as `run` decodes it, and the session's input, which
+    --record and --stats may not replace (opened as a stream, through OpenCV, it could be replaced)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() != "file":
+        return None
+    path = urllib.request.url2pathname(parts.path)
+    if parts.netloc.lower() not in ("", "localhost") or not path:
+        raise UsageError(f"camera {shown(url)}: a file URL names a file of this machine, as in "
+                         "file:///home/me/clip.mp4; give --camera that file's path, a device index or a URL")
+    return path
 
 
 def _device_index(index: int) -> int:

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import one_line
+from tests.test_qa23_posefiles import message
 from tests.media import random_generator
-from vidtrans.errors import VidtransError
 from vidtrans.models.checkpoint import BACKGROUND_NAME, ModelCard, load_checkpoint, save_background, save_checkpoint
 from vidtrans.pose import flip_keypoints, read_keypoints, write_keypoints_npz
 from vidtrans.pose.keypoints import NUM_KEYPOINTS, check_frame_size
@@ -51,14 +51,6 @@ def _turned_png(height: int, width: int) -> bytes:
     return png[:33] + exif + png[33:]  # after the signature and IHDR
 
 
-def _message(call, *args, **kwargs) -> str:
-    with pytest.raises(VidtransError) as raised:
-        call(*args, **kwargs)
-    text = str(raised.value)
-    assert "\n" not in text, text
-    return text
-
-
 # --- 1: a background.png that is no PNG -------------------------------------------------------------------
 
 
@@ -68,7 +60,7 @@ def test_a_background_of_another_image_format_is_refused_as_not_a_png(tmp_path, 
     folder = _tiny_model(tmp_path / "models" / "tiny", _encoded(extension))
     expected = (f"{folder / BACKGROUND_NAME}: an image, but not a PNG; replace it with a PNG of the target's empty "
                 "scene or delete it")
-    assert _message(load_checkpoint, folder) == expected
+    assert message(load_checkpoint, folder) == expected
     assert one_line(cli("export", folder, "-o", tmp_path / "x.onnx"), 1) == f"vidtrans: error: {expected}"
     assert not (tmp_path / "x.onnx").exists()
 
@@ -80,12 +72,12 @@ def test_a_jpeg_background_declaring_a_huge_image_is_refused_before_it_is_decode
     sof = jpeg.index(b"\xff\xc0")
     jpeg[sof + 5:sof + 9] = (20000).to_bytes(2, "big") * 2
     folder = _tiny_model(tmp_path / "tiny", bytes(jpeg))
-    assert "an image, but not a PNG" in _message(load_checkpoint, folder)
+    assert "an image, but not a PNG" in message(load_checkpoint, folder)
 
 
 def test_a_png_background_still_loads_and_text_is_still_no_readable_image(tmp_path):
     assert load_checkpoint(_tiny_model(tmp_path / "png", _encoded(".png"))).background.shape == (64, 64, 3)
-    text = _message(load_checkpoint, _tiny_model(tmp_path / "text", b"not a picture"))
+    text = message(load_checkpoint, _tiny_model(tmp_path / "text", b"not a picture"))
     assert text.endswith(f"{BACKGROUND_NAME}: not a readable image; replace it with a PNG of the target's empty "
                          "scene or delete it"), text
 
@@ -93,7 +85,7 @@ def test_a_png_background_still_loads_and_text_is_still_no_readable_image(tmp_pa
 def test_a_png_background_is_taken_as_its_orientation_tag_shows_it(tmp_path):
     # Stored 64 wide and 48 high, shown (and decoded by OpenCV) 48 wide: not the 64x48 model's background.
     wrong = _tiny_model(tmp_path / "wrong", _turned_png(48, 64), native_size=(48, 64))
-    assert _message(load_checkpoint, wrong).endswith("48x64, but the model's native size is 64x48; resize the image "
+    assert message(load_checkpoint, wrong).endswith("48x64, but the model's native size is 64x48; resize the image "
                                                      "to that or delete it")
     # Stored 48 wide and 64 high, shown 64 wide and 48 high: it is (its header was refused for its stored size).
     upright = _tiny_model(tmp_path / "upright", _turned_png(64, 48), native_size=(48, 64))
@@ -105,7 +97,7 @@ def test_a_png_background_is_taken_as_its_orientation_tag_shows_it(tmp_path):
 def test_save_background_refuses_what_loading_the_model_would_refuse(tmp_path, image):
     # It wrote any picture OpenCV could encode (another size: the model no longer loaded) or raised cv2.error.
     folder = _tiny_model(tmp_path / "tiny")
-    assert "native size (64, 64, 3)" in _message(save_background, folder, image)
+    assert "native size (64, 64, 3)" in message(save_background, folder, image)
     assert not (folder / BACKGROUND_NAME).exists()
     assert load_checkpoint(folder).background is None
 
@@ -128,11 +120,11 @@ def test_keypoint_files_take_the_frame_sizes_the_pose_functions_take(tmp_path, w
     json_path.write_text(json.dumps({"frames": track.tolist(), "width": width, "height": height}))
     if refused:
         limit = f"from 1 to {2 ** 20}"
-        assert limit in _message(write_keypoints_npz, path, track, width, height)
+        assert limit in message(write_keypoints_npz, path, track, width, height)
         assert not path.exists()
-        assert limit in _message(read_keypoints, json_path)
-        assert limit in _message(check_frame_size, "frame_size", (height, width))
-        assert limit in _message(estimate_pose_stats, track, height, width)
+        assert limit in message(read_keypoints, json_path)
+        assert limit in message(check_frame_size, "frame_size", (height, width))
+        assert limit in message(estimate_pose_stats, track, height, width)
         return
     write_keypoints_npz(path, track, width, height)
     for read in (read_keypoints(path), read_keypoints(json_path)):
@@ -144,8 +136,8 @@ def test_keypoint_files_take_the_frame_sizes_the_pose_functions_take(tmp_path, w
 @pytest.mark.parametrize("side", [0, -48, 48.0, True])
 def test_a_frame_size_that_is_no_size_is_refused_by_the_files_as_by_the_pose_functions(tmp_path, side):
     track = np.zeros((2, NUM_KEYPOINTS, 3), np.float32)
-    assert "whole numbers of pixels" in _message(write_keypoints_npz, tmp_path / "k.npz", track, 64, side)
-    assert "whole pixels" in _message(check_frame_size, "frame_size", (side, 64), whole=True)
+    assert "whole numbers of pixels" in message(write_keypoints_npz, tmp_path / "k.npz", track, 64, side)
+    assert "whole pixels" in message(check_frame_size, "frame_size", (side, 64), whole=True)
     assert not (tmp_path / "k.npz").exists()
 
 
@@ -153,5 +145,5 @@ def test_a_frame_size_that_is_no_size_is_refused_by_the_files_as_by_the_pose_fun
 def test_flip_keypoints_takes_a_width_only_as_the_other_frame_sizes(width):
     # 1e39 mirrored every point to infinity (a float32 overflow); 0.25 mirrored x = 10 to -10.75.
     pose = np.full((NUM_KEYPOINTS, 3), 10, np.float32)
-    assert f"from 1 to {2 ** 20}" in _message(flip_keypoints, pose, width)
+    assert f"from 1 to {2 ** 20}" in message(flip_keypoints, pose, width)
     assert flip_keypoints(pose, 2 ** 20)[0, 0] == 2 ** 20 - 11

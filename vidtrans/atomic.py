@@ -222,6 +222,19 @@ def temp_path(dst: str | os.PathLike) -> Path:
     return tmp
 
 
+def temp_file(dst: str | os.PathLike) -> tuple[Path, BinaryIO]:
+    """`temp_path(dst)` opened for writing (binary), in one `making_files` section: opened by name
+    after it, a final clean-up in between would see the file made again. Nothing is left where
+    opening it fails."""
+    with making_files():
+        tmp = temp_path(dst)
+        try:
+            return tmp, open(tmp, "wb")
+        except BaseException:
+            discard(tmp)
+            raise
+
+
 def destination_of(path: str | os.PathLike) -> Path:
     """The output an unfinished temporary file of ours stands for (one written into another's
     temporary file: that one's), what a message about writing it names; any other path itself."""
@@ -398,9 +411,7 @@ def write_atomically(dst: str | os.PathLike, write: Callable[[BinaryIO], None], 
     check_destination(dst, inputs, overwrite)
     tmp = None
     try:
-        with making_files():  # opened by name: a final clean-up in between would see it made again
-            tmp = temp_path(dst)
-            f = open(tmp, "wb")
+        tmp, f = temp_file(dst)
         with f:
             write(f)
             f.flush()

@@ -34,8 +34,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as save_tensors
 from torch import nn
 
-from vidtrans.atomic import (discard, making_files, publish_together, same_file, special_file_kind, temp_path,
-                             write_atomically)
+from vidtrans.atomic import discard, publish_together, same_file, special_file_kind, temp_file, write_atomically
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.models.networks import (NORMS, ResnetGenerator, build_generator, default_size, generator_shapes,
                                      parse_generator)
@@ -484,9 +483,8 @@ def _write_temporary(dst: Path, what: str, written: dict[Path, Path], write: Cal
     """A temporary file beside `dst` that `write` filled and synced, entered in `written` before
     it is filled (a stop while writing must find it there to delete it)."""
     try:
-        with making_files():  # see write_atomically
-            written[dst] = tmp = temp_path(dst)
-            f = open(tmp, "wb")
+        tmp, f = temp_file(dst)
+        written[dst] = tmp
         with f:
             write(f)
             f.flush()

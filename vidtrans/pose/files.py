@@ -75,7 +75,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidtrans.atomic import check_destination, discard, publish_together, special_file_kind, temp_path, write_atomically
+from vidtrans.atomic import check_destination, discard, publish_together, special_file_kind, temp_file, write_atomically
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.options import is_whole, plain, shown
 from vidtrans.pose.keypoints import (
@@ -202,8 +202,10 @@ def write_openpose_json(folder: str | os.PathLike, keypoints: np.ndarray, prefix
         try:
             for path, pose in zip(files, kp):
                 people = [_openpose_person_json(pose)] if (pose[:, 2] > 0).any() else []
-                written.append((temp_path(path), path))
-                written[-1][0].write_text(json.dumps({"version": 1.3, "people": people}))
+                tmp, f = temp_file(path)
+                written.append((tmp, path))
+                with f:
+                    f.write(json.dumps({"version": 1.3, "people": people}).encode())
             publish_together(written, overwrite)
         finally:
             for tmp, _ in written:

@@ -110,3 +110,10 @@ def test_openpose_json_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     monkeypatch.setattr(files.json, "dumps", dumps)
     files.write_openpose_json(folder, track)
     assert len(list(folder.iterdir())) == 5
+
+
+def test_a_one_frame_run_says_why_it_has_no_flicker(cli, rgb_model_dir, tmp_path):
+    clip = make_clip(tmp_path / "in.mp4", frames=1, size=(64, 48), audio=False).path
+    result = cli("run", clip, "-o", tmp_path / "out.mp4", "--model", rgb_model_dir, "--smooth", "ema")
+    assert result.returncode == 0, result.stderr
+    assert "flicker n/a (one frame)" in result.stderr, result.stderr

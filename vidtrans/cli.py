@@ -418,7 +418,8 @@ def run(
         notes.append(f"{summary.corrupt_frames} corrupt frame(s) replaced by the previous good frame")
     if summary.smoothing != "none":
         ratio = summary.flicker_ratio
-        notes.append("flicker n/a (the input does not move)" if ratio is None else f"flicker {ratio:.2f}x the input's")
+        why = "one frame" if summary.flicker_input is None else "the input does not move"
+        notes.append(f"flicker n/a ({why})" if ratio is None else f"flicker {ratio:.2f}x the input's")
     console.print(f"{count(summary.frames, 'frame')} in {summary.seconds:.1f} s ({summary.fps:.1f} fps) -> {summary.output}"
                   + "".join(f"; {n}" for n in notes))
     _warn_if_no_person(summary, no_person_shows(translator))

@@ -22,7 +22,7 @@ def test_second_writer_of_the_same_output_is_refused_and_the_first_completes(tmp
     dst = tmp_path / "out.mp4"
     first = _writer(dst)
     first.write(np.full((32, 32, 3), 200, np.uint8), 0)
-    with pytest.raises(VidtransError, match="another vidtrans process is writing"):
+    with pytest.raises(VidtransError, match="this process is already writing this file"):
         _writer(dst, overwrite=True)  # even --overwrite does not let two writers share one output
     first.close()
     assert dst.is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]

@@ -82,7 +82,7 @@ def test_a_run_onto_an_output_another_run_is_writing_is_refused_before_any_work(
 
 def test_a_shared_claim_is_shared_by_its_thread_and_refused_to_others(tmp_path):
     dst = tmp_path / "x.mp4"
-    with pytest.raises(VidtransError, match="another vidtrans process is writing"):
+    with pytest.raises(VidtransError, match="this process is already writing"):
         with OutputClaim(dst):
             OutputClaim(dst)  # two writers of one file in one thread
     outer = OutputClaim(dst, shared=True)
@@ -96,11 +96,11 @@ def test_a_shared_claim_is_shared_by_its_thread_and_refused_to_others(tmp_path):
             return str(e)
 
     with ThreadPoolExecutor(1) as pool:
-        assert "another vidtrans process is writing" in pool.submit(claim_elsewhere).result()
+        assert "this process is already writing" in pool.submit(claim_elsewhere).result()
         OutputClaim(dst).release()  # still shared with this thread after the other one was refused
         inner.release()
         assert lock_path(dst).exists()  # still the outer claim's
-        assert "another vidtrans process is writing" in pool.submit(claim_elsewhere).result()
+        assert "this process is already writing" in pool.submit(claim_elsewhere).result()
         outer.release()
         assert not lock_path(dst).exists()
         assert pool.submit(claim_elsewhere).result() == "claimed"

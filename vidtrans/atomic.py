@@ -448,16 +448,19 @@ class OutputClaim:
         if isinstance(held, OutputClaim) and held._fd is not None and held._shared_with == threading.get_ident():
             return  # inside a shared claim: see above
         try:
-            with making_files():
+            with making_files():  # also keeps two threads from claiming at once
+                held = _unfinished.get(self.path)
+                if isinstance(held, OutputClaim) and held._fd is not None:
+                    # Its flock would refuse this one too, but then name "another process".
+                    raise VidtransError(f"{dst}: this process is already writing this file (another translation in "
+                                        "it); wait for that to finish or choose another output")
                 _unfinished[self.path] = self  # before the file exists: see _unfinished
                 self._fd = self._lock(dst)
             _remove_stale_temporaries(dst)
         except BaseException:
-            # Refused (another process holds it: left alone) or interrupted (ours: removed).
+            # Refused (a claim holds it: left alone) or interrupted (ours: removed).
             self.release()
             remove_if_unheld(self.path)
-            if isinstance(held, OutputClaim) and held._fd is not None:  # another thread's, whose entry this took
-                _unfinished[self.path] = held
             raise
 
     def _lock(self, dst: Path) -> int:

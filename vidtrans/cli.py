@@ -398,7 +398,7 @@ def run(
     from vidtrans.models.translator import backend_for_compile
     from vidtrans.pipeline import check_before_loading, no_person_shows, translate_video
 
-    check_before_loading(model, input, output, overwrite, options.encode)
+    check_before_loading(model, input, output, overwrite, options.encode, keypoints)
     with contextlib.ExitStack() as claimed:
         if output is not None:
             # An output another process is writing is refused now, not once the model has loaded.

@@ -342,7 +342,7 @@ def translate_video(
     check_state(state)
     if isinstance(model, (str, os.PathLike)):
         check_path_text(model, "model")
-        check_before_loading(model, src, dst, overwrite, options.encode)
+        check_before_loading(model, src, dst, overwrite, options.encode, keypoints)
     # A model named here is loaded as `run` loads it: in torch under compile on, which auto could
     # have put on onnxruntime, then refused for it with a backend this function does not take.
     model = _loaded(model, backend_for_compile("auto", options.compile))
@@ -553,17 +553,21 @@ def _output_path(value: Any) -> Path:
 
 
 def check_before_loading(model: str | os.PathLike, src: Path, dst: Path | None, overwrite: bool,
-                         encode: EncodeOptions) -> None:
+                         encode: EncodeOptions, keypoints: Path | None = None) -> None:
     """What `translate_video` refuses anyway, refused before the model named `model` loads (seconds;
     on its first use on onnxruntime, an export), in its order: a model that is not there, the input,
-    an output given by name (the default name carries the loaded model's) and its settings."""
+    an output given by name (the default name carries the loaded model's) and its settings, and a
+    keypoint file that is not there or of no kind read."""
     from vidtrans.models.checkpoint import checkpoint_path, model_files
+    from vidtrans.pose.files import check_keypoint_path
 
     found = checkpoint_path(model)
     probe(src)
     if dst is not None:
         check_destination(dst, [src, *model_files(found)], overwrite)
         check_output_settings(dst, encode)
+    if keypoints is not None:
+        check_keypoint_path(keypoints)
 
 
 def _check_progress(progress: Any) -> None:

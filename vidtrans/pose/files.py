@@ -70,6 +70,7 @@ import re
 import reprlib
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -234,29 +235,38 @@ def _openpose_person_json(pose: np.ndarray) -> dict:
     return person
 
 
+def check_keypoint_path(path: str | os.PathLike) -> None:
+    """What `read_keypoints` refuses before reading a byte (no such file, a FIFO, an unknown type), for
+    callers that would otherwise tell it only after seconds of other work (loading a model)."""
+    _keypoint_reader(path)
+
+
+def _keypoint_reader(path) -> tuple[Path, Callable[[Path, int | None], KeypointTrack]]:
+    """`path` as a Path and the function reading its kind of keypoint file or folder."""
+    given = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
+    if not isinstance(given, str) or not given:  # Path("") is the current folder
+        raise UsageError(f"path must be a keypoint file or folder (a str or os.PathLike), not {shown(path)}")
+    path = Path(given)
+    if path.is_dir():
+        return path, _read_openpose_folder
+    if not path.is_file():
+        if path.exists():  # reading a FIFO would wait for a writer forever
+            raise VidtransError(f"{path}: not a regular file ({special_file_kind(path.stat().st_mode)}); give a "
+                                "keypoint file (.npz, .json) or a folder of OpenPose *_keypoints.json")
+        raise VidtransError(f"{path}: no such keypoint file or folder")
+    readers = {".npz": _read_npz, ".json": _read_json_file}
+    if path.suffix.lower() not in readers:
+        raise VidtransError(f"{path}: unknown keypoint file type (use .npz, .json or a folder of OpenPose *_keypoints.json)")
+    return path, readers[path.suffix.lower()]
+
+
 def read_keypoints(path: str | os.PathLike, max_frames: int | None = None) -> KeypointTrack:
     """Reads any accepted keypoint file or folder (see the module docstring). `max_frames`: the frames
     of the clip the keypoints are for; a file of more poses is refused, an NPZ or folder before its
     poses are read (a compressed NPZ of a few kilobytes can declare gigabytes of them); an NPZ whose
     keypoints are no track (frames, K, 3) at all, or whose numbers are more than one, is refused from
     its headers whatever `max_frames`."""
-    given = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
-    if not isinstance(given, str) or not given:  # Path("") is the current folder
-        raise UsageError(f"path must be a keypoint file or folder (a str or os.PathLike), not {shown(path)}")
-    path = Path(given)
-    if path.is_dir():
-        read = _read_openpose_folder
-    elif not path.is_file():
-        if path.exists():  # reading a FIFO would wait for a writer forever
-            raise VidtransError(f"{path}: not a regular file ({special_file_kind(path.stat().st_mode)}); give a "
-                                "keypoint file (.npz, .json) or a folder of OpenPose *_keypoints.json")
-        raise VidtransError(f"{path}: no such keypoint file or folder")
-    elif path.suffix.lower() == ".npz":
-        read = _read_npz
-    elif path.suffix.lower() == ".json":
-        read = _read_json_file
-    else:
-        raise VidtransError(f"{path}: unknown keypoint file type (use .npz, .json or a folder of OpenPose *_keypoints.json)")
+    path, read = _keypoint_reader(path)
     what = f"{path}: keypoints"
     # Numbers beyond float32's range become infinite, which the check of the values refuses.
     with np.errstate(over="ignore"):

@@ -824,6 +824,31 @@ def crop_fits(crop: Crop, width: int, height: int) -> bool:
                                               for offset, length in ((left, width), (top, height)))
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainedOn:
+    """What a resumed run keeps of the target video's frames its checkpoint was trained on: the square
+    (`crop`; None: chosen anew) and what filled it past the frame's edges, and the number of the first
+    frame of the held-out tail (`held_out_from`; None: the last tenth, as a new run holds out)."""
+
+    crop: Crop | None = None
+    fill: tuple[int, int, int] = CROP_FILL
+    held_out_from: int | None = None
+
+
+def recorded_tail(training: dict[str, Any], where: str) -> tuple[int, str] | None:
+    """(the number of the first held-out frame, the target video's file name) as a model card's
+    `training` record, made by `vidtrans train VIDEO`, states them; None where it states none (an
+    older vidtrans); VidtransError, naming the card `where`, for a damaged record."""
+    if "held_out" not in training:
+        return None
+    held_out, name = training["held_out"], training.get("video")
+    first = held_out.get("from_frame") if isinstance(held_out, dict) else None
+    if not (is_int(first) and first >= 0 and isinstance(name, str)):
+        raise VidtransError(f"{where}'s card: its record of the training video ({shown(name)}, held out from "
+                            f"frame {shown(first)}) is not a file name and a frame number; fix the model card")
+    return first, name
+
+
 def recorded_square(training: dict[str, Any], where: str) -> tuple[Crop, tuple[int, int, int]] | None:
     """The square of its target video's frames that a model card's `training` record says the model
     was trained on (`crop`), and what filled it past the frame's edges (`crop_fill`); None where it
@@ -874,8 +899,7 @@ class VideoPairs:
     """
 
     def __init__(self, video: str | os.PathLike, size: int = 256, style=None, max_frames: int = 3000,
-                 progress=None, sequence_length: int = 1, crop: Crop | None = None,
-                 fill: tuple[int, int, int] = CROP_FILL):
+                 progress=None, sequence_length: int = 1, trained_on: TrainedOn = TrainedOn()):
         from vidtrans.pose.keypoints import has_person
         from vidtrans.pose.track import detect_keypoints
         from vidtrans.pose.normalize import estimate_pose_stats
@@ -886,7 +910,8 @@ class VideoPairs:
         self.video = Path(video)
         self.size = size
         self.style = style or PoseStyle()
-        self.fill = fill
+        self.fill = fill = trained_on.fill
+        crop = trained_on.crop
         track = smooth_track(detect_keypoints(video, progress=progress, whole_body=self.style.whole_body))
         found = has_person(track)
         if len(track) == 1:
@@ -935,7 +960,16 @@ class VideoPairs:
         self.indices = np.array([i for i, _ in kept])  # each kept frame's number in the video
         self.split = len(frames) - held_out_count(len(frames))
         runs = self._starts(0, len(frames), sequence_length)
-        if sequence_length > 1 and len(runs) and not len(self._starts(self.split, len(frames), sequence_length)):
+        if trained_on.held_out_from is not None:
+            # What the checkpoint held out stays held out: the tail counted anew could move (detection on
+            # another machine finding the person in a frame more or less) onto frames it was scored on.
+            self.split = int(np.searchsorted(self.indices, trained_on.held_out_from))
+            if not 0 < self.split < len(frames):
+                raise VidtransError(f"{video}: the checkpoint held out its frames from number "
+                                    f"{trained_on.held_out_from} on, and {len(frames) - self.split} of the "
+                                    f"{len(frames)} frames showing the person are there now; resume on the video "
+                                    "it was trained on")
+        elif sequence_length > 1 and len(runs) and not len(self._starts(self.split, len(frames), sequence_length)):
             # A temporal model is scored on consecutive frames: a tail without them (the person
             # seen on and off at the clip's end) would leave it unscored, silently.
             self.split = int(runs[-1])

@@ -284,7 +284,7 @@ def _kept_data(output: str | os.PathLike, target, data) -> dict[str, Any]:
     """What a resumed run keeps of its checkpoint's data (`_source_and_card`'s `kept`): the square
     of a target video's frames, or the names of the pairs a paired folder held out."""
     if target is not None:
-        return {"square": _recorded_square(output, target)}
+        return {"trained_on": _recorded_frames(output, target)}
     if data is not None:
         return _recorded_held_out(output)
     return {}
@@ -329,20 +329,23 @@ def _tell_about_held_out(data: Path, kept: dict[str, Any], source) -> None:
                     data, len(gone), len(recorded), len(new), sorted(gone or new)[0])
 
 
-def _recorded_square(output: str | os.PathLike, target) -> tuple[tuple[int, int, int], tuple[int, int, int]] | None:
-    """The square of the target video's frames (and what fills it past their edges) that the
-    checkpoint in `output` was trained on, from its card: a resumed run trains on the same frames
-    (and the target's pose statistics are measured in them), however the square was chosen when
-    the run began. None, with a warning, for a card that does not record it."""
+def _recorded_frames(output: str | os.PathLike, target):
+    """The target video's frames the checkpoint in `output` was trained on, from its card (a `TrainedOn`):
+    the square (and what fills it past their edges) and its held-out tail, so that a resumed run trains
+    on the same frames (and the target's pose statistics are measured in them) and holds out the same
+    tail, however they were chosen when the run began. The square chosen now, with a warning, for a card
+    that does not record it."""
     from vidtrans.models.checkpoint import read_card
-    from vidtrans.train.data import recorded_square
+    from vidtrans.train.data import TrainedOn, recorded_square, recorded_tail
 
-    square = recorded_square(read_card(output).training, str(output))
+    training = read_card(output).training
+    square, tail = recorded_square(training, str(output)), recorded_tail(training, str(output))
     if square is None:
         log.warning("%s: its card does not record the square of %s it was trained on (an older vidtrans made it), "
                     "so the resumed run trains on the square chosen now, which may frame the person differently",
                     output, Path(target).name)
-    return square
+    crop, fill = square or (None, TrainedOn.fill)
+    return TrainedOn(crop, fill, None if tail is None else tail[0])
 
 
 def _init_from_conflicts(card: ModelCard, conflicts: list[tuple[str, Any, Any]], name: str,
@@ -417,7 +420,7 @@ def _source_and_card(config: TrainConfig, size: int, style: PoseStyle, options: 
     """The data source and the card describing it: the `target` video, the paired folder `data`, or
     (neither given) synthetic data; `kept`: what a resumed run keeps of its data (`_kept_data`), empty
     for a new run."""
-    from vidtrans.train.data import CROP_FILL, PairedFolder, SyntheticPairs, VideoPairs
+    from vidtrans.train.data import PairedFolder, SyntheticPairs, TrainedOn, VideoPairs
 
     card = ModelCard(architecture=config.architecture, native_size=(size, size), input_kind="pose",
                      pose_style=style.to_dict(), normalization="sample")
@@ -456,9 +459,8 @@ def _source_and_card(config: TrainConfig, size: int, style: PoseStyle, options: 
                         "pair; add pairs or a val/ folder for held-out figures", data)
     else:
         target = Path(target)
-        crop, fill = kept.get("square") or (None, CROP_FILL)
         source = VideoPairs(target, size=size, style=style, progress=progress,
-                            sequence_length=sample_length(config), crop=crop, fill=fill)
+                            sequence_length=sample_length(config), trained_on=kept.get("trained_on", TrainedOn()))
         card.target_pose_stats = source.target_pose_stats()
         card.description = f"pose map -> the person in {target.name}"
         # What `vidtrans eval --video` needs to rebuild the truth of the held-out tail.

@@ -981,11 +981,18 @@ class VideoReader:
         info = self.info
         if not info.fps or not info.frame_count:
             return info.frame_count
-        # The video runs from start_time to start_time + duration, counted as the trim is.
+        # The video's frames sit at start_time + k / fps until start_time + duration; the trim keeps
+        # those at or after `start` and before `end`, so each end counts the frames before it (rounding
+        # the span's length instead took 12.5 frames for 12, one fewer than are read).
         lo = max(info.start_time, self.start or 0.0)
         hi = min(info.start_time + info.duration if info.duration else math.inf,
                  self.end if self.end is not None else math.inf)
-        return min(info.frame_count, max(0, int(round((hi - lo) * info.fps)))) if hi != math.inf else info.frame_count
+        if hi == math.inf:
+            return info.frame_count
+
+        def frames_before(t: float) -> int:
+            return max(0, math.ceil((t - info.start_time) * info.fps - 1e-6))  # 1e-6: float error, not a frame
+        return min(info.frame_count, max(0, frames_before(hi) - frames_before(lo)))
 
     def __iter__(self) -> Iterator[Frame]:
         if self._started:

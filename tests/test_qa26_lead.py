@@ -1,0 +1,74 @@
+"""Session 22's own fixes: the reader's frame estimate for a trimmed clip, keypoint files refused
+before the model loads, one process's second writer of a file told so, a resumed run's held-out tail."""
+import json
+
+import pytest
+
+import vidtrans
+from tests.conftest import run_cli as cli
+from tests.media import dancer_clip, make_clip
+from vidtrans.video.reader import VideoReader
+
+
+@pytest.mark.parametrize("start, end", [(None, 0.5), (0.1, 0.5), (0.02, 0.3), (None, 0.48), (0.48, None), (0.03, 0.05), (0.29, 0.33)])
+def test_trimmed_estimate_equals_the_frames_read(tmp_path, start, end):
+    # 25 fps: frames at 0, 0.04, ...; a span's end falling half-way between two frames (12.5 frames)
+    # was rounded to even (12) while 13 frames are read.
+    clip = make_clip(tmp_path / "c.mp4", frames=20, fps=25).path
+    reader = VideoReader(clip, start=start, end=end)
+    estimate = reader.frame_count
+    assert estimate == sum(1 for _ in reader)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return make_clip(tmp_path_factory.mktemp("media") / "clip.mp4", frames=6, size=(64, 48), audio=False).path
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    monkeypatch.setattr(vidtrans, "load_model", lambda *args, **kwargs: pytest.fail("the model was loaded"))
+
+
+@pytest.mark.parametrize("name, message", [
+    ("missing.npz", r"missing\.npz: no such keypoint file or folder$"),
+    ("poses.txt", r"poses\.txt: unknown keypoint file type"),
+])
+def test_keypoints_that_cannot_be_read_are_refused_before_a_named_model_loads(tmp_path, clip, rgb_model_dir,
+                                                                             no_model_load, name, message):
+    # Loading takes seconds (the first use on onnxruntime exports the graph): a misspelt file name was told after.
+    keypoints = tmp_path / name
+    if name.endswith(".txt"):
+        keypoints.write_text("1 2 3")
+    with pytest.raises(vidtrans.VidtransError, match=message):
+        vidtrans.translate_video(clip, tmp_path / "out.mp4", rgb_model_dir, keypoints=keypoints)
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_run_refuses_a_missing_keypoint_file_before_the_model_loads(tmp_path, clip, rgb_model_dir, no_model_load):
+    result = cli("run", str(clip), "-o", str(tmp_path / "out.mp4"), "--model", str(rgb_model_dir),
+                 "--keypoints", str(tmp_path / "poses.npz"))
+    assert result.returncode == 1, result.stderr
+    assert "poses.npz: no such keypoint file or folder" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_resumed_target_video_run_holds_out_the_tail_its_checkpoint_held_out(tmp_path):
+    # The tail was counted anew on --resume: detection finding the person in a frame more or less (another
+    # machine, another MediaPipe build) moves it, and frames the checkpoint was scored on get trained on.
+    target = dancer_clip(tmp_path / "target.mp4", look_name="target", frames=40, size=(160, 128), seed=3)
+    out = tmp_path / "bob"
+    tiny = ["--ngf", "8", "--ndf", "8", "--arch", "unet_128", "--size", "128", "--save-every", "2",
+            "--validate-every", "2"]
+    assert cli("train", target.path, "-o", out, "--iterations", "2", *tiny).returncode == 0
+    card = json.loads((out / "card.json").read_text())
+    first = card["training"]["held_out"]["from_frame"]
+    card["training"]["held_out"]["from_frame"] = first - 3  # as a detection finding 3 frames more would count it
+    (out / "card.json").write_text(json.dumps(card))
+    resumed = cli("train", target.path, "-o", out, "--iterations", "4", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    card = json.loads((out / "card.json").read_text())
+    assert card["training"]["held_out"]["from_frame"] == first - 3
+    card["training"]["held_out"]["from_frame"] = 10_000  # past the video: no tail left to hold out
+    (out / "card.json").write_text(json.dumps(card))
+    refused = cli("train", target.path, "-o", out, "--iterations", "6", "--resume")
+    assert refused.returncode == 1 and "held out its frames from number 10000 on" in refused.stderr, refused.stderr

@@ -72,3 +72,44 @@ def test_a_resumed_target_video_run_holds_out_the_tail_its_checkpoint_held_out(t
     (out / "card.json").write_text(json.dumps(card))
     refused = cli("train", target.path, "-o", out, "--iterations", "6", "--resume")
     assert refused.returncode == 1 and "held out its frames from number 10000 on" in refused.stderr, refused.stderr
+
+
+def _canvas_file(path, canvas, video=None, point=(160.0, 120.0)):
+    body = []
+    for i in range(18):
+        body += [point[0] * (1 + i / 100), point[1] * (1 + i / 100), 0.9]
+    frame = {"people": [{"pose_keypoints_2d": body}], "canvas_width": canvas[0], "canvas_height": canvas[1]}
+    data = {"frames": [frame] * 3}
+    if video is not None:
+        data.update(width=video[0], height=video[1])
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("normalised", [False, True])
+def test_a_canvas_and_the_videos_own_size_in_one_file_draw_the_poses_on_that_video(tmp_path, normalised):
+    # The canvas's size took the place of the frame size the file gives: a video of the canvas's shape but
+    # not the size the file names was accepted, and the size the file names was lost.
+    from vidtrans.pose.files import read_keypoints
+    from vidtrans.pose.track import keypoints_for
+
+    point = (0.5, 0.5) if normalised else (160.0, 120.0)
+    keypoints = _canvas_file(tmp_path / "k.json", (320, 240), (640, 480), point)
+    track = read_keypoints(keypoints)
+    assert (track.width, track.height) == (640, 480)
+    assert track.keypoints[0, 0, :2] == pytest.approx((320.0, 240.0), abs=0.01)
+    small = make_clip(tmp_path / "small.mp4", frames=3, size=(320, 240), audio=False).path
+    with VideoReader(small) as reader, pytest.raises(vidtrans.VidtransError, match="keypoints of a 640x480 video"):
+        keypoints_for(keypoints, small, reader)
+    large = make_clip(tmp_path / "large.mp4", frames=3, size=(640, 480), audio=False).path
+    with VideoReader(large) as reader:
+        assert keypoints_for(keypoints, large, reader).keypoints[0, 0, 0] == pytest.approx(320.0, abs=0.01)
+
+
+def test_a_canvas_alone_still_scales_to_a_video_of_its_shape(tmp_path):
+    from vidtrans.pose.track import keypoints_for
+
+    keypoints = _canvas_file(tmp_path / "k.json", (320, 240))
+    large = make_clip(tmp_path / "large.mp4", frames=3, size=(640, 480), audio=False).path
+    with VideoReader(large) as reader:
+        assert keypoints_for(keypoints, large, reader).keypoints[0, 0, 0] == pytest.approx(320.0, abs=0.01)

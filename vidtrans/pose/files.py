@@ -48,7 +48,8 @@ Accepted by `read_keypoints(path)`:
   keypoints are scaled to a video of the same aspect ratio. So are pixel coordinates on a canvas
   given by ``canvas_width``/``canvas_height`` (openpose-editor and ControlNet files): a canvas is
   the picture the poses were drawn on, of the video's shape but not always its size; a ``width``
-  and ``height`` beside ``frames`` are the video's own frame size, which the video must have.
+  and ``height`` beside ``frames`` are the video's own frame size, which the video must have (with
+  a canvas too, the coordinates are scaled from the canvas to that size).
 
 JSON files hold one pose per frame of the clip from its first frame. Sizes and frame numbers must be
 whole numbers (``true`` is not one), frame numbers at most MAX_FRAME_NUMBER. A point with confidence
@@ -723,7 +724,8 @@ def _read_json_file(path: Path, max_frames: int | None) -> KeypointTrack:
     if not frames:
         raise VidtransError(f"{path}: keypoint JSON holds no frames")
     _refuse_longer_than_clip(path, len(frames), max_frames)
-    people, canvas = [], False
+    canvas: tuple[int | None, int | None] | None = None  # the canvas the poses were drawn on, if the frames say
+    people = []
     for i, frame in enumerate(frames):
         if isinstance(frame, dict) and "people" in frame:
             people.append(_openpose_people(frame, path))
@@ -731,27 +733,33 @@ def _read_json_file(path: Path, max_frames: int | None) -> KeypointTrack:
                 size = (_frame_size_field(frame, "canvas_width", width, path),
                         _frame_size_field(frame, "canvas_height", height, path))
                 # One canvas scales every frame: frames drawn on another would come out larger or smaller.
-                if canvas and size != (width, height):
+                if canvas is not None and size != canvas:
                     raise VidtransError(f"{path}: frame {i} is on a {size[0]}x{size[1]} canvas, but the frames "
-                                        f"before it on a {width}x{height} one; the poses of one clip are drawn on one "
-                                        "canvas: extract them again in one go")
-                canvas, (width, height) = True, size
+                                        f"before it on a {canvas[0]}x{canvas[1]} one; the poses of one clip are drawn "
+                                        "on one canvas: extract them again in one go")
+                canvas = size
         elif isinstance(frame, list):
             people.append([_keypoint_list(frame, path)])
         else:
             raise VidtransError(f"{path}: a frame is neither an OpenPose frame dict nor a list of keypoints")
     kp = _track(_follow_person(people))
-    if not _looks_normalised(kp, f"{path}: keypoints"):
-        return KeypointTrack(kp, width, height, canvas=canvas)
-    if width is None or height is None:
-        raise VidtransError(f"{path}: its coordinates are normalised (within 0-{NORMALISED_MAX:g}), but it gives "
-                            "no frame size to scale them by; add \"width\" and \"height\" (or each frame's "
-                            "canvas_width/canvas_height)")
-    _check_frame_size(width, height, f"{path}: frame size")  # before scaling by it
-    # DWPose writes the points it did not see as -1 with confidence 1, and a point beyond NORMALISED_MAX is
-    # more than a canvas off it, where no detector sees: both missing. An infinite one is bad data, refused later.
-    coordinates = kp[..., :2]
-    kp[np.isfinite(coordinates).all(axis=-1) & ((coordinates < 0) | (coordinates > NORMALISED_MAX)).any(axis=-1)] = 0.0
-    kp[..., 0] *= width
-    kp[..., 1] *= height
-    return KeypointTrack(kp, width, height, normalised=True)
+    drawn_on = canvas or (width, height)  # the size the coordinates are of
+    normalised = _looks_normalised(kp, f"{path}: keypoints")
+    if normalised:
+        if None in drawn_on:
+            raise VidtransError(f"{path}: its coordinates are normalised (within 0-{NORMALISED_MAX:g}), but it gives "
+                                "no frame size to scale them by; add \"width\" and \"height\" (or each frame's "
+                                "canvas_width/canvas_height)")
+        _check_frame_size(*drawn_on, f"{path}: frame size")  # before scaling by it
+        # DWPose writes the points it did not see as -1 with confidence 1, and a point beyond NORMALISED_MAX is
+        # more than a canvas off it, where no detector sees: both missing. An infinite one is bad data, refused later.
+        coordinates = kp[..., :2]
+        kp[np.isfinite(coordinates).all(axis=-1) & ((coordinates < 0) | (coordinates > NORMALISED_MAX)).any(axis=-1)] = 0.0
+        kp[..., :2] *= np.array(drawn_on, np.float32)
+    if canvas is not None and None not in (width, height) and canvas != (width, height):
+        # The file names the video's frame size too, which the video must have: the canvas is that frame,
+        # scaled (the canvas's size alone took its place, and a video of its shape but not that size passed).
+        _check_frame_size(*canvas, f"{path}: canvas size")  # before scaling by it
+        kp[..., :2] *= np.array([width / canvas[0], height / canvas[1]], np.float32)
+        return KeypointTrack(kp, width, height)
+    return KeypointTrack(kp, *drawn_on, normalised=normalised, canvas=canvas is not None and not normalised)

@@ -123,8 +123,8 @@ def finite(value: Any) -> Any:
     return value
 
 
-def rounded(value: float, digits: int = 2) -> float:
-    return round(float(value), digits)
+def rounded(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(float(value), digits)  # None: not measured (live's fps of one frame)
 
 
 # --- sections -------------------------------------------------------------------------------------

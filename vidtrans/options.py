@@ -570,8 +570,8 @@ class LiveOptions(_Options):
     virtual_cam: bool = option(False, "Send the view to a virtual webcam (pip install 'vidtrans[live]').")
     max_frames: int | None = option(None, "Stop after N frames shown (default: at q or Esc, or when a file camera "
                                           "ends).")
-    stats: str | os.PathLike | None = option(None, "Write frames, fps, latency p50/p95, dropped, device, precision, "
-                                             "backend as JSON.",
+    stats: str | os.PathLike | None = option(None, "Write the session's figures as JSON (frames, fps, latency "
+                                                   "p50/p95, dropped, captured, seconds, device, ...; see the README).",
                                              cli_type=PathText)
     loop: bool = option(False, "Play a video file camera again from the start when it ends.")
     overwrite: bool = option(False, "Replace existing --record and --stats files.")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import threading
 import time
@@ -46,11 +45,13 @@ log = logging.getLogger(__name__)
 @dataclass
 class LiveStats:
     frames: int = 0
+    # The session's wall-clock length: from `run_live`'s start (after the model loaded: sinks opened, the
+    # camera, the model's warm-up translation) to its end, its recording finished.
     seconds: float = 0.0
     dropped: int = 0
     captured: int = 0
     corrupt_frames: int = 0  # of a file camera: damaged, shown as the last good frame (or as decoded)
-    camera_fps: float = 0.0
+    camera_fps: float | None = None  # measured over its last frames; None until it captured two
     device: str = "cpu"
     precision: str = "fp32"  # what the model ran in ("auto" resolved: bf16 on some CPUs, fp16 on CUDA)
     backend: str = "torch"
@@ -69,13 +70,14 @@ class LiveStats:
         self._last_captured = captured_at
 
     @property
-    def fps(self) -> float:
+    def fps(self) -> float | None:
         """Frames shown per second of the camera's time, from the capture of the first one shown to
         the last one's; not of the times they were shown at, whose span the first frame's extra
         latency (a recording's encoder opening) shortens: a session of a few frames would show them
-        faster than its camera delivered them."""
+        faster than its camera delivered them. None before two frames were shown: one frame has no
+        rate, which 0 fps would present as a camera that stalled."""
         if self.frames < 2 or self._last_captured <= self._first_captured:
-            return 0.0
+            return None
         return (self.frames - 1) / (self._last_captured - self._first_captured)
 
     def latency(self, percentile: float) -> float | None:
@@ -84,21 +86,25 @@ class LiveStats:
         return float(np.percentile(self.latencies_ms, percentile)) if self.latencies_ms else None
 
     def to_dict(self) -> dict[str, Any]:
-        p50, p95 = self.latency(50), self.latency(95)
-        return {"frames": self.frames, "fps": round(self.fps, 2),
-                "latency_ms_p50": None if p50 is None else round(p50, 1),
-                "latency_ms_p95": None if p95 is None else round(p95, 1),
+        return {"frames": self.frames, "fps": _rounded(self.fps, 2),
+                "latency_ms_p50": _rounded(self.latency(50), 1), "latency_ms_p95": _rounded(self.latency(95), 1),
                 "dropped": self.dropped, "device": self.device, "precision": self.precision,
                 "backend": self.backend, "captured": self.captured, "corrupt_frames": self.corrupt_frames,
-                "camera_fps": round(self.camera_fps, 2), "seconds": round(self.seconds, 3), "model": self.model,
+                "camera_fps": _rounded(self.camera_fps, 2), "seconds": round(self.seconds, 3), "model": self.model,
                 "pose": self.pose, "ended": self.ended}
 
     def summary(self) -> str:
         latency = ("latency n/a" if not self.latencies_ms else
                    f"latency p50 {self.latency(50):.0f} ms / p95 {self.latency(95):.0f} ms")
         corrupt = f", {count(self.corrupt_frames, 'corrupt frame')} in the camera's file" if self.corrupt_frames else ""
-        return (f"{count(self.frames, 'frame')} at {self.fps:.1f} fps, {latency}, {self.dropped} dropped{corrupt} "
-                f"({self.device})")
+        rate = (f" at {self.fps:.1f} fps" if self.fps is not None else
+                ", fps n/a" + (" (one frame)" if self.frames == 1 else ""))
+        return f"{count(self.frames, 'frame')}{rate}, {latency}, {self.dropped} dropped{corrupt} ({self.device})"
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    """`value` rounded for the stats file; None (nothing measured) as it is."""
+    return None if value is None else round(value, digits)
 
 
 @dataclass
@@ -163,20 +169,16 @@ def run_live(
             try:
                 with camera:
                     stats.ended = _loop(camera, processor, sinks, options, stats, hooks)
-                    stats.captured, stats.camera_fps = camera.captured, camera.fps
-                    stats.corrupt_frames = camera.corrupt_frames
-                    # Every frame captured and not shown was dropped: besides those a newer one replaced
-                    # (`camera.dropped`), those taken while paused, one being processed when a signal
-                    # came, and one left waiting when the session ended.
-                    stats.dropped = stats.captured - stats.frames
+                    _count_capture(stats, camera)
             except KeyboardInterrupt as e:
                 # Once frames were shown a signal ends the session normally, also one that comes
                 # while the camera closes (a capture thread stuck in its driver is waited for up
-                # to 5 s, after a camera that fell silent): the recording and stats are still
-                # finished, not thrown away.
+                # to 5 s, after a camera that fell silent) or as the loop returns (before its
+                # capture was counted): the recording and stats are still finished, not thrown away.
                 if not stats.frames:
                     raise
                 stats.ended = stats.ended or f"interrupted ({e.args[0] if e.args else 'Ctrl-C'})"
+                _count_capture(stats, camera)
         stats.pose = processor.pose_how
         _finish(stack, options, stats, started)  # the session ended normally
     # The camera's error only where it ended the session: one that came once the session had ended
@@ -184,6 +186,16 @@ def run_live(
     if camera.error is not None and stats.ended == _failed(camera):
         raise camera.error
     return stats
+
+
+def _count_capture(stats: LiveStats, camera: Camera) -> None:
+    """What `camera` captured, once the session ended, into `stats`."""
+    stats.captured, stats.camera_fps = camera.captured, camera.fps or None
+    stats.corrupt_frames = camera.corrupt_frames
+    # Every frame captured and not shown was dropped: besides those a newer one replaced
+    # (`camera.dropped`), those taken while paused, one being processed when a signal
+    # came, and one left waiting when the session ended.
+    stats.dropped = stats.captured - stats.frames
 
 
 def _finish(stack: contextlib.ExitStack, options: LiveOptions, stats: LiveStats, started: float) -> None:
@@ -289,10 +301,14 @@ def _loop(camera: Camera, processor: FrameProcessor, sinks: list[Sink], options:
                 return _failed(camera)
             if captured is not None:
                 last_frame_at = now
+                # Every frame captured before this one and not shown was dropped (replaced by a newer
+                # one, or taken while paused), and this one too while paused: the HUD and `on_frame`
+                # count as the summary does (which adds the frames left when the session ended).
+                stats.dropped = captured.index - stats.frames + (1 if paused else 0)
             if captured is None or paused:
                 # Nothing new to show (a paused run keeps the camera drained): the window still
                 # redraws the last picture, to read its keys.
-                repeat = shown.again(_hud(stats, camera, view, paused, told)) if shown is not None else None
+                repeat = shown.again(_hud(stats, view, paused, told)) if shown is not None else None
                 actions = [sink.show(repeat) for sink in sinks] if repeat is not None else []
             else:
                 if stats.frames == 0:
@@ -300,14 +316,13 @@ def _loop(camera: Camera, processor: FrameProcessor, sinks: list[Sink], options:
                     hooks.on_start({"camera": camera.name, "size": f"{width}x{height}", "fps": camera.nominal_fps})
                 frame = processor(captured)
                 shown = Shown(compose(frame, view), captured.time, camera.nominal_fps,
-                              _hud(stats, camera, view, paused, told))
+                              _hud(stats, view, paused, told))
                 # Recorded and counted as one step: a stop between them left a recording of a frame
                 # more than its stats said were shown. Not the first frame: a stop before it counts
                 # ends the start-up, leaving earlier --record and --stats files as they were.
                 with stop_signals_deferred() if stats.frames else contextlib.nullcontext():
                     actions = [sink.show(shown) for sink in sinks]
                     stats.add(captured.time, time.perf_counter())
-                stats.dropped = camera.dropped
                 hooks.on_frame(frame, stats)
             for action in filter(None, actions):
                 if action == "quit":
@@ -335,12 +350,14 @@ def _failed(camera: Camera) -> str:
     return f"camera failed: {camera.error}"
 
 
-def _hud(stats: LiveStats, camera: Camera, view: View, paused: bool, told: tuple[str, float]) -> tuple[str, ...]:
+def _hud(stats: LiveStats, view: View, paused: bool, told: tuple[str, float]) -> tuple[str, ...]:
     """The HUD's lines; `told`: a line and the time.perf_counter() until which it is shown."""
     recent = stats.latencies_ms[-30:]
-    latency = float(np.median(recent)) if recent else math.nan
+    # The first picture's HUD comes before any latency was measured (as in the summary: n/a, not nan).
+    latency = f"{np.median(recent):.0f} ms" if recent else "latency n/a"
     note, until = told
-    return (f"{stats.fps:.1f} fps  {latency:.0f} ms  dropped {camera.dropped}",
+    fps = "fps n/a" if stats.fps is None else f"{stats.fps:.1f} fps"
+    return (f"{fps}  {latency}  dropped {stats.dropped}",
             f"view {view.value}  [v]iew [s]napshot [space] pause [q]uit" + ("  PAUSED" if paused else ""),
             *([note] if note and time.perf_counter() < until else []))
 

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 WINDOW_TITLE = "vidtrans live"
 _JPEG_QUALITY = 80
+# The longest side OpenCV's JPEG encoder takes (libjpeg's limit): a wider view is served scaled down to it.
+_JPEG_MAX_SIDE = 65500
 # A viewer whose connection takes nothing (or, before its request, sends nothing) for this long is
 # dropped: its thread and socket would otherwise stay blocked after the session, as long as its program runs.
 _VIEWER_TIMEOUT_S = 30.0
@@ -346,6 +348,7 @@ class MjpegServer:
         self._jpeg: bytes | None = None
         self._seq = 0
         self._closed = False
+        self._told_smaller = False  # the warning that the view is served scaled down, given once
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -400,12 +403,26 @@ class MjpegServer:
     def show(self, shown: Shown) -> None:
         if shown.repeat:
             return
-        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(shown.image, cv2.COLOR_RGB2BGR),
+        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(self._servable(shown.image), cv2.COLOR_RGB2BGR),
                                 [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
         if ok:
             with self._cond:
                 self._jpeg, self._seq = jpeg.tobytes(), self._seq + 1
                 self._cond.notify_all()
+
+    def _servable(self, image: np.ndarray) -> np.ndarray:
+        """`image`, or where JPEG cannot hold it (a side view of a camera tens of thousands of pixels
+        wide: the encoder refuses it, and viewers would get nothing) scaled down to fit, told once."""
+        height, width = image.shape[:2]
+        if max(width, height) <= _JPEG_MAX_SIDE:
+            return image
+        scale = _JPEG_MAX_SIDE / max(width, height)
+        size = (max(1, int(width * scale)), max(1, int(height * scale)))
+        if not self._told_smaller:
+            log.warning("%s %s:%d: the view, %dx%d, is larger than JPEG holds (%d pixels a side); served at %dx%d",
+                        spell("serve"), self.host, self.port, width, height, _JPEG_MAX_SIDE, *size)
+            self._told_smaller = True
+        return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
     def _stream(self, handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(200)

@@ -16,7 +16,8 @@ from tests.media import make_clip
 from vidtrans.models.checkpoint import ModelCard
 from vidtrans.options import PoseSource
 from vidtrans.pose.normalize import PoseNormalizer, PoseStats, estimate_pose_stats, fit_to_frame
-from vidtrans.pose.track import pose_stages_for
+from vidtrans.pose.smoothing import smooth_track
+from vidtrans.pose.track import detect_keypoints, pose_stages_for
 from vidtrans.train.data import Dances, SyntheticPairs
 from vidtrans.train.synth import dance_keypoints, render_person
 from vidtrans.video import VideoReader
@@ -31,10 +32,10 @@ def identity_error(video, target_stats: dict) -> tuple[float, float]:
     model = SimpleNamespace(card=ModelCard(architecture="unet_256", input_kind="pose", target_pose_stats=target_stats),
                             native_size=(MODEL, MODEL))
     with VideoReader(video) as reader:
-        (lookup, draw), how = pose_stages_for(model, video, reader, PoseSource.DETECT, None, True, None)
+        (lookup, _), how = pose_stages_for(model, video, reader, PoseSource.DETECT, None, True, None)
     assert "normalized to the target" in how
-    track = lookup.track
-    fitted, normalized = fit_to_frame((VIDEO, VIDEO), (MODEL, MODEL))(track), draw.transform(track)
+    track = smooth_track(detect_keypoints(video))  # what pose_stages_for detected, in the video's pixels
+    fitted, normalized = fit_to_frame((VIDEO, VIDEO), (MODEL, MODEL))(track), lookup.track  # mapped once, whole
     scales, shifts = [], []
     for pose, a, b in zip(track, fitted, normalized):
         shown = pose[:, 2] > 0

@@ -326,8 +326,8 @@ def translate_video(
     then make the whole clip's frames; a pose model's only when given the whole clip's `keypoints`
     (`render_pose_video(..., keypoints_out=)`): poses detected in a part differ from the whole's
     near its cuts and, through the trackers, after them. `progress(done, total, what)` is called as
-    frames are done (`total`: the frames expected, or 0; the translation's last call gives the frames
-    written). Returns a `Summary`.
+    frames are done (`total`: the frames expected, or 0; each pass's last call, the detection's and the
+    translation's, gives the frames it did). Returns a `Summary`.
     """
     # Arguments of the wrong type are refused before a model is loaded or a frame decoded.
     refuse_misspelt(translate_video, changes, option_names(RunOptions))
@@ -489,7 +489,7 @@ def render_pose_video(
             info = reader.info
             stages = [KeypointStage(frame_size=(info.height, info.width), whole_body=whole_body),
                       SmoothKeypointsStage(),
-                      PoseMapStage(lambda kp: kp, info.height, info.width, PoseStyle(version=2 if whole_body else 1))]
+                      PoseMapStage(info.height, info.width, PoseStyle(version=2 if whole_body else 1))]
 
             def frame_to_write(batch: Batch, i: int) -> np.ndarray:
                 if i == 0:

@@ -50,7 +50,8 @@ class Batch:
     frames: list[np.ndarray]  # (H, W, 3) uint8 decoded input; not stacked, as only the model needs that
     pts: list[int]
     indices: list[int]
-    keypoints: np.ndarray | None = None  # (N, K, 3) in input pixels, for pose models (K: 18, or 128 whole body)
+    # (N, K, 3), K 18 or 128 (whole body): input pixels, or the model's frame once pose_stages_for mapped them
+    keypoints: np.ndarray | None = None
     model_input: np.ndarray | None = None  # what the generator sees (pose maps); None: the frames
     output: np.ndarray | None = None
     motion: list[Any] | None = None  # flow smoothing's guide-only half per frame (temporal.Motion), made ahead

@@ -273,19 +273,30 @@ class PoseNormalizer:
     def __call__(self, keypoints: np.ndarray) -> np.ndarray:
         """Normalised copy of a pose (18, 3) or track (T, 18, 3): source pixels in, target pixels out.
 
-        Frames without a visible ankle use the ankle line interpolated from neighbouring frames
-        (for a single pose without ankles: the middle of the source's ankle range).
+        Frames without a visible ankle use the ankle line interpolated from neighbouring frames of
+        the track given (for a single pose without ankles: the middle of the source's ankle range),
+        so a clip's frames map alike only when its whole track is given at once; it is mapped
+        _CHUNK frames at a time, so that a long clip's float64 working copies stay small.
         """
-        kp = missing_where_not_finite(check_keypoints(keypoints, "keypoints", track=None, dtype=np.float64))
+        kp = check_keypoints(keypoints, "keypoints", track=None, dtype=None)
         single = kp.ndim == 2
         track = kp[None] if single else kp
+        s = self.source
+        starts = range(0, len(track), _CHUNK) or [0]
+        lines = [_ankle_points(_as_float(track[a:a + _CHUNK]), self.min_confidence) for a in starts]
+        ankle_y, ankle_x = (np.concatenate(line) for line in zip(*lines))
+        ankle_y = _fill_missing((ankle_y + 0.5) / s.frame_height, (s.far + s.near) / 2)
+        ankle_x = (ankle_x + 0.5) / s.frame_height
+        out = np.concatenate([self._map(_as_float(track[a:a + _CHUNK]), ankle_y[a:a + _CHUNK], ankle_x[a:a + _CHUNK])
+                              for a in starts])
+        return out[0] if single else out
+
+    def _map(self, track: np.ndarray, ankle_y: np.ndarray, ankle_x: np.ndarray) -> np.ndarray:
+        """Poses (T, K, 3) mapped (float32), given their frames' ankle lines and mean ankle x (in
+        frame heights; x NaN where no ankle shows)."""
         s, t = self.source, self.target
         present = track[..., 2] > self.min_confidence
         xy = (track[..., :2] + 0.5) / s.frame_height
-
-        ankle_y, ankle_x = _ankle_points(track, self.min_confidence)
-        ankle_y, ankle_x = (ankle_y + 0.5) / s.frame_height, (ankle_x + 0.5) / s.frame_height
-        ankle_y = _fill_missing(ankle_y, (s.far + s.near) / 2)
         # Without ankles, scale about the pose's own centre so it stays where it was.
         centre_x = np.array([xy[i, present[i], 0].mean() if present[i].any() else 0.0 for i in range(len(track))])
         ankle_x = np.where(np.isfinite(ankle_x), ankle_x, centre_x)
@@ -316,8 +327,16 @@ class PoseNormalizer:
         out[..., :2] = out[..., :2] * t.frame_height - 0.5
         out[..., 2] = track[..., 2]
         out[~present] = 0.0
-        out = out.astype(np.float32)
-        return out[0] if single else out
+        return out.astype(np.float32)
+
+
+# Frames a PoseNormalizer maps at once: their float64 working copies take a few MB (whole-body poses).
+_CHUNK = 1024
+
+
+def _as_float(poses: np.ndarray) -> np.ndarray:
+    """Checked poses as float64, NaN and infinite points missing."""
+    return missing_where_not_finite(poses.astype(np.float64))
 
 
 def _lerp(a: float, b: float, frac: np.ndarray) -> np.ndarray:

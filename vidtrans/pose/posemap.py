@@ -20,6 +20,12 @@ _SAMPLE_FRAMES = 8
 _SAMPLE_PIXELS = 20000
 
 
+def is_blank(frame: np.ndarray) -> bool:
+    """Whether an RGB frame shows nothing: every pixel dark, as a pose map of nobody is (and a camera's
+    frame in the dark, or a fade from black)."""
+    return int(np.asarray(frame).max(initial=0)) < _DARK
+
+
 def looks_like_pose_map(frames: Sequence[np.ndarray]) -> bool:
     """True if the frames look like OpenPose-style pose maps: mostly black, the rest palette colours.
 

@@ -10,7 +10,6 @@ so `SmoothKeypointsStage` holds back just enough batches for that, never the who
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 import numpy as np
 
@@ -197,16 +196,15 @@ class SmoothKeypointsStage:
 
 
 class PoseMapStage:
-    """Maps keypoints into the model's frame and draws them in the model's pose style."""
+    """Draws keypoints, already in the model's frame (`pose_stages_for` maps the whole track at once),
+    in the model's pose style."""
 
-    def __init__(self, transform: Callable[[np.ndarray], np.ndarray], height: int, width: int, style: PoseStyle):
-        self.transform = transform
+    def __init__(self, height: int, width: int, style: PoseStyle):
         self.height, self.width = height, width
         self.style = style
 
     def process(self, batch):
-        poses = self.transform(batch.keypoints)
-        batch.model_input = render_poses(poses, self.height, self.width, self.style)
+        batch.model_input = render_poses(batch.keypoints, self.height, self.width, self.style)
         yield batch
 
     def flush(self):

@@ -25,8 +25,10 @@ from vidtrans.video import VideoReader
 
 log = logging.getLogger(__name__)
 
-# Frames looked at to tell a pose-map video from camera footage.
+# Frames that show something looked at to tell a pose-map video from camera footage, and the most
+# frames read for them (a long dark clip is not decoded whole for it).
 _POSE_VIDEO_PEEK = 8
+_POSE_VIDEO_SCAN = 300
 # A normalised file's canvas is the video scaled to the detector's resolution, each side rounded to a
 # multiple of 64 by ControlNet (1280x720 -> 896x512): its sides may be this far from the scaled video's.
 CANVAS_ROUNDING = 32
@@ -40,29 +42,46 @@ OFF_FRAME_SHARE = 0.25
 def detect_keypoints(src: str | os.PathLike, start: float | None = None, end: float | None = None,
                      progress: Progress | None = None, whole_body: bool = False) -> np.ndarray:
     """Raw keypoints (frames, K, 3) of every frame of `src`, detected in tracking mode: K = 18 body
-    keypoints, or 128 with the face and hands when `whole_body`."""
+    keypoints, or 128 with the face and hands when `whole_body`.
+
+    `progress` is told the container's estimate of the frames to come (a variable rate, a span, an
+    AVI's or Matroska's duration put it frames off, either way) as `pipeline._encode` tells it: never
+    more done than expected, and its last call, after the last frame, gives the frames read."""
     from vidtrans.pose.detector import DETECTION_MAX_SIDE
     from vidtrans.pose.stages import KeypointStage
 
-    tracks = []
+    tracks, done = [], 0
     # The frames are only looked at by the detector, so they are decoded at its size.
     with VideoReader(src, start=start, end=end, max_side=DETECTION_MAX_SIDE) as reader:
         total, info = reader.frame_count, reader.info
+        expected = total  # as `progress` was last told
         stage = KeypointStage(frame_size=(info.height, info.width), whole_body=whole_body)
         for batch in run_stages(frame_batches(reader, 8), [stage]):
             tracks.append(batch.keypoints)
+            done += len(batch.keypoints)
             if progress:
-                progress(sum(len(t) for t in tracks), total, "detecting poses")
+                expected = max(total, done) if total else 0
+                progress(done, expected, "detecting poses")
+    if progress and expected != done:
+        progress(done, done, "detecting poses")
     return np.concatenate(tracks) if tracks else np.zeros((0, stage.num_keypoints, 3), np.float32)
 
 
 def is_pose_video(src: str | os.PathLike, start: float | None = None, end: float | None = None) -> bool:
-    """Whether the selected range of `src` already shows pose maps (its first frames look like them)."""
-    from vidtrans.pose.posemap import looks_like_pose_map
+    """Whether the selected range of `src` already shows pose maps: its first frames that show
+    something look like them. A pose video's frames of nobody are black, and say nothing either way,
+    so one whose dancer enters late is read on past them, up to _POSE_VIDEO_SCAN frames (a clip of
+    black frames only is footage)."""
+    from vidtrans.pose.posemap import is_blank, looks_like_pose_map
 
+    shown = []
     with VideoReader(src, start=start, end=end) as peek:
-        first = [frame.image for _, frame in zip(range(_POSE_VIDEO_PEEK), peek)]
-    return looks_like_pose_map(first) if first else False
+        for _, frame in zip(range(_POSE_VIDEO_SCAN), peek):
+            if not is_blank(frame.image):
+                shown.append(frame.image)
+                if len(shown) == _POSE_VIDEO_PEEK:
+                    break
+    return looks_like_pose_map(shown) if shown else False
 
 
 def keypoints_for(keypoints: str | os.PathLike, src: str | os.PathLike, reader: VideoReader) -> KeypointTrack:
@@ -191,7 +210,10 @@ def pose_stages_for(model, src: str | os.PathLike, reader: VideoReader, pose: Po
             how += ", normalized to the target's body" + _short_clip_caveat(measured, info.fps)
     elif normalize:
         how += ", not normalized (the model card has no target pose statistics)"
-    return [KeypointLookupStage(track), PoseMapStage(transform, height, width, style)], how
+    # Mapped once, the whole track: normalization places a frame without ankles (feet cut by the
+    # frame's edge, hidden) by the ankle lines of the frames around it, which a batch may not hold,
+    # so mapping each batch apart drew those frames where the batch size put them.
+    return [KeypointLookupStage(transform(track)), PoseMapStage(height, width, style)], how
 
 
 # Normalization measures the dancer's size on the clip itself, on the frames that show their whole

@@ -39,7 +39,7 @@ from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.models.networks import (NORMS, ResnetGenerator, build_generator, default_size, generator_shapes,
                                      parse_generator)
 from vidtrans.options import (MAX_SIZE, MIN_SIZE, InputKind, Normalization, Smoothing, is_finite_number, is_int,
-                              plain_number, shown, shown_path, spell)
+                              plain_number, shown, shown_path, spell, spell_setting)
 from vidtrans.runner import stop_signals_deferred
 
 log = logging.getLogger(__name__)
@@ -353,30 +353,72 @@ def state_dict_mismatch(error: Exception) -> str:
 def load_tensor_file(path: Path, fix: str, mmap: bool = False) -> Any:
     """torch.load of a file that may only hold tensors and plain data, onto the CPU (`mmap`: tensors
     are read when used); VidtransError ending in `fix` for a file that holds pickled objects
-    (unpickling them could run code) or is no torch file."""
-    unreadable = (f"{path}: not a readable PyTorch file (not a PyTorch checkpoint at all, or a damaged or truncated "
-                  f"one); {fix}")
+    (unpickling them could run code), was cut short, or is no torch file."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": noise beside our message
             return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as e:
-        # torch's weights-only unpickler raises this for bytes that are no pickle at all (a video) too.
-        if not _starts_like_torch_save(path):
-            raise VidtransError(unreadable) from e
-        # torch's own text is many lines of advice on loading the file anyway, with terminal codes.
-        raise VidtransError(f"{path}: holds pickled Python objects, not just tensors; refused to unpickle them "
-                            f"(that could run code); {fix}") from e
-    except OSError as e:
-        raise VidtransError(f"{path}: cannot read ({first_line(e)}); {fix}") from e
     except Exception as e:  # a zip without torch's records, a truncated file, text: torch raises all sorts
-        raise VidtransError(unreadable) from e
+        raise _unloadable(path, e, fix) from e
+
+
+def _unloadable(path: Path, error: Exception, fix: str) -> VidtransError:
+    """Why torch.load could not read `path` (`error`), ending in `fix`. torch's own words mislead:
+    its zip reader says "Invalid argument" for a file cut short (an OSError of errno EINVAL, from
+    seeking to records the file no longer holds), and its weights-only unpickler raises the same
+    error for damaged bytes, or a video's, as for pickled objects."""
+    if isinstance(error, OSError) and error.errno != errno.EINVAL:  # reading the file failed: permissions, a disk
+        return VidtransError(f"{path}: cannot read ({first_line(error)}); {fix}")
+    if _cut_short(path):
+        return VidtransError(f"{path}: a truncated or damaged PyTorch file (the directory torch.save ends it with is "
+                             "missing or damaged: cut short while it was written or copied); copy it again from a "
+                             f"whole copy, or {fix}")
+    if isinstance(error, pickle.UnpicklingError) and _holds_objects(path):
+        # torch's own text is many lines of advice on loading the file anyway, with terminal codes.
+        return VidtransError(f"{path}: holds pickled Python objects, not just tensors; refused to unpickle them "
+                             f"(that could run code); {fix}")
+    return VidtransError(f"{path}: not a readable PyTorch file (not a PyTorch checkpoint at all, or a damaged or "
+                         f"truncated one); {fix}")
+
+
+# The first bytes of a zip archive, torch.save's format since torch 1.6: a file's first record.
+_ZIP_START = b"PK\x03\x04"
+
+
+def _cut_short(path: Path) -> bool:
+    """Whether `path` begins as a zip archive but lacks the directory that ends one, or has it
+    damaged: a file cut short (a copy or a save stopped part way, a full disk)."""
+    return _file_start(path, len(_ZIP_START)) == _ZIP_START and not _is_zip(path)
+
+
+def _is_zip(path: Path) -> bool:
+    """zipfile.is_zipfile, but False rather than BadZipFile for an archive whose end record is
+    damaged (it reads as one spanning several disks)."""
+    try:
+        return zipfile.is_zipfile(path)
+    except zipfile.BadZipFile:
+        return False
+
+
+def _holds_objects(path: Path) -> bool:
+    """Whether the torch.save file `path`, which torch's weights-only unpickler refused, holds
+    pickled objects (classes or functions it does not allow), rather than damaged bytes, which
+    that unpickler refuses alike. Its pickle is scanned without being run where torch can (2.5 and
+    later, the zip format); else any file that starts as torch.save's is taken to (a video does not)."""
+    scan = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
+    if scan is None or not _is_zip(path):
+        return _starts_like_torch_save(path)
+    try:
+        return bool(scan(path))
+    except Exception:  # a pickle too damaged to scan holds no objects anyone saved
+        return False
 
 
 def _starts_like_torch_save(path: Path) -> bool:
-    """Whether `path` begins as torch.save writes: a zip archive, or (the legacy format, and plain
-    pickles) a pickle's PROTO opcode."""
-    return _file_start(path, 1) == pickle.PROTO or zipfile.is_zipfile(path)
+    """Whether `path` begins as torch.save writes: a zip archive (whole or cut short), or (the
+    legacy format, and plain pickles) a pickle's PROTO opcode."""
+    start = _file_start(path, len(_ZIP_START))
+    return start[:1] == pickle.PROTO or start == _ZIP_START or _is_zip(path)
 
 
 # What a generator's weights may be stored as (float8 and other formats are refused).
@@ -394,6 +436,11 @@ def _check_weights(state_dict: dict[str, torch.Tensor], where: str | os.PathLike
         if tensor.layout != torch.strided:
             raise VidtransError(f"{where}: tensor {name!r} is stored {str(tensor.layout).removeprefix('torch.')}, not "
                                 "as a dense tensor; save the weights with tensor.to_dense()")
+        # torch.load's map_location moves no tensor off the meta device, whose tensors have a
+        # shape and no values (a network made there, as for loading big models, never filled).
+        if tensor.is_meta:
+            raise VidtransError(f"{where}: tensor {name!r} holds no values (saved from the meta device: a network's "
+                                "shapes without its weights); save the trained network's weights")
         if tensor.dtype not in _WEIGHT_DTYPES and tensor.is_floating_point():
             raise VidtransError(f"{where}: tensor {name!r} holds {str(tensor.dtype).removeprefix('torch.')} values, "
                                 "which vidtrans cannot compute with; save the weights as float32 (or float16/bfloat16)")
@@ -734,6 +781,13 @@ def _checked_folder(folder: Path) -> tuple[ModelCard, np.ndarray | None]:
 
 
 def _damaged_weights(path: Path, error: Exception) -> VidtransError:
+    """Why a checkpoint folder's weights (`path`) cannot be read as safetensors (`error`)."""
+    if _starts_like_torch_save(path) and not _starts_like_safetensors(path):
+        # A folder made by hand around an upstream latest_net_G.pth renamed: safetensors' own
+        # words ("header too large") would call it damaged.
+        return VidtransError(f"{path}: a PyTorch file (torch.save's format), not the safetensors file a checkpoint "
+                             "folder holds; move it out of the folder (as latest_net_G.pth, say) and pass that as the "
+                             "model, or import it: vidtrans import-pix2pix latest_net_G.pth -o FOLDER")
     return VidtransError(f"{path}: damaged or truncated weights ({first_line(error)}); copy the checkpoint again")
 
 
@@ -922,11 +976,30 @@ def convert_pix2pix(path: str | os.PathLike, folder: str | os.PathLike, *, input
     input_kind = InputKind.parse(input_kind, "input_kind").value
     normalization = Normalization.parse(normalization, "normalization").value
     replacing = (folder / CARD_NAME).exists()
+    # A background.png without a card is someone's picture, which the model written there would
+    # show as its own (or, of another size, fail to load with).
+    background = not replacing and os.path.lexists(folder / BACKGROUND_NAME)
     # Weights without a card are someone's too. The input itself is named as such below.
     input_is_there = any(same_file(path, folder / name) for name in MODEL_FILE_NAMES)
     if not overwrite and (replacing or (folder / WEIGHTS_NAME).exists()) and not input_is_there:
         raise UsageError(f"{folder} already holds a checkpoint; pass {spell('overwrite=True')} to replace it")
+    if (folder / BACKGROUND_NAME).is_dir() and not (folder / BACKGROUND_NAME).is_symlink():
+        # Kept, it would be the model's background, which cannot load; removed with `overwrite`,
+        # it fails only after the new set is in place.
+        raise UsageError(f"{folder / BACKGROUND_NAME}: a folder, where a checkpoint keeps its background; move it "
+                         "away or import into another folder")
+    if not overwrite and background and not input_is_there:
+        raise UsageError(f"{folder / BACKGROUND_NAME}: already there, named as a checkpoint's background, which the "
+                         "imported model would show as its own; move it away, import into another folder, or pass "
+                         f"{spell('overwrite=True')} to replace it")
     checkpoint = import_pix2pix(path, input_kind=input_kind, size=size)
+    norm = checkpoint.card.norm
+    if normalization == Normalization.RUNNING.value and norm != "batch":
+        # Only batch norm keeps running statistics: the setting would change the card, not a frame.
+        held = ("which keeps none: it normalizes each frame by its own statistics" if norm == "instance"
+                else "no norm layers")
+        raise UsageError(f"{spell_setting('normalization', 'running')} uses batch norm's running statistics, and "
+                         f"{path} is a {checkpoint.card.architecture} generator with {norm} norm ({held}); drop it")
     # The save writes or removes these (a folder without a card keeps a train_state.pt, but a
     # model.safetensors there is replaced, with `overwrite`). After the import: a vidtrans
     # model's own weights are refused there, as needing no import.
@@ -934,7 +1007,10 @@ def convert_pix2pix(path: str | os.PathLike, folder: str | os.PathLike, *, input
         raise UsageError(f"{folder}: the checkpoint written there would replace the input {path}; choose another "
                          "output folder")
     checkpoint.card.normalization = normalization
-    save_checkpoint(folder, checkpoint.build(), checkpoint.card, replaces=replacing)
+    # With `overwrite`, such a background goes as the set is put in place; what a folder without
+    # a card keeps stays.
+    keep = () if replacing else [folder / TRAIN_STATE_NAME, *(folder / SAMPLES_FOLDER).glob(SAMPLE_GRIDS)]
+    save_checkpoint(folder, checkpoint.build(), checkpoint.card, replaces=replacing or background, keep=keep)
     return checkpoint.card
 
 

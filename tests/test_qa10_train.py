@@ -300,10 +300,20 @@ def test_import_says_what_a_six_channel_generator_is(tmp_path, temporal_model):
     # A vidtrans model's weights, in their folder or copied out of it.
     copied = tmp_path / "weights.safetensors"
     shutil.copy(temporal_model / "model.safetensors", copied)
-    for weights in (temporal_model / "model.safetensors", copied):
-        line = one_line(cli("import-pix2pix", weights, "-o", tmp_path / "imported"), 1)
-        assert line == (f"vidtrans: error: {weights}: the weights of a vidtrans checkpoint, which need no import; use "
-                        f"its folder ({weights.parent}) as the model")
+    weights = temporal_model / "model.safetensors"
+    line = one_line(cli("import-pix2pix", weights, "-o", tmp_path / "imported"), 1)
+    assert line == (f"vidtrans: error: {weights}: the weights of a vidtrans checkpoint, which need no import; use "
+                    f"its folder ({weights.parent}) as the model")
+    # Copied out of it, the folder they are in has no card: it is the one they came from that works.
+    line = one_line(cli("import-pix2pix", copied, "-o", tmp_path / "imported"), 1)
+    assert line == (f"vidtrans: error: {copied}: the weights of a vidtrans checkpoint, which need no import but the "
+                    "card.json saved with them; use the checkpoint folder they were copied from as the model")
+    # Beside another model's card, as much as without one.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "card.json").write_text(json.dumps({"weights_id": "another save's"}))
+    shutil.copy(copied, other / "w.safetensors")
+    assert "copied from" in one_line(cli("import-pix2pix", other / "w.safetensors", "-o", tmp_path / "imported"), 1)
 
 
 # --- 6: a save cut short leaves no grid of its iteration ------------------------------------------

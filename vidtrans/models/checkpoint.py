@@ -1054,7 +1054,7 @@ def import_pix2pix(path: str | os.PathLike, input_kind: str = "rgb", size: int |
     metadata = _safetensors_metadata(path)
     # Our weights: torch.load reads them too, but a card inferred anew would lose theirs.
     if WEIGHTS_ID_KEY in (metadata or {}) or path.name == WEIGHTS_NAME and (path.parent / CARD_NAME).is_file():
-        raise _needs_no_import(path)
+        raise _needs_no_import(path, (metadata or {}).get(WEIGHTS_ID_KEY, ""))
     fix = "re-save the generator with torch.save(net.state_dict(), path)"
     if metadata is None and _is_torchscript(path):
         raise VidtransError(f"{path}: a TorchScript archive (a whole network saved with torch.jit.save), not a "
@@ -1170,9 +1170,16 @@ def _is_torchscript(path: Path) -> bool:
         return False
 
 
-def _needs_no_import(path: Path) -> VidtransError:
-    return VidtransError(f"{path}: the weights of a vidtrans checkpoint, which need no import; use its folder "
-                         f"({path.parent}) as the model")
+def _needs_no_import(path: Path, weights_id: str) -> VidtransError:
+    """The error for a vidtrans checkpoint's weights given to import: use the folder they are in, where
+    it holds their card; weights copied out of their folder need the card saved with them."""
+    card = path.parent / CARD_NAME
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        if card.is_file() and json.loads(card.read_text()).get("weights_id", "") in ("", weights_id):
+            return VidtransError(f"{path}: the weights of a vidtrans checkpoint, which need no import; use its "
+                                 f"folder ({path.parent}) as the model")
+    return VidtransError(f"{path}: the weights of a vidtrans checkpoint, which need no import but the card.json saved "
+                         "with them; use the checkpoint folder they were copied from as the model")
 
 
 def _checks(card: ModelCard) -> bool:

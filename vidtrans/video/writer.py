@@ -27,7 +27,7 @@ import numpy as np
 from vidtrans.atomic import (OutputClaim, check_destination, destination_of, discard, making_files, publish,
                              temp_path)
 from vidtrans.errors import UsageError, VidtransError, count, first_line
-from vidtrans.options import EncodeOptions, View, spell, spell_setting, spellings
+from vidtrans.options import EncodeOptions, View, close_names, shown, spell, spell_setting, spellings
 from vidtrans.video.reader import (ContinuousTimestamps, clip_start, first_pts_at, has_timestamp_jumps, local_file,
                                    main_video_stream, seek_pts, stamped_in_storing_order)
 from vidtrans.video.segments import SegmentedEncoder, segment_length, segments_for
@@ -63,9 +63,13 @@ _KEEPS_ALL = "a Matroska (.mkv) file"
 # counts only a "yes" (for MPEG-TS: MPEG-2 video and MP2 audio). These are the codecs (FFmpeg's
 # canonical names) the MPEG-TS muxer gives a stream type of their own (libavformat/mpegtsenc.c; it
 # writes AAC as ADTS itself); any other it muxes as private data, which readers do not recognise.
+# Ogg's muxers (.ogg, .ogv) answer for their defaults alone (FLAC, Theora), and take the codecs they
+# have a mapping for (libavformat/oggenc.c): AAC is re-encoded to Opus there, as for .webm, not left out.
+_OGG = frozenset({"theora", "vp8", "vorbis", "opus", "flac", "speex"})
 _HOLDS = {"mpegts": frozenset({"mpeg1video", "mpeg2video", "mpeg4", "h264", "hevc", "vvc", "cavs", "avs2", "avs3",
                                "dirac", "vc1", "mp2", "mp3", "aac", "aac_latm", "ac3", "eac3", "dts", "truehd",
-                               "opus", "s302m", "dvb_subtitle", "dvb_teletext"})}
+                               "opus", "s302m", "dvb_subtitle", "dvb_teletext"}),
+          "ogg": _OGG, "ogv": _OGG}
 # The containers whose readers time frames by the codec's frame rate (MPEG program streams), and
 # AVI, which counts time in frames of one rate: at a finer clock its header would tell players of a
 # 600 fps video, most of its frames empty, and its last picture shown for one tick.
@@ -101,10 +105,17 @@ _SVT_NARROW = 32
 _PICTURES_HELD = 512
 # MPEG-4 part 2 stores the time base in 16 bits.
 _MAX_TB_DEN = {"mpeg4": 65535, "h263": 65535}
+# libvpx's VP8 encoder's lowest quantizer unless told otherwise (its rc_min_quantizer).
+_VP8_QMIN = 4
 _X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
                  "placebo")
 # The encoders of the x264 library: YUV, and RGB (libx264rgb); both take its crf, presets and x264-params.
 _X264_ENCODERS = ("libx264", "libx264rgb")
+# The speed settings of the encoders that have one under another name, for x264's presets in order
+# (medium: the encoder's default, so that what it made is unchanged): SVT-AV1's preset (13 fastest ..
+# 0 slowest, default 8) and libvpx-vp9's cpu-used (5 fastest .. 0 slowest in its good-quality mode, default 1).
+_SPEEDS = {"libsvtav1": ("preset", (13, 12, 11, 10, 9, 8, 6, 5, 4, 2)),
+           "libvpx-vp9": ("cpu-used", (5, 5, 4, 3, 2, 1, 0, 0, 0, 0))}
 # NVENC's speed/quality scale (p1 fastest .. p7 best) for the x264 names the CLI takes.
 _NVENC_PRESETS = dict(zip(_X264_PRESETS, ("p1", "p1", "p2", "p3", "p3", "p4", "p5", "p6", "p7", "p7")))
 # Suggested when a codec name is refused (those of them this FFmpeg build has).
@@ -118,17 +129,34 @@ def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
     """FFmpeg options giving constant quality `crf` at speed `preset` (x264 names) for `codec`.
 
     crf ranges: x264/x265 and NVENC 0-51, VP8/VP9/AV1 0-63; other codecs get a fixed quantiser
-    (crf 0-51 mapped to q 2-31). Raises VidtransError naming crf or preset when a value is not one
-    the codec takes.
+    (crf 0-51 mapped to q 2-8, crf / 6). preset: x264's names for every codec (NVENC also takes p1-p7); SVT-AV1
+    and VP9 get their own speed setting for it (`_SPEEDS`); codecs without one (mpeg4, ProRes, FFV1)
+    take the names and encode as they always do. Raises VidtransError naming crf or preset when a
+    value is not one the codec takes.
     """
-    if codec.startswith(("libvpx", "libaom")) or codec == "libsvtav1":
-        _check_crf(codec, crf, 63)
-        return {"crf": str(crf), "b": "0"}
-    _check_crf(codec, crf, 51)
+    wide = codec.startswith(("libvpx", "libaom")) or codec == "libsvtav1"
+    _check_crf(codec, crf, 63 if wide else 51)
+    if codec.endswith("_nvenc"):
+        nvenc_preset = _NVENC_PRESETS.get(preset) or (preset if preset in _NVENC_PRESETS.values() else None)
+        if nvenc_preset is None:
+            raise UsageError(f"{spell('preset')} {shown(preset)} is not one {codec} knows; pass one of "
+                             f"{', '.join(_X264_PRESETS)} or p1 ... p7")
+        # Constant quality: VBR steered by `cq` with no bitrate cap (b=0). cq 0 would mean "the
+        # encoder's default quality", not the best, so crf 0 asks for the best it has, 1.
+        return {"rc": "vbr", "cq": str(max(1, crf)), "b": "0", "preset": nvenc_preset}
+    if preset not in _X264_PRESETS:
+        raise UsageError(f"{spell('preset')} {shown(preset)} is not one {codec} knows; pass one of "
+                         f"{', '.join(_X264_PRESETS)}")
+    if wide:
+        options = {"crf": str(crf), "b": "0"}
+        if codec in _SPEEDS:
+            setting, speeds = _SPEEDS[codec]
+            options[setting] = str(speeds[_X264_PRESETS.index(preset)])
+        if codec == "libvpx" and crf < _VP8_QMIN:
+            # VP8 refuses a crf below its lowest quantizer: lowered to the crf, where one asks for that quality.
+            options["qmin"] = str(crf)
+        return options
     if codec in _X264_ENCODERS or codec == "libx265":
-        if preset not in _X264_PRESETS:
-            raise UsageError(f"{spell('preset')} {preset!r} is not one {codec} knows; pass one of "
-                             f"{', '.join(_X264_PRESETS)}")
         options = {"crf": str(crf), "preset": preset}
         if codec in _X264_ENCODERS and _cpu_has_avx512():
             # With mb-tree and B-frames, x264's AVX-512 code reads memory it never wrote, so the same
@@ -140,16 +168,11 @@ def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
             # past FFmpeg's log level: only its errors are news.
             options["x265-params"] = "log-level=error"
         return options
-    if codec.endswith("_nvenc"):
-        nvenc_preset = _NVENC_PRESETS.get(preset) or (preset if preset in _NVENC_PRESETS.values() else None)
-        if nvenc_preset is None:
-            raise UsageError(f"{spell('preset')} {preset!r} is not one {codec} knows; pass one of "
-                             f"{', '.join(_X264_PRESETS)} or p1 ... p7")
-        # Constant quality: VBR steered by `cq` with no bitrate cap (b=0). cq 0 would mean "the
-        # encoder's default quality", not the best, so crf 0 asks for the best it has, 1.
-        return {"rc": "vbr", "cq": str(max(1, crf)), "b": "0", "preset": nvenc_preset}
-    # Fixed quantiser, the usual stand-in for CRF on older codecs (crf 18 -> q 3).
-    return {"flags": "+qscale", "global_quality": str(118 * max(2, min(31, round(crf / 6))))}
+    # Fixed quantiser, the usual stand-in for CRF on older codecs (crf 18 -> q 3, crf 51 -> q 8). The
+    # MPEG-video family (mpeg4, MJPEG, MPEG-2) reads it from each frame's quality, which only the ffmpeg
+    # tool sets: left at 0 it encoded every crf at its best quantiser, qmin. qmin = qmax holds it there.
+    q = max(2, min(31, round(crf / 6)))
+    return {"flags": "+qscale", "global_quality": str(118 * q), "qmin": str(q), "qmax": str(q)}
 
 
 @functools.cache
@@ -186,8 +209,8 @@ def _codec_names(canonical: frozenset[str]) -> frozenset[str]:
 
 def _check_crf(codec: str, crf: int, top: int) -> None:
     if isinstance(crf, bool) or not isinstance(crf, (int, np.integer)) or not 0 <= crf <= top:
-        raise UsageError(f"{spell('crf')} {crf!r} is outside what {codec} takes; pass a whole number from 0 to {top} "
-                         "(lower is better quality)")
+        raise UsageError(f"{spell('crf')} {shown(crf)} is outside what {codec} takes; pass a whole number from 0 to "
+                         f"{top} (lower is better quality)")
 
 
 def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tuple[str, dict[str, str]]:
@@ -205,6 +228,8 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
         return codec, dict(options)
     codec = _video_encoder(encode.codec, encode.pix_fmt)
     options = encoder_options(codec, encode.crf, encode.preset)
+    if codec == "libsvtav1":
+        _quiet_svt_av1()
     container = _container_format(dst)
     try:
         with av.logging.Capture(), av.open(io.BytesIO(), "w", format=container) as probe:
@@ -247,6 +272,14 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
                          "another extension such as .mp4 or .mkv") from None
     _settings_checked[suffix.lower(), encode] = codec, dict(options)
     return codec, options
+
+
+def _quiet_svt_av1() -> None:
+    """Keep SVT-AV1 to its fatal errors, unless the user set SVT_LOG: it prints its banner and settings
+    (some 20 lines per encoder opened) to stderr itself, past FFmpeg's log, and its own error lines
+    where it refuses a size or rate, which reach the user as ours. Its only switch is SVT_LOG, read once
+    per process as its first encoder opens: every encoder is opened after this settings check."""
+    os.environ.setdefault("SVT_LOG", "0")
 
 
 # check_output_settings's accepted (extension, EncodeOptions): their encoder and its options.
@@ -315,18 +348,42 @@ def _video_encoder(codec: str, pix_fmt: str) -> str:
     if found is None or found.type != "video":
         what = "unknown to this FFmpeg build" if found is None else f"for {found.type}, not video"
         usual = [name for name in _COMMON_ENCODERS if name in av.codecs_available]
-        raise UsageError(f"{spell('codec')} {codec!r} is {what}; pass a video encoder such as {', '.join(usual)}")
+        advice = f"pass a video encoder such as {', '.join(usual)}"
+        if found is None and (meant := _encoders_meant(codec)):
+            advice = f"did you mean {' or '.join(meant)}?"
+        raise UsageError(f"{spell('codec')} {shown(codec)} is {what}; {advice}")
     formats = [f.name for f in found.video_formats or ()]
     try:
         av.VideoFormat(pix_fmt)
     except ValueError:
         formats = formats or ["yuv420p", "yuv444p"]
-        raise UsageError(f"{spell('pix_fmt')} {pix_fmt!r} is not a pixel format FFmpeg knows; pass one {codec} "
+        raise UsageError(f"{spell('pix_fmt')} {shown(pix_fmt)} is not a pixel format FFmpeg knows; pass one {codec} "
                          f"encodes, such as {', '.join(formats[:8])}") from None
     if formats and pix_fmt not in formats:
-        raise UsageError(f"{spell('pix_fmt')} {pix_fmt!r} cannot be encoded by {codec}; pass one of "
+        raise UsageError(f"{spell('pix_fmt')} {shown(pix_fmt)} cannot be encoded by {codec}; pass one of "
                          f"{', '.join(formats)}")
     return found.name
+
+
+def _encoders_meant(codec: str) -> list[str]:
+    """The video encoders of this FFmpeg build a misspelt `codec` most likely meant: FFmpeg's names are
+    case- and dash-sensitive (LIBX265, libsvt-av1 are no encoder's)."""
+    lowered = {name.lower(): name for name in _video_encoders()}
+    typed = codec.strip().lower()
+    return [lowered[name] for name in ([typed] if typed in lowered else close_names(typed, list(lowered)))]
+
+
+@functools.cache
+def _video_encoders() -> tuple[str, ...]:
+    """The names of this FFmpeg build's video encoders."""
+    names = []
+    for name in av.codecs_available:
+        try:
+            if av.Codec(name, "w").type == "video":
+                names.append(name)
+        except (ValueError, av.FFmpegError):  # a decoder only
+            pass
+    return tuple(sorted(names))
 
 
 def _rgb_to_i420(image: np.ndarray, full_range: bool) -> np.ndarray:
@@ -347,6 +404,12 @@ def _rgb_to_i420(image: np.ndarray, full_range: bool) -> np.ndarray:
         cv2.LUT(luma, _LIMITED_Y, dst=luma)
         cv2.LUT(out[h:], _LIMITED_C, dst=out[h:])
     return out
+
+
+def _frame_rate(fps: float) -> Fraction | None:
+    """`fps` as the video stream's frame rate; None (unknown: the timestamps alone time the frames) for
+    what is no rate (0, negative, NaN, infinite) or more than FFmpeg's 32-bit fractions hold."""
+    return Fraction(fps).limit_denominator(100000) if fps and math.isfinite(fps) and 0 < fps < 2 ** 31 - 1 else None
 
 
 class _Muxer:
@@ -409,7 +472,7 @@ class _Muxer:
 
     def _add_video(self, codec: str, options: dict[str, str], pix_fmt: str, fps: float, threads: int) -> None:
         ctb = self.time_base
-        rate = Fraction(fps).limit_denominator(100000) if fps else None
+        rate = _frame_rate(fps)
         max_den = _MAX_TB_DEN.get(codec)
         if max_den and ctb.denominator > max_den:
             # Exact pts are impossible here; round to the finest time base the codec can store.
@@ -488,6 +551,10 @@ class _Muxer:
     def _opens(self, codec: str, width: int, height: int, options: dict[str, str], rate: Fraction | None) -> bool:
         """Whether `codec` opens for frames of `width` x `height` in this output's pixel format,
         codec time base and `rate`, with `options` (a trial encoder, not this output's)."""
+        if codec == "libx265":
+            # A trial's refusal is an answer, not news: x265 would print it as errors of its own
+            # (an odd size in 4:2:0), past FFmpeg's log, above a run that then succeeds.
+            options = {**options, "x265-params": "log-level=none"}
         trial = av.CodecContext.create(codec, "w")
         trial.width, trial.height, trial.pix_fmt = width, height, self._pix_fmt
         trial.time_base, trial.options = self._codec_tb, dict(options)
@@ -501,13 +568,12 @@ class _Muxer:
             return False
 
     def _padding(self, codec: str, options: dict[str, str], rate: Fraction | None) -> tuple[int, int]:
-        """Pixels to add so the encoder accepts the size: 0 when it takes odd sizes as they are."""
-        fmt = av.VideoFormat(self._pix_fmt)
-        need_w = self.width % 2 and fmt.chroma_width(self.width) * 2 != self.width
-        need_h = self.height % 2 and fmt.chroma_height(self.height) * 2 != self.height
-        if not (need_w or need_h) or self._opens(codec, self.width, self.height, options, rate):
-            return 0, 0
-        return int(bool(need_w)), int(bool(need_h))
+        """Pixels to add so the encoder accepts the size: the fewest, on odd sides only (none where it
+        takes odd sizes as they are; 4:2:2, which halves the chroma's width only, an odd width alone)."""
+        odd = (self.width % 2, self.height % 2)
+        smaller = [pad for pad in dict.fromkeys([(0, 0), (odd[0], 0), (0, odd[1])]) if pad != odd]
+        return next((pad for pad in smaller
+                     if self._opens(codec, self.width + pad[0], self.height + pad[1], options, rate)), odd)
 
     def _add_source(self, src: Path, source: SourceMedia) -> None:
         """The source's streams other than the video translated, its tags and its chapters, where
@@ -794,7 +860,7 @@ class VideoWriter(_Muxer):
         self._deferred: list[av.Packet] | None = None  # packets taken while time 0 is being decided (`_take`)
         # Bad settings are refused before any file (output, temporary or lock) is made.
         check_output_settings(self.dst, encode)
-        check_destination(self.dst, source.path, overwrite)
+        check_destination(dst, source.path, overwrite)  # as given: a Path drops a trailing slash (a folder's name)
         self._claim = OutputClaim(self.dst)
         try:
             self._tmp = temp_path(self.dst)
@@ -868,8 +934,8 @@ class VideoWriter(_Muxer):
         if not SegmentedEncoder.joins(template, self._video_options):
             log.debug("%s: %s segments would not share one header; encoding with one encoder", self.named, template.name)
             return None
-        return SegmentedEncoder(template, self._video_options, self._to_frame, parallel, segment_length(fps),
-                                encode.threads)
+        return SegmentedEncoder(template, self._video_options, self._to_frame, parallel,
+                                segment_length(float(_frame_rate(fps) or 0)), encode.threads)
 
     def _mux_video(self, packets: list[av.Packet], until: float) -> None:
         """Mux one segment's packets, then the source's audio and subtitles up to its last frame."""

@@ -39,7 +39,7 @@ from vidtrans.atomic import TEMPORARY_PATTERN, check_destination, write_atomical
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.models.checkpoint import Checkpoint, user_cache
 from vidtrans.models.networks import input_multiple, shifted_statistics, use_per_sample_stats
-from vidtrans.options import spell_setting
+from vidtrans.options import plain, shown_path, spell_setting
 from vidtrans.runner import usable_cores
 
 log = logging.getLogger(__name__)
@@ -74,22 +74,44 @@ _NO_SUM = "0" * 64
 
 
 def require(module: str, purpose: str) -> ModuleType:
-    """`module`, or a one-line VidtransError saying how to install it."""
+    """`module`, or a one-line VidtransError saying why it cannot be imported and how to install it."""
     try:
         return importlib.import_module(module)
-    except ImportError:
-        raise VidtransError(f"{purpose} needs {module}, which is not installed; {INSTALL}") from None
+    except Exception as e:  # not only ImportError: see _broken
+        broken = _broken(module, e)
+        if broken is None:
+            raise VidtransError(f"{purpose} needs {module}, which is not installed; {INSTALL}") from None
+        raise VidtransError(f"{purpose} needs {module}, which {broken}; reinstall it: {INSTALL}") from None
+
+
+def _broken(module: str, error: Exception) -> str | None:
+    """How an installed `module` fails to import with `error` (onnx beside a protobuf it was not
+    built for raises TypeError in its import; a wheel built for another NumPy, ImportError or
+    AttributeError; a dependency of its own may be missing); None where `module` is not installed."""
+    if isinstance(error, ModuleNotFoundError) and error.name == module:
+        return None
+    return f"fails to import ({type(error).__name__}: {first_line(error)})"
+
+
+# The modules whose broken install `available` told of (once per process: each of a batch's workers loads).
+_broken_told: set[str] = set()
 
 
 def available() -> bool:
     """Whether ONNX Runtime and the onnx package (which exports the graph) can be imported: what
     `backend="auto"` asks. With onnxruntime alone (`pip install onnxruntime`), auto stays on torch
-    rather than failing where the user never asked for ONNX."""
-    try:
-        importlib.import_module("onnxruntime")
-        importlib.import_module("onnx")
-    except ImportError:
-        return False
+    rather than failing where the user never asked for ONNX; so it does where one is installed but
+    fails to import, with a warning, since its user meant it to run."""
+    for module in ("onnxruntime", "onnx"):
+        try:
+            importlib.import_module(module)
+        except Exception as e:
+            broken = _broken(module, e)
+            if broken is not None and module not in _broken_told:
+                _broken_told.add(module)
+                log.warning("%s %s, so %s runs torch; reinstall it: %s", module, broken,
+                            spell_setting("backend", "auto"), INSTALL)
+            return False
     return True
 
 
@@ -110,7 +132,10 @@ def export_model(checkpoint: Checkpoint, dst: str | os.PathLike, normalization: 
     check_destination(dst, checkpoint.files, overwrite)
     dst = Path(dst)
     if dst.suffix.lower() != ".onnx":
-        raise UsageError(f"{dst}: an ONNX model is written as a .onnx file; name it {dst.stem or 'model'}.onnx")
+        # model.pt -> model.onnx, x.onnx.tmp -> x.onnx, x. -> x.onnx; ".onnx" is a hidden name without a suffix.
+        stem = "" if dst.name.lower() == ".onnx" else dst.stem.rstrip(".")
+        meant = stem if stem.lower().endswith(".onnx") else f"{stem or 'model'}.onnx"
+        raise UsageError(f"{shown_path(dst)}: an ONNX model is written as a .onnx file; name it {plain(meant)}")
     graph, difference = exported_graph(checkpoint, normalization)
     write_atomically(dst, lambda f: f.write(graph), overwrite=overwrite, inputs=checkpoint.files, what="ONNX model")
     return difference
@@ -138,7 +163,8 @@ def exported_graph(checkpoint: Checkpoint, normalization: str) -> tuple[bytes, f
                               dynamic_axes={name: {0: "batch", 2: "height", 3: "width"} for name in ("input", "output")},
                               opset_version=17)
     except RuntimeError as e:  # the exporter's errors (OnnxExporterError is one)
-        raise VidtransError(f"{checkpoint.path}: ONNX export failed ({first_line(e)})") from e
+        raise VidtransError(f"{checkpoint.path}: ONNX export failed ({first_line(e)}); try another torch or onnx "
+                            "version, or run the model with the torch backend") from e
     # Stamped with what it is, so that a cached file is known to be this model's graph.
     stamped = onnx.load_model_from_string(buffer.getvalue())
     entry = stamped.metadata_props.add()
@@ -151,6 +177,11 @@ def exported_graph(checkpoint: Checkpoint, normalization: str) -> tuple[bytes, f
     probe = torch.rand(2, checkpoint.card.input_nc, height, width + multiple, generator=rng) * 2 - 1
     with torch.inference_mode():
         expected = net(probe).numpy()
+    if not np.isfinite(expected).all():
+        # Nothing to check against, and no fault of the exporter's: the weights, as the translator
+        # tells of them when torch runs them.
+        raise VidtransError(f"{checkpoint.path}: the network's output holds NaN or infinite values, its arithmetic "
+                            "overflowing in fp32; use another checkpoint (training makes no weights that overflow)")
     options = ort.SessionOptions()
     options.log_severity_level = _QUIET
     session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])

@@ -133,6 +133,15 @@ def resolve_backend(backend: str, device: torch.device, precision: str, temporal
     return backend.value
 
 
+def device_for_backend(device: str | torch.device | None, backend: str) -> str | torch.device | None:
+    """The device to resolve for `backend`: ONNX Runtime runs on the CPU only, so with it the default
+    device ("auto", None) is the CPU, not a GPU it would refuse (every command's --backend onnxruntime
+    failed on a CUDA machine); a device named is kept, for `resolve_backend` to refuse."""
+    if (device is None or str(device) == "auto") and Backend.parse(backend, "backend") == Backend.ONNXRUNTIME:
+        return "cpu"
+    return device
+
+
 def backend_for_compile(backend: str, compile: str) -> str:
     """The backend to load a model with for a run compiling as `compile` says: torch.compile needs
     torch, so `auto` means torch under compile on, and onnxruntime with compile on is a UsageError."""
@@ -297,12 +306,13 @@ class Translator:
         self.files = checkpoint.files  # what outputs must never replace
         # The target's empty scene (RGB, native size) or None.
         self.background = _fit_image(checkpoint.background, self.native_size)
-        self.device = resolve_device(device)
+        self.device = resolve_device(device_for_backend(device, backend))
         self.normalization = self.card.normalization if normalization is None else normalization
         if self.normalization not in ("sample", "running"):
             raise UsageError(f"unknown normalization {shown(self.normalization)}; use sample or running")
         per_sample = self.normalization == "sample"
         self.backend = resolve_backend(backend, self.device, precision, bool(self.card.temporal))
+        onnx_net = self._onnx_generator(checkpoint, backend) if self.backend == "onnxruntime" else None
         self.precision = "fp32" if self.backend == "onnxruntime" else \
             resolve_precision(precision, self.device, self.card, per_sample)
         # A temporal card that starts clips from background.png comes with it: loading checks that.
@@ -327,14 +337,8 @@ class Translator:
         # oneDNN's convolutions are fastest channels-last; ONNX Runtime takes plain NCHW arrays.
         cpu_torch = self.device.type == "cpu" and self.backend == "torch"
         memory_format = torch.channels_last if cpu_torch else torch.contiguous_format
-        if self.backend == "onnxruntime":
-            from vidtrans.models.onnx_backend import cached_generator
-            from vidtrans.runner import TRANSLATION_THREADS
-
-            # Only the generator call changes: the same tensors go in and come out.
-            self.net = cached_generator(checkpoint, self.normalization, sessions=TRANSLATION_THREADS)
-        else:
-            self.net = net.to(self.device, memory_format=memory_format)
+        # Only the generator call changes: the same tensors go in and come out.
+        self.net = onnx_net if onnx_net is not None else net.to(self.device, memory_format=memory_format)
         self.memory_format = memory_format
         self.in_flight = CUDA_IN_FLIGHT if self.device.type == "cuda" else 1
         self._in_flight = threading.BoundedSemaphore(self.in_flight)
@@ -344,6 +348,22 @@ class Translator:
         self._compiled = None
         self._compiled_shape: tuple[int, ...] | None = None
         self._compile_lock = threading.Lock()
+
+    def _onnx_generator(self, checkpoint: Checkpoint, backend: str):
+        """ONNX Runtime running `checkpoint`'s generator (see `onnx_backend.cached_generator`); None,
+        with a warning and the backend set to torch, where `backend` is auto and the graph cannot be
+        exported or loaded: auto must not fail where its user never asked for ONNX."""
+        from vidtrans.models.onnx_backend import cached_generator
+        from vidtrans.runner import TRANSLATION_THREADS
+
+        try:
+            return cached_generator(checkpoint, self.normalization, sessions=TRANSLATION_THREADS)
+        except VidtransError as e:
+            if Backend.parse(backend, "backend") != Backend.AUTO:
+                raise
+            log.warning("%s, so %s runs torch", str(e).partition("; ")[0], spell_setting("backend", "auto"))
+            self.backend = Backend.TORCH.value
+            return None
 
     @property
     def native_size(self) -> tuple[int, int]:

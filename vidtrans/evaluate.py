@@ -33,7 +33,7 @@ import numpy as np
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.metrics import MIN_SCORED_FRAMES, flicker, psnr, relative_flicker, ssim
 from vidtrans.options import (EncodeOptions, PoseSource, RunOptions, Smoothing, is_int, plain, plain_number, shown,
-                              shown_path, spell)
+                              shown_path, spell, spell_setting)
 from vidtrans.pipeline import TranslateStage, file_path, smoothing_stages, translate_video
 from vidtrans.pose.keypoints import with_parts
 from vidtrans.pose.regions import face_box, hand_boxes, person_box
@@ -115,13 +115,13 @@ def score(model, material: Material, options: RunOptions | None = None, *, model
                 "held_out_in_training": held_out, **model_only_scores(model, inputs, truth, options)}
     video, seed = material.video, None if material.video is not None else _seed(model, material.seed)
     source: dict[str, Any] = {**ran, "video": str(video)} if video is not None else {**ran, "seed": seed}
-    frames = material.frames or DANCE_FRAMES
+    dance_frames = None if video is not None else material.frames or _default_dance_frames(model)
     if model_only:
         if video is not None:
             held_out = video_held_out(model, video, material.frames, progress)
             inputs, truth = _pose_maps(model, held_out.keypoints), held_out.truth
         else:
-            inputs, truth = synthetic_ground_truth(model, seed, frames)
+            inputs, truth = synthetic_ground_truth(model, seed, dance_frames)
         return {**source, "mode": "model-only", **model_only_scores(model, inputs, truth, options)}
     with tempfile.TemporaryDirectory(prefix="vidtrans-eval-") as folder:
         if video is not None:
@@ -129,7 +129,7 @@ def score(model, material: Material, options: RunOptions | None = None, *, model
         else:
             size = _video_size(material.size)
             source["video_size"] = list(size)
-            held_out = dance_held_out(model, seed, frames, Path(folder) / f"dance{seed}.mp4", size, progress)
+            held_out = dance_held_out(model, seed, dance_frames, Path(folder) / f"dance{seed}.mp4", size, progress)
         return {**source, "mode": "end-to-end", **end_to_end_scores(model, held_out, Path(folder), options, progress)}
 
 
@@ -149,20 +149,22 @@ def check_material(material: Material, options: RunOptions | None = None, model_
                                    size=tuple(map(plain_number, size)) if isinstance(size, (tuple, list)) else size)
     if material.frames is not None:
         _check_enough_frames(material.frames)
-    given = [name for name, on in (("--synthetic", material.synthetic), ("--video", material.video is not None),
-                                   ("--data", material.data is not None)) if on]
+    given = [name for name, on in ((spell("synthetic=True"), material.synthetic),
+                                   (spell("video"), material.video is not None),
+                                   (spell("data"), material.data is not None)) if on]
     if len(given) > 1:
-        raise UsageError(f"give one of --synthetic, --video VIDEO or --data DIR, not {' and '.join(given)}")
+        raise UsageError(f"give one of {spell('synthetic=True')}, {spell_setting('video', 'VIDEO')} or "
+                         f"{spell_setting('data', 'DIR')}, not {' and '.join(given)}")
     dance = material.data is None and material.video is None
     end_to_end = not model_only and material.data is None
     # Options that would change nothing for this material are refused rather than ignored.
-    unused = [("--seed picks the synthetic dance, and --data and --video score other material",
-               material.seed is not None and not dance),
-              ("--size is the size of the synthetic dance video, which only end-to-end evaluation of the synthetic "
-               "dances writes",
+    unused = [(f"{spell('seed')} picks the synthetic dance, and {spell('data')} and {spell('video')} score other "
+               "material", material.seed is not None and not dance),
+              (f"{spell('size')} is the size of the synthetic dance video, which only end-to-end evaluation of the "
+               "synthetic dances writes",
                material.size is not None and not (dance and end_to_end)),
-              ("--no-normalize turns off fitting the detected dancer to the target's body, which only end-to-end "
-               "evaluation does", not options.normalize and not end_to_end),
+              (f"{spell('normalize=False')} turns off fitting the detected dancer to the target's body, which only "
+               "end-to-end evaluation does", not options.normalize and not end_to_end),
               # Settings of `run` that only the Python API can pass here: they would make the figures
               # score something else than the output against the truth, silently.
               (f"{spell('side_by_side')} writes panels beside the output, and evaluation scores the output alone",
@@ -225,7 +227,9 @@ def max_frames(model) -> int:
 
 
 def _check_enough_frames(frames: int) -> None:
-    if not is_int(frames) or frames < MIN_SCORED_FRAMES:
+    if not is_int(frames):
+        raise UsageError(f"{spell('frames')} must be a whole number, {MIN_SCORED_FRAMES} or more, got {shown(frames)}")
+    if frames < MIN_SCORED_FRAMES:
         raise UsageError(f"{spell('frames')} {shown(frames)}: evaluation needs at least {MIN_SCORED_FRAMES} frames "
                          "(flicker compares consecutive frames)")
 
@@ -240,6 +244,18 @@ def _check_frames(model, frames: int) -> None:
                          f"{EVAL_MEMORY / 2**30:g} GiB; give {spell('frames')} {limit} or fewer")
 
 
+def _default_dance_frames(model) -> int:
+    """DANCE_FRAMES, or as many as fit in memory at the size of `model` (a 1024 px one holds 227),
+    with a warning: cut short as a tail or a folder too long is, not refused as a --frames given."""
+    limit = max_frames(model)
+    if limit >= DANCE_FRAMES:
+        return DANCE_FRAMES
+    height, width = model.native_size
+    log.warning("the held-out dance's %d frames (the default) do not all fit in memory at the model's %dx%d; "
+                "scoring its first %d", DANCE_FRAMES, width, height, limit)
+    return limit
+
+
 def _warn_if_fewer(source: str | os.PathLike, asked: int | None, available: int, what: str) -> None:
     """One warning when the material holds fewer frames than --frames asked for: those are scored,
     and the figures' frame count alone would not tell that the request was cut short."""
@@ -250,12 +266,17 @@ def _warn_if_fewer(source: str | os.PathLike, asked: int | None, available: int,
 
 def _seed(model, seed: int | None) -> int:
     """`seed` (default DEFAULT_EVAL_SEED), refused when the model trained on that dance."""
+    what = f"{spell('seed')} {shown(seed)} was" if seed is not None else \
+        f"the default dance, {spell('seed')} {DEFAULT_EVAL_SEED}, was"
     seed = DEFAULT_EVAL_SEED if seed is None else seed
     _check_seed(seed)
     train_seeds = _train_seeds(model)
     if train_seeds is not None and train_seeds[0] <= seed < train_seeds[1]:
-        raise UsageError(f"{spell('seed')} {seed} was used in training (seeds {train_seeds[0]}..{train_seeds[1] - 1}); "
-                         f"pick a held-out seed such as {DEFAULT_EVAL_SEED}")
+        first, stop = train_seeds
+        # A card's range may take in the default too (training dances are a setting of the API).
+        held_out = DEFAULT_EVAL_SEED if not first <= DEFAULT_EVAL_SEED < stop else stop
+        raise UsageError(f"{what} used in training (seeds {first}..{stop - 1}); pick a held-out seed such as "
+                         f"{held_out}")
     return seed
 
 
@@ -365,6 +386,11 @@ def folder_ground_truth(model, folder, frames: int | None = None) -> tuple[np.nd
     source.size, folder = model.native_size[0], scored_folder(source)
     _check_pairs(source)
     held_out = held_out_in_training(model, source)
+    if held_out is None and source.held_out_split is None and (source.root / "train").is_dir():
+        # PairedFolder reads train/ as the folder's pairs then: in pix2pix's layout, the training pairs.
+        log.warning("%s: holds train/ and no val/ or test/, so its pairs scored are train/'s, the ones a model is "
+                    "trained on in pix2pix's layout, which flatter it; give a folder of pairs it did not train on",
+                    source.root)
     pairs = held_out or source.evaluated
     available = len(pairs)
     if frames is not None:
@@ -404,7 +430,7 @@ def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
     from vidtrans.pose.render import PoseStyle
     from vidtrans.pose.smoothing import smooth_track
     from vidtrans.pose.track import detect_keypoints
-    from vidtrans.train.data import crop_fits, crop_square, keypoints_in_crop, recorded_square
+    from vidtrans.train.data import crop_fits, crop_square, keypoints_in_crop, recorded_square, recorded_tail
 
     video, training = Path(video), model.card.training
     if any(training.get(key) is None for key in ("video", "crop", "held_out")):
@@ -421,7 +447,7 @@ def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
     if what is not None:
         raise VidtransError(f"{shown_path(video)}: {what}; pass the video {model.name} was trained on, "
                             f"{shown_path(str(training['video']))}")
-    first, name = _recorded_tail(model)
+    first, name = recorded_tail(training, model.name)
     crop, fill = recorded_square(training, model.name)  # fill: what training saw past the frame's edges
     # The video's contents decide (a renamed copy is the same video); cards of older vidtrans have
     # only its name.
@@ -461,18 +487,6 @@ def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
     return HeldOut(video, start, end, np.stack(truth), keypoints)
 
 
-def _recorded_tail(model) -> tuple[int, str]:
-    """(the number of the first held-out frame, the target video's file name) as the card of
-    `model`, made by `vidtrans train VIDEO`, records them; VidtransError for a damaged record."""
-    training = model.card.training
-    held_out, name = training["held_out"], training["video"]
-    first = held_out.get("from_frame") if isinstance(held_out, dict) else None
-    if not (is_int(first) and first >= 0 and isinstance(name, str)):
-        raise VidtransError(f"{model.name}'s card: its record of the training video ({shown(name)}, held out from "
-                            f"frame {shown(first)}) is not a file name and a frame number; fix the model card")
-    return first, name
-
-
 def _held_out_start(model, video: Path, first: int) -> float:
     """Where the held-out tail of `video`, from its frame number `first`, starts, in seconds from
     the clip's start. The card's frame number says: its `from_time` is in the file's own timestamps
@@ -500,10 +514,24 @@ def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
+def _in_model_colours(model, truth: np.ndarray) -> np.ndarray:
+    """`truth` as `model` is trained to make it: for a one-channel model (output_nc 1) in grey,
+    as pix2pix makes its B image (PIL's "L"; here after resizing, within a level of pix2pix's
+    order), in three channels as its output comes; against colour, a model making exactly that
+    grey would score as a poor one. Other models' truth as it is."""
+    if model.card.output_nc != 1:
+        return truth
+    from PIL import Image
+
+    return np.stack([np.repeat(np.asarray(Image.fromarray(frame).convert("L"))[..., None], 3, axis=-1)
+                     for frame in truth])
+
+
 def model_only_scores(model, inputs: np.ndarray, truth: np.ndarray, options: RunOptions) -> dict[str, Any]:
     """Translate `inputs` through the run pipeline's translation and smoothing stages and score
     the result against `truth` (full frame)."""
     _check_frames(model, len(inputs))
+    truth = _in_model_colours(model, truth)
     smoothing, smoothing_strength = smoothing_for(model, options.smoothing, options.smoothing_strength)
     stages: list[Any] = [TranslateStage.for_model(model)]
     if smoothing != "none":
@@ -544,7 +572,7 @@ def end_to_end_scores(model, held_out: HeldOut, folder: Path, options: RunOption
         unsmoothed, _ = _through_run(model, held_out, folder / "unsmoothed.mp4",
                                      options.replace(smoothing=Smoothing.NONE, smoothing_strength=None), progress,
                                      " (no smoothing)")
-    truth, keypoints = held_out.truth, held_out.keypoints
+    truth, keypoints = _in_model_colours(model, held_out.truth), held_out.keypoints
     # Run's encode changes every frame a little, and differently each time: a perfect output of the
     # dance flickers 1.22x as much as the truth itself (crf 18), so the output's flicker is compared
     # with the truth's after the same encode.

@@ -33,6 +33,9 @@ def _batch(a: np.ndarray, name: str) -> np.ndarray:
     if arr.dtype != np.uint8 or arr.ndim not in (3, 4) or arr.shape[-1] != 3:
         raise VidtransError(f"{name}: expected uint8 RGB frames (H, W, 3) or (N, H, W, 3), got "
                             f"{arr.dtype} {arr.shape} (convert to uint8 RGB first)")
+    if 0 in arr.shape[-3:-1]:  # else a mean over no pixels: NaN, which PSNR's cap and flicker's sum hid
+        raise VidtransError(f"{name}: frames of {arr.shape[-2]}x{arr.shape[-3]} hold no pixels; pass frames of at "
+                            "least 1x1")
     return arr[None] if arr.ndim == 3 else arr
 
 

@@ -29,10 +29,17 @@ _FACE = tuple(KEYPOINT_INDEX[n] for n in ("nose", "r_eye", "l_eye", "r_ear", "l_
 _ARMS = ((KEYPOINT_INDEX["r_elbow"], KEYPOINT_INDEX["r_wrist"]), (KEYPOINT_INDEX["l_elbow"], KEYPOINT_INDEX["l_wrist"]))
 
 
+# Farther off any frame than a frame reaches, and far from where sums of coordinates overflow: a
+# point beyond is taken as here, where every box it makes is the same (clipped to the frame).
+_FAR = 1e15
+
+
 def _shown(keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A checked pose (K, 3) and which of its points are present: a point at NaN or infinity is
-    missing, as the renderer takes it, rather than a box no integer can hold."""
-    kp = missing_where_not_finite(check_keypoints(keypoints, "pose", track=False, dtype=None))
+    """A checked pose (K, 3), in float64, and which of its points are present: a point at NaN or
+    infinity is missing, as the renderer takes it, and one beyond _FAR is moved in to it, rather than
+    a box no integer can hold (a float32's 3e38 less its negative overflows; an int64's wraps)."""
+    kp = missing_where_not_finite(check_keypoints(keypoints, "pose", track=False, dtype=np.float64))
+    kp = np.concatenate([np.clip(kp[:, :2], -_FAR, _FAR), kp[:, 2:]], axis=1)
     return kp, kp[:, 2] > 0
 
 

@@ -1,6 +1,7 @@
 """Session 22's own fixes: the reader's frame estimate for a trimmed clip, keypoint files refused
 before the model loads, one process's second writer of a file told so, a resumed run's held-out tail."""
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -113,3 +114,31 @@ def test_a_canvas_alone_still_scales_to_a_video_of_its_shape(tmp_path):
     large = make_clip(tmp_path / "large.mp4", frames=3, size=(640, 480), audio=False).path
     with VideoReader(large) as reader:
         assert keypoints_for(keypoints, large, reader).keypoints[0, 0, 0] == pytest.approx(320.0, abs=0.01)
+
+
+def test_messages_raised_in_pipeline_threads_spell_settings_as_the_caller_does():
+    # The stages' threads ran outside the caller's context: `run` on weights that overflow said "use
+    # precision='fp32'", Python's spelling, on the command line.
+    from vidtrans.errors import UsageError
+    from vidtrans.options import spell, spelled
+    from vidtrans.runner import Parallel, run_stages
+
+    class Refuses:
+        def process(self, item):
+            raise UsageError(f"use {spell('precision')} fp32")
+            yield item
+
+        def flush(self):
+            return ()
+
+    with spelled({"precision": "--precision"}):
+        for stage in (Refuses(), Parallel(Refuses(), 2, ThreadPoolExecutor(2))):
+            with pytest.raises(UsageError, match="^use --precision fp32$"):
+                list(run_stages(iter([1, 2, 3]), [stage]))
+
+
+def test_an_output_name_too_long_is_shown_cut(tmp_path, clip, rgb_model_dir):
+    # "file name too long" echoed the whole name: a line of hundreds of characters.
+    result = cli("run", clip, "-o", tmp_path / ("x" * 330 + ".mp4"), "--model", rgb_model_dir)
+    assert result.returncode == 2 and "file name too long" in result.stderr, result.stderr
+    assert len(result.stderr.strip()) < 250 and "..." in result.stderr

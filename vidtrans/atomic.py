@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from vidtrans.errors import UsageError, VidtransError, first_line
-from vidtrans.options import shown, spell
+from vidtrans.options import shown, shown_path, spell
 
 LOCK_SUFFIX = ".vidtrans-lock"
 # Most file systems limit a name to 255 bytes (not characters: UTF-8 takes up to 4 per character);
@@ -75,35 +75,36 @@ def check_destination(dst: str | os.PathLike, inputs: str | os.PathLike | Iterab
                          "give a file name")
     check_file_name(dst)
     dst = Path(dst)
+    named = shown_path(dst)  # a path thousands of characters long would make the message as long
     if inputs is None:
         inputs = ()
     elif isinstance(inputs, (str, os.PathLike)):
         inputs = (inputs,)
     for src in inputs:
         if same_file(dst, src):
-            raise UsageError(f"{dst}: output would overwrite the input; choose another output path")
+            raise UsageError(f"{named}: output would overwrite the input; choose another output path")
     try:
         if dst.is_dir():
-            raise UsageError(f"{dst}: is a folder; give an output file name")
+            raise UsageError(f"{named}: is a folder; give an output file name")
         if (special := _special_file_at(dst)) is not None:
-            raise UsageError(f"{dst}: is {special}, which vidtrans never replaces (outputs are renamed into place "
+            raise UsageError(f"{named}: is {special}, which vidtrans never replaces (outputs are renamed into place "
                              "whole); give the name of a regular file")
         if _leads_to_open_file(dst):
-            raise UsageError(f"{dst}: is a link to a process's open file (as /dev/stdout is), which vidtrans never "
+            raise UsageError(f"{named}: is a link to a process's open file (as /dev/stdout is), which vidtrans never "
                              "replaces (outputs are renamed into place whole); give the name of a regular file")
         if (dst.exists() or dst.is_symlink()) and not overwrite:
-            raise UsageError(f"{dst}: already exists; choose another name or pass {spell('overwrite=True')}")
+            raise UsageError(f"{named}: already exists; choose another name or pass {spell('overwrite=True')}")
         if not dst.parent.is_dir():
             if dst.parent.exists():
-                raise UsageError(f"{dst}: {dst.parent} is a file, not a folder; choose another output path")
-            raise UsageError(f"{dst}: folder {dst.parent} does not exist; create it first")
+                raise UsageError(f"{named}: {shown_path(dst.parent)} is a file, not a folder; choose another output path")
+            raise UsageError(f"{named}: folder {shown_path(dst.parent)} does not exist; create it first")
     except OSError as e:  # the file system refuses to even look the name up
         if e.errno == errno.ENAMETOOLONG:
-            raise UsageError(f"{dst}: file name too long; choose a shorter output name") from None
+            raise UsageError(f"{named}: file name too long; choose a shorter output name") from None
         if e.errno == errno.ELOOP:
-            raise UsageError(f"{dst}: is a link that leads back to itself; remove it or choose another output "
+            raise UsageError(f"{named}: is a link that leads back to itself; remove it or choose another output "
                              "path") from None
-        raise UsageError(f"{dst}: cannot use this output path ({first_line(e)}); "
+        raise UsageError(f"{named}: cannot use this output path ({first_line(e)}); "
                             "choose another output path") from None
 
 

@@ -16,6 +16,7 @@ through it; `frame_batches` cuts a reader's frames into them.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import itertools
 import os
 import queue
@@ -167,7 +168,8 @@ class Parallel:
         self._interrupted = threading.Event()
 
     def process(self, item: Any) -> Iterable[Any]:
-        self._pending.append(self._pool.submit(lambda: list(self.stage.process(item))))
+        # In the caller's context: messages raised there spell settings as the caller does (--precision).
+        self._pending.append(self._pool.submit(contextvars.copy_context().run, lambda: list(self.stage.process(item))))
         if len(self._pending) >= self.workers:
             yield from self._result(self._pending.popleft())
 
@@ -242,9 +244,13 @@ def run_stages(source: Iterable[Any], stages: list[Stage], depth: int = 2) -> It
     """Yield what comes out of the last stage. Closing the iterator early stops every thread."""
     stop = threading.Event()
     queues = [queue.Queue(maxsize=depth) for _ in range(len(stages) + 1)]
-    threads = [threading.Thread(target=_feed, args=(source, queues[0], stop), name="vidtrans-source", daemon=True)]
+    # Each thread runs in a copy of the caller's context: messages raised there spell settings as the
+    # caller does (the command line's --precision, not Python's precision=).
+    threads = [threading.Thread(target=contextvars.copy_context().run, args=(_feed, source, queues[0], stop),
+                                name="vidtrans-source", daemon=True)]
     for i, stage in enumerate(stages):
-        threads.append(threading.Thread(target=_work, args=(stage, queues[i], queues[i + 1], stop),
+        threads.append(threading.Thread(target=contextvars.copy_context().run,
+                                        args=(_work, stage, queues[i], queues[i + 1], stop),
                                         name=f"vidtrans-{type(stage).__name__}", daemon=True))
     for thread in threads:
         thread.start()

@@ -142,3 +142,14 @@ def test_an_output_name_too_long_is_shown_cut(tmp_path, clip, rgb_model_dir):
     result = cli("run", clip, "-o", tmp_path / ("x" * 330 + ".mp4"), "--model", rgb_model_dir)
     assert result.returncode == 2 and "file name too long" in result.stderr, result.stderr
     assert len(result.stderr.strip()) < 250 and "..." in result.stderr
+
+
+def test_pose_on_a_pose_map_video_says_the_input_already_is_pose_maps(tmp_path):
+    # It said "no person found ...; their pose maps are blank; use a clip where the whole body is visible".
+    dancer = dancer_clip(tmp_path / "dancer.mp4", frames=12, size=(128, 128)).path
+    first = cli("pose", dancer, "-o", tmp_path / "maps.mp4")
+    assert first.returncode == 0 and "warning" not in first.stderr, first.stderr
+    again = cli("pose", tmp_path / "maps.mp4", "-o", tmp_path / "again.mp4", "--json")
+    assert again.returncode == 0, again.stderr
+    assert "the input already shows pose maps" in again.stderr and "whole body is visible" not in again.stderr
+    assert json.loads(again.stdout)["input_is_pose_maps"] is True

@@ -288,6 +288,9 @@ class Summary:
         missing = self.frames_without_person
         if not missing or 2 * missing <= self.frames:
             return None
+        if self.extra.get("input_is_pose_maps"):
+            return f"no person found in {missing} of {self.frames} frames: the input already shows pose maps, which " \
+                   "have no person to find; give it to vidtrans run as it is"
         return f"no person found in {missing} of {self.frames} frames; {consequence}; use a clip where the whole body " \
                "is visible"
 
@@ -508,7 +511,10 @@ def render_pose_video(
         publish_together(list(zip(temporaries, outputs)), overwrite)
     with_person = int(has_person(np.concatenate(collected)).sum())
     summary.frames_without_person = summary.frames - with_person
-    summary.extra = {"frames_with_person": with_person, "keypoints": str(keypoints_out or "")}
+    # Where nobody was found in most frames, the warning says whether the input shows pose maps already.
+    mostly_nobody = 2 * summary.frames_without_person > summary.frames
+    summary.extra = {"frames_with_person": with_person, "keypoints": str(keypoints_out or ""),
+                     "input_is_pose_maps": mostly_nobody and is_pose_video(src, start, end)}
     summary.seconds = time.perf_counter() - started
     return summary
 

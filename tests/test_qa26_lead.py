@@ -3,6 +3,7 @@ before the model loads, one process's second writer of a file told so, a resumed
 import json
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 
 import vidtrans
@@ -153,3 +154,20 @@ def test_pose_on_a_pose_map_video_says_the_input_already_is_pose_maps(tmp_path):
     assert again.returncode == 0, again.stderr
     assert "the input already shows pose maps" in again.stderr and "whole body is visible" not in again.stderr
     assert json.loads(again.stdout)["input_is_pose_maps"] is True
+
+
+def test_frames_whose_points_are_all_too_faint_to_draw_count_as_nobody(tmp_path, pose_model):
+    # A keypoint file's frame whose body points were all at or below the confidence pose maps draw from
+    # counted as showing a person: drawn blank, it got no background and no count among frames without one.
+    from vidtrans.pose.files import write_keypoints_npz
+    from vidtrans.pose.keypoints import has_person
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=4, size=(64, 48), audio=False).path
+    track = np.zeros((4, 18, 3), np.float32)
+    track[:, :, :2] = 20.0
+    track[:2, :, 2] = 0.9
+    track[2:, :, 2] = 0.04  # OpenPose's noise, under its render threshold
+    write_keypoints_npz(tmp_path / "k.npz", track, 64, 48)
+    assert has_person(track).tolist() == [True, True, False, False]
+    summary = vidtrans.translate_video(clip, tmp_path / "out.mp4", pose_model, keypoints=tmp_path / "k.npz")
+    assert summary.frames_without_person == 2

@@ -33,6 +33,9 @@ RIGHT_HAND = slice(LEFT_HAND.stop, LEFT_HAND.stop + NUM_HAND)
 # reports up to about 1.4, mmpose's heatmap models about 1.3): files beyond this have their
 # numbers in another layout (or another meaning) than x, y, confidence.
 MAX_CONFIDENCE = 2.0
+# OpenPose's own --render_threshold: keypoints it reports below this are noise. Pose maps draw only
+# points above it, so a pose of no point above it shows nobody (`has_person`).
+DEFAULT_MIN_CONFIDENCE = 0.05
 # Detectors place points just off the frame (a hand reaching past its edge; MediaPipe extrapolates
 # hidden landmarks); points present further out than this many frame widths (heights) cannot be
 # pixels of this frame.
@@ -112,8 +115,9 @@ def flip_keypoints(keypoints: np.ndarray, width: int) -> np.ndarray:
 
 
 def has_person(keypoints: np.ndarray) -> np.ndarray:
-    """Per pose of a track (..., K, 3): whether any body keypoint was found (a frame with nobody is all missing)."""
-    return (np.asarray(keypoints)[..., :NUM_KEYPOINTS, 2] > 0).any(axis=-1)
+    """Per pose of a track (..., K, 3): whether any body keypoint was found, above the confidence pose maps
+    draw from (a frame with nobody is all missing; one of only fainter points is drawn blank)."""
+    return (np.asarray(keypoints)[..., :NUM_KEYPOINTS, 2] > DEFAULT_MIN_CONFIDENCE).any(axis=-1)
 
 
 def is_whole_body(keypoints: np.ndarray) -> bool:

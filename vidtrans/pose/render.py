@@ -25,11 +25,8 @@ from vidtrans.errors import VidtransError, check_version
 from vidtrans.options import is_finite_number, is_int, shown
 from vidtrans.pose.keypoints import (
     COLORS, FACE, HAND_EDGES, LEFT_HAND, LIMBS, NUM_KEYPOINTS, RIGHT_HAND, check_frame_size, check_keypoints,
-    check_min_confidence, is_whole_body,
+    DEFAULT_MIN_CONFIDENCE, check_min_confidence, is_whole_body,
 )
-
-# OpenPose's own --render_threshold: keypoints it reports below this are noise.
-DEFAULT_MIN_CONFIDENCE = 0.05
 
 # cv2 takes sub-pixel coordinates as fixed-point integers with this many fractional bits.
 _SHIFT = 4

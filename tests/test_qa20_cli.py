@@ -133,7 +133,7 @@ def test_an_output_another_process_writes_is_refused_before_the_model_loads(cli,
     out = tmp_path / "out.mp4"
     held, done = threading.Event(), threading.Event()
 
-    def writer_elsewhere():  # another thread claims as another process would
+    def writer_elsewhere():  # another thread claims as another process would (and is named as this process)
         with OutputClaim(out):
             held.set()
             done.wait(10)
@@ -148,5 +148,5 @@ def test_an_output_another_process_writes_is_refused_before_the_model_loads(cli,
         done.set()
         thread.join()
     assert result.returncode == 1
-    assert "another vidtrans process is writing this file" in result.stderr
+    assert "this process is already writing this file" in result.stderr
     assert not out.exists()

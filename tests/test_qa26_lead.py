@@ -171,3 +171,19 @@ def test_frames_whose_points_are_all_too_faint_to_draw_count_as_nobody(tmp_path,
     assert has_person(track).tolist() == [True, True, False, False]
     summary = vidtrans.translate_video(clip, tmp_path / "out.mp4", pose_model, keypoints=tmp_path / "k.npz")
     assert summary.frames_without_person == 2
+
+
+def test_batch_with_onnxruntime_runs_on_the_cpu_of_a_cuda_machine(tmp_path, rgb_model_dir, monkeypatch):
+    # `run` and `live` were mended for it; batch resolved "auto" to the GPU itself, which ONNX Runtime refused.
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import torch
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    clips = tmp_path / "in"
+    clips.mkdir()
+    make_clip(clips / "a.mp4", frames=3, size=(64, 48), audio=False)
+    result = cli("batch", clips, "-o", tmp_path / "out", "--model", rgb_model_dir, "--backend", "onnxruntime")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "a.mp4").is_file()

@@ -20,11 +20,13 @@ from __future__ import annotations
 import collections
 import contextlib
 import contextvars
+import csv
 import dataclasses
 import datetime
 import errno
 import fcntl
 import fnmatch
+import io
 import json
 import logging
 import os
@@ -51,6 +53,12 @@ if TYPE_CHECKING:  # torch is imported where a model is loaded, not by a batch t
 
 DEFAULT_PATTERNS = ("*.mp4", "*.mov", "*.mkv", "*.avi", "*.webm", "*.m4v", "*.mpg", "*.mpeg", "*.ts", "*.mts",
                     "*.m2ts", "*.wmv", "*.flv", "*.3gp", "*.ogv")
+# Video containers cameras, discs and tools write that the default patterns leave out (outputs
+# named as the clip could not always hold the codec: .mxf, .dv); a default batch names those it
+# leaves out (`_left_out`) rather than passing over them in silence.
+OTHER_VIDEO_SUFFIXES = (".mxf", ".vob", ".dv", ".m2t", ".mod", ".tod", ".3g2", ".asf", ".f4v", ".divx", ".xvid", ".qt",
+                        ".y4m", ".wtv", ".mk3d", ".rm", ".rmvb", ".ivf", ".nut", ".mjpeg", ".mjpg", ".h264", ".264",
+                        ".hevc", ".h265", ".265")
 MANIFEST_NAME = ".vidtrans-batch.jsonl"
 LEGACY_MANIFEST_NAME = ".vidtrans-batch.json"  # before version 2: one JSON document, rewritten per update
 MANIFEST_FORMAT, MANIFEST_VERSION = "vidtrans-batch-manifest", 2
@@ -100,6 +108,9 @@ class ClipResult:
     frames_without_person: int | None = None
     warning: str | None = None
     corrupt_frames: int = 0  # replaced by the frame before (see the README's "Corrupt frames")
+    # Pose models: how the clip's poses were had, as `run` says it ("input is pose maps": a pose-map
+    # video, translated without detection); None for RGB models.
+    pose: str | None = None
 
     @property
     def fps(self) -> float:
@@ -109,7 +120,11 @@ class ClipResult:
         return {"input": self.input, "output": self.output, "status": self.status, "frames": self.frames,
                 "seconds": round(self.seconds, 3), "fps": round(self.fps, 3), "error": self.error,
                 "frames_without_person": self.frames_without_person, "warning": self.warning,
-                "corrupt_frames": self.corrupt_frames}
+                "corrupt_frames": self.corrupt_frames, "pose": self.pose}
+
+
+# A CSV report's columns (its header row tells an earlier report): a clip's fields in the JSON report.
+REPORT_COLUMNS = tuple(ClipResult("", "", "").to_dict())
 
 
 @dataclass
@@ -138,14 +153,27 @@ class BatchReport:
         return {"input_dir": self.input_dir, "output_dir": self.output_dir, "model": self.model,
                 "clips": [c.to_dict() for c in self.clips], "totals": self.totals()}
 
+    def to_csv(self) -> str:
+        """One row per clip, the columns of a clip in `to_dict` (an empty cell for null), under a
+        header row: what a spreadsheet opens (the totals are its sums)."""
+        text = io.StringIO()
+        rows = csv.DictWriter(text, REPORT_COLUMNS)
+        rows.writeheader()
+        rows.writerows({k: "" if v is None else v for k, v in c.to_dict().items()} for c in self.clips)
+        return text.getvalue()
+
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
-        """Write the report as JSON, complete or not at all. Refused (BatchUsageError): one of the
-        batch's clips, its manifest, a folder, or an existing file other than an earlier batch report
-        (a rerun replaces its report) unless `overwrite`."""
+        """Write the report, complete or not at all: as CSV where its name ends in .csv (`to_csv`),
+        else as JSON (`to_dict`). Refused (BatchUsageError): one of the batch's clips, its manifest,
+        a folder, or an existing file other than an earlier batch report (a rerun replaces its
+        report) unless `overwrite`."""
         _check_report_path(path, Path(self.output_dir), [c.input for c in self.clips], [c.output for c in self.clips],
                            overwrite)
         path = Path(path)
-        _write_json(path, self.to_dict(), "report", replace=overwrite or path.exists())
+        text = self.to_csv() if _is_csv(path) else json.dumps(self.to_dict(), indent=1) + "\n"
+        # A clip's name that is no UTF-8 (bytes of another encoding) is written back as its bytes; JSON escapes it.
+        write_atomically(path, lambda f: f.write(text.encode("utf-8", "surrogateescape")),
+                         overwrite=overwrite or path.exists(), what="report")
 
 
 class BatchListener:
@@ -191,13 +219,15 @@ def find_clips(input_dir: str | os.PathLike, patterns: Sequence[str] = DEFAULT_P
     return _discover(Path(input_dir), patterns, recursive, exclude)[0]
 
 
-def _discover(root: Path, patterns: Sequence[str], recursive: bool,
-              exclude: Sequence[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
-    """(find_clips's clips, the `exclude` folders met on the way)."""
+def _discover(root: Path, patterns: Sequence[str], recursive: bool, exclude: Sequence[str | os.PathLike]
+              ) -> tuple[list[Path], list[Path], collections.Counter[str]]:
+    """(find_clips's clips, the `exclude` folders met on the way, how many files of each of
+    OTHER_VIDEO_SUFFIXES the patterns left out)."""
     skip = {_real(p) for p in exclude}
     lowered = [p.lower() for p in patterns]
     found: list[Path] = []
     met: list[Path] = []
+    others: collections.Counter[str] = collections.Counter()
     searched = {_real(root): root}  # each folder searched, by its real path: the name it is searched under
     pending = collections.deque([root])
     links: collections.deque[Path] = collections.deque()  # linked folders, followed once the tree is searched
@@ -245,7 +275,21 @@ def _discover(root: Path, patterns: Sequence[str], recursive: bool,
                     pending.append(path)
             elif any(fnmatch.fnmatchcase(entry.name.lower(), p) for p in lowered):
                 found.append(path)
-    return sorted(found, key=lambda p: p.relative_to(root).parts), met
+            elif (suffix := os.path.splitext(entry.name)[1].lower()) in OTHER_VIDEO_SUFFIXES:
+                others[suffix] += 1
+    return sorted(found, key=lambda p: p.relative_to(root).parts), met, others
+
+
+def _left_out(others: collections.Counter[str], found: bool) -> str:
+    """The files of other video formats a batch with the default patterns leaves out, and how to
+    take them (with clips of the defaults too where it `found` some)."""
+    kinds = sorted(others, key=lambda suffix: (-others[suffix], suffix))
+    wanted = [f"*{suffix}" for suffix in ([DEFAULT_PATTERNS[0][1:]] if found else []) + kinds[:3]]
+    example = (f"{spell('patterns')}={wanted!r}" if spell("patterns") == "patterns" else
+               " ".join(f"{spell('patterns')} '{pattern}'" for pattern in wanted))
+    return (f"{_counted(sum(others.values()), 'file')} of video formats the default patterns do not take "
+            f"({', '.join(f'{others[s]} {s}' for s in kinds)}) left out; to translate them, name every pattern "
+            f"wanted, e.g. {example}")
 
 
 def _manifest_in(folder: Path) -> str | None:
@@ -363,12 +407,6 @@ def fingerprint(path: Path) -> dict[str, Any]:
 # --- manifest --------------------------------------------------------------------------------------
 
 
-def _write_json(path: Path, data: Any, what: str, replace: bool) -> None:
-    """`data` as JSON at `path`, synced to disk and moved into place whole (never half-written)."""
-    text = json.dumps(data, indent=1) + "\n"
-    write_atomically(path, lambda f: f.write(text.encode()), overwrite=replace, what=what)
-
-
 def _check_report_path(path: str | os.PathLike, output_dir: Path, inputs: Sequence[str | os.PathLike],
                        outputs: Sequence[str | os.PathLike], overwrite: bool) -> None:
     """Refuse a report path before any work: an empty one, the batch's manifest, one of its clips
@@ -409,12 +447,21 @@ def _check_report_path(path: str | os.PathLike, output_dir: Path, inputs: Sequen
                               f"path or pass {spell('overwrite=True')}")
 
 
+def _is_csv(path: Path) -> bool:
+    return path.suffix.lower() == ".csv"
+
+
 def _is_report(path: Path) -> bool:
+    """Whether `path` holds a batch report, JSON or CSV (`BatchReport.save`), whatever its name."""
     if not path.is_file():  # reading a FIFO would wait for a writer forever
         return False
+    header = ",".join(REPORT_COLUMNS).encode()
     try:
         with open(path, "rb") as f:
-            if f.read(1) != b"{":  # not a JSON object (a video, say): not worth parsing
+            first = f.read(len(header) + 2)
+            if first.rstrip(b"\r\n") == header:
+                return True
+            if first[:1] != b"{":  # not a JSON object (a video, say): not worth parsing
                 return False
             f.seek(0)
             data = json.load(f)
@@ -430,7 +477,7 @@ class Manifest:
     relative to INPUT_DIR (posix), **record}, and the last line of a clip wins. A record has status
     ("running", "done" or "failed"), output (relative to OUTPUT_DIR), owned (whether a file at
     output is ours to replace), input (fingerprint), options, model_sha256, and frames, seconds,
-    frames_without_person, warning, corrupt_frames and output_size, or error, and finished (UTC ISO
+    frames_without_person, warning, corrupt_frames, pose and output_size, or error, and finished (UTC ISO
     time). A new attempt's records keep the size of the output an earlier one wrote, which stays in
     place until the attempt succeeds: an output of another size was changed by someone else since.
 
@@ -566,7 +613,7 @@ def _read_log(path: Path) -> tuple[dict[str, dict[str, Any]], int, bool]:
 # by hand, or by something else) is damaged like a torn one, rather than an error where it is used.
 _RECORD_FIELDS = {"status": str, "output": str, "owned": bool, "input": dict, "options": dict, "model_sha256": str,
                   "frames": int, "frames_without_person": (int, type(None)), "warning": (str, type(None)),
-                  "corrupt_frames": int, "output_size": int, "owned_before": list}
+                  "corrupt_frames": int, "pose": (str, type(None)), "output_size": int, "owned_before": list}
 
 
 def _well_formed(record: dict[str, Any]) -> bool:
@@ -740,16 +787,22 @@ def translate_folder(
     recursive, overwrite, report = batch.recursive, batch.overwrite, batch.report
     _check_folders(input_dir, output_dir)
     suffix = _suffix(batch.ext, options.encode)
-    clips, output_folders_met = _discover(input_dir, patterns, recursive, exclude=[output_dir])
+    clips, output_folders_met, others = _discover(input_dir, patterns, recursive, exclude=[output_dir])
+    # Patterns the caller chose leave out what they leave out; the defaults must not do so in silence.
+    left_out = _left_out(others, bool(clips)) if others and not batch.patterns else None
+    if not clips and left_out:
+        raise BatchUsageError(f"{input_dir}: no clips matching the default patterns; {left_out}")
     if not clips:
         skipped = ["hidden files and folders, named .*, are skipped"]
         if not recursive:
             skipped.append(f"subfolders are not searched ({spell('recursive=False')})")
         raise BatchUsageError(f"{input_dir}: no clips matching {plain(' '.join(patterns))} ({'; '.join(skipped)}); "
                               f"check the folder or pass {spell('patterns')}")
+    if left_out:
+        log.warning("%s: %s", input_dir, left_out)
     _check_no_inputs_in(output_dir, output_folders_met, clips, input_dir, patterns, suffix)
     outputs = [_output_path(c, input_dir, output_dir, suffix) for c in clips]
-    _check_encoding(outputs, options.encode)
+    refused_containers = _check_encoding(outputs, options.encode)
     if report is not None:
         # The model's files are inputs too: a report must not replace them.
         _check_report_path(report, output_dir, [*clips, *model_files(resolve(model))], outputs, overwrite)
@@ -780,6 +833,10 @@ def translate_folder(
         remove_leftovers(output_dir, keep=[input_dir])
         with Manifest(output_dir, fresh=overwrite) as manifest:
             results, jobs = _plan(clips, input_dir, output_dir, suffix, manifest, settings, weights, overwrite)
+            results.update({job.rel: ClipResult(str(job.src), str(job.dst), "failed",
+                                                error=one_line(f"{job.dst}: {why}"))
+                            for job in jobs if (why := refused_containers.get(job.dst.suffix.lower()))})
+            jobs = [job for job in jobs if job.rel not in results]
             listener.begin(len(clips), len(jobs))
             for result in results.values():
                 listener.clip_finished("", result)
@@ -903,26 +960,30 @@ def _suffix(ext: str | None, encode: EncodeOptions) -> str | None:
     return "." + ext
 
 
-def _check_encoding(outputs: list[Path], encode: EncodeOptions) -> None:
+def _check_encoding(outputs: list[Path], encode: EncodeOptions) -> dict[str, str]:
     """Refuse before any work the encoder settings every clip would fail with (a codec that is no
     video encoder; a CRF, preset or pixel format it does not take; a container that cannot hold it),
-    as `run` does: tried for the first output of each extension, since a container only some
-    outputs have fails those clips alone."""
+    as `run` does: tried for the first output of each extension. A container only some outputs have
+    fails those clips alone, before any work on them: returned are the extensions refused, each
+    with the reason (to follow the output's name) and the batch's fix."""
     first_of_each = {}
     for dst in outputs:
         first_of_each.setdefault(dst.suffix.lower(), dst)
-    refusals = []
-    for dst in first_of_each.values():
+    refusals = {}
+    for suffix, dst in first_of_each.items():
         try:
             check_output_settings(dst, encode)
-            return
         except VidtransError as e:
-            refusals.append(e)
-    if refusals:
-        # Outputs are named as their clips, so the extension a batch can change is --ext's.
-        hint = (f" (for batch: {spell_setting('ext', 'mp4')})" if "use an extension such as" in str(refusals[0])
-                else "")
-        raise BatchUsageError(str(refusals[0]) + hint) from None
+            if not str(e).startswith(f"{dst}: "):  # a setting, refused alike whatever the container
+                raise BatchUsageError(str(e)) from None
+            # Outputs are named as their clips, so the extension a batch can change is --ext's (for every clip),
+            # not the name the writer's message suggests changing.
+            ext = "mp4" if "use an extension such as" in str(e) else "mov" if suffix == ".mkv" else "mkv"
+            refusals[suffix] = f"{str(e).removeprefix(f'{dst}: ')} (for batch: {spell_setting('ext', ext)})"
+    if len(refusals) == len(first_of_each):
+        suffix, reason = next(iter(refusals.items()))
+        raise BatchUsageError(f"{first_of_each[suffix]}: {reason}")
+    return refusals
 
 
 @contextlib.contextmanager
@@ -1036,7 +1097,8 @@ def _plan(clips: list[Path], input_dir: Path, output_dir: Path, suffix: str | No
         elif not overwrite and record and _finished(record, print_, settings, weights, out_rel, dst):
             results[rel] = ClipResult(str(src), str(dst), "skipped", frames=record.get("frames", 0),
                                       frames_without_person=record.get("frames_without_person"),
-                                      warning=record.get("warning"), corrupt_frames=record.get("corrupt_frames", 0))
+                                      warning=record.get("warning"), corrupt_frames=record.get("corrupt_frames", 0),
+                                      pose=record.get("pose"))
         elif not ours and dst.is_file():
             # Also every output of a batch whose manifest was deleted: say how to go on.
             why = ("has changed since this batch wrote it" if changed else
@@ -1370,7 +1432,7 @@ def _check_unchanged(job: _Job) -> None:
 
 def _translate_clip(job: _Job, model: SharedModel, options: RunOptions, progress) -> dict[str, Any]:
     """The work on one clip, wherever it runs: what its ClipResult gets (frames written, seconds,
-    frames_without_person, warning, corrupt_frames)."""
+    frames_without_person, warning, corrupt_frames, pose)."""
     try:
         job.dst.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -1379,7 +1441,8 @@ def _translate_clip(job: _Job, model: SharedModel, options: RunOptions, progress
     summary = translate_video(job.src, job.dst, model, options, overwrite=job.overwrite, progress=progress)
     return {"frames": summary.frames, "seconds": summary.seconds,
             "frames_without_person": summary.frames_without_person,
-            "warning": summary.no_person_warning(no_person_shows(model)), "corrupt_frames": summary.corrupt_frames}
+            "warning": summary.no_person_warning(no_person_shows(model)), "corrupt_frames": summary.corrupt_frames,
+            "pose": summary.pose}
 
 
 class _LocalWorker:
@@ -1404,11 +1467,12 @@ def _local_workers(model: str | os.PathLike, batch: BatchOptions, options: RunOp
     """`workers` threads (default 2 per device); worker i runs on devices[i % len(devices)], and
     each distinct device gets one model."""
     from vidtrans import load_model
-    from vidtrans.models.translator import resolve_device
+    from vidtrans.models.translator import device_for_backend, resolve_device
 
     devices = batch.device_list
     count = batch.workers if batch.workers is not None else 2 * len(devices)
-    worker_devices = [_indexed(resolve_device(devices[i % len(devices)], setting="devices")) for i in range(count)]
+    worker_devices = [_indexed(resolve_device(device_for_backend(devices[i % len(devices)], batch.backend),
+                                              setting="devices")) for i in range(count)]
     models = {device: SharedModel(load_model(model, device=device, precision=precision, size=model_size,
                                              backend=batch.backend))
               for device in dict.fromkeys(worker_devices)}
@@ -1742,6 +1806,8 @@ def _ray_workers(model: str | os.PathLike, batch: BatchOptions, options: RunOpti
     """One actor per GPU of the Ray cluster, or per CPU when it has none or `devices` is cpu
     (`workers` of them when given), each loading the model itself; killed at the end, and Ray
     disconnected when connected here."""
+    from vidtrans.models.translator import device_for_backend
+
     ray = _import_ray()
     connected_here = not ray.is_initialized()  # a Python caller may have connected already
     if connected_here:
@@ -1750,7 +1816,9 @@ def _ray_workers(model: str | os.PathLike, batch: BatchOptions, options: RunOpti
     try:
         resources = ray.cluster_resources()
         gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
-        use_gpus = batch.device_list == ["cuda"] or (batch.device_list == ["auto"] and gpus > 0)
+        # ONNX Runtime runs on CPUs only: "auto" then means CPU slots.
+        wanted = [str(device_for_backend(device, batch.backend)) for device in batch.device_list]
+        use_gpus = wanted == ["cuda"] or (wanted == ["auto"] and gpus > 0)
         slots, kind = (gpus, "GPU") if use_gpus else (cpus, "CPU")
         count = batch.workers if batch.workers is not None else slots
         if slots == 0:

@@ -38,7 +38,7 @@ def _path(value: str) -> Path:
     # folder, `run x.mp4 -o ""` would blame a folder nobody named.
     if not value:
         raise typer.BadParameter("an empty path; give a file or folder name")
-    return Path(_expanded(value))
+    return Path(_local(value))
 
 
 def _expanded(value: str) -> str:
@@ -47,12 +47,31 @@ def _expanded(value: str) -> str:
     return os.path.expanduser(value)
 
 
+def _local(value: str) -> str:
+    """A local file's or folder's name, as _expanded reads it; a URL is refused, which a Path would
+    make a name nobody typed (https://host/a.mp4 as https:/host/a.mp4, "not found")."""
+    if "://" in value:  # only then: the check imports the reader (PyAV, OpenCV)
+        from vidtrans.video.reader import check_input_name
+
+        check_input_name(value)
+    return _expanded(value)
+
+
 def _output_file(value: str) -> Path:
     """An output file's path, as _path reads it; a trailing slash, which names a folder, is refused
     here, where it is still there to see."""
     from vidtrans.atomic import check_file_name
 
-    check_file_name(_expanded(value))
+    check_file_name(_local(value))
+    return _path(value)
+
+
+def _input_file(value: str) -> Path:
+    """An input video's path, as _path reads it; what a Path would hide (a URL's "//", a file's
+    name ending in a slash) is refused here, where the text is still there to see."""
+    from vidtrans.video.reader import check_input_name
+
+    check_input_name(_expanded(value))
     return _path(value)
 
 
@@ -65,7 +84,7 @@ AS_OUTPUT_FILE = {"parser": _output_file, "metavar": "<path>"}
 # Options shared by several commands, so each is defined and explained once. The options of
 # translation and encoding are fields of vidtrans.options' objects, made into flags by `takes`.
 MODEL_HELP = "Model name (vidtrans models lists them), checkpoint folder or pix2pix .pth file."
-ModelOpt = Annotated[str, typer.Option("-m", "--model", parser=_expanded, help=MODEL_HELP)]
+ModelOpt = Annotated[str, typer.Option("-m", "--model", parser=_local, help=MODEL_HELP)]
 DeviceOpt = Annotated[str, typer.Option(help="auto (a CUDA GPU when PyTorch sees one, else the CPU), cpu, cuda or cuda:N (GPU number N, from 0).")]
 PrecisionOpt = Annotated[Precision, typer.Option(help="auto (fp16 on CUDA, bf16 on CPUs with AMX or AVX-512 BF16, where the model allows, except ResNets with per-frame norms; else fp32), fp32, fp16 (CUDA only) or bf16.")]
 # `batch` takes it as a field of BatchOptions (same help), since it says how its models are loaded.
@@ -162,7 +181,7 @@ def takes(options_type: type, *, param: str = "options", only: tuple[str, ...] |
         path = hint is PathText
         info = typer.Option(*decls, help=f.metadata["help"], show_default=default is not None,
                             metavar="<path>" if path else (metavars or {}).get(f.name),
-                            parser=_expanded if path else None)
+                            parser=_local if path else None)
         generated.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
                                            annotation=Annotated[str if path else hint, info]))
     names = {p.name for p in generated}
@@ -360,7 +379,7 @@ def export(
 def import_pix2pix(
     pth: Path = typer.Argument(..., parser=_path, help="An upstream pytorch-CycleGAN-and-pix2pix generator, e.g. latest_net_G.pth."),
     # A str: typer would make '' the current folder, which convert_pix2pix refuses only as ''.
-    output: str = typer.Option(..., "-o", "--output", metavar="<path>", parser=_expanded, help="Checkpoint folder to write, e.g. checkpoints/facades."),
+    output: str = typer.Option(..., "-o", "--output", metavar="<path>", parser=_local, help="Checkpoint folder to write, e.g. checkpoints/facades."),
     input_kind: InputKind = typer.Option(InputKind.RGB, help="What the model expects: rgb (images) or pose (OpenPose-style maps)."),
     size: Optional[int] = typer.Option(None, help="Native square size in pixels the model was trained at (pix2pix's --crop_size; 16-8192); default: unet_128 128, others 256.", show_default=False),
     normalization: Normalization = typer.Option(Normalization.SAMPLE, help="sample: batch norm with each frame's statistics (pix2pix's "
@@ -379,7 +398,7 @@ def import_pix2pix(
 @app.command(short_help="Translate a video with a model.")
 @takes(RunOptions)
 def run(
-    input: Path = typer.Argument(..., parser=_path, help="Video to translate (any format FFmpeg reads).", show_default=False),
+    input: Path = typer.Argument(..., parser=_input_file, help="Video to translate (any format FFmpeg reads).", show_default=False),
     output: Optional[Path] = typer.Option(None, "-o", "--output", **AS_OUTPUT_FILE, help="Output video (default: INPUT_STEM.MODEL.mp4 beside the input)."),
     model: ModelOpt = "pose2person",
     device: DeviceOpt = "auto",
@@ -440,7 +459,7 @@ def _warn_if_no_person(summary, consequence: str) -> None:
 @app.command(short_help="Detect poses and draw a pose-map video.")
 @takes(RunOptions, only=("start", "end", "encode"), preset=POSE_VIDEO_ENCODE.preset, threads=POSE_VIDEO_ENCODE.threads)
 def pose(
-    input: Path = typer.Argument(..., parser=_path, help="Video of a person.", show_default=False),
+    input: Path = typer.Argument(..., parser=_input_file, help="Video of a person.", show_default=False),
     output: Optional[Path] = typer.Option(None, "-o", "--output", **AS_OUTPUT_FILE, help="Pose-map video (default: INPUT_STEM.pose.mp4 beside the input)."),
     keypoints: Optional[Path] = typer.Option(None, "--keypoints", **AS_OUTPUT_FILE, help="Also save the keypoints as NPZ (array 'keypoints', frames x K x 3 in input pixels; K = 18 body keypoints, or 128 with --whole-body), filtered over time as the pose maps show them."),
     whole_body: bool = typer.Option(False, "--whole-body", help="Also find and draw the face's 68 points and both hands (ControlNet's openpose_full look; found every other frame, at about 1.5x the detection time)."),
@@ -468,9 +487,9 @@ def pose(
 @app.command(short_help="Train a model on a video or image pairs.")
 @takes(TrainOptions)
 def train(
-    target: Optional[Path] = typer.Argument(None, parser=_path, help="Video of the target person (their whole body, a few minutes).", show_default=False),
+    target: Optional[Path] = typer.Argument(None, parser=_input_file, help="Video of the target person (their whole body, a few minutes).", show_default=False),
     # A str: typer would make '' the current folder, which prepare_training refuses only as ''.
-    output: str = typer.Option(..., "-o", "--output", metavar="<path>", parser=_expanded, help="Checkpoint folder to write (and resume from)."),
+    output: str = typer.Option(..., "-o", "--output", metavar="<path>", parser=_local, help="Checkpoint folder to write (and resume from)."),
     synthetic: bool = typer.Option(False, "--synthetic", help="Train on our procedural character instead of a video."),
     data: Optional[Path] = typer.Option(None, "--data", **AS_PATH, help="Paired folder: side-by-side AB images, or A/ and B/ subfolders."),
     options: TrainOptions = TrainOptions(),
@@ -568,7 +587,7 @@ def live(
 def batch(
     input_dir: Path = typer.Argument(..., parser=_path, help="Folder of clips (searched recursively).", show_default=False),
     # A str: typer would make '' the current folder, which translate_folder refuses only as ''.
-    output_dir: str = typer.Option(..., "-o", "--output", metavar="<path>", parser=_expanded, help="Folder for the outputs; mirrors the input tree, same file names."),
+    output_dir: str = typer.Option(..., "-o", "--output", metavar="<path>", parser=_local, help="Folder for the outputs; mirrors the input tree, same file names."),
     model: ModelOpt = ...,
     precision: PrecisionOpt = Precision.AUTO,
     model_size: ModelSizeOpt = None,
@@ -605,7 +624,7 @@ def batch(
 @takes(RunOptions, only=("batch_size", "smoothing", "smoothing_strength", "normalize"))
 def evaluate(
     model: ModelOpt = "pose2person",
-    video: Optional[Path] = typer.Option(None, "--video", **AS_PATH, help="The target video the model was trained on (vidtrans train VIDEO): score on its held-out last tenth."),
+    video: Optional[Path] = typer.Option(None, "--video", parser=_input_file, metavar="<path>", help="The target video the model was trained on (vidtrans train VIDEO): score on its held-out last tenth."),
     synthetic: bool = typer.Option(False, "--synthetic", help="Score on a held-out procedural dance (the default for models trained on vidtrans' synthetic data)."),
     seed: Optional[int] = typer.Option(None, help="Dance seed, not one of the model's training seeds (default 20000000).", show_default=False),
     frames: Optional[int] = typer.Option(None, help="Frames to score (default: 300 of the dance, ten seconds, all of --video's held-out tail, every --data pair).", show_default=False),

@@ -77,6 +77,8 @@ class RichDisplay(BatchListener):
                 how += f"; no person in {result.frames_without_person} of {result.frames} frames"
             if result.status == "done" and result.corrupt_frames:
                 how += f"; {result.corrupt_frames} corrupt frame(s) replaced by the previous good frame"
+            if result.status == "done" and result.pose:  # as `run` says it: also where the input was pose maps
+                how += f"; pose: {result.pose}"
             # One line per clip whatever its name holds: a newline as the two characters \n, as errors have it.
             self._say(f"{result.status} {result.input}: {how}")
         # Skipped clips were warned about when they were translated (their report rows keep it).

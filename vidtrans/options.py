@@ -453,9 +453,10 @@ class BatchOptions(_Options):
     backend: Backend = option(Backend.AUTO, BACKEND_HELP)
     ext: str | None = option(None, "Output container extension, e.g. mp4 (default: the input's).")
     overwrite: bool = option(False, "Redo every clip, even finished ones, and replace existing files.")
-    report: str | None = option(None, "Write a JSON report: per clip input, output, status, frames, seconds, fps, "
-                                "error; and totals. Replaces an earlier report; any other existing file needs "
-                                "--overwrite.", cli_type=PathText)
+    report: str | None = option(None, "Write a report: per clip input, output, status, frames, seconds, fps, "
+                                "error, pose; and totals. CSV (a row per clip) where the name ends in .csv, else "
+                                "JSON. Replaces an earlier report; any other existing file needs --overwrite.",
+                                cli_type=PathText)
     ray: str | None = option(None, "Translate on the Ray cluster at this address, as ray.init takes it: auto (the "
                              "one this machine joined with ray start), HOST:PORT, ray://HOST:10001, or local (a new "
                              "instance here); pip install 'vidtrans[ray]'. Every node must reach the input and "

@@ -16,6 +16,7 @@ import heapq
 import logging
 import math
 import os
+import re
 import stat
 import struct
 from collections import deque
@@ -31,7 +32,7 @@ import numpy as np
 
 from vidtrans.atomic import special_file_kind
 from vidtrans.errors import UsageError, VidtransError, first_line
-from vidtrans.options import check_span, spell
+from vidtrans.options import check_span, shown_path, spell
 from vidtrans.video.hdr import HDR_TRANSFERS, to_sdr
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ def _first_shifts(container: av.container.InputContainer) -> dict[int, Fraction]
                 told.setdefault(packet.stream.index, _clock(packet))
             yield packet
     try:
-        with av.open(container.name, metadata_errors="ignore") as again:
+        with av.open(container.name, metadata_errors="ignore", options=AS_NAMED) as again:
             video = main_video_stream(again)
             started = [s for s in again.streams if s.start_time is not None and s is not video]
             for packet in ContinuousTimestamps(video)(noted(again.demux(video, *started))):
@@ -477,11 +478,54 @@ def local_file(path: str | os.PathLike) -> str:
     return "file:" + os.fspath(path)
 
 
+# Demuxer options that make FFmpeg read the file named: its image2 demuxer takes a name holding %d for
+# an image sequence's pattern (frame_%04d.png read frame_0001.png, frame_0002.png, ..., not that file).
+AS_NAMED = {"pattern_type": "none"}
+# A URL as FFmpeg takes one (http, https, rtsp, rtmp, ftp, ...): a scheme, then "://".
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+# A printf pattern such as frame_%04d.png, which FFmpeg's image2 demuxer reads as an image sequence.
+_SEQUENCE = re.compile(r"%0?\d*d")
+_SLASHES = tuple(filter(None, (os.sep, os.altsep)))
+
+
+def check_input_name(text: str) -> None:
+    """Refuse an input named so that a `Path` made of it would hide what is wrong, as `_open`
+    refuses it: a URL (a Path makes https://host/a.mp4 the local https:/host/a.mp4) or an existing
+    file's name with a trailing slash (a Path drops it, and would read the file)."""
+    if _URL.match(text) or (text.endswith(_SLASHES) and os.path.isfile(text.rstrip("".join(_SLASHES)))):
+        raise VidtransError(f"{shown_path(text)}: {_why_missing(text)}")
+
+
+def _why_missing(name: str, unknown: str = "file not found (check the path)") -> str:
+    """What a user must be told of an input `name` that is no file there, for the message after it
+    (`unknown` where nothing more is known)."""
+    if _URL.match(name):
+        if name[:5].lower() == "file:":
+            return "is a file: URL; pass the file's path instead (without file://)"
+        # FFmpeg could read some, but vidtrans reads its input more than once (a look at it, the
+        # frames, the audio to copy), which a stream does not allow.
+        return "is a URL, and vidtrans works on local files only; give a local path (download an input first: curl -LO URL)"
+    bare = name.rstrip("".join(_SLASHES))
+    if bare != name and os.path.isfile(bare):
+        return f"is a file, not a folder; drop the trailing slash ({shown_path(bare)})"
+    if os.path.islink(name):
+        return f"is a symbolic link to {shown_path(os.readlink(name))}, which does not exist (moved or deleted?)"
+    parent = os.path.dirname(os.path.normpath(name))
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+        return f"{shown_path(parent)} is a file, not a folder (check the path)"
+    if _SEQUENCE.search(os.path.basename(name)):
+        return ("is an image sequence's pattern, which vidtrans does not read; make a video of the images first "
+                f"(e.g. ffmpeg -framerate 25 -i {os.path.basename(name)} -pix_fmt yuv420p clip.mp4) and pass it")
+    return unknown
+
+
 def _open(path: str | os.PathLike) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
     """Open a file for reading and pick its video stream, turning every failure into one line."""
     name = os.fspath(path)
     if not os.path.exists(name):
-        raise VidtransError(f"{name}: file not found (check the path)")
+        raise VidtransError(f"{shown_path(name)}: {_why_missing(name)}")
     if os.path.isdir(name):
         raise VidtransError(f"{name}: is a folder, not a video file (pass a video file)")
     if not stat.S_ISREG(mode := os.stat(name).st_mode):
@@ -492,7 +536,7 @@ def _open(path: str | os.PathLike) -> tuple[av.container.InputContainer, av.vide
     if os.stat(name).st_size == 0:  # most often a copy or download that has not begun writing
         raise VidtransError(f"{name}: is empty (0 bytes), not a video; pass the video once it is copied whole")
     try:
-        container = av.open(local_file(name), metadata_errors="ignore")
+        container = av.open(local_file(name), metadata_errors="ignore", options=AS_NAMED)
     except av.FFmpegError as e:
         if _mp4_without_index(name):
             raise VidtransError(f"{name}: not a readable video file (an MP4/MOV without its index, the 'moov' "
@@ -785,10 +829,10 @@ HEAD_BYTES = 1 << 20
 def not_a_video_file(path: str | os.PathLike) -> str | None:
     """Why `path` is no file to read a video from, as messages say it ("no such video file"), or
     None where it is a regular file."""
-    path = Path(path)
+    text, path = os.fspath(path), Path(path)
     try:
         return (None if path.is_file() else "is a folder, not a video file" if path.is_dir() else
-                "is not a regular file" if path.exists() else "no such video file")
+                "is not a regular file" if path.exists() else _why_missing(text, "no such video file"))
     except OSError as e:  # a name longer than the file system takes, a parent folder not to be searched
         return f"cannot be read ({first_line(e)})"
 
@@ -824,8 +868,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             # A duration FFmpeg filled in with the start (the file's) runs from there.
             late = (video_start - stream.start_time) * tb if video_start != stream.start_time else 0
             duration = max(0.0, float(stream.duration * tb - late))
-        elif container.duration:
-            duration = container.duration / av.time_base
+        elif duration := _stated_end(container, stream):
             # Matroska's duration is where the last frame ends, counted from 0, not from the first:
             # the video's own first (its audio may start long before it), else the file's.
             begins = video_start * tb if video_start is not None else \
@@ -841,6 +884,25 @@ def probe(path: str | os.PathLike) -> VideoInfo:
                          clip_start=clip, mirrored=mirrored)
     finally:
         container.close()
+
+
+def _stated_end(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float:
+    """Where the video ends by the file's header, seconds from 0 (0: unknown), for a stream that
+    states no duration of its own (Matroska): its DURATION tag, which FFmpeg's and mkvmerge's muxers
+    write for each stream (mkvmerge's with a language: DURATION-eng), where it is within the file's;
+    else the file's, its longest stream's, which overstates a video that audio or a second video
+    stream outlasts (10 frames taken for 102)."""
+    # A damaged header's Duration can be negative (FFmpeg passes it on): unknown.
+    whole = max(0.0, container.duration / av.time_base) if container.duration else 0.0
+    tagged = next((_tag_seconds(value) for key, value in stream.metadata.items()
+                   if key.upper() == "DURATION" or key.upper().startswith("DURATION-")), None)
+    return tagged if tagged and (not whole or tagged <= whole) else whole
+
+
+def _tag_seconds(text: str) -> float | None:
+    """A Matroska duration tag, HH:MM:SS.nnnnnnnnn, in seconds (None when it is not one)."""
+    match = re.fullmatch(r"\s*(\d+):([0-5]?\d):(\d+(?:\.\d*)?)\s*", text)
+    return None if match is None else int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3])
 
 
 def _frame_count(stream: av.video.stream.VideoStream, duration: float, fps: float, file_size: int) -> int:

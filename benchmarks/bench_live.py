@@ -113,9 +113,14 @@ def main() -> None:
     print(f"device: {stats.device}, precision {model.precision}, torch threads while live: {max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) // 2))}"
           f" of {os.cpu_count()} cores, load average {load:.2f}; pose mapping: {stats.pose}")
     print(f"model alone: {np.median(timed.times_ms[1:]):.1f} ms per frame (median)")
-    rows = [("fps", f"{stats.fps:.1f}", f">= {TARGET_FPS:g}", stats.fps >= TARGET_FPS),
-            ("latency p50 (ms)", f"{stats.latency(50):.0f}", "", None),
-            ("latency p95 (ms)", f"{stats.latency(95):.0f}", f"<= {TARGET_P95_MS:g}", stats.latency(95) <= TARGET_P95_MS),
+    fps, p50, p95 = stats.fps, stats.latency(50), stats.latency(95)  # None: not measured (under two frames)
+
+    def shown(value, form):
+        return "n/a" if value is None else format(value, form)
+
+    rows = [("fps", shown(fps, ".1f"), f">= {TARGET_FPS:g}", None if fps is None else fps >= TARGET_FPS),
+            ("latency p50 (ms)", shown(p50, ".0f"), "", None),
+            ("latency p95 (ms)", shown(p95, ".0f"), f"<= {TARGET_P95_MS:g}", None if p95 is None else p95 <= TARGET_P95_MS),
             ("dropped", f"{stats.dropped} of {stats.captured}", "", None),
             ("shown, instant model", f"{loop_only.frames} of {loop_only.captured}", f">= {TARGET_SHOWN:.0%}",
              loop_only.frames >= TARGET_SHOWN * loop_only.captured)]

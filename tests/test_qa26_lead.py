@@ -88,15 +88,16 @@ def _canvas_file(path, canvas, video=None, point=(160.0, 120.0)):
     return path
 
 
+@pytest.mark.parametrize("canvas", [(320, 240), (640, 480)])
 @pytest.mark.parametrize("normalised", [False, True])
-def test_a_canvas_and_the_videos_own_size_in_one_file_draw_the_poses_on_that_video(tmp_path, normalised):
+def test_a_canvas_and_the_videos_own_size_in_one_file_draw_the_poses_on_that_video(tmp_path, normalised, canvas):
     # The canvas's size took the place of the frame size the file gives: a video of the canvas's shape but
     # not the size the file names was accepted, and the size the file names was lost.
     from vidtrans.pose.files import read_keypoints
     from vidtrans.pose.track import keypoints_for
 
-    point = (0.5, 0.5) if normalised else (160.0, 120.0)
-    keypoints = _canvas_file(tmp_path / "k.json", (320, 240), (640, 480), point)
+    point = (0.5, 0.5) if normalised else (canvas[0] / 2, canvas[1] / 2)
+    keypoints = _canvas_file(tmp_path / "k.json", canvas, (640, 480), point)
     track = read_keypoints(keypoints)
     assert (track.width, track.height) == (640, 480)
     assert track.keypoints[0, 0, :2] == pytest.approx((320.0, 240.0), abs=0.01)
@@ -187,3 +188,13 @@ def test_batch_with_onnxruntime_runs_on_the_cpu_of_a_cuda_machine(tmp_path, rgb_
     result = cli("batch", clips, "-o", tmp_path / "out", "--model", rgb_model_dir, "--backend", "onnxruntime")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "a.mp4").is_file()
+
+
+def test_hardware_encoders_other_than_nvenc_are_refused_in_one_line():
+    # Their quality scales are their own: a fixed quantiser made crf 18 near lossless (QSV, AMF).
+    from vidtrans.video.writer import encoder_options
+
+    for codec in ("h264_qsv", "hevc_amf", "h264_vaapi"):
+        with pytest.raises(vidtrans.VidtransError, match=f"{codec}: of the hardware encoders only NVENC's"):
+            encoder_options(codec, 18, "medium")
+    assert encoder_options("h264_nvenc", 18, "medium")["cq"] == "18"

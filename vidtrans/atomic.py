@@ -453,7 +453,7 @@ class OutputClaim:
                 held = _unfinished.get(self.path)
                 if isinstance(held, OutputClaim) and held._fd is not None:
                     # Its flock would refuse this one too, but then name "another process".
-                    raise VidtransError(f"{dst}: this process is already writing this file (another translation in "
+                    raise VidtransError(f"{shown_path(dst)}: this process is already writing this file (another translation in "
                                         "it); wait for that to finish or choose another output")
                 _unfinished[self.path] = self  # before the file exists: see _unfinished
                 self._fd = self._lock(dst)
@@ -474,7 +474,7 @@ class OutputClaim:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 os.close(fd)
-                raise VidtransError(f"{dst}: another vidtrans process is writing this file; "
+                raise VidtransError(f"{shown_path(dst)}: another vidtrans process is writing this file; "
                                     "wait for it to finish or choose another output") from None
             if _still_linked(fd, self.path):
                 return fd

@@ -32,8 +32,8 @@ import numpy as np
 
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.metrics import MIN_SCORED_FRAMES, flicker, psnr, relative_flicker, ssim
-from vidtrans.options import (EncodeOptions, PoseSource, RunOptions, Smoothing, is_int, plain, plain_number, shown,
-                              shown_path, spell, spell_setting)
+from vidtrans.options import (EncodeOptions, PoseSource, RunOptions, Smoothing, is_int, plain, plain_number, rounded,
+                              shown, shown_path, spell, spell_setting)
 from vidtrans.pipeline import TranslateStage, file_path, smoothing_stages, translate_video
 from vidtrans.pose.keypoints import with_parts
 from vidtrans.pose.regions import face_box, hand_boxes, person_box
@@ -510,10 +510,6 @@ def _batches(frames: np.ndarray, batch_size: int):
         yield Batch(frames=frames[span.start:span.stop], pts=list(span), indices=list(span))
 
 
-def _rounded(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(float(value), digits)
-
-
 def _in_model_colours(model, truth: np.ndarray) -> np.ndarray:
     """`truth` as `model` is trained to make it: for a one-channel model (output_nc 1) in grey,
     as pix2pix makes its B image (PIL's "L"; here after resizing, within a level of pix2pix's
@@ -538,9 +534,9 @@ def model_only_scores(model, inputs: np.ndarray, truth: np.ndarray, options: Run
         stages += smoothing_stages(Smoother(smoothing, smoothing_strength))
     output = np.concatenate([batch.output for batch in run_stages(_batches(inputs, options.batch_size), stages)])
     return {
-        "ssim": _rounded(ssim(output, truth), 4),
-        "psnr": _rounded(psnr(output, truth), 2),
-        "flicker_ratio": _rounded(relative_flicker(flicker(output), flicker(truth)), 4),
+        "ssim": rounded(ssim(output, truth), 4),
+        "psnr": rounded(psnr(output, truth), 2),
+        "flicker_ratio": rounded(relative_flicker(flicker(output), flicker(truth)), 4),
         "frames": int(len(output)),
         "smoothing": smoothing,
     }
@@ -588,14 +584,14 @@ def end_to_end_scores(model, held_out: HeldOut, folder: Path, options: RunOption
         "pose": summary.pose,
         "frames_without_person": summary.frames_without_person,
         **region_ssim(output, truth, keypoints),
-        "pose_error_px": _rounded(error, 2),
-        "pose_missed": _rounded(missed, 4),
-        "detector_pose_error_px": _rounded(reference_error, 2),
-        "detector_pose_missed": _rounded(reference_missed, 4),
-        "flicker_ratio": _rounded(relative_flicker(flicker(output), reference_flicker), 4),
-        "flicker_ratio_unsmoothed": _rounded(relative_flicker(flicker(unsmoothed), reference_flicker), 4),
-        "ssim": _rounded(ssim(output, truth), 4),
-        "psnr": _rounded(psnr(output, truth), 2),
+        "pose_error_px": rounded(error, 2),
+        "pose_missed": rounded(missed, 4),
+        "detector_pose_error_px": rounded(reference_error, 2),
+        "detector_pose_missed": rounded(reference_missed, 4),
+        "flicker_ratio": rounded(relative_flicker(flicker(output), reference_flicker), 4),
+        "flicker_ratio_unsmoothed": rounded(relative_flicker(flicker(unsmoothed), reference_flicker), 4),
+        "ssim": rounded(ssim(output, truth), 4),
+        "psnr": rounded(psnr(output, truth), 2),
     }
 
 
@@ -681,5 +677,5 @@ def region_ssim(output: np.ndarray, truth: np.ndarray, keypoints: np.ndarray) ->
     for name, boxes in crops.items():
         values = [ssim(output[i, y0:y1, x0:x1], truth[i, y0:y1, x0:x1]) for i, (x0, y0, x1, y1) in boxes
                   if min(x1 - x0, y1 - y0) >= MIN_CROP]
-        scores[f"{name}_ssim"] = _rounded(np.mean(values), 4) if values else None
+        scores[f"{name}_ssim"] = rounded(np.mean(values), 4) if values else None
     return scores

@@ -234,6 +234,11 @@ def is_whole(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def rounded(value: float | None, digits: int) -> float | None:
+    """A figure rounded for a JSON summary; None (nothing measured) as it is."""
+    return None if value is None else round(float(value), digits)
+
+
 def plain_number(value: Any) -> Any:
     """A NumPy scalar (what indexing an array gives, so what a notebook often passes), a Fraction or
     another library's real number as the Python int, float or bool it stands for, which the rest of
@@ -354,7 +359,8 @@ class EncodeOptions(_Options):
 
     codec: str = option("libx264", "Video encoder (libx264, libx265, libvpx-vp9, libsvtav1, h264_nvenc, mpeg4, ...).")
     crf: int = option(18, "Constant rate factor: lower is better quality (x264/x265/NVENC 0-51, VP8/VP9/AV1 0-63).")
-    preset: str = option("medium", "Encoder preset (ultrafast ... veryslow).")
+    preset: str = option("medium", "Encoder speed, as x264 names it (ultrafast ... placebo; mapped for SVT-AV1, "
+                                   "VP9 and NVENC).")
     pix_fmt: str = option("yuv420p", "Output pixel format (yuv420p plays everywhere; yuv444p keeps full colour).",
                           flag="--pix-fmt")
     # Encoder threads, 0: the codec chooses. Not a flag: the pipelines pick it for their workload.

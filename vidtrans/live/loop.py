@@ -28,7 +28,7 @@ from vidtrans.live.process import FrameProcessor, LiveFrame, compose, cpu_thread
 from vidtrans.live.sinks import (MjpegServer, Shown, Sink, check_display, check_recording_name, listening, open_sinks,
                                  virtual_camera_module)
 from vidtrans.models.checkpoint import checkpoint_path, model_files
-from vidtrans.options import LiveOptions, View, spell
+from vidtrans.options import LiveOptions, View, rounded, spell
 from vidtrans.pose.normalize import check_normalize_off
 from vidtrans.runner import stop_signals_deferred
 from vidtrans.video import check_destination
@@ -86,11 +86,11 @@ class LiveStats:
         return float(np.percentile(self.latencies_ms, percentile)) if self.latencies_ms else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"frames": self.frames, "fps": _rounded(self.fps, 2),
-                "latency_ms_p50": _rounded(self.latency(50), 1), "latency_ms_p95": _rounded(self.latency(95), 1),
+        return {"frames": self.frames, "fps": rounded(self.fps, 2),
+                "latency_ms_p50": rounded(self.latency(50), 1), "latency_ms_p95": rounded(self.latency(95), 1),
                 "dropped": self.dropped, "device": self.device, "precision": self.precision,
                 "backend": self.backend, "captured": self.captured, "corrupt_frames": self.corrupt_frames,
-                "camera_fps": _rounded(self.camera_fps, 2), "seconds": round(self.seconds, 3), "model": self.model,
+                "camera_fps": rounded(self.camera_fps, 2), "seconds": round(self.seconds, 3), "model": self.model,
                 "pose": self.pose, "ended": self.ended}
 
     def summary(self) -> str:
@@ -100,11 +100,6 @@ class LiveStats:
         rate = (f" at {self.fps:.1f} fps" if self.fps is not None else
                 ", fps n/a" + (" (one frame)" if self.frames == 1 else ""))
         return f"{count(self.frames, 'frame')}{rate}, {latency}, {self.dropped} dropped{corrupt} ({self.device})"
-
-
-def _rounded(value: float | None, digits: int) -> float | None:
-    """`value` rounded for the stats file; None (nothing measured) as it is."""
-    return None if value is None else round(value, digits)
 
 
 @dataclass

@@ -184,8 +184,12 @@ def exported_graph(checkpoint: Checkpoint, normalization: str) -> tuple[bytes, f
                             "overflowing in fp32; use another checkpoint (training makes no weights that overflow)")
     options = ort.SessionOptions()
     options.log_severity_level = _QUIET
-    session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-    difference = float(abs(_run_session(session, probe) - expected).max())
+    try:
+        session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        difference = float(abs(_run_session(session, probe) - expected).max())
+    except Exception as e:  # onnxruntime raises its own exception types for graphs it cannot load or run
+        raise VidtransError(f"{checkpoint.path}: ONNX Runtime cannot run its exported graph ({first_line(e)}); try "
+                            "another onnxruntime version, or run the model with the torch backend") from e
     if not difference <= TOLERANCE:
         raise VidtransError(f"{checkpoint.path}: its ONNX export differs from PyTorch's by {difference:.2g} (more "
                             f"than {TOLERANCE:g}); try another torch or onnx version, or run the model with the torch "

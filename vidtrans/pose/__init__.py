@@ -8,6 +8,7 @@ from vidtrans.pose.detector import PoseDetector
 from vidtrans.pose.files import KeypointTrack, read_keypoints, write_keypoints_npz, write_openpose_json
 from vidtrans.pose.keypoints import (
     COLORS,
+    DEFAULT_MIN_CONFIDENCE,
     FLIP_INDEX,
     KEYPOINT_INDEX,
     KEYPOINT_NAMES,
@@ -19,7 +20,7 @@ from vidtrans.pose.keypoints import (
 )
 from vidtrans.pose.normalize import PoseNormalizer, PoseStats, estimate_pose_stats, fit_to_frame
 from vidtrans.pose.posemap import looks_like_pose_map
-from vidtrans.pose.render import DEFAULT_MIN_CONFIDENCE, PoseStyle, render_pose, render_poses
+from vidtrans.pose.render import PoseStyle, render_pose, render_poses
 from vidtrans.pose.smoothing import OneEuroFilter, bridge_gaps, smooth_track
 
 __all__ = [

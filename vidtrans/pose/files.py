@@ -756,9 +756,10 @@ def _read_json_file(path: Path, max_frames: int | None) -> KeypointTrack:
         coordinates = kp[..., :2]
         kp[np.isfinite(coordinates).all(axis=-1) & ((coordinates < 0) | (coordinates > NORMALISED_MAX)).any(axis=-1)] = 0.0
         kp[..., :2] *= np.array(drawn_on, np.float32)
-    if canvas is not None and None not in (width, height) and canvas != (width, height):
+    if canvas is not None and None not in (width, height):
         # The file names the video's frame size too, which the video must have: the canvas is that frame,
-        # scaled (the canvas's size alone took its place, and a video of its shape but not that size passed).
+        # scaled, or that frame itself (the canvas's size alone took its place, and a video of its shape but
+        # not that size passed).
         _check_frame_size(*canvas, f"{path}: canvas size")  # before scaling by it
         kp[..., :2] *= np.array([width / canvas[0], height / canvas[1]], np.float32)
         return KeypointTrack(kp, width, height)

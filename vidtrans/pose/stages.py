@@ -1,7 +1,7 @@
 """Pose stages of the video pipeline: detect keypoints, smooth them over time, draw pose maps.
 
     decoded frames -> KeypointStage (detector, in order) -> SmoothKeypointsStage (centred window)
-                   -> PoseMapStage (map into the model's frame, render)
+                   -> PoseMapStage (draw)
 
 Each stage fills a field of the `vidtrans.runner.Batch` it is given. The keypoint filter looks a few frames ahead,
 so `SmoothKeypointsStage` holds back just enough batches for that, never the whole clip.
@@ -196,8 +196,8 @@ class SmoothKeypointsStage:
 
 
 class PoseMapStage:
-    """Draws keypoints, already in the model's frame (`pose_stages_for` maps the whole track at once),
-    in the model's pose style."""
+    """Draws the keypoints it is given (mapped into the model's frame already, where `pose_stages_for`
+    made it: it maps the whole track at once) at height x width in a pose style."""
 
     def __init__(self, height: int, width: int, style: PoseStyle):
         self.height, self.width = height, width

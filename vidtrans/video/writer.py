@@ -125,28 +125,36 @@ _LIMITED_Y = np.round(16 + np.arange(256) * (219 / 255)).astype(np.uint8)
 _LIMITED_C = np.round(128 + (np.arange(256) - 128) * (224 / 255)).astype(np.uint8)
 
 
+# Hardware encoders other than NVENC (Intel Quick Sync, AMD AMF, VA-API, V4L2, Apple, Windows Media Foundation).
+_OTHER_HARDWARE = ("_qsv", "_amf", "_vaapi", "_v4l2m2m", "_videotoolbox", "_mf", "_omx", "_vulkan")
+
+
 def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
     """FFmpeg options giving constant quality `crf` at speed `preset` (x264 names) for `codec`.
 
     crf ranges: x264/x265 and NVENC 0-51, VP8/VP9/AV1 0-63; other codecs get a fixed quantiser
     (crf 0-51 mapped to q 2-8, crf / 6). preset: x264's names for every codec (NVENC also takes p1-p7); SVT-AV1
-    and VP9 get their own speed setting for it (`_SPEEDS`); codecs without one (mpeg4, ProRes, FFV1)
-    take the names and encode as they always do. Raises VidtransError naming crf or preset when a
+    and VP9 get their own speed setting for it (`_SPEEDS`); other codecs (mpeg4, ProRes, FFV1, and
+    VP8 and libaom-av1, whose cpu-used is left at its default) take the names and encode as they
+    always do. Hardware encoders other than NVENC are refused. Raises VidtransError naming crf or preset when a
     value is not one the codec takes.
     """
+    if codec.endswith(_OTHER_HARDWARE):
+        # Their quality scales are their own (a fixed quantiser would make crf 18 near lossless): untested
+        # here, so refused rather than guessed.
+        raise UsageError(f"{spell('codec')} {codec}: of the hardware encoders only NVENC's are supported (h264_nvenc, "
+                         "hevc_nvenc, av1_nvenc); use one of them or a software encoder such as libx264")
     wide = codec.startswith(("libvpx", "libaom")) or codec == "libsvtav1"
     _check_crf(codec, crf, 63 if wide else 51)
     if codec.endswith("_nvenc"):
         nvenc_preset = _NVENC_PRESETS.get(preset) or (preset if preset in _NVENC_PRESETS.values() else None)
         if nvenc_preset is None:
-            raise UsageError(f"{spell('preset')} {shown(preset)} is not one {codec} knows; pass one of "
-                             f"{', '.join(_X264_PRESETS)} or p1 ... p7")
+            raise _unknown_preset(codec, preset, " or p1 ... p7")
         # Constant quality: VBR steered by `cq` with no bitrate cap (b=0). cq 0 would mean "the
         # encoder's default quality", not the best, so crf 0 asks for the best it has, 1.
         return {"rc": "vbr", "cq": str(max(1, crf)), "b": "0", "preset": nvenc_preset}
     if preset not in _X264_PRESETS:
-        raise UsageError(f"{spell('preset')} {shown(preset)} is not one {codec} knows; pass one of "
-                         f"{', '.join(_X264_PRESETS)}")
+        raise _unknown_preset(codec, preset)
     if wide:
         options = {"crf": str(crf), "b": "0"}
         if codec in _SPEEDS:
@@ -173,6 +181,11 @@ def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
     # tool sets: left at 0 it encoded every crf at its best quantiser, qmin. qmin = qmax holds it there.
     q = max(2, min(31, round(crf / 6)))
     return {"flags": "+qscale", "global_quality": str(118 * q), "qmin": str(q), "qmax": str(q)}
+
+
+def _unknown_preset(codec: str, preset: str, others: str = "") -> UsageError:
+    return UsageError(f"{spell('preset')} {shown(preset)} is not one {codec} knows; pass one of "
+                      f"{', '.join(_X264_PRESETS)}{others}")
 
 
 @functools.cache

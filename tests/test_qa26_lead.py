@@ -198,3 +198,14 @@ def test_hardware_encoders_other_than_nvenc_are_refused_in_one_line():
         with pytest.raises(vidtrans.VidtransError, match=f"{codec}: of the hardware encoders only NVENC's"):
             encoder_options(codec, 18, "medium")
     assert encoder_options("h264_nvenc", 18, "medium")["cq"] == "18"
+
+
+@pytest.mark.parametrize("ext", ["png", "jpg", "bmp"])
+def test_a_still_picture_is_estimated_as_one_frame(tmp_path, ext):
+    # Its estimate was 0 (unknown), so the progress bar of `run picture.png` had no total.
+    import cv2
+
+    path = tmp_path / f"still.{ext}"
+    cv2.imwrite(str(path), np.full((48, 64, 3), 120, np.uint8))
+    with VideoReader(path) as reader:
+        assert reader.frame_count == 1 == sum(1 for _ in reader)

@@ -913,6 +913,8 @@ def _frame_count(stream: av.video.stream.VideoStream, duration: float, fps: floa
         return 1  # a cover picture (MP3, M4A): one frame, whatever rate the stream claims
     if stream.frames:
         return stream.frames
+    if not duration and stream.container.format.name.endswith("_pipe"):
+        return 1  # a still picture (PNG, JPEG, ...): FFmpeg's image demuxers state no count or duration
     if not duration or not fps:
         return 0
     # No coded frame, container overhead included, is smaller than ~8 bytes (a still H.264

@@ -512,6 +512,13 @@ def save_checkpoint(folder: str | os.PathLike, net: nn.Module, card: ModelCard, 
         # The card last: written from here on, it describes the files above.
         _write_temporary(folder / CARD_NAME, "model card", written,
                          lambda f: f.write((json.dumps(card.to_dict(), indent=2) + "\n").encode()))
+        # A folder (or other non-file) named as a file of the set, or of the model it replaces, would
+        # fail this step half done (the new set in place, the old one's files partly removed).
+        replaced = [path for path in checkpoint_files(folder) if path not in keep] if replaces else []
+        for path in [*written, *replaced]:
+            if kind := not_a_file(path):
+                raise VidtransError(f"{path}: {kind}, where the checkpoint's files go; move it away or write the "
+                                    "checkpoint to another folder")
         with stop_signals_deferred() if replaces else contextlib.nullcontext():
             publish_together([(tmp, dst) for dst, tmp in written.items()], overwrite=True)
             if replaces:
@@ -1014,6 +1021,21 @@ def convert_pix2pix(path: str | os.PathLike, folder: str | os.PathLike, *, input
     return checkpoint.card
 
 
+def checkpoint_files(folder: str | os.PathLike) -> list[Path]:
+    """The paths of the model in `folder` and of what training keeps beside it: card, weights,
+    background, training state (whether there or not) and the sample grids there are."""
+    folder = Path(folder)
+    return [folder / name for name in MODEL_FILE_NAMES] + sorted((folder / SAMPLES_FOLDER).glob(SAMPLE_GRIDS))
+
+
+def not_a_file(path: Path) -> str | None:
+    """What is at `path` where a checkpoint's file goes and cannot ("a folder", "a FIFO"...): no
+    save replaces it, nor removes it with the model; None for a file, a link, or nothing."""
+    if not os.path.lexists(path) or path.is_symlink() or path.is_file():
+        return None
+    return "a folder" if path.is_dir() else special_file_kind(os.stat(path).st_mode)
+
+
 def remove_checkpoint_files(folder: str | os.PathLike, keep: Collection[Path] = ()) -> None:
     """Delete the model in `folder` with everything that belongs to it: card, weights, background,
     and what training kept beside it (its state, its sample grids, and their folder once empty),
@@ -1022,7 +1044,7 @@ def remove_checkpoint_files(folder: str | os.PathLike, keep: Collection[Path] = 
     folder = Path(folder)
     samples = folder / SAMPLES_FOLDER
     try:
-        for path in [folder / name for name in MODEL_FILE_NAMES] + sorted(samples.glob(SAMPLE_GRIDS)):
+        for path in checkpoint_files(folder):
             if path not in keep:
                 path.unlink(missing_ok=True)
     except OSError as e:

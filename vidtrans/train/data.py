@@ -966,9 +966,9 @@ class VideoPairs:
             self.split = int(np.searchsorted(self.indices, trained_on.held_out_from))
             if not 0 < self.split < len(frames):
                 raise VidtransError(f"{video}: the checkpoint held out its frames from number "
-                                    f"{trained_on.held_out_from} on, and {len(frames) - self.split} of the "
-                                    f"{len(frames)} frames showing the person are there now; resume on the video "
-                                    "it was trained on")
+                                    f"{trained_on.held_out_from} on, which now leaves {self.split} of the "
+                                    f"{len(frames)} frames showing the person to train on and "
+                                    f"{len(frames) - self.split} to hold out; resume on the video it was trained on")
         elif sequence_length > 1 and len(runs) and not len(self._starts(self.split, len(frames), sequence_length)):
             # A temporal model is scored on consecutive frames: a tail without them (the person
             # seen on and off at the clip's end) would leave it unscored, silently.

@@ -35,12 +35,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidtrans.atomic import write_atomically
-from vidtrans.errors import UsageError, VidtransError
+from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.metrics import psnr, ssim
 from vidtrans.models.checkpoint import (BACKGROUND_NAME, CARD_NAME, MAX_SIZE, SAMPLE_GRIDS, SAMPLES_FOLDER,
                                         TRAIN_STATE_NAME, WEIGHTS_NAME, ModelCard, background_png,
-                                        check_checkpoint_folder, load_checkpoint, load_tensor_file, read_card,
-                                        save_checkpoint, state_dict_mismatch)
+                                        check_checkpoint_folder, checkpoint_files, load_checkpoint,
+                                        load_tensor_file, not_a_file, read_card, save_checkpoint,
+                                        state_dict_mismatch)
 from vidtrans.models.networks import (GENERATORS, NORMS, MultiscaleDiscriminator, build_generator, init_weights,
                                       input_multiple, parse_generator, peak_activations, use_per_sample_stats,
                                       widen_input)
@@ -206,6 +207,13 @@ def check_output(out_dir: str | os.PathLike, resume: bool, overwrite: bool, name
                          "replaces it; pass one of them")
     check_checkpoint_folder(out_dir)
     out_dir = Path(out_dir)
+    # A folder (or other non-file) named as a file saves write, or as one of the old run's that the
+    # first save of --overwrite removes: that save would fail, after training up to it.
+    for path in checkpoint_files(out_dir):
+        if kind := not_a_file(path):
+            raise UsageError(f"{path}: {kind}, where training writes or replaces its checkpoint's "
+                             f"{path.relative_to(out_dir).as_posix()}; move it away or write the checkpoint to "
+                             "another folder")
     resumable = (out_dir / STATE_NAME).is_file()
     # A model without its training state (shipped, imported, or its state deleted) cannot go on
     # training: only fine-tuning or starting over, whichever way round the folder was given.
@@ -373,22 +381,55 @@ def _to_images(x: torch.Tensor) -> np.ndarray:
     return ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
+# What torchrun does for a process it starts, and what a variable of its left in the environment
+# (a job script's export) is told to do instead.
+_LAUNCH = "torchrun sets these variables for each process it starts: torchrun --nproc_per_node N -m vidtrans train ..."
+
+
 def launched() -> tuple[int, int]:
     """(rank, world size) of this process: its process group's, or those torchrun gave it for the
     group it joins when training starts (known before any work is done); (0, 1) alone."""
     if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    return (int(os.environ.get("RANK", 0)), world) if world > 1 else (0, 1)
+    world = _launch_number("WORLD_SIZE", 1)
+    if world <= 1:
+        return 0, 1
+    rank = _launch_number("RANK", 0)
+    if rank >= world:
+        raise UsageError(f"RANK={rank} in the environment is not below WORLD_SIZE={world}; {_LAUNCH}, or unset both "
+                         "to train in one process")
+    return rank, world
+
+
+def _launch_number(name: str, default: int) -> int:
+    """The whole number in the environment variable `name` that torchrun sets; `default` if unset."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    number = int(value) if value.isdigit() else -1
+    if number < 0:
+        raise UsageError(f"{name}={shown(value)} in the environment is not a whole number; {_LAUNCH}, or unset "
+                         f"{name} to train in one process")
+    return number
 
 
 def _distributed(device: torch.device) -> tuple[int, int]:
     """(rank, world size), joining torchrun's process group: NCCL for CUDA devices, Gloo otherwise
     (NCCL cannot reduce CPU tensors, e.g. `--device cpu` on a machine with GPUs)."""
-    if launched()[1] > 1 and not dist.is_initialized():
+    world = launched()[1]
+    if world > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        try:
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        except (ValueError, dist.DistError) as e:
+            # Its rendezvous's variables missing: WORLD_SIZE came from elsewhere (a job script's export).
+            missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name, "").strip()]
+            if missing:
+                raise UsageError(f"WORLD_SIZE={world} in the environment asks for {world} processes, but "
+                                 f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set; {_LAUNCH}, "
+                                 "or unset WORLD_SIZE to train in one process") from None
+            raise VidtransError(f"cannot join torchrun's {world} processes ({first_line(e)}); {_LAUNCH}") from e
     return launched()
 
 

@@ -63,16 +63,22 @@ def broken_install(request, tmp_path, monkeypatch):
     return module
 
 
+
+def _run_auto(cli, tmp_path, model_dir):
+    """`run --json` of a small clip with --backend auto: the clip, the result (exit 0 checked) and its warnings."""
+    clip = make_clip(tmp_path / "in.mp4", frames=2, size=(64, 48), audio=False)
+    result = cli("run", clip.path, "-o", tmp_path / "auto.mp4", "--model", model_dir, "--json")
+    assert result.returncode == 0 and result.exception is None, result.stderr
+    return clip, result, [line for line in result.stderr.splitlines() if line.startswith("vidtrans: warning: ")]
+
+
 def test_a_broken_onnx_install_is_one_line_and_auto_runs_torch(broken_install, rgb_model_dir, cli, tmp_path,
                                                                monkeypatch):
     # Only ImportError was caught: the default `run` (auto picks ONNX Runtime on CPUs without bf16
     # in hardware) and `export` ended in the TypeError's traceback.
     monkeypatch.setattr(translator, "_cpu_multiplies_bf16", lambda: False)
-    clip = make_clip(tmp_path / "in.mp4", frames=2, size=(64, 48), audio=False)
-    result = cli("run", clip.path, "-o", tmp_path / "auto.mp4", "--model", rgb_model_dir, "--json")
-    assert result.returncode == 0 and result.exception is None, result.stderr
+    clip, result, warnings = _run_auto(cli, tmp_path, rgb_model_dir)
     assert '"backend": "torch"' in result.stdout
-    warnings = [line for line in result.stderr.splitlines() if line.startswith("vidtrans: warning: ")]
     assert warnings == [f"vidtrans: warning: {broken_install} fails to import (TypeError: Descriptors cannot be "
                         "created directly. If this call came from a _pb2.py file, your generated code is out of "
                         "date), so --backend auto runs torch; reinstall it: pip install 'vidtrans[onnx]'"]
@@ -140,11 +146,8 @@ def test_auto_runs_torch_where_the_graph_cannot_be_exported(rgb_model_dir, cli, 
         raise torch.onnx.errors.OnnxExporterError("Unsupported: ONNX export of operator reflection_pad2d")
 
     monkeypatch.setattr(torch.onnx, "export", refuse)
-    clip = make_clip(tmp_path / "in.mp4", frames=2, size=(64, 48), audio=False)
-    result = cli("run", clip.path, "-o", tmp_path / "auto.mp4", "--model", rgb_model_dir, "--json")
-    assert result.returncode == 0 and result.exception is None, result.stderr
+    clip, result, warnings = _run_auto(cli, tmp_path, rgb_model_dir)
     assert '"precision": "fp32", "backend": "torch"' in result.stdout
-    warnings = [line for line in result.stderr.splitlines() if line.startswith("vidtrans: warning: ")]
     assert warnings == [f"vidtrans: warning: {rgb_model_dir}: ONNX export failed (Unsupported: ONNX export of operator "
                         "reflection_pad2d), so --backend auto runs torch"]
     line = one_line(cli("run", clip.path, "-o", tmp_path / "ort.mp4", "--model", rgb_model_dir, "--backend",

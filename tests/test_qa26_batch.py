@@ -154,3 +154,11 @@ def test_a_container_some_clips_have_that_cannot_hold_the_video_says_how_a_batch
     # Following the advice translates the clip.
     fixed = translate_folder(src, tmp_path / "out", rgb_model_dir, ext="mkv", patterns=["*.webm"], **FAST)
     assert [c.status for c in fixed.clips] == ["done"]
+
+
+def test_the_patterns_suggested_keep_the_kinds_of_clips_found(camera_folder, tmp_path, rgb_model_dir, cli):
+    # The suggestion always began with '*.mp4': in a folder of .mov clips, following it dropped them.
+    (camera_folder / "phone.mp4").rename(camera_folder / "phone.MOV")
+    result = cli("batch", camera_folder, "-o", tmp_path / "out", "--model", rgb_model_dir, "--preset", "ultrafast")
+    assert result.returncode == 0, result.stderr
+    assert "e.g. --pattern '*.mov' --pattern '*.mxf' --pattern '*.vob'" in result.stderr, result.stderr

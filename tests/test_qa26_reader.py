@@ -39,7 +39,7 @@ def test_a_url_given_to_run_is_refused_as_a_url_with_its_slashes(tmp_path, cli, 
     line = one_line(cli("run", url, "--model", rgb_model_dir, "-o", tmp_path / "out.mp4"), 1)
     # It was "https:/example.com/videos/dance.mp4: file not found": a name no one typed.
     assert line == (f"vidtrans: error: {url}: is a URL, and vidtrans works on local files only; give a local path "
-                    "(download an input first: curl -LO URL)")
+                    "(download an input first)")
     assert not list(tmp_path.iterdir())
     # Every path the command line takes: a model, keypoints, a folder of clips, an output.
     clip, out = tmp_path / "x.mp4", tmp_path / "out"
@@ -75,7 +75,7 @@ def test_an_image_sequence_pattern_is_named_as_one(tmp_path, cli, rgb_model_dir)
     pattern = tmp_path / "frame_%04d.png"
     line = one_line(cli("run", pattern, "--model", rgb_model_dir), 1)
     assert f"{pattern}: is an image sequence's pattern, which vidtrans does not read; make a video" in line
-    assert "ffmpeg -framerate 25 -i frame_%04d.png" in line
+    assert f"ffmpeg -framerate 25 -i {pattern} " in line  # the whole path (quoted where the shell needs it)
 
 
 def _streams(path, sizes_and_frames, audio_seconds=None):
@@ -173,3 +173,9 @@ def test_a_file_whose_name_holds_a_sequence_pattern_is_read_as_that_file(tmp_pat
     with VideoReader(named) as reader:
         frames = list(reader)
     assert len(frames) == 1 and abs(int(frames[0].image.mean()) - 250) <= 2
+
+
+def test_a_missing_video_named_with_a_percent_is_a_missing_file(tmp_path, cli, rgb_model_dir):
+    # FFmpeg reads patterns of pictures only: a missing clip_%03d.mp4 was called an image sequence's pattern.
+    line = one_line(cli("run", tmp_path / "clip_%03d.mp4", "--model", rgb_model_dir), 1)
+    assert "file not found" in line and "image sequence" not in line

@@ -280,11 +280,12 @@ def _discover(root: Path, patterns: Sequence[str], recursive: bool, exclude: Seq
     return sorted(found, key=lambda p: p.relative_to(root).parts), met, others
 
 
-def _left_out(others: collections.Counter[str], found: bool) -> str:
+def _left_out(others: collections.Counter[str], clips: list[Path]) -> str:
     """The files of other video formats a batch with the default patterns leaves out, and how to
-    take them (with clips of the defaults too where it `found` some)."""
+    take them (with the kinds of `clips` it found too: patterns given replace the defaults)."""
     kinds = sorted(others, key=lambda suffix: (-others[suffix], suffix))
-    wanted = [f"*{suffix}" for suffix in ([DEFAULT_PATTERNS[0][1:]] if found else []) + kinds[:3]]
+    found = sorted({clip.suffix.lower() for clip in clips})
+    wanted = [f"*{suffix}" for suffix in found + kinds[:3]]
     example = (f"{spell('patterns')}={wanted!r}" if spell("patterns") == "patterns" else
                " ".join(f"{spell('patterns')} '{pattern}'" for pattern in wanted))
     return (f"{_counted(sum(others.values()), 'file')} of video formats the default patterns do not take "
@@ -789,7 +790,7 @@ def translate_folder(
     suffix = _suffix(batch.ext, options.encode)
     clips, output_folders_met, others = _discover(input_dir, patterns, recursive, exclude=[output_dir])
     # Patterns the caller chose leave out what they leave out; the defaults must not do so in silence.
-    left_out = _left_out(others, bool(clips)) if others and not batch.patterns else None
+    left_out = _left_out(others, clips) if others and not batch.patterns else None
     if not clips and left_out:
         raise BatchUsageError(f"{input_dir}: no clips matching the default patterns; {left_out}")
     if not clips:

@@ -492,6 +492,15 @@ def save_checkpoint(folder: str | os.PathLike, net: nn.Module, card: ModelCard, 
     tensors = {k: (v.to(dtype) if v.is_floating_point() else v).detach().contiguous().cpu()
                for k, v in net.state_dict().items()}
     card.weights_id = secrets.token_hex(16)
+    # A folder (or other non-file) named as a file of the set, or of the model it replaces, would fail
+    # the publishing step half done (the new set in place, the old one's files partly removed): refused
+    # before anything is written.
+    destinations = [folder / WEIGHTS_NAME, *(folder / name for name in extras or {}), folder / CARD_NAME]
+    replaced = [path for path in checkpoint_files(folder) if path not in keep] if replaces else []
+    for path in [*destinations, *replaced]:
+        if kind := not_a_file(path):
+            raise VidtransError(f"{path}: {kind}, where the checkpoint's files go; move it away or write the "
+                                "checkpoint to another folder")
     # The folders of extras in subfolders (training's samples/), deepest first, then the folder's.
     subfolders = sorted({(folder / name).parent for name in (extras or {})} - {folder}, key=lambda p: -len(p.parts))
     made = [path for path in (*subfolders, folder, *folder.parents) if not path.exists()]
@@ -512,13 +521,6 @@ def save_checkpoint(folder: str | os.PathLike, net: nn.Module, card: ModelCard, 
         # The card last: written from here on, it describes the files above.
         _write_temporary(folder / CARD_NAME, "model card", written,
                          lambda f: f.write((json.dumps(card.to_dict(), indent=2) + "\n").encode()))
-        # A folder (or other non-file) named as a file of the set, or of the model it replaces, would
-        # fail this step half done (the new set in place, the old one's files partly removed).
-        replaced = [path for path in checkpoint_files(folder) if path not in keep] if replaces else []
-        for path in [*written, *replaced]:
-            if kind := not_a_file(path):
-                raise VidtransError(f"{path}: {kind}, where the checkpoint's files go; move it away or write the "
-                                    "checkpoint to another folder")
         with stop_signals_deferred() if replaces else contextlib.nullcontext():
             publish_together([(tmp, dst) for dst, tmp in written.items()], overwrite=True)
             if replaces:

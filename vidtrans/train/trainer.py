@@ -406,7 +406,7 @@ def _launch_number(name: str, default: int) -> int:
     value = os.environ.get(name, "").strip()
     if not value:
         return default
-    number = int(value) if value.isdigit() else -1
+    number = int(value) if value.isascii() and value.isdigit() else -1  # int() refuses '²', which isdigit takes
     if number < 0:
         raise UsageError(f"{name}={shown(value)} in the environment is not a whole number; {_LAUNCH}, or unset "
                          f"{name} to train in one process")

@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import re
+import shlex
 import stat
 import struct
 from collections import deque
@@ -485,6 +486,9 @@ AS_NAMED = {"pattern_type": "none"}
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 # A printf pattern such as frame_%04d.png, which FFmpeg's image2 demuxer reads as an image sequence.
 _SEQUENCE = re.compile(r"%0?\d*d")
+# What FFmpeg reads such patterns of: pictures (a missing clip_%03d.mp4 is a missing file).
+_PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".dpx", ".exr", ".gif", ".ppm", ".pgm",
+                     ".tga", ".j2k", ".jp2"}
 _SLASHES = tuple(filter(None, (os.sep, os.altsep)))
 
 
@@ -504,7 +508,7 @@ def _why_missing(name: str, unknown: str = "file not found (check the path)") ->
             return "is a file: URL; pass the file's path instead (without file://)"
         # FFmpeg could read some, but vidtrans reads its input more than once (a look at it, the
         # frames, the audio to copy), which a stream does not allow.
-        return "is a URL, and vidtrans works on local files only; give a local path (download an input first: curl -LO URL)"
+        return "is a URL, and vidtrans works on local files only; give a local path (download an input first)"
     bare = name.rstrip("".join(_SLASHES))
     if bare != name and os.path.isfile(bare):
         return f"is a file, not a folder; drop the trailing slash ({shown_path(bare)})"
@@ -515,9 +519,9 @@ def _why_missing(name: str, unknown: str = "file not found (check the path)") ->
         parent = os.path.dirname(parent)
     if parent and not os.path.isdir(parent):
         return f"{shown_path(parent)} is a file, not a folder (check the path)"
-    if _SEQUENCE.search(os.path.basename(name)):
+    if _SEQUENCE.search(os.path.basename(name)) and os.path.splitext(name)[1].lower() in _PICTURE_SUFFIXES:
         return ("is an image sequence's pattern, which vidtrans does not read; make a video of the images first "
-                f"(e.g. ffmpeg -framerate 25 -i {os.path.basename(name)} -pix_fmt yuv420p clip.mp4) and pass it")
+                f"(e.g. ffmpeg -framerate 25 -i {shlex.quote(name)} -pix_fmt yuv420p clip.mp4) and pass it")
     return unknown
 
 

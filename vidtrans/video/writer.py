@@ -28,7 +28,7 @@ from vidtrans.atomic import (OutputClaim, check_destination, destination_of, dis
                              temp_path)
 from vidtrans.errors import UsageError, VidtransError, count, first_line
 from vidtrans.options import EncodeOptions, View, close_names, shown, spell, spell_setting, spellings
-from vidtrans.video.reader import (ContinuousTimestamps, clip_start, first_pts_at, has_timestamp_jumps, local_file,
+from vidtrans.video.reader import (AS_NAMED, ContinuousTimestamps, clip_start, first_pts_at, has_timestamp_jumps, local_file,
                                    main_video_stream, seek_pts, stamped_in_storing_order)
 from vidtrans.video.segments import SegmentedEncoder, segment_length, segments_for
 
@@ -594,7 +594,7 @@ class _Muxer:
         (`left_out`). Attachment and data streams have no codec, and data (timecode, telemetry,
         GoPro or iPhone metadata) is read by the programs that wrote it only: it is left out."""
         try:
-            self._src = av.open(local_file(src), metadata_errors="ignore")
+            self._src = av.open(local_file(src), metadata_errors="ignore", options=AS_NAMED)
         except (av.FFmpegError, OSError) as e:
             raise VidtransError(f"{src}: cannot read audio from it ({first_line(e)}); pass a readable video") from e
         self._place_span(clip_start(self._src), source)
@@ -715,7 +715,7 @@ class _Muxer:
             yield from sought
             return
         # The seek moved the source's demuxer (a failed one to the end): read the file again.
-        self._rewound = av.open(local_file(src), metadata_errors="ignore")
+        self._rewound = av.open(local_file(src), metadata_errors="ignore", options=AS_NAMED)
         yield from self._rewound.demux(*(self._rewound.streams[s.index] for s in wanted))
 
     def _text_stream_for(self, s: av.stream.Stream, holdable: set[str]) -> av.stream.Stream | None:

@@ -70,12 +70,16 @@ def load_model(name_or_path: str | os.PathLike, device: str | None = "auto", pre
     from vidtrans.models.checkpoint import load_checkpoint
     from vidtrans.models.translator import Translator
     from vidtrans.options import check_path_text
+    from vidtrans.video.reader import check_input_name
 
     if unknown:
         _refuse_unknown(unknown)
 
     if isinstance(name_or_path, (str, os.PathLike)):
         check_path_text(name_or_path, "name_or_path")
+        # As the command line's --model: a URL, which a Path would mangle (https:/host/m.pth, "no such
+        # file"), and a file's name with a trailing slash, which it would drop.
+        check_input_name(os.fspath(name_or_path))
     return Translator(load_checkpoint(name_or_path), device=device, precision=precision, normalization=normalization,
                       size=size, backend=backend)
 

@@ -41,6 +41,7 @@ from vidtrans.options import (POSE_VIDEO_ENCODE, EncodeOptions, PoseSource, RunO
                               option_names, plain_number, refuse_misspelt, shown, spell, spell_setting)
 from vidtrans.video import (SourceMedia, VideoInfo, VideoReader, VideoWriter, check_destination,
                             check_output_settings, probe)
+from vidtrans.video.reader import check_input_name
 from vidtrans.video.writer import check_output
 from vidtrans.view import resized, side_by_side, side_by_side_size
 
@@ -336,15 +337,16 @@ def translate_video(
     refuse_misspelt(translate_video, changes, option_names(RunOptions))
     overwrite = plain_number(overwrite)  # a NumPy bool, what comparing arrays gives, is the bool it stands for
     options = given_options(options, RunOptions(), "options").replace(**changes)
-    src = file_path(src, "src")
+    src = _input_path(src, "src")
     dst = None if dst is None else _output_path(dst)
-    keypoints = None if keypoints is None else file_path(keypoints, "keypoints")
+    keypoints = None if keypoints is None else _input_path(keypoints, "keypoints")
     _check_progress(progress)
     from vidtrans.models.translator import backend_for_compile, check_state
 
     check_state(state)
     if isinstance(model, (str, os.PathLike)):
         check_path_text(model, "model")
+        check_input_name(os.fspath(model))
         check_before_loading(model, src, dst, overwrite, options.encode, keypoints)
     # A model named here is loaded as `run` loads it: in torch under compile on, which auto could
     # have put on onnxruntime, then refused for it with a backend this function does not take.
@@ -452,7 +454,7 @@ def render_pose_video(
     from vidtrans.pose.detector import DETECTION_MAX_SIDE
     from vidtrans.pose.stages import KeypointStage, PoseMapStage, SmoothKeypointsStage
 
-    src, dst = file_path(src, "src"), _output_path(dst)
+    src, dst = _input_path(src, "src"), _output_path(dst)
     overwrite, whole_body = plain_number(overwrite), plain_number(whole_body)  # NumPy bools too, as in translate_video
     applying = ["start", "end", *(f.name for f in dataclasses.fields(EncodeOptions))]
     refuse_misspelt(render_pose_video, changes, applying)
@@ -464,7 +466,7 @@ def render_pose_video(
     if not isinstance(whole_body, bool):
         raise UsageError(f"{spell('whole_body')} must be True or False, not {shown(whole_body)}")
     start, end, encode = options.start, options.end, options.encode
-    outputs = [dst] if keypoints_out is None else [dst, file_path(keypoints_out, "keypoints_out")]
+    outputs = [dst] if keypoints_out is None else [dst, _output_path(keypoints_out, "keypoints_out")]
     if keypoints_out is not None and same_file(dst, keypoints_out):
         raise UsageError(f"{dst}: the pose video and the keypoints would be the same file; "
                          "give the keypoints another name")
@@ -542,19 +544,33 @@ def _frame_size(info: VideoInfo, model, pose: PoseSource, side_by_side: bool) ->
 
 def file_path(value: Any, name: str) -> Path:
     """`value`, a file path, as a Path; a one-line error naming the parameter for anything else
-    (not a str or os.PathLike, or holding a NUL)."""
-    if not isinstance(value, (str, os.PathLike)):
+    (not a str or os.PathLike, an os.PathLike whose path is bytes, which a Path cannot take, or
+    holding a NUL)."""
+    text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else value
+    if not isinstance(text, str):
         what = shown(value) if isinstance(value, (int, float, bytes, type(None))) else type(value).__name__
+        if isinstance(value, os.PathLike):
+            what = f"{what} whose path is bytes ({shown(text)})"
         raise UsageError(f"{spell(name)} must be a file path (a str or os.PathLike), not {what}")
     check_path_text(value, name)
     return Path(value)
 
 
-def _output_path(value: Any) -> Path:
-    """`value`, the output file's path `dst`, as a Path: refused where written as a folder's (a
-    trailing slash, which the Path would drop)."""
-    path = file_path(value, "dst")
+def _input_path(value: Any, name: str) -> Path:
+    """`value`, an input file's path (the parameter `name`), as a Path: refused, as the command line
+    refuses it, where a Path would hide what is wrong (a URL it makes https:/host/a.mp4, a file's
+    name with a trailing slash it makes the file's)."""
+    path = file_path(value, name)
+    check_input_name(os.fspath(value))
+    return path
+
+
+def _output_path(value: Any, name: str = "dst") -> Path:
+    """`value`, an output file's path (the parameter `name`), as a Path: refused where written as a
+    folder's (a trailing slash, which the Path would drop), or as a URL (which it would mangle)."""
+    path = file_path(value, name)
     check_file_name(value)
+    check_input_name(os.fspath(value))  # what is left to refuse: a URL
     return path
 
 
@@ -577,11 +593,18 @@ def check_before_loading(model: str | os.PathLike, src: Path, dst: Path | None, 
 
 
 def _check_progress(progress: Any) -> None:
-    """UsageError for a `progress` that is no function taking (done, total, what): refused before any
-    work, not with Python's TypeError once the first batch is done."""
+    """UsageError for a `progress` that is no function taking (done, total, what), or whose calls do
+    not run it: refused before any work, not with Python's TypeError once the first batch is done."""
     if progress is None:
         return
     what = shown(progress)
+    # An async function's (or generator function's) calls make coroutines (generators) that nothing
+    # runs: the callback would never run, only a warning per batch that a coroutine was never awaited.
+    for function in (progress, getattr(progress, "__call__", None)):
+        if (inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function)
+                or inspect.isgeneratorfunction(function)):
+            raise UsageError(f"progress must be a plain function called with (done, total, what), not {what}: "
+                             "calling an async or generator function does not run it")
     if callable(progress):
         try:
             signature = inspect.signature(progress)

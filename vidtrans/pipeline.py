@@ -422,8 +422,8 @@ def translate_video(
         if state is not None:
             state.previous = working.previous
             batch, i = last
-            if batch is not None:  # the last frame as written, before any side-by-side panels, and what the model saw
-                state.smoothed = batch.output[i].copy(), np.array(batch.seen[i])
+            if batch is not None:  # the last frame (unrounded if smoothed), before side-by-side panels; what the model saw
+                state.smoothed = smoother.carried(batch.output[i]), np.array(batch.seen[i])
     # Flicker compares consecutive frames: a single frame has none, a figure that does not apply.
     summary.flicker_input, summary.flicker_output = (meter.value if meter.count else None
                                                      for meter in (input_flicker, output_flicker))

@@ -178,6 +178,9 @@ class Smoother:
             raise VidtransError(f"smoothing strength must be in [0, 1), got {strength}")
         self.method = method
         self.strength = strength
+        # The last smoothed frame unrounded (float32): a blend rounded to uint8 each frame loses any
+        # step under half a grey level, so a steady picture stopped short of the model's colour by
+        # up to 0.5 / (1 - strength) levels for good (25 at 0.98).
         self._previous_output: np.ndarray | None = None
         self._estimator = self.estimator()
         self._previous_gray: np.ndarray | None = None  # ema: the last guide, small and grey (scene cuts)
@@ -191,8 +194,9 @@ class Smoother:
 
     def go_on_from(self, output: np.ndarray, source: np.ndarray) -> None:
         """Go on from an earlier frame of the clip, as if it had been the last one smoothed here:
-        `output` as written, `source` what the model saw for it (a clip translated in parts)."""
-        self._previous_output = output
+        `output` as written, or better `carried()` then (unrounded), `source` what the model saw for
+        it (a clip translated in parts)."""
+        self._previous_output = output.astype(np.float32)
         if self.uses_flow:
             self._estimator(source, output.shape)
         elif self.method == "ema":
@@ -220,15 +224,23 @@ class Smoother:
         if self.method == "none" or self.strength == 0.0:
             return output
         previous = self._previous_output
-        if previous is None or previous.shape != output.shape:
-            result = output
-        elif self.method == "ema":
-            result = cv2.addWeighted(output, 1.0 - self.strength, previous, self.strength, 0.0)
-        elif motion is None:
-            result = output
+        exact = output.astype(np.float32)
+        if previous is None or previous.shape != output.shape or (self.method == "flow" and motion is None):
+            self._previous_output = exact
+            return output
+        if self.method == "ema":
+            exact = cv2.addWeighted(exact, 1.0 - self.strength, previous, self.strength, 0.0)
         else:
             warped = cv2.remap(previous, motion.map_x, motion.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            # output * keep + warped * weight, rounded, in one pass (3.5x faster than numpy's).
-            result = cv2.blendLinear(output, warped, motion.keep, motion.weight)
-        self._previous_output = result
-        return result
+            # output * keep + warped * weight in one pass (3.5x faster than numpy's).
+            exact = cv2.blendLinear(exact, warped, motion.keep, motion.weight)
+        self._previous_output = exact
+        return cv2.convertScaleAbs(exact)  # rounded to uint8 in one pass (a blend is never negative)
+
+    def carried(self, output: np.ndarray) -> np.ndarray:
+        """What a clip's next part goes on from (`go_on_from`) after `output`, the last frame smoothed
+        here: that frame unrounded, so the parts make exactly the frames of one piece."""
+        previous = self._previous_output
+        smoothing = self.method != "none" and self.strength > 0.0  # else `previous` is not this frame's
+        return previous.copy() if smoothing and previous is not None and previous.shape == output.shape \
+            else output.copy()

@@ -163,7 +163,8 @@ class RecurrentState:
     Translator, which several clips may share at once (`vidtrans batch`). Hand it to the next
     `translate_clip` call to go on with the clip: the frames are those of one call over the whole.
     `smoothed`: where output smoothing goes on from in the clip's next part (`translate_video`):
-    the last frame written and what the model saw for it, or None.
+    the last frame (unrounded, float32, when smoothed: `Smoother.carried`) and what the model saw
+    for it, or None.
     """
 
     def __init__(self) -> None:

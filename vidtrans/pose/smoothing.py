@@ -117,7 +117,10 @@ def _gaussian(values: np.ndarray, sigma: float) -> np.ndarray:
     # Taps further than n - 1 frames from the centre never meet a value: a sigma far longer than
     # the segment (1e9 asked for 6e9 taps, 45 GB) gives its mean.
     half = max(min(math.ceil(3 * sigma), n - 1), 1)
-    kernel = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
+    # A sigma far under a frame (1e-300) overflows the neighbours' (k / sigma)^2 to infinity on their
+    # way to exp(-inf) = 0, the weight they should have: not worth NumPy's warning.
+    with np.errstate(over="ignore"):
+        kernel = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
     weight = np.convolve(np.ones(n), kernel, mode="full")[half:half + n]
     out = np.empty_like(values)
     for c in range(values.shape[1]):

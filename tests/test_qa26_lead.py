@@ -210,3 +210,9 @@ def test_a_still_picture_is_estimated_as_one_frame(tmp_path, ext):
     cv2.imwrite(str(path), np.full((48, 64, 3), 120, np.uint8))
     with VideoReader(path) as reader:
         assert reader.frame_count == 1 == sum(1 for _ in reader)
+
+
+def test_a_hardware_encoder_is_refused_before_its_pixel_formats_are_advised(tmp_path, clip, rgb_model_dir):
+    # `--codec h264_qsv` said to pass --pix-fmt nv12, which then got the refusal of the encoder itself.
+    result = cli("run", clip, "-o", tmp_path / "out.mp4", "--model", rgb_model_dir, "--codec", "h264_qsv")
+    assert result.returncode == 2 and "only NVENC's are supported" in result.stderr, result.stderr

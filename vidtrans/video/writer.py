@@ -139,11 +139,7 @@ def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
     always do. Hardware encoders other than NVENC are refused. Raises VidtransError naming crf or preset when a
     value is not one the codec takes.
     """
-    if codec.endswith(_OTHER_HARDWARE):
-        # Their quality scales are their own (a fixed quantiser would make crf 18 near lossless): untested
-        # here, so refused rather than guessed.
-        raise UsageError(f"{spell('codec')} {codec}: of the hardware encoders only NVENC's are supported (h264_nvenc, "
-                         "hevc_nvenc, av1_nvenc); use one of them or a software encoder such as libx264")
+    _refuse_other_hardware(codec)
     wide = codec.startswith(("libvpx", "libaom")) or codec == "libsvtav1"
     _check_crf(codec, crf, 63 if wide else 51)
     if codec.endswith("_nvenc"):
@@ -181,6 +177,14 @@ def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
     # tool sets: left at 0 it encoded every crf at its best quantiser, qmin. qmin = qmax holds it there.
     q = max(2, min(31, round(crf / 6)))
     return {"flags": "+qscale", "global_quality": str(118 * q), "qmin": str(q), "qmax": str(q)}
+
+
+def _refuse_other_hardware(codec: str) -> None:
+    """UsageError for a hardware encoder other than NVENC's: their quality scales are their own (a fixed
+    quantiser would make crf 18 near lossless), untested here, so refused rather than guessed."""
+    if codec.endswith(_OTHER_HARDWARE):
+        raise UsageError(f"{spell('codec')} {codec}: of the hardware encoders only NVENC's are supported (h264_nvenc, "
+                         "hevc_nvenc, av1_nvenc); use one of them or a software encoder such as libx264")
 
 
 def _unknown_preset(codec: str, preset: str, others: str = "") -> UsageError:
@@ -365,6 +369,7 @@ def _video_encoder(codec: str, pix_fmt: str) -> str:
         if found is None and (meant := _encoders_meant(codec)):
             advice = f"did you mean {' or '.join(meant)}?"
         raise UsageError(f"{spell('codec')} {shown(codec)} is {what}; {advice}")
+    _refuse_other_hardware(found.name)  # before its pixel formats: advice to change them would not help
     formats = [f.name for f in found.video_formats or ()]
     try:
         av.VideoFormat(pix_fmt)

@@ -216,3 +216,22 @@ def test_a_hardware_encoder_is_refused_before_its_pixel_formats_are_advised(tmp_
     # `--codec h264_qsv` said to pass --pix-fmt nv12, which then got the refusal of the encoder itself.
     result = cli("run", clip, "-o", tmp_path / "out.mp4", "--model", rgb_model_dir, "--codec", "h264_qsv")
     assert result.returncode == 2 and "only NVENC's are supported" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("name, extension", [("out.webm", "mkv"), ("out.mkv", "mov"), ("out.m3u8", "mp4")])
+def test_a_container_refusal_names_a_container_that_can_hold_the_video(tmp_path, name, extension):
+    # batch read the extension to suggest for --ext out of the writer's message text.
+    from vidtrans.errors import ContainerError
+    from vidtrans.options import EncodeOptions
+    from vidtrans.video import check_output_settings
+
+    codec = "libvpx-vp9" if name == "out.mkv" else "libx264"
+    encode = EncodeOptions(codec=codec, pix_fmt="yuv420p")
+    if name == "out.mkv":  # Matroska holds VP9: the refusal to test is of a codec it cannot hold
+        encode = EncodeOptions(codec="gif", pix_fmt="rgb8")
+    try:
+        check_output_settings(tmp_path / name, encode)
+    except ContainerError as e:
+        assert e.extension == extension
+    else:
+        pytest.skip(f"this FFmpeg writes {codec} into {name}")

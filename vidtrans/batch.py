@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from vidtrans.atomic import (LOCK_SUFFIX, TEMPORARY_PATTERN, check_destination, discard, remove_if_unheld, same_file,
                              special_file_kind, temp_path, write_atomically)
-from vidtrans.errors import STOP_SIGNALS, UsageError, VidtransError, first_line, one_line
+from vidtrans.errors import STOP_SIGNALS, ContainerError, UsageError, VidtransError, first_line, one_line
 from vidtrans.options import (BatchOptions, EncodeOptions, RunOptions, check_path_text, option_names, output_settings,
                               plain, refuse_misspelt, shown, spell, spell_setting, spelled, spellings)
 from vidtrans.pipeline import check_pose_settings, given_options, no_person_shows, translate_video
@@ -978,8 +978,8 @@ def _check_encoding(outputs: list[Path], encode: EncodeOptions) -> dict[str, str
             if not str(e).startswith(f"{dst}: "):  # a setting, refused alike whatever the container
                 raise BatchUsageError(str(e)) from None
             # Outputs are named as their clips, so the extension a batch can change is --ext's (for every clip),
-            # not the name the writer's message suggests changing.
-            ext = "mp4" if "use an extension such as" in str(e) else "mov" if suffix == ".mkv" else "mkv"
+            # not the name the writer's message suggests changing: the container it names (`ContainerError`).
+            ext = e.extension if isinstance(e, ContainerError) else "mkv"
             refusals[suffix] = f"{str(e).removeprefix(f'{dst}: ')} (for batch: {spell_setting('ext', ext)})"
     if len(refusals) == len(first_of_each):
         suffix, reason = next(iter(refusals.items()))

@@ -25,6 +25,15 @@ class UsageError(VidtransError):
     2 for these, as for options it cannot parse, and 1 for failures of the work itself."""
 
 
+class ContainerError(UsageError):
+    """An output whose container (chosen by its extension) cannot be written with the settings asked for;
+    `extension` (no dot) is one that can, for callers whose fix is another flag (`batch --ext`)."""
+
+    def __init__(self, message: str, extension: str):
+        super().__init__(message)
+        self.extension = extension
+
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 

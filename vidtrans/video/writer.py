@@ -26,7 +26,7 @@ import numpy as np
 
 from vidtrans.atomic import (OutputClaim, check_destination, destination_of, discard, making_files, publish,
                              temp_path)
-from vidtrans.errors import UsageError, VidtransError, count, first_line
+from vidtrans.errors import ContainerError, UsageError, VidtransError, count, first_line
 from vidtrans.options import EncodeOptions, View, close_names, shown, spell, spell_setting, spellings
 from vidtrans.video.reader import (AS_NAMED, ContinuousTimestamps, clip_start, first_pts_at, has_timestamp_jumps, local_file,
                                    main_video_stream, seek_pts, stamped_in_storing_order)
@@ -263,7 +263,7 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
                     raise ValueError(codec)  # FFmpeg would mux it as data no reader recognises
                 stream = probe.add_stream(codec, options=options)
             except ValueError:  # not among the codecs FFmpeg lets this container hold
-                raise UsageError(f"{dst}: a {suffix} file cannot hold {codec} video; {fix}") from None
+                raise ContainerError(f"{dst}: a {suffix} file cannot hold {codec} video; {fix}", other[1:]) from None
             stream.width, stream.height, stream.pix_fmt = _SETTINGS_SIZE, _SETTINGS_SIZE, encode.pix_fmt
             stream.codec_context.color_range = _JPEG_RANGE if full_range(codec, encode.pix_fmt) else _MPEG_RANGE
             try:
@@ -277,7 +277,8 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
             try:
                 probe.start_encoding()  # the container's header: some refuse a codec only here (.mov and VP9)
             except av.FFmpegError as e:
-                raise UsageError(f"{dst}: a {suffix} file cannot hold {codec} video ({first_line(e)}); {fix}") from None
+                raise ContainerError(f"{dst}: a {suffix} file cannot hold {codec} video ({first_line(e)}); {fix}",
+                                     other[1:]) from None
             if probe.format.name == "gif":  # its muxer refuses to close a file without a picture
                 blank = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="rgb24")
                 blank = blank.reformat(format=encode.pix_fmt)
@@ -285,8 +286,8 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
                 probe.mux(stream.encode(blank))
                 probe.mux(stream.encode(None))
     except av.FFmpegError as e:  # the container refused as it closed (.mxf wants more than a header)
-        raise UsageError(f"{dst}: FFmpeg cannot write a {suffix} file of {codec} video ({first_line(e)}); use "
-                         "another extension such as .mp4 or .mkv") from None
+        raise ContainerError(f"{dst}: FFmpeg cannot write a {suffix} file of {codec} video ({first_line(e)}); use "
+                             "another extension such as .mp4 or .mkv", "mp4") from None
     _settings_checked[suffix.lower(), encode] = codec, dict(options)
     return codec, options
 
@@ -310,13 +311,14 @@ def _container_format(dst: str | os.PathLike) -> str:
         with av.open(str(Path("/nonexistent-vidtrans-probe") / f"probe{Path(dst).suffix}"), "w") as guess:
             name, flags = guess.format.name, int(guess.format.flags)
     except (av.FFmpegError, ValueError) as e:
-        raise UsageError(f"{dst}: FFmpeg cannot tell from the name which kind of video to write ({first_line(e)}); "
-                         "use an extension such as .mp4, .mkv or .mov") from None
+        raise ContainerError(f"{dst}: FFmpeg cannot tell from the name which kind of video to write "
+                             f"({first_line(e)}); use an extension such as .mp4, .mkv or .mov", "mp4") from None
     if flags & _AVFMT_NOFILE:
         # HLS and DASH write a playlist and segments, image2 one image per frame: files of their
         # own naming, which could neither appear whole under a temporary name nor be cleaned up.
-        raise UsageError(f"{dst}: FFmpeg's {name} output is many files (a playlist and segments, or one image per frame), "
-                         "and vidtrans writes one video file; write a .mp4 or .mkv and split it afterwards")
+        raise ContainerError(f"{dst}: FFmpeg's {name} output is many files (a playlist and segments, or one image per "
+                             "frame), and vidtrans writes one video file; write a .mp4 or .mkv and split it afterwards",
+                             "mp4")
     return name
 
 

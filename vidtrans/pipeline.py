@@ -34,8 +34,8 @@ from vidtrans.metrics import FlickerMeter, relative_flicker
 from vidtrans.pose.keypoints import has_person
 from vidtrans.pose.normalize import check_normalize_off
 from vidtrans.pose.track import is_pose_video, pose_stages_for
-from vidtrans.runner import (TRANSLATION_THREADS, Batch, OnItsOwnThread, Parallel, Progress, frame_batches,
-                             run_stages)
+from vidtrans.runner import (TRANSLATION_THREADS, Batch, FrameProgress, OnItsOwnThread, Parallel, Progress,
+                             frame_batches, run_stages)
 from vidtrans.temporal import Smoother, smoothing_for
 from vidtrans.options import (POSE_VIDEO_ENCODE, EncodeOptions, PoseSource, RunOptions, check_path_text,
                               option_names, plain_number, refuse_misspelt, shown, spell, spell_setting)
@@ -678,13 +678,9 @@ def _encode(reader: VideoReader, stages: list[Any], output: _Output, batch_size:
             what: str = "translating", split_tail: bool = True) -> int:
     """Run the stages over the decoded batches and write one frame per input frame; returns the count.
     `what` the stages do, as `progress` tells it; `split_tail`: the clip's last frames are shared
-    by the workers of a `Parallel` stage (see `frame_batches`).
-
-    The frames expected are the container's estimate (a span between two frames' times, a variable
-    rate, a header's rounded duration put it a frame or more off): `progress` is never told more
-    done than expected, and its last call, after the last frame, gives the true total."""
+    by the workers of a `Parallel` stage (see `frame_batches`). `progress` is told as `FrameProgress` tells it."""
     info, total, written = reader.info, reader.frame_count, 0
-    expected = total  # as `progress` was last told
+    told = FrameProgress(progress, total, what)
     # Parallel's batches at once
     workers = max((getattr(stage, "workers", 1) for stage in stages), default=1) if split_tail else 1
     writer = None
@@ -697,13 +693,10 @@ def _encode(reader: VideoReader, stages: list[Any], output: _Output, batch_size:
                                          output.encode, output.source, output.overwrite)
                 writer.write(frame, batch.pts[i])
                 written += 1
-            if progress:
-                expected = max(total, written) if total else 0
-                progress(written, expected, what)
+            told(written)
         if writer is None:
             raise VidtransError(f"{reader.path}: no frames could be decoded in the selected range")
-        if progress and expected != written:
-            progress(written, written, what)
+        told.finish(written)
         writer.close()
     except BaseException:
         if writer is not None:

@@ -34,6 +34,26 @@ from vidtrans.errors import STOP_SIGNALS
 Progress = Callable[[int, int, str], None]  # (frames done, frames expected or 0, what is being done)
 
 
+class FrameProgress:
+    """Tells `progress` (if any) the frames done of a pass over a clip against the container's estimate
+    `total` (0: unknown), which a span between two frames' times, a variable rate or a header's rounded
+    duration put a frame or more off, either way: never more done than expected, and `finish`, after the
+    last frame, gives the true total."""
+
+    def __init__(self, progress: Progress | None, total: int, what: str):
+        self.progress, self.total, self.what = progress, total, what
+        self.expected = total  # as `progress` was last told
+
+    def __call__(self, done: int) -> None:
+        if self.progress:
+            self.expected = max(self.total, done) if self.total else 0
+            self.progress(done, self.expected, self.what)
+
+    def finish(self, done: int) -> None:
+        if self.progress and self.expected != done:
+            self.progress(done, done, self.what)
+
+
 # Batches a pipeline translates at once, each on a thread of its own (pipeline.TranslateStage):
 # a translator makes per-thread state (ONNX Runtime sessions) ready for that many.
 TRANSLATION_THREADS = 2

@@ -20,7 +20,7 @@ from vidtrans.errors import VidtransError
 from vidtrans.options import PoseSource
 from vidtrans.pose.files import KeypointTrack, read_keypoints
 from vidtrans.pose.render import PoseStyle
-from vidtrans.runner import Progress, frame_batches, run_stages
+from vidtrans.runner import FrameProgress, Progress, frame_batches, run_stages
 from vidtrans.video import VideoReader
 
 log = logging.getLogger(__name__)
@@ -44,26 +44,20 @@ def detect_keypoints(src: str | os.PathLike, start: float | None = None, end: fl
     """Raw keypoints (frames, K, 3) of every frame of `src`, detected in tracking mode: K = 18 body
     keypoints, or 128 with the face and hands when `whole_body`.
 
-    `progress` is told the container's estimate of the frames to come (a variable rate, a span, an
-    AVI's or Matroska's duration put it frames off, either way) as `pipeline._encode` tells it: never
-    more done than expected, and its last call, after the last frame, gives the frames read."""
+    `progress` is told as `runner.FrameProgress` tells it: its last call gives the frames read."""
     from vidtrans.pose.detector import DETECTION_MAX_SIDE
     from vidtrans.pose.stages import KeypointStage
 
     tracks, done = [], 0
     # The frames are only looked at by the detector, so they are decoded at its size.
     with VideoReader(src, start=start, end=end, max_side=DETECTION_MAX_SIDE) as reader:
-        total, info = reader.frame_count, reader.info
-        expected = total  # as `progress` was last told
+        info, told = reader.info, FrameProgress(progress, reader.frame_count, "detecting poses")
         stage = KeypointStage(frame_size=(info.height, info.width), whole_body=whole_body)
         for batch in run_stages(frame_batches(reader, 8), [stage]):
             tracks.append(batch.keypoints)
             done += len(batch.keypoints)
-            if progress:
-                expected = max(total, done) if total else 0
-                progress(done, expected, "detecting poses")
-    if progress and expected != done:
-        progress(done, done, "detecting poses")
+            told(done)
+    told.finish(done)
     return np.concatenate(tracks) if tracks else np.zeros((0, stage.num_keypoints, 3), np.float32)
 
 

@@ -974,13 +974,12 @@ def _check_encoding(outputs: list[Path], encode: EncodeOptions) -> dict[str, str
     for suffix, dst in first_of_each.items():
         try:
             check_output_settings(dst, encode)
-        except VidtransError as e:
-            if not str(e).startswith(f"{dst}: "):  # a setting, refused alike whatever the container
-                raise BatchUsageError(str(e)) from None
+        except ContainerError as e:
             # Outputs are named as their clips, so the extension a batch can change is --ext's (for every clip),
-            # not the name the writer's message suggests changing: the container it names (`ContainerError`).
-            ext = e.extension if isinstance(e, ContainerError) else "mkv"
-            refusals[suffix] = f"{str(e).removeprefix(f'{dst}: ')} (for batch: {spell_setting('ext', ext)})"
+            # not the name the writer's message suggests changing: the container it names.
+            refusals[suffix] = f"{str(e).removeprefix(f'{dst}: ')} (for batch: {spell_setting('ext', e.extension)})"
+        except VidtransError as e:  # a setting, refused alike whatever the container
+            raise BatchUsageError(str(e)) from None
     if len(refusals) == len(first_of_each):
         suffix, reason = next(iter(refusals.items()))
         raise BatchUsageError(f"{first_of_each[suffix]}: {reason}")

@@ -992,10 +992,9 @@ def convert_pix2pix(path: str | os.PathLike, folder: str | os.PathLike, *, input
     input_is_there = any(same_file(path, folder / name) for name in MODEL_FILE_NAMES)
     if not overwrite and (replacing or (folder / WEIGHTS_NAME).exists()) and not input_is_there:
         raise UsageError(f"{folder} already holds a checkpoint; pass {spell('overwrite=True')} to replace it")
-    if (folder / BACKGROUND_NAME).is_dir() and not (folder / BACKGROUND_NAME).is_symlink():
-        # Kept, it would be the model's background, which cannot load; removed with `overwrite`,
-        # it fails only after the new set is in place.
-        raise UsageError(f"{folder / BACKGROUND_NAME}: a folder, where a checkpoint keeps its background; move it "
+    if kind := not_a_file(folder / BACKGROUND_NAME):
+        # Refused before the import's work, as the save would refuse it.
+        raise UsageError(f"{folder / BACKGROUND_NAME}: {kind}, where a checkpoint keeps its background; move it "
                          "away or import into another folder")
     if not overwrite and background and not input_is_there:
         raise UsageError(f"{folder / BACKGROUND_NAME}: already there, named as a checkpoint's background, which the "

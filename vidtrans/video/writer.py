@@ -28,8 +28,8 @@ from vidtrans.atomic import (OutputClaim, check_destination, destination_of, dis
                              temp_path)
 from vidtrans.errors import ContainerError, UsageError, VidtransError, count, first_line
 from vidtrans.options import EncodeOptions, View, close_names, shown, spell, spell_setting, spellings
-from vidtrans.video.reader import (AS_NAMED, ContinuousTimestamps, clip_start, first_pts_at, has_timestamp_jumps, local_file,
-                                   main_video_stream, seek_pts, stamped_in_storing_order)
+from vidtrans.video.reader import (AS_NAMED, ContinuousTimestamps, clip_start, first_pts_at, has_timestamp_jumps,
+                                   local_file, main_video_stream, seek_pts, stamped_in_storing_order)
 from vidtrans.video.segments import SegmentedEncoder, segment_length, segments_for
 
 log = logging.getLogger(__name__)

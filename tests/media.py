@@ -252,6 +252,19 @@ def assert_same_frames(batched: np.ndarray, single: np.ndarray) -> None:
     assert np.mean(differences > 0) < 0.005, f"{np.mean(differences > 0):.2%} of the values differ"
 
 
+class Recorder:
+    """Wraps a model and keeps what it was asked to translate (for a pose model, the pose maps)."""
+
+    def __init__(self, model):
+        self.model, self.seen = model, []
+        self.name, self.device, self.precision = model.name, model.device, model.precision
+        self.input_kind, self.card, self.native_size = model.input_kind, model.card, model.native_size
+
+    def translate(self, frames):
+        self.seen.append(frames.copy())
+        return self.model.translate(frames)
+
+
 def random_generator(architecture: str, input_nc: int, output_nc: int, ngf: int, norm: str, seed: int = 0):
     """A generator with pix2pix's initial weights, the same for the same seed: the stand-in model of
     tests and benchmarks (arguments as `vidtrans.models.networks.build_generator`)."""

@@ -128,24 +128,24 @@ def test_batch_invariance_holds_on_onnxruntime(request, which):
     assert levels(batched, torch_fp32.translate(frames)) <= 1
 
 
-def test_the_graph_is_exported_once_and_cached(rgb_model_dir, cache, monkeypatch):
+def test_the_graph_is_exported_once_and_cached(batch_norm_model_dir, cache, monkeypatch):
     exports = []
     real = onnx_backend.exported_graph
     monkeypatch.setattr(onnx_backend, "exported_graph", lambda *a, **k: exports.append(a) or real(*a, **k))
-    vidtrans.load_model(rgb_model_dir, device="cpu", backend="onnxruntime")
-    vidtrans.load_model(rgb_model_dir, device="cpu", backend="onnxruntime")
+    vidtrans.load_model(batch_norm_model_dir, device="cpu", backend="onnxruntime")
+    vidtrans.load_model(batch_norm_model_dir, device="cpu", backend="onnxruntime")
     assert len(exports) == 1
     assert [p.suffix for p in cache.iterdir()] == [".onnx"]
-    # Another normalization is another graph.
-    vidtrans.load_model(rgb_model_dir, device="cpu", backend="onnxruntime", normalization="running")
+    # Another normalization is another graph (batch norm's running statistics: only it keeps them).
+    vidtrans.load_model(batch_norm_model_dir, device="cpu", backend="onnxruntime", normalization="running")
     assert len(exports) == 2 and len(list(cache.iterdir())) == 2
 
 
-def test_the_cache_keeps_the_graphs_used_last_within_its_limit(rgb_model_dir, cache, monkeypatch):
+def test_the_cache_keeps_the_graphs_used_last_within_its_limit(batch_norm_model_dir, cache, monkeypatch):
     # Every epoch's checkpoint of a sweep adds a graph (217 MB at ngf 64): the cache must not grow forever.
     import os
 
-    vidtrans.load_model(rgb_model_dir, device="cpu", backend="onnxruntime")
+    vidtrans.load_model(batch_norm_model_dir, device="cpu", backend="onnxruntime")
     (graph,) = cache.iterdir()
     monkeypatch.setattr(onnx_backend, "CACHE_LIMIT", 3 * graph.stat().st_size)
     old, older = cache / "old.onnx", cache / "older.onnx"
@@ -153,8 +153,8 @@ def test_the_cache_keeps_the_graphs_used_last_within_its_limit(rgb_model_dir, ca
         stale.write_bytes(graph.read_bytes())
         os.utime(stale, (1000 + i, 1000 + i))
     os.utime(graph, (500, 500))
-    vidtrans.load_model(rgb_model_dir, device="cpu", backend="onnxruntime")  # used again: the newest now
-    vidtrans.load_model(rgb_model_dir, device="cpu", backend="onnxruntime", normalization="running")  # a 4th graph
+    vidtrans.load_model(batch_norm_model_dir, device="cpu", backend="onnxruntime")  # used again: the newest now
+    vidtrans.load_model(batch_norm_model_dir, device="cpu", backend="onnxruntime", normalization="running")  # a 4th
     assert len(list(cache.iterdir())) == 3 and not older.exists() and old.exists() and graph.exists()
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import vidtrans
 from tests.conftest import run_cli
-from tests.media import dancer_clip, decode_all, make_clip, random_generator
+from tests.media import Recorder, dancer_clip, decode_all, make_clip, random_generator
 from vidtrans.models.checkpoint import ModelCard, save_checkpoint
 from vidtrans.pipeline import render_pose_video, translate_video
 from vidtrans.pose import PoseStats, PoseStyle, looks_like_pose_map, read_keypoints, render_poses, write_keypoints_npz
@@ -33,19 +33,6 @@ def pose_model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def dancer(tmp_path_factory):
     return dancer_clip(tmp_path_factory.mktemp("clips") / "dancer.mp4", frames=20, size=(160, 120), audio=True)
-
-
-class Recorder:
-    """Wraps a model and keeps what it was asked to translate (the pose maps)."""
-
-    def __init__(self, model):
-        self.model, self.seen = model, []
-        self.name, self.device, self.precision = model.name, model.device, model.precision
-        self.input_kind, self.card, self.native_size = model.input_kind, model.card, model.native_size
-
-    def translate(self, frames):
-        self.seen.append(frames.copy())
-        return self.model.translate(frames)
 
 
 def test_run_detects_normalizes_and_renders_pose_maps(tmp_path, pose_model, dancer):

@@ -18,20 +18,22 @@ from tests.conftest import one_line
 from tests.conftest import run_cli as cli
 from tests.media import TINY_TRAINING, dancer_clip, make_clip, paired_folder, random_generator
 from vidtrans import atomic
-from vidtrans.cli import flag_names
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.models.checkpoint import ModelCard, import_pix2pix, save_checkpoint
-from vidtrans.options import TrainOptions
+from vidtrans.options import TrainOptions, spelled
 from vidtrans.pose.keypoints import KEYPOINT_INDEX, NUM_KEYPOINTS
 from vidtrans.pose.render import PoseStyle
 from vidtrans.train import data as data_module
 from vidtrans.train.data import CROP_FILL, VideoPairs, crop_square, training_crop
-from vidtrans.train.setup import SYNTHETIC_DATA, prepare_training
+from vidtrans.train.data import SYNTHETIC_DATA
+from vidtrans.train.setup import prepare_training
 from vidtrans.train.synth import TARGET_LOOK, dance_keypoints, render_person
 from vidtrans.train.trainer import TrainConfig, Trainer
 
 ANKLES = [KEYPOINT_INDEX["r_ankle"], KEYPOINT_INDEX["l_ankle"]]
-NAMES = flag_names(TrainOptions)
+# How `vidtrans train` spells the settings these tests' messages name.
+FLAGS = {"train_pose": "--train-pose", "resume=True": "--resume", "init_from": "--init-from",
+         "temporal=False": "--no-temporal", "architecture": "--arch", "ngf": "--ngf", "size": "--size"}
 
 
 def warnings_in(stderr: str) -> list[str]:
@@ -85,7 +87,7 @@ def test_a_body_taller_than_the_frame_is_wide_is_padded_with_the_recorded_fill(t
     detected_as(track)
     options = TrainOptions(iterations=1, architecture="resnet_6blocks", size=64, device="cpu")
     with caplog.at_level(logging.WARNING):
-        pairs, _, card = prepare_training(tmp_path / "m", options, target=clip.path, names=NAMES)
+        pairs, _, card = prepare_training(tmp_path / "m", options, target=clip.path)
     assert caplog.records == []
     left, top, side = pairs.crop
     assert side > 100 and left < 0 < left + side - 64 and 0 <= top <= 192 - side
@@ -227,9 +229,8 @@ def test_resume_refuses_other_pose_maps_and_python_callers_are_held_to_the_recor
     refuse_loading(monkeypatch)
     out = synthetic_checkpoint(tmp_path / "m")
     with pytest.raises(UsageError, match=r"was trained with --train-pose exact, which --resume keeps; drop "
-                                         r"--train-pose noisy, or start a new stage"):
-        prepare_training(out, TrainOptions(resume=True, iterations=5, train_pose="noisy"), synthetic=True,
-                         names=NAMES)
+                                         r"--train-pose noisy, or start a new stage"), spelled(FLAGS):
+        prepare_training(out, TrainOptions(resume=True, iterations=5, train_pose="noisy"), synthetic=True)
     # Python callers: a setting away from its default is a choice.
     with pytest.raises(UsageError, match=r"was trained with lr 0.0002, which resume=True keeps; drop lr 0.01"):
         prepare_training(out, TrainOptions(resume=True, iterations=5, lr=0.01), synthetic=True)
@@ -264,8 +265,8 @@ def temporal_model(tmp_path_factory):
 
 def test_init_from_an_unknown_name_offers_what_init_from_takes(tmp_path, monkeypatch):
     refuse_loading(monkeypatch)
-    with pytest.raises(VidtransError) as info:
-        prepare_training(tmp_path / "m", TrainOptions(init_from="no-such-model"), synthetic=True, names=NAMES)
+    with pytest.raises(VidtransError) as info, spelled(FLAGS):
+        prepare_training(tmp_path / "m", TrainOptions(init_from="no-such-model"), synthetic=True)
     message = str(info.value)
     assert message.startswith("model 'no-such-model' not found (available: ")
     assert message.endswith("; --init-from takes a vidtrans checkpoint folder or a model's name (a pix2pix .pth "
@@ -275,14 +276,14 @@ def test_init_from_an_unknown_name_offers_what_init_from_takes(tmp_path, monkeyp
 def test_init_from_conflicts_say_why_the_model_cannot_start_them(tmp_path, monkeypatch, temporal_model):
     refuse_loading(monkeypatch)
     options = TrainOptions(init_from=str(temporal_model), temporal=False)
-    with pytest.raises(UsageError) as info:
-        prepare_training(tmp_path / "m", options, synthetic=True, names=NAMES)
+    with pytest.raises(UsageError) as info, spelled(FLAGS):
+        prepare_training(tmp_path / "m", options, synthetic=True)
     assert str(info.value) == (f"--init-from {temporal_model} is a temporal generator (it also sees its previous "
                                "output), which cannot start a frame-by-frame one: drop --no-temporal (or start from "
                                "a frame-by-frame model)")
     options = TrainOptions(init_from=str(temporal_model), architecture="unet_256", size=128)
-    with pytest.raises(UsageError) as info:
-        prepare_training(tmp_path / "m", options, synthetic=True, names=NAMES)
+    with pytest.raises(UsageError) as info, spelled(FLAGS):
+        prepare_training(tmp_path / "m", options, synthetic=True)
     assert str(info.value) == (f"--init-from {temporal_model} starts from its generator as it is (resnet_6blocks, "
                                "--ngf 4, --size 64): drop --arch unet_256 and --size 128")
     assert "checkpoint" not in str(info.value)

@@ -107,13 +107,15 @@ def test_a_training_state_of_another_generator_is_refused_before_training_naming
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
-def test_the_trainers_own_messages_spell_settings_as_the_caller_does():
+def test_the_trainers_own_messages_spell_settings_as_the_caller_does(tmp_path):
+    from vidtrans.errors import UsageError
     from vidtrans.options import spelled
-    from vidtrans.train.trainer import spelling
+    from vidtrans.train.trainer import check_output
 
-    assert spelling(None)("overwrite") == "overwrite=True"
-    with spelled({"overwrite": "--overwrite"}):
-        assert spelling(None)("overwrite") == "--overwrite"
+    with pytest.raises(UsageError, match="drop resume=True to start fresh$"):
+        check_output(tmp_path, resume=True, overwrite=False)
+    with pytest.raises(UsageError, match="drop --resume to start fresh$"), spelled({"resume=True": "--resume"}):
+        check_output(tmp_path, resume=True, overwrite=False)
 
 
 def test_a_temporal_models_held_out_tail_holds_consecutive_frames_to_score_it_on(tmp_path, monkeypatch, caplog):

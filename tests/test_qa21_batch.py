@@ -59,11 +59,11 @@ def test_report_errors_name_clips_exactly_and_stay_one_line(tmp_path, rgb_model_
         for clip in report.clips:
             display.clip_finished("", clip)
     assert sorted(text.getvalue().splitlines()) == [
-        f"failed {src}/my  clip.mp4: not a readable video file (Invalid data found when processing input); pass a "
-        "video such as .mp4/.mov/.mkv",
+        f"failed {src}/my  clip.mp4: not a readable video file (Invalid data found when processing input); the .mp4 "
+        "file is damaged or cut short, or not what its name says; re-export or re-download it",
         f"failed {src}/new\\nline.mp4: not a regular file (a FIFO); move it out of the input folder or narrow patterns",
-        f"failed {src}/tab\\tclip.mp4: not a readable video file (Invalid data found when processing input); pass a "
-        "video such as .mp4/.mov/.mkv"]
+        f"failed {src}/tab\\tclip.mp4: not a readable video file (Invalid data found when processing input); the "
+        ".mp4 file is damaged or cut short, or not what its name says; re-export or re-download it"]
 
 
 def test_two_clips_whose_outputs_are_one_file_through_a_link_do_not_take_turns(tmp_path, rgb_model_dir):

@@ -277,12 +277,12 @@ def test_overwrite_stopped_between_its_first_grid_and_checkpoint_leaves_the_old_
 
 
 def test_a_pose_map_conflict_on_resume_names_the_flag_given(tmp_path, no_data):
-    from vidtrans.cli import flag_names
     from vidtrans.errors import UsageError
     from vidtrans.models.checkpoint import ModelCard
-    from vidtrans.options import TrainOptions
+    from vidtrans.options import TrainOptions, spelled
     from vidtrans.pose.render import PoseStyle
-    from vidtrans.train.setup import SYNTHETIC_DATA, prepare_training
+    from vidtrans.train.data import SYNTHETIC_DATA
+    from vidtrans.train.setup import prepare_training
     from vidtrans.train.trainer import TrainConfig, Trainer
 
     class Pairs:  # a whole-body checkpoint needs only its card and state here
@@ -294,9 +294,10 @@ def test_a_pose_map_conflict_on_resume_names_the_flag_given(tmp_path, no_data):
     config = TrainConfig(iterations=1, architecture="resnet_6blocks", ngf=4, ndf=4, d_scales=1, face_d=False)
     Trainer(Pairs(), tmp_path / "m", config, card, device="cpu").save({})
     options = TrainOptions(resume=True, whole_body=False, iterations=5)
+    flags = {"resume=True": "--resume", "whole_body=False": "--body-only"}  # as `vidtrans train` spells them
     with pytest.raises(UsageError, match="trained on whole-body pose maps, which --resume keeps; leave out "
-                                         "--body-only$"):
-        prepare_training(tmp_path / "m", options, synthetic=True, names=flag_names(TrainOptions))
+                                         "--body-only$"), spelled(flags):
+        prepare_training(tmp_path / "m", options, synthetic=True)
 
 
 def test_resume_tells_a_target_video_from_another_of_the_same_name(tmp_path, monkeypatch):

@@ -157,4 +157,5 @@ def test_run_summary_names_no_normalize_for_a_clip_without_whole_bodies(tmp_path
                      "-o", tmp_path / "o.mp4")
     assert result.returncode == 0, result.stderr
     summary = " ".join(result.stderr.split())  # as one line, however the console wrapped it
-    assert "not normalized (no frame shows a whole body" in summary and "--no-normalize" in summary
+    assert "fitted to the frame (not normalized: no frame shows a whole body" in summary, summary
+    assert "--no-normalize" not in summary  # nothing to turn off: it already was not normalized

@@ -160,7 +160,9 @@ def test_run_refuses_a_file_far_outside_the_video(tmp_path, pose_model, dancer):
 # ---------------------------------------------------------------- eval
 
 def _pose_model_stub(size=(256, 256)):
-    return SimpleNamespace(name="stub", native_size=size, input_kind="pose", card=SimpleNamespace(training={}))
+    # What score checks before any work; `translate` makes it pass as a model, which it could not run.
+    return SimpleNamespace(name="stub", native_size=size, input_kind="pose", card=SimpleNamespace(training={}),
+                           translate=lambda frames: frames)
 
 
 def test_eval_refuses_a_negative_seed_and_more_frames_than_memory_holds(pose_model_dir):
@@ -234,7 +236,8 @@ def test_a_file_camera_that_is_no_video_prints_one_line_and_no_ffmpeg_log(tmp_pa
     result = run_cli("live", "--model", rgb_model_dir, "--device", "cpu", "--camera", camera, "--no-window")
     assert result.returncode == 1 and result.exception is None
     why = ("is empty (0 bytes), not a video; pass the video once it is copied whole" if not content else
-           "not a readable video file (Invalid data found when processing input); pass a video such as .mp4/.mov/.mkv")
+           "not a readable video file (Invalid data found when processing input); the .mp4 file is damaged or cut "
+           "short, or not what its name says; re-export or re-download it")
     assert result.stderr == f"vidtrans: error: {camera}: {why}\n"
     assert capfd.readouterr().err == ""  # nothing from FFmpeg, which writes to the process's stderr itself
 

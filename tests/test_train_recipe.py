@@ -7,7 +7,7 @@ import torch
 
 from vidtrans.errors import VidtransError
 from vidtrans.models.checkpoint import ModelCard, read_card
-from vidtrans.options import TrainOptions
+from vidtrans.options import TrainOptions, spelled
 from vidtrans.train import trainer as trainer_module
 from vidtrans.train.data import Dances, SyntheticPairs
 from vidtrans.train.setup import prepare_training
@@ -171,10 +171,9 @@ def test_a_training_state_from_before_the_recipe_resumes_as_it_was(source, tmp_p
     del state["scaler"]
     torch.save(state, folder / STATE_NAME)
 
-    names = {"d_scales": "--d-scales", "face_d": "--face-d"}
     refusal = "^--d-scales 2 differs from the checkpoint's 1; drop it or use --d-scales 1$"
-    with pytest.raises(VidtransError, match=refusal):
-        prepare_training(folder, TrainOptions(resume=True, d_scales=2), synthetic=True, names=names)
+    with pytest.raises(VidtransError, match=refusal), spelled({"d_scales": "--d-scales"}):
+        prepare_training(folder, TrainOptions(resume=True, d_scales=2), synthetic=True)
     with pytest.raises(VidtransError, match="face_d=True differs from the checkpoint, trained with face_d=False; use face_d=False"):
         Trainer(source, folder, TrainConfig(iterations=2, **{**TINY, "d_scales": 1}), card(), device="cpu", resume=True)
     # Nor may the objective: the state recorded none of the recipe's terms, so they were off.

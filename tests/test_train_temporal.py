@@ -13,11 +13,10 @@ import vidtrans
 from tests.conftest import run_cli as cli
 from tests.media import dancer_clip, random_generator
 from tests.test_train_recipe import SIZE, card, one_thread, source  # noqa: F401 (fixtures: the same tiny set-up)
-from vidtrans.cli import flag_names
 from vidtrans.errors import VidtransError
 from vidtrans.models.checkpoint import ModelCard, read_card, save_checkpoint
 from vidtrans.models.translator import RecurrentState
-from vidtrans.options import TrainOptions
+from vidtrans.options import TrainOptions, spelled
 from vidtrans.train.data import VideoPairs
 from vidtrans.train.setup import prepare_training
 from vidtrans.train.synth import dance_keypoints
@@ -26,7 +25,6 @@ from vidtrans.train.trainer import TrainConfig, Trainer
 TINY = {"architecture": "unet_64", "ngf": 4, "ndf": 4, "data_workers": 0, "save_every": 1000, "validate_every": 1000}
 TINY_FLAGS = ["--arch", "unet_64", "--size", "64", "--ngf", "4", "--ndf", "4", "--save-every", "2",
               "--validate-every", "2"]
-NAMES = flag_names(TrainOptions)  # as the command line spells settings
 
 
 
@@ -168,5 +166,5 @@ def test_what_a_temporal_run_cannot_do_is_refused_in_one_line(source, temporal_r
     folder = temporal_run[0]
     with pytest.raises(VidtransError, match=r"is a temporal generator \(it also sees its previous output\), which cannot "
                                             r"start a frame-by-frame one: drop --no-temporal"):
-        prepare_training(tmp_path / "o", TrainOptions(init_from=str(folder), temporal=False), synthetic=True,
-                         names=NAMES)
+        with spelled({"init_from": "--init-from", "temporal=False": "--no-temporal"}):  # as `vidtrans train` does
+            prepare_training(tmp_path / "o", TrainOptions(init_from=str(folder), temporal=False), synthetic=True)

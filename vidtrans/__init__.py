@@ -55,7 +55,8 @@ def load_model(name_or_path: str | os.PathLike, device: str | None = "auto", pre
     it and the model is no ResNet normalizing each frame by its own statistics; else fp32),
     "fp32", "fp16" (CUDA only), "bf16" (emulated, slower than fp32, on CPUs without AMX or AVX-512 BF16).
     normalization: "sample" (pix2pix's test-time default, batch-invariant) or "running" (eval-mode
-    batch norm); default from the model card.
+    batch norm; refused for a generator without batch norm, where it would change nothing); default
+    from the model card.
     size: the longer side, in pixels, frames are scaled to for translation (16 to 8192; the models
     are fully convolutional); None: the model's native size. Pose models draw pose maps at it.
     Batches too large for the device's free memory at that size are translated in smaller passes
@@ -70,16 +71,12 @@ def load_model(name_or_path: str | os.PathLike, device: str | None = "auto", pre
     from vidtrans.models.checkpoint import load_checkpoint
     from vidtrans.models.translator import Translator
     from vidtrans.options import check_path_text
-    from vidtrans.video.reader import check_input_name
 
     if unknown:
         _refuse_unknown(unknown)
 
     if isinstance(name_or_path, (str, os.PathLike)):
         check_path_text(name_or_path, "name_or_path")
-        # As the command line's --model: a URL, which a Path would mangle (https:/host/m.pth, "no such
-        # file"), and a file's name with a trailing slash, which it would drop.
-        check_input_name(os.fspath(name_or_path))
     return Translator(load_checkpoint(name_or_path), device=device, precision=precision, normalization=normalization,
                       size=size, backend=backend)
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from vidtrans.errors import UsageError, VidtransError, first_line
-from vidtrans.options import shown, shown_path, spell
+from vidtrans.options import check_switch, shown_path, spell
 
 LOCK_SUFFIX = ".vidtrans-lock"
 # Most file systems limit a name to 255 bytes (not characters: UTF-8 takes up to 4 per character);
@@ -68,8 +68,7 @@ def check_destination(dst: str | os.PathLike, inputs: str | os.PathLike | Iterab
     folder). Outputs are published by renaming a finished file onto the path, which would replace
     a device such as /dev/null with a regular file. `overwrite` must be a bool: any other value (a
     string such as "no") would count as true and replace the file."""
-    if not isinstance(overwrite, bool):
-        raise UsageError(f"overwrite must be True or False, not {shown(overwrite)}")
+    check_switch(overwrite, "overwrite")
     if os.fspath(dst) == "-":  # the Unix convention for standard output
         raise UsageError("-: vidtrans writes files, not standard output (an output appears only when complete); "
                          "give a file name")
@@ -410,20 +409,37 @@ def write_atomically(dst: str | os.PathLike, write: Callable[[BinaryIO], None], 
     """Write a small file in one go: `write(f)` fills a temporary file, which is synced and then
     published onto `dst`. Nothing is left behind on any failure or interruption."""
     check_destination(dst, inputs, overwrite)
-    tmp = None
+    made: list[Path] = []
+    try:
+        publish(filled_temporary(dst, write, what, made.append), dst, overwrite)
+    except OSError as e:
+        raise cannot_write(dst, what, e) from e
+    finally:
+        for tmp in made:
+            discard(tmp)
+
+
+def filled_temporary(dst: str | os.PathLike, write: Callable[[BinaryIO], None], what: str,
+                     made: Callable[[Path], None]) -> Path:
+    """A temporary file beside `dst` that `write(f)` filled and synced, for the caller to publish.
+    `made(tmp)` is called before it is filled: a failure or stop while writing leaves it to the
+    caller to discard."""
     try:
         tmp, f = temp_file(dst)
+        made(tmp)
         with f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        publish(tmp, dst, overwrite)
     except OSError as e:
-        raise VidtransError(f"{dst}: cannot write the {what} ({e.strerror or e}); "
-                            "check free disk space and that the folder is writable") from e
-    finally:
-        if tmp is not None:
-            discard(tmp)
+        raise cannot_write(dst, what, e) from e
+    return tmp
+
+
+def cannot_write(dst: str | os.PathLike, what: str, error: OSError) -> VidtransError:
+    """The one line for a file that could not be written: a full disk or a folder not writable."""
+    return VidtransError(f"{dst}: cannot write the {what} ({error.strerror or error}); "
+                         "check free disk space and that the folder is writable")
 
 
 class OutputClaim:

@@ -40,25 +40,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from vidtrans.atomic import (LOCK_SUFFIX, TEMPORARY_PATTERN, check_destination, discard, remove_if_unheld, same_file,
-                             special_file_kind, temp_path, write_atomically)
+from vidtrans.atomic import (LOCK_SUFFIX, TEMPORARY_PATTERN, cannot_write, check_destination, discard,
+                             remove_if_unheld, same_file, special_file_kind, temp_path, write_atomically)
 from vidtrans.errors import STOP_SIGNALS, ContainerError, UsageError, VidtransError, first_line, one_line
 from vidtrans.options import (BatchOptions, EncodeOptions, RunOptions, check_path_text, option_names, output_settings,
                               plain, refuse_misspelt, shown, spell, spell_setting, spelled, spellings)
 from vidtrans.pipeline import check_pose_settings, given_options, no_person_shows, translate_video
 from vidtrans.video import check_output_settings, file_identity
+from vidtrans.video.reader import COMMON_VIDEO_SUFFIXES, OTHER_VIDEO_SUFFIXES
 
 if TYPE_CHECKING:  # torch is imported where a model is loaded, not by a batch that is refused before
     import torch
 
-DEFAULT_PATTERNS = ("*.mp4", "*.mov", "*.mkv", "*.avi", "*.webm", "*.m4v", "*.mpg", "*.mpeg", "*.ts", "*.mts",
-                    "*.m2ts", "*.wmv", "*.flv", "*.3gp", "*.ogv")
-# Video containers cameras, discs and tools write that the default patterns leave out (outputs
-# named as the clip could not always hold the codec: .mxf, .dv); a default batch names those it
-# leaves out (`_left_out`) rather than passing over them in silence.
-OTHER_VIDEO_SUFFIXES = (".mxf", ".vob", ".dv", ".m2t", ".mod", ".tod", ".3g2", ".asf", ".f4v", ".divx", ".xvid", ".qt",
-                        ".y4m", ".wtv", ".mk3d", ".rm", ".rmvb", ".ivf", ".nut", ".mjpeg", ".mjpg", ".h264", ".264",
-                        ".hevc", ".h265", ".265")
+DEFAULT_PATTERNS = tuple("*" + suffix for suffix in COMMON_VIDEO_SUFFIXES)
+# The others (outputs named as the clip could not always hold the codec: .mxf, .dv) a default batch
+# names as left out (`_left_out`) rather than passing over them in silence.
 MANIFEST_NAME = ".vidtrans-batch.jsonl"
 LEGACY_MANIFEST_NAME = ".vidtrans-batch.json"  # before version 2: one JSON document, rewritten per update
 MANIFEST_FORMAT, MANIFEST_VERSION = "vidtrans-batch-manifest", 2
@@ -529,8 +525,7 @@ class Manifest:
                     raise OSError("short write")
                 os.fsync(self._fd)
             except OSError as e:
-                raise VidtransError(f"{self.path}: cannot write the batch manifest ({e.strerror or e}); "
-                                    "check free disk space and that the folder is writable") from e
+                raise cannot_write(self.path, "batch manifest", e) from e
 
     def close(self) -> None:
         with self._lock:
@@ -953,7 +948,7 @@ def _suffix(ext: str | None, encode: EncodeOptions) -> str | None:
         return None
     given, ext = ext, ext.lstrip(".")
     if not ext or not ext.isalnum():
-        raise BatchUsageError(f"{spell('ext')} must be a file extension such as mp4 or mkv, got {given!r}")
+        raise BatchUsageError(f"{spell('ext')} must be a file extension such as mp4 or mkv, got {shown(given)}")
     try:
         check_output_settings(f"clip.{ext}", encode)
     except VidtransError as e:
@@ -1304,7 +1299,7 @@ class _Runner:
                                          "the clip goes to another worker", worker.name)
                     self._put_back(lost.retry)
                 else:
-                    self._done_with(job)
+                    self._done_with()
                 if worker.lost and not self._recovered(worker):
                     break
         except _Cancelled:  # the batch is stopping: a clip not begun keeps its record as it was
@@ -1321,7 +1316,7 @@ class _Runner:
             self._in_hand += 1
             return self._queue.popleft()
 
-    def _done_with(self, job: _Job) -> None:
+    def _done_with(self) -> None:
         with self._changed:
             self._in_hand -= 1
             self._changed.notify_all()

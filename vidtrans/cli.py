@@ -77,9 +77,10 @@ def _input_file(value: str) -> Path:
 
 # How every path option is read (see _path); path arguments take `parser=_path` alone, since a
 # metavar would replace their name in --help and in messages. Options naming a file to write take
-# AS_OUTPUT_FILE.
+# AS_OUTPUT_FILE, options naming a file to read AS_INPUT_FILE.
 AS_PATH = {"parser": _path, "metavar": "<path>"}
 AS_OUTPUT_FILE = {"parser": _output_file, "metavar": "<path>"}
+AS_INPUT_FILE = {"parser": _input_file, "metavar": "<path>"}
 
 # Options shared by several commands, so each is defined and explained once. The options of
 # translation and encoding are fields of vidtrans.options' objects, made into flags by `takes`.
@@ -97,26 +98,9 @@ def _flag(f: dataclasses.Field) -> str:
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
-def flag_names(options_type: type) -> dict[str, str]:
-    """How the command line spells each field of an options type (nested ones included), for
-    messages: {"batch_size": "--batch-size", "normalize": "--normalize", ...}; a switch also as
-    each of its values is asked for: {"face_d=True": "--face-d", "face_d=False": "--no-face-d"}."""
-    hints = typing.get_type_hints(options_type)
-    names = {}
-    for f in dataclasses.fields(options_type):
-        if dataclasses.is_dataclass(hints[f.name]):
-            names.update(flag_names(hints[f.name]))
-        else:
-            flags = _flag(f).split("/")
-            names[f.name] = flags[0]
-            if len(flags) == 2:
-                names[f"{f.name}=True"], names[f"{f.name}=False"] = flags
-    return names
-
-
 def _flags_of_command() -> dict[str, str]:
     """The running command's flags by parameter name: {"pix_fmt": "--pix-fmt", "keypoints": "--keypoints", ...};
-    a switch also as each of its values is asked for, as in `flag_names`: {"normalize=False": "--no-normalize"},
+    a switch also as each of its values is asked for: {"normalize=False": "--no-normalize"},
     and a lone flag as the value it asks for: {"overwrite=True": "--overwrite"}."""
     ctx = click_globals.get_current_context(silent=True)
     if ctx is None:  # called directly, not by the command line
@@ -377,7 +361,7 @@ def export(
 @app.command("import-pix2pix", short_help="Convert an upstream pix2pix .pth generator.")
 @flags_in_messages
 def import_pix2pix(
-    pth: Path = typer.Argument(..., parser=_path, help="An upstream pytorch-CycleGAN-and-pix2pix generator, e.g. latest_net_G.pth."),
+    pth: Path = typer.Argument(..., parser=_input_file, help="An upstream pytorch-CycleGAN-and-pix2pix generator, e.g. latest_net_G.pth."),
     # A str: typer would make '' the current folder, which convert_pix2pix refuses only as ''.
     output: str = typer.Option(..., "-o", "--output", metavar="<path>", parser=_local, help="Checkpoint folder to write, e.g. checkpoints/facades."),
     input_kind: InputKind = typer.Option(InputKind.RGB, help="What the model expects: rgb (images) or pose (OpenPose-style maps)."),
@@ -405,7 +389,7 @@ def run(
     precision: PrecisionOpt = Precision.AUTO,
     backend: BackendOpt = Backend.AUTO,
     model_size: ModelSizeOpt = None,
-    keypoints: Optional[Path] = typer.Option(None, **AS_PATH, help="Use these keypoints (NPZ, or OpenPose/DWPose JSON) instead of detecting."),
+    keypoints: Optional[Path] = typer.Option(None, **AS_INPUT_FILE, help="Use these keypoints (NPZ, or OpenPose/DWPose JSON) instead of detecting."),
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
     json_summary: JsonOpt = False,
     options: RunOptions = RunOptions(),
@@ -416,6 +400,7 @@ def run(
     from vidtrans.atomic import OutputClaim
     from vidtrans.models.translator import backend_for_compile
     from vidtrans.pipeline import check_before_loading, no_person_shows, translate_video
+    from vidtrans.video.reader import corrupt_frames_note
 
     check_before_loading(model, input, output, overwrite, options.encode, keypoints)
     with contextlib.ExitStack() as claimed:
@@ -434,7 +419,7 @@ def run(
     if summary.frames_without_person:
         notes.append(f"no person in {summary.frames_without_person} of {summary.frames} frames")
     if summary.corrupt_frames:
-        notes.append(f"{summary.corrupt_frames} corrupt frame(s) replaced by the previous good frame")
+        notes.append(corrupt_frames_note(summary.corrupt_frames))
     if summary.smoothing != "none":
         ratio = summary.flicker_ratio
         why = "one frame" if summary.flicker_input is None else "the input does not move"
@@ -471,6 +456,7 @@ def pose(
     import json
 
     from vidtrans.pipeline import default_output_path, render_pose_video
+    from vidtrans.video.reader import corrupt_frames_note
 
     output = output or default_output_path(input, "pose")
     with _progress(f"{input.name} -> pose") as update:
@@ -478,9 +464,10 @@ def pose(
                                     overwrite=overwrite, progress=update)
     if json_summary:
         _product(json.dumps(summary.to_dict()))
+    corrupt = f"; {corrupt_frames_note(summary.corrupt_frames)}" if summary.corrupt_frames else ""
     console.print(f"{count(summary.frames, 'frame')} in {summary.seconds:.1f} s ({summary.fps:.1f} fps), person found in "
                   f"{summary.extra['frames_with_person']} of {summary.frames} -> {summary.output}"
-                  + (f" and {keypoints}" if keypoints else ""))
+                  + (f" and {keypoints}" if keypoints else "") + corrupt)
     _warn_if_no_person(summary, "their pose maps are blank")
 
 
@@ -509,7 +496,7 @@ def train(
     try:
         with _progress(f"{target.name} poses" if target else "training data", quiet) as update:
             source, config, card = prepare_training(output, options, target=target, data=data, synthetic=synthetic,
-                                                    progress=update, names=flag_names(TrainOptions), given=given)
+                                                    progress=update, given=given)
     except VidtransError as e:
         if quiet:
             raise typer.Exit(2 if isinstance(e, UsageError) else 1) from None

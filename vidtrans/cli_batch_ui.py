@@ -16,6 +16,7 @@ from rich.text import Text
 
 from vidtrans.batch import BatchListener, BatchReport, ClipResult
 from vidtrans.errors import count, one_line
+from vidtrans.video.reader import corrupt_frames_note
 
 
 class RichDisplay(BatchListener):
@@ -76,7 +77,7 @@ class RichDisplay(BatchListener):
             if result.status == "done" and result.frames_without_person:
                 how += f"; no person in {result.frames_without_person} of {result.frames} frames"
             if result.status == "done" and result.corrupt_frames:
-                how += f"; {result.corrupt_frames} corrupt frame(s) replaced by the previous good frame"
+                how += f"; {corrupt_frames_note(result.corrupt_frames)}"
             if result.status == "done" and result.pose:  # as `run` says it: also where the input was pose maps
                 how += f"; pose: {result.pose}"
             # One line per clip whatever its name holds: a newline as the two characters \n, as errors have it.

@@ -32,9 +32,9 @@ import numpy as np
 
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.metrics import MIN_SCORED_FRAMES, flicker, psnr, relative_flicker, ssim
-from vidtrans.options import (EncodeOptions, PoseSource, RunOptions, Smoothing, is_int, plain, plain_number, rounded,
-                              shown, shown_path, spell, spell_setting)
-from vidtrans.pipeline import TranslateStage, file_path, smoothing_stages, translate_video
+from vidtrans.options import (Direction, EncodeOptions, PoseSource, RunOptions, Smoothing, is_int, plain, plain_number,
+                              rounded, shown, shown_path, spell, spell_setting)
+from vidtrans.pipeline import TranslateStage, file_path, loaded_model, smoothing_stages, translate_video
 from vidtrans.pose.keypoints import with_parts
 from vidtrans.pose.regions import face_box, hand_boxes, person_box
 from vidtrans.runner import Batch, Progress, run_stages
@@ -99,20 +99,21 @@ class HeldOut:
 
 def score(model, material: Material, options: RunOptions | None = None, *, model_only: bool = False,
           progress: Progress | None = None) -> dict[str, Any]:
-    """Score `model` (a `vidtrans.load_model` result) on `material`: end to end through `run`'s
-    pipeline with `options` (its batch size, smoothing and normalization), or the model alone.
-    Returns plain JSON values: what ran (the model, its device, precision and backend: scores move
-    a little between fp32 and bf16, which "auto" picks on some CPUs), where the material came from,
-    "mode", and the figures."""
-    options = options or RunOptions()
+    """Score `model` (a `vidtrans.load_model` result, or a model's name or path) on `material`: end
+    to end through `run`'s pipeline with `options` (its batch size, smoothing and normalization), or
+    the model alone. Returns plain JSON values: what ran (the model, its device, precision and
+    backend: scores move a little between fp32 and bf16, which "auto" picks on some CPUs), where the
+    material came from, "mode", and the figures."""
     material = check_material(material, options, model_only)
+    options = options or RunOptions()
+    model = loaded_model(model)  # a name or path, once the material is known to be fine
     _check_material_for(model, material)
     ran = {"model": model.name, "device": str(model.device), "precision": model.precision,
            "backend": getattr(model, "backend", "torch")}
     if material.data is not None:
         inputs, truth, held_out = folder_ground_truth(model, material.data, material.frames)
         return {**ran, "data": str(scored_folder(material.data)), "mode": "model-only",
-                "held_out_in_training": held_out, **model_only_scores(model, inputs, truth, options)}
+                "held_out_in_training": held_out, **model_only_scores(model, inputs, truth, options, stills=True)}
     video, seed = material.video, None if material.video is not None else _seed(model, material.seed)
     source: dict[str, Any] = {**ran, "video": str(video)} if video is not None else {**ran, "seed": seed}
     dance_frames = None if video is not None else material.frames or _default_dance_frames(model)
@@ -141,6 +142,11 @@ def check_material(material: Material, options: RunOptions | None = None, model_
     which `score` takes as it is."""
     from vidtrans.train.data import PairedFolder
 
+    for name, value, kind, example in (("material", material, Material, "Material(data='DIR')"),
+                                       ("options", RunOptions() if options is None else options, RunOptions,
+                                        "RunOptions(batch_size=4)")):
+        if not isinstance(value, kind):
+            raise UsageError(f"{name} must be a {kind.__name__}, such as {example}, not {shown(value)}")
     options = options or RunOptions()
     # NumPy scalars (what indexing an array gives) as the Python numbers they stand for, which the
     # checks take and the scores' JSON holds.
@@ -186,7 +192,7 @@ def check_material(material: Material, options: RunOptions | None = None, model_
             file_path(path, name)
     if material.data is None or isinstance(material.data, PairedFolder):
         return material
-    folder = PairedFolder(material.data)
+    folder = PairedFolder(material.data, scoring=True)
     _check_pairs(folder)
     return dataclasses.replace(material, data=folder)
 
@@ -356,7 +362,7 @@ def held_out_in_training(model, folder) -> list[tuple[Path, Path | None]] | None
     very folder (`vidtrans train --data` on a folder without val/ trains on about nine in ten pairs
     and records the names of the others in the card), where there are enough to score; None where
     it was not trained on it (a warning where too few were held out: every pair is scored then)."""
-    from vidtrans.train.setup import data_description
+    from vidtrans.train.data import data_description
 
     training = model.card.training
     names = training.get("held_out_pairs")
@@ -376,14 +382,17 @@ def held_out_in_training(model, folder) -> list[tuple[Path, Path | None]] | None
 
 def folder_ground_truth(model, folder, frames: int | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
     """The first `frames` (default: every) pairs of a paired folder (AB images, or A/ and B/; its
-    path, or the `PairedFolder` read from it), in file-name order, at the model's size: those of
-    its val/ (or test/) split where it has one (`PairedFolder.evaluated`), those `model` held out
-    where it was trained on this folder (`held_out_in_training`; the third value says so)."""
+    path, or the `PairedFolder` read from it), in file-name order, at the model's size, B to A for a
+    model trained so: those of its val/ (or test/) split where it has one (`PairedFolder.evaluated`),
+    those `model` held out where it was trained on this folder (`held_out_in_training`; the third
+    value says so)."""
     from vidtrans.train.data import PairedFolder
 
     # The folder read before the model was known loads its pairs at the model's size all the same.
-    source = copy.copy(folder) if isinstance(folder, PairedFolder) else PairedFolder(folder)
-    source.size, folder = model.native_size[0], scored_folder(source)
+    source = copy.copy(folder) if isinstance(folder, PairedFolder) else PairedFolder(folder, scoring=True)
+    source.size, folder = model.native_size, scored_folder(source)  # (height, width): a model need not be square
+    # And as it was trained: `vidtrans train --direction BtoA` (pix2pix's facades) records it.
+    source.swap = model.card.training.get("direction") == Direction.B_TO_A.value
     _check_pairs(source)
     held_out = held_out_in_training(model, source)
     if held_out is None and source.held_out_split is None and (source.root / "train").is_dir():
@@ -523,16 +532,24 @@ def _in_model_colours(model, truth: np.ndarray) -> np.ndarray:
                      for frame in truth])
 
 
-def model_only_scores(model, inputs: np.ndarray, truth: np.ndarray, options: RunOptions) -> dict[str, Any]:
+def model_only_scores(model, inputs: np.ndarray, truth: np.ndarray, options: RunOptions,
+                      stills: bool = False) -> dict[str, Any]:
     """Translate `inputs` through the run pipeline's translation and smoothing stages and score
-    the result against `truth` (full frame)."""
+    the result against `truth` (full frame). `stills`: the inputs are unrelated pictures (a paired
+    folder's pairs), which a temporal model translates each as a clip of its own, from its first
+    frame's image, not as frames following one another (its previous output would be another pair's)."""
     _check_frames(model, len(inputs))
     truth = _in_model_colours(model, truth)
     smoothing, smoothing_strength = smoothing_for(model, options.smoothing, options.smoothing_strength)
-    stages: list[Any] = [TranslateStage.for_model(model)]
-    if smoothing != "none":
-        stages += smoothing_stages(Smoother(smoothing, smoothing_strength))
-    output = np.concatenate([batch.output for batch in run_stages(_batches(inputs, options.batch_size), stages)])
+
+    def translated(clip: np.ndarray) -> np.ndarray:
+        stages: list[Any] = [TranslateStage.for_model(model)]
+        if smoothing != "none":
+            stages += smoothing_stages(Smoother(smoothing, smoothing_strength))
+        return np.concatenate([batch.output for batch in run_stages(_batches(clip, options.batch_size), stages)])
+
+    clips = np.split(inputs, len(inputs)) if stills and model.card.temporal else [inputs]
+    output = np.concatenate([translated(clip) for clip in clips])
     return {
         "ssim": rounded(ssim(output, truth), 4),
         "psnr": rounded(psnr(output, truth), 2),

@@ -4,12 +4,13 @@
     options = RunOptions(smoothing=Smoothing.FLOW, encode=EncodeOptions(crf=20))
     vidtrans.translate_video("in.mp4", "out.mp4", model, options)
 
-Each field carries its help text; `vidtrans.cli` makes the command-line flags of `run`, `batch`
-and `live` from these fields, so a new option is one field here and reaches every command that
-takes the object. Closed sets are Enums (typer lists their values in `--help`); their members are
-strings, so `smoothing="flow"` works as well as `Smoothing.FLOW`. Values are checked when an object
-is made (UsageError), and errors name the setting as the caller spells it (`spell`): the parameter
-(`smoothing`) for Python callers, the flag (`--smooth`) while a command runs.
+Each field carries its help text; `vidtrans.cli` makes the command-line flags of `run`, `batch`,
+`live`, `train`, `pose` and `eval` from these fields (`cli.takes`), so a new option is one field here
+and reaches every command that takes the object. Closed sets are Enums (typer lists their values in
+`--help`); their members are strings, so `smoothing="flow"` works as well as `Smoothing.FLOW`.
+Values are checked when an object is made (UsageError), and errors name the setting as the caller
+spells it (`spell`): the parameter (`smoothing`) for Python callers, the flag (`--smooth`) while a
+command runs.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import importlib.util
 import math
 import numbers
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -64,10 +66,22 @@ def plain(value: Any) -> str:
 LONGEST_PATH_SHOWN = 255
 
 
+# The password of a URL's user (rtsp://user:secret@host/...): what vidtrans prints ends up in
+# terminals, logs and bug reports. The userinfo ends at the authority's last "@".
+_URL_PASSWORD = re.compile(r"^([^:/?#]+://[^/?#@:]*:)[^/?#]*@")
+
+
+def without_password(text: str) -> str:
+    """`text`, a URL as typed, with its user's password (if any) shown as ***."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
+
+
 def shown_path(path: str | os.PathLike) -> str:
     """`path` in a message: whole, or where longer than LONGEST_PATH_SHOWN, its start and its end (which
-    names the file)."""
+    names the file); a URL without its password."""
     text = os.fspath(path)
+    if isinstance(text, str):
+        text = without_password(text)
     if len(text) <= LONGEST_PATH_SHOWN:
         return text
     half = SHOWN_CHARACTERS // 2
@@ -114,11 +128,16 @@ class Choice(StrEnum):
     __hash__ = str.__hash__
 
     @classmethod
+    def values(cls) -> tuple[str, ...]:
+        """The set's values as plain strings, in order: what a card or a Python caller may give."""
+        return tuple(m.value for m in cls)
+
+    @classmethod
     def parse(cls, value: Any, name: str) -> Choice:
         try:
             return cls(value)
         except ValueError:
-            raise UsageError(f"{spell(name)} must be one of {', '.join(m.value for m in cls)}, not {shown(value)}") from None
+            raise UsageError(f"{spell(name)} must be one of {', '.join(cls.values())}, not {shown(value)}") from None
 
 
 class Smoothing(Choice):
@@ -126,6 +145,10 @@ class Smoothing(Choice):
     NONE = "none"
     EMA = "ema"
     FLOW = "flow"
+
+
+# What a smoother, or a card's recommendation, can be: the methods themselves, without `auto`.
+SMOOTHING_METHODS = tuple(m for m in Smoothing.values() if m != Smoothing.AUTO)
 
 
 class PoseSource(Choice):
@@ -216,6 +239,12 @@ def refuse_misspelt(function: Any, changes: Mapping[str, Any], options: list[str
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise UsageError(message)
+
+
+def check_switch(value: Any, name: str) -> None:
+    """UsageError unless `value` is True or False: Python takes any value as one or the other, and a
+    string such as "no" counts as true (overwrite="no" would overwrite)."""
+    _check(isinstance(value, bool), f"{spell(name)} must be True or False, not {shown(value)}")
 
 
 def is_digits(text: str) -> bool:

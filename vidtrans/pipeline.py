@@ -35,9 +35,9 @@ from vidtrans.pose.keypoints import has_person
 from vidtrans.pose.normalize import check_normalize_off
 from vidtrans.pose.track import is_pose_video, pose_stages_for
 from vidtrans.runner import (TRANSLATION_THREADS, Batch, FrameProgress, OnItsOwnThread, Parallel, Progress,
-                             frame_batches, run_stages)
+                             frame_batches, half_the_cores, run_stages)
 from vidtrans.temporal import Smoother, smoothing_for
-from vidtrans.options import (POSE_VIDEO_ENCODE, EncodeOptions, PoseSource, RunOptions, check_path_text,
+from vidtrans.options import (POSE_VIDEO_ENCODE, EncodeOptions, PoseSource, RunOptions, check_path_text, check_switch,
                               option_names, plain_number, refuse_misspelt, shown, spell, spell_setting)
 from vidtrans.video import (SourceMedia, VideoInfo, VideoReader, VideoWriter, check_destination,
                             check_output_settings, probe)
@@ -130,7 +130,7 @@ def smoothing_stages(smoother: Smoother, previous_guide: np.ndarray | None = Non
 
 # Batches whose flow is computed at once: enough to keep up with a GPU on a many-core host
 # (one DIS flow is 1-2 ms at 256x256, more at 512), not so many that they crowd a small CPU.
-_FLOW_WORKERS = max(2, min(8, (os.cpu_count() or 2) // 2))
+_FLOW_WORKERS = half_the_cores(2, 8)
 
 
 @functools.cache
@@ -346,11 +346,10 @@ def translate_video(
     check_state(state)
     if isinstance(model, (str, os.PathLike)):
         check_path_text(model, "model")
-        check_input_name(os.fspath(model))
         check_before_loading(model, src, dst, overwrite, options.encode, keypoints)
     # A model named here is loaded as `run` loads it: in torch under compile on, which auto could
     # have put on onnxruntime, then refused for it with a backend this function does not take.
-    model = _loaded(model, backend_for_compile("auto", options.compile))
+    model = loaded_model(model, backend_for_compile("auto", options.compile))
     smoothing, smoothing_strength = smoothing_for(model, options.smoothing, options.smoothing_strength)
     smoother = Smoother(smoothing, smoothing_strength)
     # A later part of a clip: its smoothing goes on from the last frame of the part before.
@@ -463,8 +462,7 @@ def render_pose_video(
                          f"it takes {', '.join(applying)}")
     options = given_options(options, RunOptions(encode=POSE_VIDEO_ENCODE), "options").replace(**changes)
     _check_progress(progress)
-    if not isinstance(whole_body, bool):
-        raise UsageError(f"{spell('whole_body')} must be True or False, not {shown(whole_body)}")
+    check_switch(whole_body, "whole_body")
     start, end, encode = options.start, options.end, options.encode
     outputs = [dst] if keypoints_out is None else [dst, _output_path(keypoints_out, "keypoints_out")]
     if keypoints_out is not None and same_file(dst, keypoints_out):
@@ -515,7 +513,8 @@ def render_pose_video(
     summary.frames_without_person = summary.frames - with_person
     # Where nobody was found in most frames, the warning says whether the input shows pose maps already.
     mostly_nobody = 2 * summary.frames_without_person > summary.frames
-    summary.extra = {"frames_with_person": with_person, "keypoints": str(keypoints_out or ""),
+    summary.extra = {"frames_with_person": with_person,
+                     "keypoints": None if keypoints_out is None else str(keypoints_out),
                      "input_is_pose_maps": mostly_nobody and is_pose_video(src, start, end)}
     summary.seconds = time.perf_counter() - started
     return summary
@@ -633,7 +632,7 @@ def given_options(options: Any, default: OptionsT, name: str) -> OptionsT:
                      f"as keyword arguments{example}")
 
 
-def _loaded(model: Any, backend: str = "auto") -> Any:
+def loaded_model(model: Any, backend: str = "auto") -> Any:
     """A translator: `model` itself, or the model a name or path stands for (`vidtrans.load_model`,
     with `backend`)."""
     if isinstance(model, (str, os.PathLike)):

@@ -64,6 +64,13 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
 
 
+def half_the_cores(least: int = 1, most: int | None = None) -> int:
+    """Half the usable cores, from `least` to `most`: the share of a stage (pose detection, flow,
+    a CPU translator's threads) that leaves the other half to decoding, smoothing and encoding."""
+    half = max(least, usable_cores() // 2)
+    return half if most is None else min(most, half)
+
+
 @dataclass
 class Batch:
     """Consecutive frames on their way through the stages; each stage fills in a field."""

@@ -23,9 +23,8 @@ import cv2
 import numpy as np
 
 from vidtrans.errors import UsageError, VidtransError
-from vidtrans.options import DEFAULT_SMOOTHING_STRENGTH, spell
+from vidtrans.options import DEFAULT_SMOOTHING_STRENGTH, SMOOTHING_METHODS, spell
 
-SMOOTHING = ("none", "ema", "flow")
 # Flow is estimated at most this many pixels on the longer side: DIS is robust at low resolution
 # and its cost grows with the pixel count.
 _FLOW_MAX_SIDE = 320
@@ -172,8 +171,8 @@ class Smoother:
     then does only the part that needs the previous output."""
 
     def __init__(self, method: str = "flow", strength: float = 0.5):
-        if method not in SMOOTHING:
-            raise VidtransError(f"unknown smoothing {method!r}; use one of {', '.join(SMOOTHING)}")
+        if method not in SMOOTHING_METHODS:
+            raise VidtransError(f"unknown smoothing {method!r}; use one of {', '.join(SMOOTHING_METHODS)}")
         if not 0.0 <= strength < 1.0:
             raise VidtransError(f"smoothing strength must be in [0, 1), got {strength}")
         self.method = method

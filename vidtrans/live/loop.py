@@ -28,7 +28,8 @@ from vidtrans.live.process import FrameProcessor, LiveFrame, compose, cpu_thread
 from vidtrans.live.sinks import (MjpegServer, Shown, Sink, check_display, check_recording_name, listening, open_sinks,
                                  virtual_camera_module)
 from vidtrans.models.checkpoint import checkpoint_path, model_files
-from vidtrans.options import LiveOptions, View, rounded, spell
+from vidtrans.options import LiveOptions, View, option_names, rounded, shown, spell, spelled, spellings
+from vidtrans.pipeline import given_options, loaded_model
 from vidtrans.pose.normalize import check_normalize_off
 from vidtrans.runner import stop_signals_deferred
 from vidtrans.video import check_destination
@@ -122,7 +123,8 @@ def run_live(
     **changes: Any,
 ) -> LiveStats:
     """Translate `source` (a camera index, a video file or a URL, or a `Camera` of one, opened
-    already or not) live with `model` until it ends,
+    already or not) live with `model` (a `vidtrans.load_model` result, or a model's name or path,
+    loaded once the settings are checked) until it ends,
     `max_frames` frames were shown, the window is closed (q, Esc) or Ctrl-C; returns the statistics.
     A camera that fails rather than ends (a damaged file, a frame too large to resize) raises its
     VidtransError.
@@ -139,16 +141,21 @@ def run_live(
     this machine's (`check_live`). `on_start` gets a description of the session (camera, size, fps, url) when the
     first frame arrives; `on_frame` gets every shown frame with the statistics so far.
     """
-    options = (options or LiveOptions()).replace(**changes)
+    options = given_options(options, LiveOptions(), "options").replace(**changes)
+    _check_hooks(on_frame, on_start, stop)
     camera = source if isinstance(source, Camera) else Camera(source, size=options.capture_size, loop=options.loop)
-    stats = LiveStats(device=str(model.device), precision=model.precision,
-                      backend=getattr(model, "backend", "torch"), model=model.name)
     started = time.perf_counter()
     # Closes the sinks and the processor in reverse order, also on errors; a recording is kept
     # only when the block completes (also when the camera failed: what it showed until then).
-    with contextlib.ExitStack() as stack:
+    # The recording's writer names settings to change: those of live, also from Python (there it
+    # would name translate_video's: codec, side_by_side).
+    with spelled(spellings() or {name: name for name in option_names(LiveOptions)}), contextlib.ExitStack() as stack:
         stack.callback(camera.close)  # also one opened already (by the CLI) that the checks refuse
-        check_live(options, camera, model)
+        check_live(options, camera, model)  # a model's name or path too: before it loads (seconds)
+        model = loaded_model(model)
+        check_normalize_off(options.normalize, model)  # which needs the model loaded
+        stats = LiveStats(device=str(model.device), precision=model.precision,
+                          backend=getattr(model, "backend", "torch"), model=model.name)
         camera.open()  # a camera that is not there fails now, not after the model's warm-up
         sinks = open_sinks(options, stack)
         processor = FrameProcessor(model, options.smoothing, options.smoothing_strength, options.normalize)
@@ -181,6 +188,16 @@ def run_live(
     if camera.error is not None and stats.ended == _failed(camera):
         raise camera.error
     return stats
+
+
+def _check_hooks(on_frame: Any, on_start: Any, stop: Any) -> None:
+    """UsageError for hooks that are not what `run_live` calls: found before the session starts,
+    not as an AttributeError or TypeError at its first frame."""
+    for name, hook in (("on_frame", on_frame), ("on_start", on_start)):
+        if hook is not None and not callable(hook):
+            raise UsageError(f"{name} must be None or a function, not {shown(hook)}")
+    if stop is not None and not callable(getattr(stop, "is_set", None)):
+        raise UsageError(f"stop must be None or a threading.Event, not {shown(stop)}")
 
 
 def _count_capture(stats: LiveStats, camera: Camera) -> None:

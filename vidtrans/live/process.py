@@ -11,7 +11,6 @@ collected so far, up to GIVE_UP_S; after that the pose stays fitted to the frame
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Callable
@@ -21,6 +20,7 @@ import numpy as np
 from vidtrans.errors import VidtransError
 from vidtrans.options import Smoothing, View
 from vidtrans.pose.keypoints import FACE, KEYPOINT_INDEX, LEFT_HAND, RIGHT_HAND, with_parts
+from vidtrans.runner import half_the_cores
 from vidtrans.temporal import Smoother, smoothing_for
 from vidtrans.video.camera import CapturedFrame
 from vidtrans.view import resized, side_by_side
@@ -230,7 +230,7 @@ def cpu_threads(model) -> Iterator[None]:
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(before, (os.cpu_count() or 2) // 2)))
+    torch.set_num_threads(half_the_cores(1, before))
     try:
         yield
     finally:

@@ -34,12 +34,13 @@ from safetensors.torch import load_file
 from safetensors.torch import save as save_tensors
 from torch import nn
 
-from vidtrans.atomic import discard, publish_together, same_file, special_file_kind, temp_file, write_atomically
+from vidtrans.atomic import (discard, filled_temporary, publish_together, same_file, special_file_kind,
+                             write_atomically)
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.models.networks import (NORMS, ResnetGenerator, build_generator, default_size, generator_shapes,
                                      parse_generator)
-from vidtrans.options import (MAX_SIZE, MIN_SIZE, InputKind, Normalization, Smoothing, is_finite_number, is_int,
-                              plain_number, shown, shown_path, spell, spell_setting)
+from vidtrans.options import (MAX_SIZE, MIN_SIZE, SMOOTHING_METHODS, InputKind, Normalization, is_finite_number,
+                              is_int, plain_number, shown, shown_path, spell, spell_setting)
 from vidtrans.runner import stop_signals_deferred
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,8 @@ CARD_NAME = "card.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_FORMAT = "vidtrans-model"
 CARD_VERSION = 1
-# Frame sizes (pixels) a model may be run at: native sizes in cards, import --size, load_model(size=).
-INPUT_KINDS = ("rgb", "pose")
-NORMALIZATIONS = ("sample", "running")
+INPUT_KINDS = InputKind.values()
+NORMALIZATIONS = Normalization.values()
 BACKGROUND_NAME = "background.png"
 # What training keeps beside the model in its output folder (vidtrans.train.trainer): the state it
 # resumes from and its sample grids. They belong to the model, and go when it is replaced.
@@ -68,8 +68,6 @@ WEIGHTS_ID_KEY = "vidtrans_weights_id"
 # model photos; a missing "ngf" would fail as weights that do not fit). Fields added later
 # (smoothing, temporal, weights_sha256) and those with a sound default may be absent.
 REQUIRED_FIELDS = ("architecture", "ngf", "norm", "dropout", "input_nc", "output_nc", "input_kind")
-# Output smoothing a card may recommend ("auto" is what asks for the recommendation).
-SMOOTHING_METHODS = tuple(m.value for m in Smoothing if m != Smoothing.AUTO)
 # A temporal model's card field `temporal` (see ModelCard): what the generator sees besides the
 # frame, and what stands in for the output before the first frame.
 TEMPORAL_PREVIOUS = ("output",)
@@ -246,7 +244,8 @@ def check_size(size: Any, name: str = "size") -> int:
     """`size` as frame pixels a model can run at, or VidtransError naming the parameter `name`."""
     size = plain_number(size)
     if not is_int(size) or not MIN_SIZE <= size <= MAX_SIZE:
-        raise UsageError(f"{spell(name)} must be a whole number of pixels from {MIN_SIZE} to {MAX_SIZE}, got {size!r}")
+        raise UsageError(f"{spell(name)} must be a whole number of pixels from {MIN_SIZE} to {MAX_SIZE}, "
+                         f"got {shown(size)}")
     return size
 
 
@@ -513,14 +512,17 @@ def save_checkpoint(folder: str | os.PathLike, net: nn.Module, card: ModelCard, 
         except OSError as e:
             raise VidtransError(f"{folder}: cannot create the checkpoint folder ({first_line(e)}); choose a "
                                 "writable folder") from e
-        weights = _write_temporary(folder / WEIGHTS_NAME, "weights", written, lambda f: f.write(
+        def write_temporary(dst: Path, what: str, write: Callable[[BinaryIO], None]) -> Path:
+            return filled_temporary(dst, write, what, lambda tmp: written.__setitem__(dst, tmp))
+
+        weights = write_temporary(folder / WEIGHTS_NAME, "weights", lambda f: f.write(
             save_tensors(tensors, metadata={WEIGHTS_ID_KEY: card.weights_id})))
         card.weights_sha256 = sha256_of(weights)
         for name, write in (extras or {}).items():
-            _write_temporary(folder / name, name, written, write)
+            write_temporary(folder / name, name, write)
         # The card last: written from here on, it describes the files above.
-        _write_temporary(folder / CARD_NAME, "model card", written,
-                         lambda f: f.write((json.dumps(card.to_dict(), indent=2) + "\n").encode()))
+        write_temporary(folder / CARD_NAME, "model card",
+                        lambda f: f.write((json.dumps(card.to_dict(), indent=2) + "\n").encode()))
         with stop_signals_deferred() if replaces else contextlib.nullcontext():
             publish_together([(tmp, dst) for dst, tmp in written.items()], overwrite=True)
             if replaces:
@@ -533,22 +535,6 @@ def save_checkpoint(folder: str | os.PathLike, net: nn.Module, card: ModelCard, 
                 path.rmdir()
         raise
     return folder
-
-
-def _write_temporary(dst: Path, what: str, written: dict[Path, Path], write: Callable[[BinaryIO], None]) -> Path:
-    """A temporary file beside `dst` that `write` filled and synced, entered in `written` before
-    it is filled (a stop while writing must find it there to delete it)."""
-    try:
-        tmp, f = temp_file(dst)
-        written[dst] = tmp
-        with f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as e:
-        raise VidtransError(f"{dst}: cannot write the {what} ({e.strerror or e}); "
-                            "check free disk space and that the folder is writable") from e
-    return tmp
 
 
 def user_cache() -> Path:
@@ -824,7 +810,13 @@ def load_checkpoint(name_or_path: str | os.PathLike) -> Checkpoint:
 
 
 def checkpoint_path(name_or_path: str | os.PathLike, fix: str | None = None) -> Path:
-    """The checkpoint folder, or upstream file, that a model name or path stands for (`fix`: see `resolve`)."""
+    """The checkpoint folder, or upstream file, that a model name or path stands for (`fix`: see `resolve`).
+    Refused, as an input video's name is: a URL, which the Path would mangle (https:/host/m.pth, "no
+    such file"), and an existing file's name with a trailing slash, which it would drop."""
+    from vidtrans.video.reader import check_input_name  # here: it imports PyAV and OpenCV
+
+    if isinstance(name_or_path, (str, os.PathLike)):
+        check_input_name(os.fspath(name_or_path))
     path = resolve(name_or_path, fix)
     # A checkpoint's card or weights stand for its folder; a model.safetensors beside no card is
     # an upstream generator saved under that common name (Hugging Face's), which loads as a file.
@@ -1001,13 +993,7 @@ def convert_pix2pix(path: str | os.PathLike, folder: str | os.PathLike, *, input
                          "imported model would show as its own; move it away, import into another folder, or pass "
                          f"{spell('overwrite=True')} to replace it")
     checkpoint = import_pix2pix(path, input_kind=input_kind, size=size)
-    norm = checkpoint.card.norm
-    if normalization == Normalization.RUNNING.value and norm != "batch":
-        # Only batch norm keeps running statistics: the setting would change the card, not a frame.
-        held = ("which keeps none: it normalizes each frame by its own statistics" if norm == "instance"
-                else "no norm layers")
-        raise UsageError(f"{spell_setting('normalization', 'running')} uses batch norm's running statistics, and "
-                         f"{path} is a {checkpoint.card.architecture} generator with {norm} norm ({held}); drop it")
+    check_normalization(checkpoint.card, normalization, path)
     # The save writes or removes these (a folder without a card keeps a train_state.pt, but a
     # model.safetensors there is replaced, with `overwrite`). After the import: a vidtrans
     # model's own weights are refused there, as needing no import.
@@ -1020,6 +1006,17 @@ def convert_pix2pix(path: str | os.PathLike, folder: str | os.PathLike, *, input
     keep = () if replacing else [folder / TRAIN_STATE_NAME, *(folder / SAMPLES_FOLDER).glob(SAMPLE_GRIDS)]
     save_checkpoint(folder, checkpoint.build(), checkpoint.card, replaces=replacing or background, keep=keep)
     return checkpoint.card
+
+
+def check_normalization(card: ModelCard, normalization: str, model: str | os.PathLike) -> None:
+    """UsageError where `normalization` asks for running statistics of a generator without batch
+    norm (`model`: how the message names it): only batch norm keeps them, so the setting would
+    change the card, or nothing at all, but never a frame."""
+    if normalization == Normalization.RUNNING.value and card.norm != "batch":
+        held = ("which keeps none: it normalizes each frame by its own statistics" if card.norm == "instance"
+                else "no norm layers")
+        raise UsageError(f"{spell_setting('normalization', 'running')} uses batch norm's running statistics, and "
+                         f"{model} is a {card.architecture} generator with {card.norm} norm ({held}); drop it")
 
 
 def checkpoint_files(folder: str | os.PathLike) -> list[Path]:

@@ -40,7 +40,7 @@ from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.models.checkpoint import Checkpoint, user_cache
 from vidtrans.models.networks import input_multiple, shifted_statistics, use_per_sample_stats
 from vidtrans.options import plain, shown_path, spell_setting
-from vidtrans.runner import usable_cores
+from vidtrans.runner import half_the_cores
 
 log = logging.getLogger(__name__)
 
@@ -361,7 +361,7 @@ class OnnxGenerator:
     def __init__(self, graph: str | os.PathLike | bytes, sessions: int = 1):
         self._ort = require("onnxruntime", spell_setting("backend", "onnxruntime"))
         self._graph = graph if isinstance(graph, bytes) else str(graph)
-        self._threads = max(1, usable_cores() // 2)
+        self._threads = half_the_cores()
         self._idle = [self._new_session() for _ in range(max(1, sessions))]
         # Which model's graph this is (`graph_key`); None for a graph vidtrans did not export.
         self.key = self._idle[0].get_modelmeta().custom_metadata_map.get(_KEY_NAME)

@@ -16,12 +16,13 @@ import torch
 import torch.nn.functional as F
 
 from vidtrans.errors import UsageError, VidtransError
-from vidtrans.models.checkpoint import MIN_SIZE, Checkpoint, ModelCard, check_size
+from vidtrans.models.checkpoint import (MIN_SIZE, NORMALIZATIONS, Checkpoint, ModelCard, check_normalization,
+                                       check_size)
 from vidtrans.models.networks import (flat_frame_degenerate, flat_frame_output, flat_maps_exact, input_multiple,
                                      peak_activations, smallest_input, use_per_sample_stats)
-from vidtrans.options import Backend, CompileMode, shown, spell, spell_setting
+from vidtrans.options import Backend, CompileMode, Precision, shown, spell, spell_setting
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+PRECISIONS = Precision.values()
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # Frames are resampled to and from the working size in chunks of at most this many values
 # (64 MB in float32), so a batch of large frames never exists in float32 at full size: eight
@@ -309,8 +310,10 @@ class Translator:
         self.background = _fit_image(checkpoint.background, self.native_size)
         self.device = resolve_device(device_for_backend(device, backend))
         self.normalization = self.card.normalization if normalization is None else normalization
-        if self.normalization not in ("sample", "running"):
+        if self.normalization not in NORMALIZATIONS:
             raise UsageError(f"unknown normalization {shown(self.normalization)}; use sample or running")
+        if normalization is not None:  # what the card says stands; one asked for must do something
+            check_normalization(self.card, normalization, self.name)
         per_sample = self.normalization == "sample"
         self.backend = resolve_backend(backend, self.device, precision, bool(self.card.temporal))
         onnx_net = self._onnx_generator(checkpoint, backend) if self.backend == "onnxruntime" else None

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from vidtrans.errors import VidtransError
-from vidtrans.options import is_finite_number, shown
+from vidtrans.options import check_switch, is_finite_number, shown
 from vidtrans.pose.keypoints import FACE, LEFT_HAND, NUM_KEYPOINTS, NUM_WHOLE_BODY, RIGHT_HAND, check_frame_size
 
 DETECTION_MAX_SIDE = 640
@@ -238,9 +238,8 @@ class PoseDetector:
                  whole_body: bool = False):
         # Checked here: MediaPipe takes any threshold silently (2.0 finds nobody, ever), and a NaN
         # or text min_visibility would drop every keypoint, or fail at the first person found.
-        for name, value in (("video_mode", video_mode), ("whole_body", whole_body)):
-            if not isinstance(value, bool):
-                raise VidtransError(f"{name} must be True or False, got {shown(value)}")
+        check_switch(video_mode, "video_mode")
+        check_switch(whole_body, "whole_body")
         for name, value in (("min_visibility", min_visibility), ("min_detection_confidence", min_detection_confidence),
                             ("min_tracking_confidence", min_tracking_confidence)):
             if not (is_finite_number(value) and 0 <= value <= 1):

@@ -149,7 +149,7 @@ def write_keypoints_npz(path: str | os.PathLike, keypoints: np.ndarray, width: i
         raise VidtransError(f"first_frame must be a frame number, 0 or more (up to {MAX_FRAME_NUMBER}); "
                             f"got {shown(first_frame)}")
     if not isinstance(smoothed, (bool, np.bool_)):
-        raise VidtransError(f"smoothed must be True or False; got {smoothed!r}")
+        raise VidtransError(f"smoothed must be True or False; got {shown(smoothed)}")
     numbers = dict(width=np.int64(width), height=np.int64(height), first_frame=np.int64(first_frame),
                    smoothed=np.int64(bool(smoothed)))
     write_atomically(path, lambda f: np.savez_compressed(f, keypoints=kp, **numbers), overwrite=overwrite,

@@ -113,7 +113,7 @@ class PoseStats:
         }
         for name, problem in problems.items():
             if problem:
-                raise VidtransError(f"{name} {problem}, got {getattr(self, name)!r}")
+                raise VidtransError(f"{name} {problem}, got {shown(getattr(self, name))}")
         if self.near < self.far:  # `far` is the ankle line farthest from the camera: highest in the frame
             raise VidtransError(f"near ({self.near}) must be at least far ({self.far}): ankle lines count from the "
                                 "top of the frame")
@@ -234,9 +234,9 @@ def estimate_pose_stats(track: np.ndarray, frame_height: int, frame_width: int, 
     if whole < _MIN_FRAMES:
         how_many = ("no frame shows" if whole == 0 else
                     f"only {count(whole, 'frame')} {'shows' if whole == 1 else 'show'}")
-        raise VidtransError(
-            f"{how_many} a whole body (head and ankles); pose normalization needs at least {_MIN_FRAMES} (use a "
-            f"full-body video or turn normalization off: {spell('normalize=False')})")
+        # What the clip lacks, not what to do about it: a run falls back to fitting the frame itself.
+        raise VidtransError(f"{how_many} a whole body (head and ankles); pose normalization needs at least "
+                            f"{_MIN_FRAMES}")
     centre_x = np.median((ankle_x[usable] + 0.5) / frame_height) - frame_width / frame_height / 2
     ankle_y = (ankle_y[usable] + 0.5) / frame_height
     far, near = np.percentile(ankle_y, [2, 98])
@@ -247,7 +247,7 @@ def estimate_pose_stats(track: np.ndarray, frame_height: int, frame_width: int, 
         if not all(np.isfinite(part).any() for part in parts[1:]):
             raise VidtransError(
                 "no frame showing head and ankles shows the dancer's neck and a hip with its ankle, by which pose "
-                f"normalization measures the body; turn normalization off: {spell('normalize=False')}")
+                "normalization measures the body")
         height_far, height_near = (_skeleton_length(parts, in_band) for in_band in bands)
     else:
         heights = heights[usable] / frame_height
@@ -351,18 +351,61 @@ def _fill_missing(values: np.ndarray, default: float) -> np.ndarray:
     return np.interp(idx, idx[known], values[known])
 
 
-def fit_to_frame(source_size: tuple[int, int], target_size: tuple[int, int]) -> Callable[[np.ndarray], np.ndarray]:
-    """Without pose normalization: scale source pixels so the frame heights match, centred horizontally."""
+def fit_to_frame(source_size: tuple[int, int], target_size: tuple[int, int],
+                 holding: np.ndarray | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """Without pose normalization: scale source pixels so the frame heights match, centred horizontally.
+
+    A source wider than the target frame shows there only the columns of its middle; `holding`, the
+    clip's poses (T, K, 3) in source pixels, moves those columns from the middle as far as it takes
+    to hold where the person is over the clip (`_held_centre`), so one beside the middle (a talking
+    head on one side of a wide shot, the first of two people side by side) is not cut off or lost."""
     check_frame_size("source_size", source_size)
     check_frame_size("target_size", target_size)
     (src_h, src_w), (dst_h, dst_w) = source_size, target_size
     scale = dst_h / src_h
+    centre = (src_w - 1) / 2
+    if holding is not None:
+        centre = _held_centre(missing_where_not_finite(check_keypoints(holding, "holding", dtype=np.float64)),
+                              centre, dst_w / scale / 2, _HOLD_MARGIN * src_h)
 
     def transform(track: np.ndarray) -> np.ndarray:
         out = np.array(track, dtype=np.float32, copy=True)
-        out[..., 0] = (out[..., 0] - (src_w - 1) / 2) * scale + (dst_w - 1) / 2
+        out[..., 0] = (out[..., 0] - centre) * scale + (dst_w - 1) / 2
         out[..., 1] = (out[..., 1] + 0.5) * scale - 0.5
         out[..., :2] *= (out[..., 2:3] > 0)
         return out
 
     return transform
+
+
+# A person reaching past the middle columns by no more than this share of their own width (a hand
+# at the edge) keeps them: moving the frame for so little would move every pose of the clip.
+_HOLD_TOLERANCE = 0.25
+# Room kept beyond the person's outermost keypoints once the frame moves to hold them, in source
+# frame heights: what the pose map draws around a point (joint discs, limbs, the head beyond the ears).
+_HOLD_MARGIN = 0.05
+
+
+def _held_centre(track: np.ndarray, centre: float, half: float, margin: float) -> float:
+    """The source column (pixel centres) the target frame's middle goes to, `half` source pixels
+    either side of it, to hold the person of a checked track (T, K, 3), `centre` the source frame's
+    middle. Where their keypoints usually reach (each frame's outermost points, their 1st and 99th
+    percentiles: a point the detector misplaced once does not count) past those columns by more
+    than _HOLD_TOLERANCE of their width, the frame moves from the middle only as far as it takes to
+    hold them, `margin` pixels beyond where there is room, or to their median column when they
+    reach wider than it holds; never past the source frame's edges. A source narrower than the
+    target frame, or a track without anybody, keeps `centre`."""
+    present = track[..., 2] > 0
+    shown = present.any(axis=1)
+    if 2 * half >= 2 * centre + 1 or not shown.any():
+        return centre
+    xs = np.where(present[shown], track[shown][..., 0], np.nan)
+    left, right = float(np.percentile(np.nanmin(xs, axis=1), 1)), float(np.percentile(np.nanmax(xs, axis=1), 99))
+    if max(centre - half - left, right - centre - half) <= _HOLD_TOLERANCE * (right - left):
+        return centre
+    if right - left > 2 * half:
+        held = float(np.nanmedian(xs))
+    else:
+        margin = min(margin, (2 * half - (right - left)) / 2)
+        held = float(np.clip(centre, right + margin - half, left - margin + half))
+    return float(np.clip(held, half - 0.5, 2 * centre + 0.5 - half))  # the frame's edges at -0.5 and its width - 0.5

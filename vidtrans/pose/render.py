@@ -102,7 +102,7 @@ class PoseStyle:
         }
         for name, problem in problems.items():
             if problem:
-                raise VidtransError(f"{name} {problem}, got {getattr(self, name)!r}")
+                raise VidtransError(f"{name} {problem}, got {shown(getattr(self, name))}")
         object.__setattr__(self, "background", tuple(background))  # a card holds it as a list
 
     @property

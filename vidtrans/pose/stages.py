@@ -3,6 +3,11 @@
     decoded frames -> KeypointStage (detector, in order) -> SmoothKeypointsStage (centred window)
                    -> PoseMapStage (draw)
 
+or, where the whole clip's keypoints are known before the first frame is drawn (`run`: a keypoint
+file, or a detection pass, smoothed and normalized by `pose/track.py`):
+
+    decoded frames -> KeypointLookupStage (the known track, in order) -> PoseMapStage (draw)
+
 Each stage fills a field of the `vidtrans.runner.Batch` it is given. The keypoint filter looks a few frames ahead,
 so `SmoothKeypointsStage` holds back just enough batches for that, never the whole clip.
 """
@@ -17,7 +22,7 @@ from vidtrans.pose.detector import PoseDetector
 from vidtrans.pose.keypoints import NUM_KEYPOINTS, NUM_WHOLE_BODY
 from vidtrans.pose.render import PoseStyle, render_poses
 from vidtrans.pose.smoothing import jumped, smooth_track
-from vidtrans.runner import usable_cores
+from vidtrans.runner import half_the_cores
 
 # How far the offline filter sees: median (window 5) + Gaussian (sigma 1.5, cut at 3 sigma)
 # + bridged gaps of 3 frames (11 frames), and where the body jumps (smoothing.jumps: a jump's two
@@ -29,7 +34,7 @@ SMOOTHING_CONTEXT = 20
 def default_detectors() -> int:
     """Half the cores this process may use, from 2 to 8: detection gets its share of a many-core
     host (a GPU host's CPU is the limit), the other half decodes, smooths and encodes."""
-    return max(2, min(8, usable_cores() // 2))
+    return half_the_cores(2, 8)
 
 
 class KeypointStage:

@@ -191,19 +191,21 @@ def pose_stages_for(model, src: str | os.PathLike, reader: VideoReader, pose: Po
     else:
         track = smooth_track(detect_keypoints(src, reader.start, reader.end, progress, whole_body=style.whole_body))
         how = "detected, with face and hands" if style.whole_body else "detected"
-    transform = fit_to_frame((info.height, info.width), (height, width))
+    transform = None  # fitted to the frame where not normalized
     if normalize and card.target_pose_stats:
         try:
             target_stats = PoseStats.from_dict(card.target_pose_stats)
             source_stats = estimate_pose_stats(track, info.height, info.width, like=target_stats)
         except VidtransError as e:
-            how += f", not normalized ({e})"
+            how += f", fitted to the frame (not normalized: {e})"
         else:
             transform = PoseNormalizer(source_stats, target_stats)
             measured = int(whole_body_frames(track).sum())  # the frames estimate_pose_stats measured
             how += ", normalized to the target's body" + _short_clip_caveat(measured, info.fps)
     elif normalize:
-        how += ", not normalized (the model card has no target pose statistics)"
+        how += ", fitted to the frame (not normalized: the model card has no target pose statistics)"
+    if transform is None:
+        transform = fit_to_frame((info.height, info.width), (height, width), holding=track)
     # Mapped once, the whole track: normalization places a frame without ankles (feet cut by the
     # frame's edge, hidden) by the ankle lines of the frames around it, which a batch may not hold,
     # so mapping each batch apart drew those frames where the batch size put them.

@@ -27,8 +27,12 @@ import numpy as np
 from vidtrans.errors import UsageError, VidtransError, first_line
 from vidtrans.metrics import MIN_SCORED_FRAMES
 from vidtrans.options import TrainPose, is_int, shown, shown_path
+from vidtrans.video.reader import is_animated_webp
 
 log = logging.getLogger(__name__)
+
+# What a card records as the data of a synthetic run (`data_description`).
+SYNTHETIC_DATA = "synthetic (procedural character and dances rendered by vidtrans)"
 
 # pix2pix's image extensions (its IMG_EXTENSIONS), and WebP.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".webp")
@@ -131,14 +135,13 @@ def _webp_orientation(data: bytes) -> int:
     return 1
 
 
-def _is_animated_webp(path: Path) -> bool:
-    """Whether `path` is a WebP whose extended header (VP8X) says it is animated."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(21)
-    except OSError:
-        return False
-    return head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and len(head) == 21 and bool(head[20] & 0x02)
+def data_description(target, data, synthetic: bool) -> str:
+    """The card's `training["data"]`: the kind of source and its file or folder name."""
+    if synthetic:
+        return SYNTHETIC_DATA
+    # abspath: `--data .` names the folder itself, and (unlike resolve) a link keeps its own name.
+    name = Path(os.path.abspath(data if data is not None else target)).name
+    return f"paired folder {name}" if data is not None else f"target video {name}"
 
 
 def image_size(path: Path) -> tuple[int, int] | None:
@@ -277,10 +280,14 @@ def _missing(path: Path) -> VidtransError:
     return VidtransError(f"{path}: no such file (removed while training?); put it back or restart training")
 
 
-def _fit(image: np.ndarray, size: int) -> np.ndarray:
-    if image.shape[:2] == (size, size):
+def _fit(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """`image` at `size`: a square's side (training's), or (height, width) (a model's native size,
+    which evaluation scores a non-square model at)."""
+    height, width = (size, size) if isinstance(size, int) else size
+    if image.shape[:2] == (height, width):
         return image
-    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR)
+    shrunk = image.shape[0] > height
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrunk else cv2.INTER_LINEAR)
 
 
 def _is_image(path: Path) -> bool:
@@ -361,6 +368,9 @@ class PairedFolder:
     holds one layout: side-by-side images beside A/ or B/, or beside train/, are refused rather than
     some of them left out unsaid.
 
+    `size`: what every image is resized to: the training square's side, or (height, width).
+    `scoring`: only the pairs `evaluated` are needed, so a folder of a val/ (or test/) split alone
+    (a dataset's test download) will do.
     `keep_held_out`: names of pairs the run being resumed held out, which stay held out (the one
     chosen when no name was, in a small folder, would otherwise be trained on once pairs are added).
 
@@ -369,9 +379,10 @@ class PairedFolder:
     (hours into a run, and again after --resume, which draws the same samples); `progress(done,
     total, what)` is told how far the check is."""
 
-    def __init__(self, root: str | os.PathLike, size: int = 256, direction: str = "AtoB", flip: bool = True,
-                 progress=None, keep_held_out: Collection[str] = ()):
+    def __init__(self, root: str | os.PathLike, size: int | tuple[int, int] = 256, direction: str = "AtoB",
+                 flip: bool = True, progress=None, keep_held_out: Collection[str] = (), scoring: bool = False):
         self.root = Path(root)
+        self.scoring = scoring
         self.size = size
         self.flip = flip
         self.swap = direction == "BtoA"
@@ -421,8 +432,10 @@ class PairedFolder:
         if train_dir != self.root and (beside := _loose_images(self.root) + _halves(self.root)):
             raise UsageError(f"{self.root}: holds train/ and, beside it, {_named(beside)}, which training would "
                              "leave out; move them into train/ (or train/ out of the folder)")
-        pairs = self._pairs(train_dir)
         held_out = next((self.root / d for d in ("val", "test") if (self.root / d).is_dir()), None)
+        alone = self.scoring and held_out is not None and train_dir == self.root and not (
+            _loose_images(self.root) or _halves(self.root))
+        pairs = [] if alone else self._pairs(train_dir)
         if held_out is None:
             return pairs, None, None
         return pairs, held_out, self._pairs(held_out, fix="put held-out pairs in it (laid out as the training "
@@ -441,7 +454,7 @@ class PairedFolder:
                 progress(done, len(files), "checking the images")
         if unreadable := [path for path in files if sizes[path] is None]:
             raise _unreadable(self.root, unreadable)
-        if animated := next((path for path in files if _is_animated_webp(path)), None):
+        if animated := next((path for path in files if is_animated_webp(path)), None):
             # OpenCV reads its first picture alone: a pair of one frame of a clip, silently.
             raise VidtransError(f"{animated}: an animated WebP, of which training would see the first picture "
                                 "only; save the frames as images, one pair each")

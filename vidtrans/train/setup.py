@@ -21,11 +21,12 @@ from typing import Any, Callable, Collection
 
 from vidtrans.errors import UsageError, VidtransError, count
 from vidtrans.models.checkpoint import ModelCard
-from vidtrans.options import Direction, InputKind, TrainOptions, TrainPose, plain, shown, shown_path
+from vidtrans.options import Direction, InputKind, TrainOptions, TrainPose, plain, shown, shown_path, spell
 from vidtrans.pose.render import PoseStyle
+from vidtrans.train.data import SYNTHETIC_DATA, data_description
 from vidtrans.train.trainer import (RESUMED_OBJECTIVE, PairSource, TrainConfig, check_config, check_output,
                                     check_state_fits_card, check_world_size, describe_conflicts, launched,
-                                    read_train_state, resume_conflicts, sample_length, saved_settings, spelling)
+                                    read_train_state, resume_conflicts, sample_length, saved_settings)
 from vidtrans.video import file_identity
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 # Settings a resumed run takes from its checkpoint unless given, and their defaults otherwise.
 _NEW_RUN = {"architecture": TrainConfig.architecture, "ngf": TrainConfig.ngf, "ndf": TrainConfig.ndf, "size": 256,
             "d_scales": TrainConfig.d_scales, "face_d": TrainConfig.face_d, "temporal": TrainConfig.temporal}
-SYNTHETIC_DATA = "synthetic (procedural character and dances rendered by vidtrans)"
 # What --resume keeps besides the networks: the pose maps' keypoints, the objective and the samples
 # drawn. A run resumed with others would be another model under its card's one record of them.
 RESUMED_RECIPE = ("train_pose", *RESUMED_OBJECTIVE)
@@ -48,63 +48,63 @@ _DATA_NOTES = ("hidden_files_left_out", "validated_on", "held_out_pairs")
 def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target: str | os.PathLike | None = None,
                      data: str | os.PathLike | None = None, synthetic: bool = False,
                      progress: Callable[[int, int, str], None] | None = None,
-                     names: dict[str, str] | None = None,
                      given: Collection[str] | None = None) -> tuple[PairSource, TrainConfig, ModelCard]:
     """The data source, the trainer's configuration and the model card for training into `output`
     from exactly one of: a `target` video, a paired folder `data`, or `synthetic` data.
 
-    progress: called during the target video's pose detection; names: how to spell settings in
-    messages (the command line's flags); given: the options the caller chose (the flags given on
-    the command line), None: those that differ from TrainOptions' defaults. A resumed run takes
-    the others of RESUMED_RECIPE from its checkpoint, and refuses chosen ones that differ, or
-    another number of torchrun processes. Under torchrun, only rank 0 logs warnings.
+    progress: called during the target video's pose detection; given: the options the caller chose
+    (the flags given on the command line), None: those that differ from TrainOptions' defaults. A
+    resumed run takes the others of RESUMED_RECIPE from its checkpoint, and refuses chosen ones that
+    differ, or another number of torchrun processes. Under torchrun, only rank 0 logs warnings.
+    Messages name settings as the caller spells them (options.spell: the flags under `vidtrans train`).
     """
     from vidtrans.models.translator import resolve_device
 
     _warnings_from_rank_0_only()
     if sum(x is not None and x is not False for x in (target, data, synthetic or None)) != 1:
-        raise UsageError("give exactly one data source: a target video, --data DIR or --synthetic")
+        raise UsageError(f"give exactly one data source: a target video, {spell('data')} (a paired folder) or "
+                         f"{spell('synthetic=True')}")
     if options.train_pose != TrainPose.EXACT and not synthetic:
-        raise UsageError(f"{spelling(names)('train_pose')} {options.train_pose.value} is for "
+        raise UsageError(f"{spell('train_pose')} {options.train_pose.value} is for "
                          "synthetic training only (a target video's pose maps are always drawn from detected "
                          "keypoints, a paired folder's are given); drop it")
     paired_only = [k for k, default in (("input_kind", InputKind.RGB), ("direction", Direction.A_TO_B))
                    if data is None and getattr(options, k) != default]
     if paired_only:
         k = paired_only[0]
-        raise UsageError(f"{spelling(names)(k)} {getattr(options, k).value} is for a paired folder (--data); a target "
+        raise UsageError(f"{spell(k)} {getattr(options, k).value} is for a paired folder ({spell('data')}); a target "
                          "video's and synthetic pairs are always pose map -> frame; drop it")
     if options.whole_body and data is not None and options.input_kind == InputKind.RGB:
-        raise UsageError(f"{spelling(names)('whole_body')} is about drawing pose maps, and a paired folder of "
-                         f"RGB images has none; drop it (or pass {spelling(names)('input_kind')} pose)")
-    check_output(output, options.resume, options.overwrite, names)
-    state = read_train_state(output, names, mmap=True) if options.resume else None
+        raise UsageError(f"{spell('whole_body')} is about drawing pose maps, and a paired folder of "
+                         f"RGB images has none; drop it (or pass {spell('input_kind')} pose)")
+    check_output(output, options.resume, options.overwrite)
+    state = read_train_state(output, mmap=True) if options.resume else None
     requested = {k: getattr(options, k) for k in _NEW_RUN}
-    init_from = _generator_to_start_from(output, options, names)
+    init_from = _generator_to_start_from(output, options)
     # Paired folders give no keypoints to find a face by.
     settings = {**_NEW_RUN, "face_d": _NEW_RUN["face_d"] and data is None}
     if options.resume or init_from:
         # A resumed run keeps every network setting; a fine-tuned one only the generator's (a
         # frame-by-frame generator can start a temporal model, not the other way round).
-        saved = saved_settings(output, names, state) if options.resume else {
+        saved = saved_settings(output, state) if options.resume else {
             "architecture": init_from.architecture, "ngf": init_from.ngf, "size": init_from.native_size[0],
             **({"temporal": True} if init_from.temporal else {})}
         settings.update(saved)
         conflicts = resume_conflicts(saved, {k: v for k, v in requested.items() if v is not None})
         if conflicts and init_from:
-            raise UsageError(_init_from_conflicts(init_from, conflicts, options.init_from, names))
+            raise UsageError(_init_from_conflicts(init_from, conflicts, options.init_from))
         if conflicts:
-            raise UsageError(describe_conflicts(conflicts, names, advice="drop it or use"))
+            raise UsageError(describe_conflicts(conflicts, advice="drop it or use"))
     if options.resume:
         given = _chosen(options, given)
-        replanned = _replanned(output, options, state, given, names)
+        replanned = _replanned(output, options, state, given)
         options = _resumed_schedule(options, state, given)
-        _check_resume(output, options, target, data, synthetic, state, given, names)
-        options = _resumed_recipe(output, options, state, given, names)
+        _check_resume(output, options, target, data, synthetic, state, given)
+        options = _resumed_recipe(output, options, state, given)
     chosen = {k: settings[k] if v is None else v for k, v in requested.items()}
     if chosen["temporal"] and data is not None:
-        raise UsageError(f"{spelling(names)('temporal')} trains on consecutive frames, which a paired folder "
-                         "(--data) does not have; train on a target video or --synthetic")
+        raise UsageError(f"{spell('temporal')} trains on consecutive frames, which a paired folder "
+                         f"({spell('data')}) does not have; train on a target video or {spell('synthetic=True')}")
     config = TrainConfig(iterations=options.iterations, batch_size=options.batch_size,
                          architecture=chosen["architecture"], ngf=chosen["ngf"], ndf=chosen["ndf"], lr=options.lr,
                          lambda_l1=options.lambda_l1, save_every=options.save_every,
@@ -114,11 +114,11 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
                          data_workers=options.data_workers, init_from=options.init_from,
                          temporal=chosen["temporal"])
     size = chosen["size"]
-    check_config(config, size, names)
-    style = _pose_style(output, options, init_from, names)
+    check_config(config, size)
+    style = _pose_style(output, options, init_from)
     if style.whole_body and options.train_pose == TrainPose.NOISY:
-        raise UsageError(f"{spelling(names)('train_pose')} noisy models the body detector's error only; with "
-                         f"{spelling(names)('whole_body')} use {spelling(names)('train_pose')} detected")
+        raise UsageError(f"{spell('train_pose')} noisy models the body detector's error only; with "
+                         f"{spell('whole_body')} use {spell('train_pose')} detected")
     _check_apart(output, target, data)
     resolve_device(options.device)
     kept = _kept_data(output, target, data) if options.resume else {}
@@ -145,15 +145,6 @@ def _warnings_from_rank_0_only() -> None:
     tell the same warnings: rank 0 tells them. Errors stay every process's own (one may fail alone)."""
     if launched()[0] > 0:
         logging.getLogger("vidtrans").setLevel(logging.ERROR)
-
-
-def data_description(target, data, synthetic: bool) -> str:
-    """The card's `training["data"]`: the kind of source and its file or folder name."""
-    if synthetic:
-        return SYNTHETIC_DATA
-    # abspath: `--data .` names the folder itself, and (unlike resolve) a link keeps its own name.
-    name = Path(os.path.abspath(data if data is not None else target)).name
-    return f"paired folder {name}" if data is not None else f"target video {name}"
 
 
 def _check_apart(output: str | os.PathLike, target, data) -> None:
@@ -184,22 +175,21 @@ def _check_apart(output: str | os.PathLike, target, data) -> None:
 
 
 def _check_resume(output: str | os.PathLike, options: TrainOptions, target, data, synthetic: bool, state: dict,
-                  chosen: Collection[str], names: dict[str, str] | None) -> None:
+                  chosen: Collection[str]) -> None:
     """A resumed run goes on learning what its checkpoint learnt, from its state of the same
     iteration, from the same data, for more iterations; anything else would silently make it
     another model under the old card's record."""
     from vidtrans.models.checkpoint import check_folder
 
-    spell = spelling(names)
     # Its weights are checked as loading checks them (header only), not first when the trainer loads
     # them: after the data is read, a target video's pose detection taking minutes.
     card = check_folder(Path(output))
-    check_state_fits_card(output, state, card, names)
-    check_world_size(output, card, launched()[1], names)
+    check_state_fits_card(output, state, card)
+    check_world_size(output, card, launched()[1])
     done = state["iteration"]
     recorded, given = card.training.get("data"), data_description(target, data, synthetic)
-    fix = (f"give that data to resume, or train on the new data into another folder (or drop {spell('resume')} "
-           f"and pass {spell('overwrite')} to start over in {output})")
+    fix = (f"give that data to resume, or train on the new data into another folder (or drop {spell('resume=True')} "
+           f"and pass {spell('overwrite=True')} to start over in {output})")
     identity, named = card.training.get("video_identity"), shown_path(str(recorded))
     # os.path: a name longer than the file system takes is no file, not an error here (VideoPairs names it).
     if identity is not None and target is not None and os.path.isfile(target):
@@ -239,20 +229,19 @@ def _resumed_schedule(options: TrainOptions, state: dict, given: Collection[str]
     return dataclasses.replace(options, **{k: v for k, v in planned.items() if k not in given})
 
 
-def _replanned(output: str | os.PathLike, options: TrainOptions, state: dict, given: Collection[str],
-               names: dict[str, str] | None) -> str | None:
+def _replanned(output: str | os.PathLike, options: TrainOptions, state: dict, given: Collection[str]) -> str | None:
     """What a resumed run given a new `iterations` should be told: the learning rate's decay moves with it."""
     total = state["config"].get("iterations")
     if total is None or "iterations" not in given or options.iterations == total:
         return None
     share = state["config"].get("decay_from", 0.5)
-    return (f"{output} was planned for {count(total, 'iteration')}; {spelling(names)('iterations')} "
+    return (f"{output} was planned for {count(total, 'iteration')}; {spell('iterations')} "
             f"{options.iterations} moves the learning rate's linear decay to iterations "
             f"{round(share * options.iterations)}-{options.iterations} (it was {round(share * total)}-{total})")
 
 
-def _resumed_recipe(output: str | os.PathLike, options: TrainOptions, state: dict, given: Collection[str],
-                    names: dict[str, str] | None) -> TrainOptions:
+def _resumed_recipe(output: str | os.PathLike, options: TrainOptions, state: dict,
+                    given: Collection[str]) -> TrainOptions:
     """`options` with the checkpoint's RESUMED_RECIPE where the caller chose none (see
     prepare_training's `given`); UsageError for a chosen one that differs from it."""
     from vidtrans.models.checkpoint import read_card
@@ -267,14 +256,13 @@ def _resumed_recipe(output: str | os.PathLike, options: TrainOptions, state: dic
                             f"{', '.join(TrainPose)}; fix the model card") from None
     changed = [k for k in RESUMED_RECIPE if k in given and k in recorded and getattr(options, k) != recorded[k]]
     if changed:
-        spell = spelling(names)
 
         def settings(values: dict[str, Any]) -> str:
             *others, last = [f"{spell(k)} {plain(values[k])}" for k in changed]
             return f"{', '.join(others)} and {last}" if others else last
 
         asked = {k: getattr(options, k) for k in changed}
-        raise UsageError(f"{output} was trained with {settings(recorded)}, which {spell('resume')} keeps; drop "
+        raise UsageError(f"{output} was trained with {settings(recorded)}, which {spell('resume=True')} keeps; drop "
                          f"{settings(asked)}, or start a new stage from this model with {spell('init_from')} "
                          f"{output} and another output folder")
     return dataclasses.replace(options, **{k: v for k, v in recorded.items() if k not in given})
@@ -348,11 +336,9 @@ def _recorded_frames(output: str | os.PathLike, target):
     return TrainedOn(crop, fill, None if tail is None else tail[0])
 
 
-def _init_from_conflicts(card: ModelCard, conflicts: list[tuple[str, Any, Any]], name: str,
-                         names: dict[str, str] | None) -> str:
+def _init_from_conflicts(card: ModelCard, conflicts: list[tuple[str, Any, Any]], name: str) -> str:
     """Why settings asked for cannot start from the generator `card` describes (`conflicts` as
     resume_conflicts gives them), and what to drop."""
-    spell = spelling(names)
     asked = {setting: value for setting, value, _ in conflicts}
     reasons = []
     if "temporal" in asked:
@@ -367,17 +353,15 @@ def _init_from_conflicts(card: ModelCard, conflicts: list[tuple[str, Any, Any]],
     return "; ".join(reasons)
 
 
-def _generator_to_start_from(output: str | os.PathLike, options: TrainOptions,
-                             names: dict[str, str] | None) -> ModelCard | None:
+def _generator_to_start_from(output: str | os.PathLike, options: TrainOptions) -> ModelCard | None:
     """The card of the model `init_from` names, checked to be one training can continue from (and
     not to be the output folder, whose checkpoint a new run replaces)."""
     from vidtrans.models.checkpoint import checkpoint_path, read_card
 
     if options.init_from is None:
         return None
-    spell = spelling(names)
     if options.resume:
-        raise UsageError(f"{spell('init_from')} starts a new run from a model and {spell('resume')} continues "
+        raise UsageError(f"{spell('init_from')} starts a new run from a model and {spell('resume=True')} continues "
                          "the one in the output folder; pass one of them")
     # Training cannot start from a pix2pix .pth file as it is, which the usual advice offers.
     path = checkpoint_path(options.init_from, fix=f"{spell('init_from')} takes a vidtrans checkpoint folder or a "
@@ -393,11 +377,14 @@ def _generator_to_start_from(output: str | os.PathLike, options: TrainOptions,
         raise VidtransError(f"{path}: training continues only RGB-to-RGB generators (temporal ones: 6 -> 3) with "
                             f"{TrainConfig.norm} norm; this one has {card.input_nc} -> {card.output_nc} channels, "
                             f"{card.norm} norm")
+    height, width = card.native_size
+    if height != width:  # the network takes any shape; what changes is the size frames are scaled to
+        log.warning("%s: its native size is %dx%d (width x height), and training makes square models: the "
+                    "fine-tuned one's is %dx%d", path, width, height, height, height)
     return card
 
 
-def _pose_style(output: str | os.PathLike, options: TrainOptions, init_from: ModelCard | None,
-                names: dict[str, str] | None) -> PoseStyle:
+def _pose_style(output: str | os.PathLike, options: TrainOptions, init_from: ModelCard | None) -> PoseStyle:
     """How the run's pose maps are drawn: body only, or whole body (`options.whole_body`); a resumed
     run keeps its checkpoint's, a fine-tuned one defaults to its model's."""
     from vidtrans.models.checkpoint import read_card
@@ -406,9 +393,8 @@ def _pose_style(output: str | os.PathLike, options: TrainOptions, init_from: Mod
     if options.resume:
         saved = PoseStyle.for_card(read_card(output)).whole_body
         if whole_body is not None and whole_body != saved:
-            spell = spelling(names)
             raise UsageError(f"{output} holds a model trained on {'whole-body' if saved else 'body-only'} pose maps, "
-                             f"which {spell('resume')} keeps; leave out {spell(f'whole_body={whole_body}')}")
+                             f"which {spell('resume=True')} keeps; leave out {spell(f'whole_body={whole_body}')}")
         whole_body = saved
     elif whole_body is None:
         whole_body = init_from is not None and init_from.input_kind == "pose" and PoseStyle.for_card(init_from).whole_body

@@ -46,8 +46,9 @@ from vidtrans.models.networks import (GENERATORS, NORMS, MultiscaleDiscriminator
                                       input_multiple, parse_generator, peak_activations, use_per_sample_stats,
                                       widen_input)
 from vidtrans.models.translator import available_memory, memory_name, out_of_memory, resolve_device
-from vidtrans.options import is_int, plain, shown, spell
+from vidtrans.options import check_switch, is_int, plain, shown, spell, spelled
 from vidtrans.pose.regions import Box, face_box
+from vidtrans.runner import usable_cores
 
 STATE_NAME = TRAIN_STATE_NAME
 _STATE_KEYS = ("iteration", "netD", "optG", "optD", "config")
@@ -71,8 +72,6 @@ REPORT_SECONDS = 0.5
 # samples: about 1.4 grey levels RMS. The shipped pose2person is at 56.5 dB in bf16.
 HALF_PRECISION_MIN_PSNR = 45.0
 HALF_PRECISION_SAMPLES = 4
-# How errors spell settings for Python callers; the CLI passes its flags instead.
-PARAMETERS = {"resume": "resume=True", "overwrite": "overwrite=True"}
 
 
 class PairSource(Protocol):
@@ -136,26 +135,12 @@ def sample_length(config: TrainConfig) -> int:
     return 2 if config.temporal else 1
 
 
-def spelling(names: dict[str, str] | None) -> Callable[[str], str]:
-    """How messages name a setting: as `names` says, else as the caller spells it (the flag while a
-    command runs, see options.spell), else its Python parameter (PARAMETERS for switches)."""
-    def spell_setting(setting: str) -> str:
-        if names and setting in names:
-            return names[setting]
-        flag = spell(setting)
-        return flag if flag != setting else PARAMETERS.get(setting, setting)
-
-    return spell_setting
-
-
 def _whole(value: Any, low: int, high: int | None = None) -> bool:
     return is_int(value) and low <= value <= (high or value)
 
 
-def check_config(config: TrainConfig, size: int | None, names: dict[str, str] | None = None) -> None:
-    """VidtransError for a setting training cannot use (the training `size` too, unless None);
-    `names` spells settings (e.g. CLI flags)."""
-    spell = spelling(names)
+def check_config(config: TrainConfig, size: int | None) -> None:
+    """VidtransError for a setting training cannot use (the training `size` too, unless None)."""
     try:
         parse_generator(config.architecture)
     except ValueError:
@@ -183,8 +168,7 @@ def check_config(config: TrainConfig, size: int | None, names: dict[str, str] | 
     if not _whole(config.d_scales, 1, 3):
         raise UsageError(f"{spell('d_scales')} must be 1, 2 or 3, got {shown(config.d_scales)}")
     for setting in ("face_d", "temporal"):
-        if not isinstance(getattr(config, setting), bool):
-            raise UsageError(f"{spell(setting)} must be True or False, got {shown(getattr(config, setting))}")
+        check_switch(getattr(config, setting), setting)
     if config.data_workers is not None and not _whole(config.data_workers, 0, 64):
         raise UsageError(f"{spell('data_workers')} must be a whole number from 0 to 64, got "
                          f"{shown(config.data_workers)}")
@@ -199,11 +183,10 @@ def check_config(config: TrainConfig, size: int | None, names: dict[str, str] | 
                             f"{multiple} from {low} to {MAX_SIZE}")
 
 
-def check_output(out_dir: str | os.PathLike, resume: bool, overwrite: bool, names: dict[str, str] | None = None) -> None:
+def check_output(out_dir: str | os.PathLike, resume: bool, overwrite: bool) -> None:
     """UsageError if training cannot write `out_dir` as asked, before any work is done."""
-    spell = spelling(names)
     if resume and overwrite:
-        raise UsageError(f"{spell('resume')} continues the checkpoint in {out_dir} and {spell('overwrite')} "
+        raise UsageError(f"{spell('resume=True')} continues the checkpoint in {out_dir} and {spell('overwrite=True')} "
                          "replaces it; pass one of them")
     check_checkpoint_folder(out_dir)
     out_dir = Path(out_dir)
@@ -221,16 +204,17 @@ def check_output(out_dir: str | os.PathLike, resume: bool, overwrite: bool, name
     fine_tune = f"fine-tune it with {spell('init_from')} {out_dir} and another output folder"
     if resume and model:
         raise UsageError(f"{out_dir}: holds a model but no training state ({STATE_NAME}) to resume; {fine_tune}, "
-                         f"or start over there with {spell('overwrite')} instead of {spell('resume')}")
+                         f"or start over there with {spell('overwrite=True')} instead of {spell('resume=True')}")
     if resume and not resumable:
-        raise UsageError(f"{out_dir}: nothing to resume ({STATE_NAME} missing); drop {spell('resume')} to start fresh")
+        raise UsageError(f"{out_dir}: nothing to resume ({STATE_NAME} missing); drop {spell('resume=True')} to start "
+                         "fresh")
     if not resume and not overwrite and model:
         raise UsageError(f"{out_dir}: already holds a model, without the training state ({STATE_NAME}) "
-                         f"{spell('resume')} needs; {fine_tune}, or pass {spell('overwrite')} to start over "
+                         f"{spell('resume=True')} needs; {fine_tune}, or pass {spell('overwrite=True')} to start over "
                          "(replacing it)")
     if not resume and not overwrite and any((out_dir / name).exists() for name in (CARD_NAME, WEIGHTS_NAME, STATE_NAME)):
-        raise UsageError(f"{out_dir}: already holds a checkpoint; pass {spell('resume')} to continue training it "
-                         f"or {spell('overwrite')} to start over (replacing it)")
+        raise UsageError(f"{out_dir}: already holds a checkpoint; pass {spell('resume=True')} to continue training it "
+                         f"or {spell('overwrite=True')} to start over (replacing it)")
     if not resume and not overwrite:
         # Files of the names training writes beside a checkpoint, in a folder holding none: the
         # user's own (a background picture), which the first save would replace unasked.
@@ -238,7 +222,7 @@ def check_output(out_dir: str | os.PathLike, resume: bool, overwrite: bool, name
         if taken := next((path for path in theirs if os.path.lexists(path)), None):
             raise UsageError(f"{taken}: already there, named as training names its files (a checkpoint's "
                              "background, its sample grids); move it away, "
-                             f"write the checkpoint to another folder, or pass {spell('overwrite')} to replace it")
+                             f"write the checkpoint to another folder, or pass {spell('overwrite=True')} to replace it")
     grids = out_dir / SAMPLES_FOLDER
     if os.path.lexists(grids) and not grids.is_dir():
         # No save replaces it (its grids go in it), and the first one, after training up to it, would fail.
@@ -246,11 +230,11 @@ def check_output(out_dir: str | os.PathLike, resume: bool, overwrite: bool, name
                          "checkpoint to another folder")
 
 
-def read_train_state(out_dir: str | os.PathLike, names: dict[str, str] | None = None, mmap: bool = False) -> dict:
+def read_train_state(out_dir: str | os.PathLike, mmap: bool = False) -> dict:
     """The train_state.pt of a checkpoint folder, on the CPU; VidtransError unless it holds only tensors
     and plain data with everything a resume needs."""
-    spell, path = spelling(names), Path(out_dir) / STATE_NAME
-    fix = f"start over with {spell('overwrite')}"
+    path = Path(out_dir) / STATE_NAME
+    fix = f"start over with {spell('overwrite=True')}"
     state = load_tensor_file(path, fix, mmap=mmap)
     if not isinstance(state, dict):
         raise VidtransError(f"{path}: not a vidtrans training state (a {type(state).__name__}); {fix}")
@@ -267,15 +251,14 @@ def read_train_state(out_dir: str | os.PathLike, names: dict[str, str] | None = 
     # A resumed run goes on with these (its plan and recipe): each must be one a run could have had.
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     try:
-        check_config(TrainConfig(**{k: v for k, v in state["config"].items() if k in fields}), None,
-                     {name: name for name in fields})
+        with spelled({}):  # the file's settings, not the caller's: named as the file names them
+            check_config(TrainConfig(**{k: v for k, v in state["config"].items() if k in fields}), None)
     except UsageError as e:
         raise VidtransError(f"{path}: not a vidtrans training state ({e}); {fix}") from None
     return state
 
 
-def check_state_fits_card(out_dir: str | os.PathLike, state: dict, card: ModelCard,
-                          names: dict[str, str] | None = None) -> None:
+def check_state_fits_card(out_dir: str | os.PathLike, state: dict, card: ModelCard) -> None:
     """VidtransError unless the training state is that of the model beside it (the same
     iteration): resuming from the discriminators and optimizers of another iteration would go on
     silently with a run that never was."""
@@ -290,37 +273,34 @@ def check_state_fits_card(out_dir: str | os.PathLike, state: dict, card: ModelCa
         recorded = {**card.training, "architecture": card.architecture, "ngf": card.ngf}
         for setting in (*RESUME_SETTINGS, *RESUMED_OBJECTIVE):
             if setting in config and setting in recorded and config[setting] != recorded[setting]:
-                mismatch = (f"is of a run with {spelling(names)(setting)} {plain(config[setting])}, but the model "
+                mismatch = (f"is of a run with {spell(setting)} {plain(config[setting])}, but the model "
                             f"beside it ({CARD_NAME}) has {plain(recorded[setting])}")
                 break
     if mismatch:
         raise VidtransError(f"{Path(out_dir) / STATE_NAME}: {mismatch}, so they cannot resume together (a save was "
                             f"cut short, or the files come from different runs); start over with "
-                            f"{spelling(names)('overwrite')}")
+                            f"{spell('overwrite=True')}")
 
 
-def check_world_size(out_dir: str | os.PathLike, card: ModelCard, world: int,
-                     names: dict[str, str] | None = None) -> None:
+def check_world_size(out_dir: str | os.PathLike, card: ModelCard, world: int) -> None:
     """UsageError where the checkpoint in `out_dir` was trained by another number of processes
     than `world`: each process draws its own samples, a batch of the batch size each, so the run
     would go on with other samples and batches than its card records, as with another batch size."""
     trained = card.training.get("world_size")
     if not _whole(trained, 1) or trained == world:  # cards of older vidtrans may not record it
         return
-    spell = spelling(names)
 
     def processes(count: int) -> str:
         return "one process" if count == 1 else f"{plain(count)} torchrun processes"
 
-    raise UsageError(f"{out_dir} was trained by {processes(trained)}, which {spell('resume')} keeps "
+    raise UsageError(f"{out_dir} was trained by {processes(trained)}, which {spell('resume=True')} keeps "
                      f"({spell('batch_size')} is per process); resume it with {processes(trained)}, not {world}, or "
                      f"start a new stage from this model with {spell('init_from')} {out_dir} and another output folder")
 
 
-def saved_settings(out_dir: str | os.PathLike, names: dict[str, str] | None = None,
-                   state: dict | None = None) -> dict[str, Any]:
+def saved_settings(out_dir: str | os.PathLike, state: dict | None = None) -> dict[str, Any]:
     """RESUME_SETTINGS as the checkpoint in `out_dir` has them (those it records)."""
-    state = state if state is not None else read_train_state(out_dir, names, mmap=True)
+    state = state if state is not None else read_train_state(out_dir, mmap=True)
     settings = {k: state["config"][k] for k in RESUME_SETTINGS if k in state["config"]}
     settings["size"] = read_card(out_dir).native_size[0]
     return settings
@@ -331,12 +311,10 @@ def resume_conflicts(saved: dict[str, Any], requested: dict[str, Any]) -> list[t
     return [(k, v, saved[k]) for k, v in requested.items() if k in saved and v != saved[k]]
 
 
-def describe_conflicts(conflicts: list[tuple[str, Any, Any]], names: dict[str, str] | None = None,
-                       advice: str = "use") -> str:
+def describe_conflicts(conflicts: list[tuple[str, Any, Any]], advice: str = "use") -> str:
     """E.g. "ngf 32 differs from the checkpoint's 16; use ngf 16", one clause per conflict. A switch
     is named as it is asked for: "face_d=False differs from the checkpoint, trained with
     face_d=True; use face_d=True" (with the CLI's names, --no-face-d and --face-d)."""
-    spell = spelling(names)
 
     def clause(setting: str, value: Any, saved: Any) -> str:
         if isinstance(saved, bool):
@@ -446,7 +424,7 @@ def _data_workers(config: TrainConfig, device: torch.device, world: int) -> int:
         return config.data_workers
     if device.type != "cuda":
         return CPU_DATA_WORKERS
-    return max(1, min(MAX_DATA_WORKERS, (os.cpu_count() or 2) // world - 1))
+    return max(1, min(MAX_DATA_WORKERS, usable_cores() // world - 1))
 
 
 class _Samples(torch.utils.data.Dataset):
@@ -889,7 +867,7 @@ class Trainer:
                 self.scaler.load_state_dict(state["scaler"])
         except (RuntimeError, ValueError, KeyError, TypeError) as e:
             raise VidtransError(f"{self.out_dir / STATE_NAME}: does not fit the networks ({state_dict_mismatch(e)}); "
-                                f"start over with {spelling(None)('overwrite')}") from e
+                                f"start over with {spell('overwrite=True')}") from e
         self.iteration = state["iteration"]
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
 import threading
 import time
 import urllib.parse
@@ -32,7 +31,7 @@ import cv2
 import numpy as np
 
 from vidtrans.errors import UsageError, VidtransError, first_line
-from vidtrans.options import check_path_text, is_digits, shown, shown_path
+from vidtrans.options import check_path_text, is_digits, shown, shown_path, without_password
 from vidtrans.video.reader import VideoReader, file_identity, not_a_video_file
 
 T = TypeVar("T")
@@ -141,7 +140,7 @@ class Camera:
         """The source as messages and the session's description show it (a URL without its password)."""
         if self.kind == "device":
             return f"camera {self._target}"
-        return _PASSWORD.sub(r"\1***@", self._target) if self.kind == "url" else str(self._target)
+        return without_password(self._target) if self.kind == "url" else str(self._target)
 
     @property
     def file(self) -> str | None:
@@ -420,10 +419,6 @@ def _interruptibly(call: Callable[[], T]) -> T:
         raise value
     return value
 
-
-# The password of a URL's user (rtsp://user:secret@host/...): what live prints ends up in terminals,
-# logs and bug reports. The userinfo ends at the authority's last "@".
-_PASSWORD = re.compile(r"^([^:/?#]+://[^/?#@:]*:)[^/?#]*@")
 
 # OpenCV takes a device index as a C int: a larger one names no camera (and OpenCV's refusal of it
 # reads as a wrong call: "missing required argument 'apiPreference'").

@@ -117,10 +117,14 @@ def _clip_start(container: av.container.InputContainer, shifts: dict[int, Fracti
     """`clip_start` for a container whose streams' first packets the clock moves by `shifts`
     (seconds, by stream index)."""
     start = None if container.start_time is None else Fraction(container.start_time, av.time_base)
+    starts = [s.start_time * s.time_base + shifts.get(s.index, 0)
+              for s in container.streams if s.start_time is not None and s.time_base]
     if any(shifts.values()):
-        starts = [s.start_time * s.time_base + shifts.get(s.index, 0)
-                  for s in container.streams if s.start_time is not None and s.time_base]
         start = min(starts, default=start)
+    elif start is not None:
+        # FFmpeg gives it in whole microseconds: the streams' start it rounds, exactly (one 5 ticks of a
+        # 90 kHz clock in, 55.6 us, put the first frame 0.4 us before a clip starting at 56 us).
+        start = min((t for t in starts if abs(t - start) < Fraction(1, av.time_base)), default=start)
     if start is None or (start <= 0 and not has_timestamp_jumps(container)):
         return Fraction(0)
     return start
@@ -145,7 +149,7 @@ def _first_shifts(container: av.container.InputContainer) -> dict[int, Fraction]
         with av.open(container.name, metadata_errors="ignore", options=AS_NAMED) as again:
             video = main_video_stream(again)
             started = [s for s in again.streams if s.start_time is not None and s is not video]
-            for packet in ContinuousTimestamps(video)(noted(again.demux(video, *started))):
+            for packet in ContinuousTimestamps(video)(noted(demux(again, video, *started))):
                 index = packet.stream.index
                 if index not in shifts and _clock(packet) is not None and packet.size:
                     shifts[index] = (_clock(packet) - told[index]) * packet.time_base
@@ -479,6 +483,26 @@ def local_file(path: str | os.PathLike) -> str:
     return "file:" + os.fspath(path)
 
 
+def demux(container: av.container.InputContainer, *streams: av.stream.Stream) -> Iterator[av.Packet]:
+    """`container.demux(*streams)`, without the IndexError PyAV's ends in where FFmpeg added a stream while
+    reading: MPEG-TS/PS announce their streams in tables that may change midway (joined recordings, a
+    broadcast adding a language), and PyAV looks such a stream up in the list it began with as it hands
+    out each stream's last, empty packet, after every packet read (those of the streams asked for first)."""
+    try:
+        yield from container.demux(*streams)
+    except IndexError:
+        log.debug("%s: a stream appeared while reading; its packets are not read", container.name)
+
+
+# What video files are named: the containers `batch` translates by default, and those cameras, discs
+# and tools write besides. A file of such a name that FFmpeg cannot open is a damaged video, not a
+# file of another kind.
+COMMON_VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
+                         ".wmv", ".flv", ".3gp", ".ogv")
+OTHER_VIDEO_SUFFIXES = (".mxf", ".vob", ".dv", ".m2t", ".mod", ".tod", ".3g2", ".asf", ".f4v", ".divx", ".xvid", ".qt",
+                        ".y4m", ".wtv", ".mk3d", ".rm", ".rmvb", ".ivf", ".nut", ".mjpeg", ".mjpg", ".h264", ".264",
+                        ".hevc", ".h265", ".265")
+
 # Demuxer options that make FFmpeg read the file named: its image2 demuxer takes a name holding %d for
 # an image sequence's pattern (frame_%04d.png read frame_0001.png, frame_0002.png, ..., not that file).
 AS_NAMED = {"pattern_type": "none"}
@@ -543,13 +567,15 @@ def _open(path: str | os.PathLike) -> tuple[av.container.InputContainer, av.vide
         container = av.open(local_file(name), metadata_errors="ignore", options=AS_NAMED)
     except av.FFmpegError as e:
         if _mp4_without_index(name):
-            raise VidtransError(f"{name}: not a readable video file (an MP4/MOV without its index, the 'moov' "
-                                "box, which is written last: the recording or copy stopped before it finished); "
-                                "copy it again from its source, or recover it with a repair tool such as "
-                                "untrunc") from e
-        raise VidtransError(f"{name}: not a readable video file ({first_line(e)}); pass a video such as .mp4/.mov/.mkv") from e
+            raise _index_lost(name) from e
+        suffix = os.path.splitext(name)[1].lower()
+        fix = (f"the {suffix} file is damaged or cut short, or not what its name says; re-export or re-download it"
+               if suffix in COMMON_VIDEO_SUFFIXES + OTHER_VIDEO_SUFFIXES else "pass a video such as .mp4/.mov/.mkv")
+        raise VidtransError(f"{name}: not a readable video file ({first_line(e)}); {fix}") from e
     if not container.streams.video:
         container.close()
+        if _mp4_without_index(name):  # FFmpeg read a cut index's streams as far as it goes: no video's
+            raise _index_lost(name)
         raise VidtransError(f"{name}: no video stream (pass a video file, not audio or subtitles only)")
     stream = main_video_stream(container)
     if stream is None:
@@ -559,11 +585,18 @@ def _open(path: str | os.PathLike) -> tuple[av.container.InputContainer, av.vide
     return container, stream
 
 
+def _index_lost(name: str) -> VidtransError:
+    """The error for an MP4/MOV whose index is missing or cut short (`_mp4_without_index`)."""
+    return VidtransError(f"{name}: not a readable video file (an MP4/MOV without its index, the 'moov' box, which "
+                         "is written last, or with it cut short: the recording or copy stopped before it finished); "
+                         "copy it again from its source, or recover it with a repair tool such as untrunc")
+
+
 def _mp4_without_index(path: str) -> bool:
     """Whether `path` is an MP4/MOV (its first box is `ftyp`) whose top-level boxes, as far as the
-    file goes, hold no `moov`: the index a camera or muxer writes after the media data, missing
-    when recording or copying stopped early (the file ends inside or after `mdat`). Not a HEIF
-    picture (AVIF, HEIC), which has `meta` where a video has `moov`."""
+    file goes, hold no `moov`, or one whose stated size runs past the end of the file: the index a
+    camera or muxer writes after the media data, missing or cut short when recording or copying
+    stopped early. Not a HEIF picture (AVIF, HEIC), which has `meta` where a video has `moov`."""
     try:
         with open(path, "rb") as f:
             end = os.fstat(f.fileno()).st_size
@@ -572,17 +605,17 @@ def _mp4_without_index(path: str) -> bool:
                 f.seek(position)
                 header = f.read(16)
                 size, kind = struct.unpack(">I4s", header[:8])
-                if first and kind != b"ftyp":
-                    return False
-                if kind in (b"moov", b"meta"):
+                if (first and kind != b"ftyp") or kind == b"meta":
                     return False
                 first = False
                 if size == 1 and len(header) == 16:
                     size = struct.unpack(">Q", header[8:])[0]
-                elif size == 0:
-                    break  # the last box, to the end of the file
+                elif size == 0:  # the last box, to the end of the file
+                    return kind != b"moov"
                 if size < 8:
                     return False  # not boxes after all
+                if kind == b"moov":
+                    return position + size > end
                 position += size
             return not first
     except OSError:
@@ -898,9 +931,15 @@ def _stated_end(container: av.container.InputContainer, stream: av.video.stream.
     stream outlasts (10 frames taken for 102)."""
     # A damaged header's Duration can be negative (FFmpeg passes it on): unknown.
     whole = max(0.0, container.duration / av.time_base) if container.duration else 0.0
-    tagged = next((_tag_seconds(value) for key, value in stream.metadata.items()
-                   if key.upper() == "DURATION" or key.upper().startswith("DURATION-")), None)
+    tagged = _duration_tag(stream)
     return tagged if tagged and (not whole or tagged <= whole) else whole
+
+
+def _duration_tag(stream: av.video.stream.VideoStream) -> float | None:
+    """A Matroska stream's own DURATION tag in seconds (mkvmerge's with a language: DURATION-eng), which the
+    muxer writes as it finishes the file; None where it has none (a recording stopped by a crash)."""
+    return next((_tag_seconds(value) for key, value in stream.metadata.items()
+                 if key.upper() == "DURATION" or key.upper().startswith("DURATION-")), None)
 
 
 def _tag_seconds(text: str) -> float | None:
@@ -934,7 +973,7 @@ def _first_frame(container, stream, path) -> tuple[av.VideoFrame, int | None]:
     coded = False  # whether the stream had a packet with data
     stamps: list[int | None] = []
     try:
-        for packet in container.demux(stream):  # its last packet, empty, drains the decoder
+        for packet in demux(container, stream):  # its last packet, empty, drains the decoder
             coded = coded or bool(packet.size)
             if packet.size and not packet.is_discard:
                 stamps.append(packet.pts)
@@ -947,7 +986,9 @@ def _first_frame(container, stream, path) -> tuple[av.VideoFrame, int | None]:
                 return pictures[0], (min(stamps) if stamps and None not in stamps else None)
     except av.FFmpegError as e:  # the container itself is damaged there
         error = error or e
-    if error is not None and _animated_webp(container, path):
+    if _mp4_without_index(os.fspath(path)):  # the frames' part of the index is cut off
+        raise _index_lost(os.fspath(path)) from error
+    if error is not None and is_animated_webp(path):
         raise VidtransError(f"{os.fspath(path)}: an animated WebP, which FFmpeg cannot decode; convert it to "
                             "a GIF or a video (.mp4) first") from error
     if error is not None:
@@ -981,16 +1022,21 @@ def _video_start(container: av.container.InputContainer, stream: av.video.stream
 LATE_START_SECONDS = 1
 
 
-def _animated_webp(container, path) -> bool:
-    """Whether `path` is a WebP with animation chunks (ANIM), which FFmpeg's decoder does not take."""
-    if "webp" not in container.format.name:
-        return False
+def is_animated_webp(path: str | os.PathLike) -> bool:
+    """Whether `path` is a WebP whose extended header (VP8X) says it is animated, which neither
+    FFmpeg's decoder nor OpenCV reads as more than a picture. The flag, not an ANIM chunk near the
+    start: an ICC profile or EXIF chunk can come first, kilobytes long."""
     try:
         with open(path, "rb") as f:
-            head = f.read(64)
+            head = f.read(21)
     except OSError:
         return False
-    return head[:4] == b"RIFF" and head[8:12] == b"WEBP" and b"ANIM" in head
+    return head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and len(head) == 21 and bool(head[20] & 0x02)
+
+
+def corrupt_frames_note(corrupt: int) -> str:
+    """How a command's summary tells of `corrupt` frames that could not be decoded (`VideoReader.corrupt_frames`)."""
+    return f"{corrupt} corrupt frame(s) replaced by the previous good frame"
 
 
 class VideoReader:
@@ -1035,6 +1081,7 @@ class VideoReader:
             if error is not None:
                 raise error
         self.corrupt_frames = 0
+        self._read_to = 0  # where in the file the last video packet decoded ends, in bytes
         self._open()
         self._started = False
 
@@ -1125,7 +1172,7 @@ class VideoReader:
                        clock: ContinuousTimestamps) -> Iterator[av.Packet]:
         """The video's packets with the timestamps every pass over them stamps (decoding, counting):
         a TS/PS clock's jumps smoothed, packets before the first timestamp given one."""
-        packets = container.demux(stream)
+        packets = demux(container, stream)
         if stamped_in_storing_order(container.format.name):
             packets = _stamped_by_dts(packets)
         if has_timestamp_jumps(container):
@@ -1286,7 +1333,10 @@ class VideoReader:
         damaged from there, which decoding cannot tell. Both, since a last frame held for seconds
         (a screen recording) ends early by the clock, and an edit list hides frames it counts.
         Matroska (.mkv, .webm) states no frame count: there a Segment whose stated size runs past
-        the end of the file is the cut, the duration in its header what it should have lasted."""
+        the end of the file is the cut, the duration in its header what it should have lasted; and
+        a finished file's video, its own DURATION tag stating the length, ending well before it and
+        well before the file's end (a damaged block ends the demuxer's reading where no cluster
+        follows to resume at; a last frame held for seconds ends at the file's end)."""
         stream, fps = self._stream, self.info.fps
         if not fps:
             return
@@ -1296,7 +1346,9 @@ class VideoReader:
             short = last.index + 1 < CUT_SHORT * stream.frames and played < CUT_SHORT * stated and stated - played > 1.0
         else:
             stated = self.info.duration
-            short = stated - played > 1 / fps and _matroska_cut_short(self.path)
+            short = stated - played > 1 / fps and (_matroska_cut_short(self.path) or (
+                _duration_tag(stream) is not None and played < CUT_SHORT * stated and stated - played > 1.0
+                and self._read_to < CUT_SHORT * os.path.getsize(self.path)))
         if short and (key := _file_key(self.path)) not in _WARNED_CUT_SHORT:
             _WARNED_CUT_SHORT.add(key)
             log.warning("%s: its video ends after %.1f s of the %.1f s its header states (the file is cut short, "
@@ -1339,6 +1391,8 @@ class VideoReader:
             for packet in _from_keyframes_before(packets, start_pts):
                 if packet.size == 0:
                     continue
+                if packet.pos is not None:
+                    self._read_to = max(self._read_to, packet.pos + packet.size)
                 if packet.pts is not None and not packet.is_discard:
                     if in_range(packet.pts):
                         pending.add(packet.pts)

@@ -28,8 +28,9 @@ from vidtrans.atomic import (OutputClaim, check_destination, destination_of, dis
                              temp_path)
 from vidtrans.errors import ContainerError, UsageError, VidtransError, count, first_line
 from vidtrans.options import EncodeOptions, View, close_names, shown, spell, spell_setting, spellings
-from vidtrans.video.reader import (AS_NAMED, ContinuousTimestamps, clip_start, first_pts_at, has_timestamp_jumps,
-                                   local_file, main_video_stream, seek_pts, stamped_in_storing_order)
+from vidtrans.video.reader import (AS_NAMED, ContinuousTimestamps, clip_start, demux, first_pts_at,
+                                   has_timestamp_jumps, local_file, main_video_stream, seek_pts,
+                                   stamped_in_storing_order)
 from vidtrans.video.segments import SegmentedEncoder, segment_length, segments_for
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ _SPEEDS = {"libsvtav1": ("preset", (13, 12, 11, 10, 9, 8, 6, 5, 4, 2)),
 # NVENC's speed/quality scale (p1 fastest .. p7 best) for the x264 names the CLI takes.
 _NVENC_PRESETS = dict(zip(_X264_PRESETS, ("p1", "p1", "p2", "p3", "p3", "p4", "p5", "p6", "p7", "p7")))
 # Suggested when a codec name is refused (those of them this FFmpeg build has).
-_COMMON_ENCODERS = ("libx264", "libx265", "libvpx-vp9", "libsvtav1", "mpeg4", "h264_nvenc")
+_COMMON_ENCODERS = ("libx264", "libx265", "libvpx-vp9", "libsvtav1", "mpeg4", "h264_nvenc", "libvpx")
 # BT.601 luma as 8-bit full range -> limited range (16-235), and chroma (full 0-255 -> limited 16-240).
 _LIMITED_Y = np.round(16 + np.arange(256) * (219 / 255)).astype(np.uint8)
 _LIMITED_C = np.round(128 + (np.arange(256) - 128) * (224 / 255)).astype(np.uint8)
@@ -492,6 +493,7 @@ class _Muxer:
 
     def _add_video(self, codec: str, options: dict[str, str], pix_fmt: str, fps: float, threads: int) -> None:
         ctb = self.time_base
+        self._pix_fmt = pix_fmt
         rate = _frame_rate(fps)
         max_den = _MAX_TB_DEN.get(codec)
         if max_den and ctb.denominator > max_den:
@@ -503,13 +505,11 @@ class _Muxer:
             # its time base's (1/12800 from an MP4 read as 25600 fps, and every frame at once).
             # A varying frame rate keeps its pauses, to the nearest frame of the clip's rate.
             ctb = 1 / rate
-        if standard_rates := av.Codec(codec, "w").frame_rates:
-            # MPEG-1/2 store one of their standard frame rates and count time in its frames (their
-            # streams cannot vary the rate): the nearest one, with the pts rounded to its frames.
-            rate = min((Fraction(r.numerator, r.denominator) for r in standard_rates),
-                       key=lambda r: abs(r - (rate or 25)))
+        if av.Codec(codec, "w").frame_rates:
+            # MPEG-1/2 count time in frames of the rate they store (their streams cannot vary it).
+            rate = self._stored_rate(codec, options, rate or Fraction(25))
             ctb = 1 / rate
-        self._codec_tb, self._pix_fmt = ctb, pix_fmt
+        self._codec_tb = ctb
         # A picture's length where the encoder gives its packet none (the last one's, for `_mux_last`).
         self._frame_ticks = max(1, round(1 / (rate * ctb))) if rate else 1
         self._pad_w, self._pad_h = self._padding(codec, options, rate)
@@ -568,16 +568,31 @@ class _Muxer:
         return (f"{codec} cannot encode frames of {enc_w}x{enc_h} ({error}); make them smaller ({', '.join(smaller)})"
                 + (f" or choose another {codec_setting}" if codec_setting else ""))
 
-    def _opens(self, codec: str, width: int, height: int, options: dict[str, str], rate: Fraction | None) -> bool:
-        """Whether `codec` opens for frames of `width` x `height` in this output's pixel format,
-        codec time base and `rate`, with `options` (a trial encoder, not this output's)."""
+    def _stored_rate(self, codec: str, options: dict[str, str], rate: Fraction) -> Fraction:
+        """The frame rate an encoder of a table of rates (MPEG-1/2) stores frames at `rate` at, their pts
+        rounded to its frames: `rate` where it takes it (MPEG-2 also takes its table's rates times n/d:
+        PAL's half rate, 12.5), else the lowest of its table above, a whole multiple of `rate` first
+        (MPEG-1 takes 15 fps only as an unofficial rate: 30 times those frames exactly), so that no two
+        frames round onto one of its frames (on 12 fps frames, each of 12.5 fps went a frame after the
+        one before: the video ran 4 % slower than its sound); else the highest."""
+        table = sorted({Fraction(r.numerator, r.denominator) for r in av.Codec(codec, "w").frame_rates})
+        above = sorted((r for r in table if r >= rate), key=lambda r: ((r / rate).denominator != 1, r))
+        candidates = [rate, *above, *reversed([r for r in table if r < rate])]
+        return next((r for r in candidates if self._opens(codec, _SETTINGS_SIZE, _SETTINGS_SIZE, options, r, 1 / r)),
+                    min(table, key=lambda r: abs(r - rate)))  # none opens: the output's own opening says why
+
+    def _opens(self, codec: str, width: int, height: int, options: dict[str, str], rate: Fraction | None,
+               time_base: Fraction | None = None) -> bool:
+        """Whether `codec` opens for frames of `width` x `height` in this output's pixel format, at
+        `rate`, in `time_base` (by default the output's codec time base), with `options` (a trial
+        encoder, not this output's)."""
         if codec == "libx265":
             # A trial's refusal is an answer, not news: x265 would print it as errors of its own
             # (an odd size in 4:2:0), past FFmpeg's log, above a run that then succeeds.
             options = {**options, "x265-params": "log-level=none"}
         trial = av.CodecContext.create(codec, "w")
         trial.width, trial.height, trial.pix_fmt = width, height, self._pix_fmt
-        trial.time_base, trial.options = self._codec_tb, dict(options)
+        trial.time_base, trial.options = time_base or self._codec_tb, dict(options)
         if rate:
             trial.framerate = rate
         try:
@@ -690,7 +705,7 @@ class _Muxer:
             self._audio = _shifted_with_video(self._src, translated, wanted)
         elif wanted:
             sought = translated is not None and self._may_seek(source, wanted)
-            packets = self._packets_from_start(src, translated, wanted) if sought else self._src.demux(*wanted)
+            packets = self._packets_from_start(src, translated, wanted) if sought else demux(self._src, *wanted)
             self._audio = packets if self.end is None else _until_past(packets, wanted, self.end)
         self._add_others(src, others, kind_of_file)
         self._out.metadata.update(_lasting_tags(self._src.metadata))
@@ -723,7 +738,7 @@ class _Muxer:
             return
         # The seek moved the source's demuxer (a failed one to the end): read the file again.
         self._rewound = av.open(local_file(src), metadata_errors="ignore", options=AS_NAMED)
-        yield from self._rewound.demux(*(self._rewound.streams[s.index] for s in wanted))
+        yield from demux(self._rewound, *(self._rewound.streams[s.index] for s in wanted))
 
     def _text_stream_for(self, s: av.stream.Stream, holdable: set[str]) -> av.stream.Stream | None:
         """The text subtitle stream (`_TEXT_SUBTITLES`) the text subtitles of `s` are converted into,
@@ -785,6 +800,9 @@ class _Muxer:
         """Write the container's header, where a muxer refuses what it cannot hold."""
         try:
             self._out.start_encoding()
+            # The clock the muxer stores the video's times on (its choice, made here) where that is coarser than
+            # the encoder's: GIF's 1/100 s, ASF's and Matroska's 1/1000 s. GIF and ASF refuse two pictures on one tick.
+            self._stored_tb = max(self._codec_tb, Fraction(self._video.time_base))
         except av.FFmpegError as e:
             if e.errno in _DISK_ERRORS:  # the disk, not the container, refused
                 raise VidtransError(f"{self.named}: cannot start the output ({first_line(e)}); check free disk space "
@@ -824,8 +842,11 @@ class VideoWriter(_Muxer):
     .mp4/.mov keep every pts exactly (an edit list absorbs the B-frame delay); Matroska cannot store
     negative timestamps, so there FFmpeg shifts all streams by that delay (a few frames, in sync).
     MPEG-4 part 2 cannot store time bases finer than 1/65535 s: pts are rounded to that. MPEG-1/2
-    count time in frames of a standard rate (the nearest to `fps`), AVI in frames of `fps` (pass the
-    input's `VideoInfo.frame_rate`, the rate its frames sit on): pts are rounded to those, pauses kept.
+    count time in frames of a rate they store (`fps` where they can, else the lowest above, see
+    `_stored_rate`), AVI in frames of `fps` (pass the input's `VideoInfo.frame_rate`, the rate its
+    frames sit on): pts are rounded to those, pauses kept.
+    Two frames rounded onto one tick of the clock a container stores (those frames; GIF's 1/100 s, ASF's
+    and Matroska's 1/1000 s) go a tick apart.
 
     Audio and subtitle streams of `source.path` are copied without re-encoding, with their language,
     title and disposition, interleaved by time as video is written (read lazily, so memory stays
@@ -868,7 +889,7 @@ class VideoWriter(_Muxer):
         self.frames_written = 0
         self.audio_time = 0.0  # source time of the last audio/subtitle packet muxed (flat-memory check)
         self._last_pts: int | None = None
-        self._last_codec_pts: int | None = None
+        self._last_stored: int | None = None  # the last frame's time on the clock the file stores (`_stored_tb`)
         # The codec pts of the latest pictures written, in order: enough to hold the picture after
         # any packet one encoder still holds back (x264 looks up to 250 frames ahead at most).
         self._recent_pts: deque[int] = deque(maxlen=_PICTURES_HELD)
@@ -923,12 +944,14 @@ class VideoWriter(_Muxer):
             pts = self._last_pts + 1  # duplicate or backwards pts (screen recordings, edited files)
         self._last_pts = pts
         shifted = pts - self._offset(self.time_base)
-        # Halves rounded up, not to even: frames half a tick off the coarser clock (a 25 fps video starting
-        # at 0.5 s, in AVI's frames) keep their even steps (12.5, 13.5 would become 12, 14).
-        codec_pts = shifted if self._codec_tb == self.time_base else _nearest(shifted * self.time_base / self._codec_tb)
-        if self._last_codec_pts is not None and codec_pts <= self._last_codec_pts:
-            codec_pts = self._last_codec_pts + 1  # two pts rounded onto one tick of a coarser codec time base
-        self._last_codec_pts = codec_pts
+        # On the clock the file stores: halves rounded up, not to even: frames half a tick off the coarser clock
+        # (a 25 fps video starting at 0.5 s, in AVI's frames) keep their even steps (12.5, 13.5 would become 12, 14).
+        stored = shifted if self._stored_tb == self.time_base else _nearest(shifted * self.time_base / self._stored_tb)
+        if self._last_stored is not None and stored <= self._last_stored:
+            stored = self._last_stored + 1  # two pts rounded onto one tick of a coarser clock
+        self._last_stored = stored
+        # The encoder's clock is as fine or finer: the muxer's rounding gives `stored` back.
+        codec_pts = stored if self._stored_tb == self._codec_tb else _nearest(stored * self._stored_tb / self._codec_tb)
         self._recent_pts.append(codec_pts)
         try:
             if self._segments is not None:
@@ -1310,7 +1333,7 @@ def _shifted_with_video(src: av.container.InputContainer, video: av.video.stream
     """The packets of `wanted` shifted across the TS/PS clock's jumps as the reader shifts the
     video's: the video is demuxed with them, in file order, so the jumps are decided on the same
     video packets and every stream gets the same shift from the same point in the file on."""
-    for packet in ContinuousTimestamps(video)(src.demux(video, *wanted)):
+    for packet in ContinuousTimestamps(video)(demux(src, video, *wanted)):
         if packet.stream.index != video.index:
             yield packet
 
@@ -1330,7 +1353,7 @@ def _sought_packets(src: av.container.InputContainer, video: av.video.stream.Vid
         log.debug("%s: cannot seek to %gs (%s); reading its audio from the beginning", src.name,
                   start - SEEK_MARGIN, first_line(e))
         return None
-    packets = src.demux(*wanted)
+    packets = demux(src, *wanted)
     unproven = {s.index for s in wanted if s.type == "audio"}
     ahead: list[av.Packet] = []
     while unproven:

@@ -167,7 +167,7 @@ def test_score_takes_a_model_path_and_refuses_what_is_no_material_or_options_in_
     assert score(folder, Material(data=pairs))["frames"] == 2
     for args, message in [((folder, "pairs"), "material must be a Material, such as Material(data='DIR'), not 'pairs'"),
                           ((folder, Material(data=pairs), {"batch_size": 4}),
-                           "options must be a RunOptions, such as RunOptions(batch_size=4), not {'batch_size': 4}"),
+                           "options must be a RunOptions, not dict; pass a RunOptions, e.g. RunOptions(batch_size=4)"),
                           ((None, Material(data=pairs)),
                            "model must be a model name or path, or what vidtrans.load_model returns, not None")]:
         with pytest.raises(UsageError) as error:

@@ -34,7 +34,7 @@ from vidtrans.errors import UsageError, VidtransError
 from vidtrans.metrics import MIN_SCORED_FRAMES, flicker, psnr, relative_flicker, ssim
 from vidtrans.options import (Direction, EncodeOptions, PoseSource, RunOptions, Smoothing, is_int, plain, plain_number,
                               rounded, shown, shown_path, spell, spell_setting)
-from vidtrans.pipeline import TranslateStage, file_path, loaded_model, smoothing_stages, translate_video
+from vidtrans.pipeline import TranslateStage, file_path, given_options, loaded_model, smoothing_stages, translate_video
 from vidtrans.pose.keypoints import with_parts
 from vidtrans.pose.regions import face_box, hand_boxes, person_box
 from vidtrans.runner import Batch, Progress, run_stages
@@ -142,12 +142,9 @@ def check_material(material: Material, options: RunOptions | None = None, model_
     which `score` takes as it is."""
     from vidtrans.train.data import PairedFolder
 
-    for name, value, kind, example in (("material", material, Material, "Material(data='DIR')"),
-                                       ("options", RunOptions() if options is None else options, RunOptions,
-                                        "RunOptions(batch_size=4)")):
-        if not isinstance(value, kind):
-            raise UsageError(f"{name} must be a {kind.__name__}, such as {example}, not {shown(value)}")
-    options = options or RunOptions()
+    if not isinstance(material, Material):
+        raise UsageError(f"material must be a Material, such as Material(data='DIR'), not {shown(material)}")
+    options = given_options(options, RunOptions(), "options", keywords=False)
     # NumPy scalars (what indexing an array gives) as the Python numbers they stand for, which the
     # checks take and the scores' JSON holds.
     size = material.size

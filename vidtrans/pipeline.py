@@ -617,19 +617,22 @@ def _check_progress(progress: Any) -> None:
     raise UsageError(f"progress must be None or a function called with (done, total, what), not {what}")
 
 
-def given_options(options: Any, default: OptionsT, name: str) -> OptionsT:
+def given_options(options: Any, default: OptionsT, name: str, keywords: bool = True) -> OptionsT:
     """`options`, an object of `default`'s type, or `default` when None; for anything else (a dict,
-    say) a one-line error naming the parameter `name`."""
+    say) a one-line error naming the parameter `name`, and, where the function also takes the
+    options' fields as keyword arguments (`keywords`), saying so."""
     if options is None:
         return default
     if isinstance(options, type(default)):
         return options
     kind = type(default).__name__
-    example = ""
-    if isinstance(options, Mapping) and options:
-        example = ", e.g. " + ", ".join(f"{key}={value!r}" for key, value in list(options.items())[:3])
-    raise UsageError(f"{name} must be a {kind}, not {type(options).__name__}; pass a {kind}, or its fields "
-                     f"as keyword arguments{example}")
+    given = ", ".join(f"{key}={value!r}" for key, value in list(options.items())[:3]) if (
+        isinstance(options, Mapping)) else ""
+    if keywords:
+        fix = f"pass a {kind}, or its fields as keyword arguments" + (f", e.g. {given}" if given else "")
+    else:
+        fix = f"pass a {kind}" + (f", e.g. {kind}({given})" if given else "")
+    raise UsageError(f"{name} must be a {kind}, not {type(options).__name__}; {fix}")
 
 
 def loaded_model(model: Any, backend: str = "auto") -> Any:

@@ -137,7 +137,7 @@ BROKEN_CARDS = {
     "style-version-9": ({**POSE_CARD, "pose_style": {**STYLE, "version": 9}}, "pose_style", "upgrade vidtrans"),
     # Damage, not a newer vidtrans's card: upgrading would not help.
     "stats-no-version": ({**POSE_CARD, "target_pose_stats": without(STATS, "version")}, "target_pose_stats",
-                         "version must be one of 1, 2, 3, got None; fix the model card"),
+                         "version must be one of 1, 2, 3, 4, got None; fix the model card"),
     "style-version-text": ({**POSE_CARD, "pose_style": {**STYLE, "version": "2"}}, "pose_style",
                            "version must be one of 1, 2, got '2'; fix the model card"),
     "smoothing-method": ({**RGB_CARD, "smoothing": {"method": "blur", "strength": 0.5}}, "smoothing", "flow"),

@@ -5,7 +5,10 @@ clip; live there is no whole clip. So for the first WARMUP_S seconds the pose is
 the model's frame (`fit_to_frame`), while keypoints are collected; then the source statistics are
 estimated from them and, when that works (enough frames showed a whole body), poses are normalized
 to the target's body from then on. Failed estimates are retried every second, with all keypoints
-collected so far, up to GIVE_UP_S; after that the pose stays fitted to the frame.
+collected so far, up to GIVE_UP_S; after that the pose stays fitted to the frame. A camera that
+shows only the upper body (a desk, a close shot) gets it fitted to the target's upper body
+(`normalize.normalizer_for`) where the card's statistics have one, while the whole body is still
+looked for up to GIVE_UP_S: someone stepping back into full view is then normalized as a whole.
 """
 
 from __future__ import annotations
@@ -76,32 +79,38 @@ class LivePoseMapper:
                         "before the body could be measured)")
 
     def __call__(self, keypoints: np.ndarray, t: float) -> np.ndarray:
-        if self.target is not None and self.transform is self.fit:
+        if self.target is not None:
             self._learn(keypoints, t)
         return self.transform(keypoints)
 
     def _learn(self, keypoints: np.ndarray, t: float) -> None:
-        from vidtrans.pose import PoseNormalizer, estimate_pose_stats
+        from vidtrans.pose import normalizer_for
 
         self.start = t if self.start is None else self.start
         self.collected.append(keypoints)
         elapsed = t - self.start
         if elapsed < self.next_try:
             return
+        before = "fitted to the frame" if self.transform is self.fit else "fitted to the frame, then by its upper body,"
         try:
-            source = estimate_pose_stats(np.stack(self.collected), *self.source_size, like=self.target)
+            transform, no_whole_body = normalizer_for(np.stack(self.collected), *self.source_size, self.target)
         except VidtransError as e:
-            self.next_try += 1.0
-            if self.next_try > GIVE_UP_S:
-                self.how = f"fitted to the frame (not normalized: {e})"
-                self.target = None
-                self.collected = []
-            else:
-                self.how = f"fitted to the frame (not normalized yet, last tried at {elapsed:.1f} s: {e})"
+            no_whole_body, transform = str(e), None
+        if no_whole_body is None:  # the whole body: normalized from now on, nothing more to learn
+            self.transform, self.target, self.collected = transform, None, []
+            self.how = f"{before} for the first {elapsed:.1f} s, then normalized to the target's body"
             return
-        self.transform = PoseNormalizer(source, self.target)
-        self.how = f"fitted to the frame for the first {elapsed:.1f} s, then normalized to the target's body"
-        self.collected = []
+        if transform is not None and self.transform is self.fit:  # the upper body, the first time
+            self.transform = transform
+            self.how = (f"fitted to the frame for the first {elapsed:.1f} s, then its upper body fitted to the "
+                        f"target's ({no_whole_body})")
+        self.next_try += 1.0
+        if self.next_try > GIVE_UP_S:
+            self.target, self.collected = None, []
+            if self.transform is self.fit:
+                self.how = f"fitted to the frame (not normalized: {no_whole_body})"
+        elif self.transform is self.fit:
+            self.how = f"fitted to the frame (not normalized yet, last tried at {elapsed:.1f} s: {no_whole_body})"
 
 
 class AlternatingWholeBodyDetector:

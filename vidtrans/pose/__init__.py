@@ -18,7 +18,8 @@ from vidtrans.pose.keypoints import (
     flip_keypoints,
     has_person,
 )
-from vidtrans.pose.normalize import PoseNormalizer, PoseStats, estimate_pose_stats, fit_to_frame
+from vidtrans.pose.normalize import (PoseNormalizer, PoseStats, UpperBodyNormalizer, estimate_pose_stats, fit_to_frame,
+                                     normalizer_for)
 from vidtrans.pose.posemap import looks_like_pose_map
 from vidtrans.pose.render import PoseStyle, render_pose, render_poses
 from vidtrans.pose.smoothing import OneEuroFilter, bridge_gaps, smooth_track
@@ -26,7 +27,7 @@ from vidtrans.pose.smoothing import OneEuroFilter, bridge_gaps, smooth_track
 __all__ = [
     "COLORS", "DEFAULT_MIN_CONFIDENCE", "FLIP_INDEX", "KEYPOINT_INDEX", "KEYPOINT_NAMES", "LIMBS",
     "NUM_KEYPOINTS", "KeypointTrack", "OneEuroFilter", "PoseDetector", "PoseNormalizer", "PoseStats",
-    "PoseStyle", "bridge_gaps", "check_keypoints", "estimate_pose_stats", "fit_to_frame", "flip_keypoints", "has_person",
-    "looks_like_pose_map", "read_keypoints", "render_pose", "render_poses", "smooth_track",
-    "write_keypoints_npz", "write_openpose_json",
+    "PoseStyle", "UpperBodyNormalizer", "bridge_gaps", "check_keypoints", "estimate_pose_stats", "fit_to_frame",
+    "flip_keypoints", "has_person", "looks_like_pose_map", "normalizer_for", "read_keypoints", "render_pose",
+    "render_poses", "smooth_track", "write_keypoints_npz", "write_openpose_json",
 ]

@@ -34,14 +34,22 @@ target videos may have different sizes; positions count from the frame's top edg
 [i, i + 1) (as `fit_to_frame` maps pixels), so a track and its copy scaled to another frame size have
 the same statistics, and a source whose statistics equal the target's is mapped as `fit_to_frame` maps it.
 
-Without normalization (turned off, or no statistics for either body) poses are only mapped into
-the model's frame by `fit_to_frame`.
+A clip that never shows a whole body (a head-and-shoulders shot, a webcam at a desk) cannot be
+placed by its ankles. Since statistics version 4 the target's upper body is measured too: how wide
+its shoulders appear (their 90th percentile, as for bones) and where its neck usually is. Such a clip
+is then fitted by its upper body (`UpperBodyNormalizer`): scaled so its shoulders are as wide as the
+target's, its usual neck position moved onto the target's, so the target's upper body moves as the
+dancer's does instead of a head filling the frame of a model trained on whole bodies.
+`normalizer_for` picks between the two.
+
+Without normalization (turned off, no statistics for either body, or neither a whole body nor an
+upper body shows) poses are only mapped into the model's frame by `fit_to_frame`.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -63,8 +71,12 @@ _NOSE, _NECK = KEYPOINT_INDEX["nose"], KEYPOINT_INDEX["neck"]
 _ANKLES = [KEYPOINT_INDEX["r_ankle"], KEYPOINT_INDEX["l_ankle"]]
 _HIPS = [KEYPOINT_INDEX["r_hip"], KEYPOINT_INDEX["l_hip"]]
 _LEGS = [[KEYPOINT_INDEX[f"{side}_{joint}"] for joint in ("hip", "knee", "ankle")] for side in ("r", "l")]
-# Statistics made now; version 3 measures bodies by their skeleton's length, 1 and 2 by their height.
-STATS_VERSION = 3
+_SHOULDERS = [KEYPOINT_INDEX["r_shoulder"], KEYPOINT_INDEX["l_shoulder"]]
+# Statistics made now; versions 3 and 4 measure bodies by their skeleton's length, 1 and 2 by their
+# height; version 4 adds the upper body (shoulder width, neck position).
+STATS_VERSION = 4
+_VERSIONS = (1, 2, 3, 4)
+_UPPER_FIELDS = ("shoulder_width", "neck_x", "neck_y")
 # A body's size in a band (each part's length, or the height): a high percentile, as a bone looks
 # longest when it lies across the picture and a body tallest standing straight, but not the max,
 # which a detector glitch sets.
@@ -85,6 +97,8 @@ class PoseStats:
     in version 3, the height in the image in versions 1 and 2.
     centre_x: the median ankle point's offset from the frame centre (/ frame height); None in
     version 1 statistics, which lack it.
+    shoulder_width, neck_x, neck_y: the upper body (`UpperBody`), all three or none (a body whose
+    shoulders never show); versions 1-3 lack them.
     """
 
     frame_width: int
@@ -95,12 +109,15 @@ class PoseStats:
     height_near: float
     centre_x: float | None = None
     version: int = STATS_VERSION
+    shoulder_width: float | None = None
+    neck_x: float | None = None
+    neck_y: float | None = None
 
     def __post_init__(self) -> None:
         """VidtransError naming the first value normalisation cannot use: the heights are divided
         by, the positions interpolated between (NaN or text would fail only once poses are mapped)."""
         problems = {
-            "version": None if is_int(self.version) and self.version in (1, 2, 3) else "must be 1, 2 or 3",
+            "version": None if is_int(self.version) and self.version in _VERSIONS else "must be 1, 2, 3 or 4",
             **{name: None if is_int(getattr(self, name)) and is_frame_side(getattr(self, name))
                else f"must be a whole number of pixels, from 1 to {MAX_FRAME_SIDE}"
                for name in ("frame_width", "frame_height")},
@@ -110,24 +127,36 @@ class PoseStats:
                else "must be a finite number above 0" for name in ("height_far", "height_near")},
             "centre_x": None if self.centre_x is None or is_finite_number(self.centre_x) else (
                 "must be a finite number or None"),
+            "shoulder_width": None if self.shoulder_width is None or (
+                is_finite_number(self.shoulder_width) and self.shoulder_width > 0) else (
+                "must be a finite number above 0, or None"),
+            **{name: None if getattr(self, name) is None or is_finite_number(getattr(self, name))
+               else "must be a finite number or None" for name in ("neck_x", "neck_y")},
         }
         for name, problem in problems.items():
             if problem:
                 raise VidtransError(f"{name} {problem}, got {shown(getattr(self, name))}")
+        given = [getattr(self, name) is not None for name in _UPPER_FIELDS]
+        if any(given) and (not all(given) or self.version < 4):
+            raise VidtransError(f"{', '.join(_UPPER_FIELDS)} go together, and only in version 4 statistics; got "
+                                + ", ".join(f"{name}={shown(getattr(self, name))}" for name in _UPPER_FIELDS)
+                                + f" in version {self.version}")
         if self.near < self.far:  # `far` is the ankle line farthest from the camera: highest in the frame
             raise VidtransError(f"near ({self.near}) must be at least far ({self.far}): ankle lines count from the "
                                 "top of the frame")
 
+    @property
+    def upper_body(self) -> "UpperBody | None":
+        """The target's upper body, for clips that never show a whole body; None before version 4."""
+        return None if self.shoulder_width is None else UpperBody(self.shoulder_width, self.neck_x, self.neck_y)
+
     def to_dict(self) -> dict:
-        data = asdict(self)
-        if self.version == 1:
-            del data["centre_x"]
-        return data
+        return {name: value for name, value in asdict(self).items() if name not in _absent(self.version)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "PoseStats":
-        check_version("pose stats", data.get("version"), (1, 2, 3), _CARD_FIX)
-        names = {f.name for f in fields(cls)} - ({"centre_x"} if data["version"] == 1 else set())
+        check_version("pose stats", data.get("version"), _VERSIONS, _CARD_FIX)
+        names = {f.name for f in fields(cls)} - _absent(data["version"])
         if set(data) != names:
             raise VidtransError(f"pose stats must have exactly the fields {sorted(names)}, got {sorted(data)}; "
                                 f"{_CARD_FIX}")
@@ -135,6 +164,42 @@ class PoseStats:
             return cls(**data)
         except VidtransError as e:
             raise VidtransError(f"{e}; {_CARD_FIX}") from None
+
+
+def _absent(version: int) -> set[str]:
+    """The fields statistics of `version` do not have: centre_x came with version 2, the upper body with 4."""
+    return ({"centre_x"} if version == 1 else set()) | (set(_UPPER_FIELDS) if version < 4 else set())
+
+
+class UpperBody(NamedTuple):
+    """How wide the shoulders appear (their 90th percentile, _SIZE_PERCENTILE) and where the neck
+    usually is (its median: x as the offset from the frame centre), all in frame heights."""
+
+    shoulder_width: float
+    neck_x: float
+    neck_y: float
+
+
+def measure_upper_body(track: np.ndarray, frame_height: int, frame_width: int,
+                       min_confidence: float = 0.0) -> UpperBody:
+    """The upper body of a keypoint track (T, K, 3) in pixels of a frame_width x frame_height
+    video, measured on its frames that show the neck and both shoulders; VidtransError when fewer
+    than _MIN_FRAMES do."""
+    check_min_confidence(min_confidence)
+    track = missing_where_not_finite(check_keypoints(track, dtype=np.float64))
+    shown = track[..., 2] > min_confidence
+    usable = shown[:, _NECK] & shown[:, _SHOULDERS].all(axis=1)
+    if usable.sum() < _MIN_FRAMES:
+        raise VidtransError(f"{_how_many(int(usable.sum()))} the neck and both shoulders, by which an upper body is "
+                            f"fitted (at least {_MIN_FRAMES})")
+    widths = np.linalg.norm(track[usable, _SHOULDERS[0], :2] - track[usable, _SHOULDERS[1], :2], axis=-1)
+    neck = (np.median(track[usable, _NECK, :2], axis=0) + 0.5) / frame_height
+    return UpperBody(float(np.percentile(widths, _SIZE_PERCENTILE) / frame_height),
+                     float(neck[0] - frame_width / frame_height / 2), float(neck[1]))
+
+
+def _how_many(frames: int) -> str:
+    return "no frame shows" if frames == 0 else f"only {count(frames, 'frame')} {'shows' if frames == 1 else 'show'}"
 
 
 def _ankle_points(track: np.ndarray, min_confidence: float) -> tuple[np.ndarray, np.ndarray]:
@@ -232,10 +297,8 @@ def estimate_pose_stats(track: np.ndarray, frame_height: int, frame_width: int, 
     usable = _shows_whole_body(heights)
     whole = int(usable.sum())
     if whole < _MIN_FRAMES:
-        how_many = ("no frame shows" if whole == 0 else
-                    f"only {count(whole, 'frame')} {'shows' if whole == 1 else 'show'}")
         # What the clip lacks, not what to do about it: a run falls back to fitting the frame itself.
-        raise VidtransError(f"{how_many} a whole body (head and ankles); pose normalization needs at least "
+        raise VidtransError(f"{_how_many(whole)} a whole body (head and ankles); pose normalization needs at least "
                             f"{_MIN_FRAMES}")
     centre_x = np.median((ankle_x[usable] + 0.5) / frame_height) - frame_width / frame_height / 2
     ankle_y = (ankle_y[usable] + 0.5) / frame_height
@@ -252,9 +315,15 @@ def estimate_pose_stats(track: np.ndarray, frame_height: int, frame_width: int, 
     else:
         heights = heights[usable] / frame_height
         height_far, height_near = (float(np.percentile(heights[in_band], _SIZE_PERCENTILE)) for in_band in bands)
+    upper = {}
+    if version >= 4:
+        try:
+            upper = measure_upper_body(track, frame_height, frame_width, min_confidence)._asdict()
+        except VidtransError:
+            pass  # shoulders that never show: the statistics go without an upper body
     return PoseStats(frame_width=int(frame_width), frame_height=int(frame_height), far=float(far),
                      near=float(near), height_far=height_far, height_near=height_near,
-                     centre_x=float(centre_x), version=version)
+                     centre_x=float(centre_x), version=version, **upper)
 
 
 class PoseNormalizer:
@@ -332,6 +401,54 @@ class PoseNormalizer:
 
 # Frames a PoseNormalizer maps at once: their float64 working copies take a few MB (whole-body poses).
 _CHUNK = 1024
+
+
+class UpperBodyNormalizer:
+    """Maps poses of a clip that never shows a whole body onto the target's upper body: scaled by
+    the ratio of the shoulder widths, the source's usual neck position moved onto the target's, and
+    travel away from it scaled as the body is (so the dancer's movements stay theirs)."""
+
+    def __init__(self, source: UpperBody, source_size: tuple[int, int], target: PoseStats):
+        if target.upper_body is None:
+            raise VidtransError(f"the target statistics (version {target.version}) have no upper body; upper-body "
+                                "fitting needs version 4")
+        check_frame_size("source_size", source_size)
+        self.source, self.source_size, self.target = source, source_size, target
+
+    def __call__(self, keypoints: np.ndarray) -> np.ndarray:
+        """Mapped copy (float32) of a pose (K, 3) or track (T, K, 3): source pixels in, target pixels out."""
+        kp = _as_float(check_keypoints(keypoints, "keypoints", track=None, dtype=None))
+        (height, width), source, t = self.source_size, self.source, self.target
+        upper = t.upper_body
+        scale = upper.shoulder_width / source.shoulder_width
+        # Positions in frame heights from the frame's centre column and top edge, pixel i spanning [i, i + 1).
+        x = (kp[..., 0] + 0.5) / height - width / height / 2 - source.neck_x
+        y = (kp[..., 1] + 0.5) / height - source.neck_y
+        out = np.zeros_like(kp)
+        out[..., 0] = (t.frame_width / t.frame_height / 2 + upper.neck_x + x * scale) * t.frame_height - 0.5
+        out[..., 1] = (upper.neck_y + y * scale) * t.frame_height - 0.5
+        out[..., 2] = kp[..., 2]
+        out[~(kp[..., 2] > 0)] = 0.0
+        return out.astype(np.float32)
+
+
+def normalizer_for(track: np.ndarray, frame_height: int, frame_width: int,
+                   target: PoseStats) -> tuple[Callable[[np.ndarray], np.ndarray], str | None]:
+    """The normalization of a clip's keypoint track (T, K, 3), in pixels of a frame_width x
+    frame_height video, onto `target`: a `PoseNormalizer` where the clip shows a whole body, else an
+    `UpperBodyNormalizer` where the target statistics have an upper body and the clip shows one.
+    Returns it with None, or with why the whole body could not be measured when the upper body is
+    fitted; VidtransError saying what the clip lacks when neither is possible."""
+    try:
+        return PoseNormalizer(estimate_pose_stats(track, frame_height, frame_width, like=target), target), None
+    except VidtransError as whole_body:
+        if target.upper_body is None:
+            raise
+        try:
+            upper = measure_upper_body(track, frame_height, frame_width)
+        except VidtransError as e:
+            raise VidtransError(f"{whole_body}, and {e}") from None
+        return UpperBodyNormalizer(upper, (frame_height, frame_width), target), str(whole_body)
 
 
 def _as_float(poses: np.ndarray) -> np.ndarray:

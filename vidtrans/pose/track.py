@@ -169,7 +169,7 @@ def pose_stages_for(model, src: str | os.PathLike, reader: VideoReader, pose: Po
     statistics.
     """
     from vidtrans.pose.keypoints import is_whole_body, with_parts
-    from vidtrans.pose.normalize import PoseNormalizer, PoseStats, estimate_pose_stats, fit_to_frame, whole_body_frames
+    from vidtrans.pose.normalize import PoseStats, fit_to_frame, normalizer_for, whole_body_frames
     from vidtrans.pose.smoothing import smooth_track
     from vidtrans.pose.stages import KeypointLookupStage, PoseMapStage
 
@@ -194,14 +194,16 @@ def pose_stages_for(model, src: str | os.PathLike, reader: VideoReader, pose: Po
     transform = None  # fitted to the frame where not normalized
     if normalize and card.target_pose_stats:
         try:
-            target_stats = PoseStats.from_dict(card.target_pose_stats)
-            source_stats = estimate_pose_stats(track, info.height, info.width, like=target_stats)
+            transform, no_whole_body = normalizer_for(track, info.height, info.width,
+                                                      PoseStats.from_dict(card.target_pose_stats))
         except VidtransError as e:
             how += f", fitted to the frame (not normalized: {e})"
         else:
-            transform = PoseNormalizer(source_stats, target_stats)
-            measured = int(whole_body_frames(track).sum())  # the frames estimate_pose_stats measured
-            how += ", normalized to the target's body" + _short_clip_caveat(measured, info.fps)
+            if no_whole_body:
+                how += f", upper body fitted to the target's ({no_whole_body})"
+            else:
+                measured = int(whole_body_frames(track).sum())  # the frames estimate_pose_stats measured
+                how += ", normalized to the target's body" + _short_clip_caveat(measured, info.fps)
     elif normalize:
         how += ", fitted to the frame (not normalized: the model card has no target pose statistics)"
     if transform is None:

@@ -169,3 +169,11 @@ def test_live_fits_a_close_shot_then_normalizes_a_whole_body_once_it_shows():
     assert isinstance(mapper.transform, PoseNormalizer)
     assert mapper.how.startswith("fitted to the frame, then by its upper body, for the first ")
     assert mapper.how.endswith(" s, then normalized to the target's body")
+
+
+@pytest.mark.parametrize("size", [(0, 176), (144, float("nan"))])
+def test_a_frame_size_that_cannot_be_used_is_refused_before_either_fit(size):
+    with pytest.raises(VidtransError, match=r"^frame size must be \(height, width\) in pixels"):
+        normalizer_for(close_shot(), *size, target_stats())
+    with pytest.raises(VidtransError, match=r"^frame size must be \(height, width\) in pixels"):
+        measure_upper_body(close_shot(), *size)

@@ -186,6 +186,7 @@ def measure_upper_body(track: np.ndarray, frame_height: int, frame_width: int,
     video, measured on its frames that show the neck and both shoulders; VidtransError when fewer
     than _MIN_FRAMES do."""
     check_min_confidence(min_confidence)
+    check_frame_size("frame size", (frame_height, frame_width))  # it divides every position
     track = missing_where_not_finite(check_keypoints(track, dtype=np.float64))
     shown = track[..., 2] > min_confidence
     usable = shown[:, _NECK] & shown[:, _SHOULDERS].all(axis=1)
@@ -439,6 +440,7 @@ def normalizer_for(track: np.ndarray, frame_height: int, frame_width: int,
     `UpperBodyNormalizer` where the target statistics have an upper body and the clip shows one.
     Returns it with None, or with why the whole body could not be measured when the upper body is
     fitted; VidtransError saying what the clip lacks when neither is possible."""
+    check_frame_size("frame size", (frame_height, frame_width))  # a bad size is no reason to try the upper body
     try:
         return PoseNormalizer(estimate_pose_stats(track, frame_height, frame_width, like=target), target), None
     except VidtransError as whole_body:

@@ -27,6 +27,7 @@ from vidtrans.atomic import OutputClaim, lock_path
 from vidtrans.errors import UsageError, VidtransError
 from vidtrans.live.loop import STALL_S, run_live
 from vidtrans.pipeline import translate_video
+from vidtrans.pose import PoseStats
 from vidtrans.train.data import PairedFolder, VideoPairs
 from vidtrans.video.camera import Camera
 
@@ -232,14 +233,18 @@ def test_a_file_cameras_long_pause_is_cut_short_and_a_loop_starts_at_once(tmp_pa
                      time_base=Fraction(1, 1000), audio_seconds=1.2).path
     steps = _handed_over(late, monkeypatch, loop=True, frames=6)
     assert steps[2] < 0.5, steps  # from the first pass's last frame to the second's first: one frame
-def test_training_on_upper_body_footage_says_runs_will_not_fit_other_dancers_to_it(tmp_path, caplog):
+def test_training_on_upper_body_footage_says_runs_will_fit_other_dancers_by_their_upper_body(tmp_path, caplog):
     whole = dancer_clip(tmp_path / "whole.mp4", look_name="target", frames=24, size=(128, 128), seed=3)
     upper = [cv2.resize(image[:64], (128, 64)) for image in whole.images]  # head and torso, no ankles
     clip = make_clip(tmp_path / "upper.mp4", frames=len(upper), size=(128, 64), audio=False,
                      frame_fn=lambda i, w, h: upper[i])
     with caplog.at_level(logging.WARNING):
-        assert VideoPairs(clip.path, size=64).target_pose_stats() is None
-    assert any(f"{clip.path}: too few training frames show the whole body" in r.getMessage() for r in caplog.records)
+        stats = PoseStats.from_dict(VideoPairs(clip.path, size=64).target_pose_stats())
+    # Statistics of the upper body alone (version 4), which run fits other dancers to.
+    assert not stats.whole_body and stats.upper_body is not None and stats.far is None
+    assert any(f"{clip.path}: too few training frames show the whole body (head and ankles) to measure it, so run "
+               "and eval will fit other dancers to this person by their upper body" in r.getMessage()
+               for r in caplog.records)
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         assert VideoPairs(whole.path, size=64).target_pose_stats() is not None

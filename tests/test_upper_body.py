@@ -16,7 +16,7 @@ from vidtrans.live.process import LivePoseMapper
 from vidtrans.pose import PoseNormalizer, PoseStats, UpperBodyNormalizer, estimate_pose_stats, normalizer_for
 from vidtrans.pose.files import write_keypoints_npz
 from vidtrans.pose.keypoints import KEYPOINT_INDEX
-from vidtrans.pose.normalize import measure_upper_body
+from vidtrans.pose.normalize import estimate_target_stats, measure_upper_body
 from vidtrans.train.synth import TARGET_LOOK, dance_keypoints
 
 NECK, NOSE = KEYPOINT_INDEX["neck"], KEYPOINT_INDEX["nose"]
@@ -177,3 +177,38 @@ def test_a_frame_size_that_cannot_be_used_is_refused_before_either_fit(size):
         normalizer_for(close_shot(), *size, target_stats())
     with pytest.raises(VidtransError, match=r"^frame size must be \(height, width\) in pixels"):
         measure_upper_body(close_shot(), *size)
+
+
+def test_a_target_trained_on_its_upper_body_fits_every_clip_by_its_upper_body():
+    """A target whose video never showed its whole body (a head-and-shoulders shot) is known by its
+    upper body alone, and clips are fitted to it by theirs, whole bodies too."""
+    target = estimate_target_stats(close_shot(seed=4), 144, 176)
+    assert not target.whole_body and target.far is None and target.centre_x is None
+    assert target.upper_body == measure_upper_body(close_shot(seed=4), 144, 176)
+    assert PoseStats.from_dict(json.loads(json.dumps(target.to_dict()))) == target
+    dance = dance_keypoints(5, 60, 512, 512, TARGET_LOOK)
+    transform, why = normalizer_for(dance, 512, 512, target)
+    assert isinstance(transform, UpperBodyNormalizer) and why == "the target is known by its upper body alone"
+    width = np.percentile(shoulder_widths(transform(dance)), 90)
+    assert width == pytest.approx(target.shoulder_width * 144, rel=1e-4)  # in the target's 176x144 frame
+    shot = close_shot()
+    shot[:, SHOULDERS] = 0.0
+    with pytest.raises(VidtransError, match="^the target is known by its upper body alone, and no frame shows the "
+                                            "neck and both shoulders"):
+        normalizer_for(shot, 144, 176, target)
+    with pytest.raises(VidtransError, match="upper body alone"):
+        PoseNormalizer(estimate_pose_stats(dance, 512, 512), target)
+    # A video showing neither a whole body nor shoulders says both.
+    with pytest.raises(VidtransError, match=r"^no frame shows a whole body.*, and no frame shows the neck"):
+        estimate_target_stats(shot, 144, 176)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"far": 0.8}, "near must be a finite number, got None"),  # the whole body's fields go together
+    ({"shoulder_width": None, "neck_x": None, "neck_y": None}, "need the upper body"),
+    ({"version": 3, "shoulder_width": None, "neck_x": None, "neck_y": None}, "far must be a finite number"),
+])
+def test_upper_body_only_statistics_that_cannot_be_used_are_refused(fields, message):
+    data = {**estimate_target_stats(close_shot(), 144, 176).to_dict(), **fields}
+    with pytest.raises(VidtransError, match=message):
+        PoseStats(**data)

@@ -40,7 +40,9 @@ its shoulders appear (their 90th percentile, as for bones) and where its neck us
 is then fitted by its upper body (`UpperBodyNormalizer`): scaled so its shoulders are as wide as the
 target's, its usual neck position moved onto the target's, so the target's upper body moves as the
 dancer's does instead of a head filling the frame of a model trained on whole bodies.
-`normalizer_for` picks between the two.
+`normalizer_for` picks between the two. A target whose own video never showed its whole body (trained
+on a head-and-shoulders shot) has version 4 statistics of its upper body alone, and every clip is
+fitted to it by its upper body.
 
 Without normalization (turned off, no statistics for either body, or neither a whole body nor an
 upper body shows) poses are only mapped into the model's frame by `fit_to_frame`.
@@ -77,6 +79,7 @@ _SHOULDERS = [KEYPOINT_INDEX["r_shoulder"], KEYPOINT_INDEX["l_shoulder"]]
 STATS_VERSION = 4
 _VERSIONS = (1, 2, 3, 4)
 _UPPER_FIELDS = ("shoulder_width", "neck_x", "neck_y")
+_WHOLE_BODY_FIELDS = ("far", "near", "height_far", "height_near", "centre_x")
 # A body's size in a band (each part's length, or the height): a high percentile, as a bone looks
 # longest when it lies across the picture and a body tallest standing straight, but not the max,
 # which a detector glitch sets.
@@ -99,14 +102,16 @@ class PoseStats:
     version 1 statistics, which lack it.
     shoulder_width, neck_x, neck_y: the upper body (`UpperBody`), all three or none (a body whose
     shoulders never show); versions 1-3 lack them.
+    In version 4, far, near, height_far, height_near and centre_x may all be None: the statistics
+    of a body whose whole body never showed, known by its upper body alone.
     """
 
     frame_width: int
     frame_height: int
-    far: float
-    near: float
-    height_far: float
-    height_near: float
+    far: float | None
+    near: float | None
+    height_far: float | None
+    height_near: float | None
     centre_x: float | None = None
     version: int = STATS_VERSION
     shoulder_width: float | None = None
@@ -116,14 +121,15 @@ class PoseStats:
     def __post_init__(self) -> None:
         """VidtransError naming the first value normalisation cannot use: the heights are divided
         by, the positions interpolated between (NaN or text would fail only once poses are mapped)."""
+        upper_only = self.version == 4 and all(getattr(self, name) is None for name in _WHOLE_BODY_FIELDS)
         problems = {
             "version": None if is_int(self.version) and self.version in _VERSIONS else "must be 1, 2, 3 or 4",
             **{name: None if is_int(getattr(self, name)) and is_frame_side(getattr(self, name))
                else f"must be a whole number of pixels, from 1 to {MAX_FRAME_SIDE}"
                for name in ("frame_width", "frame_height")},
-            **{name: None if is_finite_number(getattr(self, name)) else "must be a finite number"
+            **{name: None if upper_only or is_finite_number(getattr(self, name)) else "must be a finite number"
                for name in ("far", "near")},
-            **{name: None if is_finite_number(getattr(self, name)) and getattr(self, name) > 0
+            **{name: None if upper_only or is_finite_number(getattr(self, name)) and getattr(self, name) > 0
                else "must be a finite number above 0" for name in ("height_far", "height_near")},
             "centre_x": None if self.centre_x is None or is_finite_number(self.centre_x) else (
                 "must be a finite number or None"),
@@ -141,9 +147,19 @@ class PoseStats:
             raise VidtransError(f"{', '.join(_UPPER_FIELDS)} go together, and only in version 4 statistics; got "
                                 + ", ".join(f"{name}={shown(getattr(self, name))}" for name in _UPPER_FIELDS)
                                 + f" in version {self.version}")
+        if upper_only:
+            if self.upper_body is None:
+                raise VidtransError("pose stats without a whole body (far, near, height_far, height_near and "
+                                    "centre_x None) need the upper body: shoulder_width, neck_x and neck_y")
+            return
         if self.near < self.far:  # `far` is the ankle line farthest from the camera: highest in the frame
             raise VidtransError(f"near ({self.near}) must be at least far ({self.far}): ankle lines count from the "
                                 "top of the frame")
+
+    @property
+    def whole_body(self) -> bool:
+        """Whether these statistics measure a whole body (all but version 4's upper-body-only ones)."""
+        return self.far is not None
 
     @property
     def upper_body(self) -> "UpperBody | None":
@@ -331,6 +347,10 @@ class PoseNormalizer:
     """Maps poses of the source video into the target video's frame (EDN global normalisation)."""
 
     def __init__(self, source: PoseStats, target: PoseStats, min_confidence: float = 0.0):
+        for name, stats in (("source", source), ("target", target)):
+            if not stats.whole_body:
+                raise VidtransError(f"the {name} statistics measure an upper body alone, which normalizer_for fits "
+                                    "with an UpperBodyNormalizer")
         if (source.version >= 3) != (target.version >= 3):
             raise VidtransError(
                 f"source statistics (version {source.version}) measure bodies otherwise than the target's "
@@ -436,21 +456,40 @@ class UpperBodyNormalizer:
 def normalizer_for(track: np.ndarray, frame_height: int, frame_width: int,
                    target: PoseStats) -> tuple[Callable[[np.ndarray], np.ndarray], str | None]:
     """The normalization of a clip's keypoint track (T, K, 3), in pixels of a frame_width x
-    frame_height video, onto `target`: a `PoseNormalizer` where the clip shows a whole body, else an
+    frame_height video, onto `target`: a `PoseNormalizer` where both show a whole body, else an
     `UpperBodyNormalizer` where the target statistics have an upper body and the clip shows one.
-    Returns it with None, or with why the whole body could not be measured when the upper body is
-    fitted; VidtransError saying what the clip lacks when neither is possible."""
+    Returns it with None, or with why the whole body is not used when the upper body is fitted;
+    VidtransError saying what the clip lacks when neither is possible."""
     check_frame_size("frame size", (frame_height, frame_width))  # a bad size is no reason to try the upper body
+    if target.whole_body:
+        try:
+            return PoseNormalizer(estimate_pose_stats(track, frame_height, frame_width, like=target), target), None
+        except VidtransError as e:
+            if target.upper_body is None:
+                raise
+            why = str(e)
+    else:
+        why = "the target is known by its upper body alone"
     try:
-        return PoseNormalizer(estimate_pose_stats(track, frame_height, frame_width, like=target), target), None
+        upper = measure_upper_body(track, frame_height, frame_width)
+    except VidtransError as e:
+        raise VidtransError(f"{why}, and {e}") from None
+    return UpperBodyNormalizer(upper, (frame_height, frame_width), target), why
+
+
+def estimate_target_stats(track: np.ndarray, frame_height: int, frame_width: int) -> PoseStats:
+    """A training target's statistics (as `estimate_pose_stats`), or where its video never shows
+    its whole body, those of its upper body alone; VidtransError saying what the video lacks when it
+    shows neither."""
+    try:
+        return estimate_pose_stats(track, frame_height, frame_width)
     except VidtransError as whole_body:
-        if target.upper_body is None:
-            raise
         try:
             upper = measure_upper_body(track, frame_height, frame_width)
         except VidtransError as e:
             raise VidtransError(f"{whole_body}, and {e}") from None
-        return UpperBodyNormalizer(upper, (frame_height, frame_width), target), str(whole_body)
+    return PoseStats(frame_width=int(frame_width), frame_height=int(frame_height), far=None, near=None,
+                     height_far=None, height_near=None, centre_x=None, version=STATS_VERSION, **upper._asdict())
 
 
 def _as_float(poses: np.ndarray) -> np.ndarray:

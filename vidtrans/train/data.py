@@ -915,7 +915,7 @@ class VideoPairs:
                  progress=None, sequence_length: int = 1, trained_on: TrainedOn = TrainedOn()):
         from vidtrans.pose.keypoints import has_person
         from vidtrans.pose.track import detect_keypoints
-        from vidtrans.pose.normalize import estimate_pose_stats
+        from vidtrans.pose.normalize import estimate_target_stats
         from vidtrans.pose.render import PoseStyle
         from vidtrans.pose.smoothing import smooth_track
         from vidtrans.video import VideoReader
@@ -992,13 +992,19 @@ class VideoPairs:
         # Kept frames are in clip order, so no frame from the first held-out one on was trained on.
         self.held_out_from: tuple[int, float] = kept[self.split]
         try:
-            self.stats = estimate_pose_stats(self.poses, size, size).to_dict()
+            stats = estimate_target_stats(self.poses, size, size)
         except VidtransError:
-            # Upper-body footage: the model still trains, but runs cannot fit other dancers to it.
+            # Neither a whole body nor shoulders: the model still trains, but runs cannot fit other dancers to it.
             self.stats = None
-            log.warning("%s: too few training frames show the whole body (head and ankles) to measure it, so run "
-                        "and eval will scale other dancers' poses to the frame instead of fitting them to this "
-                        "body (as for upper-body footage)", self.video)
+            log.warning("%s: too few training frames show the whole body (head and ankles) or the neck and both "
+                        "shoulders to measure the person, so run and eval will scale other dancers' poses to the "
+                        "frame instead of fitting them to this body", self.video)
+        else:
+            self.stats = stats.to_dict()
+            if not stats.whole_body:  # upper-body footage
+                log.warning("%s: too few training frames show the whole body (head and ankles) to measure it, so "
+                            "run and eval will fit other dancers to this person by their upper body (shoulders "
+                            "and neck)", self.video)
         self._validation: dict[int, list[list[tuple[np.ndarray, np.ndarray]]]] = {}
         self._training_starts(sequence_length)  # refuses a clip without such sequences now, not when training
 

@@ -278,6 +278,22 @@ def random_generator(architecture: str, input_nc: int, output_nc: int, ngf: int,
     return net
 
 
+def normalizing_pose_model(folder: Path, architecture: str, size: int, pose_style: dict | None = None):
+    """A tiny pose model (ngf 8, seed 0) at `size` whose card carries a target's body statistics,
+    so `run` normalizes, and `pose_style` where given. Loaded in fp32 on the CPU (the bf16 `auto`
+    picks on some CPUs varies with the batch)."""
+    import vidtrans
+    from vidtrans.models.checkpoint import ModelCard, save_checkpoint
+    from vidtrans.pose import PoseStats
+
+    stats = PoseStats(frame_width=size, frame_height=size, far=0.80, near=0.90, height_far=0.55, height_near=0.62)
+    style = {} if pose_style is None else {"pose_style": pose_style}
+    save_checkpoint(folder, random_generator(architecture, 3, 3, 8, "instance", seed=0),
+                    ModelCard(architecture=architecture, ngf=8, norm="instance", native_size=(size, size),
+                              input_kind="pose", target_pose_stats=stats.to_dict(), **style))
+    return vidtrans.load_model(folder, device="cpu", precision="fp32")
+
+
 # Training options for a network small enough for a step in a fraction of a second on a CPU.
 TINY_TRAINING = ["--arch", "resnet_6blocks", "--size", "64", "--d-scales", "1", "--ngf", "4", "--ndf", "4",
                  "--device", "cpu", "--save-every", "1", "--validate-every", "1"]

@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 
 import vidtrans
-from vidtrans.models.checkpoint import ModelCard, save_checkpoint
-from vidtrans.pose import PoseStats, PoseStyle, render_pose, write_keypoints_npz
+from vidtrans.pose import PoseStyle, render_pose, write_keypoints_npz
 from vidtrans.pose.keypoints import KEYPOINT_INDEX
 from vidtrans.train.synth import SOURCE_LOOK, dance_keypoints, render_person
 
-from tests.media import decode_all, make_clip, random_generator
+from tests.media import decode_all, make_clip, normalizing_pose_model
 
 SIZE = 128
 
@@ -25,12 +24,8 @@ SIZE = 128
 @pytest.fixture(scope="module")
 def normalizing_model(tmp_path_factory):
     """A tiny pose model whose card carries the target's pose statistics, so `run` normalizes."""
-    stats = PoseStats(frame_width=SIZE, frame_height=SIZE, far=0.80, near=0.90, height_far=0.55, height_near=0.62)
-    folder = tmp_path_factory.mktemp("models") / "normalizing"
-    save_checkpoint(folder, random_generator("unet_128", 3, 3, 8, "instance", seed=0),
-                    ModelCard(architecture="unet_128", ngf=8, norm="instance", native_size=(SIZE, SIZE),
-                              input_kind="pose", pose_style=PoseStyle().to_dict(), target_pose_stats=stats.to_dict()))
-    return vidtrans.load_model(folder, device="cpu", precision="fp32")  # bf16 (auto here) varies with the batch
+    return normalizing_pose_model(tmp_path_factory.mktemp("models") / "normalizing", "unet_128", SIZE,
+                                  PoseStyle().to_dict())
 
 
 @pytest.mark.parametrize("ext", ["mkv", "avi"])

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 
 import vidtrans
-from tests.media import Recorder, make_clip, random_generator
+from tests.media import Recorder, make_clip, normalizing_pose_model
 from vidtrans.errors import VidtransError
-from vidtrans.models.checkpoint import ModelCard, save_checkpoint
-from vidtrans.pose import PoseStats, estimate_pose_stats, write_keypoints_npz
+from vidtrans.pose import estimate_pose_stats, write_keypoints_npz
 from vidtrans.pose.keypoints import KEYPOINT_INDEX
 
 SIZE = 64
@@ -23,12 +22,7 @@ FOLLOWED_ADVICE = ("normalize=False", "--no-normalize", "turn normalization off"
 @pytest.fixture(scope="module")
 def normalizing_model(tmp_path_factory):
     """A tiny pose model whose card carries the target's body statistics, so `run` normalizes."""
-    stats = PoseStats(frame_width=SIZE, frame_height=SIZE, far=0.80, near=0.90, height_far=0.55, height_near=0.62)
-    folder = tmp_path_factory.mktemp("models") / "normalizing"
-    save_checkpoint(folder, random_generator("resnet_6blocks", 3, 3, 8, "instance", seed=0),
-                    ModelCard(architecture="resnet_6blocks", ngf=8, norm="instance", native_size=(SIZE, SIZE),
-                              input_kind="pose", target_pose_stats=stats.to_dict()))
-    return vidtrans.load_model(folder, device="cpu", precision="fp32")
+    return normalizing_pose_model(tmp_path_factory.mktemp("models") / "normalizing", "resnet_6blocks", SIZE)
 
 
 def upper_body(frames: int, x: float, width: int, height: int) -> np.ndarray:

@@ -153,15 +153,24 @@ def test_run_fits_a_close_shot_to_the_target_and_old_cards_to_the_frame(tmp_path
 
 
 def test_live_fits_a_close_shot_then_normalizes_a_whole_body_once_it_shows():
-    """A camera at a desk: the upper body is fitted after the warm-up; the person stepping back
-    into full view is normalized as a whole, with the mapping told as it happened."""
+    """A camera at a desk: the upper body is fitted as soon as a few frames show it (a head does not
+    fill the frame for the warm-up's seconds), measured again on the warm-up's frames; the person
+    stepping back into full view is normalized as a whole, with the mapping told as it happened."""
     target = target_stats(64)
     mapper = LivePoseMapper((144, 176), (64, 64), target.to_dict())
     shot = close_shot(60)
-    for i, pose in enumerate(shot):
-        mapper(pose, 100.0 + i / 20)  # 3 s at 20 fps
-    assert isinstance(mapper.transform, UpperBodyNormalizer)
-    assert mapper.how.startswith("fitted to the frame for the first 2.0 s, then its upper body fitted to the "
+    for i, pose in enumerate(shot[:10]):
+        mapper(pose, 100.0 + i / 20)  # 0.5 s at 20 fps: within the warm-up
+    early = mapper.transform
+    assert isinstance(early, UpperBodyNormalizer)
+    assert mapper.how == ("fitted to the frame for the first 0.2 s, then its upper body fitted to the target's while "
+                          "the whole body was looked for")  # from the fifth frame on
+    assert early.source == measure_upper_body(shot[:5], 144, 176)
+    for i, pose in enumerate(shot[10:], 10):
+        mapper(pose, 100.0 + i / 20)  # to 3 s
+    assert isinstance(mapper.transform, UpperBodyNormalizer) and mapper.transform is not early
+    assert mapper.transform.source == measure_upper_body(shot[:41], 144, 176)  # the frames up to 2 s
+    assert mapper.how.startswith("fitted to the frame for the first 0.2 s, then its upper body fitted to the "
                                  "target's (no frame shows a whole body")
     whole = dance_keypoints(7, 80, 144, 176, TARGET_LOOK)
     for i, pose in enumerate(whole):

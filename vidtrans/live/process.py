@@ -9,6 +9,8 @@ collected so far, up to GIVE_UP_S; after that the pose stays fitted to the frame
 shows only the upper body (a desk, a close shot) gets it fitted to the target's upper body
 (`normalize.normalizer_for`) where the card's statistics have one, while the whole body is still
 looked for up to GIVE_UP_S: someone stepping back into full view is then normalized as a whole.
+The upper body is fitted as soon as a few frames show it, during the warm-up too (measured again at
+its end), so that a close shot does not draw a head filling the model's frame for its first seconds.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ class LivePoseMapper:
         self.collected: list[np.ndarray] = []
         self.start: float | None = None
         self.next_try = WARMUP_S
+        self.upper_fitted_at: float | None = None  # seconds into the session
+        self.upper_measured_in_full = False  # on the warm-up's frames at least, not a few
         if not normalize:
             self.how = "fitted to the frame (normalization off)"
         elif self.target is None:
@@ -90,6 +94,8 @@ class LivePoseMapper:
         self.collected.append(keypoints)
         elapsed = t - self.start
         if elapsed < self.next_try:
+            if self.transform is self.fit:
+                self._fit_upper_body(elapsed)
             return
         before = "fitted to the frame" if self.transform is self.fit else "fitted to the frame, then by its upper body,"
         try:
@@ -100,10 +106,11 @@ class LivePoseMapper:
             self.transform, self.target, self.collected = transform, None, []
             self.how = f"{before} for the first {elapsed:.1f} s, then normalized to the target's body"
             return
-        if transform is not None and self.transform is self.fit:  # the upper body, the first time
-            self.transform = transform
-            self.how = (f"fitted to the frame for the first {elapsed:.1f} s, then its upper body fitted to the "
-                        f"target's ({no_whole_body})")
+        if transform is not None and not self.upper_measured_in_full:  # the upper body, on all frames so far
+            self.transform, self.upper_measured_in_full = transform, True
+            self.upper_fitted_at = elapsed if self.upper_fitted_at is None else self.upper_fitted_at
+            self.how = (f"fitted to the frame for the first {self.upper_fitted_at:.1f} s, then its upper body fitted "
+                        f"to the target's ({no_whole_body})")
         self.next_try += 1.0
         if self.next_try > GIVE_UP_S:
             self.target, self.collected = None, []
@@ -111,6 +118,21 @@ class LivePoseMapper:
                 self.how = f"fitted to the frame (not normalized: {no_whole_body})"
         elif self.transform is self.fit:
             self.how = f"fitted to the frame (not normalized yet, last tried at {elapsed:.1f} s: {no_whole_body})"
+
+    def _fit_upper_body(self, elapsed: float) -> None:
+        """During the warm-up: the upper body fitted to the target's once frames enough show it."""
+        from vidtrans.pose.normalize import UpperBodyNormalizer, measure_upper_body
+
+        if self.target.upper_body is None:
+            return
+        try:
+            upper = measure_upper_body(np.stack(self.collected), *self.source_size)
+        except VidtransError:
+            return  # too few frames show the neck and both shoulders yet
+        self.transform = UpperBodyNormalizer(upper, self.source_size, self.target)
+        self.upper_fitted_at = elapsed
+        self.how = (f"fitted to the frame for the first {elapsed:.1f} s, then its upper body fitted to the target's "
+                    "while the whole body was looked for")
 
 
 class AlternatingWholeBodyDetector:

@@ -80,6 +80,11 @@ STATS_VERSION = 4
 _VERSIONS = (1, 2, 3, 4)
 _UPPER_FIELDS = ("shoulder_width", "neck_x", "neck_y")
 _WHOLE_BODY_FIELDS = ("far", "near", "height_far", "height_near", "centre_x")
+# What statistics may hold, in frame heights: far past any frame a body is filmed in, and sizes a
+# pixel of the largest frame could show, so that no mapping overflows or divides by next to nothing.
+_MAX_EXTENT, _MIN_SIZE = 100.0, 1e-4
+_POSITION = f"must be a finite number from {-_MAX_EXTENT:g} to {_MAX_EXTENT:g} (frame heights)"
+_SIZE = f"must be a finite number above 0, from {_MIN_SIZE:g} to {_MAX_EXTENT:g} (frame heights)"
 # A body's size in a band (each part's length, or the height): a high percentile, as a bone looks
 # longest when it lies across the picture and a body tallest standing straight, but not the max,
 # which a detector glitch sets.
@@ -122,22 +127,24 @@ class PoseStats:
         """VidtransError naming the first value normalisation cannot use: the heights are divided
         by, the positions interpolated between (NaN or text would fail only once poses are mapped)."""
         upper_only = self.version == 4 and all(getattr(self, name) is None for name in _WHOLE_BODY_FIELDS)
+
+        def position(value) -> bool:
+            return is_finite_number(value) and abs(value) <= _MAX_EXTENT
+
+        def size(value) -> bool:
+            return is_finite_number(value) and _MIN_SIZE <= value <= _MAX_EXTENT
+
         problems = {
             "version": None if is_int(self.version) and self.version in _VERSIONS else "must be 1, 2, 3 or 4",
             **{name: None if is_int(getattr(self, name)) and is_frame_side(getattr(self, name))
                else f"must be a whole number of pixels, from 1 to {MAX_FRAME_SIDE}"
                for name in ("frame_width", "frame_height")},
-            **{name: None if upper_only or is_finite_number(getattr(self, name)) else "must be a finite number"
+            **{name: None if upper_only or position(getattr(self, name)) else _POSITION
                for name in ("far", "near")},
-            **{name: None if upper_only or is_finite_number(getattr(self, name)) and getattr(self, name) > 0
-               else "must be a finite number above 0" for name in ("height_far", "height_near")},
-            "centre_x": None if self.centre_x is None or is_finite_number(self.centre_x) else (
-                "must be a finite number or None"),
-            "shoulder_width": None if self.shoulder_width is None or (
-                is_finite_number(self.shoulder_width) and self.shoulder_width > 0) else (
-                "must be a finite number above 0, or None"),
-            **{name: None if getattr(self, name) is None or is_finite_number(getattr(self, name))
-               else "must be a finite number or None" for name in ("neck_x", "neck_y")},
+            **{name: None if upper_only or size(getattr(self, name)) else _SIZE for name in ("height_far", "height_near")},
+            **{name: None if getattr(self, name) is None or position(getattr(self, name)) else f"{_POSITION}, or None"
+               for name in ("centre_x", "neck_x", "neck_y")},
+            "shoulder_width": None if self.shoulder_width is None or size(self.shoulder_width) else f"{_SIZE}, or None",
         }
         for name, problem in problems.items():
             if problem:

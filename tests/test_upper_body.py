@@ -215,7 +215,8 @@ def test_a_target_trained_on_its_upper_body_fits_every_clip_by_its_upper_body():
 
 
 @pytest.mark.parametrize("fields, message", [
-    ({"far": 0.8}, r"near must be a finite number from -100 to 100 \(frame heights\), got None"),  # the whole body's fields go together
+    # The whole body's fields go together.
+    ({"far": 0.8}, r"near must be a finite number from -100 to 100 \(frame heights\), got None"),
     ({"shoulder_width": None, "neck_x": None, "neck_y": None}, "need the upper body"),
     ({"version": 3, "shoulder_width": None, "neck_x": None, "neck_y": None}, "far must be a finite number from -100"),
 ])

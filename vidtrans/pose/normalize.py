@@ -141,7 +141,8 @@ class PoseStats:
                for name in ("frame_width", "frame_height")},
             **{name: None if upper_only or position(getattr(self, name)) else _POSITION
                for name in ("far", "near")},
-            **{name: None if upper_only or size(getattr(self, name)) else _SIZE for name in ("height_far", "height_near")},
+            **{name: None if upper_only or size(getattr(self, name)) else _SIZE
+               for name in ("height_far", "height_near")},
             **{name: None if getattr(self, name) is None or position(getattr(self, name)) else f"{_POSITION}, or None"
                for name in ("centre_x", "neck_x", "neck_y")},
             "shoulder_width": None if self.shoulder_width is None or size(self.shoulder_width) else f"{_SIZE}, or None",

@@ -253,18 +253,29 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
         with av.logging.Capture(), av.open(io.BytesIO(), "w", format=container) as probe:
             holdable = holdable_codecs(probe)
             usual = [name for name in _COMMON_ENCODERS if name in av.codecs_available and name in holdable and name != codec]
-            other = ".mov" if suffix.lower() == ".mkv" else ".mkv"
-            fix = f"use the codec {' or '.join(usual[:2])}, or another extension such as {other}" if usual else \
-                f"use another extension such as {other}"
-            if probe.format.name == "gif":  # a GIF holds FFmpeg's GIF codec alone, in a palette format
-                fix = (f"use {spell_setting('codec', 'gif')} with {spell_setting('pix_fmt', 'rgb8')}, or another "
-                       f"extension such as {other}")
+
+            def refused(reason: str) -> ContainerError | UsageError:
+                # The extension advised is one whose container was tried and holds this video: a fixed
+                # one (.mkv, else .mov) sent utvideo from .mkv to .mov and back, neither holding it.
+                other = _extension_holding(codec, options, encode.pix_fmt, suffix)
+                codecs = f"use the codec {' or '.join(usual[:2])}" if usual else ""
+                if other is None:  # no container helps: the codec is what to change (batch: for every clip)
+                    return UsageError(f"{dst}: a {suffix} file cannot hold {codec} video{reason}, nor can "
+                                      f"{_listed(e for e in _HOLDING_TRIED if e != suffix.lower())}; "
+                                      f"{codecs or 'use another codec'}")
+                fix = f"{codecs}, or another extension such as {other}" if usual else \
+                    f"use another extension such as {other}"
+                if probe.format.name == "gif":  # a GIF holds FFmpeg's GIF codec alone, in a palette format
+                    fix = (f"use {spell_setting('codec', 'gif')} with {spell_setting('pix_fmt', 'rgb8')}, or another "
+                           f"extension such as {other}")
+                return ContainerError(f"{dst}: a {suffix} file cannot hold {codec} video{reason}; {fix}", other[1:])
+
             try:
                 if probe.format.name in _HOLDS and codec not in holdable:
                     raise ValueError(codec)  # FFmpeg would mux it as data no reader recognises
                 stream = probe.add_stream(codec, options=options)
             except ValueError:  # not among the codecs FFmpeg lets this container hold
-                raise ContainerError(f"{dst}: a {suffix} file cannot hold {codec} video; {fix}", other[1:]) from None
+                raise refused("") from None
             stream.width, stream.height, stream.pix_fmt = _SETTINGS_SIZE, _SETTINGS_SIZE, encode.pix_fmt
             stream.codec_context.color_range = _JPEG_RANGE if full_range(codec, encode.pix_fmt) else _MPEG_RANGE
             try:
@@ -278,8 +289,7 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
             try:
                 probe.start_encoding()  # the container's header: some refuse a codec only here (.mov and VP9)
             except av.FFmpegError as e:
-                raise ContainerError(f"{dst}: a {suffix} file cannot hold {codec} video ({first_line(e)}); {fix}",
-                                     other[1:]) from None
+                raise refused(f" ({first_line(e)})") from None
             if probe.format.name == "gif":  # its muxer refuses to close a file without a picture
                 blank = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="rgb24")
                 blank = blank.reformat(format=encode.pix_fmt)
@@ -287,10 +297,45 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
                 probe.mux(stream.encode(blank))
                 probe.mux(stream.encode(None))
     except av.FFmpegError as e:  # the container refused as it closed (.mxf wants more than a header)
+        if (other := _extension_holding(codec, options, encode.pix_fmt, suffix)) is None:
+            raise UsageError(f"{dst}: FFmpeg cannot write a {suffix} file of {codec} video ({first_line(e)}), nor "
+                             f"any of {_listed(_HOLDING_TRIED)}; use another codec") from None
         raise ContainerError(f"{dst}: FFmpeg cannot write a {suffix} file of {codec} video ({first_line(e)}); use "
-                             "another extension such as .mp4 or .mkv", "mp4") from None
+                             f"another extension such as {other}", other[1:]) from None
     _settings_checked[suffix.lower(), encode] = codec, dict(options)
     return codec, options
+
+
+# The extensions tried, in this order, for one whose container holds a video that the output's cannot.
+_HOLDING_TRIED = (".mkv", ".mov", ".mp4", ".avi", ".nut")
+
+
+def _extension_holding(codec: str, options: dict[str, str], pix_fmt: str, suffix: str) -> str | None:
+    """The first of `_HOLDING_TRIED` other than `suffix` whose container takes `codec` video with
+    these settings (its header written into memory, as `check_output_settings` tries the output's),
+    or None when none does (image codecs such as bmp, which no video container holds)."""
+    for extension in _HOLDING_TRIED:
+        if extension == suffix.lower():
+            continue
+        try:
+            with av.logging.Capture(), av.open(io.BytesIO(), "w", format=_container_format(f"x{extension}")) as probe:
+                if probe.format.name in _HOLDS and codec not in holdable_codecs(probe):
+                    continue
+                stream = probe.add_stream(codec, options=options)
+                stream.width, stream.height, stream.pix_fmt = _SETTINGS_SIZE, _SETTINGS_SIZE, pix_fmt
+                stream.codec_context.color_range = _JPEG_RANGE if full_range(codec, pix_fmt) else _MPEG_RANGE
+                stream.codec_context.open()
+                probe.start_encoding()
+        except (ValueError, av.FFmpegError):  # refused when added, opened, started or closed
+            continue
+        return extension
+    return None
+
+
+def _listed(items) -> str:
+    """'a, b or c'."""
+    items = list(items)
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
 
 
 def _quiet_svt_av1() -> None:

@@ -295,7 +295,7 @@ def _video_streams(path, streams):
     ("cover.mp4", [(32, 32, 1, (200, 200, 200), True), (64, 48, 10, (0, 0, 255), False)],
      "its 1 cover picture is left out"),
     ("preview.mkv", [(32, 32, 1, (200, 200, 200), False), (64, 48, 10, (0, 0, 255), False)],
-     "its 1 other video stream is left out; only the one with the largest pictures is translated"),
+     "its 1 other video stream is left out; only the one with the largest pictures is read"),
 ])
 def test_the_video_translated_is_the_clip_not_its_cover_or_preview(tmp_path, name, streams, warning):
     """A cover picture (or a small track) stored first was what run translated: one 32x32 frame."""

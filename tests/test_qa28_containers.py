@@ -80,3 +80,28 @@ def test_usual_advice_is_unchanged():
     assert refused.value.extension == "mkv"
     with pytest.raises(ContainerError, match=r"such as \.mov$"):
         check_output_settings("o.mkv", EncodeOptions(codec="png", pix_fmt="rgb24"))
+
+
+def test_pose_of_a_clip_with_two_video_streams_says_which_it_read_not_translated(cli, tmp_path):
+    # `pose` translates nothing, yet its warning said the largest stream "is translated".
+    import av
+    import numpy as np
+
+    src = tmp_path / "two.mkv"
+    with av.open(str(src), "w") as out:
+        streams = [out.add_stream("libx264", rate=25) for _ in range(2)]
+        for stream, (width, height) in zip(streams, [(32, 32), (48, 16)]):
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(3):
+            for stream in streams:
+                frame = av.VideoFrame.from_ndarray(np.full((stream.height, stream.width, 3), 40 * i, np.uint8),
+                                                   format="rgb24")
+                frame.pts = i
+                out.mux(stream.encode(frame))
+        for stream in streams:
+            out.mux(stream.encode(None))
+    result = cli("pose", src, "-o", tmp_path / "pose.mp4")
+    assert result.returncode == 0, result.stderr
+    assert ("two.mkv: its 1 other video stream is left out; only the one with the largest pictures is read, as "
+            "ffmpeg picks") in result.stderr
+    assert "translated" not in result.stderr

@@ -818,7 +818,7 @@ class _Muxer:
             self.left_out.append(f"{src}: its {count(len(covers), 'cover picture')} {_are(len(covers))} left out")
         if videos := [s for s in videos if s not in covers]:
             self.left_out.append(f"{src}: its {count(len(videos), 'other video stream')} {_are(len(videos))} left "
-                                 "out; only the one with the largest pictures is translated, as ffmpeg picks")
+                                 "out; only the one with the largest pictures is read, as ffmpeg picks")
         for kind, streams in others.items():
             self.left_out.append(f"{src}: its {count(len(streams), f'{kind} stream')} (timecode, camera telemetry "
                                  f"or the like) {_are(len(streams))} left out; vidtrans copies audio, subtitles, "

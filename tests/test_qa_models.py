@@ -128,9 +128,9 @@ BROKEN_CARDS = {
                           "height_far must be"),
     # Finite but absurd: the mappings overflowed (a NumPy warning, and garbage poses drawn).
     "stats-huge-height": ({**POSE_CARD, "target_pose_stats": {**STATS, "height_near": 1e300}}, "target_pose_stats",
-                          "height_near must be a finite number above 0, from 0.0001 to 100 (frame heights)"),
+                          "height_near must be a finite number above 0, from 1/1048576 to 1048576 (frame heights)"),
     "stats-tiny-shoulders": ({**POSE_CARD, "target_pose_stats": {**STATS, **TINY_SHOULDERS}}, "target_pose_stats",
-                             "shoulder_width must be a finite number above 0, from 0.0001"),
+                             "shoulder_width must be a finite number above 0, from 1/1048576"),
     "stats-zero-frame": ({**POSE_CARD, "target_pose_stats": {**STATS, "frame_height": 0}}, "target_pose_stats",
                          "frame_height must be"),
     "stats-version": ({**POSE_CARD, "target_pose_stats": {**STATS, "version": 9}}, "target_pose_stats",
@@ -206,7 +206,7 @@ def test_old_cards_keep_loading(tmp_path, rgb_model_dir):
 def test_style_and_statistics_check_their_values_when_made():
     with pytest.raises(VidtransError, match=r"^limb_width must be a finite number, 0 or more, got -1"):
         PoseStyle(limb_width=-1)
-    with pytest.raises(VidtransError, match=r"^height_near must be a finite number above 0, from 0.0001 to 100 "
+    with pytest.raises(VidtransError, match=r"^height_near must be a finite number above 0, from 1/1048576 to 1048576 "
                                             r"\(frame heights\), got nan"):
         PoseStats(frame_width=64, frame_height=64, far=0.8, near=0.9, height_far=0.5, height_near=NAN)
     with pytest.raises(VidtransError, match=r"^near \(0.7\) must be at least far \(0.8\)"):

@@ -80,11 +80,12 @@ STATS_VERSION = 4
 _VERSIONS = (1, 2, 3, 4)
 _UPPER_FIELDS = ("shoulder_width", "neck_x", "neck_y")
 _WHOLE_BODY_FIELDS = ("far", "near", "height_far", "height_near", "centre_x")
-# What statistics may hold, in frame heights: far past any frame a body is filmed in, and sizes a
-# pixel of the largest frame could show, so that no mapping overflows or divides by next to nothing.
-_MAX_EXTENT, _MIN_SIZE = 100.0, 1e-4
-_POSITION = f"must be a finite number from {-_MAX_EXTENT:g} to {_MAX_EXTENT:g} (frame heights)"
-_SIZE = f"must be a finite number above 0, from {_MIN_SIZE:g} to {_MAX_EXTENT:g} (frame heights)"
+# What statistics may hold, in frame heights: what the most extreme frame vidtrans takes could show
+# (a pixel of the tallest, the whole width of the widest and lowest), so that no mapping overflows
+# or divides by next to nothing.
+_MAX_EXTENT, _MIN_SIZE = float(MAX_FRAME_SIDE), 1 / MAX_FRAME_SIDE
+_POSITION = f"must be a finite number from -{MAX_FRAME_SIDE} to {MAX_FRAME_SIDE} (frame heights)"
+_SIZE = f"must be a finite number above 0, from 1/{MAX_FRAME_SIDE} to {MAX_FRAME_SIDE} (frame heights)"
 # A body's size in a band (each part's length, or the height): a high percentile, as a bone looks
 # longest when it lies across the picture and a body tallest standing straight, but not the max,
 # which a detector glitch sets.

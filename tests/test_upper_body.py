@@ -80,7 +80,7 @@ def test_a_whole_body_is_normalized_as_before_and_a_body_without_shoulders_is_re
     shot = close_shot()
     shot[:, SHOULDERS] = 0.0
     with pytest.raises(VidtransError, match=r"^no frame shows a whole body.*, and no frame shows the neck and both "
-                                            r"shoulders, by which an upper body is fitted \(at least 5\)$"):
+                                            r"shoulders apart, by which an upper body is fitted \(at least 5\)$"):
         normalizer_for(shot, 144, 176, target)
     # Statistics without an upper body (versions 1-3) refuse as the whole body does.
     older = PoseStats(**{**target.to_dict(), "shoulder_width": None, "neck_x": None, "neck_y": None, "version": 3})

@@ -208,19 +208,21 @@ class UpperBody(NamedTuple):
 def measure_upper_body(track: np.ndarray, frame_height: int, frame_width: int,
                        min_confidence: float = 0.0) -> UpperBody:
     """The upper body of a keypoint track (T, K, 3) in pixels of a frame_width x frame_height
-    video, measured on its frames that show the neck and both shoulders; VidtransError when fewer
+    video, measured on its frames that show the neck and both shoulders apart; VidtransError when fewer
     than _MIN_FRAMES do."""
     check_min_confidence(min_confidence)
     check_frame_size("frame size", (frame_height, frame_width))  # it divides every position
     track = missing_where_not_finite(check_keypoints(track, dtype=np.float64))
     shown = track[..., 2] > min_confidence
-    usable = shown[:, _NECK] & shown[:, _SHOULDERS].all(axis=1)
+    widths = np.linalg.norm(track[:, _SHOULDERS[0], :2] - track[:, _SHOULDERS[1], :2], axis=-1) / frame_height
+    # Shoulders on one point (a detector's glitch, or a file's) give no size to scale by: a width of 0
+    # divided the fit, and one statistics cannot hold refused a whole body's statistics too.
+    usable = shown[:, _NECK] & shown[:, _SHOULDERS].all(axis=1) & (widths >= _MIN_SIZE)
     if usable.sum() < _MIN_FRAMES:
-        raise VidtransError(f"{_how_many(int(usable.sum()))} the neck and both shoulders, by which an upper body is "
-                            f"fitted (at least {_MIN_FRAMES})")
-    widths = np.linalg.norm(track[usable, _SHOULDERS[0], :2] - track[usable, _SHOULDERS[1], :2], axis=-1)
+        raise VidtransError(f"{_how_many(int(usable.sum()))} the neck and both shoulders apart, by which an upper "
+                            f"body is fitted (at least {_MIN_FRAMES})")
     neck = (np.median(track[usable, _NECK, :2], axis=0) + 0.5) / frame_height
-    return UpperBody(float(np.percentile(widths, _SIZE_PERCENTILE) / frame_height),
+    return UpperBody(float(np.percentile(widths[usable], _SIZE_PERCENTILE)),
                      float(neck[0] - frame_width / frame_height / 2), float(neck[1]))
 
 

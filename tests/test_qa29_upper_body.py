@@ -1,0 +1,53 @@
+"""QA round 29: the upper-body fit (pose statistics version 4) as a hostile user meets it."""
+
+import numpy as np
+import pytest
+
+from tests.test_upper_body import SHOULDERS, close_shot, target_stats
+from vidtrans.errors import VidtransError
+from vidtrans.live.process import LivePoseMapper
+from vidtrans.pose import estimate_pose_stats, normalizer_for
+from vidtrans.pose.normalize import measure_upper_body
+from vidtrans.train.synth import TARGET_LOOK, dance_keypoints
+
+
+def shoulders_together(track: np.ndarray) -> np.ndarray:
+    """`track` with the left shoulder drawn on the right one (a detector's glitch, or a file's)."""
+    track = track.copy()
+    track[:, SHOULDERS[1], :2] = track[:, SHOULDERS[0], :2]
+    return track
+
+
+def test_shoulders_on_one_point_are_not_an_upper_body_to_divide_by():
+    # Before: shoulder_width 0, and the normalizer divided by it (ZeroDivisionError from `vidtrans run`).
+    shot = shoulders_together(close_shot())
+    with pytest.raises(VidtransError, match="shoulders apart"):
+        measure_upper_body(shot, 144, 176)
+    with pytest.raises(VidtransError, match="shoulders apart"):
+        normalizer_for(shot, 144, 176, target_stats())
+
+
+def test_frames_with_shoulders_on_one_point_are_left_out_of_the_measure():
+    shot = close_shot(60)
+    glitched = shot.copy()
+    glitched[:54] = shoulders_together(shot[:54])  # 54 of 60 frames: the 90th percentile was 0
+    assert measure_upper_body(glitched, 144, 176) == measure_upper_body(shot[54:], 144, 176)
+
+
+def test_a_whole_body_with_shoulders_on_one_point_is_still_normalized_as_a_whole():
+    # Before: the version 4 measure refused the source's shoulder_width 0, so a clip whose whole
+    # body shows lost its whole-body normalization.
+    dance = shoulders_together(dance_keypoints(5, 60, 256, 256, TARGET_LOOK))
+    stats = estimate_pose_stats(dance, 256, 256)
+    assert stats.whole_body and stats.upper_body is None
+    _, no_whole_body = normalizer_for(dance, 256, 256, target_stats())
+    assert no_whole_body is None
+
+
+def test_live_keeps_the_frame_fit_for_shoulders_on_one_point():
+    mapper = LivePoseMapper((144, 176), (256, 256), target_stats().to_dict())
+    shot = shoulders_together(close_shot())
+    for i, pose in enumerate(shot):
+        out = mapper(pose, i / 30)
+        assert np.isfinite(out).all()
+    assert mapper.transform is mapper.fit

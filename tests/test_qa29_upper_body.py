@@ -6,7 +6,7 @@ import pytest
 from tests.test_upper_body import SHOULDERS, close_shot, target_stats
 from vidtrans.errors import VidtransError
 from vidtrans.live.process import LivePoseMapper
-from vidtrans.pose import estimate_pose_stats, normalizer_for
+from vidtrans.pose import PoseStats, estimate_pose_stats, normalizer_for
 from vidtrans.pose.normalize import measure_upper_body
 from vidtrans.train.synth import TARGET_LOOK, dance_keypoints
 
@@ -51,3 +51,17 @@ def test_live_keeps_the_frame_fit_for_shoulders_on_one_point():
         out = mapper(pose, i / 30)
         assert np.isfinite(out).all()
     assert mapper.transform is mapper.fit
+
+
+@pytest.mark.parametrize("change, given", [({"centre_x": 0.1}, "version 4, centre_x=0.1"),
+                                           ({"version": 3}, "version 3, centre_x=None")])
+def test_statistics_without_a_whole_body_say_what_they_lack_not_that_far_is_missing(change, given):
+    # Before: "far must be a finite number ..., got None", asking for an ankle line the card never had.
+    upper = {**target_stats().to_dict(), "far": None, "near": None, "height_far": None, "height_near": None,
+             "centre_x": None}
+    assert not PoseStats.from_dict(upper).whole_body
+    data = {**upper, **change}
+    if data["version"] == 3:
+        data = {name: value for name, value in data.items() if name not in ("shoulder_width", "neck_x", "neck_y")}
+    with pytest.raises(VidtransError, match=rf"^pose stats without a whole body .* got {given}; fix the model card"):
+        PoseStats.from_dict(data)

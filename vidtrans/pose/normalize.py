@@ -148,6 +148,12 @@ class PoseStats:
                for name in ("centre_x", "neck_x", "neck_y")},
             "shoulder_width": None if self.shoulder_width is None or size(self.shoulder_width) else f"{_SIZE}, or None",
         }
+        if not problems["version"] and not upper_only and all(getattr(self, name) is None
+                                                              for name in _WHOLE_BODY_FIELDS[:4]):
+            # Not "far must be a number": these are meant as an upper body's, which lacks the ankle lines.
+            raise VidtransError("pose stats without a whole body (far, near, height_far and height_near None) are "
+                                "version 4's of an upper body alone, whose centre_x is None too; got version "
+                                f"{self.version}, centre_x={shown(self.centre_x)}")
         for name, problem in problems.items():
             if problem:
                 raise VidtransError(f"{name} {problem}, got {shown(getattr(self, name))}")

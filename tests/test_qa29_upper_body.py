@@ -7,7 +7,7 @@ from tests.test_upper_body import SHOULDERS, close_shot, target_stats
 from vidtrans.errors import VidtransError
 from vidtrans.live.process import LivePoseMapper
 from vidtrans.pose import PoseStats, estimate_pose_stats, normalizer_for
-from vidtrans.pose.normalize import measure_upper_body
+from vidtrans.pose.normalize import UpperBody, UpperBodyNormalizer, measure_upper_body
 from vidtrans.train.synth import TARGET_LOOK, dance_keypoints
 
 
@@ -65,3 +65,16 @@ def test_statistics_without_a_whole_body_say_what_they_lack_not_that_far_is_miss
         data = {name: value for name, value in data.items() if name not in ("shoulder_width", "neck_x", "neck_y")}
     with pytest.raises(VidtransError, match=rf"^pose stats without a whole body .* got {given}; fix the model card"):
         PoseStats.from_dict(data)
+
+
+@pytest.mark.parametrize("source, problem", [
+    (UpperBody(0.0, 0.0, 0.5), "shoulder_width must be a finite number above 0"),
+    (UpperBody(float("nan"), 0.0, 0.5), "shoulder_width must be a finite number above 0"),
+    (UpperBody(0.2, "x", 0.5), "neck_x must be a finite number"),
+    ((0.2, 0.0, 0.5), "source must be an UpperBody"),
+])
+def test_an_upper_body_normalizer_refuses_a_source_it_cannot_map_by(source, problem):
+    # Before: accepted, then a ZeroDivisionError, NaN poses, a NumPy type error or an AttributeError
+    # when poses were mapped.
+    with pytest.raises(VidtransError, match=problem):
+        UpperBodyNormalizer(source, (144, 176), target_stats())

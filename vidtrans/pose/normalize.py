@@ -86,6 +86,18 @@ _WHOLE_BODY_FIELDS = ("far", "near", "height_far", "height_near", "centre_x")
 _MAX_EXTENT, _MIN_SIZE = float(MAX_FRAME_SIDE), 1 / MAX_FRAME_SIDE
 _POSITION = f"must be a finite number from -{MAX_FRAME_SIDE} to {MAX_FRAME_SIDE} (frame heights)"
 _SIZE = f"must be a finite number above 0, from 1/{MAX_FRAME_SIDE} to {MAX_FRAME_SIDE} (frame heights)"
+
+
+def _is_position(value) -> bool:
+    """Whether `value` is a position statistics may hold (_POSITION)."""
+    return is_finite_number(value) and abs(value) <= _MAX_EXTENT
+
+
+def _is_size(value) -> bool:
+    """Whether `value` is a size statistics may hold (_SIZE)."""
+    return is_finite_number(value) and _MIN_SIZE <= value <= _MAX_EXTENT
+
+
 # A body's size in a band (each part's length, or the height): a high percentile, as a bone looks
 # longest when it lies across the picture and a body tallest standing straight, but not the max,
 # which a detector glitch sets.
@@ -128,25 +140,19 @@ class PoseStats:
         """VidtransError naming the first value normalisation cannot use: the heights are divided
         by, the positions interpolated between (NaN or text would fail only once poses are mapped)."""
         upper_only = self.version == 4 and all(getattr(self, name) is None for name in _WHOLE_BODY_FIELDS)
-
-        def position(value) -> bool:
-            return is_finite_number(value) and abs(value) <= _MAX_EXTENT
-
-        def size(value) -> bool:
-            return is_finite_number(value) and _MIN_SIZE <= value <= _MAX_EXTENT
-
         problems = {
             "version": None if is_int(self.version) and self.version in _VERSIONS else "must be 1, 2, 3 or 4",
             **{name: None if is_int(getattr(self, name)) and is_frame_side(getattr(self, name))
                else f"must be a whole number of pixels, from 1 to {MAX_FRAME_SIDE}"
                for name in ("frame_width", "frame_height")},
-            **{name: None if upper_only or position(getattr(self, name)) else _POSITION
+            **{name: None if upper_only or _is_position(getattr(self, name)) else _POSITION
                for name in ("far", "near")},
-            **{name: None if upper_only or size(getattr(self, name)) else _SIZE
+            **{name: None if upper_only or _is_size(getattr(self, name)) else _SIZE
                for name in ("height_far", "height_near")},
-            **{name: None if getattr(self, name) is None or position(getattr(self, name)) else f"{_POSITION}, or None"
-               for name in ("centre_x", "neck_x", "neck_y")},
-            "shoulder_width": None if self.shoulder_width is None or size(self.shoulder_width) else f"{_SIZE}, or None",
+            **{name: None if getattr(self, name) is None or _is_position(getattr(self, name))
+               else f"{_POSITION}, or None" for name in ("centre_x", "neck_x", "neck_y")},
+            "shoulder_width": None if self.shoulder_width is None or _is_size(self.shoulder_width)
+            else f"{_SIZE}, or None",
         }
         if not problems["version"] and not upper_only and all(getattr(self, name) is None
                                                               for name in _WHOLE_BODY_FIELDS[:4]):
@@ -451,6 +457,13 @@ class UpperBodyNormalizer:
             raise VidtransError(f"the target statistics (version {target.version}) have no upper body; upper-body "
                                 "fitting needs version 4")
         check_frame_size("source_size", source_size)
+        # Checked now, as PoseStats are: a width of 0 or text would fail only once poses are mapped.
+        if not isinstance(source, UpperBody):
+            raise VidtransError(f"source must be an UpperBody (measure_upper_body's), not {shown(source)}")
+        for name, value in source._asdict().items():
+            size = name == "shoulder_width"
+            if not (_is_size if size else _is_position)(value):
+                raise VidtransError(f"source {name} {_SIZE if size else _POSITION}, got {shown(value)}")
         self.source, self.source_size, self.target = source, source_size, target
 
     def __call__(self, keypoints: np.ndarray) -> np.ndarray:

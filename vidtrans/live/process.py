@@ -121,15 +121,14 @@ class LivePoseMapper:
 
     def _fit_upper_body(self, elapsed: float) -> None:
         """During the warm-up: the upper body fitted to the target's once frames enough show it."""
-        from vidtrans.pose.normalize import UpperBodyNormalizer, measure_upper_body
+        from vidtrans.pose.normalize import UpperBodyNormalizer
 
         if self.target.upper_body is None:
             return
         try:
-            upper = measure_upper_body(np.stack(self.collected), *self.source_size)
+            self.transform = UpperBodyNormalizer.measured(np.stack(self.collected), *self.source_size, self.target)
         except VidtransError:
             return  # too few frames show the neck and both shoulders yet
-        self.transform = UpperBodyNormalizer(upper, self.source_size, self.target)
         self.upper_fitted_at = elapsed
         self.how = (f"fitted to the frame for the first {elapsed:.1f} s, then its upper body fitted to the target's "
                     "while the whole body was looked for")

@@ -466,6 +466,13 @@ class UpperBodyNormalizer:
                 raise VidtransError(f"source {name} {_SIZE if size else _POSITION}, got {shown(value)}")
         self.source, self.source_size, self.target = source, source_size, target
 
+    @classmethod
+    def measured(cls, track: np.ndarray, frame_height: int, frame_width: int,
+                 target: PoseStats) -> "UpperBodyNormalizer":
+        """The fit of a clip's keypoint track (T, K, 3), in pixels of a frame_width x frame_height
+        video, measured on it (`measure_upper_body`: VidtransError when too few frames show it)."""
+        return cls(measure_upper_body(track, frame_height, frame_width), (frame_height, frame_width), target)
+
     def __call__(self, keypoints: np.ndarray) -> np.ndarray:
         """Mapped copy (float32) of a pose (K, 3) or track (T, K, 3): source pixels in, target pixels out."""
         kp = _as_float(check_keypoints(keypoints, "keypoints", track=None, dtype=None))
@@ -501,10 +508,9 @@ def normalizer_for(track: np.ndarray, frame_height: int, frame_width: int,
     else:
         why = "the target is known by its upper body alone"
     try:
-        upper = measure_upper_body(track, frame_height, frame_width)
+        return UpperBodyNormalizer.measured(track, frame_height, frame_width, target), why
     except VidtransError as e:
         raise VidtransError(f"{why}, and {e}") from None
-    return UpperBodyNormalizer(upper, (frame_height, frame_width), target), why
 
 
 def estimate_target_stats(track: np.ndarray, frame_height: int, frame_width: int) -> PoseStats:

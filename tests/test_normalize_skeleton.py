@@ -45,7 +45,8 @@ def clip(frame: int, crouching: float, frames: int = 60, seed: int = 0, size: fl
 
 def older(stats: dict) -> dict:
     """Version 4 statistics as a dict without the upper body, which versions 1-3 lack."""
-    return {key: value for key, value in stats.items() if key not in ("shoulder_width", "neck_x", "neck_y")}
+    return {key: value for key, value in stats.items()
+            if key not in ("shoulder_width", "neck_x", "neck_y", "head_length")}
 
 
 def nose_to_ankle(track: np.ndarray) -> np.ndarray:

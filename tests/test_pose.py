@@ -389,7 +389,7 @@ def test_a_target_trained_on_a_crop_around_them_sees_their_own_video_as_trained(
     mapped = PoseNormalizer(estimate_pose_stats(video, 360, 640), target)(video)
     np.testing.assert_allclose(mapped[..., :2], crop[..., :2], atol=0.5)
 
-    upper = {"shoulder_width", "neck_x", "neck_y"}  # version 4's upper body, which versions 1-3 lack
+    upper = {"shoulder_width", "neck_x", "neck_y", "head_length"}  # version 4's upper body, which versions 1-3 lack
     version_1 = PoseStats.from_dict({k: v for k, v in target.to_dict().items() if k not in upper | {"centre_x"}}
                                     | {"version": 1})
     assert version_1.centre_x is None and version_1.to_dict().keys() == target.to_dict().keys() - upper - {"centre_x"}

@@ -119,7 +119,8 @@ def without(card, name):
     return {k: v for k, v in card.items() if k != name}
 
 
-TINY_SHOULDERS = {"version": 4, "centre_x": 0.0, "shoulder_width": 1e-300, "neck_x": 0.0, "neck_y": 0.4}
+TINY_SHOULDERS = {"version": 4, "centre_x": 0.0, "shoulder_width": 1e-300, "neck_x": 0.0, "neck_y": 0.4,
+                  "head_length": None}
 # name: (card, the field named, what the message says)
 BROKEN_CARDS = {
     "stats-text": ({**POSE_CARD, "target_pose_stats": {**STATS, "far": "x"}}, "target_pose_stats", "far must be"),

@@ -25,6 +25,10 @@ UPPER = ["nose", "neck", "r_shoulder", "l_shoulder", "r_elbow", "l_elbow", "r_wr
          "r_ear", "l_ear"]
 
 
+# Version 4's upper body, which versions 1-3 lack.
+NO_UPPER_BODY = {"shoulder_width": None, "neck_x": None, "neck_y": None, "head_length": None}
+
+
 def target_stats(size: int = 256) -> PoseStats:
     """The statistics of a dance of the synthetic target in a `size` square frame (version 4)."""
     return estimate_pose_stats(dance_keypoints(3, 120, size, size, TARGET_LOOK), size, size)
@@ -83,7 +87,7 @@ def test_a_whole_body_is_normalized_as_before_and_a_body_without_shoulders_is_re
                                             r"shoulders apart, by which an upper body is fitted \(at least 5\)$"):
         normalizer_for(shot, 144, 176, target)
     # Statistics without an upper body (versions 1-3) refuse as the whole body does.
-    older = PoseStats(**{**target.to_dict(), "shoulder_width": None, "neck_x": None, "neck_y": None, "version": 3})
+    older = PoseStats(**{**target.to_dict(), **NO_UPPER_BODY, "version": 3})
     with pytest.raises(VidtransError, match=r"^no frame shows a whole body \(head and ankles\); pose normalization "
                                             r"needs at least 5$"):
         normalizer_for(close_shot(), 144, 176, older)
@@ -106,7 +110,7 @@ def test_upper_body_fields_that_cannot_be_used_are_refused(fields, message):
 
 def test_version_3_cards_read_without_an_upper_body():
     data = {key: value for key, value in target_stats().to_dict().items()
-            if key not in ("shoulder_width", "neck_x", "neck_y")} | {"version": 3}
+            if key not in NO_UPPER_BODY} | {"version": 3}
     stats = PoseStats.from_dict(data)
     assert stats.upper_body is None and stats.to_dict() == data
     with pytest.raises(VidtransError, match="exactly the fields"):
@@ -133,7 +137,7 @@ def test_run_fits_a_close_shot_to_the_target_and_old_cards_to_the_frame(tmp_path
     shutil.copytree("checkpoints/pose2person", model)
     if version == 3:
         card = json.loads((model / "card.json").read_text())
-        for name in ("shoulder_width", "neck_x", "neck_y"):
+        for name in NO_UPPER_BODY:
             del card["target_pose_stats"][name]
         card["target_pose_stats"]["version"] = 3
         (model / "card.json").write_text(json.dumps(card))
@@ -217,11 +221,52 @@ def test_a_target_trained_on_its_upper_body_fits_every_clip_by_its_upper_body():
 @pytest.mark.parametrize("fields, message", [
     # The whole body's fields go together.
     ({"far": 0.8}, r"near must be a finite number from -1048576 to 1048576 \(frame heights\), got None"),
-    ({"shoulder_width": None, "neck_x": None, "neck_y": None}, "need the upper body"),
-    ({"version": 3, "shoulder_width": None, "neck_x": None, "neck_y": None},
+    (NO_UPPER_BODY, "need the upper body"),
+    ({"version": 3, **NO_UPPER_BODY},
      r"without a whole body .* got version 3, centre_x=None$"),
 ])
 def test_upper_body_only_statistics_that_cannot_be_used_are_refused(fields, message):
     data = {**estimate_target_stats(close_shot(), 144, 176).to_dict(), **fields}
+    with pytest.raises(VidtransError, match=message):
+        PoseStats(**data)
+
+
+def side_on(shot: np.ndarray, narrow: float = 0.2) -> np.ndarray:
+    """`shot` seen from the side: each frame's shoulders drawn `narrow` of their width apart."""
+    turned = shot.copy()
+    middle = turned[:, SHOULDERS, :2].mean(axis=1, keepdims=True)
+    turned[:, SHOULDERS, :2] = middle + (turned[:, SHOULDERS, :2] - middle) * narrow
+    return turned
+
+
+def test_a_close_shot_seen_from_the_side_throughout_is_sized_by_its_head():
+    """Shoulders seen a fifth of their width apart in every frame would scale the body five times
+    too large: where the shoulders make it much larger than the head does, the head sizes it."""
+    target, shot = target_stats(), side_on(close_shot())
+    assert target.head_length is not None
+    mapped = UpperBodyNormalizer.measured(shot, 144, 176, target)(shot)
+    heads = np.linalg.norm(mapped[:, NOSE, :2] - mapped[:, NECK, :2], axis=-1)
+    assert np.percentile(heads, 90) == pytest.approx(target.head_length * 256, rel=1e-4)
+    # Seen from the front, the shoulders size it (the head only guards against a turned body).
+    front = UpperBodyNormalizer.measured(close_shot(), 144, 176, target)(close_shot())
+    assert np.percentile(shoulder_widths(front), 90) == pytest.approx(target.shoulder_width * 256, rel=1e-4)
+    # Without the nose, nothing tells the turn: the shoulders size it, as before.
+    noseless = shot.copy()
+    noseless[:, NOSE] = 0.0
+    assert measure_upper_body(noseless, 144, 176).head_length is None
+    mapped = UpperBodyNormalizer.measured(noseless, 144, 176, target)(noseless)
+    assert np.percentile(shoulder_widths(mapped), 90) == pytest.approx(target.shoulder_width * 256, rel=1e-4)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({**NO_UPPER_BODY, "head_length": 0.1}, "go together"),
+    ({"head_length": 0.0}, "head_length must be a finite number above 0"),
+    ({"head_length": None}, None),  # a target whose nose never showed
+])
+def test_the_head_length_goes_with_the_upper_body_or_is_none(fields, message):
+    data = {**target_stats().to_dict(), **fields}
+    if message is None:
+        assert PoseStats.from_dict(data).upper_body.head_length is None
+        return
     with pytest.raises(VidtransError, match=message):
         PoseStats(**data)

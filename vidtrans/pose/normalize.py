@@ -36,9 +36,10 @@ the same statistics, and a source whose statistics equal the target's is mapped 
 
 A clip that never shows a whole body (a head-and-shoulders shot, a webcam at a desk) cannot be
 placed by its ankles. Since statistics version 4 the target's upper body is measured too: how wide
-its shoulders appear (their 90th percentile, as for bones) and where its neck usually is. Such a clip
-is then fitted by its upper body (`UpperBodyNormalizer`): scaled so its shoulders are as wide as the
-target's, its usual neck position moved onto the target's, so the target's upper body moves as the
+its shoulders appear (their 90th percentile, as for bones), where its neck usually is, and how long
+its head appears. Such a clip is then fitted by its upper body (`UpperBodyNormalizer`): scaled so its
+shoulders are as wide as the target's (or its head as long, for a clip seen from the side
+throughout: _TURNED), its usual neck position moved onto the target's, so the target's upper body moves as the
 dancer's does instead of a head filling the frame of a model trained on whole bodies.
 `normalizer_for` picks between the two. A target whose own video never showed its whole body (trained
 on a head-and-shoulders shot) has version 4 statistics of its upper body alone, and every clip is
@@ -75,10 +76,17 @@ _HIPS = [KEYPOINT_INDEX["r_hip"], KEYPOINT_INDEX["l_hip"]]
 _LEGS = [[KEYPOINT_INDEX[f"{side}_{joint}"] for joint in ("hip", "knee", "ankle")] for side in ("r", "l")]
 _SHOULDERS = [KEYPOINT_INDEX["r_shoulder"], KEYPOINT_INDEX["l_shoulder"]]
 # Statistics made now; versions 3 and 4 measure bodies by their skeleton's length, 1 and 2 by their
-# height; version 4 adds the upper body (shoulder width, neck position).
+# height; version 4 adds the upper body (shoulder width, neck position, head length).
 STATS_VERSION = 4
 _VERSIONS = (1, 2, 3, 4)
 _UPPER_FIELDS = ("shoulder_width", "neck_x", "neck_y")
+# The upper body's head length: a version 4 field of its own, None where the nose never showed.
+_HEAD = "head_length"
+# Shoulders are seen narrower than their width when the body turns; the 90th percentile takes a
+# clip's widest view, but a clip seen from the side throughout has none. Sized by its shoulders, a
+# body that comes out this much larger than its head says is taken as turned and sized by the head
+# (people's shoulders-to-head proportions differ by less: pose2person's cartoon 1.67, a man 2.0).
+_TURNED = 1.25
 _WHOLE_BODY_FIELDS = ("far", "near", "height_far", "height_near", "centre_x")
 # What statistics may hold, in frame heights: what the most extreme frame vidtrans takes could show
 # (a pixel of the tallest, the whole width of the widest and lowest), so that no mapping overflows
@@ -119,7 +127,7 @@ class PoseStats:
     centre_x: the median ankle point's offset from the frame centre (/ frame height); None in
     version 1 statistics, which lack it.
     shoulder_width, neck_x, neck_y: the upper body (`UpperBody`), all three or none (a body whose
-    shoulders never show); versions 1-3 lack them.
+    shoulders never show); head_length with them, or None (a nose never shown); versions 1-3 lack them.
     In version 4, far, near, height_far, height_near and centre_x may all be None: the statistics
     of a body whose whole body never showed, known by its upper body alone.
     """
@@ -135,6 +143,7 @@ class PoseStats:
     shoulder_width: float | None = None
     neck_x: float | None = None
     neck_y: float | None = None
+    head_length: float | None = None
 
     def __post_init__(self) -> None:
         """VidtransError naming the first value normalisation cannot use: the heights are divided
@@ -151,8 +160,8 @@ class PoseStats:
                for name in ("height_far", "height_near")},
             **{name: None if getattr(self, name) is None or _is_position(getattr(self, name))
                else f"{_POSITION}, or None" for name in ("centre_x", "neck_x", "neck_y")},
-            "shoulder_width": None if self.shoulder_width is None or _is_size(self.shoulder_width)
-            else f"{_SIZE}, or None",
+            **{name: None if getattr(self, name) is None or _is_size(getattr(self, name)) else f"{_SIZE}, or None"
+               for name in ("shoulder_width", _HEAD)},
         }
         if not problems["version"] and not upper_only and all(getattr(self, name) is None
                                                               for name in _WHOLE_BODY_FIELDS[:4]):
@@ -164,7 +173,7 @@ class PoseStats:
             if problem:
                 raise VidtransError(f"{name} {problem}, got {shown(getattr(self, name))}")
         given = [getattr(self, name) is not None for name in _UPPER_FIELDS]
-        if any(given) and (not all(given) or self.version < 4):
+        if (any(given) or self.head_length is not None) and (not all(given) or self.version < 4):
             raise VidtransError(f"{', '.join(_UPPER_FIELDS)} go together, and only in version 4 statistics; got "
                                 + ", ".join(f"{name}={shown(getattr(self, name))}" for name in _UPPER_FIELDS)
                                 + f" in version {self.version}")
@@ -185,7 +194,8 @@ class PoseStats:
     @property
     def upper_body(self) -> "UpperBody | None":
         """The target's upper body, for clips that never show a whole body; None before version 4."""
-        return None if self.shoulder_width is None else UpperBody(self.shoulder_width, self.neck_x, self.neck_y)
+        return None if self.shoulder_width is None else UpperBody(self.shoulder_width, self.neck_x, self.neck_y,
+                                                                  self.head_length)
 
     def to_dict(self) -> dict:
         return {name: value for name, value in asdict(self).items() if name not in _absent(self.version)}
@@ -205,16 +215,19 @@ class PoseStats:
 
 def _absent(version: int) -> set[str]:
     """The fields statistics of `version` do not have: centre_x came with version 2, the upper body with 4."""
-    return ({"centre_x"} if version == 1 else set()) | (set(_UPPER_FIELDS) if version < 4 else set())
+    return ({"centre_x"} if version == 1 else set()) | ({*_UPPER_FIELDS, _HEAD} if version < 4 else set())
 
 
 class UpperBody(NamedTuple):
-    """How wide the shoulders appear (their 90th percentile, _SIZE_PERCENTILE) and where the neck
-    usually is (its median: x as the offset from the frame centre), all in frame heights."""
+    """How wide the shoulders appear (their 90th percentile, _SIZE_PERCENTILE), where the neck
+    usually is (its median: x as the offset from the frame centre) and how long the head appears,
+    nose to neck (its 90th percentile; None when fewer than _MIN_FRAMES of those frames show the
+    nose), all in frame heights."""
 
     shoulder_width: float
     neck_x: float
     neck_y: float
+    head_length: float | None = None
 
 
 def measure_upper_body(track: np.ndarray, frame_height: int, frame_width: int,
@@ -234,8 +247,11 @@ def measure_upper_body(track: np.ndarray, frame_height: int, frame_width: int,
         raise VidtransError(f"{_how_many(int(usable.sum()))} the neck and both shoulders apart, by which an upper "
                             f"body is fitted (at least {_MIN_FRAMES})")
     neck = (np.median(track[usable, _NECK, :2], axis=0) + 0.5) / frame_height
+    heads = np.linalg.norm(track[:, _NOSE, :2] - track[:, _NECK, :2], axis=-1) / frame_height
+    with_head = usable & shown[:, _NOSE] & (heads >= _MIN_SIZE)
+    head = float(np.percentile(heads[with_head], _SIZE_PERCENTILE)) if with_head.sum() >= _MIN_FRAMES else None
     return UpperBody(float(np.percentile(widths[usable], _SIZE_PERCENTILE)),
-                     float(neck[0] - frame_width / frame_height / 2), float(neck[1]))
+                     float(neck[0] - frame_width / frame_height / 2), float(neck[1]), head)
 
 
 def _how_many(frames: int) -> str:
@@ -461,7 +477,9 @@ class UpperBodyNormalizer:
         if not isinstance(source, UpperBody):
             raise VidtransError(f"source must be an UpperBody (measure_upper_body's), not {shown(source)}")
         for name, value in source._asdict().items():
-            size = name == "shoulder_width"
+            if name == _HEAD and value is None:
+                continue
+            size = name in ("shoulder_width", _HEAD)
             if not (_is_size if size else _is_position)(value):
                 raise VidtransError(f"source {name} {_SIZE if size else _POSITION}, got {shown(value)}")
         self.source, self.source_size, self.target = source, source_size, target
@@ -479,6 +497,10 @@ class UpperBodyNormalizer:
         (height, width), source, t = self.source_size, self.source, self.target
         upper = t.upper_body
         scale = upper.shoulder_width / source.shoulder_width
+        if upper.head_length is not None and source.head_length is not None:
+            by_head = upper.head_length / source.head_length
+            if scale > _TURNED * by_head:  # shoulders seen turned away throughout: the head sizes the body
+                scale = by_head
         # Positions in frame heights from the frame's centre column and top edge, pixel i spanning [i, i + 1).
         x = (kp[..., 0] + 0.5) / height - width / height / 2 - source.neck_x
         y = (kp[..., 1] + 0.5) / height - source.neck_y

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
 import math
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,10 @@ _COPY_CHUNK = 1 << 28
 # its scaled copy. Counted in float32 also under autocast, which keeps norms in float32.
 _IO_COPIES = 4
 _FLOAT_BYTES = 4
+# ONNX Runtime's CPU graph holds more at its peak than PyTorch eager, whose activations the estimate
+# counts: measured 1.10-1.35x it for resnet_6blocks at 2048-4096 px, batches of 1-4 (PyTorch: 0.93x).
+# Counted as PyTorch's, passes sized to the memory available ran out of it.
+_ORT_MEMORY = 1.5
 # Batches a GPU works on at once, each on its own CUDA stream: one batch's copies to and from the
 # host overlap another's kernels, where on one stream every batch is a round trip the GPU idles
 # through. More would only queue on the device and hold its memory.
@@ -352,6 +358,11 @@ class Translator:
         self._compiled = None
         self._compiled_shape: tuple[int, ...] | None = None
         self._compile_lock = threading.Lock()
+        # Bytes the CPU passes running now were sized to take (`_cpu_memory_for`): the pipeline's two
+        # translation workers, and a batch's clips, each size a pass by the memory available, and
+        # measured at once each took it all (two passes of 15 GB on a 23 GB machine, killed).
+        self._cpu_memory = threading.Condition()
+        self._cpu_reserved = 0
 
     def _onnx_generator(self, checkpoint: Checkpoint, backend: str):
         """ONNX Runtime running `checkpoint`'s generator (see `onnx_backend.cached_generator`); None,
@@ -399,15 +410,19 @@ class Translator:
         channels = max(self.card.input_nc, 3) + 3
         values = peak_activations(self.card.architecture, self.card.ngf, padded_h, padded_w)
         values += _IO_COPIES * channels * padded_h * padded_w
+        if self.backend == "onnxruntime":
+            values = int(values * _ORT_MEMORY)
         return values * _FLOAT_BYTES + height * width * 3  # and the uint8 output frame
 
-    def frames_per_pass(self, count: int, height: int, width: int) -> int:
+    def frames_per_pass(self, count: int, height: int, width: int, taken: int = 0) -> int:
         """How many of `count` frames of height x width one forward pass can take in the memory
-        available: all of them, or fewer; VidtransError naming the size when not even one fits."""
+        available, less `taken` bytes other passes are about to use: all of them, or fewer;
+        VidtransError naming the size when not even one fits."""
         available = available_memory(self.device)
         per_frame = self.frame_memory(height, width)
         if available is None:
             return count
+        available = max(0, available - taken)
         share = available // self.in_flight  # the other batches in flight may need as much
         if per_frame * count <= share:
             return count
@@ -421,6 +436,32 @@ class Translator:
                             f"{per_frame / 2**30:.1f} GiB of {memory_name(self.device)} memory per frame, but "
                             f"{available / 2**30:.1f} GiB "
                             f"is available; {fix}")
+
+    @contextlib.contextmanager
+    def _cpu_memory_for(self, count: int, height: int, width: int) -> Iterator[int]:
+        """`frames_per_pass` for a pass on the CPU that runs beside others (held until it ends):
+        sized by what the passes already running leave, and, where not one frame fits beside them,
+        waiting for them to end. A GPU bounds its passes by `in_flight` instead."""
+        if self.device.type == "cuda":
+            yield self.frames_per_pass(count, height, width)
+            return
+        per_frame = self.frame_memory(height, width)
+        with self._cpu_memory:
+            while True:
+                try:
+                    step = self.frames_per_pass(count, height, width, taken=self._cpu_reserved)
+                    break
+                except VidtransError:
+                    if not self._cpu_reserved:  # not even alone: refused, naming the size
+                        raise
+                    self._cpu_memory.wait()
+            self._cpu_reserved += step * per_frame
+        try:
+            yield step
+        finally:
+            with self._cpu_memory:
+                self._cpu_reserved -= step * per_frame
+                self._cpu_memory.notify_all()
 
     def compile(self) -> None:
         """Use torch.compile for the whole device-side step (pays off on long clips only).
@@ -501,11 +542,11 @@ class Translator:
             raise UsageError(f"translate_tensor expects a uint8 tensor of RGB frames, shape (N, H, W, 3), got {got}; "
                              "translate takes NumPy arrays")
         if not self.temporal:
-            step = self.frames_per_pass(*frames.shape[:3])
-            if step >= len(frames):
-                return self._call(frames, None)[0]
-            # Frames come out the same in a batch of any size, so smaller passes change nothing.
-            return torch.cat([self._call(part, None)[0] for part in frames.split(step)])
+            with self._cpu_memory_for(*frames.shape[:3]) as step:
+                if step >= len(frames):
+                    return self._call(frames, None)[0]
+                # Frames come out the same in a batch of any size, so smaller passes change nothing.
+                return torch.cat([self._call(part, None)[0] for part in frames.split(step)])
         self.frames_per_pass(1, *frames.shape[1:3])  # refuses a size where not even one frame fits
         state = RecurrentState() if state is None else state
         work_size = self.working_size(*frames.shape[1:3])

@@ -271,13 +271,9 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
                 return ContainerError(f"{dst}: a {suffix} file cannot hold {codec} video{reason}; {fix}", other[1:])
 
             try:
-                if probe.format.name in _HOLDS and codec not in holdable:
-                    raise ValueError(codec)  # FFmpeg would mux it as data no reader recognises
-                stream = probe.add_stream(codec, options=options)
+                stream = _settings_stream(probe, codec, options, encode.pix_fmt)
             except ValueError:  # not among the codecs FFmpeg lets this container hold
                 raise refused("") from None
-            stream.width, stream.height, stream.pix_fmt = _SETTINGS_SIZE, _SETTINGS_SIZE, encode.pix_fmt
-            stream.codec_context.color_range = _JPEG_RANGE if full_range(codec, encode.pix_fmt) else _MPEG_RANGE
             try:
                 stream.codec_context.open()
             except av.FFmpegError as e:
@@ -319,17 +315,25 @@ def _extension_holding(codec: str, options: dict[str, str], pix_fmt: str, suffix
             continue
         try:
             with av.logging.Capture(), av.open(io.BytesIO(), "w", format=_container_format(f"x{extension}")) as probe:
-                if probe.format.name in _HOLDS and codec not in holdable_codecs(probe):
-                    continue
-                stream = probe.add_stream(codec, options=options)
-                stream.width, stream.height, stream.pix_fmt = _SETTINGS_SIZE, _SETTINGS_SIZE, pix_fmt
-                stream.codec_context.color_range = _JPEG_RANGE if full_range(codec, pix_fmt) else _MPEG_RANGE
-                stream.codec_context.open()
+                _settings_stream(probe, codec, options, pix_fmt).codec_context.open()
                 probe.start_encoding()
         except (ValueError, av.FFmpegError):  # refused when added, opened, started or closed
             continue
         return extension
     return None
+
+
+def _settings_stream(probe: av.container.OutputContainer, codec: str, options: dict[str, str],
+                     pix_fmt: str) -> av.video.stream.VideoStream:
+    """A `codec` stream of `pix_fmt` pictures (_SETTINGS_SIZE square, the colour range the output
+    gets) added to `probe`, unopened, for trying the settings; ValueError where the container
+    cannot hold the codec."""
+    if probe.format.name in _HOLDS and codec not in holdable_codecs(probe):
+        raise ValueError(codec)  # FFmpeg would mux it as data no reader recognises
+    stream = probe.add_stream(codec, options=options)
+    stream.width, stream.height, stream.pix_fmt = _SETTINGS_SIZE, _SETTINGS_SIZE, pix_fmt
+    stream.codec_context.color_range = _JPEG_RANGE if full_range(codec, pix_fmt) else _MPEG_RANGE
+    return stream
 
 
 def _listed(items) -> str:

@@ -174,8 +174,9 @@ class PoseStats:
                 raise VidtransError(f"{name} {problem}, got {shown(getattr(self, name))}")
         given = [getattr(self, name) is not None for name in _UPPER_FIELDS]
         if (any(given) or self.head_length is not None) and (not all(given) or self.version < 4):
-            raise VidtransError(f"{', '.join(_UPPER_FIELDS)} go together, and only in version 4 statistics; got "
-                                + ", ".join(f"{name}={shown(getattr(self, name))}" for name in _UPPER_FIELDS)
+            raise VidtransError(f"{', '.join(_UPPER_FIELDS)} go together (and {_HEAD} with them), and only in "
+                                "version 4 statistics; got "
+                                + ", ".join(f"{name}={shown(getattr(self, name))}" for name in (*_UPPER_FIELDS, _HEAD))
                                 + f" in version {self.version}")
         if upper_only:
             if self.upper_body is None:

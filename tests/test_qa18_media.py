@@ -29,7 +29,8 @@ def test_advice_never_names_the_extension_given(rgb_model_dir, cli, tmp_path):
 
 def test_a_refused_pixel_format_names_those_the_codec_takes(rgb_model_dir, cli, tmp_path):
     clip = make_clip(tmp_path / "in.mp4", frames=2, size=(64, 48), audio=False)
-    line = one_line(cli("run", clip.path, "-o", tmp_path / "x.mov", "--model", rgb_model_dir, "--codec", "png"), 2)
+    line = one_line(cli("run", clip.path, "-o", tmp_path / "x.mov", "--model", rgb_model_dir, "--codec", "png",
+                        "--pix-fmt", "yuv420p"), 2)
     assert line.endswith("cannot be encoded by png; pass one of rgb24, rgba, rgb48be, rgba64be, pal8, gray, ya8, "
                          "gray16be, ya16be, monob")
     assert not (tmp_path / "x.mov").exists()

@@ -184,12 +184,13 @@ def test_keypoints_with_pose_none_name_the_flags(cli, tmp_path, clip):
 
 def test_encoder_settings_name_the_flag_on_the_command_line_and_the_field_in_python(cli, tmp_path, clip,
                                                                                   rgb_model_dir):
-    line = one_line(cli("run", clip, "--model", rgb_model_dir, "--codec", "png", "-o", tmp_path / "o.mkv"), 2)
+    line = one_line(cli("run", clip, "--model", rgb_model_dir, "--codec", "png", "--pix-fmt", "yuv420p", "-o",
+                        tmp_path / "o.mkv"), 2)
     assert "--pix-fmt 'yuv420p' cannot be encoded by png" in line
     line = one_line(cli("run", clip, "--model", rgb_model_dir, "--crf", 99, "-o", tmp_path / "o.mp4"), 2)
     assert "--crf 99 is outside what libx264 takes" in line
     with pytest.raises(UsageError, match=r"^pix_fmt 'yuv420p' cannot be encoded by png"):
-        check_output_settings(tmp_path / "o.mkv", EncodeOptions(codec="png"))
+        check_output_settings(tmp_path / "o.mkv", EncodeOptions(codec="png", pix_fmt="yuv420p"))
 
 
 def test_usage_errors_name_the_command_whose_help_to_see(cli):

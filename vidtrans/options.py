@@ -380,6 +380,10 @@ MAX_THREADS = 1024
 MAX_BATCH = 1024
 
 
+# --pix-fmt's default, no format FFmpeg names: the writer picks one the codec takes (`video.writer`).
+AUTO_PIX_FMT = "auto"
+
+
 @dataclass(frozen=True)
 class EncodeOptions(_Options):
     """How output video is encoded. The encoder itself checks the codec, pixel format, the top of
@@ -390,8 +394,9 @@ class EncodeOptions(_Options):
     crf: int = option(18, "Constant rate factor: lower is better quality (x264/x265/NVENC 0-51, VP8/VP9/AV1 0-63).")
     preset: str = option("medium", "Encoder speed, as x264 names it (ultrafast ... placebo; mapped for SVT-AV1, "
                                    "VP9 and NVENC).")
-    pix_fmt: str = option("yuv420p", "Output pixel format (yuv420p plays everywhere; yuv444p keeps full colour).",
-                          flag="--pix-fmt")
+    pix_fmt: str = option(AUTO_PIX_FMT, "Output pixel format: auto (yuv420p, which plays everywhere, where the codec "
+                                        "takes it; else the codec's best, e.g. yuv422p10le for prores_ks, rgb24 for "
+                                        "png) or one the codec takes (yuv444p keeps full colour).", flag="--pix-fmt")
     # Encoder threads, 0: the codec chooses. Not a flag: the pipelines pick it for their workload.
     threads: int = option(0, cli=False)
     # Consecutive parts of the video encoded at once by encoders of their own (x264), joined
@@ -405,7 +410,7 @@ class EncodeOptions(_Options):
                f"{spell('crf')} must be a whole number, 0 or more (lower is better quality), not {shown(self.crf)}")
         _check(isinstance(self.preset, str), f"{spell('preset')} must be a name such as medium, not {shown(self.preset)}")
         _check(isinstance(self.pix_fmt, str),
-               f"{spell('pix_fmt')} must be a name such as yuv420p, not {shown(self.pix_fmt)}")
+               f"{spell('pix_fmt')} must be a name such as yuv420p or auto, not {shown(self.pix_fmt)}")
         _check(is_int(self.threads) and 0 <= self.threads <= MAX_THREADS,
                f"{spell('threads')} must be from 0 to {MAX_THREADS}, not {shown(self.threads)}")
         _check(is_int(self.segments) and 0 <= self.segments <= MAX_THREADS,

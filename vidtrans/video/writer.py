@@ -27,7 +27,8 @@ import numpy as np
 from vidtrans.atomic import (OutputClaim, check_destination, destination_of, discard, making_files, publish,
                              temp_path)
 from vidtrans.errors import ContainerError, UsageError, VidtransError, count, first_line
-from vidtrans.options import EncodeOptions, View, close_names, shown, spell, spell_setting, spellings
+from vidtrans.options import (AUTO_PIX_FMT, EncodeOptions, View, close_names, shown, spell, spell_setting,
+                              spellings)
 from vidtrans.video.reader import (AS_NAMED, ContinuousTimestamps, clip_start, demux, first_pts_at,
                                    has_timestamp_jumps, local_file, main_video_stream, seek_pts,
                                    stamped_in_storing_order)
@@ -49,6 +50,8 @@ _JPEG_RANGE = int(av.video.reformatter.ColorRange.JPEG)
 _DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG}
 # JPEG encoders store full-range YUV only: FFmpeg refuses to open them on limited-range frames.
 _FULL_RANGE_CODECS = frozenset({"mjpeg", "ljpeg"})
+# The pixel format of an output given none, where its codec takes it: 4:2:0 plays everywhere.
+_PLAYS_EVERYWHERE = "yuv420p"
 # Containers whose PCM support (ISO 23003-5) few players read: re-encode PCM audio to AAC there; and
 # Vorbis, which FFmpeg stores there under an object type of its own (0xDD, registered to nobody), so
 # that browsers and QuickTime play the video silent.
@@ -231,8 +234,9 @@ def _check_crf(codec: str, crf: int, top: int) -> None:
                          f"{top} (lower is better quality)")
 
 
-def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tuple[str, dict[str, str]]:
-    """The encoder's name and FFmpeg options for `encode`, or VidtransError naming the bad setting;
+def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tuple[str, dict[str, str], str]:
+    """The encoder's name, FFmpeg options and pixel format (`encode`'s, or for auto the one
+    `_video_encoder` picks) for `encode`, or VidtransError naming the bad setting;
     and UsageError unless a file named like `dst` can hold that video:
     FFmpeg picks the container from the extension (.txt is none), and containers take only some
     codecs (.webm no H.264, .mov no VP9). Writes a header for a tiny stream into memory, a few
@@ -242,9 +246,9 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
     # A run checks once before any work and again as its writer opens (check_output, VideoWriter):
     # what passed once for this extension passes again.
     if (suffix.lower(), encode) in _settings_checked:
-        codec, options = _settings_checked[suffix.lower(), encode]
-        return codec, dict(options)
-    codec = _video_encoder(encode.codec, encode.pix_fmt)
+        codec, options, pix_fmt = _settings_checked[suffix.lower(), encode]
+        return codec, dict(options), pix_fmt
+    codec, pix_fmt = _video_encoder(encode.codec, encode.pix_fmt)
     options = encoder_options(codec, encode.crf, encode.preset)
     if codec == "libsvtav1":
         _quiet_svt_av1()
@@ -257,7 +261,7 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
             def refused(reason: str) -> ContainerError | UsageError:
                 # The extension advised is one whose container was tried and holds this video: a fixed
                 # one (.mkv, else .mov) sent utvideo from .mkv to .mov and back, neither holding it.
-                other = _extension_holding(codec, options, encode.pix_fmt, suffix)
+                other = _extension_holding(codec, options, pix_fmt, suffix)
                 codecs = f"use the codec {' or '.join(usual[:2])}" if usual else ""
                 if other is None:  # no container helps: the codec is what to change (batch: for every clip)
                     return UsageError(f"{dst}: a {suffix} file cannot hold {codec} video{reason}, nor can "
@@ -271,7 +275,7 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
                 return ContainerError(f"{dst}: a {suffix} file cannot hold {codec} video{reason}; {fix}", other[1:])
 
             try:
-                stream = _settings_stream(probe, codec, options, encode.pix_fmt)
+                stream = _settings_stream(probe, codec, options, pix_fmt)
             except ValueError:  # not among the codecs FFmpeg lets this container hold
                 raise refused("") from None
             try:
@@ -280,7 +284,7 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
                 takes = [f.name for f in av.Codec(codec, "w").video_formats or ()][:6]
                 gpu = " (NVENC also needs an NVIDIA GPU with an encoder)" if codec.endswith("_nvenc") else ""
                 raise UsageError(f"{codec} refused its settings ({first_line(e)}): options {options}, pix_fmt "
-                                 f"{encode.pix_fmt!r}; check {spell('crf')}, {spell('preset')} and {spell('pix_fmt')}"
+                                 f"{pix_fmt!r}; check {spell('crf')}, {spell('preset')} and {spell('pix_fmt')}"
                                  + (f" (its formats: {', '.join(takes)})" if takes else "") + gpu) from None
             try:
                 probe.start_encoding()  # the container's header: some refuse a codec only here (.mov and VP9)
@@ -288,18 +292,18 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
                 raise refused(f" ({first_line(e)})") from None
             if probe.format.name == "gif":  # its muxer refuses to close a file without a picture
                 blank = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="rgb24")
-                blank = blank.reformat(format=encode.pix_fmt)
+                blank = blank.reformat(format=pix_fmt)
                 blank.pts = 0
                 probe.mux(stream.encode(blank))
                 probe.mux(stream.encode(None))
     except av.FFmpegError as e:  # the container refused as it closed (.mxf wants more than a header)
-        if (other := _extension_holding(codec, options, encode.pix_fmt, suffix)) is None:
+        if (other := _extension_holding(codec, options, pix_fmt, suffix)) is None:
             raise UsageError(f"{dst}: FFmpeg cannot write a {suffix} file of {codec} video ({first_line(e)}), nor "
                              f"any of {_listed(_HOLDING_TRIED)}; use another codec") from None
         raise ContainerError(f"{dst}: FFmpeg cannot write a {suffix} file of {codec} video ({first_line(e)}); use "
                              f"another extension such as {other}", other[1:]) from None
-    _settings_checked[suffix.lower(), encode] = codec, dict(options)
-    return codec, options
+    _settings_checked[suffix.lower(), encode] = codec, dict(options), pix_fmt
+    return codec, options, pix_fmt
 
 
 # The extensions tried, in this order, for one whose container holds a video that the output's cannot.
@@ -350,8 +354,8 @@ def _quiet_svt_av1() -> None:
     os.environ.setdefault("SVT_LOG", "0")
 
 
-# check_output_settings's accepted (extension, EncodeOptions): their encoder and its options.
-_settings_checked: dict[tuple[str, EncodeOptions], tuple[str, dict[str, str]]] = {}
+# check_output_settings's accepted (extension, EncodeOptions): their encoder, its options and pixel format.
+_settings_checked: dict[tuple[str, EncodeOptions], tuple[str, dict[str, str], str]] = {}
 
 
 def _container_format(dst: str | os.PathLike) -> str:
@@ -407,9 +411,11 @@ def full_range(codec: str, pix_fmt: str) -> bool:
             or codec in _FULL_RANGE_CODECS)
 
 
-def _video_encoder(codec: str, pix_fmt: str) -> str:
+def _video_encoder(codec: str, pix_fmt: str) -> tuple[str, str]:
     """The name of the encoder FFmpeg uses for `codec` (also for a format name: "h264" is
-    libx264), refusing a codec that is not a video encoder or a pix_fmt it cannot encode."""
+    libx264) and the pixel format it encodes: `pix_fmt`, or for auto yuv420p where the encoder takes
+    it, else the best of its own (`_pix_fmt_misfit`); refusing a codec that is not a video encoder
+    or a pix_fmt given that it cannot encode."""
     try:
         found = av.codec.Codec(codec, "w")
     except (ValueError, av.FFmpegError):
@@ -423,6 +429,10 @@ def _video_encoder(codec: str, pix_fmt: str) -> str:
         raise UsageError(f"{spell('codec')} {shown(codec)} is {what}; {advice}")
     _refuse_other_hardware(found.name)  # before its pixel formats: advice to change them would not help
     formats = [f.name for f in found.video_formats or ()]
+    if pix_fmt == AUTO_PIX_FMT:
+        if not formats or _PLAYS_EVERYWHERE in formats:  # no list: rawvideo, which takes any
+            return found.name, _PLAYS_EVERYWHERE
+        return found.name, min(formats, key=_pix_fmt_misfit)  # the first of the fittest, in the encoder's order
     try:
         av.VideoFormat(pix_fmt)
     except ValueError:
@@ -432,7 +442,22 @@ def _video_encoder(codec: str, pix_fmt: str) -> str:
     if formats and pix_fmt not in formats:
         raise UsageError(f"{spell('pix_fmt')} {shown(pix_fmt)} cannot be encoded by {codec}; pass one of "
                          f"{', '.join(formats)}")
-    return found.name
+    return found.name, pix_fmt
+
+
+def _pix_fmt_misfit(name: str) -> tuple[int, int, int]:
+    """How far pixel format `name` is from storing the frames (8-bit RGB) as they are, least first: what
+    it does to them (nothing; adds an alpha plane, stored opaque; a palette, which bands; or keeps no
+    colour: grey, bilevel, a hardware surface), then the bits its colour depth falls short of 8 (which
+    lose detail), then those it has above 8 (which cost size only): prores_ks's yuv422p10le, png's rgb24."""
+    found = av.VideoFormat(name)
+    colour = [component.bits for component in found.components if not component.is_alpha]
+    if found.has_palette:
+        return 2, 0, 0
+    if len(colour) < 3 or found.is_bit_stream:
+        return 3, 0, 0
+    depth = min(colour)
+    return int(len(colour) < len(found.components)), max(0, 8 - depth), max(0, depth - 8)
 
 
 def _encoders_meant(codec: str) -> list[str]:
@@ -493,7 +518,7 @@ class _Muxer:
                  time_base: Fraction, fps: float, encode: EncodeOptions, source: SourceMedia):
         self.dst = Path(dst)
         self.named = destination_of(dst)  # what messages name: the output asked for, where `dst` is a temporary file
-        codec, options = check_output_settings(dst, encode)
+        codec, options, pix_fmt = check_output_settings(dst, encode)
         self.width, self.height = width, height
         self.time_base = Fraction(time_base)
         self._place_span(Fraction(0), source)
@@ -520,7 +545,7 @@ class _Muxer:
         self._out: av.container.OutputContainer | None = None
         try:
             self._out = av.open(target, "w", format=None if isinstance(target, str) else _container_format(dst))
-            self._add_video(codec, options, encode.pix_fmt, fps, encode.threads)
+            self._add_video(codec, options, pix_fmt, fps, encode.threads)
             if source.path is not None:
                 self._add_source(Path(source.path), source)
         except (av.FFmpegError, ValueError, OSError) as e:

@@ -136,5 +136,5 @@ def test_too_few_whole_bodies_are_counted_in_words(whole, told):
     from vidtrans.pose.normalize import estimate_pose_stats
 
     track = np.concatenate([standing(whole), standing(8 - whole, ankles=False)])
-    with pytest.raises(VidtransError, match=rf"^{told} \(head and ankles\); pose normalization needs at least 5"):
+    with pytest.raises(VidtransError, match=rf"^{told}, head to ankles, and pose normalization needs at least 5"):
         estimate_pose_stats(track, 48, 64)

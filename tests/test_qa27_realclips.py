@@ -43,12 +43,12 @@ def test_run_says_the_poses_were_fitted_to_the_frame_without_advice_it_already_f
     summary = vidtrans.translate_video(clip.path, tmp_path / "out.mp4", normalizing_model,
                                        keypoints=tmp_path / "talk.npz", smoothing="none")
     assert summary.pose.startswith("keypoints from talk.npz, fitted to the frame (not normalized: no frame shows a "
-                                   "whole body (head and ankles)"), summary.pose
+                                   "whole body, head to ankles,"), summary.pose
     assert not [advice for advice in FOLLOWED_ADVICE if advice in summary.pose], summary.pose
     # The library's own measure says what it lacks, not what a run should do about it.
     with pytest.raises(VidtransError) as error:
         estimate_pose_stats(upper_body(6, 32, SIZE, 48), 48, SIZE)
-    assert str(error.value).startswith("no frame shows a whole body (head and ankles)")
+    assert str(error.value).startswith("no frame shows a whole body, head to ankles,")
     assert not [advice for advice in FOLLOWED_ADVICE if advice in str(error.value)], str(error.value)
 
 

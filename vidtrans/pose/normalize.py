@@ -245,8 +245,8 @@ def measure_upper_body(track: np.ndarray, frame_height: int, frame_width: int,
     # divided the fit, and one statistics cannot hold refused a whole body's statistics too.
     usable = shown[:, _NECK] & shown[:, _SHOULDERS].all(axis=1) & (widths >= _MIN_SIZE)
     if usable.sum() < _MIN_FRAMES:
-        raise VidtransError(f"{_how_many(int(usable.sum()))} the neck and both shoulders apart, by which an upper "
-                            f"body is fitted (at least {_MIN_FRAMES})")
+        raise VidtransError(f"{_how_many(int(usable.sum()))} the neck and both shoulders apart, and fitting an upper "
+                            f"body needs at least {_MIN_FRAMES}")
     neck = (np.median(track[usable, _NECK, :2], axis=0) + 0.5) / frame_height
     heads = np.linalg.norm(track[:, _NOSE, :2] - track[:, _NECK, :2], axis=-1) / frame_height
     with_head = usable & shown[:, _NOSE] & (heads >= _MIN_SIZE)
@@ -355,7 +355,7 @@ def estimate_pose_stats(track: np.ndarray, frame_height: int, frame_width: int, 
     whole = int(usable.sum())
     if whole < _MIN_FRAMES:
         # What the clip lacks, not what to do about it: a run falls back to fitting the frame itself.
-        raise VidtransError(f"{_how_many(whole)} a whole body (head and ankles); pose normalization needs at least "
+        raise VidtransError(f"{_how_many(whole)} a whole body, head to ankles, and pose normalization needs at least "
                             f"{_MIN_FRAMES}")
     centre_x = np.median((ankle_x[usable] + 0.5) / frame_height) - frame_width / frame_height / 2
     ankle_y = (ankle_y[usable] + 0.5) / frame_height
@@ -533,7 +533,7 @@ def normalizer_for(track: np.ndarray, frame_height: int, frame_width: int,
     try:
         return UpperBodyNormalizer.measured(track, frame_height, frame_width, target), why
     except VidtransError as e:
-        raise VidtransError(f"{why}, and {e}") from None
+        raise VidtransError(f"{why}; {e}") from None
 
 
 def estimate_target_stats(track: np.ndarray, frame_height: int, frame_width: int) -> PoseStats:
@@ -546,7 +546,7 @@ def estimate_target_stats(track: np.ndarray, frame_height: int, frame_width: int
         try:
             upper = measure_upper_body(track, frame_height, frame_width)
         except VidtransError as e:
-            raise VidtransError(f"{whole_body}, and {e}") from None
+            raise VidtransError(f"{whole_body}; {e}") from None
     return PoseStats(frame_width=int(frame_width), frame_height=int(frame_height), far=None, near=None,
                      height_far=None, height_near=None, centre_x=None, version=STATS_VERSION, **upper._asdict())
 

@@ -600,6 +600,12 @@ def _is_model_folder(folder: Path) -> bool:
         return False
     except PermissionError:
         return stat.S_ISDIR(folder.stat().st_mode)
+    except OSError as e:
+        # A link that loops leads to no folder, as a broken one does; raised on, it made the whole
+        # search folder count as one that cannot be searched, hiding every model in it.
+        if e.errno == errno.ELOOP:
+            return False
+        raise
     return True
 
 

@@ -212,15 +212,16 @@ def audio_durations(path: str | Path) -> list[float]:
 
 
 def dancer_clip(path: str | Path, look_name: str = "source", frames: int = 24, size: tuple[int, int] = (256, 256),
-                seed: int = 7, fps: float = 25, audio: bool = False) -> Clip:
-    """A clip of our procedural character dancing (`look_name` "source" or "target")."""
+                seed: int = 7, fps: float = 25, audio: bool = False, **clip_options) -> Clip:
+    """A clip of our procedural character dancing (`look_name` "source" or "target"); `clip_options`
+    as make_clip takes them (pts, time_base, ...)."""
     from vidtrans.train.synth import SOURCE_LOOK, TARGET_LOOK, dance_keypoints, render_person
 
     look = SOURCE_LOOK if look_name == "source" else TARGET_LOOK
     width, height = size
     track = dance_keypoints(seed, frames, height, width, look)
     clip = make_clip(path, frames=frames, size=size, fps=fps, audio=audio,
-                     frame_fn=lambda i, w, h: render_person(track[i], h, w, look))
+                     frame_fn=lambda i, w, h: render_person(track[i], h, w, look), **clip_options)
     clip.keypoints = track
     return clip
 

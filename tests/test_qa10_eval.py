@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from tests.conftest import one_line
-from tests.media import make_clip, paired_folder, random_generator
+from tests.media import dancer_clip, paired_folder, random_generator
 from vidtrans.models.checkpoint import ModelCard, save_checkpoint
 from vidtrans.pose.render import PoseStyle
 from vidtrans.video import file_identity
@@ -83,7 +83,8 @@ def test_a_and_b_sharing_no_names_is_a_usage_error(cli, rgb_model_dir, tmp_path)
 
 
 def test_a_held_out_tail_shorter_than_frames_is_scored_with_a_warning(cli, tmp_path):
-    clip = make_clip(tmp_path / "target.mp4", frames=10, size=(64, 48), fps=25, audio=False)
+    # A person in view: a tail without one is refused (tests/test_qa31_eval.py).
+    clip = dancer_clip(tmp_path / "target.mp4", "target", frames=10, size=(64, 48))
     # What `vidtrans train target.mp4` records: the square it crops, and where the held-out tail
     # starts (frame 8 of 10: two frames).
     training = {"data": "target video target.mp4", "video": "target.mp4", "video_identity": file_identity(clip.path),

@@ -4,6 +4,7 @@ before the first picture."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import one_line
-from tests.media import decode_all, make_clip, moving_square, random_generator
+from tests.media import dancer_clip, decode_all, make_clip, moving_square, random_generator
 from tests.test_run import FakeModel
 from tests.test_video_robust import assert_same_pictures
 from vidtrans.errors import UsageError
@@ -29,11 +30,11 @@ IDENTITY = FakeModel(lambda frames: frames)
 LATE = 10000  # seconds: where a broadcast recording's timestamps start
 
 
-def late_ts(path, frames=10, audio=False):
+def late_ts(path, frames=10, audio=False, make=make_clip):
     """A 25 fps MPEG-TS clip whose timestamps start LATE seconds in, as broadcast recordings do (its
-    audio too: from 0, it would be LATE seconds long)."""
-    return make_clip(path, frames=frames, audio=audio, pts=[LATE * 25 + i for i in range(frames)],
-                     time_base=Fraction(1, 25), audio_from=LATE)
+    audio too: from 0, it would be LATE seconds long); `make` a clip maker taking make_clip's options."""
+    return make(path, frames=frames, audio=audio, pts=[LATE * 25 + i for i in range(frames)],
+                time_base=Fraction(1, 25), audio_from=LATE)
 
 
 # --- item 1: eval --video on cards written before times counted from the clip's start ------------------
@@ -57,7 +58,8 @@ def card_model(tmp_path, clip, held_out):
     ({"from_frame": 7, "from_time": 7 / 25}, 3),
 ])
 def test_eval_finds_the_held_out_tail_by_its_frame_number(cli, tmp_path, held_out, scored):
-    clip = late_ts(tmp_path / "late.ts")
+    # A person in view: a tail without one is refused (tests/test_qa31_eval.py).
+    clip = late_ts(tmp_path / "late.ts", make=functools.partial(dancer_clip, look_name="target", size=(64, 48)))
     model = card_model(tmp_path, clip, held_out)
     result = cli("eval", "--model", model, "--video", clip.path, "--model-only", "--device", "cpu", "--json")
     assert result.returncode == 0, result.stderr

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from tests.conftest import one_line
-from tests.media import make_clip, random_generator
+from tests.media import dancer_clip, make_clip, random_generator
 from vidtrans.models.checkpoint import ModelCard, save_checkpoint
 from vidtrans.pose.render import PoseStyle
 from vidtrans.video import file_identity
@@ -51,7 +51,8 @@ def test_a_held_out_tail_longer_than_fits_in_memory_is_cut_with_a_warning(cli, t
     scored a part of it, and said nothing."""
     from vidtrans import evaluate
 
-    clip = make_clip(tmp_path / "target.mp4", frames=10, audio=False).path
+    # A person in view: a tail without one is refused (tests/test_qa31_eval.py).
+    clip = dancer_clip(tmp_path / "target.mp4", "target", frames=10, size=(64, 48)).path
     model = video_model(tmp_path / "m", clip, 6)  # a tail of 4 frames
     monkeypatch.setattr(evaluate, "EVAL_MEMORY", 3 * evaluate.FRAME_COPIES * 64 * 64 * 3)  # 3 frames fit
     result = cli("eval", "-m", model, "--video", clip, "--model-only", "--device", "cpu", "--json")

@@ -1,10 +1,27 @@
 """QA round 31, eval, models, export and pose: a link that loops in a model search folder hid
-every model of that folder."""
+every model of that folder; eval --video --model-only scored a held-out tail without a person."""
 
 import os
 import shutil
 
+import pytest
+
 from tests.conftest import one_line
+from tests.media import make_clip, random_generator
+from vidtrans.models.checkpoint import ModelCard, save_checkpoint
+from vidtrans.pose.render import PoseStyle
+from vidtrans.video import file_identity
+
+
+def video_model(folder, clip, held_out_from: int):
+    """A tiny pose model whose card says `vidtrans train` made it from `clip` (64x48, 25 fps),
+    holding out its frames from `held_out_from` on."""
+    training = {"data": f"target video {clip.name}", "video": clip.name, "video_identity": file_identity(clip),
+                "crop": [8, 0, 48], "held_out": {"from_frame": held_out_from, "from_time": held_out_from / 25}}
+    card = ModelCard(architecture="resnet_6blocks", ngf=8, norm="instance", native_size=(64, 64), input_kind="pose",
+                     pose_style=PoseStyle().to_dict(), training=training)
+    save_checkpoint(folder, random_generator("resnet_6blocks", 3, 3, 8, "instance"), card)
+    return folder
 
 
 def test_a_link_that_loops_in_a_search_folder_hides_no_model(cli, tmp_path, monkeypatch, pose_model_dir):
@@ -18,3 +35,15 @@ def test_a_link_that_loops_in_a_search_folder_hides_no_model(cli, tmp_path, monk
     assert "dancer" in listed.stdout, listed.stdout
     line = one_line(cli("eval", "-m", "nothing", "--model-only", "--frames", "2", "--device", "cpu"), 1)
     assert "model 'nothing' not found (available: dancer" in line, line
+
+
+@pytest.mark.parametrize("mode", [[], ["--model-only"]], ids=["end-to-end", "model-only"])
+def test_a_held_out_tail_without_a_person_is_refused_in_either_mode(cli, tmp_path, mode):
+    """End to end refused it (run's output would be the empty scene throughout); --model-only
+    scored the model on blank pose maps: 'ssim 0.47, flicker ratio 0.0', exit 0, figures of
+    nothing but how it paints the empty scene."""
+    clip = make_clip(tmp_path / "target.mp4", frames=10, audio=False).path  # a moving square, nobody
+    model = video_model(tmp_path / "m", clip, 6)
+    line = one_line(cli("eval", "-m", model, "--video", clip, *mode, "--device", "cpu"), 1)
+    assert "found no person in any of the 4 frames of its held-out tail" in line, line
+    assert line.endswith("or score the model on a paired folder (--data DIR)"), line

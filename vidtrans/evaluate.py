@@ -490,7 +490,21 @@ def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
     if len(keypoints) != len(truth):
         raise VidtransError(f"{video}: decoded {len(truth)} frames but detected poses in {len(keypoints)}; "
                             "the file may be damaged")
+    if not (keypoints[..., 2] > 0).any():
+        # Model only, it would be given blank pose maps throughout, and its figures would score how
+        # it paints the empty scene (a flicker ratio of 0 reading as steady); end to end, the same
+        # refusal as `end_to_end_scores`', before run's passes rather than after.
+        raise _nobody_in_tail(video, "the pose detector", len(truth), "the model would be shown no pose")
     return HeldOut(video, start, end, np.stack(truth), keypoints)
+
+
+def _nobody_in_tail(video: Path, finder: str, frames: int, so: str) -> VidtransError:
+    """The refusal of a held-out tail in none of whose `frames` frames `finder` found a person, `so`
+    that nothing of the model is scored."""
+    return VidtransError(f"{video}: {finder} found no person in any of the {frames} frames of its held-out tail, so "
+                         f"{so} and there is nothing of the model to score; the person must be in view in "
+                         "the video's last tenth: retrain on a video where they stay in view to its end, or score "
+                         "the model on a paired folder (--data DIR)")
 
 
 def _held_out_start(model, video: Path, first: int) -> float:
@@ -569,11 +583,8 @@ def end_to_end_scores(model, held_out: HeldOut, folder: Path, options: RunOption
             raise VidtransError(f"vidtrans run found no person in any of the {len(output)} frames of the dance video "
                                 f"({'x'.join(map(str, held_out.dance_size))}), so its output is the target's empty "
                                 "scene throughout and there is nothing of the model to score; give a larger --size")
-        raise VidtransError(f"{held_out.video}: vidtrans run found no person in any of the {len(output)} frames of "
-                            "its held-out tail, so its output is the target's empty scene throughout and there is "
-                            "nothing of the model to score; the person must be in view in the video's last tenth: "
-                            "retrain on a video where they stay in view to its end, or score the model on a paired "
-                            "folder (--data DIR)")
+        raise _nobody_in_tail(held_out.video, "vidtrans run", len(output),
+                              "its output is the target's empty scene throughout")
     # Smoothing the unsmoothed output afterwards would not give run's frames: run smooths before the
     # lossy encode, guided by the pose maps. So the flicker without smoothing takes a run of its own.
     if smoothing == "none":

@@ -1,5 +1,6 @@
 """QA round 31, eval, models, export and pose: a link that loops in a model search folder hid
-every model of that folder; eval --video --model-only scored a held-out tail without a person."""
+every model of that folder; eval --video --model-only scored a held-out tail without a person, and
+a tail of which no frame decodes was to be cured by a longer video."""
 
 import os
 import shutil
@@ -7,7 +8,7 @@ import shutil
 import pytest
 
 from tests.conftest import one_line
-from tests.media import make_clip, random_generator
+from tests.media import corrupt_middle, dancer_clip, make_clip, random_generator
 from vidtrans.models.checkpoint import ModelCard, save_checkpoint
 from vidtrans.pose.render import PoseStyle
 from vidtrans.video import file_identity
@@ -47,3 +48,14 @@ def test_a_held_out_tail_without_a_person_is_refused_in_either_mode(cli, tmp_pat
     line = one_line(cli("eval", "-m", model, "--video", clip, *mode, "--device", "cpu"), 1)
     assert "found no person in any of the 4 frames of its held-out tail" in line, line
     assert line.endswith("or score the model on a paired folder (--data DIR)"), line
+
+
+def test_a_held_out_tail_that_does_not_decode_is_called_damaged(cli, tmp_path):
+    """A target video damaged from its middle on (training reads its last good frame in place of
+    each lost one) said "its held-out tail has 0 frame(s), and evaluation needs at least 2; train on
+    a longer video"."""
+    clip = dancer_clip(tmp_path / "target.mp4", "target", frames=10, size=(64, 48)).path
+    corrupt_middle(clip, (0.5, 0.99))
+    model = video_model(tmp_path / "m", clip, 8)
+    line = one_line(cli("eval", "-m", model, "--video", clip, "--model-only", "--device", "cpu"), 1)
+    assert "not one frame of its held-out tail (from 0.32 s) could be decoded, the file is damaged there" in line, line

@@ -480,6 +480,12 @@ def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
                                 "at the model's size; scoring its first %d", video, wanted, wanted)
                 break
             truth.append(crop_square(frame.image, crop, size, fill))
+    if not truth:
+        # The tail's frames are there (`_held_out_start` found its first), but not one decodes: a
+        # longer video, which the refusal below advises, would not help.
+        raise VidtransError(f"{video}: not one frame of its held-out tail (from {start:g} s) could be decoded, the "
+                            "file is damaged there; score the model on a paired folder (--data DIR), or retrain it on "
+                            "an undamaged copy of the video")
     if len(truth) < MIN_SCORED_FRAMES:
         raise VidtransError(f"{video}: its held-out tail has {len(truth)} frame(s), and evaluation needs at least "
                             f"{MIN_SCORED_FRAMES}; train on a longer video")

@@ -34,6 +34,12 @@ target videos may have different sizes; positions count from the frame's top edg
 [i, i + 1) (as `fit_to_frame` maps pixels), so a track and its copy scaled to another frame size have
 the same statistics, and a source whose statistics equal the target's is mapped as `fit_to_frame` maps it.
 
+A clip framed as the target's video was (`framed_alike`: its middle ankle line within the target's
+range, its dancer at the target's size there within _ALIKE_SIZE) keeps its poses' size and height in
+the frame: the measure of a body differs by up to a couple of per cent from one dance to another of
+the same body, and scaling the target's own new footage by that error cost the face more than any
+dancer of such a near size could gain (face SSIM 0.71 against 0.79 left alone, held-out dances).
+
 A clip that never shows a whole body (a head-and-shoulders shot, a webcam at a desk) cannot be
 placed by its ankles. Since statistics version 4 the target's upper body is measured too: how wide
 its shoulders appear (their 90th percentile, as for bones), where its neck usually is, and how long
@@ -114,6 +120,13 @@ _MIN_FRAMES = 5
 # Below this ankle-line range (fraction of frame height) the person effectively stays at one
 # depth; dividing by the range would then turn jitter into large jumps.
 _MIN_DEPTH_RANGE = 0.05
+# Sizes the measure cannot tell apart: the same body dancing other dances measures up to 1.7 % larger
+# or smaller than its card says (24 held-out ten-second dances of the synthetic target, mean 0.5 %),
+# as poses and turns differ. A clip showing its dancer at the target's size within this, where the
+# target stood, is framed as the target's video was (the target's own footage, or a dancer filmed
+# alike) and is left as it is: scaling it by the measure's error moved the head by a pixel or two,
+# which is what a viewer sees of the face (benchmarks/README.md, "Framed alike").
+_ALIKE_SIZE = 0.02
 # What a card's statistics get for a value normalisation cannot use.
 _CARD_FIX = "fix the model card or re-export the checkpoint"
 
@@ -399,6 +412,7 @@ class PoseNormalizer:
         self.source = source
         self.target = target
         self.min_confidence = min_confidence
+        self.alike = framed_alike(source, target)
 
     def __call__(self, keypoints: np.ndarray) -> np.ndarray:
         """Normalised copy of a pose (18, 3) or track (T, 18, 3): source pixels in, target pixels out.
@@ -438,7 +452,9 @@ class PoseNormalizer:
             frac = np.full_like(ankle_y, 0.5)
         frac_clipped = np.clip(frac, 0.0, 1.0)
         scale = _lerp(t.height_far / s.height_far, t.height_near / s.height_near, frac_clipped)
-        if source_range >= _MIN_DEPTH_RANGE:
+        if self.alike:
+            scale, new_ankle_y = np.ones_like(ankle_y), ankle_y
+        elif source_range >= _MIN_DEPTH_RANGE:
             new_ankle_y = _lerp(t.far, t.near, frac)
         else:
             new_ankle_y = (t.far + t.near) / 2 + (ankle_y - (s.far + s.near) / 2) * scale
@@ -458,6 +474,21 @@ class PoseNormalizer:
         out[..., 2] = track[..., 2]
         out[~present] = 0.0
         return out.astype(np.float32)
+
+
+def framed_alike(source: PoseStats, target: PoseStats) -> bool:
+    """Whether whole-body statistics `source` show the dancer where the target stood (the clip's
+    middle ankle line within the target's range) at the target's size there within _ALIKE_SIZE:
+    then a `PoseNormalizer` leaves the poses at their size and height in the frame (sideways, the
+    dancer's usual place still goes to the target's, where both statistics know it: a target trained
+    on a square around where it stands)."""
+    middle = (source.far + source.near) / 2
+    if not target.far <= middle <= target.near:
+        return False
+    target_range = target.near - target.far
+    at = (middle - target.far) / target_range if target_range > 0 else 0.5
+    size = _lerp(target.height_far, target.height_near, at) / ((source.height_far + source.height_near) / 2)
+    return abs(size - 1) <= _ALIKE_SIZE
 
 
 # Frames a PoseNormalizer maps at once: their float64 working copies take a few MB (whole-body poses).

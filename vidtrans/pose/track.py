@@ -203,7 +203,10 @@ def pose_stages_for(model, src: str | os.PathLike, reader: VideoReader, pose: Po
                 how += f", upper body fitted to the target's ({no_whole_body})"
             else:
                 measured = int(whole_body_frames(track).sum())  # the frames estimate_pose_stats measured
-                how += ", normalized to the target's body" + _short_clip_caveat(measured, info.fps)
+                how += ", normalized to the target's body"
+                if transform.alike:
+                    how += ", which the clip already shows at its size and place"
+                how += _short_clip_caveat(measured, info.fps)
     elif normalize:
         how += ", fitted to the frame (not normalized: the model card has no target pose statistics)"
     if transform is None:

@@ -8,8 +8,10 @@ length; every window is normalized to the card's target statistics with statisti
 window itself, as `run` measures a clip, and compared with mapping it into the model's frame only
 (`fit_to_frame`, the identity here). Printed per length: |scale - 1| (body height, median over the
 window's frames: mean and worst over windows), the nose's shift and every keypoint's shift in
-pixels at the model's 256 px (mean; the nose's 90th percentile). The longest windows are the
-baseline: the ratio column is each length's mean |scale - 1| over theirs.
+pixels at the model's 256 px (mean; the nose's 90th percentile), and the share of windows kept as
+framed (`normalize.framed_alike`). The baseline, measured on the same windows: the same
+normalization with every window normalized (what `run` did before the twenty-fifth session); the
+ratio column is the mean keypoint shift over the baseline's.
 
     .venv/bin/python benchmarks/normalize_accuracy.py [--model pose2person] [--dances 24] [--lengths 64 120 240]
 """
@@ -35,9 +37,14 @@ NOSE, NECK = KEYPOINT_INDEX["nose"], KEYPOINT_INDEX["neck"]
 ANKLES = [KEYPOINT_INDEX["r_ankle"], KEYPOINT_INDEX["l_ankle"]]
 
 
-def window_errors(track: np.ndarray, target: PoseStats, model_size: int) -> tuple[float, float, float]:
-    """(scale - 1, mean nose shift px, mean keypoint shift px) of normalizing `track` to `target`."""
-    normalized = PoseNormalizer(estimate_pose_stats(track, VIDEO_SIZE, VIDEO_SIZE), target)(track)
+def window_errors(track: np.ndarray, target: PoseStats, model_size: int,
+                  always: bool = False) -> tuple[float, float, float, float]:
+    """(scale - 1, mean nose shift px, mean keypoint shift px, 1 if kept as framed) of normalizing
+    `track` to `target`; `always`: as if no clip were framed alike (the baseline)."""
+    normalizer = PoseNormalizer(estimate_pose_stats(track, VIDEO_SIZE, VIDEO_SIZE), target)
+    kept = normalizer.alike and not always
+    normalizer.alike = kept
+    normalized = normalizer(track)
     fitted = fit_to_frame((VIDEO_SIZE, VIDEO_SIZE), (model_size, model_size))(track)
 
     def heights(poses):  # neck to the lower ankle: the body normalization scales
@@ -45,7 +52,7 @@ def window_errors(track: np.ndarray, target: PoseStats, model_size: int) -> tupl
 
     shift = np.linalg.norm(normalized[..., :2] - fitted[..., :2], axis=-1)
     return (float(np.median(heights(normalized) / heights(fitted)) - 1), float(shift[:, NOSE].mean()),
-            float(shift[track[..., 2] > 0].mean()))
+            float(shift[track[..., 2] > 0].mean()), float(kept))
 
 
 def main() -> None:
@@ -61,22 +68,21 @@ def main() -> None:
     seeds = range(DEFAULT_EVAL_SEED, DEFAULT_EVAL_SEED + args.dances)
     dances.prepare(seeds, lambda done, total, what: print(f"\rdetecting {done}/{total}", end="", file=sys.stderr))
     print(file=sys.stderr)
-    rows = {}
+    print(f"{'frames':>6} {'windows':>7} {'normalization':>14} {'|scale-1| mean':>14} {'worst':>7} {'nose px':>7} "
+          f"{'nose p90':>8} {'all px':>6} {'kept':>5} {'ratio':>6}")
     for length in sorted(args.lengths):
         # Windows overlap by half (whole dances for the longest), so every length sees the same frames.
         step = longest if length == longest else max(1, length // 2)
-        errors = np.array([window_errors(dances.track(seed)[start:start + length], target, model_size)
-                           for seed in seeds for start in range(0, longest - length + 1, step)])
-        rows[length] = errors
-    base = np.abs(rows[longest][:, 0]).mean()
-    print(f"{'frames':>6} {'windows':>7} {'|scale-1| mean':>14} {'worst':>7} {'nose px':>7} {'nose p90':>8} "
-          f"{'all px':>6} {'ratio':>6}")
-    for length, errors in rows.items():
-        scale = np.abs(errors[:, 0])
-        print(f"{length:>6} {len(errors):>7} {scale.mean() * 100:>13.2f}% {scale.max() * 100:>6.2f}% "
-              f"{errors[:, 1].mean():>7.2f} {np.percentile(errors[:, 1], 90):>8.2f} {errors[:, 2].mean():>6.2f} "
-              f"{scale.mean() / base:>5.2f}x")
-
+        windows = [dances.track(seed)[start:start + length]
+                   for seed in seeds for start in range(0, longest - length + 1, step)]
+        rows = {name: np.array([window_errors(window, target, model_size, always) for window in windows])
+                for name, always in (("always (base)", True), ("framed alike", False))}
+        base = rows["always (base)"][:, 2].mean()
+        for name, errors in rows.items():
+            scale = np.abs(errors[:, 0])
+            print(f"{length:>6} {len(errors):>7} {name:>14} {scale.mean() * 100:>13.2f}% {scale.max() * 100:>6.2f}% "
+                  f"{errors[:, 1].mean():>7.2f} {np.percentile(errors[:, 1], 90):>8.2f} {errors[:, 2].mean():>6.2f} "
+                  f"{errors[:, 3].mean():>5.0%} {errors[:, 2].mean() / base:>5.2f}x")
 
 if __name__ == "__main__":
     main()

@@ -117,3 +117,17 @@ def test_run_says_the_clip_was_left_as_framed(tmp_path, target):
     summary = vidtrans.translate_video(clip.path, tmp_path / "big.mp4", model, keypoints=tmp_path / "big.npz",
                                        smoothing="none")
     assert summary.pose.startswith("keypoints from big.npz, normalized to the target's body (on only"), summary.pose
+
+
+def test_live_keeps_the_targets_own_camera_as_framed(target):
+    """live measures the body over its warm-up; the target dancing as it was filmed keeps its poses,
+    and the session's mapping says so."""
+    from vidtrans.live.process import LivePoseMapper
+
+    mapper = LivePoseMapper((VIDEO, VIDEO), (MODEL, MODEL), target.to_dict())
+    track = dance_keypoints(20000000, 90, VIDEO, VIDEO, TARGET_LOOK)
+    mapped = [mapper(pose, i / 30) for i, pose in enumerate(track)]  # 3 s at 30 fps: past the 2 s warm-up
+    assert isinstance(mapper.transform, PoseNormalizer) and mapper.transform.alike
+    assert mapper.how.endswith(" s, then normalized to the target's body, which the clip already shows at its size "
+                               "and place"), mapper.how
+    np.testing.assert_allclose(mapped[-1], fit_to_frame((VIDEO, VIDEO), (MODEL, MODEL))(track[-1]), atol=1e-3)

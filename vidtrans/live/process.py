@@ -88,7 +88,7 @@ class LivePoseMapper:
         return self.transform(keypoints)
 
     def _learn(self, keypoints: np.ndarray, t: float) -> None:
-        from vidtrans.pose import normalizer_for
+        from vidtrans.pose.normalize import normalized_phrase, normalizer_for
 
         self.start = t if self.start is None else self.start
         self.collected.append(keypoints)
@@ -104,7 +104,7 @@ class LivePoseMapper:
             no_whole_body, transform = str(e), None
         if no_whole_body is None:  # the whole body: normalized from now on, nothing more to learn
             self.transform, self.target, self.collected = transform, None, []
-            self.how = f"{before} for the first {elapsed:.1f} s, then normalized to the target's body"
+            self.how = f"{before} for the first {elapsed:.1f} s, then {normalized_phrase(transform)}"
             return
         if transform is not None and not self.upper_measured_in_full:  # the upper body, on all frames so far
             self.transform, self.upper_measured_in_full = transform, True

@@ -491,6 +491,12 @@ def framed_alike(source: PoseStats, target: PoseStats) -> bool:
     return abs(size - 1) <= _ALIKE_SIZE
 
 
+def normalized_phrase(normalizer: PoseNormalizer) -> str:
+    """How a summary says the poses were mapped by `normalizer` (run's, live's)."""
+    kept = ", which the clip already shows at its size and place" if normalizer.alike else ""
+    return f"normalized to the target's body{kept}"
+
+
 # Frames a PoseNormalizer maps at once: their float64 working copies take a few MB (whole-body poses).
 _CHUNK = 1024
 

@@ -21,7 +21,7 @@ from vidtrans.options import PoseSource
 from vidtrans.pose.files import KeypointTrack, read_keypoints
 from vidtrans.pose.render import PoseStyle
 from vidtrans.runner import FrameProgress, Progress, frame_batches, run_stages
-from vidtrans.video import VideoReader
+from vidtrans.video import VideoInfo, VideoReader
 
 log = logging.getLogger(__name__)
 
@@ -101,19 +101,19 @@ def keypoints_for(keypoints: str | os.PathLike, src: str | os.PathLike, reader: 
     if loaded.width is None or loaded.height is None:
         # read_keypoints checked the values against the file's own frame size; this file gives none.
         track = check_keypoint_values(track, f"{keypoints}: keypoints", (info.height, info.width), loaded.frame_names)
-        _check_inside(track, keypoints, src, info.width, info.height)  # within a frame's size of it, but mostly off it
+        _check_inside(track, keypoints, src, info)  # within a frame's size of it, but mostly off it
     elif loaded.normalised or loaded.canvas:
         # Fractions of the whole canvas, however it was rounded, or its pixels: the canvas is the video, scaled.
         if not _scaled_like(loaded.width, loaded.height, info.width, info.height):
             how = "normalised to" if loaded.normalised else "in pixels of"
             raise VidtransError(f"{keypoints}: keypoints {how} a {loaded.width}x{loaded.height} canvas, of "
-                                f"aspect ratio {loaded.width / loaded.height:.3f}, but {src} is {info.width}x"
-                                f"{info.height}, of aspect ratio {info.width / info.height:.3f}, so they are of "
+                                f"aspect ratio {loaded.width / loaded.height:.3f}, but {src} is {info.size_text}, "
+                                f"of aspect ratio {info.width / info.height:.3f}, so they are of "
                                 "another video; extract them from this video with vidtrans pose")
         track = track * np.array([info.width / loaded.width, info.height / loaded.height, 1], np.float32)
     elif (loaded.width, loaded.height) != (info.width, info.height):
         raise VidtransError(f"{keypoints}: keypoints of a {loaded.width}x{loaded.height} video, but {src} is "
-                            f"{info.width}x{info.height}; extract them from this video with vidtrans pose")
+                            f"{info.size_text}; extract them from this video with vidtrans pose")
     first, count = loaded.first_frame, len(track)
     covered = {0: "0 frames of keypoints", 1: f"1 frame of keypoints (frame {first} of the clip)"}.get(
         count, f"{count} frames of keypoints (frames {first} to {first + count - 1} of the clip)")
@@ -131,19 +131,19 @@ def keypoints_for(keypoints: str | os.PathLike, src: str | os.PathLike, reader: 
                          smoothed=True)
 
 
-def _check_inside(track: np.ndarray, keypoints, src, width: int, height: int) -> None:
+def _check_inside(track: np.ndarray, keypoints, src, info: VideoInfo) -> None:
     """Refuses a track of a file without a frame size when more than OFF_FRAME_SHARE of its visible
-    points, over the whole file, lie outside the width x height frame of `src`."""
+    points, over the whole file, lie outside the frame of `src` (`info`: its probe)."""
     points = track[track[..., 2] > 0][:, :2]
     if not len(points):
         return
     # Pixel centres sit at integers, so the frame reaches half a pixel beyond the first and last ones.
-    outside = ((points < -0.5) | (points > np.array([width, height], np.float32) - 0.5)).any(axis=1)
+    outside = ((points < -0.5) | (points > np.array([info.width, info.height], np.float32) - 0.5)).any(axis=1)
     share = float(outside.mean())
     if share > OFF_FRAME_SHARE:
         reach = np.ceil(points.max(axis=0) + 0.5).astype(int)
         raise VidtransError(f"{keypoints}: {share * 100:.0f} % of its visible keypoints lie outside the "
-                            f"{width}x{height} frame of {src} (they reach x = {reach[0]}, y = {reach[1]}), so they "
+                            f"{info.size_text} frame of {src} (they reach x = {reach[0]}, y = {reach[1]}), so they "
                             "are likely the keypoints of a larger or another video; extract them from this video "
                             "with vidtrans pose")
 
@@ -169,7 +169,7 @@ def pose_stages_for(model, src: str | os.PathLike, reader: VideoReader, pose: Po
     statistics.
     """
     from vidtrans.pose.keypoints import is_whole_body, with_parts
-    from vidtrans.pose.normalize import PoseStats, fit_to_frame, normalizer_for, whole_body_frames
+    from vidtrans.pose.normalize import PoseStats, fit_to_frame, normalized_phrase, normalizer_for, whole_body_frames
     from vidtrans.pose.smoothing import smooth_track
     from vidtrans.pose.stages import KeypointLookupStage, PoseMapStage
 
@@ -203,10 +203,7 @@ def pose_stages_for(model, src: str | os.PathLike, reader: VideoReader, pose: Po
                 how += f", upper body fitted to the target's ({no_whole_body})"
             else:
                 measured = int(whole_body_frames(track).sum())  # the frames estimate_pose_stats measured
-                how += ", normalized to the target's body"
-                if transform.alike:
-                    how += ", which the clip already shows at its size and place"
-                how += _short_clip_caveat(measured, info.fps)
+                how += f", {normalized_phrase(transform)}{_short_clip_caveat(measured, info.fps)}"
     elif normalize:
         how += ", fitted to the frame (not normalized: the model card has no target pose statistics)"
     if transform is None:

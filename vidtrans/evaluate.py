@@ -468,7 +468,7 @@ def video_held_out(model, video: str | os.PathLike, frames: int | None = None,
     with VideoReader(video, start=start) as reader:
         info = reader.info
         if not crop_fits(crop, info.width, info.height):
-            raise VidtransError(f"{video}: {info.width}x{info.height}, which the square {model.name} was trained on "
+            raise VidtransError(f"{video}: {info.size_text}, which the square {model.name} was trained on "
                                 f"({shown(list(crop))}: left, top, side) does not fit; pass the video it was "
                                 "trained on")
         for frame in reader:

@@ -958,8 +958,8 @@ class VideoPairs:
                             "more", video, len(keep), len(shown), spell("size"), size, FRAME_MEMORY / 2**30,
                             spell("size"))
             if crop is not None and not crop_fits(crop, width, height):
-                raise VidtransError(f"{video}: {width}x{height}, which the training square {list(crop)} does not fit; "
-                                    "train on the video that square was chosen in")
+                raise VidtransError(f"{video}: {reader.info.size_text}, which the training square {list(crop)} does "
+                                    "not fit; train on the video that square was chosen in")
             self.crop: Crop = training_crop(track[found], width, height) if crop is None else crop
             self._tell_about_crop(track[found])
             frames, poses, kept = [], [], []

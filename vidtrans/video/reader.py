@@ -56,6 +56,8 @@ class VideoInfo:
     mirrored: then flipped left to right (a display matrix that mirrors: some phones' front cameras).
     codec, pix_fmt: of the video stream as stored (e.g. "h264", "yuv420p").
     clip_start: where the clip starts in the file's own timestamps, seconds (see `clip_start`).
+    stored_size: (width, height) of the picture as stored, before rotation, where its pixels are not
+    square (the DV clip's 720x480); None for square pixels.
     """
 
     width: int
@@ -72,6 +74,16 @@ class VideoInfo:
     start_time: float = 0.0
     clip_start: Fraction = Fraction(0)
     mirrored: bool = False
+    stored_size: tuple[int, int] | None = None
+
+    @property
+    def size_text(self) -> str:
+        """The size as messages name it: "640x480", and for pixels that are not square what other
+        tools call the clip too, "640x480 (720x480 stored, non-square pixels)"."""
+        shown = f"{self.width}x{self.height}"
+        if self.stored_size is None:
+            return shown
+        return f"{shown} ({self.stored_size[0]}x{self.stored_size[1]} stored, non-square pixels)"
 
 
 @dataclass(frozen=True)
@@ -890,6 +902,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         first, earliest = _first_frame(container, stream, path)
         rotation, mirrored = _display_orientation(first, stream)
         width, height = _square_pixels(first.width, first.height, stream)
+        stored = None if width == first.width else (first.width, first.height)
         if rotation in (90, 270):
             width, height = height, width
         tb = stream.time_base or Fraction(1, 90000)
@@ -918,7 +931,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
                          frame_count=_frame_count(stream, duration, fps, os.path.getsize(path)),
                          duration=duration, rotation=rotation, has_audio=bool(container.streams.audio),
                          codec=stream.codec_context.name, pix_fmt=first.format.name, start_time=start_time,
-                         clip_start=clip, mirrored=mirrored)
+                         clip_start=clip, mirrored=mirrored, stored_size=stored)
     finally:
         container.close()
 

@@ -1,0 +1,66 @@
+"""QA round 32, a new user walking through the README: advice they can follow (a training size the
+architecture takes, the data a resume needs, a narrower generator on a CPU), option values told
+before an output in the way, `batch` defaulting to pose2person as the other commands do, figures
+printed alike (eval's flicker with 2 decimals, no fps where nothing was translated), and a clip of
+non-square pixels named by both its sizes."""
+
+import json
+import logging
+import re
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from tests.conftest import one_line
+from tests.conftest import run_cli as cli
+from tests.media import TINY_TRAINING, make_clip, paired_folder, quadrants, train_tiny
+from tests.test_qa10_train import FLAGS, detected_as  # noqa: F401 (a fixture)
+from vidtrans.errors import UsageError
+from vidtrans.options import TrainOptions, spelled
+from vidtrans.train.setup import prepare_training
+from vidtrans.train.synth import TARGET_LOOK, dance_keypoints, render_person
+
+CARPHONE = Path("/work/shared/data/people/carphone.mp4")
+ENLARGED = "so the model learns blurred frames"
+
+
+def warnings_of(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+# --- 8: a clip of non-square pixels is named by its size shown and stored ---------------------------
+
+
+def anamorphic_clip(path: Path) -> Path:
+    """64x48 pixels of aspect ratio 4:3, shown 85x48."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25, options={"crf": "10"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.sample_aspect_ratio = Fraction(4, 3)
+        for i in range(3):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(quadrants(i, 64, 48), "rgb24")))
+        out.mux(stream.encode(None))
+    return path
+
+
+def test_keypoints_of_the_stored_size_are_refused_naming_both_sizes(tmp_path, pose_model_dir):
+    from vidtrans.pose import write_keypoints_npz
+
+    clip = anamorphic_clip(tmp_path / "wide.mp4")
+    write_keypoints_npz(tmp_path / "kp.npz", np.zeros((3, 18, 3), np.float32), 64, 48)
+    line = one_line(cli("run", clip, "-m", pose_model_dir, "--keypoints", tmp_path / "kp.npz", "-o",
+                        tmp_path / "out.mp4"), 1)
+    assert f"but {clip} is 85x48 (64x48 stored, non-square pixels); extract them" in line, line
+
+
+def test_carphone_is_named_by_its_size_shown_and_stored_a_square_pixel_clip_by_one(tmp_path):
+    from vidtrans.video import probe
+
+    assert probe(make_clip(tmp_path / "square.mp4", frames=2, audio=False).path).size_text == "64x48"
+    if not CARPHONE.is_file():
+        pytest.skip(f"{CARPHONE} is not here")
+    assert probe(CARPHONE).size_text == "193x144 (176x144 stored, non-square pixels)"

@@ -32,6 +32,21 @@ def warnings_of(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
 
 
+# --- 7: no fps where no frame was translated ---------------------------------------------------------
+
+
+def test_an_all_skipped_batch_shows_no_fps_in_any_row(tmp_path, rgb_model_dir):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    make_clip(clips / "a.mp4", frames=2, audio=False)
+    for _ in range(2):
+        result = cli("batch", clips, "-o", tmp_path / "out", "-m", rgb_model_dir)
+        assert result.returncode == 0, result.stderr
+    rows = {line.split("│")[1].strip(): [cell.strip() for cell in line.split("│")[2:-1]]
+            for line in result.stderr.splitlines() if line.count("│") == 6}
+    assert rows["skipped"][0] == "1" and rows["all (wall clock)"][3] == "" and rows["done"][3] == "", rows
+
+
 # --- 8: a clip of non-square pixels is named by its size shown and stored ---------------------------
 
 

@@ -110,10 +110,10 @@ def summary_tables(report: BatchReport) -> list:
         clips = [c for c in report.clips if c.status == status]
         frames, seconds = sum(c.frames for c in clips), sum(c.seconds for c in clips)
         table.add_row(status, str(len(clips)), str(frames) if status == "done" else "",
-                      f"{seconds:.1f}" if status == "done" else "", f"{frames / seconds:.1f}" if seconds else "")
+                      f"{seconds:.1f}" if status == "done" else "", _fps(frames, seconds))
     totals = report.totals()
     table.add_row("all (wall clock)", str(totals["clips"]), str(totals["frames"]), f"{report.seconds:.1f}",
-                  f"{totals['fps']:.1f}", style="bold")
+                  _fps(totals["frames"], report.seconds), style="bold")
     if not report.failed:
         return [table]
     failures = Table("failed clip", "reason", title="failures")
@@ -123,6 +123,12 @@ def summary_tables(report: BatchReport) -> list:
     for clip in report.failed:
         failures.add_row(Text(one_line(clip.input)), Text(one_line(_reason(clip))))
     return [table, failures]
+
+
+def _fps(frames: int, seconds: float) -> str:
+    """Frames per second in a summary row; nothing where no frame was translated (every clip
+    skipped or failed), as there is no speed to give."""
+    return f"{frames / seconds:.1f}" if frames and seconds else ""
 
 
 def _reason(clip: ClipResult) -> str:

@@ -32,6 +32,18 @@ def warnings_of(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
 
 
+# --- 6: eval prints its flicker ratios with 2 decimals, as run does ----------------------------------
+
+
+def test_eval_prints_flicker_with_two_decimals(tmp_path, rgb_model_dir):
+    pairs = paired_folder(tmp_path / "pairs", 3)
+    result = cli("eval", "-m", rgb_model_dir, "--data", pairs, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r" flicker \d+\.\d\dx the truth's over 3 frames", result.stdout), result.stdout
+    ratio = json.loads(cli("eval", "-m", rgb_model_dir, "--data", pairs, "--device", "cpu", "--json").stdout)
+    assert len(str(ratio["flicker_ratio"]).split(".")[1]) > 2  # --json keeps its precision
+
+
 # --- 7: no fps where no frame was translated ---------------------------------------------------------
 
 

@@ -423,15 +423,21 @@ def run(
     if summary.smoothing != "none":
         ratio = summary.flicker_ratio
         why = "one frame" if summary.flicker_input is None else "the input does not move"
-        notes.append(f"flicker n/a ({why})" if ratio is None else f"flicker {ratio:.2f}x the input's")
+        notes.append(f"flicker n/a ({why})" if ratio is None else f"flicker {_times(ratio)} the input's")
     console.print(f"{count(summary.frames, 'frame')} in {summary.seconds:.1f} s ({summary.fps:.1f} fps) -> {summary.output}"
                   + "".join(f"; {n}" for n in notes))
     _warn_if_no_person(summary, no_person_shows(translator))
 
 
 def _or_na(value: float | None) -> str:
-    """A figure that may not exist (the flicker ratio against a still reference) as text."""
+    """A figure that may not exist (an SSIM of a region nowhere seen) as text."""
     return "n/a" if value is None else str(value)
+
+
+def _times(ratio: float | None) -> str:
+    """A ratio that may not exist (flicker against a still reference) as text, as run's summary
+    gives it: "0.93x" (--json keeps its precision)."""
+    return "n/a" if ratio is None else f"{ratio:.2f}x"
 
 
 def _warn_if_no_person(summary, consequence: str) -> None:
@@ -650,7 +656,7 @@ def evaluate(
     if result["mode"] == "model-only":
         smoothed = f" (smoothing {result['smoothing']})" if result.get("smoothing") not in (None, "none") else ""
         _product(f"{translator.name} ({ran_on}), model only on the {source}: ssim {result['ssim']}, psnr {result['psnr']} dB, "
-                 f"flicker ratio {_or_na(result['flicker_ratio'])} over {result['frames']} frames{smoothed}")
+                 f"flicker {_times(result['flicker_ratio'])} the truth's over {result['frames']} frames{smoothed}")
         return
     shown = "x".join(map(str, result.get("video_size", []))) or "the video"
 
@@ -668,8 +674,8 @@ def evaluate(
              f"hands {_or_na(result['hands_ssim'])}",
              f"  pose error {pixels(result['pose_error_px'])}, {percent(result['pose_missed'])} missed (the detector "
              f"on the truth: {pixels(result['detector_pose_error_px'])}, {percent(result['detector_pose_missed'])})",
-             f"  flicker {_or_na(result['flicker_ratio'])}x the truth's "
-             f"({_or_na(result['flicker_ratio_unsmoothed'])}x without smoothing)",
+             f"  flicker {_times(result['flicker_ratio'])} the truth's "
+             f"({_times(result['flicker_ratio_unsmoothed'])} without smoothing)",
              f"full frame: SSIM {result['ssim']}, PSNR {result['psnr']} dB"]
     _product("\n".join(lines))
 

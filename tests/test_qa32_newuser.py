@@ -32,6 +32,20 @@ def warnings_of(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
 
 
+# --- 4: batch defaults to pose2person, as run, live and eval do -------------------------------------
+
+
+def test_batch_translates_with_pose2person_when_no_model_is_given(tmp_path):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    make_clip(clips / "a.mp4", frames=2, audio=False)
+    result = cli("batch", clips, "-o", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "a.mp4").is_file()
+    assert "vidtrans batch: pose2person" in result.stderr
+    assert "[default: pose2person]" in " ".join(cli("batch", "--help").stdout.split())
+
+
 # --- 6: eval prints its flicker ratios with 2 decimals, as run does ----------------------------------
 
 

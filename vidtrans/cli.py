@@ -581,7 +581,7 @@ def batch(
     input_dir: Path = typer.Argument(..., parser=_path, help="Folder of clips (searched recursively).", show_default=False),
     # A str: typer would make '' the current folder, which translate_folder refuses only as ''.
     output_dir: str = typer.Option(..., "-o", "--output", metavar="<path>", parser=_local, help="Folder for the outputs; mirrors the input tree, same file names."),
-    model: ModelOpt = ...,
+    model: ModelOpt = "pose2person",
     precision: PrecisionOpt = Precision.AUTO,
     model_size: ModelSizeOpt = None,
     options: RunOptions = RunOptions(),

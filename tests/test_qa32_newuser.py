@@ -32,6 +32,28 @@ def warnings_of(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
 
 
+# --- 3: option values are told before an output in the way ----------------------------------------
+
+
+@pytest.mark.parametrize("command", ["run", "pose"])
+@pytest.mark.parametrize("named", [False, True])
+def test_a_bad_crf_is_told_before_the_existing_output(tmp_path, rgb_model_dir, command, named):
+    clip = make_clip(tmp_path / "clip.mp4", frames=3, audio=False).path
+    default = tmp_path / ("clip.tiny.mp4" if command == "run" else "clip.pose.mp4")
+    default.write_bytes(b"someone's")
+    model = ["-m", rgb_model_dir] if command == "run" else []
+    line = one_line(cli(command, clip, *model, *(["-o", default] if named else []), "--crf", "99"), 2)
+    assert "--crf" in line and "already exists" not in line, line
+    assert default.read_bytes() == b"someone's"
+
+
+def test_the_default_output_in_the_way_is_still_told_with_good_options(tmp_path, rgb_model_dir):
+    clip = make_clip(tmp_path / "clip.mp4", frames=3, audio=False).path
+    (tmp_path / "clip.tiny.mp4").write_bytes(b"someone's")
+    line = one_line(cli("run", clip, "-m", rgb_model_dir), 2)
+    assert line.endswith("clip.tiny.mp4: already exists; choose another name or pass --overwrite"), line
+
+
 # --- 4: batch defaults to pose2person, as run, live and eval do -------------------------------------
 
 

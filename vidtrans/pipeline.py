@@ -357,8 +357,7 @@ def translate_video(
     if carried is not None:
         smoother.go_on_from(*carried)
     dst = dst or default_output_path(src, model.name)
-    check_destination(dst, [src, *getattr(model, "files", ())], overwrite)
-    check_output_settings(dst, options.encode)
+    _check_destination_and_settings(dst, [src, *getattr(model, "files", ())], overwrite, options.encode)
     if keypoints is not None and (model.input_kind != "pose" or options.pose == PoseSource.NONE):
         # They would be ignored: the frames themselves would go to the model.
         pose = spell("pose")
@@ -469,10 +468,12 @@ def render_pose_video(
         raise UsageError(f"{dst}: the pose video and the keypoints would be the same file; "
                          "give the keypoints another name")
     for path in outputs:
-        check_destination(path, src, overwrite)
+        check_destination(path, src, overwrite=True)
     if keypoints_out is not None and outputs[1].suffix.lower() != ".npz":
         raise UsageError(f"{keypoints_out}: keypoints are saved as NPZ; give a file name ending in .npz")
     check_output_settings(dst, encode)
+    for path in outputs:  # files in the way, once the settings are good (as in _check_destination_and_settings)
+        check_destination(path, src, overwrite)
     started = time.perf_counter()
     # MediaPipe's detectors run on the CPU; nothing about a translation model applies.
     summary = Summary(input=str(src), output=str(dst), model=None, device="cpu", precision=None, smoothing=None,
@@ -577,18 +578,25 @@ def check_before_loading(model: str | os.PathLike, src: Path, dst: Path | None, 
                          encode: EncodeOptions, keypoints: Path | None = None) -> None:
     """What `translate_video` refuses anyway, refused before the model named `model` loads (seconds;
     on its first use on onnxruntime, an export), in its order: a model that is not there, the input,
-    an output given by name (the default name carries the loaded model's) and its settings, and a
-    keypoint file that is not there or of no kind read."""
-    from vidtrans.models.checkpoint import checkpoint_path, model_files
+    the output path (given, or the default name, which carries the model's), its settings and a file
+    in the way, and a keypoint file that is not there or of no kind read."""
+    from vidtrans.models.checkpoint import checkpoint_path, model_files, model_name
     from vidtrans.pose.files import check_keypoint_path
 
     found = checkpoint_path(model)
     probe(src)
-    if dst is not None:
-        check_destination(dst, [src, *model_files(found)], overwrite)
-        check_output_settings(dst, encode)
+    _check_destination_and_settings(dst or default_output_path(src, model_name(found)), [src, *model_files(found)],
+                                   overwrite, encode)
     if keypoints is not None:
         check_keypoint_path(keypoints)
+
+
+def _check_destination_and_settings(dst: Path, inputs: list, overwrite: bool, encode: EncodeOptions) -> None:
+    """The output path `dst` (check_destination), then the encoder settings for it, then a file in the
+    way: a bad setting is told first, not after --overwrite, which would only lead to it."""
+    check_destination(dst, inputs, overwrite=True)
+    check_output_settings(dst, encode)
+    check_destination(dst, inputs, overwrite)
 
 
 def _check_progress(progress: Any) -> None:

@@ -260,9 +260,7 @@ class Checkpoint:
 
     @property
     def name(self) -> str:
-        """The model's name, as output file names carry it: its folder's, or an upstream file's
-        without the extension (x.mp4 through dp.pth gives x.dp.mp4)."""
-        return self.path.name if self.path.is_dir() else self.path.stem
+        return model_name(self.path)
 
     @property
     def files(self) -> list[Path]:
@@ -813,6 +811,12 @@ def load_checkpoint(name_or_path: str | os.PathLike) -> Checkpoint:
         return import_pix2pix(path)  # which says what is wrong with a path that is no file
     raise VidtransError(f"{path}: not a checkpoint; pass a folder with {CARD_NAME} and {WEIGHTS_NAME}, or a pix2pix "
                         "generator's .pth or .safetensors file")
+
+
+def model_name(path: Path) -> str:
+    """The name of the model at `path` (a `checkpoint_path`), as output file names carry it: its
+    folder's, or an upstream file's without the extension (x.mp4 through dp.pth gives x.dp.mp4)."""
+    return path.name if path.is_dir() else path.stem
 
 
 def checkpoint_path(name_or_path: str | os.PathLike, fix: str | None = None) -> Path:

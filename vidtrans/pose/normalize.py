@@ -34,7 +34,7 @@ target videos may have different sizes; positions count from the frame's top edg
 [i, i + 1) (as `fit_to_frame` maps pixels), so a track and its copy scaled to another frame size have
 the same statistics, and a source whose statistics equal the target's is mapped as `fit_to_frame` maps it.
 
-A clip framed as the target's video was (`framed_alike`: its middle ankle line within the target's
+A clip framed as the target's video was (`framed_alike`: its ankle lines within the target's
 range, its dancer at the target's size there within _ALIKE_SIZE) keeps its poses' size and height in
 the frame: the measure of a body differs by up to a couple of per cent from one dance to another of
 the same body, and scaling the target's own new footage by that error cost the face more than any
@@ -477,18 +477,25 @@ class PoseNormalizer:
 
 
 def framed_alike(source: PoseStats, target: PoseStats) -> bool:
-    """Whether whole-body statistics `source` show the dancer where the target stood (the clip's
-    middle ankle line within the target's range) at the target's size there within _ALIKE_SIZE:
+    """Whether whole-body statistics `source` show the dancer where the target stood (both of the
+    clip's ankle lines within the target's range) at the target's size there within _ALIKE_SIZE:
     then a `PoseNormalizer` leaves the poses at their size and height in the frame (sideways, the
     dancer's usual place still goes to the target's, where both statistics know it: a target trained
-    on a square around where it stands)."""
-    middle = (source.far + source.near) / 2
-    if not target.far <= middle <= target.near:
+    on a square around where it stands). The size is compared at each ankle line where the clip's
+    lie _MIN_DEPTH_RANGE apart or more, else at their middle: a clip's middle alone let a dancer
+    walking from far above the target's floor to below it, or two people cut together, one too
+    large and one too small, pass as framed alike, and be left where the target never stood."""
+    if not target.far <= source.far <= source.near <= target.near:
         return False
+    lines = [(source.far, source.height_far), (source.near, source.height_near)]
+    if source.near - source.far < _MIN_DEPTH_RANGE:  # one depth: its two bands measure the same frames
+        lines = [((source.far + source.near) / 2, (source.height_far + source.height_near) / 2)]
     target_range = target.near - target.far
-    at = (middle - target.far) / target_range if target_range > 0 else 0.5
-    size = _lerp(target.height_far, target.height_near, at) / ((source.height_far + source.height_near) / 2)
-    return abs(size - 1) <= _ALIKE_SIZE
+    for line, size in lines:
+        at = (line - target.far) / target_range if target_range > 0 else 0.5
+        if abs(_lerp(target.height_far, target.height_near, at) / size - 1) > _ALIKE_SIZE:
+            return False
+    return True
 
 
 def normalized_phrase(normalizer: PoseNormalizer) -> str:

@@ -144,8 +144,7 @@ def test_a_target_video_smaller_than_the_training_size_is_told_once(tmp_path, de
     told = warnings_in(result.stderr)
     assert len(told) == 1, result.stderr
     assert told[0] == (f"vidtrans: warning: {clip.path}: the training square (48x48 pixels at x 0, y 0) is enlarged "
-                       "to --size 64, so the model learns blurred frames; train from a larger video, or at a --size "
-                       "of at most 48")
+                       "to --size 64, so the model learns blurred frames; train from a larger video, or at --size 48")
 
 
 # --- 3: --resume keeps the recipe -----------------------------------------------------------------

@@ -32,6 +32,42 @@ def warnings_of(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
 
 
+# --- 1: a target video smaller than the training size is told a size the architecture takes ------
+
+
+@pytest.fixture
+def target_144(tmp_path, detected_as):  # noqa: F811 (the fixture imported above)
+    """A 144x144 video of the target character (carphone's height), its poses given, not detected."""
+    track = dance_keypoints(7, 12, 144, 144, TARGET_LOOK)
+    clip = make_clip(tmp_path / "small.mp4", frames=12, size=(144, 144), audio=False,
+                     frame_fn=lambda i, w, h: render_person(track[i], h, w, TARGET_LOOK))
+    detected_as(track)
+    return clip.path
+
+
+def told_when_preparing(out: Path, target: Path, caplog, **options) -> list[str]:
+    caplog.clear()
+    with spelled(FLAGS), caplog.at_level(logging.WARNING):
+        prepare_training(out, TrainOptions(iterations=1, device="cpu", ngf=16, **options), target=target)
+    return warnings_of(caplog)
+
+
+def test_a_small_target_video_is_told_an_architecture_and_size_that_fit_and_following_it_works(tmp_path, target_144,
+                                                                                                caplog):
+    # The QA's: '... or at a --size of at most 144', and --size 144 and 128 do not fit unet_256.
+    told = told_when_preparing(tmp_path / "m", target_144, caplog)
+    assert len(told) == 1 and ENLARGED in told[0], told
+    assert told[0].endswith("train from a larger video, or with --arch unet_128 --size 128 (unet_256 takes no --size "
+                            "below 256)"), told[0]
+    assert told_when_preparing(tmp_path / "m", target_144, caplog, architecture="unet_128", size=128) == []
+
+
+def test_a_resnet_is_told_the_largest_size_it_takes_within_the_square(tmp_path, target_144, caplog):
+    told = told_when_preparing(tmp_path / "m", target_144, caplog, architecture="resnet_6blocks")
+    assert len(told) == 1 and told[0].endswith("train from a larger video, or at --size 144"), told
+    assert told_when_preparing(tmp_path / "m", target_144, caplog, architecture="resnet_6blocks", size=144) == []
+
+
 # --- 3: option values are told before an output in the way ----------------------------------------
 
 

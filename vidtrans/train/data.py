@@ -1014,22 +1014,21 @@ class VideoPairs:
         left, top, side = self.crop
         return left < 0 or top < 0 or left + side > self.frame_size[0] or top + side > self.frame_size[1]
 
-    def _tell_about_crop(self, track: np.ndarray) -> None:
-        """A warning where the square cannot hold the person throughout, or holds too few pixels
-        for the training size."""
-        from vidtrans.options import spell
-
+    @property
+    def square(self) -> str:
+        """The training square as messages name it."""
         left, top, side = self.crop
-        where = f"the training square ({side}x{side} pixels at x {left}, y {top})"
+        return f"the training square ({side}x{side} pixels at x {left}, y {top})"
+
+    def _tell_about_crop(self, track: np.ndarray) -> None:
+        """A warning where the square cannot hold the person throughout. (One that holds too few
+        pixels for the training size is told by the training setup, which knows what sizes the
+        networks take.)"""
         cut = frames_cut(track, self.crop)
         if cut:
             log.warning("%s: the person reaches out of %s in %d of the %d frames showing them, which train with "
                         "their body cut off; a video that keeps them within a square of its height trains on all "
-                        "of them", self.video, where, cut, len(track))
-        if side < self.size:
-            log.warning("%s: %s is enlarged to %s %d, so the model learns blurred frames; train from a larger "
-                        "video, or at a %s of at most %d", self.video, where, spell("size"), self.size, spell("size"),
-                        side)
+                        "of them", self.video, self.square, cut, len(track))
 
     def pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         from vidtrans.pose.render import render_pose

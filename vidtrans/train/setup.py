@@ -21,12 +21,14 @@ from typing import Any, Callable, Collection
 
 from vidtrans.errors import UsageError, VidtransError, count
 from vidtrans.models.checkpoint import ModelCard
+from vidtrans.models.networks import GENERATORS, parse_generator
 from vidtrans.options import Direction, InputKind, TrainOptions, TrainPose, plain, shown, shown_path, spell
 from vidtrans.pose.render import PoseStyle
 from vidtrans.train.data import SYNTHETIC_DATA, data_description
 from vidtrans.train.trainer import (RESUMED_OBJECTIVE, PairSource, TrainConfig, check_config, check_output,
-                                    check_state_fits_card, check_world_size, describe_conflicts, launched,
-                                    read_train_state, resume_conflicts, sample_length, saved_settings)
+                                    check_state_fits_card, check_world_size, describe_conflicts, largest_size,
+                                    launched, read_train_state, resume_conflicts, sample_length, saved_settings,
+                                    size_steps)
 from vidtrans.video import file_identity
 
 log = logging.getLogger(__name__)
@@ -138,6 +140,33 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
         if replanned:  # said once nothing is refused
             log.warning("%s", replanned)
     return source, config, card
+
+
+def _tell_about_enlarging(source, config: TrainConfig, fixed: bool) -> None:
+    """A warning where the target video's training square (`source`: VideoPairs) holds fewer pixels
+    than the training size, with a way out the user can take; a smaller size only where the
+    networks are not `fixed` (a checkpoint's, resumed or fine-tuned)."""
+    side = source.crop[2]
+    if side >= source.size:
+        return
+    smaller = "" if fixed else _size_within(config, side)
+    log.warning("%s: %s is enlarged to %s %d, so the model learns blurred frames; train from a larger video%s",
+                source.video, source.square, spell("size"), source.size, smaller)
+
+
+def _size_within(config: TrainConfig, side: int) -> str:
+    """", or ..." naming the largest size of at most `side` pixels the architecture takes, or where
+    it takes none, the largest another takes (one of its kind first: a smaller U-Net); "" for none."""
+    if (size := largest_size(config, side)) is not None:
+        return f", or at {spell('size')} {size}"
+    kind = parse_generator(config.architecture)[0]
+    others = [(parse_generator(name)[0] == kind, size, name) for name in GENERATORS
+              if (size := largest_size(dataclasses.replace(config, architecture=name), side)) is not None]
+    if not others:
+        return ""
+    _, size, name = max(others)
+    return (f", or with {spell('architecture')} {name} {spell('size')} {size} ({config.architecture} takes no "
+            f"{spell('size')} below {size_steps(config)[1]})")
 
 
 def _warnings_from_rank_0_only() -> None:
@@ -447,6 +476,7 @@ def _source_and_card(config: TrainConfig, size: int, style: PoseStyle, options: 
         target = Path(target)
         source = VideoPairs(target, size=size, style=style, progress=progress,
                             sequence_length=sample_length(config), trained_on=kept.get("trained_on", TrainedOn()))
+        _tell_about_enlarging(source, config, fixed=options.resume or options.init_from is not None)
         card.target_pose_stats = source.target_pose_stats()
         card.description = f"pose map -> the person in {target.name}"
         # What `vidtrans eval --video` needs to rebuild the truth of the held-out tail.

@@ -172,15 +172,28 @@ def check_config(config: TrainConfig, size: int | None) -> None:
     if config.data_workers is not None and not _whole(config.data_workers, 0, 64):
         raise UsageError(f"{spell('data_workers')} must be a whole number from 0 to 64, got "
                          f"{shown(config.data_workers)}")
-    # The generator's input must be a multiple of its downsampling (a U-Net halves it down to 1 px);
-    # the PatchGAN discriminator needs at least 32 px at its coarsest scale.
-    multiple = input_multiple(config.architecture)
-    smallest = 32 << (config.d_scales - 1)
-    low = max(multiple, smallest)
+    multiple, low = size_steps(config)
     if size is not None and (not _whole(size, low, MAX_SIZE) or size % multiple):
-        scales = f" with {spell('d_scales')} {config.d_scales}" if smallest > max(multiple, 32) else ""
+        scales = f" with {spell('d_scales')} {config.d_scales}" if low > max(multiple, 32) else ""
         raise UsageError(f"{spell('size')} {shown(size)} does not fit {config.architecture}{scales}: use a multiple of "
                             f"{multiple} from {low} to {MAX_SIZE}")
+
+
+def size_steps(config: TrainConfig) -> tuple[int, int]:
+    """(multiple, smallest): the training sizes `config`'s networks take are the multiples of the
+    first from the second up to MAX_SIZE. The generator's input must be a multiple of its
+    downsampling (a U-Net halves it down to 1 px); the PatchGAN discriminator needs at least 32 px
+    at its coarsest scale."""
+    multiple = input_multiple(config.architecture)
+    return multiple, max(multiple, 32 << (config.d_scales - 1))
+
+
+def largest_size(config: TrainConfig, most: int) -> int | None:
+    """The largest training size of at most `most` pixels that `config`'s networks take; None where
+    they take none that small."""
+    multiple, smallest = size_steps(config)
+    size = min(most, MAX_SIZE) // multiple * multiple
+    return size if size >= smallest else None
 
 
 def check_output(out_dir: str | os.PathLike, resume: bool, overwrite: bool) -> None:

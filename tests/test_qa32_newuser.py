@@ -68,6 +68,36 @@ def test_a_resnet_is_told_the_largest_size_it_takes_within_the_square(tmp_path, 
     assert told_when_preparing(tmp_path / "m", target_144, caplog, architecture="resnet_6blocks", size=144) == []
 
 
+# --- 2: --resume without its data names the data the checkpoint was trained on ----------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """A checkpoint trained 1 iteration on the paired folder `pairs`."""
+    return train_tiny(tmp_path_factory.mktemp("resume"), 1, cli)[1]
+
+
+def test_resume_without_data_names_the_paired_folder_it_continues_on(tmp_path, tiny_checkpoint):
+    out = tmp_path / "ck"
+    shutil.copytree(tiny_checkpoint, out)
+    line = one_line(cli("train", "-o", out, "--resume", "--iterations", "2"), 2)
+    assert line.endswith(f"{out} was trained on the paired folder pairs, and --resume goes on training on the same "
+                         f"data: give it again, as in vidtrans train --data PATH/pairs -o {out} --resume"), line
+
+
+def test_resume_without_data_names_the_target_video_it_continues_on(tmp_path, tiny_checkpoint):
+    out = tmp_path / "alice"
+    shutil.copytree(tiny_checkpoint, out)
+    card = json.loads((out / "card.json").read_text())
+    card["training"]["data"] = "target video carphone.mp4"
+    (out / "card.json").write_text(json.dumps(card))
+    line = one_line(cli("train", "-o", out, "--resume", "--iterations", "60"), 2)
+    assert line.endswith(f"{out} was trained on the target video carphone.mp4, and --resume goes on training on the "
+                         f"same data: give it again, as in vidtrans train PATH/carphone.mp4 -o {out} --resume"), line
+    with pytest.raises(UsageError, match=re.escape("give it again, as in target='PATH/carphone.mp4'")):
+        prepare_training(out, TrainOptions(resume=True, iterations=60))
+
+
 # --- 3: option values are told before an output in the way ----------------------------------------
 
 

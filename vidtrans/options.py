@@ -705,7 +705,8 @@ class TrainOptions(_Options):
     lambda_l1: float = option(100.0, "Weight of the L1 loss against the GAN loss; with --resume, the checkpoint's.")
     device: str = option("auto", "auto (a CUDA GPU when PyTorch sees one, else the CPU), cpu, cuda or cuda:N "
                            "(GPU number N; torchrun picks cuda:LOCAL_RANK).")
-    resume: bool = option(False, "Continue from the checkpoint in --output.")
+    resume: bool = option(False, "Continue from the checkpoint in --output, on the data it was trained on (given "
+                          "again: its card records the name only).")
     overwrite: bool = option(False, "Start over when --output holds a checkpoint: its files are deleted when the "
                              "new run writes its first checkpoint (a run stopped before keeps them).")
     save_every: int = option(500, "Write the checkpoint every N iterations; with --resume, the checkpoint's.")

@@ -63,7 +63,11 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
     from vidtrans.models.translator import resolve_device
 
     _warnings_from_rank_0_only()
-    if sum(x is not None and x is not False for x in (target, data, synthetic or None)) != 1:
+    given_sources = sum(x is not None and x is not False for x in (target, data, synthetic or None))
+    if given_sources != 1:
+        resumed_on = _recorded_source(output) if options.resume and not given_sources else None
+        if resumed_on is not None:
+            raise UsageError(resumed_on)
         raise UsageError(f"give exactly one data source: a target video, {spell('data')} (a paired folder) or "
                          f"{spell('synthetic=True')}")
     if options.train_pose != TrainPose.EXACT and not synthetic:
@@ -167,6 +171,34 @@ def _size_within(config: TrainConfig, side: int) -> str:
     _, size, name = max(others)
     return (f", or with {spell('architecture')} {name} {spell('size')} {size} ({config.architecture} takes no "
             f"{spell('size')} below {size_steps(config)[1]})")
+
+
+def _recorded_source(output: str | os.PathLike) -> str | None:
+    """For a resume given no data: the data the checkpoint in `output` was trained on, which its
+    card records by name only (not where it is), and how to give it again; None where no card
+    says."""
+    from vidtrans.models.checkpoint import read_card
+
+    try:
+        recorded = read_card(output).training.get("data")
+    except VidtransError:  # no checkpoint or an unusable one: the checks that follow say so
+        return None
+    recorded = str(recorded)
+    video, folder = (recorded.removeprefix(kind) for kind in ("target video ", "paired folder "))
+    from_cli = spell("resume=True") != "resume=True"
+    if recorded == SYNTHETIC_DATA:
+        what, again = "synthetic data", spell("synthetic=True")
+    elif video != recorded:
+        what, again = f"the target video {video}", f"PATH/{video}" if from_cli else f"target='PATH/{video}'"
+    elif folder != recorded:
+        what, again = f"the paired folder {folder}", f"{spell('data')} PATH/{folder}" if from_cli else \
+            f"data='PATH/{folder}'"
+    else:
+        return None
+    if from_cli:
+        again = f"vidtrans train {again} -o {output} --resume"
+    return (f"{output} was trained on {shown_path(what)}, and {spell('resume=True')} goes on training on the same "
+            f"data: give it again, as in {again}")
 
 
 def _warnings_from_rank_0_only() -> None:

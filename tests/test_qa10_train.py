@@ -85,7 +85,7 @@ def test_a_body_taller_than_the_frame_is_wide_is_padded_with_the_recorded_fill(t
     clip = make_clip(tmp_path / "tall.mp4", frames=12, size=(64, 192), audio=False,
                      frame_fn=lambda i, w, h: render_person(track[i], h, w, TARGET_LOOK))
     detected_as(track)
-    options = TrainOptions(iterations=1, architecture="resnet_6blocks", size=64, device="cpu")
+    options = TrainOptions(iterations=1, architecture="resnet_6blocks", size=64, ngf=16, device="cpu")
     with caplog.at_level(logging.WARNING):
         pairs, _, card = prepare_training(tmp_path / "m", options, target=clip.path)
     assert caplog.records == []

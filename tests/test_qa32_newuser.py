@@ -134,6 +134,20 @@ def test_batch_translates_with_pose2person_when_no_model_is_given(tmp_path):
     assert "[default: pose2person]" in " ".join(cli("batch", "--help").stdout.split())
 
 
+# --- 5: training on a CPU at the default width is told the narrower one README recommends ------------
+
+
+@pytest.mark.parametrize("ngf, noted", [(None, True), (64, False), (16, False)])
+def test_training_on_the_cpu_at_the_default_width_notes_ngf_16(tmp_path, caplog, ngf, noted):
+    pairs = paired_folder(tmp_path / "pairs", 2)
+    with spelled({**FLAGS, "data": "--data"}), caplog.at_level(logging.WARNING):
+        prepare_training(tmp_path / "m", TrainOptions(iterations=1, device="cpu", ngf=ngf), data=pairs)
+    told = [line for line in warnings_of(caplog) if "--ngf" in line]
+    assert told == ([f"training on the CPU at --ngf 64, the default, which is meant for a GPU: at --ngf 16 an "
+                     "iteration takes about half the time and the model is 16 times smaller; pass --ngf 16 for that"]
+                    if noted else []), told
+
+
 # --- 6: eval prints its flicker ratios with 2 decimals, as run does ----------------------------------
 
 

@@ -4,14 +4,28 @@ framed_alike judged a clip by its middle ankle line and its mean size alone: two
 together, one smaller and higher, one larger and lower than the target, averaged to the target's
 line and size, and were left where the target never stood, the summary saying the clip already
 showed the target's size and place.
+
+Pixel formats: a format FFmpeg's scaler cannot make (pal8, the only one of msrle and smc, which
+--pix-fmt auto picked for them; or given for png or gif) passed the settings check and failed at the
+first frame, after the model's work, with "encoding failed (Operation not supported)". MPEG program
+streams (.mpg, .vob) took any codec, and VP9, AV1, FFV1, ProRes, MJPEG or PNG made a file whose video
+nothing decodes.
 """
 
+from fractions import Fraction
+
+import av
 import numpy as np
 import pytest
 
+from tests.conftest import one_line
+from tests.media import make_clip
 from tests.test_framed_alike import MODEL, VIDEO, resized
+from vidtrans.errors import ContainerError
+from vidtrans.options import EncodeOptions
 from vidtrans.pose.normalize import PoseNormalizer, PoseStats, estimate_pose_stats, framed_alike
 from vidtrans.train.synth import TARGET_LOOK, dance_keypoints
+from vidtrans.video.writer import VideoWriter, check_output_settings
 
 
 @pytest.fixture(scope="module")
@@ -48,3 +62,42 @@ def test_a_clip_reaching_past_the_targets_floor_or_growing_otherwise_is_not_fram
 def test_the_targets_own_dances_stay_framed_alike(target, seed):
     assert framed_alike(estimate_pose_stats(dance_keypoints(seed, 300, VIDEO, VIDEO, TARGET_LOOK), VIDEO, VIDEO,
                                             like=target), target)
+
+
+@pytest.mark.parametrize(("codec", "pix_fmt", "suffix", "refusal"), [
+    ("msrle", "auto", ".avi", "--codec 'msrle' encodes only pal8, which FFmpeg's scaler cannot make from RGB frames"),
+    ("png", "pal8", ".mov", "--pix-fmt 'pal8' cannot be made from RGB frames by FFmpeg's scaler; pass one of rgb24,"),
+    ("gif", "pal8", ".gif", "--pix-fmt 'pal8' cannot be made from RGB frames by FFmpeg's scaler; pass one of rgb8,"),
+])
+def test_a_format_the_scaler_cannot_make_is_refused_before_any_work(rgb_model_dir, cli, tmp_path, codec, pix_fmt,
+                                                                     suffix, refusal):
+    clip = make_clip(tmp_path / "in.mp4", frames=2, size=(64, 48), audio=False)
+    out = tmp_path / f"out{suffix}"
+    result = cli("run", clip.path, "-o", out, "--model", rgb_model_dir, "--codec", codec, "--pix-fmt", pix_fmt)
+    assert refusal in one_line(result, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_auto_never_picks_a_format_the_scaler_cannot_make(tmp_path):
+    assert check_output_settings(tmp_path / "o.avi", EncodeOptions(codec="zmbv"))[2] == "bgr0"  # not its pal8
+
+
+@pytest.mark.parametrize("codec", ["libvpx-vp9", "ffv1", "mjpeg", "prores_ks", "png"])
+@pytest.mark.parametrize("suffix", [".mpg", ".vob"])
+def test_a_program_stream_refuses_video_its_reader_cannot_tell(tmp_path, codec, suffix):
+    with pytest.raises(ContainerError, match=rf"a \{suffix} file cannot hold {codec} video; use the codec libx264 or "
+                                             r"libx265, or another extension such as \.m"):
+        check_output_settings(tmp_path / f"o{suffix}", EncodeOptions(codec=codec))
+
+
+@pytest.mark.parametrize("codec", ["libx264", "libx265", "mpeg4", "mpeg2video"])
+def test_a_program_stream_still_takes_the_mpeg_family(tmp_path, codec):
+    out = tmp_path / "o.mpg"
+    frames = [np.full((48, 64, 3), 40 * i, np.uint8) for i in range(6)]
+    with VideoWriter(out, 64, 48, Fraction(1, 25), 25, EncodeOptions(codec=codec)) as writer:
+        for i, frame in enumerate(frames):
+            writer.write(frame, i)
+    with av.open(str(out)) as container:
+        images = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len(images) == 6
+    assert max(np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(images, frames)) < 3

@@ -70,10 +70,14 @@ _KEEPS_ALL = "a Matroska (.mkv) file"
 # Ogg's muxers (.ogg, .ogv) answer for their defaults alone (FLAC, Theora), and take the codecs they
 # have a mapping for (libavformat/oggenc.c): AAC is re-encoded to Opus there, as for .webm, not left out.
 _OGG = frozenset({"theora", "vp8", "vorbis", "opus", "flac", "speex"})
+# MPEG program streams (.mpg, .vob) mux any video, but their reader knows a video stream's codec only
+# by probing its bytes (libavformat/mpeg.c): VP8/9, AV1, FFV1, ProRes, MJPEG, PNG and the like made
+# files of a stream nothing decodes. Their audio stays what FFmpeg answers for them: MP2.
+_PROGRAM_STREAM = frozenset({"mpeg1video", "mpeg2video", "mpeg4", "h264", "hevc", "vvc", "cavs", "mp2"})
 _HOLDS = {"mpegts": frozenset({"mpeg1video", "mpeg2video", "mpeg4", "h264", "hevc", "vvc", "cavs", "avs2", "avs3",
                                "dirac", "vc1", "mp2", "mp3", "aac", "aac_latm", "ac3", "eac3", "dts", "truehd",
                                "opus", "s302m", "dvb_subtitle", "dvb_teletext"}),
-          "ogg": _OGG, "ogv": _OGG}
+          "ogg": _OGG, "ogv": _OGG, **dict.fromkeys(("mpeg", "vob", "dvd", "svcd", "vcd"), _PROGRAM_STREAM)}
 # The containers whose readers time frames by the codec's frame rate (MPEG program streams), and
 # AVI, which counts time in frames of one rate: at a finer clock its header would tell players of a
 # 600 fps video, most of its frames empty, and its last picture shown for one tick.
@@ -415,7 +419,7 @@ def _video_encoder(codec: str, pix_fmt: str) -> tuple[str, str]:
     """The name of the encoder FFmpeg uses for `codec` (also for a format name: "h264" is
     libx264) and the pixel format it encodes: `pix_fmt`, or for auto yuv420p where the encoder takes
     it, else the best of its own (`_pix_fmt_misfit`); refusing a codec that is not a video encoder
-    or a pix_fmt given that it cannot encode."""
+    or a pix_fmt given that it cannot encode, or that vidtrans cannot make (`_made_from_rgb`)."""
     try:
         found = av.codec.Codec(codec, "w")
     except (ValueError, av.FFmpegError):
@@ -429,10 +433,14 @@ def _video_encoder(codec: str, pix_fmt: str) -> tuple[str, str]:
         raise UsageError(f"{spell('codec')} {shown(codec)} is {what}; {advice}")
     _refuse_other_hardware(found.name)  # before its pixel formats: advice to change them would not help
     formats = [f.name for f in found.video_formats or ()]
+    made = [name for name in formats if _made_from_rgb(name)]
+    if formats and not made:
+        raise UsageError(f"{spell('codec')} {shown(codec)} encodes only {', '.join(formats)}, which FFmpeg's scaler "
+                         "cannot make from RGB frames; pass another codec")
     if pix_fmt == AUTO_PIX_FMT:
         if not formats or _PLAYS_EVERYWHERE in formats:  # no list: rawvideo, which takes any
             return found.name, _PLAYS_EVERYWHERE
-        return found.name, min(formats, key=_pix_fmt_misfit)  # the first of the fittest, in the encoder's order
+        return found.name, min(made, key=_pix_fmt_misfit)  # the first of the fittest, in the encoder's order
     try:
         av.VideoFormat(pix_fmt)
     except ValueError:
@@ -441,8 +449,24 @@ def _video_encoder(codec: str, pix_fmt: str) -> tuple[str, str]:
                          f"encodes, such as {', '.join(formats[:8])}") from None
     if formats and pix_fmt not in formats:
         raise UsageError(f"{spell('pix_fmt')} {shown(pix_fmt)} cannot be encoded by {codec}; pass one of "
-                         f"{', '.join(formats)}")
+                         f"{', '.join(made)}")
+    if not _made_from_rgb(pix_fmt):
+        raise UsageError(f"{spell('pix_fmt')} {shown(pix_fmt)} cannot be made from RGB frames by FFmpeg's scaler; pass "
+                         f"one of {', '.join(made or ['yuv420p', 'rgb24'])}")
     return found.name, pix_fmt
+
+
+@functools.cache
+def _made_from_rgb(pix_fmt: str) -> bool:
+    """Whether FFmpeg's scaler, which makes every frame the writer encodes, converts RGB to `pix_fmt`:
+    not to a palette (pal8, one of png's and gif's formats, msrle's and smc's only one), half floats or
+    hardware surfaces. Such a format passed the settings check and failed at the first frame, after the
+    model's work."""
+    try:
+        av.VideoFrame(16, 16, "rgb24").reformat(format=pix_fmt)
+    except (ValueError, av.FFmpegError):
+        return False
+    return True
 
 
 def _pix_fmt_misfit(name: str) -> tuple[int, int, int]:

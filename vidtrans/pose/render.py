@@ -149,6 +149,16 @@ def _size_problem(size, reference_height) -> str | None:
     return None
 
 
+def limb_width(height: int, style: PoseStyle = PoseStyle()) -> float:
+    """The thickness in pixels of the limbs `style` draws on a frame `height` pixels tall."""
+    return max(style.limb_width * (height / style.reference_height), 1.0)
+
+
+def face_dot_radius(height: int, style: PoseStyle = PoseStyle(version=2)) -> float:
+    """The radius in pixels of the face dots `style` draws on a frame `height` pixels tall."""
+    return max(style.face_point_radius * (height / style.reference_height), _MIN_PART_SIZE)
+
+
 def _check_drawing(height, width, style, min_confidence) -> None:
     """VidtransError naming the first setting of a render that no pose map can be drawn with (a
     negative min_confidence would draw missing points at 0, 0; NaN would draw nothing)."""
@@ -204,7 +214,7 @@ def draw_pose(canvas: np.ndarray, keypoints: np.ndarray, style: PoseStyle = Pose
 def _draw_body(canvas: np.ndarray, kp: np.ndarray, present: np.ndarray, style: PoseStyle, scale: float,
                line_type: int) -> None:
     height, width = canvas.shape[:2]
-    half_width = max(style.limb_width * scale / 2.0, 0.5)
+    half_width = limb_width(height, style) / 2.0
     radius = max(style.joint_radius * scale, 0.5)
 
     if style.draw_joints:
@@ -255,7 +265,7 @@ def _draw_hands_and_face(canvas: np.ndarray, kp: np.ndarray, present: np.ndarray
     points = [tuple(p) for p in _to_fixed(np.where(present[:, None] & ~far[:, None], kp[:, :2], 0.0)).tolist()]
     line_width = round(max(style.hand_line_width * scale, _MIN_PART_SIZE))
     joint_radius = round(max(style.hand_joint_radius * scale, _MIN_PART_SIZE) * _ONE)
-    face_radius = round(max(style.face_point_radius * scale, _MIN_PART_SIZE) * _ONE)
+    face_radius = round(face_dot_radius(height, style) * _ONE)
 
     def dots(indices, radius: int, colour: tuple[int, int, int]) -> None:
         for i in indices:

@@ -101,3 +101,29 @@ def test_a_program_stream_still_takes_the_mpeg_family(tmp_path, codec):
         images = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
     assert len(images) == 6
     assert max(np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(images, frames)) < 3
+
+
+def test_raw_video_gets_a_format_its_container_reads_back(tmp_path):
+    """rawvideo takes any format, but .mov read its auto yuv420p back as nothing: auto takes one that reads back."""
+    out = tmp_path / "o.mov"
+    frames = [np.random.default_rng(i).integers(0, 256, (48, 64, 3), dtype=np.uint8) for i in range(3)]
+    with VideoWriter(out, 64, 48, Fraction(1, 25), 25, EncodeOptions(codec="rawvideo")) as writer:
+        for i, frame in enumerate(frames):
+            writer.write(frame, i)
+    with av.open(str(out)) as container:
+        images = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len(images) == 3 and all(np.array_equal(a, b) for a, b in zip(images, frames))
+
+
+@pytest.mark.parametrize(("suffix", "pix_fmt", "fix"), [
+    (".avi", "rgb24", "pass --pix-fmt yuv420p or bgr24, or use another extension such as .mov"),  # red, blue swapped
+    (".mov", "yuv444p", "pass --pix-fmt bgr24 or rgb24, or use another extension such as .nut"),  # read back as RGB
+])
+def test_raw_video_a_container_would_read_back_otherwise_is_refused(rgb_model_dir, cli, tmp_path, suffix, pix_fmt,
+                                                                     fix):
+    clip = make_clip(tmp_path / "in.mp4", frames=2, size=(64, 48), audio=False)
+    result = cli("run", clip.path, "-o", tmp_path / f"out{suffix}", "--model", rgb_model_dir, "--codec", "rawvideo",
+                 "--pix-fmt", pix_fmt)
+    assert one_line(result, 2).endswith(f"a {suffix} file cannot hold raw {pix_fmt} pictures (they would read back "
+                                        f"as others); {fix}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]

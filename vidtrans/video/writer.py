@@ -306,8 +306,53 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
                              f"any of {_listed(_HOLDING_TRIED)}; use another codec") from None
         raise ContainerError(f"{dst}: FFmpeg cannot write a {suffix} file of {codec} video ({first_line(e)}); use "
                              f"another extension such as {other}", other[1:]) from None
+    if codec == "rawvideo":
+        pix_fmt = _raw_format_held(dst, container, pix_fmt, encode.pix_fmt == AUTO_PIX_FMT)
     _settings_checked[suffix.lower(), encode] = codec, dict(options), pix_fmt
     return codec, options, pix_fmt
+
+
+# The formats --pix-fmt auto tries for rawvideo, which takes any, in order: 4:2:0 as for every codec, then RGB.
+_RAW_TRIED = (_PLAYS_EVERYWHERE, "bgr24", "rgb24")
+
+
+def _raw_format_held(dst: str | os.PathLike, container: str, pix_fmt: str, auto: bool) -> str:
+    """`pix_fmt`, or for auto the first of _RAW_TRIED, where a `container` file of raw pictures in
+    it reads back as written; else UsageError naming those that do. A container stores raw pictures
+    under a tag for their layout and has none for some: .mov read yuv420p back as nothing and yuv444p
+    as RGB, .avi rgb24 as bgr24 (red and blue swapped), all without a word."""
+    for name in _RAW_TRIED if auto else (pix_fmt,):
+        if _raw_reads_back(container, name):
+            return name
+    suffix = Path(dst).suffix
+    held = [name for name in (*_RAW_TRIED, "yuv444p") if _raw_reads_back(container, name)]
+    fixes = [f"pass {spell('pix_fmt')} {_listed(held)}"] if held else []
+    others = [e for e in _HOLDING_TRIED if e != suffix.lower() and _raw_reads_back(_container_format(f"x{e}"), pix_fmt)]
+    fixes += [f"use another extension such as {others[0]}"] if others else []
+    raise UsageError(f"{dst}: a {suffix} file cannot hold raw {pix_fmt} pictures (they would read back as others); "
+                     f"{', or '.join(fixes) or 'use another codec'}")
+
+
+@functools.cache
+def _raw_reads_back(container: str, pix_fmt: str) -> bool:
+    """Whether a raw `pix_fmt` picture written into a `container` file, in memory, decodes to the same pixels."""
+    ramp = np.arange(_SETTINGS_SIZE * _SETTINGS_SIZE * 3, dtype=np.uint32).reshape(_SETTINGS_SIZE, _SETTINGS_SIZE, 3)
+    written = av.VideoFrame.from_ndarray((ramp * 7 % 251).astype(np.uint8), format="rgb24").reformat(format=pix_fmt)
+    buffer = io.BytesIO()
+    try:
+        with av.logging.Capture():
+            with av.open(buffer, "w", format=container) as out:
+                stream = out.add_stream("rawvideo", rate=25)
+                stream.width, stream.height, stream.pix_fmt = _SETTINGS_SIZE, _SETTINGS_SIZE, pix_fmt
+                written.pts = 0
+                out.mux(stream.encode(written))
+                out.mux(stream.encode(None))
+            buffer.seek(0)
+            with av.open(buffer) as back:
+                read = next(back.decode(video=0))
+    except (av.FFmpegError, ValueError, StopIteration):
+        return False
+    return np.array_equal(read.to_ndarray(format="rgb24"), written.to_ndarray(format="rgb24"))
 
 
 # The extensions tried, in this order, for one whose container holds a video that the output's cannot.

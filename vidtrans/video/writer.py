@@ -516,15 +516,14 @@ def _made_from_rgb(pix_fmt: str) -> bool:
 
 def _pix_fmt_misfit(name: str) -> tuple[int, int, int]:
     """How far pixel format `name` is from storing the frames (8-bit RGB) as they are, least first: what
-    it does to them (nothing; adds an alpha plane, stored opaque; a palette, which bands; or keeps no
-    colour: grey, bilevel, a hardware surface), then the bits its colour depth falls short of 8 (which
-    lose detail), then those it has above 8 (which cost size only): prores_ks's yuv422p10le, png's rgb24."""
+    it does to them (nothing; adds an alpha plane, stored opaque; or keeps no colour: grey, bilevel),
+    then the bits its colour depth falls short of 8 (which lose detail), then those it has above 8
+    (which cost size only): prores_ks's yuv422p10le, png's rgb24. Only formats `_made_from_rgb` are
+    ranked, so no palette (pal8) is among them."""
     found = av.VideoFormat(name)
     colour = [component.bits for component in found.components if not component.is_alpha]
-    if found.has_palette:
-        return 2, 0, 0
     if len(colour) < 3 or found.is_bit_stream:
-        return 3, 0, 0
+        return 2, 0, 0
     depth = min(colour)
     return int(len(colour) < len(found.components)), max(0, 8 - depth), max(0, depth - 8)
 

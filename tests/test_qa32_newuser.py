@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import one_line
 from tests.conftest import run_cli as cli
-from tests.media import TINY_TRAINING, make_clip, paired_folder, quadrants, train_tiny
+from tests.media import make_clip, paired_folder, quadrants, train_tiny
 from tests.test_qa10_train import FLAGS, detected_as  # noqa: F401 (a fixture)
 from vidtrans.errors import UsageError
 from vidtrans.options import TrainOptions, spelled
@@ -143,7 +143,7 @@ def test_training_on_the_cpu_at_the_default_width_notes_ngf_16(tmp_path, caplog,
     with spelled({**FLAGS, "data": "--data"}), caplog.at_level(logging.WARNING):
         prepare_training(tmp_path / "m", TrainOptions(iterations=1, device="cpu", ngf=ngf), data=pairs)
     told = [line for line in warnings_of(caplog) if "--ngf" in line]
-    assert told == ([f"training on the CPU at --ngf 64, the default, which is meant for a GPU: at --ngf 16 an "
+    assert told == (["training on the CPU at --ngf 64, the default, which is meant for a GPU: at --ngf 16 an "
                      "iteration takes about half the time and the model is 16 times smaller; pass --ngf 16 for that"]
                     if noted else []), told
 

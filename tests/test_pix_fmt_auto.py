@@ -99,3 +99,25 @@ def test_segments_encoded_at_once_take_the_format_chosen(tmp_path, monkeypatch):
     assert len(got) == len(frames)
     for image, truth in zip(got, frames):
         np.testing.assert_array_equal(image, truth)
+
+
+@pytest.mark.parametrize("crf, profile", [(18, "DNXHR HQ"), (40, "DNXHR LB")])
+def test_dnxhd_writes_dnxhr_profiles_for_the_crf(cli, tmp_path, rgb_model_dir, crf, profile):
+    """dnxhd failed at every usual size ("refused its settings (Invalid argument)"): DNxHD proper takes
+    a few broadcast sizes and bitrates only. Its DNxHR profiles take any size from 256x120."""
+    clip = make_clip(tmp_path / "in.mp4", frames=FRAMES, size=(272, 128), audio=False)
+    result = cli("run", clip.path, "-o", tmp_path / "out.mov", "--model", rgb_model_dir, "--codec", "dnxhd",
+                 "--crf", str(crf))
+    assert result.returncode == 0, result.stderr
+    with av.open(str(tmp_path / "out.mov")) as container:
+        assert container.streams.video[0].codec_context.profile == profile
+    assert stored(tmp_path / "out.mov") == ("dnxhd", "yuv422p", FRAMES)
+
+
+def test_dnxhd_refuses_frames_smaller_than_it_takes_in_one_line(cli, tmp_path, rgb_model_dir):
+    clip = make_clip(tmp_path / "in.mp4", frames=2, size=(64, 48), audio=False)
+    line = one_line(cli("run", clip.path, "-o", tmp_path / "out.mov", "--model", rgb_model_dir, "--codec", "dnxhd"),
+                    1)
+    assert line.endswith("dnxhd cannot encode frames of 64x48 (Invalid argument): they are too small for it; "
+                         "choose another --codec such as libx264"), line
+    assert not list(tmp_path.glob("out*"))

@@ -104,8 +104,10 @@ _FILE_TAGS = {"duration", "number_of_frames", "number_of_bytes", "bps", "encoder
 # How far before `start` (seconds) the source is sought for its audio and subtitles: muxers store audio up to about a
 # second away from the video it plays with, and the audio packet playing at `start` began before it.
 SEEK_MARGIN = 2
-# The frame size an encoder's settings are first opened at (check_output_settings).
+# The frame size an encoder's settings are first opened at (check_output_settings), and the codecs
+# that open only larger (`_settings_size`): dnxhd's DNxHR profiles, from 256x120.
 _SETTINGS_SIZE = 64
+_SETTINGS_SIZES = {"dnxhd": (256, 128)}
 # SVT-AV1's frames narrower than this on one side are encoded on one thread (see `_Muxer._add_video`).
 _SVT_NARROW = 32
 # More pictures than an encoder holds back before putting their packets out (x264's rc-lookahead
@@ -180,6 +182,10 @@ def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
             # past FFmpeg's log level: only its errors are news.
             options["x265-params"] = "log-level=error"
         return options
+    if codec == "dnxhd":
+        # DNxHD proper takes a few broadcast sizes and bitrates only (anything else: "Invalid
+        # argument"); its DNxHR profiles take any size from 256x120, their quality steps standing in for crf.
+        return {"profile": "dnxhr_hq" if crf <= 23 else "dnxhr_sq" if crf <= 35 else "dnxhr_lb"}
     # Fixed quantiser, the usual stand-in for CRF on older codecs (crf 18 -> q 3, crf 51 -> q 8). The
     # MPEG-video family (mpeg4, MJPEG, MPEG-2) reads it from each frame's quality, which only the ffmpeg
     # tool sets: left at 0 it encoded every crf at its best quantiser, qmin. qmin = qmax holds it there.
@@ -376,15 +382,20 @@ def _extension_holding(codec: str, options: dict[str, str], pix_fmt: str, suffix
     return None
 
 
+def _settings_size(codec: str) -> tuple[int, int]:
+    """(width, height) of the frames `codec`'s settings are tried on: the smallest it opens for."""
+    return _SETTINGS_SIZES.get(codec, (_SETTINGS_SIZE, _SETTINGS_SIZE))
+
+
 def _settings_stream(probe: av.container.OutputContainer, codec: str, options: dict[str, str],
                      pix_fmt: str) -> av.video.stream.VideoStream:
-    """A `codec` stream of `pix_fmt` pictures (_SETTINGS_SIZE square, the colour range the output
+    """A `codec` stream of `pix_fmt` pictures (`_settings_size`, the colour range the output
     gets) added to `probe`, unopened, for trying the settings; ValueError where the container
     cannot hold the codec."""
     if probe.format.name in _HOLDS and codec not in holdable_codecs(probe):
         raise ValueError(codec)  # FFmpeg would mux it as data no reader recognises
     stream = probe.add_stream(codec, options=options)
-    stream.width, stream.height, stream.pix_fmt = _SETTINGS_SIZE, _SETTINGS_SIZE, pix_fmt
+    (stream.width, stream.height), stream.pix_fmt = _settings_size(codec), pix_fmt
     stream.codec_context.color_range = _JPEG_RANGE if full_range(codec, pix_fmt) else _MPEG_RANGE
     return stream
 
@@ -692,15 +703,15 @@ class _Muxer:
 
     def _refused(self, codec: str, options: dict[str, str], rate: Fraction | None, error: str) -> str:
         """What the encoder refused in opening at the frames' size and rate, and what to do: at
-        `_SETTINGS_SIZE`, the size its settings were opened at, it refuses the rate; with the
+        `_settings_size`, the size its settings were opened at, it refuses the rate; with the
         sides below that raised to it, a size too small; else, one too large."""
         enc_w, enc_h = self.width + self._pad_w, self.height + self._pad_h
-        side = _SETTINGS_SIZE
+        least_w, least_h = _settings_size(codec)
         codec_setting = next(iter(_offered("codec")), None)  # None: the command has no --codec (live)
         another = f"; choose another {codec_setting}" if codec_setting else ""
-        if rate and not self._opens(codec, side, side, options, rate):
+        if rate and not self._opens(codec, least_w, least_h, options, rate):
             return f"{codec} cannot encode this clip's frame rate, {float(rate):g} frames a second ({error}){another}"
-        if self._opens(codec, max(enc_w, side), max(enc_h, side), options, rate):
+        if self._opens(codec, max(enc_w, least_w), max(enc_h, least_h), options, rate):
             other = " such as libx264" if another and codec not in _X264_ENCODERS else ""
             return (f"{codec} cannot encode frames of {enc_w}x{enc_h} ({error}): they are too small for it"
                     f"{another}{other}")
@@ -720,7 +731,7 @@ class _Muxer:
         table = sorted({Fraction(r.numerator, r.denominator) for r in av.Codec(codec, "w").frame_rates})
         above = sorted((r for r in table if r >= rate), key=lambda r: ((r / rate).denominator != 1, r))
         candidates = [rate, *above, *reversed([r for r in table if r < rate])]
-        return next((r for r in candidates if self._opens(codec, _SETTINGS_SIZE, _SETTINGS_SIZE, options, r, 1 / r)),
+        return next((r for r in candidates if self._opens(codec, *_settings_size(codec), options, r, 1 / r)),
                     min(table, key=lambda r: abs(r - rate)))  # none opens: the output's own opening says why
 
     def _opens(self, codec: str, width: int, height: int, options: dict[str, str], rate: Fraction | None,

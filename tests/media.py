@@ -295,6 +295,21 @@ def normalizing_pose_model(folder: Path, architecture: str, size: int, pose_styl
     return vidtrans.load_model(folder, device="cpu", precision="fp32")
 
 
+def video_model(folder: Path, clip: Path, held_out_from: int) -> Path:
+    """A tiny pose model whose card says `vidtrans train` made it from `clip` (64x48, 25 fps),
+    holding out its frames from `held_out_from` on."""
+    from vidtrans.models.checkpoint import ModelCard, save_checkpoint
+    from vidtrans.pose.render import PoseStyle
+    from vidtrans.video import file_identity
+
+    training = {"data": f"target video {clip.name}", "video": clip.name, "video_identity": file_identity(clip),
+                "crop": [8, 0, 48], "held_out": {"from_frame": held_out_from, "from_time": held_out_from / 25}}
+    card = ModelCard(architecture="resnet_6blocks", ngf=8, norm="instance", native_size=(64, 64), input_kind="pose",
+                     pose_style=PoseStyle().to_dict(), training=training)
+    save_checkpoint(folder, random_generator("resnet_6blocks", 3, 3, 8, "instance"), card)
+    return folder
+
+
 # Training options for a network small enough for a step in a fraction of a second on a CPU.
 TINY_TRAINING = ["--arch", "resnet_6blocks", "--size", "64", "--d-scales", "1", "--ngf", "4", "--ndf", "4",
                  "--device", "cpu", "--save-every", "1", "--validate-every", "1"]

@@ -9,25 +9,11 @@ import os
 import pytest
 
 from tests.conftest import one_line
-from tests.media import dancer_clip, make_clip, random_generator
-from vidtrans.models.checkpoint import ModelCard, save_checkpoint
-from vidtrans.pose.render import PoseStyle
-from vidtrans.video import file_identity
+from tests.media import dancer_clip, make_clip, video_model
 
 
 def warnings_in(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("vidtrans: warning: ")]
-
-
-def video_model(folder, clip, held_out_from: int):
-    """A tiny pose model whose card says `vidtrans train` made it from `clip` (64x48), holding out
-    its frames from `held_out_from` on."""
-    training = {"data": f"target video {clip.name}", "video": clip.name, "video_identity": file_identity(clip),
-                "crop": [8, 0, 48], "held_out": {"from_frame": held_out_from, "from_time": held_out_from / 25}}
-    card = ModelCard(architecture="resnet_6blocks", ngf=8, norm="instance", native_size=(64, 64), input_kind="pose",
-                     pose_style=PoseStyle().to_dict(), training=training)
-    save_checkpoint(folder, random_generator("resnet_6blocks", 3, 3, 8, "instance"), card)
-    return folder
 
 
 @pytest.mark.parametrize("given, what", [("missing.mp4", "no such video file"),

@@ -8,21 +8,7 @@ import shutil
 import pytest
 
 from tests.conftest import one_line
-from tests.media import corrupt_middle, dancer_clip, make_clip, random_generator
-from vidtrans.models.checkpoint import ModelCard, save_checkpoint
-from vidtrans.pose.render import PoseStyle
-from vidtrans.video import file_identity
-
-
-def video_model(folder, clip, held_out_from: int):
-    """A tiny pose model whose card says `vidtrans train` made it from `clip` (64x48, 25 fps),
-    holding out its frames from `held_out_from` on."""
-    training = {"data": f"target video {clip.name}", "video": clip.name, "video_identity": file_identity(clip),
-                "crop": [8, 0, 48], "held_out": {"from_frame": held_out_from, "from_time": held_out_from / 25}}
-    card = ModelCard(architecture="resnet_6blocks", ngf=8, norm="instance", native_size=(64, 64), input_kind="pose",
-                     pose_style=PoseStyle().to_dict(), training=training)
-    save_checkpoint(folder, random_generator("resnet_6blocks", 3, 3, 8, "instance"), card)
-    return folder
+from tests.media import corrupt_middle, dancer_clip, make_clip, video_model
 
 
 def test_a_link_that_loops_in_a_search_folder_hides_no_model(cli, tmp_path, monkeypatch, pose_model_dir):

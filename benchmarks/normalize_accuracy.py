@@ -84,5 +84,6 @@ def main() -> None:
                   f"{errors[:, 1].mean():>7.2f} {np.percentile(errors[:, 1], 90):>8.2f} {errors[:, 2].mean():>6.2f} "
                   f"{errors[:, 3].mean():>5.0%} {errors[:, 2].mean() / base:>5.2f}x")
 
+
 if __name__ == "__main__":
     main()

@@ -145,6 +145,10 @@ def test_a_target_video_smaller_than_the_training_size_is_told_once(tmp_path, de
     assert len(told) == 1, result.stderr
     assert told[0] == (f"vidtrans: warning: {clip.path}: the training square (48x48 pixels at x 0, y 0) is enlarged "
                        "to --size 64, so the model learns blurred frames; train from a larger video, or at --size 48")
+    # A resumed run, which must keep the video, is not told again what it cannot act on.
+    result = cli("train", clip.path, "-o", tmp_path / "m", "--iterations", "2", "--resume", *TINY_TRAINING)
+    assert result.returncode == 0, result.stderr
+    assert not [line for line in warnings_in(result.stderr) if "enlarged" in line], result.stderr
 
 
 # --- 3: --resume keeps the recipe -----------------------------------------------------------------

@@ -151,7 +151,7 @@ def prepare_training(output: str | os.PathLike, options: TrainOptions, *, target
 def _tell_about_enlarging(source, config: TrainConfig, fixed: bool) -> None:
     """A warning where the target video's training square (`source`: VideoPairs) holds fewer pixels
     than the training size, with a way out the user can take; a smaller size only where the
-    networks are not `fixed` (a checkpoint's, resumed or fine-tuned)."""
+    networks are not `fixed` (a checkpoint's, fine-tuned)."""
     side = source.crop[2]
     if side >= source.size:
         return
@@ -525,7 +525,8 @@ def _source_and_card(config: TrainConfig, size: int, style: PoseStyle, options: 
         target = Path(target)
         source = VideoPairs(target, size=size, style=style, progress=progress,
                             sequence_length=sample_length(config), trained_on=kept.get("trained_on", TrainedOn()))
-        _tell_about_enlarging(source, config, fixed=options.resume or options.init_from is not None)
+        if not options.resume:  # told when the run began; a resumed run cannot take another video
+            _tell_about_enlarging(source, config, fixed=options.init_from is not None)
         card.target_pose_stats = source.target_pose_stats()
         card.description = f"pose map -> the person in {target.name}"
         # What `vidtrans eval --video` needs to rebuild the truth of the held-out tail.

@@ -109,7 +109,7 @@ def test_run_says_the_clip_was_left_as_framed(tmp_path, target):
     summary = vidtrans.translate_video(clip.path, tmp_path / "out.mp4", model,
                                        keypoints=tmp_path / "own.npz", smoothing="none")
     assert summary.pose == ("keypoints from own.npz, normalized to the target's body, which the clip already shows "
-                            "at its size and place (on only 1.6 s of video showing the whole body, which can misjudge "
+                            "at its size and on its floor (on only 1.6 s of video showing the whole body, which can misjudge "
                             "the dancer's size by a few per cent)")
     # Another dancer, larger: normalized, and told without it.
     write_keypoints_npz(tmp_path / "big.npz", resized(dance_keypoints(20000000, 40, VIDEO, VIDEO, TARGET_LOOK), 1.2),
@@ -129,5 +129,5 @@ def test_live_keeps_the_targets_own_camera_as_framed(target):
     mapped = [mapper(pose, i / 30) for i, pose in enumerate(track)]  # 3 s at 30 fps: past the 2 s warm-up
     assert isinstance(mapper.transform, PoseNormalizer) and mapper.transform.alike
     assert mapper.how.endswith(" s, then normalized to the target's body, which the clip already shows at its size "
-                               "and place"), mapper.how
+                               "and on its floor"), mapper.how
     np.testing.assert_allclose(mapped[-1], fit_to_frame((VIDEO, VIDEO), (MODEL, MODEL))(track[-1]), atol=1e-3)

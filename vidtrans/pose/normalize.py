@@ -500,7 +500,8 @@ def framed_alike(source: PoseStats, target: PoseStats) -> bool:
 
 def normalized_phrase(normalizer: PoseNormalizer) -> str:
     """How a summary says the poses were mapped by `normalizer` (run's, live's)."""
-    kept = ", which the clip already shows at its size and place" if normalizer.alike else ""
+    # Sideways the dancer may still go to the target's usual place (`framed_alike`).
+    kept = ", which the clip already shows at its size and on its floor" if normalizer.alike else ""
     return f"normalized to the target's body{kept}"
 
 

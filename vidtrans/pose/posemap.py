@@ -23,8 +23,8 @@ _SAMPLE_PIXELS = 20000
 _FACES = 2
 # The least body a face comes with is the head's limbs and the shoulders (arms below the frame, at
 # a desk); on vidtrans's own renders of such a shot (x264-encoded, 360 to 1080 px tall) the face
-# dots covered up to 1.1 white pixels per palette pixel, the smaller the head the more. Twice that
-# is allowed at 512 px.
+# dots covered up to 1.1 white pixels per palette pixel, the smaller the head the more. About twice
+# that, 2, is allowed at 512 px.
 _WHITE_PER_PALETTE_PIXEL = 2.0
 
 

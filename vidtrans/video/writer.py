@@ -383,7 +383,7 @@ def _extension_holding(codec: str, options: dict[str, str], pix_fmt: str, suffix
 
 
 def _settings_size(codec: str) -> tuple[int, int]:
-    """(width, height) of the frames `codec`'s settings are tried on: the smallest it opens for."""
+    """(width, height) of the frames `codec`'s settings are tried on: small, and a size it opens for."""
     return _SETTINGS_SIZES.get(codec, (_SETTINGS_SIZE, _SETTINGS_SIZE))
 
 

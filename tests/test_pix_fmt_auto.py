@@ -114,6 +114,20 @@ def test_dnxhd_writes_dnxhr_profiles_for_the_crf(cli, tmp_path, rgb_model_dir, c
     assert stored(tmp_path / "out.mov") == ("dnxhd", "yuv422p", FRAMES)
 
 
+@pytest.mark.parametrize("pix_fmt, profile", [("yuv422p10le", "DNXHR HQX"), ("yuv444p10le", "DNXHR 444"),
+                                             ("gbrp10le", "DNXHR 444")])
+def test_dnxhd_takes_each_pixel_format_it_lists(cli, tmp_path, rgb_model_dir, pix_fmt, profile):
+    """Its 10-bit and 4:4:4 formats were refused ('refused its settings ... its formats: yuv422p,
+    yuv422p10le, ...', naming the format refused): the 8-bit profiles take yuv422p alone."""
+    clip = make_clip(tmp_path / "in.mp4", frames=2, size=(272, 128), audio=False)
+    result = cli("run", clip.path, "-o", tmp_path / "out.mov", "--model", rgb_model_dir, "--codec", "dnxhd",
+                 "--pix-fmt", pix_fmt)
+    assert result.returncode == 0, result.stderr
+    with av.open(str(tmp_path / "out.mov")) as container:
+        assert container.streams.video[0].codec_context.profile == profile
+    assert stored(tmp_path / "out.mov") == ("dnxhd", pix_fmt, 2)
+
+
 def test_dnxhd_refuses_frames_smaller_than_it_takes_in_one_line(cli, tmp_path, rgb_model_dir):
     clip = make_clip(tmp_path / "in.mp4", frames=2, size=(64, 48), audio=False)
     line = one_line(cli("run", clip.path, "-o", tmp_path / "out.mov", "--model", rgb_model_dir, "--codec", "dnxhd"),

@@ -139,8 +139,9 @@ _LIMITED_C = np.round(128 + (np.arange(256) - 128) * (224 / 255)).astype(np.uint
 _OTHER_HARDWARE = ("_qsv", "_amf", "_vaapi", "_v4l2m2m", "_videotoolbox", "_mf", "_omx", "_vulkan")
 
 
-def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
-    """FFmpeg options giving constant quality `crf` at speed `preset` (x264 names) for `codec`.
+def encoder_options(codec: str, crf: int, preset: str, pix_fmt: str = "yuv420p") -> dict[str, str]:
+    """FFmpeg options giving constant quality `crf` at speed `preset` (x264 names) for `codec`
+    encoding `pix_fmt` pictures (which picks dnxhd's profile).
 
     crf ranges: x264/x265 and NVENC 0-51, VP8/VP9/AV1 0-63; other codecs get a fixed quantiser
     (crf 0-51 mapped to q 2-8, crf / 6). preset: x264's names for every codec (NVENC also takes p1-p7); SVT-AV1
@@ -184,7 +185,12 @@ def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
         return options
     if codec == "dnxhd":
         # DNxHD proper takes a few broadcast sizes and bitrates only (anything else: "Invalid
-        # argument"); its DNxHR profiles take any size from 256x120, their quality steps standing in for crf.
+        # argument"); its DNxHR profiles take any size from 256x120: 4:4:4 and 10-bit 4:2:2 one each,
+        # 8-bit 4:2:2 three qualities, standing in for crf.
+        if av.VideoFormat(pix_fmt).is_rgb or pix_fmt.startswith("yuv444"):
+            return {"profile": "dnxhr_444"}
+        if pix_fmt == "yuv422p10le":
+            return {"profile": "dnxhr_hqx"}
         return {"profile": "dnxhr_hq" if crf <= 23 else "dnxhr_sq" if crf <= 35 else "dnxhr_lb"}
     # Fixed quantiser, the usual stand-in for CRF on older codecs (crf 18 -> q 3, crf 51 -> q 8). The
     # MPEG-video family (mpeg4, MJPEG, MPEG-2) reads it from each frame's quality, which only the ffmpeg
@@ -259,7 +265,7 @@ def check_output_settings(dst: str | os.PathLike, encode: EncodeOptions) -> tupl
         codec, options, pix_fmt = _settings_checked[suffix.lower(), encode]
         return codec, dict(options), pix_fmt
     codec, pix_fmt = _video_encoder(encode.codec, encode.pix_fmt)
-    options = encoder_options(codec, encode.crf, encode.preset)
+    options = encoder_options(codec, encode.crf, encode.preset, pix_fmt)
     if codec == "libsvtav1":
         _quiet_svt_av1()
     container = _container_format(dst)

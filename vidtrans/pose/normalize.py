@@ -445,19 +445,7 @@ class PoseNormalizer:
         centre_x = np.array([xy[i, present[i], 0].mean() if present[i].any() else 0.0 for i in range(len(track))])
         ankle_x = np.where(np.isfinite(ankle_x), ankle_x, centre_x)
 
-        source_range = s.near - s.far
-        if source_range >= _MIN_DEPTH_RANGE:
-            frac = (ankle_y - s.far) / source_range
-        else:
-            frac = np.full_like(ankle_y, 0.5)
-        frac_clipped = np.clip(frac, 0.0, 1.0)
-        scale = _lerp(t.height_far / s.height_far, t.height_near / s.height_near, frac_clipped)
-        if self.alike:
-            scale, new_ankle_y = np.ones_like(ankle_y), ankle_y
-        elif source_range >= _MIN_DEPTH_RANGE:
-            new_ankle_y = _lerp(t.far, t.near, frac)
-        else:
-            new_ankle_y = (t.far + t.near) / 2 + (ankle_y - (s.far + s.near) / 2) * scale
+        scale, new_ankle_y = self._size_and_floor(ankle_y)
         source_centre = s.frame_width / s.frame_height / 2
         target_centre = t.frame_width / t.frame_height / 2
         if t.centre_x is not None and s.centre_x is not None:
@@ -474,6 +462,20 @@ class PoseNormalizer:
         out[..., 2] = track[..., 2]
         out[~present] = 0.0
         return out.astype(np.float32)
+
+    def _size_and_floor(self, ankle_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per frame, for poses whose ankle line is `ankle_y` (frame heights): the scale, and the
+        ankle line they go to."""
+        s, t = self.source, self.target
+        if self.alike:  # framed as the target's video was: left at its size and on its floor
+            return np.ones_like(ankle_y), ankle_y
+        source_range = s.near - s.far
+        wide = source_range >= _MIN_DEPTH_RANGE
+        frac = (ankle_y - s.far) / source_range if wide else np.full_like(ankle_y, 0.5)
+        scale = _lerp(t.height_far / s.height_far, t.height_near / s.height_near, np.clip(frac, 0.0, 1.0))
+        if wide:
+            return scale, _lerp(t.far, t.near, frac)
+        return scale, (t.far + t.near) / 2 + (ankle_y - (s.far + s.near) / 2) * scale
 
 
 def framed_alike(source: PoseStats, target: PoseStats) -> bool:

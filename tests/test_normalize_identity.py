@@ -30,7 +30,7 @@ def identity_error(video, target_stats: dict) -> tuple[float, float]:
     """Worst |scale - 1| and worst shift in pixels, over the frames of `video`, of what `run`'s
     normalization does to the detected poses against mapping them into the model's frame only."""
     model = SimpleNamespace(card=ModelCard(architecture="unet_256", input_kind="pose", target_pose_stats=target_stats),
-                            native_size=(MODEL, MODEL))
+                            native_size=(MODEL, MODEL), name="target")
     with VideoReader(video) as reader:
         (lookup, _), how = pose_stages_for(model, video, reader, PoseSource.DETECT, None, True, None)
     assert "normalized to the target" in how

@@ -61,13 +61,15 @@ class LivePoseMapper:
     """
 
     def __init__(self, source_size: tuple[int, int], model_size: tuple[int, int], target_stats: dict | None,
-                 normalize: bool = True):
+                 normalize: bool = True, square=None):
+        """`square`: the `normalize.TrainingSquare` the target was trained on, where its card records one."""
         from vidtrans.pose import PoseStats
         from vidtrans.pose.normalize import fit_to_frame
 
         self.source_size = source_size  # (height, width)
         self.fit = fit_to_frame(source_size, model_size)
         self.target = PoseStats.from_dict(target_stats) if normalize and target_stats else None
+        self.square = square
         self.transform: Callable[[np.ndarray], np.ndarray] = self.fit
         self.collected: list[np.ndarray] = []
         self.start: float | None = None
@@ -99,7 +101,8 @@ class LivePoseMapper:
             return
         before = "fitted to the frame" if self.transform is self.fit else "fitted to the frame, then by its upper body,"
         try:
-            transform, no_whole_body = normalizer_for(np.stack(self.collected), *self.source_size, self.target)
+            transform, no_whole_body = normalizer_for(np.stack(self.collected), *self.source_size, self.target,
+                                                      self.square)
         except VidtransError as e:
             no_whole_body, transform = str(e), None
         if no_whole_body is None:  # the whole body: normalized from now on, nothing more to learn
@@ -189,7 +192,7 @@ class FrameProcessor:
         self.smoother = Smoother(*smoothing_for(model, smoothing, smoothing_strength))
         self.normalize = normalize
         self.is_pose = model.input_kind == "pose"
-        self.detector = self.filter = self.mapper = self.style = self.state = None
+        self.detector = self.filter = self.mapper = self.style = self.state = self.square = None
         self.background = getattr(model, "background", None)  # shown where nobody is, as `run` shows it
         if getattr(model, "temporal", None):
             from vidtrans.models.translator import RecurrentState
@@ -197,8 +200,10 @@ class FrameProcessor:
             self.state = RecurrentState()
         if self.is_pose:
             from vidtrans.pose import OneEuroFilter, PoseDetector, PoseStyle
+            from vidtrans.train.data import recorded_training_square
 
             self.style = PoseStyle.for_card(model.card)
+            self.square = recorded_training_square(model.card.training, model.name)
             self.detector = AlternatingWholeBodyDetector() if self.style.whole_body else PoseDetector(video_mode=True)
             self.filter = OneEuroFilter()
 
@@ -224,7 +229,7 @@ class FrameProcessor:
         height, width = self.model.native_size
         if self.mapper is None:
             self.mapper = LivePoseMapper(image.shape[:2], (height, width), self.model.card.target_pose_stats,
-                                         self.normalize)
+                                         self.normalize, self.square)
         keypoints = self.filter(self.detector.detect(image), frame.time)
         pose_map = render_pose(self.mapper(keypoints, frame.time), height, width, self.style)
         output = self._translate(pose_map)

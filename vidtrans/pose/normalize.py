@@ -39,6 +39,10 @@ range, its dancer at the target's size there within _ALIKE_SIZE) keeps its poses
 the frame: the measure of a body differs by up to a couple of per cent from one dance to another of
 the same body, and scaling the target's own new footage by that error cost the face more than any
 dancer of such a near size could gain (face SSIM 0.71 against 0.79 left alone, held-out dances).
+A target trained on a square of its video (`TrainingSquare`, recorded by `vidtrans train VIDEO`) is
+compared as that video showed it, and a clip framed alike, its dancer also standing near where the
+target stood sideways (_ALIKE_PLACE), is cropped as training cropped: its dancer's usual place is not
+moved onto the target's, as the place differs from dance to dance by a tenth of a frame height.
 
 A clip that never shows a whole body (a head-and-shoulders shot, a webcam at a desk) cannot be
 placed by its ankles. Since statistics version 4 the target's upper body is measured too: how wide
@@ -127,6 +131,14 @@ _MIN_DEPTH_RANGE = 0.05
 # alike) and is left as it is: scaling it by the measure's error moved the head by a pixel or two,
 # which is what a viewer sees of the face (benchmarks/README.md, "Framed alike").
 _ALIKE_SIZE = 0.02
+# How far sideways from where the target usually stood (in sides of its training square) a clip's
+# dancer may usually stand to be framed as the target's video was: one body's usual place differs by
+# up to 0.11 frame heights from dance to dance (24 ten-second dances of the synthetic target, spread
+# 0.045), and a dancer this near stays in the square as training cropped it.
+_ALIKE_PLACE = 0.15
+# Ankle lines this close (frame heights) are one: the training square's float32 keypoints put the
+# target's own video's lines a few 1e-8 off once its statistics are taken back to the video's frame.
+_ROUNDING = 1e-6
 # What a card's statistics get for a value normalisation cannot use.
 _CARD_FIX = "fix the model card or re-export the checkpoint"
 
@@ -396,10 +408,52 @@ def estimate_pose_stats(track: np.ndarray, frame_height: int, frame_width: int, 
                      centre_x=float(centre_x), version=version, **upper)
 
 
-class PoseNormalizer:
-    """Maps poses of the source video into the target video's frame (EDN global normalisation)."""
+@dataclass(frozen=True)
+class TrainingSquare:
+    """The square of its video's frames a target was trained on (`vidtrans train VIDEO`), in that
+    video's pixels: the video's size, and the square's left and top edges and side (it may reach past
+    the frame). The target's statistics are measured in the square, scaled to the model's frame."""
 
-    def __init__(self, source: PoseStats, target: PoseStats, min_confidence: float = 0.0):
+    frame_width: int
+    frame_height: int
+    left: int
+    top: int
+    side: int
+
+    @property
+    def scale(self) -> float:
+        """A frame height of the video in frame heights of the square."""
+        return self.frame_height / self.side
+
+    def as_video_showed(self, target: PoseStats) -> PoseStats:
+        """`target`'s statistics (measured in this square) as the whole video's frame shows them."""
+        square_centre, video_centre = target.frame_width / target.frame_height / 2, self.frame_width / 2
+
+        def x(value):
+            return None if value is None else (self.left + (square_centre + value) * self.side
+                                               - video_centre) / self.frame_height
+
+        def y(value):
+            return None if value is None else (self.top + value * self.side) / self.frame_height
+
+        def size(value):
+            return None if value is None else value / self.scale
+
+        return PoseStats(frame_width=self.frame_width, frame_height=self.frame_height, far=y(target.far),
+                         near=y(target.near), height_far=size(target.height_far), height_near=size(target.height_near),
+                         centre_x=x(target.centre_x), version=target.version,
+                         shoulder_width=size(target.shoulder_width), neck_x=x(target.neck_x), neck_y=y(target.neck_y),
+                         head_length=size(target.head_length))
+
+
+class PoseNormalizer:
+    """Maps poses of the source video into the target video's frame (EDN global normalisation).
+
+    `square`: the part of its video the target was trained on, where known; a clip framed as that
+    video was is then cropped as training cropped it (`framed_alike`)."""
+
+    def __init__(self, source: PoseStats, target: PoseStats, min_confidence: float = 0.0,
+                 square: TrainingSquare | None = None):
         for name, stats in (("source", source), ("target", target)):
             if not stats.whole_body:
                 raise VidtransError(f"the {name} statistics measure an upper body alone, which normalizer_for fits "
@@ -412,7 +466,8 @@ class PoseNormalizer:
         self.source = source
         self.target = target
         self.min_confidence = min_confidence
-        self.alike = framed_alike(source, target)
+        self.square = square
+        self.alike = framed_alike(source, target, square)
 
     def __call__(self, keypoints: np.ndarray) -> np.ndarray:
         """Normalised copy of a pose (18, 3) or track (T, 18, 3): source pixels in, target pixels out.
@@ -450,8 +505,10 @@ class PoseNormalizer:
         target_centre = t.frame_width / t.frame_height / 2
         if t.centre_x is not None and s.centre_x is not None:
             # Travel away from where the dancer usually stands scales with the body, as heights do:
-            # a target cropped from a video of another height then maps onto itself exactly.
-            new_ankle_x = target_centre + t.centre_x + (ankle_x - source_centre - s.centre_x) * scale
+            # a target cropped from a video of another height then maps onto itself exactly. A clip
+            # cropped as training cropped travels from where the target stood, which is the square's.
+            place = self.square.as_video_showed(t).centre_x if self.alike and self.square else s.centre_x
+            new_ankle_x = target_centre + t.centre_x + (ankle_x - source_centre - place) * scale
         else:
             new_ankle_x = target_centre + (ankle_x - source_centre)
 
@@ -467,8 +524,11 @@ class PoseNormalizer:
         """Per frame, for poses whose ankle line is `ankle_y` (frame heights): the scale, and the
         ankle line they go to."""
         s, t = self.source, self.target
-        if self.alike:  # framed as the target's video was: left at its size and on its floor
-            return np.ones_like(ankle_y), ankle_y
+        if self.alike:  # framed as the target's video was: left at its size and on its floor, in its square
+            if self.square is None:
+                return np.ones_like(ankle_y), ankle_y
+            scale = self.square.scale
+            return np.full_like(ankle_y, scale), (ankle_y - self.square.top / self.square.frame_height) * scale
         source_range = s.near - s.far
         wide = source_range >= _MIN_DEPTH_RANGE
         frac = (ankle_y - s.far) / source_range if wide else np.full_like(ankle_y, 0.5)
@@ -478,16 +538,23 @@ class PoseNormalizer:
         return scale, (t.far + t.near) / 2 + (ankle_y - (s.far + s.near) / 2) * scale
 
 
-def framed_alike(source: PoseStats, target: PoseStats) -> bool:
+def framed_alike(source: PoseStats, target: PoseStats, square: TrainingSquare | None = None) -> bool:
     """Whether whole-body statistics `source` show the dancer where the target stood (both of the
     clip's ankle lines within the target's range) at the target's size there within _ALIKE_SIZE:
-    then a `PoseNormalizer` leaves the poses at their size and height in the frame (sideways, the
-    dancer's usual place still goes to the target's, where both statistics know it: a target trained
-    on a square around where it stands). The size is compared at each ankle line where the clip's
+    then a `PoseNormalizer` leaves the poses at their size and height in the frame. Where the
+    `square` of its video the target was trained on is known, the target is compared as that video
+    showed it, and the dancer must also usually stand within _ALIKE_PLACE of the target sideways:
+    the clip is then cropped as training cropped. Without it, sideways the dancer's usual place still
+    goes to the target's, where both statistics know it. The size is compared at each ankle line where the clip's
     lie _MIN_DEPTH_RANGE apart or more, else at their middle: a clip's middle alone let a dancer
     walking from far above the target's floor to below it, or two people cut together, one too
     large and one too small, pass as framed alike, and be left where the target never stood."""
-    if not target.far <= source.far <= source.near <= target.near:
+    if square is not None:
+        target = square.as_video_showed(target)
+        if (target.centre_x is None or source.centre_x is None
+                or abs(source.centre_x - target.centre_x) * square.scale > _ALIKE_PLACE):
+            return False
+    if not target.far - _ROUNDING <= source.far <= source.near <= target.near + _ROUNDING:
         return False
     lines = [(source.far, source.height_far), (source.near, source.height_near)]
     if source.near - source.far < _MIN_DEPTH_RANGE:  # one depth: its two bands measure the same frames
@@ -560,17 +627,19 @@ class UpperBodyNormalizer:
         return out.astype(np.float32)
 
 
-def normalizer_for(track: np.ndarray, frame_height: int, frame_width: int,
-                   target: PoseStats) -> tuple[Callable[[np.ndarray], np.ndarray], str | None]:
+def normalizer_for(track: np.ndarray, frame_height: int, frame_width: int, target: PoseStats,
+                   square: TrainingSquare | None = None) -> tuple[Callable[[np.ndarray], np.ndarray], str | None]:
     """The normalization of a clip's keypoint track (T, K, 3), in pixels of a frame_width x
-    frame_height video, onto `target`: a `PoseNormalizer` where both show a whole body, else an
+    frame_height video, onto `target` (trained on `square` of its video, where known): a
+    `PoseNormalizer` where both show a whole body, else an
     `UpperBodyNormalizer` where the target statistics have an upper body and the clip shows one.
     Returns it with None, or with why the whole body is not used when the upper body is fitted;
     VidtransError saying what the clip lacks when neither is possible."""
     check_frame_size("frame size", (frame_height, frame_width))  # a bad size is no reason to try the upper body
     if target.whole_body:
         try:
-            return PoseNormalizer(estimate_pose_stats(track, frame_height, frame_width, like=target), target), None
+            return PoseNormalizer(estimate_pose_stats(track, frame_height, frame_width, like=target), target,
+                                  square=square), None
         except VidtransError as e:
             if target.upper_body is None:
                 raise

@@ -172,6 +172,7 @@ def pose_stages_for(model, src: str | os.PathLike, reader: VideoReader, pose: Po
     from vidtrans.pose.normalize import PoseStats, fit_to_frame, normalized_phrase, normalizer_for, whole_body_frames
     from vidtrans.pose.smoothing import smooth_track
     from vidtrans.pose.stages import KeypointLookupStage, PoseMapStage
+    from vidtrans.train.data import recorded_training_square
 
     if pose == PoseSource.NONE:
         return [], "input is pose maps"
@@ -195,7 +196,8 @@ def pose_stages_for(model, src: str | os.PathLike, reader: VideoReader, pose: Po
     if normalize and card.target_pose_stats:
         try:
             transform, no_whole_body = normalizer_for(track, info.height, info.width,
-                                                      PoseStats.from_dict(card.target_pose_stats))
+                                                      PoseStats.from_dict(card.target_pose_stats),
+                                                      recorded_training_square(card.training, model.name))
         except VidtransError as e:
             how += f", fitted to the frame (not normalized: {e})"
         else:

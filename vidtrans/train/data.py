@@ -881,6 +881,23 @@ def recorded_square(training: dict[str, Any], where: str) -> tuple[Crop, tuple[i
     return tuple(crop), tuple(fill)
 
 
+def recorded_training_square(training: dict[str, Any], where: str):
+    """The `normalize.TrainingSquare` a model card's `training` record says the model was trained on
+    (its `crop` of a video of `frame_size`), which pose normalization crops a clip framed as that
+    video was by; None where it records no such square (not trained from a video, or by an older
+    vidtrans). VidtransError, naming the card `where`, for a damaged record."""
+    from vidtrans.pose.keypoints import is_frame_size
+    from vidtrans.pose.normalize import TrainingSquare
+
+    square, size = recorded_square(training, where), training.get("frame_size")
+    if square is None or size is None:
+        return None
+    if not (isinstance(size, list) and is_frame_size(size) and all(is_int(side) for side in size)):
+        raise VidtransError(f"{where}: the model card's training video size {shown(size)} is not [width, height] in "
+                            "whole pixels; fix the model card")
+    return TrainingSquare(*size, *square[0])
+
+
 def frames_cut(track: np.ndarray, crop: Crop) -> int:
     """How many poses of `track` (T, K, 3) have a body keypoint outside the square `crop`."""
     from vidtrans.pose.keypoints import NUM_KEYPOINTS

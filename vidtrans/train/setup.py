@@ -531,7 +531,8 @@ def _source_and_card(config: TrainConfig, size: int, style: PoseStyle, options: 
         card.description = f"pose map -> the person in {target.name}"
         # What `vidtrans eval --video` needs to rebuild the truth of the held-out tail.
         training = {"data": data_description(target, None, False), "frames": len(source.frames), "video": target.name,
-                    "video_identity": file_identity(target), "crop": list(source.crop)}
+                    "video_identity": file_identity(target), "crop": list(source.crop),
+                    "frame_size": list(source.frame_size)}
         if source.padded:  # what `eval --video` fills the square with past the frame's edges, as training did
             training["crop_fill"] = list(source.fill)
         frame, time = source.held_out_from

@@ -841,6 +841,19 @@ def _file_key(path: str | os.PathLike) -> tuple[int, int, int, int] | None:
 
 
 _BT709_PRIMARIES = 1  # FFmpeg's AVCOL_PRI_BT709
+_UNSPECIFIED_MATRIX = 2  # FFmpeg's AVCOL_SPC_UNSPECIFIED
+
+
+def _untagged_matrix(decoded: av.VideoFrame) -> str | None:
+    """The YUV matrix players assume for a picture whose stream does not say (mpv, VLC, browsers,
+    SDL: BT.709 for an HD picture, wider than 1279 or taller than 576 as stored, BT.601 below), so
+    colours come out as they showed the input; FFmpeg's converter would take BT.601 at every size.
+    None where the stream says (its tag is used) or the picture is SD (BT.601, FFmpeg's default)."""
+    if int(decoded.colorspace or 0) != _UNSPECIFIED_MATRIX or decoded.format.is_rgb:
+        return None
+    return "itu709" if decoded.width >= 1280 or decoded.height > 576 else None
+
+
 MAX_PIXEL_ASPECT = 4
 # A whole clip read that ends before this share of the video's stated frames and duration is cut short.
 CUT_SHORT = 0.9
@@ -1381,11 +1394,12 @@ class VideoReader:
         hdr = transfer in HDR_TRANSFERS
         # HDR is converted from 16 bits, where its 10 keep their steps apart.
         form = "rgb48le" if hdr else "rgb24"
+        matrix = _untagged_matrix(decoded)
         if (width, height) == (decoded.width, decoded.height):
-            rgb = decoded.to_ndarray(format=form)
+            rgb = decoded.to_ndarray(format=form, src_colorspace=matrix)
         else:
             shrinking = width * height < decoded.width * decoded.height
-            rgb = decoded.to_ndarray(format=form, width=width, height=height,
+            rgb = decoded.to_ndarray(format=form, width=width, height=height, src_colorspace=matrix,
                                      interpolation="AREA" if shrinking else "BILINEAR")
         return to_sdr(rgb, transfer, bt2020=int(decoded.color_primaries or 0) != _BT709_PRIMARIES) if hdr else rgb
 

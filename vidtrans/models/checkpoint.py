@@ -101,7 +101,9 @@ class ModelCard:
     # "sample": batch norm with each frame's own statistics (pix2pix's test-time default);
     # "running": batch norm with the running statistics (pix2pix --eval).
     normalization: str = "sample"
-    half_precision: bool = True  # whether fp16/bf16 inference was checked to be faithful
+    # Whether fp16/bf16 inference was checked to be faithful (`vidtrans train` measures it). A card
+    # that does not say was not checked, so `--precision auto` runs it in fp32.
+    half_precision: bool = False
     # Output smoothing `--smooth auto` applies, e.g. {"method": "flow", "strength": 0.5}.
     smoothing: dict[str, Any] | None = None
     # Temporal models (Everybody Dance Now's temporal conditioning), e.g. {"previous": "output",

@@ -123,7 +123,8 @@ def test_bf16_asked_for_on_a_cpu_without_amx_is_told_once(rgb_model_dir, monkeyp
     with caplog.at_level(logging.WARNING, logger="vidtrans"):
         vidtrans.load_model(rgb_model_dir, device="cpu", precision="bf16")
         vidtrans.load_model(rgb_model_dir, device="cpu", precision="bf16")
-    told = [r.getMessage() for r in caplog.records if "bf16" in r.getMessage()]
+    # The model, an instance-norm ResNet, is also told about bf16 each load (test_qa37_cards): not counted here.
+    told = [r.getMessage() for r in caplog.records if "emulated" in r.getMessage()]
     assert len(told) == 1 and "precision='fp32'" in told[0]
 
 
@@ -132,7 +133,7 @@ def test_bf16_on_a_cpu_with_amx_is_not_told(rgb_model_dir, monkeypatch, caplog):
     monkeypatch.setattr(translator_module, "_emulated_bf16_told", False, raising=False)
     with caplog.at_level(logging.WARNING, logger="vidtrans"):
         vidtrans.load_model(rgb_model_dir, device="cpu", precision="bf16")
-    assert not [r for r in caplog.records if "bf16" in r.getMessage()]
+    assert not [r for r in caplog.records if "emulated" in r.getMessage()]
 
 
 def test_usage_error_is_at_the_top_and_is_a_vidtrans_error():

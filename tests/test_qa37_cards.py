@@ -1,10 +1,13 @@
 """What model cards say, and what vidtrans makes of it (QA round 37)."""
 
 import json
+import logging
 from pathlib import Path
 
+import pytest
+
 import vidtrans
-from tests.media import random_generator
+from tests.media import make_clip, random_generator
 from vidtrans.models import translator as translator_module
 from vidtrans.models.checkpoint import CARD_NAME, ModelCard, save_checkpoint
 
@@ -17,7 +20,8 @@ def test_a_card_that_does_not_say_half_precision_runs_fp32_under_auto(tmp_path, 
     monkeypatch.setattr(translator_module, "_cpu_multiplies_bf16", lambda: True)
     folder = tmp_path / "unet"
     save_checkpoint(folder, random_generator("unet_128", 3, 3, 8, "batch", seed=0),
-                    ModelCard(architecture="unet_128", ngf=8, norm="batch", native_size=(128, 128), half_precision=True))
+                    ModelCard(architecture="unet_128", ngf=8, norm="batch", native_size=(128, 128),
+                              half_precision=True))
     card = json.loads((folder / CARD_NAME).read_text())
     assert vidtrans.load_model(folder, device="cpu", backend="torch").precision == "bf16"  # checked: allowed
     (folder / CARD_NAME).write_text(json.dumps({k: v for k, v in card.items() if k != "half_precision"}))
@@ -27,3 +31,28 @@ def test_a_card_that_does_not_say_half_precision_runs_fp32_under_auto(tmp_path, 
 def test_the_shipped_model_says_it_was_checked_in_half_precision():
     card = json.loads((REPO / "checkpoints" / "pose2person" / CARD_NAME).read_text())
     assert card["half_precision"] is True and card["metrics"]["half_precision"]["bf16"]["psnr"] >= 45
+
+
+@pytest.mark.parametrize("precision, told", [("bf16", True), ("auto", False), ("fp32", False)])
+def test_bf16_asked_for_a_resnet_normalizing_each_frame_is_honoured_and_told(rgb_model_dir, monkeypatch, caplog,
+                                                                            precision, told):
+    """README: bf16 "turns near-flat frames into noise" for ResNets whose norms use each frame's own
+    statistics, which auto avoids; asked for by name it ran so without a word."""
+    monkeypatch.setattr(translator_module, "_cpu_multiplies_bf16", lambda: True)
+    with caplog.at_level(logging.WARNING, logger="vidtrans"):
+        model = vidtrans.load_model(rgb_model_dir, device="cpu", precision=precision, backend="torch")
+    assert model.precision == ("bf16" if precision == "bf16" else "fp32")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == ([] if not told else [
+        "resnet_6blocks takes each frame's own statistics in its norms (instance norm), where bf16 turns near-flat "
+        "frames (fades, dark scenes) into noise; running bf16 as asked; use precision='fp32'"])
+
+
+def test_run_with_bf16_for_such_a_resnet_prints_one_warning_naming_fp32(cli, tmp_path, rgb_model_dir, monkeypatch):
+    monkeypatch.setattr(translator_module, "_cpu_multiplies_bf16", lambda: True)
+    clip = make_clip(tmp_path / "in.mp4", frames=2, size=(64, 48), audio=False)
+    result = cli("run", clip.path, "-o", tmp_path / "out.mp4", "--model", rgb_model_dir, "--precision", "bf16")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("vidtrans: warning: ")]
+    assert len(warnings) == 1 and "near-flat frames" in warnings[0], result.stderr
+    assert warnings[0].endswith("running bf16 as asked; use --precision fp32")

@@ -87,6 +87,7 @@ def resolve_precision(precision: str, device: torch.device, card: ModelCard, per
     """The precision to run in, for a model whose norms use each frame's own statistics or not
     (`per_sample`: normalization "sample"); UsageError for one that makes no sense (unknown, fp16 on a CPU)."""
     check_precision(precision)
+    degenerate = flat_frame_degenerate(card.architecture, card.norm, per_sample)
     if precision == "auto":
         # The card's check measures held-out frames and one step of a temporal model's recurrence.
         # Where a ResNet normalizes a map by its own statistics (flat_frame_degenerate), a frame of
@@ -96,7 +97,7 @@ def resolve_precision(precision: str, device: torch.device, card: ModelCard, per
         # 153 grey levels from exact arithmetic in bf16 (PSNR 24 dB), 32 in fp16, within 1 in fp32; and a
         # temporal ResNet, its output fed back, drifted from fp32 by 4 grey levels on its first
         # frame, 49 by its twelfth.
-        if not card.half_precision or flat_frame_degenerate(card.architecture, card.norm, per_sample):
+        if not card.half_precision or degenerate:
             return "fp32"
         if device.type == "cuda":
             return "fp16"
@@ -112,6 +113,12 @@ def resolve_precision(precision: str, device: torch.device, card: ModelCard, per
             log.warning("bf16 runs emulated on this CPU (no AMX or AVX-512 BF16, or oneDNN capped below them): slower "
                         "than fp32, which it does not beat in quality either; use %s",
                         spell_setting("precision", "fp32"))
+    if degenerate and precision != "fp32":
+        # Asked for by name, so honoured; but unlike auto, which avoids it, it spoils fades and dark scenes.
+        norms = "instance norm" if card.norm == "instance" else "batch norm with normalization sample"
+        log.warning("%s takes each frame's own statistics in its norms (%s), where %s turns near-flat frames (fades, "
+                    "dark scenes) into noise; running %s as asked; use %s", card.architecture, norms, precision,
+                    precision, spell_setting("precision", "fp32"))
     return precision
 
 

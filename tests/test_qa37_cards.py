@@ -56,3 +56,43 @@ def test_run_with_bf16_for_such_a_resnet_prints_one_warning_naming_fp32(cli, tmp
     warnings = [line for line in result.stderr.splitlines() if line.startswith("vidtrans: warning: ")]
     assert len(warnings) == 1 and "near-flat frames" in warnings[0], result.stderr
     assert warnings[0].endswith("running bf16 as asked; use --precision fp32")
+
+
+@pytest.fixture(scope="module")
+def dances(tmp_path_factory):
+    """The same dance as camera footage and as pose maps (6 frames of 160x120), and a black clip."""
+    from tests.media import dancer_clip, solid
+    from vidtrans.pose import render_pose
+    from vidtrans.pose.track import is_pose_video
+
+    folder = tmp_path_factory.mktemp("dances")
+    footage = dancer_clip(folder / "footage.mp4", frames=6, size=(160, 120))
+    maps = make_clip(folder / "maps.mp4", frames=6, size=(160, 120), audio=False,
+                     frame_fn=lambda i, w, h: render_pose(footage.keypoints[i], h, w))
+    black = make_clip(folder / "black.mp4", frames=6, size=(160, 120), audio=False, frame_fn=solid((0, 0, 0)))
+    assert is_pose_video(maps.path) and not is_pose_video(footage.path)  # as --pose auto tells them
+    return {"footage": footage.path, "maps": maps.path, "black": black.path}
+
+
+def test_run_pose_none_on_footage_warns_and_still_feeds_the_frames(cli, tmp_path, pose_model_dir, dances):
+    """`--pose none` on ordinary video was taken silently ("pose: input is pose maps"), and the
+    output was garbage: it is still done as asked, with a warning naming what detects the dancer."""
+    clip = dances["footage"]
+    result = cli("run", clip, "-o", tmp_path / "out.mp4", "--model", pose_model_dir, "--pose", "none", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["pose"] == "input is pose maps"
+    assert [line for line in result.stderr.splitlines() if line.startswith("vidtrans: warning: ")] == [
+        f"vidtrans: warning: {clip} does not look like pose maps, yet --pose none feeds tinypose its frames as pose "
+        "maps; --pose detect (or auto) detects the dancer"]
+
+
+@pytest.mark.parametrize("clip, told", [("footage", True), ("maps", False), ("black", False)])
+def test_translate_video_pose_none_warns_only_for_what_is_not_pose_maps(tmp_path, pose_model_dir, dances, caplog,
+                                                                       clip, told):
+    """Pose maps are not told, nor a black clip (a pose video of nobody says nothing either way)."""
+    with caplog.at_level(logging.WARNING, logger="vidtrans"):
+        summary = vidtrans.translate_video(dances[clip], tmp_path / "out.mp4", pose_model_dir, pose="none")
+    assert summary.frames == 6
+    warnings = [r.getMessage() for r in caplog.records if "pose maps" in r.getMessage()]
+    assert warnings == ([f"{dances[clip]} does not look like pose maps, yet pose='none' feeds tinypose its frames as "
+                         "pose maps; pose='detect' (or auto) detects the dancer"] if told else [])

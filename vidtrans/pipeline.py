@@ -33,7 +33,7 @@ from vidtrans.errors import UsageError, VidtransError
 from vidtrans.metrics import FlickerMeter, relative_flicker
 from vidtrans.pose.keypoints import has_person
 from vidtrans.pose.normalize import check_normalize_off
-from vidtrans.pose.track import is_pose_video, pose_stages_for
+from vidtrans.pose.track import is_pose_video, pose_stages_for, warn_unless_pose_video
 from vidtrans.runner import (TRANSLATION_THREADS, Batch, FrameProgress, OnItsOwnThread, Parallel, Progress,
                              frame_batches, half_the_cores, run_stages)
 from vidtrans.temporal import Smoother, smoothing_for
@@ -523,10 +523,15 @@ def render_pose_video(
 
 def _pose_source(model, pose: PoseSource, keypoints: Path | None, reader: VideoReader) -> PoseSource:
     """`pose` with auto decided for a pose model (detect, or none when the input already is pose
-    maps), before any work: whether pose maps are drawn decides the output's frame size."""
-    if model.input_kind != "pose" or pose != PoseSource.AUTO or keypoints is not None:
+    maps), before any work: whether pose maps are drawn decides the output's frame size. none is
+    done as asked, with a warning where the input does not look like pose maps."""
+    if model.input_kind != "pose" or keypoints is not None:
         return pose
-    return PoseSource.NONE if is_pose_video(reader.path, reader.start, reader.end) else PoseSource.DETECT
+    if pose == PoseSource.AUTO:
+        return PoseSource.NONE if is_pose_video(reader.path, reader.start, reader.end) else PoseSource.DETECT
+    if pose == PoseSource.NONE:
+        warn_unless_pose_video(reader.path, reader.start, reader.end, model.name)
+    return pose
 
 
 def _frame_size(info: VideoInfo, model, pose: PoseSource, side_by_side: bool) -> tuple[int, int]:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from vidtrans.errors import VidtransError
-from vidtrans.options import PoseSource
+from vidtrans.options import PoseSource, spell_setting
 from vidtrans.pose.files import KeypointTrack, read_keypoints
 from vidtrans.pose.render import PoseStyle
 from vidtrans.runner import FrameProgress, Progress, frame_batches, run_stages
@@ -63,10 +63,29 @@ def detect_keypoints(src: str | os.PathLike, start: float | None = None, end: fl
 
 def is_pose_video(src: str | os.PathLike, start: float | None = None, end: float | None = None) -> bool:
     """Whether the selected range of `src` already shows pose maps: its first frames that show
-    something look like them. A pose video's frames of nobody are black, and say nothing either way,
-    so one whose dancer enters late is read on past them, up to _POSE_VIDEO_SCAN frames (a clip of
-    black frames only is footage)."""
-    from vidtrans.pose.posemap import is_blank, looks_like_pose_map
+    something look like them (a clip of black frames only is footage)."""
+    from vidtrans.pose.posemap import looks_like_pose_map
+
+    return looks_like_pose_map(_frames_shown(src, start, end))
+
+
+def warn_unless_pose_video(src: str | os.PathLike, start: float | None, end: float | None, model_name: str) -> None:
+    """Warns where `src`, given to `model_name` as pose maps (pose none), shows something in the
+    selected range that does not look like them: the model would make garbage of camera footage.
+    A clip of black frames only says nothing either way (a pose video of nobody), so is not told."""
+    from vidtrans.pose.posemap import looks_like_pose_map
+
+    shown = _frames_shown(src, start, end)
+    if shown and not looks_like_pose_map(shown):
+        log.warning("%s does not look like pose maps, yet %s feeds %s its frames as pose maps; %s (or auto) detects "
+                    "the dancer", src, spell_setting("pose", "none"), model_name, spell_setting("pose", "detect"))
+
+
+def _frames_shown(src: str | os.PathLike, start: float | None, end: float | None) -> list[np.ndarray]:
+    """The first frames of the selected range of `src` that show something, up to _POSE_VIDEO_PEEK.
+    A pose video's frames of nobody are black, and say nothing either way, so one whose dancer
+    enters late is read on past them, up to _POSE_VIDEO_SCAN frames."""
+    from vidtrans.pose.posemap import is_blank
 
     shown = []
     with VideoReader(src, start=start, end=end) as peek:
@@ -75,7 +94,7 @@ def is_pose_video(src: str | os.PathLike, start: float | None = None, end: float
                 shown.append(frame.image)
                 if len(shown) == _POSE_VIDEO_PEEK:
                     break
-    return looks_like_pose_map(shown) if shown else False
+    return shown
 
 
 def keypoints_for(keypoints: str | os.PathLike, src: str | os.PathLike, reader: VideoReader) -> KeypointTrack:

@@ -96,3 +96,17 @@ def test_translate_video_pose_none_warns_only_for_what_is_not_pose_maps(tmp_path
     warnings = [r.getMessage() for r in caplog.records if "pose maps" in r.getMessage()]
     assert warnings == ([f"{dances[clip]} does not look like pose maps, yet pose='none' feeds tinypose its frames as "
                          "pose maps; pose='detect' (or auto) detects the dancer"] if told else [])
+
+
+def test_models_shows_grey_for_one_channel_models(cli, tmp_path, monkeypatch):
+    """`vidtrans models` said `rgb` for models that see grey (input_nc 1), 1->1 and 1->3 alike."""
+    for name, (input_nc, output_nc) in {"grey1": (1, 1), "grey3": (1, 3), "colour": (3, 3)}.items():
+        save_checkpoint(tmp_path / name, random_generator("unet_128", input_nc, output_nc, 8, "batch"),
+                        ModelCard(architecture="unet_128", ngf=8, input_nc=input_nc, output_nc=output_nc,
+                                  native_size=(128, 128)))
+    monkeypatch.setenv("VIDTRANS_MODELS", str(tmp_path))
+    result = cli("models")
+    assert result.returncode == 0, result.stderr
+    rows = {cells[1].strip(): cells[4].strip() for cells in
+            (line.split("│") for line in result.stdout.splitlines() if line.startswith("│"))}
+    assert (rows["grey1"], rows["grey3"], rows["colour"]) == ("grey", "grey", "rgb")

@@ -278,7 +278,7 @@ def _root(
 
 @app.command(short_help="List the models found by name.")
 def models() -> None:
-    """List the models found by name: architecture, native size, what they take (rgb frames, or body or whole-body pose maps; temporal: also their own previous output), the size of their own files (not training state or samples), path."""
+    """List the models found by name: architecture, native size, what they take (rgb or grey frames, or body or whole-body pose maps; temporal: also their own previous output), the size of their own files (not training state or samples), path."""
     from rich.markup import escape
 
     from vidtrans.models.checkpoint import (available_models, check_has_weights, check_model_files, model_files,
@@ -314,6 +314,8 @@ def models() -> None:
         expects = card.input_kind
         if card.input_kind == "pose":
             expects += " (whole body)" if PoseStyle.for_card(card).whole_body else " (body)"
+        if card.input_nc == 1:  # the frames are made grey for it, whatever their colours
+            expects = "grey" if card.input_kind == "rgb" else f"{expects} in grey"
         table.add_row(name, f"{card.architecture} ngf {card.ngf}", f"{width}x{height}", expects,
                       "yes" if card.temporal else "no", size, shown)
     out = Console()

@@ -1318,14 +1318,22 @@ class VideoReader:
                 else:
                     yield emit(last.image, p, repeated=True)
                 return
+            # A late picture (see `_Pending.late`) whose time is owed takes that time from its repeat.
             for q in owed:
-                yield emit(image, q, repeated=True)
-            owed.clear()
+                if q < p:
+                    yield emit(image, q, repeated=True)
             yield emit(image, p, repeated=False)
+            for q in owed:
+                if q > p:
+                    yield emit(image, q, repeated=True)
+            owed.clear()
 
         fields = self._stream.codec_context.name not in _ROWS_REORDERED
         for decoded, shown in _progressive(self._pictures(pending, start_pts, end_pts), fields):
             pts = decoded.pts
+            late = pts is not None and pending.late(pts)
+            if late and pts not in owed:
+                continue  # its time has its frame out already: another would be one too many
             if pts is None:  # counted on from the picture before, kept or not (MPEG-PS stamps a few)
                 # The first: where decoding began, the seek's target, or the file's start as `_packet_pts`
                 # counts it (a raw .h264 stream, stamped nowhere, cannot seek: its first frame is at 0).
@@ -1342,7 +1350,8 @@ class VideoReader:
             image = cv2.rotate(image, rotate) if rotate is not None else np.ascontiguousarray(image)
             if self.info.mirrored:
                 image = cv2.flip(image, 1)
-            for p, picture in pending.came_out(pts, image):
+            # A late picture is no news of the packets pending: it cannot tell which are lost.
+            for p, picture in [(pts, image)] if late else pending.came_out(pts, image):
                 yield from place(p, picture)
         for p, picture in pending.drain():
             yield from place(p, picture)
@@ -1465,11 +1474,15 @@ class _Pending:
     that comes out while a packet sent after it with an earlier pts is pending (a B-frame, or the
     frame after a backwards timestamp) waits for the next picture: the repeat of a lost packet goes
     before it, a picture still to come after it.
+    A damaged stream's decoder can put a picture out late, after pictures with later times (its
+    packet counted as lost: that time has its repeat already), or twice: such a picture matches no
+    pending packet and its time is not after the last placed, so it is `late`, not one more frame.
     """
 
     def __init__(self):
         self._sent: list[int] = []  # pts, in sending order
         self._held: tuple[int, np.ndarray] | None = None
+        self._latest: int | None = None  # the latest pts placed or held, a picture's or a lost packet's
         self.sent_any = False  # whether any packet (of the span) went to the decoder
 
     def clear(self) -> None:
@@ -1488,12 +1501,18 @@ class _Pending:
         earlier, later = sent[:here], sent[here + 1:]
         lost = [p for p in earlier if p < pts]
         self._sent = [p for p in earlier if p >= pts] + later
+        self._latest = pts if self._latest is None else max(self._latest, pts)  # the lost ones are before it
         placed = self._release(lost)
         if any(p < pts for p in later):
             self._held = (pts, picture)
         else:
             placed.append((pts, picture))
         return placed
+
+    def late(self, pts: int) -> bool:
+        """Whether a picture at `pts` came out late: no pending packet has its pts, and a frame at
+        or after its time was placed (or held) already."""
+        return self._latest is not None and pts <= self._latest and pts not in self._sent
 
     def drain(self) -> list[tuple[int, np.ndarray | None]]:
         """What is left once the decoder is drained: every pending packet is lost."""

@@ -1,7 +1,9 @@
-"""What model cards say, and what vidtrans makes of it (QA round 37)."""
+"""What a user reading the README found of model cards, precision, pose input, `vidtrans models` and the
+Python API (QA round 37)."""
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -110,3 +112,16 @@ def test_models_shows_grey_for_one_channel_models(cli, tmp_path, monkeypatch):
     rows = {cells[1].strip(): cells[4].strip() for cells in
             (line.split("│") for line in result.stdout.splitlines() if line.startswith("│"))}
     assert (rows["grey1"], rows["grey3"], rows["colour"]) == ("grey", "grey", "rgb")
+
+
+def test_the_readme_python_api_gives_camera_frames_to_no_pose_model():
+    """The README's Python API loaded pose2person as `model` and called model.translate on camera
+    frames ("any uint8 RGB frames"): translate feeds a pose model's network as they are, so they must
+    be pose maps, and the README must say so and name what detects."""
+    from tests.test_install import readme_python_api
+
+    snippet = readme_python_api()
+    pose_models = re.findall(r'^(\w+) = vidtrans\.load_model\("pose2person"', snippet, re.M)
+    assert not [name for name in pose_models if f"{name}.translate(" in snippet], snippet
+    comment = " ".join(line.partition("#")[2].strip() for line in snippet.splitlines())
+    assert "pose model (pose2person) takes pose maps here" in comment and "translate_video detects" in comment

@@ -293,7 +293,9 @@ def _onednn_isa_rank(name: str) -> int:
 class Translator:
     """A generator ready for frames. Build it with `vidtrans.load_model`.
 
-    `translate(frames)` takes uint8 RGB (N, H, W, 3) and returns the same shape. Frames are scaled
+    `translate(frames)` takes uint8 RGB (N, H, W, 3) and returns the same shape: the frames the
+    network sees, so for a pose model (input_kind "pose") pose maps, which it does not detect
+    (`vidtrans.translate_video` detects the dancer and draws them). Frames are scaled
     (aspect ratio kept) so their longer side matches the model's native size, or `size` when given,
     padded up to the size the network accepts, translated, cropped and scaled back. Frames at that
     size are not resampled. With `normalization="sample"` every frame is normalized with its own

@@ -109,8 +109,8 @@ def test_run_says_the_clip_was_left_as_framed(tmp_path, target):
     summary = vidtrans.translate_video(clip.path, tmp_path / "out.mp4", model,
                                        keypoints=tmp_path / "own.npz", smoothing="none")
     assert summary.pose == ("keypoints from own.npz, normalized to the target's body, which the clip already shows "
-                            "at its size and on its floor (on only 1.6 s of video showing the whole body, which can misjudge "
-                            "the dancer's size by a few per cent)")
+                            "at its size and on its floor (on only 1.6 s of video showing the whole body, which can "
+                            "misjudge the dancer's size by a few per cent)")
     # Another dancer, larger: normalized, and told without it.
     write_keypoints_npz(tmp_path / "big.npz", resized(dance_keypoints(20000000, 40, VIDEO, VIDEO, TARGET_LOOK), 1.2),
                         VIDEO, VIDEO, smoothed=True)

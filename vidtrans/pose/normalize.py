@@ -468,6 +468,9 @@ class PoseNormalizer:
         self.min_confidence = min_confidence
         self.square = square
         self.alike = framed_alike(source, target, square)
+        # Where the clip's travel sideways counts from: the dancer's usual place, or for a clip cropped
+        # as training cropped, where the target stood in its square.
+        self._place = square.as_video_showed(target).centre_x if self.alike and square else source.centre_x
 
     def __call__(self, keypoints: np.ndarray) -> np.ndarray:
         """Normalised copy of a pose (18, 3) or track (T, 18, 3): source pixels in, target pixels out.
@@ -505,10 +508,8 @@ class PoseNormalizer:
         target_centre = t.frame_width / t.frame_height / 2
         if t.centre_x is not None and s.centre_x is not None:
             # Travel away from where the dancer usually stands scales with the body, as heights do:
-            # a target cropped from a video of another height then maps onto itself exactly. A clip
-            # cropped as training cropped travels from where the target stood, which is the square's.
-            place = self.square.as_video_showed(t).centre_x if self.alike and self.square else s.centre_x
-            new_ankle_x = target_centre + t.centre_x + (ankle_x - source_centre - place) * scale
+            # a target cropped from a video of another height then maps onto itself exactly.
+            new_ankle_x = target_centre + t.centre_x + (ankle_x - source_centre - self._place) * scale
         else:
             new_ankle_x = target_centre + (ankle_x - source_centre)
 

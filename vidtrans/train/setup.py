@@ -22,7 +22,8 @@ from typing import Any, Callable, Collection
 from vidtrans.errors import UsageError, VidtransError, count
 from vidtrans.models.checkpoint import ModelCard
 from vidtrans.models.networks import GENERATORS, parse_generator
-from vidtrans.options import Direction, InputKind, TrainOptions, TrainPose, plain, shown, shown_path, spell
+from vidtrans.options import (Direction, InputKind, TrainOptions, TrainPose, plain, shown, shown_path, spell,
+                              spellings)
 from vidtrans.pose.render import PoseStyle
 from vidtrans.train.data import SYNTHETIC_DATA, data_description
 from vidtrans.train.trainer import (RESUMED_OBJECTIVE, PairSource, TrainConfig, check_config, check_output,
@@ -202,7 +203,7 @@ def _recorded_source(output: str | os.PathLike) -> str | None:
         return None
     recorded = str(recorded)
     video, folder = (recorded.removeprefix(kind) for kind in ("target video ", "paired folder "))
-    from_cli = spell("resume=True") != "resume=True"
+    from_cli = bool(spellings())  # a command is running: its flags, not Python's parameters
     if recorded == SYNTHETIC_DATA:
         what, again = "synthetic data", spell("synthetic=True")
     elif video != recorded:
